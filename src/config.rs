@@ -1,0 +1,459 @@
+//! Settings: embedded defaults, then the config file, then flags, resolved in one function.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hosts::Host;
+
+const EMBEDDED_DEFAULTS: &str = include_str!("../config/defaults.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read config file {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("bad config file {origin}: {reason}")]
+    Syntax { origin: String, reason: String },
+    #[error("bad value for {key}: {reason}")]
+    BadValue { key: &'static str, reason: String },
+}
+
+/// One layer of settings, every key optional. The same shape is read from the embedded
+/// defaults, from a config file and built from flags, so merging is one function.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    #[serde(default)]
+    pub ssh: SshLayer,
+    #[serde(default)]
+    pub reboot: RebootLayer,
+    #[serde(default)]
+    pub output: OutputLayer,
+    #[serde(default)]
+    pub hosts: Option<Vec<Host>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshLayer {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identities: Option<Vec<String>>,
+    pub known_hosts: Option<String>,
+    pub host_key_policy: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub auth_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+    pub connect_attempts: Option<u32>,
+    pub keepalive_interval: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebootLayer {
+    pub command: Option<String>,
+    pub boot_id_command: Option<String>,
+    pub cancel_command: Option<String>,
+    pub check_command: Option<String>,
+    pub timeout: Option<String>,
+    pub poll_interval: Option<String>,
+    pub concurrency: Option<usize>,
+    pub rate: Option<String>,
+    pub parallel: Option<usize>,
+    pub max_failures: Option<String>,
+    pub cancel_pending_on_abort: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputLayer {
+    pub format: Option<String>,
+    pub state_dir: Option<String>,
+}
+
+macro_rules! overlay {
+    ($base:expr, $top:expr; $($field:ident),+ $(,)?) => {
+        $( if $top.$field.is_some() { $base.$field = $top.$field; } )+
+    };
+}
+
+impl Layer {
+    pub fn embedded_defaults() -> Layer {
+        Layer::parse(EMBEDDED_DEFAULTS, "embedded defaults").expect("embedded defaults parse")
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Layer, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            reason: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    pub fn read(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Layer::parse(&text, &path.display().to_string())
+    }
+
+    /// `top` wins wherever it sets a key.
+    pub fn overlaid_with(mut self, top: Layer) -> Layer {
+        overlay!(self.ssh, top.ssh; user, port, identities, known_hosts, host_key_policy,
+            connect_timeout, auth_timeout, command_timeout, connect_attempts, keepalive_interval);
+        overlay!(self.reboot, top.reboot; command, boot_id_command, cancel_command, check_command,
+            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort);
+        overlay!(self.output, top.output; format, state_dir);
+        overlay!(self, top; hosts);
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// An unknown or changed key fails the host.
+    Strict,
+    /// Unknown keys are recorded; changed keys still fail the host.
+    AcceptNew,
+    /// The document's `StrictHostKeyChecking=no`: anything goes. Loudly warned about.
+    InsecureIgnore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    #[serde(with = "humantime_serde_compat")]
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The rate is enforced as an even spacing, so no window of length `per` ever holds more
+    /// than `count` starts (a burst of `count` would allow almost twice that across a boundary).
+    pub fn spacing(&self) -> Duration {
+        self.per / self.count.get()
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+mod humantime_serde_compat {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+pub fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
+    let text = text.trim();
+    if matches!(text, "unlimited" | "none") {
+        return Ok(None);
+    }
+    let (count, unit) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected `N/s`, `N/min`, `N/h` or `unlimited`, found {text:?}"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad count {count:?} in rate {text:?}"))?;
+    let count = NonZeroU32::new(count).ok_or_else(|| format!("rate {text:?} allows nothing; use a count of at least 1"))?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        other => return Err(format!("bad unit {other:?} in rate {text:?}: use s, min or h")),
+    };
+    Ok(Some(Rate { count, per }))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum MaxFailures {
+    Count(usize),
+    Percent(u8),
+}
+
+impl MaxFailures {
+    /// How many failed hosts are tolerated in a fleet of `total`; one more stops new reboots.
+    pub fn tolerated(&self, total: usize) -> usize {
+        match *self {
+            MaxFailures::Count(n) => n,
+            MaxFailures::Percent(p) => total * p as usize / 100,
+        }
+    }
+}
+
+pub fn parse_max_failures(text: &str) -> Result<MaxFailures, String> {
+    let text = text.trim();
+    if let Some(p) = text.strip_suffix('%') {
+        let p: u8 = p.trim().parse().ok().filter(|p| *p <= 100).ok_or_else(|| {
+            format!("bad percentage {text:?}: expected 0% to 100%")
+        })?;
+        return Ok(MaxFailures::Percent(p));
+    }
+    text.parse()
+        .map(MaxFailures::Count)
+        .map_err(|_| format!("expected a count or a percentage like \"10%\", found {text:?}"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    Auto,
+    Plain,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    pub identities: Vec<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub command_timeout: Duration,
+    pub connect_attempts: u32,
+    pub keepalive_interval: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RebootSettings {
+    pub command: String,
+    pub boot_id_command: String,
+    pub cancel_command: String,
+    pub check_command: Option<String>,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+    pub concurrency: usize,
+    pub rate: Option<Rate>,
+    pub parallel: usize,
+    pub max_failures: MaxFailures,
+    pub cancel_pending_on_abort: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    pub ssh: SshSettings,
+    pub reboot: RebootSettings,
+    pub output: OutputFormat,
+    pub state_dir: PathBuf,
+    /// The inventory from the config file, when flags named none.
+    pub hosts: Option<Vec<Host>>,
+}
+
+/// The one place precedence is decided: embedded defaults < config file < flags.
+pub fn resolve(file: Option<Layer>, flags: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
+    let mut layer = Layer::embedded_defaults();
+    if let Some(file) = file {
+        layer = layer.overlaid_with(file);
+    }
+    finish(layer.overlaid_with(flags), home)
+}
+
+fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
+    value.ok_or(ConfigError::BadValue { key, reason: "missing".into() })
+}
+
+fn duration(value: Option<String>, key: &'static str) -> Result<Duration, ConfigError> {
+    let text = required(value, key)?;
+    let parsed = humantime::parse_duration(text.trim()).map_err(|e| ConfigError::BadValue {
+        key,
+        reason: format!("{text:?} is not a duration like \"30s\" or \"20m\" ({e})"),
+    })?;
+    if parsed.is_zero() {
+        return Err(ConfigError::BadValue { key, reason: "must be longer than zero".into() });
+    }
+    Ok(parsed)
+}
+
+fn positive(value: Option<usize>, key: &'static str) -> Result<usize, ConfigError> {
+    match required(value, key)? {
+        0 => Err(ConfigError::BadValue { key, reason: "must be at least 1".into() }),
+        n => Ok(n),
+    }
+}
+
+fn non_empty(value: Option<String>, key: &'static str) -> Result<String, ConfigError> {
+    let text = required(value, key)?;
+    if text.trim().is_empty() {
+        return Err(ConfigError::BadValue { key, reason: "must not be empty".into() });
+    }
+    Ok(text)
+}
+
+/// `~/x` against the home directory; other paths as they are.
+pub fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
+    match (path.strip_prefix("~/"), home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
+    let Layer { ssh, reboot, output, hosts } = layer;
+    let policy_text = required(ssh.host_key_policy, "ssh.host_key_policy")?;
+    let host_key_policy = match policy_text.as_str() {
+        "strict" => HostKeyPolicy::Strict,
+        "accept-new" => HostKeyPolicy::AcceptNew,
+        "insecure-ignore" => HostKeyPolicy::InsecureIgnore,
+        other => {
+            return Err(ConfigError::BadValue {
+                key: "ssh.host_key_policy",
+                reason: format!("{other:?}: expected strict, accept-new or insecure-ignore"),
+            });
+        }
+    };
+    let port = required(ssh.port, "ssh.port")?;
+    if port == 0 {
+        return Err(ConfigError::BadValue { key: "ssh.port", reason: "must be 1 to 65535".into() });
+    }
+    let connect_attempts = required(ssh.connect_attempts, "ssh.connect_attempts")?;
+    if connect_attempts == 0 {
+        return Err(ConfigError::BadValue { key: "ssh.connect_attempts", reason: "must be at least 1".into() });
+    }
+    let ssh = SshSettings {
+        user: non_empty(ssh.user, "ssh.user")?,
+        port,
+        identities: required(ssh.identities, "ssh.identities")?
+            .iter()
+            .map(|p| expand_home(p, home))
+            .collect(),
+        known_hosts: expand_home(&non_empty(ssh.known_hosts, "ssh.known_hosts")?, home),
+        host_key_policy,
+        connect_timeout: duration(ssh.connect_timeout, "ssh.connect_timeout")?,
+        auth_timeout: duration(ssh.auth_timeout, "ssh.auth_timeout")?,
+        command_timeout: duration(ssh.command_timeout, "ssh.command_timeout")?,
+        connect_attempts,
+        keepalive_interval: duration(ssh.keepalive_interval, "ssh.keepalive_interval")?,
+    };
+    let rate_text = required(reboot.rate, "reboot.rate")?;
+    let failures_text = required(reboot.max_failures, "reboot.max_failures")?;
+    let reboot = RebootSettings {
+        command: non_empty(reboot.command, "reboot.command")?,
+        boot_id_command: non_empty(reboot.boot_id_command, "reboot.boot_id_command")?,
+        cancel_command: non_empty(reboot.cancel_command, "reboot.cancel_command")?,
+        check_command: reboot.check_command.filter(|c| !c.trim().is_empty()),
+        timeout: duration(reboot.timeout, "reboot.timeout")?,
+        poll_interval: duration(reboot.poll_interval, "reboot.poll_interval")?,
+        concurrency: positive(reboot.concurrency, "reboot.concurrency")?,
+        rate: parse_rate(&rate_text).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason })?,
+        parallel: positive(reboot.parallel, "reboot.parallel")?,
+        max_failures: parse_max_failures(&failures_text)
+            .map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason })?,
+        cancel_pending_on_abort: required(reboot.cancel_pending_on_abort, "reboot.cancel_pending_on_abort")?,
+    };
+    let format_text = required(output.format, "output.format")?;
+    let output_format = match format_text.as_str() {
+        "auto" => OutputFormat::Auto,
+        "plain" => OutputFormat::Plain,
+        "json" => OutputFormat::Json,
+        other => {
+            return Err(ConfigError::BadValue {
+                key: "output.format",
+                reason: format!("{other:?}: expected auto, plain or json"),
+            });
+        }
+    };
+    Ok(Settings {
+        ssh,
+        reboot,
+        output: output_format,
+        state_dir: expand_home(&non_empty(output.state_dir, "output.state_dir")?, home),
+        hosts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home() -> Option<&'static Path> {
+        Some(Path::new("/home/admin"))
+    }
+
+    #[test]
+    fn defaults_alone_resolve_to_the_documented_values() {
+        let s = resolve(None, Layer::default(), home()).unwrap();
+        assert_eq!(s.ssh.user, "core");
+        assert_eq!(s.ssh.port, 22);
+        assert_eq!(s.ssh.known_hosts, PathBuf::from("/home/admin/.ssh/known_hosts"));
+        assert_eq!(s.ssh.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(s.reboot.command, "sudo shutdown -r -t 3");
+        assert_eq!(s.reboot.timeout, Duration::from_secs(20 * 60));
+        assert_eq!(s.reboot.concurrency, 1);
+        assert_eq!(s.reboot.rate, None);
+        assert_eq!(s.reboot.max_failures, MaxFailures::Count(0));
+        assert_eq!(s.reboot.check_command, None);
+        assert_eq!(s.output, OutputFormat::Auto);
+    }
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let file = Layer::parse(
+            "[ssh]\nuser = \"admin\"\nport = 2200\n[reboot]\nconcurrency = 4\nrate = \"10/min\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        let mut flags = Layer::default();
+        flags.ssh.user = Some("root".into());
+        flags.reboot.rate = Some("2/s".into());
+        let s = resolve(Some(file), flags, home()).unwrap();
+        assert_eq!(s.ssh.user, "root", "flag wins over file");
+        assert_eq!(s.ssh.port, 2200, "file wins over default");
+        assert_eq!(s.reboot.concurrency, 4);
+        assert_eq!(s.reboot.rate.unwrap().spacing(), Duration::from_millis(500));
+        assert_eq!(s.reboot.parallel, 64, "default kept");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = Layer::parse("[reboot]\nconcurency = 3\n", "my.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("my.toml") && text.contains("concurency"), "{text}");
+
+        let bad = Layer::parse("[reboot]\ntimeout = \"soon\"\n", "f").unwrap();
+        let err = resolve(Some(bad), Layer::default(), home()).unwrap_err();
+        assert!(err.to_string().starts_with("bad value for reboot.timeout: \"soon\""), "{err}");
+
+        let bad = Layer::parse("[reboot]\nrate = \"5/fortnight\"\n", "f").unwrap();
+        let err = resolve(Some(bad), Layer::default(), home()).unwrap_err();
+        assert!(err.to_string().contains("reboot.rate") && err.to_string().contains("fortnight"), "{err}");
+
+        let bad = Layer::parse("[reboot]\nconcurrency = 0\n", "f").unwrap();
+        assert!(resolve(Some(bad), Layer::default(), home()).is_err());
+    }
+
+    #[test]
+    fn the_annotated_example_is_a_valid_config() {
+        let text = include_str!("../config/fleetboot.example.toml");
+        let s = resolve(Some(Layer::parse(text, "example").unwrap()), Layer::default(), home()).unwrap();
+        assert_eq!(s.hosts.unwrap().len(), 2);
+        assert_eq!(s.reboot.max_failures, MaxFailures::Percent(10));
+    }
+
+    #[test]
+    fn rates_and_failure_budgets_parse() {
+        assert_eq!(parse_rate("unlimited").unwrap(), None);
+        let r = parse_rate("10/min").unwrap().unwrap();
+        assert_eq!(r.spacing(), Duration::from_secs(6));
+        assert_eq!(r.to_string(), "10/min");
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("ten/s").is_err());
+        assert!(parse_rate("10").is_err());
+        assert_eq!(parse_max_failures("3").unwrap().tolerated(100), 3);
+        assert_eq!(parse_max_failures("10%").unwrap().tolerated(25), 2);
+        assert!(parse_max_failures("101%").is_err());
+        assert!(parse_max_failures("x").is_err());
+    }
+}

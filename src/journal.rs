@@ -1,0 +1,509 @@
+//! The append-only journal: one JSON line per transition, fsynced before any action that
+//! depends on it, and a pure fold that rebuilds a run's state from it for `--resume`.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hosts::Host;
+
+/// Bumped on any incompatible change of the record format.
+pub const JOURNAL_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub v: u32,
+    /// Wall clock, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// How the reboot command was handed over. Each of these means "the host may now reboot".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// The command exited 0 (systemd scheduled the reboot).
+    ExitZero,
+    /// The connection or channel closed before an exit status: the reboot may have begun.
+    ConnectionDropped,
+    /// The command did not finish in time; it may still have taken effect.
+    NoAnswer,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Entry {
+    RunStarted { run_id: String, command: String, hosts: Vec<Host> },
+    /// A later process picked the run up again.
+    RunResumed { pid: u32 },
+    BootIdRead { host: String, boot_id: String },
+    /// Written and fsynced *before* the reboot command is sent: from here on a resume must
+    /// never send another one, only wait for a new boot ID.
+    Dispatching { host: String, old_boot_id: String },
+    Dispatched { host: String, delivery: Delivery },
+    /// The host stopped answering after the dispatch.
+    Down { host: String },
+    /// The host answers again with a boot ID different from `old_boot_id`.
+    Back { host: String, new_boot_id: String },
+    /// Back and, if configured, the check command passed.
+    Confirmed { host: String },
+    /// `may_reboot`: the reboot command may have been delivered, so the host must not get
+    /// another one; a resume only re-checks its boot ID.
+    Failed { host: String, stage: Stage, error: String, may_reboot: bool },
+    /// A dispatched reboot was cancelled (`shutdown -c`) before the host went down.
+    Cancelled { host: String },
+    /// Never started: the run was stopped or the failure budget was spent.
+    Skipped { host: String, reason: String },
+    RunFinished { outcome: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Connect,
+    Dispatch,
+    Confirm,
+    Check,
+}
+
+impl Entry {
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Entry::BootIdRead { host, .. }
+            | Entry::Dispatching { host, .. }
+            | Entry::Dispatched { host, .. }
+            | Entry::Down { host }
+            | Entry::Back { host, .. }
+            | Entry::Confirmed { host }
+            | Entry::Failed { host, .. }
+            | Entry::Cancelled { host }
+            | Entry::Skipped { host, .. } => Some(host),
+            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::RunFinished { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Pending,
+    Dispatching,
+    Dispatched,
+    Down,
+    Back,
+    Confirmed,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+/// Everything the journal says about one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostRecord {
+    pub phase: Phase,
+    pub old_boot_id: Option<String>,
+    pub new_boot_id: Option<String>,
+    /// Set once a reboot command may have reached the host; never cleared except by a
+    /// confirmed cancel.
+    pub reboot_pending: bool,
+    pub dispatched_at_ms: Option<u64>,
+    pub down_at_ms: Option<u64>,
+    pub back_at_ms: Option<u64>,
+    pub failure: Option<(Stage, String)>,
+}
+
+impl HostRecord {
+    fn new() -> HostRecord {
+        HostRecord {
+            phase: Phase::Pending,
+            old_boot_id: None,
+            new_boot_id: None,
+            reboot_pending: false,
+            dispatched_at_ms: None,
+            down_at_ms: None,
+            back_at_ms: None,
+            failure: None,
+        }
+    }
+
+    /// One transition. Pure: the fold and the live runner share it.
+    pub fn apply(&mut self, entry: &Entry, at_ms: u64) {
+        match entry {
+            Entry::BootIdRead { boot_id, .. } => {
+                if !self.reboot_pending {
+                    self.old_boot_id = Some(boot_id.clone());
+                }
+            }
+            Entry::Dispatching { old_boot_id, .. } => {
+                self.phase = Phase::Dispatching;
+                self.old_boot_id = Some(old_boot_id.clone());
+                self.reboot_pending = true;
+                self.dispatched_at_ms = Some(at_ms);
+                self.failure = None;
+            }
+            Entry::Dispatched { .. } => self.phase = Phase::Dispatched,
+            Entry::Down { .. } => {
+                self.phase = Phase::Down;
+                self.down_at_ms.get_or_insert(at_ms);
+            }
+            Entry::Back { new_boot_id, .. } => {
+                self.phase = Phase::Back;
+                self.new_boot_id = Some(new_boot_id.clone());
+                self.back_at_ms = Some(at_ms);
+                self.failure = None;
+            }
+            Entry::Confirmed { .. } => self.phase = Phase::Confirmed,
+            Entry::Failed { stage, error, may_reboot, .. } => {
+                self.phase = Phase::Failed;
+                self.failure = Some((*stage, error.clone()));
+                if *stage == Stage::Dispatch && !*may_reboot {
+                    // The reboot command itself answered with a non-zero exit (sudo refused):
+                    // nothing was scheduled, so a later run may send it again.
+                    self.reboot_pending = false;
+                } else {
+                    // Any other failure can only add doubt about a pending reboot.
+                    self.reboot_pending |= *may_reboot;
+                }
+            }
+            Entry::Cancelled { .. } => {
+                self.phase = Phase::Cancelled;
+                self.reboot_pending = false;
+            }
+            Entry::Skipped { reason, .. } => {
+                self.phase = Phase::Skipped;
+                self.failure = None;
+                let _ = reason;
+            }
+            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::RunFinished { .. } => {}
+        }
+    }
+
+    /// What a resumed run does with this host.
+    pub fn resume_action(&self) -> ResumeAction {
+        match (self.phase, self.reboot_pending) {
+            (Phase::Confirmed, _) => ResumeAction::Done,
+            // Back with a new boot ID: the reboot happened; only the check is outstanding.
+            (Phase::Back, _) => ResumeAction::Check,
+            (_, true) => ResumeAction::AwaitNewBootId,
+            (_, false) => ResumeAction::Reboot,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeAction {
+    Reboot,
+    AwaitNewBootId,
+    Check,
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunState {
+    pub run_id: String,
+    pub command: String,
+    /// In the run's own order.
+    pub hosts: Vec<Host>,
+    pub records: BTreeMap<String, HostRecord>,
+    pub finished: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("failed to read journal {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("journal {path}:{line}: {reason}")]
+    Corrupt { path: PathBuf, line: usize, reason: String },
+    #[error("journal {path} is version {found}; this fleetboot reads version {JOURNAL_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("journal {path} does not start with a run_started record")]
+    NoStart { path: PathBuf },
+    #[error("journal {path} names host {host:?}, which is not in its run")]
+    UnknownHost { path: PathBuf, host: String },
+    #[error("failed to write journal {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// Folds records into the run's state. Pure and total over well-formed records.
+pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
+    let mut iter = records.iter();
+    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts }, .. }) = iter.next() else {
+        return Err(JournalError::NoStart { path: path.to_owned() });
+    };
+    let mut state = RunState {
+        run_id: run_id.clone(),
+        command: command.clone(),
+        hosts: hosts.clone(),
+        records: hosts.iter().map(|h| (h.name.clone(), HostRecord::new())).collect(),
+        finished: false,
+    };
+    for record in iter {
+        match &record.entry {
+            Entry::RunFinished { .. } => state.finished = true,
+            Entry::RunResumed { .. } => state.finished = false,
+            entry => {
+                let host = entry.host().expect("host entries name a host");
+                let host_record = state.records.get_mut(host).ok_or_else(|| JournalError::UnknownHost {
+                    path: path.to_owned(),
+                    host: host.to_owned(),
+                })?;
+                host_record.apply(entry, record.at_ms);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Parses journal text. A last line without its newline is a write cut short by a kill and
+/// is dropped; a bad line anywhere else is corruption and refused.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, JournalError> {
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    let mut records = Vec::new();
+    for (index, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let corrupt = |reason: String| JournalError::Corrupt { path: path.to_owned(), line: index + 1, reason };
+        let version: serde_json::Value = serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
+        let found = version.get("v").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        if found != JOURNAL_VERSION {
+            return Err(JournalError::Version { path: path.to_owned(), found });
+        }
+        records.push(serde_json::from_value(version).map_err(|e| corrupt(e.to_string()))?);
+    }
+    Ok(records)
+}
+
+pub fn load(path: &Path) -> Result<(Vec<Record>, RunState), JournalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| JournalError::Unreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let records = parse(&text, path)?;
+    let state = fold(&records, path)?;
+    Ok((records, state))
+}
+
+/// The append side. Every record is written whole and fsynced before `append` returns.
+#[derive(Debug)]
+pub struct JournalWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl JournalWriter {
+    pub fn create(path: &Path) -> Result<JournalWriter, JournalError> {
+        let write_error = |e: std::io::Error| JournalError::Write { path: path.to_owned(), reason: e.to_string() };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        let file = OpenOptions::new().create_new(true).append(true).open(path).map_err(write_error)?;
+        Ok(JournalWriter { path: path.to_owned(), file })
+    }
+
+    /// Reopens a journal for a resume. A torn last line (a kill mid-write) is cut off first,
+    /// so the next record starts on a line of its own.
+    pub fn reopen(path: &Path) -> Result<JournalWriter, JournalError> {
+        let write_error = |e: std::io::Error| JournalError::Write { path: path.to_owned(), reason: e.to_string() };
+        let text = std::fs::read(path).map_err(write_error)?;
+        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let file = OpenOptions::new().append(true).open(path).map_err(write_error)?;
+        if keep < text.len() {
+            file.set_len(keep as u64).map_err(write_error)?;
+        }
+        Ok(JournalWriter { path: path.to_owned(), file })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(record).expect("records serialize");
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| JournalError::Write { path: self.path.clone(), reason: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn host(name: &str) -> Host {
+        Host { name: name.into(), address: "127.0.0.1".into(), port: None }
+    }
+
+    fn rec(at_ms: u64, entry: Entry) -> Record {
+        Record { v: JOURNAL_VERSION, at_ms, entry }
+    }
+
+    fn start(names: &[&str]) -> Record {
+        rec(0, Entry::RunStarted {
+            run_id: "r".into(),
+            command: "sudo shutdown -r -t 3".into(),
+            hosts: names.iter().map(|n| host(n)).collect(),
+        })
+    }
+
+    #[test]
+    fn a_full_reboot_folds_to_done_with_times() {
+        let h = || "a".to_string();
+        let records = vec![
+            start(&["a", "b"]),
+            rec(1, Entry::BootIdRead { host: h(), boot_id: "old".into() }),
+            rec(2, Entry::Dispatching { host: h(), old_boot_id: "old".into() }),
+            rec(3, Entry::Dispatched { host: h(), delivery: Delivery::ExitZero }),
+            rec(60_000, Entry::Down { host: h() }),
+            rec(61_000, Entry::Down { host: h() }),
+            rec(90_000, Entry::Back { host: h(), new_boot_id: "new".into() }),
+            rec(90_001, Entry::Confirmed { host: h() }),
+        ];
+        let state = fold(&records, Path::new("j")).unwrap();
+        let a = &state.records["a"];
+        assert_eq!(a.phase, Phase::Confirmed);
+        assert_eq!((a.old_boot_id.as_deref(), a.new_boot_id.as_deref()), (Some("old"), Some("new")));
+        assert_eq!((a.dispatched_at_ms, a.down_at_ms, a.back_at_ms), (Some(2), Some(60_000), Some(90_000)));
+        assert_eq!(a.resume_action(), ResumeAction::Done);
+        assert_eq!(state.records["b"].resume_action(), ResumeAction::Reboot);
+    }
+
+    #[test]
+    fn failures_before_dispatch_are_retried_after_it_are_only_watched() {
+        let records = vec![
+            start(&["a", "b", "c", "d"]),
+            rec(1, Entry::Failed { host: "a".into(), stage: Stage::Connect, error: "refused".into(), may_reboot: false }),
+            rec(2, Entry::Dispatching { host: "b".into(), old_boot_id: "x".into() }),
+            rec(3, Entry::Failed { host: "b".into(), stage: Stage::Dispatch, error: "sudo: no".into(), may_reboot: false }),
+            rec(4, Entry::Dispatching { host: "c".into(), old_boot_id: "y".into() }),
+            rec(5, Entry::Failed { host: "c".into(), stage: Stage::Confirm, error: "timeout".into(), may_reboot: true }),
+            rec(6, Entry::Dispatching { host: "d".into(), old_boot_id: "z".into() }),
+        ];
+        let state = fold(&records, Path::new("j")).unwrap();
+        assert_eq!(state.records["a"].resume_action(), ResumeAction::Reboot);
+        // The command answered "no" (non-zero exit): nothing is scheduled, it may be resent.
+        assert_eq!(state.records["b"].resume_action(), ResumeAction::Reboot);
+        assert_eq!(state.records["c"].resume_action(), ResumeAction::AwaitNewBootId);
+        // Killed between the intent and any answer: the command may have gone out.
+        assert_eq!(state.records["d"].resume_action(), ResumeAction::AwaitNewBootId);
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_and_corruption_elsewhere_refused() {
+        let good = serde_json::to_string(&start(&["a"])).unwrap();
+        let text = format!("{good}\n{{\"v\":1,\"at_ms\":5,\"event\":\"dow");
+        let records = parse(&text, Path::new("j")).unwrap();
+        assert_eq!(records.len(), 1);
+        let err = parse(&format!("{good}\nnot json\n{good}\n"), Path::new("j.jsonl")).unwrap_err();
+        assert!(err.to_string().starts_with("journal j.jsonl:2:"), "{err}");
+        let err = parse("{\"v\":9,\"at_ms\":1,\"event\":\"run_finished\",\"outcome\":\"x\"}\n", Path::new("j")).unwrap_err();
+        assert!(matches!(err, JournalError::Version { found: 9, .. }));
+    }
+
+    #[test]
+    fn writer_appends_and_reopen_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/run.jsonl");
+        let mut w = JournalWriter::create(&path).unwrap();
+        w.append(&start(&["a"])).unwrap();
+        assert!(JournalWriter::create(&path).is_err(), "never overwrite a journal");
+        drop(w);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"v\":1,\"at");
+        std::fs::write(&path, &text).unwrap();
+        let mut w = JournalWriter::reopen(&path).unwrap();
+        w.append(&rec(9, Entry::Down { host: "a".into() })).unwrap();
+        let (records, state) = load(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(state.records["a"].phase, Phase::Down);
+    }
+
+    /// Per-host event streams a real run can produce, in order.
+    fn host_stream() -> impl Strategy<Value = Vec<Entry>> {
+        let h = || "h".to_string();
+        let full = vec![
+            Entry::BootIdRead { host: h(), boot_id: "old".into() },
+            Entry::Dispatching { host: h(), old_boot_id: "old".into() },
+            Entry::Dispatched { host: h(), delivery: Delivery::ExitZero },
+            Entry::Down { host: h() },
+            Entry::Back { host: h(), new_boot_id: "new".into() },
+            Entry::Confirmed { host: h() },
+        ];
+        let failure_stage = prop_oneof![Just(0usize), Just(1), Just(2), Just(3), Just(4), Just(5), Just(6)];
+        (0..=full.len(), failure_stage, any::<bool>()).prop_map(move |(cut, fail_at, cancel)| {
+            let mut out: Vec<Entry> = full[..cut].to_vec();
+            if fail_at < cut && fail_at < 5 {
+                out.truncate(fail_at);
+                let (stage, may_reboot) = match fail_at {
+                    0 | 1 => (Stage::Connect, false),
+                    2 => (Stage::Dispatch, false), // the command exited non-zero
+                    _ => (Stage::Confirm, true),
+                };
+                out.push(Entry::Failed { host: h(), stage, error: "e".into(), may_reboot });
+            } else if cancel && cut == 3 {
+                out.push(Entry::Cancelled { host: h() });
+            }
+            out
+        })
+    }
+
+    proptest! {
+        /// Model: a host whose journal holds a Dispatching record (and no later confirmed
+        /// cancel) never gets a second reboot command on resume, whatever the interleaving of
+        /// other hosts' records and wherever the journal was cut.
+        #[test]
+        fn resume_never_reboots_twice(streams in proptest::collection::vec(host_stream(), 1..6),
+                                      interleave in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let names: Vec<String> = (0..streams.len()).map(|i| format!("h{i}")).collect();
+            let mut queues: Vec<std::collections::VecDeque<Entry>> = streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| s.iter().cloned().map(|e| rename(e, &names[i])).collect())
+                .collect();
+            let mut records = vec![start(&names.iter().map(String::as_str).collect::<Vec<_>>())];
+            let mut picks = interleave.into_iter();
+            let mut at = 1;
+            while queues.iter().any(|q| !q.is_empty()) {
+                let live: Vec<usize> = (0..queues.len()).filter(|i| !queues[*i].is_empty()).collect();
+                let i = live[picks.next().unwrap_or(0) as usize % live.len()];
+                records.push(rec(at, queues[i].pop_front().unwrap()));
+                at += 1;
+            }
+            let state = fold(&records, Path::new("j")).unwrap();
+            for (i, stream) in streams.iter().enumerate() {
+                let dispatched = stream.iter().any(|e| matches!(e, Entry::Dispatching { .. }));
+                let cancelled = stream.iter().any(|e| matches!(e, Entry::Cancelled { .. }
+                    | Entry::Failed { stage: Stage::Dispatch, may_reboot: false, .. }));
+                let confirmed = stream.iter().any(|e| matches!(e, Entry::Confirmed { .. }));
+                let action = state.records[&names[i]].resume_action();
+                if confirmed {
+                    prop_assert_eq!(action, ResumeAction::Done);
+                } else if dispatched && !cancelled {
+                    prop_assert_ne!(action, ResumeAction::Reboot);
+                } else if !dispatched {
+                    prop_assert_eq!(action, ResumeAction::Reboot);
+                }
+            }
+            // Serialization round trip folds to the same state.
+            let text: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+            let reparsed = parse(&text, Path::new("j")).unwrap();
+            prop_assert_eq!(fold(&reparsed, Path::new("j")).unwrap(), state);
+        }
+    }
+
+    fn rename(entry: Entry, name: &str) -> Entry {
+        let mut value = serde_json::to_value(&entry).unwrap();
+        value["host"] = serde_json::Value::String(name.to_owned());
+        serde_json::from_value(value).unwrap()
+    }
+}
