@@ -117,7 +117,7 @@ pub struct HostRecord {
 }
 
 impl HostRecord {
-    fn new() -> HostRecord {
+    pub fn pending() -> HostRecord {
         HostRecord {
             phase: Phase::Pending,
             old_boot_id: None,
@@ -238,7 +238,7 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         run_id: run_id.clone(),
         command: command.clone(),
         hosts: hosts.clone(),
-        records: hosts.iter().map(|h| (h.name.clone(), HostRecord::new())).collect(),
+        records: hosts.iter().map(|h| (h.name.clone(), HostRecord::pending())).collect(),
         finished: false,
     };
     for record in iter {

@@ -1,6 +1,55 @@
 //! fleetboot: reboot fleets of bare-metal nodes safely, fast and provably.
+//!
+//! The pieces: an inventory ([`hosts`]), settings ([`config`]), a pure plan ([`plan`]), the
+//! journal and its fold ([`journal`]), a power transport ([`transport`], [`ssh`]), the
+//! executor ([`runner`]) that emits [`events`], and the reporters ([`report`]).
 
+pub mod cli;
 pub mod config;
+pub mod events;
+pub mod exec;
 pub mod hosts;
 pub mod journal;
 pub mod known_hosts;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod ssh;
+pub mod transport;
+
+/// Process exit codes, documented in README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Every host rebooted (or every command succeeded).
+    Ok = 0,
+    /// fleetboot itself broke.
+    Internal = 1,
+    /// Bad input or could not start: nothing was touched.
+    BadInput = 2,
+    /// At least one host failed.
+    HostsFailed = 3,
+    /// Interrupted or stopped early with no failure: `--resume` finishes the run.
+    Incomplete = 4,
+}
+
+/// Every error that stops fleetboot before or outside a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Hosts(#[from] hosts::HostsError),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    SshSetup(#[from] ssh::SshSetupError),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Journal(journal::JournalError::Write { .. }) => ExitCode::Internal,
+            _ => ExitCode::BadInput,
+        }
+    }
+}

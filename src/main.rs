@@ -1,1 +1,20 @@
-fn main() {}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fleetboot::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fleetboot: failed to start the async runtime: {e}");
+            return std::process::ExitCode::from(fleetboot::ExitCode::Internal as u8);
+        }
+    };
+    let code = match runtime.block_on(fleetboot::cli::main(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fleetboot: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::ExitCode::from(code as u8)
+}

@@ -1,0 +1,446 @@
+//! The command line: flags → a config layer, then the commands themselves.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::config::{self, HostKeyPolicy, Layer, OutputFormat, Settings};
+use crate::hosts::{self, Host};
+use crate::journal::{self, JournalWriter};
+use crate::plan::{self, plan_reboot};
+use crate::report::{self, Reporter, Style};
+use crate::runner::{self, Abort, RetryPolicy, RunInputs};
+use crate::ssh::{SshClient, SshTransport};
+use crate::{Error, ExitCode};
+
+#[derive(Parser, Debug)]
+#[command(name = "fleetboot", version, about = "Reboot fleets of bare-metal nodes safely, fast and provably")]
+pub struct Cli {
+    /// A TOML config file (see config/fleetboot.example.toml). Flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Reboot every host, proving each reboot by a changed boot ID.
+    Reboot(RebootArgs),
+    /// Run one command on every host and fold identical outputs (like pdsh/clush).
+    Exec(ExecArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct HostArgs {
+    /// A host file: one `[name] address[:port]` a line, `#` comments.
+    #[arg(long = "hosts-file", value_name = "FILE")]
+    pub hosts_files: Vec<PathBuf>,
+    /// A host address[:port] (repeatable).
+    #[arg(long = "host", value_name = "ADDR")]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct SshArgs {
+    /// Remote user [default: core].
+    #[arg(long)]
+    pub user: Option<String>,
+    /// SSH port for hosts that do not name one [default: 22].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Private key file (repeatable). Default: ssh-agent, then ~/.ssh/id_{ed25519,ecdsa,rsa}.
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<String>,
+    /// known_hosts file [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<String>,
+    /// strict (unknown or changed keys fail the host) or accept-new (record unknown keys).
+    #[arg(long, value_name = "POLICY", value_parser = ["strict", "accept-new"])]
+    pub host_key_policy: Option<String>,
+    /// Do not verify host keys at all (the document's StrictHostKeyChecking=no). Dangerous.
+    #[arg(long, conflicts_with = "host_key_policy")]
+    pub insecure_ignore_host_keys: bool,
+    /// TCP connect timeout [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// SSH handshake + authentication timeout [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub auth_timeout: Option<String>,
+    /// Timeout of one remote command [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub command_timeout: Option<String>,
+    /// Attempts for a transient connection failure [default: 3].
+    #[arg(long, value_name = "N")]
+    pub connect_attempts: Option<u32>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct OutputArgs {
+    /// auto (live display on a terminal), plain, or json (one event per line).
+    #[arg(long, short = 'o', value_name = "FORMAT", value_parser = ["auto", "plain", "json"])]
+    pub output: Option<String>,
+    /// Where journals are kept [default: ~/.local/state/fleetboot].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RebootArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Show the plan and the settings; contact no host.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue an interrupted run from its journal; hosts come from the journal.
+    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["hosts_files", "hosts"])]
+    pub resume: Option<PathBuf>,
+    /// Write the journal here instead of the state directory.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub journal: Option<PathBuf>,
+    /// The reboot command [default: sudo shutdown -r -t 3].
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// The command that prints the boot ID [default: cat /proc/sys/kernel/random/boot_id].
+    #[arg(long, value_name = "CMD")]
+    pub boot_id_command: Option<String>,
+    /// Run on each host once it is back; a non-zero exit fails the host.
+    #[arg(long, value_name = "CMD")]
+    pub check_command: Option<String>,
+    /// From the reboot command to the new boot ID [default: 20m].
+    #[arg(long, value_name = "DURATION")]
+    pub reboot_timeout: Option<String>,
+    /// Between boot-ID probes of a rebooting host [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// Hosts between "dispatched" and "confirmed back" at once [default: 1].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Reboot commands started per period: N/s, N/min, N/h or unlimited [default: unlimited].
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
+    /// Connections for boot-ID probes at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Failed hosts tolerated (count or N%) before no new reboot starts [default: 0].
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<String>,
+    /// On interrupt, run `sudo shutdown -c` on hosts whose reboot has not begun.
+    #[arg(long)]
+    pub cancel_pending_on_abort: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Connections at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl SshArgs {
+    fn apply(&self, layer: &mut Layer) {
+        let ssh = &mut layer.ssh;
+        ssh.user.clone_from(&self.user);
+        ssh.port = self.port;
+        if !self.identities.is_empty() {
+            ssh.identities = Some(self.identities.clone());
+        }
+        ssh.known_hosts.clone_from(&self.known_hosts);
+        ssh.host_key_policy = if self.insecure_ignore_host_keys {
+            Some("insecure-ignore".into())
+        } else {
+            self.host_key_policy.clone()
+        };
+        ssh.connect_timeout.clone_from(&self.connect_timeout);
+        ssh.auth_timeout.clone_from(&self.auth_timeout);
+        ssh.command_timeout.clone_from(&self.command_timeout);
+        ssh.connect_attempts = self.connect_attempts;
+    }
+}
+
+impl OutputArgs {
+    fn apply(&self, layer: &mut Layer) {
+        layer.output.format.clone_from(&self.output);
+        layer.output.state_dir.clone_from(&self.state_dir);
+    }
+}
+
+impl RebootArgs {
+    fn layer(&self) -> Layer {
+        let mut layer = Layer::default();
+        self.ssh.apply(&mut layer);
+        self.output.apply(&mut layer);
+        let r = &mut layer.reboot;
+        r.command.clone_from(&self.command);
+        r.boot_id_command.clone_from(&self.boot_id_command);
+        r.check_command.clone_from(&self.check_command);
+        r.timeout.clone_from(&self.reboot_timeout);
+        r.poll_interval.clone_from(&self.poll_interval);
+        r.concurrency = self.concurrency;
+        r.rate.clone_from(&self.rate);
+        r.parallel = self.parallel;
+        r.max_failures.clone_from(&self.max_failures);
+        if self.cancel_pending_on_abort {
+            r.cancel_pending_on_abort = Some(true);
+        }
+        layer
+    }
+}
+
+impl ExecArgs {
+    fn layer(&self) -> Layer {
+        let mut layer = Layer::default();
+        self.ssh.apply(&mut layer);
+        self.output.apply(&mut layer);
+        layer.reboot.parallel = self.parallel;
+        layer
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Settings, Error> {
+    let file = config.map(Layer::read).transpose()?;
+    Ok(config::resolve(file, flags, home_dir().as_deref())?)
+}
+
+/// Hosts from flags when any are given, else from the config file.
+fn inventory(args: &HostArgs, settings: &Settings) -> Result<Vec<Host>, Error> {
+    let mut sources = Vec::new();
+    for path in &args.hosts_files {
+        sources.extend(hosts::read_host_file(path)?);
+    }
+    for (i, endpoint) in args.hosts.iter().enumerate() {
+        let (address, port) = hosts::parse_endpoint(endpoint).map_err(|problem| hosts::HostsError::BadLine {
+            origin: "--host".into(),
+            line: i + 1,
+            problem,
+        })?;
+        sources.push((Host { name: address.clone(), address, port }, format!("--host {endpoint}")));
+    }
+    if sources.is_empty() {
+        if let Some(from_config) = &settings.hosts {
+            sources.extend(from_config.iter().cloned().map(|h| (h, "the config file".to_owned())));
+        }
+    }
+    Ok(hosts::merge_sources(sources)?)
+}
+
+fn style_for(format: OutputFormat) -> Style {
+    match format {
+        OutputFormat::Json => Style::Json,
+        OutputFormat::Plain => Style::Plain,
+        OutputFormat::Auto if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() => Style::Live,
+        OutputFormat::Auto => Style::Plain,
+    }
+}
+
+fn warn_if_insecure(settings: &Settings) {
+    if settings.ssh.host_key_policy == HostKeyPolicy::InsecureIgnore {
+        eprintln!(
+            "WARNING: host keys are NOT verified (--insecure-ignore-host-keys). Anyone on the path can impersonate \
+             a host and receive your commands. A key that changes during the run still stops that host."
+        );
+    }
+}
+
+fn make_ssh_client(settings: &Settings) -> Result<SshClient, Error> {
+    let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+    Ok(SshClient::new(settings.ssh.clone(), home_dir().as_deref(), agent)?)
+}
+
+fn run_id() -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    format!("{}-{}", stamp.replace([':', '-'], ""), std::process::id())
+}
+
+/// Ctrl-C or SIGTERM once: soft abort; twice: hard abort.
+fn install_interrupts(trigger: watch::Sender<Abort>) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            let term_signal = async {
+                match term.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term_signal => {}
+            }
+            let next = if *trigger.borrow() == Abort::No { Abort::Soft } else { Abort::Hard };
+            let _ = trigger.send(next);
+        }
+    });
+}
+
+pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let settings = load_settings(config, args.layer())?;
+    let (hosts, prior, journal) = match &args.resume {
+        Some(path) => {
+            let (_, state) = journal::load(path)?;
+            (state.hosts.clone(), Some(state), path.clone())
+        }
+        None => {
+            let hosts = inventory(&args.hosts, &settings)?;
+            let id = run_id();
+            let path = args.journal.clone().unwrap_or_else(|| settings.state_dir.join(format!("reboot-{id}.jsonl")));
+            (hosts, None, path)
+        }
+    };
+    let run_id = prior.as_ref().map_or_else(run_id, |p| p.run_id.clone());
+    let plan = plan_reboot(run_id, hosts, prior.as_ref());
+    if args.dry_run {
+        print!("{}", render_plan(&plan, &settings));
+        return Ok(ExitCode::Ok);
+    }
+    warn_if_insecure(&settings);
+    // Keys and known_hosts are read before the journal exists or any host is contacted.
+    let client = make_ssh_client(&settings)?;
+    let writer = match &prior {
+        Some(_) => JournalWriter::reopen(&journal)?,
+        None => JournalWriter::create(&journal)?,
+    };
+    let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
+    let transport = SshTransport::new(client, settings.reboot.clone());
+    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior };
+    let (trigger, abort) = watch::channel(Abort::No);
+    install_interrupts(trigger.clone());
+    let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());
+    let summary = runner::run(inputs, (trigger, abort), |event| reporter.report(event)).await;
+    Ok(summary.exit_code())
+}
+
+pub fn render_plan(plan: &plan::Plan, settings: &Settings) -> String {
+    let r = &settings.reboot;
+    let mut text = format!(
+        "plan for run {} (dry run: nothing is contacted)\n\n\
+         reboot command: {}\nproof: boot ID from `{}` must change within {}\n\
+         concurrency: {} down at once · rate: {} · max failures: {} of {} · probes every {}\n\
+         ssh: user {} · port {} · host keys: {:?} against {}\n\n",
+        plan.run_id,
+        r.command,
+        r.boot_id_command,
+        humantime::format_duration(r.timeout),
+        r.concurrency,
+        r.rate.map_or("unlimited".to_owned(), |rate| format!("{rate} (one every {})", humantime::format_duration(rate.spacing()))),
+        r.max_failures.tolerated(plan.hosts.len()),
+        plan.hosts.len(),
+        humantime::format_duration(r.poll_interval),
+        settings.ssh.user,
+        settings.ssh.port,
+        settings.ssh.host_key_policy,
+        settings.ssh.known_hosts.display(),
+    );
+    let rows: Vec<Vec<String>> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            vec![
+                (i + 1).to_string(),
+                s.host.name.clone(),
+                format!("{}:{}", s.host.address, s.host.port_or(settings.ssh.port)),
+                plan::describe(s.action).to_owned(),
+            ]
+        })
+        .collect();
+    text.push_str(&report::table(&["#", "HOST", "ADDRESS", "ACTION"], &rows));
+    if let Some(rate) = r.rate {
+        let n = plan.count(journal::ResumeAction::Reboot) as u32;
+        let floor = rate.spacing() * n.saturating_sub(1);
+        text.push_str(&format!("\nthe rate alone spreads the reboot commands over at least {}\n", humantime::format_duration(floor)));
+    }
+    text
+}
+
+pub async fn exec(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let settings = load_settings(config, args.layer())?;
+    let hosts = inventory(&args.hosts, &settings)?;
+    warn_if_insecure(&settings);
+    let client = Arc::new(make_ssh_client(&settings)?);
+    let command = shell_join(&args.command);
+    let results = crate::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if settings.output == OutputFormat::Json {
+        for r in &results {
+            let _ = writeln!(out, "{}", serde_json::to_string(r).expect("serializes"));
+        }
+    } else {
+        let _ = out.write_all(crate::exec::render_folded(&results).as_bytes());
+    }
+    Ok(if results.iter().all(|r| r.ok()) { ExitCode::Ok } else { ExitCode::HostsFailed })
+}
+
+/// One argument stays one word on the remote shell: quote what the shell would split.
+fn shell_join(words: &[String]) -> String {
+    if words.len() == 1 {
+        // A single argument is taken as a shell command line, as ssh does.
+        return words[0].clone();
+    }
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Reboot(args) => reboot(args, config).await,
+        Command::Exec(args) => exec(args, config).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_join_quotes_only_what_needs_it() {
+        assert_eq!(shell_join(&["uname -r".into()]), "uname -r");
+        assert_eq!(shell_join(&["echo".into(), "a b".into(), "it's".into()]), r"echo 'a b' 'it'\''s'");
+        assert_eq!(shell_join(&["cat".into(), "/proc/x".into()]), "cat /proc/x");
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["fleetboot", "reboot", "--host", "127.0.0.2:2222", "--rate", "10/min", "--concurrency", "5"]).unwrap();
+        let Command::Reboot(args) = cli.command else { panic!("reboot") };
+        let layer = args.layer();
+        assert_eq!(layer.reboot.concurrency, Some(5));
+        assert_eq!(layer.reboot.rate.as_deref(), Some("10/min"));
+        assert!(Cli::try_parse_from(["fleetboot", "reboot", "--resume", "j", "--host", "x"]).is_err());
+        assert!(Cli::try_parse_from(["fleetboot", "exec", "--host", "x"]).is_err(), "a command is required");
+    }
+}

@@ -1,0 +1,100 @@
+//! What the runner tells the world. Reporters render these; the runner never prints.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::journal::{HostRecord, Phase, Record, Stage};
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Started { run_id: String, journal: PathBuf, hosts: usize, resumed: bool, to_reboot: usize, awaiting: usize },
+    /// A journaled transition of one host (also written to the journal before this is sent).
+    Transition { record: Record },
+    Retrying { host: String, stage: Stage, attempt: u32, of: u32, error: String, wait_ms: u64 },
+    Warning { host: Option<String>, message: String },
+    AbortRequested { hard: bool },
+    Finished { summary: Summary },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Rebooted,
+    Failed,
+    Skipped,
+    Cancelled,
+    /// Left mid-reboot by an interrupted run; `--resume` finishes it.
+    Interrupted,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostOutcome {
+    pub host: String,
+    pub address: String,
+    pub outcome: Outcome,
+    pub old_boot_id: Option<String>,
+    pub new_boot_id: Option<String>,
+    pub down_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl HostOutcome {
+    pub fn from_record(host: &str, address: &str, record: &HostRecord) -> HostOutcome {
+        let outcome = match record.phase {
+            Phase::Confirmed => Outcome::Rebooted,
+            Phase::Failed => Outcome::Failed,
+            Phase::Skipped | Phase::Pending => Outcome::Skipped,
+            Phase::Cancelled => Outcome::Cancelled,
+            Phase::Dispatching | Phase::Dispatched | Phase::Down | Phase::Back => Outcome::Interrupted,
+        };
+        let went_down = record.down_at_ms.or(record.dispatched_at_ms);
+        HostOutcome {
+            host: host.to_owned(),
+            address: address.to_owned(),
+            outcome,
+            old_boot_id: record.old_boot_id.clone(),
+            new_boot_id: record.new_boot_id.clone(),
+            down_ms: match (went_down, record.back_at_ms) {
+                (Some(down), Some(back)) => Some(back.saturating_sub(down)),
+                _ => None,
+            },
+            error: record.failure.as_ref().map(|(stage, e)| format!("{}: {e}", stage_name(*stage))),
+        }
+    }
+}
+
+pub fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Connect => "connect",
+        Stage::Dispatch => "reboot command",
+        Stage::Confirm => "confirmation",
+        Stage::Check => "check command",
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub run_id: String,
+    pub journal: PathBuf,
+    pub hosts: Vec<HostOutcome>,
+    pub aborted: bool,
+    pub elapsed_ms: u64,
+}
+
+impl Summary {
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.hosts.iter().filter(|h| h.outcome == outcome).count()
+    }
+
+    pub fn exit_code(&self) -> crate::ExitCode {
+        if self.count(Outcome::Failed) > 0 {
+            crate::ExitCode::HostsFailed
+        } else if self.aborted || self.hosts.iter().any(|h| h.outcome != Outcome::Rebooted) {
+            crate::ExitCode::Incomplete
+        } else {
+            crate::ExitCode::Ok
+        }
+    }
+}

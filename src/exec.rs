@@ -1,0 +1,125 @@
+//! `fleetboot exec`: one command on every host, like pdsh/clush, with identical outputs folded.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::hosts::Host;
+use crate::ssh::SshClient;
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct HostResult {
+    pub host: String,
+    /// `None` when the command did not finish (connection error, dropped, timed out).
+    pub exit: Option<u32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub error: Option<String>,
+}
+
+impl HostResult {
+    pub fn ok(&self) -> bool {
+        self.exit == Some(0) && self.error.is_none()
+    }
+}
+
+/// Runs `command` on every host, at most `parallel` connections at once. Results come back
+/// in the hosts' order.
+pub async fn run_everywhere(client: Arc<SshClient>, hosts: &[Host], command: &str, parallel: usize) -> Vec<HostResult> {
+    let mut results: Vec<(usize, HostResult)> = stream::iter(hosts.iter().cloned().enumerate())
+        .map(|(index, host)| {
+            let client = client.clone();
+            let command = command.to_owned();
+            async move {
+                let result = match client.run(&host, &command).await {
+                    Ok(out) => HostResult {
+                        host: host.name.clone(),
+                        exit: out.exit,
+                        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                        error: match (out.timed_out, out.exit) {
+                            (true, _) => Some("timed out".into()),
+                            (false, None) => Some("connection closed before an exit status".into()),
+                            _ => None,
+                        },
+                    },
+                    Err(e) => HostResult { host: host.name.clone(), exit: None, stdout: String::new(), stderr: String::new(), error: Some(e.to_string()) },
+                };
+                (index, result)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Groups hosts whose output, exit and error are identical (like `clush -b`).
+pub fn fold_outputs(results: &[HostResult]) -> Vec<(Vec<String>, &HostResult)> {
+    let mut groups: BTreeMap<(Option<u32>, &str, &str, Option<&str>), (Vec<String>, &HostResult)> = BTreeMap::new();
+    let mut order = Vec::new();
+    for r in results {
+        let key = (r.exit, r.stdout.as_str(), r.stderr.as_str(), r.error.as_deref());
+        let entry = groups.entry(key).or_insert_with(|| {
+            order.push(key);
+            (Vec::new(), r)
+        });
+        entry.0.push(r.host.clone());
+    }
+    order.into_iter().map(|k| groups.remove(&k).expect("grouped")).collect()
+}
+
+pub fn render_folded(results: &[HostResult]) -> String {
+    let mut text = String::new();
+    for (hosts, sample) in fold_outputs(results) {
+        let rule = "-".repeat(15);
+        let status = match (&sample.error, sample.exit) {
+            (Some(e), _) => format!(" — error: {e}"),
+            (None, Some(0)) => String::new(),
+            (None, Some(code)) => format!(" — exit {code}"),
+            (None, None) => String::new(),
+        };
+        text.push_str(&format!("{rule}\n{} ({}){status}\n{rule}\n", hosts.join(","), hosts.len()));
+        text.push_str(&sample.stdout);
+        if !sample.stdout.is_empty() && !sample.stdout.ends_with('\n') {
+            text.push('\n');
+        }
+        if !sample.stderr.is_empty() {
+            for line in sample.stderr.lines() {
+                text.push_str(&format!("stderr: {line}\n"));
+            }
+        }
+    }
+    let failed = results.iter().filter(|r| !r.ok()).count();
+    text.push_str(&format!("\n{} hosts: {} ok, {} failed\n", results.len(), results.len() - failed, failed));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(host: &str, exit: Option<u32>, out: &str, error: Option<&str>) -> HostResult {
+        HostResult { host: host.into(), exit, stdout: out.into(), stderr: String::new(), error: error.map(Into::into) }
+    }
+
+    #[test]
+    fn identical_outputs_fold_in_first_seen_order() {
+        let results = vec![
+            r("a", Some(0), "6.1\n", None),
+            r("b", Some(0), "6.2\n", None),
+            r("c", Some(0), "6.1\n", None),
+            r("d", None, "", Some("unreachable: refused")),
+        ];
+        let folded = fold_outputs(&results);
+        let names: Vec<_> = folded.iter().map(|(h, _)| h.join(",")).collect();
+        assert_eq!(names, vec!["a,c", "b", "d"]);
+        let text = render_folded(&results);
+        assert!(text.contains("a,c (2)\n---------------\n6.1\n"), "{text}");
+        assert!(text.contains("d (1) — error: unreachable: refused"), "{text}");
+        assert!(text.ends_with("4 hosts: 3 ok, 1 failed\n"), "{text}");
+    }
+}

@@ -1,0 +1,94 @@
+//! Inventory + prior journal → the plan: which host gets what, in which order. Pure.
+
+use serde::Serialize;
+
+use crate::hosts::Host;
+use crate::journal::{ResumeAction, RunState};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedHost {
+    pub host: Host,
+    #[serde(serialize_with = "action_name")]
+    pub action: ResumeAction,
+}
+
+fn action_name<S: serde::Serializer>(action: &ResumeAction, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(describe(*action))
+}
+
+pub fn describe(action: ResumeAction) -> &'static str {
+    match action {
+        ResumeAction::Reboot => "reboot",
+        ResumeAction::AwaitNewBootId => "await new boot ID (reboot already sent)",
+        ResumeAction::Check => "run the check (already back)",
+        ResumeAction::Done => "done",
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub run_id: String,
+    /// Every host of the run, in the run's order.
+    pub hosts: Vec<Host>,
+    /// Hosts already in flight come first: they hold in-flight slots from the start.
+    pub steps: Vec<PlannedHost>,
+}
+
+impl Plan {
+    pub fn count(&self, action: ResumeAction) -> usize {
+        self.steps.iter().filter(|s| s.action == action).count()
+    }
+}
+
+/// A fresh run reboots every host in the given order; a resumed one takes each host's action
+/// from the folded journal, so a host with a reboot in flight is only watched.
+pub fn plan_reboot(run_id: String, hosts: Vec<Host>, prior: Option<&RunState>) -> Plan {
+    let action_of = |host: &Host| match prior.and_then(|p| p.records.get(&host.name)) {
+        Some(record) => record.resume_action(),
+        None => ResumeAction::Reboot,
+    };
+    let mut steps: Vec<PlannedHost> = hosts
+        .iter()
+        .map(|host| PlannedHost { host: host.clone(), action: action_of(host) })
+        .collect();
+    steps.sort_by_key(|s| s.action == ResumeAction::Reboot);
+    Plan { run_id, hosts, steps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{fold, Entry, Record, JOURNAL_VERSION};
+    use std::path::Path;
+
+    fn host(name: &str) -> Host {
+        Host { name: name.into(), address: "127.0.0.1".into(), port: None }
+    }
+
+    #[test]
+    fn fresh_plan_keeps_order_and_reboots_all() {
+        let plan = plan_reboot("r".into(), vec![host("a"), host("b")], None);
+        let names: Vec<_> = plan.steps.iter().map(|s| (s.host.name.as_str(), s.action)).collect();
+        assert_eq!(names, vec![("a", ResumeAction::Reboot), ("b", ResumeAction::Reboot)]);
+    }
+
+    #[test]
+    fn resumed_plan_watches_in_flight_hosts_first_and_skips_done_ones() {
+        let hosts = vec![host("a"), host("b"), host("c")];
+        let rec = |at_ms, entry| Record { v: JOURNAL_VERSION, at_ms, entry };
+        let records = vec![
+            rec(0, Entry::RunStarted { run_id: "r".into(), command: "x".into(), hosts: hosts.clone() }),
+            rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into() }),
+            rec(2, Entry::Back { host: "a".into(), new_boot_id: "2".into() }),
+            rec(3, Entry::Confirmed { host: "a".into() }),
+            rec(4, Entry::Dispatching { host: "c".into(), old_boot_id: "1".into() }),
+        ];
+        let state = fold(&records, Path::new("j")).unwrap();
+        let plan = plan_reboot("r".into(), hosts, Some(&state));
+        let steps: Vec<_> = plan.steps.iter().map(|s| (s.host.name.as_str(), s.action)).collect();
+        assert_eq!(
+            steps,
+            vec![("a", ResumeAction::Done), ("c", ResumeAction::AwaitNewBootId), ("b", ResumeAction::Reboot)]
+        );
+    }
+}

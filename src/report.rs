@@ -1,0 +1,287 @@
+//! Reporters: turn runner events into a live display, plain lines or JSON lines.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::{stage_name, Event, Outcome, Summary};
+use crate::journal::{Delivery, Entry};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// A live status bar above scrolling per-host lines (a terminal).
+    Live,
+    /// One line per transition (logs, pipes, CI).
+    Plain,
+    /// One JSON event per line on stdout.
+    Json,
+}
+
+#[derive(Default)]
+struct Counts {
+    planned: usize,
+    dispatched: usize,
+    down: usize,
+    back: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+pub struct Reporter<W: Write> {
+    style: Style,
+    out: W,
+    started: Instant,
+    counts: Counts,
+    bar: Option<ProgressBar>,
+}
+
+impl<W: Write> Reporter<W> {
+    pub fn new(style: Style, out: W) -> Reporter<W> {
+        Reporter { style, out, started: Instant::now(), counts: Counts::default(), bar: None }
+    }
+
+    pub fn report(&mut self, event: &Event) {
+        if self.style == Style::Json {
+            let _ = serde_json::to_writer(&mut self.out, event);
+            let _ = self.out.write_all(b"\n");
+            let _ = self.out.flush();
+            return;
+        }
+        self.count(event);
+        match event {
+            Event::Started { run_id, journal, hosts, resumed, to_reboot, awaiting } => {
+                let verb = if *resumed { "resuming" } else { "starting" };
+                self.line(format!(
+                    "{verb} run {run_id}: {hosts} hosts, {to_reboot} to reboot, {awaiting} already in flight\njournal: {}",
+                    journal.display()
+                ));
+                if self.style == Style::Live {
+                    let bar = ProgressBar::with_draw_target(Some(*to_reboot as u64 + *awaiting as u64), ProgressDrawTarget::stderr());
+                    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("template"));
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    self.bar = Some(bar);
+                }
+            }
+            Event::Transition { record } => {
+                if let Some(text) = describe_entry(&record.entry) {
+                    let host = record.entry.host().unwrap_or("-");
+                    self.line(format!("{host:<16} {text}"));
+                }
+            }
+            Event::Retrying { host, stage, attempt, of, error, wait_ms } => self.line(format!(
+                "{host:<16} {} failed ({error}); attempt {attempt} of {of} in {}",
+                stage_name(*stage),
+                humantime::format_duration(Duration::from_millis(*wait_ms))
+            )),
+            Event::Warning { host, message } => self.line(format!("warning: {}{message}", host.as_ref().map(|h| format!("{h}: ")).unwrap_or_default())),
+            Event::AbortRequested { hard: false } => self.line(
+                "interrupt: starting nothing new, waiting for hosts in flight (interrupt again to stop now; --resume finishes later)".into(),
+            ),
+            Event::AbortRequested { hard: true } => self.line("interrupt: stopping now; the journal is consistent, --resume continues".into()),
+            Event::Finished { summary } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                let _ = self.out.write_all(render_summary(summary).as_bytes());
+            }
+        }
+        self.refresh();
+    }
+
+    fn count(&mut self, event: &Event) {
+        let c = &mut self.counts;
+        match event {
+            Event::Started { to_reboot, awaiting, .. } => c.planned = to_reboot + awaiting,
+            Event::Transition { record } => match &record.entry {
+                Entry::Dispatched { .. } => c.dispatched += 1,
+                Entry::Down { .. } => c.down += 1,
+                Entry::Confirmed { .. } => c.back += 1,
+                Entry::Failed { .. } => c.failed += 1,
+                Entry::Skipped { .. } => c.skipped += 1,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn refresh(&self) {
+        if let Some(bar) = &self.bar {
+            let c = &self.counts;
+            bar.set_position((c.back + c.failed + c.skipped) as u64);
+            bar.set_message(format!(
+                "planned {} · dispatched {} · down {} · back {} · failed {} · skipped {}",
+                c.planned, c.dispatched, c.down, c.back, c.failed, c.skipped
+            ));
+        }
+    }
+
+    fn line(&mut self, text: String) {
+        let stamped = format!("[{:>7.1}s] {text}", self.started.elapsed().as_secs_f64());
+        match &self.bar {
+            Some(bar) => bar.println(stamped),
+            None => {
+                let _ = writeln!(self.out, "{stamped}");
+                let _ = self.out.flush();
+            }
+        }
+    }
+}
+
+fn describe_entry(entry: &Entry) -> Option<String> {
+    Some(match entry {
+        Entry::BootIdRead { boot_id, .. } => format!("boot ID {}", short_id(boot_id)),
+        Entry::Dispatching { .. } => return None,
+        Entry::Dispatched { delivery, .. } => format!(
+            "reboot dispatched ({})",
+            match delivery {
+                Delivery::ExitZero => "exit 0",
+                Delivery::ConnectionDropped => "connection dropped, as a reboot does",
+                Delivery::NoAnswer => "no answer in time; watching for a new boot ID",
+            }
+        ),
+        Entry::Down { .. } => "down".into(),
+        Entry::Back { new_boot_id, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
+        Entry::Confirmed { .. } => "rebooted ✓".into(),
+        Entry::Failed { stage, error, .. } => format!("FAILED at {}: {error}", stage_name(*stage)),
+        Entry::Cancelled { .. } => "pending reboot cancelled".into(),
+        Entry::Skipped { reason, .. } => format!("skipped: {reason}"),
+        Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::RunFinished { .. } => return None,
+    })
+}
+
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    let flat = text.trim().replace('\n', " ⏎ ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        flat.chars().take(max.saturating_sub(1)).collect::<String>() + "…"
+    }
+}
+
+/// A plain text table; the last column is left unpadded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let render = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        let mut line = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                line.push_str(&cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        line.trim_end().to_owned() + "\n"
+    };
+    let mut text = render(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        text.push_str(&render(row.clone()));
+    }
+    text
+}
+
+pub fn render_summary(summary: &Summary) -> String {
+    let rows: Vec<Vec<String>> = summary
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.host.clone(),
+                h.address.clone(),
+                outcome_name(h.outcome).to_owned(),
+                match (&h.old_boot_id, &h.new_boot_id) {
+                    (Some(old), Some(new)) => format!("{} → {}", short_id(old), short_id(new)),
+                    (Some(old), None) => short_id(old).to_owned(),
+                    _ => "-".into(),
+                },
+                h.down_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into()),
+                h.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut text = String::from("\n");
+    text.push_str(&table(&["HOST", "ADDRESS", "RESULT", "BOOT ID (OLD → NEW)", "DOWN", "ERROR"], &rows));
+    text.push_str(&format!(
+        "\n{} rebooted, {} failed, {} skipped, {} cancelled, {} interrupted in {}\njournal: {}\n",
+        summary.count(Outcome::Rebooted),
+        summary.count(Outcome::Failed),
+        summary.count(Outcome::Skipped),
+        summary.count(Outcome::Cancelled),
+        summary.count(Outcome::Interrupted),
+        humantime::format_duration(Duration::from_secs(summary.elapsed_ms / 1000)),
+        summary.journal.display()
+    ));
+    if summary.count(Outcome::Interrupted) + summary.count(Outcome::Skipped) > 0 {
+        text.push_str(&format!("finish with: fleetboot reboot --resume {}\n", summary.journal.display()));
+    }
+    text
+}
+
+pub fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Rebooted => "rebooted",
+        Outcome::Failed => "FAILED",
+        Outcome::Skipped => "skipped",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::HostOutcome;
+
+    #[test]
+    fn summary_table_lines_up_and_says_how_to_resume() {
+        let summary = Summary {
+            run_id: "r".into(),
+            journal: "/s/j.jsonl".into(),
+            aborted: true,
+            elapsed_ms: 75_000,
+            hosts: vec![
+                HostOutcome {
+                    host: "node-1".into(),
+                    address: "127.0.0.2".into(),
+                    outcome: Outcome::Rebooted,
+                    old_boot_id: Some("aaaaaaaa-1111".into()),
+                    new_boot_id: Some("bbbbbbbb-2222".into()),
+                    down_ms: Some(14_200),
+                    error: None,
+                },
+                HostOutcome {
+                    host: "n2".into(),
+                    address: "127.0.0.3".into(),
+                    outcome: Outcome::Skipped,
+                    old_boot_id: None,
+                    new_boot_id: None,
+                    down_ms: None,
+                    error: None,
+                },
+            ],
+        };
+        let text = render_summary(&summary);
+        assert!(text.contains("node-1  127.0.0.2  rebooted  aaaaaaaa → bbbbbbbb  14.2s"), "{text}");
+        assert!(text.contains("n2      127.0.0.3  skipped   -                    -"), "{text}");
+        assert!(text.contains("1 rebooted, 0 failed, 1 skipped, 0 cancelled, 0 interrupted in 1m 15s"), "{text}");
+        assert!(text.contains("fleetboot reboot --resume /s/j.jsonl"), "{text}");
+    }
+
+    #[test]
+    fn shorten_marks_the_cut() {
+        assert_eq!(shorten("abc", 5), "abc");
+        assert_eq!(shorten("abcdefgh", 5), "abcd…");
+        assert_eq!(shorten("a\nb", 10), "a ⏎ b");
+    }
+}

@@ -1,0 +1,477 @@
+//! The reboot executor: concurrent within limits, journaled before every action, emitting
+//! events and never printing.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+
+use crate::config::RebootSettings;
+use crate::events::{Event, HostOutcome, Summary};
+use crate::hosts::Host;
+use crate::journal::{Entry, HostRecord, JournalWriter, Phase, Record, ResumeAction, RunState, Stage, JOURNAL_VERSION};
+use crate::plan::Plan;
+use crate::transport::{PowerTransport, TransportError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Abort {
+    No,
+    /// Start nothing new; finish (or cancel) what is in flight.
+    Soft,
+    /// Stop now; the journal is consistent and `--resume` continues.
+    Hard,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How many attempts a transient failure gets, and the first wait between them.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// Doubling waits, capped at 30 s.
+    pub fn wait_before(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << (attempt.saturating_sub(2)).min(5);
+        (self.first_wait * factor).min(Duration::from_secs(30))
+    }
+}
+
+/// Caps the hosts between "dispatched" and "confirmed back". Unlike a semaphore it can
+/// admit hosts that a previous run left in flight without waiting, and still count them.
+struct InFlightGate {
+    limit: usize,
+    count: Mutex<usize>,
+    changed: Notify,
+}
+
+impl InFlightGate {
+    fn new(limit: usize) -> Arc<InFlightGate> {
+        Arc::new(InFlightGate { limit, count: Mutex::new(0), changed: Notify::new() })
+    }
+
+    async fn enter(self: &Arc<Self>) -> GatePass {
+        loop {
+            let notified = self.changed.notified();
+            {
+                let mut count = self.count.lock().unwrap();
+                if *count < self.limit {
+                    *count += 1;
+                    return GatePass(self.clone());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn enter_regardless(self: &Arc<Self>) -> GatePass {
+        *self.count.lock().unwrap() += 1;
+        GatePass(self.clone())
+    }
+}
+
+struct GatePass(Arc<InFlightGate>);
+
+impl Drop for GatePass {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap() -= 1;
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// Everything a host task shares with the others.
+struct Shared<T> {
+    transport: T,
+    settings: RebootSettings,
+    retry: RetryPolicy,
+    journal: Mutex<JournalWriter>,
+    events: mpsc::UnboundedSender<Event>,
+    abort: watch::Receiver<Abort>,
+    abort_trigger: watch::Sender<Abort>,
+    failures: AtomicUsize,
+    tolerated_failures: usize,
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// Wall-clock time before which no reboot may start (the rate across a resume).
+    not_before_ms: u64,
+    probes: Semaphore,
+}
+
+impl<T: PowerTransport> Shared<T> {
+    /// Journals first (written and fsynced), then tells the reporters.
+    fn record(&self, entry: Entry) -> Result<(), ()> {
+        let record = Record { v: JOURNAL_VERSION, at_ms: now_ms(), entry };
+        if let Err(e) = self.journal.lock().unwrap().append(&record) {
+            // Without a journal nothing further may happen safely.
+            let _ = self.events.send(Event::Warning { host: None, message: format!("{e}; stopping") });
+            let _ = self.abort_trigger.send(Abort::Hard);
+            return Err(());
+        }
+        if matches!(record.entry, Entry::Failed { .. }) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
+        let _ = self.events.send(Event::Transition { record });
+        Ok(())
+    }
+
+    fn abort_level(&self) -> Abort {
+        *self.abort.borrow()
+    }
+
+    fn budget_spent(&self) -> bool {
+        self.failures.load(Ordering::SeqCst) > self.tolerated_failures
+    }
+
+    /// Retries transient failures with growing waits; returns the last error otherwise.
+    async fn with_retries<R, F, Fut>(&self, host: &Host, stage: Stage, mut attempt_once: F) -> Result<R, TransportError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R, TransportError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match attempt_once().await {
+                Err(e) if e.is_transient() && attempt < self.retry.attempts && self.abort_level() < Abort::Hard => {
+                    attempt += 1;
+                    let wait = self.retry.wait_before(attempt);
+                    let _ = self.events.send(Event::Retrying {
+                        host: host.name.clone(),
+                        stage,
+                        attempt,
+                        of: self.retry.attempts,
+                        error: e.to_string(),
+                        wait_ms: wait.as_millis() as u64,
+                    });
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for the rate limiter and the post-resume spacing, unless the run stops first.
+    async fn rate_slot(&self) -> bool {
+        let mut abort = self.abort.clone();
+        let wait = async {
+            let now = now_ms();
+            if self.not_before_ms > now {
+                tokio::time::sleep(Duration::from_millis(self.not_before_ms - now)).await;
+            }
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+        };
+        tokio::select! {
+            () = wait => true,
+            _ = abort.wait_for(|a| *a >= Abort::Soft) => false,
+        }
+    }
+}
+
+pub struct RunInputs<T> {
+    pub transport: T,
+    pub settings: RebootSettings,
+    pub retry: RetryPolicy,
+    pub journal: JournalWriter,
+    pub plan: Plan,
+    /// The folded journal of the run being resumed, if any.
+    pub prior: Option<RunState>,
+}
+
+/// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
+/// the final one, goes to `on_event`.
+pub async fn run<T: PowerTransport>(
+    inputs: RunInputs<T>,
+    abort: (watch::Sender<Abort>, watch::Receiver<Abort>),
+    mut on_event: impl FnMut(&Event),
+) -> Summary {
+    let started = std::time::Instant::now();
+    let RunInputs { transport, settings, retry, journal, plan, prior } = inputs;
+    let journal_path = journal.path().to_owned();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let limiter = settings.rate.map(|rate| {
+        let spacing = rate.spacing().max(Duration::from_nanos(1));
+        RateLimiter::direct(Quota::with_period(spacing).expect("non-zero period").allow_burst(NonZeroU32::MIN))
+    });
+    let not_before_ms = match (&prior, settings.rate) {
+        (Some(state), Some(rate)) => state
+            .records
+            .values()
+            .filter_map(|r| r.dispatched_at_ms)
+            .max()
+            .map_or(0, |last| last + rate.spacing().as_millis() as u64),
+        _ => 0,
+    };
+    let tolerated_failures = settings.max_failures.tolerated(plan.hosts.len());
+    let probes = Semaphore::new(settings.parallel);
+    let shared = Arc::new(Shared {
+        transport,
+        settings,
+        retry,
+        journal: Mutex::new(journal),
+        events: events_tx,
+        abort: abort.1.clone(),
+        abort_trigger: abort.0.clone(),
+        failures: AtomicUsize::new(0),
+        tolerated_failures,
+        limiter,
+        not_before_ms,
+        probes,
+    });
+
+    let mut records: BTreeMap<String, HostRecord> = match &prior {
+        Some(state) => state.records.clone(),
+        None => BTreeMap::new(),
+    };
+    let first_entry = match &prior {
+        None => Entry::RunStarted { run_id: plan.run_id.clone(), command: shared.settings.command.clone(), hosts: plan.hosts.clone() },
+        Some(_) => Entry::RunResumed { pid: std::process::id() },
+    };
+    on_event(&Event::Started {
+        run_id: plan.run_id.clone(),
+        journal: journal_path.clone(),
+        hosts: plan.hosts.len(),
+        resumed: prior.is_some(),
+        to_reboot: plan.count(ResumeAction::Reboot),
+        awaiting: plan.count(ResumeAction::AwaitNewBootId) + plan.count(ResumeAction::Check),
+    });
+    if shared.record(first_entry).is_ok() {
+        let gate = InFlightGate::new(shared.settings.concurrency);
+        tokio::spawn(dispatch(shared.clone(), gate, plan.clone(), prior));
+    }
+    let mut abort_rx = abort.1.clone();
+    let mut announced = Abort::No;
+    drop(shared);
+    loop {
+        tokio::select! {
+            event = events_rx.recv() => match event {
+                Some(event) => {
+                    if let Event::Transition { record } = &event {
+                        if let Some(host) = record.entry.host() {
+                            records.entry(host.to_owned()).or_insert_with(HostRecord::pending).apply(&record.entry, record.at_ms);
+                        }
+                    }
+                    on_event(&event);
+                }
+                None => break,
+            },
+            Ok(()) = abort_rx.changed() => {
+                let level = *abort_rx.borrow();
+                if level > announced {
+                    announced = level;
+                    on_event(&Event::AbortRequested { hard: level == Abort::Hard });
+                }
+            }
+        }
+    }
+    let aborted = *abort.1.borrow() != Abort::No;
+    let hosts = plan
+        .hosts
+        .iter()
+        .map(|h| HostOutcome::from_record(&h.name, &h.address, records.get(&h.name).unwrap_or(&HostRecord::pending())))
+        .collect();
+    let summary = Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: started.elapsed().as_millis() as u64 };
+    // A run with hosts still mid-reboot stays open for --resume.
+    if summary.hosts.iter().all(|h| h.outcome != crate::events::Outcome::Interrupted) {
+        if let Ok(mut journal) = JournalWriter::reopen(&summary.journal) {
+            let outcome = format!("{:?}", summary.exit_code()).to_lowercase();
+            let _ = journal.append(&Record { v: JOURNAL_VERSION, at_ms: now_ms(), entry: Entry::RunFinished { outcome } });
+        }
+    }
+    on_event(&Event::Finished { summary: summary.clone() });
+    summary
+}
+
+async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightGate>, plan: Plan, prior: Option<RunState>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    // Hosts a previous run left in flight count against the limit at once.
+    for step in plan.steps.iter().filter(|s| matches!(s.action, ResumeAction::AwaitNewBootId | ResumeAction::Check)) {
+        let record = prior.as_ref().and_then(|p| p.records.get(&step.host.name)).cloned().unwrap_or_else(HostRecord::pending);
+        let pass = gate.enter_regardless();
+        let shared = shared.clone();
+        let host = step.host.clone();
+        let action = step.action;
+        tasks.spawn(async move {
+            let _pass = pass;
+            if action == ResumeAction::Check {
+                let _ = confirm(&shared, &host).await;
+            } else {
+                let old = record.old_boot_id.clone().unwrap_or_default();
+                let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
+                let _ = watch_for_new_boot(&shared, &host, &old, since, record.phase == Phase::Down).await;
+            }
+        });
+    }
+    let mut abort = shared.abort.clone();
+    let mut steps = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot);
+    while let Some(step) = steps.next() {
+        let pass = tokio::select! {
+            pass = gate.enter() => Some(pass),
+            _ = abort.wait_for(|a| *a >= Abort::Soft) => None,
+        };
+        let stop_reason = match pass {
+            None => Some("the run was interrupted before this host started"),
+            Some(_) if shared.budget_spent() => Some("the failure budget (--max-failures) was spent"),
+            Some(_) => None,
+        };
+        if let Some(reason) = stop_reason {
+            for skipped in std::iter::once(step).chain(steps.by_ref()) {
+                if shared.abort_level() == Abort::Hard {
+                    break;
+                }
+                let _ = shared.record(Entry::Skipped { host: skipped.host.name.clone(), reason: reason.to_owned() });
+            }
+            break;
+        }
+        let shared = shared.clone();
+        let host = step.host.clone();
+        tasks.spawn(async move {
+            let _pass = pass;
+            reboot_host(&shared, &host).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One host from the start: boot ID, journaled intent, the command, then the proof.
+async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
+    let old = match shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id(host)).await {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Connect, error: e.to_string(), may_reboot: false });
+            return;
+        }
+    };
+    if shared.record(Entry::BootIdRead { host: host.name.clone(), boot_id: old.clone() }).is_err() {
+        return;
+    }
+    // The limits are checked at the last moment, right before the command goes out.
+    let skip = |reason: &str| shared.record(Entry::Skipped { host: host.name.clone(), reason: reason.to_owned() });
+    if !shared.rate_slot().await || shared.abort_level() != Abort::No {
+        let _ = skip("the run was interrupted before this host started");
+        return;
+    }
+    if shared.budget_spent() {
+        let _ = skip("the failure budget (--max-failures) was spent");
+        return;
+    }
+    if shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.clone() }).is_err() {
+        return;
+    }
+    let since = now_ms();
+    // Retrying is safe: send_reboot fails only when nothing reached the host.
+    let delivery = match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            let _ = shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Dispatch, error: e.to_string(), may_reboot: false });
+            return;
+        }
+    };
+    if shared.record(Entry::Dispatched { host: host.name.clone(), delivery }).is_err() {
+        return;
+    }
+    if watch_for_new_boot(shared, host, &old, since, false).await.is_ok() {
+        let _ = confirm(shared, host).await;
+    }
+}
+
+/// Polls the host until it answers with a boot ID other than `old`, or the deadline passes.
+/// SSH offers nothing to watch, so this one loop polls; each poll is one connection.
+async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, since_ms: u64, already_down: bool) -> Result<(), ()> {
+    let name = || host.name.clone();
+    let deadline_ms = since_ms + shared.settings.timeout.as_millis() as u64;
+    let mut down = already_down;
+    let mut abort = shared.abort.clone();
+    let mut cancel_tried = false;
+    loop {
+        // Probe first: a resumed host may have come back while fleetboot was not running.
+        if shared.abort_level() == Abort::Hard {
+            return Err(());
+        }
+        let probe = {
+            let _permit = shared.probes.acquire().await.expect("never closed");
+            shared.transport.read_boot_id(host).await
+        };
+        match probe {
+            Ok(id) if id == old => {}
+            Ok(id) => {
+                return shared.record(Entry::Back { host: name(), new_boot_id: id });
+            }
+            Err(TransportError::HostKey(reason)) => {
+                let error = format!("after the reboot: {reason}");
+                let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Confirm, error, may_reboot: true });
+                return Err(());
+            }
+            Err(e) if e.is_transient() => {
+                if !down {
+                    down = true;
+                    shared.record(Entry::Down { host: name() })?;
+                }
+            }
+            // An authentication or command failure while the host shuts down or boots is
+            // expected for a moment; the deadline decides.
+            Err(_) => {}
+        }
+        let now = now_ms();
+        if now >= deadline_ms {
+            let error = if down {
+                format!("the host went down but did not come back within {}", humantime::format_duration(shared.settings.timeout))
+            } else {
+                format!("reboot not observed: boot ID still {old} after {}", humantime::format_duration(shared.settings.timeout))
+            };
+            let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Confirm, error, may_reboot: true });
+            return Err(());
+        }
+        let pause = shared.settings.poll_interval.min(Duration::from_millis(deadline_ms - now));
+        let cancel_on_soft = !cancel_tried && !down && shared.settings.cancel_pending_on_abort;
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            level = async { abort.wait_for(|a| *a == Abort::Hard || (*a == Abort::Soft && cancel_on_soft)).await.map(|r| *r).ok() } => {
+                if level != Some(Abort::Soft) {
+                    return Err(());
+                }
+                cancel_tried = true;
+                if try_cancel(shared, host, old).await? {
+                    return Err(());
+                }
+            }
+        }
+    }
+}
+
+/// `shutdown -c` on a host whose reboot is scheduled but not begun. Ok(true): cancelled.
+async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str) -> Result<bool, ()> {
+    match shared.transport.cancel_reboot(host).await {
+        Ok(()) => match shared.transport.read_boot_id(host).await {
+            Ok(id) if id == old => {
+                shared.record(Entry::Cancelled { host: host.name.clone() })?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        },
+        Err(e) => {
+            let _ = shared.events.send(Event::Warning {
+                host: Some(host.name.clone()),
+                message: format!("could not cancel the pending reboot: {e}"),
+            });
+            Ok(false)
+        }
+    }
+}
+
+async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), ()> {
+    if let Some(check) = &shared.settings.check_command {
+        if let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await {
+            shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Check, error: e.to_string(), may_reboot: false })?;
+            return Err(());
+        }
+    }
+    shared.record(Entry::Confirmed { host: host.name.clone() })
+}

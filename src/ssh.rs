@@ -1,0 +1,391 @@
+//! SSH with russh: connect, verify the host key, authenticate, run one command.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, Disconnect};
+use tokio::net::TcpStream;
+
+use crate::config::{HostKeyPolicy, RebootSettings, SshSettings};
+use crate::hosts::Host;
+use crate::journal::Delivery;
+use crate::known_hosts::{self, KnownHosts, Verdict};
+use crate::transport::{parse_boot_id, PowerTransport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshSetupError {
+    #[error("failed to read SSH identity {path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
+    #[error("no SSH identity: pass --identity FILE, start ssh-agent, or create ~/.ssh/id_ed25519")]
+    NoIdentity,
+    #[error("failed to read known_hosts file {path}: {reason}")]
+    KnownHosts { path: PathBuf, reason: String },
+}
+
+enum Credentials {
+    Keys(Vec<Arc<PrivateKey>>),
+    Agent(PathBuf),
+}
+
+/// What one command did. `exit` is `None` when the channel or connection closed without an
+/// exit status, which a reboot legitimately causes.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOutput {
+    pub exit: Option<u32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+}
+
+pub struct SshClient {
+    settings: SshSettings,
+    config: Arc<client::Config>,
+    credentials: Credentials,
+    known_hosts: Arc<Mutex<KnownHosts>>,
+    /// The key each host presented first in this run, whatever the policy: a key that
+    /// changes across a reboot is an alarm even under insecure-ignore.
+    seen_keys: Arc<Mutex<HashMap<String, PublicKey>>>,
+}
+
+impl SshClient {
+    /// Loads keys and known_hosts up front, so a bad file fails before any host is contacted.
+    pub fn new(settings: SshSettings, home: Option<&Path>, agent_socket: Option<PathBuf>) -> Result<SshClient, SshSetupError> {
+        let credentials = if !settings.identities.is_empty() {
+            Credentials::Keys(settings.identities.iter().map(|p| load_key(p)).collect::<Result<_, _>>()?)
+        } else if let Some(socket) = agent_socket.filter(|s| s.exists()) {
+            Credentials::Agent(socket)
+        } else {
+            let defaults: Vec<PathBuf> = ["id_ed25519", "id_ecdsa", "id_rsa"]
+                .iter()
+                .filter_map(|name| home.map(|h| h.join(".ssh").join(name)))
+                .filter(|p| p.exists())
+                .collect();
+            if defaults.is_empty() {
+                return Err(SshSetupError::NoIdentity);
+            }
+            Credentials::Keys(defaults.iter().map(|p| load_key(p)).collect::<Result<_, _>>()?)
+        };
+        let known = KnownHosts::read(&settings.known_hosts).map_err(|e| SshSetupError::KnownHosts {
+            path: settings.known_hosts.clone(),
+            reason: e.to_string(),
+        })?;
+        let config = client::Config {
+            keepalive_interval: Some(settings.keepalive_interval),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        };
+        Ok(SshClient {
+            settings,
+            config: Arc::new(config),
+            credentials,
+            known_hosts: Arc::new(Mutex::new(known)),
+            seen_keys: Default::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &SshSettings {
+        &self.settings
+    }
+
+    pub async fn connect(&self, host: &Host) -> Result<Handle<Verifier>, TransportError> {
+        let port = host.port_or(self.settings.port);
+        let addr = (host.address.as_str(), port);
+        let stream = match tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(TransportError::Unreachable(format!(
+                    "no TCP answer from {}:{port} within {}",
+                    host.address,
+                    humantime::format_duration(self.settings.connect_timeout)
+                )));
+            }
+            Ok(Err(e)) => return Err(TransportError::Unreachable(format!("{}:{port}: {e}", host.address))),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let verifier = Verifier {
+            host: host.clone(),
+            port,
+            policy: self.settings.host_key_policy,
+            known_hosts_path: self.settings.known_hosts.clone(),
+            known_hosts: self.known_hosts.clone(),
+            seen_keys: self.seen_keys.clone(),
+            rejection: Arc::new(Mutex::new(None)),
+        };
+        let rejection = verifier.rejection.clone();
+        let handshake = async {
+            let mut handle = client::connect_stream(self.config.clone(), stream, verifier)
+                .await
+                .map_err(|e| match rejection.lock().unwrap().take() {
+                    Some(reason) => TransportError::HostKey(reason),
+                    None => classify(e),
+                })?;
+            self.authenticate(&mut handle).await?;
+            Ok::<_, TransportError>(handle)
+        };
+        match tokio::time::timeout(self.settings.auth_timeout, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout(format!(
+                "SSH handshake and authentication with {} took longer than {}",
+                host.name,
+                humantime::format_duration(self.settings.auth_timeout)
+            ))),
+        }
+    }
+
+    async fn authenticate(&self, handle: &mut Handle<Verifier>) -> Result<(), TransportError> {
+        let user = self.settings.user.clone();
+        match &self.credentials {
+            Credentials::Keys(keys) => {
+                for key in keys {
+                    let hash = if key.algorithm().is_rsa() { handle_rsa_hash(handle).await } else { None };
+                    let result = handle
+                        .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key.clone(), hash))
+                        .await
+                        .map_err(classify)?;
+                    if result.success() {
+                        return Ok(());
+                    }
+                }
+                Err(TransportError::Auth(format!("no key was accepted for user {user}")))
+            }
+            Credentials::Agent(socket) => {
+                let mut agent = russh::keys::agent::client::AgentClient::connect_uds(socket)
+                    .await
+                    .map_err(|e| TransportError::Auth(format!("ssh-agent at {}: {e}", socket.display())))?;
+                let identities = agent
+                    .request_identities()
+                    .await
+                    .map_err(|e| TransportError::Auth(format!("ssh-agent: {e}")))?;
+                for identity in identities {
+                    let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = identity else { continue };
+                    let hash = if key.algorithm().is_rsa() { handle_rsa_hash(handle).await } else { None };
+                    match handle.authenticate_publickey_with(user.clone(), key, hash, &mut agent).await {
+                        Ok(result) if result.success() => return Ok(()),
+                        Ok(_) => continue,
+                        Err(e) => return Err(TransportError::Auth(format!("ssh-agent: {e}"))),
+                    }
+                }
+                Err(TransportError::Auth(format!("no ssh-agent key was accepted for user {user}")))
+            }
+        }
+    }
+
+    /// Connects, runs `command`, disconnects. A dropped connection mid-command is an outcome
+    /// (`exit: None`), not an error: it is how a rebooting host usually answers.
+    pub async fn run(&self, host: &Host, command: &str) -> Result<CommandOutput, TransportError> {
+        let handle = self.connect(host).await?;
+        let output = exec(&handle, command, self.settings.command_timeout).await;
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        output
+    }
+}
+
+async fn handle_rsa_hash(handle: &Handle<Verifier>) -> Option<HashAlg> {
+    handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+}
+
+pub async fn exec(handle: &Handle<Verifier>, command: &str, limit: Duration) -> Result<CommandOutput, TransportError> {
+    let mut output = CommandOutput::default();
+    let mut channel = match handle.channel_open_session().await {
+        Ok(channel) => channel,
+        Err(e) => return Err(classify(e)),
+    };
+    if let Err(e) = channel.exec(true, command).await {
+        return Err(classify(e));
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, channel.wait()).await {
+            Err(_) => {
+                output.timed_out = true;
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(ChannelMsg::Data { data })) => output.stdout.extend_from_slice(&data),
+            Ok(Some(ChannelMsg::ExtendedData { data, ext: 1 })) => output.stderr.extend_from_slice(&data),
+            Ok(Some(ChannelMsg::ExitStatus { exit_status })) => output.exit = Some(exit_status),
+            Ok(Some(ChannelMsg::ExitSignal { signal_name, .. })) => {
+                output.stderr.extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                output.exit.get_or_insert(128);
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    Ok(output)
+}
+
+fn classify(error: russh::Error) -> TransportError {
+    use russh::Error as E;
+    match error {
+        E::IO(e) => TransportError::Unreachable(e.to_string()),
+        E::Disconnect | E::HUP | E::ConnectionTimeout | E::KeepaliveTimeout | E::InactivityTimeout | E::SendError => {
+            TransportError::Unreachable(format!("connection closed: {error}"))
+        }
+        E::NotAuthenticated | E::NoAuthMethod => TransportError::Auth(error.to_string()),
+        other => TransportError::Other(format!("SSH: {other}")),
+    }
+}
+
+fn load_key(path: &Path) -> Result<Arc<PrivateKey>, SshSetupError> {
+    russh::keys::load_secret_key(path, None).map(Arc::new).map_err(|e| SshSetupError::Identity {
+        path: path.to_owned(),
+        reason: match e {
+            russh::keys::Error::KeyIsEncrypted => "the key is encrypted; load it into ssh-agent instead".into(),
+            other => other.to_string(),
+        },
+    })
+}
+
+/// russh's client handler: decides whether the server's key is trusted.
+pub struct Verifier {
+    host: Host,
+    port: u16,
+    policy: HostKeyPolicy,
+    known_hosts_path: PathBuf,
+    known_hosts: Arc<Mutex<KnownHosts>>,
+    seen_keys: Arc<Mutex<HashMap<String, PublicKey>>>,
+    rejection: Arc<Mutex<Option<String>>>,
+}
+
+impl Verifier {
+    fn judge(&self, key: &PublicKey) -> Result<(), String> {
+        let host = &self.host;
+        {
+            let mut seen = self.seen_keys.lock().unwrap();
+            match seen.get(&host.name) {
+                Some(first) if first.key_data() != key.key_data() => {
+                    return Err(format!(
+                        "host key of {host} ({}) changed during this run (now {}): possible impostor",
+                        host.address,
+                        key.fingerprint(HashAlg::Sha256)
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(host.name.clone(), key.clone());
+                }
+            }
+        }
+        if self.policy == HostKeyPolicy::InsecureIgnore {
+            return Ok(());
+        }
+        let mut known = self.known_hosts.lock().unwrap();
+        let file = self.known_hosts_path.display();
+        match known.verify(&host.address, self.port, key) {
+            Verdict::Known => Ok(()),
+            Verdict::Changed { line } => Err(format!(
+                "host key of {host} ({}) does not match {}; it presented {}",
+                known_hosts::lookup_name(&host.address, self.port),
+                known_hosts::describe_line(&self.known_hosts_path, line),
+                key.fingerprint(HashAlg::Sha256)
+            )),
+            Verdict::Revoked { line } => Err(format!(
+                "host key of {host} is revoked in {}",
+                known_hosts::describe_line(&self.known_hosts_path, line)
+            )),
+            Verdict::Unknown if self.policy == HostKeyPolicy::AcceptNew => {
+                known_hosts::append(&self.known_hosts_path, &host.address, self.port, key)
+                    .map_err(|e| format!("failed to record the host key of {host} in {file}: {e}"))?;
+                *known = KnownHosts::read(&self.known_hosts_path)
+                    .map_err(|e| format!("failed to re-read {file}: {e}"))?;
+                Ok(())
+            }
+            Verdict::Unknown => Err(format!(
+                "host key of {host} ({}) is not in {file}; its fingerprint is {} (use --host-key-policy accept-new to record it)",
+                known_hosts::lookup_name(&host.address, self.port),
+                key.fingerprint(HashAlg::Sha256)
+            )),
+        }
+    }
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, server_key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let key = match server_key {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            russh::keys::PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        };
+        match self.judge(&key) {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                *self.rejection.lock().unwrap() = Some(reason);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// SSH as a power transport: the reboot, cancel and boot-ID commands from the settings.
+pub struct SshTransport {
+    pub client: SshClient,
+    reboot: RebootSettings,
+}
+
+impl SshTransport {
+    pub fn new(client: SshClient, reboot: RebootSettings) -> SshTransport {
+        SshTransport { client, reboot }
+    }
+
+    async fn run_ok(&self, host: &Host, command: &str) -> Result<CommandOutput, TransportError> {
+        let output = self.client.run(host, command).await?;
+        if output.timed_out {
+            return Err(TransportError::Timeout(format!(
+                "`{command}` did not finish within {}",
+                humantime::format_duration(self.client.settings.command_timeout)
+            )));
+        }
+        match output.exit {
+            Some(0) => Ok(output),
+            Some(exit) => Err(TransportError::CommandFailed {
+                command: command.to_owned(),
+                exit,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+            None => Err(TransportError::Unreachable(format!("connection closed while `{command}` ran"))),
+        }
+    }
+}
+
+impl PowerTransport for SshTransport {
+    async fn read_boot_id(&self, host: &Host) -> Result<String, TransportError> {
+        let output = self.run_ok(host, &self.reboot.boot_id_command).await?;
+        parse_boot_id(&output.stdout)
+    }
+
+    async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
+        let command = &self.reboot.command;
+        let handle = self.client.connect(host).await?;
+        let output = exec(&handle, command, self.client.settings.command_timeout).await;
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        match output {
+            // The request may have gone out before the connection broke.
+            Err(e) if e.is_transient() => Ok(Delivery::ConnectionDropped),
+            Err(e) => Err(e),
+            Ok(out) if out.timed_out => Ok(Delivery::NoAnswer),
+            Ok(out) => match out.exit {
+                Some(0) => Ok(Delivery::ExitZero),
+                None => Ok(Delivery::ConnectionDropped),
+                Some(exit) => Err(TransportError::CommandFailed {
+                    command: command.clone(),
+                    exit,
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                }),
+            },
+        }
+    }
+
+    async fn cancel_reboot(&self, host: &Host) -> Result<(), TransportError> {
+        self.run_ok(host, &self.reboot.cancel_command).await.map(|_| ())
+    }
+
+    async fn run_check(&self, host: &Host, command: &str) -> Result<(), TransportError> {
+        self.run_ok(host, command).await.map(|_| ())
+    }
+}

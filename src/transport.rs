@@ -1,0 +1,62 @@
+//! The power-transport seam: how a reboot reaches a node and how its boot ID is read.
+//! SSH is the first implementation; Redfish joins it as the fallback.
+
+use std::future::Future;
+
+use crate::hosts::Host;
+use crate::journal::Delivery;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// Refused, reset, timed out before the protocol started: worth another try.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The host's identity could not be trusted. Never retried, never ignored.
+    #[error("{0}")]
+    HostKey(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The command ran and exited non-zero.
+    #[error("command `{command}` exited with {exit}{}", stderr_suffix(.stderr))]
+    CommandFailed { command: String, exit: u32, stderr: String },
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let trimmed = stderr.trim();
+    if trimmed.is_empty() { String::new() } else { format!(": {trimmed}") }
+}
+
+impl TransportError {
+    /// Whether another connection attempt may succeed where this one failed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TransportError::Unreachable(_) | TransportError::Timeout(_))
+    }
+}
+
+pub trait PowerTransport: Send + Sync + 'static {
+    /// The node's current boot ID.
+    fn read_boot_id(&self, host: &Host) -> impl Future<Output = Result<String, TransportError>> + Send;
+    /// Hands the reboot to the node. Returns how it was handed over; a refusal is an error.
+    fn send_reboot(&self, host: &Host) -> impl Future<Output = Result<Delivery, TransportError>> + Send;
+    /// Cancels a reboot that was scheduled but has not begun.
+    fn cancel_reboot(&self, host: &Host) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Runs the post-reboot check; Ok means it passed.
+    fn run_check(&self, host: &Host, command: &str) -> impl Future<Output = Result<(), TransportError>> + Send;
+}
+
+/// A boot ID as printed by `cat /proc/sys/kernel/random/boot_id`: one non-empty line.
+pub fn parse_boot_id(output: &[u8]) -> Result<String, TransportError> {
+    let text = String::from_utf8_lossy(output);
+    let id = text.trim();
+    if id.is_empty() || id.contains(char::is_whitespace) || id.len() > 128 {
+        return Err(TransportError::Other(format!(
+            "the boot ID command printed {:?}, not a boot ID",
+            crate::report::shorten(&text, 80)
+        )));
+    }
+    Ok(id.to_owned())
+}
