@@ -19,6 +19,8 @@ use crate::{Error, ExitCode};
 
 #[derive(Parser, Debug)]
 #[command(name = "fleetboot", version, about = "Reboot fleets of bare-metal nodes safely, fast and provably")]
+// A repeated single-value flag takes its last value, as ssh -o does.
+#[command(args_override_self = true)]
 pub struct Cli {
     /// A TOML config file (see config/fleetboot.example.toml). Flags override it.
     #[arg(long, global = true, value_name = "FILE")]

@@ -305,7 +305,9 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
             } else {
                 let old = record.old_boot_id.clone().unwrap_or_default();
                 let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
-                let _ = watch_for_new_boot(&shared, &host, &old, since, record.phase == Phase::Down).await;
+                if watch_for_new_boot(&shared, &host, &old, since, record.phase == Phase::Down).await.is_ok() {
+                    let _ = confirm(&shared, &host).await;
+                }
             }
         });
     }
@@ -388,6 +390,8 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
     let name = || host.name.clone();
     let deadline_ms = since_ms + shared.settings.timeout.as_millis() as u64;
     let mut down = already_down;
+    // Whether the latest probe got an answer (with the old boot ID): decides the failure text.
+    let mut answered_with_old = false;
     let mut abort = shared.abort.clone();
     let mut cancel_tried = false;
     loop {
@@ -399,6 +403,7 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
             let _permit = shared.probes.acquire().await.expect("never closed");
             shared.transport.read_boot_id(host).await
         };
+        answered_with_old = matches!(&probe, Ok(id) if id == old);
         match probe {
             Ok(id) if id == old => {}
             Ok(id) => {
@@ -421,10 +426,11 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
         }
         let now = now_ms();
         if now >= deadline_ms {
-            let error = if down {
-                format!("the host went down but did not come back within {}", humantime::format_duration(shared.settings.timeout))
-            } else {
-                format!("reboot not observed: boot ID still {old} after {}", humantime::format_duration(shared.settings.timeout))
+            let limit = humantime::format_duration(shared.settings.timeout);
+            let error = match (answered_with_old, down) {
+                (true, true) => format!("reboot not observed: the host was unreachable for a while but its boot ID is still {old} after {limit}"),
+                (true, false) => format!("reboot not observed: boot ID still {old} after {limit}"),
+                (false, _) => format!("the host went down but did not come back within {limit}"),
             };
             let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Confirm, error, may_reboot: true });
             return Err(());

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# A simulated node behind OpenSSH's ForceCommand. It answers the boot-ID read and the reboot
+# command, and "reboots" by killing its own sshd, waiting, writing a new boot ID and starting
+# sshd again. It NEVER runs a real shutdown, reboot or power-off.
+#
+#   fake-node.sh NODE_DIR             (as ForceCommand; the command is in $SSH_ORIGINAL_COMMAND)
+#   fake-node.sh --reboot NODE_DIR    (the detached simulated reboot)
+#
+# Behaviour switches are files in NODE_DIR: refuse_sudo, hang, hang_reboot, never_return,
+# same_boot_id, new_host_key; timings: reboot_delay (s before going down, standing in for
+# systemd's one minute), down_time (s down).
+set -u
+self=$(readlink -f "$0")
+now_ms() { date +%s%3N; }
+
+if [ "${1:-}" = "--reboot" ]; then
+    node=$2
+    log() { echo "$(now_ms) $*" >>"$node/events.log"; }
+    sleep "$(cat "$node/reboot_delay" 2>/dev/null || echo 1)"
+    log down
+    if [ -s "$node/sshd.pid" ]; then
+        pid=$(cat "$node/sshd.pid")
+        pkill -KILL -P "$pid" 2>/dev/null
+        kill -KILL "$pid" 2>/dev/null
+        rm -f "$node/sshd.pid"
+    fi
+    if [ -e "$node/never_return" ]; then
+        rm -f "$node/restarter.pid"
+        exit 0
+    fi
+    sleep "$(cat "$node/down_time" 2>/dev/null || echo 2)"
+    [ -e "$node/same_boot_id" ] || cat /proc/sys/kernel/random/uuid >"$node/boot_id"
+    if [ -e "$node/new_host_key" ]; then
+        rm -f "$node/ssh_host_ed25519_key" "$node/ssh_host_ed25519_key.pub"
+        ssh-keygen -q -t ed25519 -N '' -f "$node/ssh_host_ed25519_key"
+    fi
+    /usr/sbin/sshd -f "$node/sshd_config"
+    log up
+    rm -f "$node/restarter.pid"
+    exit 0
+fi
+
+node=$1
+cmd=${SSH_ORIGINAL_COMMAND:-}
+log() { echo "$(now_ms) $*" >>"$node/events.log"; }
+[ -e "$node/hang" ] && sleep 3600
+case "$cmd" in
+"cat /proc/sys/kernel/random/boot_id")
+    cat "$node/boot_id"
+    ;;
+"sudo shutdown -r -t 3" | "sudo shutdown -r now" | "sudo systemctl reboot")
+    if [ -e "$node/refuse_sudo" ]; then
+        echo "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper" >&2
+        exit 1
+    fi
+    [ -e "$node/hang_reboot" ] && sleep 3600
+    if [ -e "$node/restarter.pid" ]; then
+        echo "Reboot already scheduled." >&2
+        log reboot-requested-again
+        exit 0
+    fi
+    log reboot-requested
+    setsid "$self" --reboot "$node" </dev/null >/dev/null 2>&1 &
+    echo $! >"$node/restarter.pid"
+    echo "Reboot scheduled for $(date -d '+1 min'), use 'shutdown -c' to cancel."
+    ;;
+"sudo shutdown -c")
+    if [ -s "$node/restarter.pid" ] && kill "$(cat "$node/restarter.pid")" 2>/dev/null; then
+        rm -f "$node/restarter.pid"
+        log cancelled
+    fi
+    ;;
+*shutdown* | *reboot* | *poweroff* | *halt* | *systemctl* | *"init 0"* | *"init 6"*)
+    echo "fake node: refusing to run $cmd" >&2
+    exit 126
+    ;;
+*)
+    log "exec $cmd"
+    exec bash -c "$cmd"
+    ;;
+esac

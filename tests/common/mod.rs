@@ -1,0 +1,212 @@
+//! Test harness: a fleet of real OpenSSH sshd instances on loopback (scripts/fake-fleet.sh),
+//! stopped by PID when the fleet is dropped, also when a test fails.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fleetboot_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetboot")
+}
+
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub names: Vec<String>,
+    pub port: u16,
+    pub net: String,
+}
+
+static FLEETS: AtomicU32 = AtomicU32::new(0);
+
+/// A /24 of 127.x.y.0 no other test process uses at the same time.
+fn private_net() -> String {
+    let n = std::process::id().wrapping_mul(7).wrapping_add(FLEETS.fetch_add(1, Ordering::SeqCst) * 13);
+    format!("127.{}.{}", 1 + n % 250, 1 + (n / 250) % 250)
+}
+
+impl Fleet {
+    pub fn up(count: usize) -> Fleet {
+        Fleet::up_with(count, |_| {})
+    }
+
+    /// `before_start` may write behaviour files into each node dir before sshd starts.
+    pub fn up_with(count: usize, _before_start: impl Fn(&Path)) -> Fleet {
+        assert!(
+            Path::new("/usr/sbin/sshd").exists(),
+            "OpenSSH sshd is missing: run the README's test command (scripts/test.sh), which installs it"
+        );
+        let dir = tempfile::Builder::new().prefix("fleetboot-test-").tempdir().expect("tempdir");
+        let net = private_net();
+        let port = free_port();
+        let out = Command::new(repo().join("scripts/fake-fleet.sh"))
+            .args(["up", dir.path().to_str().unwrap(), &count.to_string(), &port.to_string(), &net])
+            .output()
+            .expect("run fake-fleet.sh");
+        let fleet = Fleet {
+            names: (1..=count).map(|i| format!("h{i:03}")).collect(),
+            dir,
+            port,
+            net,
+        };
+        assert!(out.status.success(), "fake-fleet up failed: {}", String::from_utf8_lossy(&out.stderr));
+        for name in &fleet.names {
+            fleet.set(name, "reboot_delay", "1");
+            fleet.set(name, "down_time", "1");
+        }
+        fleet
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn node_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("nodes").join(name)
+    }
+
+    /// Writes a behaviour file of the fake node (see scripts/fake-node.sh).
+    pub fn set(&self, name: &str, file: &str, value: &str) {
+        std::fs::write(self.node_dir(name).join(file), value).unwrap();
+    }
+
+    pub fn boot_id(&self, name: &str) -> String {
+        std::fs::read_to_string(self.node_dir(name).join("boot_id")).unwrap().trim().to_owned()
+    }
+
+    /// The node's own timestamped log: (unix ms, what).
+    pub fn events(&self, name: &str) -> Vec<(u64, String)> {
+        let text = std::fs::read_to_string(self.node_dir(name).join("events.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, what)| (t.parse().unwrap(), what.to_owned()))
+            .collect()
+    }
+
+    pub fn count_events(&self, name: &str, what: &str) -> usize {
+        self.events(name).iter().filter(|(_, w)| w == what).count()
+    }
+
+    /// A fleetboot command with the fleet's key, known_hosts and host file, isolated from
+    /// the user's own ssh setup.
+    pub fn fleetboot(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(fleetboot_bin());
+        cmd.args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `reboot` with everything needed to reach the fleet; extra flags after.
+    pub fn reboot_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "reboot",
+            "--hosts-file",
+            self.path("hosts.txt").to_str().unwrap(),
+            "--user",
+            "root",
+            "--identity",
+            self.path("id_ed25519").to_str().unwrap(),
+            "--known-hosts",
+            self.path("known_hosts").to_str().unwrap(),
+            "--state-dir",
+            self.path("state").to_str().unwrap(),
+            "--poll-interval",
+            "200ms",
+            "--connect-timeout",
+            "2s",
+            "--auth-timeout",
+            "5s",
+            "--output",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub fn reboot(&self, extra: &[&str]) -> Run {
+        let args = self.reboot_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Run::from(self.fleetboot(&args).output().expect("run fleetboot"))
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/fake-fleet.sh"))
+            .args(["down", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A finished fleetboot process with its JSON events parsed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn events(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    pub fn summary(&self) -> Value {
+        self.events()
+            .into_iter()
+            .find(|e| e["type"] == "finished")
+            .unwrap_or_else(|| panic!("no finished event; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr))["summary"]
+            .clone()
+    }
+
+    /// host → (outcome, error)
+    pub fn outcomes(&self) -> BTreeMap<String, (String, String)> {
+        self.summary()["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["host"].as_str().unwrap().to_owned(),
+                    (h["outcome"].as_str().unwrap().to_owned(), h["error"].as_str().unwrap_or("").to_owned()),
+                )
+            })
+            .collect()
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        PathBuf::from(self.summary()["journal"].as_str().unwrap())
+    }
+
+    pub fn debug(&self) -> String {
+        format!("exit {}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
+    }
+}
