@@ -1,12 +1,13 @@
 //! Reporters: turn runner events into a live display, plain lines or JSON lines.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{stage_name, Event, Outcome, Summary};
-use crate::journal::{Delivery, Entry};
+use crate::journal::{Delivery, Entry, HostRecord, Phase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
@@ -18,27 +19,19 @@ pub enum Style {
     Json,
 }
 
-#[derive(Default)]
-struct Counts {
-    planned: usize,
-    dispatched: usize,
-    down: usize,
-    back: usize,
-    failed: usize,
-    skipped: usize,
-}
-
 pub struct Reporter<W: Write> {
     style: Style,
     out: W,
     started: Instant,
-    counts: Counts,
+    /// Each host's state, folded from the transitions with the journal's own `apply`.
+    hosts: BTreeMap<String, HostRecord>,
+    total: usize,
     bar: Option<ProgressBar>,
 }
 
 impl<W: Write> Reporter<W> {
     pub fn new(style: Style, out: W) -> Reporter<W> {
-        Reporter { style, out, started: Instant::now(), counts: Counts::default(), bar: None }
+        Reporter { style, out, started: Instant::now(), hosts: BTreeMap::new(), total: 0, bar: None }
     }
 
     pub fn report(&mut self, event: &Event) {
@@ -90,28 +83,35 @@ impl<W: Write> Reporter<W> {
     }
 
     fn count(&mut self, event: &Event) {
-        let c = &mut self.counts;
         match event {
-            Event::Started { to_reboot, awaiting, .. } => c.planned = to_reboot + awaiting,
-            Event::Transition { record } => match &record.entry {
-                Entry::Dispatched { .. } => c.dispatched += 1,
-                Entry::Down { .. } => c.down += 1,
-                Entry::Confirmed { .. } => c.back += 1,
-                Entry::Failed { .. } => c.failed += 1,
-                Entry::Skipped { .. } => c.skipped += 1,
-                _ => {}
-            },
+            Event::Started { hosts, .. } => self.total = *hosts,
+            Event::Transition { record } => {
+                if let Entry::RunStarted { hosts, .. } = &record.entry {
+                    for host in hosts {
+                        self.hosts.insert(host.name.clone(), HostRecord::pending());
+                    }
+                }
+                if let Some(host) = record.entry.host() {
+                    self.hosts.entry(host.to_owned()).or_insert_with(HostRecord::pending).apply(&record.entry, record.at_ms);
+                }
+            }
             _ => {}
         }
     }
 
     fn refresh(&self) {
         if let Some(bar) = &self.bar {
-            let c = &self.counts;
-            bar.set_position((c.back + c.failed + c.skipped) as u64);
+            let count = |phases: &[Phase]| self.hosts.values().filter(|h| phases.contains(&h.phase)).count();
+            let done = count(&[Phase::Confirmed, Phase::Failed, Phase::Skipped, Phase::Cancelled]);
+            bar.set_position(done as u64);
             bar.set_message(format!(
-                "planned {} · dispatched {} · down {} · back {} · failed {} · skipped {}",
-                c.planned, c.dispatched, c.down, c.back, c.failed, c.skipped
+                "waiting {} · rebooting {} · down {} · back {} · failed {} · skipped {}",
+                self.total.saturating_sub(self.hosts.len()) + count(&[Phase::Pending]),
+                count(&[Phase::Dispatching, Phase::Dispatched]),
+                count(&[Phase::Down]),
+                count(&[Phase::Back, Phase::Confirmed]),
+                count(&[Phase::Failed]),
+                count(&[Phase::Skipped, Phase::Cancelled]),
             ));
         }
     }

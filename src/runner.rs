@@ -390,8 +390,6 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
     let name = || host.name.clone();
     let deadline_ms = since_ms + shared.settings.timeout.as_millis() as u64;
     let mut down = already_down;
-    // Whether the latest probe got an answer (with the old boot ID): decides the failure text.
-    let mut answered_with_old = false;
     let mut abort = shared.abort.clone();
     let mut cancel_tried = false;
     loop {
@@ -403,7 +401,8 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
             let _permit = shared.probes.acquire().await.expect("never closed");
             shared.transport.read_boot_id(host).await
         };
-        answered_with_old = matches!(&probe, Ok(id) if id == old);
+        // Whether this probe got an answer with the old boot ID: decides the failure text.
+        let answered_with_old = matches!(&probe, Ok(id) if id == old);
         match probe {
             Ok(id) if id == old => {}
             Ok(id) => {

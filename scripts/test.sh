@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need when it is missing, then
+# runs the whole suite with cargo-nextest. Tests start their own sshd instances on loopback
+# and stop them by PID; nothing here reboots anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+command -v ssh-agent >/dev/null || missing+=(openssh-client)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v pkill >/dev/null || missing+=(procps)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}"
+    if [ "$(id -u)" != 0 ]; then
+        echo "test.sh: need root to install ${missing[*]} (or install them yourself)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# sshd wants its privilege-separation directory even when started by hand.
+mkdir -p /run/sshd 2>/dev/null || true
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install cargo-nextest --locked
+fi
+exec cargo nextest run --no-fail-fast "$@"
