@@ -59,7 +59,7 @@ CONF
         local missing=0
         while read -r _ endpoint; do
             local host=${endpoint%:*}
-            (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null || missing=1
+            timeout 1 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null || missing=1
         done <"$dir/hosts.txt"
         [ "$missing" = 0 ] && { echo "fake-fleet: $count hosts up on $net.1-$count port $port"; return 0; }
         sleep 0.1
