@@ -3,6 +3,8 @@
 # hosts are N distinct 127.x addresses reaching ONE sshd (MaxStartups raised). Compares
 # fleetboot exec with pdsh, OpenSSH + xargs -P and the parallel-ssh Python library at the same
 # parallelism. Prints medians of REPS runs, ratios, sshd's CPU time and fleetboot's peak RSS.
+# One sshd serves every "host", so handshakes queue behind its CPU: fleetboot gets timeouts as
+# patient as pdsh's and ssh's (which have no handshake timeout), and no retries.
 #
 #   scripts/bench-fanout.sh [N...]        default: 200 1000; FANOUTS="64 256" REPS=3
 # Traffic goes only to 127.0.0.0/8. Needs root (installs pdsh, time, a Python venv).
@@ -78,6 +80,7 @@ for n in "${sizes[@]}"; do
                 fleetboot)
                     /usr/bin/time -f '%M' -o "$work/rss" env HOME="$work" SSH_AUTH_SOCK= $bin exec --hosts-file "$work/hosts" \
                         --user root -i "$work/id_ed25519" --known-hosts "$work/known_hosts" --parallel "$f" \
+                        --connect-timeout 60s --auth-timeout 600s --command-timeout 600s --connect-attempts 1 \
                         --output json -- cat /proc/sys/kernel/random/boot_id >"$work/out" || true
                     echo "$(cat "$work/rss")" >>"$work/rss-$n" ;;
                 pssh-lib)

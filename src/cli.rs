@@ -35,6 +35,86 @@ pub enum Command {
     Reboot(RebootArgs),
     /// Run one command on every host and fold identical outputs (like pdsh/clush).
     Exec(ExecArgs),
+    /// Serve a simulated OpenShift cluster on loopback until interrupted.
+    Sim(SimArgs),
+    /// Start a simulated cluster in-process and reboot every node of it, live.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimTimingArgs {
+    /// Control-plane nodes.
+    #[arg(long, default_value_t = 3)]
+    pub masters: usize,
+    /// Worker nodes.
+    #[arg(long, default_value_t = 6)]
+    pub workers: usize,
+    /// From `shutdown -r` to the node going down (systemd's one minute on real nodes).
+    #[arg(long, value_name = "DURATION")]
+    pub reboot_delay: Option<humantime::Duration>,
+    /// How long a node stays down while it boots.
+    #[arg(long, value_name = "DURATION")]
+    pub boot_time: Option<humantime::Duration>,
+    /// From going down to NotReady in the API.
+    #[arg(long, value_name = "DURATION")]
+    pub notready_after: Option<humantime::Duration>,
+    /// From SSH answering again to Ready in the API.
+    #[arg(long, value_name = "DURATION")]
+    pub kubelet_ready_after: Option<humantime::Duration>,
+    /// Ready heartbeats of nodes that are up ("0s": none).
+    #[arg(long, value_name = "DURATION", default_value = "40s")]
+    pub heartbeat: humantime::Duration,
+    /// The nodes' addresses: NET.1, NET.2, ... (like 127.0.42); default: a free 127.x.y.
+    #[arg(long, value_name = "NET")]
+    pub net: Option<String>,
+    /// The API server's port on 127.0.0.1 (0: any).
+    #[arg(long, default_value_t = 0)]
+    pub api_port: u16,
+    /// The nodes' SSH port (0: any free port, the same on every node).
+    #[arg(long, default_value_t = 0)]
+    pub ssh_port: u16,
+}
+
+impl SimTimingArgs {
+    pub fn options(&self, defaults: crate::sim::node::Timings) -> crate::sim::SimOptions {
+        let pick = |given: Option<humantime::Duration>, default: Duration| given.map_or(default, Into::into);
+        crate::sim::SimOptions {
+            masters: self.masters,
+            workers: self.workers,
+            net: self.net.clone(),
+            api_port: self.api_port,
+            ssh_port: self.ssh_port,
+            timings: crate::sim::node::Timings {
+                reboot_delay: pick(self.reboot_delay, defaults.reboot_delay),
+                boot_time: pick(self.boot_time, defaults.boot_time),
+                notready_after: pick(self.notready_after, defaults.notready_after),
+                kubelet_ready_after: pick(self.kubelet_ready_after, defaults.kubelet_ready_after),
+            },
+            heartbeat: Some(self.heartbeat.into()).filter(|d: &Duration| !d.is_zero()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub sim: SimTimingArgs,
+    /// Where to write kubeconfig, id_ed25519, known_hosts, hosts.txt and fleetboot.toml.
+    #[arg(long, value_name = "DIR", default_value = "./sim")]
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub sim: SimTimingArgs,
+    /// Nodes rebooting at once.
+    #[arg(long, default_value_t = 3)]
+    pub concurrency: usize,
+    /// auto (live display on a terminal), plain, or json.
+    #[arg(long, short = 'o', default_value = "auto", value_parser = ["auto", "plain", "json"])]
+    pub output: String,
 }
 
 #[derive(Args, Debug, Default)]
@@ -419,6 +499,8 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Reboot(args) => reboot(args, config).await,
         Command::Exec(args) => exec(args, config).await,
+        Command::Sim(args) => crate::demo::sim(args).await,
+        Command::Demo(args) => crate::demo::demo(args).await,
     }
 }
 

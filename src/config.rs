@@ -32,7 +32,16 @@ pub struct Layer {
     #[serde(default)]
     pub output: OutputLayer,
     #[serde(default)]
+    pub cluster: ClusterLayer,
+    #[serde(default)]
     pub hosts: Option<Vec<Host>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterLayer {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -106,6 +115,7 @@ impl Layer {
         overlay!(self.reboot, top.reboot; command, boot_id_command, cancel_command, check_command,
             timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort);
         overlay!(self.output, top.output; format, state_dir);
+        overlay!(self.cluster, top.cluster; kubeconfig, context);
         overlay!(self, top; hosts);
         self
     }
@@ -248,8 +258,15 @@ pub struct Settings {
     pub reboot: RebootSettings,
     pub output: OutputFormat,
     pub state_dir: PathBuf,
+    pub cluster: ClusterSettings,
     /// The inventory from the config file, when flags named none.
     pub hosts: Option<Vec<Host>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClusterSettings {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
 }
 
 /// The one place precedence is decided: embedded defaults < config file < flags.
@@ -301,7 +318,7 @@ pub fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
 }
 
 fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
-    let Layer { ssh, reboot, output, hosts } = layer;
+    let Layer { ssh, reboot, output, cluster, hosts } = layer;
     let policy_text = required(ssh.host_key_policy, "ssh.host_key_policy")?;
     let host_key_policy = match policy_text.as_str() {
         "strict" => HostKeyPolicy::Strict,
@@ -370,6 +387,10 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         reboot,
         output: output_format,
         state_dir: expand_home(&non_empty(output.state_dir, "output.state_dir")?, home),
+        cluster: ClusterSettings {
+            kubeconfig: cluster.kubeconfig.filter(|k| !k.is_empty()).map(|k| expand_home(&k, home)),
+            context: cluster.context.filter(|c| !c.is_empty()),
+        },
         hosts,
     })
 }

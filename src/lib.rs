@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod events;
 pub mod exec;
 pub mod hosts;
@@ -14,6 +15,7 @@ pub mod known_hosts;
 pub mod plan;
 pub mod report;
 pub mod runner;
+pub mod sim;
 pub mod ssh;
 pub mod transport;
 
@@ -43,12 +45,14 @@ pub enum Error {
     Journal(#[from] journal::JournalError),
     #[error(transparent)]
     SshSetup(#[from] ssh::SshSetupError),
+    #[error("failed to start the simulated cluster: {0}")]
+    Sim(std::io::Error),
 }
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Journal(journal::JournalError::Write { .. }) => ExitCode::Internal,
+            Error::Journal(journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
             _ => ExitCode::BadInput,
         }
     }

@@ -1,0 +1,135 @@
+//! `fleetboot sim` (serve a simulated cluster) and `fleetboot demo` (a simulated cluster
+//! in-process, every node rebooted through fleetboot's own command line, then checked
+//! through the cluster's API).
+
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+
+use crate::cli::{self, Cli, DemoArgs, SimArgs};
+use crate::sim::node::Timings;
+use crate::sim::store::Filter;
+use crate::sim::{types, Cluster};
+use crate::{Error, ExitCode};
+
+/// Realistic enough to rehearse with, short enough to watch.
+const SIM_TIMINGS: Timings = Timings {
+    reboot_delay: Duration::from_secs(10),
+    boot_time: Duration::from_secs(20),
+    notready_after: Duration::from_secs(5),
+    kubelet_ready_after: Duration::from_secs(3),
+};
+
+const DEMO_TIMINGS: Timings = Timings {
+    reboot_delay: Duration::from_secs(3),
+    boot_time: Duration::from_secs(5),
+    notready_after: Duration::from_secs(2),
+    kubelet_ready_after: Duration::from_secs(1),
+};
+
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+pub async fn sim(args: SimArgs) -> Result<ExitCode, Error> {
+    let cluster = Cluster::start(args.sim.options(SIM_TIMINGS)).await.map_err(Error::Sim)?;
+    let dir = std::path::absolute(&args.dir).unwrap_or(args.dir.clone());
+    let config = cluster.write_files(&dir).map_err(Error::Sim)?;
+    let first = cluster.nodes.first().map(|n| n.addr.ip().to_string()).unwrap_or_default();
+    println!(
+        "fleetboot sim: ready: API http://{} · {} nodes from {first} on SSH port {} · config {}",
+        cluster.api_addr,
+        cluster.nodes.len(),
+        cluster.ssh_port,
+        config.display()
+    );
+    println!("  kubectl --kubeconfig {} get nodes", dir.join("kubeconfig").display());
+    println!("  fleetboot --config {} reboot --dry-run", config.display());
+    interrupted().await;
+    cluster.shutdown();
+    Ok(ExitCode::Ok)
+}
+
+fn nodes_from_api(cluster: &Cluster) -> Vec<Value> {
+    let nodes = types::find("", "v1", "nodes").expect("nodes");
+    cluster.api.store.lock().unwrap().list(nodes, &Filter::default(), None, None).items.iter().map(|n| (**n).clone()).collect()
+}
+
+fn is_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
+    let cluster = Cluster::start(args.sim.options(DEMO_TIMINGS)).await.map_err(Error::Sim)?;
+    let dir = std::env::temp_dir().join(format!("fleetboot-demo-{}", std::process::id()));
+    let config = cluster.write_files(&dir).map_err(Error::Sim)?;
+    let before = nodes_from_api(&cluster);
+    println!(
+        "simulated cluster: {} masters, {} workers · API http://{} · files in {}",
+        args.sim.masters,
+        args.sim.workers,
+        cluster.api_addr,
+        dir.display()
+    );
+    let argv = [
+        "fleetboot".to_owned(),
+        "--config".into(),
+        config.display().to_string(),
+        "reboot".into(),
+        "--concurrency".into(),
+        args.concurrency.to_string(),
+        "--poll-interval".into(),
+        "500ms".into(),
+        "--output".into(),
+        args.output.clone(),
+    ];
+    println!("$ {}\n", argv[1..].iter().fold("fleetboot".to_owned(), |a, w| a + " " + w));
+    let parsed = Cli::try_parse_from(&argv).expect("the demo's own command line parses");
+    let cli::Command::Reboot(reboot) = parsed.command else { unreachable!("the demo runs reboot") };
+    let code = cli::reboot(reboot, Some(&config)).await?;
+
+    // The proof a person would check with kubectl: every node Ready with a new boot ID.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut after = nodes_from_api(&cluster);
+    while !after.iter().all(is_ready) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = nodes_from_api(&cluster);
+    }
+    let rows: Vec<Vec<String>> = after
+        .iter()
+        .map(|node| {
+            let name = node["metadata"]["name"].as_str().unwrap_or_default();
+            let old = before.iter().find(|b| b["metadata"]["name"] == name).and_then(|b| b.pointer("/status/nodeInfo/bootID")).and_then(Value::as_str).unwrap_or("-");
+            let new = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or("-");
+            vec![
+                name.to_owned(),
+                crate::sim::table::node_roles(node),
+                format!("{} → {}", crate::report::short_id(old), crate::report::short_id(new)),
+                if old != new { "changed" } else { "SAME" }.to_owned(),
+                if is_ready(node) { "Ready" } else { "NotReady" }.to_owned(),
+            ]
+        })
+        .collect();
+    if args.output != "json" {
+        println!("\nwhat the cluster's API says now (status.nodeInfo.bootID, Ready):");
+        print!("{}", crate::report::table(&["NODE", "ROLES", "BOOT ID (BEFORE → AFTER)", "BOOT ID", "READY"], &rows));
+    }
+    cluster.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(code)
+}

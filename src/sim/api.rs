@@ -1,0 +1,502 @@
+//! The simulated cluster's Kubernetes API over plain HTTP on loopback: discovery, list/get,
+//! create, update, patch, delete, status subresources, watch with bookmarks and 410 Gone,
+//! `Status` errors, and server-side Tables for kubectl.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+
+use super::selector::{FieldSelector, LabelSelector};
+use super::store::{visible, Filter, PatchType, Store, StoreError};
+use super::table;
+use super::types::{self, ResourceType};
+
+/// What the API server shares with the simulated controllers.
+pub struct ApiState {
+    pub store: Mutex<Store>,
+    /// While set, new connections are dropped and open watches are cut (masters rebooting).
+    pub outage: AtomicBool,
+    pub bookmark_interval: Duration,
+    /// Pod logs, by "namespace/name".
+    pub logs: Mutex<std::collections::HashMap<String, String>>,
+    /// Cuts every open watch stream when sent to (fault injection).
+    pub cut_watches: broadcast::Sender<()>,
+    /// The cluster, for the fault-injection endpoint under /sim/v1.
+    pub cluster: std::sync::OnceLock<std::sync::Weak<super::cluster::Cluster>>,
+}
+
+impl ApiState {
+    pub fn new(history_limit: usize, bookmark_interval: Duration) -> Arc<ApiState> {
+        Arc::new(ApiState {
+            store: Mutex::new(Store::new(history_limit)),
+            outage: AtomicBool::new(false),
+            bookmark_interval,
+            logs: Default::default(),
+            cut_watches: broadcast::channel(4).0,
+            cluster: std::sync::OnceLock::new(),
+        })
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(value).expect("serializes"))).boxed())
+        .expect("response")
+}
+
+fn error_response(error: &StoreError) -> Response<Body> {
+    let (code, _) = error.code_and_reason();
+    json_response(StatusCode::from_u16(code).expect("valid code"), &error.status())
+}
+
+fn status_error(code: u16, reason: &str, message: String) -> Response<Body> {
+    json_response(
+        StatusCode::from_u16(code).expect("valid code"),
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}),
+    )
+}
+
+/// Serves until `shutdown` resolves. Each connection is its own task.
+pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return,
+        };
+        if state.outage.load(Ordering::SeqCst) {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(req, state).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        Query(
+            query
+                .unwrap_or_default()
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("1" | "true"))
+    }
+}
+
+/// A parsed resource path.
+struct Target {
+    resource: &'static ResourceType,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+enum Route {
+    Version,
+    Discovery(Value),
+    Resource(Target),
+    NotFound,
+}
+
+fn route(path: &str, port_hint: &str) -> Route {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["version"] => return Route::Version,
+        ["api"] => return Route::Discovery(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": port_hint}]})),
+        ["apis"] => return Route::Discovery(group_list()),
+        ["api", "v1"] => return Route::Discovery(resource_list("", "v1")),
+        ["apis", g, v] if types::groups().iter().any(|(gg, vv)| gg == g && vv == v) => return Route::Discovery(resource_list(g, v)),
+        ["apis", g] => {
+            return match types::groups().into_iter().find(|(gg, _)| gg == g) {
+                Some((g, v)) => Route::Discovery(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [{"groupVersion": format!("{g}/{v}"), "version": v}], "preferredVersion": {"groupVersion": format!("{g}/{v}"), "version": v}})),
+                None => Route::NotFound,
+            };
+        }
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Route::NotFound,
+    };
+    // namespaces/{ns}/{plural}/... is namespaced unless the third part is not a plural
+    // (then it is the Namespace object itself, or its subresource).
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if types::find(group, version, plural).is_some() => (Some(ns.to_string()), {
+            let mut v = vec![*plural];
+            v.extend_from_slice(tail);
+            v
+        }),
+        other => (None, other.to_vec()),
+    };
+    let Some(resource) = rest.first().and_then(|p| types::find(group, version, p)) else { return Route::NotFound };
+    if resource.namespaced != namespace.is_some() && !(resource.namespaced && rest.len() == 1) {
+        return Route::NotFound;
+    }
+    Route::Resource(Target {
+        resource,
+        namespace,
+        name: rest.get(1).map(|s| s.to_string()),
+        subresource: rest.get(2).map(|s| s.to_string()),
+    })
+}
+
+fn group_list() -> Value {
+    let groups: Vec<Value> = types::groups()
+        .into_iter()
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn resource_list(group: &str, version: &str) -> Value {
+    let mut resources = Vec::new();
+    for t in types::TYPES.iter().filter(|t| t.group == group && t.version == version) {
+        resources.push(json!({
+            "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            "shortNames": t.short_names,
+        }));
+        for sub in t.subresources {
+            let (kind, verbs) = match *sub {
+                "log" => ("Pod", json!(["get"])),
+                "eviction" => ("Eviction", json!(["create"])),
+                _ => (t.kind, json!(["get", "patch", "update"])),
+            };
+            resources.push(json!({"name": format!("{}/{sub}", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": kind, "verbs": verbs}));
+        }
+    }
+    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+}
+
+fn wants_table(req: &Request<Incoming>) -> bool {
+    req.headers().get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
+    let bytes = req.into_body().collect().await.map_err(|e| status_error(400, "BadRequest", format!("failed to read the body: {e}")))?.to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| status_error(400, "BadRequest", format!("the body is not JSON: {e}")))
+}
+
+async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> {
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
+    let query = Query::parse(req.uri().query());
+    if let Some(rest) = req.uri().path().strip_prefix("/sim/v1/") {
+        let rest = rest.to_owned();
+        let method = req.method().clone();
+        let body = if method == Method::POST { read_json(req).await.unwrap_or(Value::Null) } else { Value::Null };
+        let Some(cluster) = state.cluster.get().and_then(|w| w.upgrade()) else {
+            return status_error(503, "ServiceUnavailable", "the simulation is shutting down".into());
+        };
+        return match super::cluster::control(&cluster, &method, &rest, &body) {
+            Ok(value) => json_response(StatusCode::OK, &value),
+            Err((code, message)) => status_error(code, "BadRequest", message),
+        };
+    }
+    match route(req.uri().path(), &host) {
+        Route::Version => json_response(StatusCode::OK, &json!({
+            "major": "1", "minor": "33", "gitVersion": "v1.33.0+fleetboot-sim", "gitCommit": "", "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"})),
+        Route::Discovery(body) => json_response(StatusCode::OK, &body),
+        Route::NotFound => status_error(404, "NotFound", format!("the server could not find the requested resource ({})", req.uri().path())),
+        Route::Resource(target) => handle_resource(req, target, query, state).await,
+    }
+}
+
+fn parse_filter(target: &Target, query: &Query) -> Result<Filter, Response<Body>> {
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default()).map_err(|e| status_error(400, "BadRequest", e))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default()).map_err(|e| status_error(400, "BadRequest", e))?;
+    Ok(Filter { namespace: target.namespace.clone(), labels, fields })
+}
+
+async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, state: Arc<ApiState>) -> Response<Body> {
+    let t = target.resource;
+    let ns = target.namespace.as_deref();
+    let sub = target.subresource.as_deref();
+    if let Some(sub) = sub {
+        if !t.subresources.contains(&sub) {
+            return status_error(404, "NotFound", format!("{} has no subresource {sub:?}", t.plural));
+        }
+    }
+    let method = req.method().clone();
+    match (&method, &target.name, sub) {
+        (&Method::GET, None, _) if query.flag("watch") => watch(t, &target, &query, state),
+        (&Method::GET, None, _) => {
+            let filter = match parse_filter(&target, &query) {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let limit = query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0);
+            let page = state.store.lock().unwrap().list(t, &filter, limit, query.get("continue").filter(|c| !c.is_empty()));
+            let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
+            if let Some(token) = &page.continue_token {
+                metadata["continue"] = json!(token);
+                metadata["remainingItemCount"] = json!(page.remaining);
+            }
+            if wants_table(&req) {
+                return json_response(StatusCode::OK, &table::table(t, &page.items, metadata));
+            }
+            let items: Vec<&Value> = page.items.iter().map(|o| o.as_ref()).collect();
+            json_response(StatusCode::OK, &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": metadata, "items": items}))
+        }
+        (&Method::GET, Some(name), Some("log")) => {
+            let key = format!("{}/{name}", ns.unwrap_or_default());
+            if let Err(e) = state.store.lock().unwrap().get(t, ns, name) {
+                return error_response(&e);
+            }
+            let text = state.logs.lock().unwrap().get(&key).cloned().unwrap_or_default();
+            let text = match query.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => {
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(n)..].join("\n") + "\n"
+                }
+                None => text,
+            };
+            Response::builder().header("content-type", "text/plain").body(Full::new(Bytes::from(text)).boxed()).expect("response")
+        }
+        (&Method::GET, Some(name), _) => match state.store.lock().unwrap().get(t, ns, name) {
+            Ok(object) if wants_table(&req) => {
+                let rv = object["metadata"]["resourceVersion"].clone();
+                json_response(StatusCode::OK, &table::table(t, &[object], json!({"resourceVersion": rv})))
+            }
+            Ok(object) => json_response(StatusCode::OK, &object),
+            Err(e) => error_response(&e),
+        },
+        (&Method::POST, None, _) => {
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            if let Some(body_ns) = body.pointer("/metadata/namespace").and_then(Value::as_str) {
+                if Some(body_ns) != ns {
+                    return status_error(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request".into());
+                }
+            }
+            match state.store.lock().unwrap().create(t, ns, body) {
+                Ok(object) => json_response(StatusCode::CREATED, &object),
+                Err(e) => error_response(&e),
+            }
+        }
+        (&Method::POST, Some(name), Some("eviction")) => super::cluster::evict(&state, ns.unwrap_or_default(), name),
+        (&Method::PUT, Some(name), sub) => {
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            match state.store.lock().unwrap().update(t, ns, name, body, sub) {
+                Ok(object) => json_response(StatusCode::OK, &object),
+                Err(e) => error_response(&e),
+            }
+        }
+        (&Method::PATCH, Some(name), sub) => {
+            let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let kind = match content_type.split(';').next().unwrap_or_default().trim() {
+                "application/merge-patch+json" => PatchType::Merge,
+                "application/json-patch+json" => PatchType::Json,
+                "application/strategic-merge-patch+json" if t.group.is_empty() || t.group == "apps" || t.group == "policy" => PatchType::Strategic,
+                "application/strategic-merge-patch+json" => {
+                    return status_error(415, "UnsupportedMediaType", format!("strategic merge patch is not supported for {}; use a merge patch", t.kind));
+                }
+                other => return status_error(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})")),
+            };
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            match state.store.lock().unwrap().patch(t, ns, name, kind, &body, sub) {
+                Ok(object) => json_response(StatusCode::OK, &object),
+                Err(e) => error_response(&e),
+            }
+        }
+        (&Method::DELETE, Some(name), None) => match state.store.lock().unwrap().delete(t, ns, name) {
+            Ok(object) => json_response(StatusCode::OK, &object),
+            Err(e) => error_response(&e),
+        },
+        _ => status_error(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})")),
+    }
+}
+
+fn watch_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("serializes");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<ApiState>) -> Response<Body> {
+    let filter = match parse_filter(target, query) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let since = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
+        Some(v) => match v.parse::<u64>() {
+            Ok(rv) => Some(rv),
+            Err(_) => return status_error(400, "BadRequest", format!("invalid resourceVersion {v:?}")),
+        },
+        None => None,
+    };
+    let bookmarks = query.flag("allowWatchBookmarks");
+    let timeout = query.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs);
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(256);
+    let start = state.store.lock().unwrap().watch(t, &filter, since);
+    let mut cut = state.cut_watches.subscribe();
+    let interval = state.bookmark_interval;
+    tokio::spawn(async move {
+        let send = |bytes: Bytes| {
+            let tx = tx.clone();
+            async move { tx.send(Ok(Frame::data(bytes))).await.is_ok() }
+        };
+        let (initial, mut changes) = match start {
+            Ok(pair) => pair,
+            Err(e) => {
+                // As a real API server: the stream opens, carries one ERROR event, and ends.
+                let _ = send(watch_line("ERROR", &e.status())).await;
+                return;
+            }
+        };
+        let mut last_rv = since.unwrap_or(0);
+        for (kind, object) in initial {
+            last_rv = last_rv.max(object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0));
+            if !send(watch_line(kind.as_str(), &object)).await {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(3600 * 24)));
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) => {
+                        last_rv = last_rv.max(change.rv);
+                        if let Some((kind, object)) = visible(&change, &t.key(), &filter) {
+                            if !send(watch_line(kind.as_str(), &object)).await {
+                                return;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let gone = StoreError::Gone { requested: last_rv, oldest: last_rv + 1 };
+                        let _ = send(watch_line("ERROR", &gone.status())).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = ticker.tick(), if bookmarks => {
+                    let rv = state.store.lock().unwrap().resource_version().max(last_rv);
+                    let bookmark = json!({"kind": t.kind, "apiVersion": t.api_version(), "metadata": {"resourceVersion": rv.to_string()}});
+                    if !send(watch_line("BOOKMARK", &bookmark)).await {
+                        return;
+                    }
+                }
+                _ = cut.recv() => return,
+                () = &mut deadline => return,
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(BodyExt::boxed(StreamBody::new(tokio_stream_from(rx))))
+        .expect("response")
+}
+
+/// An mpsc receiver as a body stream.
+fn tokio_stream_from(rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_resources() {
+        let Route::Resource(t) = route("/api/v1/nodes/n1/status", "h") else { panic!() };
+        assert_eq!((t.resource.kind, t.name.as_deref(), t.subresource.as_deref()), ("Node", Some("n1"), Some("status")));
+        let Route::Resource(t) = route("/api/v1/namespaces/openshift-sdn", "h") else { panic!() };
+        assert_eq!((t.resource.kind, t.name.as_deref()), ("Namespace", Some("openshift-sdn")));
+        let Route::Resource(t) = route("/api/v1/namespaces/ns1/pods/p/log", "h") else { panic!() };
+        assert_eq!((t.resource.kind, t.namespace.as_deref(), t.subresource.as_deref()), ("Pod", Some("ns1"), Some("log")));
+        let Route::Resource(t) = route("/api/v1/pods", "h") else { panic!() };
+        assert_eq!((t.resource.kind, t.namespace), ("Pod", None));
+        let Route::Resource(t) = route("/apis/machineconfiguration.openshift.io/v1/machineconfigpools/worker", "h") else { panic!() };
+        assert_eq!(t.resource.kind, "MachineConfigPool");
+        assert!(matches!(route("/apis/nope/v1/things", "h"), Route::NotFound));
+        assert!(matches!(route("/api/v1/namespaces/x/nodes", "h"), Route::NotFound), "nodes are not namespaced");
+    }
+
+    #[test]
+    fn query_strings_decode() {
+        let q = Query::parse(Some("labelSelector=node-role.kubernetes.io%2Fworker%3D&watch=1&x=a+b"));
+        assert_eq!(q.get("labelSelector"), Some("node-role.kubernetes.io/worker="));
+        assert!(q.flag("watch"));
+        assert_eq!(q.get("x"), Some("a b"));
+    }
+}

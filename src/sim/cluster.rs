@@ -1,0 +1,479 @@
+//! The simulated cluster: seeds an OpenShift-shaped set of objects, runs the simulated nodes
+//! and the kubelet/node-controller behaviour that ties them to the API, and exposes fault
+//! switches. Everything runs in-process on loopback.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use super::api::{self, ApiState};
+use super::node::{NodeEvent, SimNode, Timings};
+use super::store::{now_rfc3339, PatchType};
+use super::types;
+
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub masters: usize,
+    pub workers: usize,
+    /// The first three octets of the nodes' addresses, e.g. "127.0.42".
+    pub net: Option<String>,
+    /// The API server's port (0: any free port).
+    pub api_port: u16,
+    /// The nodes' SSH port (0: any free port, the same for every node).
+    pub ssh_port: u16,
+    pub timings: Timings,
+    pub history_limit: usize,
+    pub bookmark_interval: Duration,
+    pub heartbeat: Option<Duration>,
+}
+
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            masters: 3,
+            workers: 6,
+            net: None,
+            api_port: 0,
+            ssh_port: 0,
+            timings: Timings {
+                reboot_delay: Duration::from_secs(3),
+                boot_time: Duration::from_secs(5),
+                notready_after: Duration::from_secs(2),
+                kubelet_ready_after: Duration::from_secs(1),
+            },
+            history_limit: 20_000,
+            bookmark_interval: Duration::from_secs(5),
+            heartbeat: Some(Duration::from_secs(40)),
+        }
+    }
+}
+
+pub struct Cluster {
+    pub api: Arc<ApiState>,
+    pub api_addr: SocketAddr,
+    pub nodes: Vec<Arc<SimNode>>,
+    pub client_key: russh::keys::PrivateKey,
+    pub ssh_port: u16,
+    stop: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn nodes_type() -> &'static types::ResourceType {
+    types::find("", "v1", "nodes").expect("nodes")
+}
+
+fn t(group: &str, version: &str, plural: &str) -> &'static types::ResourceType {
+    types::find(group, version, plural).expect("known type")
+}
+
+fn rendered(pool: &str, network: &str) -> String {
+    let hash = if network == "OVNKubernetes" { "0f3e9c1b7a" } else { "5b8d2c4e61" };
+    format!("rendered-{pool}-{hash}")
+}
+
+fn free_net() -> String {
+    let n = std::process::id() as usize * 31 + uuid::Uuid::new_v4().as_bytes()[0] as usize;
+    format!("127.{}.{}", 100 + n % 150, 1 + (n / 150) % 250)
+}
+
+fn ready_condition(status: &str, reason: &str, message: &str) -> Value {
+    let now = now_rfc3339();
+    json!({"type": "Ready", "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
+}
+
+impl Cluster {
+    pub async fn start(options: SimOptions) -> std::io::Result<Arc<Cluster>> {
+        let net = options.net.clone().unwrap_or_else(free_net);
+        let api = ApiState::new(options.history_limit, options.bookmark_interval);
+        let listener = TcpListener::bind(("127.0.0.1", options.api_port)).await?;
+        let api_addr = listener.local_addr()?;
+        let ssh_port = match options.ssh_port {
+            0 => std::net::TcpListener::bind(format!("{net}.1:0"))?.local_addr()?.port(),
+            p => p,
+        };
+        let client_key = super::node::random_ed25519();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut nodes = Vec::new();
+        let total = options.masters + options.workers;
+        for i in 0..total {
+            let (name, _) = node_identity(i, options.masters);
+            let octets: Vec<u8> = net.split('.').map(|o| o.parse().unwrap_or(0)).collect();
+            // Four octets: 127.A.B.(1..=250), spilling into B for large fleets.
+            let ip = Ipv4Addr::new(127, octets[1], octets[2].wrapping_add((i / 250) as u8), (i % 250 + 1) as u8);
+            nodes.push(SimNode::new(name, SocketAddr::new(ip.into(), ssh_port), options.timings, client_key.public_key().clone(), events_tx.clone()));
+        }
+        for node in &nodes {
+            node.start_ssh().await?;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let cluster = Arc::new(Cluster { api: api.clone(), api_addr, nodes, client_key, ssh_port, stop, tasks: Default::default() });
+        let _ = api.cluster.set(Arc::downgrade(&cluster));
+        cluster.seed(&options);
+        let mut stop_api = stop_rx.clone();
+        let server = tokio::spawn(api::serve(listener, api.clone(), async move {
+            let _ = stop_api.wait_for(|s| *s).await;
+        }));
+        let kubelet = tokio::spawn(kubelets(cluster.clone(), events_rx, options.timings));
+        let mut tasks = vec![server, kubelet];
+        if let Some(interval) = options.heartbeat {
+            tasks.push(tokio::spawn(heartbeats(cluster.clone(), interval)));
+        }
+        tasks.push(tokio::spawn(namespace_controller(cluster.clone())));
+        *cluster.tasks.lock().unwrap() = tasks;
+        Ok(cluster)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Arc<SimNode>> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        for node in &self.nodes {
+            node.shutdown();
+        }
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Cuts the API off for `length` (connections dropped, watches cut), as while the
+    /// control plane reboots.
+    pub fn api_outage(self: &Arc<Self>, length: Duration) {
+        self.api.outage.store(true, Ordering::SeqCst);
+        let _ = self.api.cut_watches.send(());
+        let api = self.api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(length).await;
+            api.outage.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn create(&self, t: &types::ResourceType, namespace: Option<&str>, object: Value) {
+        self.api.store.lock().unwrap().create(t, namespace, object).expect("seed objects are valid");
+    }
+
+    fn seed(&self, options: &SimOptions) {
+        let namespaces = [
+            "default", "kube-system", "kube-node-lease", "openshift-machine-config-operator", "openshift-multus",
+            "openshift-sdn", "openshift-network-operator", "openshift-machine-api", "openshift-ovn-kubernetes",
+        ];
+        for ns in namespaces {
+            self.create(t("", "v1", "namespaces"), None, json!({"metadata": {"name": ns}}));
+        }
+        let zones = ["zone-a", "zone-b", "zone-c"];
+        for (i, node) in self.nodes.iter().enumerate() {
+            let (_, pool) = node_identity(i, options.masters);
+            let mut labels = json!({
+                "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "node.openshift.io/os_id": "rhcos",
+                "topology.kubernetes.io/zone": zones[i % zones.len()],
+            });
+            labels[format!("node-role.kubernetes.io/{pool}")] = json!("");
+            if pool == "master" {
+                labels["node-role.kubernetes.io/control-plane"] = json!("");
+            }
+            let config = rendered(pool, "OpenShiftSDN");
+            self.create(nodes_type(), None, json!({
+                "metadata": {"name": node.name, "labels": labels, "annotations": {
+                    "machineconfiguration.openshift.io/currentConfig": config,
+                    "machineconfiguration.openshift.io/desiredConfig": config,
+                    "machineconfiguration.openshift.io/state": "Done",
+                    "machineconfiguration.openshift.io/reason": "",
+                }},
+                "spec": {},
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": node.addr.ip().to_string()}, {"type": "Hostname", "address": node.name}],
+                    "nodeInfo": {"bootID": node.boot_id(), "kubeletVersion": "v1.33.0", "osImage": "Red Hat Enterprise Linux CoreOS 9.6",
+                        "kernelVersion": "5.14.0-427.fleetboot.el9_4.x86_64", "containerRuntimeVersion": "cri-o://1.33.0",
+                        "operatingSystem": "linux", "architecture": "amd64"},
+                    "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
+                    "capacity": {"cpu": "16", "memory": "65536Mi", "pods": "250"},
+                },
+            }));
+            self.create(t("", "v1", "pods"), Some("openshift-machine-config-operator"), json!({
+                "metadata": {"name": format!("machine-config-daemon-{}", &uuid::Uuid::new_v4().simple().to_string()[..5]),
+                    "labels": {"k8s-app": "machine-config-daemon"}},
+                "spec": {"nodeName": node.name, "containers": [{"name": "machine-config-daemon", "image": "quay.io/openshift/mcd"}]},
+                "status": {"phase": "Running", "podIP": node.addr.ip().to_string(),
+                    "containerStatuses": [{"name": "machine-config-daemon", "ready": true, "restartCount": 0, "state": {"running": {}}}]},
+            }));
+        }
+        for pool in ["master", "worker"] {
+            let count = if pool == "master" { options.masters } else { options.workers };
+            let config = rendered(pool, "OpenShiftSDN");
+            self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigs"), None, json!({
+                "metadata": {"name": config, "annotations": {"machineconfiguration.openshift.io/generated-by-controller-version": "fleetboot-sim"}},
+                "spec": {"config": {"ignition": {"version": "3.4.0"}, "systemd": {"units": [{"name": "ovs-configuration.service", "enabled": true,
+                    "contents": "[Service]\nType=oneshot\nExecStart=/usr/local/bin/configure-ovs.sh OpenShiftSDN\n"}]}}},
+            }));
+            let now = now_rfc3339();
+            self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigpools"), None, json!({
+                "metadata": {"name": pool},
+                "spec": {"paused": false, "maxUnavailable": 1, "machineConfigSelector": {"matchLabels": {"machineconfiguration.openshift.io/role": pool}},
+                    "nodeSelector": {"matchLabels": {format!("node-role.kubernetes.io/{pool}"): ""}}, "configuration": {"name": config}},
+                "status": {"configuration": {"name": config}, "machineCount": count, "readyMachineCount": count, "updatedMachineCount": count,
+                    "unavailableMachineCount": 0, "degradedMachineCount": 0, "observedGeneration": 1,
+                    "conditions": [
+                        {"type": "Updated", "status": "True", "lastTransitionTime": now, "reason": "", "message": format!("All nodes are updated with {config}")},
+                        {"type": "Updating", "status": "False", "lastTransitionTime": now, "reason": "", "message": ""},
+                        {"type": "Degraded", "status": "False", "lastTransitionTime": now, "reason": "", "message": ""}]},
+            }));
+        }
+        self.create(t("config.openshift.io", "v1", "networks"), None, json!({
+            "metadata": {"name": "cluster"},
+            "spec": {"clusterNetwork": [{"cidr": "10.128.0.0/14", "hostPrefix": 23}], "networkType": "OpenShiftSDN", "serviceNetwork": ["172.30.0.0/16"]},
+            "status": {"clusterNetwork": [{"cidr": "10.128.0.0/14", "hostPrefix": 23}], "clusterNetworkMTU": 1450, "networkType": "OpenShiftSDN", "serviceNetwork": ["172.30.0.0/16"]},
+        }));
+        self.create(t("operator.openshift.io", "v1", "networks"), None, json!({
+            "metadata": {"name": "cluster"},
+            "spec": {"defaultNetwork": {"type": "OpenShiftSDN", "openshiftSDNConfig": {"mode": "NetworkPolicy", "mtu": 1450, "vxlanPort": 4789}},
+                "managementState": "Managed"},
+            "status": {},
+        }));
+        self.create(t("config.openshift.io", "v1", "clusterversions"), None, json!({
+            "metadata": {"name": "version"}, "spec": {"channel": "stable-4.14", "clusterID": uuid::Uuid::new_v4().to_string()},
+            "status": {"desired": {"version": "4.14.38"}, "history": [{"state": "Completed", "version": "4.14.38"}]},
+        }));
+        for operator in ["network", "machine-config", "kube-apiserver", "etcd", "dns", "ingress"] {
+            let now = now_rfc3339();
+            self.create(t("config.openshift.io", "v1", "clusteroperators"), None, json!({
+                "metadata": {"name": operator}, "spec": {},
+                "status": {"conditions": [
+                    {"type": "Available", "status": "True", "lastTransitionTime": now},
+                    {"type": "Progressing", "status": "False", "lastTransitionTime": now},
+                    {"type": "Degraded", "status": "False", "lastTransitionTime": now}],
+                    "versions": [{"name": "operator", "version": "4.14.38"}]},
+            }));
+        }
+        let total = self.nodes.len();
+        self.create(t("apps", "v1", "daemonsets"), Some("openshift-multus"), json!({
+            "metadata": {"name": "multus"},
+            "spec": {"selector": {"matchLabels": {"app": "multus"}}, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}}, "template": {"metadata": {"labels": {"app": "multus"}}, "spec": {"containers": [{"name": "kube-multus", "image": "quay.io/openshift/multus"}]}}},
+            "status": {"desiredNumberScheduled": total, "currentNumberScheduled": total, "numberReady": total, "updatedNumberScheduled": total,
+                "numberAvailable": total, "numberMisscheduled": 0, "observedGeneration": 1},
+        }));
+        let mut logs = self.api.logs.lock().unwrap();
+        let pods = self.api.store.lock().unwrap().list(t("", "v1", "pods"), &Default::default(), None, None).items;
+        for pod in pods {
+            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+            let key = format!("{}/{}", pod["metadata"]["namespace"].as_str().unwrap_or_default(), pod["metadata"]["name"].as_str().unwrap_or_default());
+            logs.insert(key, format!("I0101 00:00:00.000000 daemon.go:1400] Current config: {}\nI0101 00:00:00.000001 daemon.go:1401] state: Done\nI0101 00:00:00.000002 daemon.go:1500] node {node} is up to date\n", rendered(if node.starts_with("master") { "master" } else { "worker" }, "OpenShiftSDN")));
+        }
+    }
+
+    fn patch_node_status(&self, name: &str, status: Value) {
+        let _ = self.api.store.lock().unwrap().patch(nodes_type(), None, name, PatchType::Strategic, &json!({"status": status}), Some("status"));
+    }
+
+    /// Writes what a user needs to reach the simulation: kubeconfig, SSH identity,
+    /// known_hosts, a host file and a fleetboot config pointing at all of them.
+    pub fn write_files(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let server = format!("http://{}", self.api_addr);
+        std::fs::write(
+            dir.join("kubeconfig"),
+            format!("apiVersion: v1\nkind: Config\nclusters:\n- name: fleetboot-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: fleetboot-sim\n  context:\n    cluster: fleetboot-sim\n    user: admin\n    namespace: default\ncurrent-context: fleetboot-sim\nusers:\n- name: admin\n  user: {{}}\n"),
+        )?;
+        let key_path = dir.join("id_ed25519");
+        let openssh = self.client_key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(|e| std::io::Error::other(e.to_string()))?;
+        write_private(&key_path, openssh.as_bytes())?;
+        let mut known = String::new();
+        let mut hosts = String::new();
+        for node in &self.nodes {
+            let ip = node.addr.ip();
+            let key = node.host_public_key().to_openssh().map_err(|e| std::io::Error::other(e.to_string()))?;
+            known.push_str(&format!("[{ip}]:{} {key}\n", self.ssh_port));
+            hosts.push_str(&format!("{} {ip}:{}\n", node.name, self.ssh_port));
+        }
+        std::fs::write(dir.join("known_hosts"), known)?;
+        std::fs::write(dir.join("hosts.txt"), hosts)?;
+        let config = dir.join("fleetboot.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "# Written by `fleetboot sim`: every fleetboot command reaches the simulation with\n#   fleetboot --config {config} <command>\n\
+                 [ssh]\nuser = \"core\"\nport = {port}\nidentities = [\"{key}\"]\nknown_hosts = \"{known}\"\n\n\
+                 [reboot]\npoll_interval = \"1s\"\ntimeout = \"5m\"\n\n\
+                 [output]\nstate_dir = \"{state}\"\n\n\
+                 [cluster]\nkubeconfig = \"{kubeconfig}\"\n\n{inventory}",
+                config = dir.join("fleetboot.toml").display(),
+                port = self.ssh_port,
+                key = key_path.display(),
+                known = dir.join("known_hosts").display(),
+                state = dir.join("state").display(),
+                kubeconfig = dir.join("kubeconfig").display(),
+                inventory = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("[[hosts]]\nname = \"{}\"\naddress = \"{}\"\n\n", n.name, n.addr.ip()))
+                    .collect::<String>(),
+            ),
+        )?;
+        Ok(config)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    file.write_all(bytes)
+}
+
+/// Node name and pool of the i-th node: masters first.
+fn node_identity(i: usize, masters: usize) -> (String, &'static str) {
+    if i < masters { (format!("master-{i}"), "master") } else { (format!("worker-{}", i - masters), "worker") }
+}
+
+/// Kubelets and the node lifecycle controller: NotReady some time after a node goes down,
+/// Ready with its new boot ID some time after it boots.
+async fn kubelets(cluster: Arc<Cluster>, mut events: mpsc::UnboundedReceiver<NodeEvent>, timings: Timings) {
+    while let Some(event) = events.recv().await {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            match event {
+                NodeEvent::WentDown(name) => {
+                    tokio::time::sleep(timings.notready_after).await;
+                    let still_down = cluster.node(&name).is_some_and(|n| n.phase() == super::node::Phase::Down);
+                    if still_down {
+                        cluster.patch_node_status(&name, json!({"conditions": [ready_condition("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")]}));
+                    }
+                }
+                NodeEvent::Booted(name) => {
+                    tokio::time::sleep(timings.kubelet_ready_after).await;
+                    let Some(node) = cluster.node(&name) else { return };
+                    cluster.patch_node_status(&name, json!({
+                        "nodeInfo": {"bootID": node.boot_id()},
+                        "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
+                    }));
+                }
+            }
+        });
+    }
+}
+
+/// Periodic Ready heartbeats from nodes that are up.
+async fn heartbeats(cluster: Arc<Cluster>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for node in &cluster.nodes {
+            if node.phase() != super::node::Phase::Down {
+                let now = now_rfc3339();
+                let ready = cluster.api.store.lock().unwrap().get(nodes_type(), None, &node.name).ok().and_then(|n| {
+                    n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
+                });
+                if let Some(mut ready) = ready.filter(|r| r["status"] == "True") {
+                    ready["lastHeartbeatTime"] = json!(now);
+                    cluster.patch_node_status(&node.name, json!({"conditions": [ready]}));
+                }
+            }
+        }
+    }
+}
+
+/// Removes Terminating namespaces (and what is in them) a moment after their deletion.
+async fn namespace_controller(cluster: Arc<Cluster>) {
+    let ns_type = t("", "v1", "namespaces");
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let terminating: Vec<String> = cluster
+            .api
+            .store
+            .lock()
+            .unwrap()
+            .list(ns_type, &Default::default(), None, None)
+            .items
+            .iter()
+            .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+            .map(|n| n["metadata"]["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        for name in terminating {
+            cluster.api.store.lock().unwrap().purge_namespace(&name);
+        }
+    }
+}
+
+/// The pod eviction subresource: honours PodDisruptionBudgets, then deletes the pod.
+pub fn evict(state: &ApiState, namespace: &str, name: &str) -> hyper::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>> {
+    use http_body_util::{BodyExt, Full};
+    let respond = |code: u16, body: Value| {
+        hyper::Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())).boxed())
+            .expect("response")
+    };
+    let pods = t("", "v1", "pods");
+    let pdbs = t("policy", "v1", "poddisruptionbudgets");
+    let mut store = state.store.lock().unwrap();
+    let pod = match store.get(pods, Some(namespace), name) {
+        Ok(p) => p,
+        Err(e) => return respond(404, e.status()),
+    };
+    let filter = super::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
+    for pdb in store.list(pdbs, &filter, None, None).items {
+        let selector = super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]);
+        if selector.matches_object(&pod) && pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0) < 1 {
+            let message = format!("Cannot evict pod as it would violate the pod's disruption budget {}.", pdb["metadata"]["name"].as_str().unwrap_or_default());
+            return respond(429, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "TooManyRequests", "code": 429,
+                "details": {"causes": [{"reason": "DisruptionBudget", "message": message}]}}));
+        }
+    }
+    let _ = store.delete(pods, Some(namespace), name);
+    respond(201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+}
+
+/// The fault-injection and inspection endpoint (`/sim/v1/...`) that tests and rehearsals call.
+///
+/// - `GET nodes`: every node's phase, boot ID and history
+/// - `POST nodes/NAME/faults` with `{"never_returns": true, ...}` (the names of [`Faults`])
+/// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches
+/// - `POST cut-watches`: ends every open watch stream once
+///
+/// [`Faults`]: super::node::Faults
+pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body: &Value) -> Result<Value, (u16, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["nodes"]) => Ok(json!(cluster.nodes.iter().map(|n| json!({
+            "name": n.name, "address": n.addr.to_string(), "phase": format!("{:?}", n.phase()), "bootID": n.boot_id(),
+            "history": n.history.lock().unwrap().iter().map(|(t, w)| json!([t, w])).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>())),
+        ("POST", ["nodes", name, "faults"]) => {
+            let node = cluster.node(name).ok_or((404, format!("no node {name:?}")))?;
+            let fields = body.as_object().ok_or((400, "expected a JSON object of fault switches".to_owned()))?;
+            for (key, value) in fields {
+                let on = value.as_bool().ok_or((400, format!("fault {key:?} takes true or false")))?;
+                let switch = match key.as_str() {
+                    "never_returns" => &node.faults.never_returns,
+                    "same_boot_id" => &node.faults.same_boot_id,
+                    "refuse_ssh" => &node.faults.refuse_ssh,
+                    "hang_ssh" => &node.faults.hang_ssh,
+                    "new_host_key_after_reboot" => &node.faults.new_host_key_after_reboot,
+                    "refuse_sudo" => &node.faults.refuse_sudo,
+                    other => return Err((400, format!("unknown fault {other:?}"))),
+                };
+                switch.store(on, Ordering::SeqCst);
+            }
+            Ok(json!({"node": name, "applied": body}))
+        }
+        ("POST", ["outage"]) => {
+            let seconds = body["seconds"].as_f64().ok_or((400, "expected {\"seconds\": N}".to_owned()))?;
+            cluster.api_outage(Duration::from_secs_f64(seconds));
+            Ok(json!({"outage_seconds": seconds}))
+        }
+        ("POST", ["cut-watches"]) => {
+            let _ = cluster.api.cut_watches.send(());
+            Ok(json!({"cut": true}))
+        }
+        _ => Err((404, format!("no simulation endpoint {method} /sim/v1/{path}"))),
+    }
+}

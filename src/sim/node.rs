@@ -1,0 +1,323 @@
+//! A simulated node: an SSH server (russh) on its own loopback address that answers the
+//! boot-ID read and the reboot command, and really goes away while it "reboots": its sessions
+//! close, connections are refused, and it comes back with a new boot ID.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::{Auth, Handler, Msg, Session};
+use russh::{Channel, ChannelId};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// How long each phase of a simulated reboot takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    /// From `shutdown -r` to going down (systemd schedules a minute ahead).
+    pub reboot_delay: Duration,
+    /// Down: from going down to SSH answering again.
+    pub boot_time: Duration,
+    /// From going down until the node controller marks it NotReady.
+    pub notready_after: Duration,
+    /// From SSH answering until the kubelet reports Ready.
+    pub kubelet_ready_after: Duration,
+}
+
+/// Faults a test or a rehearsal can switch on per node.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Goes down and never comes back.
+    pub never_returns: AtomicBool,
+    /// Comes back with the same boot ID (as if the reboot never happened).
+    pub same_boot_id: AtomicBool,
+    /// Closes every connection at once (as a firewall REJECT or a dead sshd would).
+    pub refuse_ssh: AtomicBool,
+    /// Accepts TCP and never speaks.
+    pub hang_ssh: AtomicBool,
+    /// Presents a new host key after the reboot.
+    pub new_host_key_after_reboot: AtomicBool,
+    /// Answers the reboot command like sudo without rights.
+    pub refuse_sudo: AtomicBool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Up,
+    RebootScheduled,
+    Down,
+}
+
+/// What a node tells the cluster about itself.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    WentDown(String),
+    Booted(String),
+}
+
+pub struct SimNode {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub faults: Faults,
+    /// False for a node with no SSH at all (BMC only).
+    pub has_ssh: AtomicBool,
+    timings: Timings,
+    boot_id: Mutex<String>,
+    phase: Mutex<Phase>,
+    host_key: Mutex<PrivateKey>,
+    authorized: PublicKey,
+    ssh_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    reboot_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    events: mpsc::UnboundedSender<NodeEvent>,
+    /// Timestamped history for tests: "reboot-requested", "down", "up", "cancelled".
+    pub history: Mutex<Vec<(u64, String)>>,
+}
+
+pub fn random_ed25519() -> PrivateKey {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    PrivateKey::from(Ed25519Keypair::from_seed(&seed))
+}
+
+pub fn new_boot_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn now_ms() -> u64 {
+    crate::runner::now_ms()
+}
+
+impl SimNode {
+    pub fn new(name: String, addr: SocketAddr, timings: Timings, authorized: PublicKey, events: mpsc::UnboundedSender<NodeEvent>) -> Arc<SimNode> {
+        Arc::new(SimNode {
+            name,
+            addr,
+            faults: Faults::default(),
+            has_ssh: AtomicBool::new(true),
+            timings,
+            boot_id: Mutex::new(new_boot_id()),
+            phase: Mutex::new(Phase::Up),
+            host_key: Mutex::new(random_ed25519()),
+            authorized,
+            ssh_task: Mutex::new(None),
+            reboot_task: Mutex::new(None),
+            events,
+            history: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn boot_id(&self) -> String {
+        self.boot_id.lock().unwrap().clone()
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.lock().unwrap()
+    }
+
+    pub fn host_public_key(&self) -> PublicKey {
+        self.host_key.lock().unwrap().public_key().clone()
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+
+    fn note(&self, what: &str) {
+        self.history.lock().unwrap().push((now_ms(), what.to_owned()));
+    }
+
+    /// Starts serving SSH (a no-op for a node without SSH). Binding errors are returned so a
+    /// simulation that cannot claim its addresses fails at start.
+    pub async fn start_ssh(self: &Arc<Self>) -> std::io::Result<()> {
+        if !self.has_ssh.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        let node = self.clone();
+        let config = Arc::new(russh::server::Config {
+            keys: vec![self.host_key.lock().unwrap().clone()],
+            auth_rejection_time: Duration::from_millis(50),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            inactivity_timeout: Some(Duration::from_secs(600)),
+            nodelay: true,
+            ..Default::default()
+        });
+        let task = tokio::spawn(async move {
+            // Dropping this set (when the task is aborted) ends every session: the reboot.
+            let mut sessions = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                if node.faults.refuse_ssh.load(Ordering::SeqCst) {
+                    drop(stream);
+                    continue;
+                }
+                if node.faults.hang_ssh.load(Ordering::SeqCst) {
+                    sessions.spawn(async move {
+                        let _held = stream;
+                        std::future::pending::<()>().await;
+                    });
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                let handler = Connection { node: node.clone() };
+                let config = config.clone();
+                sessions.spawn(async move {
+                    if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
+                        let _ = session.await;
+                    }
+                });
+                while sessions.try_join_next().is_some() {}
+            }
+        });
+        *self.ssh_task.lock().unwrap() = Some(task);
+        Ok(())
+    }
+
+    fn stop_ssh(&self) {
+        if let Some(task) = self.ssh_task.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+
+    /// Schedules a reboot as `shutdown -r` does; a second request while one is pending is a
+    /// no-op. Returns false when the node is already going down.
+    pub fn schedule_reboot(self: &Arc<Self>, delay: Duration) -> bool {
+        let mut phase = self.phase.lock().unwrap();
+        if *phase != Phase::Up {
+            self.note("reboot-requested-again");
+            return false;
+        }
+        *phase = Phase::RebootScheduled;
+        self.note("reboot-requested");
+        let node = self.clone();
+        *self.reboot_task.lock().unwrap() = Some(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            node.go_down_and_boot().await;
+        }));
+        true
+    }
+
+    /// A power reset: down now, no scheduled delay (the BMC path).
+    pub fn power_cycle(self: &Arc<Self>) {
+        *self.phase.lock().unwrap() = Phase::RebootScheduled;
+        self.note("power-cycle");
+        let node = self.clone();
+        tokio::spawn(async move { node.go_down_and_boot().await });
+    }
+
+    /// `shutdown -c`: cancels a reboot that has not begun.
+    pub fn cancel_reboot(&self) -> bool {
+        let mut phase = self.phase.lock().unwrap();
+        if *phase != Phase::RebootScheduled {
+            return false;
+        }
+        if let Some(task) = self.reboot_task.lock().unwrap().take() {
+            task.abort();
+        }
+        *phase = Phase::Up;
+        self.note("cancelled");
+        true
+    }
+
+    async fn go_down_and_boot(self: Arc<Self>) {
+        *self.phase.lock().unwrap() = Phase::Down;
+        self.stop_ssh();
+        self.note("down");
+        let _ = self.events.send(NodeEvent::WentDown(self.name.clone()));
+        if self.faults.never_returns.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(self.timings.boot_time).await;
+        if !self.faults.same_boot_id.load(Ordering::SeqCst) {
+            *self.boot_id.lock().unwrap() = new_boot_id();
+        }
+        if self.faults.new_host_key_after_reboot.load(Ordering::SeqCst) {
+            *self.host_key.lock().unwrap() = random_ed25519();
+        }
+        // Rebinding can briefly fail while the old socket closes; retry a little.
+        for _ in 0..50 {
+            if self.start_ssh().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        *self.phase.lock().unwrap() = Phase::Up;
+        self.note("up");
+        let _ = self.events.send(NodeEvent::Booted(self.name.clone()));
+    }
+
+    /// Stops everything this node runs (simulation shutdown).
+    pub fn shutdown(&self) {
+        self.stop_ssh();
+        if let Some(task) = self.reboot_task.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+
+    /// The answer to one exec request: (stdout, stderr, exit status).
+    fn answer(self: &Arc<Self>, command: &str) -> (String, String, u32) {
+        let command = command.trim();
+        match command {
+            "cat /proc/sys/kernel/random/boot_id" => (format!("{}\n", self.boot_id()), String::new(), 0),
+            "sudo shutdown -r -t 3" | "sudo shutdown -r now" | "sudo shutdown -r" | "sudo systemctl reboot" | "sudo reboot" => {
+                if self.faults.refuse_sudo.load(Ordering::SeqCst) {
+                    return (String::new(), "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\nsudo: a password is required\n".into(), 1);
+                }
+                let delay = if command.ends_with("now") || !command.contains("shutdown") { Duration::ZERO } else { self.timings.reboot_delay };
+                self.schedule_reboot(delay);
+                let msg = if delay.is_zero() { String::new() } else { format!("Reboot scheduled for {}, use 'shutdown -c' to cancel.\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now() + delay)) };
+                (String::new(), msg, 0)
+            }
+            "sudo shutdown -c" => {
+                self.cancel_reboot();
+                (String::new(), String::new(), 0)
+            }
+            "true" | "systemctl is-system-running --wait" => (if command == "true" { String::new() } else { "running\n".into() }, String::new(), 0),
+            "false" => (String::new(), String::new(), 1),
+            "hostname" => (format!("{}\n", self.name), String::new(), 0),
+            "uname -r" => ("5.14.0-427.fleetboot.el9_4.x86_64\n".into(), String::new(), 0),
+            other => (String::new(), format!("bash: {}: command not found\n", other.split_whitespace().next().unwrap_or(other)), 127),
+        }
+    }
+}
+
+struct Connection {
+    node: Arc<SimNode>,
+}
+
+impl Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_publickey(&mut self, _user: &str, key: russh::server::VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        if key.public_key.key_data() == self.node.authorized.key_data() {
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn channel_open_session(&mut self, _channel: Channel<Msg>, reply: russh::server::ChannelOpenHandle, _session: &mut Session) -> Result<(), Self::Error> {
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let (stdout, stderr, exit) = self.node.answer(&String::from_utf8_lossy(data));
+        if !stdout.is_empty() {
+            session.data(channel, stdout.into_bytes())?;
+        }
+        if !stderr.is_empty() {
+            session.extended_data(channel, 1, stderr.into_bytes())?;
+        }
+        session.exit_status_request(channel, exit)?;
+        session.eof(channel)?;
+        session.close(channel)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! The simulated API server's object store: one cluster-wide increasing resourceVersion,
+//! optimistic concurrency, a bounded change history for watch resumption (older versions are
+//! 410 Gone), and a broadcast of changes for live watches.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use super::patch;
+use super::selector::{FieldSelector, LabelSelector};
+use super::types::ResourceType;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Change {
+    pub rv: u64,
+    pub type_key: String,
+    pub kind: ChangeKind,
+    pub object: Arc<Value>,
+    pub previous: Option<Arc<Value>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: String, name: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: String, name: String },
+    #[error("Operation cannot be fulfilled on {plural} {name:?}: the object has been modified; please apply your changes to the latest version and try again")]
+    Conflict { plural: String, name: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("too old resource version: {requested} ({oldest})")]
+    Gone { requested: u64, oldest: u64 },
+    #[error("{0}")]
+    TooManyRequests(String),
+}
+
+impl StoreError {
+    /// The HTTP code and the `Status.reason` a real API server gives.
+    pub fn code_and_reason(&self) -> (u16, &'static str) {
+        match self {
+            StoreError::NotFound { .. } => (404, "NotFound"),
+            StoreError::AlreadyExists { .. } => (409, "AlreadyExists"),
+            StoreError::Conflict { .. } => (409, "Conflict"),
+            StoreError::Invalid(_) => (422, "Invalid"),
+            StoreError::BadRequest(_) => (400, "BadRequest"),
+            StoreError::Gone { .. } => (410, "Expired"),
+            StoreError::TooManyRequests(_) => (429, "TooManyRequests"),
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        let (code, reason) = self.code_and_reason();
+        let mut status = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.to_string(), "reason": reason, "code": code,
+        });
+        if let StoreError::NotFound { kind, name } | StoreError::AlreadyExists { kind, name } = self {
+            status["details"] = json!({"name": name, "kind": kind});
+        }
+        status
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    Merge,
+    Json,
+    Strategic,
+}
+
+/// Which objects a list or watch sees.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn matches(&self, object: &Value) -> bool {
+        let ns_ok = match &self.namespace {
+            Some(ns) => object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns.as_str()),
+            None => true,
+        };
+        ns_ok && self.labels.matches_object(object) && self.fields.matches(object)
+    }
+}
+
+pub struct ListPage {
+    pub items: Vec<Arc<Value>>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub remaining: usize,
+}
+
+pub struct Store {
+    rv: u64,
+    objects: HashMap<String, BTreeMap<String, Arc<Value>>>,
+    history: VecDeque<Arc<Change>>,
+    history_limit: usize,
+    /// Changes with a resourceVersion at or below this are no longer in the history.
+    compacted_through: u64,
+    changes: broadcast::Sender<Arc<Change>>,
+}
+
+fn object_key(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+pub fn name_of(object: &Value) -> &str {
+    object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl Store {
+    pub fn new(history_limit: usize) -> Store {
+        let (changes, _) = broadcast::channel(16384);
+        Store { rv: 1, objects: HashMap::new(), history: VecDeque::new(), history_limit, compacted_through: 0, changes }
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    fn bucket(&mut self, t: &ResourceType) -> &mut BTreeMap<String, Arc<Value>> {
+        self.objects.entry(t.key()).or_default()
+    }
+
+    fn record(&mut self, t: &ResourceType, kind: ChangeKind, object: Arc<Value>, previous: Option<Arc<Value>>) {
+        let change = Arc::new(Change { rv: self.rv, type_key: t.key(), kind, object, previous });
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted_through = old.rv;
+            }
+        }
+        // No receivers is fine; a lagging receiver learns it on its next recv.
+        let _ = self.changes.send(change);
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    pub fn get(&self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Arc<Value>, StoreError> {
+        self.objects
+            .get(&t.key())
+            .and_then(|b| b.get(&object_key(namespace, name)))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound { kind: t.plural.to_owned(), name: name.to_owned() })
+    }
+
+    pub fn list(&self, t: &ResourceType, filter: &Filter, limit: Option<usize>, continue_after: Option<&str>) -> ListPage {
+        let empty = BTreeMap::new();
+        let bucket = self.objects.get(&t.key()).unwrap_or(&empty);
+        let range: Box<dyn Iterator<Item = (&String, &Arc<Value>)>> = match continue_after {
+            Some(after) => Box::new(bucket.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
+            None => Box::new(bucket.iter()),
+        };
+        let mut matching = range.filter(|(_, o)| filter.matches(o));
+        let mut items = Vec::new();
+        let mut last_key = None;
+        for (key, object) in matching.by_ref() {
+            items.push(object.clone());
+            last_key = Some(key.clone());
+            if limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
+        }
+        let remaining = matching.count();
+        ListPage {
+            items,
+            resource_version: self.rv,
+            continue_token: if remaining > 0 { last_key } else { None },
+            remaining,
+        }
+    }
+
+    pub fn create(&mut self, t: &ResourceType, namespace: Option<&str>, mut object: Value) -> Result<Arc<Value>, StoreError> {
+        if !object.is_object() {
+            return Err(StoreError::BadRequest("the body must be a JSON object".into()));
+        }
+        let meta = object.as_object_mut().expect("object").entry("metadata").or_insert_with(|| json!({}));
+        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if name.is_empty() {
+            let prefix = meta.get("generateName").and_then(Value::as_str).unwrap_or_default();
+            if prefix.is_empty() {
+                return Err(StoreError::Invalid(format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", t.kind)));
+            }
+            name = format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..5]);
+        }
+        let key = object_key(namespace, &name);
+        if self.objects.get(&t.key()).is_some_and(|b| b.contains_key(&key)) {
+            return Err(StoreError::AlreadyExists { kind: t.plural.to_owned(), name });
+        }
+        let rv = self.next_rv();
+        object["apiVersion"] = json!(t.api_version());
+        object["kind"] = json!(t.kind);
+        let meta = &mut object["metadata"];
+        meta["name"] = json!(name);
+        if let Some(ns) = namespace {
+            meta["namespace"] = json!(ns);
+        }
+        meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        meta["resourceVersion"] = json!(rv.to_string());
+        meta["creationTimestamp"] = json!(now_rfc3339());
+        meta["generation"] = json!(1);
+        if t.kind == "Namespace" && object.pointer("/status/phase").is_none() {
+            object["status"] = json!({"phase": "Active"});
+        }
+        let object = Arc::new(object);
+        self.bucket(t).insert(key, object.clone());
+        self.record(t, ChangeKind::Added, object.clone(), None);
+        Ok(object)
+    }
+
+    /// Replaces an object. `subresource` "status" changes only status; the main resource of a
+    /// kind with a status subresource keeps its status. A stale resourceVersion is a Conflict.
+    pub fn update(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str, mut object: Value, subresource: Option<&str>) -> Result<Arc<Value>, StoreError> {
+        let current = self.get(t, namespace, name)?;
+        if let Some(given) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+            if !given.is_empty() && given != current["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
+                return Err(StoreError::Conflict { plural: t.plural.to_owned(), name: name.to_owned() });
+            }
+        }
+        if name_of(&object) != name && !name_of(&object).is_empty() {
+            return Err(StoreError::BadRequest(format!("the name of the object ({}) does not match the name on the URL ({name})", name_of(&object))));
+        }
+        let mut next = if subresource == Some("status") {
+            let mut next = (*current).clone();
+            next["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+            next
+        } else {
+            if t.has_status() {
+                object["status"] = current.get("status").cloned().unwrap_or(Value::Null);
+                if object["status"].is_null() {
+                    object.as_object_mut().expect("object").remove("status");
+                }
+            }
+            // Identity and bookkeeping fields are the server's.
+            for field in ["uid", "creationTimestamp", "namespace", "name", "generation", "deletionTimestamp"] {
+                match current["metadata"].get(field) {
+                    Some(v) => object["metadata"][field] = v.clone(),
+                    None => {
+                        if let Some(m) = object["metadata"].as_object_mut() {
+                            m.remove(field);
+                        }
+                    }
+                }
+            }
+            object["apiVersion"] = json!(t.api_version());
+            object["kind"] = json!(t.kind);
+            object
+        };
+        if next.get("spec") != current.get("spec") {
+            let generation = current["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            next["metadata"]["generation"] = json!(generation);
+        }
+        if next == *current {
+            // A no-op write does not move the resourceVersion, as on a real server.
+            return Ok(current);
+        }
+        let rv = self.next_rv();
+        next["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let next = Arc::new(next);
+        self.bucket(t).insert(object_key(namespace, name), next.clone());
+        self.record(t, ChangeKind::Modified, next.clone(), Some(current));
+        Ok(next)
+    }
+
+    pub fn patch(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str, kind: PatchType, body: &Value, subresource: Option<&str>) -> Result<Arc<Value>, StoreError> {
+        let current = self.get(t, namespace, name)?;
+        let mut next = (*current).clone();
+        match kind {
+            PatchType::Merge => patch::merge_patch(&mut next, body),
+            PatchType::Strategic => patch::strategic_merge_patch(&mut next, body),
+            PatchType::Json => patch::json_patch(&mut next, body).map_err(|e| StoreError::Invalid(format!("the JSON patch could not be applied: {e}")))?,
+        }
+        let wanted_rv = next.pointer("/metadata/resourceVersion").cloned();
+        if wanted_rv != current.pointer("/metadata/resourceVersion").cloned() {
+            // The patch named a resourceVersion: it is a precondition.
+            return Err(StoreError::Conflict { plural: t.plural.to_owned(), name: name.to_owned() });
+        }
+        if subresource != Some("status") && t.has_status() && next.get("status") != current.get("status") {
+            // Status changes through the main resource are ignored, as by a real server.
+            next["status"] = current.get("status").cloned().unwrap_or(Value::Null);
+        }
+        self.update(t, namespace, name, next, subresource)
+    }
+
+    pub fn delete(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Arc<Value>, StoreError> {
+        let current = self.get(t, namespace, name)?;
+        if t.kind == "Namespace" {
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                return Ok(current);
+            }
+            // A namespace goes Terminating; the namespace controller removes it later.
+            let mut next = (*current).clone();
+            next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            next["status"]["phase"] = json!("Terminating");
+            let rv = self.next_rv();
+            next["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let next = Arc::new(next);
+            self.bucket(t).insert(object_key(None, name), next.clone());
+            self.record(t, ChangeKind::Modified, next.clone(), Some(current));
+            return Ok(next);
+        }
+        self.remove(t, namespace, name)
+    }
+
+    fn remove(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Arc<Value>, StoreError> {
+        let current = self
+            .bucket(t)
+            .remove(&object_key(namespace, name))
+            .ok_or_else(|| StoreError::NotFound { kind: t.plural.to_owned(), name: name.to_owned() })?;
+        let rv = self.next_rv();
+        let mut gone = (*current).clone();
+        gone["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let gone = Arc::new(gone);
+        self.record(t, ChangeKind::Deleted, gone.clone(), Some(current));
+        Ok(gone)
+    }
+
+    /// The namespace controller's work: every object in the namespace, then the namespace.
+    pub fn purge_namespace(&mut self, name: &str) {
+        for t in super::types::TYPES.iter().filter(|t| t.namespaced) {
+            let prefix = format!("{name}/");
+            let keys: Vec<String> = self.objects.get(&t.key()).map(|b| b.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()).unwrap_or_default();
+            for key in keys {
+                let object_name = key[prefix.len()..].to_owned();
+                let _ = self.remove(t, Some(name), &object_name);
+            }
+        }
+        if let Some(ns) = super::types::TYPES.iter().find(|t| t.kind == "Namespace") {
+            let _ = self.remove(ns, None, name);
+        }
+    }
+
+    /// Starts a watch: the events before "now" that the watcher must see first, and a receiver
+    /// for everything after. Both are taken under one lock, so nothing falls between them.
+    pub fn watch(&self, t: &ResourceType, filter: &Filter, since: Option<u64>) -> Result<(Vec<(ChangeKind, Arc<Value>)>, broadcast::Receiver<Arc<Change>>), StoreError> {
+        let receiver = self.changes.subscribe();
+        let initial = match since {
+            None | Some(0) => self.list(t, filter, None, None).items.into_iter().map(|o| (ChangeKind::Added, o)).collect(),
+            Some(rv) if rv < self.compacted_through => {
+                return Err(StoreError::Gone { requested: rv, oldest: self.compacted_through + 1 });
+            }
+            Some(rv) => self
+                .history
+                .iter()
+                .filter(|c| c.rv > rv)
+                .filter_map(|c| visible(c, &t.key(), filter))
+                .collect(),
+        };
+        Ok((initial, receiver))
+    }
+}
+
+/// How a change looks through a filtered watch: an object moving into the selection is ADDED,
+/// one moving out is DELETED, as a real API server reports them.
+pub fn visible(change: &Change, type_key: &str, filter: &Filter) -> Option<(ChangeKind, Arc<Value>)> {
+    if change.type_key != type_key {
+        return None;
+    }
+    let now = filter.matches(&change.object);
+    let before = change.previous.as_ref().is_some_and(|p| filter.matches(p));
+    let kind = match (change.kind, before, now) {
+        (ChangeKind::Deleted, true, _) => ChangeKind::Deleted,
+        (ChangeKind::Deleted, false, _) => return None,
+        (ChangeKind::Added, _, true) => ChangeKind::Added,
+        (ChangeKind::Modified, true, true) => ChangeKind::Modified,
+        (ChangeKind::Modified, false, true) => ChangeKind::Added,
+        (ChangeKind::Modified, true, false) => ChangeKind::Deleted,
+        _ => return None,
+    };
+    Some((kind, change.object.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::types::find;
+
+    fn nodes() -> &'static ResourceType {
+        find("", "v1", "nodes").unwrap()
+    }
+
+    fn node(name: &str, role: &str) -> Value {
+        json!({"metadata": {"name": name, "labels": {format!("node-role.kubernetes.io/{role}"): ""}}, "spec": {}, "status": {"nodeInfo": {"bootID": "a"}}})
+    }
+
+    #[test]
+    fn versions_increase_and_stale_updates_conflict() {
+        let mut store = Store::new(100);
+        let a = store.create(nodes(), None, node("a", "master")).unwrap();
+        let rv1 = a["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+        assert!(store.create(nodes(), None, node("a", "master")).unwrap_err().code_and_reason() == (409, "AlreadyExists"));
+        let mut edit = (*a).clone();
+        edit["spec"]["unschedulable"] = json!(true);
+        let b = store.update(nodes(), None, "a", edit.clone(), None).unwrap();
+        let rv2 = b["metadata"]["resourceVersion"].as_str().unwrap();
+        assert!(rv2.parse::<u64>().unwrap() > rv1.parse::<u64>().unwrap());
+        assert_eq!(b["metadata"]["generation"], 2);
+        let err = store.update(nodes(), None, "a", edit, None).unwrap_err();
+        assert_eq!(err.code_and_reason(), (409, "Conflict"));
+        assert_eq!(err.status()["reason"], "Conflict");
+        assert_eq!(store.get(nodes(), None, "zz").unwrap_err().status()["code"], 404);
+    }
+
+    #[test]
+    fn status_is_only_written_through_the_status_subresource() {
+        let mut store = Store::new(100);
+        store.create(nodes(), None, node("a", "worker")).unwrap();
+        let patched = store.patch(nodes(), None, "a", PatchType::Merge, &json!({"status": {"nodeInfo": {"bootID": "b"}}}), None).unwrap();
+        assert_eq!(patched["status"]["nodeInfo"]["bootID"], "a");
+        let patched = store.patch(nodes(), None, "a", PatchType::Merge, &json!({"status": {"nodeInfo": {"bootID": "b"}}}), Some("status")).unwrap();
+        assert_eq!(patched["status"]["nodeInfo"]["bootID"], "b");
+        assert_eq!(patched["metadata"]["generation"], 1, "status changes do not bump generation");
+    }
+
+    #[test]
+    fn lists_filter_and_paginate() {
+        let mut store = Store::new(100);
+        for (n, role) in [("m1", "master"), ("w1", "worker"), ("w2", "worker"), ("w3", "worker")] {
+            store.create(nodes(), None, node(n, role)).unwrap();
+        }
+        let workers = Filter { labels: LabelSelector::parse("node-role.kubernetes.io/worker").unwrap(), ..Default::default() };
+        let page = store.list(nodes(), &workers, Some(2), None);
+        assert_eq!(page.items.iter().map(|o| name_of(o)).collect::<Vec<_>>(), ["w1", "w2"]);
+        assert_eq!((page.remaining, page.continue_token.as_deref()), (1, Some("w2")));
+        let rest = store.list(nodes(), &workers, Some(2), page.continue_token.as_deref());
+        assert_eq!(rest.items.len(), 1);
+        assert!(rest.continue_token.is_none());
+    }
+
+    #[test]
+    fn watches_resume_from_history_and_expire_when_compacted() {
+        let mut store = Store::new(3);
+        let a = store.create(nodes(), None, node("a", "worker")).unwrap();
+        let from: u64 = a["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        store.patch(nodes(), None, "a", PatchType::Merge, &json!({"metadata": {"labels": {"x": "1"}}}), None).unwrap();
+        store.create(nodes(), None, node("b", "worker")).unwrap();
+        let (events, _rx) = store.watch(nodes(), &Filter::default(), Some(from)).unwrap();
+        let seen: Vec<_> = events.iter().map(|(k, o)| (k.as_str(), name_of(o).to_owned())).collect();
+        assert_eq!(seen, [("MODIFIED", "a".to_owned()), ("ADDED", "b".to_owned())]);
+        for i in 0..5 {
+            store.patch(nodes(), None, "b", PatchType::Merge, &json!({"metadata": {"labels": {"i": i.to_string()}}}), None).unwrap();
+        }
+        let err = store.watch(nodes(), &Filter::default(), Some(from)).unwrap_err();
+        assert_eq!(err.code_and_reason(), (410, "Expired"));
+    }
+
+    #[test]
+    fn filtered_watches_see_objects_enter_and_leave() {
+        let mut store = Store::new(100);
+        store.create(nodes(), None, node("a", "worker")).unwrap();
+        let labelled = Filter { labels: LabelSelector::parse("pool=x").unwrap(), ..Default::default() };
+        let (initial, mut rx) = store.watch(nodes(), &labelled, None).unwrap();
+        assert!(initial.is_empty());
+        store.patch(nodes(), None, "a", PatchType::Merge, &json!({"metadata": {"labels": {"pool": "x"}}}), None).unwrap();
+        store.patch(nodes(), None, "a", PatchType::Merge, &json!({"metadata": {"labels": {"pool": null}}}), None).unwrap();
+        let key = nodes().key();
+        let first = rx.try_recv().unwrap();
+        let second = rx.try_recv().unwrap();
+        assert_eq!(visible(&first, &key, &labelled).unwrap().0, ChangeKind::Added);
+        assert_eq!(visible(&second, &key, &labelled).unwrap().0, ChangeKind::Deleted);
+    }
+
+    #[test]
+    fn namespaces_terminate_then_vanish_with_their_objects() {
+        let mut store = Store::new(100);
+        let ns = find("", "v1", "namespaces").unwrap();
+        let pods = find("", "v1", "pods").unwrap();
+        store.create(ns, None, json!({"metadata": {"name": "openshift-sdn"}})).unwrap();
+        store.create(pods, Some("openshift-sdn"), json!({"metadata": {"name": "sdn-1"}})).unwrap();
+        let terminating = store.delete(ns, None, "openshift-sdn").unwrap();
+        assert_eq!(terminating["status"]["phase"], "Terminating");
+        store.purge_namespace("openshift-sdn");
+        assert!(store.get(ns, None, "openshift-sdn").is_err());
+        assert!(store.get(pods, Some("openshift-sdn"), "sdn-1").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! The kinds the simulated API server serves, with what discovery and kubectl need to know.
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResourceType {
+    /// "" for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// Subresources beyond the object itself: "status", "log", "eviction".
+    pub subresources: &'static [&'static str],
+}
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_owned() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.subresources.contains(&"status")
+    }
+
+    /// The map key of this type in the store.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.group, self.plural)
+    }
+}
+
+macro_rules! rt {
+    ($group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, $ns:expr, [$($short:expr),*], [$($sub:expr),*]) => {
+        ResourceType { group: $group, version: $version, kind: $kind, plural: $plural, singular: $singular,
+            namespaced: $ns, short_names: &[$($short),*], subresources: &[$($sub),*] }
+    };
+}
+
+pub static TYPES: &[ResourceType] = &[
+    rt!("", "v1", "Node", "nodes", "node", false, ["no"], ["status"]),
+    rt!("", "v1", "Pod", "pods", "pod", true, ["po"], ["status", "log", "eviction"]),
+    rt!("", "v1", "Namespace", "namespaces", "namespace", false, ["ns"], ["status"]),
+    rt!("", "v1", "Secret", "secrets", "secret", true, [], []),
+    rt!("", "v1", "Event", "events", "event", true, ["ev"], []),
+    rt!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["status"]),
+    rt!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], []),
+    rt!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, ["pdb"], ["status"]),
+    rt!("config.openshift.io", "v1", "Network", "networks", "network", false, [], ["status"]),
+    rt!("config.openshift.io", "v1", "ClusterOperator", "clusteroperators", "clusteroperator", false, ["co"], ["status"]),
+    rt!("config.openshift.io", "v1", "ClusterVersion", "clusterversions", "clusterversion", false, [], ["status"]),
+    rt!("operator.openshift.io", "v1", "Network", "networks", "network", false, [], ["status"]),
+    rt!("machineconfiguration.openshift.io", "v1", "MachineConfigPool", "machineconfigpools", "machineconfigpool", false, ["mcp"], ["status"]),
+    rt!("machineconfiguration.openshift.io", "v1", "MachineConfig", "machineconfigs", "machineconfig", false, ["mc"], []),
+    rt!("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts", "baremetalhost", true, ["bmh"], ["status"]),
+];
+
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
+    TYPES.iter().find(|t| t.group == group && t.version == version && t.plural == plural)
+}
+
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
+    TYPES.iter().find(|t| t.api_version() == api_version && t.kind == kind)
+}
+
+/// Groups in a stable order, each with its one version.
+pub fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for t in TYPES.iter().filter(|t| !t.group.is_empty()) {
+        if !out.iter().any(|(g, _)| *g == t.group) {
+            out.push((t.group, t.version));
+        }
+    }
+    out
+}
