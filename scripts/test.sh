@@ -14,6 +14,8 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v pkill >/dev/null || missing+=(procps)
 command -v python3 >/dev/null || missing+=(python3)
+# kubectl is the independent client of the simulated cluster in tests.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}"
     if [ "$(id -u)" != 0 ]; then

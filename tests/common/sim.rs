@@ -1,0 +1,89 @@
+//! A `fleetboot sim` process for tests, stopped by PID when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::fleetboot_bin;
+
+pub struct Sim {
+    pub dir: tempfile::TempDir,
+    pub api: String,
+    child: Child,
+}
+
+impl Sim {
+    /// Starts `fleetboot sim` with fast timings; returns once it printed its ready line.
+    pub fn start(masters: usize, workers: usize) -> Sim {
+        let dir = tempfile::Builder::new().prefix("fleetboot-sim-").tempdir().unwrap();
+        let mut child = Command::new(fleetboot_bin())
+            .args([
+                "sim", "--dir", dir.path().to_str().unwrap(),
+                "--masters", &masters.to_string(), "--workers", &workers.to_string(),
+                "--reboot-delay", "1s", "--boot-time", "1s", "--notready-after", "300ms", "--kubelet-ready-after", "300ms",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("ready"), "fleetboot sim did not get ready: {line:?}");
+        let api = line.split("API ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+        Sim { dir, api, child }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("fleetboot.toml")
+    }
+
+    /// Debian's kubectl (or the image's) against the simulation.
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.path("kubeconfig"))
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("kubectl is installed (scripts/test.sh installs kubernetes-client when missing)");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    /// A request to the simulation's fault-injection endpoint.
+    pub fn control(&self, method: &str, path: &str, body: &str) -> String {
+        let host = self.api.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(stream, "{method} /sim/v1/{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+    }
+
+    pub fn fleetboot(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(fleetboot_bin());
+        cmd.arg("--config").arg(self.config()).args(args).env("HOME", self.dir.path()).env_remove("SSH_AUTH_SOCK");
+        cmd
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

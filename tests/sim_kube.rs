@@ -1,0 +1,159 @@
+//! The simulated API server driven by an independent client, the `kube` crate: its watcher,
+//! reflector and error handling must work as against a real API server.
+
+use std::time::Duration;
+
+use fleetboot::sim::node::Timings;
+use fleetboot::sim::{Cluster, SimOptions};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::Client;
+use serde_json::json;
+
+fn fast() -> SimOptions {
+    SimOptions {
+        masters: 1,
+        workers: 2,
+        timings: Timings {
+            reboot_delay: Duration::ZERO,
+            boot_time: Duration::from_millis(800),
+            notready_after: Duration::from_millis(200),
+            kubelet_ready_after: Duration::from_millis(200),
+        },
+        heartbeat: None,
+        bookmark_interval: Duration::from_millis(300),
+        ..Default::default()
+    }
+}
+
+async fn client(cluster: &Cluster) -> Client {
+    let config = kube::Config::new(format!("http://{}", cluster.api_addr).parse().unwrap());
+    Client::try_from(config).unwrap()
+}
+
+fn ready(node: &Node) -> Option<String> {
+    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone())
+}
+
+fn boot_id(node: &Node) -> String {
+    node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.boot_id.clone()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_sees_a_node_go_notready_and_return_with_a_new_boot_id() {
+    let cluster = Cluster::start(fast()).await.unwrap();
+    let nodes: Api<Node> = Api::all(client(&cluster).await);
+    let old = boot_id(&nodes.get("worker-0").await.unwrap());
+    let mut stream = watcher(nodes.clone(), watcher::Config::default()).default_backoff().applied_objects().boxed();
+    // The watcher's first pass lists every node.
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().unwrap();
+    assert!(first.metadata.name.is_some());
+    cluster.node("worker-0").unwrap().schedule_reboot(Duration::ZERO);
+    let mut saw_not_ready = false;
+    let proof = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(node) = stream.try_next().await.unwrap() {
+            if node.metadata.name.as_deref() != Some("worker-0") {
+                continue;
+            }
+            match ready(&node).as_deref() {
+                Some("Unknown" | "False") => saw_not_ready = true,
+                Some("True") if boot_id(&node) != old => return node,
+                _ => {}
+            }
+        }
+        panic!("watch ended");
+    })
+    .await
+    .expect("worker-0 came back in time");
+    assert!(saw_not_ready, "the node was seen NotReady while down");
+    assert_ne!(boot_id(&proof), old);
+    cluster.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_resource_version_is_410_gone_and_the_reflector_recovers_after_an_outage() {
+    let cluster = Cluster::start(SimOptions { history_limit: 5, ..fast() }).await.unwrap();
+    let client = client(&cluster).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let start_rv = nodes.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    for i in 0..10 {
+        nodes.patch("worker-1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"step": i.to_string()}}}))).await.unwrap();
+    }
+    let mut events = nodes.watch(&WatchParams::default(), &start_rv).await.unwrap().boxed();
+    match events.try_next().await.unwrap() {
+        Some(WatchEvent::Error(status)) => assert_eq!((status.code, status.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+
+    let (reader, writer) = reflector::store::<Node>();
+    let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default()).default_backoff());
+    let driver = tokio::spawn(stream.applied_objects().for_each(|_| async {}));
+    reader.wait_until_ready().await.unwrap();
+    // The API goes away (watches cut, connections refused) while nodes change; the history
+    // no longer reaches back to the watcher's version, so it must relist after a 410.
+    cluster.api_outage(Duration::from_millis(1500));
+    let node_type = fleetboot::sim::types::find("", "v1", "nodes").unwrap();
+    for i in 0..10 {
+        cluster.api.store.lock().unwrap()
+            .patch(node_type, None, "worker-1", fleetboot::sim::store::PatchType::Merge, &json!({"metadata": {"labels": {"step": format!("outage-{i}")}}}), None)
+            .unwrap();
+    }
+    let converged = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let label = reader
+                .get(&reflector::ObjectRef::new("worker-1"))
+                .and_then(|n| n.metadata.labels.as_ref().and_then(|l| l.get("step").cloned()));
+            if label.as_deref() == Some("outage-9") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(converged.is_ok(), "the reflector did not catch up after the outage");
+    driver.abort();
+    cluster.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_not_found_selectors_pagination_and_bookmarks() {
+    let cluster = Cluster::start(fast()).await.unwrap();
+    let nodes: Api<Node> = Api::all(client(&cluster).await);
+    let mut stale = nodes.get("worker-0").await.unwrap();
+    nodes.patch("worker-0", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}}))).await.unwrap();
+    stale.metadata.labels.get_or_insert_default().insert("y".into(), "2".into());
+    match nodes.replace("worker-0", &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(status)) => assert!(status.is_conflict() && status.code == 409, "{status:?}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match nodes.get("nope").await {
+        Err(kube::Error::Api(status)) => assert!(status.is_not_found(), "{status:?}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    let workers = nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap();
+    assert_eq!(workers.items.len(), 2);
+    let page = nodes.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let token = page.metadata.continue_.clone().expect("a continue token");
+    let rest = nodes.list(&ListParams::default().limit(2).continue_token(&token)).await.unwrap();
+    assert_eq!(rest.items.len(), 1);
+    let by_name = nodes.list(&ListParams::default().fields("metadata.name=master-0")).await.unwrap();
+    assert_eq!(by_name.items.len(), 1);
+
+    let rv = page.metadata.resource_version.unwrap();
+    let mut events = nodes.watch(&WatchParams { bookmarks: true, ..Default::default() }, &rv).await.unwrap().boxed();
+    let bookmark = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            if let WatchEvent::Bookmark(b) = event {
+                return b;
+            }
+        }
+        panic!("watch ended without a bookmark");
+    })
+    .await
+    .unwrap();
+    assert!(bookmark.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap());
+    cluster.shutdown();
+}
