@@ -7,6 +7,7 @@
 # patient as pdsh's and ssh's (which have no handshake timeout), and no retries.
 #
 #   scripts/bench-fanout.sh [N...]        default: 200 1000; FANOUTS="64 256" REPS=3
+#   TOOLS="fleetboot xargs-ssh" ...       a subset (default: fleetboot pssh-lib pdsh xargs-ssh)
 # Traffic goes only to 127.0.0.0/8. Needs root (installs pdsh, time, a Python venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ sizes=("${@:-200 1000}")
 read -r -a sizes <<<"${sizes[*]}"
 fanouts=(${FANOUTS:-64 256})
 reps=${REPS:-3}
+tools=(${TOOLS:-fleetboot pssh-lib pdsh xargs-ssh})
 
 need=()
 command -v pdsh >/dev/null || need+=(pdsh)
@@ -72,7 +74,7 @@ for n in "${sizes[@]}"; do
     for f in "${fanouts[@]}"; do
         declare -A med=()
         declare -A cpu=()
-        for tool in fleetboot pssh-lib pdsh xargs-ssh; do
+        for tool in "${tools[@]}"; do
             times=(); cpus=()
             for r in $(seq 1 "$reps"); do
                 c0=$(sshd_cpu); t0=$(date +%s.%N)
@@ -112,7 +114,7 @@ PY
             med[$tool]=$(printf '%s\n' "${times[@]}" | median)
             cpu[$tool]=$(printf '%s\n' "${cpus[@]}" | median)
         done
-        for tool in fleetboot pssh-lib pdsh xargs-ssh; do
+        for tool in "${tools[@]}"; do
             printf '%-6s %-7s %-28s %9.2f %8.2fx %12.2f\n' "$n" "$f" "$tool" "${med[$tool]}" \
                 "$(echo "${med[$tool]} / ${med[fleetboot]}" | bc -l)" "${cpu[$tool]}"
         done

@@ -35,6 +35,8 @@ pub enum Command {
     Reboot(RebootArgs),
     /// Run one command on every host and fold identical outputs (like pdsh/clush).
     Exec(ExecArgs),
+    /// List the cluster's nodes: roles, address, readiness, boot ID, MachineConfigPool.
+    Nodes(NodesArgs),
     /// Serve a simulated OpenShift cluster on loopback until interrupted.
     Sim(SimArgs),
     /// Start a simulated cluster in-process and reboot every node of it, live.
@@ -171,10 +173,65 @@ pub struct OutputArgs {
     pub state_dir: Option<String>,
 }
 
+#[derive(Args, Debug, Default)]
+pub struct ClusterArgs {
+    /// kubeconfig file [default: the config's [cluster] kubeconfig, $KUBECONFIG, ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context [default: the current one].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NodeSelectionArgs {
+    /// Nodes matching a label selector (as kubectl's -l).
+    #[arg(long = "selector", short = 'l', value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Nodes with this role (node-role.kubernetes.io/ROLE), e.g. master or worker.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Which node address to use: InternalIP (as the migration document), ExternalIP, Hostname.
+    #[arg(long, value_name = "TYPE", default_value = "InternalIP")]
+    pub address_type: String,
+}
+
+impl NodeSelectionArgs {
+    fn label_selector(&self) -> Option<String> {
+        let role = self.role.as_ref().map(|r| format!("node-role.kubernetes.io/{r}"));
+        let parts: Vec<String> = self.selector.iter().cloned().chain(role).collect();
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub select: NodeSelectionArgs,
+    /// table, wide, json (stable, documented in README) or ips (the document's jsonpath output).
+    #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "wide", "json", "ips"])]
+    pub output: String,
+}
+
 #[derive(Args, Debug)]
 pub struct RebootArgs {
     #[command(flatten)]
     pub hosts: HostArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub select: NodeSelectionArgs,
+    /// Every node of the cluster.
+    #[arg(long, conflicts_with_all = ["hosts_files", "hosts"])]
+    pub all: bool,
+    /// Only these nodes (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", conflicts_with_all = ["hosts_files", "hosts"])]
+    pub nodes: Vec<String>,
+    /// Leave these nodes out (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub exclude: Vec<String>,
     #[command(flatten)]
     pub ssh: SshArgs,
     #[command(flatten)]
@@ -183,7 +240,7 @@ pub struct RebootArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Continue an interrupted run from its journal; hosts come from the journal.
-    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["hosts_files", "hosts"])]
+    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["hosts_files", "hosts", "all", "nodes", "selector", "role"])]
     pub resume: Option<PathBuf>,
     /// Write the journal here instead of the state directory.
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
@@ -376,15 +433,64 @@ fn install_interrupts(trigger: watch::Sender<Abort>) {
     });
 }
 
+fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::cluster::ClusterTarget {
+    crate::cluster::ClusterTarget {
+        kubeconfig: args.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
+        context: args.context.clone().or_else(|| settings.cluster.context.clone()),
+    }
+}
+
+pub async fn nodes(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let settings = load_settings(config, Layer::default())?;
+    let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
+    let nodes = crate::cluster::discover(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+    for problem in crate::cluster::address_problems(&nodes) {
+        eprintln!("warning: {problem}");
+    }
+    match args.output.as_str() {
+        "ips" => print!("{}", crate::cluster::render_ips(&nodes)),
+        "json" => println!("{}", serde_json::to_string_pretty(&nodes).expect("serializes")),
+        "wide" => print!("{}", crate::cluster::render_table(&nodes, true)),
+        _ => print!("{}", crate::cluster::render_table(&nodes, false)),
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// The reboot inventory from the cluster: selected nodes, minus exclusions, each reached at
+/// its address of the chosen type. Any node without exactly one such address stops the run.
+async fn cluster_inventory(args: &RebootArgs, settings: &Settings) -> Result<Vec<Host>, Error> {
+    let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, settings)).await?;
+    let found = crate::cluster::discover(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+    let unknown: Vec<&String> = args.nodes.iter().chain(&args.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).collect();
+    if !unknown.is_empty() {
+        return Err(Error::Selection(format!("no such node in the cluster (or not matching the selector): {}", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
+    }
+    let chosen: Vec<crate::cluster::NodeInfo> = found
+        .into_iter()
+        .filter(|n| args.nodes.is_empty() || args.nodes.contains(&n.name))
+        .filter(|n| !args.exclude.contains(&n.name))
+        .collect();
+    let problems = crate::cluster::address_problems(&chosen);
+    if !problems.is_empty() {
+        return Err(Error::Selection(format!("{}; use --address-type or --exclude", problems.join("; "))));
+    }
+    let hosts: Vec<(Host, String)> = chosen
+        .into_iter()
+        .map(|n| (Host { name: n.name.clone(), address: n.addresses[0].clone(), port: None }, format!("node {}", n.name)))
+        .collect();
+    Ok(hosts::merge_sources(hosts)?)
+}
+
 pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = load_settings(config, args.layer())?;
+    let from_cluster = args.all || !args.nodes.is_empty() || args.select.label_selector().is_some();
     let (hosts, prior, journal) = match &args.resume {
         Some(path) => {
             let (_, state) = journal::load(path)?;
             (state.hosts.clone(), Some(state), path.clone())
         }
         None => {
-            let hosts = inventory(&args.hosts, &settings)?;
+            let hosts = if from_cluster { cluster_inventory(&args, &settings).await? } else { inventory(&args.hosts, &settings)? };
             let id = run_id();
             let path = args.journal.clone().unwrap_or_else(|| settings.state_dir.join(format!("reboot-{id}.jsonl")));
             (hosts, None, path)
@@ -495,10 +601,12 @@ fn shell_join(words: &[String]) -> String {
 }
 
 pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
+    crate::raise_open_file_limit();
     let config = cli.config.as_deref();
     match cli.command {
         Command::Reboot(args) => reboot(args, config).await,
         Command::Exec(args) => exec(args, config).await,
+        Command::Nodes(args) => nodes(args, config).await,
         Command::Sim(args) => crate::demo::sim(args).await,
         Command::Demo(args) => crate::demo::demo(args).await,
     }

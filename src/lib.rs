@@ -5,6 +5,7 @@
 //! executor ([`runner`]) that emits [`events`], and the reporters ([`report`]).
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod events;
@@ -47,6 +48,10 @@ pub enum Error {
     SshSetup(#[from] ssh::SshSetupError),
     #[error("failed to start the simulated cluster: {0}")]
     Sim(std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error("{0}")]
+    Selection(String),
 }
 
 impl Error {
@@ -57,3 +62,17 @@ impl Error {
         }
     }
 }
+
+/// A simulation holds one listening socket per node, and fan-outs hold one connection per
+/// host: lift the soft open-file limit to the hard one (1024 by default on many systems).
+pub fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+

@@ -1,0 +1,285 @@
+//! The cluster API side: kubeconfig resolution, node discovery (InternalIP as the migration
+//! document's jsonpath reads it, roles, labels, boot ID, readiness, MachineConfigPool), and
+//! the pure rendering of what was found.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+use kube::Client;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("failed to load kubeconfig {path}: {reason}")]
+    Kubeconfig { path: String, reason: String },
+    #[error("no cluster configured: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config ({0})")]
+    NoConfig(String),
+    #[error("failed to reach the cluster API at {server}: {reason}")]
+    Api { server: String, reason: String },
+    #[error("bad selector {selector:?}: {reason}")]
+    Selector { selector: String, reason: String },
+}
+
+/// Where the cluster is, in kubectl's order of precedence.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterTarget {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+pub async fn connect(target: &ClusterTarget) -> Result<(Client, String), ClusterError> {
+    let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
+    let config = match &target.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| ClusterError::Kubeconfig {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| ClusterError::Kubeconfig {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?
+        }
+        None => match kube::Config::from_kubeconfig(&options).await {
+            Ok(config) => config,
+            Err(kubeconfig_error) => kube::Config::incluster().map_err(|_| ClusterError::NoConfig(kubeconfig_error.to_string()))?,
+        },
+    };
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+    Ok((client, server))
+}
+
+/// One node as fleetboot sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub roles: Vec<String>,
+    /// Every address of the chosen type, in the node's order (normally exactly one).
+    pub addresses: Vec<String>,
+    pub address_type: String,
+    pub ready: String,
+    #[serde(rename = "bootID")]
+    pub boot_id: String,
+    pub pool: Option<String>,
+    #[serde(rename = "kubeletVersion")]
+    pub kubelet_version: String,
+    pub unschedulable: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A MachineConfigPool's name and node selector (`matchLabels` only, as the MCO's are).
+#[derive(Clone, Debug)]
+pub struct PoolSelector {
+    pub name: String,
+    pub match_labels: BTreeMap<String, String>,
+}
+
+impl PoolSelector {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.match_labels.is_empty() && self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// A node's pool: a custom pool wins over `worker`, whose selector custom-pool nodes also match.
+pub fn pool_of(labels: &BTreeMap<String, String>, pools: &[PoolSelector]) -> Option<String> {
+    let matching: Vec<&PoolSelector> = pools.iter().filter(|p| p.matches(labels)).collect();
+    matching.iter().find(|p| p.name != "worker").or(matching.first()).map(|p| p.name.clone())
+}
+
+pub fn node_info(node: &Node, pools: &[PoolSelector], address_type: &str) -> NodeInfo {
+    let labels: BTreeMap<String, String> = node.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    let mut roles: Vec<String> = labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).map(str::to_owned).collect();
+    roles.sort();
+    let status = node.status.as_ref();
+    let addresses = status
+        .and_then(|s| s.addresses.as_ref())
+        .map(|list| list.iter().filter(|a| a.type_ == address_type).map(|a| a.address.clone()).collect())
+        .unwrap_or_default();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.clone())
+        .unwrap_or_else(|| "Unknown".into());
+    let info = status.and_then(|s| s.node_info.as_ref());
+    NodeInfo {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        roles,
+        addresses,
+        address_type: address_type.to_owned(),
+        ready,
+        boot_id: info.map(|i| i.boot_id.clone()).unwrap_or_default(),
+        pool: pool_of(&labels, pools),
+        kubelet_version: info.map(|i| i.kubelet_version.clone()).unwrap_or_default(),
+        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        labels,
+    }
+}
+
+pub fn pool_selectors(pools: &[DynamicObject]) -> Vec<PoolSelector> {
+    pools
+        .iter()
+        .map(|p| PoolSelector {
+            name: p.metadata.name.clone().unwrap_or_default(),
+            match_labels: p
+                .data
+                .pointer("/spec/nodeSelector/matchLabels")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+pub fn machine_config_pools() -> ApiResource {
+    ApiResource {
+        group: "machineconfiguration.openshift.io".into(),
+        version: "v1".into(),
+        api_version: "machineconfiguration.openshift.io/v1".into(),
+        kind: "MachineConfigPool".into(),
+        plural: "machineconfigpools".into(),
+    }
+}
+
+/// Lists nodes (filtered by a label selector) with their pools. A cluster without the
+/// MachineConfigPool kind (plain Kubernetes) simply has no pools.
+pub async fn discover(client: &Client, server: &str, selector: Option<&str>, address_type: &str) -> Result<Vec<NodeInfo>, ClusterError> {
+    let api_error = |e: kube::Error| match e {
+        kube::Error::Api(status) if status.code == 400 && selector.is_some() => ClusterError::Selector {
+            selector: selector.unwrap_or_default().to_owned(),
+            reason: status.message.clone(),
+        },
+        other => ClusterError::Api { server: server.to_owned(), reason: other.to_string() },
+    };
+    let mut params = ListParams::default();
+    if let Some(selector) = selector {
+        params = params.labels(selector);
+    }
+    let nodes = Api::<Node>::all(client.clone()).list(&params).await.map_err(api_error)?;
+    let pools = match Api::<DynamicObject>::all_with(client.clone(), &machine_config_pools()).list(&ListParams::default()).await {
+        Ok(list) => pool_selectors(&list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+        Err(e) => return Err(ClusterError::Api { server: server.to_owned(), reason: e.to_string() }),
+    };
+    Ok(nodes.items.iter().map(|n| node_info(n, &pools, address_type)).collect())
+}
+
+/// Exactly what `oc get nodes -o jsonpath='{.items[*].status.addresses[?(@.type=="InternalIP")].address}'`
+/// prints: every matching address, space-separated, no newline.
+pub fn render_ips(nodes: &[NodeInfo]) -> String {
+    nodes.iter().flat_map(|n| n.addresses.iter().cloned()).collect::<Vec<_>>().join(" ")
+}
+
+pub fn render_table(nodes: &[NodeInfo], wide: bool) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let address = match n.addresses.as_slice() {
+                [] => "<none>".to_owned(),
+                many => many.join(","),
+            };
+            let ready = match (n.ready.as_str(), n.unschedulable) {
+                ("True", false) => "Ready".to_owned(),
+                ("True", true) => "Ready,SchedulingDisabled".to_owned(),
+                (other, _) => format!("NotReady({other})"),
+            };
+            let mut row = vec![
+                n.name.clone(),
+                if n.roles.is_empty() { "<none>".into() } else { n.roles.join(",") },
+                address,
+                ready,
+                if wide { n.boot_id.clone() } else { crate::report::short_id(&n.boot_id).to_owned() },
+                n.pool.clone().unwrap_or_else(|| "-".into()),
+            ];
+            if wide {
+                row.push(n.kubelet_version.clone());
+                row.push(n.labels.len().to_string());
+            }
+            row
+        })
+        .collect();
+    let address_header = nodes.first().map_or("INTERNAL-IP".to_owned(), |n| match n.address_type.as_str() {
+        "InternalIP" => "INTERNAL-IP".into(),
+        other => other.to_uppercase(),
+    });
+    let mut header = vec!["NAME", "ROLES", address_header.as_str(), "STATUS", "BOOT-ID", "POOL"];
+    if wide {
+        header.extend(["VERSION", "LABELS"]);
+    }
+    crate::report::table(&header, &rows)
+}
+
+/// Problems a user must see before trusting the list for a reboot.
+pub fn address_problems(nodes: &[NodeInfo]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|n| match n.addresses.len() {
+            1 => None,
+            0 => Some(format!("node {} has no {} address", n.name, n.address_type)),
+            k => Some(format!("node {} has {k} {} addresses ({}); fleetboot would use the first", n.name, n.address_type, n.addresses.join(", "))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+
+    fn node(name: &str, role: &str, ips: &[&str]) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.labels = Some([(format!("node-role.kubernetes.io/{role}"), String::new())].into_iter().collect());
+        n.status = Some(NodeStatus {
+            addresses: Some(
+                ips.iter()
+                    .map(|ip| NodeAddress { type_: "InternalIP".into(), address: (*ip).into() })
+                    .chain([NodeAddress { type_: "Hostname".into(), address: name.into() }])
+                    .collect(),
+            ),
+            conditions: Some(vec![NodeCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() }]),
+            node_info: Some(NodeSystemInfo { boot_id: "0123456789abcdef".into(), kubelet_version: "v1.33.0".into(), ..Default::default() }),
+            ..Default::default()
+        });
+        n
+    }
+
+    fn pools() -> Vec<PoolSelector> {
+        let pool = |name: &str, label: &str| PoolSelector { name: name.into(), match_labels: [(label.to_owned(), String::new())].into_iter().collect() };
+        vec![pool("master", "node-role.kubernetes.io/master"), pool("worker", "node-role.kubernetes.io/worker"), pool("infra", "node-role.kubernetes.io/infra")]
+    }
+
+    #[test]
+    fn ips_render_like_the_documents_jsonpath() {
+        let nodes = [node("a", "master", &["127.0.0.2"]), node("b", "worker", &[]), node("c", "worker", &["127.0.0.4", "127.0.0.5"])];
+        let infos: Vec<NodeInfo> = nodes.iter().map(|n| node_info(n, &pools(), "InternalIP")).collect();
+        assert_eq!(render_ips(&infos), "127.0.0.2 127.0.0.4 127.0.0.5");
+        let problems = address_problems(&infos);
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].contains("node b has no InternalIP address"), "{problems:?}");
+        assert!(problems[1].contains("has 2 InternalIP addresses"), "{problems:?}");
+        let hostnames: Vec<NodeInfo> = nodes.iter().map(|n| node_info(n, &pools(), "Hostname")).collect();
+        assert_eq!(render_ips(&hostnames), "a b c");
+    }
+
+    #[test]
+    fn custom_pools_win_over_worker() {
+        let mut infra = node("i", "worker", &["127.0.0.9"]);
+        infra.metadata.labels.as_mut().unwrap().insert("node-role.kubernetes.io/infra".into(), String::new());
+        assert_eq!(node_info(&infra, &pools(), "InternalIP").pool.as_deref(), Some("infra"));
+        assert_eq!(node_info(&node("w", "worker", &[]), &pools(), "InternalIP").pool.as_deref(), Some("worker"));
+        assert_eq!(node_info(&node("x", "edge", &[]), &pools(), "InternalIP").pool, None);
+    }
+
+    #[test]
+    fn table_shows_roles_address_status_and_pool() {
+        let infos = vec![node_info(&node("master-0", "master", &["127.0.0.2"]), &pools(), "InternalIP")];
+        let text = render_table(&infos, false);
+        assert!(text.starts_with("NAME      ROLES   INTERNAL-IP  STATUS  BOOT-ID   POOL\n"), "{text}");
+        assert!(text.contains("master-0  master  127.0.0.2    Ready   01234567  master"), "{text}");
+    }
+}
