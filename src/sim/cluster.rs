@@ -198,8 +198,7 @@ impl Cluster {
                 },
             }));
             self.create(t("", "v1", "pods"), Some("openshift-machine-config-operator"), json!({
-                "metadata": {"name": format!("machine-config-daemon-{}", &uuid::Uuid::new_v4().simple().to_string()[..5]),
-                    "labels": {"k8s-app": "machine-config-daemon"}},
+                "metadata": {"generateName": "machine-config-daemon-", "labels": {"k8s-app": "machine-config-daemon"}},
                 "spec": {"nodeName": node.name, "containers": [{"name": "machine-config-daemon", "image": "quay.io/openshift/mcd"}]},
                 "status": {"phase": "Running", "podIP": node.addr.ip().to_string(),
                     "containerStatuses": [{"name": "machine-config-daemon", "ready": true, "restartCount": 0, "state": {"running": {}}}]},

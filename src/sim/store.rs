@@ -132,6 +132,13 @@ fn object_key(namespace: Option<&str>, name: &str) -> String {
     }
 }
 
+/// A random suffix as the API server makes for `generateName`: 5 characters from the
+/// alphabet Kubernetes uses (no vowels, no look-alikes).
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
 pub fn name_of(object: &Value) -> &str {
     object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
 }
@@ -216,7 +223,12 @@ impl Store {
             if prefix.is_empty() {
                 return Err(StoreError::Invalid(format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", t.kind)));
             }
-            name = format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..5]);
+            // Retry on the (rare) collision instead of failing the create.
+            let taken = |name: &str| self.objects.get(&t.key()).is_some_and(|b| b.contains_key(&object_key(namespace, name)));
+            name = format!("{prefix}{}", random_suffix());
+            while taken(&name) {
+                name = format!("{prefix}{}", random_suffix());
+            }
         }
         let key = object_key(namespace, &name);
         if self.objects.get(&t.key()).is_some_and(|b| b.contains_key(&key)) {
