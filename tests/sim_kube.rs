@@ -157,3 +157,50 @@ async fn conflicts_not_found_selectors_pagination_and_bookmarks() {
     assert!(bookmark.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap());
     cluster.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_mco_rolls_an_unpaused_pool_one_node_at_a_time() {
+    use kube::api::DynamicObject;
+    let cluster = Cluster::start(SimOptions { masters: 1, workers: 3, ..fast() }).await.unwrap();
+    let client = client(&cluster).await;
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::cluster::machine_config_pools());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let boot_before: Vec<String> = nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap().items.iter().map(boot_id).collect();
+
+    // A new rendered config for a paused pool: nothing may happen.
+    pools.patch("worker", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true, "configuration": {"name": "rendered-worker-new"}}}))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let workers = nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap();
+    assert!(workers.items.iter().all(|n| n.metadata.annotations.as_ref().unwrap()["machineconfiguration.openshift.io/desiredConfig"] != "rendered-worker-new"));
+    let pool = pools.get("worker").await.unwrap();
+    assert_eq!(pool.data["status"]["updatedMachineCount"], 0);
+
+    // Unpaused: one node at a time (maxUnavailable 1), each rebooted, until the pool is Updated.
+    pools.patch("worker", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}}))).await.unwrap();
+    let mut most_at_once = 0;
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let workers = nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap();
+            let working = workers.items.iter().filter(|n| {
+                let a = n.metadata.annotations.as_ref().unwrap();
+                a["machineconfiguration.openshift.io/state"] == "Working" || n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+            }).count();
+            most_at_once = most_at_once.max(working);
+            let pool = pools.get("worker").await.unwrap();
+            if pool.data["status"]["updatedMachineCount"] == 3 && pool.data["status"]["configuration"]["name"] == "rendered-worker-new" {
+                return workers;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the pool finished its rollout");
+    assert_eq!(most_at_once, 1, "maxUnavailable 1 held");
+    for (node, before) in done.items.iter().zip(&boot_before) {
+        assert_eq!(node.metadata.annotations.as_ref().unwrap()["machineconfiguration.openshift.io/currentConfig"], "rendered-worker-new");
+        assert_ne!(&boot_id(node), before, "each node rebooted to apply the config");
+    }
+    let master = pools.get("master").await.unwrap();
+    assert_eq!(master.data["status"]["conditions"][0]["status"], "True", "the master pool stayed Updated");
+    cluster.shutdown();
+}

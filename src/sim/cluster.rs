@@ -31,6 +31,8 @@ pub struct SimOptions {
     pub history_limit: usize,
     pub bookmark_interval: Duration,
     pub heartbeat: Option<Duration>,
+    /// How often the simulated operators reconcile.
+    pub controller_interval: Duration,
 }
 
 impl Default for SimOptions {
@@ -50,6 +52,7 @@ impl Default for SimOptions {
             history_limit: 20_000,
             bookmark_interval: Duration::from_secs(5),
             heartbeat: Some(Duration::from_secs(40)),
+            controller_interval: Duration::from_millis(300),
         }
     }
 }
@@ -126,6 +129,7 @@ impl Cluster {
             tasks.push(tokio::spawn(heartbeats(cluster.clone(), interval)));
         }
         tasks.push(tokio::spawn(namespace_controller(cluster.clone())));
+        tasks.push(tokio::spawn(super::mco::run(cluster.clone(), options.controller_interval)));
         *cluster.tasks.lock().unwrap() = tasks;
         Ok(cluster)
     }
@@ -264,6 +268,21 @@ impl Cluster {
             let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
             let key = format!("{}/{}", pod["metadata"]["namespace"].as_str().unwrap_or_default(), pod["metadata"]["name"].as_str().unwrap_or_default());
             logs.insert(key, format!("I0101 00:00:00.000000 daemon.go:1400] Current config: {}\nI0101 00:00:00.000001 daemon.go:1401] state: Done\nI0101 00:00:00.000002 daemon.go:1500] node {node} is up to date\n", rendered(if node.starts_with("master") { "master" } else { "worker" }, "OpenShiftSDN")));
+        }
+    }
+
+    /// Appends a line to the log of the node's machine-config-daemon pod.
+    pub fn append_daemon_log(&self, node: &str, line: &str) {
+        let filter = super::store::Filter {
+            namespace: Some("openshift-machine-config-operator".into()),
+            fields: super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")).expect("valid selector"),
+            ..Default::default()
+        };
+        let pods = self.api.store.lock().unwrap().list(t("", "v1", "pods"), &filter, None, None).items;
+        if let Some(pod) = pods.first() {
+            let key = format!("openshift-machine-config-operator/{}", pod["metadata"]["name"].as_str().unwrap_or_default());
+            let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+            self.api.logs.lock().unwrap().entry(key).or_default().push_str(&format!("I{stamp} daemon.go] {line}\n"));
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod mco;
 pub mod node;
 pub mod patch;
 pub mod selector;
