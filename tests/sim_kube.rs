@@ -204,3 +204,82 @@ async fn the_simulated_mco_rolls_an_unpaused_pool_one_node_at_a_time() {
     assert_eq!(master.data["status"]["conditions"][0]["status"], "True", "the master pool stayed Updated");
     cluster.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_network_operator_migrates_only_when_enabled_and_after_every_reboot() {
+    use kube::api::DynamicObject;
+    use kube::discovery::ApiResource;
+    let cluster = Cluster::start(SimOptions { masters: 1, workers: 2, ..fast() }).await.unwrap();
+    let client = client(&cluster).await;
+    let gvk = |group: &str, kind: &str, plural: &str| ApiResource {
+        group: group.into(), version: "v1".into(), api_version: format!("{group}/v1"), kind: kind.into(), plural: plural.into(),
+    };
+    let config: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("config.openshift.io", "Network", "networks"));
+    let operator: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("operator.openshift.io", "Network", "networks"));
+    let operators: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("config.openshift.io", "ClusterOperator", "clusteroperators"));
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::cluster::machine_config_pools());
+    let mcs: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("machineconfiguration.openshift.io", "MachineConfig", "machineconfigs"));
+    let multus: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "openshift-multus");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    let merge = |v: serde_json::Value| Patch::Merge(v);
+
+    // Without the migration enabled the operator refuses: Degraded, nothing rendered.
+    config.patch("cluster", &PatchParams::default(), &merge(json!({"spec": {"networkType": "OVNKubernetes"}}))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let network_co = operators.get("network").await.unwrap();
+    let degraded = network_co.data["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap().clone();
+    assert_eq!(degraded["status"], "True", "{degraded}");
+    assert!(mcs.get_opt("rendered-worker-0f3e9c1b7a").await.unwrap().is_none());
+
+    // The document's steps 2-4: annotate, pause, (type already patched): configs render, multus rolls.
+    for pool in ["master", "worker"] {
+        pools.patch(pool, &PatchParams::default(), &merge(json!({"spec": {"paused": true}}))).await.unwrap();
+    }
+    operator.patch("cluster", &PatchParams::default(), &merge(json!({"metadata": {"annotations": {"networkoperator.openshift.io/network-migration": ""}}}))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            // The operator's switch bumps the DaemonSet's generation; then the rollout completes.
+            let ds = multus.get("multus").await.unwrap();
+            let generation = ds.metadata.generation.unwrap_or(1);
+            let status = ds.status.unwrap();
+            if generation >= 2 && status.updated_number_scheduled == Some(3) && status.observed_generation == Some(generation) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }).await.expect("multus rolled out");
+    let rendered = mcs.get("rendered-worker-0f3e9c1b7a").await.unwrap();
+    assert!(rendered.data.to_string().contains("configure-ovs.sh OVNKubernetes"));
+    assert_eq!(config.get("cluster").await.unwrap().data["status"]["networkType"], "OpenShiftSDN", "not before the reboots");
+
+    // Step 7: every node reboots; then status.networkType flips.
+    for node in &cluster.nodes {
+        node.schedule_reboot(Duration::ZERO);
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while config.get("cluster").await.unwrap().data["status"]["networkType"] != "OVNKubernetes" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }).await.expect("status.networkType became OVNKubernetes");
+    let broken = pods.list(&ListParams::default().labels("app=sample")).await.unwrap();
+    assert_eq!(broken.items.len(), 2, "pods left in error by the migration");
+
+    // Step 8: unpaused pools roll the new config, rebooting every node again; the pods recover.
+    for pool in ["master", "worker"] {
+        pools.patch(pool, &PatchParams::default(), &merge(json!({"spec": {"paused": false}}))).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let worker = pools.get("worker").await.unwrap();
+            let master = pools.get("master").await.unwrap();
+            let healthy = pods.list(&ListParams::default().labels("app=sample")).await.unwrap().items.iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| c[0].ready));
+            if worker.data["status"]["configuration"]["name"] == "rendered-worker-0f3e9c1b7a"
+                && master.data["status"]["configuration"]["name"] == "rendered-master-0f3e9c1b7a" && healthy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }).await.expect("pools updated and pods recovered");
+    cluster.shutdown();
+}

@@ -33,6 +33,9 @@ pub struct SimOptions {
     pub heartbeat: Option<Duration>,
     /// How often the simulated operators reconcile.
     pub controller_interval: Duration,
+    /// Application pods left in CrashLoopBackOff by a finished migration until their node
+    /// reboots again (the document's step 10 finds and fixes them).
+    pub error_pods_after_migration: usize,
 }
 
 impl Default for SimOptions {
@@ -53,6 +56,7 @@ impl Default for SimOptions {
             bookmark_interval: Duration::from_secs(5),
             heartbeat: Some(Duration::from_secs(40)),
             controller_interval: Duration::from_millis(300),
+            error_pods_after_migration: 2,
         }
     }
 }
@@ -76,8 +80,7 @@ fn t(group: &str, version: &str, plural: &str) -> &'static types::ResourceType {
 }
 
 fn rendered(pool: &str, network: &str) -> String {
-    let hash = if network == "OVNKubernetes" { "0f3e9c1b7a" } else { "5b8d2c4e61" };
-    format!("rendered-{pool}-{hash}")
+    super::cno::rendered_name(pool, network)
 }
 
 fn free_net() -> String {
@@ -130,6 +133,7 @@ impl Cluster {
         }
         tasks.push(tokio::spawn(namespace_controller(cluster.clone())));
         tasks.push(tokio::spawn(super::mco::run(cluster.clone(), options.controller_interval)));
+        tasks.push(tokio::spawn(super::cno::run(cluster.clone(), options.controller_interval, options.error_pods_after_migration)));
         *cluster.tasks.lock().unwrap() = tasks;
         Ok(cluster)
     }
@@ -211,11 +215,7 @@ impl Cluster {
         for pool in ["master", "worker"] {
             let count = if pool == "master" { options.masters } else { options.workers };
             let config = rendered(pool, "OpenShiftSDN");
-            self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigs"), None, json!({
-                "metadata": {"name": config, "annotations": {"machineconfiguration.openshift.io/generated-by-controller-version": "fleetboot-sim"}},
-                "spec": {"config": {"ignition": {"version": "3.4.0"}, "systemd": {"units": [{"name": "ovs-configuration.service", "enabled": true,
-                    "contents": "[Service]\nType=oneshot\nExecStart=/usr/local/bin/configure-ovs.sh OpenShiftSDN\n"}]}}},
-            }));
+            self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigs"), None, super::cno::rendered_config(&config, "OpenShiftSDN"));
             let now = now_rfc3339();
             self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigpools"), None, json!({
                 "metadata": {"name": pool},

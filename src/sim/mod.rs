@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod cno;
 pub mod mco;
 pub mod node;
 pub mod patch;
