@@ -120,17 +120,27 @@ pub fn node_info(node: &Node, pools: &[PoolSelector], address_type: &str) -> Nod
     }
 }
 
+/// A JSON object of strings (labels, annotations, matchLabels) as a map; absent is empty.
+pub fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a Node object's Ready condition is True.
+pub fn node_is_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
 pub fn pool_selectors(pools: &[DynamicObject]) -> Vec<PoolSelector> {
     pools
         .iter()
         .map(|p| PoolSelector {
             name: p.metadata.name.clone().unwrap_or_default(),
-            match_labels: p
-                .data
-                .pointer("/spec/nodeSelector/matchLabels")
-                .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-                .unwrap_or_default(),
+            match_labels: string_map(p.data.pointer("/spec/nodeSelector/matchLabels")),
         })
         .collect()
 }

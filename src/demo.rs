@@ -68,12 +68,6 @@ fn nodes_from_api(cluster: &Cluster) -> Vec<Value> {
     cluster.api.store.lock().unwrap().list(nodes, &Filter::default(), None, None).items.iter().map(|n| (**n).clone()).collect()
 }
 
-fn is_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
 pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
     let cluster = Cluster::start(args.sim.options(DEMO_TIMINGS)).await.map_err(Error::Sim)?;
     let dir = std::env::temp_dir().join(format!("fleetboot-demo-{}", std::process::id()));
@@ -106,7 +100,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
     // The proof a person would check with kubectl: every node Ready with a new boot ID.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut after = nodes_from_api(&cluster);
-    while !after.iter().all(is_ready) && tokio::time::Instant::now() < deadline {
+    while !after.iter().all(crate::cluster::node_is_ready) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
         after = nodes_from_api(&cluster);
     }
@@ -121,7 +115,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
                 crate::sim::table::node_roles(node),
                 format!("{} → {}", crate::report::short_id(old), crate::report::short_id(new)),
                 if old != new { "changed" } else { "SAME" }.to_owned(),
-                if is_ready(node) { "Ready" } else { "NotReady" }.to_owned(),
+                if crate::cluster::node_is_ready(node) { "Ready" } else { "NotReady" }.to_owned(),
             ]
         })
         .collect();

@@ -260,25 +260,7 @@ fn kill_9_mid_run_then_resume_reboots_every_host_exactly_once() {
     signal(child.id(), "-KILL");
     child.wait().unwrap();
 
-    let resume = fleet.fleetboot(&[
-        "reboot",
-        "--resume",
-        journal_path.to_str().unwrap(),
-        "--user",
-        "root",
-        "--identity",
-        fleet.path("id_ed25519").to_str().unwrap(),
-        "--known-hosts",
-        fleet.path("known_hosts").to_str().unwrap(),
-        "--poll-interval",
-        "200ms",
-        "--concurrency",
-        "2",
-        "--output",
-        "json",
-    ]);
-    let mut resume = resume;
-    let run = Run::from(resume.output().unwrap());
+    let run = fleet.resume(&journal_path, &["--concurrency", "2"]);
     assert_eq!(run.code, 0, "{}", run.debug());
     let started = run.events().into_iter().find(|e| e["type"] == "started").unwrap();
     assert_eq!(started["resumed"], true);
@@ -315,13 +297,7 @@ fn interrupt_starts_nothing_new_and_resume_finishes() {
             }
         }
     }
-    let resumed = fleet.fleetboot(&[
-        "reboot", "--resume", journal_path.to_str().unwrap(), "--user", "root",
-        "--identity", fleet.path("id_ed25519").to_str().unwrap(),
-        "--known-hosts", fleet.path("known_hosts").to_str().unwrap(),
-        "--poll-interval", "200ms", "--concurrency", "3", "--output", "json",
-    ]).output().unwrap();
-    let resumed = Run::from(resumed);
+    let resumed = fleet.resume(&journal_path, &["--concurrency", "3"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     for name in &fleet.names {
         assert_eq!(fleet.count_events(name, "reboot-requested"), 1, "{name}");

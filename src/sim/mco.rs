@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::cluster::Cluster;
+use crate::cluster::{node_is_ready, string_map};
 use super::store::{now_rfc3339, Filter, PatchType};
 use super::types;
 
@@ -129,18 +130,11 @@ fn annotation(node: &Value, key: &str) -> String {
 pub fn node_view(node: &Value) -> NodeView {
     NodeView {
         name: node["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
-        labels: node
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-            .unwrap_or_default(),
+        labels: string_map(node.pointer("/metadata/labels")),
         current: annotation(node, CURRENT),
         desired: annotation(node, DESIRED),
         state: annotation(node, STATE),
-        ready: node
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")),
+        ready: node_is_ready(node),
         unschedulable: node.pointer("/spec/unschedulable") == Some(&json!(true)),
     }
 }
@@ -148,11 +142,7 @@ pub fn node_view(node: &Value) -> NodeView {
 pub fn pool_view(pool: &Value) -> PoolView {
     PoolView {
         name: pool["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
-        selector: pool
-            .pointer("/spec/nodeSelector/matchLabels")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-            .unwrap_or_default(),
+        selector: string_map(pool.pointer("/spec/nodeSelector/matchLabels")),
         paused: pool.pointer("/spec/paused") == Some(&json!(true)),
         max_unavailable: match pool.pointer("/spec/maxUnavailable") {
             Some(Value::Number(n)) => n.as_u64().unwrap_or(1) as usize,

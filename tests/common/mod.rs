@@ -137,6 +137,19 @@ impl Fleet {
         args
     }
 
+    /// `reboot --resume JOURNAL` with the fleet's key and known_hosts; extra flags after.
+    pub fn resume(&self, journal: &Path, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "reboot", "--resume", journal.to_str().unwrap(), "--user", "root",
+            "--poll-interval", "200ms", "--output", "json",
+        ];
+        let identity = self.path("id_ed25519");
+        let known = self.path("known_hosts");
+        args.extend(["--identity", identity.to_str().unwrap(), "--known-hosts", known.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        Run::from(self.fleetboot(&args).output().expect("run fleetboot"))
+    }
+
     pub fn reboot(&self, extra: &[&str]) -> Run {
         let args = self.reboot_args(extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
