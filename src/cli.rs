@@ -511,7 +511,14 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     };
     let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
     let transport = SshTransport::new(client, settings.reboot.clone());
-    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior };
+    // Cluster nodes are proven through the API as well as over SSH.
+    let api = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
+        let (kube, _) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
+        Some(Arc::new(crate::cluster::NodeWatch::start(&kube)))
+    } else {
+        None
+    };
+    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api };
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());

@@ -293,3 +293,63 @@ mod tests {
         assert!(text.contains("master-0  master  127.0.0.2    Ready   01234567  master"), "{text}");
     }
 }
+
+/// One watch on Nodes (kube-runtime watcher with backoff, feeding a reflector store) for the
+/// whole run: every node's readiness comes from it, with no per-node polling of the API. It
+/// rides out API outages: the watcher reconnects with backoff and relists after 410 Gone.
+pub struct NodeWatch {
+    store: kube::runtime::reflector::Store<Node>,
+    changed: tokio::sync::watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NodeWatch {
+    pub fn start(client: &Client) -> NodeWatch {
+        use futures::StreamExt;
+        use kube::runtime::{reflector, watcher, WatchStreamExt};
+        let (store, writer) = reflector::store::<Node>();
+        let (tx, changed) = tokio::sync::watch::channel(0u64);
+        let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut seen = 0u64;
+            // Errors are the watcher's to retry (with backoff); each event wakes the waiters.
+            while stream.next().await.is_some() {
+                seen += 1;
+                let _ = tx.send(seen);
+            }
+        });
+        NodeWatch { store, changed, task }
+    }
+
+    /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
+    /// boot ID, or why not by `deadline_ms` (wall clock).
+    pub async fn wait_back(&self, name: &str, old: &str, deadline_ms: u64) -> Result<String, String> {
+        let mut changed = self.changed.clone();
+        let key = kube::runtime::reflector::ObjectRef::new(name);
+        loop {
+            if let Some(node) = self.store.get(&key) {
+                let info = node_info(&node, &[], "InternalIP");
+                if info.boot_id != old && info.ready == "True" {
+                    return Ok(info.boot_id);
+                }
+            }
+            let now = crate::runner::now_ms();
+            if now >= deadline_ms {
+                let seen = self.store.get(&key).map(|n| node_info(&n, &[], "InternalIP"));
+                return Err(match seen {
+                    None => format!("the cluster API never showed node {name}"),
+                    Some(n) if n.boot_id == old => format!("the cluster API still shows node {name} with its old boot ID {old} (Ready={})", n.ready),
+                    Some(n) => format!("the cluster API shows node {name} with a new boot ID but Ready={}", n.ready),
+                });
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(deadline_ms - now), changed.changed()).await;
+        }
+    }
+}
+
+impl Drop for NodeWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -37,7 +37,14 @@ pub enum Delivery {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Entry {
-    RunStarted { run_id: String, command: String, hosts: Vec<Host> },
+    RunStarted {
+        run_id: String,
+        command: String,
+        hosts: Vec<Host>,
+        /// The hosts are cluster nodes: a reboot is proven through the API as well.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        api_proof: bool,
+    },
     /// A later process picked the run up again.
     RunResumed { pid: u32 },
     BootIdRead { host: String, boot_id: String },
@@ -49,6 +56,8 @@ pub enum Entry {
     Down { host: String },
     /// The host answers again with a boot ID different from `old_boot_id`.
     Back { host: String, new_boot_id: String },
+    /// The cluster API shows the node Ready with a boot ID other than the old one.
+    ApiConfirmed { host: String, boot_id: String },
     /// Back and, if configured, the check command passed.
     Confirmed { host: String },
     /// `may_reboot`: the reboot command may have been delivered, so the host must not get
@@ -78,6 +87,7 @@ impl Entry {
             | Entry::Dispatched { host, .. }
             | Entry::Down { host }
             | Entry::Back { host, .. }
+            | Entry::ApiConfirmed { host, .. }
             | Entry::Confirmed { host }
             | Entry::Failed { host, .. }
             | Entry::Cancelled { host }
@@ -114,6 +124,8 @@ pub struct HostRecord {
     pub down_at_ms: Option<u64>,
     pub back_at_ms: Option<u64>,
     pub failure: Option<(Stage, String)>,
+    /// The boot ID the cluster API reported with Ready=True after the reboot.
+    pub api_boot_id: Option<String>,
 }
 
 impl HostRecord {
@@ -127,6 +139,7 @@ impl HostRecord {
             down_at_ms: None,
             back_at_ms: None,
             failure: None,
+            api_boot_id: None,
         }
     }
 
@@ -156,6 +169,7 @@ impl HostRecord {
                 self.back_at_ms = Some(at_ms);
                 self.failure = None;
             }
+            Entry::ApiConfirmed { boot_id, .. } => self.api_boot_id = Some(boot_id.clone()),
             Entry::Confirmed { .. } => self.phase = Phase::Confirmed,
             Entry::Failed { stage, error, may_reboot, .. } => {
                 self.phase = Phase::Failed;
@@ -210,6 +224,7 @@ pub struct RunState {
     pub hosts: Vec<Host>,
     pub records: BTreeMap<String, HostRecord>,
     pub finished: bool,
+    pub api_proof: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +246,7 @@ pub enum JournalError {
 /// Folds records into the run's state. Pure and total over well-formed records.
 pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
     let mut iter = records.iter();
-    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts }, .. }) = iter.next() else {
+    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof }, .. }) = iter.next() else {
         return Err(JournalError::NoStart { path: path.to_owned() });
     };
     let mut state = RunState {
@@ -240,6 +255,7 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         hosts: hosts.clone(),
         records: hosts.iter().map(|h| (h.name.clone(), HostRecord::pending())).collect(),
         finished: false,
+        api_proof: *api_proof,
     };
     for record in iter {
         match &record.entry {
@@ -353,6 +369,7 @@ mod tests {
             run_id: "r".into(),
             command: "sudo shutdown -r -t 3".into(),
             hosts: names.iter().map(|n| host(n)).collect(),
+            api_proof: false,
         })
     }
 

@@ -142,6 +142,7 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         ),
         Entry::Down { .. } => "down".into(),
         Entry::Back { new_boot_id, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
+        Entry::ApiConfirmed { boot_id, .. } => format!("API: Ready with boot ID {}", short_id(boot_id)),
         Entry::Confirmed { .. } => "rebooted ✓".into(),
         Entry::Failed { stage, error, .. } => format!("FAILED at {}: {error}", stage_name(*stage)),
         Entry::Cancelled { .. } => "pending reboot cancelled".into(),

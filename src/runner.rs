@@ -102,6 +102,7 @@ struct Shared<T> {
     /// Wall-clock time before which no reboot may start (the rate across a resume).
     not_before_ms: u64,
     probes: Semaphore,
+    api: Option<Arc<crate::cluster::NodeWatch>>,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -183,6 +184,8 @@ pub struct RunInputs<T> {
     pub plan: Plan,
     /// The folded journal of the run being resumed, if any.
     pub prior: Option<RunState>,
+    /// For cluster nodes: the Node watcher whose bootID + Ready must confirm each reboot.
+    pub api: Option<Arc<crate::cluster::NodeWatch>>,
 }
 
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
@@ -193,7 +196,7 @@ pub async fn run<T: PowerTransport>(
     mut on_event: impl FnMut(&Event),
 ) -> Summary {
     let started = std::time::Instant::now();
-    let RunInputs { transport, settings, retry, journal, plan, prior } = inputs;
+    let RunInputs { transport, settings, retry, journal, plan, prior, api } = inputs;
     let journal_path = journal.path().to_owned();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let limiter = settings.rate.map(|rate| {
@@ -224,6 +227,7 @@ pub async fn run<T: PowerTransport>(
         limiter,
         not_before_ms,
         probes,
+        api: api.clone(),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
@@ -231,7 +235,7 @@ pub async fn run<T: PowerTransport>(
         None => BTreeMap::new(),
     };
     let first_entry = match &prior {
-        None => Entry::RunStarted { run_id: plan.run_id.clone(), command: shared.settings.command.clone(), hosts: plan.hosts.clone() },
+        None => Entry::RunStarted { run_id: plan.run_id.clone(), command: shared.settings.command.clone(), hosts: plan.hosts.clone(), api_proof: api.is_some() },
         Some(_) => Entry::RunResumed { pid: std::process::id() },
     };
     on_event(&Event::Started {
@@ -300,14 +304,10 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
         let action = step.action;
         tasks.spawn(async move {
             let _pass = pass;
-            if action == ResumeAction::Check {
-                let _ = confirm(&shared, &host).await;
-            } else {
-                let old = record.old_boot_id.clone().unwrap_or_default();
-                let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
-                if watch_for_new_boot(&shared, &host, &old, since, record.phase == Phase::Down).await.is_ok() {
-                    let _ = confirm(&shared, &host).await;
-                }
+            let old = record.old_boot_id.clone().unwrap_or_default();
+            let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
+            if action == ResumeAction::Check || watch_for_new_boot(&shared, &host, &old, since, record.phase == Phase::Down).await.is_ok() {
+                let _ = confirm(&shared, &host, &old, since).await;
             }
         });
     }
@@ -380,7 +380,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
         return;
     }
     if watch_for_new_boot(shared, host, &old, since, false).await.is_ok() {
-        let _ = confirm(shared, host).await;
+        let _ = confirm(shared, host, &old, since).await;
     }
 }
 
@@ -471,7 +471,24 @@ async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &st
     }
 }
 
-async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), ()> {
+async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, since_ms: u64) -> Result<(), ()> {
+    if let Some(api) = &shared.api {
+        // The API must agree: the node Ready with a boot ID other than the old one. An API
+        // outage (the masters rebooting) only delays this; the reboot deadline decides.
+        let deadline_ms = since_ms + shared.settings.timeout.as_millis() as u64;
+        let mut abort = shared.abort.clone();
+        let evidence = tokio::select! {
+            evidence = api.wait_back(&host.name, old, deadline_ms) => evidence,
+            _ = abort.wait_for(|a| *a == Abort::Hard) => return Err(()),
+        };
+        match evidence {
+            Ok(boot_id) => shared.record(Entry::ApiConfirmed { host: host.name.clone(), boot_id })?,
+            Err(error) => {
+                shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Confirm, error, may_reboot: false })?;
+                return Err(());
+            }
+        }
+    }
     if let Some(check) = &shared.settings.check_command {
         if let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await {
             shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Check, error: e.to_string(), may_reboot: false })?;

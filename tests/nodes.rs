@@ -61,3 +61,43 @@ fn reboot_from_the_cluster_by_role_with_exclusions() {
         assert!(plan.contains(name), "{plan}");
     }
 }
+
+#[test]
+fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
+    use fleetboot::journal::{self, Entry};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let sim = Sim::start(1, 3);
+    let child = sim
+        .fleetboot(&["reboot", "--all", "--concurrency", "4", "--poll-interval", "200ms", "--output", "json", "--journal", sim.path("run.jsonl").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once reboots are under way, the API goes away for 3 s: the nodes come back Ready meanwhile.
+    let start = Instant::now();
+    while !std::fs::read_to_string(sim.path("run.jsonl")).unwrap_or_default().contains("\"event\":\"dispatched\"") {
+        assert!(start.elapsed() < Duration::from_secs(20), "no dispatch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let outage_start = fleetboot::runner::now_ms();
+    sim.control("POST", "outage", r#"{"seconds": 3}"#);
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let (records, state) = journal::load(&sim.path("run.jsonl")).unwrap();
+    assert!(state.api_proof);
+    for host in &state.hosts {
+        let ssh_new = records.iter().find_map(|r| match &r.entry {
+            Entry::Back { host: h, new_boot_id } if *h == host.name => Some(new_boot_id.clone()),
+            _ => None,
+        });
+        let api_new = records.iter().find_map(|r| match &r.entry {
+            Entry::ApiConfirmed { host: h, boot_id } if *h == host.name => Some(boot_id.clone()),
+            _ => None,
+        });
+        assert!(ssh_new.is_some(), "{}: no SSH evidence", host.name);
+        let api_at = records.iter().find(|r| matches!(&r.entry, Entry::ApiConfirmed { host: h, .. } if *h == host.name)).unwrap().at_ms;
+        assert!(api_at >= outage_start + 2900, "{}: API evidence while the API was down?", host.name);
+        assert_eq!(api_new, ssh_new, "{}: the API and SSH saw the same new boot ID", host.name);
+    }
+}

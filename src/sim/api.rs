@@ -86,14 +86,18 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl s
         }
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        // An outage (or a cut) closes kept-alive connections too, as a dead API server would.
+        let mut cut = state.cut_watches.subscribe();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(req, state).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = cut.recv() => {}
+            }
         });
     }
 }
