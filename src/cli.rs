@@ -232,6 +232,16 @@ pub struct RebootArgs {
     /// Leave these nodes out (comma-separated names).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub exclude: Vec<String>,
+    /// Cluster runs: group nodes by MachineConfigPool ("pool") or by a label key, each group
+    /// with its own in-flight limit; control-plane nodes always go one at a time, last.
+    #[arg(long, value_name = "pool|LABEL", default_value = "pool")]
+    pub group_by: String,
+    /// Hosts per group in flight at once [default: the pool's maxUnavailable; 1 per label value].
+    #[arg(long, value_name = "N")]
+    pub group_concurrency: Option<usize>,
+    /// The migration document's behaviour: every node at once, no groups, no ordering.
+    #[arg(long, conflicts_with_all = ["group_concurrency", "concurrency"])]
+    pub all_at_once: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
     #[command(flatten)]
@@ -458,9 +468,9 @@ pub async fn nodes(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, E
 
 /// The reboot inventory from the cluster: selected nodes, minus exclusions, each reached at
 /// its address of the chosen type. Any node without exactly one such address stops the run.
-async fn cluster_inventory(args: &RebootArgs, settings: &Settings) -> Result<Vec<Host>, Error> {
+async fn cluster_inventory(args: &RebootArgs, settings: &Settings) -> Result<(Vec<Host>, crate::plan::Grouping), Error> {
     let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, settings)).await?;
-    let found = crate::cluster::discover(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+    let (found, pools) = crate::cluster::discover_with_pools(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
     let unknown: Vec<&String> = args.nodes.iter().chain(&args.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).collect();
     if !unknown.is_empty() {
         return Err(Error::Selection(format!("no such node in the cluster (or not matching the selector): {}", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
@@ -474,30 +484,42 @@ async fn cluster_inventory(args: &RebootArgs, settings: &Settings) -> Result<Vec
     if !problems.is_empty() {
         return Err(Error::Selection(format!("{}; use --address-type or --exclude", problems.join("; "))));
     }
+    let grouping = if args.all_at_once {
+        crate::plan::Grouping::default()
+    } else {
+        crate::cluster::grouping(&chosen, &pools, &args.group_by, args.group_concurrency)
+    };
     let hosts: Vec<(Host, String)> = chosen
         .into_iter()
         .map(|n| (Host { name: n.name.clone(), address: n.addresses[0].clone(), port: None }, format!("node {}", n.name)))
         .collect();
-    Ok(hosts::merge_sources(hosts)?)
+    Ok((hosts::merge_sources(hosts)?, grouping))
 }
 
 pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, args.layer())?;
+    let mut settings = load_settings(config, args.layer())?;
     let from_cluster = args.all || !args.nodes.is_empty() || args.select.label_selector().is_some();
-    let (hosts, prior, journal) = match &args.resume {
+    let (hosts, grouping, prior, journal) = match &args.resume {
         Some(path) => {
             let (_, state) = journal::load(path)?;
-            (state.hosts.clone(), Some(state), path.clone())
+            (state.hosts.clone(), state.grouping.clone(), Some(state), path.clone())
         }
         None => {
-            let hosts = if from_cluster { cluster_inventory(&args, &settings).await? } else { inventory(&args.hosts, &settings)? };
+            let (hosts, grouping) = if from_cluster {
+                cluster_inventory(&args, &settings).await?
+            } else {
+                (inventory(&args.hosts, &settings)?, crate::plan::Grouping::default())
+            };
             let id = run_id();
             let path = args.journal.clone().unwrap_or_else(|| settings.state_dir.join(format!("reboot-{id}.jsonl")));
-            (hosts, None, path)
+            (hosts, grouping, None, path)
         }
     };
+    if args.all_at_once {
+        settings.reboot.concurrency = hosts.len().max(1);
+    }
     let run_id = prior.as_ref().map_or_else(run_id, |p| p.run_id.clone());
-    let plan = plan_reboot(run_id, hosts, prior.as_ref());
+    let plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
     if args.dry_run {
         print!("{}", render_plan(&plan, &settings));
         return Ok(ExitCode::Ok);
@@ -552,15 +574,21 @@ pub fn render_plan(plan: &plan::Plan, settings: &Settings) -> String {
         .iter()
         .enumerate()
         .map(|(i, s)| {
+            let group = plan.grouping.group_of(&s.host.name).map_or("-".to_owned(), |g| {
+                let limit = plan.grouping.limits.get(g).copied().unwrap_or(0);
+                let last = if plan.grouping.is_last(&s.host.name) { ", after all others" } else { "" };
+                format!("{g} (≤{limit} at once{last})")
+            });
             vec![
                 (i + 1).to_string(),
                 s.host.name.clone(),
                 format!("{}:{}", s.host.address, s.host.port_or(settings.ssh.port)),
+                group,
                 plan::describe(s.action).to_owned(),
             ]
         })
         .collect();
-    text.push_str(&report::table(&["#", "HOST", "ADDRESS", "ACTION"], &rows));
+    text.push_str(&report::table(&["#", "HOST", "ADDRESS", "GROUP", "ACTION"], &rows));
     if let Some(rate) = r.rate {
         let n = plan.count(journal::ResumeAction::Reboot) as u32;
         let floor = rate.spacing() * n.saturating_sub(1);

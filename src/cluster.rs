@@ -77,6 +77,32 @@ pub struct NodeInfo {
 pub struct PoolSelector {
     pub name: String,
     pub match_labels: BTreeMap<String, String>,
+    /// The pool's spec.maxUnavailable (a count; percentages are taken of the pool's size).
+    pub max_unavailable: MaxUnavailable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxUnavailable {
+    Count(usize),
+    Percent(usize),
+}
+
+impl MaxUnavailable {
+    pub fn of(&self, pool_size: usize) -> usize {
+        match *self {
+            MaxUnavailable::Count(n) => n.max(1),
+            MaxUnavailable::Percent(p) => (pool_size * p / 100).max(1),
+        }
+    }
+
+    fn parse(value: Option<&Value>) -> MaxUnavailable {
+        match value {
+            Some(Value::Number(n)) => MaxUnavailable::Count(n.as_u64().unwrap_or(1) as usize),
+            Some(Value::String(s)) if s.ends_with('%') => MaxUnavailable::Percent(s.trim_end_matches('%').parse().unwrap_or(0)),
+            Some(Value::String(s)) => MaxUnavailable::Count(s.parse().unwrap_or(1)),
+            _ => MaxUnavailable::Count(1),
+        }
+    }
 }
 
 impl PoolSelector {
@@ -141,6 +167,7 @@ pub fn pool_selectors(pools: &[DynamicObject]) -> Vec<PoolSelector> {
         .map(|p| PoolSelector {
             name: p.metadata.name.clone().unwrap_or_default(),
             match_labels: string_map(p.data.pointer("/spec/nodeSelector/matchLabels")),
+            max_unavailable: MaxUnavailable::parse(p.data.pointer("/spec/maxUnavailable")),
         })
         .collect()
 }
@@ -158,6 +185,10 @@ pub fn machine_config_pools() -> ApiResource {
 /// Lists nodes (filtered by a label selector) with their pools. A cluster without the
 /// MachineConfigPool kind (plain Kubernetes) simply has no pools.
 pub async fn discover(client: &Client, server: &str, selector: Option<&str>, address_type: &str) -> Result<Vec<NodeInfo>, ClusterError> {
+    Ok(discover_with_pools(client, server, selector, address_type).await?.0)
+}
+
+pub async fn discover_with_pools(client: &Client, server: &str, selector: Option<&str>, address_type: &str) -> Result<(Vec<NodeInfo>, Vec<PoolSelector>), ClusterError> {
     let api_error = |e: kube::Error| match e {
         kube::Error::Api(status) if status.code == 400 && selector.is_some() => ClusterError::Selector {
             selector: selector.unwrap_or_default().to_owned(),
@@ -175,7 +206,46 @@ pub async fn discover(client: &Client, server: &str, selector: Option<&str>, add
         Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
         Err(e) => return Err(ClusterError::Api { server: server.to_owned(), reason: e.to_string() }),
     };
-    Ok(nodes.items.iter().map(|n| node_info(n, &pools, address_type)).collect())
+    let infos = nodes.items.iter().map(|n| node_info(n, &pools, address_type)).collect();
+    Ok((infos, pools))
+}
+
+/// Groups for a cluster run. Pure. Control-plane nodes form the group "master": one at a time
+/// and after everything else. The others group by pool (limit: the pool's maxUnavailable) or by
+/// a label's value; `group_limit` overrides the per-group limit.
+pub fn grouping(nodes: &[NodeInfo], pools: &[PoolSelector], group_by: &str, group_limit: Option<usize>) -> crate::plan::Grouping {
+    let mut grouping = crate::plan::Grouping::default();
+    let control_plane = |n: &NodeInfo| n.roles.iter().any(|r| r == "master" || r == "control-plane");
+    for node in nodes {
+        let group = if control_plane(node) {
+            "master".to_owned()
+        } else if group_by == "pool" {
+            node.pool.clone().unwrap_or_else(|| "(no pool)".into())
+        } else {
+            format!("{group_by}={}", node.labels.get(group_by).map(String::as_str).unwrap_or("(unset)"))
+        };
+        grouping.of.insert(node.name.clone(), group);
+    }
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    for group in grouping.of.values() {
+        *sizes.entry(group.clone()).or_default() += 1;
+    }
+    for (group, size) in sizes {
+        let limit = if group == "master" {
+            1
+        } else if let Some(limit) = group_limit {
+            limit
+        } else if group_by == "pool" {
+            pools.iter().find(|p| p.name == group).map_or(1, |p| p.max_unavailable.of(size))
+        } else {
+            1
+        };
+        grouping.limits.insert(group, limit);
+    }
+    if grouping.limits.contains_key("master") {
+        grouping.last.push("master".into());
+    }
+    grouping
 }
 
 /// Exactly what `oc get nodes -o jsonpath='{.items[*].status.addresses[?(@.type=="InternalIP")].address}'`
@@ -259,7 +329,11 @@ mod tests {
     }
 
     fn pools() -> Vec<PoolSelector> {
-        let pool = |name: &str, label: &str| PoolSelector { name: name.into(), match_labels: [(label.to_owned(), String::new())].into_iter().collect() };
+        let pool = |name: &str, label: &str| PoolSelector {
+            name: name.into(),
+            match_labels: [(label.to_owned(), String::new())].into_iter().collect(),
+            max_unavailable: MaxUnavailable::Count(if name == "worker" { 2 } else { 1 }),
+        };
         vec![pool("master", "node-role.kubernetes.io/master"), pool("worker", "node-role.kubernetes.io/worker"), pool("infra", "node-role.kubernetes.io/infra")]
     }
 
@@ -283,6 +357,24 @@ mod tests {
         assert_eq!(node_info(&infra, &pools(), "InternalIP").pool.as_deref(), Some("infra"));
         assert_eq!(node_info(&node("w", "worker", &[]), &pools(), "InternalIP").pool.as_deref(), Some("worker"));
         assert_eq!(node_info(&node("x", "edge", &[]), &pools(), "InternalIP").pool, None);
+    }
+
+    #[test]
+    fn groups_put_the_control_plane_last_one_at_a_time() {
+        let mut nodes = vec![
+            node_info(&node("m0", "master", &["127.0.0.2"]), &pools(), "InternalIP"),
+            node_info(&node("w0", "worker", &["127.0.0.3"]), &pools(), "InternalIP"),
+            node_info(&node("w1", "worker", &["127.0.0.4"]), &pools(), "InternalIP"),
+        ];
+        let by_pool = grouping(&nodes, &pools(), "pool", None);
+        assert_eq!(by_pool.limits, [("master".to_string(), 1), ("worker".to_string(), 2)].into_iter().collect());
+        assert_eq!(by_pool.last, ["master"]);
+        nodes[1].labels.insert("zone".into(), "a".into());
+        let by_zone = grouping(&nodes, &pools(), "zone", Some(3));
+        assert_eq!(by_zone.of["w0"], "zone=a");
+        assert_eq!(by_zone.of["w1"], "zone=(unset)");
+        assert_eq!(by_zone.limits["zone=a"], 3);
+        assert_eq!(by_zone.limits["master"], 1, "the control plane stays one at a time");
     }
 
     #[test]

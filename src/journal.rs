@@ -44,6 +44,9 @@ pub enum Entry {
         /// The hosts are cluster nodes: a reboot is proven through the API as well.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         api_proof: bool,
+        /// Groups, their limits and order, so a resume keeps them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grouping: Option<crate::plan::Grouping>,
     },
     /// A later process picked the run up again.
     RunResumed { pid: u32 },
@@ -225,6 +228,7 @@ pub struct RunState {
     pub records: BTreeMap<String, HostRecord>,
     pub finished: bool,
     pub api_proof: bool,
+    pub grouping: crate::plan::Grouping,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +250,7 @@ pub enum JournalError {
 /// Folds records into the run's state. Pure and total over well-formed records.
 pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
     let mut iter = records.iter();
-    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof }, .. }) = iter.next() else {
+    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof, grouping }, .. }) = iter.next() else {
         return Err(JournalError::NoStart { path: path.to_owned() });
     };
     let mut state = RunState {
@@ -256,6 +260,7 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         records: hosts.iter().map(|h| (h.name.clone(), HostRecord::pending())).collect(),
         finished: false,
         api_proof: *api_proof,
+        grouping: grouping.clone().unwrap_or_default(),
     };
     for record in iter {
         match &record.entry {
@@ -370,6 +375,7 @@ mod tests {
             command: "sudo shutdown -r -t 3".into(),
             hosts: names.iter().map(|n| host(n)).collect(),
             api_proof: false,
+            grouping: None,
         })
     }
 

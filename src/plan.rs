@@ -1,6 +1,8 @@
 //! Inventory + prior journal → the plan: which host gets what, in which order. Pure.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::hosts::Host;
 use crate::journal::{ResumeAction, RunState};
@@ -25,13 +27,37 @@ pub fn describe(action: ResumeAction) -> &'static str {
     }
 }
 
+/// How hosts are grouped for limits and order. Empty: one group, no extra limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grouping {
+    /// host name → group name
+    pub of: BTreeMap<String, String>,
+    /// group name → hosts of that group between "dispatched" and "confirmed back" at once
+    pub limits: BTreeMap<String, usize>,
+    /// Groups that start only once every other host is finished (the control plane: etcd
+    /// quorum must never lose two members to fleetboot at once).
+    pub last: Vec<String>,
+}
+
+impl Grouping {
+    pub fn group_of(&self, host: &str) -> Option<&str> {
+        self.of.get(host).map(String::as_str)
+    }
+
+    pub fn is_last(&self, host: &str) -> bool {
+        self.group_of(host).is_some_and(|g| self.last.iter().any(|l| l == g))
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     pub run_id: String,
     /// Every host of the run, in the run's order.
     pub hosts: Vec<Host>,
-    /// Hosts already in flight come first: they hold in-flight slots from the start.
+    /// Hosts already in flight come first: they hold in-flight slots from the start. Hosts of
+    /// the `last` groups come after all others.
     pub steps: Vec<PlannedHost>,
+    pub grouping: Grouping,
 }
 
 impl Plan {
@@ -42,7 +68,7 @@ impl Plan {
 
 /// A fresh run reboots every host in the given order; a resumed one takes each host's action
 /// from the folded journal, so a host with a reboot in flight is only watched.
-pub fn plan_reboot(run_id: String, hosts: Vec<Host>, prior: Option<&RunState>) -> Plan {
+pub fn plan_reboot(run_id: String, hosts: Vec<Host>, prior: Option<&RunState>, grouping: Grouping) -> Plan {
     let action_of = |host: &Host| match prior.and_then(|p| p.records.get(&host.name)) {
         Some(record) => record.resume_action(),
         None => ResumeAction::Reboot,
@@ -51,8 +77,9 @@ pub fn plan_reboot(run_id: String, hosts: Vec<Host>, prior: Option<&RunState>) -
         .iter()
         .map(|host| PlannedHost { host: host.clone(), action: action_of(host) })
         .collect();
-    steps.sort_by_key(|s| s.action == ResumeAction::Reboot);
-    Plan { run_id, hosts, steps }
+    // Stable sort: in flight first, then the ordinary groups, then the `last` groups.
+    steps.sort_by_key(|s| (s.action == ResumeAction::Reboot, grouping.is_last(&s.host.name)));
+    Plan { run_id, hosts, steps, grouping }
 }
 
 #[cfg(test)]
@@ -67,7 +94,7 @@ mod tests {
 
     #[test]
     fn fresh_plan_keeps_order_and_reboots_all() {
-        let plan = plan_reboot("r".into(), vec![host("a"), host("b")], None);
+        let plan = plan_reboot("r".into(), vec![host("a"), host("b")], None, Grouping::default());
         let names: Vec<_> = plan.steps.iter().map(|s| (s.host.name.as_str(), s.action)).collect();
         assert_eq!(names, vec![("a", ResumeAction::Reboot), ("b", ResumeAction::Reboot)]);
     }
@@ -77,18 +104,30 @@ mod tests {
         let hosts = vec![host("a"), host("b"), host("c")];
         let rec = |at_ms, entry| Record { v: JOURNAL_VERSION, at_ms, entry };
         let records = vec![
-            rec(0, Entry::RunStarted { run_id: "r".into(), command: "x".into(), hosts: hosts.clone(), api_proof: false }),
+            rec(0, Entry::RunStarted { run_id: "r".into(), command: "x".into(), hosts: hosts.clone(), api_proof: false, grouping: None }),
             rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into() }),
             rec(2, Entry::Back { host: "a".into(), new_boot_id: "2".into() }),
             rec(3, Entry::Confirmed { host: "a".into() }),
             rec(4, Entry::Dispatching { host: "c".into(), old_boot_id: "1".into() }),
         ];
         let state = fold(&records, Path::new("j")).unwrap();
-        let plan = plan_reboot("r".into(), hosts, Some(&state));
+        let plan = plan_reboot("r".into(), hosts, Some(&state), Grouping::default());
         let steps: Vec<_> = plan.steps.iter().map(|s| (s.host.name.as_str(), s.action)).collect();
         assert_eq!(
             steps,
             vec![("a", ResumeAction::Done), ("c", ResumeAction::AwaitNewBootId), ("b", ResumeAction::Reboot)]
         );
+    }
+
+    #[test]
+    fn the_control_plane_goes_last() {
+        let grouping = Grouping {
+            of: [("m0", "master"), ("w0", "worker"), ("m1", "master"), ("w1", "worker")].iter().map(|(h, g)| (h.to_string(), g.to_string())).collect(),
+            limits: [("master".to_string(), 1)].into_iter().collect(),
+            last: vec!["master".into()],
+        };
+        let plan = plan_reboot("r".into(), vec![host("m0"), host("w0"), host("m1"), host("w1")], None, grouping);
+        let order: Vec<_> = plan.steps.iter().map(|s| s.host.name.as_str()).collect();
+        assert_eq!(order, ["w0", "w1", "m0", "m1"]);
     }
 }

@@ -235,7 +235,13 @@ pub async fn run<T: PowerTransport>(
         None => BTreeMap::new(),
     };
     let first_entry = match &prior {
-        None => Entry::RunStarted { run_id: plan.run_id.clone(), command: shared.settings.command.clone(), hosts: plan.hosts.clone(), api_proof: api.is_some() },
+        None => Entry::RunStarted {
+            run_id: plan.run_id.clone(),
+            command: shared.settings.command.clone(),
+            hosts: plan.hosts.clone(),
+            api_proof: api.is_some(),
+            grouping: Some(plan.grouping.clone()).filter(|g| *g != crate::plan::Grouping::default()),
+        },
         Some(_) => Entry::RunResumed { pid: std::process::id() },
     };
     on_event(&Event::Started {
@@ -295,15 +301,19 @@ pub async fn run<T: PowerTransport>(
 
 async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightGate>, plan: Plan, prior: Option<RunState>) {
     let mut tasks = tokio::task::JoinSet::new();
+    let group_gates: std::collections::HashMap<String, Arc<InFlightGate>> =
+        plan.grouping.limits.iter().map(|(g, limit)| (g.clone(), InFlightGate::new(*limit))).collect();
+    let group_gate = |host: &str| plan.grouping.group_of(host).and_then(|g| group_gates.get(g)).cloned();
     // Hosts a previous run left in flight count against the limit at once.
     for step in plan.steps.iter().filter(|s| matches!(s.action, ResumeAction::AwaitNewBootId | ResumeAction::Check)) {
         let record = prior.as_ref().and_then(|p| p.records.get(&step.host.name)).cloned().unwrap_or_else(HostRecord::pending);
         let pass = gate.enter_regardless();
+        let group_pass = group_gate(&step.host.name).map(|g| g.enter_regardless());
         let shared = shared.clone();
         let host = step.host.clone();
         let action = step.action;
         tasks.spawn(async move {
-            let _pass = pass;
+            let _passes = (pass, group_pass);
             let old = record.old_boot_id.clone().unwrap_or_default();
             let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
             if action == ResumeAction::Check || watch_for_new_boot(&shared, &host, &old, since, record.phase == Phase::Down).await.is_ok() {
@@ -313,9 +323,23 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
     }
     let mut abort = shared.abort.clone();
     let mut steps = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot);
+    let mut others_finished = false;
     while let Some(step) = steps.next() {
+        if plan.grouping.is_last(&step.host.name) && !others_finished {
+            // The control plane waits until every other host is finished.
+            while tasks.join_next().await.is_some() {}
+            others_finished = true;
+        }
+        let group = group_gate(&step.host.name);
         let pass = tokio::select! {
-            pass = gate.enter() => Some(pass),
+            pass = async {
+                let total = gate.enter().await;
+                let in_group = match &group {
+                    Some(g) => Some(g.enter().await),
+                    None => None,
+                };
+                (total, in_group)
+            } => Some(pass),
             _ = abort.wait_for(|a| *a >= Abort::Soft) => None,
         };
         let stop_reason = match pass {

@@ -101,3 +101,59 @@ fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
         assert_eq!(api_new, ssh_new, "{}: the API and SSH saw the same new boot ID", host.name);
     }
 }
+
+/// (name, reboot-requested ms, up ms) from the simulation's own node history.
+fn reboot_intervals(sim: &Sim) -> Vec<(String, u64, u64)> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| {
+            let history = n["history"].as_array().unwrap();
+            let at = |what: &str| history.iter().find(|e| e[1] == what).map(|e| e[0].as_u64().unwrap());
+            Some((n["name"].as_str().unwrap().to_owned(), at("reboot-requested")?, at("up")?))
+        })
+        .collect()
+}
+
+fn max_overlap(intervals: &[(u64, u64)]) -> usize {
+    let mut points: Vec<(u64, i32)> = intervals.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
+    points.sort();
+    let (mut now, mut max) = (0, 0);
+    for (_, d) in points {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+#[test]
+fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
+    let sim = Sim::start(3, 4);
+    let (code, plan, err) = out(&sim, &["reboot", "--all", "--concurrency", "4", "--group-concurrency", "2", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(plan.contains("worker (≤2 at once)") && plan.contains("master (≤1 at once, after all others)"), "{plan}");
+    let run = Run::from(sim.fleetboot(&["reboot", "--all", "--concurrency", "4", "--group-concurrency", "2", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let intervals = reboot_intervals(&sim);
+    assert_eq!(intervals.len(), 7, "every node rebooted once: {intervals:?}");
+    let of = |prefix: &str| intervals.iter().filter(|(n, ..)| n.starts_with(prefix)).map(|(_, a, b)| (*a, *b)).collect::<Vec<_>>();
+    let (masters, workers) = (of("master"), of("worker"));
+    assert!(max_overlap(&workers) <= 2, "workers at once: {}", max_overlap(&workers));
+    assert!(max_overlap(&masters) <= 1, "masters at once: {}", max_overlap(&masters));
+    let first_master = masters.iter().map(|(a, _)| *a).min().unwrap();
+    let last_worker_up = workers.iter().map(|(_, b)| *b).max().unwrap();
+    assert!(first_master > last_worker_up, "masters start only after every worker is back");
+}
+
+#[test]
+fn all_at_once_is_the_documents_behaviour() {
+    let sim = Sim::start(2, 3);
+    let run = Run::from(sim.fleetboot(&["reboot", "--all", "--all-at-once", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let intervals = reboot_intervals(&sim);
+    let last_request = intervals.iter().map(|(_, a, _)| *a).max().unwrap();
+    let first_up = intervals.iter().map(|(_, _, b)| *b).min().unwrap();
+    assert!(last_request < first_up, "every reboot was sent before any node came back");
+}
