@@ -239,6 +239,12 @@ pub struct RebootArgs {
     /// Hosts per group in flight at once [default: the pool's maxUnavailable; 1 per label value].
     #[arg(long, value_name = "N")]
     pub group_concurrency: Option<usize>,
+    /// Take over the cluster's fleetboot lease from another (live) run.
+    #[arg(long)]
+    pub break_lock: bool,
+    /// Namespace of the fleetboot Lease that keeps two runs off one cluster.
+    #[arg(long, value_name = "NAMESPACE", default_value = "kube-system")]
+    pub lease_namespace: String,
     /// The migration document's behaviour: every node at once, no groups, no ordering.
     #[arg(long, conflicts_with_all = ["group_concurrency", "concurrency"])]
     pub all_at_once: bool,
@@ -527,24 +533,43 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     warn_if_insecure(&settings);
     // Keys and known_hosts are read before the journal exists or any host is contacted.
     let client = make_ssh_client(&settings)?;
-    let writer = match &prior {
-        Some(_) => JournalWriter::reopen(&journal)?,
-        None => JournalWriter::create(&journal)?,
-    };
     let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
     let transport = SshTransport::new(client, settings.reboot.clone());
-    // Cluster nodes are proven through the API as well as over SSH.
-    let api = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
+    // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
+    let (api, lease) = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
         let (kube, _) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
-        Some(Arc::new(crate::cluster::NodeWatch::start(&kube)))
+        let identity = format!("{}@{} pid {} run {}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(), std::process::id(), plan.run_id);
+        let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, &identity, Duration::from_secs(30), args.break_lock).await?;
+        if let Some(previous) = &lease.taken_from {
+            eprintln!("warning: took the fleetboot lease over from {previous}");
+        }
+        (Some(Arc::new(crate::cluster::NodeWatch::start(&kube))), Some(lease))
     } else {
-        None
+        (None, None)
+    };
+    // The journal is created only once the lease is held: a refused run leaves nothing behind.
+    let opened = match &prior {
+        Some(_) => JournalWriter::reopen(&journal),
+        None => JournalWriter::create(&journal),
+    };
+    let writer = match opened {
+        Ok(writer) => writer,
+        Err(e) => {
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            return Err(e.into());
+        }
     };
     let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api };
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());
     let summary = runner::run(inputs, (trigger, abort), |event| reporter.report(event)).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     Ok(summary.exit_code())
 }
 

@@ -22,6 +22,8 @@ pub enum ClusterError {
     Api { server: String, reason: String },
     #[error("bad selector {selector:?}: {reason}")]
     Selector { selector: String, reason: String },
+    #[error("another fleetboot run holds the lease {namespace}/fleetboot: {holder}; wait for it, or take it over with --break-lock")]
+    Locked { holder: String, namespace: String },
 }
 
 /// Where the cluster is, in kubectl's order of precedence.
@@ -443,5 +445,128 @@ impl NodeWatch {
 impl Drop for NodeWatch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A coordination.k8s.io/v1 Lease held for a whole cluster run, so two admins cannot reboot
+/// one cluster's nodes at once. Renewed in the background; a lease whose holder stopped
+/// renewing expires; `--break-lock` takes a live one over.
+pub struct LeaseLock {
+    api: Api<DynamicObject>,
+    name: String,
+    identity: String,
+    renewer: tokio::task::JoinHandle<()>,
+    /// Who held it before a takeover (for the user and the journal).
+    pub taken_from: Option<String>,
+}
+
+pub const LEASE_NAME: &str = "fleetboot";
+
+fn lease_resource() -> ApiResource {
+    ApiResource {
+        group: "coordination.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "coordination.k8s.io/v1".into(),
+        kind: "Lease".into(),
+        plural: "leases".into(),
+    }
+}
+
+fn micro_time(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// Whether a lease's holder stopped renewing it. Pure: `now` is passed in.
+pub fn lease_expired(lease: &Value, now: std::time::SystemTime) -> bool {
+    let renewed = lease.pointer("/spec/renewTime").and_then(Value::as_str).and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    let duration = lease.pointer("/spec/leaseDurationSeconds").and_then(Value::as_u64).unwrap_or(0);
+    match renewed {
+        Some(at) => at + std::time::Duration::from_secs(duration) < now,
+        None => true,
+    }
+}
+
+impl LeaseLock {
+    pub async fn acquire(client: &Client, namespace: &str, identity: &str, duration: std::time::Duration, break_lock: bool) -> Result<LeaseLock, ClusterError> {
+        use kube::api::PostParams;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
+        let now = std::time::SystemTime::now();
+        let spec = json_spec(identity, duration, now);
+        let api_error = |e: kube::Error| ClusterError::Api { server: format!("leases/{namespace}/{LEASE_NAME}"), reason: e.to_string() };
+        let mut taken_from = None;
+        let fresh = DynamicObject::new(LEASE_NAME, &lease_resource()).within(namespace).data(serde_json::json!({ "spec": spec }));
+        match api.create(&PostParams::default(), &fresh).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let held = api.get(LEASE_NAME).await.map_err(api_error)?;
+                let holder = held.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
+                if !lease_expired(&held.data, now) && !break_lock {
+                    return Err(ClusterError::Locked { holder, namespace: namespace.to_owned() });
+                }
+                // Replace with the version just read: if another run took it meanwhile, Conflict.
+                let mut takeover = held.clone();
+                takeover.data["spec"] = spec;
+                api.replace(LEASE_NAME, &PostParams::default(), &takeover).await.map_err(|e| match e {
+                    kube::Error::Api(s) if s.code == 409 => ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned() },
+                    other => api_error(other),
+                })?;
+                taken_from = Some(holder);
+            }
+            Err(e) => return Err(api_error(e)),
+        }
+        let renew_api = api.clone();
+        let renew_identity = identity.to_owned();
+        let renewer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(duration / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                // An API outage only delays renewal; the lease lasts `duration` meanwhile.
+                let Ok(mut lease) = renew_api.get(LEASE_NAME).await else { continue };
+                if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) != Some(renew_identity.as_str()) {
+                    // Taken over (--break-lock elsewhere): never steal it back.
+                    return;
+                }
+                lease.data["spec"]["renewTime"] = serde_json::json!(micro_time(std::time::SystemTime::now()));
+                // A Conflict means someone wrote it meanwhile; the next tick looks again.
+                let _ = renew_api.replace(LEASE_NAME, &PostParams::default(), &lease).await;
+            }
+        });
+        Ok(LeaseLock { api, name: LEASE_NAME.to_owned(), identity: identity.to_owned(), renewer, taken_from })
+    }
+
+    /// Gives the lease back if this run still holds it.
+    pub async fn release(self) {
+        self.renewer.abort();
+        if let Ok(lease) = self.api.get(&self.name).await {
+            if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) == Some(self.identity.as_str()) {
+                let _ = self.api.delete(&self.name, &Default::default()).await;
+            }
+        }
+    }
+}
+
+fn json_spec(identity: &str, duration: std::time::Duration, now: std::time::SystemTime) -> Value {
+    serde_json::json!({
+        "holderIdentity": identity,
+        "leaseDurationSeconds": duration.as_secs().max(1),
+        "acquireTime": micro_time(now),
+        "renewTime": micro_time(now),
+    })
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_lease_expires_when_its_holder_stops_renewing() {
+        let now = SystemTime::now();
+        let fresh = serde_json::json!({"spec": json_spec("a", Duration::from_secs(30), now - Duration::from_secs(10))});
+        assert!(!lease_expired(&fresh, now));
+        let stale = serde_json::json!({"spec": json_spec("a", Duration::from_secs(30), now - Duration::from_secs(31))});
+        assert!(lease_expired(&stale, now));
+        assert!(lease_expired(&serde_json::json!({"spec": {}}), now));
     }
 }

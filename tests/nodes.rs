@@ -157,3 +157,49 @@ fn all_at_once_is_the_documents_behaviour() {
     let first_up = intervals.iter().map(|(_, _, b)| *b).min().unwrap();
     assert!(last_request < first_up, "every reboot was sent before any node came back");
 }
+
+#[test]
+fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let sim = Sim::start(0, 3);
+    let first = sim
+        .fleetboot(&["reboot", "--all", "--poll-interval", "200ms", "--output", "json", "--journal", sim.path("first.jsonl").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read_to_string(sim.path("first.jsonl")).unwrap_or_default().contains("\"event\":\"dispatched\"") {
+        assert!(start.elapsed() < Duration::from_secs(20), "the first run never dispatched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let holder = sim.kubectl_ok(&["-n", "kube-system", "get", "lease", "fleetboot", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert!(holder.contains(&format!("pid {}", first.id())), "{holder}");
+
+    let (code, _, err) = out(&sim, &["reboot", "--nodes", "worker-0", "--journal", sim.path("second.jsonl").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another fleetboot run holds the lease kube-system/fleetboot") && err.contains(&holder), "{err}");
+    assert!(!sim.path("second.jsonl").exists(), "a refused run leaves no journal");
+
+    let (code, _, err) = out(&sim, &["reboot", "--nodes", "worker-2", "--break-lock", "--poll-interval", "200ms"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("took the fleetboot lease over from {holder}")), "{err}");
+    let mut first = first;
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
+fn a_stale_lease_is_taken_over() {
+    let sim = Sim::start(0, 1);
+    let stale = sim.path("stale.json");
+    std::fs::write(&stale, r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"fleetboot","namespace":"kube-system"},
+        "spec":{"holderIdentity":"gone@elsewhere pid 1","leaseDurationSeconds":30,"renewTime":"2020-01-01T00:00:00.000000Z"}}"#).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", stale.to_str().unwrap()]);
+    let (code, _, err) = out(&sim, &["reboot", "--all", "--poll-interval", "200ms"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("took the fleetboot lease over from gone@elsewhere pid 1"), "{err}");
+    let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]);
+    assert!(!ok, "the lease is released at the end of the run");
+}
