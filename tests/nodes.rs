@@ -4,7 +4,7 @@
 mod common;
 
 use common::sim::Sim;
-use common::Run;
+use common::{max_overlap, wait_for_dispatches, Run};
 
 const IPS: &str = r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#;
 
@@ -66,7 +66,7 @@ fn reboot_from_the_cluster_by_role_with_exclusions() {
 fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
     use fleetboot::journal::{self, Entry};
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let sim = Sim::start(1, 3);
     let child = sim
         .fleetboot(&["reboot", "--all", "--concurrency", "4", "--poll-interval", "200ms", "--output", "json", "--journal", sim.path("run.jsonl").to_str().unwrap()])
@@ -75,11 +75,7 @@ fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
         .spawn()
         .unwrap();
     // Once reboots are under way, the API goes away for 3 s: the nodes come back Ready meanwhile.
-    let start = Instant::now();
-    while !std::fs::read_to_string(sim.path("run.jsonl")).unwrap_or_default().contains("\"event\":\"dispatched\"") {
-        assert!(start.elapsed() < Duration::from_secs(20), "no dispatch");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_dispatches(&sim.path("run.jsonl"), 1, Duration::from_secs(20));
     let outage_start = fleetboot::runner::now_ms();
     sim.control("POST", "outage", r#"{"seconds": 3}"#);
     let run = Run::from(child.wait_with_output().unwrap());
@@ -117,17 +113,6 @@ fn reboot_intervals(sim: &Sim) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
-fn max_overlap(intervals: &[(u64, u64)]) -> usize {
-    let mut points: Vec<(u64, i32)> = intervals.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
-    points.sort();
-    let (mut now, mut max) = (0, 0);
-    for (_, d) in points {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
-
 #[test]
 fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
     let sim = Sim::start(3, 4);
@@ -161,7 +146,7 @@ fn all_at_once_is_the_documents_behaviour() {
 #[test]
 fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over() {
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let sim = Sim::start(0, 3);
     let first = sim
         .fleetboot(&["reboot", "--all", "--poll-interval", "200ms", "--output", "json", "--journal", sim.path("first.jsonl").to_str().unwrap()])
@@ -169,11 +154,7 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !std::fs::read_to_string(sim.path("first.jsonl")).unwrap_or_default().contains("\"event\":\"dispatched\"") {
-        assert!(start.elapsed() < Duration::from_secs(20), "the first run never dispatched");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_dispatches(&sim.path("first.jsonl"), 1, Duration::from_secs(20));
     let holder = sim.kubectl_ok(&["-n", "kube-system", "get", "lease", "fleetboot", "-o", "jsonpath={.spec.holderIdentity}"]);
     assert!(holder.contains(&format!("pid {}", first.id())), "{holder}");
 

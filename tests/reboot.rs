@@ -6,21 +6,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fleet, Run};
+use common::{max_overlap, Fleet, Run};
 use fleetboot::journal::{self, Entry};
-
-/// Largest number of intervals overlapping at any instant.
-fn max_overlap(intervals: &[(u64, u64)]) -> usize {
-    let mut points: Vec<(u64, i32)> = intervals.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
-    // Ends before starts at the same instant: a host confirmed back frees its slot.
-    points.sort_by_key(|&(t, d)| (t, d));
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in points {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
 
 fn journal_entries(run: &Run) -> Vec<journal::Record> {
     journal::load(&run.journal()).expect("journal loads").0
@@ -229,18 +216,18 @@ fn a_host_that_accepts_tcp_but_never_speaks_ssh_times_out() {
     assert_eq!(outcomes["h001"].0, "rebooted");
 }
 
+/// The one journal in the state directory, once it holds `dispatched` dispatches.
 fn wait_for_journal(dir: &std::path::Path, dispatched: usize, limit: Duration) -> std::path::PathBuf {
     let start = Instant::now();
-    loop {
+    let path = loop {
         if let Some(path) = std::fs::read_dir(dir).ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).map(|e| e.path()) {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if text.matches("\"event\":\"dispatched\"").count() >= dispatched {
-                return path;
-            }
+            break path;
         }
-        assert!(start.elapsed() < limit, "fleetboot did not dispatch {dispatched} reboots in {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        assert!(start.elapsed() < limit, "no journal in {}", dir.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    common::wait_for_dispatches(&path, dispatched, limit);
+    path
 }
 
 fn signal(pid: u32, sig: &str) {

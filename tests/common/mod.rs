@@ -225,3 +225,25 @@ impl Run {
         format!("exit {}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
     }
 }
+
+/// Largest number of intervals overlapping at any instant (ends sort before starts at the same
+/// instant: a host confirmed back frees its slot).
+pub fn max_overlap(intervals: &[(u64, u64)]) -> usize {
+    let mut points: Vec<(u64, i32)> = intervals.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
+    points.sort_by_key(|&(t, d)| (t, d));
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in points {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+/// Waits until the journal at `path` holds `count` dispatched records.
+pub fn wait_for_dispatches(path: &Path, count: usize, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(path).unwrap_or_default().matches("\"event\":\"dispatched\"").count() < count {
+        assert!(start.elapsed() < limit, "fewer than {count} reboots dispatched within {limit:?} ({})", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
