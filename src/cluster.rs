@@ -97,7 +97,7 @@ impl MaxUnavailable {
         }
     }
 
-    fn parse(value: Option<&Value>) -> MaxUnavailable {
+    pub fn parse(value: Option<&Value>) -> MaxUnavailable {
         match value {
             Some(Value::Number(n)) => MaxUnavailable::Count(n.as_u64().unwrap_or(1) as usize),
             Some(Value::String(s)) if s.ends_with('%') => MaxUnavailable::Percent(s.trim_end_matches('%').parse().unwrap_or(0)),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::cluster::Cluster;
-use crate::cluster::{node_is_ready, string_map};
+use crate::cluster::{node_is_ready, string_map, MaxUnavailable};
 use super::store::{now_rfc3339, Filter, PatchType};
 use super::types;
 
@@ -34,7 +34,7 @@ pub struct PoolView {
     pub name: String,
     pub selector: BTreeMap<String, String>,
     pub paused: bool,
-    pub max_unavailable: usize,
+    pub max_unavailable: MaxUnavailable,
     /// The rendered config the pool should run (spec.configuration.name).
     pub target: String,
 }
@@ -68,7 +68,7 @@ pub fn plan(pools: &[PoolView], nodes: &[NodeView]) -> Vec<Action> {
         let mut unavailable = members.iter().filter(|n| n.unavailable()).count();
         if !pool.paused {
             for node in members.iter().filter(|n| n.desired != pool.target) {
-                if unavailable >= pool.max_unavailable.max(1) {
+                if unavailable >= pool.max_unavailable.of(members.len()) {
                     break;
                 }
                 // A node already unavailable for another reason is not counted twice.
@@ -144,11 +144,7 @@ pub fn pool_view(pool: &Value) -> PoolView {
         name: pool["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
         selector: string_map(pool.pointer("/spec/nodeSelector/matchLabels")),
         paused: pool.pointer("/spec/paused") == Some(&json!(true)),
-        max_unavailable: match pool.pointer("/spec/maxUnavailable") {
-            Some(Value::Number(n)) => n.as_u64().unwrap_or(1) as usize,
-            Some(Value::String(s)) => s.trim_end_matches('%').parse().unwrap_or(1),
-            _ => 1,
-        },
+        max_unavailable: MaxUnavailable::parse(pool.pointer("/spec/maxUnavailable")),
         target: pool.pointer("/spec/configuration/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
     }
 }
@@ -229,7 +225,7 @@ mod tests {
             name: name.into(),
             selector: [(format!("node-role.kubernetes.io/{name}"), String::new())].into_iter().collect(),
             paused,
-            max_unavailable: max,
+            max_unavailable: MaxUnavailable::Count(max),
             target: target.into(),
         }
     }
