@@ -392,11 +392,10 @@ fn inventory(args: &HostArgs, settings: &Settings) -> Result<Vec<Host>, Error> {
         })?;
         sources.push((Host { name: address.clone(), address, port }, format!("--host {endpoint}")));
     }
-    if sources.is_empty() {
-        if let Some(from_config) = &settings.hosts {
+    if sources.is_empty()
+        && let Some(from_config) = &settings.hosts {
             sources.extend(from_config.iter().cloned().map(|h| (h, "the config file".to_owned())));
         }
-    }
     Ok(hosts::merge_sources(sources)?)
 }
 

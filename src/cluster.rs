@@ -538,11 +538,10 @@ impl LeaseLock {
     /// Gives the lease back if this run still holds it.
     pub async fn release(self) {
         self.renewer.abort();
-        if let Ok(lease) = self.api.get(&self.name).await {
-            if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) == Some(self.identity.as_str()) {
+        if let Ok(lease) = self.api.get(&self.name).await
+            && lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) == Some(self.identity.as_str()) {
                 let _ = self.api.delete(&self.name, &Default::default()).await;
             }
-        }
     }
 }
 

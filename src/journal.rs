@@ -454,14 +454,12 @@ mod tests {
     /// Per-host event streams a real run can produce, in order.
     fn host_stream() -> impl Strategy<Value = Vec<Entry>> {
         let h = || "h".to_string();
-        let full = vec![
-            Entry::BootIdRead { host: h(), boot_id: "old".into() },
+        let full = [Entry::BootIdRead { host: h(), boot_id: "old".into() },
             Entry::Dispatching { host: h(), old_boot_id: "old".into() },
             Entry::Dispatched { host: h(), delivery: Delivery::ExitZero },
             Entry::Down { host: h() },
             Entry::Back { host: h(), new_boot_id: "new".into() },
-            Entry::Confirmed { host: h() },
-        ];
+            Entry::Confirmed { host: h() }];
         let failure_stage = prop_oneof![Just(0usize), Just(1), Just(2), Just(3), Just(4), Just(5), Just(6)];
         (0..=full.len(), failure_stage, any::<bool>()).prop_map(move |(cut, fail_at, cancel)| {
             let mut out: Vec<Entry> = full[..cut].to_vec();

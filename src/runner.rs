@@ -263,11 +263,10 @@ pub async fn run<T: PowerTransport>(
         tokio::select! {
             event = events_rx.recv() => match event {
                 Some(event) => {
-                    if let Event::Transition { record } = &event {
-                        if let Some(host) = record.entry.host() {
+                    if let Event::Transition { record } = &event
+                        && let Some(host) = record.entry.host() {
                             records.entry(host.to_owned()).or_insert_with(HostRecord::pending).apply(&record.entry, record.at_ms);
                         }
-                    }
                     on_event(&event);
                 }
                 None => break,
@@ -289,12 +288,11 @@ pub async fn run<T: PowerTransport>(
         .collect();
     let summary = Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: started.elapsed().as_millis() as u64 };
     // A run with hosts still mid-reboot stays open for --resume.
-    if summary.hosts.iter().all(|h| h.outcome != crate::events::Outcome::Interrupted) {
-        if let Ok(mut journal) = JournalWriter::reopen(&summary.journal) {
+    if summary.hosts.iter().all(|h| h.outcome != crate::events::Outcome::Interrupted)
+        && let Ok(mut journal) = JournalWriter::reopen(&summary.journal) {
             let outcome = format!("{:?}", summary.exit_code()).to_lowercase();
             let _ = journal.append(&Record { v: JOURNAL_VERSION, at_ms: now_ms(), entry: Entry::RunFinished { outcome } });
         }
-    }
     on_event(&Event::Finished { summary: summary.clone() });
     summary
 }
@@ -513,11 +511,10 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
             }
         }
     }
-    if let Some(check) = &shared.settings.check_command {
-        if let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await {
+    if let Some(check) = &shared.settings.check_command
+        && let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await {
             shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Check, error: e.to_string(), may_reboot: false })?;
             return Err(());
         }
-    }
     shared.record(Entry::Confirmed { host: host.name.clone() })
 }

@@ -283,11 +283,10 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
     let t = target.resource;
     let ns = target.namespace.as_deref();
     let sub = target.subresource.as_deref();
-    if let Some(sub) = sub {
-        if !t.subresources.contains(&sub) {
+    if let Some(sub) = sub
+        && !t.subresources.contains(&sub) {
             return status_error(404, "NotFound", format!("{} has no subresource {sub:?}", t.plural));
         }
-    }
     let method = req.method().clone();
     match (&method, &target.name, sub) {
         (&Method::GET, None, _) if query.flag("watch") => watch(t, &target, &query, state),
@@ -337,11 +336,10 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            if let Some(body_ns) = body.pointer("/metadata/namespace").and_then(Value::as_str) {
-                if Some(body_ns) != ns {
+            if let Some(body_ns) = body.pointer("/metadata/namespace").and_then(Value::as_str)
+                && Some(body_ns) != ns {
                     return status_error(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request".into());
                 }
-            }
             match state.store.lock().unwrap().create(t, ns, body) {
                 Ok(object) => json_response(StatusCode::CREATED, &object),
                 Err(e) => error_response(&e),
@@ -439,11 +437,10 @@ fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<Ap
                 change = changes.recv() => match change {
                     Ok(change) => {
                         last_rv = last_rv.max(change.rv);
-                        if let Some((kind, object)) = visible(&change, &t.key(), &filter) {
-                            if !send(watch_line(kind.as_str(), &object)).await {
+                        if let Some((kind, object)) = visible(&change, &t.key(), &filter)
+                            && !send(watch_line(kind.as_str(), &object)).await {
                                 return;
                             }
-                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let gone = StoreError::Gone { requested: last_rv, oldest: last_rv + 1 };

@@ -113,11 +113,10 @@ pub fn carry_transition_times(old: Option<&Value>, mut new: Value) -> Value {
     let old_conditions = old.and_then(|o| o.get("conditions")).and_then(Value::as_array).cloned().unwrap_or_default();
     if let Some(conditions) = new.get_mut("conditions").and_then(Value::as_array_mut) {
         for condition in conditions {
-            if let Some(previous) = old_conditions.iter().find(|c| c["type"] == condition["type"]) {
-                if previous["status"] == condition["status"] && previous["message"] == condition["message"] {
+            if let Some(previous) = old_conditions.iter().find(|c| c["type"] == condition["type"])
+                && previous["status"] == condition["status"] && previous["message"] == condition["message"] {
                     condition["lastTransitionTime"] = previous["lastTransitionTime"].clone();
                 }
-            }
         }
     }
     new

@@ -259,11 +259,10 @@ impl Store {
     /// kind with a status subresource keeps its status. A stale resourceVersion is a Conflict.
     pub fn update(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str, mut object: Value, subresource: Option<&str>) -> Result<Arc<Value>, StoreError> {
         let current = self.get(t, namespace, name)?;
-        if let Some(given) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-            if !given.is_empty() && given != current["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
+        if let Some(given) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+            && !given.is_empty() && given != current["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
                 return Err(StoreError::Conflict { plural: t.plural.to_owned(), name: name.to_owned() });
             }
-        }
         if name_of(&object) != name && !name_of(&object).is_empty() {
             return Err(StoreError::BadRequest(format!("the name of the object ({}) does not match the name on the URL ({name})", name_of(&object))));
         }
