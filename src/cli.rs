@@ -239,6 +239,16 @@ pub struct RebootArgs {
     /// Hosts per group in flight at once [default: the pool's maxUnavailable; 1 per label value].
     #[arg(long, value_name = "N")]
     pub group_concurrency: Option<usize>,
+    /// Cluster runs: cordon and drain each node (Eviction API, PDBs respected) before its
+    /// reboot, uncordon it once it is back.
+    #[arg(long)]
+    pub drain: bool,
+    /// How long a drain may take.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub drain_timeout: humantime::Duration,
+    /// When a drain times out: fail the host, skip it, or force (delete the remaining pods).
+    #[arg(long, value_name = "fail|skip|force", default_value = "fail", value_parser = ["fail", "skip", "force"])]
+    pub drain_failure: String,
     /// Take over the cluster's fleetboot lease from another (live) run.
     #[arg(long)]
     pub break_lock: bool,
@@ -523,6 +533,9 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     if args.all_at_once {
         settings.reboot.concurrency = hosts.len().max(1);
     }
+    if args.drain && !from_cluster && !prior.as_ref().is_some_and(|p| p.api_proof) {
+        return Err(Error::Selection("--drain works on cluster nodes: add --all, -l, --role or --nodes".into()));
+    }
     let run_id = prior.as_ref().map_or_else(run_id, |p| p.run_id.clone());
     let plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
     if args.dry_run {
@@ -535,7 +548,7 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
     let transport = SshTransport::new(client, settings.reboot.clone());
     // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
-    let (api, lease) = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
+    let (api, lease, drain) = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
         let (kube, _) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
         let identity = format!("{}@{} pid {} run {}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(), std::process::id(), plan.run_id);
@@ -543,9 +556,17 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         if let Some(previous) = &lease.taken_from {
             eprintln!("warning: took the fleetboot lease over from {previous}");
         }
-        (Some(Arc::new(crate::cluster::NodeWatch::start(&kube))), Some(lease))
+        let drain = args.drain.then(|| {
+            let on_failure = match args.drain_failure.as_str() {
+                "skip" => crate::cluster::DrainFailure::Skip,
+                "force" => crate::cluster::DrainFailure::Force,
+                _ => crate::cluster::DrainFailure::Fail,
+            };
+            Arc::new(crate::cluster::Drainer::new(kube.clone(), args.drain_timeout.into(), on_failure))
+        });
+        (Some(Arc::new(crate::cluster::NodeWatch::start(&kube))), Some(lease), drain)
     } else {
-        (None, None)
+        (None, None, None)
     };
     // The journal is created only once the lease is held: a refused run leaves nothing behind.
     let opened = match &prior {
@@ -561,7 +582,7 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
             return Err(e.into());
         }
     };
-    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api };
+    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api, drain };
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());

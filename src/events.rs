@@ -68,6 +68,7 @@ impl HostOutcome {
 pub fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::Connect => "connect",
+        Stage::Drain => "drain",
         Stage::Dispatch => "reboot command",
         Stage::Confirm => "confirmation",
         Stage::Check => "check command",

@@ -59,6 +59,11 @@ pub enum Entry {
     Down { host: String },
     /// The host answers again with a boot ID different from `old_boot_id`.
     Back { host: String, new_boot_id: String },
+    /// Written before the node is cordoned: a resume must uncordon it if the run ends there.
+    Cordoning { host: String },
+    /// Every pod the drain covers was evicted (or, forced, deleted).
+    Drained { host: String, evicted: usize },
+    Uncordoned { host: String },
     /// The cluster API shows the node Ready with a boot ID other than the old one.
     ApiConfirmed { host: String, boot_id: String },
     /// Back and, if configured, the check command passed.
@@ -77,6 +82,7 @@ pub enum Entry {
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Connect,
+    Drain,
     Dispatch,
     Confirm,
     Check,
@@ -91,6 +97,9 @@ impl Entry {
             | Entry::Down { host }
             | Entry::Back { host, .. }
             | Entry::ApiConfirmed { host, .. }
+            | Entry::Cordoning { host }
+            | Entry::Drained { host, .. }
+            | Entry::Uncordoned { host }
             | Entry::Confirmed { host }
             | Entry::Failed { host, .. }
             | Entry::Cancelled { host }
@@ -129,6 +138,8 @@ pub struct HostRecord {
     pub failure: Option<(Stage, String)>,
     /// The boot ID the cluster API reported with Ready=True after the reboot.
     pub api_boot_id: Option<String>,
+    /// fleetboot cordoned the node and has not uncordoned it yet.
+    pub cordoned: bool,
 }
 
 impl HostRecord {
@@ -143,6 +154,7 @@ impl HostRecord {
             back_at_ms: None,
             failure: None,
             api_boot_id: None,
+            cordoned: false,
         }
     }
 
@@ -173,6 +185,9 @@ impl HostRecord {
                 self.failure = None;
             }
             Entry::ApiConfirmed { boot_id, .. } => self.api_boot_id = Some(boot_id.clone()),
+            Entry::Cordoning { .. } => self.cordoned = true,
+            Entry::Uncordoned { .. } => self.cordoned = false,
+            Entry::Drained { .. } => {}
             Entry::Confirmed { .. } => self.phase = Phase::Confirmed,
             Entry::Failed { stage, error, may_reboot, .. } => {
                 self.phase = Phase::Failed;

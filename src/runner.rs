@@ -103,6 +103,7 @@ struct Shared<T> {
     not_before_ms: u64,
     probes: Semaphore,
     api: Option<Arc<crate::cluster::NodeWatch>>,
+    drain: Option<Arc<crate::cluster::Drainer>>,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -186,6 +187,8 @@ pub struct RunInputs<T> {
     pub prior: Option<RunState>,
     /// For cluster nodes: the Node watcher whose bootID + Ready must confirm each reboot.
     pub api: Option<Arc<crate::cluster::NodeWatch>>,
+    /// `--drain`: cordon and drain before each reboot, uncordon once back.
+    pub drain: Option<Arc<crate::cluster::Drainer>>,
 }
 
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
@@ -196,7 +199,7 @@ pub async fn run<T: PowerTransport>(
     mut on_event: impl FnMut(&Event),
 ) -> Summary {
     let started = std::time::Instant::now();
-    let RunInputs { transport, settings, retry, journal, plan, prior, api } = inputs;
+    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain } = inputs;
     let journal_path = journal.path().to_owned();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let limiter = settings.rate.map(|rate| {
@@ -228,6 +231,7 @@ pub async fn run<T: PowerTransport>(
         not_before_ms,
         probes,
         api: api.clone(),
+        drain,
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
@@ -319,6 +323,16 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
             }
         });
     }
+    // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now.
+    if let (Some(drain), Some(prior)) = (&shared.drain, &prior) {
+        for (name, record) in &prior.records {
+            if record.cordoned && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled) {
+                if drain.set_unschedulable(name, false).await.is_ok() {
+                    let _ = shared.record(Entry::Uncordoned { host: name.clone() });
+                }
+            }
+        }
+    }
     let mut abort = shared.abort.clone();
     let mut steps = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot);
     let mut others_finished = false;
@@ -385,6 +399,11 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
     if shared.budget_spent() {
         let _ = skip("the failure budget (--max-failures) was spent");
         return;
+    }
+    if let Some(drain) = &shared.drain {
+        if drain_node(shared, drain, host).await.is_err() {
+            return;
+        }
     }
     if shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.clone() }).is_err() {
         return;
@@ -516,5 +535,49 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
             shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Check, error: e.to_string(), may_reboot: false })?;
             return Err(());
         }
-    shared.record(Entry::Confirmed { host: host.name.clone() })
+    shared.record(Entry::Confirmed { host: host.name.clone() })?;
+    uncordon(shared, host).await;
+    Ok(())
+}
+
+async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
+    if let Some(drain) = &shared.drain {
+        match drain.set_unschedulable(&host.name, false).await {
+            Ok(()) => {
+                let _ = shared.record(Entry::Uncordoned { host: host.name.clone() });
+            }
+            Err(message) => {
+                let _ = shared.events.send(Event::Warning { host: Some(host.name.clone()), message });
+            }
+        }
+    }
+}
+
+/// Cordon, then evict. Err: the host does not go on (failed or skipped, and uncordoned).
+async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &crate::cluster::Drainer, host: &Host) -> Result<(), ()> {
+    use crate::cluster::DrainFailure;
+    let name = || host.name.clone();
+    shared.record(Entry::Cordoning { host: name() })?;
+    if let Err(error) = drain.set_unschedulable(&host.name, true).await {
+        shared.record(Entry::Failed { host: name(), stage: Stage::Drain, error, may_reboot: false })?;
+        uncordon(shared, host).await;
+        return Err(());
+    }
+    match drain.evict_all(&host.name).await {
+        Ok(evicted) => shared.record(Entry::Drained { host: name(), evicted }),
+        Err(left) if drain.on_failure == DrainFailure::Force => {
+            drain.delete_pods(&left).await;
+            shared.record(Entry::Drained { host: name(), evicted: left.len() })
+        }
+        Err(left) => {
+            let why = format!("pods still on the node after {}: {}", humantime::format_duration(drain.timeout), left.join(", "));
+            if drain.on_failure == DrainFailure::Skip {
+                shared.record(Entry::Skipped { host: name(), reason: why })?;
+            } else {
+                shared.record(Entry::Failed { host: name(), stage: Stage::Drain, error: why, may_reboot: false })?;
+            }
+            uncordon(shared, host).await;
+            Err(())
+        }
+    }
 }

@@ -184,3 +184,55 @@ fn a_stale_lease_is_taken_over() {
     let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]);
     assert!(!ok, "the lease is released at the end of the run");
 }
+
+#[test]
+fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
+    use fleetboot::journal::{self, Entry};
+    let sim = Sim::start(0, 2);
+    let manifest = sim.path("app.json");
+    std::fs::write(&manifest, r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
+         "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
+        {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
+         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+    sim.kubectl_ok(&["-n", "default", "patch", "pdb", "app-a", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"disruptionsAllowed":0}}"#]);
+
+    // The PDB allows no disruption: the drain times out, the host fails, nothing reboots,
+    // and the node is schedulable again.
+    let journal1 = sim.path("one.jsonl");
+    let run = Run::from(sim.fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--drain-timeout", "2s", "--poll-interval", "200ms",
+        "--output", "json", "--journal", journal1.to_str().unwrap()]).output().unwrap());
+    assert_eq!(run.code, 3, "{}", run.debug());
+    assert!(run.outcomes()["worker-0"].1.starts_with("drain: pods still on the node after 2s: default/app-a"), "{:?}", run.outcomes());
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
+    assert!(sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("pod/app-a"));
+    let history = sim.control("GET", "nodes", "");
+    assert!(!history.contains("reboot-requested"), "{history}");
+
+    // The PDB allows one disruption: drained (the DaemonSet pod stays), rebooted, uncordoned.
+    sim.kubectl_ok(&["-n", "default", "patch", "pdb", "app-a", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"disruptionsAllowed":1}}"#]);
+    let journal2 = sim.path("two.jsonl");
+    let run = Run::from(sim.fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--poll-interval", "200ms",
+        "--output", "json", "--journal", journal2.to_str().unwrap()]).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(!sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("app-a"));
+    let daemons = sim.kubectl_ok(&["-n", "openshift-machine-config-operator", "get", "pods", "--field-selector", "spec.nodeName=worker-0", "-o", "name"]);
+    assert_eq!(daemons.lines().count(), 1, "the DaemonSet pod was not evicted: {daemons}");
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
+    let (records, state) = journal::load(&journal2).unwrap();
+    let order: Vec<&str> = records.iter().filter_map(|r| match &r.entry {
+        Entry::Cordoning { .. } => Some("cordoning"),
+        Entry::Drained { evicted: 1, .. } => Some("drained"),
+        Entry::Dispatching { .. } => Some("dispatching"),
+        Entry::Confirmed { .. } => Some("confirmed"),
+        Entry::Uncordoned { .. } => Some("uncordoned"),
+        _ => None,
+    }).collect();
+    assert_eq!(order, ["cordoning", "drained", "dispatching", "confirmed", "uncordoned"]);
+    assert!(!state.records["worker-0"].cordoned);
+
+    let (code, _, err) = out(&sim, &["reboot", "--host", "127.0.0.1", "--drain", "--dry-run"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--drain works on cluster nodes"), "{err}");
+}

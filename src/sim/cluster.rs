@@ -206,7 +206,8 @@ impl Cluster {
                 },
             }));
             self.create(t("", "v1", "pods"), Some("openshift-machine-config-operator"), json!({
-                "metadata": {"generateName": "machine-config-daemon-", "labels": {"k8s-app": "machine-config-daemon"}},
+                "metadata": {"generateName": "machine-config-daemon-", "labels": {"k8s-app": "machine-config-daemon"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "machine-config-daemon", "uid": "00000000-0000-0000-0000-00000000d5e7", "controller": true}]},
                 "spec": {"nodeName": node.name, "containers": [{"name": "machine-config-daemon", "image": "quay.io/openshift/mcd"}]},
                 "status": {"phase": "Running", "podIP": node.addr.ip().to_string(),
                     "containerStatuses": [{"name": "machine-config-daemon", "ready": true, "restartCount": 0, "state": {"running": {}}}]},
