@@ -17,6 +17,7 @@ fanouts=(${FANOUTS:-64 256})
 reps=${REPS:-3}
 tools=(${TOOLS:-fleetboot pssh-lib pdsh xargs-ssh})
 
+if [ -z "${FLEETBOOT_BENCH_NETNS:-}" ]; then
 need=()
 command -v pdsh >/dev/null || need+=(pdsh)
 command -v bc >/dev/null || need+=(bc)
@@ -27,6 +28,13 @@ venv=target/bench-venv
 [ -x $venv/bin/python ] || python3 -m venv $venv
 $venv/bin/python -c 'import pssh' 2>/dev/null || $venv/bin/pip install -q parallel-ssh
 cargo build --release --quiet
+# The one sshd must listen on every 127.x address, i.e. on 0.0.0.0: measure inside a private
+# network namespace, where the only interface is loopback, so nothing is exposed.
+command -v unshare >/dev/null && command -v ip >/dev/null || { echo "bench: needs unshare and ip (util-linux, iproute2)" >&2; exit 1; }
+exec unshare -n env FLEETBOOT_BENCH_NETNS=1 bash "$0" "$@"
+fi
+ip link set lo up
+venv=target/bench-venv
 bin=target/release/fleetboot
 
 work=$(mktemp -d /tmp/fleetboot-bench.XXXXXX)
@@ -38,7 +46,7 @@ ssh-keygen -q -t ed25519 -N '' -f "$work/id_ed25519"
 ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
 cp "$work/id_ed25519.pub" "$work/authorized_keys"
 mkdir -p /run/sshd
-# One listener for the whole 127/8 on this port; clients only ever dial loopback addresses.
+# One listener for the whole 127/8 on this port, inside the namespace (loopback only).
 cat >"$work/sshd_config" <<CONF
 ListenAddress 0.0.0.0:$port
 HostKey $work/host_key
