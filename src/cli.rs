@@ -483,9 +483,8 @@ pub async fn nodes(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, E
 
 /// The reboot inventory from the cluster: selected nodes, minus exclusions, each reached at
 /// its address of the chosen type. Any node without exactly one such address stops the run.
-async fn cluster_inventory(args: &RebootArgs, settings: &Settings) -> Result<(Vec<Host>, crate::plan::Grouping), Error> {
-    let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, settings)).await?;
-    let (found, pools) = crate::cluster::discover_with_pools(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+async fn cluster_inventory(args: &RebootArgs, client: &kube::Client, server: &str) -> Result<(Vec<Host>, crate::plan::Grouping), Error> {
+    let (found, pools) = crate::cluster::discover_with_pools(client, server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
     let unknown: Vec<&String> = args.nodes.iter().chain(&args.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).collect();
     if !unknown.is_empty() {
         return Err(Error::Selection(format!("no such node in the cluster (or not matching the selector): {}", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
@@ -514,6 +513,8 @@ async fn cluster_inventory(args: &RebootArgs, settings: &Settings) -> Result<(Ve
 pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let mut settings = load_settings(config, args.layer())?;
     let from_cluster = args.all || !args.nodes.is_empty() || args.select.label_selector().is_some();
+    // One client for the whole run: discovery, the Node watcher, the lease and the drain.
+    let mut kube_client = None;
     let (hosts, grouping, prior, journal) = match &args.resume {
         Some(path) => {
             let (_, state) = journal::load(path)?;
@@ -521,7 +522,10 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         }
         None => {
             let (hosts, grouping) = if from_cluster {
-                cluster_inventory(&args, &settings).await?
+                let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
+                let found = cluster_inventory(&args, &client, &server).await?;
+                kube_client = Some(client);
+                found
             } else {
                 (inventory(&args.hosts, &settings)?, crate::plan::Grouping::default())
             };
@@ -549,7 +553,10 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let transport = SshTransport::new(client, settings.reboot.clone());
     // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
     let (api, lease, drain) = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
-        let (kube, _) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
+        let kube = match kube_client {
+            Some(client) => client,
+            None => crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?.0,
+        };
         let identity = format!("{}@{} pid {} run {}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(), std::process::id(), plan.run_id);
         let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, &identity, Duration::from_secs(30), args.break_lock).await?;
