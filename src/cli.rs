@@ -552,28 +552,37 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
     let transport = SshTransport::new(client, settings.reboot.clone());
     // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
-    let (api, lease, drain) = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
+    let (api, lease, drain, lease_takeover) = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
         let kube = match kube_client {
             Some(client) => client,
             None => crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?.0,
         };
-        let identity = format!("{}@{} pid {} run {}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(), std::process::id(), plan.run_id);
-        let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, &identity, Duration::from_secs(30), args.break_lock).await?;
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let identity = crate::cluster::lease_identity(&user, &host, std::process::id(), &plan.run_id);
+        // A resume may reclaim the lease its own killed process left behind on this machine.
+        let reclaimable = |holder: &str| prior.is_some() && crate::cluster::holder_is_dead_run(holder, &host, &plan.run_id, crate::cluster::process_alive);
+        let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
         if let Some(previous) = &lease.taken_from {
             eprintln!("warning: took the fleetboot lease over from {previous}");
         }
-        let drain = args.drain.then(|| {
-            let on_failure = match args.drain_failure.as_str() {
-                "skip" => crate::cluster::DrainFailure::Skip,
-                "force" => crate::cluster::DrainFailure::Force,
-                _ => crate::cluster::DrainFailure::Fail,
-            };
-            Arc::new(crate::cluster::Drainer::new(kube.clone(), args.drain_timeout.into(), on_failure))
-        });
-        (Some(Arc::new(crate::cluster::NodeWatch::start(&kube))), Some(lease), drain)
+        let takeover = lease.taken_from.clone().map(|previous| (previous, identity.clone()));
+        // A resumed run drains as it started, whatever this command line says.
+        let policy = match &prior {
+            Some(state) => state.drain,
+            None => args.drain.then(|| crate::cluster::DrainPolicy {
+                timeout_ms: Duration::from(args.drain_timeout).as_millis() as u64,
+                on_failure: match args.drain_failure.as_str() {
+                    "skip" => crate::cluster::DrainFailure::Skip,
+                    "force" => crate::cluster::DrainFailure::Force,
+                    _ => crate::cluster::DrainFailure::Fail,
+                },
+            }),
+        };
+        let drain = policy.map(|policy| Arc::new(crate::cluster::Drainer::new(kube.clone(), policy)));
+        (Some(Arc::new(crate::cluster::NodeWatch::start(&kube))), Some(lease), drain, takeover)
     } else {
-        (None, None, None)
+        (None, None, None, None)
     };
     // The journal is created only once the lease is held: a refused run leaves nothing behind.
     let opened = match &prior {
@@ -589,7 +598,7 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
             return Err(e.into());
         }
     };
-    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api, drain };
+    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api, drain, lease_takeover };
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());

@@ -487,7 +487,17 @@ pub fn lease_expired(lease: &Value, now: std::time::SystemTime) -> bool {
 }
 
 impl LeaseLock {
-    pub async fn acquire(client: &Client, namespace: &str, identity: &str, duration: std::time::Duration, break_lock: bool) -> Result<LeaseLock, ClusterError> {
+    /// Takes the lease, or fails naming its holder. A lease is taken over when it expired,
+    /// when `break_lock` is set, or when `reclaimable(holder)` says its holder is gone (the
+    /// same run, killed on this machine, being resumed).
+    pub async fn acquire(
+        client: &Client,
+        namespace: &str,
+        identity: &str,
+        duration: std::time::Duration,
+        break_lock: bool,
+        reclaimable: impl Fn(&str) -> bool,
+    ) -> Result<LeaseLock, ClusterError> {
         use kube::api::PostParams;
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
         let now = std::time::SystemTime::now();
@@ -500,7 +510,7 @@ impl LeaseLock {
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let held = api.get(LEASE_NAME).await.map_err(api_error)?;
                 let holder = held.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
-                if !lease_expired(&held.data, now) && !break_lock {
+                if !lease_expired(&held.data, now) && !break_lock && !reclaimable(&holder) {
                     return Err(ClusterError::Locked { holder, namespace: namespace.to_owned() });
                 }
                 // Replace with the version just read: if another run took it meanwhile, Conflict.
@@ -545,6 +555,28 @@ impl LeaseLock {
     }
 }
 
+/// Who holds a lease, as fleetboot writes it: `user@host pid N run ID`.
+pub fn lease_identity(user: &str, host: &str, pid: u32, run_id: &str) -> String {
+    format!("{user}@{host} pid {pid} run {run_id}")
+}
+
+/// Whether `holder` is run `run_id` started on `host` by a process that no longer exists:
+/// its lease may be reclaimed by the resume of that run without waiting for it to expire.
+pub fn holder_is_dead_run(holder: &str, host: &str, run_id: &str, alive: impl Fn(u32) -> bool) -> bool {
+    let Some((who, rest)) = holder.split_once(" pid ") else { return false };
+    let Some((pid, run)) = rest.split_once(" run ") else { return false };
+    let same_host = who.rsplit_once('@').is_some_and(|(_, h)| h == host);
+    let pid = pid.parse::<u32>().ok();
+    same_host && run == run_id && pid.is_some_and(|pid| !alive(pid))
+}
+
+/// Whether a process with this PID exists on this machine.
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let result = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 fn json_spec(identity: &str, duration: std::time::Duration, now: std::time::SystemTime) -> Value {
     serde_json::json!({
         "holderIdentity": identity,
@@ -560,6 +592,19 @@ mod lease_tests {
     use std::time::{Duration, SystemTime};
 
     #[test]
+    fn only_a_dead_process_of_the_same_run_on_this_host_gives_its_lease_back() {
+        let holder = lease_identity("ann", "bastion", 41, "r-1");
+        let dead = |_| false;
+        let alive = |_| true;
+        assert!(holder_is_dead_run(&holder, "bastion", "r-1", dead));
+        assert!(!holder_is_dead_run(&holder, "bastion", "r-1", alive));
+        assert!(!holder_is_dead_run(&holder, "bastion", "r-2", dead));
+        assert!(!holder_is_dead_run(&holder, "other", "r-1", dead));
+        assert!(!holder_is_dead_run("someone else", "bastion", "r-1", dead));
+        assert!(process_alive(std::process::id()));
+    }
+
+    #[test]
     fn a_lease_expires_when_its_holder_stops_renewing() {
         let now = SystemTime::now();
         let fresh = serde_json::json!({"spec": json_spec("a", Duration::from_secs(30), now - Duration::from_secs(10))});
@@ -571,7 +616,8 @@ mod lease_tests {
 }
 
 /// What to do with a node whose pods cannot all be evicted in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DrainFailure {
     /// Fail the host: it is not rebooted, and is uncordoned again.
     Fail,
@@ -589,6 +635,14 @@ pub struct Drainer {
     pub on_failure: DrainFailure,
 }
 
+/// A run's `--drain` choice, journaled so that a resumed run drains the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainPolicy {
+    pub timeout_ms: u64,
+    pub on_failure: DrainFailure,
+}
+
 /// Whether `kubectl drain` would leave this pod alone. Pure.
 pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     let daemonset = pod.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet"));
@@ -598,8 +652,12 @@ pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
 }
 
 impl Drainer {
-    pub fn new(client: Client, timeout: std::time::Duration, on_failure: DrainFailure) -> Drainer {
-        Drainer { client, timeout, on_failure }
+    pub fn new(client: Client, policy: DrainPolicy) -> Drainer {
+        Drainer { client, timeout: std::time::Duration::from_millis(policy.timeout_ms), on_failure: policy.on_failure }
+    }
+
+    pub fn policy(&self) -> DrainPolicy {
+        DrainPolicy { timeout_ms: self.timeout.as_millis() as u64, on_failure: self.on_failure }
     }
 
     pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<(), String> {

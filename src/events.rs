@@ -60,7 +60,11 @@ impl HostOutcome {
                 (Some(down), Some(back)) => Some(back.saturating_sub(down)),
                 _ => None,
             },
-            error: record.failure.as_ref().map(|(stage, e)| format!("{}: {e}", stage_name(*stage))),
+            error: match (&record.failure, outcome) {
+                (Some((stage, e)), _) => Some(format!("{}: {e}", stage_name(*stage))),
+                (None, Outcome::Skipped) => record.skipped_because.clone(),
+                (None, _) => None,
+            },
         }
     }
 }

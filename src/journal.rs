@@ -47,9 +47,15 @@ pub enum Entry {
         /// Groups, their limits and order, so a resume keeps them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grouping: Option<crate::plan::Grouping>,
+        /// `--drain`: how nodes are drained before their reboot, so a resume does the same.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drain: Option<crate::cluster::DrainPolicy>,
     },
     /// A later process picked the run up again.
     RunResumed { pid: u32 },
+    /// This run took the cluster's fleetboot lease from another holder (`--break-lock`, or
+    /// a holder that stopped renewing it).
+    LeaseTakenOver { previous_holder: String, holder: String },
     BootIdRead { host: String, boot_id: String },
     /// Written and fsynced *before* the reboot command is sent: from here on a resume must
     /// never send another one, only wait for a new boot ID.
@@ -104,7 +110,7 @@ impl Entry {
             | Entry::Failed { host, .. }
             | Entry::Cancelled { host }
             | Entry::Skipped { host, .. } => Some(host),
-            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::RunFinished { .. } => None,
+            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => None,
         }
     }
 }
@@ -140,6 +146,8 @@ pub struct HostRecord {
     pub api_boot_id: Option<String>,
     /// fleetboot cordoned the node and has not uncordoned it yet.
     pub cordoned: bool,
+    /// Why the host was skipped, when it was.
+    pub skipped_because: Option<String>,
 }
 
 impl HostRecord {
@@ -155,6 +163,7 @@ impl HostRecord {
             failure: None,
             api_boot_id: None,
             cordoned: false,
+            skipped_because: None,
         }
     }
 
@@ -208,9 +217,9 @@ impl HostRecord {
             Entry::Skipped { reason, .. } => {
                 self.phase = Phase::Skipped;
                 self.failure = None;
-                let _ = reason;
+                self.skipped_because = Some(reason.clone());
             }
-            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::RunFinished { .. } => {}
+            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => {}
         }
     }
 
@@ -244,6 +253,7 @@ pub struct RunState {
     pub finished: bool,
     pub api_proof: bool,
     pub grouping: crate::plan::Grouping,
+    pub drain: Option<crate::cluster::DrainPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,7 +275,7 @@ pub enum JournalError {
 /// Folds records into the run's state. Pure and total over well-formed records.
 pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
     let mut iter = records.iter();
-    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof, grouping }, .. }) = iter.next() else {
+    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof, grouping, drain }, .. }) = iter.next() else {
         return Err(JournalError::NoStart { path: path.to_owned() });
     };
     let mut state = RunState {
@@ -276,11 +286,13 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         finished: false,
         api_proof: *api_proof,
         grouping: grouping.clone().unwrap_or_default(),
+        drain: *drain,
     };
     for record in iter {
         match &record.entry {
             Entry::RunFinished { .. } => state.finished = true,
             Entry::RunResumed { .. } => state.finished = false,
+            Entry::LeaseTakenOver { .. } => {}
             entry => {
                 let host = entry.host().expect("host entries name a host");
                 let host_record = state.records.get_mut(host).ok_or_else(|| JournalError::UnknownHost {
@@ -391,6 +403,7 @@ mod tests {
             hosts: names.iter().map(|n| host(n)).collect(),
             api_proof: false,
             grouping: None,
+            drain: None,
         })
     }
 

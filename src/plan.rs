@@ -104,7 +104,7 @@ mod tests {
         let hosts = vec![host("a"), host("b"), host("c")];
         let rec = |at_ms, entry| Record { v: JOURNAL_VERSION, at_ms, entry };
         let records = vec![
-            rec(0, Entry::RunStarted { run_id: "r".into(), command: "x".into(), hosts: hosts.clone(), api_proof: false, grouping: None }),
+            rec(0, Entry::RunStarted { run_id: "r".into(), command: "x".into(), hosts: hosts.clone(), api_proof: false, grouping: None, drain: None }),
             rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into() }),
             rec(2, Entry::Back { host: "a".into(), new_boot_id: "2".into() }),
             rec(3, Entry::Confirmed { host: "a".into() }),

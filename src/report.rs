@@ -150,7 +150,7 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::Failed { stage, error, .. } => format!("FAILED at {}: {error}", stage_name(*stage)),
         Entry::Cancelled { .. } => "pending reboot cancelled".into(),
         Entry::Skipped { reason, .. } => format!("skipped: {reason}"),
-        Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::RunFinished { .. } => return None,
+        Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => return None,
     })
 }
 

@@ -189,6 +189,8 @@ pub struct RunInputs<T> {
     pub api: Option<Arc<crate::cluster::NodeWatch>>,
     /// `--drain`: cordon and drain before each reboot, uncordon once back.
     pub drain: Option<Arc<crate::cluster::Drainer>>,
+    /// The cluster lease was taken from another holder: (previous holder, this run's identity).
+    pub lease_takeover: Option<(String, String)>,
 }
 
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
@@ -199,7 +201,7 @@ pub async fn run<T: PowerTransport>(
     mut on_event: impl FnMut(&Event),
 ) -> Summary {
     let started = std::time::Instant::now();
-    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain } = inputs;
+    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover } = inputs;
     let journal_path = journal.path().to_owned();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let limiter = settings.rate.map(|rate| {
@@ -245,6 +247,7 @@ pub async fn run<T: PowerTransport>(
             hosts: plan.hosts.clone(),
             api_proof: api.is_some(),
             grouping: Some(plan.grouping.clone()).filter(|g| *g != crate::plan::Grouping::default()),
+            drain: shared.drain.as_ref().map(|d| d.policy()),
         },
         Some(_) => Entry::RunResumed { pid: std::process::id() },
     };
@@ -256,7 +259,8 @@ pub async fn run<T: PowerTransport>(
         to_reboot: plan.count(ResumeAction::Reboot),
         awaiting: plan.count(ResumeAction::AwaitNewBootId) + plan.count(ResumeAction::Check),
     });
-    if shared.record(first_entry).is_ok() {
+    let takeover = lease_takeover.map(|(previous_holder, holder)| Entry::LeaseTakenOver { previous_holder, holder });
+    if shared.record(first_entry).is_ok() && takeover.is_none_or(|entry| shared.record(entry).is_ok()) {
         let gate = InFlightGate::new(shared.settings.concurrency);
         tokio::spawn(dispatch(shared.clone(), gate, plan.clone(), prior));
     }

@@ -178,9 +178,16 @@ fn a_stale_lease_is_taken_over() {
     std::fs::write(&stale, r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"fleetboot","namespace":"kube-system"},
         "spec":{"holderIdentity":"gone@elsewhere pid 1","leaseDurationSeconds":30,"renewTime":"2020-01-01T00:00:00.000000Z"}}"#).unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", stale.to_str().unwrap()]);
-    let (code, _, err) = out(&sim, &["reboot", "--all", "--poll-interval", "200ms"]);
+    let journal = sim.path("run.jsonl");
+    let (code, _, err) = out(&sim, &["reboot", "--all", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("took the fleetboot lease over from gone@elsewhere pid 1"), "{err}");
+    let (records, _) = fleetboot::journal::load(&journal).unwrap();
+    assert!(
+        matches!(&records[1].entry, fleetboot::journal::Entry::LeaseTakenOver { previous_holder, holder }
+            if previous_holder == "gone@elsewhere pid 1" && holder.contains(" run ")),
+        "the takeover is journaled right after run_started: {:?}", records[1]
+    );
     let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]);
     assert!(!ok, "the lease is released at the end of the run");
 }
@@ -235,4 +242,134 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     let (code, _, err) = out(&sim, &["reboot", "--host", "127.0.0.1", "--drain", "--dry-run"]);
     assert_eq!(code, 2);
     assert!(err.contains("--drain works on cluster nodes"), "{err}");
+}
+
+/// How many times each node was asked to reboot, from the simulation's own history.
+fn reboot_requests(sim: &Sim) -> std::collections::BTreeMap<String, usize> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let count = n["history"].as_array().unwrap().iter().filter(|e| e[1] == "reboot-requested").count();
+            (n["name"].as_str().unwrap().to_owned(), count)
+        })
+        .collect()
+}
+
+fn schedulable(sim: &Sim, node: &str) -> bool {
+    sim.kubectl_ok(&["get", "node", node, "-o", "jsonpath={.spec.unschedulable}"]).is_empty()
+}
+
+#[test]
+fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_node_once() {
+    use fleetboot::journal::{self, Entry};
+    use std::process::Stdio;
+    use std::time::Duration;
+    let sim = Sim::start(0, 4);
+    let journal_path = sim.path("run.jsonl");
+    let mut child = sim
+        .fleetboot(&["reboot", "--all", "--drain", "--concurrency", "2", "--poll-interval", "200ms", "--output", "json",
+            "--journal", journal_path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_dispatches(&journal_path, 2, Duration::from_secs(20));
+    child.kill().unwrap(); // SIGKILL: no cleanup, the lease and the cordons stay behind.
+    child.wait().unwrap();
+    let holder = sim.kubectl_ok(&["-n", "kube-system", "get", "lease", "fleetboot", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert!(holder.contains(&format!("pid {}", child.id())), "{holder}");
+
+    // Another run is still refused: the lease is fresh and is not its own.
+    let (code, _, err) = out(&sim, &["reboot", "--nodes", "worker-3", "--journal", sim.path("other.jsonl").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+
+    let run = Run::from(sim.fleetboot(&["reboot", "--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stderr.contains("took the fleetboot lease over from"), "{}", run.debug());
+    let requests = reboot_requests(&sim);
+    assert_eq!(requests.len(), 4);
+    assert!(requests.values().all(|&n| n == 1), "each node rebooted exactly once: {requests:?}");
+    for node in requests.keys() {
+        assert!(schedulable(&sim, node), "{node} was left cordoned");
+    }
+    let (records, state) = journal::load(&journal_path).unwrap();
+    assert!(records.iter().any(|r| matches!(&r.entry, Entry::LeaseTakenOver { previous_holder, .. } if *previous_holder == holder)));
+    assert!(state.records.values().all(|r| !r.cordoned && r.phase == journal::Phase::Confirmed), "{:?}", state.records);
+    let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]);
+    assert!(!ok, "the resumed run released the lease");
+}
+
+#[test]
+fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it() {
+    use fleetboot::journal::{Entry, JournalWriter, Record, JOURNAL_VERSION};
+    let sim = Sim::start(0, 1);
+    let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
+    let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
+    sim.kubectl_ok(&["cordon", "worker-0"]);
+    // The journal of a run killed between "confirmed" and "uncordoned".
+    let host = fleetboot::hosts::Host { name: "worker-0".into(), address, port: None };
+    let path = sim.path("interrupted.jsonl");
+    let mut writer = JournalWriter::create(&path).unwrap();
+    let h = || "worker-0".to_owned();
+    for entry in [
+        Entry::RunStarted { run_id: "r-test".into(), command: "sudo shutdown -r -t 3".into(), hosts: vec![host], api_proof: true, grouping: None,
+            drain: Some(fleetboot::cluster::DrainPolicy { timeout_ms: 1000, on_failure: fleetboot::cluster::DrainFailure::Fail }) },
+        Entry::BootIdRead { host: h(), boot_id: "old".into() },
+        Entry::Cordoning { host: h() },
+        Entry::Drained { host: h(), evicted: 0 },
+        Entry::Dispatching { host: h(), old_boot_id: "old".into() },
+        Entry::Back { host: h(), new_boot_id: boot_id.clone() },
+        Entry::ApiConfirmed { host: h(), boot_id },
+        Entry::Confirmed { host: h() },
+    ] {
+        writer.append(&Record { v: JOURNAL_VERSION, at_ms: 1, entry }).unwrap();
+    }
+    drop(writer);
+    let run = Run::from(sim.fleetboot(&["reboot", "--resume", path.to_str().unwrap(), "--output", "json"]).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(schedulable(&sim, "worker-0"));
+    assert_eq!(reboot_requests(&sim)["worker-0"], 0, "a confirmed node is not rebooted again");
+    let (_, state) = fleetboot::journal::load(&path).unwrap();
+    assert!(!state.records["worker-0"].cordoned);
+}
+
+/// worker-0 holds default/app-a, whose PDB allows no disruption.
+fn blocked_by_a_pdb(sim: &Sim) {
+    let manifest = sim.path("app.json");
+    std::fs::write(&manifest, r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
+         "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
+        {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
+         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+    sim.kubectl_ok(&["-n", "default", "patch", "pdb", "app-a", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"disruptionsAllowed":0}}"#]);
+}
+
+#[test]
+fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
+    let sim = Sim::start(0, 2);
+    blocked_by_a_pdb(&sim);
+    let pods = || sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]);
+
+    // skip: worker-0 is skipped (not failed), uncordoned, its pod kept; worker-1 goes on.
+    let run = Run::from(sim.fleetboot(&["reboot", "--all", "--drain", "--drain-timeout", "1s", "--drain-failure", "skip",
+        "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    assert_eq!(run.code, 4, "skipped hosts make the run incomplete, not failed: {}", run.debug());
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes["worker-0"].0, "skipped", "{outcomes:?}");
+    assert!(outcomes["worker-0"].1.contains("default/app-a"), "{outcomes:?}");
+    assert_eq!(outcomes["worker-1"].0, "rebooted", "{outcomes:?}");
+    assert!(schedulable(&sim, "worker-0") && pods().contains("pod/app-a"));
+    assert_eq!(reboot_requests(&sim), [("worker-0".to_owned(), 0), ("worker-1".to_owned(), 1)].into());
+
+    // force: the pod the PDB protects is deleted after the timeout, then the node reboots.
+    let run = Run::from(sim.fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--drain-timeout", "1s", "--drain-failure", "force",
+        "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(!pods().contains("app-a"));
+    assert!(schedulable(&sim, "worker-0"));
+    assert_eq!(reboot_requests(&sim)["worker-0"], 1);
 }
