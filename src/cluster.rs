@@ -2,6 +2,7 @@
 //! document's jsonpath reads it, roles, labels, boot ID, readiness, MachineConfigPool), and
 //! the pure rendering of what was found.
 
+use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -393,8 +394,45 @@ mod tests {
 /// rides out API outages: the watcher reconnects with backoff and relists after 410 Gone.
 pub struct NodeWatch {
     store: kube::runtime::reflector::Store<Node>,
-    changed: tokio::sync::watch::Receiver<u64>,
+    waiters: Arc<NodeWaiters>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
+/// thousands of nodes heartbeating, waking every waiter on every event costs more than the
+/// watch itself). A relist wakes everyone.
+#[derive(Default)]
+struct NodeWaiters {
+    by_node: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl NodeWaiters {
+    fn for_node(&self, name: &str) -> Arc<tokio::sync::Notify> {
+        self.by_node.lock().unwrap().entry(name.to_owned()).or_default().clone()
+    }
+
+    fn wake(&self, name: &str) {
+        if let Some(notify) = self.by_node.lock().unwrap().get(name) {
+            notify.notify_waiters();
+        }
+    }
+
+    fn wake_all(&self) {
+        for notify in self.by_node.lock().unwrap().values() {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// A Node's boot ID and whether its Ready condition is True, read without copying the node.
+fn boot_id_and_ready(node: &Node) -> (&str, &str) {
+    let status = node.status.as_ref();
+    let boot_id = status.and_then(|s| s.node_info.as_ref()).map_or("", |i| i.boot_id.as_str());
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map_or("Unknown", |c| c.status.as_str());
+    (boot_id, ready)
 }
 
 impl NodeWatch {
@@ -402,42 +440,48 @@ impl NodeWatch {
         use futures::StreamExt;
         use kube::runtime::{reflector, watcher, WatchStreamExt};
         let (store, writer) = reflector::store::<Node>();
-        let (tx, changed) = tokio::sync::watch::channel(0u64);
+        let waiters = Arc::new(NodeWaiters::default());
         let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
+        let wake = waiters.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            let mut seen = 0u64;
-            // Errors are the watcher's to retry (with backoff); each event wakes the waiters.
-            while stream.next().await.is_some() {
-                seen += 1;
-                let _ = tx.send(seen);
+            // Errors are the watcher's to retry (with backoff); each event wakes its node's waiters.
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => wake.wake(node.metadata.name.as_deref().unwrap_or_default()),
+                    Ok(watcher::Event::InitDone) => wake.wake_all(),
+                    Ok(_) | Err(_) => {}
+                }
             }
         });
-        NodeWatch { store, changed, task }
+        NodeWatch { store, waiters, task }
     }
 
     /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
     /// boot ID, or why not by `deadline_ms` (wall clock).
     pub async fn wait_back(&self, name: &str, old: &str, deadline_ms: u64) -> Result<String, String> {
-        let mut changed = self.changed.clone();
         let key = kube::runtime::reflector::ObjectRef::new(name);
+        let notify = self.waiters.for_node(name);
         loop {
+            // Registered before the store is read, so no event between the two is missed.
+            let woken = notify.notified();
             if let Some(node) = self.store.get(&key) {
-                let info = node_info(&node, &[], "InternalIP");
-                if info.boot_id != old && info.ready == "True" {
-                    return Ok(info.boot_id);
+                let (boot_id, ready) = boot_id_and_ready(&node);
+                if boot_id != old && !boot_id.is_empty() && ready == "True" {
+                    return Ok(boot_id.to_owned());
                 }
             }
             let now = crate::runner::now_ms();
             if now >= deadline_ms {
-                let seen = self.store.get(&key).map(|n| node_info(&n, &[], "InternalIP"));
-                return Err(match seen {
+                return Err(match self.store.get(&key) {
                     None => format!("the cluster API never showed node {name}"),
-                    Some(n) if n.boot_id == old => format!("the cluster API still shows node {name} with its old boot ID {old} (Ready={})", n.ready),
-                    Some(n) => format!("the cluster API shows node {name} with a new boot ID but Ready={}", n.ready),
+                    Some(node) => match boot_id_and_ready(&node) {
+                        (boot_id, ready) if boot_id == old => format!("the cluster API still shows node {name} with its old boot ID {old} (Ready={ready})"),
+                        (_, ready) => format!("the cluster API shows node {name} with a new boot ID but Ready={ready}"),
+                    },
                 });
             }
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(deadline_ms - now), changed.changed()).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(deadline_ms - now), woken).await;
         }
     }
 }

@@ -330,10 +330,11 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
     // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now.
     if let (Some(drain), Some(prior)) = (&shared.drain, &prior) {
         for (name, record) in &prior.records {
-            if record.cordoned && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled) {
-                if drain.set_unschedulable(name, false).await.is_ok() {
-                    let _ = shared.record(Entry::Uncordoned { host: name.clone() });
-                }
+            if record.cordoned
+                && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled)
+                && drain.set_unschedulable(name, false).await.is_ok()
+            {
+                let _ = shared.record(Entry::Uncordoned { host: name.clone() });
             }
         }
     }

@@ -372,6 +372,7 @@ async fn kubelets(cluster: Arc<Cluster>, mut events: mpsc::UnboundedReceiver<Nod
                         "nodeInfo": {"bootID": node.boot_id()},
                         "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
                     }));
+                    node.note("ready");
                 }
             }
         });

@@ -73,7 +73,8 @@ pub struct SimNode {
     ssh_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     reboot_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     events: mpsc::UnboundedSender<NodeEvent>,
-    /// Timestamped history for tests: "reboot-requested", "down", "up", "cancelled".
+    /// Timestamped history for tests: "reboot-requested", "down", "up", "ready" (in the API),
+    /// "cancelled".
     pub history: Mutex<Vec<(u64, String)>>,
 }
 
@@ -127,7 +128,7 @@ impl SimNode {
         self.timings
     }
 
-    fn note(&self, what: &str) {
+    pub(crate) fn note(&self, what: &str) {
         self.history.lock().unwrap().push((now_ms(), what.to_owned()));
     }
 
