@@ -75,6 +75,12 @@ pub struct SimTimingArgs {
     /// The nodes' SSH port (0: any free port, the same on every node).
     #[arg(long, default_value_t = 0)]
     pub ssh_port: u16,
+    /// The port of every node's simulated Redfish BMC (HTTPS; 0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub bmc_port: u16,
+    /// No simulated BMCs (and no BareMetalHosts).
+    #[arg(long)]
+    pub no_bmc: bool,
 }
 
 impl SimTimingArgs {
@@ -86,6 +92,7 @@ impl SimTimingArgs {
             net: self.net.clone(),
             api_port: self.api_port,
             ssh_port: self.ssh_port,
+            bmc_port: (!self.no_bmc).then_some(self.bmc_port),
             timings: crate::sim::node::Timings {
                 reboot_delay: pick(self.reboot_delay, defaults.reboot_delay),
                 boot_time: pick(self.boot_time, defaults.boot_time),

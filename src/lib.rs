@@ -14,6 +14,7 @@ pub mod hosts;
 pub mod journal;
 pub mod known_hosts;
 pub mod plan;
+pub mod redfish;
 pub mod report;
 pub mod runner;
 pub mod sim;

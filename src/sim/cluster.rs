@@ -27,6 +27,9 @@ pub struct SimOptions {
     pub api_port: u16,
     /// The nodes' SSH port (0: any free port, the same for every node).
     pub ssh_port: u16,
+    /// Simulated Redfish BMCs (and their BareMetalHosts) on this port of every node's
+    /// address; None: no BMCs.
+    pub bmc_port: Option<u16>,
     pub timings: Timings,
     pub history_limit: usize,
     pub bookmark_interval: Duration,
@@ -44,6 +47,7 @@ impl Default for SimOptions {
             masters: 3,
             workers: 6,
             net: None,
+            bmc_port: Some(0),
             api_port: 0,
             ssh_port: 0,
             timings: Timings {
@@ -67,6 +71,11 @@ pub struct Cluster {
     pub nodes: Vec<Arc<SimNode>>,
     pub client_key: russh::keys::PrivateKey,
     pub ssh_port: u16,
+    /// One Redfish BMC per node (on the node's address, HTTPS), unless switched off.
+    pub bmcs: Vec<Arc<super::bmc::SimBmc>>,
+    /// The CA that signed the BMCs' certificate (PEM).
+    pub bmc_ca_pem: String,
+    pub bmc_password: String,
     stop: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -118,16 +127,35 @@ impl Cluster {
         for node in &nodes {
             node.start_ssh().await?;
         }
+        let bmc_password = uuid::Uuid::new_v4().simple().to_string();
+        let (mut bmcs, mut bmc_ca_pem, mut bmc_tasks) = (Vec::new(), String::new(), Vec::new());
+        if let Some(port) = options.bmc_port {
+            let port = match port {
+                0 => std::net::TcpListener::bind(format!("{net}.1:0"))?.local_addr()?.port(),
+                p => p,
+            };
+            let ips: Vec<std::net::IpAddr> = nodes.iter().map(|n| n.addr.ip()).collect();
+            let pki = super::bmc::Pki::generate(&ips).map_err(|e| std::io::Error::other(format!("BMC certificates: {e}")))?;
+            let tls = Arc::new(pki.server_config().map_err(std::io::Error::other)?);
+            for node in &nodes {
+                let bmc = super::bmc::SimBmc::new(node.clone(), port, "admin", &bmc_password);
+                bmc_tasks.push(bmc.clone().serve(tls.clone()).await?);
+                bmcs.push(bmc);
+            }
+            bmc_ca_pem = pki.ca_pem;
+        }
         let (stop, stop_rx) = watch::channel(false);
-        let cluster = Arc::new(Cluster { api: api.clone(), api_addr, nodes, client_key, ssh_port, stop, tasks: Default::default() });
+        let cluster = Arc::new(Cluster { api: api.clone(), api_addr, nodes, client_key, ssh_port, bmcs, bmc_ca_pem, bmc_password, stop, tasks: Default::default() });
         let _ = api.cluster.set(Arc::downgrade(&cluster));
         cluster.seed(&options);
+        cluster.seed_bare_metal_hosts();
         let mut stop_api = stop_rx.clone();
         let server = tokio::spawn(api::serve(listener, api.clone(), async move {
             let _ = stop_api.wait_for(|s| *s).await;
         }));
         let kubelet = tokio::spawn(kubelets(cluster.clone(), events_rx, options.timings));
         let mut tasks = vec![server, kubelet];
+        tasks.extend(bmc_tasks);
         if let Some(interval) = options.heartbeat {
             tasks.push(tokio::spawn(heartbeats(cluster.clone(), interval)));
         }
@@ -168,6 +196,32 @@ impl Cluster {
         self.api.store.lock().unwrap().create(t, namespace, object).expect("seed objects are valid");
     }
 
+    /// metal3 BareMetalHosts for the simulated BMCs, with their credentials Secrets, as a
+    /// bare-metal IPI installation leaves them in openshift-machine-api.
+    fn seed_bare_metal_hosts(&self) {
+        let ns = "openshift-machine-api";
+        for (i, bmc) in self.bmcs.iter().enumerate() {
+            let name = &bmc.node.name;
+            let secret = format!("{name}-bmc-secret");
+            let b64 = |s: &str| data_encoding::BASE64.encode(s.as_bytes());
+            self.create(t("", "v1", "secrets"), Some(ns), json!({
+                "metadata": {"name": secret}, "type": "Opaque",
+                "data": {"username": b64(&bmc.username), "password": b64(&self.bmc_password)},
+            }));
+            let machine = format!("fleetboot-sim-{}", name);
+            self.create(t("metal3.io", "v1alpha1", "baremetalhosts"), Some(ns), json!({
+                "metadata": {"name": format!("{name}-bmh")},
+                "spec": {
+                    "online": true,
+                    "bootMACAddress": format!("52:54:00:{:02x}:{:02x}:{:02x}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff),
+                    "bmc": {"address": format!("redfish://{}/redfish/v1/Systems/1", bmc.addr), "credentialsName": secret, "disableCertificateVerification": false},
+                    "consumerRef": {"apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine", "name": machine, "namespace": ns},
+                },
+                "status": {"poweredOn": true, "operationalStatus": "OK", "provisioning": {"state": "provisioned"}},
+            }));
+        }
+    }
+
     fn seed(&self, options: &SimOptions) {
         let namespaces = [
             "default", "kube-system", "kube-node-lease", "openshift-machine-config-operator", "openshift-multus",
@@ -190,6 +244,7 @@ impl Cluster {
             let config = rendered(pool, "OpenShiftSDN");
             self.create(nodes_type(), None, json!({
                 "metadata": {"name": node.name, "labels": labels, "annotations": {
+                    "machine.openshift.io/machine": format!("openshift-machine-api/fleetboot-sim-{}", node.name),
                     "machineconfiguration.openshift.io/currentConfig": config,
                     "machineconfiguration.openshift.io/desiredConfig": config,
                     "machineconfiguration.openshift.io/state": "Done",
@@ -312,6 +367,18 @@ impl Cluster {
             hosts.push_str(&format!("{} {ip}:{}\n", node.name, self.ssh_port));
         }
         std::fs::write(dir.join("known_hosts"), known)?;
+        let redfish = if self.bmcs.is_empty() {
+            String::new()
+        } else {
+            std::fs::write(dir.join("bmc-ca.pem"), &self.bmc_ca_pem)?;
+            write_private(&dir.join("bmc-password"), self.bmc_password.as_bytes())?;
+            format!(
+                "# BMCs: found through the cluster's BareMetalHosts; these are the defaults for them.\n\
+                 [redfish]\nca_file = \"{ca}\"\nusername = \"admin\"\npassword_file = \"{password}\"\n\n",
+                ca = dir.join("bmc-ca.pem").display(),
+                password = dir.join("bmc-password").display(),
+            )
+        };
         std::fs::write(dir.join("hosts.txt"), hosts)?;
         let config = dir.join("fleetboot.toml");
         std::fs::write(
@@ -321,7 +388,7 @@ impl Cluster {
                  [ssh]\nuser = \"core\"\nport = {port}\nidentities = [\"{key}\"]\nknown_hosts = \"{known}\"\n\n\
                  [reboot]\npoll_interval = \"1s\"\ntimeout = \"5m\"\n\n\
                  [output]\nstate_dir = \"{state}\"\n\n\
-                 [cluster]\nkubeconfig = \"{kubeconfig}\"\n\n{inventory}",
+                 [cluster]\nkubeconfig = \"{kubeconfig}\"\n\n{redfish}{inventory}",
                 config = dir.join("fleetboot.toml").display(),
                 port = self.ssh_port,
                 key = key_path.display(),
@@ -457,6 +524,8 @@ pub fn evict(state: &ApiState, namespace: &str, name: &str) -> hyper::Response<h
 ///
 /// - `GET nodes`: every node's phase, boot ID and history
 /// - `POST nodes/NAME/faults` with `{"never_returns": true, ...}` (the names of [`Faults`])
+/// - `POST nodes/NAME/bmc` with `{"errors": N, "silent": true, "tasks": true,
+///   "expire_sessions": true, "session_timeout_ms": N, "allowed_resets": [..] | null}`
 /// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches
 /// - `POST cut-watches`: ends every open watch stream once
 ///
@@ -466,6 +535,8 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["nodes"]) => Ok(json!(cluster.nodes.iter().map(|n| json!({
             "name": n.name, "address": n.addr.to_string(), "phase": format!("{:?}", n.phase()), "bootID": n.boot_id(),
+            "poweredOff": n.powered_off.load(Ordering::SeqCst),
+            "bmc": cluster.bmcs.iter().find(|b| b.node.name == n.name).map(|b| json!({"url": b.url(), "openSessions": b.open_sessions()})),
             "history": n.history.lock().unwrap().iter().map(|(t, w)| json!([t, w])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>())),
         ("POST", ["nodes", name, "faults"]) => {
@@ -480,9 +551,32 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
                     "hang_ssh" => &node.faults.hang_ssh,
                     "new_host_key_after_reboot" => &node.faults.new_host_key_after_reboot,
                     "refuse_sudo" => &node.faults.refuse_sudo,
+                    "hangs_on_reboot" => &node.faults.hangs_on_reboot,
                     other => return Err((400, format!("unknown fault {other:?}"))),
                 };
                 switch.store(on, Ordering::SeqCst);
+            }
+            Ok(json!({"node": name, "applied": body}))
+        }
+        ("POST", ["nodes", name, "bmc"]) => {
+            let bmc = cluster.bmcs.iter().find(|b| b.node.name == *name).ok_or((404, format!("no BMC for node {name:?}")))?;
+            let fields = body.as_object().ok_or((400, "expected a JSON object".to_owned()))?;
+            for (key, value) in fields {
+                let bad = || (400, format!("bad value for BMC setting {key:?}: {value}"));
+                match key.as_str() {
+                    "errors" => bmc.faults.errors.store(value.as_u64().ok_or_else(bad)? as u32, Ordering::SeqCst),
+                    "silent" => bmc.faults.silent.store(value.as_bool().ok_or_else(bad)?, Ordering::SeqCst),
+                    "tasks" => bmc.faults.tasks.store(value.as_bool().ok_or_else(bad)?, Ordering::SeqCst),
+                    "expire_sessions" => bmc.expire_sessions(),
+                    "session_timeout_ms" => *bmc.session_timeout.lock().unwrap() = Duration::from_millis(value.as_u64().ok_or_else(bad)?),
+                    "allowed_resets" => {
+                        *bmc.faults.allowed_resets.lock().unwrap() = match value {
+                            Value::Null => None,
+                            list => Some(serde_json::from_value(list.clone()).map_err(|_| bad())?),
+                        }
+                    }
+                    other => return Err((400, format!("unknown BMC setting {other:?}"))),
+                }
             }
             Ok(json!({"node": name, "applied": body}))
         }

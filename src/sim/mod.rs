@@ -3,6 +3,7 @@
 //! and really go away while they reboot.
 
 pub mod api;
+pub mod bmc;
 pub mod cluster;
 pub mod cno;
 pub mod mco;

@@ -43,6 +43,9 @@ pub struct Faults {
     pub new_host_key_after_reboot: AtomicBool,
     /// Answers the reboot command like sudo without rights.
     pub refuse_sudo: AtomicBool,
+    /// Hangs on the way down (a stuck unit, a hung kernel): SSH stops answering, the kubelet
+    /// stops posting, the boot ID never changes. Only a hard reset through the BMC helps.
+    pub hangs_on_reboot: AtomicBool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +68,10 @@ pub struct SimNode {
     pub faults: Faults,
     /// False for a node with no SSH at all (BMC only).
     pub has_ssh: AtomicBool,
+    /// Powered off through its BMC.
+    pub powered_off: AtomicBool,
+    /// Hung (see [`Faults::hangs_on_reboot`]): only a hard reset helps.
+    pub hung: AtomicBool,
     timings: Timings,
     boot_id: Mutex<String>,
     phase: Mutex<Phase>,
@@ -100,6 +107,8 @@ impl SimNode {
             addr,
             faults: Faults::default(),
             has_ssh: AtomicBool::new(true),
+            powered_off: AtomicBool::new(false),
+            hung: AtomicBool::new(false),
             timings,
             boot_id: Mutex::new(new_boot_id()),
             phase: Mutex::new(Phase::Up),
@@ -157,7 +166,7 @@ impl SimNode {
                     drop(stream);
                     continue;
                 }
-                if node.faults.hang_ssh.load(Ordering::SeqCst) {
+                if node.faults.hang_ssh.load(Ordering::SeqCst) || node.hung.load(Ordering::SeqCst) {
                     sessions.spawn(async move {
                         let _held = stream;
                         std::future::pending::<()>().await;
@@ -198,17 +207,62 @@ impl SimNode {
         let node = self.clone();
         *self.reboot_task.lock().unwrap() = Some(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            node.go_down_and_boot().await;
+            node.go_down_and_boot(false).await;
         }));
         true
     }
 
-    /// A power reset: down now, no scheduled delay (the BMC path).
+    /// A hard reset through the BMC (ForceRestart, PowerCycle): down now, whatever state
+    /// the node is in, hung included.
     pub fn power_cycle(self: &Arc<Self>) {
+        if let Some(task) = self.reboot_task.lock().unwrap().take() {
+            task.abort();
+        }
         *self.phase.lock().unwrap() = Phase::RebootScheduled;
+        self.hung.store(false, Ordering::SeqCst);
+        self.powered_off.store(false, Ordering::SeqCst);
         self.note("power-cycle");
         let node = self.clone();
-        tokio::spawn(async move { node.go_down_and_boot().await });
+        *self.reboot_task.lock().unwrap() = Some(tokio::spawn(async move { node.go_down_and_boot(true).await }));
+    }
+
+    /// An orderly restart requested through the BMC (ACPI): like `shutdown -r now`, ignored
+    /// by a hung node.
+    pub fn graceful_restart(self: &Arc<Self>) {
+        if self.hung.load(Ordering::SeqCst) {
+            self.note("graceful-restart-ignored");
+            return;
+        }
+        self.schedule_reboot(Duration::ZERO);
+    }
+
+    /// ForceOff (or a GracefulShutdown the node honours): down, and stays down.
+    pub fn power_off(self: &Arc<Self>, graceful: bool) {
+        if graceful && self.hung.load(Ordering::SeqCst) {
+            self.note("graceful-shutdown-ignored");
+            return;
+        }
+        if self.powered_off.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(task) = self.reboot_task.lock().unwrap().take() {
+            task.abort();
+        }
+        self.hung.store(false, Ordering::SeqCst);
+        *self.phase.lock().unwrap() = Phase::Down;
+        self.stop_ssh();
+        self.note("power-off");
+        let _ = self.events.send(NodeEvent::WentDown(self.name.clone()));
+    }
+
+    /// On: a powered-off node boots.
+    pub fn power_on(self: &Arc<Self>) {
+        if !self.powered_off.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        self.note("power-on");
+        let node = self.clone();
+        *self.reboot_task.lock().unwrap() = Some(tokio::spawn(async move { node.boot().await }));
     }
 
     /// `shutdown -c`: cancels a reboot that has not begun.
@@ -225,7 +279,17 @@ impl SimNode {
         true
     }
 
-    async fn go_down_and_boot(self: Arc<Self>) {
+    /// `hard`: a reset from the BMC, which no hang survives.
+    async fn go_down_and_boot(self: Arc<Self>, hard: bool) {
+        if !hard && self.faults.hangs_on_reboot.load(Ordering::SeqCst) {
+            // Stuck on the way down: new SSH connections freeze, the kubelet goes quiet, and
+            // the boot ID stays.
+            self.hung.store(true, Ordering::SeqCst);
+            *self.phase.lock().unwrap() = Phase::Down;
+            self.note("hung");
+            let _ = self.events.send(NodeEvent::WentDown(self.name.clone()));
+            return;
+        }
         *self.phase.lock().unwrap() = Phase::Down;
         self.stop_ssh();
         self.note("down");
@@ -233,6 +297,10 @@ impl SimNode {
         if self.faults.never_returns.load(Ordering::SeqCst) {
             return;
         }
+        self.boot().await;
+    }
+
+    async fn boot(self: Arc<Self>) {
         tokio::time::sleep(self.timings.boot_time).await;
         if !self.faults.same_boot_id.load(Ordering::SeqCst) {
             *self.boot_id.lock().unwrap() = new_boot_id();

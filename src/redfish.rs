@@ -1,0 +1,638 @@
+//! A Redfish client for power control through a node's BMC: sessions (or Basic auth when the
+//! service has none), `ComputerSystem.Reset` with a ResetType the BMC allows, task monitors,
+//! and bounded retries of a busy BMC. Passwords live in [`Secret`], which never prints.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// A password or token. Its Debug and Display print a placeholder, so no log line, error or
+/// report can carry it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// How the BMC's certificate is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BmcTls {
+    /// Against this CA bundle, or the system's trust store when `None`.
+    Verify { ca_file: Option<PathBuf> },
+    /// Not at all (`insecure = true`): anyone on the path can read the password.
+    Insecure,
+}
+
+/// One BMC as the inventory knows it.
+#[derive(Clone, Debug)]
+pub struct BmcTarget {
+    /// The node it powers, for messages.
+    pub node: String,
+    /// `https://host[:port]`, optionally followed by the system's path
+    /// (`/redfish/v1/Systems/1`); without it the system is found through the service root.
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+    pub tls: BmcTls,
+}
+
+impl BmcTarget {
+    /// (scheme://host[:port], the system's path if the URL names one). Pure.
+    pub fn split_url(&self) -> Result<(String, Option<String>), RedfishError> {
+        split_bmc_url(&self.url).ok_or_else(|| RedfishError::BadUrl { node: self.node.clone(), url: self.url.clone() })
+    }
+}
+
+/// Splits `https://host:port/redfish/v1/Systems/1` into origin and path. Pure.
+pub fn split_bmc_url(url: &str) -> Option<(String, Option<String>)> {
+    let rest = url.strip_prefix("https://").map(|r| ("https", r)).or_else(|| url.strip_prefix("http://").map(|r| ("http", r)))?;
+    let (scheme, rest) = rest;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains(char::is_whitespace) {
+        return None;
+    }
+    let path = path.trim_end_matches('/');
+    let system = (!path.is_empty() && path != "/redfish/v1").then(|| path.to_owned());
+    Some((format!("{scheme}://{authority}"), system))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedfishError {
+    #[error("BMC of {node}: {url:?} is not an https:// (or http://) URL")]
+    BadUrl { node: String, url: String },
+    #[error("BMC of {node} ({url}) is unreachable: {reason}")]
+    Unreachable { node: String, url: String, reason: String },
+    #[error("BMC of {node} ({url}): its TLS certificate is not trusted ({reason}); give its CA with ca_file, or insecure = true")]
+    Tls { node: String, url: String, reason: String },
+    #[error("BMC of {node} ({url}) refused the credentials of user {user:?}")]
+    Auth { node: String, url: String, user: String },
+    #[error("BMC of {node}: {method} {path} answered {status}: {message}")]
+    Http { node: String, method: String, path: String, status: u16, message: String },
+    #[error("BMC of {node}: {message}")]
+    Protocol { node: String, message: String },
+    #[error("BMC of {node} allows none of the reset types fleetboot can use (allowed: {allowed})")]
+    NoUsableReset { node: String, allowed: String },
+    #[error("BMC of {node}: {what} did not finish within {limit}")]
+    Timeout { node: String, what: String, limit: String },
+    #[error("cannot set up TLS for the BMC of {node}: {reason}")]
+    Setup { node: String, reason: String },
+}
+
+impl RedfishError {
+    /// Whether nothing reached the BMC (another try may succeed).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RedfishError::Unreachable { .. })
+    }
+}
+
+/// What the reboot should be: an orderly restart first, a hard one when that is not enough.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartKind {
+    Graceful,
+    Force,
+}
+
+/// The request(s) to send for a restart, chosen from the BMC's allowed reset types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResetPlan {
+    One(&'static str),
+    /// Neither restart is allowed: ForceOff, wait for PowerState Off, then On.
+    OffThenOn,
+}
+
+/// Picks the reset for a restart. An absent `ResetType@Redfish.AllowableValues` means the
+/// BMC did not say, so the standard values are tried. A powered-off system is switched on. Pure.
+pub fn choose_reset(allowed: Option<&[String]>, kind: RestartKind, power_state: &str) -> Option<ResetPlan> {
+    let allows = |t: &str| allowed.is_none_or(|list| list.iter().any(|a| a == t));
+    if power_state == "Off" {
+        return allows("On").then_some(ResetPlan::One("On"));
+    }
+    let order: &[&'static str] = match kind {
+        RestartKind::Graceful => &["GracefulRestart", "ForceRestart", "PowerCycle"],
+        RestartKind::Force => &["ForceRestart", "PowerCycle"],
+    };
+    if let Some(t) = order.iter().find(|t| allows(t)) {
+        return Some(ResetPlan::One(t));
+    }
+    (allows("ForceOff") && allows("On")).then_some(ResetPlan::OffThenOn)
+}
+
+/// Timeouts and retries of one BMC conversation.
+#[derive(Clone, Copy, Debug)]
+pub struct RedfishSettings {
+    /// Per HTTP request.
+    pub request_timeout: Duration,
+    /// For a whole operation: a task to finish, PowerState to reach Off.
+    pub operation_timeout: Duration,
+    /// Answers that mean "busy, try again" (409, 500, 502, 503, 504) are retried this often.
+    pub busy_retries: u32,
+    /// The first wait before such a retry (doubling, or the BMC's Retry-After).
+    pub retry_wait: Duration,
+}
+
+impl Default for RedfishSettings {
+    fn default() -> RedfishSettings {
+        RedfishSettings { request_timeout: Duration::from_secs(30), operation_timeout: Duration::from_secs(300), busy_retries: 4, retry_wait: Duration::from_secs(2) }
+    }
+}
+
+/// The computer system behind a BMC, as last read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemState {
+    pub path: String,
+    pub power_state: String,
+    pub allowed_resets: Option<Vec<String>>,
+    pub reset_target: String,
+}
+
+impl SystemState {
+    /// Reads the fields fleetboot needs from a ComputerSystem resource. Pure.
+    pub fn from_resource(path: &str, system: &Value) -> SystemState {
+        let action = system.pointer("/Actions/#ComputerSystem.Reset");
+        SystemState {
+            path: path.to_owned(),
+            power_state: system["PowerState"].as_str().unwrap_or("Unknown").to_owned(),
+            allowed_resets: action
+                .and_then(|a| a.get("ResetType@Redfish.AllowableValues"))
+                .and_then(Value::as_array)
+                .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect()),
+            reset_target: action
+                .and_then(|a| a["target"].as_str())
+                .map_or_else(|| format!("{path}/Actions/ComputerSystem.Reset"), str::to_owned),
+        }
+    }
+}
+
+enum Auth {
+    None,
+    Basic,
+    Session { token: Secret, location: Option<String> },
+}
+
+/// A conversation with one BMC. Log in with [`Bmc::login`]; [`Bmc::logout`] ends the session
+/// on every path; a `Bmc` dropped while still logged in (Ctrl-C) deletes its session from a
+/// background task.
+pub struct Bmc {
+    target: BmcTarget,
+    origin: String,
+    system_hint: Option<String>,
+    client: reqwest::Client,
+    settings: RedfishSettings,
+    auth: Mutex<Auth>,
+}
+
+/// Builds the rustls configuration for a BMC: ring, and the CA bundle, the system's trust
+/// store, or no verification at all.
+pub fn tls_config(tls: &BmcTls) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = match tls {
+        BmcTls::Verify { ca_file: Some(path) } => {
+            use rustls::pki_types::pem::PemObject;
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{}: no certificate in it", path.display()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        BmcTls::Verify { ca_file: None } => {
+            let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(|e| e.to_string())?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
+        }
+        BmcTls::Insecure => builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// `insecure = true`: accepts any certificate (signatures are still checked, so the
+/// handshake itself stays sound).
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The Redfish error text of a failed answer: `error.message` and its extended messages.
+fn redfish_message(body: &Value) -> Option<String> {
+    let error = body.get("error")?;
+    let mut parts: Vec<String> = error["message"].as_str().map(str::to_owned).into_iter().collect();
+    if let Some(extended) = error["@Message.ExtendedInfo"].as_array() {
+        parts.extend(extended.iter().filter_map(|m| m["Message"].as_str()).map(str::to_owned));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// The message of an error and every cause under it.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn is_busy(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 409 | 500 | 502 | 503 | 504)
+}
+
+impl Bmc {
+    pub fn new(target: BmcTarget, settings: RedfishSettings) -> Result<Bmc, RedfishError> {
+        let (origin, system_hint) = target.split_url()?;
+        let setup = |reason: String| RedfishError::Setup { node: target.node.clone(), reason };
+        let tls = tls_config(&target.tls).map_err(setup)?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            .no_proxy()
+            .build()
+            .map_err(|e| setup(error_chain(&e)))?;
+        Ok(Bmc { target, origin, system_hint, client, settings, auth: Mutex::new(Auth::None) })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.target.node
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> RedfishError {
+        let reason = error_chain(error);
+        let (node, url) = (self.target.node.clone(), self.origin.clone());
+        if reason.contains("certificate") || reason.contains("UnknownIssuer") || reason.contains("InvalidCertificate") {
+            RedfishError::Tls { node, url, reason }
+        } else {
+            RedfishError::Unreachable { node, url, reason }
+        }
+    }
+
+    /// One request with the current credentials; no retry.
+    async fn send_once(&self, method: &Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.origin) };
+        let mut request = self.client.request(method.clone(), &url).header("Accept", "application/json");
+        match &*self.auth.lock().unwrap() {
+            Auth::Session { token, .. } => request = request.header("X-Auth-Token", token.expose()),
+            Auth::Basic => request = request.basic_auth(&self.target.username, Some(self.target.password.expose())),
+            Auth::None => {}
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        Ok((status, headers, value))
+    }
+
+    /// A request with one re-authentication on 401 and bounded retries while the BMC is busy.
+    async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
+        let mut reauthenticated = false;
+        let mut busy = 0;
+        loop {
+            let (status, headers, value) = self.send_once(&method, path, body).await?;
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
+                reauthenticated = true;
+                self.login().await?;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(self.auth_error());
+            }
+            if is_busy(status) && busy < self.settings.busy_retries {
+                busy += 1;
+                let asked = headers
+                    .get("Retry-After")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let wait = asked.unwrap_or(self.settings.retry_wait * (1 << (busy - 1))).min(Duration::from_secs(60));
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(RedfishError::Http {
+                    node: self.target.node.clone(),
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    message: redfish_message(&value).unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
+                });
+            }
+            return Ok((status, headers, value));
+        }
+    }
+
+    fn auth_error(&self) -> RedfishError {
+        RedfishError::Auth { node: self.target.node.clone(), url: self.origin.clone(), user: self.target.username.clone() }
+    }
+
+    /// Opens a session when the service has a SessionService, else uses Basic auth. Checks the
+    /// credentials either way, so a wrong password fails here and not halfway through.
+    pub async fn login(&self) -> Result<(), RedfishError> {
+        self.close_session().await;
+        let (_, _, root) = self.send_once(&Method::GET, "/redfish/v1", None).await?;
+        let sessions = root
+            .pointer("/Links/Sessions/@odata.id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| root.pointer("/SessionService/@odata.id").and_then(Value::as_str).map(|s| format!("{s}/Sessions")));
+        if let Some(sessions) = sessions {
+            let credentials = json!({"UserName": self.target.username, "Password": self.target.password.expose()});
+            let (status, headers, _) = self.send_once(&Method::POST, &sessions, Some(&credentials)).await?;
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || status == StatusCode::BAD_REQUEST {
+                return Err(self.auth_error());
+            }
+            let token = headers.get("X-Auth-Token").and_then(|v| v.to_str().ok());
+            if status.is_success()
+                && let Some(token) = token
+            {
+                let location = headers.get("Location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                *self.auth.lock().unwrap() = Auth::Session { token: Secret::new(token), location };
+                return Ok(());
+            }
+            if status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
+                return Err(RedfishError::Http {
+                    node: self.target.node.clone(),
+                    method: "POST".into(),
+                    path: sessions,
+                    status: status.as_u16(),
+                    message: "could not open a session".into(),
+                });
+            }
+        }
+        *self.auth.lock().unwrap() = Auth::Basic;
+        let (status, _, _) = self.send_once(&Method::GET, "/redfish/v1/Systems", None).await?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            *self.auth.lock().unwrap() = Auth::None;
+            return Err(self.auth_error());
+        }
+        Ok(())
+    }
+
+    /// Deletes the session, if one is open. Errors are ignored: the BMC expires it anyway.
+    async fn close_session(&self) {
+        let previous = std::mem::replace(&mut *self.auth.lock().unwrap(), Auth::None);
+        if let Auth::Session { token, location: Some(location) } = previous {
+            let url = if location.starts_with("http") { location } else { format!("{}{location}", self.origin) };
+            let _ = self.client.delete(url).header("X-Auth-Token", token.expose()).send().await;
+        }
+    }
+
+    pub async fn logout(&self) {
+        self.close_session().await;
+    }
+
+    /// The system's path: the URL's, or the only member of the Systems collection.
+    async fn system_path(&self) -> Result<String, RedfishError> {
+        if let Some(path) = &self.system_hint {
+            return Ok(path.clone());
+        }
+        let (_, _, systems) = self.request(Method::GET, "/redfish/v1/Systems", None).await?;
+        let members: Vec<&str> = systems["Members"].as_array().map(|m| m.iter().filter_map(|m| m["@odata.id"].as_str()).collect()).unwrap_or_default();
+        match members.as_slice() {
+            [one] => Ok((*one).to_owned()),
+            [] => Err(RedfishError::Protocol { node: self.target.node.clone(), message: "the BMC lists no computer system".into() }),
+            many => Err(RedfishError::Protocol {
+                node: self.target.node.clone(),
+                message: format!("the BMC manages several systems ({}); name one in its URL", many.join(", ")),
+            }),
+        }
+    }
+
+    pub async fn system(&self) -> Result<SystemState, RedfishError> {
+        let path = self.system_path().await?;
+        let (_, _, system) = self.request(Method::GET, &path, None).await?;
+        Ok(SystemState::from_resource(&path, &system))
+    }
+
+    /// POSTs one reset and follows a task monitor to its end.
+    pub async fn reset(&self, system: &SystemState, reset_type: &str) -> Result<(), RedfishError> {
+        let body = json!({"ResetType": reset_type});
+        let (status, headers, _) = self.request(Method::POST, &system.reset_target, Some(&body)).await?;
+        if status == StatusCode::ACCEPTED
+            && let Some(monitor) = headers.get("Location").and_then(|v| v.to_str().ok())
+        {
+            return self.follow_task(monitor).await;
+        }
+        Ok(())
+    }
+
+    /// Polls a task monitor until the task ends (200/204 without a running TaskState).
+    async fn follow_task(&self, monitor: &str) -> Result<(), RedfishError> {
+        let deadline = tokio::time::Instant::now() + self.settings.operation_timeout;
+        loop {
+            let (status, _, task) = self.request(Method::GET, monitor, None).await?;
+            let state = task["TaskState"].as_str().unwrap_or("");
+            match state {
+                "Exception" | "Killed" | "Cancelled" | "Interrupted" => {
+                    let messages: Vec<&str> = task["Messages"].as_array().map(|m| m.iter().filter_map(|m| m["Message"].as_str()).collect()).unwrap_or_default();
+                    return Err(RedfishError::Protocol {
+                        node: self.target.node.clone(),
+                        message: format!("the reset task ended {state}: {}", messages.join("; ")),
+                    });
+                }
+                "New" | "Starting" | "Running" | "Pending" | "Stopping" | "Suspended" | "Service" => {}
+                _ if status != StatusCode::ACCEPTED => return Ok(()),
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.timeout("the reset task"));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn timeout(&self, what: &str) -> RedfishError {
+        RedfishError::Timeout {
+            node: self.target.node.clone(),
+            what: what.to_owned(),
+            limit: humantime::format_duration(self.settings.operation_timeout).to_string(),
+        }
+    }
+
+    /// Waits until the system reports `state`.
+    pub async fn wait_power_state(&self, state: &str) -> Result<SystemState, RedfishError> {
+        let deadline = tokio::time::Instant::now() + self.settings.operation_timeout;
+        loop {
+            let system = self.system().await?;
+            if system.power_state == state {
+                return Ok(system);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.timeout(&format!("PowerState {state}")));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Restarts the system with the best reset the BMC allows; returns the reset type(s) sent.
+    pub async fn restart(&self, kind: RestartKind) -> Result<String, RedfishError> {
+        let system = self.system().await?;
+        let plan = choose_reset(system.allowed_resets.as_deref(), kind, &system.power_state).ok_or_else(|| RedfishError::NoUsableReset {
+            node: self.target.node.clone(),
+            allowed: system.allowed_resets.as_ref().map_or("unknown".into(), |a| a.join(", ")),
+        })?;
+        match plan {
+            ResetPlan::One(reset_type) => {
+                self.reset(&system, reset_type).await?;
+                Ok(reset_type.to_owned())
+            }
+            ResetPlan::OffThenOn => {
+                self.reset(&system, "ForceOff").await?;
+                let off = self.wait_power_state("Off").await?;
+                self.reset(&off, "On").await?;
+                Ok("ForceOff+On".to_owned())
+            }
+        }
+    }
+
+    /// Sends one named reset (`On`, `ForceOff`, `GracefulShutdown`...) if the BMC allows it.
+    pub async fn power(&self, reset_type: &str) -> Result<SystemState, RedfishError> {
+        let system = self.system().await?;
+        if let Some(allowed) = &system.allowed_resets
+            && !allowed.iter().any(|a| a == reset_type)
+        {
+            return Err(RedfishError::NoUsableReset { node: self.target.node.clone(), allowed: allowed.join(", ") });
+        }
+        self.reset(&system, reset_type).await?;
+        Ok(system)
+    }
+}
+
+impl Drop for Bmc {
+    fn drop(&mut self) {
+        // Interrupted mid-operation: the session must not linger on the BMC (they are few).
+        let auth = std::mem::replace(&mut *self.auth.lock().unwrap(), Auth::None);
+        if let Auth::Session { token, location: Some(location) } = auth
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let url = if location.starts_with("http") { location } else { format!("{}{location}", self.origin) };
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                let _ = client.delete(url).header("X-Auth-Token", token.expose()).send().await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_origin_and_system() {
+        assert_eq!(split_bmc_url("https://bmc.example"), Some(("https://bmc.example".into(), None)));
+        assert_eq!(split_bmc_url("https://bmc:8443/redfish/v1/Systems/1/"), Some(("https://bmc:8443".into(), Some("/redfish/v1/Systems/1".into()))));
+        assert_eq!(split_bmc_url("https://bmc/redfish/v1"), Some(("https://bmc".into(), None)));
+        assert_eq!(split_bmc_url("ipmi://bmc"), None);
+        assert_eq!(split_bmc_url("https:///x"), None);
+    }
+
+    #[test]
+    fn the_reset_is_chosen_from_what_the_bmc_allows() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = list(&["On", "ForceOff", "GracefulRestart", "ForceRestart"]);
+        assert_eq!(choose_reset(Some(&all), RestartKind::Graceful, "On"), Some(ResetPlan::One("GracefulRestart")));
+        assert_eq!(choose_reset(Some(&all), RestartKind::Force, "On"), Some(ResetPlan::One("ForceRestart")));
+        assert_eq!(choose_reset(None, RestartKind::Graceful, "On"), Some(ResetPlan::One("GracefulRestart")));
+        let hard = list(&["On", "ForceOff", "ForceRestart"]);
+        assert_eq!(choose_reset(Some(&hard), RestartKind::Graceful, "On"), Some(ResetPlan::One("ForceRestart")));
+        let off_on = list(&["On", "ForceOff"]);
+        assert_eq!(choose_reset(Some(&off_on), RestartKind::Graceful, "On"), Some(ResetPlan::OffThenOn));
+        assert_eq!(choose_reset(Some(&off_on), RestartKind::Force, "Off"), Some(ResetPlan::One("On")));
+        assert_eq!(choose_reset(Some(&list(&["Nmi"])), RestartKind::Force, "On"), None);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "<secret> <secret>");
+        let target = BmcTarget { node: "n".into(), url: "https://b".into(), username: "u".into(), password: s, tls: BmcTls::Insecure };
+        assert!(!format!("{target:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_system_resource_gives_state_resets_and_target() {
+        let system = json!({"PowerState": "On", "Actions": {"#ComputerSystem.Reset": {
+            "target": "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+            "ResetType@Redfish.AllowableValues": ["On", "ForceRestart"]}}});
+        let state = SystemState::from_resource("/redfish/v1/Systems/1", &system);
+        assert_eq!(state.power_state, "On");
+        assert_eq!(state.allowed_resets, Some(vec!["On".into(), "ForceRestart".into()]));
+        assert_eq!(state.reset_target, "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset");
+        let bare = SystemState::from_resource("/s", &json!({}));
+        assert_eq!((bare.power_state.as_str(), bare.allowed_resets, bare.reset_target.as_str()), ("Unknown", None, "/s/Actions/ComputerSystem.Reset"));
+    }
+}
