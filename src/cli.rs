@@ -41,6 +41,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Start a simulated cluster in-process and reboot every node of it, live.
     Demo(DemoArgs),
+    /// Power operations through the nodes' BMCs (Redfish): status, restart, on, off.
+    Power(crate::power::PowerArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -226,6 +228,9 @@ pub struct NodesArgs {
 pub struct RebootArgs {
     #[command(flatten)]
     pub hosts: HostArgs,
+    /// How reboots reach the nodes: auto (SSH, the BMC as fallback), ssh, or redfish.
+    #[arg(long, value_parser = ["auto", "ssh", "redfish"])]
+    pub transport: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -369,6 +374,7 @@ impl RebootArgs {
         r.rate.clone_from(&self.rate);
         r.parallel = self.parallel;
         r.max_failures.clone_from(&self.max_failures);
+        r.transport.clone_from(&self.transport);
         if self.cancel_pending_on_abort {
             r.cancel_pending_on_abort = Some(true);
         }
@@ -390,7 +396,7 @@ fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
-fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Settings, Error> {
+pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Settings, Error> {
     let file = config.map(Layer::read).transpose()?;
     Ok(config::resolve(file, flags, home_dir().as_deref())?)
 }
@@ -712,6 +718,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Nodes(args) => nodes(args, config).await,
         Command::Sim(args) => crate::demo::sim(args).await,
         Command::Demo(args) => crate::demo::demo(args).await,
+        Command::Power(args) => crate::power::power(args, config).await,
     }
 }
 

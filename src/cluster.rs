@@ -73,6 +73,14 @@ pub struct NodeInfo {
     pub kubelet_version: String,
     pub unschedulable: bool,
     pub labels: BTreeMap<String, String>,
+    /// The node's BMC URL, when the inventory knows one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<String>,
+    /// `machine.openshift.io/machine` (namespace/name): how BareMetalHosts find their node.
+    #[serde(skip)]
+    pub machine: Option<String>,
+    #[serde(skip)]
+    pub provider_id: Option<String>,
 }
 
 /// A MachineConfigPool's name and node selector (`matchLabels` only, as the MCO's are).
@@ -146,6 +154,9 @@ pub fn node_info(node: &Node, pools: &[PoolSelector], address_type: &str) -> Nod
         kubelet_version: info.map(|i| i.kubelet_version.clone()).unwrap_or_default(),
         unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         labels,
+        bmc: None,
+        machine: node.metadata.annotations.as_ref().and_then(|a| a.get("machine.openshift.io/machine")).cloned(),
+        provider_id: node.spec.as_ref().and_then(|s| s.provider_id.clone()),
     }
 }
 

@@ -35,6 +35,47 @@ pub struct Layer {
     pub cluster: ClusterLayer,
     #[serde(default)]
     pub hosts: Option<Vec<Host>>,
+    #[serde(default)]
+    pub redfish: RedfishLayer,
+    /// BMCs by node, overriding what the cluster's BareMetalHosts say.
+    #[serde(default)]
+    pub bmc: Option<Vec<BmcEntry>>,
+}
+
+/// `[redfish]`: defaults for every BMC, limits, and the fallback policy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedfishLayer {
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub insecure: Option<bool>,
+    pub request_timeout: Option<String>,
+    pub operation_timeout: Option<String>,
+    pub graceful_timeout: Option<String>,
+    pub rate: Option<String>,
+    pub busy_retries: Option<u32>,
+    pub retry_wait: Option<String>,
+    pub fallback_on_unreachable: Option<bool>,
+    pub fallback_on_auth_failure: Option<bool>,
+    pub fallback_on_host_key: Option<bool>,
+    pub fallback_on_hung: Option<bool>,
+}
+
+/// One `[[bmc]]` entry: the BMC of a node (by name or address).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BmcEntry {
+    pub node: String,
+    pub url: String,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    /// A Kubernetes Secret `namespace/name` with `username` and `password` keys.
+    pub password_secret: Option<String>,
+    pub ca_file: Option<String>,
+    pub insecure: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -73,6 +114,8 @@ pub struct RebootLayer {
     pub parallel: Option<usize>,
     pub max_failures: Option<String>,
     pub cancel_pending_on_abort: Option<bool>,
+    pub transport: Option<String>,
+    pub scheduled_delay: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -113,10 +156,13 @@ impl Layer {
         overlay!(self.ssh, top.ssh; user, port, identities, known_hosts, host_key_policy,
             connect_timeout, auth_timeout, command_timeout, connect_attempts, keepalive_interval);
         overlay!(self.reboot, top.reboot; command, boot_id_command, cancel_command, check_command,
-            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort);
+            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay);
+        overlay!(self.redfish, top.redfish; username, password_file, password_env, ca_file, insecure, request_timeout,
+            operation_timeout, graceful_timeout, rate, busy_retries, retry_wait, fallback_on_unreachable,
+            fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung);
         overlay!(self.output, top.output; format, state_dir);
         overlay!(self.cluster, top.cluster; kubeconfig, context);
-        overlay!(self, top; hosts);
+        overlay!(self, top; hosts, bmc);
         self
     }
 }
@@ -250,6 +296,49 @@ pub struct RebootSettings {
     pub parallel: usize,
     pub max_failures: MaxFailures,
     pub cancel_pending_on_abort: bool,
+    pub transport: TransportChoice,
+    /// How long after `shutdown -r` the node may still go down on its own (systemd: 1 min):
+    /// no BMC reset before that has passed.
+    pub scheduled_delay: Duration,
+}
+
+/// `--transport`: how reboots reach the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportChoice {
+    /// SSH, and the BMC when the fallback policy allows it.
+    Auto,
+    Ssh,
+    Redfish,
+}
+
+/// When a node's BMC takes over from SSH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackPolicy {
+    /// SSH refused, reset or timed out: the reboot never reached the node.
+    pub on_unreachable: bool,
+    /// SSH authentication failed.
+    pub on_auth_failure: bool,
+    /// The node's host key was unknown or changed. Off by default: it may not be the node.
+    pub on_host_key: bool,
+    /// The boot ID has not changed by the deadline (a hung node).
+    pub on_hung: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RedfishConfig {
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    #[serde(skip)]
+    pub settings: crate::redfish::RedfishSettings,
+    /// After a GracefulRestart, a ForceRestart follows when no new boot ID shows by then.
+    pub graceful_timeout: Duration,
+    /// BMC operations started per period, across all BMCs.
+    pub rate: Option<Rate>,
+    pub fallback: FallbackPolicy,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -261,6 +350,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// The inventory from the config file, when flags named none.
     pub hosts: Option<Vec<Host>>,
+    pub redfish: RedfishConfig,
+    pub bmcs: Vec<BmcEntry>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -318,7 +409,7 @@ pub fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
 }
 
 fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
-    let Layer { ssh, reboot, output, cluster, hosts } = layer;
+    let Layer { ssh, reboot, output, cluster, hosts, redfish, bmc } = layer;
     let policy_text = required(ssh.host_key_policy, "ssh.host_key_policy")?;
     let host_key_policy = match policy_text.as_str() {
         "strict" => HostKeyPolicy::Strict,
@@ -369,7 +460,50 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         max_failures: parse_max_failures(&failures_text)
             .map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason })?,
         cancel_pending_on_abort: required(reboot.cancel_pending_on_abort, "reboot.cancel_pending_on_abort")?,
+        transport: match required(reboot.transport, "reboot.transport")?.as_str() {
+            "auto" => TransportChoice::Auto,
+            "ssh" => TransportChoice::Ssh,
+            "redfish" => TransportChoice::Redfish,
+            other => return Err(ConfigError::BadValue { key: "reboot.transport", reason: format!("{other:?}: expected auto, ssh or redfish") }),
+        },
+        scheduled_delay: duration(reboot.scheduled_delay, "reboot.scheduled_delay")?,
     };
+    let redfish_rate = required(redfish.rate, "redfish.rate")?;
+    let flag = |v: Option<bool>, key| required(v, key);
+    let redfish = RedfishConfig {
+        username: redfish.username.filter(|u| !u.is_empty()),
+        password_file: redfish.password_file.filter(|p| !p.is_empty()).map(|p| expand_home(&p, home)),
+        password_env: redfish.password_env.filter(|p| !p.is_empty()),
+        ca_file: redfish.ca_file.filter(|p| !p.is_empty()).map(|p| expand_home(&p, home)),
+        insecure: flag(redfish.insecure, "redfish.insecure")?,
+        settings: crate::redfish::RedfishSettings {
+            request_timeout: duration(redfish.request_timeout, "redfish.request_timeout")?,
+            operation_timeout: duration(redfish.operation_timeout, "redfish.operation_timeout")?,
+            busy_retries: required(redfish.busy_retries, "redfish.busy_retries")?,
+            retry_wait: duration(redfish.retry_wait, "redfish.retry_wait")?,
+        },
+        graceful_timeout: duration(redfish.graceful_timeout, "redfish.graceful_timeout")?,
+        rate: parse_rate(&redfish_rate).map_err(|reason| ConfigError::BadValue { key: "redfish.rate", reason })?,
+        fallback: FallbackPolicy {
+            on_unreachable: flag(redfish.fallback_on_unreachable, "redfish.fallback_on_unreachable")?,
+            on_auth_failure: flag(redfish.fallback_on_auth_failure, "redfish.fallback_on_auth_failure")?,
+            on_host_key: flag(redfish.fallback_on_host_key, "redfish.fallback_on_host_key")?,
+            on_hung: flag(redfish.fallback_on_hung, "redfish.fallback_on_hung")?,
+        },
+    };
+    let bmcs = bmc.unwrap_or_default();
+    for (i, entry) in bmcs.iter().enumerate() {
+        let sources = [&entry.password_file, &entry.password_env, &entry.password_secret].iter().filter(|s| s.is_some()).count();
+        if sources > 1 {
+            return Err(ConfigError::BadValue {
+                key: "bmc",
+                reason: format!("entry {} (node {:?}) names more than one of password_file, password_env, password_secret", i + 1, entry.node),
+            });
+        }
+        if crate::redfish::split_bmc_url(&entry.url).is_none() {
+            return Err(ConfigError::BadValue { key: "bmc", reason: format!("entry {} (node {:?}): url {:?} is not https://host[:port][/redfish/v1/Systems/ID]", i + 1, entry.node, entry.url) });
+        }
+    }
     let format_text = required(output.format, "output.format")?;
     let output_format = match format_text.as_str() {
         "auto" => OutputFormat::Auto,
@@ -392,6 +526,8 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
             context: cluster.context.filter(|c| !c.is_empty()),
         },
         hosts,
+        redfish,
+        bmcs,
     })
 }
 

@@ -4,6 +4,7 @@
 //! journal and its fold ([`journal`]), a power transport ([`transport`], [`ssh`]), the
 //! executor ([`runner`]) that emits [`events`], and the reporters ([`report`]).
 
+pub mod bmc;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod hosts;
 pub mod journal;
 pub mod known_hosts;
 pub mod plan;
+pub mod power;
 pub mod redfish;
 pub mod report;
 pub mod runner;
@@ -53,6 +55,8 @@ pub enum Error {
     Cluster(#[from] cluster::ClusterError),
     #[error("{0}")]
     Selection(String),
+    #[error(transparent)]
+    Bmc(#[from] bmc::BmcSetupError),
 }
 
 impl Error {

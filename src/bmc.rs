@@ -1,0 +1,353 @@
+//! The BMC inventory (config `[[bmc]]` entries, the cluster's metal3 BareMetalHosts and their
+//! Secrets) and power through it: one operation per BMC at a time, a global rate, a session
+//! opened and closed around each operation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use crate::cluster::NodeInfo;
+use crate::config::{BmcEntry, RedfishConfig};
+use crate::hosts::Host;
+use crate::redfish::{Bmc, BmcTarget, BmcTls, RedfishError, RedfishSettings, RestartKind, Secret, SystemState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BmcSetupError {
+    #[error("BMC of {node}: {reason}")]
+    Credentials { node: String, reason: String },
+    #[error("[[bmc]] entry for {0:?} matches no host of this run")]
+    UnknownNode(String),
+    #[error("failed to list BareMetalHosts: {0}")]
+    Api(String),
+}
+
+/// Turns a metal3 `spec.bmc.address` into the Redfish URL to use, or says why fleetboot
+/// cannot use it. Pure.
+pub fn bmh_address_to_url(address: &str) -> Result<String, String> {
+    let (scheme, rest) = address.split_once("://").ok_or_else(|| format!("{address:?} has no scheme"))?;
+    let (driver, transport) = match scheme.split_once('+') {
+        Some((driver, transport)) => (driver, transport),
+        None => (scheme, "https"),
+    };
+    let redfish = matches!(driver, "redfish" | "redfish-virtualmedia" | "idrac-redfish" | "idrac-virtualmedia" | "ilo5-redfish" | "redfish-uefihttp");
+    if !redfish {
+        return Err(format!("{address} uses {driver}, which fleetboot cannot drive (Redfish only)"));
+    }
+    if !matches!(transport, "https" | "http") {
+        return Err(format!("{address}: unknown transport {transport:?}"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err(format!("{address} names no host"));
+    }
+    Ok(format!("{transport}://{authority}{path}"))
+}
+
+/// Which node a BareMetalHost provisions: the node's providerID names it, or its consumer
+/// Machine is the node's, or it has the node's name. Pure.
+pub fn node_of_bmh<'a>(namespace: &str, name: &str, consumer: Option<&str>, nodes: &'a [NodeInfo]) -> Option<&'a NodeInfo> {
+    let by_provider = format!("baremetalhost:///{namespace}/{name}/");
+    nodes
+        .iter()
+        .find(|n| n.provider_id.as_deref().is_some_and(|p| p.starts_with(&by_provider) || p == by_provider.trim_end_matches('/')))
+        .or_else(|| consumer.and_then(|machine| nodes.iter().find(|n| n.machine.as_deref() == Some(machine))))
+        .or_else(|| nodes.iter().find(|n| n.name == name))
+}
+
+/// Reads a password file, refusing one that others can read.
+pub fn read_password_file(path: &Path) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("password file {} is readable by group or others (mode {mode:03o}); chmod 600 it", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(format!("password file {} is empty", path.display()));
+    }
+    Ok(Secret::new(password))
+}
+
+fn secret_resource() -> ApiResource {
+    ApiResource { group: String::new(), version: "v1".into(), api_version: "v1".into(), kind: "Secret".into(), plural: "secrets".into() }
+}
+
+fn bmh_resource() -> ApiResource {
+    ApiResource {
+        group: "metal3.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "metal3.io/v1alpha1".into(),
+        kind: "BareMetalHost".into(),
+        plural: "baremetalhosts".into(),
+    }
+}
+
+/// `username` and `password` of a Secret, decoded.
+async fn secret_credentials(client: &kube::Client, namespace: &str, name: &str) -> Result<(Option<String>, Secret), String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &secret_resource());
+    let secret = api.get(name).await.map_err(|e| format!("Secret {namespace}/{name}: {e}"))?;
+    let field = |key: &str| -> Option<String> {
+        let encoded = secret.data.pointer(&format!("/data/{key}")).and_then(Value::as_str)?;
+        let bytes = data_encoding::BASE64.decode(encoded.as_bytes()).ok()?;
+        String::from_utf8(bytes).ok().map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+    };
+    let password = field("password").ok_or_else(|| format!("Secret {namespace}/{name} has no password key"))?;
+    Ok((field("username"), Secret::new(password)))
+}
+
+/// The BMCs of a run's nodes, and what could not be used (reported, never skipped silently).
+#[derive(Default)]
+pub struct BmcInventory {
+    pub targets: BTreeMap<String, BmcTarget>,
+    pub problems: Vec<String>,
+}
+
+impl BmcInventory {
+    /// `[[bmc]]` entries first (matched by node name or address), then, for cluster nodes, the
+    /// BareMetalHosts. Credentials are read here, before any node is touched.
+    pub async fn build(config: &RedfishConfig, entries: &[BmcEntry], hosts: &[Host], cluster: Option<(&kube::Client, &[NodeInfo])>) -> Result<BmcInventory, BmcSetupError> {
+        let mut inventory = BmcInventory::default();
+        let default_tls = if config.insecure { BmcTls::Insecure } else { BmcTls::Verify { ca_file: config.ca_file.clone() } };
+        for entry in entries {
+            let host = hosts.iter().find(|h| h.name == entry.node || h.address == entry.node).ok_or_else(|| BmcSetupError::UnknownNode(entry.node.clone()))?;
+            let fail = |reason: String| BmcSetupError::Credentials { node: host.name.clone(), reason };
+            let (secret_user, password) = match (&entry.password_file, &entry.password_env, &entry.password_secret) {
+                (Some(file), _, _) => (None, read_password_file(&crate::config::expand_home(file, None)).map_err(fail)?),
+                (_, Some(var), _) => (None, env_password(var).map_err(fail)?),
+                (_, _, Some(reference)) => {
+                    let (namespace, name) = reference.split_once('/').ok_or_else(|| fail(format!("password_secret {reference:?} is not namespace/name")))?;
+                    let (client, _) = cluster.ok_or_else(|| fail("password_secret needs a cluster (--kubeconfig)".into()))?;
+                    secret_credentials(client, namespace, name).await.map_err(fail)?
+                }
+                (None, None, None) => (None, default_password(config).map_err(fail)?),
+            };
+            let username = entry.username.clone().or(secret_user).or_else(|| config.username.clone()).ok_or_else(|| fail("no username: set username in [[bmc]] or [redfish]".into()))?;
+            let tls = match (entry.insecure, &entry.ca_file) {
+                (Some(true), _) => BmcTls::Insecure,
+                (_, Some(ca)) => BmcTls::Verify { ca_file: Some(crate::config::expand_home(ca, None)) },
+                _ => default_tls.clone(),
+            };
+            inventory.targets.insert(host.name.clone(), BmcTarget { node: host.name.clone(), url: entry.url.clone(), username, password, tls });
+        }
+        if let Some((client, nodes)) = cluster {
+            inventory.add_bare_metal_hosts(client, nodes, config, &default_tls).await?;
+        }
+        Ok(inventory)
+    }
+
+    async fn add_bare_metal_hosts(&mut self, client: &kube::Client, nodes: &[NodeInfo], config: &RedfishConfig, default_tls: &BmcTls) -> Result<(), BmcSetupError> {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &bmh_resource());
+        let hosts = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            // Not a bare-metal IPI cluster: no BareMetalHost kind at all.
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(e) => return Err(BmcSetupError::Api(e.to_string())),
+        };
+        for bmh in hosts {
+            let namespace = bmh.metadata.namespace.clone().unwrap_or_default();
+            let name = bmh.metadata.name.clone().unwrap_or_default();
+            let consumer = bmh.data.pointer("/spec/consumerRef").and_then(|c| {
+                Some(format!("{}/{}", c["namespace"].as_str().unwrap_or(&namespace), c["name"].as_str()?))
+            });
+            let Some(node) = node_of_bmh(&namespace, &name, consumer.as_deref(), nodes) else { continue };
+            if self.targets.contains_key(&node.name) {
+                continue;
+            }
+            let address = bmh.data.pointer("/spec/bmc/address").and_then(Value::as_str).unwrap_or_default();
+            let url = match bmh_address_to_url(address) {
+                Ok(url) => url,
+                Err(problem) => {
+                    self.problems.push(format!("node {}: BareMetalHost {namespace}/{name}: {problem}", node.name));
+                    continue;
+                }
+            };
+            let credentials = bmh.data.pointer("/spec/bmc/credentialsName").and_then(Value::as_str);
+            let (username, password) = match credentials {
+                Some(secret) => match secret_credentials(client, &namespace, secret).await {
+                    Ok(pair) => pair,
+                    Err(problem) => {
+                        self.problems.push(format!("node {}: {problem}", node.name));
+                        continue;
+                    }
+                },
+                None => match default_password(config) {
+                    Ok(password) => (None, password),
+                    Err(problem) => {
+                        self.problems.push(format!("node {}: BareMetalHost {namespace}/{name} names no credentials and {problem}", node.name));
+                        continue;
+                    }
+                },
+            };
+            let Some(username) = username.or_else(|| config.username.clone()) else {
+                self.problems.push(format!("node {}: no BMC username (Secret key username or [redfish] username)", node.name));
+                continue;
+            };
+            let insecure = bmh.data.pointer("/spec/bmc/disableCertificateVerification").and_then(Value::as_bool).unwrap_or(false);
+            let tls = if insecure { BmcTls::Insecure } else { default_tls.clone() };
+            self.targets.insert(node.name.clone(), BmcTarget { node: node.name.clone(), url, username, password, tls });
+        }
+        Ok(())
+    }
+
+    /// BMCs whose certificate is not verified: each deserves a loud warning.
+    pub fn insecure_nodes(&self) -> Vec<&str> {
+        self.targets.values().filter(|t| t.tls == BmcTls::Insecure).map(|t| t.node.as_str()).collect()
+    }
+}
+
+fn env_password(var: &str) -> Result<Secret, String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
+        _ => Err(format!("environment variable {var} is not set")),
+    }
+}
+
+fn default_password(config: &RedfishConfig) -> Result<Secret, String> {
+    match (&config.password_file, &config.password_env) {
+        (Some(file), _) => read_password_file(file),
+        (None, Some(var)) => env_password(var),
+        (None, None) => Err("no password: set password_file, password_env or password_secret".into()),
+    }
+}
+
+/// Power through the inventory's BMCs: one operation per BMC at a time, a global rate, and a
+/// session opened and closed around every operation.
+pub struct RedfishPower {
+    targets: BTreeMap<String, BmcTarget>,
+    settings: RedfishSettings,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    pub graceful_timeout: Duration,
+}
+
+impl RedfishPower {
+    pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
+        let limiter = config.rate.map(|rate| {
+            let spacing = rate.spacing().max(Duration::from_nanos(1));
+            RateLimiter::direct(Quota::with_period(spacing).expect("non-zero period").allow_burst(NonZeroU32::MIN))
+        });
+        RedfishPower { targets: inventory.targets, settings: config.settings, locks: Mutex::new(HashMap::new()), limiter, graceful_timeout: config.graceful_timeout }
+    }
+
+    pub fn has(&self, node: &str) -> bool {
+        self.targets.contains_key(node)
+    }
+
+    pub fn url_of(&self, node: &str) -> Option<&str> {
+        self.targets.get(node).map(|t| t.url.as_str())
+    }
+
+    /// Waits for this BMC to be free and for a rate slot, then logs in.
+    async fn open(&self, node: &str) -> Result<(tokio::sync::OwnedMutexGuard<()>, Bmc), RedfishError> {
+        let target = self.targets.get(node).cloned().ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
+        let (origin, system) = target.split_url()?;
+        let key = format!("{origin}{}", system.unwrap_or_default());
+        let lock = self.locks.lock().unwrap().entry(key).or_default().clone();
+        let guard = lock.lock_owned().await;
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let bmc = Bmc::new(target, self.settings)?;
+        bmc.login().await?;
+        Ok((guard, bmc))
+    }
+
+    pub async fn restart(&self, node: &str, kind: RestartKind) -> Result<String, RedfishError> {
+        let (_guard, bmc) = self.open(node).await?;
+        let result = bmc.restart(kind).await;
+        bmc.logout().await;
+        result
+    }
+
+    pub async fn status(&self, node: &str) -> Result<SystemState, RedfishError> {
+        let (_guard, bmc) = self.open(node).await?;
+        let result = bmc.system().await;
+        bmc.logout().await;
+        result
+    }
+
+    /// One named reset (On, ForceOff, ...); with `wait_for`, until PowerState shows it.
+    pub async fn power(&self, node: &str, reset_type: &str, wait_for: Option<&str>) -> Result<SystemState, RedfishError> {
+        let (_guard, bmc) = self.open(node).await?;
+        let mut result = bmc.power(reset_type).await;
+        if let (Ok(_), Some(state)) = (&result, wait_for) {
+            result = bmc.wait_power_state(state).await;
+        }
+        bmc.logout().await;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_metal_host_addresses_map_to_redfish_urls() {
+        assert_eq!(bmh_address_to_url("redfish://10.1.2.3/redfish/v1/Systems/1").unwrap(), "https://10.1.2.3/redfish/v1/Systems/1");
+        assert_eq!(bmh_address_to_url("redfish+http://bmc:8000/redfish/v1/Systems/x").unwrap(), "http://bmc:8000/redfish/v1/Systems/x");
+        assert_eq!(bmh_address_to_url("redfish-virtualmedia+https://bmc/redfish/v1/Systems/1").unwrap(), "https://bmc/redfish/v1/Systems/1");
+        assert_eq!(bmh_address_to_url("idrac-virtualmedia://idrac/redfish/v1/Systems/System.Embedded.1").unwrap(), "https://idrac/redfish/v1/Systems/System.Embedded.1");
+        assert_eq!(bmh_address_to_url("idrac-redfish://idrac").unwrap(), "https://idrac");
+        let ipmi = bmh_address_to_url("ipmi://10.1.2.3:623").unwrap_err();
+        assert!(ipmi.contains("ipmi") && ipmi.contains("Redfish only"), "{ipmi}");
+        assert!(bmh_address_to_url("10.1.2.3").is_err());
+        assert!(bmh_address_to_url("redfish+ftp://x").is_err());
+    }
+
+    fn node(name: &str, machine: Option<&str>, provider: Option<&str>) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            roles: vec![],
+            addresses: vec![],
+            address_type: "InternalIP".into(),
+            ready: "True".into(),
+            boot_id: String::new(),
+            pool: None,
+            kubelet_version: String::new(),
+            unschedulable: false,
+            labels: Default::default(),
+            bmc: None,
+            machine: machine.map(str::to_owned),
+            provider_id: provider.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn bare_metal_hosts_find_their_node_by_provider_id_machine_or_name() {
+        let nodes = [
+            node("a", None, Some("baremetalhost:///openshift-machine-api/host-a/1234")),
+            node("b", Some("openshift-machine-api/machine-b"), None),
+            node("c", None, None),
+        ];
+        assert_eq!(node_of_bmh("openshift-machine-api", "host-a", None, &nodes).unwrap().name, "a");
+        assert_eq!(node_of_bmh("openshift-machine-api", "host-b", Some("openshift-machine-api/machine-b"), &nodes).unwrap().name, "b");
+        assert_eq!(node_of_bmh("openshift-machine-api", "c", None, &nodes).unwrap().name, "c");
+        assert!(node_of_bmh("openshift-machine-api", "host-x", Some("openshift-machine-api/other"), &nodes).is_none());
+    }
+
+    #[test]
+    fn password_files_readable_by_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_password_file(&path).unwrap_err();
+        assert!(err.contains("mode 644") && err.contains("chmod 600") && !err.contains("s3cret"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password_file(&path).unwrap().expose(), "s3cret");
+    }
+}

@@ -1,0 +1,208 @@
+//! `fleetboot power status|restart|on|off`: direct BMC operations for admins, on nodes from
+//! the inventory (config hosts, cluster nodes) or on one BMC named on the command line.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use crate::bmc::{BmcInventory, RedfishPower};
+use crate::config::{Layer, Settings};
+use crate::hosts::Host;
+use crate::redfish::{BmcTarget, BmcTls, RestartKind};
+use crate::{Error, ExitCode};
+
+#[derive(Args, Debug)]
+pub struct PowerArgs {
+    #[command(subcommand)]
+    pub action: PowerAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PowerAction {
+    /// PowerState and the allowed reset types of each node's system.
+    Status(PowerTargets),
+    /// Restart: GracefulRestart where allowed (--force: ForceRestart).
+    Restart {
+        #[command(flatten)]
+        targets: PowerTargets,
+        /// ForceRestart instead of an orderly restart.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Power on, and wait until the system reports On.
+    On {
+        #[command(flatten)]
+        targets: PowerTargets,
+        /// Required: powering on nodes is done on purpose.
+        #[arg(long)]
+        yes_power_on: bool,
+    },
+    /// Power off (ForceOff; --graceful: GracefulShutdown), and wait until Off.
+    Off {
+        #[command(flatten)]
+        targets: PowerTargets,
+        /// Required: powering off nodes is done on purpose.
+        #[arg(long)]
+        yes_power_off: bool,
+        #[arg(long)]
+        graceful: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PowerTargets {
+    /// Node names (from the config's hosts or the cluster).
+    #[arg(value_name = "NODE")]
+    pub nodes: Vec<String>,
+    #[command(flatten)]
+    pub cluster: crate::cli::ClusterArgs,
+    /// A BMC in no inventory: https://host[:port][/redfish/v1/Systems/ID].
+    #[arg(long, value_name = "URL", requires_all = ["bmc_user", "bmc_password_file"])]
+    pub bmc: Option<String>,
+    #[arg(long, value_name = "USER")]
+    pub bmc_user: Option<String>,
+    /// A file holding the BMC password (mode 600).
+    #[arg(long, value_name = "FILE")]
+    pub bmc_password_file: Option<PathBuf>,
+    /// The CA bundle that signed the BMC's certificate.
+    #[arg(long, value_name = "FILE", conflicts_with = "bmc_insecure")]
+    pub bmc_ca: Option<PathBuf>,
+    /// Do not verify the BMC's certificate (anyone on the path can read the password).
+    #[arg(long)]
+    pub bmc_insecure: bool,
+    /// table or json.
+    #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
+}
+
+impl PowerAction {
+    fn targets(&self) -> &PowerTargets {
+        match self {
+            PowerAction::Status(t) => t,
+            PowerAction::Restart { targets, .. } | PowerAction::On { targets, .. } | PowerAction::Off { targets, .. } => targets,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct PowerResult {
+    node: String,
+    bmc: String,
+    power_state: Option<String>,
+    action: Option<String>,
+    allowed_resets: Option<Vec<String>>,
+    error: Option<String>,
+}
+
+/// The BMCs to act on: one from the flags, or the named nodes' from the inventory.
+async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<(RedfishPower, Vec<String>), Error> {
+    if let Some(url) = &targets.bmc {
+        let password_file = targets.bmc_password_file.as_ref().expect("clap requires it");
+        let password = crate::bmc::read_password_file(password_file).map_err(|reason| crate::bmc::BmcSetupError::Credentials { node: url.clone(), reason })?;
+        let tls = if targets.bmc_insecure { BmcTls::Insecure } else { BmcTls::Verify { ca_file: targets.bmc_ca.clone() } };
+        let target = BmcTarget { node: url.clone(), url: url.clone(), username: targets.bmc_user.clone().unwrap_or_default(), password, tls };
+        let mut inventory = BmcInventory::default();
+        inventory.targets.insert(url.clone(), target);
+        return Ok((RedfishPower::new(inventory, &settings.redfish), vec![url.clone()]));
+    }
+    if targets.nodes.is_empty() {
+        return Err(Error::Selection("name the nodes to act on, or one BMC with --bmc".into()));
+    }
+    let mut hosts: Vec<Host> = settings.hosts.clone().unwrap_or_default();
+    let kubeconfig_known = targets.cluster.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
+    let mut cluster_nodes = Vec::new();
+    let client = if kubeconfig_known {
+        let target = crate::cluster::ClusterTarget {
+            kubeconfig: targets.cluster.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
+            context: targets.cluster.context.clone().or_else(|| settings.cluster.context.clone()),
+        };
+        let (client, server) = crate::cluster::connect(&target).await?;
+        cluster_nodes = crate::cluster::discover(&client, &server, None, "InternalIP").await?;
+        for node in &cluster_nodes {
+            if !hosts.iter().any(|h| h.name == node.name) {
+                hosts.push(Host { name: node.name.clone(), address: node.addresses.first().cloned().unwrap_or_default(), port: None });
+            }
+        }
+        Some(client)
+    } else {
+        None
+    };
+    let unknown: Vec<&str> = targets.nodes.iter().filter(|n| !hosts.iter().any(|h| &h.name == *n)).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        return Err(Error::Selection(format!("no such node in the config's hosts or the cluster: {}", unknown.join(", "))));
+    }
+    let inventory = BmcInventory::build(&settings.redfish, &settings.bmcs, &hosts, client.as_ref().map(|c| (c, cluster_nodes.as_slice()))).await?;
+    for problem in &inventory.problems {
+        eprintln!("warning: {problem}");
+    }
+    let missing: Vec<&str> = targets.nodes.iter().filter(|n| !inventory.targets.contains_key(*n)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        return Err(Error::Selection(format!("no BMC known for: {} (add [[bmc]] entries, or BareMetalHosts in the cluster)", missing.join(", "))));
+    }
+    for node in inventory.insecure_nodes() {
+        if targets.nodes.iter().any(|n| n == node) {
+            eprintln!("WARNING: the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password");
+        }
+    }
+    Ok((RedfishPower::new(inventory, &settings.redfish), targets.nodes.clone()))
+}
+
+pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let settings = crate::cli::load_settings(config, Layer::default())?;
+    let targets = args.action.targets();
+    match &args.action {
+        PowerAction::On { yes_power_on: false, .. } => return Err(Error::Selection("power on needs --yes-power-on".into())),
+        PowerAction::Off { yes_power_off: false, .. } => return Err(Error::Selection("power off needs --yes-power-off: the nodes' workloads stop at once".into())),
+        _ => {}
+    }
+    if targets.bmc_insecure {
+        eprintln!("WARNING: --bmc-insecure: the BMC's certificate is not verified; anyone on the path can read its password");
+    }
+    let (power, nodes) = power_inventory(targets, &settings).await?;
+    // Every node at once; the inventory keeps one operation per BMC and the global rate.
+    let results = futures::future::join_all(nodes.iter().map(|node| {
+        let power = &power;
+        let action = &args.action;
+        async move {
+            let bmc = power.url_of(node).unwrap_or_default().to_owned();
+            let outcome = match action {
+                PowerAction::Status(_) => power.status(node).await.map(|s| (s, None)),
+                PowerAction::Restart { force, .. } => {
+                    let kind = if *force { RestartKind::Force } else { RestartKind::Graceful };
+                    match power.restart(node, kind).await {
+                        Ok(sent) => power.status(node).await.map(|s| (s, Some(sent))),
+                        Err(e) => Err(e),
+                    }
+                }
+                PowerAction::On { .. } => power.power(node, "On", Some("On")).await.map(|s| (s, Some("On".to_owned()))),
+                PowerAction::Off { graceful, .. } => {
+                    let reset = if *graceful { "GracefulShutdown" } else { "ForceOff" };
+                    power.power(node, reset, Some("Off")).await.map(|s| (s, Some(reset.to_owned())))
+                }
+            };
+            match outcome {
+                Ok((system, action)) => PowerResult { node: node.clone(), bmc, power_state: Some(system.power_state), action, allowed_resets: system.allowed_resets, error: None },
+                Err(e) => PowerResult { node: node.clone(), bmc, power_state: None, action: None, allowed_resets: None, error: Some(e.to_string()) },
+            }
+        }
+    }))
+    .await;
+    if targets.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&results).expect("serializes"));
+    } else {
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.node.clone(),
+                    r.bmc.clone(),
+                    r.power_state.clone().unwrap_or_else(|| "-".into()),
+                    r.action.clone().unwrap_or_else(|| "-".into()),
+                    r.error.clone().unwrap_or_else(|| r.allowed_resets.as_ref().map_or("-".into(), |a| format!("allows {}", a.join(", ")))),
+                ]
+            })
+            .collect();
+        print!("{}", crate::report::table(&["NODE", "BMC", "POWER", "SENT", "DETAIL"], &rows));
+    }
+    Ok(if results.iter().any(|r| r.error.is_some()) { ExitCode::HostsFailed } else { ExitCode::Ok })
+}
