@@ -564,12 +564,16 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let client = make_ssh_client(&settings)?;
     let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
     let transport = SshTransport::new(client, settings.reboot.clone());
+    let cluster_run = from_cluster || prior.as_ref().is_some_and(|p| p.api_proof);
+    let kube = match (cluster_run, kube_client) {
+        (false, _) => None,
+        (true, Some(client)) => Some(client),
+        (true, None) => Some(crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?.0),
+    };
+    // BMC credentials are read now too: a bad one stops the run before any node is touched.
+    let bmc = bmc_power(&settings, &plan.hosts, kube.as_ref()).await?;
     // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
-    let (api, lease, drain, lease_takeover) = if from_cluster || prior.as_ref().is_some_and(|p| p.api_proof) {
-        let kube = match kube_client {
-            Some(client) => client,
-            None => crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?.0,
-        };
+    let (api, lease, drain, lease_takeover) = if let Some(kube) = kube {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         let identity = crate::cluster::lease_identity(&user, &host, std::process::id(), &plan.run_id);
@@ -611,7 +615,8 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
             return Err(e.into());
         }
     };
-    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api, drain, lease_takeover };
+    let fallback = settings.redfish.fallback;
+    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api, drain, lease_takeover, bmc, fallback };
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());
@@ -620,6 +625,33 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         lease.release().await;
     }
     Ok(summary.exit_code())
+}
+
+/// The BMCs of a run's hosts, unless the run is SSH only. Problems with BareMetalHosts
+/// (a scheme fleetboot cannot drive, a missing Secret) are warnings: those nodes simply
+/// have no fallback. Problems with `[[bmc]]` entries the user wrote stop the run.
+async fn bmc_power(settings: &Settings, hosts: &[Host], kube: Option<&kube::Client>) -> Result<Option<Arc<crate::bmc::RedfishPower>>, Error> {
+    if settings.reboot.transport == config::TransportChoice::Ssh || (settings.bmcs.is_empty() && kube.is_none()) {
+        return Ok(None);
+    }
+    let nodes = match kube {
+        Some(client) => crate::cluster::discover(client, "the cluster", None, "InternalIP").await?,
+        None => Vec::new(),
+    };
+    let inventory = crate::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
+    for problem in &inventory.problems {
+        eprintln!("warning: {problem}");
+    }
+    for node in inventory.insecure_nodes() {
+        eprintln!("WARNING: the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password");
+    }
+    if settings.reboot.transport == config::TransportChoice::Redfish {
+        let missing: Vec<&str> = hosts.iter().filter(|h| !inventory.targets.contains_key(&h.name)).map(|h| h.name.as_str()).collect();
+        if !missing.is_empty() {
+            return Err(Error::Selection(format!("--transport redfish, but no BMC is known for: {}", missing.join(", "))));
+        }
+    }
+    Ok(Some(Arc::new(crate::bmc::RedfishPower::new(inventory, &settings.redfish))))
 }
 
 pub fn render_plan(plan: &plan::Plan, settings: &Settings) -> String {

@@ -468,6 +468,14 @@ impl NodeWatch {
         NodeWatch { store, waiters, task }
     }
 
+    /// The node's boot ID as the API shows it now (once the first list arrived, at most 30 s).
+    pub async fn boot_id(&self, name: &str) -> Option<String> {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.store.wait_until_ready()).await;
+        let node = self.store.get(&kube::runtime::reflector::ObjectRef::new(name))?;
+        let (boot_id, _) = boot_id_and_ready(&node);
+        (!boot_id.is_empty()).then(|| boot_id.to_owned())
+    }
+
     /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
     /// boot ID, or why not by `deadline_ms` (wall clock).
     pub async fn wait_back(&self, name: &str, old: &str, deadline_ms: u64) -> Result<String, String> {

@@ -32,6 +32,8 @@ pub enum Delivery {
     ConnectionDropped,
     /// The command did not finish in time; it may still have taken effect.
     NoAnswer,
+    /// The BMC accepted a reset (and its task, if any, completed).
+    BmcAccepted,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,13 +60,34 @@ pub enum Entry {
     LeaseTakenOver { previous_holder: String, holder: String },
     BootIdRead { host: String, boot_id: String },
     /// Written and fsynced *before* the reboot command is sent: from here on a resume must
-    /// never send another one, only wait for a new boot ID.
-    Dispatching { host: String, old_boot_id: String },
-    Dispatched { host: String, delivery: Delivery },
+    /// never send another one, only wait for a new boot ID. `bmc`: sent as a Redfish reset
+    /// of this kind instead of over SSH.
+    Dispatching {
+        host: String,
+        old_boot_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bmc: Option<crate::redfish::RestartKind>,
+    },
+    /// `reset_type`: the Redfish ResetType the BMC accepted.
+    Dispatched {
+        host: String,
+        delivery: Delivery,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reset_type: Option<String>,
+    },
+    /// The node's BMC takes over from SSH, and why. `ssh_reached`: SSH answers this node (its
+    /// boot ID is read over SSH); otherwise only the cluster API can show the new boot ID.
+    FallingBack { host: String, reason: String, ssh_reached: bool },
     /// The host stopped answering after the dispatch.
     Down { host: String },
-    /// The host answers again with a boot ID different from `old_boot_id`.
-    Back { host: String, new_boot_id: String },
+    /// The host answers again with a boot ID different from `old_boot_id`. `api_only`: seen
+    /// through the cluster API alone, SSH being unusable for this node.
+    Back {
+        host: String,
+        new_boot_id: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        api_only: bool,
+    },
     /// Written before the node is cordoned: a resume must uncordon it if the run ends there.
     Cordoning { host: String },
     /// Every pod the drain covers was evicted (or, forced, deleted).
@@ -100,6 +123,7 @@ impl Entry {
             Entry::BootIdRead { host, .. }
             | Entry::Dispatching { host, .. }
             | Entry::Dispatched { host, .. }
+            | Entry::FallingBack { host, .. }
             | Entry::Down { host }
             | Entry::Back { host, .. }
             | Entry::ApiConfirmed { host, .. }
@@ -148,6 +172,22 @@ pub struct HostRecord {
     pub cordoned: bool,
     /// Why the host was skipped, when it was.
     pub skipped_because: Option<String>,
+    /// Every reboot sent, in order: over SSH (`bmc: None`) or as a BMC reset.
+    pub attempts: Vec<Attempt>,
+    /// SSH could not reach this node: the API alone can show its new boot ID.
+    pub ssh_unusable: bool,
+}
+
+/// One reboot sent to a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub bmc: Option<crate::redfish::RestartKind>,
+    pub at_ms: u64,
+}
+
+/// The kind of restart a Redfish ResetType amounts to.
+pub fn restart_kind_of(reset_type: &str) -> crate::redfish::RestartKind {
+    if reset_type.starts_with("Graceful") { crate::redfish::RestartKind::Graceful } else { crate::redfish::RestartKind::Force }
 }
 
 impl HostRecord {
@@ -164,6 +204,8 @@ impl HostRecord {
             api_boot_id: None,
             cordoned: false,
             skipped_because: None,
+            attempts: Vec::new(),
+            ssh_unusable: false,
         }
     }
 
@@ -175,14 +217,23 @@ impl HostRecord {
                     self.old_boot_id = Some(boot_id.clone());
                 }
             }
-            Entry::Dispatching { old_boot_id, .. } => {
+            Entry::Dispatching { old_boot_id, bmc, .. } => {
+                self.attempts.push(Attempt { bmc: *bmc, at_ms });
                 self.phase = Phase::Dispatching;
                 self.old_boot_id = Some(old_boot_id.clone());
                 self.reboot_pending = true;
                 self.dispatched_at_ms = Some(at_ms);
                 self.failure = None;
             }
-            Entry::Dispatched { .. } => self.phase = Phase::Dispatched,
+            Entry::Dispatched { reset_type, .. } => {
+                self.phase = Phase::Dispatched;
+                if let (Some(reset_type), Some(last)) = (reset_type, self.attempts.last_mut())
+                    && last.bmc.is_some()
+                {
+                    last.bmc = Some(restart_kind_of(reset_type));
+                }
+            }
+            Entry::FallingBack { ssh_reached, .. } => self.ssh_unusable |= !*ssh_reached,
             Entry::Down { .. } => {
                 self.phase = Phase::Down;
                 self.down_at_ms.get_or_insert(at_ms);
@@ -413,11 +464,11 @@ mod tests {
         let records = vec![
             start(&["a", "b"]),
             rec(1, Entry::BootIdRead { host: h(), boot_id: "old".into() }),
-            rec(2, Entry::Dispatching { host: h(), old_boot_id: "old".into() }),
-            rec(3, Entry::Dispatched { host: h(), delivery: Delivery::ExitZero }),
+            rec(2, Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None }),
+            rec(3, Entry::Dispatched { host: h(), delivery: Delivery::ExitZero, reset_type: None }),
             rec(60_000, Entry::Down { host: h() }),
             rec(61_000, Entry::Down { host: h() }),
-            rec(90_000, Entry::Back { host: h(), new_boot_id: "new".into() }),
+            rec(90_000, Entry::Back { host: h(), new_boot_id: "new".into(), api_only: false }),
             rec(90_001, Entry::Confirmed { host: h() }),
         ];
         let state = fold(&records, Path::new("j")).unwrap();
@@ -434,11 +485,11 @@ mod tests {
         let records = vec![
             start(&["a", "b", "c", "d"]),
             rec(1, Entry::Failed { host: "a".into(), stage: Stage::Connect, error: "refused".into(), may_reboot: false }),
-            rec(2, Entry::Dispatching { host: "b".into(), old_boot_id: "x".into() }),
+            rec(2, Entry::Dispatching { host: "b".into(), old_boot_id: "x".into(), bmc: None }),
             rec(3, Entry::Failed { host: "b".into(), stage: Stage::Dispatch, error: "sudo: no".into(), may_reboot: false }),
-            rec(4, Entry::Dispatching { host: "c".into(), old_boot_id: "y".into() }),
+            rec(4, Entry::Dispatching { host: "c".into(), old_boot_id: "y".into(), bmc: None }),
             rec(5, Entry::Failed { host: "c".into(), stage: Stage::Confirm, error: "timeout".into(), may_reboot: true }),
-            rec(6, Entry::Dispatching { host: "d".into(), old_boot_id: "z".into() }),
+            rec(6, Entry::Dispatching { host: "d".into(), old_boot_id: "z".into(), bmc: None }),
         ];
         let state = fold(&records, Path::new("j")).unwrap();
         assert_eq!(state.records["a"].resume_action(), ResumeAction::Reboot);
@@ -483,10 +534,10 @@ mod tests {
     fn host_stream() -> impl Strategy<Value = Vec<Entry>> {
         let h = || "h".to_string();
         let full = [Entry::BootIdRead { host: h(), boot_id: "old".into() },
-            Entry::Dispatching { host: h(), old_boot_id: "old".into() },
-            Entry::Dispatched { host: h(), delivery: Delivery::ExitZero },
+            Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None },
+            Entry::Dispatched { host: h(), delivery: Delivery::ExitZero, reset_type: None },
             Entry::Down { host: h() },
-            Entry::Back { host: h(), new_boot_id: "new".into() },
+            Entry::Back { host: h(), new_boot_id: "new".into(), api_only: false },
             Entry::Confirmed { host: h() }];
         let failure_stage = prop_oneof![Just(0usize), Just(1), Just(2), Just(3), Just(4), Just(5), Just(6)];
         (0..=full.len(), failure_stage, any::<bool>()).prop_map(move |(cut, fail_at, cancel)| {

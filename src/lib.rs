@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod escalation;
 pub mod events;
 pub mod exec;
 pub mod hosts;

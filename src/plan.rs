@@ -105,10 +105,10 @@ mod tests {
         let rec = |at_ms, entry| Record { v: JOURNAL_VERSION, at_ms, entry };
         let records = vec![
             rec(0, Entry::RunStarted { run_id: "r".into(), command: "x".into(), hosts: hosts.clone(), api_proof: false, grouping: None, drain: None }),
-            rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into() }),
-            rec(2, Entry::Back { host: "a".into(), new_boot_id: "2".into() }),
+            rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into(), bmc: None }),
+            rec(2, Entry::Back { host: "a".into(), new_boot_id: "2".into(), api_only: false }),
             rec(3, Entry::Confirmed { host: "a".into() }),
-            rec(4, Entry::Dispatching { host: "c".into(), old_boot_id: "1".into() }),
+            rec(4, Entry::Dispatching { host: "c".into(), old_boot_id: "1".into(), bmc: None }),
         ];
         let state = fold(&records, Path::new("j")).unwrap();
         let plan = plan_reboot("r".into(), hosts, Some(&state), Grouping::default());

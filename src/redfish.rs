@@ -109,6 +109,16 @@ impl RedfishError {
     pub fn is_transient(&self) -> bool {
         matches!(self, RedfishError::Unreachable { .. })
     }
+
+    /// Whether a reset may have been carried out despite this error (an answer lost, a task
+    /// that did not finish): then the node must not be sent another reboot blindly.
+    pub fn reset_may_have_happened(&self) -> bool {
+        match self {
+            RedfishError::Timeout { .. } | RedfishError::Protocol { .. } => true,
+            RedfishError::Http { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 /// What the reboot should be: an orderly restart first, a hard one when that is not enough.

@@ -132,16 +132,16 @@ fn describe_entry(entry: &Entry) -> Option<String> {
     Some(match entry {
         Entry::BootIdRead { boot_id, .. } => format!("boot ID {}", short_id(boot_id)),
         Entry::Dispatching { .. } => return None,
-        Entry::Dispatched { delivery, .. } => format!(
-            "reboot dispatched ({})",
-            match delivery {
-                Delivery::ExitZero => "exit 0",
-                Delivery::ConnectionDropped => "connection dropped, as a reboot does",
-                Delivery::NoAnswer => "no answer in time; watching for a new boot ID",
-            }
-        ),
+        Entry::Dispatched { delivery, reset_type, .. } => match delivery {
+            Delivery::ExitZero => "reboot dispatched (exit 0)".into(),
+            Delivery::ConnectionDropped => "reboot dispatched (connection dropped, as a reboot does)".into(),
+            Delivery::NoAnswer => "reboot dispatched (no answer in time; watching for a new boot ID)".into(),
+            Delivery::BmcAccepted => format!("BMC accepted {}", reset_type.as_deref().unwrap_or("the reset")),
+        },
+        Entry::FallingBack { reason, .. } => format!("falling back to the BMC: {reason}"),
         Entry::Down { .. } => "down".into(),
-        Entry::Back { new_boot_id, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
+        Entry::Back { new_boot_id, api_only: false, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
+        Entry::Back { new_boot_id, api_only: true, .. } => format!("back with boot ID {} (seen by the API; no SSH)", short_id(new_boot_id)),
         Entry::Cordoning { .. } => "cordoned; draining".into(),
         Entry::Drained { evicted, .. } => format!("drained ({evicted} pods evicted)"),
         Entry::Uncordoned { .. } => "uncordoned".into(),

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use crate::config::RebootSettings;
 use crate::events::{Event, HostOutcome, Summary};
 use crate::hosts::Host;
-use crate::journal::{Entry, HostRecord, JournalWriter, Phase, Record, ResumeAction, RunState, Stage, JOURNAL_VERSION};
+use crate::journal::{Attempt, Delivery, Entry, HostRecord, JournalWriter, Phase, Record, ResumeAction, RunState, Stage, JOURNAL_VERSION};
 use crate::plan::Plan;
 use crate::transport::{PowerTransport, TransportError};
 
@@ -104,9 +104,54 @@ struct Shared<T> {
     probes: Semaphore,
     api: Option<Arc<crate::cluster::NodeWatch>>,
     drain: Option<Arc<crate::cluster::Drainer>>,
+    bmc: Option<Arc<crate::bmc::RedfishPower>>,
+    fallback: crate::config::FallbackPolicy,
 }
 
 impl<T: PowerTransport> Shared<T> {
+    fn has_bmc(&self, host: &Host) -> bool {
+        self.bmc.as_ref().is_some_and(|b| b.has(&host.name))
+    }
+
+    /// Whether this SSH failure lets the BMC take over (SSH never delivered anything).
+    fn falls_back_on(&self, host: &Host, error: &TransportError) -> bool {
+        use crate::config::TransportChoice;
+        let policy = &self.fallback;
+        let allowed = match error {
+            TransportError::Unreachable(_) | TransportError::Timeout(_) => policy.on_unreachable,
+            TransportError::Auth(_) => policy.on_auth_failure,
+            TransportError::HostKey(_) => policy.on_host_key,
+            TransportError::CommandFailed { .. } | TransportError::Other(_) => false,
+        };
+        self.settings.transport != TransportChoice::Ssh && allowed && self.has_bmc(host)
+    }
+
+    fn ladder(&self, host: &Host) -> crate::escalation::Ladder {
+        crate::escalation::Ladder {
+            timeout_ms: self.settings.timeout.as_millis() as u64,
+            scheduled_delay_ms: self.settings.scheduled_delay.as_millis() as u64,
+            graceful_timeout_ms: self.bmc.as_ref().map_or(0, |b| b.graceful_timeout.as_millis() as u64),
+            bmc_for_hung: self.fallback.on_hung && self.settings.transport != crate::config::TransportChoice::Ssh && self.has_bmc(host),
+        }
+    }
+
+    /// Journals the intent, then resets the host through its BMC. Err: failed (journaled).
+    async fn bmc_reset(&self, host: &Host, old: &str, kind: crate::redfish::RestartKind, sent_before: bool) -> Result<u64, ()> {
+        let bmc = self.bmc.as_ref().expect("callers check has_bmc");
+        self.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: Some(kind) })?;
+        let at = now_ms();
+        match bmc.restart(&host.name, kind).await {
+            Ok(reset_type) => {
+                self.record(Entry::Dispatched { host: host.name.clone(), delivery: Delivery::BmcAccepted, reset_type: Some(reset_type) })?;
+                Ok(at)
+            }
+            Err(e) => {
+                let may_reboot = sent_before || e.reset_may_have_happened();
+                let _ = self.record(Entry::Failed { host: host.name.clone(), stage: Stage::Dispatch, error: e.to_string(), may_reboot });
+                Err(())
+            }
+        }
+    }
     /// Journals first (written and fsynced), then tells the reporters.
     fn record(&self, entry: Entry) -> Result<(), ()> {
         let record = Record { v: JOURNAL_VERSION, at_ms: now_ms(), entry };
@@ -191,6 +236,9 @@ pub struct RunInputs<T> {
     pub drain: Option<Arc<crate::cluster::Drainer>>,
     /// The cluster lease was taken from another holder: (previous holder, this run's identity).
     pub lease_takeover: Option<(String, String)>,
+    /// The nodes' BMCs, for `--transport redfish` and the fallback.
+    pub bmc: Option<Arc<crate::bmc::RedfishPower>>,
+    pub fallback: crate::config::FallbackPolicy,
 }
 
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
@@ -201,7 +249,7 @@ pub async fn run<T: PowerTransport>(
     mut on_event: impl FnMut(&Event),
 ) -> Summary {
     let started = std::time::Instant::now();
-    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover } = inputs;
+    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover, bmc, fallback } = inputs;
     let journal_path = journal.path().to_owned();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let limiter = settings.rate.map(|rate| {
@@ -234,6 +282,8 @@ pub async fn run<T: PowerTransport>(
         probes,
         api: api.clone(),
         drain,
+        bmc,
+        fallback,
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
@@ -322,8 +372,11 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
             let _passes = (pass, group_pass);
             let old = record.old_boot_id.clone().unwrap_or_default();
             let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
-            if action == ResumeAction::Check || watch_for_new_boot(&shared, &host, &old, since, record.phase == Phase::Down).await.is_ok() {
-                let _ = confirm(&shared, &host, &old, since).await;
+            let ssh_usable = !record.ssh_unusable;
+            // Journals from before attempts were recorded: one SSH reboot at the dispatch.
+            let attempts = if record.attempts.is_empty() { vec![Attempt { bmc: None, at_ms: since }] } else { record.attempts.clone() };
+            if action == ResumeAction::Check || watch_for_new_boot(&shared, &host, &old, attempts, record.phase == Phase::Down, ssh_usable).await.is_ok() {
+                let _ = confirm(&shared, &host, &old, since, ssh_usable).await;
             }
         });
     }
@@ -385,18 +438,35 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
 
 /// One host from the start: boot ID, journaled intent, the command, then the proof.
 async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
-    let old = match shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id(host)).await {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Connect, error: e.to_string(), may_reboot: false });
-            return;
-        }
+    use crate::config::TransportChoice;
+    use crate::redfish::RestartKind;
+    let name = || host.name.clone();
+    let fail = |stage, error: String| {
+        let _ = shared.record(Entry::Failed { host: name(), stage, error, may_reboot: false });
     };
-    if shared.record(Entry::BootIdRead { host: host.name.clone(), boot_id: old.clone() }).is_err() {
+    // The boot ID before: over SSH, or, for a node SSH cannot reach but its BMC can, from
+    // the cluster API (the only other place that shows the new one afterwards).
+    let (old, ssh_usable) = match shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id(host)).await {
+        Ok(id) => (id, true),
+        Err(e) if shared.falls_back_on(host, &e) => match current_api_boot_id(shared, host).await {
+            Some(id) => {
+                let reason = format!("SSH cannot reach it ({e})");
+                if shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: false }).is_err() {
+                    return;
+                }
+                (id, false)
+            }
+            None => {
+                return fail(Stage::Connect, format!("{e}; its BMC could reboot it, but without SSH or the cluster API no new boot ID could prove it"));
+            }
+        },
+        Err(e) => return fail(Stage::Connect, e.to_string()),
+    };
+    if shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() }).is_err() {
         return;
     }
     // The limits are checked at the last moment, right before the command goes out.
-    let skip = |reason: &str| shared.record(Entry::Skipped { host: host.name.clone(), reason: reason.to_owned() });
+    let skip = |reason: &str| shared.record(Entry::Skipped { host: name(), reason: reason.to_owned() });
     if !shared.rate_slot().await || shared.abort_level() != Abort::No {
         let _ = skip("the run was interrupted before this host started");
         return;
@@ -410,78 +480,132 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
             return;
         }
     }
-    if shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.clone() }).is_err() {
-        return;
+    let by_bmc = !ssh_usable || (shared.settings.transport == TransportChoice::Redfish && shared.has_bmc(host));
+    if shared.settings.transport == TransportChoice::Redfish && !shared.has_bmc(host) {
+        return fail(Stage::Dispatch, "--transport redfish, but no BMC is known for this node".into());
     }
-    let since = now_ms();
-    // Retrying is safe: send_reboot fails only when nothing reached the host.
-    let delivery = match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
-        Ok(delivery) => delivery,
-        Err(e) => {
-            let _ = shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Dispatch, error: e.to_string(), may_reboot: false });
+    let first = if by_bmc {
+        match shared.bmc_reset(host, &old, RestartKind::Graceful, false).await {
+            Ok(at) => Attempt { bmc: Some(RestartKind::Graceful), at_ms: at },
+            Err(()) => return,
+        }
+    } else {
+        if shared.record(Entry::Dispatching { host: name(), old_boot_id: old.clone(), bmc: None }).is_err() {
             return;
         }
+        let at = now_ms();
+        // Retrying is safe: send_reboot fails only when nothing reached the host.
+        match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
+            Ok(delivery) => {
+                if shared.record(Entry::Dispatched { host: name(), delivery, reset_type: None }).is_err() {
+                    return;
+                }
+                Attempt { bmc: None, at_ms: at }
+            }
+            Err(e) if shared.falls_back_on(host, &e) => {
+                let reason = format!("the SSH reboot never reached it ({e})");
+                if shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: true }).is_err() {
+                    return;
+                }
+                match shared.bmc_reset(host, &old, RestartKind::Graceful, false).await {
+                    Ok(at) => Attempt { bmc: Some(RestartKind::Graceful), at_ms: at },
+                    Err(()) => return,
+                }
+            }
+            Err(e) => return fail(Stage::Dispatch, e.to_string()),
+        }
     };
-    if shared.record(Entry::Dispatched { host: host.name.clone(), delivery }).is_err() {
-        return;
-    }
-    if watch_for_new_boot(shared, host, &old, since, false).await.is_ok() {
-        let _ = confirm(shared, host, &old, since).await;
+    let since = first.at_ms;
+    if watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable).await.is_ok() {
+        let _ = confirm(shared, host, &old, since, ssh_usable).await;
     }
 }
 
-/// Polls the host until it answers with a boot ID other than `old`, or the deadline passes.
-/// SSH offers nothing to watch, so this one loop polls; each poll is one connection.
-async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, since_ms: u64, already_down: bool) -> Result<(), ()> {
+async fn current_api_boot_id<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
+    shared.api.as_ref()?.boot_id(&host.name).await
+}
+
+/// Watches until the host shows a boot ID other than `old`: over SSH (each poll one
+/// connection), or, for a node SSH cannot reach, through the cluster API's Node watch.
+/// Between polls the escalation ladder decides: keep waiting, reset through the BMC, or fail.
+async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, mut attempts: Vec<Attempt>, already_down: bool, ssh_usable: bool) -> Result<(), ()> {
+    use crate::escalation::Next;
     let name = || host.name.clone();
-    let deadline_ms = since_ms + shared.settings.timeout.as_millis() as u64;
+    let ladder = shared.ladder(host);
     let mut down = already_down;
     let mut abort = shared.abort.clone();
     let mut cancel_tried = false;
+    // Whether the last answer carried the old boot ID: decides the failure text.
+    let mut answered_with_old = false;
     loop {
-        // Probe first: a resumed host may have come back while fleetboot was not running.
+        // Look first: a resumed host may have come back while fleetboot was not running.
         if shared.abort_level() == Abort::Hard {
             return Err(());
         }
-        let probe = {
-            let _permit = shared.probes.acquire().await.expect("never closed");
-            shared.transport.read_boot_id(host).await
-        };
-        // Whether this probe got an answer with the old boot ID: decides the failure text.
-        let answered_with_old = matches!(&probe, Ok(id) if id == old);
-        match probe {
-            Ok(id) if id == old => {}
-            Ok(id) => {
-                return shared.record(Entry::Back { host: name(), new_boot_id: id });
+        let next = ladder.next(&attempts, now_ms());
+        if ssh_usable {
+            let probe = {
+                let _permit = shared.probes.acquire().await.expect("never closed");
+                shared.transport.read_boot_id(host).await
+            };
+            answered_with_old = matches!(&probe, Ok(id) if id == old);
+            match probe {
+                Ok(id) if id == old => {}
+                Ok(id) => return shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: false }),
+                Err(TransportError::HostKey(reason)) => {
+                    let error = format!("after the reboot: {reason}");
+                    let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Confirm, error, may_reboot: true });
+                    return Err(());
+                }
+                Err(e) if e.is_transient() => {
+                    if !down {
+                        down = true;
+                        shared.record(Entry::Down { host: name() })?;
+                    }
+                }
+                // An authentication or command failure while the host shuts down or boots is
+                // expected for a moment; the deadline decides.
+                Err(_) => {}
             }
-            Err(TransportError::HostKey(reason)) => {
-                let error = format!("after the reboot: {reason}");
+        } else if let (Some(api), Next::WaitUntil(until)) = (&shared.api, next) {
+            // No SSH: the Node watch wakes this on the node's own events until the next step.
+            let mut abort = shared.abort.clone();
+            tokio::select! {
+                seen = api.wait_back(&host.name, old, until) => if let Ok(id) = seen {
+                    return shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true });
+                },
+                _ = abort.wait_for(|a| *a == Abort::Hard) => return Err(()),
+            }
+            continue;
+        }
+        let now = now_ms();
+        let until = match ladder.next(&attempts, now) {
+            Next::WaitUntil(until) => until,
+            Next::Reset(kind) => {
+                let waited = humantime::format_duration(Duration::from_millis(now.saturating_sub(attempts.last().map_or(now, |a| a.at_ms)) / 1000 * 1000));
+                let reason = match attempts.last().and_then(|a| a.bmc) {
+                    None => format!("no new boot ID {waited} after the SSH reboot (boot ID still {old}); a hung node"),
+                    Some(_) => format!("no new boot ID {waited} after the BMC's orderly restart; forcing it"),
+                };
+                shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: ssh_usable })?;
+                let at = shared.bmc_reset(host, old, kind, true).await?;
+                attempts.push(Attempt { bmc: Some(kind), at_ms: at });
+                continue;
+            }
+            Next::GiveUp => {
+                let limit = humantime::format_duration(shared.settings.timeout);
+                let error = match (answered_with_old, down, ssh_usable) {
+                    (_, _, false) => format!("the cluster API did not show node {} Ready with a new boot ID within {limit}", host.name),
+                    (true, true, true) => format!("reboot not observed: the host was unreachable for a while but its boot ID is still {old} after {limit}"),
+                    (true, false, true) => format!("reboot not observed: boot ID still {old} after {limit}"),
+                    (false, _, true) => format!("the host went down but did not come back within {limit}"),
+                };
                 let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Confirm, error, may_reboot: true });
                 return Err(());
             }
-            Err(e) if e.is_transient() => {
-                if !down {
-                    down = true;
-                    shared.record(Entry::Down { host: name() })?;
-                }
-            }
-            // An authentication or command failure while the host shuts down or boots is
-            // expected for a moment; the deadline decides.
-            Err(_) => {}
-        }
-        let now = now_ms();
-        if now >= deadline_ms {
-            let limit = humantime::format_duration(shared.settings.timeout);
-            let error = match (answered_with_old, down) {
-                (true, true) => format!("reboot not observed: the host was unreachable for a while but its boot ID is still {old} after {limit}"),
-                (true, false) => format!("reboot not observed: boot ID still {old} after {limit}"),
-                (false, _) => format!("the host went down but did not come back within {limit}"),
-            };
-            let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Confirm, error, may_reboot: true });
-            return Err(());
-        }
-        let pause = shared.settings.poll_interval.min(Duration::from_millis(deadline_ms - now));
-        let cancel_on_soft = !cancel_tried && !down && shared.settings.cancel_pending_on_abort;
+        };
+        let pause = shared.settings.poll_interval.min(Duration::from_millis(until.saturating_sub(now)));
+        let cancel_on_soft = !cancel_tried && !down && ssh_usable && shared.settings.cancel_pending_on_abort;
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             level = async { abort.wait_for(|a| *a == Abort::Hard || (*a == Abort::Soft && cancel_on_soft)).await.map(|r| *r).ok() } => {
@@ -517,7 +641,7 @@ async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &st
     }
 }
 
-async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, since_ms: u64) -> Result<(), ()> {
+async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, since_ms: u64, ssh_usable: bool) -> Result<(), ()> {
     if let Some(api) = &shared.api {
         // The API must agree: the node Ready with a boot ID other than the old one. An API
         // outage (the masters rebooting) only delays this; the reboot deadline decides.
@@ -534,6 +658,13 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
                 return Err(());
             }
         }
+    }
+    if let Some(check) = &shared.settings.check_command
+        && !ssh_usable
+    {
+        let error = format!("the check `{check}` needs SSH, which cannot reach this node");
+        shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Check, error, may_reboot: false })?;
+        return Err(());
     }
     if let Some(check) = &shared.settings.check_command
         && let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await {

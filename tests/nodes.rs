@@ -84,7 +84,7 @@ fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
     assert!(state.api_proof);
     for host in &state.hosts {
         let ssh_new = records.iter().find_map(|r| match &r.entry {
-            Entry::Back { host: h, new_boot_id } if *h == host.name => Some(new_boot_id.clone()),
+            Entry::Back { host: h, new_boot_id, api_only: false } if *h == host.name => Some(new_boot_id.clone()),
             _ => None,
         });
         let api_new = records.iter().find_map(|r| match &r.entry {
@@ -320,8 +320,8 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
         Entry::BootIdRead { host: h(), boot_id: "old".into() },
         Entry::Cordoning { host: h() },
         Entry::Drained { host: h(), evicted: 0 },
-        Entry::Dispatching { host: h(), old_boot_id: "old".into() },
-        Entry::Back { host: h(), new_boot_id: boot_id.clone() },
+        Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None },
+        Entry::Back { host: h(), new_boot_id: boot_id.clone(), api_only: false },
         Entry::ApiConfirmed { host: h(), boot_id },
         Entry::Confirmed { host: h() },
     ] {

@@ -1,0 +1,112 @@
+//! What to do about a host whose new boot ID has not shown yet: wait, reset it through its
+//! BMC (an orderly restart first, a forced one after that), or give up. Pure: the attempts so
+//! far and `now` in, one decision out; the runner and a resumed run ask the same question.
+
+use crate::journal::Attempt;
+use crate::redfish::RestartKind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ladder {
+    /// From a reboot sent to the deadline for its new boot ID.
+    pub timeout_ms: u64,
+    /// After an SSH reboot, the node may still go down on its own this long (systemd's minute).
+    pub scheduled_delay_ms: u64,
+    /// After a GracefulRestart through the BMC, a ForceRestart follows this much later.
+    pub graceful_timeout_ms: u64,
+    /// A BMC is known for the host and the policy lets it take over from a hung node.
+    pub bmc_for_hung: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep watching until then.
+    WaitUntil(u64),
+    /// Reset through the BMC now.
+    Reset(RestartKind),
+    GiveUp,
+}
+
+impl Ladder {
+    pub fn next(&self, attempts: &[Attempt], now_ms: u64) -> Next {
+        let Some(last) = attempts.last() else { return Next::GiveUp };
+        let (at, step) = match last.bmc {
+            None if self.bmc_for_hung => {
+                // Never reset a node that may still be going down on its own.
+                let at = (last.at_ms + self.timeout_ms).max(last.at_ms + self.scheduled_delay_ms);
+                (at, Next::Reset(RestartKind::Graceful))
+            }
+            None => (last.at_ms + self.timeout_ms, Next::GiveUp),
+            Some(RestartKind::Graceful) => (last.at_ms + self.graceful_timeout_ms, Next::Reset(RestartKind::Force)),
+            Some(RestartKind::Force) => (last.at_ms + self.timeout_ms, Next::GiveUp),
+        };
+        if now_ms >= at { step } else { Next::WaitUntil(at) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LADDER: Ladder = Ladder { timeout_ms: 600, scheduled_delay_ms: 60, graceful_timeout_ms: 300, bmc_for_hung: true };
+
+    fn ssh(at_ms: u64) -> Attempt {
+        Attempt { bmc: None, at_ms }
+    }
+
+    fn bmc(kind: RestartKind, at_ms: u64) -> Attempt {
+        Attempt { bmc: Some(kind), at_ms }
+    }
+
+    #[test]
+    fn ssh_then_graceful_then_forced_then_give_up() {
+        assert_eq!(LADDER.next(&[ssh(0)], 10), Next::WaitUntil(600));
+        assert_eq!(LADDER.next(&[ssh(0)], 600), Next::Reset(RestartKind::Graceful));
+        let after_graceful = [ssh(0), bmc(RestartKind::Graceful, 600)];
+        assert_eq!(LADDER.next(&after_graceful, 700), Next::WaitUntil(900));
+        assert_eq!(LADDER.next(&after_graceful, 900), Next::Reset(RestartKind::Force));
+        let after_force = [ssh(0), bmc(RestartKind::Graceful, 600), bmc(RestartKind::Force, 900)];
+        assert_eq!(LADDER.next(&after_force, 1499), Next::WaitUntil(1500));
+        assert_eq!(LADDER.next(&after_force, 1500), Next::GiveUp);
+    }
+
+    #[test]
+    fn without_a_bmc_the_deadline_ends_it() {
+        let no_bmc = Ladder { bmc_for_hung: false, ..LADDER };
+        assert_eq!(no_bmc.next(&[ssh(0)], 599), Next::WaitUntil(600));
+        assert_eq!(no_bmc.next(&[ssh(0)], 600), Next::GiveUp);
+        // A host that SSH never reached starts on the BMC and climbs from there.
+        assert_eq!(no_bmc.next(&[bmc(RestartKind::Graceful, 0)], 300), Next::Reset(RestartKind::Force));
+    }
+
+    #[test]
+    fn a_pending_scheduled_shutdown_is_waited_out_even_with_a_short_timeout() {
+        let short = Ladder { timeout_ms: 10, ..LADDER };
+        assert_eq!(short.next(&[ssh(0)], 30), Next::WaitUntil(60));
+        assert_eq!(short.next(&[ssh(0)], 60), Next::Reset(RestartKind::Graceful));
+    }
+
+    proptest! {
+        /// Walking the ladder always ends, with at most one orderly and one forced reset, and
+        /// no BMC reset ever before the scheduled shutdown could have happened.
+        #[test]
+        fn the_ladder_ends_and_never_resets_early(timeout in 1u64..1000, delay in 0u64..1000, graceful in 1u64..1000, hung: bool, first_bmc: bool) {
+            let ladder = Ladder { timeout_ms: timeout, scheduled_delay_ms: delay, graceful_timeout_ms: graceful, bmc_for_hung: hung };
+            let mut attempts = vec![if first_bmc { bmc(RestartKind::Graceful, 0) } else { ssh(0) }];
+            let mut now = 0;
+            for _ in 0..10 {
+                match ladder.next(&attempts, now) {
+                    Next::WaitUntil(t) => { prop_assert!(t > now); now = t; }
+                    Next::Reset(kind) => {
+                        if !first_bmc { prop_assert!(now >= delay); }
+                        attempts.push(bmc(kind, now));
+                    }
+                    Next::GiveUp => break,
+                }
+            }
+            prop_assert_eq!(ladder.next(&attempts, now), Next::GiveUp);
+            prop_assert!(attempts.iter().filter(|a| a.bmc == Some(RestartKind::Graceful)).count() <= 1);
+            prop_assert!(attempts.iter().filter(|a| a.bmc == Some(RestartKind::Force)).count() <= 1);
+        }
+    }
+}
