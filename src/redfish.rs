@@ -420,7 +420,17 @@ impl Bmc {
             .or_else(|| root.pointer("/SessionService/@odata.id").and_then(Value::as_str).map(|s| format!("{s}/Sessions")));
         if let Some(sessions) = sessions {
             let credentials = json!({"UserName": self.target.username, "Password": self.target.password.expose()});
-            let (status, headers, _) = self.send_once(&Method::POST, &sessions, Some(&credentials)).await?;
+            let mut busy = 0;
+            let (status, headers, body) = loop {
+                let answer = self.send_once(&Method::POST, &sessions, Some(&credentials)).await?;
+                // A full session table (503) frees up as other clients' sessions end.
+                if is_busy(answer.0) && busy < self.settings.busy_retries {
+                    busy += 1;
+                    tokio::time::sleep(self.settings.retry_wait * (1 << (busy - 1))).await;
+                    continue;
+                }
+                break answer;
+            };
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || status == StatusCode::BAD_REQUEST {
                 return Err(self.auth_error());
             }
@@ -438,7 +448,7 @@ impl Bmc {
                     method: "POST".into(),
                     path: sessions,
                     status: status.as_u16(),
-                    message: "could not open a session".into(),
+                    message: redfish_message(&body).unwrap_or_else(|| "could not open a session".into()),
                 });
             }
         }

@@ -375,8 +375,13 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
             let ssh_usable = !record.ssh_unusable;
             // Journals from before attempts were recorded: one SSH reboot at the dispatch.
             let attempts = if record.attempts.is_empty() { vec![Attempt { bmc: None, at_ms: since }] } else { record.attempts.clone() };
-            if action == ResumeAction::Check || watch_for_new_boot(&shared, &host, &old, attempts, record.phase == Phase::Down, ssh_usable).await.is_ok() {
-                let _ = confirm(&shared, &host, &old, since, ssh_usable).await;
+            let last_sent = attempts.last().map_or(since, |a| a.at_ms);
+            let watched = match action {
+                ResumeAction::Check => Ok(last_sent),
+                _ => watch_for_new_boot(&shared, &host, &old, attempts, record.phase == Phase::Down, ssh_usable).await,
+            };
+            if let Ok(last_sent) = watched {
+                let _ = confirm(&shared, &host, &old, last_sent, ssh_usable).await;
             }
         });
     }
@@ -515,9 +520,8 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
             Err(e) => return fail(Stage::Dispatch, e.to_string()),
         }
     };
-    let since = first.at_ms;
-    if watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable).await.is_ok() {
-        let _ = confirm(shared, host, &old, since, ssh_usable).await;
+    if let Ok(last_sent) = watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable).await {
+        let _ = confirm(shared, host, &old, last_sent, ssh_usable).await;
     }
 }
 
@@ -528,7 +532,8 @@ async fn current_api_boot_id<T: PowerTransport>(shared: &Shared<T>, host: &Host)
 /// Watches until the host shows a boot ID other than `old`: over SSH (each poll one
 /// connection), or, for a node SSH cannot reach, through the cluster API's Node watch.
 /// Between polls the escalation ladder decides: keep waiting, reset through the BMC, or fail.
-async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, mut attempts: Vec<Attempt>, already_down: bool, ssh_usable: bool) -> Result<(), ()> {
+/// Ok: back, with the time the last reboot was sent (the API's deadline counts from there).
+async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, mut attempts: Vec<Attempt>, already_down: bool, ssh_usable: bool) -> Result<u64, ()> {
     use crate::escalation::Next;
     let name = || host.name.clone();
     let ladder = shared.ladder(host);
@@ -551,7 +556,10 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
             answered_with_old = matches!(&probe, Ok(id) if id == old);
             match probe {
                 Ok(id) if id == old => {}
-                Ok(id) => return shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: false }),
+                Ok(id) => {
+                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: false })?;
+                    return Ok(attempts.last().map_or(0, |a| a.at_ms));
+                }
                 Err(TransportError::HostKey(reason)) => {
                     let error = format!("after the reboot: {reason}");
                     let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Confirm, error, may_reboot: true });
@@ -572,7 +580,8 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
             let mut abort = shared.abort.clone();
             tokio::select! {
                 seen = api.wait_back(&host.name, old, until) => if let Ok(id) = seen {
-                    return shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true });
+                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true })?;
+                    return Ok(attempts.last().map_or(0, |a| a.at_ms));
                 },
                 _ = abort.wait_for(|a| *a == Abort::Hard) => return Err(()),
             }

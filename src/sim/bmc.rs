@@ -61,6 +61,9 @@ impl Pki {
 pub struct BmcFaults {
     /// The next N authenticated requests answer 500 (a busy or flaky BMC).
     pub errors: AtomicU32,
+    /// The next N requests with a session token find their session gone (expired, or
+    /// ended by a BMC reset) and answer 401.
+    pub unauthorized: AtomicU32,
     /// Accepts connections and never answers.
     pub silent: AtomicBool,
     /// Resets answer 202 with a task monitor that completes a moment later.
@@ -201,6 +204,7 @@ impl SimBmc {
         let method = req.method().clone();
         let path = req.uri().path().trim_end_matches('/').to_owned();
         let authenticated = self.authenticated(&req);
+        let token = req.headers().get("X-Auth-Token").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body: Value = match req.into_body().collect().await {
             Ok(collected) => serde_json::from_slice(&collected.to_bytes()).unwrap_or(Value::Null),
             Err(_) => Value::Null,
@@ -210,6 +214,13 @@ impl SimBmc {
             ("GET", "/redfish/v1") => return respond(200, self.service_root()),
             ("POST", "/redfish/v1/SessionService/Sessions") => return self.create_session(&body),
             _ => {}
+        }
+        if authenticated && let Some(token) = &token
+            && self.faults.unauthorized.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            self.sessions.lock().unwrap().remove(token);
+            self.node.note("bmc-session-expired");
+            return redfish_error(401, "Base.1.8.NoValidSession", "There is no valid session established with the implementation.");
         }
         if !authenticated {
             return redfish_error(401, "Base.1.8.NoValidSession", "There is no valid session established with the implementation.");

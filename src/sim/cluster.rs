@@ -524,7 +524,7 @@ pub fn evict(state: &ApiState, namespace: &str, name: &str) -> hyper::Response<h
 ///
 /// - `GET nodes`: every node's phase, boot ID and history
 /// - `POST nodes/NAME/faults` with `{"never_returns": true, ...}` (the names of [`Faults`])
-/// - `POST nodes/NAME/bmc` with `{"errors": N, "silent": true, "tasks": true,
+/// - `POST nodes/NAME/bmc` with `{"errors": N, "unauthorized": N, "silent": true, "tasks": true,
 ///   "expire_sessions": true, "session_timeout_ms": N, "allowed_resets": [..] | null}`
 /// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches
 /// - `POST cut-watches`: ends every open watch stream once
@@ -565,6 +565,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
                 let bad = || (400, format!("bad value for BMC setting {key:?}: {value}"));
                 match key.as_str() {
                     "errors" => bmc.faults.errors.store(value.as_u64().ok_or_else(bad)? as u32, Ordering::SeqCst),
+                    "unauthorized" => bmc.faults.unauthorized.store(value.as_u64().ok_or_else(bad)? as u32, Ordering::SeqCst),
                     "silent" => bmc.faults.silent.store(value.as_bool().ok_or_else(bad)?, Ordering::SeqCst),
                     "tasks" => bmc.faults.tasks.store(value.as_bool().ok_or_else(bad)?, Ordering::SeqCst),
                     "expire_sessions" => bmc.expire_sessions(),

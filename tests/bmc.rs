@@ -1,0 +1,226 @@
+//! The Redfish fallback and `fleetboot power` against the simulated cluster's BMCs (HTTPS
+//! with the simulation's CA, sessions, BareMetalHosts with Secrets), checked from the
+//! simulation's own node history and from the journal.
+
+mod common;
+
+use common::sim::Sim;
+use common::Run;
+use fleetboot::journal::{self, Delivery, Entry};
+use serde_json::Value;
+
+/// The simulation's config with quick BMC timings.
+fn quick_config(sim: &Sim) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(sim.config()).unwrap();
+    let text = text
+        .replace("[redfish]\n", "[redfish]\ngraceful_timeout = \"2s\"\nretry_wait = \"100ms\"\noperation_timeout = \"5s\"\nrequest_timeout = \"2s\"\n")
+        .replace("[reboot]\n", "[reboot]\nscheduled_delay = \"1s\"\n");
+    let path = sim.path("quick.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn fleetboot(sim: &Sim, config: &std::path::Path, args: &[&str]) -> Run {
+    let out = std::process::Command::new(common::fleetboot_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("HOME", sim.dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+fn node(sim: &Sim, name: &str) -> Value {
+    let nodes: Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    nodes.as_array().unwrap().iter().find(|n| n["name"] == name).unwrap().clone()
+}
+
+fn history(sim: &Sim, name: &str) -> Vec<(u64, String)> {
+    node(sim, name)["history"].as_array().unwrap().iter().map(|e| (e[0].as_u64().unwrap(), e[1].as_str().unwrap().to_owned())).collect()
+}
+
+fn count(history: &[(u64, String)], what: &str) -> usize {
+    history.iter().filter(|(_, w)| w == what).count()
+}
+
+/// Every session fleetboot opened on this BMC was deleted again.
+fn sessions_closed(sim: &Sim, name: &str) {
+    let h = history(sim, name);
+    assert!(count(&h, "bmc-session-created") > 0, "{name}: no session was opened: {h:?}");
+    assert_eq!(count(&h, "bmc-session-created"), count(&h, "bmc-session-deleted") + count(&h, "bmc-session-expired"), "{name}: {h:?}");
+    assert_eq!(node(sim, name)["bmc"]["openSessions"], 0, "{name}");
+}
+
+/// The BMC password appears nowhere: not in the output, the errors, or the journal.
+fn no_secret_in(sim: &Sim, run: &Run, journal: Option<&std::path::Path>) {
+    let password = std::fs::read_to_string(sim.path("bmc-password")).unwrap();
+    assert!(password.len() >= 16);
+    assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password), "the BMC password leaked into the output");
+    if let Some(journal) = journal {
+        assert!(!std::fs::read_to_string(journal).unwrap().contains(&password), "the BMC password leaked into the journal");
+    }
+}
+
+const QUICK: &[&str] = &["--poll-interval", "200ms", "--connect-timeout", "1s", "--auth-timeout", "1s", "--connect-attempts", "1", "--output", "json"];
+
+#[test]
+fn a_node_without_ssh_is_rebooted_through_its_bmc_and_proven_by_the_api() {
+    let sim = Sim::start(0, 2);
+    sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
+    let config = quick_config(&sim);
+    let journal_path = sim.path("run.jsonl");
+    let mut args = vec!["reboot", "--all", "--concurrency", "2", "--journal", journal_path.to_str().unwrap()];
+    args.extend(QUICK);
+    let run = fleetboot(&sim, &config, &args);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let h = history(&sim, "worker-0");
+    assert_eq!(count(&h, "bmc-reset:GracefulRestart"), 1, "{h:?}");
+    assert_eq!(count(&h, "reboot-requested"), 1, "{h:?}");
+    sessions_closed(&sim, "worker-0");
+    assert_eq!(count(&history(&sim, "worker-1"), "bmc-session-created"), 0, "worker-1 answered SSH: its BMC was left alone");
+
+    let (records, state) = journal::load(&journal_path).unwrap();
+    let of = |host: &str| records.iter().filter(|r| r.entry.host() == Some(host)).map(|r| r.entry.clone()).collect::<Vec<_>>();
+    let worker0 = of("worker-0");
+    assert!(matches!(&worker0[0], Entry::FallingBack { ssh_reached: false, reason, .. } if reason.contains("SSH cannot reach it")), "{worker0:?}");
+    assert!(worker0.iter().any(|e| matches!(e, Entry::Dispatching { bmc: Some(_), .. })));
+    assert!(worker0.iter().any(|e| matches!(e, Entry::Dispatched { delivery: Delivery::BmcAccepted, reset_type: Some(t), .. } if t == "GracefulRestart")));
+    let back = worker0.iter().find_map(|e| match e { Entry::Back { new_boot_id, api_only: true, .. } => Some(new_boot_id.clone()), _ => None });
+    assert_eq!(back.as_deref(), node(&sim, "worker-0")["bootID"].as_str(), "the API's new boot ID is the node's");
+    assert!(!of("worker-1").iter().any(|e| matches!(e, Entry::FallingBack { .. })));
+    assert!(state.records.values().all(|r| r.phase == journal::Phase::Confirmed));
+    no_secret_in(&sim, &run, Some(&journal_path));
+}
+
+#[test]
+fn a_hung_node_gets_an_orderly_then_a_forced_reset_never_before_its_scheduled_shutdown() {
+    let sim = Sim::start(0, 1);
+    sim.control("POST", "nodes/worker-0/faults", r#"{"hangs_on_reboot": true}"#);
+    let config = quick_config(&sim);
+    let journal_path = sim.path("run.jsonl");
+    let mut args = vec!["reboot", "--all", "--reboot-timeout", "3s", "--journal", journal_path.to_str().unwrap()];
+    args.extend(QUICK);
+    let run = fleetboot(&sim, &config, &args);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let h = history(&sim, "worker-0");
+    let at = |what: &str| h.iter().find(|(_, w)| w == what).map(|(t, _)| *t).unwrap_or_else(|| panic!("no {what}: {h:?}"));
+    assert!(at("hung") > at("reboot-requested"));
+    // The orderly restart is ignored by the hung node; the forced one brings it back.
+    assert!(at("graceful-restart-ignored") >= at("reboot-requested") + 3000, "the BMC waited for the reboot deadline: {h:?}");
+    assert!(at("bmc-reset:ForceRestart") >= at("graceful-restart-ignored") + 2000, "graceful_timeout elapsed first: {h:?}");
+    assert!(at("up") > at("power-cycle"));
+    sessions_closed(&sim, "worker-0");
+    let (records, _) = journal::load(&journal_path).unwrap();
+    let reasons: Vec<String> = records.iter().filter_map(|r| match &r.entry { Entry::FallingBack { reason, .. } => Some(reason.clone()), _ => None }).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].contains("a hung node") && reasons[1].contains("forcing it"), "{reasons:?}");
+    assert!(matches!(records.iter().rev().find(|r| r.entry.host().is_some()).unwrap().entry, Entry::Confirmed { .. }));
+    no_secret_in(&sim, &run, Some(&journal_path));
+}
+
+#[test]
+fn transport_ssh_never_touches_a_bmc() {
+    let sim = Sim::start(0, 1);
+    sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
+    let config = quick_config(&sim);
+    let mut args = vec!["reboot", "--all", "--transport", "ssh"];
+    args.extend(QUICK);
+    let run = fleetboot(&sim, &config, &args);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 0);
+}
+
+#[test]
+fn a_flaky_bmc_is_retried_and_an_expired_session_is_renewed() {
+    let sim = Sim::start(0, 2);
+    let config = quick_config(&sim);
+    // Two 500s, then success.
+    sim.control("POST", "nodes/worker-0/bmc", r#"{"errors": 2}"#);
+    // The session vanishes once mid-operation: one new login, then success.
+    sim.control("POST", "nodes/worker-1/bmc", r#"{"unauthorized": 1}"#);
+    let run = fleetboot(&sim, &config, &["power", "restart", "--force", "worker-0", "worker-1", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let results: Value = serde_json::from_str(&run.stdout).unwrap();
+    for r in results.as_array().unwrap() {
+        assert_eq!(r["action"], "ForceRestart", "{r}");
+        assert!(r["error"].is_null(), "{r}");
+    }
+    let h0 = history(&sim, "worker-0");
+    assert_eq!(count(&h0, "bmc-500"), 2, "{h0:?}");
+    assert_eq!(count(&h0, "bmc-reset:ForceRestart"), 1, "{h0:?}");
+    let h1 = history(&sim, "worker-1");
+    assert_eq!(count(&h1, "bmc-session-expired"), 1, "{h1:?}");
+    assert_eq!(count(&h1, "bmc-session-created"), 3, "one login for restart, a second after the 401, one for the status: {h1:?}");
+    assert_eq!(count(&h1, "bmc-reset:ForceRestart"), 1, "{h1:?}");
+    sessions_closed(&sim, "worker-0");
+    sessions_closed(&sim, "worker-1");
+    no_secret_in(&sim, &run, None);
+}
+
+#[test]
+fn a_silent_bmc_a_full_session_table_and_a_rejected_reset_are_clear_errors() {
+    let sim = Sim::start(0, 3);
+    let config = quick_config(&sim);
+    sim.control("POST", "nodes/worker-0/bmc", r#"{"silent": true}"#);
+    sim.control("POST", "nodes/worker-1/bmc", r#"{"allowed_resets": ["On", "ForceOff", "Nmi"]}"#);
+    let run = fleetboot(&sim, &config, &["power", "restart", "worker-0", "worker-1", "-o", "json"]);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    let results: Value = serde_json::from_str(&run.stdout).unwrap();
+    let error = |node: &str| results.as_array().unwrap().iter().find(|r| r["node"] == node).unwrap()["error"].as_str().unwrap_or("").to_owned();
+    assert!(error("worker-0").contains("BMC of worker-0") && error("worker-0").contains("unreachable"), "{}", error("worker-0"));
+    // Neither restart allowed: ForceOff, wait for Off, On.
+    assert_eq!(error("worker-1"), "");
+    let h1 = history(&sim, "worker-1");
+    assert!(count(&h1, "bmc-reset:ForceOff") == 1 && count(&h1, "bmc-reset:On") == 1, "{h1:?}");
+
+    // Four sessions held by someone else fill worker-2's table: a clear refusal naming it.
+    let password = std::fs::read_to_string(sim.path("bmc-password")).unwrap();
+    let url = node(&sim, "worker-2")["bmc"]["url"].as_str().unwrap().replace("/redfish/v1/Systems/1", "/redfish/v1/SessionService/Sessions");
+    for _ in 0..4 {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "--cacert", sim.path("bmc-ca.pem").to_str().unwrap(), "-H", "Content-Type: application/json", "-d"])
+            .arg(format!(r#"{{"UserName":"admin","Password":"{password}"}}"#))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl could not open a session");
+    }
+    let run = fleetboot(&sim, &config, &["power", "status", "worker-2"]);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    assert!(run.stdout.contains("503") && run.stdout.contains("number of simultaneous sessions"), "{}", run.debug());
+    no_secret_in(&sim, &run, None);
+}
+
+#[test]
+fn tls_is_verified_against_the_ca_and_bad_credentials_are_named() {
+    let sim = Sim::start(0, 1);
+    let base = std::fs::read_to_string(sim.config()).unwrap();
+    // No CA: the system's trust store does not know the simulation's CA.
+    let no_ca = sim.path("no-ca.toml");
+    std::fs::write(&no_ca, base.lines().filter(|l| !l.starts_with("ca_file")).collect::<Vec<_>>().join("\n")).unwrap();
+    let run = fleetboot(&sim, &no_ca, &["power", "status", "worker-0"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stdout.contains("certificate is not trusted"), "{}", run.debug());
+
+    let wrong_password = sim.path("wrong-password");
+    std::fs::write(&wrong_password, "not-the-password").unwrap();
+    std::fs::set_permissions(&wrong_password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let url = node(&sim, "worker-0")["bmc"]["url"].as_str().unwrap().to_owned();
+    let run = fleetboot(&sim, &sim.config(), &["power", "status", "--bmc", &url, "--bmc-user", "admin",
+        "--bmc-password-file", wrong_password.to_str().unwrap(), "--bmc-ca", sim.path("bmc-ca.pem").to_str().unwrap()]);
+    assert_eq!(run.code, 3);
+    assert!(run.stdout.contains("refused the credentials of user \"admin\""), "{}", run.debug());
+
+    // The BareMetalHosts' Secrets carry the right credentials.
+    let run = fleetboot(&sim, &sim.config(), &["power", "status", "worker-0", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains("\"power_state\": \"On\""), "{}", run.debug());
+
+    // Powering off needs its confirmation flag, and nothing is touched without it.
+    let run = fleetboot(&sim, &sim.config(), &["power", "off", "worker-0"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--yes-power-off"));
+    assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 1);
+}
