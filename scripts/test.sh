@@ -14,6 +14,8 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v pkill >/dev/null || missing+=(procps)
 command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v curl >/dev/null || missing+=(curl)
 # kubectl is the independent client of the simulated cluster in tests.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,6 +29,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # sshd wants its privilege-separation directory even when started by hand.
 mkdir -p /run/sshd 2>/dev/null || true
+
+# sushy-emulator (PyPI sushy-tools, fake driver) is the independent Redfish service of the BMC
+# tests; they find it through $SUSHY_EMULATOR and start one per test on 127.0.0.1.
+venv=target/test-venv
+if [ ! -x "$venv/bin/sushy-emulator" ]; then
+    echo "test.sh: installing sushy-tools into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'sushy-tools>=2,<3' 'bcrypt>=4'
+fi
+export SUSHY_EMULATOR=$PWD/$venv/bin/sushy-emulator
+export SUSHY_PYTHON=$PWD/$venv/bin/python
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked

@@ -98,6 +98,8 @@ pub enum RedfishError {
     Protocol { node: String, message: String },
     #[error("BMC of {node} allows none of the reset types fleetboot can use (allowed: {allowed})")]
     NoUsableReset { node: String, allowed: String },
+    #[error("BMC of {node} does not allow ResetType {reset_type} (allowed: {allowed})")]
+    ResetNotAllowed { node: String, reset_type: String, allowed: String },
     #[error("BMC of {node}: {what} did not finish within {limit}")]
     Timeout { node: String, what: String, limit: String },
     #[error("cannot set up TLS for the BMC of {node}: {reason}")]
@@ -584,7 +586,7 @@ impl Bmc {
         if let Some(allowed) = &system.allowed_resets
             && !allowed.iter().any(|a| a == reset_type)
         {
-            return Err(RedfishError::NoUsableReset { node: self.target.node.clone(), allowed: allowed.join(", ") });
+            return Err(RedfishError::ResetNotAllowed { node: self.target.node.clone(), reset_type: reset_type.to_owned(), allowed: allowed.join(", ") });
         }
         self.reset(&system, reset_type).await?;
         Ok(system)

@@ -480,10 +480,10 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
         let _ = skip("the failure budget (--max-failures) was spent");
         return;
     }
-    if let Some(drain) = &shared.drain {
-        if drain_node(shared, drain, host).await.is_err() {
-            return;
-        }
+    if let Some(drain) = &shared.drain
+        && drain_node(shared, drain, host).await.is_err()
+    {
+        return;
     }
     let by_bmc = !ssh_usable || (shared.settings.transport == TransportChoice::Redfish && shared.has_bmc(host));
     if shared.settings.transport == TransportChoice::Redfish && !shared.has_bmc(host) {
