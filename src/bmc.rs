@@ -264,6 +264,13 @@ impl RedfishPower {
         Ok((guard, bmc))
     }
 
+    /// Whether the node's BMC answers (its service root; no login, no lock).
+    pub async fn probe(&self, node: &str) -> Result<(), RedfishError> {
+        let target = self.targets.get(node).cloned().ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
+        let settings = RedfishSettings { request_timeout: self.settings.request_timeout.min(Duration::from_secs(5)), ..self.settings };
+        Bmc::new(target, settings)?.probe().await
+    }
+
     pub async fn restart(&self, node: &str, kind: RestartKind) -> Result<String, RedfishError> {
         let (_guard, bmc) = self.open(node).await?;
         let result = bmc.restart(kind).await;
@@ -320,6 +327,7 @@ mod tests {
             unschedulable: false,
             labels: Default::default(),
             bmc: None,
+            bmc_status: None,
             machine: machine.map(str::to_owned),
             provider_id: provider.map(str::to_owned),
         }

@@ -481,9 +481,12 @@ fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::cluster::Cl
 pub async fn nodes(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = load_settings(config, Layer::default())?;
     let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
-    let nodes = crate::cluster::discover(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+    let mut nodes = crate::cluster::discover(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
     for problem in crate::cluster::address_problems(&nodes) {
         eprintln!("warning: {problem}");
+    }
+    if matches!(args.output.as_str(), "wide" | "json") {
+        attach_bmcs(&mut nodes, &settings, &client, args.output == "wide").await;
     }
     match args.output.as_str() {
         "ips" => print!("{}", crate::cluster::render_ips(&nodes)),
@@ -492,6 +495,47 @@ pub async fn nodes(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, E
         _ => print!("{}", crate::cluster::render_table(&nodes, false)),
     }
     Ok(ExitCode::Ok)
+}
+
+/// Each node's BMC (config `[[bmc]]` or BareMetalHost) and, with `probe`, whether it answers.
+/// A listing never fails over BMCs: problems become warnings.
+async fn attach_bmcs(nodes: &mut [crate::cluster::NodeInfo], settings: &Settings, client: &kube::Client, probe: bool) {
+    let hosts: Vec<Host> = nodes.iter().map(|n| Host { name: n.name.clone(), address: n.addresses.first().cloned().unwrap_or_default(), port: None }).collect();
+    let entries: Vec<config::BmcEntry> = settings.bmcs.iter().filter(|e| hosts.iter().any(|h| h.name == e.node || h.address == e.node)).cloned().collect();
+    let inventory = match crate::bmc::BmcInventory::build(&settings.redfish, &entries, &hosts, Some((client, nodes))).await {
+        Ok(inventory) => inventory,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            return;
+        }
+    };
+    for problem in &inventory.problems {
+        eprintln!("warning: {problem}");
+    }
+    let power = crate::bmc::RedfishPower::new(inventory, &settings.redfish);
+    for node in nodes.iter_mut() {
+        node.bmc = power.url_of(&node.name).map(str::to_owned);
+    }
+    if probe {
+        use futures::StreamExt;
+        let statuses: Vec<(usize, String)> = futures::stream::iter(nodes.iter().enumerate().filter(|(_, n)| n.bmc.is_some()))
+            .map(|(i, n)| {
+                let power = &power;
+                async move {
+                    let status = match power.probe(&n.name).await {
+                        Ok(()) => "answers".to_owned(),
+                        Err(e) => format!("no: {}", e.to_string().split(": ").last().unwrap_or_default()),
+                    };
+                    (i, status)
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        for (i, status) in statuses {
+            nodes[i].bmc_status = Some(status);
+        }
+    }
 }
 
 /// The reboot inventory from the cluster: selected nodes, minus exclusions, each reached at

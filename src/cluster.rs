@@ -76,6 +76,9 @@ pub struct NodeInfo {
     /// The node's BMC URL, when the inventory knows one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bmc: Option<String>,
+    /// `-o wide`: whether the BMC answered ("answers", or why not).
+    #[serde(rename = "bmcStatus", skip_serializing_if = "Option::is_none")]
+    pub bmc_status: Option<String>,
     /// `machine.openshift.io/machine` (namespace/name): how BareMetalHosts find their node.
     #[serde(skip)]
     pub machine: Option<String>,
@@ -155,6 +158,7 @@ pub fn node_info(node: &Node, pools: &[PoolSelector], address_type: &str) -> Nod
         unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         labels,
         bmc: None,
+        bmc_status: None,
         machine: node.metadata.annotations.as_ref().and_then(|a| a.get("machine.openshift.io/machine")).cloned(),
         provider_id: node.spec.as_ref().and_then(|s| s.provider_id.clone()),
     }
@@ -292,6 +296,8 @@ pub fn render_table(nodes: &[NodeInfo], wide: bool) -> String {
             if wide {
                 row.push(n.kubelet_version.clone());
                 row.push(n.labels.len().to_string());
+                row.push(n.bmc.clone().unwrap_or_else(|| "-".into()));
+                row.push(n.bmc_status.clone().unwrap_or_else(|| "-".into()));
             }
             row
         })
@@ -302,7 +308,7 @@ pub fn render_table(nodes: &[NodeInfo], wide: bool) -> String {
     });
     let mut header = vec!["NAME", "ROLES", address_header.as_str(), "STATUS", "BOOT-ID", "POOL"];
     if wide {
-        header.extend(["VERSION", "LABELS"]);
+        header.extend(["VERSION", "LABELS", "BMC", "BMC-STATUS"]);
     }
     crate::report::table(&header, &rows)
 }

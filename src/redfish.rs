@@ -463,6 +463,16 @@ impl Bmc {
         Ok(())
     }
 
+    /// Whether the service answers at all: its service root, which needs no credentials.
+    pub async fn probe(&self) -> Result<(), RedfishError> {
+        let (status, _, root) = self.send_once(&Method::GET, "/redfish/v1", None).await?;
+        if status.is_success() && root.get("RedfishVersion").is_some() || status == StatusCode::UNAUTHORIZED {
+            Ok(())
+        } else {
+            Err(RedfishError::Protocol { node: self.target.node.clone(), message: format!("GET /redfish/v1 answered {status}, not a Redfish service root") })
+        }
+    }
+
     /// Deletes the session, if one is open. Errors are ignored: the BMC expires it anyway.
     async fn close_session(&self) {
         let previous = std::mem::replace(&mut *self.auth.lock().unwrap(), Auth::None);

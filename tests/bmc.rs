@@ -224,3 +224,49 @@ fn tls_is_verified_against_the_ca_and_bad_credentials_are_named() {
     assert!(run.stderr.contains("--yes-power-off"));
     assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 1);
 }
+
+#[test]
+fn nodes_wide_shows_each_bmc_and_whether_it_answers_and_unusable_schemes_are_reported() {
+    let sim = Sim::start(1, 2);
+    sim.control("POST", "nodes/worker-1/bmc", r#"{"silent": true}"#);
+    sim.kubectl_ok(&["-n", "openshift-machine-api", "patch", "bmh", "master-0-bmh", "--type", "merge", "-p", r#"{"spec":{"bmc":{"address":"ipmi://127.0.0.9:623"}}}"#]);
+    let run = fleetboot(&sim, &sim.config(), &["nodes", "-o", "wide"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let row = |name: &str| run.stdout.lines().find(|l| l.starts_with(name)).unwrap().to_owned();
+    assert!(row("worker-0").contains(node(&sim, "worker-0")["bmc"]["url"].as_str().unwrap()) && row("worker-0").ends_with("answers"), "{}", run.stdout);
+    assert!(row("worker-1").contains("no: "), "{}", run.stdout);
+    let master: Vec<String> = row("master-0").split_whitespace().map(str::to_owned).collect();
+    assert_eq!(master[master.len() - 2..], ["-", "-"], "{}", run.stdout);
+    assert!(run.stderr.contains("master-0-bmh: ipmi://127.0.0.9:623 uses ipmi, which fleetboot cannot drive (Redfish only)"), "{}", run.debug());
+    no_secret_in(&sim, &run, None);
+}
+
+#[test]
+fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
+    use std::process::Stdio;
+    let sim = Sim::start(0, 1);
+    // No SSH, and a slow boot: the run is killed while the node is down after the reset.
+    sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
+    let config = quick_config(&sim);
+    let journal_path = sim.path("run.jsonl");
+    let mut args: Vec<&str> = vec!["reboot", "--all", "--journal", journal_path.to_str().unwrap()];
+    args.extend(QUICK);
+    let mut child = std::process::Command::new(common::fleetboot_bin())
+        .arg("--config").arg(&config).args(&args)
+        .env("HOME", sim.dir.path()).env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::null()).stderr(Stdio::null())
+        .spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&journal_path).unwrap_or_default().contains("bmc_accepted") {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "no BMC reset journaled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed = fleetboot(&sim, &config, &["reboot", "--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    let h = history(&sim, "worker-0");
+    assert_eq!(count(&h, "bmc-reset:GracefulRestart") + count(&h, "bmc-reset:ForceRestart"), 1, "one reset across both runs: {h:?}");
+    let (_, state) = journal::load(&journal_path).unwrap();
+    assert_eq!(state.records["worker-0"].phase, journal::Phase::Confirmed);
+}
