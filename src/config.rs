@@ -600,6 +600,23 @@ mod tests {
     }
 
     #[test]
+    fn bmc_entries_and_redfish_settings_are_checked() {
+        let s = resolve(None, Layer::default(), home()).unwrap();
+        assert_eq!(s.reboot.transport, TransportChoice::Auto);
+        assert!(s.redfish.fallback.on_unreachable && !s.redfish.fallback.on_host_key);
+        let two = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npassword_file = \"f\"\npassword_env = \"E\"\n", "f").unwrap();
+        let err = resolve(Some(two), Layer::default(), home()).unwrap_err().to_string();
+        assert!(err.contains("entry 1") && err.contains("n1") && err.contains("more than one"), "{err}");
+        let ipmi = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"ipmi://b\"\n", "f").unwrap();
+        let err = resolve(Some(ipmi), Layer::default(), home()).unwrap_err().to_string();
+        assert!(err.contains("ipmi://b"), "{err}");
+        let typo = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npasword_file = \"f\"\n", "my.toml").unwrap_err().to_string();
+        assert!(typo.contains("pasword_file"), "{typo}");
+        let bad = Layer::parse("[reboot]\ntransport = \"ipmi\"\n", "f").unwrap();
+        assert!(resolve(Some(bad), Layer::default(), home()).unwrap_err().to_string().contains("reboot.transport"));
+    }
+
+    #[test]
     fn rates_and_failure_budgets_parse() {
         assert_eq!(parse_rate("unlimited").unwrap(), None);
         let r = parse_rate("10/min").unwrap().unwrap();
