@@ -303,14 +303,14 @@ mod tests {
 
     #[test]
     fn bare_metal_host_addresses_map_to_redfish_urls() {
-        assert_eq!(bmh_address_to_url("redfish://10.1.2.3/redfish/v1/Systems/1").unwrap(), "https://10.1.2.3/redfish/v1/Systems/1");
+        assert_eq!(bmh_address_to_url("redfish://198.51.100.3/redfish/v1/Systems/1").unwrap(), "https://198.51.100.3/redfish/v1/Systems/1");
         assert_eq!(bmh_address_to_url("redfish+http://bmc:8000/redfish/v1/Systems/x").unwrap(), "http://bmc:8000/redfish/v1/Systems/x");
         assert_eq!(bmh_address_to_url("redfish-virtualmedia+https://bmc/redfish/v1/Systems/1").unwrap(), "https://bmc/redfish/v1/Systems/1");
         assert_eq!(bmh_address_to_url("idrac-virtualmedia://idrac/redfish/v1/Systems/System.Embedded.1").unwrap(), "https://idrac/redfish/v1/Systems/System.Embedded.1");
         assert_eq!(bmh_address_to_url("idrac-redfish://idrac").unwrap(), "https://idrac");
-        let ipmi = bmh_address_to_url("ipmi://10.1.2.3:623").unwrap_err();
+        let ipmi = bmh_address_to_url("ipmi://198.51.100.3:623").unwrap_err();
         assert!(ipmi.contains("ipmi") && ipmi.contains("Redfish only"), "{ipmi}");
-        assert!(bmh_address_to_url("10.1.2.3").is_err());
+        assert!(bmh_address_to_url("198.51.100.3").is_err());
         assert!(bmh_address_to_url("redfish+ftp://x").is_err());
     }
 

@@ -43,6 +43,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Power operations through the nodes' BMCs (Redfish): status, restart, on, off.
     Power(crate::power::PowerArgs),
+    /// The OpenShift SDN → OVN-Kubernetes migration, steps 0-11, resumable.
+    Migrate(crate::migrate::MigrateArgs),
+    /// The migration's checks (steps 9-10) at any time; the exit code is the verdict.
+    Verify(crate::migrate::VerifyArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -445,6 +449,18 @@ fn make_ssh_client(settings: &Settings) -> Result<SshClient, Error> {
     Ok(SshClient::new(settings.ssh.clone(), home_dir().as_deref(), agent)?)
 }
 
+pub(crate) fn new_run_id() -> String {
+    run_id()
+}
+
+/// Runs `fleetboot reboot` from an argument vector, as a user would type it (the migration's
+/// step 7 and the demo use the same command line a person would).
+pub(crate) async fn run_reboot_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
+    let parsed = Cli::try_parse_from(argv).map_err(|e| Error::Selection(format!("internal command line {argv:?}: {e}")))?;
+    let Command::Reboot(args) = parsed.command else { return Err(Error::Selection("not a reboot command line".into())) };
+    reboot(args, config).await
+}
+
 fn run_id() -> String {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     format!("{}-{}", stamp.replace([':', '-'], ""), std::process::id())
@@ -795,6 +811,8 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Sim(args) => crate::demo::sim(args).await,
         Command::Demo(args) => crate::demo::demo(args).await,
         Command::Power(args) => crate::power::power(args, config).await,
+        Command::Migrate(args) => crate::migrate::migrate(args, config).await,
+        Command::Verify(args) => crate::migrate::verify(args, config).await,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod hosts;
 pub mod journal;
 pub mod known_hosts;
+pub mod migrate;
 pub mod plan;
 pub mod power;
 pub mod redfish;
@@ -58,12 +59,15 @@ pub enum Error {
     Selection(String),
     #[error(transparent)]
     Bmc(#[from] bmc::BmcSetupError),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
 }
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Journal(journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
+            Error::Migrate(migrate::MigrateError::Journal(_) | migrate::MigrateError::Api(_)) => ExitCode::Internal,
             _ => ExitCode::BadInput,
         }
     }

@@ -287,8 +287,8 @@ impl Cluster {
         }
         self.create(t("config.openshift.io", "v1", "networks"), None, json!({
             "metadata": {"name": "cluster"},
-            "spec": {"clusterNetwork": [{"cidr": "10.128.0.0/14", "hostPrefix": 23}], "networkType": "OpenShiftSDN", "serviceNetwork": ["172.30.0.0/16"]},
-            "status": {"clusterNetwork": [{"cidr": "10.128.0.0/14", "hostPrefix": 23}], "clusterNetworkMTU": 1450, "networkType": "OpenShiftSDN", "serviceNetwork": ["172.30.0.0/16"]},
+            "spec": {"clusterNetwork": [{"cidr": "100.64.0.0/14", "hostPrefix": 23}], "networkType": "OpenShiftSDN", "serviceNetwork": ["100.72.0.0/16"]},
+            "status": {"clusterNetwork": [{"cidr": "100.64.0.0/14", "hostPrefix": 23}], "clusterNetworkMTU": 1450, "networkType": "OpenShiftSDN", "serviceNetwork": ["100.72.0.0/16"]},
         }));
         self.create(t("operator.openshift.io", "v1", "networks"), None, json!({
             "metadata": {"name": "cluster"},
@@ -339,6 +339,28 @@ impl Cluster {
             let key = format!("openshift-machine-config-operator/{}", pod["metadata"]["name"].as_str().unwrap_or_default());
             let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now());
             self.api.logs.lock().unwrap().entry(key).or_default().push_str(&format!("I{stamp} daemon.go] {line}\n"));
+        }
+    }
+
+    /// A rebooted node's kubelet restarts its containers: pods crash-looping there run again.
+    fn restart_crashlooping_pods(&self, node: &str) {
+        let pods = t("", "v1", "pods");
+        let mut store = self.api.store.lock().unwrap();
+        let filter = super::store::Filter { fields: super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")).expect("selector"), ..Default::default() };
+        for pod in store.list(pods, &filter, None, None).items {
+            let crashlooping = pod.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|c| {
+                c.iter().any(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
+            });
+            if !crashlooping {
+                continue;
+            }
+            let (namespace, name) = (pod["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(), pod["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+            let statuses: Vec<Value> = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default().into_iter().map(|mut s| {
+                s["state"] = json!({"running": {"startedAt": now_rfc3339()}});
+                s["ready"] = json!(true);
+                s
+            }).collect();
+            let _ = store.patch(pods, Some(&namespace), &name, PatchType::Merge, &json!({"status": {"phase": "Running", "containerStatuses": statuses}}), Some("status"));
         }
     }
 
@@ -440,6 +462,7 @@ async fn kubelets(cluster: Arc<Cluster>, mut events: mpsc::UnboundedReceiver<Nod
                         "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
                     }));
                     node.note("ready");
+                    cluster.restart_crashlooping_pods(&name);
                 }
             }
         });

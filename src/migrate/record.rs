@@ -1,0 +1,309 @@
+//! The migration's own journal: which steps are done, what they found and changed. Written
+//! (and fsynced) before and after every step; folded by a pure function for `--resume`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checks::Check;
+
+pub const MIGRATION_JOURNAL_VERSION: u32 = 1;
+
+/// The document's steps, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Preflight,
+    Backup,
+    EnableMigration,
+    PausePools,
+    SetNetworkType,
+    MtuAndPort,
+    WaitMultus,
+    RebootNodes,
+    ResumePools,
+    WaitRollout,
+    Verify,
+    Cleanup,
+}
+
+impl Step {
+    pub const ALL: [Step; 12] = [
+        Step::Preflight,
+        Step::Backup,
+        Step::EnableMigration,
+        Step::PausePools,
+        Step::SetNetworkType,
+        Step::MtuAndPort,
+        Step::WaitMultus,
+        Step::RebootNodes,
+        Step::ResumePools,
+        Step::WaitRollout,
+        Step::Verify,
+        Step::Cleanup,
+    ];
+
+    /// The step's number in the document (0-11; 9 and 10 are one verification).
+    pub fn number(self) -> &'static str {
+        match self {
+            Step::Preflight => "0",
+            Step::Backup => "1",
+            Step::EnableMigration => "2",
+            Step::PausePools => "3",
+            Step::SetNetworkType => "4",
+            Step::MtuAndPort => "5",
+            Step::WaitMultus => "6",
+            Step::RebootNodes => "7",
+            Step::ResumePools => "8",
+            Step::WaitRollout => "8",
+            Step::Verify => "9-10",
+            Step::Cleanup => "11",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::Backup => "back up network.config/cluster",
+            Step::EnableMigration => "enable the migration",
+            Step::PausePools => "pause the MachineConfigPools",
+            Step::SetNetworkType => "switch spec.networkType",
+            Step::MtuAndPort => "MTU and Geneve port",
+            Step::WaitMultus => "wait for the multus rollout",
+            Step::RebootNodes => "reboot every node",
+            Step::ResumePools => "resume the MachineConfigPools",
+            Step::WaitRollout => "watch the MCO rollout",
+            Step::Verify => "verify",
+            Step::Cleanup => "clean up",
+        }
+    }
+}
+
+/// Which way the migration is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// The document's: the `networkoperator.openshift.io/network-migration` annotation.
+    Annotation,
+    /// Newer releases: `Network.operator` `spec.migration.networkType`.
+    SpecMigration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRecord {
+    pub v: u32,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub entry: MigrationEntry,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MigrationEntry {
+    MigrationStarted {
+        run_id: String,
+        target: String,
+        variant: Variant,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        geneve_port: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reboot_concurrency: Option<usize>,
+    },
+    MigrationResumed { pid: u32 },
+    StepStarted { step: Step },
+    StepDone { step: Step, detail: String },
+    StepFailed { step: Step, error: String },
+    /// Written before any pool is paused: the ones found paused stay paused at step 8.
+    PoolsFound { already_paused: Vec<String>, to_pause: Vec<String> },
+    /// Written before the reboot run starts, so a resume continues that very run.
+    RebootJournal { path: PathBuf },
+    Verified { passed: bool, checks: Vec<Check> },
+    Warning { message: String },
+}
+
+/// Everything the journal says about a migration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MigrationState {
+    pub run_id: String,
+    pub target: String,
+    pub variant: Option<Variant>,
+    pub mtu: Option<u32>,
+    pub geneve_port: Option<u32>,
+    pub reboot_concurrency: Option<usize>,
+    pub done: Vec<Step>,
+    pub already_paused: Option<Vec<String>>,
+    pub to_pause: Vec<String>,
+    pub reboot_journal: Option<PathBuf>,
+    pub last_verify: Option<(bool, Vec<Check>)>,
+    /// (step, started ms, ended ms) for the report.
+    pub timings: Vec<(Step, u64, Option<u64>)>,
+    pub failures: Vec<(Step, String)>,
+    pub paused_at_ms: Option<u64>,
+}
+
+impl MigrationState {
+    pub fn is_done(&self, step: Step) -> bool {
+        self.done.contains(&step)
+    }
+
+    /// The first step not done yet.
+    pub fn next_step(&self) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| !self.is_done(*s))
+    }
+
+    /// One record. Pure: the fold and the live run share it.
+    pub fn apply(&mut self, record: &MigrationRecord) {
+        match &record.entry {
+            MigrationEntry::MigrationStarted { run_id, target, variant, mtu, geneve_port, reboot_concurrency } => {
+                self.run_id = run_id.clone();
+                self.target = target.clone();
+                self.variant = Some(*variant);
+                self.mtu = *mtu;
+                self.geneve_port = *geneve_port;
+                self.reboot_concurrency = *reboot_concurrency;
+            }
+            MigrationEntry::MigrationResumed { .. } | MigrationEntry::Warning { .. } => {}
+            MigrationEntry::StepStarted { step } => self.timings.push((*step, record.at_ms, None)),
+            MigrationEntry::StepDone { step, .. } => {
+                if !self.done.contains(step) {
+                    self.done.push(*step);
+                }
+                if let Some(t) = self.timings.iter_mut().rev().find(|t| t.0 == *step) {
+                    t.2 = Some(record.at_ms);
+                }
+                if *step == Step::PausePools {
+                    self.paused_at_ms = Some(record.at_ms);
+                }
+                if *step == Step::ResumePools {
+                    self.paused_at_ms = None;
+                }
+            }
+            MigrationEntry::StepFailed { step, error } => {
+                if let Some(t) = self.timings.iter_mut().rev().find(|t| t.0 == *step) {
+                    t.2 = Some(record.at_ms);
+                }
+                self.failures.push((*step, error.clone()));
+            }
+            MigrationEntry::PoolsFound { already_paused, to_pause } => {
+                // The first finding wins: a resume must not mistake its own pauses for the admin's.
+                if self.already_paused.is_none() {
+                    self.already_paused = Some(already_paused.clone());
+                    self.to_pause = to_pause.clone();
+                }
+            }
+            MigrationEntry::RebootJournal { path } => self.reboot_journal = Some(path.clone()),
+            MigrationEntry::Verified { passed, checks } => self.last_verify = Some((*passed, checks.clone())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationJournalError {
+    #[error("cannot read migration journal {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("migration journal {path} line {line}: {reason}")]
+    Corrupt { path: PathBuf, line: usize, reason: String },
+    #[error("cannot write migration journal {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// Folds a migration journal. A torn last line (a kill mid-write) is dropped.
+pub fn load(path: &Path) -> Result<(Vec<MigrationRecord>, MigrationState), MigrationJournalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| MigrationJournalError::Read { path: path.to_owned(), reason: e.to_string() })?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut records = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<MigrationRecord>(line) {
+            Ok(record) => records.push(record),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
+            Err(e) => return Err(MigrationJournalError::Corrupt { path: path.to_owned(), line: i + 1, reason: e.to_string() }),
+        }
+    }
+    let mut state = MigrationState::default();
+    for record in &records {
+        state.apply(record);
+    }
+    Ok((records, state))
+}
+
+/// Appends records, each fsynced before the next action.
+pub struct MigrationWriter {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl MigrationWriter {
+    pub fn open(path: &Path) -> Result<MigrationWriter, MigrationJournalError> {
+        let error = |e: std::io::Error| MigrationJournalError::Write { path: path.to_owned(), reason: e.to_string() };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(error)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
+        Ok(MigrationWriter { path: path.to_owned(), file })
+    }
+
+    pub fn append(&mut self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
+        use std::io::Write;
+        let record = MigrationRecord { v: MIGRATION_JOURNAL_VERSION, at_ms: crate::runner::now_ms(), entry };
+        let mut line = serde_json::to_string(&record).expect("records serialize");
+        line.push('\n');
+        let error = |e: std::io::Error| MigrationJournalError::Write { path: self.path.clone(), reason: e.to_string() };
+        self.file.write_all(line.as_bytes()).map_err(error)?;
+        self.file.sync_data().map_err(error)?;
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(at_ms: u64, entry: MigrationEntry) -> MigrationRecord {
+        MigrationRecord { v: 1, at_ms, entry }
+    }
+
+    #[test]
+    fn the_fold_knows_what_is_done_and_what_the_admin_had_paused() {
+        let mut state = MigrationState::default();
+        for r in [
+            rec(0, MigrationEntry::MigrationStarted { run_id: "m1".into(), target: "OVNKubernetes".into(), variant: Variant::Annotation, mtu: None, geneve_port: None, reboot_concurrency: None }),
+            rec(1, MigrationEntry::StepStarted { step: Step::Preflight }),
+            rec(2, MigrationEntry::StepDone { step: Step::Preflight, detail: String::new() }),
+            rec(3, MigrationEntry::PoolsFound { already_paused: vec!["infra".into()], to_pause: vec!["master".into(), "worker".into()] }),
+            // A resumed run finds every pool paused: its own doing, not the admin's.
+            rec(4, MigrationEntry::PoolsFound { already_paused: vec!["infra".into(), "master".into(), "worker".into()], to_pause: vec![] }),
+            rec(5, MigrationEntry::StepStarted { step: Step::PausePools }),
+            rec(6, MigrationEntry::StepDone { step: Step::PausePools, detail: String::new() }),
+        ] {
+            state.apply(&r);
+        }
+        assert_eq!(state.next_step(), Some(Step::Backup));
+        assert!(state.is_done(Step::PausePools));
+        assert_eq!(state.already_paused.as_deref(), Some(&["infra".to_owned()][..]));
+        assert_eq!(state.to_pause, ["master", "worker"]);
+        assert_eq!(state.paused_at_ms, Some(6));
+        assert_eq!(state.timings[0], (Step::Preflight, 1, Some(2)));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_corruption_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let mut writer = MigrationWriter::open(&path).unwrap();
+        writer.append(MigrationEntry::StepDone { step: Step::Backup, detail: "x".into() }).unwrap();
+        drop(writer);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"v\":1,\"at_ms\":3,\"event\":\"step_d");
+        std::fs::write(&path, &text).unwrap();
+        let (records, state) = load(&path).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(state.is_done(Step::Backup));
+        std::fs::write(&path, format!("garbage\n{text}\n")).unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("line 1"));
+    }
+}

@@ -1,0 +1,217 @@
+//! The migration report: Markdown for people, JSON for machines, and an SVG timeline (nodes as
+//! rows, downtime as bars, the paused-pool window shaded). Rendered from the journals alone.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::checks::Check;
+use super::record::{MigrationState, Step};
+use crate::journal::{HostRecord, RunState};
+
+#[derive(Serialize)]
+struct StepLine {
+    step: Step,
+    number: &'static str,
+    title: &'static str,
+    started_ms: u64,
+    ended_ms: Option<u64>,
+    failed: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NodeLine {
+    node: String,
+    outcome: String,
+    dispatched_ms: Option<u64>,
+    down_ms: Option<u64>,
+    back_ms: Option<u64>,
+    transport: String,
+    old_boot_id: Option<String>,
+    new_boot_id: Option<String>,
+    api_boot_id: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    run_id: String,
+    target: String,
+    steps: Vec<StepLine>,
+    nodes: Vec<NodeLine>,
+    verification: Option<Vec<Check>>,
+    verification_passed: Option<bool>,
+}
+
+fn node_line(name: &str, r: &HostRecord) -> NodeLine {
+    let transport = match (r.attempts.iter().any(|a| a.bmc.is_none()), r.attempts.iter().any(|a| a.bmc.is_some())) {
+        (true, true) => "ssh, then BMC".to_owned(),
+        (false, true) => "BMC (Redfish)".to_owned(),
+        _ => "ssh".to_owned(),
+    };
+    NodeLine {
+        node: name.to_owned(),
+        outcome: format!("{:?}", r.phase).to_lowercase(),
+        dispatched_ms: r.dispatched_at_ms,
+        down_ms: r.down_at_ms,
+        back_ms: r.back_at_ms,
+        transport,
+        old_boot_id: r.old_boot_id.clone(),
+        new_boot_id: r.new_boot_id.clone(),
+        api_boot_id: r.api_boot_id.clone(),
+        error: r.failure.as_ref().map(|(_, e)| e.clone()),
+    }
+}
+
+fn build(state: &MigrationState, reboot: Option<&RunState>) -> Report {
+    let steps = state
+        .timings
+        .iter()
+        .map(|&(step, started, ended)| StepLine {
+            step,
+            number: step.number(),
+            title: step.title(),
+            started_ms: started,
+            ended_ms: ended,
+            failed: state.failures.iter().rev().find(|(s, _)| *s == step).filter(|_| !state.is_done(step)).map(|(_, e)| e.clone()),
+        })
+        .collect();
+    let nodes = reboot.map_or_else(Vec::new, |run| run.hosts.iter().map(|h| node_line(&h.name, &run.records[&h.name])).collect());
+    Report {
+        run_id: state.run_id.clone(),
+        target: state.target.clone(),
+        steps,
+        nodes,
+        verification: state.last_verify.as_ref().map(|(_, c)| c.clone()),
+        verification_passed: state.last_verify.as_ref().map(|(p, _)| *p),
+    }
+}
+
+fn time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+fn markdown(report: &Report) -> String {
+    let mut md = format!("# Migration {} → {}\n\n## Steps\n\n| step | what | started | took | result |\n|---|---|---|---|---|\n", report.run_id, report.target);
+    for s in &report.steps {
+        let took = s.ended_ms.map_or("-".to_owned(), |e| humantime::format_duration(std::time::Duration::from_secs(e.saturating_sub(s.started_ms) / 1000)).to_string());
+        let result = match (&s.failed, s.ended_ms) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, Some(_)) => "done".into(),
+            (None, None) => "interrupted".into(),
+        };
+        md.push_str(&format!("| {} | {} | {} | {took} | {} |\n", s.number, s.title, time(s.started_ms), result.replace('|', "\\|")));
+    }
+    if !report.nodes.is_empty() {
+        md.push_str("\n## Step 7: node reboots\n\n| node | outcome | transport | dispatched | down | back | boot ID before → after (API) | error |\n|---|---|---|---|---|---|---|---|\n");
+        for n in &report.nodes {
+            let t = |v: Option<u64>| v.map_or("-".to_owned(), time);
+            let ids = format!(
+                "{} → {} ({})",
+                n.old_boot_id.as_deref().map_or("-", crate::report::short_id),
+                n.new_boot_id.as_deref().map_or("-", crate::report::short_id),
+                n.api_boot_id.as_deref().map_or("-", crate::report::short_id)
+            );
+            md.push_str(&format!("| {} | {} | {} | {} | {} | {} | {ids} | {} |\n", n.node, n.outcome, n.transport, t(n.dispatched_ms), t(n.down_ms), t(n.back_ms), n.error.as_deref().unwrap_or("").replace('|', "\\|")));
+        }
+        md.push_str("\n![timeline](timeline.svg)\n");
+    }
+    if let Some(checks) = &report.verification {
+        md.push_str("\n## Verification (steps 9-10)\n\n| result | check | detail |\n|---|---|---|\n");
+        for c in checks {
+            md.push_str(&format!("| {} | {} | {} |\n", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail.replace('|', "\\|")));
+        }
+    }
+    md
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Nodes as rows, from dispatch to back: waiting (light) then down (dark); the window in which
+/// the pools were paused shaded behind them. Pure.
+fn svg(report: &Report, paused: Option<(u64, u64)>) -> String {
+    let rows = report.nodes.len().max(1);
+    let (label_w, width, row_h, top) = (140.0, 900.0, 22.0, 40.0);
+    let starts = report.nodes.iter().filter_map(|n| n.dispatched_ms);
+    let ends = report.nodes.iter().filter_map(|n| n.back_ms.or(n.down_ms).or(n.dispatched_ms));
+    let t0 = starts.clone().chain(paused.map(|p| p.0)).min().unwrap_or(0);
+    let t1 = ends.chain(paused.map(|p| p.1)).max().unwrap_or(t0 + 1).max(t0 + 1);
+    let x = |t: u64| label_w + (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64 * (width - label_w - 20.0);
+    let height = top + rows as f64 * row_h + 30.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">{} → {}: node reboots ({} s shown)</text>\n",
+        escape(&report.run_id),
+        escape(&report.target),
+        (t1 - t0) / 1000
+    );
+    if let Some((a, b)) = paused {
+        svg.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#fff3cd\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#8a6d3b\">pools paused</text>\n",
+            x(a), (x(b) - x(a)).max(1.0), rows as f64 * row_h, x(a) + 4.0, top - 4.0
+        ));
+    }
+    for (i, n) in report.nodes.iter().enumerate() {
+        let y = top + i as f64 * row_h;
+        svg.push_str(&format!("<text x=\"10\" y=\"{:.1}\">{}</text>\n", y + 15.0, escape(&n.node)));
+        if let Some(d) = n.dispatched_ms {
+            let down = n.down_ms.unwrap_or(d);
+            let back = n.back_ms.unwrap_or(t1);
+            svg.push_str(&format!("<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"#9ecae1\"><title>waiting for the reboot</title></rect>\n", x(d), y + 4.0, (x(down) - x(d)).max(1.0)));
+            let color = if n.outcome == "confirmed" { "#3182bd" } else { "#de2d26" };
+            svg.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{color}\"><title>{} down {} s via {}</title></rect>\n",
+                x(down), y + 4.0, (x(back) - x(down)).max(1.0), escape(&n.node), back.saturating_sub(down) / 1000, escape(&n.transport)
+            ));
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Writes report.md, report.json and timeline.svg into the migration's directory.
+pub fn write(dir: &Path, state: &MigrationState) -> Result<Vec<PathBuf>, String> {
+    let reboot = state.reboot_journal.as_ref().and_then(|p| crate::journal::load(p).ok()).map(|(_, s)| s);
+    let report = build(state, reboot.as_ref());
+    let paused = state.timings.iter().find(|t| t.0 == Step::PausePools).and_then(|t| t.2).map(|start| {
+        let end = state.timings.iter().find(|t| t.0 == Step::ResumePools).and_then(|t| t.2).unwrap_or_else(crate::runner::now_ms);
+        (start, end)
+    });
+    let files = [
+        (dir.join("report.md"), markdown(&report)),
+        (dir.join("report.json"), serde_json::to_string_pretty(&report).expect("serializes")),
+        (dir.join("timeline.svg"), svg(&report, paused)),
+    ];
+    for (path, text) in &files {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_svg_has_a_row_per_node_and_the_paused_window() {
+        let report = Report {
+            run_id: "m1".into(),
+            target: "OVNKubernetes".into(),
+            steps: vec![],
+            nodes: vec![
+                NodeLine { node: "w0".into(), outcome: "confirmed".into(), dispatched_ms: Some(1000), down_ms: Some(2000), back_ms: Some(5000), transport: "ssh".into(), old_boot_id: None, new_boot_id: None, api_boot_id: None, error: None },
+                NodeLine { node: "w<1>".into(), outcome: "failed".into(), dispatched_ms: Some(1000), down_ms: None, back_ms: None, transport: "BMC (Redfish)".into(), old_boot_id: None, new_boot_id: None, api_boot_id: None, error: Some("x".into()) },
+            ],
+            verification: None,
+            verification_passed: None,
+        };
+        let svg = svg(&report, Some((500, 9000)));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains(">w0</text>") && svg.contains("w&lt;1&gt;") && svg.contains("pools paused"));
+        assert_eq!(svg.matches("#de2d26").count(), 1, "the failed node's bar is red");
+        let md = markdown(&report);
+        assert!(md.contains("| w0 | confirmed | ssh |") && md.contains("timeline.svg"));
+    }
+}
