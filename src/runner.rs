@@ -360,6 +360,7 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
     let group_gates: std::collections::HashMap<String, Arc<InFlightGate>> =
         plan.grouping.limits.iter().map(|(g, limit)| (g.clone(), InFlightGate::new(*limit))).collect();
     let group_gate = |host: &str| plan.grouping.group_of(host).and_then(|g| group_gates.get(g)).cloned();
+    let resumed_at = now_ms();
     // Hosts a previous run left in flight count against the limit at once.
     for step in plan.steps.iter().filter(|s| matches!(s.action, ResumeAction::AwaitNewBootId | ResumeAction::Check)) {
         let record = prior.as_ref().and_then(|p| p.records.get(&step.host.name)).cloned().unwrap_or_else(HostRecord::pending);
@@ -374,7 +375,12 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
             let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
             let ssh_usable = !record.ssh_unusable;
             // Journals from before attempts were recorded: one SSH reboot at the dispatch.
-            let attempts = if record.attempts.is_empty() { vec![Attempt { bmc: None, at_ms: since }] } else { record.attempts.clone() };
+            let mut attempts = if record.attempts.is_empty() { vec![Attempt { bmc: None, at_ms: since }] } else { record.attempts.clone() };
+            // A resumed wait gets a full window from now: the node may have been fixed while
+            // fleetboot was not running, and is still booting.
+            if let Some(last) = attempts.last_mut() {
+                last.at_ms = last.at_ms.max(resumed_at);
+            }
             let last_sent = attempts.last().map_or(since, |a| a.at_ms);
             let watched = match action {
                 ResumeAction::Check => Ok(last_sent),

@@ -64,8 +64,6 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
     let nodes_t = t("", "v1", "nodes");
     let pods_t = t("", "v1", "pods");
     let mut current: Option<Switch> = None;
-    // Nodes whose pods were left in error by the migration, with their boot ID then.
-    let mut broken: HashMap<String, String> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
@@ -104,22 +102,8 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
             current = Some(Switch { target: wanted.clone(), boot_ids: nodes.iter().map(|n| (n["metadata"]["name"].as_str().unwrap_or_default().to_owned(), boot_id(n))).collect(), multus_updated: 0 });
             continue;
         }
-        let Some(switch) = current.as_mut() else {
-            // After a migration: pods left in error recover once their node reboots.
-            broken.retain(|node, before| {
-                let rebooted = nodes.iter().any(|n| n["metadata"]["name"] == node.as_str() && boot_id(n) != *before);
-                if rebooted {
-                    let filter = Filter { namespace: Some("default".into()), fields: super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")).expect("selector"), ..Default::default() };
-                    for pod in store.list(pods_t, &filter, None, None).items {
-                        let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                        let _ = store.patch(pods_t, Some("default"), &name, PatchType::Merge, &json!({"status": {"phase": "Running",
-                            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 4, "state": {"running": {}}}]}}), Some("status"));
-                    }
-                }
-                !rebooted
-            });
-            continue;
-        };
+        // Pods the switch left crash-looping recover when their node reboots (the kubelets do that).
+        let Some(switch) = current.as_mut() else { continue };
         // The multus rollout: a tenth of the nodes per tick.
         let total = nodes.len() as u64;
         if switch.multus_updated < total {
@@ -141,7 +125,6 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                     "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 3,
                         "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}}]},
                 }));
-                broken.insert(node_name, boot_id(node));
             }
             current = None;
         }

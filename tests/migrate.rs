@@ -1,0 +1,248 @@
+//! `fleetboot migrate` and `fleetboot verify` end to end against the simulated cluster, with
+//! kubectl as the independent witness of what changed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::sim::Sim;
+use common::Run;
+use fleetboot::journal::{self, Entry};
+
+fn run(sim: &Sim, args: &[&str]) -> Run {
+    Run::from(sim.fleetboot(args).output().unwrap())
+}
+
+fn migrate(sim: &Sim, extra: &[&str]) -> Run {
+    let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
+    args.extend(extra);
+    run(sim, &args)
+}
+
+/// The one migration directory under the simulation's state directory.
+fn migration_dir(sim: &Sim) -> PathBuf {
+    let root = sim.path("state/migrations");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+fn jsonpath(sim: &Sim, args: &[&str]) -> String {
+    sim.kubectl_ok(args)
+}
+
+fn network_type(sim: &Sim) -> (String, String) {
+    (
+        jsonpath(sim, &["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.spec.networkType}"]),
+        jsonpath(sim, &["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]),
+    )
+}
+
+fn paused(sim: &Sim, pool: &str) -> bool {
+    jsonpath(sim, &["get", "mcp", pool, "-o", "jsonpath={.spec.paused}"]) == "true"
+}
+
+/// How many reboots step 7 sent each node (from its journal).
+fn dispatches(journal: &Path) -> std::collections::BTreeMap<String, usize> {
+    let (records, _) = journal::load(journal).unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for r in records {
+        if let Entry::Dispatching { host, .. } = r.entry {
+            *counts.entry(host).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn the_newer_variant_migrates_a_cluster_end_to_end_and_cleans_up_once() {
+    let sim = Sim::start(3, 6);
+    // An admin's own pool, paused before the migration: it must stay paused after it.
+    sim.kubectl_ok(&["patch", "mcp", "master", "--type", "merge", "-p", r#"{"spec":{"paused":false}}"#]);
+    let plan = migrate(&sim, &["--plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.debug());
+    assert!(plan.stdout.contains("REFUSES: no etcd backup confirmed") && plan.stdout.contains("spec.migration.networkType=OVNKubernetes"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("reboot all 9 nodes at once"), "{}", plan.stdout);
+    assert_eq!(network_type(&sim).0, "OpenShiftSDN", "--plan changes nothing");
+
+    let first = migrate(&sim, &["--etcd-backup-confirmed"]);
+    assert_eq!(first.code, 0, "{}", first.debug());
+    assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    assert!(!paused(&sim, "master") && !paused(&sim, "worker"));
+    assert!(first.stdout.contains("runs with: fleetboot migrate --cleanup"), "{}", first.stdout);
+    assert!(first.stdout.contains("watch the MCO rollout: worker: all 6 updated to rendered-worker-0f3e9c1b7a"), "{}", first.stdout);
+    let dir = migration_dir(&sim);
+    let journal = dir.join("reboot.jsonl");
+    let counts = dispatches(&journal);
+    assert_eq!(counts.len(), 9);
+    assert!(counts.values().all(|&n| n == 1), "step 7 rebooted each node once: {counts:?}");
+    // The backup is the pre-migration object, in YAML kubectl reads.
+    let backup = dir.join("cluster-openshift-sdn.yaml");
+    let parsed = jsonpath(&sim, &["create", "--dry-run=client", "--validate=false", "-f", backup.to_str().unwrap(), "-o", "jsonpath={.spec.networkType}"]);
+    assert_eq!(parsed, "OpenShiftSDN");
+    for file in ["report.md", "report.json", "timeline.svg"] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("| worker-5 | confirmed | ssh |") && report.contains("| PASS | no pod in an error state"), "{report}");
+    let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
+    assert_eq!(svg.matches("<title>").count(), 18, "two bars per node");
+    assert!(jsonpath(&sim, &["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec.migration.networkType}"]) == "OVNKubernetes");
+
+    let cleanup = migrate(&sim, &["--cleanup"]);
+    assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
+    assert_eq!(jsonpath(&sim, &["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec.migration}"]), "");
+    let (gone, _, _) = sim.kubectl(&["get", "namespace", "openshift-sdn", "-o", "jsonpath={.status.phase}"]);
+    assert!(!gone || jsonpath(&sim, &["get", "namespace", "openshift-sdn", "-o", "jsonpath={.status.phase}"]) == "Terminating");
+    let again = migrate(&sim, &["--cleanup"]);
+    assert_eq!(again.code, 2, "step 11 never runs twice: {}", again.debug());
+
+    let verify = run(&sim, &["verify"]);
+    assert_eq!(verify.code, 0, "{}", verify.debug());
+    assert_eq!(verify.stdout.matches("PASS").count(), 5, "{}", verify.stdout);
+}
+
+#[test]
+fn every_preflight_refusal_is_named_and_nothing_is_touched() {
+    let sim = Sim::start(1, 2);
+    let refused = migrate(&sim, &[]);
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains("--etcd-backup-confirmed"), "{}", refused.debug());
+
+    sim.kubectl_ok(&["patch", "node", "worker-1", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#]);
+    sim.kubectl_ok(&["patch", "clusteroperator", "network", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"conditions":[{"type":"Degraded","status":"True","message":"unhealthy"}]}}"#]);
+    sim.kubectl_ok(&["patch", "mcp", "worker", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"conditions":[{"type":"Degraded","status":"True"}]}}"#]);
+    let refused = migrate(&sim, &["--etcd-backup-confirmed", "--mtu", "1450", "--node-mtu", "1500"]);
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    assert!(refused.stderr.contains("minus 100 = 1400"), "{}", refused.debug());
+    let refused = migrate(&sim, &["--etcd-backup-confirmed", "--geneve-port", "70000"]);
+    assert!(refused.code == 2 && refused.stderr.contains("UDP port"), "{}", refused.debug());
+
+    let refused = migrate(&sim, &["--etcd-backup-confirmed"]);
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    // The simulated controllers may have healed some of it meanwhile; what they did not heal is named.
+    assert!(refused.stderr.contains("the cluster is not ready for the migration"), "{}", refused.debug());
+    assert!(refused.stderr.contains("worker-1 (Ready=False)") || refused.stderr.contains("ClusterOperator network is Degraded") || refused.stderr.contains("worker is Degraded"), "{}", refused.debug());
+
+    let refused = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN"]);
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains("spec.networkType is \"OpenShiftSDN\", not OVNKubernetes"), "{}", refused.debug());
+
+    assert!(!sim.path("state/migrations").exists() || std::fs::read_dir(sim.path("state/migrations")).unwrap().count() == 0, "no journal for a refused migration");
+    assert_eq!(network_type(&sim).0, "OpenShiftSDN");
+    assert!(!paused(&sim, "worker"));
+}
+
+#[test]
+fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_node_without_ssh() {
+    let sim = Sim::start(1, 3);
+    sim.control("POST", "nodes/worker-2/faults", r#"{"refuse_ssh": true}"#);
+    let mut child = sim
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--variant", "annotation", "--poll-interval", "300ms", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let journal = loop {
+        let found = std::fs::read_dir(sim.path("state/migrations")).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path().join("reboot.jsonl"));
+        if let Some(j) = found.filter(|j| std::fs::read_to_string(j).unwrap_or_default().contains("\"dispatched\"")) {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "step 7 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(paused(&sim, "worker") && paused(&sim, "master"), "the pools stay paused across the kill");
+    let annotation = jsonpath(&sim, &["get", "network.operator.openshift.io", "cluster", "-o", r#"jsonpath={.metadata.annotations.networkoperator\.openshift\.io/network-migration}"#]);
+    assert_eq!(annotation, "", "annotated (with an empty value)");
+
+    let resumed = migrate(&sim, &["--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    let counts = dispatches(&journal);
+    assert_eq!(counts.len(), 4);
+    assert!(counts.values().all(|&n| n == 1), "no node got a second reboot from step 7: {counts:?}");
+    let (records, _) = journal::load(&journal).unwrap();
+    assert!(records.iter().any(|r| matches!(&r.entry, Entry::Dispatching { host, bmc: Some(_), .. } if host == "worker-2")), "worker-2 went through its BMC");
+    let report = std::fs::read_to_string(migration_dir(&sim).join("report.md")).unwrap();
+    assert!(report.contains("| worker-2 | confirmed | BMC (Redfish) |"), "{report}");
+}
+
+#[test]
+fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_fixed() {
+    let sim = Sim::start(1, 2);
+    sim.control("POST", "nodes/worker-1/faults", r#"{"never_returns": true}"#);
+    // A short reboot deadline, and no BMC ladder (that has its own tests).
+    let config = std::fs::read_to_string(sim.config()).unwrap()
+        .replace("[redfish]\n", "[redfish]\nfallback_on_hung = false\n")
+        .replace("timeout = \"5m\"", "timeout = \"4s\"");
+    std::fs::write(sim.config(), config).unwrap();
+    let failed = migrate(&sim, &["--etcd-backup-confirmed", "--variant", "annotation"]);
+    assert_eq!(failed.code, 3, "{}", failed.debug());
+    assert!(failed.stdout.contains("not: worker-1") && failed.stdout.contains("the pools stay paused"), "{}", failed.stdout);
+    assert!(paused(&sim, "worker") && paused(&sim, "master"));
+
+    // The admin fixes the node (here: clears the fault and powers it through its BMC).
+    sim.control("POST", "nodes/worker-1/faults", r#"{"never_returns": false}"#);
+    let power = run(&sim, &["power", "restart", "--force", "worker-1"]);
+    assert_eq!(power.code, 0, "{}", power.debug());
+    let resumed = migrate(&sim, &["--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    assert!(!paused(&sim, "worker"));
+    let counts = dispatches(&migration_dir(&sim).join("reboot.jsonl"));
+    assert_eq!(counts["worker-1"], 1, "the resume waited for worker-1's new boot ID instead of rebooting it again");
+}
+
+#[test]
+fn verify_fails_on_a_pod_in_error_reboot_error_nodes_reboots_its_node_and_resume_finishes_after_the_fix() {
+    let sim = Sim::start(1, 2);
+    // A pod no reboot mends and no drain removes (a DaemonSet's): step 10 fails on it.
+    let pod = sim.path("failed.json");
+    std::fs::write(&pod, r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"broken","namespace":"default",
+        "ownerReferences":[{"apiVersion":"apps/v1","kind":"DaemonSet","name":"agent","uid":"00000000-0000-0000-0000-0000000000a1","controller":true}]},
+        "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Failed"}}"#).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", pod.to_str().unwrap()]);
+    // As on a real API server, a create ignores status: the kubelet's report comes separately.
+    sim.kubectl_ok(&["patch", "pod", "broken", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
+    let failed = migrate(&sim, &["--etcd-backup-confirmed", "--reboot-error-nodes"]);
+    assert_eq!(failed.code, 3, "{}", failed.debug());
+    assert!(failed.stdout.contains("rebooting the nodes that hold pods in error: worker-0"), "{}", failed.stdout);
+    assert!(failed.stdout.contains("default/broken on worker-0: phase Failed"), "{}", failed.stdout);
+    let dir = migration_dir(&sim);
+    let extra: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("reboot-error-nodes")).collect();
+    assert_eq!(extra.len(), 1);
+    assert_eq!(dispatches(&extra[0]).into_iter().collect::<Vec<_>>(), [("worker-0".to_owned(), 1)]);
+
+    let verify = run(&sim, &["verify", "-o", "json"]);
+    assert_eq!(verify.code, 3, "{}", verify.debug());
+    let checks: serde_json::Value = serde_json::from_str(&verify.stdout).unwrap();
+    let pods = checks.as_array().unwrap().iter().find(|c| c["name"] == "no pod in an error state").unwrap();
+    assert_eq!(pods["passed"], false);
+
+    sim.kubectl_ok(&["delete", "pod", "broken"]);
+    let resumed = migrate(&sim, &["--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert_eq!(run(&sim, &["verify"]).code, 0);
+
+    // A node whose machine config state is not Done is named.
+    sim.kubectl_ok(&["annotate", "node", "master-0", "--overwrite", "machineconfiguration.openshift.io/state=Degraded"]);
+    let verify = run(&sim, &["verify"]);
+    assert_eq!(verify.code, 3);
+    assert!(verify.stdout.lines().any(|l| l.starts_with("FAIL") && l.contains("master-0")), "{}", verify.stdout);
+}
+
+#[test]
+fn a_rollback_to_openshift_sdn_has_the_same_structure() {
+    let sim = Sim::start(1, 2);
+    assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
+    assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
+    let back = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN"]);
+    assert_eq!(back.code, 0, "{}", back.debug());
+    assert_eq!(network_type(&sim), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
+    assert!(back.stdout.contains("configure-ovs.sh OpenShiftSDN"), "{}", back.stdout);
+}
