@@ -124,9 +124,15 @@ pub struct SimArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub sim: SimTimingArgs,
-    /// Nodes rebooting at once.
+    /// Only reboot every node (standalone mode over SSH), instead of the whole migration.
+    #[arg(long)]
+    pub reboot_only: bool,
+    /// Nodes rebooting at once (--reboot-only).
     #[arg(long, default_value_t = 3)]
     pub concurrency: usize,
+    /// Every node answers SSH (by default one worker does not, and goes through its BMC).
+    #[arg(long)]
+    pub all_ssh: bool,
     /// auto (live display on a terminal), plain, or json.
     #[arg(long, short = 'o', default_value = "auto", value_parser = ["auto", "plain", "json"])]
     pub output: String,
@@ -447,6 +453,13 @@ fn warn_if_insecure(settings: &Settings) {
 fn make_ssh_client(settings: &Settings) -> Result<SshClient, Error> {
     let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
     Ok(SshClient::new(settings.ssh.clone(), home_dir().as_deref(), agent)?)
+}
+
+/// Runs `fleetboot migrate` from an argument vector (the demo types what a person would).
+pub(crate) async fn run_migrate_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
+    let parsed = Cli::try_parse_from(argv).map_err(|e| Error::Selection(format!("internal command line {argv:?}: {e}")))?;
+    let Command::Migrate(args) = parsed.command else { return Err(Error::Selection("not a migrate command line".into())) };
+    crate::migrate::migrate(args, config).await
 }
 
 pub(crate) fn new_run_id() -> String {

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use serde_json::Value;
 
-use crate::cli::{self, Cli, DemoArgs, SimArgs};
+use crate::cli::{self, DemoArgs, SimArgs};
 use crate::sim::node::Timings;
 use crate::sim::store::Filter;
 use crate::sim::{types, Cluster};
@@ -80,22 +79,36 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         cluster.api_addr,
         dir.display()
     );
-    let argv = [
-        "fleetboot".to_owned(),
-        "--config".into(),
-        config.display().to_string(),
-        "reboot".into(),
-        "--concurrency".into(),
-        args.concurrency.to_string(),
-        "--poll-interval".into(),
-        "500ms".into(),
-        "--output".into(),
-        args.output.clone(),
-    ];
-    println!("$ {}\n", argv[1..].iter().fold("fleetboot".to_owned(), |a, w| a + " " + w));
-    let parsed = Cli::try_parse_from(&argv).expect("the demo's own command line parses");
-    let cli::Command::Reboot(reboot) = parsed.command else { unreachable!("the demo runs reboot") };
-    let code = cli::reboot(reboot, Some(&config)).await?;
+    let shown_config = config.display().to_string();
+    let show = |argv: &[String]| println!("\n$ fleetboot --config {shown_config} {}\n", argv[1..].join(" "));
+    let code = if args.reboot_only {
+        let argv: Vec<String> = ["fleetboot", "reboot", "--concurrency", &args.concurrency.to_string(), "--poll-interval", "500ms", "--output", &args.output]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        show(&argv);
+        cli::run_reboot_argv(&argv, Some(&config)).await?
+    } else {
+        // The cluster an admin would migrate: workers roll three at a time, and one worker's
+        // SSH is down, so its reboot goes through its BMC.
+        let pools = types::find("machineconfiguration.openshift.io", "v1", "machineconfigpools").expect("pools");
+        let _ = cluster.api.store.lock().unwrap().patch(pools, None, "worker", crate::sim::store::PatchType::Merge, &serde_json::json!({"spec": {"maxUnavailable": 3}}), None);
+        if !args.all_ssh && let Some(node) = cluster.nodes.iter().rev().find(|n| n.name.starts_with("worker")) {
+            node.faults.refuse_ssh.store(true, std::sync::atomic::Ordering::SeqCst);
+            println!("{} refuses SSH: fleetboot falls back to its BMC (Redfish, HTTPS) for it", node.name);
+        }
+        let mut code = ExitCode::Ok;
+        for extra in [&["--etcd-backup-confirmed"][..], &["--cleanup"][..]] {
+            let mut argv: Vec<String> = vec!["fleetboot".into(), "migrate".into(), "--poll-interval".into(), "500ms".into(), "--output".into(), args.output.clone()];
+            argv.extend(extra.iter().map(|s| s.to_string()));
+            show(&argv);
+            code = cli::run_migrate_argv(&argv, Some(&config)).await?;
+            if code != ExitCode::Ok {
+                break;
+            }
+        }
+        code
+    };
 
     // The proof a person would check with kubectl: every node Ready with a new boot ID.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -120,10 +133,16 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         })
         .collect();
     if args.output != "json" {
-        println!("\nwhat the cluster's API says now (status.nodeInfo.bootID, Ready):");
+        let network = types::find("config.openshift.io", "v1", "networks").expect("networks");
+        let running = cluster.api.store.lock().unwrap().get(network, None, "cluster").ok().and_then(|n| n.pointer("/status/networkType").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
+        println!("\nwhat the cluster's API says now: network type {running}; each node (status.nodeInfo.bootID, Ready):");
         print!("{}", crate::report::table(&["NODE", "ROLES", "BOOT ID (BEFORE → AFTER)", "BOOT ID", "READY"], &rows));
     }
     cluster.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.reboot_only {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("\nthe migration's journal, backup and report (report.md, timeline.svg) stay in {}", dir.join("state/migrations").display());
+    }
     Ok(code)
 }

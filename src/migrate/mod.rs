@@ -532,7 +532,11 @@ impl Migration<'_> {
             let generation = ds.metadata.generation.unwrap_or(0);
             let status = |k: &str| ds.data.pointer(&format!("/status/{k}")).and_then(Value::as_i64).unwrap_or(0);
             let (desired, updated, available, observed) = (status("desiredNumberScheduled"), status("updatedNumberScheduled"), status("numberAvailable"), status("observedGeneration"));
-            let progress = format!("{updated} of {desired} updated, {available} available");
+            let progress = if generation > before {
+                format!("{updated} of {desired} updated, {available} available")
+            } else {
+                "waiting for the network operator to start the rollout".to_owned()
+            };
             if progress != last {
                 line(Step::WaitMultus, &progress);
                 last = progress.clone();
