@@ -196,14 +196,7 @@ fn a_stale_lease_is_taken_over() {
 fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     use fleetboot::journal::{self, Entry};
     let sim = Sim::start(0, 2);
-    let manifest = sim.path("app.json");
-    std::fs::write(&manifest, r#"{"apiVersion":"v1","kind":"List","items":[
-        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
-         "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
-        {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
-         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#).unwrap();
-    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
-    sim.kubectl_ok(&["-n", "default", "patch", "pdb", "app-a", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"disruptionsAllowed":0}}"#]);
+    blocked_by_a_pdb(&sim);
 
     // The PDB allows no disruption: the drain times out, the host fails, nothing reboots,
     // and the node is schedulable again.
