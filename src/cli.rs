@@ -87,6 +87,17 @@ pub struct SimTimingArgs {
     /// No simulated BMCs (and no BareMetalHosts).
     #[arg(long)]
     pub no_bmc: bool,
+    /// A node with no SSH at all, reachable through its BMC only (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub no_ssh: Vec<String>,
+    /// A fault switched on from the start, NODE=FAULT (repeatable): never_returns,
+    /// same_boot_id, refuse_ssh, hang_ssh, new_host_key_after_reboot, refuse_sudo, hangs_on_reboot.
+    #[arg(long, value_name = "NODE=FAULT", value_parser = parse_fault)]
+    pub fault: Vec<(String, String)>,
+}
+
+fn parse_fault(text: &str) -> Result<(String, String), String> {
+    text.split_once('=').map(|(n, f)| (n.to_owned(), f.to_owned())).ok_or_else(|| format!("{text:?}: expected NODE=FAULT"))
 }
 
 impl SimTimingArgs {
@@ -99,6 +110,8 @@ impl SimTimingArgs {
             api_port: self.api_port,
             ssh_port: self.ssh_port,
             bmc_port: (!self.no_bmc).then_some(self.bmc_port),
+            no_ssh: self.no_ssh.clone(),
+            faults: self.fault.clone(),
             timings: crate::sim::node::Timings {
                 reboot_delay: pick(self.reboot_delay, defaults.reboot_delay),
                 boot_time: pick(self.boot_time, defaults.boot_time),

@@ -270,3 +270,41 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     let (_, state) = journal::load(&journal_path).unwrap();
     assert_eq!(state.records["worker-0"].phase, journal::Phase::Confirmed);
 }
+
+#[test]
+fn sim_flags_make_a_node_without_ssh_and_a_sudo_refusal_is_no_reason_to_fall_back() {
+    let sim = Sim::start_with(0, 2, &["--no-ssh", "worker-1", "--fault", "worker-0=refuse_sudo"]);
+    let config = quick_config(&sim);
+    let mut args = vec!["reboot", "--all", "--concurrency", "2", "--max-failures", "1"];
+    args.extend(QUICK);
+    let run = fleetboot(&sim, &config, &args);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes["worker-1"].0, "rebooted", "{outcomes:?}");
+    assert_eq!(outcomes["worker-0"].0, "failed", "{outcomes:?}");
+    assert!(outcomes["worker-0"].1.contains("sudo"), "{outcomes:?}");
+    assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 0, "the command reached worker-0: no BMC reset");
+    assert_eq!(count(&history(&sim, "worker-1"), "bmc-reset:GracefulRestart"), 1);
+}
+
+#[test]
+fn task_monitors_are_followed_and_one_bmc_serves_one_operation_at_a_time() {
+    let sim = Sim::start(0, 1);
+    sim.control("POST", "nodes/worker-0/bmc", r#"{"tasks": true}"#);
+    let run = fleetboot(&sim, &sim.config(), &["power", "restart", "worker-0", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains("\"action\": \"GracefulRestart\""), "{}", run.debug());
+    // The same BMC named three times: three operations, never two sessions at once.
+    let run = fleetboot(&sim, &sim.config(), &["power", "status", "worker-0", "worker-0", "worker-0"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let mut open = 0i32;
+    for (_, what) in history(&sim, "worker-0") {
+        match what.as_str() {
+            "bmc-session-created" => open += 1,
+            "bmc-session-deleted" => open -= 1,
+            _ => {}
+        }
+        assert!(open <= 1, "two sessions open on one BMC at once");
+    }
+    assert_eq!(open, 0);
+}

@@ -30,6 +30,10 @@ pub struct SimOptions {
     /// Simulated Redfish BMCs (and their BareMetalHosts) on this port of every node's
     /// address; None: no BMCs.
     pub bmc_port: Option<u16>,
+    /// Nodes with no SSH at all (reachable through their BMC only).
+    pub no_ssh: Vec<String>,
+    /// Faults switched on from the start: (node, fault name).
+    pub faults: Vec<(String, String)>,
     pub timings: Timings,
     pub history_limit: usize,
     pub bookmark_interval: Duration,
@@ -48,6 +52,8 @@ impl Default for SimOptions {
             workers: 6,
             net: None,
             bmc_port: Some(0),
+            no_ssh: Vec::new(),
+            faults: Vec::new(),
             api_port: 0,
             ssh_port: 0,
             timings: Timings {
@@ -123,6 +129,14 @@ impl Cluster {
             // Four octets: 127.A.B.(1..=250), spilling into B for large fleets.
             let ip = Ipv4Addr::new(127, octets[1], octets[2].wrapping_add((i / 250) as u8), (i % 250 + 1) as u8);
             nodes.push(SimNode::new(name, SocketAddr::new(ip.into(), ssh_port), options.timings, client_key.public_key().clone(), events_tx.clone()));
+        }
+        for (name, fault) in &options.faults {
+            let node = nodes.iter().find(|n| n.name == *name).ok_or_else(|| std::io::Error::other(format!("--fault {name}={fault}: no node {name}")))?;
+            node.set_fault(fault, true).map_err(|e| std::io::Error::other(format!("--fault {name}={fault}: {e}")))?;
+        }
+        for name in &options.no_ssh {
+            let node = nodes.iter().find(|n| n.name == *name).ok_or_else(|| std::io::Error::other(format!("--no-ssh {name}: no such node")))?;
+            node.has_ssh.store(false, Ordering::SeqCst);
         }
         for node in &nodes {
             node.start_ssh().await?;
@@ -567,17 +581,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             let fields = body.as_object().ok_or((400, "expected a JSON object of fault switches".to_owned()))?;
             for (key, value) in fields {
                 let on = value.as_bool().ok_or((400, format!("fault {key:?} takes true or false")))?;
-                let switch = match key.as_str() {
-                    "never_returns" => &node.faults.never_returns,
-                    "same_boot_id" => &node.faults.same_boot_id,
-                    "refuse_ssh" => &node.faults.refuse_ssh,
-                    "hang_ssh" => &node.faults.hang_ssh,
-                    "new_host_key_after_reboot" => &node.faults.new_host_key_after_reboot,
-                    "refuse_sudo" => &node.faults.refuse_sudo,
-                    "hangs_on_reboot" => &node.faults.hangs_on_reboot,
-                    other => return Err((400, format!("unknown fault {other:?}"))),
-                };
-                switch.store(on, Ordering::SeqCst);
+                node.set_fault(key, on).map_err(|e| (400, e))?;
             }
             Ok(json!({"node": name, "applied": body}))
         }

@@ -121,6 +121,22 @@ impl SimNode {
         })
     }
 
+    /// Switches a fault (a field of [`Faults`]) by name.
+    pub fn set_fault(&self, name: &str, on: bool) -> Result<(), String> {
+        let switch = match name {
+            "never_returns" => &self.faults.never_returns,
+            "same_boot_id" => &self.faults.same_boot_id,
+            "refuse_ssh" => &self.faults.refuse_ssh,
+            "hang_ssh" => &self.faults.hang_ssh,
+            "new_host_key_after_reboot" => &self.faults.new_host_key_after_reboot,
+            "refuse_sudo" => &self.faults.refuse_sudo,
+            "hangs_on_reboot" => &self.faults.hangs_on_reboot,
+            other => return Err(format!("unknown fault {other:?} (never_returns, same_boot_id, refuse_ssh, hang_ssh, new_host_key_after_reboot, refuse_sudo, hangs_on_reboot)")),
+        };
+        switch.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+
     pub fn boot_id(&self) -> String {
         self.boot_id.lock().unwrap().clone()
     }

@@ -16,6 +16,11 @@ pub struct Sim {
 impl Sim {
     /// Starts `fleetboot sim` with fast timings; returns once it printed its ready line.
     pub fn start(masters: usize, workers: usize) -> Sim {
+        Sim::start_with(masters, workers, &[])
+    }
+
+    /// With extra `fleetboot sim` flags (`--no-ssh NODE`, `--fault NODE=FAULT`, ...).
+    pub fn start_with(masters: usize, workers: usize, extra: &[&str]) -> Sim {
         let dir = tempfile::Builder::new().prefix("fleetboot-sim-").tempdir().unwrap();
         let mut child = Command::new(fleetboot_bin())
             .args([
@@ -23,6 +28,7 @@ impl Sim {
                 "--masters", &masters.to_string(), "--workers", &workers.to_string(),
                 "--reboot-delay", "1s", "--boot-time", "1s", "--notready-after", "300ms", "--kubelet-ready-after", "300ms",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
