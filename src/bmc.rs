@@ -98,6 +98,10 @@ fn bmh_resource() -> ApiResource {
 async fn secret_credentials(client: &kube::Client, namespace: &str, name: &str) -> Result<(Option<String>, Secret), String> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &secret_resource());
     let secret = api.get(name).await.map_err(|e| format!("Secret {namespace}/{name}: {e}"))?;
+    credentials_of(&secret, namespace, name)
+}
+
+fn credentials_of(secret: &DynamicObject, namespace: &str, name: &str) -> Result<(Option<String>, Secret), String> {
     let field = |key: &str| -> Option<String> {
         let encoded = secret.data.pointer(&format!("/data/{key}")).and_then(Value::as_str)?;
         let bytes = data_encoding::BASE64.decode(encoded.as_bytes()).ok()?;
@@ -142,7 +146,9 @@ impl BmcInventory {
             inventory.targets.insert(host.name.clone(), BmcTarget { node: host.name.clone(), url: entry.url.clone(), username, password, tls });
         }
         if let Some((client, nodes)) = cluster {
-            inventory.add_bare_metal_hosts(client, nodes, config, &default_tls).await?;
+            // Only the run's nodes: their BareMetalHosts and Secrets, not the whole cluster's.
+            let wanted: Vec<NodeInfo> = nodes.iter().filter(|n| hosts.iter().any(|h| h.name == n.name)).cloned().collect();
+            inventory.add_bare_metal_hosts(client, &wanted, config, &default_tls).await?;
         }
         Ok(inventory)
     }
@@ -155,6 +161,7 @@ impl BmcInventory {
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
             Err(e) => return Err(BmcSetupError::Api(e.to_string())),
         };
+        let mut secrets: HashMap<String, Vec<DynamicObject>> = HashMap::new();
         for bmh in hosts {
             let namespace = bmh.metadata.namespace.clone().unwrap_or_default();
             let name = bmh.metadata.name.clone().unwrap_or_default();
@@ -174,13 +181,29 @@ impl BmcInventory {
                 }
             };
             let credentials = bmh.data.pointer("/spec/bmc/credentialsName").and_then(Value::as_str);
+            if !secrets.contains_key(&namespace) {
+                // One list per namespace instead of a GET per host.
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &secret_resource());
+                let listed = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+                secrets.insert(namespace.clone(), listed);
+            }
+            let listed = secrets[&namespace].iter().find(|s| credentials.is_some_and(|c| s.metadata.name.as_deref() == Some(c)));
             let (username, password) = match credentials {
-                Some(secret) => match secret_credentials(client, &namespace, secret).await {
-                    Ok(pair) => pair,
-                    Err(problem) => {
-                        self.problems.push(format!("node {}: {problem}", node.name));
-                        continue;
-                    }
+                Some(secret) => match listed.map(|s| credentials_of(s, &namespace, secret)) {
+                    Some(found) => match found {
+                        Ok(pair) => pair,
+                        Err(problem) => {
+                            self.problems.push(format!("node {}: {problem}", node.name));
+                            continue;
+                        }
+                    },
+                    None => match secret_credentials(client, &namespace, secret).await {
+                        Ok(pair) => pair,
+                        Err(problem) => {
+                            self.problems.push(format!("node {}: {problem}", node.name));
+                            continue;
+                        }
+                    },
                 },
                 None => match default_password(config) {
                     Ok(password) => (None, password),
