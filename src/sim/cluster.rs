@@ -356,13 +356,13 @@ impl Cluster {
         }
     }
 
-    /// A rebooted node's kubelet restarts its containers: pods crash-looping there run again.
-    fn restart_crashlooping_pods(&self, node: &str) {
+    /// Rebooted nodes' kubelets restart their containers: pods crash-looping there run again.
+    fn restart_crashlooping_pods(&self, nodes: &std::collections::BTreeSet<String>) {
         let pods = t("", "v1", "pods");
         let mut store = self.api.store.lock().unwrap();
-        let filter = super::store::Filter { fields: super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")).expect("selector"), ..Default::default() };
-        for pod in store.list(pods, &filter, None, None).items {
-            let crashlooping = pod.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|c| {
+        for pod in store.list(pods, &super::store::Filter::default(), None, None).items {
+            let on_rebooted = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| nodes.contains(n));
+            let crashlooping = on_rebooted && pod.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|c| {
                 c.iter().any(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
             });
             if !crashlooping {
@@ -457,8 +457,11 @@ fn node_identity(i: usize, masters: usize) -> (String, &'static str) {
 /// Kubelets and the node lifecycle controller: NotReady some time after a node goes down,
 /// Ready with its new boot ID some time after it boots.
 async fn kubelets(cluster: Arc<Cluster>, mut events: mpsc::UnboundedReceiver<NodeEvent>, timings: Timings) {
+    let (rebooted, restarts) = mpsc::unbounded_channel();
+    tokio::spawn(restart_pods_after_reboots(cluster.clone(), restarts));
     while let Some(event) = events.recv().await {
         let cluster = cluster.clone();
+        let rebooted = rebooted.clone();
         tokio::spawn(async move {
             match event {
                 NodeEvent::WentDown(name) => {
@@ -476,10 +479,23 @@ async fn kubelets(cluster: Arc<Cluster>, mut events: mpsc::UnboundedReceiver<Nod
                         "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
                     }));
                     node.note("ready");
-                    cluster.restart_crashlooping_pods(&name);
+                    let _ = rebooted.send(name);
                 }
             }
         });
+    }
+}
+
+/// A rebooted node's kubelet restarts its crash-looping pods. Batched: a whole fleet booting
+/// at once costs one pass over the pods, not one per node (each pass holds the store).
+async fn restart_pods_after_reboots(cluster: Arc<Cluster>, mut rebooted: mpsc::UnboundedReceiver<String>) {
+    while let Some(first) = rebooted.recv().await {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut nodes = std::collections::BTreeSet::from([first]);
+        while let Ok(more) = rebooted.try_recv() {
+            nodes.insert(more);
+        }
+        cluster.restart_crashlooping_pods(&nodes);
     }
 }
 
