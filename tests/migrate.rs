@@ -60,7 +60,11 @@ fn dispatches(journal: &Path) -> std::collections::BTreeMap<String, usize> {
 fn the_newer_variant_migrates_a_cluster_end_to_end_and_cleans_up_once() {
     let sim = Sim::start(3, 6);
     // An admin's own pool, paused before the migration: it must stay paused after it.
-    sim.kubectl_ok(&["patch", "mcp", "master", "--type", "merge", "-p", r#"{"spec":{"paused":false}}"#]);
+    let infra = sim.path("infra.json");
+    std::fs::write(&infra, r#"{"apiVersion":"machineconfiguration.openshift.io/v1","kind":"MachineConfigPool","metadata":{"name":"infra"},
+        "spec":{"paused":true,"maxUnavailable":1,"nodeSelector":{"matchLabels":{"node-role.kubernetes.io/infra":""}},
+        "machineConfigSelector":{"matchLabels":{"machineconfiguration.openshift.io/role":"infra"}}}}"#).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", infra.to_str().unwrap()]);
     let plan = migrate(&sim, &["--plan"]);
     assert_eq!(plan.code, 0, "{}", plan.debug());
     assert!(plan.stdout.contains("REFUSES: no etcd backup confirmed") && plan.stdout.contains("spec.migration.networkType=OVNKubernetes"), "{}", plan.stdout);
@@ -71,6 +75,8 @@ fn the_newer_variant_migrates_a_cluster_end_to_end_and_cleans_up_once() {
     assert_eq!(first.code, 0, "{}", first.debug());
     assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
     assert!(!paused(&sim, "master") && !paused(&sim, "worker"));
+    assert!(paused(&sim, "infra"), "the admin's paused pool stays paused");
+    assert!(first.stdout.contains("paused master, worker (already paused, left so: infra)"), "{}", first.stdout);
     assert!(first.stdout.contains("runs with: fleetboot migrate --cleanup"), "{}", first.stdout);
     assert!(first.stdout.contains("watch the MCO rollout: worker: all 6 updated to rendered-worker-0f3e9c1b7a"), "{}", first.stdout);
     let dir = migration_dir(&sim);
@@ -247,4 +253,40 @@ fn a_rollback_to_openshift_sdn_has_the_same_structure() {
     assert_eq!(back.code, 0, "{}", back.debug());
     assert_eq!(network_type(&sim), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
     assert!(back.stdout.contains("configure-ovs.sh OpenShiftSDN"), "{}", back.stdout);
+}
+
+/// Spawns `fleetboot migrate ARGS` and kills it (SIGKILL) once its journal holds `marker`.
+fn kill_when(sim: &Sim, args: &[&str], marker: &str) {
+    let mut child = sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        let journal = std::fs::read_dir(sim.path("state/migrations")).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path().join("migration.jsonl"));
+        if journal.is_some_and(|j| std::fs::read_to_string(j).unwrap_or_default().contains(marker)) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{marker} never appeared");
+        assert!(child.try_wait().unwrap().is_none(), "migrate ended before {marker}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
+    let sim = Sim::start(1, 2);
+    kill_when(&sim, &["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"], r#""event":"step_done","step":"pause_pools""#);
+    assert!(paused(&sim, "master") && paused(&sim, "worker"));
+    // Resumed with a short paused-pools warning: it is journaled.
+    kill_when(&sim, &["migrate", "--resume", "--paused-warning", "1s", "--poll-interval", "300ms"], r#""event":"step_started","step":"wait_rollout""#);
+    assert!(!paused(&sim, "worker"), "step 8 resumed the pools before the kill");
+    let resumed = migrate(&sim, &["--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    let dir = migration_dir(&sim);
+    let counts = dispatches(&dir.join("reboot.jsonl"));
+    assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
+    let journal = std::fs::read_to_string(dir.join("migration.jsonl")).unwrap();
+    assert!(journal.contains(r#""event":"warning""#) && journal.contains("have been paused for"), "{journal}");
+    assert_eq!(journal.matches(r#""event":"pools_found""#).count(), 1, "pausing was not redone");
 }
