@@ -665,7 +665,7 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         let identity = crate::cluster::lease_identity(&user, &host, std::process::id(), &plan.run_id);
         // A resume may reclaim the lease its own killed process left behind on this machine.
         let reclaimable = |holder: &str| prior.is_some() && crate::cluster::holder_is_dead_run(holder, &host, &plan.run_id, crate::cluster::process_alive);
-        let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
+        let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, crate::cluster::LEASE_NAME, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
         if let Some(previous) = &lease.taken_from {
             eprintln!("warning: took the fleetboot lease over from {previous}");
         }

@@ -23,8 +23,8 @@ pub enum ClusterError {
     Api { server: String, reason: String },
     #[error("bad selector {selector:?}: {reason}")]
     Selector { selector: String, reason: String },
-    #[error("another fleetboot run holds the lease {namespace}/fleetboot: {holder}; wait for it, or take it over with --break-lock")]
-    Locked { holder: String, namespace: String },
+    #[error("another fleetboot run holds the lease {namespace}/{name}: {holder}; wait for it, or take it over with --break-lock")]
+    Locked { holder: String, namespace: String, name: String },
 }
 
 /// Where the cluster is, in kubectl's order of precedence.
@@ -529,7 +529,10 @@ pub struct LeaseLock {
     pub taken_from: Option<String>,
 }
 
+/// Held by reboot runs (`fleetboot reboot` on cluster nodes, and a migration's step 7).
 pub const LEASE_NAME: &str = "fleetboot";
+/// Held by a migration from its first step to its last.
+pub const MIGRATION_LEASE_NAME: &str = "fleetboot-migration";
 
 fn lease_resource() -> ApiResource {
     ApiResource {
@@ -562,6 +565,7 @@ impl LeaseLock {
     pub async fn acquire(
         client: &Client,
         namespace: &str,
+        lease_name: &str,
         identity: &str,
         duration: std::time::Duration,
         break_lock: bool,
@@ -571,22 +575,22 @@ impl LeaseLock {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
         let now = std::time::SystemTime::now();
         let spec = json_spec(identity, duration, now);
-        let api_error = |e: kube::Error| ClusterError::Api { server: format!("leases/{namespace}/{LEASE_NAME}"), reason: e.to_string() };
+        let api_error = |e: kube::Error| ClusterError::Api { server: format!("leases/{namespace}/{lease_name}"), reason: e.to_string() };
         let mut taken_from = None;
-        let fresh = DynamicObject::new(LEASE_NAME, &lease_resource()).within(namespace).data(serde_json::json!({ "spec": spec }));
+        let fresh = DynamicObject::new(lease_name, &lease_resource()).within(namespace).data(serde_json::json!({ "spec": spec }));
         match api.create(&PostParams::default(), &fresh).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                let held = api.get(LEASE_NAME).await.map_err(api_error)?;
+                let held = api.get(lease_name).await.map_err(api_error)?;
                 let holder = held.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
                 if !lease_expired(&held.data, now) && !break_lock && !reclaimable(&holder) {
-                    return Err(ClusterError::Locked { holder, namespace: namespace.to_owned() });
+                    return Err(ClusterError::Locked { holder, namespace: namespace.to_owned(), name: lease_name.to_owned() });
                 }
                 // Replace with the version just read: if another run took it meanwhile, Conflict.
                 let mut takeover = held.clone();
                 takeover.data["spec"] = spec;
-                api.replace(LEASE_NAME, &PostParams::default(), &takeover).await.map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 409 => ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned() },
+                api.replace(lease_name, &PostParams::default(), &takeover).await.map_err(|e| match e {
+                    kube::Error::Api(s) if s.code == 409 => ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned(), name: lease_name.to_owned() },
                     other => api_error(other),
                 })?;
                 taken_from = Some(holder);
@@ -595,23 +599,24 @@ impl LeaseLock {
         }
         let renew_api = api.clone();
         let renew_identity = identity.to_owned();
+        let renew_name = lease_name.to_owned();
         let renewer = tokio::spawn(async move {
             let mut tick = tokio::time::interval(duration / 3);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 // An API outage only delays renewal; the lease lasts `duration` meanwhile.
-                let Ok(mut lease) = renew_api.get(LEASE_NAME).await else { continue };
+                let Ok(mut lease) = renew_api.get(&renew_name).await else { continue };
                 if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) != Some(renew_identity.as_str()) {
                     // Taken over (--break-lock elsewhere): never steal it back.
                     return;
                 }
                 lease.data["spec"]["renewTime"] = serde_json::json!(micro_time(std::time::SystemTime::now()));
                 // A Conflict means someone wrote it meanwhile; the next tick looks again.
-                let _ = renew_api.replace(LEASE_NAME, &PostParams::default(), &lease).await;
+                let _ = renew_api.replace(&renew_name, &PostParams::default(), &lease).await;
             }
         });
-        Ok(LeaseLock { api, name: LEASE_NAME.to_owned(), identity: identity.to_owned(), renewer, taken_from })
+        Ok(LeaseLock { api, name: lease_name.to_owned(), identity: identity.to_owned(), renewer, taken_from })
     }
 
     /// Gives the lease back if this run still holds it.

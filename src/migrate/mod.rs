@@ -70,6 +70,9 @@ pub struct MigrateArgs {
     /// Step 8's limit for the whole MCO rollout.
     #[arg(long, default_value = "4h")]
     pub rollout_timeout: humantime::Duration,
+    /// Take over the cluster's migration lease from another (live) holder.
+    #[arg(long)]
+    pub break_lock: bool,
     /// How often steps 6 and 8 look at the cluster.
     #[arg(long, default_value = "2s")]
     pub poll_interval: humantime::Duration,
@@ -298,7 +301,7 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         (None, false) => args.dir.clone().unwrap_or_else(|| root.join(crate::cli::new_run_id())),
     };
     let journal_path = dir.join("migration.jsonl");
-    let (_, mut state) = if journal_path.exists() { record::load(&journal_path).map_err(MigrateError::from)? } else { (Vec::new(), MigrationState::default()) };
+    let (_, state) = if journal_path.exists() { record::load(&journal_path).map_err(MigrateError::from)? } else { (Vec::new(), MigrationState::default()) };
 
     let problems = checks::check_mtu_and_port(args.mtu, args.geneve_port, args.node_mtu);
     if !problems.is_empty() {
@@ -325,7 +328,31 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
             return Err(MigrateError::Preflight(problems).into());
         }
     }
-    let mut writer = MigrationWriter::open(&journal_path).map_err(MigrateError::from)?;
+    // One migration per cluster: the lease is held from here to the end, and a resume on this
+    // machine reclaims the one its own killed process left.
+    let run_id = if state.run_id.is_empty() { dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() } else { state.run_id.clone() };
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let identity = crate::cluster::lease_identity(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()), &host, std::process::id(), &run_id);
+    let reclaimable = |holder: &str| crate::cluster::holder_is_dead_run(holder, &host, &run_id, crate::cluster::process_alive);
+    let lease = crate::cluster::LeaseLock::acquire(&cluster.client, "kube-system", crate::cluster::MIGRATION_LEASE_NAME, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
+    let outcome = run_under_lease(&args, config, &cluster, &dir, &journal_path, state, variant, &version, lease.taken_from.clone()).await;
+    lease.release().await;
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_under_lease(
+    args: &MigrateArgs,
+    config: Option<&Path>,
+    cluster: &Target,
+    dir: &Path,
+    journal_path: &Path,
+    mut state: MigrationState,
+    variant: Variant,
+    version: &str,
+    taken_from: Option<String>,
+) -> Result<ExitCode, Error> {
+    let mut writer = MigrationWriter::open(journal_path).map_err(MigrateError::from)?;
     let mut log = |state: &mut MigrationState, entry: MigrationEntry| -> Result<(), MigrateError> {
         let record = writer.append(entry)?;
         state.apply(&record);
@@ -346,9 +373,14 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         log(&mut state, MigrationEntry::MigrationResumed { pid: std::process::id() })?;
         println!("resuming the migration to {} from {}", state.target, journal_path.display());
     }
-    let run = Migration { args: &args, config, cluster: &cluster, dir: dir.clone(), variant };
+    if let Some(previous) = taken_from {
+        let message = format!("took the migration lease over from {previous}");
+        eprintln!("warning: {message}");
+        log(&mut state, MigrationEntry::Warning { message })?;
+    }
+    let run = Migration { args, config, cluster, dir: dir.to_owned(), variant };
     let outcome = run.steps(&mut state, &mut log).await;
-    let report = report::write(&dir, &state);
+    let report = report::write(dir, &state);
     match &report {
         Ok(files) => println!("report: {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
         Err(e) => eprintln!("warning: could not write the report: {e}"),
