@@ -134,7 +134,8 @@ fn transport_ssh_never_touches_a_bmc() {
 
 #[test]
 fn a_flaky_bmc_is_retried_and_an_expired_session_is_renewed() {
-    let sim = Sim::start(0, 2);
+    // A 4 s boot: power is back after a quarter of it, so PowerState reads Off for a second.
+    let sim = Sim::start_with(0, 2, &["--boot-time", "4s"]);
     let config = quick_config(&sim);
     // Two 500s, then success.
     sim.control("POST", "nodes/worker-0/bmc", r#"{"errors": 2}"#);
@@ -146,7 +147,12 @@ fn a_flaky_bmc_is_retried_and_an_expired_session_is_renewed() {
     for r in results.as_array().unwrap() {
         assert_eq!(r["action"], "ForceRestart", "{r}");
         assert!(r["error"].is_null(), "{r}");
+        // Read right after the reset: the power is still off.
+        assert_eq!(r["power_state"], "Off", "{r}");
     }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let after = fleetboot(&sim, &config, &["power", "status", "worker-0", "-o", "json"]);
+    assert!(after.stdout.contains("\"power_state\": \"On\""), "{}", after.debug());
     let h0 = history(&sim, "worker-0");
     assert_eq!(count(&h0, "bmc-500"), 2, "{h0:?}");
     assert_eq!(count(&h0, "bmc-reset:ForceRestart"), 1, "{h0:?}");

@@ -305,7 +305,8 @@ impl SimBmc {
     }
 
     fn system(&self) -> Value {
-        let power = if self.node.powered_off.load(Ordering::SeqCst) { "Off" } else { "On" };
+        let off = self.node.powered_off.load(Ordering::SeqCst) || self.node.power_cycling.load(Ordering::SeqCst);
+        let power = if off { "Off" } else { "On" };
         json!({
             "@odata.id": "/redfish/v1/Systems/1", "Id": "1", "Name": self.node.name, "HostName": self.node.name,
             "PowerState": power, "Status": {"State": "Enabled", "Health": "OK"},

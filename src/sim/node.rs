@@ -70,6 +70,8 @@ pub struct SimNode {
     pub has_ssh: AtomicBool,
     /// Powered off through its BMC.
     pub powered_off: AtomicBool,
+    /// Between a hard reset through the BMC and the boot: PowerState Off.
+    pub power_cycling: AtomicBool,
     /// Hung (see [`Faults::hangs_on_reboot`]): only a hard reset helps.
     pub hung: AtomicBool,
     timings: Timings,
@@ -108,6 +110,7 @@ impl SimNode {
             faults: Faults::default(),
             has_ssh: AtomicBool::new(true),
             powered_off: AtomicBool::new(false),
+            power_cycling: AtomicBool::new(false),
             hung: AtomicBool::new(false),
             timings,
             boot_id: Mutex::new(new_boot_id()),
@@ -237,6 +240,7 @@ impl SimNode {
         *self.phase.lock().unwrap() = Phase::RebootScheduled;
         self.hung.store(false, Ordering::SeqCst);
         self.powered_off.store(false, Ordering::SeqCst);
+        self.power_cycling.store(true, Ordering::SeqCst);
         self.note("power-cycle");
         let node = self.clone();
         *self.reboot_task.lock().unwrap() = Some(tokio::spawn(async move { node.go_down_and_boot(true).await }));
@@ -317,7 +321,10 @@ impl SimNode {
     }
 
     async fn boot(self: Arc<Self>) {
-        tokio::time::sleep(self.timings.boot_time).await;
+        // Power comes back first; the OS takes its boot time.
+        tokio::time::sleep(self.timings.boot_time / 4).await;
+        self.power_cycling.store(false, Ordering::SeqCst);
+        tokio::time::sleep(self.timings.boot_time - self.timings.boot_time / 4).await;
         if !self.faults.same_boot_id.load(Ordering::SeqCst) {
             *self.boot_id.lock().unwrap() = new_boot_id();
         }
