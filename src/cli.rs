@@ -707,6 +707,8 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());
     let summary = runner::run(inputs, (trigger, abort), |event| reporter.report(event)).await;
+    // BMC operations a hard abort cut short still log out of their BMCs.
+    crate::redfish::finish_cleanups(Duration::from_secs(5)).await;
     if let Some(lease) = lease {
         lease.release().await;
     }

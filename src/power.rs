@@ -2,6 +2,7 @@
 //! the inventory (config hosts, cluster nodes) or on one BMC named on the command line.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
@@ -160,7 +161,7 @@ pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, E
     }
     let (power, nodes) = power_inventory(targets, &settings).await?;
     // Every node at once; the inventory keeps one operation per BMC and the global rate.
-    let results = futures::future::join_all(nodes.iter().map(|node| {
+    let mut work = Box::pin(futures::future::join_all(nodes.iter().map(|node| {
         let power = &power;
         let action = &args.action;
         async move {
@@ -185,8 +186,18 @@ pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, E
                 Err(e) => PowerResult { node: node.clone(), bmc, power_state: None, action: None, allowed_resets: None, error: Some(e.to_string()) },
             }
         }
-    }))
-    .await;
+    })));
+    let finished = tokio::select! {
+        results = &mut work => Some(results),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(results) = finished else {
+        // Dropping the operations ends them; their BMC sessions are deleted before exiting.
+        drop(work);
+        eprintln!("interrupted: closing the BMC sessions");
+        crate::redfish::finish_cleanups(Duration::from_secs(5)).await;
+        return Ok(ExitCode::Incomplete);
+    };
     if targets.output == "json" {
         println!("{}", serde_json::to_string_pretty(&results).expect("serializes"));
     } else {

@@ -603,6 +603,16 @@ impl Bmc {
     }
 }
 
+/// Session deletions started by interrupted operations, for [`finish_cleanups`].
+static CLEANUPS: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Waits (at most `limit`) for the session deletions of interrupted operations, so a
+/// process that exits right after an interruption still logs out of its BMCs.
+pub async fn finish_cleanups(limit: Duration) {
+    let pending: Vec<_> = std::mem::take(&mut *CLEANUPS.lock().unwrap());
+    let _ = tokio::time::timeout(limit, futures::future::join_all(pending)).await;
+}
+
 impl Drop for Bmc {
     fn drop(&mut self) {
         // Interrupted mid-operation: the session must not linger on the BMC (they are few).
@@ -612,9 +622,10 @@ impl Drop for Bmc {
         {
             let url = if location.starts_with("http") { location } else { format!("{}{location}", self.origin) };
             let client = self.client.clone();
-            runtime.spawn(async move {
+            let handle = runtime.spawn(async move {
                 let _ = client.delete(url).header("X-Auth-Token", token.expose()).send().await;
             });
+            CLEANUPS.lock().unwrap().push(handle);
         }
     }
 }

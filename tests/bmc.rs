@@ -314,3 +314,35 @@ fn task_monitors_are_followed_and_one_bmc_serves_one_operation_at_a_time() {
     }
     assert_eq!(open, 0);
 }
+
+#[test]
+fn ctrl_c_during_a_bmc_operation_still_deletes_its_session() {
+    let sim = Sim::start_with(0, 1, &["--fault", "worker-0=hangs_on_reboot"]);
+    // Hang the node: its GracefulShutdown is then ignored and `power off --graceful` waits.
+    let run = fleetboot(&sim, &sim.config(), &["power", "restart", "worker-0"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let start = std::time::Instant::now();
+    while count(&history(&sim, "worker-0"), "hung") == 0 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "the node never hung");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let child = std::process::Command::new(common::fleetboot_bin())
+        .arg("--config").arg(sim.config())
+        .args(["power", "off", "--graceful", "--yes-power-off", "worker-0"])
+        .env("HOME", sim.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while count(&history(&sim, "worker-0"), "graceful-shutdown-ignored") == 0 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the shutdown was never sent");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(node(&sim, "worker-0")["bmc"]["openSessions"], 1, "the operation is waiting for PowerState Off");
+    // SAFETY: signalling a child this test started, by its PID.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 4, "{}", out.debug());
+    assert!(out.stderr.contains("closing the BMC sessions"), "{}", out.debug());
+    sessions_closed(&sim, "worker-0");
+}
