@@ -1,6 +1,8 @@
-//! What to do about a host whose new boot ID has not shown yet: wait, reset it through its
-//! BMC (an orderly restart first, a forced one after that), or give up. Pure: the attempts so
-//! far and `now` in, one decision out; the runner and a resumed run ask the same question.
+//! What to do about a host whose new boot ID has not shown yet: wait, send the SSH reboot again
+//! when the first one provably never arrived, reset it through its BMC (an orderly restart
+//! first, a forced one after that), or give up. Pure: the attempts so far, what the last look
+//! at the host showed, and `now` in, one decision out; the runner and a resumed run ask the
+//! same question.
 
 use crate::journal::Attempt;
 use crate::redfish::RestartKind;
@@ -15,6 +17,18 @@ pub struct Ladder {
     pub graceful_timeout_ms: u64,
     /// A BMC is known for the host and the policy lets it take over from a hung node.
     pub bmc_for_hung: bool,
+    /// After the scheduled delay, how much longer an SSH reboot fleetboot could not see handed
+    /// over gets before it counts as lost.
+    pub resend_grace_ms: u64,
+}
+
+/// What the last look at the host showed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// It answered, with the boot ID it had before the reboot.
+    pub old_boot_id: bool,
+    /// It stopped answering at some point after the last reboot was sent.
+    pub went_down: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,12 +37,23 @@ pub enum Next {
     WaitUntil(u64),
     /// Reset through the BMC now.
     Reset(RestartKind),
+    /// Send the SSH reboot again: the first was never seen handed over (fleetboot died between
+    /// journaling it and sending it), and the host, still up with its old boot ID long after any
+    /// scheduled shutdown would have run, shows it never arrived.
+    ResendSsh,
     GiveUp,
 }
 
 impl Ladder {
-    pub fn next(&self, attempts: &[Attempt], now_ms: u64) -> Next {
+    pub fn next(&self, attempts: &[Attempt], now_ms: u64, seen: Seen) -> Next {
         let Some(last) = attempts.last() else { return Next::GiveUp };
+        let resent = attempts.iter().filter(|a| a.bmc.is_none()).count() > 1;
+        if last.bmc.is_none() && !last.handed_over && !resent && seen.old_boot_id && !seen.went_down {
+            let lost_at = last.at_ms + self.scheduled_delay_ms + self.resend_grace_ms;
+            if now_ms >= lost_at {
+                return Next::ResendSsh;
+            }
+        }
         let (at, step) = match last.bmc {
             None if self.bmc_for_hung => {
                 // Never reset a node that may still be going down on its own.
@@ -48,42 +73,58 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const LADDER: Ladder = Ladder { timeout_ms: 600, scheduled_delay_ms: 60, graceful_timeout_ms: 300, bmc_for_hung: true };
+    const LADDER: Ladder = Ladder { timeout_ms: 600, scheduled_delay_ms: 60, graceful_timeout_ms: 300, bmc_for_hung: true, resend_grace_ms: 30 };
+    const NOTHING: Seen = Seen { old_boot_id: false, went_down: false };
 
     fn ssh(at_ms: u64) -> Attempt {
-        Attempt { bmc: None, at_ms }
+        Attempt { bmc: None, at_ms, handed_over: true }
     }
 
     fn bmc(kind: RestartKind, at_ms: u64) -> Attempt {
-        Attempt { bmc: Some(kind), at_ms }
+        Attempt { bmc: Some(kind), at_ms, handed_over: true }
+    }
+
+    #[test]
+    fn an_ssh_reboot_never_handed_over_is_sent_again_once_provably_lost() {
+        let lost = Attempt { bmc: None, at_ms: 0, handed_over: false };
+        let up_old = Seen { old_boot_id: true, went_down: false };
+        assert_eq!(LADDER.next(&[lost], 89, up_old), Next::WaitUntil(600), "not before the scheduled delay and the grace");
+        assert_eq!(LADDER.next(&[lost], 90, up_old), Next::ResendSsh);
+        // Any doubt keeps waiting: it went down, it did not answer, or it was handed over.
+        assert_eq!(LADDER.next(&[lost], 90, Seen { old_boot_id: true, went_down: true }), Next::WaitUntil(600));
+        assert_eq!(LADDER.next(&[lost], 90, NOTHING), Next::WaitUntil(600));
+        assert_eq!(LADDER.next(&[ssh(0)], 90, up_old), Next::WaitUntil(600));
+        // Only once.
+        let again = [lost, Attempt { bmc: None, at_ms: 90, handed_over: false }];
+        assert_eq!(LADDER.next(&again, 200, up_old), Next::WaitUntil(690));
     }
 
     #[test]
     fn ssh_then_graceful_then_forced_then_give_up() {
-        assert_eq!(LADDER.next(&[ssh(0)], 10), Next::WaitUntil(600));
-        assert_eq!(LADDER.next(&[ssh(0)], 600), Next::Reset(RestartKind::Graceful));
+        assert_eq!(LADDER.next(&[ssh(0)], 10, NOTHING), Next::WaitUntil(600));
+        assert_eq!(LADDER.next(&[ssh(0)], 600, NOTHING), Next::Reset(RestartKind::Graceful));
         let after_graceful = [ssh(0), bmc(RestartKind::Graceful, 600)];
-        assert_eq!(LADDER.next(&after_graceful, 700), Next::WaitUntil(900));
-        assert_eq!(LADDER.next(&after_graceful, 900), Next::Reset(RestartKind::Force));
+        assert_eq!(LADDER.next(&after_graceful, 700, NOTHING), Next::WaitUntil(900));
+        assert_eq!(LADDER.next(&after_graceful, 900, NOTHING), Next::Reset(RestartKind::Force));
         let after_force = [ssh(0), bmc(RestartKind::Graceful, 600), bmc(RestartKind::Force, 900)];
-        assert_eq!(LADDER.next(&after_force, 1499), Next::WaitUntil(1500));
-        assert_eq!(LADDER.next(&after_force, 1500), Next::GiveUp);
+        assert_eq!(LADDER.next(&after_force, 1499, NOTHING), Next::WaitUntil(1500));
+        assert_eq!(LADDER.next(&after_force, 1500, NOTHING), Next::GiveUp);
     }
 
     #[test]
     fn without_a_bmc_the_deadline_ends_it() {
         let no_bmc = Ladder { bmc_for_hung: false, ..LADDER };
-        assert_eq!(no_bmc.next(&[ssh(0)], 599), Next::WaitUntil(600));
-        assert_eq!(no_bmc.next(&[ssh(0)], 600), Next::GiveUp);
+        assert_eq!(no_bmc.next(&[ssh(0)], 599, NOTHING), Next::WaitUntil(600));
+        assert_eq!(no_bmc.next(&[ssh(0)], 600, NOTHING), Next::GiveUp);
         // A host that SSH never reached starts on the BMC and climbs from there.
-        assert_eq!(no_bmc.next(&[bmc(RestartKind::Graceful, 0)], 300), Next::Reset(RestartKind::Force));
+        assert_eq!(no_bmc.next(&[bmc(RestartKind::Graceful, 0)], 300, NOTHING), Next::Reset(RestartKind::Force));
     }
 
     #[test]
     fn a_pending_scheduled_shutdown_is_waited_out_even_with_a_short_timeout() {
         let short = Ladder { timeout_ms: 10, ..LADDER };
-        assert_eq!(short.next(&[ssh(0)], 30), Next::WaitUntil(60));
-        assert_eq!(short.next(&[ssh(0)], 60), Next::Reset(RestartKind::Graceful));
+        assert_eq!(short.next(&[ssh(0)], 30, NOTHING), Next::WaitUntil(60));
+        assert_eq!(short.next(&[ssh(0)], 60, NOTHING), Next::Reset(RestartKind::Graceful));
     }
 
     proptest! {
@@ -91,20 +132,21 @@ mod tests {
         /// no BMC reset ever before the scheduled shutdown could have happened.
         #[test]
         fn the_ladder_ends_and_never_resets_early(timeout in 1u64..1000, delay in 0u64..1000, graceful in 1u64..1000, hung: bool, first_bmc: bool) {
-            let ladder = Ladder { timeout_ms: timeout, scheduled_delay_ms: delay, graceful_timeout_ms: graceful, bmc_for_hung: hung };
+            let ladder = Ladder { timeout_ms: timeout, scheduled_delay_ms: delay, graceful_timeout_ms: graceful, bmc_for_hung: hung, resend_grace_ms: 30 };
             let mut attempts = vec![if first_bmc { bmc(RestartKind::Graceful, 0) } else { ssh(0) }];
             let mut now = 0;
             for _ in 0..10 {
-                match ladder.next(&attempts, now) {
+                match ladder.next(&attempts, now, NOTHING) {
                     Next::WaitUntil(t) => { prop_assert!(t > now); now = t; }
                     Next::Reset(kind) => {
                         if !first_bmc { prop_assert!(now >= delay); }
                         attempts.push(bmc(kind, now));
                     }
                     Next::GiveUp => break,
+                    Next::ResendSsh => prop_assert!(false, "nothing was seen"),
                 }
             }
-            prop_assert_eq!(ladder.next(&attempts, now), Next::GiveUp);
+            prop_assert_eq!(ladder.next(&attempts, now, NOTHING), Next::GiveUp);
             prop_assert!(attempts.iter().filter(|a| a.bmc == Some(RestartKind::Graceful)).count() <= 1);
             prop_assert!(attempts.iter().filter(|a| a.bmc == Some(RestartKind::Force)).count() <= 1);
         }

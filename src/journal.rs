@@ -183,6 +183,9 @@ pub struct HostRecord {
 pub struct Attempt {
     pub bmc: Option<crate::redfish::RestartKind>,
     pub at_ms: u64,
+    /// `dispatched` (or the host going down) followed: the reboot surely reached it. False
+    /// when fleetboot died between `dispatching` and the hand-over.
+    pub handed_over: bool,
 }
 
 /// The kind of restart a Redfish ResetType amounts to.
@@ -218,7 +221,7 @@ impl HostRecord {
                 }
             }
             Entry::Dispatching { old_boot_id, bmc, .. } => {
-                self.attempts.push(Attempt { bmc: *bmc, at_ms });
+                self.attempts.push(Attempt { bmc: *bmc, at_ms, handed_over: false });
                 self.phase = Phase::Dispatching;
                 self.old_boot_id = Some(old_boot_id.clone());
                 self.reboot_pending = true;
@@ -227,6 +230,9 @@ impl HostRecord {
             }
             Entry::Dispatched { reset_type, .. } => {
                 self.phase = Phase::Dispatched;
+                if let Some(last) = self.attempts.last_mut() {
+                    last.handed_over = true;
+                }
                 if let (Some(reset_type), Some(last)) = (reset_type, self.attempts.last_mut())
                     && last.bmc.is_some()
                 {
@@ -236,6 +242,9 @@ impl HostRecord {
             Entry::FallingBack { ssh_reached, .. } => self.ssh_unusable |= !*ssh_reached,
             Entry::Down { .. } => {
                 self.phase = Phase::Down;
+                if let Some(last) = self.attempts.last_mut() {
+                    last.handed_over = true;
+                }
                 self.down_at_ms.get_or_insert(at_ms);
             }
             Entry::Back { new_boot_id, .. } => {

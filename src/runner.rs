@@ -132,6 +132,7 @@ impl<T: PowerTransport> Shared<T> {
             scheduled_delay_ms: self.settings.scheduled_delay.as_millis() as u64,
             graceful_timeout_ms: self.bmc.as_ref().map_or(0, |b| b.graceful_timeout.as_millis() as u64),
             bmc_for_hung: self.fallback.on_hung && self.settings.transport != crate::config::TransportChoice::Ssh && self.has_bmc(host),
+            resend_grace_ms: self.settings.scheduled_delay.as_millis() as u64 / 2,
         }
     }
 
@@ -375,10 +376,12 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
             let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
             let ssh_usable = !record.ssh_unusable;
             // Journals from before attempts were recorded: one SSH reboot at the dispatch.
-            let mut attempts = if record.attempts.is_empty() { vec![Attempt { bmc: None, at_ms: since }] } else { record.attempts.clone() };
+            let mut attempts = if record.attempts.is_empty() { vec![Attempt { bmc: None, at_ms: since, handed_over: record.phase != Phase::Dispatching }] } else { record.attempts.clone() };
             // A resumed wait gets a full window from now: the node may have been fixed while
             // fleetboot was not running, and is still booting.
-            if let Some(last) = attempts.last_mut() {
+            // (A reboot never seen handed over keeps its time: the ladder decides from it
+            // whether it was lost.)
+            if let Some(last) = attempts.last_mut().filter(|a| a.handed_over) {
                 last.at_ms = last.at_ms.max(resumed_at);
             }
             let last_sent = attempts.last().map_or(since, |a| a.at_ms);
@@ -497,7 +500,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
     }
     let first = if by_bmc {
         match shared.bmc_reset(host, &old, RestartKind::Graceful, false).await {
-            Ok(at) => Attempt { bmc: Some(RestartKind::Graceful), at_ms: at },
+            Ok(at) => Attempt { bmc: Some(RestartKind::Graceful), at_ms: at, handed_over: true },
             Err(()) => return,
         }
     } else {
@@ -511,7 +514,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
                 if shared.record(Entry::Dispatched { host: name(), delivery, reset_type: None }).is_err() {
                     return;
                 }
-                Attempt { bmc: None, at_ms: at }
+                Attempt { bmc: None, at_ms: at, handed_over: true }
             }
             Err(e) if shared.falls_back_on(host, &e) => {
                 let reason = format!("the SSH reboot never reached it ({e})");
@@ -519,7 +522,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
                     return;
                 }
                 match shared.bmc_reset(host, &old, RestartKind::Graceful, false).await {
-                    Ok(at) => Attempt { bmc: Some(RestartKind::Graceful), at_ms: at },
+                    Ok(at) => Attempt { bmc: Some(RestartKind::Graceful), at_ms: at, handed_over: true },
                     Err(()) => return,
                 }
             }
@@ -553,7 +556,7 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
         if shared.abort_level() == Abort::Hard {
             return Err(());
         }
-        let next = ladder.next(&attempts, now_ms());
+        let next = ladder.next(&attempts, now_ms(), crate::escalation::Seen::default());
         if ssh_usable {
             let probe = {
                 let _permit = shared.probes.acquire().await.expect("never closed");
@@ -594,8 +597,26 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
             continue;
         }
         let now = now_ms();
-        let until = match ladder.next(&attempts, now) {
+        let seen = crate::escalation::Seen { old_boot_id: answered_with_old, went_down: down };
+        let until = match ladder.next(&attempts, now, seen) {
             Next::WaitUntil(until) => until,
+            Next::ResendSsh => {
+                let reason = format!("the reboot sent before fleetboot was interrupted never arrived: boot ID still {old}, never down; sending it again");
+                let _ = shared.events.send(Event::Warning { host: Some(name()), message: reason });
+                shared.record(Entry::Dispatching { host: name(), old_boot_id: old.to_owned(), bmc: None })?;
+                let at = now_ms();
+                match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
+                    Ok(delivery) => {
+                        shared.record(Entry::Dispatched { host: name(), delivery, reset_type: None })?;
+                        attempts.push(Attempt { bmc: None, at_ms: at, handed_over: true });
+                    }
+                    Err(e) => {
+                        let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Dispatch, error: e.to_string(), may_reboot: false });
+                        return Err(());
+                    }
+                }
+                continue;
+            }
             Next::Reset(kind) => {
                 let waited = humantime::format_duration(Duration::from_millis(now.saturating_sub(attempts.last().map_or(now, |a| a.at_ms)) / 1000 * 1000));
                 let reason = match attempts.last().and_then(|a| a.bmc) {
@@ -604,7 +625,7 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
                 };
                 shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: ssh_usable })?;
                 let at = shared.bmc_reset(host, old, kind, true).await?;
-                attempts.push(Attempt { bmc: Some(kind), at_ms: at });
+                attempts.push(Attempt { bmc: Some(kind), at_ms: at, handed_over: true });
                 continue;
             }
             Next::GiveUp => {

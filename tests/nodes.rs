@@ -366,3 +366,38 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
     assert!(schedulable(&sim, "worker-0"));
     assert_eq!(reboot_requests(&sim)["worker-0"], 1);
 }
+
+#[test]
+fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost() {
+    use fleetboot::journal::{Entry, JournalWriter, Record, JOURNAL_VERSION};
+    let sim = Sim::start(0, 1);
+    let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
+    let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
+    // A run killed right after journaling `dispatching`, before the command went out.
+    let host = fleetboot::hosts::Host { name: "worker-0".into(), address, port: None };
+    let path = sim.path("lost.jsonl");
+    let mut writer = JournalWriter::create(&path).unwrap();
+    let then = fleetboot::runner::now_ms() - 3_000;
+    for entry in [
+        Entry::RunStarted { run_id: "r-lost".into(), command: "sudo shutdown -r -t 3".into(), hosts: vec![host], api_proof: false, grouping: None, drain: None },
+        Entry::BootIdRead { host: "worker-0".into(), boot_id: boot_id.clone() },
+        Entry::Dispatching { host: "worker-0".into(), old_boot_id: boot_id, bmc: None },
+    ] {
+        writer.append(&Record { v: JOURNAL_VERSION, at_ms: then, entry }).unwrap();
+    }
+    drop(writer);
+    let config = std::fs::read_to_string(sim.config()).unwrap().replace("[reboot]\n", "[reboot]\nscheduled_delay = \"1s\"\n");
+    std::fs::write(sim.path("quick.toml"), config).unwrap();
+    let out = std::process::Command::new(common::fleetboot_bin())
+        .arg("--config").arg(sim.path("quick.toml"))
+        .args(["reboot", "--resume", path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"])
+        .env("HOME", sim.dir.path()).env_remove("SSH_AUTH_SOCK")
+        .output().unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains("never arrived"), "{}", run.debug());
+    assert_eq!(reboot_requests(&sim)["worker-0"], 1, "one reboot reached the node");
+    let (records, state) = fleetboot::journal::load(&path).unwrap();
+    assert_eq!(records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count(), 2);
+    assert_eq!(state.records["worker-0"].phase, fleetboot::journal::Phase::Confirmed);
+}
