@@ -311,3 +311,20 @@ fn one_migration_per_cluster_a_second_one_is_refused_naming_the_holder() {
     let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]);
     assert!(!ok, "released at the end");
 }
+
+#[test]
+fn verify_shows_the_machine_config_daemon_log_of_a_node_that_is_not_ready() {
+    let sim = Sim::start(0, 2);
+    sim.kubectl_ok(&["patch", "node", "worker-1", "--subresource=status", "--type", "merge", "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#]);
+    let verify = run(&sim, &["verify", "--to", "OpenShiftSDN", "-o", "json"]);
+    assert_eq!(verify.code, 3, "{}", verify.debug());
+    let checks: serde_json::Value = serde_json::from_str(&verify.stdout).unwrap();
+    let ready = checks.as_array().unwrap().iter().find(|c| c["name"] == "every node Ready").unwrap();
+    assert_eq!(ready["passed"], false);
+    let detail = ready["detail"].as_str().unwrap();
+    // The tail is the daemon's own last line, read through the pods/log subresource.
+    assert!(detail.starts_with("worker-1 NotReady; machine-config-daemon log tail: ") && detail.contains("node worker-1 is up to date"), "{detail}");
+    // Before any migration, everything else about OpenShiftSDN checks out.
+    assert!(checks.as_array().unwrap().iter().filter(|c| c["name"] != "every node Ready").all(|c| c["passed"] == true), "{checks}");
+}
