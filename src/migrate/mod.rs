@@ -73,8 +73,9 @@ pub struct MigrateArgs {
     /// Take over the cluster's migration lease from another (live) holder.
     #[arg(long)]
     pub break_lock: bool,
-    /// How often steps 6 and 8 look at the cluster.
-    #[arg(long, default_value = "2s")]
+    /// Steps 6 and 8 watch the multus DaemonSet and the pools and look again on every change;
+    /// this is the longest they go without a look when nothing changes.
+    #[arg(long, default_value = "30s")]
     pub poll_interval: humantime::Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -217,6 +218,33 @@ impl Target {
         }
         let config = self.get(&network_config(), "cluster").await?;
         Ok(checks::VerifyInputs { nodes, machine_configs: rendered, status_network_type: str_at(&config, "/status/networkType"), pods: all_pods, daemon_logs })
+    }
+}
+
+/// Wakes on every change of the watched objects (a kube-runtime watcher, with backoff across
+/// API outages), or after `idle` without one, so a step re-reads the cluster when it changes
+/// instead of on a timer.
+struct Changes {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = Result<kube::runtime::watcher::Event<DynamicObject>, kube::runtime::watcher::Error>> + Send>>,
+    idle: Duration,
+}
+
+impl Changes {
+    fn watch(api: Api<DynamicObject>, fields: Option<&str>, idle: Duration) -> Changes {
+        use kube::runtime::{watcher, WatchStreamExt};
+        let mut config = watcher::Config::default();
+        if let Some(fields) = fields {
+            config = config.fields(fields);
+        }
+        Changes { stream: Box::pin(watcher(api, config).default_backoff()), idle }
+    }
+
+    async fn next(&mut self) {
+        use futures::StreamExt;
+        tokio::select! {
+            _ = self.stream.next() => {}
+            () = tokio::time::sleep(self.idle) => {}
+        }
     }
 }
 
@@ -555,6 +583,7 @@ impl Migration<'_> {
     async fn wait_multus(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
         let before: i64 = std::fs::read_to_string(self.dir.join("multus-generation-before")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         let api = self.cluster.namespaced(&daemon_sets(), "openshift-multus");
+        let mut changes = Changes::watch(api.clone(), Some("metadata.name=multus"), self.args.poll_interval.into());
         let deadline = tokio::time::Instant::now() + Duration::from(self.args.multus_timeout);
         let mut last = String::new();
         let mut warned = false;
@@ -580,7 +609,7 @@ impl Migration<'_> {
             if tokio::time::Instant::now() >= deadline {
                 return Err(StepError::Stop(ExitCode::HostsFailed, format!("multus did not finish rolling out within {}: {progress}", self.args.multus_timeout)));
             }
-            tokio::time::sleep(self.args.poll_interval.into()).await;
+            changes.next().await;
         }
     }
 
@@ -628,6 +657,7 @@ impl Migration<'_> {
 
     async fn wait_rollout(&self, state: &MigrationState) -> Result<String, StepError> {
         let pools_api = crate::cluster::machine_config_pools();
+        let mut changes = Changes::watch(self.cluster.cluster_scoped(&pools_api), None, self.args.poll_interval.into());
         let deadline = tokio::time::Instant::now() + Duration::from(self.args.rollout_timeout);
         let started = std::time::Instant::now();
         let mut last = std::collections::BTreeMap::<String, String>::new();
@@ -674,7 +704,7 @@ impl Migration<'_> {
             if tokio::time::Instant::now() >= deadline {
                 return Err(StepError::Stop(ExitCode::HostsFailed, format!("the MCO rollout did not finish within {}", self.args.rollout_timeout)));
             }
-            tokio::time::sleep(self.args.poll_interval.into()).await;
+            changes.next().await;
         }
     }
 
@@ -698,7 +728,7 @@ impl Migration<'_> {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }
             // Give the kubelets a moment to restart their pods, then look again.
-            tokio::time::sleep(Duration::from(self.args.poll_interval) * 2).await;
+            tokio::time::sleep(Duration::from(self.args.poll_interval).min(Duration::from_secs(5))).await;
             inputs = self.cluster.verify_inputs().await?;
             results = checks::verify(&inputs, &target);
             print!("{}", render_checks(&results));
