@@ -3,12 +3,11 @@
 //! opened and closed around each operation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
@@ -81,17 +80,11 @@ pub fn read_password_file(path: &Path) -> Result<Secret, String> {
 }
 
 fn secret_resource() -> ApiResource {
-    ApiResource { group: String::new(), version: "v1".into(), api_version: "v1".into(), kind: "Secret".into(), plural: "secrets".into() }
+    crate::cluster::api_resource("", "v1", "Secret", "secrets")
 }
 
 fn bmh_resource() -> ApiResource {
-    ApiResource {
-        group: "metal3.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "metal3.io/v1alpha1".into(),
-        kind: "BareMetalHost".into(),
-        plural: "baremetalhosts".into(),
-    }
+    crate::cluster::api_resource("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
 }
 
 /// `username` and `password` of a Secret, decoded.
@@ -257,10 +250,7 @@ pub struct RedfishPower {
 
 impl RedfishPower {
     pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
-        let limiter = config.rate.map(|rate| {
-            let spacing = rate.spacing().max(Duration::from_nanos(1));
-            RateLimiter::direct(Quota::with_period(spacing).expect("non-zero period").allow_burst(NonZeroU32::MIN))
-        });
+        let limiter = config.rate.map(|rate| rate.limiter());
         RedfishPower { targets: inventory.targets, settings: config.settings, locks: Mutex::new(HashMap::new()), limiter, graceful_timeout: config.graceful_timeout }
     }
 

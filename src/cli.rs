@@ -513,7 +513,7 @@ fn install_interrupts(trigger: watch::Sender<Abort>) {
     });
 }
 
-fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::cluster::ClusterTarget {
+pub(crate) fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::cluster::ClusterTarget {
     crate::cluster::ClusterTarget {
         kubeconfig: args.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
         context: args.context.clone().or_else(|| settings.cluster.context.clone()),
@@ -582,7 +582,8 @@ async fn attach_bmcs(nodes: &mut [crate::cluster::NodeInfo], settings: &Settings
 
 /// The reboot inventory from the cluster: selected nodes, minus exclusions, each reached at
 /// its address of the chosen type. Any node without exactly one such address stops the run.
-async fn cluster_inventory(args: &RebootArgs, client: &kube::Client, server: &str) -> Result<(Vec<Host>, crate::plan::Grouping), Error> {
+/// Also returns the chosen nodes as discovered, for the BMC inventory.
+async fn cluster_inventory(args: &RebootArgs, client: &kube::Client, server: &str) -> Result<(Vec<Host>, crate::plan::Grouping, Vec<crate::cluster::NodeInfo>), Error> {
     let (found, pools) = crate::cluster::discover_with_pools(client, server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
     let unknown: Vec<&String> = args.nodes.iter().chain(&args.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).collect();
     if !unknown.is_empty() {
@@ -603,10 +604,10 @@ async fn cluster_inventory(args: &RebootArgs, client: &kube::Client, server: &st
         crate::cluster::grouping(&chosen, &pools, &args.group_by, args.group_concurrency)
     };
     let hosts: Vec<(Host, String)> = chosen
-        .into_iter()
+        .iter()
         .map(|n| (Host { name: n.name.clone(), address: n.addresses[0].clone(), port: None }, format!("node {}", n.name)))
         .collect();
-    Ok((hosts::merge_sources(hosts)?, grouping))
+    Ok((hosts::merge_sources(hosts)?, grouping, chosen))
 }
 
 pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
@@ -614,6 +615,7 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let from_cluster = args.all || !args.nodes.is_empty() || args.select.label_selector().is_some();
     // One client for the whole run: discovery, the Node watcher, the lease and the drain.
     let mut kube_client = None;
+    let mut discovered = None;
     let (hosts, grouping, prior, journal) = match &args.resume {
         Some(path) => {
             let (_, state) = journal::load(path)?;
@@ -622,9 +624,10 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         None => {
             let (hosts, grouping) = if from_cluster {
                 let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
-                let found = cluster_inventory(&args, &client, &server).await?;
+                let (hosts, grouping, nodes) = cluster_inventory(&args, &client, &server).await?;
                 kube_client = Some(client);
-                found
+                discovered = Some(nodes);
+                (hosts, grouping)
             } else {
                 (inventory(&args.hosts, &settings)?, crate::plan::Grouping::default())
             };
@@ -657,12 +660,10 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         (true, None) => Some(crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?.0),
     };
     // BMC credentials are read now too: a bad one stops the run before any node is touched.
-    let bmc = bmc_power(&settings, &plan.hosts, kube.as_ref()).await?;
+    let bmc = bmc_power(&settings, &plan.hosts, kube.as_ref(), discovered).await?;
     // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
     let (api, lease, drain, lease_takeover) = if let Some(kube) = kube {
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let identity = crate::cluster::lease_identity(&user, &host, std::process::id(), &plan.run_id);
+        let (identity, host) = crate::cluster::this_process_identity(&plan.run_id);
         // A resume may reclaim the lease its own killed process left behind on this machine.
         let reclaimable = |holder: &str| prior.is_some() && crate::cluster::holder_is_dead_run(holder, &host, &plan.run_id, crate::cluster::process_alive);
         let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, crate::cluster::LEASE_NAME, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
@@ -718,13 +719,15 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
 /// The BMCs of a run's hosts, unless the run is SSH only. Problems with BareMetalHosts
 /// (a scheme fleetboot cannot drive, a missing Secret) are warnings: those nodes simply
 /// have no fallback. Problems with `[[bmc]]` entries the user wrote stop the run.
-async fn bmc_power(settings: &Settings, hosts: &[Host], kube: Option<&kube::Client>) -> Result<Option<Arc<crate::bmc::RedfishPower>>, Error> {
+/// `discovered`: the run's nodes when discovery just listed them (a resume lists them here).
+async fn bmc_power(settings: &Settings, hosts: &[Host], kube: Option<&kube::Client>, discovered: Option<Vec<crate::cluster::NodeInfo>>) -> Result<Option<Arc<crate::bmc::RedfishPower>>, Error> {
     if settings.reboot.transport == config::TransportChoice::Ssh || (settings.bmcs.is_empty() && kube.is_none()) {
         return Ok(None);
     }
-    let nodes = match kube {
-        Some(client) => crate::cluster::discover(client, "the cluster", None, "InternalIP").await?,
-        None => Vec::new(),
+    let nodes = match (kube, discovered) {
+        (Some(_), Some(nodes)) => nodes,
+        (Some(client), None) => crate::cluster::discover(client, "the cluster", None, "InternalIP").await?,
+        (None, _) => Vec::new(),
     };
     let inventory = crate::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
     for problem in &inventory.problems {

@@ -190,14 +190,14 @@ pub fn pool_selectors(pools: &[DynamicObject]) -> Vec<PoolSelector> {
         .collect()
 }
 
+/// A kind the code has no generated type for (OpenShift's, metal3's), for `DynamicObject` APIs.
+pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() }
+}
+
 pub fn machine_config_pools() -> ApiResource {
-    ApiResource {
-        group: "machineconfiguration.openshift.io".into(),
-        version: "v1".into(),
-        api_version: "machineconfiguration.openshift.io/v1".into(),
-        kind: "MachineConfigPool".into(),
-        plural: "machineconfigpools".into(),
-    }
+    api_resource("machineconfiguration.openshift.io", "v1", "MachineConfigPool", "machineconfigpools")
 }
 
 /// Lists nodes (filtered by a label selector) with their pools. A cluster without the
@@ -535,13 +535,7 @@ pub const LEASE_NAME: &str = "fleetboot";
 pub const MIGRATION_LEASE_NAME: &str = "fleetboot-migration";
 
 fn lease_resource() -> ApiResource {
-    ApiResource {
-        group: "coordination.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "coordination.k8s.io/v1".into(),
-        kind: "Lease".into(),
-        plural: "leases".into(),
-    }
+    api_resource("coordination.k8s.io", "v1", "Lease", "leases")
 }
 
 fn micro_time(at: std::time::SystemTime) -> String {
@@ -632,6 +626,13 @@ impl LeaseLock {
 /// Who holds a lease, as fleetboot writes it: `user@host pid N run ID`.
 pub fn lease_identity(user: &str, host: &str, pid: u32, run_id: &str) -> String {
     format!("{user}@{host} pid {pid} run {run_id}")
+}
+
+/// This process's lease identity for run `run_id`, and this machine's host name.
+pub fn this_process_identity(run_id: &str) -> (String, String) {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    (lease_identity(&user, &host, std::process::id(), run_id), host)
 }
 
 /// Whether `holder` is run `run_id` started on `host` by a process that no longer exists:

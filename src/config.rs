@@ -191,6 +191,12 @@ impl Rate {
     pub fn spacing(&self) -> Duration {
         self.per / self.count.get()
     }
+
+    /// A limiter that lets one start through per spacing, never a burst.
+    pub fn limiter(&self) -> governor::DefaultDirectRateLimiter {
+        let spacing = self.spacing().max(Duration::from_nanos(1));
+        governor::RateLimiter::direct(governor::Quota::with_period(spacing).expect("non-zero period").allow_burst(NonZeroU32::MIN))
+    }
 }
 
 impl std::fmt::Display for Rate {

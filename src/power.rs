@@ -113,11 +113,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     let kubeconfig_known = targets.cluster.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
     let mut cluster_nodes = Vec::new();
     let client = if kubeconfig_known {
-        let target = crate::cluster::ClusterTarget {
-            kubeconfig: targets.cluster.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
-            context: targets.cluster.context.clone().or_else(|| settings.cluster.context.clone()),
-        };
-        let (client, server) = crate::cluster::connect(&target).await?;
+        let (client, server) = crate::cluster::connect(&crate::cli::cluster_target(&targets.cluster, settings)).await?;
         cluster_nodes = crate::cluster::discover(&client, &server, None, "InternalIP").await?;
         for node in &cluster_nodes {
             if !hosts.iter().any(|h| h.name == node.name) {

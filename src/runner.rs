@@ -2,12 +2,11 @@
 //! events and never printing.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::config::RebootSettings;
@@ -253,10 +252,7 @@ pub async fn run<T: PowerTransport>(
     let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover, bmc, fallback } = inputs;
     let journal_path = journal.path().to_owned();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let limiter = settings.rate.map(|rate| {
-        let spacing = rate.spacing().max(Duration::from_nanos(1));
-        RateLimiter::direct(Quota::with_period(spacing).expect("non-zero period").allow_burst(NonZeroU32::MIN))
-    });
+    let limiter = settings.rate.map(|rate| rate.limiter());
     let not_before_ms = match (&prior, settings.rate) {
         (Some(state), Some(rate)) => state
             .records
@@ -504,18 +500,9 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
             Err(()) => return,
         }
     } else {
-        if shared.record(Entry::Dispatching { host: name(), old_boot_id: old.clone(), bmc: None }).is_err() {
-            return;
-        }
-        let at = now_ms();
-        // Retrying is safe: send_reboot fails only when nothing reached the host.
-        match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
-            Ok(delivery) => {
-                if shared.record(Entry::Dispatched { host: name(), delivery, reset_type: None }).is_err() {
-                    return;
-                }
-                Attempt { bmc: None, at_ms: at, handed_over: true }
-            }
+        let Ok(sent) = ssh_dispatch(shared, host, &old).await else { return };
+        match sent {
+            Ok(at) => Attempt { bmc: None, at_ms: at, handed_over: true },
             Err(e) if shared.falls_back_on(host, &e) => {
                 let reason = format!("the SSH reboot never reached it ({e})");
                 if shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: true }).is_err() {
@@ -536,6 +523,21 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
 
 async fn current_api_boot_id<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
     shared.api.as_ref()?.boot_id(&host.name).await
+}
+
+/// Journals the intent, then hands the reboot over SSH. Ok(Ok(at)): handed over, sent at `at`;
+/// Ok(Err(e)): nothing reached the host; Err(()): the journal could not be written.
+async fn ssh_dispatch<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str) -> Result<Result<u64, TransportError>, ()> {
+    shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: None })?;
+    let at = now_ms();
+    // Retrying is safe: send_reboot fails only when nothing reached the host.
+    match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
+        Ok(delivery) => {
+            shared.record(Entry::Dispatched { host: host.name.clone(), delivery, reset_type: None })?;
+            Ok(Ok(at))
+        }
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// Watches until the host shows a boot ID other than `old`: over SSH (each poll one
@@ -603,13 +605,8 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
             Next::ResendSsh => {
                 let reason = format!("the reboot sent before fleetboot was interrupted never arrived: boot ID still {old}, never down; sending it again");
                 let _ = shared.events.send(Event::Warning { host: Some(name()), message: reason });
-                shared.record(Entry::Dispatching { host: name(), old_boot_id: old.to_owned(), bmc: None })?;
-                let at = now_ms();
-                match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
-                    Ok(delivery) => {
-                        shared.record(Entry::Dispatched { host: name(), delivery, reset_type: None })?;
-                        attempts.push(Attempt { bmc: None, at_ms: at, handed_over: true });
-                    }
+                match ssh_dispatch(shared, host, old).await? {
+                    Ok(at) => attempts.push(Attempt { bmc: None, at_ms: at, handed_over: true }),
                     Err(e) => {
                         let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Dispatch, error: e.to_string(), may_reboot: false });
                         return Err(());

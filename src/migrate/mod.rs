@@ -15,6 +15,7 @@ use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 
 use crate::cli::ClusterArgs;
+use crate::cluster::api_resource as resource;
 use crate::config::{Layer, Settings};
 use crate::{Error, ExitCode};
 use checks::Check;
@@ -110,11 +111,6 @@ pub enum MigrateError {
 
 fn api_error(what: &str) -> impl Fn(kube::Error) -> MigrateError + '_ {
     move |e| MigrateError::Api(format!("{what}: {e}"))
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() }
 }
 
 fn network_config() -> ApiResource {
@@ -303,11 +299,7 @@ fn migration_in_progress(root: &Path) -> Option<PathBuf> {
 }
 
 async fn connect(args: &ClusterArgs, settings: &Settings) -> Result<Target, Error> {
-    let target = crate::cluster::ClusterTarget {
-        kubeconfig: args.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
-        context: args.context.clone().or_else(|| settings.cluster.context.clone()),
-    };
-    let (client, _) = crate::cluster::connect(&target).await?;
+    let (client, _) = crate::cluster::connect(&crate::cli::cluster_target(args, settings)).await?;
     Ok(Target { client })
 }
 
@@ -359,8 +351,7 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
     // One migration per cluster: the lease is held from here to the end, and a resume on this
     // machine reclaims the one its own killed process left.
     let run_id = if state.run_id.is_empty() { dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() } else { state.run_id.clone() };
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-    let identity = crate::cluster::lease_identity(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()), &host, std::process::id(), &run_id);
+    let (identity, host) = crate::cluster::this_process_identity(&run_id);
     let reclaimable = |holder: &str| crate::cluster::holder_is_dead_run(holder, &host, &run_id, crate::cluster::process_alive);
     let lease = crate::cluster::LeaseLock::acquire(&cluster.client, "kube-system", crate::cluster::MIGRATION_LEASE_NAME, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
     let outcome = run_under_lease(&args, config, &cluster, &dir, &journal_path, state, variant, &version, lease.taken_from.clone()).await;
