@@ -35,7 +35,8 @@ pub fn bmh_address_to_url(address: &str) -> Result<String, String> {
         Some((driver, transport)) => (driver, transport),
         None => (scheme, "https"),
     };
-    let redfish = matches!(driver, "redfish" | "redfish-virtualmedia" | "idrac-redfish" | "idrac-virtualmedia" | "ilo5-redfish" | "redfish-uefihttp");
+    let redfish =
+        matches!(driver, "redfish" | "redfish-virtualmedia" | "idrac-redfish" | "idrac-virtualmedia" | "ilo5-redfish" | "redfish-uefihttp");
     if !redfish {
         return Err(format!("{address} uses {driver}, which fleetboot cannot drive (Redfish only)"));
     }
@@ -114,29 +115,45 @@ pub struct BmcInventory {
 impl BmcInventory {
     /// `[[bmc]]` entries first (matched by node name or address), then, for cluster nodes, the
     /// BareMetalHosts. Credentials are read here, before any node is touched.
-    pub async fn build(config: &RedfishConfig, entries: &[BmcEntry], hosts: &[Host], cluster: Option<(&kube::Client, &[NodeInfo])>) -> Result<BmcInventory, BmcSetupError> {
+    pub async fn build(
+        config: &RedfishConfig,
+        entries: &[BmcEntry],
+        hosts: &[Host],
+        cluster: Option<(&kube::Client, &[NodeInfo])>,
+    ) -> Result<BmcInventory, BmcSetupError> {
         let mut inventory = BmcInventory::default();
         let default_tls = if config.insecure { BmcTls::Insecure } else { BmcTls::Verify { ca_file: config.ca_file.clone() } };
         for entry in entries {
-            let host = hosts.iter().find(|h| h.name == entry.node || h.address == entry.node).ok_or_else(|| BmcSetupError::UnknownNode(entry.node.clone()))?;
+            let host = hosts
+                .iter()
+                .find(|h| h.name == entry.node || h.address == entry.node)
+                .ok_or_else(|| BmcSetupError::UnknownNode(entry.node.clone()))?;
             let fail = |reason: String| BmcSetupError::Credentials { node: host.name.clone(), reason };
             let (secret_user, password) = match (&entry.password_file, &entry.password_env, &entry.password_secret) {
                 (Some(file), _, _) => (None, read_password_file(&crate::config::expand_home(file, None)).map_err(fail)?),
                 (_, Some(var), _) => (None, env_password(var).map_err(fail)?),
                 (_, _, Some(reference)) => {
-                    let (namespace, name) = reference.split_once('/').ok_or_else(|| fail(format!("password_secret {reference:?} is not namespace/name")))?;
+                    let (namespace, name) =
+                        reference.split_once('/').ok_or_else(|| fail(format!("password_secret {reference:?} is not namespace/name")))?;
                     let (client, _) = cluster.ok_or_else(|| fail("password_secret needs a cluster (--kubeconfig)".into()))?;
                     secret_credentials(client, namespace, name).await.map_err(fail)?
                 }
                 (None, None, None) => (None, default_password(config).map_err(fail)?),
             };
-            let username = entry.username.clone().or(secret_user).or_else(|| config.username.clone()).ok_or_else(|| fail("no username: set username in [[bmc]] or [redfish]".into()))?;
+            let username = entry
+                .username
+                .clone()
+                .or(secret_user)
+                .or_else(|| config.username.clone())
+                .ok_or_else(|| fail("no username: set username in [[bmc]] or [redfish]".into()))?;
             let tls = match (entry.insecure, &entry.ca_file) {
                 (Some(true), _) => BmcTls::Insecure,
                 (_, Some(ca)) => BmcTls::Verify { ca_file: Some(crate::config::expand_home(ca, None)) },
                 _ => default_tls.clone(),
             };
-            inventory.targets.insert(host.name.clone(), BmcTarget { node: host.name.clone(), url: entry.url.clone(), username, password, tls });
+            inventory
+                .targets
+                .insert(host.name.clone(), BmcTarget { node: host.name.clone(), url: entry.url.clone(), username, password, tls });
         }
         if let Some((client, nodes)) = cluster {
             // Only the run's nodes: their BareMetalHosts and Secrets, not the whole cluster's.
@@ -146,7 +163,13 @@ impl BmcInventory {
         Ok(inventory)
     }
 
-    async fn add_bare_metal_hosts(&mut self, client: &kube::Client, nodes: &[NodeInfo], config: &RedfishConfig, default_tls: &BmcTls) -> Result<(), BmcSetupError> {
+    async fn add_bare_metal_hosts(
+        &mut self,
+        client: &kube::Client,
+        nodes: &[NodeInfo],
+        config: &RedfishConfig,
+        default_tls: &BmcTls,
+    ) -> Result<(), BmcSetupError> {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &bmh_resource());
         let hosts = match api.list(&ListParams::default()).await {
             Ok(list) => list.items,
@@ -158,9 +181,10 @@ impl BmcInventory {
         for bmh in hosts {
             let namespace = bmh.metadata.namespace.clone().unwrap_or_default();
             let name = bmh.metadata.name.clone().unwrap_or_default();
-            let consumer = bmh.data.pointer("/spec/consumerRef").and_then(|c| {
-                Some(format!("{}/{}", c["namespace"].as_str().unwrap_or(&namespace), c["name"].as_str()?))
-            });
+            let consumer = bmh
+                .data
+                .pointer("/spec/consumerRef")
+                .and_then(|c| Some(format!("{}/{}", c["namespace"].as_str().unwrap_or(&namespace), c["name"].as_str()?)));
             let Some(node) = node_of_bmh(&namespace, &name, consumer.as_deref(), nodes) else { continue };
             if self.targets.contains_key(&node.name) {
                 continue;
@@ -201,7 +225,8 @@ impl BmcInventory {
                 None => match default_password(config) {
                     Ok(password) => (None, password),
                     Err(problem) => {
-                        self.problems.push(format!("node {}: BareMetalHost {namespace}/{name} names no credentials and {problem}", node.name));
+                        self.problems
+                            .push(format!("node {}: BareMetalHost {namespace}/{name} names no credentials and {problem}", node.name));
                         continue;
                     }
                 },
@@ -251,7 +276,13 @@ pub struct RedfishPower {
 impl RedfishPower {
     pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
         let limiter = config.rate.map(|rate| rate.limiter());
-        RedfishPower { targets: inventory.targets, settings: config.settings, locks: Mutex::new(HashMap::new()), limiter, graceful_timeout: config.graceful_timeout }
+        RedfishPower {
+            targets: inventory.targets,
+            settings: config.settings,
+            locks: Mutex::new(HashMap::new()),
+            limiter,
+            graceful_timeout: config.graceful_timeout,
+        }
     }
 
     pub fn has(&self, node: &str) -> bool {
@@ -264,7 +295,11 @@ impl RedfishPower {
 
     /// Waits for this BMC to be free and for a rate slot, then logs in.
     async fn open(&self, node: &str) -> Result<(tokio::sync::OwnedMutexGuard<()>, Bmc), RedfishError> {
-        let target = self.targets.get(node).cloned().ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
+        let target = self
+            .targets
+            .get(node)
+            .cloned()
+            .ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
         let (origin, system) = target.split_url()?;
         let key = format!("{origin}{}", system.unwrap_or_default());
         let lock = self.locks.lock().unwrap().entry(key).or_default().clone();
@@ -279,7 +314,11 @@ impl RedfishPower {
 
     /// Whether the node's BMC answers (its service root; no login, no lock).
     pub async fn probe(&self, node: &str) -> Result<(), RedfishError> {
-        let target = self.targets.get(node).cloned().ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
+        let target = self
+            .targets
+            .get(node)
+            .cloned()
+            .ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
         let settings = RedfishSettings { request_timeout: self.settings.request_timeout.min(Duration::from_secs(5)), ..self.settings };
         Bmc::new(target, settings)?.probe().await
     }
@@ -318,8 +357,14 @@ mod tests {
     fn bare_metal_host_addresses_map_to_redfish_urls() {
         assert_eq!(bmh_address_to_url("redfish://198.51.100.3/redfish/v1/Systems/1").unwrap(), "https://198.51.100.3/redfish/v1/Systems/1");
         assert_eq!(bmh_address_to_url("redfish+http://bmc:8000/redfish/v1/Systems/x").unwrap(), "http://bmc:8000/redfish/v1/Systems/x");
-        assert_eq!(bmh_address_to_url("redfish-virtualmedia+https://bmc/redfish/v1/Systems/1").unwrap(), "https://bmc/redfish/v1/Systems/1");
-        assert_eq!(bmh_address_to_url("idrac-virtualmedia://idrac/redfish/v1/Systems/System.Embedded.1").unwrap(), "https://idrac/redfish/v1/Systems/System.Embedded.1");
+        assert_eq!(
+            bmh_address_to_url("redfish-virtualmedia+https://bmc/redfish/v1/Systems/1").unwrap(),
+            "https://bmc/redfish/v1/Systems/1"
+        );
+        assert_eq!(
+            bmh_address_to_url("idrac-virtualmedia://idrac/redfish/v1/Systems/System.Embedded.1").unwrap(),
+            "https://idrac/redfish/v1/Systems/System.Embedded.1"
+        );
         assert_eq!(bmh_address_to_url("idrac-redfish://idrac").unwrap(), "https://idrac");
         let ipmi = bmh_address_to_url("ipmi://198.51.100.3:623").unwrap_err();
         assert!(ipmi.contains("ipmi") && ipmi.contains("Redfish only"), "{ipmi}");

@@ -363,11 +363,7 @@ impl SshArgs {
             ssh.identities = Some(self.identities.clone());
         }
         ssh.known_hosts.clone_from(&self.known_hosts);
-        ssh.host_key_policy = if self.insecure_ignore_host_keys {
-            Some("insecure-ignore".into())
-        } else {
-            self.host_key_policy.clone()
-        };
+        ssh.host_key_policy = if self.insecure_ignore_host_keys { Some("insecure-ignore".into()) } else { self.host_key_policy.clone() };
         ssh.connect_timeout.clone_from(&self.connect_timeout);
         ssh.auth_timeout.clone_from(&self.auth_timeout);
         ssh.command_timeout.clone_from(&self.command_timeout);
@@ -439,9 +435,10 @@ fn inventory(args: &HostArgs, settings: &Settings) -> Result<Vec<Host>, Error> {
         sources.push((Host { name: address.clone(), address, port }, format!("--host {endpoint}")));
     }
     if sources.is_empty()
-        && let Some(from_config) = &settings.hosts {
-            sources.extend(from_config.iter().cloned().map(|h| (h, "the config file".to_owned())));
-        }
+        && let Some(from_config) = &settings.hosts
+    {
+        sources.extend(from_config.iter().cloned().map(|h| (h, "the config file".to_owned())));
+    }
     Ok(hosts::merge_sources(sources)?)
 }
 
@@ -542,8 +539,12 @@ pub async fn nodes(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, E
 /// Each node's BMC (config `[[bmc]]` or BareMetalHost) and, with `probe`, whether it answers.
 /// A listing never fails over BMCs: problems become warnings.
 async fn attach_bmcs(nodes: &mut [crate::cluster::NodeInfo], settings: &Settings, client: &kube::Client, probe: bool) {
-    let hosts: Vec<Host> = nodes.iter().map(|n| Host { name: n.name.clone(), address: n.addresses.first().cloned().unwrap_or_default(), port: None }).collect();
-    let entries: Vec<config::BmcEntry> = settings.bmcs.iter().filter(|e| hosts.iter().any(|h| h.name == e.node || h.address == e.node)).cloned().collect();
+    let hosts: Vec<Host> = nodes
+        .iter()
+        .map(|n| Host { name: n.name.clone(), address: n.addresses.first().cloned().unwrap_or_default(), port: None })
+        .collect();
+    let entries: Vec<config::BmcEntry> =
+        settings.bmcs.iter().filter(|e| hosts.iter().any(|h| h.name == e.node || h.address == e.node)).cloned().collect();
     let inventory = match crate::bmc::BmcInventory::build(&settings.redfish, &entries, &hosts, Some((client, nodes))).await {
         Ok(inventory) => inventory,
         Err(e) => {
@@ -583,11 +584,19 @@ async fn attach_bmcs(nodes: &mut [crate::cluster::NodeInfo], settings: &Settings
 /// The reboot inventory from the cluster: selected nodes, minus exclusions, each reached at
 /// its address of the chosen type. Any node without exactly one such address stops the run.
 /// Also returns the chosen nodes as discovered, for the BMC inventory.
-async fn cluster_inventory(args: &RebootArgs, client: &kube::Client, server: &str) -> Result<(Vec<Host>, crate::plan::Grouping, Vec<crate::cluster::NodeInfo>), Error> {
-    let (found, pools) = crate::cluster::discover_with_pools(client, server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+async fn cluster_inventory(
+    args: &RebootArgs,
+    client: &kube::Client,
+    server: &str,
+) -> Result<(Vec<Host>, crate::plan::Grouping, Vec<crate::cluster::NodeInfo>), Error> {
+    let (found, pools) =
+        crate::cluster::discover_with_pools(client, server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
     let unknown: Vec<&String> = args.nodes.iter().chain(&args.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).collect();
     if !unknown.is_empty() {
-        return Err(Error::Selection(format!("no such node in the cluster (or not matching the selector): {}", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
+        return Err(Error::Selection(format!(
+            "no such node in the cluster (or not matching the selector): {}",
+            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )));
     }
     let chosen: Vec<crate::cluster::NodeInfo> = found
         .into_iter()
@@ -665,8 +674,19 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let (api, lease, drain, lease_takeover) = if let Some(kube) = kube {
         let (identity, host) = crate::cluster::this_process_identity(&plan.run_id);
         // A resume may reclaim the lease its own killed process left behind on this machine.
-        let reclaimable = |holder: &str| prior.is_some() && crate::cluster::holder_is_dead_run(holder, &host, &plan.run_id, crate::cluster::process_alive);
-        let lease = crate::cluster::LeaseLock::acquire(&kube, &args.lease_namespace, crate::cluster::LEASE_NAME, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
+        let reclaimable = |holder: &str| {
+            prior.is_some() && crate::cluster::holder_is_dead_run(holder, &host, &plan.run_id, crate::cluster::process_alive)
+        };
+        let lease = crate::cluster::LeaseLock::acquire(
+            &kube,
+            &args.lease_namespace,
+            crate::cluster::LEASE_NAME,
+            &identity,
+            Duration::from_secs(30),
+            args.break_lock,
+            reclaimable,
+        )
+        .await?;
         if let Some(previous) = &lease.taken_from {
             eprintln!("warning: took the fleetboot lease over from {previous}");
         }
@@ -703,7 +723,19 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         }
     };
     let fallback = settings.redfish.fallback;
-    let inputs = RunInputs { transport, settings: settings.reboot.clone(), retry, journal: writer, plan, prior, api, drain, lease_takeover, bmc, fallback };
+    let inputs = RunInputs {
+        transport,
+        settings: settings.reboot.clone(),
+        retry,
+        journal: writer,
+        plan,
+        prior,
+        api,
+        drain,
+        lease_takeover,
+        bmc,
+        fallback,
+    };
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());
@@ -720,7 +752,12 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
 /// (a scheme fleetboot cannot drive, a missing Secret) are warnings: those nodes simply
 /// have no fallback. Problems with `[[bmc]]` entries the user wrote stop the run.
 /// `discovered`: the run's nodes when discovery just listed them (a resume lists them here).
-async fn bmc_power(settings: &Settings, hosts: &[Host], kube: Option<&kube::Client>, discovered: Option<Vec<crate::cluster::NodeInfo>>) -> Result<Option<Arc<crate::bmc::RedfishPower>>, Error> {
+async fn bmc_power(
+    settings: &Settings,
+    hosts: &[Host],
+    kube: Option<&kube::Client>,
+    discovered: Option<Vec<crate::cluster::NodeInfo>>,
+) -> Result<Option<Arc<crate::bmc::RedfishPower>>, Error> {
     if settings.reboot.transport == config::TransportChoice::Ssh || (settings.bmcs.is_empty() && kube.is_none()) {
         return Ok(None);
     }
@@ -862,7 +899,8 @@ mod tests {
     fn the_command_line_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        let cli = Cli::try_parse_from(["fleetboot", "reboot", "--host", "127.0.0.2:2222", "--rate", "10/min", "--concurrency", "5"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["fleetboot", "reboot", "--host", "127.0.0.2:2222", "--rate", "10/min", "--concurrency", "5"]).unwrap();
         let Command::Reboot(args) = cli.command else { panic!("reboot") };
         let layer = args.layer();
         assert_eq!(layer.reboot.concurrency, Some(5));

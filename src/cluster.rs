@@ -2,14 +2,14 @@
 //! document's jsonpath reads it, roles, labels, boot ID, readiness, MachineConfigPool), and
 //! the pure rendering of what was found.
 
-use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
-use kube::Client;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -38,14 +38,11 @@ pub async fn connect(target: &ClusterTarget) -> Result<(Client, String), Cluster
     let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
     let config = match &target.kubeconfig {
         Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| ClusterError::Kubeconfig {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| ClusterError::Kubeconfig {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?
         }
         None => match kube::Config::from_kubeconfig(&options).await {
             Ok(config) => config,
@@ -206,12 +203,16 @@ pub async fn discover(client: &Client, server: &str, selector: Option<&str>, add
     Ok(discover_with_pools(client, server, selector, address_type).await?.0)
 }
 
-pub async fn discover_with_pools(client: &Client, server: &str, selector: Option<&str>, address_type: &str) -> Result<(Vec<NodeInfo>, Vec<PoolSelector>), ClusterError> {
+pub async fn discover_with_pools(
+    client: &Client,
+    server: &str,
+    selector: Option<&str>,
+    address_type: &str,
+) -> Result<(Vec<NodeInfo>, Vec<PoolSelector>), ClusterError> {
     let api_error = |e: kube::Error| match e {
-        kube::Error::Api(status) if status.code == 400 && selector.is_some() => ClusterError::Selector {
-            selector: selector.unwrap_or_default().to_owned(),
-            reason: status.message.clone(),
-        },
+        kube::Error::Api(status) if status.code == 400 && selector.is_some() => {
+            ClusterError::Selector { selector: selector.unwrap_or_default().to_owned(), reason: status.message.clone() }
+        }
         other => ClusterError::Api { server: server.to_owned(), reason: other.to_string() },
     };
     let mut params = ListParams::default();
@@ -320,7 +321,12 @@ pub fn address_problems(nodes: &[NodeInfo]) -> Vec<String> {
         .filter_map(|n| match n.addresses.len() {
             1 => None,
             0 => Some(format!("node {} has no {} address", n.name, n.address_type)),
-            k => Some(format!("node {} has {k} {} addresses ({}); fleetboot would use the first", n.name, n.address_type, n.addresses.join(", "))),
+            k => Some(format!(
+                "node {} has {k} {} addresses ({}); fleetboot would use the first",
+                n.name,
+                n.address_type,
+                n.addresses.join(", ")
+            )),
         })
         .collect()
 }
@@ -354,7 +360,11 @@ mod tests {
             match_labels: [(label.to_owned(), String::new())].into_iter().collect(),
             max_unavailable: MaxUnavailable::Count(if name == "worker" { 2 } else { 1 }),
         };
-        vec![pool("master", "node-role.kubernetes.io/master"), pool("worker", "node-role.kubernetes.io/worker"), pool("infra", "node-role.kubernetes.io/infra")]
+        vec![
+            pool("master", "node-role.kubernetes.io/master"),
+            pool("worker", "node-role.kubernetes.io/worker"),
+            pool("infra", "node-role.kubernetes.io/infra"),
+        ]
     }
 
     #[test]
@@ -455,7 +465,7 @@ fn boot_id_and_ready(node: &Node) -> (&str, &str) {
 impl NodeWatch {
     pub fn start(client: &Client) -> NodeWatch {
         use futures::StreamExt;
-        use kube::runtime::{reflector, watcher, WatchStreamExt};
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
         let (store, writer) = reflector::store::<Node>();
         let waiters = Arc::new(NodeWaiters::default());
         let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
@@ -465,7 +475,9 @@ impl NodeWatch {
             // Errors are the watcher's to retry (with backoff); each event wakes its node's waiters.
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => wake.wake(node.metadata.name.as_deref().unwrap_or_default()),
+                    Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
+                        wake.wake(node.metadata.name.as_deref().unwrap_or_default())
+                    }
                     Ok(watcher::Event::InitDone) => wake.wake_all(),
                     Ok(_) | Err(_) => {}
                 }
@@ -501,7 +513,9 @@ impl NodeWatch {
                 return Err(match self.store.get(&key) {
                     None => format!("the cluster API never showed node {name}"),
                     Some(node) => match boot_id_and_ready(&node) {
-                        (boot_id, ready) if boot_id == old => format!("the cluster API still shows node {name} with its old boot ID {old} (Ready={ready})"),
+                        (boot_id, ready) if boot_id == old => {
+                            format!("the cluster API still shows node {name} with its old boot ID {old} (Ready={ready})")
+                        }
                         (_, ready) => format!("the cluster API shows node {name} with a new boot ID but Ready={ready}"),
                     },
                 });
@@ -584,7 +598,9 @@ impl LeaseLock {
                 let mut takeover = held.clone();
                 takeover.data["spec"] = spec;
                 api.replace(lease_name, &PostParams::default(), &takeover).await.map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 409 => ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned(), name: lease_name.to_owned() },
+                    kube::Error::Api(s) if s.code == 409 => {
+                        ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned(), name: lease_name.to_owned() }
+                    }
                     other => api_error(other),
                 })?;
                 taken_from = Some(holder);
@@ -617,9 +633,10 @@ impl LeaseLock {
     pub async fn release(self) {
         self.renewer.abort();
         if let Ok(lease) = self.api.get(&self.name).await
-            && lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) == Some(self.identity.as_str()) {
-                let _ = self.api.delete(&self.name, &Default::default()).await;
-            }
+            && lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) == Some(self.identity.as_str())
+        {
+            let _ = self.api.delete(&self.name, &Default::default()).await;
+        }
     }
 }
 
@@ -773,7 +790,16 @@ impl Drainer {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(pending.iter().map(|p| format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or_default(), p.metadata.name.as_deref().unwrap_or_default())).collect());
+                return Err(pending
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            p.metadata.name.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect());
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }

@@ -137,17 +137,11 @@ impl Layer {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Layer, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            origin: origin.to_owned(),
-            reason: e.to_string().trim_end().to_owned(),
-        })
+        toml::from_str(text).map_err(|e| ConfigError::Syntax { origin: origin.to_owned(), reason: e.to_string().trim_end().to_owned() })
     }
 
     pub fn read(path: &Path) -> Result<Layer, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
         Layer::parse(&text, &path.display().to_string())
     }
 
@@ -221,13 +215,8 @@ pub fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
     if matches!(text, "unlimited" | "none") {
         return Ok(None);
     }
-    let (count, unit) = text
-        .split_once('/')
-        .ok_or_else(|| format!("expected `N/s`, `N/min`, `N/h` or `unlimited`, found {text:?}"))?;
-    let count: u32 = count
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad count {count:?} in rate {text:?}"))?;
+    let (count, unit) = text.split_once('/').ok_or_else(|| format!("expected `N/s`, `N/min`, `N/h` or `unlimited`, found {text:?}"))?;
+    let count: u32 = count.trim().parse().map_err(|_| format!("bad count {count:?} in rate {text:?}"))?;
     let count = NonZeroU32::new(count).ok_or_else(|| format!("rate {text:?} allows nothing; use a count of at least 1"))?;
     let per = match unit.trim() {
         "s" | "sec" | "second" => Duration::from_secs(1),
@@ -257,14 +246,10 @@ impl MaxFailures {
 pub fn parse_max_failures(text: &str) -> Result<MaxFailures, String> {
     let text = text.trim();
     if let Some(p) = text.strip_suffix('%') {
-        let p: u8 = p.trim().parse().ok().filter(|p| *p <= 100).ok_or_else(|| {
-            format!("bad percentage {text:?}: expected 0% to 100%")
-        })?;
+        let p: u8 = p.trim().parse().ok().filter(|p| *p <= 100).ok_or_else(|| format!("bad percentage {text:?}: expected 0% to 100%"))?;
         return Ok(MaxFailures::Percent(p));
     }
-    text.parse()
-        .map(MaxFailures::Count)
-        .map_err(|_| format!("expected a count or a percentage like \"10%\", found {text:?}"))
+    text.parse().map(MaxFailures::Count).map_err(|_| format!("expected a count or a percentage like \"10%\", found {text:?}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -381,10 +366,8 @@ fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
 
 fn duration(value: Option<String>, key: &'static str) -> Result<Duration, ConfigError> {
     let text = required(value, key)?;
-    let parsed = humantime::parse_duration(text.trim()).map_err(|e| ConfigError::BadValue {
-        key,
-        reason: format!("{text:?} is not a duration like \"30s\" or \"20m\" ({e})"),
-    })?;
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|e| ConfigError::BadValue { key, reason: format!("{text:?} is not a duration like \"30s\" or \"20m\" ({e})") })?;
     if parsed.is_zero() {
         return Err(ConfigError::BadValue { key, reason: "must be longer than zero".into() });
     }
@@ -439,10 +422,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
     let ssh = SshSettings {
         user: non_empty(ssh.user, "ssh.user")?,
         port,
-        identities: required(ssh.identities, "ssh.identities")?
-            .iter()
-            .map(|p| expand_home(p, home))
-            .collect(),
+        identities: required(ssh.identities, "ssh.identities")?.iter().map(|p| expand_home(p, home)).collect(),
         known_hosts: expand_home(&non_empty(ssh.known_hosts, "ssh.known_hosts")?, home),
         host_key_policy,
         connect_timeout: duration(ssh.connect_timeout, "ssh.connect_timeout")?,
@@ -463,14 +443,15 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         concurrency: positive(reboot.concurrency, "reboot.concurrency")?,
         rate: parse_rate(&rate_text).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason })?,
         parallel: positive(reboot.parallel, "reboot.parallel")?,
-        max_failures: parse_max_failures(&failures_text)
-            .map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason })?,
+        max_failures: parse_max_failures(&failures_text).map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason })?,
         cancel_pending_on_abort: required(reboot.cancel_pending_on_abort, "reboot.cancel_pending_on_abort")?,
         transport: match required(reboot.transport, "reboot.transport")?.as_str() {
             "auto" => TransportChoice::Auto,
             "ssh" => TransportChoice::Ssh,
             "redfish" => TransportChoice::Redfish,
-            other => return Err(ConfigError::BadValue { key: "reboot.transport", reason: format!("{other:?}: expected auto, ssh or redfish") }),
+            other => {
+                return Err(ConfigError::BadValue { key: "reboot.transport", reason: format!("{other:?}: expected auto, ssh or redfish") });
+            }
         },
         scheduled_delay: duration(reboot.scheduled_delay, "reboot.scheduled_delay")?,
     };
@@ -503,11 +484,23 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         if sources > 1 {
             return Err(ConfigError::BadValue {
                 key: "bmc",
-                reason: format!("entry {} (node {:?}) names more than one of password_file, password_env, password_secret", i + 1, entry.node),
+                reason: format!(
+                    "entry {} (node {:?}) names more than one of password_file, password_env, password_secret",
+                    i + 1,
+                    entry.node
+                ),
             });
         }
         if crate::redfish::split_bmc_url(&entry.url).is_none() {
-            return Err(ConfigError::BadValue { key: "bmc", reason: format!("entry {} (node {:?}): url {:?} is not https://host[:port][/redfish/v1/Systems/ID]", i + 1, entry.node, entry.url) });
+            return Err(ConfigError::BadValue {
+                key: "bmc",
+                reason: format!(
+                    "entry {} (node {:?}): url {:?} is not https://host[:port][/redfish/v1/Systems/ID]",
+                    i + 1,
+                    entry.node,
+                    entry.url
+                ),
+            });
         }
     }
     let format_text = required(output.format, "output.format")?;
@@ -516,10 +509,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         "plain" => OutputFormat::Plain,
         "json" => OutputFormat::Json,
         other => {
-            return Err(ConfigError::BadValue {
-                key: "output.format",
-                reason: format!("{other:?}: expected auto, plain or json"),
-            });
+            return Err(ConfigError::BadValue { key: "output.format", reason: format!("{other:?}: expected auto, plain or json") });
         }
     };
     Ok(Settings {
@@ -563,11 +553,7 @@ mod tests {
 
     #[test]
     fn flags_beat_file_and_file_beats_defaults() {
-        let file = Layer::parse(
-            "[ssh]\nuser = \"admin\"\nport = 2200\n[reboot]\nconcurrency = 4\nrate = \"10/min\"\n",
-            "f.toml",
-        )
-        .unwrap();
+        let file = Layer::parse("[ssh]\nuser = \"admin\"\nport = 2200\n[reboot]\nconcurrency = 4\nrate = \"10/min\"\n", "f.toml").unwrap();
         let mut flags = Layer::default();
         flags.ssh.user = Some("root".into());
         flags.reboot.rate = Some("2/s".into());

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::cli::{self, DemoArgs, SimArgs};
 use crate::sim::node::Timings;
 use crate::sim::store::Filter;
-use crate::sim::{types, Cluster};
+use crate::sim::{Cluster, types};
 use crate::{Error, ExitCode};
 
 /// Realistic enough to rehearse with, short enough to watch.
@@ -82,24 +82,41 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
     let shown_config = config.display().to_string();
     let show = |argv: &[String]| println!("\n$ fleetboot --config {shown_config} {}\n", argv[1..].join(" "));
     let code = if args.reboot_only {
-        let argv: Vec<String> = ["fleetboot", "reboot", "--concurrency", &args.concurrency.to_string(), "--poll-interval", "500ms", "--output", &args.output]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv: Vec<String> =
+            ["fleetboot", "reboot", "--concurrency", &args.concurrency.to_string(), "--poll-interval", "500ms", "--output", &args.output]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         show(&argv);
         cli::run_reboot_argv(&argv, Some(&config)).await?
     } else {
         // The cluster an admin would migrate: workers roll three at a time, and one worker's
         // SSH is down, so its reboot goes through its BMC.
         let pools = types::find("machineconfiguration.openshift.io", "v1", "machineconfigpools").expect("pools");
-        let _ = cluster.api.store.lock().unwrap().patch(pools, None, "worker", crate::sim::store::PatchType::Merge, &serde_json::json!({"spec": {"maxUnavailable": 3}}), None);
-        if !args.all_ssh && let Some(node) = cluster.nodes.iter().rev().find(|n| n.name.starts_with("worker")) {
+        let _ = cluster.api.store.lock().unwrap().patch(
+            pools,
+            None,
+            "worker",
+            crate::sim::store::PatchType::Merge,
+            &serde_json::json!({"spec": {"maxUnavailable": 3}}),
+            None,
+        );
+        if !args.all_ssh
+            && let Some(node) = cluster.nodes.iter().rev().find(|n| n.name.starts_with("worker"))
+        {
             node.faults.refuse_ssh.store(true, std::sync::atomic::Ordering::SeqCst);
             println!("{} refuses SSH: fleetboot falls back to its BMC (Redfish, HTTPS) for it", node.name);
         }
         let mut code = ExitCode::Ok;
         for extra in [&["--etcd-backup-confirmed"][..], &["--cleanup"][..]] {
-            let mut argv: Vec<String> = vec!["fleetboot".into(), "migrate".into(), "--poll-interval".into(), "500ms".into(), "--output".into(), args.output.clone()];
+            let mut argv: Vec<String> = vec![
+                "fleetboot".into(),
+                "migrate".into(),
+                "--poll-interval".into(),
+                "500ms".into(),
+                "--output".into(),
+                args.output.clone(),
+            ];
             argv.extend(extra.iter().map(|s| s.to_string()));
             show(&argv);
             code = cli::run_migrate_argv(&argv, Some(&config)).await?;
@@ -121,7 +138,12 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         .iter()
         .map(|node| {
             let name = node["metadata"]["name"].as_str().unwrap_or_default();
-            let old = before.iter().find(|b| b["metadata"]["name"] == name).and_then(|b| b.pointer("/status/nodeInfo/bootID")).and_then(Value::as_str).unwrap_or("-");
+            let old = before
+                .iter()
+                .find(|b| b["metadata"]["name"] == name)
+                .and_then(|b| b.pointer("/status/nodeInfo/bootID"))
+                .and_then(Value::as_str)
+                .unwrap_or("-");
             let new = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or("-");
             vec![
                 name.to_owned(),
@@ -134,7 +156,15 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         .collect();
     if args.output != "json" {
         let network = types::find("config.openshift.io", "v1", "networks").expect("networks");
-        let running = cluster.api.store.lock().unwrap().get(network, None, "cluster").ok().and_then(|n| n.pointer("/status/networkType").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
+        let running = cluster
+            .api
+            .store
+            .lock()
+            .unwrap()
+            .get(network, None, "cluster")
+            .ok()
+            .and_then(|n| n.pointer("/status/networkType").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
         println!("\nwhat the cluster's API says now: network type {running}; each node (status.nodeInfo.bootID, Ready):");
         print!("{}", crate::report::table(&["NODE", "ROLES", "BOOT ID (BEFORE → AFTER)", "BOOT ID", "READY"], &rows));
     }
@@ -142,7 +172,10 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
     if args.reboot_only {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
-        println!("\nthe migration's journal, backup and report (report.md, timeline.svg) stay in {}", dir.join("state/migrations").display());
+        println!(
+            "\nthe migration's journal, backup and report (report.md, timeline.svg) stay in {}",
+            dir.join("state/migrations").display()
+        );
     }
     Ok(code)
 }

@@ -73,7 +73,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const LADDER: Ladder = Ladder { timeout_ms: 600, scheduled_delay_ms: 60, graceful_timeout_ms: 300, bmc_for_hung: true, resend_grace_ms: 30 };
+    const LADDER: Ladder =
+        Ladder { timeout_ms: 600, scheduled_delay_ms: 60, graceful_timeout_ms: 300, bmc_for_hung: true, resend_grace_ms: 30 };
     const NOTHING: Seen = Seen { old_boot_id: false, went_down: false };
 
     fn ssh(at_ms: u64) -> Attempt {

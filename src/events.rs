@@ -9,13 +9,36 @@ use crate::journal::{HostRecord, Phase, Record, Stage};
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Started { run_id: String, journal: PathBuf, hosts: usize, resumed: bool, to_reboot: usize, awaiting: usize },
+    Started {
+        run_id: String,
+        journal: PathBuf,
+        hosts: usize,
+        resumed: bool,
+        to_reboot: usize,
+        awaiting: usize,
+    },
     /// A journaled transition of one host (also written to the journal before this is sent).
-    Transition { record: Record },
-    Retrying { host: String, stage: Stage, attempt: u32, of: u32, error: String, wait_ms: u64 },
-    Warning { host: Option<String>, message: String },
-    AbortRequested { hard: bool },
-    Finished { summary: Summary },
+    Transition {
+        record: Record,
+    },
+    Retrying {
+        host: String,
+        stage: Stage,
+        attempt: u32,
+        of: u32,
+        error: String,
+        wait_ms: u64,
+    },
+    Warning {
+        host: Option<String>,
+        message: String,
+    },
+    AbortRequested {
+        hard: bool,
+    },
+    Finished {
+        summary: Summary,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

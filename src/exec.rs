@@ -45,7 +45,13 @@ pub async fn run_everywhere(client: Arc<SshClient>, hosts: &[Host], command: &st
                             _ => None,
                         },
                     },
-                    Err(e) => HostResult { host: host.name.clone(), exit: None, stdout: String::new(), stderr: String::new(), error: Some(e.to_string()) },
+                    Err(e) => HostResult {
+                        host: host.name.clone(),
+                        exit: None,
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        error: Some(e.to_string()),
+                    },
                 };
                 (index, result)
             }

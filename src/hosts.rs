@@ -40,10 +40,7 @@ pub enum HostsError {
 }
 
 pub fn read_host_file(path: &Path) -> Result<Vec<(Host, String)>, HostsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| HostsError::Unreadable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| HostsError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
     parse_host_file(&text, &path.display().to_string())
 }
 
@@ -57,20 +54,13 @@ pub fn parse_host_file(text: &str, origin: &str) -> Result<Vec<(Host, String)>, 
         if content.is_empty() {
             continue;
         }
-        let bad = |problem: String| HostsError::BadLine {
-            origin: origin.to_owned(),
-            line: line_no,
-            problem,
-        };
+        let bad = |problem: String| HostsError::BadLine { origin: origin.to_owned(), line: line_no, problem };
         let fields: Vec<&str> = content.split_whitespace().collect();
         let (name, endpoint) = match fields.as_slice() {
             [endpoint] => (None, *endpoint),
             [name, endpoint] => (Some(*name), *endpoint),
             _ => {
-                return Err(bad(format!(
-                    "expected `[name] address[:port]`, found {} fields in {content:?}",
-                    fields.len()
-                )));
+                return Err(bad(format!("expected `[name] address[:port]`, found {} fields in {content:?}", fields.len())));
             }
         };
         let (address, port) = parse_endpoint(endpoint).map_err(bad)?;
@@ -87,14 +77,10 @@ pub fn parse_host_file(text: &str, origin: &str) -> Result<Vec<(Host, String)>, 
 /// without a port, since its colons cannot be told from a port separator.
 pub fn parse_endpoint(endpoint: &str) -> Result<(String, Option<u16>), String> {
     if let Some(rest) = endpoint.strip_prefix('[') {
-        let (addr, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("unclosed `[` in {endpoint:?}"))?;
+        let (addr, after) = rest.split_once(']').ok_or_else(|| format!("unclosed `[` in {endpoint:?}"))?;
         let port = match after {
             "" => None,
-            p => Some(parse_port(p.strip_prefix(':').ok_or_else(|| {
-                format!("expected `:port` after `]` in {endpoint:?}")
-            })?)?),
+            p => Some(parse_port(p.strip_prefix(':').ok_or_else(|| format!("expected `:port` after `]` in {endpoint:?}"))?)?),
         };
         return Ok((addr.to_owned(), port));
     }
@@ -119,16 +105,8 @@ fn parse_port(text: &str) -> Result<u16, String> {
 }
 
 fn validate_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "bad host name {name:?}: use letters, digits, `-`, `_` and `.`"
-        ))
-    }
+    let ok = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok { Ok(()) } else { Err(format!("bad host name {name:?}: use letters, digits, `-`, `_` and `.`")) }
 }
 
 /// Joins host lists from every source, refusing two hosts with one name: the name keys the
@@ -138,11 +116,7 @@ pub fn merge_sources(sources: Vec<(Host, String)>) -> Result<Vec<Host>, HostsErr
     let mut hosts = Vec::with_capacity(sources.len());
     for (host, origin) in sources {
         if let Some(first) = seen.get(&host.name) {
-            return Err(HostsError::DuplicateName {
-                name: host.name,
-                first: first.clone(),
-                second: origin,
-            });
+            return Err(HostsError::DuplicateName { name: host.name, first: first.clone(), second: origin });
         }
         seen.insert(host.name.clone(), origin);
         hosts.push(host);
@@ -163,9 +137,7 @@ mod tests {
 
     #[test]
     fn parses_names_ports_comments_and_blanks() {
-        let parsed = hosts(
-            "# fleet\n\nnode-a 127.0.0.2\n127.0.0.3:2222  # trailing\n  b [::1]:22\n[fe80::1]\n",
-        );
+        let parsed = hosts("# fleet\n\nnode-a 127.0.0.2\n127.0.0.3:2222  # trailing\n  b [::1]:22\n[fe80::1]\n");
         assert_eq!(
             parsed,
             vec![
@@ -180,10 +152,7 @@ mod tests {
     #[test]
     fn bad_lines_name_file_and_line() {
         let err = parse_host_file("ok 127.0.0.1\nx y z\n", "fleet.txt").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "fleet.txt:2: expected `[name] address[:port]`, found 3 fields in \"x y z\""
-        );
+        assert_eq!(err.to_string(), "fleet.txt:2: expected `[name] address[:port]`, found 3 fields in \"x y z\"");
         let err = parse_host_file("\n\nn 127.0.0.1:99999", "f").unwrap_err();
         assert!(err.to_string().starts_with("f:3: bad port \"99999\""), "{err}");
         let err = parse_host_file("n 127.0.0.1:0", "f").unwrap_err();
@@ -197,10 +166,7 @@ mod tests {
         let mut all = parse_host_file("a 127.0.0.2\n", "one.txt").unwrap();
         all.extend(parse_host_file("a 127.0.0.3\n", "two.txt").unwrap());
         let err = merge_sources(all).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "host name \"a\" appears twice (one.txt:1 and two.txt:1)"
-        );
+        assert_eq!(err.to_string(), "host name \"a\" appears twice (one.txt:1 and two.txt:1)");
         assert_eq!(merge_sources(vec![]).unwrap_err(), HostsError::Empty);
     }
 }

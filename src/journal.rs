@@ -54,11 +54,19 @@ pub enum Entry {
         drain: Option<crate::cluster::DrainPolicy>,
     },
     /// A later process picked the run up again.
-    RunResumed { pid: u32 },
+    RunResumed {
+        pid: u32,
+    },
     /// This run took the cluster's fleetboot lease from another holder (`--break-lock`, or
     /// a holder that stopped renewing it).
-    LeaseTakenOver { previous_holder: String, holder: String },
-    BootIdRead { host: String, boot_id: String },
+    LeaseTakenOver {
+        previous_holder: String,
+        holder: String,
+    },
+    BootIdRead {
+        host: String,
+        boot_id: String,
+    },
     /// Written and fsynced *before* the reboot command is sent: from here on a resume must
     /// never send another one, only wait for a new boot ID. `bmc`: sent as a Redfish reset
     /// of this kind instead of over SSH.
@@ -77,9 +85,15 @@ pub enum Entry {
     },
     /// The node's BMC takes over from SSH, and why. `ssh_reached`: SSH answers this node (its
     /// boot ID is read over SSH); otherwise only the cluster API can show the new boot ID.
-    FallingBack { host: String, reason: String, ssh_reached: bool },
+    FallingBack {
+        host: String,
+        reason: String,
+        ssh_reached: bool,
+    },
     /// The host stopped answering after the dispatch.
-    Down { host: String },
+    Down {
+        host: String,
+    },
     /// The host answers again with a boot ID different from `old_boot_id`. `api_only`: seen
     /// through the cluster API alone, SSH being unusable for this node.
     Back {
@@ -89,22 +103,46 @@ pub enum Entry {
         api_only: bool,
     },
     /// Written before the node is cordoned: a resume must uncordon it if the run ends there.
-    Cordoning { host: String },
+    Cordoning {
+        host: String,
+    },
     /// Every pod the drain covers was evicted (or, forced, deleted).
-    Drained { host: String, evicted: usize },
-    Uncordoned { host: String },
+    Drained {
+        host: String,
+        evicted: usize,
+    },
+    Uncordoned {
+        host: String,
+    },
     /// The cluster API shows the node Ready with a boot ID other than the old one.
-    ApiConfirmed { host: String, boot_id: String },
+    ApiConfirmed {
+        host: String,
+        boot_id: String,
+    },
     /// Back and, if configured, the check command passed.
-    Confirmed { host: String },
+    Confirmed {
+        host: String,
+    },
     /// `may_reboot`: the reboot command may have been delivered, so the host must not get
     /// another one; a resume only re-checks its boot ID.
-    Failed { host: String, stage: Stage, error: String, may_reboot: bool },
+    Failed {
+        host: String,
+        stage: Stage,
+        error: String,
+        may_reboot: bool,
+    },
     /// A dispatched reboot was cancelled (`shutdown -c`) before the host went down.
-    Cancelled { host: String },
+    Cancelled {
+        host: String,
+    },
     /// Never started: the run was stopped or the failure budget was spent.
-    Skipped { host: String, reason: String },
-    RunFinished { outcome: String },
+    Skipped {
+        host: String,
+        reason: String,
+    },
+    RunFinished {
+        outcome: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,10 +393,10 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
             Entry::LeaseTakenOver { .. } => {}
             entry => {
                 let host = entry.host().expect("host entries name a host");
-                let host_record = state.records.get_mut(host).ok_or_else(|| JournalError::UnknownHost {
-                    path: path.to_owned(),
-                    host: host.to_owned(),
-                })?;
+                let host_record = state
+                    .records
+                    .get_mut(host)
+                    .ok_or_else(|| JournalError::UnknownHost { path: path.to_owned(), host: host.to_owned() })?;
                 host_record.apply(entry, record.at_ms);
             }
         }
@@ -390,10 +428,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, JournalError> {
 }
 
 pub fn load(path: &Path) -> Result<(Vec<Record>, RunState), JournalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| JournalError::Unreadable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
     let records = parse(&text, path)?;
     let state = fold(&records, path)?;
     Ok((records, state))
@@ -457,14 +492,17 @@ mod tests {
     }
 
     fn start(names: &[&str]) -> Record {
-        rec(0, Entry::RunStarted {
-            run_id: "r".into(),
-            command: "sudo shutdown -r -t 3".into(),
-            hosts: names.iter().map(|n| host(n)).collect(),
-            api_proof: false,
-            grouping: None,
-            drain: None,
-        })
+        rec(
+            0,
+            Entry::RunStarted {
+                run_id: "r".into(),
+                command: "sudo shutdown -r -t 3".into(),
+                hosts: names.iter().map(|n| host(n)).collect(),
+                api_proof: false,
+                grouping: None,
+                drain: None,
+            },
+        )
     }
 
     #[test]
@@ -542,12 +580,14 @@ mod tests {
     /// Per-host event streams a real run can produce, in order.
     fn host_stream() -> impl Strategy<Value = Vec<Entry>> {
         let h = || "h".to_string();
-        let full = [Entry::BootIdRead { host: h(), boot_id: "old".into() },
+        let full = [
+            Entry::BootIdRead { host: h(), boot_id: "old".into() },
             Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None },
             Entry::Dispatched { host: h(), delivery: Delivery::ExitZero, reset_type: None },
             Entry::Down { host: h() },
             Entry::Back { host: h(), new_boot_id: "new".into(), api_only: false },
-            Entry::Confirmed { host: h() }];
+            Entry::Confirmed { host: h() },
+        ];
         let failure_stage = prop_oneof![Just(0usize), Just(1), Just(2), Just(3), Just(4), Just(5), Just(6)];
         (0..=full.len(), failure_stage, any::<bool>()).prop_map(move |(cut, fail_at, cancel)| {
             let mut out: Vec<Entry> = full[..cut].to_vec();

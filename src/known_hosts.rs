@@ -105,12 +105,8 @@ pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let openssh = key
-        .to_openssh()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let needs_newline = std::fs::read(path)
-        .map(|bytes| bytes.last().is_some_and(|b| *b != b'\n'))
-        .unwrap_or(false);
+    let openssh = key.to_openssh().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let needs_newline = std::fs::read(path).map(|bytes| bytes.last().is_some_and(|b| *b != b'\n')).unwrap_or(false);
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
     let prefix = if needs_newline { "\n" } else { "" };
     writeln!(file, "{prefix}{} {openssh}", lookup_name(host, port))?;

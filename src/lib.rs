@@ -85,4 +85,3 @@ pub fn raise_open_file_limit() {
         }
     }
 }
-

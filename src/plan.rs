@@ -73,10 +73,7 @@ pub fn plan_reboot(run_id: String, hosts: Vec<Host>, prior: Option<&RunState>, g
         Some(record) => record.resume_action(),
         None => ResumeAction::Reboot,
     };
-    let mut steps: Vec<PlannedHost> = hosts
-        .iter()
-        .map(|host| PlannedHost { host: host.clone(), action: action_of(host) })
-        .collect();
+    let mut steps: Vec<PlannedHost> = hosts.iter().map(|host| PlannedHost { host: host.clone(), action: action_of(host) }).collect();
     // Stable sort: in flight first, then the ordinary groups, then the `last` groups.
     steps.sort_by_key(|s| (s.action == ResumeAction::Reboot, grouping.is_last(&s.host.name)));
     Plan { run_id, hosts, steps, grouping }
@@ -85,7 +82,7 @@ pub fn plan_reboot(run_id: String, hosts: Vec<Host>, prior: Option<&RunState>, g
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{fold, Entry, Record, JOURNAL_VERSION};
+    use crate::journal::{Entry, JOURNAL_VERSION, Record, fold};
     use std::path::Path;
 
     fn host(name: &str) -> Host {
@@ -104,7 +101,17 @@ mod tests {
         let hosts = vec![host("a"), host("b"), host("c")];
         let rec = |at_ms, entry| Record { v: JOURNAL_VERSION, at_ms, entry };
         let records = vec![
-            rec(0, Entry::RunStarted { run_id: "r".into(), command: "x".into(), hosts: hosts.clone(), api_proof: false, grouping: None, drain: None }),
+            rec(
+                0,
+                Entry::RunStarted {
+                    run_id: "r".into(),
+                    command: "x".into(),
+                    hosts: hosts.clone(),
+                    api_proof: false,
+                    grouping: None,
+                    drain: None,
+                },
+            ),
             rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into(), bmc: None }),
             rec(2, Entry::Back { host: "a".into(), new_boot_id: "2".into(), api_only: false }),
             rec(3, Entry::Confirmed { host: "a".into() }),
@@ -113,16 +120,16 @@ mod tests {
         let state = fold(&records, Path::new("j")).unwrap();
         let plan = plan_reboot("r".into(), hosts, Some(&state), Grouping::default());
         let steps: Vec<_> = plan.steps.iter().map(|s| (s.host.name.as_str(), s.action)).collect();
-        assert_eq!(
-            steps,
-            vec![("a", ResumeAction::Done), ("c", ResumeAction::AwaitNewBootId), ("b", ResumeAction::Reboot)]
-        );
+        assert_eq!(steps, vec![("a", ResumeAction::Done), ("c", ResumeAction::AwaitNewBootId), ("b", ResumeAction::Reboot)]);
     }
 
     #[test]
     fn the_control_plane_goes_last() {
         let grouping = Grouping {
-            of: [("m0", "master"), ("w0", "worker"), ("m1", "master"), ("w1", "worker")].iter().map(|(h, g)| (h.to_string(), g.to_string())).collect(),
+            of: [("m0", "master"), ("w0", "worker"), ("m1", "master"), ("w1", "worker")]
+                .iter()
+                .map(|(h, g)| (h.to_string(), g.to_string()))
+                .collect(),
             limits: [("master".to_string(), 1)].into_iter().collect(),
             last: vec!["master".into()],
         };

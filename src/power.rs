@@ -99,9 +99,11 @@ struct PowerResult {
 async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<(RedfishPower, Vec<String>), Error> {
     if let Some(url) = &targets.bmc {
         let password_file = targets.bmc_password_file.as_ref().expect("clap requires it");
-        let password = crate::bmc::read_password_file(password_file).map_err(|reason| crate::bmc::BmcSetupError::Credentials { node: url.clone(), reason })?;
+        let password = crate::bmc::read_password_file(password_file)
+            .map_err(|reason| crate::bmc::BmcSetupError::Credentials { node: url.clone(), reason })?;
         let tls = if targets.bmc_insecure { BmcTls::Insecure } else { BmcTls::Verify { ca_file: targets.bmc_ca.clone() } };
-        let target = BmcTarget { node: url.clone(), url: url.clone(), username: targets.bmc_user.clone().unwrap_or_default(), password, tls };
+        let target =
+            BmcTarget { node: url.clone(), url: url.clone(), username: targets.bmc_user.clone().unwrap_or_default(), password, tls };
         let mut inventory = BmcInventory::default();
         inventory.targets.insert(url.clone(), target);
         return Ok((RedfishPower::new(inventory, &settings.redfish), vec![url.clone()]));
@@ -110,7 +112,8 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
         return Err(Error::Selection("name the nodes to act on, or one BMC with --bmc".into()));
     }
     let mut hosts: Vec<Host> = settings.hosts.clone().unwrap_or_default();
-    let kubeconfig_known = targets.cluster.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
+    let kubeconfig_known =
+        targets.cluster.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
     let mut cluster_nodes = Vec::new();
     let client = if kubeconfig_known {
         let (client, server) = crate::cluster::connect(&crate::cli::cluster_target(&targets.cluster, settings)).await?;
@@ -128,13 +131,17 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     if !unknown.is_empty() {
         return Err(Error::Selection(format!("no such node in the config's hosts or the cluster: {}", unknown.join(", "))));
     }
-    let inventory = BmcInventory::build(&settings.redfish, &settings.bmcs, &hosts, client.as_ref().map(|c| (c, cluster_nodes.as_slice()))).await?;
+    let inventory =
+        BmcInventory::build(&settings.redfish, &settings.bmcs, &hosts, client.as_ref().map(|c| (c, cluster_nodes.as_slice()))).await?;
     for problem in &inventory.problems {
         eprintln!("warning: {problem}");
     }
     let missing: Vec<&str> = targets.nodes.iter().filter(|n| !inventory.targets.contains_key(*n)).map(String::as_str).collect();
     if !missing.is_empty() {
-        return Err(Error::Selection(format!("no BMC known for: {} (add [[bmc]] entries, or BareMetalHosts in the cluster)", missing.join(", "))));
+        return Err(Error::Selection(format!(
+            "no BMC known for: {} (add [[bmc]] entries, or BareMetalHosts in the cluster)",
+            missing.join(", ")
+        )));
     }
     for node in inventory.insecure_nodes() {
         if targets.nodes.iter().any(|n| n == node) {
@@ -149,7 +156,9 @@ pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, E
     let targets = args.action.targets();
     match &args.action {
         PowerAction::On { yes_power_on: false, .. } => return Err(Error::Selection("power on needs --yes-power-on".into())),
-        PowerAction::Off { yes_power_off: false, .. } => return Err(Error::Selection("power off needs --yes-power-off: the nodes' workloads stop at once".into())),
+        PowerAction::Off { yes_power_off: false, .. } => {
+            return Err(Error::Selection("power off needs --yes-power-off: the nodes' workloads stop at once".into()));
+        }
         _ => {}
     }
     if targets.bmc_insecure {
@@ -178,8 +187,22 @@ pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, E
                 }
             };
             match outcome {
-                Ok((system, action)) => PowerResult { node: node.clone(), bmc, power_state: Some(system.power_state), action, allowed_resets: system.allowed_resets, error: None },
-                Err(e) => PowerResult { node: node.clone(), bmc, power_state: None, action: None, allowed_resets: None, error: Some(e.to_string()) },
+                Ok((system, action)) => PowerResult {
+                    node: node.clone(),
+                    bmc,
+                    power_state: Some(system.power_state),
+                    action,
+                    allowed_resets: system.allowed_resets,
+                    error: None,
+                },
+                Err(e) => PowerResult {
+                    node: node.clone(),
+                    bmc,
+                    power_state: None,
+                    action: None,
+                    allowed_resets: None,
+                    error: Some(e.to_string()),
+                },
             }
         }
     })));

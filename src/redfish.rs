@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A password or token. Its Debug and Display print a placeholder, so no log line, error or
 /// report can carry it by accident.
@@ -171,7 +171,12 @@ pub struct RedfishSettings {
 
 impl Default for RedfishSettings {
     fn default() -> RedfishSettings {
-        RedfishSettings { request_timeout: Duration::from_secs(30), operation_timeout: Duration::from_secs(300), busy_retries: 4, retry_wait: Duration::from_secs(2) }
+        RedfishSettings {
+            request_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(300),
+            busy_retries: 4,
+            retry_wait: Duration::from_secs(2),
+        }
     }
 }
 
@@ -224,9 +229,8 @@ pub struct Bmc {
 /// store, or no verification at all.
 pub fn tls_config(tls: &BmcTls) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
     let config = match tls {
         BmcTls::Verify { ca_file: Some(path) } => {
             use rustls::pki_types::pem::PemObject;
@@ -349,7 +353,12 @@ impl Bmc {
     }
 
     /// One request with the current credentials; no retry.
-    async fn send_once(&self, method: &Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
         let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.origin) };
         let mut request = self.client.request(method.clone(), &url).header("Accept", "application/json");
         match &*self.auth.lock().unwrap() {
@@ -369,7 +378,12 @@ impl Bmc {
     }
 
     /// A request with one re-authentication on 401 and bounded retries while the BMC is busy.
-    async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
         let mut reauthenticated = false;
         let mut busy = 0;
         loop {
@@ -469,7 +483,10 @@ impl Bmc {
         if status.is_success() && root.get("RedfishVersion").is_some() || status == StatusCode::UNAUTHORIZED {
             Ok(())
         } else {
-            Err(RedfishError::Protocol { node: self.target.node.clone(), message: format!("GET /redfish/v1 answered {status}, not a Redfish service root") })
+            Err(RedfishError::Protocol {
+                node: self.target.node.clone(),
+                message: format!("GET /redfish/v1 answered {status}, not a Redfish service root"),
+            })
         }
     }
 
@@ -492,7 +509,8 @@ impl Bmc {
             return Ok(path.clone());
         }
         let (_, _, systems) = self.request(Method::GET, "/redfish/v1/Systems", None).await?;
-        let members: Vec<&str> = systems["Members"].as_array().map(|m| m.iter().filter_map(|m| m["@odata.id"].as_str()).collect()).unwrap_or_default();
+        let members: Vec<&str> =
+            systems["Members"].as_array().map(|m| m.iter().filter_map(|m| m["@odata.id"].as_str()).collect()).unwrap_or_default();
         match members.as_slice() {
             [one] => Ok((*one).to_owned()),
             [] => Err(RedfishError::Protocol { node: self.target.node.clone(), message: "the BMC lists no computer system".into() }),
@@ -529,7 +547,8 @@ impl Bmc {
             let state = task["TaskState"].as_str().unwrap_or("");
             match state {
                 "Exception" | "Killed" | "Cancelled" | "Interrupted" => {
-                    let messages: Vec<&str> = task["Messages"].as_array().map(|m| m.iter().filter_map(|m| m["Message"].as_str()).collect()).unwrap_or_default();
+                    let messages: Vec<&str> =
+                        task["Messages"].as_array().map(|m| m.iter().filter_map(|m| m["Message"].as_str()).collect()).unwrap_or_default();
                     return Err(RedfishError::Protocol {
                         node: self.target.node.clone(),
                         message: format!("the reset task ended {state}: {}", messages.join("; ")),
@@ -572,10 +591,11 @@ impl Bmc {
     /// Restarts the system with the best reset the BMC allows; returns the reset type(s) sent.
     pub async fn restart(&self, kind: RestartKind) -> Result<String, RedfishError> {
         let system = self.system().await?;
-        let plan = choose_reset(system.allowed_resets.as_deref(), kind, &system.power_state).ok_or_else(|| RedfishError::NoUsableReset {
-            node: self.target.node.clone(),
-            allowed: system.allowed_resets.as_ref().map_or("unknown".into(), |a| a.join(", ")),
-        })?;
+        let plan =
+            choose_reset(system.allowed_resets.as_deref(), kind, &system.power_state).ok_or_else(|| RedfishError::NoUsableReset {
+                node: self.target.node.clone(),
+                allowed: system.allowed_resets.as_ref().map_or("unknown".into(), |a| a.join(", ")),
+            })?;
         match plan {
             ResetPlan::One(reset_type) => {
                 self.reset(&system, reset_type).await?;
@@ -596,7 +616,11 @@ impl Bmc {
         if let Some(allowed) = &system.allowed_resets
             && !allowed.iter().any(|a| a == reset_type)
         {
-            return Err(RedfishError::ResetNotAllowed { node: self.target.node.clone(), reset_type: reset_type.to_owned(), allowed: allowed.join(", ") });
+            return Err(RedfishError::ResetNotAllowed {
+                node: self.target.node.clone(),
+                reset_type: reset_type.to_owned(),
+                allowed: allowed.join(", "),
+            });
         }
         self.reset(&system, reset_type).await?;
         Ok(system)
@@ -637,7 +661,10 @@ mod tests {
     #[test]
     fn urls_split_into_origin_and_system() {
         assert_eq!(split_bmc_url("https://bmc.example"), Some(("https://bmc.example".into(), None)));
-        assert_eq!(split_bmc_url("https://bmc:8443/redfish/v1/Systems/1/"), Some(("https://bmc:8443".into(), Some("/redfish/v1/Systems/1".into()))));
+        assert_eq!(
+            split_bmc_url("https://bmc:8443/redfish/v1/Systems/1/"),
+            Some(("https://bmc:8443".into(), Some("/redfish/v1/Systems/1".into())))
+        );
         assert_eq!(split_bmc_url("https://bmc/redfish/v1"), Some(("https://bmc".into(), None)));
         assert_eq!(split_bmc_url("ipmi://bmc"), None);
         assert_eq!(split_bmc_url("https:///x"), None);
@@ -676,6 +703,9 @@ mod tests {
         assert_eq!(state.allowed_resets, Some(vec!["On".into(), "ForceRestart".into()]));
         assert_eq!(state.reset_target, "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset");
         let bare = SystemState::from_resource("/s", &json!({}));
-        assert_eq!((bare.power_state.as_str(), bare.allowed_resets, bare.reset_target.as_str()), ("Unknown", None, "/s/Actions/ComputerSystem.Reset"));
+        assert_eq!(
+            (bare.power_state.as_str(), bare.allowed_resets, bare.reset_target.as_str()),
+            ("Unknown", None, "/s/Actions/ComputerSystem.Reset")
+        );
     }
 }

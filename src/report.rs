@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::events::{stage_name, Event, Outcome, Summary};
+use crate::events::{Event, Outcome, Summary, stage_name};
 use crate::journal::{Delivery, Entry, HostRecord, Phase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +51,9 @@ impl<W: Write> Reporter<W> {
                 ));
                 if self.style == Style::Live {
                     let bar = ProgressBar::with_draw_target(Some(*to_reboot as u64 + *awaiting as u64), ProgressDrawTarget::stderr());
-                    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("template"));
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("template"),
+                    );
                     bar.enable_steady_tick(Duration::from_millis(200));
                     self.bar = Some(bar);
                 }
@@ -67,11 +69,16 @@ impl<W: Write> Reporter<W> {
                 stage_name(*stage),
                 humantime::format_duration(Duration::from_millis(*wait_ms))
             )),
-            Event::Warning { host, message } => self.line(format!("warning: {}{message}", host.as_ref().map(|h| format!("{h}: ")).unwrap_or_default())),
+            Event::Warning { host, message } => {
+                self.line(format!("warning: {}{message}", host.as_ref().map(|h| format!("{h}: ")).unwrap_or_default()))
+            }
             Event::AbortRequested { hard: false } => self.line(
-                "interrupt: starting nothing new, waiting for hosts in flight (interrupt again to stop now; --resume finishes later)".into(),
+                "interrupt: starting nothing new, waiting for hosts in flight (interrupt again to stop now; --resume finishes later)"
+                    .into(),
             ),
-            Event::AbortRequested { hard: true } => self.line("interrupt: stopping now; the journal is consistent, --resume continues".into()),
+            Event::AbortRequested { hard: true } => {
+                self.line("interrupt: stopping now; the journal is consistent, --resume continues".into())
+            }
             Event::Finished { summary } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
@@ -161,11 +168,7 @@ pub fn short_id(id: &str) -> &str {
 /// Cuts `text` to at most `max` characters, marking the cut.
 pub fn shorten(text: &str, max: usize) -> String {
     let flat = text.trim().replace('\n', " ⏎ ");
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        flat.chars().take(max.saturating_sub(1)).collect::<String>() + "…"
-    }
+    if flat.chars().count() <= max { flat } else { flat.chars().take(max.saturating_sub(1)).collect::<String>() + "…" }
 }
 
 /// A plain text table; the last column is left unpadded.

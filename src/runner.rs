@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use governor::DefaultDirectRateLimiter;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use crate::config::RebootSettings;
 use crate::events::{Event, HostOutcome, Summary};
 use crate::hosts::Host;
-use crate::journal::{Attempt, Delivery, Entry, HostRecord, JournalWriter, Phase, Record, ResumeAction, RunState, Stage, JOURNAL_VERSION};
+use crate::journal::{Attempt, Delivery, Entry, HostRecord, JOURNAL_VERSION, JournalWriter, Phase, Record, ResumeAction, RunState, Stage};
 use crate::plan::Plan;
 use crate::transport::{PowerTransport, TransportError};
 
@@ -254,12 +254,9 @@ pub async fn run<T: PowerTransport>(
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let limiter = settings.rate.map(|rate| rate.limiter());
     let not_before_ms = match (&prior, settings.rate) {
-        (Some(state), Some(rate)) => state
-            .records
-            .values()
-            .filter_map(|r| r.dispatched_at_ms)
-            .max()
-            .map_or(0, |last| last + rate.spacing().as_millis() as u64),
+        (Some(state), Some(rate)) => {
+            state.records.values().filter_map(|r| r.dispatched_at_ms).max().map_or(0, |last| last + rate.spacing().as_millis() as u64)
+        }
         _ => 0,
     };
     let tolerated_failures = settings.max_failures.tolerated(plan.hosts.len());
@@ -341,13 +338,15 @@ pub async fn run<T: PowerTransport>(
         .iter()
         .map(|h| HostOutcome::from_record(&h.name, &h.address, records.get(&h.name).unwrap_or(&HostRecord::pending())))
         .collect();
-    let summary = Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: started.elapsed().as_millis() as u64 };
+    let summary =
+        Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: started.elapsed().as_millis() as u64 };
     // A run with hosts still mid-reboot stays open for --resume.
     if summary.hosts.iter().all(|h| h.outcome != crate::events::Outcome::Interrupted)
-        && let Ok(mut journal) = JournalWriter::reopen(&summary.journal) {
-            let outcome = format!("{:?}", summary.exit_code()).to_lowercase();
-            let _ = journal.append(&Record { v: JOURNAL_VERSION, at_ms: now_ms(), entry: Entry::RunFinished { outcome } });
-        }
+        && let Ok(mut journal) = JournalWriter::reopen(&summary.journal)
+    {
+        let outcome = format!("{:?}", summary.exit_code()).to_lowercase();
+        let _ = journal.append(&Record { v: JOURNAL_VERSION, at_ms: now_ms(), entry: Entry::RunFinished { outcome } });
+    }
     on_event(&Event::Finished { summary: summary.clone() });
     summary
 }
@@ -372,7 +371,11 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
             let since = record.dispatched_at_ms.unwrap_or_else(now_ms);
             let ssh_usable = !record.ssh_unusable;
             // Journals from before attempts were recorded: one SSH reboot at the dispatch.
-            let mut attempts = if record.attempts.is_empty() { vec![Attempt { bmc: None, at_ms: since, handed_over: record.phase != Phase::Dispatching }] } else { record.attempts.clone() };
+            let mut attempts = if record.attempts.is_empty() {
+                vec![Attempt { bmc: None, at_ms: since, handed_over: record.phase != Phase::Dispatching }]
+            } else {
+                record.attempts.clone()
+            };
             // A resumed wait gets a full window from now: the node may have been fixed while
             // fleetboot was not running, and is still booting.
             // (A reboot never seen handed over keeps its time: the ladder decides from it
@@ -467,7 +470,10 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
                 (id, false)
             }
             None => {
-                return fail(Stage::Connect, format!("{e}; its BMC could reboot it, but without SSH or the cluster API no new boot ID could prove it"));
+                return fail(
+                    Stage::Connect,
+                    format!("{e}; its BMC could reboot it, but without SSH or the cluster API no new boot ID could prove it"),
+                );
             }
         },
         Err(e) => return fail(Stage::Connect, e.to_string()),
@@ -544,7 +550,14 @@ async fn ssh_dispatch<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &
 /// connection), or, for a node SSH cannot reach, through the cluster API's Node watch.
 /// Between polls the escalation ladder decides: keep waiting, reset through the BMC, or fail.
 /// Ok: back, with the time the last reboot was sent (the API's deadline counts from there).
-async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, mut attempts: Vec<Attempt>, already_down: bool, ssh_usable: bool) -> Result<u64, ()> {
+async fn watch_for_new_boot<T: PowerTransport>(
+    shared: &Shared<T>,
+    host: &Host,
+    old: &str,
+    mut attempts: Vec<Attempt>,
+    already_down: bool,
+    ssh_usable: bool,
+) -> Result<u64, ()> {
     use crate::escalation::Next;
     let name = || host.name.clone();
     let ladder = shared.ladder(host);
@@ -603,19 +616,24 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
         let until = match ladder.next(&attempts, now, seen) {
             Next::WaitUntil(until) => until,
             Next::ResendSsh => {
-                let reason = format!("the reboot sent before fleetboot was interrupted never arrived: boot ID still {old}, never down; sending it again");
+                let reason = format!(
+                    "the reboot sent before fleetboot was interrupted never arrived: boot ID still {old}, never down; sending it again"
+                );
                 let _ = shared.events.send(Event::Warning { host: Some(name()), message: reason });
                 match ssh_dispatch(shared, host, old).await? {
                     Ok(at) => attempts.push(Attempt { bmc: None, at_ms: at, handed_over: true }),
                     Err(e) => {
-                        let _ = shared.record(Entry::Failed { host: name(), stage: Stage::Dispatch, error: e.to_string(), may_reboot: false });
+                        let _ =
+                            shared.record(Entry::Failed { host: name(), stage: Stage::Dispatch, error: e.to_string(), may_reboot: false });
                         return Err(());
                     }
                 }
                 continue;
             }
             Next::Reset(kind) => {
-                let waited = humantime::format_duration(Duration::from_millis(now.saturating_sub(attempts.last().map_or(now, |a| a.at_ms)) / 1000 * 1000));
+                let waited = humantime::format_duration(Duration::from_millis(
+                    now.saturating_sub(attempts.last().map_or(now, |a| a.at_ms)) / 1000 * 1000,
+                ));
                 let reason = match attempts.last().and_then(|a| a.bmc) {
                     None => format!("no new boot ID {waited} after the SSH reboot (boot ID still {old}); a hung node"),
                     Some(_) => format!("no new boot ID {waited} after the BMC's orderly restart; forcing it"),
@@ -629,7 +647,9 @@ async fn watch_for_new_boot<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
                 let limit = humantime::format_duration(shared.settings.timeout);
                 let error = match (answered_with_old, down, ssh_usable) {
                     (_, _, false) => format!("the cluster API did not show node {} Ready with a new boot ID within {limit}", host.name),
-                    (true, true, true) => format!("reboot not observed: the host was unreachable for a while but its boot ID is still {old} after {limit}"),
+                    (true, true, true) => {
+                        format!("reboot not observed: the host was unreachable for a while but its boot ID is still {old} after {limit}")
+                    }
                     (true, false, true) => format!("reboot not observed: boot ID still {old} after {limit}"),
                     (false, _, true) => format!("the host went down but did not come back within {limit}"),
                 };
@@ -665,10 +685,9 @@ async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &st
             _ => Ok(false),
         },
         Err(e) => {
-            let _ = shared.events.send(Event::Warning {
-                host: Some(host.name.clone()),
-                message: format!("could not cancel the pending reboot: {e}"),
-            });
+            let _ = shared
+                .events
+                .send(Event::Warning { host: Some(host.name.clone()), message: format!("could not cancel the pending reboot: {e}") });
             Ok(false)
         }
     }
@@ -700,10 +719,11 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
         return Err(());
     }
     if let Some(check) = &shared.settings.check_command
-        && let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await {
-            shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Check, error: e.to_string(), may_reboot: false })?;
-            return Err(());
-        }
+        && let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await
+    {
+        shared.record(Entry::Failed { host: host.name.clone(), stage: Stage::Check, error: e.to_string(), may_reboot: false })?;
+        return Err(());
+    }
     shared.record(Entry::Confirmed { host: host.name.clone() })?;
     uncordon(shared, host).await;
     Ok(())

@@ -14,7 +14,7 @@ use crate::config::{HostKeyPolicy, RebootSettings, SshSettings};
 use crate::hosts::Host;
 use crate::journal::Delivery;
 use crate::known_hosts::{self, KnownHosts, Verdict};
-use crate::transport::{parse_boot_id, PowerTransport, TransportError};
+use crate::transport::{PowerTransport, TransportError, parse_boot_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshSetupError {
@@ -69,16 +69,10 @@ impl SshClient {
             }
             Credentials::Keys(defaults.iter().map(|p| load_key(p)).collect::<Result<_, _>>()?)
         };
-        let known = KnownHosts::read(&settings.known_hosts).map_err(|e| SshSetupError::KnownHosts {
-            path: settings.known_hosts.clone(),
-            reason: e.to_string(),
-        })?;
-        let config = client::Config {
-            keepalive_interval: Some(settings.keepalive_interval),
-            keepalive_max: 3,
-            nodelay: true,
-            ..Default::default()
-        };
+        let known = KnownHosts::read(&settings.known_hosts)
+            .map_err(|e| SshSetupError::KnownHosts { path: settings.known_hosts.clone(), reason: e.to_string() })?;
+        let config =
+            client::Config { keepalive_interval: Some(settings.keepalive_interval), keepalive_max: 3, nodelay: true, ..Default::default() };
         Ok(SshClient {
             settings,
             config: Arc::new(config),
@@ -118,12 +112,12 @@ impl SshClient {
         };
         let rejection = verifier.rejection.clone();
         let handshake = async {
-            let mut handle = client::connect_stream(self.config.clone(), stream, verifier)
-                .await
-                .map_err(|e| match rejection.lock().unwrap().take() {
+            let mut handle = client::connect_stream(self.config.clone(), stream, verifier).await.map_err(|e| {
+                match rejection.lock().unwrap().take() {
                     Some(reason) => TransportError::HostKey(reason),
                     None => classify(e),
-                })?;
+                }
+            })?;
             self.authenticate(&mut handle).await?;
             Ok::<_, TransportError>(handle)
         };
@@ -157,10 +151,7 @@ impl SshClient {
                 let mut agent = russh::keys::agent::client::AgentClient::connect_uds(socket)
                     .await
                     .map_err(|e| TransportError::Auth(format!("ssh-agent at {}: {e}", socket.display())))?;
-                let identities = agent
-                    .request_identities()
-                    .await
-                    .map_err(|e| TransportError::Auth(format!("ssh-agent: {e}")))?;
+                let identities = agent.request_identities().await.map_err(|e| TransportError::Auth(format!("ssh-agent: {e}")))?;
                 for identity in identities {
                     let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = identity else { continue };
                     let hash = if key.algorithm().is_rsa() { handle_rsa_hash(handle).await } else { None };
@@ -284,15 +275,13 @@ impl Verifier {
                 known_hosts::describe_line(&self.known_hosts_path, line),
                 key.fingerprint(HashAlg::Sha256)
             )),
-            Verdict::Revoked { line } => Err(format!(
-                "host key of {host} is revoked in {}",
-                known_hosts::describe_line(&self.known_hosts_path, line)
-            )),
+            Verdict::Revoked { line } => {
+                Err(format!("host key of {host} is revoked in {}", known_hosts::describe_line(&self.known_hosts_path, line)))
+            }
             Verdict::Unknown if self.policy == HostKeyPolicy::AcceptNew => {
                 known_hosts::append(&self.known_hosts_path, &host.address, self.port, key)
                     .map_err(|e| format!("failed to record the host key of {host} in {file}: {e}"))?;
-                *known = KnownHosts::read(&self.known_hosts_path)
-                    .map_err(|e| format!("failed to re-read {file}: {e}"))?;
+                *known = KnownHosts::read(&self.known_hosts_path).map_err(|e| format!("failed to re-read {file}: {e}"))?;
                 Ok(())
             }
             Verdict::Unknown => Err(format!(

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::sim::Sim;
 use common::Run;
+use common::sim::Sim;
 use fleetboot::journal::{self, Delivery, Entry};
 use serde_json::Value;
 
@@ -13,7 +13,10 @@ use serde_json::Value;
 fn quick_config(sim: &Sim) -> std::path::PathBuf {
     let text = std::fs::read_to_string(sim.config()).unwrap();
     let text = text
-        .replace("[redfish]\n", "[redfish]\ngraceful_timeout = \"2s\"\nretry_wait = \"100ms\"\noperation_timeout = \"5s\"\nrequest_timeout = \"2s\"\n")
+        .replace(
+            "[redfish]\n",
+            "[redfish]\ngraceful_timeout = \"2s\"\nretry_wait = \"100ms\"\noperation_timeout = \"5s\"\nrequest_timeout = \"2s\"\n",
+        )
         .replace("[reboot]\n", "[reboot]\nscheduled_delay = \"1s\"\n");
     let path = sim.path("quick.toml");
     std::fs::write(&path, text).unwrap();
@@ -63,7 +66,8 @@ fn no_secret_in(sim: &Sim, run: &Run, journal: Option<&std::path::Path>) {
     }
 }
 
-const QUICK: &[&str] = &["--poll-interval", "200ms", "--connect-timeout", "1s", "--auth-timeout", "1s", "--connect-attempts", "1", "--output", "json"];
+const QUICK: &[&str] =
+    &["--poll-interval", "200ms", "--connect-timeout", "1s", "--auth-timeout", "1s", "--connect-attempts", "1", "--output", "json"];
 
 #[test]
 fn a_node_without_ssh_is_rebooted_through_its_bmc_and_proven_by_the_api() {
@@ -84,10 +88,20 @@ fn a_node_without_ssh_is_rebooted_through_its_bmc_and_proven_by_the_api() {
     let (records, state) = journal::load(&journal_path).unwrap();
     let of = |host: &str| records.iter().filter(|r| r.entry.host() == Some(host)).map(|r| r.entry.clone()).collect::<Vec<_>>();
     let worker0 = of("worker-0");
-    assert!(matches!(&worker0[0], Entry::FallingBack { ssh_reached: false, reason, .. } if reason.contains("SSH cannot reach it")), "{worker0:?}");
+    assert!(
+        matches!(&worker0[0], Entry::FallingBack { ssh_reached: false, reason, .. } if reason.contains("SSH cannot reach it")),
+        "{worker0:?}"
+    );
     assert!(worker0.iter().any(|e| matches!(e, Entry::Dispatching { bmc: Some(_), .. })));
-    assert!(worker0.iter().any(|e| matches!(e, Entry::Dispatched { delivery: Delivery::BmcAccepted, reset_type: Some(t), .. } if t == "GracefulRestart")));
-    let back = worker0.iter().find_map(|e| match e { Entry::Back { new_boot_id, api_only: true, .. } => Some(new_boot_id.clone()), _ => None });
+    assert!(
+        worker0
+            .iter()
+            .any(|e| matches!(e, Entry::Dispatched { delivery: Delivery::BmcAccepted, reset_type: Some(t), .. } if t == "GracefulRestart"))
+    );
+    let back = worker0.iter().find_map(|e| match e {
+        Entry::Back { new_boot_id, api_only: true, .. } => Some(new_boot_id.clone()),
+        _ => None,
+    });
     assert_eq!(back.as_deref(), node(&sim, "worker-0")["bootID"].as_str(), "the API's new boot ID is the node's");
     assert!(!of("worker-1").iter().any(|e| matches!(e, Entry::FallingBack { .. })));
     assert!(state.records.values().all(|r| r.phase == journal::Phase::Confirmed));
@@ -113,7 +127,13 @@ fn a_hung_node_gets_an_orderly_then_a_forced_reset_never_before_its_scheduled_sh
     assert!(at("up") > at("power-cycle"));
     sessions_closed(&sim, "worker-0");
     let (records, _) = journal::load(&journal_path).unwrap();
-    let reasons: Vec<String> = records.iter().filter_map(|r| match &r.entry { Entry::FallingBack { reason, .. } => Some(reason.clone()), _ => None }).collect();
+    let reasons: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            Entry::FallingBack { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons[0].contains("a hung node") && reasons[1].contains("forcing it"), "{reasons:?}");
     assert!(matches!(records.iter().rev().find(|r| r.entry.host().is_some()).unwrap().entry, Entry::Confirmed { .. }));
@@ -174,7 +194,8 @@ fn a_silent_bmc_a_full_session_table_and_a_rejected_reset_are_clear_errors() {
     let run = fleetboot(&sim, &config, &["power", "restart", "worker-0", "worker-1", "-o", "json"]);
     assert_eq!(run.code, 3, "{}", run.debug());
     let results: Value = serde_json::from_str(&run.stdout).unwrap();
-    let error = |node: &str| results.as_array().unwrap().iter().find(|r| r["node"] == node).unwrap()["error"].as_str().unwrap_or("").to_owned();
+    let error =
+        |node: &str| results.as_array().unwrap().iter().find(|r| r["node"] == node).unwrap()["error"].as_str().unwrap_or("").to_owned();
     assert!(error("worker-0").contains("BMC of worker-0") && error("worker-0").contains("unreachable"), "{}", error("worker-0"));
     // Neither restart allowed: ForceOff, wait for Off, On.
     assert_eq!(error("worker-1"), "");
@@ -183,7 +204,8 @@ fn a_silent_bmc_a_full_session_table_and_a_rejected_reset_are_clear_errors() {
 
     // Four sessions held by someone else fill worker-2's table: a clear refusal naming it.
     let password = std::fs::read_to_string(sim.path("bmc-password")).unwrap();
-    let url = node(&sim, "worker-2")["bmc"]["url"].as_str().unwrap().replace("/redfish/v1/Systems/1", "/redfish/v1/SessionService/Sessions");
+    let url =
+        node(&sim, "worker-2")["bmc"]["url"].as_str().unwrap().replace("/redfish/v1/Systems/1", "/redfish/v1/SessionService/Sessions");
     for _ in 0..4 {
         let out = std::process::Command::new("curl")
             .args(["-sf", "--cacert", sim.path("bmc-ca.pem").to_str().unwrap(), "-H", "Content-Type: application/json", "-d"])
@@ -214,8 +236,22 @@ fn tls_is_verified_against_the_ca_and_bad_credentials_are_named() {
     std::fs::write(&wrong_password, "not-the-password").unwrap();
     std::fs::set_permissions(&wrong_password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let url = node(&sim, "worker-0")["bmc"]["url"].as_str().unwrap().to_owned();
-    let run = fleetboot(&sim, &sim.config(), &["power", "status", "--bmc", &url, "--bmc-user", "admin",
-        "--bmc-password-file", wrong_password.to_str().unwrap(), "--bmc-ca", sim.path("bmc-ca.pem").to_str().unwrap()]);
+    let run = fleetboot(
+        &sim,
+        &sim.config(),
+        &[
+            "power",
+            "status",
+            "--bmc",
+            &url,
+            "--bmc-user",
+            "admin",
+            "--bmc-password-file",
+            wrong_password.to_str().unwrap(),
+            "--bmc-ca",
+            sim.path("bmc-ca.pem").to_str().unwrap(),
+        ],
+    );
     assert_eq!(run.code, 3);
     assert!(run.stdout.contains("refused the credentials of user \"admin\""), "{}", run.debug());
 
@@ -235,15 +271,33 @@ fn tls_is_verified_against_the_ca_and_bad_credentials_are_named() {
 fn nodes_wide_shows_each_bmc_and_whether_it_answers_and_unusable_schemes_are_reported() {
     let sim = Sim::start(1, 2);
     sim.control("POST", "nodes/worker-1/bmc", r#"{"silent": true}"#);
-    sim.kubectl_ok(&["-n", "openshift-machine-api", "patch", "bmh", "master-0-bmh", "--type", "merge", "-p", r#"{"spec":{"bmc":{"address":"ipmi://127.0.0.9:623"}}}"#]);
+    sim.kubectl_ok(&[
+        "-n",
+        "openshift-machine-api",
+        "patch",
+        "bmh",
+        "master-0-bmh",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"bmc":{"address":"ipmi://127.0.0.9:623"}}}"#,
+    ]);
     let run = fleetboot(&sim, &sim.config(), &["nodes", "-o", "wide"]);
     assert_eq!(run.code, 0, "{}", run.debug());
     let row = |name: &str| run.stdout.lines().find(|l| l.starts_with(name)).unwrap().to_owned();
-    assert!(row("worker-0").contains(node(&sim, "worker-0")["bmc"]["url"].as_str().unwrap()) && row("worker-0").ends_with("answers"), "{}", run.stdout);
+    assert!(
+        row("worker-0").contains(node(&sim, "worker-0")["bmc"]["url"].as_str().unwrap()) && row("worker-0").ends_with("answers"),
+        "{}",
+        run.stdout
+    );
     assert!(row("worker-1").contains("no: "), "{}", run.stdout);
     let master: Vec<String> = row("master-0").split_whitespace().map(str::to_owned).collect();
     assert_eq!(master[master.len() - 2..], ["-", "-"], "{}", run.stdout);
-    assert!(run.stderr.contains("master-0-bmh: ipmi://127.0.0.9:623 uses ipmi, which fleetboot cannot drive (Redfish only)"), "{}", run.debug());
+    assert!(
+        run.stderr.contains("master-0-bmh: ipmi://127.0.0.9:623 uses ipmi, which fleetboot cannot drive (Redfish only)"),
+        "{}",
+        run.debug()
+    );
     no_secret_in(&sim, &run, None);
 }
 
@@ -258,10 +312,15 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     let mut args: Vec<&str> = vec!["reboot", "--all", "--journal", journal_path.to_str().unwrap()];
     args.extend(QUICK);
     let mut child = std::process::Command::new(common::fleetboot_bin())
-        .arg("--config").arg(&config).args(&args)
-        .env("HOME", sim.dir.path()).env_remove("SSH_AUTH_SOCK")
-        .stdout(Stdio::null()).stderr(Stdio::null())
-        .spawn().unwrap();
+        .arg("--config")
+        .arg(&config)
+        .args(&args)
+        .env("HOME", sim.dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = std::time::Instant::now();
     while !std::fs::read_to_string(&journal_path).unwrap_or_default().contains("bmc_accepted") {
         assert!(start.elapsed() < std::time::Duration::from_secs(20), "no BMC reset journaled");
@@ -269,7 +328,8 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let resumed = fleetboot(&sim, &config, &["reboot", "--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"]);
+    let resumed =
+        fleetboot(&sim, &config, &["reboot", "--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     let h = history(&sim, "worker-0");
     assert_eq!(count(&h, "bmc-reset:GracefulRestart") + count(&h, "bmc-reset:ForceRestart"), 1, "one reset across both runs: {h:?}");
@@ -327,7 +387,8 @@ fn ctrl_c_during_a_bmc_operation_still_deletes_its_session() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let child = std::process::Command::new(common::fleetboot_bin())
-        .arg("--config").arg(sim.config())
+        .arg("--config")
+        .arg(sim.config())
         .args(["power", "off", "--graceful", "--yes-power-off", "worker-0"])
         .env("HOME", sim.dir.path())
         .stdout(std::process::Stdio::piped())

@@ -19,7 +19,10 @@ fn the_demo_migrates_a_simulated_cluster_end_to_end() {
     assert!(stdout.contains("migration to OVNKubernetes complete"), "{stdout}");
     assert!(stdout.contains("network type OVNKubernetes"), "{stdout}");
     assert_eq!(stdout.matches(" changed  Ready").count(), 3, "{stdout}");
-    let kept = stdout.lines().find_map(|l| l.strip_prefix("the migration's journal, backup and report (report.md, timeline.svg) stay in ")).unwrap();
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("the migration's journal, backup and report (report.md, timeline.svg) stay in "))
+        .unwrap();
     assert!(std::path::Path::new(kept).exists());
     let _ = std::fs::remove_dir_all(std::path::Path::new(kept).parent().unwrap().parent().unwrap());
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::sim::Sim;
 use common::Run;
+use common::sim::Sim;
 use fleetboot::journal::{self, Entry};
 
 fn run(sim: &Sim, args: &[&str]) -> Run {
@@ -61,13 +61,21 @@ fn the_newer_variant_migrates_a_cluster_end_to_end_and_cleans_up_once() {
     let sim = Sim::start(3, 6);
     // An admin's own pool, paused before the migration: it must stay paused after it.
     let infra = sim.path("infra.json");
-    std::fs::write(&infra, r#"{"apiVersion":"machineconfiguration.openshift.io/v1","kind":"MachineConfigPool","metadata":{"name":"infra"},
+    std::fs::write(
+        &infra,
+        r#"{"apiVersion":"machineconfiguration.openshift.io/v1","kind":"MachineConfigPool","metadata":{"name":"infra"},
         "spec":{"paused":true,"maxUnavailable":1,"nodeSelector":{"matchLabels":{"node-role.kubernetes.io/infra":""}},
-        "machineConfigSelector":{"matchLabels":{"machineconfiguration.openshift.io/role":"infra"}}}}"#).unwrap();
+        "machineConfigSelector":{"matchLabels":{"machineconfiguration.openshift.io/role":"infra"}}}}"#,
+    )
+    .unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", infra.to_str().unwrap()]);
     let plan = migrate(&sim, &["--plan"]);
     assert_eq!(plan.code, 0, "{}", plan.debug());
-    assert!(plan.stdout.contains("REFUSES: no etcd backup confirmed") && plan.stdout.contains("spec.migration.networkType=OVNKubernetes"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("REFUSES: no etcd backup confirmed") && plan.stdout.contains("spec.migration.networkType=OVNKubernetes"),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("reboot all 9 nodes at once"), "{}", plan.stdout);
     assert_eq!(network_type(&sim).0, "OpenShiftSDN", "--plan changes nothing");
 
@@ -86,7 +94,10 @@ fn the_newer_variant_migrates_a_cluster_end_to_end_and_cleans_up_once() {
     assert!(counts.values().all(|&n| n == 1), "step 7 rebooted each node once: {counts:?}");
     // The backup is the pre-migration object, in YAML kubectl reads.
     let backup = dir.join("cluster-openshift-sdn.yaml");
-    let parsed = jsonpath(&sim, &["create", "--dry-run=client", "--validate=false", "-f", backup.to_str().unwrap(), "-o", "jsonpath={.spec.networkType}"]);
+    let parsed = jsonpath(
+        &sim,
+        &["create", "--dry-run=client", "--validate=false", "-f", backup.to_str().unwrap(), "-o", "jsonpath={.spec.networkType}"],
+    );
     assert_eq!(parsed, "OpenShiftSDN");
     for file in ["report.md", "report.json", "timeline.svg"] {
         assert!(dir.join(file).exists(), "{file}");
@@ -95,7 +106,10 @@ fn the_newer_variant_migrates_a_cluster_end_to_end_and_cleans_up_once() {
     assert!(report.contains("| worker-5 | confirmed | ssh |") && report.contains("| PASS | no pod in an error state"), "{report}");
     let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
     assert_eq!(svg.matches("<title>").count(), 18, "two bars per node");
-    assert!(jsonpath(&sim, &["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec.migration.networkType}"]) == "OVNKubernetes");
+    assert!(
+        jsonpath(&sim, &["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec.migration.networkType}"])
+            == "OVNKubernetes"
+    );
 
     let cleanup = migrate(&sim, &["--cleanup"]);
     assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
@@ -119,9 +133,36 @@ fn every_preflight_refusal_is_named_and_nothing_is_touched() {
     assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("--etcd-backup-confirmed"), "{}", refused.debug());
 
-    sim.kubectl_ok(&["patch", "node", "worker-1", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#]);
-    sim.kubectl_ok(&["patch", "clusteroperator", "network", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"conditions":[{"type":"Degraded","status":"True","message":"unhealthy"}]}}"#]);
-    sim.kubectl_ok(&["patch", "mcp", "worker", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"conditions":[{"type":"Degraded","status":"True"}]}}"#]);
+    sim.kubectl_ok(&[
+        "patch",
+        "node",
+        "worker-1",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#,
+    ]);
+    sim.kubectl_ok(&[
+        "patch",
+        "clusteroperator",
+        "network",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Degraded","status":"True","message":"unhealthy"}]}}"#,
+    ]);
+    sim.kubectl_ok(&[
+        "patch",
+        "mcp",
+        "worker",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Degraded","status":"True"}]}}"#,
+    ]);
     let refused = migrate(&sim, &["--etcd-backup-confirmed", "--mtu", "1450", "--node-mtu", "1500"]);
     assert_eq!(refused.code, 2, "{}", refused.debug());
     assert!(refused.stderr.contains("minus 100 = 1400"), "{}", refused.debug());
@@ -132,13 +173,22 @@ fn every_preflight_refusal_is_named_and_nothing_is_touched() {
     assert_eq!(refused.code, 2, "{}", refused.debug());
     // The simulated controllers may have healed some of it meanwhile; what they did not heal is named.
     assert!(refused.stderr.contains("the cluster is not ready for the migration"), "{}", refused.debug());
-    assert!(refused.stderr.contains("worker-1 (Ready=False)") || refused.stderr.contains("ClusterOperator network is Degraded") || refused.stderr.contains("worker is Degraded"), "{}", refused.debug());
+    assert!(
+        refused.stderr.contains("worker-1 (Ready=False)")
+            || refused.stderr.contains("ClusterOperator network is Degraded")
+            || refused.stderr.contains("worker is Degraded"),
+        "{}",
+        refused.debug()
+    );
 
     let refused = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN"]);
     assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("spec.networkType is \"OpenShiftSDN\", not OVNKubernetes"), "{}", refused.debug());
 
-    assert!(!sim.path("state/migrations").exists() || std::fs::read_dir(sim.path("state/migrations")).unwrap().count() == 0, "no journal for a refused migration");
+    assert!(
+        !sim.path("state/migrations").exists() || std::fs::read_dir(sim.path("state/migrations")).unwrap().count() == 0,
+        "no journal for a refused migration"
+    );
     assert_eq!(network_type(&sim).0, "OpenShiftSDN");
     assert!(!paused(&sim, "worker"));
 }
@@ -155,7 +205,8 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
         .unwrap();
     let start = Instant::now();
     let journal = loop {
-        let found = std::fs::read_dir(sim.path("state/migrations")).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path().join("reboot.jsonl"));
+        let found =
+            std::fs::read_dir(sim.path("state/migrations")).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path().join("reboot.jsonl"));
         // Killed once every reboot was handed over (a kill between `dispatching` and the
         // hand-over leaves a reboot fleetboot cannot know was delivered: a resume then waits the
         // full deadline before the BMC takes over, which is the ladder's business, not this test's).
@@ -168,7 +219,16 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(paused(&sim, "worker") && paused(&sim, "master"), "the pools stay paused across the kill");
-    let annotation = jsonpath(&sim, &["get", "network.operator.openshift.io", "cluster", "-o", r#"jsonpath={.metadata.annotations.networkoperator\.openshift\.io/network-migration}"#]);
+    let annotation = jsonpath(
+        &sim,
+        &[
+            "get",
+            "network.operator.openshift.io",
+            "cluster",
+            "-o",
+            r#"jsonpath={.metadata.annotations.networkoperator\.openshift\.io/network-migration}"#,
+        ],
+    );
     assert_eq!(annotation, "", "annotated (with an empty value)");
 
     let resumed = migrate(&sim, &["--resume"]);
@@ -178,7 +238,10 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
     assert_eq!(counts.len(), 4);
     assert!(counts.values().all(|&n| n == 1), "no node got a second reboot from step 7: {counts:?}");
     let (records, _) = journal::load(&journal).unwrap();
-    assert!(records.iter().any(|r| matches!(&r.entry, Entry::Dispatching { host, bmc: Some(_), .. } if host == "worker-2")), "worker-2 went through its BMC");
+    assert!(
+        records.iter().any(|r| matches!(&r.entry, Entry::Dispatching { host, bmc: Some(_), .. } if host == "worker-2")),
+        "worker-2 went through its BMC"
+    );
     let report = std::fs::read_to_string(migration_dir(&sim).join("report.md")).unwrap();
     assert!(report.contains("| worker-2 | confirmed | BMC (Redfish) |"), "{report}");
 }
@@ -188,7 +251,8 @@ fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_f
     let sim = Sim::start(1, 2);
     sim.control("POST", "nodes/worker-1/faults", r#"{"never_returns": true}"#);
     // A short reboot deadline, and no BMC ladder (that has its own tests).
-    let config = std::fs::read_to_string(sim.config()).unwrap()
+    let config = std::fs::read_to_string(sim.config())
+        .unwrap()
         .replace("[redfish]\n", "[redfish]\nfallback_on_hung = false\n")
         .replace("timeout = \"5m\"", "timeout = \"4s\"");
     std::fs::write(sim.config(), config).unwrap();
@@ -225,7 +289,11 @@ fn verify_fails_on_a_pod_in_error_reboot_error_nodes_reboots_its_node_and_resume
     assert!(failed.stdout.contains("rebooting the nodes that hold pods in error: worker-0"), "{}", failed.stdout);
     assert!(failed.stdout.contains("default/broken on worker-0: phase Failed"), "{}", failed.stdout);
     let dir = migration_dir(&sim);
-    let extra: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("reboot-error-nodes")).collect();
+    let extra: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("reboot-error-nodes"))
+        .collect();
     assert_eq!(extra.len(), 1);
     assert_eq!(dispatches(&extra[0]).into_iter().collect::<Vec<_>>(), [("worker-0".to_owned(), 1)]);
 
@@ -263,7 +331,10 @@ fn kill_when(sim: &Sim, args: &[&str], marker: &str) {
     let mut child = sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     loop {
-        let journal = std::fs::read_dir(sim.path("state/migrations")).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path().join("migration.jsonl"));
+        let journal = std::fs::read_dir(sim.path("state/migrations"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.unwrap().path().join("migration.jsonl"));
         if journal.is_some_and(|j| std::fs::read_to_string(j).unwrap_or_default().contains(marker)) {
             break;
         }
@@ -281,7 +352,11 @@ fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
     kill_when(&sim, &["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"], r#""event":"step_done","step":"pause_pools""#);
     assert!(paused(&sim, "master") && paused(&sim, "worker"));
     // Resumed with a short paused-pools warning: it is journaled.
-    kill_when(&sim, &["migrate", "--resume", "--paused-warning", "1s", "--poll-interval", "300ms"], r#""event":"step_started","step":"wait_rollout""#);
+    kill_when(
+        &sim,
+        &["migrate", "--resume", "--paused-warning", "1s", "--poll-interval", "300ms"],
+        r#""event":"step_started","step":"wait_rollout""#,
+    );
     assert!(!paused(&sim, "worker"), "step 8 resumed the pools before the kill");
     let resumed = migrate(&sim, &["--resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
@@ -297,15 +372,26 @@ fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
 #[test]
 fn one_migration_per_cluster_a_second_one_is_refused_naming_the_holder() {
     let sim = Sim::start(0, 2);
-    let mut first = sim.fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = sim
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
-    while jsonpath(&sim, &["-n", "kube-system", "get", "lease", "--ignore-not-found", "-o", "name"]).is_empty() || !jsonpath(&sim, &["-n", "kube-system", "get", "lease", "--ignore-not-found", "-o", "name"]).contains("fleetboot-migration") {
+    while jsonpath(&sim, &["-n", "kube-system", "get", "lease", "--ignore-not-found", "-o", "name"]).is_empty()
+        || !jsonpath(&sim, &["-n", "kube-system", "get", "lease", "--ignore-not-found", "-o", "name"]).contains("fleetboot-migration")
+    {
         assert!(start.elapsed() < Duration::from_secs(30), "no migration lease");
         std::thread::sleep(Duration::from_millis(50));
     }
     let second = migrate(&sim, &["--resume"]);
     assert_eq!(second.code, 2, "{}", second.debug());
-    assert!(second.stderr.contains("holds the lease kube-system/fleetboot-migration") && second.stderr.contains(&format!("pid {}", first.id())), "{}", second.debug());
+    assert!(
+        second.stderr.contains("holds the lease kube-system/fleetboot-migration") && second.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        second.debug()
+    );
     let status = first.wait().unwrap();
     assert!(status.success());
     let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]);
@@ -315,8 +401,16 @@ fn one_migration_per_cluster_a_second_one_is_refused_naming_the_holder() {
 #[test]
 fn verify_shows_the_machine_config_daemon_log_of_a_node_that_is_not_ready() {
     let sim = Sim::start(0, 2);
-    sim.kubectl_ok(&["patch", "node", "worker-1", "--subresource=status", "--type", "merge", "-p",
-        r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#]);
+    sim.kubectl_ok(&[
+        "patch",
+        "node",
+        "worker-1",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#,
+    ]);
     let verify = run(&sim, &["verify", "--to", "OpenShiftSDN", "-o", "json"]);
     assert_eq!(verify.code, 3, "{}", verify.debug());
     let checks: serde_json::Value = serde_json::from_str(&verify.stdout).unwrap();
@@ -324,7 +418,10 @@ fn verify_shows_the_machine_config_daemon_log_of_a_node_that_is_not_ready() {
     assert_eq!(ready["passed"], false);
     let detail = ready["detail"].as_str().unwrap();
     // The tail is the daemon's own last line, read through the pods/log subresource.
-    assert!(detail.starts_with("worker-1 NotReady; machine-config-daemon log tail: ") && detail.contains("node worker-1 is up to date"), "{detail}");
+    assert!(
+        detail.starts_with("worker-1 NotReady; machine-config-daemon log tail: ") && detail.contains("node worker-1 is up to date"),
+        "{detail}"
+    );
     // Before any migration, everything else about OpenShiftSDN checks out.
     assert!(checks.as_array().unwrap().iter().filter(|c| c["name"] != "every node Ready").all(|c| c["passed"] == true), "{checks}");
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{fleetboot_bin, free_port, repo, Run};
+use common::{Run, fleetboot_bin, free_port, repo};
 
 /// Stops the fleet by PID even when the test fails (PIDs are the same in every net namespace).
 struct FleetDir(tempfile::TempDir);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::sim::Sim;
-use common::{max_overlap, wait_for_dispatches, Run};
+use common::{Run, max_overlap, wait_for_dispatches};
 
 const IPS: &str = r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#;
 
@@ -27,7 +27,10 @@ fn nodes_ips_equals_the_documents_jsonpath_and_selectors_work() {
 
     let (_, table, _) = out(&sim, &["nodes"]);
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains("master-0") && table.contains("control-plane,master") && table.contains("Ready") && table.contains(" master\n"), "{table}");
+    assert!(
+        table.contains("master-0") && table.contains("control-plane,master") && table.contains("Ready") && table.contains(" master\n"),
+        "{table}"
+    );
     let (_, json, _) = out(&sim, &["nodes", "-o", "json", "-l", "topology.kubernetes.io/zone=zone-a"]);
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     let names: Vec<&str> = parsed.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
@@ -45,9 +48,21 @@ fn nodes_ips_equals_the_documents_jsonpath_and_selectors_work() {
 fn reboot_from_the_cluster_by_role_with_exclusions() {
     let sim = Sim::start(1, 3);
     let run = Run::from(
-        sim.fleetboot(&["reboot", "--role", "worker", "--exclude", "worker-2", "--concurrency", "2", "--poll-interval", "200ms", "--output", "json"])
-            .output()
-            .unwrap(),
+        sim.fleetboot(&[
+            "reboot",
+            "--role",
+            "worker",
+            "--exclude",
+            "worker-2",
+            "--concurrency",
+            "2",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap(),
     );
     assert_eq!(run.code, 0, "{}", run.debug());
     let outcomes = run.outcomes();
@@ -69,7 +84,18 @@ fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
     use std::time::Duration;
     let sim = Sim::start(1, 3);
     let child = sim
-        .fleetboot(&["reboot", "--all", "--concurrency", "4", "--poll-interval", "200ms", "--output", "json", "--journal", sim.path("run.jsonl").to_str().unwrap()])
+        .fleetboot(&[
+            "reboot",
+            "--all",
+            "--concurrency",
+            "4",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            sim.path("run.jsonl").to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -119,7 +145,22 @@ fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
     let (code, plan, err) = out(&sim, &["reboot", "--all", "--concurrency", "4", "--group-concurrency", "2", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(plan.contains("worker (≤2 at once)") && plan.contains("master (≤1 at once, after all others)"), "{plan}");
-    let run = Run::from(sim.fleetboot(&["reboot", "--all", "--concurrency", "4", "--group-concurrency", "2", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    let run = Run::from(
+        sim.fleetboot(&[
+            "reboot",
+            "--all",
+            "--concurrency",
+            "4",
+            "--group-concurrency",
+            "2",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap(),
+    );
     assert_eq!(run.code, 0, "{}", run.debug());
     let intervals = reboot_intervals(&sim);
     assert_eq!(intervals.len(), 7, "every node rebooted once: {intervals:?}");
@@ -135,7 +176,8 @@ fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
 #[test]
 fn all_at_once_is_the_documents_behaviour() {
     let sim = Sim::start(2, 3);
-    let run = Run::from(sim.fleetboot(&["reboot", "--all", "--all-at-once", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    let run =
+        Run::from(sim.fleetboot(&["reboot", "--all", "--all-at-once", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
     assert_eq!(run.code, 0, "{}", run.debug());
     let intervals = reboot_intervals(&sim);
     let last_request = intervals.iter().map(|(_, a, _)| *a).max().unwrap();
@@ -149,7 +191,16 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over(
     use std::time::Duration;
     let sim = Sim::start(0, 3);
     let first = sim
-        .fleetboot(&["reboot", "--all", "--poll-interval", "200ms", "--output", "json", "--journal", sim.path("first.jsonl").to_str().unwrap()])
+        .fleetboot(&[
+            "reboot",
+            "--all",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            sim.path("first.jsonl").to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -175,8 +226,12 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over(
 fn a_stale_lease_is_taken_over() {
     let sim = Sim::start(0, 1);
     let stale = sim.path("stale.json");
-    std::fs::write(&stale, r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"fleetboot","namespace":"kube-system"},
-        "spec":{"holderIdentity":"gone@elsewhere pid 1","leaseDurationSeconds":30,"renewTime":"2020-01-01T00:00:00.000000Z"}}"#).unwrap();
+    std::fs::write(
+        &stale,
+        r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"fleetboot","namespace":"kube-system"},
+        "spec":{"holderIdentity":"gone@elsewhere pid 1","leaseDurationSeconds":30,"renewTime":"2020-01-01T00:00:00.000000Z"}}"#,
+    )
+    .unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", stale.to_str().unwrap()]);
     let journal = sim.path("run.jsonl");
     let (code, _, err) = out(&sim, &["reboot", "--all", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()]);
@@ -186,7 +241,8 @@ fn a_stale_lease_is_taken_over() {
     assert!(
         matches!(&records[1].entry, fleetboot::journal::Entry::LeaseTakenOver { previous_holder, holder }
             if previous_holder == "gone@elsewhere pid 1" && holder.contains(" run ")),
-        "the takeover is journaled right after run_started: {:?}", records[1]
+        "the takeover is journaled right after run_started: {:?}",
+        records[1]
     );
     let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]);
     assert!(!ok, "the lease is released at the end of the run");
@@ -201,8 +257,24 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     // The PDB allows no disruption: the drain times out, the host fails, nothing reboots,
     // and the node is schedulable again.
     let journal1 = sim.path("one.jsonl");
-    let run = Run::from(sim.fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--drain-timeout", "2s", "--poll-interval", "200ms",
-        "--output", "json", "--journal", journal1.to_str().unwrap()]).output().unwrap());
+    let run = Run::from(
+        sim.fleetboot(&[
+            "reboot",
+            "--nodes",
+            "worker-0",
+            "--drain",
+            "--drain-timeout",
+            "2s",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            journal1.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+    );
     assert_eq!(run.code, 3, "{}", run.debug());
     assert!(run.outcomes()["worker-0"].1.starts_with("drain: pods still on the node after 2s: default/app-a"), "{:?}", run.outcomes());
     assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
@@ -211,24 +283,61 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     assert!(!history.contains("reboot-requested"), "{history}");
 
     // The PDB allows one disruption: drained (the DaemonSet pod stays), rebooted, uncordoned.
-    sim.kubectl_ok(&["-n", "default", "patch", "pdb", "app-a", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"disruptionsAllowed":1}}"#]);
+    sim.kubectl_ok(&[
+        "-n",
+        "default",
+        "patch",
+        "pdb",
+        "app-a",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"disruptionsAllowed":1}}"#,
+    ]);
     let journal2 = sim.path("two.jsonl");
-    let run = Run::from(sim.fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--poll-interval", "200ms",
-        "--output", "json", "--journal", journal2.to_str().unwrap()]).output().unwrap());
+    let run = Run::from(
+        sim.fleetboot(&[
+            "reboot",
+            "--nodes",
+            "worker-0",
+            "--drain",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            journal2.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+    );
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(!sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("app-a"));
-    let daemons = sim.kubectl_ok(&["-n", "openshift-machine-config-operator", "get", "pods", "--field-selector", "spec.nodeName=worker-0", "-o", "name"]);
+    let daemons = sim.kubectl_ok(&[
+        "-n",
+        "openshift-machine-config-operator",
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.nodeName=worker-0",
+        "-o",
+        "name",
+    ]);
     assert_eq!(daemons.lines().count(), 1, "the DaemonSet pod was not evicted: {daemons}");
     assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
     let (records, state) = journal::load(&journal2).unwrap();
-    let order: Vec<&str> = records.iter().filter_map(|r| match &r.entry {
-        Entry::Cordoning { .. } => Some("cordoning"),
-        Entry::Drained { evicted: 1, .. } => Some("drained"),
-        Entry::Dispatching { .. } => Some("dispatching"),
-        Entry::Confirmed { .. } => Some("confirmed"),
-        Entry::Uncordoned { .. } => Some("uncordoned"),
-        _ => None,
-    }).collect();
+    let order: Vec<&str> = records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            Entry::Cordoning { .. } => Some("cordoning"),
+            Entry::Drained { evicted: 1, .. } => Some("drained"),
+            Entry::Dispatching { .. } => Some("dispatching"),
+            Entry::Confirmed { .. } => Some("confirmed"),
+            Entry::Uncordoned { .. } => Some("uncordoned"),
+            _ => None,
+        })
+        .collect();
     assert_eq!(order, ["cordoning", "drained", "dispatching", "confirmed", "uncordoned"]);
     assert!(!state.records["worker-0"].cordoned);
 
@@ -263,8 +372,19 @@ fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_n
     let sim = Sim::start(0, 4);
     let journal_path = sim.path("run.jsonl");
     let mut child = sim
-        .fleetboot(&["reboot", "--all", "--drain", "--concurrency", "2", "--poll-interval", "200ms", "--output", "json",
-            "--journal", journal_path.to_str().unwrap()])
+        .fleetboot(&[
+            "reboot",
+            "--all",
+            "--drain",
+            "--concurrency",
+            "2",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            journal_path.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -279,7 +399,11 @@ fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_n
     let (code, _, err) = out(&sim, &["reboot", "--nodes", "worker-3", "--journal", sim.path("other.jsonl").to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
 
-    let run = Run::from(sim.fleetboot(&["reboot", "--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    let run = Run::from(
+        sim.fleetboot(&["reboot", "--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(run.stderr.contains("took the fleetboot lease over from"), "{}", run.debug());
     let requests = reboot_requests(&sim);
@@ -297,7 +421,7 @@ fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_n
 
 #[test]
 fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it() {
-    use fleetboot::journal::{Entry, JournalWriter, Record, JOURNAL_VERSION};
+    use fleetboot::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
     let sim = Sim::start(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
@@ -308,8 +432,14 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
     let mut writer = JournalWriter::create(&path).unwrap();
     let h = || "worker-0".to_owned();
     for entry in [
-        Entry::RunStarted { run_id: "r-test".into(), command: "sudo shutdown -r -t 3".into(), hosts: vec![host], api_proof: true, grouping: None,
-            drain: Some(fleetboot::cluster::DrainPolicy { timeout_ms: 1000, on_failure: fleetboot::cluster::DrainFailure::Fail }) },
+        Entry::RunStarted {
+            run_id: "r-test".into(),
+            command: "sudo shutdown -r -t 3".into(),
+            hosts: vec![host],
+            api_proof: true,
+            grouping: None,
+            drain: Some(fleetboot::cluster::DrainPolicy { timeout_ms: 1000, on_failure: fleetboot::cluster::DrainFailure::Fail }),
+        },
         Entry::BootIdRead { host: h(), boot_id: "old".into() },
         Entry::Cordoning { host: h() },
         Entry::Drained { host: h(), evicted: 0 },
@@ -332,13 +462,28 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
 /// worker-0 holds default/app-a, whose PDB allows no disruption.
 fn blocked_by_a_pdb(sim: &Sim) {
     let manifest = sim.path("app.json");
-    std::fs::write(&manifest, r#"{"apiVersion":"v1","kind":"List","items":[
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"List","items":[
         {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
          "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
         {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
-         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#).unwrap();
+         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#,
+    )
+    .unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
-    sim.kubectl_ok(&["-n", "default", "patch", "pdb", "app-a", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"disruptionsAllowed":0}}"#]);
+    sim.kubectl_ok(&[
+        "-n",
+        "default",
+        "patch",
+        "pdb",
+        "app-a",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"disruptionsAllowed":0}}"#,
+    ]);
 }
 
 #[test]
@@ -348,8 +493,23 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
     let pods = || sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]);
 
     // skip: worker-0 is skipped (not failed), uncordoned, its pod kept; worker-1 goes on.
-    let run = Run::from(sim.fleetboot(&["reboot", "--all", "--drain", "--drain-timeout", "1s", "--drain-failure", "skip",
-        "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    let run = Run::from(
+        sim.fleetboot(&[
+            "reboot",
+            "--all",
+            "--drain",
+            "--drain-timeout",
+            "1s",
+            "--drain-failure",
+            "skip",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap(),
+    );
     assert_eq!(run.code, 4, "skipped hosts make the run incomplete, not failed: {}", run.debug());
     let outcomes = run.outcomes();
     assert_eq!(outcomes["worker-0"].0, "skipped", "{outcomes:?}");
@@ -359,8 +519,24 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
     assert_eq!(reboot_requests(&sim), [("worker-0".to_owned(), 0), ("worker-1".to_owned(), 1)].into());
 
     // force: the pod the PDB protects is deleted after the timeout, then the node reboots.
-    let run = Run::from(sim.fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--drain-timeout", "1s", "--drain-failure", "force",
-        "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    let run = Run::from(
+        sim.fleetboot(&[
+            "reboot",
+            "--nodes",
+            "worker-0",
+            "--drain",
+            "--drain-timeout",
+            "1s",
+            "--drain-failure",
+            "force",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap(),
+    );
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(!pods().contains("app-a"));
     assert!(schedulable(&sim, "worker-0"));
@@ -369,7 +545,7 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
 
 #[test]
 fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost() {
-    use fleetboot::journal::{Entry, JournalWriter, Record, JOURNAL_VERSION};
+    use fleetboot::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
     let sim = Sim::start(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
@@ -379,7 +555,14 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     let mut writer = JournalWriter::create(&path).unwrap();
     let then = fleetboot::runner::now_ms() - 3_000;
     for entry in [
-        Entry::RunStarted { run_id: "r-lost".into(), command: "sudo shutdown -r -t 3".into(), hosts: vec![host], api_proof: false, grouping: None, drain: None },
+        Entry::RunStarted {
+            run_id: "r-lost".into(),
+            command: "sudo shutdown -r -t 3".into(),
+            hosts: vec![host],
+            api_proof: false,
+            grouping: None,
+            drain: None,
+        },
         Entry::BootIdRead { host: "worker-0".into(), boot_id: boot_id.clone() },
         Entry::Dispatching { host: "worker-0".into(), old_boot_id: boot_id, bmc: None },
     ] {
@@ -389,10 +572,13 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     let config = std::fs::read_to_string(sim.config()).unwrap().replace("[reboot]\n", "[reboot]\nscheduled_delay = \"1s\"\n");
     std::fs::write(sim.path("quick.toml"), config).unwrap();
     let out = std::process::Command::new(common::fleetboot_bin())
-        .arg("--config").arg(sim.path("quick.toml"))
+        .arg("--config")
+        .arg(sim.path("quick.toml"))
         .args(["reboot", "--resume", path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"])
-        .env("HOME", sim.dir.path()).env_remove("SSH_AUTH_SOCK")
-        .output().unwrap();
+        .env("HOME", sim.dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
     let run = Run::from(out);
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(run.stdout.contains("never arrived"), "{}", run.debug());

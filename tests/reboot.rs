@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{max_overlap, Fleet, Run};
+use common::{Fleet, Run, max_overlap};
 use fleetboot::journal::{self, Entry};
 
 fn journal_entries(run: &Run) -> Vec<journal::Record> {

@@ -7,9 +7,9 @@ use fleetboot::sim::node::Timings;
 use fleetboot::sim::{Cluster, SimOptions};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 
 fn fast() -> SimOptions {
@@ -79,7 +79,10 @@ async fn a_compacted_resource_version_is_410_gone_and_the_reflector_recovers_aft
     let nodes: Api<Node> = Api::all(client.clone());
     let start_rv = nodes.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
     for i in 0..10 {
-        nodes.patch("worker-1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"step": i.to_string()}}}))).await.unwrap();
+        nodes
+            .patch("worker-1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"step": i.to_string()}}})))
+            .await
+            .unwrap();
     }
     let mut events = nodes.watch(&WatchParams::default(), &start_rv).await.unwrap().boxed();
     match events.try_next().await.unwrap() {
@@ -96,8 +99,19 @@ async fn a_compacted_resource_version_is_410_gone_and_the_reflector_recovers_aft
     cluster.api_outage(Duration::from_millis(1500));
     let node_type = fleetboot::sim::types::find("", "v1", "nodes").unwrap();
     for i in 0..10 {
-        cluster.api.store.lock().unwrap()
-            .patch(node_type, None, "worker-1", fleetboot::sim::store::PatchType::Merge, &json!({"metadata": {"labels": {"step": format!("outage-{i}")}}}), None)
+        cluster
+            .api
+            .store
+            .lock()
+            .unwrap()
+            .patch(
+                node_type,
+                None,
+                "worker-1",
+                fleetboot::sim::store::PatchType::Merge,
+                &json!({"metadata": {"labels": {"step": format!("outage-{i}")}}}),
+                None,
+            )
             .unwrap();
     }
     let converged = tokio::time::timeout(Duration::from_secs(30), async {
@@ -165,13 +179,26 @@ async fn the_simulated_mco_rolls_an_unpaused_pool_one_node_at_a_time() {
     let client = client(&cluster).await;
     let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::cluster::machine_config_pools());
     let nodes: Api<Node> = Api::all(client.clone());
-    let boot_before: Vec<String> = nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap().items.iter().map(boot_id).collect();
+    let boot_before: Vec<String> =
+        nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap().items.iter().map(boot_id).collect();
 
     // A new rendered config for a paused pool: nothing may happen.
-    pools.patch("worker", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true, "configuration": {"name": "rendered-worker-new"}}}))).await.unwrap();
+    pools
+        .patch(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true, "configuration": {"name": "rendered-worker-new"}}})),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let workers = nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap();
-    assert!(workers.items.iter().all(|n| n.metadata.annotations.as_ref().unwrap()["machineconfiguration.openshift.io/desiredConfig"] != "rendered-worker-new"));
+    assert!(
+        workers
+            .items
+            .iter()
+            .all(|n| n.metadata.annotations.as_ref().unwrap()["machineconfiguration.openshift.io/desiredConfig"] != "rendered-worker-new")
+    );
     let pool = pools.get("worker").await.unwrap();
     assert_eq!(pool.data["status"]["updatedMachineCount"], 0);
 
@@ -181,10 +208,14 @@ async fn the_simulated_mco_rolls_an_unpaused_pool_one_node_at_a_time() {
     let done = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let workers = nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap();
-            let working = workers.items.iter().filter(|n| {
-                let a = n.metadata.annotations.as_ref().unwrap();
-                a["machineconfiguration.openshift.io/state"] == "Working" || n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
-            }).count();
+            let working = workers
+                .items
+                .iter()
+                .filter(|n| {
+                    let a = n.metadata.annotations.as_ref().unwrap();
+                    a["machineconfiguration.openshift.io/state"] == "Working" || n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+                })
+                .count();
             most_at_once = most_at_once.max(working);
             let pool = pools.get("worker").await.unwrap();
             if pool.data["status"]["updatedMachineCount"] == 3 && pool.data["status"]["configuration"]["name"] == "rendered-worker-new" {
@@ -212,13 +243,18 @@ async fn the_simulated_network_operator_migrates_only_when_enabled_and_after_eve
     let cluster = Cluster::start(SimOptions { masters: 1, workers: 2, ..fast() }).await.unwrap();
     let client = client(&cluster).await;
     let gvk = |group: &str, kind: &str, plural: &str| ApiResource {
-        group: group.into(), version: "v1".into(), api_version: format!("{group}/v1"), kind: kind.into(), plural: plural.into(),
+        group: group.into(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: kind.into(),
+        plural: plural.into(),
     };
     let config: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("config.openshift.io", "Network", "networks"));
     let operator: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("operator.openshift.io", "Network", "networks"));
     let operators: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("config.openshift.io", "ClusterOperator", "clusteroperators"));
     let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::cluster::machine_config_pools());
-    let mcs: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("machineconfiguration.openshift.io", "MachineConfig", "machineconfigs"));
+    let mcs: Api<DynamicObject> =
+        Api::all_with(client.clone(), &gvk("machineconfiguration.openshift.io", "MachineConfig", "machineconfigs"));
     let multus: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "openshift-multus");
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
     let merge = |v: serde_json::Value| Patch::Merge(v);
@@ -235,7 +271,14 @@ async fn the_simulated_network_operator_migrates_only_when_enabled_and_after_eve
     for pool in ["master", "worker"] {
         pools.patch(pool, &PatchParams::default(), &merge(json!({"spec": {"paused": true}}))).await.unwrap();
     }
-    operator.patch("cluster", &PatchParams::default(), &merge(json!({"metadata": {"annotations": {"networkoperator.openshift.io/network-migration": ""}}}))).await.unwrap();
+    operator
+        .patch(
+            "cluster",
+            &PatchParams::default(),
+            &merge(json!({"metadata": {"annotations": {"networkoperator.openshift.io/network-migration": ""}}})),
+        )
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             // The operator's switch bumps the DaemonSet's generation; then the rollout completes.
@@ -247,7 +290,9 @@ async fn the_simulated_network_operator_migrates_only_when_enabled_and_after_eve
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }).await.expect("multus rolled out");
+    })
+    .await
+    .expect("multus rolled out");
     let rendered = mcs.get("rendered-worker-0f3e9c1b7a").await.unwrap();
     assert!(rendered.data.to_string().contains("configure-ovs.sh OVNKubernetes"));
     assert_eq!(config.get("cluster").await.unwrap().data["status"]["networkType"], "OpenShiftSDN", "not before the reboots");
@@ -260,7 +305,9 @@ async fn the_simulated_network_operator_migrates_only_when_enabled_and_after_eve
         while config.get("cluster").await.unwrap().data["status"]["networkType"] != "OVNKubernetes" {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }).await.expect("status.networkType became OVNKubernetes");
+    })
+    .await
+    .expect("status.networkType became OVNKubernetes");
     let broken = pods.list(&ListParams::default().labels("app=sample")).await.unwrap();
     assert_eq!(broken.items.len(), 2, "pods left in error by the migration");
 
@@ -272,14 +319,23 @@ async fn the_simulated_network_operator_migrates_only_when_enabled_and_after_eve
         loop {
             let worker = pools.get("worker").await.unwrap();
             let master = pools.get("master").await.unwrap();
-            let healthy = pods.list(&ListParams::default().labels("app=sample")).await.unwrap().items.iter()
+            let healthy = pods
+                .list(&ListParams::default().labels("app=sample"))
+                .await
+                .unwrap()
+                .items
+                .iter()
                 .all(|p| p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| c[0].ready));
             if worker.data["status"]["configuration"]["name"] == "rendered-worker-0f3e9c1b7a"
-                && master.data["status"]["configuration"]["name"] == "rendered-master-0f3e9c1b7a" && healthy {
+                && master.data["status"]["configuration"]["name"] == "rendered-master-0f3e9c1b7a"
+                && healthy
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }).await.expect("pools updated and pods recovered");
+    })
+    .await
+    .expect("pools updated and pods recovered");
     cluster.shutdown();
 }

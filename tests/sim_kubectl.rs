@@ -4,8 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::sim::Sim;
 use common::Run;
+use common::sim::Sim;
 
 const IPS: &str = r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#;
 const BOOT_IDS: &str = "jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.bootID}{\"\\n\"}{end}";
@@ -15,7 +15,10 @@ fn kubectl_reads_the_simulated_cluster() {
     let sim = Sim::start(3, 2);
     let nodes = sim.kubectl_ok(&["get", "nodes"]);
     assert_eq!(nodes.lines().count(), 6, "{nodes}");
-    assert!(nodes.lines().nth(1).unwrap().contains("master-0") && nodes.contains("Ready") && nodes.contains("control-plane,master"), "{nodes}");
+    assert!(
+        nodes.lines().nth(1).unwrap().contains("master-0") && nodes.contains("Ready") && nodes.contains("control-plane,master"),
+        "{nodes}"
+    );
     // The document's jsonpath gives the nodes' SSH addresses, the same the host file holds.
     let ips = sim.kubectl_ok(&["get", "nodes", "-o", IPS]);
     let hosts = std::fs::read_to_string(sim.path("hosts.txt")).unwrap();
@@ -49,7 +52,15 @@ fn kubectl_writes_with_every_patch_type_and_conflicts_are_reported() {
     sim.kubectl_ok(&["annotate", "network.operator.openshift.io", "cluster", "networkoperator.openshift.io/network-migration="]);
     let annotations = sim.kubectl_ok(&["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.metadata.annotations}"]);
     assert!(annotations.contains("network-migration"), "{annotations}");
-    sim.kubectl_ok(&["patch", "network.config.openshift.io", "cluster", "--type", "json", "-p", r#"[{"op":"replace","path":"/spec/networkType","value":"OVNKubernetes"}]"#]);
+    sim.kubectl_ok(&[
+        "patch",
+        "network.config.openshift.io",
+        "cluster",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/networkType","value":"OVNKubernetes"}]"#,
+    ]);
     assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.spec.networkType}"]), "OVNKubernetes");
     // Status is the controllers' to write: a patch of the main resource leaves it alone.
     assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OpenShiftSDN");
@@ -80,7 +91,11 @@ fn fleetboot_reboots_the_simulated_nodes_and_the_api_shows_new_boot_ids() {
     let sim = Sim::start(1, 3);
     let before = sim.kubectl_ok(&["get", "nodes", "-o", BOOT_IDS]);
     sim.control("POST", "nodes/worker-2/faults", r#"{"refuse_sudo": true}"#);
-    let run = Run::from(sim.fleetboot(&["reboot", "--concurrency", "2", "--max-failures", "1", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
+    let run = Run::from(
+        sim.fleetboot(&["reboot", "--concurrency", "2", "--max-failures", "1", "--poll-interval", "200ms", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(run.code, 3, "{}", run.debug());
     let outcomes = run.outcomes();
     assert!(outcomes["worker-2"].1.contains("a password is required"), "{outcomes:?}");
@@ -116,9 +131,21 @@ fn simulated_faults_reach_fleetboot() {
     sim.control("POST", "nodes/worker-1/faults", r#"{"same_boot_id": true}"#);
     sim.control("POST", "nodes/worker-2/faults", r#"{"new_host_key_after_reboot": true}"#);
     let run = Run::from(
-        sim.fleetboot(&["reboot", "--concurrency", "3", "--max-failures", "3", "--reboot-timeout", "6s", "--poll-interval", "200ms", "--output", "json"])
-            .output()
-            .unwrap(),
+        sim.fleetboot(&[
+            "reboot",
+            "--concurrency",
+            "3",
+            "--max-failures",
+            "3",
+            "--reboot-timeout",
+            "6s",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap(),
     );
     assert_eq!(run.code, 3, "{}", run.debug());
     let outcomes = run.outcomes();

@@ -75,12 +75,8 @@ fn ssh_agent_is_used_when_no_identity_is_given() {
     let text = String::from_utf8_lossy(&out.stdout);
     let pid: u32 = text.split("SSH_AGENT_PID=").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
     let agent = Agent { pid, socket };
-    let added = Command::new("ssh-add")
-        .arg(fleet.path("id_ed25519"))
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let added =
+        Command::new("ssh-add").arg(fleet.path("id_ed25519")).env("SSH_AUTH_SOCK", &agent.socket).stderr(Stdio::null()).status().unwrap();
     assert!(added.success());
     let run = exec_with(&fleet, None, &fleet.path("known_hosts"), Some(&agent.socket));
     assert_eq!(run.code, 0, "{}", run.debug());

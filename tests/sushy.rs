@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::sushy::{Sushy, USER};
 use common::Run;
+use common::sushy::{Sushy, USER};
 use fleetboot::redfish::{Bmc, BmcTarget, BmcTls, RedfishError, RedfishSettings, RestartKind, Secret};
 
 fn power(sushy: &Sushy, args: &[&str], tls: &[&str]) -> Run {
@@ -27,8 +27,14 @@ fn verified(sushy: &Sushy) -> Vec<String> {
 }
 
 fn client(sushy: &Sushy, password: &str, tls: BmcTls) -> Bmc {
-    let target = BmcTarget { node: "node-a".into(), url: sushy.system_url.clone(), username: USER.into(), password: Secret::new(password), tls };
-    let settings = RedfishSettings { request_timeout: Duration::from_secs(10), operation_timeout: Duration::from_secs(20), busy_retries: 2, retry_wait: Duration::from_millis(200) };
+    let target =
+        BmcTarget { node: "node-a".into(), url: sushy.system_url.clone(), username: USER.into(), password: Secret::new(password), tls };
+    let settings = RedfishSettings {
+        request_timeout: Duration::from_secs(10),
+        operation_timeout: Duration::from_secs(20),
+        busy_retries: 2,
+        retry_wait: Duration::from_millis(200),
+    };
     Bmc::new(target, settings).unwrap()
 }
 
@@ -81,7 +87,10 @@ fn status_over_verified_tls_and_clear_errors_for_a_wrong_ca_and_bad_credentials(
         let wrong = client(&sushy, "not-the-password", BmcTls::Verify { ca_file: Some(sushy.path("ca.pem")) });
         let err = wrong.login().await.unwrap_err();
         assert!(matches!(err, RedfishError::Auth { .. }), "{err}");
-        assert!(err.to_string().contains("refused the credentials of user \"admin\"") && !err.to_string().contains("not-the-password"), "{err}");
+        assert!(
+            err.to_string().contains("refused the credentials of user \"admin\"") && !err.to_string().contains("not-the-password"),
+            "{err}"
+        );
     });
     assert!(!run.stdout.contains(&sushy.password()) && !run.stderr.contains(&sushy.password()));
 }
@@ -105,7 +114,10 @@ fn graceful_and_forced_restarts_go_off_then_on_and_a_rejected_reset_type_says_wh
 
         // Not advertised: refused before anything is sent.
         let err = bmc.power("PowerCycle").await.unwrap_err();
-        assert!(matches!(err, RedfishError::ResetNotAllowed { .. }) && err.to_string().contains("does not allow ResetType PowerCycle"), "{err}");
+        assert!(
+            matches!(err, RedfishError::ResetNotAllowed { .. }) && err.to_string().contains("does not allow ResetType PowerCycle"),
+            "{err}"
+        );
         // Advertised, but the fake driver refuses it: the BMC's own answer comes through.
         let err = bmc.power("Nmi").await.unwrap_err();
         match &err {

@@ -57,7 +57,11 @@ pub fn preflight(snapshot: &ClusterSnapshot, target: &str, etcd_backup_confirmed
                 .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
                 .and_then(|c| c["message"].as_str())
                 .unwrap_or("");
-            problems.push(format!("ClusterOperator {} is Degraded{}", name(operator), if message.is_empty() { String::new() } else { format!(": {message}") }));
+            problems.push(format!(
+                "ClusterOperator {} is Degraded{}",
+                name(operator),
+                if message.is_empty() { String::new() } else { format!(": {message}") }
+            ));
         }
     }
     problems
@@ -73,7 +77,10 @@ pub fn check_mtu_and_port(mtu: Option<u32>, geneve_port: Option<u32>, smallest_n
         if let Some(node_mtu) = smallest_node_mtu
             && mtu + 100 > node_mtu
         {
-            problems.push(format!("--mtu {mtu} leaves no room for the Geneve overhead: it must be at most the smallest node MTU ({node_mtu}) minus 100 = {}", node_mtu.saturating_sub(100)));
+            problems.push(format!(
+                "--mtu {mtu} leaves no room for the Geneve overhead: it must be at most the smallest node MTU ({node_mtu}) minus 100 = {}",
+                node_mtu.saturating_sub(100)
+            ));
         }
     }
     if let Some(port) = geneve_port
@@ -87,8 +94,15 @@ pub fn check_mtu_and_port(mtu: Option<u32>, geneve_port: Option<u32>, smallest_n
 /// Why a pod counts as in error, if it does. Pure.
 pub fn pod_error(pod: &Value) -> Option<String> {
     const BAD: &[&str] = &[
-        "CrashLoopBackOff", "Error", "ImagePullBackOff", "ErrImagePull", "CreateContainerError",
-        "CreateContainerConfigError", "RunContainerError", "ContainerCannotRun", "InvalidImageName",
+        "CrashLoopBackOff",
+        "Error",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "CreateContainerError",
+        "CreateContainerConfigError",
+        "RunContainerError",
+        "ContainerCannotRun",
+        "InvalidImageName",
     ];
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     if matches!(phase, "Failed" | "Unknown") {
@@ -134,7 +148,11 @@ fn annotation<'a>(node: &'a Value, key: &str) -> &'a str {
 pub fn verify(inputs: &VerifyInputs, target: &str) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut push = |name: &str, problems: Vec<String>, ok: String| {
-        checks.push(Check { name: name.to_owned(), passed: problems.is_empty(), detail: if problems.is_empty() { ok } else { problems.join("; ") } });
+        checks.push(Check {
+            name: name.to_owned(),
+            passed: problems.is_empty(),
+            detail: if problems.is_empty() { ok } else { problems.join("; ") },
+        });
     };
     let count = inputs.nodes.len();
 
@@ -164,7 +182,8 @@ pub fn verify(inputs: &VerifyInputs, target: &str) -> Vec<Check> {
     }
     push("rendered MachineConfigs run configure-ovs.sh for the new type", missing, format!("{} ({})", marker, configs.join(", ")));
 
-    let network = if inputs.status_network_type == target { vec![] } else { vec![format!("status.networkType is {:?}", inputs.status_network_type)] };
+    let network =
+        if inputs.status_network_type == target { vec![] } else { vec![format!("status.networkType is {:?}", inputs.status_network_type)] };
     push(&format!("network.config status.networkType == {target}"), network, target.to_owned());
 
     let not_ready: Vec<String> = inputs
@@ -277,7 +296,9 @@ mod tests {
     fn healthy() -> ClusterSnapshot {
         ClusterSnapshot {
             nodes: vec![("m0".into(), "True".into()), ("w0".into(), "True".into())],
-            pools: vec![json!({"metadata": {"name": "worker"}, "status": {"conditions": [{"type": "Degraded", "status": "False"}, {"type": "Updating", "status": "False"}]}})],
+            pools: vec![
+                json!({"metadata": {"name": "worker"}, "status": {"conditions": [{"type": "Degraded", "status": "False"}, {"type": "Updating", "status": "False"}]}}),
+            ],
             operators: vec![json!({"metadata": {"name": "network"}, "status": {"conditions": [{"type": "Degraded", "status": "False"}]}})],
             spec_network_type: "OpenShiftSDN".into(),
             status_network_type: "OpenShiftSDN".into(),
@@ -296,7 +317,13 @@ mod tests {
         sick.operators[0]["status"]["conditions"][0] = json!({"type": "Degraded", "status": "True", "message": "boom"});
         sick.spec_network_type = "OVNKubernetes".into();
         let problems = preflight(&sick, "OVNKubernetes", true).join("\n");
-        for expected in ["w0 (Ready=Unknown)", "worker is Degraded", "worker is Updating", "ClusterOperator network is Degraded: boom", "spec.networkType is \"OVNKubernetes\""] {
+        for expected in [
+            "w0 (Ready=Unknown)",
+            "worker is Degraded",
+            "worker is Updating",
+            "ClusterOperator network is Degraded: boom",
+            "spec.networkType is \"OVNKubernetes\"",
+        ] {
             assert!(problems.contains(expected), "{expected}: {problems}");
         }
         // The rollback starts from OVNKubernetes.
@@ -321,9 +348,14 @@ mod tests {
         assert_eq!(pod_error(&crash).as_deref(), Some("CrashLoopBackOff"));
         assert_eq!(pod_error(&json!({"status": {"phase": "Failed"}})).as_deref(), Some("phase Failed"));
         assert_eq!(pod_error(&json!({"status": {"phase": "Succeeded"}})), None);
-        let starting = json!({"status": {"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}});
+        let starting =
+            json!({"status": {"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}});
         assert_eq!(pod_error(&starting), None);
-        let pods = [json!({"spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}}), json!({"spec": {"nodeName": "w0"}, "status": {"phase": "Failed"}}), json!({"spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}})];
+        let pods = [
+            json!({"spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}}),
+            json!({"spec": {"nodeName": "w0"}, "status": {"phase": "Failed"}}),
+            json!({"spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}}),
+        ];
         assert_eq!(nodes_with_error_pods(&pods), ["w0", "w1"]);
     }
 
@@ -348,7 +380,9 @@ mod tests {
         assert!(verify(&inputs, "OVNKubernetes").iter().all(|c| c.passed), "{:?}", verify(&inputs, "OVNKubernetes"));
         inputs.nodes.push(node("w1", "rendered-worker-old", "rendered-worker-new", "False"));
         inputs.daemon_logs.push(("w1".into(), "line 1\nfailed to drain\n".into()));
-        inputs.pods.push(json!({"metadata": {"name": "app", "namespace": "default"}, "spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}}));
+        inputs
+            .pods
+            .push(json!({"metadata": {"name": "app", "namespace": "default"}, "spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}}));
         let checks = verify(&inputs, "OVNKubernetes");
         assert!(!checks[0].passed && checks[0].detail.contains("w1"));
         assert!(!checks[1].passed && checks[1].detail.contains("rendered-worker-old not found"));

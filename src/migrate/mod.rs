@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::cli::ClusterArgs;
 use crate::cluster::api_resource as resource;
@@ -188,7 +188,8 @@ impl Target {
     async fn verify_inputs(&self) -> Result<checks::VerifyInputs, MigrateError> {
         let nodes = self.list(&nodes()).await?;
         let mut rendered = Vec::new();
-        let mut wanted: Vec<String> = nodes.iter().map(|n| str_at(n, "/metadata/annotations/machineconfiguration.openshift.io~1currentConfig")).collect();
+        let mut wanted: Vec<String> =
+            nodes.iter().map(|n| str_at(n, "/metadata/annotations/machineconfiguration.openshift.io~1currentConfig")).collect();
         wanted.sort();
         wanted.dedup();
         for name in wanted.iter().filter(|n| !n.is_empty()) {
@@ -213,7 +214,13 @@ impl Target {
             }
         }
         let config = self.get(&network_config(), "cluster").await?;
-        Ok(checks::VerifyInputs { nodes, machine_configs: rendered, status_network_type: str_at(&config, "/status/networkType"), pods: all_pods, daemon_logs })
+        Ok(checks::VerifyInputs {
+            nodes,
+            machine_configs: rendered,
+            status_network_type: str_at(&config, "/status/networkType"),
+            pods: all_pods,
+            daemon_logs,
+        })
     }
 }
 
@@ -221,13 +228,15 @@ impl Target {
 /// API outages), or after `idle` without one, so a step re-reads the cluster when it changes
 /// instead of on a timer.
 struct Changes {
-    stream: std::pin::Pin<Box<dyn futures::Stream<Item = Result<kube::runtime::watcher::Event<DynamicObject>, kube::runtime::watcher::Error>> + Send>>,
+    stream: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<kube::runtime::watcher::Event<DynamicObject>, kube::runtime::watcher::Error>> + Send>,
+    >,
     idle: Duration,
 }
 
 impl Changes {
     fn watch(api: Api<DynamicObject>, fields: Option<&str>, idle: Duration) -> Changes {
-        use kube::runtime::{watcher, WatchStreamExt};
+        use kube::runtime::{WatchStreamExt, watcher};
         let mut config = watcher::Config::default();
         if let Some(fields) = fields {
             config = config.fields(fields);
@@ -293,7 +302,8 @@ fn migrations_root(settings: &Settings) -> PathBuf {
 
 /// The newest migration under the state directory that is not finished (step 11 not done).
 fn migration_in_progress(root: &Path) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
     dirs.sort();
     dirs.into_iter().rev().find(|d| record::load(&d.join("migration.jsonl")).is_ok_and(|(_, s)| !s.is_done(Step::Cleanup)))
 }
@@ -321,14 +331,21 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         (None, false) => args.dir.clone().unwrap_or_else(|| root.join(crate::cli::new_run_id())),
     };
     let journal_path = dir.join("migration.jsonl");
-    let (_, state) = if journal_path.exists() { record::load(&journal_path).map_err(MigrateError::from)? } else { (Vec::new(), MigrationState::default()) };
+    let (_, state) = if journal_path.exists() {
+        record::load(&journal_path).map_err(MigrateError::from)?
+    } else {
+        (Vec::new(), MigrationState::default())
+    };
 
     let problems = checks::check_mtu_and_port(args.mtu, args.geneve_port, args.node_mtu);
     if !problems.is_empty() {
         return Err(MigrateError::Preflight(problems).into());
     }
     if args.to == "OpenShiftSDN" && (args.mtu.is_some() || args.geneve_port.is_some()) {
-        return Err(MigrateError::Preflight(vec!["--mtu and --geneve-port configure OVN-Kubernetes; a rollback to OpenShiftSDN takes neither".into()]).into());
+        return Err(MigrateError::Preflight(vec![
+            "--mtu and --geneve-port configure OVN-Kubernetes; a rollback to OpenShiftSDN takes neither".into(),
+        ])
+        .into());
     }
     let version = cluster.get(&cluster_versions(), "version").await.map(|v| str_at(&v, "/status/desired/version")).unwrap_or_default();
     let variant = match (state.variant, args.variant.as_str()) {
@@ -350,10 +367,23 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
     }
     // One migration per cluster: the lease is held from here to the end, and a resume on this
     // machine reclaims the one its own killed process left.
-    let run_id = if state.run_id.is_empty() { dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() } else { state.run_id.clone() };
+    let run_id = if state.run_id.is_empty() {
+        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    } else {
+        state.run_id.clone()
+    };
     let (identity, host) = crate::cluster::this_process_identity(&run_id);
     let reclaimable = |holder: &str| crate::cluster::holder_is_dead_run(holder, &host, &run_id, crate::cluster::process_alive);
-    let lease = crate::cluster::LeaseLock::acquire(&cluster.client, "kube-system", crate::cluster::MIGRATION_LEASE_NAME, &identity, Duration::from_secs(30), args.break_lock, reclaimable).await?;
+    let lease = crate::cluster::LeaseLock::acquire(
+        &cluster.client,
+        "kube-system",
+        crate::cluster::MIGRATION_LEASE_NAME,
+        &identity,
+        Duration::from_secs(30),
+        args.break_lock,
+        reclaimable,
+    )
+    .await?;
     let outcome = run_under_lease(&args, config, &cluster, &dir, &journal_path, state, variant, &version, lease.taken_from.clone()).await;
     lease.release().await;
     outcome
@@ -379,14 +409,17 @@ async fn run_under_lease(
     };
     if state.run_id.is_empty() {
         let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        log(&mut state, MigrationEntry::MigrationStarted {
-            run_id,
-            target: args.to.clone(),
-            variant,
-            mtu: args.mtu,
-            geneve_port: args.geneve_port,
-            reboot_concurrency: args.reboot_concurrency,
-        })?;
+        log(
+            &mut state,
+            MigrationEntry::MigrationStarted {
+                run_id,
+                target: args.to.clone(),
+                variant,
+                mtu: args.mtu,
+                geneve_port: args.geneve_port,
+                reboot_concurrency: args.reboot_concurrency,
+            },
+        )?;
         println!("migration to {} ({:?} variant, cluster {version}); journal {}", args.to, variant, journal_path.display());
     } else {
         log(&mut state, MigrationEntry::MigrationResumed { pid: std::process::id() })?;
@@ -424,7 +457,10 @@ impl Migration<'_> {
                 continue;
             }
             if step == Step::Cleanup && !self.args.cleanup {
-                println!("verification passed. Step 11 (remove the migration setting, delete {}) runs with: fleetboot migrate --cleanup", old_namespace(&state.target));
+                println!(
+                    "verification passed. Step 11 (remove the migration setting, delete {}) runs with: fleetboot migrate --cleanup",
+                    old_namespace(&state.target)
+                );
                 return Ok(ExitCode::Ok);
             }
             log(state, MigrationEntry::StepStarted { step })?;
@@ -464,7 +500,8 @@ impl Migration<'_> {
                 if let Some(meta) = config.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("managedFields");
                 }
-                let file = self.dir.join(format!("cluster-{}.yaml", if target == "OVNKubernetes" { "openshift-sdn" } else { "ovn-kubernetes" }));
+                let file =
+                    self.dir.join(format!("cluster-{}.yaml", if target == "OVNKubernetes" { "openshift-sdn" } else { "ovn-kubernetes" }));
                 let yaml = checks::to_yaml(&config);
                 match std::fs::read_to_string(&file) {
                     // Written by this migration before it was interrupted: keep the first one.
@@ -477,8 +514,12 @@ impl Migration<'_> {
             }
             Step::EnableMigration => {
                 match self.variant {
-                    Variant::Annotation => c.merge(&network_operator(), "cluster", json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: ""}}})).await?,
-                    Variant::SpecMigration => c.merge(&network_operator(), "cluster", json!({"spec": {"migration": {"networkType": target}}})).await?,
+                    Variant::Annotation => {
+                        c.merge(&network_operator(), "cluster", json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: ""}}})).await?
+                    }
+                    Variant::SpecMigration => {
+                        c.merge(&network_operator(), "cluster", json!({"spec": {"migration": {"networkType": target}}})).await?
+                    }
                 }
                 Ok(match self.variant {
                     Variant::Annotation => format!("annotated Network.operator.openshift.io/cluster with {MIGRATION_ANNOTATION}"),
@@ -495,11 +536,22 @@ impl Migration<'_> {
                     c.merge(&crate::cluster::machine_config_pools(), &pool, json!({"spec": {"paused": true}})).await?;
                 }
                 let kept = state.already_paused.clone().unwrap_or_default();
-                Ok(format!("paused {}{}", state.to_pause.join(", "), if kept.is_empty() { String::new() } else { format!(" (already paused, left so: {})", kept.join(", ")) }))
+                Ok(format!(
+                    "paused {}{}",
+                    state.to_pause.join(", "),
+                    if kept.is_empty() { String::new() } else { format!(" (already paused, left so: {})", kept.join(", ")) }
+                ))
             }
             Step::SetNetworkType => {
-                let before = c.namespaced(&daemon_sets(), "openshift-multus").get("multus").await.ok().and_then(|d| d.metadata.generation).unwrap_or(0);
-                std::fs::write(self.dir.join("multus-generation-before"), before.to_string()).map_err(|e| MigrateError::State(e.to_string()))?;
+                let before = c
+                    .namespaced(&daemon_sets(), "openshift-multus")
+                    .get("multus")
+                    .await
+                    .ok()
+                    .and_then(|d| d.metadata.generation)
+                    .unwrap_or(0);
+                std::fs::write(self.dir.join("multus-generation-before"), before.to_string())
+                    .map_err(|e| MigrateError::State(e.to_string()))?;
                 c.merge(&network_config(), "cluster", json!({"spec": {"networkType": target}})).await?;
                 Ok(format!("network.config.openshift.io/cluster spec.networkType = {target}"))
             }
@@ -524,11 +576,15 @@ impl Migration<'_> {
                 // The gate: every node proven rebooted by step 7 and Ready now.
                 let journal = state.reboot_journal.clone().ok_or_else(|| MigrateError::State("step 7 left no reboot journal".into()))?;
                 let (_, reboot) = crate::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
-                let unproven: Vec<&String> = reboot.records.iter().filter(|(_, r)| r.phase != crate::journal::Phase::Confirmed).map(|(n, _)| n).collect();
+                let unproven: Vec<&String> =
+                    reboot.records.iter().filter(|(_, r)| r.phase != crate::journal::Phase::Confirmed).map(|(n, _)| n).collect();
                 let snapshot = c.snapshot().await?;
                 let not_ready: Vec<&String> = snapshot.nodes.iter().filter(|(_, r)| r != "True").map(|(n, _)| n).collect();
                 if !unproven.is_empty() || !not_ready.is_empty() {
-                    return Err(StepError::Stop(ExitCode::HostsFailed, format!("not resuming the pools: reboot not proven for {unproven:?}, not Ready: {not_ready:?}")));
+                    return Err(StepError::Stop(
+                        ExitCode::HostsFailed,
+                        format!("not resuming the pools: reboot not proven for {unproven:?}, not Ready: {not_ready:?}"),
+                    ));
                 }
                 for pool in &state.to_pause {
                     c.merge(&crate::cluster::machine_config_pools(), pool, json!({"spec": {"paused": false}})).await?;
@@ -542,7 +598,9 @@ impl Migration<'_> {
                     return Err(StepError::Stop(ExitCode::HostsFailed, "the last verification did not pass: no cleanup".into()));
                 }
                 match self.variant {
-                    Variant::Annotation => c.merge(&network_operator(), "cluster", json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: null}}})).await?,
+                    Variant::Annotation => {
+                        c.merge(&network_operator(), "cluster", json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: null}}})).await?
+                    }
                     Variant::SpecMigration => c.merge(&network_operator(), "cluster", json!({"spec": {"migration": null}})).await?,
                 }
                 let namespace = old_namespace(&target);
@@ -572,7 +630,8 @@ impl Migration<'_> {
     }
 
     async fn wait_multus(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
-        let before: i64 = std::fs::read_to_string(self.dir.join("multus-generation-before")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let before: i64 =
+            std::fs::read_to_string(self.dir.join("multus-generation-before")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         let api = self.cluster.namespaced(&daemon_sets(), "openshift-multus");
         let mut changes = Changes::watch(api.clone(), Some("metadata.name=multus"), self.args.poll_interval.into());
         let deadline = tokio::time::Instant::now() + Duration::from(self.args.multus_timeout);
@@ -583,7 +642,12 @@ impl Migration<'_> {
             let ds = api.get("multus").await.map_err(api_error("get daemonset openshift-multus/multus"))?;
             let generation = ds.metadata.generation.unwrap_or(0);
             let status = |k: &str| ds.data.pointer(&format!("/status/{k}")).and_then(Value::as_i64).unwrap_or(0);
-            let (desired, updated, available, observed) = (status("desiredNumberScheduled"), status("updatedNumberScheduled"), status("numberAvailable"), status("observedGeneration"));
+            let (desired, updated, available, observed) = (
+                status("desiredNumberScheduled"),
+                status("updatedNumberScheduled"),
+                status("numberAvailable"),
+                status("observedGeneration"),
+            );
             let progress = if generation > before {
                 format!("{updated} of {desired} updated, {available} available")
             } else {
@@ -598,7 +662,10 @@ impl Migration<'_> {
                 return Ok(progress);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StepError::Stop(ExitCode::HostsFailed, format!("multus did not finish rolling out within {}: {progress}", self.args.multus_timeout)));
+                return Err(StepError::Stop(
+                    ExitCode::HostsFailed,
+                    format!("multus did not finish rolling out within {}: {progress}", self.args.multus_timeout),
+                ));
             }
             changes.next().await;
         }
@@ -641,9 +708,15 @@ impl Migration<'_> {
                 .filter(|(_, r)| r.phase != crate::journal::Phase::Confirmed)
                 .map(|(n, r)| format!("{n} ({})", r.failure.as_ref().map_or("not finished".to_owned(), |(_, e)| e.clone())))
                 .collect();
-            return Err(StepError::Stop(code, format!("{proven} of {} nodes proven rebooted; not: {}", reboot.records.len(), failed.join("; "))));
+            return Err(StepError::Stop(
+                code,
+                format!("{proven} of {} nodes proven rebooted; not: {}", reboot.records.len(), failed.join("; ")),
+            ));
         }
-        Ok(format!("{proven} nodes proven rebooted (boot ID changed, Ready in the API){}", if fallbacks > 0 { format!("; {fallbacks} through their BMC") } else { String::new() }))
+        Ok(format!(
+            "{proven} nodes proven rebooted (boot ID changed, Ready in the API){}",
+            if fallbacks > 0 { format!("; {fallbacks} through their BMC") } else { String::new() }
+        ))
     }
 
     async fn wait_rollout(&self, state: &MigrationState) -> Result<String, StepError> {
@@ -673,7 +746,8 @@ impl Migration<'_> {
                     .map(name_of)
                     .collect();
                 let per_node = if updated > 0 { Some(started.elapsed() / updated as u32) } else { None };
-                let eta = per_node.map(|p| humantime::format_duration(Duration::from_secs((p * (machines - updated) as u32).as_secs())).to_string());
+                let eta = per_node
+                    .map(|p| humantime::format_duration(Duration::from_secs((p * (machines - updated) as u32).as_secs())).to_string());
                 let progress = if done {
                     format!("{pool_name}: all {machines} updated to {spec}")
                 } else {
@@ -690,10 +764,17 @@ impl Migration<'_> {
                 }
             }
             if all_done {
-                return Ok(format!("pools {} updated in {}", state.to_pause.join(", "), humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))));
+                return Ok(format!(
+                    "pools {} updated in {}",
+                    state.to_pause.join(", "),
+                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+                ));
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StepError::Stop(ExitCode::HostsFailed, format!("the MCO rollout did not finish within {}", self.args.rollout_timeout)));
+                return Err(StepError::Stop(
+                    ExitCode::HostsFailed,
+                    format!("the MCO rollout did not finish within {}", self.args.rollout_timeout),
+                ));
             }
             changes.next().await;
         }
@@ -710,10 +791,20 @@ impl Migration<'_> {
         if !passed && self.args.reboot_error_nodes && !error_nodes.is_empty() {
             line(Step::Verify, &format!("rebooting the nodes that hold pods in error: {}", error_nodes.join(", ")));
             let journal = self.dir.join(format!("reboot-error-nodes-{}.jsonl", crate::runner::now_ms()));
-            let argv: Vec<String> = ["fleetboot", "reboot", "--nodes", &error_nodes.join(","), "--all-at-once", "--journal", &journal.display().to_string(), "--output", &self.args.output]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let argv: Vec<String> = [
+                "fleetboot",
+                "reboot",
+                "--nodes",
+                &error_nodes.join(","),
+                "--all-at-once",
+                "--journal",
+                &journal.display().to_string(),
+                "--output",
+                &self.args.output,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             let code = crate::cli::run_reboot_argv(&argv, self.config).await.map_err(|e| MigrateError::State(e.to_string()))?;
             if code != ExitCode::Ok {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
@@ -729,21 +820,35 @@ impl Migration<'_> {
         if results.iter().all(|c| c.passed) {
             Ok(format!("{} checks passed", results.len()))
         } else {
-            let hint = if !error_nodes.is_empty() && !self.args.reboot_error_nodes { " (--reboot-error-nodes reboots the nodes of pods in error)" } else { "" };
-            Err(StepError::Stop(ExitCode::HostsFailed, format!("{} of {} checks failed{hint}; fix, then fleetboot migrate --resume", results.iter().filter(|c| !c.passed).count(), results.len())))
+            let hint = if !error_nodes.is_empty() && !self.args.reboot_error_nodes {
+                " (--reboot-error-nodes reboots the nodes of pods in error)"
+            } else {
+                ""
+            };
+            Err(StepError::Stop(
+                ExitCode::HostsFailed,
+                format!(
+                    "{} of {} checks failed{hint}; fix, then fleetboot migrate --resume",
+                    results.iter().filter(|c| !c.passed).count(),
+                    results.len()
+                ),
+            ))
         }
     }
 }
 
 fn condition_true(object: &Value, kind: &str) -> bool {
-    object.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
 fn pool_of_node(node: &Value, pool: &Value) -> bool {
     let labels = node.pointer("/metadata/labels");
-    pool.pointer("/spec/nodeSelector/matchLabels").and_then(Value::as_object).is_some_and(|m| {
-        !m.is_empty() && m.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-    })
+    pool.pointer("/spec/nodeSelector/matchLabels")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)))
 }
 
 enum StepError {
@@ -760,11 +865,19 @@ impl From<MigrateError> for StepError {
 }
 
 pub fn render_checks(results: &[Check]) -> String {
-    let rows: Vec<Vec<String>> = results.iter().map(|c| vec![if c.passed { "PASS".into() } else { "FAIL".into() }, c.name.clone(), c.detail.clone()]).collect();
+    let rows: Vec<Vec<String>> =
+        results.iter().map(|c| vec![if c.passed { "PASS".into() } else { "FAIL".into() }, c.name.clone(), c.detail.clone()]).collect();
     crate::report::table(&["RESULT", "CHECK", "DETAIL"], &rows)
 }
 
-async fn plan(args: &MigrateArgs, cluster: &Target, state: &MigrationState, variant: Variant, version: &str, dir: &Path) -> Result<ExitCode, Error> {
+async fn plan(
+    args: &MigrateArgs,
+    cluster: &Target,
+    state: &MigrationState,
+    variant: Variant,
+    version: &str,
+    dir: &Path,
+) -> Result<ExitCode, Error> {
     let target = if state.target.is_empty() { args.to.clone() } else { state.target.clone() };
     let snapshot = cluster.snapshot().await?;
     let problems = if state.run_id.is_empty() { checks::preflight(&snapshot, &target, args.etcd_backup_confirmed) } else { vec![] };
@@ -784,7 +897,11 @@ async fn plan(args: &MigrateArgs, cluster: &Target, state: &MigrationState, vari
                     Variant::Annotation => format!("annotate Network.operator/cluster {MIGRATION_ANNOTATION}=\"\""),
                     Variant::SpecMigration => format!("Network.operator/cluster spec.migration.networkType={target}"),
                 },
-                Step::PausePools => format!("pause {}{}", names(&unpaused), if paused.is_empty() { String::new() } else { format!(" (already paused: {})", names(&paused)) }),
+                Step::PausePools => format!(
+                    "pause {}{}",
+                    names(&unpaused),
+                    if paused.is_empty() { String::new() } else { format!(" (already paused: {})", names(&paused)) }
+                ),
                 Step::SetNetworkType => format!("network.config/cluster spec.networkType: {} → {target}", snapshot.spec_network_type),
                 Step::MtuAndPort => match (args.mtu, args.geneve_port) {
                     (None, None) => "skipped (no --mtu, no --geneve-port)".into(),
@@ -792,13 +909,17 @@ async fn plan(args: &MigrateArgs, cluster: &Target, state: &MigrationState, vari
                 },
                 Step::WaitMultus => "wait for openshift-multus/multus to roll out".into(),
                 Step::RebootNodes => match args.reboot_concurrency {
-                    None => format!("reboot all {} nodes at once (the document's way; --reboot-concurrency N to limit)", snapshot.nodes.len()),
+                    None => {
+                        format!("reboot all {} nodes at once (the document's way; --reboot-concurrency N to limit)", snapshot.nodes.len())
+                    }
                     Some(n) => format!("reboot {} nodes, {n} at a time, control plane last", snapshot.nodes.len()),
                 },
                 Step::ResumePools => format!("once every node is proven back: unpause {}", names(&unpaused)),
                 Step::WaitRollout => "watch the MCO roll the new config onto every node".into(),
                 Step::Verify => "steps 9-10: machine config state, rendered config, status.networkType, Ready nodes, pods in error".into(),
-                Step::Cleanup => format!("only with --cleanup after verify passed: remove the migration setting, delete {}", old_namespace(&target)),
+                Step::Cleanup => {
+                    format!("only with --cleanup after verify passed: remove the migration setting, delete {}", old_namespace(&target))
+                }
             };
             vec![step.number().to_owned(), status(step).to_owned(), step.title().to_owned(), what]
         })

@@ -111,16 +111,36 @@ pub enum MigrationEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reboot_concurrency: Option<usize>,
     },
-    MigrationResumed { pid: u32 },
-    StepStarted { step: Step },
-    StepDone { step: Step, detail: String },
-    StepFailed { step: Step, error: String },
+    MigrationResumed {
+        pid: u32,
+    },
+    StepStarted {
+        step: Step,
+    },
+    StepDone {
+        step: Step,
+        detail: String,
+    },
+    StepFailed {
+        step: Step,
+        error: String,
+    },
     /// Written before any pool is paused: the ones found paused stay paused at step 8.
-    PoolsFound { already_paused: Vec<String>, to_pause: Vec<String> },
+    PoolsFound {
+        already_paused: Vec<String>,
+        to_pause: Vec<String>,
+    },
     /// Written before the reboot run starts, so a resume continues that very run.
-    RebootJournal { path: PathBuf },
-    Verified { passed: bool, checks: Vec<Check> },
-    Warning { message: String },
+    RebootJournal {
+        path: PathBuf,
+    },
+    Verified {
+        passed: bool,
+        checks: Vec<Check>,
+    },
+    Warning {
+        message: String,
+    },
 }
 
 /// Everything the journal says about a migration.
@@ -271,7 +291,17 @@ mod tests {
     fn the_fold_knows_what_is_done_and_what_the_admin_had_paused() {
         let mut state = MigrationState::default();
         for r in [
-            rec(0, MigrationEntry::MigrationStarted { run_id: "m1".into(), target: "OVNKubernetes".into(), variant: Variant::Annotation, mtu: None, geneve_port: None, reboot_concurrency: None }),
+            rec(
+                0,
+                MigrationEntry::MigrationStarted {
+                    run_id: "m1".into(),
+                    target: "OVNKubernetes".into(),
+                    variant: Variant::Annotation,
+                    mtu: None,
+                    geneve_port: None,
+                    reboot_concurrency: None,
+                },
+            ),
             rec(1, MigrationEntry::StepStarted { step: Step::Preflight }),
             rec(2, MigrationEntry::StepDone { step: Step::Preflight, detail: String::new() }),
             rec(3, MigrationEntry::PoolsFound { already_paused: vec!["infra".into()], to_pause: vec!["master".into(), "worker".into()] }),

@@ -92,9 +92,14 @@ fn time(ms: u64) -> String {
 }
 
 fn markdown(report: &Report) -> String {
-    let mut md = format!("# Migration {} → {}\n\n## Steps\n\n| step | what | started | took | result |\n|---|---|---|---|---|\n", report.run_id, report.target);
+    let mut md = format!(
+        "# Migration {} → {}\n\n## Steps\n\n| step | what | started | took | result |\n|---|---|---|---|---|\n",
+        report.run_id, report.target
+    );
     for s in &report.steps {
-        let took = s.ended_ms.map_or("-".to_owned(), |e| humantime::format_duration(std::time::Duration::from_secs(e.saturating_sub(s.started_ms) / 1000)).to_string());
+        let took = s.ended_ms.map_or("-".to_owned(), |e| {
+            humantime::format_duration(std::time::Duration::from_secs(e.saturating_sub(s.started_ms) / 1000)).to_string()
+        });
         let result = match (&s.failed, s.ended_ms) {
             (Some(e), _) => format!("FAILED: {e}"),
             (None, Some(_)) => "done".into(),
@@ -112,7 +117,16 @@ fn markdown(report: &Report) -> String {
                 n.new_boot_id.as_deref().map_or("-", crate::report::short_id),
                 n.api_boot_id.as_deref().map_or("-", crate::report::short_id)
             );
-            md.push_str(&format!("| {} | {} | {} | {} | {} | {} | {ids} | {} |\n", n.node, n.outcome, n.transport, t(n.dispatched_ms), t(n.down_ms), t(n.back_ms), n.error.as_deref().unwrap_or("").replace('|', "\\|")));
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {ids} | {} |\n",
+                n.node,
+                n.outcome,
+                n.transport,
+                t(n.dispatched_ms),
+                t(n.down_ms),
+                t(n.back_ms),
+                n.error.as_deref().unwrap_or("").replace('|', "\\|")
+            ));
         }
         md.push_str("\n![timeline](timeline.svg)\n");
     }
@@ -163,7 +177,12 @@ fn svg(report: &Report, paused: Option<(u64, u64)>) -> String {
             let color = if n.outcome == "confirmed" { "#3182bd" } else { "#de2d26" };
             svg.push_str(&format!(
                 "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{color}\"><title>{} down {} s via {}</title></rect>\n",
-                x(down), y + 4.0, (x(back) - x(down)).max(1.0), escape(&n.node), back.saturating_sub(down) / 1000, escape(&n.transport)
+                x(down),
+                y + 4.0,
+                (x(back) - x(down)).max(1.0),
+                escape(&n.node),
+                back.saturating_sub(down) / 1000,
+                escape(&n.transport)
             ));
         }
     }
@@ -201,8 +220,30 @@ mod tests {
             target: "OVNKubernetes".into(),
             steps: vec![],
             nodes: vec![
-                NodeLine { node: "w0".into(), outcome: "confirmed".into(), dispatched_ms: Some(1000), down_ms: Some(2000), back_ms: Some(5000), transport: "ssh".into(), old_boot_id: None, new_boot_id: None, api_boot_id: None, error: None },
-                NodeLine { node: "w<1>".into(), outcome: "failed".into(), dispatched_ms: Some(1000), down_ms: None, back_ms: None, transport: "BMC (Redfish)".into(), old_boot_id: None, new_boot_id: None, api_boot_id: None, error: Some("x".into()) },
+                NodeLine {
+                    node: "w0".into(),
+                    outcome: "confirmed".into(),
+                    dispatched_ms: Some(1000),
+                    down_ms: Some(2000),
+                    back_ms: Some(5000),
+                    transport: "ssh".into(),
+                    old_boot_id: None,
+                    new_boot_id: None,
+                    api_boot_id: None,
+                    error: None,
+                },
+                NodeLine {
+                    node: "w<1>".into(),
+                    outcome: "failed".into(),
+                    dispatched_ms: Some(1000),
+                    down_ms: None,
+                    back_ms: None,
+                    transport: "BMC (Redfish)".into(),
+                    old_boot_id: None,
+                    new_boot_id: None,
+                    api_boot_id: None,
+                    error: Some("x".into()),
+                },
             ],
             verification: None,
             verification_passed: None,

@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{visible, Filter, PatchType, Store, StoreError};
+use super::store::{Filter, PatchType, Store, StoreError, visible};
 use super::table;
 use super::types::{self, ResourceType};
 
@@ -108,16 +108,14 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -171,13 +169,19 @@ fn route(path: &str, port_hint: &str) -> Route {
     let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match parts.as_slice() {
         ["version"] => return Route::Version,
-        ["api"] => return Route::Discovery(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": port_hint}]})),
+        ["api"] => {
+            return Route::Discovery(
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": port_hint}]}),
+            );
+        }
         ["apis"] => return Route::Discovery(group_list()),
         ["api", "v1"] => return Route::Discovery(resource_list("", "v1")),
         ["apis", g, v] if types::groups().iter().any(|(gg, vv)| gg == g && vv == v) => return Route::Discovery(resource_list(g, v)),
         ["apis", g] => {
             return match types::groups().into_iter().find(|(gg, _)| gg == g) {
-                Some((g, v)) => Route::Discovery(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [{"groupVersion": format!("{g}/{v}"), "version": v}], "preferredVersion": {"groupVersion": format!("{g}/{v}"), "version": v}})),
+                Some((g, v)) => Route::Discovery(
+                    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [{"groupVersion": format!("{g}/{v}"), "version": v}], "preferredVersion": {"groupVersion": format!("{g}/{v}"), "version": v}}),
+                ),
                 None => Route::NotFound,
             };
         }
@@ -244,7 +248,8 @@ fn wants_table(req: &Request<Incoming>) -> bool {
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
-    let bytes = req.into_body().collect().await.map_err(|e| status_error(400, "BadRequest", format!("failed to read the body: {e}")))?.to_bytes();
+    let bytes =
+        req.into_body().collect().await.map_err(|e| status_error(400, "BadRequest", format!("failed to read the body: {e}")))?.to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| status_error(400, "BadRequest", format!("the body is not JSON: {e}")))
 }
 
@@ -264,11 +269,16 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
         };
     }
     match route(req.uri().path(), &host) {
-        Route::Version => json_response(StatusCode::OK, &json!({
+        Route::Version => json_response(
+            StatusCode::OK,
+            &json!({
             "major": "1", "minor": "33", "gitVersion": "v1.33.0+fleetboot-sim", "gitCommit": "", "gitTreeState": "clean",
-            "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"})),
+            "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"}),
+        ),
         Route::Discovery(body) => json_response(StatusCode::OK, &body),
-        Route::NotFound => status_error(404, "NotFound", format!("the server could not find the requested resource ({})", req.uri().path())),
+        Route::NotFound => {
+            status_error(404, "NotFound", format!("the server could not find the requested resource ({})", req.uri().path()))
+        }
         Route::Resource(target) => handle_resource(req, target, query, state).await,
     }
 }
@@ -284,9 +294,10 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
     let ns = target.namespace.as_deref();
     let sub = target.subresource.as_deref();
     if let Some(sub) = sub
-        && !t.subresources.contains(&sub) {
-            return status_error(404, "NotFound", format!("{} has no subresource {sub:?}", t.plural));
-        }
+        && !t.subresources.contains(&sub)
+    {
+        return status_error(404, "NotFound", format!("{} has no subresource {sub:?}", t.plural));
+    }
     let method = req.method().clone();
     match (&method, &target.name, sub) {
         (&Method::GET, None, _) if query.flag("watch") => watch(t, &target, &query, state),
@@ -306,7 +317,10 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 return json_response(StatusCode::OK, &table::table(t, &page.items, metadata));
             }
             let items: Vec<&Value> = page.items.iter().map(|o| o.as_ref()).collect();
-            json_response(StatusCode::OK, &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": metadata, "items": items}))
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": metadata, "items": items}),
+            )
         }
         (&Method::GET, Some(name), Some("log")) => {
             let key = format!("{}/{name}", ns.unwrap_or_default());
@@ -337,9 +351,14 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 Err(r) => return r,
             };
             if let Some(body_ns) = body.pointer("/metadata/namespace").and_then(Value::as_str)
-                && Some(body_ns) != ns {
-                    return status_error(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request".into());
-                }
+                && Some(body_ns) != ns
+            {
+                return status_error(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                );
+            }
             match state.store.lock().unwrap().create(t, ns, body) {
                 Ok(object) => json_response(StatusCode::CREATED, &object),
                 Err(e) => error_response(&e),
@@ -361,11 +380,25 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
             let kind = match content_type.split(';').next().unwrap_or_default().trim() {
                 "application/merge-patch+json" => PatchType::Merge,
                 "application/json-patch+json" => PatchType::Json,
-                "application/strategic-merge-patch+json" if t.group.is_empty() || t.group == "apps" || t.group == "policy" => PatchType::Strategic,
-                "application/strategic-merge-patch+json" => {
-                    return status_error(415, "UnsupportedMediaType", format!("strategic merge patch is not supported for {}; use a merge patch", t.kind));
+                "application/strategic-merge-patch+json" if t.group.is_empty() || t.group == "apps" || t.group == "policy" => {
+                    PatchType::Strategic
                 }
-                other => return status_error(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})")),
+                "application/strategic-merge-patch+json" => {
+                    return status_error(
+                        415,
+                        "UnsupportedMediaType",
+                        format!("strategic merge patch is not supported for {}; use a merge patch", t.kind),
+                    );
+                }
+                other => {
+                    return status_error(
+                        415,
+                        "UnsupportedMediaType",
+                        format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
+                        ),
+                    );
+                }
             };
             let body = match read_json(req).await {
                 Ok(b) => b,
@@ -469,7 +502,9 @@ fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<Ap
 }
 
 /// An mpsc receiver as a body stream.
-fn tokio_stream_from(rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+fn tokio_stream_from(
+    rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 

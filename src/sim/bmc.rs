@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::node::SimNode;
@@ -106,8 +106,11 @@ fn respond(status: u16, body: Value) -> Response<Body> {
 }
 
 fn redfish_error(status: u16, message_id: &str, message: &str) -> Response<Body> {
-    respond(status, json!({"error": {"code": message_id, "message": message,
-        "@Message.ExtendedInfo": [{"MessageId": message_id, "Message": message}]}}))
+    respond(
+        status,
+        json!({"error": {"code": message_id, "message": message,
+        "@Message.ExtendedInfo": [{"MessageId": message_id, "Message": message}]}}),
+    )
 }
 
 impl SimBmc {
@@ -215,7 +218,8 @@ impl SimBmc {
             ("POST", "/redfish/v1/SessionService/Sessions") => return self.create_session(&body),
             _ => {}
         }
-        if authenticated && let Some(token) = &token
+        if authenticated
+            && let Some(token) = &token
             && self.faults.unauthorized.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         {
             self.sessions.lock().unwrap().remove(token);
@@ -232,7 +236,13 @@ impl SimBmc {
         }
         match (method.as_str(), path.as_str()) {
             ("GET", "/redfish/v1/SessionService/Sessions") => {
-                let members: Vec<Value> = self.sessions.lock().unwrap().values().map(|s| json!({"@odata.id": format!("/redfish/v1/SessionService/Sessions/{}", s.id)})).collect();
+                let members: Vec<Value> = self
+                    .sessions
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .map(|s| json!({"@odata.id": format!("/redfish/v1/SessionService/Sessions/{}", s.id)}))
+                    .collect();
                 respond(200, json!({"Members@odata.count": members.len(), "Members": members}))
             }
             ("DELETE", p) if p.starts_with("/redfish/v1/SessionService/Sessions/") => {
@@ -250,9 +260,12 @@ impl SimBmc {
                     None => redfish_error(404, "Base.1.8.ResourceMissingAtURI", "No such session."),
                 }
             }
-            ("GET", "/redfish/v1/Systems") => respond(200, json!({
+            ("GET", "/redfish/v1/Systems") => respond(
+                200,
+                json!({
                 "@odata.id": "/redfish/v1/Systems", "Name": "Computer System Collection",
-                "Members@odata.count": 1, "Members": [{"@odata.id": "/redfish/v1/Systems/1"}]})),
+                "Members@odata.count": 1, "Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+            ),
             ("GET", "/redfish/v1/Systems/1") => respond(200, self.system()),
             ("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset") => self.reset(&body),
             ("GET", p) if p.starts_with("/redfish/v1/TaskService/Tasks/") => {
@@ -262,7 +275,10 @@ impl SimBmc {
                 };
                 let running = Instant::now() < done_at;
                 let state = if running { "Running" } else { "Completed" };
-                respond(if running { 202 } else { 200 }, json!({"@odata.id": p, "Id": id.to_string(), "TaskState": state, "TaskStatus": "OK"}))
+                respond(
+                    if running { 202 } else { 200 },
+                    json!({"@odata.id": p, "Id": id.to_string(), "TaskState": state, "TaskStatus": "OK"}),
+                )
             }
             _ => redfish_error(404, "Base.1.8.ResourceMissingAtURI", &format!("{method} {path} is not served by this BMC")),
         }
@@ -286,7 +302,11 @@ impl SimBmc {
         self.expire_idle();
         let mut sessions = self.sessions.lock().unwrap();
         if sessions.len() >= self.max_sessions {
-            return redfish_error(503, "Base.1.8.SessionLimitExceeded", "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.");
+            return redfish_error(
+                503,
+                "Base.1.8.SessionLimitExceeded",
+                "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.",
+            );
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -319,10 +339,18 @@ impl SimBmc {
 
     fn reset(&self, body: &Value) -> Response<Body> {
         let Some(reset_type) = body["ResetType"].as_str() else {
-            return redfish_error(400, "Base.1.8.PropertyMissing", "The property ResetType is a required property and must be included in the request.");
+            return redfish_error(
+                400,
+                "Base.1.8.PropertyMissing",
+                "The property ResetType is a required property and must be included in the request.",
+            );
         };
         if !self.allowed_resets().iter().any(|a| a == reset_type) {
-            return redfish_error(400, "Base.1.8.ActionParameterValueNotInList", &format!("The value {reset_type} for the parameter ResetType is not in the list of acceptable values."));
+            return redfish_error(
+                400,
+                "Base.1.8.ActionParameterValueNotInList",
+                &format!("The value {reset_type} for the parameter ResetType is not in the list of acceptable values."),
+            );
         }
         self.node.note(&format!("bmc-reset:{reset_type}"));
         match reset_type {

@@ -4,17 +4,17 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, ApiState};
 use super::node::{NodeEvent, SimNode, Timings};
-use super::store::{now_rfc3339, PatchType};
+use super::store::{PatchType, now_rfc3339};
 use super::types;
 
 #[derive(Clone, Debug)]
@@ -128,14 +128,24 @@ impl Cluster {
             let octets: Vec<u8> = net.split('.').map(|o| o.parse().unwrap_or(0)).collect();
             // Four octets: 127.A.B.(1..=250), spilling into B for large fleets.
             let ip = Ipv4Addr::new(127, octets[1], octets[2].wrapping_add((i / 250) as u8), (i % 250 + 1) as u8);
-            nodes.push(SimNode::new(name, SocketAddr::new(ip.into(), ssh_port), options.timings, client_key.public_key().clone(), events_tx.clone()));
+            nodes.push(SimNode::new(
+                name,
+                SocketAddr::new(ip.into(), ssh_port),
+                options.timings,
+                client_key.public_key().clone(),
+                events_tx.clone(),
+            ));
         }
         for (name, fault) in &options.faults {
-            let node = nodes.iter().find(|n| n.name == *name).ok_or_else(|| std::io::Error::other(format!("--fault {name}={fault}: no node {name}")))?;
+            let node = nodes
+                .iter()
+                .find(|n| n.name == *name)
+                .ok_or_else(|| std::io::Error::other(format!("--fault {name}={fault}: no node {name}")))?;
             node.set_fault(fault, true).map_err(|e| std::io::Error::other(format!("--fault {name}={fault}: {e}")))?;
         }
         for name in &options.no_ssh {
-            let node = nodes.iter().find(|n| n.name == *name).ok_or_else(|| std::io::Error::other(format!("--no-ssh {name}: no such node")))?;
+            let node =
+                nodes.iter().find(|n| n.name == *name).ok_or_else(|| std::io::Error::other(format!("--no-ssh {name}: no such node")))?;
             node.has_ssh.store(false, Ordering::SeqCst);
         }
         for node in &nodes {
@@ -159,7 +169,18 @@ impl Cluster {
             bmc_ca_pem = pki.ca_pem;
         }
         let (stop, stop_rx) = watch::channel(false);
-        let cluster = Arc::new(Cluster { api: api.clone(), api_addr, nodes, client_key, ssh_port, bmcs, bmc_ca_pem, bmc_password, stop, tasks: Default::default() });
+        let cluster = Arc::new(Cluster {
+            api: api.clone(),
+            api_addr,
+            nodes,
+            client_key,
+            ssh_port,
+            bmcs,
+            bmc_ca_pem,
+            bmc_password,
+            stop,
+            tasks: Default::default(),
+        });
         let _ = api.cluster.set(Arc::downgrade(&cluster));
         cluster.seed(&options);
         cluster.seed_bare_metal_hosts();
@@ -218,10 +239,14 @@ impl Cluster {
             let name = &bmc.node.name;
             let secret = format!("{name}-bmc-secret");
             let b64 = |s: &str| data_encoding::BASE64.encode(s.as_bytes());
-            self.create(t("", "v1", "secrets"), Some(ns), json!({
-                "metadata": {"name": secret}, "type": "Opaque",
-                "data": {"username": b64(&bmc.username), "password": b64(&self.bmc_password)},
-            }));
+            self.create(
+                t("", "v1", "secrets"),
+                Some(ns),
+                json!({
+                    "metadata": {"name": secret}, "type": "Opaque",
+                    "data": {"username": b64(&bmc.username), "password": b64(&self.bmc_password)},
+                }),
+            );
             let machine = format!("fleetboot-sim-{}", name);
             self.create(t("metal3.io", "v1alpha1", "baremetalhosts"), Some(ns), json!({
                 "metadata": {"name": format!("{name}-bmh")},
@@ -238,8 +263,15 @@ impl Cluster {
 
     fn seed(&self, options: &SimOptions) {
         let namespaces = [
-            "default", "kube-system", "kube-node-lease", "openshift-machine-config-operator", "openshift-multus",
-            "openshift-sdn", "openshift-network-operator", "openshift-machine-api", "openshift-ovn-kubernetes",
+            "default",
+            "kube-system",
+            "kube-node-lease",
+            "openshift-machine-config-operator",
+            "openshift-multus",
+            "openshift-sdn",
+            "openshift-network-operator",
+            "openshift-machine-api",
+            "openshift-ovn-kubernetes",
         ];
         for ns in namespaces {
             self.create(t("", "v1", "namespaces"), None, json!({"metadata": {"name": ns}}));
@@ -285,7 +317,11 @@ impl Cluster {
         for pool in ["master", "worker"] {
             let count = if pool == "master" { options.masters } else { options.workers };
             let config = rendered(pool, "OpenShiftSDN");
-            self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigs"), None, super::cno::rendered_config(&config, "OpenShiftSDN"));
+            self.create(
+                t("machineconfiguration.openshift.io", "v1", "machineconfigs"),
+                None,
+                super::cno::rendered_config(&config, "OpenShiftSDN"),
+            );
             let now = now_rfc3339();
             self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigpools"), None, json!({
                 "metadata": {"name": pool},
@@ -310,20 +346,28 @@ impl Cluster {
                 "managementState": "Managed"},
             "status": {},
         }));
-        self.create(t("config.openshift.io", "v1", "clusterversions"), None, json!({
-            "metadata": {"name": "version"}, "spec": {"channel": "stable-4.14", "clusterID": uuid::Uuid::new_v4().to_string()},
-            "status": {"desired": {"version": "4.14.38"}, "history": [{"state": "Completed", "version": "4.14.38"}]},
-        }));
+        self.create(
+            t("config.openshift.io", "v1", "clusterversions"),
+            None,
+            json!({
+                "metadata": {"name": "version"}, "spec": {"channel": "stable-4.14", "clusterID": uuid::Uuid::new_v4().to_string()},
+                "status": {"desired": {"version": "4.14.38"}, "history": [{"state": "Completed", "version": "4.14.38"}]},
+            }),
+        );
         for operator in ["network", "machine-config", "kube-apiserver", "etcd", "dns", "ingress"] {
             let now = now_rfc3339();
-            self.create(t("config.openshift.io", "v1", "clusteroperators"), None, json!({
-                "metadata": {"name": operator}, "spec": {},
-                "status": {"conditions": [
-                    {"type": "Available", "status": "True", "lastTransitionTime": now},
-                    {"type": "Progressing", "status": "False", "lastTransitionTime": now},
-                    {"type": "Degraded", "status": "False", "lastTransitionTime": now}],
-                    "versions": [{"name": "operator", "version": "4.14.38"}]},
-            }));
+            self.create(
+                t("config.openshift.io", "v1", "clusteroperators"),
+                None,
+                json!({
+                    "metadata": {"name": operator}, "spec": {},
+                    "status": {"conditions": [
+                        {"type": "Available", "status": "True", "lastTransitionTime": now},
+                        {"type": "Progressing", "status": "False", "lastTransitionTime": now},
+                        {"type": "Degraded", "status": "False", "lastTransitionTime": now}],
+                        "versions": [{"name": "operator", "version": "4.14.38"}]},
+                }),
+            );
         }
         let total = self.nodes.len();
         self.create(t("apps", "v1", "daemonsets"), Some("openshift-multus"), json!({
@@ -336,7 +380,11 @@ impl Cluster {
         let pods = self.api.store.lock().unwrap().list(t("", "v1", "pods"), &Default::default(), None, None).items;
         for pod in pods {
             let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-            let key = format!("{}/{}", pod["metadata"]["namespace"].as_str().unwrap_or_default(), pod["metadata"]["name"].as_str().unwrap_or_default());
+            let key = format!(
+                "{}/{}",
+                pod["metadata"]["namespace"].as_str().unwrap_or_default(),
+                pod["metadata"]["name"].as_str().unwrap_or_default()
+            );
             logs.insert(key, format!("I0101 00:00:00.000000 daemon.go:1400] Current config: {}\nI0101 00:00:00.000001 daemon.go:1401] state: Done\nI0101 00:00:00.000002 daemon.go:1500] node {node} is up to date\n", rendered(if node.starts_with("master") { "master" } else { "worker" }, "OpenShiftSDN")));
         }
     }
@@ -362,24 +410,48 @@ impl Cluster {
         let mut store = self.api.store.lock().unwrap();
         for pod in store.list(pods, &super::store::Filter::default(), None, None).items {
             let on_rebooted = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| nodes.contains(n));
-            let crashlooping = on_rebooted && pod.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|c| {
-                c.iter().any(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
-            });
+            let crashlooping = on_rebooted
+                && pod.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|c| {
+                    c.iter().any(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
+                });
             if !crashlooping {
                 continue;
             }
-            let (namespace, name) = (pod["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(), pod["metadata"]["name"].as_str().unwrap_or_default().to_owned());
-            let statuses: Vec<Value> = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default().into_iter().map(|mut s| {
-                s["state"] = json!({"running": {"startedAt": now_rfc3339()}});
-                s["ready"] = json!(true);
-                s
-            }).collect();
-            let _ = store.patch(pods, Some(&namespace), &name, PatchType::Merge, &json!({"status": {"phase": "Running", "containerStatuses": statuses}}), Some("status"));
+            let (namespace, name) = (
+                pod["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(),
+                pod["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+            );
+            let statuses: Vec<Value> = pod["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut s| {
+                    s["state"] = json!({"running": {"startedAt": now_rfc3339()}});
+                    s["ready"] = json!(true);
+                    s
+                })
+                .collect();
+            let _ = store.patch(
+                pods,
+                Some(&namespace),
+                &name,
+                PatchType::Merge,
+                &json!({"status": {"phase": "Running", "containerStatuses": statuses}}),
+                Some("status"),
+            );
         }
     }
 
     fn patch_node_status(&self, name: &str, status: Value) {
-        let _ = self.api.store.lock().unwrap().patch(nodes_type(), None, name, PatchType::Strategic, &json!({"status": status}), Some("status"));
+        let _ = self.api.store.lock().unwrap().patch(
+            nodes_type(),
+            None,
+            name,
+            PatchType::Strategic,
+            &json!({"status": status}),
+            Some("status"),
+        );
     }
 
     /// Writes what a user needs to reach the simulation: kubeconfig, SSH identity,
@@ -389,7 +461,9 @@ impl Cluster {
         let server = format!("http://{}", self.api_addr);
         std::fs::write(
             dir.join("kubeconfig"),
-            format!("apiVersion: v1\nkind: Config\nclusters:\n- name: fleetboot-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: fleetboot-sim\n  context:\n    cluster: fleetboot-sim\n    user: admin\n    namespace: default\ncurrent-context: fleetboot-sim\nusers:\n- name: admin\n  user: {{}}\n"),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fleetboot-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: fleetboot-sim\n  context:\n    cluster: fleetboot-sim\n    user: admin\n    namespace: default\ncurrent-context: fleetboot-sim\nusers:\n- name: admin\n  user: {{}}\n"
+            ),
         )?;
         let key_path = dir.join("id_ed25519");
         let openssh = self.client_key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -474,10 +548,13 @@ async fn kubelets(cluster: Arc<Cluster>, mut events: mpsc::UnboundedReceiver<Nod
                 NodeEvent::Booted(name) => {
                     tokio::time::sleep(timings.kubelet_ready_after).await;
                     let Some(node) = cluster.node(&name) else { return };
-                    cluster.patch_node_status(&name, json!({
-                        "nodeInfo": {"bootID": node.boot_id()},
-                        "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
-                    }));
+                    cluster.patch_node_status(
+                        &name,
+                        json!({
+                            "nodeInfo": {"bootID": node.boot_id()},
+                            "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
+                        }),
+                    );
                     node.note("ready");
                     let _ = rebooted.send(name);
                 }
@@ -508,9 +585,14 @@ async fn heartbeats(cluster: Arc<Cluster>, interval: Duration) {
         for node in &cluster.nodes {
             if node.phase() != super::node::Phase::Down {
                 let now = now_rfc3339();
-                let ready = cluster.api.store.lock().unwrap().get(nodes_type(), None, &node.name).ok().and_then(|n| {
-                    n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
-                });
+                let ready = cluster
+                    .api
+                    .store
+                    .lock()
+                    .unwrap()
+                    .get(nodes_type(), None, &node.name)
+                    .ok()
+                    .and_then(|n| n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned());
                 if let Some(mut ready) = ready.filter(|r| r["status"] == "True") {
                     ready["lastHeartbeatTime"] = json!(now);
                     cluster.patch_node_status(&node.name, json!({"conditions": [ready]}));
@@ -544,7 +626,11 @@ async fn namespace_controller(cluster: Arc<Cluster>) {
 }
 
 /// The pod eviction subresource: honours PodDisruptionBudgets, then deletes the pod.
-pub fn evict(state: &ApiState, namespace: &str, name: &str) -> hyper::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>> {
+pub fn evict(
+    state: &ApiState,
+    namespace: &str,
+    name: &str,
+) -> hyper::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>> {
     use http_body_util::{BodyExt, Full};
     let respond = |code: u16, body: Value| {
         hyper::Response::builder()
@@ -564,9 +650,15 @@ pub fn evict(state: &ApiState, namespace: &str, name: &str) -> hyper::Response<h
     for pdb in store.list(pdbs, &filter, None, None).items {
         let selector = super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]);
         if selector.matches_object(&pod) && pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0) < 1 {
-            let message = format!("Cannot evict pod as it would violate the pod's disruption budget {}.", pdb["metadata"]["name"].as_str().unwrap_or_default());
-            return respond(429, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "TooManyRequests", "code": 429,
-                "details": {"causes": [{"reason": "DisruptionBudget", "message": message}]}}));
+            let message = format!(
+                "Cannot evict pod as it would violate the pod's disruption budget {}.",
+                pdb["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            return respond(
+                429,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "TooManyRequests", "code": 429,
+                "details": {"causes": [{"reason": "DisruptionBudget", "message": message}]}}),
+            );
         }
     }
     let _ = store.delete(pods, Some(namespace), name);

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::cluster::Cluster;
-use super::store::{now_rfc3339, Filter, PatchType};
+use super::store::{Filter, PatchType, now_rfc3339};
 use super::types;
 
 pub const MIGRATION_ANNOTATION: &str = "networkoperator.openshift.io/network-migration";
@@ -74,7 +74,9 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
         let nodes = store.list(nodes_t, &Filter::default(), None, None).items;
         let boot_id = |n: &Value| n.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
         let degraded_message = if wanted != running && !migration_enabled(&operator, &wanted) {
-            format!("Not applying unsafe configuration change: network type change from {running} to {wanted} requires the migration to be enabled")
+            format!(
+                "Not applying unsafe configuration change: network type change from {running} to {wanted} requires the migration to be enabled"
+            )
         } else {
             String::new()
         };
@@ -92,14 +94,29 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                 let _ = store.create(mcs_t, None, rendered_config(&rendered, &wanted));
                 let _ = store.patch(pools_t, None, &name, PatchType::Merge, &json!({"spec": {"configuration": {"name": rendered}}}), None);
             }
-            if let Ok(ds) = store.patch(ds_t, Some("openshift-multus"), "multus", PatchType::Merge,
-                &json!({"spec": {"template": {"metadata": {"annotations": {"networkoperator.openshift.io/network-type": wanted}}}}}), None)
-            {
+            if let Ok(ds) = store.patch(
+                ds_t,
+                Some("openshift-multus"),
+                "multus",
+                PatchType::Merge,
+                &json!({"spec": {"template": {"metadata": {"annotations": {"networkoperator.openshift.io/network-type": wanted}}}}}),
+                None,
+            ) {
                 let generation = ds["metadata"]["generation"].clone();
-                let _ = store.patch(ds_t, Some("openshift-multus"), "multus", PatchType::Merge,
-                    &json!({"status": {"updatedNumberScheduled": 0, "observedGeneration": generation}}), Some("status"));
+                let _ = store.patch(
+                    ds_t,
+                    Some("openshift-multus"),
+                    "multus",
+                    PatchType::Merge,
+                    &json!({"status": {"updatedNumberScheduled": 0, "observedGeneration": generation}}),
+                    Some("status"),
+                );
             }
-            current = Some(Switch { target: wanted.clone(), boot_ids: nodes.iter().map(|n| (n["metadata"]["name"].as_str().unwrap_or_default().to_owned(), boot_id(n))).collect(), multus_updated: 0 });
+            current = Some(Switch {
+                target: wanted.clone(),
+                boot_ids: nodes.iter().map(|n| (n["metadata"]["name"].as_str().unwrap_or_default().to_owned(), boot_id(n))).collect(),
+                multus_updated: 0,
+            });
             continue;
         }
         // Pods the switch left crash-looping recover when their node reboots (the kubelets do that).
@@ -108,23 +125,51 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
         let total = nodes.len() as u64;
         if switch.multus_updated < total {
             switch.multus_updated = (switch.multus_updated + total.div_ceil(10).max(1)).min(total);
-            let _ = store.patch(ds_t, Some("openshift-multus"), "multus", PatchType::Merge,
-                &json!({"status": {"updatedNumberScheduled": switch.multus_updated}}), Some("status"));
+            let _ = store.patch(
+                ds_t,
+                Some("openshift-multus"),
+                "multus",
+                PatchType::Merge,
+                &json!({"status": {"updatedNumberScheduled": switch.multus_updated}}),
+                Some("status"),
+            );
         }
-        let all_rebooted = nodes.iter().all(|n| switch.boot_ids.get(n["metadata"]["name"].as_str().unwrap_or_default()).is_some_and(|b| *b != boot_id(n)));
+        let all_rebooted =
+            nodes.iter().all(|n| switch.boot_ids.get(n["metadata"]["name"].as_str().unwrap_or_default()).is_some_and(|b| *b != boot_id(n)));
         if all_rebooted && switch.multus_updated >= total {
-            let _ = store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"networkType": switch.target}}), Some("status"));
-            let _ = store.patch(operator_t, None, "cluster", PatchType::Merge, &json!({"spec": {"defaultNetwork": {"type": switch.target}}}), None);
+            let _ = store.patch(
+                config_t,
+                None,
+                "cluster",
+                PatchType::Merge,
+                &json!({"status": {"networkType": switch.target}}),
+                Some("status"),
+            );
+            let _ = store.patch(
+                operator_t,
+                None,
+                "cluster",
+                PatchType::Merge,
+                &json!({"spec": {"defaultNetwork": {"type": switch.target}}}),
+                None,
+            );
             // A few application pods come out of the switch broken until their node reboots again.
-            let workers: Vec<&std::sync::Arc<Value>> = nodes.iter().filter(|n| n.pointer("/metadata/labels").and_then(|l| l.get("node-role.kubernetes.io/worker")).is_some()).collect();
+            let workers: Vec<&std::sync::Arc<Value>> = nodes
+                .iter()
+                .filter(|n| n.pointer("/metadata/labels").and_then(|l| l.get("node-role.kubernetes.io/worker")).is_some())
+                .collect();
             for (i, node) in workers.iter().take(error_pods).enumerate() {
                 let node_name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                let _ = store.create(pods_t, Some("default"), json!({
-                    "metadata": {"name": format!("app-{i}"), "labels": {"app": "sample"}},
-                    "spec": {"nodeName": node_name, "containers": [{"name": "app", "image": "quay.io/example/app"}]},
-                    "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 3,
-                        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}}]},
-                }));
+                let _ = store.create(
+                    pods_t,
+                    Some("default"),
+                    json!({
+                        "metadata": {"name": format!("app-{i}"), "labels": {"app": "sample"}},
+                        "spec": {"nodeName": node_name, "containers": [{"name": "app", "image": "quay.io/example/app"}]},
+                        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 3,
+                            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}}]},
+                    }),
+                );
             }
             current = None;
         }

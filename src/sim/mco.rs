@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::cluster::Cluster;
-use crate::cluster::{node_is_ready, string_map, MaxUnavailable};
-use super::store::{now_rfc3339, Filter, PatchType};
+use super::store::{Filter, PatchType, now_rfc3339};
 use super::types;
+use crate::cluster::{MaxUnavailable, node_is_ready, string_map};
 
 pub const CURRENT: &str = "machineconfiguration.openshift.io/currentConfig";
 pub const DESIRED: &str = "machineconfiguration.openshift.io/desiredConfig";
@@ -84,9 +84,7 @@ pub fn plan(pools: &[PoolView], nodes: &[NodeView]) -> Vec<Action> {
         let all_updated = updated == members.len();
         let updating = !all_updated && !pool.paused;
         let now = now_rfc3339();
-        let condition = |kind: &str, on: bool, message: String| {
-            json!({"type": kind, "status": if on { "True" } else { "False" }, "lastTransitionTime": now, "reason": "", "message": message})
-        };
+        let condition = |kind: &str, on: bool, message: String| json!({"type": kind, "status": if on { "True" } else { "False" }, "lastTransitionTime": now, "reason": "", "message": message});
         let mut status = json!({
             "machineCount": members.len(),
             "updatedMachineCount": updated,
@@ -114,9 +112,11 @@ pub fn carry_transition_times(old: Option<&Value>, mut new: Value) -> Value {
     if let Some(conditions) = new.get_mut("conditions").and_then(Value::as_array_mut) {
         for condition in conditions {
             if let Some(previous) = old_conditions.iter().find(|c| c["type"] == condition["type"])
-                && previous["status"] == condition["status"] && previous["message"] == condition["message"] {
-                    condition["lastTransitionTime"] = previous["lastTransitionTime"].clone();
-                }
+                && previous["status"] == condition["status"]
+                && previous["message"] == condition["message"]
+            {
+                condition["lastTransitionTime"] = previous["lastTransitionTime"].clone();
+            }
         }
     }
     new
@@ -194,7 +194,10 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
                 }
                 Some(before) if *before != boot_id && view.ready => {
                     patch(json!({"metadata": {"annotations": {CURRENT: view.desired, STATE: "Done"}}, "spec": {"unschedulable": null}}));
-                    cluster.append_daemon_log(&view.name, &format!("Update completed for config {} and node has been successfully uncordoned", view.desired));
+                    cluster.append_daemon_log(
+                        &view.name,
+                        &format!("Update completed for config {} and node has been successfully uncordoned", view.desired),
+                    );
                     rebooting.remove(&view.name);
                 }
                 _ => {}
@@ -230,11 +233,23 @@ mod tests {
     }
 
     fn desired_set(actions: &[Action]) -> Vec<String> {
-        actions.iter().filter_map(|a| match a { Action::SetDesired { node, .. } => Some(node.clone()), _ => None }).collect()
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetDesired { node, .. } => Some(node.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     fn status_of<'a>(actions: &'a [Action], name: &str) -> &'a Value {
-        actions.iter().find_map(|a| match a { Action::PoolStatus { pool, status } if pool == name => Some(status), _ => None }).unwrap()
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::PoolStatus { pool, status } if pool == name => Some(status),
+                _ => None,
+            })
+            .unwrap()
     }
 
     #[test]
@@ -265,7 +280,10 @@ mod tests {
         let nodes = vec![node("m0", "master", "new", "new")];
         let actions = plan(&[pool("master", false, 1, "new")], &nodes);
         let status = status_of(&actions, "master");
-        assert_eq!((status["machineCount"].as_u64(), status["updatedMachineCount"].as_u64(), status["readyMachineCount"].as_u64()), (Some(1), Some(1), Some(1)));
+        assert_eq!(
+            (status["machineCount"].as_u64(), status["updatedMachineCount"].as_u64(), status["readyMachineCount"].as_u64()),
+            (Some(1), Some(1), Some(1))
+        );
         assert_eq!(status["configuration"]["name"], "new");
         assert_eq!(status["conditions"][0]["status"], "True");
     }

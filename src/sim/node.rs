@@ -103,7 +103,13 @@ fn now_ms() -> u64 {
 }
 
 impl SimNode {
-    pub fn new(name: String, addr: SocketAddr, timings: Timings, authorized: PublicKey, events: mpsc::UnboundedSender<NodeEvent>) -> Arc<SimNode> {
+    pub fn new(
+        name: String,
+        addr: SocketAddr,
+        timings: Timings,
+        authorized: PublicKey,
+        events: mpsc::UnboundedSender<NodeEvent>,
+    ) -> Arc<SimNode> {
         Arc::new(SimNode {
             name,
             addr,
@@ -134,7 +140,11 @@ impl SimNode {
             "new_host_key_after_reboot" => &self.faults.new_host_key_after_reboot,
             "refuse_sudo" => &self.faults.refuse_sudo,
             "hangs_on_reboot" => &self.faults.hangs_on_reboot,
-            other => return Err(format!("unknown fault {other:?} (never_returns, same_boot_id, refuse_ssh, hang_ssh, new_host_key_after_reboot, refuse_sudo, hangs_on_reboot)")),
+            other => {
+                return Err(format!(
+                    "unknown fault {other:?} (never_returns, same_boot_id, refuse_ssh, hang_ssh, new_host_key_after_reboot, refuse_sudo, hangs_on_reboot)"
+                ));
+            }
         };
         switch.store(on, Ordering::SeqCst);
         Ok(())
@@ -360,16 +370,26 @@ impl SimNode {
                 if self.faults.refuse_sudo.load(Ordering::SeqCst) {
                     return (String::new(), "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\nsudo: a password is required\n".into(), 1);
                 }
-                let delay = if command.ends_with("now") || !command.contains("shutdown") { Duration::ZERO } else { self.timings.reboot_delay };
+                let delay =
+                    if command.ends_with("now") || !command.contains("shutdown") { Duration::ZERO } else { self.timings.reboot_delay };
                 self.schedule_reboot(delay);
-                let msg = if delay.is_zero() { String::new() } else { format!("Reboot scheduled for {}, use 'shutdown -c' to cancel.\n", humantime::format_rfc3339_seconds(std::time::SystemTime::now() + delay)) };
+                let msg = if delay.is_zero() {
+                    String::new()
+                } else {
+                    format!(
+                        "Reboot scheduled for {}, use 'shutdown -c' to cancel.\n",
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + delay)
+                    )
+                };
                 (String::new(), msg, 0)
             }
             "sudo shutdown -c" => {
                 self.cancel_reboot();
                 (String::new(), String::new(), 0)
             }
-            "true" | "systemctl is-system-running --wait" => (if command == "true" { String::new() } else { "running\n".into() }, String::new(), 0),
+            "true" | "systemctl is-system-running --wait" => {
+                (if command == "true" { String::new() } else { "running\n".into() }, String::new(), 0)
+            }
             "false" => (String::new(), String::new(), 1),
             "hostname" => (format!("{}\n", self.name), String::new(), 0),
             "uname -r" => ("5.14.0-427.fleetboot.el9_4.x86_64\n".into(), String::new(), 0),
@@ -386,14 +406,15 @@ impl Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_publickey(&mut self, _user: &str, key: russh::server::VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        if key.public_key.key_data() == self.node.authorized.key_data() {
-            Ok(Auth::Accept)
-        } else {
-            Ok(Auth::reject())
-        }
+        if key.public_key.key_data() == self.node.authorized.key_data() { Ok(Auth::Accept) } else { Ok(Auth::reject()) }
     }
 
-    async fn channel_open_session(&mut self, _channel: Channel<Msg>, reply: russh::server::ChannelOpenHandle, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         reply.accept().await;
         Ok(())
     }

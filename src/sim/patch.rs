@@ -174,8 +174,12 @@ mod tests {
 
     #[test]
     fn strategic_merge_merges_keyed_lists() {
-        let mut node = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "DiskPressure", "status": "False"}]}});
-        strategic_merge_patch(&mut node, &json!({"status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "PIDPressure", "status": "False"}]}}));
+        let mut node =
+            json!({"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "DiskPressure", "status": "False"}]}});
+        strategic_merge_patch(
+            &mut node,
+            &json!({"status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "PIDPressure", "status": "False"}]}}),
+        );
         let conditions = node["status"]["conditions"].as_array().unwrap();
         assert_eq!(conditions.len(), 3);
         assert_eq!(conditions[0]["status"], "False");
@@ -186,13 +190,17 @@ mod tests {
     #[test]
     fn json_patch_operations_and_atomicity() {
         let mut doc = json!({"metadata": {"annotations": {"networkoperator.openshift.io/network-migration": ""}}, "list": [1, 2]});
-        json_patch(&mut doc, &json!([
-            {"op": "remove", "path": "/metadata/annotations/networkoperator.openshift.io~1network-migration"},
-            {"op": "add", "path": "/list/-", "value": 3},
-            {"op": "replace", "path": "/list/0", "value": 0},
-            {"op": "copy", "from": "/list/0", "path": "/first"},
-            {"op": "test", "path": "/first", "value": 0}
-        ])).unwrap();
+        json_patch(
+            &mut doc,
+            &json!([
+                {"op": "remove", "path": "/metadata/annotations/networkoperator.openshift.io~1network-migration"},
+                {"op": "add", "path": "/list/-", "value": 3},
+                {"op": "replace", "path": "/list/0", "value": 0},
+                {"op": "copy", "from": "/list/0", "path": "/first"},
+                {"op": "test", "path": "/first", "value": 0}
+            ]),
+        )
+        .unwrap();
         assert_eq!(doc, json!({"metadata": {"annotations": {}}, "list": [0, 2, 3], "first": 0}));
         let before = doc.clone();
         assert!(json_patch(&mut doc, &json!([{"op": "add", "path": "/x", "value": 1}, {"op": "remove", "path": "/missing"}])).is_err());

@@ -77,7 +77,8 @@ impl LabelSelector {
         }
         for expr in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
             let key = expr["key"].as_str().unwrap_or_default().to_owned();
-            let values: Vec<String> = expr["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            let values: Vec<String> =
+                expr["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
             requirements.push(match expr["operator"].as_str().unwrap_or_default() {
                 "In" => Requirement::In(key, values),
                 "NotIn" => Requirement::NotIn(key, values),
@@ -157,7 +158,16 @@ mod tests {
     #[test]
     fn label_selectors_follow_kubernetes_syntax() {
         let node = labels(json!({"node-role.kubernetes.io/worker": "", "zone": "a"}));
-        let yes = ["node-role.kubernetes.io/worker", "zone=a", "zone==a", "zone!=b", "zone in (a,b)", "zone notin (c)", "!missing", "zone=a,node-role.kubernetes.io/worker"];
+        let yes = [
+            "node-role.kubernetes.io/worker",
+            "zone=a",
+            "zone==a",
+            "zone!=b",
+            "zone in (a,b)",
+            "zone notin (c)",
+            "!missing",
+            "zone=a,node-role.kubernetes.io/worker",
+        ];
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches_object(&node), "{s}");
         }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::patch;
@@ -44,7 +44,9 @@ pub enum StoreError {
     NotFound { kind: String, name: String },
     #[error("{kind} {name:?} already exists")]
     AlreadyExists { kind: String, name: String },
-    #[error("Operation cannot be fulfilled on {plural} {name:?}: the object has been modified; please apply your changes to the latest version and try again")]
+    #[error(
+        "Operation cannot be fulfilled on {plural} {name:?}: the object has been modified; please apply your changes to the latest version and try again"
+    )]
     Conflict { plural: String, name: String },
     #[error("{0}")]
     Invalid(String),
@@ -204,12 +206,7 @@ impl Store {
             }
         }
         let remaining = matching.count();
-        ListPage {
-            items,
-            resource_version: self.rv,
-            continue_token: if remaining > 0 { last_key } else { None },
-            remaining,
-        }
+        ListPage { items, resource_version: self.rv, continue_token: if remaining > 0 { last_key } else { None }, remaining }
     }
 
     pub fn create(&mut self, t: &ResourceType, namespace: Option<&str>, mut object: Value) -> Result<Arc<Value>, StoreError> {
@@ -221,7 +218,10 @@ impl Store {
         if name.is_empty() {
             let prefix = meta.get("generateName").and_then(Value::as_str).unwrap_or_default();
             if prefix.is_empty() {
-                return Err(StoreError::Invalid(format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", t.kind)));
+                return Err(StoreError::Invalid(format!(
+                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                    t.kind
+                )));
             }
             // Retry on the (rare) collision instead of failing the create.
             let taken = |name: &str| self.objects.get(&t.key()).is_some_and(|b| b.contains_key(&object_key(namespace, name)));
@@ -257,14 +257,26 @@ impl Store {
 
     /// Replaces an object. `subresource` "status" changes only status; the main resource of a
     /// kind with a status subresource keeps its status. A stale resourceVersion is a Conflict.
-    pub fn update(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str, mut object: Value, subresource: Option<&str>) -> Result<Arc<Value>, StoreError> {
+    pub fn update(
+        &mut self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        mut object: Value,
+        subresource: Option<&str>,
+    ) -> Result<Arc<Value>, StoreError> {
         let current = self.get(t, namespace, name)?;
         if let Some(given) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
-            && !given.is_empty() && given != current["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
-                return Err(StoreError::Conflict { plural: t.plural.to_owned(), name: name.to_owned() });
-            }
+            && !given.is_empty()
+            && given != current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+        {
+            return Err(StoreError::Conflict { plural: t.plural.to_owned(), name: name.to_owned() });
+        }
         if name_of(&object) != name && !name_of(&object).is_empty() {
-            return Err(StoreError::BadRequest(format!("the name of the object ({}) does not match the name on the URL ({name})", name_of(&object))));
+            return Err(StoreError::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                name_of(&object)
+            )));
         }
         let mut next = if subresource == Some("status") {
             let mut next = (*current).clone();
@@ -308,13 +320,23 @@ impl Store {
         Ok(next)
     }
 
-    pub fn patch(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str, kind: PatchType, body: &Value, subresource: Option<&str>) -> Result<Arc<Value>, StoreError> {
+    pub fn patch(
+        &mut self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchType,
+        body: &Value,
+        subresource: Option<&str>,
+    ) -> Result<Arc<Value>, StoreError> {
         let current = self.get(t, namespace, name)?;
         let mut next = (*current).clone();
         match kind {
             PatchType::Merge => patch::merge_patch(&mut next, body),
             PatchType::Strategic => patch::strategic_merge_patch(&mut next, body),
-            PatchType::Json => patch::json_patch(&mut next, body).map_err(|e| StoreError::Invalid(format!("the JSON patch could not be applied: {e}")))?,
+            PatchType::Json => {
+                patch::json_patch(&mut next, body).map_err(|e| StoreError::Invalid(format!("the JSON patch could not be applied: {e}")))?
+            }
         }
         let wanted_rv = next.pointer("/metadata/resourceVersion").cloned();
         if wanted_rv != current.pointer("/metadata/resourceVersion").cloned() {
@@ -365,7 +387,8 @@ impl Store {
     pub fn purge_namespace(&mut self, name: &str) {
         for t in super::types::TYPES.iter().filter(|t| t.namespaced) {
             let prefix = format!("{name}/");
-            let keys: Vec<String> = self.objects.get(&t.key()).map(|b| b.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()).unwrap_or_default();
+            let keys: Vec<String> =
+                self.objects.get(&t.key()).map(|b| b.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()).unwrap_or_default();
             for key in keys {
                 let object_name = key[prefix.len()..].to_owned();
                 let _ = self.remove(t, Some(name), &object_name);
@@ -378,19 +401,19 @@ impl Store {
 
     /// Starts a watch: the events before "now" that the watcher must see first, and a receiver
     /// for everything after. Both are taken under one lock, so nothing falls between them.
-    pub fn watch(&self, t: &ResourceType, filter: &Filter, since: Option<u64>) -> Result<(Vec<(ChangeKind, Arc<Value>)>, broadcast::Receiver<Arc<Change>>), StoreError> {
+    pub fn watch(
+        &self,
+        t: &ResourceType,
+        filter: &Filter,
+        since: Option<u64>,
+    ) -> Result<(Vec<(ChangeKind, Arc<Value>)>, broadcast::Receiver<Arc<Change>>), StoreError> {
         let receiver = self.changes.subscribe();
         let initial = match since {
             None | Some(0) => self.list(t, filter, None, None).items.into_iter().map(|o| (ChangeKind::Added, o)).collect(),
             Some(rv) if rv < self.compacted_through => {
                 return Err(StoreError::Gone { requested: rv, oldest: self.compacted_through + 1 });
             }
-            Some(rv) => self
-                .history
-                .iter()
-                .filter(|c| c.rv > rv)
-                .filter_map(|c| visible(c, &t.key(), filter))
-                .collect(),
+            Some(rv) => self.history.iter().filter(|c| c.rv > rv).filter_map(|c| visible(c, &t.key(), filter)).collect(),
         };
         Ok((initial, receiver))
     }
@@ -453,7 +476,8 @@ mod tests {
         store.create(nodes(), None, node("a", "worker")).unwrap();
         let patched = store.patch(nodes(), None, "a", PatchType::Merge, &json!({"status": {"nodeInfo": {"bootID": "b"}}}), None).unwrap();
         assert_eq!(patched["status"]["nodeInfo"]["bootID"], "a");
-        let patched = store.patch(nodes(), None, "a", PatchType::Merge, &json!({"status": {"nodeInfo": {"bootID": "b"}}}), Some("status")).unwrap();
+        let patched =
+            store.patch(nodes(), None, "a", PatchType::Merge, &json!({"status": {"nodeInfo": {"bootID": "b"}}}), Some("status")).unwrap();
         assert_eq!(patched["status"]["nodeInfo"]["bootID"], "b");
         assert_eq!(patched["metadata"]["generation"], 1, "status changes do not bump generation");
     }

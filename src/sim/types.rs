@@ -49,7 +49,16 @@ pub static TYPES: &[ResourceType] = &[
     rt!("config.openshift.io", "v1", "ClusterOperator", "clusteroperators", "clusteroperator", false, ["co"], ["status"]),
     rt!("config.openshift.io", "v1", "ClusterVersion", "clusterversions", "clusterversion", false, [], ["status"]),
     rt!("operator.openshift.io", "v1", "Network", "networks", "network", false, [], ["status"]),
-    rt!("machineconfiguration.openshift.io", "v1", "MachineConfigPool", "machineconfigpools", "machineconfigpool", false, ["mcp"], ["status"]),
+    rt!(
+        "machineconfiguration.openshift.io",
+        "v1",
+        "MachineConfigPool",
+        "machineconfigpools",
+        "machineconfigpool",
+        false,
+        ["mcp"],
+        ["status"]
+    ),
     rt!("machineconfiguration.openshift.io", "v1", "MachineConfig", "machineconfigs", "machineconfig", false, ["mc"], []),
     rt!("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts", "baremetalhost", true, ["bmh"], ["status"]),
 ];

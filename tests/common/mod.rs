@@ -53,12 +53,7 @@ impl Fleet {
             .args(["up", dir.path().to_str().unwrap(), &count.to_string(), &port.to_string(), &net])
             .output()
             .expect("run fake-fleet.sh");
-        let fleet = Fleet {
-            names: (1..=count).map(|i| format!("h{i:03}")).collect(),
-            dir,
-            port,
-            net,
-        };
+        let fleet = Fleet { names: (1..=count).map(|i| format!("h{i:03}")).collect(), dir, port, net };
         assert!(out.status.success(), "fake-fleet up failed: {}", String::from_utf8_lossy(&out.stderr));
         for name in &fleet.names {
             fleet.set(name, "reboot_delay", "1");
@@ -87,10 +82,7 @@ impl Fleet {
     /// The node's own timestamped log: (unix ms, what).
     pub fn events(&self, name: &str) -> Vec<(u64, String)> {
         let text = std::fs::read_to_string(self.node_dir(name).join("events.log")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(t, what)| (t.parse().unwrap(), what.to_owned()))
-            .collect()
+        text.lines().filter_map(|l| l.split_once(' ')).map(|(t, what)| (t.parse().unwrap(), what.to_owned())).collect()
     }
 
     pub fn count_events(&self, name: &str, what: &str) -> usize {
@@ -101,10 +93,7 @@ impl Fleet {
     /// the user's own ssh setup.
     pub fn fleetboot(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(fleetboot_bin());
-        cmd.args(args)
-            .env("HOME", self.dir.path())
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null());
+        cmd.args(args).env("HOME", self.dir.path()).env_remove("SSH_AUTH_SOCK").stdin(Stdio::null());
         cmd
     }
 
@@ -140,10 +129,8 @@ impl Fleet {
 
     /// `reboot --resume JOURNAL` with the fleet's key and known_hosts; extra flags after.
     pub fn resume(&self, journal: &Path, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "reboot", "--resume", journal.to_str().unwrap(), "--user", "root",
-            "--poll-interval", "200ms", "--output", "json",
-        ];
+        let mut args =
+            vec!["reboot", "--resume", journal.to_str().unwrap(), "--user", "root", "--poll-interval", "200ms", "--output", "json"];
         let identity = self.path("id_ed25519");
         let known = self.path("known_hosts");
         args.extend(["--identity", identity.to_str().unwrap(), "--known-hosts", known.to_str().unwrap()]);
@@ -160,9 +147,7 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/fake-fleet.sh"))
-            .args(["down", self.dir.path().to_str().unwrap()])
-            .status();
+        let _ = Command::new(repo().join("scripts/fake-fleet.sh")).args(["down", self.dir.path().to_str().unwrap()]).status();
     }
 }
 
@@ -189,10 +174,7 @@ impl From<Output> for Run {
 
 impl Run {
     pub fn events(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
     }
 
     pub fn summary(&self) -> Value {

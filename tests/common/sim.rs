@@ -24,9 +24,21 @@ impl Sim {
         let dir = tempfile::Builder::new().prefix("fleetboot-sim-").tempdir().unwrap();
         let mut child = Command::new(fleetboot_bin())
             .args([
-                "sim", "--dir", dir.path().to_str().unwrap(),
-                "--masters", &masters.to_string(), "--workers", &workers.to_string(),
-                "--reboot-delay", "1s", "--boot-time", "1s", "--notready-after", "300ms", "--kubelet-ready-after", "300ms",
+                "sim",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "--masters",
+                &masters.to_string(),
+                "--workers",
+                &workers.to_string(),
+                "--reboot-delay",
+                "1s",
+                "--boot-time",
+                "1s",
+                "--notready-after",
+                "300ms",
+                "--kubelet-ready-after",
+                "300ms",
             ])
             .args(extra)
             .stdout(Stdio::piped())

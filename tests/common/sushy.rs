@@ -18,7 +18,8 @@ pub const USER: &str = "admin";
 pub const SYSTEM_UUID: &str = "4a7c5b0e-0d4c-4c39-9b0c-6d1b5f0f6a11";
 
 fn tool(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("${var} is not set: run the tests through scripts/test.sh, which installs sushy-tools in a venv"))
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("${var} is not set: run the tests through scripts/test.sh, which installs sushy-tools in a venv"))
 }
 
 impl Sushy {
@@ -80,7 +81,11 @@ impl Sushy {
             if ok {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "sushy-emulator did not come up: {}", std::fs::read_to_string(self.path("sushy.log")).unwrap_or_default());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "sushy-emulator did not come up: {}",
+                std::fs::read_to_string(self.path("sushy.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
