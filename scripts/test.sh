@@ -44,4 +44,6 @@ export SUSHY_PYTHON=$PWD/$venv/bin/python
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
-exec cargo nextest run --no-fail-fast "$@"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+exec cargo nextest run --workspace --no-fail-fast "$@"

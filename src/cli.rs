@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Reboot every host, proving each reboot by a changed boot ID.
-    Reboot(RebootArgs),
+    Reboot(Box<RebootArgs>),
     /// Run one command on every host and fold identical outputs (like pdsh/clush).
     Exec(ExecArgs),
     /// List the cluster's nodes: roles, address, readiness, boot ID, MachineConfigPool.
@@ -101,9 +101,9 @@ fn parse_fault(text: &str) -> Result<(String, String), String> {
 }
 
 impl SimTimingArgs {
-    pub fn options(&self, defaults: crate::sim::node::Timings) -> crate::sim::SimOptions {
+    pub fn options(&self, defaults: fleetboot_sim::node::Timings) -> fleetboot_sim::SimOptions {
         let pick = |given: Option<humantime::Duration>, default: Duration| given.map_or(default, Into::into);
-        crate::sim::SimOptions {
+        fleetboot_sim::SimOptions {
             masters: self.masters,
             workers: self.workers,
             net: self.net.clone(),
@@ -112,7 +112,7 @@ impl SimTimingArgs {
             bmc_port: (!self.no_bmc).then_some(self.bmc_port),
             no_ssh: self.no_ssh.clone(),
             faults: self.fault.clone(),
-            timings: crate::sim::node::Timings {
+            timings: fleetboot_sim::node::Timings {
                 reboot_delay: pick(self.reboot_delay, defaults.reboot_delay),
                 boot_time: pick(self.boot_time, defaults.boot_time),
                 notready_after: pick(self.notready_after, defaults.notready_after),
@@ -481,7 +481,7 @@ pub(crate) fn new_run_id() -> String {
 pub(crate) async fn run_reboot_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
     let parsed = Cli::try_parse_from(argv).map_err(|e| Error::Selection(format!("internal command line {argv:?}: {e}")))?;
     let Command::Reboot(args) = parsed.command else { return Err(Error::Selection("not a reboot command line".into())) };
-    reboot(args, config).await
+    reboot(*args, config).await
 }
 
 fn run_id() -> String {
@@ -873,7 +873,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
     crate::raise_open_file_limit();
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Reboot(args) => reboot(args, config).await,
+        Command::Reboot(args) => reboot(*args, config).await,
         Command::Exec(args) => exec(args, config).await,
         Command::Nodes(args) => nodes(args, config).await,
         Command::Sim(args) => crate::demo::sim(args).await,

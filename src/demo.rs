@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cli::{self, DemoArgs, SimArgs};
-use crate::sim::node::Timings;
-use crate::sim::store::Filter;
-use crate::sim::{Cluster, types};
 use crate::{Error, ExitCode};
+use fleetboot_sim::node::Timings;
+use fleetboot_sim::store::Filter;
+use fleetboot_sim::{Cluster, types};
 
 /// Realistic enough to rehearse with, short enough to watch.
 const SIM_TIMINGS: Timings = Timings {
@@ -97,7 +97,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
             pools,
             None,
             "worker",
-            crate::sim::store::PatchType::Merge,
+            fleetboot_sim::store::PatchType::Merge,
             &serde_json::json!({"spec": {"maxUnavailable": 3}}),
             None,
         );
@@ -147,7 +147,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
             let new = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or("-");
             vec![
                 name.to_owned(),
-                crate::sim::table::node_roles(node),
+                fleetboot_sim::table::node_roles(node),
                 format!("{} → {}", crate::report::short_id(old), crate::report::short_id(new)),
                 if old != new { "changed" } else { "SAME" }.to_owned(),
                 if crate::cluster::node_is_ready(node) { "Ready" } else { "NotReady" }.to_owned(),

@@ -63,9 +63,12 @@ pub async fn run_everywhere(client: Arc<SshClient>, hosts: &[Host], command: &st
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// What makes two hosts' results the same: exit status, stdout, stderr and error.
+type OutcomeKey<'a> = (Option<u32>, &'a str, &'a str, Option<&'a str>);
+
 /// Groups hosts whose output, exit and error are identical (like `clush -b`).
 pub fn fold_outputs(results: &[HostResult]) -> Vec<(Vec<String>, &HostResult)> {
-    let mut groups: BTreeMap<(Option<u32>, &str, &str, Option<&str>), (Vec<String>, &HostResult)> = BTreeMap::new();
+    let mut groups: BTreeMap<OutcomeKey, (Vec<String>, &HostResult)> = BTreeMap::new();
     let mut order = Vec::new();
     for r in results {
         let key = (r.exit, r.stdout.as_str(), r.stderr.as_str(), r.error.as_deref());

@@ -21,7 +21,6 @@ pub mod power;
 pub mod redfish;
 pub mod report;
 pub mod runner;
-pub mod sim;
 pub mod ssh;
 pub mod transport;
 

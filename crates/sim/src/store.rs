@@ -117,6 +117,10 @@ pub struct ListPage {
     pub remaining: usize,
 }
 
+/// What a new watch sees first (the events it missed since its resourceVersion, or the current
+/// objects as ADDED) and the receiver of every change after.
+pub type WatchStart = (Vec<(ChangeKind, Arc<Value>)>, broadcast::Receiver<Arc<Change>>);
+
 pub struct Store {
     rv: u64,
     objects: HashMap<String, BTreeMap<String, Arc<Value>>>,
@@ -401,12 +405,7 @@ impl Store {
 
     /// Starts a watch: the events before "now" that the watcher must see first, and a receiver
     /// for everything after. Both are taken under one lock, so nothing falls between them.
-    pub fn watch(
-        &self,
-        t: &ResourceType,
-        filter: &Filter,
-        since: Option<u64>,
-    ) -> Result<(Vec<(ChangeKind, Arc<Value>)>, broadcast::Receiver<Arc<Change>>), StoreError> {
+    pub fn watch(&self, t: &ResourceType, filter: &Filter, since: Option<u64>) -> Result<WatchStart, StoreError> {
         let receiver = self.changes.subscribe();
         let initial = match since {
             None | Some(0) => self.list(t, filter, None, None).items.into_iter().map(|o| (ChangeKind::Added, o)).collect(),
@@ -442,7 +441,7 @@ pub fn visible(change: &Change, type_key: &str, filter: &Filter) -> Option<(Chan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::types::find;
+    use crate::types::find;
 
     fn nodes() -> &'static ResourceType {
         find("", "v1", "nodes").unwrap()

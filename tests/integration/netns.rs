@@ -1,11 +1,9 @@
 //! Hosts whose packets vanish. These run inside a private network namespace (`unshare -n`)
 //! with iptables DROP rules on 127.x addresses, so nothing can leave the machine.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Run, fleetboot_bin, free_port, repo};
+use crate::common::{Run, fleetboot_bin, free_port, repo};
 
 /// Stops the fleet by PID even when the test fails (PIDs are the same in every net namespace).
 struct FleetDir(tempfile::TempDir);

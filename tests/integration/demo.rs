@@ -1,12 +1,10 @@
 //! The README's first command: `fleetboot demo` runs the whole migration on a simulated
 //! cluster, one worker going through its BMC.
 
-mod common;
-
 #[test]
 fn the_demo_migrates_a_simulated_cluster_end_to_end() {
     let home = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::fleetboot_bin())
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
         .args(["demo", "--masters", "1", "--workers", "2", "--output", "plain"])
         .env("HOME", home.path())
         .env_remove("SSH_AUTH_SOCK")

@@ -1,8 +1,6 @@
 //! Bad input is refused with a clear message before any host is contacted.
 
-mod common;
-
-use common::{Fleet, Run};
+use crate::common::{Fleet, Run};
 
 fn fails_with(fleet: &Fleet, args: &[&str], expected: &str) {
     let run = Run::from(fleet.fleetboot(args).output().unwrap());

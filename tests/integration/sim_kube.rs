@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use fleetboot::sim::node::Timings;
-use fleetboot::sim::{Cluster, SimOptions};
+use fleetboot_sim::node::Timings;
+use fleetboot_sim::{Cluster, SimOptions};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
@@ -97,7 +97,7 @@ async fn a_compacted_resource_version_is_410_gone_and_the_reflector_recovers_aft
     // The API goes away (watches cut, connections refused) while nodes change; the history
     // no longer reaches back to the watcher's version, so it must relist after a 410.
     cluster.api_outage(Duration::from_millis(1500));
-    let node_type = fleetboot::sim::types::find("", "v1", "nodes").unwrap();
+    let node_type = fleetboot_sim::types::find("", "v1", "nodes").unwrap();
     for i in 0..10 {
         cluster
             .api
@@ -108,7 +108,7 @@ async fn a_compacted_resource_version_is_410_gone_and_the_reflector_recovers_aft
                 node_type,
                 None,
                 "worker-1",
-                fleetboot::sim::store::PatchType::Merge,
+                fleetboot_sim::store::PatchType::Merge,
                 &json!({"metadata": {"labels": {"step": format!("outage-{i}")}}}),
                 None,
             )

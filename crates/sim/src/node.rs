@@ -99,7 +99,7 @@ pub fn new_boot_id() -> String {
 }
 
 fn now_ms() -> u64 {
-    crate::runner::now_ms()
+    crate::util::now_ms()
 }
 
 impl SimNode {

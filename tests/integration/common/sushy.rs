@@ -25,7 +25,7 @@ fn tool(var: &str) -> String {
 impl Sushy {
     pub fn start() -> Sushy {
         let dir = tempfile::Builder::new().prefix("fleetboot-sushy-").tempdir().unwrap();
-        let pki = fleetboot::sim::bmc::Pki::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
+        let pki = fleetboot_sim::bmc::Pki::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
         std::fs::write(dir.path().join("cert.pem"), &pki.cert_pem).unwrap();
         std::fs::write(dir.path().join("key.pem"), &pki.key_pem).unwrap();

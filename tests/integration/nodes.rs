@@ -1,10 +1,8 @@
 //! Node discovery and cluster-sourced reboots against the simulated cluster, checked with
 //! kubectl as the independent client.
 
-mod common;
-
-use common::sim::Sim;
-use common::{Run, max_overlap, wait_for_dispatches};
+use crate::common::sim::Sim;
+use crate::common::{Run, max_overlap, wait_for_dispatches};
 
 const IPS: &str = r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#;
 
@@ -571,7 +569,7 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     drop(writer);
     let config = std::fs::read_to_string(sim.config()).unwrap().replace("[reboot]\n", "[reboot]\nscheduled_delay = \"1s\"\n");
     std::fs::write(sim.path("quick.toml"), config).unwrap();
-    let out = std::process::Command::new(common::fleetboot_bin())
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
         .arg("--config")
         .arg(sim.path("quick.toml"))
         .args(["reboot", "--resume", path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"])

@@ -1,14 +1,12 @@
 //! `fleetboot migrate` and `fleetboot verify` end to end against the simulated cluster, with
 //! kubectl as the independent witness of what changed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Run;
-use common::sim::Sim;
+use crate::common::Run;
+use crate::common::sim::Sim;
 use fleetboot::journal::{self, Entry};
 
 fn run(sim: &Sim, args: &[&str]) -> Run {

@@ -2,16 +2,14 @@
 //! verified with the test's own CA, Basic auth (sushy has no SessionService), the reset types
 //! and the PowerState transitions of its fake driver (which land after a random 1-11 s).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Run;
-use common::sushy::{Sushy, USER};
+use crate::common::Run;
+use crate::common::sushy::{Sushy, USER};
 use fleetboot::redfish::{Bmc, BmcTarget, BmcTls, RedfishError, RedfishSettings, RestartKind, Secret};
 
 fn power(sushy: &Sushy, args: &[&str], tls: &[&str]) -> Run {
-    let out = std::process::Command::new(common::fleetboot_bin())
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
         .arg("power")
         .args(args)
         .args(["--bmc", &sushy.system_url, "--bmc-user", USER, "--bmc-password-file", sushy.path("password").to_str().unwrap()])
@@ -72,7 +70,7 @@ fn status_over_verified_tls_and_clear_errors_for_a_wrong_ca_and_bad_credentials(
     assert!(allowed.iter().any(|a| a == "GracefulRestart") && allowed.iter().any(|a| a == "ForceRestart"), "{allowed:?}");
 
     // A CA that did not sign sushy's certificate.
-    let other = fleetboot::sim::bmc::Pki::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
+    let other = fleetboot_sim::bmc::Pki::generate(&["127.0.0.1".parse().unwrap()]).unwrap();
     std::fs::write(sushy.path("other-ca.pem"), other.ca_pem).unwrap();
     let run = power(&sushy, &["status"], &["--bmc-ca", sushy.path("other-ca.pem").to_str().unwrap()]);
     assert_eq!(run.code, 3, "{}", run.debug());

@@ -1,12 +1,10 @@
 //! `fleetboot reboot` against real OpenSSH sshd hosts on loopback. Reboots are simulated by
 //! scripts/fake-node.sh; nothing here reboots a real machine.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fleet, Run, max_overlap};
+use crate::common::{Fleet, Run, max_overlap};
 use fleetboot::journal::{self, Entry};
 
 fn journal_entries(run: &Run) -> Vec<journal::Record> {
@@ -226,7 +224,7 @@ fn wait_for_journal(dir: &std::path::Path, dispatched: usize, limit: Duration) -
         assert!(start.elapsed() < limit, "no journal in {}", dir.display());
         std::thread::sleep(Duration::from_millis(20));
     };
-    common::wait_for_dispatches(&path, dispatched, limit);
+    crate::common::wait_for_dispatches(&path, dispatched, limit);
     path
 }
 

@@ -1,11 +1,9 @@
 //! `fleetboot sim` as a user meets it: kubectl against its API, fleetboot against its nodes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Run;
-use common::sim::Sim;
+use crate::common::Run;
+use crate::common::sim::Sim;
 
 const IPS: &str = r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#;
 const BOOT_IDS: &str = "jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.bootID}{\"\\n\"}{end}";

@@ -283,9 +283,11 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
     }
 }
 
-fn parse_filter(target: &Target, query: &Query) -> Result<Filter, Response<Body>> {
-    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default()).map_err(|e| status_error(400, "BadRequest", e))?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default()).map_err(|e| status_error(400, "BadRequest", e))?;
+/// The list or watch filter of a request, or the 400 that says which selector is malformed.
+fn parse_filter(target: &Target, query: &Query) -> Result<Filter, Box<Response<Body>>> {
+    let bad_request = |e| Box::new(status_error(400, "BadRequest", e));
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default()).map_err(bad_request)?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default()).map_err(bad_request)?;
     Ok(Filter { namespace: target.namespace.clone(), labels, fields })
 }
 
@@ -304,7 +306,7 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
         (&Method::GET, None, _) => {
             let filter = match parse_filter(&target, &query) {
                 Ok(f) => f,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let limit = query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0);
             let page = state.store.lock().unwrap().list(t, &filter, limit, query.get("continue").filter(|c| !c.is_empty()));
@@ -426,7 +428,7 @@ fn watch_line(kind: &str, object: &Value) -> Bytes {
 fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<ApiState>) -> Response<Body> {
     let filter = match parse_filter(target, query) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let since = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
         Some(v) => match v.parse::<u64>() {

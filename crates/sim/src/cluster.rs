@@ -110,7 +110,7 @@ fn ready_condition(status: &str, reason: &str, message: &str) -> Value {
 
 impl Cluster {
     pub async fn start(options: SimOptions) -> std::io::Result<Arc<Cluster>> {
-        crate::raise_open_file_limit();
+        crate::util::raise_open_file_limit();
         let net = options.net.clone().unwrap_or_else(free_net);
         let api = ApiState::new(options.history_limit, options.bookmark_interval);
         let listener = TcpListener::bind(("127.0.0.1", options.api_port)).await?;

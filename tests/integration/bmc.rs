@@ -2,10 +2,8 @@
 //! with the simulation's CA, sessions, BareMetalHosts with Secrets), checked from the
 //! simulation's own node history and from the journal.
 
-mod common;
-
-use common::Run;
-use common::sim::Sim;
+use crate::common::Run;
+use crate::common::sim::Sim;
 use fleetboot::journal::{self, Delivery, Entry};
 use serde_json::Value;
 
@@ -24,7 +22,7 @@ fn quick_config(sim: &Sim) -> std::path::PathBuf {
 }
 
 fn fleetboot(sim: &Sim, config: &std::path::Path, args: &[&str]) -> Run {
-    let out = std::process::Command::new(common::fleetboot_bin())
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
         .arg("--config")
         .arg(config)
         .args(args)
@@ -311,7 +309,7 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     let journal_path = sim.path("run.jsonl");
     let mut args: Vec<&str> = vec!["reboot", "--all", "--journal", journal_path.to_str().unwrap()];
     args.extend(QUICK);
-    let mut child = std::process::Command::new(common::fleetboot_bin())
+    let mut child = std::process::Command::new(crate::common::fleetboot_bin())
         .arg("--config")
         .arg(&config)
         .args(&args)
@@ -386,7 +384,7 @@ fn ctrl_c_during_a_bmc_operation_still_deletes_its_session() {
         assert!(start.elapsed() < std::time::Duration::from_secs(10), "the node never hung");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let child = std::process::Command::new(common::fleetboot_bin())
+    let child = std::process::Command::new(crate::common::fleetboot_bin())
         .arg("--config")
         .arg(sim.config())
         .args(["power", "off", "--graceful", "--yes-power-off", "worker-0"])

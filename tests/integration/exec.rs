@@ -1,8 +1,6 @@
 //! `fleetboot exec` against real sshd hosts.
 
-mod common;
-
-use common::{Fleet, Run};
+use crate::common::{Fleet, Run};
 
 fn exec_args(fleet: &Fleet, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec![

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::cluster::Cluster;
 use super::store::{Filter, PatchType, now_rfc3339};
 use super::types;
-use crate::cluster::{MaxUnavailable, node_is_ready, string_map};
+use crate::util::{MaxUnavailable, node_is_ready, string_map};
 
 pub const CURRENT: &str = "machineconfiguration.openshift.io/currentConfig";
 pub const DESIRED: &str = "machineconfiguration.openshift.io/desiredConfig";

@@ -1,10 +1,8 @@
 //! Authentication and host-key files as OpenSSH users have them.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::{Fleet, Run};
+use crate::common::{Fleet, Run};
 
 fn keygen(path: &std::path::Path, kind: &[&str]) {
     let mut args = vec!["-q", "-N", "", "-f", path.to_str().unwrap()];

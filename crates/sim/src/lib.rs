@@ -1,0 +1,21 @@
+//! The simulated OpenShift cluster (`fleetboot sim`, `fleetboot demo`): a real HTTP server
+//! with Kubernetes API semantics, simulated kubelets and operators, and nodes that serve SSH and
+//! Redfish on loopback and really go away while they reboot.
+//!
+//! This crate depends on no fleetboot crate, on purpose: it is the witness fleetboot is tested
+//! against, and a witness that shared code with what it checks would share its bugs.
+
+pub mod api;
+pub mod bmc;
+pub mod cluster;
+pub mod cno;
+pub mod mco;
+pub mod node;
+pub mod patch;
+pub mod selector;
+pub mod store;
+pub mod table;
+pub mod types;
+pub mod util;
+
+pub use cluster::{Cluster, SimOptions};

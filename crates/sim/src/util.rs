@@ -1,0 +1,89 @@
+//! Small helpers the simulation keeps for itself. They are written here, not borrowed from
+//! fleetboot: the simulation is fleetboot's witness, and a witness that shares code with what
+//! it checks shares its bugs.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// Milliseconds since the Unix epoch: the timestamps of the nodes' own histories.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A JSON object of strings (labels, annotations, matchLabels) as a map; anything else is empty.
+pub fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a Node's `Ready` condition is `True`, as the MCO's node controller reads it
+/// (machine-config-operator `pkg/controller/node/status.go`, `isNodeReady`).
+pub fn node_is_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// A pool's `spec.maxUnavailable`: an int-or-percent, 1 when absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxUnavailable {
+    Count(usize),
+    Percent(usize),
+}
+
+impl MaxUnavailable {
+    /// The MCO's `maxUnavailable` (machine-config-operator `pkg/controller/node/node_controller.go`):
+    /// `intstr.GetScaledValueFromIntOrPercent(maxUnavailable, len(nodes), false)` (a percentage
+    /// rounds down), and 0 becomes 1 so that a pool always makes progress.
+    pub fn of(self, pool_size: usize) -> usize {
+        let scaled = match self {
+            MaxUnavailable::Count(n) => n,
+            MaxUnavailable::Percent(p) => pool_size * p / 100,
+        };
+        scaled.max(1)
+    }
+
+    /// The field as the API holds it: a number, `"N"` or `"N%"`; anything else is 1.
+    pub fn parse(value: Option<&Value>) -> MaxUnavailable {
+        match value {
+            Some(Value::Number(n)) => MaxUnavailable::Count(n.as_u64().map_or(1, |n| n as usize)),
+            Some(Value::String(s)) => match s.strip_suffix('%') {
+                Some(percent) => MaxUnavailable::Percent(percent.trim().parse().unwrap_or(0)),
+                None => MaxUnavailable::Count(s.trim().parse().unwrap_or(1)),
+            },
+            _ => MaxUnavailable::Count(1),
+        }
+    }
+}
+
+/// A simulation holds one listening socket per node: lift the soft open-file limit to the hard
+/// one (1024 by default on many systems).
+pub fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn max_unavailable_rounds_down_and_never_reaches_zero() {
+        assert_eq!(MaxUnavailable::parse(Some(&json!("50%"))).of(5), 2);
+        assert_eq!(MaxUnavailable::parse(Some(&json!("10%"))).of(5), 1);
+        assert_eq!(MaxUnavailable::parse(Some(&json!(3))).of(5), 3);
+        assert_eq!(MaxUnavailable::parse(Some(&json!(0))).of(5), 1);
+        assert_eq!(MaxUnavailable::parse(None).of(5), 1);
+    }
+}
