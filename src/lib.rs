@@ -1,63 +1,61 @@
-//! fleetboot: reboot fleets of bare-metal nodes safely, fast and provably.
+//! fleetboot: reboot fleets of bare-metal nodes safely, fast and provably, and drive OpenShift's
+//! offline SDN → OVN-Kubernetes migration.
 //!
-//! The pieces: an inventory ([`hosts`]), settings ([`config`]), a pure plan ([`plan`]), the
-//! journal and its fold ([`journal`]), a power transport ([`transport`], [`ssh`]), the
-//! executor ([`runner`]) that emits [`events`], and the reporters ([`report`]).
+//! # Layout
+//!
+//! Three crates. `fleetboot-core` (`crates/core`) is pure: domain types, the journal's records and
+//! their fold, the plan, the escalation ladder, events. `fleetboot-sim` (`crates/sim`) is the
+//! simulated cluster the tests and the demo run against; it depends on no fleetboot crate, so it
+//! stays an independent witness. This crate is the application, in layers that point one way:
+//!
+//! ```text
+//!   commands   one module per subcommand: its clap arguments and its `run`
+//!      │
+//!      ├──────────────┐
+//!      ▼              ▼
+//!   engine        report      the runner (emits events, never prints) │ live, plain, JSON
+//!      │              │
+//!      ▼              ▼
+//!   adapters      ssh, known_hosts, redfish, bmc, kube (connect, discover, watch, lease,
+//!      │          drain), config, the journal file, the system clock
+//!      ▼
+//!   fleetboot_core
+//! ```
+//!
+//! A module may use its own layer and the layers below it, never one above: the test
+//! `layers_point_one_way` reads every `use crate::…` and fails on an upward one. `migrate` is the
+//! migration command with its orchestrator, still one module (it sits at the command layer).
 
-pub mod bmc;
-pub mod cli;
-pub mod cluster;
-pub mod config;
-pub mod demo;
-pub mod escalation;
-pub mod events;
-pub mod exec;
-pub mod hosts;
-pub mod journal;
-pub mod known_hosts;
+pub mod adapters;
+pub mod commands;
+pub mod engine;
 pub mod migrate;
-pub mod plan;
-pub mod power;
-pub mod redfish;
 pub mod report;
-pub mod runner;
-pub mod ssh;
-pub mod transport;
 
-/// Process exit codes, documented in README.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitCode {
-    /// Every host rebooted (or every command succeeded).
-    Ok = 0,
-    /// fleetboot itself broke.
-    Internal = 1,
-    /// Bad input or could not start: nothing was touched.
-    BadInput = 2,
-    /// At least one host failed.
-    HostsFailed = 3,
-    /// Interrupted or stopped early with no failure: `--resume` finishes the run.
-    Incomplete = 4,
-}
+pub use fleetboot_core::ExitCode;
+
+#[cfg(test)]
+mod layering;
 
 /// Every error that stops fleetboot before or outside a run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Config(#[from] config::ConfigError),
+    Config(#[from] adapters::config::ConfigError),
     #[error(transparent)]
-    Hosts(#[from] hosts::HostsError),
+    Hosts(#[from] fleetboot_core::hosts::HostsError),
     #[error(transparent)]
-    Journal(#[from] journal::JournalError),
+    Journal(#[from] adapters::journal::JournalError),
     #[error(transparent)]
-    SshSetup(#[from] ssh::SshSetupError),
+    SshSetup(#[from] adapters::ssh::SshSetupError),
     #[error("failed to start the simulated cluster: {0}")]
     Sim(std::io::Error),
     #[error(transparent)]
-    Cluster(#[from] cluster::ClusterError),
+    Cluster(#[from] adapters::kube::ClusterError),
     #[error("{0}")]
     Selection(String),
     #[error(transparent)]
-    Bmc(#[from] bmc::BmcSetupError),
+    Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]
     Migrate(#[from] migrate::MigrateError),
 }
@@ -65,22 +63,9 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Journal(journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
+            Error::Journal(adapters::journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
             Error::Migrate(migrate::MigrateError::Journal(_) | migrate::MigrateError::Api(_)) => ExitCode::Internal,
             _ => ExitCode::BadInput,
-        }
-    }
-}
-
-/// A simulation holds one listening socket per node, and fan-outs hold one connection per
-/// host: lift the soft open-file limit to the hard one (1024 by default on many systems).
-pub fn raise_open_file_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
-    unsafe {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

@@ -1,7 +1,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = fleetboot::cli::Cli::parse();
+    let cli = fleetboot::commands::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(fleetboot::ExitCode::Internal as u8);
         }
     };
-    let code = match runtime.block_on(fleetboot::cli::main(cli)) {
+    let code = match runtime.block_on(fleetboot::commands::main(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("fleetboot: {e}");

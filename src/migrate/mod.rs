@@ -14,9 +14,9 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use crate::cli::ClusterArgs;
-use crate::cluster::api_resource as resource;
-use crate::config::{Layer, Settings};
+use crate::adapters::config::{Layer, Settings};
+use crate::adapters::kube::api_resource as resource;
+use crate::commands::ClusterArgs;
 use crate::{Error, ExitCode};
 use checks::Check;
 use record::{MigrationEntry, MigrationState, MigrationWriter, Step, Variant};
@@ -178,7 +178,7 @@ impl Target {
         let nodes = self.list(&nodes()).await?;
         Ok(checks::ClusterSnapshot {
             nodes: nodes.iter().map(|n| (name_of(n), ready_of(n))).collect(),
-            pools: self.list(&crate::cluster::machine_config_pools()).await?,
+            pools: self.list(&crate::adapters::kube::machine_config_pools()).await?,
             operators: self.list(&cluster_operators()).await?,
             spec_network_type: str_at(&config, "/spec/networkType"),
             status_network_type: str_at(&config, "/status/networkType"),
@@ -309,12 +309,12 @@ fn migration_in_progress(root: &Path) -> Option<PathBuf> {
 }
 
 async fn connect(args: &ClusterArgs, settings: &Settings) -> Result<Target, Error> {
-    let (client, _) = crate::cluster::connect(&crate::cli::cluster_target(args, settings)).await?;
+    let (client, _) = crate::adapters::kube::connect(&crate::commands::cluster_target(args, settings)).await?;
     Ok(Target { client })
 }
 
 pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = crate::cli::load_settings(config, Layer::default())?;
+    let settings = crate::commands::load_settings(config, Layer::default())?;
     let cluster = connect(&args.cluster, &settings).await?;
     let root = migrations_root(&settings);
     let existing = match &args.dir {
@@ -328,7 +328,7 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         }
         (Some(dir), _) => dir.clone(),
         (None, true) => return Err(MigrateError::State(format!("no migration in progress under {} to resume", root.display())).into()),
-        (None, false) => args.dir.clone().unwrap_or_else(|| root.join(crate::cli::new_run_id())),
+        (None, false) => args.dir.clone().unwrap_or_else(|| root.join(crate::commands::new_run_id())),
     };
     let journal_path = dir.join("migration.jsonl");
     let (_, state) = if journal_path.exists() {
@@ -372,12 +372,13 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
     } else {
         state.run_id.clone()
     };
-    let (identity, host) = crate::cluster::this_process_identity(&run_id);
-    let reclaimable = |holder: &str| crate::cluster::holder_is_dead_run(holder, &host, &run_id, crate::cluster::process_alive);
-    let lease = crate::cluster::LeaseLock::acquire(
+    let (identity, host) = crate::adapters::kube::this_process_identity(&run_id);
+    let reclaimable =
+        |holder: &str| crate::adapters::kube::holder_is_dead_run(holder, &host, &run_id, crate::adapters::kube::process_alive);
+    let lease = crate::adapters::kube::LeaseLock::acquire(
         &cluster.client,
         "kube-system",
-        crate::cluster::MIGRATION_LEASE_NAME,
+        crate::adapters::kube::MIGRATION_LEASE_NAME,
         &identity,
         Duration::from_secs(30),
         args.break_lock,
@@ -527,13 +528,13 @@ impl Migration<'_> {
                 })
             }
             Step::PausePools => {
-                let pools = c.list(&crate::cluster::machine_config_pools()).await?;
+                let pools = c.list(&crate::adapters::kube::machine_config_pools()).await?;
                 let paused = |p: &Value| p.pointer("/spec/paused") == Some(&json!(true));
                 let already: Vec<String> = pools.iter().filter(|p| paused(p)).map(name_of).collect();
                 let to_pause: Vec<String> = pools.iter().filter(|p| !paused(p)).map(name_of).collect();
                 log(state, MigrationEntry::PoolsFound { already_paused: already, to_pause })?;
                 for pool in state.to_pause.clone() {
-                    c.merge(&crate::cluster::machine_config_pools(), &pool, json!({"spec": {"paused": true}})).await?;
+                    c.merge(&crate::adapters::kube::machine_config_pools(), &pool, json!({"spec": {"paused": true}})).await?;
                 }
                 let kept = state.already_paused.clone().unwrap_or_default();
                 Ok(format!(
@@ -575,9 +576,9 @@ impl Migration<'_> {
             Step::ResumePools => {
                 // The gate: every node proven rebooted by step 7 and Ready now.
                 let journal = state.reboot_journal.clone().ok_or_else(|| MigrateError::State("step 7 left no reboot journal".into()))?;
-                let (_, reboot) = crate::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
+                let (_, reboot) = crate::adapters::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
                 let unproven: Vec<&String> =
-                    reboot.records.iter().filter(|(_, r)| r.phase != crate::journal::Phase::Confirmed).map(|(n, _)| n).collect();
+                    reboot.records.iter().filter(|(_, r)| r.phase != crate::adapters::journal::Phase::Confirmed).map(|(n, _)| n).collect();
                 let snapshot = c.snapshot().await?;
                 let not_ready: Vec<&String> = snapshot.nodes.iter().filter(|(_, r)| r != "True").map(|(n, _)| n).collect();
                 if !unproven.is_empty() || !not_ready.is_empty() {
@@ -587,7 +588,7 @@ impl Migration<'_> {
                     ));
                 }
                 for pool in &state.to_pause {
-                    c.merge(&crate::cluster::machine_config_pools(), pool, json!({"spec": {"paused": false}})).await?;
+                    c.merge(&crate::adapters::kube::machine_config_pools(), pool, json!({"spec": {"paused": false}})).await?;
                 }
                 Ok(format!("resumed {}", state.to_pause.join(", ")))
             }
@@ -616,7 +617,7 @@ impl Migration<'_> {
 
     fn warn_if_paused_long(&self, state: &mut MigrationState, log: &mut Log<'_>, warned: &mut bool) -> Result<(), MigrateError> {
         let Some(since) = state.paused_at_ms else { return Ok(()) };
-        let paused_for = Duration::from_millis(crate::runner::now_ms().saturating_sub(since));
+        let paused_for = Duration::from_millis(crate::adapters::system::now_ms().saturating_sub(since));
         if !*warned && paused_for > Duration::from(self.args.paused_warning) {
             *warned = true;
             let message = format!(
@@ -697,15 +698,15 @@ impl Migration<'_> {
         }
         let mut warned = false;
         self.warn_if_paused_long(state, log, &mut warned)?;
-        let code = crate::cli::run_reboot_argv(&argv, self.config).await.map_err(|e| MigrateError::State(e.to_string()))?;
-        let (_, reboot) = crate::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
-        let proven = reboot.records.values().filter(|r| r.phase == crate::journal::Phase::Confirmed).count();
+        let code = crate::commands::run_reboot_argv(&argv, self.config).await.map_err(|e| MigrateError::State(e.to_string()))?;
+        let (_, reboot) = crate::adapters::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
+        let proven = reboot.records.values().filter(|r| r.phase == crate::adapters::journal::Phase::Confirmed).count();
         let fallbacks = reboot.records.values().filter(|r| r.attempts.iter().any(|a| a.bmc.is_some())).count();
         if code != ExitCode::Ok {
             let failed: Vec<String> = reboot
                 .records
                 .iter()
-                .filter(|(_, r)| r.phase != crate::journal::Phase::Confirmed)
+                .filter(|(_, r)| r.phase != crate::adapters::journal::Phase::Confirmed)
                 .map(|(n, r)| format!("{n} ({})", r.failure.as_ref().map_or("not finished".to_owned(), |(_, e)| e.clone())))
                 .collect();
             return Err(StepError::Stop(
@@ -720,7 +721,7 @@ impl Migration<'_> {
     }
 
     async fn wait_rollout(&self, state: &MigrationState) -> Result<String, StepError> {
-        let pools_api = crate::cluster::machine_config_pools();
+        let pools_api = crate::adapters::kube::machine_config_pools();
         let mut changes = Changes::watch(self.cluster.cluster_scoped(&pools_api), None, self.args.poll_interval.into());
         let deadline = tokio::time::Instant::now() + Duration::from(self.args.rollout_timeout);
         let started = std::time::Instant::now();
@@ -790,7 +791,7 @@ impl Migration<'_> {
         let error_nodes = checks::nodes_with_error_pods(&inputs.pods);
         if !passed && self.args.reboot_error_nodes && !error_nodes.is_empty() {
             line(Step::Verify, &format!("rebooting the nodes that hold pods in error: {}", error_nodes.join(", ")));
-            let journal = self.dir.join(format!("reboot-error-nodes-{}.jsonl", crate::runner::now_ms()));
+            let journal = self.dir.join(format!("reboot-error-nodes-{}.jsonl", crate::adapters::system::now_ms()));
             let argv: Vec<String> = [
                 "fleetboot",
                 "reboot",
@@ -805,7 +806,7 @@ impl Migration<'_> {
             .iter()
             .map(|s| s.to_string())
             .collect();
-            let code = crate::cli::run_reboot_argv(&argv, self.config).await.map_err(|e| MigrateError::State(e.to_string()))?;
+            let code = crate::commands::run_reboot_argv(&argv, self.config).await.map_err(|e| MigrateError::State(e.to_string()))?;
             if code != ExitCode::Ok {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }
@@ -867,7 +868,7 @@ impl From<MigrateError> for StepError {
 pub fn render_checks(results: &[Check]) -> String {
     let rows: Vec<Vec<String>> =
         results.iter().map(|c| vec![if c.passed { "PASS".into() } else { "FAIL".into() }, c.name.clone(), c.detail.clone()]).collect();
-    crate::report::table(&["RESULT", "CHECK", "DETAIL"], &rows)
+    fleetboot_core::table::table(&["RESULT", "CHECK", "DETAIL"], &rows)
 }
 
 async fn plan(
@@ -881,7 +882,7 @@ async fn plan(
     let target = if state.target.is_empty() { args.to.clone() } else { state.target.clone() };
     let snapshot = cluster.snapshot().await?;
     let problems = if state.run_id.is_empty() { checks::preflight(&snapshot, &target, args.etcd_backup_confirmed) } else { vec![] };
-    let pools = cluster.list(&crate::cluster::machine_config_pools()).await?;
+    let pools = cluster.list(&crate::adapters::kube::machine_config_pools()).await?;
     let (paused, unpaused): (Vec<&Value>, Vec<&Value>) = pools.iter().partition(|p| p.pointer("/spec/paused") == Some(&json!(true)));
     let names = |list: &[&Value]| list.iter().map(|p| name_of(p)).collect::<Vec<_>>().join(", ");
     println!("migration plan: {} → {target} ({variant:?} variant, cluster {version}); nothing is changed\n", source_type(&target));
@@ -924,12 +925,12 @@ async fn plan(
             vec![step.number().to_owned(), status(step).to_owned(), step.title().to_owned(), what]
         })
         .collect();
-    print!("{}", crate::report::table(&["STEP", "STATE", "WHAT", "CHANGE"], &rows));
+    print!("{}", fleetboot_core::table::table(&["STEP", "STATE", "WHAT", "CHANGE"], &rows));
     Ok(ExitCode::Ok)
 }
 
 pub async fn verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = crate::cli::load_settings(config, Layer::default())?;
+    let settings = crate::commands::load_settings(config, Layer::default())?;
     let cluster = connect(&args.cluster, &settings).await?;
     let inputs = cluster.verify_inputs().await?;
     let results = checks::verify(&inputs, &args.to);

@@ -269,7 +269,7 @@ impl MigrationWriter {
 
     pub fn append(&mut self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
         use std::io::Write;
-        let record = MigrationRecord { v: MIGRATION_JOURNAL_VERSION, at_ms: crate::runner::now_ms(), entry };
+        let record = MigrationRecord { v: MIGRATION_JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry };
         let mut line = serde_json::to_string(&record).expect("records serialize");
         line.push('\n');
         let error = |e: std::io::Error| MigrationJournalError::Write { path: self.path.clone(), reason: e.to_string() };

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::checks::Check;
 use super::record::{MigrationState, Step};
-use crate::journal::{HostRecord, RunState};
+use crate::adapters::journal::{HostRecord, RunState};
 
 #[derive(Serialize)]
 struct StepLine {
@@ -113,9 +113,9 @@ fn markdown(report: &Report) -> String {
             let t = |v: Option<u64>| v.map_or("-".to_owned(), time);
             let ids = format!(
                 "{} → {} ({})",
-                n.old_boot_id.as_deref().map_or("-", crate::report::short_id),
-                n.new_boot_id.as_deref().map_or("-", crate::report::short_id),
-                n.api_boot_id.as_deref().map_or("-", crate::report::short_id)
+                n.old_boot_id.as_deref().map_or("-", fleetboot_core::table::short_id),
+                n.new_boot_id.as_deref().map_or("-", fleetboot_core::table::short_id),
+                n.api_boot_id.as_deref().map_or("-", fleetboot_core::table::short_id)
             );
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {ids} | {} |\n",
@@ -192,10 +192,10 @@ fn svg(report: &Report, paused: Option<(u64, u64)>) -> String {
 
 /// Writes report.md, report.json and timeline.svg into the migration's directory.
 pub fn write(dir: &Path, state: &MigrationState) -> Result<Vec<PathBuf>, String> {
-    let reboot = state.reboot_journal.as_ref().and_then(|p| crate::journal::load(p).ok()).map(|(_, s)| s);
+    let reboot = state.reboot_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok()).map(|(_, s)| s);
     let report = build(state, reboot.as_ref());
     let paused = state.timings.iter().find(|t| t.0 == Step::PausePools).and_then(|t| t.2).map(|start| {
-        let end = state.timings.iter().find(|t| t.0 == Step::ResumePools).and_then(|t| t.2).unwrap_or_else(crate::runner::now_ms);
+        let end = state.timings.iter().find(|t| t.0 == Step::ResumePools).and_then(|t| t.2).unwrap_or_else(crate::adapters::system::now_ms);
         (start, end)
     });
     let files = [

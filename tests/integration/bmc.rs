@@ -4,7 +4,7 @@
 
 use crate::common::Run;
 use crate::common::sim::Sim;
-use fleetboot::journal::{self, Delivery, Entry};
+use fleetboot::adapters::journal::{self, Delivery, Entry};
 use serde_json::Value;
 
 /// The simulation's config with quick BMC timings.

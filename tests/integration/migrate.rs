@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::Run;
 use crate::common::sim::Sim;
-use fleetboot::journal::{self, Entry};
+use fleetboot::adapters::journal::{self, Entry};
 
 fn run(sim: &Sim, args: &[&str]) -> Run {
     Run::from(sim.fleetboot(args).output().unwrap())

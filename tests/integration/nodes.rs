@@ -77,7 +77,7 @@ fn reboot_from_the_cluster_by_role_with_exclusions() {
 
 #[test]
 fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
-    use fleetboot::journal::{self, Entry};
+    use fleetboot::adapters::journal::{self, Entry};
     use std::process::Stdio;
     use std::time::Duration;
     let sim = Sim::start(1, 3);
@@ -100,7 +100,7 @@ fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
         .unwrap();
     // Once reboots are under way, the API goes away for 3 s: the nodes come back Ready meanwhile.
     wait_for_dispatches(&sim.path("run.jsonl"), 1, Duration::from_secs(20));
-    let outage_start = fleetboot::runner::now_ms();
+    let outage_start = fleetboot::adapters::system::now_ms();
     sim.control("POST", "outage", r#"{"seconds": 3}"#);
     let run = Run::from(child.wait_with_output().unwrap());
     assert_eq!(run.code, 0, "{}", run.debug());
@@ -235,9 +235,9 @@ fn a_stale_lease_is_taken_over() {
     let (code, _, err) = out(&sim, &["reboot", "--all", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("took the fleetboot lease over from gone@elsewhere pid 1"), "{err}");
-    let (records, _) = fleetboot::journal::load(&journal).unwrap();
+    let (records, _) = fleetboot::adapters::journal::load(&journal).unwrap();
     assert!(
-        matches!(&records[1].entry, fleetboot::journal::Entry::LeaseTakenOver { previous_holder, holder }
+        matches!(&records[1].entry, fleetboot::adapters::journal::Entry::LeaseTakenOver { previous_holder, holder }
             if previous_holder == "gone@elsewhere pid 1" && holder.contains(" run ")),
         "the takeover is journaled right after run_started: {:?}",
         records[1]
@@ -248,7 +248,7 @@ fn a_stale_lease_is_taken_over() {
 
 #[test]
 fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
-    use fleetboot::journal::{self, Entry};
+    use fleetboot::adapters::journal::{self, Entry};
     let sim = Sim::start(0, 2);
     blocked_by_a_pdb(&sim);
 
@@ -364,7 +364,7 @@ fn schedulable(sim: &Sim, node: &str) -> bool {
 
 #[test]
 fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_node_once() {
-    use fleetboot::journal::{self, Entry};
+    use fleetboot::adapters::journal::{self, Entry};
     use std::process::Stdio;
     use std::time::Duration;
     let sim = Sim::start(0, 4);
@@ -419,13 +419,13 @@ fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_n
 
 #[test]
 fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it() {
-    use fleetboot::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
+    use fleetboot::adapters::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
     let sim = Sim::start(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
     sim.kubectl_ok(&["cordon", "worker-0"]);
     // The journal of a run killed between "confirmed" and "uncordoned".
-    let host = fleetboot::hosts::Host { name: "worker-0".into(), address, port: None };
+    let host = fleetboot_core::hosts::Host { name: "worker-0".into(), address, port: None };
     let path = sim.path("interrupted.jsonl");
     let mut writer = JournalWriter::create(&path).unwrap();
     let h = || "worker-0".to_owned();
@@ -436,7 +436,7 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
             hosts: vec![host],
             api_proof: true,
             grouping: None,
-            drain: Some(fleetboot::cluster::DrainPolicy { timeout_ms: 1000, on_failure: fleetboot::cluster::DrainFailure::Fail }),
+            drain: Some(fleetboot_core::nodes::DrainPolicy { timeout_ms: 1000, on_failure: fleetboot_core::nodes::DrainFailure::Fail }),
         },
         Entry::BootIdRead { host: h(), boot_id: "old".into() },
         Entry::Cordoning { host: h() },
@@ -453,7 +453,7 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(schedulable(&sim, "worker-0"));
     assert_eq!(reboot_requests(&sim)["worker-0"], 0, "a confirmed node is not rebooted again");
-    let (_, state) = fleetboot::journal::load(&path).unwrap();
+    let (_, state) = fleetboot::adapters::journal::load(&path).unwrap();
     assert!(!state.records["worker-0"].cordoned);
 }
 
@@ -543,15 +543,15 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
 
 #[test]
 fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost() {
-    use fleetboot::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
+    use fleetboot::adapters::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
     let sim = Sim::start(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
     // A run killed right after journaling `dispatching`, before the command went out.
-    let host = fleetboot::hosts::Host { name: "worker-0".into(), address, port: None };
+    let host = fleetboot_core::hosts::Host { name: "worker-0".into(), address, port: None };
     let path = sim.path("lost.jsonl");
     let mut writer = JournalWriter::create(&path).unwrap();
-    let then = fleetboot::runner::now_ms() - 3_000;
+    let then = fleetboot::adapters::system::now_ms() - 3_000;
     for entry in [
         Entry::RunStarted {
             run_id: "r-lost".into(),
@@ -581,7 +581,7 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(run.stdout.contains("never arrived"), "{}", run.debug());
     assert_eq!(reboot_requests(&sim)["worker-0"], 1, "one reboot reached the node");
-    let (records, state) = fleetboot::journal::load(&path).unwrap();
+    let (records, state) = fleetboot::adapters::journal::load(&path).unwrap();
     assert_eq!(records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count(), 2);
-    assert_eq!(state.records["worker-0"].phase, fleetboot::journal::Phase::Confirmed);
+    assert_eq!(state.records["worker-0"].phase, fleetboot::adapters::journal::Phase::Confirmed);
 }

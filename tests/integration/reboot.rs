@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Fleet, Run, max_overlap};
-use fleetboot::journal::{self, Entry};
+use fleetboot::adapters::journal::{self, Entry};
 
 fn journal_entries(run: &Run) -> Vec<journal::Record> {
     journal::load(&run.journal()).expect("journal loads").0
@@ -268,7 +268,7 @@ fn interrupt_starts_nothing_new_and_resume_finishes() {
     let child = fleet.fleetboot(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let journal_path = wait_for_journal(&fleet.path("state"), 2, Duration::from_secs(30));
     signal(child.id(), "-INT");
-    let interrupted_at = fleetboot::runner::now_ms();
+    let interrupted_at = fleetboot::adapters::system::now_ms();
     let run = Run::from(child.wait_with_output().unwrap());
     assert_eq!(run.code, 4, "{}", run.debug());
     let outcomes = run.outcomes();

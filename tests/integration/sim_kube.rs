@@ -177,7 +177,7 @@ async fn the_simulated_mco_rolls_an_unpaused_pool_one_node_at_a_time() {
     use kube::api::DynamicObject;
     let cluster = Cluster::start(SimOptions { masters: 1, workers: 3, ..fast() }).await.unwrap();
     let client = client(&cluster).await;
-    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::cluster::machine_config_pools());
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::adapters::kube::machine_config_pools());
     let nodes: Api<Node> = Api::all(client.clone());
     let boot_before: Vec<String> =
         nodes.list(&ListParams::default().labels("node-role.kubernetes.io/worker")).await.unwrap().items.iter().map(boot_id).collect();
@@ -252,7 +252,7 @@ async fn the_simulated_network_operator_migrates_only_when_enabled_and_after_eve
     let config: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("config.openshift.io", "Network", "networks"));
     let operator: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("operator.openshift.io", "Network", "networks"));
     let operators: Api<DynamicObject> = Api::all_with(client.clone(), &gvk("config.openshift.io", "ClusterOperator", "clusteroperators"));
-    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::cluster::machine_config_pools());
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &fleetboot::adapters::kube::machine_config_pools());
     let mcs: Api<DynamicObject> =
         Api::all_with(client.clone(), &gvk("machineconfiguration.openshift.io", "MachineConfig", "machineconfigs"));
     let multus: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "openshift-multus");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::Run;
 use crate::common::sushy::{Sushy, USER};
-use fleetboot::redfish::{Bmc, BmcTarget, BmcTls, RedfishError, RedfishSettings, RestartKind, Secret};
+use fleetboot::adapters::redfish::{Bmc, BmcTarget, BmcTls, RedfishError, RedfishSettings, RestartKind, Secret};
 
 fn power(sushy: &Sushy, args: &[&str], tls: &[&str]) -> Run {
     let out = std::process::Command::new(crate::common::fleetboot_bin())

@@ -10,11 +10,11 @@ use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
 use tokio::net::TcpStream;
 
-use crate::config::{HostKeyPolicy, RebootSettings, SshSettings};
-use crate::hosts::Host;
-use crate::journal::Delivery;
-use crate::known_hosts::{self, KnownHosts, Verdict};
-use crate::transport::{PowerTransport, TransportError, parse_boot_id};
+use crate::adapters::config::{HostKeyPolicy, RebootSettings, SshSettings};
+use crate::adapters::journal::Delivery;
+use crate::adapters::known_hosts::{self, KnownHosts, Verdict};
+use fleetboot_core::hosts::Host;
+use fleetboot_core::transport::{PowerTransport, TransportError, parse_boot_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshSetupError {

@@ -53,7 +53,7 @@ pub fn parse_boot_id(output: &[u8]) -> Result<String, TransportError> {
     let text = String::from_utf8_lossy(output);
     let id = text.trim();
     if id.is_empty() || id.contains(char::is_whitespace) || id.len() > 128 {
-        return Err(TransportError::Other(format!("the boot ID command printed {:?}, not a boot ID", crate::report::shorten(&text, 80))));
+        return Err(TransportError::Other(format!("the boot ID command printed {:?}, not a boot ID", crate::table::shorten(&text, 80))));
     }
     Ok(id.to_owned())
 }

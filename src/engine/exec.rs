@@ -6,8 +6,8 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::hosts::Host;
-use crate::ssh::SshClient;
+use crate::adapters::ssh::SshClient;
+use fleetboot_core::hosts::Host;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct HostResult {

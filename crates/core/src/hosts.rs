@@ -1,7 +1,7 @@
 //! The inventory of the standalone mode: hosts from a host file, `--host` flags or the config.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,11 +37,6 @@ pub enum HostsError {
     DuplicateName { name: String, first: String, second: String },
     #[error("no hosts given: use --hosts-file, --host or [[hosts]] in the config")]
     Empty,
-}
-
-pub fn read_host_file(path: &Path) -> Result<Vec<(Host, String)>, HostsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| HostsError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
-    parse_host_file(&text, &path.display().to_string())
 }
 
 /// Parses `[name] address[:port]` lines; returns each host with where it came from

@@ -8,14 +8,17 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
-use crate::config::{self, HostKeyPolicy, Layer, OutputFormat, Settings};
-use crate::hosts::{self, Host};
-use crate::journal::{self, JournalWriter};
-use crate::plan::{self, plan_reboot};
-use crate::report::{self, Reporter, Style};
-use crate::runner::{self, Abort, RetryPolicy, RunInputs};
-use crate::ssh::{SshClient, SshTransport};
+use crate::adapters::config::{self, HostKeyPolicy, Layer, OutputFormat, Settings};
+use crate::adapters::journal::{self, JournalWriter};
+use crate::adapters::ssh::{SshClient, SshTransport};
+use crate::engine::runner::{self, Abort, RetryPolicy, RunInputs};
+use crate::report::{Reporter, Style};
 use crate::{Error, ExitCode};
+use fleetboot_core::hosts::{self, Host};
+use fleetboot_core::plan::{self, plan_reboot};
+
+pub mod demo;
+pub mod power;
 
 #[derive(Parser, Debug)]
 #[command(name = "fleetboot", version, about = "Reboot fleets of bare-metal nodes safely, fast and provably")]
@@ -42,7 +45,7 @@ pub enum Command {
     /// Start a simulated cluster in-process and reboot every node of it, live.
     Demo(DemoArgs),
     /// Power operations through the nodes' BMCs (Redfish): status, restart, on, off.
-    Power(crate::power::PowerArgs),
+    Power(crate::commands::power::PowerArgs),
     /// The OpenShift SDN → OVN-Kubernetes migration, steps 0-11, resumable.
     Migrate(crate::migrate::MigrateArgs),
     /// The migration's checks (steps 9-10) at any time; the exit code is the verdict.
@@ -424,7 +427,7 @@ pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Setti
 fn inventory(args: &HostArgs, settings: &Settings) -> Result<Vec<Host>, Error> {
     let mut sources = Vec::new();
     for path in &args.hosts_files {
-        sources.extend(hosts::read_host_file(path)?);
+        sources.extend(crate::adapters::hostfile::read_host_file(path)?);
     }
     for (i, endpoint) in args.hosts.iter().enumerate() {
         let (address, port) = hosts::parse_endpoint(endpoint).map_err(|problem| hosts::HostsError::BadLine {
@@ -510,8 +513,8 @@ fn install_interrupts(trigger: watch::Sender<Abort>) {
     });
 }
 
-pub(crate) fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::cluster::ClusterTarget {
-    crate::cluster::ClusterTarget {
+pub(crate) fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::adapters::kube::ClusterTarget {
+    crate::adapters::kube::ClusterTarget {
         kubeconfig: args.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
         context: args.context.clone().or_else(|| settings.cluster.context.clone()),
     }
@@ -519,33 +522,34 @@ pub(crate) fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::
 
 pub async fn nodes(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = load_settings(config, Layer::default())?;
-    let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
-    let mut nodes = crate::cluster::discover(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
-    for problem in crate::cluster::address_problems(&nodes) {
+    let (client, server) = crate::adapters::kube::connect(&cluster_target(&args.cluster, &settings)).await?;
+    let mut nodes =
+        crate::adapters::kube::discover(&client, &server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+    for problem in fleetboot_core::nodes::address_problems(&nodes) {
         eprintln!("warning: {problem}");
     }
     if matches!(args.output.as_str(), "wide" | "json") {
         attach_bmcs(&mut nodes, &settings, &client, args.output == "wide").await;
     }
     match args.output.as_str() {
-        "ips" => print!("{}", crate::cluster::render_ips(&nodes)),
+        "ips" => print!("{}", crate::report::nodes::render_ips(&nodes)),
         "json" => println!("{}", serde_json::to_string_pretty(&nodes).expect("serializes")),
-        "wide" => print!("{}", crate::cluster::render_table(&nodes, true)),
-        _ => print!("{}", crate::cluster::render_table(&nodes, false)),
+        "wide" => print!("{}", crate::report::nodes::render_table(&nodes, true)),
+        _ => print!("{}", crate::report::nodes::render_table(&nodes, false)),
     }
     Ok(ExitCode::Ok)
 }
 
 /// Each node's BMC (config `[[bmc]]` or BareMetalHost) and, with `probe`, whether it answers.
 /// A listing never fails over BMCs: problems become warnings.
-async fn attach_bmcs(nodes: &mut [crate::cluster::NodeInfo], settings: &Settings, client: &kube::Client, probe: bool) {
+async fn attach_bmcs(nodes: &mut [fleetboot_core::nodes::NodeInfo], settings: &Settings, client: &kube::Client, probe: bool) {
     let hosts: Vec<Host> = nodes
         .iter()
         .map(|n| Host { name: n.name.clone(), address: n.addresses.first().cloned().unwrap_or_default(), port: None })
         .collect();
     let entries: Vec<config::BmcEntry> =
         settings.bmcs.iter().filter(|e| hosts.iter().any(|h| h.name == e.node || h.address == e.node)).cloned().collect();
-    let inventory = match crate::bmc::BmcInventory::build(&settings.redfish, &entries, &hosts, Some((client, nodes))).await {
+    let inventory = match crate::adapters::bmc::BmcInventory::build(&settings.redfish, &entries, &hosts, Some((client, nodes))).await {
         Ok(inventory) => inventory,
         Err(e) => {
             eprintln!("warning: {e}");
@@ -555,7 +559,7 @@ async fn attach_bmcs(nodes: &mut [crate::cluster::NodeInfo], settings: &Settings
     for problem in &inventory.problems {
         eprintln!("warning: {problem}");
     }
-    let power = crate::bmc::RedfishPower::new(inventory, &settings.redfish);
+    let power = crate::adapters::bmc::RedfishPower::new(inventory, &settings.redfish);
     for node in nodes.iter_mut() {
         node.bmc = power.url_of(&node.name).map(str::to_owned);
     }
@@ -588,9 +592,10 @@ async fn cluster_inventory(
     args: &RebootArgs,
     client: &kube::Client,
     server: &str,
-) -> Result<(Vec<Host>, crate::plan::Grouping, Vec<crate::cluster::NodeInfo>), Error> {
+) -> Result<(Vec<Host>, fleetboot_core::plan::Grouping, Vec<fleetboot_core::nodes::NodeInfo>), Error> {
     let (found, pools) =
-        crate::cluster::discover_with_pools(client, server, args.select.label_selector().as_deref(), &args.select.address_type).await?;
+        crate::adapters::kube::discover_with_pools(client, server, args.select.label_selector().as_deref(), &args.select.address_type)
+            .await?;
     let unknown: Vec<&String> = args.nodes.iter().chain(&args.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).collect();
     if !unknown.is_empty() {
         return Err(Error::Selection(format!(
@@ -598,19 +603,19 @@ async fn cluster_inventory(
             unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
-    let chosen: Vec<crate::cluster::NodeInfo> = found
+    let chosen: Vec<fleetboot_core::nodes::NodeInfo> = found
         .into_iter()
         .filter(|n| args.nodes.is_empty() || args.nodes.contains(&n.name))
         .filter(|n| !args.exclude.contains(&n.name))
         .collect();
-    let problems = crate::cluster::address_problems(&chosen);
+    let problems = fleetboot_core::nodes::address_problems(&chosen);
     if !problems.is_empty() {
         return Err(Error::Selection(format!("{}; use --address-type or --exclude", problems.join("; "))));
     }
     let grouping = if args.all_at_once {
-        crate::plan::Grouping::default()
+        fleetboot_core::plan::Grouping::default()
     } else {
-        crate::cluster::grouping(&chosen, &pools, &args.group_by, args.group_concurrency)
+        fleetboot_core::nodes::grouping(&chosen, &pools, &args.group_by, args.group_concurrency)
     };
     let hosts: Vec<(Host, String)> = chosen
         .iter()
@@ -632,13 +637,13 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         }
         None => {
             let (hosts, grouping) = if from_cluster {
-                let (client, server) = crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?;
+                let (client, server) = crate::adapters::kube::connect(&cluster_target(&args.cluster, &settings)).await?;
                 let (hosts, grouping, nodes) = cluster_inventory(&args, &client, &server).await?;
                 kube_client = Some(client);
                 discovered = Some(nodes);
                 (hosts, grouping)
             } else {
-                (inventory(&args.hosts, &settings)?, crate::plan::Grouping::default())
+                (inventory(&args.hosts, &settings)?, fleetboot_core::plan::Grouping::default())
             };
             let id = run_id();
             let path = args.journal.clone().unwrap_or_else(|| settings.state_dir.join(format!("reboot-{id}.jsonl")));
@@ -666,21 +671,21 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let kube = match (cluster_run, kube_client) {
         (false, _) => None,
         (true, Some(client)) => Some(client),
-        (true, None) => Some(crate::cluster::connect(&cluster_target(&args.cluster, &settings)).await?.0),
+        (true, None) => Some(crate::adapters::kube::connect(&cluster_target(&args.cluster, &settings)).await?.0),
     };
     // BMC credentials are read now too: a bad one stops the run before any node is touched.
     let bmc = bmc_power(&settings, &plan.hosts, kube.as_ref(), discovered).await?;
     // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
     let (api, lease, drain, lease_takeover) = if let Some(kube) = kube {
-        let (identity, host) = crate::cluster::this_process_identity(&plan.run_id);
+        let (identity, host) = crate::adapters::kube::this_process_identity(&plan.run_id);
         // A resume may reclaim the lease its own killed process left behind on this machine.
         let reclaimable = |holder: &str| {
-            prior.is_some() && crate::cluster::holder_is_dead_run(holder, &host, &plan.run_id, crate::cluster::process_alive)
+            prior.is_some() && crate::adapters::kube::holder_is_dead_run(holder, &host, &plan.run_id, crate::adapters::kube::process_alive)
         };
-        let lease = crate::cluster::LeaseLock::acquire(
+        let lease = crate::adapters::kube::LeaseLock::acquire(
             &kube,
             &args.lease_namespace,
-            crate::cluster::LEASE_NAME,
+            crate::adapters::kube::LEASE_NAME,
             &identity,
             Duration::from_secs(30),
             args.break_lock,
@@ -694,17 +699,17 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
         // A resumed run drains as it started, whatever this command line says.
         let policy = match &prior {
             Some(state) => state.drain,
-            None => args.drain.then(|| crate::cluster::DrainPolicy {
+            None => args.drain.then(|| fleetboot_core::nodes::DrainPolicy {
                 timeout_ms: Duration::from(args.drain_timeout).as_millis() as u64,
                 on_failure: match args.drain_failure.as_str() {
-                    "skip" => crate::cluster::DrainFailure::Skip,
-                    "force" => crate::cluster::DrainFailure::Force,
-                    _ => crate::cluster::DrainFailure::Fail,
+                    "skip" => fleetboot_core::nodes::DrainFailure::Skip,
+                    "force" => fleetboot_core::nodes::DrainFailure::Force,
+                    _ => fleetboot_core::nodes::DrainFailure::Fail,
                 },
             }),
         };
-        let drain = policy.map(|policy| Arc::new(crate::cluster::Drainer::new(kube.clone(), policy)));
-        (Some(Arc::new(crate::cluster::NodeWatch::start(&kube))), Some(lease), drain, takeover)
+        let drain = policy.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(kube.clone(), policy)));
+        (Some(Arc::new(crate::adapters::kube::NodeWatch::start(&kube))), Some(lease), drain, takeover)
     } else {
         (None, None, None, None)
     };
@@ -741,7 +746,7 @@ pub async fn reboot(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode,
     let mut reporter = Reporter::new(style_for(settings.output), std::io::stdout().lock());
     let summary = runner::run(inputs, (trigger, abort), |event| reporter.report(event)).await;
     // BMC operations a hard abort cut short still log out of their BMCs.
-    crate::redfish::finish_cleanups(Duration::from_secs(5)).await;
+    crate::adapters::redfish::finish_cleanups(Duration::from_secs(5)).await;
     if let Some(lease) = lease {
         lease.release().await;
     }
@@ -756,17 +761,18 @@ async fn bmc_power(
     settings: &Settings,
     hosts: &[Host],
     kube: Option<&kube::Client>,
-    discovered: Option<Vec<crate::cluster::NodeInfo>>,
-) -> Result<Option<Arc<crate::bmc::RedfishPower>>, Error> {
+    discovered: Option<Vec<fleetboot_core::nodes::NodeInfo>>,
+) -> Result<Option<Arc<crate::adapters::bmc::RedfishPower>>, Error> {
     if settings.reboot.transport == config::TransportChoice::Ssh || (settings.bmcs.is_empty() && kube.is_none()) {
         return Ok(None);
     }
     let nodes = match (kube, discovered) {
         (Some(_), Some(nodes)) => nodes,
-        (Some(client), None) => crate::cluster::discover(client, "the cluster", None, "InternalIP").await?,
+        (Some(client), None) => crate::adapters::kube::discover(client, "the cluster", None, "InternalIP").await?,
         (None, _) => Vec::new(),
     };
-    let inventory = crate::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
+    let inventory =
+        crate::adapters::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
     for problem in &inventory.problems {
         eprintln!("warning: {problem}");
     }
@@ -779,7 +785,7 @@ async fn bmc_power(
             return Err(Error::Selection(format!("--transport redfish, but no BMC is known for: {}", missing.join(", "))));
         }
     }
-    Ok(Some(Arc::new(crate::bmc::RedfishPower::new(inventory, &settings.redfish))))
+    Ok(Some(Arc::new(crate::adapters::bmc::RedfishPower::new(inventory, &settings.redfish))))
 }
 
 pub fn render_plan(plan: &plan::Plan, settings: &Settings) -> String {
@@ -822,7 +828,7 @@ pub fn render_plan(plan: &plan::Plan, settings: &Settings) -> String {
             ]
         })
         .collect();
-    text.push_str(&report::table(&["#", "HOST", "ADDRESS", "GROUP", "ACTION"], &rows));
+    text.push_str(&fleetboot_core::table::table(&["#", "HOST", "ADDRESS", "GROUP", "ACTION"], &rows));
     if let Some(rate) = r.rate {
         let n = plan.count(journal::ResumeAction::Reboot) as u32;
         let floor = rate.spacing() * n.saturating_sub(1);
@@ -837,7 +843,7 @@ pub async fn exec(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Err
     warn_if_insecure(&settings);
     let client = Arc::new(make_ssh_client(&settings)?);
     let command = shell_join(&args.command);
-    let results = crate::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await;
+    let results = crate::engine::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await;
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     if settings.output == OutputFormat::Json {
@@ -845,7 +851,7 @@ pub async fn exec(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Err
             let _ = writeln!(out, "{}", serde_json::to_string(r).expect("serializes"));
         }
     } else {
-        let _ = out.write_all(crate::exec::render_folded(&results).as_bytes());
+        let _ = out.write_all(crate::engine::exec::render_folded(&results).as_bytes());
     }
     Ok(if results.iter().all(|r| r.ok()) { ExitCode::Ok } else { ExitCode::HostsFailed })
 }
@@ -870,15 +876,15 @@ fn shell_join(words: &[String]) -> String {
 }
 
 pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
-    crate::raise_open_file_limit();
+    crate::adapters::system::raise_open_file_limit();
     let config = cli.config.as_deref();
     match cli.command {
         Command::Reboot(args) => reboot(*args, config).await,
         Command::Exec(args) => exec(args, config).await,
         Command::Nodes(args) => nodes(args, config).await,
-        Command::Sim(args) => crate::demo::sim(args).await,
-        Command::Demo(args) => crate::demo::demo(args).await,
-        Command::Power(args) => crate::power::power(args, config).await,
+        Command::Sim(args) => crate::commands::demo::sim(args).await,
+        Command::Demo(args) => crate::commands::demo::demo(args).await,
+        Command::Power(args) => crate::commands::power::power(args, config).await,
         Command::Migrate(args) => crate::migrate::migrate(args, config).await,
         Command::Verify(args) => crate::migrate::verify(args, config).await,
     }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::bmc::{BmcInventory, RedfishPower};
-use crate::config::{Layer, Settings};
-use crate::hosts::Host;
-use crate::redfish::{BmcTarget, BmcTls, RestartKind};
+use crate::adapters::bmc::{BmcInventory, RedfishPower};
+use crate::adapters::config::{Layer, Settings};
+use crate::adapters::redfish::{BmcTarget, BmcTls, RestartKind};
 use crate::{Error, ExitCode};
+use fleetboot_core::hosts::Host;
 
 #[derive(Args, Debug)]
 pub struct PowerArgs {
@@ -56,7 +56,7 @@ pub struct PowerTargets {
     #[arg(value_name = "NODE")]
     pub nodes: Vec<String>,
     #[command(flatten)]
-    pub cluster: crate::cli::ClusterArgs,
+    pub cluster: crate::commands::ClusterArgs,
     /// A BMC in no inventory: https://host[:port][/redfish/v1/Systems/ID].
     #[arg(long, value_name = "URL", requires_all = ["bmc_user", "bmc_password_file"])]
     pub bmc: Option<String>,
@@ -99,8 +99,8 @@ struct PowerResult {
 async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<(RedfishPower, Vec<String>), Error> {
     if let Some(url) = &targets.bmc {
         let password_file = targets.bmc_password_file.as_ref().expect("clap requires it");
-        let password = crate::bmc::read_password_file(password_file)
-            .map_err(|reason| crate::bmc::BmcSetupError::Credentials { node: url.clone(), reason })?;
+        let password = crate::adapters::bmc::read_password_file(password_file)
+            .map_err(|reason| crate::adapters::bmc::BmcSetupError::Credentials { node: url.clone(), reason })?;
         let tls = if targets.bmc_insecure { BmcTls::Insecure } else { BmcTls::Verify { ca_file: targets.bmc_ca.clone() } };
         let target =
             BmcTarget { node: url.clone(), url: url.clone(), username: targets.bmc_user.clone().unwrap_or_default(), password, tls };
@@ -116,8 +116,8 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
         targets.cluster.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
     let mut cluster_nodes = Vec::new();
     let client = if kubeconfig_known {
-        let (client, server) = crate::cluster::connect(&crate::cli::cluster_target(&targets.cluster, settings)).await?;
-        cluster_nodes = crate::cluster::discover(&client, &server, None, "InternalIP").await?;
+        let (client, server) = crate::adapters::kube::connect(&crate::commands::cluster_target(&targets.cluster, settings)).await?;
+        cluster_nodes = crate::adapters::kube::discover(&client, &server, None, "InternalIP").await?;
         for node in &cluster_nodes {
             if !hosts.iter().any(|h| h.name == node.name) {
                 hosts.push(Host { name: node.name.clone(), address: node.addresses.first().cloned().unwrap_or_default(), port: None });
@@ -152,7 +152,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
 }
 
 pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = crate::cli::load_settings(config, Layer::default())?;
+    let settings = crate::commands::load_settings(config, Layer::default())?;
     let targets = args.action.targets();
     match &args.action {
         PowerAction::On { yes_power_on: false, .. } => return Err(Error::Selection("power on needs --yes-power-on".into())),
@@ -214,7 +214,7 @@ pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, E
         // Dropping the operations ends them; their BMC sessions are deleted before exiting.
         drop(work);
         eprintln!("interrupted: closing the BMC sessions");
-        crate::redfish::finish_cleanups(Duration::from_secs(5)).await;
+        crate::adapters::redfish::finish_cleanups(Duration::from_secs(5)).await;
         return Ok(ExitCode::Incomplete);
     };
     if targets.output == "json" {
@@ -232,7 +232,7 @@ pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, E
                 ]
             })
             .collect();
-        print!("{}", crate::report::table(&["NODE", "BMC", "POWER", "SENT", "DETAIL"], &rows));
+        print!("{}", fleetboot_core::table::table(&["NODE", "BMC", "POWER", "SENT", "DETAIL"], &rows));
     }
     Ok(if results.iter().any(|r| r.error.is_some()) { ExitCode::HostsFailed } else { ExitCode::Ok })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{self, DemoArgs, SimArgs};
+use crate::commands::{DemoArgs, SimArgs};
 use crate::{Error, ExitCode};
 use fleetboot_sim::node::Timings;
 use fleetboot_sim::store::Filter;
@@ -88,7 +88,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
                 .map(|s| s.to_string())
                 .collect();
         show(&argv);
-        cli::run_reboot_argv(&argv, Some(&config)).await?
+        crate::commands::run_reboot_argv(&argv, Some(&config)).await?
     } else {
         // The cluster an admin would migrate: workers roll three at a time, and one worker's
         // SSH is down, so its reboot goes through its BMC.
@@ -119,7 +119,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
             ];
             argv.extend(extra.iter().map(|s| s.to_string()));
             show(&argv);
-            code = cli::run_migrate_argv(&argv, Some(&config)).await?;
+            code = crate::commands::run_migrate_argv(&argv, Some(&config)).await?;
             if code != ExitCode::Ok {
                 break;
             }
@@ -130,7 +130,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
     // The proof a person would check with kubectl: every node Ready with a new boot ID.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut after = nodes_from_api(&cluster);
-    while !after.iter().all(crate::cluster::node_is_ready) && tokio::time::Instant::now() < deadline {
+    while !after.iter().all(fleetboot_core::nodes::node_is_ready) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
         after = nodes_from_api(&cluster);
     }
@@ -148,9 +148,9 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
             vec![
                 name.to_owned(),
                 fleetboot_sim::table::node_roles(node),
-                format!("{} → {}", crate::report::short_id(old), crate::report::short_id(new)),
+                format!("{} → {}", fleetboot_core::table::short_id(old), fleetboot_core::table::short_id(new)),
                 if old != new { "changed" } else { "SAME" }.to_owned(),
-                if crate::cluster::node_is_ready(node) { "Ready" } else { "NotReady" }.to_owned(),
+                if fleetboot_core::nodes::node_is_ready(node) { "Ready" } else { "NotReady" }.to_owned(),
             ]
         })
         .collect();
@@ -166,7 +166,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
             .and_then(|n| n.pointer("/status/networkType").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_default();
         println!("\nwhat the cluster's API says now: network type {running}; each node (status.nodeInfo.bootID, Ready):");
-        print!("{}", crate::report::table(&["NODE", "ROLES", "BOOT ID (BEFORE → AFTER)", "BOOT ID", "READY"], &rows));
+        print!("{}", fleetboot_core::table::table(&["NODE", "ROLES", "BOOT ID (BEFORE → AFTER)", "BOOT ID", "READY"], &rows));
     }
     cluster.shutdown();
     if args.reboot_only {

@@ -1,9 +1,8 @@
-//! The append-only journal: one JSON line per transition, fsynced before any action that
-//! depends on it, and a pure fold that rebuilds a run's state from it for `--resume`.
+//! The journal's records (one JSON line per transition, the on-disk format) and the pure fold
+//! that rebuilds a run's state from them for `--resume`. Writing and reading the file is the
+//! root crate's `journal` module.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -51,7 +50,7 @@ pub enum Entry {
         grouping: Option<crate::plan::Grouping>,
         /// `--drain`: how nodes are drained before their reboot, so a resume does the same.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        drain: Option<crate::cluster::DrainPolicy>,
+        drain: Option<crate::nodes::DrainPolicy>,
     },
     /// A later process picked the run up again.
     RunResumed {
@@ -74,7 +73,7 @@ pub enum Entry {
         host: String,
         old_boot_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        bmc: Option<crate::redfish::RestartKind>,
+        bmc: Option<crate::power::RestartKind>,
     },
     /// `reset_type`: the Redfish ResetType the BMC accepted.
     Dispatched {
@@ -219,7 +218,7 @@ pub struct HostRecord {
 /// One reboot sent to a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Attempt {
-    pub bmc: Option<crate::redfish::RestartKind>,
+    pub bmc: Option<crate::power::RestartKind>,
     pub at_ms: u64,
     /// `dispatched` (or the host going down) followed: the reboot surely reached it. False
     /// when fleetboot died between `dispatching` and the hand-over.
@@ -227,8 +226,8 @@ pub struct Attempt {
 }
 
 /// The kind of restart a Redfish ResetType amounts to.
-pub fn restart_kind_of(reset_type: &str) -> crate::redfish::RestartKind {
-    if reset_type.starts_with("Graceful") { crate::redfish::RestartKind::Graceful } else { crate::redfish::RestartKind::Force }
+pub fn restart_kind_of(reset_type: &str) -> crate::power::RestartKind {
+    if reset_type.starts_with("Graceful") { crate::power::RestartKind::Graceful } else { crate::power::RestartKind::Force }
 }
 
 impl HostRecord {
@@ -351,7 +350,7 @@ pub struct RunState {
     pub finished: bool,
     pub api_proof: bool,
     pub grouping: crate::plan::Grouping,
-    pub drain: Option<crate::cluster::DrainPolicy>,
+    pub drain: Option<crate::nodes::DrainPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -425,57 +424,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, JournalError> {
         records.push(serde_json::from_value(version).map_err(|e| corrupt(e.to_string()))?);
     }
     Ok(records)
-}
-
-pub fn load(path: &Path) -> Result<(Vec<Record>, RunState), JournalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
-    let records = parse(&text, path)?;
-    let state = fold(&records, path)?;
-    Ok((records, state))
-}
-
-/// The append side. Every record is written whole and fsynced before `append` returns.
-#[derive(Debug)]
-pub struct JournalWriter {
-    path: PathBuf,
-    file: File,
-}
-
-impl JournalWriter {
-    pub fn create(path: &Path) -> Result<JournalWriter, JournalError> {
-        let write_error = |e: std::io::Error| JournalError::Write { path: path.to_owned(), reason: e.to_string() };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(write_error)?;
-        }
-        let file = OpenOptions::new().create_new(true).append(true).open(path).map_err(write_error)?;
-        Ok(JournalWriter { path: path.to_owned(), file })
-    }
-
-    /// Reopens a journal for a resume. A torn last line (a kill mid-write) is cut off first,
-    /// so the next record starts on a line of its own.
-    pub fn reopen(path: &Path) -> Result<JournalWriter, JournalError> {
-        let write_error = |e: std::io::Error| JournalError::Write { path: path.to_owned(), reason: e.to_string() };
-        let text = std::fs::read(path).map_err(write_error)?;
-        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let file = OpenOptions::new().append(true).open(path).map_err(write_error)?;
-        if keep < text.len() {
-            file.set_len(keep as u64).map_err(write_error)?;
-        }
-        Ok(JournalWriter { path: path.to_owned(), file })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).expect("records serialize");
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| JournalError::Write { path: self.path.clone(), reason: e.to_string() })
-    }
 }
 
 #[cfg(test)]
@@ -557,24 +505,6 @@ mod tests {
         assert!(err.to_string().starts_with("journal j.jsonl:2:"), "{err}");
         let err = parse("{\"v\":9,\"at_ms\":1,\"event\":\"run_finished\",\"outcome\":\"x\"}\n", Path::new("j")).unwrap_err();
         assert!(matches!(err, JournalError::Version { found: 9, .. }));
-    }
-
-    #[test]
-    fn writer_appends_and_reopen_cuts_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state/run.jsonl");
-        let mut w = JournalWriter::create(&path).unwrap();
-        w.append(&start(&["a"])).unwrap();
-        assert!(JournalWriter::create(&path).is_err(), "never overwrite a journal");
-        drop(w);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("{\"v\":1,\"at");
-        std::fs::write(&path, &text).unwrap();
-        let mut w = JournalWriter::reopen(&path).unwrap();
-        w.append(&rec(9, Entry::Down { host: "a".into() })).unwrap();
-        let (records, state) = load(&path).unwrap();
-        assert_eq!(records.len(), 2);
-        assert_eq!(state.records["a"].phase, Phase::Down);
     }
 
     /// Per-host event streams a real run can produce, in order.

@@ -123,13 +123,7 @@ impl RedfishError {
     }
 }
 
-/// What the reboot should be: an orderly restart first, a hard one when that is not enough.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestartKind {
-    Graceful,
-    Force,
-}
+pub use fleetboot_core::power::RestartKind;
 
 /// The request(s) to send for a restart, chosen from the BMC's allowed reset types.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,10 +12,10 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use crate::cluster::NodeInfo;
-use crate::config::{BmcEntry, RedfishConfig};
-use crate::hosts::Host;
-use crate::redfish::{Bmc, BmcTarget, BmcTls, RedfishError, RedfishSettings, RestartKind, Secret, SystemState};
+use crate::adapters::config::{BmcEntry, RedfishConfig};
+use crate::adapters::redfish::{Bmc, BmcTarget, BmcTls, RedfishError, RedfishSettings, RestartKind, Secret, SystemState};
+use fleetboot_core::hosts::Host;
+use fleetboot_core::nodes::NodeInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BmcSetupError {
@@ -81,11 +81,11 @@ pub fn read_password_file(path: &Path) -> Result<Secret, String> {
 }
 
 fn secret_resource() -> ApiResource {
-    crate::cluster::api_resource("", "v1", "Secret", "secrets")
+    crate::adapters::kube::api_resource("", "v1", "Secret", "secrets")
 }
 
 fn bmh_resource() -> ApiResource {
-    crate::cluster::api_resource("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
+    crate::adapters::kube::api_resource("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
 }
 
 /// `username` and `password` of a Secret, decoded.
@@ -130,7 +130,7 @@ impl BmcInventory {
                 .ok_or_else(|| BmcSetupError::UnknownNode(entry.node.clone()))?;
             let fail = |reason: String| BmcSetupError::Credentials { node: host.name.clone(), reason };
             let (secret_user, password) = match (&entry.password_file, &entry.password_env, &entry.password_secret) {
-                (Some(file), _, _) => (None, read_password_file(&crate::config::expand_home(file, None)).map_err(fail)?),
+                (Some(file), _, _) => (None, read_password_file(&crate::adapters::config::expand_home(file, None)).map_err(fail)?),
                 (_, Some(var), _) => (None, env_password(var).map_err(fail)?),
                 (_, _, Some(reference)) => {
                     let (namespace, name) =
@@ -148,7 +148,7 @@ impl BmcInventory {
                 .ok_or_else(|| fail("no username: set username in [[bmc]] or [redfish]".into()))?;
             let tls = match (entry.insecure, &entry.ca_file) {
                 (Some(true), _) => BmcTls::Insecure,
-                (_, Some(ca)) => BmcTls::Verify { ca_file: Some(crate::config::expand_home(ca, None)) },
+                (_, Some(ca)) => BmcTls::Verify { ca_file: Some(crate::adapters::config::expand_home(ca, None)) },
                 _ => default_tls.clone(),
             };
             inventory

@@ -5,7 +5,7 @@
 //! same question.
 
 use crate::journal::Attempt;
-use crate::redfish::RestartKind;
+use crate::power::RestartKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ladder {

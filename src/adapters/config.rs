@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hosts::Host;
+use fleetboot_core::hosts::Host;
 
-const EMBEDDED_DEFAULTS: &str = include_str!("../config/defaults.toml");
+const EMBEDDED_DEFAULTS: &str = include_str!("../../config/defaults.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -324,7 +324,7 @@ pub struct RedfishConfig {
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
     #[serde(skip)]
-    pub settings: crate::redfish::RedfishSettings,
+    pub settings: crate::adapters::redfish::RedfishSettings,
     /// After a GracefulRestart, a ForceRestart follows when no new boot ID shows by then.
     pub graceful_timeout: Duration,
     /// BMC operations started per period, across all BMCs.
@@ -463,7 +463,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         password_env: redfish.password_env.filter(|p| !p.is_empty()),
         ca_file: redfish.ca_file.filter(|p| !p.is_empty()).map(|p| expand_home(&p, home)),
         insecure: flag(redfish.insecure, "redfish.insecure")?,
-        settings: crate::redfish::RedfishSettings {
+        settings: crate::adapters::redfish::RedfishSettings {
             request_timeout: duration(redfish.request_timeout, "redfish.request_timeout")?,
             operation_timeout: duration(redfish.operation_timeout, "redfish.operation_timeout")?,
             busy_retries: required(redfish.busy_retries, "redfish.busy_retries")?,
@@ -491,7 +491,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
                 ),
             });
         }
-        if crate::redfish::split_bmc_url(&entry.url).is_none() {
+        if crate::adapters::redfish::split_bmc_url(&entry.url).is_none() {
             return Err(ConfigError::BadValue {
                 key: "bmc",
                 reason: format!(
@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn the_annotated_example_is_a_valid_config() {
-        let text = include_str!("../config/fleetboot.example.toml");
+        let text = include_str!("../../config/fleetboot.example.toml");
         let s = resolve(Some(Layer::parse(text, "example").unwrap()), Layer::default(), home()).unwrap();
         assert_eq!(s.hosts.unwrap().len(), 2);
         assert_eq!(s.reboot.max_failures, MaxFailures::Percent(10));

@@ -1,13 +1,16 @@
 //! Reporters: turn runner events into a live display, plain lines or JSON lines.
 
+pub mod nodes;
+
+use fleetboot_core::table::{short_id, table};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::events::{Event, Outcome, Summary, stage_name};
-use crate::journal::{Delivery, Entry, HostRecord, Phase};
+use crate::adapters::journal::{Delivery, Entry, HostRecord, Phase};
+use fleetboot_core::events::{Event, Outcome, Summary, stage_name};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
@@ -161,43 +164,6 @@ fn describe_entry(entry: &Entry) -> Option<String> {
     })
 }
 
-pub fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
-/// Cuts `text` to at most `max` characters, marking the cut.
-pub fn shorten(text: &str, max: usize) -> String {
-    let flat = text.trim().replace('\n', " ⏎ ");
-    if flat.chars().count() <= max { flat } else { flat.chars().take(max.saturating_sub(1)).collect::<String>() + "…" }
-}
-
-/// A plain text table; the last column is left unpadded.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let render = |cells: Vec<String>| {
-        let last = cells.len() - 1;
-        let mut line = String::new();
-        for (i, cell) in cells.into_iter().enumerate() {
-            if i == last {
-                line.push_str(&cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        line.trim_end().to_owned() + "\n"
-    };
-    let mut text = render(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        text.push_str(&render(row.clone()));
-    }
-    text
-}
-
 pub fn render_summary(summary: &Summary) -> String {
     let rows: Vec<Vec<String>> = summary
         .hosts
@@ -248,7 +214,7 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::HostOutcome;
+    use fleetboot_core::events::HostOutcome;
 
     #[test]
     fn summary_table_lines_up_and_says_how_to_resume() {
@@ -283,12 +249,5 @@ mod tests {
         assert!(text.contains("n2      127.0.0.3  skipped   -                    -"), "{text}");
         assert!(text.contains("1 rebooted, 0 failed, 1 skipped, 0 cancelled, 0 interrupted in 1m 15s"), "{text}");
         assert!(text.contains("fleetboot reboot --resume /s/j.jsonl"), "{text}");
-    }
-
-    #[test]
-    fn shorten_marks_the_cut() {
-        assert_eq!(shorten("abc", 5), "abc");
-        assert_eq!(shorten("abcdefgh", 5), "abcd…");
-        assert_eq!(shorten("a\nb", 10), "a ⏎ b");
     }
 }

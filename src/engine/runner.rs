@@ -9,12 +9,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use governor::DefaultDirectRateLimiter;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
-use crate::config::RebootSettings;
-use crate::events::{Event, HostOutcome, Summary};
-use crate::hosts::Host;
-use crate::journal::{Attempt, Delivery, Entry, HostRecord, JOURNAL_VERSION, JournalWriter, Phase, Record, ResumeAction, RunState, Stage};
-use crate::plan::Plan;
-use crate::transport::{PowerTransport, TransportError};
+use crate::adapters::config::RebootSettings;
+use crate::adapters::journal::{
+    Attempt, Delivery, Entry, HostRecord, JOURNAL_VERSION, JournalWriter, Phase, Record, ResumeAction, RunState, Stage,
+};
+use fleetboot_core::events::{Event, HostOutcome, Summary};
+use fleetboot_core::hosts::Host;
+use fleetboot_core::plan::Plan;
+use fleetboot_core::transport::{PowerTransport, TransportError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Abort {
@@ -101,10 +103,10 @@ struct Shared<T> {
     /// Wall-clock time before which no reboot may start (the rate across a resume).
     not_before_ms: u64,
     probes: Semaphore,
-    api: Option<Arc<crate::cluster::NodeWatch>>,
-    drain: Option<Arc<crate::cluster::Drainer>>,
-    bmc: Option<Arc<crate::bmc::RedfishPower>>,
-    fallback: crate::config::FallbackPolicy,
+    api: Option<Arc<crate::adapters::kube::NodeWatch>>,
+    drain: Option<Arc<crate::adapters::kube::Drainer>>,
+    bmc: Option<Arc<crate::adapters::bmc::RedfishPower>>,
+    fallback: crate::adapters::config::FallbackPolicy,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -114,7 +116,7 @@ impl<T: PowerTransport> Shared<T> {
 
     /// Whether this SSH failure lets the BMC take over (SSH never delivered anything).
     fn falls_back_on(&self, host: &Host, error: &TransportError) -> bool {
-        use crate::config::TransportChoice;
+        use crate::adapters::config::TransportChoice;
         let policy = &self.fallback;
         let allowed = match error {
             TransportError::Unreachable(_) | TransportError::Timeout(_) => policy.on_unreachable,
@@ -125,18 +127,20 @@ impl<T: PowerTransport> Shared<T> {
         self.settings.transport != TransportChoice::Ssh && allowed && self.has_bmc(host)
     }
 
-    fn ladder(&self, host: &Host) -> crate::escalation::Ladder {
-        crate::escalation::Ladder {
+    fn ladder(&self, host: &Host) -> fleetboot_core::escalation::Ladder {
+        fleetboot_core::escalation::Ladder {
             timeout_ms: self.settings.timeout.as_millis() as u64,
             scheduled_delay_ms: self.settings.scheduled_delay.as_millis() as u64,
             graceful_timeout_ms: self.bmc.as_ref().map_or(0, |b| b.graceful_timeout.as_millis() as u64),
-            bmc_for_hung: self.fallback.on_hung && self.settings.transport != crate::config::TransportChoice::Ssh && self.has_bmc(host),
+            bmc_for_hung: self.fallback.on_hung
+                && self.settings.transport != crate::adapters::config::TransportChoice::Ssh
+                && self.has_bmc(host),
             resend_grace_ms: self.settings.scheduled_delay.as_millis() as u64 / 2,
         }
     }
 
     /// Journals the intent, then resets the host through its BMC. Err: failed (journaled).
-    async fn bmc_reset(&self, host: &Host, old: &str, kind: crate::redfish::RestartKind, sent_before: bool) -> Result<u64, ()> {
+    async fn bmc_reset(&self, host: &Host, old: &str, kind: crate::adapters::redfish::RestartKind, sent_before: bool) -> Result<u64, ()> {
         let bmc = self.bmc.as_ref().expect("callers check has_bmc");
         self.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: Some(kind) })?;
         let at = now_ms();
@@ -231,14 +235,14 @@ pub struct RunInputs<T> {
     /// The folded journal of the run being resumed, if any.
     pub prior: Option<RunState>,
     /// For cluster nodes: the Node watcher whose bootID + Ready must confirm each reboot.
-    pub api: Option<Arc<crate::cluster::NodeWatch>>,
+    pub api: Option<Arc<crate::adapters::kube::NodeWatch>>,
     /// `--drain`: cordon and drain before each reboot, uncordon once back.
-    pub drain: Option<Arc<crate::cluster::Drainer>>,
+    pub drain: Option<Arc<crate::adapters::kube::Drainer>>,
     /// The cluster lease was taken from another holder: (previous holder, this run's identity).
     pub lease_takeover: Option<(String, String)>,
     /// The nodes' BMCs, for `--transport redfish` and the fallback.
-    pub bmc: Option<Arc<crate::bmc::RedfishPower>>,
-    pub fallback: crate::config::FallbackPolicy,
+    pub bmc: Option<Arc<crate::adapters::bmc::RedfishPower>>,
+    pub fallback: crate::adapters::config::FallbackPolicy,
 }
 
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
@@ -290,7 +294,7 @@ pub async fn run<T: PowerTransport>(
             command: shared.settings.command.clone(),
             hosts: plan.hosts.clone(),
             api_proof: api.is_some(),
-            grouping: Some(plan.grouping.clone()).filter(|g| *g != crate::plan::Grouping::default()),
+            grouping: Some(plan.grouping.clone()).filter(|g| *g != fleetboot_core::plan::Grouping::default()),
             drain: shared.drain.as_ref().map(|d| d.policy()),
         },
         Some(_) => Entry::RunResumed { pid: std::process::id() },
@@ -341,7 +345,7 @@ pub async fn run<T: PowerTransport>(
     let summary =
         Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: started.elapsed().as_millis() as u64 };
     // A run with hosts still mid-reboot stays open for --resume.
-    if summary.hosts.iter().all(|h| h.outcome != crate::events::Outcome::Interrupted)
+    if summary.hosts.iter().all(|h| h.outcome != fleetboot_core::events::Outcome::Interrupted)
         && let Ok(mut journal) = JournalWriter::reopen(&summary.journal)
     {
         let outcome = format!("{:?}", summary.exit_code()).to_lowercase();
@@ -451,8 +455,8 @@ async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightG
 
 /// One host from the start: boot ID, journaled intent, the command, then the proof.
 async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
-    use crate::config::TransportChoice;
-    use crate::redfish::RestartKind;
+    use crate::adapters::config::TransportChoice;
+    use crate::adapters::redfish::RestartKind;
     let name = || host.name.clone();
     let fail = |stage, error: String| {
         let _ = shared.record(Entry::Failed { host: name(), stage, error, may_reboot: false });
@@ -558,7 +562,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
     already_down: bool,
     ssh_usable: bool,
 ) -> Result<u64, ()> {
-    use crate::escalation::Next;
+    use fleetboot_core::escalation::Next;
     let name = || host.name.clone();
     let ladder = shared.ladder(host);
     let mut down = already_down;
@@ -571,7 +575,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
         if shared.abort_level() == Abort::Hard {
             return Err(());
         }
-        let next = ladder.next(&attempts, now_ms(), crate::escalation::Seen::default());
+        let next = ladder.next(&attempts, now_ms(), fleetboot_core::escalation::Seen::default());
         if ssh_usable {
             let probe = {
                 let _permit = shared.probes.acquire().await.expect("never closed");
@@ -612,7 +616,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
             continue;
         }
         let now = now_ms();
-        let seen = crate::escalation::Seen { old_boot_id: answered_with_old, went_down: down };
+        let seen = fleetboot_core::escalation::Seen { old_boot_id: answered_with_old, went_down: down };
         let until = match ladder.next(&attempts, now, seen) {
             Next::WaitUntil(until) => until,
             Next::ResendSsh => {
@@ -743,8 +747,8 @@ async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
 }
 
 /// Cordon, then evict. Err: the host does not go on (failed or skipped, and uncordoned).
-async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &crate::cluster::Drainer, host: &Host) -> Result<(), ()> {
-    use crate::cluster::DrainFailure;
+async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &crate::adapters::kube::Drainer, host: &Host) -> Result<(), ()> {
+    use fleetboot_core::nodes::DrainFailure;
     let name = || host.name.clone();
     shared.record(Entry::Cordoning { host: name() })?;
     if let Err(error) = drain.set_unschedulable(&host.name, true).await {

@@ -1,0 +1,38 @@
+//! fleetboot's pure core. Nothing here performs I/O or reads a clock: every function takes its
+//! inputs, `now` included, and returns a value, so the rules that decide whether a node may be
+//! rebooted can be read, and property-tested, alone.
+//!
+//! - [`hosts`]: a host and the host-file format.
+//! - [`nodes`]: cluster nodes, MachineConfigPools, grouping rules, the drain policy.
+//! - [`power`]: the restart kinds a BMC can be asked for.
+//! - [`journal`]: the journal's records (its on-disk format) and the fold that rebuilds a run.
+//! - [`plan`]: inventory + folded journal → what each host gets, in which order.
+//! - [`escalation`]: the ladder for a host whose reboot has not shown: wait, re-send, reset, give up.
+//! - [`events`]: what a run tells the world, and its summary.
+//! - [`table`]: plain text tables.
+//! - [`transport`]: the power-transport seam (how a reboot reaches a node) and its errors.
+
+pub mod escalation;
+pub mod events;
+pub mod hosts;
+pub mod journal;
+pub mod nodes;
+pub mod plan;
+pub mod power;
+pub mod table;
+pub mod transport;
+
+/// Process exit codes, documented in README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Every host rebooted (or every command succeeded).
+    Ok = 0,
+    /// fleetboot itself broke.
+    Internal = 1,
+    /// Bad input or could not start: nothing was touched.
+    BadInput = 2,
+    /// At least one host failed.
+    HostsFailed = 3,
+    /// Interrupted or stopped early with no failure: `--resume` finishes the run.
+    Incomplete = 4,
+}

@@ -1,0 +1,96 @@
+//! Cordon, drain through the Eviction API, uncordon.
+
+use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+/// Cordon and drain through the Eviction API (PodDisruptionBudgets respected; DaemonSet and
+/// mirror pods left alone, as `kubectl drain` does), and uncordon once the node is back.
+pub struct Drainer {
+    client: Client,
+    pub timeout: std::time::Duration,
+    pub on_failure: DrainFailure,
+}
+
+/// Whether `kubectl drain` would leave this pod alone. Pure.
+pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let daemonset = pod.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet"));
+    let mirror = pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let finished = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
+    daemonset || mirror || finished
+}
+
+impl Drainer {
+    pub fn new(client: Client, policy: DrainPolicy) -> Drainer {
+        Drainer { client, timeout: std::time::Duration::from_millis(policy.timeout_ms), on_failure: policy.on_failure }
+    }
+
+    pub fn policy(&self) -> DrainPolicy {
+        DrainPolicy { timeout_ms: self.timeout.as_millis() as u64, on_failure: self.on_failure }
+    }
+
+    pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<(), String> {
+        use kube::api::{Patch, PatchParams};
+        let value = if on { serde_json::json!(true) } else { Value::Null };
+        Api::<Node>::all(self.client.clone())
+            .patch(node, &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"unschedulable": value}})))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("failed to {} node {node}: {e}", if on { "cordon" } else { "uncordon" }))
+    }
+
+    /// Evicts every pod the drain covers, retrying those a PodDisruptionBudget protects,
+    /// until none is left or the timeout. Returns how many were evicted, or the pods left.
+    pub async fn evict_all(&self, node: &str) -> Result<usize, Vec<String>> {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::EvictParams;
+        let pods_api: Api<Pod> = Api::all(self.client.clone());
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut evicted = 0;
+        loop {
+            let listed = pods_api.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await;
+            let pending: Vec<Pod> = match listed {
+                Ok(list) => list.items.into_iter().filter(|p| !drain_skips(p)).collect(),
+                Err(e) => return Err(vec![format!("could not list pods: {e}")]),
+            };
+            if pending.is_empty() {
+                return Ok(evicted);
+            }
+            for pod in &pending {
+                let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { continue };
+                // A PodDisruptionBudget answers 429; the client may retry those itself, so each
+                // attempt is bounded by the drain's own deadline.
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now()).max(std::time::Duration::from_millis(100));
+                let api = Api::<Pod>::namespaced(self.client.clone(), ns);
+                if let Ok(Ok(_)) = tokio::time::timeout(remaining, api.evict(name, &EvictParams::default())).await {
+                    evicted += 1;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(pending
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            p.metadata.name.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// `--drain-failure force`: deletes the pods eviction could not move.
+    pub async fn delete_pods(&self, pods: &[String]) {
+        use k8s_openapi::api::core::v1::Pod;
+        for pod in pods {
+            if let Some((ns, name)) = pod.split_once('/') {
+                let _ = Api::<Pod>::namespaced(self.client.clone(), ns).delete(name, &Default::default()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! One Node watch per run, shared by every host task.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::api::Api;
+
+/// One watch on Nodes (kube-runtime watcher with backoff, feeding a reflector store) for the
+/// whole run: every node's readiness comes from it, with no per-node polling of the API. It
+/// rides out API outages: the watcher reconnects with backoff and relists after 410 Gone.
+pub struct NodeWatch {
+    store: kube::runtime::reflector::Store<Node>,
+    waiters: Arc<NodeWaiters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
+/// thousands of nodes heartbeating, waking every waiter on every event costs more than the
+/// watch itself). A relist wakes everyone.
+#[derive(Default)]
+struct NodeWaiters {
+    by_node: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl NodeWaiters {
+    fn for_node(&self, name: &str) -> Arc<tokio::sync::Notify> {
+        self.by_node.lock().unwrap().entry(name.to_owned()).or_default().clone()
+    }
+
+    fn wake(&self, name: &str) {
+        if let Some(notify) = self.by_node.lock().unwrap().get(name) {
+            notify.notify_waiters();
+        }
+    }
+
+    fn wake_all(&self) {
+        for notify in self.by_node.lock().unwrap().values() {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// A Node's boot ID and whether its Ready condition is True, read without copying the node.
+fn boot_id_and_ready(node: &Node) -> (&str, &str) {
+    let status = node.status.as_ref();
+    let boot_id = status.and_then(|s| s.node_info.as_ref()).map_or("", |i| i.boot_id.as_str());
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map_or("Unknown", |c| c.status.as_str());
+    (boot_id, ready)
+}
+
+impl NodeWatch {
+    pub fn start(client: &Client) -> NodeWatch {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let (store, writer) = reflector::store::<Node>();
+        let waiters = Arc::new(NodeWaiters::default());
+        let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
+        let wake = waiters.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            // Errors are the watcher's to retry (with backoff); each event wakes its node's waiters.
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
+                        wake.wake(node.metadata.name.as_deref().unwrap_or_default())
+                    }
+                    Ok(watcher::Event::InitDone) => wake.wake_all(),
+                    Ok(_) | Err(_) => {}
+                }
+            }
+        });
+        NodeWatch { store, waiters, task }
+    }
+
+    /// The node's boot ID as the API shows it now (once the first list arrived, at most 30 s).
+    pub async fn boot_id(&self, name: &str) -> Option<String> {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.store.wait_until_ready()).await;
+        let node = self.store.get(&kube::runtime::reflector::ObjectRef::new(name))?;
+        let (boot_id, _) = boot_id_and_ready(&node);
+        (!boot_id.is_empty()).then(|| boot_id.to_owned())
+    }
+
+    /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
+    /// boot ID, or why not by `deadline_ms` (wall clock).
+    pub async fn wait_back(&self, name: &str, old: &str, deadline_ms: u64) -> Result<String, String> {
+        let key = kube::runtime::reflector::ObjectRef::new(name);
+        let notify = self.waiters.for_node(name);
+        loop {
+            // Registered before the store is read, so no event between the two is missed.
+            let woken = notify.notified();
+            if let Some(node) = self.store.get(&key) {
+                let (boot_id, ready) = boot_id_and_ready(&node);
+                if boot_id != old && !boot_id.is_empty() && ready == "True" {
+                    return Ok(boot_id.to_owned());
+                }
+            }
+            let now = crate::adapters::system::now_ms();
+            if now >= deadline_ms {
+                return Err(match self.store.get(&key) {
+                    None => format!("the cluster API never showed node {name}"),
+                    Some(node) => match boot_id_and_ready(&node) {
+                        (boot_id, ready) if boot_id == old => {
+                            format!("the cluster API still shows node {name} with its old boot ID {old} (Ready={ready})")
+                        }
+                        (_, ready) => format!("the cluster API shows node {name} with a new boot ID but Ready={ready}"),
+                    },
+                });
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(deadline_ms - now), woken).await;
+        }
+    }
+}
+
+impl Drop for NodeWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

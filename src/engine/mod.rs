@@ -1,0 +1,5 @@
+//! The engine: runs a reboot job (the runner), a command everywhere (exec), and, through the
+//! seams it defines, reaches nodes only through adapters.
+
+pub mod exec;
+pub mod runner;
