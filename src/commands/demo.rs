@@ -6,14 +6,34 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::commands::{DemoArgs, SimArgs};
+use clap::Args;
+
+use super::args::{OutputChoice, SimTimingArgs, choice_name};
 use crate::{Error, ExitCode};
 use fleetboot_sim::node::Timings;
 use fleetboot_sim::store::Filter;
 use fleetboot_sim::{Cluster, types};
 
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub sim: SimTimingArgs,
+    /// Only reboot every node (standalone mode over SSH), instead of the whole migration.
+    #[arg(long)]
+    pub reboot_only: bool,
+    /// Nodes rebooting at once (--reboot-only).
+    #[arg(long, default_value_t = 3)]
+    pub concurrency: usize,
+    /// Every node answers SSH (by default one worker does not, and goes through its BMC).
+    #[arg(long)]
+    pub all_ssh: bool,
+    /// auto (live display on a terminal), plain, or json.
+    #[arg(long, short = 'o', value_enum, default_value = "auto")]
+    pub output: OutputChoice,
+}
+
 /// Realistic enough to rehearse with, short enough to watch.
-const SIM_TIMINGS: Timings = Timings {
+pub(crate) const SIM_TIMINGS: Timings = Timings {
     reboot_delay: Duration::from_secs(10),
     boot_time: Duration::from_secs(20),
     notready_after: Duration::from_secs(5),
@@ -27,7 +47,7 @@ const DEMO_TIMINGS: Timings = Timings {
     kubelet_ready_after: Duration::from_secs(1),
 };
 
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let term = async {
         match term.as_mut() {
@@ -43,31 +63,12 @@ async fn interrupted() {
     }
 }
 
-pub async fn sim(args: SimArgs) -> Result<ExitCode, Error> {
-    let cluster = Cluster::start(args.sim.options(SIM_TIMINGS)).await.map_err(Error::Sim)?;
-    let dir = std::path::absolute(&args.dir).unwrap_or(args.dir.clone());
-    let config = cluster.write_files(&dir).map_err(Error::Sim)?;
-    let first = cluster.nodes.first().map(|n| n.addr.ip().to_string()).unwrap_or_default();
-    println!(
-        "fleetboot sim: ready: API http://{} · {} nodes from {first} on SSH port {} · config {}",
-        cluster.api_addr,
-        cluster.nodes.len(),
-        cluster.ssh_port,
-        config.display()
-    );
-    println!("  kubectl --kubeconfig {} get nodes", dir.join("kubeconfig").display());
-    println!("  fleetboot --config {} reboot --dry-run", config.display());
-    interrupted().await;
-    cluster.shutdown();
-    Ok(ExitCode::Ok)
-}
-
 fn nodes_from_api(cluster: &Cluster) -> Vec<Value> {
     let nodes = types::find("", "v1", "nodes").expect("nodes");
     cluster.api.store.lock().unwrap().list(nodes, &Filter::default(), None, None).items.iter().map(|n| (**n).clone()).collect()
 }
 
-pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
+pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     let cluster = Cluster::start(args.sim.options(DEMO_TIMINGS)).await.map_err(Error::Sim)?;
     let dir = std::env::temp_dir().join(format!("fleetboot-demo-{}", std::process::id()));
     let config = cluster.write_files(&dir).map_err(Error::Sim)?;
@@ -81,9 +82,10 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
     );
     let shown_config = config.display().to_string();
     let show = |argv: &[String]| println!("\n$ fleetboot --config {shown_config} {}\n", argv[1..].join(" "));
+    let output = choice_name(args.output);
     let code = if args.reboot_only {
         let argv: Vec<String> =
-            ["fleetboot", "reboot", "--concurrency", &args.concurrency.to_string(), "--poll-interval", "500ms", "--output", &args.output]
+            ["fleetboot", "reboot", "--concurrency", &args.concurrency.to_string(), "--poll-interval", "500ms", "--output", &output]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
@@ -109,14 +111,8 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
         }
         let mut code = ExitCode::Ok;
         for extra in [&["--etcd-backup-confirmed"][..], &["--cleanup"][..]] {
-            let mut argv: Vec<String> = vec![
-                "fleetboot".into(),
-                "migrate".into(),
-                "--poll-interval".into(),
-                "500ms".into(),
-                "--output".into(),
-                args.output.clone(),
-            ];
+            let mut argv: Vec<String> =
+                vec!["fleetboot".into(), "migrate".into(), "--poll-interval".into(), "500ms".into(), "--output".into(), output.clone()];
             argv.extend(extra.iter().map(|s| s.to_string()));
             show(&argv);
             code = crate::commands::run_migrate_argv(&argv, Some(&config)).await?;
@@ -154,7 +150,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, Error> {
             ]
         })
         .collect();
-    if args.output != "json" {
+    if args.output != OutputChoice::Json {
         let network = types::find("config.openshift.io", "v1", "networks").expect("networks");
         let running = cluster
             .api

@@ -151,7 +151,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     Ok((RedfishPower::new(inventory, &settings.redfish), targets.nodes.clone()))
 }
 
-pub async fn power(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = crate::commands::load_settings(config, Layer::default())?;
     let targets = args.action.targets();
     match &args.action {

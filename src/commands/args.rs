@@ -1,0 +1,253 @@
+//! Argument groups that several commands share, and the fixed choices as `ValueEnum`s.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::adapters::config::Layer;
+
+/// `--output`: how a run is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputChoice {
+    /// A live display on a terminal, plain lines otherwise.
+    Auto,
+    /// One line per event.
+    Plain,
+    /// One JSON object per event.
+    Json,
+}
+
+/// `--host-key-policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HostKeyPolicyChoice {
+    /// Unknown or changed keys fail the host.
+    Strict,
+    /// Record unknown keys; changed keys still fail the host.
+    AcceptNew,
+}
+
+/// `--transport`: how reboots reach the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// SSH, the BMC as the fallback.
+    Auto,
+    /// SSH only; never a BMC.
+    Ssh,
+    /// Always the BMC (Redfish).
+    Redfish,
+}
+
+/// `--address-type`: which node address fleetboot connects to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AddressType {
+    /// As the migration document's jsonpath.
+    #[default]
+    #[value(name = "InternalIP")]
+    InternalIp,
+    #[value(name = "ExternalIP")]
+    ExternalIp,
+    #[value(name = "Hostname")]
+    Hostname,
+}
+
+impl AddressType {
+    /// The node address type as the Kubernetes API spells it.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            AddressType::InternalIp => "InternalIP",
+            AddressType::ExternalIp => "ExternalIP",
+            AddressType::Hostname => "Hostname",
+        }
+    }
+}
+
+/// The config-file spelling of a fixed choice (the same words the flags take).
+pub fn choice_name(choice: impl ValueEnum) -> String {
+    choice.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimTimingArgs {
+    /// Control-plane nodes.
+    #[arg(long, default_value_t = 3)]
+    pub masters: usize,
+    /// Worker nodes.
+    #[arg(long, default_value_t = 6)]
+    pub workers: usize,
+    /// From `shutdown -r` to the node going down (systemd's one minute on real nodes).
+    #[arg(long, value_name = "DURATION")]
+    pub reboot_delay: Option<humantime::Duration>,
+    /// How long a node stays down while it boots.
+    #[arg(long, value_name = "DURATION")]
+    pub boot_time: Option<humantime::Duration>,
+    /// From going down to NotReady in the API.
+    #[arg(long, value_name = "DURATION")]
+    pub notready_after: Option<humantime::Duration>,
+    /// From SSH answering again to Ready in the API.
+    #[arg(long, value_name = "DURATION")]
+    pub kubelet_ready_after: Option<humantime::Duration>,
+    /// Ready heartbeats of nodes that are up ("0s": none).
+    #[arg(long, value_name = "DURATION", default_value = "40s")]
+    pub heartbeat: humantime::Duration,
+    /// The nodes' addresses: NET.1, NET.2, ... (like 127.0.42); default: a free 127.x.y.
+    #[arg(long, value_name = "NET")]
+    pub net: Option<String>,
+    /// The API server's port on 127.0.0.1 (0: any).
+    #[arg(long, default_value_t = 0)]
+    pub api_port: u16,
+    /// The nodes' SSH port (0: any free port, the same on every node).
+    #[arg(long, default_value_t = 0)]
+    pub ssh_port: u16,
+    /// The port of every node's simulated Redfish BMC (HTTPS; 0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub bmc_port: u16,
+    /// No simulated BMCs (and no BareMetalHosts).
+    #[arg(long)]
+    pub no_bmc: bool,
+    /// A node with no SSH at all, reachable through its BMC only (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub no_ssh: Vec<String>,
+    /// A fault switched on from the start, NODE=FAULT (repeatable): never_returns,
+    /// same_boot_id, refuse_ssh, hang_ssh, new_host_key_after_reboot, refuse_sudo, hangs_on_reboot.
+    #[arg(long, value_name = "NODE=FAULT", value_parser = parse_fault)]
+    pub fault: Vec<(String, String)>,
+}
+
+fn parse_fault(text: &str) -> Result<(String, String), String> {
+    text.split_once('=').map(|(n, f)| (n.to_owned(), f.to_owned())).ok_or_else(|| format!("{text:?}: expected NODE=FAULT"))
+}
+
+impl SimTimingArgs {
+    pub fn options(&self, defaults: fleetboot_sim::node::Timings) -> fleetboot_sim::SimOptions {
+        let pick = |given: Option<humantime::Duration>, default: Duration| given.map_or(default, Into::into);
+        fleetboot_sim::SimOptions {
+            masters: self.masters,
+            workers: self.workers,
+            net: self.net.clone(),
+            api_port: self.api_port,
+            ssh_port: self.ssh_port,
+            bmc_port: (!self.no_bmc).then_some(self.bmc_port),
+            no_ssh: self.no_ssh.clone(),
+            faults: self.fault.clone(),
+            timings: fleetboot_sim::node::Timings {
+                reboot_delay: pick(self.reboot_delay, defaults.reboot_delay),
+                boot_time: pick(self.boot_time, defaults.boot_time),
+                notready_after: pick(self.notready_after, defaults.notready_after),
+                kubelet_ready_after: pick(self.kubelet_ready_after, defaults.kubelet_ready_after),
+            },
+            heartbeat: Some(self.heartbeat.into()).filter(|d: &Duration| !d.is_zero()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct HostArgs {
+    /// A host file: one `[name] address[:port]` a line, `#` comments.
+    #[arg(long = "hosts-file", value_name = "FILE")]
+    pub hosts_files: Vec<PathBuf>,
+    /// A host address[:port] (repeatable).
+    #[arg(long = "host", value_name = "ADDR")]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct SshArgs {
+    /// Remote user [default: core].
+    #[arg(long)]
+    pub user: Option<String>,
+    /// SSH port for hosts that do not name one [default: 22].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Private key file (repeatable). Default: ssh-agent, then ~/.ssh/id_{ed25519,ecdsa,rsa}.
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<String>,
+    /// known_hosts file [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<String>,
+    /// strict (unknown or changed keys fail the host) or accept-new (record unknown keys).
+    #[arg(long, value_name = "POLICY", value_enum)]
+    pub host_key_policy: Option<HostKeyPolicyChoice>,
+    /// Do not verify host keys at all (the document's StrictHostKeyChecking=no). Dangerous.
+    #[arg(long, conflicts_with = "host_key_policy")]
+    pub insecure_ignore_host_keys: bool,
+    /// TCP connect timeout [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// SSH handshake + authentication timeout [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub auth_timeout: Option<String>,
+    /// Timeout of one remote command [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub command_timeout: Option<String>,
+    /// Attempts for a transient connection failure [default: 3].
+    #[arg(long, value_name = "N")]
+    pub connect_attempts: Option<u32>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct OutputArgs {
+    /// auto (live display on a terminal), plain, or json (one event per line).
+    #[arg(long, short = 'o', value_name = "FORMAT", value_enum)]
+    pub output: Option<OutputChoice>,
+    /// Where journals are kept [default: ~/.local/state/fleetboot].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ClusterArgs {
+    /// kubeconfig file [default: the config's [cluster] kubeconfig, $KUBECONFIG, ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context [default: the current one].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NodeSelectionArgs {
+    /// Nodes matching a label selector (as kubectl's -l).
+    #[arg(long = "selector", short = 'l', value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Nodes with this role (node-role.kubernetes.io/ROLE), e.g. master or worker.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Which node address to use: InternalIP (as the migration document), ExternalIP, Hostname.
+    #[arg(long, value_name = "TYPE", value_enum, default_value = "InternalIP")]
+    pub address_type: AddressType,
+}
+
+impl NodeSelectionArgs {
+    pub fn label_selector(&self) -> Option<String> {
+        let role = self.role.as_ref().map(|r| format!("node-role.kubernetes.io/{r}"));
+        let parts: Vec<String> = self.selector.iter().cloned().chain(role).collect();
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+}
+
+impl SshArgs {
+    pub(crate) fn apply(&self, layer: &mut Layer) {
+        let ssh = &mut layer.ssh;
+        ssh.user.clone_from(&self.user);
+        ssh.port = self.port;
+        if !self.identities.is_empty() {
+            ssh.identities = Some(self.identities.clone());
+        }
+        ssh.known_hosts.clone_from(&self.known_hosts);
+        ssh.host_key_policy =
+            if self.insecure_ignore_host_keys { Some("insecure-ignore".into()) } else { self.host_key_policy.map(choice_name) };
+        ssh.connect_timeout.clone_from(&self.connect_timeout);
+        ssh.auth_timeout.clone_from(&self.auth_timeout);
+        ssh.command_timeout.clone_from(&self.command_timeout);
+        ssh.connect_attempts = self.connect_attempts;
+    }
+}
+
+impl OutputArgs {
+    pub(crate) fn apply(&self, layer: &mut Layer) {
+        layer.output.format = self.output.map(choice_name);
+        layer.output.state_dir.clone_from(&self.state_dir);
+    }
+}

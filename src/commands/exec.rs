@@ -1,0 +1,87 @@
+//! `fleetboot exec -- CMD`: one command on every host, identical outputs folded.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::args::{HostArgs, OutputArgs, SshArgs};
+use super::{inventory, load_settings, make_ssh_client, warn_if_insecure};
+use crate::adapters::config::{Layer, OutputFormat};
+use crate::{Error, ExitCode};
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Connections at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl ExecArgs {
+    fn layer(&self) -> Layer {
+        let mut layer = Layer::default();
+        self.ssh.apply(&mut layer);
+        self.output.apply(&mut layer);
+        layer.reboot.parallel = self.parallel;
+        layer
+    }
+}
+
+pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let settings = load_settings(config, args.layer())?;
+    let hosts = inventory(&args.hosts, &settings)?;
+    warn_if_insecure(&settings);
+    let client = Arc::new(make_ssh_client(&settings)?);
+    let command = shell_join(&args.command);
+    let results = crate::engine::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if settings.output == OutputFormat::Json {
+        for r in &results {
+            let _ = writeln!(out, "{}", serde_json::to_string(r).expect("serializes"));
+        }
+    } else {
+        let _ = out.write_all(crate::engine::exec::render_folded(&results).as_bytes());
+    }
+    Ok(if results.iter().all(|r| r.ok()) { ExitCode::Ok } else { ExitCode::HostsFailed })
+}
+
+/// One argument stays one word on the remote shell: quote what the shell would split.
+fn shell_join(words: &[String]) -> String {
+    if words.len() == 1 {
+        // A single argument is taken as a shell command line, as ssh does.
+        return words[0].clone();
+    }
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_join_quotes_only_what_needs_it() {
+        assert_eq!(shell_join(&["uname -r".into()]), "uname -r");
+        assert_eq!(shell_join(&["echo".into(), "a b".into(), "it's".into()]), r"echo 'a b' 'it'\''s'");
+        assert_eq!(shell_join(&["cat".into(), "/proc/x".into()]), "cat /proc/x");
+    }
+}
