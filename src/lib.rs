@@ -54,6 +54,13 @@ pub enum Error {
     Cluster(#[from] adapters::kube::ClusterError),
     #[error("{0}")]
     Selection(String),
+    /// A journal resumed under a cluster other than the one it was written for.
+    #[error("the journal {} belongs to the cluster at {journaled}, but the cluster given is {given}; refusing to act on a cluster the run does not belong to", journal.display())]
+    WrongCluster {
+        journal: std::path::PathBuf,
+        journaled: fleetboot_core::journal::ClusterIdentity,
+        given: fleetboot_core::journal::ClusterIdentity,
+    },
     #[error(transparent)]
     Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]

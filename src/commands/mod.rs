@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use crate::adapters::config::{self, HostKeyPolicy, Layer, OutputFormat, Settings};
+use crate::adapters::config::{self, Layer, OutputFormat, Settings};
 use crate::adapters::ssh::SshClient;
 use crate::engine::runner::Abort;
 use crate::report::Style;
@@ -93,12 +93,10 @@ pub(crate) fn style_for(format: OutputFormat) -> Style {
     }
 }
 
+/// The loud warning of `--insecure-ignore-host-keys`, on stderr before anything is contacted.
 pub(crate) fn warn_if_insecure(settings: &Settings) {
-    if settings.ssh.host_key_policy == HostKeyPolicy::InsecureIgnore {
-        eprintln!(
-            "WARNING: host keys are NOT verified (--insecure-ignore-host-keys). Anyone on the path can impersonate \
-             a host and receive your commands. A key that changes during the run still stops that host."
-        );
+    if let Some(warning) = crate::engine::reboot::host_key_warning(settings) {
+        eprintln!("{warning}");
     }
 }
 
@@ -114,21 +112,12 @@ pub(crate) async fn run_migrate_argv(argv: &[String], config: Option<&Path>) -> 
     crate::migrate::migrate(args, config).await
 }
 
-pub(crate) fn new_run_id() -> String {
-    run_id()
-}
-
 /// Runs `fleetboot reboot` from an argument vector, as a user would type it (the migration's
 /// step 7 and the demo use the same command line a person would).
 pub(crate) async fn run_reboot_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
     let parsed = Cli::try_parse_from(argv).map_err(|e| Error::Selection(format!("internal command line {argv:?}: {e}")))?;
     let Command::Reboot(args) = parsed.command else { return Err(Error::Selection("not a reboot command line".into())) };
     reboot::run(*args, config).await
-}
-
-pub(crate) fn run_id() -> String {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    format!("{}-{}", stamp.replace([':', '-'], ""), std::process::id())
 }
 
 /// Ctrl-C or SIGTERM once: soft abort; twice: hard abort.

@@ -2,4 +2,5 @@
 //! seams it defines, reaches nodes only through adapters.
 
 pub mod exec;
+pub mod reboot;
 pub mod runner;

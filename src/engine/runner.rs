@@ -243,6 +243,8 @@ pub struct RunInputs<T> {
     /// The nodes' BMCs, for `--transport redfish` and the fallback.
     pub bmc: Option<Arc<crate::adapters::bmc::RedfishPower>>,
     pub fallback: crate::adapters::config::FallbackPolicy,
+    /// The cluster these nodes belong to, journaled so that a resume elsewhere is refused.
+    pub cluster: Option<fleetboot_core::journal::ClusterIdentity>,
 }
 
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
@@ -253,7 +255,7 @@ pub async fn run<T: PowerTransport>(
     mut on_event: impl FnMut(&Event),
 ) -> Summary {
     let started = std::time::Instant::now();
-    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover, bmc, fallback } = inputs;
+    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover, bmc, fallback, cluster } = inputs;
     let journal_path = journal.path().to_owned();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let limiter = settings.rate.map(|rate| rate.limiter());
@@ -296,6 +298,7 @@ pub async fn run<T: PowerTransport>(
             api_proof: api.is_some(),
             grouping: Some(plan.grouping.clone()).filter(|g| *g != fleetboot_core::plan::Grouping::default()),
             drain: shared.drain.as_ref().map(|d| d.policy()),
+            cluster,
         },
         Some(_) => Entry::RunResumed { pid: std::process::id() },
     };

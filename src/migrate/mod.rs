@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 use crate::adapters::config::{Layer, Settings};
 use crate::adapters::kube::api_resource as resource;
 use crate::commands::ClusterArgs;
+use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, Selection, prepare};
+use crate::engine::runner::Abort;
+use crate::report::Reporter;
 use crate::{Error, ExitCode};
 use checks::Check;
 use record::{MigrationEntry, MigrationState, MigrationWriter, Step, Variant};
@@ -144,6 +147,9 @@ fn namespaces() -> ApiResource {
 /// The cluster as the migration touches it.
 struct Target {
     client: kube::Client,
+    /// The same connection, handed to the reboot engine in step 7: the nodes rebooted are the
+    /// nodes of the cluster being migrated, whatever the kubeconfig's current context is.
+    connection: crate::adapters::kube::ClusterConnection,
 }
 
 impl Target {
@@ -309,8 +315,8 @@ fn migration_in_progress(root: &Path) -> Option<PathBuf> {
 }
 
 async fn connect(args: &ClusterArgs, settings: &Settings) -> Result<Target, Error> {
-    let (client, _) = crate::adapters::kube::connect(&crate::commands::cluster_target(args, settings)).await?;
-    Ok(Target { client })
+    let connection = crate::adapters::kube::ClusterConnection::open(&crate::commands::cluster_target(args, settings)).await?;
+    Ok(Target { client: connection.client.clone(), connection })
 }
 
 pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
@@ -328,7 +334,7 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         }
         (Some(dir), _) => dir.clone(),
         (None, true) => return Err(MigrateError::State(format!("no migration in progress under {} to resume", root.display())).into()),
-        (None, false) => args.dir.clone().unwrap_or_else(|| root.join(crate::commands::new_run_id())),
+        (None, false) => args.dir.clone().unwrap_or_else(|| root.join(crate::engine::reboot::new_run_id())),
     };
     let journal_path = dir.join("migration.jsonl");
     let (_, state) = if journal_path.exists() {
@@ -452,6 +458,37 @@ struct Migration<'a> {
 type Log<'l> = dyn FnMut(&mut MigrationState, MigrationEntry) -> Result<(), MigrateError> + 'l;
 
 impl Migration<'_> {
+    /// Runs a reboot job on this migration's own cluster connection (never a rebuilt command
+    /// line, which once lost `--context` and rebooted another cluster's nodes).
+    async fn run_reboot(
+        &self,
+        selection: Selection,
+        journal: Option<PathBuf>,
+        groups: GroupPolicy,
+        concurrency: Option<usize>,
+    ) -> Result<ExitCode, MigrateError> {
+        let mut flags = Layer::default();
+        flags.output.format = Some(self.args.output.clone());
+        flags.reboot.concurrency = concurrency;
+        let failed = |e: Error| MigrateError::State(e.to_string());
+        let settings = crate::commands::load_settings(self.config, flags).map_err(failed)?;
+        let job = RebootJob {
+            settings,
+            selection,
+            cluster: Some(self.cluster.connection.clone()),
+            journal,
+            groups,
+            drain: None,
+            lease: LeasePolicy::default(),
+        };
+        let prepared = prepare(job).await.map_err(failed)?;
+        let (trigger, abort) = tokio::sync::watch::channel(Abort::No);
+        crate::commands::install_interrupts(trigger.clone());
+        let mut reporter = Reporter::new(crate::commands::style_for(prepared.settings().output), std::io::stdout().lock());
+        let summary = prepared.execute((trigger, abort), |event| reporter.report(event)).await.map_err(failed)?;
+        Ok(summary.exit_code())
+    }
+
     async fn steps(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<ExitCode, Error> {
         for step in Step::ALL {
             if state.is_done(step) {
@@ -681,24 +718,20 @@ impl Migration<'_> {
                 path
             }
         };
-        let mut argv: Vec<String> = vec!["fleetboot".into(), "reboot".into()];
-        if journal.exists() {
+        // A resumed reboot run keeps the limits the migration started it with.
+        let groups = match state.reboot_concurrency {
+            Some(n) => GroupPolicy { group_concurrency: Some(n), ..GroupPolicy::default() },
+            None => GroupPolicy { all_at_once: true, ..GroupPolicy::default() },
+        };
+        let selection = if journal.exists() {
             line(Step::RebootNodes, &format!("continuing the reboot run {}", journal.display()));
-            argv.extend(["--resume".into(), journal.display().to_string()]);
+            Selection::Resume(journal.clone())
         } else {
-            argv.extend(["--all".into(), "--journal".into(), journal.display().to_string()]);
-            match state.reboot_concurrency {
-                Some(n) => argv.extend(["--concurrency".into(), n.to_string(), "--group-concurrency".into(), n.to_string()]),
-                None => argv.push("--all-at-once".into()),
-            }
-        }
-        argv.extend(["--output".into(), self.args.output.clone()]);
-        if let Some(k) = &self.args.cluster.kubeconfig {
-            argv.extend(["--kubeconfig".into(), k.display().to_string()]);
-        }
+            Selection::Nodes(NodeSelection { address_type: "InternalIP".into(), ..NodeSelection::default() })
+        };
         let mut warned = false;
         self.warn_if_paused_long(state, log, &mut warned)?;
-        let code = crate::commands::run_reboot_argv(&argv, self.config).await.map_err(|e| MigrateError::State(e.to_string()))?;
+        let code = self.run_reboot(selection, Some(journal.clone()), groups, state.reboot_concurrency).await?;
         let (_, reboot) = crate::adapters::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
         let proven = reboot.records.values().filter(|r| r.phase == crate::adapters::journal::Phase::Confirmed).count();
         let fallbacks = reboot.records.values().filter(|r| r.attempts.iter().any(|a| a.bmc.is_some())).count();
@@ -792,21 +825,13 @@ impl Migration<'_> {
         if !passed && self.args.reboot_error_nodes && !error_nodes.is_empty() {
             line(Step::Verify, &format!("rebooting the nodes that hold pods in error: {}", error_nodes.join(", ")));
             let journal = self.dir.join(format!("reboot-error-nodes-{}.jsonl", crate::adapters::system::now_ms()));
-            let argv: Vec<String> = [
-                "fleetboot",
-                "reboot",
-                "--nodes",
-                &error_nodes.join(","),
-                "--all-at-once",
-                "--journal",
-                &journal.display().to_string(),
-                "--output",
-                &self.args.output,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let code = crate::commands::run_reboot_argv(&argv, self.config).await.map_err(|e| MigrateError::State(e.to_string()))?;
+            let selection = Selection::Nodes(NodeSelection {
+                names: error_nodes.clone(),
+                address_type: "InternalIP".into(),
+                ..NodeSelection::default()
+            });
+            let all_at_once = GroupPolicy { all_at_once: true, ..GroupPolicy::default() };
+            let code = self.run_reboot(selection, Some(journal), all_at_once, None).await?;
             if code != ExitCode::Ok {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }

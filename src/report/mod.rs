@@ -1,6 +1,7 @@
 //! Reporters: turn runner events into a live display, plain lines or JSON lines.
 
 pub mod nodes;
+pub mod plan;
 
 use fleetboot_core::table::{short_id, table};
 use std::collections::BTreeMap;

@@ -51,6 +51,9 @@ pub enum Entry {
         /// `--drain`: how nodes are drained before their reboot, so a resume does the same.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         drain: Option<crate::nodes::DrainPolicy>,
+        /// The cluster whose nodes these are: a resume against any other cluster is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<ClusterIdentity>,
     },
     /// A later process picked the run up again.
     RunResumed {
@@ -142,6 +145,34 @@ pub enum Entry {
     RunFinished {
         outcome: String,
     },
+}
+
+/// Which cluster a run belongs to: its API server, and the ClusterVersion's `spec.clusterID`
+/// where the cluster has one (OpenShift). Two kubeconfig contexts may name one cluster by two
+/// URLs, and two clusters may sit behind one URL over time: the ID decides when both have one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+}
+
+impl ClusterIdentity {
+    pub fn same_cluster(&self, other: &ClusterIdentity) -> bool {
+        match (&self.cluster_id, &other.cluster_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.server.trim_end_matches('/') == other.server.trim_end_matches('/'),
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cluster_id {
+            Some(id) => write!(f, "{} (cluster ID {id})", self.server),
+            None => f.write_str(&self.server),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,6 +382,8 @@ pub struct RunState {
     pub api_proof: bool,
     pub grouping: crate::plan::Grouping,
     pub drain: Option<crate::nodes::DrainPolicy>,
+    /// The cluster the run belongs to, when it is a cluster run.
+    pub cluster: Option<ClusterIdentity>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -372,7 +405,7 @@ pub enum JournalError {
 /// Folds records into the run's state. Pure and total over well-formed records.
 pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
     let mut iter = records.iter();
-    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof, grouping, drain }, .. }) = iter.next() else {
+    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof, grouping, drain, cluster }, .. }) = iter.next() else {
         return Err(JournalError::NoStart { path: path.to_owned() });
     };
     let mut state = RunState {
@@ -384,6 +417,7 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         api_proof: *api_proof,
         grouping: grouping.clone().unwrap_or_default(),
         drain: *drain,
+        cluster: cluster.clone(),
     };
     for record in iter {
         match &record.entry {
@@ -449,6 +483,7 @@ mod tests {
                 api_proof: false,
                 grouping: None,
                 drain: None,
+                cluster: None,
             },
         )
     }
@@ -584,5 +619,19 @@ mod tests {
         let mut value = serde_json::to_value(&entry).unwrap();
         value["host"] = serde_json::Value::String(name.to_owned());
         serde_json::from_value(value).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod cluster_identity_tests {
+    use super::ClusterIdentity;
+
+    #[test]
+    fn the_cluster_id_decides_when_both_have_one_else_the_server() {
+        let id = |server: &str, cluster_id: Option<&str>| ClusterIdentity { server: server.into(), cluster_id: cluster_id.map(Into::into) };
+        assert!(id("https://a:6443/", Some("x")).same_cluster(&id("https://b:6443", Some("x"))));
+        assert!(!id("https://a:6443", Some("x")).same_cluster(&id("https://a:6443", Some("y"))));
+        assert!(id("https://a:6443/", None).same_cluster(&id("https://a:6443", Some("y"))));
+        assert!(!id("https://a:6443", None).same_cluster(&id("https://b:6443", None)));
     }
 }

@@ -15,8 +15,18 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     renewer: tokio::task::JoinHandle<()>,
+    lost: tokio::sync::watch::Receiver<Option<LeaseLost>>,
     /// Who held it before a takeover (for the user and the journal).
     pub taken_from: Option<String>,
+}
+
+/// Why a run no longer holds its lease: from then on it must start nothing new.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseLost {
+    #[error("another run took the cluster's lease over ({by})")]
+    TakenOver { by: String },
+    #[error("the cluster's lease could not be renewed for {}: another run may take it over", humantime::format_duration(*.for_))]
+    NotRenewed { for_: std::time::Duration },
 }
 
 /// Held by reboot runs (`fleetboot reboot` on cluster nodes, and a migration's step 7).
@@ -67,9 +77,19 @@ impl LeaseLock {
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let held = api.get(lease_name).await.map_err(api_error)?;
                 let holder = held.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
-                if !lease_expired(&held.data, now) && !break_lock && !reclaimable(&holder) {
-                    return Err(ClusterError::Locked { holder, namespace: namespace.to_owned(), name: lease_name.to_owned() });
-                }
+                let locked =
+                    || ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned(), name: lease_name.to_owned() };
+                let held = if break_lock || reclaimable(&holder) {
+                    held
+                } else if !lease_expired(&held.data, now) {
+                    // Live by its holder's own account: a skewed clock can only make this refuse
+                    // wrongly, never let two runs hold the lease.
+                    return Err(locked());
+                } else {
+                    // Expired by the holder's clock; confirmed on this machine's monotonic clock
+                    // only (as client-go's leader election): unchanged for its whole duration.
+                    unchanged_for_its_duration(&api, lease_name, held).await.map_err(api_error)?.ok_or_else(locked)?
+                };
                 // Replace with the version just read: if another run took it meanwhile, Conflict.
                 let mut takeover = held.clone();
                 takeover.data["spec"] = spec;
@@ -86,23 +106,44 @@ impl LeaseLock {
         let renew_api = api.clone();
         let renew_identity = identity.to_owned();
         let renew_name = lease_name.to_owned();
+        let (lost_tx, lost) = tokio::sync::watch::channel(None);
         let renewer = tokio::spawn(async move {
             let mut tick = tokio::time::interval(duration / 3);
             tick.tick().await;
+            // Monotonic: a jump of the wall clock neither hides nor invents a failed renewal.
+            let mut renewed_at = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                // An API outage only delays renewal; the lease lasts `duration` meanwhile.
-                let Ok(mut lease) = renew_api.get(&renew_name).await else { continue };
-                if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) != Some(renew_identity.as_str()) {
-                    // Taken over (--break-lock elsewhere): never steal it back.
+                let renewed = match renew_api.get(&renew_name).await {
+                    Ok(lease) if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) != Some(renew_identity.as_str()) => {
+                        // Taken over (--break-lock elsewhere): never steal it back; stop.
+                        let by = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("nobody").to_owned();
+                        let _ = lost_tx.send(Some(LeaseLost::TakenOver { by }));
+                        return;
+                    }
+                    Ok(mut lease) => {
+                        lease.data["spec"]["renewTime"] = serde_json::json!(micro_time(std::time::SystemTime::now()));
+                        // A Conflict means someone wrote it meanwhile; the next tick looks again.
+                        renew_api.replace(&renew_name, &PostParams::default(), &lease).await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if renewed {
+                    renewed_at = tokio::time::Instant::now();
+                } else if renewed_at.elapsed() >= duration / 2 {
+                    // Half the lease gone without a renewal: another run could soon take it.
+                    let _ = lost_tx.send(Some(LeaseLost::NotRenewed { for_: renewed_at.elapsed() }));
                     return;
                 }
-                lease.data["spec"]["renewTime"] = serde_json::json!(micro_time(std::time::SystemTime::now()));
-                // A Conflict means someone wrote it meanwhile; the next tick looks again.
-                let _ = renew_api.replace(&renew_name, &PostParams::default(), &lease).await;
             }
         });
-        Ok(LeaseLock { api, name: lease_name.to_owned(), identity: identity.to_owned(), renewer, taken_from })
+        Ok(LeaseLock { api, name: lease_name.to_owned(), identity: identity.to_owned(), renewer, lost, taken_from })
+    }
+
+    /// Changes to `Some` when this run no longer holds the lease (taken over, or not renewed for
+    /// half its duration); the run must then start nothing new.
+    pub fn lost(&self) -> tokio::sync::watch::Receiver<Option<LeaseLost>> {
+        self.lost.clone()
     }
 
     /// Gives the lease back if this run still holds it.
@@ -112,6 +153,30 @@ impl LeaseLock {
             && lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) == Some(self.identity.as_str())
         {
             let _ = self.api.delete(&self.name, &Default::default()).await;
+        }
+    }
+}
+
+/// Watches a lease that looks expired by its holder's clock for its whole duration on this
+/// machine's monotonic clock. `Some`: it never changed (its holder is gone), the version to
+/// replace; `None`: it changed, its holder is alive.
+async fn unchanged_for_its_duration(
+    api: &Api<DynamicObject>,
+    name: &str,
+    seen: DynamicObject,
+) -> Result<Option<DynamicObject>, kube::Error> {
+    let seconds = seen.data.pointer("/spec/leaseDurationSeconds").and_then(Value::as_u64).unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let version = seen.metadata.resource_version.clone();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(Some(seen));
+        }
+        tokio::time::sleep((deadline - now).min(std::time::Duration::from_millis(500))).await;
+        let current = api.get(name).await?;
+        if current.metadata.resource_version != version {
+            return Ok(None);
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
+use fleetboot_core::journal::ClusterIdentity;
 use kube::Client;
+use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 
 pub mod discover;
@@ -14,7 +16,7 @@ pub mod watch;
 
 pub use discover::{discover, discover_with_pools, machine_config_pools, node_info, pool_selectors};
 pub use drain::Drainer;
-pub use lease::{LEASE_NAME, LeaseLock, MIGRATION_LEASE_NAME, holder_is_dead_run, process_alive, this_process_identity};
+pub use lease::{LEASE_NAME, LeaseLock, LeaseLost, MIGRATION_LEASE_NAME, holder_is_dead_run, process_alive, this_process_identity};
 pub use watch::NodeWatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,37 @@ pub async fn connect(target: &ClusterTarget) -> Result<(Client, String), Cluster
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
     Ok((client, server))
+}
+
+/// A connected cluster: the one client a command uses for everything, and which cluster it is.
+#[derive(Clone)]
+pub struct ClusterConnection {
+    pub client: Client,
+    pub identity: ClusterIdentity,
+}
+
+impl ClusterConnection {
+    /// Connects as kubectl would and asks the cluster who it is: a cluster that is configured
+    /// but cannot be reached is an error here, before anything is touched.
+    pub async fn open(target: &ClusterTarget) -> Result<ClusterConnection, ClusterError> {
+        let (client, server) = connect(target).await?;
+        let cluster_id = cluster_id(&client, &server).await?;
+        Ok(ClusterConnection { client, identity: ClusterIdentity { server, cluster_id } })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.identity.server
+    }
+}
+
+/// The ClusterVersion's `spec.clusterID`; `None` on a cluster without that kind (plain Kubernetes).
+async fn cluster_id(client: &Client, server: &str) -> Result<Option<String>, ClusterError> {
+    let versions = api_resource("config.openshift.io", "v1", "ClusterVersion", "clusterversions");
+    match Api::<DynamicObject>::all_with(client.clone(), &versions).get_opt("version").await {
+        Ok(version) => Ok(version.and_then(|v| v.data.pointer("/spec/clusterID").and_then(|id| id.as_str()).map(str::to_owned))),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(ClusterError::Api { server: server.to_owned(), reason: e.to_string() }),
+    }
 }
 
 /// A kind the code has no generated type for (OpenShift's, metal3's), for `DynamicObject` APIs.

@@ -1,0 +1,414 @@
+//! A reboot job, typed: which hosts (a host list, a cluster selection, or a journal to resume),
+//! the cluster connection the caller resolved, the limits and policies. `fleetboot reboot` builds
+//! one from its flags; the migration builds one with its own cluster connection, so the cluster
+//! it reboots is always the cluster it migrates.
+//!
+//! [`prepare`] reads everything a run depends on and refuses bad input before any host is
+//! contacted; [`PreparedRun::execute`] takes the lease, opens the journal and runs the runner.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetboot_core::events::{Event, Summary};
+use fleetboot_core::hosts::{self, Host};
+use fleetboot_core::journal::RunState;
+use fleetboot_core::nodes::{DrainPolicy, NodeInfo};
+use fleetboot_core::plan::{Grouping, Plan, plan_reboot};
+use tokio::sync::watch;
+
+use crate::Error;
+use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
+use crate::adapters::journal::{self, JournalWriter};
+use crate::adapters::kube::ClusterConnection;
+use crate::adapters::ssh::{SshClient, SshTransport};
+use crate::engine::runner::{self, Abort, RetryPolicy, RunInputs};
+
+/// Which hosts a job reboots.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// Hosts the user listed (host files, `--host`, `[[hosts]]`).
+    Hosts(Vec<Host>),
+    /// Nodes of the job's cluster.
+    Nodes(NodeSelection),
+    /// The hosts of an interrupted run, from its journal.
+    Resume(PathBuf),
+}
+
+/// Nodes chosen from the cluster: a label selector, then names to keep and names to leave out.
+#[derive(Clone, Debug, Default)]
+pub struct NodeSelection {
+    pub label_selector: Option<String>,
+    /// Only these nodes (empty: every node the selector matches).
+    pub names: Vec<String>,
+    pub exclude: Vec<String>,
+    /// The node address type fleetboot connects to (`InternalIP`, as the migration document).
+    pub address_type: String,
+}
+
+/// How a cluster run is grouped.
+#[derive(Clone, Debug)]
+pub struct GroupPolicy {
+    /// `pool` (MachineConfigPools) or a label key.
+    pub group_by: String,
+    /// Hosts per group in flight at once; default the pool's maxUnavailable (1 per label value).
+    pub group_concurrency: Option<usize>,
+    /// The migration document's behaviour: every node at once, no groups, no ordering.
+    pub all_at_once: bool,
+}
+
+impl Default for GroupPolicy {
+    fn default() -> GroupPolicy {
+        GroupPolicy { group_by: "pool".into(), group_concurrency: None, all_at_once: false }
+    }
+}
+
+/// The cluster-wide Lease that keeps two runs off one cluster.
+#[derive(Clone, Debug)]
+pub struct LeasePolicy {
+    pub namespace: String,
+    /// Take the lease over from another, live run.
+    pub break_lock: bool,
+    /// How long the lease lasts unrenewed; renewed every third of it. A run that cannot renew it
+    /// for half of it starts nothing new.
+    pub duration: Duration,
+}
+
+impl Default for LeasePolicy {
+    fn default() -> LeasePolicy {
+        LeasePolicy { namespace: "kube-system".into(), break_lock: false, duration: Duration::from_secs(30) }
+    }
+}
+
+/// Everything one reboot run needs. Nothing in it is parsed or looked up later.
+pub struct RebootJob {
+    pub settings: Settings,
+    pub selection: Selection,
+    /// The cluster, resolved by the caller (`--kubeconfig`, `--context`, config, `$KUBECONFIG`).
+    /// Required for [`Selection::Nodes`] and for resuming a cluster run.
+    pub cluster: Option<ClusterConnection>,
+    /// Where a new run writes its journal (default: the state directory).
+    pub journal: Option<PathBuf>,
+    pub groups: GroupPolicy,
+    /// `--drain`. A resumed run drains as it started, whatever is given here.
+    pub drain: Option<DrainPolicy>,
+    pub lease: LeasePolicy,
+}
+
+/// A job whose inventory, plan and journal path are known; nothing has been contacted but the
+/// cluster API (discovery).
+pub struct PreparedRun {
+    settings: Settings,
+    plan: Plan,
+    prior: Option<RunState>,
+    journal: PathBuf,
+    cluster: Option<ClusterConnection>,
+    /// The run's nodes as discovery listed them (for the BMC inventory), when it did.
+    discovered: Option<Vec<NodeInfo>>,
+    drain: Option<DrainPolicy>,
+    lease: LeasePolicy,
+}
+
+/// A new run's ID: the start time and this process's PID.
+pub fn new_run_id() -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    format!("{}-{}", stamp.replace([':', '-'], ""), std::process::id())
+}
+
+/// Resolves the job's hosts and plan. Refuses, before anything is touched: unknown node names,
+/// nodes without exactly one address of the chosen type, `--drain` without a cluster, and a
+/// resume under a cluster other than the journal's.
+pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
+    let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease } = job;
+    let (hosts, grouping, prior, journal_path, discovered) = match selection {
+        Selection::Resume(path) => {
+            let (_, state) = journal::load(&path)?;
+            check_same_cluster(&path, &state, cluster.as_ref())?;
+            (state.hosts.clone(), state.grouping.clone(), Some(state), path, None)
+        }
+        Selection::Nodes(select) => {
+            let Some(connection) = &cluster else {
+                return Err(Error::Selection("choosing nodes (--all, -l, --role, --nodes) needs a cluster".into()));
+            };
+            let (hosts, grouping, nodes) = cluster_inventory(&select, &groups, connection).await?;
+            (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
+        }
+        Selection::Hosts(hosts) => {
+            if drain.is_some() {
+                return Err(Error::Selection("--drain works on cluster nodes: add --all, -l, --role or --nodes".into()));
+            }
+            (hosts, Grouping::default(), None, new_journal_path(&settings, journal), None)
+        }
+    };
+    let cluster_run = discovered.is_some() || prior.as_ref().is_some_and(|p| p.api_proof);
+    // A host-list run touches no cluster: it neither proves through one nor takes its lease.
+    let cluster = if cluster_run { cluster } else { None };
+    if groups.all_at_once {
+        settings.reboot.concurrency = hosts.len().max(1);
+    }
+    let run_id = prior.as_ref().map_or_else(new_run_id, |p| p.run_id.clone());
+    let plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
+    // A resumed run drains as it started, whatever this job says.
+    let drain = match &prior {
+        Some(state) => state.drain,
+        None => drain,
+    };
+    Ok(PreparedRun { settings, plan, prior, journal: journal_path, cluster, discovered, drain, lease })
+}
+
+fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| settings.state_dir.join(format!("reboot-{}.jsonl", new_run_id())))
+}
+
+/// A cluster run's journal may only be resumed against its own cluster.
+fn check_same_cluster(path: &Path, state: &RunState, cluster: Option<&ClusterConnection>) -> Result<(), Error> {
+    match (&state.cluster, cluster) {
+        (Some(journaled), Some(connection)) if !journaled.same_cluster(&connection.identity) => {
+            Err(Error::WrongCluster { journal: path.to_owned(), journaled: journaled.clone(), given: connection.identity.clone() })
+        }
+        (Some(journaled), None) => Err(Error::Selection(format!(
+            "the journal {} belongs to the cluster at {journaled}, which is not reachable from here (pass --kubeconfig or --context)",
+            path.display()
+        ))),
+        (None, None) if state.api_proof => Err(Error::Selection(format!(
+            "the journal {} is a cluster run, and no cluster is configured (pass --kubeconfig or --context)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The reboot inventory from the cluster: selected nodes, minus exclusions, each reached at
+/// its address of the chosen type. Any node without exactly one such address stops the run.
+/// Also returns the chosen nodes as discovered, for the BMC inventory.
+async fn cluster_inventory(
+    select: &NodeSelection,
+    groups: &GroupPolicy,
+    cluster: &ClusterConnection,
+) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>), Error> {
+    let (found, pools) = crate::adapters::kube::discover_with_pools(
+        &cluster.client,
+        cluster.server(),
+        select.label_selector.as_deref(),
+        &select.address_type,
+    )
+    .await?;
+    let unknown: Vec<&str> =
+        select.names.iter().chain(&select.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        return Err(Error::Selection(format!("no such node in the cluster (or not matching the selector): {}", unknown.join(", "))));
+    }
+    let chosen: Vec<NodeInfo> = found
+        .into_iter()
+        .filter(|n| select.names.is_empty() || select.names.contains(&n.name))
+        .filter(|n| !select.exclude.contains(&n.name))
+        .collect();
+    let problems = fleetboot_core::nodes::address_problems(&chosen);
+    if !problems.is_empty() {
+        return Err(Error::Selection(format!("{}; use --address-type or --exclude", problems.join("; "))));
+    }
+    let grouping = if groups.all_at_once {
+        Grouping::default()
+    } else {
+        fleetboot_core::nodes::grouping(&chosen, &pools, &groups.group_by, groups.group_concurrency)
+    };
+    let hosts: Vec<(Host, String)> = chosen
+        .iter()
+        .map(|n| (Host { name: n.name.clone(), address: n.addresses[0].clone(), port: None }, format!("node {}", n.name)))
+        .collect();
+    Ok((hosts::merge_sources(hosts)?, grouping, chosen))
+}
+
+impl PreparedRun {
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs the job to its end (or an abort). Keys, known_hosts and BMC credentials are read
+    /// first, then the lease is taken, then the journal is created: a refused run leaves
+    /// nothing behind. Every event, warnings included, goes to `on_event`.
+    pub async fn execute(
+        self,
+        abort: (watch::Sender<Abort>, watch::Receiver<Abort>),
+        mut on_event: impl FnMut(&Event),
+    ) -> Result<Summary, Error> {
+        let PreparedRun { settings, plan, prior, journal, cluster, discovered, drain, lease } = self;
+        let mut warn = |message: String| on_event(&Event::Warning { host: None, message });
+        // Keys and known_hosts are read before the journal exists or any host is contacted.
+        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+        let client = SshClient::new(settings.ssh.clone(), crate::adapters::system::home_dir().as_deref(), agent)?;
+        let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
+        let transport = SshTransport::new(client, settings.reboot.clone());
+        // BMC credentials are read now too: a bad one stops the run before any node is touched.
+        let (bmc, bmc_warnings) = bmc_power(&settings, &plan.hosts, cluster.as_ref(), discovered).await?;
+        bmc_warnings.into_iter().for_each(&mut warn);
+        // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
+        let (api, lease, drainer, lease_takeover) = match &cluster {
+            Some(connection) => {
+                let kube = &connection.client;
+                let (identity, host) = crate::adapters::kube::this_process_identity(&plan.run_id);
+                // A resume may reclaim the lease its own killed process left behind on this machine.
+                let reclaimable = |holder: &str| {
+                    prior.is_some()
+                        && crate::adapters::kube::holder_is_dead_run(holder, &host, &plan.run_id, crate::adapters::kube::process_alive)
+                };
+                let lock = crate::adapters::kube::LeaseLock::acquire(
+                    kube,
+                    &lease.namespace,
+                    crate::adapters::kube::LEASE_NAME,
+                    &identity,
+                    lease.duration,
+                    lease.break_lock,
+                    reclaimable,
+                )
+                .await?;
+                if let Some(previous) = &lock.taken_from {
+                    warn(format!("took the fleetboot lease over from {previous}"));
+                }
+                let takeover = lock.taken_from.clone().map(|previous| (previous, identity.clone()));
+                let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(kube.clone(), policy)));
+                (Some(Arc::new(crate::adapters::kube::NodeWatch::start(kube))), Some(lock), drainer, takeover)
+            }
+            None => (None, None, None, None),
+        };
+        // The journal is created only once the lease is held: a refused run leaves nothing behind.
+        let opened = match &prior {
+            Some(_) => JournalWriter::reopen(&journal),
+            None => JournalWriter::create(&journal),
+        };
+        let writer = match opened {
+            Ok(writer) => writer,
+            Err(e) => {
+                if let Some(lock) = lease {
+                    lock.release().await;
+                }
+                return Err(e.into());
+            }
+        };
+        let inputs = RunInputs {
+            transport,
+            settings: settings.reboot.clone(),
+            retry,
+            journal: writer,
+            plan,
+            prior,
+            api,
+            drain: drainer,
+            lease_takeover,
+            bmc,
+            fallback: settings.redfish.fallback,
+            cluster: cluster.as_ref().map(|c| c.identity.clone()),
+        };
+        // A run that loses its lease starts nothing new, like the first Ctrl-C, and says why.
+        let lost_reason = Arc::new(std::sync::Mutex::new(None::<String>));
+        let lease_watch = lease.as_ref().map(|lock| {
+            let (mut lost, trigger, reason) = (lock.lost(), abort.0.clone(), lost_reason.clone());
+            tokio::spawn(async move {
+                if let Ok(why) = lost.wait_for(Option::is_some).await {
+                    *reason.lock().unwrap() = why.as_ref().map(ToString::to_string);
+                    trigger.send_if_modified(|level| {
+                        let raise = *level == Abort::No;
+                        if raise {
+                            *level = Abort::Soft;
+                        }
+                        raise
+                    });
+                }
+            })
+        });
+        let summary = runner::run(inputs, abort, |event| {
+            if let Event::AbortRequested { .. } = event
+                && let Some(why) = lost_reason.lock().unwrap().take()
+            {
+                on_event(&Event::Warning { host: None, message: format!("{why}; starting nothing new") });
+            }
+            on_event(event)
+        })
+        .await;
+        if let Some(task) = lease_watch {
+            task.abort();
+        }
+        // BMC operations a hard abort cut short still log out of their BMCs.
+        crate::adapters::redfish::finish_cleanups(Duration::from_secs(5)).await;
+        if let Some(lock) = lease {
+            lock.release().await;
+        }
+        Ok(summary)
+    }
+}
+
+/// What a user must hear before a run starts, whatever it reboots.
+pub fn host_key_warning(settings: &Settings) -> Option<&'static str> {
+    (settings.ssh.host_key_policy == HostKeyPolicy::InsecureIgnore).then_some(
+        "WARNING: host keys are NOT verified (--insecure-ignore-host-keys). Anyone on the path can impersonate \
+         a host and receive your commands. A key that changes during the run still stops that host.",
+    )
+}
+
+/// The BMCs of a run's hosts, unless the run is SSH only, with the warnings to show. Problems
+/// with BareMetalHosts (a scheme fleetboot cannot drive, a missing Secret) are warnings: those
+/// nodes simply have no fallback. Problems with `[[bmc]]` entries the user wrote stop the run.
+/// `discovered`: the run's nodes when discovery just listed them (a resume lists them here).
+async fn bmc_power(
+    settings: &Settings,
+    hosts: &[Host],
+    cluster: Option<&ClusterConnection>,
+    discovered: Option<Vec<NodeInfo>>,
+) -> Result<(Option<Arc<crate::adapters::bmc::RedfishPower>>, Vec<String>), Error> {
+    if settings.reboot.transport == TransportChoice::Ssh || (settings.bmcs.is_empty() && cluster.is_none()) {
+        return Ok((None, Vec::new()));
+    }
+    let kube = cluster.map(|c| &c.client);
+    let nodes = match (cluster, discovered) {
+        (Some(_), Some(nodes)) => nodes,
+        (Some(connection), None) => crate::adapters::kube::discover(&connection.client, connection.server(), None, "InternalIP").await?,
+        (None, _) => Vec::new(),
+    };
+    let inventory =
+        crate::adapters::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
+    let mut warnings: Vec<String> = inventory.problems.clone();
+    for node in inventory.insecure_nodes() {
+        warnings.push(format!("the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password"));
+    }
+    if settings.reboot.transport == TransportChoice::Redfish {
+        let missing: Vec<&str> = hosts.iter().filter(|h| !inventory.targets.contains_key(&h.name)).map(|h| h.name.as_str()).collect();
+        if !missing.is_empty() {
+            return Err(Error::Selection(format!("--transport redfish, but no BMC is known for: {}", missing.join(", "))));
+        }
+    }
+    Ok((Some(Arc::new(crate::adapters::bmc::RedfishPower::new(inventory, &settings.redfish))), warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetboot_core::journal::ClusterIdentity;
+
+    fn state(cluster: Option<ClusterIdentity>, api_proof: bool) -> RunState {
+        RunState {
+            run_id: "r".into(),
+            command: "c".into(),
+            hosts: Vec::new(),
+            records: Default::default(),
+            finished: false,
+            api_proof,
+            grouping: Grouping::default(),
+            drain: None,
+            cluster,
+        }
+    }
+
+    #[test]
+    fn a_cluster_runs_journal_needs_its_cluster() {
+        let a = ClusterIdentity { server: "https://a:6443".into(), cluster_id: Some("a".into()) };
+        let journal = Path::new("j.jsonl");
+        let err = check_same_cluster(journal, &state(Some(a.clone()), true), None).unwrap_err();
+        assert!(err.to_string().contains("belongs to the cluster at https://a:6443 (cluster ID a)"), "{err}");
+        assert!(check_same_cluster(journal, &state(None, true), None).is_err(), "an old cluster journal still needs a cluster");
+        assert!(check_same_cluster(journal, &state(None, false), None).is_ok(), "a host-list run needs none");
+    }
+}

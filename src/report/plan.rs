@@ -1,0 +1,55 @@
+//! `fleetboot reboot --dry-run`: the plan, the settings it runs under, and what the limits imply.
+
+use fleetboot_core::journal::ResumeAction;
+use fleetboot_core::plan::{self, Plan};
+
+use crate::adapters::config::Settings;
+
+pub fn render_plan(plan: &Plan, settings: &Settings) -> String {
+    let r = &settings.reboot;
+    let mut text = format!(
+        "plan for run {} (dry run: nothing is contacted)\n\n\
+         reboot command: {}\nproof: boot ID from `{}` must change within {}\n\
+         concurrency: {} down at once · rate: {} · max failures: {} of {} · probes every {}\n\
+         ssh: user {} · port {} · host keys: {:?} against {}\n\n",
+        plan.run_id,
+        r.command,
+        r.boot_id_command,
+        humantime::format_duration(r.timeout),
+        r.concurrency,
+        r.rate.map_or("unlimited".to_owned(), |rate| format!("{rate} (one every {})", humantime::format_duration(rate.spacing()))),
+        r.max_failures.tolerated(plan.hosts.len()),
+        plan.hosts.len(),
+        humantime::format_duration(r.poll_interval),
+        settings.ssh.user,
+        settings.ssh.port,
+        settings.ssh.host_key_policy,
+        settings.ssh.known_hosts.display(),
+    );
+    let rows: Vec<Vec<String>> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let group = plan.grouping.group_of(&s.host.name).map_or("-".to_owned(), |g| {
+                let limit = plan.grouping.limits.get(g).copied().unwrap_or(0);
+                let last = if plan.grouping.is_last(&s.host.name) { ", after all others" } else { "" };
+                format!("{g} (≤{limit} at once{last})")
+            });
+            vec![
+                (i + 1).to_string(),
+                s.host.name.clone(),
+                format!("{}:{}", s.host.address, s.host.port_or(settings.ssh.port)),
+                group,
+                plan::describe(s.action).to_owned(),
+            ]
+        })
+        .collect();
+    text.push_str(&fleetboot_core::table::table(&["#", "HOST", "ADDRESS", "GROUP", "ACTION"], &rows));
+    if let Some(rate) = r.rate {
+        let n = plan.count(ResumeAction::Reboot) as u32;
+        let floor = rate.spacing() * n.saturating_sub(1);
+        text.push_str(&format!("\nthe rate alone spreads the reboot commands over at least {}\n", humantime::format_duration(floor)));
+    }
+    text
+}

@@ -1,0 +1,152 @@
+//! Never the wrong cluster: two simulated clusters in one kubeconfig (current context `a`), and a
+//! run told `--context b` touches `b` alone; its journal, resumed under `a`, is refused.
+
+use std::path::Path;
+
+use crate::common::Run;
+use crate::common::sim::Sim;
+
+/// One kubeconfig naming both simulations, `a` current, as an admin's often does.
+fn two_cluster_kubeconfig(a: &Sim, b: &Sim, path: &Path) {
+    let cluster = |name: &str, server: &str| format!("- name: {name}\n  cluster:\n    server: {server}\n");
+    let context = |name: &str| format!("- name: {name}\n  context:\n    cluster: {name}\n    user: admin\n");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n{}{}contexts:\n{}{}current-context: a\nusers:\n- name: admin\n  user: {{}}\n",
+        cluster("a", &a.api),
+        cluster("b", &b.api),
+        context("a"),
+        context("b"),
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn boot_ids(sim: &Sim) -> Vec<String> {
+    sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]).split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn reboot_with_context_b_reboots_only_b_and_its_journal_is_refused_under_a() {
+    let a = Sim::start(1, 2);
+    let b = Sim::start(1, 2);
+    let kubeconfig = b.path("two-clusters");
+    two_cluster_kubeconfig(&a, &b, &kubeconfig);
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let (a_before, b_before) = (boot_ids(&a), boot_ids(&b));
+    let journal = b.path("b.jsonl");
+    let journal = journal.to_str().unwrap();
+    let args = ["reboot", "--kubeconfig", kubeconfig, "--context", "b", "--all", "--poll-interval", "200ms", "--journal", journal];
+    let run: Run = b.fleetboot(&[&args[..], &["--output", "json"]].concat()).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let b_after = boot_ids(&b);
+    assert!(b_before.iter().all(|id| !b_after.contains(id)), "every node of b rebooted: {b_before:?} → {b_after:?}");
+    assert_eq!(boot_ids(&a), a_before, "cluster a, the current context, was not touched");
+
+    // The journal names its cluster; a resume under the other context is refused, naming both.
+    let (_, state) = fleetboot::adapters::journal::load(Path::new(journal)).unwrap();
+    let journaled = state.cluster.expect("a cluster run journals its cluster");
+    assert_eq!(journaled.server.trim_end_matches('/'), b.api);
+    assert!(journaled.cluster_id.is_some(), "the ClusterVersion's clusterID is journaled");
+    let refused: Run = b.fleetboot(&["reboot", "--resume", journal, "--kubeconfig", kubeconfig, "--context", "a"]).output().unwrap().into();
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    assert!(refused.stderr.contains(&b.api) && refused.stderr.contains(&a.api), "names both clusters: {}", refused.stderr);
+    assert_eq!(boot_ids(&a), a_before, "the refused resume touched nothing");
+    // Under its own context the resume is accepted (the run is finished: nothing more to do).
+    let resumed: Run = b.fleetboot(&["reboot", "--resume", journal, "--kubeconfig", kubeconfig, "--context", "b"]).output().unwrap().into();
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert_eq!(boot_ids(&b), b_after, "a finished run reboots nothing again");
+}
+
+/// Each `dispatching` record of a journal: (host, at_ms).
+fn dispatches(journal: &Path) -> Vec<(String, u64)> {
+    use fleetboot::adapters::journal::Entry;
+    let (records, _) = fleetboot::adapters::journal::load(journal).unwrap();
+    records
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::Dispatching { host, .. } => Some((host, r.at_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn spawn_reboot(sim: &Sim, journal: &Path, extra: &[&str]) -> std::process::Child {
+    let args = ["reboot", "--all", "--concurrency", "1", "--poll-interval", "200ms", "--output", "json", "--journal"];
+    sim.fleetboot(&[&args[..], &[journal.to_str().unwrap()], extra].concat())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_run_that_cannot_renew_its_lease_through_an_api_outage_starts_nothing_new() {
+    let sim = Sim::start(0, 4);
+    let journal = sim.path("outage.jsonl");
+    let child = spawn_reboot(&sim, &journal, &["--lease-duration", "3s"]);
+    crate::common::wait_for_dispatches(&journal, 1, std::time::Duration::from_secs(30));
+    // Longer than half the lease: the run no longer knows that nobody else took it.
+    sim.control("POST", "outage", r#"{"seconds": 4}"#);
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(run.code, 4, "stopped early, resumable: {}", run.debug());
+    assert!(run.stdout.contains("could not be renewed"), "says why: {}", run.debug());
+    assert_eq!(dispatches(&journal).len(), 1, "nothing new started after the lease was lost");
+    let skipped = run.events().into_iter().filter(|e| e["record"]["event"] == "skipped").count();
+    assert_eq!(skipped, 3, "the other nodes are left for --resume: {}", run.debug());
+}
+
+#[test]
+fn a_run_whose_lease_is_taken_over_stops_so_two_runs_never_reboot_together() {
+    let sim = Sim::start(0, 4);
+    let (first_journal, second_journal) = (sim.path("first.jsonl"), sim.path("second.jsonl"));
+    let first = spawn_reboot(&sim, &first_journal, &["--lease-duration", "3s"]);
+    crate::common::wait_for_dispatches(&first_journal, 1, std::time::Duration::from_secs(30));
+    // The node the first run is rebooting is left out of the second (it is down for a moment).
+    let in_flight = dispatches(&first_journal)[0].0.clone();
+    let second = spawn_reboot(&sim, &second_journal, &["--lease-duration", "3s", "--break-lock", "--exclude", &in_flight]);
+    let (first, second): (Run, Run) = (first.wait_with_output().unwrap().into(), second.wait_with_output().unwrap().into());
+    assert_eq!(first.code, 4, "{}", first.debug());
+    assert!(first.stdout.contains("another run took the cluster's lease over"), "{}", first.debug());
+    assert_eq!(second.code, 0, "{}", second.debug());
+    // From the second run's first reboot on, the first run sent none.
+    let second_started = dispatches(&second_journal).iter().map(|(_, at)| *at).min().unwrap();
+    let late: Vec<_> = dispatches(&first_journal).into_iter().filter(|(_, at)| *at >= second_started).collect();
+    assert!(late.is_empty(), "the first run rebooted {late:?} while the second was rebooting");
+}
+
+#[test]
+fn a_lease_stale_by_its_holders_clock_but_still_renewed_is_not_taken_over() {
+    let sim = Sim::start(0, 1);
+    let lease = sim.path("lease.json");
+    // The holder's clock is years behind ours, but it keeps renewing.
+    std::fs::write(
+        &lease,
+        r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"fleetboot","namespace":"kube-system"},
+        "spec":{"holderIdentity":"skewed@elsewhere pid 1","leaseDurationSeconds":3,"renewTime":"2020-01-01T00:00:00.000000Z"}}"#,
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", lease.to_str().unwrap()]);
+    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let renewer = {
+        let (renewing, kubeconfig) = (renewing.clone(), sim.path("kubeconfig"));
+        std::thread::spawn(move || {
+            for second in 1..30 {
+                if !renewing.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let patch = format!(r#"{{"spec":{{"renewTime":"2020-01-01T00:00:{second:02}.000000Z"}}}}"#);
+                let _ = std::process::Command::new("kubectl")
+                    .args(["-n", "kube-system", "patch", "lease", "fleetboot", "--type", "merge", "-p", &patch])
+                    .env("KUBECONFIG", &kubeconfig)
+                    .output();
+                std::thread::sleep(std::time::Duration::from_millis(400));
+            }
+        })
+    };
+    let journal = sim.path("run.jsonl");
+    let run: Run = sim.fleetboot(&["reboot", "--all", "--journal", journal.to_str().unwrap()]).output().unwrap().into();
+    renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+    renewer.join().unwrap();
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("holds the lease kube-system/fleetboot: skewed@elsewhere pid 1"), "{}", run.debug());
+    assert!(!journal.exists(), "a refused run leaves no journal");
+}
