@@ -150,3 +150,25 @@ fn a_lease_stale_by_its_holders_clock_but_still_renewed_is_not_taken_over() {
     assert!(run.stderr.contains("holds the lease kube-system/fleetboot: skewed@elsewhere pid 1"), "{}", run.debug());
     assert!(!journal.exists(), "a refused run leaves no journal");
 }
+
+fn network_type(sim: &Sim) -> String {
+    sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.spec.networkType}"])
+}
+
+#[test]
+fn migrate_with_context_b_migrates_and_reboots_only_b() {
+    let a = Sim::start(1, 1);
+    let b = Sim::start(1, 1);
+    let kubeconfig = b.path("two-clusters");
+    two_cluster_kubeconfig(&a, &b, &kubeconfig);
+    let (a_before, b_before, a_network) = (boot_ids(&a), boot_ids(&b), network_type(&a));
+    let args = ["migrate", "--kubeconfig", kubeconfig.to_str().unwrap(), "--context", "b", "--etcd-backup-confirmed"];
+    let run: Run = b.fleetboot(&[&args[..], &["--poll-interval", "300ms", "--output", "plain"]].concat()).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(network_type(&b), "OVNKubernetes");
+    assert!(boot_ids(&b).iter().all(|id| !b_before.contains(id)), "b's nodes rebooted");
+    assert_eq!(boot_ids(&a), a_before, "no node of a, the current context, rebooted");
+    assert_eq!(network_type(&a), a_network, "a's network config untouched");
+    let pools = a.kubectl_ok(&["get", "machineconfigpools", "-o", "jsonpath={.items[*].spec.paused}"]);
+    assert!(!pools.contains("true"), "a's pools untouched: {pools}");
+}
