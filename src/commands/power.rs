@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 use crate::adapters::bmc::{BmcInventory, RedfishPower};
 use crate::adapters::config::{Layer, Settings};
 use crate::adapters::redfish::{BmcTarget, BmcTls, RestartKind};
+use crate::engine::power::PowerOperation;
+use crate::report::power::PowerOutput;
 use crate::{Error, ExitCode};
 use fleetboot_core::hosts::Host;
 
@@ -71,9 +73,8 @@ pub struct PowerTargets {
     /// Do not verify the BMC's certificate (anyone on the path can read the password).
     #[arg(long)]
     pub bmc_insecure: bool,
-    /// table or json.
-    #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
-    pub output: String,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: PowerOutput,
 }
 
 impl PowerAction {
@@ -83,16 +84,6 @@ impl PowerAction {
             PowerAction::Restart { targets, .. } | PowerAction::On { targets, .. } | PowerAction::Off { targets, .. } => targets,
         }
     }
-}
-
-#[derive(serde::Serialize)]
-struct PowerResult {
-    node: String,
-    bmc: String,
-    power_state: Option<String>,
-    action: Option<String>,
-    allowed_resets: Option<Vec<String>>,
-    error: Option<String>,
 }
 
 /// The BMCs to act on: one from the flags, or the named nodes' from the inventory.
@@ -165,47 +156,14 @@ pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Err
         eprintln!("WARNING: --bmc-insecure: the BMC's certificate is not verified; anyone on the path can read its password");
     }
     let (power, nodes) = power_inventory(targets, &settings).await?;
-    // Every node at once; the inventory keeps one operation per BMC and the global rate.
-    let mut work = Box::pin(futures::future::join_all(nodes.iter().map(|node| {
-        let power = &power;
-        let action = &args.action;
-        async move {
-            let bmc = power.url_of(node).unwrap_or_default().to_owned();
-            let outcome = match action {
-                PowerAction::Status(_) => power.status(node).await.map(|s| (s, None)),
-                PowerAction::Restart { force, .. } => {
-                    let kind = if *force { RestartKind::Force } else { RestartKind::Graceful };
-                    match power.restart(node, kind).await {
-                        Ok(sent) => power.status(node).await.map(|s| (s, Some(sent))),
-                        Err(e) => Err(e),
-                    }
-                }
-                PowerAction::On { .. } => power.power(node, "On", Some("On")).await.map(|s| (s, Some("On".to_owned()))),
-                PowerAction::Off { graceful, .. } => {
-                    let reset = if *graceful { "GracefulShutdown" } else { "ForceOff" };
-                    power.power(node, reset, Some("Off")).await.map(|s| (s, Some(reset.to_owned())))
-                }
-            };
-            match outcome {
-                Ok((system, action)) => PowerResult {
-                    node: node.clone(),
-                    bmc,
-                    power_state: Some(system.power_state),
-                    action,
-                    allowed_resets: system.allowed_resets,
-                    error: None,
-                },
-                Err(e) => PowerResult {
-                    node: node.clone(),
-                    bmc,
-                    power_state: None,
-                    action: None,
-                    allowed_resets: None,
-                    error: Some(e.to_string()),
-                },
-            }
-        }
-    })));
+    let operation = match &args.action {
+        PowerAction::Status(_) => PowerOperation::Status,
+        PowerAction::Restart { force: true, .. } => PowerOperation::Restart(RestartKind::Force),
+        PowerAction::Restart { force: false, .. } => PowerOperation::Restart(RestartKind::Graceful),
+        PowerAction::On { .. } => PowerOperation::On,
+        PowerAction::Off { graceful, .. } => PowerOperation::Off { graceful: *graceful },
+    };
+    let mut work = Box::pin(crate::engine::power::operate(&power, &nodes, operation));
     let finished = tokio::select! {
         results = &mut work => Some(results),
         _ = tokio::signal::ctrl_c() => None,
@@ -217,22 +175,6 @@ pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Err
         crate::adapters::redfish::finish_cleanups(Duration::from_secs(5)).await;
         return Ok(ExitCode::Incomplete);
     };
-    if targets.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&results).expect("serializes"));
-    } else {
-        let rows: Vec<Vec<String>> = results
-            .iter()
-            .map(|r| {
-                vec![
-                    r.node.clone(),
-                    r.bmc.clone(),
-                    r.power_state.clone().unwrap_or_else(|| "-".into()),
-                    r.action.clone().unwrap_or_else(|| "-".into()),
-                    r.error.clone().unwrap_or_else(|| r.allowed_resets.as_ref().map_or("-".into(), |a| format!("allows {}", a.join(", ")))),
-                ]
-            })
-            .collect();
-        print!("{}", fleetboot_core::table::table(&["NODE", "BMC", "POWER", "SENT", "DETAIL"], &rows));
-    }
+    print!("{}", crate::report::power::render(&results, targets.output));
     Ok(if results.iter().any(|r| r.error.is_some()) { ExitCode::HostsFailed } else { ExitCode::Ok })
 }

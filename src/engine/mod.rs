@@ -2,5 +2,6 @@
 //! seams it defines, reaches nodes only through adapters.
 
 pub mod exec;
+pub mod power;
 pub mod reboot;
 pub mod runner;

@@ -2,6 +2,7 @@
 
 pub mod nodes;
 pub mod plan;
+pub mod power;
 
 use fleetboot_core::table::{short_id, table};
 use std::collections::BTreeMap;

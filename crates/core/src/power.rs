@@ -7,3 +7,14 @@ pub enum RestartKind {
     Graceful,
     Force,
 }
+
+/// What one node's BMC answered to `fleetboot power`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PowerResult {
+    pub node: String,
+    pub bmc: String,
+    pub power_state: Option<String>,
+    pub action: Option<String>,
+    pub allowed_resets: Option<Vec<String>>,
+    pub error: Option<String>,
+}
