@@ -133,6 +133,13 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
             let (hosts, grouping, nodes) = cluster_inventory(&select, &groups, connection).await?;
             (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
         }
+        // A host list under a known cluster: the hosts that are nodes follow the cluster's rules
+        // (proof through the API, pools, the control plane one at a time and last, the lease).
+        Selection::Hosts(hosts) if cluster.is_some() => {
+            let connection = cluster.as_ref().expect("guarded");
+            let (hosts, grouping, nodes) = hosts_onto_nodes(hosts, &groups, connection).await?;
+            (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
+        }
         Selection::Hosts(hosts) => {
             if drain.is_some() {
                 return Err(Error::Selection("--drain works on cluster nodes: add --all, -l, --role or --nodes".into()));
@@ -217,6 +224,48 @@ async fn cluster_inventory(
         .map(|n| (Host { name: n.name.clone(), address: n.addresses[0].clone(), port: None }, format!("node {}", n.name)))
         .collect();
     Ok((hosts::merge_sources(hosts)?, grouping, chosen))
+}
+
+/// Maps a host list onto the cluster's nodes (by InternalIP, ExternalIP, hostname or name): each
+/// host that is a node takes the node's name and the cluster's grouping; the others are
+/// standalone hosts, rebooted over SSH alone. A host two nodes claim is refused, naming them.
+async fn hosts_onto_nodes(hosts: Vec<Host>, groups: &GroupPolicy, cluster: &ClusterConnection) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>), Error> {
+    use fleetboot_core::nodes::{HostMatch, match_host};
+    let (found, pools) = crate::adapters::kube::discover_with_pools(&cluster.client, cluster.server(), None, "InternalIP").await?;
+    let mut mapped: Vec<(Host, String)> = Vec::new();
+    let mut matched: Vec<NodeInfo> = Vec::new();
+    let mut standalone = Vec::new();
+    for host in hosts {
+        match match_host(&host.name, &host.address, &found) {
+            HostMatch::Node(node) => {
+                let origin = format!("host {} ({}), node {node}", host.name, host.address);
+                matched.extend(found.iter().find(|n| n.name == node).cloned());
+                mapped.push((Host { name: node, ..host }, origin));
+            }
+            HostMatch::NotANode => {
+                standalone.push(host.name.clone());
+                let origin = format!("host {}", host.name);
+                mapped.push((host, origin));
+            }
+            HostMatch::Ambiguous(nodes) => {
+                return Err(Error::Selection(format!(
+                    "host {} ({}) matches more than one node of the cluster: {}; name it by one node's address",
+                    host.name,
+                    host.address,
+                    nodes.join(", ")
+                )));
+            }
+        }
+    }
+    // Two lines naming one node are refused here, with both origins.
+    let hosts = hosts::merge_sources(mapped)?;
+    let mut grouping = if groups.all_at_once {
+        Grouping::default()
+    } else {
+        fleetboot_core::nodes::grouping(&matched, &pools, &groups.group_by, groups.group_concurrency)
+    };
+    grouping.standalone = standalone;
+    Ok((hosts, grouping, matched))
 }
 
 impl PreparedRun {

@@ -36,6 +36,10 @@ pub struct NodeInfo {
     pub machine: Option<String>,
     #[serde(skip)]
     pub provider_id: Option<String>,
+    /// Every address of every type (InternalIP, ExternalIP, Hostname): how a host named in a
+    /// host file is recognised as this node.
+    #[serde(skip)]
+    pub all_addresses: Vec<String>,
 }
 
 /// A MachineConfigPool's name and node selector (`matchLabels` only, as the MCO's are).
@@ -171,4 +175,65 @@ pub enum DrainFailure {
 pub struct DrainPolicy {
     pub timeout_ms: u64,
     pub on_failure: DrainFailure,
+}
+
+/// What a host from a host list is in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Exactly this node.
+    Node(String),
+    /// No node has this address or name: a standalone host.
+    NotANode,
+    /// More than one node claims it.
+    Ambiguous(Vec<String>),
+}
+
+/// Finds the node a listed host is: a node whose addresses (of any type) include the host's
+/// address, or whose name is the host's address or name. Pure.
+pub fn match_host(name: &str, address: &str, nodes: &[NodeInfo]) -> HostMatch {
+    let matching: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.all_addresses.iter().any(|a| a == address) || n.name == address || n.name == name)
+        .map(|n| n.name.clone())
+        .collect();
+    match matching.as_slice() {
+        [] => HostMatch::NotANode,
+        [one] => HostMatch::Node(one.clone()),
+        _ => HostMatch::Ambiguous(matching),
+    }
+}
+
+#[cfg(test)]
+mod match_tests {
+    use super::*;
+
+    fn node(name: &str, addresses: &[&str]) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            roles: Vec::new(),
+            addresses: addresses.iter().take(1).map(|a| a.to_string()).collect(),
+            address_type: "InternalIP".into(),
+            ready: "True".into(),
+            boot_id: String::new(),
+            pool: None,
+            kubelet_version: String::new(),
+            unschedulable: false,
+            labels: BTreeMap::new(),
+            bmc: None,
+            bmc_status: None,
+            machine: None,
+            provider_id: None,
+            all_addresses: addresses.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_host_is_the_node_with_its_address_or_name_and_two_claimants_are_an_error() {
+        let nodes = [node("m0", &["127.0.0.2", "m0.example"]), node("w0", &["127.0.0.3", "198.51.100.3"]), node("w1", &["127.0.0.4"])];
+        assert_eq!(match_host("x", "198.51.100.3", &nodes), HostMatch::Node("w0".into()), "an ExternalIP counts");
+        assert_eq!(match_host("m0.example", "m0.example", &nodes), HostMatch::Node("m0".into()), "a Hostname counts");
+        assert_eq!(match_host("w1", "192.0.2.1", &nodes), HostMatch::Node("w1".into()), "the node's name counts");
+        assert_eq!(match_host("bastion", "127.0.0.9", &nodes), HostMatch::NotANode);
+        assert_eq!(match_host("w1", "127.0.0.3", &nodes), HostMatch::Ambiguous(vec!["w0".into(), "w1".into()]));
+    }
 }

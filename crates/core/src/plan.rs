@@ -37,11 +37,19 @@ pub struct Grouping {
     /// Groups that start only once every other host is finished (the control plane: etcd
     /// quorum must never lose two members to fleetboot at once).
     pub last: Vec<String>,
+    /// Hosts of a cluster run that are no node of the cluster (a host list may mix both): they
+    /// are rebooted and proven over SSH alone, in no group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standalone: Vec<String>,
 }
 
 impl Grouping {
     pub fn group_of(&self, host: &str) -> Option<&str> {
         self.of.get(host).map(String::as_str)
+    }
+
+    pub fn is_standalone(&self, host: &str) -> bool {
+        self.standalone.iter().any(|h| h == host)
     }
 
     pub fn is_last(&self, host: &str) -> bool {
