@@ -52,8 +52,8 @@ pub enum Error {
     Sim(std::io::Error),
     #[error(transparent)]
     Cluster(#[from] adapters::kube::ClusterError),
-    #[error("{0}")]
-    Selection(String),
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
     /// A journal resumed under a cluster other than the one it was written for.
     #[error("the journal {} belongs to the cluster at {journaled}, but the cluster given is {given}; refusing to act on a cluster the run does not belong to", journal.display())]
     WrongCluster {
@@ -65,6 +65,33 @@ pub enum Error {
     Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]
     Migrate(#[from] migrate::MigrateError),
+}
+
+/// Input that names the wrong things: refused before anything is touched (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error("choosing nodes (--all, -l, --role, --nodes) needs a cluster")]
+    NodesNeedACluster,
+    #[error("--drain works on cluster nodes: add --all, -l, --role or --nodes")]
+    DrainNeedsNodes,
+    #[error("the journal {} belongs to the cluster at {cluster}, which is not reachable from here (pass --kubeconfig or --context)", journal.display())]
+    JournalsClusterMissing { journal: std::path::PathBuf, cluster: fleetboot_core::journal::ClusterIdentity },
+    #[error("the journal {} is a cluster run, and no cluster is configured (pass --kubeconfig or --context)", journal.display())]
+    JournalNeedsACluster { journal: std::path::PathBuf },
+    #[error("no such node in {place}: {}", names.join(", "))]
+    UnknownNodes { names: Vec<String>, place: &'static str },
+    #[error("{}; use --address-type or --exclude", problems.join("; "))]
+    NodeAddresses { problems: Vec<String> },
+    #[error("host {host} ({address}) matches more than one node of the cluster: {}; name it by one node's address", nodes.join(", "))]
+    AmbiguousHost { host: String, address: String, nodes: Vec<String> },
+    #[error("{why}, but no BMC is known for: {}{hint}", nodes.join(", "))]
+    NoBmc { why: &'static str, nodes: Vec<String>, hint: &'static str },
+    #[error("name the nodes to act on, or one BMC with --bmc")]
+    NoPowerTargets,
+    #[error("{action} needs {flag}{why}")]
+    NotConfirmed { action: &'static str, flag: &'static str, why: &'static str },
+    #[error("internal command line {argv:?}: {reason}")]
+    InternalCommandLine { argv: Vec<String>, reason: String },
 }
 
 impl Error {

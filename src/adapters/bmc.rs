@@ -388,6 +388,7 @@ mod tests {
             bmc_status: None,
             machine: machine.map(str::to_owned),
             provider_id: provider.map(str::to_owned),
+            all_addresses: Vec::new(),
         }
     }
 

@@ -105,18 +105,22 @@ pub(crate) fn make_ssh_client(settings: &Settings) -> Result<SshClient, Error> {
     Ok(SshClient::new(settings.ssh.clone(), crate::adapters::system::home_dir().as_deref(), agent)?)
 }
 
+fn internal_command_line(argv: &[String], reason: String) -> Error {
+    crate::SelectionError::InternalCommandLine { argv: argv.to_vec(), reason }.into()
+}
+
 /// Runs `fleetboot migrate` from an argument vector (the demo types what a person would).
 pub(crate) async fn run_migrate_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
-    let parsed = Cli::try_parse_from(argv).map_err(|e| Error::Selection(format!("internal command line {argv:?}: {e}")))?;
-    let Command::Migrate(args) = parsed.command else { return Err(Error::Selection("not a migrate command line".into())) };
+    let parsed = Cli::try_parse_from(argv).map_err(|e| internal_command_line(argv, e.to_string()))?;
+    let Command::Migrate(args) = parsed.command else { return Err(internal_command_line(argv, "not a migrate command".into())) };
     crate::migrate::migrate(args, config).await
 }
 
 /// Runs `fleetboot reboot` from an argument vector, as a user would type it (the migration's
 /// step 7 and the demo use the same command line a person would).
 pub(crate) async fn run_reboot_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
-    let parsed = Cli::try_parse_from(argv).map_err(|e| Error::Selection(format!("internal command line {argv:?}: {e}")))?;
-    let Command::Reboot(args) = parsed.command else { return Err(Error::Selection("not a reboot command line".into())) };
+    let parsed = Cli::try_parse_from(argv).map_err(|e| internal_command_line(argv, e.to_string()))?;
+    let Command::Reboot(args) = parsed.command else { return Err(internal_command_line(argv, "not a reboot command".into())) };
     reboot::run(*args, config).await
 }
 

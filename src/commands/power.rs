@@ -11,7 +11,7 @@ use crate::adapters::config::{Layer, Settings};
 use crate::adapters::redfish::{BmcTarget, BmcTls, RestartKind};
 use crate::engine::power::PowerOperation;
 use crate::report::power::PowerOutput;
-use crate::{Error, ExitCode};
+use crate::{Error, ExitCode, SelectionError};
 use fleetboot_core::hosts::Host;
 
 #[derive(Args, Debug)]
@@ -100,7 +100,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
         return Ok((RedfishPower::new(inventory, &settings.redfish), vec![url.clone()]));
     }
     if targets.nodes.is_empty() {
-        return Err(Error::Selection("name the nodes to act on, or one BMC with --bmc".into()));
+        return Err(SelectionError::NoPowerTargets.into());
     }
     let mut hosts: Vec<Host> = settings.hosts.clone().unwrap_or_default();
     let kubeconfig_known =
@@ -118,21 +118,19 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     } else {
         None
     };
-    let unknown: Vec<&str> = targets.nodes.iter().filter(|n| !hosts.iter().any(|h| &h.name == *n)).map(String::as_str).collect();
+    let unknown: Vec<String> = targets.nodes.iter().filter(|n| !hosts.iter().any(|h| &h.name == *n)).cloned().collect();
     if !unknown.is_empty() {
-        return Err(Error::Selection(format!("no such node in the config's hosts or the cluster: {}", unknown.join(", "))));
+        return Err(SelectionError::UnknownNodes { names: unknown, place: "the config's hosts or the cluster" }.into());
     }
     let inventory =
         BmcInventory::build(&settings.redfish, &settings.bmcs, &hosts, client.as_ref().map(|c| (c, cluster_nodes.as_slice()))).await?;
     for problem in &inventory.problems {
         eprintln!("warning: {problem}");
     }
-    let missing: Vec<&str> = targets.nodes.iter().filter(|n| !inventory.targets.contains_key(*n)).map(String::as_str).collect();
+    let missing: Vec<String> = targets.nodes.iter().filter(|n| !inventory.targets.contains_key(*n)).cloned().collect();
     if !missing.is_empty() {
-        return Err(Error::Selection(format!(
-            "no BMC known for: {} (add [[bmc]] entries, or BareMetalHosts in the cluster)",
-            missing.join(", ")
-        )));
+        let hint = " (add [[bmc]] entries, or BareMetalHosts in the cluster)";
+        return Err(SelectionError::NoBmc { why: "power", nodes: missing, hint }.into());
     }
     for node in inventory.insecure_nodes() {
         if targets.nodes.iter().any(|n| n == node) {
@@ -146,9 +144,16 @@ pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Err
     let settings = crate::commands::load_settings(config, Layer::default())?;
     let targets = args.action.targets();
     match &args.action {
-        PowerAction::On { yes_power_on: false, .. } => return Err(Error::Selection("power on needs --yes-power-on".into())),
+        PowerAction::On { yes_power_on: false, .. } => {
+            return Err(SelectionError::NotConfirmed { action: "power on", flag: "--yes-power-on", why: "" }.into());
+        }
         PowerAction::Off { yes_power_off: false, .. } => {
-            return Err(Error::Selection("power off needs --yes-power-off: the nodes' workloads stop at once".into()));
+            return Err(SelectionError::NotConfirmed {
+                action: "power off",
+                flag: "--yes-power-off",
+                why: ": the nodes' workloads stop at once",
+            }
+            .into());
         }
         _ => {}
     }

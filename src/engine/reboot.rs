@@ -17,12 +17,12 @@ use fleetboot_core::nodes::{DrainPolicy, NodeInfo};
 use fleetboot_core::plan::{Grouping, Plan, plan_reboot};
 use tokio::sync::watch;
 
-use crate::Error;
 use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
 use crate::adapters::journal::{self, JournalWriter};
 use crate::adapters::kube::ClusterConnection;
 use crate::adapters::ssh::{SshClient, SshTransport};
 use crate::engine::runner::{self, Abort, RetryPolicy, RunInputs};
+use crate::{Error, SelectionError};
 
 /// Which hosts a job reboots.
 #[derive(Clone, Debug)]
@@ -128,7 +128,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         }
         Selection::Nodes(select) => {
             let Some(connection) = &cluster else {
-                return Err(Error::Selection("choosing nodes (--all, -l, --role, --nodes) needs a cluster".into()));
+                return Err(SelectionError::NodesNeedACluster.into());
             };
             let (hosts, grouping, nodes) = cluster_inventory(&select, &groups, connection).await?;
             (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
@@ -142,7 +142,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         }
         Selection::Hosts(hosts) => {
             if drain.is_some() {
-                return Err(Error::Selection("--drain works on cluster nodes: add --all, -l, --role or --nodes".into()));
+                return Err(SelectionError::DrainNeedsNodes.into());
             }
             (hosts, Grouping::default(), None, new_journal_path(&settings, journal), None)
         }
@@ -173,14 +173,10 @@ fn check_same_cluster(path: &Path, state: &RunState, cluster: Option<&ClusterCon
         (Some(journaled), Some(connection)) if !journaled.same_cluster(&connection.identity) => {
             Err(Error::WrongCluster { journal: path.to_owned(), journaled: journaled.clone(), given: connection.identity.clone() })
         }
-        (Some(journaled), None) => Err(Error::Selection(format!(
-            "the journal {} belongs to the cluster at {journaled}, which is not reachable from here (pass --kubeconfig or --context)",
-            path.display()
-        ))),
-        (None, None) if state.api_proof => Err(Error::Selection(format!(
-            "the journal {} is a cluster run, and no cluster is configured (pass --kubeconfig or --context)",
-            path.display()
-        ))),
+        (Some(journaled), None) => {
+            Err(SelectionError::JournalsClusterMissing { journal: path.to_owned(), cluster: journaled.clone() }.into())
+        }
+        (None, None) if state.api_proof => Err(SelectionError::JournalNeedsACluster { journal: path.to_owned() }.into()),
         _ => Ok(()),
     }
 }
@@ -200,10 +196,10 @@ async fn cluster_inventory(
         &select.address_type,
     )
     .await?;
-    let unknown: Vec<&str> =
-        select.names.iter().chain(&select.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).map(String::as_str).collect();
+    let unknown: Vec<String> =
+        select.names.iter().chain(&select.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).cloned().collect();
     if !unknown.is_empty() {
-        return Err(Error::Selection(format!("no such node in the cluster (or not matching the selector): {}", unknown.join(", "))));
+        return Err(SelectionError::UnknownNodes { names: unknown, place: "the cluster (or not matching the selector)" }.into());
     }
     let chosen: Vec<NodeInfo> = found
         .into_iter()
@@ -212,7 +208,7 @@ async fn cluster_inventory(
         .collect();
     let problems = fleetboot_core::nodes::address_problems(&chosen);
     if !problems.is_empty() {
-        return Err(Error::Selection(format!("{}; use --address-type or --exclude", problems.join("; "))));
+        return Err(SelectionError::NodeAddresses { problems }.into());
     }
     let grouping = if groups.all_at_once {
         Grouping::default()
@@ -229,7 +225,11 @@ async fn cluster_inventory(
 /// Maps a host list onto the cluster's nodes (by InternalIP, ExternalIP, hostname or name): each
 /// host that is a node takes the node's name and the cluster's grouping; the others are
 /// standalone hosts, rebooted over SSH alone. A host two nodes claim is refused, naming them.
-async fn hosts_onto_nodes(hosts: Vec<Host>, groups: &GroupPolicy, cluster: &ClusterConnection) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>), Error> {
+async fn hosts_onto_nodes(
+    hosts: Vec<Host>,
+    groups: &GroupPolicy,
+    cluster: &ClusterConnection,
+) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>), Error> {
     use fleetboot_core::nodes::{HostMatch, match_host};
     let (found, pools) = crate::adapters::kube::discover_with_pools(&cluster.client, cluster.server(), None, "InternalIP").await?;
     let mut mapped: Vec<(Host, String)> = Vec::new();
@@ -248,12 +248,7 @@ async fn hosts_onto_nodes(hosts: Vec<Host>, groups: &GroupPolicy, cluster: &Clus
                 mapped.push((host, origin));
             }
             HostMatch::Ambiguous(nodes) => {
-                return Err(Error::Selection(format!(
-                    "host {} ({}) matches more than one node of the cluster: {}; name it by one node's address",
-                    host.name,
-                    host.address,
-                    nodes.join(", ")
-                )));
+                return Err(SelectionError::AmbiguousHost { host: host.name, address: host.address, nodes }.into());
             }
         }
     }
@@ -424,9 +419,9 @@ async fn bmc_power(
         warnings.push(format!("the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password"));
     }
     if settings.reboot.transport == TransportChoice::Redfish {
-        let missing: Vec<&str> = hosts.iter().filter(|h| !inventory.targets.contains_key(&h.name)).map(|h| h.name.as_str()).collect();
+        let missing: Vec<String> = hosts.iter().filter(|h| !inventory.targets.contains_key(&h.name)).map(|h| h.name.clone()).collect();
         if !missing.is_empty() {
-            return Err(Error::Selection(format!("--transport redfish, but no BMC is known for: {}", missing.join(", "))));
+            return Err(SelectionError::NoBmc { why: "--transport redfish", nodes: missing, hint: "" }.into());
         }
     }
     Ok((Some(Arc::new(crate::adapters::bmc::RedfishPower::new(inventory, &settings.redfish))), warnings))

@@ -141,6 +141,7 @@ mod tests {
                 .collect(),
             limits: [("master".to_string(), 1)].into_iter().collect(),
             last: vec!["master".into()],
+            standalone: Vec::new(),
         };
         let plan = plan_reboot("r".into(), vec![host("m0"), host("w0"), host("m1"), host("w1")], None, grouping);
         let order: Vec<_> = plan.steps.iter().map(|s| s.host.name.as_str()).collect();

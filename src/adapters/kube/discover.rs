@@ -41,7 +41,10 @@ pub fn node_info(node: &Node, pools: &[PoolSelector], address_type: &str) -> Nod
         bmc_status: None,
         machine: node.metadata.annotations.as_ref().and_then(|a| a.get("machine.openshift.io/machine")).cloned(),
         provider_id: node.spec.as_ref().and_then(|s| s.provider_id.clone()),
-        all_addresses: status.and_then(|s| s.addresses.as_ref()).map(|list| list.iter().map(|a| a.address.clone()).collect()).unwrap_or_default(),
+        all_addresses: status
+            .and_then(|s| s.addresses.as_ref())
+            .map(|list| list.iter().map(|a| a.address.clone()).collect())
+            .unwrap_or_default(),
     }
 }
 
