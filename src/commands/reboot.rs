@@ -75,6 +75,10 @@ pub struct RebootArgs {
     /// it for half of it (an API outage) starts nothing new.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub lease_duration: humantime::Duration,
+    /// Pure host-list mode: do not look for a cluster, even when one is configured (no proof
+    /// through the API, no pools, no control-plane ordering, no lease).
+    #[arg(long, conflicts_with_all = ["all", "nodes", "selector", "role", "drain", "resume"])]
+    pub no_cluster: bool,
     /// The migration document's behaviour: every node at once, no groups, no ordering.
     #[arg(long, conflicts_with_all = ["group_concurrency", "concurrency"])]
     pub all_at_once: bool,
@@ -177,8 +181,14 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         None => Selection::Hosts(inventory(&args.hosts, &settings)?),
     };
     // One connection for the whole run: discovery, the Node watcher, the lease and the drain.
-    // A resume connects too, to check that its journal belongs to this cluster.
-    let wants_cluster = matches!(selection, Selection::Nodes(_)) || (args.resume.is_some() && resume_needs_cluster(&selection)?);
+    // A resume connects too, to check that its journal belongs to this cluster. A host list is
+    // mapped onto the cluster's nodes whenever a cluster is configured (unless --no-cluster):
+    // how the hosts were named must not decide whether the cluster's rules apply.
+    let wants_cluster = match &selection {
+        Selection::Nodes(_) => true,
+        Selection::Resume(_) => resume_needs_cluster(&selection)?,
+        Selection::Hosts(_) => !args.no_cluster && cluster_configured(&args.cluster, &settings),
+    };
     let cluster = match wants_cluster {
         true => Some(ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await?),
         false => None,
@@ -192,6 +202,18 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         drain: args.drain_policy(),
         lease: LeasePolicy { namespace: args.lease_namespace.clone(), break_lock: args.break_lock, duration: args.lease_duration.into() },
     })
+}
+
+/// Whether a cluster is configured or found as kubectl finds it: flags, the config's
+/// `[cluster]`, `$KUBECONFIG`, `~/.kube/config`.
+fn cluster_configured(flags: &ClusterArgs, settings: &Settings) -> bool {
+    let home_config = crate::adapters::system::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
+    flags.kubeconfig.is_some()
+        || flags.context.is_some()
+        || settings.cluster.kubeconfig.is_some()
+        || settings.cluster.context.is_some()
+        || std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty())
+        || home_config
 }
 
 /// Whether the journal to resume is a cluster run.
@@ -210,7 +232,7 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     let job = job_from_args(&args, settings).await?;
     let prepared = prepare(job).await?;
     if args.dry_run {
-        print!("{}", crate::report::plan::render_plan(prepared.plan(), prepared.settings()));
+        print!("{}", crate::report::plan::render_plan(prepared.plan(), prepared.settings(), prepared.is_cluster_run()));
         return Ok(ExitCode::Ok);
     }
     super::warn_if_insecure(prepared.settings());

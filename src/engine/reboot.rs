@@ -138,6 +138,14 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         Selection::Hosts(hosts) if cluster.is_some() => {
             let connection = cluster.as_ref().expect("guarded");
             let (hosts, grouping, nodes) = hosts_onto_nodes(hosts, &groups, connection).await?;
+            if drain.is_some() && nodes.is_empty() {
+                return Err(SelectionError::DrainNeedsNodes.into());
+            }
+            if !grouping.standalone.is_empty() {
+                // The runner proves every host of a cluster run through the API; hosts that are
+                // no node could never be proven that way, so they are refused rather than failed.
+                return Err(SelectionError::NotNodes { hosts: grouping.standalone.clone(), cluster: connection.identity.clone() }.into());
+            }
             (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
         }
         Selection::Hosts(hosts) => {
@@ -270,6 +278,11 @@ impl PreparedRun {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Whether the hosts are (at least partly) a cluster's nodes, proven through its API.
+    pub fn is_cluster_run(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// Runs the job to its end (or an abort). Keys, known_hosts and BMC credentials are read

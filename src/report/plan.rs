@@ -5,7 +5,8 @@ use fleetboot_core::plan::{self, Plan};
 
 use crate::adapters::config::Settings;
 
-pub fn render_plan(plan: &Plan, settings: &Settings) -> String {
+/// `cluster_run`: the hosts were mapped onto a cluster's nodes (the NODE column says which).
+pub fn render_plan(plan: &Plan, settings: &Settings, cluster_run: bool) -> String {
     let r = &settings.reboot;
     let mut text = format!(
         "plan for run {} (dry run: nothing is contacted)\n\n\
@@ -36,16 +37,22 @@ pub fn render_plan(plan: &Plan, settings: &Settings) -> String {
                 let last = if plan.grouping.is_last(&s.host.name) { ", after all others" } else { "" };
                 format!("{g} (≤{limit} at once{last})")
             });
+            let node = match (cluster_run, plan.grouping.is_standalone(&s.host.name)) {
+                (true, false) => s.host.name.clone(),
+                (true, true) => "not a node".to_owned(),
+                (false, _) => "-".to_owned(),
+            };
             vec![
                 (i + 1).to_string(),
                 s.host.name.clone(),
                 format!("{}:{}", s.host.address, s.host.port_or(settings.ssh.port)),
+                node,
                 group,
                 plan::describe(s.action).to_owned(),
             ]
         })
         .collect();
-    text.push_str(&fleetboot_core::table::table(&["#", "HOST", "ADDRESS", "GROUP", "ACTION"], &rows));
+    text.push_str(&fleetboot_core::table::table(&["#", "HOST", "ADDRESS", "NODE", "GROUP", "ACTION"], &rows));
     if let Some(rate) = r.rate {
         let n = plan.count(ResumeAction::Reboot) as u32;
         let floor = rate.spacing() * n.saturating_sub(1);

@@ -7,6 +7,7 @@ mod clusters;
 mod common;
 mod demo;
 mod exec;
+mod hostlists;
 mod input;
 mod migrate;
 mod netns;

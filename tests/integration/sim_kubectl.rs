@@ -129,8 +129,11 @@ fn simulated_faults_reach_fleetboot() {
     sim.control("POST", "nodes/worker-1/faults", r#"{"same_boot_id": true}"#);
     sim.control("POST", "nodes/worker-2/faults", r#"{"new_host_key_after_reboot": true}"#);
     let run = Run::from(
+        // Host-list mode: the faults must reach fleetboot's SSH proof itself (under the cluster's
+        // rules the BMC fallback would step in for the node that never returns).
         sim.fleetboot(&[
             "reboot",
+            "--no-cluster",
             "--concurrency",
             "3",
             "--max-failures",

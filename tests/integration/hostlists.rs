@@ -1,0 +1,91 @@
+//! Cluster safety whatever the host list came from: a host file (or the config's `[[hosts]]`)
+//! naming a configured cluster's nodes gets the cluster's rules — proof through the API, pools,
+//! the control plane one at a time and last, the lease.
+
+use crate::common::sim::Sim;
+use crate::common::{Run, max_overlap};
+
+/// (name, reboot-requested ms, up ms) from the simulation's own node history.
+fn reboot_intervals(sim: &Sim) -> Vec<(String, u64, u64)> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| {
+            let history = n["history"].as_array().unwrap();
+            let at = |what: &str| history.iter().find(|e| e[1] == what).map(|e| e[0].as_u64().unwrap());
+            Some((n["name"].as_str().unwrap().to_owned(), at("reboot-requested")?, at("up")?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_host_file_of_every_node_keeps_the_control_plane_one_at_a_time_and_proves_through_the_api() {
+    let sim = Sim::start(3, 3);
+    let hosts = sim.path("hosts.txt");
+    let hosts = hosts.to_str().unwrap();
+    let (plan, journal) = (sim.path("plan"), sim.path("run.jsonl"));
+    let dry: Run = sim.fleetboot(&["reboot", "--hosts-file", hosts, "--concurrency", "4", "--dry-run"]).output().unwrap().into();
+    assert_eq!(dry.code, 0, "{}", dry.debug());
+    std::fs::write(plan, &dry.stdout).unwrap();
+    assert!(dry.stdout.contains("master (≤1 at once, after all others)"), "{}", dry.stdout);
+    assert!(dry.stdout.lines().any(|l| l.contains("master-0") && l.contains(" master-0 ")), "each host shows its node: {}", dry.stdout);
+    let args = ["reboot", "--hosts-file", hosts, "--concurrency", "4", "--poll-interval", "200ms", "--output", "json", "--journal"];
+    let run: Run = sim.fleetboot(&[&args[..], &[journal.to_str().unwrap()]].concat()).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let intervals = reboot_intervals(&sim);
+    assert_eq!(intervals.len(), 6, "every node rebooted once: {intervals:?}");
+    let masters: Vec<(u64, u64)> = intervals.iter().filter(|(n, ..)| n.starts_with("master")).map(|(_, a, b)| (*a, *b)).collect();
+    assert_eq!(max_overlap(&masters), 1, "never two control-plane nodes down at once: {masters:?}");
+    let last_worker_up = intervals.iter().filter(|(n, ..)| n.starts_with("worker")).map(|(_, _, up)| *up).max().unwrap();
+    assert!(masters.iter().all(|(start, _)| *start > last_worker_up), "the control plane goes last");
+    let (_, state) = fleetboot::adapters::journal::load(&journal).unwrap();
+    assert!(state.api_proof && state.cluster.is_some(), "a cluster run, journaled as such");
+    assert!(state.records.values().all(|r| r.api_boot_id.is_some()), "every reboot proven through the API");
+}
+
+#[test]
+fn a_host_two_nodes_claim_is_refused_naming_both() {
+    let sim = Sim::start(0, 2);
+    let worker_1 = sim.kubectl_ok(&["get", "node", "worker-1", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    // Named like one node, addressed like the other.
+    let ssh_port = std::fs::read_to_string(sim.path("hosts.txt")).unwrap().lines().next().unwrap().rsplit(':').next().unwrap().to_owned();
+    let hosts = sim.path("ambiguous.txt");
+    std::fs::write(&hosts, format!("worker-0 {worker_1}:{ssh_port}\n")).unwrap();
+    let run: Run = sim.fleetboot(&["reboot", "--hosts-file", hosts.to_str().unwrap()]).output().unwrap().into();
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("matches more than one node") && run.stderr.contains("worker-0, worker-1"), "{}", run.debug());
+    assert!(!sim.control("GET", "nodes", "").contains("reboot-requested"), "nothing touched");
+}
+
+#[test]
+fn no_cluster_is_pure_host_list_mode() {
+    let sim = Sim::start(1, 1);
+    let journal = sim.path("plain.jsonl");
+    let hosts = sim.path("hosts.txt");
+    let args = ["reboot", "--no-cluster", "--hosts-file", hosts.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"];
+    let run: Run = sim.fleetboot(&[&args[..], &["--journal", journal.to_str().unwrap()]].concat()).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let (_, state) = fleetboot::adapters::journal::load(&journal).unwrap();
+    assert!(!state.api_proof && state.cluster.is_none(), "no cluster: proven over SSH alone");
+    assert!(state.records.values().all(|r| r.api_boot_id.is_none()));
+}
+
+#[test]
+fn a_configured_cluster_that_cannot_be_reached_is_an_error_before_anything_is_touched() {
+    let sim = Sim::start(0, 1);
+    let kubeconfig = sim.path("unreachable");
+    // A cluster on a loopback port nothing listens on.
+    let port = crate::common::free_port();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: x\n  context:\n    cluster: x\n    user: u\ncurrent-context: x\nusers:\n- name: u\n  user: {{}}\n"
+    );
+    std::fs::write(&kubeconfig, text).unwrap();
+    let hosts = sim.path("hosts.txt");
+    let args = ["reboot", "--hosts-file", hosts.to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()];
+    let run: Run = sim.fleetboot(&args).output().unwrap().into();
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("127.0.0.1:{port}")), "names the cluster: {}", run.debug());
+    assert!(!sim.control("GET", "nodes", "").contains("reboot-requested"), "nothing touched");
+}
