@@ -84,8 +84,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     let show = |argv: &[String]| println!("\n$ fleetboot --config {shown_config} {}\n", argv[1..].join(" "));
     let output = choice_name(args.output);
     let code = if args.reboot_only {
+        // The config's [[hosts]] are the cluster's nodes: fleetboot maps them onto their nodes
+        // and keeps the cluster's order — workers N at a time by pool, then the control plane
+        // one at a time, last.
+        let n = args.concurrency.to_string();
         let argv: Vec<String> =
-            ["fleetboot", "reboot", "--concurrency", &args.concurrency.to_string(), "--poll-interval", "500ms", "--output", &output]
+            ["fleetboot", "reboot", "--concurrency", &n, "--group-concurrency", &n, "--poll-interval", "500ms", "--output", &output]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
