@@ -7,6 +7,7 @@ mod common;
 mod demo;
 mod exec;
 mod input;
+mod journal_lock;
 mod migrate;
 mod netns;
 mod nodes;
