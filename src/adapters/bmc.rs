@@ -64,9 +64,12 @@ pub fn node_of_bmh<'a>(namespace: &str, name: &str, consumer: Option<&str>, node
         .or_else(|| nodes.iter().find(|n| n.name == name))
 }
 
-/// Reads a password file, refusing one that others can read.
+/// Reads a password file, refusing one that others can read. A leading `~/` is the home
+/// directory, wherever the path came from (config, flag in quotes, BareMetalHost defaults).
 pub fn read_password_file(path: &Path) -> Result<Secret, String> {
     use std::os::unix::fs::PermissionsExt;
+    let expanded = path.to_str().map(|p| crate::adapters::config::expand_home(p, crate::adapters::system::home_dir().as_deref()));
+    let path = expanded.as_deref().unwrap_or(path);
     let meta = std::fs::metadata(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -130,7 +133,7 @@ impl BmcInventory {
                 .ok_or_else(|| BmcSetupError::UnknownNode(entry.node.clone()))?;
             let fail = |reason: String| BmcSetupError::Credentials { node: host.name.clone(), reason };
             let (secret_user, password) = match (&entry.password_file, &entry.password_env, &entry.password_secret) {
-                (Some(file), _, _) => (None, read_password_file(&crate::adapters::config::expand_home(file, None)).map_err(fail)?),
+                (Some(file), _, _) => (None, read_password_file(Path::new(file)).map_err(fail)?),
                 (_, Some(var), _) => (None, env_password(var).map_err(fail)?),
                 (_, _, Some(reference)) => {
                     let (namespace, name) =
@@ -148,7 +151,9 @@ impl BmcInventory {
                 .ok_or_else(|| fail("no username: set username in [[bmc]] or [redfish]".into()))?;
             let tls = match (entry.insecure, &entry.ca_file) {
                 (Some(true), _) => BmcTls::Insecure,
-                (_, Some(ca)) => BmcTls::Verify { ca_file: Some(crate::adapters::config::expand_home(ca, None)) },
+                (_, Some(ca)) => BmcTls::Verify {
+                    ca_file: Some(crate::adapters::config::expand_home(ca, crate::adapters::system::home_dir().as_deref())),
+                },
                 _ => default_tls.clone(),
             };
             inventory
@@ -242,6 +247,21 @@ impl BmcInventory {
         Ok(())
     }
 
+    /// One warning per BMC reached over plain `http://`: its password (Basic auth or the
+    /// session login) and session token cross the network readable by anyone on the path.
+    pub fn plain_http_warnings(&self) -> Vec<String> {
+        self.targets
+            .values()
+            .filter(|t| t.url.trim_start().to_ascii_lowercase().starts_with("http://"))
+            .map(|t| {
+                format!(
+                    "WARNING: the BMC of {} is reached over plain http:// ({}): its password and session token cross the network unencrypted; use https://",
+                    t.node, t.url
+                )
+            })
+            .collect()
+    }
+
     /// BMCs whose certificate is not verified: each deserves a loud warning.
     pub fn insecure_nodes(&self) -> Vec<&str> {
         self.targets.values().filter(|t| t.tls == BmcTls::Insecure).map(|t| t.node.as_str()).collect()
@@ -274,7 +294,11 @@ pub struct RedfishPower {
 }
 
 impl RedfishPower {
+    /// Warns on stderr about every BMC reached over plain `http://`.
     pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
+        for warning in inventory.plain_http_warnings() {
+            eprintln!("{warning}");
+        }
         let limiter = config.rate.map(|rate| rate.limiter());
         RedfishPower {
             targets: inventory.targets,

@@ -12,6 +12,7 @@ mod migrate;
 mod netns;
 mod nodes;
 mod reboot;
+mod redfish_links;
 mod sim_kube;
 mod sim_kubectl;
 mod ssh_auth;
