@@ -61,6 +61,8 @@ pub struct RedfishLayer {
     pub fallback_on_auth_failure: Option<bool>,
     pub fallback_on_host_key: Option<bool>,
     pub fallback_on_hung: Option<bool>,
+    /// Where this cluster's BareMetalHosts live; BareMetalHosts elsewhere are never used.
+    pub bmh_namespaces: Option<Vec<String>>,
 }
 
 /// One `[[bmc]]` entry: the BMC of a node (by name or address).
@@ -153,7 +155,7 @@ impl Layer {
             timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay);
         overlay!(self.redfish, top.redfish; username, password_file, password_env, ca_file, insecure, request_timeout,
             operation_timeout, graceful_timeout, rate, busy_retries, retry_wait, fallback_on_unreachable,
-            fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung);
+            fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung, bmh_namespaces);
         overlay!(self.output, top.output; format, state_dir);
         overlay!(self.cluster, top.cluster; kubeconfig, context);
         overlay!(self, top; hosts, bmc);
@@ -330,6 +332,8 @@ pub struct RedfishConfig {
     /// BMC operations started per period, across all BMCs.
     pub rate: Option<Rate>,
     pub fallback: FallbackPolicy,
+    /// The namespaces whose BareMetalHosts may provide BMCs (`openshift-machine-api`).
+    pub bmh_namespaces: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -476,6 +480,16 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
             on_auth_failure: flag(redfish.fallback_on_auth_failure, "redfish.fallback_on_auth_failure")?,
             on_host_key: flag(redfish.fallback_on_host_key, "redfish.fallback_on_host_key")?,
             on_hung: flag(redfish.fallback_on_hung, "redfish.fallback_on_hung")?,
+        },
+        bmh_namespaces: {
+            let namespaces = required(redfish.bmh_namespaces, "redfish.bmh_namespaces")?;
+            if namespaces.is_empty() || namespaces.iter().any(|n| n.trim().is_empty() || n.contains('/')) {
+                return Err(ConfigError::BadValue {
+                    key: "redfish.bmh_namespaces",
+                    reason: format!("{namespaces:?}: name at least one namespace, each without \"/\""),
+                });
+            }
+            namespaces
         },
     };
     let bmcs = bmc.unwrap_or_default();

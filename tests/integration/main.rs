@@ -3,6 +3,7 @@
 //! and stops them by PID, also when a test fails.
 
 mod bmc;
+mod bmh_match;
 mod common;
 mod demo;
 mod exec;
