@@ -349,6 +349,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The wait before busy retry `n` (1, 2, ...): `first`, doubling, without overflow. Pure.
+fn backoff(first: Duration, n: u32) -> Duration {
+    first.saturating_mul(1 << n.saturating_sub(1).min(16))
+}
+
 fn is_busy(status: StatusCode) -> bool {
     matches!(status.as_u16(), 409 | 500 | 502 | 503 | 504)
 }
@@ -466,7 +471,7 @@ impl Bmc {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                let wait = asked.unwrap_or(self.settings.retry_wait * (1 << (busy - 1))).min(Duration::from_secs(60));
+                let wait = asked.unwrap_or_else(|| backoff(self.settings.retry_wait, busy)).min(Duration::from_secs(60));
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -505,7 +510,7 @@ impl Bmc {
                 // A full session table (503) frees up as other clients' sessions end.
                 if is_busy(answer.0) && busy < self.settings.busy_retries {
                     busy += 1;
-                    tokio::time::sleep(self.settings.retry_wait * (1 << (busy - 1))).await;
+                    tokio::time::sleep(backoff(self.settings.retry_wait, busy).min(Duration::from_secs(60))).await;
                     continue;
                 }
                 break answer;
