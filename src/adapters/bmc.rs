@@ -25,6 +25,8 @@ pub enum BmcSetupError {
     UnknownNode(String),
     #[error("failed to list BareMetalHosts: {0}")]
     Api(String),
+    #[error("node {node} matches more than one BareMetalHost: {hosts}; fix or remove one (or set [[bmc]] for the node)")]
+    Ambiguous { node: String, hosts: String },
 }
 
 /// Turns a metal3 `spec.bmc.address` into the Redfish URL to use, or says why fleetboot
@@ -64,9 +66,12 @@ pub fn node_of_bmh<'a>(namespace: &str, name: &str, consumer: Option<&str>, node
         .or_else(|| nodes.iter().find(|n| n.name == name))
 }
 
-/// Reads a password file, refusing one that others can read.
+/// Reads a password file, refusing one that others can read. A leading `~/` is the home
+/// directory, wherever the path came from (config, flag in quotes, BareMetalHost defaults).
 pub fn read_password_file(path: &Path) -> Result<Secret, String> {
     use std::os::unix::fs::PermissionsExt;
+    let expanded = path.to_str().map(|p| crate::adapters::config::expand_home(p, crate::adapters::system::home_dir().as_deref()));
+    let path = expanded.as_deref().unwrap_or(path);
     let meta = std::fs::metadata(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -96,13 +101,18 @@ async fn secret_credentials(client: &kube::Client, namespace: &str, name: &str) 
 }
 
 fn credentials_of(secret: &DynamicObject, namespace: &str, name: &str) -> Result<(Option<String>, Secret), String> {
-    let field = |key: &str| -> Option<String> {
-        let encoded = secret.data.pointer(&format!("/data/{key}")).and_then(Value::as_str)?;
-        let bytes = data_encoding::BASE64.decode(encoded.as_bytes()).ok()?;
-        String::from_utf8(bytes).ok().map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+    let field = |key: &str| -> Result<Option<String>, String> {
+        let Some(raw) = secret.data.pointer(&format!("/data/{key}")) else { return Ok(None) };
+        let unreadable = |why: &str| format!("Secret {namespace}/{name}: key {key} is unreadable ({why})");
+        let encoded = raw.as_str().ok_or_else(|| unreadable("not a string"))?;
+        let bytes = data_encoding::BASE64.decode(encoded.trim().as_bytes()).map_err(|_| unreadable("not base64"))?;
+        let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text"))?;
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
     };
-    let password = field("password").ok_or_else(|| format!("Secret {namespace}/{name} has no password key"))?;
-    Ok((field("username"), Secret::new(password)))
+    let password = field("password")?
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| format!("Secret {namespace}/{name} has no password key (or an empty one)"))?;
+    Ok((field("username")?.filter(|u| !u.is_empty()), Secret::new(password)))
 }
 
 /// The BMCs of a run's nodes, and what could not be used (reported, never skipped silently).
@@ -130,7 +140,7 @@ impl BmcInventory {
                 .ok_or_else(|| BmcSetupError::UnknownNode(entry.node.clone()))?;
             let fail = |reason: String| BmcSetupError::Credentials { node: host.name.clone(), reason };
             let (secret_user, password) = match (&entry.password_file, &entry.password_env, &entry.password_secret) {
-                (Some(file), _, _) => (None, read_password_file(&crate::adapters::config::expand_home(file, None)).map_err(fail)?),
+                (Some(file), _, _) => (None, read_password_file(Path::new(file)).map_err(fail)?),
                 (_, Some(var), _) => (None, env_password(var).map_err(fail)?),
                 (_, _, Some(reference)) => {
                     let (namespace, name) =
@@ -148,7 +158,9 @@ impl BmcInventory {
                 .ok_or_else(|| fail("no username: set username in [[bmc]] or [redfish]".into()))?;
             let tls = match (entry.insecure, &entry.ca_file) {
                 (Some(true), _) => BmcTls::Insecure,
-                (_, Some(ca)) => BmcTls::Verify { ca_file: Some(crate::adapters::config::expand_home(ca, None)) },
+                (_, Some(ca)) => BmcTls::Verify {
+                    ca_file: Some(crate::adapters::config::expand_home(ca, crate::adapters::system::home_dir().as_deref())),
+                },
                 _ => default_tls.clone(),
             };
             inventory
@@ -163,6 +175,10 @@ impl BmcInventory {
         Ok(inventory)
     }
 
+    /// The BareMetalHosts of `config.bmh_namespaces` (never another namespace's: they may
+    /// belong to another cluster), matched to the run's nodes. Two BareMetalHosts for one node
+    /// is an error naming both; a BareMetalHost without its credentials Secret gives its node no
+    /// BMC (a problem), never the `[redfish]` default password.
     async fn add_bare_metal_hosts(
         &mut self,
         client: &kube::Client,
@@ -170,76 +186,105 @@ impl BmcInventory {
         config: &RedfishConfig,
         default_tls: &BmcTls,
     ) -> Result<(), BmcSetupError> {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &bmh_resource());
-        let hosts = match api.list(&ListParams::default()).await {
-            Ok(list) => list.items,
-            // Not a bare-metal IPI cluster: no BareMetalHost kind at all.
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-            Err(e) => return Err(BmcSetupError::Api(e.to_string())),
-        };
-        let mut secrets: HashMap<String, Vec<DynamicObject>> = HashMap::new();
-        for bmh in hosts {
+        let mut hosts = Vec::new();
+        for namespace in &config.bmh_namespaces {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &bmh_resource());
+            match api.list(&ListParams::default()).await {
+                Ok(list) => hosts.extend(list.items),
+                // Not a bare-metal IPI cluster: no BareMetalHost kind at all.
+                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+                Err(e) => return Err(BmcSetupError::Api(format!("namespace {namespace}: {e}"))),
+            }
+        }
+        // Each run node's BareMetalHosts, to find ambiguity before anything is used.
+        let mut by_node: BTreeMap<String, Vec<&DynamicObject>> = BTreeMap::new();
+        for bmh in &hosts {
             let namespace = bmh.metadata.namespace.clone().unwrap_or_default();
             let name = bmh.metadata.name.clone().unwrap_or_default();
             let consumer = bmh
                 .data
                 .pointer("/spec/consumerRef")
                 .and_then(|c| Some(format!("{}/{}", c["namespace"].as_str().unwrap_or(&namespace), c["name"].as_str()?)));
-            let Some(node) = node_of_bmh(&namespace, &name, consumer.as_deref(), nodes) else { continue };
-            if self.targets.contains_key(&node.name) {
+            if let Some(node) = node_of_bmh(&namespace, &name, consumer.as_deref(), nodes) {
+                by_node.entry(node.name.clone()).or_default().push(bmh);
+            }
+        }
+        let id = |bmh: &DynamicObject| {
+            format!("{}/{}", bmh.metadata.namespace.as_deref().unwrap_or_default(), bmh.metadata.name.as_deref().unwrap_or_default())
+        };
+        for (node, matched) in &by_node {
+            if matched.len() > 1 && !self.targets.contains_key(node) {
+                return Err(BmcSetupError::Ambiguous {
+                    node: node.clone(),
+                    hosts: matched.iter().map(|b| id(b)).collect::<Vec<_>>().join(" and "),
+                });
+            }
+        }
+        let mut secrets: HashMap<String, Vec<DynamicObject>> = HashMap::new();
+        for (node_name, matched) in by_node {
+            let bmh = matched[0];
+            if self.targets.contains_key(&node_name) {
                 continue;
             }
+            let namespace = bmh.metadata.namespace.clone().unwrap_or_default();
+            let bmh_id = id(bmh);
             let address = bmh.data.pointer("/spec/bmc/address").and_then(Value::as_str).unwrap_or_default();
             let url = match bmh_address_to_url(address) {
                 Ok(url) => url,
                 Err(problem) => {
-                    self.problems.push(format!("node {}: BareMetalHost {namespace}/{name}: {problem}", node.name));
+                    self.problems.push(format!("node {node_name}: BareMetalHost {bmh_id}: {problem}"));
                     continue;
                 }
             };
-            let credentials = bmh.data.pointer("/spec/bmc/credentialsName").and_then(Value::as_str);
+            let Some(secret) = bmh.data.pointer("/spec/bmc/credentialsName").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+                self.problems.push(format!(
+                    "node {node_name}: BareMetalHost {bmh_id} names no credentials Secret (spec.bmc.credentialsName): \
+                     no BMC for it (the [redfish] default password is never sent to a BareMetalHost's BMC)"
+                ));
+                continue;
+            };
             if !secrets.contains_key(&namespace) {
                 // One list per namespace instead of a GET per host.
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &secret_resource());
                 let listed = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
                 secrets.insert(namespace.clone(), listed);
             }
-            let listed = secrets[&namespace].iter().find(|s| credentials.is_some_and(|c| s.metadata.name.as_deref() == Some(c)));
-            let (username, password) = match credentials {
-                Some(secret) => match listed.map(|s| credentials_of(s, &namespace, secret)) {
-                    Some(found) => match found {
-                        Ok(pair) => pair,
-                        Err(problem) => {
-                            self.problems.push(format!("node {}: {problem}", node.name));
-                            continue;
-                        }
-                    },
-                    None => match secret_credentials(client, &namespace, secret).await {
-                        Ok(pair) => pair,
-                        Err(problem) => {
-                            self.problems.push(format!("node {}: {problem}", node.name));
-                            continue;
-                        }
-                    },
-                },
-                None => match default_password(config) {
-                    Ok(password) => (None, password),
-                    Err(problem) => {
-                        self.problems
-                            .push(format!("node {}: BareMetalHost {namespace}/{name} names no credentials and {problem}", node.name));
-                        continue;
-                    }
-                },
+            let listed = secrets[&namespace].iter().find(|s| s.metadata.name.as_deref() == Some(secret));
+            let found = match listed {
+                Some(listed) => credentials_of(listed, &namespace, secret),
+                None => secret_credentials(client, &namespace, secret).await,
+            };
+            let (username, password) = match found {
+                Ok(pair) => pair,
+                Err(problem) => {
+                    self.problems.push(format!("node {node_name}: BareMetalHost {bmh_id}: {problem}"));
+                    continue;
+                }
             };
             let Some(username) = username.or_else(|| config.username.clone()) else {
-                self.problems.push(format!("node {}: no BMC username (Secret key username or [redfish] username)", node.name));
+                self.problems.push(format!("node {node_name}: no BMC username (Secret key username or [redfish] username)"));
                 continue;
             };
             let insecure = bmh.data.pointer("/spec/bmc/disableCertificateVerification").and_then(Value::as_bool).unwrap_or(false);
             let tls = if insecure { BmcTls::Insecure } else { default_tls.clone() };
-            self.targets.insert(node.name.clone(), BmcTarget { node: node.name.clone(), url, username, password, tls });
+            self.targets.insert(node_name.clone(), BmcTarget { node: node_name, url, username, password, tls });
         }
         Ok(())
+    }
+
+    /// One warning per BMC reached over plain `http://`: its password (Basic auth or the
+    /// session login) and session token cross the network readable by anyone on the path.
+    pub fn plain_http_warnings(&self) -> Vec<String> {
+        self.targets
+            .values()
+            .filter(|t| t.url.trim_start().to_ascii_lowercase().starts_with("http://"))
+            .map(|t| {
+                format!(
+                    "WARNING: the BMC of {} is reached over plain http:// ({}): its password and session token cross the network unencrypted; use https://",
+                    t.node, t.url
+                )
+            })
+            .collect()
     }
 
     /// BMCs whose certificate is not verified: each deserves a loud warning.
@@ -274,7 +319,11 @@ pub struct RedfishPower {
 }
 
 impl RedfishPower {
+    /// Warns on stderr about every BMC reached over plain `http://`.
     pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
+        for warning in inventory.plain_http_warnings() {
+            eprintln!("{warning}");
+        }
         let limiter = config.rate.map(|rate| rate.limiter());
         RedfishPower {
             targets: inventory.targets,

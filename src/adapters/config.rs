@@ -61,6 +61,8 @@ pub struct RedfishLayer {
     pub fallback_on_auth_failure: Option<bool>,
     pub fallback_on_host_key: Option<bool>,
     pub fallback_on_hung: Option<bool>,
+    /// Where this cluster's BareMetalHosts live; BareMetalHosts elsewhere are never used.
+    pub bmh_namespaces: Option<Vec<String>>,
 }
 
 /// One `[[bmc]]` entry: the BMC of a node (by name or address).
@@ -153,7 +155,7 @@ impl Layer {
             timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay);
         overlay!(self.redfish, top.redfish; username, password_file, password_env, ca_file, insecure, request_timeout,
             operation_timeout, graceful_timeout, rate, busy_retries, retry_wait, fallback_on_unreachable,
-            fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung);
+            fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung, bmh_namespaces);
         overlay!(self.output, top.output; format, state_dir);
         overlay!(self.cluster, top.cluster; kubeconfig, context);
         overlay!(self, top; hosts, bmc);
@@ -330,6 +332,8 @@ pub struct RedfishConfig {
     /// BMC operations started per period, across all BMCs.
     pub rate: Option<Rate>,
     pub fallback: FallbackPolicy,
+    /// The namespaces whose BareMetalHosts may provide BMCs (`openshift-machine-api`).
+    pub bmh_namespaces: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -364,14 +368,49 @@ fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
     value.ok_or(ConfigError::BadValue { key, reason: "missing".into() })
 }
 
-fn duration(value: Option<String>, key: &'static str) -> Result<Duration, ConfigError> {
-    let text = required(value, key)?;
+/// The longest duration any setting takes: deadlines are computed as `now + duration` on the
+/// monotonic clock, and a value past this is a typo, not a wish (it would overflow).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses a duration setting: humantime syntax, longer than zero, at most [`MAX_DURATION`].
+pub fn parse_duration_value(text: &str, key: &'static str) -> Result<Duration, ConfigError> {
     let parsed = humantime::parse_duration(text.trim())
         .map_err(|e| ConfigError::BadValue { key, reason: format!("{text:?} is not a duration like \"30s\" or \"20m\" ({e})") })?;
     if parsed.is_zero() {
         return Err(ConfigError::BadValue { key, reason: "must be longer than zero".into() });
     }
+    if parsed > MAX_DURATION {
+        return Err(ConfigError::BadValue { key, reason: format!("{text:?} is longer than the longest fleetboot accepts (366 days)") });
+    }
     Ok(parsed)
+}
+
+fn duration(value: Option<String>, key: &'static str) -> Result<Duration, ConfigError> {
+    parse_duration_value(&required(value, key)?, key)
+}
+
+/// Open files kept for fleetboot itself (its runtime, journal, config, the API client) when
+/// `--parallel` connections are counted against the open-file limit.
+pub const RESERVED_FILES: u64 = 64;
+/// The most connections `--parallel` allows, whatever the open-file limit.
+pub const MAX_PARALLEL: usize = 1 << 20;
+
+/// `reboot.parallel` against what this process may open: one file per connection, and
+/// [`RESERVED_FILES`] for the rest. `fd_limit` is the hard open-file limit (fleetboot raises
+/// the soft one to it). Pure.
+pub fn check_parallel(parallel: usize, fd_limit: Option<u64>) -> Result<usize, ConfigError> {
+    let by_files = fd_limit.map_or(MAX_PARALLEL as u64, |limit| limit.saturating_sub(RESERVED_FILES));
+    let most = by_files.min(MAX_PARALLEL as u64).max(1) as usize;
+    if parallel > most {
+        let why = match fd_limit {
+            Some(limit) if (most as u64) == limit.saturating_sub(RESERVED_FILES).max(1) => format!(
+                "each connection needs an open file and this process may have {limit} (ulimit -Hn), {RESERVED_FILES} of them kept for fleetboot itself"
+            ),
+            _ => format!("fleetboot holds at most {MAX_PARALLEL} connections at once"),
+        };
+        return Err(ConfigError::BadValue { key: "reboot.parallel", reason: format!("{parallel} is more than {most}: {why}") });
+    }
+    Ok(parallel)
 }
 
 fn positive(value: Option<usize>, key: &'static str) -> Result<usize, ConfigError> {
@@ -442,7 +481,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         poll_interval: duration(reboot.poll_interval, "reboot.poll_interval")?,
         concurrency: positive(reboot.concurrency, "reboot.concurrency")?,
         rate: parse_rate(&rate_text).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason })?,
-        parallel: positive(reboot.parallel, "reboot.parallel")?,
+        parallel: check_parallel(positive(reboot.parallel, "reboot.parallel")?, crate::adapters::system::open_file_limit())?,
         max_failures: parse_max_failures(&failures_text).map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason })?,
         cancel_pending_on_abort: required(reboot.cancel_pending_on_abort, "reboot.cancel_pending_on_abort")?,
         transport: match required(reboot.transport, "reboot.transport")?.as_str() {
@@ -466,7 +505,10 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         settings: crate::adapters::redfish::RedfishSettings {
             request_timeout: duration(redfish.request_timeout, "redfish.request_timeout")?,
             operation_timeout: duration(redfish.operation_timeout, "redfish.operation_timeout")?,
-            busy_retries: required(redfish.busy_retries, "redfish.busy_retries")?,
+            busy_retries: match required(redfish.busy_retries, "redfish.busy_retries")? {
+                n @ 0..=20 => n,
+                n => return Err(ConfigError::BadValue { key: "redfish.busy_retries", reason: format!("{n} is more than 20") }),
+            },
             retry_wait: duration(redfish.retry_wait, "redfish.retry_wait")?,
         },
         graceful_timeout: duration(redfish.graceful_timeout, "redfish.graceful_timeout")?,
@@ -476,6 +518,16 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
             on_auth_failure: flag(redfish.fallback_on_auth_failure, "redfish.fallback_on_auth_failure")?,
             on_host_key: flag(redfish.fallback_on_host_key, "redfish.fallback_on_host_key")?,
             on_hung: flag(redfish.fallback_on_hung, "redfish.fallback_on_hung")?,
+        },
+        bmh_namespaces: {
+            let namespaces = required(redfish.bmh_namespaces, "redfish.bmh_namespaces")?;
+            if namespaces.is_empty() || namespaces.iter().any(|n| n.trim().is_empty() || n.contains('/')) {
+                return Err(ConfigError::BadValue {
+                    key: "redfish.bmh_namespaces",
+                    reason: format!("{namespaces:?}: name at least one namespace, each without \"/\""),
+                });
+            }
+            namespaces
         },
     };
     let bmcs = bmc.unwrap_or_default();
@@ -621,5 +673,33 @@ mod tests {
         assert_eq!(parse_max_failures("10%").unwrap().tolerated(25), 2);
         assert!(parse_max_failures("101%").is_err());
         assert!(parse_max_failures("x").is_err());
+    }
+
+    #[test]
+    fn huge_durations_parallel_and_retries_are_refused_naming_the_key() {
+        for (section, key) in [("reboot", "timeout"), ("ssh", "connect_timeout"), ("redfish", "graceful_timeout")] {
+            for huge in ["500000000y", "367days", "99999999999999999999999s"] {
+                let layer = Layer::parse(&format!("[{section}]\n{key} = \"{huge}\"\n"), "f").unwrap();
+                let err = resolve(Some(layer), Layer::default(), home()).unwrap_err().to_string();
+                assert!(err.starts_with(&format!("bad value for {section}.{key}: \"{huge}\"")), "{err}");
+            }
+        }
+        let year = Layer::parse("[reboot]\ntimeout = \"366days\"\n", "f").unwrap();
+        assert_eq!(resolve(Some(year), Layer::default(), home()).unwrap().reboot.timeout, MAX_DURATION);
+
+        assert_eq!(check_parallel(960, Some(1024)).unwrap(), 960);
+        let err = check_parallel(961, Some(1024)).unwrap_err().to_string();
+        assert!(err.starts_with("bad value for reboot.parallel: 961 is more than 960") && err.contains("1024"), "{err}");
+        let err = check_parallel(usize::MAX, None).unwrap_err().to_string();
+        assert!(err.contains("at most 1048576"), "{err}");
+        let mut flags = Layer::default();
+        flags.reboot.parallel = Some(usize::MAX);
+        assert!(resolve(None, flags, home()).unwrap_err().to_string().contains("reboot.parallel"));
+
+        let retries = Layer::parse("[redfish]\nbusy_retries = 4000000000\n", "f").unwrap();
+        assert!(resolve(Some(retries), Layer::default(), home()).unwrap_err().to_string().contains("redfish.busy_retries"));
+        let namespaces = Layer::parse("[redfish]\nbmh_namespaces = []\n", "f").unwrap();
+        assert!(resolve(Some(namespaces), Layer::default(), home()).unwrap_err().to_string().contains("redfish.bmh_namespaces"));
+        assert_eq!(resolve(None, Layer::default(), home()).unwrap().redfish.bmh_namespaces, ["openshift-machine-api"]);
     }
 }

@@ -1,46 +1,155 @@
 //! The journal file: append-only, one JSON line per transition, each fsynced before the action
 //! that depends on it; and loading it back for `--resume`. The records and their pure fold are
 //! `fleetboot_core::journal`, re-exported here.
+//!
+//! One process per journal: a writer holds an exclusive `flock(2)` on the journal file itself
+//! for as long as it (or another writer of the same journal in the same process) lives; the
+//! kernel drops it when the process dies, even by `kill -9`. A second process is refused,
+//! naming the holder's pid as `/proc/locks` shows it (no sidecar file to go stale).
+//!
+//! Durability: a new journal is created mode 0600 in a private (0700) directory, and the file
+//! and its directory are fsynced before the first record; every record is fsynced. A journal
+//! that holds no complete record (a kill right after its creation) means nothing happened:
+//! [`load`] refuses it with that explanation, and [`JournalWriter::create`] may take it over.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 pub use fleetboot_core::journal::*;
+
+/// What [`load`] and `--resume` say about a journal without a single complete record.
+pub const EMPTY_JOURNAL: &str = "it holds no record: the run that created it was stopped before it recorded anything, \
+     so nothing was done to any host; start the run again without --resume (this file may be deleted)";
 
 pub fn load(path: &Path) -> Result<(Vec<Record>, RunState), JournalError> {
     let text = std::fs::read_to_string(path).map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
     let records = parse(&text, path)?;
+    if records.is_empty() {
+        return Err(JournalError::Unreadable { path: path.to_owned(), reason: EMPTY_JOURNAL.into() });
+    }
     let state = fold(&records, path)?;
     Ok((records, state))
 }
+
+/// Whether the journal at `path` exists and holds at least one complete record: a run was
+/// started in it. An empty file (or a torn first line) is "nothing happened yet".
+pub fn is_started(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.contains(&b'\n'))
+}
+
+/// The journals this process holds, by (device, inode): a second writer of the same journal
+/// in the same process shares the locked file instead of contending with itself.
+type Held = HashMap<(u64, u64), Weak<File>>;
+static HELD: Mutex<Option<Held>> = Mutex::new(None);
 
 /// The append side. Every record is written whole and fsynced before `append` returns.
 #[derive(Debug)]
 pub struct JournalWriter {
     path: PathBuf,
-    file: File,
+    /// Opened for appending; it carries the exclusive lock.
+    file: Arc<File>,
+}
+
+fn write_error(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |e| JournalError::Write { path: path.to_owned(), reason: e.to_string() }
+}
+
+/// Takes the exclusive lock of `file` (the journal at `path`) for this process, or says who
+/// holds it. The caller holds `HELD`.
+fn lock(path: &Path, file: File, held: &mut Held) -> Result<Arc<File>, JournalError> {
+    let meta = file.metadata().map_err(write_error(path))?;
+    let key = (meta.dev(), meta.ino());
+    if let Some(shared) = held.get(&key).and_then(Weak::upgrade) {
+        return Ok(shared);
+    }
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let holder = lock_holder(meta.dev(), meta.ino()).map_or_else(|| "another process".to_owned(), |pid| format!("process {pid}"));
+            return Err(JournalError::Unreadable {
+                path: path.to_owned(),
+                reason: format!("it is in use by {holder} (one fleetboot per journal): wait for that run to end, or stop it, then resume"),
+            });
+        }
+        return Err(write_error(path)(error));
+    }
+    let file = Arc::new(file);
+    held.retain(|_, weak| weak.strong_count() > 0);
+    held.insert(key, Arc::downgrade(&file));
+    Ok(file)
+}
+
+/// The pid holding a `flock` on the file (device, inode), from `/proc/locks`
+/// (`1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`, major and minor in hex).
+fn lock_holder(dev: u64, ino: u64) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    let mut by_inode = None;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "->" marks a waiter, not a holder.
+        if fields.len() < 6 || fields[1] != "FLOCK" || fields.contains(&"->") {
+            continue;
+        }
+        let mut parts = fields[5].split(':');
+        let (Some(maj), Some(min), Some(inode)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if inode.parse::<u64>().ok() != Some(ino) {
+            continue;
+        }
+        let Ok(pid) = fields[4].parse::<u32>() else { continue };
+        if u64::from_str_radix(maj, 16).ok() == Some(major) && u64::from_str_radix(min, 16).ok() == Some(minor) {
+            return Some(pid);
+        }
+        // Overlay filesystems may report another device for the same file.
+        by_inode.get_or_insert(pid);
+    }
+    by_inode
 }
 
 impl JournalWriter {
+    /// Creates a new journal, locked. An existing journal is never overwritten, except one that
+    /// holds no record at all (a kill right after its creation): nothing happened in it.
     pub fn create(path: &Path) -> Result<JournalWriter, JournalError> {
-        let write_error = |e: std::io::Error| JournalError::Write { path: path.to_owned(), reason: e.to_string() };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(write_error)?;
+        let mut held = HELD.lock().unwrap();
+        let held = held.get_or_insert_with(HashMap::new);
+        match crate::adapters::system::create_private_file(path) {
+            Ok(file) => {
+                let file = lock(path, file, held)?;
+                Ok(JournalWriter { path: path.to_owned(), file })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
+                let file = lock(path, file, held)?;
+                if file.metadata().map_err(write_error(path))?.len() > 0 {
+                    return Err(JournalError::Write {
+                        path: path.to_owned(),
+                        reason: "a journal already exists there; it is never overwritten".into(),
+                    });
+                }
+                Ok(JournalWriter { path: path.to_owned(), file })
+            }
+            Err(e) => Err(write_error(path)(e)),
         }
-        let file = OpenOptions::new().create_new(true).append(true).open(path).map_err(write_error)?;
-        Ok(JournalWriter { path: path.to_owned(), file })
     }
 
-    /// Reopens a journal for a resume. A torn last line (a kill mid-write) is cut off first,
-    /// so the next record starts on a line of its own.
+    /// Reopens a journal for a resume, locked. A torn last line (a kill mid-write) is cut off
+    /// first, so the next record starts on a line of its own.
     pub fn reopen(path: &Path) -> Result<JournalWriter, JournalError> {
-        let write_error = |e: std::io::Error| JournalError::Write { path: path.to_owned(), reason: e.to_string() };
-        let text = std::fs::read(path).map_err(write_error)?;
+        let mut held = HELD.lock().unwrap();
+        let held = held.get_or_insert_with(HashMap::new);
+        let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
+        let file = lock(path, file, held)?;
+        // Read only once the lock is held: nobody else is writing now.
+        let text = std::fs::read(path).map_err(write_error(path))?;
         let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let file = OpenOptions::new().append(true).open(path).map_err(write_error)?;
         if keep < text.len() {
-            file.set_len(keep as u64).map_err(write_error)?;
+            file.set_len(keep as u64).and_then(|()| file.sync_all()).map_err(write_error(path))?;
         }
         Ok(JournalWriter { path: path.to_owned(), file })
     }
@@ -52,10 +161,7 @@ impl JournalWriter {
     pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(record).expect("records serialize");
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| JournalError::Write { path: self.path.clone(), reason: e.to_string() })
+        (&*self.file).write_all(&line).and_then(|()| self.file.sync_data()).map_err(write_error(&self.path))
     }
 }
 
@@ -98,5 +204,79 @@ mod tests {
         let (records, state) = load(&path).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(state.records["a"].phase, Phase::Down);
+    }
+
+    #[test]
+    fn an_empty_journal_means_nothing_happened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/run.jsonl");
+        drop(JournalWriter::create(&path).unwrap());
+        assert!(!is_started(&path));
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("nothing was done") && err.contains("without --resume"), "{err}");
+        // A torn first line is no record either.
+        std::fs::write(&path, "{\"v\":1,").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("nothing was done"));
+        std::fs::write(&path, "").unwrap();
+        // The run may simply be started again in the same file.
+        let mut w = JournalWriter::create(&path).unwrap();
+        w.append(&start(&["a"])).unwrap();
+        assert!(is_started(&path));
+        assert_eq!(load(&path).unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn journals_are_private_and_a_writer_in_this_process_shares_its_lock() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/sub/run.jsonl");
+        let mut w = JournalWriter::create(&path).unwrap();
+        w.append(&start(&["a"])).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&path), mode(&dir.path().join("state")), mode(&dir.path().join("state/sub"))), (0o600, 0o700, 0o700));
+        // The runner reopens the journal at the end of a run while its writer still lives.
+        let mut again = JournalWriter::reopen(&path).unwrap();
+        again.append(&rec(1, Entry::Down { host: "a".into() })).unwrap();
+        drop((w, again));
+        assert_eq!(load(&path).unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn another_process_holding_the_journal_is_named_by_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let mut w = JournalWriter::create(&path).unwrap();
+        w.append(&start(&["a"])).unwrap();
+        drop(w);
+        // Another process holds an exclusive flock on the journal, as a running fleetboot would.
+        let script = "import fcntl, sys, time\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(600)";
+        struct Holder(std::process::Child);
+        impl Drop for Holder {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut holder = Holder(
+            std::process::Command::new("python3")
+                .args(["-c", script, path.to_str().unwrap()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("python3"),
+        );
+        let pid = holder.0.id();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()), &mut line).unwrap();
+        let err = JournalWriter::reopen(&path).map(drop).map_err(|e| e.to_string());
+        drop(holder);
+        let err = err.unwrap_err();
+        assert!(
+            line.contains("locked") && err.contains(&format!("in use by process {pid}")) && err.contains("one fleetboot per journal"),
+            "{err}"
+        );
+        assert!(JournalWriter::create(&path).unwrap_err().to_string().contains("never overwritten"));
+        // The holder gone, the journal is free again, and its content untouched.
+        JournalWriter::reopen(&path).unwrap();
+        assert_eq!(load(&path).unwrap().0.len(), 1);
     }
 }

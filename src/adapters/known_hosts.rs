@@ -3,11 +3,12 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::PublicKey;
+use russh::keys::{Algorithm, PublicKey};
 use sha1::Sha1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,41 +77,88 @@ impl KnownHosts {
         }
     }
 
+    /// OpenSSH's verdict: a revoked key is refused wherever its `@revoked` line stands (before
+    /// or after a line that lists the same key as valid); then the key must be recorded.
     pub fn verify(&self, host: &str, port: u16, presented: &PublicKey) -> Verdict {
         let name = lookup_name(host, port);
-        let mut first_recorded = None;
-        for entry in self.entries.iter().filter(|e| patterns_match(&e.patterns, &name)) {
-            let Some(key) = &entry.key else { continue };
-            let same = key.key_data() == presented.key_data();
-            if entry.revoked {
-                if same {
-                    return Verdict::Revoked { line: entry.line };
-                }
-                continue;
-            }
-            if same {
-                return Verdict::Known;
-            }
-            first_recorded.get_or_insert(entry.line);
+        let same = |e: &Entry| e.key.as_ref().is_some_and(|k| k.key_data() == presented.key_data());
+        let matching = || self.entries.iter().filter(|e| e.key.is_some() && patterns_match(&e.patterns, &name));
+        if let Some(revoked) = matching().find(|e| e.revoked && same(e)) {
+            return Verdict::Revoked { line: revoked.line };
         }
-        match first_recorded {
-            Some(line) => Verdict::Changed { line },
+        let recorded: Vec<&Entry> = matching().filter(|e| !e.revoked).collect();
+        if recorded.iter().any(|e| same(e)) {
+            return Verdict::Known;
+        }
+        match recorded.first() {
+            Some(entry) => Verdict::Changed { line: entry.line },
             None => Verdict::Unknown,
         }
     }
+
+    /// The algorithms of the keys recorded (not revoked) for this host, in file order: the
+    /// host-key algorithms to negotiate first, as OpenSSH does, so a host known by its ECDSA or
+    /// RSA key is asked for that key and not judged by another one.
+    pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<Algorithm> {
+        let name = lookup_name(host, port);
+        let mut found: Vec<Algorithm> = Vec::new();
+        for entry in self.entries.iter().filter(|e| !e.revoked && patterns_match(&e.patterns, &name)) {
+            if let Some(algorithm) = entry.key.as_ref().map(PublicKey::algorithm)
+                && !found.contains(&algorithm)
+            {
+                found.push(algorithm);
+            }
+        }
+        found
+    }
+
+    /// Whether the file hashes host names (`HashKnownHosts`): new lines are then hashed too.
+    pub fn is_hashed(&self) -> bool {
+        self.entries.iter().any(|e| e.patterns.starts_with("|1|"))
+    }
 }
 
-/// Appends a plain entry, as `ssh -o StrictHostKeyChecking=accept-new` does.
+/// The host-key algorithms to offer: those of the recorded keys first (every RSA signature
+/// variant for an RSA key), then the rest of `defaults` in their order. Pure.
+pub fn preferred_host_key_algorithms(recorded: &[Algorithm], defaults: &[Algorithm]) -> Vec<Algorithm> {
+    let known = |a: &Algorithm| recorded.iter().any(|r| r == a || (r.clone().is_rsa() && a.clone().is_rsa()));
+    let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) = defaults.iter().cloned().partition(known);
+    first.extend(rest);
+    first
+}
+
+/// Appends an entry, as `ssh -o StrictHostKeyChecking=accept-new` does: hashed when the file
+/// already hashes its names (`|1|salt|hash`), plain otherwise. A missing directory (`~/.ssh`)
+/// is created 0700, a missing file 0600.
 pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    let hashed = KnownHosts::read(path)?.is_hashed();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::adapters::system::create_private_dir(parent)?;
     }
     let openssh = key.to_openssh().map_err(|e| std::io::Error::other(e.to_string()))?;
     let needs_newline = std::fs::read(path).map(|bytes| bytes.last().is_some_and(|b| *b != b'\n')).unwrap_or(false);
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let name = lookup_name(host, port);
+    let name = if hashed { hash_name(&name, &random_salt()?) } else { name };
+    let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let prefix = if needs_newline { "\n" } else { "" };
-    writeln!(file, "{prefix}{} {openssh}", lookup_name(host, port))?;
+    writeln!(file, "{prefix}{name} {openssh}")?;
     file.sync_data()
+}
+
+/// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, as `ssh-keygen -H` writes it. Pure.
+pub fn hash_name(name: &str, salt: &[u8]) -> String {
+    let mac = Hmac::<Sha1>::new_from_slice(salt).expect("HMAC takes any key length").chain_update(name.as_bytes());
+    format!("|1|{}|{}", BASE64.encode(salt), BASE64.encode(&mac.finalize().into_bytes()))
+}
+
+fn random_salt() -> std::io::Result<[u8; 20]> {
+    let mut salt = [0u8; 20];
+    // SAFETY: getrandom writes at most `salt.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+    if n != salt.len() as isize {
+        return Err(std::io::Error::other("getrandom gave no salt for a hashed known_hosts line"));
+    }
+    Ok(salt)
 }
 
 /// Where a recorded key was found, for messages: `file:line`.
@@ -213,5 +261,50 @@ mod tests {
         assert_eq!(kh.verify("127.0.0.9", 2022, &key(KEY_A)), Verdict::Known);
         assert_eq!(kh.verify("other", 22, &key(KEY_B)), Verdict::Known, "no line was glued to the last");
         assert!(KnownHosts::read(&dir.path().join("missing")).unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn revoked_wins_wherever_it_stands() {
+        let after = format!("n1 ssh-ed25519 {KEY_A}\n@revoked n1 ssh-ed25519 {KEY_A}\n");
+        assert_eq!(KnownHosts::parse(&after).verify("n1", 22, &key(KEY_A)), Verdict::Revoked { line: 2 });
+        let before = format!("@revoked * ssh-ed25519 {KEY_A}\nn1 ssh-ed25519 {KEY_A}\n");
+        assert_eq!(KnownHosts::parse(&before).verify("n1", 22, &key(KEY_A)), Verdict::Revoked { line: 1 });
+        let other_host = format!("@revoked n2 ssh-ed25519 {KEY_A}\nn1 ssh-ed25519 {KEY_A}\n");
+        assert_eq!(KnownHosts::parse(&other_host).verify("n1", 22, &key(KEY_A)), Verdict::Known);
+    }
+
+    #[test]
+    fn the_recorded_key_types_are_negotiated_first() {
+        const ECDSA: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHoJ1RtfpBslTr1GKIGVYMK2fySz0Un711xrJrKXM+HkZsKJ6OQULVWGr0JQJ5GjDiyG21ZUHbgnJi115f9Ouh8=";
+        let text = format!("n1 ecdsa-sha2-nistp256 {ECDSA}\n@revoked n1 ssh-ed25519 {KEY_A}\nn2 ssh-ed25519 {KEY_B}\n");
+        let kh = KnownHosts::parse(&text);
+        let p256 = Algorithm::Ecdsa { curve: russh::keys::EcdsaCurve::NistP256 };
+        assert_eq!(kh.recorded_algorithms("n1", 22), vec![p256.clone()], "a revoked key is no reason to ask for its type");
+        assert!(kh.recorded_algorithms("n3", 22).is_empty());
+        let defaults = russh::Preferred::DEFAULT.key.to_vec();
+        let order = preferred_host_key_algorithms(std::slice::from_ref(&p256), &defaults);
+        assert_eq!(order[0], p256);
+        assert_eq!(order.len(), defaults.len(), "the others stay, after it");
+        let rsa = preferred_host_key_algorithms(&[Algorithm::Rsa { hash: None }], &defaults);
+        assert!(rsa[..3].iter().all(|a| a.clone().is_rsa()), "every RSA signature variant first: {rsa:?}");
+        assert_eq!(preferred_host_key_algorithms(&[], &defaults), defaults);
+    }
+
+    #[test]
+    fn accept_new_hashes_into_a_hashed_file_and_creates_a_private_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".ssh/known_hosts");
+        append(&path, "127.0.0.9", 2022, &key(KEY_A)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&dir.path().join(".ssh")), mode(&path)), (0o700, 0o600));
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with("[127.0.0.9]:2022 ssh-ed25519 "), "a plain file stays plain");
+
+        let hashed_path = dir.path().join("hashed");
+        std::fs::write(&hashed_path, format!("{} ssh-ed25519 {KEY_B}\n", hashed("n1", b"0123456789abcdefghij"))).unwrap();
+        append(&hashed_path, "127.0.0.9", 2022, &key(KEY_A)).unwrap();
+        let text = std::fs::read_to_string(&hashed_path).unwrap();
+        assert!(text.lines().all(|l| l.starts_with("|1|")) && !text.contains("127.0.0.9"), "{text}");
+        assert_eq!(KnownHosts::read(&hashed_path).unwrap().verify("127.0.0.9", 2022, &key(KEY_A)), Verdict::Known);
     }
 }

@@ -82,6 +82,42 @@ pub fn split_bmc_url(url: &str) -> Option<(String, Option<String>)> {
     Some((format!("{scheme}://{authority}"), system))
 }
 
+/// The most bytes fleetboot reads of one BMC answer. Redfish resources are a few KiB; a body
+/// past this is refused (an error naming the limit) instead of filling memory.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// `scheme://host[:port]` of an absolute URL, lower-cased, with the scheme's default port
+/// removed, so equal origins compare equal. `None` for a relative link. Pure.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    // Credentials in a link (user@host) never match the BMC's own origin.
+    let authority = match (scheme.as_str(), authority.as_str()) {
+        ("https", a) if a.ends_with(":443") => a.trim_end_matches(":443").to_owned(),
+        ("http", a) if a.ends_with(":80") => a.trim_end_matches(":80").to_owned(),
+        (_, a) => a.to_owned(),
+    };
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// Where a link found in a BMC's answer (`@odata.id`, an action target, a `Location` header)
+/// leads: a path on the BMC's own origin, or an absolute URL on that same origin. A link to any
+/// other origin (or protocol-relative `//host/...`) is refused, so the BMC's credentials and
+/// session token never go anywhere else. Pure.
+pub fn resolve_link(origin: &str, link: &str) -> Result<String, String> {
+    let link = link.trim();
+    if link.starts_with("//") {
+        return Err(format!("{link:?} leads to another host"));
+    }
+    match origin_of(link) {
+        Some(other) if Some(other.clone()) == origin_of(origin) => Ok(link.to_owned()),
+        Some(other) => Err(format!("{link:?} leads to {other}, not the BMC's own {origin}")),
+        None if link.starts_with('/') => Ok(format!("{origin}{link}")),
+        None => Ok(format!("{origin}/{link}")),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedfishError {
     #[error("BMC of {node}: {url:?} is not an https:// (or http://) URL")]
@@ -313,6 +349,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The wait before busy retry `n` (1, 2, ...): `first`, doubling, without overflow. Pure.
+fn backoff(first: Duration, n: u32) -> Duration {
+    first.saturating_mul(1 << n.saturating_sub(1).min(16))
+}
+
 fn is_busy(status: StatusCode) -> bool {
     matches!(status.as_u16(), 409 | 500 | 502 | 503 | 504)
 }
@@ -327,6 +368,12 @@ impl Bmc {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
             .no_proxy()
+            // A redirect is followed only on the BMC's own origin: the session token is a custom
+            // header that reqwest would otherwise carry to any host.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same = attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+                if same && attempt.previous().len() < 5 { attempt.follow() } else { attempt.stop() }
+            }))
             .build()
             .map_err(|e| setup(error_chain(&e)))?;
         Ok(Bmc { target, origin, system_hint, client, settings, auth: Mutex::new(Auth::None) })
@@ -353,7 +400,7 @@ impl Bmc {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
-        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.origin) };
+        let url = self.link(path)?;
         let mut request = self.client.request(method.clone(), &url).header("Accept", "application/json");
         match &*self.auth.lock().unwrap() {
             Auth::Session { token, .. } => request = request.header("X-Auth-Token", token.expose()),
@@ -366,9 +413,36 @@ impl Bmc {
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let bytes = self.bounded_body(method, path, response).await?;
         let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         Ok((status, headers, value))
+    }
+
+    /// A link from the BMC's answers, as a URL on its own origin; see [`resolve_link`].
+    fn link(&self, link: &str) -> Result<String, RedfishError> {
+        resolve_link(&self.origin, link).map_err(|reason| RedfishError::Protocol {
+            node: self.target.node.clone(),
+            message: format!("not followed: {reason} (credentials go to the BMC alone)"),
+        })
+    }
+
+    /// The answer's body, at most [`MAX_BODY`] bytes.
+    async fn bounded_body(&self, method: &Method, path: &str, mut response: reqwest::Response) -> Result<Vec<u8>, RedfishError> {
+        let too_large = || RedfishError::Protocol {
+            node: self.target.node.clone(),
+            message: format!("{method} {path} answered with a body larger than {} KiB, the most fleetboot reads", MAX_BODY / 1024),
+        };
+        if response.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// A request with one re-authentication on 401 and bounded retries while the BMC is busy.
@@ -397,7 +471,7 @@ impl Bmc {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                let wait = asked.unwrap_or(self.settings.retry_wait * (1 << (busy - 1))).min(Duration::from_secs(60));
+                let wait = asked.unwrap_or_else(|| backoff(self.settings.retry_wait, busy)).min(Duration::from_secs(60));
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -436,7 +510,7 @@ impl Bmc {
                 // A full session table (503) frees up as other clients' sessions end.
                 if is_busy(answer.0) && busy < self.settings.busy_retries {
                     busy += 1;
-                    tokio::time::sleep(self.settings.retry_wait * (1 << (busy - 1))).await;
+                    tokio::time::sleep(backoff(self.settings.retry_wait, busy).min(Duration::from_secs(60))).await;
                     continue;
                 }
                 break answer;
@@ -448,7 +522,8 @@ impl Bmc {
             if status.is_success()
                 && let Some(token) = token
             {
-                let location = headers.get("Location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                // A session elsewhere is never deleted there with the token: it expires instead.
+                let location = headers.get("Location").and_then(|v| v.to_str().ok()).and_then(|l| resolve_link(&self.origin, l).ok());
                 *self.auth.lock().unwrap() = Auth::Session { token: Secret::new(token), location };
                 return Ok(());
             }
@@ -487,8 +562,7 @@ impl Bmc {
     /// Deletes the session, if one is open. Errors are ignored: the BMC expires it anyway.
     async fn close_session(&self) {
         let previous = std::mem::replace(&mut *self.auth.lock().unwrap(), Auth::None);
-        if let Auth::Session { token, location: Some(location) } = previous {
-            let url = if location.starts_with("http") { location } else { format!("{}{location}", self.origin) };
+        if let Auth::Session { token, location: Some(url) } = previous {
             let _ = self.client.delete(url).header("X-Auth-Token", token.expose()).send().await;
         }
     }
@@ -635,10 +709,9 @@ impl Drop for Bmc {
     fn drop(&mut self) {
         // Interrupted mid-operation: the session must not linger on the BMC (they are few).
         let auth = std::mem::replace(&mut *self.auth.lock().unwrap(), Auth::None);
-        if let Auth::Session { token, location: Some(location) } = auth
+        if let Auth::Session { token, location: Some(url) } = auth
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let url = if location.starts_with("http") { location } else { format!("{}{location}", self.origin) };
             let client = self.client.clone();
             let handle = runtime.spawn(async move {
                 let _ = client.delete(url).header("X-Auth-Token", token.expose()).send().await;
@@ -701,5 +774,26 @@ mod tests {
             (bare.power_state.as_str(), bare.allowed_resets, bare.reset_target.as_str()),
             ("Unknown", None, "/s/Actions/ComputerSystem.Reset")
         );
+    }
+
+    #[test]
+    fn links_are_followed_on_the_bmcs_own_origin_only() {
+        let origin = "https://bmc.example:8443";
+        assert_eq!(
+            resolve_link(origin, "/redfish/v1/TaskService/Tasks/1").unwrap(),
+            "https://bmc.example:8443/redfish/v1/TaskService/Tasks/1"
+        );
+        assert_eq!(resolve_link(origin, "https://BMC.example:8443/redfish/v1/x").unwrap(), "https://BMC.example:8443/redfish/v1/x");
+        assert_eq!(resolve_link("https://bmc", "https://bmc:443/redfish/v1").unwrap(), "https://bmc:443/redfish/v1");
+        for elsewhere in [
+            "https://evil.example/redfish/v1/SessionService/Sessions",
+            "https://bmc.example:9443/x",
+            "http://bmc.example:8443/x",
+            "//evil.example/x",
+            "https://admin@bmc.example:8443/x",
+        ] {
+            let err = resolve_link(origin, elsewhere).unwrap_err();
+            assert!(err.contains(elsewhere), "{err}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
 use tokio::net::TcpStream;
 
@@ -31,6 +31,11 @@ enum Credentials {
     Agent(PathBuf),
 }
 
+/// The most output (stdout and stderr together) kept from one remote command: a host that
+/// writes more cannot grow fleetboot's memory; the rest is read and dropped, and the command's
+/// result is an error naming this limit (the reboot command's exit status still counts).
+pub const MAX_COMMAND_OUTPUT: usize = 1024 * 1024;
+
 /// What one command did. `exit` is `None` when the channel or connection closed without an
 /// exit status, which a reboot legitimately causes.
 #[derive(Debug, Clone, Default)]
@@ -39,11 +44,34 @@ pub struct CommandOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub timed_out: bool,
+    /// More than [`MAX_COMMAND_OUTPUT`] bytes came: the rest was dropped.
+    pub truncated: bool,
+}
+
+impl CommandOutput {
+    /// Keeps `data` on `stream` as far as the limit allows.
+    fn keep(&mut self, data: &[u8], stderr: bool) {
+        let room = MAX_COMMAND_OUTPUT.saturating_sub(self.stdout.len() + self.stderr.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        let part = &data[..data.len().min(room)];
+        if stderr { self.stderr.extend_from_slice(part) } else { self.stdout.extend_from_slice(part) }
+    }
+}
+
+fn too_much_output(command: &str) -> TransportError {
+    TransportError::Other(format!(
+        "`{command}` wrote more than {} KiB of output, the most fleetboot reads from one command",
+        MAX_COMMAND_OUTPUT / 1024
+    ))
 }
 
 pub struct SshClient {
     settings: SshSettings,
-    config: Arc<client::Config>,
+    /// russh configurations by the host-key algorithms to negotiate first (those known_hosts
+    /// records for the host), built once per distinct list.
+    configs: Mutex<HashMap<Vec<Algorithm>, Arc<client::Config>>>,
     credentials: Credentials,
     known_hosts: Arc<Mutex<KnownHosts>>,
     /// The key each host presented first in this run, whatever the policy: a key that
@@ -71,11 +99,9 @@ impl SshClient {
         };
         let known = KnownHosts::read(&settings.known_hosts)
             .map_err(|e| SshSetupError::KnownHosts { path: settings.known_hosts.clone(), reason: e.to_string() })?;
-        let config =
-            client::Config { keepalive_interval: Some(settings.keepalive_interval), keepalive_max: 3, nodelay: true, ..Default::default() };
         Ok(SshClient {
             settings,
-            config: Arc::new(config),
+            configs: Mutex::new(HashMap::new()),
             credentials,
             known_hosts: Arc::new(Mutex::new(known)),
             seen_keys: Default::default(),
@@ -84,6 +110,30 @@ impl SshClient {
 
     pub fn settings(&self) -> &SshSettings {
         &self.settings
+    }
+
+    /// The configuration for one host: the host-key algorithms of the keys known_hosts records
+    /// for it are offered first, as OpenSSH does, so a host known only by its ECDSA or RSA key
+    /// presents that key (and is judged by it) even when it also has an Ed25519 one.
+    fn config_for(&self, address: &str, port: u16) -> Arc<client::Config> {
+        let recorded = match self.settings.host_key_policy {
+            HostKeyPolicy::InsecureIgnore => Vec::new(),
+            _ => self.known_hosts.lock().unwrap().recorded_algorithms(address, port),
+        };
+        let mut configs = self.configs.lock().unwrap();
+        configs
+            .entry(recorded)
+            .or_insert_with_key(|recorded| {
+                let key = known_hosts::preferred_host_key_algorithms(recorded, &russh::Preferred::DEFAULT.key);
+                Arc::new(client::Config {
+                    keepalive_interval: Some(self.settings.keepalive_interval),
+                    keepalive_max: 3,
+                    nodelay: true,
+                    preferred: russh::Preferred { key: key.into(), ..russh::Preferred::DEFAULT },
+                    ..Default::default()
+                })
+            })
+            .clone()
     }
 
     pub async fn connect(&self, host: &Host) -> Result<Handle<Verifier>, TransportError> {
@@ -112,7 +162,7 @@ impl SshClient {
         };
         let rejection = verifier.rejection.clone();
         let handshake = async {
-            let mut handle = client::connect_stream(self.config.clone(), stream, verifier).await.map_err(|e| {
+            let mut handle = client::connect_stream(self.config_for(&host.address, port), stream, verifier).await.map_err(|e| {
                 match rejection.lock().unwrap().take() {
                     Some(reason) => TransportError::HostKey(reason),
                     None => classify(e),
@@ -172,7 +222,10 @@ impl SshClient {
         let handle = self.connect(host).await?;
         let output = exec(&handle, command, self.settings.command_timeout).await;
         let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-        output
+        match output {
+            Ok(out) if out.truncated => Err(too_much_output(command)),
+            other => other,
+        }
     }
 }
 
@@ -197,11 +250,11 @@ pub async fn exec(handle: &Handle<Verifier>, command: &str, limit: Duration) -> 
                 break;
             }
             Ok(None) => break,
-            Ok(Some(ChannelMsg::Data { data })) => output.stdout.extend_from_slice(&data),
-            Ok(Some(ChannelMsg::ExtendedData { data, ext: 1 })) => output.stderr.extend_from_slice(&data),
+            Ok(Some(ChannelMsg::Data { data })) => output.keep(&data, false),
+            Ok(Some(ChannelMsg::ExtendedData { data, ext: 1 })) => output.keep(&data, true),
             Ok(Some(ChannelMsg::ExitStatus { exit_status })) => output.exit = Some(exit_status),
             Ok(Some(ChannelMsg::ExitSignal { signal_name, .. })) => {
-                output.stderr.extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                output.keep(format!("killed by signal {signal_name:?}").as_bytes(), true);
                 output.exit.get_or_insert(128);
             }
             Ok(Some(_)) => {}

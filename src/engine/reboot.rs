@@ -294,6 +294,12 @@ impl PreparedRun {
         mut on_event: impl FnMut(&Event),
     ) -> Result<Summary, Error> {
         let PreparedRun { settings, plan, prior, journal, cluster, discovered, drain, lease } = self;
+        // One process per journal: a resume takes the journal's lock first, so a second resume
+        // of a journal in use is refused (naming the holder) before it touches the cluster.
+        let resumed_journal = match &prior {
+            Some(_) => Some(JournalWriter::reopen(&journal)?),
+            None => None,
+        };
         let mut warn = |message: String| on_event(&Event::Warning { host: None, message });
         // Keys and known_hosts are read before the journal exists or any host is contacted.
         let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
@@ -332,19 +338,19 @@ impl PreparedRun {
             }
             None => (None, None, None, None),
         };
-        // The journal is created only once the lease is held: a refused run leaves nothing behind.
-        let opened = match &prior {
-            Some(_) => JournalWriter::reopen(&journal),
-            None => JournalWriter::create(&journal),
-        };
-        let writer = match opened {
-            Ok(writer) => writer,
-            Err(e) => {
-                if let Some(lock) = lease {
-                    lock.release().await;
+        // A new run's journal is created only once the lease is held: a refused run leaves
+        // nothing behind. (A resumed one was opened, and locked, before anything else.)
+        let writer = match resumed_journal {
+            Some(writer) => writer,
+            None => match JournalWriter::create(&journal) {
+                Ok(writer) => writer,
+                Err(e) => {
+                    if let Some(lock) = lease {
+                        lock.release().await;
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
-            }
+            },
         };
         let inputs = RunInputs {
             transport,

@@ -70,3 +70,28 @@ fn no_identity_at_all_is_a_clear_error() {
     assert_eq!(run.code, 2, "{}", run.debug());
     assert!(run.stderr.contains("no SSH identity"), "{}", run.stderr);
 }
+
+#[test]
+fn huge_durations_and_a_parallel_past_the_open_file_limit_exit_2_naming_the_key_without_a_panic() {
+    let fleet = Fleet::up(1);
+    let base = fleet.reboot_args(&[]);
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v = base.clone();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>, expected: &str| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(&fleet, &refs, expected);
+        let run = Run::from(fleet.fleetboot(&refs).output().unwrap());
+        assert!(!run.stderr.contains("panicked"), "{}", run.debug());
+    };
+    run(with(&["--reboot-timeout", "500000000y"]), "bad value for reboot.timeout: \"500000000y\" is longer than the longest");
+    run(with(&["--command-timeout", "99999999999999999999999s"]), "bad value for ssh.command_timeout");
+    run(with(&["--parallel", "18446744073709551615"]), "bad value for reboot.parallel: 18446744073709551615 is more than");
+    let config = fleet.path("huge.toml");
+    std::fs::write(&config, "[redfish]\ngraceful_timeout = \"1000000y\"\n").unwrap();
+    run(with(&["--config", config.to_str().unwrap()]), "bad value for redfish.graceful_timeout");
+    std::fs::write(&config, "[redfish]\nbusy_retries = 4000000000\n").unwrap();
+    run(with(&["--config", config.to_str().unwrap()]), "bad value for redfish.busy_retries");
+}

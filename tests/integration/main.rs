@@ -3,16 +3,19 @@
 //! and stops them by PID, also when a test fails.
 
 mod bmc;
+mod bmh_match;
 mod clusters;
 mod common;
 mod demo;
 mod exec;
 mod hostlists;
 mod input;
+mod journal_lock;
 mod migrate;
 mod netns;
 mod nodes;
 mod reboot;
+mod redfish_links;
 mod sim_kube;
 mod sim_kubectl;
 mod ssh_auth;

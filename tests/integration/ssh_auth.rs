@@ -80,3 +80,103 @@ fn ssh_agent_is_used_when_no_identity_is_given() {
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(run.stdout.contains("ok"), "{}", run.stdout);
 }
+
+/// Restarts one node's sshd (started by this test's fleet) so it reads its config again.
+fn restart_sshd(fleet: &Fleet, name: &str) {
+    let node = fleet.node_dir(name);
+    let pid = std::fs::read_to_string(node.join("sshd.pid")).unwrap().trim().to_owned();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    while Command::new("kill").args(["-0", &pid]).stderr(Stdio::null()).status().unwrap().success() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let config = node.join("sshd_config");
+    let log = node.join("sshd.log");
+    assert!(Command::new("/usr/sbin/sshd").arg("-f").arg(&config).arg("-E").arg(&log).status().unwrap().success());
+    let index: usize = name.trim_start_matches('h').parse().unwrap();
+    let addr = format!("{}.{index}:{}", fleet.net, fleet.port);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_host_known_only_by_its_ecdsa_or_rsa_key_is_verified_against_that_key() {
+    let fleet = Fleet::up(2);
+    let mut known = String::new();
+    for (index, (name, kind)) in [("h001", vec!["-t", "ecdsa", "-b", "256"]), ("h002", vec!["-t", "rsa", "-b", "2048"])].iter().enumerate()
+    {
+        // The node has its Ed25519 key and one more; known_hosts records only the other one.
+        let key = fleet.node_dir(name).join("ssh_host_other_key");
+        keygen(&key, kind);
+        let config = fleet.node_dir(name).join("sshd_config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!("HostKey {}\n", key.display()));
+        std::fs::write(&config, text).unwrap();
+        restart_sshd(&fleet, name);
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let public: Vec<&str> = public.split_whitespace().take(2).collect();
+        known.push_str(&format!("[{}.{}]:{} {}\n", fleet.net, index + 1, fleet.port, public.join(" ")));
+    }
+    let known_path = fleet.path("known_hosts_other_types");
+    std::fs::write(&known_path, &known).unwrap();
+    let run = exec_with(&fleet, Some(&fleet.path("id_ed25519")), &known_path, None);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains("h001,h002 (2)"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(&known_path).unwrap(), known, "nothing recorded: both keys were known");
+}
+
+#[test]
+fn accept_new_hashes_into_a_hashed_file_and_creates_dot_ssh_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let fleet = Fleet::up(2);
+    // A hashed file (HashKnownHosts) that knows h001 only.
+    let known = fleet.path("hashed_known_hosts");
+    let first = std::fs::read_to_string(fleet.path("known_hosts")).unwrap().lines().next().unwrap().to_owned();
+    std::fs::write(&known, format!("{first}\n")).unwrap();
+    assert!(Command::new("ssh-keygen").args(["-H", "-f", known.to_str().unwrap()]).stderr(Stdio::null()).status().unwrap().success());
+    let hosts = fleet.path("hosts.txt");
+    let policy = ["--host-key-policy", "accept-new", "--", "echo ok"];
+    let identity = fleet.path("id_ed25519");
+    let mut args = vec!["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", "root", "-i", identity.to_str().unwrap()];
+    let mut hashed = args.clone();
+    hashed.extend(["--known-hosts", known.to_str().unwrap()]);
+    hashed.extend(policy);
+    let run = Run::from(fleet.fleetboot(&hashed).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().all(|l| l.starts_with("|1|")) && !text.contains(&fleet.net), "no host name in the clear: {text}");
+    // OpenSSH itself finds the new line.
+    let name = format!("[{}.2]:{}", fleet.net, fleet.port);
+    let found = Command::new("ssh-keygen").args(["-F", &name, "-f", known.to_str().unwrap()]).output().unwrap();
+    assert!(found.status.success(), "ssh-keygen -F {name} finds the recorded key");
+
+    // The default ~/.ssh/known_hosts in a home without ~/.ssh: created owner-only.
+    assert!(!fleet.path(".ssh").exists());
+    args.extend(policy);
+    let run = Run::from(fleet.fleetboot(&args).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&fleet.path(".ssh")), 0o700);
+    assert_eq!(std::fs::read_to_string(fleet.path(".ssh/known_hosts")).unwrap().lines().count(), 2);
+}
+
+#[test]
+fn command_output_past_the_limit_is_a_clear_error_and_small_output_is_kept() {
+    let fleet = Fleet::up(1);
+    let hosts = fleet.path("hosts.txt");
+    let identity = fleet.path("id_ed25519");
+    let base = ["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", "root", "-i", identity.to_str().unwrap()];
+    let known = fleet.path("known_hosts");
+    let mut args = base.to_vec();
+    args.extend(["--known-hosts", known.to_str().unwrap(), "--", "head -c 3000000 /dev/zero | tr '\\0' x"]);
+    let run = Run::from(fleet.fleetboot(&args).output().unwrap());
+    assert_ne!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains("more than 1024 KiB of output"), "{}", run.debug());
+    assert!(run.stdout.len() < 100_000, "the output itself is not shown: {} bytes", run.stdout.len());
+    let mut args = base.to_vec();
+    args.extend(["--known-hosts", known.to_str().unwrap(), "--", "head -c 1000 /dev/zero | tr '\\0' x"]);
+    let run = Run::from(fleet.fleetboot(&args).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains(&"x".repeat(1000)), "{}", run.debug());
+}
