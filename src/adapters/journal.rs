@@ -112,6 +112,15 @@ fn lock_holder(dev: u64, ino: u64) -> Option<u32> {
     by_inode
 }
 
+/// A journal written by an older fleetboot (or copied in) is made owner-only on reopen; a file
+/// fleetboot does not own keeps its mode (the journal is still usable).
+fn owner_only(file: &File) {
+    use std::os::unix::fs::PermissionsExt;
+    if file.metadata().is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+}
+
 impl JournalWriter {
     /// Creates a new journal, locked. An existing journal is never overwritten, except one that
     /// holds no record at all (a kill right after its creation): nothing happened in it.
@@ -126,6 +135,7 @@ impl JournalWriter {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
                 let file = lock(path, file, held)?;
+                owner_only(&file);
                 if file.metadata().map_err(write_error(path))?.len() > 0 {
                     return Err(JournalError::Write {
                         path: path.to_owned(),
@@ -145,6 +155,7 @@ impl JournalWriter {
         let held = held.get_or_insert_with(HashMap::new);
         let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
         let file = lock(path, file, held)?;
+        owner_only(&file);
         // Read only once the lock is held: nobody else is writing now.
         let text = std::fs::read(path).map_err(write_error(path))?;
         let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -238,6 +249,10 @@ mod tests {
         again.append(&rec(1, Entry::Down { host: "a".into() })).unwrap();
         drop((w, again));
         assert_eq!(load(&path).unwrap().0.len(), 2);
+        // A journal readable by others (an older fleetboot's) is made owner-only on resume.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(JournalWriter::reopen(&path).unwrap());
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]
