@@ -77,7 +77,13 @@ fn lock(path: &Path, file: File, held: &mut Held) -> Result<Arc<File>, JournalEr
                 reason: format!("it is in use by {holder} (one fleetboot per journal): wait for that run to end, or stop it, then resume"),
             });
         }
-        return Err(write_error(path)(error));
+        return Err(JournalError::Write {
+            path: path.to_owned(),
+            reason: format!(
+                "cannot lock it ({error}): one process per journal cannot be ensured on this filesystem; \
+                 put the journal on a local one (--journal or --state-dir)"
+            ),
+        });
     }
     let file = Arc::new(file);
     held.retain(|_, weak| weak.strong_count() > 0);
