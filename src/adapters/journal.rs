@@ -77,7 +77,13 @@ fn lock(path: &Path, file: File, held: &mut Held) -> Result<Arc<File>, JournalEr
                 reason: format!("it is in use by {holder} (one fleetboot per journal): wait for that run to end, or stop it, then resume"),
             });
         }
-        return Err(write_error(path)(error));
+        return Err(JournalError::Write {
+            path: path.to_owned(),
+            reason: format!(
+                "cannot lock it ({error}): one process per journal cannot be ensured on this filesystem; \
+                 put the journal on a local one (--journal or --state-dir)"
+            ),
+        });
     }
     let file = Arc::new(file);
     held.retain(|_, weak| weak.strong_count() > 0);
@@ -112,6 +118,31 @@ fn lock_holder(dev: u64, ino: u64) -> Option<u32> {
     by_inode
 }
 
+/// The exclusive lock of any journal-like file (the migration's `migration.jsonl` too), held
+/// until dropped; the same rules as a [`JournalWriter`]'s: shared within this process, refused
+/// to another one naming its pid.
+#[derive(Debug)]
+pub struct JournalLock {
+    _file: Arc<File>,
+}
+
+/// Takes the exclusive lock of the existing file at `path`; see [`JournalLock`].
+pub fn hold(path: &Path) -> Result<JournalLock, JournalError> {
+    let mut held = HELD.lock().unwrap();
+    let held = held.get_or_insert_with(HashMap::new);
+    let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
+    Ok(JournalLock { _file: lock(path, file, held)? })
+}
+
+/// A journal written by an older fleetboot (or copied in) is made owner-only on reopen; a file
+/// fleetboot does not own keeps its mode (the journal is still usable).
+fn owner_only(file: &File) {
+    use std::os::unix::fs::PermissionsExt;
+    if file.metadata().is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+}
+
 impl JournalWriter {
     /// Creates a new journal, locked. An existing journal is never overwritten, except one that
     /// holds no record at all (a kill right after its creation): nothing happened in it.
@@ -126,6 +157,7 @@ impl JournalWriter {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
                 let file = lock(path, file, held)?;
+                owner_only(&file);
                 if file.metadata().map_err(write_error(path))?.len() > 0 {
                     return Err(JournalError::Write {
                         path: path.to_owned(),
@@ -145,6 +177,7 @@ impl JournalWriter {
         let held = held.get_or_insert_with(HashMap::new);
         let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
         let file = lock(path, file, held)?;
+        owner_only(&file);
         // Read only once the lock is held: nobody else is writing now.
         let text = std::fs::read(path).map_err(write_error(path))?;
         let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -234,11 +267,17 @@ mod tests {
         w.append(&start(&["a"])).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(&path), mode(&dir.path().join("state")), mode(&dir.path().join("state/sub"))), (0o600, 0o700, 0o700));
+        // Another holder in this process (the migration around its step 7) shares the lock.
+        let held = hold(&path).unwrap();
         // The runner reopens the journal at the end of a run while its writer still lives.
         let mut again = JournalWriter::reopen(&path).unwrap();
         again.append(&rec(1, Entry::Down { host: "a".into() })).unwrap();
-        drop((w, again));
+        drop((w, again, held));
         assert_eq!(load(&path).unwrap().0.len(), 2);
+        // A journal readable by others (an older fleetboot's) is made owner-only on resume.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(JournalWriter::reopen(&path).unwrap());
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]
@@ -268,7 +307,9 @@ mod tests {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()), &mut line).unwrap();
         let err = JournalWriter::reopen(&path).map(drop).map_err(|e| e.to_string());
+        let held = hold(&path).map(drop).map_err(|e| e.to_string());
         drop(holder);
+        assert!(held.unwrap_err().contains(&format!("in use by process {pid}")));
         let err = err.unwrap_err();
         assert!(
             line.contains("locked") && err.contains(&format!("in use by process {pid}")) && err.contains("one fleetboot per journal"),

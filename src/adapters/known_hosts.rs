@@ -139,10 +139,15 @@ pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
     let needs_newline = std::fs::read(path).map(|bytes| bytes.last().is_some_and(|b| *b != b'\n')).unwrap_or(false);
     let name = lookup_name(host, port);
     let name = if hashed { hash_name(&name, &random_salt()?) } else { name };
+    let created = !path.exists();
     let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let prefix = if needs_newline { "\n" } else { "" };
     writeln!(file, "{prefix}{name} {openssh}")?;
-    file.sync_data()
+    file.sync_data()?;
+    match path.parent().filter(|p| created && !p.as_os_str().is_empty()) {
+        Some(parent) => crate::adapters::system::sync_dir(parent),
+        None => Ok(()),
+    }
 }
 
 /// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, as `ssh-keygen -H` writes it. Pure.

@@ -140,6 +140,9 @@ pub enum RedfishError {
     Timeout { node: String, what: String, limit: String },
     #[error("cannot set up TLS for the BMC of {node}: {reason}")]
     Setup { node: String, reason: String },
+    /// A link in the BMC's answer leads elsewhere: nothing was sent there.
+    #[error("BMC of {node}: not followed: {reason} (credentials go to the BMC alone)")]
+    ForeignLink { node: String, reason: String },
 }
 
 impl RedfishError {
@@ -420,10 +423,7 @@ impl Bmc {
 
     /// A link from the BMC's answers, as a URL on its own origin; see [`resolve_link`].
     fn link(&self, link: &str) -> Result<String, RedfishError> {
-        resolve_link(&self.origin, link).map_err(|reason| RedfishError::Protocol {
-            node: self.target.node.clone(),
-            message: format!("not followed: {reason} (credentials go to the BMC alone)"),
-        })
+        resolve_link(&self.origin, link).map_err(|reason| RedfishError::ForeignLink { node: self.target.node.clone(), reason })
     }
 
     /// The answer's body, at most [`MAX_BODY`] bytes.
@@ -602,7 +602,14 @@ impl Bmc {
         if status == StatusCode::ACCEPTED
             && let Some(monitor) = headers.get("Location").and_then(|v| v.to_str().ok())
         {
-            return self.follow_task(monitor).await;
+            // The BMC accepted the reset: whatever goes wrong with its task now, it may happen.
+            return self.follow_task(monitor).await.map_err(|e| match e {
+                e if e.reset_may_have_happened() => e,
+                e => RedfishError::Protocol {
+                    node: self.target.node.clone(),
+                    message: format!("the BMC accepted {reset_type} (202), then its task could not be followed: {e}"),
+                },
+            });
         }
         Ok(())
     }
@@ -795,5 +802,7 @@ mod tests {
             let err = resolve_link(origin, elsewhere).unwrap_err();
             assert!(err.contains(elsewhere), "{err}");
         }
+        let refused = RedfishError::ForeignLink { node: "n".into(), reason: "x".into() };
+        assert!(!refused.reset_may_have_happened(), "nothing was sent to a link that was refused");
     }
 }

@@ -87,3 +87,42 @@ fn a_bare_metal_host_without_credentials_never_gets_the_default_password() {
     let history = worker["history"].to_string();
     assert!(!history.contains("bmc-session-created") && !history.contains("bmc-"), "its BMC heard nothing: {history}");
 }
+
+#[test]
+fn an_unreadable_bmc_secret_is_named_with_its_key_and_a_bmc_entry_using_it_exits_2() {
+    let sim = Sim::start(0, 2);
+    sim.kubectl_ok(&[
+        "-n",
+        "openshift-machine-api",
+        "patch",
+        "secret",
+        "worker-1-bmc-secret",
+        "--type=merge",
+        "-p",
+        r#"{"data": {"password": "not base64!"}}"#,
+    ]);
+    let run = fleetboot(&sim, &["power", "status", "worker-1"]);
+    assert_ne!(run.code, 0, "{}", run.debug());
+    assert!(run.stderr.contains("openshift-machine-api/worker-1-bmc-secret: key password is unreadable (not base64)"), "{}", run.debug());
+    assert!(!run.stderr.contains("panicked"), "{}", run.debug());
+
+    // The same Secret named by a [[bmc]] entry: the run is refused before any node is touched.
+    let config = sim.path("secret-entry.toml");
+    let mut text = std::fs::read_to_string(sim.config()).unwrap();
+    text.push_str(
+        "\n[[bmc]]\nnode = \"worker-1\"\nurl = \"https://127.0.0.1:9\"\npassword_secret = \"openshift-machine-api/worker-1-bmc-secret\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["reboot", "--nodes", "worker-1", "--transport", "redfish"])
+        .env("HOME", sim.dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("key password is unreadable"), "{}", run.debug());
+    assert!(!sim.control("GET", "nodes", "").contains("reboot-requested"), "nothing was rebooted");
+}
