@@ -101,13 +101,16 @@ py=/usr/bin/python3; [ -x "$py" ] || py=python3
 work=$(mktemp -d /tmp/fleetboot-bench-fanout.XXXXXX)
 chmod 755 "$work" # the login reads its authorized_keys here
 sshd_pid="" tool_pid="" created_user=0
+stop_group() { # a run's process group: `timeout` made it, its PID is the group's ID; TERM, ≤ 10 s, KILL
+    local g=$1
+    kill -TERM -- "-$g" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do kill -0 -- "-$g" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL -- "-$g" 2>/dev/null || true
+}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
-    if [ -n "$tool_pid" ]; then
-        kill -TERM -- "-$tool_pid" 2>/dev/null || true
-        kill -TERM "$tool_pid" 2>/dev/null || true
-    fi
+    if [ -n "$tool_pid" ]; then stop_group "$tool_pid"; wait "$tool_pid" 2>/dev/null || true; fi
     if [ -n "$sshd_pid" ]; then
         kill -TERM "$sshd_pid" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$sshd_pid" 2>/dev/null || break; sleep 0.1; done
@@ -265,35 +268,10 @@ for n in $sizes; do
                 [ "$answered" -ge "$n" ] || { echo "  note: $tool answered $answered of $n; its stderr ends:" >&2; tail -3 "$work/err" >&2; }
             done
         done
-        "$py" - "$tsv" "$n" "$f" "$cores" <<'PY'
-import csv, statistics, sys
-tsv, n, f, cores = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rows = [r for r in csv.DictReader(open(tsv), delimiter="\t") if int(r["n"]) == n and int(r["fanout"]) == f]
-tools = list(dict.fromkeys(r["tool"] for r in rows))
-def med(tool, key):
-    vals = [float(r[key]) for r in rows if r["tool"] == tool and r[key] not in ("", "nan")]
-    return statistics.median(vals) if vals else float("nan")
-print(f"\nN={n} fan-out {f}: medians of {max((sum(r['tool'] == t for r in rows) for t in tools), default=0)} runs"
-      f" (crypto floor per connection ~0.3 ms; floor = (sshd CPU + client CPU) / {cores} cores)")
-print(f"{'tool':<10} {'answered':>9} {'wall s':>8} {'vs fb':>6} {'sshd ms/conn':>13} {'client ms/host':>15} {'peak RSS MB':>12}"
-      f" {'floor s':>8} {'wall/floor':>10} {'rig CPU':>8} {'machine':>8}  saturated")
-fb = med("fleetboot", "wall_s")
-for t in tools:
-    wall, client, sshd = med(t, "wall_s"), med(t, "client_cpu_s"), med(t, "sshd_cpu_s")
-    floor = (client + sshd) / cores
-    rig = (client + sshd) / (wall * cores) if wall > 0 else float("nan")
-    machine = med(t, "machine_busy")
-    sat = "yes (rig)" if rig >= 0.9 else ("yes (other work)" if machine >= 0.9 else "no")
-    answered = min(int(r["answered"]) for r in rows if r["tool"] == t)
-    rss = med(t, "rss_kb") / 1024
-    vs = f"{wall / fb:.2f}x" if fb == fb and fb > 0 else "-"
-    note = " (largest one process)" if t in ("xargs-ssh", "pdsh") else ""
-    print(f"{t:<10} {answered:>5}/{n:<3} {wall:>8.2f} {vs:>6} {sshd / n * 1000:>13.1f}"
-          f" {client / n * 1000:>15.2f} {rss:>12.1f} {floor:>8.2f} {wall / floor if floor else float('nan'):>10.2f}"
-          f" {rig * 100:>7.0f}% {machine * 100:>7.0f}%  {sat}{note}")
-print()
-PY
+        "$py" scripts/bench-fanout-summary.py "$tsv" --n "$n" --fanout "$f" --cores "$cores"
     done
 done
 [ "$skipped" = 0 ] || echo "bench-fanout: $skipped runs skipped: the --deadline of $deadline s was reached" >&2
+echo "all medians as a README table:"
+"$py" scripts/bench-fanout-summary.py "$tsv" --cores "$cores" --markdown
 [ -z "$results" ] || cp "$tsv" "$results"

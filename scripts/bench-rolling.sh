@@ -74,14 +74,17 @@ stop_sim() {
         sim_pid=""
     fi
 }
+stop_group() { # a run's process group: `timeout` made it, its PID is the group's ID; TERM, ≤ 10 s, KILL
+    local g=$1
+    kill -TERM -- "-$g" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do kill -0 -- "-$g" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL -- "-$g" 2>/dev/null || true
+}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
-    if [ -n "$run_pid" ]; then
-        kill -TERM -- "-$run_pid" 2>/dev/null || true
-        kill -TERM "$run_pid" 2>/dev/null || true
-        wait "$run_pid" 2>/dev/null || true
-    fi
+    # fleetboot takes a first TERM as "finish what is in flight": the group gets KILL after 10 s.
+    if [ -n "$run_pid" ]; then stop_group "$run_pid"; wait "$run_pid" 2>/dev/null || true; fi
     stop_sim
     [ -z "$dir" ] || [ -n "$keep" ] || rm -rf "$dir"
     [ -z "$summary" ] || rm -f "$summary"
@@ -206,6 +209,15 @@ for n, c in sizes:
     print(f"{f'{n}/{c}':>9} {confirmed:>10} {med(rs, 'wall'):>8.2f} {ideal:>18} {med(rs, 'overhead'):>+8.1f}%"
           f" {pp('dispatch'):>11} {pp('api'):>16} {pp('conf'):>17} {pp('refill'):>11} {med(rs, 'start'):>6.0f} {med(rs, 'tail'):>6.0f}"
           f" {med(rs, 'cpu'):>6.2f} {med(rs, 'rss'):>7.0f}")
+print("\nas a README table:")
+print("| N / C | fleetboot wall s | ideal s: ceil(N/C) × median node cycle | overhead | dispatch → reboot-requested p50/p99 ms"
+      " | Ready → api_confirmed p50/p99 ms | confirmed → next dispatching p50/p99 ms | start / tail ms | CPU s / peak RSS MB | runs |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for n, c in sizes:
+    rs = [r for r in rows if (r["n"], r["c"]) == (n, c)]
+    pp = lambda k: f"{med(rs, k + '_50'):.0f} / {med(rs, k + '_99'):.0f}"
+    print(f"| {n} / {c} | **{med(rs, 'wall'):.2f}** | {rs[0]['rounds']} × {med(rs, 'cycle'):.3f} = {med(rs, 'ideal'):.2f} | {med(rs, 'overhead'):+.1f} %"
+          f" | {pp('dispatch')} | {pp('api')} | {pp('refill')} | {med(rs, 'start'):.0f} / {med(rs, 'tail'):.0f} | {med(rs, 'cpu'):.2f} / {med(rs, 'rss'):.0f} | {len(rs)} |")
 cfg = "; ".join(f"{n}/{c}: {next(r['cfg_ideal'] for r in rows if (r['n'], r['c']) == (n, c)):.2f} s" for n, c in sizes)
 print("ideal = ceil(N/C) x the median node cycle as the nodes saw it (reboot-requested -> ready in the API, from the")
 print(f"simulation's history); with the configured timings alone: {cfg}")
