@@ -179,11 +179,11 @@ except Exception:
 finished = [k for k in first if k[0] == "run_finished"]
 fails = sum(1 for k in first if k[0] == "failed")
 row = dict(n=n, c=c, rep=rep, rc=rc, confirmed=len(confirmed), failed=fails, wall=wall, rounds=rounds, cycle=cycle,
-           ideal=ideal, overhead=overhead, cfg_ideal=rounds * cfg_cycle / 1000, start=start, tail=tail, cpu=cpu, rss=rss_mb,
+           ideal=ideal, overhead=overhead, cycle_99=pct(cycles, 99) / 1000, cfg_ideal=rounds * cfg_cycle / 1000, start=start, tail=tail, cpu=cpu, rss=rss_mb,
            **{f"{name}_{p}": pct(xs, p) for name, xs in
               [("dispatch", dispatch), ("api", detect_api), ("conf", detect_conf), ("refill", refill)] for p in (50, 99)})
 print(f"  {n}/{c} run {rep}: {len(confirmed)}/{n} confirmed, {fails} failed, exit {rc}; wall {wall:.2f} s vs ideal "
-      f"{rounds} x {cycle:.3f} s = {ideal:.2f} s: overhead {overhead:+.1f} %")
+      f"{rounds} x {cycle:.3f} s = {ideal:.2f} s: overhead {overhead:+.1f} % (node cycle p99 {pct(cycles, 99) / 1000:.3f} s)")
 with open(summary, "a") as f:
     f.write(json.dumps(row) + "\n")
 PY
