@@ -35,6 +35,7 @@
 # Needs root (installs pdsh, time, bc, openssh-server, a venv with parallel-ssh; creates the
 # user; creates the namespace). Traffic: only inside the private network namespace.
 set -euo pipefail
+caller_cwd=${FLEETBOOT_BENCH_CWD:-$PWD} # relative paths in the options are the caller's
 cd "$(dirname "$0")/.."
 
 sizes="" fanouts=${FANOUTS:-16 64 256} reps=${REPS:-3} tools=${TOOLS:-fleetboot pssh-lib pdsh xargs-ssh}
@@ -65,7 +66,7 @@ for t in $tools; do
     case $t in fleetboot | pssh-lib | pdsh | xargs-ssh) ;; *) echo "bench-fanout: unknown tool $t" >&2; exit 2 ;; esac
 done
 [[ $user =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] && [ "$user" != root ] || { echo "bench-fanout: bad --user $user" >&2; exit 2; }
-[ -n "$results" ] && results=$(realpath -m "$results")
+[ -z "$results" ] || results=$(cd "$caller_cwd" && realpath -m "$results")
 venv=$PWD/target/bench-venv
 bin=$PWD/target/release/fleetboot
 
@@ -91,7 +92,7 @@ if [ -z "${FLEETBOOT_BENCH_NETNS:-}" ]; then
         [ -x "$bin" ] || { echo "bench-fanout: no $bin (build it, or drop --no-build)" >&2; exit 1; } ;;
     esac
     command -v unshare >/dev/null && command -v ip >/dev/null || { echo "bench-fanout: needs unshare and ip (util-linux, iproute2)" >&2; exit 1; }
-    exec unshare -n env FLEETBOOT_BENCH_NETNS=1 bash "$0" "${args[@]}"
+    exec unshare -n env FLEETBOOT_BENCH_NETNS=1 FLEETBOOT_BENCH_CWD="$caller_cwd" bash "$PWD/scripts/bench-fanout.sh" "${args[@]}"
 fi
 
 # ---- inside the private network namespace -------------------------------------------------
@@ -130,14 +131,22 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
+marker="fleetboot fan-out benchmark (temporary)"
 # The login: unprivileged, /bin/sh (dash reads no rc file for `sh -c`), an empty home.
-if getent passwd "$user" >/dev/null; then
+if getent passwd "$user" >/dev/null && [ "$(getent passwd "$user" | cut -d: -f5)" = "$marker" ]; then
+    # Left behind by a run that was killed outright: this run removes it at its exit.
+    created_user=1
+    usermod -d "$work/home" -p '*' "$user"
+    mkdir -m 700 "$work/home"
+    chown "$user:" "$work/home"
+    echo "adopting user $user, left by an earlier run of this script"
+elif getent passwd "$user" >/dev/null; then
     [ "$(getent passwd "$user" | cut -d: -f3)" != 0 ] || { echo "bench-fanout: $user is uid 0" >&2; exit 1; }
     shell=$(getent passwd "$user" | cut -d: -f7)
     [ "$shell" = /bin/sh ] || { echo "bench-fanout: existing user $user has shell $shell, not /bin/sh" >&2; exit 1; }
     echo "using the existing user $user (left in place)"
 else
-    useradd -M -d "$work/home" -s /bin/sh -c "fleetboot fan-out benchmark (temporary)" "$user"
+    useradd -M -d "$work/home" -s /bin/sh -c "$marker" "$user"
     created_user=1
     usermod -p '*' "$user" # useradd leaves the account locked ('!'), which sshd refuses without PAM
     mkdir -m 700 "$work/home"

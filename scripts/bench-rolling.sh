@@ -22,6 +22,7 @@
 # The simulation's nodes only pretend to reboot. Traffic: 127.0.0.0/8 only (the simulation's
 # API, SSH and BMC listeners). The script stops the simulation it started, by PID, on any exit.
 set -euo pipefail
+caller_cwd=$PWD # relative paths in the options are the caller's
 cd "$(dirname "$0")/.."
 
 reps=1 reboot_delay=2s boot_time=3s notready_after=500ms kubelet_ready_after=500ms poll=500ms
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --kubelet-ready-after) kubelet_ready_after=$2; shift 2 ;;
     --poll-interval) poll=$2; shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
-    --keep) keep=$(realpath -m "$2"); shift 2 ;;
+    --keep) keep=$(cd "$caller_cwd" && realpath -m "$2"); shift 2 ;;
     --no-build) build=0; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-rolling: unknown option $1 (see --help)" >&2; exit 2 ;;
