@@ -77,6 +77,7 @@ mod tests {
             api_proof: false,
             grouping: None,
             drain: None,
+            settings: None,
         };
         rec(0, entry)
     }

@@ -3,3 +3,4 @@
 
 pub mod exec;
 pub mod runner;
+pub mod seams;

@@ -110,6 +110,7 @@ mod tests {
                     api_proof: false,
                     grouping: None,
                     drain: None,
+                    settings: None,
                 },
             ),
             rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into(), bmc: None }),
