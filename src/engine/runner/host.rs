@@ -418,7 +418,11 @@ async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<T>, host: &
     let seen_up = async {
         loop {
             if ssh_usable {
-                match shared.transport.read_boot_id(host).await {
+                let probe = {
+                    let _permit = shared.probes.acquire().await.expect("never closed");
+                    shared.transport.read_boot_id(host).await
+                };
+                match probe {
                     Ok(id) if id != old => return,
                     Err(TransportError::HostKey(_)) => return,
                     _ => {}

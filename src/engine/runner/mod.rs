@@ -68,7 +68,12 @@ impl RunClock {
 
     /// Milliseconds since the Unix epoch, on this run's monotonic clock.
     pub fn now_ms(&self) -> u64 {
-        self.wall_at_start_ms + self.start.elapsed().as_millis() as u64
+        self.ms_of(Instant::now())
+    }
+
+    /// The wall-clock time of an instant on this run's clock.
+    pub fn ms_of(&self, at: Instant) -> u64 {
+        self.wall_at_start_ms + at.saturating_duration_since(self.start).as_millis() as u64
     }
 
     /// The monotonic instant of a wall-clock time on this run's clock (times before the start,
@@ -183,14 +188,26 @@ impl Pacer {
         at
     }
 
-    /// Claims the moment for a reboot about to go out and returns it.
-    fn claim(&self) -> Instant {
+    /// Claims the moment for a reboot about to go out: now, if the last one went out at least
+    /// one spacing ago; otherwise Err(when to try again).
+    fn try_claim(&self) -> Result<(), Instant> {
         let mut state = self.state.lock().unwrap();
-        let earliest = state.last_send.map_or_else(Instant::now, |last| last + self.spacing);
-        let at = earliest.max(Instant::now());
-        state.last_send = Some(at);
+        let now = Instant::now();
+        match state.last_send.map(|last| last + self.spacing).filter(|earliest| *earliest > now) {
+            Some(earliest) => Err(earliest),
+            None => {
+                state.last_send = Some(now);
+                state.next_slot = state.next_slot.max(now + self.spacing);
+                Ok(())
+            }
+        }
+    }
+
+    /// A reboot's intent was journaled at `at`: the next one goes one spacing after that.
+    fn sent(&self, at: Instant) {
+        let mut state = self.state.lock().unwrap();
+        state.last_send = Some(state.last_send.map_or(at, |last| last.max(at)));
         state.next_slot = state.next_slot.max(at + self.spacing);
-        at
     }
 }
 
@@ -297,7 +314,12 @@ impl<T: PowerTransport> Shared<T> {
 
     /// Journals first (written and fsynced), then tells the reporters.
     fn record(&self, entry: Entry) -> Result<(), Stop> {
-        let record = Record { v: JOURNAL_VERSION, at_ms: self.clock.now_ms(), entry };
+        let now = Instant::now();
+        if let (Some(pacer), Entry::Dispatching { .. }) = (&self.pacer, &entry) {
+            // The rate counts from the journaled intent.
+            pacer.sent(now);
+        }
+        let record = Record { v: JOURNAL_VERSION, at_ms: self.clock.ms_of(now), entry };
         if let Err(e) = self.journal.lock().unwrap().append(&record) {
             // Without a journal nothing further may happen safely.
             let _ = self.events.send(Event::Warning { host: None, message: format!("{e}; stopping") });
@@ -378,15 +400,27 @@ impl<T: PowerTransport> Shared<T> {
 
     /// Waits for the moment a host's first reboot may go out; false if the run stops first.
     async fn rate_send(&self) -> bool {
-        let Some(pacer) = &self.pacer else { return self.abort_level() == Abort::No };
-        self.wait_until(pacer.claim(), Abort::Soft).await
+        self.claim(Abort::Soft).await
     }
 
     /// Waits for the moment a re-send or a BMC reset of a host in flight may go out; only a
     /// hard abort stops it (in-flight hosts finish after the first Ctrl-C).
     async fn rate_send_in_flight(&self) -> Result<(), Stop> {
-        let Some(pacer) = &self.pacer else { return Ok(()) };
-        if self.wait_until(pacer.claim(), Abort::Hard).await { Ok(()) } else { Err(Stop::Aborted) }
+        if self.claim(Abort::Hard).await { Ok(()) } else { Err(Stop::Aborted) }
+    }
+
+    async fn claim(&self, stop_at: Abort) -> bool {
+        let Some(pacer) = &self.pacer else { return self.abort_level() < stop_at };
+        loop {
+            match pacer.try_claim() {
+                Ok(()) => return self.abort_level() < stop_at,
+                Err(at) => {
+                    if !self.wait_until(at, stop_at).await {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 
     async fn wait_until(&self, at: Instant, stop_at: Abort) -> bool {
