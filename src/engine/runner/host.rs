@@ -78,7 +78,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
                 if shared.abort_level() == Abort::Hard {
                     break;
                 }
-                let _ = shared.record(Entry::Skipped { host: skipped.host.name.clone(), reason: reason.to_owned() });
+                let _ = shared.skip(&skipped.host, reason);
             }
             break;
         }
@@ -167,7 +167,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
         None => None,
     };
     // The limits are checked at the last moment, right before the host starts.
-    let skip = |reason: &str| match shared.record(Entry::Skipped { host: name(), reason: reason.to_owned() }) {
+    let skip = |reason: &str| match shared.skip(host, reason) {
         Ok(()) => Stop::Journaled,
         Err(stop) => stop,
     };

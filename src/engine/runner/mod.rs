@@ -347,6 +347,15 @@ impl<T: PowerTransport> Shared<T> {
         }
     }
 
+    /// Journals that the host does not start. A host that stands failed (a previous run's
+    /// failure, retried now) stays failed: its failure still counts against the budget.
+    fn skip(&self, host: &Host, reason: &str) -> Result<(), Stop> {
+        if self.failed.lock().unwrap().contains(&host.name) {
+            return Ok(());
+        }
+        self.record(Entry::Skipped { host: host.name.clone(), reason: reason.to_owned() })
+    }
+
     fn warn(&self, host: &Host, message: String) {
         let _ = self.events.send(Event::Warning { host: Some(host.name.clone()), message });
     }
