@@ -482,6 +482,24 @@ pub fn journaled_settings(settings: &RebootSettings) -> RunSettings {
     }
 }
 
+/// Puts a run's journaled (or merged, see [`fleetboot_core::journal::resume_settings`])
+/// settings back into the reboot settings a resume runs with.
+pub fn apply_run_settings(settings: &mut RebootSettings, run: &RunSettings) {
+    settings.transport = match run.transport {
+        TransportMode::Auto => TransportChoice::Auto,
+        TransportMode::Ssh => TransportChoice::Ssh,
+        TransportMode::Redfish => TransportChoice::Redfish,
+    };
+    settings.command = run.command.clone();
+    settings.rate = run.rate.and_then(|r| {
+        Some(crate::adapters::config::Rate { count: std::num::NonZeroU32::new(r.count)?, per: Duration::from_millis(r.per_ms) })
+    });
+    settings.concurrency = run.concurrency;
+    settings.timeout = Duration::from_millis(run.timeout_ms);
+    settings.scheduled_delay = Duration::from_millis(run.scheduled_delay_ms);
+    settings.poll_interval = Duration::from_millis(run.poll_interval_ms);
+}
+
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
 /// the final one, goes to `on_event`.
 pub async fn run<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>(

@@ -871,6 +871,19 @@ async fn runner_journals_its_settings_and_what_a_resume_overrides() {
     assert_eq!(settings.unwrap().concurrency, 2);
 }
 
+#[test]
+fn runner_settings_round_trip_through_the_journal() {
+    let mut original = settings();
+    original.rate = rate(3, Duration::from_secs(3600));
+    original.transport = TransportChoice::Redfish;
+    original.concurrency = 7;
+    let journaled = journaled_settings(&original);
+    let mut resumed = settings();
+    apply_run_settings(&mut resumed, &journaled);
+    assert_eq!(journaled_settings(&resumed), journaled);
+    assert_eq!(resumed.rate.map(|r| r.spacing()), Some(Duration::from_secs(1200)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn runner_clock_is_monotonic_and_keeps_wall_clock_times_for_records() {
     let clock = RunClock::anchored(BASE_MS);
@@ -886,6 +899,16 @@ async fn runner_clock_is_monotonic_and_keeps_wall_clock_times_for_records() {
 /// and finishes every host.
 #[tokio::test(start_paused = true)]
 async fn runner_resume_of_a_journal_cut_at_every_record_never_reboots_twice() {
+    cut_everywhere(false).await;
+}
+
+/// The same with a drain before each reboot and a rate, and the resume keeps both.
+#[tokio::test(start_paused = true)]
+async fn runner_resume_of_a_drained_rate_limited_journal_cut_at_every_record_never_reboots_twice() {
+    cut_everywhere(true).await;
+}
+
+async fn cut_everywhere(drain_and_rate: bool) {
     fn world() -> Arc<World> {
         let world = World::new(&["h1", "h2", "h3"]);
         // h2 refuses SSH (the BMC reboots it, the API proves it); h3's reboot runs late.
@@ -896,6 +919,10 @@ async fn runner_resume_of_a_journal_cut_at_every_record_never_reboots_twice() {
     let configure = |job: &mut Job| {
         job.api = true;
         job.settings.concurrency = 2;
+        if drain_and_rate {
+            job.drain = true;
+            job.settings.rate = rate(1, Duration::from_secs(30));
+        }
     };
     let total = {
         let dir = tempfile::tempdir().unwrap();
@@ -920,6 +947,21 @@ async fn runner_resume_of_a_journal_cut_at_every_record_never_reboots_twice() {
                 let cut = format!("cut after record {after} (action {}): {name}", if before_its_action { "not done" } else { "done" });
                 assert_eq!(world.reboots_received(name), 1, "{cut}: {:?}", job.records());
                 assert_eq!(outcome(&summary, name), Outcome::Rebooted, "{cut}: {summary:?}");
+                let cordons = world.times_of(name, |e| *e == Happened::Cordoned).len();
+                let uncordons = world.times_of(name, |e| *e == Happened::Uncordoned).len();
+                let last_is_uncordon = world.with(name, |h| {
+                    h.log.iter().rev().find(|(_, e)| matches!(e, Happened::Cordoned | Happened::Uncordoned)).map(|(_, e)| e.clone())
+                });
+                assert!(
+                    !drain_and_rate || (cordons >= 1 && last_is_uncordon == Some(Happened::Uncordoned)),
+                    "{cut}: cordoned {cordons}, uncordoned {uncordons}, left {last_is_uncordon:?}"
+                );
+            }
+            if drain_and_rate {
+                let sends = world.sends();
+                for pair in sends.windows(2) {
+                    assert!(pair[1].0 - pair[0].0 >= Duration::from_secs(30), "{after}: sends closer than the rate: {sends:?}");
+                }
             }
         }
     }
