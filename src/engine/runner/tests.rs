@@ -1004,3 +1004,87 @@ async fn runner_with_hosts_that_fail_in_every_way_holds_its_limits() {
     }
     assert!(world.most_down_at_once(&strs(&all)) <= 2);
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn faults() -> impl Strategy<Value = (Faults, Option<BmcBehaviour>, u64)> {
+        let fault = prop_oneof![
+            4 => Just(Faults::default()),
+            1 => Just(Faults { refuse_ssh: true, ..Faults::default() }),
+            1 => Just(Faults { hang_ssh: true, ..Faults::default() }),
+            1 => Just(Faults { auth_fail: true, ..Faults::default() }),
+            1 => Just(Faults { refuse_sudo: true, ..Faults::default() }),
+            1 => Just(Faults { hung: true, ..Faults::default() }),
+            1 => Just(Faults { never_returns: true, ..Faults::default() }),
+            1 => Just(Faults { reboot_unreachable: true, ..Faults::default() }),
+        ];
+        let bmc = prop_oneof![
+            Just(None),
+            Just(Some(BmcBehaviour::Works)),
+            Just(Some(BmcBehaviour::FailsBefore)),
+            Just(Some(BmcBehaviour::FailsAfter))
+        ];
+        (fault, bmc, 10u64..120)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        /// Whatever each host does, a run (killed once anywhere, then resumed) never sends a
+        /// second SSH reboot to a host with one pending, never resets a node through its BMC
+        /// before its scheduled shutdown could have run, never repeats a reset of the same kind,
+        /// ends every host, and calls a host rebooted only when its own boot ID changed.
+        #[test]
+        fn runner_model_holds_for_any_fleet(hosts in proptest::collection::vec(faults(), 1..6),
+                                            concurrency in 1usize..4,
+                                            kill_after in proptest::option::of((1usize..40, any::<bool>()))) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            runtime.block_on(async {
+                let all = names(hosts.len());
+                let world = World::new(&strs(&all));
+                for (name, (faults, bmc, delay)) in all.iter().zip(&hosts) {
+                    world.set(name, |h| {
+                        h.faults = *faults;
+                        h.bmc = *bmc;
+                        h.delay = Duration::from_secs(*delay);
+                    });
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let mut job = Job::new(&world, dir.path(), &strs(&all));
+                job.api = true;
+                job.settings.concurrency = concurrency;
+                job.settings.timeout = Duration::from_secs(300);
+                job.settings.scheduled_delay = Duration::from_secs(120);
+                job.kill = kill_after.map(|(after, before_its_action)| Kill { after, before_its_action });
+                let mut summary = job.run().await;
+                if job.kill.is_some() {
+                    job.kill = None;
+                    summary = job.run().await;
+                }
+                for name in &all {
+                    let log = world.with(name, |h| h.log.clone());
+                    prop_assert!(!log.iter().any(|(_, e)| *e == Happened::SshRebootAgain), "{name}: {log:?}");
+                    prop_assert!(log.iter().filter(|(_, e)| *e == Happened::SshReboot).count() <= 1, "{name}: {log:?}");
+                    for kind in [RestartKind::Graceful, RestartKind::Force] {
+                        prop_assert!(log.iter().filter(|(_, e)| *e == Happened::BmcReset(kind)).count() <= 1, "{name}: {log:?}");
+                    }
+                    if let Some((ssh_at, _)) = log.iter().find(|(_, e)| *e == Happened::SshReboot) {
+                        for (at, e) in &log {
+                            if matches!(e, Happened::BmcReset(_)) {
+                                prop_assert!(*at - *ssh_at >= Duration::from_secs(120), "{name}: reset too early: {log:?}");
+                            }
+                        }
+                    }
+                    let outcome = outcome(&summary, name);
+                    prop_assert_ne!(outcome, Outcome::Interrupted, "{}", name);
+                    if outcome == Outcome::Rebooted {
+                        prop_assert_ne!(world.boot_id(name), format!("{name}-boot0"));
+                    }
+                }
+                prop_assert!(job.state().finished);
+                Ok(())
+            })?;
+        }
+    }
+}
