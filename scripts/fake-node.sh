@@ -70,6 +70,10 @@ case "$cmd" in
         log cancelled
     fi
     ;;
+"test ! -e /run/systemd/shutdown/scheduled")
+    # fleetboot's check after `shutdown -c`: is a shutdown still scheduled?
+    [ ! -e "$node/restarter.pid" ]
+    ;;
 *shutdown* | *reboot* | *poweroff* | *halt* | *systemctl* | *"init 0"* | *"init 6"*)
     echo "fake node: refusing to run $cmd" >&2
     exit 126

@@ -217,6 +217,7 @@ mod tests {
             grouping: None,
             drain: None,
             cluster: None,
+            settings: None,
         };
         rec(0, entry)
     }

@@ -5,3 +5,4 @@ pub mod exec;
 pub mod power;
 pub mod reboot;
 pub mod runner;
+pub mod seams;

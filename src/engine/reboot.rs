@@ -462,6 +462,7 @@ mod tests {
             grouping: Grouping::default(),
             drain: None,
             cluster,
+            settings: None,
         }
     }
 

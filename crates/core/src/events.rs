@@ -6,6 +6,9 @@ use serde::Serialize;
 
 use crate::journal::{HostRecord, Phase, Record, Stage};
 
+// Events go one at a time through a channel to the reporters, and most are transitions: boxing
+// the record would add an allocation to every one of them to shrink the rare others.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {

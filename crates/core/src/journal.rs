@@ -52,12 +52,22 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         drain: Option<crate::nodes::DrainPolicy>,
         /// The cluster whose nodes these are: a resume against any other cluster is refused.
+        /// (Boxed: it keeps this rare record from sizing every entry.)
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        cluster: Option<ClusterIdentity>,
+        cluster: Option<Box<ClusterIdentity>>,
+        /// Transport, command, rate, concurrency and timeouts, so a resume keeps them (absent
+        /// in journals written before they were recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<RunSettings>,
     },
-    /// A later process picked the run up again.
+    /// A later process picked the run up again. `settings`: what it runs with from here on;
+    /// `overridden`: the settings the user changed explicitly against the journaled ones.
     RunResumed {
         pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<RunSettings>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        overridden: Vec<String>,
     },
     /// This run took the cluster's fleetboot lease from another holder (`--break-lock`, or
     /// a holder that stopped renewing it).
@@ -173,6 +183,92 @@ impl std::fmt::Display for ClusterIdentity {
             None => f.write_str(&self.server),
         }
     }
+}
+
+/// How reboots reach the nodes (`--transport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportMode {
+    /// SSH, the BMC as the fallback.
+    Auto,
+    Ssh,
+    Redfish,
+}
+
+/// `--rate`: `count` reboots per `per_ms`, evenly spaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateSpec {
+    pub count: u32,
+    pub per_ms: u64,
+}
+
+/// The settings of a run that a resume keeps unless the user overrides them explicitly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub transport: TransportMode,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateSpec>,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+    pub scheduled_delay_ms: u64,
+    pub poll_interval_ms: u64,
+}
+
+/// The settings given explicitly on this command line (flags, not config defaults).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettingsOverrides {
+    pub transport: Option<TransportMode>,
+    pub command: Option<String>,
+    /// `Some(None)`: the rate limit explicitly removed.
+    pub rate: Option<Option<RateSpec>>,
+    pub concurrency: Option<usize>,
+    pub timeout_ms: Option<u64>,
+    pub scheduled_delay_ms: Option<u64>,
+    pub poll_interval_ms: Option<u64>,
+}
+
+impl RunSettings {
+    /// The names of the settings that differ between `self` and `other`.
+    pub fn differences(&self, other: &RunSettings) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |name: &str, differs: bool| {
+            if differs {
+                out.push(name.to_owned());
+            }
+        };
+        check("transport", self.transport != other.transport);
+        check("command", self.command != other.command);
+        check("rate", self.rate != other.rate);
+        check("concurrency", self.concurrency != other.concurrency);
+        check("timeout", self.timeout_ms != other.timeout_ms);
+        check("scheduled_delay", self.scheduled_delay_ms != other.scheduled_delay_ms);
+        check("poll_interval", self.poll_interval_ms != other.poll_interval_ms);
+        out
+    }
+}
+
+/// The settings a resumed run uses: the journaled ones (or, for a journal written before they
+/// were recorded, `fallback`, today's configuration), with every explicit override applied.
+/// Returns them and the names of the settings that now differ from the journaled ones (to be
+/// journaled with `run_resumed`). Pure.
+pub fn resume_settings(
+    journaled: Option<&RunSettings>,
+    fallback: &RunSettings,
+    overrides: &SettingsOverrides,
+) -> (RunSettings, Vec<String>) {
+    let base = journaled.unwrap_or(fallback).clone();
+    let merged = RunSettings {
+        transport: overrides.transport.unwrap_or(base.transport),
+        command: overrides.command.clone().unwrap_or_else(|| base.command.clone()),
+        rate: overrides.rate.unwrap_or(base.rate),
+        concurrency: overrides.concurrency.unwrap_or(base.concurrency),
+        timeout_ms: overrides.timeout_ms.unwrap_or(base.timeout_ms),
+        scheduled_delay_ms: overrides.scheduled_delay_ms.unwrap_or(base.scheduled_delay_ms),
+        poll_interval_ms: overrides.poll_interval_ms.unwrap_or(base.poll_interval_ms),
+    };
+    let overridden = base.differences(&merged);
+    (merged, overridden)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,6 +480,21 @@ pub struct RunState {
     pub drain: Option<crate::nodes::DrainPolicy>,
     /// The cluster the run belongs to, when it is a cluster run.
     pub cluster: Option<ClusterIdentity>,
+    /// The settings the run last ran with (`run_started`, or the latest `run_resumed` that
+    /// names them); None for journals written before settings were recorded.
+    pub settings: Option<RunSettings>,
+}
+
+impl RunState {
+    /// How many hosts stand failed: the `--max-failures` budget a resume starts from.
+    pub fn failed_hosts(&self) -> usize {
+        self.records.values().filter(|r| r.phase == Phase::Failed).count()
+    }
+
+    /// When the last reboot of the run was sent (the rate's spacing counts from there).
+    pub fn last_sent_ms(&self) -> Option<u64> {
+        self.records.values().flat_map(|r| r.attempts.iter().map(|a| a.at_ms).chain(r.dispatched_at_ms)).max()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -405,7 +516,9 @@ pub enum JournalError {
 /// Folds records into the run's state. Pure and total over well-formed records.
 pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
     let mut iter = records.iter();
-    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof, grouping, drain, cluster }, .. }) = iter.next() else {
+    let Some(Record { entry: Entry::RunStarted { run_id, command, hosts, api_proof, grouping, drain, cluster, settings }, .. }) =
+        iter.next()
+    else {
         return Err(JournalError::NoStart { path: path.to_owned() });
     };
     let mut state = RunState {
@@ -417,12 +530,18 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         api_proof: *api_proof,
         grouping: grouping.clone().unwrap_or_default(),
         drain: *drain,
-        cluster: cluster.clone(),
+        cluster: cluster.as_deref().cloned(),
+        settings: settings.clone(),
     };
     for record in iter {
         match &record.entry {
             Entry::RunFinished { .. } => state.finished = true,
-            Entry::RunResumed { .. } => state.finished = false,
+            Entry::RunResumed { settings, .. } => {
+                state.finished = false;
+                if settings.is_some() {
+                    state.settings = settings.clone();
+                }
+            }
             Entry::LeaseTakenOver { .. } => {}
             entry => {
                 let host = entry.host().expect("host entries name a host");
@@ -484,6 +603,7 @@ mod tests {
                 grouping: None,
                 drain: None,
                 cluster: None,
+                settings: None,
             },
         )
     }
@@ -540,6 +660,68 @@ mod tests {
         assert!(err.to_string().starts_with("journal j.jsonl:2:"), "{err}");
         let err = parse("{\"v\":9,\"at_ms\":1,\"event\":\"run_finished\",\"outcome\":\"x\"}\n", Path::new("j")).unwrap_err();
         assert!(matches!(err, JournalError::Version { found: 9, .. }));
+    }
+
+    fn settings() -> RunSettings {
+        RunSettings {
+            transport: TransportMode::Auto,
+            command: "sudo shutdown -r -t 3".into(),
+            rate: Some(RateSpec { count: 2, per_ms: 60_000 }),
+            concurrency: 3,
+            timeout_ms: 600_000,
+            scheduled_delay_ms: 60_000,
+            poll_interval_ms: 2_000,
+        }
+    }
+
+    #[test]
+    fn a_resume_keeps_the_journaled_settings_unless_overridden_and_names_what_changed() {
+        let journaled = settings();
+        let today = RunSettings { concurrency: 50, rate: None, transport: TransportMode::Ssh, ..settings() };
+        // No override: the journal's settings, not today's configuration.
+        let (merged, overridden) = resume_settings(Some(&journaled), &today, &SettingsOverrides::default());
+        assert_eq!(merged, journaled);
+        assert!(overridden.is_empty());
+        // Explicit overrides win, and are named.
+        let overrides = SettingsOverrides { concurrency: Some(1), rate: Some(None), ..Default::default() };
+        let (merged, overridden) = resume_settings(Some(&journaled), &today, &overrides);
+        assert_eq!(merged, RunSettings { concurrency: 1, rate: None, ..journaled.clone() });
+        assert_eq!(overridden, ["rate", "concurrency"]);
+        // An override equal to the journaled value changes nothing.
+        let same = SettingsOverrides { concurrency: Some(3), ..Default::default() };
+        assert!(resume_settings(Some(&journaled), &today, &same).1.is_empty());
+        // A journal from before settings were recorded: today's configuration.
+        assert_eq!(resume_settings(None, &today, &SettingsOverrides::default()).0, today);
+    }
+
+    #[test]
+    fn settings_fold_from_run_started_and_the_latest_resume_and_old_journals_still_load() {
+        let old = r#"{"v":1,"at_ms":0,"event":"run_started","run_id":"r","command":"c","hosts":[{"name":"a","address":"127.0.0.1"}]}"#;
+        let records = parse(&format!("{old}\n{{\"v\":1,\"at_ms\":1,\"event\":\"run_resumed\",\"pid\":7}}\n"), Path::new("j")).unwrap();
+        assert_eq!(fold(&records, Path::new("j")).unwrap().settings, None);
+        let mut start = start(&["a"]);
+        if let Entry::RunStarted { settings: s, .. } = &mut start.entry {
+            *s = Some(settings());
+        }
+        let resumed = RunSettings { concurrency: 1, ..settings() };
+        let mut records = vec![start, rec(1, Entry::RunResumed { pid: 1, settings: None, overridden: vec![] })];
+        assert_eq!(fold(&records, Path::new("j")).unwrap().settings, Some(settings()));
+        records.push(rec(2, Entry::RunResumed { pid: 2, settings: Some(resumed.clone()), overridden: vec!["concurrency".into()] }));
+        let text: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+        assert_eq!(fold(&parse(&text, Path::new("j")).unwrap(), Path::new("j")).unwrap().settings, Some(resumed));
+    }
+
+    #[test]
+    fn the_failure_count_folds_from_the_journal() {
+        let records = vec![
+            start(&["a", "b", "c"]),
+            rec(1, Entry::Failed { host: "a".into(), stage: Stage::Connect, error: "e".into(), may_reboot: false }),
+            rec(2, Entry::Failed { host: "b".into(), stage: Stage::Confirm, error: "e".into(), may_reboot: true }),
+            rec(3, Entry::Back { host: "b".into(), new_boot_id: "n".into(), api_only: false }),
+            rec(4, Entry::Confirmed { host: "b".into() }),
+            rec(5, Entry::Failed { host: "c".into(), stage: Stage::Check, error: "e".into(), may_reboot: false }),
+        ];
+        assert_eq!(fold(&records, Path::new("j")).unwrap().failed_hosts(), 2);
     }
 
     /// Per-host event streams a real run can produce, in order.

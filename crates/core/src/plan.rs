@@ -119,6 +119,7 @@ mod tests {
                     grouping: None,
                     drain: None,
                     cluster: None,
+                    settings: None,
                 },
             ),
             rec(1, Entry::Dispatching { host: "a".into(), old_boot_id: "1".into(), bmc: None }),

@@ -85,8 +85,8 @@ impl NodeWatch {
     }
 
     /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
-    /// boot ID, or why not by `deadline_ms` (wall clock).
-    pub async fn wait_back(&self, name: &str, old: &str, deadline_ms: u64) -> Result<String, String> {
+    /// boot ID, or why not by `deadline` (monotonic: no wall-clock jump moves it).
+    pub async fn wait_back(&self, name: &str, old: &str, deadline: tokio::time::Instant) -> Result<String, String> {
         let key = kube::runtime::reflector::ObjectRef::new(name);
         let notify = self.waiters.for_node(name);
         loop {
@@ -98,8 +98,7 @@ impl NodeWatch {
                     return Ok(boot_id.to_owned());
                 }
             }
-            let now = crate::adapters::system::now_ms();
-            if now >= deadline_ms {
+            if tokio::time::Instant::now() >= deadline {
                 return Err(match self.store.get(&key) {
                     None => format!("the cluster API never showed node {name}"),
                     Some(node) => match boot_id_and_ready(&node) {
@@ -110,7 +109,7 @@ impl NodeWatch {
                     },
                 });
             }
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(deadline_ms - now), woken).await;
+            let _ = tokio::time::timeout_at(deadline, woken).await;
         }
     }
 }

@@ -1,0 +1,542 @@
+//! One host's way through a run, and the dispatcher that starts hosts within the limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Abort, InFlightGate, Shared, Stop};
+use crate::adapters::config::TransportChoice;
+use crate::adapters::journal::{Attempt, Delivery, Entry, HostRecord, Phase, ResumeAction, RunState, Stage};
+use crate::engine::seams::{BmcError, NodeDrain};
+use fleetboot_core::escalation::{Next, Seen};
+use fleetboot_core::hosts::Host;
+use fleetboot_core::plan::Plan;
+use fleetboot_core::power::RestartKind;
+use fleetboot_core::transport::{PowerTransport, TransportError};
+
+/// Run after `shutdown -c` to verify that no shutdown is scheduled any more (systemd-logind
+/// keeps a scheduled one in this file). A host that cannot answer it is not counted cancelled.
+pub const NO_SHUTDOWN_SCHEDULED: &str = "test ! -e /run/systemd/shutdown/scheduled";
+
+pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightGate>, plan: Plan, prior: Option<RunState>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let group_gates: std::collections::HashMap<String, Arc<InFlightGate>> =
+        plan.grouping.limits.iter().map(|(g, limit)| (g.clone(), InFlightGate::new(*limit))).collect();
+    let group_gate = |host: &str| plan.grouping.group_of(host).and_then(|g| group_gates.get(g)).cloned();
+    let resumed_at = shared.clock.now_ms();
+    // Hosts a previous run left in flight count against the limit at once.
+    for step in plan.steps.iter().filter(|s| matches!(s.action, ResumeAction::AwaitNewBootId | ResumeAction::Check)) {
+        let record = prior.as_ref().and_then(|p| p.records.get(&step.host.name)).cloned().unwrap_or_else(HostRecord::pending);
+        let pass = gate.enter_regardless();
+        let group_pass = group_gate(&step.host.name).map(|g| g.enter_regardless());
+        let shared = shared.clone();
+        let host = step.host.clone();
+        let action = step.action;
+        tasks.spawn(async move {
+            let _passes = (pass, group_pass);
+            let _ = resume_host(&shared, &host, record, action, resumed_at).await;
+        });
+    }
+    // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now.
+    if let (Some(drain), Some(prior)) = (&shared.drain, &prior) {
+        for (name, record) in &prior.records {
+            if record.cordoned
+                && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled)
+                && drain.set_unschedulable(name, false).await.is_ok()
+            {
+                let _ = shared.record(Entry::Uncordoned { host: name.clone() });
+            }
+        }
+    }
+    let mut abort = shared.abort.clone();
+    let mut steps = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot);
+    let mut others_finished = false;
+    while let Some(step) = steps.next() {
+        if plan.grouping.is_last(&step.host.name) && !others_finished {
+            // The control plane waits until every other host is finished.
+            while tasks.join_next().await.is_some() {}
+            others_finished = true;
+        }
+        let group = group_gate(&step.host.name);
+        let pass = tokio::select! {
+            pass = async {
+                let total = gate.enter().await;
+                let in_group = match &group {
+                    Some(g) => Some(g.enter().await),
+                    None => None,
+                };
+                (total, in_group)
+            } => Some(pass),
+            _ = abort.wait_for(|a| *a >= Abort::Soft) => None,
+        };
+        let stop_reason = match pass {
+            None => Some("the run was interrupted before this host started"),
+            Some(_) if shared.budget_spent() => Some("the failure budget (--max-failures) was spent"),
+            Some(_) => None,
+        };
+        if let Some(reason) = stop_reason {
+            for skipped in std::iter::once(step).chain(steps.by_ref()) {
+                if shared.abort_level() == Abort::Hard {
+                    break;
+                }
+                let _ = shared.skip(&skipped.host, reason);
+            }
+            break;
+        }
+        let shared = shared.clone();
+        let host = step.host.clone();
+        tasks.spawn(async move {
+            // The passes are held until the task ends: a host that failed while possibly
+            // still down holds them until it is seen back or its deadline passes.
+            let _pass = pass;
+            let _ = reboot_host(&shared, &host).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// A host a previous run left in flight: only watched (never sent another reboot blindly).
+async fn resume_host<T: PowerTransport>(
+    shared: &Shared<T>,
+    host: &Host,
+    record: HostRecord,
+    action: ResumeAction,
+    resumed_at: u64,
+) -> Result<(), Stop> {
+    let old = record.old_boot_id.clone().unwrap_or_default();
+    let since = record.dispatched_at_ms.unwrap_or(resumed_at);
+    let ssh_usable = !record.ssh_unusable;
+    // Journals from before attempts were recorded: one SSH reboot at the dispatch.
+    let mut attempts = if record.attempts.is_empty() {
+        vec![Attempt { bmc: None, at_ms: since, handed_over: record.phase != Phase::Dispatching }]
+    } else {
+        record.attempts.clone()
+    };
+    // A resumed wait gets a full window from now: the node may have been fixed while
+    // fleetboot was not running, and is still booting.
+    // (A reboot never seen handed over keeps its time: the ladder decides from it
+    // whether it was lost.)
+    if let Some(last) = attempts.last_mut().filter(|a| a.handed_over) {
+        last.at_ms = last.at_ms.max(resumed_at);
+    }
+    let last_sent = match action {
+        ResumeAction::Check => attempts.last().map_or(since, |a| a.at_ms),
+        _ => watch_for_new_boot(shared, host, &old, attempts, record.phase == Phase::Down, ssh_usable).await?,
+    };
+    confirm(shared, host, &old, last_sent, ssh_usable).await
+}
+
+/// The boot ID before the reboot: over SSH, or, for a node SSH cannot reach but its BMC can,
+/// from the cluster API (the only other place that shows the new one afterwards).
+/// Returns it and whether SSH reaches the host.
+async fn first_look<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(String, bool), Stop> {
+    match shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id(host)).await {
+        Ok(id) => Ok((id, true)),
+        Err(e) if shared.falls_back_on(host, &e) => match current_api_boot_id(shared, host).await {
+            Some(id) => {
+                let reason = format!("SSH cannot reach it ({e})");
+                shared.record(Entry::FallingBack { host: host.name.clone(), reason, ssh_reached: false })?;
+                Ok((id, false))
+            }
+            None => Err(shared.fail(
+                host,
+                Stage::Connect,
+                format!("{e}; its BMC could reboot it, but without SSH or the cluster API no new boot ID could prove it"),
+                false,
+            )),
+        },
+        Err(e) => Err(shared.fail(host, Stage::Connect, e.to_string(), false)),
+    }
+}
+
+/// The boot ID again, through the way the first look found, right before the reboot goes out.
+async fn read_again<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usable: bool) -> Result<String, String> {
+    if ssh_usable {
+        shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id(host)).await.map_err(|e| e.to_string())
+    } else {
+        current_api_boot_id(shared, host).await.ok_or_else(|| "the cluster API no longer shows a boot ID for it".to_owned())
+    }
+}
+
+/// One host from the start: the limits, the drain, the boot ID, the journaled intent, the
+/// reboot, then the proof.
+async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), Stop> {
+    let name = || host.name.clone();
+    // With a drain, SSH (or the fallback) must reach the node before it is cordoned.
+    let looked = match &shared.drain {
+        Some(_) => Some(first_look(shared, host).await?),
+        None => None,
+    };
+    // The limits are checked at the last moment, right before the host starts.
+    let skip = |reason: &str| match shared.skip(host, reason) {
+        Ok(()) => Stop::Journaled,
+        Err(stop) => stop,
+    };
+    if !shared.rate_slot().await || shared.abort_level() != Abort::No {
+        return Err(skip("the run was interrupted before this host started"));
+    }
+    if shared.budget_spent() {
+        return Err(skip("the failure budget (--max-failures) was spent"));
+    }
+    if let Some(drain) = &shared.drain {
+        drain_node(shared, drain.as_ref(), host).await?;
+    }
+    // The boot ID is read right before the intent is journaled: after the rate wait and the
+    // drain, so a reboot by someone else in between cannot pass for this one.
+    let (old, ssh_usable) = match looked {
+        None => first_look(shared, host).await?,
+        Some((_, ssh_usable)) => match read_again(shared, host, ssh_usable).await {
+            Ok(id) => (id, ssh_usable),
+            Err(e) => {
+                let stop = shared.fail(host, Stage::Connect, e, false);
+                uncordon(shared, host).await;
+                return Err(stop);
+            }
+        },
+    };
+    shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() })?;
+    if !shared.rate_send().await {
+        let stop = skip("the run was interrupted before this host started");
+        uncordon(shared, host).await;
+        return Err(stop);
+    }
+    let by_bmc = !ssh_usable || (shared.settings.transport == TransportChoice::Redfish && shared.has_bmc(host));
+    if shared.settings.transport == TransportChoice::Redfish && !shared.has_bmc(host) {
+        return Err(shared.fail(host, Stage::Dispatch, "--transport redfish, but no BMC is known for this node".into(), false));
+    }
+    let first = if by_bmc {
+        bmc_reset(shared, host, &old, RestartKind::Graceful, &[]).await?
+    } else {
+        match ssh_dispatch(shared, host, &old).await? {
+            Ok(at) => Attempt { bmc: None, at_ms: at, handed_over: true },
+            Err(e) if shared.falls_back_on(host, &e) => {
+                let reason = format!("the SSH reboot never reached it ({e})");
+                shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: true })?;
+                // Another reboot sent: it takes a rate slot of its own.
+                shared.rate_send_in_flight().await?;
+                bmc_reset(shared, host, &old, RestartKind::Graceful, &[]).await?
+            }
+            Err(e) => return Err(shared.fail(host, Stage::Dispatch, e.to_string(), false)),
+        }
+    };
+    let last_sent = watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable).await?;
+    confirm(shared, host, &old, last_sent, ssh_usable).await
+}
+
+async fn current_api_boot_id<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
+    shared.api.as_ref()?.boot_id(&host.name).await
+}
+
+/// Journals the intent, then hands the reboot over SSH. Ok(Ok(at)): handed over, sent at `at`;
+/// Ok(Err(e)): nothing reached the host (the transport's contract for an error).
+async fn ssh_dispatch<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str) -> Result<Result<u64, TransportError>, Stop> {
+    shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: None })?;
+    let at = shared.clock.now_ms();
+    // Retrying is safe: send_reboot fails only when nothing reached the host.
+    match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
+        Ok(delivery) => {
+            shared.record(Entry::Dispatched { host: host.name.clone(), delivery, reset_type: None })?;
+            Ok(Ok(at))
+        }
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// Journals the intent, then resets the host through its BMC. A reset that may have happened
+/// counts as happened: it is journaled as handed over (no answer) and watched like any other.
+/// A reset that provably did not happen fails the host, keeping any earlier reboot in doubt.
+async fn bmc_reset<T: PowerTransport>(
+    shared: &Shared<T>,
+    host: &Host,
+    old: &str,
+    kind: RestartKind,
+    earlier: &[Attempt],
+) -> Result<Attempt, Stop> {
+    let Some(bmc) = shared.bmc.as_ref() else {
+        return Err(shared.fail(host, Stage::Dispatch, "no BMC is known for this node".into(), !earlier.is_empty()));
+    };
+    shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: Some(kind) })?;
+    let at = shared.clock.now_ms();
+    let attempt = Attempt { bmc: Some(kind), at_ms: at, handed_over: true };
+    match bmc.restart(&host.name, kind).await {
+        Ok(reset_type) => {
+            shared.record(Entry::Dispatched { host: host.name.clone(), delivery: Delivery::BmcAccepted, reset_type: Some(reset_type) })?;
+            Ok(attempt)
+        }
+        Err(e @ BmcError::MayHaveReset(_)) => {
+            shared.warn(host, format!("the BMC reset may have happened ({e}); watching for a new boot ID"));
+            shared.record(Entry::Dispatched { host: host.name.clone(), delivery: Delivery::NoAnswer, reset_type: None })?;
+            Ok(attempt)
+        }
+        Err(e @ BmcError::NotSent(_)) => Err(shared.fail(host, Stage::Dispatch, e.to_string(), !earlier.is_empty())),
+    }
+}
+
+/// Watches until the host shows a boot ID other than `old`: over SSH (each poll one
+/// connection), or, for a node SSH cannot reach, through the cluster API's Node watch.
+/// Between polls the escalation ladder decides: keep waiting, reset through the BMC, or fail.
+/// Ok: back, with the time the last reboot was sent (the API's deadline counts from there).
+async fn watch_for_new_boot<T: PowerTransport>(
+    shared: &Shared<T>,
+    host: &Host,
+    old: &str,
+    mut attempts: Vec<Attempt>,
+    already_down: bool,
+    ssh_usable: bool,
+) -> Result<u64, Stop> {
+    let name = || host.name.clone();
+    let ladder = shared.ladder(host);
+    let mut down = already_down;
+    let mut abort = shared.abort.clone();
+    let mut cancel_tried = false;
+    // Whether the last answer carried the old boot ID: decides the failure text.
+    let mut answered_with_old = false;
+    loop {
+        // Look first: a resumed host may have come back while fleetboot was not running.
+        if shared.abort_level() == Abort::Hard {
+            return Err(Stop::Aborted);
+        }
+        let next = ladder.next(&attempts, shared.clock.now_ms(), Seen::default());
+        if ssh_usable {
+            let probe = {
+                let _permit = shared.probes.acquire().await.expect("never closed");
+                shared.transport.read_boot_id(host).await
+            };
+            answered_with_old = matches!(&probe, Ok(id) if id == old);
+            match probe {
+                Ok(id) if id == old => {}
+                Ok(id) => {
+                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: false })?;
+                    return Ok(attempts.last().map_or(0, |a| a.at_ms));
+                }
+                Err(TransportError::HostKey(reason)) => {
+                    return Err(shared.fail(host, Stage::Confirm, format!("after the reboot: {reason}"), true));
+                }
+                Err(e) if e.is_transient() => {
+                    if !down {
+                        down = true;
+                        shared.record(Entry::Down { host: name() })?;
+                    }
+                }
+                // An authentication or command failure while the host shuts down or boots is
+                // expected for a moment; the deadline decides.
+                Err(_) => {}
+            }
+        } else if let (Some(api), Next::WaitUntil(until)) = (&shared.api, next) {
+            // No SSH: the Node watch wakes this on the node's own events until the next step.
+            let mut abort = shared.abort.clone();
+            tokio::select! {
+                seen = api.wait_back(&host.name, old, shared.clock.instant_of(until)) => if let Ok(id) = seen {
+                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true })?;
+                    return Ok(attempts.last().map_or(0, |a| a.at_ms));
+                },
+                _ = abort.wait_for(|a| *a == Abort::Hard) => return Err(Stop::Aborted),
+            }
+            continue;
+        }
+        let now = shared.clock.now_ms();
+        let seen = Seen { old_boot_id: answered_with_old, went_down: down };
+        let until = match ladder.next(&attempts, now, seen) {
+            Next::WaitUntil(until) => until,
+            Next::ResendSsh => {
+                let reason = format!(
+                    "the reboot sent before fleetboot was interrupted never arrived: boot ID still {old}, never down; sending it again"
+                );
+                shared.warn(host, reason);
+                shared.rate_send_in_flight().await?;
+                match ssh_dispatch(shared, host, old).await? {
+                    Ok(at) => attempts.push(Attempt { bmc: None, at_ms: at, handed_over: true }),
+                    Err(e) => {
+                        // The first reboot stays in doubt: it may still arrive.
+                        let stop = shared.fail(host, Stage::Dispatch, format!("sending the reboot again: {e}"), true);
+                        hold_while_possibly_down(shared, host, old, &attempts, ssh_usable).await;
+                        return Err(stop);
+                    }
+                }
+                continue;
+            }
+            Next::Reset(kind) => {
+                let waited = humantime::format_duration(Duration::from_millis(
+                    now.saturating_sub(attempts.last().map_or(now, |a| a.at_ms)) / 1000 * 1000,
+                ));
+                let reason = match attempts.last().and_then(|a| a.bmc) {
+                    None => format!("no new boot ID {waited} after the SSH reboot (boot ID still {old}); a hung node"),
+                    Some(_) => format!("no new boot ID {waited} after the BMC's orderly restart; forcing it"),
+                };
+                shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: ssh_usable })?;
+                shared.rate_send_in_flight().await?;
+                match bmc_reset(shared, host, old, kind, &attempts).await {
+                    Ok(attempt) => attempts.push(attempt),
+                    Err(stop) => {
+                        hold_while_possibly_down(shared, host, old, &attempts, ssh_usable).await;
+                        return Err(stop);
+                    }
+                }
+                continue;
+            }
+            Next::GiveUp => {
+                let limit = humantime::format_duration(shared.settings.timeout);
+                let error = match (answered_with_old, down, ssh_usable) {
+                    (_, _, false) => format!("the cluster API did not show node {} Ready with a new boot ID within {limit}", host.name),
+                    (true, true, true) => {
+                        format!("reboot not observed: the host was unreachable for a while but its boot ID is still {old} after {limit}")
+                    }
+                    (true, false, true) => format!("reboot not observed: boot ID still {old} after {limit}"),
+                    (false, _, true) => format!("the host went down but did not come back within {limit}"),
+                };
+                return Err(shared.fail(host, Stage::Confirm, error, true));
+            }
+        };
+        let pause = shared.settings.poll_interval.min(Duration::from_millis(until.saturating_sub(now)));
+        // Only a reboot that is all SSH commands can be cancelled (`shutdown -c`); a BMC reset
+        // cannot.
+        let cancel_on_soft =
+            !cancel_tried && !down && ssh_usable && shared.settings.cancel_pending_on_abort && attempts.iter().all(|a| a.bmc.is_none());
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            level = async { abort.wait_for(|a| *a == Abort::Hard || (*a == Abort::Soft && cancel_on_soft)).await.map(|r| *r).ok() } => {
+                if level != Some(Abort::Soft) {
+                    return Err(Stop::Aborted);
+                }
+                cancel_tried = true;
+                if try_cancel(shared, host, old).await? {
+                    return Err(Stop::Journaled);
+                }
+            }
+        }
+    }
+}
+
+/// After a failure that leaves a reboot in doubt, the host keeps its in-flight slots (its
+/// task's passes) until it is seen back with a new boot ID, or answers at all after a host-key
+/// change, or its deadline passes: a host that may still go down must count against the
+/// limits. Records nothing.
+async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, attempts: &[Attempt], ssh_usable: bool) {
+    let Some(last) = attempts.last() else { return };
+    let window = shared.settings.timeout.max(shared.settings.scheduled_delay).as_millis() as u64;
+    let deadline = shared.clock.instant_of(last.at_ms + window);
+    let mut abort = shared.abort.clone();
+    let seen_up = async {
+        loop {
+            if ssh_usable {
+                let probe = {
+                    let _permit = shared.probes.acquire().await.expect("never closed");
+                    shared.transport.read_boot_id(host).await
+                };
+                match probe {
+                    Ok(id) if id != old => return,
+                    Err(TransportError::HostKey(_)) => return,
+                    _ => {}
+                }
+            } else if let Some(api) = &shared.api {
+                let _ = api.wait_back(&host.name, old, deadline).await;
+                return;
+            }
+            tokio::time::sleep(shared.settings.poll_interval).await;
+        }
+    };
+    tokio::select! {
+        () = seen_up => {}
+        () = tokio::time::sleep_until(deadline) => {}
+        _ = abort.wait_for(|a| *a == Abort::Hard) => {}
+    }
+}
+
+/// `shutdown -c` on a host whose reboot is scheduled but not begun. Ok(true): cancelled and
+/// verified (no shutdown left scheduled, the boot ID unchanged), and journaled so.
+async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str) -> Result<bool, Stop> {
+    if let Err(e) = shared.transport.cancel_reboot(host).await {
+        shared.warn(host, format!("could not cancel the pending reboot: {e}"));
+        return Ok(false);
+    }
+    let verified = match shared.transport.run_check(host, NO_SHUTDOWN_SCHEDULED).await {
+        Ok(()) => matches!(shared.transport.read_boot_id(host).await, Ok(id) if id == old),
+        Err(e) => {
+            shared.warn(host, format!("the cancel could not be verified ({e}); the reboot stays pending and is watched"));
+            false
+        }
+    };
+    if verified {
+        shared.record(Entry::Cancelled { host: host.name.clone() })?;
+    }
+    Ok(verified)
+}
+
+async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, since_ms: u64, ssh_usable: bool) -> Result<(), Stop> {
+    if let Some(api) = &shared.api {
+        // The API must agree: the node Ready with a boot ID other than the old one. An API
+        // outage (the masters rebooting) only delays this; the reboot deadline decides.
+        let deadline = shared.clock.instant_of(since_ms + shared.settings.timeout.as_millis() as u64);
+        let mut abort = shared.abort.clone();
+        let evidence = tokio::select! {
+            evidence = api.wait_back(&host.name, old, deadline) => evidence,
+            _ = abort.wait_for(|a| *a == Abort::Hard) => return Err(Stop::Aborted),
+        };
+        match evidence {
+            Ok(boot_id) => shared.record(Entry::ApiConfirmed { host: host.name.clone(), boot_id })?,
+            Err(error) => return Err(shared.fail(host, Stage::Confirm, error.to_string(), false)),
+        }
+    }
+    if let Some(check) = &shared.settings.check_command
+        && !ssh_usable
+    {
+        let error = format!("the check `{check}` needs SSH, which cannot reach this node");
+        return Err(shared.fail(host, Stage::Check, error, false));
+    }
+    if let Some(check) = &shared.settings.check_command
+        && let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await
+    {
+        return Err(shared.fail(host, Stage::Check, e.to_string(), false));
+    }
+    shared.record(Entry::Confirmed { host: host.name.clone() })?;
+    uncordon(shared, host).await;
+    Ok(())
+}
+
+async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
+    if let Some(drain) = &shared.drain {
+        match drain.set_unschedulable(&host.name, false).await {
+            Ok(()) => {
+                let _ = shared.record(Entry::Uncordoned { host: host.name.clone() });
+            }
+            Err(e) => shared.warn(host, e.to_string()),
+        }
+    }
+}
+
+/// Cordon, then evict. Err: the host does not go on (failed or skipped, and uncordoned).
+async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain, host: &Host) -> Result<(), Stop> {
+    use crate::engine::seams::DrainError;
+    use fleetboot_core::nodes::DrainFailure;
+    let name = || host.name.clone();
+    let policy = drain.policy();
+    shared.record(Entry::Cordoning { host: name() })?;
+    if let Err(error) = drain.set_unschedulable(&host.name, true).await {
+        let stop = shared.fail(host, Stage::Drain, error.to_string(), false);
+        uncordon(shared, host).await;
+        return Err(stop);
+    }
+    let left = match drain.evict_all(&host.name).await {
+        Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
+        Err(DrainError::PodsLeft { pods }) => pods,
+        Err(e @ DrainError::Api { .. }) => vec![e.to_string()],
+    };
+    if policy.on_failure == DrainFailure::Force {
+        drain.delete_pods(&left).await;
+        return shared.record(Entry::Drained { host: name(), evicted: left.len() });
+    }
+    let why = format!(
+        "pods still on the node after {}: {}",
+        humantime::format_duration(Duration::from_millis(policy.timeout_ms)),
+        left.join(", ")
+    );
+    let stop = if policy.on_failure == DrainFailure::Skip {
+        match shared.record(Entry::Skipped { host: name(), reason: why }) {
+            Ok(()) => Stop::Journaled,
+            Err(stop) => stop,
+        }
+    } else {
+        shared.fail(host, Stage::Drain, why, false)
+    };
+    uncordon(shared, host).await;
+    Err(stop)
+}

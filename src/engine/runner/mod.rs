@@ -1,0 +1,634 @@
+//! The reboot executor: concurrent within limits, journaled before every action, emitting
+//! events and never printing.
+//!
+//! It reaches nodes only through seams: [`PowerTransport`] (SSH), and the [`NodeEvidence`],
+//! [`NodeDrain`] and [`BmcPower`] traits of [`crate::engine::seams`]. Its deadlines run on a
+//! [`RunClock`] (monotonic within the process, wall-clock times only in records), so its tests
+//! run it against in-memory fakes on tokio's paused clock (`tests.rs`).
+//!
+//! - `mod.rs`: the run (journal, events, summary), the limits (in-flight gates, the rate's
+//!   pacer, the failure budget) and the dispatcher;
+//! - `host.rs`: one host's way: boot ID, drain, the reboot, the escalation ladder, the proof.
+
+mod host;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::adapters::bmc::RedfishPower;
+use crate::adapters::config::{FallbackPolicy, RebootSettings, TransportChoice};
+use crate::adapters::journal::{Entry, HostRecord, JOURNAL_VERSION, JournalError, JournalWriter, Record, ResumeAction, RunState};
+use crate::adapters::kube::{Drainer, NodeWatch};
+use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
+use fleetboot_core::events::{Event, HostOutcome, Summary};
+use fleetboot_core::hosts::Host;
+use fleetboot_core::journal::{RateSpec, RunSettings, TransportMode};
+use fleetboot_core::plan::Plan;
+use fleetboot_core::transport::{PowerTransport, TransportError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Abort {
+    No,
+    /// Start nothing new; finish (or cancel) what is in flight.
+    Soft,
+    /// Stop now; the journal is consistent and `--resume` continues.
+    Hard,
+}
+
+/// The wall clock, milliseconds since the Unix epoch: for records only, never for deadlines.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The run's clock: the wall-clock time at the start plus tokio's monotonic time since. Records
+/// keep wall-clock times, but no wall-clock jump during the run moves a deadline, and under
+/// tokio's paused clock (tests) the whole run is deterministic.
+#[derive(Clone, Copy, Debug)]
+pub struct RunClock {
+    wall_at_start_ms: u64,
+    start: Instant,
+}
+
+impl RunClock {
+    /// Anchored at the wall clock now.
+    pub fn start() -> RunClock {
+        RunClock::anchored(now_ms())
+    }
+
+    /// Anchored at a given wall-clock time (tests: a world clock of their own).
+    pub fn anchored(wall_at_start_ms: u64) -> RunClock {
+        RunClock { wall_at_start_ms, start: Instant::now() }
+    }
+
+    /// Milliseconds since the Unix epoch, on this run's monotonic clock.
+    pub fn now_ms(&self) -> u64 {
+        self.ms_of(Instant::now())
+    }
+
+    /// The wall-clock time of an instant on this run's clock.
+    pub fn ms_of(&self, at: Instant) -> u64 {
+        self.wall_at_start_ms + at.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    /// The monotonic instant of a wall-clock time on this run's clock (times before the start,
+    /// from a journal, map to the start).
+    pub fn instant_of(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms.saturating_sub(self.wall_at_start_ms))
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// How many attempts a transient failure gets, and the first wait between them.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// Doubling waits, capped at 30 s.
+    pub fn wait_before(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << (attempt.saturating_sub(2)).min(5);
+        (self.first_wait * factor).min(Duration::from_secs(30))
+    }
+}
+
+/// Why a host's task stopped before its reboot was confirmed. Every variant leaves the journal
+/// consistent, and the caller has nothing more to record: it only stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// The host's outcome (failed, skipped or cancelled) is journaled.
+    Journaled,
+    /// A hard abort: the host stays as the journal leaves it, for `--resume`.
+    Aborted,
+    /// The journal cannot be written: nothing further may happen (the run stops hard).
+    JournalBroken,
+}
+
+/// Caps the hosts between "dispatched" and "confirmed back". Unlike a semaphore it can
+/// admit hosts that a previous run left in flight without waiting, and still count them.
+struct InFlightGate {
+    limit: usize,
+    count: Mutex<usize>,
+    changed: Notify,
+}
+
+impl InFlightGate {
+    fn new(limit: usize) -> Arc<InFlightGate> {
+        Arc::new(InFlightGate { limit, count: Mutex::new(0), changed: Notify::new() })
+    }
+
+    async fn enter(self: &Arc<Self>) -> GatePass {
+        loop {
+            let notified = self.changed.notified();
+            {
+                let mut count = self.count.lock().unwrap();
+                if *count < self.limit {
+                    *count += 1;
+                    return GatePass(self.clone());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn enter_regardless(self: &Arc<Self>) -> GatePass {
+        *self.count.lock().unwrap() += 1;
+        GatePass(self.clone())
+    }
+}
+
+struct GatePass(Arc<InFlightGate>);
+
+impl Drop for GatePass {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap() -= 1;
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// `--rate` as an even spacing on the run's monotonic clock. A host's first reboot waits for a
+/// reserved slot before it starts (boot ID, drain); then every reboot sent (first sends,
+/// re-sends and BMC resets alike) claims its moment right before it goes out, at least one
+/// spacing after the previous one, so no window of the rate's period ever holds more than its
+/// count even when a host took longer than others to get ready. A resume starts one spacing
+/// after the journal's last send.
+struct Pacer {
+    spacing: Duration,
+    state: Mutex<PacerState>,
+}
+
+struct PacerState {
+    /// The next slot a starting host may reserve.
+    next_slot: Instant,
+    /// When the last reboot went (or goes) out.
+    last_send: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(spacing: Duration, last_send: Option<Instant>) -> Pacer {
+        let next_slot = last_send.map_or_else(Instant::now, |at| at + spacing);
+        Pacer { spacing, state: Mutex::new(PacerState { next_slot, last_send }) }
+    }
+
+    /// Reserves the next slot for a starting host and returns when it opens.
+    fn reserve(&self) -> Instant {
+        let mut state = self.state.lock().unwrap();
+        let at = state.next_slot.max(Instant::now());
+        state.next_slot = at + self.spacing;
+        at
+    }
+
+    /// Claims the moment for a reboot about to go out: now, if the last one went out at least
+    /// one spacing ago; otherwise Err(when to try again).
+    fn try_claim(&self) -> Result<(), Instant> {
+        let mut state = self.state.lock().unwrap();
+        let now = Instant::now();
+        match state.last_send.map(|last| last + self.spacing).filter(|earliest| *earliest > now) {
+            Some(earliest) => Err(earliest),
+            None => {
+                state.last_send = Some(now);
+                state.next_slot = state.next_slot.max(now + self.spacing);
+                Ok(())
+            }
+        }
+    }
+
+    /// A reboot's intent was journaled at `at`: the next one goes one spacing after that.
+    fn sent(&self, at: Instant) {
+        let mut state = self.state.lock().unwrap();
+        state.last_send = Some(state.last_send.map_or(at, |last| last.max(at)));
+        state.next_slot = state.next_slot.max(at + self.spacing);
+    }
+}
+
+/// Test hooks: the clock to run on, and a journal that dies after a given record (a kill).
+#[derive(Default)]
+struct Hooks {
+    clock: Option<RunClock>,
+    kill: Option<Kill>,
+}
+
+/// The journal stops taking records after record `after` (counted from 1 in this run): every
+/// later append fails, as if the process had been killed right there. `before_its_action`: the
+/// record `after` itself is written but reported as failed, so the action it announces never
+/// happens (a kill between the fsync and the action); otherwise the action happens and the
+/// next record fails (a kill right after the action).
+#[derive(Clone, Copy, Debug)]
+struct Kill {
+    after: usize,
+    before_its_action: bool,
+}
+
+/// The journal file and, in tests, where it dies.
+struct JournalSink {
+    writer: JournalWriter,
+    written: usize,
+    kill: Option<Kill>,
+    dead: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SinkError {
+    #[error(transparent)]
+    Write(#[from] JournalError),
+    #[error("journal {0} is closed (killed by a test)")]
+    Killed(std::path::PathBuf),
+}
+
+impl JournalSink {
+    fn append(&mut self, record: &Record) -> Result<(), SinkError> {
+        if self.dead {
+            return Err(SinkError::Killed(self.writer.path().to_owned()));
+        }
+        self.writer.append(record)?;
+        self.written += 1;
+        if let Some(kill) = self.kill
+            && self.written >= kill.after
+        {
+            self.dead = true;
+            if kill.before_its_action {
+                return Err(SinkError::Killed(self.writer.path().to_owned()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything a host task shares with the others.
+struct Shared<T> {
+    transport: T,
+    settings: RebootSettings,
+    retry: RetryPolicy,
+    clock: RunClock,
+    journal: Arc<Mutex<JournalSink>>,
+    events: mpsc::UnboundedSender<Event>,
+    abort: watch::Receiver<Abort>,
+    abort_trigger: watch::Sender<Abort>,
+    /// Hosts that stand failed, the previous runs' included: the `--max-failures` budget.
+    failed: Mutex<BTreeSet<String>>,
+    tolerated_failures: usize,
+    pacer: Option<Pacer>,
+    probes: Semaphore,
+    api: Option<Arc<dyn NodeEvidence>>,
+    drain: Option<Arc<dyn NodeDrain>>,
+    bmc: Option<Arc<dyn BmcPower>>,
+    fallback: FallbackPolicy,
+}
+
+impl<T: PowerTransport> Shared<T> {
+    fn has_bmc(&self, host: &Host) -> bool {
+        self.bmc.as_ref().is_some_and(|b| b.has(&host.name))
+    }
+
+    /// Whether this SSH failure lets the BMC take over (SSH never delivered anything).
+    fn falls_back_on(&self, host: &Host, error: &TransportError) -> bool {
+        let policy = &self.fallback;
+        let allowed = match error {
+            TransportError::Unreachable(_) | TransportError::Timeout(_) => policy.on_unreachable,
+            TransportError::Auth(_) => policy.on_auth_failure,
+            TransportError::HostKey(_) => policy.on_host_key,
+            TransportError::CommandFailed { .. } | TransportError::Other(_) => false,
+        };
+        self.settings.transport != TransportChoice::Ssh && allowed && self.has_bmc(host)
+    }
+
+    fn ladder(&self, host: &Host) -> fleetboot_core::escalation::Ladder {
+        fleetboot_core::escalation::Ladder {
+            timeout_ms: self.settings.timeout.as_millis() as u64,
+            scheduled_delay_ms: self.settings.scheduled_delay.as_millis() as u64,
+            graceful_timeout_ms: self.bmc.as_ref().map_or(0, |b| b.graceful_timeout().as_millis() as u64),
+            bmc_for_hung: self.fallback.on_hung && self.settings.transport != TransportChoice::Ssh && self.has_bmc(host),
+            resend_grace_ms: self.settings.scheduled_delay.as_millis() as u64 / 2,
+        }
+    }
+
+    /// Journals first (written and fsynced), then tells the reporters.
+    fn record(&self, entry: Entry) -> Result<(), Stop> {
+        let now = Instant::now();
+        if let (Some(pacer), Entry::Dispatching { .. }) = (&self.pacer, &entry) {
+            // The rate counts from the journaled intent.
+            pacer.sent(now);
+        }
+        let record = Record { v: JOURNAL_VERSION, at_ms: self.clock.ms_of(now), entry };
+        if let Err(e) = self.journal.lock().unwrap().append(&record) {
+            // Without a journal nothing further may happen safely.
+            let _ = self.events.send(Event::Warning { host: None, message: format!("{e}; stopping") });
+            let _ = self.abort_trigger.send(Abort::Hard);
+            return Err(Stop::JournalBroken);
+        }
+        match &record.entry {
+            Entry::Failed { host, .. } => {
+                self.failed.lock().unwrap().insert(host.clone());
+            }
+            Entry::Confirmed { host } => {
+                self.failed.lock().unwrap().remove(host);
+            }
+            _ => {}
+        }
+        let _ = self.events.send(Event::Transition { record });
+        Ok(())
+    }
+
+    /// Journals the host's failure; the task then stops.
+    fn fail(&self, host: &Host, stage: fleetboot_core::journal::Stage, error: String, may_reboot: bool) -> Stop {
+        match self.record(Entry::Failed { host: host.name.clone(), stage, error, may_reboot }) {
+            Ok(()) => Stop::Journaled,
+            Err(stop) => stop,
+        }
+    }
+
+    /// Journals that the host does not start. A host that stands failed (a previous run's
+    /// failure, retried now) stays failed: its failure still counts against the budget.
+    fn skip(&self, host: &Host, reason: &str) -> Result<(), Stop> {
+        if self.failed.lock().unwrap().contains(&host.name) {
+            return Ok(());
+        }
+        self.record(Entry::Skipped { host: host.name.clone(), reason: reason.to_owned() })
+    }
+
+    fn warn(&self, host: &Host, message: String) {
+        let _ = self.events.send(Event::Warning { host: Some(host.name.clone()), message });
+    }
+
+    fn abort_level(&self) -> Abort {
+        *self.abort.borrow()
+    }
+
+    fn budget_spent(&self) -> bool {
+        self.failed.lock().unwrap().len() > self.tolerated_failures
+    }
+
+    /// Retries transient failures with growing waits; returns the last error otherwise.
+    async fn with_retries<R, F, Fut>(
+        &self,
+        host: &Host,
+        stage: fleetboot_core::journal::Stage,
+        mut attempt_once: F,
+    ) -> Result<R, TransportError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R, TransportError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match attempt_once().await {
+                Err(e) if e.is_transient() && attempt < self.retry.attempts && self.abort_level() < Abort::Hard => {
+                    attempt += 1;
+                    let wait = self.retry.wait_before(attempt);
+                    let _ = self.events.send(Event::Retrying {
+                        host: host.name.clone(),
+                        stage,
+                        attempt,
+                        of: self.retry.attempts,
+                        error: e.to_string(),
+                        wait_ms: wait.as_millis() as u64,
+                    });
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for a rate slot before a host starts; false if the run stops first (any abort:
+    /// nothing new starts).
+    async fn rate_slot(&self) -> bool {
+        let Some(pacer) = &self.pacer else { return self.abort_level() == Abort::No };
+        self.wait_until(pacer.reserve(), Abort::Soft).await
+    }
+
+    /// Waits for the moment a host's first reboot may go out; false if the run stops first.
+    async fn rate_send(&self) -> bool {
+        self.claim(Abort::Soft).await
+    }
+
+    /// Waits for the moment a re-send or a BMC reset of a host in flight may go out; only a
+    /// hard abort stops it (in-flight hosts finish after the first Ctrl-C).
+    async fn rate_send_in_flight(&self) -> Result<(), Stop> {
+        if self.claim(Abort::Hard).await { Ok(()) } else { Err(Stop::Aborted) }
+    }
+
+    async fn claim(&self, stop_at: Abort) -> bool {
+        let Some(pacer) = &self.pacer else { return self.abort_level() < stop_at };
+        loop {
+            match pacer.try_claim() {
+                Ok(()) => return self.abort_level() < stop_at,
+                Err(at) => {
+                    if !self.wait_until(at, stop_at).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wait_until(&self, at: Instant, stop_at: Abort) -> bool {
+        let mut abort = self.abort.clone();
+        if *abort.borrow() >= stop_at {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => true,
+            _ = abort.wait_for(|a| *a >= stop_at) => false,
+        }
+    }
+}
+
+/// What a reboot run needs. `E`, `D`, `B`: the cluster API's node evidence, the drainer and
+/// the BMC power path; the adapters' types by default, fakes in tests.
+pub struct RunInputs<T, E = NodeWatch, D = Drainer, B = RedfishPower> {
+    pub transport: T,
+    pub settings: RebootSettings,
+    pub retry: RetryPolicy,
+    pub journal: JournalWriter,
+    pub plan: Plan,
+    /// The folded journal of the run being resumed, if any.
+    pub prior: Option<RunState>,
+    /// For cluster nodes: the Node watcher whose bootID + Ready must confirm each reboot.
+    pub api: Option<Arc<E>>,
+    /// `--drain`: cordon and drain before each reboot, uncordon once back.
+    pub drain: Option<Arc<D>>,
+    /// The cluster lease was taken from another holder: (previous holder, this run's identity).
+    pub lease_takeover: Option<(String, String)>,
+    /// The nodes' BMCs, for `--transport redfish` and the fallback.
+    pub bmc: Option<Arc<B>>,
+    pub fallback: FallbackPolicy,
+    /// The cluster these nodes belong to, journaled so that a resume elsewhere is refused.
+    pub cluster: Option<fleetboot_core::journal::ClusterIdentity>,
+}
+
+/// The settings a resume keeps, as the journal records them.
+pub fn journaled_settings(settings: &RebootSettings) -> RunSettings {
+    RunSettings {
+        transport: match settings.transport {
+            TransportChoice::Auto => TransportMode::Auto,
+            TransportChoice::Ssh => TransportMode::Ssh,
+            TransportChoice::Redfish => TransportMode::Redfish,
+        },
+        command: settings.command.clone(),
+        rate: settings.rate.map(|r| RateSpec { count: r.count.get(), per_ms: r.per.as_millis() as u64 }),
+        concurrency: settings.concurrency,
+        timeout_ms: settings.timeout.as_millis() as u64,
+        scheduled_delay_ms: settings.scheduled_delay.as_millis() as u64,
+        poll_interval_ms: settings.poll_interval.as_millis() as u64,
+    }
+}
+
+/// Puts a run's journaled (or merged, see [`fleetboot_core::journal::resume_settings`])
+/// settings back into the reboot settings a resume runs with.
+pub fn apply_run_settings(settings: &mut RebootSettings, run: &RunSettings) {
+    settings.transport = match run.transport {
+        TransportMode::Auto => TransportChoice::Auto,
+        TransportMode::Ssh => TransportChoice::Ssh,
+        TransportMode::Redfish => TransportChoice::Redfish,
+    };
+    settings.command = run.command.clone();
+    settings.rate = run.rate.and_then(|r| {
+        Some(crate::adapters::config::Rate { count: std::num::NonZeroU32::new(r.count)?, per: Duration::from_millis(r.per_ms) })
+    });
+    settings.concurrency = run.concurrency;
+    settings.timeout = Duration::from_millis(run.timeout_ms);
+    settings.scheduled_delay = Duration::from_millis(run.scheduled_delay_ms);
+    settings.poll_interval = Duration::from_millis(run.poll_interval_ms);
+}
+
+/// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
+/// the final one, goes to `on_event`.
+pub async fn run<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>(
+    inputs: RunInputs<T, E, D, B>,
+    abort: (watch::Sender<Abort>, watch::Receiver<Abort>),
+    on_event: impl FnMut(&Event),
+) -> Summary {
+    run_with(inputs, abort, on_event, Hooks::default()).await
+}
+
+async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>(
+    inputs: RunInputs<T, E, D, B>,
+    abort: (watch::Sender<Abort>, watch::Receiver<Abort>),
+    mut on_event: impl FnMut(&Event),
+    hooks: Hooks,
+) -> Summary {
+    let clock = hooks.clock.unwrap_or_else(RunClock::start);
+    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover, bmc, fallback, cluster } = inputs;
+    let api: Option<Arc<dyn NodeEvidence>> = api.map(|a| a as Arc<dyn NodeEvidence>);
+    let drain: Option<Arc<dyn NodeDrain>> = drain.map(|d| d as Arc<dyn NodeDrain>);
+    let bmc: Option<Arc<dyn BmcPower>> = bmc.map(|b| b as Arc<dyn BmcPower>);
+    let journal_path = journal.path().to_owned();
+    let journal = Arc::new(Mutex::new(JournalSink { writer: journal, written: 0, kill: hooks.kill, dead: false }));
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let pacer = settings
+        .rate
+        .map(|rate| Pacer::new(rate.spacing(), prior.as_ref().and_then(RunState::last_sent_ms).map(|at| clock.instant_of(at))));
+    let tolerated_failures = settings.max_failures.tolerated(plan.hosts.len());
+    let failed: BTreeSet<String> = prior
+        .iter()
+        .flat_map(|p| p.records.iter())
+        .filter(|(_, r)| r.phase == fleetboot_core::journal::Phase::Failed)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let probes = Semaphore::new(settings.parallel);
+    let run_settings = journaled_settings(&settings);
+    let shared = Arc::new(Shared {
+        transport,
+        settings,
+        retry,
+        clock,
+        journal: journal.clone(),
+        events: events_tx,
+        abort: abort.1.clone(),
+        abort_trigger: abort.0.clone(),
+        failed: Mutex::new(failed),
+        tolerated_failures,
+        pacer,
+        probes,
+        api: api.clone(),
+        drain,
+        bmc,
+        fallback,
+    });
+
+    let mut records: BTreeMap<String, HostRecord> = match &prior {
+        Some(state) => state.records.clone(),
+        None => BTreeMap::new(),
+    };
+    let first_entry = match &prior {
+        None => Entry::RunStarted {
+            run_id: plan.run_id.clone(),
+            command: shared.settings.command.clone(),
+            hosts: plan.hosts.clone(),
+            api_proof: api.is_some(),
+            grouping: Some(plan.grouping.clone()).filter(|g| *g != fleetboot_core::plan::Grouping::default()),
+            drain: shared.drain.as_ref().map(|d| d.policy()),
+            cluster: cluster.map(Box::new),
+            settings: Some(run_settings.clone()),
+        },
+        Some(state) => Entry::RunResumed {
+            pid: std::process::id(),
+            overridden: state.settings.as_ref().map(|before| before.differences(&run_settings)).unwrap_or_default(),
+            settings: Some(run_settings.clone()),
+        },
+    };
+    on_event(&Event::Started {
+        run_id: plan.run_id.clone(),
+        journal: journal_path.clone(),
+        hosts: plan.hosts.len(),
+        resumed: prior.is_some(),
+        to_reboot: plan.count(ResumeAction::Reboot),
+        awaiting: plan.count(ResumeAction::AwaitNewBootId) + plan.count(ResumeAction::Check),
+    });
+    let takeover = lease_takeover.map(|(previous_holder, holder)| Entry::LeaseTakenOver { previous_holder, holder });
+    if shared.record(first_entry).is_ok() && takeover.is_none_or(|entry| shared.record(entry).is_ok()) {
+        let gate = InFlightGate::new(shared.settings.concurrency);
+        tokio::spawn(host::dispatch(shared.clone(), gate, plan.clone(), prior));
+    }
+    let mut abort_rx = abort.1.clone();
+    let mut announced = Abort::No;
+    drop(shared);
+    loop {
+        tokio::select! {
+            event = events_rx.recv() => match event {
+                Some(event) => {
+                    if let Event::Transition { record } = &event
+                        && let Some(host) = record.entry.host() {
+                            records.entry(host.to_owned()).or_insert_with(HostRecord::pending).apply(&record.entry, record.at_ms);
+                        }
+                    on_event(&event);
+                }
+                None => break,
+            },
+            Ok(()) = abort_rx.changed() => {
+                let level = *abort_rx.borrow();
+                if level > announced {
+                    announced = level;
+                    on_event(&Event::AbortRequested { hard: level == Abort::Hard });
+                }
+            }
+        }
+    }
+    let aborted = *abort.1.borrow() != Abort::No;
+    let hosts = plan
+        .hosts
+        .iter()
+        .map(|h| HostOutcome::from_record(&h.name, &h.address, records.get(&h.name).unwrap_or(&HostRecord::pending())))
+        .collect();
+    let summary =
+        Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: clock.elapsed().as_millis() as u64 };
+    // A run with hosts still mid-reboot stays open for --resume.
+    if summary.hosts.iter().all(|h| h.outcome != fleetboot_core::events::Outcome::Interrupted) {
+        let outcome = format!("{:?}", summary.exit_code()).to_lowercase();
+        let _ =
+            journal.lock().unwrap().append(&Record { v: JOURNAL_VERSION, at_ms: clock.now_ms(), entry: Entry::RunFinished { outcome } });
+    }
+    on_event(&Event::Finished { summary: summary.clone() });
+    summary
+}

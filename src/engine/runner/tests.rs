@@ -1,0 +1,1096 @@
+//! The runner's rules, in process: an in-memory fleet (each host a boot ID, a scheduled-reboot
+//! delay, a down time and faults), a fake BMC and fake cluster-API evidence, on tokio's paused
+//! clock. Every assertion reads the fakes' own records (what reached each host, when it went
+//! down and came back) or the journal, never the runner's word for it.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::*;
+use crate::adapters::config::{FallbackPolicy, MaxFailures, Rate, RebootSettings, TransportChoice};
+use crate::adapters::journal::{Delivery, Entry, JournalWriter, Phase, ResumeAction, RunState};
+use crate::adapters::redfish::RedfishError;
+use crate::engine::seams::{BmcError, BmcPower, DrainError, EvidenceError, NodeDrain, NodeEvidence};
+use fleetboot_core::events::{Event, Outcome, Summary};
+use fleetboot_core::hosts::Host;
+use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
+use fleetboot_core::plan::{Grouping, plan_reboot};
+use fleetboot_core::power::RestartKind;
+use fleetboot_core::transport::{PowerTransport, TransportError};
+
+/// The wall-clock time the fake world starts at (records carry it; deadlines never see it).
+const BASE_MS: u64 = 1_800_000_000_000;
+const SSH_LATENCY: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Faults {
+    /// SSH connections are refused (the host is up).
+    refuse_ssh: bool,
+    /// SSH connections hang until the client gives up.
+    hang_ssh: bool,
+    auth_fail: bool,
+    /// The reboot command exits 1 (sudo refuses).
+    refuse_sudo: bool,
+    /// A reboot is accepted but never happens; a graceful BMC restart is ignored too.
+    hung: bool,
+    /// Goes down and never comes back.
+    never_returns: bool,
+    /// Cannot answer the check that no shutdown is scheduled any more.
+    cancel_unverifiable: bool,
+    /// Answers the boot-ID read, but the connection for the reboot command is refused.
+    reboot_unreachable: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BmcBehaviour {
+    Works,
+    /// Fails before the reset request goes out.
+    FailsBefore,
+    /// Carries the reset out, then the answer is lost.
+    FailsAfter,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Happened {
+    /// A reboot command reached the host and was scheduled.
+    SshReboot,
+    /// A reboot command reached a host with one already scheduled or under way.
+    SshRebootAgain,
+    BmcReset(RestartKind),
+    Cancelled,
+    Down,
+    Up,
+    Cordoned,
+    Uncordoned,
+}
+
+struct FakeHost {
+    boot: u32,
+    delay: Duration,
+    down_time: Duration,
+    faults: Faults,
+    bmc: Option<BmcBehaviour>,
+    scheduled: Option<Instant>,
+    /// The scheduled shutdown is systemd's (an SSH reboot command), which `shutdown -c` cancels.
+    ssh_scheduled: bool,
+    down: bool,
+    up_at: Option<Instant>,
+    log: Vec<(Instant, Happened)>,
+}
+
+impl FakeHost {
+    fn boot_id(&self, name: &str) -> String {
+        format!("{name}-boot{}", self.boot)
+    }
+
+    /// Brings the host's state up to `now`, logging each change at the time it happened.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            if let Some(at) = self.scheduled.filter(|at| *at <= now) {
+                self.scheduled = None;
+                self.ssh_scheduled = false;
+                if !self.down {
+                    self.down = true;
+                    self.log.push((at, Happened::Down));
+                    self.up_at = (!self.faults.never_returns).then_some(at + self.down_time);
+                }
+                continue;
+            }
+            if let Some(at) = self.up_at.filter(|at| *at <= now) {
+                self.up_at = None;
+                self.down = false;
+                self.boot += 1;
+                self.log.push((at, Happened::Up));
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.scheduled.is_some() || self.down
+    }
+
+    fn count(&self, what: impl Fn(&Happened) -> bool) -> usize {
+        self.log.iter().filter(|(_, h)| what(h)).count()
+    }
+}
+
+struct World {
+    start: Instant,
+    hosts: Mutex<BTreeMap<String, FakeHost>>,
+}
+
+impl World {
+    fn new(names: &[&str]) -> Arc<World> {
+        let hosts = names
+            .iter()
+            .map(|n| {
+                let host = FakeHost {
+                    boot: 0,
+                    delay: Duration::from_secs(60),
+                    down_time: Duration::from_secs(30),
+                    faults: Faults::default(),
+                    bmc: Some(BmcBehaviour::Works),
+                    scheduled: None,
+                    ssh_scheduled: false,
+                    down: false,
+                    up_at: None,
+                    log: Vec::new(),
+                };
+                (n.to_string(), host)
+            })
+            .collect();
+        Arc::new(World { start: Instant::now(), hosts: Mutex::new(hosts) })
+    }
+
+    fn with<R>(&self, name: &str, f: impl FnOnce(&mut FakeHost) -> R) -> R {
+        let mut hosts = self.hosts.lock().unwrap();
+        let host = hosts.get_mut(name).expect("a host of the world");
+        host.settle(Instant::now());
+        f(host)
+    }
+
+    fn set(&self, name: &str, f: impl FnOnce(&mut FakeHost)) {
+        self.with(name, f)
+    }
+
+    fn boot_id(&self, name: &str) -> String {
+        self.with(name, |h| h.boot_id(name))
+    }
+
+    /// Every reboot that reached the host (commands and resets).
+    fn reboots_received(&self, name: &str) -> usize {
+        self.with(name, |h| h.count(|e| matches!(e, Happened::SshReboot | Happened::SshRebootAgain | Happened::BmcReset(_))))
+    }
+
+    fn times_of(&self, name: &str, what: impl Fn(&Happened) -> bool) -> Vec<Instant> {
+        self.with(name, |h| h.log.iter().filter(|(_, e)| what(e)).map(|(at, _)| *at).collect())
+    }
+
+    /// Every reboot sent to any host, in time order.
+    fn sends(&self) -> Vec<(Instant, String)> {
+        let names: Vec<String> = self.hosts.lock().unwrap().keys().cloned().collect();
+        let mut out: Vec<(Instant, String)> = names
+            .iter()
+            .flat_map(|n| {
+                self.times_of(n, |e| matches!(e, Happened::SshReboot | Happened::SshRebootAgain | Happened::BmcReset(_)))
+                    .into_iter()
+                    .map(|at| (at, n.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The most of `names` down at the same moment, from the hosts' own logs.
+    fn most_down_at_once(&self, names: &[&str]) -> usize {
+        let mut edges: Vec<(Instant, i32)> = Vec::new();
+        for name in names {
+            self.with(name, |h| {
+                for (at, e) in &h.log {
+                    match e {
+                        Happened::Down => edges.push((*at, 1)),
+                        Happened::Up => edges.push((*at, -1)),
+                        _ => {}
+                    }
+                }
+            });
+        }
+        // An "up" at the same instant as another host's "down" frees its place first.
+        edges.sort();
+        let (mut now, mut most) = (0, 0);
+        for (_, delta) in edges {
+            now += delta;
+            most = most.max(now);
+        }
+        most as usize
+    }
+
+    fn wall_now_ms(&self) -> u64 {
+        BASE_MS + self.start.elapsed().as_millis() as u64
+    }
+
+    /// A reset through the BMC: a graceful one takes effect after 5 s (ignored by a hung
+    /// host), a forced one at once, even on a host that is down or hung.
+    fn reset(&self, name: &str, kind: RestartKind) {
+        self.set(name, |h| {
+            let now = Instant::now();
+            h.log.push((now, Happened::BmcReset(kind)));
+            match kind {
+                RestartKind::Graceful if h.faults.hung || h.down => {}
+                RestartKind::Graceful => {
+                    h.scheduled = Some(h.scheduled.map_or(now + Duration::from_secs(5), |s| s.min(now + Duration::from_secs(5))))
+                }
+                RestartKind::Force if h.down => h.up_at = Some(now + h.down_time),
+                RestartKind::Force => {
+                    h.faults.hung = false;
+                    h.scheduled = Some(now);
+                }
+            }
+        });
+    }
+}
+
+/// SSH to the fake hosts.
+struct FakeSsh(Arc<World>);
+
+impl FakeSsh {
+    /// Connects: the faults of a reachable host, or "refused" for one that is down.
+    async fn connect(&self, host: &Host) -> Result<(), TransportError> {
+        tokio::time::sleep(SSH_LATENCY).await;
+        let faults = self.0.with(&host.name, |h| if h.down { None } else { Some(h.faults) });
+        let Some(faults) = faults else { return Err(TransportError::Unreachable("connection refused".into())) };
+        if faults.hang_ssh {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            return Err(TransportError::Timeout("connect".into()));
+        }
+        if faults.refuse_ssh {
+            return Err(TransportError::Unreachable("connection refused".into()));
+        }
+        if faults.auth_fail {
+            return Err(TransportError::Auth("publickey refused".into()));
+        }
+        Ok(())
+    }
+}
+
+impl PowerTransport for FakeSsh {
+    async fn read_boot_id(&self, host: &Host) -> Result<String, TransportError> {
+        self.connect(host).await?;
+        Ok(self.0.boot_id(&host.name))
+    }
+
+    async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
+        self.connect(host).await?;
+        self.0.with(&host.name, |h| {
+            if h.faults.reboot_unreachable {
+                return Err(TransportError::Unreachable("connection reset".into()));
+            }
+            if h.faults.refuse_sudo {
+                return Err(TransportError::CommandFailed { command: "sudo shutdown -r -t 3".into(), exit: 1, stderr: "sudo: no".into() });
+            }
+            let now = Instant::now();
+            if h.pending() {
+                h.log.push((now, Happened::SshRebootAgain));
+            } else {
+                h.log.push((now, Happened::SshReboot));
+                if !h.faults.hung {
+                    h.scheduled = Some(now + h.delay);
+                    h.ssh_scheduled = true;
+                }
+            }
+            Ok(Delivery::ExitZero)
+        })
+    }
+
+    async fn cancel_reboot(&self, host: &Host) -> Result<(), TransportError> {
+        self.connect(host).await?;
+        self.0.set(&host.name, |h| {
+            if h.ssh_scheduled {
+                h.scheduled = None;
+                h.ssh_scheduled = false;
+                h.log.push((Instant::now(), Happened::Cancelled));
+            }
+        });
+        Ok(())
+    }
+
+    async fn run_check(&self, host: &Host, command: &str) -> Result<(), TransportError> {
+        self.connect(host).await?;
+        if command != super::host::NO_SHUTDOWN_SCHEDULED {
+            return Ok(());
+        }
+        // A BMC's graceful restart (the power button) leaves no scheduled shutdown to see.
+        let (unverifiable, scheduled) = self.0.with(&host.name, |h| (h.faults.cancel_unverifiable, h.ssh_scheduled));
+        match (unverifiable, scheduled) {
+            (true, _) => Err(TransportError::CommandFailed { command: command.into(), exit: 127, stderr: "test: not found".into() }),
+            (false, true) => Err(TransportError::CommandFailed { command: command.into(), exit: 1, stderr: String::new() }),
+            (false, false) => Ok(()),
+        }
+    }
+}
+
+struct FakeBmc(Arc<World>);
+
+impl BmcPower for FakeBmc {
+    fn has(&self, node: &str) -> bool {
+        self.0.with(node, |h| h.bmc.is_some())
+    }
+
+    fn graceful_timeout(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn restart<'a>(&'a self, node: &'a str, kind: RestartKind) -> BoxFuture<'a, Result<String, BmcError>> {
+        Box::pin(async move {
+            // The request reaches the BMC as fast as an SSH command reaches a host; its answer
+            // takes longer.
+            tokio::time::sleep(SSH_LATENCY).await;
+            let behaviour = self.0.with(node, |h| h.bmc).unwrap_or(BmcBehaviour::FailsBefore);
+            let reset_type = match kind {
+                RestartKind::Graceful => "GracefulRestart",
+                RestartKind::Force => "ForceRestart",
+            };
+            match behaviour {
+                BmcBehaviour::FailsBefore => {
+                    Err(BmcError::NotSent(RedfishError::Auth { node: node.into(), url: "https://bmc".into(), user: "admin".into() }))
+                }
+                BmcBehaviour::FailsAfter => {
+                    self.0.reset(node, kind);
+                    Err(BmcError::MayHaveReset(RedfishError::Unreachable {
+                        node: node.into(),
+                        url: "https://bmc".into(),
+                        reason: "connection closed before the answer".into(),
+                    }))
+                }
+                BmcBehaviour::Works => {
+                    self.0.reset(node, kind);
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    Ok(reset_type.to_owned())
+                }
+            }
+        })
+    }
+}
+
+/// The cluster API: a node's boot ID, Ready once it is up.
+struct FakeApi(Arc<World>);
+
+impl NodeEvidence for FakeApi {
+    fn boot_id<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move { Some(self.0.boot_id(node)) })
+    }
+
+    fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>> {
+        Box::pin(async move {
+            loop {
+                let (down, id) = self.0.with(node, |h| (h.down, h.boot_id(node)));
+                if !down && id != old {
+                    return Ok(id);
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(EvidenceError::NotBack { reason: format!("the cluster API still shows node {node} with boot ID {id}") });
+                }
+                tokio::time::sleep((deadline - now).min(Duration::from_secs(1))).await;
+            }
+        })
+    }
+}
+
+struct FakeDrain(Arc<World>);
+
+impl NodeDrain for FakeDrain {
+    fn policy(&self) -> DrainPolicy {
+        DrainPolicy { timeout_ms: 60_000, on_failure: DrainFailure::Fail }
+    }
+
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>> {
+        Box::pin(async move {
+            self.0.set(node, |h| h.log.push((Instant::now(), if on { Happened::Cordoned } else { Happened::Uncordoned })));
+            Ok(())
+        })
+    }
+
+    fn evict_all<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok(2)
+        })
+    }
+
+    fn delete_pods<'a>(&'a self, _pods: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+fn settings() -> RebootSettings {
+    RebootSettings {
+        command: "sudo shutdown -r -t 3".into(),
+        boot_id_command: "cat /proc/sys/kernel/random/boot_id".into(),
+        cancel_command: "sudo shutdown -c".into(),
+        check_command: None,
+        timeout: Duration::from_secs(600),
+        poll_interval: Duration::from_secs(2),
+        concurrency: 10,
+        rate: None,
+        parallel: 64,
+        max_failures: MaxFailures::Count(10),
+        cancel_pending_on_abort: false,
+        transport: TransportChoice::Auto,
+        scheduled_delay: Duration::from_secs(60),
+    }
+}
+
+fn rate(count: u32, per: Duration) -> Option<Rate> {
+    Some(Rate { count: NonZeroU32::new(count).unwrap(), per })
+}
+
+/// One run against the world (fresh, or resuming the journal at `journal`).
+struct Job {
+    world: Arc<World>,
+    names: Vec<String>,
+    settings: RebootSettings,
+    grouping: Grouping,
+    api: bool,
+    bmc: bool,
+    drain: bool,
+    kill: Option<Kill>,
+    journal: PathBuf,
+}
+
+impl Job {
+    fn new(world: &Arc<World>, dir: &Path, names: &[&str]) -> Job {
+        Job {
+            world: world.clone(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            settings: settings(),
+            grouping: Grouping::default(),
+            api: false,
+            bmc: true,
+            drain: false,
+            kill: None,
+            journal: dir.join("run.jsonl"),
+        }
+    }
+
+    fn hosts(&self) -> Vec<Host> {
+        self.names.iter().enumerate().map(|(i, n)| Host { name: n.clone(), address: format!("127.0.0.{}", i + 1), port: None }).collect()
+    }
+
+    /// The journal folded, as `--resume` sees it.
+    fn state(&self) -> RunState {
+        crate::adapters::journal::load(&self.journal).unwrap().1
+    }
+
+    fn records(&self) -> Vec<Record> {
+        crate::adapters::journal::load(&self.journal).unwrap().0
+    }
+
+    async fn run(&self) -> Summary {
+        let (trigger, abort) = watch::channel(Abort::No);
+        self.run_with_abort((trigger, abort), |_, _| {}).await
+    }
+
+    /// Runs; `on_event` sees every event with the abort trigger in hand.
+    async fn run_with_abort(
+        &self,
+        abort: (watch::Sender<Abort>, watch::Receiver<Abort>),
+        mut on_event: impl FnMut(&Event, &watch::Sender<Abort>),
+    ) -> Summary {
+        let prior = self.journal.exists().then(|| self.state());
+        let journal =
+            if prior.is_some() { JournalWriter::reopen(&self.journal).unwrap() } else { JournalWriter::create(&self.journal).unwrap() };
+        let plan = plan_reboot("run-1".into(), self.hosts(), prior.as_ref(), self.grouping.clone());
+        let inputs: RunInputs<FakeSsh, FakeApi, FakeDrain, FakeBmc> = RunInputs {
+            transport: FakeSsh(self.world.clone()),
+            settings: self.settings.clone(),
+            retry: RetryPolicy { attempts: 3, first_wait: Duration::from_secs(1) },
+            journal,
+            plan,
+            prior,
+            api: self.api.then(|| Arc::new(FakeApi(self.world.clone()))),
+            drain: self.drain.then(|| Arc::new(FakeDrain(self.world.clone()))),
+            lease_takeover: None,
+            bmc: self.bmc.then(|| Arc::new(FakeBmc(self.world.clone()))),
+            fallback: FallbackPolicy { on_unreachable: true, on_auth_failure: true, on_host_key: false, on_hung: true },
+            cluster: None,
+        };
+        let trigger = abort.0.clone();
+        let hooks = Hooks { clock: Some(RunClock::anchored(self.world.wall_now_ms())), kill: self.kill };
+        run_with(inputs, abort, |event| on_event(event, &trigger), hooks).await
+    }
+}
+
+fn outcome(summary: &Summary, name: &str) -> Outcome {
+    summary.hosts.iter().find(|h| h.host == name).unwrap().outcome
+}
+
+fn names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("h{i}")).collect()
+}
+
+fn strs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_reboots_every_host_once_within_the_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(6);
+    let world = World::new(&strs(&all));
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 2;
+    let summary = job.run().await;
+    for name in &all {
+        assert_eq!(outcome(&summary, name), Outcome::Rebooted, "{name}");
+        assert_eq!(world.reboots_received(name), 1, "{name}");
+        assert_eq!(world.boot_id(name), format!("{name}-boot1"));
+    }
+    assert_eq!(world.most_down_at_once(&strs(&all)), 2, "two at a time, and never more");
+    assert!(job.state().finished);
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_keeps_a_group_to_its_own_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(6);
+    let world = World::new(&strs(&all));
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 4;
+    job.grouping.of = all.iter().enumerate().map(|(i, n)| (n.clone(), if i < 3 { "masters" } else { "workers" }.to_owned())).collect();
+    job.grouping.limits = [("masters".to_owned(), 1)].into_iter().collect();
+    let summary = job.run().await;
+    assert!(summary.hosts.iter().all(|h| h.outcome == Outcome::Rebooted));
+    assert_eq!(world.most_down_at_once(&["h1", "h2", "h3"]), 1);
+    assert!(world.most_down_at_once(&strs(&all)) <= 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_spaces_every_reboot_sent_by_the_rate_including_bmc_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(4);
+    let world = World::new(&strs(&all));
+    for name in &all {
+        world.set(name, |h| {
+            h.delay = Duration::from_secs(20);
+            h.down_time = Duration::from_secs(20);
+        });
+    }
+    // h1 hangs on its reboot: the ladder resets it through the BMC a minute later, just when
+    // h2's turn comes; h2 refuses SSH, so its BMC resets it (a send of its own).
+    world.set("h1", |h| h.faults.hung = true);
+    world.set("h2", |h| h.faults.refuse_ssh = true);
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.api = true;
+    job.settings.timeout = Duration::from_secs(60);
+    job.settings.rate = rate(1, Duration::from_secs(60));
+    let summary = job.run().await;
+    assert!(summary.hosts.iter().all(|h| h.outcome == Outcome::Rebooted), "{summary:?}");
+    let sends = world.sends();
+    assert_eq!(sends.len(), 6, "{sends:?}");
+    for pair in sends.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= Duration::from_secs(60), "sends closer than the rate allows: {sends:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_stops_starting_hosts_when_the_failure_budget_is_spent_and_a_resume_remembers() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(4);
+    let world = World::new(&strs(&all));
+    world.set("h1", |h| h.faults.refuse_sudo = true);
+    world.set("h2", |h| h.faults.refuse_sudo = true);
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 1;
+    job.settings.max_failures = MaxFailures::Count(1);
+    // Killed right after h2's failure is journaled.
+    let records_to_h2_failure = 1 + 2 + 2 + 2; // run_started; h1: boot_id_read, dispatching, failed (-1: no dispatched); h2 alike
+    job.kill = Some(Kill { after: records_to_h2_failure, before_its_action: false });
+    job.run().await;
+    let state = job.state();
+    assert_eq!(state.records["h2"].phase, Phase::Failed, "the kill came after h2's failure: {:?}", job.records());
+    assert_eq!(state.failed_hosts(), 2);
+    // Whatever made them fail is fixed; the budget stays spent until the user raises it.
+    world.set("h1", |h| h.faults.refuse_sudo = false);
+    world.set("h2", |h| h.faults.refuse_sudo = false);
+    job.kill = None;
+    for _ in 0..2 {
+        let summary = job.run().await;
+        assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
+        assert_eq!(outcome(&summary, "h2"), Outcome::Failed);
+        assert_eq!(outcome(&summary, "h3"), Outcome::Skipped);
+        assert_eq!(outcome(&summary, "h4"), Outcome::Skipped);
+        assert_eq!(job.state().failed_hosts(), 2, "skipping a failed host does not forget its failure");
+        for name in &all {
+            assert_eq!(world.reboots_received(name), 0, "{name}: the resumed run started a host with the budget spent");
+        }
+    }
+    job.settings.max_failures = MaxFailures::Count(2);
+    let summary = job.run().await;
+    assert!(summary.hosts.iter().all(|h| h.outcome == Outcome::Rebooted), "a raised budget lets the run go on: {summary:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_climbs_the_bmc_ladder_graceful_then_forced_never_before_the_scheduled_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    world.set("h1", |h| {
+        h.faults.hung = true;
+        h.down_time = Duration::from_secs(20);
+    });
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    // A deadline shorter than systemd's minute: the ladder still waits the minute out.
+    job.settings.timeout = Duration::from_secs(30);
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted, "{summary:?}");
+    let ssh = world.times_of("h1", |e| *e == Happened::SshReboot);
+    let graceful = world.times_of("h1", |e| *e == Happened::BmcReset(RestartKind::Graceful));
+    let force = world.times_of("h1", |e| *e == Happened::BmcReset(RestartKind::Force));
+    assert_eq!((ssh.len(), graceful.len(), force.len()), (1, 1, 1));
+    assert!(graceful[0] - ssh[0] >= Duration::from_secs(60), "a reset before the scheduled shutdown could run");
+    assert!(force[0] - graceful[0] >= Duration::from_secs(120), "the forced reset before the graceful one's timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_counts_a_bmc_reset_that_may_have_happened_as_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    // SSH cannot reach h1; its BMC carries the reset out and the answer is lost.
+    world.set("h1", |h| {
+        h.faults.refuse_ssh = true;
+        h.bmc = Some(BmcBehaviour::FailsAfter);
+    });
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    job.api = true;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted, "{summary:?}");
+    assert_eq!(world.reboots_received("h1"), 1, "never another reset after one that may have happened");
+    let dispatched = job.records().into_iter().find_map(|r| match r.entry {
+        Entry::Dispatched { delivery, .. } => Some(delivery),
+        _ => None,
+    });
+    assert_eq!(dispatched, Some(Delivery::NoAnswer), "journaled as possibly delivered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_resumes_after_a_bmc_reset_in_doubt_by_waiting_for_the_boot_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    world.set("h1", |h| {
+        h.faults.refuse_ssh = true;
+        h.bmc = Some(BmcBehaviour::FailsAfter);
+    });
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    job.api = true;
+    // Killed after the reset went out: run_started, falling_back, boot_id_read, dispatching.
+    job.kill = Some(Kill { after: 4, before_its_action: false });
+    job.run().await;
+    assert_eq!(job.state().records["h1"].resume_action(), ResumeAction::AwaitNewBootId);
+    job.kill = None;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted, "{summary:?}");
+    assert_eq!(world.reboots_received("h1"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_keeps_an_ssh_reboot_in_doubt_when_a_later_bmc_reset_provably_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    world.set("h1", |h| {
+        h.faults.hung = true;
+        h.bmc = Some(BmcBehaviour::FailsBefore);
+    });
+    let job = Job::new(&world, dir.path(), &["h1"]);
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
+    let record = &job.state().records["h1"];
+    assert!(record.reboot_pending, "the SSH reboot sent first may still happen: {record:?}");
+    assert_eq!(record.resume_action(), ResumeAction::AwaitNewBootId);
+}
+
+/// Soft abort once `dispatched` hosts have their reboot dispatched.
+fn soft_abort_after(dispatched: usize) -> impl FnMut(&Event, &watch::Sender<Abort>) {
+    let mut seen = 0;
+    move |event, trigger| {
+        if let Event::Transition { record } = event
+            && matches!(record.entry, Entry::Dispatched { .. })
+        {
+            seen += 1;
+            if seen == dispatched {
+                let _ = trigger.send(Abort::Soft);
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_on_a_first_ctrl_c_starts_nothing_new_and_finishes_what_is_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(5);
+    let world = World::new(&strs(&all));
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 2;
+    let summary = job.run_with_abort(watch::channel(Abort::No), soft_abort_after(2)).await;
+    assert!(summary.aborted);
+    let rebooted: Vec<&str> = all.iter().map(String::as_str).filter(|n| outcome(&summary, n) == Outcome::Rebooted).collect();
+    assert_eq!(rebooted, ["h1", "h2"], "{summary:?}");
+    for name in ["h3", "h4", "h5"] {
+        assert_eq!(outcome(&summary, name), Outcome::Skipped);
+        assert_eq!(world.reboots_received(name), 0, "{name} was started after the abort");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_on_a_second_ctrl_c_stops_at_once_and_a_resume_finishes_without_a_second_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(3);
+    let world = World::new(&strs(&all));
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 2;
+    let mut soft = soft_abort_after(2);
+    let summary = job
+        .run_with_abort(watch::channel(Abort::No), move |event, trigger| {
+            soft(event, trigger);
+            if matches!(event, Event::AbortRequested { hard: false }) {
+                let _ = trigger.send(Abort::Hard);
+            }
+        })
+        .await;
+    assert!(summary.aborted);
+    assert_eq!(outcome(&summary, "h1"), Outcome::Interrupted);
+    assert_eq!(outcome(&summary, "h2"), Outcome::Interrupted);
+    assert!(!job.state().finished, "left open for --resume");
+    let summary = job.run().await;
+    for name in &all {
+        assert_eq!(outcome(&summary, name), Outcome::Rebooted, "{name}");
+        assert_eq!(world.reboots_received(name), 1, "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_cancels_only_ssh_reboots_it_can_verify_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(3);
+    let world = World::new(&strs(&all));
+    // h1 and h2 have no BMC (the ladder waits for them); h2 cannot show that no shutdown is
+    // left scheduled; the reboot command never reaches h3, so its BMC restarts it gracefully (a
+    // reset `shutdown -c` cannot take back), and the Ctrl-C comes right then.
+    for name in ["h1", "h2"] {
+        world.set(name, |h| {
+            h.delay = Duration::from_secs(300);
+            h.bmc = None;
+        });
+    }
+    world.set("h2", |h| h.faults.cancel_unverifiable = true);
+    world.set("h3", |h| h.faults.reboot_unreachable = true);
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.cancel_pending_on_abort = true;
+    let summary = job
+        .run_with_abort(watch::channel(Abort::No), |event, trigger| {
+            if let Event::Transition { record } = event
+                && let Entry::Dispatched { host, delivery: Delivery::BmcAccepted, .. } = &record.entry
+                && host == "h3"
+            {
+                let _ = trigger.send(Abort::Soft);
+            }
+        })
+        .await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Cancelled);
+    assert_eq!(world.boot_id("h1"), "h1-boot0");
+    assert_ne!(outcome(&summary, "h2"), Outcome::Cancelled, "an unverified cancel is no cancel");
+    assert!(job.state().records["h2"].reboot_pending);
+    assert_eq!(outcome(&summary, "h3"), Outcome::Rebooted, "a BMC reset is never counted cancelled");
+    assert_eq!(world.times_of("h3", |e| *e == Happened::Cancelled).len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_keeps_the_first_reboot_in_doubt_and_its_slot_when_a_resend_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    // h1's reboot reaches it but runs late (100 s, past the ladder's 60 s + 30 s grace), and
+    // h1 then stays down for two minutes.
+    world.set("h1", |h| {
+        h.delay = Duration::from_secs(100);
+        h.down_time = Duration::from_secs(120);
+    });
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 1;
+    // Killed after the reboot went out and before `dispatched`: run_started, boot_id_read, dispatching.
+    job.kill = Some(Kill { after: 3, before_its_action: false });
+    job.run().await;
+    assert_eq!(world.reboots_received("h1"), 1);
+    // The re-send the resumed run tries is refused.
+    world.set("h1", |h| h.faults.refuse_sudo = true);
+    job.kill = None;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
+    let record = &job.state().records["h1"];
+    assert!(record.reboot_pending, "the first reboot stays in doubt: {record:?}");
+    assert_ne!(record.resume_action(), ResumeAction::Reboot);
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted);
+    assert_eq!(world.most_down_at_once(&["h1", "h2"]), 1, "h2 started while h1 could still go down");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_reads_the_boot_id_after_the_rate_wait_and_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.rate = rate(1, Duration::from_secs(300));
+    job.drain = true;
+    let w = world.clone();
+    // Somebody else reboots h2 while it waits for its rate slot.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        w.set("h2", |h| h.scheduled = Some(Instant::now()));
+    });
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted);
+    let records = job.records();
+    let old = records.iter().find_map(|r| match &r.entry {
+        Entry::Dispatching { host, old_boot_id, .. } if host == "h2" => Some(old_boot_id.clone()),
+        _ => None,
+    });
+    assert_eq!(old.as_deref(), Some("h2-boot1"), "the boot ID from before the other reboot passed for the old one");
+    assert_eq!(world.boot_id("h2"), "h2-boot2", "fleetboot's own reboot happened and was waited for");
+    let cordoned = world.times_of("h2", |e| *e == Happened::Cordoned)[0];
+    let sent = world.times_of("h2", |e| *e == Happened::SshReboot)[0];
+    assert!(sent - cordoned >= Duration::from_secs(20), "drained first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_journals_its_settings_and_what_a_resume_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 1;
+    job.settings.rate = rate(2, Duration::from_secs(60));
+    job.kill = Some(Kill { after: 2, before_its_action: false });
+    job.run().await;
+    let started = job.state().settings.expect("run_started carries the settings");
+    assert_eq!(started.concurrency, 1);
+    assert_eq!(started.rate, Some(fleetboot_core::journal::RateSpec { count: 2, per_ms: 60_000 }));
+    job.kill = None;
+    job.settings.concurrency = 2;
+    job.run().await;
+    let resumed = job.records().into_iter().find_map(|r| match r.entry {
+        Entry::RunResumed { overridden, settings, .. } => Some((overridden, settings)),
+        _ => None,
+    });
+    let (overridden, settings) = resumed.unwrap();
+    assert_eq!(overridden, ["concurrency"]);
+    assert_eq!(settings.unwrap().concurrency, 2);
+}
+
+#[test]
+fn runner_settings_round_trip_through_the_journal() {
+    let mut original = settings();
+    original.rate = rate(3, Duration::from_secs(3600));
+    original.transport = TransportChoice::Redfish;
+    original.concurrency = 7;
+    let journaled = journaled_settings(&original);
+    let mut resumed = settings();
+    apply_run_settings(&mut resumed, &journaled);
+    assert_eq!(journaled_settings(&resumed), journaled);
+    assert_eq!(resumed.rate.map(|r| r.spacing()), Some(Duration::from_secs(1200)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_clock_is_monotonic_and_keeps_wall_clock_times_for_records() {
+    let clock = RunClock::anchored(BASE_MS);
+    tokio::time::advance(Duration::from_secs(90)).await;
+    assert_eq!(clock.now_ms(), BASE_MS + 90_000);
+    assert_eq!(clock.instant_of(BASE_MS + 90_000), Instant::now());
+    // Times from before the run (a previous run's journal) map to its start.
+    assert_eq!(clock.instant_of(BASE_MS - 5_000) + Duration::from_secs(90), Instant::now());
+}
+
+/// Every way a run of this fleet can be cut: after each record, with the action it announces
+/// carried out or not. The resume never sends a second reboot to a host that may have one,
+/// and finishes every host.
+#[tokio::test(start_paused = true)]
+async fn runner_resume_of_a_journal_cut_at_every_record_never_reboots_twice() {
+    cut_everywhere(false).await;
+}
+
+/// The same with a drain before each reboot and a rate, and the resume keeps both.
+#[tokio::test(start_paused = true)]
+async fn runner_resume_of_a_drained_rate_limited_journal_cut_at_every_record_never_reboots_twice() {
+    cut_everywhere(true).await;
+}
+
+async fn cut_everywhere(drain_and_rate: bool) {
+    fn world() -> Arc<World> {
+        let world = World::new(&["h1", "h2", "h3"]);
+        // h2 refuses SSH (the BMC reboots it, the API proves it); h3's reboot runs late.
+        world.set("h2", |h| h.faults.refuse_ssh = true);
+        world.set("h3", |h| h.delay = Duration::from_secs(80));
+        world
+    }
+    let configure = |job: &mut Job| {
+        job.api = true;
+        job.settings.concurrency = 2;
+        if drain_and_rate {
+            job.drain = true;
+            job.settings.rate = rate(1, Duration::from_secs(30));
+        }
+    };
+    let total = {
+        let dir = tempfile::tempdir().unwrap();
+        let world = world();
+        let mut job = Job::new(&world, dir.path(), &["h1", "h2", "h3"]);
+        configure(&mut job);
+        let summary = job.run().await;
+        assert!(summary.hosts.iter().all(|h| h.outcome == Outcome::Rebooted), "{summary:?}");
+        job.records().len()
+    };
+    for after in 1..total {
+        for before_its_action in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let world = world();
+            let mut job = Job::new(&world, dir.path(), &["h1", "h2", "h3"]);
+            configure(&mut job);
+            job.kill = Some(Kill { after, before_its_action });
+            job.run().await;
+            job.kill = None;
+            let summary = job.run().await;
+            for name in ["h1", "h2", "h3"] {
+                let cut = format!("cut after record {after} (action {}): {name}", if before_its_action { "not done" } else { "done" });
+                assert_eq!(world.reboots_received(name), 1, "{cut}: {:?}", job.records());
+                assert_eq!(outcome(&summary, name), Outcome::Rebooted, "{cut}: {summary:?}");
+                let cordons = world.times_of(name, |e| *e == Happened::Cordoned).len();
+                let uncordons = world.times_of(name, |e| *e == Happened::Uncordoned).len();
+                let last_is_uncordon = world.with(name, |h| {
+                    h.log.iter().rev().find(|(_, e)| matches!(e, Happened::Cordoned | Happened::Uncordoned)).map(|(_, e)| e.clone())
+                });
+                assert!(
+                    !drain_and_rate || (cordons >= 1 && last_is_uncordon == Some(Happened::Uncordoned)),
+                    "{cut}: cordoned {cordons}, uncordoned {uncordons}, left {last_is_uncordon:?}"
+                );
+            }
+            if drain_and_rate {
+                let sends = world.sends();
+                for pair in sends.windows(2) {
+                    assert!(pair[1].0 - pair[0].0 >= Duration::from_secs(30), "{after}: sends closer than the rate: {sends:?}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_with_hosts_that_fail_in_every_way_holds_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(8);
+    let world = World::new(&strs(&all));
+    world.set("h1", |h| {
+        h.faults.hang_ssh = true;
+        h.bmc = None;
+    });
+    world.set("h2", |h| {
+        h.faults.auth_fail = true;
+        h.bmc = None;
+    });
+    world.set("h3", |h| {
+        h.faults.never_returns = true;
+        h.bmc = None;
+    });
+    world.set("h4", |h| {
+        h.faults.hung = true;
+        h.bmc = None;
+    });
+    world.set("h5", |h| h.faults.refuse_sudo = true);
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 2;
+    job.settings.timeout = Duration::from_secs(300);
+    let summary = job.run().await;
+    for name in ["h1", "h2", "h3", "h4", "h5"] {
+        assert_eq!(outcome(&summary, name), Outcome::Failed, "{name}: {summary:?}");
+    }
+    for name in ["h6", "h7", "h8"] {
+        assert_eq!(outcome(&summary, name), Outcome::Rebooted, "{name}");
+    }
+    for name in &all {
+        assert!(world.reboots_received(name) <= 1, "{name}");
+    }
+    assert!(world.most_down_at_once(&strs(&all)) <= 2);
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn faults() -> impl Strategy<Value = (Faults, Option<BmcBehaviour>, u64)> {
+        let fault = prop_oneof![
+            4 => Just(Faults::default()),
+            1 => Just(Faults { refuse_ssh: true, ..Faults::default() }),
+            1 => Just(Faults { hang_ssh: true, ..Faults::default() }),
+            1 => Just(Faults { auth_fail: true, ..Faults::default() }),
+            1 => Just(Faults { refuse_sudo: true, ..Faults::default() }),
+            1 => Just(Faults { hung: true, ..Faults::default() }),
+            1 => Just(Faults { never_returns: true, ..Faults::default() }),
+            1 => Just(Faults { reboot_unreachable: true, ..Faults::default() }),
+        ];
+        let bmc = prop_oneof![
+            Just(None),
+            Just(Some(BmcBehaviour::Works)),
+            Just(Some(BmcBehaviour::FailsBefore)),
+            Just(Some(BmcBehaviour::FailsAfter))
+        ];
+        (fault, bmc, 10u64..120)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48), ..ProptestConfig::default() })]
+        /// Whatever each host does, a run (killed once anywhere, then resumed) never sends a
+        /// second SSH reboot to a host with one pending, never resets a node through its BMC
+        /// before its scheduled shutdown could have run, never repeats a reset of the same kind,
+        /// ends every host, and calls a host rebooted only when its own boot ID changed.
+        #[test]
+        fn runner_model_holds_for_any_fleet(hosts in proptest::collection::vec(faults(), 1..6),
+                                            concurrency in 1usize..4,
+                                            kill_after in proptest::option::of((1usize..40, any::<bool>()))) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            runtime.block_on(async {
+                let all = names(hosts.len());
+                let world = World::new(&strs(&all));
+                for (name, (faults, bmc, delay)) in all.iter().zip(&hosts) {
+                    world.set(name, |h| {
+                        h.faults = *faults;
+                        h.bmc = *bmc;
+                        h.delay = Duration::from_secs(*delay);
+                    });
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let mut job = Job::new(&world, dir.path(), &strs(&all));
+                job.api = true;
+                job.settings.concurrency = concurrency;
+                job.settings.timeout = Duration::from_secs(300);
+                job.settings.scheduled_delay = Duration::from_secs(120);
+                job.kill = kill_after.map(|(after, before_its_action)| Kill { after, before_its_action });
+                let mut summary = job.run().await;
+                if job.kill.is_some() {
+                    job.kill = None;
+                    summary = job.run().await;
+                }
+                for (name, (faults, _, _)) in all.iter().zip(&hosts) {
+                    let log = world.with(name, |h| h.log.clone());
+                    prop_assert!(!log.iter().any(|(_, e)| *e == Happened::SshRebootAgain), "{name}: {log:?}");
+                    // A host that swallows a reboot (hung) whose hand-over a kill kept out of the
+                    // journal looks exactly like one the reboot never reached: the ladder sends it
+                    // again, once. Any other host gets one SSH reboot at most.
+                    let swallowed_and_cut = faults.hung && kill_after.is_some();
+                    let ssh_reboots = log.iter().filter(|(_, e)| *e == Happened::SshReboot).count();
+                    prop_assert!(ssh_reboots <= 1 + usize::from(swallowed_and_cut), "{name}: {log:?}");
+                    for kind in [RestartKind::Graceful, RestartKind::Force] {
+                        prop_assert!(log.iter().filter(|(_, e)| *e == Happened::BmcReset(kind)).count() <= 1, "{name}: {log:?}");
+                    }
+                    if let Some((ssh_at, _)) = log.iter().find(|(_, e)| *e == Happened::SshReboot) {
+                        for (at, e) in &log {
+                            if matches!(e, Happened::BmcReset(_)) {
+                                prop_assert!(*at - *ssh_at >= Duration::from_secs(120), "{name}: reset too early: {log:?}");
+                            }
+                        }
+                    }
+                    let outcome = outcome(&summary, name);
+                    prop_assert_ne!(outcome, Outcome::Interrupted, "{}", name);
+                    if outcome == Outcome::Rebooted {
+                        prop_assert_ne!(world.boot_id(name), format!("{name}-boot0"));
+                    }
+                }
+                prop_assert!(job.state().finished);
+                Ok(())
+            })?;
+        }
+    }
+}

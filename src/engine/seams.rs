@@ -1,0 +1,181 @@
+//! The runner's seams besides power delivery over SSH ([`PowerTransport`]): what the cluster
+//! API shows of a node ([`NodeEvidence`]), cordon and drain ([`NodeDrain`]) and resets through
+//! the nodes' BMCs ([`BmcPower`]). Each is a small object-safe trait, implemented here for the
+//! adapter types, so the runner can also run against in-memory fakes (its tests do).
+//!
+//! [`PowerTransport`]: fleetboot_core::transport::PowerTransport
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::adapters::bmc::RedfishPower;
+use crate::adapters::kube::{Drainer, NodeWatch};
+use crate::adapters::redfish::RedfishError;
+use fleetboot_core::nodes::DrainPolicy;
+use fleetboot_core::power::RestartKind;
+
+/// Why the cluster API did not show a node back by the deadline.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    /// The deadline passed; `reason` says what the API showed instead.
+    #[error("{reason}")]
+    NotBack { reason: String },
+}
+
+/// The cluster API's view of a node: its boot ID, and when it is Ready with a new one.
+pub trait NodeEvidence: Send + Sync + 'static {
+    /// The node's boot ID as the API shows it now, if it shows one.
+    fn boot_id<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Waits until the API shows `node` Ready with a boot ID other than `old`, and returns that
+    /// boot ID, or why not by `deadline` (monotonic).
+    fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>>;
+}
+
+/// A cordon, uncordon or eviction that did not go through.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    /// The API refused or could not be reached; `message` names the node and the operation.
+    #[error("{message}")]
+    Api { message: String },
+    /// Pods the drain could not move by its timeout (namespace/name).
+    #[error("pods still on the node: {}", .pods.join(", "))]
+    PodsLeft { pods: Vec<String> },
+}
+
+/// Cordon, drain and uncordon (`--drain`).
+pub trait NodeDrain: Send + Sync + 'static {
+    fn policy(&self) -> DrainPolicy;
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>>;
+    /// Evicts every pod the drain covers until none is left or the policy's timeout: the number
+    /// evicted, or [`DrainError::PodsLeft`].
+    fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>>;
+    /// `--drain-failure force`: deletes the pods eviction could not move.
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()>;
+}
+
+/// A BMC reset that failed, classified by whether the reset may have happened anyway.
+#[derive(Debug, thiserror::Error)]
+pub enum BmcError {
+    /// Failed before the reset request went out (or the BMC refused it): no reset happened.
+    #[error(transparent)]
+    NotSent(RedfishError),
+    /// Failed after the reset request was sent, or where that cannot be told apart (a
+    /// timeout, a dropped connection, a 5xx, a task monitor that failed or vanished): the node
+    /// may be resetting, and counts as such.
+    #[error(transparent)]
+    MayHaveReset(RedfishError),
+}
+
+impl BmcError {
+    pub fn may_have_reset(&self) -> bool {
+        matches!(self, BmcError::MayHaveReset(_))
+    }
+}
+
+/// Power through the nodes' BMCs.
+pub trait BmcPower: Send + Sync + 'static {
+    /// Whether a BMC is known for this node.
+    fn has(&self, node: &str) -> bool;
+    /// After a graceful restart through the BMC, a forced one follows this much later.
+    fn graceful_timeout(&self) -> Duration;
+    /// Restarts the node; returns the Redfish ResetType the BMC accepted.
+    fn restart<'a>(&'a self, node: &'a str, kind: RestartKind) -> BoxFuture<'a, Result<String, BmcError>>;
+}
+
+impl NodeEvidence for NodeWatch {
+    fn boot_id<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(NodeWatch::boot_id(self, node))
+    }
+
+    fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>> {
+        Box::pin(async move { NodeWatch::wait_back(self, node, old, deadline).await.map_err(|reason| EvidenceError::NotBack { reason }) })
+    }
+}
+
+impl NodeDrain for Drainer {
+    fn policy(&self) -> DrainPolicy {
+        Drainer::policy(self)
+    }
+
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>> {
+        Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(|message| DrainError::Api { message }) })
+    }
+
+    fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
+        Box::pin(async move { Drainer::evict_all(self, node).await.map_err(|pods| DrainError::PodsLeft { pods }) })
+    }
+
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(Drainer::delete_pods(self, pods))
+    }
+}
+
+/// Whether a Redfish error of a restart proves that no reset was carried out: it failed
+/// before the reset request could go out (URL, TLS, credentials, the reset types the BMC
+/// allows) or the BMC answered the reset request itself with a 4xx refusal. Everything else
+/// (unreachable, timed out, 5xx, a protocol error, a task monitor's answer) may have come after
+/// the request was sent. Pure.
+pub fn provably_not_sent(error: &RedfishError) -> bool {
+    match error {
+        RedfishError::BadUrl { .. }
+        | RedfishError::Tls { .. }
+        | RedfishError::Auth { .. }
+        | RedfishError::Setup { .. }
+        | RedfishError::NoUsableReset { .. }
+        | RedfishError::ResetNotAllowed { .. } => true,
+        RedfishError::Http { method, path, status, .. } => {
+            (400..500).contains(status) && method == "POST" && (path.ends_with("ComputerSystem.Reset") || path.contains("Sessions"))
+        }
+        // A link refused (another origin) may be a task monitor after an accepted reset.
+        RedfishError::Unreachable { .. }
+        | RedfishError::Protocol { .. }
+        | RedfishError::Timeout { .. }
+        | RedfishError::ForeignLink { .. } => false,
+    }
+}
+
+impl BmcPower for RedfishPower {
+    fn has(&self, node: &str) -> bool {
+        RedfishPower::has(self, node)
+    }
+
+    fn graceful_timeout(&self) -> Duration {
+        self.graceful_timeout
+    }
+
+    fn restart<'a>(&'a self, node: &'a str, kind: RestartKind) -> BoxFuture<'a, Result<String, BmcError>> {
+        Box::pin(async move {
+            RedfishPower::restart(self, node, kind)
+                .await
+                .map_err(|e| if provably_not_sent(&e) { BmcError::NotSent(e) } else { BmcError::MayHaveReset(e) })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_before_the_reset_request_prove_that_no_reset_happened() {
+        let node = || "n".to_string();
+        let http = |method: &str, path: &str, status| RedfishError::Http {
+            node: node(),
+            method: method.into(),
+            path: path.into(),
+            status,
+            message: "m".into(),
+        };
+        assert!(provably_not_sent(&RedfishError::Auth { node: node(), url: "u".into(), user: "admin".into() }));
+        assert!(provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 400)));
+        assert!(provably_not_sent(&http("POST", "/redfish/v1/SessionService/Sessions", 401)));
+        // The reset may have happened: the answer was lost, the BMC failed after accepting it,
+        // its task monitor vanished.
+        assert!(!provably_not_sent(&RedfishError::Unreachable { node: node(), url: "u".into(), reason: "connection closed".into() }));
+        assert!(!provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 503)));
+        assert!(!provably_not_sent(&http("GET", "/redfish/v1/TaskService/Tasks/1/Monitor", 404)));
+        assert!(!provably_not_sent(&RedfishError::Timeout { node: node(), what: "the task".into(), limit: "30s".into() }));
+    }
+}
