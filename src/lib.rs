@@ -86,8 +86,6 @@ pub enum SelectionError {
     AmbiguousHost { host: String, address: String, nodes: Vec<String> },
     #[error("{why}, but no BMC is known for: {}{hint}", nodes.join(", "))]
     NoBmc { why: &'static str, nodes: Vec<String>, hint: &'static str },
-    #[error("not nodes of the cluster at {cluster}: {}; reboot them in a run of their own, or all of them with --no-cluster", hosts.join(", "))]
-    NotNodes { hosts: Vec<String>, cluster: fleetboot_core::journal::ClusterIdentity },
     #[error("name the nodes to act on, or one BMC with --bmc")]
     NoPowerTargets,
     #[error("{action} needs {flag}{why}")]

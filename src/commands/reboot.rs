@@ -15,6 +15,7 @@ use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, 
 use crate::engine::runner::Abort;
 use crate::report::Reporter;
 use crate::{Error, ExitCode};
+use fleetboot_core::journal::SettingsOverrides;
 use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
 
 /// `--drain-failure`: what a drain that times out does to its host.
@@ -180,6 +181,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         }),
         None => Selection::Hosts(inventory(&args.hosts, &settings)?),
     };
+    let overrides = explicit_overrides(&args.layer(), &settings);
     // One connection for the whole run: discovery, the Node watcher, the lease and the drain.
     // A resume connects too, to check that its journal belongs to this cluster. A host list is
     // mapped onto the cluster's nodes whenever a cluster is configured (unless --no-cluster):
@@ -201,7 +203,24 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         groups: GroupPolicy { group_by: args.group_by.clone(), group_concurrency: args.group_concurrency, all_at_once: args.all_at_once },
         drain: args.drain_policy(),
         lease: LeasePolicy { namespace: args.lease_namespace.clone(), break_lock: args.break_lock, duration: args.lease_duration.into() },
+        overrides,
     })
+}
+
+/// The run settings this command line gives explicitly (flags, not the config file): the only
+/// ones a resume takes instead of the journal's.
+fn explicit_overrides(flags: &Layer, settings: &Settings) -> SettingsOverrides {
+    let run = crate::engine::runner::journaled_settings(&settings.reboot);
+    let r = &flags.reboot;
+    SettingsOverrides {
+        transport: r.transport.as_ref().map(|_| run.transport),
+        command: r.command.as_ref().map(|_| run.command.clone()),
+        rate: r.rate.as_ref().map(|_| run.rate),
+        concurrency: r.concurrency.map(|_| run.concurrency),
+        timeout_ms: r.timeout.as_ref().map(|_| run.timeout_ms),
+        scheduled_delay_ms: None,
+        poll_interval_ms: r.poll_interval.as_ref().map(|_| run.poll_interval_ms),
+    }
 }
 
 /// Whether a cluster is configured or found as kubectl finds it: flags, the config's

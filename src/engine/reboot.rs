@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fleetboot_core::events::{Event, Summary};
 use fleetboot_core::hosts::{self, Host};
-use fleetboot_core::journal::RunState;
+use fleetboot_core::journal::{RunState, SettingsOverrides, resume_settings};
 use fleetboot_core::nodes::{DrainPolicy, NodeInfo};
 use fleetboot_core::plan::{Grouping, Plan, plan_reboot};
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
 use crate::adapters::journal::{self, JournalWriter};
 use crate::adapters::kube::ClusterConnection;
 use crate::adapters::ssh::{SshClient, SshTransport};
-use crate::engine::runner::{self, Abort, RetryPolicy, RunInputs};
+use crate::engine::runner::{self, Abort, RetryPolicy, RunInputs, apply_run_settings, journaled_settings};
 use crate::{Error, SelectionError};
 
 /// Which hosts a job reboots.
@@ -93,6 +93,9 @@ pub struct RebootJob {
     /// `--drain`. A resumed run drains as it started, whatever is given here.
     pub drain: Option<DrainPolicy>,
     pub lease: LeasePolicy,
+    /// The settings given explicitly for this job (flags): a resumed run keeps its journaled
+    /// transport, command, rate, concurrency and timeouts except these.
+    pub overrides: SettingsOverrides,
 }
 
 /// A job whose inventory, plan and journal path are known; nothing has been contacted but the
@@ -119,11 +122,14 @@ pub fn new_run_id() -> String {
 /// nodes without exactly one address of the chosen type, `--drain` without a cluster, and a
 /// resume under a cluster other than the journal's.
 pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
-    let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease } = job;
+    let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease, overrides } = job;
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
         Selection::Resume(path) => {
             let (_, state) = journal::load(&path)?;
             check_same_cluster(&path, &state, cluster.as_ref())?;
+            // The run goes on as it started, but for what the user overrides explicitly.
+            let (run, _) = resume_settings(state.settings.as_ref(), &journaled_settings(&settings.reboot), &overrides);
+            apply_run_settings(&mut settings.reboot, &run);
             (state.hosts.clone(), state.grouping.clone(), Some(state), path, None)
         }
         Selection::Nodes(select) => {
@@ -140,11 +146,6 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
             let (hosts, grouping, nodes) = hosts_onto_nodes(hosts, &groups, connection).await?;
             if drain.is_some() && nodes.is_empty() {
                 return Err(SelectionError::DrainNeedsNodes.into());
-            }
-            if !grouping.standalone.is_empty() {
-                // The runner proves every host of a cluster run through the API; hosts that are
-                // no node could never be proven that way, so they are refused rather than failed.
-                return Err(SelectionError::NotNodes { hosts: grouping.standalone.clone(), cluster: connection.identity.clone() }.into());
             }
             (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
         }

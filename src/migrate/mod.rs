@@ -22,6 +22,7 @@ use crate::engine::runner::Abort;
 use crate::report::Reporter;
 use crate::{Error, ExitCode};
 use checks::Check;
+use fleetboot_core::journal::SettingsOverrides;
 use record::{MigrationEntry, MigrationState, MigrationWriter, Step, Variant};
 
 pub const MIGRATION_ANNOTATION: &str = "networkoperator.openshift.io/network-migration";
@@ -472,6 +473,7 @@ impl Migration<'_> {
         flags.reboot.concurrency = concurrency;
         let failed = |e: Error| MigrateError::State(e.to_string());
         let settings = crate::commands::load_settings(self.config, flags).map_err(failed)?;
+        let settings_concurrency = settings.reboot.concurrency;
         let job = RebootJob {
             settings,
             selection,
@@ -480,6 +482,8 @@ impl Migration<'_> {
             groups,
             drain: None,
             lease: LeasePolicy::default(),
+            // A resumed step 7 keeps the limits the migration gives it.
+            overrides: SettingsOverrides { concurrency: concurrency.map(|_| settings_concurrency), ..SettingsOverrides::default() },
         };
         let prepared = prepare(job).await.map_err(failed)?;
         let (trigger, abort) = tokio::sync::watch::channel(Abort::No);

@@ -16,6 +16,7 @@ mod netns;
 mod nodes;
 mod reboot;
 mod redfish_links;
+mod resume;
 mod sim_kube;
 mod sim_kubectl;
 mod ssh_auth;

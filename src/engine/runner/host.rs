@@ -162,7 +162,7 @@ async fn read_again<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usab
 async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), Stop> {
     let name = || host.name.clone();
     // With a drain, SSH (or the fallback) must reach the node before it is cordoned.
-    let looked = match &shared.drain {
+    let looked = match shared.drain_for(host) {
         Some(_) => Some(first_look(shared, host).await?),
         None => None,
     };
@@ -177,7 +177,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     if shared.budget_spent() {
         return Err(skip("the failure budget (--max-failures) was spent"));
     }
-    if let Some(drain) = &shared.drain {
+    if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
     }
     // The boot ID is read right before the intent is journaled: after the rate wait and the
@@ -223,7 +223,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
 }
 
 async fn current_api_boot_id<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
-    shared.api.as_ref()?.boot_id(&host.name).await
+    shared.api_for(host)?.boot_id(&host.name).await
 }
 
 /// Journals the intent, then hands the reboot over SSH. Ok(Ok(at)): handed over, sent at `at`;
@@ -321,7 +321,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
                 // expected for a moment; the deadline decides.
                 Err(_) => {}
             }
-        } else if let (Some(api), Next::WaitUntil(until)) = (&shared.api, next) {
+        } else if let (Some(api), Next::WaitUntil(until)) = (shared.api_for(host), next) {
             // No SSH: the Node watch wakes this on the node's own events until the next step.
             let mut abort = shared.abort.clone();
             tokio::select! {
@@ -427,7 +427,7 @@ async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<T>, host: &
                     Err(TransportError::HostKey(_)) => return,
                     _ => {}
                 }
-            } else if let Some(api) = &shared.api {
+            } else if let Some(api) = shared.api_for(host) {
                 let _ = api.wait_back(&host.name, old, deadline).await;
                 return;
             }
@@ -462,7 +462,7 @@ async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &st
 }
 
 async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, since_ms: u64, ssh_usable: bool) -> Result<(), Stop> {
-    if let Some(api) = &shared.api {
+    if let Some(api) = shared.api_for(host) {
         // The API must agree: the node Ready with a boot ID other than the old one. An API
         // outage (the masters rebooting) only delays this; the reboot deadline decides.
         let deadline = shared.clock.instant_of(since_ms + shared.settings.timeout.as_millis() as u64);
@@ -493,7 +493,7 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
 }
 
 async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
-    if let Some(drain) = &shared.drain {
+    if let Some(drain) = shared.drain_for(host) {
         match drain.set_unschedulable(&host.name, false).await {
             Ok(()) => {
                 let _ = shared.record(Entry::Uncordoned { host: host.name.clone() });

@@ -283,9 +283,21 @@ struct Shared<T> {
     drain: Option<Arc<dyn NodeDrain>>,
     bmc: Option<Arc<dyn BmcPower>>,
     fallback: FallbackPolicy,
+    /// Hosts of a cluster run that are no node of it: proven over SSH alone, never drained.
+    standalone: BTreeSet<String>,
 }
 
 impl<T: PowerTransport> Shared<T> {
+    /// The cluster's evidence for this host, when it is one of the cluster's nodes.
+    fn api_for(&self, host: &Host) -> Option<&Arc<dyn NodeEvidence>> {
+        self.api.as_ref().filter(|_| !self.standalone.contains(&host.name))
+    }
+
+    /// The drainer for this host, when it is one of the cluster's nodes.
+    fn drain_for(&self, host: &Host) -> Option<&Arc<dyn NodeDrain>> {
+        self.drain.as_ref().filter(|_| !self.standalone.contains(&host.name))
+    }
+
     fn has_bmc(&self, host: &Host) -> bool {
         self.bmc.as_ref().is_some_and(|b| b.has(&host.name))
     }
@@ -555,6 +567,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         drain,
         bmc,
         fallback,
+        standalone: plan.grouping.standalone.iter().cloned().collect(),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
