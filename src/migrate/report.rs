@@ -12,7 +12,7 @@ use crate::journal::{HostRecord, RunState};
 #[derive(Serialize)]
 struct StepLine {
     step: Step,
-    number: &'static str,
+    number: String,
     title: &'static str,
     started_ms: u64,
     ended_ms: Option<u64>,
@@ -69,7 +69,7 @@ fn build(state: &MigrationState, reboot: Option<&RunState>) -> Report {
         .iter()
         .map(|&(step, started, ended)| StepLine {
             step,
-            number: step.number(),
+            number: state.flow.unwrap_or(super::record::Flow::Seed).number(step),
             title: step.title(),
             started_ms: started,
             ended_ms: ended,

@@ -3,11 +3,13 @@
 //! and stops them by PID, also when a test fails.
 
 mod bmc;
+mod clients;
 mod common;
 mod demo;
 mod exec;
 mod input;
 mod migrate;
+mod migrate_versions;
 mod netns;
 mod nodes;
 mod reboot;
