@@ -229,6 +229,8 @@ pub struct MigrationState {
     pub failing_pods: Vec<String>,
     pub network_options: Option<serde_json::Value>,
     pub superseded_by: Option<PathBuf>,
+    /// Preflight's warnings and what happened along the way, for the report.
+    pub warnings: Vec<String>,
     pub mtu: Option<u32>,
     pub geneve_port: Option<u32>,
     pub reboot_concurrency: Option<usize>,
@@ -282,7 +284,8 @@ impl MigrationState {
                 self.geneve_port = *geneve_port;
                 self.reboot_concurrency = *reboot_concurrency;
             }
-            MigrationEntry::MigrationResumed { .. } | MigrationEntry::Warning { .. } => {}
+            MigrationEntry::MigrationResumed { .. } => {}
+            MigrationEntry::Warning { message } => self.warnings.push(message.clone()),
             MigrationEntry::StepStarted { step } => self.timings.push((*step, record.at_ms, None)),
             MigrationEntry::StepDone { step, .. } => {
                 if !self.done.contains(step) {

@@ -112,6 +112,16 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
     }
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("| worker-5 | confirmed | ssh |") && report.contains("| PASS | no pod in an error state"), "{report}");
+    assert!(
+        report.contains("OpenShift 4.16.21 · two-phase flow") && report.contains("- paused-pools: MachineConfigPool infra is paused"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "Pods already failing before the migration (not counted by the verification): openshift-kube-apiserver/installer-7-master-0"
+        ),
+        "{report}"
+    );
     let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
     assert_eq!(svg.matches("<title>").count(), 18, "two bars per node");
     assert!(

@@ -400,3 +400,59 @@ fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched()
     ]);
     refused(&sim, &moved, "operators-healthy: ClusterOperator dns is Progressing: rolling");
 }
+
+#[test]
+fn phase_1_waits_on_a_pod_disruption_budget_and_the_daemon_log_says_so() {
+    let sim = Sim::start_with(0, 2, &["--openshift-version", "4.14.38"]);
+    let manifest = sim.path("app.json");
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"db-0","namespace":"default","labels":{"app":"db"}},
+         "spec":{"nodeName":"worker-0","containers":[{"name":"db","image":"example/db"}]}},
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"db-1","namespace":"default","labels":{"app":"db"}},
+         "spec":{"nodeName":"worker-1","containers":[{"name":"db","image":"example/db"}]}},
+        {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"db","namespace":"default"},
+         "spec":{"minAvailable":2,"selector":{"matchLabels":{"app":"db"}}}}]}"#,
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+    for pod in ["db-0", "db-1"] {
+        sim.kubectl_ok(&["patch", "pod", pod, "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Running"}}"#]);
+    }
+    let pdb_status = |allowed: u32| {
+        format!(
+            r#"{{"status":{{"currentHealthy":2,"desiredHealthy":2,"disruptionsAllowed":{allowed},"expectedPods":2,"observedGeneration":1}}}}"#
+        )
+    };
+    sim.kubectl_ok(&["patch", "pdb", "db", "--subresource=status", "--type", "merge", "-p", &pdb_status(0)]);
+    let child = sim
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The daemon of the first node cordoned and tries to drain: the budget holds it.
+    let start = Instant::now();
+    let blocked = loop {
+        let logs = sim.kubectl_ok(&["-n", "openshift-machine-config-operator", "logs", "-l", "k8s-app=machine-config-daemon", "--tail=-1"]);
+        if let Some(line) = logs.lines().find(|l| l.contains("disruption budget")) {
+            break line.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no drain was ever blocked: {logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        blocked.contains("error when evicting pods/\"db-")
+            && blocked.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{blocked}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sim.kubectl_ok(&["get", "pods", "-l", "app=db", "-o", "name"]).lines().count(), 2, "nothing evicted while the budget holds");
+    assert_eq!(network_type(&sim).1, "OpenShiftSDN", "no switch before phase 1 is over");
+    // The budget allows disruptions again: the rollout and the migration go on.
+    sim.kubectl_ok(&["patch", "pdb", "db", "--subresource=status", "--type", "merge", "-p", &pdb_status(2)]);
+    let done = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(done.code, 0, "{}", done.debug());
+    assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+}
