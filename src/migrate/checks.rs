@@ -24,6 +24,11 @@ pub struct ClusterSnapshot {
     pub network_operator: Value,
     /// Every pod (all namespaces).
     pub pods: Vec<Value>,
+    /// OpenShift SDN's NetNamespaces, HostSubnets and EgressNetworkPolicies (empty where the
+    /// cluster has none): the egress IPs, multicast and egress firewalls to inventory.
+    pub netnamespaces: Vec<Value>,
+    pub hostsubnets: Vec<Value>,
+    pub egress_network_policies: Vec<Value>,
 }
 
 /// How the migration is asked to start.
@@ -36,6 +41,9 @@ pub struct PreflightRequest<'a> {
     /// unhealthy, so health problems are warnings, and the type may be either.
     pub rollback_after_failure: bool,
     pub subnets: &'a InternalSubnets,
+    /// The minor release (4.N), when known: egress IP, egress firewall and multicast are
+    /// migrated by the network operator only from 4.12.
+    pub release_minor: Option<u32>,
 }
 
 /// Where OVN-Kubernetes' internal ranges go, when moved (`--v4-internal-subnet` and friends).
@@ -259,6 +267,48 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
         findings.warnings.push(format!(
             "migration-set: spec.migration is already set ({}): the first step clears it, as the documentation does",
             migration.map(Value::to_string).unwrap_or_default()
+        ));
+    }
+    // OpenShift SDN features: the operator converts them from 4.12 (`spec.migration.features`);
+    // before, they are lost (openshift-docs `modules/nw-ovn-kubernetes-migration-about.adoc`).
+    let converted = request.release_minor.is_some_and(|m| m >= 12);
+    let fate = |what: &str, switch: &str| {
+        if converted {
+            format!("the network operator converts {what} (spec.migration.features.{switch}; --skip-feature to leave them)")
+        } else {
+            format!("{what} are not migrated before 4.12: recreate them for OVN-Kubernetes after the migration")
+        }
+    };
+    let mut egress_ips: Vec<String> = Vec::new();
+    for object in snapshot.netnamespaces.iter().chain(&snapshot.hostsubnets) {
+        if let Some(ips) = object.get("egressIPs").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+            let ips: Vec<&str> = ips.iter().filter_map(Value::as_str).collect();
+            egress_ips.push(format!("{} ({})", name(object), ips.join(", ")));
+        }
+    }
+    if !egress_ips.is_empty() {
+        findings.warnings.push(format!("egress-ip: egress IPs on {}: {}", egress_ips.join("; "), fate("egress IPs", "egressIP")));
+    }
+    let multicast: Vec<&str> = snapshot
+        .netnamespaces
+        .iter()
+        .filter(|n| text(n, "/metadata/annotations/netnamespace.network.openshift.io~1multicast-enabled") == "true")
+        .map(name)
+        .collect();
+    if !multicast.is_empty() {
+        findings.warnings.push(format!(
+            "multicast: multicast enabled in {}: {}",
+            multicast.join(", "),
+            fate("multicast namespaces", "multicast")
+        ));
+    }
+    let firewalls: Vec<String> =
+        snapshot.egress_network_policies.iter().map(|p| format!("{}/{}", text(p, "/metadata/namespace"), name(p))).collect();
+    if !firewalls.is_empty() {
+        findings.warnings.push(format!(
+            "egress-firewall: EgressNetworkPolicies {}: {}",
+            firewalls.join(", "),
+            fate("egress network policies (to EgressFirewalls)", "egressFirewall")
         ));
     }
     // Egress routers (`pod.network.openshift.io/assign-macvlan`) are not migrated.
@@ -612,6 +662,9 @@ mod tests {
             network_config: json!({"spec": {"clusterNetwork": [{"cidr": "10.128.0.0/14"}], "serviceNetwork": ["172.30.0.0/16"]}}),
             network_operator: json!({"spec": {"defaultNetwork": {"type": "OpenShiftSDN", "openshiftSDNConfig": {"mode": "NetworkPolicy"}}}}),
             pods: vec![],
+            netnamespaces: vec![],
+            hostsubnets: vec![],
+            egress_network_policies: vec![],
         }
     }
 
@@ -623,6 +676,7 @@ mod tests {
             etcd_backup_confirmed: backup,
             rollback_after_failure: false,
             subnets: &NONE,
+            release_minor: Some(14),
         }
     }
 
@@ -673,6 +727,30 @@ mod tests {
         let mut ovn = healthy();
         ovn.spec_network_type = "OVNKubernetes".into();
         assert!(preflight(&ovn, &request("OpenShiftSDN", true)).refusals.is_empty());
+    }
+
+    #[test]
+    fn the_sdn_features_are_inventoried_with_their_fate_by_release() {
+        let mut snapshot = healthy();
+        snapshot.netnamespaces = vec![
+            json!({"metadata": {"name": "shop", "annotations": {"netnamespace.network.openshift.io/multicast-enabled": "true"}}, "egressIPs": ["192.0.2.50"]}),
+        ];
+        snapshot.egress_network_policies = vec![json!({"metadata": {"name": "default", "namespace": "shop"}})];
+        let warnings = preflight(&snapshot, &request("OVNKubernetes", true)).warnings.join("\n");
+        assert!(
+            warnings.contains(
+                "egress-ip: egress IPs on shop (192.0.2.50): the network operator converts egress IPs (spec.migration.features.egressIP"
+            ),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("multicast: multicast enabled in shop")
+                && warnings.contains("egress-firewall: EgressNetworkPolicies shop/default"),
+            "{warnings}"
+        );
+        let mut old = request("OVNKubernetes", true);
+        old.release_minor = Some(10);
+        assert!(preflight(&snapshot, &old).warnings.join("\n").contains("egress IPs are not migrated before 4.12"));
     }
 
     #[test]

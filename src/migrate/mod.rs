@@ -167,6 +167,9 @@ fn pods() -> ApiResource {
 fn nodes() -> ApiResource {
     resource("", "v1", "Node", "nodes")
 }
+fn sdn_kind(kind: &str, plural: &str) -> ApiResource {
+    resource("network.openshift.io", "v1", kind, plural)
+}
 fn namespaces() -> ApiResource {
     resource("", "v1", "Namespace", "namespaces")
 }
@@ -221,7 +224,19 @@ impl Target {
             network_operator: self.get(&network_operator(), "cluster").await?,
             network_config: config,
             pods: self.list(&pods()).await?,
+            netnamespaces: self.list_if_served(&sdn_kind("NetNamespace", "netnamespaces")).await?,
+            hostsubnets: self.list_if_served(&sdn_kind("HostSubnet", "hostsubnets")).await?,
+            egress_network_policies: self.list_if_served(&sdn_kind("EgressNetworkPolicy", "egressnetworkpolicies")).await?,
         })
+    }
+
+    /// A list of a kind the cluster may not serve (OpenShift SDN's, on an OVN cluster): empty then.
+    async fn list_if_served(&self, r: &ApiResource) -> Result<Vec<Value>, MigrateError> {
+        match self.cluster_scoped(r).list(&ListParams::default()).await {
+            Ok(list) => Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+            Err(e) => Err(api_error(&format!("list {}", r.plural))(e)),
+        }
     }
 
     async fn verify_inputs(&self, target: &str, baseline: &[String]) -> Result<checks::VerifyInputs, MigrateError> {
@@ -535,6 +550,7 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
                 etcd_backup_confirmed: args.etcd_backup_confirmed,
                 rollback_after_failure: supersedes.is_some(),
                 subnets: &subnets,
+                release_minor: minor_version(&version).map(|v| v.1),
             },
         );
         if !findings.refusals.is_empty() {
@@ -1215,6 +1231,7 @@ async fn plan(
                 etcd_backup_confirmed: args.etcd_backup_confirmed,
                 rollback_after_failure,
                 subnets,
+                release_minor: minor_version(version).map(|v| v.1),
             },
         )
     } else {

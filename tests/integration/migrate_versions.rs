@@ -74,16 +74,22 @@ fn dispatches(journal: &Path) -> std::collections::BTreeMap<String, usize> {
 }
 
 /// A whole migration on a simulated release, with the flow it requires.
-fn migrates_end_to_end(version: &str, flow: &str) {
+fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
     let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
     assert_eq!(get(&sim, "clusterversion", "version", ".status.desired.version"), version);
     let plan = migrate(&sim, &["--plan"]);
     assert_eq!(plan.code, 0, "{}", plan.debug());
     assert!(plan.stdout.contains(&format!("flow: {flow} — OpenShift {version}")), "{}", plan.stdout);
 
-    let run = migrate(&sim, &["--etcd-backup-confirmed"]);
+    let mut args = vec!["--etcd-backup-confirmed"];
+    args.extend(extra);
+    let run = migrate(&sim, &args);
     assert_eq!(run.code, 0, "{}", run.debug());
     assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    if extra.contains(&"multicast") {
+        assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.migration.features.multicast"), "false");
+        assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.migration.features.egressIP"), "true");
+    }
     let dir = &migration_dirs(&sim)[0];
     let journal = journal_text(dir);
     let at = |marker: &str| journal.find(marker).unwrap_or_else(|| panic!("{marker} not in {journal}"));
@@ -117,17 +123,18 @@ fn migrates_end_to_end(version: &str, flow: &str) {
 
 #[test]
 fn release_4_7_migrates_with_the_seed_flow() {
-    migrates_end_to_end("4.7.60", "seed");
+    migrates_end_to_end("4.7.60", "seed", &[]);
 }
 
 #[test]
 fn release_4_10_migrates_with_the_two_phase_flow() {
-    migrates_end_to_end("4.10.67", "two-phase");
+    migrates_end_to_end("4.10.67", "two-phase", &[]);
 }
 
 #[test]
 fn release_4_14_migrates_with_the_two_phase_flow() {
-    migrates_end_to_end("4.14.38", "two-phase");
+    // 4.12+: the SDN features the operator converts can be switched off (spec.migration.features).
+    migrates_end_to_end("4.14.38", "two-phase", &["--skip-feature", "multicast"]);
 }
 
 #[test]
@@ -455,4 +462,29 @@ fn phase_1_waits_on_a_pod_disruption_budget_and_the_daemon_log_says_so() {
     let done = Run::from(child.wait_with_output().unwrap());
     assert_eq!(done.code, 0, "{}", done.debug());
     assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+}
+
+#[test]
+fn the_sdn_features_are_inventoried_with_what_the_release_does_with_them() {
+    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.10.67"]);
+    merge(&sim, "netnamespace", "default", r#"{"egressIPs":["192.0.2.50"]}"#);
+    sim.kubectl_ok(&["annotate", "netnamespace", "default", "netnamespace.network.openshift.io/multicast-enabled=true"]);
+    let policy = sim.path("enp.json");
+    std::fs::write(
+        &policy,
+        r#"{"apiVersion":"network.openshift.io/v1","kind":"EgressNetworkPolicy","metadata":{"name":"default","namespace":"default"},
+        "spec":{"egress":[{"type":"Deny","to":{"cidrSelector":"0.0.0.0/0"}}]}}"#,
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", policy.to_str().unwrap()]);
+    let plan = migrate(&sim, &["--plan", "--etcd-backup-confirmed"]);
+    assert_eq!(plan.code, 0, "{}", plan.debug());
+    for expected in [
+        "egress-ip: egress IPs on default (192.0.2.50): egress IPs are not migrated before 4.12",
+        "multicast: multicast enabled in default",
+        "egress-firewall: EgressNetworkPolicies default/default",
+    ] {
+        assert!(plan.stdout.contains(expected), "{expected}: {}", plan.stdout);
+    }
+    assert!(!plan.stdout.contains("REFUSES"), "warnings, not refusals: {}", plan.stdout);
 }

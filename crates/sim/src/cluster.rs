@@ -330,8 +330,17 @@ impl Cluster {
         if release.has_openshift_sdn() {
             namespaces.push("openshift-sdn");
         }
-        for ns in namespaces {
+        for (i, ns) in namespaces.iter().enumerate() {
             self.create(t("", "v1", "namespaces"), None, json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
+            if release.has_openshift_sdn() {
+                // OpenShift SDN's NetNamespace per namespace (the default and openshift-* ones share VNID 0).
+                let netid = if ns.starts_with("openshift") || *ns == "default" { 0 } else { 1000 + i };
+                self.create(
+                    t("network.openshift.io", "v1", "netnamespaces"),
+                    None,
+                    json!({"metadata": {"name": ns}, "netname": ns, "netid": netid}),
+                );
+            }
         }
         // The kubelet of an OpenShift 4.N release is Kubernetes 1.(N+13).
         let kube = format!("v1.{}.{}", release.minor + 13, 3 + release.patch % 10);
@@ -362,7 +371,7 @@ impl Cluster {
                 "spec": {"providerID": format!("baremetalhost:///openshift-machine-api/{}-bmh/{id}", node.name)},
                 "status": {
                     "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": node.name}],
-                    "nodeInfo": {"bootID": node.boot_id(), "machineID": id.replace('-', ""), "systemUUID": id,
+                    "nodeInfo": {"bootID": node.boot_id(), "machineID": id.replace('-', ""), "systemUUID": id.clone(),
                         "kubeletVersion": kube, "kubeProxyVersion": kube,
                         "osImage": format!("Red Hat Enterprise Linux CoreOS {}{:02}.92.202411061430-0 (Plow)", release.major, release.minor),
                         "kernelVersion": "5.14.0-427.42.1.el9_4.x86_64", "containerRuntimeVersion": format!("cri-o://1.{}.3-4.rhaos{}.el9", release.minor + 13, release.minor_text()),
@@ -378,6 +387,16 @@ impl Cluster {
                 },
             }));
             self.booted_network.lock().unwrap().insert(node.name.clone(), network.to_owned());
+            if release.has_openshift_sdn() {
+                self.create(
+                    t("network.openshift.io", "v1", "hostsubnets"),
+                    None,
+                    json!({
+                        "metadata": {"name": node.name, "annotations": {"pod.network.openshift.io/node-uid": id}},
+                        "host": node.name, "hostIP": ip, "subnet": format!("10.{}.{}.0/23", 128 + i / 128, (i % 128) * 2),
+                    }),
+                );
+            }
             let mut mcd =
                 daemon_pod("openshift-machine-config-operator", "machine-config-daemon", "machine-config-daemon", &node.name, &ip, true);
             mcd["metadata"]["labels"] = json!({"k8s-app": "machine-config-daemon"});

@@ -47,6 +47,9 @@ for group, version, plural in [
     ("machineconfiguration.openshift.io", "v1", "machineconfigpools"),
     ("machineconfiguration.openshift.io", "v1", "machineconfigs"),
     ("metal3.io", "v1alpha1", "baremetalhosts"),
+    ("network.openshift.io", "v1", "netnamespaces"),
+    ("network.openshift.io", "v1", "hostsubnets"),
+    ("network.openshift.io", "v1", "egressnetworkpolicies"),
 ]:
     items = custom.list_cluster_custom_object(group, version, plural)["items"]
     seen[f"{plural}.{group}"] = len(items)
