@@ -40,6 +40,14 @@ if [ ! -x "$venv/bin/sushy-emulator" ]; then
 fi
 export SUSHY_EMULATOR=$PWD/$venv/bin/sushy-emulator
 export SUSHY_PYTHON=$PWD/$venv/bin/python
+# The official Python kubernetes client (a current release) is the second independent client
+# of the simulated cluster: its typed models reject objects that lack required fields.
+# `python -m pip` installs into this venv even when the venv was copied from another tree.
+if ! "$venv/bin/python" -c 'import kubernetes' 2>/dev/null; then
+    echo "test.sh: installing the Python kubernetes client into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check 'kubernetes>=31'
+fi
+export KUBE_PYTHON=$PWD/$venv/bin/python
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked

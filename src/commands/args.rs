@@ -112,6 +112,13 @@ pub struct SimTimingArgs {
     /// same_boot_id, refuse_ssh, hang_ssh, new_host_key_after_reboot, refuse_sudo, hangs_on_reboot.
     #[arg(long, value_name = "NODE=FAULT", value_parser = parse_fault)]
     pub fault: Vec<(String, String)>,
+    /// The OpenShift release the simulated cluster runs; its operators follow that release's
+    /// migration rules (4.7: the annotation; 4.8-4.16: spec.migration, two phases; 4.17+: no SDN).
+    #[arg(long, value_name = "X.Y.Z", default_value = fleetboot_sim::version::DEFAULT_VERSION)]
+    pub openshift_version: String,
+    /// Cluster and service networks inside OVN-Kubernetes' internal ranges (for the preflight).
+    #[arg(long)]
+    pub colliding_networks: bool,
 }
 
 fn parse_fault(text: &str) -> Result<(String, String), String> {
@@ -137,6 +144,8 @@ impl SimTimingArgs {
                 kubelet_ready_after: pick(self.kubelet_ready_after, defaults.kubelet_ready_after),
             },
             heartbeat: Some(self.heartbeat.into()).filter(|d: &Duration| !d.is_zero()),
+            openshift_version: self.openshift_version.clone(),
+            colliding_networks: self.colliding_networks,
             ..Default::default()
         }
     }

@@ -1,70 +1,337 @@
-//! The migration's pure decisions: may it start (preflight), did it work (verify), are the
-//! MTU and Geneve port sane, which pods are in error, and the YAML of the backup.
+//! The migration's pure decisions: may it start (preflight: named refusals and warnings), did
+//! it work (verify), are the MTU and Geneve port sane, do the cluster's networks collide with
+//! OVN-Kubernetes' internal ranges, which pods are in error, and the YAML of the backup.
 
 use serde::Serialize;
 use serde_json::Value;
+
+use super::record::Flow;
 
 /// What preflight looks at, read from the cluster in one go.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterSnapshot {
     /// (name, Ready condition status)
     pub nodes: Vec<(String, String)>,
+    /// The nodes' InternalIP addresses (the machine network as the nodes use it).
+    pub node_ips: Vec<String>,
     pub pools: Vec<Value>,
     pub operators: Vec<Value>,
     /// `Network.config.openshift.io/cluster` spec.networkType and status.networkType.
     pub spec_network_type: String,
     pub status_network_type: String,
+    /// `Network.config.openshift.io/cluster` and `Network.operator.openshift.io/cluster`.
+    pub network_config: Value,
+    pub network_operator: Value,
+    /// Every pod (all namespaces).
+    pub pods: Vec<Value>,
+    /// OpenShift SDN's NetNamespaces, HostSubnets and EgressNetworkPolicies (empty where the
+    /// cluster has none): the egress IPs, multicast and egress firewalls to inventory.
+    pub netnamespaces: Vec<Value>,
+    pub hostsubnets: Vec<Value>,
+    pub egress_network_policies: Vec<Value>,
+}
+
+/// How the migration is asked to start.
+#[derive(Clone, Debug)]
+pub struct PreflightRequest<'a> {
+    pub target: &'a str,
+    pub flow: Flow,
+    pub etcd_backup_confirmed: bool,
+    /// A rollback of a migration that failed or was interrupted: the cluster is expected to be
+    /// unhealthy, so health problems are warnings, and the type may be either.
+    pub rollback_after_failure: bool,
+    pub subnets: &'a InternalSubnets,
+    /// The minor release (4.N), when known: egress IP, egress firewall and multicast are
+    /// migrated by the network operator only from 4.12.
+    pub release_minor: Option<u32>,
+}
+
+/// Where OVN-Kubernetes' internal ranges go, when moved (`--v4-internal-subnet` and friends).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InternalSubnets {
+    /// `ovnKubernetesConfig.v4InternalSubnet` (the join subnet, default 100.64.0.0/16).
+    pub join: Option<String>,
+    /// `ovnKubernetesConfig.ipv4.internalTransitSwitchSubnet` (default 100.88.0.0/16).
+    pub transit: Option<String>,
+    /// `ovnKubernetesConfig.gatewayConfig.ipv4.internalMasqueradeSubnet` (default 169.254.169.0/29).
+    pub masquerade: Option<String>,
+}
+
+/// What preflight found: refusals stop the migration before anything changes; warnings are
+/// shown, journaled and reported. Each line starts with the finding's name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    pub refusals: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
     object.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == kind)?["status"].as_str()
 }
 
+fn condition_message<'a>(object: &'a Value, kind: &str) -> &'a str {
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or("")
+}
+
 fn name(object: &Value) -> &str {
     object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?")
 }
 
-/// Every reason not to start a migration to `target`; empty: go. Pure.
-pub fn preflight(snapshot: &ClusterSnapshot, target: &str, etcd_backup_confirmed: bool) -> Vec<String> {
-    let mut problems = Vec::new();
-    let from = if target == "OVNKubernetes" { "OpenShiftSDN" } else { "OVNKubernetes" };
-    if !etcd_backup_confirmed {
-        problems.push("no etcd backup confirmed: take one (the document's precondition), then pass --etcd-backup-confirmed".to_owned());
+fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// An IPv4 or IPv6 network, as 128 bits (IPv4 in the low 32) and a prefix over 128.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    bits: u128,
+    prefix: u32,
+    v6: bool,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (address, prefix) = text.trim().split_once('/').map_or((text.trim(), None), |(a, p)| (a, Some(p)));
+        match address.parse::<std::net::IpAddr>().ok()? {
+            std::net::IpAddr::V4(v4) => {
+                let prefix: u32 = prefix.map_or(Some(32), |p| p.parse().ok())?;
+                (prefix <= 32).then_some(Cidr { bits: u128::from(u32::from(v4)), prefix: prefix + 96, v6: false })
+            }
+            std::net::IpAddr::V6(v6) => {
+                let prefix: u32 = prefix.map_or(Some(128), |p| p.parse().ok())?;
+                (prefix <= 128).then_some(Cidr { bits: u128::from(v6), prefix, v6: true })
+            }
+        }
     }
-    if snapshot.spec_network_type != from {
-        problems.push(format!(
-            "network.config.openshift.io/cluster spec.networkType is {:?}, not {from}: nothing to migrate from",
+
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        if self.v6 != other.v6 {
+            return false;
+        }
+        let prefix = self.prefix.min(other.prefix);
+        let shift = 128 - prefix;
+        // IPv4 lives in the low 32 bits: compare those only.
+        let mask = |b: u128| if self.v6 { b } else { b & 0xffff_ffff };
+        shift >= 128 || (mask(self.bits) >> shift) == (mask(other.bits) >> shift)
+    }
+}
+
+/// OVN-Kubernetes' internal ranges (openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`,
+/// "OVN-Kubernetes reserves..."; openshift/api `operator/v1/types_network.go`,
+/// `OVNKubernetesConfig.V4InternalSubnet`, `IPv4OVNKubernetesConfig.InternalTransitSwitchSubnet`,
+/// `IPv4GatewayConfig.InternalMasqueradeSubnet`): (what, range in use, the option that moves it).
+pub fn ovn_internal_ranges(moved: &InternalSubnets) -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        (
+            "join subnet",
+            moved.join.clone().unwrap_or_else(|| "100.64.0.0/16".into()),
+            "--v4-internal-subnet (ovnKubernetesConfig.v4InternalSubnet)",
+        ),
+        (
+            "masquerade subnet",
+            moved.masquerade.clone().unwrap_or_else(|| "169.254.169.0/29".into()),
+            "--masquerade-subnet (gatewayConfig.ipv4.internalMasqueradeSubnet)",
+        ),
+        (
+            "transit switch subnet",
+            moved.transit.clone().unwrap_or_else(|| "100.88.0.0/16".into()),
+            "--transit-switch-subnet (ipv4.internalTransitSwitchSubnet)",
+        ),
+        ("IPv6 join subnet", "fd98::/64".into(), "ovnKubernetesConfig.v6InternalSubnet"),
+        ("IPv6 masquerade subnet", "fd69::/125".into(), "gatewayConfig.ipv6.internalMasqueradeSubnet"),
+        ("IPv6 transit switch subnet", "fd97::/64".into(), "ipv6.internalTransitSwitchSubnet"),
+    ]
+}
+
+/// The cluster, service and machine networks that overlap an OVN-Kubernetes internal range.
+/// Pure.
+pub fn range_collisions(snapshot: &ClusterSnapshot, moved: &InternalSubnets) -> Vec<String> {
+    let mut networks: Vec<(String, String)> = Vec::new();
+    if let Some(list) = snapshot.network_config.pointer("/spec/clusterNetwork").and_then(Value::as_array) {
+        networks.extend(list.iter().map(|n| ("clusterNetwork".to_owned(), text(n, "/cidr").to_owned())));
+    }
+    if let Some(list) = snapshot.network_config.pointer("/spec/serviceNetwork").and_then(Value::as_array) {
+        networks.extend(list.iter().map(|n| ("serviceNetwork".to_owned(), n.as_str().unwrap_or("").to_owned())));
+    }
+    networks.extend(snapshot.node_ips.iter().map(|ip| ("machine network (node address)".to_owned(), ip.clone())));
+    let mut found = Vec::new();
+    for (what, range, option) in ovn_internal_ranges(moved) {
+        let Some(internal) = Cidr::parse(&range) else {
+            found.push(format!("{what} {range} is not a CIDR"));
+            continue;
+        };
+        for (kind, cidr) in &networks {
+            if Cidr::parse(cidr).is_some_and(|c| c.overlaps(&internal)) {
+                found.push(format!("{kind} {cidr} overlaps OVN-Kubernetes' {what} {range}: move it with {option}"));
+            }
+        }
+    }
+    found
+}
+
+/// Every reason not to start (refusals) and every thing to know (warnings). Pure.
+pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> Findings {
+    let mut findings = Findings::default();
+    let target = request.target;
+    let from = if target == "OVNKubernetes" { "OpenShiftSDN" } else { "OVNKubernetes" };
+    let lenient = request.rollback_after_failure;
+    let health = |findings: &mut Findings, line: String| {
+        if lenient {
+            findings.warnings.push(format!("{line} (rolling back a failed migration: not a refusal)"));
+        } else {
+            findings.refusals.push(line);
+        }
+    };
+    if !request.etcd_backup_confirmed {
+        findings.refusals.push(
+            "etcd-backup: no etcd backup confirmed: take one (the document's precondition), then pass --etcd-backup-confirmed".into(),
+        );
+    }
+    if snapshot.spec_network_type != from && !(lenient && snapshot.spec_network_type == target) {
+        findings.refusals.push(format!(
+            "network-type: network.config.openshift.io/cluster spec.networkType is {:?}, not {from}: nothing to migrate from",
             snapshot.spec_network_type
         ));
     }
     let not_ready: Vec<String> = snapshot.nodes.iter().filter(|(_, r)| r != "True").map(|(n, r)| format!("{n} (Ready={r})")).collect();
     if !not_ready.is_empty() {
-        problems.push(format!("nodes not Ready: {}", not_ready.join(", ")));
+        health(&mut findings, format!("nodes-ready: nodes not Ready: {}", not_ready.join(", ")));
     }
     for pool in &snapshot.pools {
         if condition(pool, "Degraded") == Some("True") {
-            problems.push(format!("MachineConfigPool {} is Degraded", name(pool)));
+            health(&mut findings, format!("pools-healthy: MachineConfigPool {} is Degraded", name(pool)));
         }
         if condition(pool, "Updating") == Some("True") {
-            problems.push(format!("MachineConfigPool {} is Updating: wait for it to finish", name(pool)));
+            health(&mut findings, format!("pools-healthy: MachineConfigPool {} is Updating: wait for it to finish", name(pool)));
+        }
+        let paused = pool.pointer("/spec/paused") == Some(&Value::Bool(true));
+        let machines = pool.pointer("/status/machineCount").and_then(Value::as_u64).unwrap_or(0);
+        match (paused, request.flow) {
+            (true, Flow::TwoPhase) if machines > 0 => findings.refusals.push(format!(
+                "paused-pools: MachineConfigPool {} is paused with {machines} machines: phase 1 needs every pool to roll the new configure-ovs.sh out; unpause it (spec.paused: false) first",
+                name(pool)
+            )),
+            (true, _) => findings.warnings.push(format!("paused-pools: MachineConfigPool {} is paused (by an admin): it stays paused", name(pool))),
+            _ => {}
         }
     }
+    // Every ClusterOperator Available, not Progressing, not Degraded (openshift-docs
+    // `modules/nw-ovn-kubernetes-migration.adoc`, "Prerequisites"; the
+    // `network.offline_migration_sdn_to_ovnk` collection's `verify_cluster_operators_health`).
     for operator in &snapshot.operators {
-        if condition(operator, "Degraded") == Some("True") {
-            let message = operator
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
-                .and_then(|c| c["message"].as_str())
-                .unwrap_or("");
-            problems.push(format!(
-                "ClusterOperator {} is Degraded{}",
-                name(operator),
-                if message.is_empty() { String::new() } else { format!(": {message}") }
+        for (kind, bad) in [("Degraded", "True"), ("Available", "False"), ("Progressing", "True")] {
+            let status = condition(operator, kind).unwrap_or(if kind == "Available" { "False" } else { "Unknown" });
+            if status == bad || (kind == "Available" && status != "True") {
+                let message = condition_message(operator, kind);
+                let state = match kind {
+                    "Degraded" => "Degraded",
+                    "Available" => "not Available",
+                    _ => "Progressing",
+                };
+                health(
+                    &mut findings,
+                    format!(
+                        "operators-healthy: ClusterOperator {} is {state}{}",
+                        name(operator),
+                        if message.is_empty() { String::new() } else { format!(": {message}") }
+                    ),
+                );
+            }
+        }
+    }
+    if from == "OpenShiftSDN" {
+        let mode = text(&snapshot.network_operator, "/spec/defaultNetwork/openshiftSDNConfig/mode");
+        if !mode.is_empty() && mode != "NetworkPolicy" {
+            findings.refusals.push(format!(
+                "sdn-mode: OpenShift SDN runs in {mode} mode; the documented migration supports the NetworkPolicy mode only"
             ));
         }
     }
-    problems
+    if target == "OVNKubernetes" {
+        for collision in range_collisions(snapshot, request.subnets) {
+            findings.refusals.push(format!("ovn-internal-ranges: {collision}"));
+        }
+    }
+    let migration = snapshot.network_operator.pointer("/spec/migration").filter(|m| m.is_object());
+    let migration_type = migration.map(|m| text(m, "/networkType")).unwrap_or("");
+    if !migration_type.is_empty() && migration_type != target && !lenient {
+        findings.refusals.push(format!(
+            "migration-set: Network.operator.openshift.io/cluster spec.migration.networkType is {migration_type}: a migration towards it was started; finish it, or roll it back with fleetboot migrate --to {from}"
+        ));
+    } else if migration.is_some() && request.flow == Flow::TwoPhase {
+        findings.warnings.push(format!(
+            "migration-set: spec.migration is already set ({}): the first step clears it, as the documentation does",
+            migration.map(Value::to_string).unwrap_or_default()
+        ));
+    }
+    // OpenShift SDN features: the operator converts them from 4.12 (`spec.migration.features`);
+    // before, they are lost (openshift-docs `modules/nw-ovn-kubernetes-migration-about.adoc`).
+    let converted = request.release_minor.is_some_and(|m| m >= 12);
+    let fate = |what: &str, switch: &str| {
+        if converted {
+            format!("the network operator converts {what} (spec.migration.features.{switch}; --skip-feature to leave them)")
+        } else {
+            format!("{what} are not migrated before 4.12: recreate them for OVN-Kubernetes after the migration")
+        }
+    };
+    let mut egress_ips: Vec<String> = Vec::new();
+    for object in snapshot.netnamespaces.iter().chain(&snapshot.hostsubnets) {
+        if let Some(ips) = object.get("egressIPs").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+            let ips: Vec<&str> = ips.iter().filter_map(Value::as_str).collect();
+            egress_ips.push(format!("{} ({})", name(object), ips.join(", ")));
+        }
+    }
+    if !egress_ips.is_empty() {
+        findings.warnings.push(format!("egress-ip: egress IPs on {}: {}", egress_ips.join("; "), fate("egress IPs", "egressIP")));
+    }
+    let multicast: Vec<&str> = snapshot
+        .netnamespaces
+        .iter()
+        .filter(|n| text(n, "/metadata/annotations/netnamespace.network.openshift.io~1multicast-enabled") == "true")
+        .map(name)
+        .collect();
+    if !multicast.is_empty() {
+        findings.warnings.push(format!(
+            "multicast: multicast enabled in {}: {}",
+            multicast.join(", "),
+            fate("multicast namespaces", "multicast")
+        ));
+    }
+    let firewalls: Vec<String> =
+        snapshot.egress_network_policies.iter().map(|p| format!("{}/{}", text(p, "/metadata/namespace"), name(p))).collect();
+    if !firewalls.is_empty() {
+        findings.warnings.push(format!(
+            "egress-firewall: EgressNetworkPolicies {}: {}",
+            firewalls.join(", "),
+            fate("egress network policies (to EgressFirewalls)", "egressFirewall")
+        ));
+    }
+    // Egress routers (`pod.network.openshift.io/assign-macvlan`) are not migrated.
+    let routers: Vec<String> = snapshot
+        .pods
+        .iter()
+        .filter(|p| text(p, "/metadata/annotations/pod.network.openshift.io~1assign-macvlan") == "true")
+        .map(|p| format!("{}/{}", text(p, "/metadata/namespace"), name(p)))
+        .collect();
+    if !routers.is_empty() {
+        findings
+            .warnings
+            .push(format!("egress-routers: egress router pods are not migrated, recreate them for OVN-Kubernetes: {}", routers.join(", ")));
+    }
+    findings
+}
+
+/// Pods failing now ("namespace/name"): the baseline the verification does not count. Pure.
+pub fn failing_pods(pods: &[Value]) -> Vec<String> {
+    let mut failing: Vec<String> =
+        pods.iter().filter(|p| pod_error(p).is_some()).map(|p| format!("{}/{}", text(p, "/metadata/namespace"), name(p))).collect();
+    failing.sort();
+    failing
 }
 
 /// `--mtu` and `--geneve-port`. Pure.
@@ -106,7 +373,8 @@ pub fn pod_error(pod: &Value) -> Option<String> {
     ];
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     if matches!(phase, "Failed" | "Unknown") {
-        return Some(format!("phase {phase}"));
+        let reason = pod.pointer("/status/reason").and_then(Value::as_str).unwrap_or("");
+        return Some(if reason.is_empty() { format!("phase {phase}") } else { format!("phase {phase} ({reason})") });
     }
     if phase == "Succeeded" {
         return None;
@@ -138,13 +406,31 @@ pub struct VerifyInputs {
     pub pods: Vec<Value>,
     /// For NotReady nodes: the tail of their machine-config-daemon pod's log.
     pub daemon_logs: Vec<(String, String)>,
+    pub operators: Vec<Value>,
+    /// The target network's plugin DaemonSet (`openshift-ovn-kubernetes/ovnkube-node` or
+    /// `openshift-sdn/sdn`), if it exists.
+    pub plugin_daemonset: Option<Value>,
+    /// Pods that were failing before the migration started ("namespace/name").
+    pub baseline: Vec<String>,
 }
 
 fn annotation<'a>(node: &'a Value, key: &str) -> &'a str {
     node.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or("")
 }
 
-/// The document's steps 9 and 10 as a table of checks. Pure.
+/// The plugin DaemonSet of a network type and the namespace of the other one's pods.
+pub fn plugin_of(network_type: &str) -> (&'static str, &'static str, &'static str) {
+    if network_type == "OVNKubernetes" {
+        ("openshift-ovn-kubernetes", "ovnkube-node", "openshift-sdn")
+    } else {
+        ("openshift-sdn", "sdn", "openshift-ovn-kubernetes")
+    }
+}
+
+/// How many lines of a failing node's machine-config-daemon log verify shows.
+pub const DAEMON_LOG_LINES: usize = 5;
+
+/// The document's steps 9 and 10, and the cluster's health, as a table of checks. Pure.
 pub fn verify(inputs: &VerifyInputs, target: &str) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut push = |name: &str, problems: Vec<String>, ok: String| {
@@ -192,33 +478,102 @@ pub fn verify(inputs: &VerifyInputs, target: &str) -> Vec<Check> {
         .filter(|n| condition(n, "Ready") != Some("True"))
         .map(|n| {
             let node = name(n);
+            let why = n
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .and_then(|c| c["message"].as_str())
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
             match inputs.daemon_logs.iter().find(|(name, _)| name == node) {
-                Some((_, log)) => format!("{node} NotReady; machine-config-daemon log tail: {}", log.trim().lines().last().unwrap_or("")),
-                None => format!("{node} NotReady"),
+                Some((_, log)) => {
+                    let lines: Vec<&str> = log.trim().lines().collect();
+                    let tail = lines[lines.len().saturating_sub(DAEMON_LOG_LINES)..].join(" ⏎ ");
+                    format!("{node} NotReady{why}; machine-config-daemon log tail: {tail}")
+                }
+                None => format!("{node} NotReady{why}"),
             }
         })
         .collect();
     push("every node Ready", not_ready, format!("all {count} nodes"));
 
+    let mut before = 0;
     let errors: Vec<String> = inputs
         .pods
         .iter()
         .filter_map(|p| {
             let why = pod_error(p)?;
             let ns = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+            if inputs.baseline.iter().any(|b| *b == format!("{ns}/{}", name(p))) {
+                before += 1;
+                return None;
+            }
             let node = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("-");
             Some(format!("{ns}/{} on {node}: {why}", name(p)))
         })
         .collect();
-    push("no pod in an error state", errors, format!("{} pods checked", inputs.pods.len()));
+    let already = if before > 0 { format!("; {before} already failing before the migration, not counted") } else { String::new() };
+    push("no pod in an error state", errors, format!("{} pods checked{already}", inputs.pods.len()));
+
+    let unhealthy: Vec<String> = inputs
+        .operators
+        .iter()
+        .filter_map(|o| {
+            let mut bad = Vec::new();
+            if condition(o, "Available") != Some("True") {
+                bad.push("not Available".to_owned());
+            }
+            if condition(o, "Progressing") == Some("True") {
+                bad.push("Progressing".to_owned());
+            }
+            if condition(o, "Degraded") == Some("True") {
+                bad.push(format!("Degraded: {}", condition_message(o, "Degraded")));
+            }
+            (!bad.is_empty()).then(|| format!("{} {}", name(o), bad.join(", ")))
+        })
+        .collect();
+    push(
+        "every ClusterOperator Available, not Progressing, not Degraded",
+        unhealthy,
+        format!("{} ClusterOperators", inputs.operators.len()),
+    );
+
+    let (namespace, daemonset, old_namespace) = plugin_of(target);
+    let mut plugin = Vec::new();
+    match &inputs.plugin_daemonset {
+        None => plugin.push(format!("DaemonSet {namespace}/{daemonset} not found")),
+        Some(ds) => {
+            let n = |k: &str| ds.pointer(&format!("/status/{k}")).and_then(Value::as_u64).unwrap_or(0);
+            let (desired, available, updated) = (n("desiredNumberScheduled"), n("numberAvailable"), n("updatedNumberScheduled"));
+            if desired != count as u64 || available != desired || updated != desired {
+                plugin.push(format!("{daemonset}: {available} of {desired} available, {updated} updated, {count} nodes"));
+            }
+        }
+    }
+    let left: Vec<String> = inputs
+        .pods
+        .iter()
+        .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some(old_namespace))
+        .map(|p| format!("{old_namespace}/{}", name(p)))
+        .collect();
+    if !left.is_empty() {
+        plugin.push(format!("pods of the old network left: {}", left.join(", ")));
+    }
+    push(
+        &format!("{daemonset} rolled out on every node, no {old_namespace} pod left"),
+        plugin,
+        format!("{daemonset} available on all {count} nodes"),
+    );
     checks
 }
 
-/// The nodes that hold pods in error (step 10's remedy reboots them). Pure.
-pub fn nodes_with_error_pods(pods: &[Value]) -> Vec<String> {
+/// The nodes that hold pods in error (step 10's remedy reboots them), baseline excluded. Pure.
+pub fn nodes_with_error_pods(pods: &[Value], baseline: &[String]) -> Vec<String> {
     let mut nodes: Vec<String> = pods
         .iter()
         .filter(|p| pod_error(p).is_some())
+        .filter(|p| !baseline.iter().any(|b| *b == format!("{}/{}", text(p, "/metadata/namespace"), name(p))))
         .filter_map(|p| p.pointer("/spec/nodeName").and_then(Value::as_str).map(str::to_owned))
         .collect();
     nodes.sort();
@@ -294,42 +649,120 @@ mod tests {
     use serde_json::json;
 
     fn healthy() -> ClusterSnapshot {
+        let ok = json!([{"type": "Available", "status": "True"}, {"type": "Progressing", "status": "False"}, {"type": "Degraded", "status": "False"}]);
         ClusterSnapshot {
             nodes: vec![("m0".into(), "True".into()), ("w0".into(), "True".into())],
+            node_ips: vec!["192.0.2.10".into(), "192.0.2.11".into()],
             pools: vec![
-                json!({"metadata": {"name": "worker"}, "status": {"conditions": [{"type": "Degraded", "status": "False"}, {"type": "Updating", "status": "False"}]}}),
+                json!({"metadata": {"name": "worker"}, "spec": {"paused": false}, "status": {"machineCount": 1, "conditions": [{"type": "Degraded", "status": "False"}, {"type": "Updating", "status": "False"}]}}),
             ],
-            operators: vec![json!({"metadata": {"name": "network"}, "status": {"conditions": [{"type": "Degraded", "status": "False"}]}})],
+            operators: vec![json!({"metadata": {"name": "network"}, "status": {"conditions": ok}})],
             spec_network_type: "OpenShiftSDN".into(),
             status_network_type: "OpenShiftSDN".into(),
+            network_config: json!({"spec": {"clusterNetwork": [{"cidr": "10.128.0.0/14"}], "serviceNetwork": ["172.30.0.0/16"]}}),
+            network_operator: json!({"spec": {"defaultNetwork": {"type": "OpenShiftSDN", "openshiftSDNConfig": {"mode": "NetworkPolicy"}}}}),
+            pods: vec![],
+            netnamespaces: vec![],
+            hostsubnets: vec![],
+            egress_network_policies: vec![],
+        }
+    }
+
+    fn request(target: &str, backup: bool) -> PreflightRequest<'static> {
+        static NONE: InternalSubnets = InternalSubnets { join: None, transit: None, masquerade: None };
+        PreflightRequest {
+            target: Box::leak(target.to_owned().into_boxed_str()),
+            flow: Flow::TwoPhase,
+            etcd_backup_confirmed: backup,
+            rollback_after_failure: false,
+            subnets: &NONE,
+            release_minor: Some(14),
         }
     }
 
     #[test]
     fn preflight_names_every_reason_to_refuse() {
-        assert!(preflight(&healthy(), "OVNKubernetes", true).is_empty());
-        let problems = preflight(&healthy(), "OVNKubernetes", false);
-        assert!(problems[0].contains("--etcd-backup-confirmed"), "{problems:?}");
+        assert_eq!(preflight(&healthy(), &request("OVNKubernetes", true)), Findings::default());
+        let problems = preflight(&healthy(), &request("OVNKubernetes", false)).refusals;
+        assert!(problems[0].starts_with("etcd-backup:") && problems[0].contains("--etcd-backup-confirmed"), "{problems:?}");
         let mut sick = healthy();
         sick.nodes[1].1 = "Unknown".into();
         sick.pools[0]["status"]["conditions"][0]["status"] = json!("True");
         sick.pools[0]["status"]["conditions"][1]["status"] = json!("True");
-        sick.operators[0]["status"]["conditions"][0] = json!({"type": "Degraded", "status": "True", "message": "boom"});
+        sick.pools[0]["spec"]["paused"] = json!(true);
+        sick.operators[0]["status"]["conditions"] = json!([{"type": "Available", "status": "False"}, {"type": "Progressing", "status": "True"},
+            {"type": "Degraded", "status": "True", "message": "boom"}]);
         sick.spec_network_type = "OVNKubernetes".into();
-        let problems = preflight(&sick, "OVNKubernetes", true).join("\n");
+        sick.network_operator["spec"]["defaultNetwork"]["openshiftSDNConfig"]["mode"] = json!("Multitenant");
+        sick.network_operator["spec"]["migration"] = json!({"networkType": "OpenShiftSDN"});
+        sick.network_config["spec"]["clusterNetwork"][0]["cidr"] = json!("100.64.0.0/14");
+        sick.node_ips.push("100.88.0.7".into());
+        let problems = preflight(&sick, &request("OVNKubernetes", true)).refusals.join("\n");
         for expected in [
-            "w0 (Ready=Unknown)",
+            "nodes-ready: nodes not Ready: w0 (Ready=Unknown)",
             "worker is Degraded",
             "worker is Updating",
+            "paused-pools: MachineConfigPool worker is paused with 1 machines",
             "ClusterOperator network is Degraded: boom",
+            "ClusterOperator network is not Available",
+            "ClusterOperator network is Progressing",
             "spec.networkType is \"OVNKubernetes\"",
+            "sdn-mode: OpenShift SDN runs in Multitenant mode",
+            "ovn-internal-ranges: clusterNetwork 100.64.0.0/14 overlaps OVN-Kubernetes' join subnet 100.64.0.0/16: move it with --v4-internal-subnet",
+            "machine network (node address) 100.88.0.7 overlaps OVN-Kubernetes' transit switch subnet 100.88.0.0/16",
+            "migration-set: Network.operator.openshift.io/cluster spec.migration.networkType is OpenShiftSDN",
         ] {
             assert!(problems.contains(expected), "{expected}: {problems}");
         }
+        // Moved ranges no longer collide.
+        let moved = InternalSubnets { join: Some("100.99.0.0/16".into()), transit: Some("100.100.0.0/16".into()), masquerade: None };
+        assert!(range_collisions(&sick, &moved).is_empty(), "{:?}", range_collisions(&sick, &moved));
+        // Rolling back a failed migration: health is a warning, the type may be either.
+        let mut req = request("OpenShiftSDN", true);
+        req.rollback_after_failure = true;
+        let findings = preflight(&sick, &req);
+        assert!(!findings.refusals.iter().any(|r| r.contains("nodes-ready") || r.contains("operators-healthy")), "{findings:?}");
+        assert!(findings.warnings.iter().any(|w| w.contains("not a refusal")), "{findings:?}");
         // The rollback starts from OVNKubernetes.
         let mut ovn = healthy();
         ovn.spec_network_type = "OVNKubernetes".into();
-        assert!(preflight(&ovn, "OpenShiftSDN", true).is_empty());
+        assert!(preflight(&ovn, &request("OpenShiftSDN", true)).refusals.is_empty());
+    }
+
+    #[test]
+    fn the_sdn_features_are_inventoried_with_their_fate_by_release() {
+        let mut snapshot = healthy();
+        snapshot.netnamespaces = vec![
+            json!({"metadata": {"name": "shop", "annotations": {"netnamespace.network.openshift.io/multicast-enabled": "true"}}, "egressIPs": ["192.0.2.50"]}),
+        ];
+        snapshot.egress_network_policies = vec![json!({"metadata": {"name": "default", "namespace": "shop"}})];
+        let warnings = preflight(&snapshot, &request("OVNKubernetes", true)).warnings.join("\n");
+        assert!(
+            warnings.contains(
+                "egress-ip: egress IPs on shop (192.0.2.50): the network operator converts egress IPs (spec.migration.features.egressIP"
+            ),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("multicast: multicast enabled in shop")
+                && warnings.contains("egress-firewall: EgressNetworkPolicies shop/default"),
+            "{warnings}"
+        );
+        let mut old = request("OVNKubernetes", true);
+        old.release_minor = Some(10);
+        assert!(preflight(&snapshot, &old).warnings.join("\n").contains("egress IPs are not migrated before 4.12"));
+    }
+
+    #[test]
+    fn cidrs_overlap_within_their_family() {
+        let c = |s: &str| Cidr::parse(s).unwrap();
+        assert!(c("100.64.0.0/14").overlaps(&c("100.64.0.0/16")));
+        assert!(c("100.66.0.0/16").overlaps(&c("100.64.0.0/14")));
+        assert!(!c("100.68.0.0/16").overlaps(&c("100.64.0.0/14")));
+        assert!(c("169.254.169.3").overlaps(&c("169.254.169.0/29")) && !c("169.254.169.8").overlaps(&c("169.254.169.0/29")));
+        assert!(c("fd98::1/128").overlaps(&c("fd98::/64")) && !c("fd99::/64").overlaps(&c("fd98::/64")));
+        assert!(!c("0.0.0.0/0").overlaps(&c("fd98::/64")) && c("0.0.0.0/0").overlaps(&c("10.0.0.0/8")));
+        assert!(Cidr::parse("10.0.0.0/33").is_none() && Cidr::parse("nope").is_none());
     }
 
     #[test]
@@ -356,7 +789,10 @@ mod tests {
             json!({"spec": {"nodeName": "w0"}, "status": {"phase": "Failed"}}),
             json!({"spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}}),
         ];
-        assert_eq!(nodes_with_error_pods(&pods), ["w0", "w1"]);
+        assert_eq!(nodes_with_error_pods(&pods, &[]), ["w0", "w1"]);
+        let evicted = json!({"metadata": {"name": "e", "namespace": "m"}, "status": {"phase": "Failed", "reason": "Evicted"}});
+        assert_eq!(pod_error(&evicted).as_deref(), Some("phase Failed (Evicted)"));
+        assert_eq!(failing_pods(&[evicted.clone(), crash]), ["/?", "m/e"]);
     }
 
     fn node(name: &str, current: &str, desired: &str, ready: &str) -> Value {
@@ -370,25 +806,41 @@ mod tests {
     #[test]
     fn verify_reports_each_check() {
         let ovs = json!({"metadata": {"name": "rendered-worker-new"}, "spec": {"config": "ExecStart=/usr/local/bin/configure-ovs.sh OVNKubernetes"}});
+        let healthy = json!({"metadata": {"name": "network"}, "status": {"conditions": [{"type": "Available", "status": "True"}, {"type": "Progressing", "status": "False"}, {"type": "Degraded", "status": "False"}]}});
+        let ds =
+            |available: u64| json!({"status": {"desiredNumberScheduled": 1, "numberAvailable": available, "updatedNumberScheduled": 1}});
+        let old_failure = json!({"metadata": {"name": "installer-7", "namespace": "openshift-kube-apiserver"}, "spec": {"nodeName": "w0"}, "status": {"phase": "Failed"}});
         let mut inputs = VerifyInputs {
             nodes: vec![node("w0", "rendered-worker-new", "rendered-worker-new", "True")],
             machine_configs: vec![ovs],
             status_network_type: "OVNKubernetes".into(),
-            pods: vec![],
+            pods: vec![old_failure],
             daemon_logs: vec![],
+            operators: vec![healthy],
+            plugin_daemonset: Some(ds(1)),
+            baseline: vec!["openshift-kube-apiserver/installer-7".into()],
         };
-        assert!(verify(&inputs, "OVNKubernetes").iter().all(|c| c.passed), "{:?}", verify(&inputs, "OVNKubernetes"));
+        let checks = verify(&inputs, "OVNKubernetes");
+        assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+        assert!(checks[4].detail.contains("1 already failing before the migration, not counted"), "{checks:?}");
         inputs.nodes.push(node("w1", "rendered-worker-old", "rendered-worker-new", "False"));
-        inputs.daemon_logs.push(("w1".into(), "line 1\nfailed to drain\n".into()));
+        inputs.daemon_logs.push(("w1".into(), "line 1\nline 2\nline 3\nline 4\nline 5\nfailed to drain\n".into()));
         inputs
             .pods
             .push(json!({"metadata": {"name": "app", "namespace": "default"}, "spec": {"nodeName": "w1"}, "status": {"phase": "Failed"}}));
+        inputs.pods.push(json!({"metadata": {"name": "sdn-x", "namespace": "openshift-sdn"}, "status": {"phase": "Running"}}));
+        inputs.operators[0]["status"]["conditions"][1]["status"] = json!("True");
+        inputs.plugin_daemonset = Some(ds(0));
         let checks = verify(&inputs, "OVNKubernetes");
         assert!(!checks[0].passed && checks[0].detail.contains("w1"));
         assert!(!checks[1].passed && checks[1].detail.contains("rendered-worker-old not found"));
         assert!(checks[2].passed);
-        assert!(!checks[3].passed && checks[3].detail.contains("failed to drain"));
-        assert!(!checks[4].passed && checks[4].detail.contains("default/app on w1"));
+        // The last lines of the daemon's log, not one line.
+        assert!(!checks[3].passed && checks[3].detail.contains("line 2 ⏎ line 3 ⏎ line 4 ⏎ line 5 ⏎ failed to drain"), "{checks:?}");
+        assert!(!checks[3].detail.contains("line 1"));
+        assert!(!checks[4].passed && checks[4].detail.contains("default/app on w1") && !checks[4].detail.contains("installer-7"));
+        assert!(!checks[5].passed && checks[5].detail.contains("network Progressing"));
+        assert!(!checks[6].passed && checks[6].detail.contains("0 of 1 available") && checks[6].detail.contains("openshift-sdn/sdn-x"));
     }
 
     #[test]

@@ -9,14 +9,18 @@ use super::checks::Check;
 
 pub const MIGRATION_JOURNAL_VERSION: u32 = 1;
 
-/// The document's steps, in order.
+/// Every step of either flow; [`Flow::steps`] orders the ones a flow runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Preflight,
     Backup,
+    /// Two-phase: `spec.migration: null`, applied by the operator.
+    ClearMigration,
     EnableMigration,
     PausePools,
+    /// Two-phase: the MCO rolls the new `configure-ovs.sh` out onto every pool (phase 1).
+    RolloutConfig,
     SetNetworkType,
     MtuAndPort,
     WaitMultus,
@@ -28,11 +32,13 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 14] = [
         Step::Preflight,
         Step::Backup,
+        Step::ClearMigration,
         Step::EnableMigration,
         Step::PausePools,
+        Step::RolloutConfig,
         Step::SetNetworkType,
         Step::MtuAndPort,
         Step::WaitMultus,
@@ -43,13 +49,15 @@ impl Step {
         Step::Cleanup,
     ];
 
-    /// The step's number in the document (0-11; 9 and 10 are one verification).
+    /// The step's number in the seed document (0-11; 9 and 10 are one verification).
     pub fn number(self) -> &'static str {
         match self {
             Step::Preflight => "0",
             Step::Backup => "1",
+            Step::ClearMigration => "1b",
             Step::EnableMigration => "2",
             Step::PausePools => "3",
+            Step::RolloutConfig => "3",
             Step::SetNetworkType => "4",
             Step::MtuAndPort => "5",
             Step::WaitMultus => "6",
@@ -65,10 +73,12 @@ impl Step {
         match self {
             Step::Preflight => "preflight",
             Step::Backup => "back up network.config/cluster",
+            Step::ClearMigration => "clear spec.migration",
             Step::EnableMigration => "enable the migration",
             Step::PausePools => "pause the MachineConfigPools",
+            Step::RolloutConfig => "phase 1: the MCO rolls out the new configure-ovs.sh",
             Step::SetNetworkType => "switch spec.networkType",
-            Step::MtuAndPort => "MTU and Geneve port",
+            Step::MtuAndPort => "network options (MTU, port, internal subnets)",
             Step::WaitMultus => "wait for the multus rollout",
             Step::RebootNodes => "reboot every node",
             Step::ResumePools => "resume the MachineConfigPools",
@@ -79,14 +89,67 @@ impl Step {
     }
 }
 
-/// Which way the migration is started.
+/// The order of steps an OpenShift release requires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Variant {
-    /// The document's: the `networkoperator.openshift.io/network-migration` annotation.
-    Annotation,
-    /// Newer releases: `Network.operator` `spec.migration.networkType`.
-    SpecMigration,
+#[serde(rename_all = "kebab-case")]
+pub enum Flow {
+    /// OpenShift 4.5-4.7, the seed document's: the `networkoperator.openshift.io/network-migration`
+    /// annotation, pause the pools, switch, multus, reboot all, unpause, MCO rollout.
+    Seed,
+    /// OpenShift 4.8-4.16, openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`:
+    /// `spec.migration: null`, `spec.migration.networkType` with the pools unpaused, the MCO's
+    /// rollout of the new `configure-ovs.sh` (phase 1), then the switch, multus, reboot all.
+    TwoPhase,
+}
+
+impl Flow {
+    pub fn steps(self) -> &'static [Step] {
+        match self {
+            Flow::Seed => &[
+                Step::Preflight,
+                Step::Backup,
+                Step::EnableMigration,
+                Step::PausePools,
+                Step::SetNetworkType,
+                Step::MtuAndPort,
+                Step::WaitMultus,
+                Step::RebootNodes,
+                Step::ResumePools,
+                Step::WaitRollout,
+                Step::Verify,
+                Step::Cleanup,
+            ],
+            Flow::TwoPhase => &[
+                Step::Preflight,
+                Step::Backup,
+                Step::ClearMigration,
+                Step::EnableMigration,
+                Step::RolloutConfig,
+                Step::SetNetworkType,
+                Step::MtuAndPort,
+                Step::WaitMultus,
+                Step::RebootNodes,
+                Step::Verify,
+                Step::Cleanup,
+            ],
+        }
+    }
+
+    /// The step's number in this flow: the seed document's for the seed flow, the position
+    /// for the two-phase flow.
+    pub fn number(self, step: Step) -> String {
+        match self {
+            Flow::Seed => step.number().to_owned(),
+            Flow::TwoPhase => self.steps().iter().position(|s| *s == step).map_or("-".to_owned(), |i| i.to_string()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flow::Seed => "seed",
+            Flow::TwoPhase => "two-phase",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,7 +166,16 @@ pub enum MigrationEntry {
     MigrationStarted {
         run_id: String,
         target: String,
-        variant: Variant,
+        flow: Flow,
+        /// The release ClusterVersion reported.
+        #[serde(default)]
+        version: String,
+        /// Pods already failing at preflight ("namespace/name"): not the migration's doing.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failing_pods: Vec<String>,
+        /// What the options step merges into `Network.operator` `spec.defaultNetwork`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network_options: Option<serde_json::Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +213,10 @@ pub enum MigrationEntry {
     Warning {
         message: String,
     },
+    /// A rollback (or another migration) took over from this unfinished one.
+    Superseded {
+        by: PathBuf,
+    },
 }
 
 /// Everything the journal says about a migration.
@@ -148,7 +224,13 @@ pub enum MigrationEntry {
 pub struct MigrationState {
     pub run_id: String,
     pub target: String,
-    pub variant: Option<Variant>,
+    pub flow: Option<Flow>,
+    pub version: String,
+    pub failing_pods: Vec<String>,
+    pub network_options: Option<serde_json::Value>,
+    pub superseded_by: Option<PathBuf>,
+    /// Preflight's warnings and what happened along the way, for the report.
+    pub warnings: Vec<String>,
     pub mtu: Option<u32>,
     pub geneve_port: Option<u32>,
     pub reboot_concurrency: Option<usize>,
@@ -170,21 +252,40 @@ impl MigrationState {
 
     /// The first step not done yet.
     pub fn next_step(&self) -> Option<Step> {
-        Step::ALL.into_iter().find(|s| !self.is_done(*s))
+        self.flow.unwrap_or(Flow::Seed).steps().iter().copied().find(|s| !self.is_done(*s))
+    }
+
+    /// Finished (cleaned up) or taken over by another migration.
+    pub fn is_over(&self) -> bool {
+        self.is_done(Step::Cleanup) || self.superseded_by.is_some()
     }
 
     /// One record. Pure: the fold and the live run share it.
     pub fn apply(&mut self, record: &MigrationRecord) {
         match &record.entry {
-            MigrationEntry::MigrationStarted { run_id, target, variant, mtu, geneve_port, reboot_concurrency } => {
+            MigrationEntry::MigrationStarted {
+                run_id,
+                target,
+                flow,
+                version,
+                failing_pods,
+                network_options,
+                mtu,
+                geneve_port,
+                reboot_concurrency,
+            } => {
                 self.run_id = run_id.clone();
                 self.target = target.clone();
-                self.variant = Some(*variant);
+                self.flow = Some(*flow);
+                self.version = version.clone();
+                self.failing_pods = failing_pods.clone();
+                self.network_options = network_options.clone();
                 self.mtu = *mtu;
                 self.geneve_port = *geneve_port;
                 self.reboot_concurrency = *reboot_concurrency;
             }
-            MigrationEntry::MigrationResumed { .. } | MigrationEntry::Warning { .. } => {}
+            MigrationEntry::MigrationResumed { .. } => {}
+            MigrationEntry::Warning { message } => self.warnings.push(message.clone()),
             MigrationEntry::StepStarted { step } => self.timings.push((*step, record.at_ms, None)),
             MigrationEntry::StepDone { step, .. } => {
                 if !self.done.contains(step) {
@@ -214,6 +315,7 @@ impl MigrationState {
                 }
             }
             MigrationEntry::RebootJournal { path } => self.reboot_journal = Some(path.clone()),
+            MigrationEntry::Superseded { by } => self.superseded_by = Some(by.clone()),
             MigrationEntry::Verified { passed, checks } => self.last_verify = Some((*passed, checks.clone())),
         }
     }
@@ -296,7 +398,10 @@ mod tests {
                 MigrationEntry::MigrationStarted {
                     run_id: "m1".into(),
                     target: "OVNKubernetes".into(),
-                    variant: Variant::Annotation,
+                    flow: Flow::Seed,
+                    version: "4.7.60".into(),
+                    failing_pods: vec![],
+                    network_options: None,
                     mtu: None,
                     geneve_port: None,
                     reboot_concurrency: None,

@@ -12,7 +12,7 @@ use crate::adapters::journal::{HostRecord, RunState};
 #[derive(Serialize)]
 struct StepLine {
     step: Step,
-    number: &'static str,
+    number: String,
     title: &'static str,
     started_ms: u64,
     ended_ms: Option<u64>,
@@ -37,6 +37,10 @@ struct NodeLine {
 struct Report {
     run_id: String,
     target: String,
+    flow: String,
+    version: String,
+    warnings: Vec<String>,
+    failing_before: Vec<String>,
     steps: Vec<StepLine>,
     nodes: Vec<NodeLine>,
     verification: Option<Vec<Check>>,
@@ -69,7 +73,7 @@ fn build(state: &MigrationState, reboot: Option<&RunState>) -> Report {
         .iter()
         .map(|&(step, started, ended)| StepLine {
             step,
-            number: step.number(),
+            number: state.flow.unwrap_or(super::record::Flow::Seed).number(step),
             title: step.title(),
             started_ms: started,
             ended_ms: ended,
@@ -80,6 +84,10 @@ fn build(state: &MigrationState, reboot: Option<&RunState>) -> Report {
     Report {
         run_id: state.run_id.clone(),
         target: state.target.clone(),
+        flow: state.flow.map_or(String::new(), |f| f.name().to_owned()),
+        version: state.version.clone(),
+        warnings: state.warnings.clone(),
+        failing_before: state.failing_pods.clone(),
         steps,
         nodes,
         verification: state.last_verify.as_ref().map(|(_, c)| c.clone()),
@@ -92,10 +100,21 @@ fn time(ms: u64) -> String {
 }
 
 fn markdown(report: &Report) -> String {
-    let mut md = format!(
-        "# Migration {} → {}\n\n## Steps\n\n| step | what | started | took | result |\n|---|---|---|---|---|\n",
-        report.run_id, report.target
-    );
+    let mut md = format!("# Migration {} → {}\n\nOpenShift {} · {} flow\n\n", report.run_id, report.target, report.version, report.flow);
+    if !report.warnings.is_empty() {
+        md.push_str("## Warnings\n\n");
+        for w in &report.warnings {
+            md.push_str(&format!("- {w}\n"));
+        }
+        md.push('\n');
+    }
+    if !report.failing_before.is_empty() {
+        md.push_str(&format!(
+            "Pods already failing before the migration (not counted by the verification): {}\n\n",
+            report.failing_before.join(", ")
+        ));
+    }
+    md.push_str("## Steps\n\n| step | what | started | took | result |\n|---|---|---|---|---|\n");
     for s in &report.steps {
         let took = s.ended_ms.map_or("-".to_owned(), |e| {
             humantime::format_duration(std::time::Duration::from_secs(e.saturating_sub(s.started_ms) / 1000)).to_string()
@@ -218,6 +237,10 @@ mod tests {
         let report = Report {
             run_id: "m1".into(),
             target: "OVNKubernetes".into(),
+            flow: "seed".into(),
+            version: "4.7.60".into(),
+            warnings: vec![],
+            failing_before: vec![],
             steps: vec![],
             nodes: vec![
                 NodeLine {

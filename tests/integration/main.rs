@@ -4,6 +4,7 @@
 
 mod bmc;
 mod bmh_match;
+mod clients;
 mod clusters;
 mod common;
 mod demo;
@@ -12,6 +13,7 @@ mod hostlists;
 mod input;
 mod journal_lock;
 mod migrate;
+mod migrate_versions;
 mod netns;
 mod nodes;
 mod reboot;

@@ -40,9 +40,15 @@ pub struct SimOptions {
     pub heartbeat: Option<Duration>,
     /// How often the simulated operators reconcile.
     pub controller_interval: Duration,
-    /// Application pods left in CrashLoopBackOff by a finished migration until their node
-    /// reboots again (the document's step 10 finds and fixes them).
+    /// Application pods the network switch leaves in CrashLoopBackOff until their node reboots
+    /// (the reboot of every node mends them; the document's step 10 finds any left).
     pub error_pods_after_migration: usize,
+    /// The OpenShift release the cluster runs (ClusterVersion), whose operator rules the
+    /// simulated CNO and MCO follow: "4.7.60", "4.14.38", "4.16.21", ...
+    pub openshift_version: String,
+    /// Cluster and service networks inside OVN-Kubernetes' internal ranges (100.64.0.0/14 and
+    /// 100.72.0.0/16, as the simulation had them before), for the preflight's overlap check.
+    pub colliding_networks: bool,
 }
 
 impl Default for SimOptions {
@@ -67,6 +73,8 @@ impl Default for SimOptions {
             heartbeat: Some(Duration::from_secs(40)),
             controller_interval: Duration::from_millis(300),
             error_pods_after_migration: 2,
+            openshift_version: super::version::DEFAULT_VERSION.to_owned(),
+            colliding_networks: false,
         }
     }
 }
@@ -82,6 +90,13 @@ pub struct Cluster {
     /// The CA that signed the BMCs' certificate (PEM).
     pub bmc_ca_pem: String,
     pub bmc_password: String,
+    /// The simulated release (SimOptions::openshift_version).
+    pub release: super::version::Release,
+    /// The network type each node's plugin came up with at its last boot.
+    booted_network: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Every change the simulated network operator refused (its Degraded message), in order:
+    /// the witness that a client never asked for a change the release's operator refuses.
+    pub refusals: std::sync::Mutex<Vec<String>>,
     stop: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -95,7 +110,37 @@ fn t(group: &str, version: &str, plural: &str) -> &'static types::ResourceType {
 }
 
 fn rendered(pool: &str, network: &str) -> String {
-    super::cno::rendered_name(pool, network)
+    super::mco::rendered_name(pool, network)
+}
+
+/// An application pod of the `default` namespace on `node`, crash-looping or running.
+pub fn app_pod(name: &str, node: &str, crashlooping: bool) -> Value {
+    let state = if crashlooping {
+        json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}})
+    } else {
+        json!({"running": {"startedAt": now_rfc3339()}})
+    };
+    json!({
+        "metadata": {"name": name, "labels": {"app": "sample"}},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "quay.io/example/app:1"}]},
+        "status": {"phase": "Running", "startTime": now_rfc3339(), "containerStatuses": [{"name": "app", "ready": !crashlooping, "restartCount": if crashlooping { 3 } else { 0 },
+            "image": "quay.io/example/app:1", "imageID": "quay.io/example/app@sha256:5f0c1d9e2a8b7c6d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d",
+            "started": !crashlooping, "state": state}]},
+    })
+}
+
+/// A pod as a DaemonSet's controller creates it on `node`, running and ready (or not).
+pub fn daemon_pod(namespace: &str, daemonset: &str, container: &str, node: &str, ip: &str, ready: bool) -> Value {
+    let image = format!("quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:{:0>64}", format!("{:x}", daemonset.len() * 7919));
+    json!({
+        "metadata": {"generateName": format!("{daemonset}-"), "namespace": namespace, "labels": {"app": daemonset, "component": "network"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": daemonset, "uid": crate::util::stable_uuid(&format!("{namespace}/{daemonset}")), "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"nodeName": node, "hostNetwork": true, "containers": [{"name": container, "image": image}]},
+        "status": {"phase": "Running", "hostIP": ip, "podIP": ip, "startTime": now_rfc3339(),
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": now_rfc3339()}],
+            "containerStatuses": [{"name": container, "ready": ready, "started": true, "restartCount": 0, "image": image, "imageID": image,
+                "state": {"running": {"startedAt": now_rfc3339()}}}]},
+    })
 }
 
 fn free_net() -> String {
@@ -111,6 +156,7 @@ fn ready_condition(status: &str, reason: &str, message: &str) -> Value {
 impl Cluster {
     pub async fn start(options: SimOptions) -> std::io::Result<Arc<Cluster>> {
         crate::util::raise_open_file_limit();
+        let release = super::version::Release::parse(&options.openshift_version).map_err(std::io::Error::other)?;
         let net = options.net.clone().unwrap_or_else(free_net);
         let api = ApiState::new(options.history_limit, options.bookmark_interval);
         let listener = TcpListener::bind(("127.0.0.1", options.api_port)).await?;
@@ -178,6 +224,9 @@ impl Cluster {
             bmcs,
             bmc_ca_pem,
             bmc_password,
+            release,
+            booted_network: Default::default(),
+            refusals: Default::default(),
             stop,
             tasks: Default::default(),
         });
@@ -262,32 +311,54 @@ impl Cluster {
     }
 
     fn seed(&self, options: &SimOptions) {
-        let namespaces = [
+        let release = self.release;
+        let version = release.to_string();
+        // 4.17+ has no OpenShift SDN: such a cluster was installed with OVN-Kubernetes.
+        let network = if release.has_openshift_sdn() { "OpenShiftSDN" } else { "OVNKubernetes" };
+        let mut namespaces = vec![
             "default",
             "kube-system",
             "kube-node-lease",
             "openshift-machine-config-operator",
             "openshift-multus",
-            "openshift-sdn",
             "openshift-network-operator",
             "openshift-machine-api",
             "openshift-ovn-kubernetes",
+            "openshift-kube-apiserver",
+            "openshift-marketplace",
         ];
-        for ns in namespaces {
-            self.create(t("", "v1", "namespaces"), None, json!({"metadata": {"name": ns}}));
+        if release.has_openshift_sdn() {
+            namespaces.push("openshift-sdn");
         }
+        for (i, ns) in namespaces.iter().enumerate() {
+            self.create(t("", "v1", "namespaces"), None, json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
+            if release.has_openshift_sdn() {
+                // OpenShift SDN's NetNamespace per namespace (the default and openshift-* ones share VNID 0).
+                let netid = if ns.starts_with("openshift") || *ns == "default" { 0 } else { 1000 + i };
+                self.create(
+                    t("network.openshift.io", "v1", "netnamespaces"),
+                    None,
+                    json!({"metadata": {"name": ns}, "netname": ns, "netid": netid}),
+                );
+            }
+        }
+        // The kubelet of an OpenShift 4.N release is Kubernetes 1.(N+13).
+        let kube = format!("v1.{}.{}", release.minor + 13, 3 + release.patch % 10);
         let zones = ["zone-a", "zone-b", "zone-c"];
         for (i, node) in self.nodes.iter().enumerate() {
             let (_, pool) = node_identity(i, options.masters);
             let mut labels = json!({
-                "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "node.openshift.io/os_id": "rhcos",
+                "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "node.openshift.io/os_id": "rhcos",
+                "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64",
                 "topology.kubernetes.io/zone": zones[i % zones.len()],
             });
             labels[format!("node-role.kubernetes.io/{pool}")] = json!("");
             if pool == "master" {
                 labels["node-role.kubernetes.io/control-plane"] = json!("");
             }
-            let config = rendered(pool, "OpenShiftSDN");
+            let config = rendered(pool, network);
+            let ip = node.addr.ip().to_string();
+            let id = crate::util::stable_uuid(&node.name);
             self.create(nodes_type(), None, json!({
                 "metadata": {"name": node.name, "labels": labels, "annotations": {
                     "machine.openshift.io/machine": format!("openshift-machine-api/fleetboot-sim-{}", node.name),
@@ -295,63 +366,97 @@ impl Cluster {
                     "machineconfiguration.openshift.io/desiredConfig": config,
                     "machineconfiguration.openshift.io/state": "Done",
                     "machineconfiguration.openshift.io/reason": "",
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true",
                 }},
-                "spec": {},
+                "spec": {"providerID": format!("baremetalhost:///openshift-machine-api/{}-bmh/{id}", node.name)},
                 "status": {
-                    "addresses": [{"type": "InternalIP", "address": node.addr.ip().to_string()}, {"type": "Hostname", "address": node.name}],
-                    "nodeInfo": {"bootID": node.boot_id(), "kubeletVersion": "v1.33.0", "osImage": "Red Hat Enterprise Linux CoreOS 9.6",
-                        "kernelVersion": "5.14.0-427.fleetboot.el9_4.x86_64", "containerRuntimeVersion": "cri-o://1.33.0",
+                    "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": node.name}],
+                    "nodeInfo": {"bootID": node.boot_id(), "machineID": id.replace('-', ""), "systemUUID": id.clone(),
+                        "kubeletVersion": kube, "kubeProxyVersion": kube,
+                        "osImage": format!("Red Hat Enterprise Linux CoreOS {}{:02}.92.202411061430-0 (Plow)", release.major, release.minor),
+                        "kernelVersion": "5.14.0-427.42.1.el9_4.x86_64", "containerRuntimeVersion": format!("cri-o://1.{}.3-4.rhaos{}.el9", release.minor + 13, release.minor_text()),
                         "operatingSystem": "linux", "architecture": "amd64"},
-                    "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
-                    "capacity": {"cpu": "16", "memory": "65536Mi", "pods": "250"},
+                    "conditions": [
+                        {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "kubelet has sufficient memory available", "lastHeartbeatTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()},
+                        {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "kubelet has no disk pressure", "lastHeartbeatTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()},
+                        {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "message": "kubelet has sufficient PID available", "lastHeartbeatTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()},
+                        ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
+                    "capacity": {"cpu": "16", "memory": "65536Mi", "pods": "250", "ephemeral-storage": "125293548Ki"},
+                    "allocatable": {"cpu": "15500m", "memory": "64512Mi", "pods": "250", "ephemeral-storage": "114396791822"},
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                 },
             }));
-            self.create(t("", "v1", "pods"), Some("openshift-machine-config-operator"), json!({
-                "metadata": {"generateName": "machine-config-daemon-", "labels": {"k8s-app": "machine-config-daemon"},
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "machine-config-daemon", "uid": "00000000-0000-0000-0000-00000000d5e7", "controller": true}]},
-                "spec": {"nodeName": node.name, "containers": [{"name": "machine-config-daemon", "image": "quay.io/openshift/mcd"}]},
-                "status": {"phase": "Running", "podIP": node.addr.ip().to_string(),
-                    "containerStatuses": [{"name": "machine-config-daemon", "ready": true, "restartCount": 0, "state": {"running": {}}}]},
-            }));
+            self.booted_network.lock().unwrap().insert(node.name.clone(), network.to_owned());
+            if release.has_openshift_sdn() {
+                self.create(
+                    t("network.openshift.io", "v1", "hostsubnets"),
+                    None,
+                    json!({
+                        "metadata": {"name": node.name, "annotations": {"pod.network.openshift.io/node-uid": id}},
+                        "host": node.name, "hostIP": ip, "subnet": format!("10.{}.{}.0/23", 128 + i / 128, (i % 128) * 2),
+                    }),
+                );
+            }
+            let mut mcd =
+                daemon_pod("openshift-machine-config-operator", "machine-config-daemon", "machine-config-daemon", &node.name, &ip, true);
+            mcd["metadata"]["labels"] = json!({"k8s-app": "machine-config-daemon"});
+            self.create(t("", "v1", "pods"), Some("openshift-machine-config-operator"), mcd);
         }
         for pool in ["master", "worker"] {
             let count = if pool == "master" { options.masters } else { options.workers };
-            let config = rendered(pool, "OpenShiftSDN");
+            let config = rendered(pool, network);
             self.create(
                 t("machineconfiguration.openshift.io", "v1", "machineconfigs"),
                 None,
-                super::cno::rendered_config(&config, "OpenShiftSDN"),
+                super::mco::rendered_config(&config, pool, network),
             );
             let now = now_rfc3339();
             self.create(t("machineconfiguration.openshift.io", "v1", "machineconfigpools"), None, json!({
-                "metadata": {"name": pool},
+                "metadata": {"name": pool, "labels": {format!("pools.operator.machineconfiguration.openshift.io/{pool}"): ""}},
                 "spec": {"paused": false, "maxUnavailable": 1, "machineConfigSelector": {"matchLabels": {"machineconfiguration.openshift.io/role": pool}},
                     "nodeSelector": {"matchLabels": {format!("node-role.kubernetes.io/{pool}"): ""}}, "configuration": {"name": config}},
                 "status": {"configuration": {"name": config}, "machineCount": count, "readyMachineCount": count, "updatedMachineCount": count,
                     "unavailableMachineCount": 0, "degradedMachineCount": 0, "observedGeneration": 1,
                     "conditions": [
-                        {"type": "Updated", "status": "True", "lastTransitionTime": now, "reason": "", "message": format!("All nodes are updated with {config}")},
+                        {"type": "Updated", "status": "True", "lastTransitionTime": now, "reason": "", "message": format!("All nodes are updated with MachineConfig {config}")},
                         {"type": "Updating", "status": "False", "lastTransitionTime": now, "reason": "", "message": ""},
+                        {"type": "NodeDegraded", "status": "False", "lastTransitionTime": now, "reason": "", "message": ""},
                         {"type": "Degraded", "status": "False", "lastTransitionTime": now, "reason": "", "message": ""}]},
             }));
         }
+        // Defaults of the installer (10.128.0.0/14, 172.30.0.0/16) unless asked to collide with
+        // OVN-Kubernetes' internal ranges (100.64.0.0/16 join, 100.88.0.0/16 transit).
+        let (cluster_cidr, service_cidr) =
+            if options.colliding_networks { ("100.64.0.0/14", "100.72.0.0/16") } else { ("10.128.0.0/14", "172.30.0.0/16") };
         self.create(t("config.openshift.io", "v1", "networks"), None, json!({
             "metadata": {"name": "cluster"},
-            "spec": {"clusterNetwork": [{"cidr": "100.64.0.0/14", "hostPrefix": 23}], "networkType": "OpenShiftSDN", "serviceNetwork": ["100.72.0.0/16"]},
-            "status": {"clusterNetwork": [{"cidr": "100.64.0.0/14", "hostPrefix": 23}], "clusterNetworkMTU": 1450, "networkType": "OpenShiftSDN", "serviceNetwork": ["100.72.0.0/16"]},
+            "spec": {"clusterNetwork": [{"cidr": cluster_cidr, "hostPrefix": 23}], "networkType": network, "serviceNetwork": [service_cidr], "externalIP": {"policy": {}}},
+            "status": {"clusterNetwork": [{"cidr": cluster_cidr, "hostPrefix": 23}], "clusterNetworkMTU": if network == "OVNKubernetes" { 1400 } else { 1450 }, "networkType": network, "serviceNetwork": [service_cidr]},
         }));
+        let default_network = if network == "OVNKubernetes" {
+            json!({"type": network, "ovnKubernetesConfig": {"mtu": 1400, "genevePort": 6081}})
+        } else {
+            json!({"type": network, "openshiftSDNConfig": {"mode": "NetworkPolicy", "mtu": 1450, "vxlanPort": 4789}})
+        };
         self.create(t("operator.openshift.io", "v1", "networks"), None, json!({
             "metadata": {"name": "cluster"},
-            "spec": {"defaultNetwork": {"type": "OpenShiftSDN", "openshiftSDNConfig": {"mode": "NetworkPolicy", "mtu": 1450, "vxlanPort": 4789}},
-                "managementState": "Managed"},
-            "status": {},
+            "spec": {"clusterNetwork": [{"cidr": cluster_cidr, "hostPrefix": 23}], "serviceNetwork": [service_cidr], "defaultNetwork": default_network,
+                "managementState": "Managed", "logLevel": "Normal", "operatorLogLevel": "Normal", "disableNetworkDiagnostics": false},
+            "status": {"readyReplicas": 0},
         }));
+        let completed = "2024-11-20T09:12:44Z";
         self.create(
             t("config.openshift.io", "v1", "clusterversions"),
             None,
             json!({
-                "metadata": {"name": "version"}, "spec": {"channel": "stable-4.14", "clusterID": uuid::Uuid::new_v4().to_string()},
-                "status": {"desired": {"version": "4.14.38"}, "history": [{"state": "Completed", "version": "4.14.38"}]},
+                "metadata": {"name": "version"}, "spec": {"channel": format!("stable-{}", release.minor_text()), "clusterID": uuid::Uuid::new_v4().to_string()},
+                "status": {"desired": {"version": version, "image": format!("quay.io/openshift-release-dev/ocp-release:{version}-x86_64")},
+                    "history": [{"state": "Completed", "version": version, "image": format!("quay.io/openshift-release-dev/ocp-release:{version}-x86_64"),
+                        "startedTime": "2024-11-20T08:01:02Z", "completionTime": completed, "verified": false}],
+                    "observedGeneration": 1, "versionHash": "ZbmXq0G3dE0=", "availableUpdates": null,
+                    "conditions": [{"type": "Available", "status": "True", "lastTransitionTime": completed, "message": format!("Done applying {version}")},
+                        {"type": "Failing", "status": "False", "lastTransitionTime": completed},
+                        {"type": "Progressing", "status": "False", "lastTransitionTime": completed, "message": format!("Cluster version is {version}")}]},
             }),
         );
         for operator in ["network", "machine-config", "kube-apiserver", "etcd", "dns", "ingress"] {
@@ -362,10 +467,10 @@ impl Cluster {
                 json!({
                     "metadata": {"name": operator}, "spec": {},
                     "status": {"conditions": [
-                        {"type": "Available", "status": "True", "lastTransitionTime": now},
-                        {"type": "Progressing", "status": "False", "lastTransitionTime": now},
-                        {"type": "Degraded", "status": "False", "lastTransitionTime": now}],
-                        "versions": [{"name": "operator", "version": "4.14.38"}]},
+                        {"type": "Available", "status": "True", "reason": "AsExpected", "lastTransitionTime": now},
+                        {"type": "Progressing", "status": "False", "reason": "AsExpected", "lastTransitionTime": now},
+                        {"type": "Degraded", "status": "False", "reason": "AsExpected", "lastTransitionTime": now}],
+                        "versions": [{"name": "operator", "version": version}]},
                 }),
             );
         }
@@ -376,17 +481,149 @@ impl Cluster {
             "status": {"desiredNumberScheduled": total, "currentNumberScheduled": total, "numberReady": total, "updatedNumberScheduled": total,
                 "numberAvailable": total, "numberMisscheduled": 0, "observedGeneration": 1},
         }));
+        self.deploy_network_plugin(network, true);
+        // Leftovers every long-lived cluster has, from before any migration: a failed installer
+        // pod of a past kube-apiserver revision, and a pod the kubelet evicted.
+        let long_ago = "2024-11-20T08:40:00Z";
+        if let Some(master) = self.nodes.iter().find(|n| n.name.starts_with("master")) {
+            self.create(t("", "v1", "pods"), Some("openshift-kube-apiserver"), json!({
+                "metadata": {"name": format!("installer-7-{}", master.name), "labels": {"app": "installer"}},
+                "spec": {"nodeName": master.name, "restartPolicy": "Never", "serviceAccountName": "installer-sa",
+                    "containers": [{"name": "installer", "image": "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:1c0d"}]},
+                "status": {"phase": "Failed", "hostIP": master.addr.ip().to_string(), "startTime": long_ago,
+                    "containerStatuses": [{"name": "installer", "ready": false, "restartCount": 0, "started": false,
+                        "image": "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:1c0d", "imageID": "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:1c0d",
+                        "state": {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": long_ago, "finishedAt": long_ago,
+                            "message": "failed to fetch secret openshift-kube-apiserver/etcd-client: context deadline exceeded"}}}]},
+            }));
+        }
+        if let Some(worker) = self.nodes.iter().find(|n| n.name.starts_with("worker")) {
+            self.create(t("", "v1", "pods"), Some("openshift-marketplace"), json!({
+                "metadata": {"name": "redhat-operators-x7k2p", "labels": {"olm.catalogSource": "redhat-operators"}},
+                "spec": {"nodeName": worker.name, "containers": [{"name": "registry-server", "image": "registry.redhat.io/redhat/redhat-operator-index:v4"}]},
+                "status": {"phase": "Failed", "reason": "Evicted", "startTime": long_ago,
+                    "message": "The node was low on resource: ephemeral-storage. Threshold quantity: 12530286Ki, available: 10912388Ki."},
+            }));
+        }
         let mut logs = self.api.logs.lock().unwrap();
         let pods = self.api.store.lock().unwrap().list(t("", "v1", "pods"), &Default::default(), None, None).items;
-        for pod in pods {
+        for pod in pods.iter().filter(|p| p["metadata"]["namespace"] == "openshift-machine-config-operator") {
             let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
             let key = format!(
                 "{}/{}",
                 pod["metadata"]["namespace"].as_str().unwrap_or_default(),
                 pod["metadata"]["name"].as_str().unwrap_or_default()
             );
-            logs.insert(key, format!("I0101 00:00:00.000000 daemon.go:1400] Current config: {}\nI0101 00:00:00.000001 daemon.go:1401] state: Done\nI0101 00:00:00.000002 daemon.go:1500] node {node} is up to date\n", rendered(if node.starts_with("master") { "master" } else { "worker" }, "OpenShiftSDN")));
+            let config = rendered(if node.starts_with("master") { "master" } else { "worker" }, network);
+            logs.insert(key, format!("I1120 09:10:00.000000 start.go:61] Version: {version} (Raw: machine-config-daemon)\nI1120 09:10:00.000001 daemon.go:1400] Current config: {config}\nI1120 09:10:00.000002 daemon.go:1401] state: Done\nI1120 09:10:00.000003 daemon.go:1500] node {node} is up to date\n"));
         }
+    }
+
+    /// The network plugin's DaemonSet and one pod per node, as the CNO renders it for
+    /// `network_type` (`bindata/network/ovn-kubernetes` or `bindata/network/openshift-sdn`).
+    /// Pods come up ready with `ready`; else [`Cluster::sync_network_plugin`] readies them.
+    pub fn deploy_network_plugin(&self, network_type: &str, ready: bool) {
+        let (namespace, name) = super::cno::plugin_daemonset(network_type);
+        let container = if network_type == "OVNKubernetes" { "ovnkube-controller" } else { "sdn" };
+        let total = self.nodes.len();
+        let available = if ready { total } else { 0 };
+        let mut store = self.api.store.lock().unwrap();
+        let _ = store.create(t("apps", "v1", "daemonsets"), Some(namespace), json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+                "template": {"metadata": {"labels": {"app": name, "component": "network"}}, "spec": {"hostNetwork": true, "containers": [{"name": container, "image": "quay.io/openshift/ovn-kubernetes"}]}}},
+            "status": {"desiredNumberScheduled": total, "currentNumberScheduled": total, "numberReady": available, "updatedNumberScheduled": total,
+                "numberAvailable": available, "numberUnavailable": total - available, "numberMisscheduled": 0, "observedGeneration": 1},
+        }));
+        for node in &self.nodes {
+            let ip = node.addr.ip().to_string();
+            let _ = store.create(t("", "v1", "pods"), Some(namespace), daemon_pod(namespace, name, container, &node.name, &ip, ready));
+        }
+    }
+
+    /// The running plugin's pods are ready on the nodes that are Ready and booted with it; its
+    /// DaemonSet counts them (the kubelets and the DaemonSet controller).
+    pub fn sync_network_plugin(&self, network_type: &str) {
+        let (namespace, name) = super::cno::plugin_daemonset(network_type);
+        let pods_t = t("", "v1", "pods");
+        let booted = self.booted_network.lock().unwrap().clone();
+        let mut store = self.api.store.lock().unwrap();
+        let ready_nodes: std::collections::HashSet<String> = store
+            .list(nodes_type(), &Default::default(), None, None)
+            .items
+            .iter()
+            .filter(|n| crate::util::node_is_ready(n))
+            .map(|n| n["metadata"]["name"].as_str().unwrap_or_default().to_owned())
+            .filter(|n| booted.get(n).is_some_and(|b| b == network_type))
+            .collect();
+        let filter = super::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
+        let mut available = 0;
+        let pods = store.list(pods_t, &filter, None, None).items;
+        for pod in &pods {
+            let ready = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| ready_nodes.contains(n));
+            available += usize::from(ready);
+            if pod.pointer("/status/containerStatuses/0/ready") != Some(&json!(ready)) {
+                let mut statuses = pod["status"]["containerStatuses"].clone();
+                statuses[0]["ready"] = json!(ready);
+                let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                let _ = store.patch(pods_t, Some(namespace), &pod_name, PatchType::Merge, &json!({"status": {"containerStatuses": statuses,
+                    "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": now_rfc3339()}]}}), Some("status"));
+            }
+        }
+        let ds_t = t("apps", "v1", "daemonsets");
+        let changed =
+            store.get(ds_t, Some(namespace), name).is_ok_and(|ds| ds.pointer("/status/numberAvailable") != Some(&json!(available)));
+        if changed {
+            let total = pods.len();
+            let _ = store.patch(
+                ds_t,
+                Some(namespace),
+                name,
+                PatchType::Merge,
+                &json!({"status": {"numberReady": available, "numberAvailable": available, "numberUnavailable": total - available}}),
+                Some("status"),
+            );
+        }
+    }
+
+    /// Why a node that just booted cannot run its network plugin, if it cannot: from 4.10 a
+    /// node that comes up on OVN-Kubernetes without the `br-ex` bridge of `configure-ovs.sh
+    /// OVNKubernetes` (its machine config still runs `configure-ovs.sh OpenShiftSDN`) stays
+    /// NotReady (openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`; cluster-network-operator
+    /// `bindata/network/ovn-kubernetes/common/008-script-lib.yaml`, ovnkube-node waits for br-ex).
+    fn network_problem(&self, node: &str) -> Option<String> {
+        let store = self.api.store.lock().unwrap();
+        let running = store
+            .get(t("config.openshift.io", "v1", "networks"), None, "cluster")
+            .ok()?
+            .pointer("/status/networkType")
+            .and_then(Value::as_str)?
+            .to_owned();
+        self.booted_network.lock().unwrap().insert(node.to_owned(), running.clone());
+        // The documented rollback rolls `configure-ovs.sh OpenShiftSDN` out while OVN-Kubernetes
+        // still runs, and expects the pools to update (openshift-docs
+        // `modules/nw-ovn-kubernetes-rollback.adoc`): a node prepared for the way back is not
+        // held NotReady.
+        let rolling_back = store
+            .get(t("config.openshift.io", "v1", "networks"), None, "cluster")
+            .ok()
+            .is_some_and(|n| n.pointer("/status/migration/networkType").and_then(Value::as_str) == Some("OpenShiftSDN"));
+        if !(self.release.ovn_needs_br_ex() && running == "OVNKubernetes") || rolling_back {
+            return None;
+        }
+        let object = store.get(nodes_type(), None, node).ok()?;
+        let annotation =
+            |k: &str| object.pointer("/metadata/annotations").and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
+        // The daemon wrote the desired config to disk before it rebooted the node for it.
+        let booted =
+            if annotation(super::mco::STATE) == "Working" { annotation(super::mco::DESIRED) } else { annotation(super::mco::CURRENT) };
+        let mc = store.get(t("machineconfiguration.openshift.io", "v1", "machineconfigs"), None, &booted).ok()?;
+        if mc.to_string().contains("configure-ovs.sh OVNKubernetes") {
+            return None;
+        }
+        Some(format!(
+            "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: No CNI configuration file in /etc/kubernetes/cni/net.d/. Has your network provider started? (ovnkube-node: bridge br-ex not found: node booted with {booted}, which runs configure-ovs.sh OpenShiftSDN, not OVNKubernetes)"
+        ))
     }
 
     /// Appends a line to the log of the node's machine-config-daemon pod.
@@ -548,13 +785,16 @@ async fn kubelets(cluster: Arc<Cluster>, mut events: mpsc::UnboundedReceiver<Nod
                 NodeEvent::Booted(name) => {
                     tokio::time::sleep(timings.kubelet_ready_after).await;
                     let Some(node) = cluster.node(&name) else { return };
-                    cluster.patch_node_status(
-                        &name,
-                        json!({
-                            "nodeInfo": {"bootID": node.boot_id()},
-                            "conditions": [ready_condition("True", "KubeletReady", "kubelet is posting ready status")],
-                        }),
-                    );
+                    let ready = match cluster.network_problem(&name) {
+                        None => ready_condition("True", "KubeletReady", "kubelet is posting ready status"),
+                        Some(why) => ready_condition("False", "KubeletNotReady", &why),
+                    };
+                    let is_ready = ready["status"] == "True";
+                    cluster.patch_node_status(&name, json!({"nodeInfo": {"bootID": node.boot_id()}, "conditions": [ready]}));
+                    if !is_ready {
+                        node.note("up, NotReady (network)");
+                        return;
+                    }
                     node.note("ready");
                     let _ = rebooted.send(name);
                 }
@@ -673,6 +913,7 @@ pub fn evict(
 ///   "expire_sessions": true, "session_timeout_ms": N, "allowed_resets": [..] | null}`
 /// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches
 /// - `POST cut-watches`: ends every open watch stream once
+/// - `GET operators/refusals`: every change the simulated network operator refused
 ///
 /// [`Faults`]: super::node::Faults
 pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body: &Value) -> Result<Value, (u16, String)> {
@@ -721,6 +962,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             cluster.api_outage(Duration::from_secs_f64(seconds));
             Ok(json!({"outage_seconds": seconds}))
         }
+        ("GET", ["operators", "refusals"]) => Ok(json!(*cluster.refusals.lock().unwrap())),
         ("POST", ["cut-watches"]) => {
             let _ = cluster.api.cut_watches.send(());
             Ok(json!({"cut": true}))

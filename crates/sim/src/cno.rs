@@ -1,10 +1,20 @@
-//! The simulated Cluster Network Operator, as far as the SDN → OVN-Kubernetes migration
-//! shows it: once `Network.config` asks for another network type and the migration is enabled
-//! (the `networkoperator.openshift.io/network-migration` annotation, or the newer
-//! `spec.migration.networkType` of `Network.operator`), it renders new MachineConfigs for every
-//! pool, rolls the multus DaemonSet, and reports the new type in `status.networkType` once every
-//! node has rebooted since the switch. A change without the migration enabled degrades the
-//! network ClusterOperator, as the real operator refuses it.
+//! The simulated Cluster Network Operator, as far as the SDN → OVN-Kubernetes migration shows
+//! it, following the rules of the simulated release ([`Release`]):
+//!
+//! - it copies `Network.config` `spec.networkType` into `Network.operator`
+//!   `spec.defaultNetwork.type` (cluster-network-operator
+//!   `pkg/controller/clusterconfig/clusterconfig_controller.go`, `Reconcile` →
+//!   `network.MergeClusterConfig`);
+//! - it compares the operator config with the configuration it applied last (the
+//!   `applied-cluster` ConfigMap; `pkg/controller/operconfig/operconfig_controller.go`,
+//!   `Reconcile` → `GetAppliedConfiguration`, `network.IsChangeSafe`) and refuses an unsafe change
+//!   by going Degraded with the operator's own message, leaving the change unapplied;
+//! - when it applies `spec.migration` it writes `Network.config` `status.migration`
+//!   (`pkg/controller/clusterconfig`/`statusmanager`, `StatusFromOperatorConfig`), and when it
+//!   applies a new type it writes `status.networkType`, rolls multus and replaces the old
+//!   network's DaemonSet with the new one's.
+//!
+//! It does not render MachineConfigs: the MCO does ([`super::mco`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,35 +25,83 @@ use serde_json::{Value, json};
 use super::cluster::Cluster;
 use super::store::{Filter, PatchType, now_rfc3339};
 use super::types;
+use super::version::Release;
 
 pub const MIGRATION_ANNOTATION: &str = "networkoperator.openshift.io/network-migration";
 
-/// The rendered MachineConfig name for a pool under a network type.
-pub fn rendered_name(pool: &str, network_type: &str) -> String {
-    let hash = match network_type {
-        "OVNKubernetes" => "0f3e9c1b7a",
-        "OpenShiftSDN" => "5b8d2c4e61",
-        _ => "9a9a9a9a9a",
-    };
-    format!("rendered-{pool}-{hash}")
+/// The part of `Network.operator` `spec` the migration rules compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetSpec {
+    /// `spec.defaultNetwork.type`
+    pub default_type: String,
+    /// `spec.migration.networkType` when `spec.migration` is set (`Some("")` for an empty one).
+    pub migration: Option<String>,
 }
 
-pub fn rendered_config(name: &str, network_type: &str) -> Value {
-    json!({
-        "metadata": {"name": name, "annotations": {"machineconfiguration.openshift.io/generated-by-controller-version": "fleetboot-sim"}},
-        "spec": {"config": {"ignition": {"version": "3.4.0"}, "systemd": {"units": [{"name": "ovs-configuration.service", "enabled": true,
-            "contents": format!("[Service]\nType=oneshot\nExecStart=/usr/local/bin/configure-ovs.sh {network_type}\n")}]}}},
-    })
+impl NetSpec {
+    pub fn of(operator: &Value) -> NetSpec {
+        let migration = operator.pointer("/spec/migration").filter(|m| m.is_object());
+        NetSpec {
+            default_type: operator.pointer("/spec/defaultNetwork/type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            migration: migration.map(|m| m.get("networkType").and_then(Value::as_str).unwrap_or_default().to_owned()),
+        }
+    }
 }
 
-/// Whether the operator may act on a type change. Pure.
-pub fn migration_enabled(operator: &Value, target: &str) -> bool {
-    let annotated = operator.pointer("/metadata/annotations").and_then(|a| a.get(MIGRATION_ANNOTATION)).is_some();
-    let newer = operator.pointer("/spec/migration/networkType").and_then(Value::as_str) == Some(target);
-    annotated || newer
+/// Why the operator refuses to go from the applied `prev` to `next`; empty: safe. Pure.
+pub fn change_errors(release: Release, prev: &NetSpec, next: &NetSpec, annotated: bool) -> Vec<String> {
+    let mut errors = Vec::new();
+    if !release.has_openshift_sdn() {
+        // 4.17+ `pkg/network/render.go`, `isDefaultNetworkChangeSafe`: no type change at all.
+        if prev.default_type != next.default_type {
+            errors.push("cannot change default network type".to_owned());
+        }
+        return errors;
+    }
+    if release.annotation_enables_migration() {
+        // ≤ 4.7 `pkg/controller/operconfig/operconfig_controller.go`, `Reconcile`: the annotation
+        // skips `IsChangeSafe`; without it `pkg/network/render.go`, `IsDefaultNetworkChangeSafe`
+        // refuses any type change ("cannot change default network type").
+        if !annotated && prev.default_type != next.default_type {
+            errors.push("cannot change default network type".to_owned());
+        }
+        return errors;
+    }
+    // 4.8-4.16 `pkg/network/render.go`, `IsChangeSafe` runs `isMigrationChangeSafe` then
+    // `isDefaultNetworkChangeSafe`, against the *applied* configuration.
+    if let (Some(before), Some(after)) = (&prev.migration, &next.migration)
+        && before != after
+    {
+        errors.push("cannot change migration network type after migration is start".to_owned());
+    }
+    if prev.default_type != next.default_type {
+        match &prev.migration {
+            None => errors.push("cannot change default network type when not doing migration".to_owned()),
+            Some(target) if *target != next.default_type => {
+                errors.push("can only change default network type to the target migration network type".to_owned())
+            }
+            Some(_) => {}
+        }
+    }
+    errors
 }
 
-/// One migration in progress.
+/// The Degraded message of the `network` ClusterOperator for refused changes
+/// (`pkg/controller/operconfig/operconfig_controller.go`, `Reconcile`: `SetDegraded(OperatorConfig,
+/// "InvalidOperatorConfig", ...)` around `IsChangeSafe`'s "invalid configuration: %v"). Pure.
+pub fn degraded_message(errors: &[String]) -> String {
+    format!(
+        "Not applying unsafe configuration change: invalid configuration: [{}]. Use 'oc edit network.operator.openshift.io cluster' to undo the change.",
+        errors.join(" ")
+    )
+}
+
+/// The network plugin DaemonSet of a network type: (namespace, name, pod label).
+pub fn plugin_daemonset(network_type: &str) -> (&'static str, &'static str) {
+    if network_type == "OVNKubernetes" { ("openshift-ovn-kubernetes", "ovnkube-node") } else { ("openshift-sdn", "sdn") }
+}
+
+/// One type change in progress: the boot IDs at the switch, and the multus rollout.
 struct Switch {
     target: String,
     boot_ids: HashMap<String, String>,
@@ -57,70 +115,128 @@ fn t(group: &str, version: &str, plural: &str) -> &'static types::ResourceType {
 pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
     let config_t = t("config.openshift.io", "v1", "networks");
     let operator_t = t("operator.openshift.io", "v1", "networks");
-    let pools_t = t("machineconfiguration.openshift.io", "v1", "machineconfigpools");
-    let mcs_t = t("machineconfiguration.openshift.io", "v1", "machineconfigs");
     let ds_t = t("apps", "v1", "daemonsets");
     let co_t = t("config.openshift.io", "v1", "clusteroperators");
     let nodes_t = t("", "v1", "nodes");
     let pods_t = t("", "v1", "pods");
+    let release = cluster.release;
+    let mut applied: Option<NetSpec> = None;
     let mut current: Option<Switch> = None;
+    let mut last_refusal: Option<String> = None;
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         let mut store = cluster.api.store.lock().unwrap();
-        let (Ok(config), Ok(operator)) = (store.get(config_t, None, "cluster"), store.get(operator_t, None, "cluster")) else { continue };
+        let (Ok(config), Ok(mut operator)) = (store.get(config_t, None, "cluster"), store.get(operator_t, None, "cluster")) else {
+            continue;
+        };
+        // The cluster config controller: Network.config spec.networkType → operator spec.
         let wanted = config.pointer("/spec/networkType").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let running = config.pointer("/status/networkType").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !wanted.is_empty() && NetSpec::of(&operator).default_type != wanted {
+            match store.patch(operator_t, None, "cluster", PatchType::Merge, &json!({"spec": {"defaultNetwork": {"type": wanted}}}), None) {
+                Ok(o) => operator = o,
+                Err(_) => continue,
+            }
+        }
+        let next = NetSpec::of(&operator);
+        let prev = applied.get_or_insert_with(|| next.clone()).clone();
+        let annotated = operator.pointer("/metadata/annotations").and_then(|a| a.get(MIGRATION_ANNOTATION)).is_some();
+        let errors = change_errors(release, &prev, &next, annotated);
         let nodes = store.list(nodes_t, &Filter::default(), None, None).items;
         let boot_id = |n: &Value| n.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let degraded_message = if wanted != running && !migration_enabled(&operator, &wanted) {
-            format!(
-                "Not applying unsafe configuration change: network type change from {running} to {wanted} requires the migration to be enabled"
-            )
-        } else {
-            String::new()
-        };
-        let _ = store.patch(co_t, None, "network", PatchType::Merge, &json!({"status": {"conditions": [
-            {"type": "Available", "status": "True", "lastTransitionTime": now_rfc3339()},
-            {"type": "Progressing", "status": if current.is_some() { "True" } else { "False" }, "lastTransitionTime": now_rfc3339()},
-            {"type": "Degraded", "status": if degraded_message.is_empty() { "False" } else { "True" }, "message": degraded_message, "lastTransitionTime": now_rfc3339()},
-        ]}}), Some("status"));
-
-        if wanted != running && migration_enabled(&operator, &wanted) && current.as_ref().is_none_or(|c| c.target != wanted) {
-            // The switch: new rendered configs for every pool, and a multus rollout.
-            for pool in store.list(pools_t, &Filter::default(), None, None).items {
-                let name = pool["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                let rendered = rendered_name(&name, &wanted);
-                let _ = store.create(mcs_t, None, rendered_config(&rendered, &wanted));
-                let _ = store.patch(pools_t, None, &name, PatchType::Merge, &json!({"spec": {"configuration": {"name": rendered}}}), None);
+        if errors.is_empty() && next != prev {
+            if next.migration != prev.migration && release.mco_reads_status_migration() {
+                let migration = next.migration.as_ref().map(|t| json!({"networkType": t})).unwrap_or(Value::Null);
+                let _ =
+                    store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"migration": migration}}), Some("status"));
             }
-            if let Ok(ds) = store.patch(
-                ds_t,
-                Some("openshift-multus"),
-                "multus",
-                PatchType::Merge,
-                &json!({"spec": {"template": {"metadata": {"annotations": {"networkoperator.openshift.io/network-type": wanted}}}}}),
-                None,
-            ) {
-                let generation = ds["metadata"]["generation"].clone();
-                let _ = store.patch(
+            if next.default_type != prev.default_type {
+                let target = next.default_type.clone();
+                let _ =
+                    store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"networkType": target}}), Some("status"));
+                // The new plugin replaces the old one (the status manager deletes what is no longer
+                // rendered: `pkg/controller/statusmanager`, `deleteRelatedObjectsNotRendered`).
+                let (old_ns, old_name) = plugin_daemonset(&prev.default_type);
+                let _ = store.delete(ds_t, Some(old_ns), old_name);
+                let filter = Filter { namespace: Some(old_ns.to_owned()), ..Default::default() };
+                for pod in store.list(pods_t, &filter, None, None).items {
+                    let _ = store.delete(pods_t, Some(old_ns), pod["metadata"]["name"].as_str().unwrap_or_default());
+                }
+                drop(store);
+                cluster.deploy_network_plugin(&target, false);
+                store = cluster.api.store.lock().unwrap();
+                if let Ok(ds) = store.patch(
                     ds_t,
                     Some("openshift-multus"),
                     "multus",
                     PatchType::Merge,
-                    &json!({"status": {"updatedNumberScheduled": 0, "observedGeneration": generation}}),
-                    Some("status"),
-                );
+                    &json!({"spec": {"template": {"metadata": {"annotations": {"networkoperator.openshift.io/network-type": target}}}}}),
+                    None,
+                ) {
+                    let generation = ds["metadata"]["generation"].clone();
+                    let _ = store.patch(
+                        ds_t,
+                        Some("openshift-multus"),
+                        "multus",
+                        PatchType::Merge,
+                        &json!({"status": {"updatedNumberScheduled": 0, "numberAvailable": 0, "observedGeneration": generation}}),
+                        Some("status"),
+                    );
+                }
+                // A few application pods lose their network with the switch and crash-loop until
+                // their node reboots (the kubelets restart them then).
+                let workers: Vec<&Arc<Value>> = nodes
+                    .iter()
+                    .filter(|n| n.pointer("/metadata/labels").and_then(|l| l.get("node-role.kubernetes.io/worker")).is_some())
+                    .collect();
+                for (i, node) in workers.iter().take(error_pods).enumerate() {
+                    let node_name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                    let name = format!("app-{i}");
+                    let _ = store.delete(pods_t, Some("default"), &name);
+                    let _ = store.create(pods_t, Some("default"), super::cluster::app_pod(&name, &node_name, true));
+                }
+                current = Some(Switch {
+                    target,
+                    boot_ids: nodes.iter().map(|n| (n["metadata"]["name"].as_str().unwrap_or_default().to_owned(), boot_id(n))).collect(),
+                    multus_updated: 0,
+                });
             }
-            current = Some(Switch {
-                target: wanted.clone(),
-                boot_ids: nodes.iter().map(|n| (n["metadata"]["name"].as_str().unwrap_or_default().to_owned(), boot_id(n))).collect(),
-                multus_updated: 0,
-            });
-            continue;
+            applied = Some(next.clone());
         }
-        // Pods the switch left crash-looping recover when their node reboots (the kubelets do that).
+        let message = if errors.is_empty() { String::new() } else { degraded_message(&errors) };
+        if !errors.is_empty() && last_refusal.as_ref() != Some(&message) {
+            cluster.refusals.lock().unwrap().push(message.clone());
+        }
+        last_refusal = (!errors.is_empty()).then(|| message.clone());
+        let now = now_rfc3339();
+        let old_conditions = store.get(co_t, None, "network").ok().and_then(|co| co.pointer("/status/conditions").cloned());
+        let condition = |kind: &str, on: bool, reason: &str, message: &str| {
+            let status = if on { "True" } else { "False" };
+            // An unchanged condition keeps its transition time.
+            let since = old_conditions
+                .as_ref()
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == kind && c["status"] == status))
+                .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| now.clone());
+            json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since})
+        };
+        let conditions = json!([
+            condition("Available", true, "AsExpected", ""),
+            condition(
+                "Progressing",
+                current.is_some(),
+                if current.is_some() { "Deploying" } else { "AsExpected" },
+                if current.is_some() { "DaemonSet \"/openshift-multus/multus\" is not available" } else { "" }
+            ),
+            condition("Degraded", !errors.is_empty(), if errors.is_empty() { "AsExpected" } else { "InvalidOperatorConfig" }, &message),
+        ]);
+        if old_conditions.as_ref() != Some(&conditions) {
+            let _ = store.patch(co_t, None, "network", PatchType::Merge, &json!({"status": {"conditions": conditions}}), Some("status"));
+        }
+
         let Some(switch) = current.as_mut() else { continue };
+        let target = switch.target.clone();
         // The multus rollout: a tenth of the nodes per tick.
         let total = nodes.len() as u64;
         if switch.multus_updated < total {
@@ -130,49 +246,17 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                 Some("openshift-multus"),
                 "multus",
                 PatchType::Merge,
-                &json!({"status": {"updatedNumberScheduled": switch.multus_updated}}),
+                &json!({"status": {"updatedNumberScheduled": switch.multus_updated, "numberAvailable": switch.multus_updated}}),
                 Some("status"),
             );
         }
         let all_rebooted =
             nodes.iter().all(|n| switch.boot_ids.get(n["metadata"]["name"].as_str().unwrap_or_default()).is_some_and(|b| *b != boot_id(n)));
         if all_rebooted && switch.multus_updated >= total {
-            let _ = store.patch(
-                config_t,
-                None,
-                "cluster",
-                PatchType::Merge,
-                &json!({"status": {"networkType": switch.target}}),
-                Some("status"),
-            );
-            let _ = store.patch(
-                operator_t,
-                None,
-                "cluster",
-                PatchType::Merge,
-                &json!({"spec": {"defaultNetwork": {"type": switch.target}}}),
-                None,
-            );
-            // A few application pods come out of the switch broken until their node reboots again.
-            let workers: Vec<&std::sync::Arc<Value>> = nodes
-                .iter()
-                .filter(|n| n.pointer("/metadata/labels").and_then(|l| l.get("node-role.kubernetes.io/worker")).is_some())
-                .collect();
-            for (i, node) in workers.iter().take(error_pods).enumerate() {
-                let node_name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                let _ = store.create(
-                    pods_t,
-                    Some("default"),
-                    json!({
-                        "metadata": {"name": format!("app-{i}"), "labels": {"app": "sample"}},
-                        "spec": {"nodeName": node_name, "containers": [{"name": "app", "image": "quay.io/example/app"}]},
-                        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": false, "restartCount": 3,
-                            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}}]},
-                    }),
-                );
-            }
             current = None;
         }
+        drop(store);
+        cluster.sync_network_plugin(&target);
     }
 }
 
@@ -180,20 +264,67 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_migration_is_enabled_by_either_variant() {
-        let annotated = json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: ""}}});
-        assert!(migration_enabled(&annotated, "OVNKubernetes"));
-        let newer = json!({"metadata": {}, "spec": {"migration": {"networkType": "OVNKubernetes"}}});
-        assert!(migration_enabled(&newer, "OVNKubernetes"));
-        assert!(!migration_enabled(&newer, "OpenShiftSDN"));
-        assert!(!migration_enabled(&json!({"metadata": {}}), "OVNKubernetes"));
+    fn spec(default_type: &str, migration: Option<&str>) -> NetSpec {
+        NetSpec { default_type: default_type.into(), migration: migration.map(str::to_owned) }
+    }
+
+    fn r(text: &str) -> Release {
+        Release::parse(text).unwrap()
     }
 
     #[test]
-    fn rendered_configs_name_the_network_type() {
-        let mc = rendered_config(&rendered_name("worker", "OVNKubernetes"), "OVNKubernetes");
-        assert_eq!(mc["metadata"]["name"], "rendered-worker-0f3e9c1b7a");
-        assert!(mc.to_string().contains("ExecStart=/usr/local/bin/configure-ovs.sh OVNKubernetes"));
+    fn up_to_4_7_the_annotation_allows_the_type_change() {
+        let (sdn, ovn) = (spec("OpenShiftSDN", None), spec("OVNKubernetes", None));
+        assert_eq!(change_errors(r("4.7.60"), &sdn, &ovn, false), ["cannot change default network type"]);
+        assert!(change_errors(r("4.7.60"), &sdn, &ovn, true).is_empty());
+    }
+
+    #[test]
+    fn from_4_8_only_an_applied_spec_migration_allows_the_type_change() {
+        let sdn = spec("OpenShiftSDN", None);
+        // The annotation is ignored.
+        assert_eq!(
+            change_errors(r("4.14.38"), &sdn, &spec("OVNKubernetes", None), true),
+            ["cannot change default network type when not doing migration"]
+        );
+        // spec.migration and spec.networkType in one go: the applied config has no migration yet.
+        assert_eq!(
+            change_errors(r("4.14.38"), &sdn, &spec("OVNKubernetes", Some("OVNKubernetes")), false),
+            ["cannot change default network type when not doing migration"]
+        );
+        // spec.migration alone is safe; once applied, the switch to its type is too.
+        let prepared = spec("OpenShiftSDN", Some("OVNKubernetes"));
+        assert!(change_errors(r("4.14.38"), &sdn, &prepared, false).is_empty());
+        assert!(change_errors(r("4.14.38"), &prepared, &spec("OVNKubernetes", Some("OVNKubernetes")), false).is_empty());
+        // Not to another type, and the target cannot change once started.
+        assert_eq!(
+            change_errors(r("4.16.21"), &spec("OVNKubernetes", Some("OVNKubernetes")), &spec("OpenShiftSDN", Some("OpenShiftSDN")), false),
+            [
+                "cannot change migration network type after migration is start",
+                "can only change default network type to the target migration network type"
+            ]
+        );
+        // Rollback as documented: spec.migration null first, then the SDN target.
+        let ovn_done = spec("OVNKubernetes", None);
+        assert!(change_errors(r("4.16.21"), &spec("OVNKubernetes", Some("OVNKubernetes")), &ovn_done, false).is_empty());
+        let back = spec("OVNKubernetes", Some("OpenShiftSDN"));
+        assert!(change_errors(r("4.16.21"), &ovn_done, &back, false).is_empty());
+        assert!(change_errors(r("4.16.21"), &back, &spec("OpenShiftSDN", Some("OpenShiftSDN")), false).is_empty());
+    }
+
+    #[test]
+    fn from_4_17_there_is_no_type_change() {
+        assert_eq!(
+            change_errors(r("4.17.3"), &spec("OVNKubernetes", None), &spec("OpenShiftSDN", Some("OpenShiftSDN")), false),
+            ["cannot change default network type"]
+        );
+    }
+
+    #[test]
+    fn the_degraded_message_is_the_operators() {
+        assert_eq!(
+            degraded_message(&["cannot change default network type when not doing migration".into()]),
+            "Not applying unsafe configuration change: invalid configuration: [cannot change default network type when not doing migration]. Use 'oc edit network.operator.openshift.io cluster' to undo the change."
+        );
     }
 }

@@ -17,5 +17,6 @@ pub mod store;
 pub mod table;
 pub mod types;
 pub mod util;
+pub mod version;
 
 pub use cluster::{Cluster, SimOptions};

@@ -1,9 +1,11 @@
-//! The simulated Machine Config Operator. Pure part: from pools and nodes, which nodes get a
-//! new desiredConfig (at most `maxUnavailable` at a time, never in a paused pool) and what each
+//! The simulated Machine Config Operator. Pure part: which rendered config each pool targets
+//! (from the network's status, per release), which pool owns each node, which nodes get a new
+//! desiredConfig (at most `maxUnavailable` at a time, never in a paused pool) and what each
 //! pool's status says. Live part: a loop that applies that, and a per-node daemon that cordons,
-//! reboots and uncordons a node whose desiredConfig differs from its currentConfig.
+//! drains (respecting PodDisruptionBudgets), reboots and uncordons a node whose desiredConfig
+//! differs from its currentConfig.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +14,55 @@ use serde_json::{Value, json};
 use super::cluster::Cluster;
 use super::store::{Filter, PatchType, now_rfc3339};
 use super::types;
+use super::version::Release;
 use crate::util::{MaxUnavailable, node_is_ready, string_map};
 
 pub const CURRENT: &str = "machineconfiguration.openshift.io/currentConfig";
 pub const DESIRED: &str = "machineconfiguration.openshift.io/desiredConfig";
 pub const STATE: &str = "machineconfiguration.openshift.io/state";
+pub const REASON: &str = "machineconfiguration.openshift.io/reason";
+
+/// The rendered MachineConfig name for a pool under a network type.
+pub fn rendered_name(pool: &str, network_type: &str) -> String {
+    let hash = match network_type {
+        "OVNKubernetes" => "0f3e9c1b7a",
+        "OpenShiftSDN" => "5b8d2c4e61",
+        _ => "9a9a9a9a9a",
+    };
+    format!("rendered-{pool}-{hash}")
+}
+
+/// A rendered MachineConfig whose `ovs-configuration.service` runs `configure-ovs.sh
+/// <network_type>` (machine-config-operator `templates/common/_base/units/ovs-configuration.service.yaml`:
+/// `ExecStart=/usr/local/bin/configure-ovs.sh {{.NetworkType}}`).
+pub fn rendered_config(name: &str, pool: &str, network_type: &str) -> Value {
+    json!({
+        "metadata": {"name": name,
+            "annotations": {"machineconfiguration.openshift.io/generated-by-controller-version": "fleetboot-sim",
+                "machineconfiguration.openshift.io/release-image-version": "sim"},
+            "ownerReferences": [{"apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool", "name": pool,
+                "uid": crate::util::stable_uuid(pool), "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"osImageURL": "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:rhcos", "config": {"ignition": {"version": "3.4.0"},
+            "systemd": {"units": [{"name": "ovs-configuration.service", "enabled": true,
+            "contents": format!("[Unit]\nDescription=Configures OVS with proper host networking configuration\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/configure-ovs.sh {network_type}\n[Install]\nWantedBy=multi-user.target\n")}]}}},
+    })
+}
+
+/// The argument of `configure-ovs.sh` the MCO renders, from `Network.config` (machine-config-operator
+/// `pkg/operator/render.go`, `createDiscoveredControllerConfigSpec`: `status.networkType`
+/// empty → `spec.networkType`; from 4.8 `status.migration` set → `status.migration.networkType`;
+/// else `status.networkType`). Pure.
+pub fn ovs_argument(release: Release, network: &Value) -> String {
+    let text = |p: &str| network.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let status = text("/status/networkType");
+    if status.is_empty() {
+        return text("/spec/networkType");
+    }
+    if release.mco_reads_status_migration() && network.pointer("/status/migration").is_some_and(Value::is_object) {
+        return text("/status/migration/networkType");
+    }
+    status
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeView {
@@ -25,6 +71,7 @@ pub struct NodeView {
     pub current: String,
     pub desired: String,
     pub state: String,
+    pub reason: String,
     pub ready: bool,
     pub unschedulable: bool,
 }
@@ -45,26 +92,43 @@ pub enum Action {
     PoolStatus { pool: String, status: Value },
 }
 
-fn member_of(pool: &PoolView, node: &NodeView, pools: &[PoolView]) -> bool {
-    let matches = |p: &PoolView| !p.selector.is_empty() && p.selector.iter().all(|(k, v)| node.labels.get(k) == Some(v));
-    if !matches(pool) {
-        return false;
+/// The pool that owns a node, as the MCO decides it (machine-config-operator
+/// `pkg/helpers/helpers.go`, `GetPoolsForNode`): a pool with an empty selector matches nothing;
+/// two custom pools are an error ("node %s belongs to %d custom roles, cannot proceed with this
+/// Node"); master wins over a custom pool, a custom pool over worker. Pure.
+pub fn primary_pool<'a>(node: &NodeView, pools: &'a [PoolView]) -> Result<Option<&'a str>, String> {
+    let matching: Vec<&PoolView> =
+        pools.iter().filter(|p| !p.selector.is_empty() && p.selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))).collect();
+    let master = matching.iter().find(|p| p.name == "master");
+    let worker = matching.iter().find(|p| p.name == "worker");
+    let custom: Vec<&&PoolView> = matching.iter().filter(|p| p.name != "master" && p.name != "worker").collect();
+    if custom.len() > 1 {
+        return Err(format!("node {} belongs to {} custom roles, cannot proceed with this Node", node.name, custom.len()));
     }
-    // A node in a custom pool also matches worker's selector; the custom pool owns it.
-    pool.name != "worker" || !pools.iter().any(|p| p.name != "worker" && matches(p))
+    Ok(master.or(custom.first().copied()).or(worker).map(|p| p.name.as_str()))
 }
 
 impl NodeView {
+    /// `IsUnavailableForUpdate` (machine-config-operator `pkg/controller/common/layered_node_state.go`).
     fn unavailable(&self) -> bool {
         self.desired != self.current || !self.ready || self.unschedulable || self.state != "Done"
+    }
+
+    fn degraded(&self) -> bool {
+        // `pkg/controller/node/status.go`, `getDegradedMachines`.
+        self.state == "Degraded" || self.state == "Unreconcilable"
     }
 }
 
 /// One reconciliation of every pool. Pure.
 pub fn plan(pools: &[PoolView], nodes: &[NodeView]) -> Vec<Action> {
     let mut actions = Vec::new();
+    let owner: Vec<Option<String>> = nodes.iter().map(|n| primary_pool(n, pools).ok().flatten().map(str::to_owned)).collect();
     for pool in pools {
-        let members: Vec<&NodeView> = nodes.iter().filter(|n| member_of(pool, n, pools)).collect();
+        // A node whose pool cannot be decided belongs to none (`pkg/controller/node/node_controller.go`,
+        // `getNodesForPool` skips it).
+        let members: Vec<&NodeView> =
+            nodes.iter().zip(&owner).filter(|(_, o)| o.as_deref() == Some(pool.name.as_str())).map(|(n, _)| n).collect();
         let mut unavailable = members.iter().filter(|n| n.unavailable()).count();
         if !pool.paused {
             for node in members.iter().filter(|n| n.desired != pool.target) {
@@ -78,23 +142,34 @@ pub fn plan(pools: &[PoolView], nodes: &[NodeView]) -> Vec<Action> {
                 actions.push(Action::SetDesired { node: node.name.clone(), config: pool.target.clone() });
             }
         }
-        let updated = members.iter().filter(|n| n.current == pool.target && n.desired == pool.target && n.state == "Done").count();
-        let ready = members.iter().filter(|n| n.current == pool.target && n.ready && !n.unschedulable && n.state == "Done").count();
-        let degraded = members.iter().filter(|n| n.state == "Degraded").count();
-        let all_updated = updated == members.len();
+        // `pkg/controller/node/status.go`, `calculateStatus`: updated = current == desired ==
+        // target and Done; ready = updated and Ready; Updated only when every machine is updated,
+        // ready and none unavailable.
+        let updated: Vec<&&NodeView> =
+            members.iter().filter(|n| n.current == pool.target && n.desired == pool.target && n.state == "Done").collect();
+        let ready = updated.iter().filter(|n| n.ready).count();
+        let degraded: Vec<&&NodeView> = members.iter().filter(|n| n.degraded()).collect();
+        let all_updated = updated.len() == members.len() && ready == members.len() && unavailable == 0;
         let updating = !all_updated && !pool.paused;
         let now = now_rfc3339();
-        let condition = |kind: &str, on: bool, message: String| json!({"type": kind, "status": if on { "True" } else { "False" }, "lastTransitionTime": now, "reason": "", "message": message});
+        let condition = |kind: &str, on: bool, reason: String, message: String| json!({"type": kind, "status": if on { "True" } else { "False" }, "lastTransitionTime": now, "reason": reason, "message": message});
+        let degraded_message =
+            degraded.iter().map(|n| format!("Node {} is reporting: {:?}", n.name, n.reason)).collect::<Vec<_>>().join(", ");
+        let line = format!("MachineConfig {}", pool.target);
         let mut status = json!({
             "machineCount": members.len(),
-            "updatedMachineCount": updated,
+            "updatedMachineCount": updated.len(),
             "readyMachineCount": ready,
             "unavailableMachineCount": unavailable,
-            "degradedMachineCount": degraded,
+            "degradedMachineCount": degraded.len(),
             "conditions": [
-                condition("Updated", all_updated, if all_updated { format!("All nodes are updated with {}", pool.target) } else { String::new() }),
-                condition("Updating", updating, if updating { format!("All nodes are updating to {}", pool.target) } else { String::new() }),
-                condition("Degraded", degraded > 0, String::new()),
+                condition("Updated", all_updated, String::new(), if all_updated { format!("All nodes are updated with {line}") } else { String::new() }),
+                condition("Updating", updating, String::new(), if updating { format!("All nodes are updating to {line}") }
+                    else if pool.paused && !all_updated { format!("Pool is paused; will not update to {line}") } else { String::new() }),
+                condition("NodeDegraded", !degraded.is_empty(),
+                    if degraded.is_empty() { String::new() } else { format!("{} nodes are reporting degraded status on sync", degraded.len()) },
+                    degraded_message.clone()),
+                condition("Degraded", !degraded.is_empty(), String::new(), degraded_message),
             ],
         });
         if all_updated {
@@ -133,6 +208,7 @@ pub fn node_view(node: &Value) -> NodeView {
         current: annotation(node, CURRENT),
         desired: annotation(node, DESIRED),
         state: annotation(node, STATE),
+        reason: annotation(node, REASON),
         ready: node_is_ready(node),
         unschedulable: node.pointer("/spec/unschedulable") == Some(&json!(true)),
     }
@@ -148,15 +224,95 @@ pub fn pool_view(pool: &Value) -> PoolView {
     }
 }
 
-/// The MCO and the machine-config daemons, reconciling every `interval`.
+/// The daemon's drain (machine-config-operator `pkg/daemon/drain.go`, through the
+/// `drain.Helper` of kubectl): every pod on the node but DaemonSet pods is evicted; an eviction a
+/// PodDisruptionBudget forbids is retried. Ok: the pods evicted; Err: the refusal to log.
+fn drain(cluster: &Cluster, node: &str) -> Result<usize, String> {
+    let pods_t = types::find("", "v1", "pods").expect("pods");
+    let pdbs_t = types::find("policy", "v1", "poddisruptionbudgets").expect("pdbs");
+    let mut store = cluster.api.store.lock().unwrap();
+    let filter = Filter {
+        fields: super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")).expect("valid selector"),
+        ..Default::default()
+    };
+    let pods: Vec<Arc<Value>> = store
+        .list(pods_t, &filter, None, None)
+        .items
+        .into_iter()
+        .filter(|p| {
+            !p.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"))
+        })
+        .collect();
+    for pod in &pods {
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let finished = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+        let ns_filter = Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
+        for pdb in store.list(pdbs_t, &ns_filter, None, None).items {
+            let selector = super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]);
+            if !finished
+                && selector.matches_object(pod)
+                && pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0) < 1
+            {
+                return Err(format!(
+                    "error when evicting pods/{:?} -n {namespace:?} (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.",
+                    pod["metadata"]["name"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    for pod in &pods {
+        let _ = store.delete(pods_t, pod["metadata"]["namespace"].as_str(), pod["metadata"]["name"].as_str().unwrap_or_default());
+    }
+    Ok(pods.len())
+}
+
+/// The MCO's render controller (from the network config, per release) and node controller, and
+/// the machine-config daemons, reconciling every `interval`.
 pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
     let nodes_t = types::find("", "v1", "nodes").expect("nodes");
     let pools_t = types::find("machineconfiguration.openshift.io", "v1", "machineconfigpools").expect("pools");
+    let mcs_t = types::find("machineconfiguration.openshift.io", "v1", "machineconfigs").expect("machineconfigs");
+    let network_t = types::find("config.openshift.io", "v1", "networks").expect("networks");
     // Boot ID each updating node had when its daemon rebooted it.
     let mut rebooting: HashMap<String, String> = HashMap::new();
+    // Nodes cordoned and being drained, with the last refusal logged.
+    let mut draining: HashMap<String, String> = HashMap::new();
+    // The configure-ovs.sh argument each pool's config was last rendered for.
+    let mut rendered_for: HashMap<String, String> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
+        {
+            // The render controller (`pkg/controller/render/render_controller.go`,
+            // `syncGeneratedMachineConfig`): each pool targets the config rendered for the
+            // network's configure-ovs.sh argument, re-rendered when that argument changes (the
+            // other MachineConfigs a real render merges are not modelled: a test may set
+            // spec.configuration itself to stand for such a change).
+            let mut store = cluster.api.store.lock().unwrap();
+            let argument = store.get(network_t, None, "cluster").map(|n| ovs_argument(cluster.release, &n)).unwrap_or_default();
+            if !argument.is_empty() {
+                for pool in store.list(pools_t, &Filter::default(), None, None).items {
+                    let name = pool["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                    let rendered = rendered_name(&name, &argument);
+                    let unset = pool.pointer("/spec/configuration/name").and_then(Value::as_str).is_none_or(str::is_empty);
+                    let seeded = pool.pointer("/spec/configuration/name").and_then(Value::as_str) == Some(rendered.as_str());
+                    let before = rendered_for.insert(name.clone(), argument.clone());
+                    if unset || (!seeded && before.as_ref().is_some_and(|b| *b != argument)) {
+                        if store.get(mcs_t, None, &rendered).is_err() {
+                            let _ = store.create(mcs_t, None, rendered_config(&rendered, &name, &argument));
+                        }
+                        let _ = store.patch(
+                            pools_t,
+                            None,
+                            &name,
+                            PatchType::Merge,
+                            &json!({"spec": {"configuration": {"name": rendered}}}),
+                            None,
+                        );
+                    }
+                }
+            }
+        }
         let (pool_objects, pools, nodes) = {
             let store = cluster.api.store.lock().unwrap();
             let pool_objects = store.list(pools_t, &Filter::default(), None, None).items;
@@ -174,34 +330,81 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
                 Action::PoolStatus { pool, status } => {
                     let old = pool_objects.iter().find(|p| p["metadata"]["name"] == pool.as_str()).and_then(|p| p.get("status"));
                     let status = carry_transition_times(old, status);
+                    if old.is_some_and(|o| {
+                        let mut merged = o.clone();
+                        super::patch::merge_patch(&mut merged, &status);
+                        merged == *o
+                    }) {
+                        continue;
+                    }
                     store.patch(pools_t, None, &pool, PatchType::Merge, &json!({"status": status}), Some("status"))
                 }
             };
         }
+        let in_progress: HashSet<String> = rebooting.keys().chain(draining.keys()).cloned().collect();
+        let mut started = Vec::new();
         for (node, view) in nodes.iter().zip(&views) {
             let Some(sim) = cluster.node(&view.name) else { continue };
-            let boot_id = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let patch = |body: Value| {
-                let _ = cluster.api.store.lock().unwrap().patch(nodes_t, None, &view.name, PatchType::Merge, &body, None);
-            };
-            match rebooting.get(&view.name) {
-                None if view.desired != view.current && view.state == "Done" && view.ready && sim.phase() == super::node::Phase::Up => {
-                    // Drain is instantaneous here; the reboot is the daemon's `systemctl reboot`.
-                    patch(json!({"metadata": {"annotations": {STATE: "Working"}}, "spec": {"unschedulable": true}}));
-                    cluster.append_daemon_log(&view.name, &format!("Update prepared; requesting reboot to apply {}", view.desired));
-                    rebooting.insert(view.name.clone(), boot_id);
-                    sim.schedule_reboot(Duration::ZERO);
-                }
-                Some(before) if *before != boot_id && view.ready => {
-                    patch(json!({"metadata": {"annotations": {CURRENT: view.desired, STATE: "Done"}}, "spec": {"unschedulable": null}}));
-                    cluster.append_daemon_log(
-                        &view.name,
-                        &format!("Update completed for config {} and node has been successfully uncordoned", view.desired),
-                    );
-                    rebooting.remove(&view.name);
-                }
-                _ => {}
+            if view.desired != view.current
+                && view.state == "Done"
+                && view.ready
+                && sim.phase() == super::node::Phase::Up
+                && !in_progress.contains(&view.name)
+            {
+                let _ = cluster.api.store.lock().unwrap().patch(
+                    nodes_t,
+                    None,
+                    &view.name,
+                    PatchType::Merge,
+                    &json!({"metadata": {"annotations": {STATE: "Working"}}, "spec": {"unschedulable": true}}),
+                    None,
+                );
+                cluster.append_daemon_log(&view.name, "Update prepared; requesting cordon and drain via annotation to controller");
+                started.push(view.name.clone());
+                continue;
             }
+            let boot_id = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if let Some(last) = draining.get(&view.name).cloned() {
+                match drain(&cluster, &view.name) {
+                    Ok(evicted) => {
+                        cluster.append_daemon_log(&view.name, &format!("drain complete ({evicted} pods evicted)"));
+                        cluster.append_daemon_log(&view.name, &format!("initiating reboot: Node will reboot into config {}", view.desired));
+                        draining.remove(&view.name);
+                        rebooting.insert(view.name.clone(), boot_id);
+                        sim.schedule_reboot(Duration::ZERO);
+                    }
+                    Err(refusal) => {
+                        if refusal != last {
+                            cluster.append_daemon_log(&view.name, &refusal);
+                            draining.insert(view.name.clone(), refusal);
+                        }
+                    }
+                }
+                continue;
+            }
+            // The daemon finishes the update once the node booted into it, Ready or not (it runs
+            // on the host network: `pkg/daemon/daemon.go`, `checkStateOnFirstRun`).
+            if let Some(before) = rebooting.get(&view.name)
+                && *before != boot_id
+                && !boot_id.is_empty()
+            {
+                let _ = cluster.api.store.lock().unwrap().patch(
+                    nodes_t,
+                    None,
+                    &view.name,
+                    PatchType::Merge,
+                    &json!({"metadata": {"annotations": {CURRENT: view.desired, STATE: "Done"}}, "spec": {"unschedulable": null}}),
+                    None,
+                );
+                cluster.append_daemon_log(
+                    &view.name,
+                    &format!("Update completed for config {} and node has been successfully uncordoned", view.desired),
+                );
+                rebooting.remove(&view.name);
+            }
+        }
+        for name in started {
+            draining.insert(name, String::new());
         }
     }
 }
@@ -217,6 +420,7 @@ mod tests {
             current: current.into(),
             desired: desired.into(),
             state: "Done".into(),
+            reason: String::new(),
             ready: true,
             unschedulable: false,
         }
@@ -306,5 +510,52 @@ mod tests {
         assert_eq!(desired_set(&actions), ["w0"]);
         assert_eq!(status_of(&actions, "infra")["machineCount"], 1);
         assert_eq!(status_of(&actions, "worker")["machineCount"], 1);
+    }
+
+    #[test]
+    fn pool_membership_follows_the_mco() {
+        let mut both = node("n0", "worker", "a", "a");
+        both.labels.insert("node-role.kubernetes.io/infra".into(), String::new());
+        let pools =
+            [pool("worker", false, 1, "w"), pool("infra", false, 1, "i"), pool("master", false, 1, "m"), pool("gpu", false, 1, "g")];
+        assert_eq!(primary_pool(&both, &pools), Ok(Some("infra")), "custom over worker");
+        both.labels.insert("node-role.kubernetes.io/master".into(), String::new());
+        assert_eq!(primary_pool(&both, &pools), Ok(Some("master")), "master over custom");
+        both.labels.insert("node-role.kubernetes.io/gpu".into(), String::new());
+        assert_eq!(primary_pool(&both, &pools), Err("node n0 belongs to 2 custom roles, cannot proceed with this Node".into()));
+        // Such a node belongs to no pool.
+        let actions = plan(&pools, &[both]);
+        assert!(["worker", "infra", "master", "gpu"].iter().all(|p| status_of(&actions, p)["machineCount"] == 0));
+    }
+
+    #[test]
+    fn a_degraded_node_degrades_its_pool_and_a_not_ready_one_keeps_it_from_updated() {
+        let mut bad = node("w0", "worker", "new", "new");
+        bad.state = "Unreconcilable".into();
+        bad.reason = "invalid MachineConfig".into();
+        let actions = plan(&[pool("worker", false, 1, "new")], &[bad]);
+        let status = status_of(&actions, "worker");
+        assert_eq!(status["degradedMachineCount"], 1);
+        assert_eq!(status["conditions"][2]["type"], "NodeDegraded");
+        assert_eq!(status["conditions"][2]["message"], "Node w0 is reporting: \"invalid MachineConfig\"");
+        assert_eq!(status["conditions"][3]["status"], "True");
+        let mut not_ready = node("w1", "worker", "new", "new");
+        not_ready.ready = false;
+        let status = status_of(&plan(&[pool("worker", false, 1, "new")], &[not_ready]), "worker").clone();
+        assert_eq!((status["updatedMachineCount"].as_u64(), status["readyMachineCount"].as_u64()), (Some(1), Some(0)));
+        assert_eq!(status["conditions"][0]["status"], "False", "not Updated while a machine is not ready");
+    }
+
+    #[test]
+    fn configure_ovs_takes_its_argument_from_the_release_s_field() {
+        let preparing = json!({"spec": {"networkType": "OpenShiftSDN"}, "status": {"networkType": "OpenShiftSDN", "migration": {"networkType": "OVNKubernetes"}}});
+        assert_eq!(ovs_argument(Release::parse("4.14.38").unwrap(), &preparing), "OVNKubernetes");
+        assert_eq!(ovs_argument(Release::parse("4.7.60").unwrap(), &preparing), "OpenShiftSDN");
+        let switched = json!({"spec": {"networkType": "OVNKubernetes"}, "status": {"networkType": "OVNKubernetes"}});
+        assert_eq!(ovs_argument(Release::parse("4.7.60").unwrap(), &switched), "OVNKubernetes");
+        assert_eq!(ovs_argument(Release::parse("4.16.2").unwrap(), &json!({"spec": {"networkType": "OVNKubernetes"}})), "OVNKubernetes");
+        let mc = rendered_config(&rendered_name("worker", "OVNKubernetes"), "worker", "OVNKubernetes");
+        assert_eq!(mc["metadata"]["name"], "rendered-worker-0f3e9c1b7a");
+        assert!(mc.to_string().contains("ExecStart=/usr/local/bin/configure-ovs.sh OVNKubernetes"));
     }
 }

@@ -61,6 +61,11 @@ pub static TYPES: &[ResourceType] = &[
     ),
     rt!("machineconfiguration.openshift.io", "v1", "MachineConfig", "machineconfigs", "machineconfig", false, ["mc"], []),
     rt!("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts", "baremetalhost", true, ["bmh"], ["status"]),
+    // OpenShift SDN's own kinds (openshift/api `network/v1/types.go`): egress IPs on NetNamespaces
+    // and HostSubnets, multicast as a NetNamespace annotation, egress firewalls.
+    rt!("network.openshift.io", "v1", "NetNamespace", "netnamespaces", "netnamespace", false, ["netns"], []),
+    rt!("network.openshift.io", "v1", "HostSubnet", "hostsubnets", "hostsubnet", false, [], []),
+    rt!("network.openshift.io", "v1", "EgressNetworkPolicy", "egressnetworkpolicies", "egressnetworkpolicy", true, [], []),
 ];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {

@@ -73,6 +73,15 @@ pub fn raise_open_file_limit() {
     }
 }
 
+/// A UUID-shaped identifier that is the same for the same text (FNV-1a, twice): stable uids,
+/// machine IDs and system UUIDs for the simulated objects.
+pub fn stable_uuid(text: &str) -> String {
+    let fnv = |seed: u64| text.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    let (a, b) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x8422_2325_cbf2_9ce4));
+    let hex = format!("{a:016x}{b:016x}");
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
