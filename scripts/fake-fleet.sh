@@ -5,6 +5,7 @@
 #   fake-fleet.sh up DIR COUNT [PORT] [NET]   start COUNT hosts on NET.1, NET.2, ... (NET like 127.0.5)
 #   fake-fleet.sh start DIR NAME              start host NAME's sshd again (after its sshd was stopped)
 #   fake-fleet.sh down DIR                    stop every process the fleet started, by PID
+#   fake-fleet.sh user                        print the login user (creating fleetboot-test if root)
 #
 # DIR receives: client key id_ed25519, known_hosts, hosts.txt (for --hosts-file), user (the
 # login name, for --user) and nodes/hNNN/ with sshd_config, boot_id and events.log
@@ -152,5 +153,6 @@ case "${1:-}" in
 up) shift; up "$@" ;;
 start) shift; start "$@" ;;
 down) shift; down "$@" ;;
-*) echo "usage: $0 up DIR COUNT [PORT] [NET] | start DIR NAME | down DIR" >&2; exit 2 ;;
+user) login_user ;;
+*) echo "usage: $0 up DIR COUNT [PORT] [NET] | start DIR NAME | down DIR | user" >&2; exit 2 ;;
 esac
