@@ -18,15 +18,16 @@ cargo build --quiet
 dir=$(mktemp -d /tmp/fleetboot-demo.XXXXXX)
 trap 'scripts/fake-fleet.sh down "$dir"; rm -rf "$dir"' EXIT
 scripts/fake-fleet.sh up "$dir" "$count"
+user=$(cat "$dir/user")   # the fleet's unprivileged login user, never root
 for node in "$dir"/nodes/*; do
     echo 3 >"$node/reboot_delay"   # stands in for systemd's one-minute delay
     echo $((3 + RANDOM % 4)) >"$node/down_time"
 done
 echo
-echo "$ fleetboot reboot --hosts-file hosts.txt --concurrency 3 --rate 30/min --user root ..."
+echo "$ fleetboot reboot --hosts-file hosts.txt --concurrency 3 --rate 30/min --user $user ..."
 set +e
 ./target/debug/fleetboot reboot \
-    --hosts-file "$dir/hosts.txt" --user root --identity "$dir/id_ed25519" \
+    --hosts-file "$dir/hosts.txt" --user "$user" --identity "$dir/id_ed25519" \
     --known-hosts "$dir/known_hosts" --state-dir "$dir/state" \
     --concurrency 3 --rate 30/min --poll-interval 1s "$@"
 code=$?

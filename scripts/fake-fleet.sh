@@ -3,12 +3,61 @@
 # each with its own host key, behind scripts/fake-node.sh.
 #
 #   fake-fleet.sh up DIR COUNT [PORT] [NET]   start COUNT hosts on NET.1, NET.2, ... (NET like 127.0.5)
+#   fake-fleet.sh start DIR NAME              start host NAME's sshd again (after its sshd was stopped)
 #   fake-fleet.sh down DIR                    stop every process the fleet started, by PID
+#   fake-fleet.sh user                        print the login user (creating fleetboot-test if root)
 #
-# DIR receives: client key id_ed25519, known_hosts, hosts.txt (for --hosts-file) and
-# nodes/hNNN/ with sshd_config, boot_id and events.log (timestamped reboot-requested/down/up).
+# DIR receives: client key id_ed25519, known_hosts, hosts.txt (for --hosts-file), user (the
+# login name, for --user) and nodes/hNNN/ with sshd_config, boot_id and events.log
+# (timestamped reboot-requested/down/up).
+#
+# Nobody logs in as root. Run as root (tests, CI), the script creates the unprivileged user
+# fleetboot-test once (shell /bin/sh, an empty home, no rc files) and runs every node's sshd
+# as that user, so a node's ForceCommand can stop and restart its own sshd (the simulated
+# reboot). Run as anyone else, the fleet runs as, and logs in as, that user.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+test_user=fleetboot-test
+test_home=/var/lib/fleetboot-test
+
+# The login user's name: creates fleetboot-test if it is missing (once, also when several
+# test processes start fleets at the same time).
+login_user() {
+    if [ "$(id -u)" != 0 ]; then
+        id -un
+        return
+    fi
+    (
+        flock 9
+        if ! id -u "$test_user" >/dev/null 2>&1; then
+            useradd --system --user-group --no-create-home --home-dir "$test_home" --shell /bin/sh \
+                --comment 'fleetboot tests, simulated hosts log in as this user' "$test_user"
+        fi
+        # useradd leaves the account locked ("!"), and sshd without PAM refuses locked accounts.
+        case "$(getent shadow "$test_user" | cut -d: -f2)" in
+        '!'*) usermod -p '*' "$test_user" ;;
+        esac
+        if [ ! -d "$test_home" ]; then
+            mkdir -p "$test_home"
+            chown "$test_user:" "$test_home"
+            chmod 755 "$test_home"
+        fi
+    ) 9>/run/fleetboot-test-user.lock
+    echo "$test_user"
+}
+
+# Starts NODE's sshd as the login user: the node's files become that user's.
+start_sshd() {
+    local dir=$1 node=$2 user
+    user=$(cat "$dir/user")
+    if [ "$(id -u)" = 0 ]; then
+        chown -R "$user:" "$node"
+        setpriv --reuid="$user" --regid="$user" --init-groups -- \
+            /usr/sbin/sshd -f "$node/sshd_config" -E "$node/sshd.log"
+    else
+        /usr/sbin/sshd -f "$node/sshd_config" -E "$node/sshd.log"
+    fi
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -21,9 +70,15 @@ up() {
     port=${3:-$(free_port)}
     net=${4:-127.0.$((RANDOM % 200 + 20))}
     [ -x /usr/sbin/sshd ] || { echo "fake-fleet: /usr/sbin/sshd missing (apt-get install openssh-server)" >&2; exit 1; }
-    mkdir -p /run/sshd "$dir/nodes"
+    [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+    mkdir -p "$dir/nodes"
+    login_user >"$dir/user"
+    # The login user reads the fleet's files (not the client key): a temp dir is 0700.
+    chmod 755 "$dir" "$dir/nodes"
+    # The ForceCommand runs from the fleet dir: the checkout may be out of that user's reach.
+    install -m 755 "$here/fake-node.sh" "$dir/fake-node.sh"
     [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C fleetboot-test -f "$dir/id_ed25519"
-    cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+    install -m 644 "$dir/id_ed25519.pub" "$dir/authorized_keys"
     : >"$dir/known_hosts"
     : >"$dir/hosts.txt"
     for i in $(seq 1 "$count"); do
@@ -39,7 +94,7 @@ ListenAddress $addr:$port
 HostKey $node/ssh_host_ed25519_key
 PidFile $node/sshd.pid
 AuthorizedKeysFile $dir/authorized_keys
-PermitRootLogin prohibit-password
+PermitRootLogin no
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -48,11 +103,11 @@ StrictModes no
 MaxStartups 2000:30:4000
 MaxSessions 100
 LogLevel ERROR
-ForceCommand $here/fake-node.sh $node
+ForceCommand $dir/fake-node.sh $node
 CONF
         echo "$name $addr:$port" >>"$dir/hosts.txt"
         echo "[$addr]:$port $(cut -d' ' -f1,2 "$node/ssh_host_ed25519_key.pub")" >>"$dir/known_hosts"
-        /usr/sbin/sshd -f "$node/sshd_config" -E "$node/sshd.log"
+        start_sshd "$dir" "$node"
     done
     # Ready when every host answers on its port.
     for _ in $(seq 1 100); do
@@ -66,6 +121,14 @@ CONF
     done
     echo "fake-fleet: hosts did not come up" >&2
     exit 1
+}
+
+start() {
+    local dir node
+    dir=$(cd "$1" && pwd)
+    node=$dir/nodes/$2
+    [ -f "$node/sshd_config" ] || { echo "fake-fleet: no host $2 in $dir" >&2; exit 1; }
+    start_sshd "$dir" "$node"
 }
 
 down() {
@@ -88,6 +151,8 @@ down() {
 
 case "${1:-}" in
 up) shift; up "$@" ;;
+start) shift; start "$@" ;;
 down) shift; down "$@" ;;
-*) echo "usage: $0 up DIR COUNT [PORT] [NET] | down DIR" >&2; exit 2 ;;
+user) login_user ;;
+*) echo "usage: $0 up DIR COUNT [PORT] [NET] | start DIR NAME | down DIR | user" >&2; exit 2 ;;
 esac

@@ -9,6 +9,9 @@
 # Behaviour switches are files in NODE_DIR: refuse_sudo, hang, hang_reboot, never_return,
 # same_boot_id, new_host_key; timings: reboot_delay (s before going down, standing in for
 # systemd's one minute), down_time (s down).
+#
+# It runs as the fleet's unprivileged login user, as does its sshd (see fake-fleet.sh), so it
+# can stop and start that sshd itself.
 set -u
 self=$(readlink -f "$0")
 now_ms() { date +%s%3N; }
@@ -34,7 +37,7 @@ if [ "${1:-}" = "--reboot" ]; then
         rm -f "$node/ssh_host_ed25519_key" "$node/ssh_host_ed25519_key.pub"
         ssh-keygen -q -t ed25519 -N '' -f "$node/ssh_host_ed25519_key"
     fi
-    /usr/sbin/sshd -f "$node/sshd_config"
+    /usr/sbin/sshd -f "$node/sshd_config" -E "$node/sshd.log"
     log up
     rm -f "$node/restarter.pid"
     exit 0

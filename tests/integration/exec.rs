@@ -8,7 +8,7 @@ fn exec_args(fleet: &Fleet, extra: &[&str]) -> Vec<String> {
         "--hosts-file".into(),
         fleet.path("hosts.txt").to_str().unwrap().into(),
         "--user".into(),
-        "root".into(),
+        fleet.user.clone(),
         "-i".into(),
         fleet.path("id_ed25519").to_str().unwrap().into(),
         "--known-hosts".into(),

@@ -27,7 +27,7 @@ trap '{fleet} down {d}' EXIT
 iptables -A INPUT -d 127.0.9.3 -j DROP
 for n in {d}/nodes/*; do echo 1 > $n/reboot_delay; echo 1 > $n/down_time; done
 set +e
-HOME={d} {bin} reboot --hosts-file {d}/hosts.txt --user root --identity {d}/id_ed25519 \
+HOME={d} {bin} reboot --hosts-file {d}/hosts.txt --user "$(cat {d}/user)" --identity {d}/id_ed25519 \
   --known-hosts {d}/known_hosts --state-dir {d}/state --concurrency 3 --max-failures 1 \
   --connect-timeout 1s --connect-attempts 2 --poll-interval 200ms --output json
 "#,

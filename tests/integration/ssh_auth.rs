@@ -2,7 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::common::{Fleet, Run};
+use crate::common::{Fleet, Run, repo};
 
 fn keygen(path: &std::path::Path, kind: &[&str]) {
     let mut args = vec!["-q", "-N", "", "-f", path.to_str().unwrap()];
@@ -17,8 +17,8 @@ fn authorize(fleet: &Fleet, public: &std::path::Path) {
 }
 
 fn exec_with(fleet: &Fleet, identity: Option<&std::path::Path>, known_hosts: &std::path::Path, agent: Option<&str>) -> Run {
-    let hosts = fleet.path("hosts.txt");
-    let mut args = vec!["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", "root", "--known-hosts", known_hosts.to_str().unwrap()];
+    let (hosts, user) = (fleet.path("hosts.txt"), fleet.user.as_str());
+    let mut args = vec!["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", user, "--known-hosts", known_hosts.to_str().unwrap()];
     if let Some(identity) = identity {
         args.extend(["--identity", identity.to_str().unwrap()]);
     }
@@ -81,7 +81,8 @@ fn ssh_agent_is_used_when_no_identity_is_given() {
     assert!(run.stdout.contains("ok"), "{}", run.stdout);
 }
 
-/// Restarts one node's sshd (started by this test's fleet) so it reads its config again.
+/// Restarts one node's sshd (started by this test's fleet) so it reads its config again; it
+/// runs as the fleet's unprivileged user again, its new files handed to that user.
 fn restart_sshd(fleet: &Fleet, name: &str) {
     let node = fleet.node_dir(name);
     let pid = std::fs::read_to_string(node.join("sshd.pid")).unwrap().trim().to_owned();
@@ -89,9 +90,9 @@ fn restart_sshd(fleet: &Fleet, name: &str) {
     while Command::new("kill").args(["-0", &pid]).stderr(Stdio::null()).status().unwrap().success() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let config = node.join("sshd_config");
-    let log = node.join("sshd.log");
-    assert!(Command::new("/usr/sbin/sshd").arg("-f").arg(&config).arg("-E").arg(&log).status().unwrap().success());
+    let started =
+        Command::new(repo().join("scripts/fake-fleet.sh")).args(["start", fleet.dir.path().to_str().unwrap(), name]).status().unwrap();
+    assert!(started.success(), "fake-fleet start {name}");
     let index: usize = name.trim_start_matches('h').parse().unwrap();
     let addr = format!("{}.{index}:{}", fleet.net, fleet.port);
     while std::net::TcpStream::connect(&addr).is_err() {
@@ -136,8 +137,8 @@ fn accept_new_hashes_into_a_hashed_file_and_creates_dot_ssh_owner_only() {
     assert!(Command::new("ssh-keygen").args(["-H", "-f", known.to_str().unwrap()]).stderr(Stdio::null()).status().unwrap().success());
     let hosts = fleet.path("hosts.txt");
     let policy = ["--host-key-policy", "accept-new", "--", "echo ok"];
-    let identity = fleet.path("id_ed25519");
-    let mut args = vec!["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", "root", "-i", identity.to_str().unwrap()];
+    let (identity, user) = (fleet.path("id_ed25519"), fleet.user.as_str());
+    let mut args = vec!["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", user, "-i", identity.to_str().unwrap()];
     let mut hashed = args.clone();
     hashed.extend(["--known-hosts", known.to_str().unwrap()]);
     hashed.extend(policy);
@@ -165,8 +166,8 @@ fn accept_new_hashes_into_a_hashed_file_and_creates_dot_ssh_owner_only() {
 fn command_output_past_the_limit_is_a_clear_error_and_small_output_is_kept() {
     let fleet = Fleet::up(1);
     let hosts = fleet.path("hosts.txt");
-    let identity = fleet.path("id_ed25519");
-    let base = ["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", "root", "-i", identity.to_str().unwrap()];
+    let (identity, user) = (fleet.path("id_ed25519"), fleet.user.as_str());
+    let base = ["exec", "--hosts-file", hosts.to_str().unwrap(), "--user", user, "-i", identity.to_str().unwrap()];
     let known = fleet.path("known_hosts");
     let mut args = base.to_vec();
     args.extend(["--known-hosts", known.to_str().unwrap(), "--", "head -c 3000000 /dev/zero | tr '\\0' x"]);

@@ -1,5 +1,6 @@
 //! Test harness: a fleet of real OpenSSH sshd instances on loopback (scripts/fake-fleet.sh),
-//! stopped by PID when the fleet is dropped, also when a test fails.
+//! stopped by PID when the fleet is dropped, also when a test fails. The fleet logs in as an
+//! unprivileged user (`Fleet::user`), never as root.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ pub struct Fleet {
     pub names: Vec<String>,
     pub port: u16,
     pub net: String,
+    /// The unprivileged login user every node's sshd runs as (for `--user`).
+    pub user: String,
 }
 
 static FLEETS: AtomicU32 = AtomicU32::new(0);
@@ -53,8 +56,10 @@ impl Fleet {
             .args(["up", dir.path().to_str().unwrap(), &count.to_string(), &port.to_string(), &net])
             .output()
             .expect("run fake-fleet.sh");
-        let fleet = Fleet { names: (1..=count).map(|i| format!("h{i:03}")).collect(), dir, port, net };
+        let user = std::fs::read_to_string(dir.path().join("user")).unwrap_or_default().trim().to_owned();
+        let fleet = Fleet { names: (1..=count).map(|i| format!("h{i:03}")).collect(), dir, port, net, user };
         assert!(out.status.success(), "fake-fleet up failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!fleet.user.is_empty() && fleet.user != "root", "the fleet logs in as an unprivileged user, not {:?}", fleet.user);
         for name in &fleet.names {
             fleet.set(name, "reboot_delay", "1");
             fleet.set(name, "down_time", "1");
@@ -104,7 +109,7 @@ impl Fleet {
             "--hosts-file",
             self.path("hosts.txt").to_str().unwrap(),
             "--user",
-            "root",
+            self.user.as_str(),
             "--identity",
             self.path("id_ed25519").to_str().unwrap(),
             "--known-hosts",
@@ -129,8 +134,9 @@ impl Fleet {
 
     /// `reboot --resume JOURNAL` with the fleet's key and known_hosts; extra flags after.
     pub fn resume(&self, journal: &Path, extra: &[&str]) -> Run {
+        let user = self.user.as_str();
         let mut args =
-            vec!["reboot", "--resume", journal.to_str().unwrap(), "--user", "root", "--poll-interval", "200ms", "--output", "json"];
+            vec!["reboot", "--resume", journal.to_str().unwrap(), "--user", user, "--poll-interval", "200ms", "--output", "json"];
         let identity = self.path("id_ed25519");
         let known = self.path("known_hosts");
         args.extend(["--identity", identity.to_str().unwrap(), "--known-hosts", known.to_str().unwrap()]);
