@@ -89,3 +89,52 @@ fn a_configured_cluster_that_cannot_be_reached_is_an_error_before_anything_is_to
     assert!(run.stderr.contains(&format!("127.0.0.1:{port}")), "names the cluster: {}", run.debug());
     assert!(!sim.control("GET", "nodes", "").contains("reboot-requested"), "nothing touched");
 }
+
+#[test]
+fn a_mixed_list_reboots_the_nodes_under_the_clusters_rules_and_a_plain_host_over_ssh_alone() {
+    let sim = Sim::start(1, 1);
+    let fleet = crate::common::Fleet::up(1);
+    // One host file: the cluster's nodes and a plain sshd host that is no node.
+    let hosts = sim.path("mixed.txt");
+    let lines = std::fs::read_to_string(sim.path("hosts.txt")).unwrap() + &std::fs::read_to_string(fleet.path("hosts.txt")).unwrap();
+    std::fs::write(&hosts, lines).unwrap();
+    let known = sim.path("mixed_known_hosts");
+    let keys = std::fs::read_to_string(sim.path("known_hosts")).unwrap() + &std::fs::read_to_string(fleet.path("known_hosts")).unwrap();
+    std::fs::write(&known, keys).unwrap();
+    let journal = sim.path("mixed.jsonl");
+    let (sim_key, fleet_key) = (sim.path("id_ed25519"), fleet.path("id_ed25519"));
+    let args = [
+        "reboot",
+        "--hosts-file",
+        hosts.to_str().unwrap(),
+        "--user",
+        &fleet.user,
+        "--identity",
+        sim_key.to_str().unwrap(),
+        "--identity",
+        fleet_key.to_str().unwrap(),
+        "--known-hosts",
+        known.to_str().unwrap(),
+        "--concurrency",
+        "2",
+        "--poll-interval",
+        "200ms",
+        "--output",
+        "json",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let dry: Run = sim.fleetboot(&[&args[..], &["--dry-run"]].concat()).output().unwrap().into();
+    assert!(dry.stdout.contains("not a node"), "the plain host is shown as no node: {}", dry.debug());
+    let run: Run = sim.fleetboot(&args).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let (_, state) = fleetboot::adapters::journal::load(&journal).unwrap();
+    assert!(state.api_proof, "a cluster run");
+    assert_eq!(state.grouping.standalone, ["h001"], "the plain host is standalone");
+    for node in ["master-0", "worker-0"] {
+        assert!(state.records[node].api_boot_id.is_some(), "{node} proven through the API");
+    }
+    assert!(state.records["h001"].api_boot_id.is_none() && state.records["h001"].new_boot_id.is_some(), "h001 proven over SSH alone");
+    assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "the plain host rebooted once");
+    assert_eq!(reboot_intervals(&sim).len(), 2, "both nodes rebooted");
+}
