@@ -5,21 +5,6 @@
 use crate::common::sim::Sim;
 use crate::common::{Run, max_overlap};
 
-/// (name, reboot-requested ms, up ms) from the simulation's own node history.
-fn reboot_intervals(sim: &Sim) -> Vec<(String, u64, u64)> {
-    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
-    nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|n| {
-            let history = n["history"].as_array().unwrap();
-            let at = |what: &str| history.iter().find(|e| e[1] == what).map(|e| e[0].as_u64().unwrap());
-            Some((n["name"].as_str().unwrap().to_owned(), at("reboot-requested")?, at("up")?))
-        })
-        .collect()
-}
-
 #[test]
 fn a_host_file_of_every_node_keeps_the_control_plane_one_at_a_time_and_proves_through_the_api() {
     let sim = Sim::start(3, 3);
@@ -34,7 +19,7 @@ fn a_host_file_of_every_node_keeps_the_control_plane_one_at_a_time_and_proves_th
     let args = ["reboot", "--hosts-file", hosts, "--concurrency", "4", "--poll-interval", "200ms", "--output", "json", "--journal"];
     let run: Run = sim.fleetboot(&[&args[..], &[journal.to_str().unwrap()]].concat()).output().unwrap().into();
     assert_eq!(run.code, 0, "{}", run.debug());
-    let intervals = reboot_intervals(&sim);
+    let intervals = sim.reboot_intervals();
     assert_eq!(intervals.len(), 6, "every node rebooted once: {intervals:?}");
     let masters: Vec<(u64, u64)> = intervals.iter().filter(|(n, ..)| n.starts_with("master")).map(|(_, a, b)| (*a, *b)).collect();
     assert_eq!(max_overlap(&masters), 1, "never two control-plane nodes down at once: {masters:?}");
@@ -136,5 +121,5 @@ fn a_mixed_list_reboots_the_nodes_under_the_clusters_rules_and_a_plain_host_over
     }
     assert!(state.records["h001"].api_boot_id.is_none() && state.records["h001"].new_boot_id.is_some(), "h001 proven over SSH alone");
     assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "the plain host rebooted once");
-    assert_eq!(reboot_intervals(&sim).len(), 2, "both nodes rebooted");
+    assert_eq!(sim.reboot_intervals().len(), 2, "both nodes rebooted");
 }

@@ -122,21 +122,6 @@ fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
     }
 }
 
-/// (name, reboot-requested ms, up ms) from the simulation's own node history.
-fn reboot_intervals(sim: &Sim) -> Vec<(String, u64, u64)> {
-    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
-    nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|n| {
-            let history = n["history"].as_array().unwrap();
-            let at = |what: &str| history.iter().find(|e| e[1] == what).map(|e| e[0].as_u64().unwrap());
-            Some((n["name"].as_str().unwrap().to_owned(), at("reboot-requested")?, at("up")?))
-        })
-        .collect()
-}
-
 #[test]
 fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
     let sim = Sim::start(3, 4);
@@ -160,7 +145,7 @@ fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
         .unwrap(),
     );
     assert_eq!(run.code, 0, "{}", run.debug());
-    let intervals = reboot_intervals(&sim);
+    let intervals = sim.reboot_intervals();
     assert_eq!(intervals.len(), 7, "every node rebooted once: {intervals:?}");
     let of = |prefix: &str| intervals.iter().filter(|(n, ..)| n.starts_with(prefix)).map(|(_, a, b)| (*a, *b)).collect::<Vec<_>>();
     let (masters, workers) = (of("master"), of("worker"));
@@ -177,7 +162,7 @@ fn all_at_once_is_the_documents_behaviour() {
     let run =
         Run::from(sim.fleetboot(&["reboot", "--all", "--all-at-once", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
     assert_eq!(run.code, 0, "{}", run.debug());
-    let intervals = reboot_intervals(&sim);
+    let intervals = sim.reboot_intervals();
     let last_request = intervals.iter().map(|(_, a, _)| *a).max().unwrap();
     let first_up = intervals.iter().map(|(_, _, b)| *b).min().unwrap();
     assert!(last_request < first_up, "every reboot was sent before any node came back");

@@ -88,6 +88,22 @@ impl Sim {
         response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
     }
 
+    /// (name, reboot-requested ms, up ms) of every node that rebooted, from the simulation's own
+    /// node history.
+    pub fn reboot_intervals(&self) -> Vec<(String, u64, u64)> {
+        let nodes: serde_json::Value = serde_json::from_str(&self.control("GET", "nodes", "")).unwrap();
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| {
+                let history = n["history"].as_array().unwrap();
+                let at = |what: &str| history.iter().find(|e| e[1] == what).map(|e| e[0].as_u64().unwrap());
+                Some((n["name"].as_str().unwrap().to_owned(), at("reboot-requested")?, at("up")?))
+            })
+            .collect()
+    }
+
     pub fn fleetboot(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(fleetboot_bin());
         cmd.arg("--config").arg(self.config()).args(args).env("HOME", self.dir.path()).env_remove("SSH_AUTH_SOCK");
