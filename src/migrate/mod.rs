@@ -178,6 +178,17 @@ fn namespaces() -> ApiResource {
     resource("", "v1", "Namespace", "namespaces")
 }
 
+/// Writes a small state file whole or not at all (temp file, fsync, rename, fsync the directory).
+fn write_atomically(path: &Path, text: String) -> Result<(), MigrateError> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| MigrateError::State(format!("cannot write {}: {e}", path.display()));
+    let temp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temp).map_err(failed)?;
+    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
+    std::fs::rename(&temp, path).map_err(failed)?;
+    crate::adapters::system::sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(failed)
+}
+
 /// The cluster as the migration touches it.
 struct Target {
     client: kube::Client,
@@ -807,8 +818,10 @@ impl Migration<'_> {
                 match std::fs::read_to_string(&file) {
                     // Written by this migration before it was interrupted: keep the first one.
                     Ok(_) => Ok(format!("kept the existing backup {}", file.display())),
+                    // Whole or not at all: a kill mid-write must not leave half a backup that a
+                    // resume would then keep as the first one.
                     Err(_) => {
-                        std::fs::write(&file, yaml).map_err(|e| MigrateError::State(format!("cannot write {}: {e}", file.display())))?;
+                        write_atomically(&file, yaml)?;
                         Ok(file.display().to_string())
                     }
                 }
@@ -868,19 +881,26 @@ impl Migration<'_> {
             }
             Step::RolloutConfig => self.wait_rollout(step, None, Some(format!("configure-ovs.sh {target}"))).await,
             Step::SetNetworkType => {
-                let before = c
-                    .namespaced(&daemon_sets(), "openshift-multus")
-                    .get("multus")
-                    .await
-                    .ok()
-                    .and_then(|d| d.metadata.generation)
-                    .unwrap_or(0);
-                let config = c.get(&network_config(), "cluster").await?;
-                // Already running the target (a rollback of a migration that failed before its
-                // switch): no multus rollout will follow.
-                let already = str_at(&config, "/status/networkType") == target;
-                std::fs::write(self.dir.join("multus-generation-before"), if already { "-1".to_owned() } else { before.to_string() })
-                    .map_err(|e| MigrateError::State(e.to_string()))?;
+                // The multus generation before the switch is recorded once: a resumed step must
+                // not take the generation the switch already bumped for "before" (it would wait
+                // for a rollout that already happened), and a failed read stops the step rather
+                // than recording 0 (which any generation would pass).
+                let recorded = self.dir.join("multus-generation-before");
+                if !recorded.exists() {
+                    let before = c
+                        .namespaced(&daemon_sets(), "openshift-multus")
+                        .get("multus")
+                        .await
+                        .map_err(api_error("read the multus DaemonSet's generation before the switch"))?
+                        .metadata
+                        .generation
+                        .ok_or_else(|| MigrateError::State("the multus DaemonSet has no metadata.generation".into()))?;
+                    let config = c.get(&network_config(), "cluster").await?;
+                    // Already running the target (a rollback of a migration that failed before its
+                    // switch): no multus rollout will follow.
+                    let already = str_at(&config, "/status/networkType") == target;
+                    write_atomically(&recorded, if already { "-1".to_owned() } else { before.to_string() })?;
+                }
                 c.merge(&network_config(), "cluster", json!({"spec": {"networkType": target}})).await?;
                 let wanted = target.clone();
                 self.wait_operator(step, &format!("status.networkType = {target}"), move |config| {

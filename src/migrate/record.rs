@@ -353,20 +353,33 @@ pub fn load(path: &Path) -> Result<(Vec<MigrationRecord>, MigrationState), Migra
     Ok((records, state))
 }
 
-/// Appends records, each fsynced before the next action.
+/// Appends records, each fsynced before the next action. Holds the journal's lock for as long
+/// as it lives: one process per migration journal.
 pub struct MigrationWriter {
     path: PathBuf,
     file: std::fs::File,
+    _lock: crate::adapters::journal::JournalLock,
 }
 
 impl MigrationWriter {
+    /// Opens (or creates: mode 0600 in 0700 directories, file and directory fsynced) the
+    /// journal and takes its lock. A torn last line (a kill mid-write) is cut off first, so the
+    /// next record starts on a line of its own instead of gluing itself to the torn one.
     pub fn open(path: &Path) -> Result<MigrationWriter, MigrationJournalError> {
         let error = |e: std::io::Error| MigrationJournalError::Write { path: path.to_owned(), reason: e.to_string() };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(error)?;
+        if !path.exists() {
+            drop(crate::adapters::system::create_private_file(path).map_err(error)?);
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(error)?;
-        Ok(MigrationWriter { path: path.to_owned(), file })
+        let lock = crate::adapters::journal::hold(path)
+            .map_err(|e| MigrationJournalError::Write { path: path.to_owned(), reason: e.to_string() })?;
+        let text = std::fs::read(path).map_err(error)?;
+        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(error)?;
+        if keep < text.len() {
+            file.set_len(keep as u64).map_err(error)?;
+            file.sync_data().map_err(error)?;
+        }
+        Ok(MigrationWriter { path: path.to_owned(), file, _lock: lock })
     }
 
     pub fn append(&mut self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
@@ -423,6 +436,25 @@ mod tests {
         assert_eq!(state.to_pause, ["master", "worker"]);
         assert_eq!(state.paused_at_ms, Some(6));
         assert_eq!(state.timings[0], (Step::Preflight, 1, Some(2)));
+    }
+
+    #[test]
+    fn a_writer_cuts_a_torn_tail_so_the_next_record_stands_on_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m/migration.jsonl");
+        let mut writer = MigrationWriter::open(&path).unwrap();
+        writer.append(MigrationEntry::StepStarted { step: Step::Backup }).unwrap();
+        drop(writer);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"v\":1,\"at_ms\":");
+        std::fs::write(&path, text).unwrap();
+        let mut writer = MigrationWriter::open(&path).unwrap();
+        writer.append(MigrationEntry::StepStarted { step: Step::Backup }).unwrap();
+        drop(writer);
+        let (records, _) = load(&path).unwrap();
+        assert_eq!(records.len(), 2, "the torn record is gone and the next one is whole");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]
