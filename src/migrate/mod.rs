@@ -398,11 +398,16 @@ fn migrations_root(settings: &Settings) -> PathBuf {
 }
 
 /// The newest migration under the state directory that is not finished (step 11 not done).
-fn migration_in_progress(root: &Path) -> Option<PathBuf> {
+/// The newest unfinished migration of *this* cluster under the state directory: another
+/// cluster's (another context of the same kubeconfig) is none of this command's business.
+fn migration_in_progress(root: &Path, cluster: &fleetboot_core::journal::ClusterIdentity) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> =
         std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
     dirs.sort();
-    dirs.into_iter().rev().find(|d| record::load(&d.join("migration.jsonl")).is_ok_and(|(_, s)| !s.is_over()))
+    dirs.into_iter().rev().find(|d| {
+        record::load(&d.join("migration.jsonl"))
+            .is_ok_and(|(_, s)| !s.is_over() && s.cluster.as_ref().is_none_or(|journaled| journaled.same_cluster(cluster)))
+    })
 }
 
 async fn connect(args: &ClusterArgs, settings: &Settings) -> Result<Target, Error> {
@@ -467,12 +472,22 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
     let root = migrations_root(&settings);
     let existing = match &args.dir {
         Some(dir) => dir.join("migration.jsonl").exists().then(|| dir.clone()),
-        None => migration_in_progress(&root),
+        None => migration_in_progress(&root, &cluster.connection.identity),
     };
     let existing_state = match &existing {
         Some(dir) => Some(record::load(&dir.join("migration.jsonl")).map_err(MigrateError::from)?.1),
         None => None,
     };
+    // A migration's journal (named with --dir) belongs to its cluster alone.
+    if let (Some(dir), Some(journaled)) = (&existing, existing_state.as_ref().and_then(|s| s.cluster.as_ref()))
+        && !journaled.same_cluster(&cluster.connection.identity)
+    {
+        return Err(Error::WrongCluster {
+            journal: dir.join("migration.jsonl"),
+            journaled: journaled.clone(),
+            given: cluster.connection.identity.clone(),
+        });
+    }
     let continuing = args.resume || args.cleanup;
     // A migration that failed or was interrupted may be rolled back: a new migration towards the
     // other type takes over from it (openshift-docs `modules/nw-ovn-kubernetes-rollback.adoc`).
@@ -633,6 +648,7 @@ async fn run_under_lease(
                 mtu: args.mtu,
                 geneve_port: args.geneve_port,
                 reboot_concurrency: args.reboot_concurrency,
+                cluster: Some(cluster.connection.identity.clone()),
             },
         )?;
         println!("migration to {} · {} flow ({}) · journal {}", args.to, start.flow.name(), start.reason, journal_path.display());

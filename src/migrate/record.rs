@@ -182,6 +182,10 @@ pub enum MigrationEntry {
         geneve_port: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reboot_concurrency: Option<usize>,
+        /// The cluster being migrated: a resume under any other cluster is refused, and a new
+        /// migration only ever looks for an unfinished one of its own cluster.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<fleetboot_core::journal::ClusterIdentity>,
     },
     MigrationResumed {
         pid: u32,
@@ -222,6 +226,8 @@ pub enum MigrationEntry {
 /// Everything the journal says about a migration.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MigrationState {
+    /// The cluster being migrated (absent in journals written before it was recorded).
+    pub cluster: Option<fleetboot_core::journal::ClusterIdentity>,
     pub run_id: String,
     pub target: String,
     pub flow: Option<Flow>,
@@ -273,7 +279,9 @@ impl MigrationState {
                 mtu,
                 geneve_port,
                 reboot_concurrency,
+                cluster,
             } => {
+                self.cluster = cluster.clone();
                 self.run_id = run_id.clone();
                 self.target = target.clone();
                 self.flow = Some(*flow);
@@ -418,6 +426,7 @@ mod tests {
                     mtu: None,
                     geneve_port: None,
                     reboot_concurrency: None,
+                    cluster: None,
                 },
             ),
             rec(1, MigrationEntry::StepStarted { step: Step::Preflight }),

@@ -172,3 +172,44 @@ fn migrate_with_context_b_migrates_and_reboots_only_b() {
     let pools = a.kubectl_ok(&["get", "machineconfigpools", "-o", "jsonpath={.items[*].spec.paused}"]);
     assert!(!pools.contains("true"), "a's pools untouched: {pools}");
 }
+
+#[test]
+fn an_unfinished_migration_of_one_cluster_is_invisible_to_another_and_refused_there() {
+    let a = Sim::start(1, 1);
+    let b = Sim::start(1, 1);
+    let kubeconfig = b.path("two-clusters");
+    two_cluster_kubeconfig(&a, &b, &kubeconfig);
+    let kc = kubeconfig.to_str().unwrap();
+    // Interrupt a migration of a (b's config: one state directory for both).
+    let mut child = b
+        .fleetboot(&["migrate", "--kubeconfig", kc, "--context", "a", "--etcd-backup-confirmed", "--poll-interval", "300ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let a_dir = loop {
+        let found = std::fs::read_dir(b.path("state/migrations"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.unwrap().path())
+            .filter(|d| std::fs::read_to_string(d.join("migration.jsonl")).unwrap_or_default().contains(r#""event":"step_done""#));
+        if let Some(dir) = found {
+            break dir;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "a's migration never got going");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // b has no migration in progress: its own runs, start to end.
+    let args = ["migrate", "--kubeconfig", kc, "--context", "b", "--etcd-backup-confirmed", "--poll-interval", "300ms"];
+    let run: Run = b.fleetboot(&args).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(network_type(&b), "OVNKubernetes");
+    // a's journal, named explicitly, is refused under b, naming both clusters.
+    let dir = a_dir.to_str().unwrap();
+    let refused: Run = b.fleetboot(&["migrate", "--resume", "--dir", dir, "--kubeconfig", kc, "--context", "b"]).output().unwrap().into();
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    assert!(refused.stderr.contains(&a.api) && refused.stderr.contains(&b.api), "{}", refused.debug());
+}
