@@ -7,7 +7,7 @@
 #   fake-node.sh --reboot NODE_DIR    (the detached simulated reboot)
 #
 # Behaviour switches are files in NODE_DIR: refuse_sudo, hang, hang_reboot, never_return,
-# same_boot_id, new_host_key; timings: reboot_delay (s before going down, standing in for
+# same_boot_id, new_host_key, killed_by_signal; timings: reboot_delay (s before going down, standing in for
 # systemd's one minute), down_time (s down).
 #
 # It runs as the fleet's unprivileged login user, as does its sshd (see fake-fleet.sh), so it
@@ -66,6 +66,9 @@ case "$cmd" in
     setsid "$self" --reboot "$node" </dev/null >/dev/null 2>&1 &
     echo $! >"$node/restarter.pid"
     echo "Reboot scheduled for $(date -d '+1 min'), use 'shutdown -c' to cancel."
+    # A node whose shutdown kills the session that asked for it: SSH reports exit-signal.
+    # (The session is the login shell that runs this script: it is the one killed.)
+    if [ -e "$node/killed_by_signal" ]; then kill -TERM "$PPID" "$$"; fi
     ;;
 "sudo shutdown -c")
     if [ -s "$node/restarter.pid" ] && kill "$(cat "$node/restarter.pid")" 2>/dev/null; then

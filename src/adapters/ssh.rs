@@ -44,6 +44,9 @@ pub struct CommandOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub timed_out: bool,
+    /// The remote command was killed by this signal (SSH `exit-signal`), as a shutting-down
+    /// node's systemd does to the session that asked for the reboot.
+    pub signal: Option<String>,
     /// More than [`MAX_COMMAND_OUTPUT`] bytes came: the rest was dropped.
     pub truncated: bool,
 }
@@ -256,6 +259,7 @@ pub async fn exec(handle: &Handle<Verifier>, command: &str, limit: Duration) -> 
             Ok(Some(ChannelMsg::ExitSignal { signal_name, .. })) => {
                 output.keep(format!("killed by signal {signal_name:?}").as_bytes(), true);
                 output.exit.get_or_insert(128);
+                output.signal = Some(format!("{signal_name:?}"));
             }
             Ok(Some(_)) => {}
         }
@@ -411,6 +415,9 @@ impl PowerTransport for SshTransport {
             Err(e) if e.is_transient() => Ok(Delivery::ConnectionDropped),
             Err(e) => Err(e),
             Ok(out) if out.timed_out => Ok(Delivery::NoAnswer),
+            // Killed by a signal while it ran: the command reached the node, and a node going
+            // down kills the session that asked for it. The reboot may be under way.
+            Ok(out) if out.signal.is_some() => Ok(Delivery::ConnectionDropped),
             Ok(out) => match out.exit {
                 Some(0) => Ok(Delivery::ExitZero),
                 None => Ok(Delivery::ConnectionDropped),

@@ -351,3 +351,17 @@ fn check_command_runs_after_the_reboot_and_its_failure_fails_the_host() {
     assert!(outcomes["h001"].1.starts_with("check command:"), "{outcomes:?}");
     assert_eq!(fleet.count_events("h001", "reboot-requested"), 2, "one reboot per run");
 }
+
+#[test]
+fn a_reboot_command_killed_by_a_signal_counts_as_delivered_and_is_never_sent_twice() {
+    let fleet = Fleet::up(1);
+    // The node's shutdown kills the session that asked for it: SSH answers exit-signal TERM.
+    fleet.set("h001", "killed_by_signal", "");
+    let run = fleet.reboot(&[]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let delivered = journal_entries(&run)
+        .into_iter()
+        .any(|r| matches!(r.entry, Entry::Dispatched { delivery: journal::Delivery::ConnectionDropped, .. }));
+    assert!(delivered, "the reboot counts as handed over: {}", run.debug());
+    assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "sent once");
+}
