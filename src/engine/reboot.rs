@@ -57,6 +57,17 @@ pub struct GroupPolicy {
     pub all_at_once: bool,
 }
 
+impl GroupPolicy {
+    /// The groups of these nodes under this policy: none at all when every node goes at once.
+    fn grouping(&self, nodes: &[NodeInfo], pools: &[fleetboot_core::nodes::PoolSelector]) -> Grouping {
+        if self.all_at_once {
+            Grouping::default()
+        } else {
+            fleetboot_core::nodes::grouping(nodes, pools, &self.group_by, self.group_concurrency)
+        }
+    }
+}
+
 impl Default for GroupPolicy {
     fn default() -> GroupPolicy {
         GroupPolicy { group_by: "pool".into(), group_concurrency: None, all_at_once: false }
@@ -219,11 +230,7 @@ async fn cluster_inventory(
     if !problems.is_empty() {
         return Err(SelectionError::NodeAddresses { problems }.into());
     }
-    let grouping = if groups.all_at_once {
-        Grouping::default()
-    } else {
-        fleetboot_core::nodes::grouping(&chosen, &pools, &groups.group_by, groups.group_concurrency)
-    };
+    let grouping = groups.grouping(&chosen, &pools);
     let hosts: Vec<(Host, String)> = chosen
         .iter()
         .map(|n| (Host { name: n.name.clone(), address: n.addresses[0].clone(), port: None }, format!("node {}", n.name)))
@@ -263,11 +270,7 @@ async fn hosts_onto_nodes(
     }
     // Two lines naming one node are refused here, with both origins.
     let hosts = hosts::merge_sources(mapped)?;
-    let mut grouping = if groups.all_at_once {
-        Grouping::default()
-    } else {
-        fleetboot_core::nodes::grouping(&matched, &pools, &groups.group_by, groups.group_concurrency)
-    };
+    let mut grouping = groups.grouping(&matched, &pools);
     grouping.standalone = standalone;
     Ok((hosts, grouping, matched))
 }

@@ -707,7 +707,6 @@ impl Migration<'_> {
         flags.reboot.concurrency = concurrency;
         let failed = |e: Error| MigrateError::State(e.to_string());
         let settings = crate::commands::load_settings(self.config, flags).map_err(failed)?;
-        let settings_concurrency = settings.reboot.concurrency;
         let job = RebootJob {
             settings,
             selection,
@@ -717,7 +716,7 @@ impl Migration<'_> {
             drain: None,
             lease: LeasePolicy::default(),
             // A resumed reboot run keeps the limits the migration gives it.
-            overrides: SettingsOverrides { concurrency: concurrency.map(|_| settings_concurrency), ..SettingsOverrides::default() },
+            overrides: SettingsOverrides { concurrency, ..SettingsOverrides::default() },
         };
         let prepared = prepare(job).await.map_err(failed)?;
         let (trigger, abort) = tokio::sync::watch::channel(Abort::No);
