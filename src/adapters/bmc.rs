@@ -390,8 +390,16 @@ impl RedfishPower {
     pub async fn power(&self, node: &str, reset_type: &str, wait_for: Option<&str>) -> Result<SystemState, RedfishError> {
         let (_guard, bmc) = self.open(node).await?;
         let mut result = bmc.power(reset_type).await;
-        if let (Ok(_), Some(state)) = (&result, wait_for) {
-            result = bmc.wait_power_state(state).await;
+        match (&result, wait_for) {
+            (Ok(_), Some(state)) => result = bmc.wait_power_state(state).await,
+            // The reset may have been carried out (an answer lost, a 5xx after it took
+            // effect): the power state settles it, never a second request.
+            (Err(e), Some(state)) if e.reset_may_have_happened() => {
+                if let Ok(system) = bmc.wait_power_state(state).await {
+                    result = Ok(system);
+                }
+            }
+            _ => {}
         }
         bmc.logout().await;
         result

@@ -361,6 +361,28 @@ fn is_busy(status: StatusCode) -> bool {
     matches!(status.as_u16(), 409 | 500 | 502 | 503 | 504)
 }
 
+/// Which answers a request is sent again on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// Every "busy" answer ([`is_busy`]): for reads, logins, task monitors.
+    WhileBusy,
+    /// Only 409 Conflict, the one busy answer that says the request was not carried out. A
+    /// 5xx to a reset may come from a BMC that reset the system and then failed to answer
+    /// (or restarted its own web server with it); sending the reset again could restart a
+    /// node that is already booting, so it is reported as "may have reset" instead and the
+    /// caller watches the boot ID (or reads PowerState) before anything else.
+    OnlyConflict,
+}
+
+impl Retry {
+    fn retries(self, status: StatusCode) -> bool {
+        match self {
+            Retry::WhileBusy => is_busy(status),
+            Retry::OnlyConflict => status == StatusCode::CONFLICT,
+        }
+    }
+}
+
 impl Bmc {
     pub fn new(target: BmcTarget, settings: RedfishSettings) -> Result<Bmc, RedfishError> {
         let (origin, system_hint) = target.split_url()?;
@@ -452,6 +474,17 @@ impl Bmc {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
+        self.request_retrying(method, path, body, Retry::WhileBusy).await
+    }
+
+    /// As [`Bmc::request`], retrying only on `retry`'s answers.
+    async fn request_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        retry: Retry,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), RedfishError> {
         let mut reauthenticated = false;
         let mut busy = 0;
         loop {
@@ -464,7 +497,7 @@ impl Bmc {
             if status == StatusCode::UNAUTHORIZED {
                 return Err(self.auth_error());
             }
-            if is_busy(status) && busy < self.settings.busy_retries {
+            if retry.retries(status) && busy < self.settings.busy_retries {
                 busy += 1;
                 let asked = headers
                     .get("Retry-After")
@@ -598,7 +631,16 @@ impl Bmc {
     /// POSTs one reset and follows a task monitor to its end.
     pub async fn reset(&self, system: &SystemState, reset_type: &str) -> Result<(), RedfishError> {
         let body = json!({"ResetType": reset_type});
-        let (status, headers, _) = self.request(Method::POST, &system.reset_target, Some(&body)).await?;
+        let (status, headers, _) =
+            self.request_retrying(Method::POST, &system.reset_target, Some(&body), Retry::OnlyConflict).await.map_err(|e| match e {
+                RedfishError::Http { status, message, .. } if status >= 500 => RedfishError::Protocol {
+                    node: self.target.node.clone(),
+                    message: format!(
+                        "the BMC answered {status} ({message}) to {reset_type}: the reset may have been carried out, so it is not sent again"
+                    ),
+                },
+                e => e,
+            })?;
         if status == StatusCode::ACCEPTED
             && let Some(monitor) = headers.get("Location").and_then(|v| v.to_str().ok())
         {
@@ -677,8 +719,13 @@ impl Bmc {
                 Ok(reset_type.to_owned())
             }
             ResetPlan::OffThenOn => {
-                self.reset(&system, "ForceOff").await?;
-                let off = self.wait_power_state("Off").await?;
+                // A ForceOff that may have been carried out is settled by PowerState, never by a
+                // second ForceOff.
+                let off = match self.reset(&system, "ForceOff").await {
+                    Ok(()) => self.wait_power_state("Off").await?,
+                    Err(e) if e.reset_may_have_happened() => self.wait_power_state("Off").await.map_err(|_| e)?,
+                    Err(e) => return Err(e),
+                };
                 self.reset(&off, "On").await?;
                 Ok("ForceOff+On".to_owned())
             }

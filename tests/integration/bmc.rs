@@ -405,3 +405,73 @@ fn ctrl_c_during_a_bmc_operation_still_deletes_its_session() {
     assert!(out.stderr.contains("closing the BMC sessions"), "{}", out.debug());
     sessions_closed(&sim, "worker-0");
 }
+
+/// A reset the BMC carried out and then failed to confirm (503 after it took effect, the
+/// connection closed unanswered, a task monitor that is gone) counts as happened: journaled as
+/// handed over with no answer, never sent again, and proven by the node's new boot ID.
+#[test]
+fn a_reset_that_took_effect_before_the_bmc_failed_is_watched_never_sent_again() {
+    let sim = Sim::start(0, 3);
+    let faults = [("worker-0", "503"), ("worker-1", "drop"), ("worker-2", "task_404")];
+    for (node, fault) in faults {
+        sim.control("POST", &format!("nodes/{node}/faults"), r#"{"refuse_ssh": true}"#);
+        sim.control("POST", &format!("nodes/{node}/bmc"), &format!(r#"{{"after_reset": "{fault}"}}"#));
+    }
+    let before: Vec<String> = faults.iter().map(|(n, _)| node(&sim, n)["bootID"].as_str().unwrap().to_owned()).collect();
+    let config = quick_config(&sim);
+    let journal_path = sim.path("run.jsonl");
+    let mut args = vec!["reboot", "--all", "--concurrency", "3", "--journal", journal_path.to_str().unwrap()];
+    args.extend(QUICK);
+    let run = fleetboot(&sim, &config, &args);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let (records, state) = journal::load(&journal_path).unwrap();
+    for ((name, fault), old) in faults.iter().zip(&before) {
+        let h = history(&sim, name);
+        let resets = h.iter().filter(|(_, w)| w.starts_with("bmc-reset:")).count();
+        assert_eq!(resets, 1, "{name} ({fault}): one reset, never a second: {h:?}");
+        let marker = match *fault {
+            "503" => "bmc-503-after-reset",
+            "drop" => "bmc-dropped-after-reset",
+            _ => "bmc-task-vanishes",
+        };
+        assert_eq!(count(&h, marker), 1, "{name}: the fault happened: {h:?}");
+        assert_ne!(node(&sim, name)["bootID"].as_str().unwrap(), old, "{name} rebooted");
+        let entries: Vec<&Entry> = records.iter().filter(|r| r.entry.host() == Some(*name)).map(|r| &r.entry).collect();
+        assert!(
+            entries.iter().any(|e| matches!(e, Entry::Dispatched { delivery: Delivery::NoAnswer, .. })),
+            "{name}: journaled as handed over without an answer: {entries:?}"
+        );
+        assert!(!entries.iter().any(|e| matches!(e, Entry::Dispatched { delivery: Delivery::BmcAccepted, .. })), "{entries:?}");
+        assert_eq!(state.records[*name].phase, journal::Phase::Confirmed, "{name}");
+        assert!(run.stdout.contains(&format!("\"host\":\"{name}\"")) && run.stdout.contains("may have happened"), "{}", run.debug());
+        sessions_closed(&sim, name);
+    }
+    no_secret_in(&sim, &run, Some(&journal_path));
+}
+
+/// `fleetboot power`: a reset answered with a 503 after it took effect is not sent again. A
+/// restart says that it may have happened; a power-off is settled by reading PowerState.
+#[test]
+fn power_never_repeats_a_reset_answered_with_a_5xx_and_reads_the_power_state_instead() {
+    let sim = Sim::start(0, 2);
+    let config = quick_config(&sim);
+    sim.control("POST", "nodes/worker-0/bmc", r#"{"after_reset": "503"}"#);
+    sim.control("POST", "nodes/worker-1/bmc", r#"{"after_reset": "503"}"#);
+    let restart = fleetboot(&sim, &config, &["power", "restart", "--force", "worker-0", "-o", "json"]);
+    assert_eq!(restart.code, 3, "{}", restart.debug());
+    let results: Value = serde_json::from_str(&restart.stdout).unwrap();
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("503") && error.contains("may have been carried out") && error.contains("not sent again"), "{error}");
+    let h0 = history(&sim, "worker-0");
+    assert_eq!(count(&h0, "bmc-reset:ForceRestart"), 1, "{h0:?}");
+
+    let off = fleetboot(&sim, &config, &["power", "off", "--yes-power-off", "worker-1", "-o", "json"]);
+    assert_eq!(off.code, 0, "PowerState Off settles the 503: {}", off.debug());
+    let results: Value = serde_json::from_str(&off.stdout).unwrap();
+    assert_eq!(results[0]["power_state"], "Off", "{results}");
+    let h1 = history(&sim, "worker-1");
+    assert_eq!(count(&h1, "bmc-reset:ForceOff"), 1, "{h1:?}");
+    assert_eq!(count(&h1, "bmc-503-after-reset"), 1, "{h1:?}");
+    sessions_closed(&sim, "worker-0");
+    sessions_closed(&sim, "worker-1");
+}

@@ -70,7 +70,39 @@ pub struct BmcFaults {
     pub tasks: AtomicBool,
     /// Overrides `ResetType@Redfish.AllowableValues`.
     pub allowed_resets: Mutex<Option<Vec<String>>>,
+    /// How the next reset request goes wrong after the reset took effect (once).
+    pub after_reset: Mutex<Option<AfterReset>>,
 }
+
+/// A BMC that carries out a reset and then fails its client: the cases where a client cannot
+/// tell whether the reset happened, and must not send it again blindly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterReset {
+    /// Answers 503, as a BMC whose web server restarts with the host, or is overloaded, does.
+    ServiceUnavailable,
+    /// Closes the connection without an answer.
+    DropConnection,
+    /// Answers 202 with a task monitor that is gone (404) when asked.
+    VanishingTask,
+}
+
+impl AfterReset {
+    pub fn parse(name: &str) -> Result<AfterReset, String> {
+        match name {
+            "503" => Ok(AfterReset::ServiceUnavailable),
+            "drop" => Ok(AfterReset::DropConnection),
+            "task_404" => Ok(AfterReset::VanishingTask),
+            other => Err(format!("unknown after_reset fault {other:?} (503, drop, task_404)")),
+        }
+    }
+}
+
+/// Marks a response that must not be sent: the connection is closed instead.
+#[derive(Clone, Copy, Debug)]
+struct CloseWithoutAnswer;
+
+/// Request bodies past this are refused (413): a BMC's requests are a few hundred bytes.
+const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 struct SessionEntry {
     id: u32,
@@ -179,7 +211,14 @@ impl SimBmc {
                     let Ok(tls) = acceptor.accept(stream).await else { return };
                     let service = hyper::service::service_fn(move |req| {
                         let bmc = bmc.clone();
-                        async move { Ok::<_, Infallible>(bmc.handle(req).await) }
+                        async move {
+                            let response = bmc.handle(req).await;
+                            match response.extensions().get::<CloseWithoutAnswer>() {
+                                // An error from the service makes hyper drop the connection unanswered.
+                                Some(_) => Err(std::io::Error::other("closed without an answer (simulated fault)")),
+                                None => Ok(response),
+                            }
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
                 });
@@ -208,8 +247,15 @@ impl SimBmc {
         let path = req.uri().path().trim_end_matches('/').to_owned();
         let authenticated = self.authenticated(&req);
         let token = req.headers().get("X-Auth-Token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body: Value = match req.into_body().collect().await {
+        let body: Value = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY).collect().await {
             Ok(collected) => serde_json::from_slice(&collected.to_bytes()).unwrap_or(Value::Null),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return redfish_error(
+                    413,
+                    "Base.1.8.GeneralError",
+                    &format!("The request body is larger than {} KiB.", MAX_REQUEST_BODY / 1024),
+                );
+            }
             Err(_) => Value::Null,
         };
         // The service root and the login are open to everyone, as the Redfish spec says.
@@ -360,6 +406,29 @@ impl SimBmc {
             "GracefulShutdown" => self.node.power_off(true),
             "On" => self.node.power_on(),
             _ => {}
+        }
+        let after_reset = self.faults.after_reset.lock().unwrap().take();
+        match after_reset {
+            Some(AfterReset::ServiceUnavailable) => {
+                self.node.note("bmc-503-after-reset");
+                return redfish_error(503, "Base.1.8.ServiceTemporarilyUnavailable", "The service is temporarily unavailable.");
+            }
+            Some(AfterReset::DropConnection) => {
+                self.node.note("bmc-dropped-after-reset");
+                let mut response = respond(204, Value::Null);
+                response.extensions_mut().insert(CloseWithoutAnswer);
+                return response;
+            }
+            Some(AfterReset::VanishingTask) => {
+                self.node.note("bmc-task-vanishes");
+                // A monitor for a task the BMC never keeps: asked, it answers 404.
+                let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+                let mut response =
+                    respond(202, json!({"@odata.id": format!("/redfish/v1/TaskService/Tasks/{id}"), "TaskState": "Running"}));
+                response.headers_mut().insert("Location", format!("/redfish/v1/TaskService/Tasks/{id}").parse().expect("header value"));
+                return response;
+            }
+            None => {}
         }
         if self.faults.tasks.load(Ordering::SeqCst) {
             let id = self.next_id.fetch_add(1, Ordering::SeqCst);

@@ -910,7 +910,9 @@ pub fn evict(
 /// - `GET nodes`: every node's phase, boot ID and history
 /// - `POST nodes/NAME/faults` with `{"never_returns": true, ...}` (the names of [`Faults`])
 /// - `POST nodes/NAME/bmc` with `{"errors": N, "unauthorized": N, "silent": true, "tasks": true,
-///   "expire_sessions": true, "session_timeout_ms": N, "allowed_resets": [..] | null}`
+///   "expire_sessions": true, "session_timeout_ms": N, "allowed_resets": [..] | null,
+///   "after_reset": "503" | "drop" | "task_404" | null}` (the last: how the next reset, carried
+///   out, fails its client)
 /// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches
 /// - `POST cut-watches`: ends every open watch stream once
 /// - `GET operators/refusals`: every change the simulated network operator refused
@@ -944,6 +946,12 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
                     "unauthorized" => bmc.faults.unauthorized.store(value.as_u64().ok_or_else(bad)? as u32, Ordering::SeqCst),
                     "silent" => bmc.faults.silent.store(value.as_bool().ok_or_else(bad)?, Ordering::SeqCst),
                     "tasks" => bmc.faults.tasks.store(value.as_bool().ok_or_else(bad)?, Ordering::SeqCst),
+                    "after_reset" => {
+                        *bmc.faults.after_reset.lock().unwrap() = match value {
+                            Value::Null => None,
+                            name => Some(super::bmc::AfterReset::parse(name.as_str().ok_or_else(bad)?).map_err(|e| (400, e))?),
+                        }
+                    }
                     "expire_sessions" => bmc.expire_sessions(),
                     "session_timeout_ms" => *bmc.session_timeout.lock().unwrap() = Duration::from_millis(value.as_u64().ok_or_else(bad)?),
                     "allowed_resets" => {
