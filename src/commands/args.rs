@@ -91,7 +91,7 @@ pub struct SimTimingArgs {
     #[arg(long, value_name = "DURATION", default_value = "40s")]
     pub heartbeat: humantime::Duration,
     /// The nodes' addresses: NET.1, NET.2, ... (like 127.0.42); default: a free 127.x.y.
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", value_parser = loopback_net)]
     pub net: Option<String>,
     /// The API server's port on 127.0.0.1 (0: any).
     #[arg(long, default_value_t = 0)]
@@ -259,4 +259,9 @@ impl OutputArgs {
         layer.output.format = self.output.map(choice_name);
         layer.output.state_dir.clone_from(&self.state_dir);
     }
+}
+
+/// `--net`: checked before anything starts, so a typo is a usage error naming the value.
+fn loopback_net(net: &str) -> Result<String, String> {
+    fleetboot_sim::cluster::parse_net(net).map(|_| net.to_owned())
 }

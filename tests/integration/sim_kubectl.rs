@@ -154,3 +154,62 @@ fn simulated_faults_reach_fleetboot() {
     assert!(outcomes["worker-1"].1.contains("reboot not observed"), "{outcomes:?}");
     assert!(outcomes["worker-2"].1.contains("changed during this run"), "{outcomes:?}");
 }
+
+/// Malformed requests get a 400 (or 413) Kubernetes Status naming the problem, and the
+/// simulation keeps serving: its store is not poisoned by a handler that panicked.
+#[test]
+fn malformed_requests_are_refused_with_a_status_and_the_simulation_keeps_serving() {
+    let sim = Sim::start(0, 1);
+    let node = "/api/v1/nodes/worker-0";
+    let pool = "/apis/machineconfiguration.openshift.io/v1/machineconfigpools/worker";
+    let big = format!(r#"{{"metadata": {{"annotations": {{"x": "{}"}}}}}}"#, "y".repeat(4 * 1024 * 1024));
+    let cases: &[(&str, &str, &str, &[u8], u16, &str)] = &[
+        ("PUT", node, "application/json", b"[1, 2]", 400, "must be a JSON object"),
+        ("PUT", node, "application/json", br#""a string""#, 400, "must be a JSON object"),
+        ("PUT", node, "application/json", br#"{"metadata": 5}"#, 400, "metadata must be a JSON object"),
+        ("PUT", pool, "application/json", br#"{"metadata": {"name": "worker"}, "spec": []}"#, 400, "spec must be a JSON object"),
+        ("PUT", node, "application/json", b"{not json", 400, "not JSON"),
+        ("POST", "/api/v1/nodes", "application/json", b"17", 400, "must be a JSON object"),
+        ("PATCH", node, "application/merge-patch+json", b"[1]", 400, "merge patch must be a JSON object"),
+        ("PATCH", pool, "application/merge-patch+json", br#"{"status": "x"}"#, 400, "status must be a JSON object"),
+        ("PATCH", node, "application/json-patch+json", br#"{"op": "add"}"#, 400, "JSON array of operations"),
+        ("PATCH", node, "application/json-patch+json", br#"[{"op": "replace", "path": "", "value": 3}]"#, 400, "must be a JSON object"),
+        ("PATCH", node, "application/merge-patch+json", br#"{"metadata": {"labels": {"a": 1}}}"#, 400, "metadata.labels"),
+        ("PATCH", node, "application/merge-patch+json", big.as_bytes(), 413, "Request entity too large"),
+        ("POST", "/sim/v1/outage", "application/json", br#"{"seconds": -1}"#, 400, "an outage of -1"),
+        ("POST", "/sim/v1/outage", "application/json", br#"{"seconds": 1e300}"#, 400, "expected 0 to 3600 seconds"),
+        ("POST", "/sim/v1/nodes/worker-0/faults", "application/json", b"{oops", 400, "not JSON"),
+        ("POST", "/sim/v1/nodes/worker-0/bmc", "application/json", br#"{"after_reset": "explode"}"#, 400, "unknown after_reset fault"),
+    ];
+    for (method, path, content_type, body, code, says) in cases {
+        let (got, answer) = sim.raw(method, path, content_type, body);
+        let what = format!("{method} {path} {}", String::from_utf8_lossy(&body[..body.len().min(60)]));
+        assert_eq!(got, *code, "{what}: {answer}");
+        let status: serde_json::Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{what}: not a Status ({e}): {answer}"));
+        assert_eq!(status["kind"], "Status", "{what}: {status}");
+        assert_eq!(status["code"], *code, "{what}: {status}");
+        assert!(status["message"].as_str().unwrap_or_default().contains(says), "{what}: {status}");
+    }
+    // Still serving, reads and writes, to kubectl as before.
+    let nodes = sim.kubectl_ok(&["get", "nodes"]);
+    assert!(nodes.contains("worker-0") && nodes.contains("Ready"), "{nodes}");
+    sim.kubectl_ok(&["label", "node", "worker-0", "checked=yes"]);
+    let labels = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.metadata.labels.checked}"]);
+    assert_eq!(labels, "yes");
+    sim.kubectl_ok(&["patch", "mcp", "worker", "--type", "merge", "-p", r#"{"spec":{"paused":true}}"#]);
+}
+
+#[test]
+fn a_bad_net_is_a_clear_error_before_anything_starts() {
+    for net in ["127.1", "127.1.300", "localhost.1.2", "127.1.2.3"] {
+        let out = std::process::Command::new(crate::common::fleetboot_bin())
+            .args(["sim", "--net", net, "--workers", "1", "--masters", "0"])
+            .env("HOME", std::env::temp_dir())
+            .output()
+            .unwrap();
+        let run = Run::from(out);
+        assert_eq!(run.code, 2, "{net}: {}", run.debug());
+        assert!(run.stderr.contains("--net") && run.stderr.contains(&format!("\"{net}\" is not 127.A.B")), "{net}: {}", run.debug());
+        assert!(!run.stderr.contains("panicked"), "{}", run.debug());
+    }
+}

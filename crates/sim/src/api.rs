@@ -247,9 +247,22 @@ fn wants_table(req: &Request<Incoming>) -> bool {
     req.headers().get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
 }
 
+/// The largest request body served, kube-apiserver's default (`--max-resource-write-bytes`,
+/// 3 MiB): past it the answer is 413 and the body is not read further.
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(status_error(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {MAX_REQUEST_BODY}")))
+        }
+        Err(e) => Err(status_error(400, "BadRequest", format!("failed to read the body: {e}"))),
+    }
+}
+
 async fn read_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
-    let bytes =
-        req.into_body().collect().await.map_err(|e| status_error(400, "BadRequest", format!("failed to read the body: {e}")))?.to_bytes();
+    let bytes = read_body(req).await?;
     serde_json::from_slice(&bytes).map_err(|e| status_error(400, "BadRequest", format!("the body is not JSON: {e}")))
 }
 
@@ -259,7 +272,14 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
     if let Some(rest) = req.uri().path().strip_prefix("/sim/v1/") {
         let rest = rest.to_owned();
         let method = req.method().clone();
-        let body = if method == Method::POST { read_json(req).await.unwrap_or(Value::Null) } else { Value::Null };
+        let body = match read_body(req).await {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Value::Null,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(value) => value,
+                Err(e) => return status_error(400, "BadRequest", format!("the body is not JSON: {e}")),
+            },
+            Err(response) => return response,
+        };
         let Some(cluster) = state.cluster.get().and_then(|w| w.upgrade()) else {
             return status_error(503, "ServiceUnavailable", "the simulation is shutting down".into());
         };

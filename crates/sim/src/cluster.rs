@@ -143,6 +143,15 @@ pub fn daemon_pod(namespace: &str, daemonset: &str, container: &str, node: &str,
     })
 }
 
+/// `127.A.B` → `[A, B]`: the nodes live on loopback, and nowhere else.
+pub fn parse_net(net: &str) -> Result<[u8; 2], String> {
+    let bad = || format!("{net:?} is not 127.A.B with A and B from 0 to 255 (the nodes get 127.A.B.1, .2, ...)");
+    match net.split('.').collect::<Vec<_>>().as_slice() {
+        ["127", a, b] => Ok([a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?]),
+        _ => Err(bad()),
+    }
+}
+
 fn free_net() -> String {
     let n = std::process::id() as usize * 31 + uuid::Uuid::new_v4().as_bytes()[0] as usize;
     format!("127.{}.{}", 100 + n % 150, 1 + (n / 150) % 250)
@@ -158,6 +167,7 @@ impl Cluster {
         crate::util::raise_open_file_limit();
         let release = super::version::Release::parse(&options.openshift_version).map_err(std::io::Error::other)?;
         let net = options.net.clone().unwrap_or_else(free_net);
+        let [net_a, net_b] = parse_net(&net).map_err(|e| std::io::Error::other(format!("--net: {e}")))?;
         let api = ApiState::new(options.history_limit, options.bookmark_interval);
         let listener = TcpListener::bind(("127.0.0.1", options.api_port)).await?;
         let api_addr = listener.local_addr()?;
@@ -171,9 +181,8 @@ impl Cluster {
         let total = options.masters + options.workers;
         for i in 0..total {
             let (name, _) = node_identity(i, options.masters);
-            let octets: Vec<u8> = net.split('.').map(|o| o.parse().unwrap_or(0)).collect();
             // Four octets: 127.A.B.(1..=250), spilling into B for large fleets.
-            let ip = Ipv4Addr::new(127, octets[1], octets[2].wrapping_add((i / 250) as u8), (i % 250 + 1) as u8);
+            let ip = Ipv4Addr::new(127, net_a, net_b.wrapping_add((i / 250) as u8), (i % 250 + 1) as u8);
             nodes.push(SimNode::new(
                 name,
                 SocketAddr::new(ip.into(), ssh_port),
@@ -905,6 +914,9 @@ pub fn evict(
     respond(201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
 }
 
+/// The longest API outage a test may ask for: an hour is already longer than any timeout.
+const MAX_OUTAGE: Duration = Duration::from_secs(3600);
+
 /// The fault-injection and inspection endpoint (`/sim/v1/...`) that tests and rehearsals call.
 ///
 /// - `GET nodes`: every node's phase, boot ID and history
@@ -967,7 +979,11 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
         }
         ("POST", ["outage"]) => {
             let seconds = body["seconds"].as_f64().ok_or((400, "expected {\"seconds\": N}".to_owned()))?;
-            cluster.api_outage(Duration::from_secs_f64(seconds));
+            let length = Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| *d <= MAX_OUTAGE)
+                .ok_or((400, format!("an outage of {seconds} s: expected 0 to {} seconds", MAX_OUTAGE.as_secs())))?;
+            cluster.api_outage(length);
             Ok(json!({"outage_seconds": seconds}))
         }
         ("GET", ["operators", "refusals"]) => Ok(json!(*cluster.refusals.lock().unwrap())),

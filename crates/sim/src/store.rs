@@ -85,6 +85,46 @@ impl StoreError {
     }
 }
 
+/// A body the server can store: a JSON object whose `metadata`, `spec` and `status` are objects
+/// where present. A real API server's decoder refuses anything else with 400 before any
+/// handler sees it; the simulation's handlers and controllers index into these fields, so a
+/// malformed body must stop here, before the store's lock is held by code that could panic.
+fn check_shape(object: &Value) -> Result<(), StoreError> {
+    let Some(fields) = object.as_object() else {
+        return Err(StoreError::BadRequest(format!("the body must be a JSON object, not {}", json_type(object))));
+    };
+    for field in ["metadata", "spec", "status"] {
+        match fields.get(field) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(other) => {
+                return Err(StoreError::BadRequest(format!("{field} must be a JSON object, not {}", json_type(other))));
+            }
+        }
+    }
+    if let Some(Value::Object(meta)) = fields.get("metadata") {
+        for field in ["labels", "annotations"] {
+            if let Some(map) = meta.get(field).filter(|v| !v.is_null()) {
+                let strings = map.as_object().is_some_and(|m| m.values().all(Value::is_string));
+                if !strings {
+                    return Err(StoreError::BadRequest(format!("metadata.{field} must map strings to strings")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchType {
     Merge,
@@ -214,9 +254,7 @@ impl Store {
     }
 
     pub fn create(&mut self, t: &ResourceType, namespace: Option<&str>, mut object: Value) -> Result<Arc<Value>, StoreError> {
-        if !object.is_object() {
-            return Err(StoreError::BadRequest("the body must be a JSON object".into()));
-        }
+        check_shape(&object)?;
         let meta = object.as_object_mut().expect("object").entry("metadata").or_insert_with(|| json!({}));
         let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
         if name.is_empty() {
@@ -270,6 +308,7 @@ impl Store {
         subresource: Option<&str>,
     ) -> Result<Arc<Value>, StoreError> {
         let current = self.get(t, namespace, name)?;
+        check_shape(&object)?;
         if let Some(given) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
             && !given.is_empty()
             && given != current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
@@ -334,6 +373,15 @@ impl Store {
         subresource: Option<&str>,
     ) -> Result<Arc<Value>, StoreError> {
         let current = self.get(t, namespace, name)?;
+        match kind {
+            PatchType::Merge | PatchType::Strategic if !body.is_object() => {
+                return Err(StoreError::BadRequest("a merge patch must be a JSON object".into()));
+            }
+            PatchType::Json if !body.is_array() => {
+                return Err(StoreError::BadRequest("a JSON patch must be a JSON array of operations".into()));
+            }
+            _ => {}
+        }
         let mut next = (*current).clone();
         match kind {
             PatchType::Merge => patch::merge_patch(&mut next, body),
@@ -342,6 +390,9 @@ impl Store {
                 patch::json_patch(&mut next, body).map_err(|e| StoreError::Invalid(format!("the JSON patch could not be applied: {e}")))?
             }
         }
+        // A patch can replace the whole object or its metadata ("op": "replace", "path": ""):
+        // what it leaves must still be an object, as a real server's decoder insists.
+        check_shape(&next)?;
         let wanted_rv = next.pointer("/metadata/resourceVersion").cloned();
         if wanted_rv != current.pointer("/metadata/resourceVersion").cloned() {
             // The patch named a resourceVersion: it is a precondition.

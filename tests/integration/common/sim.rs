@@ -79,13 +79,28 @@ impl Sim {
 
     /// A request to the simulation's fault-injection endpoint.
     pub fn control(&self, method: &str, path: &str, body: &str) -> String {
+        let (code, body) = self.raw(method, &format!("/sim/v1/{path}"), "application/json", body.as_bytes());
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// One HTTP request to the API server, as any client could send it: (status code, body).
+    pub fn raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
         let host = self.api.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(host).unwrap();
-        write!(stream, "{method} /sim/v1/{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        // A server that refuses a body early may close before all of it is written.
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let code = response.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
     }
 
     /// (name, reboot-requested ms, up ms) of every node that rebooted, from the simulation's own
