@@ -507,6 +507,10 @@ pub enum JournalError {
     Version { path: PathBuf, found: u32 },
     #[error("journal {path} does not start with a run_started record")]
     NoStart { path: PathBuf },
+    #[error(
+        "journal {path}: record {record} starts a second run ({second}) inside run {first}; two journals were joined into one file, resume each from its own"
+    )]
+    SecondStart { path: PathBuf, record: usize, first: String, second: String },
     #[error("journal {path} names host {host:?}, which is not in its run")]
     UnknownHost { path: PathBuf, host: String },
     #[error("failed to write journal {path}: {reason}")]
@@ -533,8 +537,16 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         cluster: cluster.as_deref().cloned(),
         settings: settings.clone(),
     };
-    for record in iter {
+    for (index, record) in iter.enumerate() {
         match &record.entry {
+            Entry::RunStarted { run_id: second, .. } => {
+                return Err(JournalError::SecondStart {
+                    path: path.to_owned(),
+                    record: index + 2,
+                    first: state.run_id.clone(),
+                    second: second.clone(),
+                });
+            }
             Entry::RunFinished { .. } => state.finished = true,
             Entry::RunResumed { settings, .. } => {
                 state.finished = false;
@@ -660,6 +672,18 @@ mod tests {
         assert!(err.to_string().starts_with("journal j.jsonl:2:"), "{err}");
         let err = parse("{\"v\":9,\"at_ms\":1,\"event\":\"run_finished\",\"outcome\":\"x\"}\n", Path::new("j")).unwrap_err();
         assert!(matches!(err, JournalError::Version { found: 9, .. }));
+    }
+
+    #[test]
+    fn a_second_run_started_is_refused_naming_both_runs_not_a_panic() {
+        let mut second = start(&["b"]);
+        if let Entry::RunStarted { run_id, .. } = &mut second.entry {
+            *run_id = "other".into();
+        }
+        let records = vec![start(&["a"]), rec(1, Entry::BootIdRead { host: "a".into(), boot_id: "x".into() }), second];
+        let err = fold(&records, Path::new("j.jsonl")).unwrap_err();
+        assert!(matches!(&err, JournalError::SecondStart { record: 3, first, second, .. } if first == "r" && second == "other"), "{err}");
+        assert!(err.to_string().contains("journal j.jsonl: record 3 starts a second run (other) inside run r"), "{err}");
     }
 
     fn settings() -> RunSettings {
