@@ -163,7 +163,9 @@ fn malformed_requests_are_refused_with_a_status_and_the_simulation_keeps_serving
     let node = "/api/v1/nodes/worker-0";
     let pool = "/apis/machineconfiguration.openshift.io/v1/machineconfigpools/worker";
     let big = format!(r#"{{"metadata": {{"annotations": {{"x": "{}"}}}}}}"#, "y".repeat(4 * 1024 * 1024));
-    let cases: &[(&str, &str, &str, &[u8], u16, &str)] = &[
+    /// (method, path, content type, body, expected code, what the Status message says)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [u8], u16, &'a str);
+    let cases: &[Case] = &[
         ("PUT", node, "application/json", b"[1, 2]", 400, "must be a JSON object"),
         ("PUT", node, "application/json", br#""a string""#, 400, "must be a JSON object"),
         ("PUT", node, "application/json", br#"{"metadata": 5}"#, 400, "metadata must be a JSON object"),
