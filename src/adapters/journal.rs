@@ -36,6 +36,24 @@ pub fn load(path: &Path) -> Result<(Vec<Record>, RunState), JournalError> {
     Ok((records, state))
 }
 
+/// The journal's first record, `run_started`, read alone: what a run was started as (its
+/// hosts, whether it is a cluster run, its cluster) never changes after it, so this needs
+/// neither the lock nor the rest of the file.
+pub fn read_start(path: &Path) -> Result<Record, JournalError> {
+    use std::io::BufRead;
+    let file = File::open(path).map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
+    let mut first = String::new();
+    std::io::BufReader::new(file)
+        .read_line(&mut first)
+        .map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
+    let records = parse(&first, path)?;
+    match records.into_iter().next() {
+        None => Err(JournalError::Unreadable { path: path.to_owned(), reason: EMPTY_JOURNAL.into() }),
+        Some(record @ Record { entry: Entry::RunStarted { .. }, .. }) => Ok(record),
+        Some(_) => Err(JournalError::NoStart { path: path.to_owned() }),
+    }
+}
+
 /// Whether the journal at `path` exists and holds at least one complete record: a run was
 /// started in it. An empty file (or a torn first line) is "nothing happened yet".
 pub fn is_started(path: &Path) -> bool {

@@ -156,7 +156,7 @@ impl RedfishError {
     pub fn reset_may_have_happened(&self) -> bool {
         match self {
             RedfishError::Timeout { .. } | RedfishError::Protocol { .. } => true,
-            RedfishError::Http { status, .. } => *status >= 500,
+            RedfishError::Http { status, .. } => !refused(*status),
             _ => false,
         }
     }
@@ -359,6 +359,13 @@ fn backoff(first: Duration, n: u32) -> Duration {
 
 fn is_busy(status: StatusCode) -> bool {
     matches!(status.as_u16(), 409 | 500 | 502 | 503 | 504)
+}
+
+/// Whether an error answer says the request was not carried out: a 4xx, or 501 Not
+/// Implemented (a BMC that does not support the reset type). Any other 5xx may come after it
+/// was. Pure.
+pub fn refused(status: u16) -> bool {
+    (400..500).contains(&status) || status == 501
 }
 
 /// Which answers a request is sent again on.
@@ -633,7 +640,7 @@ impl Bmc {
         let body = json!({"ResetType": reset_type});
         let (status, headers, _) =
             self.request_retrying(Method::POST, &system.reset_target, Some(&body), Retry::OnlyConflict).await.map_err(|e| match e {
-                RedfishError::Http { status, message, .. } if status >= 500 => RedfishError::Protocol {
+                RedfishError::Http { status, message, .. } if !refused(status) => RedfishError::Protocol {
                     node: self.target.node.clone(),
                     message: format!(
                         "the BMC answered {status} ({message}) to {reset_type}: the reset may have been carried out, so it is not sent again"

@@ -103,10 +103,8 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
         return Err(SelectionError::NoPowerTargets.into());
     }
     let mut hosts: Vec<Host> = settings.hosts.clone().unwrap_or_default();
-    let kubeconfig_known =
-        targets.cluster.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some();
     let mut cluster_nodes = Vec::new();
-    let client = if kubeconfig_known {
+    let client = if crate::commands::cluster_configured(&targets.cluster, settings) {
         let (client, server) = crate::adapters::kube::connect(&crate::commands::cluster_target(&targets.cluster, settings)).await?;
         cluster_nodes = crate::adapters::kube::discover(&client, &server, None, "InternalIP").await?;
         for node in &cluster_nodes {

@@ -188,8 +188,8 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
     // how the hosts were named must not decide whether the cluster's rules apply.
     let wants_cluster = match &selection {
         Selection::Nodes(_) => true,
-        Selection::Resume(_) => resume_needs_cluster(&selection)?,
-        Selection::Hosts(_) => !args.no_cluster && cluster_configured(&args.cluster, &settings),
+        Selection::Resume(path) => resume_needs_cluster(path)?,
+        Selection::Hosts(_) => !args.no_cluster && super::cluster_configured(&args.cluster, &settings),
     };
     let cluster = match wants_cluster {
         true => Some(ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await?),
@@ -223,26 +223,12 @@ fn explicit_overrides(flags: &Layer, settings: &Settings) -> SettingsOverrides {
     }
 }
 
-/// Whether a cluster is configured or found as kubectl finds it: flags, the config's
-/// `[cluster]`, `$KUBECONFIG`, `~/.kube/config`.
-fn cluster_configured(flags: &ClusterArgs, settings: &Settings) -> bool {
-    let home_config = crate::adapters::system::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
-    flags.kubeconfig.is_some()
-        || flags.context.is_some()
-        || settings.cluster.kubeconfig.is_some()
-        || settings.cluster.context.is_some()
-        || std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty())
-        || home_config
-}
-
-/// Whether the journal to resume is a cluster run.
-fn resume_needs_cluster(selection: &Selection) -> Result<bool, Error> {
-    match selection {
-        Selection::Resume(path) => {
-            let (_, state) = journal::load(path)?;
-            Ok(state.api_proof || state.cluster.is_some())
-        }
-        _ => Ok(false),
+/// Whether the journal to resume is a cluster run, from its start record alone (the engine
+/// reads the whole journal once, under its lock).
+fn resume_needs_cluster(path: &Path) -> Result<bool, Error> {
+    match journal::read_start(path)?.entry {
+        journal::Entry::RunStarted { api_proof, cluster, .. } => Ok(api_proof || cluster.is_some()),
+        _ => unreachable!("read_start returns the run_started record"),
     }
 }
 

@@ -116,6 +116,8 @@ pub struct PreparedRun {
     plan: Plan,
     prior: Option<RunState>,
     journal: PathBuf,
+    /// A resumed journal's lock, held from before its records were read to the run's end.
+    resume_lock: Option<journal::JournalLock>,
     cluster: Option<ClusterConnection>,
     /// The run's nodes as discovery listed them (for the BMC inventory), when it did.
     discovered: Option<Vec<NodeInfo>>,
@@ -134,8 +136,13 @@ pub fn new_run_id() -> String {
 /// resume under a cluster other than the journal's.
 pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease, overrides } = job;
+    let mut resume_lock = None;
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
         Selection::Resume(path) => {
+            // The journal's lock first, then its records: read before the lock, they could be
+            // stale by the time the run starts (another fleetboot finishing the same journal
+            // in between), and a host it just rebooted would be planned as pending.
+            resume_lock = Some(journal::hold(&path)?);
             let (_, state) = journal::load(&path)?;
             check_same_cluster(&path, &state, cluster.as_ref())?;
             // The run goes on as it started, but for what the user overrides explicitly.
@@ -152,19 +159,18 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         }
         // A host list under a known cluster: the hosts that are nodes follow the cluster's rules
         // (proof through the API, pools, the control plane one at a time and last, the lease).
-        Selection::Hosts(hosts) if cluster.is_some() => {
-            let connection = cluster.as_ref().expect("guarded");
-            let (hosts, grouping, nodes) = hosts_onto_nodes(hosts, &groups, connection).await?;
-            if drain.is_some() && nodes.is_empty() {
-                return Err(SelectionError::DrainNeedsNodes.into());
-            }
-            (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
-        }
         Selection::Hosts(hosts) => {
-            if drain.is_some() {
+            let (hosts, grouping, nodes) = match &cluster {
+                Some(connection) => {
+                    let (hosts, grouping, nodes) = hosts_onto_nodes(hosts, &groups, connection).await?;
+                    (hosts, grouping, Some(nodes))
+                }
+                None => (hosts, Grouping::default(), None),
+            };
+            if drain.is_some() && nodes.as_ref().is_none_or(Vec::is_empty) {
                 return Err(SelectionError::DrainNeedsNodes.into());
             }
-            (hosts, Grouping::default(), None, new_journal_path(&settings, journal), None)
+            (hosts, grouping, None, new_journal_path(&settings, journal), nodes)
         }
     };
     let cluster_run = discovered.is_some() || prior.as_ref().is_some_and(|p| p.api_proof);
@@ -180,7 +186,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         Some(state) => state.drain,
         None => drain,
     };
-    Ok(PreparedRun { settings, plan, prior, journal: journal_path, cluster, discovered, drain, lease })
+    Ok(PreparedRun { settings, plan, prior, journal: journal_path, resume_lock, cluster, discovered, drain, lease })
 }
 
 fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
@@ -297,9 +303,11 @@ impl PreparedRun {
         abort: (watch::Sender<Abort>, watch::Receiver<Abort>),
         mut on_event: impl FnMut(&Event),
     ) -> Result<Summary, Error> {
-        let PreparedRun { settings, plan, prior, journal, cluster, discovered, drain, lease } = self;
-        // One process per journal: a resume takes the journal's lock first, so a second resume
-        // of a journal in use is refused (naming the holder) before it touches the cluster.
+        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease } = self;
+        // One process per journal: a resume took the journal's lock in `prepare`, so a second
+        // resume of a journal in use was refused (naming the holder) before it touched the
+        // cluster; the writer shares that lock, which is let go when the run ends.
+        let _resume_lock = resume_lock;
         let resumed_journal = match &prior {
             Some(_) => Some(JournalWriter::reopen(&journal)?),
             None => None,

@@ -126,7 +126,9 @@ pub fn provably_not_sent(error: &RedfishError) -> bool {
         | RedfishError::NoUsableReset { .. }
         | RedfishError::ResetNotAllowed { .. } => true,
         RedfishError::Http { method, path, status, .. } => {
-            (400..500).contains(status) && method == "POST" && (path.ends_with("ComputerSystem.Reset") || path.contains("Sessions"))
+            crate::adapters::redfish::refused(*status)
+                && method == "POST"
+                && (path.ends_with("ComputerSystem.Reset") || path.contains("Sessions"))
         }
         // A link refused (another origin) may be a task monitor after an accepted reset.
         RedfishError::Unreachable { .. }
@@ -171,6 +173,8 @@ mod tests {
         assert!(provably_not_sent(&RedfishError::Auth { node: node(), url: "u".into(), user: "admin".into() }));
         assert!(provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 400)));
         assert!(provably_not_sent(&http("POST", "/redfish/v1/SessionService/Sessions", 401)));
+        // 501: the BMC does not implement that reset type.
+        assert!(provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 501)));
         // The reset may have happened: the answer was lost, the BMC failed after accepting it,
         // its task monitor vanished.
         assert!(!provably_not_sent(&RedfishError::Unreachable { node: node(), url: "u".into(), reason: "connection closed".into() }));

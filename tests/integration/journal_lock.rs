@@ -45,6 +45,13 @@ fn a_second_resume_of_a_journal_in_use_exits_2_naming_the_holders_pid() {
     let pid = holder.0.id();
     assert!(run.stderr.contains(&format!("in use by process {pid}")), "the holder's pid {pid} is named: {}", run.debug());
     assert!(std::fs::read_to_string(&journal).unwrap().starts_with(&before), "the refused resume wrote nothing");
+    // The lock is taken before the journal is read for planning (even for a dry run): records
+    // read without it could be stale by the time the run starts.
+    let mut dry = second.clone();
+    dry.push("--dry-run");
+    let run = Run::from(sim.fleetboot(&dry).stdin(Stdio::null()).output().unwrap());
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("in use by process {pid}")), "{}", run.debug());
 
     // kill -9 frees the journal: a resume takes it (and fails the node that never returns).
     drop(holder);
