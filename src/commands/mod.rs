@@ -167,6 +167,19 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
+/// Whether a cluster is configured or found as kubectl finds it: flags, the config's
+/// `[cluster]`, `$KUBECONFIG`, `~/.kube/config`. Every command that can work with or without a
+/// cluster asks this one question, so they agree on which cluster is meant.
+pub fn cluster_configured(flags: &ClusterArgs, settings: &Settings) -> bool {
+    let home_config = crate::adapters::system::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
+    flags.kubeconfig.is_some()
+        || flags.context.is_some()
+        || settings.cluster.kubeconfig.is_some()
+        || settings.cluster.context.is_some()
+        || std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty())
+        || home_config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,17 +197,4 @@ mod tests {
         assert!(Cli::try_parse_from(["fleetboot", "reboot", "--resume", "j", "--host", "x"]).is_err());
         assert!(Cli::try_parse_from(["fleetboot", "exec", "--host", "x"]).is_err(), "a command is required");
     }
-}
-
-/// Whether a cluster is configured or found as kubectl finds it: flags, the config's
-/// `[cluster]`, `$KUBECONFIG`, `~/.kube/config`. Every command that can work with or without a
-/// cluster asks this one question, so they agree on which cluster is meant.
-pub fn cluster_configured(flags: &ClusterArgs, settings: &Settings) -> bool {
-    let home_config = crate::adapters::system::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
-    flags.kubeconfig.is_some()
-        || flags.context.is_some()
-        || settings.cluster.kubeconfig.is_some()
-        || settings.cluster.context.is_some()
-        || std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty())
-        || home_config
 }
