@@ -19,8 +19,12 @@ use fleetboot_core::nodes::NodeInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BmcSetupError {
-    #[error("BMC of {node}: {reason}")]
-    Credentials { node: String, reason: String },
+    #[error("BMC of {node}: {source}")]
+    Credentials {
+        node: String,
+        #[source]
+        source: CredentialError,
+    },
     #[error("[[bmc]] entry for {0:?} matches no host of this run")]
     UnknownNode(String),
     #[error("failed to list BareMetalHosts: {0}")]
@@ -29,9 +33,45 @@ pub enum BmcSetupError {
     Ambiguous { node: String, hosts: String },
 }
 
+/// Why a BMC's credentials could not be had. None of these carries the secret itself.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("password file {}: {source}", path.display())]
+    PasswordFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("password file {} is readable by group or others (mode {mode:03o}); chmod 600 it", path.display())]
+    PasswordFileExposed { path: std::path::PathBuf, mode: u32 },
+    #[error("password file {} is empty", path.display())]
+    PasswordFileEmpty { path: std::path::PathBuf },
+    #[error("environment variable {var} is not set")]
+    EnvUnset { var: String },
+    #[error("no password: set password_file, password_env or password_secret")]
+    NoPasswordSource,
+    #[error("no username: set username in [[bmc]] or [redfish]")]
+    NoUsername,
+    #[error("password_secret {reference:?} is not namespace/name")]
+    BadSecretReference { reference: String },
+    #[error("password_secret needs a cluster (--kubeconfig)")]
+    SecretNeedsCluster,
+    #[error("Secret {namespace}/{name}: {source}")]
+    SecretUnreadable {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("Secret {namespace}/{name}: key {key} is unreadable ({why})")]
+    SecretKey { namespace: String, name: String, key: &'static str, why: &'static str },
+    #[error("Secret {namespace}/{name} has no password key (or an empty one)")]
+    SecretWithoutPassword { namespace: String, name: String },
+}
+
 /// Turns a metal3 `spec.bmc.address` into the Redfish URL to use, or says why fleetboot
 /// cannot use it. Pure.
-pub fn bmh_address_to_url(address: &str) -> Result<String, String> {
+fn bmh_address_to_url(address: &str) -> Result<String, String> {
     let (scheme, rest) = address.split_once("://").ok_or_else(|| format!("{address:?} has no scheme"))?;
     let (driver, transport) = match scheme.split_once('+') {
         Some((driver, transport)) => (driver, transport),
@@ -68,19 +108,20 @@ pub fn node_of_bmh<'a>(namespace: &str, name: &str, consumer: Option<&str>, node
 
 /// Reads a password file, refusing one that others can read. A leading `~/` is the home
 /// directory, wherever the path came from (config, flag in quotes, BareMetalHost defaults).
-pub fn read_password_file(path: &Path) -> Result<Secret, String> {
+pub fn read_password_file(path: &Path) -> Result<Secret, CredentialError> {
     use std::os::unix::fs::PermissionsExt;
     let expanded = path.to_str().map(|p| crate::adapters::config::expand_home(p, crate::adapters::system::home_dir().as_deref()));
     let path = expanded.as_deref().unwrap_or(path);
-    let meta = std::fs::metadata(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
+    let unreadable = |source| CredentialError::PasswordFile { path: path.to_owned(), source };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!("password file {} is readable by group or others (mode {mode:03o}); chmod 600 it", path.display()));
+        return Err(CredentialError::PasswordFileExposed { path: path.to_owned(), mode });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(unreadable)?;
     let password = text.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
-        return Err(format!("password file {} is empty", path.display()));
+        return Err(CredentialError::PasswordFileEmpty { path: path.to_owned() });
     }
     Ok(Secret::new(password))
 }
@@ -94,16 +135,20 @@ fn bmh_resource() -> ApiResource {
 }
 
 /// `username` and `password` of a Secret, decoded.
-async fn secret_credentials(client: &kube::Client, namespace: &str, name: &str) -> Result<(Option<String>, Secret), String> {
+async fn secret_credentials(client: &kube::Client, namespace: &str, name: &str) -> Result<(Option<String>, Secret), CredentialError> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &secret_resource());
-    let secret = api.get(name).await.map_err(|e| format!("Secret {namespace}/{name}: {e}"))?;
+    let secret = api.get(name).await.map_err(|source| CredentialError::SecretUnreadable {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source: Box::new(source),
+    })?;
     credentials_of(&secret, namespace, name)
 }
 
-fn credentials_of(secret: &DynamicObject, namespace: &str, name: &str) -> Result<(Option<String>, Secret), String> {
-    let field = |key: &str| -> Result<Option<String>, String> {
+fn credentials_of(secret: &DynamicObject, namespace: &str, name: &str) -> Result<(Option<String>, Secret), CredentialError> {
+    let field = |key: &'static str| -> Result<Option<String>, CredentialError> {
         let Some(raw) = secret.data.pointer(&format!("/data/{key}")) else { return Ok(None) };
-        let unreadable = |why: &str| format!("Secret {namespace}/{name}: key {key} is unreadable ({why})");
+        let unreadable = |why| CredentialError::SecretKey { namespace: namespace.to_owned(), name: name.to_owned(), key, why };
         let encoded = raw.as_str().ok_or_else(|| unreadable("not a string"))?;
         let bytes = data_encoding::BASE64.decode(encoded.trim().as_bytes()).map_err(|_| unreadable("not base64"))?;
         let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text"))?;
@@ -111,7 +156,7 @@ fn credentials_of(secret: &DynamicObject, namespace: &str, name: &str) -> Result
     };
     let password = field("password")?
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| format!("Secret {namespace}/{name} has no password key (or an empty one)"))?;
+        .ok_or_else(|| CredentialError::SecretWithoutPassword { namespace: namespace.to_owned(), name: name.to_owned() })?;
     Ok((field("username")?.filter(|u| !u.is_empty()), Secret::new(password)))
 }
 
@@ -138,14 +183,15 @@ impl BmcInventory {
                 .iter()
                 .find(|h| h.name == entry.node || h.address == entry.node)
                 .ok_or_else(|| BmcSetupError::UnknownNode(entry.node.clone()))?;
-            let fail = |reason: String| BmcSetupError::Credentials { node: host.name.clone(), reason };
+            let fail = |source| BmcSetupError::Credentials { node: host.name.clone(), source };
             let (secret_user, password) = match (&entry.password_file, &entry.password_env, &entry.password_secret) {
                 (Some(file), _, _) => (None, read_password_file(Path::new(file)).map_err(fail)?),
                 (_, Some(var), _) => (None, env_password(var).map_err(fail)?),
                 (_, _, Some(reference)) => {
-                    let (namespace, name) =
-                        reference.split_once('/').ok_or_else(|| fail(format!("password_secret {reference:?} is not namespace/name")))?;
-                    let (client, _) = cluster.ok_or_else(|| fail("password_secret needs a cluster (--kubeconfig)".into()))?;
+                    let (namespace, name) = reference
+                        .split_once('/')
+                        .ok_or_else(|| fail(CredentialError::BadSecretReference { reference: reference.clone() }))?;
+                    let (client, _) = cluster.ok_or_else(|| fail(CredentialError::SecretNeedsCluster))?;
                     secret_credentials(client, namespace, name).await.map_err(fail)?
                 }
                 (None, None, None) => (None, default_password(config).map_err(fail)?),
@@ -155,7 +201,7 @@ impl BmcInventory {
                 .clone()
                 .or(secret_user)
                 .or_else(|| config.username.clone())
-                .ok_or_else(|| fail("no username: set username in [[bmc]] or [redfish]".into()))?;
+                .ok_or_else(|| fail(CredentialError::NoUsername))?;
             let tls = match (entry.insecure, &entry.ca_file) {
                 (Some(true), _) => BmcTls::Insecure,
                 (_, Some(ca)) => BmcTls::Verify {
@@ -293,18 +339,18 @@ impl BmcInventory {
     }
 }
 
-fn env_password(var: &str) -> Result<Secret, String> {
+fn env_password(var: &str) -> Result<Secret, CredentialError> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
-        _ => Err(format!("environment variable {var} is not set")),
+        _ => Err(CredentialError::EnvUnset { var: var.to_owned() }),
     }
 }
 
-fn default_password(config: &RedfishConfig) -> Result<Secret, String> {
+fn default_password(config: &RedfishConfig) -> Result<Secret, CredentialError> {
     match (&config.password_file, &config.password_env) {
         (Some(file), _) => read_password_file(file),
         (None, Some(var)) => env_password(var),
-        (None, None) => Err("no password: set password_file, password_env or password_secret".into()),
+        (None, None) => Err(CredentialError::NoPasswordSource),
     }
 }
 
@@ -469,7 +515,7 @@ mod tests {
         let path = dir.path().join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = read_password_file(&path).unwrap_err();
+        let err = read_password_file(&path).unwrap_err().to_string();
         assert!(err.contains("mode 644") && err.contains("chmod 600") && !err.contains("s3cret"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_password_file(&path).unwrap().expose(), "s3cret");

@@ -245,7 +245,7 @@ impl MaxFailures {
     }
 }
 
-pub fn parse_max_failures(text: &str) -> Result<MaxFailures, String> {
+fn parse_max_failures(text: &str) -> Result<MaxFailures, String> {
     let text = text.trim();
     if let Some(p) = text.strip_suffix('%') {
         let p: u8 = p.trim().parse().ok().filter(|p| *p <= 100).ok_or_else(|| format!("bad percentage {text:?}: expected 0% to 100%"))?;

@@ -105,7 +105,7 @@ fn origin_of(url: &str) -> Option<String> {
 /// leads: a path on the BMC's own origin, or an absolute URL on that same origin. A link to any
 /// other origin (or protocol-relative `//host/...`) is refused, so the BMC's credentials and
 /// session token never go anywhere else. Pure.
-pub fn resolve_link(origin: &str, link: &str) -> Result<String, String> {
+fn resolve_link(origin: &str, link: &str) -> Result<String, String> {
     let link = link.trim();
     if link.starts_with("//") {
         return Err(format!("{link:?} leads to another host"));
@@ -260,7 +260,7 @@ pub struct Bmc {
 
 /// Builds the rustls configuration for a BMC: ring, and the CA bundle, the system's trust
 /// store, or no verification at all.
-pub fn tls_config(tls: &BmcTls) -> Result<rustls::ClientConfig, String> {
+fn tls_config(tls: &BmcTls) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder =
         rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;

@@ -91,7 +91,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     if let Some(url) = &targets.bmc {
         let password_file = targets.bmc_password_file.as_ref().expect("clap requires it");
         let password = crate::adapters::bmc::read_password_file(password_file)
-            .map_err(|reason| crate::adapters::bmc::BmcSetupError::Credentials { node: url.clone(), reason })?;
+            .map_err(|source| crate::adapters::bmc::BmcSetupError::Credentials { node: url.clone(), source })?;
         let tls = if targets.bmc_insecure { BmcTls::Insecure } else { BmcTls::Verify { ca_file: targets.bmc_ca.clone() } };
         let target =
             BmcTarget { node: url.clone(), url: url.clone(), username: targets.bmc_user.clone().unwrap_or_default(), password, tls };

@@ -90,7 +90,9 @@ impl NodeEvidence for NodeWatch {
     }
 
     fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>> {
-        Box::pin(async move { NodeWatch::wait_back(self, node, old, deadline).await.map_err(|reason| EvidenceError::NotBack { reason }) })
+        Box::pin(async move {
+            NodeWatch::wait_back(self, node, old, deadline).await.map_err(|e| EvidenceError::NotBack { reason: e.to_string() })
+        })
     }
 }
 
@@ -100,7 +102,7 @@ impl NodeDrain for Drainer {
     }
 
     fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>> {
-        Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(|message| DrainError::Api { message }) })
+        Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
     }
 
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {

@@ -22,6 +22,16 @@ pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     daemonset || mirror || finished
 }
 
+/// A cordon or uncordon the API did not take.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {} node {node}: {source}", if *cordon { "cordon" } else { "uncordon" })]
+pub struct CordonError {
+    pub node: String,
+    pub cordon: bool,
+    #[source]
+    pub source: kube::Error,
+}
+
 impl Drainer {
     pub fn new(client: Client, policy: DrainPolicy) -> Drainer {
         Drainer { client, timeout: std::time::Duration::from_millis(policy.timeout_ms), on_failure: policy.on_failure }
@@ -31,14 +41,14 @@ impl Drainer {
         DrainPolicy { timeout_ms: self.timeout.as_millis() as u64, on_failure: self.on_failure }
     }
 
-    pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<(), String> {
+    pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<(), CordonError> {
         use kube::api::{Patch, PatchParams};
         let value = if on { serde_json::json!(true) } else { Value::Null };
         Api::<Node>::all(self.client.clone())
             .patch(node, &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"unschedulable": value}})))
             .await
             .map(|_| ())
-            .map_err(|e| format!("failed to {} node {node}: {e}", if on { "cordon" } else { "uncordon" }))
+            .map_err(|source| CordonError { node: node.to_owned(), cordon: on, source })
     }
 
     /// Evicts every pod the drain covers, retrying those a PodDisruptionBudget protects,

@@ -86,7 +86,7 @@ impl NodeWatch {
 
     /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
     /// boot ID, or why not by `deadline` (monotonic: no wall-clock jump moves it).
-    pub async fn wait_back(&self, name: &str, old: &str, deadline: tokio::time::Instant) -> Result<String, String> {
+    pub async fn wait_back(&self, name: &str, old: &str, deadline: tokio::time::Instant) -> Result<String, NotBack> {
         let key = kube::runtime::reflector::ObjectRef::new(name);
         let notify = self.waiters.for_node(name);
         loop {
@@ -99,19 +99,29 @@ impl NodeWatch {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
+                let node = name.to_owned();
                 return Err(match self.store.get(&key) {
-                    None => format!("the cluster API never showed node {name}"),
-                    Some(node) => match boot_id_and_ready(&node) {
-                        (boot_id, ready) if boot_id == old => {
-                            format!("the cluster API still shows node {name} with its old boot ID {old} (Ready={ready})")
-                        }
-                        (_, ready) => format!("the cluster API shows node {name} with a new boot ID but Ready={ready}"),
+                    None => NotBack::NeverSeen { node },
+                    Some(seen) => match boot_id_and_ready(&seen) {
+                        (boot_id, ready) if boot_id == old => NotBack::OldBootId { node, old: old.to_owned(), ready: ready.to_owned() },
+                        (_, ready) => NotBack::NotReady { node, ready: ready.to_owned() },
                     },
                 });
             }
             let _ = tokio::time::timeout_at(deadline, woken).await;
         }
     }
+}
+
+/// What the API showed instead of a node back with a new boot ID, at the deadline.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotBack {
+    #[error("the cluster API never showed node {node}")]
+    NeverSeen { node: String },
+    #[error("the cluster API still shows node {node} with its old boot ID {old} (Ready={ready})")]
+    OldBootId { node: String, old: String, ready: String },
+    #[error("the cluster API shows node {node} with a new boot ID but Ready={ready}")]
+    NotReady { node: String, ready: String },
 }
 
 impl Drop for NodeWatch {
