@@ -326,7 +326,7 @@ impl BmcInventory {
             .filter(|t| t.url.trim_start().to_ascii_lowercase().starts_with("http://"))
             .map(|t| {
                 format!(
-                    "WARNING: the BMC of {} is reached over plain http:// ({}): its password and session token cross the network unencrypted; use https://",
+                    "the BMC of {} is reached over plain http:// ({}): its password and session token cross the network unencrypted; use https://",
                     t.node, t.url
                 )
             })
@@ -365,11 +365,9 @@ pub struct RedfishPower {
 }
 
 impl RedfishPower {
-    /// Warns on stderr about every BMC reached over plain `http://`.
+    /// The caller reports the inventory's [`BmcInventory::plain_http_warnings`] first: an
+    /// adapter never prints.
     pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
-        for warning in inventory.plain_http_warnings() {
-            eprintln!("{warning}");
-        }
         let limiter = config.rate.map(|rate| rate.limiter());
         RedfishPower {
             targets: inventory.targets,

@@ -97,6 +97,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
             BmcTarget { node: url.clone(), url: url.clone(), username: targets.bmc_user.clone().unwrap_or_default(), password, tls };
         let mut inventory = BmcInventory::default();
         inventory.targets.insert(url.clone(), target);
+        inventory.plain_http_warnings().iter().for_each(|warning| eprintln!("WARNING: {warning}"));
         return Ok((RedfishPower::new(inventory, &settings.redfish), vec![url.clone()]));
     }
     if targets.nodes.is_empty() {
@@ -135,6 +136,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
             eprintln!("WARNING: the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password");
         }
     }
+    inventory.plain_http_warnings().iter().for_each(|warning| eprintln!("WARNING: {warning}"));
     Ok((RedfishPower::new(inventory, &settings.redfish), targets.nodes.clone()))
 }
 
