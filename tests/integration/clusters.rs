@@ -70,7 +70,11 @@ fn dispatches(journal: &Path) -> Vec<(String, u64)> {
 }
 
 fn spawn_reboot(sim: &Sim, journal: &Path, extra: &[&str]) -> std::process::Child {
-    let args = ["reboot", "--all", "--concurrency", "1", "--poll-interval", "200ms", "--output", "json", "--journal"];
+    spawn_run(sim, journal, &[&["--all", "--concurrency", "1"], extra].concat())
+}
+
+fn spawn_run(sim: &Sim, journal: &Path, extra: &[&str]) -> std::process::Child {
+    let args = ["reboot", "--poll-interval", "200ms", "--output", "json", "--journal"];
     sim.fleetboot(&[&args[..], &[journal.to_str().unwrap()], extra].concat())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -94,15 +98,34 @@ fn a_run_that_cannot_renew_its_lease_through_an_api_outage_starts_nothing_new() 
     assert_eq!(skipped, 3, "the other nodes are left for --resume: {}", run.debug());
 }
 
+/// An API that takes requests and answers none (stalled, not refusing): the renewal gives up at
+/// the half-lease mark instead of waiting for an answer that comes after the lease expired.
+#[test]
+fn a_run_whose_lease_renewal_hangs_stops_at_half_the_lease() {
+    let sim = Sim::start(0, 4);
+    let journal = sim.path("stalled.jsonl");
+    let child = spawn_reboot(&sim, &journal, &["--lease-duration", "3s"]);
+    crate::common::wait_for_dispatches(&journal, 1, std::time::Duration::from_secs(30));
+    // Longer than the lease: anybody could take it meanwhile; answered only when it is over.
+    sim.control("POST", "outage", r#"{"seconds": 5, "stall": true}"#);
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(run.code, 4, "stopped early, resumable: {}", run.debug());
+    assert!(run.stdout.contains("could not be renewed"), "says why: {}", run.debug());
+    assert_eq!(dispatches(&journal).len(), 1, "nothing new started after the lease was lost");
+}
+
 #[test]
 fn a_run_whose_lease_is_taken_over_stops_so_two_runs_never_reboot_together() {
-    let sim = Sim::start(0, 4);
+    let sim = Sim::start(0, 8);
     let (first_journal, second_journal) = (sim.path("first.jsonl"), sim.path("second.jsonl"));
-    let first = spawn_reboot(&sim, &first_journal, &["--lease-duration", "3s"]);
+    // The first run starts a reboot every second, several at once, and looks at its 12 s lease
+    // every 4 s: it would go on starting reboots for seconds after a takeover it has not seen.
+    let first_nodes = "worker-0,worker-1,worker-2,worker-3,worker-4,worker-5";
+    let first =
+        spawn_run(&sim, &first_journal, &["--nodes", first_nodes, "--concurrency", "6", "--rate", "1/s", "--lease-duration", "12s"]);
     crate::common::wait_for_dispatches(&first_journal, 1, std::time::Duration::from_secs(30));
-    // The node the first run is rebooting is left out of the second (it is down for a moment).
-    let in_flight = dispatches(&first_journal)[0].0.clone();
-    let second = spawn_reboot(&sim, &second_journal, &["--lease-duration", "3s", "--break-lock", "--exclude", &in_flight]);
+    // Other nodes of the same cluster: the lease is the cluster's, whichever nodes a run picks.
+    let second = spawn_run(&sim, &second_journal, &["--nodes", "worker-6,worker-7", "--break-lock", "--lease-duration", "3s"]);
     let (first, second): (Run, Run) = (first.wait_with_output().unwrap().into(), second.wait_with_output().unwrap().into());
     assert_eq!(first.code, 4, "{}", first.debug());
     assert!(first.stdout.contains("another run took the cluster's lease over"), "{}", first.debug());
@@ -111,6 +134,8 @@ fn a_run_whose_lease_is_taken_over_stops_so_two_runs_never_reboot_together() {
     let second_started = dispatches(&second_journal).iter().map(|(_, at)| *at).min().unwrap();
     let late: Vec<_> = dispatches(&first_journal).into_iter().filter(|(_, at)| *at >= second_started).collect();
     assert!(late.is_empty(), "the first run rebooted {late:?} while the second was rebooting");
+    assert!(dispatches(&first_journal).len() < 6, "the first run stopped before it had started every node");
+    assert!(second.stdout.contains("before the first reboot"), "the second run said why it waits: {}", second.debug());
 }
 
 #[test]

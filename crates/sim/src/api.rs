@@ -25,6 +25,9 @@ pub struct ApiState {
     pub store: Mutex<Store>,
     /// While set, new connections are dropped and open watches are cut (masters rebooting).
     pub outage: AtomicBool,
+    /// While set, requests are accepted and not answered until it clears (a stalled API
+    /// server: the failure a client only notices through its own timeouts).
+    pub stalled: AtomicBool,
     pub bookmark_interval: Duration,
     /// Pod logs, by "namespace/name".
     pub logs: Mutex<std::collections::HashMap<String, String>>,
@@ -39,6 +42,7 @@ impl ApiState {
         Arc::new(ApiState {
             store: Mutex::new(Store::new(history_limit)),
             outage: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             bookmark_interval,
             logs: Default::default(),
             cut_watches: broadcast::channel(4).0,
@@ -91,7 +95,15 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl s
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(req, state).await) }
+                async move {
+                    // The fault-injection endpoint answers even while the API is stalled.
+                    if !req.uri().path().starts_with("/sim/") {
+                        while state.stalled.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    Ok::<_, Infallible>(handle(req, state).await)
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::select! {

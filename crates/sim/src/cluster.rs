@@ -285,6 +285,16 @@ impl Cluster {
         });
     }
 
+    /// Stalls the API for `length`: requests are taken and answered only when it ends.
+    pub fn api_stall(self: &Arc<Self>, length: Duration) {
+        self.api.stalled.store(true, Ordering::SeqCst);
+        let api = self.api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(length).await;
+            api.stalled.store(false, Ordering::SeqCst);
+        });
+    }
+
     fn create(&self, t: &types::ResourceType, namespace: Option<&str>, object: Value) {
         self.api.store.lock().unwrap().create(t, namespace, object).expect("seed objects are valid");
     }
@@ -925,7 +935,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   "expire_sessions": true, "session_timeout_ms": N, "allowed_resets": [..] | null,
 ///   "after_reset": "503" | "drop" | "task_404" | null}` (the last: how the next reset, carried
 ///   out, fails its client)
-/// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches
+/// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches; with
+///   `"stall": true` it takes requests and answers none until the N seconds are over
 /// - `POST cut-watches`: ends every open watch stream once
 /// - `GET operators/refusals`: every change the simulated network operator refused
 ///
@@ -983,7 +994,11 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
                 .ok()
                 .filter(|d| *d <= MAX_OUTAGE)
                 .ok_or((400, format!("an outage of {seconds} s: expected 0 to {} seconds", MAX_OUTAGE.as_secs())))?;
-            cluster.api_outage(length);
+            match &body["stall"] {
+                Value::Null | Value::Bool(false) => cluster.api_outage(length),
+                Value::Bool(true) => cluster.api_stall(length),
+                other => return Err((400, format!("\"stall\" takes true or false, not {other}"))),
+            }
             Ok(json!({"outage_seconds": seconds}))
         }
         ("GET", ["operators", "refusals"]) => Ok(json!(*cluster.refusals.lock().unwrap())),

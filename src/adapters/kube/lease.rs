@@ -18,6 +18,39 @@ pub struct LeaseLock {
     lost: tokio::sync::watch::Receiver<Option<LeaseLost>>,
     /// Who held it before a takeover (for the user and the journal).
     pub taken_from: Option<String>,
+    /// A live holder's lease was broken (`--break-lock`): that run goes on until it sees the
+    /// takeover, so this one waits this long before it reboots anything.
+    settle_time: Option<std::time::Duration>,
+}
+
+/// How one renewal went.
+enum Renewal {
+    Renewed,
+    /// Not renewed this time (the API refused, failed or did not answer in time).
+    Failed,
+    TakenOver {
+        by: String,
+    },
+}
+
+/// Reads the lease and writes a new renewTime, if this run still holds it.
+async fn renew_once(api: &Api<DynamicObject>, name: &str, identity: &str) -> Renewal {
+    use kube::api::PostParams;
+    match api.get(name).await {
+        Ok(lease) if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) != Some(identity) => {
+            let by = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("nobody").to_owned();
+            Renewal::TakenOver { by }
+        }
+        Ok(mut lease) => {
+            lease.data["spec"]["renewTime"] = serde_json::json!(micro_time(std::time::SystemTime::now()));
+            // A Conflict means someone wrote it meanwhile; the next tick looks again.
+            match api.replace(name, &PostParams::default(), &lease).await {
+                Ok(_) => Renewal::Renewed,
+                Err(_) => Renewal::Failed,
+            }
+        }
+        Err(_) => Renewal::Failed,
+    }
 }
 
 /// Why a run no longer holds its lease: from then on it must start nothing new.
@@ -71,6 +104,7 @@ impl LeaseLock {
         let spec = json_spec(identity, duration, now);
         let api_error = |e: kube::Error| ClusterError::Api { server: format!("leases/{namespace}/{lease_name}"), reason: e.to_string() };
         let mut taken_from = None;
+        let mut settle_time = None;
         let fresh = DynamicObject::new(lease_name, &lease_resource()).within(namespace).data(serde_json::json!({ "spec": spec }));
         match api.create(&PostParams::default(), &fresh).await {
             Ok(_) => {}
@@ -79,7 +113,13 @@ impl LeaseLock {
                 let holder = held.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
                 let locked =
                     || ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned(), name: lease_name.to_owned() };
-                let held = if break_lock || reclaimable(&holder) {
+                let held = if reclaimable(&holder) {
+                    held
+                } else if break_lock {
+                    // The holder looks every third of *its* lease and stops after half of it
+                    // without a renewal: half its duration covers both.
+                    let theirs = held.data.pointer("/spec/leaseDurationSeconds").and_then(Value::as_u64).unwrap_or(0);
+                    settle_time = (!lease_expired(&held.data, now)).then(|| std::time::Duration::from_secs(theirs) / 2);
                     held
                 } else if !lease_expired(&held.data, now) {
                     // Live by its holder's own account: a skewed clock can only make this refuse
@@ -114,19 +154,18 @@ impl LeaseLock {
             let mut renewed_at = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                let renewed = match renew_api.get(&renew_name).await {
-                    Ok(lease) if lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) != Some(renew_identity.as_str()) => {
+                // An API that hangs instead of refusing must not hold the verdict back past the
+                // half-lease mark: the renewal gets only the time left until then.
+                let budget = (duration / 2).saturating_sub(renewed_at.elapsed()).max(std::time::Duration::from_millis(100));
+                let renewal = tokio::time::timeout(budget, renew_once(&renew_api, &renew_name, &renew_identity)).await;
+                let renewed = match renewal {
+                    Ok(Renewal::TakenOver { by }) => {
                         // Taken over (--break-lock elsewhere): never steal it back; stop.
-                        let by = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("nobody").to_owned();
                         let _ = lost_tx.send(Some(LeaseLost::TakenOver { by }));
                         return;
                     }
-                    Ok(mut lease) => {
-                        lease.data["spec"]["renewTime"] = serde_json::json!(micro_time(std::time::SystemTime::now()));
-                        // A Conflict means someone wrote it meanwhile; the next tick looks again.
-                        renew_api.replace(&renew_name, &PostParams::default(), &lease).await.is_ok()
-                    }
-                    Err(_) => false,
+                    Ok(Renewal::Renewed) => true,
+                    Ok(Renewal::Failed) | Err(_) => false,
                 };
                 if renewed {
                     renewed_at = tokio::time::Instant::now();
@@ -137,7 +176,15 @@ impl LeaseLock {
                 }
             }
         });
-        Ok(LeaseLock { api, name: lease_name.to_owned(), identity: identity.to_owned(), renewer, lost, taken_from })
+        Ok(LeaseLock { api, name: lease_name.to_owned(), identity: identity.to_owned(), renewer, lost, taken_from, settle_time })
+    }
+
+    /// How long to wait after breaking a live holder's lease before acting: half its lease.
+    /// By then the other run has either seen the takeover (it looks every third of its lease)
+    /// or failed to renew for half its lease; either way it starts nothing new, so the two
+    /// never reboot at once. `None` when nobody live held it.
+    pub fn settle_time(&self) -> Option<std::time::Duration> {
+        self.settle_time
     }
 
     /// Changes to `Some` when this run no longer holds the lease (taken over, or not renewed for
