@@ -388,11 +388,7 @@ impl RedfishPower {
 
     /// Waits for this BMC to be free and for a rate slot, then logs in.
     async fn open(&self, node: &str) -> Result<(tokio::sync::OwnedMutexGuard<()>, Bmc), RedfishError> {
-        let target = self
-            .targets
-            .get(node)
-            .cloned()
-            .ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
+        let target = self.targets.get(node).cloned().ok_or_else(|| RedfishError::NoBmc { node: node.to_owned() })?;
         let (origin, system) = target.split_url()?;
         let key = format!("{origin}{}", system.unwrap_or_default());
         let lock = self.locks.lock().unwrap().entry(key).or_default().clone();
@@ -407,17 +403,13 @@ impl RedfishPower {
 
     /// Whether the node's BMC answers (its service root; no login, no lock).
     pub async fn probe(&self, node: &str) -> Result<(), RedfishError> {
-        let target = self
-            .targets
-            .get(node)
-            .cloned()
-            .ok_or_else(|| RedfishError::Protocol { node: node.to_owned(), message: "no BMC is known for this node".into() })?;
+        let target = self.targets.get(node).cloned().ok_or_else(|| RedfishError::NoBmc { node: node.to_owned() })?;
         let settings = RedfishSettings { request_timeout: self.settings.request_timeout.min(Duration::from_secs(5)), ..self.settings };
         Bmc::new(target, settings)?.probe().await
     }
 
     pub async fn restart(&self, node: &str, kind: RestartKind) -> Result<String, RedfishError> {
-        let (_guard, bmc) = self.open(node).await?;
+        let (_guard, bmc) = self.open(node).await.map_err(RedfishError::before_reset)?;
         let result = bmc.restart(kind).await;
         bmc.logout().await;
         result

@@ -143,12 +143,29 @@ pub enum RedfishError {
     /// A link in the BMC's answer leads elsewhere: nothing was sent there.
     #[error("BMC of {node}: not followed: {reason} (credentials go to the BMC alone)")]
     ForeignLink { node: String, reason: String },
+    #[error("no BMC is known for {node}")]
+    NoBmc { node: String },
+    /// Failed before any reset request of the operation was sent (logging in, reading the
+    /// system): whatever the error, no reset happened.
+    #[error(transparent)]
+    BeforeReset(Box<RedfishError>),
 }
 
 impl RedfishError {
     /// Whether nothing reached the BMC (another try may succeed).
     pub fn is_transient(&self) -> bool {
-        matches!(self, RedfishError::Unreachable { .. })
+        match self {
+            RedfishError::BeforeReset(inner) => inner.is_transient(),
+            other => matches!(other, RedfishError::Unreachable { .. }),
+        }
+    }
+
+    /// Marks an error met before any reset request went out.
+    pub fn before_reset(self) -> RedfishError {
+        match self {
+            already @ RedfishError::BeforeReset(_) => already,
+            other => RedfishError::BeforeReset(Box::new(other)),
+        }
     }
 
     /// Whether a reset may have been carried out despite this error (an answer lost, a task
@@ -714,7 +731,7 @@ impl Bmc {
 
     /// Restarts the system with the best reset the BMC allows; returns the reset type(s) sent.
     pub async fn restart(&self, kind: RestartKind) -> Result<String, RedfishError> {
-        let system = self.system().await?;
+        let system = self.system().await.map_err(RedfishError::before_reset)?;
         let plan =
             choose_reset(system.allowed_resets.as_deref(), kind, &system.power_state).ok_or_else(|| RedfishError::NoUsableReset {
                 node: self.target.node.clone(),

@@ -126,7 +126,9 @@ pub fn provably_not_sent(error: &RedfishError) -> bool {
         | RedfishError::Auth { .. }
         | RedfishError::Setup { .. }
         | RedfishError::NoUsableReset { .. }
-        | RedfishError::ResetNotAllowed { .. } => true,
+        | RedfishError::ResetNotAllowed { .. }
+        | RedfishError::NoBmc { .. }
+        | RedfishError::BeforeReset(_) => true,
         RedfishError::Http { method, path, status, .. } => {
             crate::adapters::redfish::refused(*status)
                 && method == "POST"
@@ -183,5 +185,9 @@ mod tests {
         assert!(!provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 503)));
         assert!(!provably_not_sent(&http("GET", "/redfish/v1/TaskService/Tasks/1/Monitor", 404)));
         assert!(!provably_not_sent(&RedfishError::Timeout { node: node(), what: "the task".into(), limit: "30s".into() }));
+        // Unreachable while logging in or reading the system, before any reset went out.
+        let unreachable = RedfishError::Unreachable { node: node(), url: "u".into(), reason: "refused".into() };
+        assert!(provably_not_sent(&unreachable.before_reset()));
+        assert!(provably_not_sent(&RedfishError::NoBmc { node: node() }));
     }
 }

@@ -68,6 +68,35 @@ impl Ladder {
     }
 }
 
+/// How long before a scheduled shutdown begins a cancel is still worth trying: a cancel that
+/// races systemd's start of the shutdown could be "verified" while the node goes down anyway.
+pub const CANCEL_MARGIN_MS: u64 = 10_000;
+
+/// Whether the reboot command is one `shutdown -c` can take back: `shutdown` (after `sudo`
+/// and its options), scheduled for later, not `now` or `+0`. An immediate command
+/// (`systemctl reboot`, `reboot`, `shutdown -r now`) leaves nothing to cancel, and a cancel
+/// that "verifies" against it proves nothing. Pure.
+pub fn cancellable_command(command: &str) -> bool {
+    let mut words = command.split_whitespace().peekable();
+    if words.peek() == Some(&"sudo") {
+        words.next();
+        while words.peek().is_some_and(|w| w.starts_with('-')) {
+            words.next();
+        }
+    }
+    let program = words.next().map(|p| p.rsplit('/').next().unwrap_or(p));
+    program == Some("shutdown") && !words.any(|w| matches!(w, "now" | "+0" | "0"))
+}
+
+/// Whether a pending reboot may still be cancelled at `now_ms`: every attempt was an SSH
+/// command of a cancellable kind, and the last one's scheduled shutdown is more than
+/// [`CANCEL_MARGIN_MS`] away (once systemd has begun it, the node may answer for a while yet
+/// and still go down). Pure.
+pub fn cancel_still_possible(command: &str, attempts: &[Attempt], scheduled_delay_ms: u64, now_ms: u64) -> bool {
+    let Some(last) = attempts.last() else { return false };
+    cancellable_command(command) && attempts.iter().all(|a| a.bmc.is_none()) && now_ms + CANCEL_MARGIN_MS < last.at_ms + scheduled_delay_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +180,26 @@ mod tests {
             prop_assert!(attempts.iter().filter(|a| a.bmc == Some(RestartKind::Graceful)).count() <= 1);
             prop_assert!(attempts.iter().filter(|a| a.bmc == Some(RestartKind::Force)).count() <= 1);
         }
+    }
+
+    #[test]
+    fn a_cancel_is_tried_only_for_a_scheduled_shutdown_before_it_begins() {
+        for command in ["sudo shutdown -r -t 3", "shutdown -r +5", "sudo -n /usr/sbin/shutdown -r"] {
+            assert!(cancellable_command(command), "{command}");
+        }
+        for command in ["sudo systemctl reboot", "reboot", "sudo shutdown -r now", "shutdown -r +0", "sudo -n reboot -f", ""] {
+            assert!(!cancellable_command(command), "{command}");
+        }
+        let ssh = |at_ms| Attempt { bmc: None, at_ms, handed_over: true };
+        let command = "sudo shutdown -r -t 3";
+        assert!(cancel_still_possible(command, &[ssh(1_000)], 60_000, 40_000));
+        // Within the margin of the scheduled time, or past it: systemd may have begun.
+        assert!(!cancel_still_possible(command, &[ssh(1_000)], 60_000, 52_000));
+        assert!(!cancel_still_possible(command, &[ssh(1_000)], 60_000, 90_000));
+        // A BMC reset among the attempts cannot be taken back.
+        let bmc = Attempt { bmc: Some(RestartKind::Graceful), at_ms: 2_000, handed_over: true };
+        assert!(!cancel_still_possible(command, &[ssh(1_000), bmc], 60_000, 3_000));
+        assert!(!cancel_still_possible("sudo systemctl reboot", &[ssh(1_000)], 60_000, 2_000));
+        assert!(!cancel_still_possible(command, &[], 60_000, 2_000));
     }
 }

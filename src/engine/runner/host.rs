@@ -7,7 +7,7 @@ use super::{Abort, InFlightGate, Shared, Stop};
 use crate::adapters::config::TransportChoice;
 use crate::adapters::journal::{Attempt, Delivery, Entry, HostRecord, Phase, ResumeAction, RunState, Stage};
 use crate::engine::seams::{BmcError, NodeDrain};
-use fleetboot_core::escalation::{Next, Seen};
+use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
 use fleetboot_core::hosts::Host;
 use fleetboot_core::plan::Plan;
 use fleetboot_core::power::RestartKind;
@@ -251,7 +251,9 @@ async fn bmc_reset<T: PowerTransport>(
     kind: RestartKind,
     earlier: &[Attempt],
 ) -> Result<Attempt, Stop> {
-    let Some(bmc) = shared.bmc.as_ref() else {
+    // A resume may meet a world without this host's BMC (`--transport ssh`, a Secret that no
+    // longer reads): that is a failure before anything is sent, never a reset in doubt.
+    let Some(bmc) = shared.bmc.as_ref().filter(|bmc| bmc.has(&host.name)) else {
         return Err(shared.fail(host, Stage::Dispatch, "no BMC is known for this node".into(), !earlier.is_empty()));
     };
     shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: Some(kind) })?;
@@ -387,10 +389,13 @@ async fn watch_for_new_boot<T: PowerTransport>(
             }
         };
         let pause = shared.settings.poll_interval.min(Duration::from_millis(until.saturating_sub(now)));
-        // Only a reboot that is all SSH commands can be cancelled (`shutdown -c`); a BMC reset
-        // cannot.
-        let cancel_on_soft =
-            !cancel_tried && !down && ssh_usable && shared.settings.cancel_pending_on_abort && attempts.iter().all(|a| a.bmc.is_none());
+        // Only a reboot that is all scheduled `shutdown` commands, well before the shutdown
+        // begins, can be cancelled (`shutdown -c`); a BMC reset or an immediate command cannot.
+        let cancel_on_soft = !cancel_tried
+            && !down
+            && ssh_usable
+            && shared.settings.cancel_pending_on_abort
+            && cancel_still_possible(&shared.settings.command, &attempts, shared.settings.scheduled_delay.as_millis() as u64, now);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             level = async { abort.wait_for(|a| *a == Abort::Hard || (*a == Abort::Soft && cancel_on_soft)).await.map(|r| *r).ok() } => {

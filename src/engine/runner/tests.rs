@@ -641,6 +641,35 @@ async fn runner_climbs_the_bmc_ladder_graceful_then_forced_never_before_the_sche
     assert!(force[0] - graceful[0] >= Duration::from_secs(120), "the forced reset before the graceful one's timeout");
 }
 
+/// A resume that finds the host's BMC gone (`--transport ssh`, a Secret that no longer reads)
+/// fails the host before anything is journaled as sent: no forced reset recorded that never went
+/// out, and the earlier reboots stay in doubt.
+#[tokio::test(start_paused = true)]
+async fn runner_resumed_without_the_hosts_bmc_fails_it_without_journaling_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    world.set("h1", |h| h.faults.hung = true);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 1;
+    // run_started, then h1: boot_id_read, dispatching, dispatched, falling_back, dispatching
+    // (BMC), dispatched (BMC): killed while the orderly restart is being watched.
+    job.kill = Some(Kill { after: 7, before_its_action: false });
+    job.run().await;
+    let last = job.records().last().unwrap().entry.clone();
+    assert!(matches!(last, Entry::Dispatched { delivery: Delivery::BmcAccepted, .. }), "{last:?}");
+    // The resumed run has BMCs, but none for h1 now.
+    world.set("h1", |h| h.bmc = None);
+    job.kill = None;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
+    let forced = job.records().into_iter().filter(|r| matches!(r.entry, Entry::Dispatching { bmc: Some(RestartKind::Force), .. })).count();
+    assert_eq!(forced, 0, "no forced reset journaled that was never sent");
+    assert_eq!(world.times_of("h1", |e| *e == Happened::BmcReset(RestartKind::Force)).len(), 0);
+    let record = &job.state().records["h1"];
+    assert!(record.reboot_pending, "the reboots sent before stay in doubt: {record:?}");
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted, "{summary:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn runner_counts_a_bmc_reset_that_may_have_happened_as_happened() {
     let dir = tempfile::tempdir().unwrap();
@@ -791,6 +820,37 @@ async fn runner_cancels_only_ssh_reboots_it_can_verify_cancelled() {
     assert!(job.state().records["h2"].reboot_pending);
     assert_eq!(outcome(&summary, "h3"), Outcome::Rebooted, "a BMC reset is never counted cancelled");
     assert_eq!(world.times_of("h3", |e| *e == Happened::Cancelled).len(), 0);
+}
+
+/// No cancel is tried where it could be "verified" and still leave the node rebooting: an
+/// immediate reboot command, or a scheduled shutdown that may have begun (within the margin of
+/// its time, or past it, on a node slower to go down than systemd's minute).
+#[tokio::test(start_paused = true)]
+async fn runner_never_cancels_an_immediate_reboot_or_a_shutdown_that_may_have_begun() {
+    for (command, abort_after) in [("sudo systemctl reboot", Duration::from_secs(5)), ("sudo shutdown -r -t 3", Duration::from_secs(55))] {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::new(&["h1"]);
+        // The node answers, with its old boot ID, for 300 s after the command.
+        world.set("h1", |h| {
+            h.delay = Duration::from_secs(300);
+            h.bmc = None;
+        });
+        let mut job = Job::new(&world, dir.path(), &["h1"]);
+        job.settings.cancel_pending_on_abort = true;
+        job.settings.command = command.into();
+        job.settings.timeout = Duration::from_secs(600);
+        let (trigger, receiver) = watch::channel(Abort::No);
+        let soft = trigger.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(abort_after).await;
+            let _ = soft.send(Abort::Soft);
+        });
+        let summary = job.run_with_abort((trigger, receiver), |_, _| {}).await;
+        assert_eq!(world.times_of("h1", |e| *e == Happened::Cancelled).len(), 0, "{command}: no cancel was tried");
+        assert_ne!(outcome(&summary, "h1"), Outcome::Cancelled, "{command}");
+        assert_eq!(world.reboots_received("h1"), 1, "{command}: the reboot stays, watched to its end");
+        assert_ne!(job.state().records["h1"].phase, Phase::Cancelled, "{command}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
