@@ -70,7 +70,11 @@ fn nodes_from_api(cluster: &Cluster) -> Vec<Value> {
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     let cluster = Cluster::start(args.sim.options(DEMO_TIMINGS)).await.map_err(Error::Sim)?;
-    let dir = std::env::temp_dir().join(format!("fleetboot-demo-{}", std::process::id()));
+    // A fresh directory nobody else can read or have prepared (it holds the simulation's SSH
+    // key and BMC password): a random name, created here, or the demo stops.
+    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), std::process::id());
+    let dir = std::env::temp_dir().join(format!("fleetboot-demo-{}-{random:016x}", std::process::id()));
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir).map_err(Error::Sim)?;
     let config = cluster.write_files(&dir).map_err(Error::Sim)?;
     let before = nodes_from_api(&cluster);
     println!(

@@ -343,3 +343,34 @@ async fn the_simulated_4_7_network_operator_migrates_only_when_annotated_and_pod
     .expect("pools updated and pods recovered");
     cluster.shutdown();
 }
+
+/// The files `fleetboot sim` and the demo write: a new directory is its owner's alone, the key
+/// and the BMC password 0600, and a symlink planted where the key goes is replaced, never
+/// written through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulations_files_are_private_and_a_planted_symlink_is_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::start(SimOptions { masters: 0, workers: 1, ..fast() }).await.unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("new/sim");
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    cluster.write_files(&dir).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("id_ed25519")), 0o600);
+    assert_eq!(mode(&dir.join("bmc-password")), 0o600);
+    // Written again into a directory where someone planted a symlink to another file.
+    let elsewhere = base.path().join("elsewhere");
+    std::fs::write(&elsewhere, "untouched").unwrap();
+    std::fs::remove_file(dir.join("id_ed25519")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join("id_ed25519")).unwrap();
+    cluster.write_files(&dir).unwrap();
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched", "the symlink was not written through");
+    let key = dir.join("id_ed25519");
+    assert!(std::fs::symlink_metadata(&key).unwrap().file_type().is_file());
+    assert_eq!(mode(&key), 0o600);
+    assert!(std::fs::read_to_string(&key).unwrap().contains("OPENSSH PRIVATE KEY"));
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+    cluster.shutdown();
+}

@@ -713,13 +713,17 @@ impl Cluster {
     /// Writes what a user needs to reach the simulation: kubeconfig, SSH identity,
     /// known_hosts, a host file and a fleetboot config pointing at all of them.
     pub fn write_files(&self, dir: &Path) -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(dir)?;
+        // A directory made here is its owner's alone: it holds the client key and the BMC password.
+        if !dir.is_dir() {
+            std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
+        }
         let server = format!("http://{}", self.api_addr);
-        std::fs::write(
-            dir.join("kubeconfig"),
+        write_public(
+            &dir.join("kubeconfig"),
             format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: fleetboot-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: fleetboot-sim\n  context:\n    cluster: fleetboot-sim\n    user: admin\n    namespace: default\ncurrent-context: fleetboot-sim\nusers:\n- name: admin\n  user: {{}}\n"
-            ),
+            )
+            .as_bytes(),
         )?;
         let key_path = dir.join("id_ed25519");
         let openssh = self.client_key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -732,11 +736,11 @@ impl Cluster {
             known.push_str(&format!("[{ip}]:{} {key}\n", self.ssh_port));
             hosts.push_str(&format!("{} {ip}:{}\n", node.name, self.ssh_port));
         }
-        std::fs::write(dir.join("known_hosts"), known)?;
+        write_public(&dir.join("known_hosts"), known.as_bytes())?;
         let redfish = if self.bmcs.is_empty() {
             String::new()
         } else {
-            std::fs::write(dir.join("bmc-ca.pem"), &self.bmc_ca_pem)?;
+            write_public(&dir.join("bmc-ca.pem"), self.bmc_ca_pem.as_bytes())?;
             write_private(&dir.join("bmc-password"), self.bmc_password.as_bytes())?;
             format!(
                 "# BMCs: found through the cluster's BareMetalHosts; these are the defaults for them.\n\
@@ -745,9 +749,9 @@ impl Cluster {
                 password = dir.join("bmc-password").display(),
             )
         };
-        std::fs::write(dir.join("hosts.txt"), hosts)?;
+        write_public(&dir.join("hosts.txt"), hosts.as_bytes())?;
         let config = dir.join("fleetboot.toml");
-        std::fs::write(
+        write_public(
             &config,
             format!(
                 "# Written by `fleetboot sim`: every fleetboot command reaches the simulation with\n#   fleetboot --config {config} <command>\n\
@@ -766,17 +770,40 @@ impl Cluster {
                     .iter()
                     .map(|n| format!("[[hosts]]\nname = \"{}\"\naddress = \"{}\"\n\n", n.name, n.addr.ip()))
                     .collect::<String>(),
-            ),
+            )
+            .as_bytes(),
         )?;
         Ok(config)
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file whole under a fresh name, then renames it into place: a file (or a symlink)
+/// already at `path` is replaced, never written through, and a reader never sees half of it.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
-    file.write_all(bytes)
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = path.with_file_name(format!(".{name}.{}", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::OpenOptions::new().create_new(true).write(true).mode(mode).open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&temp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Keys and passwords: the owner's alone.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_new(path, bytes, 0o600)
+}
+
+fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_new(path, bytes, 0o644)
 }
 
 /// Node name and pool of the i-th node: masters first.
