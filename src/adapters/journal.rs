@@ -36,10 +36,17 @@ pub fn load(path: &Path) -> Result<(Vec<Record>, RunState), JournalError> {
     Ok((records, state))
 }
 
-/// The journal's first record, `run_started`, read alone: what a run was started as (its
-/// hosts, whether it is a cluster run, its cluster) never changes after it, so this needs
-/// neither the lock nor the rest of the file.
-pub fn read_start(path: &Path) -> Result<Record, JournalError> {
+/// Whether a journal's run is a cluster run, and which cluster's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStart {
+    pub api_proof: bool,
+    pub cluster: Option<fleetboot_core::journal::ClusterIdentity>,
+}
+
+/// The journal's first record, `run_started`, read alone: what a run was started as (whether
+/// it is a cluster run, its cluster) never changes after it, so this needs neither the lock
+/// nor the rest of the file.
+pub fn read_start(path: &Path) -> Result<RunStart, JournalError> {
     use std::io::BufRead;
     let file = File::open(path).map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
     let mut first = String::new();
@@ -49,7 +56,9 @@ pub fn read_start(path: &Path) -> Result<Record, JournalError> {
     let records = parse(&first, path)?;
     match records.into_iter().next() {
         None => Err(JournalError::Unreadable { path: path.to_owned(), reason: EMPTY_JOURNAL.into() }),
-        Some(record @ Record { entry: Entry::RunStarted { .. }, .. }) => Ok(record),
+        Some(Record { entry: Entry::RunStarted { api_proof, cluster, .. }, .. }) => {
+            Ok(RunStart { api_proof, cluster: cluster.map(|c| *c) })
+        }
         Some(_) => Err(JournalError::NoStart { path: path.to_owned() }),
     }
 }

@@ -226,10 +226,8 @@ fn explicit_overrides(flags: &Layer, settings: &Settings) -> SettingsOverrides {
 /// Whether the journal to resume is a cluster run, from its start record alone (the engine
 /// reads the whole journal once, under its lock).
 fn resume_needs_cluster(path: &Path) -> Result<bool, Error> {
-    match journal::read_start(path)?.entry {
-        journal::Entry::RunStarted { api_proof, cluster, .. } => Ok(api_proof || cluster.is_some()),
-        _ => unreachable!("read_start returns the run_started record"),
-    }
+    let start = journal::read_start(path)?;
+    Ok(start.api_proof || start.cluster.is_some())
 }
 
 pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
