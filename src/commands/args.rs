@@ -18,6 +18,17 @@ pub enum OutputChoice {
     Json,
 }
 
+/// `fleetboot migrate --flow`: the order of steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlowChoice {
+    /// The order the cluster's release requires.
+    Auto,
+    /// The seed document's (OpenShift 4.5-4.7).
+    Seed,
+    /// The documented two-phase flow (OpenShift 4.8-4.16).
+    TwoPhase,
+}
+
 /// `--host-key-policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HostKeyPolicyChoice {

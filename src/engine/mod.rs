@@ -2,6 +2,7 @@
 //! seams it defines, reaches nodes only through adapters.
 
 pub mod exec;
+pub mod migrate;
 pub mod power;
 pub mod reboot;
 pub mod runner;

@@ -1,5 +1,6 @@
 //! Reporters: turn runner events into a live display, plain lines or JSON lines.
 
+pub mod migrate;
 pub mod nodes;
 pub mod plan;
 pub mod power;
