@@ -539,8 +539,9 @@ impl Migration<'_, '_> {
                     }
                     return Ok(code);
                 }
+                // fleetboot itself cannot go on: the error is the command's (stderr, exit code),
+                // as before; no step line claims the step failed on the cluster.
                 Err(StepError::Fatal(e)) => {
-                    self.events.emit(MigrationEvent::StepFailed { step, number, error: e.to_string() });
                     let _ = log(state, MigrationEntry::StepFailed { step, error: e.to_string() });
                     return Err(e.into());
                 }
