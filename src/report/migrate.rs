@@ -146,3 +146,130 @@ pub fn render_plan(plan: &MigrationPlan) -> String {
         table(&["STEP", "STATE", "WHAT", "CHANGE"], &rows)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetboot_core::events::Summary;
+    use fleetboot_core::migrate::events::PlannedStep;
+
+    fn events() -> Vec<MigrationEvent> {
+        vec![
+            MigrationEvent::MigrationStarted {
+                target: "OVNKubernetes".into(),
+                flow: Flow::TwoPhase,
+                reason: "OpenShift 4.16.21".into(),
+                journal: "/s/m/migration.jsonl".into(),
+            },
+            MigrationEvent::MigrationWarning { message: "paused-pools: MachineConfigPool infra is paused".into() },
+            MigrationEvent::StepSkipped { step: Step::Preflight, number: "0".into() },
+            MigrationEvent::StepStarted { step: Step::Backup, number: "1".into() },
+            MigrationEvent::StepDone { step: Step::Backup, number: "1".into(), detail: "/s/m/cluster-openshift-sdn.yaml".into() },
+            MigrationEvent::StepProgress { step: Step::WaitMultus, number: "7".into(), message: "2 of 3 updated, 2 available".into() },
+            MigrationEvent::StepDone { step: Step::MtuAndPort, number: "6".into(), detail: String::new() },
+            MigrationEvent::StepFailed { step: Step::RebootNodes, number: "8".into(), error: "1 of 3 nodes proven rebooted".into() },
+            MigrationEvent::MigrationVerified {
+                passed: false,
+                checks: vec![Check { name: "every node Ready".into(), passed: false, detail: "worker-1 NotReady".into() }],
+            },
+            MigrationEvent::MigrationResumeAfterFix { rollback_to: "OpenShiftSDN".into() },
+            MigrationEvent::MigrationReportWritten { files: vec!["/s/m/report.md".into(), "/s/m/report.json".into()] },
+            MigrationEvent::MigrationFinished { complete: false, exit_code: 3 },
+        ]
+    }
+
+    fn reboot_finished() -> Event {
+        Event::Finished {
+            summary: Summary { run_id: "r".into(), journal: "/s/m/reboot.jsonl".into(), hosts: vec![], aborted: false, elapsed_ms: 0 },
+        }
+    }
+
+    fn render(style: Style) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut reporter = MigrationReporter::new(style, &mut out, &mut err);
+        for event in &events() {
+            reporter.report(Progress::Migration(event));
+        }
+        reporter.report(Progress::Reboot(&reboot_finished()));
+        drop(reporter);
+        (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
+    #[test]
+    fn plain_text_keeps_the_step_lines_and_sends_warnings_to_stderr() {
+        let (out, err) = render(Style::Plain);
+        let expected_out = "migration to OVNKubernetes · two-phase flow (OpenShift 4.16.21) · journal /s/m/migration.jsonl\n\
+            [step    1] back up network.config/cluster: done: /s/m/cluster-openshift-sdn.yaml\n\
+            [step    7] wait for the multus rollout: 2 of 3 updated, 2 available\n\
+            [step    6] network options (MTU, port, internal subnets): done\n\
+            [step    8] reboot every node: FAILED: 1 of 3 nodes proven rebooted\n\
+            RESULT  CHECK             DETAIL\n\
+            FAIL    every node Ready  worker-1 NotReady\n\
+            fix the cause, then: fleetboot migrate --resume (or roll back: fleetboot migrate --to OpenShiftSDN)\n\
+            report: /s/m/report.md, /s/m/report.json\n";
+        assert!(out.starts_with(expected_out), "{out}");
+        // The reboot run's own summary follows, through the reboot reporter.
+        assert!(out[expected_out.len()..].contains("0 rebooted, 0 failed"), "{out}");
+        assert_eq!(err, "warning: paused-pools: MachineConfigPool infra is paused\n");
+    }
+
+    #[test]
+    fn the_flow_override_is_a_banner_on_stderr_and_the_plan_a_table() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut reporter = MigrationReporter::new(Style::Plain, &mut out, &mut err);
+        reporter.report(Progress::Migration(&MigrationEvent::MigrationFlowOverridden {
+            forced: Flow::Seed,
+            required: Flow::TwoPhase,
+            version: "4.14.38".into(),
+        }));
+        let plan = MigrationPlan {
+            source: "OpenShiftSDN".into(),
+            target: "OVNKubernetes".into(),
+            version: "4.7.60".into(),
+            flow: Flow::Seed,
+            reason: "why".into(),
+            steps: vec![PlannedStep { step: Step::Preflight, number: "0".into(), done: true, change: "the cluster passes".into() }],
+        };
+        reporter.report(Progress::Migration(&MigrationEvent::MigrationPlanned { plan }));
+        drop(reporter);
+        let (out, err) = (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap());
+        let bang = "!".repeat(78);
+        assert!(
+            err.starts_with(&format!("\n{bang}\nWARNING: --flow seed overrides the two-phase flow OpenShift 4.14.38 requires")),
+            "{err}"
+        );
+        assert!(err.ends_with(&format!("otherwise.\n{bang}\n\n")), "{err}");
+        assert!(
+            out.starts_with(
+                "migration plan: OpenShiftSDN → OVNKubernetes, cluster 4.7.60; nothing is changed\nflow: seed — why\n\n\
+                 STEP  STATE  WHAT       CHANGE\n0     done   preflight  the cluster passes\n\nRed Hat's documentation"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn json_is_one_object_per_line_migration_and_reboot_events_alike() {
+        let (out, err) = render(Style::Json);
+        assert!(err.is_empty(), "{err}");
+        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+        assert_eq!(lines.len(), events().len() + 1, "{out}");
+        let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+        assert_eq!(&types[..5], ["migration_started", "migration_warning", "step_skipped", "step_started", "step_done"]);
+        assert_eq!(types[types.len() - 2..], ["migration_finished", "finished"]);
+        assert_eq!(lines[4]["step"], "backup");
+        assert_eq!(lines[4]["number"], "1");
+        assert_eq!(lines[8]["checks"][0]["name"], "every node Ready");
+        assert_eq!(lines[11]["exit_code"], 3);
+    }
+
+    #[test]
+    fn verify_json_is_the_checks_on_one_line() {
+        let checks = vec![Check { name: "every node Ready".into(), passed: true, detail: "all 3 nodes".into() }];
+        let json = render_verify(&checks, VerifyOutput::Json);
+        assert_eq!(json.lines().count(), 1);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0]["passed"], true);
+        assert!(render_verify(&checks, VerifyOutput::Table).starts_with("RESULT  CHECK"));
+    }
+}
