@@ -117,8 +117,8 @@ pub(crate) async fn run_migrate_argv(argv: &[String], config: Option<&Path>) -> 
     migrate::run(args, config).await
 }
 
-/// Runs `fleetboot reboot` from an argument vector, as a user would type it (the migration's
-/// step 7 and the demo use the same command line a person would).
+/// Runs `fleetboot reboot` from an argument vector, as a user would type it (the demo types
+/// what a person would; the migration runs its reboot jobs on its own cluster connection).
 pub(crate) async fn run_reboot_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
     let parsed = Cli::try_parse_from(argv).map_err(|e| internal_command_line(argv, e.to_string()))?;
     let Command::Reboot(args) = parsed.command else { return Err(internal_command_line(argv, "not a reboot command".into())) };
