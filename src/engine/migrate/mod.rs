@@ -301,9 +301,11 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     let (flow, reason) = match state.flow {
         Some(flow) => (flow, format!("the {} flow this migration started with", flow.name())),
         None => {
+            // No flag makes a migration of a release from 4.17 on (nor of a later major).
+            let past_openshift_sdn = minor_version(&version).is_some_and(|v| v >= (4, 17));
             match (options.flow, flow_for(&version)) {
-                // No flag makes a migration of a release without OpenShift SDN.
-                (_, Err(e @ FlowError::NoOpenShiftSdn { .. })) | (None, Err(e)) => return Err(MigrateError::NoFlow(e).into()),
+                (_, Err(e)) if past_openshift_sdn => return Err(MigrateError::NoFlow(e).into()),
+                (None, Err(e)) => return Err(MigrateError::NoFlow(e).into()),
                 (None, Ok(required)) => required,
                 (Some(forced), Ok((required, _))) if forced != required => {
                     events.emit(MigrationEvent::MigrationFlowOverridden { forced, required, version: version.clone() });
