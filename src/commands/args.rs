@@ -29,6 +29,24 @@ pub enum FlowChoice {
     TwoPhase,
 }
 
+/// `fleetboot migrate --to`, `fleetboot verify --to`: the cluster network type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NetworkTypeChoice {
+    #[value(name = "OVNKubernetes")]
+    OvnKubernetes,
+    /// A rollback.
+    #[value(name = "OpenShiftSDN")]
+    OpenShiftSdn,
+}
+
+/// `fleetboot migrate --skip-feature`: an OpenShift SDN feature not to migrate (4.12+).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SdnFeature {
+    EgressIp,
+    EgressFirewall,
+    Multicast,
+}
+
 /// `--host-key-policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HostKeyPolicyChoice {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::adapters::config::Layer;
-use crate::commands::args::{FlowChoice, OutputChoice, choice_name};
+use crate::commands::args::{FlowChoice, NetworkTypeChoice, OutputChoice, SdnFeature, choice_name};
 use crate::commands::{ClusterArgs, cluster_target, install_interrupts, load_settings, style_for};
 use crate::engine::migrate::{MigrationContext, MigrationOptions};
 use crate::report::migrate::{MigrationReporter, VerifyOutput, render_verify};
@@ -29,8 +29,8 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub etcd_backup_confirmed: bool,
     /// The network type to migrate to: OVNKubernetes, or OpenShiftSDN for a rollback.
-    #[arg(long, default_value = "OVNKubernetes", value_parser = ["OVNKubernetes", "OpenShiftSDN"])]
-    pub to: String,
+    #[arg(long, value_enum, default_value = "OVNKubernetes")]
+    pub to: NetworkTypeChoice,
     /// The order of steps: auto (the one the cluster's release requires: seed up to 4.7,
     /// two-phase for 4.8-4.16), or seed / two-phase to override it (with a loud warning: the
     /// operators of a release refuse the other order).
@@ -63,8 +63,8 @@ pub struct MigrateArgs {
     pub ip_forwarding_global: bool,
     /// 4.12+: do not migrate these SDN features (spec.migration.features): egress-ip,
     /// egress-firewall, multicast (repeatable).
-    #[arg(long, value_name = "FEATURE", value_parser = ["egress-ip", "egress-firewall", "multicast"])]
-    pub skip_feature: Vec<String>,
+    #[arg(long, value_name = "FEATURE", value_enum)]
+    pub skip_feature: Vec<SdnFeature>,
     /// How long an operator may take to apply a change (spec.migration, spec.networkType).
     #[arg(long, default_value = "10m")]
     pub operator_timeout: humantime::Duration,
@@ -107,8 +107,8 @@ pub struct MigrateArgs {
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// The network type the cluster should run.
-    #[arg(long, default_value = "OVNKubernetes", value_parser = ["OVNKubernetes", "OpenShiftSDN"])]
-    pub to: String,
+    #[arg(long, value_enum, default_value = "OVNKubernetes")]
+    pub to: NetworkTypeChoice,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// table, or json (the checks as one JSON array on one line).
@@ -123,7 +123,7 @@ impl MigrateArgs {
             resume: self.resume,
             cleanup: self.cleanup,
             etcd_backup_confirmed: self.etcd_backup_confirmed,
-            to: self.to.clone(),
+            to: choice_name(self.to),
             flow: match self.flow {
                 FlowChoice::Auto => None,
                 FlowChoice::Seed => Some(Flow::Seed),
@@ -137,7 +137,7 @@ impl MigrateArgs {
             masquerade_subnet: self.masquerade_subnet.clone(),
             routing_via_host: self.routing_via_host,
             ip_forwarding_global: self.ip_forwarding_global,
-            skip_feature: self.skip_feature.clone(),
+            skip_feature: self.skip_feature.iter().copied().map(choice_name).collect(),
             operator_timeout: self.operator_timeout,
             node_mtu: self.node_mtu,
             reboot_concurrency: self.reboot_concurrency,
@@ -165,7 +165,41 @@ pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, E
 pub async fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = load_settings(config, Layer::default())?;
     let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
-    let results = crate::engine::migrate::verify(&context, &args.to).await?;
+    let results = crate::engine::migrate::verify(&context, &choice_name(args.to)).await?;
     print!("{}", render_verify(&results, args.output));
     Ok(if results.iter().all(|c| c.passed) { ExitCode::Ok } else { ExitCode::HostsFailed })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::commands::{Cli, Command};
+
+    #[test]
+    fn the_fixed_choices_reach_the_engine_as_the_cluster_spells_them() {
+        let argv = [
+            "fleetboot",
+            "migrate",
+            "--to",
+            "OpenShiftSDN",
+            "--flow",
+            "two-phase",
+            "--skip-feature",
+            "egress-ip",
+            "--skip-feature",
+            "multicast",
+        ];
+        let Command::Migrate(args) = Cli::try_parse_from(argv).unwrap().command else { panic!("migrate") };
+        let options = args.options();
+        assert_eq!((options.to.as_str(), options.flow), ("OpenShiftSDN", Some(Flow::TwoPhase)));
+        assert_eq!(options.skip_feature, ["egress-ip", "multicast"]);
+        let Command::Migrate(args) = Cli::try_parse_from(["fleetboot", "migrate"]).unwrap().command else { panic!("migrate") };
+        assert_eq!((args.options().to.as_str(), args.options().flow, args.output), ("OVNKubernetes", None, OutputChoice::Auto));
+        assert!(Cli::try_parse_from(["fleetboot", "migrate", "--to", "Calico"]).is_err());
+        assert!(Cli::try_parse_from(["fleetboot", "migrate", "--reboot-concurrency", "0"]).is_err(), "a limit of 0 reboots nothing");
+        let Command::Verify(args) = Cli::try_parse_from(["fleetboot", "verify", "-o", "json"]).unwrap().command else { panic!("verify") };
+        assert_eq!((args.to, args.output), (NetworkTypeChoice::OvnKubernetes, VerifyOutput::Json));
+    }
 }
