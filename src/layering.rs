@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 fn layer_of(module_path: &str) -> Option<(u8, &'static str)> {
     let top = module_path.split('/').next()?;
     match top {
-        "commands" | "migrate" | "main.rs" | "lib.rs" => Some((3, "commands")),
+        "commands" | "main.rs" | "lib.rs" => Some((3, "commands")),
         "engine" => Some((2, "engine")),
         "report" => Some((2, "report")),
         "adapters" => Some((1, "adapters")),

@@ -4,32 +4,34 @@
 //! # Layout
 //!
 //! Three crates. `fleetboot-core` (`crates/core`) is pure: domain types, the journal's records and
-//! their fold, the plan, the escalation ladder, events. `fleetboot-sim` (`crates/sim`) is the
-//! simulated cluster the tests and the demo run against; it depends on no fleetboot crate, so it
-//! stays an independent witness. This crate is the application, in layers that point one way:
+//! their fold, the plan, the escalation ladder, events, and the migration's flows, checks, journal
+//! fold, events and report files (`fleetboot_core::migrate`). `fleetboot-sim` (`crates/sim`) is
+//! the simulated cluster the tests and the demo run against; it depends on no fleetboot crate, so
+//! it stays an independent witness. This crate is the application, in layers that point one way:
 //!
 //! ```text
 //!   commands   one module per subcommand: its clap arguments and its `run`
 //!      │
 //!      ├──────────────┐
 //!      ▼              ▼
-//!   engine        report      the runner (emits events, never prints) │ live, plain, JSON
-//!      │              │
+//!   engine        report      the runner, the migration (emit events, never print)
+//!      │              │       │ live, plain, JSON; the migration's lines, plan and checks
 //!      ▼              ▼
 //!   adapters      ssh, known_hosts, redfish, bmc, kube (connect, discover, watch, lease,
-//!      │          drain), config, the journal file, the system clock
+//!      │          drain), config, the journal files (reboot, migration), the system clock
 //!      ▼
 //!   fleetboot_core
 //! ```
 //!
-//! A module may use its own layer and the layers below it, never one above: the test
-//! `layers_point_one_way` reads every `use crate::…` and fails on an upward one. `migrate` is the
-//! migration command with its orchestrator, still one module (it sits at the command layer).
+//! A module may use its own layer and the layers below it, never one above or beside it: the
+//! test `layers_point_one_way` reads every `use crate::…` and fails on an upward one. A command
+//! joins an engine to a reporter in one line: the engine hands every event to a callback, the
+//! reporter renders it (`commands::migrate::run`: `engine::migrate::migrate(…, &mut |progress|
+//! reporter.report(progress))`).
 
 pub mod adapters;
 pub mod commands;
 pub mod engine;
-pub mod migrate;
 pub mod report;
 
 pub use fleetboot_core::ExitCode;
@@ -64,7 +66,7 @@ pub enum Error {
     #[error(transparent)]
     Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]
-    Migrate(#[from] migrate::MigrateError),
+    Migrate(#[from] engine::migrate::MigrateError),
 }
 
 /// Input that names the wrong things: refused before anything is touched (exit 2).
@@ -96,9 +98,12 @@ pub enum SelectionError {
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
+        use engine::migrate::MigrateError;
         match self {
             Error::Journal(adapters::journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
-            Error::Migrate(migrate::MigrateError::Journal(_) | migrate::MigrateError::Api(_)) => ExitCode::Internal,
+            // A migration journal held by another live process is refused like a reboot journal.
+            Error::Migrate(MigrateError::Journal(e)) if e.is_in_use() => ExitCode::BadInput,
+            Error::Migrate(MigrateError::Journal(_) | MigrateError::Api { .. }) => ExitCode::Internal,
             _ => ExitCode::BadInput,
         }
     }

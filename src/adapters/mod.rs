@@ -7,6 +7,7 @@ pub mod hostfile;
 pub mod journal;
 pub mod known_hosts;
 pub mod kube;
+pub mod migration_journal;
 pub mod redfish;
 pub mod ssh;
 pub mod system;

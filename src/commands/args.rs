@@ -18,6 +18,35 @@ pub enum OutputChoice {
     Json,
 }
 
+/// `fleetboot migrate --flow`: the order of steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlowChoice {
+    /// The order the cluster's release requires.
+    Auto,
+    /// The seed document's (OpenShift 4.5-4.7).
+    Seed,
+    /// The documented two-phase flow (OpenShift 4.8-4.16).
+    TwoPhase,
+}
+
+/// `fleetboot migrate --to`, `fleetboot verify --to`: the cluster network type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NetworkTypeChoice {
+    #[value(name = "OVNKubernetes")]
+    OvnKubernetes,
+    /// A rollback.
+    #[value(name = "OpenShiftSDN")]
+    OpenShiftSdn,
+}
+
+/// `fleetboot migrate --skip-feature`: an OpenShift SDN feature not to migrate (4.12+).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SdnFeature {
+    EgressIp,
+    EgressFirewall,
+    Multicast,
+}
+
 /// `--host-key-policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HostKeyPolicyChoice {

@@ -18,6 +18,7 @@ use fleetboot_core::hosts::{self, Host};
 pub mod args;
 pub mod demo;
 pub mod exec;
+pub mod migrate;
 pub mod nodes;
 pub mod power;
 pub mod reboot;
@@ -52,9 +53,9 @@ pub enum Command {
     /// Power operations through the nodes' BMCs (Redfish): status, restart, on, off.
     Power(power::PowerArgs),
     /// The OpenShift SDN → OVN-Kubernetes migration, steps 0-11, resumable.
-    Migrate(crate::migrate::MigrateArgs),
+    Migrate(migrate::MigrateArgs),
     /// The migration's checks (steps 9-10) at any time; the exit code is the verdict.
-    Verify(crate::migrate::VerifyArgs),
+    Verify(migrate::VerifyArgs),
 }
 
 pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Settings, Error> {
@@ -113,11 +114,11 @@ fn internal_command_line(argv: &[String], reason: String) -> Error {
 pub(crate) async fn run_migrate_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
     let parsed = Cli::try_parse_from(argv).map_err(|e| internal_command_line(argv, e.to_string()))?;
     let Command::Migrate(args) = parsed.command else { return Err(internal_command_line(argv, "not a migrate command".into())) };
-    crate::migrate::migrate(args, config).await
+    migrate::run(args, config).await
 }
 
-/// Runs `fleetboot reboot` from an argument vector, as a user would type it (the migration's
-/// step 7 and the demo use the same command line a person would).
+/// Runs `fleetboot reboot` from an argument vector, as a user would type it (the demo types
+/// what a person would; the migration runs its reboot jobs on its own cluster connection).
 pub(crate) async fn run_reboot_argv(argv: &[String], config: Option<&Path>) -> Result<ExitCode, Error> {
     let parsed = Cli::try_parse_from(argv).map_err(|e| internal_command_line(argv, e.to_string()))?;
     let Command::Reboot(args) = parsed.command else { return Err(internal_command_line(argv, "not a reboot command".into())) };
@@ -162,8 +163,8 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Sim(args) => sim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Power(args) => power::run(args, config).await,
-        Command::Migrate(args) => crate::migrate::migrate(args, config).await,
-        Command::Verify(args) => crate::migrate::verify(args, config).await,
+        Command::Migrate(args) => migrate::run(args, config).await,
+        Command::Verify(args) => migrate::run_verify(args, config).await,
     }
 }
 

@@ -78,3 +78,44 @@ fn resuming_an_empty_journal_says_nothing_was_done_and_exits_2() {
     assert_eq!(run.code, 2, "{}", run.debug());
     assert!(run.stderr.contains("nothing was done") && run.stderr.contains("without --resume"), "{}", run.debug());
 }
+
+#[test]
+fn a_second_migrate_resume_while_one_holds_the_migration_journal_exits_2_naming_its_pid() {
+    // worker-0 never comes back from the reboot phase 1's rollout gives it: the first migration
+    // waits in that step, holding its journal.
+    let sim = Sim::start_with(0, 1, &["--fault", "worker-0=never_returns"]);
+    let holder = Killed(
+        sim.fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fleetboot"),
+    );
+    let start = std::time::Instant::now();
+    let journal = loop {
+        let journal = std::fs::read_dir(sim.path("state/migrations"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.unwrap().path().join("migration.jsonl"))
+            .filter(|j| std::fs::read_to_string(j).unwrap_or_default().contains(r#""event":"step_started","step":"rollout_config""#));
+        if let Some(journal) = journal {
+            break journal;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "phase 1 never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let before = std::fs::read_to_string(&journal).unwrap();
+    let pid = holder.0.id();
+    // --break-lock would take the cluster's lease over from a holder elsewhere; the journal on
+    // this machine still has a live writer, which refuses the takeover before the lease is touched.
+    let run = Run::from(
+        sim.fleetboot(&["migrate", "--resume", "--break-lock", "--poll-interval", "300ms"]).stdin(Stdio::null()).output().unwrap(),
+    );
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("in use by process {pid}")), "the holder's pid {pid} is named: {}", run.debug());
+    assert!(std::fs::read_to_string(&journal).unwrap().starts_with(&before), "the refused resume wrote nothing");
+    let lease = sim.kubectl_ok(&["-n", "kube-system", "get", "lease", "fleetboot-migration", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert!(lease.contains(&format!("pid {pid} ")), "the lease stays the first run's: {lease}");
+    drop(holder);
+}

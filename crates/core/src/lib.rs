@@ -9,6 +9,8 @@
 //! - [`plan`]: inventory + folded journal → what each host gets, in which order.
 //! - [`escalation`]: the ladder for a host whose reboot has not shown: wait, re-send, reset, give up.
 //! - [`events`]: what a run tells the world, and its summary.
+//! - [`migrate`]: the SDN → OVN-Kubernetes migration's flows, checks, journal fold, events and
+//!   report files.
 //! - [`table`]: plain text tables.
 //! - [`transport`]: the power-transport seam (how a reboot reaches a node) and its errors.
 
@@ -16,6 +18,7 @@ pub mod escalation;
 pub mod events;
 pub mod hosts;
 pub mod journal;
+pub mod migrate;
 pub mod nodes;
 pub mod plan;
 pub mod power;

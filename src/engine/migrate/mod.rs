@@ -1,396 +1,169 @@
-//! `fleetboot migrate` and `fleetboot verify`: the OpenShift SDN → OVN-Kubernetes migration in
-//! the order the cluster's release requires ([`Flow`]: the seed document's steps 0-11 up to
-//! 4.7, the documented two-phase flow for 4.8-4.16, nothing from 4.17), each step checked,
-//! journaled and resumable; the reboot of every node is the reboot engine's own run, with its
-//! own journal.
+//! The migration's orchestrator: `fleetboot migrate` and `fleetboot verify` without their
+//! command lines. The OpenShift SDN → OVN-Kubernetes migration runs in the order the cluster's
+//! release requires ([`Flow`]: the seed document's steps 0-11 up to 4.7, the documented
+//! two-phase flow for 4.8-4.16, nothing from 4.17), each step checked, journaled and
+//! resumable; the reboot of every node is the reboot engine's own run, with its own journal.
+//!
+//! It never prints: every step, warning and result is a [`MigrationEvent`] (and the reboot
+//! run's [`Event`]s) handed to the caller's sink, which the reporters render.
 
-pub mod checks;
-pub mod record;
-pub mod report;
+mod cluster;
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::ApiResource;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
-use crate::adapters::config::{Layer, Settings};
-use crate::adapters::kube::api_resource as resource;
-use crate::commands::ClusterArgs;
+use crate::adapters::config::Settings;
+use crate::adapters::kube::ClusterTarget;
+use crate::adapters::migration_journal::{self, FileError, MigrationJournalError, write_atomically};
 use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, Selection, prepare};
 use crate::engine::runner::Abort;
-use crate::report::Reporter;
 use crate::{Error, ExitCode};
-use checks::Check;
+use cluster::{
+    Changes, Target, api_error, cluster_operators, cluster_versions, condition_true, connect, daemon_sets, machine_configs, name_of,
+    namespaces, network_config, network_operator, nodes, pool_of_node, str_at,
+};
+use fleetboot_core::events::Event;
 use fleetboot_core::journal::SettingsOverrides;
-use record::{Flow, MigrationEntry, MigrationState, MigrationWriter, Step};
-
-pub const MIGRATION_ANNOTATION: &str = "networkoperator.openshift.io/network-migration";
-
-#[derive(Args, Debug)]
-pub struct MigrateArgs {
-    /// Show every step and what it would change; change nothing.
-    #[arg(long)]
-    pub plan: bool,
-    /// Continue the migration in progress after an interruption or a fixed failure.
-    #[arg(long)]
-    pub resume: bool,
-    /// Step 11 (remove the migration setting, delete the old network's namespace); only after
-    /// the verification passed.
-    #[arg(long)]
-    pub cleanup: bool,
-    /// You took an etcd backup (the document's precondition); required to start.
-    #[arg(long)]
-    pub etcd_backup_confirmed: bool,
-    /// The network type to migrate to: OVNKubernetes, or OpenShiftSDN for a rollback.
-    #[arg(long, default_value = "OVNKubernetes", value_parser = ["OVNKubernetes", "OpenShiftSDN"])]
-    pub to: String,
-    /// The order of steps: auto (the one the cluster's release requires: seed up to 4.7,
-    /// two-phase for 4.8-4.16), or seed / two-phase to override it (with a loud warning: the
-    /// operators of a release refuse the other order).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "seed", "two-phase"])]
-    pub flow: String,
-    /// The network's MTU (OVN-Kubernetes: ovnKubernetesConfig.mtu; rollback: openshiftSDNConfig.mtu).
-    #[arg(long)]
-    pub mtu: Option<u32>,
-    /// The Geneve UDP port (OVN-Kubernetes).
-    #[arg(long)]
-    pub geneve_port: Option<u32>,
-    /// The VXLAN UDP port (rollback to OpenShift SDN: openshiftSDNConfig.vxlanPort).
-    #[arg(long)]
-    pub vxlan_port: Option<u32>,
-    /// Move OVN-Kubernetes' join subnet (default 100.64.0.0/16) off the cluster's networks.
-    #[arg(long, value_name = "CIDR")]
-    pub v4_internal_subnet: Option<String>,
-    /// Move OVN-Kubernetes' transit switch subnet (default 100.88.0.0/16).
-    #[arg(long, value_name = "CIDR")]
-    pub transit_switch_subnet: Option<String>,
-    /// Move OVN-Kubernetes' masquerade subnet (default 169.254.169.0/29).
-    #[arg(long, value_name = "CIDR")]
-    pub masquerade_subnet: Option<String>,
-    /// Hosts that route traffic between their interfaces: route egress through the host
-    /// (gatewayConfig.routingViaHost), as OpenShift SDN did.
-    #[arg(long)]
-    pub routing_via_host: bool,
-    /// Hosts that forward IP traffic: keep global IP forwarding (gatewayConfig.ipForwarding: Global).
-    #[arg(long)]
-    pub ip_forwarding_global: bool,
-    /// 4.12+: do not migrate these SDN features (spec.migration.features): egress-ip,
-    /// egress-firewall, multicast (repeatable).
-    #[arg(long, value_name = "FEATURE", value_parser = ["egress-ip", "egress-firewall", "multicast"])]
-    pub skip_feature: Vec<String>,
-    /// How long an operator may take to apply a change (spec.migration, spec.networkType).
-    #[arg(long, default_value = "10m")]
-    pub operator_timeout: humantime::Duration,
-    /// The smallest MTU of the nodes' interfaces, when known: --mtu must leave 100 bytes.
-    #[arg(long, value_name = "MTU")]
-    pub node_mtu: Option<u32>,
-    /// Step 7 limit; default: every node at once, as the document does.
-    #[arg(long, value_name = "N")]
-    pub reboot_concurrency: Option<usize>,
-    /// Step 10: reboot the nodes that hold pods in an error state, then verify again.
-    #[arg(long)]
-    pub reboot_error_nodes: bool,
-    /// The migration's directory [default: STATE_DIR/migrations/RUN].
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// Warn when the pools have been paused longer than this (certificate rotation waits too).
-    #[arg(long, default_value = "1h")]
-    pub paused_warning: humantime::Duration,
-    /// Step 6's limit.
-    #[arg(long, default_value = "30m")]
-    pub multus_timeout: humantime::Duration,
-    /// Step 8's limit for the whole MCO rollout.
-    #[arg(long, default_value = "4h")]
-    pub rollout_timeout: humantime::Duration,
-    /// Take over the cluster's migration lease from another (live) holder.
-    #[arg(long)]
-    pub break_lock: bool,
-    /// Steps 6 and 8 watch the multus DaemonSet and the pools and look again on every change;
-    /// this is the longest they go without a look when nothing changes.
-    #[arg(long, default_value = "30s")]
-    pub poll_interval: humantime::Duration,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// auto, plain, or json (for the reboot step's events).
-    #[arg(long, short = 'o', default_value = "auto", value_parser = ["auto", "plain", "json"])]
-    pub output: String,
-}
-
-#[derive(Args, Debug)]
-pub struct VerifyArgs {
-    /// The network type the cluster should run.
-    #[arg(long, default_value = "OVNKubernetes", value_parser = ["OVNKubernetes", "OpenShiftSDN"])]
-    pub to: String,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// table or json.
-    #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
-    pub output: String,
-}
+use fleetboot_core::migrate::checks::{self, Check};
+use fleetboot_core::migrate::events::{MigrationEvent, MigrationPlan, PlannedStep, Progress};
+use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
+use fleetboot_core::migrate::{Flow, FlowError, MIGRATION_ANNOTATION, Step, flow_for, minor_version, old_namespace, source_type};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("the cluster is not ready for the migration:\n  - {}", .0.join("\n  - "))]
     Preflight(Vec<String>),
+    /// No order of steps fits the cluster's release (or none can be told from it).
+    #[error("the cluster is not ready for the migration:\n  - {0}")]
+    NoFlow(#[source] FlowError),
     #[error(transparent)]
-    Journal(#[from] record::MigrationJournalError),
+    Journal(#[from] MigrationJournalError),
+    #[error("a migration to {target} is in progress ({}); continue it with --resume, or roll it back with --to {rollback_to}", dir.display())]
+    InProgress { target: String, dir: PathBuf, rollback_to: String },
+    #[error("no migration in progress under {} to resume", root.display())]
+    NothingToResume { root: PathBuf },
+    /// A migration file (the backup, the recorded multus generation) could not be written.
+    #[error(transparent)]
+    StateFile(FileError),
+    #[error("the multus DaemonSet has no metadata.generation")]
+    MultusWithoutGeneration,
+    /// Step 6 found no usable record of step 4's multus generation: waiting on a guess could
+    /// pass at once (0) or never.
+    #[error("the multus generation recorded before the switch ({}) cannot be read: {reason}", path.display())]
+    MultusGenerationNotRecorded { path: PathBuf, reason: String },
+    #[error("step 7 left no reboot journal")]
+    NoRebootJournal,
+    #[error("the reboot run's journal: {0}")]
+    RebootJournal(#[source] crate::adapters::journal::JournalError),
+    /// The reboot run of step 7 (or of `--reboot-error-nodes`) could not be set up or run.
     #[error("{0}")]
-    State(String),
-    #[error("cluster API: {0}")]
-    Api(String),
+    Reboot(#[source] Box<Error>),
+    #[error("cluster API: {what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
-fn api_error(what: &str) -> impl Fn(kube::Error) -> MigrateError + '_ {
-    move |e| MigrateError::Api(format!("{what}: {e}"))
+/// What `fleetboot migrate` was asked, without its command line.
+#[derive(Clone, Debug)]
+pub struct MigrationOptions {
+    pub plan: bool,
+    pub resume: bool,
+    pub cleanup: bool,
+    pub etcd_backup_confirmed: bool,
+    /// OVNKubernetes, or OpenShiftSDN for a rollback.
+    pub to: String,
+    /// `--flow seed|two-phase`; `None`: the one the release requires.
+    pub flow: Option<Flow>,
+    pub mtu: Option<u32>,
+    pub geneve_port: Option<u32>,
+    pub vxlan_port: Option<u32>,
+    pub v4_internal_subnet: Option<String>,
+    pub transit_switch_subnet: Option<String>,
+    pub masquerade_subnet: Option<String>,
+    pub routing_via_host: bool,
+    pub ip_forwarding_global: bool,
+    /// egress-ip, egress-firewall, multicast.
+    pub skip_feature: Vec<String>,
+    pub operator_timeout: humantime::Duration,
+    pub node_mtu: Option<u32>,
+    pub reboot_concurrency: Option<usize>,
+    pub reboot_error_nodes: bool,
+    pub dir: Option<PathBuf>,
+    pub paused_warning: humantime::Duration,
+    pub multus_timeout: humantime::Duration,
+    pub rollout_timeout: humantime::Duration,
+    pub break_lock: bool,
+    pub poll_interval: humantime::Duration,
 }
 
-fn network_config() -> ApiResource {
-    resource("config.openshift.io", "v1", "Network", "networks")
-}
-fn network_operator() -> ApiResource {
-    resource("operator.openshift.io", "v1", "Network", "networks")
-}
-fn cluster_operators() -> ApiResource {
-    resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators")
-}
-fn cluster_versions() -> ApiResource {
-    resource("config.openshift.io", "v1", "ClusterVersion", "clusterversions")
-}
-fn machine_configs() -> ApiResource {
-    resource("machineconfiguration.openshift.io", "v1", "MachineConfig", "machineconfigs")
-}
-fn daemon_sets() -> ApiResource {
-    resource("apps", "v1", "DaemonSet", "daemonsets")
-}
-fn pods() -> ApiResource {
-    resource("", "v1", "Pod", "pods")
-}
-fn nodes() -> ApiResource {
-    resource("", "v1", "Node", "nodes")
-}
-fn sdn_kind(kind: &str, plural: &str) -> ApiResource {
-    resource("network.openshift.io", "v1", kind, plural)
-}
-fn namespaces() -> ApiResource {
-    resource("", "v1", "Namespace", "namespaces")
+/// Where the migration runs: the settings (state directory, the reboot runs' SSH, Redfish and
+/// limits), the cluster, and how a reboot run hears Ctrl-C.
+pub struct MigrationContext {
+    pub settings: Settings,
+    pub cluster: ClusterTarget,
+    /// Connects Ctrl-C / SIGTERM to a reboot run's abort (the command line's handler).
+    pub install_interrupts: fn(watch::Sender<Abort>),
 }
 
-/// Writes a small state file whole or not at all (temp file, fsync, rename, fsync the directory).
-fn write_atomically(path: &Path, text: String) -> Result<(), MigrateError> {
-    use std::io::Write;
-    let failed = |e: std::io::Error| MigrateError::State(format!("cannot write {}: {e}", path.display()));
-    let temp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temp).map_err(failed)?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
-    std::fs::rename(&temp, path).map_err(failed)?;
-    crate::adapters::system::sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(failed)
-}
+/// Where the migration's events go.
+pub type Sink<'s> = dyn FnMut(Progress<'_>) + 's;
 
-/// The cluster as the migration touches it.
-struct Target {
-    client: kube::Client,
-    /// The same connection, handed to the reboot engine when every node reboots: the nodes
-    /// rebooted are the nodes of the cluster being migrated, whatever the current context is.
-    connection: crate::adapters::kube::ClusterConnection,
-}
+/// The sink, shared by the steps (which take `&self`); events go one at a time.
+struct Events<'s>(RefCell<&'s mut Sink<'s>>);
 
-impl Target {
-    fn cluster_scoped(&self, r: &ApiResource) -> Api<DynamicObject> {
-        Api::all_with(self.client.clone(), r)
+impl Events<'_> {
+    fn emit(&self, event: MigrationEvent) {
+        (self.0.borrow_mut())(Progress::Migration(&event));
     }
 
-    fn namespaced(&self, r: &ApiResource, namespace: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), namespace, r)
-    }
-
-    async fn get(&self, r: &ApiResource, name: &str) -> Result<Value, MigrateError> {
-        let object = self.cluster_scoped(r).get(name).await.map_err(api_error(&format!("get {} {name}", r.plural)))?;
-        Ok(serde_json::to_value(object).expect("objects serialize"))
-    }
-
-    async fn list(&self, r: &ApiResource) -> Result<Vec<Value>, MigrateError> {
-        let list = self.cluster_scoped(r).list(&ListParams::default()).await.map_err(api_error(&format!("list {}", r.plural)))?;
-        Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect())
-    }
-
-    async fn merge(&self, r: &ApiResource, name: &str, patch: Value) -> Result<(), MigrateError> {
-        self.cluster_scoped(r)
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(api_error(&format!("patch {} {name}", r.plural)))?;
-        Ok(())
-    }
-
-    async fn snapshot(&self) -> Result<checks::ClusterSnapshot, MigrateError> {
-        let config = self.get(&network_config(), "cluster").await?;
-        let nodes = self.list(&nodes()).await?;
-        Ok(checks::ClusterSnapshot {
-            nodes: nodes.iter().map(|n| (name_of(n), ready_of(n))).collect(),
-            node_ips: nodes
-                .iter()
-                .flat_map(|n| n.pointer("/status/addresses").and_then(Value::as_array).cloned().unwrap_or_default())
-                .filter(|a| a["type"] == "InternalIP")
-                .filter_map(|a| a["address"].as_str().map(str::to_owned))
-                .collect(),
-            pools: self.list(&crate::adapters::kube::machine_config_pools()).await?,
-            operators: self.list(&cluster_operators()).await?,
-            spec_network_type: str_at(&config, "/spec/networkType"),
-            status_network_type: str_at(&config, "/status/networkType"),
-            network_operator: self.get(&network_operator(), "cluster").await?,
-            network_config: config,
-            pods: self.list(&pods()).await?,
-            netnamespaces: self.list_if_served(&sdn_kind("NetNamespace", "netnamespaces")).await?,
-            hostsubnets: self.list_if_served(&sdn_kind("HostSubnet", "hostsubnets")).await?,
-            egress_network_policies: self.list_if_served(&sdn_kind("EgressNetworkPolicy", "egressnetworkpolicies")).await?,
-        })
-    }
-
-    /// A list of a kind the cluster may not serve (OpenShift SDN's, on an OVN cluster): empty then.
-    async fn list_if_served(&self, r: &ApiResource) -> Result<Vec<Value>, MigrateError> {
-        match self.cluster_scoped(r).list(&ListParams::default()).await {
-            Ok(list) => Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
-            Err(e) => Err(api_error(&format!("list {}", r.plural))(e)),
-        }
-    }
-
-    async fn verify_inputs(&self, target: &str, baseline: &[String]) -> Result<checks::VerifyInputs, MigrateError> {
-        let nodes = self.list(&nodes()).await?;
-        let mut rendered = Vec::new();
-        let mut wanted: Vec<String> =
-            nodes.iter().map(|n| str_at(n, "/metadata/annotations/machineconfiguration.openshift.io~1currentConfig")).collect();
-        wanted.sort();
-        wanted.dedup();
-        for name in wanted.iter().filter(|n| !n.is_empty()) {
-            if let Ok(mc) = self.get(&machine_configs(), name).await {
-                rendered.push(mc);
-            }
-        }
-        let all_pods = self.list(&pods()).await?;
-        let mut daemon_logs = Vec::new();
-        for node in nodes.iter().filter(|n| ready_of(n) != "True") {
-            let node_name = name_of(node);
-            let daemon = all_pods.iter().find(|p| {
-                str_at(p, "/metadata/namespace") == "openshift-machine-config-operator"
-                    && str_at(p, "/spec/nodeName") == node_name
-                    && name_of(p).starts_with("machine-config-daemon")
-            });
-            if let Some(daemon) = daemon {
-                let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client.clone(), "openshift-machine-config-operator");
-                let params = kube::api::LogParams { tail_lines: Some(checks::DAEMON_LOG_LINES as i64), ..Default::default() };
-                let log = api.logs(&name_of(daemon), &params).await.unwrap_or_else(|e| format!("(no log: {e})"));
-                daemon_logs.push((node_name, log));
-            }
-        }
-        let config = self.get(&network_config(), "cluster").await?;
-        let (namespace, daemonset, _) = checks::plugin_of(target);
-        let plugin_daemonset =
-            self.namespaced(&daemon_sets(), namespace).get_opt(daemonset).await.map_err(api_error("get the network plugin DaemonSet"))?;
-        Ok(checks::VerifyInputs {
-            nodes,
-            machine_configs: rendered,
-            status_network_type: str_at(&config, "/status/networkType"),
-            pods: all_pods,
-            daemon_logs,
-            operators: self.list(&cluster_operators()).await?,
-            plugin_daemonset: plugin_daemonset.map(|d| serde_json::to_value(d).expect("objects serialize")),
-            baseline: baseline.to_vec(),
-        })
+    fn reboot(&self, event: &Event) {
+        (self.0.borrow_mut())(Progress::Reboot(event));
     }
 }
 
-/// Wakes on every change of the watched objects (a kube-runtime watcher, with backoff across
-/// API outages), or after `idle` without one, so a step re-reads the cluster when it changes
-/// instead of on a timer.
-struct Changes {
-    stream: std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<kube::runtime::watcher::Event<DynamicObject>, kube::runtime::watcher::Error>> + Send>,
-    >,
-    idle: Duration,
+/// The file (in the migration's directory) holding step 4's multus generation before the switch.
+const MULTUS_GENERATION_BEFORE: &str = "multus-generation-before";
+
+/// What step 4 found of multus before the switch.
+enum MultusBefore {
+    /// The DaemonSet's generation: step 6 waits for a newer one, rolled out.
+    Generation(i64),
+    /// The cluster already ran the target (a rollback of a migration that failed before its
+    /// switch): the network operator starts no multus rollout.
+    NoRolloutComing,
 }
 
-impl Changes {
-    fn watch(api: Api<DynamicObject>, fields: Option<&str>, idle: Duration) -> Changes {
-        use kube::runtime::{WatchStreamExt, watcher};
-        let mut config = watcher::Config::default();
-        if let Some(fields) = fields {
-            config = config.fields(fields);
-        }
-        Changes { stream: Box::pin(watcher(api, config).default_backoff()), idle }
+/// Records, once, what multus looked like before the switch. A resumed step 4 keeps the first
+/// record (`read` is not even polled): the switch may already have bumped the generation, and
+/// taking that for "before" would wait for a rollout that already happened. A failed read stops
+/// the step and records nothing, rather than 0, which any generation would pass.
+async fn record_multus_generation_once(
+    path: &Path,
+    read: impl Future<Output = Result<MultusBefore, MigrateError>>,
+) -> Result<(), MigrateError> {
+    if path.exists() {
+        return Ok(());
     }
-
-    async fn next(&mut self) {
-        use futures::StreamExt;
-        tokio::select! {
-            _ = self.stream.next() => {}
-            () = tokio::time::sleep(self.idle) => {}
-        }
-    }
+    let text = match read.await? {
+        MultusBefore::Generation(generation) => generation.to_string(),
+        MultusBefore::NoRolloutComing => "-1".to_owned(),
+    };
+    write_atomically(path, &text).map_err(MigrateError::StateFile)
 }
 
-fn str_at(value: &Value, pointer: &str) -> String {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
-}
-
-fn name_of(value: &Value) -> String {
-    str_at(value, "/metadata/name")
-}
-
-fn ready_of(node: &Value) -> String {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("Unknown")
-        .to_owned()
-}
-
-/// `x.y.z` → (x, y). Pure.
-fn minor_version(version: &str) -> Option<(u32, u32)> {
-    let mut parts = version.split('.');
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
-/// The flow the cluster's release requires, with the reason; Err: no migration there. Pure.
-///
-/// - up to 4.7 the network operator takes the migration annotation and the MCO renders
-///   `configure-ovs.sh` from `status.networkType` (cluster-network-operator 4.7
-///   `pkg/controller/operconfig/operconfig_controller.go`, `Reconcile`): the seed's order;
-/// - 4.8-4.16 the annotation is ignored, a type change needs an applied `spec.migration`
-///   (`pkg/network/render.go`, `isDefaultNetworkChangeSafe`) and the MCO renders from
-///   `status.migration` (machine-config-operator `pkg/operator/render.go`): the two-phase order
-///   of openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`;
-/// - 4.17+ has no OpenShift SDN.
-pub fn flow_for(version: &str) -> Result<(Flow, String), String> {
-    match minor_version(version) {
-        Some((4, minor)) if minor <= 7 => Ok((
-            Flow::Seed,
-            format!(
-                "OpenShift {version} (4.5-4.7): the network operator honours the network-migration annotation and the MCO renders configure-ovs.sh from status.networkType, so the seed document's order applies"
-            ),
-        )),
-        Some((4, minor)) if minor <= 16 => Ok((
-            Flow::TwoPhase,
-            format!(
-                "OpenShift {version} (4.8-4.16): the network operator ignores the annotation and refuses a type change until spec.migration is applied; the MCO renders configure-ovs.sh from status.migration, so the new config rolls out first (pools unpaused), then the switch"
-            ),
-        )),
-        Some((4, _)) => Err(format!(
-            "OpenShift {version} has no OpenShift SDN (removed in 4.17): there is nothing to migrate; clusters upgrade to 4.17 only once they run OVN-Kubernetes"
-        )),
-        _ => Err(format!("cannot tell the flow from ClusterVersion {version:?}: pass --flow seed or --flow two-phase")),
-    }
-}
-
-fn source_type(target: &str) -> &'static str {
-    if target == "OVNKubernetes" { "OpenShiftSDN" } else { "OVNKubernetes" }
-}
-
-fn old_namespace(target: &str) -> &'static str {
-    if target == "OVNKubernetes" { "openshift-sdn" } else { "openshift-ovn-kubernetes" }
+/// Step 4's record: the generation before the switch, or -1 when no rollout comes.
+fn recorded_multus_generation(path: &Path) -> Result<i64, MigrateError> {
+    let unreadable = |reason: String| MigrateError::MultusGenerationNotRecorded { path: path.to_owned(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    text.trim().parse().map_err(|e: std::num::ParseIntError| unreadable(format!("{text:?}: {e}")))
 }
 
 fn migrations_root(settings: &Settings) -> PathBuf {
@@ -405,14 +178,9 @@ fn migration_in_progress(root: &Path, cluster: &fleetboot_core::journal::Cluster
         std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
     dirs.sort();
     dirs.into_iter().rev().find(|d| {
-        record::load(&d.join("migration.jsonl"))
+        migration_journal::load(&d.join("migration.jsonl"))
             .is_ok_and(|(_, s)| !s.is_over() && s.cluster.as_ref().is_none_or(|journaled| journaled.same_cluster(cluster)))
     })
-}
-
-async fn connect(args: &ClusterArgs, settings: &Settings) -> Result<Target, Error> {
-    let connection = crate::adapters::kube::ClusterConnection::open(&crate::commands::cluster_target(args, settings)).await?;
-    Ok(Target { client: connection.client.clone(), connection })
 }
 
 /// What a fresh start found out before the journal existed.
@@ -428,7 +196,7 @@ struct Start {
 }
 
 /// What the options step merges into `Network.operator` `spec.defaultNetwork`. Pure.
-fn network_options(args: &MigrateArgs, target: &str) -> Option<Value> {
+fn network_options(options: &MigrationOptions, target: &str) -> Option<Value> {
     let mut config = serde_json::Map::new();
     let mut put = |path: &[&str], value: Value| {
         let mut at = &mut config;
@@ -437,45 +205,47 @@ fn network_options(args: &MigrateArgs, target: &str) -> Option<Value> {
         }
         at.insert(path[path.len() - 1].to_owned(), value);
     };
-    if let Some(mtu) = args.mtu {
+    if let Some(mtu) = options.mtu {
         put(&["mtu"], json!(mtu));
     }
     if target == "OVNKubernetes" {
-        if let Some(port) = args.geneve_port {
+        if let Some(port) = options.geneve_port {
             put(&["genevePort"], json!(port));
         }
-        if let Some(subnet) = &args.v4_internal_subnet {
+        if let Some(subnet) = &options.v4_internal_subnet {
             put(&["v4InternalSubnet"], json!(subnet));
         }
-        if let Some(subnet) = &args.transit_switch_subnet {
+        if let Some(subnet) = &options.transit_switch_subnet {
             put(&["ipv4", "internalTransitSwitchSubnet"], json!(subnet));
         }
-        if let Some(subnet) = &args.masquerade_subnet {
+        if let Some(subnet) = &options.masquerade_subnet {
             put(&["gatewayConfig", "ipv4", "internalMasqueradeSubnet"], json!(subnet));
         }
-        if args.routing_via_host {
+        if options.routing_via_host {
             put(&["gatewayConfig", "routingViaHost"], json!(true));
         }
-        if args.ip_forwarding_global {
+        if options.ip_forwarding_global {
             put(&["gatewayConfig", "ipForwarding"], json!("Global"));
         }
-    } else if let Some(port) = args.vxlan_port {
+    } else if let Some(port) = options.vxlan_port {
         put(&["vxlanPort"], json!(port));
     }
     let key = if target == "OVNKubernetes" { "ovnKubernetesConfig" } else { "openshiftSDNConfig" };
     (!config.is_empty()).then(|| json!({ key: config }))
 }
 
-pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = crate::commands::load_settings(config, Layer::default())?;
-    let cluster = connect(&args.cluster, &settings).await?;
-    let root = migrations_root(&settings);
-    let existing = match &args.dir {
+/// Runs (or with `--plan`, shows) the migration of the cluster `context` names; every step,
+/// warning and result goes to `sink`, the step 7 reboot run's own events too.
+pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink: &mut Sink<'_>) -> Result<ExitCode, Error> {
+    let events = Events(RefCell::new(sink));
+    let cluster = connect(&context.cluster).await?;
+    let root = migrations_root(&context.settings);
+    let existing = match &options.dir {
         Some(dir) => dir.join("migration.jsonl").exists().then(|| dir.clone()),
         None => migration_in_progress(&root, &cluster.connection.identity),
     };
     let existing_state = match &existing {
-        Some(dir) => Some(record::load(&dir.join("migration.jsonl")).map_err(MigrateError::from)?.1),
+        Some(dir) => Some(migration_journal::load(&dir.join("migration.jsonl")).map_err(MigrateError::from)?.1),
         None => None,
     };
     // A migration's journal (named with --dir) belongs to its cluster alone.
@@ -488,40 +258,40 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
             given: cluster.connection.identity.clone(),
         });
     }
-    let continuing = args.resume || args.cleanup;
+    let continuing = options.resume || options.cleanup;
     // A migration that failed or was interrupted may be rolled back: a new migration towards the
     // other type takes over from it (openshift-docs `modules/nw-ovn-kubernetes-rollback.adoc`).
     let supersedes = match (&existing, &existing_state) {
-        (Some(dir), Some(s)) if !continuing && s.target != args.to => Some(dir.clone()),
+        (Some(dir), Some(s)) if !continuing && s.target != options.to => Some(dir.clone()),
         _ => None,
     };
     let dir = match (&existing, continuing) {
         _ if supersedes.is_some() => root.join(crate::engine::reboot::new_run_id()),
-        (Some(dir), _) if !continuing && !args.plan => {
-            return Err(MigrateError::State(format!(
-                "a migration to {} is in progress ({}); continue it with --resume, or roll it back with --to {}",
-                existing_state.as_ref().map_or("?", |s| s.target.as_str()),
-                dir.display(),
-                source_type(existing_state.as_ref().map_or("OVNKubernetes", |s| s.target.as_str()))
-            ))
+        (Some(dir), _) if !continuing && !options.plan => {
+            let target = existing_state.as_ref().map_or("?", |s| s.target.as_str());
+            return Err(MigrateError::InProgress {
+                target: target.to_owned(),
+                dir: dir.clone(),
+                rollback_to: source_type(existing_state.as_ref().map_or("OVNKubernetes", |s| s.target.as_str())).to_owned(),
+            }
             .into());
         }
         (Some(dir), _) => dir.clone(),
-        (None, true) => return Err(MigrateError::State(format!("no migration in progress under {} to resume", root.display())).into()),
-        (None, false) => args.dir.clone().unwrap_or_else(|| root.join(crate::engine::reboot::new_run_id())),
+        (None, true) => return Err(MigrateError::NothingToResume { root }.into()),
+        (None, false) => options.dir.clone().unwrap_or_else(|| root.join(crate::engine::reboot::new_run_id())),
     };
     let journal_path = dir.join("migration.jsonl");
     let (_, state) = if journal_path.exists() {
-        record::load(&journal_path).map_err(MigrateError::from)?
+        migration_journal::load(&journal_path).map_err(MigrateError::from)?
     } else {
         (Vec::new(), MigrationState::default())
     };
 
-    let mut problems = checks::check_mtu_and_port(args.mtu, args.geneve_port, args.node_mtu);
-    if args.to == "OpenShiftSDN" && (args.geneve_port.is_some() || args.v4_internal_subnet.is_some() || args.routing_via_host) {
+    let mut problems = checks::check_mtu_and_port(options.mtu, options.geneve_port, options.node_mtu);
+    if options.to == "OpenShiftSDN" && (options.geneve_port.is_some() || options.v4_internal_subnet.is_some() || options.routing_via_host) {
         problems.push("--geneve-port, the internal subnets and the gateway options configure OVN-Kubernetes; a rollback to OpenShiftSDN takes --mtu and --vxlan-port".into());
     }
-    if args.to == "OVNKubernetes" && args.vxlan_port.is_some() {
+    if options.to == "OVNKubernetes" && options.vxlan_port.is_some() {
         problems.push("--vxlan-port configures OpenShift SDN (a rollback); OVN-Kubernetes takes --geneve-port".into());
     }
     if !problems.is_empty() {
@@ -531,24 +301,14 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
     let (flow, reason) = match state.flow {
         Some(flow) => (flow, format!("the {} flow this migration started with", flow.name())),
         None => {
-            if minor_version(&version).is_some_and(|v| v >= (4, 17)) {
-                return Err(MigrateError::Preflight(vec![flow_for(&version).unwrap_err()]).into());
-            }
-            let forced = match args.flow.as_str() {
-                "seed" => Some(Flow::Seed),
-                "two-phase" => Some(Flow::TwoPhase),
-                _ => None,
-            };
-            match (forced, flow_for(&version)) {
+            // No flag makes a migration of a release from 4.17 on (nor of a later major).
+            let past_openshift_sdn = minor_version(&version).is_some_and(|v| v >= (4, 17));
+            match (options.flow, flow_for(&version)) {
+                (_, Err(e)) if past_openshift_sdn => return Err(MigrateError::NoFlow(e).into()),
+                (None, Err(e)) => return Err(MigrateError::NoFlow(e).into()),
                 (None, Ok(required)) => required,
-                (None, Err(e)) => return Err(MigrateError::Preflight(vec![e]).into()),
                 (Some(forced), Ok((required, _))) if forced != required => {
-                    let warning = format!(
-                        "WARNING: --flow {} overrides the {} flow OpenShift {version} requires: its operators refuse or break the other order (nodes without br-ex, a refused type change). Only for a cluster whose operators you know behave otherwise.",
-                        forced.name(),
-                        required.name()
-                    );
-                    eprintln!("\n{}\n{warning}\n{}\n", "!".repeat(78), "!".repeat(78));
+                    events.emit(MigrationEvent::MigrationFlowOverridden { forced, required, version: version.clone() });
                     (forced, format!("forced by --flow {} against the release's {} flow", forced.name(), required.name()))
                 }
                 (Some(forced), _) => (forced, format!("--flow {}", forced.name())),
@@ -556,12 +316,14 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         }
     };
     let subnets = checks::InternalSubnets {
-        join: args.v4_internal_subnet.clone(),
-        transit: args.transit_switch_subnet.clone(),
-        masquerade: args.masquerade_subnet.clone(),
+        join: options.v4_internal_subnet.clone(),
+        transit: options.transit_switch_subnet.clone(),
+        masquerade: options.masquerade_subnet.clone(),
     };
-    if args.plan {
-        return plan(&args, &cluster, &state, flow, &reason, &version, &dir, &subnets, supersedes.is_some()).await;
+    if options.plan {
+        let plan = plan(&options, &cluster, &state, flow, &reason, &version, &dir, &subnets, supersedes.is_some()).await?;
+        events.emit(MigrationEvent::MigrationPlanned { plan });
+        return Ok(ExitCode::Ok);
     }
     let mut start = Start {
         flow,
@@ -569,7 +331,7 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         version: version.clone(),
         warnings: Vec::new(),
         failing_pods: Vec::new(),
-        network_options: network_options(&args, &args.to),
+        network_options: network_options(&options, &options.to),
         supersedes: supersedes.clone(),
     };
     if state.run_id.is_empty() {
@@ -578,9 +340,9 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         let findings = checks::preflight(
             &snapshot,
             &checks::PreflightRequest {
-                target: &args.to,
+                target: &options.to,
                 flow,
-                etcd_backup_confirmed: args.etcd_backup_confirmed,
+                etcd_backup_confirmed: options.etcd_backup_confirmed,
                 rollback_after_failure: supersedes.is_some(),
                 subnets: &subnets,
                 release_minor: minor_version(&version).map(|v| v.1),
@@ -599,6 +361,15 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
     } else {
         state.run_id.clone()
     };
+    // The lease names a live holder on any machine; this machine's own live holder of the
+    // journal is checked first only when --break-lock would take that lease over, so it never
+    // takes anything from a migration still running here (refused naming its pid). Otherwise
+    // the lease's refusal comes first and names the holder wherever it runs.
+    let _journal_lock = if options.break_lock && journal_path.exists() {
+        Some(migration_journal::hold(&journal_path).map_err(MigrateError::from)?)
+    } else {
+        None
+    };
     let (identity, host) = crate::adapters::kube::this_process_identity(&run_id);
     let reclaimable =
         |holder: &str| crate::adapters::kube::holder_is_dead_run(holder, &host, &run_id, crate::adapters::kube::process_alive);
@@ -608,27 +379,28 @@ pub async fn migrate(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCod
         crate::adapters::kube::MIGRATION_LEASE_NAME,
         &identity,
         Duration::from_secs(30),
-        args.break_lock,
+        options.break_lock,
         reclaimable,
     )
     .await?;
-    let outcome = run_under_lease(&args, config, &cluster, &dir, &journal_path, state, start, lease.taken_from.clone()).await;
+    let outcome = run_under_lease(&options, context, &cluster, &dir, &journal_path, state, start, lease.taken_from.clone(), &events).await;
     lease.release().await;
     outcome
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn run_under_lease(
-    args: &MigrateArgs,
-    config: Option<&Path>,
+    options: &MigrationOptions,
+    context: &MigrationContext,
     cluster: &Target,
     dir: &Path,
     journal_path: &Path,
     mut state: MigrationState,
     start: Start,
     taken_from: Option<String>,
+    events: &Events<'_>,
 ) -> Result<ExitCode, Error> {
-    let mut writer = MigrationWriter::open(journal_path).map_err(MigrateError::from)?;
+    let mut writer = migration_journal::MigrationWriter::open(journal_path).map_err(MigrateError::from)?;
     let mut log = |state: &mut MigrationState, entry: MigrationEntry| -> Result<(), MigrateError> {
         let record = writer.append(entry)?;
         state.apply(&record);
@@ -640,59 +412,68 @@ async fn run_under_lease(
             &mut state,
             MigrationEntry::MigrationStarted {
                 run_id,
-                target: args.to.clone(),
+                target: options.to.clone(),
                 flow: start.flow,
                 version: start.version.clone(),
                 failing_pods: start.failing_pods.clone(),
                 network_options: start.network_options.clone(),
-                mtu: args.mtu,
-                geneve_port: args.geneve_port,
-                reboot_concurrency: args.reboot_concurrency,
+                mtu: options.mtu,
+                geneve_port: options.geneve_port,
+                reboot_concurrency: options.reboot_concurrency,
                 cluster: Some(cluster.connection.identity.clone()),
             },
         )?;
-        println!("migration to {} · {} flow ({}) · journal {}", args.to, start.flow.name(), start.reason, journal_path.display());
+        events.emit(MigrationEvent::MigrationStarted {
+            target: options.to.clone(),
+            flow: start.flow,
+            reason: start.reason.clone(),
+            journal: journal_path.to_owned(),
+        });
         if let Some(old) = &start.supersedes {
-            let mut previous = MigrationWriter::open(&old.join("migration.jsonl")).map_err(MigrateError::from)?;
+            let mut previous = migration_journal::MigrationWriter::open(&old.join("migration.jsonl")).map_err(MigrateError::from)?;
             previous.append(MigrationEntry::Superseded { by: dir.to_owned() }).map_err(MigrateError::from)?;
             let message = format!("rolling back the unfinished migration {}", old.display());
-            println!("{message}");
+            events.emit(MigrationEvent::MigrationRollingBack { previous: old.clone() });
             log(&mut state, MigrationEntry::Warning { message })?;
         }
         for message in &start.warnings {
-            eprintln!("warning: {message}");
+            events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
             log(&mut state, MigrationEntry::Warning { message: message.clone() })?;
         }
     } else {
         log(&mut state, MigrationEntry::MigrationResumed { pid: std::process::id() })?;
-        println!("resuming the migration to {} ({} flow) from {}", state.target, start.flow.name(), journal_path.display());
+        events.emit(MigrationEvent::MigrationResumed { target: state.target.clone(), flow: start.flow, journal: journal_path.to_owned() });
     }
     if let Some(previous) = taken_from {
         let message = format!("took the migration lease over from {previous}");
-        eprintln!("warning: {message}");
+        events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
         log(&mut state, MigrationEntry::Warning { message })?;
     }
-    let run = Migration { args, config, cluster, dir: dir.to_owned(), flow: start.flow };
+    let run = Migration { options, context, cluster, dir: dir.to_owned(), flow: start.flow, events };
     let outcome = run.steps(&mut state, &mut log).await;
-    let report = report::write(dir, &state);
-    match &report {
-        Ok(files) => println!("report: {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
-        Err(e) => eprintln!("warning: could not write the report: {e}"),
+    let reboot = state.reboot_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok()).map(|(_, s)| s);
+    let files = fleetboot_core::migrate::report::render(&state, reboot.as_ref(), crate::adapters::system::now_ms());
+    match migration_journal::write_files(dir, files) {
+        Ok(files) => events.emit(MigrationEvent::MigrationReportWritten { files }),
+        Err(e) => events.emit(MigrationEvent::MigrationReportFailed { error: e.to_string() }),
+    }
+    if let Ok(code) = &outcome {
+        events.emit(MigrationEvent::MigrationFinished { complete: state.is_done(Step::Cleanup), exit_code: *code as u8 });
     }
     outcome
 }
-
-struct Migration<'a> {
-    args: &'a MigrateArgs,
-    config: Option<&'a Path>,
+struct Migration<'a, 'e> {
+    options: &'a MigrationOptions,
+    context: &'a MigrationContext,
     cluster: &'a Target,
     dir: PathBuf,
     flow: Flow,
+    events: &'a Events<'e>,
 }
 
 type Log<'l> = dyn FnMut(&mut MigrationState, MigrationEntry) -> Result<(), MigrateError> + 'l;
 
-impl Migration<'_> {
+impl Migration<'_, '_> {
     /// Runs a reboot job on this migration's own cluster connection (never a rebuilt command
     /// line, which once lost `--context` and rebooted another cluster's nodes).
     async fn run_reboot(
@@ -702,11 +483,10 @@ impl Migration<'_> {
         groups: GroupPolicy,
         concurrency: Option<usize>,
     ) -> Result<ExitCode, MigrateError> {
-        let mut flags = Layer::default();
-        flags.output.format = Some(self.args.output.clone());
-        flags.reboot.concurrency = concurrency;
-        let failed = |e: Error| MigrateError::State(e.to_string());
-        let settings = crate::commands::load_settings(self.config, flags).map_err(failed)?;
+        let mut settings = self.context.settings.clone();
+        if let Some(concurrency) = concurrency {
+            settings.reboot.concurrency = concurrency;
+        }
         let job = RebootJob {
             settings,
             selection,
@@ -718,60 +498,58 @@ impl Migration<'_> {
             // A resumed reboot run keeps the limits the migration gives it.
             overrides: SettingsOverrides { concurrency, ..SettingsOverrides::default() },
         };
+        let failed = |e: Error| MigrateError::Reboot(Box::new(e));
         let prepared = prepare(job).await.map_err(failed)?;
         let (trigger, abort) = tokio::sync::watch::channel(Abort::No);
-        crate::commands::install_interrupts(trigger.clone());
-        let mut reporter = Reporter::new(crate::commands::style_for(prepared.settings().output), std::io::stdout().lock());
-        let summary = prepared.execute((trigger, abort), |event| reporter.report(event)).await.map_err(failed)?;
+        (self.context.install_interrupts)(trigger.clone());
+        let summary = prepared.execute((trigger, abort), |event| self.events.reboot(event)).await.map_err(failed)?;
         Ok(summary.exit_code())
     }
 
     fn line(&self, step: Step, message: &str) {
-        println!("[step {:>4}] {}: {message}", self.flow.number(step), step.title());
+        self.events.emit(MigrationEvent::StepProgress { step, number: self.flow.number(step), message: message.to_owned() });
     }
 
     async fn steps(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<ExitCode, Error> {
         for &step in self.flow.steps() {
+            let number = self.flow.number(step);
             if state.is_done(step) {
+                self.events.emit(MigrationEvent::StepSkipped { step, number });
                 continue;
             }
-            if step == Step::Cleanup && !self.args.cleanup {
-                println!(
-                    "verification passed. The clean-up ({}, delete {}) runs with: fleetboot migrate --cleanup",
-                    match self.flow {
-                        Flow::Seed => "remove the migration annotation",
-                        Flow::TwoPhase => "spec.migration: null",
-                    },
-                    old_namespace(&state.target)
-                );
+            if step == Step::Cleanup && !self.options.cleanup {
+                self.events.emit(MigrationEvent::MigrationAwaitingCleanup {
+                    flow: self.flow,
+                    old_namespace: old_namespace(&state.target).to_owned(),
+                });
                 return Ok(ExitCode::Ok);
             }
             log(state, MigrationEntry::StepStarted { step })?;
+            self.events.emit(MigrationEvent::StepStarted { step, number: number.clone() });
             match self.step(step, state, log).await {
                 Ok(detail) => {
-                    self.line(step, &format!("done{}", if detail.is_empty() { String::new() } else { format!(": {detail}") }));
+                    self.events.emit(MigrationEvent::StepDone { step, number, detail: detail.clone() });
                     log(state, MigrationEntry::StepDone { step, detail })?;
                 }
                 Err(StepError::Stop(code, error)) => {
-                    self.line(step, &format!("FAILED: {error}"));
+                    self.events.emit(MigrationEvent::StepFailed { step, number, error: error.clone() });
                     log(state, MigrationEntry::StepFailed { step, error })?;
                     if self.flow == Flow::Seed && step >= Step::PausePools && step < Step::ResumePools {
-                        println!("the pools stay paused; fix the cause, then: fleetboot migrate --resume");
+                        self.events.emit(MigrationEvent::MigrationPoolsStayPaused);
                     } else {
-                        println!(
-                            "fix the cause, then: fleetboot migrate --resume (or roll back: fleetboot migrate --to {})",
-                            source_type(&state.target)
-                        );
+                        self.events.emit(MigrationEvent::MigrationResumeAfterFix { rollback_to: source_type(&state.target).to_owned() });
                     }
                     return Ok(code);
                 }
+                // fleetboot itself cannot go on: the error is the command's (stderr, exit code),
+                // as before; no step line claims the step failed on the cluster.
                 Err(StepError::Fatal(e)) => {
                     let _ = log(state, MigrationEntry::StepFailed { step, error: e.to_string() });
                     return Err(e.into());
                 }
             }
         }
-        println!("migration to {} complete", state.target);
+        self.events.emit(MigrationEvent::MigrationComplete { target: state.target.clone() });
         Ok(ExitCode::Ok)
     }
 
@@ -781,7 +559,7 @@ impl Migration<'_> {
     async fn wait_operator(&self, step: Step, what: &str, applied: impl Fn(&Value) -> bool) -> Result<(), StepError> {
         let c = self.cluster;
         let mut changes = Changes::watch(c.cluster_scoped(&network_config()), Some("metadata.name=cluster"), Duration::from_secs(1));
-        let deadline = tokio::time::Instant::now() + Duration::from(self.args.operator_timeout);
+        let deadline = tokio::time::Instant::now() + Duration::from(self.options.operator_timeout);
         let mut said = false;
         loop {
             let config = c.get(&network_config(), "cluster").await?;
@@ -804,7 +582,7 @@ impl Migration<'_> {
             if tokio::time::Instant::now() >= deadline {
                 return Err(StepError::Stop(
                     ExitCode::HostsFailed,
-                    format!("the network operator did not apply the change within {}: {what}", self.args.operator_timeout),
+                    format!("the network operator did not apply the change within {}: {what}", self.options.operator_timeout),
                 ));
             }
             changes.next().await;
@@ -836,7 +614,7 @@ impl Migration<'_> {
                     // Whole or not at all: a kill mid-write must not leave half a backup that a
                     // resume would then keep as the first one.
                     Err(_) => {
-                        write_atomically(&file, yaml)?;
+                        write_atomically(&file, &yaml).map_err(MigrateError::StateFile)?;
                         Ok(file.display().to_string())
                     }
                 }
@@ -864,8 +642,8 @@ impl Migration<'_> {
                 }
                 Flow::TwoPhase => {
                     let mut migration = json!({"networkType": target});
-                    if !self.args.skip_feature.is_empty() {
-                        let on = |f: &str| !self.args.skip_feature.iter().any(|s| s == f);
+                    if !self.options.skip_feature.is_empty() {
+                        let on = |f: &str| !self.options.skip_feature.iter().any(|s| s == f);
                         migration["features"] =
                             json!({"egressIP": on("egress-ip"), "egressFirewall": on("egress-firewall"), "multicast": on("multicast")});
                     }
@@ -900,22 +678,22 @@ impl Migration<'_> {
                 // not take the generation the switch already bumped for "before" (it would wait
                 // for a rollout that already happened), and a failed read stops the step rather
                 // than recording 0 (which any generation would pass).
-                let recorded = self.dir.join("multus-generation-before");
-                if !recorded.exists() {
-                    let before = c
+                let read_before = async {
+                    let generation = c
                         .namespaced(&daemon_sets(), "openshift-multus")
                         .get("multus")
                         .await
                         .map_err(api_error("read the multus DaemonSet's generation before the switch"))?
                         .metadata
                         .generation
-                        .ok_or_else(|| MigrateError::State("the multus DaemonSet has no metadata.generation".into()))?;
+                        .ok_or(MigrateError::MultusWithoutGeneration)?;
                     let config = c.get(&network_config(), "cluster").await?;
                     // Already running the target (a rollback of a migration that failed before its
                     // switch): no multus rollout will follow.
                     let already = str_at(&config, "/status/networkType") == target;
-                    write_atomically(&recorded, if already { "-1".to_owned() } else { before.to_string() })?;
-                }
+                    Ok(if already { MultusBefore::NoRolloutComing } else { MultusBefore::Generation(generation) })
+                };
+                record_multus_generation_once(&self.dir.join(MULTUS_GENERATION_BEFORE), read_before).await?;
                 c.merge(&network_config(), "cluster", json!({"spec": {"networkType": target}})).await?;
                 let wanted = target.clone();
                 self.wait_operator(step, &format!("status.networkType = {target}"), move |config| {
@@ -936,8 +714,8 @@ impl Migration<'_> {
             Step::RebootNodes => self.reboot_nodes(state, log).await,
             Step::ResumePools => {
                 // The gate: every node proven rebooted by step 7 and Ready now.
-                let journal = state.reboot_journal.clone().ok_or_else(|| MigrateError::State("step 7 left no reboot journal".into()))?;
-                let (_, reboot) = crate::adapters::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
+                let journal = state.reboot_journal.clone().ok_or(MigrateError::NoRebootJournal)?;
+                let (_, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
                 let unproven: Vec<&String> =
                     reboot.records.iter().filter(|(_, r)| r.phase != crate::adapters::journal::Phase::Confirmed).map(|(n, _)| n).collect();
                 let snapshot = c.snapshot().await?;
@@ -979,27 +757,26 @@ impl Migration<'_> {
     fn warn_if_paused_long(&self, state: &mut MigrationState, log: &mut Log<'_>, warned: &mut bool) -> Result<(), MigrateError> {
         let Some(since) = state.paused_at_ms else { return Ok(()) };
         let paused_for = Duration::from_millis(crate::adapters::system::now_ms().saturating_sub(since));
-        if !*warned && paused_for > Duration::from(self.args.paused_warning) {
+        if !*warned && paused_for > Duration::from(self.options.paused_warning) {
             *warned = true;
             let message = format!(
                 "the MachineConfigPools have been paused for {}: certificate rotation is paused with them; finish the migration soon",
                 humantime::format_duration(Duration::from_secs(paused_for.as_secs()))
             );
-            eprintln!("warning: {message}");
+            self.events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
             log(state, MigrationEntry::Warning { message })?;
         }
         Ok(())
     }
 
     async fn wait_multus(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
-        let before: i64 =
-            std::fs::read_to_string(self.dir.join("multus-generation-before")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let before = recorded_multus_generation(&self.dir.join(MULTUS_GENERATION_BEFORE))?;
         if before < 0 {
             return Ok(format!("the cluster already ran {}: the network operator starts no multus rollout", state.target));
         }
         let api = self.cluster.namespaced(&daemon_sets(), "openshift-multus");
-        let mut changes = Changes::watch(api.clone(), Some("metadata.name=multus"), self.args.poll_interval.into());
-        let deadline = tokio::time::Instant::now() + Duration::from(self.args.multus_timeout);
+        let mut changes = Changes::watch(api.clone(), Some("metadata.name=multus"), self.options.poll_interval.into());
+        let deadline = tokio::time::Instant::now() + Duration::from(self.options.multus_timeout);
         let mut last = String::new();
         let mut warned = false;
         loop {
@@ -1029,7 +806,7 @@ impl Migration<'_> {
             if tokio::time::Instant::now() >= deadline {
                 return Err(StepError::Stop(
                     ExitCode::HostsFailed,
-                    format!("multus did not finish rolling out within {}: {progress}", self.args.multus_timeout),
+                    format!("multus did not finish rolling out within {}: {progress}", self.options.multus_timeout),
                 ));
             }
             changes.next().await;
@@ -1059,7 +836,7 @@ impl Migration<'_> {
         let mut warned = false;
         self.warn_if_paused_long(state, log, &mut warned)?;
         let code = self.run_reboot(selection, Some(journal.clone()), groups, state.reboot_concurrency).await?;
-        let (_, reboot) = crate::adapters::journal::load(&journal).map_err(|e| MigrateError::State(e.to_string()))?;
+        let (_, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
         let proven = reboot.records.values().filter(|r| r.phase == crate::adapters::journal::Phase::Confirmed).count();
         let fallbacks = reboot.records.values().filter(|r| r.attempts.iter().any(|a| a.bmc.is_some())).count();
         if code != ExitCode::Ok {
@@ -1087,8 +864,8 @@ impl Migration<'_> {
     /// <target>`).
     async fn wait_rollout(&self, step: Step, pools: Option<Vec<String>>, marker: Option<String>) -> Result<String, StepError> {
         let pools_api = crate::adapters::kube::machine_config_pools();
-        let mut changes = Changes::watch(self.cluster.cluster_scoped(&pools_api), None, self.args.poll_interval.into());
-        let deadline = tokio::time::Instant::now() + Duration::from(self.args.rollout_timeout);
+        let mut changes = Changes::watch(self.cluster.cluster_scoped(&pools_api), None, self.options.poll_interval.into());
+        let deadline = tokio::time::Instant::now() + Duration::from(self.options.rollout_timeout);
         let started = std::time::Instant::now();
         let mut last = std::collections::BTreeMap::<String, String>::new();
         let mut names: Vec<String> = Vec::new();
@@ -1161,7 +938,7 @@ impl Migration<'_> {
             if tokio::time::Instant::now() >= deadline {
                 return Err(StepError::Stop(
                     ExitCode::HostsFailed,
-                    format!("the MCO rollout did not finish within {}", self.args.rollout_timeout),
+                    format!("the MCO rollout did not finish within {}", self.options.rollout_timeout),
                 ));
             }
             changes.next().await;
@@ -1171,7 +948,7 @@ impl Migration<'_> {
     /// Waits (up to `--operator-timeout`) until no ClusterOperator is Progressing: the
     /// operators finish what the reboots started before the cluster is judged.
     async fn settle(&self) -> Result<(), StepError> {
-        let deadline = tokio::time::Instant::now() + Duration::from(self.args.operator_timeout);
+        let deadline = tokio::time::Instant::now() + Duration::from(self.options.operator_timeout);
         let mut changes = Changes::watch(self.cluster.cluster_scoped(&cluster_operators()), None, Duration::from_secs(1));
         let mut last = String::new();
         loop {
@@ -1195,11 +972,11 @@ impl Migration<'_> {
         let baseline = state.failing_pods.clone();
         let mut inputs = self.cluster.verify_inputs(&target, &baseline).await?;
         let mut results = checks::verify(&inputs, &target);
-        print!("{}", render_checks(&results));
         let passed = results.iter().all(|c| c.passed);
+        self.events.emit(MigrationEvent::MigrationVerified { passed, checks: results.clone() });
         log(state, MigrationEntry::Verified { passed, checks: results.clone() })?;
         let error_nodes = checks::nodes_with_error_pods(&inputs.pods, &baseline);
-        if !passed && self.args.reboot_error_nodes && !error_nodes.is_empty() {
+        if !passed && self.options.reboot_error_nodes && !error_nodes.is_empty() {
             self.line(Step::Verify, &format!("rebooting the nodes that hold pods in error: {}", error_nodes.join(", ")));
             let journal = self.dir.join(format!("reboot-error-nodes-{}.jsonl", crate::adapters::system::now_ms()));
             let selection = Selection::Nodes(NodeSelection {
@@ -1213,17 +990,17 @@ impl Migration<'_> {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }
             // Give the kubelets a moment to restart their pods, then look again.
-            tokio::time::sleep(Duration::from(self.args.poll_interval).min(Duration::from_secs(5))).await;
+            tokio::time::sleep(Duration::from(self.options.poll_interval).min(Duration::from_secs(5))).await;
             inputs = self.cluster.verify_inputs(&target, &baseline).await?;
             results = checks::verify(&inputs, &target);
-            print!("{}", render_checks(&results));
             let passed = results.iter().all(|c| c.passed);
+            self.events.emit(MigrationEvent::MigrationVerified { passed, checks: results.clone() });
             log(state, MigrationEntry::Verified { passed, checks: results.clone() })?;
         }
         if results.iter().all(|c| c.passed) {
             Ok(format!("{} checks passed", results.len()))
         } else {
-            let hint = if !error_nodes.is_empty() && !self.args.reboot_error_nodes {
+            let hint = if !error_nodes.is_empty() && !self.options.reboot_error_nodes {
                 " (--reboot-error-nodes reboots the nodes of pods in error)"
             } else {
                 ""
@@ -1239,21 +1016,6 @@ impl Migration<'_> {
         }
     }
 }
-
-fn condition_true(object: &Value, kind: &str) -> bool {
-    object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
-}
-
-fn pool_of_node(node: &Value, pool: &Value) -> bool {
-    let labels = node.pointer("/metadata/labels");
-    pool.pointer("/spec/nodeSelector/matchLabels")
-        .and_then(Value::as_object)
-        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)))
-}
-
 enum StepError {
     /// The step did not succeed; the migration stops here with this exit code.
     Stop(ExitCode, String),
@@ -1267,15 +1029,9 @@ impl From<MigrateError> for StepError {
     }
 }
 
-pub fn render_checks(results: &[Check]) -> String {
-    let rows: Vec<Vec<String>> =
-        results.iter().map(|c| vec![if c.passed { "PASS".into() } else { "FAIL".into() }, c.name.clone(), c.detail.clone()]).collect();
-    fleetboot_core::table::table(&["RESULT", "CHECK", "DETAIL"], &rows)
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn plan(
-    args: &MigrateArgs,
+    options: &MigrationOptions,
     cluster: &Target,
     state: &MigrationState,
     flow: Flow,
@@ -1284,8 +1040,8 @@ async fn plan(
     dir: &Path,
     subnets: &checks::InternalSubnets,
     rollback_after_failure: bool,
-) -> Result<ExitCode, Error> {
-    let target = if state.target.is_empty() { args.to.clone() } else { state.target.clone() };
+) -> Result<MigrationPlan, MigrateError> {
+    let target = if state.target.is_empty() { options.to.clone() } else { state.target.clone() };
     let snapshot = cluster.snapshot().await?;
     let findings = if state.run_id.is_empty() {
         checks::preflight(
@@ -1293,7 +1049,7 @@ async fn plan(
             &checks::PreflightRequest {
                 target: &target,
                 flow,
-                etcd_backup_confirmed: args.etcd_backup_confirmed,
+                etcd_backup_confirmed: options.etcd_backup_confirmed,
                 rollback_after_failure,
                 subnets,
                 release_minor: minor_version(version).map(|v| v.1),
@@ -1305,11 +1061,8 @@ async fn plan(
     let pools = cluster.list(&crate::adapters::kube::machine_config_pools()).await?;
     let (paused, unpaused): (Vec<&Value>, Vec<&Value>) = pools.iter().partition(|p| p.pointer("/spec/paused") == Some(&json!(true)));
     let names = |list: &[&Value]| list.iter().map(|p| name_of(p)).collect::<Vec<_>>().join(", ");
-    println!("migration plan: {} → {target}, cluster {version}; nothing is changed", source_type(&target));
-    println!("flow: {} — {reason}\n", flow.name());
-    let status = |step: Step| if state.is_done(step) { "done " } else { "to do" };
-    let options = network_options(args, &target);
-    let rows: Vec<Vec<String>> = flow
+    let default_network = network_options(options, &target);
+    let steps = flow
         .steps()
         .iter()
         .map(|&step| {
@@ -1325,7 +1078,7 @@ async fn plan(
                     Flow::Seed => format!("annotate Network.operator/cluster {MIGRATION_ANNOTATION}=\"\""),
                     Flow::TwoPhase => format!(
                         "Network.operator/cluster spec.migration.networkType={target}{} (pools stay unpaused); wait for status.migration",
-                        if args.skip_feature.is_empty() { String::new() } else { format!(", features off: {}", args.skip_feature.join(", ")) }
+                        if options.skip_feature.is_empty() { String::new() } else { format!(", features off: {}", options.skip_feature.join(", ")) }
                     ),
                 },
                 Step::PausePools => format!(
@@ -1338,12 +1091,12 @@ async fn plan(
                     names(&pools.iter().collect::<Vec<_>>())
                 ),
                 Step::SetNetworkType => format!("network.config/cluster spec.networkType: {} → {target}", snapshot.spec_network_type),
-                Step::MtuAndPort => match &options {
+                Step::MtuAndPort => match &default_network {
                     None => "skipped (no --mtu, --geneve-port, --vxlan-port, internal subnets or gateway options)".into(),
-                    Some(options) => format!("Network.operator/cluster spec.defaultNetwork += {options}"),
+                    Some(merged) => format!("Network.operator/cluster spec.defaultNetwork += {merged}"),
                 },
                 Step::WaitMultus => "wait for openshift-multus/multus to roll out".into(),
-                Step::RebootNodes => match args.reboot_concurrency {
+                Step::RebootNodes => match options.reboot_concurrency {
                     None => {
                         format!("reboot all {} nodes at once (the document's way; --reboot-concurrency N to limit)", snapshot.nodes.len())
                     }
@@ -1358,14 +1111,17 @@ async fn plan(
                     old_namespace(&target)
                 ),
             };
-            vec![flow.number(step), status(step).to_owned(), step.title().to_owned(), what]
+            PlannedStep { step, number: flow.number(step), done: state.is_done(step), change: what }
         })
         .collect();
-    print!("{}", fleetboot_core::table::table(&["STEP", "STATE", "WHAT", "CHANGE"], &rows));
-    println!(
-        "\nRed Hat's documentation for 4.14-4.16 asks not to automate this migration with a script: fleetboot runs it only when you start it, stops at every failure, journals each step and writes a report; review this plan first."
-    );
-    Ok(ExitCode::Ok)
+    Ok(MigrationPlan {
+        source: source_type(&target).to_owned(),
+        target,
+        version: version.to_owned(),
+        flow,
+        reason: reason.to_owned(),
+        steps,
+    })
 }
 
 /// The pods failing before the newest migration under the state directory started.
@@ -1373,36 +1129,58 @@ fn newest_baseline(root: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
     let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
     dirs.sort();
-    dirs.last().and_then(|d| record::load(&d.join("migration.jsonl")).ok()).map(|(_, s)| s.failing_pods).unwrap_or_default()
+    dirs.last().and_then(|d| migration_journal::load(&d.join("migration.jsonl")).ok()).map(|(_, s)| s.failing_pods).unwrap_or_default()
 }
 
-pub async fn verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = crate::commands::load_settings(config, Layer::default())?;
-    let cluster = connect(&args.cluster, &settings).await?;
-    let baseline = newest_baseline(&migrations_root(&settings));
-    let inputs = cluster.verify_inputs(&args.to, &baseline).await?;
-    let results = checks::verify(&inputs, &args.to);
-    if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&results).expect("serializes"));
-    } else {
-        print!("{}", render_checks(&results));
-    }
-    Ok(if results.iter().all(|c| c.passed) { ExitCode::Ok } else { ExitCode::HostsFailed })
+/// Steps 9-10's checks of the cluster `context` names, against the network type `to`: pods
+/// that were failing before the newest migration started are not counted.
+pub async fn verify(context: &MigrationContext, to: &str) -> Result<Vec<Check>, Error> {
+    let cluster = connect(&context.cluster).await?;
+    let baseline = newest_baseline(&migrations_root(&context.settings));
+    let inputs = cluster.verify_inputs(to, &baseline).await?;
+    Ok(checks::verify(&inputs, to))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+    }
+
     #[test]
-    fn the_flow_follows_the_cluster_version() {
-        assert_eq!(flow_for("4.5.41").unwrap().0, Flow::Seed);
-        assert_eq!(flow_for("4.7.60").unwrap().0, Flow::Seed);
-        assert_eq!(flow_for("4.8.0").unwrap().0, Flow::TwoPhase);
-        assert_eq!(flow_for("4.10.3").unwrap().0, Flow::TwoPhase);
-        assert_eq!(flow_for("4.16.21").unwrap().0, Flow::TwoPhase);
-        assert!(flow_for("4.17.0").unwrap_err().contains("no OpenShift SDN"));
-        assert!(flow_for("").unwrap_err().contains("--flow"));
-        assert!(flow_for("4.14.38").unwrap().1.contains("spec.migration"));
+    fn the_multus_generation_before_the_switch_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MULTUS_GENERATION_BEFORE);
+        block_on(record_multus_generation_once(&path, async { Ok(MultusBefore::Generation(4)) })).unwrap();
+        assert_eq!(recorded_multus_generation(&path).unwrap(), 4);
+        // A resumed step 4: the switch has bumped the generation since; the first record stays
+        // and the cluster is not even read again.
+        let read_again = std::cell::Cell::new(false);
+        let bumped = async {
+            read_again.set(true);
+            Ok(MultusBefore::Generation(5))
+        };
+        block_on(record_multus_generation_once(&path, bumped)).unwrap();
+        assert!(!read_again.get(), "the generation was read again");
+        assert_eq!(recorded_multus_generation(&path).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_failed_read_of_the_multus_generation_stops_the_step_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MULTUS_GENERATION_BEFORE);
+        let failed = block_on(record_multus_generation_once(&path, async { Err(MigrateError::MultusWithoutGeneration) }));
+        assert!(matches!(failed, Err(MigrateError::MultusWithoutGeneration)));
+        assert!(!path.exists(), "nothing recorded, so a resume reads it again");
+        // And step 6 never waits on a guessed 0 for a record that is missing or torn.
+        assert!(matches!(recorded_multus_generation(&path), Err(MigrateError::MultusGenerationNotRecorded { .. })));
+        std::fs::write(&path, "").unwrap();
+        assert!(matches!(recorded_multus_generation(&path), Err(MigrateError::MultusGenerationNotRecorded { .. })));
+        // A rollback whose cluster already runs the target: no rollout to wait for.
+        std::fs::remove_file(&path).unwrap();
+        block_on(record_multus_generation_once(&path, async { Ok(MultusBefore::NoRolloutComing) })).unwrap();
+        assert_eq!(recorded_multus_generation(&path).unwrap(), -1);
     }
 }

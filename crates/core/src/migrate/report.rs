@@ -1,13 +1,11 @@
 //! The migration report: Markdown for people, JSON for machines, and an SVG timeline (nodes as
 //! rows, downtime as bars, the paused-pool window shaded). Rendered from the journals alone.
 
-use std::path::{Path, PathBuf};
-
 use serde::Serialize;
 
 use super::checks::Check;
 use super::record::{MigrationState, Step};
-use crate::adapters::journal::{HostRecord, RunState};
+use crate::journal::{HostRecord, RunState};
 
 #[derive(Serialize)]
 struct StepLine {
@@ -95,8 +93,28 @@ fn build(state: &MigrationState, reboot: Option<&RunState>) -> Report {
     }
 }
 
+/// `ms` since the epoch as RFC 3339 UTC to the second (the core has no time crate; this is the
+/// civil-from-days conversion of Howard Hinnant's date algorithms).
 fn time(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    let secs = ms / 1000;
+    let (days, of_day) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", of_day / 3600, of_day % 3600 / 60, of_day % 60)
+}
+
+/// Whole seconds as "1h 2m 3s" (zero parts left out; "0s"), as the rest of fleetboot writes them.
+fn took(secs: u64) -> String {
+    let parts = [(secs / 86_400, "d"), (secs % 86_400 / 3600, "h"), (secs % 3600 / 60, "m"), (secs % 60, "s")];
+    let text: Vec<String> = parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if text.is_empty() { "0s".to_owned() } else { text.join(" ") }
 }
 
 fn markdown(report: &Report) -> String {
@@ -116,9 +134,7 @@ fn markdown(report: &Report) -> String {
     }
     md.push_str("## Steps\n\n| step | what | started | took | result |\n|---|---|---|---|---|\n");
     for s in &report.steps {
-        let took = s.ended_ms.map_or("-".to_owned(), |e| {
-            humantime::format_duration(std::time::Duration::from_secs(e.saturating_sub(s.started_ms) / 1000)).to_string()
-        });
+        let took = s.ended_ms.map_or("-".to_owned(), |e| took(e.saturating_sub(s.started_ms) / 1000));
         let result = match (&s.failed, s.ended_ms) {
             (Some(e), _) => format!("FAILED: {e}"),
             (None, Some(_)) => "done".into(),
@@ -132,9 +148,9 @@ fn markdown(report: &Report) -> String {
             let t = |v: Option<u64>| v.map_or("-".to_owned(), time);
             let ids = format!(
                 "{} → {} ({})",
-                n.old_boot_id.as_deref().map_or("-", fleetboot_core::table::short_id),
-                n.new_boot_id.as_deref().map_or("-", fleetboot_core::table::short_id),
-                n.api_boot_id.as_deref().map_or("-", fleetboot_core::table::short_id)
+                n.old_boot_id.as_deref().map_or("-", crate::table::short_id),
+                n.new_boot_id.as_deref().map_or("-", crate::table::short_id),
+                n.api_boot_id.as_deref().map_or("-", crate::table::short_id)
             );
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {ids} | {} |\n",
@@ -209,23 +225,20 @@ fn svg(report: &Report, paused: Option<(u64, u64)>) -> String {
     svg
 }
 
-/// Writes report.md, report.json and timeline.svg into the migration's directory.
-pub fn write(dir: &Path, state: &MigrationState) -> Result<Vec<PathBuf>, String> {
-    let reboot = state.reboot_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok()).map(|(_, s)| s);
-    let report = build(state, reboot.as_ref());
+/// The report's files, by name (report.md, report.json, timeline.svg), rendered from the
+/// migration's fold and its reboot run's (when step 7 started one); `now_ms` closes a paused
+/// window still open. Pure: the caller writes them.
+pub fn render(state: &MigrationState, reboot: Option<&RunState>, now_ms: u64) -> Vec<(&'static str, String)> {
+    let report = build(state, reboot);
     let paused = state.timings.iter().find(|t| t.0 == Step::PausePools).and_then(|t| t.2).map(|start| {
-        let end = state.timings.iter().find(|t| t.0 == Step::ResumePools).and_then(|t| t.2).unwrap_or_else(crate::adapters::system::now_ms);
+        let end = state.timings.iter().find(|t| t.0 == Step::ResumePools).and_then(|t| t.2).unwrap_or(now_ms);
         (start, end)
     });
-    let files = [
-        (dir.join("report.md"), markdown(&report)),
-        (dir.join("report.json"), serde_json::to_string_pretty(&report).expect("serializes")),
-        (dir.join("timeline.svg"), svg(&report, paused)),
-    ];
-    for (path, text) in &files {
-        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(files.into_iter().map(|(p, _)| p).collect())
+    vec![
+        ("report.md", markdown(&report)),
+        ("report.json", serde_json::to_string_pretty(&report).expect("serializes")),
+        ("timeline.svg", svg(&report, paused)),
+    ]
 }
 
 #[cfg(test)]
@@ -276,6 +289,9 @@ mod tests {
         assert!(svg.contains(">w0</text>") && svg.contains("w&lt;1&gt;") && svg.contains("pools paused"));
         assert_eq!(svg.matches("#de2d26").count(), 1, "the failed node's bar is red");
         let md = markdown(&report);
+        assert_eq!(time(1_764_657_628_999), "2025-12-02T06:40:28Z");
+        assert_eq!(time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!((took(0), took(21), took(3723), took(90_061)), ("0s".into(), "21s".into(), "1h 2m 3s".into(), "1d 1h 1m 1s".into()));
         assert!(md.contains("| w0 | confirmed | ssh |") && md.contains("timeline.svg"));
     }
 }

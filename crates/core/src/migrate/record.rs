@@ -1,11 +1,13 @@
-//! The migration's own journal: which steps are done, what they found and changed. Written
-//! (and fsynced) before and after every step; folded by a pure function for `--resume`.
+//! The migration's own journal: which steps are done, what they found and changed — its records
+//! (the on-disk format) and the pure fold `--resume` rebuilds the migration from. The file itself
+//! (lock, fsync) is the root crate's `adapters::migration_journal`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::checks::Check;
+use crate::journal::ClusterIdentity;
 
 pub const MIGRATION_JOURNAL_VERSION: u32 = 1;
 
@@ -185,7 +187,7 @@ pub enum MigrationEntry {
         /// The cluster being migrated: a resume under any other cluster is refused, and a new
         /// migration only ever looks for an unfinished one of its own cluster.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        cluster: Option<fleetboot_core::journal::ClusterIdentity>,
+        cluster: Option<ClusterIdentity>,
     },
     MigrationResumed {
         pid: u32,
@@ -227,7 +229,7 @@ pub enum MigrationEntry {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MigrationState {
     /// The cluster being migrated (absent in journals written before it was recorded).
-    pub cluster: Option<fleetboot_core::journal::ClusterIdentity>,
+    pub cluster: Option<ClusterIdentity>,
     pub run_id: String,
     pub target: String,
     pub flow: Option<Flow>,
@@ -329,19 +331,17 @@ impl MigrationState {
     }
 }
 
+/// A line of a migration journal that is not a record (and not a torn last line).
 #[derive(Debug, thiserror::Error)]
-pub enum MigrationJournalError {
-    #[error("cannot read migration journal {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("migration journal {path} line {line}: {reason}")]
-    Corrupt { path: PathBuf, line: usize, reason: String },
-    #[error("cannot write migration journal {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
+#[error("line {line}: {source}")]
+pub struct CorruptLine {
+    pub line: usize,
+    #[source]
+    pub source: serde_json::Error,
 }
 
-/// Folds a migration journal. A torn last line (a kill mid-write) is dropped.
-pub fn load(path: &Path) -> Result<(Vec<MigrationRecord>, MigrationState), MigrationJournalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| MigrationJournalError::Read { path: path.to_owned(), reason: e.to_string() })?;
+/// Folds a migration journal's text. A torn last line (a kill mid-write) is dropped. Pure.
+pub fn parse(text: &str) -> Result<(Vec<MigrationRecord>, MigrationState), CorruptLine> {
     let lines: Vec<&str> = text.lines().collect();
     let mut records = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -351,7 +351,7 @@ pub fn load(path: &Path) -> Result<(Vec<MigrationRecord>, MigrationState), Migra
         match serde_json::from_str::<MigrationRecord>(line) {
             Ok(record) => records.push(record),
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => return Err(MigrationJournalError::Corrupt { path: path.to_owned(), line: i + 1, reason: e.to_string() }),
+            Err(source) => return Err(CorruptLine { line: i + 1, source }),
         }
     }
     let mut state = MigrationState::default();
@@ -359,47 +359,6 @@ pub fn load(path: &Path) -> Result<(Vec<MigrationRecord>, MigrationState), Migra
         state.apply(record);
     }
     Ok((records, state))
-}
-
-/// Appends records, each fsynced before the next action. Holds the journal's lock for as long
-/// as it lives: one process per migration journal.
-pub struct MigrationWriter {
-    path: PathBuf,
-    file: std::fs::File,
-    _lock: crate::adapters::journal::JournalLock,
-}
-
-impl MigrationWriter {
-    /// Opens (or creates: mode 0600 in 0700 directories, file and directory fsynced) the
-    /// journal and takes its lock. A torn last line (a kill mid-write) is cut off first, so the
-    /// next record starts on a line of its own instead of gluing itself to the torn one.
-    pub fn open(path: &Path) -> Result<MigrationWriter, MigrationJournalError> {
-        let error = |e: std::io::Error| MigrationJournalError::Write { path: path.to_owned(), reason: e.to_string() };
-        if !path.exists() {
-            drop(crate::adapters::system::create_private_file(path).map_err(error)?);
-        }
-        let lock = crate::adapters::journal::hold(path)
-            .map_err(|e| MigrationJournalError::Write { path: path.to_owned(), reason: e.to_string() })?;
-        let text = std::fs::read(path).map_err(error)?;
-        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(error)?;
-        if keep < text.len() {
-            file.set_len(keep as u64).map_err(error)?;
-            file.sync_data().map_err(error)?;
-        }
-        Ok(MigrationWriter { path: path.to_owned(), file, _lock: lock })
-    }
-
-    pub fn append(&mut self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
-        use std::io::Write;
-        let record = MigrationRecord { v: MIGRATION_JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry };
-        let mut line = serde_json::to_string(&record).expect("records serialize");
-        line.push('\n');
-        let error = |e: std::io::Error| MigrationJournalError::Write { path: self.path.clone(), reason: e.to_string() };
-        self.file.write_all(line.as_bytes()).map_err(error)?;
-        self.file.sync_data().map_err(error)?;
-        Ok(record)
-    }
 }
 
 #[cfg(test)]
@@ -448,38 +407,12 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_cuts_a_torn_tail_so_the_next_record_stands_on_its_own_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m/migration.jsonl");
-        let mut writer = MigrationWriter::open(&path).unwrap();
-        writer.append(MigrationEntry::StepStarted { step: Step::Backup }).unwrap();
-        drop(writer);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("{\"v\":1,\"at_ms\":");
-        std::fs::write(&path, text).unwrap();
-        let mut writer = MigrationWriter::open(&path).unwrap();
-        writer.append(MigrationEntry::StepStarted { step: Step::Backup }).unwrap();
-        drop(writer);
-        let (records, _) = load(&path).unwrap();
-        assert_eq!(records.len(), 2, "the torn record is gone and the next one is whole");
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    }
-
-    #[test]
     fn a_torn_last_line_is_dropped_and_corruption_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.jsonl");
-        let mut writer = MigrationWriter::open(&path).unwrap();
-        writer.append(MigrationEntry::StepDone { step: Step::Backup, detail: "x".into() }).unwrap();
-        drop(writer);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("{\"v\":1,\"at_ms\":3,\"event\":\"step_d");
-        std::fs::write(&path, &text).unwrap();
-        let (records, state) = load(&path).unwrap();
+        let whole = serde_json::to_string(&rec(2, MigrationEntry::StepDone { step: Step::Backup, detail: "x".into() })).unwrap();
+        let text = format!("{whole}\n{{\"v\":1,\"at_ms\":3,\"event\":\"step_d");
+        let (records, state) = parse(&text).unwrap();
         assert_eq!(records.len(), 1);
         assert!(state.is_done(Step::Backup));
-        std::fs::write(&path, format!("garbage\n{text}\n")).unwrap();
-        assert!(load(&path).unwrap_err().to_string().contains("line 1"));
+        assert_eq!(parse(&format!("garbage\n{text}\n")).unwrap_err().line, 1);
     }
 }

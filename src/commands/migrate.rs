@@ -1,0 +1,205 @@
+//! `fleetboot migrate` and `fleetboot verify`: their arguments, and the `run`s that connect the
+//! migration engine ([`crate::engine::migrate`]) to the reporters ([`crate::report::migrate`]).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::adapters::config::Layer;
+use crate::commands::args::{FlowChoice, NetworkTypeChoice, OutputChoice, SdnFeature, choice_name};
+use crate::commands::{ClusterArgs, cluster_target, install_interrupts, load_settings, style_for};
+use crate::engine::migrate::{MigrationContext, MigrationOptions};
+use crate::report::migrate::{MigrationReporter, VerifyOutput, render_verify};
+use crate::{Error, ExitCode};
+use fleetboot_core::migrate::Flow;
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// Show every step and what it would change; change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Continue the migration in progress after an interruption or a fixed failure.
+    #[arg(long)]
+    pub resume: bool,
+    /// Step 11 (remove the migration setting, delete the old network's namespace); only after
+    /// the verification passed.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// You took an etcd backup (the document's precondition); required to start.
+    #[arg(long)]
+    pub etcd_backup_confirmed: bool,
+    /// The network type to migrate to: OVNKubernetes, or OpenShiftSDN for a rollback.
+    #[arg(long, value_enum, default_value = "OVNKubernetes")]
+    pub to: NetworkTypeChoice,
+    /// The order of steps: auto (the one the cluster's release requires: seed up to 4.7,
+    /// two-phase for 4.8-4.16), or seed / two-phase to override it (with a loud warning: the
+    /// operators of a release refuse the other order).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub flow: FlowChoice,
+    /// The network's MTU (OVN-Kubernetes: ovnKubernetesConfig.mtu; rollback: openshiftSDNConfig.mtu).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// The Geneve UDP port (OVN-Kubernetes).
+    #[arg(long)]
+    pub geneve_port: Option<u32>,
+    /// The VXLAN UDP port (rollback to OpenShift SDN: openshiftSDNConfig.vxlanPort).
+    #[arg(long)]
+    pub vxlan_port: Option<u32>,
+    /// Move OVN-Kubernetes' join subnet (default 100.64.0.0/16) off the cluster's networks.
+    #[arg(long, value_name = "CIDR")]
+    pub v4_internal_subnet: Option<String>,
+    /// Move OVN-Kubernetes' transit switch subnet (default 100.88.0.0/16).
+    #[arg(long, value_name = "CIDR")]
+    pub transit_switch_subnet: Option<String>,
+    /// Move OVN-Kubernetes' masquerade subnet (default 169.254.169.0/29).
+    #[arg(long, value_name = "CIDR")]
+    pub masquerade_subnet: Option<String>,
+    /// Hosts that route traffic between their interfaces: route egress through the host
+    /// (gatewayConfig.routingViaHost), as OpenShift SDN did.
+    #[arg(long)]
+    pub routing_via_host: bool,
+    /// Hosts that forward IP traffic: keep global IP forwarding (gatewayConfig.ipForwarding: Global).
+    #[arg(long)]
+    pub ip_forwarding_global: bool,
+    /// 4.12+: do not migrate these SDN features (spec.migration.features): egress-ip,
+    /// egress-firewall, multicast (repeatable).
+    #[arg(long, value_name = "FEATURE", value_enum)]
+    pub skip_feature: Vec<SdnFeature>,
+    /// How long an operator may take to apply a change (spec.migration, spec.networkType).
+    #[arg(long, default_value = "10m")]
+    pub operator_timeout: humantime::Duration,
+    /// The smallest MTU of the nodes' interfaces, when known: --mtu must leave 100 bytes.
+    #[arg(long, value_name = "MTU")]
+    pub node_mtu: Option<u32>,
+    /// Step 7 limit; default: every node at once, as the document does.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub reboot_concurrency: Option<usize>,
+    /// Step 10: reboot the nodes that hold pods in an error state, then verify again.
+    #[arg(long)]
+    pub reboot_error_nodes: bool,
+    /// The migration's directory [default: STATE_DIR/migrations/RUN].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Warn when the pools have been paused longer than this (certificate rotation waits too).
+    #[arg(long, default_value = "1h")]
+    pub paused_warning: humantime::Duration,
+    /// Step 6's limit.
+    #[arg(long, default_value = "30m")]
+    pub multus_timeout: humantime::Duration,
+    /// Step 8's limit for the whole MCO rollout.
+    #[arg(long, default_value = "4h")]
+    pub rollout_timeout: humantime::Duration,
+    /// Take over the cluster's migration lease from another (live) holder.
+    #[arg(long)]
+    pub break_lock: bool,
+    /// Steps 6 and 8 watch the multus DaemonSet and the pools and look again on every change;
+    /// this is the longest they go without a look when nothing changes.
+    #[arg(long, default_value = "30s")]
+    pub poll_interval: humantime::Duration,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// auto (live display on a terminal), plain, or json (one event per line: the migration's
+    /// and its reboot runs').
+    #[arg(long, short = 'o', value_name = "FORMAT", value_enum, default_value = "auto")]
+    pub output: OutputChoice,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The network type the cluster should run.
+    #[arg(long, value_enum, default_value = "OVNKubernetes")]
+    pub to: NetworkTypeChoice,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// table, or json (the checks as one JSON array on one line).
+    #[arg(long, short = 'o', value_name = "FORMAT", value_enum, default_value = "table")]
+    pub output: VerifyOutput,
+}
+
+impl MigrateArgs {
+    fn options(&self) -> MigrationOptions {
+        MigrationOptions {
+            plan: self.plan,
+            resume: self.resume,
+            cleanup: self.cleanup,
+            etcd_backup_confirmed: self.etcd_backup_confirmed,
+            to: choice_name(self.to),
+            flow: match self.flow {
+                FlowChoice::Auto => None,
+                FlowChoice::Seed => Some(Flow::Seed),
+                FlowChoice::TwoPhase => Some(Flow::TwoPhase),
+            },
+            mtu: self.mtu,
+            geneve_port: self.geneve_port,
+            vxlan_port: self.vxlan_port,
+            v4_internal_subnet: self.v4_internal_subnet.clone(),
+            transit_switch_subnet: self.transit_switch_subnet.clone(),
+            masquerade_subnet: self.masquerade_subnet.clone(),
+            routing_via_host: self.routing_via_host,
+            ip_forwarding_global: self.ip_forwarding_global,
+            skip_feature: self.skip_feature.iter().copied().map(choice_name).collect(),
+            operator_timeout: self.operator_timeout,
+            node_mtu: self.node_mtu,
+            reboot_concurrency: self.reboot_concurrency,
+            reboot_error_nodes: self.reboot_error_nodes,
+            dir: self.dir.clone(),
+            paused_warning: self.paused_warning,
+            multus_timeout: self.multus_timeout,
+            rollout_timeout: self.rollout_timeout,
+            break_lock: self.break_lock,
+            poll_interval: self.poll_interval,
+        }
+    }
+}
+
+pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let mut flags = Layer::default();
+    flags.output.format = Some(choice_name(args.output));
+    let settings = load_settings(config, flags)?;
+    let style = style_for(settings.output);
+    let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
+    let mut reporter = MigrationReporter::new(style, std::io::stdout(), std::io::stderr());
+    crate::engine::migrate::migrate(args.options(), &context, &mut |progress| reporter.report(progress)).await
+}
+
+pub async fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let settings = load_settings(config, Layer::default())?;
+    let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
+    let results = crate::engine::migrate::verify(&context, &choice_name(args.to)).await?;
+    print!("{}", render_verify(&results, args.output));
+    Ok(if results.iter().all(|c| c.passed) { ExitCode::Ok } else { ExitCode::HostsFailed })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::commands::{Cli, Command};
+
+    #[test]
+    fn the_fixed_choices_reach_the_engine_as_the_cluster_spells_them() {
+        let argv = [
+            "fleetboot",
+            "migrate",
+            "--to",
+            "OpenShiftSDN",
+            "--flow",
+            "two-phase",
+            "--skip-feature",
+            "egress-ip",
+            "--skip-feature",
+            "multicast",
+        ];
+        let Command::Migrate(args) = Cli::try_parse_from(argv).unwrap().command else { panic!("migrate") };
+        let options = args.options();
+        assert_eq!((options.to.as_str(), options.flow), ("OpenShiftSDN", Some(Flow::TwoPhase)));
+        assert_eq!(options.skip_feature, ["egress-ip", "multicast"]);
+        let Command::Migrate(args) = Cli::try_parse_from(["fleetboot", "migrate"]).unwrap().command else { panic!("migrate") };
+        assert_eq!((args.options().to.as_str(), args.options().flow, args.output), ("OVNKubernetes", None, OutputChoice::Auto));
+        assert!(Cli::try_parse_from(["fleetboot", "migrate", "--to", "Calico"]).is_err());
+        assert!(Cli::try_parse_from(["fleetboot", "migrate", "--reboot-concurrency", "0"]).is_err(), "a limit of 0 reboots nothing");
+        let Command::Verify(args) = Cli::try_parse_from(["fleetboot", "verify", "-o", "json"]).unwrap().command else { panic!("verify") };
+        assert_eq!((args.to, args.output), (NetworkTypeChoice::OvnKubernetes, VerifyOutput::Json));
+    }
+}

@@ -1,0 +1,227 @@
+//! The cluster as the migration touches it: the OpenShift objects it reads and patches
+//! (through the kube adapter's client), a snapshot for preflight, the inputs of the checks, and
+//! a watch that wakes a waiting step when what it waits for changes.
+
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use super::MigrateError;
+use crate::adapters::kube::api_resource as resource;
+use fleetboot_core::migrate::checks;
+
+pub(super) fn api_error(what: &str) -> impl Fn(kube::Error) -> MigrateError + '_ {
+    move |source| MigrateError::Api { what: what.to_owned(), source }
+}
+
+pub(super) fn network_config() -> ApiResource {
+    resource("config.openshift.io", "v1", "Network", "networks")
+}
+pub(super) fn network_operator() -> ApiResource {
+    resource("operator.openshift.io", "v1", "Network", "networks")
+}
+pub(super) fn cluster_operators() -> ApiResource {
+    resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators")
+}
+pub(super) fn cluster_versions() -> ApiResource {
+    resource("config.openshift.io", "v1", "ClusterVersion", "clusterversions")
+}
+pub(super) fn machine_configs() -> ApiResource {
+    resource("machineconfiguration.openshift.io", "v1", "MachineConfig", "machineconfigs")
+}
+pub(super) fn daemon_sets() -> ApiResource {
+    resource("apps", "v1", "DaemonSet", "daemonsets")
+}
+pub(super) fn pods() -> ApiResource {
+    resource("", "v1", "Pod", "pods")
+}
+pub(super) fn nodes() -> ApiResource {
+    resource("", "v1", "Node", "nodes")
+}
+pub(super) fn sdn_kind(kind: &str, plural: &str) -> ApiResource {
+    resource("network.openshift.io", "v1", kind, plural)
+}
+pub(super) fn namespaces() -> ApiResource {
+    resource("", "v1", "Namespace", "namespaces")
+}
+
+/// The cluster as the migration touches it.
+pub(super) struct Target {
+    pub(super) client: kube::Client,
+    /// The same connection, handed to the reboot engine when every node reboots: the nodes
+    /// rebooted are the nodes of the cluster being migrated, whatever the current context is.
+    pub(super) connection: crate::adapters::kube::ClusterConnection,
+}
+
+impl Target {
+    pub(super) fn cluster_scoped(&self, r: &ApiResource) -> Api<DynamicObject> {
+        Api::all_with(self.client.clone(), r)
+    }
+
+    pub(super) fn namespaced(&self, r: &ApiResource, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, r)
+    }
+
+    pub(super) async fn get(&self, r: &ApiResource, name: &str) -> Result<Value, MigrateError> {
+        let object = self.cluster_scoped(r).get(name).await.map_err(api_error(&format!("get {} {name}", r.plural)))?;
+        Ok(serde_json::to_value(object).expect("objects serialize"))
+    }
+
+    pub(super) async fn list(&self, r: &ApiResource) -> Result<Vec<Value>, MigrateError> {
+        let list = self.cluster_scoped(r).list(&ListParams::default()).await.map_err(api_error(&format!("list {}", r.plural)))?;
+        Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect())
+    }
+
+    pub(super) async fn merge(&self, r: &ApiResource, name: &str, patch: Value) -> Result<(), MigrateError> {
+        self.cluster_scoped(r)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_error(&format!("patch {} {name}", r.plural)))?;
+        Ok(())
+    }
+
+    pub(super) async fn snapshot(&self) -> Result<checks::ClusterSnapshot, MigrateError> {
+        let config = self.get(&network_config(), "cluster").await?;
+        let nodes = self.list(&nodes()).await?;
+        Ok(checks::ClusterSnapshot {
+            nodes: nodes.iter().map(|n| (name_of(n), ready_of(n))).collect(),
+            node_ips: nodes
+                .iter()
+                .flat_map(|n| n.pointer("/status/addresses").and_then(Value::as_array).cloned().unwrap_or_default())
+                .filter(|a| a["type"] == "InternalIP")
+                .filter_map(|a| a["address"].as_str().map(str::to_owned))
+                .collect(),
+            pools: self.list(&crate::adapters::kube::machine_config_pools()).await?,
+            operators: self.list(&cluster_operators()).await?,
+            spec_network_type: str_at(&config, "/spec/networkType"),
+            status_network_type: str_at(&config, "/status/networkType"),
+            network_operator: self.get(&network_operator(), "cluster").await?,
+            network_config: config,
+            pods: self.list(&pods()).await?,
+            netnamespaces: self.list_if_served(&sdn_kind("NetNamespace", "netnamespaces")).await?,
+            hostsubnets: self.list_if_served(&sdn_kind("HostSubnet", "hostsubnets")).await?,
+            egress_network_policies: self.list_if_served(&sdn_kind("EgressNetworkPolicy", "egressnetworkpolicies")).await?,
+        })
+    }
+
+    /// A list of a kind the cluster may not serve (OpenShift SDN's, on an OVN cluster): empty then.
+    async fn list_if_served(&self, r: &ApiResource) -> Result<Vec<Value>, MigrateError> {
+        match self.cluster_scoped(r).list(&ListParams::default()).await {
+            Ok(list) => Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+            Err(e) => Err(api_error(&format!("list {}", r.plural))(e)),
+        }
+    }
+
+    pub(super) async fn verify_inputs(&self, target: &str, baseline: &[String]) -> Result<checks::VerifyInputs, MigrateError> {
+        let nodes = self.list(&nodes()).await?;
+        let mut rendered = Vec::new();
+        let mut wanted: Vec<String> =
+            nodes.iter().map(|n| str_at(n, "/metadata/annotations/machineconfiguration.openshift.io~1currentConfig")).collect();
+        wanted.sort();
+        wanted.dedup();
+        for name in wanted.iter().filter(|n| !n.is_empty()) {
+            if let Ok(mc) = self.get(&machine_configs(), name).await {
+                rendered.push(mc);
+            }
+        }
+        let all_pods = self.list(&pods()).await?;
+        let mut daemon_logs = Vec::new();
+        for node in nodes.iter().filter(|n| ready_of(n) != "True") {
+            let node_name = name_of(node);
+            let daemon = all_pods.iter().find(|p| {
+                str_at(p, "/metadata/namespace") == "openshift-machine-config-operator"
+                    && str_at(p, "/spec/nodeName") == node_name
+                    && name_of(p).starts_with("machine-config-daemon")
+            });
+            if let Some(daemon) = daemon {
+                let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client.clone(), "openshift-machine-config-operator");
+                let params = kube::api::LogParams { tail_lines: Some(checks::DAEMON_LOG_LINES as i64), ..Default::default() };
+                let log = api.logs(&name_of(daemon), &params).await.unwrap_or_else(|e| format!("(no log: {e})"));
+                daemon_logs.push((node_name, log));
+            }
+        }
+        let config = self.get(&network_config(), "cluster").await?;
+        let (namespace, daemonset, _) = checks::plugin_of(target);
+        let plugin_daemonset =
+            self.namespaced(&daemon_sets(), namespace).get_opt(daemonset).await.map_err(api_error("get the network plugin DaemonSet"))?;
+        Ok(checks::VerifyInputs {
+            nodes,
+            machine_configs: rendered,
+            status_network_type: str_at(&config, "/status/networkType"),
+            pods: all_pods,
+            daemon_logs,
+            operators: self.list(&cluster_operators()).await?,
+            plugin_daemonset: plugin_daemonset.map(|d| serde_json::to_value(d).expect("objects serialize")),
+            baseline: baseline.to_vec(),
+        })
+    }
+}
+
+/// Wakes on every change of the watched objects (a kube-runtime watcher, with backoff across
+/// API outages), or after `idle` without one, so a step re-reads the cluster when it changes
+/// instead of on a timer.
+pub(super) struct Changes {
+    stream: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<kube::runtime::watcher::Event<DynamicObject>, kube::runtime::watcher::Error>> + Send>,
+    >,
+    idle: Duration,
+}
+
+impl Changes {
+    pub(super) fn watch(api: Api<DynamicObject>, fields: Option<&str>, idle: Duration) -> Changes {
+        use kube::runtime::{WatchStreamExt, watcher};
+        let mut config = watcher::Config::default();
+        if let Some(fields) = fields {
+            config = config.fields(fields);
+        }
+        Changes { stream: Box::pin(watcher(api, config).default_backoff()), idle }
+    }
+
+    pub(super) async fn next(&mut self) {
+        use futures::StreamExt;
+        tokio::select! {
+            _ = self.stream.next() => {}
+            () = tokio::time::sleep(self.idle) => {}
+        }
+    }
+}
+
+pub(super) fn str_at(value: &Value, pointer: &str) -> String {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+pub(super) fn name_of(value: &Value) -> String {
+    str_at(value, "/metadata/name")
+}
+
+pub(super) fn ready_of(node: &Value) -> String {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("Unknown")
+        .to_owned()
+}
+
+pub(super) fn condition_true(object: &Value, kind: &str) -> bool {
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+pub(super) fn pool_of_node(node: &Value, pool: &Value) -> bool {
+    let labels = node.pointer("/metadata/labels");
+    pool.pointer("/spec/nodeSelector/matchLabels")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)))
+}
+
+/// Connects to the cluster the migration acts on.
+pub(super) async fn connect(target: &crate::adapters::kube::ClusterTarget) -> Result<Target, crate::adapters::kube::ClusterError> {
+    let connection = crate::adapters::kube::ClusterConnection::open(target).await?;
+    Ok(Target { client: connection.client.clone(), connection })
+}
