@@ -101,22 +101,19 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
-/// Writes a small state file whole or not at all (temp file, fsync, rename, fsync the directory).
+/// Writes a small state file whole or not at all, owner-only (temp file, fsync, rename, fsync
+/// the directory).
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), FileError> {
-    let failed = |source: std::io::Error| FileError { path: path.to_owned(), source };
-    let temp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temp).map_err(failed)?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
-    std::fs::rename(&temp, path).map_err(failed)?;
-    crate::adapters::system::sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(failed)
+    crate::adapters::system::write_private_atomically(path, text.as_bytes()).map_err(|source| FileError { path: path.to_owned(), source })
 }
 
-/// Writes the report's files (name, text) into the migration's directory; their paths.
+/// Writes the report's files (name, text) into the migration's directory, owner-only, each
+/// whole or not at all; their paths.
 pub fn write_files(dir: &Path, files: Vec<(&'static str, String)>) -> Result<Vec<PathBuf>, FileError> {
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| FileError { path: path.clone(), source })?;
+        write_atomically(&path, &text)?;
         written.push(path);
     }
     Ok(written)

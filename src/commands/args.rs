@@ -294,3 +294,13 @@ impl OutputArgs {
 fn loopback_net(net: &str) -> Result<String, String> {
     fleetboot_sim::cluster::parse_net(net).map(|_| net.to_owned())
 }
+
+/// `--lease-duration`: whole seconds (the Lease stores seconds), from 3 s (renewed every third
+/// of it) to an hour (a lease nobody renews blocks every other run that long).
+pub fn lease_duration(text: &str) -> Result<humantime::Duration, String> {
+    let duration: std::time::Duration = text.parse::<humantime::Duration>().map_err(|e| e.to_string())?.into();
+    if duration.subsec_nanos() != 0 || !(3..=3600).contains(&duration.as_secs()) {
+        return Err(format!("{text} is not a whole number of seconds from 3s to 1h"));
+    }
+    Ok(duration.into())
+}

@@ -92,6 +92,10 @@ pub struct MigrateArgs {
     /// Take over the cluster's migration lease from another (live) holder.
     #[arg(long)]
     pub break_lock: bool,
+    /// How long the migration's lease lasts unrenewed (renewed every third of it). A migration
+    /// that loses it (taken over, or not renewed for half of it) starts no further step.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::args::lease_duration)]
+    pub lease_duration: humantime::Duration,
     /// Steps 6 and 8 watch the multus DaemonSet and the pools and look again on every change;
     /// this is the longest they go without a look when nothing changes.
     #[arg(long, default_value = "30s")]
@@ -147,6 +151,7 @@ impl MigrateArgs {
             multus_timeout: self.multus_timeout,
             rollout_timeout: self.rollout_timeout,
             break_lock: self.break_lock,
+            lease_duration: self.lease_duration.into(),
             poll_interval: self.poll_interval,
         }
     }

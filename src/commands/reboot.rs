@@ -74,7 +74,7 @@ pub struct RebootArgs {
     pub lease_namespace: String,
     /// How long the lease lasts unrenewed (renewed every third of it). A run that cannot renew
     /// it for half of it (an API outage) starts nothing new.
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::args::lease_duration)]
     pub lease_duration: humantime::Duration,
     /// Pure host-list mode: do not look for a cluster, even when one is configured (no proof
     /// through the API, no pools, no control-plane ordering, no lease).

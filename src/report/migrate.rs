@@ -94,6 +94,14 @@ fn describe(event: &MigrationEvent) -> (String, bool) {
         MigrationEvent::StepFailed { step, number, error } => step_line(*step, number, &format!("FAILED: {error}")),
         MigrationEvent::MigrationVerified { checks, .. } => render_checks(checks),
         MigrationEvent::MigrationPoolsStayPaused => "the pools stay paused; fix the cause, then: fleetboot migrate --resume\n".into(),
+        MigrationEvent::MigrationLeaseLost { reason } => {
+            return (
+                format!(
+                    "the migration stops: {reason}; no further step is started. Once no other migration runs: fleetboot migrate --resume\n"
+                ),
+                true,
+            );
+        }
         MigrationEvent::MigrationResumeAfterFix { rollback_to } => {
             format!("fix the cause, then: fleetboot migrate --resume (or roll back: fleetboot migrate --to {rollback_to})\n")
         }

@@ -94,4 +94,10 @@ fn huge_durations_and_a_parallel_past_the_open_file_limit_exit_2_naming_the_key_
     run(with(&["--config", config.to_str().unwrap()]), "bad value for redfish.graceful_timeout");
     std::fs::write(&config, "[redfish]\nbusy_retries = 4000000000\n").unwrap();
     run(with(&["--config", config.to_str().unwrap()]), "bad value for redfish.busy_retries");
+    // A lease is whole seconds, renewed every third of it: 0 s would spin, hours would block.
+    for (command, duration) in [("reboot", "0s"), ("reboot", "2500ms"), ("migrate", "2h")] {
+        let run = Run::from(fleet.fleetboot(&[command, "--lease-duration", duration]).output().unwrap());
+        assert_eq!(run.code, 2, "{}", run.debug());
+        assert!(run.stderr.contains("--lease-duration") && run.stderr.contains("whole number of seconds from 3s to 1h"), "{}", run.debug());
+    }
 }

@@ -483,3 +483,77 @@ fn verify_shows_the_machine_config_daemon_log_of_a_node_that_is_not_ready() {
         "{checks}"
     );
 }
+
+/// A migration journal with no record (a kill right after it was created) is no migration: not
+/// one to roll back (which would relax the health checks and write into it), not one to resume.
+#[test]
+fn an_empty_migration_journal_is_no_migration_to_roll_back_or_resume() {
+    let sim = Sim::start(0, 2);
+    let stale = sim.path("state/migrations/20260101T000000Z-1");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("migration.jsonl"), "").unwrap();
+    let resume = migrate(&sim, &["--resume"]);
+    assert_eq!(resume.code, 2, "{}", resume.debug());
+    assert!(resume.stderr.contains("no migration in progress"), "{}", resume.debug());
+    // A sick cluster: a new migration is refused, as on a state directory without that file.
+    sim.kubectl_ok(&[
+        "patch",
+        "clusteroperator",
+        "network",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Degraded","status":"True","message":"unhealthy"}]}}"#,
+    ]);
+    let refused = migrate(&sim, &["--etcd-backup-confirmed"]);
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    assert!(refused.stderr.contains("the cluster is not ready for the migration"), "{}", refused.debug());
+    assert!(!refused.stdout.contains("rolling back") && !refused.stderr.contains("rolling back"), "{}", refused.debug());
+    assert_eq!(std::fs::read_to_string(stale.join("migration.jsonl")).unwrap(), "", "nothing was written into it");
+    assert_eq!(network_type(&sim).0, "OpenShiftSDN");
+}
+
+/// A migration whose lease another admin takes over (from another machine) starts no further
+/// step: it stops at the next step boundary, says why, and exits 4.
+#[test]
+fn a_migration_whose_lease_is_taken_over_starts_no_further_step() {
+    let sim = Sim::start(0, 2);
+    let first = sim
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain", "--lease-duration", "3s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !jsonpath(&sim, &["-n", "kube-system", "get", "lease", "--ignore-not-found", "-o", "name"]).contains("fleetboot-migration") {
+        assert!(start.elapsed() < Duration::from_secs(30), "no migration lease");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sim.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "patch",
+        "lease",
+        "fleetboot-migration",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"holderIdentity":"admin@elsewhere pid 1 run other"}}"#,
+    ]);
+    let run = Run::from(first.wait_with_output().unwrap());
+    assert_eq!(run.code, 4, "{}", run.debug());
+    assert!(run.stderr.contains("the migration stops: another run took the cluster's lease over (admin@elsewhere"), "{}", run.debug());
+    assert!(!run.stdout.contains("migration to OVNKubernetes complete"), "{}", run.debug());
+    let journal = std::fs::read_to_string(migration_dir(&sim).join("migration.jsonl")).unwrap();
+    assert!(journal.lines().last().unwrap().contains("stopped before step"), "{journal}");
+    // Its report, like its journal, is its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["migration.jsonl", "report.md", "report.json"] {
+        let mode = std::fs::metadata(migration_dir(&sim).join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    // The lease stays with its new holder: fleetboot never takes it back.
+    let holder = jsonpath(&sim, &["-n", "kube-system", "get", "lease", "fleetboot-migration", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder, "admin@elsewhere pid 1 run other");
+}

@@ -101,6 +101,7 @@ pub struct MigrationOptions {
     pub multus_timeout: humantime::Duration,
     pub rollout_timeout: humantime::Duration,
     pub break_lock: bool,
+    pub lease_duration: Duration,
     pub poll_interval: humantime::Duration,
 }
 
@@ -177,9 +178,12 @@ fn migration_in_progress(root: &Path, cluster: &fleetboot_core::journal::Cluster
     let mut dirs: Vec<PathBuf> =
         std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
     dirs.sort();
+    // A journal without its start (empty, or cut by a kill right after it was created) is no
+    // migration yet: it belongs to no cluster and is nothing to resume or roll back.
     dirs.into_iter().rev().find(|d| {
-        migration_journal::load(&d.join("migration.jsonl"))
-            .is_ok_and(|(_, s)| !s.is_over() && s.cluster.as_ref().is_none_or(|journaled| journaled.same_cluster(cluster)))
+        migration_journal::load(&d.join("migration.jsonl")).is_ok_and(|(_, s)| {
+            !s.run_id.is_empty() && !s.is_over() && s.cluster.as_ref().is_none_or(|journaled| journaled.same_cluster(cluster))
+        })
     })
 }
 
@@ -247,6 +251,11 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     let existing_state = match &existing {
         Some(dir) => Some(migration_journal::load(&dir.join("migration.jsonl")).map_err(MigrateError::from)?.1),
         None => None,
+    };
+    // `--dir` naming a journal with no start yet: a fresh migration in that directory.
+    let (existing, existing_state) = match existing_state {
+        Some(s) if s.run_id.is_empty() => (None, None),
+        found => (existing, found),
     };
     // A migration's journal (named with --dir) belongs to its cluster alone.
     if let (Some(dir), Some(journaled)) = (&existing, existing_state.as_ref().and_then(|s| s.cluster.as_ref()))
@@ -378,12 +387,22 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         "kube-system",
         crate::adapters::kube::MIGRATION_LEASE_NAME,
         &identity,
-        Duration::from_secs(30),
+        options.lease_duration,
         options.break_lock,
         reclaimable,
     )
     .await?;
-    let outcome = run_under_lease(&options, context, &cluster, &dir, &journal_path, state, start, lease.taken_from.clone(), &events).await;
+    if let Some(wait) = lease.settle_time() {
+        // The migration that held the lease stops at its next step once it sees the takeover.
+        events.emit(MigrationEvent::MigrationWarning {
+            message: format!(
+                "waiting {} before changing anything: the migration that held the lease stops once it sees the takeover",
+                humantime::format_duration(wait)
+            ),
+        });
+        tokio::time::sleep(wait).await;
+    }
+    let outcome = run_under_lease(&options, context, &cluster, &dir, &journal_path, state, start, &lease, &events).await;
     lease.release().await;
     outcome
 }
@@ -395,12 +414,18 @@ async fn run_under_lease(
     cluster: &Target,
     dir: &Path,
     journal_path: &Path,
-    mut state: MigrationState,
+    state: MigrationState,
     start: Start,
-    taken_from: Option<String>,
+    lease: &crate::adapters::kube::LeaseLock,
     events: &Events<'_>,
 ) -> Result<ExitCode, Error> {
     let mut writer = migration_journal::MigrationWriter::open(journal_path).map_err(MigrateError::from)?;
+    // Read again now that the journal's lock is held: what was read before it may be stale (a
+    // migration that was still running here when this one started).
+    let mut state = match migration_journal::load(journal_path).map_err(MigrateError::from)? {
+        (_, fresh) if !fresh.run_id.is_empty() => fresh,
+        _ => state,
+    };
     let mut log = |state: &mut MigrationState, entry: MigrationEntry| -> Result<(), MigrateError> {
         let record = writer.append(entry)?;
         state.apply(&record);
@@ -444,12 +469,12 @@ async fn run_under_lease(
         log(&mut state, MigrationEntry::MigrationResumed { pid: std::process::id() })?;
         events.emit(MigrationEvent::MigrationResumed { target: state.target.clone(), flow: start.flow, journal: journal_path.to_owned() });
     }
-    if let Some(previous) = taken_from {
+    if let Some(previous) = lease.taken_from.clone() {
         let message = format!("took the migration lease over from {previous}");
         events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
         log(&mut state, MigrationEntry::Warning { message })?;
     }
-    let run = Migration { options, context, cluster, dir: dir.to_owned(), flow: start.flow, events };
+    let run = Migration { options, context, cluster, dir: dir.to_owned(), flow: start.flow, events, lease_lost: lease.lost() };
     let outcome = run.steps(&mut state, &mut log).await;
     let reboot = state.reboot_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok()).map(|(_, s)| s);
     let files = fleetboot_core::migrate::report::render(&state, reboot.as_ref(), crate::adapters::system::now_ms());
@@ -469,6 +494,8 @@ struct Migration<'a, 'e> {
     dir: PathBuf,
     flow: Flow,
     events: &'a Events<'e>,
+    /// Becomes `Some` when the migration's lease is lost: no further step starts.
+    lease_lost: tokio::sync::watch::Receiver<Option<crate::adapters::kube::LeaseLost>>,
 }
 
 type Log<'l> = dyn FnMut(&mut MigrationState, MigrationEntry) -> Result<(), MigrateError> + 'l;
@@ -516,6 +543,13 @@ impl Migration<'_, '_> {
             if state.is_done(step) {
                 self.events.emit(MigrationEvent::StepSkipped { step, number });
                 continue;
+            }
+            // A migration that lost its lease starts no further step: another may be running.
+            if let Some(lost) = self.lease_lost.borrow().clone() {
+                let reason = lost.to_string();
+                log(state, MigrationEntry::Warning { message: format!("stopped before step {number}: {reason}") })?;
+                self.events.emit(MigrationEvent::MigrationLeaseLost { reason });
+                return Ok(ExitCode::Incomplete);
             }
             if step == Step::Cleanup && !self.options.cleanup {
                 self.events.emit(MigrationEvent::MigrationAwaitingCleanup {

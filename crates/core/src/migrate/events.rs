@@ -73,6 +73,11 @@ pub enum MigrationEvent {
     },
     /// A step of the seed flow failed between pausing and resuming the pools.
     MigrationPoolsStayPaused,
+    /// The migration's lease was lost (taken over, or not renewed for half its duration): no
+    /// further step is started.
+    MigrationLeaseLost {
+        reason: String,
+    },
     /// A step failed: fix the cause, resume, or roll back to `rollback_to`.
     MigrationResumeAfterFix {
         rollback_to: String,
