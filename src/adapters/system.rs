@@ -116,4 +116,23 @@ mod tests {
         assert!(create_private_file(&file).is_err(), "never an existing file");
         assert!(open_file_limit().is_none_or(|n| n > 0));
     }
+
+    #[test]
+    fn a_private_file_is_written_whole_replacing_what_was_there_never_through_a_symlink() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("report.md");
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::write(&elsewhere, "untouched").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        write_private_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        write_private_atomically(&path, b"again").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "again");
+        let names: Vec<String> =
+            std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+    }
 }

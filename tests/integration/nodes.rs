@@ -181,6 +181,9 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over(
             "200ms",
             "--output",
             "json",
+            // Short: the run that breaks it waits half of it before its first reboot.
+            "--lease-duration",
+            "4s",
             "--journal",
             sim.path("first.jsonl").to_str().unwrap(),
         ])
@@ -201,6 +204,7 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over(
     let (code, shown, err) = out(&sim, &["reboot", "--nodes", "worker-2", "--break-lock", "--poll-interval", "200ms"]);
     assert_eq!(code, 0, "{err}");
     assert!(shown.contains(&format!("took the fleetboot lease over from {holder}")), "{shown}");
+    assert!(shown.contains("waiting 2s before the first reboot"), "{shown}");
     let mut first = first;
     first.kill().unwrap();
     first.wait().unwrap();
