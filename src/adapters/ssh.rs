@@ -27,8 +27,57 @@ pub enum SshSetupError {
 }
 
 enum Credentials {
-    Keys(Vec<Arc<PrivateKey>>),
+    Keys(Vec<Identity>),
     Agent(PathBuf),
+}
+
+/// A key file's key, loaded once. An Ed25519 key also keeps its signing key, derived (and
+/// checked against its public half) once per run: signing through the key file's type derives
+/// and checks it again for every connection, which cost as much as the signature itself.
+struct Identity {
+    key: Arc<PrivateKey>,
+    ed25519: Option<Ed25519Signer>,
+}
+
+impl Identity {
+    fn new(key: Arc<PrivateKey>) -> Identity {
+        let ed25519 = key
+            .key_data()
+            .ed25519()
+            .and_then(|pair| ed25519_dalek::SigningKey::try_from(pair).ok())
+            .map(|signing| Ed25519Signer(Box::new(signing)));
+        Identity { key, ed25519 }
+    }
+}
+
+/// Signs the authentication request with an Ed25519 signing key derived once (see [`Identity`]).
+struct Ed25519Signer(Box<ed25519_dalek::SigningKey>);
+
+impl russh::Signer for &Ed25519Signer {
+    type Error = russh::AgentAuthError;
+
+    #[allow(clippy::manual_async_fn)]
+    fn auth_sign(
+        &mut self,
+        _key: &russh::keys::agent::AgentIdentity,
+        _hash: Option<HashAlg>,
+        mut to_sign: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, Self::Error>> + Send {
+        use ed25519_dalek::Signer as _;
+        let signature = self.0.sign(&to_sign).to_bytes();
+        async move {
+            // string(string("ssh-ed25519") string(64 signature bytes)), as RFC 8709 frames it.
+            const NAME: &[u8] = b"ssh-ed25519";
+            let blob_len = 4 + NAME.len() + 4 + signature.len();
+            to_sign.reserve(4 + blob_len);
+            to_sign.extend_from_slice(&(blob_len as u32).to_be_bytes());
+            to_sign.extend_from_slice(&(NAME.len() as u32).to_be_bytes());
+            to_sign.extend_from_slice(NAME);
+            to_sign.extend_from_slice(&(signature.len() as u32).to_be_bytes());
+            to_sign.extend_from_slice(&signature);
+            Ok(to_sign)
+        }
+    }
 }
 
 /// The most output (stdout and stderr together) kept from one remote command: a host that
@@ -86,7 +135,7 @@ impl SshClient {
     /// Loads keys and known_hosts up front, so a bad file fails before any host is contacted.
     pub fn new(settings: SshSettings, home: Option<&Path>, agent_socket: Option<PathBuf>) -> Result<SshClient, SshSetupError> {
         let credentials = if !settings.identities.is_empty() {
-            Credentials::Keys(settings.identities.iter().map(|p| load_key(p)).collect::<Result<_, _>>()?)
+            Credentials::Keys(settings.identities.iter().map(|p| load_key(p).map(Identity::new)).collect::<Result<_, _>>()?)
         } else if let Some(socket) = agent_socket.filter(|s| s.exists()) {
             Credentials::Agent(socket)
         } else {
@@ -98,7 +147,7 @@ impl SshClient {
             if defaults.is_empty() {
                 return Err(SshSetupError::NoIdentity);
             }
-            Credentials::Keys(defaults.iter().map(|p| load_key(p)).collect::<Result<_, _>>()?)
+            Credentials::Keys(defaults.iter().map(|p| load_key(p).map(Identity::new)).collect::<Result<_, _>>()?)
         };
         let known = KnownHosts::read(&settings.known_hosts)
             .map_err(|e| SshSetupError::KnownHosts { path: settings.known_hosts.clone(), reason: e.to_string() })?;
@@ -188,12 +237,23 @@ impl SshClient {
         let user = self.settings.user.clone();
         match &self.credentials {
             Credentials::Keys(keys) => {
-                for key in keys {
-                    let hash = if key.algorithm().is_rsa() { handle_rsa_hash(handle).await } else { None };
-                    let result = handle
-                        .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key.clone(), hash))
-                        .await
-                        .map_err(classify)?;
+                for Identity { key, ed25519 } in keys {
+                    let result = match ed25519 {
+                        Some(signer) => handle
+                            .authenticate_publickey_with(user.clone(), key.public_key().clone(), None, &mut { signer })
+                            .await
+                            .map_err(|e| match e {
+                                russh::AgentAuthError::Send(_) => TransportError::Unreachable("connection closed".into()),
+                                other => TransportError::Auth(other.to_string()),
+                            })?,
+                        None => {
+                            let hash = if key.algorithm().is_rsa() { handle_rsa_hash(handle).await } else { None };
+                            handle
+                                .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key.clone(), hash))
+                                .await
+                                .map_err(classify)?
+                        }
+                    };
                     if result.success() {
                         return Ok(());
                     }
