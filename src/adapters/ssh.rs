@@ -119,6 +119,10 @@ fn too_much_output(command: &str) -> TransportError {
     ))
 }
 
+/// The read buffer of one connection: a handshake's packets and a short command's output fit;
+/// larger reads bypass it.
+const READ_BUFFER: usize = 4096;
+
 pub struct SshClient {
     settings: SshSettings,
     /// russh configurations by the host-key algorithms to negotiate first (those known_hosts
@@ -214,6 +218,9 @@ impl SshClient {
         };
         let rejection = verifier.rejection.clone();
         let handshake = async {
+            // Buffered reads: russh reads each packet's length and then its body, two reads per
+            // packet; through the buffer, one read takes whatever has arrived.
+            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
             let mut handle = client::connect_stream(self.config_for(&host.address, port), stream, verifier).await.map_err(|e| {
                 match rejection.lock().unwrap().take() {
                     Some(reason) => TransportError::HostKey(reason),
