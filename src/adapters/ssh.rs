@@ -304,11 +304,15 @@ async fn handle_rsa_hash(handle: &Handle<Verifier>) -> Option<HashAlg> {
 }
 
 pub async fn exec(handle: &Handle<Verifier>, command: &str, limit: Duration) -> Result<CommandOutput, TransportError> {
+    match handle.channel_open_session().await {
+        Ok(channel) => exec_on(channel, command, limit).await,
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// Runs `command` on a session channel that is open.
+async fn exec_on(mut channel: russh::Channel<client::Msg>, command: &str, limit: Duration) -> Result<CommandOutput, TransportError> {
     let mut output = CommandOutput::default();
-    let mut channel = match handle.channel_open_session().await {
-        Ok(channel) => channel,
-        Err(e) => return Err(classify(e)),
-    };
     if let Err(e) = channel.exec(true, command).await {
         return Err(classify(e));
     }
@@ -439,15 +443,43 @@ impl client::Handler for Verifier {
 pub struct SshTransport {
     pub client: SshClient,
     reboot: RebootSettings,
+    /// The connection each host's boot ID was read on right before its reboot: `send_reboot`
+    /// sends on it (one handshake fewer between a freed slot and the next reboot), `release`
+    /// drops what is left. Never used for anything else: every watch probe is a connection of
+    /// its own, so a node that goes down is seen as before.
+    kept: Mutex<HashMap<String, Handle<Verifier>>>,
 }
 
 impl SshTransport {
     pub fn new(client: SshClient, reboot: RebootSettings) -> SshTransport {
-        SshTransport { client, reboot }
+        SshTransport { client, reboot, kept: Mutex::new(HashMap::new()) }
+    }
+
+    fn take_kept(&self, host: &Host) -> Option<Handle<Verifier>> {
+        self.kept.lock().unwrap().remove(&host.name)
+    }
+
+    /// A session channel on the connection kept for `host`, if it is still open and opens one
+    /// within the connect timeout. Nothing has been sent to the host when this returns None.
+    async fn kept_channel(&self, host: &Host) -> Option<(Handle<Verifier>, russh::Channel<client::Msg>)> {
+        let handle = self.take_kept(host).filter(|h| !h.is_closed())?;
+        match tokio::time::timeout(self.client.settings.connect_timeout, handle.channel_open_session()).await {
+            Ok(Ok(channel)) => Some((handle, channel)),
+            _ => None,
+        }
     }
 
     async fn run_ok(&self, host: &Host, command: &str) -> Result<CommandOutput, TransportError> {
-        let output = self.client.run(host, command).await?;
+        let output = self.client.run(host, command).await;
+        self.judge(command, output)
+    }
+
+    /// A command's output as a result: it finished in time with exit status 0.
+    fn judge(&self, command: &str, output: Result<CommandOutput, TransportError>) -> Result<CommandOutput, TransportError> {
+        let output = match output? {
+            out if out.truncated => return Err(too_much_output(command)),
+            out => out,
+        };
         if output.timed_out {
             return Err(TransportError::Timeout(format!(
                 "`{command}` did not finish within {}",
@@ -472,10 +504,42 @@ impl PowerTransport for SshTransport {
         parse_boot_id(&output.stdout)
     }
 
+    async fn read_boot_id_before_reboot(&self, host: &Host) -> Result<String, TransportError> {
+        self.release(host).await;
+        let command = &self.reboot.boot_id_command;
+        let handle = self.client.connect(host).await?;
+        let output = self.judge(command, exec(&handle, command, self.client.settings.command_timeout).await);
+        let boot_id = output.and_then(|out| parse_boot_id(&out.stdout));
+        if boot_id.is_ok() && !handle.is_closed() {
+            self.kept.lock().unwrap().insert(host.name.clone(), handle);
+        } else {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
+        boot_id
+    }
+
+    async fn release(&self, host: &Host) {
+        if let Some(handle) = self.take_kept(host) {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
+    }
+
     async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
         let command = &self.reboot.command;
-        let handle = self.client.connect(host).await?;
-        let output = exec(&handle, command, self.client.settings.command_timeout).await;
+        let limit = self.client.settings.command_timeout;
+        // On the connection the boot ID was just read on, when it is still there; otherwise
+        // (closed, or no channel in time: nothing was sent on it) on a new one.
+        let (handle, output) = match self.kept_channel(host).await {
+            Some((handle, channel)) => {
+                let output = exec_on(channel, command, limit).await;
+                (handle, output)
+            }
+            None => {
+                let handle = self.client.connect(host).await?;
+                let output = exec(&handle, command, limit).await;
+                (handle, output)
+            }
+        };
         let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
         match output {
             // The request may have gone out before the connection broke.
