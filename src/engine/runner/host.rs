@@ -296,6 +296,8 @@ async fn watch_for_new_boot<T: PowerTransport>(
     let mut cancel_tried = false;
     // Whether the last answer carried the old boot ID: decides the failure text.
     let mut answered_with_old = false;
+    // Whether the last pause was cut short by the cluster API showing the node back.
+    let mut api_woke = false;
     loop {
         // Look first: a resumed host may have come back while fleetboot was not running.
         if shared.abort_level() == Abort::Hard {
@@ -397,8 +399,20 @@ async fn watch_for_new_boot<T: PowerTransport>(
         // cannot.
         let cancel_on_soft =
             !cancel_tried && !down && ssh_usable && shared.settings.cancel_pending_on_abort && attempts.iter().all(|a| a.bmc.is_none());
+        // A node the cluster API shows Ready with a new boot ID is probed now, not at the end
+        // of the pause: the SSH answer still decides. Once per pause at most, so a node whose
+        // SSH keeps failing is not probed in a tight loop.
+        let api_back = async {
+            if let Some(api) = shared.api_for(host).filter(|_| ssh_usable && !api_woke)
+                && api.wait_back(&host.name, old, tokio::time::Instant::now() + pause).await.is_ok()
+            {
+                return;
+            }
+            std::future::pending::<()>().await
+        };
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(pause) => api_woke = false,
+            () = api_back => api_woke = true,
             level = async { abort.wait_for(|a| *a == Abort::Hard || (*a == Abort::Soft && cancel_on_soft)).await.map(|r| *r).ok() } => {
                 if level != Some(Abort::Soft) {
                     return Err(Stop::Aborted);
