@@ -30,6 +30,11 @@
 #         --user fleetboot-bench   the login; created (and removed at exit) if missing
 #         --results FILE           also write every run as a TSV line to FILE
 #         --no-build               use target/release/fleetboot as it is
+#         --bin PATH               the fleetboot binary to run (implies --no-build), e.g. another
+#                                  branch's release build, to compare two builds on one rig
+#         --wrap "CMD ARGS"        run fleetboot under CMD (a profiler, not for timings), e.g.
+#                                  --wrap "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"
+#                                  or --wrap "strace -c -f -o /tmp/strace.txt"
 # Environment equivalents kept from earlier versions: FANOUTS, REPS, TOOLS.
 #
 # Needs root (installs pdsh, time, bc, openssh-server, a venv with parallel-ssh; creates the
@@ -39,7 +44,7 @@ caller_cwd=${FLEETBOOT_BENCH_CWD:-$PWD} # relative paths in the options are the 
 cd "$(dirname "$0")/.."
 
 sizes="" fanouts=${FANOUTS:-16 64 256} reps=${REPS:-3} tools=${TOOLS:-fleetboot pssh-lib pdsh xargs-ssh}
-run_timeout=900 deadline=10800 user=fleetboot-bench results="" build=1
+run_timeout=900 deadline=10800 user=fleetboot-bench results="" build=1 wrap="" bin=""
 args=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,6 +57,8 @@ while [ $# -gt 0 ]; do
     --user) user=$2; shift 2 ;;
     --results) results=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --wrap) wrap=$2; shift 2 ;;
+    --bin) bin=$(cd "$caller_cwd" && realpath -m "$2"); build=0; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-fanout: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) sizes="$sizes $1"; shift ;;
@@ -68,7 +75,7 @@ done
 [[ $user =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] && [ "$user" != root ] || { echo "bench-fanout: bad --user $user" >&2; exit 2; }
 [ -z "$results" ] || results=$(cd "$caller_cwd" && realpath -m "$results")
 venv=$PWD/target/bench-venv
-bin=$PWD/target/release/fleetboot
+bin=${bin:-$PWD/target/release/fleetboot}
 
 if [ -z "${FLEETBOOT_BENCH_NETNS:-}" ]; then
     [ "$(id -u)" = 0 ] || { echo "bench-fanout: needs root (user, namespace, packages)" >&2; exit 1; }
@@ -245,7 +252,7 @@ for n in $sizes; do
             for r in $(seq 1 "$reps"); do
                 if [ "$SECONDS" -ge "$deadline" ]; then skipped=$((skipped + 1)); continue; fi
                 case $tool in
-                fleetboot) cmd=(env HOME="$work/home-client" SSH_AUTH_SOCK= "$bin" exec --hosts-file "$work/hosts"
+                fleetboot) cmd=(env HOME="$work/home-client" SSH_AUTH_SOCK= $wrap "$bin" exec --hosts-file "$work/hosts"
                     --user "$user" -i "$work/id_ed25519" --known-hosts "$work/known_hosts" --parallel "$f"
                     --connect-timeout 60s --auth-timeout 600s --command-timeout 600s --connect-attempts 1
                     --output json -- $boot_id_cmd) ;;

@@ -18,6 +18,8 @@
 #     --deadline 3600            seconds for the whole benchmark: later runs are skipped
 #     --keep DIR                 keep each run's simulation dir, journal and events under DIR
 #     --no-build                 use target/release/fleetboot as it is
+#     --bin PATH                 the fleetboot binary to run (implies --no-build): another build,
+#                                to compare two builds on the same simulation settings
 #
 # The simulation's nodes only pretend to reboot. Traffic: 127.0.0.0/8 only (the simulation's
 # API, SSH and BMC listeners). The script stops the simulation it started, by PID, on any exit.
@@ -26,7 +28,7 @@ caller_cwd=$PWD # relative paths in the options are the caller's
 cd "$(dirname "$0")/.."
 
 reps=1 reboot_delay=2s boot_time=3s notready_after=500ms kubelet_ready_after=500ms poll=500ms
-deadline=3600 keep="" build=1 specs=()
+deadline=3600 keep="" build=1 bin="" specs=()
 while [ $# -gt 0 ]; do
     case $1 in
     --reps) reps=$2; shift 2 ;;
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --deadline) deadline=$2; shift 2 ;;
     --keep) keep=$(cd "$caller_cwd" && realpath -m "$2"); shift 2 ;;
     --no-build) build=0; shift ;;
+    --bin) bin=$(cd "$caller_cwd" && realpath -m "$2"); build=0; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-rolling: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) specs+=("$1"); shift ;;
@@ -62,7 +65,7 @@ cycle_ms=$(($(ms "$reboot_delay") + $(ms "$boot_time") + $(ms "$kubelet_ready_af
 
 [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
 if [ "$build" = 1 ]; then cargo build --release --quiet; fi
-bin=$PWD/target/release/fleetboot
+bin=${bin:-$PWD/target/release/fleetboot}
 [ -x "$bin" ] || { echo "bench-rolling: no $bin (build it, or drop --no-build)" >&2; exit 1; }
 
 dir="" sim_pid="" run_pid="" summary=""

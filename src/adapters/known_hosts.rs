@@ -33,9 +33,19 @@ struct Entry {
 
 /// A parsed known_hosts file. Lines that cannot be parsed are kept out of matching, as
 /// OpenSSH does, instead of failing every host over one bad line.
+///
+/// Indexed once when parsed: an entry whose patterns are all plain names (no `*`, `?`, `!` or
+/// `|1|` hash) can only match one of those names, so it is found by name; the others (globs,
+/// negations, hashed names) are tried one by one, as before. A lookup costs the entries of
+/// that name plus the non-plain ones, not the whole file: with a line per host, a fleet of N
+/// hosts no longer costs N × N pattern matches.
 #[derive(Debug, Clone, Default)]
 pub struct KnownHosts {
     entries: Vec<Entry>,
+    /// Lower-cased plain name → the indices of the entries that list it, in file order.
+    by_name: std::collections::HashMap<String, Vec<usize>>,
+    /// The indices of the entries with any non-plain pattern, in file order.
+    patterned: Vec<usize>,
 }
 
 /// The name OpenSSH looks up: `host` on port 22, `[host]:port` elsewhere.
@@ -66,7 +76,35 @@ impl KnownHosts {
             let key = fields.next().and_then(|b64| russh::keys::parse_public_key_base64(b64).ok());
             entries.push(Entry { line: index + 1, revoked, patterns: first.to_owned(), key });
         }
-        KnownHosts { entries }
+        let mut by_name: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+        let mut patterned = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            if entry.patterns.split(',').all(is_plain) {
+                let mut names: Vec<String> = entry.patterns.split(',').map(str::to_ascii_lowercase).collect();
+                names.dedup();
+                for name in names {
+                    let list = by_name.entry(name).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            } else {
+                patterned.push(i);
+            }
+        }
+        KnownHosts { entries, by_name, patterned }
+    }
+
+    /// The entries whose patterns match `name`, in file order: those indexed under it and the
+    /// non-plain ones that match.
+    fn matching(&self, name: &str) -> Vec<&Entry> {
+        let plain = self.by_name.get(&name.to_ascii_lowercase()).map_or(&[][..], Vec::as_slice);
+        let mut found: Vec<usize> = plain.to_vec();
+        found.extend(self.patterned.iter().copied().filter(|&i| patterns_match(&self.entries[i].patterns, name)));
+        if !plain.is_empty() && found.len() > plain.len() {
+            found.sort_unstable();
+        }
+        found.into_iter().map(|i| &self.entries[i]).collect()
     }
 
     pub fn read(path: &Path) -> std::io::Result<KnownHosts> {
@@ -80,13 +118,12 @@ impl KnownHosts {
     /// OpenSSH's verdict: a revoked key is refused wherever its `@revoked` line stands (before
     /// or after a line that lists the same key as valid); then the key must be recorded.
     pub fn verify(&self, host: &str, port: u16, presented: &PublicKey) -> Verdict {
-        let name = lookup_name(host, port);
         let same = |e: &Entry| e.key.as_ref().is_some_and(|k| k.key_data() == presented.key_data());
-        let matching = || self.entries.iter().filter(|e| e.key.is_some() && patterns_match(&e.patterns, &name));
-        if let Some(revoked) = matching().find(|e| e.revoked && same(e)) {
+        let matching: Vec<&Entry> = self.matching(&lookup_name(host, port)).into_iter().filter(|e| e.key.is_some()).collect();
+        if let Some(revoked) = matching.iter().find(|e| e.revoked && same(e)) {
             return Verdict::Revoked { line: revoked.line };
         }
-        let recorded: Vec<&Entry> = matching().filter(|e| !e.revoked).collect();
+        let recorded: Vec<&Entry> = matching.into_iter().filter(|e| !e.revoked).collect();
         if recorded.iter().any(|e| same(e)) {
             return Verdict::Known;
         }
@@ -100,9 +137,8 @@ impl KnownHosts {
     /// host-key algorithms to negotiate first, as OpenSSH does, so a host known by its ECDSA or
     /// RSA key is asked for that key and not judged by another one.
     pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<Algorithm> {
-        let name = lookup_name(host, port);
         let mut found: Vec<Algorithm> = Vec::new();
-        for entry in self.entries.iter().filter(|e| !e.revoked && patterns_match(&e.patterns, &name)) {
+        for entry in self.matching(&lookup_name(host, port)).into_iter().filter(|e| !e.revoked) {
             if let Some(algorithm) = entry.key.as_ref().map(PublicKey::algorithm)
                 && !found.contains(&algorithm)
             {
@@ -169,6 +205,11 @@ fn random_salt() -> std::io::Result<[u8; 20]> {
 /// Where a recorded key was found, for messages: `file:line`.
 pub fn describe_line(path: &Path, line: usize) -> String {
     format!("{}:{line}", path.display())
+}
+
+/// A pattern that matches exactly one name (case-insensitively): no glob, negation or hash.
+fn is_plain(pattern: &str) -> bool {
+    !pattern.is_empty() && !pattern.starts_with('!') && !pattern.starts_with("|1|") && !pattern.contains(['*', '?'])
 }
 
 fn patterns_match(patterns: &str, name: &str) -> bool {
@@ -253,6 +294,26 @@ mod tests {
         assert_eq!(kh.verify("N1.LAB", 22, &key(KEY_A)), Verdict::Known);
         assert_eq!(kh.verify("bad.lab", 22, &key(KEY_A)), Verdict::Unknown);
         assert_eq!(kh.verify("n1.lab", 22, &key(KEY_B)), Verdict::Revoked { line: 3 });
+    }
+
+    #[test]
+    fn the_index_keeps_file_order_across_plain_and_patterned_lines() {
+        const ECDSA: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHoJ1RtfpBslTr1GKIGVYMK2fySz0Un711xrJrKXM+HkZsKJ6OQULVWGr0JQJ5GjDiyG21ZUHbgnJi115f9Ouh8=";
+        let text = format!(
+            "n*.lab ecdsa-sha2-nistp256 {ECDSA}\nN1.LAB,n1.lab,other ssh-ed25519 {KEY_B}\n{} ssh-ed25519 {KEY_B}\nn1.lab ssh-ed25519 {KEY_A}\n",
+            hashed("n2.lab", b"0123456789abcdefghij")
+        );
+        let kh = KnownHosts::parse(&text);
+        let p256 = Algorithm::Ecdsa { curve: russh::keys::EcdsaCurve::NistP256 };
+        // The glob on line 1 comes before the plain lines 2 and 4, whatever the index does.
+        assert_eq!(kh.recorded_algorithms("n1.lab", 22), vec![p256, Algorithm::Ed25519]);
+        assert_eq!(kh.verify("n1.lab", 22, &key(KEY_A)), Verdict::Known);
+        assert_eq!(kh.verify("N1.Lab", 22, &key(KEY_B)), Verdict::Known, "case-insensitive, as before");
+        let unknown = key("AAAAC3NzaC1lZDI1NTE5AAAAICbUUnsxdOHolITn+7NVmMYQDMblewPQJHqjMKONmc3l");
+        assert_eq!(kh.verify("n1.lab", 22, &unknown), Verdict::Changed { line: 1 });
+        assert_eq!(kh.verify("n2.lab", 22, &key(KEY_B)), Verdict::Known, "hashed");
+        assert_eq!(kh.verify("other", 22, &key(KEY_B)), Verdict::Known);
+        assert_eq!(kh.verify("n3.lab", 22, &key(KEY_A)), Verdict::Changed { line: 1 });
     }
 
     #[test]

@@ -27,8 +27,57 @@ pub enum SshSetupError {
 }
 
 enum Credentials {
-    Keys(Vec<Arc<PrivateKey>>),
+    Keys(Vec<Identity>),
     Agent(PathBuf),
+}
+
+/// A key file's key, loaded once. An Ed25519 key also keeps its signing key, derived (and
+/// checked against its public half) once per run: signing through the key file's type derives
+/// and checks it again for every connection, which cost as much as the signature itself.
+struct Identity {
+    key: Arc<PrivateKey>,
+    ed25519: Option<Ed25519Signer>,
+}
+
+impl Identity {
+    fn new(key: Arc<PrivateKey>) -> Identity {
+        let ed25519 = key
+            .key_data()
+            .ed25519()
+            .and_then(|pair| ed25519_dalek::SigningKey::try_from(pair).ok())
+            .map(|signing| Ed25519Signer(Box::new(signing)));
+        Identity { key, ed25519 }
+    }
+}
+
+/// Signs the authentication request with an Ed25519 signing key derived once (see [`Identity`]).
+struct Ed25519Signer(Box<ed25519_dalek::SigningKey>);
+
+impl russh::Signer for &Ed25519Signer {
+    type Error = russh::AgentAuthError;
+
+    #[allow(clippy::manual_async_fn)]
+    fn auth_sign(
+        &mut self,
+        _key: &russh::keys::agent::AgentIdentity,
+        _hash: Option<HashAlg>,
+        mut to_sign: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, Self::Error>> + Send {
+        use ed25519_dalek::Signer as _;
+        let signature = self.0.sign(&to_sign).to_bytes();
+        async move {
+            // string(string("ssh-ed25519") string(64 signature bytes)), as RFC 8709 frames it.
+            const NAME: &[u8] = b"ssh-ed25519";
+            let blob_len = 4 + NAME.len() + 4 + signature.len();
+            to_sign.reserve(4 + blob_len);
+            to_sign.extend_from_slice(&(blob_len as u32).to_be_bytes());
+            to_sign.extend_from_slice(&(NAME.len() as u32).to_be_bytes());
+            to_sign.extend_from_slice(NAME);
+            to_sign.extend_from_slice(&(signature.len() as u32).to_be_bytes());
+            to_sign.extend_from_slice(&signature);
+            Ok(to_sign)
+        }
+    }
 }
 
 /// The most output (stdout and stderr together) kept from one remote command: a host that
@@ -70,6 +119,10 @@ fn too_much_output(command: &str) -> TransportError {
     ))
 }
 
+/// The read buffer of one connection: a handshake's packets and a short command's output fit;
+/// larger reads bypass it.
+const READ_BUFFER: usize = 4096;
+
 pub struct SshClient {
     settings: SshSettings,
     /// russh configurations by the host-key algorithms to negotiate first (those known_hosts
@@ -86,7 +139,7 @@ impl SshClient {
     /// Loads keys and known_hosts up front, so a bad file fails before any host is contacted.
     pub fn new(settings: SshSettings, home: Option<&Path>, agent_socket: Option<PathBuf>) -> Result<SshClient, SshSetupError> {
         let credentials = if !settings.identities.is_empty() {
-            Credentials::Keys(settings.identities.iter().map(|p| load_key(p)).collect::<Result<_, _>>()?)
+            Credentials::Keys(settings.identities.iter().map(|p| load_key(p).map(Identity::new)).collect::<Result<_, _>>()?)
         } else if let Some(socket) = agent_socket.filter(|s| s.exists()) {
             Credentials::Agent(socket)
         } else {
@@ -98,7 +151,7 @@ impl SshClient {
             if defaults.is_empty() {
                 return Err(SshSetupError::NoIdentity);
             }
-            Credentials::Keys(defaults.iter().map(|p| load_key(p)).collect::<Result<_, _>>()?)
+            Credentials::Keys(defaults.iter().map(|p| load_key(p).map(Identity::new)).collect::<Result<_, _>>()?)
         };
         let known = KnownHosts::read(&settings.known_hosts)
             .map_err(|e| SshSetupError::KnownHosts { path: settings.known_hosts.clone(), reason: e.to_string() })?;
@@ -165,6 +218,9 @@ impl SshClient {
         };
         let rejection = verifier.rejection.clone();
         let handshake = async {
+            // Buffered reads: russh reads each packet's length and then its body, two reads per
+            // packet; through the buffer, one read takes whatever has arrived.
+            let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
             let mut handle = client::connect_stream(self.config_for(&host.address, port), stream, verifier).await.map_err(|e| {
                 match rejection.lock().unwrap().take() {
                     Some(reason) => TransportError::HostKey(reason),
@@ -188,12 +244,23 @@ impl SshClient {
         let user = self.settings.user.clone();
         match &self.credentials {
             Credentials::Keys(keys) => {
-                for key in keys {
-                    let hash = if key.algorithm().is_rsa() { handle_rsa_hash(handle).await } else { None };
-                    let result = handle
-                        .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key.clone(), hash))
-                        .await
-                        .map_err(classify)?;
+                for Identity { key, ed25519 } in keys {
+                    let result = match ed25519 {
+                        Some(signer) => handle
+                            .authenticate_publickey_with(user.clone(), key.public_key().clone(), None, &mut { signer })
+                            .await
+                            .map_err(|e| match e {
+                                russh::AgentAuthError::Send(_) => TransportError::Unreachable("connection closed".into()),
+                                other => TransportError::Auth(other.to_string()),
+                            })?,
+                        None => {
+                            let hash = if key.algorithm().is_rsa() { handle_rsa_hash(handle).await } else { None };
+                            handle
+                                .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key.clone(), hash))
+                                .await
+                                .map_err(classify)?
+                        }
+                    };
                     if result.success() {
                         return Ok(());
                     }
@@ -237,11 +304,15 @@ async fn handle_rsa_hash(handle: &Handle<Verifier>) -> Option<HashAlg> {
 }
 
 pub async fn exec(handle: &Handle<Verifier>, command: &str, limit: Duration) -> Result<CommandOutput, TransportError> {
+    match handle.channel_open_session().await {
+        Ok(channel) => exec_on(channel, command, limit).await,
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// Runs `command` on a session channel that is open.
+async fn exec_on(mut channel: russh::Channel<client::Msg>, command: &str, limit: Duration) -> Result<CommandOutput, TransportError> {
     let mut output = CommandOutput::default();
-    let mut channel = match handle.channel_open_session().await {
-        Ok(channel) => channel,
-        Err(e) => return Err(classify(e)),
-    };
     if let Err(e) = channel.exec(true, command).await {
         return Err(classify(e));
     }
@@ -372,15 +443,43 @@ impl client::Handler for Verifier {
 pub struct SshTransport {
     pub client: SshClient,
     reboot: RebootSettings,
+    /// The connection each host's boot ID was read on right before its reboot: `send_reboot`
+    /// sends on it (one handshake fewer between a freed slot and the next reboot), `release`
+    /// drops what is left. Never used for anything else: every watch probe is a connection of
+    /// its own, so a node that goes down is seen as before.
+    kept: Mutex<HashMap<String, Handle<Verifier>>>,
 }
 
 impl SshTransport {
     pub fn new(client: SshClient, reboot: RebootSettings) -> SshTransport {
-        SshTransport { client, reboot }
+        SshTransport { client, reboot, kept: Mutex::new(HashMap::new()) }
+    }
+
+    fn take_kept(&self, host: &Host) -> Option<Handle<Verifier>> {
+        self.kept.lock().unwrap().remove(&host.name)
+    }
+
+    /// A session channel on the connection kept for `host`, if it is still open and opens one
+    /// within the connect timeout. Nothing has been sent to the host when this returns None.
+    async fn kept_channel(&self, host: &Host) -> Option<(Handle<Verifier>, russh::Channel<client::Msg>)> {
+        let handle = self.take_kept(host).filter(|h| !h.is_closed())?;
+        match tokio::time::timeout(self.client.settings.connect_timeout, handle.channel_open_session()).await {
+            Ok(Ok(channel)) => Some((handle, channel)),
+            _ => None,
+        }
     }
 
     async fn run_ok(&self, host: &Host, command: &str) -> Result<CommandOutput, TransportError> {
-        let output = self.client.run(host, command).await?;
+        let output = self.client.run(host, command).await;
+        self.judge(command, output)
+    }
+
+    /// A command's output as a result: it finished in time with exit status 0.
+    fn judge(&self, command: &str, output: Result<CommandOutput, TransportError>) -> Result<CommandOutput, TransportError> {
+        let output = match output? {
+            out if out.truncated => return Err(too_much_output(command)),
+            out => out,
+        };
         if output.timed_out {
             return Err(TransportError::Timeout(format!(
                 "`{command}` did not finish within {}",
@@ -405,10 +504,42 @@ impl PowerTransport for SshTransport {
         parse_boot_id(&output.stdout)
     }
 
+    async fn read_boot_id_before_reboot(&self, host: &Host) -> Result<String, TransportError> {
+        self.release(host).await;
+        let command = &self.reboot.boot_id_command;
+        let handle = self.client.connect(host).await?;
+        let output = self.judge(command, exec(&handle, command, self.client.settings.command_timeout).await);
+        let boot_id = output.and_then(|out| parse_boot_id(&out.stdout));
+        if boot_id.is_ok() && !handle.is_closed() {
+            self.kept.lock().unwrap().insert(host.name.clone(), handle);
+        } else {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
+        boot_id
+    }
+
+    async fn release(&self, host: &Host) {
+        if let Some(handle) = self.take_kept(host) {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
+    }
+
     async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
         let command = &self.reboot.command;
-        let handle = self.client.connect(host).await?;
-        let output = exec(&handle, command, self.client.settings.command_timeout).await;
+        let limit = self.client.settings.command_timeout;
+        // On the connection the boot ID was just read on, when it is still there; otherwise
+        // (closed, or no channel in time: nothing was sent on it) on a new one.
+        let (handle, output) = match self.kept_channel(host).await {
+            Some((handle, channel)) => {
+                let output = exec_on(channel, command, limit).await;
+                (handle, output)
+            }
+            None => {
+                let handle = self.client.connect(host).await?;
+                let output = exec(&handle, command, limit).await;
+                (handle, output)
+            }
+        };
         let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
         match output {
             // The request may have gone out before the connection broke.

@@ -43,15 +43,18 @@ pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Erro
     let client = Arc::new(make_ssh_client(&settings)?);
     let command = shell_join(&args.command);
     let results = crate::engine::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await;
-    let mut out = std::io::stdout().lock();
+    // One write for the lot, not one per host.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     use std::io::Write;
     if settings.output == OutputFormat::Json {
         for r in &results {
-            let _ = writeln!(out, "{}", serde_json::to_string(r).expect("serializes"));
+            let _ = serde_json::to_writer(&mut out, r);
+            let _ = out.write_all(b"\n");
         }
     } else {
         let _ = out.write_all(crate::engine::exec::render_folded(&results).as_bytes());
     }
+    let _ = out.flush();
     Ok(if results.iter().all(|r| r.ok()) { ExitCode::Ok } else { ExitCode::HostsFailed })
 }
 

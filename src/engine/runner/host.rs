@@ -34,6 +34,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         tasks.spawn(async move {
             let _passes = (pass, group_pass);
             let _ = resume_host(&shared, &host, record, action, resumed_at).await;
+            shared.transport.release(&host).await;
         });
     }
     // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now.
@@ -89,6 +90,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             // still down holds them until it is seen back or its deadline passes.
             let _pass = pass;
             let _ = reboot_host(&shared, &host).await;
+            shared.transport.release(&host).await;
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -127,9 +129,13 @@ async fn resume_host<T: PowerTransport>(
 
 /// The boot ID before the reboot: over SSH, or, for a node SSH cannot reach but its BMC can,
 /// from the cluster API (the only other place that shows the new one afterwards).
-/// Returns it and whether SSH reaches the host.
-async fn first_look<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(String, bool), Stop> {
-    match shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id(host)).await {
+/// Returns it and whether SSH reaches the host. `right_before`: the reboot follows this read
+/// (the transport may keep its connection for it).
+async fn first_look<T: PowerTransport>(shared: &Shared<T>, host: &Host, right_before: bool) -> Result<(String, bool), Stop> {
+    let read = || async {
+        if right_before { shared.transport.read_boot_id_before_reboot(host).await } else { shared.transport.read_boot_id(host).await }
+    };
+    match shared.with_retries(host, Stage::Connect, read).await {
         Ok(id) => Ok((id, true)),
         Err(e) if shared.falls_back_on(host, &e) => match current_api_boot_id(shared, host).await {
             Some(id) => {
@@ -151,7 +157,7 @@ async fn first_look<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resul
 /// The boot ID again, through the way the first look found, right before the reboot goes out.
 async fn read_again<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usable: bool) -> Result<String, String> {
     if ssh_usable {
-        shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id(host)).await.map_err(|e| e.to_string())
+        shared.with_retries(host, Stage::Connect, || shared.transport.read_boot_id_before_reboot(host)).await.map_err(|e| e.to_string())
     } else {
         current_api_boot_id(shared, host).await.ok_or_else(|| "the cluster API no longer shows a boot ID for it".to_owned())
     }
@@ -163,7 +169,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     let name = || host.name.clone();
     // With a drain, SSH (or the fallback) must reach the node before it is cordoned.
     let looked = match shared.drain_for(host) {
-        Some(_) => Some(first_look(shared, host).await?),
+        Some(_) => Some(first_look(shared, host, false).await?),
         None => None,
     };
     // The limits are checked at the last moment, right before the host starts.
@@ -183,7 +189,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     // The boot ID is read right before the intent is journaled: after the rate wait and the
     // drain, so a reboot by someone else in between cannot pass for this one.
     let (old, ssh_usable) = match looked {
-        None => first_look(shared, host).await?,
+        None => first_look(shared, host, true).await?,
         Some((_, ssh_usable)) => match read_again(shared, host, ssh_usable).await {
             Ok(id) => (id, ssh_usable),
             Err(e) => {
@@ -292,6 +298,8 @@ async fn watch_for_new_boot<T: PowerTransport>(
     let mut cancel_tried = false;
     // Whether the last answer carried the old boot ID: decides the failure text.
     let mut answered_with_old = false;
+    // Whether the last pause was cut short by the cluster API showing the node back.
+    let mut api_woke = false;
     loop {
         // Look first: a resumed host may have come back while fleetboot was not running.
         if shared.abort_level() == Abort::Hard {
@@ -396,8 +404,20 @@ async fn watch_for_new_boot<T: PowerTransport>(
             && ssh_usable
             && shared.settings.cancel_pending_on_abort
             && cancel_still_possible(&shared.settings.command, &attempts, shared.settings.scheduled_delay.as_millis() as u64, now);
+        // A node the cluster API shows Ready with a new boot ID is probed now, not at the end
+        // of the pause: the SSH answer still decides. Once per pause at most, so a node whose
+        // SSH keeps failing is not probed in a tight loop.
+        let api_back = async {
+            if let Some(api) = shared.api_for(host).filter(|_| ssh_usable && !api_woke)
+                && api.wait_back(&host.name, old, tokio::time::Instant::now() + pause).await.is_ok()
+            {
+                return;
+            }
+            std::future::pending::<()>().await
+        };
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(pause) => api_woke = false,
+            () = api_back => api_woke = true,
             level = async { abort.wait_for(|a| *a == Abort::Hard || (*a == Abort::Soft && cancel_on_soft)).await.map(|r| *r).ok() } => {
                 if level != Some(Abort::Soft) {
                     return Err(Stop::Aborted);
