@@ -496,16 +496,15 @@ fn an_empty_migration_journal_is_no_migration_to_roll_back_or_resume() {
     assert_eq!(resume.code, 2, "{}", resume.debug());
     assert!(resume.stderr.contains("no migration in progress"), "{}", resume.debug());
     // A sick cluster: a new migration is refused, as on a state directory without that file.
-    sim.kubectl_ok(&[
-        "patch",
-        "clusteroperator",
-        "network",
-        "--subresource=status",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"status":{"conditions":[{"type":"Degraded","status":"True","message":"unhealthy"}]}}"#,
-    ]);
+    // (Three ailments: the simulated controllers may heal one before the check reads it.)
+    for (kind, name, condition) in [
+        ("node", "worker-1", r#"{"type":"Ready","status":"False","reason":"KubeletNotReady"}"#),
+        ("clusteroperator", "network", r#"{"type":"Degraded","status":"True","message":"unhealthy"}"#),
+        ("mcp", "worker", r#"{"type":"Degraded","status":"True"}"#),
+    ] {
+        let patch = format!(r#"{{"status":{{"conditions":[{condition}]}}}}"#);
+        sim.kubectl_ok(&["patch", kind, name, "--subresource=status", "--type", "merge", "-p", &patch]);
+    }
     let refused = migrate(&sim, &["--etcd-backup-confirmed"]);
     assert_eq!(refused.code, 2, "{}", refused.debug());
     assert!(refused.stderr.contains("the cluster is not ready for the migration"), "{}", refused.debug());

@@ -200,11 +200,27 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
         },
     };
     shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() })?;
-    if !shared.rate_send().await {
-        let stop = skip("the run was interrupted before this host started");
-        uncordon(shared, host).await;
-        return Err(stop);
-    }
+    let old = match shared.rate_send().await {
+        None => {
+            let stop = skip("the run was interrupted before this host started");
+            uncordon(shared, host).await;
+            return Err(stop);
+        }
+        // Another host's re-send or BMC reset took the slot after the read: read again, so no
+        // reboot in the wait can pass for this one.
+        Some(true) => match read_again(shared, host, ssh_usable).await {
+            Ok(id) => {
+                shared.record(Entry::BootIdRead { host: name(), boot_id: id.clone() })?;
+                id
+            }
+            Err(e) => {
+                let stop = shared.fail(host, Stage::Connect, e, false);
+                uncordon(shared, host).await;
+                return Err(stop);
+            }
+        },
+        Some(false) => old,
+    };
     let by_bmc = !ssh_usable || (shared.settings.transport == TransportChoice::Redfish && shared.has_bmc(host));
     if shared.settings.transport == TransportChoice::Redfish && !shared.has_bmc(host) {
         return Err(shared.fail(host, Stage::Dispatch, "--transport redfish, but no BMC is known for this node".into(), false));

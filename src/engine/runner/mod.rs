@@ -419,26 +419,30 @@ impl<T: PowerTransport> Shared<T> {
         self.wait_until(pacer.reserve(), Abort::Soft).await
     }
 
-    /// Waits for the moment a host's first reboot may go out; false if the run stops first.
-    async fn rate_send(&self) -> bool {
+    /// Waits for the moment a host's first reboot may go out: `None` if the run stops first,
+    /// else whether it had to wait (another host's re-send or BMC reset took the slot).
+    async fn rate_send(&self) -> Option<bool> {
         self.claim(Abort::Soft).await
     }
 
     /// Waits for the moment a re-send or a BMC reset of a host in flight may go out; only a
     /// hard abort stops it (in-flight hosts finish after the first Ctrl-C).
     async fn rate_send_in_flight(&self) -> Result<(), Stop> {
-        if self.claim(Abort::Hard).await { Ok(()) } else { Err(Stop::Aborted) }
+        if self.claim(Abort::Hard).await.is_some() { Ok(()) } else { Err(Stop::Aborted) }
     }
 
-    async fn claim(&self, stop_at: Abort) -> bool {
-        let Some(pacer) = &self.pacer else { return self.abort_level() < stop_at };
+    /// `None`: the run stopped first; `Some(waited)`: claimed, after a wait or not.
+    async fn claim(&self, stop_at: Abort) -> Option<bool> {
+        let Some(pacer) = &self.pacer else { return (self.abort_level() < stop_at).then_some(false) };
+        let mut waited = false;
         loop {
             match pacer.try_claim() {
-                Ok(()) => return self.abort_level() < stop_at,
+                Ok(()) => return (self.abort_level() < stop_at).then_some(waited),
                 Err(at) => {
                     if !self.wait_until(at, stop_at).await {
-                        return false;
+                        return None;
                     }
+                    waited = true;
                 }
             }
         }

@@ -583,6 +583,36 @@ async fn runner_spaces_every_reboot_sent_by_the_rate_including_bmc_resets() {
     }
 }
 
+/// The boot ID is read right before the reboot goes out, also when another host's BMC reset
+/// takes the rate slot between the read and the send: then it is read again after the wait.
+#[tokio::test(start_paused = true)]
+async fn runner_reads_the_boot_id_again_when_another_hosts_reset_took_the_rate_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    // h1's reboot command never reaches it: its BMC reset follows at once, and waits for the
+    // rate slot h2 has reserved; h2 takes a moment to read its boot ID and finds it taken.
+    world.set("h1", |h| h.faults.reboot_unreachable = true);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.rate = rate(1, Duration::from_secs(10));
+    let summary = job.run().await;
+    assert!(summary.hosts.iter().all(|h| h.outcome == Outcome::Rebooted), "{summary:?}");
+    let records = job.records();
+    let h2: Vec<&Record> = records.iter().filter(|r| r.entry.host() == Some("h2")).collect();
+    let read = h2.iter().rev().find(|r| matches!(r.entry, Entry::BootIdRead { .. })).unwrap();
+    let dispatching = h2.iter().find(|r| matches!(r.entry, Entry::Dispatching { .. })).unwrap();
+    // What reached a host: h1's BMC reset, then h2's reboot, a rate period apart.
+    let sends = world.sends();
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    assert!(sends[1].0 - sends[0].0 >= Duration::from_secs(10), "{sends:?}");
+    let reads = h2.iter().filter(|r| matches!(r.entry, Entry::BootIdRead { .. })).count();
+    assert_eq!(reads, 2, "read, the slot taken, read again: {h2:?}");
+    assert!(
+        dispatching.at_ms - read.at_ms < 1_000,
+        "the last boot-ID read came {} ms before the reboot: {h2:?}",
+        dispatching.at_ms - read.at_ms
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn runner_stops_starting_hosts_when_the_failure_budget_is_spent_and_a_resume_remembers() {
     let dir = tempfile::tempdir().unwrap();
