@@ -19,14 +19,6 @@ fn migrate(sim: &Sim, extra: &[&str]) -> Run {
     run(sim, &args)
 }
 
-/// The one migration directory under the simulation's state directory.
-fn migration_dir(sim: &Sim) -> PathBuf {
-    let root = sim.path("state/migrations");
-    let dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
-}
-
 fn jsonpath(sim: &Sim, args: &[&str]) -> String {
     sim.kubectl_ok(args)
 }
@@ -95,7 +87,7 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
     let switch = first.stdout.find("switch spec.networkType: done");
     assert!(phase1.is_some() && switch.is_some() && phase1 < switch, "{}", first.stdout);
     assert!(first.stdout.contains("ETA"), "the phase-1 rollout shows an ETA: {}", first.stdout);
-    let dir = migration_dir(&sim);
+    let dir = sim.migration_dir();
     let journal = dir.join("reboot.jsonl");
     let counts = dispatches(&journal);
     assert_eq!(counts.len(), 9);
@@ -267,7 +259,7 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
         records.iter().any(|r| matches!(&r.entry, Entry::Dispatching { host, bmc: Some(_), .. } if host == "worker-2")),
         "worker-2 went through its BMC"
     );
-    let report = std::fs::read_to_string(migration_dir(&sim).join("report.md")).unwrap();
+    let report = std::fs::read_to_string(sim.migration_dir().join("report.md")).unwrap();
     assert!(report.contains("| worker-2 | confirmed | BMC (Redfish) |"), "{report}");
 }
 
@@ -295,7 +287,7 @@ fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_f
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert_eq!(network_type(&sim).1, "OVNKubernetes");
     assert!(!paused(&sim, "worker"));
-    let counts = dispatches(&migration_dir(&sim).join("reboot.jsonl"));
+    let counts = dispatches(&sim.migration_dir().join("reboot.jsonl"));
     assert_eq!(counts["worker-1"], 1, "the resume waited for worker-1's new boot ID instead of rebooting it again");
 }
 
@@ -331,7 +323,7 @@ fn verify_fails_on_a_pod_in_error_reboot_error_nodes_reboots_its_node_and_resume
     assert_eq!(failed.code, 3, "{}", failed.debug());
     assert!(failed.stdout.contains("rebooting the nodes that hold pods in error: worker-0"), "{}", failed.stdout);
     assert!(failed.stdout.contains("default/broken on worker-0: phase Failed"), "{}", failed.stdout);
-    let dir = migration_dir(&sim);
+    let dir = sim.migration_dir();
     let extra: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -372,19 +364,7 @@ fn a_rollback_to_openshift_sdn_has_the_same_structure() {
 /// Spawns `fleetboot migrate ARGS` and kills it (SIGKILL) once its journal holds `marker`.
 fn kill_when(sim: &Sim, args: &[&str], marker: &str) {
     let mut child = sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let start = Instant::now();
-    loop {
-        let journal = std::fs::read_dir(sim.path("state/migrations"))
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|e| e.unwrap().path().join("migration.jsonl"));
-        if journal.is_some_and(|j| std::fs::read_to_string(j).unwrap_or_default().contains(marker)) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{marker} never appeared");
-        assert!(child.try_wait().unwrap().is_none(), "migrate ended before {marker}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sim.wait_for_migration_journal(marker, Some(&mut child));
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -405,7 +385,7 @@ fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
     let resumed = migrate(&sim, &["--resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert_eq!(network_type(&sim).1, "OVNKubernetes");
-    let dir = migration_dir(&sim);
+    let dir = sim.migration_dir();
     let counts = dispatches(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let journal = std::fs::read_to_string(dir.join("migration.jsonl")).unwrap();
@@ -544,12 +524,12 @@ fn a_migration_whose_lease_is_taken_over_starts_no_further_step() {
     assert_eq!(run.code, 4, "{}", run.debug());
     assert!(run.stderr.contains("the migration stops: another run took the cluster's lease over (admin@elsewhere"), "{}", run.debug());
     assert!(!run.stdout.contains("migration to OVNKubernetes complete"), "{}", run.debug());
-    let journal = std::fs::read_to_string(migration_dir(&sim).join("migration.jsonl")).unwrap();
+    let journal = std::fs::read_to_string(sim.migration_dir().join("migration.jsonl")).unwrap();
     assert!(journal.lines().last().unwrap().contains("stopped before step"), "{journal}");
     // Its report, like its journal, is its owner's alone.
     use std::os::unix::fs::PermissionsExt;
     for file in ["migration.jsonl", "report.md", "report.json"] {
-        let mode = std::fs::metadata(migration_dir(&sim).join(file)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(sim.migration_dir().join(file)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file}");
     }
     // The lease stays with its new holder: fleetboot never takes it back.

@@ -2,7 +2,7 @@
 //! cluster: every line a JSON object a machine can follow, the migration's events and its reboot
 //! run's alike; and step 4's record of the multus generation across a kill in that step.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -102,27 +102,6 @@ fn multus_generation(sim: &Sim) -> i64 {
         .unwrap()
 }
 
-fn migration_dir(sim: &Sim) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(sim.path("state/migrations")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
-}
-
-fn wait_for_journal(sim: &Sim, marker: &str) -> PathBuf {
-    let start = Instant::now();
-    loop {
-        let journal = std::fs::read_dir(sim.path("state/migrations"))
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|e| e.unwrap().path().join("migration.jsonl"));
-        if let Some(journal) = journal.filter(|j| std::fs::read_to_string(j).unwrap_or_default().contains(marker)) {
-            return journal;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{marker} never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Keeps the journal's lines before the first that holds `marker`: as if the run had been
 /// killed just before writing it.
 fn cut_journal_before(journal: &Path, marker: &str) {
@@ -142,10 +121,10 @@ fn a_step_4_rerun_after_the_switch_keeps_the_multus_generation_recorded_before_i
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let journal = wait_for_journal(&sim, r#""event":"step_done","step":"set_network_type""#);
+    let journal = sim.wait_for_migration_journal(r#""event":"step_done","step":"set_network_type""#, None);
     child.kill().unwrap();
     child.wait().unwrap();
-    let recorded = migration_dir(&sim).join("multus-generation-before");
+    let recorded = sim.migration_dir().join("multus-generation-before");
     assert_eq!(std::fs::read_to_string(&recorded).unwrap().trim(), before.to_string());
     // Killed after the switch was applied but before step 4 was journaled done: the resume runs
     // step 4 again, on a cluster whose multus generation the switch has already bumped.

@@ -84,6 +84,33 @@ impl Sim {
         body
     }
 
+    /// The one migration directory under the simulation's state directory.
+    pub fn migration_dir(&self) -> PathBuf {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(self.path("state/migrations")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs[0].clone()
+    }
+
+    /// Waits (a minute at most) until the migration journal holds `marker`; its path. With a
+    /// `running` migration, it must not end before.
+    pub fn wait_for_migration_journal(&self, marker: &str, mut running: Option<&mut std::process::Child>) -> PathBuf {
+        let start = std::time::Instant::now();
+        loop {
+            let journal = std::fs::read_dir(self.path("state/migrations"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .map(|e| e.unwrap().path().join("migration.jsonl"));
+            if let Some(journal) = journal.filter(|j| std::fs::read_to_string(j).unwrap_or_default().contains(marker)) {
+                return journal;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(60), "{marker} never appeared");
+            if let Some(child) = running.as_deref_mut() {
+                assert!(child.try_wait().unwrap().is_none(), "migrate ended before {marker}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// One HTTP request to the API server, as any client could send it: (status code, body).
     pub fn raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
         let host = self.api.trim_start_matches("http://");
