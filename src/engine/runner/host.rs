@@ -163,6 +163,18 @@ async fn read_again<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usab
     }
 }
 
+/// [`read_again`], or the host failed (nothing was sent) and uncordoned if it was drained.
+async fn read_again_or_fail<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usable: bool) -> Result<String, Stop> {
+    match read_again(shared, host, ssh_usable).await {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            let stop = shared.fail(host, Stage::Connect, e, false);
+            uncordon(shared, host).await;
+            Err(stop)
+        }
+    }
+}
+
 /// One host from the start: the limits, the drain, the boot ID, the journaled intent, the
 /// reboot, then the proof.
 async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), Stop> {
@@ -190,14 +202,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     // drain, so a reboot by someone else in between cannot pass for this one.
     let (old, ssh_usable) = match looked {
         None => first_look(shared, host, true).await?,
-        Some((_, ssh_usable)) => match read_again(shared, host, ssh_usable).await {
-            Ok(id) => (id, ssh_usable),
-            Err(e) => {
-                let stop = shared.fail(host, Stage::Connect, e, false);
-                uncordon(shared, host).await;
-                return Err(stop);
-            }
-        },
+        Some((_, ssh_usable)) => (read_again_or_fail(shared, host, ssh_usable).await?, ssh_usable),
     };
     shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() })?;
     let old = match shared.rate_send().await {
@@ -208,17 +213,11 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
         }
         // Another host's re-send or BMC reset took the slot after the read: read again, so no
         // reboot in the wait can pass for this one.
-        Some(true) => match read_again(shared, host, ssh_usable).await {
-            Ok(id) => {
-                shared.record(Entry::BootIdRead { host: name(), boot_id: id.clone() })?;
-                id
-            }
-            Err(e) => {
-                let stop = shared.fail(host, Stage::Connect, e, false);
-                uncordon(shared, host).await;
-                return Err(stop);
-            }
-        },
+        Some(true) => {
+            let id = read_again_or_fail(shared, host, ssh_usable).await?;
+            shared.record(Entry::BootIdRead { host: name(), boot_id: id.clone() })?;
+            id
+        }
         Some(false) => old,
     };
     let by_bmc = !ssh_usable || (shared.settings.transport == TransportChoice::Redfish && shared.has_bmc(host));
