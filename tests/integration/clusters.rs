@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use crate::common::Run;
 use crate::common::sim::Sim;
+use crate::common::{Run, dispatches};
 
 /// One kubeconfig naming both simulations, `a` current, as an admin's often does.
 fn two_cluster_kubeconfig(a: &Sim, b: &Sim, path: &Path) {
@@ -54,19 +54,6 @@ fn reboot_with_context_b_reboots_only_b_and_its_journal_is_refused_under_a() {
     let resumed: Run = b.fleetboot(&["reboot", "--resume", journal, "--kubeconfig", kubeconfig, "--context", "b"]).output().unwrap().into();
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert_eq!(boot_ids(&b), b_after, "a finished run reboots nothing again");
-}
-
-/// Each `dispatching` record of a journal: (host, at_ms).
-fn dispatches(journal: &Path) -> Vec<(String, u64)> {
-    use fleetboot::adapters::journal::Entry;
-    let (records, _) = fleetboot::adapters::journal::load(journal).unwrap();
-    records
-        .into_iter()
-        .filter_map(|r| match r.entry {
-            Entry::Dispatching { host, .. } => Some((host, r.at_ms)),
-            _ => None,
-        })
-        .collect()
 }
 
 fn spawn_reboot(sim: &Sim, journal: &Path, extra: &[&str]) -> std::process::Child {

@@ -1,12 +1,12 @@
 //! `fleetboot migrate` and `fleetboot verify` end to end against the simulated cluster, with
 //! kubectl as the independent witness of what changed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::Run;
 use crate::common::sim::Sim;
+use crate::common::{Run, dispatch_counts};
 use fleetboot::adapters::journal::{self, Entry};
 
 fn run(sim: &Sim, args: &[&str]) -> Run {
@@ -32,18 +32,6 @@ fn network_type(sim: &Sim) -> (String, String) {
 
 fn paused(sim: &Sim, pool: &str) -> bool {
     jsonpath(sim, &["get", "mcp", pool, "-o", "jsonpath={.spec.paused}"]) == "true"
-}
-
-/// How many reboots step 7 sent each node (from its journal).
-fn dispatches(journal: &Path) -> std::collections::BTreeMap<String, usize> {
-    let (records, _) = journal::load(journal).unwrap();
-    let mut counts = std::collections::BTreeMap::new();
-    for r in records {
-        if let Entry::Dispatching { host, .. } = r.entry {
-            *counts.entry(host).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 #[test]
@@ -89,7 +77,7 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
     assert!(first.stdout.contains("ETA"), "the phase-1 rollout shows an ETA: {}", first.stdout);
     let dir = sim.migration_dir();
     let journal = dir.join("reboot.jsonl");
-    let counts = dispatches(&journal);
+    let counts = dispatch_counts(&journal);
     assert_eq!(counts.len(), 9);
     assert!(counts.values().all(|&n| n == 1), "step 7 rebooted each node once: {counts:?}");
     // The backup is the pre-migration object, in YAML kubectl reads.
@@ -251,7 +239,7 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
     let resumed = migrate(&sim, &["--resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert_eq!(network_type(&sim).1, "OVNKubernetes");
-    let counts = dispatches(&journal);
+    let counts = dispatch_counts(&journal);
     assert_eq!(counts.len(), 4);
     assert!(counts.values().all(|&n| n == 1), "no node got a second reboot from step 7: {counts:?}");
     let (records, _) = journal::load(&journal).unwrap();
@@ -287,7 +275,7 @@ fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_f
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert_eq!(network_type(&sim).1, "OVNKubernetes");
     assert!(!paused(&sim, "worker"));
-    let counts = dispatches(&sim.migration_dir().join("reboot.jsonl"));
+    let counts = dispatch_counts(&sim.migration_dir().join("reboot.jsonl"));
     assert_eq!(counts["worker-1"], 1, "the resume waited for worker-1's new boot ID instead of rebooting it again");
 }
 
@@ -330,7 +318,7 @@ fn verify_fails_on_a_pod_in_error_reboot_error_nodes_reboots_its_node_and_resume
         .filter(|p| p.to_string_lossy().contains("reboot-error-nodes"))
         .collect();
     assert_eq!(extra.len(), 1);
-    assert_eq!(dispatches(&extra[0]).into_iter().collect::<Vec<_>>(), [("worker-0".to_owned(), 1)]);
+    assert_eq!(dispatch_counts(&extra[0]).into_iter().collect::<Vec<_>>(), [("worker-0".to_owned(), 1)]);
 
     let verify = run(&sim, &["verify", "-o", "json"]);
     assert_eq!(verify.code, 3, "{}", verify.debug());
@@ -386,7 +374,7 @@ fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert_eq!(network_type(&sim).1, "OVNKubernetes");
     let dir = sim.migration_dir();
-    let counts = dispatches(&dir.join("reboot.jsonl"));
+    let counts = dispatch_counts(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let journal = std::fs::read_to_string(dir.join("migration.jsonl")).unwrap();
     assert!(journal.contains(r#""event":"warning""#) && journal.contains("have been paused for"), "{journal}");

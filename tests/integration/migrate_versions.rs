@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::Run;
 use crate::common::sim::Sim;
-use fleetboot::adapters::journal::{self, Entry};
+use crate::common::{Run, dispatch_counts};
 
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
     let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
@@ -62,17 +61,6 @@ fn journal_text(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("migration.jsonl")).unwrap()
 }
 
-fn dispatches(journal: &Path) -> std::collections::BTreeMap<String, usize> {
-    let (records, _) = journal::load(journal).unwrap();
-    let mut counts = std::collections::BTreeMap::new();
-    for r in records {
-        if let Entry::Dispatching { host, .. } = r.entry {
-            *counts.entry(host).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 /// A whole migration on a simulated release, with the flow it requires.
 fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
     let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
@@ -105,7 +93,7 @@ fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
     }
     // fleetboot never asked the operator for a change it refuses.
     assert_eq!(refusals(&sim), Vec::<String>::new());
-    let counts = dispatches(&dir.join("reboot.jsonl"));
+    let counts = dispatch_counts(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let verify = Run::from(sim.fleetboot(&["verify"]).output().unwrap());
     assert_eq!(verify.code, 0, "{}", verify.debug());
@@ -268,7 +256,7 @@ fn the_two_phase_flow_killed_in_each_phase_resumes_to_the_end_rebooting_each_nod
     let done = migrate(&sim, &["--resume"]);
     assert_eq!(done.code, 0, "{}", done.debug());
     let dir = &migration_dirs(&sim)[0];
-    let counts = dispatches(&dir.join("reboot.jsonl"));
+    let counts = dispatch_counts(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let journal = journal_text(dir);
     assert_eq!(journal.matches(r#""event":"migration_resumed""#).count(), 4);

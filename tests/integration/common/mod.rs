@@ -229,6 +229,28 @@ pub fn max_overlap(intervals: &[(u64, u64)]) -> usize {
 }
 
 /// Waits until the journal at `path` holds `count` dispatched records.
+/// Each `dispatching` record of a reboot journal: (host, at_ms).
+pub fn dispatches(journal: &Path) -> Vec<(String, u64)> {
+    use fleetboot::adapters::journal::Entry;
+    let (records, _) = fleetboot::adapters::journal::load(journal).unwrap();
+    records
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::Dispatching { host, .. } => Some((host, r.at_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many reboots a reboot journal sent each host.
+pub fn dispatch_counts(journal: &Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (host, _) in dispatches(journal) {
+        *counts.entry(host).or_insert(0) += 1;
+    }
+    counts
+}
+
 pub fn wait_for_dispatches(path: &Path, count: usize, limit: std::time::Duration) {
     let start = std::time::Instant::now();
     while std::fs::read_to_string(path).unwrap_or_default().matches("\"event\":\"dispatched\"").count() < count {
