@@ -12,7 +12,10 @@
 # (PyPI, in a venv), pdsh -R ssh, xargs -P + OpenSSH ssh. For each (N, fan-out, tool) it prints
 # the median of REPS runs of:
 #   wall        seconds, start to exit of the client
-#   sshd/conn   sshd's CPU (the listener and every per-connection child) ÷ N
+#   sshd/conn   sshd's CPU ÷ N: of a cgroup of its own (the listener, every per-connection
+#               process and the sessions' commands, even those whose parent exits before it reaps
+#               them: their CPU never reaches the listener's rusage; a third of it went missing
+#               that way); without a writable cgroup, the listener's rusage with reaped children
 #   client/host the client's user+sys CPU (with the processes it forked and reaped) ÷ N
 #   RSS         the client's peak RSS (rusage); xargs-ssh and pdsh: of the largest ONE process
 #   floor       (sshd CPU + client CPU) ÷ cores: the wall time this one-sshd rig cannot beat
@@ -108,7 +111,7 @@ cores=$(nproc)
 py=/usr/bin/python3; [ -x "$py" ] || py=python3
 work=$(mktemp -d /tmp/fleetboot-bench-fanout.XXXXXX)
 chmod 755 "$work" # the login reads its authorized_keys here
-sshd_pid="" tool_pid="" created_user=0
+sshd_pid="" tool_pid="" created_user=0 sshd_cgroup=""
 stop_group() { # a run's process group: `timeout` made it, its PID is the group's ID; TERM, ≤ 10 s, KILL
     local g=$1
     kill -TERM -- "-$g" 2>/dev/null || return 0
@@ -130,6 +133,9 @@ cleanup() {
     if [ "$created_user" = 1 ]; then
         for p in $(pgrep -u "$user" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
         userdel "$user" 2>/dev/null || echo "bench-fanout: could not remove user $user" >&2
+    fi
+    if [ -n "$sshd_cgroup" ]; then # empty once its processes are gone
+        for _ in $(seq 1 50); do rmdir "$sshd_cgroup" 2>/dev/null && break; sleep 0.1; done
     fi
     rm -rf "$work"
     exit "$rc"
@@ -194,6 +200,17 @@ ForceCommand $boot_id_cmd
 CONF
 /usr/sbin/sshd -D -e -f "$work/sshd_config" 2>>"$work/sshd.log" &
 sshd_pid=$!
+# sshd and everything it starts go into a cgroup of their own, created now, before the first
+# connection: its CPU counter includes processes no sshd ever reaps. cgroup v2 has the counter
+# in every group (cpu.stat usage_usec); on v1 it is the cpuacct controller (cpuacct.usage, ns).
+for root in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/cpuacct; do
+    [ -e "$root/cgroup.procs" ] || continue
+    [ "$root" = /sys/fs/cgroup/cpuacct ] || [ -e "$root/cgroup.controllers" ] || continue
+    group="$root/fleetboot-bench-sshd.$$"
+    mkdir "$group" 2>/dev/null || continue
+    if echo "$sshd_pid" >"$group/cgroup.procs" 2>/dev/null; then sshd_cgroup=$group; break; fi
+    rmdir "$group" 2>/dev/null || true
+done
 for _ in $(seq 1 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     kill -0 "$sshd_pid" 2>/dev/null || { cat "$work/sshd.log" >&2; exit 1; }
@@ -221,8 +238,14 @@ for o in out:
     print(o.host, list(o.stdout or []))
 PY
 
-sshd_cpu() { # CPU seconds of the listener and all its reaped children (utime stime cutime cstime)
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$sshd_pid/stat"
+sshd_cpu() { # CPU seconds of sshd's cgroup, or of the listener and its reaped children
+    if [ -e "$sshd_cgroup/cpu.stat" ]; then
+        awk '$1 == "usage_usec" {printf "%.6f\n", $2 / 1e6}' "$sshd_cgroup/cpu.stat"
+    elif [ -e "$sshd_cgroup/cpuacct.usage" ]; then
+        awk '{printf "%.6f\n", $1 / 1e9}' "$sshd_cgroup/cpuacct.usage"
+    else # utime stime cutime cstime
+        awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$sshd_pid/stat"
+    fi
 }
 wait_sshd_idle() { # until every per-connection child has exited (so its CPU is counted), ≤ 10 s
     for _ in $(seq 1 100); do
@@ -236,6 +259,7 @@ machine_jiffies() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/s
 tsv=$work/runs.tsv
 printf 'n\tfanout\ttool\trep\tanswered\twall_s\tclient_cpu_s\tsshd_cpu_s\trss_kb\tmachine_busy\n' >"$tsv"
 echo "rig: one OpenSSH sshd ($(/usr/sbin/sshd -V 2>&1 | head -1 | cut -d, -f1)), login $user (/bin/sh, ForceCommand), $cores cores; $(uname -r)"
+echo "sshd's CPU from: ${sshd_cgroup:-the rusage of the listener (no writable cgroup: CPU of processes sshd does not reap is missing)}"
 echo "runs (each line one run; medians follow each block):"
 skipped=0
 for n in $sizes; do
