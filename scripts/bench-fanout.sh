@@ -17,6 +17,8 @@
 #               them: their CPU never reaches the listener's rusage; a third of it went missing
 #               that way); without a writable cgroup, the listener's rusage with reaped children
 #   client/host the client's user+sys CPU (with the processes it forked and reaped) ÷ N
+#   user+sys    the client's user and sys CPU per host: its floor is the cryptography of one
+#               connection, examples/crypto_floor.rs run on the machine first (printed at the start)
 #   RSS         the client's peak RSS (rusage); xargs-ssh and pdsh: of the largest ONE process
 #   floor       (sshd CPU + client CPU) ÷ cores: the wall time this one-sshd rig cannot beat
 #   rig CPU     (sshd CPU + client CPU) ÷ (wall × cores); ≥ 90 % is "saturated"
@@ -99,6 +101,10 @@ if [ -z "${FLEETBOOT_BENCH_NETNS:-}" ]; then
     esac
     case " $tools " in *" fleetboot "*)
         if [ "$build" = 1 ]; then cargo build --release --quiet; fi
+        # The client's floor, measured on this machine: one connection's cryptography.
+        if [ "$build" = 1 ] || [ ! -x target/release/examples/crypto_floor ]; then
+            cargo build --release --quiet --example crypto_floor || echo "bench-fanout: no crypto floor (examples/crypto_floor.rs did not build)" >&2
+        fi
         [ -x "$bin" ] || { echo "bench-fanout: no $bin (build it, or drop --no-build)" >&2; exit 1; } ;;
     esac
     command -v unshare >/dev/null && command -v ip >/dev/null || { echo "bench-fanout: needs unshare and ip (util-linux, iproute2)" >&2; exit 1; }
@@ -257,8 +263,13 @@ wait_sshd_idle() { # until every per-connection child has exited (so its CPU is 
 machine_jiffies() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; } # total idle
 
 tsv=$work/runs.tsv
-printf 'n\tfanout\ttool\trep\tanswered\twall_s\tclient_cpu_s\tsshd_cpu_s\trss_kb\tmachine_busy\n' >"$tsv"
+printf 'n\tfanout\ttool\trep\tanswered\twall_s\tclient_cpu_s\tsshd_cpu_s\trss_kb\tmachine_busy\tclient_user_s\tclient_sys_s\n' >"$tsv"
 echo "rig: one OpenSSH sshd ($(/usr/sbin/sshd -V 2>&1 | head -1 | cut -d, -f1)), login $user (/bin/sh, ForceCommand), $cores cores; $(uname -r)"
+crypto_ms=nan
+if [ -x target/release/examples/crypto_floor ]; then
+    target/release/examples/crypto_floor
+    crypto_ms=$(target/release/examples/crypto_floor --ms)
+fi
 echo "sshd's CPU from: ${sshd_cgroup:-the rusage of the listener (no writable cgroup: CPU of processes sshd does not reap is missing)}"
 echo "runs (each line one run; medians follow each block):"
 skipped=0
@@ -302,16 +313,16 @@ for n in $sizes; do
                 client=$(echo "$u + $s" | bc 2>/dev/null || echo nan)
                 sshd=$(echo "$c1 - $c0" | bc)
                 busy=$(echo "scale=3; 1 - ($i1 - $i0) / ($j1 - $j0)" | bc)
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$f" "$tool" "$r" "$answered" "$wall" "$client" "$sshd" "$rss" "$busy" >>"$tsv"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$f" "$tool" "$r" "$answered" "$wall" "$client" "$sshd" "$rss" "$busy" "$u" "$s" >>"$tsv"
                 printf '  N=%-5s fan-out %-4s %-10s run %s: %4s/%s answered, wall %7.2f s, client %6.2f s CPU, sshd %7.2f s CPU, machine %3.0f%% busy\n' \
                     "$n" "$f" "$tool" "$r" "$answered" "$n" "$wall" "$client" "$sshd" "$(echo "$busy * 100" | bc)"
                 [ "$answered" -ge "$n" ] || { echo "  note: $tool answered $answered of $n; its stderr ends:" >&2; tail -3 "$work/err" >&2; }
             done
         done
-        "$py" scripts/bench-fanout-summary.py "$tsv" --n "$n" --fanout "$f" --cores "$cores"
+        "$py" scripts/bench-fanout-summary.py "$tsv" --n "$n" --fanout "$f" --cores "$cores" --crypto-ms "$crypto_ms"
     done
 done
 [ "$skipped" = 0 ] || echo "bench-fanout: $skipped runs skipped: the --deadline of $deadline s was reached" >&2
 echo "all medians as a README table:"
-"$py" scripts/bench-fanout-summary.py "$tsv" --cores "$cores" --markdown
+"$py" scripts/bench-fanout-summary.py "$tsv" --cores "$cores" --crypto-ms "$crypto_ms" --markdown
 [ -z "$results" ] || cp "$tsv" "$results"
