@@ -260,6 +260,10 @@ wait_sshd_idle() { # until every per-connection child has exited (so its CPU is 
     done
     echo "  note: sshd children still running 10 s after the run; their CPU is missing" >&2
 }
+listen_drops() { # SYNs the namespace's listeners dropped (accept queue full): sshd listens with
+    # a backlog of 128, so a fan-out far above it waits out SYN retransmissions (1 s, 3 s, ...)
+    awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) col[$i] = i; h = 1 } else print $col["ListenDrops"] }' /proc/net/netstat
+}
 machine_jiffies() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; } # total idle
 
 tsv=$work/runs.tsv
@@ -296,6 +300,7 @@ for n in $sizes; do
                 xargs-ssh) cmd=(xargs -P "$f" -I{} ssh "${ssh_opts[@]}" "$user@{}" $boot_id_cmd) ;;
                 esac
                 wait_sshd_idle
+                d0=$(listen_drops)
                 c0=$(sshd_cpu); read -r j0 i0 < <(machine_jiffies); t0=$(date +%s%N)
                 # timeout puts the run in a process group of its own and signals all of it.
                 SSH_AUTH_SOCK='' timeout -k 5 "$run_timeout" /usr/bin/time -f '%U %S %M' -o "$work/time" "${cmd[@]}" \
@@ -306,6 +311,8 @@ for n in $sizes; do
                 t1=$(date +%s%N); read -r j1 i1 < <(machine_jiffies)
                 wait_sshd_idle
                 c1=$(sshd_cpu)
+                drops=$(($(listen_drops) - d0))
+                [ "$drops" = 0 ] || echo "  note: $tool N=$n fan-out $f run $r: sshd's listen queue dropped $drops SYNs (the client waited for their retransmission)" >&2
                 [ "$rc" = 124 ] && echo "  note: $tool N=$n fan-out $f run $r killed after $run_timeout s" >&2
                 answered=$(grep -c -E '[0-9a-f]{8}-[0-9a-f]{4}-' "$work/out" || true)
                 read -r u s rss < <(tail -1 "$work/time" 2>/dev/null | grep -E '^[0-9.]+ [0-9.]+ [0-9]+$' || echo "nan nan 0")
@@ -316,7 +323,11 @@ for n in $sizes; do
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$f" "$tool" "$r" "$answered" "$wall" "$client" "$sshd" "$rss" "$busy" "$u" "$s" >>"$tsv"
                 printf '  N=%-5s fan-out %-4s %-10s run %s: %4s/%s answered, wall %7.2f s, client %6.2f s CPU, sshd %7.2f s CPU, machine %3.0f%% busy\n' \
                     "$n" "$f" "$tool" "$r" "$answered" "$n" "$wall" "$client" "$sshd" "$(echo "$busy * 100" | bc)"
-                [ "$answered" -ge "$n" ] || { echo "  note: $tool answered $answered of $n; its stderr ends:" >&2; tail -3 "$work/err" >&2; }
+                [ "$answered" -ge "$n" ] || {
+                    echo "  note: $tool answered $answered of $n; its stderr ends:" >&2; tail -3 "$work/err" >&2
+                    # fleetboot's JSON names each host's error: the most frequent ones
+                    grep -o '"error":"[^"]*"' "$work/out" 2>/dev/null | sort | uniq -c | sort -rn | head -3 >&2 || true
+                }
             done
         done
         "$py" scripts/bench-fanout-summary.py "$tsv" --n "$n" --fanout "$f" --cores "$cores" --crypto-ms "$crypto_ms"
