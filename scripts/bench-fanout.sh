@@ -47,6 +47,7 @@
 set -euo pipefail
 caller_cwd=${FLEETBOOT_BENCH_CWD:-$PWD} # relative paths in the options are the caller's
 cd "$(dirname "$0")/.."
+source scripts/bench-lib.sh # stop_group
 
 sizes="" fanouts=${FANOUTS:-16 64 256} reps=${REPS:-3} tools=${TOOLS:-fleetboot pssh-lib pdsh xargs-ssh}
 run_timeout=900 deadline=10800 user=fleetboot-bench results="" build=1 wrap="" bin=""
@@ -118,12 +119,6 @@ py=/usr/bin/python3; [ -x "$py" ] || py=python3
 work=$(mktemp -d /tmp/fleetboot-bench-fanout.XXXXXX)
 chmod 755 "$work" # the login reads its authorized_keys here
 sshd_pid="" tool_pid="" created_user=0 sshd_cgroup=""
-stop_group() { # a run's process group: `timeout` made it, its PID is the group's ID; TERM, ≤ 10 s, KILL
-    local g=$1
-    kill -TERM -- "-$g" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do kill -0 -- "-$g" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL -- "-$g" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP

@@ -26,6 +26,7 @@
 set -euo pipefail
 caller_cwd=$PWD # relative paths in the options are the caller's
 cd "$(dirname "$0")/.."
+source scripts/bench-lib.sh # stop_group
 
 reps=1 reboot_delay=2s boot_time=3s notready_after=500ms kubelet_ready_after=500ms poll=500ms
 deadline=3600 keep="" build=1 bin="" specs=()
@@ -77,12 +78,6 @@ stop_sim() {
         wait "$sim_pid" 2>/dev/null || true
         sim_pid=""
     fi
-}
-stop_group() { # a run's process group: `timeout` made it, its PID is the group's ID; TERM, ≤ 10 s, KILL
-    local g=$1
-    kill -TERM -- "-$g" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do kill -0 -- "-$g" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL -- "-$g" 2>/dev/null || true
 }
 cleanup() {
     local rc=$?
