@@ -475,3 +475,33 @@ fn power_never_repeats_a_reset_answered_with_a_5xx_and_reads_the_power_state_ins
     sessions_closed(&sim, "worker-0");
     sessions_closed(&sim, "worker-1");
 }
+
+/// `fleetboot power`: a reset whose connection the BMC closed unanswered after carrying it out
+/// is not sent again either. A power-off is settled by reading PowerState; a restart says that
+/// it may have happened.
+#[test]
+fn power_never_repeats_a_reset_whose_answer_was_lost_and_reads_the_power_state_instead() {
+    let sim = Sim::start(0, 2);
+    let config = quick_config(&sim);
+    sim.control("POST", "nodes/worker-0/bmc", r#"{"after_reset": "drop"}"#);
+    sim.control("POST", "nodes/worker-1/bmc", r#"{"after_reset": "drop"}"#);
+    let off = fleetboot(&sim, &config, &["power", "off", "--yes-power-off", "worker-0", "-o", "json"]);
+    assert_eq!(off.code, 0, "PowerState Off settles the lost answer: {}", off.debug());
+    let results: Value = serde_json::from_str(&off.stdout).unwrap();
+    assert_eq!(results[0]["power_state"], "Off", "{results}");
+    let h0 = history(&sim, "worker-0");
+    assert_eq!(h0.iter().filter(|(_, w)| w.starts_with("bmc-reset:")).count(), 1, "one reset, never a second: {h0:?}");
+    assert_eq!(count(&h0, "bmc-reset:ForceOff"), 1, "{h0:?}");
+    assert_eq!(count(&h0, "bmc-dropped-after-reset"), 1, "the fault happened: {h0:?}");
+
+    let restart = fleetboot(&sim, &config, &["power", "restart", "--force", "worker-1", "-o", "json"]);
+    assert_eq!(restart.code, 3, "{}", restart.debug());
+    let results: Value = serde_json::from_str(&restart.stdout).unwrap();
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ForceRestart was sent") && error.contains("may have been carried out"), "{error}");
+    let h1 = history(&sim, "worker-1");
+    assert_eq!(h1.iter().filter(|(_, w)| w.starts_with("bmc-reset:")).count(), 1, "one reset, never a second: {h1:?}");
+    assert_eq!(count(&h1, "bmc-dropped-after-reset"), 1, "the fault happened: {h1:?}");
+    sessions_closed(&sim, "worker-0");
+    sessions_closed(&sim, "worker-1");
+}
