@@ -505,3 +505,30 @@ fn power_never_repeats_a_reset_whose_answer_was_lost_and_reads_the_power_state_i
     sessions_closed(&sim, "worker-0");
     sessions_closed(&sim, "worker-1");
 }
+
+/// A BMC over plain http:// is warned about in a reboot run as one of the run's events (the
+/// adapter never prints), before anything is rebooted and even when SSH reboots the node and
+/// the BMC is never used.
+#[test]
+fn a_reboot_run_warns_through_its_events_about_a_bmc_over_plain_http() {
+    let sim = Sim::start(0, 1);
+    let mut text = std::fs::read_to_string(quick_config(&sim)).unwrap();
+    // Nothing listens there; SSH answers, so the BMC is never contacted.
+    text.push_str("\n[[bmc]]\nnode = \"worker-0\"\nurl = \"http://127.0.0.1:9/redfish/v1/Systems/1\"\n");
+    let config = sim.path("plain-http-bmc.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut args = vec!["reboot", "--nodes", "worker-0"];
+    args.extend(QUICK);
+    let run = fleetboot(&sim, &config, &args);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let events: Vec<Value> = run.stdout.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let warned = events.iter().position(|e| {
+        e["type"] == "warning"
+            && e["message"].as_str().is_some_and(|m| m.contains("the BMC of worker-0 is reached over plain http:// (http://127.0.0.1:9/"))
+    });
+    let first_transition = events.iter().position(|e| e["type"] == "transition");
+    assert!(warned.is_some() && warned < first_transition, "warned before the run's first step: {}", run.debug());
+    assert_eq!(count(&history(&sim, "worker-0"), "reboot-requested"), 1);
+    assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 0, "the BMC was never used");
+    no_secret_in(&sim, &run, None);
+}
