@@ -424,12 +424,12 @@ impl RedfishPower {
 
     /// One named reset (On, ForceOff, ...); with `wait_for`, until PowerState shows it.
     pub async fn power(&self, node: &str, reset_type: &str, wait_for: Option<&str>) -> Result<SystemState, RedfishError> {
-        let (_guard, bmc) = self.open(node).await?;
+        let (_guard, bmc) = self.open(node).await.map_err(RedfishError::before_reset)?;
         let mut result = bmc.power(reset_type).await;
         match (&result, wait_for) {
             (Ok(_), Some(state)) => result = bmc.wait_power_state(state).await,
-            // The reset may have been carried out (an answer lost, a 5xx after it took
-            // effect): the power state settles it, never a second request.
+            // The reset may have been carried out (its answer lost, a 5xx after it took
+            // effect, its task failed): the power state settles it, never a second request.
             (Err(e), Some(state)) if e.reset_may_have_happened() => {
                 if let Ok(system) = bmc.wait_power_state(state).await {
                     result = Ok(system);

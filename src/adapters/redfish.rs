@@ -149,17 +149,14 @@ pub enum RedfishError {
     /// system): whatever the error, no reset happened.
     #[error(transparent)]
     BeforeReset(Box<RedfishError>),
+    /// Failed once a reset request may have reached the BMC: its answer was lost or was a 5xx,
+    /// or the BMC accepted it and its task, or what came after it, failed. `what` says how far
+    /// the reset got. The reset may have been carried out.
+    #[error("{what}, then {source} (the reset may have been carried out, so it is not sent again)")]
+    ResetInDoubt { what: String, source: Box<RedfishError> },
 }
 
 impl RedfishError {
-    /// Whether nothing reached the BMC (another try may succeed).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            RedfishError::BeforeReset(inner) => inner.is_transient(),
-            other => matches!(other, RedfishError::Unreachable { .. }),
-        }
-    }
-
     /// Marks an error met before any reset request went out.
     pub fn before_reset(self) -> RedfishError {
         match self {
@@ -168,13 +165,38 @@ impl RedfishError {
         }
     }
 
-    /// Whether a reset may have been carried out despite this error (an answer lost, a task
-    /// that did not finish): then the node must not be sent another reboot blindly.
+    /// Marks an error met once a reset may have reached the BMC (`what`: how far it got).
+    pub fn reset_in_doubt(self, what: impl Into<String>) -> RedfishError {
+        match self {
+            already @ RedfishError::ResetInDoubt { .. } => already,
+            other => RedfishError::ResetInDoubt { what: what.into(), source: Box::new(other) },
+        }
+    }
+
+    /// Whether a reset may have been carried out despite this error: then it is never sent
+    /// again blindly (a reboot run watches for the new boot ID, `power on/off` reads
+    /// PowerState). The one answer to that question for every caller.
+    ///
+    /// The stage decides: an error marked [`RedfishError::BeforeReset`] came before any reset
+    /// request (none happened); one marked [`RedfishError::ResetInDoubt`] came after a reset
+    /// may have reached the BMC. An unmarked error is the reset request's own: a refusal (4xx,
+    /// 501, credentials refused on a new login) or one that never left fleetboot (a link to
+    /// another origin, TLS, the URL) proves nothing happened; a lost answer or any other answer
+    /// may come after the BMC carried it out.
     pub fn reset_may_have_happened(&self) -> bool {
         match self {
-            RedfishError::Timeout { .. } | RedfishError::Protocol { .. } => true,
+            RedfishError::BeforeReset(_) => false,
+            RedfishError::ResetInDoubt { .. } => true,
             RedfishError::Http { status, .. } => !refused(*status),
-            _ => false,
+            RedfishError::Unreachable { .. } | RedfishError::Protocol { .. } | RedfishError::Timeout { .. } => true,
+            RedfishError::BadUrl { .. }
+            | RedfishError::Tls { .. }
+            | RedfishError::Auth { .. }
+            | RedfishError::Setup { .. }
+            | RedfishError::NoUsableReset { .. }
+            | RedfishError::ResetNotAllowed { .. }
+            | RedfishError::ForeignLink { .. }
+            | RedfishError::NoBmc { .. } => false,
         }
     }
 }
@@ -652,30 +674,19 @@ impl Bmc {
         Ok(SystemState::from_resource(&path, &system))
     }
 
-    /// POSTs one reset and follows a task monitor to its end.
+    /// POSTs one reset and follows a task monitor to its end. An error that may have come after
+    /// the BMC carried the reset out is marked [`RedfishError::ResetInDoubt`].
     pub async fn reset(&self, system: &SystemState, reset_type: &str) -> Result<(), RedfishError> {
         let body = json!({"ResetType": reset_type});
-        let (status, headers, _) =
-            self.request_retrying(Method::POST, &system.reset_target, Some(&body), Retry::OnlyConflict).await.map_err(|e| match e {
-                RedfishError::Http { status, message, .. } if !refused(status) => RedfishError::Protocol {
-                    node: self.target.node.clone(),
-                    message: format!(
-                        "the BMC answered {status} ({message}) to {reset_type}: the reset may have been carried out, so it is not sent again"
-                    ),
-                },
-                e => e,
-            })?;
+        let (status, headers, _) = self
+            .request_retrying(Method::POST, &system.reset_target, Some(&body), Retry::OnlyConflict)
+            .await
+            .map_err(|e| if e.reset_may_have_happened() { e.reset_in_doubt(format!("{reset_type} was sent")) } else { e })?;
         if status == StatusCode::ACCEPTED
             && let Some(monitor) = headers.get("Location").and_then(|v| v.to_str().ok())
         {
             // The BMC accepted the reset: whatever goes wrong with its task now, it may happen.
-            return self.follow_task(monitor).await.map_err(|e| match e {
-                e if e.reset_may_have_happened() => e,
-                e => RedfishError::Protocol {
-                    node: self.target.node.clone(),
-                    message: format!("the BMC accepted {reset_type} (202), then its task could not be followed: {e}"),
-                },
-            });
+            return self.follow_task(monitor).await.map_err(|e| e.reset_in_doubt(format!("the BMC accepted {reset_type} (202)")));
         }
         Ok(())
     }
@@ -746,11 +757,12 @@ impl Bmc {
                 // A ForceOff that may have been carried out is settled by PowerState, never by a
                 // second ForceOff.
                 let off = match self.reset(&system, "ForceOff").await {
-                    Ok(()) => self.wait_power_state("Off").await?,
+                    Ok(()) => self.wait_power_state("Off").await.map_err(|e| e.reset_in_doubt("the BMC accepted ForceOff"))?,
                     Err(e) if e.reset_may_have_happened() => self.wait_power_state("Off").await.map_err(|_| e)?,
                     Err(e) => return Err(e),
                 };
-                self.reset(&off, "On").await?;
+                // The node is off now: whatever happens to the On, a reset has happened.
+                self.reset(&off, "On").await.map_err(|e| e.reset_in_doubt("ForceOff was carried out"))?;
                 Ok("ForceOff+On".to_owned())
             }
         }
@@ -758,7 +770,7 @@ impl Bmc {
 
     /// Sends one named reset (`On`, `ForceOff`, `GracefulShutdown`...) if the BMC allows it.
     pub async fn power(&self, reset_type: &str) -> Result<SystemState, RedfishError> {
-        let system = self.system().await?;
+        let system = self.system().await.map_err(RedfishError::before_reset)?;
         if let Some(allowed) = &system.allowed_resets
             && !allowed.iter().any(|a| a == reset_type)
         {
@@ -875,5 +887,36 @@ mod tests {
         }
         let refused = RedfishError::ForeignLink { node: "n".into(), reason: "x".into() };
         assert!(!refused.reset_may_have_happened(), "nothing was sent to a link that was refused");
+    }
+
+    #[test]
+    fn the_stage_an_error_was_met_at_decides_whether_the_reset_may_have_happened() {
+        let node = || "n".to_string();
+        let reset_path = "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset";
+        let http = |method: &str, path: &str, status| RedfishError::Http {
+            node: node(),
+            method: method.into(),
+            path: path.into(),
+            status,
+            message: "m".into(),
+        };
+        let dropped = || RedfishError::Unreachable { node: node(), url: "u".into(), reason: "connection closed".into() };
+        // Before any reset request: logging in, reading the system.
+        assert!(!dropped().before_reset().reset_may_have_happened());
+        assert!(!http("GET", "/redfish/v1/Systems/1", 503).before_reset().reset_may_have_happened());
+        assert!(!RedfishError::NoBmc { node: node() }.reset_may_have_happened());
+        // The reset request refused, or never sent.
+        assert!(!http("POST", reset_path, 400).reset_may_have_happened());
+        assert!(!http("POST", reset_path, 501).reset_may_have_happened(), "501: the BMC does not implement that reset type");
+        assert!(!RedfishError::Auth { node: node(), url: "u".into(), user: "admin".into() }.reset_may_have_happened());
+        assert!(!RedfishError::ForeignLink { node: node(), reason: "x".into() }.reset_may_have_happened());
+        // The reset request may have reached the BMC: its answer lost, a 5xx.
+        assert!(dropped().reset_may_have_happened());
+        assert!(http("POST", reset_path, 503).reset_may_have_happened());
+        // After the BMC accepted it: whatever failed, even a refusal of the task monitor.
+        let vanished = http("GET", "/redfish/v1/TaskService/Tasks/1", 404).reset_in_doubt("the BMC accepted ForceRestart (202)");
+        assert!(vanished.reset_may_have_happened());
+        assert!(vanished.to_string().contains("accepted ForceRestart (202), then BMC of n: GET"), "{vanished}");
+        assert!(dropped().reset_in_doubt("ForceOff was sent").reset_in_doubt("ignored").to_string().starts_with("ForceOff was sent"));
     }
 }

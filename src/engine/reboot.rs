@@ -349,13 +349,13 @@ impl PreparedRun {
                         "waiting {} before the first reboot: the run that held the lease stops starting hosts once it sees the takeover",
                         humantime::format_duration(wait)
                     ));
-                    let mut aborted = abort.1.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        // Ctrl-C meanwhile: the runner sees it and starts nothing.
-                        _ = aborted.wait_for(|level| *level != Abort::No) => {}
-                    }
                 }
+                // Ctrl-C meanwhile ends the wait: the runner sees it and starts nothing.
+                let mut aborted = abort.1.clone();
+                lock.settle(async move {
+                    let _ = aborted.wait_for(|level| *level != Abort::No).await;
+                })
+                .await;
                 let takeover = lock.taken_from.clone().map(|previous| (previous, identity.clone()));
                 let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(kube.clone(), policy)));
                 (Some(Arc::new(crate::adapters::kube::NodeWatch::start(kube))), Some(lock), drainer, takeover)

@@ -55,15 +55,16 @@ pub trait NodeDrain: Send + Sync + 'static {
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()>;
 }
 
-/// A BMC reset that failed, classified by whether the reset may have happened anyway.
+/// A BMC reset that failed, classified by whether the reset may have happened anyway
+/// ([`RedfishError::reset_may_have_happened`], the same answer `fleetboot power` goes by).
 #[derive(Debug, thiserror::Error)]
 pub enum BmcError {
     /// Failed before the reset request went out (or the BMC refused it): no reset happened.
     #[error(transparent)]
     NotSent(RedfishError),
-    /// Failed after the reset request was sent, or where that cannot be told apart (a
-    /// timeout, a dropped connection, a 5xx, a task monitor that failed or vanished): the node
-    /// may be resetting, and counts as such.
+    /// Failed once the reset request may have reached the BMC (a dropped connection, a 5xx, a
+    /// task monitor that failed or vanished, a timeout): the node may be resetting, and counts
+    /// as such.
     #[error(transparent)]
     MayHaveReset(RedfishError),
 }
@@ -114,34 +115,6 @@ impl NodeDrain for Drainer {
     }
 }
 
-/// Whether a Redfish error of a restart proves that no reset was carried out: it failed
-/// before the reset request could go out (URL, TLS, credentials, the reset types the BMC
-/// allows) or the BMC answered the reset request itself with a 4xx refusal. Everything else
-/// (unreachable, timed out, 5xx, a protocol error, a task monitor's answer) may have come after
-/// the request was sent. Pure.
-pub fn provably_not_sent(error: &RedfishError) -> bool {
-    match error {
-        RedfishError::BadUrl { .. }
-        | RedfishError::Tls { .. }
-        | RedfishError::Auth { .. }
-        | RedfishError::Setup { .. }
-        | RedfishError::NoUsableReset { .. }
-        | RedfishError::ResetNotAllowed { .. }
-        | RedfishError::NoBmc { .. }
-        | RedfishError::BeforeReset(_) => true,
-        RedfishError::Http { method, path, status, .. } => {
-            crate::adapters::redfish::refused(*status)
-                && method == "POST"
-                && (path.ends_with("ComputerSystem.Reset") || path.contains("Sessions"))
-        }
-        // A link refused (another origin) may be a task monitor after an accepted reset.
-        RedfishError::Unreachable { .. }
-        | RedfishError::Protocol { .. }
-        | RedfishError::Timeout { .. }
-        | RedfishError::ForeignLink { .. } => false,
-    }
-}
-
 impl BmcPower for RedfishPower {
     fn has(&self, node: &str) -> bool {
         RedfishPower::has(self, node)
@@ -155,39 +128,7 @@ impl BmcPower for RedfishPower {
         Box::pin(async move {
             RedfishPower::restart(self, node, kind)
                 .await
-                .map_err(|e| if provably_not_sent(&e) { BmcError::NotSent(e) } else { BmcError::MayHaveReset(e) })
+                .map_err(|e| if e.reset_may_have_happened() { BmcError::MayHaveReset(e) } else { BmcError::NotSent(e) })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_errors_before_the_reset_request_prove_that_no_reset_happened() {
-        let node = || "n".to_string();
-        let http = |method: &str, path: &str, status| RedfishError::Http {
-            node: node(),
-            method: method.into(),
-            path: path.into(),
-            status,
-            message: "m".into(),
-        };
-        assert!(provably_not_sent(&RedfishError::Auth { node: node(), url: "u".into(), user: "admin".into() }));
-        assert!(provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 400)));
-        assert!(provably_not_sent(&http("POST", "/redfish/v1/SessionService/Sessions", 401)));
-        // 501: the BMC does not implement that reset type.
-        assert!(provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 501)));
-        // The reset may have happened: the answer was lost, the BMC failed after accepting it,
-        // its task monitor vanished.
-        assert!(!provably_not_sent(&RedfishError::Unreachable { node: node(), url: "u".into(), reason: "connection closed".into() }));
-        assert!(!provably_not_sent(&http("POST", "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 503)));
-        assert!(!provably_not_sent(&http("GET", "/redfish/v1/TaskService/Tasks/1/Monitor", 404)));
-        assert!(!provably_not_sent(&RedfishError::Timeout { node: node(), what: "the task".into(), limit: "30s".into() }));
-        // Unreachable while logging in or reading the system, before any reset went out.
-        let unreachable = RedfishError::Unreachable { node: node(), url: "u".into(), reason: "refused".into() };
-        assert!(provably_not_sent(&unreachable.before_reset()));
-        assert!(provably_not_sent(&RedfishError::NoBmc { node: node() }));
     }
 }

@@ -475,3 +475,60 @@ fn power_never_repeats_a_reset_answered_with_a_5xx_and_reads_the_power_state_ins
     sessions_closed(&sim, "worker-0");
     sessions_closed(&sim, "worker-1");
 }
+
+/// `fleetboot power`: a reset whose connection the BMC closed unanswered after carrying it out
+/// is not sent again either. A power-off is settled by reading PowerState; a restart says that
+/// it may have happened.
+#[test]
+fn power_never_repeats_a_reset_whose_answer_was_lost_and_reads_the_power_state_instead() {
+    let sim = Sim::start(0, 2);
+    let config = quick_config(&sim);
+    sim.control("POST", "nodes/worker-0/bmc", r#"{"after_reset": "drop"}"#);
+    sim.control("POST", "nodes/worker-1/bmc", r#"{"after_reset": "drop"}"#);
+    let off = fleetboot(&sim, &config, &["power", "off", "--yes-power-off", "worker-0", "-o", "json"]);
+    assert_eq!(off.code, 0, "PowerState Off settles the lost answer: {}", off.debug());
+    let results: Value = serde_json::from_str(&off.stdout).unwrap();
+    assert_eq!(results[0]["power_state"], "Off", "{results}");
+    let h0 = history(&sim, "worker-0");
+    assert_eq!(h0.iter().filter(|(_, w)| w.starts_with("bmc-reset:")).count(), 1, "one reset, never a second: {h0:?}");
+    assert_eq!(count(&h0, "bmc-reset:ForceOff"), 1, "{h0:?}");
+    assert_eq!(count(&h0, "bmc-dropped-after-reset"), 1, "the fault happened: {h0:?}");
+
+    let restart = fleetboot(&sim, &config, &["power", "restart", "--force", "worker-1", "-o", "json"]);
+    assert_eq!(restart.code, 3, "{}", restart.debug());
+    let results: Value = serde_json::from_str(&restart.stdout).unwrap();
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ForceRestart was sent") && error.contains("may have been carried out"), "{error}");
+    let h1 = history(&sim, "worker-1");
+    assert_eq!(h1.iter().filter(|(_, w)| w.starts_with("bmc-reset:")).count(), 1, "one reset, never a second: {h1:?}");
+    assert_eq!(count(&h1, "bmc-dropped-after-reset"), 1, "the fault happened: {h1:?}");
+    sessions_closed(&sim, "worker-0");
+    sessions_closed(&sim, "worker-1");
+}
+
+/// A BMC over plain http:// is warned about in a reboot run as one of the run's events (the
+/// adapter never prints), before anything is rebooted and even when SSH reboots the node and
+/// the BMC is never used.
+#[test]
+fn a_reboot_run_warns_through_its_events_about_a_bmc_over_plain_http() {
+    let sim = Sim::start(0, 1);
+    let mut text = std::fs::read_to_string(quick_config(&sim)).unwrap();
+    // Nothing listens there; SSH answers, so the BMC is never contacted.
+    text.push_str("\n[[bmc]]\nnode = \"worker-0\"\nurl = \"http://127.0.0.1:9/redfish/v1/Systems/1\"\n");
+    let config = sim.path("plain-http-bmc.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut args = vec!["reboot", "--nodes", "worker-0"];
+    args.extend(QUICK);
+    let run = fleetboot(&sim, &config, &args);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let events: Vec<Value> = run.stdout.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let warned = events.iter().position(|e| {
+        e["type"] == "warning"
+            && e["message"].as_str().is_some_and(|m| m.contains("the BMC of worker-0 is reached over plain http:// (http://127.0.0.1:9/"))
+    });
+    let first_transition = events.iter().position(|e| e["type"] == "transition");
+    assert!(warned.is_some() && warned < first_transition, "warned before the run's first step: {}", run.debug());
+    assert_eq!(count(&history(&sim, "worker-0"), "reboot-requested"), 1);
+    assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 0, "the BMC was never used");
+    no_secret_in(&sim, &run, None);
+}

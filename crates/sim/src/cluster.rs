@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -276,22 +276,22 @@ impl Cluster {
     /// Cuts the API off for `length` (connections dropped, watches cut), as while the
     /// control plane reboots.
     pub fn api_outage(self: &Arc<Self>, length: Duration) {
-        self.api.outage.store(true, Ordering::SeqCst);
+        self.api_fault_for(|api| &api.outage, length);
         let _ = self.api.cut_watches.send(());
-        let api = self.api.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(length).await;
-            api.outage.store(false, Ordering::SeqCst);
-        });
     }
 
     /// Stalls the API for `length`: requests are taken and answered only when it ends.
     pub fn api_stall(self: &Arc<Self>, length: Duration) {
-        self.api.stalled.store(true, Ordering::SeqCst);
+        self.api_fault_for(|api| &api.stalled, length);
+    }
+
+    /// Sets one of the API's fault flags now and clears it after `length`.
+    fn api_fault_for(&self, flag: fn(&ApiState) -> &AtomicBool, length: Duration) {
+        flag(&self.api).store(true, Ordering::SeqCst);
         let api = self.api.clone();
         tokio::spawn(async move {
             tokio::time::sleep(length).await;
-            api.stalled.store(false, Ordering::SeqCst);
+            flag(&api).store(false, Ordering::SeqCst);
         });
     }
 

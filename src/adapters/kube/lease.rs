@@ -187,6 +187,17 @@ impl LeaseLock {
         self.settle_time
     }
 
+    /// Waits [`LeaseLock::settle_time`] (not at all when nobody live held the lease), or until
+    /// `interrupted` completes, whichever comes first: a run stopped meanwhile need not wait
+    /// out a pause meant for starting things.
+    pub async fn settle(&self, interrupted: impl std::future::Future<Output = ()>) {
+        let Some(wait) = self.settle_time else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = interrupted => {}
+        }
+    }
+
     /// Changes to `Some` when this run no longer holds the lease (taken over, or not renewed for
     /// half its duration); the run must then start nothing new.
     pub fn lost(&self) -> tokio::sync::watch::Receiver<Option<LeaseLost>> {

@@ -400,8 +400,10 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
                 humantime::format_duration(wait)
             ),
         });
-        tokio::time::sleep(wait).await;
     }
+    // Nothing cuts it short: until its reboot step a migration has no abort signal of its own
+    // (Ctrl-C ends the process; `--resume` goes on from the journal).
+    lease.settle(std::future::pending()).await;
     let outcome = run_under_lease(&options, context, &cluster, &dir, &journal_path, state, start, &lease, &events).await;
     lease.release().await;
     outcome
