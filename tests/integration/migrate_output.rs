@@ -142,3 +142,46 @@ fn a_step_4_rerun_after_the_switch_keeps_the_multus_generation_recorded_before_i
     assert!(done_steps(&lines).starts_with(&["set_network_type", "mtu_and_port", "wait_multus"]), "{:?}", done_steps(&lines));
     assert_eq!(std::fs::read_to_string(&recorded).unwrap().trim(), before.to_string(), "recorded once, never overwritten");
 }
+
+/// `migrate --break-lock` over a live holder's migration lease waits half of that lease before
+/// its first step: the holder looks every third of its lease and stops at its next step once it
+/// sees the takeover, so the two never change the cluster at once. The wait is a warning event
+/// first, and the journal's first step starts no earlier than it allows.
+#[test]
+fn migrate_breaking_a_live_lease_waits_half_of_it_before_its_first_step() {
+    let sim = Sim::start(1, 1);
+    let now = std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"]).output().unwrap();
+    let now = String::from_utf8(now.stdout).unwrap();
+    let lease = sim.path("held-migration-lease.json");
+    std::fs::write(
+        &lease,
+        format!(
+            r#"{{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{{"name":"fleetboot-migration","namespace":"kube-system"}},
+            "spec":{{"holderIdentity":"other@elsewhere pid 1","leaseDurationSeconds":8,"renewTime":"{}"}}}}"#,
+            now.trim()
+        ),
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", lease.to_str().unwrap()]);
+    let launched_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let taken = run(&sim, &["migrate", "--etcd-backup-confirmed", "--break-lock", "--poll-interval", "300ms", "--output", "json"]);
+    assert_eq!(taken.code, 0, "{}", taken.debug());
+    let lines = json_lines(&taken);
+    let warned = lines.iter().position(|l| {
+        l["type"] == "migration_warning" && l["message"].as_str().is_some_and(|m| m.contains("waiting 4s before changing anything"))
+    });
+    let first_step = lines.iter().position(|l| l["type"] == "step_started");
+    assert!(warned.is_some() && first_step.is_some() && warned < first_step, "says it waits, before any step: {}", taken.debug());
+    let journal = std::fs::read_to_string(sim.migration_dir().join("migration.jsonl")).unwrap();
+    let first_step_ms = journal
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|record| record["event"] == "step_started")
+        .and_then(|record| record["at_ms"].as_u64())
+        .expect("a step started");
+    assert!(
+        first_step_ms >= launched_ms + 4000,
+        "the first step started {} ms after the takeover began, before half of the old 8 s lease",
+        first_step_ms - launched_ms
+    );
+}
