@@ -200,20 +200,11 @@ fn reboot_error_nodes_with_context_b_reboots_only_bs_node() {
     let mut child = b.fleetboot(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     b.wait_for_migration_journal(r#""step":"backup""#, Some(&mut child));
     // A pod no reboot mends (a DaemonSet's), failing since the migration started.
-    let pod = b.path("failed.json");
-    std::fs::write(&pod, r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"broken","namespace":"default",
-        "ownerReferences":[{"apiVersion":"apps/v1","kind":"DaemonSet","name":"agent","uid":"00000000-0000-0000-0000-0000000000a1","controller":true}]},
-        "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Failed"}}"#).unwrap();
-    b.kubectl_ok(&["create", "--validate=false", "-f", pod.to_str().unwrap()]);
-    b.kubectl_ok(&["patch", "pod", "broken", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
+    b.fail_daemonset_pod_on("worker-0");
     let run: Run = child.wait_with_output().unwrap().into();
     assert_eq!(run.code, 3, "{}", run.debug());
     assert!(run.stdout.contains("rebooting the nodes that hold pods in error: worker-0"), "{}", run.debug());
-    let extra: Vec<std::path::PathBuf> = std::fs::read_dir(b.migration_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains("reboot-error-nodes"))
-        .collect();
+    let extra = b.reboot_error_nodes_journals();
     assert_eq!(extra.len(), 1, "{extra:?}");
     assert_eq!(dispatches(&extra[0]).len(), 1, "b's worker got its second reboot");
     let (_, state) = fleetboot::adapters::journal::load(&extra[0]).unwrap();

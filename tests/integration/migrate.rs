@@ -1,7 +1,6 @@
 //! `fleetboot migrate` and `fleetboot verify` end to end against the simulated cluster, with
 //! kubectl as the independent witness of what changed.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -284,39 +283,19 @@ fn verify_fails_on_a_pod_in_error_reboot_error_nodes_reboots_its_node_and_resume
     let sim = Sim::start(1, 2);
     // A pod no reboot mends and no drain removes (a DaemonSet's), failing since after the
     // migration started (pods failing before are not counted): step 10 fails on it.
-    let child = sim
+    let mut child = sim
         .fleetboot(&["migrate", "--etcd-backup-confirmed", "--reboot-error-nodes", "--poll-interval", "300ms", "--output", "plain"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !std::fs::read_dir(sim.path("state/migrations"))
-        .ok()
-        .and_then(|mut d| d.next())
-        .map(|e| e.unwrap().path().join("migration.jsonl"))
-        .is_some_and(|j| std::fs::read_to_string(j).unwrap_or_default().contains(r#""step":"backup""#))
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "the migration never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pod = sim.path("failed.json");
-    std::fs::write(&pod, r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"broken","namespace":"default",
-        "ownerReferences":[{"apiVersion":"apps/v1","kind":"DaemonSet","name":"agent","uid":"00000000-0000-0000-0000-0000000000a1","controller":true}]},
-        "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Failed"}}"#).unwrap();
-    sim.kubectl_ok(&["create", "--validate=false", "-f", pod.to_str().unwrap()]);
-    // As on a real API server, a create ignores status: the kubelet's report comes separately.
-    sim.kubectl_ok(&["patch", "pod", "broken", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
+    sim.wait_for_migration_journal(r#""step":"backup""#, Some(&mut child));
+    sim.fail_daemonset_pod_on("worker-0");
     let failed = Run::from(child.wait_with_output().unwrap());
     assert_eq!(failed.code, 3, "{}", failed.debug());
     assert!(failed.stdout.contains("rebooting the nodes that hold pods in error: worker-0"), "{}", failed.stdout);
     assert!(failed.stdout.contains("default/broken on worker-0: phase Failed"), "{}", failed.stdout);
-    let dir = sim.migration_dir();
-    let extra: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains("reboot-error-nodes"))
-        .collect();
+    let extra = sim.reboot_error_nodes_journals();
     assert_eq!(extra.len(), 1);
     assert_eq!(dispatch_counts(&extra[0]).into_iter().collect::<Vec<_>>(), [("worker-0".to_owned(), 1)]);
 

@@ -111,6 +111,33 @@ impl Sim {
         }
     }
 
+    /// A pod no reboot mends and no drain removes (a DaemonSet's), `broken` in `default` on
+    /// `node`, failing from now on (pods failing before a migration started are not counted).
+    pub fn fail_daemonset_pod_on(&self, node: &str) {
+        let pod = self.path("failed.json");
+        std::fs::write(
+            &pod,
+            format!(
+                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"broken","namespace":"default",
+        "ownerReferences":[{{"apiVersion":"apps/v1","kind":"DaemonSet","name":"agent","uid":"00000000-0000-0000-0000-0000000000a1","controller":true}}]}},
+        "spec":{{"nodeName":"{node}","containers":[{{"name":"a","image":"example/a"}}]}},"status":{{"phase":"Failed"}}}}"#
+            ),
+        )
+        .unwrap();
+        self.kubectl_ok(&["create", "--validate=false", "-f", pod.to_str().unwrap()]);
+        // As on a real API server, a create ignores status: the kubelet's report comes separately.
+        self.kubectl_ok(&["patch", "pod", "broken", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
+    }
+
+    /// The journals of the migration's `--reboot-error-nodes` reruns.
+    pub fn reboot_error_nodes_journals(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.migration_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("reboot-error-nodes"))
+            .collect()
+    }
+
     /// One HTTP request to the API server, as any client could send it: (status code, body).
     pub fn raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
         let host = self.api.trim_start_matches("http://");
