@@ -27,7 +27,8 @@ pub const EMPTY_JOURNAL: &str = "it holds no record: the run that created it was
      so nothing was done to any host; start the run again without --resume (this file may be deleted)";
 
 pub fn load(path: &Path) -> Result<(Vec<Record>, RunState), JournalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
+    let text = crate::adapters::system::read_regular_text(path)
+        .map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
     let records = parse(&text, path)?;
     if records.is_empty() {
         return Err(JournalError::Unreadable { path: path.to_owned(), reason: EMPTY_JOURNAL.into() });
@@ -48,7 +49,8 @@ pub struct RunStart {
 /// nor the rest of the file.
 pub fn read_start(path: &Path) -> Result<RunStart, JournalError> {
     use std::io::BufRead;
-    let file = File::open(path).map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
+    let file = crate::adapters::system::open_regular(path, OpenOptions::new().read(true))
+        .map_err(|e| JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
     let mut first = String::new();
     std::io::BufReader::new(file)
         .read_line(&mut first)
@@ -66,7 +68,7 @@ pub fn read_start(path: &Path) -> Result<RunStart, JournalError> {
 /// Whether the journal at `path` exists and holds at least one complete record: a run was
 /// started in it. An empty file (or a torn first line) is "nothing happened yet".
 pub fn is_started(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|bytes| bytes.contains(&b'\n'))
+    crate::adapters::system::read_regular(path).is_ok_and(|bytes| bytes.contains(&b'\n'))
 }
 
 /// The journals this process holds, by (device, inode): a second writer of the same journal
@@ -157,8 +159,22 @@ pub struct JournalLock {
 pub fn hold(path: &Path) -> Result<JournalLock, JournalError> {
     let mut held = HELD.lock().unwrap();
     let held = held.get_or_insert_with(HashMap::new);
-    let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
+    let file = open_existing(path).map_err(open_error(path))?;
     Ok(JournalLock { _file: lock(path, file, held)? })
+}
+
+/// A journal that cannot be opened: a link or a file that is not a regular one is bad input
+/// (named, nothing touched); anything else a failure to write.
+fn open_error(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => JournalError::Unreadable { path: path.to_owned(), reason: e.to_string() },
+        _ => JournalError::Write { path: path.to_owned(), reason: e.to_string() },
+    }
+}
+
+/// An existing journal, for appending: never through a symbolic link, and a regular file.
+fn open_existing(path: &Path) -> std::io::Result<File> {
+    crate::adapters::system::open_regular(path, OpenOptions::new().read(true).append(true))
 }
 
 /// A journal written by an older fleetboot (or copied in) is made owner-only on reopen; a file
@@ -182,14 +198,19 @@ impl JournalWriter {
                 Ok(JournalWriter { path: path.to_owned(), file })
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
+                let file = open_existing(path).map_err(open_error(path))?;
                 let file = lock(path, file, held)?;
                 owner_only(&file);
-                if file.metadata().map_err(write_error(path))?.len() > 0 {
+                // No complete record (empty, or a first line torn by a kill): nothing happened.
+                let text = crate::adapters::system::read_regular(path).map_err(write_error(path))?;
+                if text.contains(&b'\n') {
                     return Err(JournalError::Write {
                         path: path.to_owned(),
                         reason: "a journal already exists there; it is never overwritten".into(),
                     });
+                }
+                if !text.is_empty() {
+                    file.set_len(0).and_then(|()| file.sync_all()).map_err(write_error(path))?;
                 }
                 Ok(JournalWriter { path: path.to_owned(), file })
             }
@@ -202,11 +223,11 @@ impl JournalWriter {
     pub fn reopen(path: &Path) -> Result<JournalWriter, JournalError> {
         let mut held = HELD.lock().unwrap();
         let held = held.get_or_insert_with(HashMap::new);
-        let file = OpenOptions::new().read(true).append(true).open(path).map_err(write_error(path))?;
+        let file = open_existing(path).map_err(open_error(path))?;
         let file = lock(path, file, held)?;
         owner_only(&file);
         // Read only once the lock is held: nobody else is writing now.
-        let text = std::fs::read(path).map_err(write_error(path))?;
+        let text = crate::adapters::system::read_regular(path).map_err(write_error(path))?;
         let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if keep < text.len() {
             file.set_len(keep as u64).and_then(|()| file.sync_all()).map_err(write_error(path))?;

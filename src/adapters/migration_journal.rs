@@ -43,7 +43,8 @@ impl MigrationJournalError {
 
 /// Reads and folds a migration journal. A torn last line (a kill mid-write) is dropped.
 pub fn load(path: &Path) -> Result<(Vec<MigrationRecord>, MigrationState), MigrationJournalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MigrationJournalError::Read { path: path.to_owned(), source })?;
+    let text =
+        crate::adapters::system::read_regular_text(path).map_err(|source| MigrationJournalError::Read { path: path.to_owned(), source })?;
     record::parse(&text).map_err(|source| MigrationJournalError::Corrupt { path: path.to_owned(), source })
 }
 
@@ -71,9 +72,9 @@ impl MigrationWriter {
             drop(crate::adapters::system::create_private_file(path).map_err(error)?);
         }
         let lock = hold(path)?;
-        let text = std::fs::read(path).map_err(error)?;
+        let text = crate::adapters::system::read_regular(path).map_err(error)?;
         let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(error)?;
+        let file = crate::adapters::system::open_regular(path, std::fs::OpenOptions::new().append(true)).map_err(error)?;
         if keep < text.len() {
             file.set_len(keep as u64).map_err(error)?;
             file.sync_data().map_err(error)?;

@@ -693,7 +693,7 @@ impl Bmc {
 
     /// Polls a task monitor until the task ends (200/204 without a running TaskState).
     async fn follow_task(&self, monitor: &str) -> Result<(), RedfishError> {
-        let deadline = tokio::time::Instant::now() + self.settings.operation_timeout;
+        let deadline = crate::adapters::system::deadline_after(self.settings.operation_timeout);
         loop {
             let (status, _, task) = self.request(Method::GET, monitor, None).await?;
             let state = task["TaskState"].as_str().unwrap_or("");
@@ -727,7 +727,7 @@ impl Bmc {
 
     /// Waits until the system reports `state`.
     pub async fn wait_power_state(&self, state: &str) -> Result<SystemState, RedfishError> {
-        let deadline = tokio::time::Instant::now() + self.settings.operation_timeout;
+        let deadline = crate::adapters::system::deadline_after(self.settings.operation_timeout);
         loop {
             let system = self.system().await?;
             if system.power_state == state {

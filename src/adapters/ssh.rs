@@ -316,7 +316,7 @@ async fn exec_on(mut channel: russh::Channel<client::Msg>, command: &str, limit:
     if let Err(e) = channel.exec(true, command).await {
         return Err(classify(e));
     }
-    let deadline = tokio::time::Instant::now() + limit;
+    let deadline = crate::adapters::system::deadline_after(limit);
     loop {
         match tokio::time::timeout_at(deadline, channel.wait()).await {
             Err(_) => {

@@ -39,6 +39,85 @@ pub fn open_file_limit() -> Option<u64> {
     (ok && limit.rlim_max != libc::RLIM_INFINITY).then_some(limit.rlim_max)
 }
 
+/// The monotonic instant `after` from now, for deadlines: never an overflow panic, whatever
+/// the duration (one past what the clock can hold is as good as never).
+pub fn deadline_after(after: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after).unwrap_or_else(|| now + FAR_FUTURE)
+}
+
+/// What [`deadline_after`] waits instead of a duration the clock cannot hold: longer than any
+/// duration fleetboot accepts (366 days), short enough to add to any instant.
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
+
+/// The addresses a host name resolves to (none for an IP address, or a name that does not
+/// resolve within 5 s): how a host-list line written by name is recognised as a node.
+pub async fn resolve_host(name: &str) -> Vec<String> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Vec::new();
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host((name, 0))).await {
+        Ok(Ok(found)) => {
+            let mut addresses: Vec<String> = found.map(|a| a.ip().to_string()).collect();
+            addresses.dedup();
+            addresses
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Opens an existing journal or state file with `O_NOFOLLOW` (a symbolic link at its place is
+/// refused, never followed) and checks that it is a regular file (not a FIFO, a device or a
+/// directory: opened non-blocking, so a FIFO cannot hang the open). `options` says how.
+pub fn open_regular(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
+    let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is a symbolic link, which fleetboot never follows for a journal or state file; give the file's real path",
+            )
+        } else {
+            e
+        }
+    })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is not a regular file ({}); a journal or state file must be one", describe_kind(&kind)),
+        ));
+    }
+    Ok(file)
+}
+
+fn describe_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// Reads a journal or state file whole, through [`open_regular`].
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path, OpenOptions::new().read(true))?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_regular`], as UTF-8 text.
+pub fn read_regular_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path)?).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// fsyncs a directory, so entries created or renamed in it survive a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -103,6 +182,23 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn journals_open_only_as_regular_files_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.jsonl");
+        std::fs::write(&real, "x\n").unwrap();
+        assert_eq!(read_regular_text(&real).unwrap(), "x\n");
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(read_regular(&link).unwrap_err().to_string().contains("symbolic link"));
+        assert!(read_regular(dir.path()).unwrap_err().to_string().contains("not a regular file (a directory)"));
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the path it is given.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read_regular(&fifo).unwrap_err().to_string().contains("a FIFO"), "refused, not hung");
+    }
 
     #[test]
     fn private_dirs_and_files_are_owner_only() {

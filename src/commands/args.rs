@@ -105,19 +105,19 @@ pub struct SimTimingArgs {
     #[arg(long, default_value_t = 6)]
     pub workers: usize,
     /// From `shutdown -r` to the node going down (systemd's one minute on real nodes).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = sim_duration)]
     pub reboot_delay: Option<humantime::Duration>,
     /// How long a node stays down while it boots.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = sim_duration)]
     pub boot_time: Option<humantime::Duration>,
     /// From going down to NotReady in the API.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = sim_duration)]
     pub notready_after: Option<humantime::Duration>,
     /// From SSH answering again to Ready in the API.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = sim_duration)]
     pub kubelet_ready_after: Option<humantime::Duration>,
     /// Ready heartbeats of nodes that are up ("0s": none).
-    #[arg(long, value_name = "DURATION", default_value = "40s")]
+    #[arg(long, value_name = "DURATION", default_value = "40s", value_parser = sim_duration)]
     pub heartbeat: humantime::Duration,
     /// The nodes' addresses: NET.1, NET.2, ... (like 127.0.42); default: a free 127.x.y.
     #[arg(long, value_name = "NET", value_parser = loopback_net)]
@@ -297,6 +297,25 @@ fn loopback_net(net: &str) -> Result<String, String> {
 
 /// `--lease-duration`: whole seconds (the Lease stores seconds), from 3 s (renewed every third
 /// of it) to an hour (a lease nobody renews blocks every other run that long).
+/// A duration flag under the same bounds as the config's durations (longer than zero, at most
+/// 366 days): a value past them is a usage error naming the flag (exit 2), never a deadline
+/// that overflows the clock or a zero that spins.
+pub fn bounded_duration(text: &str) -> Result<humantime::Duration, String> {
+    match crate::adapters::config::parse_duration_value(text, "flag") {
+        Ok(duration) => Ok(duration.into()),
+        Err(crate::adapters::config::ConfigError::BadValue { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
+/// A simulation's timing: zero allowed (none), at most 366 days.
+pub fn sim_duration(text: &str) -> Result<humantime::Duration, String> {
+    match text.trim().parse::<humantime::Duration>() {
+        Ok(duration) if duration.is_zero() => Ok(duration),
+        _ => bounded_duration(text),
+    }
+}
+
 pub fn lease_duration(text: &str) -> Result<humantime::Duration, String> {
     let duration: std::time::Duration = text.parse::<humantime::Duration>().map_err(|e| e.to_string())?.into();
     if duration.subsec_nanos() != 0 || !(3..=3600).contains(&duration.as_secs()) {

@@ -66,7 +66,7 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "FEATURE", value_enum)]
     pub skip_feature: Vec<SdnFeature>,
     /// How long an operator may take to apply a change (spec.migration, spec.networkType).
-    #[arg(long, default_value = "10m")]
+    #[arg(long, default_value = "10m", value_parser = super::args::bounded_duration)]
     pub operator_timeout: humantime::Duration,
     /// The smallest MTU of the nodes' interfaces, when known: --mtu must leave 100 bytes.
     #[arg(long, value_name = "MTU")]
@@ -81,13 +81,13 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Warn when the pools have been paused longer than this (certificate rotation waits too).
-    #[arg(long, default_value = "1h")]
+    #[arg(long, default_value = "1h", value_parser = super::args::bounded_duration)]
     pub paused_warning: humantime::Duration,
     /// Step 6's limit.
-    #[arg(long, default_value = "30m")]
+    #[arg(long, default_value = "30m", value_parser = super::args::bounded_duration)]
     pub multus_timeout: humantime::Duration,
     /// Step 8's limit for the whole MCO rollout.
-    #[arg(long, default_value = "4h")]
+    #[arg(long, default_value = "4h", value_parser = super::args::bounded_duration)]
     pub rollout_timeout: humantime::Duration,
     /// Take over the cluster's migration lease from another (live) holder.
     #[arg(long)]
@@ -98,7 +98,7 @@ pub struct MigrateArgs {
     pub lease_duration: humantime::Duration,
     /// Steps 6 and 8 watch the multus DaemonSet and the pools and look again on every change;
     /// this is the longest they go without a look when nothing changes.
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "30s", value_parser = super::args::bounded_duration)]
     pub poll_interval: humantime::Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,

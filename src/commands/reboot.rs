@@ -61,7 +61,7 @@ pub struct RebootArgs {
     #[arg(long)]
     pub drain: bool,
     /// How long a drain may take.
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::args::bounded_duration)]
     pub drain_timeout: humantime::Duration,
     /// When a drain times out: fail the host, skip it, or force (delete the remaining pods).
     #[arg(long, value_enum, default_value = "fail")]

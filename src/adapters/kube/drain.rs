@@ -57,7 +57,7 @@ impl Drainer {
         use k8s_openapi::api::core::v1::Pod;
         use kube::api::EvictParams;
         let pods_api: Api<Pod> = Api::all(self.client.clone());
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = crate::adapters::system::deadline_after(self.timeout);
         let mut evicted = 0;
         loop {
             let listed = pods_api.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await;

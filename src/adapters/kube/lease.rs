@@ -224,7 +224,7 @@ async fn unchanged_for_its_duration(
     seen: DynamicObject,
 ) -> Result<Option<DynamicObject>, kube::Error> {
     let seconds = seen.data.pointer("/spec/leaseDurationSeconds").and_then(Value::as_u64).unwrap_or(0);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let deadline = crate::adapters::system::deadline_after(std::time::Duration::from_secs(seconds));
     let version = seen.metadata.resource_version.clone();
     loop {
         let now = tokio::time::Instant::now();

@@ -47,6 +47,18 @@ pub enum MigrateError {
     InProgress { target: String, dir: PathBuf, rollback_to: String },
     #[error("no migration in progress under {} to resume", root.display())]
     NothingToResume { root: PathBuf },
+    /// A migration journal under the state directory that cannot be read: it may be an
+    /// unfinished migration of this very cluster, so it is never passed over.
+    #[error(
+        "{source}; fleetboot cannot tell whether it is an unfinished migration of this cluster, so it stops here: \
+         make it readable (or, if it is not this cluster's, move its directory out of {})",
+        root.display()
+    )]
+    UnreadableMigration {
+        root: PathBuf,
+        #[source]
+        source: MigrationJournalError,
+    },
     /// A migration file (the backup, the recorded multus generation) could not be written.
     #[error(transparent)]
     StateFile(FileError),
@@ -163,7 +175,7 @@ async fn record_multus_generation_once(
 /// Step 4's record: the generation before the switch, or -1 when no rollout comes.
 fn recorded_multus_generation(path: &Path) -> Result<i64, MigrateError> {
     let unreadable = |reason: String| MigrateError::MultusGenerationNotRecorded { path: path.to_owned(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let text = crate::adapters::system::read_regular_text(path).map_err(|e| unreadable(e.to_string()))?;
     text.trim().parse().map_err(|e: std::num::ParseIntError| unreadable(format!("{text:?}: {e}")))
 }
 
@@ -171,20 +183,44 @@ fn migrations_root(settings: &Settings) -> PathBuf {
     settings.state_dir.join("migrations")
 }
 
-/// The newest migration under the state directory that is not finished (step 11 not done).
-/// The newest unfinished migration of *this* cluster under the state directory: another
-/// cluster's (another context of the same kubeconfig) is none of this command's business.
-fn migration_in_progress(root: &Path, cluster: &fleetboot_core::journal::ClusterIdentity) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
+/// The migrations of *this* cluster under the state directory, oldest first, each with its
+/// folded journal: another cluster's (another context of the same kubeconfig) are none of
+/// this command's business. A journal without its start (empty, or cut by a kill right after
+/// it was created) is no migration yet: it belongs to no cluster. A journal that cannot be
+/// read is an error naming it, never passed over.
+fn migrations_of(root: &Path, cluster: &fleetboot_core::journal::ClusterIdentity) -> Result<Vec<(PathBuf, MigrationState)>, MigrateError> {
+    let unreadable = |path: PathBuf, source: std::io::Error| MigrateError::UnreadableMigration {
+        root: root.to_owned(),
+        source: MigrationJournalError::Read { path, source },
+    };
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(root.to_owned(), e)),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let dir = entry.map_err(|e| unreadable(root.to_owned(), e))?.path();
+        // Whatever stands at a journal's place (a link too) is looked at, so it is reported.
+        if dir.join("migration.jsonl").symlink_metadata().is_ok() {
+            dirs.push(dir);
+        }
+    }
     dirs.sort();
-    // A journal without its start (empty, or cut by a kill right after it was created) is no
-    // migration yet: it belongs to no cluster and is nothing to resume or roll back.
-    dirs.into_iter().rev().find(|d| {
-        migration_journal::load(&d.join("migration.jsonl")).is_ok_and(|(_, s)| {
-            !s.run_id.is_empty() && !s.is_over() && s.cluster.as_ref().is_none_or(|journaled| journaled.same_cluster(cluster))
-        })
-    })
+    let mut found = Vec::new();
+    for dir in dirs {
+        let (_, state) = migration_journal::load(&dir.join("migration.jsonl"))
+            .map_err(|source| MigrateError::UnreadableMigration { root: root.to_owned(), source })?;
+        if !state.run_id.is_empty() && state.cluster.as_ref().is_none_or(|journaled| journaled.same_cluster(cluster)) {
+            found.push((dir, state));
+        }
+    }
+    Ok(found)
+}
+
+/// The newest unfinished migration of *this* cluster under the state directory.
+fn migration_in_progress(root: &Path, cluster: &fleetboot_core::journal::ClusterIdentity) -> Result<Option<PathBuf>, MigrateError> {
+    Ok(migrations_of(root, cluster)?.into_iter().rev().find(|(_, state)| !state.is_over()).map(|(dir, _)| dir))
 }
 
 /// What a fresh start found out before the journal existed.
@@ -246,7 +282,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     let root = migrations_root(&context.settings);
     let existing = match &options.dir {
         Some(dir) => dir.join("migration.jsonl").exists().then(|| dir.clone()),
-        None => migration_in_progress(&root, &cluster.connection.identity),
+        None => migration_in_progress(&root, &cluster.connection.identity)?,
     };
     let existing_state = match &existing {
         Some(dir) => Some(migration_journal::load(&dir.join("migration.jsonl")).map_err(MigrateError::from)?.1),
@@ -595,7 +631,7 @@ impl Migration<'_, '_> {
     async fn wait_operator(&self, step: Step, what: &str, applied: impl Fn(&Value) -> bool) -> Result<(), StepError> {
         let c = self.cluster;
         let mut changes = Changes::watch(c.cluster_scoped(&network_config()), Some("metadata.name=cluster"), Duration::from_secs(1));
-        let deadline = tokio::time::Instant::now() + Duration::from(self.options.operator_timeout);
+        let deadline = crate::adapters::system::deadline_after(self.options.operator_timeout.into());
         let mut said = false;
         loop {
             let config = c.get(&network_config(), "cluster").await?;
@@ -644,9 +680,13 @@ impl Migration<'_, '_> {
                 let file =
                     self.dir.join(format!("cluster-{}.yaml", if target == "OVNKubernetes" { "openshift-sdn" } else { "ovn-kubernetes" }));
                 let yaml = checks::to_yaml(&config);
-                match std::fs::read_to_string(&file) {
+                match crate::adapters::system::read_regular_text(&file) {
                     // Written by this migration before it was interrupted: keep the first one.
                     Ok(_) => Ok(format!("kept the existing backup {}", file.display())),
+                    // Something else at its place (a link, a directory) is never read through.
+                    Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                        Err(MigrateError::StateFile(crate::adapters::migration_journal::FileError { path: file, source }).into())
+                    }
                     // Whole or not at all: a kill mid-write must not leave half a backup that a
                     // resume would then keep as the first one.
                     Err(_) => {
@@ -812,7 +852,7 @@ impl Migration<'_, '_> {
         }
         let api = self.cluster.namespaced(&daemon_sets(), "openshift-multus");
         let mut changes = Changes::watch(api.clone(), Some("metadata.name=multus"), self.options.poll_interval.into());
-        let deadline = tokio::time::Instant::now() + Duration::from(self.options.multus_timeout);
+        let deadline = crate::adapters::system::deadline_after(self.options.multus_timeout.into());
         let mut last = String::new();
         let mut warned = false;
         loop {
@@ -863,7 +903,9 @@ impl Migration<'_, '_> {
             Some(n) => GroupPolicy { group_concurrency: Some(n), ..GroupPolicy::default() },
             None => GroupPolicy { all_at_once: true, ..GroupPolicy::default() },
         };
-        let selection = if journal.exists() {
+        // A reboot journal with no complete record (a kill right after its creation) means no
+        // host was touched: the run starts afresh in it (the writer takes such a file over).
+        let selection = if crate::adapters::journal::is_started(&journal) {
             self.line(Step::RebootNodes, &format!("continuing the reboot run {}", journal.display()));
             Selection::Resume(journal.clone())
         } else {
@@ -901,7 +943,7 @@ impl Migration<'_, '_> {
     async fn wait_rollout(&self, step: Step, pools: Option<Vec<String>>, marker: Option<String>) -> Result<String, StepError> {
         let pools_api = crate::adapters::kube::machine_config_pools();
         let mut changes = Changes::watch(self.cluster.cluster_scoped(&pools_api), None, self.options.poll_interval.into());
-        let deadline = tokio::time::Instant::now() + Duration::from(self.options.rollout_timeout);
+        let deadline = crate::adapters::system::deadline_after(self.options.rollout_timeout.into());
         let started = std::time::Instant::now();
         let mut last = std::collections::BTreeMap::<String, String>::new();
         let mut names: Vec<String> = Vec::new();
@@ -984,7 +1026,7 @@ impl Migration<'_, '_> {
     /// Waits (up to `--operator-timeout`) until no ClusterOperator is Progressing: the
     /// operators finish what the reboots started before the cluster is judged.
     async fn settle(&self) -> Result<(), StepError> {
-        let deadline = tokio::time::Instant::now() + Duration::from(self.options.operator_timeout);
+        let deadline = crate::adapters::system::deadline_after(self.options.operator_timeout.into());
         let mut changes = Changes::watch(self.cluster.cluster_scoped(&cluster_operators()), None, Duration::from_secs(1));
         let mut last = String::new();
         loop {
@@ -1160,19 +1202,17 @@ async fn plan(
     })
 }
 
-/// The pods failing before the newest migration under the state directory started.
-fn newest_baseline(root: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("migration.jsonl").exists()).collect();
-    dirs.sort();
-    dirs.last().and_then(|d| migration_journal::load(&d.join("migration.jsonl")).ok()).map(|(_, s)| s.failing_pods).unwrap_or_default()
+/// The pods failing before the newest migration *of this cluster* started: another cluster's
+/// baseline would hide this one's failing pods (or count its own old ones).
+fn newest_baseline(root: &Path, cluster: &fleetboot_core::journal::ClusterIdentity) -> Result<Vec<String>, MigrateError> {
+    Ok(migrations_of(root, cluster)?.pop().map(|(_, state)| state.failing_pods).unwrap_or_default())
 }
 
 /// Steps 9-10's checks of the cluster `context` names, against the network type `to`: pods
-/// that were failing before the newest migration started are not counted.
+/// that were failing before this cluster's newest migration started are not counted.
 pub async fn verify(context: &MigrationContext, to: &str) -> Result<Vec<Check>, Error> {
     let cluster = connect(&context.cluster).await?;
-    let baseline = newest_baseline(&migrations_root(&context.settings));
+    let baseline = newest_baseline(&migrations_root(&context.settings), &cluster.connection.identity)?;
     let inputs = cluster.verify_inputs(to, &baseline).await?;
     Ok(checks::verify(&inputs, to))
 }

@@ -424,7 +424,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
         // SSH keeps failing is not probed in a tight loop.
         let api_back = async {
             if let Some(api) = shared.api_for(host).filter(|_| ssh_usable && !api_woke)
-                && api.wait_back(&host.name, old, tokio::time::Instant::now() + pause).await.is_ok()
+                && api.wait_back(&host.name, old, crate::adapters::system::deadline_after(pause)).await.is_ok()
             {
                 return;
             }
@@ -453,7 +453,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
 async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, attempts: &[Attempt], ssh_usable: bool) {
     let Some(last) = attempts.last() else { return };
     let window = shared.settings.timeout.max(shared.settings.scheduled_delay).as_millis() as u64;
-    let deadline = shared.clock.instant_of(last.at_ms + window);
+    let deadline = shared.clock.instant_of(last.at_ms.saturating_add(window));
     let mut abort = shared.abort.clone();
     let seen_up = async {
         loop {
@@ -505,7 +505,7 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
     if let Some(api) = shared.api_for(host) {
         // The API must agree: the node Ready with a boot ID other than the old one. An API
         // outage (the masters rebooting) only delays this; the reboot deadline decides.
-        let deadline = shared.clock.instant_of(since_ms + shared.settings.timeout.as_millis() as u64);
+        let deadline = shared.clock.instant_of(since_ms.saturating_add(shared.settings.timeout.as_millis() as u64));
         let mut abort = shared.abort.clone();
         let evidence = tokio::select! {
             evidence = api.wait_back(&host.name, old, deadline) => evidence,

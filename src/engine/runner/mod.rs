@@ -79,7 +79,9 @@ impl RunClock {
     /// The monotonic instant of a wall-clock time on this run's clock (times before the start,
     /// from a journal, map to the start).
     pub fn instant_of(&self, ms: u64) -> Instant {
-        self.start + Duration::from_millis(ms.saturating_sub(self.wall_at_start_ms))
+        let after = Duration::from_millis(ms.saturating_sub(self.wall_at_start_ms));
+        // A time no clock can hold (a journal's garbage) is as good as never, not a panic.
+        self.start.checked_add(after).unwrap_or_else(|| self.start + Duration::from_secs(400 * 24 * 3600))
     }
 
     pub fn elapsed(&self) -> Duration {

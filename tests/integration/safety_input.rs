@@ -1,0 +1,139 @@
+//! Safety from what the world says, not from the run's own bookkeeping (issue 19): a host-list
+//! line is a node by its address alone, a host list with no node touches no cluster, a system
+//! that is powered off stays off, and every input is bounded (durations, empty journals, links
+//! at a journal's place, verify's baseline from this cluster's own migration).
+
+use crate::common::sim::Sim;
+use crate::common::{Fleet, Run, dispatch_counts};
+
+/// Whether anything disruptive reached any node of the simulation (SSH reboot, BMC reset).
+fn anything_touched(sim: &Sim) -> bool {
+    let nodes = sim.control("GET", "nodes", "");
+    nodes.contains("reboot-requested") || nodes.contains("bmc-reset")
+}
+
+#[test]
+fn durations_from_the_command_line_have_the_configs_bounds() {
+    let sim = Sim::start(0, 1);
+    let cases: [(&[&str], &str); 6] = [
+        (&["reboot", "--all", "--drain", "--dry-run", "--drain-timeout", "1e19s"], "--drain-timeout"),
+        (&["reboot", "--all", "--drain", "--dry-run", "--drain-timeout", "10000000000000000000s"], "--drain-timeout"),
+        (&["migrate", "--plan", "--operator-timeout", "10000000000000000000s"], "--operator-timeout"),
+        (&["migrate", "--plan", "--rollout-timeout", "400days"], "--rollout-timeout"),
+        (&["migrate", "--plan", "--poll-interval", "0s"], "--poll-interval"),
+        (&["reboot", "--all", "--dry-run", "--poll-interval", "0s"], "reboot.poll_interval"),
+    ];
+    for (args, flag) in cases {
+        let run: Run = sim.fleetboot(args).output().unwrap().into();
+        assert_eq!(run.code, 2, "{args:?}: {}", run.debug());
+        assert!(run.stderr.contains(flag), "{args:?} names {flag}: {}", run.debug());
+        assert!(!run.stderr.contains("panicked"), "{}", run.debug());
+    }
+    assert!(!anything_touched(&sim));
+}
+
+#[test]
+fn a_journal_behind_a_symbolic_link_or_not_a_regular_file_is_refused_by_name() {
+    let fleet = Fleet::up(1);
+    let first = fleet.reboot(&[]);
+    assert_eq!(first.code, 0, "{}", first.debug());
+    let link = fleet.path("link.jsonl");
+    std::os::unix::fs::symlink(first.journal(), &link).unwrap();
+    let run = fleet.resume(&link, &[]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains(&link.display().to_string()) && run.stderr.contains("symbolic link"), "{}", run.debug());
+    // A new run's --journal at a link's place (dangling: it would create the file elsewhere).
+    let dangling = fleet.path("dangling.jsonl");
+    std::os::unix::fs::symlink(fleet.path("elsewhere.jsonl"), &dangling).unwrap();
+    let run = fleet.reboot(&["--journal", dangling.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("symbolic link") && !fleet.path("elsewhere.jsonl").exists(), "{}", run.debug());
+    // A FIFO is refused, not waited on.
+    let fifo = fleet.path("fifo.jsonl");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let run = fleet.resume(&fifo, &[]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("not a regular file (a FIFO)"), "{}", run.debug());
+    assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "only the first run rebooted");
+}
+
+#[test]
+fn an_empty_reboot_journal_left_by_a_kill_is_started_afresh_by_migrate_resume() {
+    let sim = Sim::start(1, 1);
+    // Another run holds the reboot lease: step 7 stops before its journal is created, as a kill
+    // right after the creation of reboot.jsonl would, but for the file...
+    let lease = sim.path("lease.yaml");
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+    std::fs::write(
+        &lease,
+        format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: fleetboot\n  namespace: kube-system\nspec:\n  holderIdentity: someone-else\n  leaseDurationSeconds: 3600\n  acquireTime: \"{now}\"\n  renewTime: \"{now}\"\n"
+        ),
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", lease.to_str().unwrap()]);
+    let migrate = ["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
+    let first: Run = sim.fleetboot(&migrate).output().unwrap().into();
+    assert_ne!(first.code, 0, "{}", first.debug());
+    let dir = sim.migration_dir();
+    let journal = dir.join("reboot.jsonl");
+    assert!(std::fs::read_to_string(dir.join("migration.jsonl")).unwrap().contains("reboot_journal"), "step 7 began");
+    assert!(!journal.exists(), "refused before its journal was created");
+    // ...which the kill leaves empty.
+    std::fs::write(&journal, "").unwrap();
+    sim.kubectl_ok(&["delete", "lease", "fleetboot", "-n", "kube-system"]);
+    let resumed: Run = sim.fleetboot(&["migrate", "--resume", "--poll-interval", "300ms", "--output", "plain"]).output().unwrap().into();
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    let counts = dispatch_counts(&journal);
+    assert_eq!(counts.get("master-0"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("worker-0"), Some(&1), "{counts:?}");
+    assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OVNKubernetes");
+}
+
+#[test]
+fn verify_takes_its_baseline_from_this_clusters_migration_and_an_unreadable_one_is_named() {
+    use fleetboot::adapters::migration_journal::MigrationWriter;
+    use fleetboot_core::journal::ClusterIdentity;
+    use fleetboot_core::migrate::Flow;
+    use fleetboot_core::migrate::record::MigrationEntry;
+    let (a, b) = (Sim::start(0, 1), Sim::start(0, 1));
+    let identity = |sim: &Sim| ClusterIdentity {
+        server: sim.api.clone(),
+        cluster_id: Some(sim.kubectl_ok(&["get", "clusterversion", "version", "-o", "jsonpath={.spec.clusterID}"])),
+    };
+    // One state directory (b's), two clusters' migrations: a's is the newer one, and a pod
+    // named like b's broken one was failing on a before a's migration.
+    let started = |sim: &Sim, run_id: &str, failing: &[&str]| MigrationEntry::MigrationStarted {
+        run_id: run_id.into(),
+        target: "OVNKubernetes".into(),
+        flow: Flow::TwoPhase,
+        version: "4.16.21".into(),
+        failing_pods: failing.iter().map(|p| p.to_string()).collect(),
+        network_options: None,
+        mtu: None,
+        geneve_port: None,
+        reboot_concurrency: None,
+        cluster: Some(identity(sim)),
+    };
+    let root = b.path("state/migrations");
+    MigrationWriter::open(&root.join("20260101T000000Z-1/migration.jsonl")).unwrap().append(started(&b, "b", &[])).unwrap();
+    MigrationWriter::open(&root.join("20260102T000000Z-1/migration.jsonl")).unwrap().append(started(&a, "a", &["default/broken"])).unwrap();
+    b.fail_daemonset_pod_on("worker-0");
+    let verify: Run = b.fleetboot(&["verify", "-o", "json"]).output().unwrap().into();
+    assert_eq!(verify.code, 3, "{}", verify.debug());
+    let checks: serde_json::Value = serde_json::from_str(&verify.stdout).unwrap();
+    let pods = checks.as_array().unwrap().iter().find(|c| c["name"] == "no pod in an error state").unwrap();
+    assert_eq!(pods["passed"], false, "b's failing pod counts: a's baseline is not b's: {pods}");
+    assert!(pods.to_string().contains("default/broken"), "{pods}");
+
+    // A migration journal that cannot be read is named, never passed over.
+    let newest = root.join("20260103T000000Z-1");
+    std::fs::create_dir_all(&newest).unwrap();
+    std::os::unix::fs::symlink(root.join("20260101T000000Z-1/migration.jsonl"), newest.join("migration.jsonl")).unwrap();
+    for args in [&["verify"][..], &["migrate", "--resume"]] {
+        let run: Run = b.fleetboot(args).output().unwrap().into();
+        assert_eq!(run.code, 2, "{args:?}: {}", run.debug());
+        assert!(run.stderr.contains(&newest.join("migration.jsonl").display().to_string()), "{args:?}: {}", run.debug());
+        assert!(run.stderr.contains("symbolic link") && run.stderr.contains("cannot tell whether"), "{}", run.debug());
+    }
+}
