@@ -408,9 +408,11 @@ impl RedfishPower {
         Bmc::new(target, settings)?.probe().await
     }
 
-    pub async fn restart(&self, node: &str, kind: RestartKind) -> Result<String, RedfishError> {
+    /// Restarts the node's system. A system that is powered off is switched on only with
+    /// `power_on`; otherwise [`RedfishError::PoweredOff`], nothing sent.
+    pub async fn restart(&self, node: &str, kind: RestartKind, power_on: bool) -> Result<String, RedfishError> {
         let (_guard, bmc) = self.open(node).await.map_err(RedfishError::before_reset)?;
-        let result = bmc.restart(kind).await;
+        let result = bmc.restart(kind, power_on).await;
         bmc.logout().await;
         result
     }

@@ -145,6 +145,13 @@ pub enum RedfishError {
     ForeignLink { node: String, reason: String },
     #[error("no BMC is known for {node}")]
     NoBmc { node: String },
+    /// The system is powered off (PowerState Off), so a restart would switch it on: someone
+    /// switched it off, perhaps to work on it. Nothing was sent.
+    #[error(
+        "the BMC of {node} reports the system powered off (PowerState Off); it was left off, since a restart would switch on \
+         a machine someone switched off: `fleetboot power on --yes-power-on {node}` (or `power restart --yes-power-on`) does it on purpose"
+    )]
+    PoweredOff { node: String },
     /// Failed before any reset request of the operation was sent (logging in, reading the
     /// system): whatever the error, no reset happened.
     #[error(transparent)]
@@ -196,7 +203,17 @@ impl RedfishError {
             | RedfishError::NoUsableReset { .. }
             | RedfishError::ResetNotAllowed { .. }
             | RedfishError::ForeignLink { .. }
+            | RedfishError::PoweredOff { .. }
             | RedfishError::NoBmc { .. } => false,
+        }
+    }
+
+    /// The system was found powered off and left so (nothing sent).
+    pub fn is_powered_off(&self) -> bool {
+        match self {
+            RedfishError::PoweredOff { .. } => true,
+            RedfishError::BeforeReset(inner) => inner.is_powered_off(),
+            _ => false,
         }
     }
 }
@@ -212,7 +229,8 @@ pub enum ResetPlan {
 }
 
 /// Picks the reset for a restart. An absent `ResetType@Redfish.AllowableValues` means the
-/// BMC did not say, so the standard values are tried. A powered-off system is switched on. Pure.
+/// BMC did not say, so the standard values are tried. A powered-off system is switched on
+/// (callers allow that only when asked: [`Bmc::restart`]). Pure.
 pub fn choose_reset(allowed: Option<&[String]>, kind: RestartKind, power_state: &str) -> Option<ResetPlan> {
     let allows = |t: &str| allowed.is_none_or(|list| list.iter().any(|a| a == t));
     if power_state == "Off" {
@@ -741,8 +759,13 @@ impl Bmc {
     }
 
     /// Restarts the system with the best reset the BMC allows; returns the reset type(s) sent.
-    pub async fn restart(&self, kind: RestartKind) -> Result<String, RedfishError> {
+    /// A system that is powered off is switched on only with `power_on` (`power restart
+    /// --yes-power-on`): otherwise [`RedfishError::PoweredOff`], and nothing is sent.
+    pub async fn restart(&self, kind: RestartKind, power_on: bool) -> Result<String, RedfishError> {
         let system = self.system().await.map_err(RedfishError::before_reset)?;
+        if system.power_state == "Off" && !power_on {
+            return Err(RedfishError::PoweredOff { node: self.target.node.clone() });
+        }
         let plan =
             choose_reset(system.allowed_resets.as_deref(), kind, &system.power_state).ok_or_else(|| RedfishError::NoUsableReset {
                 node: self.target.node.clone(),

@@ -31,6 +31,10 @@ pub enum PowerAction {
         /// ForceRestart instead of an orderly restart.
         #[arg(long)]
         force: bool,
+        /// Switch on a system that is powered off. Without it such a system is left off
+        /// (someone switched it off) and reported as "powered off", exit 3.
+        #[arg(long)]
+        yes_power_on: bool,
     },
     /// Power on, and wait until the system reports On.
     On {
@@ -163,8 +167,9 @@ pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Err
     let (power, nodes) = power_inventory(targets, &settings).await?;
     let operation = match &args.action {
         PowerAction::Status(_) => PowerOperation::Status,
-        PowerAction::Restart { force: true, .. } => PowerOperation::Restart(RestartKind::Force),
-        PowerAction::Restart { force: false, .. } => PowerOperation::Restart(RestartKind::Graceful),
+        PowerAction::Restart { force, yes_power_on, .. } => {
+            PowerOperation::Restart { kind: if *force { RestartKind::Force } else { RestartKind::Graceful }, power_on: *yes_power_on }
+        }
         PowerAction::On { .. } => PowerOperation::On,
         PowerAction::Off { graceful, .. } => PowerOperation::Off { graceful: *graceful },
     };

@@ -10,13 +10,13 @@ use crate::adapters::bmc::RedfishPower;
 pub enum PowerOperation {
     /// PowerState and the allowed reset types.
     Status,
-    Restart(RestartKind),
+    /// `power_on`: a powered-off system is switched on (`--yes-power-on`); otherwise it is
+    /// left off and reported so.
+    Restart { kind: RestartKind, power_on: bool },
     /// On, then wait until the system reports On.
     On,
     /// ForceOff (or GracefulShutdown), then wait until Off.
-    Off {
-        graceful: bool,
-    },
+    Off { graceful: bool },
 }
 
 /// Runs the operation on every node; each node's answer or error, in the nodes' order.
@@ -25,8 +25,18 @@ pub async fn operate(power: &RedfishPower, nodes: &[String], operation: PowerOpe
         let bmc = power.url_of(node).unwrap_or_default().to_owned();
         let outcome = match operation {
             PowerOperation::Status => power.status(node).await.map(|s| (s, None)),
-            PowerOperation::Restart(kind) => match power.restart(node, kind).await {
+            PowerOperation::Restart { kind, power_on } => match power.restart(node, kind, power_on).await {
                 Ok(sent) => power.status(node).await.map(|s| (s, Some(sent))),
+                Err(e) if e.is_powered_off() => {
+                    return PowerResult {
+                        node: node.clone(),
+                        bmc,
+                        power_state: Some("Off".into()),
+                        action: Some("none: powered off, left off".into()),
+                        allowed_resets: None,
+                        error: Some(e.to_string()),
+                    };
+                }
                 Err(e) => Err(e),
             },
             PowerOperation::On => power.power(node, "On", Some("On")).await.map(|s| (s, Some("On".to_owned()))),

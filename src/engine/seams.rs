@@ -67,6 +67,9 @@ pub enum BmcError {
     /// as such.
     #[error(transparent)]
     MayHaveReset(RedfishError),
+    /// The system is powered off: nothing was sent (a restart would have switched it on).
+    #[error(transparent)]
+    PoweredOff(RedfishError),
 }
 
 impl BmcError {
@@ -126,9 +129,11 @@ impl BmcPower for RedfishPower {
 
     fn restart<'a>(&'a self, node: &'a str, kind: RestartKind) -> BoxFuture<'a, Result<String, BmcError>> {
         Box::pin(async move {
-            RedfishPower::restart(self, node, kind)
-                .await
-                .map_err(|e| if e.reset_may_have_happened() { BmcError::MayHaveReset(e) } else { BmcError::NotSent(e) })
+            RedfishPower::restart(self, node, kind, false).await.map_err(|e| match e {
+                e if e.is_powered_off() => BmcError::PoweredOff(e),
+                e if e.reset_may_have_happened() => BmcError::MayHaveReset(e),
+                e => BmcError::NotSent(e),
+            })
         })
     }
 }

@@ -116,7 +116,7 @@ impl<W: Write> Reporter<W> {
     fn refresh(&self) {
         if let Some(bar) = &self.bar {
             let count = |phases: &[Phase]| self.hosts.values().filter(|h| phases.contains(&h.phase)).count();
-            let done = count(&[Phase::Confirmed, Phase::Failed, Phase::Skipped, Phase::Cancelled]);
+            let done = count(&[Phase::Confirmed, Phase::Failed, Phase::Skipped, Phase::Cancelled, Phase::PoweredOff]);
             bar.set_position(done as u64);
             bar.set_message(format!(
                 "waiting {} · rebooting {} · down {} · back {} · failed {} · skipped {}",
@@ -125,7 +125,7 @@ impl<W: Write> Reporter<W> {
                 count(&[Phase::Down]),
                 count(&[Phase::Back, Phase::Confirmed]),
                 count(&[Phase::Failed]),
-                count(&[Phase::Skipped, Phase::Cancelled]),
+                count(&[Phase::Skipped, Phase::Cancelled, Phase::PoweredOff]),
             ));
         }
     }
@@ -164,6 +164,7 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::Failed { stage, error, .. } => format!("FAILED at {}: {error}", stage_name(*stage)),
         Entry::Cancelled { .. } => "pending reboot cancelled".into(),
         Entry::Skipped { reason, .. } => format!("skipped: {reason}"),
+        Entry::PoweredOff { detail, .. } => format!("POWERED OFF, left off: {detail}"),
         Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => return None,
     })
 }
@@ -189,8 +190,12 @@ pub fn render_summary(summary: &Summary) -> String {
         .collect();
     let mut text = String::from("\n");
     text.push_str(&table(&["HOST", "ADDRESS", "RESULT", "BOOT ID (OLD → NEW)", "DOWN", "ERROR"], &rows));
+    let powered_off = match summary.count(Outcome::PoweredOff) {
+        0 => String::new(),
+        n => format!(", {n} powered off (left off)"),
+    };
     text.push_str(&format!(
-        "\n{} rebooted, {} failed, {} skipped, {} cancelled, {} interrupted in {}\njournal: {}\n",
+        "\n{} rebooted, {} failed, {} skipped, {} cancelled, {} interrupted{powered_off} in {}\njournal: {}\n",
         summary.count(Outcome::Rebooted),
         summary.count(Outcome::Failed),
         summary.count(Outcome::Skipped),
@@ -212,6 +217,7 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::Skipped => "skipped",
         Outcome::Cancelled => "cancelled",
         Outcome::Interrupted => "interrupted",
+        Outcome::PoweredOff => "powered off",
     }
 }
 

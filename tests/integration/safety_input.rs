@@ -6,10 +6,56 @@
 use crate::common::sim::Sim;
 use crate::common::{Fleet, Run, dispatch_counts};
 
+/// The simulation's own history of one node (what the node and its BMC saw).
+fn history(sim: &Sim, node: &str) -> Vec<String> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    let node = nodes.as_array().unwrap().iter().find(|n| n["name"] == node).unwrap().clone();
+    node["history"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap().to_owned()).collect()
+}
+
+/// What changed a node: its history without the BMC's session bookkeeping.
+fn actions(sim: &Sim, node: &str) -> Vec<String> {
+    history(sim, node).into_iter().filter(|e| !e.starts_with("bmc-session")).collect()
+}
+
 /// Whether anything disruptive reached any node of the simulation (SSH reboot, BMC reset).
 fn anything_touched(sim: &Sim) -> bool {
     let nodes = sim.control("GET", "nodes", "");
     nodes.contains("reboot-requested") || nodes.contains("bmc-reset")
+}
+
+#[test]
+fn a_powered_off_node_stays_off_through_the_bmc_fallback_and_power_restart_until_yes_power_on() {
+    let sim = Sim::start(0, 2);
+    let off: Run = sim.fleetboot(&["power", "off", "--yes-power-off", "worker-0"]).output().unwrap().into();
+    assert_eq!(off.code, 0, "{}", off.debug());
+    let before = actions(&sim, "worker-0");
+    assert_eq!(before.last().map(String::as_str), Some("power-off"), "{before:?}");
+
+    // The reboot run: SSH cannot reach it, the BMC says Off: left off, reported, exit 3.
+    let args = ["reboot", "--nodes", "worker-0", "--poll-interval", "200ms", "--connect-timeout", "1s", "--output", "json"];
+    let run: Run = sim.fleetboot(&args).output().unwrap().into();
+    assert_eq!(run.code, 3, "{}", run.debug());
+    let (outcome, error) = run.outcomes()["worker-0"].clone();
+    assert_eq!(outcome, "powered_off", "{}", run.debug());
+    assert!(error.contains("PowerState Off") && error.contains("--yes-power-on"), "{error}");
+    let (_, state) = fleetboot::adapters::journal::load(&run.journal()).unwrap();
+    assert_eq!(state.records["worker-0"].phase, fleetboot::adapters::journal::Phase::PoweredOff);
+    let plain = Run::from(sim.fleetboot(&["reboot", "--resume", run.journal().to_str().unwrap(), "-o", "plain"]).output().unwrap());
+    assert!(plain.stdout.contains("powered off"), "the summary names the outcome: {}", plain.debug());
+
+    // power restart without --yes-power-on: nothing sent, exit 3, says so.
+    let restart: Run = sim.fleetboot(&["power", "restart", "worker-0"]).output().unwrap().into();
+    assert_eq!(restart.code, 3, "{}", restart.debug());
+    assert!(restart.stdout.contains("powered off, left off"), "{}", restart.debug());
+    assert_eq!(actions(&sim, "worker-0"), before, "no reset of any kind reached the powered-off node");
+    assert!(history(&sim, "worker-1").iter().all(|e| !e.starts_with("bmc-reset")), "the other node untouched");
+
+    // Asked explicitly: On.
+    let on: Run = sim.fleetboot(&["power", "restart", "--yes-power-on", "worker-0"]).output().unwrap().into();
+    assert_eq!(on.code, 0, "{}", on.debug());
+    let after = actions(&sim, "worker-0");
+    assert_eq!(&after[before.len()..after.len().min(before.len() + 2)], ["bmc-reset:On", "power-on"], "{after:?}");
 }
 
 #[test]

@@ -101,12 +101,12 @@ fn graceful_and_forced_restarts_go_off_then_on_and_a_rejected_reset_type_says_wh
         bmc.login().await.unwrap();
         assert_eq!(bmc.system().await.unwrap().power_state, "On");
 
-        assert_eq!(bmc.restart(RestartKind::Graceful).await.unwrap(), "GracefulRestart");
+        assert_eq!(bmc.restart(RestartKind::Graceful, false).await.unwrap(), "GracefulRestart");
         // The fake driver reports Off at once and On again after its random 1-11 s.
         let seen = follow_until(&bmc, "On", Duration::from_secs(15)).await;
         assert_eq!(seen, ["Off", "On"], "GracefulRestart transitions");
 
-        assert_eq!(bmc.restart(RestartKind::Force).await.unwrap(), "ForceRestart");
+        assert_eq!(bmc.restart(RestartKind::Force, false).await.unwrap(), "ForceRestart");
         let seen = follow_until(&bmc, "On", Duration::from_secs(15)).await;
         assert_eq!(seen, ["Off", "On"], "ForceRestart transitions");
 

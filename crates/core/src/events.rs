@@ -53,6 +53,9 @@ pub enum Outcome {
     Cancelled,
     /// Left mid-reboot by an interrupted run; `--resume` finishes it.
     Interrupted,
+    /// Its BMC reports it powered off: left off, not rebooted (`fleetboot power on
+    /// --yes-power-on` switches it on on purpose).
+    PoweredOff,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -73,6 +76,7 @@ impl HostOutcome {
             Phase::Failed => Outcome::Failed,
             Phase::Skipped | Phase::Pending => Outcome::Skipped,
             Phase::Cancelled => Outcome::Cancelled,
+            Phase::PoweredOff => Outcome::PoweredOff,
             Phase::Dispatching | Phase::Dispatched | Phase::Down | Phase::Back => Outcome::Interrupted,
         };
         let went_down = record.down_at_ms.or(record.dispatched_at_ms);
@@ -88,7 +92,7 @@ impl HostOutcome {
             },
             error: match (&record.failure, outcome) {
                 (Some((stage, e)), _) => Some(format!("{}: {e}", stage_name(*stage))),
-                (None, Outcome::Skipped) => record.skipped_because.clone(),
+                (None, Outcome::Skipped | Outcome::PoweredOff) => record.skipped_because.clone(),
                 (None, _) => None,
             },
         }
@@ -120,7 +124,8 @@ impl Summary {
     }
 
     pub fn exit_code(&self) -> crate::ExitCode {
-        if self.count(Outcome::Failed) > 0 {
+        // A host left powered off was not rebooted: someone must look at it.
+        if self.count(Outcome::Failed) + self.count(Outcome::PoweredOff) > 0 {
             crate::ExitCode::HostsFailed
         } else if self.aborted || self.hosts.iter().any(|h| h.outcome != Outcome::Rebooted) {
             crate::ExitCode::Incomplete

@@ -147,6 +147,13 @@ pub enum Entry {
     Cancelled {
         host: String,
     },
+    /// The host's BMC reports its system powered off (PowerState Off): it was switched off on
+    /// purpose, so no reset was sent (a restart of an Off system means On). The reset announced
+    /// by the last `dispatching` never went out.
+    PoweredOff {
+        host: String,
+        detail: String,
+    },
     /// Never started: the run was stopped or the failure budget was spent.
     Skipped {
         host: String,
@@ -297,7 +304,8 @@ impl Entry {
             | Entry::Confirmed { host }
             | Entry::Failed { host, .. }
             | Entry::Cancelled { host }
-            | Entry::Skipped { host, .. } => Some(host),
+            | Entry::Skipped { host, .. }
+            | Entry::PoweredOff { host, .. } => Some(host),
             Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => None,
         }
     }
@@ -315,6 +323,8 @@ pub enum Phase {
     Failed,
     Cancelled,
     Skipped,
+    /// Found powered off through its BMC and left so: not rebooted, not failed.
+    PoweredOff,
 }
 
 /// Everything the journal says about one host.
@@ -437,6 +447,16 @@ impl HostRecord {
             Entry::Cancelled { .. } => {
                 self.phase = Phase::Cancelled;
                 self.reboot_pending = false;
+            }
+            Entry::PoweredOff { detail, .. } => {
+                self.phase = Phase::PoweredOff;
+                // The announced reset was never sent: only earlier reboots stay in doubt.
+                if self.attempts.last().is_some_and(|a| a.bmc.is_some() && !a.handed_over) {
+                    self.attempts.pop();
+                }
+                self.reboot_pending = !self.attempts.is_empty();
+                self.failure = None;
+                self.skipped_because = Some(detail.clone());
             }
             Entry::Skipped { reason, .. } => {
                 self.phase = Phase::Skipped;

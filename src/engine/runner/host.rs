@@ -41,7 +41,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
     if let (Some(drain), Some(prior)) = (&shared.drain, &prior) {
         for (name, record) in &prior.records {
             if record.cordoned
-                && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled)
+                && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
                 && drain.set_unschedulable(name, false).await.is_ok()
             {
                 let _ = shared.record(Entry::Uncordoned { host: name.clone() });
@@ -291,6 +291,15 @@ async fn bmc_reset<T: PowerTransport>(
             Ok(attempt)
         }
         Err(e @ BmcError::NotSent(_)) => Err(shared.fail(host, Stage::Dispatch, e.to_string(), !earlier.is_empty())),
+        // Switched off on purpose (a technician at work on it): it stays off, and says so.
+        Err(BmcError::PoweredOff(e)) => {
+            let stop = match shared.record(Entry::PoweredOff { host: host.name.clone(), detail: e.to_string() }) {
+                Ok(()) => Stop::Journaled,
+                Err(stop) => stop,
+            };
+            uncordon(shared, host).await;
+            Err(stop)
+        }
     }
 }
 
