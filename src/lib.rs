@@ -60,8 +60,8 @@ pub enum Error {
     #[error("the journal {} belongs to the cluster at {journaled}, but the cluster given is {given}; refusing to act on a cluster the run does not belong to", journal.display())]
     WrongCluster {
         journal: std::path::PathBuf,
-        journaled: fleetboot_core::journal::ClusterIdentity,
-        given: fleetboot_core::journal::ClusterIdentity,
+        journaled: Box<fleetboot_core::journal::ClusterIdentity>,
+        given: Box<fleetboot_core::journal::ClusterIdentity>,
     },
     #[error(transparent)]
     Bmc(#[from] adapters::bmc::BmcSetupError),
@@ -86,6 +86,9 @@ pub enum SelectionError {
     NodeAddresses { problems: Vec<String> },
     #[error("host {host} ({address}) matches more than one node of the cluster: {}; name it by one node's address", nodes.join(", "))]
     AmbiguousHost { host: String, address: String, nodes: Vec<String> },
+    /// A host-list line named like a node whose address is none of that node's.
+    #[error(transparent)]
+    NameNotAddress(Box<NameNotAddress>),
     #[error("{why}, but no BMC is known for: {}{hint}", nodes.join(", "))]
     NoBmc { why: &'static str, nodes: Vec<String>, hint: &'static str },
     #[error("name the nodes to act on, or one BMC with --bmc")]
@@ -94,6 +97,24 @@ pub enum SelectionError {
     NotConfirmed { action: &'static str, flag: &'static str, why: &'static str },
     #[error("internal command line {argv:?}: {reason}")]
     InternalCommandLine { argv: Vec<String>, reason: String },
+}
+
+/// A host-list line named like a node whose address is none of that node's: a name is not an
+/// identity, so the line is neither that node nor a plain host.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{origin}: host {host} ({address}) is named like the cluster's node {node}, but {address} is none of {node}'s addresses ({}){}; \
+     a name is not an identity, so nothing was touched: give the node's own address, or another name if it is another machine",
+    addresses.join(", "),
+    address_of.as_ref().map_or(String::new(), |other| format!(" (it is node {other}'s)"))
+)]
+pub struct NameNotAddress {
+    pub origin: String,
+    pub host: String,
+    pub address: String,
+    pub node: String,
+    pub addresses: Vec<String>,
+    pub address_of: Option<String>,
 }
 
 impl Error {

@@ -65,6 +65,11 @@ pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Setti
 
 /// Hosts from flags when any are given, else from the config file.
 pub(crate) fn inventory(args: &HostArgs, settings: &Settings) -> Result<Vec<Host>, Error> {
+    Ok(inventory_with_origins(args, settings)?.into_iter().map(|(host, _)| host).collect())
+}
+
+/// [`inventory`], each host with where it was listed (`file:line`, `--host …`, the config).
+pub(crate) fn inventory_with_origins(args: &HostArgs, settings: &Settings) -> Result<Vec<(Host, String)>, Error> {
     let mut sources = Vec::new();
     for path in &args.hosts_files {
         sources.extend(crate::adapters::hostfile::read_host_file(path)?);
@@ -82,7 +87,8 @@ pub(crate) fn inventory(args: &HostArgs, settings: &Settings) -> Result<Vec<Host
     {
         sources.extend(from_config.iter().cloned().map(|h| (h, "the config file".to_owned())));
     }
-    Ok(hosts::merge_sources(sources)?)
+    hosts::merge_sources(sources.clone())?;
+    Ok(sources)
 }
 
 pub(crate) fn style_for(format: OutputFormat) -> Style {
@@ -166,6 +172,12 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Migrate(args) => migrate::run(args, config).await,
         Command::Verify(args) => migrate::run_verify(args, config).await,
     }
+}
+
+/// Whether the user named a cluster: `--kubeconfig`, `--context`, or the config's `[cluster]`
+/// (not merely `$KUBECONFIG` or `~/.kube/config`).
+pub fn cluster_named(flags: &ClusterArgs, settings: &Settings) -> bool {
+    flags.kubeconfig.is_some() || flags.context.is_some() || settings.cluster.kubeconfig.is_some() || settings.cluster.context.is_some()
 }
 
 /// Whether a cluster is configured or found as kubectl finds it: flags, the config's

@@ -7,7 +7,7 @@ use clap::Args;
 use tokio::sync::watch;
 
 use super::args::{ClusterArgs, HostArgs, NodeSelectionArgs, OutputArgs, SshArgs, TransportArg, choice_name};
-use super::{cluster_target, install_interrupts, inventory, load_settings, style_for};
+use super::{cluster_target, install_interrupts, inventory_with_origins, load_settings, style_for};
 use crate::adapters::config::{Layer, Settings};
 use crate::adapters::journal;
 use crate::adapters::kube::ClusterConnection;
@@ -179,7 +179,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
             exclude: args.exclude.clone(),
             address_type: args.select.address_type.api_name().to_owned(),
         }),
-        None => Selection::Hosts(inventory(&args.hosts, &settings)?),
+        None => Selection::Hosts(inventory_with_origins(&args.hosts, &settings)?),
     };
     let overrides = explicit_overrides(&args.layer(), &settings);
     // One connection for the whole run: discovery, the Node watcher, the lease and the drain.
@@ -192,7 +192,23 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         Selection::Hosts(_) => !args.no_cluster && super::cluster_configured(&args.cluster, &settings),
     };
     let cluster = match wants_cluster {
-        true => Some(ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await?),
+        true => match ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await {
+            Ok(connection) => Some(connection),
+            // A host list under no cluster the user named: a $KUBECONFIG or ~/.kube/config that
+            // cannot even be loaded names no cluster, so the run is a pure host-list run, and
+            // says so. (A cluster the user named, or one that loads but does not answer, stops
+            // the run: its nodes could be on the list.)
+            Err(crate::adapters::kube::ClusterError::NoConfig(reason))
+                if matches!(selection, Selection::Hosts(_)) && !super::cluster_named(&args.cluster, &settings) =>
+            {
+                eprintln!(
+                    "warning: no usable kubeconfig ({reason}); a pure host-list run: no host is checked against a cluster, \
+                     none is proven through one (pass --kubeconfig or --context for a cluster run, --no-cluster to silence this)"
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         false => None,
     };
     Ok(RebootJob {
@@ -235,7 +251,13 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     let job = job_from_args(&args, settings).await?;
     let prepared = prepare(job).await?;
     if args.dry_run {
-        print!("{}", crate::report::plan::render_plan(prepared.plan(), prepared.settings(), prepared.is_cluster_run()));
+        if let Some(line) = prepared.cluster_line() {
+            println!("{line}");
+        }
+        print!(
+            "{}",
+            crate::report::plan::render_plan(prepared.plan(), prepared.settings(), prepared.is_cluster_run(), prepared.listed_as())
+        );
         return Ok(ExitCode::Ok);
     }
     super::warn_if_insecure(prepared.settings());

@@ -27,8 +27,9 @@ use crate::{Error, SelectionError};
 /// Which hosts a job reboots.
 #[derive(Clone, Debug)]
 pub enum Selection {
-    /// Hosts the user listed (host files, `--host`, `[[hosts]]`).
-    Hosts(Vec<Host>),
+    /// Hosts the user listed (host files, `--host`, `[[hosts]]`), each with where it was
+    /// listed (`file:line`), which an error about it names.
+    Hosts(Vec<(Host, String)>),
     /// Nodes of the job's cluster.
     Nodes(NodeSelection),
     /// The hosts of an interrupted run, from its journal.
@@ -123,6 +124,9 @@ pub struct PreparedRun {
     discovered: Option<Vec<NodeInfo>>,
     drain: Option<DrainPolicy>,
     lease: LeasePolicy,
+    /// Host-list runs: each node's line as the user wrote it (its own name, where it was
+    /// listed), for the plan.
+    listed_as: std::collections::BTreeMap<String, (String, String)>,
 }
 
 /// A new run's ID: the start time and this process's PID.
@@ -137,6 +141,7 @@ pub fn new_run_id() -> String {
 pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease, overrides } = job;
     let mut resume_lock = None;
+    let mut listed_as = std::collections::BTreeMap::new();
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
         Selection::Resume(path) => {
             // The journal's lock first, then its records: read before the lock, they could be
@@ -159,17 +164,20 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         }
         // A host list under a known cluster: the hosts that are nodes follow the cluster's rules
         // (proof through the API, pools, the control plane one at a time and last, the lease).
-        Selection::Hosts(hosts) => {
+        // When no host of the list is a node, the run is a pure host-list run.
+        Selection::Hosts(listed) => {
             let (hosts, grouping, nodes) = match &cluster {
                 Some(connection) => {
-                    let (hosts, grouping, nodes) = hosts_onto_nodes(hosts, &groups, connection).await?;
-                    (hosts, grouping, Some(nodes))
+                    let (hosts, grouping, nodes, lines) = hosts_onto_nodes(listed, &groups, connection).await?;
+                    listed_as = lines;
+                    (hosts, grouping, Some(nodes).filter(|nodes| !nodes.is_empty()))
                 }
-                None => (hosts, Grouping::default(), None),
+                None => (hosts::merge_sources(listed)?, Grouping::default(), None),
             };
-            if drain.is_some() && nodes.as_ref().is_none_or(Vec::is_empty) {
+            if drain.is_some() && nodes.is_none() {
                 return Err(SelectionError::DrainNeedsNodes.into());
             }
+            let grouping = if nodes.is_some() { grouping } else { Grouping::default() };
             (hosts, grouping, None, new_journal_path(&settings, journal), nodes)
         }
     };
@@ -186,7 +194,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         Some(state) => state.drain,
         None => drain,
     };
-    Ok(PreparedRun { settings, plan, prior, journal: journal_path, resume_lock, cluster, discovered, drain, lease })
+    Ok(PreparedRun { settings, plan, prior, journal: journal_path, resume_lock, cluster, discovered, drain, lease, listed_as })
 }
 
 fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
@@ -196,9 +204,11 @@ fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
 /// A cluster run's journal may only be resumed against its own cluster.
 fn check_same_cluster(path: &Path, state: &RunState, cluster: Option<&ClusterConnection>) -> Result<(), Error> {
     match (&state.cluster, cluster) {
-        (Some(journaled), Some(connection)) if !journaled.same_cluster(&connection.identity) => {
-            Err(Error::WrongCluster { journal: path.to_owned(), journaled: journaled.clone(), given: connection.identity.clone() })
-        }
+        (Some(journaled), Some(connection)) if !journaled.same_cluster(&connection.identity) => Err(Error::WrongCluster {
+            journal: path.to_owned(),
+            journaled: journaled.clone().into(),
+            given: connection.identity.clone().into(),
+        }),
         (Some(journaled), None) => {
             Err(SelectionError::JournalsClusterMissing { journal: path.to_owned(), cluster: journaled.clone() }.into())
         }
@@ -244,33 +254,45 @@ async fn cluster_inventory(
     Ok((hosts::merge_sources(hosts)?, grouping, chosen))
 }
 
-/// Maps a host list onto the cluster's nodes (by InternalIP, ExternalIP, hostname or name): each
-/// host that is a node takes the node's name and the cluster's grouping; the others are
-/// standalone hosts, rebooted over SSH alone. A host two nodes claim is refused, naming them.
+/// Maps a host list onto the cluster's nodes by address alone (any of the node's addresses,
+/// or an address the line's host name resolves to): each host that is a node takes the
+/// node's name and the cluster's grouping; the others are standalone hosts, rebooted over SSH
+/// alone. Refused, naming the line: a host two nodes claim, and a line named like a node whose
+/// address is none of that node's (a name is not an identity). Also returns, per node, the
+/// line as the user wrote it.
 async fn hosts_onto_nodes(
-    hosts: Vec<Host>,
+    listed: Vec<(Host, String)>,
     groups: &GroupPolicy,
     cluster: &ClusterConnection,
-) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>), Error> {
+) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>, std::collections::BTreeMap<String, (String, String)>), Error> {
     use fleetboot_core::nodes::{HostMatch, match_host};
     let (found, pools) = crate::adapters::kube::discover_with_pools(&cluster.client, cluster.server(), None, "InternalIP").await?;
     let mut mapped: Vec<(Host, String)> = Vec::new();
     let mut matched: Vec<NodeInfo> = Vec::new();
     let mut standalone = Vec::new();
-    for host in hosts {
-        match match_host(&host.name, &host.address, &found) {
+    let mut lines = std::collections::BTreeMap::new();
+    for (host, origin) in listed {
+        let resolved = crate::adapters::system::resolve_host(&host.address).await;
+        match match_host(&host.name, &host.address, &resolved, &found) {
             HostMatch::Node(node) => {
-                let origin = format!("host {} ({}), node {node}", host.name, host.address);
+                lines.insert(node.clone(), (host.name.clone(), origin.clone()));
+                let origin = format!("host {} ({}, {origin}), node {node}", host.name, host.address);
                 matched.extend(found.iter().find(|n| n.name == node).cloned());
                 mapped.push((Host { name: node, ..host }, origin));
             }
             HostMatch::NotANode => {
                 standalone.push(host.name.clone());
-                let origin = format!("host {}", host.name);
+                let origin = format!("host {} ({origin})", host.name);
                 mapped.push((host, origin));
             }
             HostMatch::Ambiguous(nodes) => {
-                return Err(SelectionError::AmbiguousHost { host: host.name, address: host.address, nodes }.into());
+                return Err(
+                    SelectionError::AmbiguousHost { host: format!("{} ({origin})", host.name), address: host.address, nodes }.into()
+                );
+            }
+            HostMatch::NameOnly { node, addresses, address_of } => {
+                let claim = crate::NameNotAddress { origin, host: host.name, address: host.address, node, addresses, address_of };
+                return Err(SelectionError::NameNotAddress(Box::new(claim)).into());
             }
         }
     }
@@ -278,7 +300,7 @@ async fn hosts_onto_nodes(
     let hosts = hosts::merge_sources(mapped)?;
     let mut grouping = groups.grouping(&matched, &pools);
     grouping.standalone = standalone;
-    Ok((hosts, grouping, matched))
+    Ok((hosts, grouping, matched, lines))
 }
 
 impl PreparedRun {
@@ -295,6 +317,23 @@ impl PreparedRun {
         self.cluster.is_some()
     }
 
+    /// Host-list runs: each node's line as the user wrote it (its name, where it was listed).
+    pub fn listed_as(&self) -> &std::collections::BTreeMap<String, (String, String)> {
+        &self.listed_as
+    }
+
+    /// The cluster this run acts on, with its context, to be named before anything starts.
+    pub fn cluster_line(&self) -> Option<String> {
+        let connection = self.cluster.as_ref()?;
+        let nodes = self.plan.hosts.iter().filter(|h| !self.plan.grouping.is_standalone(&h.name)).count();
+        let context = connection.identity.context.as_ref().map_or(String::new(), |c| format!(" (context {c})"));
+        Some(format!(
+            "acting on the cluster at {}{context}: {nodes} of {} hosts are its nodes and follow its rules",
+            connection.identity,
+            self.plan.hosts.len()
+        ))
+    }
+
     /// Runs the job to its end (or an abort). Keys, known_hosts and BMC credentials are read
     /// first, then the lease is taken, then the journal is created: a refused run leaves
     /// nothing behind. Every event, warnings included, goes to `on_event`.
@@ -303,7 +342,8 @@ impl PreparedRun {
         abort: (watch::Sender<Abort>, watch::Receiver<Abort>),
         mut on_event: impl FnMut(&Event),
     ) -> Result<Summary, Error> {
-        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease } = self;
+        let cluster_line = self.cluster_line();
+        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease, .. } = self;
         // One process per journal: a resume took the journal's lock in `prepare`, so a second
         // resume of a journal in use was refused (naming the holder) before it touched the
         // cluster; the writer shares that lock, which is let go when the run ends.
@@ -313,6 +353,10 @@ impl PreparedRun {
             None => None,
         };
         let mut warn = |message: String| on_event(&Event::Warning { host: None, message });
+        // Which cluster is touched is said loudly, before anything is.
+        if let Some(line) = cluster_line {
+            warn(line);
+        }
         // Keys and known_hosts are read before the journal exists or any host is contacted.
         let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
         let client = SshClient::new(settings.ssh.clone(), crate::adapters::system::home_dir().as_deref(), agent)?;
@@ -493,7 +537,7 @@ mod tests {
 
     #[test]
     fn a_cluster_runs_journal_needs_its_cluster() {
-        let a = ClusterIdentity { server: "https://a:6443".into(), cluster_id: Some("a".into()) };
+        let a = ClusterIdentity { server: "https://a:6443".into(), cluster_id: Some("a".into()), context: None };
         let journal = Path::new("j.jsonl");
         let err = check_same_cluster(journal, &state(Some(a.clone()), true), None).unwrap_err();
         assert!(err.to_string().contains("belongs to the cluster at https://a:6443 (cluster ID a)"), "{err}");

@@ -6,7 +6,14 @@ use fleetboot_core::plan::{self, Plan};
 use crate::adapters::config::Settings;
 
 /// `cluster_run`: the hosts were mapped onto a cluster's nodes (the NODE column says which).
-pub fn render_plan(plan: &Plan, settings: &Settings, cluster_run: bool) -> String {
+/// `listed_as`: for a host list mapped onto nodes, each node's line as the user wrote it (its
+/// own name, where it was listed): the HOST column shows the line's name.
+pub fn render_plan(
+    plan: &Plan,
+    settings: &Settings,
+    cluster_run: bool,
+    listed_as: &std::collections::BTreeMap<String, (String, String)>,
+) -> String {
     let r = &settings.reboot;
     let mut text = format!(
         "plan for run {} (dry run: nothing is contacted)\n\n\
@@ -42,17 +49,19 @@ pub fn render_plan(plan: &Plan, settings: &Settings, cluster_run: bool) -> Strin
                 (true, true) => "not a node".to_owned(),
                 (false, _) => "-".to_owned(),
             };
+            let (listed, line) = listed_as.get(&s.host.name).map_or((s.host.name.clone(), "-".to_owned()), Clone::clone);
             vec![
                 (i + 1).to_string(),
-                s.host.name.clone(),
+                listed,
                 format!("{}:{}", s.host.address, s.host.port_or(settings.ssh.port)),
                 node,
                 group,
                 plan::describe(s.action).to_owned(),
+                line,
             ]
         })
         .collect();
-    text.push_str(&fleetboot_core::table::table(&["#", "HOST", "ADDRESS", "NODE", "GROUP", "ACTION"], &rows));
+    text.push_str(&fleetboot_core::table::table(&["#", "HOST", "ADDRESS", "NODE", "GROUP", "ACTION", "LISTED AT"], &rows));
     if let Some(rate) = r.rate {
         let n = plan.count(ResumeAction::Reboot) as u32;
         let floor = rate.spacing() * n.saturating_sub(1);

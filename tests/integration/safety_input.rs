@@ -3,6 +3,8 @@
 //! that is powered off stays off, and every input is bounded (durations, empty journals, links
 //! at a journal's place, verify's baseline from this cluster's own migration).
 
+use std::path::Path;
+
 use crate::common::sim::Sim;
 use crate::common::{Fleet, Run, dispatch_counts};
 
@@ -22,6 +24,73 @@ fn actions(sim: &Sim, node: &str) -> Vec<String> {
 fn anything_touched(sim: &Sim) -> bool {
     let nodes = sim.control("GET", "nodes", "");
     nodes.contains("reboot-requested") || nodes.contains("bmc-reset")
+}
+
+fn lease_exists(sim: &Sim, name: &str) -> bool {
+    sim.kubectl(&["get", "lease", name, "-n", "kube-system"]).0
+}
+
+fn address_of(sim: &Sim, node: &str) -> String {
+    sim.kubectl_ok(&["get", "node", node, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"])
+}
+
+#[test]
+fn a_lab_machine_named_like_a_node_is_refused_naming_both_and_nothing_is_touched() {
+    let sim = Sim::start(1, 1);
+    let master_ip = address_of(&sim, "master-0");
+    let lab = sim.path("lab.txt");
+    std::fs::write(&lab, "# the lab\nmaster-0 127.0.0.9:1\n").unwrap();
+    for extra in [&["--dry-run"][..], &[]] {
+        let args = [&["reboot", "--hosts-file", lab.to_str().unwrap(), "--output", "json"][..], extra].concat();
+        let run: Run = sim.fleetboot(&args).output().unwrap().into();
+        assert_eq!(run.code, 2, "{}", run.debug());
+        for shown in [&format!("{}:2", lab.display()), "master-0", "127.0.0.9", &master_ip, "a name is not an identity"] {
+            assert!(run.stderr.contains(shown), "the error shows {shown:?}: {}", run.debug());
+        }
+    }
+    // Nothing touched: no reboot, no BMC reset (the node's own history), no lease taken.
+    assert!(!anything_touched(&sim), "{}", sim.control("GET", "nodes", ""));
+    assert!(!lease_exists(&sim, "fleetboot"), "the refused run took no lease");
+
+    // The same machine under its own address and another name is that node, and the plan says
+    // which line it came from.
+    let endpoint = std::fs::read_to_string(sim.path("hosts.txt")).unwrap().lines().find(|l| l.starts_with("master-0 ")).unwrap()
+        [("master-0 ".len())..]
+        .to_owned();
+    let renamed = sim.path("renamed.txt");
+    std::fs::write(&renamed, format!("rack12-slot3 {endpoint}\n")).unwrap();
+    let dry: Run = sim.fleetboot(&["reboot", "--hosts-file", renamed.to_str().unwrap(), "--dry-run"]).output().unwrap().into();
+    assert_eq!(dry.code, 0, "{}", dry.debug());
+    assert!(dry.stdout.starts_with("acting on the cluster at http://127.0.0.1:"), "the cluster is named first: {}", dry.stdout);
+    let row = dry.stdout.lines().find(|l| l.contains("rack12-slot3")).unwrap_or_else(|| panic!("{}", dry.stdout));
+    assert!(row.contains(" master-0 ") && row.contains(&format!("{}:1", renamed.display())), "line name, node, place: {row}");
+}
+
+#[test]
+fn a_host_list_with_no_node_touches_no_cluster_even_under_a_broken_kubeconfig() {
+    let sim = Sim::start(0, 1);
+    let fleet = Fleet::up(1);
+    // $KUBECONFIG names a live cluster, none of whose nodes is on the list.
+    let journal = fleet.path("plain.jsonl");
+    let args = fleet.reboot_args(&["--journal", journal.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run: Run = fleet.fleetboot(&args).env("KUBECONFIG", sim.path("kubeconfig")).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let (_, state) = fleetboot::adapters::journal::load(&journal).unwrap();
+    assert!(!state.api_proof && state.cluster.is_none(), "a pure host-list run: no cluster in its journal");
+    assert!(!lease_exists(&sim, "fleetboot"), "no lease taken on a cluster none of whose nodes is on the list");
+    assert!(!run.stdout.contains("acting on the cluster"), "{}", run.debug());
+    assert_eq!(fleet.count_events("h001", "reboot-requested"), 1);
+
+    // A $KUBECONFIG that cannot even be loaded names no cluster: the run goes on, and says so.
+    let garbage = fleet.path("garbage-kubeconfig");
+    std::fs::write(&garbage, "this: [is not a kubeconfig").unwrap();
+    for kubeconfig in [garbage.as_path(), Path::new("/nonexistent/kubeconfig")] {
+        let run: Run = fleet.fleetboot(&args[..args.len() - 2]).env("KUBECONFIG", kubeconfig).output().unwrap().into();
+        assert_eq!(run.code, 0, "{kubeconfig:?}: {}", run.debug());
+        assert!(run.stderr.contains("a pure host-list run"), "{}", run.debug());
+    }
+    assert_eq!(fleet.count_events("h001", "reboot-requested"), 3, "rebooted once per run");
 }
 
 #[test]
@@ -146,6 +215,7 @@ fn verify_takes_its_baseline_from_this_clusters_migration_and_an_unreadable_one_
     let identity = |sim: &Sim| ClusterIdentity {
         server: sim.api.clone(),
         cluster_id: Some(sim.kubectl_ok(&["get", "clusterversion", "version", "-o", "jsonpath={.spec.clusterID}"])),
+        context: None,
     };
     // One state directory (b's), two clusters' migrations: a's is the newer one, and a pod
     // named like b's broken one was failing on a before a's migration.

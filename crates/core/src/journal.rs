@@ -172,6 +172,11 @@ pub struct ClusterIdentity {
     pub server: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// The kubeconfig context the run was started under, for the people reading the journal;
+    /// it identifies nothing (two contexts may name one cluster), so [`Self::same_cluster`]
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 impl ClusterIdentity {
@@ -854,7 +859,11 @@ mod cluster_identity_tests {
 
     #[test]
     fn the_cluster_id_decides_when_both_have_one_else_the_server() {
-        let id = |server: &str, cluster_id: Option<&str>| ClusterIdentity { server: server.into(), cluster_id: cluster_id.map(Into::into) };
+        let id = |server: &str, cluster_id: Option<&str>| ClusterIdentity {
+            server: server.into(),
+            cluster_id: cluster_id.map(Into::into),
+            context: Some(server.into()),
+        };
         assert!(id("https://a:6443/", Some("x")).same_cluster(&id("https://b:6443", Some("x"))));
         assert!(!id("https://a:6443", Some("x")).same_cluster(&id("https://a:6443", Some("y"))));
         assert!(id("https://a:6443/", None).same_cluster(&id("https://a:6443", Some("y"))));

@@ -180,26 +180,39 @@ pub struct DrainPolicy {
 /// What a host from a host list is in the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostMatch {
-    /// Exactly this node.
+    /// Exactly this node: the line's address is one of the node's.
     Node(String),
-    /// No node has this address or name: a standalone host.
+    /// No node has this address, and no node is named like the line: a standalone host.
     NotANode,
-    /// More than one node claims it.
+    /// More than one node claims the address.
     Ambiguous(Vec<String>),
+    /// The line is named like `node` (its name, or one of its addresses), but the line's
+    /// address is none of that node's `addresses`: a name is not an identity. `address_of`: the
+    /// node the address does belong to, if any.
+    NameOnly { node: String, addresses: Vec<String>, address_of: Option<String> },
 }
 
-/// Finds the node a listed host is: a node whose addresses (of any type) include the host's
-/// address, or whose name is the host's address or name. Pure.
-pub fn match_host(name: &str, address: &str, nodes: &[NodeInfo]) -> HostMatch {
-    let matching: Vec<String> = nodes
-        .iter()
-        .filter(|n| n.all_addresses.iter().any(|a| a == address) || n.name == address || n.name == name)
-        .map(|n| n.name.clone())
-        .collect();
-    match matching.as_slice() {
-        [] => HostMatch::NotANode,
-        [one] => HostMatch::Node(one.clone()),
-        _ => HostMatch::Ambiguous(matching),
+/// Finds the node a listed host is, by address alone: a node whose addresses (of any type:
+/// InternalIP, ExternalIP, Hostname) include the line's address, or one of `resolved` (the
+/// addresses the line's host name resolves to). A line *named* like a node whose address is
+/// not that node's is [`HostMatch::NameOnly`], never that node. Pure.
+pub fn match_host(name: &str, address: &str, resolved: &[String], nodes: &[NodeInfo]) -> HostMatch {
+    let by_address: Vec<&NodeInfo> =
+        nodes.iter().filter(|n| n.all_addresses.iter().any(|a| a == address || resolved.iter().any(|r| r == a))).collect();
+    if by_address.len() > 1 {
+        return HostMatch::Ambiguous(by_address.iter().map(|n| n.name.clone()).collect());
+    }
+    let named = |n: &&NodeInfo| [name, address].iter().any(|s| n.name == *s || n.all_addresses.iter().any(|a| a == s));
+    if let Some(claimed) = nodes.iter().filter(named).find(|n| !by_address.iter().any(|b| b.name == n.name)) {
+        return HostMatch::NameOnly {
+            node: claimed.name.clone(),
+            addresses: claimed.all_addresses.clone(),
+            address_of: by_address.first().map(|n| n.name.clone()),
+        };
+    }
+    match by_address.first() {
+        Some(node) => HostMatch::Node(node.name.clone()),
+        None => HostMatch::NotANode,
     }
 }
 
@@ -228,12 +241,28 @@ mod match_tests {
     }
 
     #[test]
-    fn a_host_is_the_node_with_its_address_or_name_and_two_claimants_are_an_error() {
+    fn a_host_is_the_node_with_its_address_and_a_name_alone_is_refused() {
         let nodes = [node("m0", &["127.0.0.2", "m0.example"]), node("w0", &["127.0.0.3", "198.51.100.3"]), node("w1", &["127.0.0.4"])];
-        assert_eq!(match_host("x", "198.51.100.3", &nodes), HostMatch::Node("w0".into()), "an ExternalIP counts");
-        assert_eq!(match_host("m0.example", "m0.example", &nodes), HostMatch::Node("m0".into()), "a Hostname counts");
-        assert_eq!(match_host("w1", "192.0.2.1", &nodes), HostMatch::Node("w1".into()), "the node's name counts");
-        assert_eq!(match_host("bastion", "127.0.0.9", &nodes), HostMatch::NotANode);
-        assert_eq!(match_host("w1", "127.0.0.3", &nodes), HostMatch::Ambiguous(vec!["w0".into(), "w1".into()]));
+        let none: &[String] = &[];
+        assert_eq!(match_host("x", "198.51.100.3", none, &nodes), HostMatch::Node("w0".into()), "an ExternalIP counts");
+        assert_eq!(match_host("m0.example", "m0.example", none, &nodes), HostMatch::Node("m0".into()), "a Hostname counts");
+        assert_eq!(match_host("w1", "127.0.0.4", none, &nodes), HostMatch::Node("w1".into()), "name and address agree");
+        assert_eq!(
+            match_host("lab", "lab.example", &["127.0.0.3".into()], &nodes),
+            HostMatch::Node("w0".into()),
+            "a resolved address counts"
+        );
+        assert_eq!(match_host("bastion", "127.0.0.9", none, &nodes), HostMatch::NotANode);
+        // The lab machine called like a node: never that node.
+        assert_eq!(
+            match_host("m0", "127.0.0.9", none, &nodes),
+            HostMatch::NameOnly { node: "m0".into(), addresses: vec!["127.0.0.2".into(), "m0.example".into()], address_of: None }
+        );
+        assert_eq!(
+            match_host("w1", "127.0.0.3", none, &nodes),
+            HostMatch::NameOnly { node: "w1".into(), addresses: vec!["127.0.0.4".into()], address_of: Some("w0".into()) }
+        );
+        let twins = [node("a", &["127.0.0.5"]), node("b", &["127.0.0.5"])];
+        assert_eq!(match_host("x", "127.0.0.5", none, &twins), HostMatch::Ambiguous(vec!["a".into(), "b".into()]));
     }
 }

@@ -41,23 +41,44 @@ pub struct ClusterTarget {
 }
 
 pub async fn connect(target: &ClusterTarget) -> Result<(Client, String), ClusterError> {
+    let (client, server, _) = connect_named(target).await?;
+    Ok((client, server))
+}
+
+/// [`connect`], and the name of the kubeconfig context used (none in-cluster).
+pub async fn connect_named(target: &ClusterTarget) -> Result<(Client, String, Option<String>), ClusterError> {
     let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
-    let config = match &target.kubeconfig {
+    let (config, context) = match &target.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            let context = target.context.clone().or_else(|| kubeconfig.current_context.clone());
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?
+                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?;
+            (config, context)
         }
-        None => match kube::Config::from_kubeconfig(&options).await {
-            Ok(config) => config,
-            Err(kubeconfig_error) => kube::Config::incluster().map_err(|_| ClusterError::NoConfig(kubeconfig_error.to_string()))?,
-        },
+        // As kube's `Config::from_kubeconfig` does ($KUBECONFIG, ~/.kube/config), keeping the
+        // context's name; then in-cluster.
+        None => {
+            let loaded = match kube::config::Kubeconfig::read() {
+                Ok(kubeconfig) => {
+                    let context = target.context.clone().or_else(|| kubeconfig.current_context.clone());
+                    kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map(|config| (config, context))
+                }
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(found) => found,
+                Err(kubeconfig_error) => {
+                    (kube::Config::incluster().map_err(|_| ClusterError::NoConfig(kubeconfig_error.to_string()))?, None)
+                }
+            }
+        }
     };
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
-    Ok((client, server))
+    Ok((client, server, context))
 }
 
 /// A connected cluster: the one client a command uses for everything, and which cluster it is.
@@ -71,9 +92,9 @@ impl ClusterConnection {
     /// Connects as kubectl would and asks the cluster who it is: a cluster that is configured
     /// but cannot be reached is an error here, before anything is touched.
     pub async fn open(target: &ClusterTarget) -> Result<ClusterConnection, ClusterError> {
-        let (client, server) = connect(target).await?;
+        let (client, server, context) = connect_named(target).await?;
         let cluster_id = cluster_id(&client, &server).await?;
-        Ok(ClusterConnection { client, identity: ClusterIdentity { server, cluster_id } })
+        Ok(ClusterConnection { client, identity: ClusterIdentity { server, cluster_id, context } })
     }
 
     pub fn server(&self) -> &str {

@@ -299,8 +299,8 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     {
         return Err(Error::WrongCluster {
             journal: dir.join("migration.jsonl"),
-            journaled: journaled.clone(),
-            given: cluster.connection.identity.clone(),
+            journaled: journaled.clone().into(),
+            given: cluster.connection.identity.clone().into(),
         });
     }
     let continuing = options.resume || options.cleanup;
