@@ -49,7 +49,7 @@ impl Ladder {
         let Some(last) = attempts.last() else { return Next::GiveUp };
         let resent = attempts.iter().filter(|a| a.bmc.is_none()).count() > 1;
         if last.bmc.is_none() && !last.handed_over && !resent && seen.old_boot_id && !seen.went_down {
-            let lost_at = last.at_ms + self.scheduled_delay_ms + self.resend_grace_ms;
+            let lost_at = last.at_ms.saturating_add(self.scheduled_delay_ms).saturating_add(self.resend_grace_ms);
             if now_ms >= lost_at {
                 return Next::ResendSsh;
             }
@@ -57,12 +57,12 @@ impl Ladder {
         let (at, step) = match last.bmc {
             None if self.bmc_for_hung => {
                 // Never reset a node that may still be going down on its own.
-                let at = (last.at_ms + self.timeout_ms).max(last.at_ms + self.scheduled_delay_ms);
+                let at = last.at_ms.saturating_add(self.timeout_ms.max(self.scheduled_delay_ms));
                 (at, Next::Reset(RestartKind::Graceful))
             }
-            None => (last.at_ms + self.timeout_ms, Next::GiveUp),
-            Some(RestartKind::Graceful) => (last.at_ms + self.graceful_timeout_ms, Next::Reset(RestartKind::Force)),
-            Some(RestartKind::Force) => (last.at_ms + self.timeout_ms, Next::GiveUp),
+            None => (last.at_ms.saturating_add(self.timeout_ms), Next::GiveUp),
+            Some(RestartKind::Graceful) => (last.at_ms.saturating_add(self.graceful_timeout_ms), Next::Reset(RestartKind::Force)),
+            Some(RestartKind::Force) => (last.at_ms.saturating_add(self.timeout_ms), Next::GiveUp),
         };
         if now_ms >= at { step } else { Next::WaitUntil(at) }
     }
@@ -94,7 +94,9 @@ pub fn cancellable_command(command: &str) -> bool {
 /// and still go down). Pure.
 pub fn cancel_still_possible(command: &str, attempts: &[Attempt], scheduled_delay_ms: u64, now_ms: u64) -> bool {
     let Some(last) = attempts.last() else { return false };
-    cancellable_command(command) && attempts.iter().all(|a| a.bmc.is_none()) && now_ms + CANCEL_MARGIN_MS < last.at_ms + scheduled_delay_ms
+    cancellable_command(command)
+        && attempts.iter().all(|a| a.bmc.is_none())
+        && now_ms.saturating_add(CANCEL_MARGIN_MS) < last.at_ms.saturating_add(scheduled_delay_ms)
 }
 
 #[cfg(test)]
@@ -112,6 +114,17 @@ mod tests {
 
     fn bmc(kind: RestartKind, at_ms: u64) -> Attempt {
         Attempt { bmc: Some(kind), at_ms, handed_over: true }
+    }
+
+    #[test]
+    fn a_journal_time_no_clock_can_reach_waits_forever_instead_of_overflowing() {
+        let far = u64::MAX - 5;
+        assert_eq!(LADDER.next(&[ssh(far)], 0, NOTHING), Next::WaitUntil(u64::MAX));
+        assert_eq!(LADDER.next(&[bmc(RestartKind::Graceful, far)], 0, NOTHING), Next::WaitUntil(u64::MAX));
+        let unsent = Attempt { bmc: None, at_ms: far, handed_over: false };
+        let seen = Seen { old_boot_id: true, went_down: false };
+        assert_eq!(LADDER.next(&[unsent], 0, seen), Next::WaitUntil(u64::MAX));
+        assert!(!cancel_still_possible("sudo shutdown -r +1", &[ssh(0)], 60_000, u64::MAX));
     }
 
     #[test]
