@@ -131,8 +131,11 @@ pub struct Ask<'a> {
     /// The host about to go down (a node's name).
     pub host: &'a str,
     pub grouping: &'a Grouping,
-    /// The run's concurrency limit.
+    /// The run's concurrency limit. It counts the unavailable nodes of the run's plan and of
+    /// the run's groups (a node down in a pool the run does not touch does not hold it back).
     pub concurrency: usize,
+    /// Every host of the run.
+    pub plan: &'a BTreeSet<String>,
     /// Hosts of this run holding an in-flight place now, this one included: the run's own
     /// limits already count them.
     pub in_flight: &'a BTreeSet<String>,
@@ -204,8 +207,10 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
             }
         }
     }
-    // The run's concurrency: its own in-flight hosts plus every other unavailable node.
-    let all: Vec<Blocker> = outsiders.iter().map(|(_, b)| b.clone()).collect();
+    // The run's concurrency: its own in-flight hosts plus every other unavailable node of its
+    // plan or of its groups.
+    let in_scope = |n: &NodeNow| ask.plan.contains(&n.name) || n.group.as_ref().is_some_and(|g| ask.grouping.limits.contains_key(g));
+    let all: Vec<Blocker> = outsiders.iter().filter(|(n, _)| in_scope(n)).map(|(_, b)| b.clone()).collect();
     let own = ask.in_flight.iter().filter(|h| h.as_str() != ask.host).count() + 1;
     if own + all.len() > ask.concurrency {
         return Verdict::Wait(format!(
@@ -270,7 +275,16 @@ mod tests {
     }
 
     fn ask<'a>(host: &'a str, grouping: &'a Grouping, in_flight: &'a BTreeSet<String>, none: &'a BTreeSet<String>) -> Ask<'a> {
-        Ask { host, grouping, concurrency: 10, in_flight, cordoned_by_run: none, not_ready_exempt: none, control_plane_rule: true }
+        Ask {
+            host,
+            grouping,
+            concurrency: 10,
+            plan: in_flight,
+            in_flight,
+            cordoned_by_run: none,
+            not_ready_exempt: none,
+            control_plane_rule: true,
+        }
     }
 
     #[test]
@@ -340,11 +354,17 @@ mod tests {
         let mut world = cluster();
         world.nodes[3].ready = false;
         let flying: BTreeSet<String> = ["w1".into(), "m2".into()].into();
+        let plan: BTreeSet<String> = ["w0".into(), "w1".into(), "m2".into()].into();
         let mut a = ask("w1", &g, &flying, &none);
+        a.plan = &plan;
         a.concurrency = 2;
         a.control_plane_rule = false;
         assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.contains("w0 (not Ready)")));
         a.concurrency = 3;
+        assert_eq!(decide(&world, &a, 0), Verdict::Go);
+        // A node outside the plan and outside the run's groups does not count.
+        a.concurrency = 2;
+        a.plan = &flying;
         assert_eq!(decide(&world, &a, 0), Verdict::Go);
     }
 

@@ -860,8 +860,8 @@ impl Migration<'_, '_> {
         };
         // A resumed reboot run keeps the limits the migration started it with.
         let groups = match state.reboot_concurrency {
-            Some(n) => GroupPolicy { group_concurrency: Some(n), ..GroupPolicy::default() },
-            None => GroupPolicy { all_at_once: true, ..GroupPolicy::default() },
+            Some(n) => GroupPolicy { group_concurrency: Some(n), migration_reboot: true, ..GroupPolicy::default() },
+            None => GroupPolicy { all_at_once: true, migration_reboot: true, ..GroupPolicy::default() },
         };
         let selection = if journal.exists() {
             self.line(Step::RebootNodes, &format!("continuing the reboot run {}", journal.display()));
