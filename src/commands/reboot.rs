@@ -216,7 +216,12 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         selection,
         cluster,
         journal: args.journal.clone(),
-        groups: GroupPolicy { group_by: args.group_by.clone(), group_concurrency: args.group_concurrency, all_at_once: args.all_at_once },
+        groups: GroupPolicy {
+            group_by: args.group_by.clone(),
+            group_concurrency: args.group_concurrency,
+            all_at_once: args.all_at_once,
+            migration_reboot: false,
+        },
         drain: args.drain_policy(),
         lease: LeasePolicy { namespace: args.lease_namespace.clone(), break_lock: args.break_lock, duration: args.lease_duration.into() },
         overrides,

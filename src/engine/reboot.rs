@@ -54,8 +54,12 @@ pub struct GroupPolicy {
     pub group_by: String,
     /// Hosts per group in flight at once; default the pool's maxUnavailable (1 per label value).
     pub group_concurrency: Option<usize>,
-    /// The migration document's behaviour: every node at once, no groups, no ordering.
+    /// The migration document's behaviour: every node at once, no groups, no ordering (and no
+    /// control-plane rule).
     pub all_at_once: bool,
+    /// The migration's reboot step, the one documented exception: nodes of its plan not
+    /// rebooted yet do not block each other for being NotReady.
+    pub migration_reboot: bool,
 }
 
 impl GroupPolicy {
@@ -71,7 +75,7 @@ impl GroupPolicy {
 
 impl Default for GroupPolicy {
     fn default() -> GroupPolicy {
-        GroupPolicy { group_by: "pool".into(), group_concurrency: None, all_at_once: false }
+        GroupPolicy { group_by: "pool".into(), group_concurrency: None, all_at_once: false, migration_reboot: false }
     }
 }
 
@@ -127,6 +131,7 @@ pub struct PreparedRun {
     /// Host-list runs: each node's line as the user wrote it (its own name, where it was
     /// listed), for the plan.
     listed_as: std::collections::BTreeMap<String, (String, String)>,
+    limits: runner::LimitsRule,
 }
 
 /// A new run's ID: the start time and this process's PID.
@@ -194,7 +199,8 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         Some(state) => state.drain,
         None => drain,
     };
-    Ok(PreparedRun { settings, plan, prior, journal: journal_path, resume_lock, cluster, discovered, drain, lease, listed_as })
+    let limits = runner::LimitsRule { control_plane: !groups.all_at_once, plan_not_ready_exempt: groups.migration_reboot };
+    Ok(PreparedRun { settings, plan, prior, journal: journal_path, resume_lock, cluster, discovered, drain, lease, listed_as, limits })
 }
 
 fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
@@ -343,7 +349,7 @@ impl PreparedRun {
         mut on_event: impl FnMut(&Event),
     ) -> Result<Summary, Error> {
         let cluster_line = self.cluster_line();
-        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease, .. } = self;
+        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease, limits, .. } = self;
         // One process per journal: a resume took the journal's lock in `prepare`, so a second
         // resume of a journal in use was refused (naming the holder) before it touched the
         // cluster; the writer shares that lock, which is let go when the run ends.
@@ -433,6 +439,7 @@ impl PreparedRun {
             bmc,
             fallback: settings.redfish.fallback,
             cluster: cluster.as_ref().map(|c| c.identity.clone()),
+            limits,
         };
         // A run that loses its lease starts nothing new, like the first Ctrl-C, and says why.
         let lost_reason = Arc::new(std::sync::Mutex::new(None::<String>));

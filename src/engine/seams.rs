@@ -31,6 +31,13 @@ pub trait NodeEvidence: Send + Sync + 'static {
     /// Waits until the API shows `node` Ready with a boot ID other than `old`, and returns that
     /// boot ID, or why not by `deadline` (monotonic).
     fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>>;
+    /// What the limits read before a node goes down: every node now, the per-node maintenance
+    /// Leases, etcd's health. `None`: this evidence has no world to show (the limits are the
+    /// run's own alone). `group_by`: the run's grouping rule, to place nodes outside the run.
+    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
+        let _ = group_by;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A cordon, uncordon or eviction that did not go through.
@@ -97,6 +104,10 @@ impl NodeEvidence for NodeWatch {
         Box::pin(async move {
             NodeWatch::wait_back(self, node, old, deadline).await.map_err(|e| EvidenceError::NotBack { reason: e.to_string() })
         })
+    }
+
+    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
+        Box::pin(async move { NodeWatch::world(self, group_by).await.map(Some) })
     }
 }
 

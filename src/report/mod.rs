@@ -79,6 +79,7 @@ impl<W: Write> Reporter<W> {
             Event::Warning { host, message } => {
                 self.line(format!("warning: {}{message}", host.as_ref().map(|h| format!("{h}: ")).unwrap_or_default()))
             }
+            Event::Waiting { host, reason } => self.line(format!("{host:<16} waiting: {reason}")),
             Event::AbortRequested { hard: false } => self.line(
                 "interrupt: starting nothing new, waiting for hosts in flight (interrupt again to stop now; --resume finishes later)"
                     .into(),
@@ -165,6 +166,7 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::Cancelled { .. } => "pending reboot cancelled".into(),
         Entry::Skipped { reason, .. } => format!("skipped: {reason}"),
         Entry::PoweredOff { detail, .. } => format!("POWERED OFF, left off: {detail}"),
+        Entry::PassReleased { reason, .. } => format!("place in the limits released: {reason}"),
         Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => return None,
     })
 }

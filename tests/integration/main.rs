@@ -21,6 +21,7 @@ mod reboot;
 mod redfish_links;
 mod resume;
 mod safety_input;
+mod safety_limits;
 mod sim_kube;
 mod sim_kubectl;
 mod ssh_auth;

@@ -36,6 +36,12 @@ pub enum Event {
         host: Option<String>,
         message: String,
     },
+    /// The host waits before anything is touched: the cluster's state does not allow it to go
+    /// down now (`reason` names the nodes). Sent when the reason changes.
+    Waiting {
+        host: String,
+        reason: String,
+    },
     AbortRequested {
         hard: bool,
     },
@@ -106,6 +112,7 @@ pub fn stage_name(stage: Stage) -> &'static str {
         Stage::Dispatch => "reboot command",
         Stage::Confirm => "confirmation",
         Stage::Check => "check command",
+        Stage::Limits => "limits (not started, nothing touched)",
     }
 }
 

@@ -162,6 +162,13 @@ pub enum Entry {
     RunFinished {
         outcome: String,
     },
+    /// The host's places in the limits are given up while it may still be down: its reboot
+    /// deadline passed without the node seen back Ready. The explicit decision that lets the
+    /// next host of its group start (the limits still count the node while it is unavailable).
+    PassReleased {
+        host: String,
+        reason: String,
+    },
 }
 
 /// Which cluster a run belongs to: its API server, and the ClusterVersion's `spec.clusterID`
@@ -291,6 +298,9 @@ pub enum Stage {
     Dispatch,
     Confirm,
     Check,
+    /// Waiting for the limits (unavailable nodes, the control plane, etcd) before anything was
+    /// touched: the host was never started.
+    Limits,
 }
 
 impl Entry {
@@ -310,7 +320,8 @@ impl Entry {
             | Entry::Failed { host, .. }
             | Entry::Cancelled { host }
             | Entry::Skipped { host, .. }
-            | Entry::PoweredOff { host, .. } => Some(host),
+            | Entry::PoweredOff { host, .. }
+            | Entry::PassReleased { host, .. } => Some(host),
             Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => None,
         }
     }
@@ -435,7 +446,7 @@ impl HostRecord {
             Entry::ApiConfirmed { boot_id, .. } => self.api_boot_id = Some(boot_id.clone()),
             Entry::Cordoning { .. } => self.cordoned = true,
             Entry::Uncordoned { .. } => self.cordoned = false,
-            Entry::Drained { .. } => {}
+            Entry::Drained { .. } | Entry::PassReleased { .. } => {}
             Entry::Confirmed { .. } => self.phase = Phase::Confirmed,
             Entry::Failed { stage, error, may_reboot, .. } => {
                 self.phase = Phase::Failed;

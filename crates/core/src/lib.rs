@@ -6,6 +6,8 @@
 //! - [`nodes`]: cluster nodes, MachineConfigPools, grouping rules, the drain policy.
 //! - [`power`]: the restart kinds a BMC can be asked for.
 //! - [`journal`]: the journal's records (its on-disk format) and the fold that rebuilds a run.
+//! - [`limits`]: whether a host may go down now, from the cluster's state (unavailable nodes,
+//!   the control plane, etcd).
 //! - [`plan`]: inventory + folded journal → what each host gets, in which order.
 //! - [`escalation`]: the ladder for a host whose reboot has not shown: wait, re-send, reset, give up.
 //! - [`events`]: what a run tells the world, and its summary.
@@ -18,6 +20,7 @@ pub mod escalation;
 pub mod events;
 pub mod hosts;
 pub mod journal;
+pub mod limits;
 pub mod migrate;
 pub mod nodes;
 pub mod plan;

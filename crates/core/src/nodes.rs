@@ -106,17 +106,9 @@ pub fn node_is_ready(node: &Value) -> bool {
 /// and after everything else. The others group by pool (limit: the pool's maxUnavailable) or by
 /// a label's value; `group_limit` overrides the per-group limit.
 pub fn grouping(nodes: &[NodeInfo], pools: &[PoolSelector], group_by: &str, group_limit: Option<usize>) -> Grouping {
-    let mut grouping = Grouping::default();
-    let control_plane = |n: &NodeInfo| n.roles.iter().any(|r| r == "master" || r == "control-plane");
+    let mut grouping = Grouping { by: Some(group_by.to_owned()), ..Grouping::default() };
     for node in nodes {
-        let group = if control_plane(node) {
-            "master".to_owned()
-        } else if group_by == "pool" {
-            node.pool.clone().unwrap_or_else(|| "(no pool)".into())
-        } else {
-            format!("{group_by}={}", node.labels.get(group_by).map(String::as_str).unwrap_or("(unset)"))
-        };
-        grouping.of.insert(node.name.clone(), group);
+        grouping.of.insert(node.name.clone(), group_key(&node.roles, node.pool.as_deref(), &node.labels, group_by));
     }
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     for group in grouping.of.values() {
@@ -138,6 +130,23 @@ pub fn grouping(nodes: &[NodeInfo], pools: &[PoolSelector], group_by: &str, grou
         grouping.last.push("master".into());
     }
     grouping
+}
+
+/// Whether a node's roles make it a control-plane node.
+pub fn is_control_plane(roles: &[String]) -> bool {
+    roles.iter().any(|r| r == "master" || r == "control-plane")
+}
+
+/// A node's group under the rule `group_by` (`pool` or a label key): `master` for the control
+/// plane, else its pool or its label's value. Pure.
+pub fn group_key(roles: &[String], pool: Option<&str>, labels: &BTreeMap<String, String>, group_by: &str) -> String {
+    if is_control_plane(roles) {
+        "master".to_owned()
+    } else if group_by == "pool" {
+        pool.unwrap_or("(no pool)").to_owned()
+    } else {
+        format!("{group_by}={}", labels.get(group_by).map(String::as_str).unwrap_or("(unset)"))
+    }
 }
 
 /// Problems a user must see before trusting the list for a reboot.

@@ -41,6 +41,10 @@ pub struct Grouping {
     /// are rebooted and proven over SSH alone, in no group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub standalone: Vec<String>,
+    /// The rule the groups come from (`pool` or a label key), so that nodes outside the run can
+    /// be put in their group when the limits count the cluster's unavailable nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl Grouping {
@@ -143,6 +147,7 @@ mod tests {
             limits: [("master".to_string(), 1)].into_iter().collect(),
             last: vec!["master".into()],
             standalone: Vec::new(),
+            by: None,
         };
         let plan = plan_reboot("r".into(), vec![host("m0"), host("w0"), host("m1"), host("w1")], None, grouping);
         let order: Vec<_> = plan.steps.iter().map(|s| s.host.name.as_str()).collect();

@@ -13,6 +13,7 @@ pub mod discover;
 pub mod drain;
 pub mod lease;
 pub mod watch;
+pub mod world;
 
 pub use discover::{discover, discover_with_pools, machine_config_pools, node_info, pool_selectors};
 pub use drain::Drainer;

@@ -13,6 +13,7 @@ pub struct NodeWatch {
     store: kube::runtime::reflector::Store<Node>,
     waiters: Arc<NodeWaiters>,
     task: tokio::task::JoinHandle<()>,
+    client: Client,
 }
 
 /// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
@@ -73,7 +74,7 @@ impl NodeWatch {
                 }
             }
         });
-        NodeWatch { store, waiters, task }
+        NodeWatch { store, waiters, task, client: client.clone() }
     }
 
     /// The node's boot ID as the API shows it now (once the first list arrived, at most 30 s).
@@ -82,6 +83,15 @@ impl NodeWatch {
         let node = self.store.get(&kube::runtime::reflector::ObjectRef::new(name))?;
         let (boot_id, _) = boot_id_and_ready(&node);
         (!boot_id.is_empty()).then(|| boot_id.to_owned())
+    }
+
+    /// What the limits read before a host goes down: every node as the watch shows it now,
+    /// with the medik8s Leases and the etcd ClusterOperator read fresh.
+    pub async fn world(&self, group_by: Option<&str>) -> Result<fleetboot_core::limits::World, String> {
+        if tokio::time::timeout(std::time::Duration::from_secs(30), self.store.wait_until_ready()).await.is_err() {
+            return Err("the cluster API has not listed the nodes yet".into());
+        }
+        super::world::read_world(&self.client, &self.store.state(), group_by).await
     }
 
     /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that

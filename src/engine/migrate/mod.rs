@@ -571,6 +571,12 @@ impl Migration<'_, '_> {
         Ok(summary.exit_code())
     }
 
+    /// The error-node reboot's groups: the migration's concurrency per group, the control plane
+    /// one at a time and last, the control-plane rule (the step-7 exception does not apply).
+    fn error_nodes_groups(concurrency: Option<usize>) -> GroupPolicy {
+        GroupPolicy { group_concurrency: concurrency, ..GroupPolicy::default() }
+    }
+
     fn line(&self, step: Step, message: &str) {
         self.events.emit(MigrationEvent::StepProgress { step, number: self.flow.number(step), message: message.to_owned() });
     }
@@ -900,8 +906,8 @@ impl Migration<'_, '_> {
         };
         // A resumed reboot run keeps the limits the migration started it with.
         let groups = match state.reboot_concurrency {
-            Some(n) => GroupPolicy { group_concurrency: Some(n), ..GroupPolicy::default() },
-            None => GroupPolicy { all_at_once: true, ..GroupPolicy::default() },
+            Some(n) => GroupPolicy { group_concurrency: Some(n), migration_reboot: true, ..GroupPolicy::default() },
+            None => GroupPolicy { all_at_once: true, migration_reboot: true, ..GroupPolicy::default() },
         };
         // A reboot journal with no complete record (a kill right after its creation) means no
         // host was touched: the run starts afresh in it (the writer takes such a file over).
@@ -1048,22 +1054,48 @@ impl Migration<'_, '_> {
         let target = state.target.clone();
         self.settle().await?;
         let baseline = state.failing_pods.clone();
+        // An error-node reboot a killed process left unfinished is continued first, from its
+        // journal: a node of it may be mid-boot, and must never be planned afresh.
+        let mut rebooted_now = false;
+        if self.options.reboot_error_nodes
+            && let Some(journal) = state.error_nodes_journal.clone()
+            && journal.exists()
+            && !crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?.1.finished
+        {
+            self.line(Step::Verify, &format!("continuing the reboot of the nodes that hold pods in error: {}", journal.display()));
+            let code = self
+                .run_reboot(
+                    Selection::Resume(journal.clone()),
+                    Some(journal),
+                    Self::error_nodes_groups(state.reboot_concurrency),
+                    state.reboot_concurrency,
+                )
+                .await?;
+            if code != ExitCode::Ok {
+                return Err(StepError::Stop(code, "the reboot of the nodes that hold pods in error failed".into()));
+            }
+            rebooted_now = true;
+            tokio::time::sleep(Duration::from(self.options.poll_interval).min(Duration::from_secs(5))).await;
+        }
         let mut inputs = self.cluster.verify_inputs(&target, &baseline).await?;
         let mut results = checks::verify(&inputs, &target);
         let passed = results.iter().all(|c| c.passed);
         self.events.emit(MigrationEvent::MigrationVerified { passed, checks: results.clone() });
         log(state, MigrationEntry::Verified { passed, checks: results.clone() })?;
         let error_nodes = checks::nodes_with_error_pods(&inputs.pods, &baseline);
-        if !passed && self.options.reboot_error_nodes && !error_nodes.is_empty() {
+        if !passed && self.options.reboot_error_nodes && !error_nodes.is_empty() && !rebooted_now {
             self.line(Step::Verify, &format!("rebooting the nodes that hold pods in error: {}", error_nodes.join(", ")));
+            // Journaled before the run starts: a resume continues this very run.
             let journal = self.dir.join(format!("reboot-error-nodes-{}.jsonl", crate::adapters::system::now_ms()));
+            log(state, MigrationEntry::ErrorNodesRebootJournal { path: journal.clone(), nodes: error_nodes.clone() })?;
             let selection = Selection::Nodes(NodeSelection {
                 names: error_nodes.clone(),
                 address_type: "InternalIP".into(),
                 ..NodeSelection::default()
             });
-            let all_at_once = GroupPolicy { all_at_once: true, ..GroupPolicy::default() };
-            let code = self.run_reboot(selection, Some(journal), all_at_once, None).await?;
+            // The migration's concurrency and the full control-plane rule: no exception here.
+            let concurrency = state.reboot_concurrency.or(Some(error_nodes.len()));
+            let code = self.run_reboot(selection, Some(journal), Self::error_nodes_groups(state.reboot_concurrency), concurrency).await?;
             if code != ExitCode::Ok {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Abort, InFlightGate, Shared, Stop};
+use tokio::time::Instant;
+
+use super::{Abort, InFlightGate, InFlightMark, Shared, Stop};
 use crate::adapters::config::TransportChoice;
 use crate::adapters::journal::{Attempt, Delivery, Entry, HostRecord, Phase, ResumeAction, RunState, Stage};
 use crate::engine::seams::{BmcError, NodeDrain};
@@ -33,6 +35,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         let action = step.action;
         tasks.spawn(async move {
             let _passes = (pass, group_pass);
+            let _mark = InFlightMark::new(&shared.in_flight, &host.name);
             let _ = resume_host(&shared, &host, record, action, resumed_at).await;
             shared.transport.release(&host).await;
         });
@@ -89,6 +92,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             // The passes are held until the task ends: a host that failed while possibly
             // still down holds them until it is seen back or its deadline passes.
             let _pass = pass;
+            let _mark = InFlightMark::new(&shared.in_flight, &host.name);
             let _ = reboot_host(&shared, &host).await;
             shared.transport.release(&host).await;
         });
@@ -195,6 +199,8 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     if shared.budget_spent() {
         return Err(skip("the failure budget (--max-failures) was spent"));
     }
+    // The cluster's state, read now: nodes down for any reason count against the limits.
+    world_allows(shared, host).await?;
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
     }
@@ -241,6 +247,65 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     };
     let last_sent = watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable).await?;
     confirm(shared, host, &old, last_sent, ssh_usable).await
+}
+
+/// Waits until the cluster's state lets this host go down ([`fleetboot_core::limits::decide`]),
+/// saying why while it waits, up to the reboot deadline; then the host fails untouched. A host
+/// outside a cluster (or evidence with no world to show) goes at once.
+async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), Stop> {
+    use fleetboot_core::limits::{Ask, Verdict, decide};
+    let Some(api) = shared.api_for(host) else { return Ok(()) };
+    let deadline = Instant::now().checked_add(shared.settings.timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+    let mut said = String::new();
+    let mut abort = shared.abort.clone();
+    loop {
+        let reason = match api.world(shared.grouping.by.as_deref()).await {
+            Ok(None) => return Ok(()),
+            Err(e) => e,
+            Ok(Some(world)) => {
+                let in_flight = shared.in_flight.lock().unwrap().clone();
+                let cordoned_by_run = shared.cordoned_by_run.lock().unwrap().clone();
+                let exempt: std::collections::BTreeSet<String> = if shared.limits.plan_not_ready_exempt {
+                    let touched = shared.touched.lock().unwrap();
+                    shared.plan_hosts.iter().filter(|h| !touched.contains(*h)).cloned().collect()
+                } else {
+                    Default::default()
+                };
+                let ask = Ask {
+                    host: &host.name,
+                    grouping: &shared.grouping,
+                    concurrency: shared.settings.concurrency,
+                    plan: &shared.plan_hosts,
+                    in_flight: &in_flight,
+                    cordoned_by_run: &cordoned_by_run,
+                    not_ready_exempt: &exempt,
+                    control_plane_rule: shared.limits.control_plane,
+                };
+                match decide(&world, &ask, shared.clock.now_ms()) {
+                    Verdict::Go => return Ok(()),
+                    Verdict::Wait(reason) => reason,
+                }
+            }
+        };
+        if Instant::now() >= deadline {
+            let waited = humantime::format_duration(shared.settings.timeout);
+            return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: waited {waited}: {reason}"), false));
+        }
+        if reason != said {
+            let _ = shared.events.send(fleetboot_core::events::Event::Waiting { host: host.name.clone(), reason: reason.clone() });
+            said = reason;
+        }
+        let pause = shared.settings.poll_interval.max(Duration::from_millis(100)).min(deadline - Instant::now());
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = abort.wait_for(|a| *a != Abort::No) => {
+                return Err(match shared.skip(host, "the run was interrupted before this host started") {
+                    Ok(()) => Stop::Journaled,
+                    Err(stop) => stop,
+                });
+            }
+        }
+    }
 }
 
 async fn current_api_boot_id<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {

@@ -213,6 +213,40 @@ impl Pacer {
     }
 }
 
+/// How the cluster's state limits a run besides its own bookkeeping (see
+/// [`fleetboot_core::limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitsRule {
+    /// The control-plane rule: a master goes down only when every other one is Ready and etcd
+    /// is healthy. Off only for the migration's all-at-once reboot (the documents' way).
+    pub control_plane: bool,
+    /// The migration's reboot step: nodes of its plan not rebooted yet do not count as
+    /// unavailable for being NotReady (after the switch they may be, until rebooted).
+    pub plan_not_ready_exempt: bool,
+}
+
+impl Default for LimitsRule {
+    fn default() -> LimitsRule {
+        LimitsRule { control_plane: true, plan_not_ready_exempt: false }
+    }
+}
+
+/// Marks a host as holding its in-flight places (the limits' view of the run's own hosts).
+struct InFlightMark<'a>(&'a Mutex<BTreeSet<String>>, String);
+
+impl<'a> InFlightMark<'a> {
+    fn new(set: &'a Mutex<BTreeSet<String>>, host: &str) -> InFlightMark<'a> {
+        set.lock().unwrap().insert(host.to_owned());
+        InFlightMark(set, host.to_owned())
+    }
+}
+
+impl Drop for InFlightMark<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().remove(&self.1);
+    }
+}
+
 /// Test hooks: the clock to run on, and a journal that dies after a given record (a kill).
 #[derive(Default)]
 struct Hooks {
@@ -287,6 +321,15 @@ struct Shared<T> {
     fallback: FallbackPolicy,
     /// Hosts of a cluster run that are no node of it: proven over SSH alone, never drained.
     standalone: BTreeSet<String>,
+    limits: LimitsRule,
+    grouping: fleetboot_core::plan::Grouping,
+    plan_hosts: BTreeSet<String>,
+    /// Hosts holding their in-flight places now.
+    in_flight: Mutex<BTreeSet<String>>,
+    /// Nodes this run (or the run it resumes) cordoned and has not uncordoned.
+    cordoned_by_run: Mutex<BTreeSet<String>>,
+    /// Hosts this run (or the run it resumes) sent a reboot.
+    touched: Mutex<BTreeSet<String>>,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -346,6 +389,15 @@ impl<T: PowerTransport> Shared<T> {
             }
             Entry::Confirmed { host } => {
                 self.failed.lock().unwrap().remove(host);
+            }
+            Entry::Cordoning { host } => {
+                self.cordoned_by_run.lock().unwrap().insert(host.clone());
+            }
+            Entry::Uncordoned { host } => {
+                self.cordoned_by_run.lock().unwrap().remove(host);
+            }
+            Entry::Dispatching { host, .. } => {
+                self.touched.lock().unwrap().insert(host.clone());
             }
             _ => {}
         }
@@ -483,6 +535,8 @@ pub struct RunInputs<T, E = NodeWatch, D = Drainer, B = RedfishPower> {
     pub fallback: FallbackPolicy,
     /// The cluster these nodes belong to, journaled so that a resume elsewhere is refused.
     pub cluster: Option<fleetboot_core::journal::ClusterIdentity>,
+    /// How the cluster's state limits the run (with `api`).
+    pub limits: LimitsRule,
 }
 
 /// The settings a resume keeps, as the journal records them.
@@ -537,7 +591,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     hooks: Hooks,
 ) -> Summary {
     let clock = hooks.clock.unwrap_or_else(RunClock::start);
-    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover, bmc, fallback, cluster } = inputs;
+    let RunInputs { transport, settings, retry, journal, plan, prior, api, drain, lease_takeover, bmc, fallback, cluster, limits } = inputs;
     let api: Option<Arc<dyn NodeEvidence>> = api.map(|a| a as Arc<dyn NodeEvidence>);
     let drain: Option<Arc<dyn NodeDrain>> = drain.map(|d| d as Arc<dyn NodeDrain>);
     let bmc: Option<Arc<dyn BmcPower>> = bmc.map(|b| b as Arc<dyn BmcPower>);
@@ -554,6 +608,9 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         .filter(|(_, r)| r.phase == fleetboot_core::journal::Phase::Failed)
         .map(|(name, _)| name.clone())
         .collect();
+    let prior_records = || prior.iter().flat_map(|p| p.records.iter());
+    let cordoned_by_run: BTreeSet<String> = prior_records().filter(|(_, r)| r.cordoned).map(|(n, _)| n.clone()).collect();
+    let touched: BTreeSet<String> = prior_records().filter(|(_, r)| !r.attempts.is_empty()).map(|(n, _)| n.clone()).collect();
     let probes = Semaphore::new(settings.parallel);
     let run_settings = journaled_settings(&settings);
     let shared = Arc::new(Shared {
@@ -574,6 +631,12 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         bmc,
         fallback,
         standalone: plan.grouping.standalone.iter().cloned().collect(),
+        limits,
+        grouping: plan.grouping.clone(),
+        plan_hosts: plan.hosts.iter().map(|h| h.name.clone()).collect(),
+        in_flight: Mutex::new(BTreeSet::new()),
+        cordoned_by_run: Mutex::new(cordoned_by_run),
+        touched: Mutex::new(touched),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {

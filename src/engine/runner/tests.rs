@@ -504,6 +504,7 @@ impl Job {
             bmc: self.bmc.then(|| Arc::new(FakeBmc(self.world.clone()))),
             fallback: FallbackPolicy { on_unreachable: true, on_auth_failure: true, on_host_key: false, on_hung: true },
             cluster: None,
+            limits: LimitsRule::default(),
         };
         let trigger = abort.0.clone();
         let hooks = Hooks { clock: Some(RunClock::anchored(self.world.wall_now_ms())), kill: self.kill };

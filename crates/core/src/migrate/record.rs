@@ -212,6 +212,12 @@ pub enum MigrationEntry {
     RebootJournal {
         path: PathBuf,
     },
+    /// Written before `--reboot-error-nodes` reboots the nodes of pods in error, so a resume
+    /// continues that very run (a node of it may be mid-boot) instead of planning afresh.
+    ErrorNodesRebootJournal {
+        path: PathBuf,
+        nodes: Vec<String>,
+    },
     Verified {
         passed: bool,
         checks: Vec<Check>,
@@ -246,6 +252,8 @@ pub struct MigrationState {
     pub already_paused: Option<Vec<String>>,
     pub to_pause: Vec<String>,
     pub reboot_journal: Option<PathBuf>,
+    /// The newest `--reboot-error-nodes` run's journal.
+    pub error_nodes_journal: Option<PathBuf>,
     pub last_verify: Option<(bool, Vec<Check>)>,
     /// (step, started ms, ended ms) for the report.
     pub timings: Vec<(Step, u64, Option<u64>)>,
@@ -325,6 +333,7 @@ impl MigrationState {
                 }
             }
             MigrationEntry::RebootJournal { path } => self.reboot_journal = Some(path.clone()),
+            MigrationEntry::ErrorNodesRebootJournal { path, .. } => self.error_nodes_journal = Some(path.clone()),
             MigrationEntry::Superseded { by } => self.superseded_by = Some(by.clone()),
             MigrationEntry::Verified { passed, checks } => self.last_verify = Some((*passed, checks.clone())),
         }

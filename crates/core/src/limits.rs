@@ -1,0 +1,392 @@
+//! Whether a host may go down now, from what the cluster says right now (not from the run's own
+//! bookkeeping). Pure: the caller reads the world ([`World`]) and passes `now`; this decides.
+//!
+//! A node counts against a limit while it is unavailable for *any* reason, whoever made it so,
+//! as the MCO's `maxUnavailable` does (machine-config-operator
+//! `pkg/controller/node/status.go`, `getUnavailableMachines`/`isNodeReady`: not Ready, or
+//! unschedulable, or mid-update):
+//! - not Ready;
+//! - cordoned (`spec.unschedulable`) by someone other than this run;
+//! - mid-update by the MCO: `machineconfiguration.openshift.io/state` is `Working`, or
+//!   `currentConfig` ≠ `desiredConfig`;
+//! - held by another actor's per-node maintenance Lease: the medik8s operators (node
+//!   maintenance, self-node-remediation, fence-agents remediation) take a `Lease` in
+//!   `medik8s-leases` named after the node (medik8s/common `pkg/lease/manager.go`: the name is
+//!   `node-<node>`), valid while `renewTime + leaseDurationSeconds` is in the future.
+//!
+//! A control-plane node goes down only when every *other* control-plane node is Ready and the
+//! `etcd` ClusterOperator, where there is one, is Available and not Degraded.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::plan::Grouping;
+
+/// The namespace of the medik8s operators' per-node Leases (medik8s/common `pkg/lease`).
+pub const MEDIK8S_LEASE_NAMESPACE: &str = "medik8s-leases";
+
+/// One node as the cluster shows it now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeNow {
+    pub name: String,
+    pub ready: bool,
+    pub unschedulable: bool,
+    /// `machineconfiguration.openshift.io/state` (empty when absent).
+    pub mco_state: String,
+    pub current_config: String,
+    pub desired_config: String,
+    pub control_plane: bool,
+    /// The node's group under the run's grouping rule (pool, label value, `master`), for nodes
+    /// outside the run too.
+    pub group: Option<String>,
+}
+
+/// A medik8s-style per-node Lease as the cluster shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLease {
+    /// The Lease's name: `node-<node>` (medik8s/common) or the node's name.
+    pub name: String,
+    pub holder: String,
+    /// `renewTime` (or `acquireTime`), milliseconds since the epoch; `None`: never renewed.
+    pub renewed_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
+}
+
+impl NodeLease {
+    /// The node it holds, by medik8s's naming (`node-<name>`) or the plain name.
+    fn holds(&self, node: &str) -> bool {
+        self.name == node || self.name.strip_prefix("node-") == Some(node)
+    }
+
+    /// Held by someone other than fleetboot, and not expired at `now_ms` (medik8s/common
+    /// `pkg/lease/manager.go` `isValidLease`: `renewTime + leaseDurationSeconds` after now).
+    fn held_by_another(&self, now_ms: u64) -> bool {
+        let valid = match (self.renewed_ms, self.duration_ms) {
+            (Some(renewed), Some(duration)) => renewed.saturating_add(duration) > now_ms,
+            _ => false,
+        };
+        valid && !self.holder.is_empty() && !self.holder.starts_with("fleetboot")
+    }
+}
+
+/// The `etcd` ClusterOperator's conditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EtcdHealth {
+    pub available: bool,
+    pub degraded: bool,
+}
+
+/// What the cluster says right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct World {
+    pub nodes: Vec<NodeNow>,
+    pub leases: Vec<NodeLease>,
+    /// `None`: the cluster has no `etcd` ClusterOperator (plain Kubernetes).
+    pub etcd: Option<EtcdHealth>,
+}
+
+/// Why a node counts as unavailable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Why {
+    NotReady,
+    CordonedByOthers,
+    McoUpdating,
+    Lease { holder: String },
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::NotReady => f.write_str("not Ready"),
+            Why::CordonedByOthers => f.write_str("cordoned by someone else"),
+            Why::McoUpdating => f.write_str("being updated by the MCO"),
+            Why::Lease { holder } => write!(f, "held by {holder}'s maintenance lease"),
+        }
+    }
+}
+
+/// Every reason a node is unavailable now, in a fixed order (empty: available).
+pub fn unavailable(node: &NodeNow, leases: &[NodeLease], cordoned_by_run: &BTreeSet<String>, now_ms: u64) -> Vec<Why> {
+    let mut why = Vec::new();
+    if !node.ready {
+        why.push(Why::NotReady);
+    }
+    if node.unschedulable && !cordoned_by_run.contains(&node.name) {
+        why.push(Why::CordonedByOthers);
+    }
+    if node.mco_state == "Working" || node.current_config != node.desired_config {
+        why.push(Why::McoUpdating);
+    }
+    if let Some(lease) = leases.iter().find(|l| l.holds(&node.name) && l.held_by_another(now_ms)) {
+        why.push(Why::Lease { holder: lease.holder.clone() });
+    }
+    why
+}
+
+/// The run's side of the decision for one host.
+#[derive(Clone, Debug)]
+pub struct Ask<'a> {
+    /// The host about to go down (a node's name).
+    pub host: &'a str,
+    pub grouping: &'a Grouping,
+    /// The run's concurrency limit. It counts the unavailable nodes of the run's plan and of
+    /// the run's groups (a node down in a pool the run does not touch does not hold it back).
+    pub concurrency: usize,
+    /// Every host of the run.
+    pub plan: &'a BTreeSet<String>,
+    /// Hosts of this run holding an in-flight place now, this one included: the run's own
+    /// limits already count them.
+    pub in_flight: &'a BTreeSet<String>,
+    /// Nodes this run cordoned (and has not uncordoned).
+    pub cordoned_by_run: &'a BTreeSet<String>,
+    /// The migration's reboot step only (the one documented exception): nodes of its plan that
+    /// this run has not rebooted yet, whose being NotReady blocks no other (after the switch
+    /// they may report NotReady until rebooted). Empty everywhere else.
+    pub not_ready_exempt: &'a BTreeSet<String>,
+    /// Whether the control-plane rule applies (every run but the migration's all-at-once one).
+    pub control_plane_rule: bool,
+}
+
+/// One node that stands in the way, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    pub node: String,
+    pub why: Vec<Why>,
+}
+
+/// The decision: go now, or wait, and why (naming the nodes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Go,
+    Wait(String),
+}
+
+fn describe(blockers: &[Blocker]) -> String {
+    blockers
+        .iter()
+        .map(|b| format!("{} ({})", b.node, b.why.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `ask.host` may go down now. Pure.
+pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
+    let me = world.nodes.iter().find(|n| n.name == ask.host);
+    // Nodes the run's limits do not already count, unavailable now (the exemption applied).
+    let outsiders: Vec<(&NodeNow, Blocker)> = world
+        .nodes
+        .iter()
+        .filter(|n| n.name != ask.host && !ask.in_flight.contains(&n.name))
+        .filter_map(|n| {
+            let mut why = unavailable(n, &world.leases, ask.cordoned_by_run, now_ms);
+            if ask.not_ready_exempt.contains(&n.name) {
+                why.retain(|w| *w != Why::NotReady);
+            }
+            (!why.is_empty()).then(|| (n, Blocker { node: n.name.clone(), why }))
+        })
+        .collect();
+    let is_control_plane = me.is_some_and(|n| n.control_plane) || ask.grouping.group_of(ask.host) == Some("master");
+    if ask.control_plane_rule && is_control_plane {
+        let others: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.control_plane).map(|(_, b)| b.clone()).collect();
+        if !others.is_empty() {
+            return Verdict::Wait(format!("another control-plane node is unavailable: {}", describe(&others)));
+        }
+        match world.etcd {
+            Some(EtcdHealth { available: true, degraded: false }) | None => {}
+            Some(EtcdHealth { available, degraded }) => {
+                return Verdict::Wait(format!(
+                    "the etcd ClusterOperator is {}",
+                    match (available, degraded) {
+                        (false, true) => "not Available and Degraded",
+                        (false, false) => "not Available",
+                        _ => "Degraded",
+                    }
+                ));
+            }
+        }
+    }
+    // The run's concurrency: its own in-flight hosts plus every other unavailable node of its
+    // plan or of its groups.
+    let in_scope = |n: &NodeNow| ask.plan.contains(&n.name) || n.group.as_ref().is_some_and(|g| ask.grouping.limits.contains_key(g));
+    let all: Vec<Blocker> = outsiders.iter().filter(|(n, _)| in_scope(n)).map(|(_, b)| b.clone()).collect();
+    let own = ask.in_flight.iter().filter(|h| h.as_str() != ask.host).count() + 1;
+    if own + all.len() > ask.concurrency {
+        return Verdict::Wait(format!(
+            "{} unavailable and {} of this run in flight against a concurrency of {}: {}",
+            all.len(),
+            own - 1,
+            ask.concurrency,
+            describe(&all)
+        ));
+    }
+    // The group's limit, counted the same way within the group.
+    if let Some(group) = ask.grouping.group_of(ask.host)
+        && let Some(&limit) = ask.grouping.limits.get(group)
+    {
+        let in_group: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.group.as_deref() == Some(group)).map(|(_, b)| b.clone()).collect();
+        let own = ask.in_flight.iter().filter(|h| h.as_str() != ask.host && ask.grouping.group_of(h) == Some(group)).count() + 1;
+        if own + in_group.len() > limit {
+            return Verdict::Wait(format!(
+                "group {group} allows {limit} unavailable at once; {} already: {}",
+                own - 1 + in_group.len(),
+                describe(&in_group)
+            ));
+        }
+    }
+    Verdict::Go
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, group: &str) -> NodeNow {
+        NodeNow {
+            name: name.into(),
+            ready: true,
+            mco_state: "Done".into(),
+            current_config: "c".into(),
+            desired_config: "c".into(),
+            control_plane: group == "master",
+            group: Some(group.into()),
+            ..NodeNow::default()
+        }
+    }
+
+    fn cluster() -> World {
+        World {
+            nodes: vec![node("m0", "master"), node("m1", "master"), node("m2", "master"), node("w0", "worker"), node("w1", "worker")],
+            leases: Vec::new(),
+            etcd: Some(EtcdHealth { available: true, degraded: false }),
+        }
+    }
+
+    fn grouping() -> Grouping {
+        let mut g = Grouping::default();
+        for (h, group) in [("m0", "master"), ("m1", "master"), ("m2", "master"), ("w0", "worker"), ("w1", "worker")] {
+            g.of.insert(h.into(), group.into());
+        }
+        g.limits.insert("master".into(), 1);
+        g.limits.insert("worker".into(), 1);
+        g.last.push("master".into());
+        g
+    }
+
+    fn ask<'a>(host: &'a str, grouping: &'a Grouping, in_flight: &'a BTreeSet<String>, none: &'a BTreeSet<String>) -> Ask<'a> {
+        Ask {
+            host,
+            grouping,
+            concurrency: 10,
+            plan: in_flight,
+            in_flight,
+            cordoned_by_run: none,
+            not_ready_exempt: none,
+            control_plane_rule: true,
+        }
+    }
+
+    #[test]
+    fn a_master_waits_while_another_master_is_down_whoever_took_it_down() {
+        let (g, none) = (grouping(), BTreeSet::new());
+        let me: BTreeSet<String> = ["m1".to_string()].into();
+        let mut world = cluster();
+        assert_eq!(decide(&world, &ask("m1", &g, &me, &none), 0), Verdict::Go);
+        world.nodes[0].ready = false;
+        match decide(&world, &ask("m1", &g, &me, &none), 0) {
+            Verdict::Wait(why) => assert!(why.contains("m0 (not Ready)"), "{why}"),
+            Verdict::Go => panic!("m1 went while m0 was down"),
+        }
+        // The host itself being down is no reason to wait.
+        assert_eq!(decide(&world, &ask("m0", &g, &["m0".to_string()].into(), &none), 0), Verdict::Go);
+    }
+
+    #[test]
+    fn an_unhealthy_etcd_holds_the_control_plane_but_not_the_workers() {
+        let (g, none) = (grouping(), BTreeSet::new());
+        let mut world = cluster();
+        world.etcd = Some(EtcdHealth { available: true, degraded: true });
+        assert!(matches!(decide(&world, &ask("m1", &g, &["m1".into()].into(), &none), 0), Verdict::Wait(w) if w.contains("etcd")));
+        assert_eq!(decide(&world, &ask("w0", &g, &["w0".into()].into(), &none), 0), Verdict::Go);
+        world.etcd = None;
+        assert_eq!(decide(&world, &ask("m1", &g, &["m1".into()].into(), &none), 0), Verdict::Go, "no etcd operator: plain Kubernetes");
+    }
+
+    #[test]
+    fn mco_updates_leases_and_foreign_cordons_count_in_the_group() {
+        let (g, none) = (grouping(), BTreeSet::new());
+        let me: BTreeSet<String> = ["w0".into()].into();
+        let mut world = cluster();
+        world.nodes[4].mco_state = "Working".into();
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(w) if w.contains("w1 (being updated by the MCO)")));
+        world.nodes[4].mco_state = "Done".into();
+        world.nodes[4].desired_config = "d".into();
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(_)), "current ≠ desired");
+        world.nodes[4].desired_config = "c".into();
+        world.leases.push(NodeLease {
+            name: "node-w1".into(),
+            holder: "node-maintenance".into(),
+            renewed_ms: Some(1000),
+            duration_ms: Some(3_600_000),
+        });
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 2000), Verdict::Wait(w) if w.contains("node-maintenance")));
+        // Expired, or fleetboot's own: no hold.
+        assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 3_602_000), Verdict::Go);
+        world.leases[0] =
+            NodeLease { name: "w1".into(), holder: "fleetboot-x".into(), renewed_ms: Some(1000), duration_ms: Some(3_600_000) };
+        assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 2000), Verdict::Go);
+        world.nodes[4].unschedulable = true;
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(w) if w.contains("cordoned")));
+        let ours: BTreeSet<String> = ["w1".into()].into();
+        let mut mine = ask("w0", &g, &me, &none);
+        mine.cordoned_by_run = &ours;
+        assert_eq!(decide(&world, &mine, 0), Verdict::Go, "this run's own cordon is counted by its own limits");
+        // Another group's unavailable node does not count against this group.
+        world.nodes[4].unschedulable = false;
+        world.nodes[0].ready = false;
+        assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Go);
+    }
+
+    #[test]
+    fn the_concurrency_counts_every_unavailable_node() {
+        let (g, none) = (Grouping::default(), BTreeSet::new());
+        let mut world = cluster();
+        world.nodes[3].ready = false;
+        let flying: BTreeSet<String> = ["w1".into(), "m2".into()].into();
+        let plan: BTreeSet<String> = ["w0".into(), "w1".into(), "m2".into()].into();
+        let mut a = ask("w1", &g, &flying, &none);
+        a.plan = &plan;
+        a.concurrency = 2;
+        a.control_plane_rule = false;
+        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.contains("w0 (not Ready)")));
+        a.concurrency = 3;
+        assert_eq!(decide(&world, &a, 0), Verdict::Go);
+        // A node outside the plan and outside the run's groups does not count.
+        a.concurrency = 2;
+        a.plan = &flying;
+        assert_eq!(decide(&world, &a, 0), Verdict::Go);
+    }
+
+    #[test]
+    fn the_migrations_own_not_ready_nodes_do_not_block_each_other_but_others_do() {
+        let (g, none) = (grouping(), BTreeSet::new());
+        let mut world = cluster();
+        for n in &mut world.nodes {
+            n.ready = false;
+        }
+        let exempt: BTreeSet<String> = ["m0", "m1", "m2", "w0", "w1"].iter().map(|s| s.to_string()).collect();
+        let me: BTreeSet<String> = ["m1".into()].into();
+        let mut a = ask("m1", &g, &me, &none);
+        a.not_ready_exempt = &exempt;
+        assert_eq!(decide(&world, &a, 0), Verdict::Go);
+        // A node rebooted by this run (no longer exempt) that is not back blocks the next master.
+        let fewer: BTreeSet<String> = ["m1", "m2", "w0", "w1"].iter().map(|s| s.to_string()).collect();
+        a.not_ready_exempt = &fewer;
+        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.contains("m0 (not Ready)")));
+        // The MCO mid-update blocks even an exempt node.
+        a.not_ready_exempt = &exempt;
+        world.nodes[2].mco_state = "Working".into();
+        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.contains("m2 (being updated by the MCO)")));
+    }
+}

@@ -1,0 +1,101 @@
+//! The world a dispatch decision reads ([`fleetboot_core::limits::World`]): every node from the
+//! run's Node watch, the medik8s per-node Leases, and the `etcd` ClusterOperator.
+
+use std::collections::BTreeMap;
+
+use fleetboot_core::limits::{EtcdHealth, MEDIK8S_LEASE_NAMESPACE, NodeLease, NodeNow, World};
+use fleetboot_core::nodes::{PoolSelector, group_key, is_control_plane};
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams};
+
+use super::{api_resource, machine_config_pools, pool_selectors};
+
+/// One node as a limit counts it. `group_by`: the run's grouping rule, when it has one.
+pub fn node_now(node: &Node, pools: &[PoolSelector], group_by: Option<&str>) -> NodeNow {
+    let labels: BTreeMap<String, String> = node.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    let roles: Vec<String> = labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).map(str::to_owned).collect();
+    let annotation = |key: &str| node.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned().unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    let pool = fleetboot_core::nodes::pool_of(&labels, pools);
+    NodeNow {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        ready,
+        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        mco_state: annotation("machineconfiguration.openshift.io/state"),
+        current_config: annotation("machineconfiguration.openshift.io/currentConfig"),
+        desired_config: annotation("machineconfiguration.openshift.io/desiredConfig"),
+        control_plane: is_control_plane(&roles),
+        group: group_by.map(|by| group_key(&roles, pool.as_deref(), &labels, by)),
+    }
+}
+
+/// A Lease time (`renewTime`, `acquireTime`: RFC 3339 with microseconds) in ms since the epoch.
+fn lease_time_ms(lease: &DynamicObject, field: &str) -> Option<u64> {
+    let text = lease.data.pointer(&format!("/spec/{field}"))?.as_str()?;
+    let at = humantime::parse_rfc3339_weak(text).ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+/// Reads the rest of the world around `nodes` (the watch's current view). An error names what
+/// could not be read: the caller waits, as for any other reason not to go.
+pub async fn read_world(client: &Client, nodes: &[std::sync::Arc<Node>], group_by: Option<&str>) -> Result<World, String> {
+    // Three independent reads, at once: the decision waits for the slowest alone.
+    let (pools, leases, etcd) = futures::join!(read_pools(client, group_by), read_leases(client), read_etcd(client));
+    let (pools, leases, etcd) = (pools?, leases?, etcd?);
+    Ok(World { nodes: nodes.iter().map(|n| node_now(n, &pools, group_by)).collect(), leases, etcd })
+}
+
+async fn read_pools(client: &Client, group_by: Option<&str>) -> Result<Vec<PoolSelector>, String> {
+    Ok(if group_by == Some("pool") {
+        match Api::<DynamicObject>::all_with(client.clone(), &machine_config_pools()).list(&ListParams::default()).await {
+            Ok(list) => pool_selectors(&list.items),
+            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+            Err(e) => return Err(format!("cannot list the MachineConfigPools: {e}")),
+        }
+    } else {
+        Vec::new()
+    })
+}
+
+async fn read_leases(client: &Client) -> Result<Vec<NodeLease>, String> {
+    let lease_kind = api_resource("coordination.k8s.io", "v1", "Lease", "leases");
+    match Api::<DynamicObject>::namespaced_with(client.clone(), MEDIK8S_LEASE_NAMESPACE, &lease_kind).list(&ListParams::default()).await {
+        Ok(list) => Ok(list
+            .items
+            .iter()
+            .map(|l| NodeLease {
+                name: l.metadata.name.clone().unwrap_or_default(),
+                holder: l.data.pointer("/spec/holderIdentity").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned(),
+                renewed_ms: lease_time_ms(l, "renewTime").or_else(|| lease_time_ms(l, "acquireTime")),
+                duration_ms: l.data.pointer("/spec/leaseDurationSeconds").and_then(serde_json::Value::as_u64).map(|s| s * 1000),
+            })
+            .collect()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(format!("cannot list the Leases in {MEDIK8S_LEASE_NAMESPACE}: {e}")),
+    }
+}
+
+async fn read_etcd(client: &Client) -> Result<Option<EtcdHealth>, String> {
+    let operators = api_resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators");
+    match Api::<DynamicObject>::all_with(client.clone(), &operators).get_opt("etcd").await {
+        Ok(Some(etcd)) => {
+            let condition = |kind: &str| {
+                etcd.data
+                    .pointer("/status/conditions")
+                    .and_then(serde_json::Value::as_array)
+                    .and_then(|c| c.iter().find(|c| c["type"] == kind))
+                    .is_some_and(|c| c["status"] == "True")
+            };
+            Ok(Some(EtcdHealth { available: condition("Available"), degraded: condition("Degraded") }))
+        }
+        Ok(None) => Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(format!("cannot read the etcd ClusterOperator: {e}")),
+    }
+}
