@@ -277,8 +277,9 @@ async fn hosts_onto_nodes(
     let mut matched: Vec<NodeInfo> = Vec::new();
     let mut standalone = Vec::new();
     let mut lines = std::collections::BTreeMap::new();
-    for (host, origin) in listed {
-        let resolved = crate::adapters::system::resolve_host(&host.address).await;
+    // Names are resolved all at once (IP addresses need no lookup).
+    let resolved = futures::future::join_all(listed.iter().map(|(host, _)| crate::adapters::system::resolve_host(&host.address))).await;
+    for ((host, origin), resolved) in listed.into_iter().zip(resolved) {
         match match_host(&host.name, &host.address, &resolved, &found) {
             HostMatch::Node(node) => {
                 lines.insert(node.clone(), (host.name.clone(), origin.clone()));

@@ -64,6 +64,17 @@ fn a_lab_machine_named_like_a_node_is_refused_naming_both_and_nothing_is_touched
     assert!(dry.stdout.starts_with("acting on the cluster at http://127.0.0.1:"), "the cluster is named first: {}", dry.stdout);
     let row = dry.stdout.lines().find(|l| l.contains("rack12-slot3")).unwrap_or_else(|| panic!("{}", dry.stdout));
     assert!(row.contains(" master-0 ") && row.contains(&format!("{}:1", renamed.display())), "line name, node, place: {row}");
+    // The run names the cluster before anything else, and its journal records it with its context.
+    let journal = sim.path("renamed.jsonl");
+    let args = ["reboot", "--hosts-file", renamed.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json", "--journal"];
+    let run: Run = sim.fleetboot(&[&args[..], &[journal.to_str().unwrap()]].concat()).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let first = run.events().into_iter().find(|e| e["type"] == "warning").unwrap();
+    assert!(first["message"].as_str().unwrap().starts_with("acting on the cluster at http://127.0.0.1:"), "{first}");
+    let (_, state) = fleetboot::adapters::journal::load(&journal).unwrap();
+    let context = sim.kubectl_ok(&["config", "current-context"]);
+    assert_eq!(state.cluster.and_then(|c| c.context).as_deref(), Some(context.trim()), "the journal names the context");
+    assert_eq!(sim.reboot_intervals().len(), 1, "master-0 rebooted once");
 }
 
 #[test]

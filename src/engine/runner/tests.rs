@@ -55,6 +55,8 @@ enum BmcBehaviour {
     FailsBefore,
     /// Carries the reset out, then the answer is lost.
     FailsAfter,
+    /// The system is powered off: the BMC is asked nothing that would switch it on.
+    PoweredOff,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -341,6 +343,7 @@ impl BmcPower for FakeBmc {
                 RestartKind::Force => "ForceRestart",
             };
             match behaviour {
+                BmcBehaviour::PoweredOff => Err(BmcError::PoweredOff(RedfishError::PoweredOff { node: node.into() })),
                 BmcBehaviour::FailsBefore => {
                     Err(BmcError::NotSent(RedfishError::Auth { node: node.into(), url: "https://bmc".into(), user: "admin".into() }))
                 }
@@ -699,6 +702,33 @@ async fn runner_resumed_without_the_hosts_bmc_fails_it_without_journaling_a_rese
     let record = &job.state().records["h1"];
     assert!(record.reboot_pending, "the reboots sent before stay in doubt: {record:?}");
     assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted, "{summary:?}");
+}
+
+/// A node SSH cannot reach whose BMC reports it powered off is left off: the outcome says so,
+/// the run exits 3, the announced reset is not a reboot in doubt, and a resume looks again.
+#[tokio::test(start_paused = true)]
+async fn runner_leaves_a_powered_off_node_off_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    world.set("h1", |h| {
+        h.faults.refuse_ssh = true;
+        h.bmc = Some(BmcBehaviour::PoweredOff);
+    });
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.api = true;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::PoweredOff, "{summary:?}");
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted, "{summary:?}");
+    assert_eq!(summary.exit_code(), fleetboot_core::ExitCode::HostsFailed);
+    assert_eq!(world.reboots_received("h1"), 0);
+    let record = &job.state().records["h1"];
+    assert!(record.phase == Phase::PoweredOff && !record.reboot_pending && record.attempts.is_empty(), "{record:?}");
+    assert_eq!(record.resume_action(), ResumeAction::Reboot, "a resume looks at it again");
+    // Switched on meanwhile: the resume reboots it.
+    world.set("h1", |h| h.bmc = Some(BmcBehaviour::Works));
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted, "{summary:?}");
+    assert_eq!(world.reboots_received("h1"), 1);
 }
 
 #[tokio::test(start_paused = true)]
