@@ -1,11 +1,117 @@
-//! Issue 19, on the simulated cluster: the simulation's control endpoint takes only JSON from a
-//! loopback Host, and no malformed request stops it serving.
+//! Issue 19, on the simulated cluster: a resume keeps everything its run journaled (the check
+//! command, the boot-ID command, the cancel policy, the failure budget, the BMC fallback) and
+//! refuses a flag that contradicts it unless told `--override-journal`; the simulation's
+//! control endpoint takes only JSON from a loopback Host, and no malformed request
+//! stops it serving.
 
 use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Stdio;
 
+use fleetboot::adapters::journal::{Entry, FailureBudget, load};
 use proptest::prelude::*;
 
 use crate::common::sim::Sim;
+use crate::common::{Run, wait_for_dispatches};
+
+/// Starts a host-list run over the simulation's workers, one at a time, and kills it once the
+/// first reboot is handed over: the others are still to do.
+fn start_and_kill(sim: &Sim, journal: &Path, extra: &[&str]) {
+    let hosts = sim.path("hosts.txt");
+    let mut args = vec!["reboot", "--no-cluster", "--hosts-file", hosts.to_str().unwrap(), "--journal", journal.to_str().unwrap()];
+    args.extend(["--poll-interval", "200ms", "--concurrency", "1"]);
+    args.extend(extra);
+    let mut child = sim.fleetboot(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_dispatches(journal, 1, std::time::Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn resume(sim: &Sim, journal: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["reboot", "--resume", journal.to_str().unwrap(), "--output", "json"];
+    args.extend(extra);
+    sim.fleetboot(&args).output().unwrap().into()
+}
+
+/// The `run_resumed` records' `overridden` lists.
+fn overridden(journal: &Path) -> Vec<Vec<String>> {
+    let (records, _) = load(journal).unwrap();
+    records
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::RunResumed { overridden, .. } => Some(overridden),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_resume_keeps_the_journaled_check_command_and_failure_budget() {
+    let sim = Sim::start(0, 3);
+    let journal = sim.path("run.jsonl");
+    // A check that fails everywhere, and a budget that lets every host try.
+    start_and_kill(&sim, &journal, &["--check-command", "false", "--max-failures", "5", "--cancel-pending-on-abort"]);
+    let (_, state) = load(&journal).unwrap();
+    let policy = state.settings.unwrap().policy.expect("run_started records the policy");
+    assert_eq!(policy.check_command.as_deref(), Some("false"));
+    assert_eq!(policy.max_failures, FailureBudget::Count(5));
+    assert!(policy.cancel_pending_on_abort);
+    assert_eq!(policy.boot_id_command, "cat /proc/sys/kernel/random/boot_id");
+    assert!(policy.fallback.on_unreachable && !policy.fallback.on_host_key, "{:?}", policy.fallback);
+    // No flags: the journaled check runs on every host (today's configuration has none), and
+    // the journaled budget lets all three fail instead of skipping after the first.
+    let run = resume(&sim, &journal, &[]);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    for (host, (outcome, error)) in run.outcomes() {
+        assert_eq!(outcome, "failed", "{host}: {}", run.debug());
+        assert!(error.contains("check command") && error.contains("`false`"), "{host}: {error}");
+    }
+    assert_eq!(overridden(&journal), [Vec::<String>::new()], "nothing overridden");
+}
+
+#[test]
+fn a_resume_refuses_a_flag_that_contradicts_the_journal_unless_told_to_override() {
+    let sim = Sim::start(0, 3);
+    let journal = sim.path("run.jsonl");
+    start_and_kill(&sim, &journal, &["--check-command", "false"]);
+    let before = std::fs::read_to_string(&journal).unwrap();
+    // Each contradicting flag named with both values and the way out; nothing written.
+    let run = resume(&sim, &journal, &["--check-command", "true", "--max-failures", "1"]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    for says in [
+        r#"--check-command "true" (the journal says "false")"#,
+        "--max-failures 1 (the journal says 0)",
+        "resume without those flags to keep the journaled values, or add --override-journal",
+    ] {
+        assert!(run.stderr.contains(says), "{says}: {}", run.debug());
+    }
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), before, "a refused resume writes nothing");
+    // With --override-journal the given values win, and the journal says which.
+    let run = resume(&sim, &journal, &["--check-command", "true", "--override-journal"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.outcomes().values().all(|(outcome, _)| outcome == "rebooted"), "{}", run.debug());
+    assert_eq!(overridden(&journal), [vec!["check_command".to_owned()]]);
+}
+
+#[test]
+fn a_journal_from_before_the_policy_was_recorded_resumes_with_todays_and_says_so() {
+    let sim = Sim::start(0, 2);
+    let journal = sim.path("run.jsonl");
+    start_and_kill(&sim, &journal, &[]);
+    // The run_started record as an older fleetboot wrote it: settings without the policy.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert!(first["settings"].as_object_mut().unwrap().remove("policy").is_some(), "{first}");
+    lines[0] = first.to_string();
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let run = resume(&sim, &journal, &["--check-command", "true"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let warning = run.events().into_iter().find(|e| e["type"] == "warning").map(|e| e["message"].as_str().unwrap().to_owned());
+    let warning = warning.unwrap_or_default();
+    assert!(warning.contains("was written before fleetboot recorded its") && warning.contains("check command"), "{}", run.debug());
+    assert!(warning.contains("today's configuration"), "{warning}");
+}
 
 /// A request with its own Host header; (status, body). 0: no answer at all.
 fn request(sim: &Sim, host: &str, head: &str, body: &[u8]) -> (u16, String) {
