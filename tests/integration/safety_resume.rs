@@ -1,7 +1,8 @@
 //! Issue 19, on the simulated cluster: a resume keeps everything its run journaled (the check
 //! command, the boot-ID command, the cancel policy, the failure budget, the BMC fallback) and
-//! refuses a flag that contradicts it unless told `--override-journal`; the simulation's
-//! control endpoint takes only JSON from a loopback Host, and no malformed request
+//! refuses a flag that contradicts it unless told `--override-journal`; a `systemctl
+//! soft-reboot` is reported as such, never taken for (or waited on as) a kernel reboot; the
+//! simulation's control endpoint takes only JSON from a loopback Host, and no malformed request
 //! stops it serving.
 
 use std::io::{Read, Write};
@@ -111,6 +112,62 @@ fn a_journal_from_before_the_policy_was_recorded_resumes_with_todays_and_says_so
     let warning = warning.unwrap_or_default();
     assert!(warning.contains("was written before fleetboot recorded its") && warning.contains("check command"), "{}", run.debug());
     assert!(warning.contains("today's configuration"), "{warning}");
+}
+
+#[test]
+fn a_soft_reboot_is_reported_as_such_at_once_and_not_escalated() {
+    let sim = Sim::start(0, 2);
+    // `systemctl soft-reboot` restarts userspace only: the node's SSH goes away and comes back
+    // with the same boot ID. A 10-minute deadline: waiting for it would hang the test.
+    let run: Run = sim
+        .fleetboot(&[
+            "reboot",
+            "--nodes",
+            "worker-0",
+            "--command",
+            "sudo systemctl soft-reboot",
+            "--reboot-timeout",
+            "10m",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 3, "not a proven reboot: {}", run.debug());
+    let (outcome, error) = run.outcomes()["worker-0"].clone();
+    assert_eq!(outcome, "soft_rebooted", "{}", run.debug());
+    assert!(error.contains("soft-rebooted, not a kernel reboot") && error.contains("SoftRebootsCount 0 → 1"), "{error}");
+    // The node's own history: one soft reboot, no kernel reboot, no BMC reset.
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    let worker = nodes.as_array().unwrap().iter().find(|n| n["name"] == "worker-0").unwrap();
+    let history: Vec<&str> = worker["history"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap()).collect();
+    assert_eq!(history.iter().filter(|w| **w == "soft-reboot").count(), 1, "{history:?}");
+    assert!(!history.iter().any(|w| ["down", "power-cycle", "reboot-requested"].contains(w)), "{history:?}");
+    // The journal says so, and a resume leaves the host alone.
+    let journal = run.journal();
+    let (records, _) = load(&journal).unwrap();
+    assert!(records.iter().any(|r| matches!(&r.entry, Entry::SoftRebooted { count_before: 0, count_after: 1, .. })));
+    assert!(!records.iter().any(|r| matches!(&r.entry, Entry::FallingBack { .. })));
+}
+
+#[test]
+fn a_soft_reboot_of_an_openssh_node_is_reported_as_such() {
+    // Real sshd nodes (scripts/fake-node.sh): the soft reboot kills sshd, brings it back, keeps
+    // the boot ID and counts SoftRebootsCount up.
+    let fleet = crate::common::Fleet::up(2);
+    let run = fleet.reboot(&["--command", "sudo systemctl soft-reboot", "--reboot-timeout", "10m", "--max-failures", "2"]);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    for (host, (outcome, error)) in run.outcomes() {
+        assert_eq!(outcome, "soft_rebooted", "{host}: {}", run.debug());
+        assert!(error.contains("SoftRebootsCount 0 → 1"), "{host}: {error}");
+    }
+    for name in &fleet.names {
+        let events: Vec<String> = fleet.events(name).into_iter().map(|(_, what)| what).collect();
+        assert_eq!(events, ["reboot-requested soft", "down", "up"], "{name}: one soft reboot, nothing more");
+    }
 }
 
 /// A request with its own Host header; (status, body). 0: no answer at all.

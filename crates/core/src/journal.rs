@@ -79,6 +79,21 @@ pub enum Entry {
         host: String,
         boot_id: String,
     },
+    /// systemd's `SoftRebootsCount` read with the boot ID before the reboot: a host that comes
+    /// back with the same boot ID and a higher count did a userspace-only soft reboot.
+    SoftRebootCount {
+        host: String,
+        count: u64,
+    },
+    /// The host came back with its old boot ID and a higher `SoftRebootsCount`: a
+    /// `systemctl soft-reboot` (userspace restarted, the kernel did not). Not a proven reboot,
+    /// and nothing is pending any more: the host is not watched further or sent another one.
+    SoftRebooted {
+        host: String,
+        boot_id: String,
+        count_before: u64,
+        count_after: u64,
+    },
     /// Written and fsynced *before* the reboot command is sent: from here on a resume must
     /// never send another one, only wait for a new boot ID. `bmc`: sent as a Redfish reset
     /// of this kind instead of over SSH.
@@ -479,6 +494,8 @@ impl Entry {
     pub fn host(&self) -> Option<&str> {
         match self {
             Entry::BootIdRead { host, .. }
+            | Entry::SoftRebootCount { host, .. }
+            | Entry::SoftRebooted { host, .. }
             | Entry::Dispatching { host, .. }
             | Entry::Dispatched { host, .. }
             | Entry::FallingBack { host, .. }
@@ -513,6 +530,8 @@ pub enum Phase {
     Skipped,
     /// Found powered off through its BMC and left so: not rebooted, not failed.
     PoweredOff,
+    /// Came back from a `systemctl soft-reboot`: same kernel, same boot ID.
+    SoftRebooted,
 }
 
 /// Everything the journal says about one host.
@@ -538,6 +557,8 @@ pub struct HostRecord {
     pub attempts: Vec<Attempt>,
     /// SSH could not reach this node: the API alone can show its new boot ID.
     pub ssh_unusable: bool,
+    /// systemd's `SoftRebootsCount` before the reboot, when the host reports one.
+    pub soft_reboots_before: Option<u64>,
 }
 
 /// One reboot sent to a host.
@@ -571,6 +592,7 @@ impl HostRecord {
             skipped_because: None,
             attempts: Vec::new(),
             ssh_unusable: false,
+            soft_reboots_before: None,
         }
     }
 
@@ -602,6 +624,21 @@ impl HostRecord {
                 }
             }
             Entry::FallingBack { ssh_reached, .. } => self.ssh_unusable |= !*ssh_reached,
+            Entry::SoftRebootCount { count, .. } => {
+                if !self.reboot_pending {
+                    self.soft_reboots_before = Some(*count);
+                }
+            }
+            Entry::SoftRebooted { count_before, count_after, boot_id, .. } => {
+                self.phase = Phase::SoftRebooted;
+                self.reboot_pending = false;
+                self.failure = Some((
+                    Stage::Confirm,
+                    format!(
+                        "soft-rebooted, not a kernel reboot: boot ID still {boot_id}, systemd's SoftRebootsCount {count_before} → {count_after} (userspace restarted, the kernel did not)"
+                    ),
+                ));
+            }
             Entry::Down { .. } => {
                 self.phase = Phase::Down;
                 if let Some(last) = self.attempts.last_mut() {
@@ -659,6 +696,9 @@ impl HostRecord {
     pub fn resume_action(&self) -> ResumeAction {
         match (self.phase, self.reboot_pending) {
             (Phase::Confirmed, _) => ResumeAction::Done,
+            // The reboot became a soft reboot: nothing is pending, and the same command would
+            // do the same again. Reported, never re-sent by a resume.
+            (Phase::SoftRebooted, _) => ResumeAction::Done,
             // Back with a new boot ID: the reboot happened; only the check is outstanding.
             (Phase::Back, _) => ResumeAction::Check,
             (_, true) => ResumeAction::AwaitNewBootId,
@@ -696,7 +736,7 @@ pub struct RunState {
 impl RunState {
     /// How many hosts stand failed: the `--max-failures` budget a resume starts from.
     pub fn failed_hosts(&self) -> usize {
-        self.records.values().filter(|r| r.phase == Phase::Failed).count()
+        self.records.values().filter(|r| matches!(r.phase, Phase::Failed | Phase::SoftRebooted)).count()
     }
 
     /// When the last reboot of the run was sent (the rate's spacing counts from there).
@@ -1016,6 +1056,29 @@ mod tests {
         records.push(rec(2, Entry::RunResumed { pid: 2, settings: Some(resumed.clone()), overridden: vec!["concurrency".into()] }));
         let text: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
         assert_eq!(fold(&parse(&text, Path::new("j")).unwrap(), Path::new("j")).unwrap().settings, Some(resumed));
+    }
+
+    #[test]
+    fn a_soft_reboot_folds_to_its_own_phase_counts_as_a_failure_and_is_never_resent() {
+        let h = || "a".to_string();
+        let records = vec![
+            start(&["a"]),
+            rec(1, Entry::BootIdRead { host: h(), boot_id: "old".into() }),
+            rec(2, Entry::SoftRebootCount { host: h(), count: 2 }),
+            rec(3, Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None }),
+            // A count read while the reboot is pending never replaces the one from before it.
+            rec(4, Entry::SoftRebootCount { host: h(), count: 3 }),
+        ];
+        let state = fold(&records, Path::new("j")).unwrap();
+        assert_eq!(state.records["a"].soft_reboots_before, Some(2));
+        let mut records = records;
+        records.push(rec(5, Entry::SoftRebooted { host: h(), boot_id: "old".into(), count_before: 2, count_after: 3 }));
+        let text: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+        let state = fold(&parse(&text, Path::new("j")).unwrap(), Path::new("j")).unwrap();
+        let a = &state.records["a"];
+        assert_eq!((a.phase, a.reboot_pending, a.resume_action()), (Phase::SoftRebooted, false, ResumeAction::Done));
+        assert!(a.failure.as_ref().unwrap().1.contains("SoftRebootsCount 2 → 3"), "{:?}", a.failure);
+        assert_eq!(state.failed_hosts(), 1);
     }
 
     #[test]

@@ -384,7 +384,8 @@ impl<T: PowerTransport> Shared<T> {
             return Err(Stop::JournalBroken);
         }
         match &record.entry {
-            Entry::Failed { host, .. } => {
+            // A soft reboot is no proven reboot: it counts against --max-failures as a failure.
+            Entry::Failed { host, .. } | Entry::SoftRebooted { host, .. } => {
                 self.failed.lock().unwrap().insert(host.clone());
             }
             Entry::Confirmed { host } => {
@@ -649,7 +650,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     let failed: BTreeSet<String> = prior
         .iter()
         .flat_map(|p| p.records.iter())
-        .filter(|(_, r)| r.phase == fleetboot_core::journal::Phase::Failed)
+        .filter(|(_, r)| matches!(r.phase, fleetboot_core::journal::Phase::Failed | fleetboot_core::journal::Phase::SoftRebooted))
         .map(|(name, _)| name.clone())
         .collect();
     let prior_records = || prior.iter().flat_map(|p| p.records.iter());
