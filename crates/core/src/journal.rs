@@ -342,7 +342,14 @@ impl RunSettings {
             check("check_command", a.check_command != b.check_command);
             check("cancel_pending_on_abort", a.cancel_pending_on_abort != b.cancel_pending_on_abort);
             check("max_failures", a.max_failures != b.max_failures);
-            check("fallback", a.fallback != b.fallback);
+            // A graceful wait of 0 means the run had no BMC to wait on: no difference by itself.
+            let (fa, fb) = (a.fallback, b.fallback);
+            let graceful_differs =
+                fa.graceful_timeout_ms != fb.graceful_timeout_ms && fa.graceful_timeout_ms > 0 && fb.graceful_timeout_ms > 0;
+            check(
+                "fallback",
+                FallbackSpec { graceful_timeout_ms: 0, ..fa } != FallbackSpec { graceful_timeout_ms: 0, ..fb } || graceful_differs,
+            );
         }
         out
     }
@@ -1034,6 +1041,13 @@ mod tests {
         assert_eq!(resumed.settings.policy, Some(RunPolicy { check_command: None, ..policy() }));
         assert!(resumed.not_journaled.contains(&"check command"), "{:?}", resumed.not_journaled);
         assert!(resumed.overridden.is_empty(), "nothing journaled to override: {:?}", resumed.overridden);
+        // A run without BMCs journals no graceful wait: a resume that has them overrides nothing.
+        let mut no_bmc = settings();
+        no_bmc.policy.as_mut().unwrap().fallback.graceful_timeout_ms = 0;
+        assert!(no_bmc.differences(&settings()).is_empty());
+        let mut other = settings();
+        other.policy.as_mut().unwrap().fallback.on_hung = false;
+        assert_eq!(settings().differences(&other), ["fallback"]);
         // The old record format still parses: a settings object without a policy.
         let old = r#"{"transport":"auto","command":"c","concurrency":1,"timeout_ms":1,"scheduled_delay_ms":1,"poll_interval_ms":1}"#;
         assert_eq!(serde_json::from_str::<RunSettings>(old).unwrap().policy, None);
