@@ -54,7 +54,7 @@ s=$(date +%s%N)
     || { echo "the reboot run failed:"; tail -5 "$dir/err"; exit 1; }
 printf '%-28s %5d ms, peak RSS %s\n' "reboot of $reboot nodes:" $(( ($(date +%s%N) - s) / 1000000 )) "$(peak "$dir/time")"
 
-curl -s "$api/sim/v1/nodes" >"$dir/nodes.json"
+curl -s -H "Content-Type: application/json" "$api/sim/v1/nodes" >"$dir/nodes.json"
 python3 - "$dir/nodes.json" "$dir/run.jsonl" <<'PY'
 import json, sys
 ready = {}

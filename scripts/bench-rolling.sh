@@ -124,7 +124,7 @@ for s in "${specs[@]}"; do
         run_pid=""
         t1=$(date +%s%3N)
         [ "$rc" = 0 ] || { echo "bench-rolling: $n/$c run $r: fleetboot exited $rc; its stderr ends:" >&2; tail -5 "$dir/err" >&2; }
-        "$py" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1] + "/sim/v1/nodes", timeout=60).read())' \
+        "$py" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/sim/v1/nodes", headers={"Content-Type": "application/json"}), timeout=60).read())' \
             "$api" >"$dir/nodes.json"
         stop_sim
         "$py" - "$dir" "$n" "$c" "$r" "$t0" "$t1" "$rc" "$cycle_ms" "$summary" <<'PY'

@@ -5,9 +5,11 @@
 #
 #   fake-node.sh NODE_DIR             (as ForceCommand; the command is in $SSH_ORIGINAL_COMMAND)
 #   fake-node.sh --reboot NODE_DIR    (the detached simulated reboot)
+#   fake-node.sh --reboot NODE_DIR soft   (a simulated `systemctl soft-reboot`)
 #
 # Behaviour switches are files in NODE_DIR: refuse_sudo, hang, hang_reboot, never_return,
-# same_boot_id, new_host_key, killed_by_signal; timings: reboot_delay (s before going down, standing in for
+# same_boot_id, new_host_key, killed_by_signal, soft_reboot (every reboot command is a soft
+# reboot); timings: reboot_delay (s before going down, standing in for
 # systemd's one minute), down_time (s down).
 #
 # It runs as the fleet's unprivileged login user, as does its sshd (see fake-fleet.sh), so it
@@ -32,7 +34,14 @@ if [ "${1:-}" = "--reboot" ]; then
         exit 0
     fi
     sleep "$(cat "$node/down_time" 2>/dev/null || echo 2)"
-    [ -e "$node/same_boot_id" ] || cat /proc/sys/kernel/random/uuid >"$node/boot_id"
+    if [ "${3:-}" = soft ]; then
+        # systemd-soft-reboot.service(8): userspace restarts, the kernel (and so the boot ID)
+        # stays; systemd's SoftRebootsCount counts one more (0 again after a full boot).
+        echo $(($(cat "$node/soft_reboots" 2>/dev/null || echo 0) + 1)) >"$node/soft_reboots"
+    else
+        [ -e "$node/same_boot_id" ] || cat /proc/sys/kernel/random/uuid >"$node/boot_id"
+        echo 0 >"$node/soft_reboots"
+    fi
     if [ -e "$node/new_host_key" ]; then
         rm -f "$node/ssh_host_ed25519_key" "$node/ssh_host_ed25519_key.pub"
         ssh-keygen -q -t ed25519 -N '' -f "$node/ssh_host_ed25519_key"
@@ -51,7 +60,10 @@ case "$cmd" in
 "cat /proc/sys/kernel/random/boot_id")
     cat "$node/boot_id"
     ;;
-"sudo shutdown -r -t 3" | "sudo shutdown -r now" | "sudo systemctl reboot")
+"systemctl show --property=SoftRebootsCount --value")
+    cat "$node/soft_reboots" 2>/dev/null || echo 0
+    ;;
+"sudo shutdown -r -t 3" | "sudo shutdown -r now" | "sudo systemctl reboot" | "sudo systemctl soft-reboot")
     if [ -e "$node/refuse_sudo" ]; then
         echo "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper" >&2
         exit 1
@@ -62,8 +74,10 @@ case "$cmd" in
         log reboot-requested-again
         exit 0
     fi
-    log reboot-requested
-    setsid "$self" --reboot "$node" </dev/null >/dev/null 2>&1 &
+    mode=
+    if [ "$cmd" = "sudo systemctl soft-reboot" ] || [ -e "$node/soft_reboot" ]; then mode=soft; fi
+    log reboot-requested $mode
+    setsid "$self" --reboot "$node" $mode </dev/null >/dev/null 2>&1 &
     echo $! >"$node/restarter.pid"
     echo "Reboot scheduled for $(date -d '+1 min'), use 'shutdown -c' to cancel."
     # A node whose shutdown kills the session that asked for it: SSH reports exit-signal.

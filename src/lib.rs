@@ -95,6 +95,16 @@ pub enum SelectionError {
     NoPowerTargets,
     #[error("{action} needs {flag}{why}")]
     NotConfirmed { action: &'static str, flag: &'static str, why: &'static str },
+    /// A resume whose explicit flags disagree with the journaled run.
+    #[error(
+        "the journal {} was run with other settings than this command line gives: {}; resume without {} to keep the journaled {}, or add --override-journal to run with the given {} from here on (journaled as overridden)",
+        journal.display(),
+        conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        if conflicts.len() == 1 { "that flag" } else { "those flags" },
+        if conflicts.len() == 1 { "value" } else { "values" },
+        if conflicts.len() == 1 { "value" } else { "values" },
+    )]
+    ResumeConflicts { journal: std::path::PathBuf, conflicts: Vec<fleetboot_core::journal::SettingConflict> },
     #[error("internal command line {argv:?}: {reason}")]
     InternalCommandLine { argv: Vec<String>, reason: String },
 }

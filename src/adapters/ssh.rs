@@ -518,6 +518,23 @@ impl PowerTransport for SshTransport {
         boot_id
     }
 
+    async fn soft_reboot_count(&self, host: &Host) -> Option<u64> {
+        let command = fleetboot_core::transport::SOFT_REBOOTS_COMMAND;
+        let limit = self.client.settings.command_timeout;
+        // Right before a reboot, on the connection the boot ID was just read on (kept for it).
+        let output = match self.kept_channel(host).await {
+            Some((handle, channel)) => {
+                let output = exec_on(channel, command, limit).await;
+                if !handle.is_closed() {
+                    self.kept.lock().unwrap().insert(host.name.clone(), handle);
+                }
+                output
+            }
+            None => self.client.run(host, command).await,
+        };
+        self.judge(command, output).ok().and_then(|out| fleetboot_core::transport::parse_soft_reboots(&out.stdout))
+    }
+
     async fn release(&self, host: &Host) {
         if let Some(handle) = self.take_kept(host) {
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;

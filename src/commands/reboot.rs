@@ -126,6 +126,10 @@ pub struct RebootArgs {
     /// On interrupt, run `sudo shutdown -c` on hosts whose reboot has not begun.
     #[arg(long)]
     pub cancel_pending_on_abort: bool,
+    /// With --resume: the flags given here win over the values the journal recorded (each
+    /// journaled as overridden). Without it, a flag that differs from the journal is refused.
+    #[arg(long, requires = "resume")]
+    pub override_journal: bool,
 }
 
 impl RebootArgs {
@@ -181,7 +185,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         }),
         None => Selection::Hosts(inventory_with_origins(&args.hosts, &settings)?),
     };
-    let overrides = explicit_overrides(&args.layer(), &settings);
+    let overrides = SettingsOverrides { refuse_conflicts: !args.override_journal, ..explicit_overrides(&args.layer(), &settings) };
     // One connection for the whole run: discovery, the Node watcher, the lease and the drain.
     // A resume connects too, to check that its journal belongs to this cluster. A host list is
     // mapped onto the cluster's nodes whenever a cluster is configured (unless --no-cluster):
@@ -232,6 +236,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
 /// ones a resume takes instead of the journal's.
 fn explicit_overrides(flags: &Layer, settings: &Settings) -> SettingsOverrides {
     let run = crate::engine::runner::journaled_settings(&settings.reboot);
+    let policy = crate::engine::runner::journaled_policy(&settings.reboot, &settings.redfish.fallback, settings.redfish.graceful_timeout);
     let r = &flags.reboot;
     SettingsOverrides {
         transport: r.transport.as_ref().map(|_| run.transport),
@@ -241,6 +246,11 @@ fn explicit_overrides(flags: &Layer, settings: &Settings) -> SettingsOverrides {
         timeout_ms: r.timeout.as_ref().map(|_| run.timeout_ms),
         scheduled_delay_ms: None,
         poll_interval_ms: r.poll_interval.as_ref().map(|_| run.poll_interval_ms),
+        boot_id_command: r.boot_id_command.as_ref().map(|_| policy.boot_id_command.clone()),
+        check_command: r.check_command.as_ref().map(|_| policy.check_command.clone()),
+        cancel_pending_on_abort: r.cancel_pending_on_abort,
+        max_failures: r.max_failures.as_ref().map(|_| policy.max_failures),
+        refuse_conflicts: false,
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fleetboot_core::events::{Event, Summary};
 use fleetboot_core::hosts::{self, Host};
-use fleetboot_core::journal::{RunState, SettingsOverrides, resume_settings};
+use fleetboot_core::journal::{RunSettings, RunState, SettingsOverrides, resume_settings};
 use fleetboot_core::nodes::{DrainPolicy, NodeInfo};
 use fleetboot_core::plan::{Grouping, Plan, plan_reboot};
 use tokio::sync::watch;
@@ -21,7 +21,9 @@ use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
 use crate::adapters::journal::{self, JournalWriter};
 use crate::adapters::kube::ClusterConnection;
 use crate::adapters::ssh::{SshClient, SshTransport};
-use crate::engine::runner::{self, Abort, RetryPolicy, RunInputs, apply_run_settings, journaled_settings};
+use crate::engine::runner::{
+    self, Abort, RetryPolicy, RunInputs, apply_run_policy, apply_run_settings, journaled_policy, journaled_settings,
+};
 use crate::{Error, SelectionError};
 
 /// Which hosts a job reboots.
@@ -132,6 +134,8 @@ pub struct PreparedRun {
     /// listed), for the plan.
     listed_as: std::collections::BTreeMap<String, (String, String)>,
     limits: runner::LimitsRule,
+    /// Said to the user when the run starts (what an old journal did not record).
+    notes: Vec<String>,
 }
 
 /// A new run's ID: the start time and this process's PID.
@@ -147,6 +151,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease, overrides } = job;
     let mut resume_lock = None;
     let mut listed_as = std::collections::BTreeMap::new();
+    let mut notes = Vec::new();
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
         Selection::Resume(path) => {
             // The journal's lock first, then its records: read before the lock, they could be
@@ -156,8 +161,24 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
             let (_, state) = journal::load(&path)?;
             check_same_cluster(&path, &state, cluster.as_ref())?;
             // The run goes on as it started, but for what the user overrides explicitly.
-            let (run, _) = resume_settings(state.settings.as_ref(), &journaled_settings(&settings.reboot), &overrides);
-            apply_run_settings(&mut settings.reboot, &run);
+            let today = RunSettings {
+                policy: Some(journaled_policy(&settings.reboot, &settings.redfish.fallback, settings.redfish.graceful_timeout)),
+                ..journaled_settings(&settings.reboot)
+            };
+            let resumed = resume_settings(state.settings.as_ref(), &today, &overrides)
+                .map_err(|conflicts| SelectionError::ResumeConflicts { journal: path.clone(), conflicts })?;
+            apply_run_settings(&mut settings.reboot, &resumed.settings);
+            if let Some(policy) = &resumed.settings.policy {
+                let redfish = &mut settings.redfish;
+                apply_run_policy(&mut settings.reboot, &mut redfish.fallback, &mut redfish.graceful_timeout, policy);
+            }
+            if !resumed.not_journaled.is_empty() {
+                notes.push(format!(
+                    "the journal {} was written before fleetboot recorded its {}: this resume uses today's configuration for them",
+                    path.display(),
+                    resumed.not_journaled.join(", ")
+                ));
+            }
             (state.hosts.clone(), state.grouping.clone(), Some(state), path, None)
         }
         Selection::Nodes(select) => {
@@ -200,7 +221,20 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         None => drain,
     };
     let limits = runner::LimitsRule { control_plane: !groups.all_at_once, plan_not_ready_exempt: groups.migration_reboot };
-    Ok(PreparedRun { settings, plan, prior, journal: journal_path, resume_lock, cluster, discovered, drain, lease, listed_as, limits })
+    Ok(PreparedRun {
+        settings,
+        plan,
+        prior,
+        journal: journal_path,
+        resume_lock,
+        cluster,
+        discovered,
+        drain,
+        lease,
+        listed_as,
+        limits,
+        notes,
+    })
 }
 
 fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
@@ -350,7 +384,7 @@ impl PreparedRun {
         mut on_event: impl FnMut(&Event),
     ) -> Result<Summary, Error> {
         let cluster_line = self.cluster_line();
-        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease, limits, .. } = self;
+        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease, limits, notes, .. } = self;
         // One process per journal: a resume took the journal's lock in `prepare`, so a second
         // resume of a journal in use was refused (naming the holder) before it touched the
         // cluster; the writer shares that lock, which is let go when the run ends.
@@ -364,6 +398,7 @@ impl PreparedRun {
         if let Some(line) = cluster_line {
             warn(line);
         }
+        notes.into_iter().for_each(&mut warn);
         // Keys and known_hosts are read before the journal exists or any host is contacted.
         let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
         let client = SshClient::new(settings.ssh.clone(), crate::adapters::system::home_dir().as_deref(), agent)?;

@@ -117,7 +117,7 @@ impl<W: Write> Reporter<W> {
     fn refresh(&self) {
         if let Some(bar) = &self.bar {
             let count = |phases: &[Phase]| self.hosts.values().filter(|h| phases.contains(&h.phase)).count();
-            let done = count(&[Phase::Confirmed, Phase::Failed, Phase::Skipped, Phase::Cancelled, Phase::PoweredOff]);
+            let done = count(&[Phase::Confirmed, Phase::Failed, Phase::SoftRebooted, Phase::Skipped, Phase::Cancelled, Phase::PoweredOff]);
             bar.set_position(done as u64);
             bar.set_message(format!(
                 "waiting {} · rebooting {} · down {} · back {} · failed {} · skipped {}",
@@ -125,7 +125,7 @@ impl<W: Write> Reporter<W> {
                 count(&[Phase::Dispatching, Phase::Dispatched]),
                 count(&[Phase::Down]),
                 count(&[Phase::Back, Phase::Confirmed]),
-                count(&[Phase::Failed]),
+                count(&[Phase::Failed, Phase::SoftRebooted]),
                 count(&[Phase::Skipped, Phase::Cancelled, Phase::PoweredOff]),
             ));
         }
@@ -146,7 +146,11 @@ impl<W: Write> Reporter<W> {
 fn describe_entry(entry: &Entry) -> Option<String> {
     Some(match entry {
         Entry::BootIdRead { boot_id, .. } => format!("boot ID {}", short_id(boot_id)),
-        Entry::Dispatching { .. } => return None,
+        Entry::Dispatching { .. } | Entry::SoftRebootCount { .. } => return None,
+        Entry::SoftRebooted { boot_id, count_before, count_after, .. } => format!(
+            "SOFT-REBOOTED, not proven as a kernel reboot: boot ID still {}, SoftRebootsCount {count_before} → {count_after} (systemctl soft-reboot restarts userspace only)",
+            short_id(boot_id)
+        ),
         Entry::Dispatched { delivery, reset_type, .. } => match delivery {
             Delivery::ExitZero => "reboot dispatched (exit 0)".into(),
             Delivery::ConnectionDropped => "reboot dispatched (connection dropped, as a reboot does)".into(),
@@ -206,6 +210,12 @@ pub fn render_summary(summary: &Summary) -> String {
         humantime::format_duration(Duration::from_secs(summary.elapsed_ms / 1000)),
         summary.journal.display()
     ));
+    let soft = summary.count(Outcome::SoftRebooted);
+    if soft > 0 {
+        text.push_str(&format!(
+            "{soft} soft-rebooted: userspace restarted (systemctl soft-reboot), the kernel did not; not proven as a reboot\n"
+        ));
+    }
     if summary.count(Outcome::Interrupted) + summary.count(Outcome::Skipped) > 0 {
         text.push_str(&format!("finish with: fleetboot reboot --resume {}\n", summary.journal.display()));
     }
@@ -220,6 +230,7 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::Cancelled => "cancelled",
         Outcome::Interrupted => "interrupted",
         Outcome::PoweredOff => "powered off",
+        Outcome::SoftRebooted => "soft-rebooted",
     }
 }
 

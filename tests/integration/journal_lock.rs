@@ -56,7 +56,7 @@ fn a_second_resume_of_a_journal_in_use_exits_2_naming_the_holders_pid() {
     // kill -9 frees the journal: a resume takes it (and fails the node that never returns).
     drop(holder);
     let mut resume = second.clone();
-    resume.extend(["--reboot-timeout", "1s"]);
+    resume.extend(["--reboot-timeout", "1s", "--override-journal"]);
     let run = Run::from(sim.fleetboot(&resume).stdin(Stdio::null()).output().unwrap());
     assert_eq!(run.code, 3, "{}", run.debug());
     assert!(!run.stderr.contains("in use"), "{}", run.debug());

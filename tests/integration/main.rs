@@ -22,6 +22,7 @@ mod redfish_links;
 mod resume;
 mod safety_input;
 mod safety_limits;
+mod safety_resume;
 mod sim_kube;
 mod sim_kubectl;
 mod ssh_auth;

@@ -282,7 +282,7 @@ fn interrupt_starts_nothing_new_and_resume_finishes() {
             }
         }
     }
-    let resumed = fleet.resume(&journal_path, &["--concurrency", "3"]);
+    let resumed = fleet.resume(&journal_path, &["--concurrency", "3", "--override-journal"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     for name in &fleet.names {
         assert_eq!(fleet.count_events(name, "reboot-requested"), 1, "{name}");

@@ -1,5 +1,5 @@
 //! A resumed run goes on as it started: its transport, command, rate, concurrency and timeouts
-//! come from the journal, except what the resuming command line gives explicitly (journaled).
+//! come from the journal, except what the resuming command line overrides explicitly (journaled).
 
 use std::process::Stdio;
 
@@ -48,9 +48,21 @@ fn a_resume_keeps_the_runs_rate_and_limits_unless_told_otherwise_and_says_so() {
     let dispatched = state.records.values().filter(|r| !r.attempts.is_empty()).count();
     assert_eq!(dispatched, 1, "the journaled rate still spaces the reboots after a resume");
     assert_eq!(resumes(&journal)[0], (Some(1), 1, vec![]), "journaled settings, nothing overridden");
-    // An explicit flag overrides, and the journal says which.
+    // An explicit flag that contradicts the journal overrides it with --override-journal, and
+    // the journal says which.
     let run: Run = sim
-        .fleetboot(&["reboot", "--resume", j, "--rate", "unlimited", "--concurrency", "2", "--poll-interval", "200ms"])
+        .fleetboot(&[
+            "reboot",
+            "--resume",
+            j,
+            "--rate",
+            "unlimited",
+            "--concurrency",
+            "2",
+            "--poll-interval",
+            "200ms",
+            "--override-journal",
+        ])
         .output()
         .unwrap()
         .into();

@@ -62,6 +62,9 @@ pub enum Outcome {
     /// Its BMC reports it powered off: left off, not rebooted (`fleetboot power on
     /// --yes-power-on` switches it on on purpose).
     PoweredOff,
+    /// Came back from a `systemctl soft-reboot` with the same boot ID: userspace restarted,
+    /// the kernel did not. Not proven as a reboot; counts as a failure.
+    SoftRebooted,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -83,6 +86,7 @@ impl HostOutcome {
             Phase::Skipped | Phase::Pending => Outcome::Skipped,
             Phase::Cancelled => Outcome::Cancelled,
             Phase::PoweredOff => Outcome::PoweredOff,
+            Phase::SoftRebooted => Outcome::SoftRebooted,
             Phase::Dispatching | Phase::Dispatched | Phase::Down | Phase::Back => Outcome::Interrupted,
         };
         let went_down = record.down_at_ms.or(record.dispatched_at_ms);
@@ -132,7 +136,7 @@ impl Summary {
 
     pub fn exit_code(&self) -> crate::ExitCode {
         // A host left powered off was not rebooted: someone must look at it.
-        if self.count(Outcome::Failed) + self.count(Outcome::PoweredOff) > 0 {
+        if self.count(Outcome::Failed) + self.count(Outcome::PoweredOff) + self.count(Outcome::SoftRebooted) > 0 {
             crate::ExitCode::HostsFailed
         } else if self.aborted || self.hosts.iter().any(|h| h.outcome != Outcome::Rebooted) {
             crate::ExitCode::Incomplete

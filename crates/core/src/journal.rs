@@ -79,6 +79,21 @@ pub enum Entry {
         host: String,
         boot_id: String,
     },
+    /// systemd's `SoftRebootsCount` read with the boot ID before the reboot: a host that comes
+    /// back with the same boot ID and a higher count did a userspace-only soft reboot.
+    SoftRebootCount {
+        host: String,
+        count: u64,
+    },
+    /// The host came back with its old boot ID and a higher `SoftRebootsCount`: a
+    /// `systemctl soft-reboot` (userspace restarted, the kernel did not). Not a proven reboot,
+    /// and nothing is pending any more: the host is not watched further or sent another one.
+    SoftRebooted {
+        host: String,
+        boot_id: String,
+        count_before: u64,
+        count_after: u64,
+    },
     /// Written and fsynced *before* the reboot command is sent: from here on a resume must
     /// never send another one, only wait for a new boot ID. `bmc`: sent as a Redfish reset
     /// of this kind instead of over SSH.
@@ -232,6 +247,55 @@ pub struct RunSettings {
     pub timeout_ms: u64,
     pub scheduled_delay_ms: u64,
     pub poll_interval_ms: u64,
+    /// How a reboot is proven and what a failure or an abort does (absent in journals written
+    /// before they were recorded: a resume of such a journal takes today's configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RunPolicy>,
+}
+
+/// The proof, abort and failure rules of a run: a resume that dropped any of them would prove
+/// reboots differently from the run it continues.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPolicy {
+    /// `--boot-id-command`.
+    pub boot_id_command: String,
+    /// `--check-command`: must exit 0 once the host is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_command: Option<String>,
+    /// `--cancel-pending-on-abort`.
+    pub cancel_pending_on_abort: bool,
+    /// `--max-failures`.
+    pub max_failures: FailureBudget,
+    /// When the BMC takes over from SSH (`[redfish]`; no credentials).
+    pub fallback: FallbackSpec,
+}
+
+/// `--max-failures`: failed hosts tolerated before no new reboot starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureBudget {
+    Count(usize),
+    Percent(u8),
+}
+
+impl std::fmt::Display for FailureBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureBudget::Count(n) => write!(f, "{n}"),
+            FailureBudget::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// The BMC fallback policy as journaled (`[redfish] fallback_on_*`, `graceful_timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackSpec {
+    pub on_unreachable: bool,
+    pub on_auth_failure: bool,
+    pub on_host_key: bool,
+    pub on_hung: bool,
+    /// GracefulRestart → ForceRestart after this long without a new boot ID.
+    pub graceful_timeout_ms: u64,
 }
 
 /// The settings given explicitly on this command line (flags, not config defaults).
@@ -245,10 +309,20 @@ pub struct SettingsOverrides {
     pub timeout_ms: Option<u64>,
     pub scheduled_delay_ms: Option<u64>,
     pub poll_interval_ms: Option<u64>,
+    pub boot_id_command: Option<String>,
+    /// `Some(None)`: explicitly no check (`--check-command ''`).
+    pub check_command: Option<Option<String>>,
+    pub cancel_pending_on_abort: Option<bool>,
+    pub max_failures: Option<FailureBudget>,
+    /// An explicit value that differs from the journaled one is refused unless the user also
+    /// said `--override-journal`. (The migration's own reboot step leaves it off: its
+    /// `--reboot-concurrency` is the only value it passes, and it overrides as it always did.)
+    pub refuse_conflicts: bool,
 }
 
 impl RunSettings {
-    /// The names of the settings that differ between `self` and `other`.
+    /// The names of the settings that differ between `self` and `other`. The policy's fields
+    /// are compared only when both record one.
     pub fn differences(&self, other: &RunSettings) -> Vec<String> {
         let mut out = Vec::new();
         let mut check = |name: &str, differs: bool| {
@@ -263,20 +337,139 @@ impl RunSettings {
         check("timeout", self.timeout_ms != other.timeout_ms);
         check("scheduled_delay", self.scheduled_delay_ms != other.scheduled_delay_ms);
         check("poll_interval", self.poll_interval_ms != other.poll_interval_ms);
+        if let (Some(a), Some(b)) = (&self.policy, &other.policy) {
+            check("boot_id_command", a.boot_id_command != b.boot_id_command);
+            check("check_command", a.check_command != b.check_command);
+            check("cancel_pending_on_abort", a.cancel_pending_on_abort != b.cancel_pending_on_abort);
+            check("max_failures", a.max_failures != b.max_failures);
+            // A graceful wait of 0 means the run had no BMC to wait on: no difference by itself.
+            let (fa, fb) = (a.fallback, b.fallback);
+            let graceful_differs =
+                fa.graceful_timeout_ms != fb.graceful_timeout_ms && fa.graceful_timeout_ms > 0 && fb.graceful_timeout_ms > 0;
+            check(
+                "fallback",
+                FallbackSpec { graceful_timeout_ms: 0, ..fa } != FallbackSpec { graceful_timeout_ms: 0, ..fb } || graceful_differs,
+            );
+        }
         out
     }
 }
 
-/// The settings a resumed run uses: the journaled ones (or, for a journal written before they
-/// were recorded, `fallback`, today's configuration), with every explicit override applied.
-/// Returns them and the names of the settings that now differ from the journaled ones (to be
-/// journaled with `run_resumed`). Pure.
+/// An explicit flag of a resume that disagrees with the journaled run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingConflict {
+    /// The flag, as typed (`--check-command`).
+    pub flag: &'static str,
+    pub journaled: String,
+    pub given: String,
+}
+
+impl std::fmt::Display for SettingConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (the journal says {})", self.flag, self.given, self.journaled)
+    }
+}
+
+/// What a resume runs with, from [`resume_settings`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumedSettings {
+    pub settings: RunSettings,
+    /// The settings that now differ from the journaled ones (journaled with `run_resumed`).
+    pub overridden: Vec<String>,
+    /// What the journal did not record (written by an older fleetboot), taken from today's
+    /// configuration instead: to be said to the user.
+    pub not_journaled: Vec<&'static str>,
+}
+
+fn shown_command(command: &Option<String>) -> String {
+    command.as_ref().map_or_else(|| "none".to_owned(), |c| format!("{c:?}"))
+}
+
+fn shown_ms(ms: u64) -> String {
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+}
+
+fn shown_rate(rate: &Option<RateSpec>) -> String {
+    match rate {
+        None => "unlimited".to_owned(),
+        Some(r) => format!("{}/{}", r.count, shown_ms(r.per_ms)),
+    }
+}
+
+/// The settings a resumed run uses: the journaled ones (or, for what a journal written before
+/// it was recorded lacks, `fallback`, today's configuration), with every explicit override
+/// applied. With `overrides.refuse_conflicts`, an explicit value that differs from a journaled
+/// one is refused instead, each conflict named. Pure.
 pub fn resume_settings(
     journaled: Option<&RunSettings>,
     fallback: &RunSettings,
     overrides: &SettingsOverrides,
-) -> (RunSettings, Vec<String>) {
-    let base = journaled.unwrap_or(fallback).clone();
+) -> Result<ResumedSettings, Vec<SettingConflict>> {
+    let base = journaled.cloned().unwrap_or_else(|| fallback.clone());
+    let mut not_journaled = Vec::new();
+    if journaled.is_none() {
+        not_journaled.extend(["transport", "command", "rate", "concurrency", "timeouts"]);
+    }
+    let base_policy = match (&base.policy, &fallback.policy) {
+        (Some(policy), _) => Some(policy.clone()),
+        (None, today) => {
+            not_journaled.extend(["boot-ID command", "check command", "cancel policy", "max failures", "fallback policy"]);
+            today.clone()
+        }
+    };
+    let recorded_policy = journaled.and_then(|j| j.policy.as_ref());
+    let mut conflicts = Vec::new();
+    let mut conflict = |flag: &'static str, journaled: String, given: String| {
+        if journaled != given {
+            conflicts.push(SettingConflict { flag, journaled, given });
+        }
+    };
+    if let Some(j) = journaled {
+        let o = overrides;
+        if let Some(t) = o.transport {
+            conflict("--transport", format!("{:?}", j.transport).to_lowercase(), format!("{t:?}").to_lowercase());
+        }
+        if let Some(c) = &o.command {
+            conflict("--command", format!("{:?}", j.command), format!("{c:?}"));
+        }
+        if let Some(r) = &o.rate {
+            conflict("--rate", shown_rate(&j.rate), shown_rate(r));
+        }
+        if let Some(c) = o.concurrency {
+            conflict("--concurrency", j.concurrency.to_string(), c.to_string());
+        }
+        if let Some(t) = o.timeout_ms {
+            conflict("--reboot-timeout", shown_ms(j.timeout_ms), shown_ms(t));
+        }
+        if let Some(p) = o.poll_interval_ms {
+            conflict("--poll-interval", shown_ms(j.poll_interval_ms), shown_ms(p));
+        }
+    }
+    if let Some(p) = recorded_policy {
+        let o = overrides;
+        if let Some(c) = &o.boot_id_command {
+            conflict("--boot-id-command", format!("{:?}", p.boot_id_command), format!("{c:?}"));
+        }
+        if let Some(c) = &o.check_command {
+            conflict("--check-command", shown_command(&p.check_command), shown_command(c));
+        }
+        if let Some(c) = o.cancel_pending_on_abort {
+            conflict("--cancel-pending-on-abort", p.cancel_pending_on_abort.to_string(), c.to_string());
+        }
+        if let Some(m) = o.max_failures {
+            conflict("--max-failures", p.max_failures.to_string(), m.to_string());
+        }
+    }
+    if overrides.refuse_conflicts && !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    let policy = base_policy.map(|p| RunPolicy {
+        boot_id_command: overrides.boot_id_command.clone().unwrap_or(p.boot_id_command),
+        check_command: overrides.check_command.clone().unwrap_or(p.check_command),
+        cancel_pending_on_abort: overrides.cancel_pending_on_abort.unwrap_or(p.cancel_pending_on_abort),
+        max_failures: overrides.max_failures.unwrap_or(p.max_failures),
+        fallback: p.fallback,
+    });
     let merged = RunSettings {
         transport: overrides.transport.unwrap_or(base.transport),
         command: overrides.command.clone().unwrap_or_else(|| base.command.clone()),
@@ -285,9 +478,10 @@ pub fn resume_settings(
         timeout_ms: overrides.timeout_ms.unwrap_or(base.timeout_ms),
         scheduled_delay_ms: overrides.scheduled_delay_ms.unwrap_or(base.scheduled_delay_ms),
         poll_interval_ms: overrides.poll_interval_ms.unwrap_or(base.poll_interval_ms),
+        policy,
     };
-    let overridden = base.differences(&merged);
-    (merged, overridden)
+    let overridden = RunSettings { policy: recorded_policy.cloned(), ..base }.differences(&merged);
+    Ok(ResumedSettings { settings: merged, overridden, not_journaled })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +501,8 @@ impl Entry {
     pub fn host(&self) -> Option<&str> {
         match self {
             Entry::BootIdRead { host, .. }
+            | Entry::SoftRebootCount { host, .. }
+            | Entry::SoftRebooted { host, .. }
             | Entry::Dispatching { host, .. }
             | Entry::Dispatched { host, .. }
             | Entry::FallingBack { host, .. }
@@ -341,6 +537,8 @@ pub enum Phase {
     Skipped,
     /// Found powered off through its BMC and left so: not rebooted, not failed.
     PoweredOff,
+    /// Came back from a `systemctl soft-reboot`: same kernel, same boot ID.
+    SoftRebooted,
 }
 
 /// Everything the journal says about one host.
@@ -366,6 +564,8 @@ pub struct HostRecord {
     pub attempts: Vec<Attempt>,
     /// SSH could not reach this node: the API alone can show its new boot ID.
     pub ssh_unusable: bool,
+    /// systemd's `SoftRebootsCount` before the reboot, when the host reports one.
+    pub soft_reboots_before: Option<u64>,
 }
 
 /// One reboot sent to a host.
@@ -399,6 +599,7 @@ impl HostRecord {
             skipped_because: None,
             attempts: Vec::new(),
             ssh_unusable: false,
+            soft_reboots_before: None,
         }
     }
 
@@ -430,6 +631,21 @@ impl HostRecord {
                 }
             }
             Entry::FallingBack { ssh_reached, .. } => self.ssh_unusable |= !*ssh_reached,
+            Entry::SoftRebootCount { count, .. } => {
+                if !self.reboot_pending {
+                    self.soft_reboots_before = Some(*count);
+                }
+            }
+            Entry::SoftRebooted { count_before, count_after, boot_id, .. } => {
+                self.phase = Phase::SoftRebooted;
+                self.reboot_pending = false;
+                self.failure = Some((
+                    Stage::Confirm,
+                    format!(
+                        "soft-rebooted, not a kernel reboot: boot ID still {boot_id}, systemd's SoftRebootsCount {count_before} → {count_after} (userspace restarted, the kernel did not)"
+                    ),
+                ));
+            }
             Entry::Down { .. } => {
                 self.phase = Phase::Down;
                 if let Some(last) = self.attempts.last_mut() {
@@ -487,6 +703,9 @@ impl HostRecord {
     pub fn resume_action(&self) -> ResumeAction {
         match (self.phase, self.reboot_pending) {
             (Phase::Confirmed, _) => ResumeAction::Done,
+            // The reboot became a soft reboot: nothing is pending, and the same command would
+            // do the same again. Reported, never re-sent by a resume.
+            (Phase::SoftRebooted, _) => ResumeAction::Done,
             // Back with a new boot ID: the reboot happened; only the check is outstanding.
             (Phase::Back, _) => ResumeAction::Check,
             (_, true) => ResumeAction::AwaitNewBootId,
@@ -524,7 +743,7 @@ pub struct RunState {
 impl RunState {
     /// How many hosts stand failed: the `--max-failures` budget a resume starts from.
     pub fn failed_hosts(&self) -> usize {
-        self.records.values().filter(|r| r.phase == Phase::Failed).count()
+        self.records.values().filter(|r| matches!(r.phase, Phase::Failed | Phase::SoftRebooted)).count()
     }
 
     /// When the last reboot of the run was sent (the rate's spacing counts from there).
@@ -722,6 +941,22 @@ mod tests {
         assert!(err.to_string().contains("journal j.jsonl: record 3 starts a second run (other) inside run r"), "{err}");
     }
 
+    fn policy() -> RunPolicy {
+        RunPolicy {
+            boot_id_command: "cat /proc/sys/kernel/random/boot_id".into(),
+            check_command: Some("systemctl is-system-running --wait".into()),
+            cancel_pending_on_abort: true,
+            max_failures: FailureBudget::Percent(10),
+            fallback: FallbackSpec {
+                on_unreachable: true,
+                on_auth_failure: false,
+                on_host_key: false,
+                on_hung: true,
+                graceful_timeout_ms: 300_000,
+            },
+        }
+    }
+
     fn settings() -> RunSettings {
         RunSettings {
             transport: TransportMode::Auto,
@@ -731,27 +966,93 @@ mod tests {
             timeout_ms: 600_000,
             scheduled_delay_ms: 60_000,
             poll_interval_ms: 2_000,
+            policy: Some(policy()),
         }
     }
 
     #[test]
     fn a_resume_keeps_the_journaled_settings_unless_overridden_and_names_what_changed() {
         let journaled = settings();
-        let today = RunSettings { concurrency: 50, rate: None, transport: TransportMode::Ssh, ..settings() };
+        let today = RunSettings { concurrency: 50, rate: None, transport: TransportMode::Ssh, policy: None, ..settings() };
         // No override: the journal's settings, not today's configuration.
-        let (merged, overridden) = resume_settings(Some(&journaled), &today, &SettingsOverrides::default());
-        assert_eq!(merged, journaled);
-        assert!(overridden.is_empty());
+        let resumed = resume_settings(Some(&journaled), &today, &SettingsOverrides::default()).unwrap();
+        assert_eq!(resumed.settings, journaled);
+        assert!(resumed.overridden.is_empty() && resumed.not_journaled.is_empty());
         // Explicit overrides win, and are named.
         let overrides = SettingsOverrides { concurrency: Some(1), rate: Some(None), ..Default::default() };
-        let (merged, overridden) = resume_settings(Some(&journaled), &today, &overrides);
-        assert_eq!(merged, RunSettings { concurrency: 1, rate: None, ..journaled.clone() });
-        assert_eq!(overridden, ["rate", "concurrency"]);
+        let resumed = resume_settings(Some(&journaled), &today, &overrides).unwrap();
+        assert_eq!(resumed.settings, RunSettings { concurrency: 1, rate: None, ..journaled.clone() });
+        assert_eq!(resumed.overridden, ["rate", "concurrency"]);
         // An override equal to the journaled value changes nothing.
-        let same = SettingsOverrides { concurrency: Some(3), ..Default::default() };
-        assert!(resume_settings(Some(&journaled), &today, &same).1.is_empty());
-        // A journal from before settings were recorded: today's configuration.
-        assert_eq!(resume_settings(None, &today, &SettingsOverrides::default()).0, today);
+        let same = SettingsOverrides { concurrency: Some(3), refuse_conflicts: true, ..Default::default() };
+        assert!(resume_settings(Some(&journaled), &today, &same).unwrap().overridden.is_empty());
+        // A journal from before settings were recorded: today's configuration, and said so.
+        let old = resume_settings(None, &today, &SettingsOverrides::default()).unwrap();
+        assert_eq!(old.settings, today);
+        assert!(old.not_journaled.contains(&"concurrency"), "{:?}", old.not_journaled);
+    }
+
+    #[test]
+    fn a_resume_keeps_the_journaled_policy_and_refuses_a_conflicting_flag_naming_both_values() {
+        let journaled = settings();
+        let today = RunSettings {
+            policy: Some(RunPolicy {
+                check_command: None,
+                max_failures: FailureBudget::Count(0),
+                cancel_pending_on_abort: false,
+                ..policy()
+            }),
+            ..settings()
+        };
+        // Today's configuration (no check command, no failures) does not replace the journal's.
+        let resumed =
+            resume_settings(Some(&journaled), &today, &SettingsOverrides { refuse_conflicts: true, ..Default::default() }).unwrap();
+        assert_eq!(resumed.settings.policy, Some(policy()));
+        // An explicit, different value is refused, each flag named with both values.
+        let given = SettingsOverrides {
+            check_command: Some(Some("true".into())),
+            max_failures: Some(FailureBudget::Count(2)),
+            boot_id_command: Some("cat /proc/sys/kernel/random/boot_id".into()),
+            refuse_conflicts: true,
+            ..Default::default()
+        };
+        let conflicts = resume_settings(Some(&journaled), &today, &given).unwrap_err();
+        let shown: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                r#"--check-command "true" (the journal says "systemctl is-system-running --wait")"#,
+                "--max-failures 2 (the journal says 10%)",
+            ]
+        );
+        // With the override allowed, the given values win and are named as overridden.
+        let resumed = resume_settings(Some(&journaled), &today, &SettingsOverrides { refuse_conflicts: false, ..given }).unwrap();
+        let policy_now = resumed.settings.policy.unwrap();
+        assert_eq!((policy_now.check_command.as_deref(), policy_now.max_failures), (Some("true"), FailureBudget::Count(2)));
+        assert_eq!(resumed.overridden, ["check_command", "max_failures"]);
+    }
+
+    #[test]
+    fn a_journal_without_the_policy_resumes_with_todays_and_says_which_were_not_journaled() {
+        let journaled = RunSettings { policy: None, ..settings() };
+        let today = settings();
+        let given = SettingsOverrides { check_command: Some(None), refuse_conflicts: true, ..Default::default() };
+        let resumed = resume_settings(Some(&journaled), &today, &given).unwrap();
+        assert_eq!(resumed.settings.policy, Some(RunPolicy { check_command: None, ..policy() }));
+        assert!(resumed.not_journaled.contains(&"check command"), "{:?}", resumed.not_journaled);
+        assert!(resumed.overridden.is_empty(), "nothing journaled to override: {:?}", resumed.overridden);
+        // A run without BMCs journals no graceful wait: a resume that has them overrides nothing.
+        let mut no_bmc = settings();
+        no_bmc.policy.as_mut().unwrap().fallback.graceful_timeout_ms = 0;
+        assert!(no_bmc.differences(&settings()).is_empty());
+        let mut other = settings();
+        other.policy.as_mut().unwrap().fallback.on_hung = false;
+        assert_eq!(settings().differences(&other), ["fallback"]);
+        // The old record format still parses: a settings object without a policy.
+        let old = r#"{"transport":"auto","command":"c","concurrency":1,"timeout_ms":1,"scheduled_delay_ms":1,"poll_interval_ms":1}"#;
+        assert_eq!(serde_json::from_str::<RunSettings>(old).unwrap().policy, None);
+        let round: RunSettings = serde_json::from_str(&serde_json::to_string(&settings()).unwrap()).unwrap();
+        assert_eq!(round, settings());
     }
 
     #[test]
@@ -769,6 +1070,29 @@ mod tests {
         records.push(rec(2, Entry::RunResumed { pid: 2, settings: Some(resumed.clone()), overridden: vec!["concurrency".into()] }));
         let text: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
         assert_eq!(fold(&parse(&text, Path::new("j")).unwrap(), Path::new("j")).unwrap().settings, Some(resumed));
+    }
+
+    #[test]
+    fn a_soft_reboot_folds_to_its_own_phase_counts_as_a_failure_and_is_never_resent() {
+        let h = || "a".to_string();
+        let records = vec![
+            start(&["a"]),
+            rec(1, Entry::BootIdRead { host: h(), boot_id: "old".into() }),
+            rec(2, Entry::SoftRebootCount { host: h(), count: 2 }),
+            rec(3, Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None }),
+            // A count read while the reboot is pending never replaces the one from before it.
+            rec(4, Entry::SoftRebootCount { host: h(), count: 3 }),
+        ];
+        let state = fold(&records, Path::new("j")).unwrap();
+        assert_eq!(state.records["a"].soft_reboots_before, Some(2));
+        let mut records = records;
+        records.push(rec(5, Entry::SoftRebooted { host: h(), boot_id: "old".into(), count_before: 2, count_after: 3 }));
+        let text: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+        let state = fold(&parse(&text, Path::new("j")).unwrap(), Path::new("j")).unwrap();
+        let a = &state.records["a"];
+        assert_eq!((a.phase, a.reboot_pending, a.resume_action()), (Phase::SoftRebooted, false, ResumeAction::Done));
+        assert!(a.failure.as_ref().unwrap().1.contains("SoftRebootsCount 2 → 3"), "{:?}", a.failure);
+        assert_eq!(state.failed_hosts(), 1);
     }
 
     #[test]

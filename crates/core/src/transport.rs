@@ -52,11 +52,27 @@ pub trait PowerTransport: Send + Sync + 'static {
     fn read_boot_id_before_reboot(&self, host: &Host) -> impl Future<Output = Result<String, TransportError>> + Send {
         self.read_boot_id(host)
     }
+    /// systemd's `SoftRebootsCount` (soft reboots since the last full boot), when the host
+    /// reports one; None when it cannot (no systemd, systemd < 256, no answer). Read with the
+    /// boot ID: a later count that went up under the same boot ID is a soft reboot.
+    fn soft_reboot_count(&self, host: &Host) -> impl Future<Output = Option<u64>> + Send {
+        let _ = host;
+        async { None }
+    }
     /// This host's task is over: whatever the transport kept for it goes.
     fn release(&self, host: &Host) -> impl Future<Output = ()> + Send {
         let _ = host;
         async {}
     }
+}
+
+/// Reads systemd's soft-reboot count (`org.freedesktop.systemd1(5)`, Manager property
+/// `SoftRebootsCount`, systemd 256); an older systemd prints an empty line.
+pub const SOFT_REBOOTS_COMMAND: &str = "systemctl show --property=SoftRebootsCount --value";
+
+/// The count [`SOFT_REBOOTS_COMMAND`] printed, when it printed one.
+pub fn parse_soft_reboots(output: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(output).trim().parse().ok()
 }
 
 /// A boot ID as printed by `cat /proc/sys/kernel/random/boot_id`: one non-empty line.

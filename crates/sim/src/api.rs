@@ -114,19 +114,22 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl s
     }
 }
 
+/// Decodes `%XX` escapes and `+` byte by byte (RFC 3986 section 2.1: an escape is `%` and two
+/// hex digits, which are ASCII; anything else after `%`, raw UTF-8 included, stays as it is).
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
+            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
                     i += 3;
                     continue;
                 }
-                Err(_) => out.push(b'%'),
+                _ => out.push(b'%'),
             },
             b'+' => out.push(b' '),
             b => out.push(b),
@@ -134,6 +137,33 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a `Host` header names this machine's loopback (`localhost`, `127.x.y.z` or `[::1]`,
+/// with or without a port). The control endpoint answers only such requests: a page in the
+/// admin's browser that reaches the simulation through a DNS name rebound to 127.0.0.1 still
+/// sends that name as its Host (the usual defence against DNS rebinding).
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()) => inside,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.parse::<u16>().is_ok() => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a `Content-Type` is JSON (`application/json`, parameters allowed). A browser sends a
+/// cross-origin POST without a CORS preflight only as `text/plain`, form or multipart
+/// (the Fetch standard's "CORS-safelisted request-header"), so requiring JSON keeps a web page
+/// from posting faults.
+fn json_content_type(value: &str) -> bool {
+    value.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 struct Query(Vec<(String, String)>);
@@ -282,6 +312,21 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
     let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned();
     let query = Query::parse(req.uri().query());
     if let Some(rest) = req.uri().path().strip_prefix("/sim/v1/") {
+        let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
+        if !header("host").is_some_and(loopback_host) {
+            return status_error(
+                403,
+                "Forbidden",
+                "the simulation's control endpoint answers only a loopback Host (localhost, 127.x.y.z or [::1])".into(),
+            );
+        }
+        if !header("content-type").is_some_and(json_content_type) {
+            return status_error(
+                415,
+                "UnsupportedMediaType",
+                "the simulation's control endpoint takes only Content-Type: application/json".into(),
+            );
+        }
         let rest = rest.to_owned();
         let method = req.method().clone();
         let body = match read_body(req).await {
@@ -568,5 +613,34 @@ mod tests {
         assert_eq!(q.get("labelSelector"), Some("node-role.kubernetes.io/worker="));
         assert!(q.flag("watch"));
         assert_eq!(q.get("x"), Some("a b"));
+    }
+
+    #[test]
+    fn percent_decoding_works_on_bytes_and_leaves_what_is_no_escape() {
+        // Raw UTF-8 right after '%' (a multi-byte character) once panicked on a str slice.
+        assert_eq!(percent_decode("%é"), "%é");
+        assert_eq!(percent_decode("a%€b%"), "a%€b%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%41%zz%c3%a9+"), "A%zzé ");
+        // Escapes that make no UTF-8 decode lossily, never panic.
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+        let q = Query::parse(Some("labelSelector=%E2%9C%93&%=%%"));
+        assert_eq!(q.get("labelSelector"), Some("✓"));
+        assert_eq!(q.get("%"), Some("%%"));
+    }
+
+    #[test]
+    fn the_control_endpoint_takes_only_loopback_hosts_and_json() {
+        for good in ["127.0.0.1:6443", "127.3.2.1", "localhost:1", "LOCALHOST", "[::1]:80", "[::1]"] {
+            assert!(loopback_host(good), "{good}");
+        }
+        for bad in ["evil.example:6443", "127.0.0.1.evil.example", "10.0.0.1:80", "", "[::1]x", "localhost:99999", "127.0.0.1:", "[::2]:1"]
+        {
+            assert!(!loopback_host(bad), "{bad}");
+        }
+        assert!(json_content_type("application/json") && json_content_type("Application/JSON; charset=utf-8"));
+        for bad in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "", "application/jsonx"] {
+            assert!(!json_content_type(bad), "{bad}");
+        }
     }
 }

@@ -76,6 +76,9 @@ pub struct SimNode {
     pub hung: AtomicBool,
     timings: Timings,
     boot_id: Mutex<String>,
+    /// systemd's `SoftRebootsCount` (org.freedesktop.systemd1(5), Manager): soft reboots since
+    /// the last full boot, 0 after a kernel boot.
+    soft_reboots: std::sync::atomic::AtomicU64,
     phase: Mutex<Phase>,
     host_key: Mutex<PrivateKey>,
     authorized: PublicKey,
@@ -120,6 +123,7 @@ impl SimNode {
             hung: AtomicBool::new(false),
             timings,
             boot_id: Mutex::new(new_boot_id()),
+            soft_reboots: std::sync::atomic::AtomicU64::new(0),
             phase: Mutex::new(Phase::Up),
             host_key: Mutex::new(random_ed25519()),
             authorized,
@@ -295,6 +299,41 @@ impl SimNode {
         *self.reboot_task.lock().unwrap() = Some(tokio::spawn(async move { node.boot().await }));
     }
 
+    /// `systemctl soft-reboot` (systemd >= 254, systemd-soft-reboot.service(8)): a
+    /// userspace-only reboot. Every process is killed (SSH sessions end, the kubelet
+    /// restarts), the service manager re-executes and boots userspace again, but the kernel
+    /// keeps running: the boot ID (`/proc/sys/kernel/random/boot_id`, the kernel's) stays the
+    /// same and `SoftRebootsCount` goes up by one. Userspace comes back after a fraction of a
+    /// full boot (no firmware, boot loader, kernel or initrd).
+    pub fn soft_reboot(self: &Arc<Self>) -> bool {
+        let mut phase = self.phase.lock().unwrap();
+        if *phase != Phase::Up {
+            self.note("reboot-requested-again");
+            return false;
+        }
+        *phase = Phase::RebootScheduled;
+        self.note("soft-reboot-requested");
+        let node = self.clone();
+        *self.reboot_task.lock().unwrap() = Some(tokio::spawn(async move {
+            *node.phase.lock().unwrap() = Phase::Down;
+            node.stop_ssh();
+            node.note("soft-reboot");
+            let _ = node.events.send(NodeEvent::WentDown(node.name.clone()));
+            tokio::time::sleep(node.timings.boot_time / 4).await;
+            node.soft_reboots.fetch_add(1, Ordering::SeqCst);
+            for _ in 0..50 {
+                if node.start_ssh().await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            *node.phase.lock().unwrap() = Phase::Up;
+            node.note("up");
+            let _ = node.events.send(NodeEvent::Booted(node.name.clone()));
+        }));
+        true
+    }
+
     /// `shutdown -c`: cancels a reboot that has not begun.
     pub fn cancel_reboot(&self) -> bool {
         let mut phase = self.phase.lock().unwrap();
@@ -338,6 +377,9 @@ impl SimNode {
         if !self.faults.same_boot_id.load(Ordering::SeqCst) {
             *self.boot_id.lock().unwrap() = new_boot_id();
         }
+        // A full boot starts the count again (org.freedesktop.systemd1(5): soft reboots "since
+        // the last full boot").
+        self.soft_reboots.store(0, Ordering::SeqCst);
         if self.faults.new_host_key_after_reboot.load(Ordering::SeqCst) {
             *self.host_key.lock().unwrap() = random_ed25519();
         }
@@ -382,6 +424,16 @@ impl SimNode {
                     )
                 };
                 (String::new(), msg, 0)
+            }
+            "sudo systemctl soft-reboot" => {
+                if self.faults.refuse_sudo.load(Ordering::SeqCst) {
+                    return (String::new(), "sudo: a password is required\n".into(), 1);
+                }
+                self.soft_reboot();
+                (String::new(), String::new(), 0)
+            }
+            "systemctl show --property=SoftRebootsCount --value" | "systemctl show -P SoftRebootsCount" => {
+                (format!("{}\n", self.soft_reboots.load(Ordering::SeqCst)), String::new(), 0)
             }
             "sudo shutdown -c" => {
                 self.cancel_reboot();

@@ -126,7 +126,7 @@ async fn resume_host<T: PowerTransport>(
     }
     let last_sent = match action {
         ResumeAction::Check => attempts.last().map_or(since, |a| a.at_ms),
-        _ => watch_for_new_boot(shared, host, &old, attempts, record.phase == Phase::Down, ssh_usable).await?,
+        _ => watch_for_new_boot(shared, host, &old, attempts, record.phase == Phase::Down, ssh_usable, record.soft_reboots_before).await?,
     };
     confirm(shared, host, &old, last_sent, ssh_usable).await
 }
@@ -211,6 +211,11 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
         Some((_, ssh_usable)) => (read_again_or_fail(shared, host, ssh_usable).await?, ssh_usable),
     };
     shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() })?;
+    let mut soft_before = None;
+    if ssh_usable && let Some(count) = shared.transport.soft_reboot_count(host).await {
+        shared.record(Entry::SoftRebootCount { host: name(), count })?;
+        soft_before = Some(count);
+    }
     let old = match shared.rate_send().await {
         None => {
             let stop = skip("the run was interrupted before this host started");
@@ -245,7 +250,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
             Err(e) => return Err(shared.fail(host, Stage::Dispatch, e.to_string(), false)),
         }
     };
-    let last_sent = watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable).await?;
+    let last_sent = watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable, soft_before).await?;
     confirm(shared, host, &old, last_sent, ssh_usable).await
 }
 
@@ -371,6 +376,10 @@ async fn bmc_reset<T: PowerTransport>(
 /// Watches until the host shows a boot ID other than `old`: over SSH (each poll one
 /// connection), or, for a node SSH cannot reach, through the cluster API's Node watch.
 /// Between polls the escalation ladder decides: keep waiting, reset through the BMC, or fail.
+/// A host that answers with its old boot ID once it was seen down, or once a scheduled
+/// shutdown would have begun, is asked for systemd's soft-reboot count: one higher than
+/// `soft_before` is a `systemctl soft-reboot`, reported at once (never waited on to the
+/// deadline, never escalated to the BMC: the node is up).
 /// Ok: back, with the time the last reboot was sent (the API's deadline counts from there).
 async fn watch_for_new_boot<T: PowerTransport>(
     shared: &Shared<T>,
@@ -379,6 +388,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
     mut attempts: Vec<Attempt>,
     already_down: bool,
     ssh_usable: bool,
+    soft_before: Option<u64>,
 ) -> Result<u64, Stop> {
     let name = || host.name.clone();
     let ladder = shared.ladder(host);
@@ -402,7 +412,18 @@ async fn watch_for_new_boot<T: PowerTransport>(
             };
             answered_with_old = matches!(&probe, Ok(id) if id == old);
             match probe {
-                Ok(id) if id == old => {}
+                Ok(id) if id == old => {
+                    let past_schedule = attempts
+                        .last()
+                        .is_some_and(|a| shared.clock.now_ms() >= a.at_ms + shared.settings.scheduled_delay.as_millis() as u64);
+                    if let Some(before) = soft_before.filter(|_| down || past_schedule)
+                        && let Some(after) = shared.transport.soft_reboot_count(host).await.filter(|after| *after > before)
+                    {
+                        shared.record(Entry::SoftRebooted { host: name(), boot_id: id, count_before: before, count_after: after })?;
+                        uncordon(shared, host).await;
+                        return Err(Stop::Journaled);
+                    }
+                }
                 Ok(id) => {
                     shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: false })?;
                     return Ok(attempts.last().map_or(0, |a| a.at_ms));

@@ -22,13 +22,13 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::adapters::bmc::RedfishPower;
-use crate::adapters::config::{FallbackPolicy, RebootSettings, TransportChoice};
+use crate::adapters::config::{FallbackPolicy, MaxFailures, RebootSettings, TransportChoice};
 use crate::adapters::journal::{Entry, HostRecord, JOURNAL_VERSION, JournalError, JournalWriter, Record, ResumeAction, RunState};
 use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, HostOutcome, Summary};
 use fleetboot_core::hosts::Host;
-use fleetboot_core::journal::{RateSpec, RunSettings, TransportMode};
+use fleetboot_core::journal::{FailureBudget, FallbackSpec, RateSpec, RunPolicy, RunSettings, TransportMode};
 use fleetboot_core::plan::Plan;
 use fleetboot_core::transport::{PowerTransport, TransportError};
 
@@ -384,7 +384,8 @@ impl<T: PowerTransport> Shared<T> {
             return Err(Stop::JournalBroken);
         }
         match &record.entry {
-            Entry::Failed { host, .. } => {
+            // A soft reboot is no proven reboot: it counts against --max-failures as a failure.
+            Entry::Failed { host, .. } | Entry::SoftRebooted { host, .. } => {
                 self.failed.lock().unwrap().insert(host.clone());
             }
             Entry::Confirmed { host } => {
@@ -553,6 +554,50 @@ pub fn journaled_settings(settings: &RebootSettings) -> RunSettings {
         timeout_ms: settings.timeout.as_millis() as u64,
         scheduled_delay_ms: settings.scheduled_delay.as_millis() as u64,
         poll_interval_ms: settings.poll_interval.as_millis() as u64,
+        policy: None,
+    }
+}
+
+/// The proof, abort, failure and fallback rules a resume keeps, as the journal records them.
+/// `graceful_timeout`: the BMCs' GracefulRestart → ForceRestart wait (zero: the run has no BMC).
+pub fn journaled_policy(settings: &RebootSettings, fallback: &FallbackPolicy, graceful_timeout: Duration) -> RunPolicy {
+    RunPolicy {
+        boot_id_command: settings.boot_id_command.clone(),
+        check_command: settings.check_command.clone(),
+        cancel_pending_on_abort: settings.cancel_pending_on_abort,
+        max_failures: match settings.max_failures {
+            MaxFailures::Count(n) => FailureBudget::Count(n),
+            MaxFailures::Percent(p) => FailureBudget::Percent(p),
+        },
+        fallback: FallbackSpec {
+            on_unreachable: fallback.on_unreachable,
+            on_auth_failure: fallback.on_auth_failure,
+            on_host_key: fallback.on_host_key,
+            on_hung: fallback.on_hung,
+            graceful_timeout_ms: graceful_timeout.as_millis() as u64,
+        },
+    }
+}
+
+/// Puts a journaled policy back: the reboot settings' part, the fallback policy, and the BMCs'
+/// graceful wait (when the run had BMCs).
+pub fn apply_run_policy(settings: &mut RebootSettings, fallback: &mut FallbackPolicy, graceful_timeout: &mut Duration, policy: &RunPolicy) {
+    settings.boot_id_command.clone_from(&policy.boot_id_command);
+    settings.check_command.clone_from(&policy.check_command);
+    settings.cancel_pending_on_abort = policy.cancel_pending_on_abort;
+    settings.max_failures = match policy.max_failures {
+        FailureBudget::Count(n) => MaxFailures::Count(n),
+        FailureBudget::Percent(p) => MaxFailures::Percent(p),
+    };
+    let f = &policy.fallback;
+    *fallback = FallbackPolicy {
+        on_unreachable: f.on_unreachable,
+        on_auth_failure: f.on_auth_failure,
+        on_host_key: f.on_host_key,
+        on_hung: f.on_hung,
+    };
+    if f.graceful_timeout_ms > 0 {
+        *graceful_timeout = Duration::from_millis(f.graceful_timeout_ms);
     }
 }
 
@@ -605,14 +650,16 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     let failed: BTreeSet<String> = prior
         .iter()
         .flat_map(|p| p.records.iter())
-        .filter(|(_, r)| r.phase == fleetboot_core::journal::Phase::Failed)
+        .filter(|(_, r)| matches!(r.phase, fleetboot_core::journal::Phase::Failed | fleetboot_core::journal::Phase::SoftRebooted))
         .map(|(name, _)| name.clone())
         .collect();
     let prior_records = || prior.iter().flat_map(|p| p.records.iter());
     let cordoned_by_run: BTreeSet<String> = prior_records().filter(|(_, r)| r.cordoned).map(|(n, _)| n.clone()).collect();
     let touched: BTreeSet<String> = prior_records().filter(|(_, r)| !r.attempts.is_empty()).map(|(n, _)| n.clone()).collect();
     let probes = Semaphore::new(settings.parallel);
-    let run_settings = journaled_settings(&settings);
+    let graceful_timeout = bmc.as_ref().map_or(Duration::ZERO, |b| b.graceful_timeout());
+    let run_settings =
+        RunSettings { policy: Some(journaled_policy(&settings, &fallback, graceful_timeout)), ..journaled_settings(&settings) };
     let shared = Arc::new(Shared {
         transport,
         settings,

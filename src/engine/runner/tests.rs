@@ -46,6 +46,9 @@ struct Faults {
     cancel_unverifiable: bool,
     /// Answers the boot-ID read, but the connection for the reboot command is refused.
     reboot_unreachable: bool,
+    /// Every reboot is a `systemctl soft-reboot`: down and up again, same boot ID, systemd's
+    /// SoftRebootsCount one higher.
+    soft_reboot: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +88,7 @@ struct FakeHost {
     down: bool,
     up_at: Option<Instant>,
     log: Vec<(Instant, Happened)>,
+    soft_reboots: u64,
 }
 
 impl FakeHost {
@@ -108,7 +112,12 @@ impl FakeHost {
             if let Some(at) = self.up_at.filter(|at| *at <= now) {
                 self.up_at = None;
                 self.down = false;
-                self.boot += 1;
+                if self.faults.soft_reboot {
+                    self.soft_reboots += 1;
+                } else {
+                    self.boot += 1;
+                    self.soft_reboots = 0;
+                }
                 self.log.push((at, Happened::Up));
                 continue;
             }
@@ -146,6 +155,7 @@ impl World {
                     down: false,
                     up_at: None,
                     log: Vec::new(),
+                    soft_reboots: 0,
                 };
                 (n.to_string(), host)
             })
@@ -292,6 +302,16 @@ impl PowerTransport for FakeSsh {
             }
             Ok(Delivery::ExitZero)
         })
+    }
+
+    /// Only a host that soft-reboots has a systemd new enough (256) to count soft reboots; the
+    /// others answer as older ones do, so their journals hold no count.
+    async fn soft_reboot_count(&self, host: &Host) -> Option<u64> {
+        if !self.0.with(&host.name, |h| h.faults.soft_reboot) {
+            return None;
+        }
+        self.connect(host).await.ok()?;
+        Some(self.0.with(&host.name, |h| h.soft_reboots))
     }
 
     async fn cancel_reboot(&self, host: &Host) -> Result<(), TransportError> {
@@ -1214,4 +1234,27 @@ mod model {
             })?;
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_reports_a_soft_reboot_once_seen_never_escalates_it_and_a_resume_leaves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    world.set("h1", |h| h.faults.soft_reboot = true);
+    let job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    let started = Instant::now();
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::SoftRebooted);
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted);
+    assert_eq!(summary.exit_code(), crate::ExitCode::HostsFailed);
+    // Seen as soon as it answered again (the reboot delay, 60 s, and the 30 s down), long
+    // before the 10-minute deadline; no BMC reset although the fallback on a hung node is on.
+    assert!(started.elapsed() < Duration::from_secs(120), "waited {:?}", started.elapsed());
+    assert_eq!(world.reboots_received("h1"), 1);
+    let state = job.state();
+    assert_eq!(state.records["h1"].phase, Phase::SoftRebooted);
+    assert!(job.records().iter().any(|r| matches!(&r.entry, Entry::SoftRebooted { count_before: 0, count_after: 1, .. })));
+    // A resume sends it nothing more.
+    job.run().await;
+    assert_eq!(world.reboots_received("h1"), 1);
 }
