@@ -14,6 +14,7 @@ mod input;
 mod journal_lock;
 mod migrate;
 mod migrate_output;
+mod migrate_rollback;
 mod migrate_versions;
 mod netns;
 mod nodes;

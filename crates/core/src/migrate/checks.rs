@@ -263,7 +263,7 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
         findings.refusals.push(format!(
             "migration-set: Network.operator.openshift.io/cluster spec.migration.networkType is {migration_type}: a migration towards it was started; finish it, or roll it back with fleetboot migrate --to {from}"
         ));
-    } else if migration.is_some() && request.flow == Flow::TwoPhase {
+    } else if migration.is_some() && request.flow != Flow::Seed {
         findings.warnings.push(format!(
             "migration-set: spec.migration is already set ({}): the first step clears it, as the documentation does",
             migration.map(Value::to_string).unwrap_or_default()
@@ -335,18 +335,22 @@ pub fn failing_pods(pods: &[Value]) -> Vec<String> {
 }
 
 /// `--mtu` and `--geneve-port`. Pure.
-pub fn check_mtu_and_port(mtu: Option<u32>, geneve_port: Option<u32>, smallest_node_mtu: Option<u32>) -> Vec<String> {
+pub fn check_mtu_and_port(target: &str, mtu: Option<u32>, geneve_port: Option<u32>, smallest_node_mtu: Option<u32>) -> Vec<String> {
     let mut problems = Vec::new();
+    // The overlay's overhead: Geneve 100 bytes (openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`:
+    // "100 less than the smallest node MTU value"), VXLAN 50 (`modules/nw-ovn-kubernetes-rollback.adoc`:
+    // "50 less than the smallest node MTU value").
+    let (overhead, overlay) = if target == "OpenShiftSDN" { (50, "VXLAN") } else { (100, "Geneve") };
     if let Some(mtu) = mtu {
         if !(576..=9216).contains(&mtu) {
             problems.push(format!("--mtu {mtu} is outside 576..9216"));
         }
         if let Some(node_mtu) = smallest_node_mtu
-            && mtu + 100 > node_mtu
+            && mtu + overhead > node_mtu
         {
             problems.push(format!(
-                "--mtu {mtu} leaves no room for the Geneve overhead: it must be at most the smallest node MTU ({node_mtu}) minus 100 = {}",
-                node_mtu.saturating_sub(100)
+                "--mtu {mtu} leaves no room for the {overlay} overhead: it must be at most the smallest node MTU ({node_mtu}) minus {overhead} = {}",
+                node_mtu.saturating_sub(overhead)
             ));
         }
     }
@@ -767,12 +771,16 @@ mod tests {
 
     #[test]
     fn mtu_and_port_are_validated() {
-        assert!(check_mtu_and_port(Some(1400), Some(6081), Some(1500)).is_empty());
-        assert!(check_mtu_and_port(Some(1450), None, Some(1500))[0].contains("minus 100 = 1400"));
-        assert!(check_mtu_and_port(Some(100), None, None)[0].contains("576..9216"));
-        assert!(check_mtu_and_port(None, Some(0), None)[0].contains("UDP port"));
-        assert!(check_mtu_and_port(None, Some(70000), None)[0].contains("UDP port"));
-        assert!(check_mtu_and_port(None, None, None).is_empty());
+        let ovn = "OVNKubernetes";
+        assert!(check_mtu_and_port(ovn, Some(1400), Some(6081), Some(1500)).is_empty());
+        assert!(check_mtu_and_port(ovn, Some(1450), None, Some(1500))[0].contains("minus 100 = 1400"));
+        assert!(check_mtu_and_port(ovn, Some(100), None, None)[0].contains("576..9216"));
+        assert!(check_mtu_and_port(ovn, None, Some(0), None)[0].contains("UDP port"));
+        assert!(check_mtu_and_port(ovn, None, Some(70000), None)[0].contains("UDP port"));
+        assert!(check_mtu_and_port(ovn, None, None, None).is_empty());
+        // The rollback's VXLAN needs 50 bytes, not 100.
+        assert!(check_mtu_and_port("OpenShiftSDN", Some(1450), None, Some(1500)).is_empty());
+        assert!(check_mtu_and_port("OpenShiftSDN", Some(1451), None, Some(1500))[0].contains("VXLAN overhead"));
     }
 
     #[test]
