@@ -2,8 +2,9 @@
 //! `modules/nw-ovn-kubernetes-rollback.adoc`), against simulated releases whose operators follow
 //! the real ones, with `kubectl get -w` watches as the independent judges of the order: the
 //! pools are paused before the type changes and unpaused only after every node is proven
-//! rebooted. A seed-flow rollback resumes the pools the failed run paused; a rollback killed
-//! with SIGKILL resumes to the end, rebooting each node once.
+//! rebooted. The undocumented order (the forward shape, pools unpaused) leaves a node NotReady
+//! and its pool stalled; a seed-flow rollback resumes the pools the failed run paused; a
+//! rollback killed with SIGKILL resumes to the end, rebooting each node once.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -34,6 +35,10 @@ fn network_type(sim: &Sim) -> (String, String) {
 
 fn paused(sim: &Sim, pool: &str) -> bool {
     get(sim, "mcp", pool, ".spec.paused") == "true"
+}
+
+fn merge(sim: &Sim, kind: &str, name: &str, patch: &str) {
+    sim.kubectl_ok(&["patch", kind, name, "--type", "merge", "-p", patch]);
 }
 
 /// Every change the simulated network operator refused during the simulation's life.
@@ -339,6 +344,47 @@ fn release_4_16_rolls_back_a_successful_migration_as_documented() {
 #[test]
 fn release_4_16_rolls_back_a_failed_migration_as_documented() {
     rolls_back_as_documented("4.16.21", true);
+}
+
+/// The rollback in the forward two-phase shape, by hand with kubectl: `spec.migration: null`,
+/// then `spec.migration.networkType: OpenShiftSDN` with the pools unpaused. The MCO reboots a
+/// node into `configure-ovs.sh OpenShiftSDN` while OVN-Kubernetes still runs: it comes up
+/// without `br-ex`, stays NotReady, and its pool stops there.
+fn the_undocumented_order_leaves_a_node_not_ready(version: &str) {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
+    assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
+    assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
+    let judges = Judges::start(&sim);
+    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
+    judges.nodes.wait_for("a worker up but NotReady", |f| f[0].starts_with("worker") && f.get(2).is_some_and(|r| r == "False"));
+    let node = judges.not_ready().into_iter().find(|n| n.starts_with("worker")).unwrap();
+    let message = get(&sim, "node", &node, r#".status.conditions[?(@.type=="Ready")].message"#);
+    assert!(message.contains("br-ex not found") && message.contains("runs configure-ovs.sh OpenShiftSDN"), "{message}");
+    // The worker pool stalls: the node counts against maxUnavailable (1), so the MCO starts
+    // the other worker's update never; the pool is not Updated.
+    eventually("the pool counts the node unavailable", || get(&sim, "mcp", "worker", ".status.unavailableMachineCount") == "1");
+    assert_eq!(get(&sim, "mcp", "worker", r#".status.conditions[?(@.type=="Updated")].status"#), "False");
+    assert_eq!(get(&sim, "mcp", "worker", ".status.machineCount"), "2");
+    assert_eq!(get(&sim, "mcp", "worker", ".status.updatedMachineCount"), "1");
+    let other = if node == "worker-0" { "worker-1" } else { "worker-0" };
+    assert_eq!(get(&sim, "node", other, r#".metadata.annotations.machineconfiguration\.openshift\.io/state"#), "Done");
+    assert_eq!(
+        get(&sim, "node", other, r#".metadata.annotations.machineconfiguration\.openshift\.io/currentConfig"#),
+        get(&sim, "node", other, r#".metadata.annotations.machineconfiguration\.openshift\.io/desiredConfig"#),
+        "the other worker was not started"
+    );
+    assert_eq!(get(&sim, "node", &node, r#".status.conditions[?(@.type=="Ready")].status"#), "False");
+    assert_eq!(network_type(&sim).1, "OVNKubernetes", "OVN-Kubernetes still runs");
+}
+
+#[test]
+fn on_4_8_the_undocumented_rollback_order_leaves_a_node_not_ready_and_its_pool_stalled() {
+    the_undocumented_order_leaves_a_node_not_ready("4.8.57");
+}
+
+#[test]
+fn on_4_14_the_undocumented_rollback_order_leaves_a_node_not_ready_and_its_pool_stalled() {
+    the_undocumented_order_leaves_a_node_not_ready("4.14.38");
 }
 
 #[test]
