@@ -217,7 +217,7 @@ fn failed_migration(sim: &Sim) {
     let short = original.replace("[redfish]\n", "[redfish]\nfallback_on_hung = false\n").replace("timeout = \"5m\"", "timeout = \"4s\"");
     std::fs::write(sim.config(), short).unwrap();
     let child = sim
-        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"])
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--mtu", "1400", "--poll-interval", "300ms", "--output", "plain"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -250,10 +250,11 @@ fn rolls_back_as_documented(version: &str, after_failure: bool) {
         // The pools were never paused by the forward two-phase flow.
         assert!(!paused(&sim, "master") && !paused(&sim, "worker"));
     } else {
-        assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
+        assert_eq!(migrate(&sim, &["--etcd-backup-confirmed", "--mtu", "1400"]).code, 0);
         assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
     }
     assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.defaultNetwork.ovnKubernetesConfig.mtu"), "1400");
     let plan = migrate(&sim, &["--to", "OpenShiftSDN", "--plan"]);
     assert_eq!(plan.code, 0, "{}", plan.debug());
     assert!(plan.stdout.contains(&format!("flow: rollback — OpenShift {version} (4.8-4.16), rollback")), "{}", plan.stdout);

@@ -103,6 +103,10 @@ fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
     let cleanup = migrate(&sim, &["--cleanup"]);
     assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
     assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.migration"), "");
+    if flow == "two-phase" {
+        // The forward clean-up of openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`.
+        assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.defaultNetwork.openshiftSDNConfig"), "");
+    }
     assert_eq!(
         get(&sim, "network.operator.openshift.io", "cluster", r#".metadata.annotations.networkoperator\.openshift\.io/network-migration"#),
         ""
