@@ -361,6 +361,10 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             }
         }
     };
+    let refused = checks::options_refused_by_release(&version, minor_version(&version).map(|v| v.1), &rollback::flags_given(&options));
+    if !refused.is_empty() {
+        return Err(MigrateError::Preflight(refused).into());
+    }
     let subnets = checks::InternalSubnets {
         join: options.v4_internal_subnet.clone(),
         transit: options.transit_switch_subnet.clone(),
@@ -392,6 +396,8 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
                 rollback_after_failure: supersedes.is_some(),
                 subnets: &subnets,
                 release_minor: minor_version(&version).map(|v| v.1),
+                geneve_port: options.geneve_port,
+                vxlan_port: options.vxlan_port,
             },
         );
         if !findings.refusals.is_empty() {
@@ -1164,6 +1170,8 @@ async fn plan(
                 rollback_after_failure,
                 subnets,
                 release_minor: minor_version(version).map(|v| v.1),
+                geneve_port: options.geneve_port,
+                vxlan_port: options.vxlan_port,
             },
         )
     } else {

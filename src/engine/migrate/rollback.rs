@@ -48,6 +48,21 @@ pub(super) fn cleanup_words(flow: Flow, target: &str) -> String {
     }
 }
 
+/// The flags given whose fields exist only from some release (`checks::GATED_OPTIONS`).
+pub(super) fn flags_given(options: &super::MigrationOptions) -> Vec<&'static str> {
+    [
+        ("--routing-via-host", options.routing_via_host),
+        ("--skip-feature", !options.skip_feature.is_empty()),
+        ("--v4-internal-subnet", options.v4_internal_subnet.is_some()),
+        ("--transit-switch-subnet", options.transit_switch_subnet.is_some()),
+        ("--masquerade-subnet", options.masquerade_subnet.is_some()),
+        ("--ip-forwarding-global", options.ip_forwarding_global),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect()
+}
+
 /// The rendered config the MCO's rollout after the pools resume must carry: the rollback
 /// watches `configure-ovs.sh OpenShiftSDN` reach every node of the pools it resumed.
 pub(super) fn rollout_marker(flow: Flow, target: &str) -> Option<String> {
