@@ -85,6 +85,8 @@ fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
     if flow == "two-phase" {
         // Phase 1 (the MCO's rollout of configure-ovs.sh OVNKubernetes) before the switch; no pause.
         assert!(at(r#""step_done","step":"enable_migration""#) < at(r#""step_done","step":"rollout_config""#));
+        // The options go in with spec.migration, before phase 1 (the 4.8+ docs' order).
+        assert!(at(r#""step_done","step":"mtu_and_port""#) < at(r#""step_started","step":"rollout_config""#));
         assert!(at(r#""step_done","step":"rollout_config""#) < at(r#""step_started","step":"set_network_type""#));
         assert!(!journal.contains("pause_pools"));
         assert_eq!(get(&sim, "network.config.openshift.io", "cluster", ".status.migration.networkType"), "OVNKubernetes");

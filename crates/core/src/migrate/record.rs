@@ -130,14 +130,17 @@ impl Flow {
                 Step::Verify,
                 Step::Cleanup,
             ],
+            // The options go in with spec.migration, before phase 1's wait (openshift-docs
+            // `modules/nw-ovn-kubernetes-migration.adoc`, 4.8+: MTU, Geneve port and
+            // v4InternalSubnet are patched right after `spec.migration`), not after the switch.
             Flow::TwoPhase => &[
                 Step::Preflight,
                 Step::Backup,
                 Step::ClearMigration,
                 Step::EnableMigration,
+                Step::MtuAndPort,
                 Step::RolloutConfig,
                 Step::SetNetworkType,
-                Step::MtuAndPort,
                 Step::WaitMultus,
                 Step::RebootNodes,
                 Step::Verify,
@@ -518,6 +521,12 @@ mod tests {
         assert!(Flow::Rollback.pools_paused_during(Step::RebootNodes) && !Flow::Rollback.pools_paused_during(Step::WaitRollout));
         assert!(Flow::Seed.pools_paused_during(Step::WaitMultus) && !Flow::TwoPhase.pools_paused_during(Step::RebootNodes));
         assert_eq!(serde_json::to_string(&Flow::Rollback).unwrap(), "\"rollback\"");
+        let forward = Flow::TwoPhase.steps();
+        let at = |s: Step| forward.iter().position(|x| *x == s).unwrap();
+        assert!(
+            at(Step::EnableMigration) < at(Step::MtuAndPort) && at(Step::MtuAndPort) < at(Step::RolloutConfig),
+            "options before phase 1"
+        );
     }
 
     #[test]
