@@ -109,7 +109,8 @@ fn describe(event: &MigrationEvent) -> (String, bool) {
             "verification passed. The clean-up ({}, delete {old_namespace}) runs with: fleetboot migrate --cleanup\n",
             match flow {
                 Flow::Seed => "remove the migration annotation",
-                Flow::TwoPhase => "spec.migration: null",
+                Flow::TwoPhase => "spec.migration: null, openshiftSDNConfig: null",
+                Flow::Rollback => "spec.migration: null, ovnKubernetesConfig: null",
             }
         ),
         MigrationEvent::MigrationReportWritten { files } => {

@@ -317,17 +317,6 @@ fn verify_fails_on_a_pod_in_error_reboot_error_nodes_reboots_its_node_and_resume
     assert!(verify.stdout.lines().any(|l| l.starts_with("FAIL") && l.contains("master-0")), "{}", verify.stdout);
 }
 
-#[test]
-fn a_rollback_to_openshift_sdn_has_the_same_structure() {
-    let sim = Sim::start(1, 2);
-    assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
-    assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
-    let back = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN"]);
-    assert_eq!(back.code, 0, "{}", back.debug());
-    assert_eq!(network_type(&sim), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
-    assert!(back.stdout.contains("configure-ovs.sh OpenShiftSDN"), "{}", back.stdout);
-}
-
 /// Spawns `fleetboot migrate ARGS` and kills it (SIGKILL) once its journal holds `marker`.
 fn kill_when(sim: &Sim, args: &[&str], marker: &str) {
     let mut child = sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();

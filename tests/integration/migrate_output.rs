@@ -52,9 +52,9 @@ fn migrate_and_verify_with_output_json_write_one_event_per_line_down_to_a_final_
             "backup",
             "clear_migration",
             "enable_migration",
+            "mtu_and_port",
             "rollout_config",
             "set_network_type",
-            "mtu_and_port",
             "wait_multus",
             "reboot_nodes",
             "verify"
@@ -139,7 +139,7 @@ fn a_step_4_rerun_after_the_switch_keeps_the_multus_generation_recorded_before_i
     let resumed = run(&sim, &["migrate", "--resume", "--poll-interval", "300ms", "--multus-timeout", "20s", "--output", "json"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     let lines = json_lines(&resumed);
-    assert!(done_steps(&lines).starts_with(&["set_network_type", "mtu_and_port", "wait_multus"]), "{:?}", done_steps(&lines));
+    assert!(done_steps(&lines).starts_with(&["set_network_type", "wait_multus"]), "{:?}", done_steps(&lines));
     assert_eq!(std::fs::read_to_string(&recorded).unwrap().trim(), before.to_string(), "recorded once, never overwritten");
 }
 

@@ -605,11 +605,14 @@ impl Cluster {
         }
     }
 
-    /// Why a node that just booted cannot run its network plugin, if it cannot: from 4.10 a
+    /// Why a node that just booted cannot run its network plugin, if it cannot: from 4.8 a
     /// node that comes up on OVN-Kubernetes without the `br-ex` bridge of `configure-ovs.sh
-    /// OVNKubernetes` (its machine config still runs `configure-ovs.sh OpenShiftSDN`) stays
-    /// NotReady (openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`; cluster-network-operator
-    /// `bindata/network/ovn-kubernetes/common/008-script-lib.yaml`, ovnkube-node waits for br-ex).
+    /// OVNKubernetes` (its machine config runs `configure-ovs.sh OpenShiftSDN`, which deletes
+    /// `br-ex` and `br-int`: machine-config-operator `templates/common/_base/files/configure-ovs-network.yaml`)
+    /// stays NotReady (`Release::ovn_needs_br_ex`). It does not matter why the node booted
+    /// with that config: the migration's reboot, an MCO rollout, a rollback done in the wrong
+    /// order (the pools unpaused while OVN-Kubernetes still runs, against openshift-docs
+    /// `modules/nw-ovn-kubernetes-rollback.adoc`).
     fn network_problem(&self, node: &str) -> Option<String> {
         let store = self.api.store.lock().unwrap();
         let running = store
@@ -619,15 +622,7 @@ impl Cluster {
             .and_then(Value::as_str)?
             .to_owned();
         self.booted_network.lock().unwrap().insert(node.to_owned(), running.clone());
-        // The documented rollback rolls `configure-ovs.sh OpenShiftSDN` out while OVN-Kubernetes
-        // still runs, and expects the pools to update (openshift-docs
-        // `modules/nw-ovn-kubernetes-rollback.adoc`): a node prepared for the way back is not
-        // held NotReady.
-        let rolling_back = store
-            .get(t("config.openshift.io", "v1", "networks"), None, "cluster")
-            .ok()
-            .is_some_and(|n| n.pointer("/status/migration/networkType").and_then(Value::as_str) == Some("OpenShiftSDN"));
-        if !(self.release.ovn_needs_br_ex() && running == "OVNKubernetes") || rolling_back {
+        if !(self.release.ovn_needs_br_ex() && running == "OVNKubernetes") {
             return None;
         }
         let object = store.get(nodes_type(), None, node).ok()?;

@@ -72,7 +72,7 @@ pub fn change_errors(release: Release, prev: &NetSpec, next: &NetSpec, annotated
     if let (Some(before), Some(after)) = (&prev.migration, &next.migration)
         && before != after
     {
-        errors.push("cannot change migration network type after migration is start".to_owned());
+        errors.push(release.migration_change_refusal().to_owned());
     }
     if prev.default_type != next.default_type {
         match &prev.migration {
@@ -300,9 +300,13 @@ mod tests {
         assert_eq!(
             change_errors(r("4.16.21"), &spec("OVNKubernetes", Some("OVNKubernetes")), &spec("OpenShiftSDN", Some("OpenShiftSDN")), false),
             [
-                "cannot change migration network type after migration is start",
+                "cannot change migration network type after migration has started",
                 "can only change default network type to the target migration network type"
             ]
+        );
+        assert_eq!(
+            change_errors(r("4.10.67"), &spec("OVNKubernetes", Some("OVNKubernetes")), &spec("OVNKubernetes", Some("OpenShiftSDN")), false),
+            ["cannot change migration network type after migration is start"]
         );
         // Rollback as documented: spec.migration null first, then the SDN target.
         let ovn_done = spec("OVNKubernetes", None);

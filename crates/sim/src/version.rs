@@ -45,12 +45,27 @@ impl Release {
         self.at_least(8)
     }
 
-    /// From 4.10 ovnkube-node needs the `br-ex` bridge that only `configure-ovs.sh
-    /// OVNKubernetes` creates (openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`; the
-    /// shared gateway mode is the only one from 4.10, cluster-network-operator
-    /// `bindata/network/ovn-kubernetes/common/008-script-lib.yaml` waits for br-ex).
+    /// From 4.8 ovnkube-node needs the `br-ex` bridge that only `configure-ovs.sh
+    /// OVNKubernetes` creates: cluster-network-operator commit 86315a352 ("Allow for local
+    /// gateway mode to be configured", on release-4.8, not on release-4.7) removed from
+    /// `bindata/network/ovn-kubernetes/ovnkube-node.yaml` the fallback to `--gateway-mode local
+    /// --gateway-interface none` for nodes whose `ovs-configuration.service` does not run
+    /// `configure-ovs.sh OVNKubernetes`; from then on both gateway modes pass `--gateway-interface
+    /// br-ex`. release-4.7's ovnkube-node.yaml still has the fallback.
     pub fn ovn_needs_br_ex(self) -> bool {
-        self.at_least(10)
+        self.at_least(8)
+    }
+
+    /// The text of `isMigrationChangeSafe`'s refusal (cluster-network-operator
+    /// `pkg/network/render.go`): "... after migration is start" on release-4.8 to release-4.10,
+    /// "... after migration has started" from release-4.11 (commit 5ff5c4d13, "Update error
+    /// messages for DualStack migration in isNetworkChangeSafe", first on release-4.11).
+    pub fn migration_change_refusal(self) -> &'static str {
+        if self.at_least(11) {
+            "cannot change migration network type after migration has started"
+        } else {
+            "cannot change migration network type after migration is start"
+        }
     }
 
     /// OpenShift SDN is removed in 4.17 (cluster-network-operator 4.17 `pkg/network/render.go`,
@@ -80,7 +95,9 @@ mod tests {
         let r = |s: &str| Release::parse(s).unwrap();
         assert!(r("4.7.60").annotation_enables_migration() && !r("4.7.60").mco_reads_status_migration());
         assert!(!r("4.8.0").annotation_enables_migration() && r("4.8.0").mco_reads_status_migration());
-        assert!(!r("4.9.59").ovn_needs_br_ex() && r("4.10.3").ovn_needs_br_ex());
+        assert!(!r("4.7.60").ovn_needs_br_ex() && r("4.8.57").ovn_needs_br_ex() && r("4.9.59").ovn_needs_br_ex());
+        assert!(r("4.10.67").migration_change_refusal().ends_with("is start"));
+        assert!(r("4.11.0").migration_change_refusal().ends_with("has started"));
         assert!(r("4.16.21").has_openshift_sdn() && !r("4.17.0").has_openshift_sdn());
         assert!(Release::parse("4.16").is_err() && Release::parse("5.0.0").is_err() && Release::parse("x").is_err());
         assert_eq!(r(DEFAULT_VERSION).to_string(), DEFAULT_VERSION);

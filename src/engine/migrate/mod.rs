@@ -8,6 +8,7 @@
 //! run's [`Event`]s) handed to the caller's sink, which the reporters render.
 
 mod cluster;
+mod rollback;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -32,7 +33,7 @@ use fleetboot_core::journal::SettingsOverrides;
 use fleetboot_core::migrate::checks::{self, Check};
 use fleetboot_core::migrate::events::{MigrationEvent, MigrationPlan, PlannedStep, Progress};
 use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
-use fleetboot_core::migrate::{Flow, FlowError, MIGRATION_ANNOTATION, Step, flow_for, minor_version, old_namespace, source_type};
+use fleetboot_core::migrate::{Flow, FlowError, MIGRATION_ANNOTATION, Step, flow_for_target, minor_version, old_namespace, source_type};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -332,7 +333,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         (Vec::new(), MigrationState::default())
     };
 
-    let mut problems = checks::check_mtu_and_port(options.mtu, options.geneve_port, options.node_mtu);
+    let mut problems = checks::check_mtu_and_port(&options.to, options.mtu, options.geneve_port, options.node_mtu);
     if options.to == "OpenShiftSDN" && (options.geneve_port.is_some() || options.v4_internal_subnet.is_some() || options.routing_via_host) {
         problems.push("--geneve-port, the internal subnets and the gateway options configure OVN-Kubernetes; a rollback to OpenShiftSDN takes --mtu and --vxlan-port".into());
     }
@@ -348,7 +349,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         None => {
             // No flag makes a migration of a release from 4.17 on (nor of a later major).
             let past_openshift_sdn = minor_version(&version).is_some_and(|v| v >= (4, 17));
-            match (options.flow, flow_for(&version)) {
+            match (options.flow, flow_for_target(&version, &options.to)) {
                 (_, Err(e)) if past_openshift_sdn => return Err(MigrateError::NoFlow(e).into()),
                 (None, Err(e)) => return Err(MigrateError::NoFlow(e).into()),
                 (None, Ok(required)) => required,
@@ -360,6 +361,10 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             }
         }
     };
+    let refused = checks::options_refused_by_release(&version, minor_version(&version).map(|v| v.1), &rollback::flags_given(&options));
+    if !refused.is_empty() {
+        return Err(MigrateError::Preflight(refused).into());
+    }
     let subnets = checks::InternalSubnets {
         join: options.v4_internal_subnet.clone(),
         transit: options.transit_switch_subnet.clone(),
@@ -391,6 +396,8 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
                 rollback_after_failure: supersedes.is_some(),
                 subnets: &subnets,
                 release_minor: minor_version(&version).map(|v| v.1),
+                geneve_port: options.geneve_port,
+                vxlan_port: options.vxlan_port,
             },
         );
         if !findings.refusals.is_empty() {
@@ -498,6 +505,9 @@ async fn run_under_lease(
             let message = format!("rolling back the unfinished migration {}", old.display());
             events.emit(MigrationEvent::MigrationRollingBack { previous: old.clone() });
             log(&mut state, MigrationEntry::Warning { message })?;
+            if let Some(inherited) = rollback::inherited_pools(old) {
+                log(&mut state, inherited)?;
+            }
         }
         for message in &start.warnings {
             events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
@@ -612,7 +622,7 @@ impl Migration<'_, '_> {
                 Err(StepError::Stop(code, error)) => {
                     self.events.emit(MigrationEvent::StepFailed { step, number, error: error.clone() });
                     log(state, MigrationEntry::StepFailed { step, error })?;
-                    if self.flow == Flow::Seed && step >= Step::PausePools && step < Step::ResumePools {
+                    if self.flow.pools_paused_during(step) {
                         self.events.emit(MigrationEvent::MigrationPoolsStayPaused);
                     } else {
                         self.events.emit(MigrationEvent::MigrationResumeAfterFix { rollback_to: source_type(&state.target).to_owned() });
@@ -722,7 +732,7 @@ impl Migration<'_, '_> {
                     c.merge(&network_operator(), "cluster", json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: ""}}})).await?;
                     Ok(format!("annotated Network.operator.openshift.io/cluster with {MIGRATION_ANNOTATION}"))
                 }
-                Flow::TwoPhase => {
+                Flow::TwoPhase | Flow::Rollback => {
                     let mut migration = json!({"networkType": target});
                     if !self.options.skip_feature.is_empty() {
                         let on = |f: &str| !self.options.skip_feature.iter().any(|s| s == f);
@@ -813,17 +823,14 @@ impl Migration<'_, '_> {
                 }
                 Ok(format!("resumed {}", state.to_pause.join(", ")))
             }
-            Step::WaitRollout => self.wait_rollout(step, Some(state.to_pause.clone()), None).await,
+            Step::WaitRollout => self.wait_rollout(step, Some(state.to_pause.clone()), rollback::rollout_marker(self.flow, &target)).await,
             Step::Verify => self.verify(state, log).await,
             Step::Cleanup => {
                 if !state.last_verify.as_ref().is_some_and(|(passed, _)| *passed) {
                     return Err(StepError::Stop(ExitCode::HostsFailed, "the last verification did not pass: no cleanup".into()));
                 }
-                match self.flow {
-                    Flow::Seed => {
-                        c.merge(&network_operator(), "cluster", json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: null}}})).await?
-                    }
-                    Flow::TwoPhase => c.merge(&network_operator(), "cluster", json!({"spec": {"migration": null}})).await?,
+                for patch in rollback::cleanup_patches(self.flow, &target) {
+                    c.merge(&network_operator(), "cluster", patch).await?;
                 }
                 let namespace = old_namespace(&target);
                 match c.cluster_scoped(&namespaces()).delete(namespace, &Default::default()).await {
@@ -831,7 +838,7 @@ impl Migration<'_, '_> {
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(api_error(&format!("delete namespace {namespace}"))(e).into()),
                 }
-                Ok(format!("migration setting removed, namespace {namespace} deleted"))
+                Ok(format!("{}, namespace {namespace} deleted", rollback::cleanup_words(self.flow, &target)))
             }
         }
     }
@@ -1163,6 +1170,8 @@ async fn plan(
                 rollback_after_failure,
                 subnets,
                 release_minor: minor_version(version).map(|v| v.1),
+                geneve_port: options.geneve_port,
+                vxlan_port: options.vxlan_port,
             },
         )
     } else {
@@ -1186,8 +1195,9 @@ async fn plan(
                 Step::ClearMigration => "Network.operator/cluster spec.migration: null; wait until the operator applied it".into(),
                 Step::EnableMigration => match flow {
                     Flow::Seed => format!("annotate Network.operator/cluster {MIGRATION_ANNOTATION}=\"\""),
-                    Flow::TwoPhase => format!(
-                        "Network.operator/cluster spec.migration.networkType={target}{} (pools stay unpaused); wait for status.migration",
+                    Flow::TwoPhase | Flow::Rollback => format!(
+                        "Network.operator/cluster spec.migration.networkType={target}{}{}; wait for status.migration",
+                        if flow == Flow::Rollback { " (pools paused)" } else { " (pools stay unpaused)" },
                         if options.skip_feature.is_empty() { String::new() } else { format!(", features off: {}", options.skip_feature.join(", ")) }
                     ),
                 },
@@ -1212,26 +1222,32 @@ async fn plan(
                     }
                     Some(n) => format!("reboot {} nodes, {n} at a time, control plane last", snapshot.nodes.len()),
                 },
-                Step::ResumePools => format!("once every node is proven back: unpause {}", names(&unpaused)),
-                Step::WaitRollout => "watch the MCO roll the new config onto every node".into(),
+                Step::ResumePools => format!(
+                    "once every node is proven back{}: unpause {}",
+                    if flow == Flow::Rollback { " and multus rolled out" } else { "" },
+                    names(&unpaused)
+                ),
+                Step::WaitRollout => match rollback::rollout_marker(flow, &target) {
+                    Some(marker) => format!("watch the MCO roll {marker} onto every node of those pools, to the end"),
+                    None => "watch the MCO roll the new config onto every node".into(),
+                },
                 Step::Verify => "machine config state, rendered config, status.networkType, Ready nodes, pods in error (not those failing before), ClusterOperators, the network plugin on every node".into(),
                 Step::Cleanup => format!(
                     "only with --cleanup after verify passed: {}, delete {}",
-                    if flow == Flow::Seed { "remove the annotation" } else { "spec.migration: null" },
+                    rollback::cleanup_words(flow, &target),
                     old_namespace(&target)
                 ),
             };
             PlannedStep { step, number: flow.number(step), done: state.is_done(step), change: what }
         })
         .collect();
-    Ok(MigrationPlan {
-        source: source_type(&target).to_owned(),
-        target,
-        version: version.to_owned(),
-        flow,
-        reason: reason.to_owned(),
-        steps,
-    })
+    // A rollback's plan quotes what the release's documentation says about when it is allowed.
+    let reason = if target == "OpenShiftSDN" {
+        format!("{reason}; {}", fleetboot_core::migrate::rollback_allowed(version))
+    } else {
+        reason.to_owned()
+    };
+    Ok(MigrationPlan { source: source_type(&target).to_owned(), target, version: version.to_owned(), flow, reason, steps })
 }
 
 /// The pods failing before the newest migration *of this cluster* started: another cluster's

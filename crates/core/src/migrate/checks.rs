@@ -44,6 +44,40 @@ pub struct PreflightRequest<'a> {
     /// The minor release (4.N), when known: egress IP, egress firewall and multicast are
     /// migrated by the network operator only from 4.12.
     pub release_minor: Option<u32>,
+    /// `--geneve-port` and `--vxlan-port`, when given: the two overlays must not share a port.
+    pub geneve_port: Option<u32>,
+    pub vxlan_port: Option<u32>,
+}
+
+/// An option of `fleetboot migrate` that sets a field the network operator's API has only from
+/// some release: (flag, field, first minor). The fields were read in the openshift/api the
+/// cluster-network-operator vendors on each release branch
+/// (`vendor/github.com/openshift/api/operator/v1/types_network.go`): `routingViaHost` from
+/// release-4.10, `migration.features` and `v4InternalSubnet` from release-4.12 (the operator
+/// reads it in `pkg/network/ovn_kubernetes.go` from then), `ipv4.internalTransitSwitchSubnet`,
+/// `gatewayConfig.ipv4.internalMasqueradeSubnet` and `gatewayConfig.ipForwarding` from
+/// release-4.14. An older operator drops the field: the option would silently do nothing.
+pub const GATED_OPTIONS: [(&str, &str, u32); 6] = [
+    ("--routing-via-host", "ovnKubernetesConfig.gatewayConfig.routingViaHost", 10),
+    ("--skip-feature", "spec.migration.features", 12),
+    ("--v4-internal-subnet", "ovnKubernetesConfig.v4InternalSubnet", 12),
+    ("--transit-switch-subnet", "ovnKubernetesConfig.ipv4.internalTransitSwitchSubnet", 14),
+    ("--masquerade-subnet", "ovnKubernetesConfig.gatewayConfig.ipv4.internalMasqueradeSubnet", 14),
+    ("--ip-forwarding-global", "ovnKubernetesConfig.gatewayConfig.ipForwarding", 14),
+];
+
+/// The options given (`flags`, as spelled on the command line) that the release's operator does
+/// not know, each named with its field and the first release that has it. An unknown release
+/// refuses nothing here. Pure.
+pub fn options_refused_by_release(release: &str, release_minor: Option<u32>, flags: &[&str]) -> Vec<String> {
+    let Some(minor) = release_minor else { return Vec::new() };
+    GATED_OPTIONS
+        .iter()
+        .filter(|(flag, _, since)| flags.contains(flag) && minor < *since)
+        .map(|(flag, field, since)| {
+            format!("{flag} sets {field}, which the network operator has only from OpenShift 4.{since}; this cluster runs {release}")
+        })
+        .collect()
 }
 
 /// Where OVN-Kubernetes' internal ranges go, when moved (`--v4-internal-subnet` and friends).
@@ -125,8 +159,13 @@ impl Cidr {
 /// "OVN-Kubernetes reserves..."; openshift/api `operator/v1/types_network.go`,
 /// `OVNKubernetesConfig.V4InternalSubnet`, `IPv4OVNKubernetesConfig.InternalTransitSwitchSubnet`,
 /// `IPv4GatewayConfig.InternalMasqueradeSubnet`): (what, range in use, the option that moves it).
-pub fn ovn_internal_ranges(moved: &InternalSubnets) -> Vec<(&'static str, String, &'static str)> {
-    vec![
+/// Before 4.14 only the join subnet is reserved: the transit switch subnet arrives with the
+/// interconnect architecture and the masquerade subnet becomes configurable in 4.14 (both
+/// `IPv4OVNKubernetesConfig.InternalTransitSwitchSubnet` and
+/// `IPv4GatewayConfig.InternalMasqueradeSubnet` first appear in the openshift/api that
+/// cluster-network-operator release-4.14 vendors); `release_minor: None` checks them all.
+pub fn ovn_internal_ranges(moved: &InternalSubnets, release_minor: Option<u32>) -> Vec<(&'static str, String, &'static str)> {
+    let mut ranges = vec![
         (
             "join subnet",
             moved.join.clone().unwrap_or_else(|| "100.64.0.0/16".into()),
@@ -145,12 +184,28 @@ pub fn ovn_internal_ranges(moved: &InternalSubnets) -> Vec<(&'static str, String
         ("IPv6 join subnet", "fd98::/64".into(), "ovnKubernetesConfig.v6InternalSubnet"),
         ("IPv6 masquerade subnet", "fd69::/125".into(), "gatewayConfig.ipv6.internalMasqueradeSubnet"),
         ("IPv6 transit switch subnet", "fd97::/64".into(), "ipv6.internalTransitSwitchSubnet"),
-    ]
+    ];
+    if release_minor.is_some_and(|m| m < 14) {
+        ranges.truncate(1);
+    }
+    ranges
+}
+
+/// The internal subnets in force: the options, else what `ovnKubernetesConfig` already holds
+/// (an admin may have moved them before the migration). Pure.
+pub fn subnets_in_force(network_operator: &Value, asked: &InternalSubnets) -> InternalSubnets {
+    let set = |pointer: &str| Some(text(network_operator, pointer)).filter(|t| !t.is_empty()).map(str::to_owned);
+    let config = "/spec/defaultNetwork/ovnKubernetesConfig";
+    InternalSubnets {
+        join: asked.join.clone().or_else(|| set(&format!("{config}/v4InternalSubnet"))),
+        transit: asked.transit.clone().or_else(|| set(&format!("{config}/ipv4/internalTransitSwitchSubnet"))),
+        masquerade: asked.masquerade.clone().or_else(|| set(&format!("{config}/gatewayConfig/ipv4/internalMasqueradeSubnet"))),
+    }
 }
 
 /// The cluster, service and machine networks that overlap an OVN-Kubernetes internal range.
 /// Pure.
-pub fn range_collisions(snapshot: &ClusterSnapshot, moved: &InternalSubnets) -> Vec<String> {
+pub fn range_collisions(snapshot: &ClusterSnapshot, moved: &InternalSubnets, release_minor: Option<u32>) -> Vec<String> {
     let mut networks: Vec<(String, String)> = Vec::new();
     if let Some(list) = snapshot.network_config.pointer("/spec/clusterNetwork").and_then(Value::as_array) {
         networks.extend(list.iter().map(|n| ("clusterNetwork".to_owned(), text(n, "/cidr").to_owned())));
@@ -160,7 +215,8 @@ pub fn range_collisions(snapshot: &ClusterSnapshot, moved: &InternalSubnets) -> 
     }
     networks.extend(snapshot.node_ips.iter().map(|ip| ("machine network (node address)".to_owned(), ip.clone())));
     let mut found = Vec::new();
-    for (what, range, option) in ovn_internal_ranges(moved) {
+    let moved = subnets_in_force(&snapshot.network_operator, moved);
+    for (what, range, option) in ovn_internal_ranges(&moved, release_minor) {
         let Some(internal) = Cidr::parse(&range) else {
             found.push(format!("{what} {range} is not a CIDR"));
             continue;
@@ -253,9 +309,23 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
         }
     }
     if target == "OVNKubernetes" {
-        for collision in range_collisions(snapshot, request.subnets) {
+        for collision in range_collisions(snapshot, request.subnets, request.release_minor) {
             findings.refusals.push(format!("ovn-internal-ranges: {collision}"));
         }
+    }
+    // The overlays' ports (openshift-docs `modules/nw-ovn-kubernetes-rollback.adoc`: the VXLAN
+    // port "cannot be the same as the Geneve port that is used by OVN-Kubernetes"): the port
+    // asked for, else the one configured, else the default (Geneve 6081, VXLAN 4789).
+    let port = |asked: Option<u32>, pointer: &str, default: u64| {
+        asked.map(u64::from).or_else(|| snapshot.network_operator.pointer(pointer).and_then(Value::as_u64)).unwrap_or(default)
+    };
+    let geneve = port(request.geneve_port, "/spec/defaultNetwork/ovnKubernetesConfig/genevePort", 6081);
+    let vxlan = port(request.vxlan_port, "/spec/defaultNetwork/openshiftSDNConfig/vxlanPort", 4789);
+    if geneve == vxlan {
+        findings.refusals.push(format!(
+            "overlay-ports: the Geneve port (OVN-Kubernetes) and the VXLAN port (OpenShift SDN) are both {geneve}: pick another with {}",
+            if target == "OVNKubernetes" { "--geneve-port" } else { "--vxlan-port" }
+        ));
     }
     let migration = snapshot.network_operator.pointer("/spec/migration").filter(|m| m.is_object());
     let migration_type = migration.map(|m| text(m, "/networkType")).unwrap_or("");
@@ -263,7 +333,7 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
         findings.refusals.push(format!(
             "migration-set: Network.operator.openshift.io/cluster spec.migration.networkType is {migration_type}: a migration towards it was started; finish it, or roll it back with fleetboot migrate --to {from}"
         ));
-    } else if migration.is_some() && request.flow == Flow::TwoPhase {
+    } else if migration.is_some() && request.flow != Flow::Seed {
         findings.warnings.push(format!(
             "migration-set: spec.migration is already set ({}): the first step clears it, as the documentation does",
             migration.map(Value::to_string).unwrap_or_default()
@@ -335,18 +405,22 @@ pub fn failing_pods(pods: &[Value]) -> Vec<String> {
 }
 
 /// `--mtu` and `--geneve-port`. Pure.
-pub fn check_mtu_and_port(mtu: Option<u32>, geneve_port: Option<u32>, smallest_node_mtu: Option<u32>) -> Vec<String> {
+pub fn check_mtu_and_port(target: &str, mtu: Option<u32>, geneve_port: Option<u32>, smallest_node_mtu: Option<u32>) -> Vec<String> {
     let mut problems = Vec::new();
+    // The overlay's overhead: Geneve 100 bytes (openshift-docs `modules/nw-ovn-kubernetes-migration.adoc`:
+    // "100 less than the smallest node MTU value"), VXLAN 50 (`modules/nw-ovn-kubernetes-rollback.adoc`:
+    // "50 less than the smallest node MTU value").
+    let (overhead, overlay) = if target == "OpenShiftSDN" { (50, "VXLAN") } else { (100, "Geneve") };
     if let Some(mtu) = mtu {
         if !(576..=9216).contains(&mtu) {
             problems.push(format!("--mtu {mtu} is outside 576..9216"));
         }
         if let Some(node_mtu) = smallest_node_mtu
-            && mtu + 100 > node_mtu
+            && mtu + overhead > node_mtu
         {
             problems.push(format!(
-                "--mtu {mtu} leaves no room for the Geneve overhead: it must be at most the smallest node MTU ({node_mtu}) minus 100 = {}",
-                node_mtu.saturating_sub(100)
+                "--mtu {mtu} leaves no room for the {overlay} overhead: it must be at most the smallest node MTU ({node_mtu}) minus {overhead} = {}",
+                node_mtu.saturating_sub(overhead)
             ));
         }
     }
@@ -677,6 +751,8 @@ mod tests {
             rollback_after_failure: false,
             subnets: &NONE,
             release_minor: Some(14),
+            geneve_port: None,
+            vxlan_port: None,
         }
     }
 
@@ -716,7 +792,14 @@ mod tests {
         }
         // Moved ranges no longer collide.
         let moved = InternalSubnets { join: Some("100.99.0.0/16".into()), transit: Some("100.100.0.0/16".into()), masquerade: None };
-        assert!(range_collisions(&sick, &moved).is_empty(), "{:?}", range_collisions(&sick, &moved));
+        assert!(range_collisions(&sick, &moved, Some(14)).is_empty(), "{:?}", range_collisions(&sick, &moved, Some(14)));
+        // Before 4.14 only the join subnet is reserved: 100.88.0.7 collides with nothing.
+        let unmoved = InternalSubnets::default();
+        let old = range_collisions(&sick, &unmoved, Some(12));
+        assert!(old.len() == 1 && old[0].contains("join subnet"), "{old:?}");
+        // A join subnet the admin already moved in ovnKubernetesConfig counts as moved.
+        sick.network_operator["spec"]["defaultNetwork"]["ovnKubernetesConfig"] = json!({"v4InternalSubnet": "100.99.0.0/16"});
+        assert!(range_collisions(&sick, &unmoved, Some(12)).is_empty());
         // Rolling back a failed migration: health is a warning, the type may be either.
         let mut req = request("OpenShiftSDN", true);
         req.rollback_after_failure = true;
@@ -727,6 +810,35 @@ mod tests {
         let mut ovn = healthy();
         ovn.spec_network_type = "OVNKubernetes".into();
         assert!(preflight(&ovn, &request("OpenShiftSDN", true)).refusals.is_empty());
+    }
+
+    #[test]
+    fn options_the_release_lacks_are_refused_and_the_overlays_need_two_ports() {
+        assert!(options_refused_by_release("4.14.38", Some(14), &["--ip-forwarding-global", "--routing-via-host"]).is_empty());
+        let refused = options_refused_by_release("4.9.59", Some(9), &["--routing-via-host", "--skip-feature", "--masquerade-subnet"]);
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert_eq!(
+            refused[0],
+            "--routing-via-host sets ovnKubernetesConfig.gatewayConfig.routingViaHost, which the network operator has only from OpenShift 4.10; this cluster runs 4.9.59"
+        );
+        assert_eq!(options_refused_by_release("4.12.1", Some(12), &["--v4-internal-subnet", "--transit-switch-subnet"]).len(), 1);
+        assert!(options_refused_by_release("?", None, &["--transit-switch-subnet"]).is_empty());
+        // Geneve and VXLAN on one port: refused, naming the option to change.
+        let mut req = request("OVNKubernetes", true);
+        req.geneve_port = Some(4789);
+        let refusals = preflight(&healthy(), &req).refusals;
+        assert!(
+            refusals.iter().any(|r| r.starts_with("overlay-ports:") && r.contains("both 4789") && r.contains("--geneve-port")),
+            "{refusals:?}"
+        );
+        let mut ovn = healthy();
+        ovn.spec_network_type = "OVNKubernetes".into();
+        ovn.network_operator["spec"]["defaultNetwork"]["ovnKubernetesConfig"] = json!({"genevePort": 9000});
+        let mut back = request("OpenShiftSDN", true);
+        back.vxlan_port = Some(9000);
+        assert!(preflight(&ovn, &back).refusals.iter().any(|r| r.contains("both 9000") && r.contains("--vxlan-port")));
+        back.vxlan_port = Some(4789);
+        assert!(preflight(&ovn, &back).refusals.is_empty());
     }
 
     #[test]
@@ -767,12 +879,16 @@ mod tests {
 
     #[test]
     fn mtu_and_port_are_validated() {
-        assert!(check_mtu_and_port(Some(1400), Some(6081), Some(1500)).is_empty());
-        assert!(check_mtu_and_port(Some(1450), None, Some(1500))[0].contains("minus 100 = 1400"));
-        assert!(check_mtu_and_port(Some(100), None, None)[0].contains("576..9216"));
-        assert!(check_mtu_and_port(None, Some(0), None)[0].contains("UDP port"));
-        assert!(check_mtu_and_port(None, Some(70000), None)[0].contains("UDP port"));
-        assert!(check_mtu_and_port(None, None, None).is_empty());
+        let ovn = "OVNKubernetes";
+        assert!(check_mtu_and_port(ovn, Some(1400), Some(6081), Some(1500)).is_empty());
+        assert!(check_mtu_and_port(ovn, Some(1450), None, Some(1500))[0].contains("minus 100 = 1400"));
+        assert!(check_mtu_and_port(ovn, Some(100), None, None)[0].contains("576..9216"));
+        assert!(check_mtu_and_port(ovn, None, Some(0), None)[0].contains("UDP port"));
+        assert!(check_mtu_and_port(ovn, None, Some(70000), None)[0].contains("UDP port"));
+        assert!(check_mtu_and_port(ovn, None, None, None).is_empty());
+        // The rollback's VXLAN needs 50 bytes, not 100.
+        assert!(check_mtu_and_port("OpenShiftSDN", Some(1450), None, Some(1500)).is_empty());
+        assert!(check_mtu_and_port("OpenShiftSDN", Some(1451), None, Some(1500))[0].contains("VXLAN overhead"));
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub enum MigrationEvent {
         passed: bool,
         checks: Vec<Check>,
     },
-    /// A step of the seed flow failed between pausing and resuming the pools.
+    /// A step of a flow that pauses the pools (seed, rollback) failed between pausing and
+    /// resuming them.
     MigrationPoolsStayPaused,
     /// The migration's lease was lost (taken over, or not renewed for half its duration): no
     /// further step is started.

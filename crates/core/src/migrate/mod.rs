@@ -60,6 +60,40 @@ pub fn flow_for(version: &str) -> Result<(Flow, String), FlowError> {
     }
 }
 
+/// The flow a migration to `target` needs on the cluster's release: [`flow_for`], except that a
+/// rollback to OpenShift SDN on 4.8-4.16 is [`Flow::Rollback`] (openshift-docs
+/// `modules/nw-ovn-kubernetes-rollback.adoc`: pools paused first, unpaused only after every node
+/// rebooted), not the forward two-phase shape.
+pub fn flow_for_target(version: &str, target: &str) -> Result<(Flow, String), FlowError> {
+    match flow_for(version)? {
+        (Flow::TwoPhase, _) if target == "OpenShiftSDN" => Ok((
+            Flow::Rollback,
+            format!(
+                "OpenShift {version} (4.8-4.16), rollback (openshift-docs nw-ovn-kubernetes-rollback.adoc): the pools are paused first, spec.migration and spec.networkType go back to OpenShiftSDN, every node reboots, and only then are the pools unpaused, so the MCO never reboots a node into configure-ovs.sh OpenShiftSDN while OVN-Kubernetes still needs br-ex"
+            ),
+        )),
+        found => Ok(found),
+    }
+}
+
+/// What the release's documentation says about when a rollback to OpenShift SDN is allowed,
+/// quoted, and fleetboot's position. Up to 4.14 the rollback page (4.6 and 4.9 read:
+/// `networking/ovn_kubernetes_network_provider/rollback-to-openshift-sdn`) allows it after a
+/// failed migration only; from 4.15 (`modules/nw-ovn-kubernetes-rollback.adoc`) after a
+/// successful one only. fleetboot allows both: the order of steps is the same, and a cluster
+/// half way is the one that needs a way back most.
+pub fn rollback_allowed(version: &str) -> String {
+    let docs = match minor_version(version) {
+        Some((4, minor)) if minor >= 15 => {
+            "the 4.15+ documentation: \"You must wait until the migration process from OpenShift SDN to OVN-Kubernetes network plugin is successful before initiating a rollback.\""
+        }
+        _ => {
+            "the documentation up to 4.14 (the 4.6 and 4.9 pages): \"Only rollback to OpenShift SDN if the migration to OVN-Kubernetes fails.\""
+        }
+    };
+    format!("when a rollback is allowed: {docs} fleetboot allows both, after a failed and after a successful migration")
+}
+
 /// The network type a migration to `target` leaves.
 pub fn source_type(target: &str) -> &'static str {
     if target == "OVNKubernetes" { "OpenShiftSDN" } else { "OVNKubernetes" }
@@ -85,5 +119,17 @@ mod tests {
         assert!(flow_for("4.17.0").unwrap_err().to_string().contains("no OpenShift SDN"));
         assert!(flow_for("").unwrap_err().to_string().contains("--flow"));
         assert!(flow_for("4.14.38").unwrap().1.contains("spec.migration"));
+    }
+
+    #[test]
+    fn a_rollback_from_4_8_has_its_own_flow_and_the_docs_position_per_release() {
+        assert_eq!(flow_for_target("4.7.60", "OpenShiftSDN").unwrap().0, Flow::Seed);
+        assert_eq!(flow_for_target("4.8.0", "OpenShiftSDN").unwrap().0, Flow::Rollback);
+        assert_eq!(flow_for_target("4.16.21", "OpenShiftSDN").unwrap().0, Flow::Rollback);
+        assert_eq!(flow_for_target("4.16.21", "OVNKubernetes").unwrap().0, Flow::TwoPhase);
+        assert!(flow_for_target("4.17.0", "OpenShiftSDN").is_err());
+        assert!(rollback_allowed("4.9.59").contains("if the migration to OVN-Kubernetes fails"));
+        assert!(rollback_allowed("4.16.21").contains("is successful before initiating a rollback"));
+        assert!(rollback_allowed("4.14.38").contains("fleetboot allows both"));
     }
 }

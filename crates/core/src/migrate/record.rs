@@ -102,6 +102,15 @@ pub enum Flow {
     /// `spec.migration: null`, `spec.migration.networkType` with the pools unpaused, the MCO's
     /// rollout of the new `configure-ovs.sh` (phase 1), then the switch, multus, reboot all.
     TwoPhase,
+    /// The rollback to OpenShift SDN on 4.8-4.16, openshift-docs
+    /// `modules/nw-ovn-kubernetes-rollback.adoc` (the 4.9, 4.15 and 4.16 pages): **not** the
+    /// forward shape. Pause the pools first; `spec.migration: null`; `spec.migration.networkType`
+    /// and `spec.networkType` back to back (each waited for as applied); the SDN options; reboot
+    /// every node; multus; unpause only then; the MCO's rollout of `configure-ovs.sh
+    /// OpenShiftSDN` watched to the end; verify; clean up. Unpaused, the MCO would reboot nodes
+    /// into `configure-ovs.sh OpenShiftSDN` (no `br-ex`) while OVN-Kubernetes still runs and
+    /// needs `br-ex`: they stay NotReady and the pool stalls.
+    Rollback,
 }
 
 impl Flow {
@@ -121,16 +130,34 @@ impl Flow {
                 Step::Verify,
                 Step::Cleanup,
             ],
+            // The options go in with spec.migration, before phase 1's wait (openshift-docs
+            // `modules/nw-ovn-kubernetes-migration.adoc`, 4.8+: MTU, Geneve port and
+            // v4InternalSubnet are patched right after `spec.migration`), not after the switch.
             Flow::TwoPhase => &[
                 Step::Preflight,
                 Step::Backup,
                 Step::ClearMigration,
                 Step::EnableMigration,
+                Step::MtuAndPort,
                 Step::RolloutConfig,
                 Step::SetNetworkType,
-                Step::MtuAndPort,
                 Step::WaitMultus,
                 Step::RebootNodes,
+                Step::Verify,
+                Step::Cleanup,
+            ],
+            Flow::Rollback => &[
+                Step::Preflight,
+                Step::Backup,
+                Step::PausePools,
+                Step::ClearMigration,
+                Step::EnableMigration,
+                Step::SetNetworkType,
+                Step::MtuAndPort,
+                Step::RebootNodes,
+                Step::WaitMultus,
+                Step::ResumePools,
+                Step::WaitRollout,
                 Step::Verify,
                 Step::Cleanup,
             ],
@@ -138,11 +165,11 @@ impl Flow {
     }
 
     /// The step's number in this flow: the seed document's for the seed flow, the position
-    /// for the two-phase flow.
+    /// for the others.
     pub fn number(self, step: Step) -> String {
         match self {
             Flow::Seed => step.number().to_owned(),
-            Flow::TwoPhase => self.steps().iter().position(|s| *s == step).map_or("-".to_owned(), |i| i.to_string()),
+            Flow::TwoPhase | Flow::Rollback => self.steps().iter().position(|s| *s == step).map_or("-".to_owned(), |i| i.to_string()),
         }
     }
 
@@ -150,6 +177,17 @@ impl Flow {
         match self {
             Flow::Seed => "seed",
             Flow::TwoPhase => "two-phase",
+            Flow::Rollback => "rollback",
+        }
+    }
+
+    /// Whether the pools are (or may be) paused by this flow while `step` runs: from its pause
+    /// step up to, not including, its resume step.
+    pub fn pools_paused_during(self, step: Step) -> bool {
+        let at = |s: Step| self.steps().iter().position(|x| *x == s);
+        match (at(Step::PausePools), at(Step::ResumePools), at(step)) {
+            (Some(pause), Some(resume), Some(here)) => pause <= here && here < resume,
+            _ => false,
         }
     }
 }
@@ -229,6 +267,13 @@ pub enum MigrationEntry {
     Superseded {
         by: PathBuf,
     },
+    /// Written by a rollback before it pauses anything: the pools the unfinished migration it
+    /// takes over from paused and never resumed. They are this rollback's to resume (never
+    /// an admin's own pause), so its resume step unpauses them.
+    PoolsInherited {
+        pools: Vec<String>,
+        from: PathBuf,
+    },
 }
 
 /// Everything the journal says about a migration.
@@ -259,6 +304,8 @@ pub struct MigrationState {
     pub timings: Vec<(Step, u64, Option<u64>)>,
     pub failures: Vec<(Step, String)>,
     pub paused_at_ms: Option<u64>,
+    /// Pools an unfinished migration paused that this one (its rollback) resumes.
+    pub inherited_pools: Vec<String>,
 }
 
 impl MigrationState {
@@ -269,6 +316,13 @@ impl MigrationState {
     /// The first step not done yet.
     pub fn next_step(&self) -> Option<Step> {
         self.flow.unwrap_or(Flow::Seed).steps().iter().copied().find(|s| !self.is_done(*s))
+    }
+
+    /// The pools this migration paused and has not resumed: what a rollback taking over from
+    /// it inherits (`MigrationEntry::PoolsInherited`). Empty once its resume step is done.
+    pub fn pools_left_paused(&self) -> Vec<String> {
+        let pausing_started = self.timings.iter().any(|t| t.0 == Step::PausePools);
+        if !pausing_started || self.is_done(Step::ResumePools) { Vec::new() } else { self.to_pause.clone() }
     }
 
     /// Finished (cleaned up) or taken over by another migration.
@@ -327,14 +381,25 @@ impl MigrationState {
             }
             MigrationEntry::PoolsFound { already_paused, to_pause } => {
                 // The first finding wins: a resume must not mistake its own pauses for the admin's.
+                // Pools inherited from the migration this one rolls back are not the admin's.
                 if self.already_paused.is_none() {
-                    self.already_paused = Some(already_paused.clone());
-                    self.to_pause = to_pause.clone();
+                    let inherited = |p: &String| self.inherited_pools.contains(p);
+                    self.already_paused = Some(already_paused.iter().filter(|p| !inherited(p)).cloned().collect());
+                    let mut pause = to_pause.clone();
+                    pause.extend(already_paused.iter().filter(|p| inherited(p)).cloned());
+                    self.to_pause = pause;
                 }
             }
             MigrationEntry::RebootJournal { path } => self.reboot_journal = Some(path.clone()),
             MigrationEntry::ErrorNodesRebootJournal { path, .. } => self.error_nodes_journal = Some(path.clone()),
             MigrationEntry::Superseded { by } => self.superseded_by = Some(by.clone()),
+            MigrationEntry::PoolsInherited { pools, .. } => {
+                for pool in pools {
+                    if !self.inherited_pools.contains(pool) {
+                        self.inherited_pools.push(pool.clone());
+                    }
+                }
+            }
             MigrationEntry::Verified { passed, checks } => self.last_verify = Some((*passed, checks.clone())),
         }
     }
@@ -413,6 +478,55 @@ mod tests {
         assert_eq!(state.to_pause, ["master", "worker"]);
         assert_eq!(state.paused_at_ms, Some(6));
         assert_eq!(state.timings[0], (Step::Preflight, 1, Some(2)));
+    }
+
+    #[test]
+    fn a_rollback_resumes_the_pools_the_failed_migration_left_paused_never_the_admins() {
+        let mut failed = MigrationState::default();
+        for r in [
+            rec(1, MigrationEntry::PoolsFound { already_paused: vec!["infra".into()], to_pause: vec!["master".into(), "worker".into()] }),
+            rec(2, MigrationEntry::StepStarted { step: Step::PausePools }),
+            rec(3, MigrationEntry::StepDone { step: Step::PausePools, detail: String::new() }),
+            rec(4, MigrationEntry::StepFailed { step: Step::RebootNodes, error: "worker-1".into() }),
+        ] {
+            failed.apply(&r);
+        }
+        assert_eq!(failed.pools_left_paused(), ["master", "worker"]);
+        let mut rollback = MigrationState::default();
+        for r in [
+            rec(5, MigrationEntry::PoolsInherited { pools: failed.pools_left_paused(), from: "m1".into() }),
+            // The rollback finds all three paused: only infra is the admin's.
+            rec(6, MigrationEntry::PoolsFound { already_paused: vec!["infra".into(), "master".into(), "worker".into()], to_pause: vec![] }),
+        ] {
+            rollback.apply(&r);
+        }
+        assert_eq!(rollback.already_paused.as_deref(), Some(&["infra".to_owned()][..]));
+        assert_eq!(rollback.to_pause, ["master", "worker"]);
+        // A migration that resumed its pools leaves none behind.
+        failed.apply(&rec(7, MigrationEntry::StepDone { step: Step::ResumePools, detail: String::new() }));
+        assert!(failed.pools_left_paused().is_empty());
+        // Nor one that never reached its pause step.
+        assert!(MigrationState::default().pools_left_paused().is_empty());
+    }
+
+    #[test]
+    fn the_rollback_flow_pauses_first_and_resumes_only_after_the_reboots_and_multus() {
+        let steps = Flow::Rollback.steps();
+        let at = |s: Step| steps.iter().position(|x| *x == s).unwrap();
+        assert!(at(Step::PausePools) < at(Step::ClearMigration));
+        assert!(at(Step::ClearMigration) < at(Step::EnableMigration) && at(Step::EnableMigration) < at(Step::SetNetworkType));
+        assert!(at(Step::SetNetworkType) < at(Step::RebootNodes) && at(Step::RebootNodes) < at(Step::WaitMultus));
+        assert!(at(Step::WaitMultus) < at(Step::ResumePools) && at(Step::ResumePools) < at(Step::WaitRollout));
+        assert!(!steps.contains(&Step::RolloutConfig), "no phase 1 with the pools paused");
+        assert!(Flow::Rollback.pools_paused_during(Step::RebootNodes) && !Flow::Rollback.pools_paused_during(Step::WaitRollout));
+        assert!(Flow::Seed.pools_paused_during(Step::WaitMultus) && !Flow::TwoPhase.pools_paused_during(Step::RebootNodes));
+        assert_eq!(serde_json::to_string(&Flow::Rollback).unwrap(), "\"rollback\"");
+        let forward = Flow::TwoPhase.steps();
+        let at = |s: Step| forward.iter().position(|x| *x == s).unwrap();
+        assert!(
+            at(Step::EnableMigration) < at(Step::MtuAndPort) && at(Step::MtuAndPort) < at(Step::RolloutConfig),
+            "options before phase 1"
+        );
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! The migration's options against the release: an option whose field the release's network
+//! operator does not have yet is refused before anything changes (an older operator would drop
+//! it and the option would silently do nothing), and the two overlays never share a port.
+
+use std::path::PathBuf;
+
+use crate::common::Run;
+use crate::common::sim::Sim;
+
+fn migrate(sim: &Sim, extra: &[&str]) -> Run {
+    let mut args = vec!["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
+    args.extend(extra);
+    Run::from(sim.fleetboot(&args).output().unwrap())
+}
+
+fn migration_dirs(sim: &Sim) -> Vec<PathBuf> {
+    std::fs::read_dir(sim.path("state/migrations")).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
+}
+
+fn operator_spec(sim: &Sim) -> String {
+    sim.kubectl_ok(&["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec}{.metadata.annotations}"])
+}
+
+#[test]
+fn each_option_a_release_lacks_is_refused_there_and_changes_nothing() {
+    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.9.59"]);
+    let before = operator_spec(&sim);
+    for (extra, field, since) in [
+        (&["--routing-via-host"][..], "gatewayConfig.routingViaHost", "4.10"),
+        (&["--skip-feature", "multicast"][..], "spec.migration.features", "4.12"),
+        (&["--v4-internal-subnet", "100.99.0.0/16"][..], "v4InternalSubnet", "4.12"),
+        (&["--transit-switch-subnet", "100.100.0.0/16"][..], "ipv4.internalTransitSwitchSubnet", "4.14"),
+        (&["--masquerade-subnet", "169.254.0.0/29"][..], "gatewayConfig.ipv4.internalMasqueradeSubnet", "4.14"),
+        (&["--ip-forwarding-global"][..], "gatewayConfig.ipForwarding", "4.14"),
+    ] {
+        let run = migrate(&sim, extra);
+        assert_eq!(run.code, 2, "{extra:?}: {}", run.debug());
+        let expected = format!("{} sets ovnKubernetesConfig.", extra[0]);
+        let expected = if extra[0] == "--skip-feature" { "--skip-feature sets spec.migration.features".to_owned() } else { expected };
+        assert!(
+            run.stderr.contains(&expected)
+                && run.stderr.contains(field)
+                && run.stderr.contains(&format!("only from OpenShift {since}; this cluster runs 4.9.59")),
+            "{extra:?}: {}",
+            run.debug()
+        );
+    }
+    assert_eq!(operator_spec(&sim), before, "a refusal changes nothing");
+    assert!(migration_dirs(&sim).is_empty(), "no journal for a refused migration");
+}
+
+#[test]
+fn geneve_and_vxlan_on_one_port_are_refused_before_anything_changes() {
+    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38"]);
+    let before = operator_spec(&sim);
+    // The simulated SDN runs VXLAN on 4789.
+    let run = migrate(&sim, &["--geneve-port", "4789"]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(
+        run.stderr.contains("overlay-ports: the Geneve port (OVN-Kubernetes) and the VXLAN port (OpenShift SDN) are both 4789: pick another with --geneve-port"),
+        "{}",
+        run.debug()
+    );
+    assert_eq!(operator_spec(&sim), before);
+    assert!(migration_dirs(&sim).is_empty());
+}
