@@ -330,6 +330,8 @@ struct Shared<T> {
     cordoned_by_run: Mutex<BTreeSet<String>>,
     /// Hosts this run (or the run it resumes) sent a reboot.
     touched: Mutex<BTreeSet<String>>,
+    /// Every host's journal record so far (a host's task reads its own after a failure).
+    records: Mutex<BTreeMap<String, HostRecord>>,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -382,6 +384,9 @@ impl<T: PowerTransport> Shared<T> {
             let _ = self.events.send(Event::Warning { host: None, message: format!("{e}; stopping") });
             let _ = self.abort_trigger.send(Abort::Hard);
             return Err(Stop::JournalBroken);
+        }
+        if let Some(host) = record.entry.host() {
+            self.records.lock().unwrap().entry(host.to_owned()).or_insert_with(HostRecord::pending).apply(&record.entry, record.at_ms);
         }
         match &record.entry {
             Entry::Failed { host, .. } => {
@@ -637,6 +642,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         in_flight: Mutex::new(BTreeSet::new()),
         cordoned_by_run: Mutex::new(cordoned_by_run),
         touched: Mutex::new(touched),
+        records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
