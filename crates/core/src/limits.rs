@@ -238,6 +238,59 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
     Verdict::Go
 }
 
+/// Which rule a run's limits follow besides the run's own bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The control-plane rule: a master goes down only when every other one is Ready and etcd
+    /// is healthy. Off only for an all-at-once reboot (the documents' way).
+    pub control_plane: bool,
+    /// The migration's reboot step: nodes of its plan not rebooted yet do not count as
+    /// unavailable for being NotReady (after the switch they may be, until rebooted).
+    pub plan_not_ready_exempt: bool,
+}
+
+impl Default for Rule {
+    fn default() -> Rule {
+        Rule { control_plane: true, plan_not_ready_exempt: false }
+    }
+}
+
+impl Rule {
+    /// What this rule does, and why, for `--dry-run` and `--plan`.
+    pub fn describe(&self, cluster_run: bool, wait: &str) -> String {
+        describe_rule(cluster_run, self.control_plane, self.plan_not_ready_exempt, wait)
+    }
+}
+
+/// Which rule a run's limits follow, and why, for `--dry-run` and `--plan`. `cluster_run`: the
+/// hosts are (partly) a cluster's nodes; `wait`: how long a host waits for the limits.
+pub fn describe_rule(cluster_run: bool, control_plane: bool, plan_not_ready_exempt: bool, wait: &str) -> String {
+    if !cluster_run {
+        return "limits: the run's own (no cluster to read)".to_owned();
+    }
+    let mut text = format!(
+        "limits: the cluster is read before each host goes down: a node of this run or of its groups that is not Ready, \
+         cordoned by someone else, being updated by the MCO or held by another actor's maintenance Lease (medik8s) \
+         counts against the concurrency and its group's limit; a host waits for room up to {wait}, then fails untouched"
+    );
+    if plan_not_ready_exempt {
+        text.push_str(
+            "; the migration's reboot step is the one documented exception: nodes of its plan not rebooted yet do not \
+             count for being NotReady (after the switch they may be, until rebooted); nodes outside the plan, another \
+             actor's lease and the MCO mid-update do",
+        );
+    }
+    if control_plane {
+        text.push_str(
+            "; a control-plane node goes only when every other one is Ready and the etcd ClusterOperator is Available \
+             and not Degraded, one at a time, each back and Ready before the next",
+        );
+    } else {
+        text.push_str("; every node at once, as the documents do: no control-plane rule");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,23 +213,8 @@ impl Pacer {
     }
 }
 
-/// How the cluster's state limits a run besides its own bookkeeping (see
-/// [`fleetboot_core::limits`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LimitsRule {
-    /// The control-plane rule: a master goes down only when every other one is Ready and etcd
-    /// is healthy. Off only for the migration's all-at-once reboot (the documents' way).
-    pub control_plane: bool,
-    /// The migration's reboot step: nodes of its plan not rebooted yet do not count as
-    /// unavailable for being NotReady (after the switch they may be, until rebooted).
-    pub plan_not_ready_exempt: bool,
-}
-
-impl Default for LimitsRule {
-    fn default() -> LimitsRule {
-        LimitsRule { control_plane: true, plan_not_ready_exempt: false }
-    }
-}
+/// How the cluster's state limits a run besides its own bookkeeping.
+pub use fleetboot_core::limits::Rule as LimitsRule;
 
 /// Marks a host as holding its in-flight places (the limits' view of the run's own hosts).
 struct InFlightMark<'a>(&'a Mutex<BTreeSet<String>>, String);
