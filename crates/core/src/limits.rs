@@ -80,6 +80,8 @@ pub struct EtcdHealth {
 /// What the cluster says right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct World {
+    /// Every node that may be unavailable (a reader may leave out nodes that are plainly
+    /// available: they never stand in the way).
     pub nodes: Vec<NodeNow>,
     pub leases: Vec<NodeLease>,
     /// `None`: the cluster has no `etcd` ClusterOperator (plain Kubernetes).
