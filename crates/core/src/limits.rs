@@ -189,6 +189,18 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
             (!why.is_empty()).then(|| (n, Blocker { node: n.name.clone(), why }))
         })
         .collect();
+    // The host itself: another actor's maintenance Lease on it (node maintenance, remediation
+    // fencing it) or the MCO updating it means someone else is acting on it right now. (Down or
+    // cordoned, it may still be rebooted.)
+    if let Some(me) = me {
+        let mine: Vec<Why> = unavailable(me, &world.leases, ask.cordoned_by_run, now_ms)
+            .into_iter()
+            .filter(|w| matches!(w, Why::Lease { .. } | Why::McoUpdating))
+            .collect();
+        if !mine.is_empty() {
+            return Verdict::Wait(format!("{} itself is {}", me.name, mine.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")));
+        }
+    }
     let is_control_plane = me.is_some_and(|n| n.control_plane) || ask.grouping.group_of(ask.host) == Some("master");
     if ask.control_plane_rule && is_control_plane {
         let others: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.control_plane).map(|(_, b)| b.clone()).collect();
@@ -401,6 +413,29 @@ mod tests {
         world.nodes[4].unschedulable = false;
         world.nodes[0].ready = false;
         assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Go);
+    }
+
+    #[test]
+    fn a_host_held_by_another_actor_or_updated_by_the_mco_waits_itself() {
+        let (g, none) = (grouping(), BTreeSet::new());
+        let me: BTreeSet<String> = ["w0".into()].into();
+        let mut world = cluster();
+        world.leases.push(NodeLease {
+            name: "node-w0".into(),
+            holder: "self-node-remediation".into(),
+            renewed_ms: Some(0),
+            duration_ms: Some(60_000),
+        });
+        assert!(
+            matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.contains("w0 itself is held by self-node-remediation"))
+        );
+        world.leases.clear();
+        world.nodes[3].mco_state = "Working".into();
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.contains("being updated by the MCO")));
+        world.nodes[3].mco_state = "Done".into();
+        world.nodes[3].ready = false;
+        world.nodes[3].unschedulable = true;
+        assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Go, "down or cordoned, it may still be rebooted");
     }
 
     #[test]
