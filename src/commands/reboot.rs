@@ -271,7 +271,13 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
         }
         print!(
             "{}",
-            crate::report::plan::render_plan(prepared.plan(), prepared.settings(), prepared.is_cluster_run(), prepared.listed_as())
+            crate::report::plan::render_plan(
+                prepared.plan(),
+                prepared.settings(),
+                prepared.is_cluster_run(),
+                prepared.listed_as(),
+                prepared.limits()
+            )
         );
         return Ok(ExitCode::Ok);
     }

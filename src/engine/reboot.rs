@@ -353,6 +353,11 @@ impl PreparedRun {
         &self.settings
     }
 
+    /// How the cluster's state limits this run.
+    pub fn limits(&self) -> runner::LimitsRule {
+        self.limits
+    }
+
     /// Whether the hosts are (at least partly) a cluster's nodes, proven through its API.
     pub fn is_cluster_run(&self) -> bool {
         self.cluster.is_some()

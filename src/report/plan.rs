@@ -13,6 +13,7 @@ pub fn render_plan(
     settings: &Settings,
     cluster_run: bool,
     listed_as: &std::collections::BTreeMap<String, (String, String)>,
+    limits: fleetboot_core::limits::Rule,
 ) -> String {
     let r = &settings.reboot;
     let mut text = format!(
@@ -62,6 +63,8 @@ pub fn render_plan(
         })
         .collect();
     text.push_str(&fleetboot_core::table::table(&["#", "HOST", "ADDRESS", "NODE", "GROUP", "ACTION", "LISTED AT"], &rows));
+    let wait = humantime::format_duration(r.timeout).to_string();
+    text.push_str(&format!("\n{}\n", limits.describe(cluster_run, &wait)));
     if let Some(rate) = r.rate {
         let n = plan.count(ResumeAction::Reboot) as u32;
         let floor = rate.spacing() * n.saturating_sub(1);

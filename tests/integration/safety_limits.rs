@@ -223,3 +223,25 @@ fn killed_during_the_error_node_reboot_a_resume_continues_its_journal_and_reboot
     assert!(counts.values().all(|&n| n == 1), "no master got a second reboot: {counts:?}");
     assert_one_each_never_overlapping(&sim, since);
 }
+
+#[test]
+fn dry_run_and_plan_say_which_rule_applies_and_why() {
+    let sim = Sim::start(1, 2);
+    let stdout = |args: &[&str]| {
+        let out = run(&sim, args);
+        assert_eq!(out.code, 0, "{}", out.debug());
+        out.stdout
+    };
+    let rolling = stdout(&["reboot", "--all", "--dry-run"]);
+    assert!(rolling.contains("a control-plane node goes only when every other one is Ready and the etcd ClusterOperator"), "{rolling}");
+    assert!(!rolling.contains("documented exception"), "{rolling}");
+    let at_once = stdout(&["reboot", "--all", "--all-at-once", "--dry-run"]);
+    assert!(at_once.contains("no control-plane rule"), "{at_once}");
+    let plan = stdout(&["migrate", "--plan", "--output", "plain"]);
+    let step7 = plan.lines().find(|l| l.contains("reboot all 3 nodes at once")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(step7.contains("the one documented exception") && step7.contains("no control-plane rule"), "{step7}");
+    let plan = stdout(&["migrate", "--plan", "--reboot-concurrency", "1", "--reboot-error-nodes", "--output", "plain"]);
+    let step7 = plan.lines().find(|l| l.contains("1 at a time")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(step7.contains("the one documented exception") && step7.contains("each back and Ready before the next"), "{step7}");
+    assert!(plan.contains("--reboot-error-nodes: their nodes rebooted at the migration's concurrency under the full rule"), "{plan}");
+}

@@ -80,6 +80,8 @@ pub struct EtcdHealth {
 /// What the cluster says right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct World {
+    /// Every node that may be unavailable (a reader may leave out nodes that are plainly
+    /// available: they never stand in the way).
     pub nodes: Vec<NodeNow>,
     pub leases: Vec<NodeLease>,
     /// `None`: the cluster has no `etcd` ClusterOperator (plain Kubernetes).
@@ -187,6 +189,18 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
             (!why.is_empty()).then(|| (n, Blocker { node: n.name.clone(), why }))
         })
         .collect();
+    // The host itself: another actor's maintenance Lease on it (node maintenance, remediation
+    // fencing it) or the MCO updating it means someone else is acting on it right now. (Down or
+    // cordoned, it may still be rebooted.)
+    if let Some(me) = me {
+        let mine: Vec<Why> = unavailable(me, &world.leases, ask.cordoned_by_run, now_ms)
+            .into_iter()
+            .filter(|w| matches!(w, Why::Lease { .. } | Why::McoUpdating))
+            .collect();
+        if !mine.is_empty() {
+            return Verdict::Wait(format!("{} itself is {}", me.name, mine.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")));
+        }
+    }
     let is_control_plane = me.is_some_and(|n| n.control_plane) || ask.grouping.group_of(ask.host) == Some("master");
     if ask.control_plane_rule && is_control_plane {
         let others: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.control_plane).map(|(_, b)| b.clone()).collect();
@@ -236,6 +250,59 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
         }
     }
     Verdict::Go
+}
+
+/// Which rule a run's limits follow besides the run's own bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The control-plane rule: a master goes down only when every other one is Ready and etcd
+    /// is healthy. Off only for an all-at-once reboot (the documents' way).
+    pub control_plane: bool,
+    /// The migration's reboot step: nodes of its plan not rebooted yet do not count as
+    /// unavailable for being NotReady (after the switch they may be, until rebooted).
+    pub plan_not_ready_exempt: bool,
+}
+
+impl Default for Rule {
+    fn default() -> Rule {
+        Rule { control_plane: true, plan_not_ready_exempt: false }
+    }
+}
+
+impl Rule {
+    /// What this rule does, and why, for `--dry-run` and `--plan`.
+    pub fn describe(&self, cluster_run: bool, wait: &str) -> String {
+        describe_rule(cluster_run, self.control_plane, self.plan_not_ready_exempt, wait)
+    }
+}
+
+/// Which rule a run's limits follow, and why, for `--dry-run` and `--plan`. `cluster_run`: the
+/// hosts are (partly) a cluster's nodes; `wait`: how long a host waits for the limits.
+pub fn describe_rule(cluster_run: bool, control_plane: bool, plan_not_ready_exempt: bool, wait: &str) -> String {
+    if !cluster_run {
+        return "limits: the run's own (no cluster to read)".to_owned();
+    }
+    let mut text = format!(
+        "limits: the cluster is read before each host goes down: a node of this run or of its groups that is not Ready, \
+         cordoned by someone else, being updated by the MCO or held by another actor's maintenance Lease (medik8s) \
+         counts against the concurrency and its group's limit; a host waits for room up to {wait}, then fails untouched"
+    );
+    if plan_not_ready_exempt {
+        text.push_str(
+            "; the migration's reboot step is the one documented exception: nodes of its plan not rebooted yet do not \
+             count for being NotReady (after the switch they may be, until rebooted); nodes outside the plan, another \
+             actor's lease and the MCO mid-update do",
+        );
+    }
+    if control_plane {
+        text.push_str(
+            "; a control-plane node goes only when every other one is Ready and the etcd ClusterOperator is Available \
+             and not Degraded, one at a time, each back and Ready before the next",
+        );
+    } else {
+        text.push_str("; every node at once, as the documents do: no control-plane rule");
+    }
+    text
 }
 
 #[cfg(test)]
@@ -346,6 +413,29 @@ mod tests {
         world.nodes[4].unschedulable = false;
         world.nodes[0].ready = false;
         assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Go);
+    }
+
+    #[test]
+    fn a_host_held_by_another_actor_or_updated_by_the_mco_waits_itself() {
+        let (g, none) = (grouping(), BTreeSet::new());
+        let me: BTreeSet<String> = ["w0".into()].into();
+        let mut world = cluster();
+        world.leases.push(NodeLease {
+            name: "node-w0".into(),
+            holder: "self-node-remediation".into(),
+            renewed_ms: Some(0),
+            duration_ms: Some(60_000),
+        });
+        assert!(
+            matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.contains("w0 itself is held by self-node-remediation"))
+        );
+        world.leases.clear();
+        world.nodes[3].mco_state = "Working".into();
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.contains("being updated by the MCO")));
+        world.nodes[3].mco_state = "Done".into();
+        world.nodes[3].ready = false;
+        world.nodes[3].unschedulable = true;
+        assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Go, "down or cordoned, it may still be rebooted");
     }
 
     #[test]

@@ -48,7 +48,30 @@ pub async fn read_world(client: &Client, nodes: &[std::sync::Arc<Node>], group_b
     // Three independent reads, at once: the decision waits for the slowest alone.
     let (pools, leases, etcd) = futures::join!(read_pools(client, group_by), read_leases(client), read_etcd(client));
     let (pools, leases, etcd) = (pools?, leases?, etcd?);
-    Ok(World { nodes: nodes.iter().map(|n| node_now(n, &pools, group_by)).collect(), leases, etcd })
+    // Only a node that may be unavailable can stand in the way: the others are not even
+    // converted (a rolling run over thousands of nodes reads this before every dispatch).
+    let leased = |name: &str| leases.iter().any(|l| l.name == name || l.name.strip_prefix("node-") == Some(name));
+    let nodes = nodes
+        .iter()
+        .filter(|n| may_be_unavailable(n) || leased(n.metadata.name.as_deref().unwrap_or_default()))
+        .map(|n| node_now(n, &pools, group_by))
+        .collect();
+    Ok(World { nodes, leases, etcd })
+}
+
+/// Whether a node may count as unavailable by its own object (the cheap test before the full
+/// conversion; [`fleetboot_core::limits::unavailable`] decides).
+fn may_be_unavailable(node: &Node) -> bool {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    let annotation = |key: &str| node.metadata.annotations.as_ref().and_then(|a| a.get(key));
+    let updating = annotation("machineconfiguration.openshift.io/state").is_some_and(|s| s == "Working")
+        || annotation("machineconfiguration.openshift.io/currentConfig") != annotation("machineconfiguration.openshift.io/desiredConfig");
+    !ready || node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || updating
 }
 
 async fn read_pools(client: &Client, group_by: Option<&str>) -> Result<Vec<PoolSelector>, String> {

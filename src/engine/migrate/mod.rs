@@ -371,7 +371,19 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         masquerade: options.masquerade_subnet.clone(),
     };
     if options.plan {
-        let plan = plan(&options, &cluster, &state, flow, &reason, &version, &dir, &subnets, supersedes.is_some()).await?;
+        let plan = plan(
+            &options,
+            &cluster,
+            &state,
+            flow,
+            &reason,
+            &version,
+            &dir,
+            &subnets,
+            supersedes.is_some(),
+            context.settings.reboot.timeout,
+        )
+        .await?;
         events.emit(MigrationEvent::MigrationPlanned { plan });
         return Ok(ExitCode::Ok);
     }
@@ -1157,6 +1169,7 @@ async fn plan(
     dir: &Path,
     subnets: &checks::InternalSubnets,
     rollback_after_failure: bool,
+    reboot_timeout: Duration,
 ) -> Result<MigrationPlan, MigrateError> {
     let target = if state.target.is_empty() { options.to.clone() } else { state.target.clone() };
     let snapshot = cluster.snapshot().await?;
@@ -1216,12 +1229,18 @@ async fn plan(
                     Some(merged) => format!("Network.operator/cluster spec.defaultNetwork += {merged}"),
                 },
                 Step::WaitMultus => "wait for openshift-multus/multus to roll out".into(),
-                Step::RebootNodes => match options.reboot_concurrency {
-                    None => {
-                        format!("reboot all {} nodes at once (the document's way; --reboot-concurrency N to limit)", snapshot.nodes.len())
-                    }
-                    Some(n) => format!("reboot {} nodes, {n} at a time, control plane last", snapshot.nodes.len()),
-                },
+                Step::RebootNodes => {
+                    let concurrency = state.reboot_concurrency.or(options.reboot_concurrency);
+                    let how = match concurrency {
+                        None => format!(
+                            "reboot all {} nodes at once (the document's way; --reboot-concurrency N to limit)",
+                            snapshot.nodes.len()
+                        ),
+                        Some(n) => format!("reboot {} nodes, {n} at a time, control plane last", snapshot.nodes.len()),
+                    };
+                    let wait = humantime::format_duration(reboot_timeout).to_string();
+                    format!("{how}; {}", fleetboot_core::limits::describe_rule(true, concurrency.is_some(), true, &wait))
+                }
                 Step::ResumePools => format!(
                     "once every node is proven back{}: unpause {}",
                     if flow == Flow::Rollback { " and multus rolled out" } else { "" },
@@ -1231,7 +1250,14 @@ async fn plan(
                     Some(marker) => format!("watch the MCO roll {marker} onto every node of those pools, to the end"),
                     None => "watch the MCO roll the new config onto every node".into(),
                 },
-                Step::Verify => "machine config state, rendered config, status.networkType, Ready nodes, pods in error (not those failing before), ClusterOperators, the network plugin on every node".into(),
+                Step::Verify => format!(
+                    "machine config state, rendered config, status.networkType, Ready nodes, pods in error (not those failing before), ClusterOperators, the network plugin on every node{}",
+                    if options.reboot_error_nodes {
+                        "; --reboot-error-nodes: their nodes rebooted at the migration's concurrency under the full rule (no exception here: every node of the cluster that is unavailable counts, the control plane one at a time, each other master Ready and etcd healthy)"
+                    } else {
+                        ""
+                    }
+                ),
                 Step::Cleanup => format!(
                     "only with --cleanup after verify passed: {}, delete {}",
                     rollback::cleanup_words(flow, &target),

@@ -36,7 +36,9 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         tasks.spawn(async move {
             let _passes = (pass, group_pass);
             let _mark = InFlightMark::new(&shared.in_flight, &host.name);
-            let _ = resume_host(&shared, &host, record, action, resumed_at).await;
+            if resume_host(&shared, &host, record, action, resumed_at).await == Err(Stop::Journaled) {
+                hold_while_possibly_down(&shared, &host).await;
+            }
             shared.transport.release(&host).await;
         });
     }
@@ -93,7 +95,9 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             // still down holds them until it is seen back or its deadline passes.
             let _pass = pass;
             let _mark = InFlightMark::new(&shared.in_flight, &host.name);
-            let _ = reboot_host(&shared, &host).await;
+            if reboot_host(&shared, &host).await == Err(Stop::Journaled) {
+                hold_while_possibly_down(&shared, &host).await;
+            }
             shared.transport.release(&host).await;
         });
     }
@@ -468,7 +472,6 @@ async fn watch_for_new_boot<T: PowerTransport>(
                     Err(e) => {
                         // The first reboot stays in doubt: it may still arrive.
                         let stop = shared.fail(host, Stage::Dispatch, format!("sending the reboot again: {e}"), true);
-                        hold_while_possibly_down(shared, host, old, &attempts, ssh_usable).await;
                         return Err(stop);
                     }
                 }
@@ -487,7 +490,6 @@ async fn watch_for_new_boot<T: PowerTransport>(
                 match bmc_reset(shared, host, old, kind, &attempts).await {
                     Ok(attempt) => attempts.push(attempt),
                     Err(stop) => {
-                        hold_while_possibly_down(shared, host, old, &attempts, ssh_usable).await;
                         return Err(stop);
                     }
                 }
@@ -541,38 +543,53 @@ async fn watch_for_new_boot<T: PowerTransport>(
     }
 }
 
-/// After a failure that leaves a reboot in doubt, the host keeps its in-flight slots (its
-/// task's passes) until it is seen back with a new boot ID, or answers at all after a host-key
-/// change, or its deadline passes: a host that may still go down must count against the
-/// limits. Records nothing.
-async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, attempts: &[Attempt], ssh_usable: bool) {
-    let Some(last) = attempts.last() else { return };
-    let window = shared.settings.timeout.max(shared.settings.scheduled_delay).as_millis() as u64;
-    let deadline = shared.clock.instant_of(last.at_ms.saturating_add(window));
+/// After a failure that leaves a reboot in doubt (the host failed with a reboot sent and not
+/// proven back), the host keeps its in-flight places (its task's passes) until it is seen back
+/// Ready (the cluster API: Ready with a new boot ID; a host outside a cluster: a new boot ID
+/// over SSH, or any answer after a host-key change), or until its reboot deadline passes and the
+/// run records its decision to let the places go ([`Entry::PassReleased`]). A host that may
+/// still be down must count against the limits; giving up on it, or its API proof failing, is
+/// not enough. (The limits still count the node while the cluster shows it unavailable.)
+pub(super) async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
+    let Some(record) = shared.records.lock().unwrap().get(&host.name).cloned() else { return };
+    let api = shared.api_for(host);
+    let proven_back = record.api_boot_id.is_some() || (api.is_none() && record.new_boot_id.is_some());
+    if record.phase != Phase::Failed || !record.reboot_pending || proven_back {
+        return;
+    }
+    let Some(last) = record.attempts.last() else { return };
+    let old = record.old_boot_id.clone().unwrap_or_default();
+    let window = shared.settings.timeout.max(shared.settings.scheduled_delay);
+    let deadline = shared.clock.instant_of(last.at_ms.saturating_add(window.as_millis() as u64));
     let mut abort = shared.abort.clone();
     let seen_up = async {
+        if let Some(api) = api {
+            return api.wait_back(&host.name, &old, deadline).await.is_ok();
+        }
         loop {
-            if ssh_usable {
-                let probe = {
-                    let _permit = shared.probes.acquire().await.expect("never closed");
-                    shared.transport.read_boot_id(host).await
-                };
-                match probe {
-                    Ok(id) if id != old => return,
-                    Err(TransportError::HostKey(_)) => return,
-                    _ => {}
-                }
-            } else if let Some(api) = shared.api_for(host) {
-                let _ = api.wait_back(&host.name, old, deadline).await;
-                return;
+            let probe = {
+                let _permit = shared.probes.acquire().await.expect("never closed");
+                shared.transport.read_boot_id(host).await
+            };
+            match probe {
+                Ok(id) if id != old => return true,
+                Err(TransportError::HostKey(_)) => return true,
+                _ => {}
             }
             tokio::time::sleep(shared.settings.poll_interval).await;
         }
     };
-    tokio::select! {
-        () = seen_up => {}
-        () = tokio::time::sleep_until(deadline) => {}
-        _ = abort.wait_for(|a| *a == Abort::Hard) => {}
+    let seen = tokio::select! {
+        seen = seen_up => seen,
+        () = tokio::time::sleep_until(deadline) => false,
+        _ = abort.wait_for(|a| *a == Abort::Hard) => return,
+    };
+    if !seen {
+        let reason = format!(
+            "not seen back Ready within {} of its last reboot; its places go to the next host (it still counts as unavailable while the cluster shows it so)",
+            humantime::format_duration(window)
+        );
+        let _ = shared.record(Entry::PassReleased { host: host.name.clone(), reason });
     }
 }
 

@@ -213,23 +213,8 @@ impl Pacer {
     }
 }
 
-/// How the cluster's state limits a run besides its own bookkeeping (see
-/// [`fleetboot_core::limits`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LimitsRule {
-    /// The control-plane rule: a master goes down only when every other one is Ready and etcd
-    /// is healthy. Off only for the migration's all-at-once reboot (the documents' way).
-    pub control_plane: bool,
-    /// The migration's reboot step: nodes of its plan not rebooted yet do not count as
-    /// unavailable for being NotReady (after the switch they may be, until rebooted).
-    pub plan_not_ready_exempt: bool,
-}
-
-impl Default for LimitsRule {
-    fn default() -> LimitsRule {
-        LimitsRule { control_plane: true, plan_not_ready_exempt: false }
-    }
-}
+/// How the cluster's state limits a run besides its own bookkeeping.
+pub use fleetboot_core::limits::Rule as LimitsRule;
 
 /// Marks a host as holding its in-flight places (the limits' view of the run's own hosts).
 struct InFlightMark<'a>(&'a Mutex<BTreeSet<String>>, String);
@@ -330,6 +315,8 @@ struct Shared<T> {
     cordoned_by_run: Mutex<BTreeSet<String>>,
     /// Hosts this run (or the run it resumes) sent a reboot.
     touched: Mutex<BTreeSet<String>>,
+    /// Every host's journal record so far (a host's task reads its own after a failure).
+    records: Mutex<BTreeMap<String, HostRecord>>,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -382,6 +369,9 @@ impl<T: PowerTransport> Shared<T> {
             let _ = self.events.send(Event::Warning { host: None, message: format!("{e}; stopping") });
             let _ = self.abort_trigger.send(Abort::Hard);
             return Err(Stop::JournalBroken);
+        }
+        if let Some(host) = record.entry.host() {
+            self.records.lock().unwrap().entry(host.to_owned()).or_insert_with(HostRecord::pending).apply(&record.entry, record.at_ms);
         }
         match &record.entry {
             // A soft reboot is no proven reboot: it counts against --max-failures as a failure.
@@ -684,6 +674,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         in_flight: Mutex::new(BTreeSet::new()),
         cordoned_by_run: Mutex::new(cordoned_by_run),
         touched: Mutex::new(touched),
+        records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {

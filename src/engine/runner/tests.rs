@@ -49,6 +49,10 @@ struct Faults {
     /// Every reboot is a `systemctl soft-reboot`: down and up again, same boot ID, systemd's
     /// SoftRebootsCount one higher.
     soft_reboot: bool,
+    /// Presents another host key once it has rebooted.
+    new_host_key_after_reboot: bool,
+    /// The cluster API never shows the node Ready again.
+    api_not_ready: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,8 +263,11 @@ impl FakeSsh {
     /// Connects: the faults of a reachable host, or "refused" for one that is down.
     async fn connect(&self, host: &Host) -> Result<(), TransportError> {
         tokio::time::sleep(SSH_LATENCY).await;
-        let faults = self.0.with(&host.name, |h| if h.down { None } else { Some(h.faults) });
-        let Some(faults) = faults else { return Err(TransportError::Unreachable("connection refused".into())) };
+        let faults = self.0.with(&host.name, |h| if h.down { None } else { Some((h.faults, h.boot)) });
+        let Some((faults, boot)) = faults else { return Err(TransportError::Unreachable("connection refused".into())) };
+        if faults.new_host_key_after_reboot && boot > 0 {
+            return Err(TransportError::HostKey("the host key changed".into()));
+        }
         if faults.hang_ssh {
             tokio::time::sleep(Duration::from_secs(10)).await;
             return Err(TransportError::Timeout("connect".into()));
@@ -396,7 +403,7 @@ impl NodeEvidence for FakeApi {
     fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>> {
         Box::pin(async move {
             loop {
-                let (down, id) = self.0.with(node, |h| (h.down, h.boot_id(node)));
+                let (down, id) = self.0.with(node, |h| (h.down || h.faults.api_not_ready, h.boot_id(node)));
                 if !down && id != old {
                     return Ok(id);
                 }
@@ -1257,4 +1264,36 @@ async fn runner_reports_a_soft_reboot_once_seen_never_escalates_it_and_a_resume_
     // A resume sends it nothing more.
     job.run().await;
     assert_eq!(world.reboots_received("h1"), 1);
+}
+
+/// A master that failed while it may still be down (a host-key change right after its reboot,
+/// the API not showing it Ready) keeps the control plane's pass: with `--max-failures 1` the
+/// next master starts only after the first one's reboot deadline and the run's journaled
+/// decision to let the pass go, never at the failure.
+#[tokio::test(start_paused = true)]
+async fn runner_holds_a_group_pass_while_a_failed_master_may_be_down_until_its_deadline_and_a_journaled_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["m1", "m2"]);
+    world.set("m1", |h| {
+        h.faults.new_host_key_after_reboot = true;
+        h.faults.api_not_ready = true;
+    });
+    let mut job = Job::new(&world, dir.path(), &["m1", "m2"]);
+    job.api = true;
+    job.settings.max_failures = MaxFailures::Count(1);
+    job.grouping.of = [("m1", "master"), ("m2", "master")].iter().map(|(h, g)| (h.to_string(), g.to_string())).collect();
+    job.grouping.limits = [("master".to_owned(), 1)].into_iter().collect();
+    job.grouping.last = vec!["master".into()];
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "m1"), Outcome::Failed, "{summary:?}");
+    assert_eq!(outcome(&summary, "m2"), Outcome::Rebooted, "{summary:?}");
+    let m1_sent = world.times_of("m1", |e| *e == Happened::SshReboot)[0];
+    let m1_up = world.times_of("m1", |e| *e == Happened::Up)[0];
+    let m2_sent = world.times_of("m2", |e| *e == Happened::SshReboot)[0];
+    assert!(m1_up - m1_sent < Duration::from_secs(120), "m1 failed early, at its host-key change");
+    assert!(m2_sent - m1_sent >= job.settings.timeout, "m2 started {:?} after m1, before m1's deadline", m2_sent - m1_sent);
+    let records = job.records();
+    let released = records.iter().position(|r| matches!(&r.entry, Entry::PassReleased { host, .. } if host == "m1"));
+    let m2_dispatching = records.iter().position(|r| matches!(&r.entry, Entry::Dispatching { host, .. } if host == "m2"));
+    assert!(released.is_some() && released < m2_dispatching, "the decision is journaled before m2 starts: {records:?}");
 }
