@@ -202,7 +202,12 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         journal: args.journal.clone(),
         groups: GroupPolicy { group_by: args.group_by.clone(), group_concurrency: args.group_concurrency, all_at_once: args.all_at_once },
         drain: args.drain_policy(),
-        lease: LeasePolicy { namespace: args.lease_namespace.clone(), break_lock: args.break_lock, duration: args.lease_duration.into() },
+        lease: LeasePolicy {
+            namespace: args.lease_namespace.clone(),
+            break_lock: args.break_lock,
+            duration: args.lease_duration.into(),
+            migration_holder: None,
+        },
         overrides,
     })
 }

@@ -20,6 +20,7 @@ mod nodes;
 mod reboot;
 mod redfish_links;
 mod resume;
+mod safety_lease;
 mod sim_kube;
 mod sim_kubectl;
 mod ssh_auth;

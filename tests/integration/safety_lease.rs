@@ -1,0 +1,123 @@
+//! The lease fences runs, and a reboot run and a migration exclude each other. Real processes on the simulated cluster, judged by the simulated nodes' history,
+//! kubectl and the journals.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::Run;
+use crate::common::sim::Sim;
+use fleetboot::adapters::journal::{self, Entry};
+
+fn out(sim: &Sim, args: &[&str]) -> Run {
+    sim.fleetboot(args).output().unwrap().into()
+}
+
+/// Each node's "reboot-requested" times, from the simulation's own node history.
+fn reboot_requests(sim: &Sim) -> Vec<(String, u64)> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    let mut requests = Vec::new();
+    for node in nodes.as_array().unwrap() {
+        for entry in node["history"].as_array().unwrap().iter().filter(|e| e[1] == "reboot-requested") {
+            requests.push((node["name"].as_str().unwrap().to_owned(), entry[0].as_u64().unwrap()));
+        }
+    }
+    requests
+}
+
+/// A Lease held live by someone else, renewed now, lasting `seconds`.
+fn held_lease(sim: &Sim, name: &str, holder: &str, seconds: u64) {
+    let now = std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"]).output().unwrap();
+    let file = sim.path(&format!("{name}-lease.json"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{{"name":"{name}","namespace":"kube-system"}},
+            "spec":{{"holderIdentity":"{holder}","leaseDurationSeconds":{seconds},"renewTime":"{}"}}}}"#,
+            String::from_utf8(now.stdout).unwrap().trim()
+        ),
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
+}
+
+fn wait_for_journal(path: &Path, what: impl Fn(&Entry) -> bool, child: &mut std::process::Child) {
+    let start = Instant::now();
+    loop {
+        if journal::load(path).is_ok_and(|(records, _)| records.iter().any(|r| what(&r.entry))) {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        assert!(start.elapsed() < Duration::from_secs(60), "never journaled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Breaking a live lease: the old holder starts hosts quickly (one a second, six at once); the
+/// new run waits the old one's whole lease. By the nodes' own history, no reboot of the old
+/// run reached a node after the new run's first.
+#[test]
+fn after_break_lock_no_reboot_of_the_old_run_reaches_a_node_after_the_new_runs_first() {
+    let sim = Sim::start(0, 8);
+    let first_journal = sim.path("first.jsonl");
+    let mut first = sim
+        .fleetboot(&[
+            "reboot",
+            "--nodes",
+            "worker-0,worker-1,worker-2,worker-3,worker-4,worker-5",
+            "--concurrency",
+            "6",
+            "--rate",
+            "1/s",
+            "--lease-duration",
+            "6s",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            first_journal.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_journal(&first_journal, |e| matches!(e, Entry::Dispatching { .. }), &mut first);
+    let second =
+        out(&sim, &["reboot", "--nodes", "worker-6,worker-7", "--break-lock", "--lease-duration", "3s", "--poll-interval", "200ms"]);
+    let first: Run = first.wait_with_output().unwrap().into();
+    assert_eq!(second.code, 0, "{}", second.debug());
+    assert!(second.stdout.contains("waiting 6s before the first reboot"), "the old run's whole lease: {}", second.debug());
+    assert_eq!(first.code, 4, "the old run stopped early: {}", first.debug());
+    let requests = reboot_requests(&sim);
+    let new_first = requests.iter().filter(|(n, _)| n == "worker-6" || n == "worker-7").map(|(_, at)| *at).min().unwrap();
+    let late: Vec<_> = requests.iter().filter(|(n, at)| n != "worker-6" && n != "worker-7" && *at >= new_first).collect();
+    assert!(late.is_empty(), "the old run's reboots {late:?} reached nodes after the new run's first at {new_first}");
+}
+
+/// A reboot run refuses to start while a migration holds its lease, and a migration refuses
+/// while a reboot run holds its own; neither touches anything.
+#[test]
+fn a_reboot_run_and_a_migration_refuse_each_others_lease() {
+    let sim = Sim::start(1, 2);
+    held_lease(&sim, "fleetboot-migration", "ann@elsewhere pid 1 run m-1", 600);
+    let refused = out(&sim, &["reboot", "--nodes", "worker-0", "--journal", sim.path("r.jsonl").to_str().unwrap()]);
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    assert!(
+        refused.stderr.contains("a fleetboot migration holds the lease kube-system/fleetboot-migration: ann@elsewhere"),
+        "{}",
+        refused.debug()
+    );
+    assert!(reboot_requests(&sim).is_empty());
+    assert!(!sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]).0, "the refused run gave its own lease back");
+    sim.kubectl_ok(&["-n", "kube-system", "delete", "lease", "fleetboot-migration"]);
+
+    held_lease(&sim, "fleetboot", "bob@elsewhere pid 2 run r-1", 600);
+    let refused = out(&sim, &["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"]);
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    assert!(refused.stderr.contains("a fleetboot reboot run holds the lease kube-system/fleetboot: bob@elsewhere"), "{}", refused.debug());
+    assert!(!sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]).0, "the refused migration gave its lease back");
+    let network = sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.spec.networkType}"]);
+    assert_eq!(network, "OpenShiftSDN", "nothing changed");
+    assert!(reboot_requests(&sim).is_empty());
+}
