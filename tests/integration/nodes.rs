@@ -432,7 +432,7 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
             settings: None,
         },
         Entry::BootIdRead { host: h(), boot_id: "old".into() },
-        Entry::Cordoning { host: h() },
+        Entry::Cordoning { host: h(), already_cordoned: false },
         Entry::Drained { host: h(), evicted: 0 },
         Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None },
         Entry::Back { host: h(), new_boot_id: boot_id.clone(), api_only: false },

@@ -1,4 +1,5 @@
-//! The lease fences runs, and a reboot run and a migration exclude each other. Real processes on the simulated cluster, judged by the simulated nodes' history,
+//! The lease fences runs, a reboot run and a migration exclude each other, and fleetboot's
+//! cordons are never stranded nor an admin's stolen. Real processes on the simulated cluster, judged by the simulated nodes' history,
 //! kubectl and the journals.
 
 use std::path::Path;
@@ -23,6 +24,10 @@ fn reboot_requests(sim: &Sim) -> Vec<(String, u64)> {
         }
     }
     requests
+}
+
+fn unschedulable(sim: &Sim, node: &str) -> bool {
+    sim.kubectl_ok(&["get", "node", node, "-o", "jsonpath={.spec.unschedulable}"]).trim() == "true"
 }
 
 /// A Lease held live by someone else, renewed now, lasting `seconds`.
@@ -93,6 +98,78 @@ fn after_break_lock_no_reboot_of_the_old_run_reaches_a_node_after_the_new_runs_f
     let new_first = requests.iter().filter(|(n, _)| n == "worker-6" || n == "worker-7").map(|(_, at)| *at).min().unwrap();
     let late: Vec<_> = requests.iter().filter(|(n, at)| n != "worker-6" && n != "worker-7" && *at >= new_first).collect();
     assert!(late.is_empty(), "the old run's reboots {late:?} reached nodes after the new run's first at {new_first}");
+}
+
+/// A node the admin cordoned before the run is drained, rebooted and left cordoned; the other
+/// one is uncordoned.
+#[test]
+fn a_node_cordoned_before_the_run_stays_cordoned_after_drain() {
+    let sim = Sim::start(0, 2);
+    sim.kubectl_ok(&["cordon", "worker-0"]);
+    let journal_path = sim.path("run.jsonl");
+    let run = out(&sim, &["reboot", "--all", "--drain", "--poll-interval", "200ms", "--journal", journal_path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(unschedulable(&sim, "worker-0"), "the admin's cordon was lifted");
+    assert!(!unschedulable(&sim, "worker-1"), "fleetboot's own cordon stayed");
+    let (records, _) = journal::load(&journal_path).unwrap();
+    let found = |node: &str| {
+        records.iter().find_map(|r| match &r.entry {
+            Entry::Cordoning { host, already_cordoned } if host == node => Some(*already_cordoned),
+            _ => None,
+        })
+    };
+    assert_eq!((found("worker-0"), found("worker-1")), (Some(true), Some(false)));
+    assert!(!records.iter().any(|r| matches!(&r.entry, Entry::Uncordoned { host } if host == "worker-0")));
+    let rebooted: Vec<String> = reboot_requests(&sim).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(rebooted.len(), 2, "{rebooted:?}");
+}
+
+/// Runs one drained node with the API failing the next `failures` node patches once the node
+/// is drained (the uncordon's), and returns the run.
+fn uncordon_through_failures(failures: u32) -> (Sim, Run, std::path::PathBuf) {
+    let sim = Sim::start(0, 1);
+    let journal_path = sim.path("run.jsonl");
+    let mut child = sim
+        .fleetboot(&[
+            "reboot",
+            "--all",
+            "--drain",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            journal_path.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_journal(&journal_path, |e| matches!(e, Entry::Drained { .. }), &mut child);
+    sim.control("POST", "fail-requests", &format!(r#"{{"method": "PATCH", "resource": "nodes", "count": {failures}}}"#));
+    let run: Run = child.wait_with_output().unwrap().into();
+    (sim, run, journal_path)
+}
+
+#[test]
+fn an_uncordon_the_api_fails_is_tried_again_before_the_run_ends() {
+    let (sim, run, journal_path) = uncordon_through_failures(2);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(!unschedulable(&sim, "worker-0"), "left cordoned");
+    assert!(run.stdout.contains("tried again at the end of the run"), "{}", run.debug());
+    assert!(run.summary()["still_cordoned"].as_array().unwrap().is_empty(), "{}", run.debug());
+    let (_, state) = journal::load(&journal_path).unwrap();
+    assert!(!state.records["worker-0"].cordoned);
+}
+
+#[test]
+fn an_uncordon_that_keeps_failing_is_listed_and_the_exit_code_says_so() {
+    let (sim, run, journal_path) = uncordon_through_failures(1000);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    assert_eq!(run.summary()["still_cordoned"], serde_json::json!(["worker-0"]), "{}", run.debug());
+    assert!(unschedulable(&sim, "worker-0"));
+    let (_, state) = journal::load(&journal_path).unwrap();
+    assert!(state.records["worker-0"].cordoned, "the journal still says fleetboot cordoned it");
 }
 
 /// A reboot run refuses to start while a migration holds its lease, and a migration refuses

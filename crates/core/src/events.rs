@@ -112,6 +112,9 @@ pub struct Summary {
     pub hosts: Vec<HostOutcome>,
     pub aborted: bool,
     pub elapsed_ms: u64,
+    /// Nodes fleetboot cordoned and could not uncordon (retried until the run ended).
+    #[serde(default)]
+    pub still_cordoned: Vec<String>,
 }
 
 impl Summary {
@@ -120,7 +123,8 @@ impl Summary {
     }
 
     pub fn exit_code(&self) -> crate::ExitCode {
-        if self.count(Outcome::Failed) > 0 {
+        // A node left cordoned by fleetboot is a failure to put things back, whatever else.
+        if self.count(Outcome::Failed) > 0 || (!self.aborted && !self.still_cordoned.is_empty()) {
             crate::ExitCode::HostsFailed
         } else if self.aborted || self.hosts.iter().any(|h| h.outcome != Outcome::Rebooted) {
             crate::ExitCode::Incomplete

@@ -8,6 +8,7 @@ use crate::adapters::config::TransportChoice;
 use crate::adapters::journal::{Attempt, Delivery, Entry, HostRecord, Phase, ResumeAction, RunState, Stage};
 use crate::engine::seams::{BmcError, NodeDrain};
 use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
+use fleetboot_core::events::Event;
 use fleetboot_core::hosts::Host;
 use fleetboot_core::plan::Plan;
 use fleetboot_core::power::RestartKind;
@@ -48,6 +49,8 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             }
         }
     }
+    // However the run ends (short of a hard stop), no cordon of fleetboot's is left behind.
+    let shared_at_end = shared.clone();
     let mut abort = shared.abort.clone();
     let mut steps = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot);
     let mut others_finished = false;
@@ -94,6 +97,39 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         });
     }
     while tasks.join_next().await.is_some() {}
+    uncordon_left_over(&shared_at_end).await;
+}
+
+/// Every node fleetboot cordoned and has not uncordoned yet (a failed uncordon, a host skipped
+/// after an earlier attempt cordoned it) is uncordoned at the end of the run, with a few tries
+/// spread over about 15 s; what still fails stays in the journal and the summary lists it.
+/// After a hard stop nothing is touched (a resume or `fleetboot repair` finishes it).
+async fn uncordon_left_over<T: PowerTransport>(shared: &Shared<T>) {
+    let Some(drain) = &shared.drain else { return };
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=5 {
+        let left: Vec<String> = shared.cordoned.lock().unwrap().iter().cloned().collect();
+        if left.is_empty() || shared.abort_level() == Abort::Hard {
+            return;
+        }
+        for name in left {
+            match drain.set_unschedulable(&name, false).await {
+                Ok(()) => {
+                    if shared.record(Entry::Uncordoned { host: name }).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if attempt == 5 => {
+                    let _ = shared.events.send(Event::Warning { host: Some(name), message: format!("{e}; it stays cordoned") });
+                }
+                Err(_) => {}
+            }
+        }
+        if attempt < 5 && !shared.cordoned.lock().unwrap().is_empty() {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
 }
 
 /// A host a previous run left in flight: only watched (never sent another reboot blindly).
@@ -532,13 +568,18 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
     Ok(())
 }
 
+/// Lifts fleetboot's own cordon of the node (never one it found there); a failure is tried
+/// again at the end of the run ([`uncordon_left_over`]).
 async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
+    if !shared.cordoned.lock().unwrap().contains(&host.name) {
+        return;
+    }
     if let Some(drain) = shared.drain_for(host) {
         match drain.set_unschedulable(&host.name, false).await {
             Ok(()) => {
                 let _ = shared.record(Entry::Uncordoned { host: host.name.clone() });
             }
-            Err(e) => shared.warn(host, e.to_string()),
+            Err(e) => shared.warn(host, format!("{e}; tried again at the end of the run")),
         }
     }
 }
@@ -549,8 +590,13 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     use fleetboot_core::nodes::DrainFailure;
     let name = || host.name.clone();
     let policy = drain.policy();
-    shared.record(Entry::Cordoning { host: name() })?;
-    if let Err(error) = drain.set_unschedulable(&host.name, true).await {
+    // An admin's cordon is the admin's: journaled as found, drained under, never lifted.
+    let already_cordoned = match drain.is_unschedulable(&host.name).await {
+        Ok(on) => on,
+        Err(error) => return Err(shared.fail(host, Stage::Drain, error.to_string(), false)),
+    };
+    shared.record(Entry::Cordoning { host: name(), already_cordoned })?;
+    if !already_cordoned && let Err(error) = drain.set_unschedulable(&host.name, true).await {
         let stop = shared.fail(host, Stage::Drain, error.to_string(), false);
         uncordon(shared, host).await;
         return Err(stop);
@@ -558,7 +604,12 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     let left = match drain.evict_all(&host.name).await {
         Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
         Err(DrainError::PodsLeft { pods }) => pods,
-        Err(e @ DrainError::Api { .. }) => vec![e.to_string()],
+        // The pods could not even be listed: nothing is known drained, and nothing to force.
+        Err(e @ DrainError::Api { .. }) => {
+            let stop = shared.fail(host, Stage::Drain, e.to_string(), false);
+            uncordon(shared, host).await;
+            return Err(stop);
+        }
     };
     if policy.on_failure == DrainFailure::Force {
         drain.delete_pods(&left).await;

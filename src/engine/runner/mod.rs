@@ -285,6 +285,9 @@ struct Shared<T> {
     fallback: FallbackPolicy,
     /// Hosts of a cluster run that are no node of it: proven over SSH alone, never drained.
     standalone: BTreeSet<String>,
+    /// Nodes fleetboot cordoned (this run or an earlier attempt) and has not uncordoned: the
+    /// only cordons it ever lifts.
+    cordoned: Mutex<BTreeSet<String>>,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -339,6 +342,12 @@ impl<T: PowerTransport> Shared<T> {
             return Err(Stop::JournalBroken);
         }
         match &record.entry {
+            Entry::Cordoning { host, already_cordoned: false } => {
+                self.cordoned.lock().unwrap().insert(host.clone());
+            }
+            Entry::Uncordoned { host } => {
+                self.cordoned.lock().unwrap().remove(host);
+            }
             Entry::Failed { host, .. } => {
                 self.failed.lock().unwrap().insert(host.clone());
             }
@@ -572,6 +581,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         bmc,
         fallback,
         standalone: plan.grouping.standalone.iter().cloned().collect(),
+        cordoned: Mutex::new(prior.iter().flat_map(|p| p.records.iter()).filter(|(_, r)| r.cordoned).map(|(n, _)| n.clone()).collect()),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
@@ -633,13 +643,20 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         }
     }
     let aborted = *abort.1.borrow() != Abort::No;
+    let still_cordoned: Vec<String> = records.iter().filter(|(_, r)| r.cordoned).map(|(name, _)| name.clone()).collect();
     let hosts = plan
         .hosts
         .iter()
         .map(|h| HostOutcome::from_record(&h.name, &h.address, records.get(&h.name).unwrap_or(&HostRecord::pending())))
         .collect();
-    let summary =
-        Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: clock.elapsed().as_millis() as u64 };
+    let summary = Summary {
+        run_id: plan.run_id.clone(),
+        journal: journal_path,
+        hosts,
+        aborted,
+        elapsed_ms: clock.elapsed().as_millis() as u64,
+        still_cordoned,
+    };
     // A run with hosts still mid-reboot stays open for --resume.
     if summary.hosts.iter().all(|h| h.outcome != fleetboot_core::events::Outcome::Interrupted) {
         let outcome = format!("{:?}", summary.exit_code()).to_lowercase();

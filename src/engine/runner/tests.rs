@@ -401,6 +401,10 @@ impl NodeDrain for FakeDrain {
         })
     }
 
+    fn is_unschedulable<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>> {
+        Box::pin(async { Ok(false) })
+    }
+
     fn evict_all<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_secs(20)).await;
