@@ -67,6 +67,8 @@ pub enum Error {
     Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]
     Migrate(#[from] engine::migrate::MigrateError),
+    #[error(transparent)]
+    Repair(#[from] engine::repair::RepairError),
 }
 
 /// Input that names the wrong things: refused before anything is touched (exit 2).
@@ -92,6 +94,8 @@ pub enum SelectionError {
     NoPowerTargets,
     #[error("{action} needs {flag}{why}")]
     NotConfirmed { action: &'static str, flag: &'static str, why: &'static str },
+    #[error("no journal to repair in {} (name one with --journal)", dir.display())]
+    NoJournal { dir: std::path::PathBuf },
     #[error("internal command line {argv:?}: {reason}")]
     InternalCommandLine { argv: Vec<String>, reason: String },
 }

@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod nodes;
 pub mod plan;
 pub mod power;
+pub mod repair;
 
 use fleetboot_core::table::{short_id, table};
 use std::collections::BTreeMap;

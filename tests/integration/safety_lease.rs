@@ -1,5 +1,6 @@
 //! The lease fences runs, a reboot run and a migration exclude each other, and fleetboot's
-//! cordons are never stranded nor an admin's stolen. Real processes on the simulated cluster, judged by the simulated nodes' history,
+//! cordons are never stranded nor an admin's stolen; `fleetboot repair` puts back what a killed
+//! run left. Real processes on the simulated cluster, judged by the simulated nodes' history,
 //! kubectl and the journals.
 
 use std::path::Path;
@@ -170,6 +171,82 @@ fn an_uncordon_that_keeps_failing_is_listed_and_the_exit_code_says_so() {
     assert!(unschedulable(&sim, "worker-0"));
     let (_, state) = journal::load(&journal_path).unwrap();
     assert!(state.records["worker-0"].cordoned, "the journal still says fleetboot cordoned it");
+    // `repair` puts it back once the API answers again.
+    sim.control("POST", "fail-requests", r#"{"method": "PATCH", "resource": "nodes", "count": 0}"#);
+    let repaired = out(&sim, &["repair", "--journal", journal_path.to_str().unwrap()]);
+    assert_eq!(repaired.code, 0, "{}", repaired.debug());
+    assert!(!unschedulable(&sim, "worker-0"));
+}
+
+/// kill -9 while a drain waits on a PodDisruptionBudget: the node stays cordoned and the lease
+/// held. `repair` refuses while the run lives, says what it would do with `--dry-run`, then
+/// uncordons, releases the lease, journals it, and reboots nothing.
+#[test]
+fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_nothing() {
+    let sim = Sim::start(0, 2);
+    let manifest = sim.path("app.json");
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
+         "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
+        {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
+         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#,
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+    sim.kubectl_ok(&[
+        "-n",
+        "default",
+        "patch",
+        "pdb",
+        "app-a",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"disruptionsAllowed":0}}"#,
+    ]);
+    sim.kubectl_ok(&["cordon", "worker-1"]);
+    let journal_path = sim.path("run.jsonl");
+    let j = journal_path.to_str().unwrap();
+    let mut child = sim
+        .fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--drain-timeout", "5m", "--output", "json", "--journal", j])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_journal(&journal_path, |e| matches!(e, Entry::Cordoning { .. }), &mut child);
+    let start = Instant::now();
+    while !unschedulable(&sim, "worker-0") {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = out(&sim, &["repair", "--journal", j]);
+    assert_eq!(refused.code, 2, "a live run is not repaired under it: {}", refused.debug());
+    child.kill().unwrap(); // SIGKILL: the cordon and the lease stay behind.
+    child.wait().unwrap();
+    assert!(sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]).0, "the killed run's lease is still there");
+
+    let dry = out(&sim, &["repair", "--journal", j, "--dry-run", "-o", "json"]);
+    assert_eq!(dry.code, 0, "{}", dry.debug());
+    let plan: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(plan["plan"]["uncordon"], serde_json::json!(["worker-0"]), "{}", dry.debug());
+    assert!(unschedulable(&sim, "worker-0"), "--dry-run changed nothing");
+
+    let repaired = out(&sim, &["repair", "--journal", j]);
+    assert_eq!(repaired.code, 0, "{}", repaired.debug());
+    assert!(repaired.stdout.contains("uncordon node worker-0: done"), "{}", repaired.debug());
+    assert!(repaired.stdout.contains("release lease kube-system/fleetboot: done"), "{}", repaired.debug());
+    assert!(!unschedulable(&sim, "worker-0"), "fleetboot's cordon was lifted");
+    assert!(unschedulable(&sim, "worker-1"), "the admin's cordon of a node outside the run is not touched");
+    assert!(!sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]).0, "the lease was released");
+    assert!(reboot_requests(&sim).is_empty(), "repair rebooted something");
+    let (_, state) = journal::load(&journal_path).unwrap();
+    assert!(!state.records["worker-0"].cordoned, "journaled as uncordoned");
+    let again = out(&sim, &["repair", "--journal", j]);
+    assert_eq!(again.code, 0, "{}", again.debug());
+    assert!(again.stdout.contains("nothing to put back"), "{}", again.debug());
 }
 
 /// A reboot run refuses to start while a migration holds its lease, and a migration refuses
