@@ -275,3 +275,35 @@ fn a_reboot_run_and_a_migration_refuse_each_others_lease() {
     assert_eq!(network, "OpenShiftSDN", "nothing changed");
     assert!(reboot_requests(&sim).is_empty());
 }
+
+/// A migration whose lease is taken over while it waits for the MCO's rollout (phase 1, minutes
+/// on a real cluster) stops inside that wait, not after it: "stopped in step N", the step not
+/// done, exit 4.
+#[test]
+fn a_migration_stops_inside_a_wait_when_its_lease_is_taken_over() {
+    let sim = Sim::start(1, 3);
+    let mut child = sim
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--lease-duration", "3s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = sim.wait_for_migration_journal(r#""event":"step_started","step":"rollout_config""#, Some(&mut child));
+    sim.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "patch",
+        "lease",
+        "fleetboot-migration",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"holderIdentity":"admin@elsewhere pid 1 run other"}}"#,
+    ]);
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(run.code, 4, "{}", run.debug());
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.lines().last().unwrap().contains("stopped in step"), "{text}");
+    assert!(!text.contains(r#""event":"step_done","step":"rollout_config""#), "it waited the rollout out: {text}");
+    assert!(run.stderr.contains("another run took the cluster's lease over (admin@elsewhere"), "{}", run.debug());
+}
