@@ -590,10 +590,15 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     use fleetboot_core::nodes::DrainFailure;
     let name = || host.name.clone();
     let policy = drain.policy();
-    // An admin's cordon is the admin's: journaled as found, drained under, never lifted.
-    let already_cordoned = match drain.is_unschedulable(&host.name).await {
-        Ok(on) => on,
-        Err(error) => return Err(shared.fail(host, Stage::Drain, error.to_string(), false)),
+    // An admin's cordon is the admin's: journaled as found, drained under, never lifted. (A
+    // cordon an earlier attempt of this run made stays this run's.)
+    let ours = shared.cordoned.lock().unwrap().contains(&host.name);
+    let already_cordoned = match ours {
+        true => false,
+        false => match drain.is_unschedulable(&host.name).await {
+            Ok(on) => on,
+            Err(error) => return Err(shared.fail(host, Stage::Drain, error.to_string(), false)),
+        },
     };
     shared.record(Entry::Cordoning { host: name(), already_cordoned })?;
     if !already_cordoned && let Err(error) = drain.set_unschedulable(&host.name, true).await {

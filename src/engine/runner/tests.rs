@@ -1232,3 +1232,25 @@ async fn runner_never_lifts_a_cordon_it_did_not_make() {
     assert!(job.records().iter().any(|r| matches!(r.entry, Entry::Cordoning { already_cordoned: true, .. })));
     assert!(summary.still_cordoned.is_empty(), "the admin's cordon is not fleetboot's to report");
 }
+
+#[tokio::test(start_paused = true)]
+async fn runner_a_resume_uncordons_a_host_it_skips_that_an_earlier_attempt_cordoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    // Killed right after the cordon (run_started, cordoning): the node stays cordoned.
+    job.kill = Some(Kill { after: 2, before_its_action: false });
+    job.run().await;
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Cordoned).len(), 1);
+    assert!(job.state().records["h1"].cordoned);
+    // The resume is interrupted before h1 starts again: h1 is skipped, and uncordoned.
+    job.kill = None;
+    let (trigger, abort) = watch::channel(Abort::Soft);
+    let summary = job.run_with_abort((trigger, abort), |_, _| {}).await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Skipped);
+    assert_eq!(world.reboots_received("h1"), 0);
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "left cordoned by a skip");
+    assert!(!job.state().records["h1"].cordoned);
+    assert!(summary.still_cordoned.is_empty());
+}
