@@ -307,3 +307,55 @@ fn a_migration_stops_inside_a_wait_when_its_lease_is_taken_over() {
     assert!(!text.contains(r#""event":"step_done","step":"rollout_config""#), "it waited the rollout out: {text}");
     assert!(run.stderr.contains("another run took the cluster's lease over (admin@elsewhere"), "{}", run.debug());
 }
+
+/// A migration whose lease is taken over during its reboot step hands the loss to the reboot
+/// run as the first Ctrl-C: no further node starts (the one in flight finishes), and the
+/// migration stops in that step with exit 4.
+#[test]
+fn a_migration_losing_its_lease_in_the_reboot_step_starts_no_further_node() {
+    let sim = Sim::start(1, 4);
+    let mut child = sim
+        .fleetboot(&[
+            "migrate",
+            "--etcd-backup-confirmed",
+            "--poll-interval",
+            "300ms",
+            "--lease-duration",
+            "3s",
+            "--reboot-concurrency",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let migration = sim.wait_for_migration_journal(r#""event":"step_started","step":"reboot_nodes""#, Some(&mut child));
+    let reboot_journal = migration.with_file_name("reboot.jsonl");
+    let start = Instant::now();
+    let dispatched = |path: &Path| {
+        journal::load(path).map_or(0, |(records, _)| records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count())
+    };
+    while dispatched(&reboot_journal) == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "migrate ended first");
+        assert!(start.elapsed() < Duration::from_secs(60), "no reboot started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sim.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "patch",
+        "lease",
+        "fleetboot-migration",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"holderIdentity":"admin@elsewhere pid 1 run other"}}"#,
+    ]);
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(run.code, 4, "{}", run.debug());
+    let sent = crate::common::dispatches(&reboot_journal);
+    assert!(sent.len() < 5, "the reboot run went on starting nodes after the loss: {sent:?}");
+    assert!(run.stdout.contains("starting nothing new") || run.stderr.contains("starting nothing new"), "{}", run.debug());
+    let text = std::fs::read_to_string(&migration).unwrap();
+    assert!(text.lines().last().unwrap().contains("stopped in step"), "{text}");
+}
