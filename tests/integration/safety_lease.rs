@@ -108,7 +108,11 @@ fn a_node_cordoned_before_the_run_stays_cordoned_after_drain() {
     let sim = Sim::start(0, 2);
     sim.kubectl_ok(&["cordon", "worker-0"]);
     let journal_path = sim.path("run.jsonl");
-    let run = out(&sim, &["reboot", "--all", "--drain", "--poll-interval", "200ms", "--journal", journal_path.to_str().unwrap()]);
+    // Two at a time: the admin's cordoned node counts as unavailable against the limit.
+    let run = out(
+        &sim,
+        &["reboot", "--all", "--drain", "--concurrency", "2", "--poll-interval", "200ms", "--journal", journal_path.to_str().unwrap()],
+    );
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(unschedulable(&sim, "worker-0"), "the admin's cordon was lifted");
     assert!(!unschedulable(&sim, "worker-1"), "fleetboot's own cordon stayed");
@@ -211,7 +215,21 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     let journal_path = sim.path("run.jsonl");
     let j = journal_path.to_str().unwrap();
     let mut child = sim
-        .fleetboot(&["reboot", "--nodes", "worker-0", "--drain", "--drain-timeout", "5m", "--output", "json", "--journal", j])
+        // Two at a time: the admin's cordoned worker-1 counts as unavailable against the limit.
+        .fleetboot(&[
+            "reboot",
+            "--nodes",
+            "worker-0",
+            "--drain",
+            "--drain-timeout",
+            "5m",
+            "--concurrency",
+            "2",
+            "--output",
+            "json",
+            "--journal",
+            j,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
