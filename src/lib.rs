@@ -67,6 +67,8 @@ pub enum Error {
     Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]
     Migrate(#[from] engine::migrate::MigrateError),
+    #[error(transparent)]
+    Repair(#[from] engine::repair::RepairError),
 }
 
 /// Input that names the wrong things: refused before anything is touched (exit 2).
@@ -105,6 +107,8 @@ pub enum SelectionError {
         if conflicts.len() == 1 { "value" } else { "values" },
     )]
     ResumeConflicts { journal: std::path::PathBuf, conflicts: Vec<fleetboot_core::journal::SettingConflict> },
+    #[error("no journal to repair in {} (name one with --journal)", dir.display())]
+    NoJournal { dir: std::path::PathBuf },
     #[error("internal command line {argv:?}: {reason}")]
     InternalCommandLine { argv: Vec<String>, reason: String },
 }

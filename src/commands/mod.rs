@@ -22,6 +22,7 @@ pub mod migrate;
 pub mod nodes;
 pub mod power;
 pub mod reboot;
+pub mod repair;
 pub mod sim;
 
 pub use args::{ClusterArgs, HostArgs};
@@ -56,6 +57,8 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// The migration's checks (steps 9-10) at any time; the exit code is the verdict.
     Verify(migrate::VerifyArgs),
+    /// Put back what a journal says fleetboot changed (its cordons, its lease, paused pools); reboots nothing.
+    Repair(repair::RepairArgs),
 }
 
 pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Settings, Error> {
@@ -171,6 +174,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Power(args) => power::run(args, config).await,
         Command::Migrate(args) => migrate::run(args, config).await,
         Command::Verify(args) => migrate::run_verify(args, config).await,
+        Command::Repair(args) => repair::run(args, config).await,
     }
 }
 

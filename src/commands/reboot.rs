@@ -227,7 +227,12 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
             migration_reboot: false,
         },
         drain: args.drain_policy(),
-        lease: LeasePolicy { namespace: args.lease_namespace.clone(), break_lock: args.break_lock, duration: args.lease_duration.into() },
+        lease: LeasePolicy {
+            namespace: args.lease_namespace.clone(),
+            break_lock: args.break_lock,
+            duration: args.lease_duration.into(),
+            migration_holder: None,
+        },
         overrides,
     })
 }

@@ -6,5 +6,6 @@ pub mod exec;
 pub mod migrate;
 pub mod power;
 pub mod reboot;
+pub mod repair;
 pub mod runner;
 pub mod seams;

@@ -90,11 +90,14 @@ pub struct LeasePolicy {
     /// How long the lease lasts unrenewed; renewed every third of it. A run that cannot renew it
     /// for half of it starts nothing new.
     pub duration: Duration,
+    /// The migration this run is a step of (its lease holder): a run refuses to start while a
+    /// migration holds its lease (`kube-system/fleetboot-migration`), except its own.
+    pub migration_holder: Option<String>,
 }
 
 impl Default for LeasePolicy {
     fn default() -> LeasePolicy {
-        LeasePolicy { namespace: "kube-system".into(), break_lock: false, duration: Duration::from_secs(30) }
+        LeasePolicy { namespace: "kube-system".into(), break_lock: false, duration: Duration::from_secs(30), migration_holder: None }
     }
 }
 
@@ -432,6 +435,18 @@ impl PreparedRun {
                     reclaimable,
                 )
                 .await?;
+                // A migration reboots every node itself: no other reboot run beside it (checked
+                // with this run's lease held, so the two never both start).
+                let migration = lease.migration_holder.as_deref();
+                if let Err(e) =
+                    crate::adapters::kube::refuse_if_held(kube, "kube-system", crate::adapters::kube::MIGRATION_LEASE_NAME, |holder| {
+                        migration == Some(holder)
+                    })
+                    .await
+                {
+                    lock.release().await;
+                    return Err(e.into());
+                }
                 if let Some(previous) = &lock.taken_from {
                     warn(format!("took the fleetboot lease over from {previous}"));
                 }

@@ -55,8 +55,11 @@ pub enum DrainError {
 pub trait NodeDrain: Send + Sync + 'static {
     fn policy(&self) -> DrainPolicy;
     fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>>;
+    /// Whether the node is unschedulable (cordoned) now, as the API shows it.
+    fn is_unschedulable<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>>;
     /// Evicts every pod the drain covers until none is left or the policy's timeout: the number
-    /// evicted, or [`DrainError::PodsLeft`].
+    /// evicted, or [`DrainError::PodsLeft`], or [`DrainError::Api`] when the node's pods could
+    /// not even be listed by then (never counted as drained).
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>>;
     /// `--drain-failure force`: deletes the pods eviction could not move.
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()>;
@@ -120,8 +123,17 @@ impl NodeDrain for Drainer {
         Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
     }
 
+    fn is_unschedulable<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>> {
+        Box::pin(async move { Drainer::is_unschedulable(self, node).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
+    }
+
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
-        Box::pin(async move { Drainer::evict_all(self, node).await.map_err(|pods| DrainError::PodsLeft { pods }) })
+        Box::pin(async move {
+            Drainer::evict_all(self, node).await.map_err(|e| match e {
+                crate::adapters::kube::drain::EvictError::PodsLeft(pods) => DrainError::PodsLeft { pods },
+                crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message },
+            })
+        })
     }
 
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()> {

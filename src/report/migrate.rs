@@ -189,7 +189,14 @@ mod tests {
 
     fn reboot_finished() -> Event {
         Event::Finished {
-            summary: Summary { run_id: "r".into(), journal: "/s/m/reboot.jsonl".into(), hosts: vec![], aborted: false, elapsed_ms: 0 },
+            summary: Summary {
+                run_id: "r".into(),
+                journal: "/s/m/reboot.jsonl".into(),
+                hosts: vec![],
+                aborted: false,
+                elapsed_ms: 0,
+                still_cordoned: vec![],
+            },
         }
     }
 

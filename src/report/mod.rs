@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod nodes;
 pub mod plan;
 pub mod power;
+pub mod repair;
 
 use fleetboot_core::table::{short_id, table};
 use std::collections::BTreeMap;
@@ -161,7 +162,8 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::Down { .. } => "down".into(),
         Entry::Back { new_boot_id, api_only: false, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
         Entry::Back { new_boot_id, api_only: true, .. } => format!("back with boot ID {} (seen by the API; no SSH)", short_id(new_boot_id)),
-        Entry::Cordoning { .. } => "cordoned; draining".into(),
+        Entry::Cordoning { already_cordoned: false, .. } => "cordoned; draining".into(),
+        Entry::Cordoning { already_cordoned: true, .. } => "already cordoned (left so afterwards); draining".into(),
         Entry::Drained { evicted, .. } => format!("drained ({evicted} pods evicted)"),
         Entry::Uncordoned { .. } => "uncordoned".into(),
         Entry::ApiConfirmed { boot_id, .. } => format!("API: Ready with boot ID {}", short_id(boot_id)),
@@ -216,6 +218,13 @@ pub fn render_summary(summary: &Summary) -> String {
             "{soft} soft-rebooted: userspace restarted (systemctl soft-reboot), the kernel did not; not proven as a reboot\n"
         ));
     }
+    if !summary.still_cordoned.is_empty() {
+        text.push_str(&format!(
+            "STILL CORDONED (fleetboot cordoned them and could not uncordon them): {}\nput them back with: fleetboot repair --journal {}\n",
+            summary.still_cordoned.join(", "),
+            summary.journal.display()
+        ));
+    }
     if summary.count(Outcome::Interrupted) + summary.count(Outcome::Skipped) > 0 {
         text.push_str(&format!("finish with: fleetboot reboot --resume {}\n", summary.journal.display()));
     }
@@ -246,6 +255,7 @@ mod tests {
             journal: "/s/j.jsonl".into(),
             aborted: true,
             elapsed_ms: 75_000,
+            still_cordoned: vec![],
             hosts: vec![
                 HostOutcome {
                     host: "node-1".into(),

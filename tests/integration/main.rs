@@ -23,6 +23,7 @@ mod reboot;
 mod redfish_links;
 mod resume;
 mod safety_input;
+mod safety_lease;
 mod safety_limits;
 mod safety_resume;
 mod sim_kube;

@@ -143,12 +143,12 @@ fn a_step_4_rerun_after_the_switch_keeps_the_multus_generation_recorded_before_i
     assert_eq!(std::fs::read_to_string(&recorded).unwrap().trim(), before.to_string(), "recorded once, never overwritten");
 }
 
-/// `migrate --break-lock` over a live holder's migration lease waits half of that lease before
-/// its first step: the holder looks every third of its lease and stops at its next step once it
-/// sees the takeover, so the two never change the cluster at once. The wait is a warning event
+/// `migrate --break-lock` over a live holder's migration lease waits that whole lease before
+/// its first step: the holder stops within half its lease once it sees the takeover or fails
+/// to renew, so the two never change the cluster at once. The wait is a warning event
 /// first, and the journal's first step starts no earlier than it allows.
 #[test]
-fn migrate_breaking_a_live_lease_waits_half_of_it_before_its_first_step() {
+fn migrate_breaking_a_live_lease_waits_all_of_it_before_its_first_step() {
     let sim = Sim::start(1, 1);
     let now = std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"]).output().unwrap();
     let now = String::from_utf8(now.stdout).unwrap();
@@ -168,7 +168,7 @@ fn migrate_breaking_a_live_lease_waits_half_of_it_before_its_first_step() {
     assert_eq!(taken.code, 0, "{}", taken.debug());
     let lines = json_lines(&taken);
     let warned = lines.iter().position(|l| {
-        l["type"] == "migration_warning" && l["message"].as_str().is_some_and(|m| m.contains("waiting 4s before changing anything"))
+        l["type"] == "migration_warning" && l["message"].as_str().is_some_and(|m| m.contains("waiting 8s before changing anything"))
     });
     let first_step = lines.iter().position(|l| l["type"] == "step_started");
     assert!(warned.is_some() && first_step.is_some() && warned < first_step, "says it waits, before any step: {}", taken.debug());
@@ -180,8 +180,8 @@ fn migrate_breaking_a_live_lease_waits_half_of_it_before_its_first_step() {
         .and_then(|record| record["at_ms"].as_u64())
         .expect("a step started");
     assert!(
-        first_step_ms >= launched_ms + 4000,
-        "the first step started {} ms after the takeover began, before half of the old 8 s lease",
+        first_step_ms >= launched_ms + 8000,
+        "the first step started {} ms after the takeover began, before the old 8 s lease was over",
         first_step_ms - launched_ms
     );
 }

@@ -204,7 +204,7 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over(
     let (code, shown, err) = out(&sim, &["reboot", "--nodes", "worker-2", "--break-lock", "--poll-interval", "200ms"]);
     assert_eq!(code, 0, "{err}");
     assert!(shown.contains(&format!("took the fleetboot lease over from {holder}")), "{shown}");
-    assert!(shown.contains("waiting 2s before the first reboot"), "{shown}");
+    assert!(shown.contains("waiting 4s before the first reboot"), "the holder's whole lease: {shown}");
     let mut first = first;
     first.kill().unwrap();
     first.wait().unwrap();
@@ -432,7 +432,7 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
             settings: None,
         },
         Entry::BootIdRead { host: h(), boot_id: "old".into() },
-        Entry::Cordoning { host: h() },
+        Entry::Cordoning { host: h(), already_cordoned: false },
         Entry::Drained { host: h(), evicted: 0 },
         Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None },
         Entry::Back { host: h(), new_boot_id: boot_id.clone(), api_only: false },

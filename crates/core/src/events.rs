@@ -127,6 +127,9 @@ pub struct Summary {
     pub hosts: Vec<HostOutcome>,
     pub aborted: bool,
     pub elapsed_ms: u64,
+    /// Nodes fleetboot cordoned and could not uncordon (retried until the run ended).
+    #[serde(default)]
+    pub still_cordoned: Vec<String>,
 }
 
 impl Summary {
@@ -135,8 +138,10 @@ impl Summary {
     }
 
     pub fn exit_code(&self) -> crate::ExitCode {
-        // A host left powered off was not rebooted: someone must look at it.
-        if self.count(Outcome::Failed) + self.count(Outcome::PoweredOff) + self.count(Outcome::SoftRebooted) > 0 {
+        // A host left powered off was not rebooted, a soft reboot is not proven, and a node left
+        // cordoned by fleetboot is a failure to put things back: someone must look at them.
+        let unproven = self.count(Outcome::Failed) + self.count(Outcome::PoweredOff) + self.count(Outcome::SoftRebooted);
+        if unproven > 0 || (!self.aborted && !self.still_cordoned.is_empty()) {
             crate::ExitCode::HostsFailed
         } else if self.aborted || self.hosts.iter().any(|h| h.outcome != Outcome::Rebooted) {
             crate::ExitCode::Incomplete

@@ -130,8 +130,12 @@ pub enum Entry {
         api_only: bool,
     },
     /// Written before the node is cordoned: a resume must uncordon it if the run ends there.
+    /// `already_cordoned`: the node was unschedulable before (an admin's cordon): fleetboot
+    /// drains it but never lifts that cordon.
     Cordoning {
         host: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        already_cordoned: bool,
     },
     /// Every pod the drain covers was evicted (or, forced, deleted).
     Drained {
@@ -509,7 +513,7 @@ impl Entry {
             | Entry::Down { host }
             | Entry::Back { host, .. }
             | Entry::ApiConfirmed { host, .. }
-            | Entry::Cordoning { host }
+            | Entry::Cordoning { host, .. }
             | Entry::Drained { host, .. }
             | Entry::Uncordoned { host }
             | Entry::Confirmed { host }
@@ -660,7 +664,7 @@ impl HostRecord {
                 self.failure = None;
             }
             Entry::ApiConfirmed { boot_id, .. } => self.api_boot_id = Some(boot_id.clone()),
-            Entry::Cordoning { .. } => self.cordoned = true,
+            Entry::Cordoning { already_cordoned, .. } => self.cordoned |= !already_cordoned,
             Entry::Uncordoned { .. } => self.cordoned = false,
             Entry::Drained { .. } | Entry::PassReleased { .. } => {}
             Entry::Confirmed { .. } => self.phase = Phase::Confirmed,

@@ -13,6 +13,7 @@
 //! - [`events`]: what a run tells the world, and its summary.
 //! - [`migrate`]: the SDN → OVN-Kubernetes migration's flows, checks, journal fold, events and
 //!   report files.
+//! - [`repair`]: what a journal says fleetboot changed and did not put back (`fleetboot repair`).
 //! - [`table`]: plain text tables.
 //! - [`transport`]: the power-transport seam (how a reboot reaches a node) and its errors.
 
@@ -25,6 +26,7 @@ pub mod migrate;
 pub mod nodes;
 pub mod plan;
 pub mod power;
+pub mod repair;
 pub mod table;
 pub mod transport;
 

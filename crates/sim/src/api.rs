@@ -35,6 +35,10 @@ pub struct ApiState {
     pub cut_watches: broadcast::Sender<()>,
     /// The cluster, for the fault-injection endpoint under /sim/v1.
     pub cluster: std::sync::OnceLock<std::sync::Weak<super::cluster::Cluster>>,
+    /// Fault injection: the next N requests of a method on a resource (`"PATCH nodes"`) are
+    /// answered 500 InternalError "etcdserver: request timed out", as an API server whose etcd
+    /// did not answer in time (a 500 no client retries by itself, unlike 429/503/504).
+    pub failing_requests: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl ApiState {
@@ -47,6 +51,7 @@ impl ApiState {
             logs: Default::default(),
             cut_watches: broadcast::channel(4).0,
             cluster: std::sync::OnceLock::new(),
+            failing_requests: Default::default(),
         })
     }
 }
@@ -378,6 +383,13 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
         return status_error(404, "NotFound", format!("{} has no subresource {sub:?}", t.plural));
     }
     let method = req.method().clone();
+    {
+        let mut failing = state.failing_requests.lock().unwrap();
+        if let Some(left) = failing.get_mut(&format!("{method} {}", t.plural)).filter(|n| **n > 0) {
+            *left -= 1;
+            return status_error(500, "InternalError", "etcdserver: request timed out".into());
+        }
+    }
     match (&method, &target.name, sub) {
         (&Method::GET, None, _) if query.flag("watch") => watch(t, &target, &query, state),
         (&Method::GET, None, _) => {
@@ -488,10 +500,26 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 Err(e) => error_response(&e),
             }
         }
-        (&Method::DELETE, Some(name), None) => match state.store.lock().unwrap().delete(t, ns, name) {
-            Ok(object) => json_response(StatusCode::OK, &object),
-            Err(e) => error_response(&e),
-        },
+        (&Method::DELETE, Some(name), None) => {
+            // The body is a DeleteOptions (or nothing); its `preconditions` are checked against
+            // the stored object, as the API server does (k8s.io/apiserver
+            // pkg/registry/generic/registry/store.go Delete -> storage.Preconditions.Check in
+            // pkg/storage/interfaces.go: a mismatched uid or resourceVersion fails with
+            // "Precondition failed: ...", which InterpretDeleteError turns into 409 Conflict).
+            let options = match read_body(req).await {
+                Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Value::Null,
+                Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(value) => value,
+                    Err(e) => return status_error(400, "BadRequest", format!("the body is not JSON: {e}")),
+                },
+                Err(response) => return response,
+            };
+            let preconditions = options.get("preconditions").filter(|p| !p.is_null());
+            match state.store.lock().unwrap().delete_checked(t, ns, name, preconditions) {
+                Ok(object) => json_response(StatusCode::OK, &object),
+                Err(e) => error_response(&e),
+            }
+        }
         _ => status_error(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})")),
     }
 }

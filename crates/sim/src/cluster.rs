@@ -1023,6 +1023,14 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             }
             Ok(json!({"outage_seconds": seconds}))
         }
+        ("POST", ["fail-requests"]) => {
+            // {"method": "PATCH", "resource": "nodes", "count": N}: the next N such requests get 500.
+            let method = body["method"].as_str().ok_or((400, "expected \"method\"".to_owned()))?;
+            let resource = body["resource"].as_str().ok_or((400, "expected \"resource\"".to_owned()))?;
+            let count = body["count"].as_u64().and_then(|n| u32::try_from(n).ok()).ok_or((400, "expected \"count\"".to_owned()))?;
+            cluster.api.failing_requests.lock().unwrap().insert(format!("{method} {resource}"), count);
+            Ok(json!({"failing": format!("{method} {resource}"), "count": count}))
+        }
         ("GET", ["operators", "refusals"]) => Ok(json!(*cluster.refusals.lock().unwrap())),
         ("POST", ["cut-watches"]) => {
             let _ = cluster.api.cut_watches.send(());

@@ -48,6 +48,9 @@ pub enum StoreError {
         "Operation cannot be fulfilled on {plural} {name:?}: the object has been modified; please apply your changes to the latest version and try again"
     )]
     Conflict { plural: String, name: String },
+    /// A DeleteOptions precondition that does not hold (the API server's 409 Conflict).
+    #[error("Operation cannot be fulfilled on {plural} {name:?}: {message}")]
+    PreconditionFailed { plural: String, name: String, message: String },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -64,7 +67,7 @@ impl StoreError {
         match self {
             StoreError::NotFound { .. } => (404, "NotFound"),
             StoreError::AlreadyExists { .. } => (409, "AlreadyExists"),
-            StoreError::Conflict { .. } => (409, "Conflict"),
+            StoreError::Conflict { .. } | StoreError::PreconditionFailed { .. } => (409, "Conflict"),
             StoreError::Invalid(_) => (422, "Invalid"),
             StoreError::BadRequest(_) => (400, "BadRequest"),
             StoreError::Gone { .. } => (410, "Expired"),
@@ -406,7 +409,33 @@ impl Store {
     }
 
     pub fn delete(&mut self, t: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Arc<Value>, StoreError> {
+        self.delete_checked(t, namespace, name, None)
+    }
+
+    /// [`Store::delete`] under a DeleteOptions' `preconditions` (`uid`, `resourceVersion`): a
+    /// mismatch is a Conflict and deletes nothing (k8s.io/apiserver pkg/storage/interfaces.go
+    /// `Preconditions.Check`: "Precondition failed: ResourceVersion in precondition: X,
+    /// ResourceVersion in object meta: Y"; pkg/registry/generic/registry/store.go returns it as
+    /// 409 Conflict through storeerr.InterpretDeleteError).
+    pub fn delete_checked(
+        &mut self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        preconditions: Option<&Value>,
+    ) -> Result<Arc<Value>, StoreError> {
         let current = self.get(t, namespace, name)?;
+        for (field, meta) in [("uid", "/metadata/uid"), ("resourceVersion", "/metadata/resourceVersion")] {
+            let Some(wanted) = preconditions.and_then(|p| p.get(field)).and_then(Value::as_str) else { continue };
+            let actual = current.pointer(meta).and_then(Value::as_str).unwrap_or_default();
+            if wanted != actual {
+                return Err(StoreError::PreconditionFailed {
+                    plural: t.plural.to_owned(),
+                    name: name.to_owned(),
+                    message: format!("Precondition failed: {field} in precondition: {wanted}, {field} in object meta: {actual}"),
+                });
+            }
+        }
         if t.kind == "Namespace" {
             if current.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(current);
@@ -500,6 +529,20 @@ mod tests {
 
     fn node(name: &str, role: &str) -> Value {
         json!({"metadata": {"name": name, "labels": {format!("node-role.kubernetes.io/{role}"): ""}}, "spec": {}, "status": {"nodeInfo": {"bootID": "a"}}})
+    }
+
+    #[test]
+    fn a_delete_whose_resource_version_precondition_fails_is_a_conflict_and_deletes_nothing() {
+        let mut store = Store::new(100);
+        let a = store.create(nodes(), None, node("a", "master")).unwrap();
+        let rv = a["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+        let stale = json!({"resourceVersion": "1"});
+        let err = store.delete_checked(nodes(), None, "a", Some(&stale)).unwrap_err();
+        assert_eq!(err.code_and_reason(), (409, "Conflict"));
+        assert!(err.to_string().contains("Precondition failed: resourceVersion in precondition: 1"), "{err}");
+        assert!(store.get(nodes(), None, "a").is_ok(), "nothing deleted");
+        store.delete_checked(nodes(), None, "a", Some(&json!({ "resourceVersion": rv }))).unwrap();
+        assert!(store.get(nodes(), None, "a").is_err());
     }
 
     #[test]

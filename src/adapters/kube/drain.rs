@@ -22,6 +22,15 @@ pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     daemonset || mirror || finished
 }
 
+/// Why a drain did not finish.
+#[derive(Debug)]
+pub enum EvictError {
+    /// Pods still on the node at the timeout (namespace/name).
+    PodsLeft(Vec<String>),
+    /// The node's pods could not be listed by the timeout: nothing is known drained.
+    ListFailed(String),
+}
+
 /// A cordon or uncordon the API did not take.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {} node {node}: {source}", if *cordon { "cordon" } else { "uncordon" })]
@@ -51,9 +60,20 @@ impl Drainer {
             .map_err(|source| CordonError { node: node.to_owned(), cordon: on, source })
     }
 
+    /// Whether the node is cordoned now.
+    pub async fn is_unschedulable(&self, node: &str) -> Result<bool, CordonError> {
+        let node_object = Api::<Node>::all(self.client.clone()).get(node).await.map_err(|source| CordonError {
+            node: node.to_owned(),
+            cordon: true,
+            source,
+        })?;
+        Ok(node_object.spec.and_then(|s| s.unschedulable).unwrap_or(false))
+    }
+
     /// Evicts every pod the drain covers, retrying those a PodDisruptionBudget protects,
-    /// until none is left or the timeout. Returns how many were evicted, or the pods left.
-    pub async fn evict_all(&self, node: &str) -> Result<usize, Vec<String>> {
+    /// until none is left or the timeout. Returns how many were evicted, or the pods left. A
+    /// pod list that fails is tried again until the timeout: pods not seen are not gone.
+    pub async fn evict_all(&self, node: &str) -> Result<usize, EvictError> {
         use k8s_openapi::api::core::v1::Pod;
         use kube::api::EvictParams;
         let pods_api: Api<Pod> = Api::all(self.client.clone());
@@ -63,7 +83,13 @@ impl Drainer {
             let listed = pods_api.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await;
             let pending: Vec<Pod> = match listed {
                 Ok(list) => list.items.into_iter().filter(|p| !drain_skips(p)).collect(),
-                Err(e) => return Err(vec![format!("could not list pods: {e}")]),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(EvictError::ListFailed(format!("could not list the pods of node {node} within the drain timeout: {e}")));
+                }
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
             };
             if pending.is_empty() {
                 return Ok(evicted);
@@ -79,16 +105,18 @@ impl Drainer {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(pending
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{}/{}",
-                            p.metadata.namespace.as_deref().unwrap_or_default(),
-                            p.metadata.name.as_deref().unwrap_or_default()
-                        )
-                    })
-                    .collect());
+                return Err(EvictError::PodsLeft(
+                    pending
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}/{}",
+                                p.metadata.namespace.as_deref().unwrap_or_default(),
+                                p.metadata.name.as_deref().unwrap_or_default()
+                            )
+                        })
+                        .collect(),
+                ));
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }

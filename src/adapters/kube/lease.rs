@@ -8,8 +8,10 @@ use serde_json::Value;
 use super::{ClusterError, api_resource};
 
 /// A coordination.k8s.io/v1 Lease held for a whole cluster run, so two admins cannot reboot
-/// one cluster's nodes at once. Renewed in the background; a lease whose holder stopped
-/// renewing expires; `--break-lock` takes a live one over.
+/// one cluster's nodes at once. Renewed in the background ([`keep_renewed`]); a lease whose
+/// holder stopped renewing expires; `--break-lock` takes a live one over. Every write carries
+/// the resourceVersion it read (updates through `replace` of the object read, the release as a
+/// DeleteOptions precondition): a Lease gives no fencing of its own.
 pub struct LeaseLock {
     api: Api<DynamicObject>,
     name: String,
@@ -18,13 +20,14 @@ pub struct LeaseLock {
     lost: tokio::sync::watch::Receiver<Option<LeaseLost>>,
     /// Who held it before a takeover (for the user and the journal).
     pub taken_from: Option<String>,
-    /// A live holder's lease was broken (`--break-lock`): that run goes on until it sees the
-    /// takeover, so this one waits this long before it reboots anything.
+    /// A holder's lease was broken (`--break-lock`): that run may go on until it sees the
+    /// takeover, so this one waits the holder's whole lease before it acts.
     settle_time: Option<std::time::Duration>,
 }
 
 /// How one renewal went.
-enum Renewal {
+#[derive(Debug)]
+pub(crate) enum Renewal {
     Renewed,
     /// Not renewed this time (the API refused, failed or did not answer in time).
     Failed,
@@ -50,6 +53,55 @@ async fn renew_once(api: &Api<DynamicObject>, name: &str, identity: &str) -> Ren
             }
         }
         Err(_) => Renewal::Failed,
+    }
+}
+
+/// Renews the lease every third of `duration` and says when it is lost. The verdict "not
+/// renewed for half the lease" runs on a timer of its own, set half the lease after the start of
+/// the last renewal that succeeded: neither a slow tick nor an API call that hangs can hold it
+/// back. A renewal that failed is tried again sooner (a tenth of the lease). A takeover seen at
+/// a renewal ends it at once; the lease is never taken back.
+pub(crate) async fn keep_renewed<F, Fut>(duration: std::time::Duration, mut renew: F, lost: tokio::sync::watch::Sender<Option<LeaseLost>>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Renewal>,
+{
+    use tokio::time::{Instant, sleep_until};
+    let half = duration / 2;
+    // Monotonic: a jump of the wall clock neither hides nor invents a failed renewal.
+    let mut renewed_at = Instant::now();
+    let mut next_try = renewed_at + duration / 3;
+    loop {
+        let verdict_at = renewed_at + half;
+        let attempt = tokio::select! {
+            biased;
+            () = sleep_until(verdict_at) => None,
+            renewal = async {
+                sleep_until(next_try).await;
+                let started = Instant::now();
+                (started, renew().await)
+            } => Some(renewal),
+        };
+        match attempt {
+            None => {
+                // Half the lease gone without a renewal: another run could soon take it.
+                let _ = lost.send(Some(LeaseLost::NotRenewed { for_: half }));
+                return;
+            }
+            Some((_, Renewal::TakenOver { by })) => {
+                // Taken over (--break-lock elsewhere): never steal it back; stop.
+                let _ = lost.send(Some(LeaseLost::TakenOver { by }));
+                return;
+            }
+            Some((started, Renewal::Renewed)) => {
+                // Counted from the attempt's start: the renewTime it wrote is no later.
+                renewed_at = started;
+                next_try = started + duration / 3;
+            }
+            Some((_, Renewal::Failed)) => {
+                next_try = Instant::now() + (duration / 10).max(std::time::Duration::from_millis(100));
+            }
+        }
     }
 }
 
@@ -116,10 +168,12 @@ impl LeaseLock {
                 let held = if reclaimable(&holder) {
                     held
                 } else if break_lock {
-                    // The holder looks every third of *its* lease and stops after half of it
-                    // without a renewal: half its duration covers both.
+                    // Live or only expired-looking (its holder's clock may be wrong), the holder
+                    // may still act until it sees the takeover or gives up for want of a
+                    // renewal: it does both within half its lease, and the whole lease covers
+                    // any holder that keeps to the lease's contract at all.
                     let theirs = held.data.pointer("/spec/leaseDurationSeconds").and_then(Value::as_u64).unwrap_or(0);
-                    settle_time = (!lease_expired(&held.data, now)).then(|| std::time::Duration::from_secs(theirs) / 2);
+                    settle_time = Some(std::time::Duration::from_secs(theirs));
                     held
                 } else if !lease_expired(&held.data, now) {
                     // Live by its holder's own account: a skewed clock can only make this refuse
@@ -147,42 +201,21 @@ impl LeaseLock {
         let renew_identity = identity.to_owned();
         let renew_name = lease_name.to_owned();
         let (lost_tx, lost) = tokio::sync::watch::channel(None);
-        let renewer = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(duration / 3);
-            tick.tick().await;
-            // Monotonic: a jump of the wall clock neither hides nor invents a failed renewal.
-            let mut renewed_at = tokio::time::Instant::now();
-            loop {
-                tick.tick().await;
-                // An API that hangs instead of refusing must not hold the verdict back past the
-                // half-lease mark: the renewal gets only the time left until then.
-                let budget = (duration / 2).saturating_sub(renewed_at.elapsed()).max(std::time::Duration::from_millis(100));
-                let renewal = tokio::time::timeout(budget, renew_once(&renew_api, &renew_name, &renew_identity)).await;
-                let renewed = match renewal {
-                    Ok(Renewal::TakenOver { by }) => {
-                        // Taken over (--break-lock elsewhere): never steal it back; stop.
-                        let _ = lost_tx.send(Some(LeaseLost::TakenOver { by }));
-                        return;
-                    }
-                    Ok(Renewal::Renewed) => true,
-                    Ok(Renewal::Failed) | Err(_) => false,
-                };
-                if renewed {
-                    renewed_at = tokio::time::Instant::now();
-                } else if renewed_at.elapsed() >= duration / 2 {
-                    // Half the lease gone without a renewal: another run could soon take it.
-                    let _ = lost_tx.send(Some(LeaseLost::NotRenewed { for_: renewed_at.elapsed() }));
-                    return;
-                }
-            }
-        });
+        let renewer = tokio::spawn(keep_renewed(
+            duration,
+            move || {
+                let (api, name, identity) = (renew_api.clone(), renew_name.clone(), renew_identity.clone());
+                async move { renew_once(&api, &name, &identity).await }
+            },
+            lost_tx,
+        ));
         Ok(LeaseLock { api, name: lease_name.to_owned(), identity: identity.to_owned(), renewer, lost, taken_from, settle_time })
     }
 
-    /// How long to wait after breaking a live holder's lease before acting: half its lease.
-    /// By then the other run has either seen the takeover (it looks every third of its lease)
-    /// or failed to renew for half its lease; either way it starts nothing new, so the two
-    /// never reboot at once. `None` when nobody live held it.
+    /// How long to wait after breaking a holder's lease (live or expired-looking) before
+    /// acting: its whole lease. The other run stops starting anything within half its lease
+    /// (it sees the takeover at a renewal, or its own timer says it was not renewed), so the
+    /// two never act at once. `None` when nobody held it or the holder was reclaimed.
     pub fn settle_time(&self) -> Option<std::time::Duration> {
         self.settle_time
     }
@@ -204,14 +237,93 @@ impl LeaseLock {
         self.lost.clone()
     }
 
-    /// Gives the lease back if this run still holds it.
+    /// Who holds it: this run, as written into the lease.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Gives the lease back if this run still holds it: a delete conditional on the
+    /// resourceVersion read (a lease changed meanwhile, taken over, is left alone).
     pub async fn release(self) {
         self.renewer.abort();
-        if let Ok(lease) = self.api.get(&self.name).await
-            && lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str) == Some(self.identity.as_str())
-        {
-            let _ = self.api.delete(&self.name, &Default::default()).await;
+        let identity = self.identity.clone();
+        let _ = release_held(&self.api, &self.name, |holder| holder == identity).await;
+    }
+}
+
+/// How a conditional release went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// Deleted, with the holder it named.
+    Released { holder: String },
+    /// No such lease.
+    Absent,
+    /// Held by someone `ours` does not accept: left alone.
+    HeldByOther { holder: String },
+    /// It changed between the read and the delete (409 Conflict): left alone.
+    Changed,
+}
+
+/// Deletes the lease when `ours(holder)` accepts its holder, with a DeleteOptions precondition
+/// on the resourceVersion just read: a lease renewed or taken over in between is not deleted.
+async fn release_held(api: &Api<DynamicObject>, name: &str, ours: impl Fn(&str) -> bool) -> Result<Released, kube::Error> {
+    use kube::api::{DeleteParams, Preconditions};
+    let lease = match api.get(name).await {
+        Ok(lease) => lease,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Released::Absent),
+        Err(e) => return Err(e),
+    };
+    let holder = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if !ours(&holder) {
+        return Ok(Released::HeldByOther { holder });
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { resource_version: lease.metadata.resource_version.clone(), uid: lease.metadata.uid.clone() }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(Released::Released { holder }),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Released::Changed),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Released::Absent),
+        Err(e) => Err(e),
+    }
+}
+
+/// Releases `namespace/name` when `ours(holder)` accepts its holder (`fleetboot repair`: the
+/// lease of a run that is gone), conditionally on the version read.
+pub async fn release_lease(client: &Client, namespace: &str, name: &str, ours: impl Fn(&str) -> bool) -> Result<Released, ClusterError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
+    release_held(&api, name, ours)
+        .await
+        .map_err(|e| ClusterError::Api { server: format!("leases/{namespace}/{name}"), reason: e.to_string() })
+}
+
+/// The lease's holder and whether it expired by its holder's clock at `now`; `None` when there
+/// is no such lease.
+pub async fn read_lease(client: &Client, namespace: &str, name: &str) -> Result<Option<(String, bool)>, ClusterError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
+    match api.get(name).await {
+        Ok(lease) => {
+            let holder = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or_default().to_owned();
+            Ok(Some((holder, lease_expired(&lease.data, std::time::SystemTime::now()))))
         }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), reason: e.to_string() }),
+    }
+}
+
+/// The holder of `namespace/name` when the lease is live by its holder's account (present, not
+/// expired at `now`); `None` when there is no lease or it expired.
+pub async fn live_holder(client: &Client, namespace: &str, name: &str) -> Result<Option<(String, Value)>, ClusterError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
+    match api.get(name).await {
+        Ok(lease) if lease_expired(&lease.data, std::time::SystemTime::now()) => Ok(None),
+        Ok(lease) => {
+            let holder = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
+            Ok(Some((holder, lease.data)))
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), reason: e.to_string() }),
     }
 }
 
@@ -261,6 +373,32 @@ pub fn holder_is_dead_run(holder: &str, host: &str, run_id: &str, alive: impl Fn
     same_host && run == run_id && pid.is_some_and(|pid| !alive(pid))
 }
 
+/// Whether `holder` names a process on `host` that no longer exists (killed): it acts no more,
+/// whatever its lease still says.
+pub fn holder_is_dead_process(holder: &str, host: &str, alive: impl Fn(u32) -> bool) -> bool {
+    let Some((who, rest)) = holder.split_once(" pid ") else { return false };
+    let pid = rest.split_once(" run ").map_or(rest, |(pid, _)| pid).parse::<u32>().ok();
+    who.rsplit_once('@').is_some_and(|(_, h)| h == host) && pid.is_some_and(|pid| !alive(pid))
+}
+
+/// Refuses when the other kind of run (a migration for a reboot run, a reboot run for a
+/// migration) holds `name`'s lease live, unless `allowed(holder)` (a migration's own reboot
+/// step) or its holder is a dead process of this machine. Checked *after* taking one's own
+/// lease: two that start together both see the other and both refuse, never both go on.
+pub async fn refuse_if_held(client: &Client, namespace: &str, name: &str, allowed: impl Fn(&str) -> bool) -> Result<(), ClusterError> {
+    let Some((holder, _)) = live_holder(client, namespace, name).await? else { return Ok(()) };
+    let (_, host) = this_process_identity("");
+    if allowed(&holder) || holder_is_dead_process(&holder, &host, process_alive) {
+        return Ok(());
+    }
+    let (other, hint) = if name == MIGRATION_LEASE_NAME {
+        ("a fleetboot migration", "reboot runs wait until it ends (its own reboot step reboots every node)")
+    } else {
+        ("a fleetboot reboot run", "the migration starts once it ends")
+    };
+    Err(ClusterError::Busy { other, holder, namespace: namespace.to_owned(), name: name.to_owned(), hint })
+}
+
 /// Whether a process with this PID exists on this machine.
 pub fn process_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
@@ -282,6 +420,65 @@ mod lease_tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
+    /// Runs [`keep_renewed`] with renewals answered by `answer(n)` (n from 1) and returns the
+    /// verdict and when it came, on tokio's paused clock.
+    async fn verdict_with(answer: impl Fn(u32) -> Option<Renewal> + Send + Sync + 'static) -> (LeaseLost, Duration) {
+        let (tx, mut rx) = tokio::sync::watch::channel(None);
+        let start = tokio::time::Instant::now();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let answer = std::sync::Arc::new(answer);
+        let task = tokio::spawn(keep_renewed(
+            Duration::from_secs(30),
+            move || {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let answer = answer.clone();
+                async move {
+                    match answer(n) {
+                        Some(renewal) => renewal,
+                        // An API that never answers.
+                        None => std::future::pending().await,
+                    }
+                }
+            },
+            tx,
+        ));
+        let lost = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
+        let at = start.elapsed();
+        task.await.unwrap();
+        (lost, at)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_hangs_loses_the_lease_at_half_of_it_not_later() {
+        let (lost, at) = verdict_with(|_| None).await;
+        assert_eq!(lost, LeaseLost::NotRenewed { for_: Duration::from_secs(15) });
+        assert_eq!(at, Duration::from_secs(15), "the verdict runs on its own timer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_verdict_counts_from_the_last_renewal_that_succeeded() {
+        // Renewed at 10 s and 20 s, then every renewal fails: lost at 20 + 15 s.
+        let (lost, at) = verdict_with(|n| Some(if n <= 2 { Renewal::Renewed } else { Renewal::Failed })).await;
+        assert!(matches!(lost, LeaseLost::NotRenewed { .. }));
+        assert_eq!(at, Duration::from_secs(35));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_takeover_seen_at_a_renewal_ends_it_at_once() {
+        let (lost, at) = verdict_with(|n| Some(if n == 1 { Renewal::Renewed } else { Renewal::TakenOver { by: "b".into() } })).await;
+        assert_eq!(lost, LeaseLost::TakenOver { by: "b".into() });
+        assert_eq!(at, Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_that_succeed_keep_it_forever() {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let task = tokio::spawn(keep_renewed(Duration::from_secs(30), || async { Renewal::Renewed }, tx));
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(rx.borrow().is_none());
+        task.abort();
+    }
+
     #[test]
     fn only_a_dead_process_of_the_same_run_on_this_host_gives_its_lease_back() {
         let holder = lease_identity("ann", "bastion", 41, "r-1");
@@ -293,6 +490,10 @@ mod lease_tests {
         assert!(!holder_is_dead_run(&holder, "other", "r-1", dead));
         assert!(!holder_is_dead_run("someone else", "bastion", "r-1", dead));
         assert!(process_alive(std::process::id()));
+        assert!(holder_is_dead_process(&holder, "bastion", dead));
+        assert!(!holder_is_dead_process(&holder, "bastion", alive));
+        assert!(!holder_is_dead_process(&holder, "other", dead));
+        assert!(!holder_is_dead_process("someone", "bastion", dead));
     }
 
     #[test]

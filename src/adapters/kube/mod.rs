@@ -17,7 +17,10 @@ pub mod world;
 
 pub use discover::{discover, discover_with_pools, machine_config_pools, node_info, pool_selectors};
 pub use drain::Drainer;
-pub use lease::{LEASE_NAME, LeaseLock, LeaseLost, MIGRATION_LEASE_NAME, holder_is_dead_run, process_alive, this_process_identity};
+pub use lease::{
+    LEASE_NAME, LeaseLock, LeaseLost, MIGRATION_LEASE_NAME, Released, holder_is_dead_process, holder_is_dead_run, live_holder,
+    process_alive, read_lease, refuse_if_held, release_lease, this_process_identity,
+};
 pub use watch::NodeWatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,9 @@ pub enum ClusterError {
     Selector { selector: String, reason: String },
     #[error("another fleetboot run holds the lease {namespace}/{name}: {holder}; wait for it, or take it over with --break-lock")]
     Locked { holder: String, namespace: String, name: String },
+    /// A reboot run and a migration exclude each other: the other one's lease is held.
+    #[error("{other} holds the lease {namespace}/{name}: {holder}; {hint}")]
+    Busy { other: &'static str, holder: String, namespace: String, name: String, hint: &'static str },
 }
 
 /// Where the cluster is, in kubectl's order of precedence.

@@ -447,6 +447,13 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         reclaimable,
     )
     .await?;
+    // No reboot run beside a migration (checked with the migration's lease held).
+    if let Err(e) =
+        crate::adapters::kube::refuse_if_held(&cluster.client, "kube-system", crate::adapters::kube::LEASE_NAME, |_| false).await
+    {
+        lease.release().await;
+        return Err(e.into());
+    }
     if let Some(wait) = lease.settle_time() {
         // The migration that held the lease stops at its next step once it sees the takeover.
         events.emit(MigrationEvent::MigrationWarning {
@@ -534,7 +541,16 @@ async fn run_under_lease(
         events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
         log(&mut state, MigrationEntry::Warning { message })?;
     }
-    let run = Migration { options, context, cluster, dir: dir.to_owned(), flow: start.flow, events, lease_lost: lease.lost() };
+    let run = Migration {
+        options,
+        context,
+        cluster,
+        dir: dir.to_owned(),
+        flow: start.flow,
+        events,
+        lease_lost: lease.lost(),
+        lease_holder: lease.identity().to_owned(),
+    };
     let outcome = run.steps(&mut state, &mut log).await;
     let reboot = state.reboot_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok()).map(|(_, s)| s);
     let files = fleetboot_core::migrate::report::render(&state, reboot.as_ref(), crate::adapters::system::now_ms());
@@ -556,6 +572,8 @@ struct Migration<'a, 'e> {
     events: &'a Events<'e>,
     /// Becomes `Some` when the migration's lease is lost: no further step starts.
     lease_lost: tokio::sync::watch::Receiver<Option<crate::adapters::kube::LeaseLost>>,
+    /// This migration's lease holder: its own reboot runs go on under it.
+    lease_holder: String,
 }
 
 type Log<'l> = dyn FnMut(&mut MigrationState, MigrationEntry) -> Result<(), MigrateError> + 'l;
@@ -569,7 +587,7 @@ impl Migration<'_, '_> {
         journal: Option<PathBuf>,
         groups: GroupPolicy,
         concurrency: Option<usize>,
-    ) -> Result<ExitCode, MigrateError> {
+    ) -> Result<ExitCode, StepError> {
         let mut settings = self.context.settings.clone();
         if let Some(concurrency) = concurrency {
             settings.reboot.concurrency = concurrency;
@@ -581,7 +599,7 @@ impl Migration<'_, '_> {
             journal,
             groups,
             drain: None,
-            lease: LeasePolicy::default(),
+            lease: LeasePolicy { migration_holder: Some(self.lease_holder.clone()), ..LeasePolicy::default() },
             // A resumed reboot run keeps the limits the migration gives it.
             overrides: SettingsOverrides { concurrency, ..SettingsOverrides::default() },
         };
@@ -589,7 +607,26 @@ impl Migration<'_, '_> {
         let prepared = prepare(job).await.map_err(failed)?;
         let (trigger, abort) = tokio::sync::watch::channel(Abort::No);
         (self.context.install_interrupts)(trigger.clone());
-        let summary = prepared.execute((trigger, abort), |event| self.events.reboot(event)).await.map_err(failed)?;
+        // The migration's lease lost mid-run: no further host starts (hosts in flight finish),
+        // as at the first Ctrl-C.
+        let (mut lost, soft) = (self.lease_lost.clone(), trigger.clone());
+        let lease_watch = tokio::spawn(async move {
+            if lost.wait_for(Option::is_some).await.is_ok() {
+                soft.send_if_modified(|level| {
+                    let raise = *level == Abort::No;
+                    if raise {
+                        *level = Abort::Soft;
+                    }
+                    raise
+                });
+            }
+        });
+        let summary = prepared.execute((trigger, abort), |event| self.events.reboot(event)).await;
+        lease_watch.abort();
+        let summary = summary.map_err(failed)?;
+        if let Some(lost) = self.lease_lost.borrow().clone() {
+            return Err(StepError::LeaseLost(lost));
+        }
         Ok(summary.exit_code())
     }
 
@@ -597,6 +634,22 @@ impl Migration<'_, '_> {
     /// one at a time and last, the control-plane rule (the step-7 exception does not apply).
     fn error_nodes_groups(concurrency: Option<usize>) -> GroupPolicy {
         GroupPolicy { group_concurrency: concurrency, ..GroupPolicy::default() }
+    }
+
+    /// Runs one wait of a step unless the migration's lease is lost first: another migration
+    /// may be acting, so the wait ends there with [`StepError::LeaseLost`].
+    async fn leased<R>(&self, wait: impl std::future::Future<Output = R>) -> Result<R, StepError> {
+        let mut lost = self.lease_lost.clone();
+        tokio::select! {
+            biased;
+            Ok(why) = lost.wait_for(Option::is_some) => Err(StepError::LeaseLost(why.clone().expect("some"))),
+            value = wait => Ok(value),
+        }
+    }
+
+    /// The next change (or idle tick) of a wait's watch, under the lease.
+    async fn next_change(&self, changes: &mut Changes) -> Result<(), StepError> {
+        self.leased(changes.next()).await
     }
 
     fn line(&self, step: Step, message: &str) {
@@ -630,6 +683,12 @@ impl Migration<'_, '_> {
                 Ok(detail) => {
                     self.events.emit(MigrationEvent::StepDone { step, number, detail: detail.clone() });
                     log(state, MigrationEntry::StepDone { step, detail })?;
+                }
+                Err(StepError::LeaseLost(lost)) => {
+                    let reason = lost.to_string();
+                    log(state, MigrationEntry::Warning { message: format!("stopped in step {number}: {reason}") })?;
+                    self.events.emit(MigrationEvent::MigrationLeaseLost { reason: format!("{reason}; stopped in step {number}") });
+                    return Ok(ExitCode::Incomplete);
                 }
                 Err(StepError::Stop(code, error)) => {
                     self.events.emit(MigrationEvent::StepFailed { step, number, error: error.clone() });
@@ -685,7 +744,7 @@ impl Migration<'_, '_> {
                     format!("the network operator did not apply the change within {}: {what}", self.options.operator_timeout),
                 ));
             }
-            changes.next().await;
+            self.next_change(&mut changes).await?;
         }
     }
 
@@ -910,7 +969,7 @@ impl Migration<'_, '_> {
                     format!("multus did not finish rolling out within {}: {progress}", self.options.multus_timeout),
                 ));
             }
-            changes.next().await;
+            self.next_change(&mut changes).await?;
         }
     }
 
@@ -1044,7 +1103,7 @@ impl Migration<'_, '_> {
                     format!("the MCO rollout did not finish within {}", self.options.rollout_timeout),
                 ));
             }
-            changes.next().await;
+            self.next_change(&mut changes).await?;
         }
     }
 
@@ -1065,7 +1124,7 @@ impl Migration<'_, '_> {
                 self.line(Step::Verify, &now);
                 last = now;
             }
-            changes.next().await;
+            self.next_change(&mut changes).await?;
         }
     }
 
@@ -1119,7 +1178,7 @@ impl Migration<'_, '_> {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }
             // Give the kubelets a moment to restart their pods, then look again.
-            tokio::time::sleep(Duration::from(self.options.poll_interval).min(Duration::from_secs(5))).await;
+            self.leased(tokio::time::sleep(Duration::from(self.options.poll_interval).min(Duration::from_secs(5)))).await?;
             inputs = self.cluster.verify_inputs(&target, &baseline).await?;
             results = checks::verify(&inputs, &target);
             let passed = results.iter().all(|c| c.passed);
@@ -1148,6 +1207,9 @@ impl Migration<'_, '_> {
 enum StepError {
     /// The step did not succeed; the migration stops here with this exit code.
     Stop(ExitCode, String),
+    /// The migration's lease was lost during the step (taken over, or not renewed for half of
+    /// it): it stops there, as at a step boundary, and `--resume` goes on.
+    LeaseLost(crate::adapters::kube::LeaseLost),
     /// fleetboot itself could not go on (the journal, the API).
     Fatal(MigrateError),
 }

@@ -10,6 +10,7 @@ use crate::adapters::config::TransportChoice;
 use crate::adapters::journal::{Attempt, Delivery, Entry, HostRecord, Phase, ResumeAction, RunState, Stage};
 use crate::engine::seams::{BmcError, NodeDrain};
 use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
+use fleetboot_core::events::Event;
 use fleetboot_core::hosts::Host;
 use fleetboot_core::plan::Plan;
 use fleetboot_core::power::RestartKind;
@@ -53,6 +54,8 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             }
         }
     }
+    // However the run ends (short of a hard stop), no cordon of fleetboot's is left behind.
+    let shared_at_end = shared.clone();
     let mut abort = shared.abort.clone();
     let mut steps = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot);
     let mut others_finished = false;
@@ -102,6 +105,39 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         });
     }
     while tasks.join_next().await.is_some() {}
+    uncordon_left_over(&shared_at_end).await;
+}
+
+/// Every node fleetboot cordoned and has not uncordoned yet (a failed uncordon, a host skipped
+/// after an earlier attempt cordoned it) is uncordoned at the end of the run, with a few tries
+/// spread over about 15 s; what still fails stays in the journal and the summary lists it.
+/// After a hard stop nothing is touched (a resume or `fleetboot repair` finishes it).
+async fn uncordon_left_over<T: PowerTransport>(shared: &Shared<T>) {
+    let Some(drain) = &shared.drain else { return };
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=5 {
+        let left: Vec<String> = shared.cordoned.lock().unwrap().iter().cloned().collect();
+        if left.is_empty() || shared.abort_level() == Abort::Hard {
+            return;
+        }
+        for name in left {
+            match drain.set_unschedulable(&name, false).await {
+                Ok(()) => {
+                    if shared.record(Entry::Uncordoned { host: name }).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if attempt == 5 => {
+                    let _ = shared.events.send(Event::Warning { host: Some(name), message: format!("{e}; it stays cordoned") });
+                }
+                Err(_) => {}
+            }
+        }
+        if attempt < 5 && !shared.cordoned.lock().unwrap().is_empty() {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
 }
 
 /// A host a previous run left in flight: only watched (never sent another reboot blindly).
@@ -273,7 +309,7 @@ async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Res
             Err(e) => e,
             Ok(Some(world)) => {
                 let in_flight = shared.in_flight.lock().unwrap().clone();
-                let cordoned_by_run = shared.cordoned_by_run.lock().unwrap().clone();
+                let cordoned_by_run = shared.cordoned.lock().unwrap().clone();
                 let exempt: std::collections::BTreeSet<String> = if shared.limits.plan_not_ready_exempt {
                     let touched = shared.touched.lock().unwrap();
                     shared.plan_hosts.iter().filter(|h| !touched.contains(*h)).cloned().collect()
@@ -644,13 +680,18 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
     Ok(())
 }
 
+/// Lifts fleetboot's own cordon of the node (never one it found there); a failure is tried
+/// again at the end of the run ([`uncordon_left_over`]).
 async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
+    if !shared.cordoned.lock().unwrap().contains(&host.name) {
+        return;
+    }
     if let Some(drain) = shared.drain_for(host) {
         match drain.set_unschedulable(&host.name, false).await {
             Ok(()) => {
                 let _ = shared.record(Entry::Uncordoned { host: host.name.clone() });
             }
-            Err(e) => shared.warn(host, e.to_string()),
+            Err(e) => shared.warn(host, format!("{e}; tried again at the end of the run")),
         }
     }
 }
@@ -661,8 +702,18 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     use fleetboot_core::nodes::DrainFailure;
     let name = || host.name.clone();
     let policy = drain.policy();
-    shared.record(Entry::Cordoning { host: name() })?;
-    if let Err(error) = drain.set_unschedulable(&host.name, true).await {
+    // An admin's cordon is the admin's: journaled as found, drained under, never lifted. (A
+    // cordon an earlier attempt of this run made stays this run's.)
+    let ours = shared.cordoned.lock().unwrap().contains(&host.name);
+    let already_cordoned = match ours {
+        true => false,
+        false => match drain.is_unschedulable(&host.name).await {
+            Ok(on) => on,
+            Err(error) => return Err(shared.fail(host, Stage::Drain, error.to_string(), false)),
+        },
+    };
+    shared.record(Entry::Cordoning { host: name(), already_cordoned })?;
+    if !already_cordoned && let Err(error) = drain.set_unschedulable(&host.name, true).await {
         let stop = shared.fail(host, Stage::Drain, error.to_string(), false);
         uncordon(shared, host).await;
         return Err(stop);
@@ -670,7 +721,12 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     let left = match drain.evict_all(&host.name).await {
         Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
         Err(DrainError::PodsLeft { pods }) => pods,
-        Err(e @ DrainError::Api { .. }) => vec![e.to_string()],
+        // The pods could not even be listed: nothing is known drained, and nothing to force.
+        Err(e @ DrainError::Api { .. }) => {
+            let stop = shared.fail(host, Stage::Drain, e.to_string(), false);
+            uncordon(shared, host).await;
+            return Err(stop);
+        }
     };
     if policy.on_failure == DrainFailure::Force {
         drain.delete_pods(&left).await;

@@ -311,12 +311,13 @@ struct Shared<T> {
     plan_hosts: BTreeSet<String>,
     /// Hosts holding their in-flight places now.
     in_flight: Mutex<BTreeSet<String>>,
-    /// Nodes this run (or the run it resumes) cordoned and has not uncordoned.
-    cordoned_by_run: Mutex<BTreeSet<String>>,
     /// Hosts this run (or the run it resumes) sent a reboot.
     touched: Mutex<BTreeSet<String>>,
     /// Every host's journal record so far (a host's task reads its own after a failure).
     records: Mutex<BTreeMap<String, HostRecord>>,
+    /// Nodes fleetboot cordoned (this run or an earlier attempt) and has not uncordoned: the
+    /// only cordons it ever lifts.
+    cordoned: Mutex<BTreeSet<String>>,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -374,18 +375,18 @@ impl<T: PowerTransport> Shared<T> {
             self.records.lock().unwrap().entry(host.to_owned()).or_insert_with(HostRecord::pending).apply(&record.entry, record.at_ms);
         }
         match &record.entry {
+            Entry::Cordoning { host, already_cordoned: false } => {
+                self.cordoned.lock().unwrap().insert(host.clone());
+            }
+            Entry::Uncordoned { host } => {
+                self.cordoned.lock().unwrap().remove(host);
+            }
             // A soft reboot is no proven reboot: it counts against --max-failures as a failure.
             Entry::Failed { host, .. } | Entry::SoftRebooted { host, .. } => {
                 self.failed.lock().unwrap().insert(host.clone());
             }
             Entry::Confirmed { host } => {
                 self.failed.lock().unwrap().remove(host);
-            }
-            Entry::Cordoning { host } => {
-                self.cordoned_by_run.lock().unwrap().insert(host.clone());
-            }
-            Entry::Uncordoned { host } => {
-                self.cordoned_by_run.lock().unwrap().remove(host);
             }
             Entry::Dispatching { host, .. } => {
                 self.touched.lock().unwrap().insert(host.clone());
@@ -644,7 +645,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         .map(|(name, _)| name.clone())
         .collect();
     let prior_records = || prior.iter().flat_map(|p| p.records.iter());
-    let cordoned_by_run: BTreeSet<String> = prior_records().filter(|(_, r)| r.cordoned).map(|(n, _)| n.clone()).collect();
+    let cordoned: BTreeSet<String> = prior_records().filter(|(_, r)| r.cordoned).map(|(n, _)| n.clone()).collect();
     let touched: BTreeSet<String> = prior_records().filter(|(_, r)| !r.attempts.is_empty()).map(|(n, _)| n.clone()).collect();
     let probes = Semaphore::new(settings.parallel);
     let graceful_timeout = bmc.as_ref().map_or(Duration::ZERO, |b| b.graceful_timeout());
@@ -672,7 +673,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         grouping: plan.grouping.clone(),
         plan_hosts: plan.hosts.iter().map(|h| h.name.clone()).collect(),
         in_flight: Mutex::new(BTreeSet::new()),
-        cordoned_by_run: Mutex::new(cordoned_by_run),
+        cordoned: Mutex::new(cordoned),
         touched: Mutex::new(touched),
         records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
     });
@@ -736,13 +737,20 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         }
     }
     let aborted = *abort.1.borrow() != Abort::No;
+    let still_cordoned: Vec<String> = records.iter().filter(|(_, r)| r.cordoned).map(|(name, _)| name.clone()).collect();
     let hosts = plan
         .hosts
         .iter()
         .map(|h| HostOutcome::from_record(&h.name, &h.address, records.get(&h.name).unwrap_or(&HostRecord::pending())))
         .collect();
-    let summary =
-        Summary { run_id: plan.run_id.clone(), journal: journal_path, hosts, aborted, elapsed_ms: clock.elapsed().as_millis() as u64 };
+    let summary = Summary {
+        run_id: plan.run_id.clone(),
+        journal: journal_path,
+        hosts,
+        aborted,
+        elapsed_ms: clock.elapsed().as_millis() as u64,
+        still_cordoned,
+    };
     // A run with hosts still mid-reboot stays open for --resume.
     if summary.hosts.iter().all(|h| h.outcome != fleetboot_core::events::Outcome::Interrupted) {
         let outcome = format!("{:?}", summary.exit_code()).to_lowercase();

@@ -417,11 +417,22 @@ impl NodeEvidence for FakeApi {
     }
 }
 
-struct FakeDrain(Arc<World>);
+struct FakeDrain(Arc<World>, DrainFaults);
+
+/// What the fake cluster does to a drain.
+#[derive(Clone, Copy, Default)]
+struct DrainFaults {
+    /// The policy is `--drain-failure force`.
+    force: bool,
+    /// The node's pods cannot be listed (until the drain's deadline).
+    list_fails: bool,
+    /// The admin cordoned every node before the run.
+    pre_cordoned: bool,
+}
 
 impl NodeDrain for FakeDrain {
     fn policy(&self) -> DrainPolicy {
-        DrainPolicy { timeout_ms: 60_000, on_failure: DrainFailure::Fail }
+        DrainPolicy { timeout_ms: 60_000, on_failure: if self.1.force { DrainFailure::Force } else { DrainFailure::Fail } }
     }
 
     fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>> {
@@ -431,9 +442,16 @@ impl NodeDrain for FakeDrain {
         })
     }
 
-    fn evict_all<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
+    fn is_unschedulable<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>> {
+        Box::pin(async move { Ok(self.1.pre_cordoned) })
+    }
+
+    fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_secs(20)).await;
+            if self.1.list_fails {
+                return Err(DrainError::Api { message: format!("could not list the pods of node {node} within the drain timeout") });
+            }
             Ok(2)
         })
     }
@@ -474,6 +492,7 @@ struct Job {
     api: bool,
     bmc: bool,
     drain: bool,
+    drain_faults: DrainFaults,
     kill: Option<Kill>,
     journal: PathBuf,
 }
@@ -488,6 +507,7 @@ impl Job {
             api: false,
             bmc: true,
             drain: false,
+            drain_faults: DrainFaults::default(),
             kill: None,
             journal: dir.join("run.jsonl"),
         }
@@ -529,7 +549,7 @@ impl Job {
             plan,
             prior,
             api: self.api.then(|| Arc::new(FakeApi(self.world.clone()))),
-            drain: self.drain.then(|| Arc::new(FakeDrain(self.world.clone()))),
+            drain: self.drain.then(|| Arc::new(FakeDrain(self.world.clone(), self.drain_faults))),
             lease_takeover: None,
             bmc: self.bmc.then(|| Arc::new(FakeBmc(self.world.clone()))),
             fallback: FallbackPolicy { on_unreachable: true, on_auth_failure: true, on_host_key: false, on_hung: true },
@@ -1296,4 +1316,54 @@ async fn runner_holds_a_group_pass_while_a_failed_master_may_be_down_until_its_d
     let released = records.iter().position(|r| matches!(&r.entry, Entry::PassReleased { host, .. } if host == "m1"));
     let m2_dispatching = records.iter().position(|r| matches!(&r.entry, Entry::Dispatching { host, .. } if host == "m2"));
     assert!(released.is_some() && released < m2_dispatching, "the decision is journaled before m2 starts: {records:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_pods_that_could_not_be_listed_never_count_as_drained_even_under_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    job.drain_faults = DrainFaults { force: true, list_fails: true, pre_cordoned: false };
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
+    assert_eq!(world.reboots_received("h1"), 0, "rebooted with pods nobody could see");
+    assert!(!job.records().iter().any(|r| matches!(r.entry, Entry::Drained { .. })), "journaled as drained");
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "its cordon was lifted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_never_lifts_a_cordon_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    job.drain_faults = DrainFaults { pre_cordoned: true, ..DrainFaults::default() };
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert!(world.times_of("h1", |e| matches!(e, Happened::Cordoned | Happened::Uncordoned)).is_empty());
+    assert!(job.records().iter().any(|r| matches!(r.entry, Entry::Cordoning { already_cordoned: true, .. })));
+    assert!(summary.still_cordoned.is_empty(), "the admin's cordon is not fleetboot's to report");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_a_resume_uncordons_a_host_it_skips_that_an_earlier_attempt_cordoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    // Killed right after the cordon (run_started, cordoning): the node stays cordoned.
+    job.kill = Some(Kill { after: 2, before_its_action: false });
+    job.run().await;
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Cordoned).len(), 1);
+    assert!(job.state().records["h1"].cordoned);
+    // The resume is interrupted before h1 starts again: h1 is skipped, and uncordoned.
+    job.kill = None;
+    let (trigger, abort) = watch::channel(Abort::Soft);
+    let summary = job.run_with_abort((trigger, abort), |_, _| {}).await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Skipped);
+    assert_eq!(world.reboots_received("h1"), 0);
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "left cordoned by a skip");
+    assert!(!job.state().records["h1"].cordoned);
+    assert!(summary.still_cordoned.is_empty());
 }

@@ -1,0 +1,60 @@
+//! `fleetboot repair`: puts back what a journal says fleetboot changed (its cordons, its lease,
+//! the pools a migration paused) without rebooting anything.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::args::ClusterArgs;
+use super::{cluster_target, load_settings};
+use crate::adapters::config::{Layer, Settings};
+use crate::{Error, ExitCode};
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The journal of the run to repair: a reboot run's, or a migration's `migration.jsonl`
+    /// [default: the newest one in the state directory].
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Say what would be put back; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// plain or json.
+    #[arg(long, short = 'o', default_value = "plain", value_parser = ["plain", "json"])]
+    pub output: String,
+}
+
+pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let settings = load_settings(config, Layer::default())?;
+    let journal = match &args.journal {
+        Some(path) => path.clone(),
+        None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir.clone() })?,
+    };
+    let report = crate::engine::repair::repair(&journal, &cluster_target(&args.cluster, &settings), args.dry_run).await?;
+    let text = match args.output.as_str() {
+        "json" => crate::report::repair::render_json(&report),
+        _ => crate::report::repair::render_plain(&report),
+    };
+    print!("{text}");
+    Ok(report.exit_code())
+}
+
+/// The newest reboot journal or migration journal under the state directory.
+fn newest_journal(settings: &Settings) -> Option<PathBuf> {
+    let dir = &settings.state_dir;
+    let reboots = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("reboot-") && n.ends_with(".jsonl")));
+    let migrations = std::fs::read_dir(dir.join("migrations"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("migration.jsonl"))
+        .filter(|p| p.is_file());
+    reboots.chain(migrations).max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+}

@@ -1,0 +1,161 @@
+//! `fleetboot repair`: puts back what a journal says fleetboot changed on a cluster (its own
+//! cordons, its lease, the pools a migration paused) without rebooting anything, and journals
+//! what it did. The plan is pure ([`fleetboot_core::repair`]); this reads the world, refuses
+//! when the run may still be live or the journal belongs to another cluster, then acts.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::adapters::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record, RunState};
+use crate::adapters::kube::{ClusterConnection, ClusterTarget, LEASE_NAME, MIGRATION_LEASE_NAME};
+use crate::adapters::migration_journal;
+use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
+use fleetboot_core::repair::{LeaseVerdict, RepairAction, RepairReport};
+
+/// Where fleetboot's leases live.
+const LEASE_NAMESPACE: &str = "kube-system";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error(
+        "the run of {} still holds the lease {LEASE_NAMESPACE}/{lease}: {holder}; it may still be running: stop it (or wait until its lease expires) before repairing",
+        journal.display()
+    )]
+    StillLive { journal: PathBuf, lease: String, holder: String },
+    #[error("{0}")]
+    MigrationJournal(#[from] migration_journal::MigrationJournalError),
+    #[error("the journal {} records no cluster run: nothing of a cluster to repair", .0.display())]
+    NoCluster(PathBuf),
+}
+
+/// The journals behind one repair: a reboot run's, or a migration's with its reboot runs'.
+struct Journals {
+    reboots: Vec<(PathBuf, RunState)>,
+    migration: Option<(PathBuf, MigrationState)>,
+    _locks: Vec<crate::adapters::journal::JournalLock>,
+}
+
+/// Locks (a live run holds its journal: refused, naming its pid) and reads the journals.
+fn read_journals(journal: &Path) -> Result<Journals, Error> {
+    let mut locks = Vec::new();
+    let is_migration = journal.file_name().is_some_and(|n| n == "migration.jsonl");
+    let (migration, reboot_paths) = if is_migration {
+        locks.push(migration_journal::hold(journal).map_err(RepairError::from)?);
+        let (_, state) = migration_journal::load(journal).map_err(RepairError::from)?;
+        let reboots: Vec<PathBuf> = state.reboot_journal.iter().filter(|p| p.exists()).cloned().collect();
+        (Some((journal.to_owned(), state)), reboots)
+    } else {
+        (None, vec![journal.to_owned()])
+    };
+    let mut reboots = Vec::new();
+    for path in reboot_paths {
+        locks.push(crate::adapters::journal::hold(&path)?);
+        let (_, state) = crate::adapters::journal::load(&path)?;
+        reboots.push((path, state));
+    }
+    Ok(Journals { reboots, migration, _locks: locks })
+}
+
+/// Repairs what `journal` says fleetboot left changed on the cluster at `target`.
+pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Result<RepairReport, Error> {
+    let journals = read_journals(journal)?;
+    let recorded = journals
+        .migration
+        .as_ref()
+        .and_then(|(_, m)| m.cluster.clone())
+        .or_else(|| journals.reboots.iter().find_map(|(_, r)| r.cluster.clone()));
+    let cluster_run = recorded.is_some() || journals.reboots.iter().any(|(_, r)| r.api_proof) || journals.migration.is_some();
+    if !cluster_run {
+        return Err(RepairError::NoCluster(journal.to_owned()).into());
+    }
+    let cluster = ClusterConnection::open(target).await?;
+    if let Some(journaled) = recorded
+        && !journaled.same_cluster(&cluster.identity)
+    {
+        return Err(Error::WrongCluster { journal: journal.to_owned(), journaled: Box::new(journaled), given: Box::new(cluster.identity.clone()) });
+    }
+    let runs: Vec<&RunState> = journals.reboots.iter().map(|(_, r)| r).collect();
+    let plan = fleetboot_core::repair::plan(&runs, journals.migration.as_ref().map(|(_, m)| m), LEASE_NAME, MIGRATION_LEASE_NAME);
+    // Every lease first: a run that still holds its lease live may still act; nothing is
+    // touched then.
+    let (_, host) = crate::adapters::kube::this_process_identity("");
+    let mut releases = Vec::new();
+    for (lease, run_id) in &plan.leases {
+        let seen = crate::adapters::kube::read_lease(&cluster.client, LEASE_NAMESPACE, lease).await?;
+        let gone = seen
+            .as_ref()
+            .is_some_and(|(holder, _)| crate::adapters::kube::holder_is_dead_process(holder, &host, crate::adapters::kube::process_alive));
+        match fleetboot_core::repair::judge_lease(seen.as_ref().map(|(h, _)| h.as_str()), run_id, seen.as_ref().is_some_and(|s| s.1), gone)
+        {
+            LeaseVerdict::NotOurs => {}
+            LeaseVerdict::Release => releases.push((lease.clone(), run_id.clone())),
+            LeaseVerdict::StillLive { holder } => {
+                return Err(RepairError::StillLive { journal: journal.to_owned(), lease: lease.clone(), holder }.into());
+            }
+        }
+    }
+    let mut actions = Vec::new();
+    let planned = |action, target: &str| RepairAction { action, target: target.to_owned(), result: "planned", detail: None };
+    let outcome = |action, target: &str, result: Result<&'static str, String>| match result {
+        Ok(result) => RepairAction { action, target: target.to_owned(), result, detail: None },
+        Err(e) => RepairAction { action, target: target.to_owned(), result: "failed", detail: Some(e) },
+    };
+    if dry_run {
+        actions.extend(plan.uncordon.iter().map(|n| planned("uncordon", n)));
+        actions.extend(releases.iter().map(|(l, _)| planned("release-lease", &format!("{LEASE_NAMESPACE}/{l}"))));
+        actions.extend(plan.unpause.iter().map(|p| planned("unpause-pool", p)));
+        return Ok(RepairReport { journal: journal.to_owned(), cluster: cluster.identity.to_string(), dry_run, plan, actions });
+    }
+    let policy = fleetboot_core::nodes::DrainPolicy { timeout_ms: 0, on_failure: fleetboot_core::nodes::DrainFailure::Fail };
+    let drainer = crate::adapters::kube::Drainer::new(cluster.client.clone(), policy);
+    for node in &plan.uncordon {
+        let result = drainer.set_unschedulable(node, false).await.map(|()| "done").map_err(|e| e.to_string());
+        if result.is_ok() {
+            // Journaled in the run's journal that cordoned it: a resume then knows it is done.
+            for (path, run) in &journals.reboots {
+                if run.records.get(node).is_some_and(|r| r.cordoned) {
+                    append(path, Entry::Uncordoned { host: node.clone() })?;
+                }
+            }
+        }
+        actions.push(outcome("uncordon", node, result));
+    }
+    for (lease, run_id) in &releases {
+        let result = crate::adapters::kube::release_lease(&cluster.client, LEASE_NAMESPACE, lease, |holder| {
+            fleetboot_core::repair::held_by_run(holder, run_id)
+        })
+        .await
+        .map(|released| match released {
+            crate::adapters::kube::Released::Released { .. } => "done",
+            _ => "left",
+        })
+        .map_err(|e| e.to_string());
+        actions.push(outcome("release-lease", &format!("{LEASE_NAMESPACE}/{lease}"), result));
+    }
+    let pools = crate::adapters::kube::api_resource("machineconfiguration.openshift.io", "v1", "MachineConfigPool", "machineconfigpools");
+    let pools_api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(cluster.client.clone(), &pools);
+    for pool in &plan.unpause {
+        let patch = kube::api::Patch::Merge(serde_json::json!({"spec": {"paused": false}}));
+        let result = pools_api.patch(pool, &kube::api::PatchParams::default(), &patch).await.map(|_| "done").map_err(|e| e.to_string());
+        actions.push(outcome("unpause-pool", pool, result));
+    }
+    // What was done, in the migration's journal too (a resume of it sees the pools unpaused).
+    if let Some((path, _)) = &journals.migration {
+        let done: Vec<String> = actions.iter().filter(|a| a.result == "done").map(|a| format!("{} {}", a.action, a.target)).collect();
+        if !done.is_empty() {
+            drop(journals._locks);
+            let mut writer = migration_journal::MigrationWriter::open(path).map_err(RepairError::from)?;
+            writer
+                .append(MigrationEntry::Warning { message: format!("fleetboot repair: {}", done.join(", ")) })
+                .map_err(RepairError::from)?;
+        }
+    }
+    Ok(RepairReport { journal: journal.to_owned(), cluster: cluster.identity.to_string(), dry_run, plan, actions })
+}
+
+/// Appends one record to a reboot journal this process holds the lock of.
+fn append(path: &Path, entry: Entry) -> Result<(), Error> {
+    let mut writer = JournalWriter::reopen(path)?;
+    writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::engine::runner::now_ms(), entry })?;
+    Ok(())
+}
