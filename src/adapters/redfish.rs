@@ -228,12 +228,18 @@ pub enum ResetPlan {
     OffThenOn,
 }
 
+/// Off, or on its way there (`PoweringOff`: someone is shutting it down right now). Either way it
+/// was switched off on purpose, as far as fleetboot can tell, and a restart must not undo that.
+pub fn off_or_going_off(power_state: &str) -> bool {
+    matches!(power_state, "Off" | "PoweringOff")
+}
+
 /// Picks the reset for a restart. An absent `ResetType@Redfish.AllowableValues` means the
 /// BMC did not say, so the standard values are tried. A powered-off system is switched on
 /// (callers allow that only when asked: [`Bmc::restart`]). Pure.
 pub fn choose_reset(allowed: Option<&[String]>, kind: RestartKind, power_state: &str) -> Option<ResetPlan> {
     let allows = |t: &str| allowed.is_none_or(|list| list.iter().any(|a| a == t));
-    if power_state == "Off" {
+    if off_or_going_off(power_state) {
         return allows("On").then_some(ResetPlan::One("On"));
     }
     let order: &[&'static str] = match kind {
@@ -762,9 +768,13 @@ impl Bmc {
     /// A system that is powered off is switched on only with `power_on` (`power restart
     /// --yes-power-on`): otherwise [`RedfishError::PoweredOff`], and nothing is sent.
     pub async fn restart(&self, kind: RestartKind, power_on: bool) -> Result<String, RedfishError> {
-        let system = self.system().await.map_err(RedfishError::before_reset)?;
-        if system.power_state == "Off" && !power_on {
+        let mut system = self.system().await.map_err(RedfishError::before_reset)?;
+        if off_or_going_off(&system.power_state) && !power_on {
             return Err(RedfishError::PoweredOff { node: self.target.node.clone() });
+        }
+        if system.power_state == "PoweringOff" {
+            // Switched on only once it is off: an `On` during the shutdown may be ignored or refused.
+            system = self.wait_power_state("Off").await.map_err(RedfishError::before_reset)?;
         }
         let plan =
             choose_reset(system.allowed_resets.as_deref(), kind, &system.power_state).ok_or_else(|| RedfishError::NoUsableReset {
@@ -862,6 +872,8 @@ mod tests {
         let off_on = list(&["On", "ForceOff"]);
         assert_eq!(choose_reset(Some(&off_on), RestartKind::Graceful, "On"), Some(ResetPlan::OffThenOn));
         assert_eq!(choose_reset(Some(&off_on), RestartKind::Force, "Off"), Some(ResetPlan::One("On")));
+        assert_eq!(choose_reset(None, RestartKind::Graceful, "PoweringOff"), Some(ResetPlan::One("On")), "going off is off");
+        assert!(off_or_going_off("PoweringOff") && off_or_going_off("Off") && !off_or_going_off("PoweringOn") && !off_or_going_off("On"));
         assert_eq!(choose_reset(Some(&list(&["Nmi"])), RestartKind::Force, "On"), None);
     }
 

@@ -186,20 +186,14 @@ fn a_journal_behind_a_symbolic_link_or_not_a_regular_file_is_refused_by_name() {
 #[test]
 fn an_empty_reboot_journal_left_by_a_kill_is_started_afresh_by_migrate_resume() {
     let sim = Sim::start(1, 1);
-    // Another run holds the reboot lease: step 7 stops before its journal is created, as a kill
-    // right after the creation of reboot.jsonl would, but for the file...
-    let lease = sim.path("lease.yaml");
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-    std::fs::write(
-        &lease,
-        format!(
-            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: fleetboot\n  namespace: kube-system\nspec:\n  holderIdentity: someone-else\n  leaseDurationSeconds: 3600\n  acquireTime: \"{now}\"\n  renewTime: \"{now}\"\n"
-        ),
-    )
-    .unwrap();
-    sim.kubectl_ok(&["create", "--validate=false", "-f", lease.to_str().unwrap()]);
+    // Once the migration holds its own lease, the API fails every Lease creation: step 7 cannot
+    // take the reboot lease and stops before its journal is created, as a kill right after the
+    // creation of reboot.jsonl would, but for the file...
     let migrate = ["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
-    let first: Run = sim.fleetboot(&migrate).output().unwrap().into();
+    let mut child = sim.fleetboot(&migrate).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    sim.wait_for_migration_journal(r#""step":"backup""#, Some(&mut child));
+    sim.control("POST", "fail-requests", r#"{"method": "POST", "resource": "leases", "count": 1000}"#);
+    let first: Run = child.wait_with_output().unwrap().into();
     assert_ne!(first.code, 0, "{}", first.debug());
     let dir = sim.migration_dir();
     let journal = dir.join("reboot.jsonl");
@@ -207,7 +201,7 @@ fn an_empty_reboot_journal_left_by_a_kill_is_started_afresh_by_migrate_resume() 
     assert!(!journal.exists(), "refused before its journal was created");
     // ...which the kill leaves empty.
     std::fs::write(&journal, "").unwrap();
-    sim.kubectl_ok(&["delete", "lease", "fleetboot", "-n", "kube-system"]);
+    sim.control("POST", "fail-requests", r#"{"method": "POST", "resource": "leases", "count": 0}"#);
     let resumed: Run = sim.fleetboot(&["migrate", "--resume", "--poll-interval", "300ms", "--output", "plain"]).output().unwrap().into();
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     let counts = dispatch_counts(&journal);

@@ -108,10 +108,23 @@ fn a_node_cordoned_before_the_run_stays_cordoned_after_drain() {
     let sim = Sim::start(0, 2);
     sim.kubectl_ok(&["cordon", "worker-0"]);
     let journal_path = sim.path("run.jsonl");
-    // Two at a time: the admin's cordoned node counts as unavailable against the limit.
+    // Two at a time, in the run and in the worker pool: the admin's cordoned node counts as
+    // unavailable against both limits as long as it stays cordoned, which is to the end.
     let run = out(
         &sim,
-        &["reboot", "--all", "--drain", "--concurrency", "2", "--poll-interval", "200ms", "--journal", journal_path.to_str().unwrap()],
+        &[
+            "reboot",
+            "--all",
+            "--drain",
+            "--concurrency",
+            "2",
+            "--group-concurrency",
+            "2",
+            "--poll-interval",
+            "200ms",
+            "--journal",
+            journal_path.to_str().unwrap(),
+        ],
     );
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(unschedulable(&sim, "worker-0"), "the admin's cordon was lifted");
@@ -215,7 +228,8 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     let journal_path = sim.path("run.jsonl");
     let j = journal_path.to_str().unwrap();
     let mut child = sim
-        // Two at a time: the admin's cordoned worker-1 counts as unavailable against the limit.
+        // Two at a time, in the run and in the worker pool: the admin's cordoned worker-1 counts
+        // as unavailable against both limits.
         .fleetboot(&[
             "reboot",
             "--nodes",
@@ -224,6 +238,8 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
             "--drain-timeout",
             "5m",
             "--concurrency",
+            "2",
+            "--group-concurrency",
             "2",
             "--output",
             "json",
