@@ -72,7 +72,11 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
     if let Some(journaled) = recorded
         && !journaled.same_cluster(&cluster.identity)
     {
-        return Err(Error::WrongCluster { journal: journal.to_owned(), journaled: Box::new(journaled), given: Box::new(cluster.identity.clone()) });
+        return Err(Error::WrongCluster {
+            journal: journal.to_owned(),
+            journaled: Box::new(journaled),
+            given: Box::new(cluster.identity.clone()),
+        });
     }
     let runs: Vec<&RunState> = journals.reboots.iter().map(|(_, r)| r).collect();
     let plan = fleetboot_core::repair::plan(&runs, journals.migration.as_ref().map(|(_, m)| m), LEASE_NAME, MIGRATION_LEASE_NAME);
