@@ -28,5 +28,6 @@ mod safety_limits;
 mod safety_resume;
 mod sim_kube;
 mod sim_kubectl;
+mod sim_procedures;
 mod ssh_auth;
 mod sushy;

@@ -84,6 +84,8 @@ pub struct PoolView {
     pub max_unavailable: MaxUnavailable,
     /// The rendered config the pool should run (spec.configuration.name).
     pub target: String,
+    /// metadata.generation, which the status reports as observed.
+    pub generation: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -156,7 +158,11 @@ pub fn plan(pools: &[PoolView], nodes: &[NodeView]) -> Vec<Action> {
         let degraded_message =
             degraded.iter().map(|n| format!("Node {} is reporting: {:?}", n.name, n.reason)).collect::<Vec<_>>().join(", ");
         let line = format!("MachineConfig {}", pool.target);
+        // `calculateStatus` also reports the generation it acted on (`ObservedGeneration:
+        // pool.Generation`), on every sync, paused or not (`syncStatusOnly`); kubectl's and oc's
+        // `wait --for=condition` treat a condition older than the generation as not yet observed.
         let mut status = json!({
+            "observedGeneration": pool.generation,
             "machineCount": members.len(),
             "updatedMachineCount": updated.len(),
             "readyMachineCount": ready,
@@ -221,6 +227,7 @@ pub fn pool_view(pool: &Value) -> PoolView {
         paused: pool.pointer("/spec/paused") == Some(&json!(true)),
         max_unavailable: MaxUnavailable::parse(pool.pointer("/spec/maxUnavailable")),
         target: pool.pointer("/spec/configuration/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        generation: pool.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1),
     }
 }
 
@@ -433,6 +440,7 @@ mod tests {
             paused,
             max_unavailable: MaxUnavailable::Count(max),
             target: target.into(),
+            generation: 1,
         }
     }
 
@@ -490,6 +498,16 @@ mod tests {
         );
         assert_eq!(status["configuration"]["name"], "new");
         assert_eq!(status["conditions"][0]["status"], "True");
+    }
+
+    #[test]
+    fn the_status_reports_the_generation_it_acted_on_paused_or_not() {
+        for paused in [false, true] {
+            let mut p = pool("worker", paused, 1, "old");
+            p.generation = 4;
+            let actions = plan(&[p], &[node("w0", "worker", "old", "old")]);
+            assert_eq!(status_of(&actions, "worker")["observedGeneration"], 4, "paused: {paused}");
+        }
     }
 
     #[test]

@@ -213,6 +213,21 @@ pub(super) fn condition_true(object: &Value, kind: &str) -> bool {
         .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
+/// Whether an object's status speaks of its current spec: status.observedGeneration, where the
+/// object has one, is at least metadata.generation. kubectl's `wait --for=condition` reads a
+/// status older than the generation as not yet observed (kubernetes/kubectl
+/// `pkg/cmd/wait/condition.go`); a controller that has not yet synced a patch still shows the
+/// old conditions, which must not read as "done".
+pub(super) fn status_observed(object: &Value) -> bool {
+    match (
+        object.pointer("/status/observedGeneration").and_then(Value::as_i64),
+        object.pointer("/metadata/generation").and_then(Value::as_i64),
+    ) {
+        (Some(observed), Some(generation)) => observed >= generation,
+        _ => true,
+    }
+}
+
 pub(super) fn pool_of_node(node: &Value, pool: &Value) -> bool {
     let labels = node.pointer("/metadata/labels");
     pool.pointer("/spec/nodeSelector/matchLabels")
@@ -224,4 +239,23 @@ pub(super) fn pool_of_node(node: &Value, pool: &Value) -> bool {
 pub(super) async fn connect(target: &crate::adapters::kube::ClusterTarget) -> Result<Target, crate::adapters::kube::ClusterError> {
     let connection = crate::adapters::kube::ClusterConnection::open(target).await?;
     Ok(Target { client: connection.client.clone(), connection })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_status_older_than_the_generation_is_not_observed() {
+        let pool = |observed: Option<i64>| {
+            let mut p = json!({"metadata": {"generation": 4}, "status": {"conditions": [{"type": "Updated", "status": "True"}]}});
+            if let Some(o) = observed {
+                p["status"]["observedGeneration"] = json!(o);
+            }
+            p
+        };
+        assert!(!super::status_observed(&pool(Some(1))), "the controller has not synced the last patch");
+        assert!(super::status_observed(&pool(Some(4))));
+        assert!(super::status_observed(&pool(None)), "an object without observedGeneration is read as before");
+    }
 }

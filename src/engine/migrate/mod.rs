@@ -26,7 +26,7 @@ use crate::engine::runner::Abort;
 use crate::{Error, ExitCode};
 use cluster::{
     Changes, Target, api_error, cluster_operators, cluster_versions, condition_true, connect, daemon_sets, machine_configs, name_of,
-    namespaces, network_config, network_operator, nodes, pool_of_node, str_at,
+    namespaces, network_config, network_operator, nodes, pool_of_node, status_observed, str_at,
 };
 use fleetboot_core::events::Event;
 use fleetboot_core::journal::SettingsOverrides;
@@ -1060,6 +1060,7 @@ impl Migration<'_, '_> {
                 let done = rendered_ok
                     && updated == machines
                     && str_at(pool, "/status/configuration/name") == spec
+                    && status_observed(pool)
                     && condition_true(pool, "Updated");
                 all_done &= done;
                 let working: Vec<String> = nodes
