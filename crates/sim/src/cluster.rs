@@ -558,6 +558,27 @@ impl Cluster {
             let ip = node.addr.ip().to_string();
             let _ = store.create(t("", "v1", "pods"), Some(namespace), daemon_pod(namespace, name, container, &node.name, &ip, ready));
         }
+        if network_type == "OpenShiftSDN" {
+            // OpenShift SDN's master gives every node a HostSubnet, a /23 of the cluster network
+            // (openshift/sdn `pkg/network/master/subnets.go`, `addNode`); the network operator's
+            // egress IP rollback waits for them (`sdnEgressIpResourcesReady`).
+            let cidr = store
+                .get(t("config.openshift.io", "v1", "networks"), None, "cluster")
+                .ok()
+                .and_then(|c| c.pointer("/spec/clusterNetwork/0/cidr").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "10.128.0.0/14".into());
+            let octets: Vec<u32> = cidr.split(['.', '/']).filter_map(|p| p.parse().ok()).collect();
+            for (i, node) in self.nodes.iter().enumerate() {
+                let third = 2 * i as u32;
+                let subnet =
+                    format!("{}.{}.{}.0/23", octets.first().unwrap_or(&10), octets.get(1).unwrap_or(&128) + third / 256, third % 256);
+                let _ = store.create(
+                    t("network.openshift.io", "v1", "hostsubnets"),
+                    None,
+                    json!({"metadata": {"name": node.name}, "host": node.name, "hostIP": node.addr.ip().to_string(), "subnet": subnet}),
+                );
+            }
+        }
     }
 
     /// The running plugin's pods are ready on the nodes that are Ready and booted with it; its

@@ -14,6 +14,9 @@
 //!   applies a new type it writes `status.networkType`, rolls multus and replaces the old
 //!   network's DaemonSet with the new one's.
 //!
+//! - from 4.12 it converts OpenShift SDN's egress firewalls, multicast and egress IPs
+//!   ([`super::features`]).
+//!
 //! It does not render MachineConfigs: the MCO does ([`super::mco`]).
 
 use std::collections::HashMap;
@@ -202,6 +205,11 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                 });
             }
             applied = Some(next.clone());
+        }
+        if errors.is_empty() {
+            // After the applied configuration, as `Reconcile` does: an unsafe change returns
+            // before it (`pkg/controller/operconfig/operconfig_controller.go`).
+            super::features::convert(&mut store, release, &operator);
         }
         let message = if errors.is_empty() { String::new() } else { degraded_message(&errors) };
         if !errors.is_empty() && last_refusal.as_ref() != Some(&message) {

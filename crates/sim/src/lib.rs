@@ -9,6 +9,7 @@ pub mod api;
 pub mod bmc;
 pub mod cluster;
 pub mod cno;
+pub mod features;
 pub mod mco;
 pub mod node;
 pub mod patch;

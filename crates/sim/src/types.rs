@@ -66,6 +66,11 @@ pub static TYPES: &[ResourceType] = &[
     rt!("network.openshift.io", "v1", "NetNamespace", "netnamespaces", "netnamespace", false, ["netns"], []),
     rt!("network.openshift.io", "v1", "HostSubnet", "hostsubnets", "hostsubnet", false, [], []),
     rt!("network.openshift.io", "v1", "EgressNetworkPolicy", "egressnetworkpolicies", "egressnetworkpolicy", true, [], []),
+    // OVN-Kubernetes' counterparts (ovn-org/ovn-kubernetes `go-controller/pkg/crd/egressfirewall/v1`
+    // and `egressip/v1`): the EgressFirewall is namespaced and must be named `default`, the
+    // EgressIP is cluster-scoped and selects namespaces.
+    rt!("k8s.ovn.org", "v1", "EgressFirewall", "egressfirewalls", "egressfirewall", true, [], ["status"]),
+    rt!("k8s.ovn.org", "v1", "EgressIP", "egressips", "egressip", false, ["eip"], ["status"]),
 ];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {

@@ -147,6 +147,7 @@ impl Target {
         let (namespace, daemonset, _) = checks::plugin_of(target);
         let plugin_daemonset =
             self.namespaced(&daemon_sets(), namespace).get_opt(daemonset).await.map_err(api_error("get the network plugin DaemonSet"))?;
+        let features = self.feature_objects(nodes.clone()).await?;
         Ok(checks::VerifyInputs {
             nodes,
             machine_configs: rendered,
@@ -156,6 +157,25 @@ impl Target {
             operators: self.list(&cluster_operators()).await?,
             plugin_daemonset: plugin_daemonset.map(|d| serde_json::to_value(d).expect("objects serialize")),
             baseline: baseline.to_vec(),
+            features,
+        })
+    }
+
+    /// Both plugins' egress firewalls, egress IPs and multicast, for verify.
+    async fn feature_objects(&self, nodes: Vec<Value>) -> Result<fleetboot_core::migrate::features::FeatureObjects, MigrateError> {
+        let operator = self.get(&network_operator(), "cluster").await?;
+        let version = self.get(&cluster_versions(), "version").await.map(|v| str_at(&v, "/status/desired/version")).unwrap_or_default();
+        let ovn_kind = |kind: &str, plural: &str| resource("k8s.ovn.org", "v1", kind, plural);
+        Ok(fleetboot_core::migrate::features::FeatureObjects {
+            netnamespaces: self.list_if_served(&sdn_kind("NetNamespace", "netnamespaces")).await?,
+            hostsubnets: self.list_if_served(&sdn_kind("HostSubnet", "hostsubnets")).await?,
+            egress_network_policies: self.list_if_served(&sdn_kind("EgressNetworkPolicy", "egressnetworkpolicies")).await?,
+            egress_firewalls: self.list_if_served(&ovn_kind("EgressFirewall", "egressfirewalls")).await?,
+            egress_ips: self.list_if_served(&ovn_kind("EgressIP", "egressips")).await?,
+            namespaces: self.list(&namespaces()).await?,
+            nodes,
+            migration_features: operator.pointer("/spec/migration/features").cloned(),
+            release_minor: fleetboot_core::migrate::minor_version(&version).map(|v| v.1),
         })
     }
 }

@@ -486,6 +486,8 @@ pub struct VerifyInputs {
     pub plugin_daemonset: Option<Value>,
     /// Pods that were failing before the migration started ("namespace/name").
     pub baseline: Vec<String>,
+    /// Egress firewalls, egress IPs and multicast of both plugins.
+    pub features: super::features::FeatureObjects,
 }
 
 fn annotation<'a>(node: &'a Value, key: &str) -> &'a str {
@@ -639,6 +641,7 @@ pub fn verify(inputs: &VerifyInputs, target: &str) -> Vec<Check> {
         plugin,
         format!("{daemonset} available on all {count} nodes"),
     );
+    checks.extend(super::features::conversion_check(&inputs.features, target));
     checks
 }
 
@@ -935,6 +938,7 @@ mod tests {
             operators: vec![healthy],
             plugin_daemonset: Some(ds(1)),
             baseline: vec!["openshift-kube-apiserver/installer-7".into()],
+            features: Default::default(),
         };
         let checks = verify(&inputs, "OVNKubernetes");
         assert!(checks.iter().all(|c| c.passed), "{checks:?}");

@@ -1,11 +1,12 @@
 //! The OpenShift SDN → OVN-Kubernetes migration's pure parts: which order of steps a release
-//! requires ([`flow_for`]), the checks before and after ([`checks`]), the migration journal's
+//! requires ([`flow_for`]), the checks before and after ([`checks`], the features carried over in [`features`]), the migration journal's
 //! records and fold ([`record`]), what a migration tells the world ([`events`]) and its report
 //! files ([`report`]). The orchestrator that talks to the cluster is the root crate's
 //! `engine::migrate`.
 
 pub mod checks;
 pub mod events;
+pub mod features;
 pub mod record;
 pub mod report;
 
