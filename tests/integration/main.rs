@@ -13,6 +13,7 @@ mod hostlists;
 mod input;
 mod journal_lock;
 mod migrate;
+mod migrate_live;
 mod migrate_options;
 mod migrate_output;
 mod migrate_rollback;
