@@ -14,6 +14,7 @@ mod input;
 mod journal_lock;
 mod migrate;
 mod migrate_features;
+mod migrate_live;
 mod migrate_options;
 mod migrate_output;
 mod migrate_rollback;

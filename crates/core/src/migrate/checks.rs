@@ -120,6 +120,41 @@ fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
     object.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The annotation that asks the network operator for a live migration (CNO release-4.15 and
+/// release-4.16 `pkg/names/names.go`, `NetworkTypeMigrationAnnotation`; openshift-docs
+/// `modules/nw-ovn-kubernetes-live-migration.adoc`). While it is on `Network.config/cluster`, the
+/// CNO's clusterconfig controller routes a change of `spec.networkType` down the live path.
+pub const LIVE_MIGRATION_ANNOTATION: &str = "network.openshift.io/network-type-migration";
+
+/// Signs of a live migration on the cluster, each named: the annotation on
+/// `Network.config/cluster`, any `NetworkTypeMigration*` condition in its status (CNO
+/// release-4.16 `pkg/names/names.go`: InProgress, TargetCNIAvailable, TargetCNIInUse,
+/// OriginalCNIPurged, MTUReady), and `spec.migration.mode: Live` on the operator config. Empty
+/// when there is none. Pure.
+pub fn live_migration_signs(network_config: &Value, network_operator: &Value) -> Vec<String> {
+    let mut signs = Vec::new();
+    if let Some(value) = network_config.pointer("/metadata/annotations").and_then(|a| a.get(LIVE_MIGRATION_ANNOTATION)) {
+        signs.push(format!(
+            "annotation {LIVE_MIGRATION_ANNOTATION}={} on Network.config.openshift.io/cluster",
+            value.as_str().map(|v| format!("{v:?}")).unwrap_or_else(|| value.to_string())
+        ));
+    }
+    for c in network_config.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten() {
+        let kind = c["type"].as_str().unwrap_or("");
+        if kind.starts_with("NetworkTypeMigration") {
+            signs.push(format!(
+                "condition {kind}={} on Network.config.openshift.io/cluster{}",
+                c["status"].as_str().unwrap_or("?"),
+                c["reason"].as_str().filter(|r| !r.is_empty()).map(|r| format!(" (reason {r})")).unwrap_or_default()
+            ));
+        }
+    }
+    if text(network_operator, "/spec/migration/mode") == "Live" {
+        signs.push("spec.migration.mode Live on Network.operator.openshift.io/cluster".into());
+    }
+    signs
+}
+
 /// An IPv4 or IPv6 network, as 128 bits (IPv4 in the low 32) and a prefix over 128.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
@@ -243,6 +278,15 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
             findings.refusals.push(line);
         }
     };
+    // A live migration on the cluster (or its traces) refuses every offline flow, a rollback
+    // after a failure included: the CNO would route the offline patches down the live path.
+    let live = live_migration_signs(&snapshot.network_config, &snapshot.network_operator);
+    if !live.is_empty() {
+        findings.refusals.push(format!(
+            "live-migration: a live network-type migration is in progress or was started: {}; the offline flows do not mix with it: let it finish (watch the NetworkTypeMigration* conditions with oc get network.config cluster -o yaml), or remove the annotation and spec.migration as the live-migration documentation says, then run again",
+            live.join("; ")
+        ));
+    }
     if !request.etcd_backup_confirmed {
         findings.refusals.push(
             "etcd-backup: no etcd backup confirmed: take one (the document's precondition), then pass --etcd-backup-confirmed".into(),
@@ -813,6 +857,43 @@ mod tests {
         let mut ovn = healthy();
         ovn.spec_network_type = "OVNKubernetes".into();
         assert!(preflight(&ovn, &request("OpenShiftSDN", true)).refusals.is_empty());
+    }
+
+    #[test]
+    fn a_live_migration_refuses_every_offline_flow() {
+        assert!(live_migration_signs(&healthy().network_config, &healthy().network_operator).is_empty());
+        let mut annotated = healthy();
+        annotated.network_config["metadata"] = json!({"annotations": {LIVE_MIGRATION_ANNOTATION: ""}});
+        let mut conditioned = healthy();
+        conditioned.network_config["status"] = json!({"conditions": [{"type": "NetworkTypeMigrationInProgress", "status": "False", "reason": "NetworkTypeMigrationCompleted"}]});
+        let mut moded = healthy();
+        moded.network_operator["spec"]["migration"] = json!({"networkType": "OVNKubernetes", "mode": "Live"});
+        for (snapshot, sign) in [
+            (&annotated, "annotation network.openshift.io/network-type-migration=\"\""),
+            (
+                &conditioned,
+                "condition NetworkTypeMigrationInProgress=False on Network.config.openshift.io/cluster (reason NetworkTypeMigrationCompleted)",
+            ),
+            (&moded, "spec.migration.mode Live"),
+        ] {
+            for (target, flow, after_failure) in [
+                ("OVNKubernetes", Flow::TwoPhase, false),
+                ("OVNKubernetes", Flow::Seed, false),
+                ("OpenShiftSDN", Flow::Rollback, false),
+                ("OpenShiftSDN", Flow::Rollback, true),
+            ] {
+                let mut snapshot = snapshot.clone();
+                if target == "OpenShiftSDN" {
+                    snapshot.spec_network_type = "OVNKubernetes".into();
+                }
+                let mut req = request(target, true);
+                req.flow = flow;
+                req.rollback_after_failure = after_failure;
+                let refusals = preflight(&snapshot, &req).refusals;
+                let live: Vec<&String> = refusals.iter().filter(|r| r.starts_with("live-migration:")).collect();
+                assert!(live.len() == 1 && live[0].contains(sign), "{sign}: {refusals:?}");
+            }
+        }
     }
 
     #[test]
