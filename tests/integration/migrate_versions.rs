@@ -293,9 +293,12 @@ fn release_4_17_has_nothing_to_migrate_and_its_operator_refuses_openshift_sdn() 
     let back = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN"]);
     assert_eq!(back.code, 2, "{}", back.debug());
     assert!(migration_dirs(&sim).is_empty());
-    // Asked by hand, the 4.17 operator refuses OpenShiftSDN.
+    // Asked by hand, the 4.17 operator finds OpenShiftSDN an invalid configuration.
     merge(&sim, "network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OpenShiftSDN"}}"#);
-    eventually("refused", || degraded(&sim).contains("[cannot change default network type]"));
+    eventually("refused", || {
+        degraded(&sim)
+            .contains(r#"The operator configuration is invalid (invalid configuration: [unsupported network type "OpenShiftSDN"])"#)
+    });
     assert_eq!(network_type(&sim).1, "OVNKubernetes");
 }
 

@@ -54,13 +54,6 @@ impl NetSpec {
 /// Why the operator refuses to go from the applied `prev` to `next`; empty: safe. Pure.
 pub fn change_errors(release: Release, prev: &NetSpec, next: &NetSpec, annotated: bool) -> Vec<String> {
     let mut errors = Vec::new();
-    if !release.has_openshift_sdn() {
-        // 4.17+ `pkg/network/render.go`, `isDefaultNetworkChangeSafe`: no type change at all.
-        if prev.default_type != next.default_type {
-            errors.push("cannot change default network type".to_owned());
-        }
-        return errors;
-    }
     if release.annotation_enables_migration() {
         // ≤ 4.7 `pkg/controller/operconfig/operconfig_controller.go`, `Reconcile`: the annotation
         // skips `IsChangeSafe`; without it `pkg/network/render.go`, `IsDefaultNetworkChangeSafe`
@@ -70,8 +63,10 @@ pub fn change_errors(release: Release, prev: &NetSpec, next: &NetSpec, annotated
         }
         return errors;
     }
-    // 4.8-4.16 `pkg/network/render.go`, `IsChangeSafe` runs `isMigrationChangeSafe` then
-    // `isDefaultNetworkChangeSafe`, against the *applied* configuration.
+    // 4.8-4.17 `pkg/network/render.go`, `IsChangeSafe` runs `isMigrationChangeSafe` then
+    // `isDefaultNetworkChangeSafe`, against the *applied* configuration (4.17's
+    // `isDefaultNetworkChangeSafe` is 4.16's; what 4.17 refuses is OpenShift SDN itself, in
+    // [`validation_errors`]).
     if let (Some(before), Some(after)) = (&prev.migration, &next.migration)
         && before != after
     {
@@ -87,6 +82,30 @@ pub fn change_errors(release: Release, prev: &NetSpec, next: &NetSpec, annotated
         }
     }
     errors
+}
+
+/// Why the operator finds the configuration itself invalid, before comparing it with the
+/// applied one; empty: valid. From 4.17 OpenShift SDN is no longer deployed: cluster-network-operator
+/// commit 0b9c0b2fc ("Reject openshift-sdn as a plugin, drop references to image", first on
+/// release-4.17) makes `pkg/network/render.go` `validateDefaultNetwork` return `unsupported
+/// network type "OpenShiftSDN"`. (No 4.17 cluster runs SDN: 4.16's operator sets Upgradeable=False
+/// with reason `OpenShiftSDNConfigured`, `pkg/controller/statusmanager/status_manager.go`.) Pure.
+pub fn validation_errors(release: Release, next: &NetSpec) -> Vec<String> {
+    if !release.has_openshift_sdn() && next.default_type == "OpenShiftSDN" {
+        return vec![format!("unsupported network type {:?}", next.default_type)];
+    }
+    Vec::new()
+}
+
+/// The Degraded message for an invalid configuration (`operconfig_controller.go`, `Reconcile`:
+/// `network.Validate` fails → `SetDegraded(OperatorConfig, "InvalidOperatorConfig", "The operator
+/// configuration is invalid (%v). Use 'oc edit network.operator.openshift.io cluster' to fix.")`,
+/// release-4.17). Pure.
+pub fn invalid_message(errors: &[String]) -> String {
+    format!(
+        "The operator configuration is invalid (invalid configuration: [{}]). Use 'oc edit network.operator.openshift.io cluster' to fix.",
+        errors.join(" ")
+    )
 }
 
 /// The Degraded message of the `network` ClusterOperator for refused changes
@@ -144,7 +163,8 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
         let next = NetSpec::of(&operator);
         let prev = applied.get_or_insert_with(|| next.clone()).clone();
         let annotated = operator.pointer("/metadata/annotations").and_then(|a| a.get(MIGRATION_ANNOTATION)).is_some();
-        let errors = change_errors(release, &prev, &next, annotated);
+        let invalid = validation_errors(release, &next);
+        let errors = if invalid.is_empty() { change_errors(release, &prev, &next, annotated) } else { invalid.clone() };
         let nodes = store.list(nodes_t, &Filter::default(), None, None).items;
         let boot_id = |n: &Value| n.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
         if errors.is_empty() && next != prev {
@@ -211,7 +231,13 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
             // before it (`pkg/controller/operconfig/operconfig_controller.go`).
             super::features::convert(&mut store, release, &operator);
         }
-        let message = if errors.is_empty() { String::new() } else { degraded_message(&errors) };
+        let message = if !invalid.is_empty() {
+            invalid_message(&invalid)
+        } else if errors.is_empty() {
+            String::new()
+        } else {
+            degraded_message(&errors)
+        };
         if !errors.is_empty() && last_refusal.as_ref() != Some(&message) {
             cluster.refusals.lock().unwrap().push(message.clone());
         }
@@ -325,10 +351,19 @@ mod tests {
     }
 
     #[test]
-    fn from_4_17_there_is_no_type_change() {
+    fn from_4_17_openshift_sdn_is_an_invalid_configuration() {
+        let sdn = spec("OpenShiftSDN", Some("OpenShiftSDN"));
+        assert_eq!(validation_errors(r("4.17.3"), &sdn), [r#"unsupported network type "OpenShiftSDN""#]);
+        assert!(validation_errors(r("4.16.21"), &sdn).is_empty());
+        assert!(validation_errors(r("4.17.3"), &spec("OVNKubernetes", None)).is_empty());
         assert_eq!(
-            change_errors(r("4.17.3"), &spec("OVNKubernetes", None), &spec("OpenShiftSDN", Some("OpenShiftSDN")), false),
-            ["cannot change default network type"]
+            invalid_message(&validation_errors(r("4.17.3"), &sdn)),
+            r#"The operator configuration is invalid (invalid configuration: [unsupported network type "OpenShiftSDN"]). Use 'oc edit network.operator.openshift.io cluster' to fix."#
+        );
+        // The change rules themselves are 4.16's.
+        assert_eq!(
+            change_errors(r("4.17.3"), &spec("OVNKubernetes", None), &sdn, false),
+            ["cannot change default network type when not doing migration"]
         );
     }
 

@@ -68,9 +68,11 @@ impl Release {
         }
     }
 
-    /// OpenShift SDN is removed in 4.17 (cluster-network-operator 4.17 `pkg/network/render.go`,
-    /// `renderDefaultNetwork` renders OVNKubernetes only and `isDefaultNetworkChangeSafe` refuses
-    /// any type change: "cannot change default network type").
+    /// OpenShift SDN is removed in 4.17: the operator's code for it is mostly still there, but
+    /// `pkg/network/render.go` `validateDefaultNetwork` rejects it as an operand (commit
+    /// 0b9c0b2fc, first on release-4.17, which also drops the SDN image from the manifests), and
+    /// 4.16's operator blocks the upgrade of an SDN cluster (Upgradeable=False, reason
+    /// `OpenShiftSDNConfigured`). See `cno::validation_errors`.
     pub fn has_openshift_sdn(self) -> bool {
         !self.at_least(17)
     }
