@@ -21,3 +21,42 @@ fn kubectl_wait_for_updated_pools_ends_after_a_pause_and_unpause() {
     assert!(out.contains("machineconfigpool.machineconfiguration.openshift.io/worker condition met"), "{out}");
     assert_eq!(sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.observedGeneration}"]), generation);
 }
+
+/// `kubectl drain` as the documents and every admin use it: the DaemonSets that own the node's
+/// pods (machine-config-daemon, multus, the network plugin) exist, so `--ignore-daemonsets`
+/// passes them over; the node ends cordoned; `kubectl uncordon` undoes it.
+#[test]
+fn kubectl_drain_of_a_worker_passes_over_its_daemonset_pods() {
+    let sim = Sim::start(1, 2);
+    let (ok, out, err) = sim.kubectl(&["drain", "worker-0", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("node/worker-0 drained"), "{out}{err}");
+    for daemonset in ["machine-config-daemon", "multus"] {
+        assert!(err.contains(daemonset) || out.contains(daemonset), "{daemonset} named among the ignored: {out}{err}");
+    }
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    sim.kubectl_ok(&["uncordon", "worker-0"]);
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
+}
+
+/// Every owner a pod names exists, with the uid the pod names.
+#[test]
+fn every_pods_owner_exists_with_its_uid() {
+    let sim = Sim::start(1, 2);
+    let owners = sim.kubectl_ok(&[
+        "get",
+        "pods",
+        "-A",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.namespace} {.metadata.ownerReferences[0].kind} {.metadata.ownerReferences[0].name} {.metadata.ownerReferences[0].uid}{"\n"}{end}"#,
+    ]);
+    let mut checked = 0;
+    for line in owners.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [namespace, "DaemonSet", name, uid] = fields[..] else { continue };
+        let found = sim.kubectl_ok(&["get", "daemonset", name, "-n", namespace, "-o", "jsonpath={.metadata.uid}"]);
+        assert_eq!(found, uid, "{namespace}/{name}");
+        checked += 1;
+    }
+    assert!(checked >= 9, "machine-config-daemon, multus and the plugin on 3 nodes: {owners}");
+}

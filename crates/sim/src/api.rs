@@ -309,6 +309,15 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
+    let content_type = req.headers().get("content-type").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+    if content_type.starts_with(super::protobuf::CONTENT_TYPE) {
+        // Only DeleteOptions are decoded (`protobuf`); a client sends the rest as JSON again.
+        return Err(status_error(
+            415,
+            "UnsupportedMediaType",
+            format!("the simulation reads this body as JSON only, not {content_type}: send it with Content-Type: application/json"),
+        ));
+    }
     let bytes = read_body(req).await?;
     serde_json::from_slice(&bytes).map_err(|e| status_error(400, "BadRequest", format!("the body is not JSON: {e}")))
 }
@@ -450,6 +459,12 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                     "the namespace of the provided object does not match the namespace sent on the request".into(),
                 );
             }
+            // The server assigns the uid of what a client creates (apiserver
+            // `rest.FillObjectMetaSystemFields`); only the simulated controllers name their own.
+            let mut body = body;
+            if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("uid");
+            }
             match state.store.lock().unwrap().create(t, ns, body) {
                 Ok(object) => json_response(StatusCode::CREATED, &object),
                 Err(e) => error_response(&e),
@@ -506,8 +521,18 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
             // pkg/registry/generic/registry/store.go Delete -> storage.Preconditions.Check in
             // pkg/storage/interfaces.go: a mismatched uid or resourceVersion fails with
             // "Precondition failed: ...", which InterpretDeleteError turns into 409 Conflict).
+            let protobuf = req
+                .headers()
+                .get("content-type")
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(|c| c.starts_with(super::protobuf::CONTENT_TYPE));
             let options = match read_body(req).await {
                 Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Value::Null,
+                // kubectl drain deletes a finished pod with a protobuf DeleteOptions.
+                Ok(bytes) if protobuf => match super::protobuf::delete_options(&bytes) {
+                    Ok(value) => value,
+                    Err(e) => return status_error(400, "BadRequest", format!("the protobuf body cannot be read: {e}")),
+                },
                 Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
                     Ok(value) => value,
                     Err(e) => return status_error(400, "BadRequest", format!("the body is not JSON: {e}")),

@@ -129,12 +129,28 @@ pub fn app_pod(name: &str, node: &str, crashlooping: bool) -> Value {
     })
 }
 
+/// The uid of a simulated DaemonSet: stable, so the pods it owns name it before it exists.
+pub fn daemonset_uid(namespace: &str, daemonset: &str) -> String {
+    crate::util::stable_uuid(&format!("{namespace}/{daemonset}"))
+}
+
+/// A DaemonSet as its operator creates it, scheduled on `total` nodes, all `available`.
+pub fn daemonset(namespace: &str, name: &str, labels: Value, container: &str, image: &str, total: usize, available: usize) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": namespace, "uid": daemonset_uid(namespace, name)},
+        "spec": {"selector": {"matchLabels": labels}, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+            "template": {"metadata": {"labels": labels}, "spec": {"hostNetwork": true, "containers": [{"name": container, "image": image}]}}},
+        "status": {"desiredNumberScheduled": total, "currentNumberScheduled": total, "numberReady": available, "updatedNumberScheduled": total,
+            "numberAvailable": available, "numberUnavailable": total - available, "numberMisscheduled": 0, "observedGeneration": 1},
+    })
+}
+
 /// A pod as a DaemonSet's controller creates it on `node`, running and ready (or not).
 pub fn daemon_pod(namespace: &str, daemonset: &str, container: &str, node: &str, ip: &str, ready: bool) -> Value {
     let image = format!("quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:{:0>64}", format!("{:x}", daemonset.len() * 7919));
     json!({
         "metadata": {"generateName": format!("{daemonset}-"), "namespace": namespace, "labels": {"app": daemonset, "component": "network"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": daemonset, "uid": crate::util::stable_uuid(&format!("{namespace}/{daemonset}")), "controller": true, "blockOwnerDeletion": true}]},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": daemonset, "uid": daemonset_uid(namespace, daemonset), "controller": true, "blockOwnerDeletion": true}]},
         "spec": {"nodeName": node, "hostNetwork": true, "containers": [{"name": container, "image": image}]},
         "status": {"phase": "Running", "hostIP": ip, "podIP": ip, "startTime": now_rfc3339(),
             "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": now_rfc3339()}],
@@ -406,16 +422,6 @@ impl Cluster {
                 },
             }));
             self.booted_network.lock().unwrap().insert(node.name.clone(), network.to_owned());
-            if release.has_openshift_sdn() {
-                self.create(
-                    t("network.openshift.io", "v1", "hostsubnets"),
-                    None,
-                    json!({
-                        "metadata": {"name": node.name, "annotations": {"pod.network.openshift.io/node-uid": id}},
-                        "host": node.name, "hostIP": ip, "subnet": format!("10.{}.{}.0/23", 128 + i / 128, (i % 128) * 2),
-                    }),
-                );
-            }
             let mut mcd =
                 daemon_pod("openshift-machine-config-operator", "machine-config-daemon", "machine-config-daemon", &node.name, &ip, true);
             mcd["metadata"]["labels"] = json!({"k8s-app": "machine-config-daemon"});
@@ -494,12 +500,29 @@ impl Cluster {
             );
         }
         let total = self.nodes.len();
-        self.create(t("apps", "v1", "daemonsets"), Some("openshift-multus"), json!({
-            "metadata": {"name": "multus"},
-            "spec": {"selector": {"matchLabels": {"app": "multus"}}, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}}, "template": {"metadata": {"labels": {"app": "multus"}}, "spec": {"containers": [{"name": "kube-multus", "image": "quay.io/openshift/multus"}]}}},
-            "status": {"desiredNumberScheduled": total, "currentNumberScheduled": total, "numberReady": total, "updatedNumberScheduled": total,
-                "numberAvailable": total, "numberMisscheduled": 0, "observedGeneration": 1},
-        }));
+        // Every pod a DaemonSet owns names one that exists (so `kubectl drain --ignore-daemonsets`
+        // finds it): multus (cluster-network-operator `bindata/network/multus/multus.yaml`) and
+        // the machine-config daemon (machine-config-operator `manifests/machineconfigdaemon/daemonset.yaml`,
+        // label `k8s-app: machine-config-daemon`).
+        let multus =
+            daemonset("openshift-multus", "multus", json!({"app": "multus"}), "kube-multus", "quay.io/openshift/multus", total, total);
+        self.create(t("apps", "v1", "daemonsets"), Some("openshift-multus"), multus);
+        let mcd_labels = json!({"k8s-app": "machine-config-daemon"});
+        let mcd = daemonset(
+            "openshift-machine-config-operator",
+            "machine-config-daemon",
+            mcd_labels,
+            "machine-config-daemon",
+            "quay.io/openshift/machine-config-operator",
+            total,
+            total,
+        );
+        self.create(t("apps", "v1", "daemonsets"), Some("openshift-machine-config-operator"), mcd);
+        for node in &self.nodes {
+            let mut pod = daemon_pod("openshift-multus", "multus", "kube-multus", &node.name, &node.addr.ip().to_string(), true);
+            pod["metadata"]["labels"] = json!({"app": "multus"});
+            self.create(t("", "v1", "pods"), Some("openshift-multus"), pod);
+        }
         self.deploy_network_plugin(network, true);
         // Leftovers every long-lived cluster has, from before any migration: a failed installer
         // pod of a past kube-apiserver revision, and a pod the kubelet evicted.
@@ -547,13 +570,9 @@ impl Cluster {
         let total = self.nodes.len();
         let available = if ready { total } else { 0 };
         let mut store = self.api.store.lock().unwrap();
-        let _ = store.create(t("apps", "v1", "daemonsets"), Some(namespace), json!({
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"selector": {"matchLabels": {"app": name}}, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
-                "template": {"metadata": {"labels": {"app": name, "component": "network"}}, "spec": {"hostNetwork": true, "containers": [{"name": container, "image": "quay.io/openshift/ovn-kubernetes"}]}}},
-            "status": {"desiredNumberScheduled": total, "currentNumberScheduled": total, "numberReady": available, "updatedNumberScheduled": total,
-                "numberAvailable": available, "numberUnavailable": total - available, "numberMisscheduled": 0, "observedGeneration": 1},
-        }));
+        let mut plugin = daemonset(namespace, name, json!({"app": name}), container, "quay.io/openshift/ovn-kubernetes", total, available);
+        plugin["spec"]["template"]["metadata"]["labels"]["component"] = json!("network");
+        let _ = store.create(t("apps", "v1", "daemonsets"), Some(namespace), plugin);
         for node in &self.nodes {
             let ip = node.addr.ip().to_string();
             let _ = store.create(t("", "v1", "pods"), Some(namespace), daemon_pod(namespace, name, container, &node.name, &ip, ready));
@@ -562,20 +581,14 @@ impl Cluster {
             // OpenShift SDN's master gives every node a HostSubnet, a /23 of the cluster network
             // (openshift/sdn `pkg/network/master/subnets.go`, `addNode`); the network operator's
             // egress IP rollback waits for them (`sdnEgressIpResourcesReady`).
-            let cidr = store
-                .get(t("config.openshift.io", "v1", "networks"), None, "cluster")
-                .ok()
-                .and_then(|c| c.pointer("/spec/clusterNetwork/0/cidr").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| "10.128.0.0/14".into());
-            let octets: Vec<u32> = cidr.split(['.', '/']).filter_map(|p| p.parse().ok()).collect();
             for (i, node) in self.nodes.iter().enumerate() {
-                let third = 2 * i as u32;
-                let subnet =
-                    format!("{}.{}.{}.0/23", octets.first().unwrap_or(&10), octets.get(1).unwrap_or(&128) + third / 256, third % 256);
                 let _ = store.create(
                     t("network.openshift.io", "v1", "hostsubnets"),
                     None,
-                    json!({"metadata": {"name": node.name}, "host": node.name, "hostIP": node.addr.ip().to_string(), "subnet": subnet}),
+                    json!({
+                        "metadata": {"name": node.name, "annotations": {"pod.network.openshift.io/node-uid": crate::util::stable_uuid(&node.name)}},
+                        "host": node.name, "hostIP": node.addr.ip().to_string(), "subnet": format!("10.{}.{}.0/23", 128 + i / 128, (i % 128) * 2),
+                    }),
                 );
             }
         }

@@ -13,6 +13,7 @@ pub mod features;
 pub mod mco;
 pub mod node;
 pub mod patch;
+pub mod protobuf;
 pub mod selector;
 pub mod store;
 pub mod table;

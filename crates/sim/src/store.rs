@@ -287,7 +287,11 @@ impl Store {
         if let Some(ns) = namespace {
             meta["namespace"] = json!(ns);
         }
-        meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        // A simulated controller may name the uid (so the owner references of what it creates
+        // resolve); the API server's create handler removes a client's.
+        if meta.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+            meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        }
         meta["resourceVersion"] = json!(rv.to_string());
         meta["creationTimestamp"] = json!(now_rfc3339());
         meta["generation"] = json!(1);
