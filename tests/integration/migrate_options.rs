@@ -64,3 +64,65 @@ fn geneve_and_vxlan_on_one_port_are_refused_before_anything_changes() {
     assert_eq!(operator_spec(&sim), before);
     assert!(migration_dirs(&sim).is_empty());
 }
+
+fn jsonpath(sim: &Sim, kind: &str, path: &str) -> String {
+    sim.kubectl_ok(&["get", kind, "cluster", "-o", &format!("jsonpath={path}")])
+}
+
+/// A cluster on jumbo frames (OpenShift SDN at 8950, so nodes at 9000): the documents ask to
+/// declare a custom MTU to keep it; fleetboot detects it and declares 8900 for OVN-Kubernetes.
+#[test]
+fn a_custom_cluster_mtu_is_detected_and_declared_for_the_new_network() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    sim.kubectl_ok(&[
+        "patch",
+        "network.operator.openshift.io",
+        "cluster",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mtu":8950}}}}"#,
+    ]);
+    sim.kubectl_ok(&[
+        "patch",
+        "network.config.openshift.io",
+        "cluster",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"clusterNetworkMTU":8950}}"#,
+    ]);
+    let plan = migrate(&sim, &["--plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.debug());
+    assert!(
+        plan.stdout.contains(
+            "mtu: the cluster runs a custom MTU (OpenShiftSDN at 8950, so nodes at 9000): OVNKubernetes's MTU is declared as 8900"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains(r#"spec.defaultNetwork += {"ovnKubernetesConfig":{"mtu":8900}}"#), "{}", plan.stdout);
+    let run = migrate(&sim, &[]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(jsonpath(&sim, "network.operator.openshift.io", "{.spec.defaultNetwork.ovnKubernetesConfig.mtu}"), "8900");
+    assert_eq!(jsonpath(&sim, "network.config.openshift.io", "{.status.clusterNetworkMTU}"), "8900");
+}
+
+/// `--mtu` is checked against the nodes' MTU the cluster implies when `--node-mtu` is not given.
+#[test]
+fn an_mtu_too_large_for_the_nodes_the_cluster_implies_is_refused_before_anything_changes() {
+    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38"]);
+    let before = operator_spec(&sim);
+    let run = migrate(&sim, &["--mtu", "1450"]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(
+        run.stderr.contains(
+            "mtu: --mtu 1450 leaves no room for the 100 bytes of OVNKubernetes's overlay on nodes whose MTU the cluster implies is 1500"
+        ),
+        "{}",
+        run.debug()
+    );
+    assert_eq!(operator_spec(&sim), before);
+    assert!(migration_dirs(&sim).is_empty());
+}

@@ -175,8 +175,21 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
             }
             if next.default_type != prev.default_type {
                 let target = next.default_type.clone();
-                let _ =
-                    store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"networkType": target}}), Some("status"));
+                // `pkg/network/cluster_config.go`, `StatusFromOperatorConfig`: the status MTU is
+                // the applied type's, its default the probed host MTU (1500 here) minus the
+                // overlay (`FillDefaults`: Geneve 100, VXLAN 50).
+                let (config_key, overlay) =
+                    if target == "OVNKubernetes" { ("ovnKubernetesConfig", 100) } else { ("openshiftSDNConfig", 50) };
+                let mtu =
+                    operator.pointer(&format!("/spec/defaultNetwork/{config_key}/mtu")).and_then(Value::as_u64).unwrap_or(1500 - overlay);
+                let _ = store.patch(
+                    config_t,
+                    None,
+                    "cluster",
+                    PatchType::Merge,
+                    &json!({"status": {"networkType": target, "clusterNetworkMTU": mtu}}),
+                    Some("status"),
+                );
                 // The new plugin replaces the old one (the status manager deletes what is no longer
                 // rendered: `pkg/controller/statusmanager`, `deleteRelatedObjectsNotRendered`).
                 let (old_ns, old_name) = plugin_daemonset(&prev.default_type);

@@ -412,6 +412,13 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
                 vxlan_port: options.vxlan_port,
             },
         );
+        let mut findings = findings;
+        let mtu = fleetboot_core::migrate::mtu::decide(&snapshot, &options.to, options.mtu, options.node_mtu);
+        findings.refusals.extend(mtu.refusal);
+        findings.warnings.extend(mtu.note);
+        if let Some(restated) = mtu.restate {
+            start.network_options = network_options(&MigrationOptions { mtu: Some(restated), ..options.clone() }, &options.to);
+        }
         if !findings.refusals.is_empty() {
             return Err(MigrateError::Preflight(findings.refusals).into());
         }
@@ -1253,10 +1260,21 @@ async fn plan(
     } else {
         checks::Findings::default()
     };
+    let mut findings = findings;
+    let mut default_network = network_options(options, &target);
+    if state.run_id.is_empty() {
+        let mtu = fleetboot_core::migrate::mtu::decide(&snapshot, &target, options.mtu, options.node_mtu);
+        findings.refusals.extend(mtu.refusal);
+        findings.warnings.extend(mtu.note);
+        if let Some(restated) = mtu.restate {
+            default_network = network_options(&MigrationOptions { mtu: Some(restated), ..options.clone() }, &target);
+        }
+    } else {
+        default_network = state.network_options.clone();
+    }
     let pools = cluster.list(&crate::adapters::kube::machine_config_pools()).await?;
     let (paused, unpaused): (Vec<&Value>, Vec<&Value>) = pools.iter().partition(|p| p.pointer("/spec/paused") == Some(&json!(true)));
     let names = |list: &[&Value]| list.iter().map(|p| name_of(p)).collect::<Vec<_>>().join(", ");
-    let default_network = network_options(options, &target);
     let steps = flow
         .steps()
         .iter()
