@@ -9,6 +9,7 @@ pub mod api;
 pub mod bmc;
 pub mod cluster;
 pub mod cno;
+pub mod live;
 pub mod mco;
 pub mod node;
 pub mod patch;
