@@ -1,9 +1,14 @@
 //! The live migration of 4.15.31+/4.16 (CNO release-4.16 `pkg/controller/clusterconfig/`,
 //! openshift-docs `modules/nw-ovn-kubernetes-live-migration.adoc`). While one is under way, or
 //! its traces remain, every offline flow (forward and rollback, on every release) refuses before
-//! anything changes: the network operator would route their patches down the live path.
+//! anything changes: the network operator would route their patches down the live path. The
+//! simulation's live migration is proven by hand with kubectl, as the documents do it
+//! (openshift-docs `modules/nw-ovn-kubernetes-live-migration.adoc`), independently of fleetboot.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use crate::common::Run;
 use crate::common::sim::Sim;
@@ -98,4 +103,191 @@ fn a_live_migration_condition_refuses_the_rollback() {
     );
     // The forward flow too.
     refused(&sim, &[], &["condition NetworkTypeMigrationInProgress=True"]);
+}
+
+/// `kubectl get KIND -w -o jsonpath=TEMPLATE`, every line it prints kept; killed by PID when
+/// dropped.
+struct Watch {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(sim: &Sim, kind: &str, template: &str) -> Watch {
+        let mut child = Command::new("kubectl")
+            .args(["get", kind, "-w", "-o", &format!("jsonpath={template}{{\"\\n\"}}")])
+            .env("KUBECONFIG", sim.path("kubeconfig"))
+            .env("HOME", sim.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Watch { child, lines }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Each node's history in the simulation (what happened to the machine itself).
+fn histories(sim: &Sim) -> Vec<(String, Vec<String>)> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let events = n["history"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap().to_owned()).collect();
+            (n["name"].as_str().unwrap().to_owned(), events)
+        })
+        .collect()
+}
+
+fn wait_condition(sim: &Sim, condition: &str) {
+    sim.kubectl_ok(&["wait", "network.config.openshift.io/cluster", &format!("--for=condition={condition}"), "--timeout=600s"]);
+}
+
+/// The documented procedure, by hand: one patch (annotation + spec.networkType), then
+/// `kubectl wait` on the conditions. The simulated CNO drives spec.migration through its steps
+/// and the simulated MCO reboots every node twice (the routable MTU, then configure-ovs.sh
+/// OVNKubernetes), each node NotReady then Ready with a new boot ID, each pool Updating then
+/// Updated in each round.
+#[test]
+fn a_live_migration_by_hand_with_kubectl_reboots_every_node_twice() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let pools = Watch::start(&sim, "mcp", r#"{.metadata.name} {.status.conditions[?(@.type=="Updating")].status}"#);
+    let operator = Watch::start(&sim, "network.operator.openshift.io", "{.spec.defaultNetwork.type} {.spec.migration}");
+    let nodes = Watch::start(&sim, "node", r#"{.metadata.name} {.status.nodeInfo.bootID} {.status.conditions[?(@.type=="Ready")].status}"#);
+    merge(
+        &sim,
+        "network.config.openshift.io",
+        "cluster",
+        &format!(r#"{{"metadata":{{"annotations":{{"{ANNOTATION}":""}}}},"spec":{{"networkType":"OVNKubernetes"}}}}"#),
+    );
+    wait_condition(&sim, "NetworkTypeMigrationInProgress=True");
+    wait_condition(&sim, "NetworkTypeMigrationTargetCNIAvailable=True");
+    wait_condition(&sim, "NetworkTypeMigrationMTUReady=True");
+    wait_condition(&sim, "NetworkTypeMigrationTargetCNIInUse=True");
+    wait_condition(&sim, "NetworkTypeMigrationInProgress=False");
+    sim.kubectl_ok(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=600s"]);
+
+    let get = |kind: &str, path: &str| sim.kubectl_ok(&["get", kind, "cluster", "-o", &format!("jsonpath={{{path}}}")]);
+    assert_eq!(get("network.config.openshift.io", ".spec.networkType"), "OVNKubernetes");
+    assert_eq!(get("network.config.openshift.io", ".status.networkType"), "OVNKubernetes");
+    assert_eq!(get("network.operator.openshift.io", ".spec.defaultNetwork.type"), "OVNKubernetes");
+    assert_eq!(get("network.operator.openshift.io", ".spec.migration"), "", "the CNO cleared spec.migration");
+    assert_eq!(
+        get("network.config.openshift.io", r#".status.conditions[?(@.type=="NetworkTypeMigrationInProgress")].reason"#),
+        "NetworkTypeMigrationCompleted"
+    );
+    for kind in ["TargetCNIAvailable", "TargetCNIInUse", "OriginalCNIPurged", "MTUReady"] {
+        let path = format!(r#".status.conditions[?(@.type=="NetworkTypeMigration{kind}")].status"#);
+        assert_eq!(get("network.config.openshift.io", &path), "Unknown", "{kind} reset");
+    }
+    let (ok, _, _) = sim.kubectl(&["get", "daemonset", "sdn", "-n", "openshift-sdn"]);
+    assert!(!ok, "OpenShift SDN purged");
+    assert_eq!(
+        sim.kubectl_ok(&["get", "daemonset", "ovnkube-node", "-n", "openshift-ovn-kubernetes", "-o", "jsonpath={.status.numberReady}"]),
+        "3"
+    );
+
+    // The operator config went through the four steps, in order.
+    let steps = operator.lines();
+    let at = |what: &str| steps.iter().position(|l| l.contains(what)).unwrap_or_else(|| panic!("{what} not in {steps:?}"));
+    let step1 = at(r#"OpenShiftSDN {"mode":"Live","networkType":"OVNKubernetes"}"#);
+    let step2 = at(r#""mtu":{"machine":{"to":1500},"network":{"from":1450,"to":1400}}"#);
+    let step3 = steps.iter().rposition(|l| l.starts_with("OVNKubernetes {") && !l.contains("mtu")).expect("step 3");
+    let step4 = steps.iter().rposition(|l| l == "OVNKubernetes ").expect("step 4");
+    assert!(step1 < step2 && step2 < step3 && step3 < step4, "{steps:?}");
+
+    // Each machine rebooted exactly twice, each boot followed by Ready.
+    for (name, history) in histories(&sim) {
+        let ups: Vec<usize> = history.iter().enumerate().filter(|(_, e)| *e == "up").map(|(i, _)| i).collect();
+        assert_eq!(ups.len(), 2, "{name}: {history:?}");
+        for up in ups {
+            assert!(history[up..].iter().any(|e| e == "ready"), "{name} Ready after each boot: {history:?}");
+        }
+    }
+    // The API saw it: three boot IDs per node (the first and one per reboot), NotReady between.
+    let lines = nodes.lines();
+    for node in ["master-0", "worker-0", "worker-1"] {
+        let mut boot_ids: Vec<&str> = Vec::new();
+        let mut not_ready = 0;
+        let mut last_ready = "";
+        for l in lines.iter().filter(|l| l.starts_with(&format!("{node} "))) {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            if boot_ids.last() != Some(&fields[1]) {
+                boot_ids.push(fields[1]);
+            }
+            if fields.get(2) != Some(&last_ready) && fields.get(2) != Some(&"True") {
+                not_ready += 1;
+            }
+            last_ready = fields.get(2).copied().unwrap_or_default();
+        }
+        assert_eq!(boot_ids.len(), 3, "{node}: {lines:?}");
+        assert_eq!(not_ready, 2, "{node} NotReady once per reboot: {lines:?}");
+        assert_eq!(last_ready, "True");
+    }
+    // Each pool went Updating twice (one round per rendered config) and ended Updated.
+    for pool in ["master", "worker"] {
+        let states: Vec<String> = pools.lines().iter().filter_map(|l| l.strip_prefix(&format!("{pool} ")).map(str::to_owned)).collect();
+        let rounds = states.windows(2).filter(|w| w[0] != "True" && w[1] == "True").count()
+            + usize::from(states.first().is_some_and(|s| s == "True"));
+        assert_eq!(rounds, 2, "{pool}: {states:?}");
+    }
+    assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "the CNO refused nothing");
+}
+
+/// Before 4.15.31 the network operator does not act on the annotation: the same patch by hand
+/// is an offline type change without `spec.migration`, which the CNO refuses (Degraded with its
+/// own message, nothing applied); on 4.16 the CNO's own blockers stop it the same way.
+#[test]
+fn the_patch_by_hand_is_refused_where_the_operator_has_no_live_migration_or_a_blocker() {
+    let patch = format!(r#"{{"metadata":{{"annotations":{{"{ANNOTATION}":""}}}},"spec":{{"networkType":"OVNKubernetes"}}}}"#);
+    let degraded = |sim: &Sim| {
+        sim.kubectl_ok(&["get", "clusteroperator", "network", "-o", r#"jsonpath={.status.conditions[?(@.type=="Degraded")].message}"#])
+    };
+    let eventually = |what: &str, probe: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !probe() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(30), "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    for version in ["4.14.38", "4.15.30"] {
+        let sim = Sim::start_with(0, 1, &["--openshift-version", version]);
+        merge(&sim, "network.config.openshift.io", "cluster", &patch);
+        eventually(version, &|| degraded(&sim).contains("[cannot change default network type when not doing migration]"));
+        let conditions = sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.conditions}"]);
+        assert!(!conditions.contains("NetworkTypeMigration"), "{version}: no live conditions: {conditions}");
+        assert_eq!(
+            sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]),
+            "OpenShiftSDN"
+        );
+    }
+    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.16.21"]);
+    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"Multitenant"}}}}"#);
+    merge(&sim, "network.config.openshift.io", "cluster", &patch);
+    eventually("blocked", &|| {
+        degraded(&sim)
+            == "Could not update cluster configuration status: network type live migration is not supported on SDN Multitenant clusters"
+    });
+    assert_eq!(sim.kubectl_ok(&["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec.migration}"]), "");
+    assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OpenShiftSDN");
 }

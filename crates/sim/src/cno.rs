@@ -152,9 +152,18 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
         let (Ok(config), Ok(mut operator)) = (store.get(config_t, None, "cluster"), store.get(operator_t, None, "cluster")) else {
             continue;
         };
-        // The cluster config controller: Network.config spec.networkType → operator spec.
+        // The cluster config controller: Network.config spec.networkType → operator spec; during
+        // a live migration only its steps change the operator config ([`super::live`]).
+        let live = super::live::active(release, &config);
         let wanted = config.pointer("/spec/networkType").and_then(Value::as_str).unwrap_or_default().to_owned();
-        if !wanted.is_empty() && NetSpec::of(&operator).default_type != wanted {
+        let mut live_error = None;
+        if live {
+            match live_reconcile(&mut store, &config, &operator, current.is_some()) {
+                Ok(Some(o)) => operator = o,
+                Ok(None) => {}
+                Err(e) => live_error = Some(e),
+            }
+        } else if !wanted.is_empty() && NetSpec::of(&operator).default_type != wanted {
             match store.patch(operator_t, None, "cluster", PatchType::Merge, &json!({"spec": {"defaultNetwork": {"type": wanted}}}), None) {
                 Ok(o) => operator = o,
                 Err(_) => continue,
@@ -167,11 +176,39 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
         let errors = if invalid.is_empty() { change_errors(release, &prev, &next, annotated) } else { invalid.clone() };
         let nodes = store.list(nodes_t, &Filter::default(), None, None).items;
         let boot_id = |n: &Value| n.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let live_mode = operator.pointer("/spec/migration/mode").and_then(Value::as_str) == Some("Live");
+        if errors.is_empty() && live_mode && release.mco_reads_status_migration() {
+            // `StatusFromOperatorConfig`: in Live mode status.migration follows the operator's
+            // type and carries the MTU migration ([`super::live::status_migration`]).
+            let migration = super::live::status_migration(&operator);
+            if config.pointer("/status/migration") != Some(&migration) {
+                let _ = store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"migration": null}}), Some("status"));
+                let _ =
+                    store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"migration": migration}}), Some("status"));
+            }
+        }
         if errors.is_empty() && next != prev {
-            if next.migration != prev.migration && release.mco_reads_status_migration() {
+            if next.migration != prev.migration && release.mco_reads_status_migration() && !live_mode {
                 let migration = next.migration.as_ref().map(|t| json!({"networkType": t})).unwrap_or(Value::Null);
                 let _ =
                     store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"migration": migration}}), Some("status"));
+            }
+            if live_mode && prev.migration.is_none() {
+                // Step 1 of the live migration: the target CNI is deployed next to the running
+                // one (release-4.16 `pkg/network/render.go`, `renderDefaultNetwork` renders both
+                // plugins while `spec.migration.mode` is Live).
+                let target = next.migration.clone().unwrap_or_default();
+                drop(store);
+                cluster.deploy_network_plugin(&target, true);
+                store = cluster.api.store.lock().unwrap();
+            }
+            if live && next.migration.is_none() && prev.migration.is_some() {
+                // Step 4: only the default network is rendered again; the status manager deletes
+                // the other plugin (`pkg/controller/statusmanager`, `deleteRelatedObjectsNotRendered`).
+                let _ = store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"migration": null}}), Some("status"));
+                let (old_ns, old_name) =
+                    plugin_daemonset(if next.default_type == "OVNKubernetes" { "OpenShiftSDN" } else { "OVNKubernetes" });
+                purge(&mut store, old_ns, old_name);
             }
             if next.default_type != prev.default_type {
                 let target = next.default_type.clone();
@@ -192,14 +229,15 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                 );
                 // The new plugin replaces the old one (the status manager deletes what is no longer
                 // rendered: `pkg/controller/statusmanager`, `deleteRelatedObjectsNotRendered`).
-                let (old_ns, old_name) = plugin_daemonset(&prev.default_type);
-                let _ = store.delete(ds_t, Some(old_ns), old_name);
-                let filter = Filter { namespace: Some(old_ns.to_owned()), ..Default::default() };
-                for pod in store.list(pods_t, &filter, None, None).items {
-                    let _ = store.delete(pods_t, Some(old_ns), pod["metadata"]["name"].as_str().unwrap_or_default());
+                // In a live migration both run until step 4 purges the original.
+                if !live_mode {
+                    let (old_ns, old_name) = plugin_daemonset(&prev.default_type);
+                    purge(&mut store, old_ns, old_name);
                 }
                 drop(store);
-                cluster.deploy_network_plugin(&target, false);
+                if !live_mode {
+                    cluster.deploy_network_plugin(&target, false);
+                }
                 store = cluster.api.store.lock().unwrap();
                 if let Ok(ds) = store.patch(
                     ds_t,
@@ -225,7 +263,7 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                     .iter()
                     .filter(|n| n.pointer("/metadata/labels").and_then(|l| l.get("node-role.kubernetes.io/worker")).is_some())
                     .collect();
-                for (i, node) in workers.iter().take(error_pods).enumerate() {
+                for (i, node) in workers.iter().take(if live_mode { 0 } else { error_pods }).enumerate() {
                     let node_name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
                     let name = format!("app-{i}");
                     let _ = store.delete(pods_t, Some("default"), &name);
@@ -244,12 +282,13 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
             // before it (`pkg/controller/operconfig/operconfig_controller.go`).
             super::features::convert(&mut store, release, &operator);
         }
-        let message = if !invalid.is_empty() {
-            invalid_message(&invalid)
-        } else if errors.is_empty() {
-            String::new()
-        } else {
-            degraded_message(&errors)
+        let message = match (&live_error, errors.is_empty()) {
+            // `operconfig_controller.go`: ClusterNetworkStatus's error (the live migration's
+            // validation) sets Degraded "StatusError".
+            (Some(e), true) => format!("Could not update cluster configuration status: {e}"),
+            (_, true) => String::new(),
+            (_, false) if !invalid.is_empty() => invalid_message(&invalid),
+            (_, false) => degraded_message(&errors),
         };
         if !errors.is_empty() && last_refusal.as_ref() != Some(&message) {
             cluster.refusals.lock().unwrap().push(message.clone());
@@ -276,7 +315,16 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                 if current.is_some() { "Deploying" } else { "AsExpected" },
                 if current.is_some() { "DaemonSet \"/openshift-multus/multus\" is not available" } else { "" }
             ),
-            condition("Degraded", !errors.is_empty(), if errors.is_empty() { "AsExpected" } else { "InvalidOperatorConfig" }, &message),
+            condition(
+                "Degraded",
+                !message.is_empty(),
+                match (errors.is_empty(), live_error.is_some()) {
+                    (false, _) => "InvalidOperatorConfig",
+                    (true, true) => "StatusError",
+                    _ => "AsExpected",
+                },
+                &message
+            ),
         ]);
         if old_conditions.as_ref() != Some(&conditions) {
             let _ = store.patch(co_t, None, "network", PatchType::Merge, &json!({"status": {"conditions": conditions}}), Some("status"));
@@ -305,6 +353,103 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
         drop(store);
         cluster.sync_network_plugin(&target);
     }
+}
+
+/// Deletes a plugin's DaemonSet and its pods.
+fn purge(store: &mut super::store::Store, namespace: &str, name: &str) {
+    let _ = store.delete(t("apps", "v1", "daemonsets"), Some(namespace), name);
+    let pods_t = t("", "v1", "pods");
+    let filter = Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
+    for pod in store.list(pods_t, &filter, None, None).items {
+        let _ = store.delete(pods_t, Some(namespace), pod["metadata"]["name"].as_str().unwrap_or_default());
+    }
+}
+
+/// One pass of the live migration ([`super::live`]): the operconfig controller's status part
+/// (validate and initialise, or sync the conditions while the operator is not `progressing`),
+/// then the clusterconfig controller's step. Ok(Some): the operator config after the step;
+/// Err: the validation's error (the operator goes Degraded with it).
+fn live_reconcile(
+    store: &mut super::store::Store,
+    config: &Value,
+    operator: &Value,
+    progressing: bool,
+) -> Result<Option<Arc<Value>>, String> {
+    use super::live;
+    let config_t = t("config.openshift.io", "v1", "networks");
+    let operator_t = t("operator.openshift.io", "v1", "networks");
+    let now = now_rfc3339();
+    let mut conditions = live::conditions_of(config);
+    let spec = config.pointer("/spec/networkType").and_then(Value::as_str).unwrap_or_default();
+    let status = config.pointer("/status/networkType").and_then(Value::as_str).unwrap_or_default();
+    if live::is(&conditions, live::IN_PROGRESS, "True") {
+        if !progressing {
+            let pools_t = t("machineconfiguration.openshift.io", "v1", "machineconfigpools");
+            let mcs_t = t("machineconfiguration.openshift.io", "v1", "machineconfigs");
+            let pools: Vec<live::Pool> = store
+                .list(pools_t, &Filter::default(), None, None)
+                .items
+                .iter()
+                .map(|p| {
+                    let on = |kind: &str| {
+                        p.pointer("/status/conditions")
+                            .and_then(Value::as_array)
+                            .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+                    };
+                    let rendered = p.pointer("/status/configuration/name").and_then(Value::as_str).unwrap_or_default();
+                    live::Pool {
+                        name: p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                        degraded: on("Degraded"),
+                        updating: on("Updating"),
+                        config: store.get(mcs_t, None, rendered).ok().map(|mc| live::units(&mc)),
+                    }
+                })
+                .collect();
+            let ds_t = t("apps", "v1", "daemonsets");
+            let mut daemonsets = Vec::new();
+            for ns in ["openshift-ovn-kubernetes", "openshift-sdn"] {
+                let filter = Filter { namespace: Some(ns.to_owned()), ..Default::default() };
+                for ds in store.list(ds_t, &filter, None, None).items {
+                    daemonsets.push((ns.to_owned(), live::daemonset_ready(&ds)));
+                }
+            }
+            conditions = live::sync(config, operator, &pools, &daemonsets, &now);
+        }
+    } else if spec != status {
+        let pods_t = t("", "v1", "pods");
+        let macvlan = store
+            .list(pods_t, &Filter::default(), None, None)
+            .items
+            .iter()
+            .filter(|p| p.pointer("/metadata/annotations").and_then(|a| a.get(live::ASSIGN_MACVLAN)).is_some())
+            .count();
+        if let Some(blocker) = live::blocker(config, operator, false, macvlan) {
+            return Err(blocker);
+        }
+        live::init(&mut conditions, &now);
+    } else {
+        live::reset(&mut conditions, &now);
+    }
+    let mut config = config.clone();
+    if live::conditions_of(&config) != conditions
+        && let Ok(c) =
+            store.patch(config_t, None, "cluster", PatchType::Merge, &json!({"status": {"conditions": conditions}}), Some("status"))
+    {
+        config = (*c).clone();
+    }
+    // The clusterconfig controller (`processNetworkTypeLiveMigration`): nothing while the
+    // operator is Progressing.
+    if progressing || !live::is(&live::conditions_of(&config), live::IN_PROGRESS, "True") {
+        return Ok(None);
+    }
+    let step = live::next_step(&config, operator)?;
+    let Some(step) = step else { return Ok(None) };
+    let mut merged = operator["spec"].clone();
+    super::patch::merge_patch(&mut merged, &step);
+    if merged == operator["spec"] {
+        return Ok(None);
+    }
+    Ok(store.patch(operator_t, None, "cluster", PatchType::Merge, &json!({"spec": step}), None).ok())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod bmc;
 pub mod cluster;
 pub mod cno;
 pub mod features;
+pub mod live;
 pub mod mco;
 pub mod node;
 pub mod patch;

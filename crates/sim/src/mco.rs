@@ -48,6 +48,21 @@ pub fn rendered_config(name: &str, pool: &str, network_type: &str) -> Value {
     })
 }
 
+/// The rendered config with `mtu-migration.service` too, as the MCO renders it while
+/// `Network.config` `status.migration.mtu` is set (a live migration's routable MTU:
+/// machine-config-operator `pkg/operator/render.go`, `createDiscoveredControllerConfigSpec`
+/// copies it into the ControllerConfig; `templates/common/_base/units/mtu-migration.service.yaml`
+/// is rendered with it). Its name differs from the config without it.
+pub fn with_mtu_migration(mut config: Value) -> Value {
+    let name = format!("{}-mtu", config["metadata"]["name"].as_str().unwrap_or_default());
+    config["metadata"]["name"] = json!(name);
+    if let Some(units) = config.pointer_mut("/spec/config/systemd/units").and_then(Value::as_array_mut) {
+        units.push(json!({"name": "mtu-migration.service", "enabled": true,
+            "contents": "[Unit]\nDescription=Configures the routable MTU of a network type live migration\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/mtu-migration.sh\n[Install]\nWantedBy=multi-user.target\n"}));
+    }
+    config
+}
+
 /// The argument of `configure-ovs.sh` the MCO renders, from `Network.config` (machine-config-operator
 /// `pkg/operator/render.go`, `createDiscoveredControllerConfigSpec`: `status.networkType`
 /// empty → `spec.networkType`; from 4.8 `status.migration` set → `status.migration.networkType`;
@@ -296,17 +311,22 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
             // other MachineConfigs a real render merges are not modelled: a test may set
             // spec.configuration itself to stand for such a change).
             let mut store = cluster.api.store.lock().unwrap();
-            let argument = store.get(network_t, None, "cluster").map(|n| ovs_argument(cluster.release, &n)).unwrap_or_default();
+            let network = store.get(network_t, None, "cluster").ok();
+            let argument = network.as_ref().map(|n| ovs_argument(cluster.release, n)).unwrap_or_default();
+            let mtu = network.as_ref().is_some_and(|n| super::live::mtu_migration(n));
             if !argument.is_empty() {
                 for pool in store.list(pools_t, &Filter::default(), None, None).items {
                     let name = pool["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                    let rendered = rendered_name(&name, &argument);
+                    let plain = rendered_name(&name, &argument);
+                    let rendered = if mtu { format!("{plain}-mtu") } else { plain };
+                    let key = if mtu { format!("{argument}+mtu") } else { argument.clone() };
                     let unset = pool.pointer("/spec/configuration/name").and_then(Value::as_str).is_none_or(str::is_empty);
                     let seeded = pool.pointer("/spec/configuration/name").and_then(Value::as_str) == Some(rendered.as_str());
-                    let before = rendered_for.insert(name.clone(), argument.clone());
-                    if unset || (!seeded && before.as_ref().is_some_and(|b| *b != argument)) {
+                    let before = rendered_for.insert(name.clone(), key.clone());
+                    if unset || (!seeded && before.as_ref().is_some_and(|b| *b != key)) {
                         if store.get(mcs_t, None, &rendered).is_err() {
-                            let _ = store.create(mcs_t, None, rendered_config(&rendered, &name, &argument));
+                            let config = rendered_config(&rendered_name(&name, &argument), &name, &argument);
+                            let _ = store.create(mcs_t, None, if mtu { with_mtu_migration(config) } else { config });
                         }
                         let _ = store.patch(
                             pools_t,
