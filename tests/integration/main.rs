@@ -28,6 +28,7 @@ mod safety_input;
 mod safety_lease;
 mod safety_limits;
 mod safety_resume;
+mod sim_conformance;
 mod sim_kube;
 mod sim_kubectl;
 mod sim_procedures;
