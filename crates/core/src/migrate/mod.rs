@@ -6,6 +6,7 @@
 
 pub mod checks;
 pub mod events;
+pub mod live;
 pub mod record;
 pub mod report;
 
