@@ -36,6 +36,11 @@ pub struct MigrateArgs {
     /// operators of a release refuse the other order).
     #[arg(long, value_enum, default_value = "auto")]
     pub flow: FlowChoice,
+    /// live: the limited live migration of 4.15.31+/4.16 (one patch; the network operator and
+    /// the MCO do the rest, fleetboot watches and proves every node's reboots); offline: the
+    /// release's offline flow (the default).
+    #[arg(long, value_parser = ["live", "offline"])]
+    pub mode: Option<String>,
     /// The network's MTU (OVN-Kubernetes: ovnKubernetesConfig.mtu; rollback: openshiftSDNConfig.mtu).
     #[arg(long)]
     pub mtu: Option<u32>,
@@ -133,6 +138,7 @@ impl MigrateArgs {
                 FlowChoice::Seed => Some(Flow::Seed),
                 FlowChoice::TwoPhase => Some(Flow::TwoPhase),
             },
+            live: self.mode.as_deref().map(|m| m == "live"),
             mtu: self.mtu,
             geneve_port: self.geneve_port,
             vxlan_port: self.vxlan_port,

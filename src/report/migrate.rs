@@ -111,6 +111,7 @@ fn describe(event: &MigrationEvent) -> (String, bool) {
                 Flow::Seed => "remove the migration annotation",
                 Flow::TwoPhase => "spec.migration: null, openshiftSDNConfig: null",
                 Flow::Rollback => "spec.migration: null, ovnKubernetesConfig: null",
+                Flow::Live => "remove the live-migration annotation",
             }
         ),
         MigrationEvent::MigrationReportWritten { files } => {

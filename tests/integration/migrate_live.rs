@@ -291,3 +291,119 @@ fn the_patch_by_hand_is_refused_where_the_operator_has_no_live_migration_or_a_bl
     assert_eq!(sim.kubectl_ok(&["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec.migration}"]), "");
     assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OpenShiftSDN");
 }
+
+/// How many times each machine booted since the simulation started (its own history).
+fn boots(sim: &Sim) -> Vec<(String, usize)> {
+    histories(sim).into_iter().map(|(name, h)| (name, h.iter().filter(|e| *e == "up").count())).collect()
+}
+
+fn journal(sim: &Sim) -> String {
+    let dirs = migration_dirs(sim);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    std::fs::read_to_string(dirs[0].join("migration.jsonl")).unwrap()
+}
+
+/// `fleetboot migrate --mode live` on a release that has it: the plan recommends it, the one
+/// patch, the watch, every node rebooted twice by the simulated MCO (the simulation's own
+/// history), verify, the clean-up removes the annotation.
+fn migrates_live(version: &str) {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
+    let plan = migrate(&sim, &["--plan"]);
+    assert!(
+        plan.stdout.contains("RECOMMENDED on this release: the limited live migration") && plan.stdout.contains("--mode live"),
+        "{}",
+        plan.stdout
+    );
+    let run = migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for expected in [
+        "· live flow (--mode live",
+        "NetworkTypeMigrationCompleted",
+        "each of the 3 nodes rebooted 2 times by the MCO (new boot IDs), Ready after each",
+        "7 checks passed",
+    ] {
+        assert!(run.stdout.contains(expected), "{expected}: {}", run.stdout);
+    }
+    for (node, count) in boots(&sim) {
+        assert_eq!(count, 2, "{node} booted twice: {:?}", histories(&sim));
+    }
+    let get = |kind: &str, path: &str| sim.kubectl_ok(&["get", kind, "cluster", "-o", &format!("jsonpath={{{path}}}")]);
+    assert_eq!(get("network.config.openshift.io", ".status.networkType"), "OVNKubernetes");
+    assert_eq!(get("network.operator.openshift.io", ".spec.migration"), "");
+    let journal = journal(&sim);
+    assert!(journal.contains(r#""flow":"live""#) && journal.contains(r#""step_done","step":"wait_rollout""#), "{journal}");
+    let cleanup = migrate(&sim, &["--cleanup"]);
+    assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
+    assert!(!get("network.config.openshift.io", ".metadata.annotations").contains(ANNOTATION), "annotation removed");
+    assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "fleetboot asked the CNO for nothing it refuses");
+}
+
+#[test]
+fn the_live_migration_on_4_16_21_reboots_each_node_twice() {
+    migrates_live("4.16.21");
+}
+
+#[test]
+fn the_live_migration_on_4_15_31_reboots_each_node_twice() {
+    migrates_live("4.15.31");
+}
+
+#[test]
+fn live_is_refused_on_4_14_and_4_15_30_before_anything_changes() {
+    for version in ["4.14.38", "4.15.30"] {
+        let sim = Sim::start_with(0, 1, &["--openshift-version", version]);
+        let before = state(&sim);
+        let run = migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]);
+        assert_eq!(run.code, 2, "{}", run.debug());
+        assert!(
+            run.stderr.contains(&format!(
+                "mode-live: OpenShift \"{version}\" has no limited live migration (4.15.31+ and 4.16 only): use --mode offline"
+            )),
+            "{}",
+            run.debug()
+        );
+        assert_eq!(state(&sim), before, "nothing changed");
+        assert!(migration_dirs(&sim).is_empty());
+        let plan = migrate(&sim, &["--plan"]);
+        assert!(!plan.stdout.contains("RECOMMENDED"), "{}", plan.stdout);
+    }
+}
+
+/// Killed with SIGKILL while the MCO reboots the nodes, `--resume` watches on from the
+/// journal and the boot IDs kept in the migration's directory; each node booted exactly twice.
+#[test]
+fn a_live_migration_killed_mid_way_resumes_to_the_end() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let mut child = sim
+        .fleetboot(&["migrate", "--mode", "live", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    // Mid-way: at least one node's first reboot seen and journaled.
+    loop {
+        let seen =
+            migration_dirs(&sim).first().and_then(|d| std::fs::read_to_string(d.join("live-boots-seen.json")).ok()).unwrap_or_default();
+        if seen.matches('-').count() >= 4 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "no reboot seen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SIGKILL, by PID.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let journal_before = journal(&sim);
+    assert!(!journal_before.contains(r#""step_done","step":"wait_rollout""#), "killed mid-way: {journal_before}");
+    let resumed = migrate(&sim, &["--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert!(resumed.stdout.contains("resuming the migration to OVNKubernetes (live flow)"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("rebooted") && resumed.stdout.contains("7 checks passed"), "{}", resumed.stdout);
+    for (node, count) in boots(&sim) {
+        assert_eq!(count, 2, "{node} booted twice, not more: {:?}", histories(&sim));
+    }
+    let journal = journal(&sim);
+    assert!(journal.contains(r#""event":"migration_resumed""#) || journal.contains("resumed"), "{journal}");
+    assert_eq!(journal.matches(r#""step_started","step":"set_network_type""#).count(), 1, "the patch was sent once: {journal}");
+}

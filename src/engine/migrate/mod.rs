@@ -8,6 +8,7 @@
 //! run's [`Event`]s) handed to the caller's sink, which the reporters render.
 
 mod cluster;
+mod live;
 mod rollback;
 
 use std::cell::RefCell;
@@ -95,6 +96,8 @@ pub struct MigrationOptions {
     pub to: String,
     /// `--flow seed|two-phase`; `None`: the one the release requires.
     pub flow: Option<Flow>,
+    /// `--mode live|offline`; `None`: offline (`--plan` recommends live where the release has it).
+    pub live: Option<bool>,
     pub mtu: Option<u32>,
     pub geneve_port: Option<u32>,
     pub vxlan_port: Option<u32>,
@@ -346,6 +349,29 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     let version = cluster.get(&cluster_versions(), "version").await.map(|v| str_at(&v, "/status/desired/version")).unwrap_or_default();
     let (flow, reason) = match state.flow {
         Some(flow) => (flow, format!("the {} flow this migration started with", flow.name())),
+        // The live migration: refused before anything changes where the release lacks it.
+        None if options.live == Some(true) => {
+            let mut refused = Vec::new();
+            if let Err(e) = fleetboot_core::migrate::live::supported(&version) {
+                refused.push(e);
+            }
+            if options.to != "OVNKubernetes" {
+                refused.push("mode-live: fleetboot's live mode migrates to OVNKubernetes; roll back with --mode offline".into());
+            }
+            if options.flow.is_some() {
+                refused.push("mode-live: --flow chooses an offline flow; it does not go with --mode live".into());
+            }
+            if !refused.is_empty() {
+                return Err(MigrateError::Preflight(refused).into());
+            }
+            (
+                Flow::Live,
+                format!(
+                    "--mode live: OpenShift {version} has the limited live migration (openshift-docs nw-ovn-kubernetes-live-migration.adoc): one patch, the network operator and the MCO do the rest, every node rebooted {} times",
+                    fleetboot_core::migrate::live::EXPECTED_REBOOTS
+                ),
+            )
+        }
         None => {
             // No flag makes a migration of a release from 4.17 on (nor of a later major).
             let past_openshift_sdn = minor_version(&version).is_some_and(|v| v >= (4, 17));
@@ -360,6 +386,18 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
                 (Some(forced), _) => (forced, format!("--flow {}", forced.name())),
             }
         }
+    };
+    // On 4.15.31+/4.16 the documents call the live migration the preferred method.
+    let reason = if state.flow.is_none()
+        && options.live.is_none()
+        && options.to == "OVNKubernetes"
+        && fleetboot_core::migrate::live::recommended(&version)
+    {
+        format!(
+            "{reason}. RECOMMENDED on this release: the limited live migration (the documents' preferred method), fleetboot migrate --mode live; --mode offline keeps this flow"
+        )
+    } else {
+        reason
     };
     let refused = checks::options_refused_by_release(&version, minor_version(&version).map(|v| v.1), &rollback::flags_given(&options));
     if !refused.is_empty() {
@@ -413,7 +451,12 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             },
         );
         let mut findings = findings;
-        let mtu = fleetboot_core::migrate::mtu::decide(&snapshot, &options.to, options.mtu, options.node_mtu);
+        // The live migration's network operator sets the MTU itself (its routable-MTU step).
+        let mtu = if flow == Flow::Live {
+            Default::default()
+        } else {
+            fleetboot_core::migrate::mtu::decide(&snapshot, &options.to, options.mtu, options.node_mtu)
+        };
         findings.refusals.extend(mtu.refusal);
         findings.warnings.extend(mtu.note);
         if let Some(restated) = mtu.restate {
@@ -756,6 +799,9 @@ impl Migration<'_, '_> {
     }
 
     async fn step(&self, step: Step, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
+        if self.flow == Flow::Live && matches!(step, Step::SetNetworkType | Step::WaitRollout | Step::EnableMigration) {
+            return self.live_step(step, state, log).await;
+        }
         let target = state.target.clone();
         let c = self.cluster;
         match step {
@@ -806,6 +852,7 @@ impl Migration<'_, '_> {
                 })
             }
             Step::EnableMigration => match self.flow {
+                Flow::Live => Ok(String::new()),
                 Flow::Seed => {
                     c.merge(&network_operator(), "cluster", json!({"metadata": {"annotations": {MIGRATION_ANNOTATION: ""}}})).await?;
                     Ok(format!("annotated Network.operator.openshift.io/cluster with {MIGRATION_ANNOTATION}"))
@@ -909,6 +956,10 @@ impl Migration<'_, '_> {
                 }
                 for patch in rollback::cleanup_patches(self.flow, &target) {
                     c.merge(&network_operator(), "cluster", patch).await?;
+                }
+                if self.flow == Flow::Live {
+                    let annotation = fleetboot_core::migrate::live::ANNOTATION;
+                    c.merge(&network_config(), "cluster", json!({"metadata": {"annotations": {annotation: null}}})).await?;
                 }
                 let namespace = old_namespace(&target);
                 match c.cluster_scoped(&namespaces()).delete(namespace, &Default::default()).await {
@@ -1262,7 +1313,7 @@ async fn plan(
     };
     let mut findings = findings;
     let mut default_network = network_options(options, &target);
-    if state.run_id.is_empty() {
+    if state.run_id.is_empty() && flow != Flow::Live {
         let mtu = fleetboot_core::migrate::mtu::decide(&snapshot, &target, options.mtu, options.node_mtu);
         findings.refusals.extend(mtu.refusal);
         findings.warnings.extend(mtu.note);
@@ -1289,6 +1340,7 @@ async fn plan(
                 Step::ClearMigration => "Network.operator/cluster spec.migration: null; wait until the operator applied it".into(),
                 Step::EnableMigration => match flow {
                     Flow::Seed => format!("annotate Network.operator/cluster {MIGRATION_ANNOTATION}=\"\""),
+                    Flow::Live => String::new(),
                     Flow::TwoPhase | Flow::Rollback => format!(
                         "Network.operator/cluster spec.migration.networkType={target}{}{}; wait for status.migration",
                         if flow == Flow::Rollback { " (pools paused)" } else { " (pools stay unpaused)" },
@@ -1303,6 +1355,11 @@ async fn plan(
                 Step::RolloutConfig => format!(
                     "the MCO renders configure-ovs.sh {target} and rolls it out (drain, reboot) onto {}: watched with counts and ETA until every pool is Updated",
                     names(&pools.iter().collect::<Vec<_>>())
+                ),
+                Step::SetNetworkType if flow == Flow::Live => format!(
+                    "one patch of network.config/cluster: annotation {}=\"\" and spec.networkType: {} → {target}; the network operator drives spec.migration {{mode: Live}} itself",
+                    fleetboot_core::migrate::live::ANNOTATION,
+                    snapshot.spec_network_type
                 ),
                 Step::SetNetworkType => format!("network.config/cluster spec.networkType: {} → {target}", snapshot.spec_network_type),
                 Step::MtuAndPort => match &default_network {
@@ -1326,6 +1383,10 @@ async fn plan(
                     "once every node is proven back{}: unpause {}",
                     if flow == Flow::Rollback { " and multus rolled out" } else { "" },
                     names(&unpaused)
+                ),
+                Step::WaitRollout if flow == Flow::Live => format!(
+                    "watch the NetworkTypeMigration* conditions and every pool until the operator reports the migration completed; prove each node rebooted {} times by the MCO (new boot IDs), Ready after each",
+                    fleetboot_core::migrate::live::EXPECTED_REBOOTS
                 ),
                 Step::WaitRollout => match rollback::rollout_marker(flow, &target) {
                     Some(marker) => format!("watch the MCO roll {marker} onto every node of those pools, to the end"),

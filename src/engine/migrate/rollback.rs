@@ -34,6 +34,8 @@ pub(super) fn cleanup_patches(flow: Flow, target: &str) -> Vec<Value> {
             let old_config = if target == "OVNKubernetes" { "openshiftSDNConfig" } else { "ovnKubernetesConfig" };
             vec![json!({"spec": {"migration": null}}), json!({"spec": {"defaultNetwork": {old_config: null}}})]
         }
+        // The network operator cleared spec.migration and purged the old plugin itself.
+        Flow::Live => Vec::new(),
     }
 }
 
@@ -45,6 +47,7 @@ pub(super) fn cleanup_words(flow: Flow, target: &str) -> String {
             "spec.migration: null, spec.defaultNetwork.{}: null",
             if target == "OVNKubernetes" { "openshiftSDNConfig" } else { "ovnKubernetesConfig" }
         ),
+        Flow::Live => format!("remove the annotation {} from Network.config/cluster", fleetboot_core::migrate::live::ANNOTATION),
     }
 }
 

@@ -316,6 +316,10 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
                 "paused-pools: MachineConfigPool {} is paused with {machines} machines: phase 1 needs every pool to roll the new configure-ovs.sh out; unpause it (spec.paused: false) first",
                 name(pool)
             )),
+            (true, Flow::Live) if machines > 0 => findings.refusals.push(format!(
+                "paused-pools: MachineConfigPool {} is paused with {machines} machines: the live migration's two rollouts need every pool; unpause it (spec.paused: false) first",
+                name(pool)
+            )),
             (true, _) => findings.warnings.push(format!("paused-pools: MachineConfigPool {} is paused (by an admin): it stays paused", name(pool))),
             _ => {}
         }
@@ -432,7 +436,13 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
         .filter(|p| text(p, "/metadata/annotations/pod.network.openshift.io~1assign-macvlan") == "true")
         .map(|p| format!("{}/{}", text(p, "/metadata/namespace"), name(p)))
         .collect();
-    if !routers.is_empty() {
+    if !routers.is_empty() && request.flow == Flow::Live {
+        // The CNO's own blocker (release-4.16 `pkg/network/cluster_config.go`, `ValidateLiveMigration`).
+        findings.refusals.push(format!(
+            "egress-routers: egress router pods block the live migration (the network operator refuses it): remove them first: {}",
+            routers.join(", ")
+        ));
+    } else if !routers.is_empty() {
         findings
             .warnings
             .push(format!("egress-routers: egress router pods are not migrated, recreate them for OVN-Kubernetes: {}", routers.join(", ")));

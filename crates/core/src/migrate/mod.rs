@@ -7,6 +7,7 @@
 pub mod checks;
 pub mod events;
 pub mod features;
+pub mod live;
 pub mod mtu;
 pub mod record;
 pub mod report;

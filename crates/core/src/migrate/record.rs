@@ -111,6 +111,12 @@ pub enum Flow {
     /// into `configure-ovs.sh OpenShiftSDN` (no `br-ex`) while OVN-Kubernetes still runs and
     /// needs `br-ex`: they stay NotReady and the pool stalls.
     Rollback,
+    /// The limited live migration of 4.15.31+/4.16 (`--mode live`; openshift-docs
+    /// `modules/nw-ovn-kubernetes-live-migration.adoc`): one patch of `Network.config` (the
+    /// annotation and `spec.networkType`), the network operator and the MCO do the rest (two
+    /// rounds of reboots); fleetboot watches the conditions and the pools and proves every
+    /// node's reboots by their boot IDs.
+    Live,
 }
 
 impl Flow {
@@ -161,6 +167,7 @@ impl Flow {
                 Step::Verify,
                 Step::Cleanup,
             ],
+            Flow::Live => &[Step::Preflight, Step::Backup, Step::SetNetworkType, Step::WaitRollout, Step::Verify, Step::Cleanup],
         }
     }
 
@@ -169,7 +176,9 @@ impl Flow {
     pub fn number(self, step: Step) -> String {
         match self {
             Flow::Seed => step.number().to_owned(),
-            Flow::TwoPhase | Flow::Rollback => self.steps().iter().position(|s| *s == step).map_or("-".to_owned(), |i| i.to_string()),
+            Flow::TwoPhase | Flow::Rollback | Flow::Live => {
+                self.steps().iter().position(|s| *s == step).map_or("-".to_owned(), |i| i.to_string())
+            }
         }
     }
 
@@ -178,6 +187,7 @@ impl Flow {
             Flow::Seed => "seed",
             Flow::TwoPhase => "two-phase",
             Flow::Rollback => "rollback",
+            Flow::Live => "live",
         }
     }
 

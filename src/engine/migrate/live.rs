@@ -1,0 +1,184 @@
+//! The limited live migration of 4.15.31+/4.16 ([`Flow::Live`], `fleetboot migrate --mode
+//! live`): the one patch of `Network.config/cluster` (the annotation and `spec.networkType`,
+//! openshift-docs `modules/nw-ovn-kubernetes-live-migration.adoc`), the watch of the
+//! `NetworkTypeMigration*` conditions, of every pool and of every node until the network
+//! operator reports the migration completed, the proof that the MCO rebooted each node
+//! [`live::EXPECTED_REBOOTS`] times (new boot IDs from `status.nodeInfo.bootID`, Ready after),
+//! and, in the common clean-up step, the annotation removed. The boot IDs before the patch and every one seen
+//! since are kept in the migration's directory, so a resume after kill -9 goes on proving.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::cluster::{Changes, cluster_operators, condition_true, name_of, network_config, nodes, ready_of, str_at};
+use super::{Log, MigrateError, Migration, StepError};
+use crate::ExitCode;
+use crate::adapters::kube::machine_config_pools as machine_config_pools_resource;
+use crate::adapters::migration_journal::write_atomically;
+use fleetboot_core::migrate::Step;
+use fleetboot_core::migrate::live;
+use fleetboot_core::migrate::record::MigrationState;
+
+const BASELINE: &str = "live-boot-ids.json";
+const SEEN: &str = "live-boots-seen.json";
+
+fn read_map<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, MigrateError> {
+    match crate::adapters::system::read_regular_text(path) {
+        Ok(text) => Ok(serde_json::from_str(&text).unwrap_or_default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(MigrateError::StateFile(crate::adapters::migration_journal::FileError { path: path.to_owned(), source })),
+    }
+}
+
+fn write_map(path: &Path, value: &impl serde::Serialize) -> Result<(), MigrateError> {
+    write_atomically(path, &serde_json::to_string(value).expect("maps serialize")).map_err(MigrateError::StateFile)
+}
+
+impl Migration<'_, '_> {
+    /// The steps the live flow does its own way; the others are the offline flows'.
+    pub(super) async fn live_step(&self, step: Step, state: &mut MigrationState, _log: &mut Log<'_>) -> Result<String, StepError> {
+        let target = state.target.clone();
+        let c = self.cluster;
+        match step {
+            Step::SetNetworkType => {
+                // The boot IDs before the patch, recorded once (a resume keeps the first).
+                let baseline_path = self.dir.join(BASELINE);
+                let mut baseline: BTreeMap<String, String> = read_map(&baseline_path)?;
+                if baseline.is_empty() {
+                    for node in c.list(&nodes()).await? {
+                        baseline.insert(name_of(&node), str_at(&node, "/status/nodeInfo/bootID"));
+                    }
+                    write_map(&baseline_path, &baseline)?;
+                }
+                c.merge(
+                    &network_config(),
+                    "cluster",
+                    json!({"metadata": {"annotations": {live::ANNOTATION: ""}}, "spec": {"networkType": target}}),
+                )
+                .await?;
+                Ok(format!(
+                    "Network.config.openshift.io/cluster annotated {}=\"\" and spec.networkType: {target}; boot IDs of {} nodes recorded",
+                    live::ANNOTATION,
+                    baseline.len()
+                ))
+            }
+            Step::WaitRollout => self.live_watch(&target).await,
+            _ => Ok("not part of the live flow".into()),
+        }
+    }
+
+    /// Watches the conditions, the pools and the nodes until the operator reports the live
+    /// migration completed and every pool is Updated, then proves every node's reboots.
+    async fn live_watch(&self, target: &str) -> Result<String, StepError> {
+        let c = self.cluster;
+        let baseline: BTreeMap<String, String> = read_map(&self.dir.join(BASELINE))?;
+        let seen_path = self.dir.join(SEEN);
+        // The file exists from the watch's start: found at entry, this is a resume, and a node
+        // may have rebooted while nothing watched.
+        let interrupted = seen_path.exists();
+        let mut seen: BTreeMap<String, Vec<String>> = read_map(&seen_path)?;
+        if !interrupted {
+            write_map(&seen_path, &seen)?;
+        }
+        let poll = Duration::from(self.options.poll_interval);
+        let mut changes = Changes::watch(c.cluster_scoped(&nodes()), None, poll);
+        let mut last_conditions = String::new();
+        let mut last_pools = String::new();
+        let started = Instant::now();
+        let limit = Duration::from(self.options.rollout_timeout);
+        loop {
+            let config = c.get(&network_config(), "cluster").await?;
+            let fold = live::fold(&config);
+            if fold.line != last_conditions {
+                self.line(Step::WaitRollout, &format!("conditions: {}", fold.line));
+                last_conditions = fold.line.clone();
+            }
+            // The operator's refusal (its blockers: ValidateLiveMigration's error as Degraded).
+            let network = c.get(&cluster_operators(), "network").await?;
+            if condition_true(&network, "Degraded") && !fold.in_progress {
+                let message = network
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| cs.iter().find(|x| x["type"] == "Degraded"))
+                    .and_then(|x| x["message"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                return Err(StepError::Stop(
+                    ExitCode::HostsFailed,
+                    format!(
+                        "the network operator does not start the live migration: {message}; fix the cause, then fleetboot migrate --resume"
+                    ),
+                ));
+            }
+            let mut ready = BTreeMap::new();
+            let mut changed = false;
+            for node in c.list(&nodes()).await? {
+                let name = name_of(&node);
+                let boot = str_at(&node, "/status/nodeInfo/bootID");
+                ready.insert(name.clone(), ready_of(&node) == "True");
+                let first = baseline.get(&name).cloned().unwrap_or_default();
+                let list = seen.entry(name.clone()).or_default();
+                if !boot.is_empty() && boot != first && list.last() != Some(&boot) {
+                    list.push(boot.clone());
+                    changed = true;
+                    self.line(
+                        Step::WaitRollout,
+                        &format!("{name} rebooted by the MCO ({} of {}): boot ID {boot}", list.len(), live::EXPECTED_REBOOTS),
+                    );
+                }
+            }
+            if changed {
+                write_map(&seen_path, &seen)?;
+            }
+            let pools = c.list(&machine_config_pools_resource()).await?;
+            let pools_line = pools
+                .iter()
+                .map(|p| {
+                    let count = |k: &str| p.pointer(&format!("/status/{k}")).and_then(Value::as_u64).unwrap_or(0);
+                    format!(
+                        "{} {} {}/{}",
+                        name_of(p),
+                        if condition_true(p, "Updating") {
+                            "Updating"
+                        } else if condition_true(p, "Updated") {
+                            "Updated"
+                        } else {
+                            "-"
+                        },
+                        count("updatedMachineCount"),
+                        count("machineCount")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            if pools_line != last_pools {
+                self.line(Step::WaitRollout, &format!("pools: {pools_line}"));
+                last_pools = pools_line;
+            }
+            let pools_done = pools.iter().all(|p| condition_true(p, "Updated") && !condition_true(p, "Updating"));
+            if fold.completed && str_at(&config, "/status/networkType") == target && pools_done {
+                return match live::reboot_verdict(&baseline, &seen, &ready, interrupted) {
+                    Ok(summary) => Ok(format!("the network operator reports the live migration completed; {summary}")),
+                    Err(problems) => Err(StepError::Stop(
+                        ExitCode::HostsFailed,
+                        format!("the live migration completed but the reboots are not proven: {}", problems.join("; ")),
+                    )),
+                };
+            }
+            if started.elapsed() > limit {
+                return Err(StepError::Stop(
+                    ExitCode::HostsFailed,
+                    format!(
+                        "the live migration did not complete within --rollout-timeout {}: {}; fleetboot migrate --resume watches on",
+                        humantime::format_duration(limit),
+                        fold.line
+                    ),
+                ));
+            }
+            self.next_change(&mut changes).await?;
+        }
+    }
+}
