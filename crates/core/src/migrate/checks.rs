@@ -676,7 +676,15 @@ pub fn verify(inputs: &VerifyInputs, target: &str) -> Vec<Check> {
         Some(ds) => {
             let n = |k: &str| ds.pointer(&format!("/status/{k}")).and_then(Value::as_u64).unwrap_or(0);
             let (desired, available, updated) = (n("desiredNumberScheduled"), n("numberAvailable"), n("updatedNumberScheduled"));
-            if desired != count as u64 || available != desired || updated != desired {
+            // A status older than the spec speaks of the previous generation (kubectl's rollout
+            // status reads it so: kubernetes/kubectl `pkg/polymorphichelpers/rollout_status.go`).
+            let generation = ds.pointer("/metadata/generation").and_then(Value::as_u64);
+            let observed = ds.pointer("/status/observedGeneration").and_then(Value::as_u64);
+            if let (Some(generation), Some(observed)) = (generation, observed)
+                && observed < generation
+            {
+                plugin.push(format!("{daemonset}: status of generation {observed}, not yet of {generation}"));
+            } else if desired != count as u64 || available != desired || updated != desired {
                 plugin.push(format!("{daemonset}: {available} of {desired} available, {updated} updated, {count} nodes"));
             }
         }
@@ -1034,6 +1042,13 @@ mod tests {
         let checks = verify(&inputs, "OVNKubernetes");
         assert!(checks.iter().all(|c| c.passed), "{checks:?}");
         assert!(checks[4].detail.contains("1 already failing before the migration, not counted"), "{checks:?}");
+        let mut stale = ds(1);
+        stale["metadata"] = json!({"generation": 3});
+        stale["status"]["observedGeneration"] = json!(2);
+        inputs.plugin_daemonset = Some(stale);
+        let checks = verify(&inputs, "OVNKubernetes");
+        assert!(checks[6].detail.contains("ovnkube-node: status of generation 2, not yet of 3"), "{checks:?}");
+        inputs.plugin_daemonset = Some(ds(1));
         inputs.nodes.push(node("w1", "rendered-worker-old", "rendered-worker-new", "False"));
         inputs.daemon_logs.push(("w1".into(), "line 1\nline 2\nline 3\nline 4\nline 5\nfailed to drain\n".into()));
         inputs
