@@ -335,6 +335,10 @@ fn migrates_live(version: &str) {
     let cleanup = migrate(&sim, &["--cleanup"]);
     assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
     assert!(!get("network.config.openshift.io", ".metadata.annotations").contains(ANNOTATION), "annotation removed");
+    // The finished live migration's conditions stay; once cleaned up they block no offline rollback.
+    assert!(get("network.config.openshift.io", ".status.conditions").contains("NetworkTypeMigrationCompleted"));
+    let back = migrate(&sim, &["--to", "OpenShiftSDN", "--plan", "--etcd-backup-confirmed"]);
+    assert!(!back.stdout.contains("live-migration:"), "{}", back.stdout);
     assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "fleetboot asked the CNO for nothing it refuses");
 }
 
