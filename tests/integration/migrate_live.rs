@@ -335,6 +335,10 @@ fn migrates_live(version: &str) {
     let cleanup = migrate(&sim, &["--cleanup"]);
     assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
     assert!(!get("network.config.openshift.io", ".metadata.annotations").contains(ANNOTATION), "annotation removed");
+    // The finished live migration's conditions stay; once cleaned up they block no offline rollback.
+    assert!(get("network.config.openshift.io", ".status.conditions").contains("NetworkTypeMigrationCompleted"));
+    let back = migrate(&sim, &["--to", "OpenShiftSDN", "--plan", "--etcd-backup-confirmed"]);
+    assert!(!back.stdout.contains("live-migration:"), "{}", back.stdout);
     assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "fleetboot asked the CNO for nothing it refuses");
 }
 
@@ -406,4 +410,33 @@ fn a_live_migration_killed_mid_way_resumes_to_the_end() {
     let journal = journal(&sim);
     assert!(journal.contains(r#""event":"migration_resumed""#) || journal.contains("resumed"), "{journal}");
     assert_eq!(journal.matches(r#""step_started","step":"set_network_type""#).count(), 1, "the patch was sent once: {journal}");
+}
+
+/// The live preflight refuses what would stall or block the network operator's live migration:
+/// a paused pool (its two rollouts) and egress router pods (the CNO's own blocker), before
+/// anything changes.
+#[test]
+fn the_live_preflight_refuses_paused_pools_and_egress_routers() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let refused_live = |expected: &str| {
+        let before = state(&sim);
+        let run = migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]);
+        assert_eq!(run.code, 2, "{}", run.debug());
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.debug());
+        assert_eq!(state(&sim), before, "nothing changed");
+        assert!(migration_dirs(&sim).is_empty());
+    };
+    merge(&sim, "mcp", "worker", r#"{"spec":{"paused":true}}"#);
+    refused_live("paused-pools: MachineConfigPool worker is paused with 2 machines: the live migration's two rollouts need every pool");
+    merge(&sim, "mcp", "worker", r#"{"spec":{"paused":false}}"#);
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"egress-router","namespace":"default","annotations":{"pod.network.openshift.io/assign-macvlan":"true"}},"spec":{"containers":[{"name":"router","image":"registry.example/egress-router"}]}}"#;
+    let file = sim.path("egress-router.json");
+    std::fs::write(&file, pod).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
+    refused_live(
+        "egress-routers: egress router pods block the live migration (the network operator refuses it): remove them first: default/egress-router",
+    );
+    // Offline, the same pod is a warning only.
+    let plan = migrate(&sim, &["--plan", "--etcd-backup-confirmed"]);
+    assert!(!plan.stdout.contains("REFUSES") && plan.stdout.contains("egress-routers:"), "{}", plan.stdout);
 }

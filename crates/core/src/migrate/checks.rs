@@ -130,18 +130,38 @@ pub const LIVE_MIGRATION_ANNOTATION: &str = "network.openshift.io/network-type-m
 /// `Network.config/cluster`, any `NetworkTypeMigration*` condition in its status (CNO
 /// release-4.16 `pkg/names/names.go`: InProgress, TargetCNIAvailable, TargetCNIInUse,
 /// OriginalCNIPurged, MTUReady), and `spec.migration.mode: Live` on the operator config. Empty
-/// when there is none. Pure.
+/// when there is none. The conditions a *finished* live migration leaves for good (the CNO's
+/// `resetMigrationConditions`: InProgress False with reason NetworkTypeMigrationCompleted, the
+/// others Unknown) are no sign once the annotation and the Live mode are gone: the offline
+/// rollback stays possible after a live migration. Pure.
 pub fn live_migration_signs(network_config: &Value, network_operator: &Value) -> Vec<String> {
     let mut signs = Vec::new();
+    let conditions: Vec<&Value> = network_config
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"].as_str().is_some_and(|k| k.starts_with("NetworkTypeMigration")))
+        .collect();
+    let finished = !conditions.is_empty()
+        && conditions.iter().all(|c| {
+            if c["type"] == "NetworkTypeMigrationInProgress" {
+                c["status"] == "False" && c["reason"] == "NetworkTypeMigrationCompleted"
+            } else {
+                c["status"] == "Unknown"
+            }
+        });
+    let annotated = network_config.pointer("/metadata/annotations").and_then(|a| a.get(LIVE_MIGRATION_ANNOTATION)).is_some();
+    let live_mode = text(network_operator, "/spec/migration/mode") == "Live";
     if let Some(value) = network_config.pointer("/metadata/annotations").and_then(|a| a.get(LIVE_MIGRATION_ANNOTATION)) {
         signs.push(format!(
             "annotation {LIVE_MIGRATION_ANNOTATION}={} on Network.config.openshift.io/cluster",
             value.as_str().map(|v| format!("{v:?}")).unwrap_or_else(|| value.to_string())
         ));
     }
-    for c in network_config.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten() {
+    for c in conditions.into_iter().filter(|_| !finished || annotated || live_mode) {
         let kind = c["type"].as_str().unwrap_or("");
-        if kind.starts_with("NetworkTypeMigration") {
+        {
             signs.push(format!(
                 "condition {kind}={} on Network.config.openshift.io/cluster{}",
                 c["status"].as_str().unwrap_or("?"),
@@ -149,7 +169,7 @@ pub fn live_migration_signs(network_config: &Value, network_operator: &Value) ->
             ));
         }
     }
-    if text(network_operator, "/spec/migration/mode") == "Live" {
+    if live_mode {
         signs.push("spec.migration.mode Live on Network.operator.openshift.io/cluster".into());
     }
     signs
@@ -883,14 +903,15 @@ mod tests {
         let mut annotated = healthy();
         annotated.network_config["metadata"] = json!({"annotations": {LIVE_MIGRATION_ANNOTATION: ""}});
         let mut conditioned = healthy();
-        conditioned.network_config["status"] = json!({"conditions": [{"type": "NetworkTypeMigrationInProgress", "status": "False", "reason": "NetworkTypeMigrationCompleted"}]});
+        conditioned.network_config["status"] =
+            json!({"conditions": [{"type": "NetworkTypeMigrationMTUReady", "status": "False", "reason": "MachineConfigPoolsUpdating"}]});
         let mut moded = healthy();
         moded.network_operator["spec"]["migration"] = json!({"networkType": "OVNKubernetes", "mode": "Live"});
         for (snapshot, sign) in [
             (&annotated, "annotation network.openshift.io/network-type-migration=\"\""),
             (
                 &conditioned,
-                "condition NetworkTypeMigrationInProgress=False on Network.config.openshift.io/cluster (reason NetworkTypeMigrationCompleted)",
+                "condition NetworkTypeMigrationMTUReady=False on Network.config.openshift.io/cluster (reason MachineConfigPoolsUpdating)",
             ),
             (&moded, "spec.migration.mode Live"),
         ] {
@@ -912,6 +933,18 @@ mod tests {
                 assert!(live.len() == 1 && live[0].contains(sign), "{sign}: {refusals:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_finished_live_migration_leaves_conditions_that_do_not_refuse_once_cleaned_up() {
+        let mut done = healthy();
+        done.network_config["status"] = json!({"conditions": [
+            {"type": "NetworkTypeMigrationInProgress", "status": "False", "reason": "NetworkTypeMigrationCompleted"},
+            {"type": "NetworkTypeMigrationMTUReady", "status": "Unknown", "reason": "NetworkTypeMigrationNotInProgress"}]});
+        assert!(live_migration_signs(&done.network_config, &done.network_operator).is_empty());
+        // Still annotated: the CNO would take the next type change as a live one.
+        done.network_config["metadata"] = json!({"annotations": {LIVE_MIGRATION_ANNOTATION: ""}});
+        assert_eq!(live_migration_signs(&done.network_config, &done.network_operator).len(), 3);
     }
 
     #[test]
