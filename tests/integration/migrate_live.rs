@@ -5,10 +5,8 @@
 //! simulation's live migration is proven by hand with kubectl, as the documents do it
 //! (openshift-docs `modules/nw-ovn-kubernetes-live-migration.adoc`), independently of fleetboot.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 
 use crate::common::Run;
 use crate::common::sim::Sim;
@@ -105,45 +103,7 @@ fn a_live_migration_condition_refuses_the_rollback() {
     refused(&sim, &[], &["condition NetworkTypeMigrationInProgress=True"]);
 }
 
-/// `kubectl get KIND -w -o jsonpath=TEMPLATE`, every line it prints kept; killed by PID when
-/// dropped.
-struct Watch {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Watch {
-    fn start(sim: &Sim, kind: &str, template: &str) -> Watch {
-        let mut child = Command::new("kubectl")
-            .args(["get", kind, "-w", "-o", &format!("jsonpath={template}{{\"\\n\"}}")])
-            .env("KUBECONFIG", sim.path("kubeconfig"))
-            .env("HOME", sim.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Watch { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::common::sim::KubectlWatch as Watch;
 
 /// Each node's history in the simulation (what happened to the machine itself).
 fn histories(sim: &Sim) -> Vec<(String, Vec<String>)> {

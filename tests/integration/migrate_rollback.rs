@@ -7,10 +7,8 @@
 //! rollback killed with SIGKILL resumes to the end, rebooting each node once.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::sim::Sim;
@@ -69,38 +67,17 @@ fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
 /// `kubectl get KIND -w -o jsonpath=TEMPLATE`, every line it prints kept; killed by PID when
 /// dropped. Lines start with the object's resourceVersion: the simulated API server's one
 /// counter orders the events of every kind, as etcd's revision does.
-struct Watch {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+struct Watch(crate::common::sim::KubectlWatch);
 
 impl Watch {
     fn start(sim: &Sim, kind: &str, fields: &str) -> Watch {
-        let template = format!("jsonpath={{.metadata.resourceVersion}} {fields}{{\"\\n\"}}");
-        let mut child = Command::new("kubectl")
-            .args(["get", kind, "-w", "-o", &template])
-            .env("KUBECONFIG", sim.path("kubeconfig"))
-            .env("HOME", sim.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Watch { child, lines }
+        Watch(crate::common::sim::KubectlWatch::start(sim, kind, &format!("{{.metadata.resourceVersion}} {fields}")))
     }
 
     /// (resourceVersion, the other fields) of every line so far.
     fn events(&self) -> Vec<(u64, Vec<String>)> {
-        self.lines
-            .lock()
-            .unwrap()
+        self.0
+            .lines()
             .iter()
             .filter_map(|l| {
                 let mut parts = l.split_whitespace();
@@ -112,13 +89,6 @@ impl Watch {
     /// Waits until the watch printed a line for which `probe` holds.
     fn wait_for(&self, what: &str, probe: impl Fn(&[String]) -> bool) {
         eventually(what, || self.events().iter().any(|(_, f)| probe(f)));
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

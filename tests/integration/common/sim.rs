@@ -186,3 +186,44 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
+
+/// `kubectl get KIND -w -o jsonpath=TEMPLATE`, every line it prints kept; killed by PID when
+/// dropped. An independent judge of what the simulation's objects went through.
+pub struct KubectlWatch {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl KubectlWatch {
+    pub fn start(sim: &Sim, kind: &str, template: &str) -> KubectlWatch {
+        let mut child = Command::new("kubectl")
+            .args(["get", kind, "-w", "-o", &format!("jsonpath={template}{{\"\\n\"}}")])
+            .env("KUBECONFIG", sim.path("kubeconfig"))
+            .env("HOME", sim.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        KubectlWatch { child, lines }
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for KubectlWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
