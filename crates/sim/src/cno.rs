@@ -39,6 +39,8 @@ pub struct NetSpec {
     pub default_type: String,
     /// `spec.migration.networkType` when `spec.migration` is set (`Some("")` for an empty one).
     pub migration: Option<String>,
+    /// `spec.migration.mode` ("" when unset: offline).
+    pub migration_mode: String,
 }
 
 impl NetSpec {
@@ -47,6 +49,7 @@ impl NetSpec {
         NetSpec {
             default_type: operator.pointer("/spec/defaultNetwork/type").and_then(Value::as_str).unwrap_or_default().to_owned(),
             migration: migration.map(|m| m.get("networkType").and_then(Value::as_str).unwrap_or_default().to_owned()),
+            migration_mode: migration.and_then(|m| m.get("mode")).and_then(Value::as_str).unwrap_or_default().to_owned(),
         }
     }
 }
@@ -67,10 +70,21 @@ pub fn change_errors(release: Release, prev: &NetSpec, next: &NetSpec, annotated
     // `isDefaultNetworkChangeSafe`, against the *applied* configuration (4.17's
     // `isDefaultNetworkChangeSafe` is 4.16's; what 4.17 refuses is OpenShift SDN itself, in
     // [`validation_errors`]).
-    if let (Some(before), Some(after)) = (&prev.migration, &next.migration)
-        && before != after
-    {
-        errors.push(release.migration_change_refusal().to_owned());
+    if let (Some(before), Some(after)) = (&prev.migration, &next.migration) {
+        let refused = if release.minor >= 17 {
+            // release-4.17: a new target unless the new one is a live migration.
+            before != after && next.migration_mode != "Live"
+        } else if release.minor >= 15 {
+            // release-4.15/4.16 (with the live migration): an empty type on either side is no
+            // target yet, and the mode may not change either.
+            !before.is_empty() && !after.is_empty() && (before != after || prev.migration_mode != next.migration_mode)
+        } else {
+            // release-4.8 … release-4.14: any other type, an empty one included.
+            before != after
+        };
+        if refused {
+            errors.push(release.migration_change_refusal().to_owned());
+        }
     }
     if prev.default_type != next.default_type {
         match &prev.migration {
@@ -457,7 +471,7 @@ mod tests {
     use super::*;
 
     fn spec(default_type: &str, migration: Option<&str>) -> NetSpec {
-        NetSpec { default_type: default_type.into(), migration: migration.map(str::to_owned) }
+        NetSpec { default_type: default_type.into(), migration: migration.map(str::to_owned), migration_mode: String::new() }
     }
 
     fn r(text: &str) -> Release {
@@ -506,6 +520,23 @@ mod tests {
         let back = spec("OVNKubernetes", Some("OpenShiftSDN"));
         assert!(change_errors(r("4.16.21"), &ovn_done, &back, false).is_empty());
         assert!(change_errors(r("4.16.21"), &back, &spec("OpenShiftSDN", Some("OpenShiftSDN")), false).is_empty());
+    }
+
+    #[test]
+    fn from_4_15_an_empty_target_is_no_target_and_the_mode_counts() {
+        let empty = spec("OpenShiftSDN", Some(""));
+        let ovn = spec("OpenShiftSDN", Some("OVNKubernetes"));
+        let refusal = ["cannot change migration network type after migration has started"];
+        // 4.14 compares the types, an empty one included; 4.15 and 4.16 only two set ones.
+        assert_eq!(change_errors(r("4.14.38"), &empty, &ovn, false), refusal);
+        assert!(change_errors(r("4.15.40"), &empty, &ovn, false).is_empty());
+        assert!(change_errors(r("4.16.21"), &empty, &ovn, false).is_empty());
+        let live = NetSpec { migration_mode: "Live".into(), ..ovn.clone() };
+        assert_eq!(change_errors(r("4.16.21"), &ovn, &live, false), refusal);
+        assert!(change_errors(r("4.14.38"), &ovn, &live, false).is_empty(), "4.14 knows no mode");
+        // 4.17: another target only for a live migration.
+        let sdn_live = NetSpec { migration_mode: "Live".into(), ..spec("OVNKubernetes", Some("OpenShiftSDN")) };
+        assert!(change_errors(r("4.17.3"), &spec("OVNKubernetes", Some("OVNKubernetes")), &sdn_live, false).is_empty());
     }
 
     #[test]
