@@ -346,6 +346,11 @@ fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched()
     merge(&sim, "mcp", "worker", r#"{"spec":{"paused":false}}"#);
 
     merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
+    // The operator applies it (status.migration) on its own tick: the state compared is the
+    // one after that, not a race with it.
+    eventually("spec.migration applied", || {
+        get(&sim, "network.config.openshift.io", "cluster", ".status.migration.networkType") == "OpenShiftSDN"
+    });
     refused(&sim, &moved, "migration-set: Network.operator.openshift.io/cluster spec.migration.networkType is OpenShiftSDN");
     merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":null}}"#);
 

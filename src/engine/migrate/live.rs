@@ -76,9 +76,9 @@ impl Migration<'_, '_> {
         let c = self.cluster;
         let baseline: BTreeMap<String, String> = read_map(&self.dir.join(BASELINE))?;
         let seen_path = self.dir.join(SEEN);
-        // The file exists from the watch's start: found at entry, this is a resume, and a node
-        // may have rebooted while nothing watched.
-        let interrupted = seen_path.exists();
+        // The file exists from the watch's start: found at entry (or on any --resume), the watch
+        // was interrupted, and a node may have rebooted while nothing watched.
+        let interrupted = seen_path.exists() || self.options.resume;
         let mut seen: BTreeMap<String, Vec<String>> = read_map(&seen_path)?;
         if !interrupted {
             write_map(&seen_path, &seen)?;
