@@ -160,6 +160,6 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
 /// Appends one record to a reboot journal this process holds the lock of.
 fn append(path: &Path, entry: Entry) -> Result<(), Error> {
     let mut writer = JournalWriter::reopen(path)?;
-    writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::engine::runner::now_ms(), entry })?;
+    writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry })?;
     Ok(())
 }

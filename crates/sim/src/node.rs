@@ -101,9 +101,7 @@ pub fn new_boot_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn now_ms() -> u64 {
-    crate::util::now_ms()
-}
+use crate::util::now_ms;
 
 impl SimNode {
     pub fn new(

@@ -16,7 +16,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
@@ -41,11 +41,6 @@ pub enum Abort {
     Hard,
 }
 
-/// The wall clock, milliseconds since the Unix epoch: for records only, never for deadlines.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The run's clock: the wall-clock time at the start plus tokio's monotonic time since. Records
 /// keep wall-clock times, but no wall-clock jump during the run moves a deadline, and under
 /// tokio's paused clock (tests) the whole run is deterministic.
@@ -58,7 +53,7 @@ pub struct RunClock {
 impl RunClock {
     /// Anchored at the wall clock now.
     pub fn start() -> RunClock {
-        RunClock::anchored(now_ms())
+        RunClock::anchored(crate::adapters::system::now_ms())
     }
 
     /// Anchored at a given wall-clock time (tests: a world clock of their own).
