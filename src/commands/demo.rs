@@ -48,19 +48,7 @@ const DEMO_TIMINGS: Timings = Timings {
 };
 
 pub(crate) async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    super::Interrupts::new().next().await;
 }
 
 fn nodes_from_api(cluster: &Cluster) -> Vec<Value> {

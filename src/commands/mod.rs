@@ -134,21 +134,37 @@ pub(crate) async fn run_reboot_argv(argv: &[String], config: Option<&Path>) -> R
     reboot::run(*args, config).await
 }
 
+/// Ctrl-C or SIGTERM, each time one comes.
+pub(crate) struct Interrupts(Option<tokio::signal::unix::Signal>);
+
+impl Interrupts {
+    pub(crate) fn new() -> Interrupts {
+        // Without a SIGTERM handler (it could not be installed) Ctrl-C still counts.
+        Interrupts(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok())
+    }
+
+    pub(crate) async fn next(&mut self) {
+        let term = async {
+            match self.0.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+    }
+}
+
 /// Ctrl-C or SIGTERM once: soft abort; twice: hard abort.
 pub(crate) fn install_interrupts(trigger: watch::Sender<Abort>) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut interrupts = Interrupts::new();
         loop {
-            let term_signal = async {
-                match term.as_mut() {
-                    Some(s) => s.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term_signal => {}
-            }
+            interrupts.next().await;
             let next = if *trigger.borrow() == Abort::No { Abort::Soft } else { Abort::Hard };
             let _ = trigger.send(next);
         }
