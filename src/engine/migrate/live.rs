@@ -98,7 +98,9 @@ impl Migration<'_, '_> {
             }
             // The operator's refusal (its blockers: ValidateLiveMigration's error as Degraded).
             let network = c.get(&cluster_operators(), "network").await?;
-            if condition_true(&network, "Degraded") && !fold.in_progress {
+            // Before it starts (ValidateLiveMigration) or during it (a step's error, e.g. a
+            // degraded pool): the operator goes Degraded and does not go on.
+            if condition_true(&network, "Degraded") {
                 let message = network
                     .pointer("/status/conditions")
                     .and_then(Value::as_array)
@@ -109,7 +111,7 @@ impl Migration<'_, '_> {
                 return Err(StepError::Stop(
                     ExitCode::HostsFailed,
                     format!(
-                        "the network operator does not start the live migration: {message}; fix the cause, then fleetboot migrate --resume"
+                        "the network operator stops the live migration (Degraded): {message}; fix the cause, then fleetboot migrate --resume"
                     ),
                 ));
             }
