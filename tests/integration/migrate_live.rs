@@ -321,6 +321,8 @@ fn migrates_live(version: &str) {
         "NetworkTypeMigrationCompleted",
         "each of the 3 nodes rebooted 2 times by the MCO (new boot IDs), Ready after each",
         "7 checks passed",
+        "1 of 6 reboots",
+        "6 of 6 reboots, ETA 0s",
     ] {
         assert!(run.stdout.contains(expected), "{expected}: {}", run.stdout);
     }

@@ -88,6 +88,7 @@ impl Migration<'_, '_> {
         let mut last_conditions = String::new();
         let mut last_pools = String::new();
         let started = Instant::now();
+        let mut seen_here = 0usize;
         let limit = Duration::from(self.options.rollout_timeout);
         loop {
             let config = c.get(&network_config(), "cluster").await?;
@@ -126,9 +127,19 @@ impl Migration<'_, '_> {
                 if !boot.is_empty() && boot != first && list.last() != Some(&boot) {
                     list.push(boot.clone());
                     changed = true;
+                    seen_here += 1;
+                    let count = list.len();
+                    let total = baseline.len() * live::EXPECTED_REBOOTS;
+                    let done: usize = seen.values().map(|l| l.len().min(live::EXPECTED_REBOOTS)).sum();
+                    let eta = live::eta_ms(seen_here, total.saturating_sub(done), started.elapsed().as_millis() as u64)
+                        .map(|ms| format!(", ETA {}", humantime::format_duration(Duration::from_secs(ms.div_ceil(1000)))))
+                        .unwrap_or_default();
                     self.line(
                         Step::WaitRollout,
-                        &format!("{name} rebooted by the MCO ({} of {}): boot ID {boot}", list.len(), live::EXPECTED_REBOOTS),
+                        &format!(
+                            "{name} rebooted by the MCO ({count} of {}): boot ID {boot}; {done} of {total} reboots{eta}",
+                            live::EXPECTED_REBOOTS
+                        ),
                     );
                 }
             }
