@@ -281,6 +281,8 @@ fn migrates_live(version: &str) {
         "NetworkTypeMigrationCompleted",
         "each of the 3 nodes rebooted 2 times by the MCO (new boot IDs), Ready after each",
         "7 checks passed",
+        "1 of 6 reboots",
+        "6 of 6 reboots, ETA 0s",
     ] {
         assert!(run.stdout.contains(expected), "{expected}: {}", run.stdout);
     }
@@ -399,4 +401,52 @@ fn the_live_preflight_refuses_paused_pools_and_egress_routers() {
     // Offline, the same pod is a warning only.
     let plan = migrate(&sim, &["--plan", "--etcd-backup-confirmed"]);
     assert!(!plan.stdout.contains("REFUSES") && plan.stdout.contains("egress-routers:"), "{}", plan.stdout);
+}
+
+/// A pool that goes Degraded mid-way stops the simulated network operator as the real one
+/// (`prepareOperatorConfigForNetworkTypeMigration`: "MCP is degraded, network type migration
+/// cannot proceed", Degraded NetworkTypeMigrationFailed), and fleetboot's watch stops on it
+/// with the operator's words; nothing is claimed done.
+#[test]
+fn a_degraded_pool_stops_the_live_migration_with_the_operators_message() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let child = sim
+        .fleetboot(&["migrate", "--mode", "live", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reason = |sim: &Sim| {
+        sim.kubectl_ok(&["get", "clusteroperator", "network", "-o", r#"jsonpath={.status.conditions[?(@.type=="Degraded")].reason}"#])
+    };
+    let start = std::time::Instant::now();
+    // The daemon rewrites the state of a node it is updating: mark it until it sticks.
+    while reason(&sim) != "NetworkTypeMigrationFailed" {
+        if migration_dirs(&sim).first().is_some_and(|d| {
+            std::fs::read_to_string(d.join("migration.jsonl")).unwrap_or_default().contains(r#""step_started","step":"wait_rollout""#)
+        }) {
+            let (_, _, _) = sim.kubectl(&[
+                "annotate",
+                "--overwrite",
+                "node",
+                "worker-1",
+                "machineconfiguration.openshift.io/state=Degraded",
+                "machineconfiguration.openshift.io/reason=disk full",
+            ]);
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the operator never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("the network operator stops the live migration (Degraded): Failed to process SDN live migration (MCP is degraded, network type migration cannot proceed)"),
+        "{stdout}"
+    );
+    let journal = journal(&sim);
+    assert!(
+        journal.contains(r#""step_failed","step":"wait_rollout""#) && !journal.contains(r#""step_done","step":"wait_rollout""#),
+        "{journal}"
+    );
 }

@@ -299,7 +299,7 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
         let message = match (&live_error, errors.is_empty()) {
             // `operconfig_controller.go`: ClusterNetworkStatus's error (the live migration's
             // validation) sets Degraded "StatusError".
-            (Some(e), true) => format!("Could not update cluster configuration status: {e}"),
+            (Some((_, e)), true) => e.clone(),
             (_, true) => String::new(),
             (_, false) if !invalid.is_empty() => invalid_message(&invalid),
             (_, false) => degraded_message(&errors),
@@ -332,9 +332,9 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
             condition(
                 "Degraded",
                 !message.is_empty(),
-                match (errors.is_empty(), live_error.is_some()) {
+                match (errors.is_empty(), &live_error) {
                     (false, _) => "InvalidOperatorConfig",
-                    (true, true) => "StatusError",
+                    (true, Some((reason, _))) => reason,
                     _ => "AsExpected",
                 },
                 &message
@@ -382,13 +382,13 @@ fn purge(store: &mut super::store::Store, namespace: &str, name: &str) {
 /// One pass of the live migration ([`super::live`]): the operconfig controller's status part
 /// (validate and initialise, or sync the conditions while the operator is not `progressing`),
 /// then the clusterconfig controller's step. Ok(Some): the operator config after the step;
-/// Err: the validation's error (the operator goes Degraded with it).
+/// Err: the Degraded reason and message of the validation's or the step's error.
 fn live_reconcile(
     store: &mut super::store::Store,
     config: &Value,
     operator: &Value,
     progressing: bool,
-) -> Result<Option<Arc<Value>>, String> {
+) -> Result<Option<Arc<Value>>, (&'static str, String)> {
     use super::live;
     let config_t = t("config.openshift.io", "v1", "networks");
     let operator_t = t("operator.openshift.io", "v1", "networks");
@@ -438,7 +438,8 @@ fn live_reconcile(
             .filter(|p| p.pointer("/metadata/annotations").and_then(|a| a.get(live::ASSIGN_MACVLAN)).is_some())
             .count();
         if let Some(blocker) = live::blocker(config, operator, false, macvlan) {
-            return Err(blocker);
+            // `operconfig_controller.go`: ClusterNetworkStatus's error sets Degraded "StatusError".
+            return Err(("StatusError", format!("Could not update cluster configuration status: {blocker}")));
         }
         live::init(&mut conditions, &now);
     } else {
@@ -456,7 +457,14 @@ fn live_reconcile(
     if progressing || !live::is(&live::conditions_of(&config), live::IN_PROGRESS, "True") {
         return Ok(None);
     }
-    let step = live::next_step(&config, operator)?;
+    // `clusterconfig_controller.go`, `Reconcile`: the step's error sets Degraded
+    // "NetworkTypeMigrationFailed".
+    let step = live::next_step(&config, operator).map_err(|e| {
+        (
+            "NetworkTypeMigrationFailed",
+            format!("Failed to process SDN live migration ({e}). Use 'oc edit network.config.openshift.io cluster' to fix."),
+        )
+    })?;
     let Some(step) = step else { return Ok(None) };
     let mut merged = operator["spec"].clone();
     super::patch::merge_patch(&mut merged, &step);

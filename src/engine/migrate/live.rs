@@ -88,6 +88,7 @@ impl Migration<'_, '_> {
         let mut last_conditions = String::new();
         let mut last_pools = String::new();
         let started = Instant::now();
+        let mut seen_here = 0usize;
         let limit = Duration::from(self.options.rollout_timeout);
         loop {
             let config = c.get(&network_config(), "cluster").await?;
@@ -98,7 +99,9 @@ impl Migration<'_, '_> {
             }
             // The operator's refusal (its blockers: ValidateLiveMigration's error as Degraded).
             let network = c.get(&cluster_operators(), "network").await?;
-            if condition_true(&network, "Degraded") && !fold.in_progress {
+            // Before it starts (ValidateLiveMigration) or during it (a step's error, e.g. a
+            // degraded pool): the operator goes Degraded and does not go on.
+            if condition_true(&network, "Degraded") {
                 let message = network
                     .pointer("/status/conditions")
                     .and_then(Value::as_array)
@@ -109,7 +112,7 @@ impl Migration<'_, '_> {
                 return Err(StepError::Stop(
                     ExitCode::HostsFailed,
                     format!(
-                        "the network operator does not start the live migration: {message}; fix the cause, then fleetboot migrate --resume"
+                        "the network operator stops the live migration (Degraded): {message}; fix the cause, then fleetboot migrate --resume"
                     ),
                 ));
             }
@@ -124,9 +127,19 @@ impl Migration<'_, '_> {
                 if !boot.is_empty() && boot != first && list.last() != Some(&boot) {
                     list.push(boot.clone());
                     changed = true;
+                    seen_here += 1;
+                    let count = list.len();
+                    let total = baseline.len() * live::EXPECTED_REBOOTS;
+                    let done: usize = seen.values().map(|l| l.len().min(live::EXPECTED_REBOOTS)).sum();
+                    let eta = live::eta_ms(seen_here, total.saturating_sub(done), started.elapsed().as_millis() as u64)
+                        .map(|ms| format!(", ETA {}", humantime::format_duration(Duration::from_secs(ms.div_ceil(1000)))))
+                        .unwrap_or_default();
                     self.line(
                         Step::WaitRollout,
-                        &format!("{name} rebooted by the MCO ({} of {}): boot ID {boot}", list.len(), live::EXPECTED_REBOOTS),
+                        &format!(
+                            "{name} rebooted by the MCO ({count} of {}): boot ID {boot}; {done} of {total} reboots{eta}",
+                            live::EXPECTED_REBOOTS
+                        ),
                     );
                 }
             }

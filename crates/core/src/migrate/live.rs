@@ -113,10 +113,23 @@ pub fn reboot_verdict(
     }
 }
 
+/// The time left for the reboots still to come, at the pace of those seen so far in this
+/// watch (`seen` of them in `elapsed_ms`; `left` still to come). None before the first. Pure.
+pub fn eta_ms(seen: usize, left: usize, elapsed_ms: u64) -> Option<u64> {
+    (seen > 0).then(|| elapsed_ms / seen as u64 * left as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_eta_follows_the_pace_of_the_reboots_seen() {
+        assert_eq!(eta_ms(0, 6, 10_000), None);
+        assert_eq!(eta_ms(2, 4, 10_000), Some(20_000));
+        assert_eq!(eta_ms(6, 0, 30_000), Some(0));
+    }
 
     #[test]
     fn live_is_for_4_15_31_and_4_16() {
