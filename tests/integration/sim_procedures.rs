@@ -60,3 +60,12 @@ fn every_pods_owner_exists_with_its_uid() {
     }
     assert!(checked >= 9, "machine-config-daemon, multus and the plugin on 3 nodes: {owners}");
 }
+
+/// The seed's and the documents' multus wait, literally.
+#[test]
+fn kubectl_rollout_status_of_multus_ends_on_a_settled_cluster() {
+    let sim = Sim::start(1, 2);
+    let (ok, out, err) = sim.kubectl(&["-n", "openshift-multus", "rollout", "status", "daemonset/multus", "--timeout=60s"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("daemon set \"multus\" successfully rolled out"), "{out}");
+}
