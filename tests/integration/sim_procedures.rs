@@ -69,3 +69,71 @@ fn kubectl_rollout_status_of_multus_ends_on_a_settled_cluster() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("daemon set \"multus\" successfully rolled out"), "{out}");
 }
+
+/// The 4.14 offline migration as the documents write it (openshift-docs
+/// `modules/nw-ovn-kubernetes-migration.adoc`), literally with kubectl and OpenSSH's client, no
+/// fleetboot: back up, the operators healthy, `spec.migration` cleared then set, the MCO's
+/// rollout waited for with `kubectl wait mcp`, the type switched, multus waited for with
+/// `rollout status`, the reboot loop over the InternalIPs (`ssh core@$ip sudo shutdown -r -t 3`,
+/// with the simulation's port, key and known_hosts in place of StrictHostKeyChecking=no), then
+/// every node back with a new boot ID and Ready, and the network type applied.
+#[test]
+fn the_4_14_offline_procedure_runs_literally_with_kubectl_and_openssh() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let backup = sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "yaml"]);
+    assert!(backup.contains("networkType: OpenShiftSDN"), "{backup}");
+    for condition in ["Available=True", "Progressing=False", "Degraded=False"] {
+        let (ok, out, err) = sim.kubectl(&["wait", "co", "--all", &format!("--for=condition={condition}"), "--timeout=60s"]);
+        assert!(ok, "{condition}: {out}{err}");
+    }
+    let operator = |patch: &str| {
+        sim.kubectl_ok(&["patch", "network.operator.openshift.io", "cluster", "--type=merge", "--patch", patch]);
+    };
+    operator(r#"{"spec":{"migration":null}}"#);
+    operator(r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
+    let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=120s"]);
+    assert!(ok, "{out}{err}");
+    let rendered = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.configuration.name}"]);
+    assert!(sim.kubectl_ok(&["get", "mc", &rendered, "-o", "yaml"]).contains("configure-ovs.sh OVNKubernetes"));
+    sim.kubectl_ok(&[
+        "patch",
+        "network.config.openshift.io",
+        "cluster",
+        "--type=merge",
+        "--patch",
+        r#"{"spec":{"networkType":"OVNKubernetes"}}"#,
+    ]);
+    let (ok, out, err) = sim.kubectl(&["-n", "openshift-multus", "rollout", "status", "daemonset/multus", "--timeout=120s"]);
+    assert!(ok, "{out}{err}");
+    let before = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]);
+    let ips = sim.kubectl_ok(&["get", "nodes", "-o", r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#]);
+    let config = std::fs::read_to_string(sim.path("fleetboot.toml")).unwrap();
+    let port = config.lines().find_map(|l| l.strip_prefix("port = ")).unwrap().trim().to_owned();
+    for ip in ips.split_whitespace() {
+        let status = std::process::Command::new("ssh")
+            .args(["-F", "/dev/null", "-p", &port, "-i"])
+            .arg(sim.path("id_ed25519"))
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", sim.path("known_hosts").display()))
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", &format!("core@{ip}"), "sudo", "shutdown", "-r", "-t", "3"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ssh core@{ip}");
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let after = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]);
+        let ready = sim.kubectl_ok(&["get", "nodes", "-o", r#"jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}"#]);
+        let rebooted = before.split_whitespace().zip(after.split_whitespace()).all(|(b, a)| b != a);
+        if rebooted && ready.split_whitespace().all(|r| r == "True") {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "every node back with a new boot ID: {after} {ready}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=120s"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OVNKubernetes");
+    let (ok, out, err) = sim.kubectl(&["wait", "co", "--all", "--for=condition=Available=True", "--timeout=60s"]);
+    assert!(ok, "{out}{err}");
+}
