@@ -91,8 +91,12 @@ fn the_4_14_offline_procedure_runs_literally_with_kubectl_and_openssh() {
     };
     operator(r#"{"spec":{"migration":null}}"#);
     operator(r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
-    let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=120s"]);
-    assert!(ok, "{out}{err}");
+    // As Red Hat's CI runs the procedure (openshift/release `ovn-sdn-migration-commands.sh`):
+    // the MCO starts, then finishes.
+    for condition in ["Updating=True", "Updated=True"] {
+        let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", &format!("--for=condition={condition}"), "--timeout=120s"]);
+        assert!(ok, "{condition}: {out}{err}");
+    }
     let rendered = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.configuration.name}"]);
     assert!(sim.kubectl_ok(&["get", "mc", &rendered, "-o", "yaml"]).contains("configure-ovs.sh OVNKubernetes"));
     sim.kubectl_ok(&[
@@ -105,6 +109,18 @@ fn the_4_14_offline_procedure_runs_literally_with_kubectl_and_openssh() {
     ]);
     let (ok, out, err) = sim.kubectl(&["-n", "openshift-multus", "rollout", "status", "daemonset/multus", "--timeout=120s"]);
     assert!(ok, "{out}{err}");
+    reboot_every_node_with_openssh(&sim);
+    let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=120s"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OVNKubernetes");
+    let (ok, out, err) = sim.kubectl(&["wait", "co", "--all", "--for=condition=Available=True", "--timeout=60s"]);
+    assert!(ok, "{out}{err}");
+}
+
+/// The documents' reboot loop, `ssh core@$ip sudo shutdown -r -t 3` over every InternalIP with
+/// OpenSSH's client (the simulation's port, key and known_hosts in place of
+/// StrictHostKeyChecking=no), then every node back with a new boot ID and Ready.
+fn reboot_every_node_with_openssh(sim: &Sim) {
     let before = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]);
     let ips = sim.kubectl_ok(&["get", "nodes", "-o", r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#]);
     let config = std::fs::read_to_string(sim.path("fleetboot.toml")).unwrap();
@@ -131,9 +147,53 @@ fn the_4_14_offline_procedure_runs_literally_with_kubectl_and_openssh() {
         assert!(start.elapsed() < std::time::Duration::from_secs(120), "every node back with a new boot ID: {after} {ready}");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
-    let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=120s"]);
+}
+
+/// The 4.14 rollback as the documents write it (openshift-docs
+/// `modules/nw-ovn-kubernetes-rollback.adoc`), literally with kubectl and OpenSSH, after a
+/// migration fleetboot did: the pools paused first, `spec.migration` cleared then aimed at
+/// OpenShift SDN together with the type, multus, the reboot loop, the pools unpaused, the MCO's
+/// rollout to the end. Every node ends Ready on OpenShift SDN: the documented order works on the
+/// simulation as on a real cluster (the wrong one is `migrate_rollback`'s business).
+#[test]
+fn the_4_14_rollback_runs_literally_with_kubectl_and_openssh() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let forward = sim.fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"]).output().unwrap();
+    assert!(forward.status.success(), "{}", String::from_utf8_lossy(&forward.stderr));
+    let cleanup = sim.fleetboot(&["migrate", "--cleanup", "--poll-interval", "300ms"]).output().unwrap();
+    assert!(cleanup.status.success(), "{}", String::from_utf8_lossy(&cleanup.stderr));
+    let patch = |kind: &str, name: &str, body: &str| {
+        sim.kubectl_ok(&["patch", kind, name, "--type=merge", "--patch", body]);
+    };
+    for pool in ["master", "worker"] {
+        patch("machineconfigpool", pool, r#"{"spec":{"paused":true}}"#);
+    }
+    patch("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":null}}"#);
+    patch("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
+    // A person's next command comes after the operator applied this one; two patches inside one
+    // reconcile would be compared together against the applied config (no migration yet) and
+    // refused, on a real operator as here.
+    let (ok, out, err) = sim.kubectl(&[
+        "wait",
+        "network.config.openshift.io/cluster",
+        "--for=jsonpath={.status.migration.networkType}=OpenShiftSDN",
+        "--timeout=60s",
+    ]);
     assert!(ok, "{out}{err}");
-    assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OVNKubernetes");
-    let (ok, out, err) = sim.kubectl(&["wait", "co", "--all", "--for=condition=Available=True", "--timeout=60s"]);
+    patch("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OpenShiftSDN"}}"#);
+    let (ok, out, err) = sim.kubectl(&["-n", "openshift-multus", "rollout", "status", "daemonset/multus", "--timeout=120s"]);
     assert!(ok, "{out}{err}");
+    reboot_every_node_with_openssh(&sim);
+    for pool in ["master", "worker"] {
+        patch("machineconfigpool", pool, r#"{"spec":{"paused":false}}"#);
+    }
+    for condition in ["Updating=True", "Updated=True"] {
+        let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", &format!("--for=condition={condition}"), "--timeout=180s"]);
+        assert!(ok, "{condition}: {out}{err}");
+    }
+    let rendered = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.configuration.name}"]);
+    assert!(sim.kubectl_ok(&["get", "mc", &rendered, "-o", "yaml"]).contains("configure-ovs.sh OpenShiftSDN"), "{rendered}");
+    assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OpenShiftSDN");
+    let ready = sim.kubectl_ok(&["get", "nodes", "-o", r#"jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}"#]);
+    assert!(ready.split_whitespace().all(|r| r == "True"), "{ready}");
 }
