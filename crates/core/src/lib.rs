@@ -17,6 +17,7 @@
 //! - [`table`]: plain text tables.
 //! - [`transport`]: the power-transport seam (how a reboot reaches a node) and its errors.
 
+pub mod conditions;
 pub mod escalation;
 pub mod events;
 pub mod hosts;

@@ -97,9 +97,7 @@ pub fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 
 /// Whether a Node object's Ready condition is True.
 pub fn node_is_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    crate::conditions::is_true(node, "Ready")
 }
 
 /// Groups for a cluster run. Pure. Control-plane nodes form the group "master": one at a time

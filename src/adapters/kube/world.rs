@@ -108,13 +108,7 @@ async fn read_etcd(client: &Client) -> Result<Option<EtcdHealth>, String> {
     let operators = api_resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators");
     match Api::<DynamicObject>::all_with(client.clone(), &operators).get_opt("etcd").await {
         Ok(Some(etcd)) => {
-            let condition = |kind: &str| {
-                etcd.data
-                    .pointer("/status/conditions")
-                    .and_then(serde_json::Value::as_array)
-                    .and_then(|c| c.iter().find(|c| c["type"] == kind))
-                    .is_some_and(|c| c["status"] == "True")
-            };
+            let condition = |kind: &str| fleetboot_core::conditions::is_true(&etcd.data, kind);
             Ok(Some(EtcdHealth { available: condition("Available"), degraded: condition("Degraded") }))
         }
         Ok(None) => Ok(None),

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::MigrateError;
 use crate::adapters::kube::api_resource as resource;
+use fleetboot_core::conditions;
 use fleetboot_core::migrate::checks;
 
 pub(super) fn api_error(what: &str) -> impl Fn(kube::Error) -> MigrateError + '_ {
@@ -218,20 +219,10 @@ pub(super) fn name_of(value: &Value) -> String {
 }
 
 pub(super) fn ready_of(node: &Value) -> String {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("Unknown")
-        .to_owned()
+    conditions::status(node, "Ready").unwrap_or("Unknown").to_owned()
 }
 
-pub(super) fn condition_true(object: &Value, kind: &str) -> bool {
-    object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
-}
+pub(super) use fleetboot_core::conditions::is_true as condition_true;
 
 /// Whether an object's status speaks of its current spec: status.observedGeneration, where the
 /// object has one, is at least metadata.generation. kubectl's `wait --for=condition` reads a

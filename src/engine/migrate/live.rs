@@ -102,13 +102,7 @@ impl Migration<'_, '_> {
             // Before it starts (ValidateLiveMigration) or during it (a step's error, e.g. a
             // degraded pool): the operator goes Degraded and does not go on.
             if condition_true(&network, "Degraded") {
-                let message = network
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|cs| cs.iter().find(|x| x["type"] == "Degraded"))
-                    .and_then(|x| x["message"].as_str())
-                    .unwrap_or_default()
-                    .to_owned();
+                let message = fleetboot_core::conditions::message(&network, "Degraded").to_owned();
                 return Err(StepError::Stop(
                     ExitCode::HostsFailed,
                     format!(

@@ -776,11 +776,8 @@ impl Migration<'_, '_> {
                 return Ok(());
             }
             let operator = c.get(&cluster_operators(), "network").await?;
-            let degraded = operator
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|c| c.iter().find(|c| c["type"] == "Degraded" && c["status"] == "True"))
-                .and_then(|c| c["message"].as_str().map(str::to_owned));
+            let degraded =
+                condition_true(&operator, "Degraded").then(|| fleetboot_core::conditions::message(&operator, "Degraded").to_owned());
             if let Some(message) = degraded.filter(|m| m.contains("Not applying")) {
                 return Err(StepError::Stop(ExitCode::HostsFailed, format!("the network operator refused the change: {message}")));
             }
@@ -1100,12 +1097,8 @@ impl Migration<'_, '_> {
                 let count = |k: &str| pool.pointer(&format!("/status/{k}")).and_then(Value::as_u64).unwrap_or(0);
                 let (machines, updated, degraded) = (count("machineCount"), count("updatedMachineCount"), count("degradedMachineCount"));
                 if degraded > 0 {
-                    let why = pool
-                        .pointer("/status/conditions")
-                        .and_then(Value::as_array)
-                        .and_then(|c| c.iter().find(|c| c["type"] == "NodeDegraded" && c["status"] == "True"))
-                        .and_then(|c| c["message"].as_str())
-                        .unwrap_or("");
+                    let why =
+                        if condition_true(pool, "NodeDegraded") { fleetboot_core::conditions::message(pool, "NodeDegraded") } else { "" };
                     return Err(StepError::Stop(ExitCode::HostsFailed, format!("pool {pool_name} has {degraded} degraded machines {why}")));
                 }
                 let spec = str_at(pool, "/spec/configuration/name");

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::record::Flow;
+use crate::conditions::{message as condition_message, status as condition};
 
 /// What preflight looks at, read from the cluster in one go.
 #[derive(Clone, Debug, Default)]
@@ -97,19 +98,6 @@ pub struct InternalSubnets {
 pub struct Findings {
     pub refusals: Vec<String>,
     pub warnings: Vec<String>,
-}
-
-fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
-    object.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == kind)?["status"].as_str()
-}
-
-fn condition_message<'a>(object: &'a Value, kind: &str) -> &'a str {
-    object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|c| c.iter().find(|c| c["type"] == kind))
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or("")
 }
 
 fn name(object: &Value) -> &str {
@@ -628,14 +616,7 @@ pub fn verify(inputs: &VerifyInputs, target: &str) -> Vec<Check> {
         .filter(|n| condition(n, "Ready") != Some("True"))
         .map(|n| {
             let node = name(n);
-            let why = n
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .and_then(|c| c["message"].as_str())
-                .filter(|m| !m.is_empty())
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
+            let why = Some(condition_message(n, "Ready")).filter(|m| !m.is_empty()).map(|m| format!(" ({m})")).unwrap_or_default();
             match inputs.daemon_logs.iter().find(|(name, _)| name == node) {
                 Some((_, log)) => {
                     let lines: Vec<&str> = log.trim().lines().collect();
