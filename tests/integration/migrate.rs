@@ -22,17 +22,6 @@ fn jsonpath(sim: &Sim, args: &[&str]) -> String {
     sim.kubectl_ok(args)
 }
 
-fn network_type(sim: &Sim) -> (String, String) {
-    (
-        jsonpath(sim, &["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.spec.networkType}"]),
-        jsonpath(sim, &["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]),
-    )
-}
-
-fn paused(sim: &Sim, pool: &str) -> bool {
-    jsonpath(sim, &["get", "mcp", pool, "-o", "jsonpath={.spec.paused}"]) == "true"
-}
-
 #[test]
 fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once() {
     // The default simulation runs 4.16: the documented two-phase flow.
@@ -57,13 +46,13 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
         plan.stdout
     );
     assert!(plan.stdout.contains("reboot all 9 nodes at once"), "{}", plan.stdout);
-    assert_eq!(network_type(&sim).0, "OpenShiftSDN", "--plan changes nothing");
+    assert_eq!(sim.network_type().0, "OpenShiftSDN", "--plan changes nothing");
 
     let first = migrate(&sim, &["--etcd-backup-confirmed"]);
     assert_eq!(first.code, 0, "{}", first.debug());
-    assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
-    assert!(!paused(&sim, "master") && !paused(&sim, "worker"));
-    assert!(paused(&sim, "infra"), "the admin's paused pool stays paused");
+    assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    assert!(!sim.paused("master") && !sim.paused("worker"));
+    assert!(sim.paused("infra"), "the admin's paused pool stays paused");
     // The admin's empty paused pool is a warning; nothing is paused by the two-phase flow.
     assert!(first.stderr.contains("warning: paused-pools: MachineConfigPool infra is paused"), "{}", first.debug());
     assert!(!first.stdout.contains("pause the MachineConfigPools"), "{}", first.stdout);
@@ -192,8 +181,8 @@ fn every_preflight_refusal_is_named_and_nothing_is_touched() {
         !sim.path("state/migrations").exists() || std::fs::read_dir(sim.path("state/migrations")).unwrap().count() == 0,
         "no journal for a refused migration"
     );
-    assert_eq!(network_type(&sim).0, "OpenShiftSDN");
-    assert!(!paused(&sim, "worker"));
+    assert_eq!(sim.network_type().0, "OpenShiftSDN");
+    assert!(!sim.paused("worker"));
 }
 
 #[test]
@@ -223,7 +212,7 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(paused(&sim, "worker") && paused(&sim, "master"), "the pools stay paused across the kill");
+    assert!(sim.paused("worker") && sim.paused("master"), "the pools stay paused across the kill");
     let annotation = jsonpath(
         &sim,
         &[
@@ -238,7 +227,7 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
 
     let resumed = migrate(&sim, &["--resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
-    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
     let counts = dispatch_counts(&journal);
     assert_eq!(counts.len(), 4);
     assert!(counts.values().all(|&n| n == 1), "no node got a second reboot from step 7: {counts:?}");
@@ -265,7 +254,7 @@ fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_f
     let failed = migrate(&sim, &["--etcd-backup-confirmed"]);
     assert_eq!(failed.code, 3, "{}", failed.debug());
     assert!(failed.stdout.contains("not: worker-1") && failed.stdout.contains("the pools stay paused"), "{}", failed.stdout);
-    assert!(paused(&sim, "worker") && paused(&sim, "master"));
+    assert!(sim.paused("worker") && sim.paused("master"));
 
     // The admin fixes the node (here: clears the fault and powers it through its BMC).
     sim.control("POST", "nodes/worker-1/faults", r#"{"never_returns": false}"#);
@@ -273,8 +262,8 @@ fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_f
     assert_eq!(power.code, 0, "{}", power.debug());
     let resumed = migrate(&sim, &["--resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
-    assert_eq!(network_type(&sim).1, "OVNKubernetes");
-    assert!(!paused(&sim, "worker"));
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
+    assert!(!sim.paused("worker"));
     let counts = dispatch_counts(&sim.migration_dir().join("reboot.jsonl"));
     assert_eq!(counts["worker-1"], 1, "the resume waited for worker-1's new boot ID instead of rebooting it again");
 }
@@ -331,17 +320,17 @@ fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
     // 4.7: the seed's flow (pause, ..., unpause, MCO rollout).
     let sim = Sim::start_with(1, 2, &["--openshift-version", "4.7.60"]);
     kill_when(&sim, &["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"], r#""event":"step_done","step":"pause_pools""#);
-    assert!(paused(&sim, "master") && paused(&sim, "worker"));
+    assert!(sim.paused("master") && sim.paused("worker"));
     // Resumed with a short paused-pools warning: it is journaled.
     kill_when(
         &sim,
         &["migrate", "--resume", "--paused-warning", "1ms", "--poll-interval", "300ms"],
         r#""event":"step_started","step":"wait_rollout""#,
     );
-    assert!(!paused(&sim, "worker"), "step 8 resumed the pools before the kill");
+    assert!(!sim.paused("worker"), "step 8 resumed the pools before the kill");
     let resumed = migrate(&sim, &["--resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
-    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
     let dir = sim.migration_dir();
     let counts = dispatch_counts(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
@@ -447,7 +436,7 @@ fn an_empty_migration_journal_is_no_migration_to_roll_back_or_resume() {
     assert!(refused.stderr.contains("the cluster is not ready for the migration"), "{}", refused.debug());
     assert!(!refused.stdout.contains("rolling back") && !refused.stderr.contains("rolling back"), "{}", refused.debug());
     assert_eq!(std::fs::read_to_string(stale.join("migration.jsonl")).unwrap(), "", "nothing was written into it");
-    assert_eq!(network_type(&sim).0, "OpenShiftSDN");
+    assert_eq!(sim.network_type().0, "OpenShiftSDN");
 }
 
 /// A migration whose lease another admin takes over (from another machine) starts no further

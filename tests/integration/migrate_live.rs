@@ -5,7 +5,6 @@
 //! simulation's live migration is proven by hand with kubectl, as the documents do it
 //! (openshift-docs `modules/nw-ovn-kubernetes-live-migration.adoc`), independently of fleetboot.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use crate::common::Run;
@@ -15,17 +14,6 @@ fn migrate(sim: &Sim, extra: &[&str]) -> Run {
     let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
     args.extend(extra);
     Run::from(sim.fleetboot(&args).output().unwrap())
-}
-
-fn merge(sim: &Sim, kind: &str, name: &str, patch: &str) {
-    sim.kubectl_ok(&["patch", kind, name, "--type", "merge", "-p", patch]);
-}
-
-fn migration_dirs(sim: &Sim) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        std::fs::read_dir(sim.path("state/migrations")).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
-    dirs.sort();
-    dirs
 }
 
 /// What a refusal must leave as it was: both network objects (spec, annotations, status) and
@@ -41,7 +29,7 @@ fn state(sim: &Sim) -> [String; 3] {
 /// `fleetboot migrate <extra>` refuses with exit code 2, naming `expected`, and changes nothing.
 fn refused(sim: &Sim, extra: &[&str], expected: &[&str]) {
     let before = state(sim);
-    let journals = migration_dirs(sim).len();
+    let journals = sim.migration_dirs().len();
     let mut args = vec!["--etcd-backup-confirmed"];
     args.extend(extra);
     let run = migrate(sim, &args);
@@ -51,7 +39,7 @@ fn refused(sim: &Sim, extra: &[&str], expected: &[&str]) {
     }
     assert!(run.stderr.contains("live-migration: a live network-type migration is in progress or was started"), "{}", run.debug());
     assert_eq!(state(sim), before, "a refusal changes nothing");
-    assert_eq!(migration_dirs(sim).len(), journals, "no journal for a refused migration");
+    assert_eq!(sim.migration_dirs().len(), journals, "no journal for a refused migration");
     for pool in ["master", "worker"] {
         assert_ne!(sim.kubectl_ok(&["get", "mcp", pool, "-o", "jsonpath={.spec.paused}"]), "true", "{pool} stays unpaused");
     }
@@ -77,7 +65,7 @@ fn the_live_annotation_refuses_the_offline_two_phase_flow() {
 #[test]
 fn a_live_mode_on_the_operator_config_refuses_the_seed_flow() {
     let sim = Sim::start_with(1, 2, &["--openshift-version", "4.7.60"]);
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes","mode":"Live"}}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes","mode":"Live"}}}"#);
     refused(&sim, &[], &["spec.migration.mode Live on Network.operator.openshift.io/cluster"]);
 }
 
@@ -134,8 +122,7 @@ fn a_live_migration_by_hand_with_kubectl_reboots_every_node_twice() {
     let pools = Watch::start(&sim, "mcp", r#"{.metadata.name} {.status.conditions[?(@.type=="Updating")].status}"#);
     let operator = Watch::start(&sim, "network.operator.openshift.io", "{.spec.defaultNetwork.type} {.spec.migration}");
     let nodes = Watch::start(&sim, "node", r#"{.metadata.name} {.status.nodeInfo.bootID} {.status.conditions[?(@.type=="Ready")].status}"#);
-    merge(
-        &sim,
+    sim.merge(
         "network.config.openshift.io",
         "cluster",
         &format!(r#"{{"metadata":{{"annotations":{{"{ANNOTATION}":""}}}},"spec":{{"networkType":"OVNKubernetes"}}}}"#),
@@ -232,7 +219,7 @@ fn the_patch_by_hand_is_refused_where_the_operator_has_no_live_migration_or_a_bl
     };
     for version in ["4.14.38", "4.15.30"] {
         let sim = Sim::start_with(0, 1, &["--openshift-version", version]);
-        merge(&sim, "network.config.openshift.io", "cluster", &patch);
+        sim.merge("network.config.openshift.io", "cluster", &patch);
         eventually(version, &|| degraded(&sim).contains("[cannot change default network type when not doing migration]"));
         let conditions = sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.conditions}"]);
         assert!(!conditions.contains("NetworkTypeMigration"), "{version}: no live conditions: {conditions}");
@@ -242,8 +229,8 @@ fn the_patch_by_hand_is_refused_where_the_operator_has_no_live_migration_or_a_bl
         );
     }
     let sim = Sim::start_with(0, 1, &["--openshift-version", "4.16.21"]);
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"Multitenant"}}}}"#);
-    merge(&sim, "network.config.openshift.io", "cluster", &patch);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"Multitenant"}}}}"#);
+    sim.merge("network.config.openshift.io", "cluster", &patch);
     eventually("blocked", &|| {
         degraded(&sim)
             == "Could not update cluster configuration status: network type live migration is not supported on SDN Multitenant clusters"
@@ -258,7 +245,7 @@ fn boots(sim: &Sim) -> Vec<(String, usize)> {
 }
 
 fn journal(sim: &Sim) -> String {
-    let dirs = migration_dirs(sim);
+    let dirs = sim.migration_dirs();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     std::fs::read_to_string(dirs[0].join("migration.jsonl")).unwrap()
 }
@@ -329,7 +316,7 @@ fn live_is_refused_on_4_14_and_4_15_30_before_anything_changes() {
             run.debug()
         );
         assert_eq!(state(&sim), before, "nothing changed");
-        assert!(migration_dirs(&sim).is_empty());
+        assert!(sim.migration_dirs().is_empty());
         let plan = migrate(&sim, &["--plan"]);
         assert!(!plan.stdout.contains("RECOMMENDED"), "{}", plan.stdout);
     }
@@ -350,7 +337,7 @@ fn a_live_migration_killed_mid_way_resumes_to_the_end() {
     // Mid-way: at least one node's first reboot seen and journaled.
     loop {
         let seen =
-            migration_dirs(&sim).first().and_then(|d| std::fs::read_to_string(d.join("live-boots-seen.json")).ok()).unwrap_or_default();
+            sim.migration_dirs().first().and_then(|d| std::fs::read_to_string(d.join("live-boots-seen.json")).ok()).unwrap_or_default();
         if seen.matches('-').count() >= 4 {
             break;
         }
@@ -386,11 +373,11 @@ fn the_live_preflight_refuses_paused_pools_and_egress_routers() {
         assert_eq!(run.code, 2, "{}", run.debug());
         assert!(run.stderr.contains(expected), "{expected}: {}", run.debug());
         assert_eq!(state(&sim), before, "nothing changed");
-        assert!(migration_dirs(&sim).is_empty());
+        assert!(sim.migration_dirs().is_empty());
     };
-    merge(&sim, "mcp", "worker", r#"{"spec":{"paused":true}}"#);
+    sim.merge("mcp", "worker", r#"{"spec":{"paused":true}}"#);
     refused_live("paused-pools: MachineConfigPool worker is paused with 2 machines: the live migration's two rollouts need every pool");
-    merge(&sim, "mcp", "worker", r#"{"spec":{"paused":false}}"#);
+    sim.merge("mcp", "worker", r#"{"spec":{"paused":false}}"#);
     let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"egress-router","namespace":"default","annotations":{"pod.network.openshift.io/assign-macvlan":"true"}},"spec":{"containers":[{"name":"router","image":"registry.example/egress-router"}]}}"#;
     let file = sim.path("egress-router.json");
     std::fs::write(&file, pod).unwrap();
@@ -422,7 +409,7 @@ fn a_degraded_pool_stops_the_live_migration_with_the_operators_message() {
     let start = std::time::Instant::now();
     // The daemon rewrites the state of a node it is updating: mark it until it sticks.
     while reason(&sim) != "NetworkTypeMigrationFailed" {
-        if migration_dirs(&sim).first().is_some_and(|d| {
+        if sim.migration_dirs().first().is_some_and(|d| {
             std::fs::read_to_string(d.join("migration.jsonl")).unwrap_or_default().contains(r#""step_started","step":"wait_rollout""#)
         }) {
             let (_, _, _) = sim.kubectl(&[

@@ -2,8 +2,6 @@
 //! operator does not have yet is refused before anything changes (an older operator would drop
 //! it and the option would silently do nothing), and the two overlays never share a port.
 
-use std::path::PathBuf;
-
 use crate::common::Run;
 use crate::common::sim::Sim;
 
@@ -11,10 +9,6 @@ fn migrate(sim: &Sim, extra: &[&str]) -> Run {
     let mut args = vec!["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
     args.extend(extra);
     Run::from(sim.fleetboot(&args).output().unwrap())
-}
-
-fn migration_dirs(sim: &Sim) -> Vec<PathBuf> {
-    std::fs::read_dir(sim.path("state/migrations")).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
 }
 
 fn operator_spec(sim: &Sim) -> String {
@@ -46,7 +40,7 @@ fn each_option_a_release_lacks_is_refused_there_and_changes_nothing() {
         );
     }
     assert_eq!(operator_spec(&sim), before, "a refusal changes nothing");
-    assert!(migration_dirs(&sim).is_empty(), "no journal for a refused migration");
+    assert!(sim.migration_dirs().is_empty(), "no journal for a refused migration");
 }
 
 #[test]
@@ -62,7 +56,7 @@ fn geneve_and_vxlan_on_one_port_are_refused_before_anything_changes() {
         run.debug()
     );
     assert_eq!(operator_spec(&sim), before);
-    assert!(migration_dirs(&sim).is_empty());
+    assert!(sim.migration_dirs().is_empty());
 }
 
 fn jsonpath(sim: &Sim, kind: &str, path: &str) -> String {
@@ -124,5 +118,5 @@ fn an_mtu_too_large_for_the_nodes_the_cluster_implies_is_refused_before_anything
         run.debug()
     );
     assert_eq!(operator_spec(&sim), before);
-    assert!(migration_dirs(&sim).is_empty());
+    assert!(sim.migration_dirs().is_empty());
 }

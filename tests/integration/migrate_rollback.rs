@@ -7,7 +7,7 @@
 //! rollback killed with SIGKILL resumes to the end, rebooting each node once.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -22,33 +22,6 @@ fn migrate(sim: &Sim, extra: &[&str]) -> Run {
 
 fn get(sim: &Sim, kind: &str, name: &str, path: &str) -> String {
     sim.kubectl_ok(&["get", kind, name, "-o", &format!("jsonpath={{{path}}}")])
-}
-
-fn network_type(sim: &Sim) -> (String, String) {
-    (
-        get(sim, "network.config.openshift.io", "cluster", ".spec.networkType"),
-        get(sim, "network.config.openshift.io", "cluster", ".status.networkType"),
-    )
-}
-
-fn paused(sim: &Sim, pool: &str) -> bool {
-    get(sim, "mcp", pool, ".spec.paused") == "true"
-}
-
-fn merge(sim: &Sim, kind: &str, name: &str, patch: &str) {
-    sim.kubectl_ok(&["patch", kind, name, "--type", "merge", "-p", patch]);
-}
-
-/// Every change the simulated network operator refused during the simulation's life.
-fn refusals(sim: &Sim) -> Vec<String> {
-    serde_json::from_str(&sim.control("GET", "operators/refusals", "")).unwrap()
-}
-
-fn migration_dirs(sim: &Sim) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        std::fs::read_dir(sim.path("state/migrations")).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
-    dirs.sort();
-    dirs
 }
 
 fn journal_text(dir: &Path) -> String {
@@ -193,7 +166,7 @@ fn failed_migration(sim: &Sim) {
         .spawn()
         .unwrap();
     eventually("phase 1 or the pause done", || {
-        migration_dirs(sim).first().is_some_and(|d| {
+        sim.migration_dirs().first().is_some_and(|d| {
             let journal = journal_text(d);
             journal.contains(r#""step_done","step":"rollout_config""#) || journal.contains(r#""step_done","step":"pause_pools""#)
         })
@@ -218,12 +191,12 @@ fn rolls_back_as_documented(version: &str, after_failure: bool) {
     if after_failure {
         failed_migration(&sim);
         // The pools were never paused by the forward two-phase flow.
-        assert!(!paused(&sim, "master") && !paused(&sim, "worker"));
+        assert!(!sim.paused("master") && !sim.paused("worker"));
     } else {
         assert_eq!(migrate(&sim, &["--etcd-backup-confirmed", "--mtu", "1400"]).code, 0);
         assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
     }
-    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
     assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.defaultNetwork.ovnKubernetesConfig.mtu"), "1400");
     let plan = migrate(&sim, &["--to", "OpenShiftSDN", "--plan"]);
     assert_eq!(plan.code, 0, "{}", plan.debug());
@@ -238,12 +211,12 @@ fn rolls_back_as_documented(version: &str, after_failure: bool) {
     let judges = Judges::start(&sim);
     let back = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN", "--mtu", "1450", "--vxlan-port", "4789"]);
     assert_eq!(back.code, 0, "{}", back.debug());
-    assert_eq!(network_type(&sim), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
+    assert_eq!(sim.network_type(), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
     judges.assert_documented_order();
-    assert!(!paused(&sim, "master") && !paused(&sim, "worker"));
-    assert_eq!(refusals(&sim), Vec::<String>::new(), "the documented order is accepted at every step");
+    assert!(!sim.paused("master") && !sim.paused("worker"));
+    assert_eq!(sim.refusals(), Vec::<String>::new(), "the documented order is accepted at every step");
 
-    let dirs = migration_dirs(&sim);
+    let dirs = sim.migration_dirs();
     assert_eq!(dirs.len(), 2);
     if after_failure {
         assert!(back.stdout.contains("rolling back the unfinished migration"), "{}", back.stdout);
@@ -285,7 +258,7 @@ fn rolls_back_as_documented(version: &str, after_failure: bool) {
     let (found, phase, _) = sim.kubectl(&["get", "namespace", "openshift-ovn-kubernetes", "-o", "jsonpath={.status.phase}"]);
     let phase = if found { phase.trim().to_owned() } else { "gone".into() };
     assert!(phase == "gone" || phase == "Terminating", "openshift-ovn-kubernetes is {phase}");
-    assert_eq!(refusals(&sim), Vec::<String>::new());
+    assert_eq!(sim.refusals(), Vec::<String>::new());
 }
 
 #[test]
@@ -327,7 +300,7 @@ fn the_undocumented_order_leaves_a_node_not_ready(version: &str) {
     assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
     let judges = Judges::start(&sim);
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
     judges.nodes.wait_for("a worker up but NotReady", |f| f[0].starts_with("worker") && f.get(2).is_some_and(|r| r == "False"));
     let node = judges.not_ready().into_iter().find(|n| n.starts_with("worker")).unwrap();
     let message = get(&sim, "node", &node, r#".status.conditions[?(@.type=="Ready")].message"#);
@@ -349,7 +322,7 @@ fn the_undocumented_order_leaves_a_node_not_ready(version: &str) {
         "the other worker was not started"
     );
     assert_eq!(get(&sim, "node", &node, r#".status.conditions[?(@.type=="Ready")].status"#), "False");
-    assert_eq!(network_type(&sim).1, "OVNKubernetes", "OVN-Kubernetes still runs");
+    assert_eq!(sim.network_type().1, "OVNKubernetes", "OVN-Kubernetes still runs");
 }
 
 #[test]
@@ -376,13 +349,13 @@ fn a_seed_flow_rollback_on_4_7_resumes_the_pools_the_failed_run_paused_and_keeps
     .unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", infra.to_str().unwrap()]);
     failed_migration(&sim);
-    assert!(paused(&sim, "master") && paused(&sim, "worker"), "the seed flow failed with its pools paused");
+    assert!(sim.paused("master") && sim.paused("worker"), "the seed flow failed with its pools paused");
     let back = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN"]);
     assert_eq!(back.code, 0, "{}", back.debug());
-    assert_eq!(network_type(&sim), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
-    assert!(!paused(&sim, "master") && !paused(&sim, "worker"), "the rollback left the failed run's pools paused");
-    assert!(paused(&sim, "infra"), "the admin's pool was unpaused");
-    let journal = journal_text(&migration_dirs(&sim)[1]);
+    assert_eq!(sim.network_type(), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
+    assert!(!sim.paused("master") && !sim.paused("worker"), "the rollback left the failed run's pools paused");
+    assert!(sim.paused("infra"), "the admin's pool was unpaused");
+    let journal = journal_text(&sim.migration_dirs()[1]);
     assert!(journal.contains(r#""event":"pools_inherited","pools":["master","worker"]"#), "{journal}");
 }
 
@@ -392,7 +365,8 @@ fn kill_when(sim: &Sim, args: &[&str], done: impl Fn(&str) -> bool) {
     let mut child = sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     loop {
-        let text = migration_dirs(sim)
+        let text = sim
+            .migration_dirs()
             .last()
             .map(|d| {
                 std::fs::read_to_string(d.join("migration.jsonl")).unwrap_or_default()
@@ -419,21 +393,21 @@ fn a_rollback_killed_after_pausing_and_during_its_reboots_resumes_to_the_end_reb
     let start = ["migrate", "--etcd-backup-confirmed", "--to", "OpenShiftSDN", "--poll-interval", "300ms"];
     let resume = ["migrate", "--resume", "--poll-interval", "300ms"];
     kill_when(&sim, &start, |j| j.contains(r#""step_done","step":"pause_pools""#));
-    assert!(paused(&sim, "master") && paused(&sim, "worker"));
+    assert!(sim.paused("master") && sim.paused("worker"));
     // Once every node's reboot command was delivered (a kill between `dispatching` and
     // `dispatched` leaves a command that may or may not have landed: the resume then waits out
     // the deadline and falls back to the BMC, by design): the nodes are mid-boot.
     kill_when(&sim, &resume, |j| j.matches(r#""event":"dispatched""#).count() == 3);
-    assert!(paused(&sim, "master") && paused(&sim, "worker"), "still paused mid-reboot");
+    assert!(sim.paused("master") && sim.paused("worker"), "still paused mid-reboot");
     let done = migrate(&sim, &["--resume"]);
     assert_eq!(done.code, 0, "{}", done.debug());
-    assert_eq!(network_type(&sim), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
+    assert_eq!(sim.network_type(), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
     judges.assert_documented_order();
-    let dir = migration_dirs(&sim).pop().unwrap();
+    let dir = sim.migration_dirs().pop().unwrap();
     let counts = dispatch_counts(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let journal = journal_text(&dir);
     assert_eq!(journal.matches(r#""event":"migration_resumed""#).count(), 2);
     assert_eq!(journal.matches(r#""event":"pools_found""#).count(), 1, "pausing was not redone");
-    assert_eq!(refusals(&sim), Vec::<String>::new());
+    assert_eq!(sim.refusals(), Vec::<String>::new());
 }

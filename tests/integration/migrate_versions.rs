@@ -5,7 +5,7 @@
 //! refused; preflight refusals change nothing. The rollback has its own module,
 //! `migrate_rollback`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -22,20 +22,8 @@ fn get(sim: &Sim, kind: &str, name: &str, path: &str) -> String {
     sim.kubectl_ok(&["get", kind, name, "-o", &format!("jsonpath={{{path}}}")])
 }
 
-fn network_type(sim: &Sim) -> (String, String) {
-    (
-        get(sim, "network.config.openshift.io", "cluster", ".spec.networkType"),
-        get(sim, "network.config.openshift.io", "cluster", ".status.networkType"),
-    )
-}
-
 fn degraded(sim: &Sim) -> String {
     get(sim, "clusteroperator", "network", r#".status.conditions[?(@.type=="Degraded")].message"#)
-}
-
-/// Every change the simulated network operator refused during the simulation's life.
-fn refusals(sim: &Sim) -> Vec<String> {
-    serde_json::from_str(&sim.control("GET", "operators/refusals", "")).unwrap()
 }
 
 /// Waits until `probe` holds (10 s at most).
@@ -45,17 +33,6 @@ fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
         assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn merge(sim: &Sim, kind: &str, name: &str, patch: &str) {
-    sim.kubectl_ok(&["patch", kind, name, "--type", "merge", "-p", patch]);
-}
-
-fn migration_dirs(sim: &Sim) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        std::fs::read_dir(sim.path("state/migrations")).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
-    dirs.sort();
-    dirs
 }
 
 fn journal_text(dir: &Path) -> String {
@@ -74,12 +51,12 @@ fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
     args.extend(extra);
     let run = migrate(&sim, &args);
     assert_eq!(run.code, 0, "{}", run.debug());
-    assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OVNKubernetes".into()));
     if extra.contains(&"multicast") {
         assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.migration.features.multicast"), "false");
         assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.migration.features.egressIP"), "true");
     }
-    let dir = &migration_dirs(&sim)[0];
+    let dir = &sim.migration_dirs()[0];
     let journal = journal_text(dir);
     let at = |marker: &str| journal.find(marker).unwrap_or_else(|| panic!("{marker} not in {journal}"));
     if flow == "two-phase" {
@@ -95,7 +72,7 @@ fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
         assert!(at(r#""step_done","step":"reboot_nodes""#) < at(r#""step_done","step":"resume_pools""#));
     }
     // fleetboot never asked the operator for a change it refuses.
-    assert_eq!(refusals(&sim), Vec::<String>::new());
+    assert_eq!(sim.refusals(), Vec::<String>::new());
     let counts = dispatch_counts(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let verify = Run::from(sim.fleetboot(&["verify"]).output().unwrap());
@@ -113,7 +90,7 @@ fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
         get(&sim, "network.operator.openshift.io", "cluster", r#".metadata.annotations.networkoperator\.openshift\.io/network-migration"#),
         ""
     );
-    assert_eq!(refusals(&sim), Vec::<String>::new());
+    assert_eq!(sim.refusals(), Vec::<String>::new());
 }
 
 #[test]
@@ -143,31 +120,31 @@ fn each_release_refuses_the_wrong_order_with_the_operators_message() {
     // 4.14 ignores the annotation: the seed's order is refused.
     let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38"]);
     sim.kubectl_ok(&["annotate", "network.operator.openshift.io", "cluster", "networkoperator.openshift.io/network-migration="]);
-    merge(&sim, "network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
+    sim.merge("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
     eventually("refused", || degraded(&sim).contains("[cannot change default network type when not doing migration]"));
     assert!(degraded(&sim).starts_with("Not applying unsafe configuration change: invalid configuration:"), "{}", degraded(&sim));
-    assert_eq!(network_type(&sim).1, "OpenShiftSDN", "the change was not applied");
+    assert_eq!(sim.network_type().1, "OpenShiftSDN", "the change was not applied");
     // spec.migration in the same breath as the type: the applied config has no migration yet.
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
     std::thread::sleep(Duration::from_millis(700));
     assert!(degraded(&sim).contains("cannot change default network type when not doing migration"), "{}", degraded(&sim));
-    assert_eq!(network_type(&sim).1, "OpenShiftSDN");
+    assert_eq!(sim.network_type().1, "OpenShiftSDN");
     // Undone, spec.migration alone is applied (status.migration), and then the type.
-    merge(&sim, "network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OpenShiftSDN"}}"#);
+    sim.merge("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OpenShiftSDN"}}"#);
     eventually("applied", || get(&sim, "network.config.openshift.io", "cluster", ".status.migration.networkType") == "OVNKubernetes");
     assert_eq!(degraded(&sim), "");
     // The target cannot change once started.
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
     eventually("refused", || degraded(&sim).contains("cannot change migration network type after migration has started"));
-    assert!(refusals(&sim).len() >= 2);
+    assert!(sim.refusals().len() >= 2);
     drop(sim);
 
     // 4.7 needs the annotation.
     let sim = Sim::start_with(0, 1, &["--openshift-version", "4.7.60"]);
-    merge(&sim, "network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
+    sim.merge("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
     eventually("refused", || degraded(&sim).contains("[cannot change default network type]"));
     sim.kubectl_ok(&["annotate", "network.operator.openshift.io", "cluster", "networkoperator.openshift.io/network-migration="]);
-    eventually("applied", || network_type(&sim).1 == "OVNKubernetes");
+    eventually("applied", || sim.network_type().1 == "OVNKubernetes");
     assert_eq!(degraded(&sim), "");
 }
 
@@ -184,20 +161,20 @@ fn fleetboot_forced_into_the_seed_flow_on_4_14_warns_loudly_and_the_operator_sto
         "{}",
         run.stdout
     );
-    assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OpenShiftSDN".into()), "asked, refused, not applied");
+    assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OpenShiftSDN".into()), "asked, refused, not applied");
 }
 
 #[test]
 fn on_4_10_a_node_rebooted_into_ovn_without_the_ovn_render_stays_not_ready_and_verify_says_why() {
     // The order fleetboot used to run on 4.8+: spec.migration, pools paused, switch, reboot.
     let sim = Sim::start_with(0, 2, &["--openshift-version", "4.10.67"]);
-    merge(&sim, "mcp", "worker", r#"{"spec":{"paused":true}}"#);
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
+    sim.merge("mcp", "worker", r#"{"spec":{"paused":true}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
     eventually("migration applied", || {
         get(&sim, "network.config.openshift.io", "cluster", ".status.migration.networkType") == "OVNKubernetes"
     });
-    merge(&sim, "network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
-    eventually("type applied", || network_type(&sim).1 == "OVNKubernetes");
+    sim.merge("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
+    eventually("type applied", || sim.network_type().1 == "OVNKubernetes");
     let power = Run::from(sim.fleetboot(&["power", "restart", "--force", "worker-0"]).output().unwrap());
     assert_eq!(power.code, 0, "{}", power.debug());
     let start = Instant::now();
@@ -226,7 +203,8 @@ fn kill_when(sim: &Sim, args: &[&str], done: impl Fn(&str) -> bool) {
     let mut child = sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     loop {
-        let text: String = migration_dirs(sim)
+        let text: String = sim
+            .migration_dirs()
             .iter()
             .map(|d| {
                 std::fs::read_to_string(d.join("migration.jsonl")).unwrap_or_default()
@@ -264,23 +242,23 @@ fn the_two_phase_flow_killed_in_each_phase_resumes_to_the_end_rebooting_each_nod
                 .contains("Working")
     });
     kill_when(&sim, &resume, |j| j.contains(r#""step_done","step":"set_network_type""#));
-    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
     kill_when(&sim, &resume, |j| j.matches(r#""event":"dispatched""#).count() == 3);
     let done = migrate(&sim, &["--resume"]);
     assert_eq!(done.code, 0, "{}", done.debug());
-    let dir = &migration_dirs(&sim)[0];
+    let dir = &sim.migration_dirs()[0];
     let counts = dispatch_counts(&dir.join("reboot.jsonl"));
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let journal = journal_text(dir);
     assert_eq!(journal.matches(r#""event":"migration_resumed""#).count(), 4);
     assert_eq!(journal.matches(r#""step_done","step":"rollout_config""#).count(), 1);
-    assert_eq!(refusals(&sim), Vec::<String>::new());
+    assert_eq!(sim.refusals(), Vec::<String>::new());
 }
 
 #[test]
 fn release_4_17_has_nothing_to_migrate_and_its_operator_refuses_openshift_sdn() {
     let sim = Sim::start_with(0, 1, &["--openshift-version", "4.17.3"]);
-    assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OVNKubernetes".into()));
     for extra in [&["--etcd-backup-confirmed"][..], &["--etcd-backup-confirmed", "--flow", "two-phase"][..], &["--plan"][..]] {
         let run = migrate(&sim, extra);
         assert_eq!(run.code, 2, "{extra:?}: {}", run.debug());
@@ -292,14 +270,14 @@ fn release_4_17_has_nothing_to_migrate_and_its_operator_refuses_openshift_sdn() 
     }
     let back = migrate(&sim, &["--etcd-backup-confirmed", "--to", "OpenShiftSDN"]);
     assert_eq!(back.code, 2, "{}", back.debug());
-    assert!(migration_dirs(&sim).is_empty());
+    assert!(sim.migration_dirs().is_empty());
     // Asked by hand, the 4.17 operator finds OpenShiftSDN an invalid configuration.
-    merge(&sim, "network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OpenShiftSDN"}}"#);
+    sim.merge("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OpenShiftSDN"}}"#);
     eventually("refused", || {
         degraded(&sim)
             .contains(r#"The operator configuration is invalid (invalid configuration: [unsupported network type "OpenShiftSDN"])"#)
     });
-    assert_eq!(network_type(&sim).1, "OVNKubernetes");
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
 }
 
 #[test]
@@ -320,7 +298,7 @@ fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched()
         assert_eq!(run.code, 2, "{}", run.debug());
         assert!(run.stderr.contains(expected), "{expected}: {}", run.debug());
         assert_eq!(state(sim), before, "a refusal changes nothing");
-        assert!(migration_dirs(sim).is_empty(), "no journal for a refused migration");
+        assert!(sim.migration_dirs().is_empty(), "no journal for a refused migration");
     };
     refused(
         &sim,
@@ -332,27 +310,22 @@ fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched()
     assert!(!plan.stdout.contains("REFUSES") && plan.stdout.contains(r#""v4InternalSubnet":"100.99.0.0/16""#), "{}", plan.stdout);
     let moved = ["--v4-internal-subnet", "100.99.0.0/16"];
 
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"Multitenant"}}}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"Multitenant"}}}}"#);
     refused(&sim, &moved, "sdn-mode: OpenShift SDN runs in Multitenant mode");
-    merge(
-        &sim,
-        "network.operator.openshift.io",
-        "cluster",
-        r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"NetworkPolicy"}}}}"#,
-    );
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"NetworkPolicy"}}}}"#);
 
-    merge(&sim, "mcp", "worker", r#"{"spec":{"paused":true}}"#);
+    sim.merge("mcp", "worker", r#"{"spec":{"paused":true}}"#);
     refused(&sim, &moved, "paused-pools: MachineConfigPool worker is paused with 2 machines");
-    merge(&sim, "mcp", "worker", r#"{"spec":{"paused":false}}"#);
+    sim.merge("mcp", "worker", r#"{"spec":{"paused":false}}"#);
 
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
     // The operator applies it (status.migration) on its own tick: the state compared is the
     // one after that, not a race with it.
     eventually("spec.migration applied", || {
         get(&sim, "network.config.openshift.io", "cluster", ".status.migration.networkType") == "OpenShiftSDN"
     });
     refused(&sim, &moved, "migration-set: Network.operator.openshift.io/cluster spec.migration.networkType is OpenShiftSDN");
-    merge(&sim, "network.operator.openshift.io", "cluster", r#"{"spec":{"migration":null}}"#);
+    sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":null}}"#);
 
     sim.kubectl_ok(&[
         "patch",
@@ -415,18 +388,18 @@ fn phase_1_waits_on_a_pod_disruption_budget_and_the_daemon_log_says_so() {
     );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(sim.kubectl_ok(&["get", "pods", "-l", "app=db", "-o", "name"]).lines().count(), 2, "nothing evicted while the budget holds");
-    assert_eq!(network_type(&sim).1, "OpenShiftSDN", "no switch before phase 1 is over");
+    assert_eq!(sim.network_type().1, "OpenShiftSDN", "no switch before phase 1 is over");
     // The budget allows disruptions again: the rollout and the migration go on.
     sim.kubectl_ok(&["patch", "pdb", "db", "--subresource=status", "--type", "merge", "-p", &pdb_status(2)]);
     let done = Run::from(child.wait_with_output().unwrap());
     assert_eq!(done.code, 0, "{}", done.debug());
-    assert_eq!(network_type(&sim), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OVNKubernetes".into()));
 }
 
 #[test]
 fn the_sdn_features_are_inventoried_with_what_the_release_does_with_them() {
     let sim = Sim::start_with(0, 1, &["--openshift-version", "4.10.67"]);
-    merge(&sim, "netnamespace", "default", r#"{"egressIPs":["192.0.2.50"]}"#);
+    sim.merge("netnamespace", "default", r#"{"egressIPs":["192.0.2.50"]}"#);
     sim.kubectl_ok(&["annotate", "netnamespace", "default", "netnamespace.network.openshift.io/multicast-enabled=true"]);
     let policy = sim.path("enp.json");
     std::fs::write(

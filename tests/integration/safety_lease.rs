@@ -394,10 +394,6 @@ fn a_migration_losing_its_lease_in_the_reboot_step_starts_no_further_node() {
     assert!(text.lines().last().unwrap().contains("stopped in step"), "{text}");
 }
 
-fn paused(sim: &Sim, pool: &str) -> bool {
-    sim.kubectl_ok(&["get", "mcp", pool, "-o", "jsonpath={.spec.paused}"]).trim() == "true"
-}
-
 /// A migration (the seed's flow, 4.7) killed after it paused the pools: `repair` of its
 /// `migration.jsonl` unpauses the pools it paused (an admin's paused pool is kept: the core's
 /// unit test), releases the migration's lease, notes it in the journal and reboots nothing.
@@ -413,14 +409,14 @@ fn repair_of_a_killed_migration_unpauses_its_pools_and_releases_its_lease() {
     let journal_path = sim.wait_for_migration_journal(r#""event":"step_done","step":"pause_pools""#, Some(&mut child));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(paused(&sim, "master") && paused(&sim, "worker"));
+    assert!(sim.paused("master") && sim.paused("worker"));
     assert!(sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]).0);
     let j = journal_path.to_str().unwrap();
     let repaired = out(&sim, &["repair", "--journal", j, "-o", "json"]);
     assert_eq!(repaired.code, 0, "{}", repaired.debug());
     let report: serde_json::Value = serde_json::from_str(&repaired.stdout).unwrap();
     assert_eq!(report["plan"]["unpause"], serde_json::json!(["master", "worker"]), "{}", repaired.debug());
-    assert!(!paused(&sim, "master") && !paused(&sim, "worker"), "{}", repaired.debug());
+    assert!(!sim.paused("master") && !sim.paused("worker"), "{}", repaired.debug());
     assert!(!sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]).0, "the lease was released");
     assert!(std::fs::read_to_string(&journal_path).unwrap().lines().last().unwrap().contains("fleetboot repair: "), "journaled");
     assert!(reboot_requests(&sim).is_empty(), "repair rebooted something");

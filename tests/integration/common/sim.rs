@@ -77,6 +77,35 @@ impl Sim {
         out
     }
 
+    /// `Network.config/cluster` (spec.networkType, status.networkType).
+    pub fn network_type(&self) -> (String, String) {
+        let read = |path: &str| self.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", &format!("jsonpath={path}")]);
+        (read("{.spec.networkType}").trim().to_owned(), read("{.status.networkType}").trim().to_owned())
+    }
+
+    /// Whether the pool is paused.
+    pub fn paused(&self, pool: &str) -> bool {
+        self.kubectl_ok(&["get", "mcp", pool, "-o", "jsonpath={.spec.paused}"]).trim() == "true"
+    }
+
+    /// `kubectl patch KIND NAME --type merge -p PATCH`.
+    pub fn merge(&self, kind: &str, name: &str, patch: &str) {
+        self.kubectl_ok(&["patch", kind, name, "--type", "merge", "-p", patch]);
+    }
+
+    /// The migrations' directories under the state directory, oldest first.
+    pub fn migration_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> =
+            std::fs::read_dir(self.path("state/migrations")).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+        dirs.sort();
+        dirs
+    }
+
+    /// Every change the simulated network operator refused, with its message.
+    pub fn refusals(&self) -> Vec<String> {
+        serde_json::from_str(&self.control("GET", "operators/refusals", "")).unwrap()
+    }
+
     /// A request to the simulation's fault-injection endpoint.
     pub fn control(&self, method: &str, path: &str, body: &str) -> String {
         let (code, body) = self.raw(method, &format!("/sim/v1/{path}"), "application/json", body.as_bytes());
