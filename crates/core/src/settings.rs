@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 pub trait Choice: Sized + Copy + 'static {
     /// Every spelling, in the order `--help` lists them.
     const NAMES: &'static [&'static str];
+    /// What each spelling means, one line each, for `--help`.
+    const HELP: &'static [&'static str];
     /// The value for `NAMES[i]`.
     fn nth(i: usize) -> Self;
     fn name(self) -> &'static str;
@@ -37,7 +39,7 @@ fn parse_choice<T: Choice>(text: &str) -> Result<T, String> {
 }
 
 macro_rules! choice {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal : $help:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
@@ -45,6 +47,7 @@ macro_rules! choice {
         }
         impl Choice for $name {
             const NAMES: &'static [&'static str] = &[$($text),+];
+            const HELP: &'static [&'static str] = &[$($help),+];
             fn nth(i: usize) -> Self {
                 [$($name::$variant),+][i]
             }
@@ -70,9 +73,9 @@ choice!(
     /// `--transport`: how reboots reach the nodes.
     Transport {
         /// SSH, the BMC as the fallback when the policy allows it.
-        Auto = "auto",
-        Ssh = "ssh",
-        Redfish = "redfish",
+        Auto = "auto": "SSH, the BMC as the fallback",
+        Ssh = "ssh": "SSH only; never a BMC",
+        Redfish = "redfish": "Always the BMC (Redfish)",
     }
 );
 
@@ -80,20 +83,20 @@ choice!(
     /// `--host-key-policy`: what an unknown or changed SSH host key does.
     HostKeyPolicy {
         /// An unknown or changed key fails the host.
-        Strict = "strict",
+        Strict = "strict": "Unknown or changed keys fail the host",
         /// Unknown keys are recorded; changed keys still fail the host.
-        AcceptNew = "accept-new",
+        AcceptNew = "accept-new": "Record unknown keys; changed keys still fail the host",
         /// `StrictHostKeyChecking=no`: anything goes. Loudly warned about.
-        InsecureIgnore = "insecure-ignore",
+        InsecureIgnore = "insecure-ignore": "Do not verify host keys at all. Dangerous",
     }
 );
 
 choice!(
     /// `--output`: how a run is shown.
     OutputFormat {
-        Auto = "auto",
-        Plain = "plain",
-        Json = "json",
+        Auto = "auto": "A live display on a terminal, plain lines otherwise",
+        Plain = "plain": "One line per event",
+        Json = "json": "One JSON object per event",
     }
 );
 
