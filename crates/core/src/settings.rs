@@ -100,13 +100,8 @@ choice!(
     }
 );
 
-/// `--max-failures`: failed hosts tolerated before no new reboot starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureBudget {
-    Count(usize),
-    Percent(u8),
-}
+/// `--max-failures`: the journal's type, read from text here.
+pub use crate::journal::FailureBudget;
 
 impl FromStr for FailureBudget {
     type Err = String;
