@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use fleetboot_core::hosts::Host;
+/// The fixed choices exist once, in core's settings model.
+pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, Transport as TransportChoice};
 
 const EMBEDDED_DEFAULTS: &str = include_str!("../../config/defaults.toml");
 
@@ -163,17 +165,6 @@ impl Layer {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyPolicy {
-    /// An unknown or changed key fails the host.
-    Strict,
-    /// Unknown keys are recorded; changed keys still fail the host.
-    AcceptNew,
-    /// The document's `StrictHostKeyChecking=no`: anything goes. Loudly warned about.
-    InsecureIgnore,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Rate {
     pub count: NonZeroU32,
@@ -254,14 +245,6 @@ fn parse_max_failures(text: &str) -> Result<MaxFailures, String> {
     text.parse().map(MaxFailures::Count).map_err(|_| format!("expected a count or a percentage like \"10%\", found {text:?}"))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutputFormat {
-    Auto,
-    Plain,
-    Json,
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct SshSettings {
     pub user: String,
@@ -293,16 +276,6 @@ pub struct RebootSettings {
     /// How long after `shutdown -r` the node may still go down on its own (systemd: 1 min):
     /// no BMC reset before that has passed.
     pub scheduled_delay: Duration,
-}
-
-/// `--transport`: how reboots reach the nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransportChoice {
-    /// SSH, and the BMC when the fallback policy allows it.
-    Auto,
-    Ssh,
-    Redfish,
 }
 
 /// When a node's BMC takes over from SSH.

@@ -3,19 +3,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::str::FromStr;
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
 use crate::adapters::config::Layer;
 
-/// `--output`: how a run is shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutputChoice {
-    /// A live display on a terminal, plain lines otherwise.
-    Auto,
-    /// One line per event.
-    Plain,
-    /// One JSON object per event.
-    Json,
+/// `--output`, `--transport`, `--host-key-policy`: core's one type each (no mirror here).
+pub use fleetboot_core::settings::{Choice, HostKeyPolicy, OutputFormat, Transport};
+
+/// clap's parser for one of core's fixed choices, limited to `only` (the spellings this flag
+/// takes): the possible values and their help come from the type itself.
+pub fn choice<T: Choice + FromStr + Clone + Send + Sync>(only: &[&str]) -> impl TypedValueParser<Value = T> {
+    let values =
+        T::NAMES.iter().zip(T::HELP).filter(|(name, _)| only.contains(name)).map(|(name, help)| PossibleValue::new(*name).help(*help));
+    PossibleValuesParser::new(values).map(|name| T::from_str(&name).ok().expect("a possible value parses"))
 }
 
 /// `fleetboot migrate --flow`: the order of steps.
@@ -45,26 +48,6 @@ pub enum SdnFeature {
     EgressIp,
     EgressFirewall,
     Multicast,
-}
-
-/// `--host-key-policy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum HostKeyPolicyChoice {
-    /// Unknown or changed keys fail the host.
-    Strict,
-    /// Record unknown keys; changed keys still fail the host.
-    AcceptNew,
-}
-
-/// `--transport`: how reboots reach the nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TransportArg {
-    /// SSH, the BMC as the fallback.
-    Auto,
-    /// SSH only; never a BMC.
-    Ssh,
-    /// Always the BMC (Redfish).
-    Redfish,
 }
 
 /// `--address-type`: which node address fleetboot connects to.
@@ -205,8 +188,8 @@ pub struct SshArgs {
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<String>,
     /// strict (unknown or changed keys fail the host) or accept-new (record unknown keys).
-    #[arg(long, value_name = "POLICY", value_enum)]
-    pub host_key_policy: Option<HostKeyPolicyChoice>,
+    #[arg(long, value_name = "POLICY", value_parser = choice::<HostKeyPolicy>(&["strict", "accept-new"]))]
+    pub host_key_policy: Option<HostKeyPolicy>,
     /// Do not verify host keys at all (the document's StrictHostKeyChecking=no). Dangerous.
     #[arg(long, conflicts_with = "host_key_policy")]
     pub insecure_ignore_host_keys: bool,
@@ -227,8 +210,8 @@ pub struct SshArgs {
 #[derive(Args, Debug, Default)]
 pub struct OutputArgs {
     /// auto (live display on a terminal), plain, or json (one event per line).
-    #[arg(long, short = 'o', value_name = "FORMAT", value_enum)]
-    pub output: Option<OutputChoice>,
+    #[arg(long, short = 'o', value_name = "FORMAT", value_parser = choice::<OutputFormat>(OutputFormat::NAMES))]
+    pub output: Option<OutputFormat>,
     /// Where journals are kept [default: ~/.local/state/fleetboot].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
@@ -275,7 +258,7 @@ impl SshArgs {
         }
         ssh.known_hosts.clone_from(&self.known_hosts);
         ssh.host_key_policy =
-            if self.insecure_ignore_host_keys { Some("insecure-ignore".into()) } else { self.host_key_policy.map(choice_name) };
+            if self.insecure_ignore_host_keys { Some("insecure-ignore".into()) } else { self.host_key_policy.map(|p| p.to_string()) };
         ssh.connect_timeout.clone_from(&self.connect_timeout);
         ssh.auth_timeout.clone_from(&self.auth_timeout);
         ssh.command_timeout.clone_from(&self.command_timeout);
@@ -285,7 +268,7 @@ impl SshArgs {
 
 impl OutputArgs {
     pub(crate) fn apply(&self, layer: &mut Layer) {
-        layer.output.format = self.output.map(choice_name);
+        layer.output.format = self.output.map(|o| o.to_string());
         layer.output.state_dir.clone_from(&self.state_dir);
     }
 }

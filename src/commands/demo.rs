@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use clap::Args;
 
-use super::args::{OutputChoice, SimTimingArgs, choice_name};
+use super::args::{Choice, OutputFormat, SimTimingArgs, choice};
 use crate::{Error, ExitCode};
 use fleetboot_sim::node::Timings;
 use fleetboot_sim::store::Filter;
@@ -28,8 +28,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub all_ssh: bool,
     /// auto (live display on a terminal), plain, or json.
-    #[arg(long, short = 'o', value_enum, default_value = "auto")]
-    pub output: OutputChoice,
+    #[arg(long, short = 'o', value_parser = choice::<OutputFormat>(OutputFormat::NAMES), default_value = "auto")]
+    pub output: OutputFormat,
 }
 
 /// Realistic enough to rehearse with, short enough to watch.
@@ -74,7 +74,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     );
     let shown_config = config.display().to_string();
     let show = |argv: &[String]| println!("\n$ fleetboot --config {shown_config} {}\n", argv[1..].join(" "));
-    let output = choice_name(args.output);
+    let output = args.output.to_string();
     let code = if args.reboot_only {
         // The config's [[hosts]] are the cluster's nodes: fleetboot maps them onto their nodes
         // and keeps the cluster's order — workers N at a time by pool, then the control plane
@@ -146,7 +146,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             ]
         })
         .collect();
-    if args.output != OutputChoice::Json {
+    if args.output != OutputFormat::Json {
         let network = types::find("config.openshift.io", "v1", "networks").expect("networks");
         let running = cluster
             .api

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::adapters::config::Layer;
-use crate::commands::args::{FlowChoice, NetworkTypeChoice, OutputChoice, SdnFeature, choice_name};
+use crate::commands::args::{Choice, FlowChoice, NetworkTypeChoice, OutputFormat, SdnFeature, choice, choice_name};
 use crate::commands::{ClusterArgs, cluster_target, install_interrupts, load_settings, style_for};
 use crate::engine::migrate::{MigrationContext, MigrationOptions};
 use crate::report::migrate::{MigrationReporter, VerifyOutput, render_verify};
@@ -109,8 +109,8 @@ pub struct MigrateArgs {
     pub cluster: ClusterArgs,
     /// auto (live display on a terminal), plain, or json (one event per line: the migration's
     /// and its reboot runs').
-    #[arg(long, short = 'o', value_name = "FORMAT", value_enum, default_value = "auto")]
-    pub output: OutputChoice,
+    #[arg(long, short = 'o', value_name = "FORMAT", value_parser = choice::<OutputFormat>(OutputFormat::NAMES), default_value = "auto")]
+    pub output: OutputFormat,
 }
 
 #[derive(Args, Debug)]
@@ -165,7 +165,7 @@ impl MigrateArgs {
 
 pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let mut flags = Layer::default();
-    flags.output.format = Some(choice_name(args.output));
+    flags.output.format = Some(args.output.to_string());
     let settings = load_settings(config, flags)?;
     let style = style_for(settings.output);
     let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!((options.to.as_str(), options.flow), ("OpenShiftSDN", Some(Flow::TwoPhase)));
         assert_eq!(options.skip_feature, ["egress-ip", "multicast"]);
         let Command::Migrate(args) = Cli::try_parse_from(["fleetboot", "migrate"]).unwrap().command else { panic!("migrate") };
-        assert_eq!((args.options().to.as_str(), args.options().flow, args.output), ("OVNKubernetes", None, OutputChoice::Auto));
+        assert_eq!((args.options().to.as_str(), args.options().flow, args.output), ("OVNKubernetes", None, OutputFormat::Auto));
         assert!(Cli::try_parse_from(["fleetboot", "migrate", "--to", "Calico"]).is_err());
         assert!(Cli::try_parse_from(["fleetboot", "migrate", "--reboot-concurrency", "0"]).is_err(), "a limit of 0 reboots nothing");
         let Command::Verify(args) = Cli::try_parse_from(["fleetboot", "verify", "-o", "json"]).unwrap().command else { panic!("verify") };

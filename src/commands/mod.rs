@@ -230,4 +230,33 @@ mod tests {
         assert!(Cli::try_parse_from(["fleetboot", "reboot", "--resume", "j", "--host", "x"]).is_err());
         assert!(Cli::try_parse_from(["fleetboot", "exec", "--host", "x"]).is_err(), "a command is required");
     }
+
+    #[test]
+    fn the_fixed_choices_parse_into_cores_one_type_and_keep_each_flags_spellings() {
+        use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, Transport};
+        let cli = Cli::try_parse_from([
+            "fleetboot",
+            "reboot",
+            "--host",
+            "h",
+            "--transport",
+            "redfish",
+            "--host-key-policy",
+            "accept-new",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let Command::Reboot(args) = cli.command else { panic!("reboot") };
+        assert_eq!(
+            (args.transport, args.ssh.host_key_policy, args.output.output),
+            (Some(Transport::Redfish), Some(HostKeyPolicy::AcceptNew), Some(OutputFormat::Json))
+        );
+        let layer = args.layer();
+        assert_eq!((layer.reboot.transport.as_deref(), layer.ssh.host_key_policy.as_deref()), (Some("redfish"), Some("accept-new")));
+        let err =
+            Cli::try_parse_from(["fleetboot", "reboot", "--host", "h", "--host-key-policy", "insecure-ignore"]).unwrap_err().to_string();
+        assert!(err.contains("possible values: strict, accept-new"), "only --insecure-ignore-host-keys turns checking off: {err}");
+        assert!(Cli::try_parse_from(["fleetboot", "reboot", "--host", "h", "--transport", "telnet"]).is_err());
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::watch;
 
-use super::args::{ClusterArgs, HostArgs, NodeSelectionArgs, OutputArgs, SshArgs, TransportArg, choice_name};
+use super::args::{ClusterArgs, HostArgs, NodeSelectionArgs, OutputArgs, SshArgs, Transport, choice};
 use super::{cluster_target, install_interrupts, inventory_with_origins, load_settings, style_for};
 use crate::adapters::config::{Layer, Settings};
 use crate::adapters::journal;
@@ -17,6 +17,7 @@ use crate::report::Reporter;
 use crate::{Error, ExitCode};
 use fleetboot_core::journal::SettingsOverrides;
 use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
+use fleetboot_core::settings::Choice;
 
 /// `--drain-failure`: what a drain that times out does to its host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,8 +35,8 @@ pub struct RebootArgs {
     #[command(flatten)]
     pub hosts: HostArgs,
     /// How reboots reach the nodes: auto (SSH, the BMC as fallback), ssh, or redfish.
-    #[arg(long, value_enum)]
-    pub transport: Option<TransportArg>,
+    #[arg(long, value_parser = choice::<Transport>(Transport::NAMES))]
+    pub transport: Option<Transport>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -147,7 +148,7 @@ impl RebootArgs {
         r.rate.clone_from(&self.rate);
         r.parallel = self.parallel;
         r.max_failures.clone_from(&self.max_failures);
-        r.transport = self.transport.map(choice_name);
+        r.transport = self.transport.map(|t| t.to_string());
         if self.cancel_pending_on_abort {
             r.cancel_pending_on_abort = Some(true);
         }

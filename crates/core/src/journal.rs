@@ -223,15 +223,8 @@ impl std::fmt::Display for ClusterIdentity {
     }
 }
 
-/// How reboots reach the nodes (`--transport`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransportMode {
-    /// SSH, the BMC as the fallback.
-    Auto,
-    Ssh,
-    Redfish,
-}
+/// How reboots reach the nodes (`--transport`): the one type of [`crate::settings`].
+pub use crate::settings::Transport as TransportMode;
 
 /// `--rate`: `count` reboots per `per_ms`, evenly spaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

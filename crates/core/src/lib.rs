@@ -14,6 +14,7 @@
 //! - [`migrate`]: the SDN → OVN-Kubernetes migration's flows, checks, journal fold, events and
 //!   report files.
 //! - [`repair`]: what a journal says fleetboot changed and did not put back (`fleetboot repair`).
+//! - [`settings`]: the typed run settings and their one merge (flag > environment > file > default).
 //! - [`table`]: plain text tables.
 //! - [`transport`]: the power-transport seam (how a reboot reaches a node) and its errors.
 
@@ -28,6 +29,7 @@ pub mod nodes;
 pub mod plan;
 pub mod power;
 pub mod repair;
+pub mod settings;
 pub mod table;
 pub mod transport;
 

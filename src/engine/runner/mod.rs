@@ -28,7 +28,7 @@ use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, HostOutcome, Summary};
 use fleetboot_core::hosts::Host;
-use fleetboot_core::journal::{FailureBudget, FallbackSpec, RateSpec, RunPolicy, RunSettings, TransportMode};
+use fleetboot_core::journal::{FailureBudget, FallbackSpec, RateSpec, RunPolicy, RunSettings};
 use fleetboot_core::plan::Plan;
 use fleetboot_core::transport::{PowerTransport, TransportError};
 
@@ -529,11 +529,7 @@ pub struct RunInputs<T, E = NodeWatch, D = Drainer, B = RedfishPower> {
 /// The settings a resume keeps, as the journal records them.
 pub fn journaled_settings(settings: &RebootSettings) -> RunSettings {
     RunSettings {
-        transport: match settings.transport {
-            TransportChoice::Auto => TransportMode::Auto,
-            TransportChoice::Ssh => TransportMode::Ssh,
-            TransportChoice::Redfish => TransportMode::Redfish,
-        },
+        transport: settings.transport,
         command: settings.command.clone(),
         rate: settings.rate.map(|r| RateSpec { count: r.count.get(), per_ms: r.per.as_millis() as u64 }),
         concurrency: settings.concurrency,
@@ -590,11 +586,7 @@ pub fn apply_run_policy(settings: &mut RebootSettings, fallback: &mut FallbackPo
 /// Puts a run's journaled (or merged, see [`fleetboot_core::journal::resume_settings`])
 /// settings back into the reboot settings a resume runs with.
 pub fn apply_run_settings(settings: &mut RebootSettings, run: &RunSettings) {
-    settings.transport = match run.transport {
-        TransportMode::Auto => TransportChoice::Auto,
-        TransportMode::Ssh => TransportChoice::Ssh,
-        TransportMode::Redfish => TransportChoice::Redfish,
-    };
+    settings.transport = run.transport;
     settings.command = run.command.clone();
     settings.rate = run.rate.and_then(|r| {
         Some(crate::adapters::config::Rate { count: std::num::NonZeroU32::new(r.count)?, per: Duration::from_millis(r.per_ms) })
