@@ -131,6 +131,11 @@ pub struct SimTimingArgs {
     /// Cluster and service networks inside OVN-Kubernetes' internal ranges (for the preflight).
     #[arg(long)]
     pub colliding_networks: bool,
+    /// Workloads and PodDisruptionBudgets: 0 is a bare cluster; from 1, the platform's
+    /// (router, image registry, console, monitoring, the etcd guard) and N user Deployments
+    /// (3 replicas, minAvailable 2 each).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workloads: usize,
 }
 
 fn parse_fault(text: &str) -> Result<(String, String), String> {
@@ -158,6 +163,7 @@ impl SimTimingArgs {
             heartbeat: Some(self.heartbeat.into()).filter(|d: &Duration| !d.is_zero()),
             openshift_version: self.openshift_version.clone(),
             colliding_networks: self.colliding_networks,
+            workloads: self.workloads,
             ..Default::default()
         }
     }

@@ -32,5 +32,6 @@ mod sim_conformance;
 mod sim_kube;
 mod sim_kubectl;
 mod sim_procedures;
+mod sim_workloads;
 mod ssh_auth;
 mod sushy;

@@ -105,7 +105,9 @@ fn after_break_lock_no_reboot_of_the_old_run_reaches_a_node_after_the_new_runs_f
 /// one is uncordoned.
 #[test]
 fn a_node_cordoned_before_the_run_stays_cordoned_after_drain() {
-    let sim = Sim::start(0, 2);
+    // No default workloads: with both workers drained at once, the router's second pod could
+    // go nowhere and its budget would hold the drain, as it would on a real two-worker cluster.
+    let sim = Sim::start_with(0, 2, &["--workloads", "0"]);
     sim.kubectl_ok(&["cordon", "worker-0"]);
     let journal_path = sim.path("run.jsonl");
     // Two at a time, in the run and in the worker pool: the admin's cordoned node counts as
@@ -222,7 +224,7 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
         "--type",
         "merge",
         "-p",
-        r#"{"status":{"disruptionsAllowed":0}}"#,
+        r#"{"status":{"disruptionsAllowed":0,"observedGeneration":1}}"#,
     ]);
     sim.kubectl_ok(&["cordon", "worker-1"]);
     let journal_path = sim.path("run.jsonl");

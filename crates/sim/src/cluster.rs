@@ -49,6 +49,9 @@ pub struct SimOptions {
     /// Cluster and service networks inside OVN-Kubernetes' internal ranges (100.64.0.0/14 and
     /// 100.72.0.0/16, as the simulation had them before), for the preflight's overlap check.
     pub colliding_networks: bool,
+    /// The workloads and budgets ([`super::workloads`]): 0 is the bare cluster; from 1, the
+    /// platform's Deployments with their PodDisruptionBudgets and this many user Deployments.
+    pub workloads: usize,
 }
 
 impl Default for SimOptions {
@@ -75,6 +78,7 @@ impl Default for SimOptions {
             error_pods_after_migration: 2,
             openshift_version: super::version::DEFAULT_VERSION.to_owned(),
             colliding_networks: false,
+            workloads: 1,
         }
     }
 }
@@ -271,6 +275,13 @@ impl Cluster {
         tasks.push(tokio::spawn(namespace_controller(cluster.clone())));
         tasks.push(tokio::spawn(super::mco::run(cluster.clone(), options.controller_interval)));
         tasks.push(tokio::spawn(super::cno::run(cluster.clone(), options.controller_interval, options.error_pods_after_migration)));
+        if options.workloads > 0 {
+            tasks.push(tokio::spawn(super::workloads::run(
+                cluster.clone(),
+                options.controller_interval,
+                options.timings.kubelet_ready_after,
+            )));
+        }
         *cluster.tasks.lock().unwrap() = tasks;
         Ok(cluster)
     }
@@ -365,6 +376,7 @@ impl Cluster {
         if release.has_openshift_sdn() {
             namespaces.push("openshift-sdn");
         }
+        namespaces.extend(super::workloads::namespaces(release, options.workloads));
         for (i, ns) in namespaces.iter().enumerate() {
             self.create(t("", "v1", "namespaces"), None, json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
             if release.has_openshift_sdn() {
@@ -547,6 +559,8 @@ impl Cluster {
                     "message": "The node was low on resource: ephemeral-storage. Threshold quantity: 12530286Ki, available: 10912388Ki."},
             }));
         }
+        let roles: Vec<(String, bool)> = self.nodes.iter().map(|n| (n.name.clone(), n.name.starts_with("master"))).collect();
+        super::workloads::seed(&mut self.api.store.lock().unwrap(), release, &roles, options.workloads);
         let mut logs = self.api.logs.lock().unwrap();
         let pods = self.api.store.lock().unwrap().list(t("", "v1", "pods"), &Default::default(), None, None).items;
         for pod in pods.iter().filter(|p| p["metadata"]["namespace"] == "openshift-machine-config-operator") {
@@ -961,19 +975,54 @@ pub fn evict(
         Ok(p) => p,
         Err(e) => return respond(404, e.status()),
     };
+    // kubernetes `pkg/registry/core/pod/storage/eviction.go`: a pod that is terminal, Pending
+    // or already deleting is evicted without a budget (canIgnorePDB); more than one budget is
+    // refused; a budget its controller has not yet observed refuses; an unhealthy pod goes
+    // while the budget is met (IfHealthyBudget); else disruptionsAllowed 0 refuses with 429,
+    // and an eviction that goes takes one disruption (checkAndDecrement).
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let ignore = matches!(phase, "Succeeded" | "Failed" | "Pending") || pod.pointer("/metadata/deletionTimestamp").is_some();
     let filter = super::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
-    for pdb in store.list(pdbs, &filter, None, None).items {
-        let selector = super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]);
-        if selector.matches_object(&pod) && pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0) < 1 {
-            let message = format!(
-                "Cannot evict pod as it would violate the pod's disruption budget {}.",
-                pdb["metadata"]["name"].as_str().unwrap_or_default()
-            );
-            return respond(
-                429,
-                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "TooManyRequests", "code": 429,
-                "details": {"causes": [{"reason": "DisruptionBudget", "message": message}]}}),
-            );
+    let matching: Vec<_> = store
+        .list(pdbs, &filter, None, None)
+        .items
+        .into_iter()
+        .filter(|pdb| super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]).matches_object(&pod))
+        .collect();
+    let too_many = |pdb_name: &str, cause: String| {
+        let message = "Cannot evict pod as it would violate the pod's disruption budget.";
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "TooManyRequests", "code": 429,
+            "details": {"name": pdb_name, "causes": [{"reason": "DisruptionBudget", "message": cause}]}})
+    };
+    if !ignore && matching.len() > 1 {
+        return respond(
+            500,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 500, "reason": "InternalError",
+                "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."}),
+        );
+    }
+    if let Some(pdb) = matching.first().filter(|_| !ignore) {
+        let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default();
+        let int = |p: &str| pdb.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+        if int("/status/observedGeneration") < int("/metadata/generation") {
+            return respond(429, too_many(pdb_name, format!("The disruption budget {pdb_name} is still being processed by the server.")));
+        }
+        let healthy_pod = pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        let (current, desired) = (int("/status/currentHealthy"), int("/status/desiredHealthy"));
+        let unhealthy_may_go = !healthy_pod && current >= desired && desired > 0;
+        if !unhealthy_may_go {
+            let allowed = int("/status/disruptionsAllowed");
+            if allowed < 1 {
+                let cause = format!("The disruption budget {pdb_name} needs {desired} healthy pods and has {current} currently");
+                return respond(429, too_many(pdb_name, cause));
+            }
+            let mut status = pdb["status"].clone();
+            status["disruptionsAllowed"] = json!(allowed - 1);
+            status["disruptedPods"][name] = json!(now_rfc3339());
+            let _ = store.update(pdbs, Some(namespace), pdb_name, json!({"status": status}), Some("status"));
         }
     }
     let _ = store.delete(pods, Some(namespace), name);

@@ -21,5 +21,6 @@ pub mod table;
 pub mod types;
 pub mod util;
 pub mod version;
+pub mod workloads;
 
 pub use cluster::{Cluster, SimOptions};

@@ -120,6 +120,31 @@ fn columns(t: &ResourceType) -> Vec<Column> {
             ("Available", "", 0, |o| text(o, "/status/numberAvailable")),
             age,
         ],
+        "Deployment" => vec![
+            name,
+            ("Ready", "", 0, |o| format!("{}/{}", text(o, "/status/readyReplicas"), text(o, "/spec/replicas"))),
+            ("Up-to-date", "", 0, |o| text(o, "/status/updatedReplicas")),
+            ("Available", "", 0, |o| text(o, "/status/availableReplicas")),
+            age,
+        ],
+        "ReplicaSet" => vec![
+            name,
+            ("Desired", "", 0, |o| text(o, "/spec/replicas")),
+            ("Current", "", 0, |o| text(o, "/status/replicas")),
+            ("Ready", "", 0, |o| text(o, "/status/readyReplicas")),
+            age,
+        ],
+        "PodDisruptionBudget" => vec![
+            name,
+            ("Min Available", "", 0, |o| {
+                o.pointer("/spec/minAvailable").map_or("N/A".into(), |v| v.to_string().trim_matches('"').to_owned())
+            }),
+            ("Max Unavailable", "", 0, |o| {
+                o.pointer("/spec/maxUnavailable").map_or("N/A".into(), |v| v.to_string().trim_matches('"').to_owned())
+            }),
+            ("Allowed Disruptions", "", 0, |o| text(o, "/status/disruptionsAllowed")),
+            age,
+        ],
         "ClusterOperator" => vec![
             name,
             ("Available", "", 0, |o| condition(o, "Available").unwrap_or_default()),

@@ -1,0 +1,668 @@
+//! Workloads and their budgets, as every OpenShift 4.x cluster has them: apps/v1 Deployments
+//! and their ReplicaSets, the pods those own, PodDisruptionBudgets with the status the
+//! disruption controller writes, the etcd guard on the masters, and a small scheduler that
+//! places a replacement pod on another schedulable Ready node when one is evicted or its node
+//! goes away. The eviction subresource that honours the budgets is `cluster::evict`.
+//!
+//! What is modelled, and from where:
+//! - Deployment -> ReplicaSet -> pods (kubernetes `pkg/controller/deployment`, `pkg/controller/replicaset`):
+//!   one ReplicaSet per Deployment (no rollouts of a new template), `spec.replicas` propagated,
+//!   missing pods created, extra pods deleted, status with `observedGeneration`.
+//! - The scheduler (kubernetes `pkg/scheduler`): a new pod goes to a node that is Ready, not
+//!   cordoned (`spec.unschedulable`, the NodeUnschedulable plugin), matching the pod's
+//!   `nodeSelector`, and, for a pod with required anti-affinity on `kubernetes.io/hostname`
+//!   (the router's), not already running a pod of its ReplicaSet; among those, the node with
+//!   the fewest pods of the ReplicaSet (the default topology spreading). No node fits: the pod
+//!   stays Pending (no nodeName) until one does.
+//! - Readiness: a new pod is Ready a short delay after it is placed; the pods of a node that is
+//!   not Ready are marked not Ready (kubernetes `pkg/controller/nodelifecycle`, MarkPodsNotReady)
+//!   and Ready again when it is.
+//! - A pod whose node no longer exists is deleted (kubernetes `pkg/controller/podgc`, gcOrphaned).
+//! - PodDisruptionBudget status (kubernetes `pkg/controller/disruption/disruption.go`):
+//!   `expectedPods` from the owners' `spec.replicas`, `currentHealthy` the Ready pods,
+//!   `desiredHealthy` from `minAvailable` or `expectedPods - maxUnavailable` (percentages
+//!   round up, `intstr.GetScaledValueFromIntOrPercent(.., true)`), `disruptionsAllowed` =
+//!   max(0, currentHealthy - desiredHealthy), `observedGeneration`.
+//!
+//! Not modelled: rollouts of a changed pod template (maxSurge/maxUnavailable), StatefulSets,
+//! resource requests, taints and tolerations, the 5 minutes a pod of a NotReady node waits
+//! before it is evicted (`tolerationSeconds: 300`), preemption.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::cluster::Cluster;
+use super::store::{PatchType, Store, now_rfc3339};
+use super::types::{self, ResourceType};
+use super::version::Release;
+
+fn t(group: &str, version: &str, plural: &str) -> &'static ResourceType {
+    types::find(group, version, plural).expect("known type")
+}
+
+fn deployments() -> &'static ResourceType {
+    t("apps", "v1", "deployments")
+}
+
+fn replicasets() -> &'static ResourceType {
+    t("apps", "v1", "replicasets")
+}
+
+fn pods() -> &'static ResourceType {
+    t("", "v1", "pods")
+}
+
+fn pdbs() -> &'static ResourceType {
+    t("policy", "v1", "poddisruptionbudgets")
+}
+
+/// Where a workload runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Master,
+    Worker,
+}
+
+/// One Deployment of the default set, with its budget.
+struct App {
+    namespace: &'static str,
+    name: String,
+    labels: Value,
+    replicas: usize,
+    role: Role,
+    /// Required pod anti-affinity on `kubernetes.io/hostname`: one pod per node.
+    spread: bool,
+    /// (name, "minAvailable" | "maxUnavailable", value)
+    budget: Option<(String, &'static str, Value)>,
+}
+
+/// The namespaces the default set lives in.
+pub fn namespaces(release: Release, workloads: usize) -> Vec<&'static str> {
+    if workloads == 0 {
+        return Vec::new();
+    }
+    let mut out = vec!["openshift-ingress", "openshift-image-registry", "openshift-console", "openshift-monitoring", "sample-app"];
+    if release.minor >= 10 {
+        out.push("openshift-etcd");
+    }
+    out
+}
+
+/// The default set of a release: `workloads` 0 is none (the bare cluster); from 1, the
+/// platform's workloads and `workloads` user Deployments.
+fn default_set(release: Release, masters: usize, workers: usize, workloads: usize) -> Vec<App> {
+    if workloads == 0 {
+        return Vec::new();
+    }
+    let mut apps = vec![
+        // The default IngressController's router: 2 replicas, one per node (required
+        // anti-affinity), and its budget (openshift/cluster-ingress-operator
+        // `pkg/operator/controller/ingress/poddisruptionbudget.go`: maxUnavailable 50% for a
+        // router of fewer than 4 replicas... 25% from 4 on, not modelled: 2 replicas).
+        App {
+            namespace: "openshift-ingress",
+            name: "router-default".into(),
+            labels: json!({"ingresscontroller.operator.openshift.io/deployment-ingresscontroller": "default"}),
+            replicas: 2,
+            role: Role::Worker,
+            spread: true,
+            budget: Some(("router-default".into(), "maxUnavailable", json!("50%"))),
+        },
+        // The image registry with 2 replicas and its budget (openshift/cluster-image-registry-operator
+        // `pkg/resource/poddisruptionbudget.go`: maxUnavailable 1 when replicas > 1).
+        App {
+            namespace: "openshift-image-registry",
+            name: "image-registry".into(),
+            labels: json!({"docker-registry": "default"}),
+            replicas: 2,
+            role: Role::Worker,
+            spread: false,
+            budget: Some(("image-registry".into(), "maxUnavailable", json!(1))),
+        },
+        // The console on the masters (openshift/console-operator: nodeSelector
+        // node-role.kubernetes.io/master, 2 replicas, PDB `console` minAvailable 1).
+        App {
+            namespace: "openshift-console",
+            name: "console".into(),
+            labels: json!({"app": "console", "component": "ui"}),
+            replicas: 2,
+            role: Role::Master,
+            spread: true,
+            budget: Some(("console".into(), "minAvailable", json!(1))),
+        },
+        // Monitoring's query frontend (openshift/cluster-monitoring-operator
+        // `assets/thanos-querier/deployment.yaml` and `pod-disruption-budget.yaml`: 2 replicas,
+        // PDB `thanos-querier-pdb` minAvailable 1). Prometheus and Alertmanager are
+        // StatefulSets, not modelled.
+        App {
+            namespace: "openshift-monitoring",
+            name: "thanos-querier".into(),
+            labels: json!({"app.kubernetes.io/name": "thanos-query", "app.kubernetes.io/component": "query-layer"}),
+            replicas: 2,
+            role: Role::Worker,
+            spread: true,
+            budget: Some(("thanos-querier-pdb".into(), "minAvailable", json!(1))),
+        },
+    ];
+    if release.minor < 10 {
+        // Before the guard pods: the etcd quorum guard, a Deployment with one pod per master
+        // and a budget that allows one missing (openshift/machine-config-operator
+        // `docs/etcd-quorum-guard.md` and `install/0000_80_machine-config-operator_07_etcdquorumguard_*.yaml`).
+        apps.push(App {
+            namespace: "openshift-machine-config-operator",
+            name: "etcd-quorum-guard".into(),
+            labels: json!({"k8s-app": "etcd-quorum-guard", "name": "etcd-quorum-guard"}),
+            replicas: masters,
+            role: Role::Master,
+            spread: true,
+            budget: Some(("etcd-quorum-guard".into(), "maxUnavailable", json!(1))),
+        });
+    }
+    // The operators size their workloads by the infrastructure's topology (a SingleReplica
+    // control plane or infrastructure runs one replica and creates no budget: console-operator
+    // and cluster-monitoring-operator skip the PDB there). Here each is sized by the nodes it
+    // may run on: no more replicas than nodes, and no budget for a single replica.
+    let user_replicas = workers.clamp(1, 3);
+    for i in 0..workloads {
+        // A user workload as the Kubernetes documentation's PDB example has it
+        // (concepts/workloads/pods/disruptions): 3 replicas, minAvailable 2 (fewer on fewer workers).
+        apps.push(App {
+            namespace: "sample-app",
+            name: format!("frontend-{i}"),
+            labels: json!({"app": format!("frontend-{i}")}),
+            replicas: user_replicas,
+            role: Role::Worker,
+            spread: false,
+            budget: Some((format!("frontend-{i}"), "minAvailable", json!(user_replicas - 1))),
+        });
+    }
+    for app in &mut apps {
+        let nodes = if app.role == Role::Master { masters } else { workers };
+        if app.replicas > nodes {
+            app.replicas = nodes.max(1);
+        }
+        if app.replicas < 2 {
+            app.budget = None;
+        }
+    }
+    apps
+}
+
+fn role_selector(role: Role) -> Value {
+    match role {
+        Role::Master => json!({"node-role.kubernetes.io/master": ""}),
+        Role::Worker => json!({"node-role.kubernetes.io/worker": ""}),
+    }
+}
+
+fn owner(kind: &str, name: &str, uid: &str) -> Value {
+    json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}])
+}
+
+/// The pod-template-hash a ReplicaSet's name carries: stable per Deployment.
+fn template_hash(namespace: &str, name: &str) -> String {
+    crate::util::stable_uuid(&format!("{namespace}/{name}/template")).replace('-', "")[..10].to_owned()
+}
+
+/// Seeds the default set: Deployments, their ReplicaSets, pods already placed and Ready, the
+/// budgets; on 4.10+ the etcd guard pods and `etcd-guard-pdb`. The controller ([`run`]) keeps them.
+pub fn seed(store: &mut Store, release: Release, nodes: &[(String, bool)], workloads: usize) {
+    let masters = nodes.iter().filter(|(_, m)| *m).count();
+    for app in default_set(release, masters, nodes.len() - masters, workloads) {
+        let hash = template_hash(app.namespace, &app.name);
+        let mut pod_labels = app.labels.clone();
+        pod_labels["pod-template-hash"] = json!(hash);
+        let mut template_spec = json!({"nodeSelector": role_selector(app.role), "containers": [{"name": app.name, "image": format!("quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:{hash:0>64}")}]});
+        if app.spread {
+            template_spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": app.labels}, "topologyKey": "kubernetes.io/hostname"}]}});
+        }
+        let deployment = json!({
+            "metadata": {"name": app.name, "namespace": app.namespace, "labels": app.labels},
+            "spec": {"replicas": app.replicas, "selector": {"matchLabels": app.labels},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                "template": {"metadata": {"labels": app.labels}, "spec": template_spec}},
+        });
+        let deployment = store.create(deployments(), Some(app.namespace), deployment).expect("seed deployment");
+        let rs_name = format!("{}-{hash}", app.name);
+        let rs = json!({
+            "metadata": {"name": rs_name, "namespace": app.namespace, "labels": pod_labels,
+                "annotations": {"deployment.kubernetes.io/revision": "1", "deployment.kubernetes.io/desired-replicas": app.replicas.to_string()},
+                "ownerReferences": owner("Deployment", &app.name, deployment["metadata"]["uid"].as_str().unwrap_or_default())},
+            "spec": {"replicas": app.replicas, "selector": {"matchLabels": pod_labels},
+                "template": {"metadata": {"labels": pod_labels}, "spec": template_spec}},
+        });
+        store.create(replicasets(), Some(app.namespace), rs).expect("seed replicaset");
+        if let Some((name, field, value)) = app.budget {
+            let mut spec = json!({"selector": {"matchLabels": app.labels}});
+            spec[field] = value;
+            store
+                .create(pdbs(), Some(app.namespace), json!({"metadata": {"name": name, "namespace": app.namespace}, "spec": spec}))
+                .expect("seed pdb");
+        }
+    }
+    if workloads > 0 && release.minor >= 10 {
+        // The etcd guard (4.10+, openshift/cluster-etcd-operator with openshift/library-go
+        // `pkg/operator/staticpod/controller/guard`): one `etcd-guard-<node>` pod per master,
+        // Ready while that master's etcd is healthy, and `etcd-guard-pdb` with minAvailable
+        // one less than the masters, so a second master cannot be drained while one is down.
+        let min = masters.saturating_sub(1);
+        store
+            .create(
+                pdbs(),
+                Some("openshift-etcd"),
+                json!({"metadata": {"name": "etcd-guard-pdb", "namespace": "openshift-etcd"},
+                    "spec": {"minAvailable": min, "selector": {"matchLabels": {"app": "guard"}}}}),
+            )
+            .expect("seed guard pdb");
+    }
+    // The pods as the controllers and the scheduler had placed them long before: Ready now.
+    reconcile(store, release, &mut HashMap::new(), Duration::ZERO);
+}
+
+fn guard_pod(node: &str) -> Value {
+    json!({
+        "metadata": {"name": format!("etcd-guard-{node}"), "namespace": "openshift-etcd", "labels": {"app": "guard"}},
+        "spec": {"nodeName": node, "hostNetwork": true, "priorityClassName": "system-cluster-critical",
+            "containers": [{"name": "guard", "image": "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:6775617264",
+                "readinessProbe": {"httpGet": {"path": "readyz", "port": 9980, "scheme": "HTTPS"}}}]},
+        "status": {"phase": "Running", "startTime": now_rfc3339(), "conditions": [], "containerStatuses": []},
+    })
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// The status of a running pod, Ready or not; `started` false: still ContainerCreating.
+fn ready_status(pod: &Value, ready: bool, started: bool) -> Value {
+    let now = now_rfc3339();
+    let container = pod.pointer("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("app");
+    let image = pod.pointer("/spec/containers/0/image").cloned().unwrap_or(json!(""));
+    let flag = if ready { "True" } else { "False" };
+    json!({
+        "phase": "Running",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+            {"type": "Ready", "status": flag, "lastTransitionTime": now}],
+        "containerStatuses": [{"name": container, "ready": ready, "started": ready, "restartCount": 0, "image": image, "imageID": image,
+            "state": if started { json!({"running": {"startedAt": now}}) } else { json!({"waiting": {"reason": "ContainerCreating"}}) }}],
+    })
+}
+
+/// What the controllers know of a node.
+struct NodeView {
+    ready: bool,
+    schedulable: bool,
+    labels: BTreeMap<String, String>,
+}
+
+fn int_or_percent(value: &Value, total: usize) -> usize {
+    match value {
+        Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
+        Value::String(s) => match s.strip_suffix('%') {
+            // intstr.GetScaledValueFromIntOrPercent(.., roundUp=true), as the disruption controller calls it.
+            Some(p) => (total * p.trim().parse::<usize>().unwrap_or(0)).div_ceil(100),
+            None => s.trim().parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+/// The workload controllers: one pass every `interval`.
+pub async fn run(cluster: Arc<Cluster>, interval: Duration, ready_after: Duration) {
+    let mut placed: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let mut store = cluster.api.store.lock().unwrap();
+        reconcile(&mut store, cluster.release, &mut placed, ready_after);
+    }
+}
+
+/// One pass of the controllers over the store. `placed`: when each pod (by uid) the scheduler
+/// placed got its node; a pod not in it was placed long ago.
+pub fn reconcile(store: &mut Store, release: Release, placed: &mut HashMap<String, Instant>, ready_after: Duration) {
+    let nodes: BTreeMap<String, NodeView> = store
+        .list(t("", "v1", "nodes"), &Default::default(), None, None)
+        .items
+        .iter()
+        .map(|n| {
+            let name = n["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let view = NodeView {
+                ready: crate::util::node_is_ready(n),
+                schedulable: n.pointer("/spec/unschedulable") != Some(&json!(true)),
+                labels: crate::util::string_map(n.pointer("/metadata/labels")),
+            };
+            (name, view)
+        })
+        .collect();
+    let all_pods = store.list(pods(), &Default::default(), None, None).items;
+    // The pod garbage collector: pods bound to a node that no longer exists.
+    for pod in &all_pods {
+        if let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str)
+            && !nodes.contains_key(node)
+        {
+            let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+            let _ = store.delete(pods(), Some(ns), pod["metadata"]["name"].as_str().unwrap_or_default());
+        }
+    }
+    // The etcd guard controller (4.10+): a guard pod per master that is schedulable.
+    let guarded = !store.list(pdbs(), &ns_filter("openshift-etcd"), None, None).items.is_empty();
+    if guarded && release.minor >= 10 {
+        for (name, node) in nodes.iter().filter(|(_, n)| n.labels.contains_key("node-role.kubernetes.io/master")) {
+            let exists = store.get(pods(), Some("openshift-etcd"), &format!("etcd-guard-{name}")).is_ok();
+            if !exists && node.schedulable {
+                let _ = store.create(pods(), Some("openshift-etcd"), guard_pod(name));
+            }
+        }
+    }
+    sync_deployments(store);
+    sync_replicasets(store, &nodes, placed);
+    sync_readiness(store, &nodes, placed, ready_after);
+    sync_budgets(store);
+}
+
+fn ns_filter(namespace: &str) -> super::store::Filter {
+    super::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() }
+}
+
+fn owned_by<'a>(objects: &'a [Arc<Value>], uid: &str) -> Vec<&'a Arc<Value>> {
+    objects
+        .iter()
+        .filter(|o| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid && r["controller"] == true))
+        })
+        .collect()
+}
+
+fn meta<'a>(object: &'a Value, field: &str) -> &'a str {
+    object["metadata"][field].as_str().unwrap_or_default()
+}
+
+/// The deployment controller, without rollouts: its ReplicaSet follows `spec.replicas`; its
+/// status sums the ReplicaSet's (kubernetes `pkg/controller/deployment/sync.go`, calculateStatus).
+fn sync_deployments(store: &mut Store) {
+    let all_rs = store.list(replicasets(), &Default::default(), None, None).items;
+    for deployment in store.list(deployments(), &Default::default(), None, None).items {
+        let ns = meta(&deployment, "namespace");
+        let replicas = deployment.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
+        let owned = owned_by(&all_rs, meta(&deployment, "uid"));
+        let (mut ready, mut available, mut current) = (0, 0, 0);
+        for rs in &owned {
+            if rs.pointer("/spec/replicas").and_then(Value::as_u64) != Some(replicas) {
+                let _ = store.patch(
+                    replicasets(),
+                    Some(ns),
+                    meta(rs, "name"),
+                    PatchType::Merge,
+                    &json!({"metadata": {"annotations": {"deployment.kubernetes.io/desired-replicas": replicas.to_string()}}, "spec": {"replicas": replicas}}),
+                    None,
+                );
+            }
+            current += rs.pointer("/status/replicas").and_then(Value::as_u64).unwrap_or(0);
+            ready += rs.pointer("/status/readyReplicas").and_then(Value::as_u64).unwrap_or(0);
+            available += rs.pointer("/status/availableReplicas").and_then(Value::as_u64).unwrap_or(0);
+        }
+        let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1);
+        let is_available = available >= replicas.saturating_sub(replicas / 4);
+        let old_available = deployment
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Available").cloned());
+        let available_condition = match old_available {
+            Some(c) if c["status"] == if is_available { "True" } else { "False" } => c,
+            _ => {
+                let now = now_rfc3339();
+                json!({"type": "Available", "status": if is_available { "True" } else { "False" },
+                    "reason": if is_available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                    "message": if is_available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+                    "lastUpdateTime": now, "lastTransitionTime": now})
+            }
+        };
+        let progressing = deployment
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned())
+            .unwrap_or_else(|| {
+                let now = now_rfc3339();
+                let rs_name = owned.first().map(|rs| meta(rs, "name")).unwrap_or_default();
+                json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                    "message": format!("ReplicaSet \"{rs_name}\" has successfully progressed."), "lastUpdateTime": now, "lastTransitionTime": now})
+            });
+        let status = json!({"observedGeneration": generation, "replicas": current, "updatedReplicas": current, "readyReplicas": ready,
+            "availableReplicas": available, "unavailableReplicas": replicas.saturating_sub(available),
+            "conditions": [available_condition, progressing]});
+        if deployment.get("status") != Some(&status) {
+            let _ = store.update(deployments(), Some(ns), meta(&deployment, "name"), json!({"status": status}), Some("status"));
+        }
+    }
+}
+
+/// The ReplicaSet controller (kubernetes `pkg/controller/replicaset/replica_set.go`,
+/// manageReplicas) with the scheduler's placement.
+fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, placed: &mut HashMap<String, Instant>) {
+    for rs in store.list(replicasets(), &Default::default(), None, None).items {
+        let ns = meta(&rs, "namespace").to_owned();
+        let replicas = rs.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
+        let all_pods = store.list(pods(), &ns_filter(&ns), None, None).items;
+        let mut owned: Vec<&Arc<Value>> =
+            owned_by(&all_pods, meta(&rs, "uid")).into_iter().filter(|p| p.pointer("/metadata/deletionTimestamp").is_none()).collect();
+        // Too many: the newest go first (the controller prefers deleting unready, then newer pods).
+        owned
+            .sort_by_key(|p| (pod_ready(p), std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned())));
+        while owned.len() > replicas {
+            let pod = owned.remove(0);
+            let _ = store.delete(pods(), Some(&ns), meta(pod, "name"));
+        }
+        let template = &rs["spec"]["template"];
+        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+        for pod in &owned {
+            if let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+                *per_node.entry(node.to_owned()).or_default() += 1;
+            }
+        }
+        // Pending pods (no node yet) get one when a node fits.
+        let mut pending: Vec<Option<String>> =
+            owned.iter().filter(|p| p.pointer("/spec/nodeName").is_none()).map(|p| Some(meta(p, "name").to_owned())).collect();
+        pending.extend(std::iter::repeat_n(None, replicas.saturating_sub(owned.len())));
+        for existing in pending {
+            let node = schedule(template, nodes, &per_node);
+            if let Some(node) = &node {
+                *per_node.entry(node.clone()).or_default() += 1;
+            }
+            match existing {
+                Some(name) => {
+                    if let Some(node) = node
+                        && let Ok(pod) = store.patch(pods(), Some(&ns), &name, PatchType::Merge, &json!({"spec": {"nodeName": node}}), None)
+                    {
+                        placed.insert(meta(&pod, "uid").to_owned(), Instant::now());
+                    }
+                }
+                None => {
+                    let mut spec = template["spec"].clone();
+                    let status = match &node {
+                        Some(node) => {
+                            spec["nodeName"] = json!(node);
+                            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}]})
+                        }
+                        None => {
+                            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/0 nodes are available: no node fits the pod's node selector, affinity and cordons.", "lastTransitionTime": now_rfc3339()}]})
+                        }
+                    };
+                    let pod = json!({
+                        "metadata": {"generateName": format!("{}-", meta(&rs, "name")), "namespace": ns, "labels": template["metadata"]["labels"],
+                            "ownerReferences": owner("ReplicaSet", meta(&rs, "name"), meta(&rs, "uid"))},
+                        "spec": spec, "status": status,
+                    });
+                    if let Ok(pod) = store.create(pods(), Some(&ns), pod)
+                        && node.is_some()
+                    {
+                        placed.insert(meta(&pod, "uid").to_owned(), Instant::now());
+                    }
+                }
+            }
+        }
+        let owned: Vec<Arc<Value>> = owned_by(&store.list(pods(), &ns_filter(&ns), None, None).items, meta(&rs, "uid"))
+            .into_iter()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .cloned()
+            .collect();
+        let ready = owned.iter().filter(|p| pod_ready(p)).count();
+        let generation = rs["metadata"]["generation"].as_i64().unwrap_or(1);
+        let status = json!({"replicas": owned.len(), "fullyLabeledReplicas": owned.len(), "readyReplicas": ready,
+            "availableReplicas": ready, "observedGeneration": generation});
+        if rs.get("status") != Some(&status) {
+            let _ = store.update(replicasets(), Some(&ns), meta(&rs, "name"), json!({"status": status}), Some("status"));
+        }
+    }
+}
+
+/// The scheduler's choice for a pod of `template`: a Ready, schedulable node matching its
+/// nodeSelector (and its anti-affinity), with the fewest pods of the same ReplicaSet.
+fn schedule(template: &Value, nodes: &BTreeMap<String, NodeView>, per_node: &BTreeMap<String, usize>) -> Option<String> {
+    let selector = crate::util::string_map(template.pointer("/spec/nodeSelector"));
+    let spread = template.pointer("/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution").is_some();
+    nodes
+        .iter()
+        .filter(|(_, n)| n.ready && n.schedulable)
+        .filter(|(_, n)| selector.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+        .filter(|(name, _)| !spread || per_node.get(*name).copied().unwrap_or(0) == 0)
+        .min_by_key(|(name, _)| per_node.get(*name).copied().unwrap_or(0))
+        .map(|(name, _)| name.clone())
+}
+
+/// A pod the simulation's controllers run: a ReplicaSet's or an etcd guard.
+fn managed(pod: &Value) -> bool {
+    pod.pointer("/metadata/ownerReferences/0/kind") == Some(&json!("ReplicaSet"))
+        || (pod["metadata"]["namespace"] == "openshift-etcd" && pod["metadata"]["labels"]["app"] == "guard")
+}
+
+/// The kubelet's readiness of the pods it runs, and the node lifecycle controller's
+/// MarkPodsNotReady for the pods of a node that is not Ready.
+fn sync_readiness(store: &mut Store, nodes: &BTreeMap<String, NodeView>, placed: &mut HashMap<String, Instant>, ready_after: Duration) {
+    let all_pods = store.list(pods(), &Default::default(), None, None).items;
+    let live: std::collections::HashSet<&str> = all_pods.iter().map(|p| meta(p, "uid")).collect();
+    placed.retain(|uid, _| live.contains(uid.as_str()));
+    for pod in all_pods.iter().filter(|p| managed(p)) {
+        let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str) else { continue };
+        let node_ready = nodes.get(node).is_some_and(|n| n.ready);
+        let started = placed.get(meta(pod, "uid")).is_none_or(|at| at.elapsed() >= ready_after);
+        let ready = node_ready && started;
+        let has_status = pod.pointer("/status/containerStatuses/0").is_some();
+        if pod_ready(pod) != ready || !has_status {
+            // A pod not yet started stays ContainerCreating until then.
+            if !ready && !started && has_status {
+                continue;
+            }
+            let status = ready_status(pod, ready, started);
+            let _ = store.patch(
+                pods(),
+                Some(meta(pod, "namespace")),
+                meta(pod, "name"),
+                PatchType::Merge,
+                &json!({"status": status}),
+                Some("status"),
+            );
+        }
+    }
+}
+
+/// The disruption controller (kubernetes `pkg/controller/disruption/disruption.go`, trySync
+/// and getExpectedPodCount).
+fn sync_budgets(store: &mut Store) {
+    let all_rs = store.list(replicasets(), &Default::default(), None, None).items;
+    for pdb in store.list(pdbs(), &Default::default(), None, None).items {
+        let ns = meta(&pdb, "namespace").to_owned();
+        let selector = super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]);
+        let matching: Vec<Arc<Value>> = store
+            .list(pods(), &ns_filter(&ns), None, None)
+            .items
+            .into_iter()
+            .filter(|p| selector.matches_object(p) && p.pointer("/metadata/deletionTimestamp").is_none())
+            .collect();
+        // The budgets of pods the simulation's controllers run; a budget over pods that nobody
+        // runs here (created bare, with the status a test writes) keeps the status it is given.
+        if matching.is_empty() || !matching.iter().all(|p| managed(p)) {
+            continue;
+        }
+        let healthy = matching.iter().filter(|p| pod_ready(p)).count();
+        // expectedPods: with maxUnavailable or a percentage, the owners' replicas; with an
+        // integer minAvailable, the pods matched.
+        let integer_min = pdb.pointer("/spec/minAvailable").is_some_and(Value::is_number);
+        let expected = if integer_min {
+            matching.len()
+        } else {
+            let mut owners: Vec<&str> = matching
+                .iter()
+                .filter_map(|p| {
+                    p.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["kind"] == "ReplicaSet")?["uid"].as_str()
+                })
+                .collect();
+            owners.sort_unstable();
+            owners.dedup();
+            let from_owners: usize = owners
+                .iter()
+                .filter_map(|uid| all_rs.iter().find(|rs| meta(rs, "uid") == *uid))
+                .map(|rs| rs.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(0) as usize)
+                .sum();
+            // Pods with no controller (the guard pods) count as themselves.
+            from_owners + matching.iter().filter(|p| p.pointer("/metadata/ownerReferences").is_none()).count()
+        };
+        let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+            int_or_percent(min, expected)
+        } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+            expected.saturating_sub(int_or_percent(max, expected))
+        } else {
+            expected
+        };
+        let allowed = healthy.saturating_sub(desired);
+        let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(1);
+        let old = pdb.get("status");
+        let sufficient = allowed > 0;
+        let condition = old
+            .and_then(|s| s.pointer("/conditions/0").cloned())
+            .filter(|c| c["status"] == if sufficient { "True" } else { "False" })
+            .unwrap_or_else(|| {
+                json!({"type": "DisruptionAllowed", "status": if sufficient { "True" } else { "False" },
+                    "reason": if sufficient { "SufficientPods" } else { "InsufficientPods" }, "message": "",
+                    "observedGeneration": generation, "lastTransitionTime": now_rfc3339()})
+            });
+        let status = json!({"observedGeneration": generation, "disruptionsAllowed": allowed, "currentHealthy": healthy,
+            "desiredHealthy": desired, "expectedPods": expected, "conditions": [condition]});
+        // disruptedPods: the eviction subresource records an evicted pod there; it is dropped
+        // once the pod is gone (the controller's buildDisruptedPodMap).
+        let same = old.is_some_and(|o| {
+            ["observedGeneration", "disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"]
+                .iter()
+                .all(|k| o.get(*k) == status.get(*k))
+                && o.pointer("/conditions/0/status") == status.pointer("/conditions/0/status")
+        });
+        if !same {
+            let _ = store.update(pdbs(), Some(&ns), meta(&pdb, "name"), json!({"status": status}), Some("status"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_round_up_as_the_disruption_controller_scales_them() {
+        assert_eq!(int_or_percent(&json!("50%"), 2), 1);
+        assert_eq!(int_or_percent(&json!("50%"), 3), 2);
+        assert_eq!(int_or_percent(&json!(2), 3), 2);
+        assert_eq!(int_or_percent(&json!("25%"), 3), 1);
+    }
+}

@@ -1,0 +1,95 @@
+//! The simulation's workloads and budgets, judged by kubectl: Deployments, ReplicaSets and
+//! PodDisruptionBudgets with the status their controllers write, the eviction API's refusal,
+//! and replacements that run elsewhere after a drain.
+
+use crate::common::sim::Sim;
+
+fn pdb_field(sim: &Sim, namespace: &str, name: &str, field: &str) -> String {
+    sim.kubectl_ok(&["-n", namespace, "get", "pdb", name, "-o", &format!("jsonpath={{.status.{field}}}")])
+}
+
+/// The default set is there with observed statuses; `kubectl rollout status` ends;
+/// `--workloads 0` is the bare cluster.
+#[test]
+fn the_default_workloads_have_observed_statuses_and_workloads_0_has_none() {
+    let sim = Sim::start(3, 3);
+    let deployments = sim.kubectl_ok(&["get", "deployments", "-A", "-o", "name"]);
+    for name in ["router-default", "image-registry", "console", "thanos-querier", "frontend-0"] {
+        assert!(deployments.contains(&format!("deployment.apps/{name}")), "{deployments}");
+    }
+    let (ok, out, err) = sim.kubectl(&["-n", "openshift-ingress", "rollout", "status", "deployment/router-default", "--timeout=60s"]);
+    assert!(ok && out.contains("successfully rolled out"), "{out}{err}");
+    // The router's budget (maxUnavailable 50% of 2) allows one disruption; the etcd guard's
+    // (4.10+) needs two of the three masters' guards.
+    assert_eq!(pdb_field(&sim, "openshift-ingress", "router-default", "disruptionsAllowed"), "1");
+    assert_eq!(pdb_field(&sim, "openshift-ingress", "router-default", "expectedPods"), "2");
+    assert_eq!(pdb_field(&sim, "openshift-etcd", "etcd-guard-pdb", "desiredHealthy"), "2");
+    assert_eq!(pdb_field(&sim, "openshift-etcd", "etcd-guard-pdb", "currentHealthy"), "3");
+    // Scaling is observed: the ReplicaSet follows, and the status reports the new generation.
+    sim.kubectl_ok(&["-n", "sample-app", "patch", "deployment", "frontend-0", "--type", "merge", "-p", r#"{"spec":{"replicas":1}}"#]);
+    let (ok, out, err) = sim.kubectl(&["-n", "sample-app", "rollout", "status", "deployment/frontend-0", "--timeout=60s"]);
+    assert!(ok, "{out}{err}");
+    let generation = sim.kubectl_ok(&["-n", "sample-app", "get", "deployment", "frontend-0", "-o", "jsonpath={.metadata.generation}"]);
+    let start = std::time::Instant::now();
+    while sim.kubectl_ok(&["-n", "sample-app", "get", "pods", "-l", "app=frontend-0", "-o", "name"]).lines().count() != 1 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the ReplicaSet never scaled down");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let observed = sim.kubectl_ok(&["-n", "sample-app", "get", "deployment", "frontend-0", "-o", "jsonpath={.status.observedGeneration}"]);
+    assert_eq!(observed, generation);
+
+    let bare = Sim::start_with(1, 2, &["--workloads", "0"]);
+    assert_eq!(bare.kubectl_ok(&["get", "deployments,replicasets,pdb", "-A", "-o", "name"]), "");
+}
+
+/// The eviction API refuses with the real 429 and message while a budget allows no
+/// disruption (kubernetes `pkg/registry/core/pod/storage/eviction.go`), and one eviction that
+/// goes takes the budget's one disruption.
+#[test]
+fn an_eviction_a_budget_forbids_is_refused_with_429() {
+    let sim = Sim::start(1, 2);
+    let pods = sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let pods: Vec<&str> = pods.split_whitespace().collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let evict = |pod: &str| {
+        let body =
+            format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"openshift-ingress"}}}}"#);
+        sim.raw("POST", &format!("/api/v1/namespaces/openshift-ingress/pods/{pod}/eviction"), "application/json", body.as_bytes())
+    };
+    // Both workers cordoned: the evicted router's replacement has nowhere to run.
+    sim.kubectl_ok(&["cordon", "worker-0", "worker-1"]);
+    let (code, body) = evict(pods[0]);
+    assert_eq!(code, 201, "{body}");
+    // The eviction took the one disruption: the other router must stay.
+    let (code, body) = evict(pods[1]);
+    assert_eq!(code, 429, "{body}");
+    assert!(body.contains("Cannot evict pod as it would violate the pod's disruption budget."), "{body}");
+    assert!(body.contains("The disruption budget router-default needs 1 healthy pods and has"), "{body}");
+    assert!(sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "name"]).contains(pods[1]), "the refused pod stays");
+}
+
+/// `kubectl drain` of a worker evicts its workloads, and their replacements run elsewhere.
+#[test]
+fn kubectl_drain_of_a_worker_moves_its_workloads_elsewhere() {
+    let sim = Sim::start(1, 3);
+    let on_worker0 = |sim: &Sim| {
+        sim.kubectl_ok(&[
+            "get",
+            "pods",
+            "-A",
+            "--field-selector",
+            "spec.nodeName=worker-0",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.ownerReferences[0].kind}{\"\\n\"}{end}",
+        ])
+    };
+    assert!(on_worker0(&sim).contains("sample-app/ReplicaSet"), "{}", on_worker0(&sim));
+    let (ok, out, err) = sim.kubectl(&["drain", "worker-0", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=120s"]);
+    assert!(ok, "{out}{err}");
+    assert!(!on_worker0(&sim).contains("ReplicaSet"), "{}", on_worker0(&sim));
+    let (ok, out, err) = sim.kubectl(&["-n", "sample-app", "rollout", "status", "deployment/frontend-0", "--timeout=60s"]);
+    assert!(ok, "{out}{err}");
+    let nodes = sim.kubectl_ok(&["-n", "sample-app", "get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    assert_eq!(nodes.split_whitespace().count(), 3, "{nodes}");
+    assert!(!nodes.contains("worker-0"), "{nodes}");
+}
