@@ -93,3 +93,20 @@ fn kubectl_drain_of_a_worker_moves_its_workloads_elsewhere() {
     assert_eq!(nodes.split_whitespace().count(), 3, "{nodes}");
     assert!(!nodes.contains("worker-0"), "{nodes}");
 }
+
+/// `kubectl drain` of a master is refused by the etcd guard's budget while another master's
+/// guard is gone (that master drained: its guard is not recreated while it is cordoned).
+#[test]
+fn kubectl_drain_of_a_second_master_is_refused_by_the_etcd_guard_budget() {
+    let sim = Sim::start(3, 2);
+    // The guard pods declare no controller, so kubectl needs --force for them, as on 4.10+.
+    let drain = |node: &str| sim.kubectl(&["drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=15s"]);
+    let (ok, out, err) = drain("master-1");
+    assert!(ok, "{out}{err}");
+    assert!(!sim.kubectl_ok(&["-n", "openshift-etcd", "get", "pods", "-o", "name"]).contains("etcd-guard-master-1"));
+    let (ok, out, err) = drain("master-0");
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("Cannot evict pod as it would violate the pod's disruption budget."), "{err}");
+    assert!(sim.kubectl_ok(&["-n", "openshift-etcd", "get", "pods", "-o", "name"]).contains("etcd-guard-master-0"), "the guard stays");
+    assert_eq!(pdb_field(&sim, "openshift-etcd", "etcd-guard-pdb", "disruptionsAllowed"), "0");
+}

@@ -283,7 +283,15 @@ fn resource_list(group: &str, version: &str) -> Value {
                 "eviction" => ("Eviction", json!(["create"])),
                 _ => (t.kind, json!(["get", "patch", "update"])),
             };
-            resources.push(json!({"name": format!("{}/{sub}", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": kind, "verbs": verbs}));
+            let mut resource = json!({"name": format!("{}/{sub}", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": kind, "verbs": verbs});
+            if *sub == "eviction" {
+                // The real server names the Eviction's group and version; kubectl drain evicts
+                // only when it finds them (kubectl `pkg/drain/drain.go`, CheckEvictionSupport),
+                // else it deletes the pods, past every PodDisruptionBudget.
+                resource["group"] = json!("policy");
+                resource["version"] = json!("v1");
+            }
+            resources.push(resource);
         }
     }
     let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
