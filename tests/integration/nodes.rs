@@ -162,10 +162,14 @@ fn all_at_once_is_the_documents_behaviour() {
     let run =
         Run::from(sim.fleetboot(&["reboot", "--all", "--all-at-once", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
     assert_eq!(run.code, 0, "{}", run.debug());
+    // All at once: no limit held any host (no `waiting` event, masters included), and every
+    // node went down exactly once. What the run decided, not how fast a loaded machine carried
+    // it out: under a full parallel test run, sending five reboots can take longer than a
+    // simulated node's two-second cycle.
+    let waited: Vec<serde_json::Value> = run.events().into_iter().filter(|e| e["type"] == "waiting").collect();
+    assert!(waited.is_empty(), "no host waits on a limit: {waited:?}");
     let intervals = sim.reboot_intervals();
-    let last_request = intervals.iter().map(|(_, a, _)| *a).max().unwrap();
-    let first_up = intervals.iter().map(|(_, _, b)| *b).min().unwrap();
-    assert!(last_request < first_up, "every reboot was sent before any node came back");
+    assert_eq!(intervals.len(), 5, "every node rebooted once: {intervals:?}");
 }
 
 #[test]
