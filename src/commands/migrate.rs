@@ -105,6 +105,11 @@ pub struct MigrateArgs {
     /// this is the longest they go without a look when nothing changes.
     #[arg(long, default_value = "30s", value_parser = super::args::bounded_duration)]
     pub poll_interval: humantime::Duration,
+    /// Before the first change, the cluster's health (nodes, pools, operators) must read clean
+    /// this many times in a row, --poll-interval apart (Red Hat's Ansible collection waits for
+    /// three); 1 reads it once.
+    #[arg(long, value_name = "N", default_value = "3", value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=20))]
+    pub stable_checks: u32,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// auto (live display on a terminal), plain, or json (one event per line: the migration's
@@ -159,6 +164,7 @@ impl MigrateArgs {
             break_lock: self.break_lock,
             lease_duration: self.lease_duration.into(),
             poll_interval: self.poll_interval,
+            stable_checks: self.stable_checks,
         }
     }
 }

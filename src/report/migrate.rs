@@ -87,6 +87,9 @@ fn describe(event: &MigrationEvent) -> (String, bool) {
         }
         MigrationEvent::MigrationRollingBack { previous } => format!("rolling back the unfinished migration {}\n", previous.display()),
         MigrationEvent::MigrationWarning { message } => return (format!("warning: {message}\n"), true),
+        MigrationEvent::MigrationClusterStable { pass, of } => {
+            format!("preflight: nodes, pools and operators healthy ({pass} of {of} reads in a row)\n")
+        }
         MigrationEvent::StepStarted { .. } | MigrationEvent::StepSkipped { .. } | MigrationEvent::MigrationFinished { .. } => String::new(),
         MigrationEvent::StepProgress { step, number, message } => step_line(*step, number, message),
         MigrationEvent::StepDone { step, number, detail } if detail.is_empty() => step_line(*step, number, "done"),

@@ -17,6 +17,7 @@ mod migrate_features;
 mod migrate_live;
 mod migrate_options;
 mod migrate_output;
+mod migrate_prerequisites;
 mod migrate_rollback;
 mod migrate_versions;
 mod netns;

@@ -42,9 +42,16 @@ fn migrate_and_verify_with_output_json_write_one_event_per_line_down_to_a_final_
     assert_eq!(first.code, 0, "{}", first.debug());
     let lines = json_lines(&first);
     let kinds = types(&lines);
-    assert_eq!(kinds[0], "migration_started", "{kinds:?}");
-    assert_eq!(lines[0]["flow"], "two-phase");
-    assert!(lines[0]["journal"].as_str().unwrap().ends_with("migration.jsonl"));
+    // Preflight's three clean reads of the cluster's health come before the start.
+    assert_eq!(
+        kinds[..4],
+        ["migration_cluster_stable", "migration_cluster_stable", "migration_cluster_stable", "migration_started"],
+        "{kinds:?}"
+    );
+    assert_eq!((lines[2]["pass"].as_u64(), lines[2]["of"].as_u64()), (Some(3), Some(3)));
+    let started = &lines[3];
+    assert_eq!(started["flow"], "two-phase");
+    assert!(started["journal"].as_str().unwrap().ends_with("migration.jsonl"));
     assert_eq!(
         done_steps(&lines),
         [

@@ -225,12 +225,8 @@ fn route(path: &str, port_hint: &str) -> Route {
         ["api", "v1"] => return Route::Discovery(resource_list("", "v1")),
         ["apis", g, v] if types::groups().iter().any(|(gg, vv)| gg == g && vv == v) => return Route::Discovery(resource_list(g, v)),
         ["apis", g] => {
-            return match types::groups().into_iter().find(|(gg, _)| gg == g) {
-                Some((g, v)) => Route::Discovery(
-                    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [{"groupVersion": format!("{g}/{v}"), "version": v}], "preferredVersion": {"groupVersion": format!("{g}/{v}"), "version": v}}),
-                ),
-                None => Route::NotFound,
-            };
+            let versions = types::versions_of(g);
+            return if versions.is_empty() { Route::NotFound } else { Route::Discovery(api_group(g, &versions)) };
         }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -258,12 +254,27 @@ fn route(path: &str, port_hint: &str) -> Route {
     })
 }
 
+/// One group's discovery document: every version it serves, the first preferred.
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let listed: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": listed, "preferredVersion": listed[0]})
+}
+
 fn group_list() -> Value {
-    let groups: Vec<Value> = types::groups()
+    let mut names: Vec<&str> = Vec::new();
+    for (g, _) in types::groups() {
+        if !names.contains(&g) {
+            names.push(g);
+        }
+    }
+    let groups: Vec<Value> = names
         .into_iter()
-        .map(|(g, v)| {
-            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        .map(|g| {
+            let mut group = api_group(g, &types::versions_of(g));
+            let object = group.as_object_mut().expect("an object");
+            object.remove("kind");
+            object.remove("apiVersion");
+            group
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
@@ -473,6 +484,7 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
             if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("uid");
             }
+            super::defaults::apply(t, &mut body);
             match state.store.lock().unwrap().create(t, ns, body) {
                 Ok(object) => json_response(StatusCode::CREATED, &object),
                 Err(e) => error_response(&e),
@@ -484,6 +496,8 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 Ok(b) => b,
                 Err(r) => return r,
             };
+            let mut body = body;
+            super::defaults::apply(t, &mut body);
             match state.store.lock().unwrap().update(t, ns, name, body, sub) {
                 Ok(object) => json_response(StatusCode::OK, &object),
                 Err(e) => error_response(&e),

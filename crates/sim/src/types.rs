@@ -73,6 +73,41 @@ pub static TYPES: &[ResourceType] = &[
     // EgressIP is cluster-scoped and selects namespaces.
     rt!("k8s.ovn.org", "v1", "EgressFirewall", "egressfirewalls", "egressfirewall", true, [], ["status"]),
     rt!("k8s.ovn.org", "v1", "EgressIP", "egressips", "egressip", false, ["eip"], ["status"]),
+    // Admission webhooks (kubernetes `admissionregistration/v1`): stored and listed so that an
+    // admin's configuration can be read; the simulated API server never calls a webhook.
+    rt!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        false,
+        [],
+        []
+    ),
+    rt!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        false,
+        [],
+        []
+    ),
+    // kubernetes-nmstate's kinds (nmstate/kubernetes-nmstate `api/v1` and `api/v1beta1`): the
+    // policies an admin writes and each node's reported state; no nmstate handler runs here.
+    rt!(
+        "nmstate.io",
+        "v1",
+        "NodeNetworkConfigurationPolicy",
+        "nodenetworkconfigurationpolicies",
+        "nodenetworkconfigurationpolicy",
+        false,
+        ["nncp"],
+        ["status"]
+    ),
+    rt!("nmstate.io", "v1beta1", "NodeNetworkState", "nodenetworkstates", "nodenetworkstate", false, ["nns"], ["status"]),
 ];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
@@ -87,9 +122,15 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
 pub fn groups() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     for t in TYPES.iter().filter(|t| !t.group.is_empty()) {
-        if !out.iter().any(|(g, _)| *g == t.group) {
+        if !out.iter().any(|(g, v)| *g == t.group && *v == t.version) {
             out.push((t.group, t.version));
         }
     }
     out
+}
+
+/// Every served version of a group, the preferred (first listed in [`TYPES`]) first: a group may
+/// serve kinds in several versions (nmstate.io: policies in v1, node states in v1beta1).
+pub fn versions_of(group: &str) -> Vec<&'static str> {
+    groups().into_iter().filter(|(g, _)| *g == group).map(|(_, v)| v).collect()
 }

@@ -44,6 +44,10 @@ pub(super) fn nodes() -> ApiResource {
 pub(super) fn sdn_kind(kind: &str, plural: &str) -> ApiResource {
     resource("network.openshift.io", "v1", kind, plural)
 }
+/// kubernetes-nmstate's kinds (present where the NMState operator is installed).
+fn nmstate_kind(version: &str, kind: &str, plural: &str) -> ApiResource {
+    resource("nmstate.io", version, kind, plural)
+}
 pub(super) fn namespaces() -> ApiResource {
     resource("", "v1", "Namespace", "namespaces")
 }
@@ -104,7 +108,21 @@ impl Target {
             netnamespaces: self.list_if_served(&sdn_kind("NetNamespace", "netnamespaces")).await?,
             hostsubnets: self.list_if_served(&sdn_kind("HostSubnet", "hostsubnets")).await?,
             egress_network_policies: self.list_if_served(&sdn_kind("EgressNetworkPolicy", "egressnetworkpolicies")).await?,
+            webhook_configurations: self.webhook_configurations().await?,
+            nncps: self.list_if_served(&nmstate_kind("v1", "NodeNetworkConfigurationPolicy", "nodenetworkconfigurationpolicies")).await?,
+            node_network_states: self.list_if_served(&nmstate_kind("v1beta1", "NodeNetworkState", "nodenetworkstates")).await?,
         })
+    }
+
+    /// Every admission webhook configuration, validating and mutating, as (kind, object).
+    async fn webhook_configurations(&self) -> Result<Vec<(String, Value)>, MigrateError> {
+        let mut all = Vec::new();
+        for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+            let plural = format!("{}s", kind.to_lowercase());
+            let r = resource("admissionregistration.k8s.io", "v1", kind, &plural);
+            all.extend(self.list_if_served(&r).await?.into_iter().map(|o| (kind.to_owned(), o)));
+        }
+        Ok(all)
     }
 
     /// A list of a kind the cluster may not serve (OpenShift SDN's, on an OVN cluster): empty then.

@@ -119,6 +119,9 @@ pub struct MigrationOptions {
     pub break_lock: bool,
     pub lease_duration: Duration,
     pub poll_interval: humantime::Duration,
+    /// How many clean reads of the cluster's health in a row, `poll_interval` apart, before the
+    /// first change.
+    pub stable_checks: u32,
 }
 
 /// Where the migration runs: the settings (state directory, the reboot runs' SSH, Redfish and
@@ -437,20 +440,17 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     if state.run_id.is_empty() {
         // A fresh start: refuse before the journal even exists, and nothing changes.
         let snapshot = cluster.snapshot().await?;
-        let findings = checks::preflight(
-            &snapshot,
-            &checks::PreflightRequest {
-                target: &options.to,
-                flow,
-                etcd_backup_confirmed: options.etcd_backup_confirmed,
-                rollback_after_failure: supersedes.is_some(),
-                subnets: &subnets,
-                release_minor: minor_version(&version).map(|v| v.1),
-                geneve_port: options.geneve_port,
-                vxlan_port: options.vxlan_port,
-            },
-        );
-        let mut findings = findings;
+        let request = checks::PreflightRequest {
+            target: &options.to,
+            flow,
+            etcd_backup_confirmed: options.etcd_backup_confirmed,
+            rollback_after_failure: supersedes.is_some(),
+            subnets: &subnets,
+            release_minor: minor_version(&version).map(|v| v.1),
+            geneve_port: options.geneve_port,
+            vxlan_port: options.vxlan_port,
+        };
+        let mut findings = checks::preflight(&snapshot, &request);
         // The live migration's network operator sets the MTU itself (its routable-MTU step).
         let mtu = if flow == Flow::Live {
             Default::default()
@@ -464,6 +464,9 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         }
         if !findings.refusals.is_empty() {
             return Err(MigrateError::Preflight(findings.refusals).into());
+        }
+        if supersedes.is_none() {
+            stable_reads(&cluster, &request, &options, &events).await?;
         }
         start.warnings = findings.warnings;
         start.failing_pods = checks::failing_pods(&snapshot.pods);
@@ -519,6 +522,37 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     let outcome = run_under_lease(&options, context, &cluster, &dir, &journal_path, state, start, &lease, &events).await;
     lease.release().await;
     outcome
+}
+
+/// The cluster's health read clean `stable_checks` times in a row, `poll_interval` apart, before
+/// the first change: a cluster that passes one read while an operator flaps is not ready for a
+/// migration. Red Hat's `network.offline_migration_sdn_to_ovnk` collection waits the same way
+/// (roles/migration: `verify_cluster_operators_health` with `required_success_count: 3`,
+/// `pause_between_checks: 30`); fleetboot refuses at the first read that is not clean rather than
+/// waiting, as its first read does. Not for a rollback after a failure, whose cluster is expected
+/// to be unhealthy.
+async fn stable_reads(
+    cluster: &cluster::Target,
+    request: &checks::PreflightRequest<'_>,
+    options: &MigrationOptions,
+    events: &Events<'_>,
+) -> Result<(), Error> {
+    let of = options.stable_checks.max(1);
+    events.emit(MigrationEvent::MigrationClusterStable { pass: 1, of });
+    for pass in 2..=of {
+        tokio::time::sleep(options.poll_interval.into()).await;
+        let findings = checks::preflight(&cluster.snapshot().await?, request);
+        if !findings.refusals.is_empty() {
+            let mut refusals = vec![format!(
+                "stable: the cluster read healthy {} time(s) in a row, then not (--stable-checks {of}); nothing was changed:",
+                pass - 1
+            )];
+            refusals.extend(findings.refusals);
+            return Err(MigrateError::Preflight(refusals).into());
+        }
+        events.emit(MigrationEvent::MigrationClusterStable { pass, of });
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1288,19 +1322,24 @@ async fn plan(
     let target = if state.target.is_empty() { options.to.clone() } else { state.target.clone() };
     let snapshot = cluster.snapshot().await?;
     let findings = if state.run_id.is_empty() {
-        checks::preflight(
-            &snapshot,
-            &checks::PreflightRequest {
-                target: &target,
-                flow,
-                etcd_backup_confirmed: options.etcd_backup_confirmed,
-                rollback_after_failure,
-                subnets,
-                release_minor: minor_version(version).map(|v| v.1),
-                geneve_port: options.geneve_port,
-                vxlan_port: options.vxlan_port,
-            },
-        )
+        let request = checks::PreflightRequest {
+            target: &target,
+            flow,
+            etcd_backup_confirmed: options.etcd_backup_confirmed,
+            rollback_after_failure,
+            subnets,
+            release_minor: minor_version(version).map(|v| v.1),
+            geneve_port: options.geneve_port,
+            vxlan_port: options.vxlan_port,
+        };
+        let mut findings = checks::preflight(&snapshot, &request);
+        if checks::documented_prerequisites_apply(&request) {
+            let port = options.geneve_port.map(u64::from).or_else(|| {
+                snapshot.network_operator.pointer("/spec/defaultNetwork/ovnKubernetesConfig/genevePort").and_then(serde_json::Value::as_u64)
+            });
+            findings.warnings.push(fleetboot_core::migrate::prerequisites::geneve_reminder(port.unwrap_or(6081)));
+        }
+        findings
     } else {
         checks::Findings::default()
     };

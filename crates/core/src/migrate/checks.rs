@@ -30,6 +30,12 @@ pub struct ClusterSnapshot {
     pub netnamespaces: Vec<Value>,
     pub hostsubnets: Vec<Value>,
     pub egress_network_policies: Vec<Value>,
+    /// (kind, object) of every ValidatingWebhookConfiguration and MutatingWebhookConfiguration.
+    pub webhook_configurations: Vec<(String, Value)>,
+    /// kubernetes-nmstate's NodeNetworkConfigurationPolicies and NodeNetworkStates (empty where
+    /// the cluster has no NMState operator).
+    pub nncps: Vec<Value>,
+    pub node_network_states: Vec<Value>,
 }
 
 /// How the migration is asked to start.
@@ -273,6 +279,12 @@ pub fn range_collisions(snapshot: &ClusterSnapshot, moved: &InternalSubnets, rel
     found
 }
 
+/// Whether the 4.14+ documents' own prerequisites for the offline migration to OVN-Kubernetes
+/// apply ([`super::prerequisites`]).
+pub fn documented_prerequisites_apply(request: &PreflightRequest<'_>) -> bool {
+    request.target == "OVNKubernetes" && request.flow == Flow::TwoPhase && request.release_minor.is_some_and(|m| m >= 14)
+}
+
 /// Every reason not to start (refusals) and every thing to know (warnings). Pure.
 pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> Findings {
     let mut findings = Findings::default();
@@ -382,6 +394,12 @@ pub fn preflight(snapshot: &ClusterSnapshot, request: &PreflightRequest<'_>) -> 
             "overlay-ports: the Geneve port (OVN-Kubernetes) and the VXLAN port (OpenShift SDN) are both {geneve}: pick another with {}",
             if target == "OVNKubernetes" { "--geneve-port" } else { "--vxlan-port" }
         ));
+    }
+    // The 4.14+ documents' own prerequisites for the offline migration to OVN-Kubernetes.
+    if documented_prerequisites_apply(request) {
+        let documented = super::prerequisites::documented_prerequisites(snapshot);
+        findings.refusals.extend(documented.refusals);
+        findings.warnings.extend(documented.warnings);
     }
     let migration = snapshot.network_operator.pointer("/spec/migration").filter(|m| m.is_object());
     let migration_type = migration.map(|m| text(m, "/networkType")).unwrap_or("");
@@ -805,6 +823,7 @@ mod tests {
             netnamespaces: vec![],
             hostsubnets: vec![],
             egress_network_policies: vec![],
+            ..Default::default()
         }
     }
 

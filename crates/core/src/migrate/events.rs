@@ -40,6 +40,11 @@ pub enum MigrationEvent {
     MigrationWarning {
         message: String,
     },
+    /// One clean read of the cluster's health before the first change (of `of` in a row).
+    MigrationClusterStable {
+        pass: u32,
+        of: u32,
+    },
     /// A step begins (steps done before a resume are [`MigrationEvent::StepSkipped`]).
     StepStarted {
         step: Step,

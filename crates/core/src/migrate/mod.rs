@@ -9,6 +9,7 @@ pub mod events;
 pub mod features;
 pub mod live;
 pub mod mtu;
+pub mod prerequisites;
 pub mod record;
 pub mod report;
 
