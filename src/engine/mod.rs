@@ -3,6 +3,7 @@
 //! reaches nodes only through adapters. It hands events to its caller and never prints.
 
 pub mod exec;
+pub mod lease;
 pub mod migrate;
 pub mod power;
 pub mod reboot;

@@ -419,49 +419,32 @@ impl PreparedRun {
         let (api, lease, drainer, lease_takeover) = match &cluster {
             Some(connection) => {
                 let kube = &connection.client;
-                let (identity, host) = crate::adapters::kube::this_process_identity(&plan.run_id);
-                // A resume may reclaim the lease its own killed process left behind on this machine.
-                let reclaimable = |holder: &str| {
-                    prior.is_some()
-                        && crate::adapters::kube::holder_is_dead_run(holder, &host, &plan.run_id, crate::adapters::kube::process_alive)
-                };
-                let lock = crate::adapters::kube::LeaseLock::acquire(
+                // A resume may reclaim the lease its own killed process left behind on this
+                // machine; a migration reboots every node itself, so no other reboot run beside
+                // it (only its own).
+                let mut aborted = abort.1.clone();
+                let taken = crate::engine::lease::take(
                     kube,
-                    &lease.namespace,
-                    crate::adapters::kube::LEASE_NAME,
-                    &identity,
-                    lease.duration,
-                    lease.break_lock,
-                    reclaimable,
+                    &crate::engine::lease::LeaseTake {
+                        namespace: &lease.namespace,
+                        name: crate::adapters::kube::LEASE_NAME,
+                        duration: lease.duration,
+                        break_lock: lease.break_lock,
+                        run_id: &plan.run_id,
+                        may_reclaim: prior.is_some(),
+                        exclusive_with: crate::adapters::kube::MIGRATION_LEASE_NAME,
+                        allowed_beside: lease.migration_holder.as_deref(),
+                        waiting_before: "the first reboot",
+                        previous_stops: "the run that held the lease stops starting hosts",
+                    },
+                    &mut warn,
+                    // Ctrl-C meanwhile ends the wait: the runner sees it and starts nothing.
+                    async move {
+                        let _ = aborted.wait_for(|level| *level != Abort::No).await;
+                    },
                 )
                 .await?;
-                // A migration reboots every node itself: no other reboot run beside it (checked
-                // with this run's lease held, so the two never both start).
-                let migration = lease.migration_holder.as_deref();
-                if let Err(e) =
-                    crate::adapters::kube::refuse_if_held(kube, "kube-system", crate::adapters::kube::MIGRATION_LEASE_NAME, |holder| {
-                        migration == Some(holder)
-                    })
-                    .await
-                {
-                    lock.release().await;
-                    return Err(e.into());
-                }
-                if let Some(previous) = &lock.taken_from {
-                    warn(format!("took the fleetboot lease over from {previous}"));
-                }
-                if let Some(wait) = lock.settle_time() {
-                    warn(format!(
-                        "waiting {} before the first reboot: the run that held the lease stops starting hosts once it sees the takeover",
-                        humantime::format_duration(wait)
-                    ));
-                }
-                // Ctrl-C meanwhile ends the wait: the runner sees it and starts nothing.
-                let mut aborted = abort.1.clone();
-                lock.settle(async move {
-                    let _ = aborted.wait_for(|level| *level != Abort::No).await;
-                })
-                .await;
+                let (lock, identity) = (taken.lock, taken.identity);
                 let takeover = lock.taken_from.clone().map(|previous| (previous, identity.clone()));
                 let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(kube.clone(), policy)));
                 (Some(Arc::new(crate::adapters::kube::NodeWatch::start(kube))), Some(lock), drainer, takeover)

@@ -326,6 +326,8 @@ fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched()
     });
     refused(&sim, &moved, "migration-set: Network.operator.openshift.io/cluster spec.migration.networkType is OpenShiftSDN");
     sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":null}}"#);
+    // Likewise its removal: the state compared is the one after the operator's tick.
+    eventually("spec.migration cleared", || get(&sim, "network.config.openshift.io", "cluster", ".status.migration").is_empty());
 
     sim.kubectl_ok(&[
         "patch",

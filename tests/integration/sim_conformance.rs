@@ -56,11 +56,17 @@ fn each_release_accepts_its_documented_order() {
         } else {
             merge(&sim, OPERATOR, r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
             eventually(release, "status.migration", || get(&sim, CONFIG, ".status.migration.networkType") == "OVNKubernetes");
+            // The MCO renders the new configure-ovs.sh on its own tick (a loaded machine makes it
+            // late); only then does `kubectl wait` have a rollout to wait for.
+            let rendered_for = |field: &str| {
+                let name = sim.kubectl_ok(&["get", "mcp", "worker", "-o", &format!("jsonpath={{.{field}.configuration.name}}")]);
+                let config = sim.kubectl_ok(&["get", "mc", name.trim(), "-o", "json"]);
+                config.contains("configure-ovs.sh OVNKubernetes")
+            };
+            eventually(release, "the new configure-ovs.sh rendered for the pool", || rendered_for("spec"));
             let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=90s"]);
             assert!(ok, "{release}: {out}{err}");
-            let rendered = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.configuration.name}"]);
-            let config = sim.kubectl_ok(&["get", "mc", &rendered, "-o", "json"]);
-            assert!(config.contains("configure-ovs.sh OVNKubernetes"), "{release}: {rendered} rolled out");
+            assert!(rendered_for("status"), "{release}: the new configure-ovs.sh rolled out");
         }
         merge(&sim, CONFIG, r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
         eventually(release, "the type applied", || get(&sim, CONFIG, ".status.networkType") == "OVNKubernetes");

@@ -47,10 +47,10 @@ pub enum Entry {
         api_proof: bool,
         /// Groups, their limits and order, so a resume keeps them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        grouping: Option<crate::plan::Grouping>,
+        grouping: Option<crate::policy::Grouping>,
         /// `--drain`: how nodes are drained before their reboot, so a resume does the same.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        drain: Option<crate::nodes::DrainPolicy>,
+        drain: Option<crate::policy::DrainPolicy>,
         /// The cluster whose nodes these are: a resume against any other cluster is refused.
         /// (Boxed: it keeps this rare record from sizing every entry.)
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -728,8 +728,8 @@ pub struct RunState {
     pub records: BTreeMap<String, HostRecord>,
     pub finished: bool,
     pub api_proof: bool,
-    pub grouping: crate::plan::Grouping,
-    pub drain: Option<crate::nodes::DrainPolicy>,
+    pub grouping: crate::policy::Grouping,
+    pub drain: Option<crate::policy::DrainPolicy>,
     /// The cluster the run belongs to, when it is a cluster run.
     pub cluster: Option<ClusterIdentity>,
     /// The settings the run last ran with (`run_started`, or the latest `run_resumed` that

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod migrate;
 pub mod nodes;
 pub mod plan;
+pub mod policy;
 pub mod power;
 pub mod repair;
 pub mod settings;

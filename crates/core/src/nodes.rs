@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::plan::Grouping;
+use crate::policy::Grouping;
+pub use crate::policy::{DrainFailure, DrainPolicy};
 
 /// One node as fleetboot sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -162,26 +163,6 @@ pub fn address_problems(nodes: &[NodeInfo]) -> Vec<String> {
             )),
         })
         .collect()
-}
-
-/// What to do with a node whose pods cannot all be evicted in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DrainFailure {
-    /// Fail the host: it is not rebooted, and is uncordoned again.
-    Fail,
-    /// Skip the host (uncordoned again) and go on.
-    Skip,
-    /// Delete the remaining pods and reboot anyway.
-    Force,
-}
-
-/// A run's `--drain` choice, journaled so that a resumed run drains the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DrainPolicy {
-    pub timeout_ms: u64,
-    pub on_failure: DrainFailure,
 }
 
 /// What a host from a host list is in the cluster.

@@ -1,11 +1,10 @@
 //! Inventory + prior journal → the plan: which host gets what, in which order. Pure.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::hosts::Host;
 use crate::journal::{ResumeAction, RunState};
+pub use crate::policy::Grouping;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedHost {
@@ -24,40 +23,6 @@ pub fn describe(action: ResumeAction) -> &'static str {
         ResumeAction::AwaitNewBootId => "await new boot ID (reboot already sent)",
         ResumeAction::Check => "run the check (already back)",
         ResumeAction::Done => "done",
-    }
-}
-
-/// How hosts are grouped for limits and order. Empty: one group, no extra limits.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grouping {
-    /// host name → group name
-    pub of: BTreeMap<String, String>,
-    /// group name → hosts of that group between "dispatched" and "confirmed back" at once
-    pub limits: BTreeMap<String, usize>,
-    /// Groups that start only once every other host is finished (the control plane: etcd
-    /// quorum must never lose two members to fleetboot at once).
-    pub last: Vec<String>,
-    /// Hosts of a cluster run that are no node of the cluster (a host list may mix both): they
-    /// are rebooted and proven over SSH alone, in no group.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub standalone: Vec<String>,
-    /// The rule the groups come from (`pool` or a label key), so that nodes outside the run can
-    /// be put in their group when the limits count the cluster's unavailable nodes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<String>,
-}
-
-impl Grouping {
-    pub fn group_of(&self, host: &str) -> Option<&str> {
-        self.of.get(host).map(String::as_str)
-    }
-
-    pub fn is_standalone(&self, host: &str) -> bool {
-        self.standalone.iter().any(|h| h == host)
-    }
-
-    pub fn is_last(&self, host: &str) -> bool {
-        self.group_of(host).is_some_and(|g| self.last.iter().any(|l| l == g))
     }
 }
 

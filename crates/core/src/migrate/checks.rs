@@ -2,41 +2,11 @@
 //! it work (verify), are the MTU and Geneve port sane, do the cluster's networks collide with
 //! OVN-Kubernetes' internal ranges, which pods are in error, and the YAML of the backup.
 
-use serde::Serialize;
 use serde_json::Value;
 
+pub use super::model::{Check, ClusterSnapshot, Findings};
 use super::record::Flow;
 use crate::conditions::{message as condition_message, status as condition};
-
-/// What preflight looks at, read from the cluster in one go.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterSnapshot {
-    /// (name, Ready condition status)
-    pub nodes: Vec<(String, String)>,
-    /// The nodes' InternalIP addresses (the machine network as the nodes use it).
-    pub node_ips: Vec<String>,
-    pub pools: Vec<Value>,
-    pub operators: Vec<Value>,
-    /// `Network.config.openshift.io/cluster` spec.networkType and status.networkType.
-    pub spec_network_type: String,
-    pub status_network_type: String,
-    /// `Network.config.openshift.io/cluster` and `Network.operator.openshift.io/cluster`.
-    pub network_config: Value,
-    pub network_operator: Value,
-    /// Every pod (all namespaces).
-    pub pods: Vec<Value>,
-    /// OpenShift SDN's NetNamespaces, HostSubnets and EgressNetworkPolicies (empty where the
-    /// cluster has none): the egress IPs, multicast and egress firewalls to inventory.
-    pub netnamespaces: Vec<Value>,
-    pub hostsubnets: Vec<Value>,
-    pub egress_network_policies: Vec<Value>,
-    /// (kind, object) of every ValidatingWebhookConfiguration and MutatingWebhookConfiguration.
-    pub webhook_configurations: Vec<(String, Value)>,
-    /// kubernetes-nmstate's NodeNetworkConfigurationPolicies and NodeNetworkStates (empty where
-    /// the cluster has no NMState operator).
-    pub nncps: Vec<Value>,
-    pub node_network_states: Vec<Value>,
-}
 
 /// How the migration is asked to start.
 #[derive(Clone, Debug)]
@@ -96,14 +66,6 @@ pub struct InternalSubnets {
     pub transit: Option<String>,
     /// `ovnKubernetesConfig.gatewayConfig.ipv4.internalMasqueradeSubnet` (default 169.254.169.0/29).
     pub masquerade: Option<String>,
-}
-
-/// What preflight found: refusals stop the migration before anything changes; warnings are
-/// shown, journaled and reported. Each line starts with the finding's name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Findings {
-    pub refusals: Vec<String>,
-    pub warnings: Vec<String>,
 }
 
 fn name(object: &Value) -> &str {
@@ -539,14 +501,6 @@ pub fn pod_error(pod: &Value) -> Option<String> {
         let terminated = s.pointer("/state/terminated/reason").and_then(Value::as_str);
         waiting.or(terminated).filter(|r| BAD.contains(r)).map(str::to_owned)
     })
-}
-
-/// One line of the verification table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Check {
-    pub name: String,
-    pub passed: bool,
-    pub detail: String,
 }
 
 /// What verify looks at.

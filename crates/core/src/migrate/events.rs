@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::checks::Check;
+use super::model::Check;
 use super::record::{Flow, Step};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::checks::Check;
+use super::model::Check;
 
 const MULTICAST_SDN: &str = "netnamespace.network.openshift.io/multicast-enabled";
 const MULTICAST_OVN: &str = "k8s.ovn.org/multicast-enabled";

@@ -8,10 +8,12 @@ pub mod checks;
 pub mod events;
 pub mod features;
 pub mod live;
+pub mod model;
 pub mod mtu;
 pub mod prerequisites;
 pub mod record;
 pub mod report;
+pub mod start;
 
 pub use record::{Flow, Step};
 

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::checks::ClusterSnapshot;
+use super::model::ClusterSnapshot;
 
 /// The overlay overhead of a network type, in bytes.
 pub fn overhead(network_type: &str) -> u32 {

@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 
-use super::checks::{ClusterSnapshot, Findings};
+use super::model::{ClusterSnapshot, Findings};
 
 /// The longest a webhook may make the API server wait during the migration (the document's step 1).
 pub const WEBHOOK_TIMEOUT_LIMIT: u64 = 3;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::Check;
+use super::model::Check;
 use crate::journal::ClusterIdentity;
 
 pub const MIGRATION_JOURNAL_VERSION: u32 = 1;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::checks::Check;
+use super::model::Check;
 use super::record::{MigrationState, Step};
 use crate::journal::{HostRecord, RunState};
 

@@ -1,0 +1,129 @@
+//! A migration once it may start: the cluster's health read clean several times in a row
+//! before the first change, then the journaled steps under the migration's lease, and the report
+//! at the end, whatever the outcome.
+
+use super::*;
+
+/// The cluster's health read clean `stable_checks` times in a row, `poll_interval` apart, before
+/// the first change: a cluster that passes one read while an operator flaps is not ready for a
+/// migration. Red Hat's `network.offline_migration_sdn_to_ovnk` collection waits the same way
+/// (roles/migration: `verify_cluster_operators_health` with `required_success_count: 3`,
+/// `pause_between_checks: 30`); fleetboot refuses at the first read that is not clean rather than
+/// waiting, as its first read does. Not for a rollback after a failure, whose cluster is expected
+/// to be unhealthy.
+pub(super) async fn stable_reads(
+    cluster: &cluster::Target,
+    request: &checks::PreflightRequest<'_>,
+    options: &MigrationOptions,
+    events: &Events<'_>,
+) -> Result<(), Error> {
+    let of = options.stable_checks.max(1);
+    events.emit(MigrationEvent::MigrationClusterStable { pass: 1, of });
+    for pass in 2..=of {
+        tokio::time::sleep(options.poll_interval.into()).await;
+        let findings = checks::preflight(&cluster.snapshot().await?, request);
+        if !findings.refusals.is_empty() {
+            let mut refusals = vec![format!(
+                "stable: the cluster read healthy {} time(s) in a row, then not (--stable-checks {of}); nothing was changed:",
+                pass - 1
+            )];
+            refusals.extend(findings.refusals);
+            return Err(MigrateError::Preflight(refusals).into());
+        }
+        events.emit(MigrationEvent::MigrationClusterStable { pass, of });
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_under_lease(
+    options: &MigrationOptions,
+    context: &MigrationContext,
+    cluster: &Target,
+    dir: &Path,
+    journal_path: &Path,
+    state: MigrationState,
+    start: Start,
+    lease: &crate::adapters::kube::LeaseLock,
+    events: &Events<'_>,
+) -> Result<ExitCode, Error> {
+    let mut writer = migration_journal::MigrationWriter::open(journal_path).map_err(MigrateError::from)?;
+    // Read again now that the journal's lock is held: what was read before it may be stale (a
+    // migration that was still running here when this one started).
+    let mut state = match migration_journal::load(journal_path).map_err(MigrateError::from)? {
+        (_, fresh) if !fresh.run_id.is_empty() => fresh,
+        _ => state,
+    };
+    let mut log = |state: &mut MigrationState, entry: MigrationEntry| -> Result<(), MigrateError> {
+        let record = writer.append(entry)?;
+        state.apply(&record);
+        Ok(())
+    };
+    if state.run_id.is_empty() {
+        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        log(
+            &mut state,
+            MigrationEntry::MigrationStarted {
+                run_id,
+                target: options.to.clone(),
+                flow: start.flow,
+                version: start.version.clone(),
+                failing_pods: start.failing_pods.clone(),
+                network_options: start.network_options.clone(),
+                mtu: options.mtu,
+                geneve_port: options.geneve_port,
+                reboot_concurrency: options.reboot_concurrency,
+                cluster: Some(cluster.connection.identity.clone()),
+            },
+        )?;
+        events.emit(MigrationEvent::MigrationStarted {
+            target: options.to.clone(),
+            flow: start.flow,
+            reason: start.reason.clone(),
+            journal: journal_path.to_owned(),
+        });
+        if let Some(old) = &start.supersedes {
+            let mut previous = migration_journal::MigrationWriter::open(&old.join("migration.jsonl")).map_err(MigrateError::from)?;
+            previous.append(MigrationEntry::Superseded { by: dir.to_owned() }).map_err(MigrateError::from)?;
+            let message = format!("rolling back the unfinished migration {}", old.display());
+            events.emit(MigrationEvent::MigrationRollingBack { previous: old.clone() });
+            log(&mut state, MigrationEntry::Warning { message })?;
+            if let Some(inherited) = rollback::inherited_pools(old) {
+                log(&mut state, inherited)?;
+            }
+        }
+        for message in &start.warnings {
+            events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
+            log(&mut state, MigrationEntry::Warning { message: message.clone() })?;
+        }
+    } else {
+        log(&mut state, MigrationEntry::MigrationResumed { pid: std::process::id() })?;
+        events.emit(MigrationEvent::MigrationResumed { target: state.target.clone(), flow: start.flow, journal: journal_path.to_owned() });
+    }
+    if let Some(previous) = lease.taken_from.clone() {
+        let message = format!("took the migration lease over from {previous}");
+        events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
+        log(&mut state, MigrationEntry::Warning { message })?;
+    }
+    let run = Migration {
+        options,
+        context,
+        cluster,
+        dir: dir.to_owned(),
+        flow: start.flow,
+        events,
+        lease_lost: lease.lost(),
+        lease_holder: lease.identity().to_owned(),
+    };
+    let outcome = run.steps(&mut state, &mut log).await;
+    let reboot = state.reboot_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok()).map(|(_, s)| s);
+    let files = fleetboot_core::migrate::report::render(&state, reboot.as_ref(), crate::adapters::system::now_ms());
+    match migration_journal::write_files(dir, files) {
+        Ok(files) => events.emit(MigrationEvent::MigrationReportWritten { files }),
+        Err(e) => events.emit(MigrationEvent::MigrationReportFailed { error: e.to_string() }),
+    }
+    if let Ok(code) = &outcome {
+        events.emit(MigrationEvent::MigrationFinished { complete: state.is_done(Step::Cleanup), exit_code: *code as u8 });
+    }
+    outcome
+}
