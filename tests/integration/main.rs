@@ -30,6 +30,7 @@ mod safety_lease;
 mod safety_limits;
 mod safety_resume;
 mod sim_conformance;
+mod sim_drain_budgets;
 mod sim_kube;
 mod sim_kubectl;
 mod sim_procedures;
