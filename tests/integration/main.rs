@@ -33,6 +33,7 @@ mod sim_conformance;
 mod sim_drain_budgets;
 mod sim_kube;
 mod sim_kubectl;
+mod sim_observed;
 mod sim_procedures;
 mod sim_workloads;
 mod ssh_auth;

@@ -275,6 +275,7 @@ impl Cluster {
         tasks.push(tokio::spawn(namespace_controller(cluster.clone())));
         tasks.push(tokio::spawn(super::mco::run(cluster.clone(), options.controller_interval)));
         tasks.push(tokio::spawn(super::cno::run(cluster.clone(), options.controller_interval, options.error_pods_after_migration)));
+        tasks.push(tokio::spawn(super::cvo::run(cluster.clone(), options.controller_interval)));
         if options.workloads > 0 {
             tasks.push(tokio::spawn(super::workloads::run(
                 cluster.clone(),

@@ -9,6 +9,7 @@ pub mod api;
 pub mod bmc;
 pub mod cluster;
 pub mod cno;
+pub mod cvo;
 pub mod defaults;
 pub mod features;
 pub mod live;
