@@ -17,6 +17,7 @@ pub mod mco;
 pub mod node;
 pub mod patch;
 pub mod protobuf;
+pub mod scale;
 pub mod selector;
 pub mod store;
 pub mod table;
