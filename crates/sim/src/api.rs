@@ -292,6 +292,7 @@ fn resource_list(group: &str, version: &str) -> Value {
             let (kind, verbs) = match *sub {
                 "log" => ("Pod", json!(["get"])),
                 "eviction" => ("Eviction", json!(["create"])),
+                "scale" => ("Scale", json!(["get", "patch", "update"])),
                 _ => (t.kind, json!(["get", "patch", "update"])),
             };
             let mut resource = json!({"name": format!("{}/{sub}", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": kind, "verbs": verbs});
@@ -300,6 +301,11 @@ fn resource_list(group: &str, version: &str) -> Value {
                 // only when it finds them (kubectl `pkg/drain/drain.go`, CheckEvictionSupport),
                 // else it deletes the pods, past every PodDisruptionBudget.
                 resource["group"] = json!("policy");
+                resource["version"] = json!("v1");
+            }
+            if *sub == "scale" {
+                // A Scale is autoscaling/v1 whatever the object's group (kubectl scale reads it so).
+                resource["group"] = json!("autoscaling");
                 resource["version"] = json!("v1");
             }
             resources.push(resource);
@@ -456,6 +462,10 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
             };
             Response::builder().header("content-type", "text/plain").body(Full::new(Bytes::from(text)).boxed()).expect("response")
         }
+        (&Method::GET, Some(name), Some("scale")) => match state.store.lock().unwrap().get(t, ns, name) {
+            Ok(object) => json_response(StatusCode::OK, &super::scale::of(&object)),
+            Err(e) => error_response(&e),
+        },
         (&Method::GET, Some(name), _) => match state.store.lock().unwrap().get(t, ns, name) {
             Ok(object) if wants_table(&req) => {
                 let rv = object["metadata"]["resourceVersion"].clone();
@@ -496,6 +506,12 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 Ok(b) => b,
                 Err(r) => return r,
             };
+            if sub == Some("scale") {
+                return match super::scale::update(&mut state.store.lock().unwrap(), t, ns, name, &body) {
+                    Ok(scale) => json_response(StatusCode::OK, &scale),
+                    Err(e) => error_response(&e),
+                };
+            }
             let mut body = body;
             super::defaults::apply(t, &mut body);
             match state.store.lock().unwrap().update(t, ns, name, body, sub) {
@@ -532,6 +548,12 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 Ok(b) => b,
                 Err(r) => return r,
             };
+            if sub == Some("scale") {
+                return match super::scale::patch(&mut state.store.lock().unwrap(), t, ns, name, kind, &body) {
+                    Ok(scale) => json_response(StatusCode::OK, &scale),
+                    Err(e) => error_response(&e),
+                };
+            }
             match state.store.lock().unwrap().patch(t, ns, name, kind, &body, sub) {
                 Ok(object) => json_response(StatusCode::OK, &object),
                 Err(e) => error_response(&e),

@@ -275,6 +275,7 @@ impl Cluster {
         tasks.push(tokio::spawn(namespace_controller(cluster.clone())));
         tasks.push(tokio::spawn(super::mco::run(cluster.clone(), options.controller_interval)));
         tasks.push(tokio::spawn(super::cno::run(cluster.clone(), options.controller_interval, options.error_pods_after_migration)));
+        tasks.push(tokio::spawn(super::cvo::run(cluster.clone(), options.controller_interval)));
         if options.workloads > 0 {
             tasks.push(tokio::spawn(super::workloads::run(
                 cluster.clone(),
@@ -692,8 +693,9 @@ impl Cluster {
     pub fn append_daemon_log(&self, node: &str, line: &str) {
         let filter = super::store::Filter {
             namespace: Some("openshift-machine-config-operator".into()),
+            // The daemon's pod, not another pod of the namespace there (the etcd quorum guard's before 4.10).
+            labels: super::selector::LabelSelector::parse("k8s-app=machine-config-daemon").expect("valid selector"),
             fields: super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")).expect("valid selector"),
-            ..Default::default()
         };
         let pods = self.api.store.lock().unwrap().list(t("", "v1", "pods"), &filter, None, None).items;
         if let Some(pod) = pods.first() {
@@ -961,16 +963,24 @@ pub fn evict(
     name: &str,
 ) -> hyper::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>> {
     use http_body_util::{BodyExt, Full};
-    let respond = |code: u16, body: Value| {
-        hyper::Response::builder()
-            .status(code)
-            .header("content-type", "application/json")
-            .body(Full::new(bytes::Bytes::from(body.to_string())).boxed())
-            .expect("response")
+    let (code, body) = match evict_pod(&mut state.store.lock().unwrap(), namespace, name) {
+        Ok(()) => (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})),
+        Err(refusal) => refusal,
     };
+    hyper::Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())).boxed())
+        .expect("response")
+}
+
+/// The eviction itself, the one path for the API's subresource and the simulated
+/// machine-config daemon's drain: Ok when the pod went, else the status code and the Status
+/// object the API answers with.
+pub fn evict_pod(store: &mut super::store::Store, namespace: &str, name: &str) -> Result<(), (u16, Value)> {
+    let respond = |code: u16, body: Value| Err((code, body));
     let pods = t("", "v1", "pods");
     let pdbs = t("policy", "v1", "poddisruptionbudgets");
-    let mut store = state.store.lock().unwrap();
     let pod = match store.get(pods, Some(namespace), name) {
         Ok(p) => p,
         Err(e) => return respond(404, e.status()),
@@ -1026,7 +1036,7 @@ pub fn evict(
         }
     }
     let _ = store.delete(pods, Some(namespace), name);
-    respond(201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+    Ok(())
 }
 
 /// The longest API outage a test may ask for: an hour is already longer than any timeout.

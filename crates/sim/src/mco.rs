@@ -246,12 +246,16 @@ pub fn pool_view(pool: &Value) -> PoolView {
     }
 }
 
-/// The daemon's drain (machine-config-operator `pkg/daemon/drain.go`, through the
-/// `drain.Helper` of kubectl): every pod on the node but DaemonSet pods is evicted; an eviction a
-/// PodDisruptionBudget forbids is retried. Ok: the pods evicted; Err: the refusal to log.
-fn drain(cluster: &Cluster, node: &str) -> Result<usize, String> {
+/// The daemon's drain (machine-config-operator `pkg/daemon/drain.go`; on release-4.14 the drain
+/// controller `pkg/controller/drain/drain_controller.go`, both through kubectl's `drain.Helper`):
+/// every pod on the node but DaemonSet pods is evicted through the eviction subresource's own
+/// path ([`super::cluster::evict_pod`]), so each eviction that goes takes one of its budget's
+/// disruptions and an admin's `kubectl drain` racing for the same budget sees the same numbers.
+/// A pod whose eviction is refused (429) stays and is retried on the next pass (`evictPods`:
+/// "will retry after 5s"); the pods already evicted stay evicted. The pods evicted on this pass,
+/// and Ok when none is left, else the refusal to log.
+fn drain(cluster: &Cluster, node: &str) -> (Result<(), String>, usize) {
     let pods_t = types::find("", "v1", "pods").expect("pods");
-    let pdbs_t = types::find("policy", "v1", "poddisruptionbudgets").expect("pdbs");
     let mut store = cluster.api.store.lock().unwrap();
     let filter = Filter {
         fields: super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")).expect("valid selector"),
@@ -265,27 +269,26 @@ fn drain(cluster: &Cluster, node: &str) -> Result<usize, String> {
             !p.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"))
         })
         .collect();
+    let mut evicted = 0;
+    let mut refusal = None;
     for pod in &pods {
         let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-        let finished = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-        let ns_filter = Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
-        for pdb in store.list(pdbs_t, &ns_filter, None, None).items {
-            let selector = super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]);
-            if !finished
-                && selector.matches_object(pod)
-                && pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0) < 1
-            {
-                return Err(format!(
-                    "error when evicting pods/{:?} -n {namespace:?} (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.",
-                    pod["metadata"]["name"].as_str().unwrap_or_default()
-                ));
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        match super::cluster::evict_pod(&mut store, namespace, name) {
+            Ok(()) => evicted += 1,
+            // Gone meanwhile: nothing left to evict.
+            Err((404, _)) => {}
+            Err((_, status)) => {
+                refusal.get_or_insert_with(|| {
+                    format!(
+                        "error when evicting pods/{name:?} -n {namespace:?} (will retry after 5s): {}",
+                        status["message"].as_str().unwrap_or_default()
+                    )
+                });
             }
         }
     }
-    for pod in &pods {
-        let _ = store.delete(pods_t, pod["metadata"]["namespace"].as_str(), pod["metadata"]["name"].as_str().unwrap_or_default());
-    }
-    Ok(pods.len())
+    (refusal.map_or(Ok(()), Err), evicted)
 }
 
 /// The MCO's render controller (from the network config, per release) and node controller, and
@@ -297,8 +300,8 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
     let network_t = types::find("config.openshift.io", "v1", "networks").expect("networks");
     // Boot ID each updating node had when its daemon rebooted it.
     let mut rebooting: HashMap<String, String> = HashMap::new();
-    // Nodes cordoned and being drained, with the last refusal logged.
-    let mut draining: HashMap<String, String> = HashMap::new();
+    // Nodes cordoned and being drained, with the last refusal logged and the pods evicted so far.
+    let mut draining: HashMap<String, (String, usize)> = HashMap::new();
     // The configure-ovs.sh argument each pool's config was last rendered for.
     let mut rendered_for: HashMap<String, String> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
@@ -391,9 +394,11 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
                 continue;
             }
             let boot_id = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
-            if let Some(last) = draining.get(&view.name).cloned() {
-                match drain(&cluster, &view.name) {
-                    Ok(evicted) => {
+            if let Some((last, before)) = draining.get(&view.name).cloned() {
+                let (outcome, evicted) = drain(&cluster, &view.name);
+                let evicted = before + evicted;
+                match outcome {
+                    Ok(()) => {
                         cluster.append_daemon_log(&view.name, &format!("drain complete ({evicted} pods evicted)"));
                         cluster.append_daemon_log(&view.name, &format!("initiating reboot: Node will reboot into config {}", view.desired));
                         draining.remove(&view.name);
@@ -403,8 +408,8 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
                     Err(refusal) => {
                         if refusal != last {
                             cluster.append_daemon_log(&view.name, &refusal);
-                            draining.insert(view.name.clone(), refusal);
                         }
+                        draining.insert(view.name.clone(), (refusal, evicted));
                     }
                 }
                 continue;
@@ -431,7 +436,7 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
             }
         }
         for name in started {
-            draining.insert(name, String::new());
+            draining.insert(name, (String::new(), 0));
         }
     }
 }

@@ -10,7 +10,7 @@ pub struct ResourceType {
     pub singular: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
-    /// Subresources beyond the object itself: "status", "log", "eviction".
+    /// Subresources beyond the object itself: "status", "log", "eviction", "scale".
     pub subresources: &'static [&'static str],
 }
 
@@ -43,8 +43,8 @@ pub static TYPES: &[ResourceType] = &[
     rt!("", "v1", "Secret", "secrets", "secret", true, [], []),
     rt!("", "v1", "Event", "events", "event", true, ["ev"], []),
     rt!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["status"]),
-    rt!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["status"]),
-    rt!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, ["rs"], ["status"]),
+    rt!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["status", "scale"]),
+    rt!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, ["rs"], ["status", "scale"]),
     rt!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], []),
     rt!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, ["pdb"], ["status"]),
     rt!("config.openshift.io", "v1", "Network", "networks", "network", false, [], ["status"]),
