@@ -1,4 +1,6 @@
-//! Settings: embedded defaults, then the config file, then flags, resolved in one function.
+//! Settings: embedded defaults, then the config file, then the environment, then flags,
+//! resolved in one function. The run settings of core's model ([`Partial`]) take their
+//! precedence from its one [`settings::merge`]; the rest overlay the file's keys with the flags.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -7,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use fleetboot_core::hosts::Host;
+use fleetboot_core::journal::FailureBudget;
+use fleetboot_core::settings::{self, Choice, Partial};
 /// The fixed choices exist once, in core's settings model.
 pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, Transport as TransportChoice};
 
@@ -20,6 +24,9 @@ pub enum ConfigError {
     Syntax { origin: String, reason: String },
     #[error("bad value for {key}: {reason}")]
     BadValue { key: &'static str, reason: String },
+    /// A bad `FLEETBOOT_*` variable, named.
+    #[error(transparent)]
+    Environment(#[from] settings::SettingsError),
 }
 
 /// One layer of settings, every key optional. The same shape is read from the embedded
@@ -120,6 +127,9 @@ pub struct RebootLayer {
     pub cancel_pending_on_abort: Option<bool>,
     pub transport: Option<String>,
     pub scheduled_delay: Option<String>,
+    /// `--group-concurrency` (a flag or `FLEETBOOT_GROUP_CONCURRENCY`; no file key).
+    #[serde(skip)]
+    pub group_concurrency: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -127,6 +137,18 @@ pub struct RebootLayer {
 pub struct OutputLayer {
     pub format: Option<String>,
     pub state_dir: Option<String>,
+}
+
+/// A fixed choice as a file writes it (exactly one of its names), refused as [`resolve`] refuses it.
+fn layer_choice<T: Choice>(text: &Option<String>, key: &'static str) -> Result<Option<T>, ConfigError> {
+    let Some(text) = text else { return Ok(None) };
+    match T::NAMES.iter().position(|name| name == text) {
+        Some(i) => Ok(Some(T::nth(i))),
+        None => {
+            let (last, rest) = T::NAMES.split_last().expect("a choice has names");
+            Err(ConfigError::BadValue { key, reason: format!("{text:?}: expected {} or {last}", rest.join(", ")) })
+        }
+    }
 }
 
 macro_rules! overlay {
@@ -149,12 +171,35 @@ impl Layer {
         Layer::parse(&text, &path.display().to_string())
     }
 
+    /// The run settings of core's model this layer sets, parsed (a bad value named by its key,
+    /// as [`resolve`] names it).
+    pub fn partial(&self) -> Result<Partial, ConfigError> {
+        let some_duration = |text: &Option<String>, key| text.as_deref().map(|t| parse_duration_value(t, key)).transpose();
+        let r = &self.reboot;
+        Ok(Partial {
+            concurrency: r.concurrency.map(|n| positive(Some(n), "reboot.concurrency")).transpose()?,
+            group_concurrency: r.group_concurrency,
+            max_failures: r
+                .max_failures
+                .as_deref()
+                .map(|t| parse_max_failures(t).map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason }))
+                .transpose()?,
+            timeout: some_duration(&r.timeout, "reboot.timeout")?,
+            poll_interval: some_duration(&r.poll_interval, "reboot.poll_interval")?,
+            connect_timeout: some_duration(&self.ssh.connect_timeout, "ssh.connect_timeout")?,
+            transport: layer_choice(&r.transport, "reboot.transport")?,
+            host_key_policy: layer_choice(&self.ssh.host_key_policy, "ssh.host_key_policy")?,
+            output: layer_choice(&self.output.format, "output.format")?,
+            context: self.cluster.context.clone().filter(|c| !c.is_empty()),
+        })
+    }
+
     /// `top` wins wherever it sets a key.
     pub fn overlaid_with(mut self, top: Layer) -> Layer {
         overlay!(self.ssh, top.ssh; user, port, identities, known_hosts, host_key_policy,
             connect_timeout, auth_timeout, command_timeout, connect_attempts, keepalive_interval);
         overlay!(self.reboot, top.reboot; command, boot_id_command, cancel_command, check_command,
-            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay);
+            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay, group_concurrency);
         overlay!(self.redfish, top.redfish; username, password_file, password_env, ca_file, insecure, request_timeout,
             operation_timeout, graceful_timeout, rate, busy_retries, retry_wait, fallback_on_unreachable,
             fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung, bmh_namespaces);
@@ -220,29 +265,9 @@ pub fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
     Ok(Some(Rate { count, per }))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum MaxFailures {
-    Count(usize),
-    Percent(u8),
-}
-
-impl MaxFailures {
-    /// How many failed hosts are tolerated in a fleet of `total`; one more stops new reboots.
-    pub fn tolerated(&self, total: usize) -> usize {
-        match *self {
-            MaxFailures::Count(n) => n,
-            MaxFailures::Percent(p) => total * p as usize / 100,
-        }
-    }
-}
-
-fn parse_max_failures(text: &str) -> Result<MaxFailures, String> {
-    let text = text.trim();
-    if let Some(p) = text.strip_suffix('%') {
-        let p: u8 = p.trim().parse().ok().filter(|p| *p <= 100).ok_or_else(|| format!("bad percentage {text:?}: expected 0% to 100%"))?;
-        return Ok(MaxFailures::Percent(p));
-    }
-    text.parse().map(MaxFailures::Count).map_err(|_| format!("expected a count or a percentage like \"10%\", found {text:?}"))
+/// `--max-failures` / `reboot.max_failures`: core's one type (the journal's), its one parser.
+fn parse_max_failures(text: &str) -> Result<FailureBudget, String> {
+    text.parse()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -270,7 +295,7 @@ pub struct RebootSettings {
     pub concurrency: usize,
     pub rate: Option<Rate>,
     pub parallel: usize,
-    pub max_failures: MaxFailures,
+    pub max_failures: FailureBudget,
     pub cancel_pending_on_abort: bool,
     pub transport: TransportChoice,
     /// How long after `shutdown -r` the node may still go down on its own (systemd: 1 min):
@@ -313,6 +338,8 @@ pub struct RedfishConfig {
 pub struct Settings {
     pub ssh: SshSettings,
     pub reboot: RebootSettings,
+    /// Hosts per group in flight; `None`: each group's own limit (a pool's maxUnavailable).
+    pub group_concurrency: Option<usize>,
     pub output: OutputFormat,
     pub state_dir: PathBuf,
     pub cluster: ClusterSettings,
@@ -328,13 +355,44 @@ pub struct ClusterSettings {
     pub context: Option<String>,
 }
 
-/// The one place precedence is decided: embedded defaults < config file < flags.
-pub fn resolve(file: Option<Layer>, flags: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
-    let mut layer = Layer::embedded_defaults();
+/// The one place precedence is decided: embedded defaults < config file < environment < flags.
+/// Every layer is checked whole first (a bad value names its key, or its variable); the run
+/// settings of core's model are then taken from [`settings::merge`], the rest from the file's
+/// keys under the flags'.
+pub fn resolve(file: Option<Layer>, env: &Partial, flags: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
+    let defaults = Layer::embedded_defaults();
+    let flag_part = flags.partial()?;
+    let file_part = file.as_ref().map(Layer::partial).transpose()?.unwrap_or_default();
+    let mut layer = defaults;
     if let Some(file) = file {
         layer = layer.overlaid_with(file);
     }
-    finish(layer.overlaid_with(flags), home)
+    // Checks every key of the file and the flags, with the defaults filling what neither sets.
+    let mut resolved = finish(layer.overlaid_with(flags), home)?;
+    let model = settings::merge(&flag_part, env, &file_part, &model_defaults()?);
+    apply_model(&mut resolved, model);
+    Ok(resolved)
+}
+
+/// The merged model written into the settings the commands use.
+fn apply_model(s: &mut Settings, m: settings::Settings) {
+    s.reboot.concurrency = m.concurrency;
+    s.group_concurrency = m.group_concurrency;
+    s.reboot.max_failures = m.max_failures;
+    s.reboot.timeout = m.timeout;
+    s.reboot.poll_interval = m.poll_interval;
+    s.reboot.transport = m.transport;
+    s.ssh.connect_timeout = m.connect_timeout;
+    s.ssh.host_key_policy = m.host_key_policy;
+    s.output = m.output;
+    s.cluster.context = m.context;
+}
+
+/// The embedded defaults as core's model.
+fn model_defaults() -> Result<settings::Settings, ConfigError> {
+    let p = Layer::embedded_defaults().partial()?;
+    let none = Partial::default();
+    Ok(settings::merge(&none, &none, &p, &settings::Settings::default()))
 }
 
 fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
@@ -343,7 +401,7 @@ fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
 
 /// The longest duration any setting takes: deadlines are computed as `now + duration` on the
 /// monotonic clock, and a value past this is a typo, not a wish (it would overflow).
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+pub const MAX_DURATION: Duration = settings::MAX_DURATION;
 
 /// Parses a duration setting: humantime syntax, longer than zero, at most [`MAX_DURATION`].
 pub fn parse_duration_value(text: &str, key: &'static str) -> Result<Duration, ConfigError> {
@@ -540,6 +598,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
     Ok(Settings {
         ssh,
         reboot,
+        group_concurrency: None,
         output: output_format,
         state_dir: expand_home(&non_empty(output.state_dir, "output.state_dir")?, home),
         cluster: ClusterSettings {
@@ -562,7 +621,7 @@ mod tests {
 
     #[test]
     fn defaults_alone_resolve_to_the_documented_values() {
-        let s = resolve(None, Layer::default(), home()).unwrap();
+        let s = resolve(None, &Partial::default(), Layer::default(), home()).unwrap();
         assert_eq!(s.ssh.user, "core");
         assert_eq!(s.ssh.port, 22);
         assert_eq!(s.ssh.known_hosts, PathBuf::from("/home/admin/.ssh/known_hosts"));
@@ -571,7 +630,7 @@ mod tests {
         assert_eq!(s.reboot.timeout, Duration::from_secs(20 * 60));
         assert_eq!(s.reboot.concurrency, 1);
         assert_eq!(s.reboot.rate, None);
-        assert_eq!(s.reboot.max_failures, MaxFailures::Count(0));
+        assert_eq!(s.reboot.max_failures, FailureBudget::Count(0));
         assert_eq!(s.reboot.check_command, None);
         assert_eq!(s.output, OutputFormat::Auto);
     }
@@ -582,12 +641,36 @@ mod tests {
         let mut flags = Layer::default();
         flags.ssh.user = Some("root".into());
         flags.reboot.rate = Some("2/s".into());
-        let s = resolve(Some(file), flags, home()).unwrap();
+        let s = resolve(Some(file), &Partial::default(), flags, home()).unwrap();
         assert_eq!(s.ssh.user, "root", "flag wins over file");
         assert_eq!(s.ssh.port, 2200, "file wins over default");
         assert_eq!(s.reboot.concurrency, 4);
         assert_eq!(s.reboot.rate.unwrap().spacing(), Duration::from_millis(500));
         assert_eq!(s.reboot.parallel, 64, "default kept");
+    }
+
+    #[test]
+    fn the_environment_sits_between_the_file_and_the_flags() {
+        use fleetboot_core::settings::{Origin, RawLayer};
+        let file = || Layer::parse("[reboot]\nconcurrency = 4\ntimeout = \"30m\"\n[cluster]\ncontext = \"from-file\"\n", "f.toml").unwrap();
+        let env = RawLayer::from_env([("FLEETBOOT_CONCURRENCY", "3"), ("FLEETBOOT_CONTEXT", "from-env"), ("FLEETBOOT_OUTPUT", "json")])
+            .parse(&Origin::Environment)
+            .unwrap();
+        let s = resolve(Some(file()), &env, Layer::default(), home()).unwrap();
+        assert_eq!(s.reboot.concurrency, 3, "the environment beats the file");
+        assert_eq!(s.cluster.context.as_deref(), Some("from-env"));
+        assert_eq!(s.output, OutputFormat::Json);
+        assert_eq!(s.reboot.timeout, Duration::from_secs(30 * 60), "the file beats the default");
+        assert_eq!(s.group_concurrency, None, "each group's own limit unless told");
+
+        let mut flags = Layer::default();
+        flags.reboot.concurrency = Some(2);
+        flags.cluster.context = Some("from-flag".into());
+        let s = resolve(Some(file()), &env, flags, home()).unwrap();
+        assert_eq!((s.reboot.concurrency, s.cluster.context.as_deref()), (2, Some("from-flag")), "the flag beats the environment");
+
+        let s = resolve(None, &Partial::default(), Layer::default(), home()).unwrap();
+        assert_eq!((s.reboot.concurrency, s.cluster.context), (1, None), "no context: the kubeconfig's current one");
     }
 
     #[test]
@@ -597,40 +680,40 @@ mod tests {
         assert!(text.contains("my.toml") && text.contains("concurency"), "{text}");
 
         let bad = Layer::parse("[reboot]\ntimeout = \"soon\"\n", "f").unwrap();
-        let err = resolve(Some(bad), Layer::default(), home()).unwrap_err();
+        let err = resolve(Some(bad), &Partial::default(), Layer::default(), home()).unwrap_err();
         assert!(err.to_string().starts_with("bad value for reboot.timeout: \"soon\""), "{err}");
 
         let bad = Layer::parse("[reboot]\nrate = \"5/fortnight\"\n", "f").unwrap();
-        let err = resolve(Some(bad), Layer::default(), home()).unwrap_err();
+        let err = resolve(Some(bad), &Partial::default(), Layer::default(), home()).unwrap_err();
         assert!(err.to_string().contains("reboot.rate") && err.to_string().contains("fortnight"), "{err}");
 
         let bad = Layer::parse("[reboot]\nconcurrency = 0\n", "f").unwrap();
-        assert!(resolve(Some(bad), Layer::default(), home()).is_err());
+        assert!(resolve(Some(bad), &Partial::default(), Layer::default(), home()).is_err());
     }
 
     #[test]
     fn the_annotated_example_is_a_valid_config() {
         let text = include_str!("../../config/fleetboot.example.toml");
-        let s = resolve(Some(Layer::parse(text, "example").unwrap()), Layer::default(), home()).unwrap();
+        let s = resolve(Some(Layer::parse(text, "example").unwrap()), &Partial::default(), Layer::default(), home()).unwrap();
         assert_eq!(s.hosts.unwrap().len(), 2);
-        assert_eq!(s.reboot.max_failures, MaxFailures::Percent(10));
+        assert_eq!(s.reboot.max_failures, FailureBudget::Percent(10));
     }
 
     #[test]
     fn bmc_entries_and_redfish_settings_are_checked() {
-        let s = resolve(None, Layer::default(), home()).unwrap();
+        let s = resolve(None, &Partial::default(), Layer::default(), home()).unwrap();
         assert_eq!(s.reboot.transport, TransportChoice::Auto);
         assert!(s.redfish.fallback.on_unreachable && !s.redfish.fallback.on_host_key);
         let two = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npassword_file = \"f\"\npassword_env = \"E\"\n", "f").unwrap();
-        let err = resolve(Some(two), Layer::default(), home()).unwrap_err().to_string();
+        let err = resolve(Some(two), &Partial::default(), Layer::default(), home()).unwrap_err().to_string();
         assert!(err.contains("entry 1") && err.contains("n1") && err.contains("more than one"), "{err}");
         let ipmi = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"ipmi://b\"\n", "f").unwrap();
-        let err = resolve(Some(ipmi), Layer::default(), home()).unwrap_err().to_string();
+        let err = resolve(Some(ipmi), &Partial::default(), Layer::default(), home()).unwrap_err().to_string();
         assert!(err.contains("ipmi://b"), "{err}");
         let typo = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npasword_file = \"f\"\n", "my.toml").unwrap_err().to_string();
         assert!(typo.contains("pasword_file"), "{typo}");
         let bad = Layer::parse("[reboot]\ntransport = \"ipmi\"\n", "f").unwrap();
-        assert!(resolve(Some(bad), Layer::default(), home()).unwrap_err().to_string().contains("reboot.transport"));
+        assert!(resolve(Some(bad), &Partial::default(), Layer::default(), home()).unwrap_err().to_string().contains("reboot.transport"));
     }
 
     #[test]
@@ -653,12 +736,12 @@ mod tests {
         for (section, key) in [("reboot", "timeout"), ("ssh", "connect_timeout"), ("redfish", "graceful_timeout")] {
             for huge in ["500000000y", "367days", "99999999999999999999999s"] {
                 let layer = Layer::parse(&format!("[{section}]\n{key} = \"{huge}\"\n"), "f").unwrap();
-                let err = resolve(Some(layer), Layer::default(), home()).unwrap_err().to_string();
+                let err = resolve(Some(layer), &Partial::default(), Layer::default(), home()).unwrap_err().to_string();
                 assert!(err.starts_with(&format!("bad value for {section}.{key}: \"{huge}\"")), "{err}");
             }
         }
         let year = Layer::parse("[reboot]\ntimeout = \"366days\"\n", "f").unwrap();
-        assert_eq!(resolve(Some(year), Layer::default(), home()).unwrap().reboot.timeout, MAX_DURATION);
+        assert_eq!(resolve(Some(year), &Partial::default(), Layer::default(), home()).unwrap().reboot.timeout, MAX_DURATION);
 
         assert_eq!(check_parallel(960, Some(1024)).unwrap(), 960);
         let err = check_parallel(961, Some(1024)).unwrap_err().to_string();
@@ -667,12 +750,19 @@ mod tests {
         assert!(err.contains("at most 1048576"), "{err}");
         let mut flags = Layer::default();
         flags.reboot.parallel = Some(usize::MAX);
-        assert!(resolve(None, flags, home()).unwrap_err().to_string().contains("reboot.parallel"));
+        assert!(resolve(None, &Partial::default(), flags, home()).unwrap_err().to_string().contains("reboot.parallel"));
 
         let retries = Layer::parse("[redfish]\nbusy_retries = 4000000000\n", "f").unwrap();
-        assert!(resolve(Some(retries), Layer::default(), home()).unwrap_err().to_string().contains("redfish.busy_retries"));
+        assert!(
+            resolve(Some(retries), &Partial::default(), Layer::default(), home()).unwrap_err().to_string().contains("redfish.busy_retries")
+        );
         let namespaces = Layer::parse("[redfish]\nbmh_namespaces = []\n", "f").unwrap();
-        assert!(resolve(Some(namespaces), Layer::default(), home()).unwrap_err().to_string().contains("redfish.bmh_namespaces"));
-        assert_eq!(resolve(None, Layer::default(), home()).unwrap().redfish.bmh_namespaces, ["openshift-machine-api"]);
+        assert!(
+            resolve(Some(namespaces), &Partial::default(), Layer::default(), home())
+                .unwrap_err()
+                .to_string()
+                .contains("redfish.bmh_namespaces")
+        );
+        assert_eq!(resolve(None, &Partial::default(), Layer::default(), home()).unwrap().redfish.bmh_namespaces, ["openshift-machine-api"]);
     }
 }

@@ -272,6 +272,16 @@ impl SshArgs {
     }
 }
 
+impl ClusterArgs {
+    /// The flags' layer: `--context` (decided once, with the environment's and the file's, by
+    /// the settings' merge).
+    pub(crate) fn layer(&self) -> Layer {
+        let mut layer = Layer::default();
+        layer.cluster.context.clone_from(&self.context);
+        layer
+    }
+}
+
 impl OutputArgs {
     pub(crate) fn apply(&self, layer: &mut Layer) {
         layer.output.format = self.output.map(|o| o.to_string());

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::adapters::config::Layer;
 use crate::commands::args::{Choice, FlowChoice, NetworkTypeChoice, OutputFormat, SdnFeature, choice, choice_name};
 use crate::commands::{ClusterArgs, cluster_target, install_interrupts, load_settings, style_for};
 use crate::engine::migrate::{MigrationContext, MigrationOptions};
@@ -170,7 +169,7 @@ impl MigrateArgs {
 }
 
 pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let mut flags = Layer::default();
+    let mut flags = args.cluster.layer();
     flags.output.format = Some(args.output.to_string());
     let settings = load_settings(config, flags)?;
     let style = style_for(settings.output);
@@ -180,7 +179,7 @@ pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, E
 }
 
 pub async fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, Layer::default())?;
+    let settings = load_settings(config, args.cluster.layer())?;
     let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
     let results = crate::engine::migrate::verify(&context, &choice_name(args.to)).await?;
     print!("{}", render_verify(&results, args.output));

@@ -14,6 +14,7 @@ use crate::engine::runner::Abort;
 use crate::report::Style;
 use crate::{Error, ExitCode};
 use fleetboot_core::hosts::{self, Host};
+use fleetboot_core::settings::{Origin, Partial, RawLayer};
 
 pub mod args;
 pub mod demo;
@@ -30,7 +31,7 @@ pub use args::{ClusterArgs, HostArgs};
 #[derive(Parser, Debug)]
 #[command(name = "fleetboot", version, about = "Reboot fleets of bare-metal nodes safely, fast and provably")]
 // A repeated single-value flag takes its last value, as ssh -o does.
-#[command(args_override_self = true)]
+#[command(args_override_self = true, after_help = ENVIRONMENT_HELP)]
 pub struct Cli {
     /// A TOML config file (see config/fleetboot.example.toml). Flags override it.
     #[arg(long, global = true, value_name = "FILE")]
@@ -38,6 +39,21 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--help`'s list of the `FLEETBOOT_*` variables (core's `settings::ENV_KEYS`; a unit test
+/// keeps the two in step).
+pub const ENVIRONMENT_HELP: &str = "\
+Environment (below the flags, above the config file; a bad value is refused naming the variable):
+  FLEETBOOT_CONCURRENCY        --concurrency
+  FLEETBOOT_GROUP_CONCURRENCY  --group-concurrency
+  FLEETBOOT_MAX_FAILURES       --max-failures
+  FLEETBOOT_TIMEOUT            --reboot-timeout
+  FLEETBOOT_POLL_INTERVAL      --poll-interval
+  FLEETBOOT_CONNECT_TIMEOUT    --connect-timeout
+  FLEETBOOT_TRANSPORT          --transport
+  FLEETBOOT_HOST_KEY_POLICY    --host-key-policy
+  FLEETBOOT_OUTPUT             --output
+  FLEETBOOT_CONTEXT            --context";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -61,9 +77,21 @@ pub enum Command {
     Repair(repair::RepairArgs),
 }
 
+/// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
+/// embedded defaults. A bad value is refused naming its flag, variable or file key, before
+/// anything is touched.
 pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Settings, Error> {
     let file = config.map(Layer::read).transpose()?;
-    Ok(config::resolve(file, flags, crate::adapters::system::home_dir().as_deref())?)
+    let env = environment_layer()?;
+    Ok(config::resolve(file, &env, flags, crate::adapters::system::home_dir().as_deref())?)
+}
+
+/// The `FLEETBOOT_*` variables of this process (others, and names that are not text, ignored).
+fn environment_layer() -> Result<Partial, config::ConfigError> {
+    let vars: Vec<(String, String)> =
+        std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))).collect();
+    let raw = RawLayer::from_env(vars.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+    Ok(raw.parse(&Origin::Environment)?)
 }
 
 /// Hosts from flags when any are given, else from the config file.
@@ -174,7 +202,8 @@ pub(crate) fn install_interrupts(trigger: watch::Sender<Abort>) {
 pub(crate) fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::adapters::kube::ClusterTarget {
     crate::adapters::kube::ClusterTarget {
         kubeconfig: args.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
-        context: args.context.clone().or_else(|| settings.cluster.context.clone()),
+        // Decided once with the flags, the environment and the file (`load_settings`).
+        context: settings.cluster.context.clone(),
     }
 }
 
@@ -197,7 +226,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
 /// Whether the user named a cluster: `--kubeconfig`, `--context`, or the config's `[cluster]`
 /// (not merely `$KUBECONFIG` or `~/.kube/config`).
 pub fn cluster_named(flags: &ClusterArgs, settings: &Settings) -> bool {
-    flags.kubeconfig.is_some() || flags.context.is_some() || settings.cluster.kubeconfig.is_some() || settings.cluster.context.is_some()
+    flags.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || settings.cluster.context.is_some()
 }
 
 /// Whether a cluster is configured or found as kubectl finds it: flags, the config's
@@ -206,7 +235,6 @@ pub fn cluster_named(flags: &ClusterArgs, settings: &Settings) -> bool {
 pub fn cluster_configured(flags: &ClusterArgs, settings: &Settings) -> bool {
     let home_config = crate::adapters::system::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
     flags.kubeconfig.is_some()
-        || flags.context.is_some()
         || settings.cluster.kubeconfig.is_some()
         || settings.cluster.context.is_some()
         || std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty())
@@ -229,6 +257,17 @@ mod tests {
         assert_eq!(layer.reboot.rate.as_deref(), Some("10/min"));
         assert!(Cli::try_parse_from(["fleetboot", "reboot", "--resume", "j", "--host", "x"]).is_err());
         assert!(Cli::try_parse_from(["fleetboot", "exec", "--host", "x"]).is_err(), "a command is required");
+    }
+
+    #[test]
+    fn the_help_lists_every_environment_variable() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for key in fleetboot_core::settings::ENV_KEYS {
+            let var = fleetboot_core::settings::env_var(key);
+            assert!(help.contains(&format!("  {var} ")), "{var} missing from --help:\n{help}");
+        }
+        assert_eq!(ENVIRONMENT_HELP.matches("FLEETBOOT_").count(), fleetboot_core::settings::ENV_KEYS.len());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 
 use super::args::{ClusterArgs, NodeSelectionArgs};
 use super::{cluster_target, load_settings};
-use crate::adapters::config::{self, Layer, Settings};
+use crate::adapters::config::{self, Settings};
 use crate::{Error, ExitCode};
 use fleetboot_core::hosts::Host;
 
@@ -34,7 +34,7 @@ pub struct NodesArgs {
 }
 
 pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, Layer::default())?;
+    let settings = load_settings(config, args.cluster.layer())?;
     let (client, server) = crate::adapters::kube::connect(&cluster_target(&args.cluster, &settings)).await?;
     let mut nodes =
         crate::adapters::kube::discover(&client, &server, args.select.label_selector().as_deref(), args.select.address_type.api_name())

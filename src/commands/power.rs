@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::adapters::bmc::{BmcInventory, RedfishPower};
-use crate::adapters::config::{Layer, Settings};
+use crate::adapters::config::Settings;
 use crate::adapters::redfish::{BmcTarget, BmcTls, RestartKind};
 use crate::engine::power::PowerOperation;
 use crate::report::power::PowerOutput;
@@ -145,8 +145,8 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
 }
 
 pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = crate::commands::load_settings(config, Layer::default())?;
     let targets = args.action.targets();
+    let settings = crate::commands::load_settings(config, targets.cluster.layer())?;
     match &args.action {
         PowerAction::On { yes_power_on: false, .. } => {
             return Err(SelectionError::NotConfirmed { action: "power on", flag: "--yes-power-on", why: "" }.into());

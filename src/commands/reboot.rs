@@ -135,7 +135,7 @@ pub struct RebootArgs {
 
 impl RebootArgs {
     pub(crate) fn layer(&self) -> Layer {
-        let mut layer = Layer::default();
+        let mut layer = self.cluster.layer();
         self.ssh.apply(&mut layer);
         self.output.apply(&mut layer);
         let r = &mut layer.reboot;
@@ -145,6 +145,7 @@ impl RebootArgs {
         r.timeout.clone_from(&self.reboot_timeout);
         r.poll_interval.clone_from(&self.poll_interval);
         r.concurrency = self.concurrency;
+        r.group_concurrency = self.group_concurrency;
         r.rate.clone_from(&self.rate);
         r.parallel = self.parallel;
         r.max_failures.clone_from(&self.max_failures);
@@ -216,17 +217,13 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         },
         false => None,
     };
+    let group_concurrency = settings.group_concurrency;
     Ok(RebootJob {
         settings,
         selection,
         cluster,
         journal: args.journal.clone(),
-        groups: GroupPolicy {
-            group_by: args.group_by.clone(),
-            group_concurrency: args.group_concurrency,
-            all_at_once: args.all_at_once,
-            migration_reboot: false,
-        },
+        groups: GroupPolicy { group_by: args.group_by.clone(), group_concurrency, all_at_once: args.all_at_once, migration_reboot: false },
         drain: args.drain_policy(),
         lease: LeasePolicy {
             namespace: args.lease_namespace.clone(),

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::args::ClusterArgs;
 use super::{cluster_target, load_settings};
-use crate::adapters::config::{Layer, Settings};
+use crate::adapters::config::Settings;
 use crate::{Error, ExitCode};
 
 #[derive(Args, Debug)]
@@ -27,7 +27,7 @@ pub struct RepairArgs {
 }
 
 pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, Layer::default())?;
+    let settings = load_settings(config, args.cluster.layer())?;
     let journal = match &args.journal {
         Some(path) => path.clone(),
         None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir.clone() })?,

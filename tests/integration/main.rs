@@ -29,6 +29,7 @@ mod safety_input;
 mod safety_lease;
 mod safety_limits;
 mod safety_resume;
+mod settings_env;
 mod sim_conformance;
 mod sim_drain_budgets;
 mod sim_kube;

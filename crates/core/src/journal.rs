@@ -275,6 +275,16 @@ pub enum FailureBudget {
     Percent(u8),
 }
 
+impl FailureBudget {
+    /// How many failed hosts are tolerated in a fleet of `total`; one more stops new reboots.
+    pub fn tolerated(&self, total: usize) -> usize {
+        match *self {
+            FailureBudget::Count(n) => n,
+            FailureBudget::Percent(p) => total * p as usize / 100,
+        }
+    }
+}
+
 impl std::fmt::Display for FailureBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

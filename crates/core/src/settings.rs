@@ -143,6 +143,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The longest duration any setting takes: deadlines are computed as `now + duration` on the
+/// monotonic clock, and a value past this is a typo, not a wish (it would overflow).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration setting: [`parse_duration`], longer than zero, at most [`MAX_DURATION`].
+pub fn parse_setting_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("must be longer than zero".to_owned()),
+        d if d > MAX_DURATION => Err(format!("{:?} is longer than the longest fleetboot accepts (366 days)", text.trim())),
+        d => Ok(d),
+    }
+}
+
 /// A concurrency limit: at least 1 (a limit of 0 reboots nothing).
 pub fn parse_limit(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
@@ -171,7 +184,8 @@ pub struct Partial {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Settings {
     pub concurrency: usize,
-    pub group_concurrency: usize,
+    /// `None`: each group's own limit (a pool's maxUnavailable, 1 per label value).
+    pub group_concurrency: Option<usize>,
     pub max_failures: FailureBudget,
     pub timeout: Duration,
     pub poll_interval: Duration,
@@ -188,9 +202,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             concurrency: 1,
-            group_concurrency: 1,
+            group_concurrency: None,
             max_failures: FailureBudget::Count(0),
-            timeout: Duration::from_secs(15 * 60),
+            timeout: Duration::from_secs(20 * 60),
             poll_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             transport: Transport::Auto,
@@ -210,7 +224,7 @@ pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings
     }
     Settings {
         concurrency: pick!(concurrency),
-        group_concurrency: pick!(group_concurrency),
+        group_concurrency: flags.group_concurrency.or(env.group_concurrency).or(file.group_concurrency).or(defaults.group_concurrency),
         max_failures: pick!(max_failures),
         timeout: pick!(timeout),
         poll_interval: pick!(poll_interval),
@@ -236,13 +250,42 @@ pub enum Origin {
     Environment,
 }
 
-/// A bad value, named by where it was and which key held it.
+/// A bad value, named by where it was and which key held it: a file and its key, or the
+/// environment variable itself (`FLEETBOOT_CONCURRENCY`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}: `{key}`: {reason}", match origin { Origin::File(path) => path.as_str(), Origin::Environment => "environment" })]
 pub struct SettingsError {
     pub origin: Origin,
     pub key: String,
     pub reason: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Origin::File(path) => write!(f, "{path}: `{}`: {}", self.key, self.reason),
+            Origin::Environment => write!(f, "environment variable {}: {}", env_var(&self.key), self.reason),
+        }
+    }
+}
+
+/// The settings the environment may give, by key, each read from `FLEETBOOT_` and the key in
+/// capitals (`group-concurrency`: `FLEETBOOT_GROUP_CONCURRENCY`).
+pub const ENV_KEYS: &[&str] = &[
+    "concurrency",
+    "group-concurrency",
+    "max-failures",
+    "timeout",
+    "poll-interval",
+    "connect-timeout",
+    "transport",
+    "host-key-policy",
+    "output",
+    "context",
+];
+
+/// The environment variable of a key: `poll-interval` -> `FLEETBOOT_POLL_INTERVAL`.
+pub fn env_var(key: &str) -> String {
+    format!("FLEETBOOT_{}", key.to_uppercase().replace('-', "_"))
 }
 
 /// The settings as text, the way a file's `[run]` table or the environment holds them. Unknown
@@ -268,23 +311,26 @@ impl RawLayer {
     pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> RawLayer {
         let mut raw = RawLayer::default();
         for (name, value) in vars {
-            let Some(key) = name.strip_prefix("FLEETBOOT_") else { continue };
-            let slot = match key {
-                "CONCURRENCY" => &mut raw.concurrency,
-                "GROUP_CONCURRENCY" => &mut raw.group_concurrency,
-                "MAX_FAILURES" => &mut raw.max_failures,
-                "TIMEOUT" => &mut raw.timeout,
-                "POLL_INTERVAL" => &mut raw.poll_interval,
-                "CONNECT_TIMEOUT" => &mut raw.connect_timeout,
-                "TRANSPORT" => &mut raw.transport,
-                "HOST_KEY_POLICY" => &mut raw.host_key_policy,
-                "OUTPUT" => &mut raw.output,
-                "CONTEXT" => &mut raw.context,
-                _ => continue,
-            };
-            *slot = Some(value.to_owned());
+            let Some(key) = ENV_KEYS.iter().find(|key| env_var(key) == name) else { continue };
+            *raw.slot(key) = Some(value.to_owned());
         }
         raw
+    }
+
+    fn slot(&mut self, key: &str) -> &mut Option<String> {
+        match key {
+            "concurrency" => &mut self.concurrency,
+            "group-concurrency" => &mut self.group_concurrency,
+            "max-failures" => &mut self.max_failures,
+            "timeout" => &mut self.timeout,
+            "poll-interval" => &mut self.poll_interval,
+            "connect-timeout" => &mut self.connect_timeout,
+            "transport" => &mut self.transport,
+            "host-key-policy" => &mut self.host_key_policy,
+            "output" => &mut self.output,
+            "context" => &mut self.context,
+            other => unreachable!("no setting {other}"),
+        }
     }
 
     /// Every value parsed into its type; the first bad one is refused with `origin` and its key.
@@ -303,9 +349,9 @@ impl RawLayer {
             concurrency: field(origin, "concurrency", &self.concurrency, parse_limit)?,
             group_concurrency: field(origin, "group-concurrency", &self.group_concurrency, parse_limit)?,
             max_failures: field(origin, "max-failures", &self.max_failures, str::parse)?,
-            timeout: field(origin, "timeout", &self.timeout, parse_duration)?,
-            poll_interval: field(origin, "poll-interval", &self.poll_interval, parse_duration)?,
-            connect_timeout: field(origin, "connect-timeout", &self.connect_timeout, parse_duration)?,
+            timeout: field(origin, "timeout", &self.timeout, parse_setting_duration)?,
+            poll_interval: field(origin, "poll-interval", &self.poll_interval, parse_setting_duration)?,
+            connect_timeout: field(origin, "connect-timeout", &self.connect_timeout, parse_setting_duration)?,
             transport: field(origin, "transport", &self.transport, str::parse)?,
             host_key_policy: field(origin, "host-key-policy", &self.host_key_policy, str::parse)?,
             output: field(origin, "output", &self.output, str::parse)?,
@@ -347,7 +393,7 @@ mod tests {
         let no_flag = merge(&none, &env, &file, &defaults);
         assert_eq!((no_flag.concurrency, no_flag.transport, no_flag.context.as_deref()), (3, Transport::Redfish, Some("env")));
         let file_only = merge(&none, &none, &file, &defaults);
-        assert_eq!((file_only.concurrency, file_only.group_concurrency, file_only.context.as_deref()), (2, 2, Some("file")));
+        assert_eq!((file_only.concurrency, file_only.group_concurrency, file_only.context.as_deref()), (2, Some(2), Some("file")));
         assert_eq!(merge(&none, &none, &none, &defaults), defaults);
     }
 
@@ -377,7 +423,7 @@ mod tests {
         let err = zero.parse(&Origin::File("site.toml".into())).unwrap_err();
         assert_eq!(err.to_string(), "site.toml: `group-concurrency`: a limit of 0 reboots nothing; use at least 1");
         let late = RawLayer { timeout: Some("soon".into()), ..RawLayer::default() };
-        assert!(late.parse(&Origin::Environment).unwrap_err().to_string().starts_with("environment: `timeout`: "));
+        assert!(late.parse(&Origin::Environment).unwrap_err().to_string().starts_with("environment variable FLEETBOOT_TIMEOUT: "));
     }
 
     #[test]
@@ -399,6 +445,31 @@ mod tests {
         ]);
         let p = raw.parse(&Origin::Environment).unwrap();
         assert_eq!((p.concurrency, p.transport, p.output), (Some(5), Some(Transport::Ssh), None));
+    }
+
+    #[test]
+    fn every_key_has_its_variable_and_a_bad_variable_is_named() {
+        for key in ENV_KEYS {
+            let name = env_var(key);
+            let raw = RawLayer::from_env([(name.as_str(), "nonsense value")]);
+            let err = raw.parse(&Origin::Environment);
+            if *key == "context" {
+                assert_eq!(err.unwrap().context.as_deref(), Some("nonsense value"), "any name is a context's name");
+                continue;
+            }
+            let text = err.unwrap_err().to_string();
+            assert!(text.starts_with(&format!("environment variable {name}: ")), "{text}");
+            assert!(text.contains("nonsense value"), "the value refused is shown: {text}");
+        }
+        assert_eq!(env_var("group-concurrency"), "FLEETBOOT_GROUP_CONCURRENCY");
+        let zero = RawLayer::from_env([("FLEETBOOT_CONCURRENCY", "0")]).parse(&Origin::Environment).unwrap_err().to_string();
+        assert_eq!(zero, "environment variable FLEETBOOT_CONCURRENCY: a limit of 0 reboots nothing; use at least 1");
+        let never = RawLayer::from_env([("FLEETBOOT_POLL_INTERVAL", "0s")]).parse(&Origin::Environment).unwrap_err().to_string();
+        assert_eq!(never, "environment variable FLEETBOOT_POLL_INTERVAL: must be longer than zero");
+        let huge = RawLayer::from_env([("FLEETBOOT_TIMEOUT", "9000h")]).parse(&Origin::Environment).unwrap_err().to_string();
+        assert!(huge.contains("366 days"), "{huge}");
+        assert_eq!(RawLayer::from_env([("FLEETBOOT_CONTEXT", "")]).parse(&Origin::Environment).unwrap().context, None);
+        assert_eq!(RawLayer::from_env([("fleetboot_concurrency", "3"), ("FLEETBOOT_CONCURRENCY_X", "3")]), RawLayer::default());
     }
 
     #[test]

@@ -22,13 +22,13 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::adapters::bmc::RedfishPower;
-use crate::adapters::config::{FallbackPolicy, MaxFailures, RebootSettings, TransportChoice};
+use crate::adapters::config::{FallbackPolicy, RebootSettings, TransportChoice};
 use crate::adapters::journal::{Entry, HostRecord, JOURNAL_VERSION, JournalError, JournalWriter, Record, ResumeAction, RunState};
 use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, HostOutcome, Summary};
 use fleetboot_core::hosts::Host;
-use fleetboot_core::journal::{FailureBudget, FallbackSpec, RateSpec, RunPolicy, RunSettings};
+use fleetboot_core::journal::{FallbackSpec, RateSpec, RunPolicy, RunSettings};
 use fleetboot_core::plan::Plan;
 use fleetboot_core::transport::{PowerTransport, TransportError};
 
@@ -547,10 +547,7 @@ pub fn journaled_policy(settings: &RebootSettings, fallback: &FallbackPolicy, gr
         boot_id_command: settings.boot_id_command.clone(),
         check_command: settings.check_command.clone(),
         cancel_pending_on_abort: settings.cancel_pending_on_abort,
-        max_failures: match settings.max_failures {
-            MaxFailures::Count(n) => FailureBudget::Count(n),
-            MaxFailures::Percent(p) => FailureBudget::Percent(p),
-        },
+        max_failures: settings.max_failures,
         fallback: FallbackSpec {
             on_unreachable: fallback.on_unreachable,
             on_auth_failure: fallback.on_auth_failure,
@@ -567,10 +564,7 @@ pub fn apply_run_policy(settings: &mut RebootSettings, fallback: &mut FallbackPo
     settings.boot_id_command.clone_from(&policy.boot_id_command);
     settings.check_command.clone_from(&policy.check_command);
     settings.cancel_pending_on_abort = policy.cancel_pending_on_abort;
-    settings.max_failures = match policy.max_failures {
-        FailureBudget::Count(n) => MaxFailures::Count(n),
-        FailureBudget::Percent(p) => MaxFailures::Percent(p),
-    };
+    settings.max_failures = policy.max_failures;
     let f = &policy.fallback;
     *fallback = FallbackPolicy {
         on_unreachable: f.on_unreachable,

@@ -14,12 +14,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::*;
-use crate::adapters::config::{FallbackPolicy, MaxFailures, Rate, RebootSettings, TransportChoice};
+use crate::adapters::config::{FallbackPolicy, Rate, RebootSettings, TransportChoice};
 use crate::adapters::journal::{Delivery, Entry, JournalWriter, Phase, ResumeAction, RunState};
 use crate::adapters::redfish::RedfishError;
 use crate::engine::seams::{BmcError, BmcPower, DrainError, EvidenceError, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, Outcome, Summary};
 use fleetboot_core::hosts::Host;
+use fleetboot_core::journal::FailureBudget;
 use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
 use fleetboot_core::plan::{Grouping, plan_reboot};
 use fleetboot_core::power::RestartKind;
@@ -472,7 +473,7 @@ fn settings() -> RebootSettings {
         concurrency: 10,
         rate: None,
         parallel: 64,
-        max_failures: MaxFailures::Count(10),
+        max_failures: FailureBudget::Count(10),
         cancel_pending_on_abort: false,
         transport: TransportChoice::Auto,
         scheduled_delay: Duration::from_secs(60),
@@ -673,7 +674,7 @@ async fn runner_stops_starting_hosts_when_the_failure_budget_is_spent_and_a_resu
     world.set("h2", |h| h.faults.refuse_sudo = true);
     let mut job = Job::new(&world, dir.path(), &strs(&all));
     job.settings.concurrency = 1;
-    job.settings.max_failures = MaxFailures::Count(1);
+    job.settings.max_failures = FailureBudget::Count(1);
     // Killed right after h2's failure is journaled.
     let records_to_h2_failure = 1 + 2 + 2 + 2; // run_started; h1: boot_id_read, dispatching, failed (-1: no dispatched); h2 alike
     job.kill = Some(Kill { after: records_to_h2_failure, before_its_action: false });
@@ -696,7 +697,7 @@ async fn runner_stops_starting_hosts_when_the_failure_budget_is_spent_and_a_resu
             assert_eq!(world.reboots_received(name), 0, "{name}: the resumed run started a host with the budget spent");
         }
     }
-    job.settings.max_failures = MaxFailures::Count(2);
+    job.settings.max_failures = FailureBudget::Count(2);
     let summary = job.run().await;
     assert!(summary.hosts.iter().all(|h| h.outcome == Outcome::Rebooted), "a raised budget lets the run go on: {summary:?}");
 }
@@ -1300,7 +1301,7 @@ async fn runner_holds_a_group_pass_while_a_failed_master_may_be_down_until_its_d
     });
     let mut job = Job::new(&world, dir.path(), &["m1", "m2"]);
     job.api = true;
-    job.settings.max_failures = MaxFailures::Count(1);
+    job.settings.max_failures = FailureBudget::Count(1);
     job.grouping.of = [("m1", "master"), ("m2", "master")].iter().map(|(h, g)| (h.to_string(), g.to_string())).collect();
     job.grouping.limits = [("master".to_owned(), 1)].into_iter().collect();
     job.grouping.last = vec!["master".into()];
