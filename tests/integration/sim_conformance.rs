@@ -56,6 +56,12 @@ fn each_release_accepts_its_documented_order() {
         } else {
             merge(&sim, OPERATOR, r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
             eventually(release, "status.migration", || get(&sim, CONFIG, ".status.migration.networkType") == "OVNKubernetes");
+            // The render controller's next pass gives the pools the new configuration; a wait
+            // begun before it would read the old rollout's Updated=True.
+            eventually(release, "the new rendered config targeted", || {
+                let target = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.spec.configuration.name}"]);
+                sim.kubectl_ok(&["get", "mc", &target, "-o", "json"]).contains("configure-ovs.sh OVNKubernetes")
+            });
             let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=90s"]);
             assert!(ok, "{release}: {out}{err}");
             let rendered = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.configuration.name}"]);
