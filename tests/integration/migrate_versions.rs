@@ -344,7 +344,8 @@ fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched()
 
 #[test]
 fn phase_1_waits_on_a_pod_disruption_budget_and_the_daemon_log_says_so() {
-    let sim = Sim::start_with(0, 2, &["--openshift-version", "4.14.38"]);
+    // The budget under test is the hand-written one: no default workloads beside it.
+    let sim = Sim::start_with(0, 2, &["--openshift-version", "4.14.38", "--workloads", "0"]);
     let manifest = sim.path("app.json");
     std::fs::write(
         &manifest,
@@ -359,7 +360,16 @@ fn phase_1_waits_on_a_pod_disruption_budget_and_the_daemon_log_says_so() {
     .unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
     for pod in ["db-0", "db-1"] {
-        sim.kubectl_ok(&["patch", "pod", pod, "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Running"}}"#]);
+        sim.kubectl_ok(&[
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#,
+        ]);
     }
     let pdb_status = |allowed: u32| {
         format!(

@@ -197,3 +197,68 @@ fn the_4_14_rollback_runs_literally_with_kubectl_and_openssh() {
     let ready = sim.kubectl_ok(&["get", "nodes", "-o", r#"jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}"#]);
     assert!(ready.split_whitespace().all(|r| r == "True"), "{ready}");
 }
+
+/// The 4.7 seed procedure (`/work/shared/seed/`, the 4.7 documents' offline migration) literally
+/// with kubectl and OpenSSH's client, no fleetboot: the backup, the migration annotation, both
+/// pools paused, the type patched, multus waited for with `rollout status`, the reboot loop over
+/// the InternalIPs, the pools unpaused and the MCO's rollout of the new `configure-ovs.sh` to
+/// the end (through the default workloads' budgets), then the documents' checks (every node
+/// Done with currentConfig = desiredConfig and its config's ExecStart, the type applied, the
+/// nodes Ready) and the clean-up (the annotation removed, openshift-sdn deleted).
+#[test]
+fn the_4_7_seed_procedure_runs_literally_with_kubectl_and_openssh() {
+    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.7.60"]);
+    // 1. oc get Network.config.openshift.io cluster -o yaml > cluster-openshift-sdn.yaml
+    let backup = sim.kubectl_ok(&["get", "Network.config.openshift.io", "cluster", "-o", "yaml"]);
+    assert!(backup.contains("networkType: OpenShiftSDN"), "{backup}");
+    // 2. The migration annotation.
+    sim.kubectl_ok(&["annotate", "Network.operator.openshift.io", "cluster", "networkoperator.openshift.io/network-migration="]);
+    // 3. Both pools paused, with the documents' own patches.
+    sim.kubectl_ok(&["patch", "MachineConfigPool", "master", "--type=merge", "--patch", r#"{ "spec": { "paused": true } }"#]);
+    sim.kubectl_ok(&["patch", "MachineConfigPool", "worker", "--type=merge", "--patch", r#"{ "spec":{ "paused" :true } }"#]);
+    // 4. The type.
+    sim.kubectl_ok(&[
+        "patch",
+        "Network.config.openshift.io",
+        "cluster",
+        "--type=merge",
+        "--patch",
+        r#"{ "spec": { "networkType": "OVNKubernetes" } }"#,
+    ]);
+    // 6. Multus rolled out.
+    let (ok, out, err) = sim.kubectl(&["-n", "openshift-multus", "rollout", "status", "daemonset/multus", "--timeout=120s"]);
+    assert!(ok && out.contains("successfully rolled out"), "{out}{err}");
+    // 7. The reboot loop; every node back with a new boot ID and Ready.
+    reboot_every_node_with_openssh(&sim);
+    // 8. Both pools unpaused; the MCO rolls the new rendered config out.
+    sim.kubectl_ok(&["patch", "MachineConfigPool", "master", "--type=merge", "--patch", r#"{ "spec": { "paused": false } }"#]);
+    sim.kubectl_ok(&["patch", "MachineConfigPool", "worker", "--type=merge", "--patch", r#"{ "spec": { "paused": false } }"#]);
+    let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=240s"]);
+    assert!(ok, "{out}{err}");
+    // 9. oc describe node | egrep "hostname|machineconfig": Done, currentConfig = desiredConfig,
+    //    and that config's ExecStart.
+    let annotations = sim.kubectl_ok(&[
+        "get",
+        "nodes",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.annotations.machineconfiguration\.openshift\.io/state} {.metadata.annotations.machineconfiguration\.openshift\.io/currentConfig} {.metadata.annotations.machineconfiguration\.openshift\.io/desiredConfig}{"\n"}{end}"#,
+    ]);
+    assert_eq!(annotations.lines().count(), 3, "{annotations}");
+    for line in annotations.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert!(fields.len() == 3 && fields[0] == "Done" && fields[1] == fields[2], "{annotations}");
+        let config = sim.kubectl_ok(&["get", "machineconfig", fields[1], "-o", "yaml"]);
+        assert!(config.contains("ExecStart=/usr/local/bin/configure-ovs.sh OVNKubernetes"), "{}: {config}", fields[1]);
+    }
+    // 10. The type applied, every node Ready, the workloads running again.
+    assert_eq!(sim.kubectl_ok(&["get", "network.config/cluster", "-o", r#"jsonpath={.status.networkType}"#]), "OVNKubernetes");
+    let ready = sim.kubectl_ok(&["get", "nodes", "-o", r#"jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}"#]);
+    assert_eq!(ready, "True True True");
+    let (ok, out, err) = sim.kubectl(&["-n", "openshift-ingress", "rollout", "status", "deployment/router-default", "--timeout=120s"]);
+    assert!(ok, "{out}{err}");
+    // 11. The clean-up.
+    sim.kubectl_ok(&["annotate", "Network.operator.openshift.io", "cluster", "networkoperator.openshift.io/network-migration-"]);
+    sim.kubectl_ok(&["delete", "namespace", "openshift-sdn"]);
+    let annotations = sim.kubectl_ok(&["get", "Network.operator.openshift.io", "cluster", "-o", "jsonpath={.metadata.annotations}"]);
+    assert!(!annotations.contains("network-migration"), "{annotations}");
+}

@@ -65,6 +65,10 @@ fn an_eviction_a_budget_forbids_is_refused_with_429() {
     assert_eq!(code, 429, "{body}");
     assert!(body.contains("Cannot evict pod as it would violate the pod's disruption budget."), "{body}");
     assert!(body.contains("The disruption budget router-default needs 1 healthy pods and has"), "{body}");
+    // As the API server's NewTooManyRequests builds it: the cause names the budget, the details no object.
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["details"].get("name"), None, "{body}");
+    assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget", "{body}");
     assert!(sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "name"]).contains(pods[1]), "the refused pod stays");
 }
 

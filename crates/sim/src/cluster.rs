@@ -999,10 +999,12 @@ pub fn evict_pod(store: &mut super::store::Store, namespace: &str, name: &str) -
         .into_iter()
         .filter(|pdb| super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]).matches_object(&pod))
         .collect();
-    let too_many = |pdb_name: &str, cause: String| {
+    // `errors.NewTooManyRequests(message, 0)` with one DisruptionBudget cause: the details carry
+    // the cause only (no name; a retryAfterSeconds of 0 is omitted), the budget is named in it.
+    let too_many = |cause: String| {
         let message = "Cannot evict pod as it would violate the pod's disruption budget.";
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "TooManyRequests", "code": 429,
-            "details": {"name": pdb_name, "causes": [{"reason": "DisruptionBudget", "message": cause}]}})
+            "details": {"causes": [{"reason": "DisruptionBudget", "message": cause}]}})
     };
     if !ignore && matching.len() > 1 {
         return respond(
@@ -1015,7 +1017,7 @@ pub fn evict_pod(store: &mut super::store::Store, namespace: &str, name: &str) -
         let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default();
         let int = |p: &str| pdb.pointer(p).and_then(Value::as_i64).unwrap_or(0);
         if int("/status/observedGeneration") < int("/metadata/generation") {
-            return respond(429, too_many(pdb_name, format!("The disruption budget {pdb_name} is still being processed by the server.")));
+            return respond(429, too_many(format!("The disruption budget {pdb_name} is still being processed by the server.")));
         }
         let healthy_pod = pod
             .pointer("/status/conditions")
@@ -1027,7 +1029,7 @@ pub fn evict_pod(store: &mut super::store::Store, namespace: &str, name: &str) -
             let allowed = int("/status/disruptionsAllowed");
             if allowed < 1 {
                 let cause = format!("The disruption budget {pdb_name} needs {desired} healthy pods and has {current} currently");
-                return respond(429, too_many(pdb_name, cause));
+                return respond(429, too_many(cause));
             }
             let mut status = pdb["status"].clone();
             status["disruptionsAllowed"] = json!(allowed - 1);

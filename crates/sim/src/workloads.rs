@@ -80,15 +80,31 @@ struct App {
 }
 
 /// The namespaces the default set lives in.
-pub fn namespaces(release: Release, workloads: usize) -> Vec<&'static str> {
+pub fn namespaces(_release: Release, workloads: usize) -> Vec<&'static str> {
     if workloads == 0 {
         return Vec::new();
     }
-    let mut out = vec!["openshift-ingress", "openshift-image-registry", "openshift-console", "openshift-monitoring", "sample-app"];
-    if release.minor >= 10 {
-        out.push("openshift-etcd");
+    vec!["openshift-ingress", "openshift-image-registry", "openshift-console", "openshift-monitoring", "openshift-etcd", "sample-app"]
+}
+
+/// The router budget's maxUnavailable for a router of `replicas` (openshift/cluster-ingress-operator
+/// `pkg/operator/controller/ingress/poddisruptionbudget.go`, `desiredRouterPodDisruptionBudget`):
+/// none below 2 replicas; "50%", or "25%" from 4 replicas (release-4.7 to release-4.13) and
+/// from 3 replicas (release-4.14 on, OCPBUGS-7546: two routers stay available of three).
+fn router_max_unavailable(release: Release, replicas: usize) -> Option<&'static str> {
+    let quarter_from = if release.minor >= 14 { 3 } else { 4 };
+    match replicas {
+        0 | 1 => None,
+        n if n >= quarter_from => Some("25%"),
+        _ => Some("50%"),
     }
-    out
+}
+
+/// The etcd guard's pods come from the guard controller with `etcd-guard-pdb` from 4.11
+/// (openshift/cluster-etcd-operator release-4.11 `pkg/operator/starter.go`,
+/// `WithPodDisruptionBudgetGuard`; release-4.10 still starts the QuorumGuardController).
+fn guard_pods(release: Release) -> bool {
+    release.minor >= 11
 }
 
 /// The default set of a release: `workloads` 0 is none (the bare cluster); from 1, the
@@ -97,33 +113,36 @@ fn default_set(release: Release, masters: usize, workers: usize, workloads: usiz
     if workloads == 0 {
         return Vec::new();
     }
+    let router_replicas = 2;
     let mut apps = vec![
         // The default IngressController's router: 2 replicas, one per node (required
-        // anti-affinity), and its budget (openshift/cluster-ingress-operator
-        // `pkg/operator/controller/ingress/poddisruptionbudget.go`: maxUnavailable 50% for a
-        // router of fewer than 4 replicas... 25% from 4 on, not modelled: 2 replicas).
+        // anti-affinity), and its budget ([`router_max_unavailable`]).
         App {
             namespace: "openshift-ingress",
             name: "router-default".into(),
             labels: json!({"ingresscontroller.operator.openshift.io/deployment-ingresscontroller": "default"}),
-            replicas: 2,
+            replicas: router_replicas,
             role: Role::Worker,
             spread: true,
-            budget: Some(("router-default".into(), "maxUnavailable", json!("50%"))),
+            budget: router_max_unavailable(release, router_replicas).map(|max| ("router-default".into(), "maxUnavailable", json!(max))),
         },
-        // The image registry with 2 replicas and its budget (openshift/cluster-image-registry-operator
-        // `pkg/resource/poddisruptionbudget.go`: maxUnavailable 1 when replicas > 1).
+        // The image registry with 2 replicas: required anti-affinity at exactly 2 replicas
+        // (openshift/cluster-image-registry-operator release-4.14 `pkg/resource/podtemplatespec.go`),
+        // and from 4.8 its budget `image-registry` minAvailable 1, 0 for one replica
+        // (`pkg/resource/poddisruptionbudget.go`, first on release-4.8; none on release-4.7).
         App {
             namespace: "openshift-image-registry",
             name: "image-registry".into(),
             labels: json!({"docker-registry": "default"}),
             replicas: 2,
             role: Role::Worker,
-            spread: false,
-            budget: Some(("image-registry".into(), "maxUnavailable", json!(1))),
+            spread: true,
+            budget: (release.minor >= 8).then(|| ("image-registry".into(), "minAvailable", json!(1))),
         },
         // The console on the masters (openshift/console-operator: nodeSelector
-        // node-role.kubernetes.io/master, 2 replicas, PDB `console` minAvailable 1).
+        // node-role.kubernetes.io/master, 2 replicas), and from 4.11 its budget `console`
+        // maxUnavailable 1 (release-4.11 `bindata/pdb/console-pdb.yaml`, release-4.14
+        // `bindata/assets/pdb/console-pdb.yaml`; no budget on release-4.10 and before).
         App {
             namespace: "openshift-console",
             name: "console".into(),
@@ -131,12 +150,14 @@ fn default_set(release: Release, masters: usize, workers: usize, workloads: usiz
             replicas: 2,
             role: Role::Master,
             spread: true,
-            budget: Some(("console".into(), "minAvailable", json!(1))),
+            budget: (release.minor >= 11).then(|| ("console".into(), "maxUnavailable", json!(1))),
         },
         // Monitoring's query frontend (openshift/cluster-monitoring-operator
-        // `assets/thanos-querier/deployment.yaml` and `pod-disruption-budget.yaml`: 2 replicas,
-        // PDB `thanos-querier-pdb` minAvailable 1). Prometheus and Alertmanager are
-        // StatefulSets, not modelled.
+        // `assets/thanos-querier/deployment.yaml`: 2 replicas, required anti-affinity), and
+        // from 4.8 its budget `thanos-querier-pdb` minAvailable 1
+        // (`assets/thanos-querier/pod-disruption-budget.yaml`, first on release-4.8, the same
+        // on release-4.14). Prometheus (`prometheus-k8s` minAvailable 1) and Alertmanager
+        // (`alertmanager-main` maxUnavailable 1), budgeted from 4.10, are StatefulSets: not modelled.
         App {
             namespace: "openshift-monitoring",
             name: "thanos-querier".into(),
@@ -144,17 +165,21 @@ fn default_set(release: Release, masters: usize, workers: usize, workloads: usiz
             replicas: 2,
             role: Role::Worker,
             spread: true,
-            budget: Some(("thanos-querier-pdb".into(), "minAvailable", json!(1))),
+            budget: (release.minor >= 8).then(|| ("thanos-querier-pdb".into(), "minAvailable", json!(1))),
         },
     ];
-    if release.minor < 10 {
+    if !guard_pods(release) {
         // Before the guard pods: the etcd quorum guard, a Deployment with one pod per master
-        // and a budget that allows one missing (openshift/machine-config-operator
-        // `docs/etcd-quorum-guard.md` and `install/0000_80_machine-config-operator_07_etcdquorumguard_*.yaml`).
+        // and its budget `etcd-quorum-guard` maxUnavailable 1, in openshift-etcd from 4.6
+        // (openshift/cluster-etcd-operator release-4.7 `manifests/0000_12_etcd-operator_09_etcdquorumguard_pdb.yaml`;
+        // release-4.8 to release-4.10 `pkg/operator/quorumguardcontroller/quorumguardcontroller.go`).
+        // Up to 4.5 the machine-config operator shipped it in openshift-machine-config-operator
+        // (openshift/machine-config-operator release-4.5 `install/0000_80_machine-config-operator_08_etcdquorumguard_pdb.yaml`):
+        // older than any release simulated.
         apps.push(App {
-            namespace: "openshift-machine-config-operator",
+            namespace: "openshift-etcd",
             name: "etcd-quorum-guard".into(),
-            labels: json!({"k8s-app": "etcd-quorum-guard", "name": "etcd-quorum-guard"}),
+            labels: json!({"k8s-app": "etcd-quorum-guard"}),
             replicas: masters,
             role: Role::Master,
             spread: true,
@@ -208,7 +233,7 @@ fn template_hash(namespace: &str, name: &str) -> String {
 }
 
 /// Seeds the default set: Deployments, their ReplicaSets, pods already placed and Ready, the
-/// budgets; on 4.10+ the etcd guard pods and `etcd-guard-pdb`. The controller ([`run`]) keeps them.
+/// budgets; from 4.11 the etcd guard pods and `etcd-guard-pdb`. The controller ([`run`]) keeps them.
 pub fn seed(store: &mut Store, release: Release, nodes: &[(String, bool)], workloads: usize) {
     let masters = nodes.iter().filter(|(_, m)| *m).count();
     for app in default_set(release, masters, nodes.len() - masters, workloads) {
@@ -244,11 +269,12 @@ pub fn seed(store: &mut Store, release: Release, nodes: &[(String, bool)], workl
                 .expect("seed pdb");
         }
     }
-    if workloads > 0 && release.minor >= 10 {
-        // The etcd guard (4.10+, openshift/cluster-etcd-operator with openshift/library-go
-        // `pkg/operator/staticpod/controller/guard`): one `etcd-guard-<node>` pod per master,
-        // Ready while that master's etcd is healthy, and `etcd-guard-pdb` with minAvailable
-        // one less than the masters, so a second master cannot be drained while one is down.
+    if workloads > 0 && guard_pods(release) {
+        // The etcd guard (4.11+, openshift/cluster-etcd-operator with openshift/library-go
+        // `pkg/operator/staticpod/controller/guard/guard_controller.go`, vendored on
+        // release-4.14): one `etcd-guard-<node>` pod per master, Ready while that master's etcd
+        // is healthy, and `etcd-guard-pdb` with minAvailable `len(nodes) - 1`, so a second
+        // master cannot be drained while one is down.
         let min = masters.saturating_sub(1);
         store
             .create(
@@ -354,9 +380,9 @@ pub fn reconcile(store: &mut Store, release: Release, placed: &mut HashMap<Strin
             let _ = store.delete(pods(), Some(ns), pod["metadata"]["name"].as_str().unwrap_or_default());
         }
     }
-    // The etcd guard controller (4.10+): a guard pod per master that is schedulable.
+    // The etcd guard controller (4.11+): a guard pod per master that is schedulable.
     let guarded = !store.list(pdbs(), &ns_filter("openshift-etcd"), None, None).items.is_empty();
-    if guarded && release.minor >= 10 {
+    if guarded && guard_pods(release) {
         for (name, node) in nodes.iter().filter(|(_, n)| n.labels.contains_key("node-role.kubernetes.io/master")) {
             let exists = store.get(pods(), Some("openshift-etcd"), &format!("etcd-guard-{name}")).is_ok();
             if !exists && node.schedulable {
@@ -664,5 +690,54 @@ mod tests {
         assert_eq!(int_or_percent(&json!("50%"), 3), 2);
         assert_eq!(int_or_percent(&json!(2), 3), 2);
         assert_eq!(int_or_percent(&json!("25%"), 3), 1);
+    }
+
+    #[test]
+    fn the_router_budget_follows_the_ingress_operators_release() {
+        let r = |text: &str| Release::parse(text).unwrap();
+        assert_eq!(router_max_unavailable(r("4.13.0"), 1), None);
+        assert_eq!(router_max_unavailable(r("4.13.0"), 2), Some("50%"));
+        assert_eq!(router_max_unavailable(r("4.13.0"), 3), Some("50%"));
+        assert_eq!(router_max_unavailable(r("4.13.0"), 4), Some("25%"));
+        assert_eq!(router_max_unavailable(r("4.14.0"), 3), Some("25%"));
+    }
+
+    #[test]
+    fn the_default_budgets_are_those_of_each_release() {
+        let budgets = |text: &str| -> Vec<String> {
+            default_set(Release::parse(text).unwrap(), 3, 3, 1)
+                .into_iter()
+                .filter_map(|app| app.budget.map(|(name, field, value)| format!("{}/{name} {field} {value}", app.namespace)))
+                .collect()
+        };
+        assert_eq!(
+            budgets("4.7.60"),
+            [
+                r#"openshift-ingress/router-default maxUnavailable "50%""#,
+                "openshift-etcd/etcd-quorum-guard maxUnavailable 1",
+                "sample-app/frontend-0 minAvailable 2"
+            ]
+        );
+        assert_eq!(
+            budgets("4.10.67"),
+            [
+                r#"openshift-ingress/router-default maxUnavailable "50%""#,
+                "openshift-image-registry/image-registry minAvailable 1",
+                "openshift-monitoring/thanos-querier-pdb minAvailable 1",
+                "openshift-etcd/etcd-quorum-guard maxUnavailable 1",
+                "sample-app/frontend-0 minAvailable 2"
+            ]
+        );
+        // From 4.11 the guard pods' etcd-guard-pdb is seeded apart from the Deployments.
+        assert_eq!(
+            budgets("4.14.38"),
+            [
+                r#"openshift-ingress/router-default maxUnavailable "50%""#,
+                "openshift-image-registry/image-registry minAvailable 1",
+                "openshift-console/console maxUnavailable 1",
+                "openshift-monitoring/thanos-querier-pdb minAvailable 1",
+                "sample-app/frontend-0 minAvailable 2"
+            ]
+        );
     }
 }
