@@ -39,6 +39,9 @@ pub struct ApiState {
     /// answered 500 InternalError "etcdserver: request timed out", as an API server whose etcd
     /// did not answer in time (a 500 no client retries by itself, unlike 429/503/504).
     pub failing_requests: Mutex<std::collections::HashMap<String, u32>>,
+    /// Fault injection: requests of a method on a resource (`"DELETE namespaces"`) are taken
+    /// and not answered while held (one slow call of a client, the rest of the API answering).
+    pub held_requests: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ApiState {
@@ -52,6 +55,7 @@ impl ApiState {
             cut_watches: broadcast::channel(4).0,
             cluster: std::sync::OnceLock::new(),
             failing_requests: Default::default(),
+            held_requests: Default::default(),
         })
     }
 }
@@ -417,6 +421,9 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
         return status_error(404, "NotFound", format!("{} has no subresource {sub:?}", t.plural));
     }
     let method = req.method().clone();
+    while state.held_requests.lock().unwrap().contains(&format!("{method} {}", t.plural)) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     {
         let mut failing = state.failing_requests.lock().unwrap();
         if let Some(left) = failing.get_mut(&format!("{method} {}", t.plural)).filter(|n| **n > 0) {

@@ -1054,6 +1054,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   out, fails its client)
 /// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches; with
 ///   `"stall": true` it takes requests and answers none until the N seconds are over
+/// - `POST hold-requests` with `{"method": M, "resource": R, "held": true|false}`: requests
+///   of M on R wait unanswered while held (one slow call; the rest of the API answers)
 /// - `POST cut-watches`: ends every open watch stream once
 /// - `GET operators/refusals`: every change the simulated network operator refused
 ///
@@ -1125,6 +1127,21 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             let count = body["count"].as_u64().and_then(|n| u32::try_from(n).ok()).ok_or((400, "expected \"count\"".to_owned()))?;
             cluster.api.failing_requests.lock().unwrap().insert(format!("{method} {resource}"), count);
             Ok(json!({"failing": format!("{method} {resource}"), "count": count}))
+        }
+        ("POST", ["hold-requests"]) => {
+            // {"method": "DELETE", "resource": "namespaces", "held": true}: such requests wait
+            // unanswered until released with "held": false.
+            let method = body["method"].as_str().ok_or((400, "expected \"method\"".to_owned()))?;
+            let resource = body["resource"].as_str().ok_or((400, "expected \"resource\"".to_owned()))?;
+            let held = body["held"].as_bool().ok_or((400, "expected \"held\": true or false".to_owned()))?;
+            let key = format!("{method} {resource}");
+            let mut all = cluster.api.held_requests.lock().unwrap();
+            if held {
+                all.insert(key.clone());
+            } else {
+                all.remove(&key);
+            }
+            Ok(json!({"held": key, "on": held}))
         }
         ("GET", ["operators", "refusals"]) => Ok(json!(*cluster.refusals.lock().unwrap())),
         ("POST", ["cut-watches"]) => {
