@@ -15,6 +15,7 @@ mod journal_lock;
 mod migrate;
 mod migrate_features;
 mod migrate_live;
+mod migrate_live_hosted;
 mod migrate_live_kill;
 mod migrate_options;
 mod migrate_output;

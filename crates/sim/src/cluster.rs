@@ -482,6 +482,23 @@ impl Cluster {
                 "managementState": "Managed", "logLevel": "Normal", "operatorLogLevel": "Normal", "disableNetworkDiagnostics": false},
             "status": {"readyReplicas": 0},
         }));
+        // The installer's Infrastructure (openshift/api `config/v1/types_infrastructure.go`):
+        // controlPlaneTopology HighlyAvailable with three masters or more, SingleReplica with
+        // one; a HyperShift hosted cluster says External ("the control plane is hosted
+        // externally to the cluster"), which a test sets through the status subresource.
+        let masters = options.masters;
+        let topology = if masters == 1 { "SingleReplica" } else { "HighlyAvailable" };
+        let workers = if self.nodes.len() > masters { "HighlyAvailable" } else { topology };
+        self.create(
+            t("config.openshift.io", "v1", "infrastructures"),
+            None,
+            json!({
+                "metadata": {"name": "cluster"},
+                "spec": {"platformSpec": {"type": "BareMetal"}},
+                "status": {"controlPlaneTopology": topology, "infrastructureTopology": workers, "platform": "BareMetal",
+                    "platformStatus": {"type": "BareMetal"}, "infrastructureName": "sim-x7k2p"},
+            }),
+        );
         let completed = "2024-11-20T09:12:44Z";
         self.create(
             t("config.openshift.io", "v1", "clusterversions"),

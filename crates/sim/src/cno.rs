@@ -437,7 +437,14 @@ fn live_reconcile(
             .iter()
             .filter(|p| p.pointer("/metadata/annotations").and_then(|a| a.get(live::ASSIGN_MACVLAN)).is_some())
             .count();
-        if let Some(blocker) = live::blocker(config, operator, false, macvlan) {
+        // `HostedControlPlane` is set where the CNO runs for a HyperShift hosted cluster
+        // (release-4.16 `pkg/platform/platform.go`, `BootstrapInfra`: `HYPERSHIFT=true`);
+        // the hosted cluster's own Infrastructure says so as controlPlaneTopology External
+        // (openshift/api `config/v1/types_infrastructure.go`, `ExternalTopologyMode`).
+        let hosted = store
+            .get(t("config.openshift.io", "v1", "infrastructures"), None, "cluster")
+            .is_ok_and(|i| i.pointer("/status/controlPlaneTopology").and_then(Value::as_str) == Some("External"));
+        if let Some(blocker) = live::blocker(config, operator, hosted, macvlan) {
             // `operconfig_controller.go`: ClusterNetworkStatus's error sets Degraded "StatusError".
             return Err(("StatusError", format!("Could not update cluster configuration status: {blocker}")));
         }

@@ -50,6 +50,7 @@ pub static TYPES: &[ResourceType] = &[
     rt!("config.openshift.io", "v1", "Network", "networks", "network", false, [], ["status"]),
     rt!("config.openshift.io", "v1", "ClusterOperator", "clusteroperators", "clusteroperator", false, ["co"], ["status"]),
     rt!("config.openshift.io", "v1", "ClusterVersion", "clusterversions", "clusterversion", false, [], ["status"]),
+    rt!("config.openshift.io", "v1", "Infrastructure", "infrastructures", "infrastructure", false, [], ["status"]),
     rt!("operator.openshift.io", "v1", "Network", "networks", "network", false, [], ["status"]),
     rt!(
         "machineconfiguration.openshift.io",

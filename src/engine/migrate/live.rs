@@ -37,6 +37,18 @@ fn write_map(path: &Path, value: &impl serde::Serialize) -> Result<(), MigrateEr
     write_atomically(path, &serde_json::to_string(value).expect("maps serialize")).map_err(MigrateError::StateFile)
 }
 
+/// The live preflight's read of `Infrastructure.config.openshift.io/cluster`: the network
+/// operator's HyperShift blocker ([`live::hosted_control_plane`]). Err(refusal) on a hosted
+/// control plane; an Infrastructure not found (not an OpenShift API) is no refusal.
+pub(super) async fn hosted_refusal(cluster: &super::cluster::Target) -> Result<Option<String>, MigrateError> {
+    let infrastructures = crate::adapters::kube::api_resource("config.openshift.io", "v1", "Infrastructure", "infrastructures");
+    match cluster.cluster_scoped(&infrastructures).get("cluster").await {
+        Ok(object) => Ok(live::hosted_control_plane(&serde_json::to_value(object).expect("objects serialize")).err()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(source) => Err(MigrateError::Api { what: "get infrastructures cluster".into(), source }),
+    }
+}
+
 impl Migration<'_, '_> {
     /// The steps the live flow does its own way; the others are the offline flows'.
     pub(super) async fn live_step(&self, step: Step, state: &mut MigrationState, _log: &mut Log<'_>) -> Result<String, StepError> {

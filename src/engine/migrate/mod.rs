@@ -292,6 +292,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             if options.flow.is_some() {
                 refused.push("mode-live: --flow chooses an offline flow; it does not go with --mode live".into());
             }
+            refused.extend(live::hosted_refusal(&cluster).await?);
             if !refused.is_empty() {
                 return Err(MigrateError::Preflight(refused).into());
             }

@@ -41,6 +41,20 @@ pub fn supported(version: &str) -> Result<(), String> {
     }
 }
 
+/// The network operator's HyperShift blocker (cluster-network-operator release-4.16
+/// `pkg/network/cluster_config.go`, `ValidateLiveMigration`: `infraRes.HostedControlPlane !=
+/// nil` → "network type live migration is not supported on HyperShift clusters"), as the
+/// hosted cluster's own API shows it: `Infrastructure.config.openshift.io/cluster`
+/// `status.controlPlaneTopology: External` (openshift/api `config/v1/types_infrastructure.go`,
+/// `ExternalTopologyMode`: the control plane is hosted outside the cluster). Err: the refusal
+/// to show before anything changes. Pure.
+pub fn hosted_control_plane(infrastructure: &Value) -> Result<(), String> {
+    match infrastructure.pointer("/status/controlPlaneTopology").and_then(Value::as_str) {
+        Some("External") => Err("hosted-control-plane: Infrastructure.config.openshift.io/cluster has status.controlPlaneTopology External (a HyperShift hosted control plane): the network operator refuses the live migration there (\"network type live migration is not supported on HyperShift clusters\", cluster-network-operator ValidateLiveMigration); nothing was changed".into()),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `--plan` recommends the live migration on this release (the 4.15/4.16 docs call it
 /// the preferred method).
 pub fn recommended(version: &str) -> bool {
@@ -138,6 +152,17 @@ mod tests {
             let e = supported(v).unwrap_err();
             assert!(e.contains("4.15.31+ and 4.16 only") && e.contains("--mode offline"), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn a_hosted_control_plane_refuses_the_live_migration() {
+        let hosted = json!({"status": {"controlPlaneTopology": "External"}});
+        let e = hosted_control_plane(&hosted).unwrap_err();
+        assert!(e.contains("network type live migration is not supported on HyperShift clusters") && e.contains("External"), "{e}");
+        for topology in ["HighlyAvailable", "SingleReplica"] {
+            assert!(hosted_control_plane(&json!({"status": {"controlPlaneTopology": topology}})).is_ok());
+        }
+        assert!(hosted_control_plane(&json!({})).is_ok(), "no topology (an old Infrastructure): not hosted");
     }
 
     #[test]
