@@ -17,6 +17,7 @@ mod migrate_features;
 mod migrate_live;
 mod migrate_live_hosted;
 mod migrate_live_kill;
+mod migrate_live_rollback;
 mod migrate_options;
 mod migrate_output;
 mod migrate_prerequisites;

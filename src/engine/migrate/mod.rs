@@ -286,9 +286,6 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             if let Err(e) = fleetboot_core::migrate::live::supported(&version) {
                 refused.push(e);
             }
-            if options.to != "OVNKubernetes" {
-                refused.push("mode-live: fleetboot's live mode migrates to OVNKubernetes; roll back with --mode offline".into());
-            }
             if options.flow.is_some() {
                 refused.push("mode-live: --flow chooses an offline flow; it does not go with --mode live".into());
             }
@@ -299,8 +296,9 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             (
                 Flow::Live,
                 format!(
-                    "--mode live: OpenShift {version} has the limited live migration (openshift-docs nw-ovn-kubernetes-live-migration.adoc): one patch, the network operator and the MCO do the rest, every node rebooted {} times",
-                    fleetboot_core::migrate::live::EXPECTED_REBOOTS
+                    "--mode live: OpenShift {version} has the limited live migration (openshift-docs nw-ovn-kubernetes-live-migration.adoc): one patch, the network operator and the MCO do the rest, every node rebooted {} times{}",
+                    fleetboot_core::migrate::live::EXPECTED_REBOOTS,
+                    fleetboot_core::migrate::live::rollback_note(&options.to)
                 ),
             )
         }

@@ -55,6 +55,20 @@ pub fn hosted_control_plane(infrastructure: &Value) -> Result<(), String> {
     }
 }
 
+/// What the documents say of a live rollback, for the plan (openshift-docs enterprise-4.16
+/// `modules/nw-ovn-kubernetes-live-migration-about.adoc`, "Considerations": "The migration is
+/// intended to be a one-way process. However, for users that want to rollback to
+/// OpenShift-SDN, migration from OpenShift-SDN to OVN-Kubernetes must have succeeded. Users can
+/// follow the same procedure below to migrate to the OpenShift SDN network plugin"; the CNO's
+/// clusterconfig `migration.go` drives both directions). Empty going to OVNKubernetes.
+pub fn rollback_note(target: &str) -> &'static str {
+    if target == "OpenShiftSDN" {
+        "; a live rollback: the documents allow it only after a successful migration to OVN-Kubernetes, by the same procedure (nw-ovn-kubernetes-live-migration-about.adoc), and call the migration one-way"
+    } else {
+        ""
+    }
+}
+
 /// Whether `--plan` recommends the live migration on this release (the 4.15/4.16 docs call it
 /// the preferred method).
 pub fn recommended(version: &str) -> bool {
