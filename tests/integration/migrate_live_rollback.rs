@@ -76,3 +76,54 @@ fn after_a_live_migration_the_live_rollback_reboots_each_node_twice_more_and_run
     );
     assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "the operator refused nothing");
 }
+
+/// The live rollback killed with SIGKILL (by PID) in its first round of reboots resumes to the
+/// end like the forward live flow: OpenShift SDN running, each machine booted exactly twice
+/// more, the patch's step done once.
+#[test]
+fn a_live_rollback_killed_in_its_reboots_resumes_to_the_end() {
+    let sim = Sim::start_with(1, 1, &["--openshift-version", "4.16.21", "--workloads", "0"]);
+    assert_eq!(migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]).code, 0);
+    assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
+    let mut child = sim
+        .fleetboot(&[
+            "migrate",
+            "--to",
+            "OpenShiftSDN",
+            "--mode",
+            "live",
+            "--etcd-backup-confirmed",
+            "--poll-interval",
+            "300ms",
+            "--output",
+            "plain",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    // A machine's third boot: the rollback's first round has begun.
+    while !boots(&sim).iter().any(|(_, count)| *count >= 3) {
+        assert!(child.try_wait().unwrap().is_none(), "the rollback ended before its reboots");
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "no reboot");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the rollback ended before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed = migrate(&sim, &["--resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert!(resumed.stdout.contains("resuming the migration to OpenShiftSDN (live flow)"), "{}", resumed.stdout);
+    assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
+    assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OpenShiftSDN");
+    for (node, count) in boots(&sim) {
+        assert_eq!(count, 4, "{node}: two boots forward, two back");
+    }
+    let dirs = sim.migration_dirs();
+    let journal = std::fs::read_to_string(dirs.last().unwrap().join("migration.jsonl")).unwrap();
+    assert_eq!(journal.matches(r#""step_done","step":"set_network_type""#).count(), 1, "{journal}");
+    let proof = journal.lines().find(|l| l.contains(r#""step_done","step":"wait_rollout""#)).unwrap_or_else(|| panic!("{journal}"));
+    assert!(proof.contains("each of the 2 nodes rebooted"), "{proof}");
+    assert_eq!(sim.control("GET", "operators/refusals", ""), "[]");
+}
