@@ -55,6 +55,10 @@ fn fleetboot_refuses_the_live_migration_of_a_hosted_control_plane_before_any_pat
     assert_eq!(state(&sim), before, "nothing changed");
     assert!(sim.migration_dirs().is_empty(), "no journal for a refused migration");
     assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "nothing reached the operator");
+    // Nor does the plan recommend the live migration there (it does on the same release when
+    // the control plane is the cluster's own: migrate_live.rs).
+    let plan = Run::from(sim.fleetboot(&["migrate", "--plan", "--output", "plain"]).output().unwrap());
+    assert!(!plan.stdout.contains("RECOMMENDED"), "{}", plan.debug());
 }
 
 /// The simulation as an independent judge: the documented patch by hand on a hosted cluster

@@ -322,6 +322,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         && options.live.is_none()
         && options.to == "OVNKubernetes"
         && fleetboot_core::migrate::live::recommended(&version)
+        && live::hosted_refusal(&cluster).await?.is_none()
     {
         format!(
             "{reason}. RECOMMENDED on this release: the limited live migration (the documents' preferred method), fleetboot migrate --mode live; --mode offline keeps this flow"
