@@ -34,7 +34,7 @@ pub use args::{ClusterArgs, HostArgs};
 // A repeated single-value flag takes its last value, as ssh -o does.
 #[command(args_override_self = true, after_help = ENVIRONMENT_HELP)]
 pub struct Cli {
-    /// A TOML config file (see config/fleetboot.example.toml). Flags override it.
+    /// A TOML config file (see config/fleetboot.example.toml). Flags and FLEETBOOT_* variables override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
