@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use fleetboot_core::hosts::Host;
-use fleetboot_core::journal::FailureBudget;
+use fleetboot_core::journal::{FailureBudget, RateSpec};
 use fleetboot_core::settings::{self, Choice, Partial};
 /// The fixed choices exist once, in core's settings model.
 pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, Transport as TransportChoice};
@@ -191,6 +191,18 @@ impl Layer {
             host_key_policy: layer_choice(&self.ssh.host_key_policy, "ssh.host_key_policy")?,
             output: layer_choice(&self.output.format, "output.format")?,
             context: self.cluster.context.clone().filter(|c| !c.is_empty()),
+            command: r.command.clone(),
+            rate: r
+                .rate
+                .as_deref()
+                .map(|t| {
+                    let rate = parse_rate(t).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason })?;
+                    Ok::<_, ConfigError>(rate.map(|r| RateSpec { count: r.count.get(), per_ms: r.per.as_millis() as u64 }))
+                })
+                .transpose()?,
+            boot_id_command: r.boot_id_command.clone(),
+            check_command: r.check_command.clone().map(|c| Some(c).filter(|c| !c.trim().is_empty())),
+            cancel_pending_on_abort: r.cancel_pending_on_abort,
         })
     }
 

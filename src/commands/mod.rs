@@ -2,6 +2,7 @@
 //! the argument groups they share in [`args`]. The helpers here turn flags and the config file
 //! into settings and connect the reporters; the work itself is the engine's.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use crate::engine::runner::Abort;
 use crate::report::Style;
 use crate::{Error, ExitCode};
 use fleetboot_core::hosts::{self, Host};
-use fleetboot_core::settings::{Origin, Partial, RawLayer};
+use fleetboot_core::settings::{ENV_KEYS, Origin, Partial, RawLayer, SettingsError, env_var};
 
 pub mod args;
 pub mod demo;
@@ -33,7 +34,7 @@ pub use args::{ClusterArgs, HostArgs};
 // A repeated single-value flag takes its last value, as ssh -o does.
 #[command(args_override_self = true, after_help = ENVIRONMENT_HELP)]
 pub struct Cli {
-    /// A TOML config file (see config/fleetboot.example.toml). Flags override it.
+    /// A TOML config file (see config/fleetboot.example.toml). Flags and FLEETBOOT_* variables override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -86,11 +87,27 @@ pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Setti
     Ok(config::resolve(file, &env, flags, crate::adapters::system::home_dir().as_deref())?)
 }
 
-/// The `FLEETBOOT_*` variables of this process (others, and names that are not text, ignored).
+/// The `FLEETBOOT_*` variables of this process.
 fn environment_layer() -> Result<Partial, config::ConfigError> {
-    let vars: Vec<(String, String)> =
-        std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))).collect();
-    let raw = RawLayer::from_env(vars.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+    environment_layer_of(std::env::vars_os())
+}
+
+/// The settings' layer of these variables: others ignored, a `FLEETBOOT_*` value that is not
+/// text refused naming its variable, as a bad value is.
+fn environment_layer_of(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Partial, config::ConfigError> {
+    let mut text = Vec::new();
+    for (name, value) in vars {
+        let Some(name) = name.to_str().map(str::to_owned) else { continue };
+        match (value.into_string(), ENV_KEYS.iter().find(|key| env_var(key) == name)) {
+            (Ok(value), _) => text.push((name, value)),
+            (Err(_), Some(key)) => {
+                let reason = "not valid UTF-8".to_owned();
+                return Err(SettingsError { origin: Origin::Environment, key: (*key).to_owned(), reason }.into());
+            }
+            (Err(_), None) => {}
+        }
+    }
+    let raw = RawLayer::from_env(text.iter().map(|(name, value)| (name.as_str(), value.as_str())));
     Ok(raw.parse(&Origin::Environment)?)
 }
 
@@ -257,6 +274,20 @@ mod tests {
         assert_eq!(layer.reboot.rate.as_deref(), Some("10/min"));
         assert!(Cli::try_parse_from(["fleetboot", "reboot", "--resume", "j", "--host", "x"]).is_err());
         assert!(Cli::try_parse_from(["fleetboot", "exec", "--host", "x"]).is_err(), "a command is required");
+    }
+
+    #[test]
+    fn the_environment_layer_reads_fleetboots_variables_and_names_a_bad_one() {
+        use std::os::unix::ffi::OsStringExt;
+        let vars = |pairs: &[(&str, &[u8])]| -> Vec<(OsString, OsString)> {
+            pairs.iter().map(|(n, v)| (OsString::from(n), OsString::from_vec(v.to_vec()))).collect()
+        };
+        let layer = environment_layer_of(vars(&[("FLEETBOOT_CONCURRENCY", b"3"), ("PATH", b"/bin"), ("LANG", b"\xff")])).unwrap();
+        assert_eq!(layer.concurrency, Some(3));
+        let err = environment_layer_of(vars(&[("FLEETBOOT_TRANSPORT", b"\xffssh")])).unwrap_err().to_string();
+        assert_eq!(err, "environment variable FLEETBOOT_TRANSPORT: not valid UTF-8");
+        let err = environment_layer_of(vars(&[("FLEETBOOT_MAX_FAILURES", b"lots")])).unwrap_err().to_string();
+        assert!(err.starts_with("environment variable FLEETBOOT_MAX_FAILURES: ") && err.contains("lots"), "{err}");
     }
 
     #[test]

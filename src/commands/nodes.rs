@@ -35,15 +35,16 @@ pub struct NodesArgs {
 
 pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = load_settings(config, args.cluster.layer())?;
-    let (client, server) = crate::adapters::kube::connect(&cluster_target(&args.cluster, &settings)).await?;
+    let connection = crate::adapters::kube::ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await?;
+    let (client, server) = (&connection.client, connection.server());
     let mut nodes =
-        crate::adapters::kube::discover(&client, &server, args.select.label_selector().as_deref(), args.select.address_type.api_name())
+        crate::adapters::kube::discover(client, server, args.select.label_selector().as_deref(), args.select.address_type.api_name())
             .await?;
     for problem in fleetboot_core::nodes::address_problems(&nodes) {
         eprintln!("warning: {problem}");
     }
     if matches!(args.output, NodesOutput::Wide | NodesOutput::Json) {
-        attach_bmcs(&mut nodes, &settings, &client, args.output == NodesOutput::Wide).await;
+        attach_bmcs(&mut nodes, &settings, client, args.output == NodesOutput::Wide).await;
     }
     match args.output {
         NodesOutput::Ips => print!("{}", crate::report::nodes::render_ips(&nodes)),

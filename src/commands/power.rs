@@ -110,14 +110,15 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     let mut hosts: Vec<Host> = settings.hosts.clone().unwrap_or_default();
     let mut cluster_nodes = Vec::new();
     let client = if crate::commands::cluster_configured(&targets.cluster, settings) {
-        let (client, server) = crate::adapters::kube::connect(&crate::commands::cluster_target(&targets.cluster, settings)).await?;
-        cluster_nodes = crate::adapters::kube::discover(&client, &server, None, "InternalIP").await?;
+        let connection =
+            crate::adapters::kube::ClusterConnection::open(&crate::commands::cluster_target(&targets.cluster, settings)).await?;
+        cluster_nodes = crate::adapters::kube::discover(&connection.client, connection.server(), None, "InternalIP").await?;
         for node in &cluster_nodes {
             if !hosts.iter().any(|h| h.name == node.name) {
                 hosts.push(Host { name: node.name.clone(), address: node.addresses.first().cloned().unwrap_or_default(), port: None });
             }
         }
-        Some(client)
+        Some(connection.client)
     } else {
         None
     };

@@ -15,7 +15,6 @@ use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, 
 use crate::engine::runner::Abort;
 use crate::report::Reporter;
 use crate::{Error, ExitCode};
-use fleetboot_core::journal::SettingsOverrides;
 use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
 use fleetboot_core::settings::Choice;
 
@@ -187,7 +186,8 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         }),
         None => Selection::Hosts(inventory_with_origins(&args.hosts, &settings)?),
     };
-    let overrides = SettingsOverrides { refuse_conflicts: !args.override_journal, ..explicit_overrides(&args.layer(), &settings) };
+    // What this command line gave explicitly (the flags alone): what a resume takes over the journal's.
+    let explicit = args.layer().partial()?;
     // One connection for the whole run: discovery, the Node watcher, the lease and the drain.
     // A resume connects too, to check that its journal belongs to this cluster. A host list is
     // mapped onto the cluster's nodes whenever a cluster is configured (unless --no-cluster):
@@ -231,30 +231,9 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
             duration: args.lease_duration.into(),
             migration_holder: None,
         },
-        overrides,
+        explicit,
+        refuse_conflicts: !args.override_journal,
     })
-}
-
-/// The run settings this command line gives explicitly (flags, not the config file): the only
-/// ones a resume takes instead of the journal's.
-fn explicit_overrides(flags: &Layer, settings: &Settings) -> SettingsOverrides {
-    let run = crate::engine::runner::journaled_settings(&settings.reboot);
-    let policy = crate::engine::runner::journaled_policy(&settings.reboot, &settings.redfish.fallback, settings.redfish.graceful_timeout);
-    let r = &flags.reboot;
-    SettingsOverrides {
-        transport: r.transport.as_ref().map(|_| run.transport),
-        command: r.command.as_ref().map(|_| run.command.clone()),
-        rate: r.rate.as_ref().map(|_| run.rate),
-        concurrency: r.concurrency.map(|_| run.concurrency),
-        timeout_ms: r.timeout.as_ref().map(|_| run.timeout_ms),
-        scheduled_delay_ms: None,
-        poll_interval_ms: r.poll_interval.as_ref().map(|_| run.poll_interval_ms),
-        boot_id_command: r.boot_id_command.as_ref().map(|_| policy.boot_id_command.clone()),
-        check_command: r.check_command.as_ref().map(|_| policy.check_command.clone()),
-        cancel_pending_on_abort: r.cancel_pending_on_abort,
-        max_failures: r.max_failures.as_ref().map(|_| policy.max_failures),
-        refuse_conflicts: false,
-    }
 }
 
 /// Whether the journal to resume is a cluster run, from its start record alone (the engine

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use fleetboot_core::events::{Event, Summary};
 use fleetboot_core::hosts::{self, Host};
-use fleetboot_core::journal::{RunSettings, RunState, SettingsOverrides, resume_settings};
+use fleetboot_core::journal::{RunSettings, RunState, resume_settings};
 use fleetboot_core::nodes::{DrainPolicy, NodeInfo};
 use fleetboot_core::plan::{Grouping, Plan, plan_reboot};
+use fleetboot_core::settings::Partial;
 use tokio::sync::watch;
 
 use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
@@ -114,9 +115,12 @@ pub struct RebootJob {
     /// `--drain`. A resumed run drains as it started, whatever is given here.
     pub drain: Option<DrainPolicy>,
     pub lease: LeasePolicy,
-    /// The settings given explicitly for this job (flags): a resumed run keeps its journaled
-    /// transport, command, rate, concurrency and timeouts except these.
-    pub overrides: SettingsOverrides,
+    /// The settings given explicitly for this job (its flags' layer, `Some` where given; never
+    /// the environment or the file): a resumed run keeps its journaled transport, command, rate,
+    /// concurrency and timeouts except these.
+    pub explicit: Partial,
+    /// A resume refuses an explicit value that differs from the journal's (no `--override-journal`).
+    pub refuse_conflicts: bool,
 }
 
 /// A job whose inventory, plan and journal path are known; nothing has been contacted but the
@@ -151,7 +155,7 @@ pub fn new_run_id() -> String {
 /// nodes without exactly one address of the chosen type, `--drain` without a cluster, and a
 /// resume under a cluster other than the journal's.
 pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
-    let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease, overrides } = job;
+    let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease, explicit, refuse_conflicts } = job;
     let mut resume_lock = None;
     let mut listed_as = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
@@ -168,7 +172,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
                 policy: Some(journaled_policy(&settings.reboot, &settings.redfish.fallback, settings.redfish.graceful_timeout)),
                 ..journaled_settings(&settings.reboot)
             };
-            let resumed = resume_settings(state.settings.as_ref(), &today, &overrides)
+            let resumed = resume_settings(state.settings.as_ref(), &today, &explicit, refuse_conflicts)
                 .map_err(|conflicts| SelectionError::ResumeConflicts { journal: path.clone(), conflicts })?;
             apply_run_settings(&mut settings.reboot, &resumed.settings);
             if let Some(policy) = &resumed.settings.policy {

@@ -143,3 +143,50 @@ fn the_context_comes_from_the_flag_then_the_environment_then_the_file_then_the_k
     let (_, state) = journal::load(&journal).unwrap();
     assert_eq!(state.cluster.expect("a cluster run journals its cluster").server.trim_end_matches('/'), b.api);
 }
+
+/// A resume takes the flags over the journal's values, never the environment: the variable
+/// that differs from the journaled concurrency neither changes it nor is refused as a conflict;
+/// the same value as a flag is refused (no `--override-journal`), naming the flag.
+#[test]
+fn a_resume_keeps_the_journaled_value_under_a_variable_and_refuses_a_differing_flag() {
+    let fleet = Fleet::up(1);
+    let name = fleet.names[0].clone();
+    let run = fleet.reboot(&["--concurrency", "3"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let journal_path = run.journal();
+
+    let resumed = {
+        let user = fleet.user.as_str();
+        let identity = fleet.path("id_ed25519");
+        let known = fleet.path("known_hosts");
+        let args = [
+            "reboot",
+            "--resume",
+            journal_path.to_str().unwrap(),
+            "--user",
+            user,
+            "--identity",
+            identity.to_str().unwrap(),
+            "--known-hosts",
+            known.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
+        Run::from(fleet.fleetboot(&args).env("FLEETBOOT_CONCURRENCY", "2").output().unwrap())
+    };
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    let (records, _) = journal::load(&journal_path).unwrap();
+    let resumes: Vec<(usize, Vec<String>)> = records
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::RunResumed { settings: Some(s), overridden, .. } => Some((s.concurrency, overridden)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumes, [(3, vec![])], "the journaled concurrency kept, nothing overridden");
+
+    let refused = fleet.resume(&journal_path, &["--concurrency", "2"]);
+    assert_eq!(refused.code, 2, "{}", refused.debug());
+    assert!(refused.stderr.contains("--concurrency 2 (the journal says 3)"), "{}", refused.debug());
+    assert_eq!(fleet.count_events(&name, "reboot-requested"), 1, "the finished run rebooted nothing again");
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::hosts::Host;
+use crate::settings::Partial;
 
 /// Bumped on any incompatible change of the record format.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -305,28 +306,6 @@ pub struct FallbackSpec {
     pub graceful_timeout_ms: u64,
 }
 
-/// The settings given explicitly on this command line (flags, not config defaults).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SettingsOverrides {
-    pub transport: Option<TransportMode>,
-    pub command: Option<String>,
-    /// `Some(None)`: the rate limit explicitly removed.
-    pub rate: Option<Option<RateSpec>>,
-    pub concurrency: Option<usize>,
-    pub timeout_ms: Option<u64>,
-    pub scheduled_delay_ms: Option<u64>,
-    pub poll_interval_ms: Option<u64>,
-    pub boot_id_command: Option<String>,
-    /// `Some(None)`: explicitly no check (`--check-command ''`).
-    pub check_command: Option<Option<String>>,
-    pub cancel_pending_on_abort: Option<bool>,
-    pub max_failures: Option<FailureBudget>,
-    /// An explicit value that differs from the journaled one is refused unless the user also
-    /// said `--override-journal`. (The migration's own reboot step leaves it off: its
-    /// `--reboot-concurrency` is the only value it passes, and it overrides as it always did.)
-    pub refuse_conflicts: bool,
-}
-
 impl RunSettings {
     /// The names of the settings that differ between `self` and `other`. The policy's fields
     /// are compared only when both record one.
@@ -388,6 +367,20 @@ pub struct ResumedSettings {
     pub not_journaled: Vec<&'static str>,
 }
 
+/// The explicit values in the journal's units.
+struct Given {
+    transport: Option<TransportMode>,
+    command: Option<String>,
+    rate: Option<Option<RateSpec>>,
+    concurrency: Option<usize>,
+    timeout_ms: Option<u64>,
+    poll_interval_ms: Option<u64>,
+    boot_id_command: Option<String>,
+    check_command: Option<Option<String>>,
+    cancel_pending_on_abort: Option<bool>,
+    max_failures: Option<FailureBudget>,
+}
+
 fn shown_command(command: &Option<String>) -> String {
     command.as_ref().map_or_else(|| "none".to_owned(), |c| format!("{c:?}"))
 }
@@ -404,14 +397,32 @@ fn shown_rate(rate: &Option<RateSpec>) -> String {
 }
 
 /// The settings a resumed run uses: the journaled ones (or, for what a journal written before
-/// it was recorded lacks, `fallback`, today's configuration), with every explicit override
-/// applied. With `overrides.refuse_conflicts`, an explicit value that differs from a journaled
-/// one is refused instead, each conflict named. Pure.
+/// it was recorded lacks, `fallback`, today's configuration), with every setting the command
+/// line gave explicitly (`explicit`: the flags' layer, `Some` where a flag was given; never the
+/// environment or the file) applied. With `refuse_conflicts`, an explicit value that differs
+/// from a journaled one is refused instead, each conflict named. (The migration's own reboot
+/// step leaves it off: its `--reboot-concurrency` is the only value it passes, and it overrides
+/// as it always did.) Pure.
 pub fn resume_settings(
     journaled: Option<&RunSettings>,
     fallback: &RunSettings,
-    overrides: &SettingsOverrides,
+    explicit: &Partial,
+    refuse_conflicts: bool,
 ) -> Result<ResumedSettings, Vec<SettingConflict>> {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let overrides = Given {
+        transport: explicit.transport,
+        command: explicit.command.clone(),
+        rate: explicit.rate,
+        concurrency: explicit.concurrency,
+        timeout_ms: explicit.timeout.map(ms),
+        poll_interval_ms: explicit.poll_interval.map(ms),
+        boot_id_command: explicit.boot_id_command.clone(),
+        check_command: explicit.check_command.clone(),
+        cancel_pending_on_abort: explicit.cancel_pending_on_abort,
+        max_failures: explicit.max_failures,
+    };
+    let overrides = &overrides;
     let base = journaled.cloned().unwrap_or_else(|| fallback.clone());
     let mut not_journaled = Vec::new();
     if journaled.is_none() {
@@ -467,7 +478,7 @@ pub fn resume_settings(
             conflict("--max-failures", p.max_failures.to_string(), m.to_string());
         }
     }
-    if overrides.refuse_conflicts && !conflicts.is_empty() {
+    if refuse_conflicts && !conflicts.is_empty() {
         return Err(conflicts);
     }
     let policy = base_policy.map(|p| RunPolicy {
@@ -483,7 +494,7 @@ pub fn resume_settings(
         rate: overrides.rate.unwrap_or(base.rate),
         concurrency: overrides.concurrency.unwrap_or(base.concurrency),
         timeout_ms: overrides.timeout_ms.unwrap_or(base.timeout_ms),
-        scheduled_delay_ms: overrides.scheduled_delay_ms.unwrap_or(base.scheduled_delay_ms),
+        scheduled_delay_ms: base.scheduled_delay_ms,
         poll_interval_ms: overrides.poll_interval_ms.unwrap_or(base.poll_interval_ms),
         policy,
     };
@@ -982,19 +993,19 @@ mod tests {
         let journaled = settings();
         let today = RunSettings { concurrency: 50, rate: None, transport: TransportMode::Ssh, policy: None, ..settings() };
         // No override: the journal's settings, not today's configuration.
-        let resumed = resume_settings(Some(&journaled), &today, &SettingsOverrides::default()).unwrap();
+        let resumed = resume_settings(Some(&journaled), &today, &Partial::default(), false).unwrap();
         assert_eq!(resumed.settings, journaled);
         assert!(resumed.overridden.is_empty() && resumed.not_journaled.is_empty());
         // Explicit overrides win, and are named.
-        let overrides = SettingsOverrides { concurrency: Some(1), rate: Some(None), ..Default::default() };
-        let resumed = resume_settings(Some(&journaled), &today, &overrides).unwrap();
+        let overrides = Partial { concurrency: Some(1), rate: Some(None), ..Default::default() };
+        let resumed = resume_settings(Some(&journaled), &today, &overrides, false).unwrap();
         assert_eq!(resumed.settings, RunSettings { concurrency: 1, rate: None, ..journaled.clone() });
         assert_eq!(resumed.overridden, ["rate", "concurrency"]);
         // An override equal to the journaled value changes nothing.
-        let same = SettingsOverrides { concurrency: Some(3), refuse_conflicts: true, ..Default::default() };
-        assert!(resume_settings(Some(&journaled), &today, &same).unwrap().overridden.is_empty());
+        let same = Partial { concurrency: Some(3), ..Default::default() };
+        assert!(resume_settings(Some(&journaled), &today, &same, true).unwrap().overridden.is_empty());
         // A journal from before settings were recorded: today's configuration, and said so.
-        let old = resume_settings(None, &today, &SettingsOverrides::default()).unwrap();
+        let old = resume_settings(None, &today, &Partial::default(), false).unwrap();
         assert_eq!(old.settings, today);
         assert!(old.not_journaled.contains(&"concurrency"), "{:?}", old.not_journaled);
     }
@@ -1012,18 +1023,16 @@ mod tests {
             ..settings()
         };
         // Today's configuration (no check command, no failures) does not replace the journal's.
-        let resumed =
-            resume_settings(Some(&journaled), &today, &SettingsOverrides { refuse_conflicts: true, ..Default::default() }).unwrap();
+        let resumed = resume_settings(Some(&journaled), &today, &Partial::default(), true).unwrap();
         assert_eq!(resumed.settings.policy, Some(policy()));
         // An explicit, different value is refused, each flag named with both values.
-        let given = SettingsOverrides {
+        let given = Partial {
             check_command: Some(Some("true".into())),
             max_failures: Some(FailureBudget::Count(2)),
             boot_id_command: Some("cat /proc/sys/kernel/random/boot_id".into()),
-            refuse_conflicts: true,
             ..Default::default()
         };
-        let conflicts = resume_settings(Some(&journaled), &today, &given).unwrap_err();
+        let conflicts = resume_settings(Some(&journaled), &today, &given, true).unwrap_err();
         let shown: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
@@ -1033,7 +1042,7 @@ mod tests {
             ]
         );
         // With the override allowed, the given values win and are named as overridden.
-        let resumed = resume_settings(Some(&journaled), &today, &SettingsOverrides { refuse_conflicts: false, ..given }).unwrap();
+        let resumed = resume_settings(Some(&journaled), &today, &given, false).unwrap();
         let policy_now = resumed.settings.policy.unwrap();
         assert_eq!((policy_now.check_command.as_deref(), policy_now.max_failures), (Some("true"), FailureBudget::Count(2)));
         assert_eq!(resumed.overridden, ["check_command", "max_failures"]);
@@ -1043,8 +1052,8 @@ mod tests {
     fn a_journal_without_the_policy_resumes_with_todays_and_says_which_were_not_journaled() {
         let journaled = RunSettings { policy: None, ..settings() };
         let today = settings();
-        let given = SettingsOverrides { check_command: Some(None), refuse_conflicts: true, ..Default::default() };
-        let resumed = resume_settings(Some(&journaled), &today, &given).unwrap();
+        let given = Partial { check_command: Some(None), ..Default::default() };
+        let resumed = resume_settings(Some(&journaled), &today, &given, true).unwrap();
         assert_eq!(resumed.settings.policy, Some(RunPolicy { check_command: None, ..policy() }));
         assert!(resumed.not_journaled.contains(&"check command"), "{:?}", resumed.not_journaled);
         assert!(resumed.overridden.is_empty(), "nothing journaled to override: {:?}", resumed.overridden);

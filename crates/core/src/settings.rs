@@ -178,6 +178,14 @@ pub struct Partial {
     pub host_key_policy: Option<HostKeyPolicy>,
     pub output: Option<OutputFormat>,
     pub context: Option<String>,
+    /// Run settings that [`merge`] does not decide yet (the config file's keys under the
+    /// flags', `adapters::config::resolve`): here so that a resume knows which ones a command
+    /// line gave (`Some`), as for the fields above. `Some(None)`: explicitly none.
+    pub command: Option<String>,
+    pub rate: Option<Option<crate::journal::RateSpec>>,
+    pub boot_id_command: Option<String>,
+    pub check_command: Option<Option<String>>,
+    pub cancel_pending_on_abort: Option<bool>,
 }
 
 /// The settings of one command, every one decided.
@@ -356,6 +364,7 @@ impl RawLayer {
             host_key_policy: field(origin, "host-key-policy", &self.host_key_policy, str::parse)?,
             output: field(origin, "output", &self.output, str::parse)?,
             context: self.context.clone().filter(|c| !c.is_empty()),
+            ..Partial::default()
         })
     }
 }
@@ -376,6 +385,7 @@ mod tests {
             host_key_policy: Some(HostKeyPolicy::AcceptNew),
             output: Some(OutputFormat::Json),
             context: Some(context.to_owned()),
+            ..Partial::default()
         }
     }
 

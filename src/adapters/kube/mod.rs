@@ -47,13 +47,9 @@ pub struct ClusterTarget {
     pub context: Option<String>,
 }
 
-pub async fn connect(target: &ClusterTarget) -> Result<(Client, String), ClusterError> {
-    let (client, server, _) = connect_named(target).await?;
-    Ok((client, server))
-}
-
-/// [`connect`], and the name of the kubeconfig context used (none in-cluster).
-pub async fn connect_named(target: &ClusterTarget) -> Result<(Client, String, Option<String>), ClusterError> {
+/// A client for the cluster `target` names, as kubectl finds it, its server, and the name of the
+/// kubeconfig context used (none in-cluster). Commands connect through [`ClusterConnection::open`].
+async fn connect_named(target: &ClusterTarget) -> Result<(Client, String, Option<String>), ClusterError> {
     let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
     let (config, context) = match &target.kubeconfig {
         Some(path) => {

@@ -48,12 +48,12 @@ use cluster::{
     namespaces, network_config, network_operator, nodes, pool_of_node, status_observed, str_at,
 };
 use fleetboot_core::events::Event;
-use fleetboot_core::journal::SettingsOverrides;
 use fleetboot_core::migrate::checks::{self, Check};
 use fleetboot_core::migrate::events::{MigrationEvent, MigrationPlan, PlannedStep, Progress};
 use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
 use fleetboot_core::migrate::start::{StartDecision, StartRequest, decide_start};
 use fleetboot_core::migrate::{Flow, FlowError, MIGRATION_ANNOTATION, Step, flow_for_target, minor_version, old_namespace, source_type};
+use fleetboot_core::settings::Partial;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

@@ -26,7 +26,8 @@ impl Migration<'_, '_> {
             drain: None,
             lease: LeasePolicy { migration_holder: Some(self.lease_holder.clone()), ..LeasePolicy::default() },
             // A resumed reboot run keeps the limits the migration gives it.
-            overrides: SettingsOverrides { concurrency, ..SettingsOverrides::default() },
+            explicit: Partial { concurrency, ..Partial::default() },
+            refuse_conflicts: false,
         };
         let failed = |e: Error| MigrateError::Reboot(Box::new(e));
         let prepared = prepare(job).await.map_err(failed)?;
