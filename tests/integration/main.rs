@@ -31,6 +31,7 @@ mod safety_limits;
 mod safety_resume;
 mod sim_conformance;
 mod sim_drain_budgets;
+mod sim_fleetboot_drain;
 mod sim_kube;
 mod sim_kubectl;
 mod sim_observed;
