@@ -35,6 +35,7 @@ mod safety_resume;
 mod settings_env;
 mod sim_conformance;
 mod sim_drain_budgets;
+mod sim_fleetboot_drain;
 mod sim_kube;
 mod sim_kubectl;
 mod sim_observed;

@@ -94,6 +94,8 @@ impl Drainer {
             if pending.is_empty() {
                 return Ok(evicted);
             }
+            // The pods this pass evicted: gone, whatever the deadline says of the rest.
+            let mut gone = std::collections::HashSet::new();
             for pod in &pending {
                 let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { continue };
                 // A PodDisruptionBudget answers 429; the client may retry those itself, so each
@@ -102,6 +104,7 @@ impl Drainer {
                 let api = Api::<Pod>::namespaced(self.client.clone(), ns);
                 if let Ok(Ok(_)) = tokio::time::timeout(remaining, api.evict(name, &EvictParams::default())).await {
                     evicted += 1;
+                    gone.insert(format!("{ns}/{name}"));
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -115,6 +118,7 @@ impl Drainer {
                                 p.metadata.name.as_deref().unwrap_or_default()
                             )
                         })
+                        .filter(|pod| !gone.contains(pod))
                         .collect(),
                 ));
             }
