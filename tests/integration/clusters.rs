@@ -3,26 +3,8 @@
 
 use std::path::Path;
 
-use crate::common::sim::Sim;
+use crate::common::sim::{Sim, boot_ids, two_cluster_kubeconfig};
 use crate::common::{Run, dispatches};
-
-/// One kubeconfig naming both simulations, `a` current, as an admin's often does.
-fn two_cluster_kubeconfig(a: &Sim, b: &Sim, path: &Path) {
-    let cluster = |name: &str, server: &str| format!("- name: {name}\n  cluster:\n    server: {server}\n");
-    let context = |name: &str| format!("- name: {name}\n  context:\n    cluster: {name}\n    user: admin\n");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n{}{}contexts:\n{}{}current-context: a\nusers:\n- name: admin\n  user: {{}}\n",
-        cluster("a", &a.api),
-        cluster("b", &b.api),
-        context("a"),
-        context("b"),
-    );
-    std::fs::write(path, text).unwrap();
-}
-
-fn boot_ids(sim: &Sim) -> Vec<String> {
-    sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]).split_whitespace().map(str::to_owned).collect()
-}
 
 #[test]
 fn reboot_with_context_b_reboots_only_b_and_its_journal_is_refused_under_a() {

@@ -4,7 +4,7 @@
 
 use fleetboot::adapters::journal::{self, Entry};
 
-use crate::common::sim::Sim;
+use crate::common::sim::{Sim, boot_ids, two_cluster_kubeconfig};
 use crate::common::{Fleet, Run};
 
 /// The concurrency the run journaled at its start (what a resume would keep).
@@ -68,24 +68,6 @@ fn a_bad_variable_exits_2_naming_it_before_any_host_is_touched() {
     assert_eq!(fleet.count_events(&name, "reboot-requested"), 0, "no host was rebooted");
     let journals = std::fs::read_dir(fleet.path("state")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(journals, 0, "no journal was written");
-}
-
-/// One kubeconfig naming both simulations, `a` current.
-fn two_cluster_kubeconfig(a: &Sim, b: &Sim, path: &std::path::Path) {
-    let cluster = |name: &str, server: &str| format!("- name: {name}\n  cluster:\n    server: {server}\n");
-    let context = |name: &str| format!("- name: {name}\n  context:\n    cluster: {name}\n    user: admin\n");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n{}{}contexts:\n{}{}current-context: a\nusers:\n- name: admin\n  user: {{}}\n",
-        cluster("a", &a.api),
-        cluster("b", &b.api),
-        context("a"),
-        context("b"),
-    );
-    std::fs::write(path, text).unwrap();
-}
-
-fn boot_ids(sim: &Sim) -> Vec<String> {
-    sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]).split_whitespace().map(str::to_owned).collect()
 }
 
 /// `--context` is decided once for every command: flag > `FLEETBOOT_CONTEXT` > the config's

@@ -256,3 +256,22 @@ impl Drop for KubectlWatch {
         let _ = self.child.wait();
     }
 }
+
+/// One kubeconfig naming both simulations, `a` current, as an admin's often does.
+pub fn two_cluster_kubeconfig(a: &Sim, b: &Sim, path: &std::path::Path) {
+    let cluster = |name: &str, server: &str| format!("- name: {name}\n  cluster:\n    server: {server}\n");
+    let context = |name: &str| format!("- name: {name}\n  context:\n    cluster: {name}\n    user: admin\n");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n{}{}contexts:\n{}{}current-context: a\nusers:\n- name: admin\n  user: {{}}\n",
+        cluster("a", &a.api),
+        cluster("b", &b.api),
+        context("a"),
+        context("b"),
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// Every node's boot ID, in the API's order.
+pub fn boot_ids(sim: &Sim) -> Vec<String> {
+    sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]).split_whitespace().map(str::to_owned).collect()
+}
