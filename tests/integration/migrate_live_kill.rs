@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::Run;
-use crate::common::sim::Sim;
+use crate::common::sim::{Sim, boot_counts};
 
 const ANNOTATION: &str = "network.openshift.io/network-type-migration";
 
@@ -58,17 +58,6 @@ fn condition(config: &Value, kind: &str) -> (String, String) {
         .unwrap_or_default()
 }
 
-/// Each machine's number of boots since the simulation started (its own history).
-fn boots(sim: &Sim) -> Vec<(String, usize)> {
-    let nodes: Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
-    nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["name"].as_str().unwrap().to_owned(), n["history"].as_array().unwrap().iter().filter(|e| e[1] == "up").count()))
-        .collect()
-}
-
 fn journal(sim: &Sim) -> String {
     let dirs = sim.migration_dirs();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
@@ -84,7 +73,7 @@ fn reached(sim: &Sim, at: At) -> bool {
                 || (kind.ends_with("OriginalCNIPurged")
                     && condition(&config, "NetworkTypeMigrationInProgress").1 == "NetworkTypeMigrationCompleted")
         }
-        At::Boots(n) => boots(sim).iter().any(|(_, count)| *count >= n),
+        At::Boots(n) => boot_counts(sim).iter().any(|(_, count)| *count >= n),
     }
 }
 
@@ -186,7 +175,7 @@ fn killed_and_resumed(case: Case) {
     assert_ne!(phase, "Active", "{}: namespace openshift-sdn deleted", case.state);
 
     // Every machine booted exactly twice: the MCO's two rounds, none of them repeated or added.
-    for (node, count) in boots(&sim) {
+    for (node, count) in boot_counts(&sim) {
         assert_eq!(count, 2, "{}: {node} booted {count} times", case.state);
     }
     // The one patch: spec changed once (the generation), sent once, nothing refused.

@@ -8,7 +8,7 @@
 //! MCO's two rounds of reboots proven, verify for OpenShift SDN, the clean-up.
 
 use crate::common::Run;
-use crate::common::sim::Sim;
+use crate::common::sim::{Sim, boot_counts};
 
 const ANNOTATION: &str = "network.openshift.io/network-type-migration";
 
@@ -16,16 +16,6 @@ fn migrate(sim: &Sim, extra: &[&str]) -> Run {
     let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
     args.extend(extra);
     Run::from(sim.fleetboot(&args).output().unwrap())
-}
-
-fn boots(sim: &Sim) -> Vec<(String, usize)> {
-    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
-    nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["name"].as_str().unwrap().to_owned(), n["history"].as_array().unwrap().iter().filter(|e| e[1] == "up").count()))
-        .collect()
 }
 
 #[test]
@@ -59,7 +49,7 @@ fn after_a_live_migration_the_live_rollback_reboots_each_node_twice_more_and_run
     assert_eq!(get("network.operator.openshift.io", ".spec.migration"), "");
     assert!(!get("network.config.openshift.io", ".metadata.annotations").contains(ANNOTATION), "annotation removed");
     // Two rounds forward, two back: each machine booted four times (the simulation's history).
-    for (node, count) in boots(&sim) {
+    for (node, count) in boot_counts(&sim) {
         assert_eq!(count, 4, "{node}");
     }
     assert_eq!(
@@ -104,7 +94,7 @@ fn a_live_rollback_killed_in_its_reboots_resumes_to_the_end() {
         .unwrap();
     let start = std::time::Instant::now();
     // A machine's third boot: the rollback's first round has begun.
-    while !boots(&sim).iter().any(|(_, count)| *count >= 3) {
+    while !boot_counts(&sim).iter().any(|(_, count)| *count >= 3) {
         assert!(child.try_wait().unwrap().is_none(), "the rollback ended before its reboots");
         assert!(start.elapsed() < std::time::Duration::from_secs(120), "no reboot");
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -117,7 +107,7 @@ fn a_live_rollback_killed_in_its_reboots_resumes_to_the_end() {
     assert!(resumed.stdout.contains("resuming the migration to OpenShiftSDN (live flow)"), "{}", resumed.stdout);
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
     assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OpenShiftSDN");
-    for (node, count) in boots(&sim) {
+    for (node, count) in boot_counts(&sim) {
         assert_eq!(count, 4, "{node}: two boots forward, two back");
     }
     let dirs = sim.migration_dirs();

@@ -275,3 +275,14 @@ pub fn two_cluster_kubeconfig(a: &Sim, b: &Sim, path: &std::path::Path) {
 pub fn boot_ids(sim: &Sim) -> Vec<String> {
     sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]).split_whitespace().map(str::to_owned).collect()
 }
+
+/// Each machine's number of boots since the simulation started (its own history).
+pub fn boot_counts(sim: &Sim) -> Vec<(String, usize)> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap().to_owned(), n["history"].as_array().unwrap().iter().filter(|e| e[1] == "up").count()))
+        .collect()
+}
