@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use fleetboot_core::hosts::Host;
 use fleetboot_core::journal::{FailureBudget, RateSpec};
-use fleetboot_core::settings::{self, Choice, Partial};
+use fleetboot_core::settings::{self, Choice, Partial, SshPartial};
 /// The fixed choices exist once, in core's settings model.
 pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, Transport as TransportChoice};
 
@@ -111,6 +111,29 @@ pub struct SshLayer {
     pub keepalive_interval: Option<String>,
 }
 
+impl SshLayer {
+    fn partial(&self) -> Result<SshPartial, ConfigError> {
+        let some_duration = |text: &Option<String>, key| text.as_deref().map(|t| parse_duration_value(t, key)).transpose();
+        let port = match self.port {
+            Some(0) => return Err(ConfigError::BadValue { key: "ssh.port", reason: "must be 1 to 65535".into() }),
+            port => port,
+        };
+        let connect_attempts = match self.connect_attempts {
+            Some(0) => return Err(ConfigError::BadValue { key: "ssh.connect_attempts", reason: "must be at least 1".into() }),
+            attempts => attempts,
+        };
+        Ok(SshPartial {
+            user: self.user.clone().map(|u| non_empty(Some(u), "ssh.user")).transpose()?,
+            port,
+            identities: self.identities.clone(),
+            known_hosts: self.known_hosts.clone().map(|k| non_empty(Some(k), "ssh.known_hosts")).transpose()?,
+            auth_timeout: some_duration(&self.auth_timeout, "ssh.auth_timeout")?,
+            command_timeout: some_duration(&self.command_timeout, "ssh.command_timeout")?,
+            connect_attempts,
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RebootLayer {
@@ -171,8 +194,8 @@ impl Layer {
         Layer::parse(&text, &path.display().to_string())
     }
 
-    /// The run settings of core's model this layer sets, parsed (a bad value named by its key,
-    /// as [`resolve`] names it).
+    /// The settings of core's model this layer sets, parsed (a bad value named by its key, as
+    /// [`resolve`] names it).
     pub fn partial(&self) -> Result<Partial, ConfigError> {
         let some_duration = |text: &Option<String>, key| text.as_deref().map(|t| parse_duration_value(t, key)).transpose();
         let r = &self.reboot;
@@ -191,18 +214,18 @@ impl Layer {
             host_key_policy: layer_choice(&self.ssh.host_key_policy, "ssh.host_key_policy")?,
             output: layer_choice(&self.output.format, "output.format")?,
             context: self.cluster.context.clone().filter(|c| !c.is_empty()),
-            command: r.command.clone(),
+            command: r.command.clone().map(|c| non_empty(Some(c), "reboot.command")).transpose()?,
             rate: r
                 .rate
                 .as_deref()
-                .map(|t| {
-                    let rate = parse_rate(t).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason })?;
-                    Ok::<_, ConfigError>(rate.map(|r| RateSpec { count: r.count.get(), per_ms: r.per.as_millis() as u64 }))
-                })
+                .map(|t| settings::parse_rate(t).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason }))
                 .transpose()?,
-            boot_id_command: r.boot_id_command.clone(),
+            boot_id_command: r.boot_id_command.clone().map(|c| non_empty(Some(c), "reboot.boot_id_command")).transpose()?,
             check_command: r.check_command.clone().map(|c| Some(c).filter(|c| !c.trim().is_empty())),
             cancel_pending_on_abort: r.cancel_pending_on_abort,
+            parallel: r.parallel.map(|n| positive(Some(n), "reboot.parallel")).transpose()?,
+            ssh: self.ssh.partial()?,
+            state_dir: self.output.state_dir.clone().map(|d| non_empty(Some(d), "output.state_dir")).transpose()?,
         })
     }
 
@@ -260,21 +283,15 @@ mod humantime_serde_compat {
     }
 }
 
+/// A rate for a limiter: core's one parser ([`settings::parse_rate`]).
 pub fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
-    let text = text.trim();
-    if matches!(text, "unlimited" | "none") {
-        return Ok(None);
+    Ok(settings::parse_rate(text)?.map(Rate::from))
+}
+
+impl From<RateSpec> for Rate {
+    fn from(spec: RateSpec) -> Rate {
+        Rate { count: NonZeroU32::new(spec.count).unwrap_or(NonZeroU32::MIN), per: Duration::from_millis(spec.per_ms) }
     }
-    let (count, unit) = text.split_once('/').ok_or_else(|| format!("expected `N/s`, `N/min`, `N/h` or `unlimited`, found {text:?}"))?;
-    let count: u32 = count.trim().parse().map_err(|_| format!("bad count {count:?} in rate {text:?}"))?;
-    let count = NonZeroU32::new(count).ok_or_else(|| format!("rate {text:?} allows nothing; use a count of at least 1"))?;
-    let per = match unit.trim() {
-        "s" | "sec" | "second" => Duration::from_secs(1),
-        "m" | "min" | "minute" => Duration::from_secs(60),
-        "h" | "hour" => Duration::from_secs(3600),
-        other => return Err(format!("bad unit {other:?} in rate {text:?}: use s, min or h")),
-    };
-    Ok(Some(Rate { count, per }))
 }
 
 /// `--max-failures` / `reboot.max_failures`: core's one type (the journal's), its one parser.
@@ -368,36 +385,49 @@ pub struct ClusterSettings {
 }
 
 /// The one place precedence is decided: embedded defaults < config file < environment < flags.
-/// Every layer is checked whole first (a bad value names its key, or its variable); the run
-/// settings of core's model are then taken from [`settings::merge`], the rest from the file's
-/// keys under the flags'.
-pub fn resolve(file: Option<Layer>, env: &Partial, flags: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
-    let defaults = Layer::embedded_defaults();
-    let flag_part = flags.partial()?;
+/// The file is checked whole first (a bad value names its key; the flags' and the
+/// environment's values were checked as they were parsed); every setting a flag or a variable
+/// can set is then taken from [`settings::merge`], the file-only ones (BMCs, hosts, the
+/// `[redfish]` table) from the file's keys over the defaults.
+pub fn resolve(file: Option<Layer>, env: &Partial, flags: &Partial, home: Option<&Path>) -> Result<Settings, ConfigError> {
     let file_part = file.as_ref().map(Layer::partial).transpose()?.unwrap_or_default();
-    let mut layer = defaults;
+    let mut layer = Layer::embedded_defaults();
     if let Some(file) = file {
         layer = layer.overlaid_with(file);
     }
-    // Checks every key of the file and the flags, with the defaults filling what neither sets.
-    let mut resolved = finish(layer.overlaid_with(flags), home)?;
-    let model = settings::merge(&flag_part, env, &file_part, &model_defaults()?);
-    apply_model(&mut resolved, model);
+    let mut resolved = finish(layer, home)?;
+    let model = settings::merge(flags, env, &file_part, &model_defaults()?);
+    apply_model(&mut resolved, model, home)?;
     Ok(resolved)
 }
 
 /// The merged model written into the settings the commands use.
-fn apply_model(s: &mut Settings, m: settings::Settings) {
+fn apply_model(s: &mut Settings, m: settings::Settings, home: Option<&Path>) -> Result<(), ConfigError> {
     s.reboot.concurrency = m.concurrency;
     s.group_concurrency = m.group_concurrency;
     s.reboot.max_failures = m.max_failures;
     s.reboot.timeout = m.timeout;
     s.reboot.poll_interval = m.poll_interval;
     s.reboot.transport = m.transport;
+    s.reboot.command = m.command;
+    s.reboot.boot_id_command = m.boot_id_command;
+    s.reboot.check_command = m.check_command;
+    s.reboot.rate = m.rate.map(Rate::from);
+    s.reboot.cancel_pending_on_abort = m.cancel_pending_on_abort;
+    s.reboot.parallel = check_parallel(m.parallel, crate::adapters::system::open_file_limit())?;
     s.ssh.connect_timeout = m.connect_timeout;
     s.ssh.host_key_policy = m.host_key_policy;
+    s.ssh.user = m.ssh.user;
+    s.ssh.port = m.ssh.port;
+    s.ssh.identities = m.ssh.identities.iter().map(|p| expand_home(p, home)).collect();
+    s.ssh.known_hosts = expand_home(&m.ssh.known_hosts, home);
+    s.ssh.auth_timeout = m.ssh.auth_timeout;
+    s.ssh.command_timeout = m.ssh.command_timeout;
+    s.ssh.connect_attempts = m.ssh.connect_attempts;
     s.output = m.output;
+    s.state_dir = expand_home(&m.state_dir, home);
     s.cluster.context = m.context;
+    Ok(())
 }
 
 /// The embedded defaults as core's model.
@@ -481,18 +511,7 @@ pub fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
 
 fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
     let Layer { ssh, reboot, output, cluster, hosts, redfish, bmc } = layer;
-    let policy_text = required(ssh.host_key_policy, "ssh.host_key_policy")?;
-    let host_key_policy = match policy_text.as_str() {
-        "strict" => HostKeyPolicy::Strict,
-        "accept-new" => HostKeyPolicy::AcceptNew,
-        "insecure-ignore" => HostKeyPolicy::InsecureIgnore,
-        other => {
-            return Err(ConfigError::BadValue {
-                key: "ssh.host_key_policy",
-                reason: format!("{other:?}: expected strict, accept-new or insecure-ignore"),
-            });
-        }
-    };
+    let host_key_policy = required(layer_choice(&ssh.host_key_policy, "ssh.host_key_policy")?, "ssh.host_key_policy")?;
     let port = required(ssh.port, "ssh.port")?;
     if port == 0 {
         return Err(ConfigError::BadValue { key: "ssh.port", reason: "must be 1 to 65535".into() });
@@ -527,14 +546,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         parallel: check_parallel(positive(reboot.parallel, "reboot.parallel")?, crate::adapters::system::open_file_limit())?,
         max_failures: parse_max_failures(&failures_text).map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason })?,
         cancel_pending_on_abort: required(reboot.cancel_pending_on_abort, "reboot.cancel_pending_on_abort")?,
-        transport: match required(reboot.transport, "reboot.transport")?.as_str() {
-            "auto" => TransportChoice::Auto,
-            "ssh" => TransportChoice::Ssh,
-            "redfish" => TransportChoice::Redfish,
-            other => {
-                return Err(ConfigError::BadValue { key: "reboot.transport", reason: format!("{other:?}: expected auto, ssh or redfish") });
-            }
-        },
+        transport: required(layer_choice(&reboot.transport, "reboot.transport")?, "reboot.transport")?,
         scheduled_delay: duration(reboot.scheduled_delay, "reboot.scheduled_delay")?,
     };
     let redfish_rate = required(redfish.rate, "redfish.rate")?;
@@ -598,15 +610,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
             });
         }
     }
-    let format_text = required(output.format, "output.format")?;
-    let output_format = match format_text.as_str() {
-        "auto" => OutputFormat::Auto,
-        "plain" => OutputFormat::Plain,
-        "json" => OutputFormat::Json,
-        other => {
-            return Err(ConfigError::BadValue { key: "output.format", reason: format!("{other:?}: expected auto, plain or json") });
-        }
-    };
+    let output_format = required(layer_choice(&output.format, "output.format")?, "output.format")?;
     Ok(Settings {
         ssh,
         reboot,
@@ -633,7 +637,7 @@ mod tests {
 
     #[test]
     fn defaults_alone_resolve_to_the_documented_values() {
-        let s = resolve(None, &Partial::default(), Layer::default(), home()).unwrap();
+        let s = resolve(None, &Partial::default(), &Partial::default(), home()).unwrap();
         assert_eq!(s.ssh.user, "core");
         assert_eq!(s.ssh.port, 22);
         assert_eq!(s.ssh.known_hosts, PathBuf::from("/home/admin/.ssh/known_hosts"));
@@ -648,12 +652,18 @@ mod tests {
     }
 
     #[test]
+    fn cores_defaults_are_the_embedded_file() {
+        // Core's model has its own defaults (it knows no file); they must not drift from
+        // config/defaults.toml, which is what users read.
+        assert_eq!(model_defaults().unwrap(), settings::Settings::default());
+    }
+
+    #[test]
     fn flags_beat_file_and_file_beats_defaults() {
         let file = Layer::parse("[ssh]\nuser = \"admin\"\nport = 2200\n[reboot]\nconcurrency = 4\nrate = \"10/min\"\n", "f.toml").unwrap();
-        let mut flags = Layer::default();
+        let mut flags = Partial { rate: Some(settings::parse_rate("2/s").unwrap()), ..Partial::default() };
         flags.ssh.user = Some("root".into());
-        flags.reboot.rate = Some("2/s".into());
-        let s = resolve(Some(file), &Partial::default(), flags, home()).unwrap();
+        let s = resolve(Some(file), &Partial::default(), &flags, home()).unwrap();
         assert_eq!(s.ssh.user, "root", "flag wins over file");
         assert_eq!(s.ssh.port, 2200, "file wins over default");
         assert_eq!(s.reboot.concurrency, 4);
@@ -668,20 +678,18 @@ mod tests {
         let env = RawLayer::from_env([("FLEETBOOT_CONCURRENCY", "3"), ("FLEETBOOT_CONTEXT", "from-env"), ("FLEETBOOT_OUTPUT", "json")])
             .parse(&Origin::Environment)
             .unwrap();
-        let s = resolve(Some(file()), &env, Layer::default(), home()).unwrap();
+        let s = resolve(Some(file()), &env, &Partial::default(), home()).unwrap();
         assert_eq!(s.reboot.concurrency, 3, "the environment beats the file");
         assert_eq!(s.cluster.context.as_deref(), Some("from-env"));
         assert_eq!(s.output, OutputFormat::Json);
         assert_eq!(s.reboot.timeout, Duration::from_secs(30 * 60), "the file beats the default");
         assert_eq!(s.group_concurrency, None, "each group's own limit unless told");
 
-        let mut flags = Layer::default();
-        flags.reboot.concurrency = Some(2);
-        flags.cluster.context = Some("from-flag".into());
-        let s = resolve(Some(file()), &env, flags, home()).unwrap();
+        let flags = Partial { concurrency: Some(2), context: Some("from-flag".into()), ..Partial::default() };
+        let s = resolve(Some(file()), &env, &flags, home()).unwrap();
         assert_eq!((s.reboot.concurrency, s.cluster.context.as_deref()), (2, Some("from-flag")), "the flag beats the environment");
 
-        let s = resolve(None, &Partial::default(), Layer::default(), home()).unwrap();
+        let s = resolve(None, &Partial::default(), &Partial::default(), home()).unwrap();
         assert_eq!((s.reboot.concurrency, s.cluster.context), (1, None), "no context: the kubeconfig's current one");
     }
 
@@ -692,40 +700,40 @@ mod tests {
         assert!(text.contains("my.toml") && text.contains("concurency"), "{text}");
 
         let bad = Layer::parse("[reboot]\ntimeout = \"soon\"\n", "f").unwrap();
-        let err = resolve(Some(bad), &Partial::default(), Layer::default(), home()).unwrap_err();
+        let err = resolve(Some(bad), &Partial::default(), &Partial::default(), home()).unwrap_err();
         assert!(err.to_string().starts_with("bad value for reboot.timeout: \"soon\""), "{err}");
 
         let bad = Layer::parse("[reboot]\nrate = \"5/fortnight\"\n", "f").unwrap();
-        let err = resolve(Some(bad), &Partial::default(), Layer::default(), home()).unwrap_err();
+        let err = resolve(Some(bad), &Partial::default(), &Partial::default(), home()).unwrap_err();
         assert!(err.to_string().contains("reboot.rate") && err.to_string().contains("fortnight"), "{err}");
 
         let bad = Layer::parse("[reboot]\nconcurrency = 0\n", "f").unwrap();
-        assert!(resolve(Some(bad), &Partial::default(), Layer::default(), home()).is_err());
+        assert!(resolve(Some(bad), &Partial::default(), &Partial::default(), home()).is_err());
     }
 
     #[test]
     fn the_annotated_example_is_a_valid_config() {
         let text = include_str!("../../config/fleetboot.example.toml");
-        let s = resolve(Some(Layer::parse(text, "example").unwrap()), &Partial::default(), Layer::default(), home()).unwrap();
+        let s = resolve(Some(Layer::parse(text, "example").unwrap()), &Partial::default(), &Partial::default(), home()).unwrap();
         assert_eq!(s.hosts.unwrap().len(), 2);
         assert_eq!(s.reboot.max_failures, FailureBudget::Percent(10));
     }
 
     #[test]
     fn bmc_entries_and_redfish_settings_are_checked() {
-        let s = resolve(None, &Partial::default(), Layer::default(), home()).unwrap();
+        let s = resolve(None, &Partial::default(), &Partial::default(), home()).unwrap();
         assert_eq!(s.reboot.transport, TransportChoice::Auto);
         assert!(s.redfish.fallback.on_unreachable && !s.redfish.fallback.on_host_key);
         let two = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npassword_file = \"f\"\npassword_env = \"E\"\n", "f").unwrap();
-        let err = resolve(Some(two), &Partial::default(), Layer::default(), home()).unwrap_err().to_string();
+        let err = resolve(Some(two), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
         assert!(err.contains("entry 1") && err.contains("n1") && err.contains("more than one"), "{err}");
         let ipmi = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"ipmi://b\"\n", "f").unwrap();
-        let err = resolve(Some(ipmi), &Partial::default(), Layer::default(), home()).unwrap_err().to_string();
+        let err = resolve(Some(ipmi), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
         assert!(err.contains("ipmi://b"), "{err}");
         let typo = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npasword_file = \"f\"\n", "my.toml").unwrap_err().to_string();
         assert!(typo.contains("pasword_file"), "{typo}");
         let bad = Layer::parse("[reboot]\ntransport = \"ipmi\"\n", "f").unwrap();
-        assert!(resolve(Some(bad), &Partial::default(), Layer::default(), home()).unwrap_err().to_string().contains("reboot.transport"));
+        assert!(resolve(Some(bad), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string().contains("reboot.transport"));
     }
 
     #[test]
@@ -748,33 +756,38 @@ mod tests {
         for (section, key) in [("reboot", "timeout"), ("ssh", "connect_timeout"), ("redfish", "graceful_timeout")] {
             for huge in ["500000000y", "367days", "99999999999999999999999s"] {
                 let layer = Layer::parse(&format!("[{section}]\n{key} = \"{huge}\"\n"), "f").unwrap();
-                let err = resolve(Some(layer), &Partial::default(), Layer::default(), home()).unwrap_err().to_string();
+                let err = resolve(Some(layer), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
                 assert!(err.starts_with(&format!("bad value for {section}.{key}: \"{huge}\"")), "{err}");
             }
         }
         let year = Layer::parse("[reboot]\ntimeout = \"366days\"\n", "f").unwrap();
-        assert_eq!(resolve(Some(year), &Partial::default(), Layer::default(), home()).unwrap().reboot.timeout, MAX_DURATION);
+        assert_eq!(resolve(Some(year), &Partial::default(), &Partial::default(), home()).unwrap().reboot.timeout, MAX_DURATION);
 
         assert_eq!(check_parallel(960, Some(1024)).unwrap(), 960);
         let err = check_parallel(961, Some(1024)).unwrap_err().to_string();
         assert!(err.starts_with("bad value for reboot.parallel: 961 is more than 960") && err.contains("1024"), "{err}");
         let err = check_parallel(usize::MAX, None).unwrap_err().to_string();
         assert!(err.contains("at most 1048576"), "{err}");
-        let mut flags = Layer::default();
-        flags.reboot.parallel = Some(usize::MAX);
-        assert!(resolve(None, &Partial::default(), flags, home()).unwrap_err().to_string().contains("reboot.parallel"));
+        let flags = Partial { parallel: Some(usize::MAX), ..Partial::default() };
+        assert!(resolve(None, &Partial::default(), &flags, home()).unwrap_err().to_string().contains("reboot.parallel"));
 
         let retries = Layer::parse("[redfish]\nbusy_retries = 4000000000\n", "f").unwrap();
         assert!(
-            resolve(Some(retries), &Partial::default(), Layer::default(), home()).unwrap_err().to_string().contains("redfish.busy_retries")
+            resolve(Some(retries), &Partial::default(), &Partial::default(), home())
+                .unwrap_err()
+                .to_string()
+                .contains("redfish.busy_retries")
         );
         let namespaces = Layer::parse("[redfish]\nbmh_namespaces = []\n", "f").unwrap();
         assert!(
-            resolve(Some(namespaces), &Partial::default(), Layer::default(), home())
+            resolve(Some(namespaces), &Partial::default(), &Partial::default(), home())
                 .unwrap_err()
                 .to_string()
                 .contains("redfish.bmh_namespaces")
         );
-        assert_eq!(resolve(None, &Partial::default(), Layer::default(), home()).unwrap().redfish.bmh_namespaces, ["openshift-machine-api"]);
+        assert_eq!(
+            resolve(None, &Partial::default(), &Partial::default(), home()).unwrap().redfish.bmh_namespaces,
+            ["openshift-machine-api"]
+        );
     }
 }

@@ -1,14 +1,13 @@
 //! Argument groups that several commands share, and the fixed choices as `ValueEnum`s.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
-use crate::adapters::config::Layer;
+use fleetboot_core::settings::{self, Partial, SshPartial};
 
 /// `--output`, `--transport`, `--host-key-policy`: core's one type each (no mirror here).
 pub use fleetboot_core::settings::{Choice, HostKeyPolicy, OutputFormat, Transport};
@@ -182,16 +181,16 @@ pub struct HostArgs {
 #[derive(Args, Debug, Default)]
 pub struct SshArgs {
     /// Remote user [default: core].
-    #[arg(long)]
+    #[arg(long, value_parser = settings::parse_command)]
     pub user: Option<String>,
     /// SSH port for hosts that do not name one [default: 22].
-    #[arg(long)]
+    #[arg(long, value_parser = settings::parse_port)]
     pub port: Option<u16>,
     /// Private key file (repeatable). Default: ssh-agent, then ~/.ssh/id_{ed25519,ecdsa,rsa}.
     #[arg(long = "identity", short = 'i', value_name = "FILE")]
     pub identities: Vec<String>,
     /// known_hosts file [default: ~/.ssh/known_hosts].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = settings::parse_command)]
     pub known_hosts: Option<String>,
     /// strict (unknown or changed keys fail the host) or accept-new (record unknown keys).
     #[arg(long, value_name = "POLICY", value_parser = choice::<HostKeyPolicy>(&["strict", "accept-new"]))]
@@ -200,16 +199,16 @@ pub struct SshArgs {
     #[arg(long, conflicts_with = "host_key_policy")]
     pub insecure_ignore_host_keys: bool,
     /// TCP connect timeout [default: 10s].
-    #[arg(long, value_name = "DURATION")]
-    pub connect_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = setting_duration)]
+    pub connect_timeout: Option<Duration>,
     /// SSH handshake + authentication timeout [default: 10s].
-    #[arg(long, value_name = "DURATION")]
-    pub auth_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = setting_duration)]
+    pub auth_timeout: Option<Duration>,
     /// Timeout of one remote command [default: 60s].
-    #[arg(long, value_name = "DURATION")]
-    pub command_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = setting_duration)]
+    pub command_timeout: Option<Duration>,
     /// Attempts for a transient connection failure [default: 3].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = settings::parse_attempts)]
     pub connect_attempts: Option<u32>,
 }
 
@@ -219,7 +218,7 @@ pub struct OutputArgs {
     #[arg(long, short = 'o', value_name = "FORMAT", value_parser = choice::<OutputFormat>(OutputFormat::NAMES))]
     pub output: Option<OutputFormat>,
     /// Where journals are kept [default: ~/.local/state/fleetboot].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = settings::parse_command)]
     pub state_dir: Option<String>,
 }
 
@@ -255,37 +254,34 @@ impl NodeSelectionArgs {
 }
 
 impl SshArgs {
-    pub(crate) fn apply(&self, layer: &mut Layer) {
-        let ssh = &mut layer.ssh;
-        ssh.user.clone_from(&self.user);
-        ssh.port = self.port;
-        if !self.identities.is_empty() {
-            ssh.identities = Some(self.identities.clone());
-        }
-        ssh.known_hosts.clone_from(&self.known_hosts);
-        ssh.host_key_policy =
-            if self.insecure_ignore_host_keys { Some("insecure-ignore".into()) } else { self.host_key_policy.map(|p| p.to_string()) };
-        ssh.connect_timeout.clone_from(&self.connect_timeout);
-        ssh.auth_timeout.clone_from(&self.auth_timeout);
-        ssh.command_timeout.clone_from(&self.command_timeout);
-        ssh.connect_attempts = self.connect_attempts;
+    /// What these flags set, in the settings' model.
+    pub(crate) fn apply(&self, flags: &mut Partial) {
+        flags.ssh = SshPartial {
+            user: self.user.clone(),
+            port: self.port,
+            identities: (!self.identities.is_empty()).then(|| self.identities.clone()),
+            known_hosts: self.known_hosts.clone(),
+            auth_timeout: self.auth_timeout,
+            command_timeout: self.command_timeout,
+            connect_attempts: self.connect_attempts,
+        };
+        flags.host_key_policy = if self.insecure_ignore_host_keys { Some(HostKeyPolicy::InsecureIgnore) } else { self.host_key_policy };
+        flags.connect_timeout = self.connect_timeout;
     }
 }
 
 impl ClusterArgs {
-    /// The flags' layer: `--context` (decided once, with the environment's and the file's, by
-    /// the settings' merge).
-    pub(crate) fn layer(&self) -> Layer {
-        let mut layer = Layer::default();
-        layer.cluster.context.clone_from(&self.context);
-        layer
+    /// The flags' settings: `--context` (decided once, with the environment's and the file's,
+    /// by the settings' merge).
+    pub(crate) fn partial(&self) -> Partial {
+        Partial { context: self.context.clone(), ..Partial::default() }
     }
 }
 
 impl OutputArgs {
-    pub(crate) fn apply(&self, layer: &mut Layer) {
-        layer.output.format = self.output.map(|o| o.to_string());
-        layer.output.state_dir.clone_from(&self.state_dir);
+    pub(crate) fn apply(&self, flags: &mut Partial) {
+        flags.output = self.output;
+        flags.state_dir.clone_from(&self.state_dir);
     }
 }
 
@@ -305,6 +301,11 @@ pub fn bounded_duration(text: &str) -> Result<humantime::Duration, String> {
         Err(crate::adapters::config::ConfigError::BadValue { reason, .. }) => Err(reason),
         Err(other) => Err(other.to_string()),
     }
+}
+
+/// A duration setting's flag, under the config file's rules and bounds (the same parser).
+pub fn setting_duration(text: &str) -> Result<Duration, String> {
+    bounded_duration(text).map(Into::into)
 }
 
 /// A simulation's timing: zero allowed (none), at most 366 days.

@@ -7,8 +7,9 @@ use clap::Args;
 
 use super::args::{HostArgs, OutputArgs, SshArgs};
 use super::{inventory, load_settings, make_ssh_client, warn_if_insecure};
-use crate::adapters::config::{Layer, OutputFormat};
+use crate::adapters::config::OutputFormat;
 use crate::{Error, ExitCode};
+use fleetboot_core::settings::Partial;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -19,7 +20,7 @@ pub struct ExecArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Connections at once [default: 64].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = fleetboot_core::settings::parse_limit)]
     pub parallel: Option<usize>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -27,17 +28,16 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    fn layer(&self) -> Layer {
-        let mut layer = Layer::default();
-        self.ssh.apply(&mut layer);
-        self.output.apply(&mut layer);
-        layer.reboot.parallel = self.parallel;
-        layer
+    fn partial(&self) -> Partial {
+        let mut flags = Partial { parallel: self.parallel, ..Partial::default() };
+        self.ssh.apply(&mut flags);
+        self.output.apply(&mut flags);
+        flags
     }
 }
 
 pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, args.layer())?;
+    let settings = load_settings(config, &args.partial())?;
     let hosts = inventory(&args.hosts, &settings)?;
     warn_if_insecure(&settings);
     let client = Arc::new(make_ssh_client(&settings)?);

@@ -169,9 +169,8 @@ impl MigrateArgs {
 }
 
 pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let mut flags = args.cluster.layer();
-    flags.output.format = Some(args.output.to_string());
-    let settings = load_settings(config, flags)?;
+    let flags = fleetboot_core::settings::Partial { output: Some(args.output), ..args.cluster.partial() };
+    let settings = load_settings(config, &flags)?;
     let style = style_for(settings.output);
     let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
     let mut reporter = MigrationReporter::new(style, std::io::stdout(), std::io::stderr());
@@ -179,7 +178,7 @@ pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, E
 }
 
 pub async fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, args.cluster.layer())?;
+    let settings = load_settings(config, &args.cluster.partial())?;
     let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
     let results = crate::engine::migrate::verify(&context, &choice_name(args.to)).await?;
     print!("{}", render_verify(&results, args.output));

@@ -81,7 +81,7 @@ pub enum Command {
 /// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
 /// embedded defaults. A bad value is refused naming its flag, variable or file key, before
 /// anything is touched.
-pub(crate) fn load_settings(config: Option<&Path>, flags: Layer) -> Result<Settings, Error> {
+pub(crate) fn load_settings(config: Option<&Path>, flags: &Partial) -> Result<Settings, Error> {
     let file = config.map(Layer::read).transpose()?;
     let env = environment_layer()?;
     Ok(config::resolve(file, &env, flags, crate::adapters::system::home_dir().as_deref())?)
@@ -269,9 +269,20 @@ mod tests {
         let cli =
             Cli::try_parse_from(["fleetboot", "reboot", "--host", "127.0.0.2:2222", "--rate", "10/min", "--concurrency", "5"]).unwrap();
         let Command::Reboot(args) = cli.command else { panic!("reboot") };
-        let layer = args.layer();
-        assert_eq!(layer.reboot.concurrency, Some(5));
-        assert_eq!(layer.reboot.rate.as_deref(), Some("10/min"));
+        let flags = args.partial();
+        assert_eq!(flags.concurrency, Some(5));
+        assert_eq!(flags.rate, Some(Some(fleetboot_core::journal::RateSpec { count: 10, per_ms: 60_000 })));
+        for (flag, value, named) in [
+            ("--concurrency", "0", "a limit of 0 reboots nothing"),
+            ("--rate", "5/fortnight", "fortnight"),
+            ("--reboot-timeout", "soon", "soon"),
+            ("--max-failures", "101%", "101%"),
+            ("--port", "0", "1 to 65535"),
+            ("--command", " ", "must not be empty"),
+        ] {
+            let err = Cli::try_parse_from(["fleetboot", "reboot", "--host", "h", flag, value]).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains(named), "{flag} {value}: {err}");
+        }
         assert!(Cli::try_parse_from(["fleetboot", "reboot", "--resume", "j", "--host", "x"]).is_err());
         assert!(Cli::try_parse_from(["fleetboot", "exec", "--host", "x"]).is_err(), "a command is required");
     }
@@ -322,8 +333,8 @@ mod tests {
             (args.transport, args.ssh.host_key_policy, args.output.output),
             (Some(Transport::Redfish), Some(HostKeyPolicy::AcceptNew), Some(OutputFormat::Json))
         );
-        let layer = args.layer();
-        assert_eq!((layer.reboot.transport.as_deref(), layer.ssh.host_key_policy.as_deref()), (Some("redfish"), Some("accept-new")));
+        let flags = args.partial();
+        assert_eq!((flags.transport, flags.host_key_policy), (Some(Transport::Redfish), Some(HostKeyPolicy::AcceptNew)));
         let err =
             Cli::try_parse_from(["fleetboot", "reboot", "--host", "h", "--host-key-policy", "insecure-ignore"]).unwrap_err().to_string();
         assert!(err.contains("possible values: strict, accept-new"), "only --insecure-ignore-host-keys turns checking off: {err}");

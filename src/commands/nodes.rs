@@ -34,7 +34,7 @@ pub struct NodesArgs {
 }
 
 pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, args.cluster.layer())?;
+    let settings = load_settings(config, &args.cluster.partial())?;
     let connection = crate::adapters::kube::ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await?;
     let (client, server) = (&connection.client, connection.server());
     let mut nodes =

@@ -147,7 +147,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
 
 pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let targets = args.action.targets();
-    let settings = crate::commands::load_settings(config, targets.cluster.layer())?;
+    let settings = crate::commands::load_settings(config, &targets.cluster.partial())?;
     match &args.action {
         PowerAction::On { yes_power_on: false, .. } => {
             return Err(SelectionError::NotConfirmed { action: "power on", flag: "--yes-power-on", why: "" }.into());

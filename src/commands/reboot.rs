@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::watch;
 
-use super::args::{ClusterArgs, HostArgs, NodeSelectionArgs, OutputArgs, SshArgs, Transport, choice};
+use super::args::{ClusterArgs, HostArgs, NodeSelectionArgs, OutputArgs, SshArgs, Transport, choice, setting_duration};
 use super::{cluster_target, install_interrupts, inventory_with_origins, load_settings, style_for};
-use crate::adapters::config::{Layer, Settings};
+use crate::adapters::config::Settings;
 use crate::adapters::journal;
 use crate::adapters::kube::ClusterConnection;
 use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, Selection, prepare};
@@ -16,7 +16,7 @@ use crate::engine::runner::Abort;
 use crate::report::Reporter;
 use crate::{Error, ExitCode};
 use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
-use fleetboot_core::settings::Choice;
+use fleetboot_core::settings::{self, Choice, FailureBudget, Partial, RateLimit};
 
 /// `--drain-failure`: what a drain that times out does to its host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +54,7 @@ pub struct RebootArgs {
     #[arg(long, value_name = "pool|LABEL", default_value = "pool")]
     pub group_by: String,
     /// Hosts per group in flight at once [default: the pool's maxUnavailable; 1 per label value].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = settings::parse_limit)]
     pub group_concurrency: Option<usize>,
     /// Cluster runs: cordon and drain each node (Eviction API, PDBs respected) before its
     /// reboot, uncordon it once it is back.
@@ -97,32 +97,32 @@ pub struct RebootArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub journal: Option<PathBuf>,
     /// The reboot command [default: sudo shutdown -r -t 3].
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = settings::parse_command)]
     pub command: Option<String>,
     /// The command that prints the boot ID [default: cat /proc/sys/kernel/random/boot_id].
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = settings::parse_command)]
     pub boot_id_command: Option<String>,
-    /// Run on each host once it is back; a non-zero exit fails the host.
+    /// Run on each host once it is back; a non-zero exit fails the host ("" for none).
     #[arg(long, value_name = "CMD")]
     pub check_command: Option<String>,
     /// From the reboot command to the new boot ID [default: 20m].
-    #[arg(long, value_name = "DURATION")]
-    pub reboot_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = setting_duration)]
+    pub reboot_timeout: Option<Duration>,
     /// Between boot-ID probes of a rebooting host [default: 5s].
-    #[arg(long, value_name = "DURATION")]
-    pub poll_interval: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = setting_duration)]
+    pub poll_interval: Option<Duration>,
     /// Hosts between "dispatched" and "confirmed back" at once [default: 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = settings::parse_limit)]
     pub concurrency: Option<usize>,
     /// Reboot commands started per period: N/s, N/min, N/h or unlimited [default: unlimited].
     #[arg(long, value_name = "RATE")]
-    pub rate: Option<String>,
+    pub rate: Option<RateLimit>,
     /// Connections for boot-ID probes at once [default: 64].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = settings::parse_limit)]
     pub parallel: Option<usize>,
     /// Failed hosts tolerated (count or N%) before no new reboot starts [default: 0].
     #[arg(long, value_name = "N|P%")]
-    pub max_failures: Option<String>,
+    pub max_failures: Option<FailureBudget>,
     /// On interrupt, run `sudo shutdown -c` on hosts whose reboot has not begun.
     #[arg(long)]
     pub cancel_pending_on_abort: bool,
@@ -133,26 +133,24 @@ pub struct RebootArgs {
 }
 
 impl RebootArgs {
-    pub(crate) fn layer(&self) -> Layer {
-        let mut layer = self.cluster.layer();
-        self.ssh.apply(&mut layer);
-        self.output.apply(&mut layer);
-        let r = &mut layer.reboot;
-        r.command.clone_from(&self.command);
-        r.boot_id_command.clone_from(&self.boot_id_command);
-        r.check_command.clone_from(&self.check_command);
-        r.timeout.clone_from(&self.reboot_timeout);
-        r.poll_interval.clone_from(&self.poll_interval);
-        r.concurrency = self.concurrency;
-        r.group_concurrency = self.group_concurrency;
-        r.rate.clone_from(&self.rate);
-        r.parallel = self.parallel;
-        r.max_failures.clone_from(&self.max_failures);
-        r.transport = self.transport.map(|t| t.to_string());
-        if self.cancel_pending_on_abort {
-            r.cancel_pending_on_abort = Some(true);
-        }
-        layer
+    /// What this command line sets, in the settings' model (`Some` where a flag was given).
+    pub(crate) fn partial(&self) -> Partial {
+        let mut flags = self.cluster.partial();
+        self.ssh.apply(&mut flags);
+        self.output.apply(&mut flags);
+        flags.command.clone_from(&self.command);
+        flags.boot_id_command.clone_from(&self.boot_id_command);
+        flags.check_command = self.check_command.clone().map(|c| Some(c).filter(|c| !c.trim().is_empty()));
+        flags.timeout = self.reboot_timeout;
+        flags.poll_interval = self.poll_interval;
+        flags.concurrency = self.concurrency;
+        flags.group_concurrency = self.group_concurrency;
+        flags.rate = self.rate.map(|r| r.0);
+        flags.parallel = self.parallel;
+        flags.max_failures = self.max_failures;
+        flags.transport = self.transport;
+        flags.cancel_pending_on_abort = self.cancel_pending_on_abort.then_some(true);
+        flags
     }
 }
 
@@ -187,7 +185,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         None => Selection::Hosts(inventory_with_origins(&args.hosts, &settings)?),
     };
     // What this command line gave explicitly (the flags alone): what a resume takes over the journal's.
-    let explicit = args.layer().partial()?;
+    let explicit = args.partial();
     // One connection for the whole run: discovery, the Node watcher, the lease and the drain.
     // A resume connects too, to check that its journal belongs to this cluster. A host list is
     // mapped onto the cluster's nodes whenever a cluster is configured (unless --no-cluster):
@@ -244,7 +242,7 @@ fn resume_needs_cluster(path: &Path) -> Result<bool, Error> {
 }
 
 pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, args.layer())?;
+    let settings = load_settings(config, &args.partial())?;
     let job = job_from_args(&args, settings).await?;
     let prepared = prepare(job).await?;
     if args.dry_run {

@@ -27,7 +27,7 @@ pub struct RepairArgs {
 }
 
 pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, args.cluster.layer())?;
+    let settings = load_settings(config, &args.cluster.partial())?;
     let journal = match &args.journal {
         Some(path) => path.clone(),
         None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir.clone() })?,

@@ -147,7 +147,7 @@ fn durations_from_the_command_line_have_the_configs_bounds() {
         (&["migrate", "--plan", "--operator-timeout", "10000000000000000000s"], "--operator-timeout"),
         (&["migrate", "--plan", "--rollout-timeout", "400days"], "--rollout-timeout"),
         (&["migrate", "--plan", "--poll-interval", "0s"], "--poll-interval"),
-        (&["reboot", "--all", "--dry-run", "--poll-interval", "0s"], "reboot.poll_interval"),
+        (&["reboot", "--all", "--dry-run", "--poll-interval", "0s"], "--poll-interval"),
     ];
     for (args, flag) in cases {
         let run: Run = sim.fleetboot(args).output().unwrap().into();

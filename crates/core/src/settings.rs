@@ -10,8 +10,10 @@
 //! parses them with `value_parser = Transport::from_str` (their [`Choice::NAMES`] are the
 //! possible values), serde reads and writes the same names for the file and the journal.
 //!
-//! Adding a run setting: a field in [`Partial`] and [`Settings`], a line in [`merge`], a key in
-//! [`RawLayer`] and its flag in the commands layer; then use it.
+//! Adding a setting: a field in [`Partial`] and [`Settings`], a line in [`merge`], its flag
+//! (whose `value_parser` yields the field's type) and, for the file, its key in
+//! `adapters::config::Layer::partial`; a key in [`RawLayer`] when the environment may set it.
+//! Then use it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -102,6 +104,8 @@ choice!(
 
 /// `--max-failures`: the journal's type, read from text here.
 pub use crate::journal::FailureBudget;
+/// `--rate`: the journal's type.
+pub use crate::journal::RateSpec;
 
 impl FromStr for FailureBudget {
     type Err = String;
@@ -113,6 +117,62 @@ impl FromStr for FailureBudget {
             return Ok(FailureBudget::Percent(p));
         }
         text.parse().map(FailureBudget::Count).map_err(|_| format!("expected a count or a percentage like \"10%\", found {text:?}"))
+    }
+}
+
+/// `--rate` / `reboot.rate`: starts per period (`N/s`, `N/min`, `N/h`), or `unlimited` (`None`).
+pub fn parse_rate(text: &str) -> Result<Option<RateSpec>, String> {
+    let text = text.trim();
+    if matches!(text, "unlimited" | "none") {
+        return Ok(None);
+    }
+    let (count, unit) = text.split_once('/').ok_or_else(|| format!("expected `N/s`, `N/min`, `N/h` or `unlimited`, found {text:?}"))?;
+    let count: u32 = count.trim().parse().map_err(|_| format!("bad count {count:?} in rate {text:?}"))?;
+    if count == 0 {
+        return Err(format!("rate {text:?} allows nothing; use a count of at least 1"));
+    }
+    let per_ms = match unit.trim() {
+        "s" | "sec" | "second" => 1_000,
+        "m" | "min" | "minute" => 60_000,
+        "h" | "hour" => 3_600_000,
+        other => return Err(format!("bad unit {other:?} in rate {text:?}: use s, min or h")),
+    };
+    Ok(Some(RateSpec { count, per_ms }))
+}
+
+/// A rate as clap hands it over: `unlimited` is a value, not an absent flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit(pub Option<RateSpec>);
+
+impl FromStr for RateLimit {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_rate(text).map(RateLimit)
+    }
+}
+
+/// A command run on the nodes: never empty (it would run nothing and prove nothing).
+pub fn parse_command(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("must not be empty".to_owned()),
+        _ => Ok(text.to_owned()),
+    }
+}
+
+/// `--port`: 1 to 65535.
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("expected a port from 1 to 65535, found {text:?}")),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// `--connect-attempts`: at least 1.
+pub fn parse_attempts(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number of at least 1, found {text:?}")),
     }
 }
 
@@ -178,14 +238,28 @@ pub struct Partial {
     pub host_key_policy: Option<HostKeyPolicy>,
     pub output: Option<OutputFormat>,
     pub context: Option<String>,
-    /// Run settings that [`merge`] does not decide yet (the config file's keys under the
-    /// flags', `adapters::config::resolve`): here so that a resume knows which ones a command
-    /// line gave (`Some`), as for the fields above. `Some(None)`: explicitly none.
+    /// `Some(None)`: explicitly none (`--rate unlimited`, an empty check command).
     pub command: Option<String>,
-    pub rate: Option<Option<crate::journal::RateSpec>>,
+    pub rate: Option<Option<RateSpec>>,
     pub boot_id_command: Option<String>,
     pub check_command: Option<Option<String>>,
     pub cancel_pending_on_abort: Option<bool>,
+    pub parallel: Option<usize>,
+    pub ssh: SshPartial,
+    pub state_dir: Option<String>,
+}
+
+/// The SSH connection's settings from one source. Paths stay as written (`~/` is the
+/// commands layer's to expand: core knows no home directory).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SshPartial {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identities: Option<Vec<String>>,
+    pub known_hosts: Option<String>,
+    pub auth_timeout: Option<Duration>,
+    pub command_timeout: Option<Duration>,
+    pub connect_attempts: Option<u32>,
 }
 
 /// The settings of one command, every one decided.
@@ -203,6 +277,32 @@ pub struct Settings {
     pub output: OutputFormat,
     /// The kubeconfig context; `None`: the kubeconfig's current one.
     pub context: Option<String>,
+    /// The reboot command.
+    pub command: String,
+    pub boot_id_command: String,
+    /// Run on each host once it is back; `None`: no check.
+    pub check_command: Option<String>,
+    /// Reboot commands started per period; `None`: unlimited.
+    pub rate: Option<RateSpec>,
+    pub cancel_pending_on_abort: bool,
+    /// Connections for plain commands and boot-ID reads at once.
+    pub parallel: usize,
+    pub ssh: SshSettings,
+    /// Where journals are kept, as written.
+    pub state_dir: String,
+}
+
+/// The SSH connection, decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    /// Empty: ssh-agent, then the usual key files.
+    pub identities: Vec<String>,
+    pub known_hosts: String,
+    pub auth_timeout: Duration,
+    pub command_timeout: Duration,
+    pub connect_attempts: u32,
 }
 
 impl Default for Settings {
@@ -219,6 +319,22 @@ impl Default for Settings {
             host_key_policy: HostKeyPolicy::Strict,
             output: OutputFormat::Auto,
             context: None,
+            command: "sudo shutdown -r -t 3".to_owned(),
+            boot_id_command: "cat /proc/sys/kernel/random/boot_id".to_owned(),
+            check_command: None,
+            rate: None,
+            cancel_pending_on_abort: false,
+            parallel: 64,
+            ssh: SshSettings {
+                user: "core".to_owned(),
+                port: 22,
+                identities: Vec::new(),
+                known_hosts: "~/.ssh/known_hosts".to_owned(),
+                auth_timeout: Duration::from_secs(10),
+                command_timeout: Duration::from_secs(60),
+                connect_attempts: 3,
+            },
+            state_dir: "~/.local/state/fleetboot".to_owned(),
         }
     }
 }
@@ -246,6 +362,36 @@ pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings
             .or_else(|| env.context.clone())
             .or_else(|| file.context.clone())
             .or_else(|| defaults.context.clone()),
+        command: pick!(command),
+        boot_id_command: pick!(boot_id_command),
+        check_command: pick!(check_command),
+        rate: pick!(rate),
+        cancel_pending_on_abort: pick!(cancel_pending_on_abort),
+        parallel: pick!(parallel),
+        ssh: {
+            let d = &defaults.ssh;
+            macro_rules! ssh {
+                ($field:ident) => {
+                    flags
+                        .ssh
+                        .$field
+                        .clone()
+                        .or_else(|| env.ssh.$field.clone())
+                        .or_else(|| file.ssh.$field.clone())
+                        .unwrap_or_else(|| d.$field.clone())
+                };
+            }
+            SshSettings {
+                user: ssh!(user),
+                port: ssh!(port),
+                identities: ssh!(identities),
+                known_hosts: ssh!(known_hosts),
+                auth_timeout: ssh!(auth_timeout),
+                command_timeout: ssh!(command_timeout),
+                connect_attempts: ssh!(connect_attempts),
+            }
+        },
+        state_dir: pick!(state_dir),
     }
 }
 
