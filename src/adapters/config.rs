@@ -150,9 +150,6 @@ pub struct RebootLayer {
     pub cancel_pending_on_abort: Option<bool>,
     pub transport: Option<String>,
     pub scheduled_delay: Option<String>,
-    /// `--group-concurrency` (a flag or `FLEETBOOT_GROUP_CONCURRENCY`; no file key).
-    #[serde(skip)]
-    pub group_concurrency: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -201,7 +198,8 @@ impl Layer {
         let r = &self.reboot;
         Ok(Partial {
             concurrency: r.concurrency.map(|n| positive(Some(n), "reboot.concurrency")).transpose()?,
-            group_concurrency: r.group_concurrency,
+            // `--group-concurrency` or `FLEETBOOT_GROUP_CONCURRENCY`: no file key.
+            group_concurrency: None,
             max_failures: r
                 .max_failures
                 .as_deref()
@@ -234,7 +232,7 @@ impl Layer {
         overlay!(self.ssh, top.ssh; user, port, identities, known_hosts, host_key_policy,
             connect_timeout, auth_timeout, command_timeout, connect_attempts, keepalive_interval);
         overlay!(self.reboot, top.reboot; command, boot_id_command, cancel_command, check_command,
-            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay, group_concurrency);
+            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay);
         overlay!(self.redfish, top.redfish; username, password_file, password_env, ca_file, insecure, request_timeout,
             operation_timeout, graceful_timeout, rate, busy_retries, retry_wait, fallback_on_unreachable,
             fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung, bmh_namespaces);
