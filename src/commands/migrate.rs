@@ -174,7 +174,7 @@ pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, E
     let style = style_for(settings.output);
     let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
     let mut reporter = MigrationReporter::new(style, std::io::stdout(), std::io::stderr());
-    crate::engine::migrate::migrate(args.options(), &context, &mut |progress| reporter.report(progress)).await
+    crate::engine::migrate::migrate(args.options(), &context, &mut |progress| reporter.report(progress)).await.map_err(Into::into)
 }
 
 pub async fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {

@@ -2,6 +2,7 @@
 //! and the SDN → OVN-Kubernetes migration (`migrate`), and, through the seams it defines,
 //! reaches nodes only through adapters. It hands events to its caller and never prints.
 
+pub mod error;
 pub mod exec;
 pub mod lease;
 pub mod migrate;

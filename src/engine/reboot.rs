@@ -22,10 +22,10 @@ use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
 use crate::adapters::journal::{self, JournalWriter};
 use crate::adapters::kube::ClusterConnection;
 use crate::adapters::ssh::{SshClient, SshTransport};
+use crate::engine::error::{RunError as Error, SelectionError, WrongCluster};
 use crate::engine::runner::{
     self, Abort, RetryPolicy, RunInputs, apply_run_policy, apply_run_settings, journaled_policy, journaled_settings,
 };
-use crate::{Error, SelectionError};
 
 /// Which hosts a job reboots.
 #[derive(Clone, Debug)]
@@ -251,11 +251,10 @@ fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
 /// A cluster run's journal may only be resumed against its own cluster.
 fn check_same_cluster(path: &Path, state: &RunState, cluster: Option<&ClusterConnection>) -> Result<(), Error> {
     match (&state.cluster, cluster) {
-        (Some(journaled), Some(connection)) if !journaled.same_cluster(&connection.identity) => Err(Error::WrongCluster {
-            journal: path.to_owned(),
-            journaled: journaled.clone().into(),
-            given: connection.identity.clone().into(),
-        }),
+        (Some(journaled), Some(connection)) if !journaled.same_cluster(&connection.identity) => {
+            Err(WrongCluster { journal: path.to_owned(), journaled: journaled.clone().into(), given: connection.identity.clone().into() }
+                .into())
+        }
         (Some(journaled), None) => {
             Err(SelectionError::JournalsClusterMissing { journal: path.to_owned(), cluster: journaled.clone() }.into())
         }
@@ -339,7 +338,8 @@ async fn hosts_onto_nodes(
                 );
             }
             HostMatch::NameOnly { node, addresses, address_of } => {
-                let claim = crate::NameNotAddress { origin, host: host.name, address: host.address, node, addresses, address_of };
+                let claim =
+                    crate::engine::error::NameNotAddress { origin, host: host.name, address: host.address, node, addresses, address_of };
                 return Err(SelectionError::NameNotAddress(Box::new(claim)).into());
             }
         }

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Error;
 use crate::adapters::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record, RunState};
 use crate::adapters::kube::{ClusterConnection, ClusterTarget, LEASE_NAME, MIGRATION_LEASE_NAME};
 use crate::adapters::migration_journal;
+use crate::engine::error::{RunError as Error, WrongCluster};
 use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
 use fleetboot_core::repair::{LeaseVerdict, RepairAction, RepairReport};
 
@@ -72,11 +72,12 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
     if let Some(journaled) = recorded
         && !journaled.same_cluster(&cluster.identity)
     {
-        return Err(Error::WrongCluster {
+        return Err(WrongCluster {
             journal: journal.to_owned(),
             journaled: Box::new(journaled),
             given: Box::new(cluster.identity.clone()),
-        });
+        }
+        .into());
     }
     let runs: Vec<&RunState> = journals.reboots.iter().map(|(_, r)| r).collect();
     let plan = fleetboot_core::repair::plan(&runs, journals.migration.as_ref().map(|(_, m)| m), LEASE_NAME, MIGRATION_LEASE_NAME);

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 use super::cluster::{Changes, cluster_operators, condition_true, name_of, network_config, nodes, ready_of, str_at};
 use super::{Log, MigrateError, Migration, StepError};
-use crate::ExitCode;
 use crate::adapters::kube::machine_config_pools as machine_config_pools_resource;
 use crate::adapters::migration_journal::write_atomically;
+use fleetboot_core::ExitCode;
 use fleetboot_core::migrate::Step;
 use fleetboot_core::migrate::live;
 use fleetboot_core::migrate::record::MigrationState;

@@ -40,13 +40,14 @@ use tokio::sync::watch;
 use crate::adapters::config::Settings;
 use crate::adapters::kube::ClusterTarget;
 use crate::adapters::migration_journal::{self, FileError, MigrationJournalError, write_atomically};
+use crate::engine::error::{RunError, WrongCluster};
 use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, Selection, prepare};
 use crate::engine::runner::Abort;
-use crate::{Error, ExitCode};
 use cluster::{
     Changes, Target, api_error, cluster_operators, cluster_versions, condition_true, connect, daemon_sets, machine_configs, name_of,
     namespaces, network_config, network_operator, nodes, pool_of_node, status_observed, str_at,
 };
+use fleetboot_core::ExitCode;
 use fleetboot_core::events::Event;
 use fleetboot_core::migrate::checks::{self, Check};
 use fleetboot_core::migrate::events::{MigrationEvent, MigrationPlan, PlannedStep, Progress};
@@ -95,7 +96,11 @@ pub enum MigrateError {
     RebootJournal(#[source] crate::adapters::journal::JournalError),
     /// The reboot run of step 7 (or of `--reboot-error-nodes`) could not be set up or run.
     #[error("{0}")]
-    Reboot(#[source] Box<Error>),
+    Reboot(#[source] Box<RunError>),
+    #[error(transparent)]
+    WrongCluster(#[from] WrongCluster),
+    #[error(transparent)]
+    Cluster(#[from] crate::adapters::kube::ClusterError),
     #[error("cluster API: {what}: {source}")]
     Api {
         what: String,
@@ -221,7 +226,7 @@ fn network_options(options: &MigrationOptions, target: &str) -> Option<Value> {
 
 /// Runs (or with `--plan`, shows) the migration of the cluster `context` names; every step,
 /// warning and result goes to `sink`, the step 7 reboot run's own events too.
-pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink: &mut Sink<'_>) -> Result<ExitCode, Error> {
+pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink: &mut Sink<'_>) -> Result<ExitCode, MigrateError> {
     let events = Events(RefCell::new(sink));
     let cluster = connect(&context.cluster).await?;
     let root = migrations_root(&context.settings);
@@ -242,11 +247,12 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     if let (Some(dir), Some(journaled)) = (&existing, existing_state.as_ref().and_then(|s| s.cluster.as_ref()))
         && !journaled.same_cluster(&cluster.connection.identity)
     {
-        return Err(Error::WrongCluster {
+        return Err(WrongCluster {
             journal: dir.join("migration.jsonl"),
             journaled: journaled.clone().into(),
             given: cluster.connection.identity.clone().into(),
-        });
+        }
+        .into());
     }
     // New, resumed, a rollback taking over, or refused (fleetboot_core::migrate::start).
     let request = StartRequest { to: &options.to, resume: options.resume, cleanup: options.cleanup, plan: options.plan };
@@ -256,9 +262,9 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         StartDecision::Continue(dir) => (dir, None),
         StartDecision::Supersede(previous) => (root.join(crate::engine::reboot::new_run_id()), Some(previous)),
         StartDecision::RefuseInProgress { dir, target, rollback_to } => {
-            return Err(MigrateError::InProgress { target, dir, rollback_to }.into());
+            return Err(MigrateError::InProgress { target, dir, rollback_to });
         }
-        StartDecision::RefuseNothingToResume => return Err(MigrateError::NothingToResume { root }.into()),
+        StartDecision::RefuseNothingToResume => return Err(MigrateError::NothingToResume { root }),
     };
     let journal_path = dir.join("migration.jsonl");
     let (_, state) = if journal_path.exists() {
@@ -275,7 +281,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         problems.push("--vxlan-port configures OpenShift SDN (a rollback); OVN-Kubernetes takes --geneve-port".into());
     }
     if !problems.is_empty() {
-        return Err(MigrateError::Preflight(problems).into());
+        return Err(MigrateError::Preflight(problems));
     }
     let version = cluster.get(&cluster_versions(), "version").await.map(|v| str_at(&v, "/status/desired/version")).unwrap_or_default();
     let (flow, reason) = match state.flow {
@@ -291,7 +297,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             }
             refused.extend(live::hosted_refusal(&cluster).await?);
             if !refused.is_empty() {
-                return Err(MigrateError::Preflight(refused).into());
+                return Err(MigrateError::Preflight(refused));
             }
             (
                 Flow::Live,
@@ -306,8 +312,8 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             // No flag makes a migration of a release from 4.17 on (nor of a later major).
             let past_openshift_sdn = minor_version(&version).is_some_and(|v| v >= (4, 17));
             match (options.flow, flow_for_target(&version, &options.to)) {
-                (_, Err(e)) if past_openshift_sdn => return Err(MigrateError::NoFlow(e).into()),
-                (None, Err(e)) => return Err(MigrateError::NoFlow(e).into()),
+                (_, Err(e)) if past_openshift_sdn => return Err(MigrateError::NoFlow(e)),
+                (None, Err(e)) => return Err(MigrateError::NoFlow(e)),
                 (None, Ok(required)) => required,
                 (Some(forced), Ok((required, _))) if forced != required => {
                     events.emit(MigrationEvent::MigrationFlowOverridden { forced, required, version: version.clone() });
@@ -332,7 +338,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     };
     let refused = checks::options_refused_by_release(&version, minor_version(&version).map(|v| v.1), &rollback::flags_given(&options));
     if !refused.is_empty() {
-        return Err(MigrateError::Preflight(refused).into());
+        return Err(MigrateError::Preflight(refused));
     }
     let subnets = checks::InternalSubnets {
         join: options.v4_internal_subnet.clone(),
@@ -391,7 +397,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
             start.network_options = network_options(&MigrationOptions { mtu: Some(restated), ..options.clone() }, &options.to);
         }
         if !findings.refusals.is_empty() {
-            return Err(MigrateError::Preflight(findings.refusals).into());
+            return Err(MigrateError::Preflight(findings.refusals));
         }
         if supersedes.is_none() {
             stable_reads(&cluster, &request, &options, &events).await?;

@@ -29,7 +29,7 @@ impl Migration<'_, '_> {
             explicit: Partial { concurrency, ..Partial::default() },
             refuse_conflicts: false,
         };
-        let failed = |e: Error| MigrateError::Reboot(Box::new(e));
+        let failed = |e: RunError| MigrateError::Reboot(Box::new(e));
         let prepared = prepare(job).await.map_err(failed)?;
         let (trigger, abort) = tokio::sync::watch::channel(Abort::No);
         (self.context.install_interrupts)(trigger.clone());

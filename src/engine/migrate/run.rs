@@ -16,7 +16,7 @@ pub(super) async fn stable_reads(
     request: &checks::PreflightRequest<'_>,
     options: &MigrationOptions,
     events: &Events<'_>,
-) -> Result<(), Error> {
+) -> Result<(), MigrateError> {
     let of = options.stable_checks.max(1);
     events.emit(MigrationEvent::MigrationClusterStable { pass: 1, of });
     for pass in 2..=of {
@@ -28,7 +28,7 @@ pub(super) async fn stable_reads(
                 pass - 1
             )];
             refusals.extend(findings.refusals);
-            return Err(MigrateError::Preflight(refusals).into());
+            return Err(MigrateError::Preflight(refusals));
         }
         events.emit(MigrationEvent::MigrationClusterStable { pass, of });
     }
@@ -46,7 +46,7 @@ pub(super) async fn run_under_lease(
     start: Start,
     lease: &crate::adapters::kube::LeaseLock,
     events: &Events<'_>,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, MigrateError> {
     let mut writer = migration_journal::MigrationWriter::open(journal_path).map_err(MigrateError::from)?;
     // Read again now that the journal's lock is held: what was read before it may be stale (a
     // migration that was still running here when this one started).

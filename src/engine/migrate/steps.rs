@@ -25,7 +25,7 @@ impl Migration<'_, '_> {
         self.events.emit(MigrationEvent::StepProgress { step, number: self.flow.number(step), message: message.to_owned() });
     }
 
-    pub(super) async fn steps(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<ExitCode, Error> {
+    pub(super) async fn steps(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<ExitCode, MigrateError> {
         for &step in self.flow.steps() {
             let number = self.flow.number(step);
             if state.is_done(step) {
@@ -73,7 +73,7 @@ impl Migration<'_, '_> {
                 // as before; no step line claims the step failed on the cluster.
                 Err(StepError::Fatal(e)) => {
                     let _ = log(state, MigrationEntry::StepFailed { step, error: e.to_string() });
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         }

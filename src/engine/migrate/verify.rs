@@ -88,7 +88,7 @@ pub(super) fn newest_baseline(root: &Path, cluster: &fleetboot_core::journal::Cl
 
 /// Steps 9-10's checks of the cluster `context` names, against the network type `to`: pods
 /// that were failing before this cluster's newest migration started are not counted.
-pub async fn verify(context: &MigrationContext, to: &str) -> Result<Vec<Check>, Error> {
+pub async fn verify(context: &MigrationContext, to: &str) -> Result<Vec<Check>, MigrateError> {
     let cluster = connect(&context.cluster).await?;
     let baseline = newest_baseline(&migrations_root(&context.settings), &cluster.connection.identity)?;
     let inputs = cluster.verify_inputs(to, &baseline).await?;

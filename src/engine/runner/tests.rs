@@ -1274,7 +1274,7 @@ async fn runner_reports_a_soft_reboot_once_seen_never_escalates_it_and_a_resume_
     let summary = job.run().await;
     assert_eq!(outcome(&summary, "h1"), Outcome::SoftRebooted);
     assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted);
-    assert_eq!(summary.exit_code(), crate::ExitCode::HostsFailed);
+    assert_eq!(summary.exit_code(), fleetboot_core::ExitCode::HostsFailed);
     // Seen as soon as it answered again (the reboot delay, 60 s, and the 30 s down), long
     // before the 10-minute deadline; no BMC reset although the fallback on a hung node is on.
     assert!(started.elapsed() < Duration::from_secs(120), "waited {:?}", started.elapsed());

@@ -1,0 +1,110 @@
+//! The engine's own errors: what a reboot run, a repair and a migration refuse or fail with.
+//! They live here, not in the crate's outward `Error` (which wraps them), so the engine never
+//! names a type of the commands layer and no error type contains itself.
+
+use fleetboot_core::ExitCode;
+
+use crate::adapters;
+
+/// A journal of another cluster than the one given: nothing is done to either.
+#[derive(Debug, thiserror::Error)]
+#[error("the journal {} belongs to the cluster at {journaled}, but the cluster given is {given}; refusing to act on a cluster the run does not belong to", journal.display())]
+pub struct WrongCluster {
+    pub journal: std::path::PathBuf,
+    pub journaled: Box<fleetboot_core::journal::ClusterIdentity>,
+    pub given: Box<fleetboot_core::journal::ClusterIdentity>,
+}
+
+/// What a reboot run (and a repair) fails with before or outside its hosts' outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] adapters::config::ConfigError),
+    #[error(transparent)]
+    Hosts(#[from] fleetboot_core::hosts::HostsError),
+    #[error(transparent)]
+    Journal(#[from] adapters::journal::JournalError),
+    #[error(transparent)]
+    SshSetup(#[from] adapters::ssh::SshSetupError),
+    #[error(transparent)]
+    Cluster(#[from] adapters::kube::ClusterError),
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
+    #[error(transparent)]
+    WrongCluster(#[from] WrongCluster),
+    #[error(transparent)]
+    Bmc(#[from] adapters::bmc::BmcSetupError),
+    #[error(transparent)]
+    Repair(#[from] super::repair::RepairError),
+}
+
+impl RunError {
+    /// A journal that cannot be written is fleetboot's own failure; everything else was refused
+    /// input (the exit-code map in README).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::Journal(adapters::journal::JournalError::Write { .. }) => ExitCode::Internal,
+            _ => ExitCode::BadInput,
+        }
+    }
+}
+
+/// Input that names the wrong things: refused before anything is touched (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error("choosing nodes (--all, -l, --role, --nodes) needs a cluster")]
+    NodesNeedACluster,
+    #[error("--drain works on cluster nodes: add --all, -l, --role or --nodes")]
+    DrainNeedsNodes,
+    #[error("the journal {} belongs to the cluster at {cluster}, which is not reachable from here (pass --kubeconfig or --context)", journal.display())]
+    JournalsClusterMissing { journal: std::path::PathBuf, cluster: fleetboot_core::journal::ClusterIdentity },
+    #[error("the journal {} is a cluster run, and no cluster is configured (pass --kubeconfig or --context)", journal.display())]
+    JournalNeedsACluster { journal: std::path::PathBuf },
+    #[error("no such node in {place}: {}", names.join(", "))]
+    UnknownNodes { names: Vec<String>, place: &'static str },
+    #[error("{}; use --address-type or --exclude", problems.join("; "))]
+    NodeAddresses { problems: Vec<String> },
+    #[error("host {host} ({address}) matches more than one node of the cluster: {}; name it by one node's address", nodes.join(", "))]
+    AmbiguousHost { host: String, address: String, nodes: Vec<String> },
+    /// A host-list line named like a node whose address is none of that node's.
+    #[error(transparent)]
+    NameNotAddress(Box<NameNotAddress>),
+    #[error("{why}, but no BMC is known for: {}{hint}", nodes.join(", "))]
+    NoBmc { why: &'static str, nodes: Vec<String>, hint: &'static str },
+    #[error("name the nodes to act on, or one BMC with --bmc")]
+    NoPowerTargets,
+    #[error("{action} needs {flag}{why}")]
+    NotConfirmed { action: &'static str, flag: &'static str, why: &'static str },
+    /// A resume whose explicit flags disagree with the journaled run.
+    #[error(
+        "the journal {} was run with other settings than this command line gives: {}; resume without {} to keep the journaled {}, or add --override-journal to run with the given {} from here on (journaled as overridden)",
+        journal.display(),
+        conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        if conflicts.len() == 1 { "that flag" } else { "those flags" },
+        if conflicts.len() == 1 { "value" } else { "values" },
+        if conflicts.len() == 1 { "value" } else { "values" },
+    )]
+    ResumeConflicts { journal: std::path::PathBuf, conflicts: Vec<fleetboot_core::journal::SettingConflict> },
+    #[error("no journal to repair in {} (name one with --journal)", dir.display())]
+    NoJournal { dir: std::path::PathBuf },
+    #[error("internal command line {argv:?}: {reason}")]
+    InternalCommandLine { argv: Vec<String>, reason: String },
+}
+
+/// A host-list line named like a node whose address is none of that node's: a name is not an
+/// identity, so the line is neither that node nor a plain host.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{origin}: host {host} ({address}) is named like the cluster's node {node}, but {address} is none of {node}'s addresses ({}){}; \
+     a name is not an identity, so nothing was touched: give the node's own address, or another name if it is another machine",
+    addresses.join(", "),
+    address_of.as_ref().map_or(String::new(), |other| format!(" (it is node {other}'s)"))
+)]
+pub struct NameNotAddress {
+    pub origin: String,
+    pub host: String,
+    pub address: String,
+    pub node: String,
+    pub addresses: Vec<String>,
+    pub address_of: Option<String>,
+}
