@@ -20,6 +20,9 @@ use super::store::{Filter, PatchType, Store, StoreError, visible};
 use super::table;
 use super::types::{self, ResourceType};
 
+/// The `/sim/v1` endpoint: method, path under it, JSON body → the answer or a status and message.
+pub type ControlEndpoint = dyn Fn(&Method, &str, &Value) -> Result<Value, (u16, String)> + Send + Sync;
+
 /// What the API server shares with the simulated controllers.
 pub struct ApiState {
     pub store: Mutex<Store>,
@@ -33,8 +36,9 @@ pub struct ApiState {
     pub logs: Mutex<std::collections::HashMap<String, String>>,
     /// Cuts every open watch stream when sent to (fault injection).
     pub cut_watches: broadcast::Sender<()>,
-    /// The cluster, for the fault-injection endpoint under /sim/v1.
-    pub cluster: std::sync::OnceLock<std::sync::Weak<super::cluster::Cluster>>,
+    /// The fault-injection endpoint under /sim/v1: the cluster's, set when it starts (the API
+    /// server does not know the cluster model; the cluster knows it).
+    pub control: std::sync::OnceLock<Box<ControlEndpoint>>,
     /// Fault injection: the next N requests of a method on a resource (`"PATCH nodes"`) are
     /// answered 500 InternalError "etcdserver: request timed out", as an API server whose etcd
     /// did not answer in time (a 500 no client retries by itself, unlike 429/503/504).
@@ -53,7 +57,7 @@ impl ApiState {
             bookmark_interval,
             logs: Default::default(),
             cut_watches: broadcast::channel(4).0,
-            cluster: std::sync::OnceLock::new(),
+            control: std::sync::OnceLock::new(),
             failing_requests: Default::default(),
             held_requests: Default::default(),
         })
@@ -380,10 +384,10 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
             },
             Err(response) => return response,
         };
-        let Some(cluster) = state.cluster.get().and_then(|w| w.upgrade()) else {
-            return status_error(503, "ServiceUnavailable", "the simulation is shutting down".into());
+        let Some(control) = state.control.get() else {
+            return status_error(503, "ServiceUnavailable", "the simulation is not started".into());
         };
-        return match super::cluster::control(&cluster, &method, &rest, &body) {
+        return match control(&method, &rest, &body) {
             Ok(value) => json_response(StatusCode::OK, &value),
             Err((code, message)) => status_error(code, "BadRequest", message),
         };
@@ -507,7 +511,7 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 Err(e) => error_response(&e),
             }
         }
-        (&Method::POST, Some(name), Some("eviction")) => super::cluster::evict(&state, ns.unwrap_or_default(), name),
+        (&Method::POST, Some(name), Some("eviction")) => evict(&state, ns.unwrap_or_default(), name),
         (&Method::PUT, Some(name), sub) => {
             let body = match read_json(req).await {
                 Ok(b) => b,
@@ -689,6 +693,20 @@ fn tokio_stream_from(
     rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
 ) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+/// The pod eviction subresource: the budgets' verdict ([`super::eviction::evict_pod`]) as the
+/// API answers it.
+fn evict(state: &ApiState, namespace: &str, name: &str) -> Response<BoxBody<Bytes, Infallible>> {
+    let (code, body) = match super::eviction::evict_pod(&mut state.store.lock().unwrap(), namespace, name) {
+        Ok(()) => (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})),
+        Err(refusal) => refusal,
+    };
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .expect("response")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod cno;
 pub mod cvo;
 pub mod defaults;
+pub mod eviction;
 pub mod features;
 pub mod live;
 pub mod mco;

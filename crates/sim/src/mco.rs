@@ -249,7 +249,7 @@ pub fn pool_view(pool: &Value) -> PoolView {
 /// The daemon's drain (machine-config-operator `pkg/daemon/drain.go`; on release-4.14 the drain
 /// controller `pkg/controller/drain/drain_controller.go`, both through kubectl's `drain.Helper`):
 /// every pod on the node but DaemonSet pods is evicted through the eviction subresource's own
-/// path ([`super::cluster::evict_pod`]), so each eviction that goes takes one of its budget's
+/// path ([`super::eviction::evict_pod`]), so each eviction that goes takes one of its budget's
 /// disruptions and an admin's `kubectl drain` racing for the same budget sees the same numbers.
 /// A pod whose eviction is refused (429) stays and is retried on the next pass (`evictPods`:
 /// "will retry after 5s"); the pods already evicted stay evicted. The pods evicted on this pass,
@@ -274,7 +274,7 @@ fn drain(cluster: &Cluster, node: &str) -> (Result<(), String>, usize) {
     for pod in &pods {
         let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-        match super::cluster::evict_pod(&mut store, namespace, name) {
+        match super::eviction::evict_pod(&mut store, namespace, name) {
             Ok(()) => evicted += 1,
             // Gone meanwhile: nothing left to evict.
             Err((404, _)) => {}
