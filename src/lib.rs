@@ -47,7 +47,7 @@ pub enum Error {
     #[error(transparent)]
     Hosts(#[from] fleetboot_core::hosts::HostsError),
     #[error(transparent)]
-    Journal(#[from] adapters::journal::JournalError),
+    Journal(#[from] fleetboot_core::journal::JournalError),
     #[error(transparent)]
     SshSetup(#[from] adapters::ssh::SshSetupError),
     #[error("failed to start the simulated cluster: {0}")]
@@ -71,7 +71,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         use engine::migrate::MigrateError;
         match self {
-            Error::Journal(adapters::journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
+            Error::Journal(fleetboot_core::journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
             Error::Run(e) => e.exit_code(),
             // A migration journal held by another live process is refused like a reboot journal.
             Error::Migrate(MigrateError::Journal(e)) if e.is_in_use() => ExitCode::BadInput,

@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-pub use fleetboot_core::journal::*;
+use fleetboot_core::journal::{Entry, JournalError, Record, RunState, fold, parse};
 
 /// What [`load`] and `--resume` say about a journal without a single complete record.
 pub const EMPTY_JOURNAL: &str = "it holds no record: the run that created it was stopped before it recorded anything, \
@@ -250,6 +250,7 @@ impl JournalWriter {
 mod tests {
     use super::*;
     use fleetboot_core::hosts::Host;
+    use fleetboot_core::journal::{JOURNAL_VERSION, Phase};
 
     fn rec(at_ms: u64, entry: Entry) -> Record {
         Record { v: JOURNAL_VERSION, at_ms, entry }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::adapters::journal::JournalError;
+use fleetboot_core::journal::JournalError;
 use fleetboot_core::migrate::record::{self, CorruptLine, MIGRATION_JOURNAL_VERSION, MigrationEntry, MigrationRecord, MigrationState};
 
 #[derive(Debug, thiserror::Error)]

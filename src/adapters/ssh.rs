@@ -11,9 +11,9 @@ use russh::{ChannelMsg, Disconnect};
 use tokio::net::TcpStream;
 
 use crate::adapters::config::{HostKeyPolicy, RebootSettings, SshSettings};
-use crate::adapters::journal::Delivery;
 use crate::adapters::known_hosts::{self, KnownHosts, Verdict};
 use fleetboot_core::hosts::Host;
+use fleetboot_core::journal::Delivery;
 use fleetboot_core::transport::{PowerTransport, TransportError, parse_boot_id};
 
 #[derive(Debug, thiserror::Error)]

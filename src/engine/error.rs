@@ -23,7 +23,7 @@ pub enum RunError {
     #[error(transparent)]
     Hosts(#[from] fleetboot_core::hosts::HostsError),
     #[error(transparent)]
-    Journal(#[from] adapters::journal::JournalError),
+    Journal(#[from] fleetboot_core::journal::JournalError),
     #[error(transparent)]
     SshSetup(#[from] adapters::ssh::SshSetupError),
     #[error(transparent)]
@@ -43,7 +43,7 @@ impl RunError {
     /// input (the exit-code map in README).
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            RunError::Journal(adapters::journal::JournalError::Write { .. }) => ExitCode::Internal,
+            RunError::Journal(fleetboot_core::journal::JournalError::Write { .. }) => ExitCode::Internal,
             _ => ExitCode::BadInput,
         }
     }

@@ -5,10 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::adapters::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record, RunState};
+use crate::adapters::journal::JournalWriter;
 use crate::adapters::kube::{ClusterConnection, ClusterTarget, LEASE_NAME, MIGRATION_LEASE_NAME};
 use crate::adapters::migration_journal;
 use crate::engine::error::{RunError as Error, WrongCluster};
+use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record, RunState};
 use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
 use fleetboot_core::repair::{LeaseVerdict, RepairAction, RepairReport};
 

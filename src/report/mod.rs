@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::adapters::journal::{Delivery, Entry, HostRecord, Phase};
 use fleetboot_core::events::{Event, Outcome, Summary, stage_name};
+use fleetboot_core::journal::{Delivery, Entry, HostRecord, Phase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {

@@ -4,7 +4,8 @@
 
 use crate::common::Run;
 use crate::common::sim::Sim;
-use fleetboot::adapters::journal::{self, Delivery, Entry};
+use fleetboot::adapters::journal;
+use fleetboot_core::journal::{Delivery, Entry};
 use serde_json::Value;
 
 /// The simulation's config with quick BMC timings.
@@ -102,7 +103,7 @@ fn a_node_without_ssh_is_rebooted_through_its_bmc_and_proven_by_the_api() {
     });
     assert_eq!(back.as_deref(), node(&sim, "worker-0")["bootID"].as_str(), "the API's new boot ID is the node's");
     assert!(!of("worker-1").iter().any(|e| matches!(e, Entry::FallingBack { .. })));
-    assert!(state.records.values().all(|r| r.phase == journal::Phase::Confirmed));
+    assert!(state.records.values().all(|r| r.phase == fleetboot_core::journal::Phase::Confirmed));
     no_secret_in(&sim, &run, Some(&journal_path));
 }
 
@@ -332,7 +333,7 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     let h = history(&sim, "worker-0");
     assert_eq!(count(&h, "bmc-reset:GracefulRestart") + count(&h, "bmc-reset:ForceRestart"), 1, "one reset across both runs: {h:?}");
     let (_, state) = journal::load(&journal_path).unwrap();
-    assert_eq!(state.records["worker-0"].phase, journal::Phase::Confirmed);
+    assert_eq!(state.records["worker-0"].phase, fleetboot_core::journal::Phase::Confirmed);
 }
 
 #[test]
@@ -442,7 +443,7 @@ fn a_reset_that_took_effect_before_the_bmc_failed_is_watched_never_sent_again() 
             "{name}: journaled as handed over without an answer: {entries:?}"
         );
         assert!(!entries.iter().any(|e| matches!(e, Entry::Dispatched { delivery: Delivery::BmcAccepted, .. })), "{entries:?}");
-        assert_eq!(state.records[*name].phase, journal::Phase::Confirmed, "{name}");
+        assert_eq!(state.records[*name].phase, fleetboot_core::journal::Phase::Confirmed, "{name}");
         assert!(run.stdout.contains(&format!("\"host\":\"{name}\"")) && run.stdout.contains("may have happened"), "{}", run.debug());
         sessions_closed(&sim, name);
     }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::sim::Sim;
 use crate::common::{Run, dispatch_counts};
-use fleetboot::adapters::journal::{self, Entry};
+use fleetboot::adapters::journal;
+use fleetboot_core::journal::Entry;
 
 fn run(sim: &Sim, args: &[&str]) -> Run {
     Run::from(sim.fleetboot(args).output().unwrap())

@@ -77,7 +77,8 @@ fn reboot_from_the_cluster_by_role_with_exclusions() {
 
 #[test]
 fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
-    use fleetboot::adapters::journal::{self, Entry};
+    use fleetboot::adapters::journal;
+    use fleetboot_core::journal::Entry;
     use std::process::Stdio;
     use std::time::Duration;
     let sim = Sim::start(1, 3);
@@ -232,7 +233,7 @@ fn a_stale_lease_is_taken_over() {
     assert!(shown.contains("took the fleetboot lease over from gone@elsewhere pid 1"), "{shown}");
     let (records, _) = fleetboot::adapters::journal::load(&journal).unwrap();
     assert!(
-        matches!(&records[1].entry, fleetboot::adapters::journal::Entry::LeaseTakenOver { previous_holder, holder }
+        matches!(&records[1].entry, fleetboot_core::journal::Entry::LeaseTakenOver { previous_holder, holder }
             if previous_holder == "gone@elsewhere pid 1" && holder.contains(" run ")),
         "the takeover is journaled right after run_started: {:?}",
         records[1]
@@ -243,7 +244,8 @@ fn a_stale_lease_is_taken_over() {
 
 #[test]
 fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
-    use fleetboot::adapters::journal::{self, Entry};
+    use fleetboot::adapters::journal;
+    use fleetboot_core::journal::Entry;
     let sim = Sim::start(0, 2);
     blocked_by_a_pdb(&sim);
 
@@ -360,7 +362,8 @@ fn schedulable(sim: &Sim, node: &str) -> bool {
 
 #[test]
 fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_node_once() {
-    use fleetboot::adapters::journal::{self, Entry};
+    use fleetboot::adapters::journal;
+    use fleetboot_core::journal::Entry;
     use std::process::Stdio;
     use std::time::Duration;
     let sim = Sim::start(0, 4);
@@ -408,14 +411,15 @@ fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_n
     }
     let (records, state) = journal::load(&journal_path).unwrap();
     assert!(records.iter().any(|r| matches!(&r.entry, Entry::LeaseTakenOver { previous_holder, .. } if *previous_holder == holder)));
-    assert!(state.records.values().all(|r| !r.cordoned && r.phase == journal::Phase::Confirmed), "{:?}", state.records);
+    assert!(state.records.values().all(|r| !r.cordoned && r.phase == fleetboot_core::journal::Phase::Confirmed), "{:?}", state.records);
     let (ok, _, _) = sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]);
     assert!(!ok, "the resumed run released the lease");
 }
 
 #[test]
 fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it() {
-    use fleetboot::adapters::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
+    use fleetboot::adapters::journal::JournalWriter;
+    use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
     let sim = Sim::start(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
@@ -543,7 +547,8 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
 
 #[test]
 fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost() {
-    use fleetboot::adapters::journal::{Entry, JOURNAL_VERSION, JournalWriter, Record};
+    use fleetboot::adapters::journal::JournalWriter;
+    use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
     let sim = Sim::start(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
@@ -585,5 +590,5 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     assert_eq!(reboot_requests(&sim)["worker-0"], 1, "one reboot reached the node");
     let (records, state) = fleetboot::adapters::journal::load(&path).unwrap();
     assert_eq!(records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count(), 2);
-    assert_eq!(state.records["worker-0"].phase, fleetboot::adapters::journal::Phase::Confirmed);
+    assert_eq!(state.records["worker-0"].phase, fleetboot_core::journal::Phase::Confirmed);
 }

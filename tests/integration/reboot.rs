@@ -5,9 +5,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Fleet, Run, max_overlap};
-use fleetboot::adapters::journal::{self, Entry};
+use fleetboot::adapters::journal;
+use fleetboot_core::journal::Entry;
 
-fn journal_entries(run: &Run) -> Vec<journal::Record> {
+fn journal_entries(run: &Run) -> Vec<fleetboot_core::journal::Record> {
     journal::load(&run.journal()).expect("journal loads").0
 }
 
@@ -361,7 +362,7 @@ fn a_reboot_command_killed_by_a_signal_counts_as_delivered_and_is_never_sent_twi
     assert_eq!(run.code, 0, "{}", run.debug());
     let delivered = journal_entries(&run)
         .into_iter()
-        .any(|r| matches!(r.entry, Entry::Dispatched { delivery: journal::Delivery::ConnectionDropped, .. }));
+        .any(|r| matches!(r.entry, Entry::Dispatched { delivery: fleetboot_core::journal::Delivery::ConnectionDropped, .. }));
     assert!(delivered, "the reboot counts as handed over: {}", run.debug());
     assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "sent once");
 }

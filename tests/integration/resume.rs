@@ -3,7 +3,8 @@
 
 use std::process::Stdio;
 
-use fleetboot::adapters::journal::{Entry, load};
+use fleetboot::adapters::journal::load;
+use fleetboot_core::journal::Entry;
 
 use crate::common::sim::Sim;
 use crate::common::{Run, wait_for_dispatches};

@@ -120,7 +120,7 @@ fn a_powered_off_node_stays_off_through_the_bmc_fallback_and_power_restart_until
     assert_eq!(outcome, "powered_off", "{}", run.debug());
     assert!(error.contains("PowerState Off") && error.contains("--yes-power-on"), "{error}");
     let (_, state) = fleetboot::adapters::journal::load(&run.journal()).unwrap();
-    assert_eq!(state.records["worker-0"].phase, fleetboot::adapters::journal::Phase::PoweredOff);
+    assert_eq!(state.records["worker-0"].phase, fleetboot_core::journal::Phase::PoweredOff);
     let plain = Run::from(sim.fleetboot(&["reboot", "--resume", run.journal().to_str().unwrap(), "-o", "plain"]).output().unwrap());
     assert!(plain.stdout.contains("powered off"), "the summary names the outcome: {}", plain.debug());
 

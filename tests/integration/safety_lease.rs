@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::Run;
 use crate::common::sim::Sim;
-use fleetboot::adapters::journal::{self, Entry};
+use fleetboot::adapters::journal;
+use fleetboot_core::journal::Entry;
 
 fn out(sim: &Sim, args: &[&str]) -> Run {
     sim.fleetboot(args).output().unwrap().into()

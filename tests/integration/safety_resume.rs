@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 
-use fleetboot::adapters::journal::{Entry, FailureBudget, load};
+use fleetboot::adapters::journal::load;
+use fleetboot_core::journal::{Entry, FailureBudget};
 use proptest::prelude::*;
 
 use crate::common::sim::Sim;

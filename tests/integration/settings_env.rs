@@ -2,7 +2,8 @@
 //! file, judged by what the run journaled and did on real sshd hosts; a bad variable is refused
 //! (exit 2) naming it, before any host is contacted; `--context` decided once, the same way.
 
-use fleetboot::adapters::journal::{self, Entry};
+use fleetboot::adapters::journal;
+use fleetboot_core::journal::Entry;
 
 use crate::common::sim::{Sim, boot_ids, two_cluster_kubeconfig};
 use crate::common::{Fleet, Run};

@@ -93,7 +93,7 @@ pub enum MigrateError {
     #[error("step 7 left no reboot journal")]
     NoRebootJournal,
     #[error("the reboot run's journal: {0}")]
-    RebootJournal(#[source] crate::adapters::journal::JournalError),
+    RebootJournal(#[source] fleetboot_core::journal::JournalError),
     /// The reboot run of step 7 (or of `--reboot-error-nodes`) could not be set up or run.
     #[error("{0}")]
     Reboot(#[source] Box<RunError>),

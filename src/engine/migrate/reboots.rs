@@ -88,13 +88,13 @@ impl Migration<'_, '_> {
         self.warn_if_paused_long(state, log, &mut warned)?;
         let code = self.run_reboot(selection, Some(journal.clone()), groups, state.reboot_concurrency).await?;
         let (_, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
-        let proven = reboot.records.values().filter(|r| r.phase == crate::adapters::journal::Phase::Confirmed).count();
+        let proven = reboot.records.values().filter(|r| r.phase == fleetboot_core::journal::Phase::Confirmed).count();
         let fallbacks = reboot.records.values().filter(|r| r.attempts.iter().any(|a| a.bmc.is_some())).count();
         if code != ExitCode::Ok {
             let failed: Vec<String> = reboot
                 .records
                 .iter()
-                .filter(|(_, r)| r.phase != crate::adapters::journal::Phase::Confirmed)
+                .filter(|(_, r)| r.phase != fleetboot_core::journal::Phase::Confirmed)
                 .map(|(n, r)| format!("{n} ({})", r.failure.as_ref().map_or("not finished".to_owned(), |(_, e)| e.clone())))
                 .collect();
             return Err(StepError::Stop(

@@ -250,7 +250,7 @@ impl Migration<'_, '_> {
                 let journal = state.reboot_journal.clone().ok_or(MigrateError::NoRebootJournal)?;
                 let (_, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
                 let unproven: Vec<&String> =
-                    reboot.records.iter().filter(|(_, r)| r.phase != crate::adapters::journal::Phase::Confirmed).map(|(n, _)| n).collect();
+                    reboot.records.iter().filter(|(_, r)| r.phase != fleetboot_core::journal::Phase::Confirmed).map(|(n, _)| n).collect();
                 let snapshot = c.snapshot().await?;
                 let not_ready: Vec<&String> = snapshot.nodes.iter().filter(|(_, r)| r != "True").map(|(n, _)| n).collect();
                 if !unproven.is_empty() || !not_ready.is_empty() {

@@ -7,11 +7,11 @@ use tokio::time::Instant;
 
 use super::{Abort, InFlightGate, InFlightMark, Shared, Stop};
 use crate::adapters::config::TransportChoice;
-use crate::adapters::journal::{Attempt, Delivery, Entry, HostRecord, Phase, ResumeAction, RunState, Stage};
 use crate::engine::seams::{BmcError, NodeDrain};
 use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
 use fleetboot_core::events::Event;
 use fleetboot_core::hosts::Host;
+use fleetboot_core::journal::{Attempt, Delivery, Entry, HostRecord, Phase, ResumeAction, RunState, Stage};
 use fleetboot_core::plan::Plan;
 use fleetboot_core::power::RestartKind;
 use fleetboot_core::transport::{PowerTransport, TransportError};

@@ -23,11 +23,12 @@ use tokio::time::Instant;
 
 use crate::adapters::bmc::RedfishPower;
 use crate::adapters::config::{FallbackPolicy, RebootSettings, TransportChoice};
-use crate::adapters::journal::{Entry, HostRecord, JOURNAL_VERSION, JournalError, JournalWriter, Record, ResumeAction, RunState};
+use crate::adapters::journal::JournalWriter;
 use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, HostOutcome, Summary};
 use fleetboot_core::hosts::Host;
+use fleetboot_core::journal::{Entry, HostRecord, JOURNAL_VERSION, JournalError, Record, ResumeAction, RunState};
 use fleetboot_core::journal::{FallbackSpec, RateSpec, RunPolicy, RunSettings};
 use fleetboot_core::plan::Plan;
 use fleetboot_core::transport::{PowerTransport, TransportError};

@@ -15,12 +15,13 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::adapters::config::{FallbackPolicy, Rate, RebootSettings, TransportChoice};
-use crate::adapters::journal::{Delivery, Entry, JournalWriter, Phase, ResumeAction, RunState};
+use crate::adapters::journal::JournalWriter;
 use crate::adapters::redfish::RedfishError;
 use crate::engine::seams::{BmcError, BmcPower, DrainError, EvidenceError, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, Outcome, Summary};
 use fleetboot_core::hosts::Host;
 use fleetboot_core::journal::FailureBudget;
+use fleetboot_core::journal::{Delivery, Entry, Phase, ResumeAction, RunState};
 use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
 use fleetboot_core::plan::{Grouping, plan_reboot};
 use fleetboot_core::power::RestartKind;

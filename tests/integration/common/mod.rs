@@ -231,7 +231,7 @@ pub fn max_overlap(intervals: &[(u64, u64)]) -> usize {
 /// Waits until the journal at `path` holds `count` dispatched records.
 /// Each `dispatching` record of a reboot journal: (host, at_ms).
 pub fn dispatches(journal: &Path) -> Vec<(String, u64)> {
-    use fleetboot::adapters::journal::Entry;
+    use fleetboot_core::journal::Entry;
     let (records, _) = fleetboot::adapters::journal::load(journal).unwrap();
     records
         .into_iter()
