@@ -136,6 +136,13 @@ pub struct SshClient {
 }
 
 impl SshClient {
+    /// This process's client: the home directory's key files and the agent of
+    /// `$SSH_AUTH_SOCK`, as `ssh` itself finds them. Every command builds its client here.
+    pub fn for_this_user(settings: SshSettings) -> Result<SshClient, SshSetupError> {
+        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+        SshClient::new(settings, crate::adapters::system::home_dir().as_deref(), agent)
+    }
+
     /// Loads keys and known_hosts up front, so a bad file fails before any host is contacted.
     pub fn new(settings: SshSettings, home: Option<&Path>, agent_socket: Option<PathBuf>) -> Result<SshClient, SshSetupError> {
         let credentials = if !settings.identities.is_empty() {

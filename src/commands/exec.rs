@@ -6,8 +6,9 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::args::{HostArgs, OutputArgs, SshArgs};
-use super::{inventory, load_settings, make_ssh_client, warn_if_insecure};
+use super::{inventory, load_settings, warn_if_insecure};
 use crate::adapters::config::OutputFormat;
+use crate::adapters::ssh::SshClient;
 use crate::{Error, ExitCode};
 use fleetboot_core::settings::Partial;
 
@@ -40,7 +41,7 @@ pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Erro
     let settings = load_settings(config, &args.partial())?;
     let hosts = inventory(&args.hosts, &settings)?;
     warn_if_insecure(&settings);
-    let client = Arc::new(make_ssh_client(&settings)?);
+    let client = Arc::new(SshClient::for_this_user(settings.ssh.clone())?);
     let command = shell_join(&args.command);
     let results = crate::engine::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await;
     // One write for the lot, not one per host.

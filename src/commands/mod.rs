@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::adapters::config::{self, Layer, OutputFormat, Settings};
-use crate::adapters::ssh::SshClient;
 use crate::engine::runner::Abort;
 use crate::report::Style;
 use crate::{Error, ExitCode};
@@ -153,11 +152,6 @@ pub(crate) fn warn_if_insecure(settings: &Settings) {
     if let Some(warning) = crate::engine::reboot::host_key_warning(settings) {
         eprintln!("{warning}");
     }
-}
-
-pub(crate) fn make_ssh_client(settings: &Settings) -> Result<SshClient, Error> {
-    let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
-    Ok(SshClient::new(settings.ssh.clone(), crate::adapters::system::home_dir().as_deref(), agent)?)
 }
 
 fn internal_command_line(argv: &[String], reason: String) -> Error {

@@ -175,9 +175,12 @@ pub async fn run(args: PowerArgs, config: Option<&Path>) -> Result<ExitCode, Err
         PowerAction::Off { graceful, .. } => PowerOperation::Off { graceful: *graceful },
     };
     let mut work = Box::pin(crate::engine::power::operate(&power, &nodes, operation));
+    // Ctrl-C or SIGTERM, as for every command (a SIGTERM used to end it without closing the
+    // BMC sessions).
+    let mut interrupts = super::Interrupts::new();
     let finished = tokio::select! {
         results = &mut work => Some(results),
-        _ = tokio::signal::ctrl_c() => None,
+        () = interrupts.next() => None,
     };
     let Some(results) = finished else {
         // Dropping the operations ends them; their BMC sessions are deleted before exiting.

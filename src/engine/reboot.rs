@@ -412,8 +412,7 @@ impl PreparedRun {
         }
         notes.into_iter().for_each(&mut warn);
         // Keys and known_hosts are read before the journal exists or any host is contacted.
-        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
-        let client = SshClient::new(settings.ssh.clone(), crate::adapters::system::home_dir().as_deref(), agent)?;
+        let client = SshClient::for_this_user(settings.ssh.clone())?;
         let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
         let transport = SshTransport::new(client, settings.reboot.clone());
         // BMC credentials are read now too: a bad one stops the run before any node is touched.
