@@ -11,3 +11,4 @@ pub mod migration_journal;
 pub mod redfish;
 pub mod ssh;
 pub mod system;
+pub mod tz;

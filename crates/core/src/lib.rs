@@ -2,6 +2,7 @@
 //! inputs, `now` included, and returns a value, so the rules that decide whether a node may be
 //! rebooted can be read, and property-tested, alone.
 //!
+//! - [`batch`]: maintenance windows (wall-clock days and times in a zone), `--only-if`.
 //! - [`hosts`]: a host and the host-file format.
 //! - [`nodes`]: cluster nodes, MachineConfigPools, grouping rules, the drain policy.
 //! - [`power`]: the restart kinds a BMC can be asked for.
@@ -18,6 +19,7 @@
 //! - [`table`]: plain text tables.
 //! - [`transport`]: the power-transport seam (how a reboot reaches a node) and its errors.
 
+pub mod batch;
 pub mod conditions;
 pub mod escalation;
 pub mod events;

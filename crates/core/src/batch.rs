@@ -1,0 +1,371 @@
+//! Batch reboots as kured's users run them: maintenance windows (`--window`, `--window-tz`),
+//! `--window-exit`, and `--only-if`. Pure: the time zone is a [`Zone`] passed in (the root
+//! crate's `adapters::tz` implements it on an IANA database), `now` is an argument.
+//!
+//! A window belongs to the day it starts on: `Mon-Fri 22:00-06:00` is open from Friday 22:00 to
+//! Saturday 06:00 and closed from Saturday 06:00 to Monday 22:00. Its ends are wall-clock times
+//! in the window's zone, turned into instants day by day, so a window on the day clocks change
+//! lasts as long as the wall clock says (01:00-04:00 lasts two hours on a spring-forward day in
+//! Europe/Berlin, four on the fall-back day). A time that does not exist that day (in the
+//! spring-forward gap) means the first instant the wall clock shows a later time (the end of
+//! the gap); a time that happens twice (in the fall-back fold) means its first occurrence.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MINUTES_A_DAY: u16 = 24 * 60;
+
+/// One `--window`: on these weekdays (in the zone), from `start` to `end` (minutes after
+/// midnight; an `end` at or before `start` is the next day's; `24:00` ends at midnight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Bit `i`: weekday `i` (0 = Monday).
+    days: u8,
+    start: u16,
+    end: u16,
+}
+
+impl Window {
+    pub fn opens_on(&self, weekday: u8) -> bool {
+        self.days & (1 << weekday) != 0
+    }
+
+    /// Whether the window ends the day after it starts.
+    pub fn crosses_midnight(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+fn parse_day(text: &str) -> Result<u8, String> {
+    const NAMES: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    let lower = text.to_ascii_lowercase();
+    NAMES
+        .iter()
+        .position(|n| lower.len() >= 3 && n.starts_with(&lower))
+        .map(|i| i as u8)
+        .ok_or_else(|| format!("unknown day {text:?}: use Mon, Tue, Wed, Thu, Fri, Sat or Sun"))
+}
+
+fn parse_time(text: &str, end: bool) -> Result<u16, String> {
+    let bad = || format!("bad time {text:?}: expected HH:MM (00:00 to 23:59{})", if end { ", or 24:00" } else { "" });
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if m.to_string().len() > 2 || m > 59 || h > 24 || (h == 24 && (m != 0 || !end)) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+fn format_time(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+impl FromStr for Window {
+    type Err = String;
+
+    /// `DAYS HH:MM-HH:MM` or `HH:MM-HH:MM` (every day). DAYS: a day, a range (`Mon-Fri`,
+    /// `Fri-Mon` wraps), or a comma list of either (`Mon,Wed,Fri-Sat`).
+    fn from_str(text: &str) -> Result<Window, String> {
+        let text = text.trim();
+        let (days_text, times) = match text.rsplit_once(char::is_whitespace) {
+            Some((days, times)) => (Some(days.trim()), times),
+            None => (None, text),
+        };
+        let mut days = 0u8;
+        match days_text {
+            None => days = 0x7f,
+            Some(list) => {
+                for part in list.split(',').map(str::trim) {
+                    match part.split_once('-') {
+                        Some((a, b)) => {
+                            let (a, b) = (parse_day(a.trim())?, parse_day(b.trim())?);
+                            let mut d = a;
+                            loop {
+                                days |= 1 << d;
+                                if d == b {
+                                    break;
+                                }
+                                d = (d + 1) % 7;
+                            }
+                        }
+                        None => days |= 1 << parse_day(part)?,
+                    }
+                }
+            }
+        }
+        let (start, end) = times
+            .split_once('-')
+            .ok_or_else(|| format!("expected a window like \"Mon-Fri 22:00-06:00\" or \"01:00-05:00\", found {text:?}"))?;
+        let (start, end) = (parse_time(start.trim(), false)?, parse_time(end.trim(), true)?);
+        if start == end {
+            return Err(format!("window {text:?} is empty: its start and end are the same time"));
+        }
+        Ok(Window { days, start, end: end % MINUTES_A_DAY })
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.days != 0x7f {
+            let names: Vec<&str> = (0..7).filter(|d| self.opens_on(*d)).map(|d| DAYS[d as usize]).collect();
+            write!(f, "{} ", names.join(","))?;
+        }
+        let end = if self.end == 0 { "24:00".to_owned() } else { format_time(self.end) };
+        write!(f, "{}-{end}", format_time(self.start))
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Window, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A time zone, as the windows need it: wall-clock days and minutes ↔ instants. Days are
+/// counted from 1970-01-01 in the zone's calendar (day 0 was a Thursday).
+pub trait Zone {
+    /// The wall-clock day (days since 1970-01-01) of an instant (ms since the epoch).
+    fn day_of(&self, at_ms: i64) -> i64;
+    /// The first instant at or after which the wall clock shows `minute` of `day` (or later):
+    /// in a gap, the gap's end; in a fold, the first occurrence.
+    fn instant(&self, day: i64, minute: u16) -> i64;
+}
+
+/// UTC: no daylight saving, no offset.
+pub struct Utc;
+
+impl Zone for Utc {
+    fn day_of(&self, at_ms: i64) -> i64 {
+        at_ms.div_euclid(86_400_000)
+    }
+    fn instant(&self, day: i64, minute: u16) -> i64 {
+        day * 86_400_000 + i64::from(minute) * 60_000
+    }
+}
+
+/// Monday = 0.
+pub fn weekday(day: i64) -> u8 {
+    (day + 3).rem_euclid(7) as u8
+}
+
+/// Whether new reboots may start now, and until or from when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowState {
+    /// No window was given: always open.
+    Always,
+    Open {
+        closes_at_ms: i64,
+    },
+    Closed {
+        opens_at_ms: i64,
+    },
+}
+
+/// The windows' state at `now_ms` in `zone`. Overlapping or adjoining windows count as one.
+pub fn window_state(windows: &[Window], zone: &dyn Zone, now_ms: i64) -> WindowState {
+    if windows.is_empty() {
+        return WindowState::Always;
+    }
+    let today = zone.day_of(now_ms);
+    // Every occurrence from yesterday (a window crossing midnight) to eight days on.
+    let mut spans: Vec<(i64, i64)> = Vec::new();
+    for day in today - 1..=today + 8 {
+        for w in windows.iter().filter(|w| w.opens_on(weekday(day))) {
+            let start = zone.instant(day, w.start);
+            let end = zone.instant(day + i64::from(w.crosses_midnight()), w.end);
+            if end > start {
+                spans.push((start, end));
+            }
+        }
+    }
+    spans.sort_unstable();
+    let mut open_until: Option<i64> = None;
+    for (start, end) in spans {
+        match open_until {
+            // Open, and this span starts before (or as) the current one ends: one window.
+            Some(until) if start <= until => open_until = Some(until.max(end)),
+            Some(_) => break,
+            None if start <= now_ms && now_ms < end => open_until = Some(end),
+            None if start > now_ms => return WindowState::Closed { opens_at_ms: start },
+            None => {}
+        }
+    }
+    match open_until {
+        Some(closes_at_ms) => WindowState::Open { closes_at_ms },
+        // Days with no window at all for more than a week cannot happen with a non-empty day set.
+        None => WindowState::Closed { opens_at_ms: i64::MAX },
+    }
+}
+
+/// The batch settings of a run (`--window`, `--window-tz`, `--window-exit`, `--only-if`):
+/// journaled with the run, so a resume keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSettings {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// An IANA zone name; `None`: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_tz: Option<String>,
+    /// Outside a window: stop (exit 5) instead of waiting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub window_exit: bool,
+    /// Run on each host before it starts: exit 0 means it needs the reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<String>,
+}
+
+impl BatchSettings {
+    /// Whether anything here changes a run (a run without any is the plain reboot run).
+    pub fn is_empty(&self) -> bool {
+        *self == BatchSettings::default()
+    }
+
+    /// Whether the run reads each host's boot ID when it starts, so that a host rebooted since
+    /// (by anyone) counts as done: runs that may wait long (windows) or select hosts.
+    pub fn reads_plan_boot_ids(&self) -> bool {
+        !self.windows.is_empty() || self.only_if.is_some()
+    }
+
+    /// The zone's name as shown.
+    pub fn zone_name(&self) -> &str {
+        self.window_tz.as_deref().unwrap_or("UTC")
+    }
+}
+
+/// The batch settings from one source, every one optional (see [`crate::settings::Partial`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchPartial {
+    pub windows: Option<Vec<Window>>,
+    pub window_tz: Option<String>,
+    pub window_exit: Option<bool>,
+    pub only_if: Option<String>,
+}
+
+/// The one merge for the batch settings: flag > environment > file > default, field by field.
+pub fn merge(flags: &BatchPartial, env: &BatchPartial, file: &BatchPartial, defaults: &BatchSettings) -> BatchSettings {
+    macro_rules! pick {
+        ($field:ident) => {
+            flags.$field.clone().or_else(|| env.$field.clone()).or_else(|| file.$field.clone())
+        };
+    }
+    BatchSettings {
+        windows: pick!(windows).unwrap_or_else(|| defaults.windows.clone()),
+        window_tz: pick!(window_tz).or_else(|| defaults.window_tz.clone()),
+        window_exit: pick!(window_exit).unwrap_or(defaults.window_exit),
+        only_if: pick!(only_if).or_else(|| defaults.only_if.clone()),
+    }
+}
+
+/// What the reason of a host skipped as not needed says, for `--only-if`.
+pub fn not_needed_reason(command: &str, exit: u32) -> String {
+    format!("not needed: `{command}` exited {exit}")
+}
+
+/// The reason of a host found rebooted since the plan was made.
+pub fn rebooted_since_plan_reason(planned: &str, now: &str) -> String {
+    format!("already rebooted since the plan (boot ID {} → {})", crate::table::short_id(planned), crate::table::short_id(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(text: &str) -> Window {
+        text.parse().unwrap()
+    }
+
+    // 2024-01-01 was a Monday: day 19723.
+    const MONDAY: i64 = 19_723;
+    fn at(day: i64, h: i64, m: i64) -> i64 {
+        Utc.instant(day, (h * 60 + m) as u16)
+    }
+
+    #[test]
+    fn windows_read_as_written_and_print_back() {
+        assert_eq!(weekday(MONDAY), 0);
+        assert_eq!(w("Mon-Fri 22:00-06:00").to_string(), "Mon,Tue,Wed,Thu,Fri 22:00-06:00");
+        assert_eq!(w("22:00-06:00").to_string(), "22:00-06:00");
+        assert_eq!(w("sat,sunday 00:00-24:00").to_string(), "Sat,Sun 00:00-24:00");
+        assert_eq!(w("Fri-Mon 01:00-02:30").to_string(), "Mon,Fri,Sat,Sun 01:00-02:30");
+        for bad in ["", "Mon-Fri", "Mon-Fri 22:00", "Xyz 01:00-02:00", "01:00-01:00", "25:00-26:00", "01:60-02:00", "24:00-01:00"] {
+            assert!(bad.parse::<Window>().is_err(), "{bad:?} must be refused");
+        }
+        let err = "Mon-Fry 22:00-06:00".parse::<Window>().unwrap_err();
+        assert!(err.contains("\"Fry\""), "{err}");
+        let json = serde_json::to_string(&w("Mon-Fri 22:00-06:00")).unwrap();
+        assert_eq!(serde_json::from_str::<Window>(&json).unwrap(), w("Mon-Fri 22:00-06:00"));
+    }
+
+    #[test]
+    fn a_window_crossing_midnight_belongs_to_the_day_it_starts() {
+        let ws = [w("Mon-Fri 22:00-06:00")];
+        // Monday 21:00: opens at 22:00.
+        assert_eq!(window_state(&ws, &Utc, at(MONDAY, 21, 0)), WindowState::Closed { opens_at_ms: at(MONDAY, 22, 0) });
+        // Tuesday 03:00: Monday's window, until 06:00.
+        assert_eq!(window_state(&ws, &Utc, at(MONDAY + 1, 3, 0)), WindowState::Open { closes_at_ms: at(MONDAY + 1, 6, 0) });
+        // Saturday 05:59: Friday's window is still open; at 06:00 closed until Monday 22:00.
+        assert_eq!(window_state(&ws, &Utc, at(MONDAY + 5, 5, 59)), WindowState::Open { closes_at_ms: at(MONDAY + 5, 6, 0) });
+        assert_eq!(window_state(&ws, &Utc, at(MONDAY + 5, 6, 0)), WindowState::Closed { opens_at_ms: at(MONDAY + 7, 22, 0) });
+        // Monday 03:00: Sunday had no window.
+        assert_eq!(window_state(&ws, &Utc, at(MONDAY, 3, 0)), WindowState::Closed { opens_at_ms: at(MONDAY, 22, 0) });
+        assert_eq!(window_state(&[], &Utc, 0), WindowState::Always);
+    }
+
+    #[test]
+    fn adjoining_and_overlapping_windows_are_one() {
+        let ws = [w("Sat 00:00-24:00"), w("Sun 00:00-12:00"), w("Sun 11:00-13:00")];
+        assert_eq!(window_state(&ws, &Utc, at(MONDAY + 5, 10, 0)), WindowState::Open { closes_at_ms: at(MONDAY + 6, 13, 0) });
+        assert_eq!(window_state(&ws, &Utc, at(MONDAY + 6, 13, 0)), WindowState::Closed { opens_at_ms: at(MONDAY + 12, 0, 0) });
+    }
+
+    /// A zone with one clock change: at `switch` (an instant) the offset goes from `before` to
+    /// `after` minutes.
+    struct OneChange {
+        switch: i64,
+        before: i64,
+        after: i64,
+    }
+
+    impl Zone for OneChange {
+        fn day_of(&self, at_ms: i64) -> i64 {
+            let offset = if at_ms < self.switch { self.before } else { self.after };
+            (at_ms + offset * 60_000).div_euclid(86_400_000)
+        }
+        fn instant(&self, day: i64, minute: u16) -> i64 {
+            let wall = day * 86_400_000 + i64::from(minute) * 60_000;
+            let (a, b) = (wall - self.before * 60_000, wall - self.after * 60_000);
+            match (a < self.switch, b >= self.switch) {
+                (true, true) => a.min(b),      // a fold: the first occurrence
+                (true, false) => a,            // before the change
+                (false, true) => b,            // after the change
+                (false, false) => self.switch, // a gap: its end
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_on_a_clock_change_day_is_as_long_as_the_wall_clock_says() {
+        // Europe/Berlin-like: 2024-03-31 01:00Z clocks go 02:00 → 03:00 (+60 → +120).
+        let spring_day = MONDAY + 90; // 2024-03-31, a Sunday
+        assert_eq!(weekday(spring_day), 6);
+        let spring = OneChange { switch: at(spring_day, 1, 0), before: 60, after: 120 };
+        let ws = [w("Sun 01:00-04:00")];
+        let WindowState::Closed { opens_at_ms } = window_state(&ws, &spring, at(spring_day, 0, 0) - 3_600_000) else { panic!() };
+        assert_eq!(opens_at_ms, at(spring_day, 0, 0)); // 01:00 CET
+        let WindowState::Open { closes_at_ms } = window_state(&ws, &spring, opens_at_ms) else { panic!() };
+        assert_eq!(closes_at_ms - opens_at_ms, 2 * 3_600_000, "01:00-04:00 lasts two hours when 02:00-03:00 does not exist");
+        // A start in the gap opens at the gap's end.
+        let gap = [w("Sun 02:30-05:00")];
+        let WindowState::Closed { opens_at_ms } = window_state(&gap, &spring, at(spring_day, 0, 0)) else { panic!() };
+        assert_eq!(opens_at_ms, at(spring_day, 1, 0));
+    }
+}
