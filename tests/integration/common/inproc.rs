@@ -225,15 +225,24 @@ impl Sim {
 
     /// [`Sim::reboot_in_process`], with `abort` asked after every event whether the run should
     /// be interrupted now (what Ctrl-C would do): `Some(Abort::Soft)` or `Some(Abort::Hard)`.
-    pub fn reboot_in_process_aborting(&self, args: &[&str], mut abort: impl FnMut(&Event) -> Option<Abort>) -> EngineRun {
-        let config = self.config();
+    pub fn reboot_in_process_aborting(&self, args: &[&str], abort: impl FnMut(&Event) -> Option<Abort>) -> EngineRun {
+        self.reboot_in_process_with(&self.config(), args, abort)
+    }
+
+    /// [`Sim::reboot_in_process_aborting`] under another config file than the simulation's.
+    pub fn reboot_in_process_with(
+        &self,
+        config: &std::path::Path,
+        args: &[&str],
+        mut abort: impl FnMut(&Event) -> Option<Abort>,
+    ) -> EngineRun {
         let argv: Vec<&str> = ["fleetboot", "reboot"].into_iter().chain(args.iter().copied()).collect();
         let Command::Reboot(parsed) = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}")).command else {
             unreachable!()
         };
         let mut events = Vec::new();
         let result = self.block_on(async {
-            let prepared = fleetboot::commands::reboot::prepare_from_args(&parsed, Some(&config)).await?;
+            let prepared = fleetboot::commands::reboot::prepare_from_args(&parsed, Some(config)).await?;
             let (trigger, receiver) = watch::channel(Abort::No);
             let sender = trigger.clone();
             prepared
