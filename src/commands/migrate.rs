@@ -168,13 +168,22 @@ impl MigrateArgs {
     }
 }
 
-pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+/// Flags and config file → what the migration engine takes, as `run` builds it, with the
+/// caller's interrupt handler (the in-process tests pass one that installs none).
+pub fn migration_from_args(
+    args: &MigrateArgs,
+    config: Option<&Path>,
+    install_interrupts: fn(tokio::sync::watch::Sender<crate::engine::runner::Abort>),
+) -> Result<(MigrationOptions, MigrationContext), Error> {
     let flags = fleetboot_core::settings::Partial { output: Some(args.output), ..args.cluster.partial() };
     let settings = load_settings(config, &flags)?;
-    let style = style_for(settings.output);
-    let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
-    let mut reporter = MigrationReporter::new(style, std::io::stdout(), std::io::stderr());
-    crate::engine::migrate::migrate(args.options(), &context, &mut |progress| reporter.report(progress)).await.map_err(Into::into)
+    Ok((args.options(), MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts }))
+}
+
+pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let (options, context) = migration_from_args(&args, config, install_interrupts)?;
+    let mut reporter = MigrationReporter::new(style_for(context.settings.output), std::io::stdout(), std::io::stderr());
+    crate::engine::migrate::migrate(options, &context, &mut |progress| reporter.report(progress)).await.map_err(Into::into)
 }
 
 pub async fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {

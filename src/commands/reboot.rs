@@ -11,7 +11,7 @@ use super::{cluster_target, install_interrupts, inventory_with_origins, load_set
 use crate::adapters::config::Settings;
 use crate::adapters::journal;
 use crate::adapters::kube::ClusterConnection;
-use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, Selection, prepare};
+use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, PreparedRun, RebootJob, Selection, prepare};
 use crate::engine::runner::Abort;
 use crate::report::Reporter;
 use crate::{Error, ExitCode};
@@ -241,10 +241,17 @@ fn resume_needs_cluster(path: &Path) -> Result<bool, Error> {
     Ok(start.api_proof || start.cluster.is_some())
 }
 
-pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+/// Flags and config file → the prepared run, as `run` prepares it (settings decided once, the
+/// cluster connected, the journal planned or taken over). The in-process tests start here and
+/// hand [`PreparedRun::execute`] their own event sink and abort channel.
+pub async fn prepare_from_args(args: &RebootArgs, config: Option<&Path>) -> Result<PreparedRun, Error> {
     let settings = load_settings(config, &args.partial())?;
-    let job = job_from_args(&args, settings).await?;
-    let prepared = prepare(job).await?;
+    let job = job_from_args(args, settings).await?;
+    Ok(prepare(job).await?)
+}
+
+pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let prepared = prepare_from_args(&args, config).await?;
     if args.dry_run {
         if let Some(line) = prepared.cluster_line() {
             println!("{line}");

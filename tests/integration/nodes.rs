@@ -1,8 +1,12 @@
 //! Node discovery and cluster-sourced reboots against the simulated cluster, checked with
-//! kubectl as the independent client.
+//! kubectl as the independent client. The reboots run the engine in process against the
+//! simulation started in the test (common/inproc.rs); `fleetboot nodes`, the plans a person
+//! reads, and the runs that must be killed or name their process keep the binary.
 
 use crate::common::sim::Sim;
 use crate::common::{Run, max_overlap, wait_for_dispatches};
+use fleetboot::ExitCode;
+use fleetboot_core::events::{Event, Outcome};
 
 const IPS: &str = r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#;
 
@@ -44,30 +48,17 @@ fn nodes_ips_equals_the_documents_jsonpath_and_selectors_work() {
 
 #[test]
 fn reboot_from_the_cluster_by_role_with_exclusions() {
-    let sim = Sim::start(1, 3);
-    let run = Run::from(
-        sim.fleetboot(&[
-            "reboot",
-            "--role",
-            "worker",
-            "--exclude",
-            "worker-2",
-            "--concurrency",
-            "2",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap(),
-    );
-    assert_eq!(run.code, 0, "{}", run.debug());
+    // In process (the engine), but for the plan a person reads (the binary's --dry-run).
+    let sim = Sim::in_process(1, 3);
+    let run = sim.reboot_in_process(&["--role", "worker", "--exclude", "worker-2", "--concurrency", "2", "--poll-interval", "200ms"]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let outcomes = run.outcomes();
     assert_eq!(outcomes.keys().collect::<Vec<_>>(), ["worker-0", "worker-1"]);
-    let (code, _, err) = out(&sim, &["reboot", "--nodes", "worker-9", "--dry-run"]);
-    assert_eq!(code, 2);
+    let unknown = sim.reboot_in_process(&["--nodes", "worker-9"]);
+    assert_eq!(unknown.exit(), ExitCode::BadInput, "{}", unknown.debug());
+    let err = unknown.error();
     assert!(err.contains("no such node in the cluster") && err.contains("worker-9"), "{err}");
+    assert!(unknown.events.is_empty(), "refused before the run started: {}", unknown.debug());
     let (code, plan, _) = out(&sim, &["reboot", "--all", "--dry-run"]);
     assert_eq!(code, 0);
     for name in ["master-0", "worker-0", "worker-1", "worker-2"] {
@@ -79,32 +70,19 @@ fn reboot_from_the_cluster_by_role_with_exclusions() {
 fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
     use fleetboot::adapters::journal;
     use fleetboot_core::journal::Entry;
-    use std::process::Stdio;
     use std::time::Duration;
-    let sim = Sim::start(1, 3);
-    let child = sim
-        .fleetboot(&[
-            "reboot",
-            "--all",
-            "--concurrency",
-            "4",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-            "--journal",
-            sim.path("run.jsonl").to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Once reboots are under way, the API goes away for 3 s: the nodes come back Ready meanwhile.
-    wait_for_dispatches(&sim.path("run.jsonl"), 1, Duration::from_secs(20));
-    let outage_start = fleetboot::adapters::system::now_ms();
-    sim.control("POST", "outage", r#"{"seconds": 3}"#);
-    let run = Run::from(child.wait_with_output().unwrap());
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let sim = Sim::in_process(1, 3);
+    let journal_arg = sim.path("run.jsonl");
+    let args = ["--all", "--concurrency", "4", "--poll-interval", "200ms", "--journal", journal_arg.to_str().unwrap()];
+    let (run, outage_start) = std::thread::scope(|scope| {
+        let run = scope.spawn(|| sim.reboot_in_process(&args));
+        // Once reboots are under way, the API goes away for 3 s: the nodes come back Ready meanwhile.
+        wait_for_dispatches(&sim.path("run.jsonl"), 1, Duration::from_secs(20));
+        let outage_start = fleetboot::adapters::system::now_ms();
+        sim.control("POST", "outage", r#"{"seconds": 3}"#);
+        (run.join().unwrap(), outage_start)
+    });
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let (records, state) = journal::load(&sim.path("run.jsonl")).unwrap();
     assert!(state.api_proof);
     for host in &state.hosts {
@@ -125,27 +103,13 @@ fn cluster_reboots_are_proven_through_the_api_even_across_an_api_outage() {
 
 #[test]
 fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
-    let sim = Sim::start(3, 4);
+    // In process (the engine), but for the plan a person reads (the binary's --dry-run).
+    let sim = Sim::in_process(3, 4);
     let (code, plan, err) = out(&sim, &["reboot", "--all", "--concurrency", "4", "--group-concurrency", "2", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(plan.contains("worker (≤2 at once)") && plan.contains("master (≤1 at once, after all others)"), "{plan}");
-    let run = Run::from(
-        sim.fleetboot(&[
-            "reboot",
-            "--all",
-            "--concurrency",
-            "4",
-            "--group-concurrency",
-            "2",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap(),
-    );
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process(&["--all", "--concurrency", "4", "--group-concurrency", "2", "--poll-interval", "200ms"]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let intervals = sim.reboot_intervals();
     assert_eq!(intervals.len(), 7, "every node rebooted once: {intervals:?}");
     let of = |prefix: &str| intervals.iter().filter(|(n, ..)| n.starts_with(prefix)).map(|(_, a, b)| (*a, *b)).collect::<Vec<_>>();
@@ -159,15 +123,14 @@ fn groups_limit_each_pool_and_the_control_plane_goes_last_one_at_a_time() {
 
 #[test]
 fn all_at_once_is_the_documents_behaviour() {
-    let sim = Sim::start(2, 3);
-    let run =
-        Run::from(sim.fleetboot(&["reboot", "--all", "--all-at-once", "--poll-interval", "200ms", "--output", "json"]).output().unwrap());
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let sim = Sim::in_process(2, 3);
+    let run = sim.reboot_in_process(&["--all", "--all-at-once", "--poll-interval", "200ms"]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     // All at once: no limit held any host (no `waiting` event, masters included), and every
     // node went down exactly once. What the run decided, not how fast a loaded machine carried
     // it out: under a full parallel test run, sending five reboots can take longer than a
     // simulated node's two-second cycle.
-    let waited: Vec<serde_json::Value> = run.events().into_iter().filter(|e| e["type"] == "waiting").collect();
+    let waited: Vec<&Event> = run.events.iter().filter(|e| matches!(e, Event::Waiting { .. })).collect();
     assert!(waited.is_empty(), "no host waits on a limit: {waited:?}");
     let intervals = sim.reboot_intervals();
     assert_eq!(intervals.len(), 5, "every node rebooted once: {intervals:?}");
@@ -217,7 +180,7 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_break_lock_takes_it_over(
 
 #[test]
 fn a_stale_lease_is_taken_over() {
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     let stale = sim.path("stale.json");
     std::fs::write(
         &stale,
@@ -228,9 +191,10 @@ fn a_stale_lease_is_taken_over() {
     sim.kubectl_ok(&["create", "--validate=false", "-f", stale.to_str().unwrap()]);
     let journal = sim.path("run.jsonl");
     // Expired by its holder's clock, then watched unchanged for its 2 s on this machine's clock.
-    let (code, shown, err) = out(&sim, &["reboot", "--all", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-    assert!(shown.contains("took the fleetboot lease over from gone@elsewhere pid 1"), "{shown}");
+    let run = sim.reboot_in_process(&["--all", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
+    let warnings = run.warnings();
+    assert!(warnings.iter().any(|w| w == "took the fleetboot lease over from gone@elsewhere pid 1"), "{warnings:?}");
     let (records, _) = fleetboot::adapters::journal::load(&journal).unwrap();
     assert!(
         matches!(&records[1].entry, fleetboot_core::journal::Entry::LeaseTakenOver { previous_holder, holder }
@@ -246,31 +210,15 @@ fn a_stale_lease_is_taken_over() {
 fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     use fleetboot::adapters::journal;
     use fleetboot_core::journal::Entry;
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     blocked_by_a_pdb(&sim);
 
     // The PDB allows no disruption: the drain times out, the host fails, nothing reboots,
     // and the node is schedulable again.
     let journal1 = sim.path("one.jsonl");
-    let run = Run::from(
-        sim.fleetboot(&[
-            "reboot",
-            "--nodes",
-            "worker-0",
-            "--drain",
-            "--drain-timeout",
-            "2s",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-            "--journal",
-            journal1.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap(),
-    );
-    assert_eq!(run.code, 3, "{}", run.debug());
+    let drain = ["--nodes", "worker-0", "--drain", "--drain-timeout", "2s", "--poll-interval", "200ms"];
+    let run = sim.reboot_in_process(&[&drain[..], &["--journal", journal1.to_str().unwrap()]].concat());
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     assert!(run.outcomes()["worker-0"].1.starts_with("drain: pods still on the node after 2s: default/app-a"), "{:?}", run.outcomes());
     assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
     assert!(sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("pod/app-a"));
@@ -291,23 +239,9 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
         r#"{"status":{"disruptionsAllowed":1}}"#,
     ]);
     let journal2 = sim.path("two.jsonl");
-    let run = Run::from(
-        sim.fleetboot(&[
-            "reboot",
-            "--nodes",
-            "worker-0",
-            "--drain",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-            "--journal",
-            journal2.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap(),
-    );
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run =
+        sim.reboot_in_process(&["--nodes", "worker-0", "--drain", "--poll-interval", "200ms", "--journal", journal2.to_str().unwrap()]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     assert!(!sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("app-a"));
     let daemons = sim.kubectl_ok(&[
         "-n",
@@ -337,9 +271,10 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     assert_eq!(order, ["cordoning", "drained", "dispatching", "confirmed", "uncordoned"]);
     assert!(!state.records["worker-0"].cordoned);
 
-    let (code, _, err) = out(&sim, &["reboot", "--host", "127.0.0.1", "--drain", "--dry-run"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("--drain works on cluster nodes"), "{err}");
+    let refused = sim.reboot_in_process(&["--host", "127.0.0.1", "--drain"]);
+    assert_eq!(refused.exit(), ExitCode::BadInput, "{}", refused.debug());
+    assert!(refused.error().contains("--drain works on cluster nodes"), "{}", refused.debug());
+    assert!(refused.events.is_empty(), "refused before the run started: {}", refused.debug());
 }
 
 /// How many times each node was asked to reboot, from the simulation's own history.
@@ -420,7 +355,7 @@ fn a_killed_cluster_run_with_drain_resumes_reclaims_its_lease_and_reboots_each_n
 fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it() {
     use fleetboot::adapters::journal::JournalWriter;
     use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
     sim.kubectl_ok(&["cordon", "worker-0"]);
@@ -451,8 +386,8 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
         writer.append(&Record { v: JOURNAL_VERSION, at_ms: 1, entry }).unwrap();
     }
     drop(writer);
-    let run = Run::from(sim.fleetboot(&["reboot", "--resume", path.to_str().unwrap(), "--output", "json"]).output().unwrap());
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process(&["--resume", path.to_str().unwrap()]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     assert!(schedulable(&sim, "worker-0"));
     assert_eq!(reboot_requests(&sim)["worker-0"], 0, "a confirmed node is not rebooted again");
     let (_, state) = fleetboot::adapters::journal::load(&path).unwrap();
@@ -490,56 +425,24 @@ fn blocked_by_a_pdb(sim: &Sim) {
 fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
     // No default workloads: with a 1s drain timeout, worker-1's drain would race the router's
     // replacement coming Ready after worker-0's attempt (its budget holding it meanwhile).
-    let sim = Sim::start_with(0, 2, &["--workloads", "0"]);
+    let sim = Sim::in_process_with(0, 2, &["--workloads", "0"]);
     blocked_by_a_pdb(&sim);
     let pods = || sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]);
 
     // skip: worker-0 is skipped (not failed), uncordoned, its pod kept; worker-1 goes on.
-    let run = Run::from(
-        sim.fleetboot(&[
-            "reboot",
-            "--all",
-            "--drain",
-            "--drain-timeout",
-            "1s",
-            "--drain-failure",
-            "skip",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap(),
-    );
-    assert_eq!(run.code, 4, "skipped hosts make the run incomplete, not failed: {}", run.debug());
+    let run = sim.reboot_in_process(&["--all", "--drain", "--drain-timeout", "1s", "--drain-failure", "skip", "--poll-interval", "200ms"]);
+    assert_eq!(run.exit(), ExitCode::Incomplete, "skipped hosts make the run incomplete, not failed: {}", run.debug());
     let outcomes = run.outcomes();
-    assert_eq!(outcomes["worker-0"].0, "skipped", "{outcomes:?}");
+    assert_eq!(outcomes["worker-0"].0, Outcome::Skipped, "{outcomes:?}");
     assert!(outcomes["worker-0"].1.contains("default/app-a"), "{outcomes:?}");
-    assert_eq!(outcomes["worker-1"].0, "rebooted", "{outcomes:?}");
+    assert_eq!(outcomes["worker-1"].0, Outcome::Rebooted, "{outcomes:?}");
     assert!(schedulable(&sim, "worker-0") && pods().contains("pod/app-a"));
     assert_eq!(reboot_requests(&sim), [("worker-0".to_owned(), 0), ("worker-1".to_owned(), 1)].into());
 
     // force: the pod the PDB protects is deleted after the timeout, then the node reboots.
-    let run = Run::from(
-        sim.fleetboot(&[
-            "reboot",
-            "--nodes",
-            "worker-0",
-            "--drain",
-            "--drain-timeout",
-            "1s",
-            "--drain-failure",
-            "force",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap(),
-    );
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let force = ["--nodes", "worker-0", "--drain", "--drain-timeout", "1s", "--drain-failure", "force", "--poll-interval", "200ms"];
+    let run = sim.reboot_in_process(&force);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     assert!(!pods().contains("app-a"));
     assert!(schedulable(&sim, "worker-0"));
     assert_eq!(reboot_requests(&sim)["worker-0"], 1);
@@ -549,7 +452,7 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
 fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost() {
     use fleetboot::adapters::journal::JournalWriter;
     use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     let address = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     let boot_id = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.status.nodeInfo.bootID}"]);
     // A run killed right after journaling `dispatching`, before the command went out.
@@ -576,17 +479,10 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     drop(writer);
     let config = std::fs::read_to_string(sim.config()).unwrap().replace("[reboot]\n", "[reboot]\nscheduled_delay = \"1s\"\n");
     std::fs::write(sim.path("quick.toml"), config).unwrap();
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .arg("--config")
-        .arg(sim.path("quick.toml"))
-        .args(["reboot", "--resume", path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"])
-        .env("HOME", sim.dir.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap();
-    let run = Run::from(out);
-    assert_eq!(run.code, 0, "{}", run.debug());
-    assert!(run.stdout.contains("never arrived"), "{}", run.debug());
+    let run =
+        sim.reboot_in_process_with(&sim.path("quick.toml"), &["--resume", path.to_str().unwrap(), "--poll-interval", "200ms"], |_| None);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
+    assert!(run.warnings().iter().any(|w| w.contains("never arrived")), "{}", run.debug());
     assert_eq!(reboot_requests(&sim)["worker-0"], 1, "one reboot reached the node");
     let (records, state) = fleetboot::adapters::journal::load(&path).unwrap();
     assert_eq!(records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count(), 2);

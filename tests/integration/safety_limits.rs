@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::sim::Sim;
 use crate::common::{Run, dispatch_counts};
+use fleetboot::ExitCode;
+use fleetboot_core::events::Outcome;
 
 fn run(sim: &Sim, args: &[&str]) -> Run {
     Run::from(sim.fleetboot(args).output().unwrap())
@@ -32,13 +34,10 @@ fn reboots_asked(sim: &Sim, node: &str) -> usize {
     node["history"].as_array().unwrap().iter().filter(|e| e[1] == "reboot-requested" || e[1] == "power-cycle").count()
 }
 
-fn waiting_events(run: &Run, host: &str) -> Vec<String> {
-    run.events().iter().filter(|e| e["type"] == "waiting" && e["host"] == host).map(|e| e["reason"].as_str().unwrap().to_owned()).collect()
-}
-
 #[test]
 fn a_master_waits_while_another_is_powered_off_fails_untouched_at_its_deadline_and_goes_once_it_is_back() {
-    let sim = Sim::start(3, 1);
+    // In process: the simulation and the engine; the technician is the fleetboot binary.
+    let sim = Sim::in_process(3, 1);
     // A technician powers master-0 off through its BMC: NotReady, for a reason no run of
     // fleetboot knows about.
     let off = run(&sim, &["power", "off", "--yes-power-off", "master-0"]);
@@ -47,13 +46,13 @@ fn a_master_waits_while_another_is_powered_off_fails_untouched_at_its_deadline_a
 
     let journal = sim.path("master-1.jsonl");
     let journal_arg = journal.to_str().unwrap();
-    let args = ["reboot", "--nodes", "master-1", "--reboot-timeout", "3s", "--poll-interval", "200ms", "--journal", journal_arg];
-    let held = run(&sim, &[&args[..], &["--output", "json"]].concat());
-    assert_eq!(held.code, 3, "{}", held.debug());
+    let args = ["--nodes", "master-1", "--reboot-timeout", "3s", "--poll-interval", "200ms", "--journal", journal_arg];
+    let held = sim.reboot_in_process(&args);
+    assert_eq!(held.exit(), ExitCode::HostsFailed, "{}", held.debug());
     let (outcome, error) = held.outcomes()["master-1"].clone();
-    assert_eq!(outcome, "failed");
+    assert_eq!(outcome, Outcome::Failed);
     assert!(error.contains("not started, nothing touched") && error.contains("master-0 (not Ready)"), "{error}");
-    let waits = waiting_events(&held, "master-1");
+    let waits = held.waiting("master-1");
     assert!(waits.iter().any(|w| w.contains("master-0")), "the wait names master-0: {waits:?}");
     assert_eq!(reboots_asked(&sim, "master-1"), 0, "master-1 was not touched");
     assert!(dispatch_counts(&journal).is_empty(), "no reboot journaled");
@@ -63,25 +62,25 @@ fn a_master_waits_while_another_is_powered_off_fails_untouched_at_its_deadline_a
     let on = run(&sim, &["power", "on", "--yes-power-on", "master-0"]);
     assert_eq!(on.code, 0, "{}", on.debug());
     wait_ready(&sim, "master-0", "True");
-    let went = run(&sim, &["reboot", "--nodes", "master-1", "--poll-interval", "200ms", "--output", "json"]);
-    assert_eq!(went.code, 0, "{}", went.debug());
+    let went = sim.reboot_in_process(&["--nodes", "master-1", "--poll-interval", "200ms"]);
+    assert_eq!(went.exit(), ExitCode::Ok, "{}", went.debug());
     assert_eq!(reboots_asked(&sim, "master-1"), 1);
 }
 
 #[test]
 fn an_mco_working_node_and_a_medik8s_lease_each_count_as_unavailable() {
-    let sim = Sim::start(1, 3);
+    let sim = Sim::in_process(1, 3);
     // A short deadline for the runs that must wait and fail; the default for the one that goes.
     let attempt = |name: &str| {
         let journal = sim.path(&format!("{name}.jsonl"));
         let timeout = if name == "free" { "5m" } else { "2s" };
-        let args = ["reboot", "--nodes", "worker-0", "--reboot-timeout", timeout, "--poll-interval", "200ms", "--output", "json"];
-        run(&sim, &[&args[..], &["--journal", journal.to_str().unwrap()]].concat())
+        let args = ["--nodes", "worker-0", "--reboot-timeout", timeout, "--poll-interval", "200ms"];
+        sim.reboot_in_process(&[&args[..], &["--journal", journal.to_str().unwrap()]].concat())
     };
     // The MCO is updating worker-1 (its daemon's state annotation, as kubectl shows it).
     sim.kubectl_ok(&["annotate", "node", "worker-1", "--overwrite", "machineconfiguration.openshift.io/state=Working"]);
     let held = attempt("mco");
-    assert_eq!(held.code, 3, "{}", held.debug());
+    assert_eq!(held.exit(), ExitCode::HostsFailed, "{}", held.debug());
     let (_, error) = held.outcomes()["worker-0"].clone();
     assert!(error.contains("worker-1 (being updated by the MCO)"), "{error}");
     sim.kubectl_ok(&["annotate", "node", "worker-1", "--overwrite", "machineconfiguration.openshift.io/state=Done"]);
@@ -103,7 +102,7 @@ fn an_mco_working_node_and_a_medik8s_lease_each_count_as_unavailable() {
     .unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", lease.to_str().unwrap()]);
     let held = attempt("lease");
-    assert_eq!(held.code, 3, "{}", held.debug());
+    assert_eq!(held.exit(), ExitCode::HostsFailed, "{}", held.debug());
     let (_, error) = held.outcomes()["worker-0"].clone();
     assert!(error.contains("worker-2 (held by node-maintenance's maintenance lease)"), "{error}");
     assert_eq!(reboots_asked(&sim, "worker-0"), 0, "worker-0 was not touched");
@@ -111,7 +110,7 @@ fn an_mco_working_node_and_a_medik8s_lease_each_count_as_unavailable() {
     // The maintenance ends: worker-0 goes.
     sim.kubectl_ok(&["delete", "lease", "-n", "medik8s-leases", "node-worker-2"]);
     let went = attempt("free");
-    assert_eq!(went.code, 0, "{}", went.debug());
+    assert_eq!(went.exit(), ExitCode::Ok, "{}", went.debug());
     assert_eq!(reboots_asked(&sim, "worker-0"), 1);
 }
 

@@ -1,4 +1,5 @@
-//! A `fleetboot sim` process for tests, stopped by PID when dropped.
+//! A `fleetboot sim` process for tests, stopped by PID when dropped; or the same simulated
+//! cluster started inside the test process (`Sim::in_process`, common/inproc.rs).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -7,10 +8,20 @@ use std::process::{Child, Command, Stdio};
 
 use super::fleetboot_bin;
 
+/// The simulation's timings in tests (either backend): fast, and the same for every test.
+pub(super) const FAST_TIMINGS: [&str; 8] =
+    ["--reboot-delay", "1s", "--boot-time", "1s", "--notready-after", "300ms", "--kubelet-ready-after", "300ms"];
+
 pub struct Sim {
     pub dir: tempfile::TempDir,
     pub api: String,
-    child: Child,
+    pub(super) backend: Backend,
+}
+
+/// Where the simulated cluster runs: a `fleetboot sim` child, or this process (its runtime).
+pub(super) enum Backend {
+    Process(Child),
+    InProcess(super::inproc::InProcess),
 }
 
 impl Sim {
@@ -23,23 +34,8 @@ impl Sim {
     pub fn start_with(masters: usize, workers: usize, extra: &[&str]) -> Sim {
         let dir = tempfile::Builder::new().prefix("fleetboot-sim-").tempdir().unwrap();
         let mut child = Command::new(fleetboot_bin())
-            .args([
-                "sim",
-                "--dir",
-                dir.path().to_str().unwrap(),
-                "--masters",
-                &masters.to_string(),
-                "--workers",
-                &workers.to_string(),
-                "--reboot-delay",
-                "1s",
-                "--boot-time",
-                "1s",
-                "--notready-after",
-                "300ms",
-                "--kubelet-ready-after",
-                "300ms",
-            ])
+            .args(["sim", "--dir", dir.path().to_str().unwrap(), "--masters", &masters.to_string(), "--workers", &workers.to_string()])
+            .args(FAST_TIMINGS)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -49,7 +45,7 @@ impl Sim {
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains("ready"), "fleetboot sim did not get ready: {line:?}");
         let api = line.split("API ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
-        Sim { dir, api, child }
+        Sim { dir, api, backend: Backend::Process(child) }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -211,8 +207,13 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.backend {
+            Backend::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Backend::InProcess(cluster) => cluster.stop(),
+        }
     }
 }
 
