@@ -318,25 +318,32 @@ impl BmcInventory {
         Ok(())
     }
 
-    /// One warning per BMC reached over plain `http://`: its password (Basic auth or the
-    /// session login) and session token cross the network readable by anyone on the path.
-    pub fn plain_http_warnings(&self) -> Vec<String> {
-        self.targets
-            .values()
-            .filter(|t| t.url.trim_start().to_ascii_lowercase().starts_with("http://"))
-            .map(|t| {
-                format!(
-                    "the BMC of {} is reached over plain http:// ({}): its password and session token cross the network unencrypted; use https://",
-                    t.node, t.url
-                )
-            })
-            .collect()
+    /// Every warning this inventory deserves, in one place for every command: BareMetalHosts
+    /// it could not use, BMCs reached over plain `http://`, certificates not verified. `of`:
+    /// only those of these nodes' BMCs (the nodes a command acts on); `None`: all.
+    pub fn warnings(&self, of: Option<&[String]>) -> Vec<String> {
+        let concerned = |node: &str| of.is_none_or(|nodes| nodes.iter().any(|n| n == node));
+        let mut warnings = self.problems.clone();
+        warnings.extend(self.targets.values().filter(|t| concerned(&t.node)).filter_map(plain_http_warning));
+        for node in self.insecure_nodes().into_iter().filter(|n| concerned(n)) {
+            warnings.push(format!("the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password"));
+        }
+        warnings
     }
 
     /// BMCs whose certificate is not verified: each deserves a loud warning.
     pub fn insecure_nodes(&self) -> Vec<&str> {
         self.targets.values().filter(|t| t.tls == BmcTls::Insecure).map(|t| t.node.as_str()).collect()
     }
+}
+
+fn plain_http_warning(target: &BmcTarget) -> Option<String> {
+    target.url.trim_start().to_ascii_lowercase().starts_with("http://").then(|| {
+        format!(
+            "the BMC of {} is reached over plain http:// ({}): its password and session token cross the network unencrypted; use https://",
+            target.node, target.url
+        )
+    })
 }
 
 fn env_password(var: &str) -> Result<Secret, CredentialError> {
@@ -365,7 +372,7 @@ pub struct RedfishPower {
 }
 
 impl RedfishPower {
-    /// The caller reports the inventory's [`BmcInventory::plain_http_warnings`] first: an
+    /// The caller reports the inventory's [`BmcInventory::warnings`] first: an
     /// adapter never prints.
     pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
         let limiter = config.rate.map(|rate| rate.limiter());

@@ -71,10 +71,7 @@ async fn attach_bmcs(nodes: &mut [fleetboot_core::nodes::NodeInfo], settings: &S
             return;
         }
     };
-    for problem in &inventory.problems {
-        eprintln!("warning: {problem}");
-    }
-    inventory.plain_http_warnings().iter().for_each(|warning| eprintln!("WARNING: {warning}"));
+    inventory.warnings(None).iter().for_each(|warning| eprintln!("WARNING: {warning}"));
     let power = crate::adapters::bmc::RedfishPower::new(inventory, &settings.redfish);
     for node in nodes.iter_mut() {
         node.bmc = power.url_of(&node.name).map(str::to_owned);

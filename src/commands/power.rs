@@ -101,7 +101,7 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
             BmcTarget { node: url.clone(), url: url.clone(), username: targets.bmc_user.clone().unwrap_or_default(), password, tls };
         let mut inventory = BmcInventory::default();
         inventory.targets.insert(url.clone(), target);
-        inventory.plain_http_warnings().iter().for_each(|warning| eprintln!("WARNING: {warning}"));
+        inventory.warnings(None).iter().for_each(|warning| eprintln!("WARNING: {warning}"));
         return Ok((RedfishPower::new(inventory, &settings.redfish), vec![url.clone()]));
     }
     if targets.nodes.is_empty() {
@@ -128,20 +128,13 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     }
     let inventory =
         BmcInventory::build(&settings.redfish, &settings.bmcs, &hosts, client.as_ref().map(|c| (c, cluster_nodes.as_slice()))).await?;
-    for problem in &inventory.problems {
-        eprintln!("warning: {problem}");
-    }
+    // Said before a refusal too: why a node has no BMC is among them.
+    inventory.warnings(Some(&targets.nodes)).iter().for_each(|warning| eprintln!("WARNING: {warning}"));
     let missing: Vec<String> = targets.nodes.iter().filter(|n| !inventory.targets.contains_key(*n)).cloned().collect();
     if !missing.is_empty() {
         let hint = " (add [[bmc]] entries, or BareMetalHosts in the cluster)";
         return Err(SelectionError::NoBmc { why: "power", nodes: missing, hint }.into());
     }
-    for node in inventory.insecure_nodes() {
-        if targets.nodes.iter().any(|n| n == node) {
-            eprintln!("WARNING: the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password");
-        }
-    }
-    inventory.plain_http_warnings().iter().for_each(|warning| eprintln!("WARNING: {warning}"));
     Ok((RedfishPower::new(inventory, &settings.redfish), targets.nodes.clone()))
 }
 

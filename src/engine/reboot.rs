@@ -550,11 +550,7 @@ async fn bmc_power(
     };
     let inventory =
         crate::adapters::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
-    let mut warnings: Vec<String> = inventory.problems.clone();
-    warnings.extend(inventory.plain_http_warnings());
-    for node in inventory.insecure_nodes() {
-        warnings.push(format!("the BMC certificate of {node} is not verified (insecure): anyone on the path can read its password"));
-    }
+    let warnings = inventory.warnings(None);
     if settings.reboot.transport == TransportChoice::Redfish {
         let missing: Vec<String> = hosts.iter().filter(|h| !inventory.targets.contains_key(&h.name)).map(|h| h.name.clone()).collect();
         if !missing.is_empty() {
