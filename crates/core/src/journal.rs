@@ -179,6 +179,25 @@ pub enum Entry {
         host: String,
         reason: String,
     },
+    /// The host's boot ID when the run was planned (runs with windows or `--only-if`): a host
+    /// that shows another one before its reboot was rebooted since, by anyone, and is done.
+    Planned {
+        host: String,
+        boot_id: String,
+    },
+    /// Not rebooted, and needs no reboot: `--only-if` said so, or it was rebooted since the
+    /// plan. Done: a resume leaves it alone, and it counts as no failure.
+    NotNeeded {
+        host: String,
+        reason: String,
+    },
+    /// No new reboot starts, for the whole run: outside the maintenance windows (`until_ms`:
+    /// when the next one opens), or a blocker. Hosts in flight go on.
+    Held {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
     RunFinished {
         outcome: String,
     },
@@ -249,6 +268,9 @@ pub struct RunSettings {
     /// before they were recorded: a resume of such a journal takes today's configuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<RunPolicy>,
+    /// Windows and `--only-if` ([`crate::batch`]); absent when the run has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::batch::BatchSettings>,
 }
 
 /// The proof, abort and failure rules of a run: a resume that dropped any of them would prove
@@ -323,6 +345,7 @@ impl RunSettings {
         check("timeout", self.timeout_ms != other.timeout_ms);
         check("scheduled_delay", self.scheduled_delay_ms != other.scheduled_delay_ms);
         check("poll_interval", self.poll_interval_ms != other.poll_interval_ms);
+        check("batch", self.batch != other.batch);
         if let (Some(a), Some(b)) = (&self.policy, &other.policy) {
             check("boot_id_command", a.boot_id_command != b.boot_id_command);
             check("check_command", a.check_command != b.check_command);
@@ -462,6 +485,21 @@ pub fn resume_settings(
         if let Some(p) = o.poll_interval_ms {
             conflict("--poll-interval", shown_ms(j.poll_interval_ms), shown_ms(p));
         }
+        let jb = j.batch.clone().unwrap_or_default();
+        let b = &explicit.batch;
+        let windows = |w: &[crate::batch::Window]| w.iter().map(|w| format!("{:?}", w.to_string())).collect::<Vec<_>>().join(" ");
+        if let Some(w) = &b.windows {
+            conflict("--window", windows(&jb.windows), windows(w));
+        }
+        if let Some(tz) = &b.window_tz {
+            conflict("--window-tz", jb.zone_name().to_owned(), tz.clone());
+        }
+        if let Some(e) = b.window_exit {
+            conflict("--window-exit", jb.window_exit.to_string(), e.to_string());
+        }
+        if let Some(c) = &b.only_if {
+            conflict("--only-if", shown_command(&jb.only_if), format!("{c:?}"));
+        }
     }
     if let Some(p) = recorded_policy {
         let o = overrides;
@@ -497,6 +535,10 @@ pub fn resume_settings(
         scheduled_delay_ms: base.scheduled_delay_ms,
         poll_interval_ms: overrides.poll_interval_ms.unwrap_or(base.poll_interval_ms),
         policy,
+        batch: {
+            let none = crate::batch::BatchPartial::default();
+            Some(crate::batch::merge(&explicit.batch, &none, &none, &base.batch.clone().unwrap_or_default())).filter(|b| !b.is_empty())
+        },
     };
     let overridden = RunSettings { policy: recorded_policy.cloned(), ..base }.differences(&merged);
     Ok(ResumedSettings { settings: merged, overridden, not_journaled })
@@ -534,9 +576,15 @@ impl Entry {
             | Entry::Failed { host, .. }
             | Entry::Cancelled { host }
             | Entry::Skipped { host, .. }
+            | Entry::Planned { host, .. }
+            | Entry::NotNeeded { host, .. }
             | Entry::PoweredOff { host, .. }
             | Entry::PassReleased { host, .. } => Some(host),
-            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => None,
+            Entry::RunStarted { .. }
+            | Entry::RunResumed { .. }
+            | Entry::LeaseTakenOver { .. }
+            | Entry::RunFinished { .. }
+            | Entry::Held { .. } => None,
         }
     }
 }
@@ -557,6 +605,8 @@ pub enum Phase {
     PoweredOff,
     /// Came back from a `systemctl soft-reboot`: same kernel, same boot ID.
     SoftRebooted,
+    /// Needs no reboot (`--only-if`, or rebooted since the plan): done.
+    NotNeeded,
 }
 
 /// Everything the journal says about one host.
@@ -578,6 +628,8 @@ pub struct HostRecord {
     pub cordoned: bool,
     /// Why the host was skipped, when it was.
     pub skipped_because: Option<String>,
+    /// The boot ID when the run was planned (`planned`).
+    pub planned_boot_id: Option<String>,
     /// Every reboot sent, in order: over SSH (`bmc: None`) or as a BMC reset.
     pub attempts: Vec<Attempt>,
     /// SSH could not reach this node: the API alone can show its new boot ID.
@@ -615,6 +667,7 @@ impl HostRecord {
             api_boot_id: None,
             cordoned: false,
             skipped_because: None,
+            planned_boot_id: None,
             attempts: Vec::new(),
             ssh_unusable: false,
             soft_reboots_before: None,
@@ -713,7 +766,17 @@ impl HostRecord {
                 self.failure = None;
                 self.skipped_because = Some(reason.clone());
             }
-            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => {}
+            Entry::Planned { boot_id, .. } => self.planned_boot_id = Some(boot_id.clone()),
+            Entry::NotNeeded { reason, .. } => {
+                self.phase = Phase::NotNeeded;
+                self.failure = None;
+                self.skipped_because = Some(reason.clone());
+            }
+            Entry::RunStarted { .. }
+            | Entry::RunResumed { .. }
+            | Entry::LeaseTakenOver { .. }
+            | Entry::RunFinished { .. }
+            | Entry::Held { .. } => {}
         }
     }
 
@@ -724,6 +787,8 @@ impl HostRecord {
             // The reboot became a soft reboot: nothing is pending, and the same command would
             // do the same again. Reported, never re-sent by a resume.
             (Phase::SoftRebooted, _) => ResumeAction::Done,
+            // Needs no reboot: decided and journaled; a new run asks again.
+            (Phase::NotNeeded, _) => ResumeAction::Done,
             // Back with a new boot ID: the reboot happened; only the check is outstanding.
             (Phase::Back, _) => ResumeAction::Check,
             (_, true) => ResumeAction::AwaitNewBootId,
@@ -827,7 +892,7 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
                     state.settings = settings.clone();
                 }
             }
-            Entry::LeaseTakenOver { .. } => {}
+            Entry::LeaseTakenOver { .. } | Entry::Held { .. } => {}
             entry => {
                 let host = entry.host().expect("host entries name a host");
                 let host_record = state
@@ -985,6 +1050,7 @@ mod tests {
             scheduled_delay_ms: 60_000,
             poll_interval_ms: 2_000,
             policy: Some(policy()),
+            batch: None,
         }
     }
 
