@@ -9,7 +9,7 @@
 #
 # Behaviour switches are files in NODE_DIR: refuse_sudo, hang, hang_reboot, never_return,
 # same_boot_id, new_host_key, killed_by_signal, soft_reboot (every reboot command is a soft
-# reboot); timings: reboot_delay (s before going down, standing in for
+# reboot), reboot_required (/var/run/reboot-required exists until the next full boot); timings: reboot_delay (s before going down, standing in for
 # systemd's one minute), down_time (s down).
 #
 # It runs as the fleet's unprivileged login user, as does its sshd (see fake-fleet.sh), so it
@@ -41,6 +41,8 @@ if [ "${1:-}" = "--reboot" ]; then
     else
         [ -e "$node/same_boot_id" ] || cat /proc/sys/kernel/random/uuid >"$node/boot_id"
         echo 0 >"$node/soft_reboots"
+        # /run is a tmpfs: a full boot starts without /var/run/reboot-required.
+        rm -f "$node/reboot_required"
     fi
     if [ -e "$node/new_host_key" ]; then
         rm -f "$node/ssh_host_ed25519_key" "$node/ssh_host_ed25519_key.pub"
@@ -89,6 +91,12 @@ case "$cmd" in
         rm -f "$node/restarter.pid"
         log cancelled
     fi
+    ;;
+"test -f /var/run/reboot-required" | "test -e /var/run/reboot-required")
+    # Debian's and Ubuntu's package hooks (update-notifier-common) create this file when an
+    # update needs a reboot; it lives in /run (a tmpfs), so it is gone after the next boot.
+    # Here: the node dir's reboot_required file, removed by a simulated full reboot.
+    [ -e "$node/reboot_required" ]
     ;;
 "test ! -e /run/systemd/shutdown/scheduled")
     # fleetboot's check after `shutdown -c`: is a shutdown still scheduled?

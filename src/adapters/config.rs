@@ -224,6 +224,7 @@ impl Layer {
             parallel: r.parallel.map(|n| positive(Some(n), "reboot.parallel")).transpose()?,
             ssh: self.ssh.partial()?,
             state_dir: self.output.state_dir.clone().map(|d| non_empty(Some(d), "output.state_dir")).transpose()?,
+            batch: Default::default(),
         })
     }
 
@@ -328,6 +329,8 @@ pub struct RebootSettings {
     /// How long after `shutdown -r` the node may still go down on its own (systemd: 1 min):
     /// no BMC reset before that has passed.
     pub scheduled_delay: Duration,
+    /// Windows and `--only-if`.
+    pub batch: fleetboot_core::batch::BatchSettings,
 }
 
 /// When a node's BMC takes over from SSH.
@@ -412,6 +415,7 @@ fn apply_model(s: &mut Settings, m: settings::Settings, home: Option<&Path>) -> 
     s.reboot.check_command = m.check_command;
     s.reboot.rate = m.rate.map(Rate::from);
     s.reboot.cancel_pending_on_abort = m.cancel_pending_on_abort;
+    s.reboot.batch = m.batch;
     s.reboot.parallel = check_parallel(m.parallel, crate::adapters::system::open_file_limit())?;
     s.ssh.connect_timeout = m.connect_timeout;
     s.ssh.host_key_policy = m.host_key_policy;
@@ -546,6 +550,7 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
         cancel_pending_on_abort: required(reboot.cancel_pending_on_abort, "reboot.cancel_pending_on_abort")?,
         transport: required(layer_choice(&reboot.transport, "reboot.transport")?, "reboot.transport")?,
         scheduled_delay: duration(reboot.scheduled_delay, "reboot.scheduled_delay")?,
+        batch: Default::default(),
     };
     let redfish_rate = required(redfish.rate, "redfish.rate")?;
     let flag = |v: Option<bool>, key| required(v, key);

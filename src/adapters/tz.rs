@@ -44,9 +44,9 @@ impl Zone for IanaZone {
         i64::from((date - EPOCH).get_days())
     }
 
-    fn instant(&self, day: i64, minute: u16) -> i64 {
+    fn instant(&self, day: i64, second: u32) -> i64 {
         let Ok(date) = EPOCH.checked_add(day.days()) else { return day * 86_400_000 };
-        let dt: DateTime = date.to_datetime(Time::midnight()) + i64::from(minute).minutes();
+        let dt: DateTime = date.to_datetime(Time::midnight()) + i64::from(second).seconds();
         let ambiguous = self.0.to_ambiguous_timestamp(dt);
         let ts = match ambiguous.offset() {
             AmbiguousOffset::Unambiguous { offset } | AmbiguousOffset::Fold { before: offset, .. } => offset.to_timestamp(dt).ok(),

@@ -17,6 +17,7 @@ use fleetboot_core::hosts::{self, Host};
 use fleetboot_core::settings::{ENV_KEYS, Origin, Partial, RawLayer, SettingsError, env_var};
 
 pub mod args;
+pub mod args_batch;
 pub mod demo;
 pub mod exec;
 pub mod migrate;

@@ -84,6 +84,8 @@ pub struct RebootArgs {
     #[arg(long, conflicts_with_all = ["group_concurrency", "concurrency"])]
     pub all_at_once: bool,
     #[command(flatten)]
+    pub batch: super::args_batch::BatchArgs,
+    #[command(flatten)]
     pub ssh: SshArgs,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -150,6 +152,7 @@ impl RebootArgs {
         flags.max_failures = self.max_failures;
         flags.transport = self.transport;
         flags.cancel_pending_on_abort = self.cancel_pending_on_abort.then_some(true);
+        flags.batch = self.batch.partial();
         flags
     }
 }
@@ -266,6 +269,7 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
                 prepared.limits()
             )
         );
+        print!("{}", crate::report::plan::render_batch(&prepared.settings().reboot.batch, crate::adapters::system::now_ms()));
         return Ok(ExitCode::Ok);
     }
     super::warn_if_insecure(prepared.settings());

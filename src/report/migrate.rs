@@ -200,6 +200,7 @@ mod tests {
                 aborted: false,
                 elapsed_ms: 0,
                 still_cordoned: vec![],
+                window_closed: false,
             },
         }
     }

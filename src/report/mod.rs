@@ -81,6 +81,12 @@ impl<W: Write> Reporter<W> {
                 self.line(format!("warning: {}{message}", host.as_ref().map(|h| format!("{h}: ")).unwrap_or_default()))
             }
             Event::Waiting { host, reason } => self.line(format!("{host:<16} waiting: {reason}")),
+            Event::Held { reason, remaining_ms, .. } => self.line(match remaining_ms {
+                Some(ms) => {
+                    format!("held: {reason}; next reboot in {}", humantime::format_duration(Duration::from_secs(ms.div_ceil(1000))))
+                }
+                None => format!("held: {reason}"),
+            }),
             Event::AbortRequested { hard: false } => self.line(
                 "interrupt: starting nothing new, waiting for hosts in flight (interrupt again to stop now; --resume finishes later)"
                     .into(),
@@ -118,7 +124,15 @@ impl<W: Write> Reporter<W> {
     fn refresh(&self) {
         if let Some(bar) = &self.bar {
             let count = |phases: &[Phase]| self.hosts.values().filter(|h| phases.contains(&h.phase)).count();
-            let done = count(&[Phase::Confirmed, Phase::Failed, Phase::SoftRebooted, Phase::Skipped, Phase::Cancelled, Phase::PoweredOff]);
+            let done = count(&[
+                Phase::Confirmed,
+                Phase::Failed,
+                Phase::SoftRebooted,
+                Phase::Skipped,
+                Phase::Cancelled,
+                Phase::PoweredOff,
+                Phase::NotNeeded,
+            ]);
             bar.set_position(done as u64);
             bar.set_message(format!(
                 "waiting {} · rebooting {} · down {} · back {} · failed {} · skipped {}",
@@ -127,7 +141,7 @@ impl<W: Write> Reporter<W> {
                 count(&[Phase::Down]),
                 count(&[Phase::Back, Phase::Confirmed]),
                 count(&[Phase::Failed, Phase::SoftRebooted]),
-                count(&[Phase::Skipped, Phase::Cancelled, Phase::PoweredOff]),
+                count(&[Phase::Skipped, Phase::Cancelled, Phase::PoweredOff, Phase::NotNeeded]),
             ));
         }
     }
@@ -171,6 +185,9 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::Failed { stage, error, .. } => format!("FAILED at {}: {error}", stage_name(*stage)),
         Entry::Cancelled { .. } => "pending reboot cancelled".into(),
         Entry::Skipped { reason, .. } => format!("skipped: {reason}"),
+        Entry::NotNeeded { reason, .. } => format!("skipped: {reason}"),
+        Entry::Planned { .. } => return None,
+        Entry::Held { reason, .. } => format!("held: {reason}"),
         Entry::PoweredOff { detail, .. } => format!("POWERED OFF, left off: {detail}"),
         Entry::PassReleased { reason, .. } => format!("place in the limits released: {reason}"),
         Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => return None,
@@ -202,6 +219,10 @@ pub fn render_summary(summary: &Summary) -> String {
         0 => String::new(),
         n => format!(", {n} powered off (left off)"),
     };
+    let powered_off = match summary.count(Outcome::NotNeeded) {
+        0 => powered_off,
+        n => format!("{powered_off}, {n} not needed"),
+    };
     text.push_str(&format!(
         "\n{} rebooted, {} failed, {} skipped, {} cancelled, {} interrupted{powered_off} in {}\njournal: {}\n",
         summary.count(Outcome::Rebooted),
@@ -225,6 +246,9 @@ pub fn render_summary(summary: &Summary) -> String {
             summary.journal.display()
         ));
     }
+    if summary.window_closed {
+        text.push_str("the maintenance windows closed (--window-exit): no new reboot started after that\n");
+    }
     if summary.count(Outcome::Interrupted) + summary.count(Outcome::Skipped) > 0 {
         text.push_str(&format!("finish with: fleetboot reboot --resume {}\n", summary.journal.display()));
     }
@@ -240,6 +264,7 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::Interrupted => "interrupted",
         Outcome::PoweredOff => "powered off",
         Outcome::SoftRebooted => "soft-rebooted",
+        Outcome::NotNeeded => "not needed",
     }
 }
 
@@ -256,6 +281,7 @@ mod tests {
             aborted: true,
             elapsed_ms: 75_000,
             still_cordoned: vec![],
+            window_closed: false,
             hosts: vec![
                 HostOutcome {
                     host: "node-1".into(),

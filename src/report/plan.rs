@@ -72,3 +72,35 @@ pub fn render_plan(
     }
     text
 }
+
+/// The batch part of a dry run: the windows (open or closed at `now_ms`, and until when), what a
+/// closed window does, `--only-if`, and the plan's boot IDs. Empty for a run without any.
+pub fn render_batch(batch: &fleetboot_core::batch::BatchSettings, now_ms: u64) -> String {
+    use fleetboot_core::batch::{WindowState, window_state};
+    if batch.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("\n");
+    if !batch.windows.is_empty() {
+        let zone = crate::adapters::tz::IanaZone::named(batch.zone_name());
+        let list: Vec<String> = batch.windows.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("windows: {} ({})", list.join(", "), batch.zone_name()));
+        if let Ok(zone) = zone {
+            match window_state(&batch.windows, &zone, now_ms as i64) {
+                WindowState::Open { closes_at_ms } => text.push_str(&format!(" · open now, until {}", zone.show(closes_at_ms))),
+                WindowState::Closed { opens_at_ms } => text.push_str(&format!(" · closed now, next opens {}", zone.show(opens_at_ms))),
+                WindowState::Always => {}
+            }
+        }
+        text.push_str(if batch.window_exit {
+            "\noutside the windows: no new reboot; the run stops with exit 5 once hosts in flight are done (--window-exit), --resume continues\n"
+        } else {
+            "\noutside the windows: no new reboot; the run waits with a countdown (hosts in flight finish)\n"
+        });
+    }
+    if let Some(command) = &batch.only_if {
+        text.push_str(&format!("only if: `{command}` exits 0 on the host right before it starts; otherwise journaled not needed\n"));
+    }
+    text.push_str("each host's boot ID is noted at the start: a host rebooted since (by anyone) counts as done\n");
+    text
+}

@@ -2,6 +2,7 @@
 //! Each module starts the real parts it needs (OpenSSH sshd, `fleetboot sim`, sushy-emulator)
 //! and stops them by PID, also when a test fails.
 
+mod batch;
 mod bmc;
 mod bmh_match;
 mod clients;

@@ -16,16 +16,16 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const MINUTES_A_DAY: u16 = 24 * 60;
+const SECONDS_A_DAY: u32 = 24 * 3600;
 
-/// One `--window`: on these weekdays (in the zone), from `start` to `end` (minutes after
+/// One `--window`: on these weekdays (in the zone), from `start` to `end` (seconds after
 /// midnight; an `end` at or before `start` is the next day's; `24:00` ends at midnight).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
     /// Bit `i`: weekday `i` (0 = Monday).
     days: u8,
-    start: u16,
-    end: u16,
+    start: u32,
+    end: u32,
 }
 
 impl Window {
@@ -49,24 +49,32 @@ fn parse_day(text: &str) -> Result<u8, String> {
         .ok_or_else(|| format!("unknown day {text:?}: use Mon, Tue, Wed, Thu, Fri, Sat or Sun"))
 }
 
-fn parse_time(text: &str, end: bool) -> Result<u16, String> {
+/// `HH:MM` or `HH:MM:SS`, in seconds after midnight.
+fn parse_time(text: &str, end: bool) -> Result<u32, String> {
     let bad = || format!("bad time {text:?}: expected HH:MM (00:00 to 23:59{})", if end { ", or 24:00" } else { "" });
-    let (h, m) = text.split_once(':').ok_or_else(bad)?;
-    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if m.to_string().len() > 2 || m > 59 || h > 24 || (h == 24 && (m != 0 || !end)) {
+    let parts: Vec<&str> = text.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit())) {
         return Err(bad());
     }
-    Ok(h * 60 + m)
+    let n = |i: usize| parts.get(i).map_or(Ok(0), |p| p.parse::<u32>()).map_err(|_| bad());
+    let (h, m, s) = (n(0)?, n(1)?, n(2)?);
+    if m > 59 || s > 59 || h > 24 || (h == 24 && (m != 0 || s != 0 || !end)) {
+        return Err(bad());
+    }
+    Ok(h * 3600 + m * 60 + s)
 }
 
-fn format_time(minutes: u16) -> String {
-    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+fn format_time(seconds: u32) -> String {
+    match seconds % 60 {
+        0 => format!("{:02}:{:02}", seconds / 3600, seconds / 60 % 60),
+        s => format!("{:02}:{:02}:{s:02}", seconds / 3600, seconds / 60 % 60),
+    }
 }
 
 impl FromStr for Window {
     type Err = String;
 
-    /// `DAYS HH:MM-HH:MM` or `HH:MM-HH:MM` (every day). DAYS: a day, a range (`Mon-Fri`,
+    /// `DAYS HH:MM-HH:MM` or `HH:MM-HH:MM` (every day; `HH:MM:SS` too). DAYS: a day, a range (`Mon-Fri`,
     /// `Fri-Mon` wraps), or a comma list of either (`Mon,Wed,Fri-Sat`).
     fn from_str(text: &str) -> Result<Window, String> {
         let text = text.trim();
@@ -103,7 +111,7 @@ impl FromStr for Window {
         if start == end {
             return Err(format!("window {text:?} is empty: its start and end are the same time"));
         }
-        Ok(Window { days, start, end: end % MINUTES_A_DAY })
+        Ok(Window { days, start, end: end % SECONDS_A_DAY })
     }
 }
 
@@ -135,9 +143,9 @@ impl<'de> Deserialize<'de> for Window {
 pub trait Zone {
     /// The wall-clock day (days since 1970-01-01) of an instant (ms since the epoch).
     fn day_of(&self, at_ms: i64) -> i64;
-    /// The first instant at or after which the wall clock shows `minute` of `day` (or later):
-    /// in a gap, the gap's end; in a fold, the first occurrence.
-    fn instant(&self, day: i64, minute: u16) -> i64;
+    /// The first instant at or after which the wall clock shows `second` (after midnight) of
+    /// `day` (or later): in a gap, the gap's end; in a fold, the first occurrence.
+    fn instant(&self, day: i64, second: u32) -> i64;
 }
 
 /// UTC: no daylight saving, no offset.
@@ -147,8 +155,8 @@ impl Zone for Utc {
     fn day_of(&self, at_ms: i64) -> i64 {
         at_ms.div_euclid(86_400_000)
     }
-    fn instant(&self, day: i64, minute: u16) -> i64 {
-        day * 86_400_000 + i64::from(minute) * 60_000
+    fn instant(&self, day: i64, second: u32) -> i64 {
+        day * 86_400_000 + i64::from(second) * 1_000
     }
 }
 
@@ -286,7 +294,7 @@ mod tests {
     // 2024-01-01 was a Monday: day 19723.
     const MONDAY: i64 = 19_723;
     fn at(day: i64, h: i64, m: i64) -> i64 {
-        Utc.instant(day, (h * 60 + m) as u16)
+        Utc.instant(day, (h * 3600 + m * 60) as u32)
     }
 
     #[test]
@@ -296,7 +304,20 @@ mod tests {
         assert_eq!(w("22:00-06:00").to_string(), "22:00-06:00");
         assert_eq!(w("sat,sunday 00:00-24:00").to_string(), "Sat,Sun 00:00-24:00");
         assert_eq!(w("Fri-Mon 01:00-02:30").to_string(), "Mon,Fri,Sat,Sun 01:00-02:30");
-        for bad in ["", "Mon-Fri", "Mon-Fri 22:00", "Xyz 01:00-02:00", "01:00-01:00", "25:00-26:00", "01:60-02:00", "24:00-01:00"] {
+        assert_eq!(w("10:00:20-11:00:20").to_string(), "10:00:20-11:00:20");
+        for bad in [
+            "",
+            "Mon-Fri",
+            "Mon-Fri 22:00",
+            "Xyz 01:00-02:00",
+            "01:00-01:00",
+            "25:00-26:00",
+            "01:60-02:00",
+            "24:00-01:00",
+            "1:2:3:4-05:00",
+            "01:00:60-02:00",
+            "+1:00-02:00",
+        ] {
             assert!(bad.parse::<Window>().is_err(), "{bad:?} must be refused");
         }
         let err = "Mon-Fry 22:00-06:00".parse::<Window>().unwrap_err();
@@ -340,8 +361,8 @@ mod tests {
             let offset = if at_ms < self.switch { self.before } else { self.after };
             (at_ms + offset * 60_000).div_euclid(86_400_000)
         }
-        fn instant(&self, day: i64, minute: u16) -> i64 {
-            let wall = day * 86_400_000 + i64::from(minute) * 60_000;
+        fn instant(&self, day: i64, second: u32) -> i64 {
+            let wall = day * 86_400_000 + i64::from(second) * 1_000;
             let (a, b) = (wall - self.before * 60_000, wall - self.after * 60_000);
             match (a < self.switch, b >= self.switch) {
                 (true, true) => a.min(b),      // a fold: the first occurrence

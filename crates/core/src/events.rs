@@ -42,6 +42,16 @@ pub enum Event {
         host: String,
         reason: String,
     },
+    /// No new reboot starts (hosts in flight go on): outside the maintenance windows, or a
+    /// blocker. Sent when the hold begins and then as a countdown (`until_ms`: when the next
+    /// window opens; `remaining_ms`: how long from now), journaled as `held` when it begins.
+    Held {
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        remaining_ms: Option<u64>,
+    },
     AbortRequested {
         hard: bool,
     },
@@ -65,6 +75,8 @@ pub enum Outcome {
     /// Came back from a `systemctl soft-reboot` with the same boot ID: userspace restarted,
     /// the kernel did not. Not proven as a reboot; counts as a failure.
     SoftRebooted,
+    /// Needed no reboot: `--only-if` said so, or it was rebooted since the plan. Done.
+    NotNeeded,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -87,6 +99,7 @@ impl HostOutcome {
             Phase::Cancelled => Outcome::Cancelled,
             Phase::PoweredOff => Outcome::PoweredOff,
             Phase::SoftRebooted => Outcome::SoftRebooted,
+            Phase::NotNeeded => Outcome::NotNeeded,
             Phase::Dispatching | Phase::Dispatched | Phase::Down | Phase::Back => Outcome::Interrupted,
         };
         let went_down = record.down_at_ms.or(record.dispatched_at_ms);
@@ -102,7 +115,7 @@ impl HostOutcome {
             },
             error: match (&record.failure, outcome) {
                 (Some((stage, e)), _) => Some(format!("{}: {e}", stage_name(*stage))),
-                (None, Outcome::Skipped | Outcome::PoweredOff) => record.skipped_because.clone(),
+                (None, Outcome::Skipped | Outcome::PoweredOff | Outcome::NotNeeded) => record.skipped_because.clone(),
                 (None, _) => None,
             },
         }
@@ -130,6 +143,9 @@ pub struct Summary {
     /// Nodes fleetboot cordoned and could not uncordon (retried until the run ended).
     #[serde(default)]
     pub still_cordoned: Vec<String>,
+    /// `--window-exit`: the run stopped starting reboots because its windows closed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub window_closed: bool,
 }
 
 impl Summary {
@@ -143,7 +159,9 @@ impl Summary {
         let unproven = self.count(Outcome::Failed) + self.count(Outcome::PoweredOff) + self.count(Outcome::SoftRebooted);
         if unproven > 0 || (!self.aborted && !self.still_cordoned.is_empty()) {
             crate::ExitCode::HostsFailed
-        } else if self.aborted || self.hosts.iter().any(|h| h.outcome != Outcome::Rebooted) {
+        } else if self.window_closed && !self.aborted {
+            crate::ExitCode::OutsideWindow
+        } else if self.aborted || self.hosts.iter().any(|h| !matches!(h.outcome, Outcome::Rebooted | Outcome::NotNeeded)) {
             crate::ExitCode::Incomplete
         } else {
             crate::ExitCode::Ok

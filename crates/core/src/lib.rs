@@ -49,4 +49,7 @@ pub enum ExitCode {
     HostsFailed = 3,
     /// Interrupted or stopped early with no failure: `--resume` finishes the run.
     Incomplete = 4,
+    /// `--window-exit`: the maintenance windows closed before every host was done; nothing
+    /// failed, and `--resume` continues (in a window).
+    OutsideWindow = 5,
 }

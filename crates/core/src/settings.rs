@@ -247,6 +247,8 @@ pub struct Partial {
     pub parallel: Option<usize>,
     pub ssh: SshPartial,
     pub state_dir: Option<String>,
+    /// Windows, `--only-if` ([`crate::batch`]).
+    pub batch: crate::batch::BatchPartial,
 }
 
 /// The SSH connection's settings from one source. Paths stay as written (`~/` is the
@@ -290,6 +292,8 @@ pub struct Settings {
     pub ssh: SshSettings,
     /// Where journals are kept, as written.
     pub state_dir: String,
+    /// Windows, `--only-if` ([`crate::batch`]).
+    pub batch: crate::batch::BatchSettings,
 }
 
 /// The SSH connection, decided.
@@ -335,6 +339,7 @@ impl Default for Settings {
                 connect_attempts: 3,
             },
             state_dir: "~/.local/state/fleetboot".to_owned(),
+            batch: crate::batch::BatchSettings::default(),
         }
     }
 }
@@ -392,6 +397,7 @@ pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings
             }
         },
         state_dir: pick!(state_dir),
+        batch: crate::batch::merge(&flags.batch, &env.batch, &file.batch, &defaults.batch),
     }
 }
 

@@ -26,6 +26,13 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         plan.grouping.limits.iter().map(|(g, limit)| (g.clone(), InFlightGate::new(*limit))).collect();
     let group_gate = |host: &str| plan.grouping.group_of(host).and_then(|g| group_gates.get(g)).cloned();
     let resumed_at = shared.clock.now_ms();
+    // A batch run notes every host's boot ID first: one rebooted since (by anyone) is done.
+    if prior.is_none() {
+        let to_reboot: Vec<Host> = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot).map(|s| s.host.clone()).collect();
+        if shared.read_plan_boot_ids(&to_reboot).await.is_err() {
+            return;
+        }
+    }
     // Hosts a previous run left in flight count against the limit at once.
     for step in plan.steps.iter().filter(|s| matches!(s.action, ResumeAction::AwaitNewBootId | ResumeAction::Check)) {
         let record = prior.as_ref().and_then(|p| p.records.get(&step.host.name)).cloned().unwrap_or_else(HostRecord::pending);
@@ -65,6 +72,11 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             while tasks.join_next().await.is_some() {}
             others_finished = true;
         }
+        // New reboots start only inside a maintenance window (hosts in flight go on meanwhile).
+        let window = shared.window_gate().await;
+        if window == super::batch::Gate::Broken {
+            break;
+        }
         let group = group_gate(&step.host.name);
         let pass = tokio::select! {
             pass = async {
@@ -78,6 +90,8 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             _ = abort.wait_for(|a| *a >= Abort::Soft) => None,
         };
         let stop_reason = match pass {
+            _ if window == super::batch::Gate::Closed => Some(super::batch::WINDOW_EXIT_REASON),
+            _ if window == super::batch::Gate::Aborted => Some("the run was interrupted before this host started"),
             None => Some("the run was interrupted before this host started"),
             Some(_) if shared.budget_spent() => Some("the failure budget (--max-failures) was spent"),
             Some(_) => None,
@@ -223,6 +237,8 @@ async fn read_again_or_fail<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
 /// reboot, then the proof.
 async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), Stop> {
     let name = || host.name.clone();
+    // Rebooted since the plan, or `--only-if` says it needs none: done, nothing touched.
+    shared.still_needed(host).await?;
     // With a drain, SSH (or the fallback) must reach the node before it is cordoned.
     let looked = match shared.drain_for(host) {
         Some(_) => Some(first_look(shared, host, false).await?),
@@ -241,6 +257,13 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     }
     // The cluster's state, read now: nodes down for any reason count against the limits.
     world_allows(shared, host).await?;
+    // The windows again, at the last moment before anything is touched.
+    match shared.window_gate().await {
+        super::batch::Gate::Open => {}
+        super::batch::Gate::Closed => return Err(skip(super::batch::WINDOW_EXIT_REASON)),
+        super::batch::Gate::Aborted => return Err(skip("the run was interrupted before this host started")),
+        super::batch::Gate::Broken => return Err(Stop::JournalBroken),
+    }
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
     }

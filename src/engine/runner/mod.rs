@@ -10,6 +10,7 @@
 //!   pacer, the failure budget) and the dispatcher;
 //! - `host.rs`: one host's way: boot ID, drain, the reboot, the escalation ladder, the proof.
 
+mod batch;
 mod host;
 #[cfg(test)]
 mod tests;
@@ -314,6 +315,8 @@ struct Shared<T> {
     /// Nodes fleetboot cordoned (this run or an earlier attempt) and has not uncordoned: the
     /// only cordons it ever lifts.
     cordoned: Mutex<BTreeSet<String>>,
+    /// Windows and `--only-if` (`batch.rs`).
+    batch: batch::Batch,
 }
 
 impl<T: PowerTransport> Shared<T> {
@@ -538,6 +541,7 @@ pub fn journaled_settings(settings: &RebootSettings) -> RunSettings {
         scheduled_delay_ms: settings.scheduled_delay.as_millis() as u64,
         poll_interval_ms: settings.poll_interval.as_millis() as u64,
         policy: None,
+        batch: Some(settings.batch.clone()).filter(|b| !b.is_empty()),
     }
 }
 
@@ -590,6 +594,7 @@ pub fn apply_run_settings(settings: &mut RebootSettings, run: &RunSettings) {
     settings.timeout = Duration::from_millis(run.timeout_ms);
     settings.scheduled_delay = Duration::from_millis(run.scheduled_delay_ms);
     settings.poll_interval = Duration::from_millis(run.poll_interval_ms);
+    settings.batch = run.batch.clone().unwrap_or_default();
 }
 
 /// Runs the plan to the end (or to an abort) and returns the summary. Every event, including
@@ -633,6 +638,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     let graceful_timeout = bmc.as_ref().map_or(Duration::ZERO, |b| b.graceful_timeout());
     let run_settings =
         RunSettings { policy: Some(journaled_policy(&settings, &fallback, graceful_timeout)), ..journaled_settings(&settings) };
+    let settings_batch = settings.batch.clone();
     let shared = Arc::new(Shared {
         transport,
         settings,
@@ -658,6 +664,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         cordoned: Mutex::new(cordoned),
         touched: Mutex::new(touched),
         records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
+        batch: batch::Batch::new(&settings_batch),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
@@ -696,6 +703,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     }
     let mut abort_rx = abort.1.clone();
     let mut announced = Abort::No;
+    let window_closed = shared.batch.window_closed.clone();
     drop(shared);
     loop {
         tokio::select! {
@@ -719,6 +727,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         }
     }
     let aborted = *abort.1.borrow() != Abort::No;
+    let window_closed = window_closed.load(std::sync::atomic::Ordering::SeqCst);
     let still_cordoned: Vec<String> = records.iter().filter(|(_, r)| r.cordoned).map(|(name, _)| name.clone()).collect();
     let hosts = plan
         .hosts
@@ -732,6 +741,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         aborted,
         elapsed_ms: clock.elapsed().as_millis() as u64,
         still_cordoned,
+        window_closed,
     };
     // A run with hosts still mid-reboot stays open for --resume.
     if summary.hosts.iter().all(|h| h.outcome != fleetboot_core::events::Outcome::Interrupted) {

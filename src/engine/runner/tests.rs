@@ -27,6 +27,8 @@ use fleetboot_core::plan::{Grouping, plan_reboot};
 use fleetboot_core::power::RestartKind;
 use fleetboot_core::transport::{PowerTransport, TransportError};
 
+mod batch;
+
 /// The wall-clock time the fake world starts at (records carry it; deadlines never see it).
 const BASE_MS: u64 = 1_800_000_000_000;
 const SSH_LATENCY: Duration = Duration::from_millis(50);
@@ -337,6 +339,13 @@ impl PowerTransport for FakeSsh {
 
     async fn run_check(&self, host: &Host, command: &str) -> Result<(), TransportError> {
         self.connect(host).await?;
+        // `--only-if` in these tests: "needs h1 h4" exits 0 on those hosts, 1 on the others.
+        if let Some(list) = command.strip_prefix("needs ") {
+            if list.split(' ').any(|n| n == host.name) {
+                return Ok(());
+            }
+            return Err(TransportError::CommandFailed { command: command.into(), exit: 1, stderr: String::new() });
+        }
         if command != super::host::NO_SHUTDOWN_SCHEDULED {
             return Ok(());
         }
@@ -478,6 +487,7 @@ fn settings() -> RebootSettings {
         cancel_pending_on_abort: false,
         transport: TransportChoice::Auto,
         scheduled_delay: Duration::from_secs(60),
+        batch: Default::default(),
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Phase {
     PoweredOff,
     /// Came back from a `systemctl soft-reboot`: same kernel, same boot ID.
     SoftRebooted,
+    /// Needs no reboot (`--only-if`, or rebooted since the plan): done.
+    NotNeeded,
 }
 
 /// Everything the journal says about one host.
@@ -45,6 +47,8 @@ pub struct HostRecord {
     pub cordoned: bool,
     /// Why the host was skipped, when it was.
     pub skipped_because: Option<String>,
+    /// The boot ID when the run was planned (`planned`).
+    pub planned_boot_id: Option<String>,
     /// Every reboot sent, in order: over SSH (`bmc: None`) or as a BMC reset.
     pub attempts: Vec<Attempt>,
     /// SSH could not reach this node: the API alone can show its new boot ID.
@@ -82,6 +86,7 @@ impl HostRecord {
             api_boot_id: None,
             cordoned: false,
             skipped_because: None,
+            planned_boot_id: None,
             attempts: Vec::new(),
             ssh_unusable: false,
             soft_reboots_before: None,
@@ -180,7 +185,17 @@ impl HostRecord {
                 self.failure = None;
                 self.skipped_because = Some(reason.clone());
             }
-            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => {}
+            Entry::Planned { boot_id, .. } => self.planned_boot_id = Some(boot_id.clone()),
+            Entry::NotNeeded { reason, .. } => {
+                self.phase = Phase::NotNeeded;
+                self.failure = None;
+                self.skipped_because = Some(reason.clone());
+            }
+            Entry::RunStarted { .. }
+            | Entry::RunResumed { .. }
+            | Entry::LeaseTakenOver { .. }
+            | Entry::RunFinished { .. }
+            | Entry::Held { .. } => {}
         }
     }
 
@@ -191,6 +206,8 @@ impl HostRecord {
             // The reboot became a soft reboot: nothing is pending, and the same command would
             // do the same again. Reported, never re-sent by a resume.
             (Phase::SoftRebooted, _) => ResumeAction::Done,
+            // Needs no reboot: decided and journaled; a new run asks again.
+            (Phase::NotNeeded, _) => ResumeAction::Done,
             // Back with a new boot ID: the reboot happened; only the check is outstanding.
             (Phase::Back, _) => ResumeAction::Check,
             (_, true) => ResumeAction::AwaitNewBootId,
@@ -294,7 +311,7 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
                     state.settings = settings.clone();
                 }
             }
-            Entry::LeaseTakenOver { .. } => {}
+            Entry::LeaseTakenOver { .. } | Entry::Held { .. } => {}
             entry => {
                 let host = entry.host().expect("host entries name a host");
                 let host_record = state

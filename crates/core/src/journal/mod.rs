@@ -184,6 +184,25 @@ pub enum Entry {
         host: String,
         reason: String,
     },
+    /// The host's boot ID when the run was planned (runs with windows or `--only-if`): a host
+    /// that shows another one before its reboot was rebooted since, by anyone, and is done.
+    Planned {
+        host: String,
+        boot_id: String,
+    },
+    /// Not rebooted, and needs no reboot: `--only-if` said so, or it was rebooted since the
+    /// plan. Done: a resume leaves it alone, and it counts as no failure.
+    NotNeeded {
+        host: String,
+        reason: String,
+    },
+    /// No new reboot starts, for the whole run: outside the maintenance windows (`until_ms`:
+    /// when the next one opens), or a blocker. Hosts in flight go on.
+    Held {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
     RunFinished {
         outcome: String,
     },
@@ -261,9 +280,15 @@ impl Entry {
             | Entry::Failed { host, .. }
             | Entry::Cancelled { host }
             | Entry::Skipped { host, .. }
+            | Entry::Planned { host, .. }
+            | Entry::NotNeeded { host, .. }
             | Entry::PoweredOff { host, .. }
             | Entry::PassReleased { host, .. } => Some(host),
-            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::LeaseTakenOver { .. } | Entry::RunFinished { .. } => None,
+            Entry::RunStarted { .. }
+            | Entry::RunResumed { .. }
+            | Entry::LeaseTakenOver { .. }
+            | Entry::RunFinished { .. }
+            | Entry::Held { .. } => None,
         }
     }
 }

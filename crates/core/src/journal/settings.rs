@@ -30,6 +30,9 @@ pub struct RunSettings {
     /// before they were recorded: a resume of such a journal takes today's configuration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<RunPolicy>,
+    /// Windows and `--only-if` ([`crate::batch`]); absent when the run has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::batch::BatchSettings>,
 }
 
 /// The proof, abort and failure rules of a run: a resume that dropped any of them would prove
@@ -104,6 +107,7 @@ impl RunSettings {
         check("timeout", self.timeout_ms != other.timeout_ms);
         check("scheduled_delay", self.scheduled_delay_ms != other.scheduled_delay_ms);
         check("poll_interval", self.poll_interval_ms != other.poll_interval_ms);
+        check("batch", self.batch != other.batch);
         if let (Some(a), Some(b)) = (&self.policy, &other.policy) {
             check("boot_id_command", a.boot_id_command != b.boot_id_command);
             check("check_command", a.check_command != b.check_command);
@@ -243,6 +247,21 @@ pub fn resume_settings(
         if let Some(p) = o.poll_interval_ms {
             conflict("--poll-interval", shown_ms(j.poll_interval_ms), shown_ms(p));
         }
+        let jb = j.batch.clone().unwrap_or_default();
+        let b = &explicit.batch;
+        let windows = |w: &[crate::batch::Window]| w.iter().map(|w| format!("{:?}", w.to_string())).collect::<Vec<_>>().join(" ");
+        if let Some(w) = &b.windows {
+            conflict("--window", windows(&jb.windows), windows(w));
+        }
+        if let Some(tz) = &b.window_tz {
+            conflict("--window-tz", jb.zone_name().to_owned(), tz.clone());
+        }
+        if let Some(e) = b.window_exit {
+            conflict("--window-exit", jb.window_exit.to_string(), e.to_string());
+        }
+        if let Some(c) = &b.only_if {
+            conflict("--only-if", shown_command(&jb.only_if), format!("{c:?}"));
+        }
     }
     if let Some(p) = recorded_policy {
         let o = overrides;
@@ -278,6 +297,10 @@ pub fn resume_settings(
         scheduled_delay_ms: base.scheduled_delay_ms,
         poll_interval_ms: overrides.poll_interval_ms.unwrap_or(base.poll_interval_ms),
         policy,
+        batch: {
+            let none = crate::batch::BatchPartial::default();
+            Some(crate::batch::merge(&explicit.batch, &none, &none, &base.batch.clone().unwrap_or_default())).filter(|b| !b.is_empty())
+        },
     };
     let overridden = RunSettings { policy: recorded_policy.cloned(), ..base }.differences(&merged);
     Ok(ResumedSettings { settings: merged, overridden, not_journaled })

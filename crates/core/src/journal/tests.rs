@@ -122,6 +122,7 @@ fn settings() -> RunSettings {
         scheduled_delay_ms: 60_000,
         poll_interval_ms: 2_000,
         policy: Some(policy()),
+        batch: None,
     }
 }
 

@@ -1,0 +1,118 @@
+//! Batch reboots against real OpenSSH sshd hosts (scripts/fake-node.sh): `--only-if`, a
+//! maintenance window that opens during the run, and `--window-exit` with its exit code. Every
+//! assertion reads the fake nodes' own logs and files or the journal.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::common::{Fleet, Run};
+use fleetboot::adapters::journal;
+use fleetboot_core::journal::Entry;
+
+fn records(run: &Run) -> Vec<fleetboot_core::journal::Record> {
+    journal::load(&run.journal()).expect("journal loads").0
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// `HH:MM:SS` (UTC) of a time in ms.
+fn utc_time(ms: u64) -> String {
+    let s = ms / 1000 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[test]
+fn only_if_reboots_the_three_of_nine_that_need_it() {
+    let fleet = Fleet::up(9);
+    let needing = ["h002", "h005", "h009"];
+    for name in needing {
+        fleet.set(name, "reboot_required", "");
+    }
+    let before: Vec<String> = fleet.names.iter().map(|n| fleet.boot_id(n)).collect();
+    let only_if = ["--only-if", "test -f /var/run/reboot-required", "--concurrency", "3"];
+
+    let dry = fleet
+        .fleetboot(&fleet.reboot_args(&[&only_if[..], &["--dry-run"]].concat()).iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let dry_text = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry_text.contains("only if: `test -f /var/run/reboot-required` exits 0"), "{dry_text}");
+
+    let run = fleet.reboot(&only_if);
+    assert_eq!(run.code, 0, "hosts that need no reboot are no failure: {}", run.debug());
+    let outcomes = run.outcomes();
+    for (name, old) in fleet.names.iter().zip(&before) {
+        let needs = needing.contains(&name.as_str());
+        assert_eq!(fleet.count_events(name, "reboot-requested"), usize::from(needs), "{name}");
+        assert_eq!(fleet.boot_id(name) != *old, needs, "{name}");
+        let (outcome, reason) = &outcomes[name];
+        if needs {
+            assert_eq!(outcome, "rebooted", "{name}");
+            assert!(!fleet.node_dir(name).join("reboot_required").exists(), "{name}: the boot cleared /run");
+        } else {
+            assert_eq!(outcome, "not_needed", "{name}");
+            assert_eq!(reason, "not needed: `test -f /var/run/reboot-required` exited 1", "{name}");
+        }
+    }
+    let not_needed = records(&run).into_iter().filter(|r| matches!(r.entry, Entry::NotNeeded { .. })).count();
+    assert_eq!(not_needed, 6);
+
+    // A second run finds nothing to do: every host already done.
+    let again = fleet.reboot(&only_if);
+    assert_eq!(again.code, 0, "{}", again.debug());
+    assert!(again.outcomes().values().all(|(o, _)| o == "not_needed"), "{:?}", again.outcomes());
+    for name in needing {
+        assert_eq!(fleet.count_events(name, "reboot-requested"), 1, "{name}: not rebooted twice");
+    }
+}
+
+#[test]
+fn a_window_that_opens_twenty_seconds_in_holds_every_reboot_until_then() {
+    let fleet = Fleet::up(3);
+    let opens_ms = (now_ms() / 1000 + 20) * 1000;
+    let window = format!("{}-{}", utc_time(opens_ms), utc_time(opens_ms + 3_600_000));
+    let run = fleet.reboot(&["--window", &window, "--window-tz", "UTC", "--concurrency", "3"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for name in &fleet.names {
+        let requested = fleet.events(name).iter().find(|(_, w)| w == "reboot-requested").map(|(at, _)| *at);
+        let requested = requested.unwrap_or_else(|| panic!("{name} was not rebooted"));
+        assert!(requested >= opens_ms, "{name}: reboot requested at {requested}, before the window opened at {opens_ms}");
+    }
+    let held: Vec<(String, Option<u64>)> = records(&run)
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::Held { reason, until_ms } => Some((reason, until_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].1, Some(opens_ms));
+    assert!(held[0].0.contains(&format!("{window} (UTC)")), "{}", held[0].0);
+    let countdown: Vec<u64> = run.events().iter().filter(|e| e["type"] == "held").filter_map(|e| e["remaining_ms"].as_u64()).collect();
+    assert!(countdown.len() >= 2 && countdown.windows(2).all(|w| w[1] < w[0]), "a countdown: {countdown:?}");
+}
+
+#[test]
+fn window_exit_stops_with_exit_5_touching_nothing_and_a_resume_outside_the_window_stops_again() {
+    let fleet = Fleet::up(2);
+    // A window that opened an hour ago and closed a minute ago.
+    let now = now_ms();
+    let window = format!("{}-{}", utc_time(now - 3_600_000), utc_time(now - 60_000));
+    let run = fleet.reboot(&["--window", &window, "--window-exit"]);
+    assert_eq!(run.code, 5, "{}", run.debug());
+    for name in &fleet.names {
+        assert_eq!(fleet.count_events(name, "reboot-requested"), 0, "{name}");
+        assert_eq!(run.outcomes()[name].0, "skipped");
+    }
+    assert_eq!(run.summary()["window_closed"], true);
+    let resumed = fleet.resume(&run.journal(), &[]);
+    assert_eq!(resumed.code, 5, "the journaled window and --window-exit hold: {}", resumed.debug());
+    for name in &fleet.names {
+        assert_eq!(fleet.count_events(name, "reboot-requested"), 0, "{name}");
+    }
+    // Another window given with the resume is refused: the journal's stands.
+    let other = fleet.resume(&run.journal(), &["--window", "00:00-24:00"]);
+    assert_eq!(other.code, 2, "{}", other.debug());
+    assert!(other.stderr.contains("--window"), "{}", other.stderr);
+}
