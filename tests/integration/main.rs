@@ -41,6 +41,7 @@ mod sim_kube;
 mod sim_kubectl;
 mod sim_observed;
 mod sim_procedures;
+mod sim_traffic;
 mod sim_workloads;
 mod ssh_auth;
 mod sushy;

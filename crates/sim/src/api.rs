@@ -46,6 +46,29 @@ pub struct ApiState {
     /// Fault injection: requests of a method on a resource (`"DELETE namespaces"`) are taken
     /// and not answered while held (one slow call of a client, the rest of the API answering).
     pub held_requests: Mutex<std::collections::HashSet<String>>,
+    /// What clients asked of the API, by `"METHOD resource[/subresource]"` (`"LIST nodes"` for
+    /// a list, `"WATCH nodes"` for watch streams): the load a client puts on the API server (`GET /sim/v1/traffic`). Only
+    /// requests over HTTP count: the simulated kubelets and operators write to the store directly.
+    pub traffic: Mutex<std::collections::BTreeMap<String, Traffic>>,
+}
+
+/// One kind of request's load: requests (watch streams opened), the bytes of the answers, and
+/// for watches the events sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub requests: u64,
+    pub bytes: u64,
+    pub events: u64,
+}
+
+impl ApiState {
+    fn count(&self, key: &str, requests: u64, bytes: u64, events: u64) {
+        let mut traffic = self.traffic.lock().unwrap();
+        let entry = traffic.entry(key.to_owned()).or_default();
+        entry.requests += requests;
+        entry.bytes += bytes;
+        entry.events += events;
+    }
 }
 
 impl ApiState {
@@ -60,6 +83,7 @@ impl ApiState {
             control: std::sync::OnceLock::new(),
             failing_requests: Default::default(),
             held_requests: Default::default(),
+            traffic: Default::default(),
         })
     }
 }
@@ -417,7 +441,6 @@ fn parse_filter(target: &Target, query: &Query) -> Result<Filter, Box<Response<B
 
 async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, state: Arc<ApiState>) -> Response<Body> {
     let t = target.resource;
-    let ns = target.namespace.as_deref();
     let sub = target.subresource.as_deref();
     if let Some(sub) = sub
         && !t.subresources.contains(&sub)
@@ -435,8 +458,25 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
             return status_error(500, "InternalError", "etcdserver: request timed out".into());
         }
     }
-    match (&method, &target.name, sub) {
-        (&Method::GET, None, _) if query.flag("watch") => watch(t, &target, &query, state),
+    // A list is not a get: "LIST pods" is one request whatever it returns, "GET pods" one per pod.
+    let verb = if method == Method::GET && target.name.is_none() { "LIST" } else { method.as_str() };
+    let kind = format!("{verb} {}{}", t.plural, sub.map(|s| format!("/{s}")).unwrap_or_default());
+    if method == Method::GET && target.name.is_none() && query.flag("watch") {
+        state.count(&format!("WATCH {}", t.plural), 1, 0, 0);
+        return watch(t, &target, &query, state);
+    }
+    let counted = state.clone();
+    let response = serve_resource(req, &method, target, query, state).await;
+    let bytes = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+    counted.count(&kind, 1, bytes, 0);
+    response
+}
+
+async fn serve_resource(req: Request<Incoming>, method: &Method, target: Target, query: Query, state: Arc<ApiState>) -> Response<Body> {
+    let t = target.resource;
+    let ns = target.namespace.as_deref();
+    let sub = target.subresource.as_deref();
+    match (method, &target.name, sub) {
         (&Method::GET, None, _) => {
             let filter = match parse_filter(&target, &query) {
                 Ok(f) => f,
@@ -628,9 +668,11 @@ fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<Ap
     let start = state.store.lock().unwrap().watch(t, &filter, since);
     let mut cut = state.cut_watches.subscribe();
     let interval = state.bookmark_interval;
+    let key = format!("WATCH {}", t.plural);
     tokio::spawn(async move {
         let send = |bytes: Bytes| {
             let tx = tx.clone();
+            state.count(&key, 0, bytes.len() as u64, 1);
             async move { tx.send(Ok(Frame::data(bytes))).await.is_ok() }
         };
         let (initial, mut changes) = match start {

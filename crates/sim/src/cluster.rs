@@ -994,6 +994,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   of M on R wait unanswered while held (one slow call; the rest of the API answers)
 /// - `POST cut-watches`: ends every open watch stream once
 /// - `GET operators/refusals`: every change the simulated network operator refused
+/// - `GET traffic`: what clients asked of the API, by `"METHOD resource[/subresource]"` and
+///   `"WATCH resource"`: `{"requests", "bytes", "events"}` each; `POST traffic/reset` zeroes it
 ///
 /// [`Faults`]: super::node::Faults
 pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body: &Value) -> Result<Value, (u16, String)> {
@@ -1080,6 +1082,20 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             Ok(json!({"held": key, "on": held}))
         }
         ("GET", ["operators", "refusals"]) => Ok(json!(*cluster.refusals.lock().unwrap())),
+        ("GET", ["traffic"]) => Ok(json!(
+            cluster
+                .api
+                .traffic
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(kind, t)| { (kind.clone(), json!({"requests": t.requests, "bytes": t.bytes, "events": t.events})) })
+                .collect::<serde_json::Map<String, Value>>()
+        )),
+        ("POST", ["traffic", "reset"]) => {
+            cluster.api.traffic.lock().unwrap().clear();
+            Ok(json!({}))
+        }
         ("POST", ["cut-watches"]) => {
             let _ = cluster.api.cut_watches.send(());
             Ok(json!({"cut": true}))
