@@ -13,10 +13,13 @@ fn run(sim: &Sim, args: &[&str]) -> Run {
     Run::from(sim.fleetboot(args).output().unwrap())
 }
 
+/// `fleetboot migrate --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--poll-interval", "300ms"];
     args.extend(extra);
-    run(sim, &args)
+    sim.migrate_in_process(&args).to_run()
 }
 
 fn jsonpath(sim: &Sim, args: &[&str]) -> String {
@@ -26,7 +29,7 @@ fn jsonpath(sim: &Sim, args: &[&str]) -> String {
 #[test]
 fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once() {
     // The default simulation runs 4.16: the documented two-phase flow.
-    let sim = Sim::start(3, 6);
+    let sim = Sim::in_process(3, 6);
     // An admin's own pool, paused before the migration: it must stay paused after it.
     let infra = sim.path("infra.json");
     std::fs::write(
@@ -121,7 +124,7 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
 
 #[test]
 fn every_preflight_refusal_is_named_and_nothing_is_touched() {
-    let sim = Sim::start(1, 2);
+    let sim = Sim::in_process(1, 2);
     let refused = migrate(&sim, &[]);
     assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("--etcd-backup-confirmed"), "{}", refused.debug());
@@ -189,7 +192,7 @@ fn every_preflight_refusal_is_named_and_nothing_is_touched() {
 #[test]
 fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_node_without_ssh() {
     // 4.7: the seed's flow, with the annotation (the release's operators honour it).
-    let sim = Sim::start_with(1, 3, &["--openshift-version", "4.7.60"]);
+    let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
     sim.control("POST", "nodes/worker-2/faults", r#"{"refuse_ssh": true}"#);
     let mut child = sim
         .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "json"])
@@ -244,7 +247,7 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
 #[test]
 fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_fixed() {
     // 4.7: the seed's flow pauses the pools.
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.7.60"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.7.60"]);
     sim.control("POST", "nodes/worker-1/faults", r#"{"never_returns": true}"#);
     // A short reboot deadline, and no BMC ladder (that has its own tests).
     let config = std::fs::read_to_string(sim.config())
@@ -271,7 +274,7 @@ fn a_node_that_never_returns_stops_the_migration_with_pools_paused_until_it_is_f
 
 #[test]
 fn verify_fails_on_a_pod_in_error_reboot_error_nodes_reboots_its_node_and_resume_finishes_after_the_fix() {
-    let sim = Sim::start(1, 2);
+    let sim = Sim::in_process(1, 2);
     // A pod no reboot mends and no drain removes (a DaemonSet's), failing since after the
     // migration started (pods failing before are not counted): step 10 fails on it.
     let mut child = sim
@@ -319,7 +322,7 @@ fn kill_when(sim: &Sim, args: &[&str], marker: &str) {
 #[test]
 fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
     // 4.7: the seed's flow (pause, ..., unpause, MCO rollout).
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.7.60"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.7.60"]);
     kill_when(&sim, &["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"], r#""event":"step_done","step":"pause_pools""#);
     assert!(sim.paused("master") && sim.paused("worker"));
     // Resumed with a short paused-pools warning: it is journaled.
@@ -342,7 +345,7 @@ fn killed_after_pausing_and_again_during_the_rollout_it_resumes_to_the_end() {
 
 #[test]
 fn one_migration_per_cluster_a_second_one_is_refused_naming_the_holder() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     let mut first = sim
         .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"])
         .stdout(Stdio::null())
@@ -371,7 +374,7 @@ fn one_migration_per_cluster_a_second_one_is_refused_naming_the_holder() {
 
 #[test]
 fn verify_shows_the_machine_config_daemon_log_of_a_node_that_is_not_ready() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     sim.kubectl_ok(&[
         "patch",
         "node",
@@ -415,7 +418,7 @@ fn verify_shows_the_machine_config_daemon_log_of_a_node_that_is_not_ready() {
 /// one to roll back (which would relax the health checks and write into it), not one to resume.
 #[test]
 fn an_empty_migration_journal_is_no_migration_to_roll_back_or_resume() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     let stale = sim.path("state/migrations/20260101T000000Z-1");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("migration.jsonl"), "").unwrap();
@@ -444,7 +447,7 @@ fn an_empty_migration_journal_is_no_migration_to_roll_back_or_resume() {
 /// step: it stops at the next step boundary or inside the wait it is in, says why, and exits 4.
 #[test]
 fn a_migration_whose_lease_is_taken_over_starts_no_further_step() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     let first = sim
         .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain", "--lease-duration", "3s"])
         .stdout(Stdio::piped())

@@ -6,10 +6,13 @@
 use crate::common::Run;
 use crate::common::sim::Sim;
 
+/// `fleetboot migrate --etcd-backup-confirmed --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--etcd-backup-confirmed", "--poll-interval", "300ms"];
     args.extend(extra);
-    Run::from(sim.fleetboot(&args).output().unwrap())
+    sim.migrate_in_process(&args).to_run()
 }
 
 fn get(sim: &Sim, args: &[&str]) -> String {
@@ -47,7 +50,7 @@ fn sdn_features(sim: &Sim) {
 }
 
 fn converts_and_verify_passes(version: &str) {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
     sdn_features(&sim);
     let run = migrate(&sim, &[]);
     assert_eq!(run.code, 0, "{}", run.debug());
@@ -77,7 +80,7 @@ fn release_4_16_converts_the_features_after_the_switch_and_verify_finds_each() {
 
 #[test]
 fn a_skipped_feature_is_left_and_listed_for_the_admin() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38"]);
     sdn_features(&sim);
     let run = migrate(&sim, &["--skip-feature", "egress-firewall"]);
     assert_eq!(run.code, 0, "{}", run.debug());
@@ -95,7 +98,7 @@ fn a_skipped_feature_is_left_and_listed_for_the_admin() {
 
 #[test]
 fn before_4_12_nothing_is_converted_and_verify_names_what_to_recreate() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.10.67"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.10.67"]);
     sdn_features(&sim);
     let run = migrate(&sim, &[]);
     assert_ne!(run.code, 0, "{}", run.debug());
@@ -132,7 +135,7 @@ fn before_4_12_nothing_is_converted_and_verify_names_what_to_recreate() {
 
 #[test]
 fn a_rollback_on_4_14_carries_the_features_back_to_openshift_sdn() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38"]);
     sdn_features(&sim);
     assert_eq!(migrate(&sim, &[]).code, 0);
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);

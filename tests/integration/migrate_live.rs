@@ -10,10 +10,13 @@ use std::process::Stdio;
 use crate::common::Run;
 use crate::common::sim::Sim;
 
+/// `fleetboot migrate --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--poll-interval", "300ms"];
     args.extend(extra);
-    Run::from(sim.fleetboot(&args).output().unwrap())
+    sim.migrate_in_process(&args).to_run()
 }
 
 /// What a refusal must leave as it was: both network objects (spec, annotations, status) and
@@ -49,7 +52,7 @@ const ANNOTATION: &str = "network.openshift.io/network-type-migration";
 
 #[test]
 fn the_live_annotation_refuses_the_offline_two_phase_flow() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38"]);
     sim.kubectl_ok(&["annotate", "network.config.openshift.io", "cluster", &format!("{ANNOTATION}=")]);
     refused(&sim, &[], &[&format!("annotation {ANNOTATION}=\"\" on Network.config.openshift.io/cluster")]);
     assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.spec.networkType}"]), "OpenShiftSDN");
@@ -64,14 +67,14 @@ fn the_live_annotation_refuses_the_offline_two_phase_flow() {
 
 #[test]
 fn a_live_mode_on_the_operator_config_refuses_the_seed_flow() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.7.60"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.7.60"]);
     sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes","mode":"Live"}}}"#);
     refused(&sim, &[], &["spec.migration.mode Live on Network.operator.openshift.io/cluster"]);
 }
 
 #[test]
 fn a_live_migration_condition_refuses_the_rollback() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.16.21"]);
     sim.kubectl_ok(&[
         "patch",
         "network.config.openshift.io",
@@ -118,7 +121,7 @@ fn wait_condition(sim: &Sim, condition: &str) {
 /// Updated in each round.
 #[test]
 fn a_live_migration_by_hand_with_kubectl_reboots_every_node_twice() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.16.21"]);
     let pools = Watch::start(&sim, "mcp", r#"{.metadata.name} {.status.conditions[?(@.type=="Updating")].status}"#);
     let operator = Watch::start(&sim, "network.operator.openshift.io", "{.spec.defaultNetwork.type} {.spec.migration}");
     let nodes = Watch::start(&sim, "node", r#"{.metadata.name} {.status.nodeInfo.bootID} {.status.conditions[?(@.type=="Ready")].status}"#);
@@ -218,7 +221,7 @@ fn the_patch_by_hand_is_refused_where_the_operator_has_no_live_migration_or_a_bl
         }
     };
     for version in ["4.14.38", "4.15.30"] {
-        let sim = Sim::start_with(0, 1, &["--openshift-version", version]);
+        let sim = Sim::in_process_with(0, 1, &["--openshift-version", version]);
         sim.merge("network.config.openshift.io", "cluster", &patch);
         eventually(version, &|| degraded(&sim).contains("[cannot change default network type when not doing migration]"));
         let conditions = sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.conditions}"]);
@@ -228,7 +231,7 @@ fn the_patch_by_hand_is_refused_where_the_operator_has_no_live_migration_or_a_bl
             "OpenShiftSDN"
         );
     }
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.16.21"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.16.21"]);
     sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"defaultNetwork":{"openshiftSDNConfig":{"mode":"Multitenant"}}}}"#);
     sim.merge("network.config.openshift.io", "cluster", &patch);
     eventually("blocked", &|| {
@@ -254,7 +257,7 @@ fn journal(sim: &Sim) -> String {
 /// patch, the watch, every node rebooted twice by the simulated MCO (the simulation's own
 /// history), verify, the clean-up removes the annotation.
 fn migrates_live(version: &str) {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
     let plan = migrate(&sim, &["--plan"]);
     assert!(
         plan.stdout.contains("RECOMMENDED on this release: the limited live migration") && plan.stdout.contains("--mode live"),
@@ -304,7 +307,7 @@ fn the_live_migration_on_4_15_31_reboots_each_node_twice() {
 #[test]
 fn live_is_refused_on_4_14_and_4_15_30_before_anything_changes() {
     for version in ["4.14.38", "4.15.30"] {
-        let sim = Sim::start_with(0, 1, &["--openshift-version", version]);
+        let sim = Sim::in_process_with(0, 1, &["--openshift-version", version]);
         let before = state(&sim);
         let run = migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]);
         assert_eq!(run.code, 2, "{}", run.debug());
@@ -326,7 +329,7 @@ fn live_is_refused_on_4_14_and_4_15_30_before_anything_changes() {
 /// journal and the boot IDs kept in the migration's directory; each node booted exactly twice.
 #[test]
 fn a_live_migration_killed_mid_way_resumes_to_the_end() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.16.21"]);
     let mut child = sim
         .fleetboot(&["migrate", "--mode", "live", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"])
         .stdout(Stdio::null())
@@ -366,7 +369,7 @@ fn a_live_migration_killed_mid_way_resumes_to_the_end() {
 /// anything changes.
 #[test]
 fn the_live_preflight_refuses_paused_pools_and_egress_routers() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.16.21"]);
     let refused_live = |expected: &str| {
         let before = state(&sim);
         let run = migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]);
@@ -396,7 +399,7 @@ fn the_live_preflight_refuses_paused_pools_and_egress_routers() {
 /// with the operator's words; nothing is claimed done.
 #[test]
 fn a_degraded_pool_stops_the_live_migration_with_the_operators_message() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.16.21"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.16.21"]);
     let child = sim
         .fleetboot(&["migrate", "--mode", "live", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"])
         .stdout(Stdio::piped())

@@ -12,15 +12,18 @@ use crate::common::sim::{Sim, boot_counts};
 
 const ANNOTATION: &str = "network.openshift.io/network-type-migration";
 
+/// `fleetboot migrate --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--poll-interval", "300ms"];
     args.extend(extra);
-    Run::from(sim.fleetboot(&args).output().unwrap())
+    sim.migrate_in_process(&args).to_run()
 }
 
 #[test]
 fn after_a_live_migration_the_live_rollback_reboots_each_node_twice_more_and_runs_openshift_sdn() {
-    let sim = Sim::start_with(1, 1, &["--openshift-version", "4.16.21", "--workloads", "0"]);
+    let sim = Sim::in_process_with(1, 1, &["--openshift-version", "4.16.21", "--workloads", "0"]);
     let forward = migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]);
     assert_eq!(forward.code, 0, "{}", forward.debug());
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
@@ -72,7 +75,7 @@ fn after_a_live_migration_the_live_rollback_reboots_each_node_twice_more_and_run
 /// more, the patch's step done once.
 #[test]
 fn a_live_rollback_killed_in_its_reboots_resumes_to_the_end() {
-    let sim = Sim::start_with(1, 1, &["--openshift-version", "4.16.21", "--workloads", "0"]);
+    let sim = Sim::in_process_with(1, 1, &["--openshift-version", "4.16.21", "--workloads", "0"]);
     assert_eq!(migrate(&sim, &["--mode", "live", "--etcd-backup-confirmed"]).code, 0);
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
     let mut child = sim

@@ -5,10 +5,13 @@
 use crate::common::Run;
 use crate::common::sim::Sim;
 
+/// `fleetboot migrate --etcd-backup-confirmed --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--etcd-backup-confirmed", "--poll-interval", "300ms"];
     args.extend(extra);
-    Run::from(sim.fleetboot(&args).output().unwrap())
+    sim.migrate_in_process(&args).to_run()
 }
 
 fn operator_spec(sim: &Sim) -> String {
@@ -17,7 +20,7 @@ fn operator_spec(sim: &Sim) -> String {
 
 #[test]
 fn each_option_a_release_lacks_is_refused_there_and_changes_nothing() {
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.9.59"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.9.59"]);
     let before = operator_spec(&sim);
     for (extra, field, since) in [
         (&["--routing-via-host"][..], "gatewayConfig.routingViaHost", "4.10"),
@@ -45,7 +48,7 @@ fn each_option_a_release_lacks_is_refused_there_and_changes_nothing() {
 
 #[test]
 fn geneve_and_vxlan_on_one_port_are_refused_before_anything_changes() {
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.14.38"]);
     let before = operator_spec(&sim);
     // The simulated SDN runs VXLAN on 4789.
     let run = migrate(&sim, &["--geneve-port", "4789"]);
@@ -67,7 +70,7 @@ fn jsonpath(sim: &Sim, kind: &str, path: &str) -> String {
 /// declare a custom MTU to keep it; fleetboot detects it and declares 8900 for OVN-Kubernetes.
 #[test]
 fn a_custom_cluster_mtu_is_detected_and_declared_for_the_new_network() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38"]);
     sim.kubectl_ok(&[
         "patch",
         "network.operator.openshift.io",
@@ -106,7 +109,7 @@ fn a_custom_cluster_mtu_is_detected_and_declared_for_the_new_network() {
 /// `--mtu` is checked against the nodes' MTU the cluster implies when `--node-mtu` is not given.
 #[test]
 fn an_mtu_too_large_for_the_nodes_the_cluster_implies_is_refused_before_anything_changes() {
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.14.38"]);
     let before = operator_spec(&sim);
     let run = migrate(&sim, &["--mtu", "1450"]);
     assert_eq!(run.code, 2, "{}", run.debug());

@@ -10,10 +10,13 @@ use std::process::Stdio;
 use crate::common::Run;
 use crate::common::sim::Sim;
 
+/// `fleetboot migrate --etcd-backup-confirmed --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--etcd-backup-confirmed", "--poll-interval", "300ms"];
     args.extend(extra);
-    Run::from(sim.fleetboot(&args).output().unwrap())
+    sim.migrate_in_process(&args).to_run()
 }
 
 /// `kubectl create -f` of a JSON object written to the simulation's directory.
@@ -51,7 +54,7 @@ fn untouched(sim: &Sim) {
 
 #[test]
 fn a_slow_webhook_refuses_on_4_14_until_the_documents_patch_sets_three_seconds() {
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38", "--workloads", "0"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.14.38", "--workloads", "0"]);
     create(&sim, "webhook.json", an_admins_webhook(None));
     let refused = migrate(&sim, &[]);
     assert_eq!(refused.code, 2, "{}", refused.debug());
@@ -82,13 +85,13 @@ fn a_slow_webhook_refuses_on_4_14_until_the_documents_patch_sets_three_seconds()
 #[test]
 fn the_webhook_prerequisite_is_the_4_14_documents_and_openshifts_own_webhooks_are_only_named() {
     // 4.13's documents have no such prerequisite: the same webhook refuses nothing there.
-    let older = Sim::start_with(0, 1, &["--openshift-version", "4.13.40"]);
+    let older = Sim::in_process_with(0, 1, &["--openshift-version", "4.13.40"]);
     create(&older, "webhook.json", an_admins_webhook(Some(30)));
     let plan = migrate(&older, &["--plan"]);
     assert_eq!(plan.code, 0, "{}", plan.debug());
     assert!(!plan.stdout.contains("webhooks:") && !plan.stderr.contains("webhooks:"), "{}", plan.debug());
 
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.16.21"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.16.21"]);
     let mut own = an_admins_webhook(Some(30));
     own["metadata"]["name"] = "multus.openshift.io".into();
     own["webhooks"][0]["clientConfig"]["service"]["namespace"] = "openshift-multus".into();
@@ -102,7 +105,7 @@ fn the_webhook_prerequisite_is_the_4_14_documents_and_openshifts_own_webhooks_ar
 
 #[test]
 fn a_policy_on_the_primary_interface_refuses_until_it_is_deleted() {
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38", "--workloads", "0"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.14.38", "--workloads", "0"]);
     let ip = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
     // What kubernetes-nmstate's handler reports for the node: the bond carries its address.
     create(
@@ -151,7 +154,7 @@ fn a_policy_on_the_primary_interface_refuses_until_it_is_deleted() {
 /// nothing changes; every clean read is reported.
 #[test]
 fn an_operator_degraded_between_the_stability_reads_refuses_before_any_change() {
-    let sim = Sim::start_with(0, 1, &["--workloads", "0"]);
+    let sim = Sim::in_process_with(0, 1, &["--workloads", "0"]);
     let mut child = sim
         .fleetboot(&["migrate", "--etcd-backup-confirmed", "--stable-checks", "3", "--poll-interval", "4s", "--output", "plain"])
         .stdout(Stdio::piped())

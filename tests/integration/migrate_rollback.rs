@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 use crate::common::sim::Sim;
 use crate::common::{Run, dispatch_counts};
 
+/// `fleetboot migrate --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--poll-interval", "300ms"];
     args.extend(extra);
-    Run::from(sim.fleetboot(&args).output().unwrap())
+    sim.migrate_in_process(&args).to_run()
 }
 
 fn get(sim: &Sim, kind: &str, name: &str, path: &str) -> String {
@@ -187,7 +190,7 @@ fn failed_migration(sim: &Sim) {
 /// The documented rollback on `version`, after a migration that succeeded (and was cleaned up)
 /// or failed.
 fn rolls_back_as_documented(version: &str, after_failure: bool) {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
     if after_failure {
         failed_migration(&sim);
         // The pools were never paused by the forward two-phase flow.
@@ -296,7 +299,7 @@ fn release_4_16_rolls_back_a_failed_migration_as_documented() {
 /// node into `configure-ovs.sh OpenShiftSDN` while OVN-Kubernetes still runs: it comes up
 /// without `br-ex`, stays NotReady, and its pool stops there.
 fn the_undocumented_order_leaves_a_node_not_ready(version: &str) {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
     assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
     let judges = Judges::start(&sim);
@@ -337,7 +340,7 @@ fn on_4_14_the_undocumented_rollback_order_leaves_a_node_not_ready_and_its_pool_
 
 #[test]
 fn a_seed_flow_rollback_on_4_7_resumes_the_pools_the_failed_run_paused_and_keeps_the_admins() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.7.60"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.7.60"]);
     // An admin's own pool, paused before anything: it stays paused.
     let infra = sim.path("infra.json");
     std::fs::write(
@@ -386,7 +389,7 @@ fn kill_when(sim: &Sim, args: &[&str], done: impl Fn(&str) -> bool) {
 
 #[test]
 fn a_rollback_killed_after_pausing_and_during_its_reboots_resumes_to_the_end_rebooting_each_node_once() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38"]);
     assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
     let judges = Judges::start(&sim);

@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 use crate::common::sim::Sim;
 use crate::common::{Run, dispatch_counts};
 
+/// `fleetboot migrate --poll-interval 300ms EXTRA --output plain`, run by the engine
+/// in this process against the simulation started in the test (common/inproc.rs): stdout and
+/// stderr are what its reporter rendered, and the error as the binary prints it.
 fn migrate(sim: &Sim, extra: &[&str]) -> Run {
-    let mut args = vec!["migrate", "--poll-interval", "300ms", "--output", "plain"];
+    let mut args = vec!["--poll-interval", "300ms"];
     args.extend(extra);
-    Run::from(sim.fleetboot(&args).output().unwrap())
+    sim.migrate_in_process(&args).to_run()
 }
 
 fn get(sim: &Sim, kind: &str, name: &str, path: &str) -> String {
@@ -41,7 +44,7 @@ fn journal_text(dir: &Path) -> String {
 
 /// A whole migration on a simulated release, with the flow it requires.
 fn migrates_end_to_end(version: &str, flow: &str, extra: &[&str]) {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", version]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
     assert_eq!(get(&sim, "clusterversion", "version", ".status.desired.version"), version);
     let plan = migrate(&sim, &["--plan"]);
     assert_eq!(plan.code, 0, "{}", plan.debug());
@@ -118,7 +121,7 @@ fn release_4_14_migrates_with_the_two_phase_flow() {
 #[test]
 fn each_release_refuses_the_wrong_order_with_the_operators_message() {
     // 4.14 ignores the annotation: the seed's order is refused.
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.14.38"]);
     sim.kubectl_ok(&["annotate", "network.operator.openshift.io", "cluster", "networkoperator.openshift.io/network-migration="]);
     sim.merge("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
     eventually("refused", || degraded(&sim).contains("[cannot change default network type when not doing migration]"));
@@ -140,7 +143,7 @@ fn each_release_refuses_the_wrong_order_with_the_operators_message() {
     drop(sim);
 
     // 4.7 needs the annotation.
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.7.60"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.7.60"]);
     sim.merge("network.config.openshift.io", "cluster", r#"{"spec":{"networkType":"OVNKubernetes"}}"#);
     eventually("refused", || degraded(&sim).contains("[cannot change default network type]"));
     sim.kubectl_ok(&["annotate", "network.operator.openshift.io", "cluster", "networkoperator.openshift.io/network-migration="]);
@@ -150,7 +153,7 @@ fn each_release_refuses_the_wrong_order_with_the_operators_message() {
 
 #[test]
 fn fleetboot_forced_into_the_seed_flow_on_4_14_warns_loudly_and_the_operator_stops_it() {
-    let sim = Sim::start_with(0, 2, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(0, 2, &["--openshift-version", "4.14.38"]);
     let run = migrate(&sim, &["--etcd-backup-confirmed", "--flow", "seed", "--operator-timeout", "20s"]);
     assert_eq!(run.code, 3, "{}", run.debug());
     assert!(run.stderr.contains("WARNING: --flow seed overrides the two-phase flow OpenShift 4.14.38 requires"), "{}", run.debug());
@@ -167,7 +170,7 @@ fn fleetboot_forced_into_the_seed_flow_on_4_14_warns_loudly_and_the_operator_sto
 #[test]
 fn on_4_10_a_node_rebooted_into_ovn_without_the_ovn_render_stays_not_ready_and_verify_says_why() {
     // The order fleetboot used to run on 4.8+: spec.migration, pools paused, switch, reboot.
-    let sim = Sim::start_with(0, 2, &["--openshift-version", "4.10.67"]);
+    let sim = Sim::in_process_with(0, 2, &["--openshift-version", "4.10.67"]);
     sim.merge("mcp", "worker", r#"{"spec":{"paused":true}}"#);
     sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
     eventually("migration applied", || {
@@ -224,7 +227,7 @@ fn kill_when(sim: &Sim, args: &[&str], done: impl Fn(&str) -> bool) {
 
 #[test]
 fn the_two_phase_flow_killed_in_each_phase_resumes_to_the_end_rebooting_each_node_once() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38"]);
     let start = ["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"];
     let resume = ["migrate", "--resume", "--poll-interval", "300ms"];
     kill_when(&sim, &start, |j| j.contains(r#""step_done","step":"enable_migration""#));
@@ -257,7 +260,7 @@ fn the_two_phase_flow_killed_in_each_phase_resumes_to_the_end_rebooting_each_nod
 
 #[test]
 fn release_4_17_has_nothing_to_migrate_and_its_operator_refuses_openshift_sdn() {
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.17.3"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.17.3"]);
     assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OVNKubernetes".into()));
     for extra in [&["--etcd-backup-confirmed"][..], &["--etcd-backup-confirmed", "--flow", "two-phase"][..], &["--plan"][..]] {
         let run = migrate(&sim, extra);
@@ -282,7 +285,7 @@ fn release_4_17_has_nothing_to_migrate_and_its_operator_refuses_openshift_sdn() 
 
 #[test]
 fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched() {
-    let sim = Sim::start_with(1, 2, &["--openshift-version", "4.14.38", "--colliding-networks"]);
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38", "--colliding-networks"]);
     let state = |sim: &Sim| {
         [
             sim.kubectl_ok(&["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec}{.metadata.annotations}"]),
@@ -345,7 +348,7 @@ fn every_preflight_pitfall_is_a_named_refusal_and_leaves_the_cluster_untouched()
 #[test]
 fn phase_1_waits_on_a_pod_disruption_budget_and_the_daemon_log_says_so() {
     // The budget under test is the hand-written one: no default workloads beside it.
-    let sim = Sim::start_with(0, 2, &["--openshift-version", "4.14.38", "--workloads", "0"]);
+    let sim = Sim::in_process_with(0, 2, &["--openshift-version", "4.14.38", "--workloads", "0"]);
     let manifest = sim.path("app.json");
     std::fs::write(
         &manifest,
@@ -410,7 +413,7 @@ fn phase_1_waits_on_a_pod_disruption_budget_and_the_daemon_log_says_so() {
 
 #[test]
 fn the_sdn_features_are_inventoried_with_what_the_release_does_with_them() {
-    let sim = Sim::start_with(0, 1, &["--openshift-version", "4.10.67"]);
+    let sim = Sim::in_process_with(0, 1, &["--openshift-version", "4.10.67"]);
     sim.merge("netnamespace", "default", r#"{"egressIPs":["192.0.2.50"]}"#);
     sim.kubectl_ok(&["annotate", "netnamespace", "default", "netnamespace.network.openshift.io/multicast-enabled=true"]);
     let policy = sim.path("enp.json");

@@ -167,6 +167,17 @@ impl MigrationRun {
     pub fn debug(&self) -> String {
         format!("exit {:?}\nerror: {}\noutput:\n{}\nstderr:\n{}", self.exit(), self.error(), self.text, self.errors)
     }
+
+    /// What the binary would have shown for the same run (`--output plain`): its exit code,
+    /// the reporter's lines as stdout, its warnings and then the error as `main` prints it
+    /// ("fleetboot: ...") as stderr. For the tests whose assertions read those words.
+    pub fn to_run(&self) -> super::Run {
+        let mut stderr = self.errors.clone();
+        if let Err(e) = &self.result {
+            stderr.push_str(&format!("fleetboot: {e}\n"));
+        }
+        super::Run { code: self.code(), stdout: self.text.clone(), stderr }
+    }
 }
 
 impl Sim {
