@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::cluster::Cluster;
 use super::store::{Filter, PatchType, now_rfc3339};
 use super::types;
 use super::version::Release;
+use super::world::World;
 
 pub const MIGRATION_ANNOTATION: &str = "networkoperator.openshift.io/network-migration";
 
@@ -132,10 +132,7 @@ pub fn degraded_message(errors: &[String]) -> String {
     )
 }
 
-/// The network plugin DaemonSet of a network type: (namespace, name, pod label).
-pub fn plugin_daemonset(network_type: &str) -> (&'static str, &'static str) {
-    if network_type == "OVNKubernetes" { ("openshift-ovn-kubernetes", "ovnkube-node") } else { ("openshift-sdn", "sdn") }
-}
+pub use super::world::plugin_daemonset;
 
 /// One type change in progress: the boot IDs at the switch, and the multus rollout.
 struct Switch {
@@ -148,7 +145,7 @@ fn t(group: &str, version: &str, plural: &str) -> &'static types::ResourceType {
     types::find(group, version, plural).expect("known type")
 }
 
-pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
+pub async fn run(cluster: Arc<World>, interval: Duration, error_pods: usize) {
     let config_t = t("config.openshift.io", "v1", "networks");
     let operator_t = t("operator.openshift.io", "v1", "networks");
     let ds_t = t("apps", "v1", "daemonsets");
@@ -281,7 +278,7 @@ pub async fn run(cluster: Arc<Cluster>, interval: Duration, error_pods: usize) {
                     let node_name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
                     let name = format!("app-{i}");
                     let _ = store.delete(pods_t, Some("default"), &name);
-                    let _ = store.create(pods_t, Some("default"), super::cluster::app_pod(&name, &node_name, true));
+                    let _ = store.create(pods_t, Some("default"), super::world::app_pod(&name, &node_name, true));
                 }
                 current = Some(Switch {
                     target,

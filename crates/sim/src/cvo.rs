@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::cluster::Cluster;
 use super::store::PatchType;
 use super::types;
+use super::world::World;
 
 /// One pass: the ClusterVersion's observedGeneration set to its generation where it differs.
 pub fn sync(store: &mut super::store::Store) {
@@ -36,7 +36,7 @@ pub fn sync(store: &mut super::store::Store) {
 }
 
 /// The status sync, every `interval`.
-pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
+pub async fn run(cluster: Arc<World>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;

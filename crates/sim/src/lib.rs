@@ -26,5 +26,6 @@ pub mod types;
 pub mod util;
 pub mod version;
 pub mod workloads;
+pub mod world;
 
 pub use cluster::{Cluster, SimOptions};

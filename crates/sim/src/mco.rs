@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::cluster::Cluster;
 use super::store::{Filter, PatchType, now_rfc3339};
 use super::types;
 use super::version::Release;
+use super::world::World;
 use crate::util::{MaxUnavailable, node_is_ready, string_map};
 
 pub const CURRENT: &str = "machineconfiguration.openshift.io/currentConfig";
@@ -254,7 +254,7 @@ pub fn pool_view(pool: &Value) -> PoolView {
 /// A pod whose eviction is refused (429) stays and is retried on the next pass (`evictPods`:
 /// "will retry after 5s"); the pods already evicted stay evicted. The pods evicted on this pass,
 /// and Ok when none is left, else the refusal to log.
-fn drain(cluster: &Cluster, node: &str) -> (Result<(), String>, usize) {
+fn drain(cluster: &World, node: &str) -> (Result<(), String>, usize) {
     let pods_t = types::find("", "v1", "pods").expect("pods");
     let mut store = cluster.api.store.lock().unwrap();
     let filter = Filter {
@@ -293,7 +293,7 @@ fn drain(cluster: &Cluster, node: &str) -> (Result<(), String>, usize) {
 
 /// The MCO's render controller (from the network config, per release) and node controller, and
 /// the machine-config daemons, reconciling every `interval`.
-pub async fn run(cluster: Arc<Cluster>, interval: Duration) {
+pub async fn run(cluster: Arc<World>, interval: Duration) {
     let nodes_t = types::find("", "v1", "nodes").expect("nodes");
     let pools_t = types::find("machineconfiguration.openshift.io", "v1", "machineconfigpools").expect("pools");
     let mcs_t = types::find("machineconfiguration.openshift.io", "v1", "machineconfigs").expect("machineconfigs");

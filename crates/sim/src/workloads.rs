@@ -34,10 +34,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::cluster::Cluster;
 use super::store::{PatchType, Store, now_rfc3339};
 use super::types::{self, ResourceType};
 use super::version::Release;
+use super::world::World;
 
 fn t(group: &str, version: &str, plural: &str) -> &'static ResourceType {
     types::find(group, version, plural).expect("known type")
@@ -343,7 +343,7 @@ fn int_or_percent(value: &Value, total: usize) -> usize {
 }
 
 /// The workload controllers: one pass every `interval`.
-pub async fn run(cluster: Arc<Cluster>, interval: Duration, ready_after: Duration) {
+pub async fn run(cluster: Arc<World>, interval: Duration, ready_after: Duration) {
     let mut placed: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
