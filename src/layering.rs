@@ -75,6 +75,67 @@ fn layers_point_one_way() {
     assert!(violations.is_empty(), "imports that point the wrong way:\n{}", violations.join("\n"));
 }
 
+/// The top-level modules a crate's file names (`crate::x`, and `super::x` from a file at the
+/// top), outside comments and its `#[cfg(test)]` module.
+fn module_uses(text: &str, top_level: bool) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut found = Vec::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        for prefix in ["crate::", "super::"] {
+            if prefix == "super::" && !top_level {
+                continue;
+            }
+            let mut rest = line;
+            while let Some(at) = rest.find(prefix) {
+                rest = &rest[at + prefix.len()..];
+                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if !name.is_empty() && name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
+                    found.push(name);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The core's and the simulation's modules use each other one way: no cycle between two
+/// top-level modules (`journal` ↔ `nodes`, `api` ↔ `cluster` once were).
+#[test]
+fn the_core_and_the_simulation_have_no_module_cycles() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for krate in ["crates/core/src", "crates/sim/src"] {
+        let src = root.join(krate);
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in &files {
+            let relative = file.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+            let module = relative.split('/').next().unwrap().trim_end_matches(".rs").to_owned();
+            if module == "lib" {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap();
+            let top_level = !relative.contains('/');
+            let uses = graph.entry(module.clone()).or_default();
+            uses.extend(module_uses(&text, top_level).into_iter().filter(|m| *m != module));
+        }
+        // Every module reached from each module; a module that reaches itself is on a cycle.
+        for start in graph.keys() {
+            let mut seen = BTreeSet::new();
+            let mut stack: Vec<&String> = graph[start].iter().collect();
+            while let Some(next) = stack.pop() {
+                if next == start {
+                    panic!("{krate}: the module {start} reaches itself through its uses: {graph:#?}");
+                }
+                if seen.insert(next.clone()) {
+                    stack.extend(graph.get(next).into_iter().flatten());
+                }
+            }
+        }
+    }
+}
+
 /// The core builds without I/O crates, and the simulation shares no code with fleetboot.
 #[test]
 fn the_core_is_pure_and_the_simulation_independent() {

@@ -102,10 +102,39 @@ choice!(
     }
 );
 
-/// `--max-failures`: the journal's type, read from text here.
-pub use crate::journal::FailureBudget;
-/// `--rate`: the journal's type.
-pub use crate::journal::RateSpec;
+/// `--max-failures`: failed hosts tolerated before no new reboot starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureBudget {
+    Count(usize),
+    Percent(u8),
+}
+
+impl FailureBudget {
+    /// How many failed hosts are tolerated in a fleet of `total`; one more stops new reboots.
+    pub fn tolerated(&self, total: usize) -> usize {
+        match *self {
+            FailureBudget::Count(n) => n,
+            FailureBudget::Percent(p) => total * p as usize / 100,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureBudget::Count(n) => write!(f, "{n}"),
+            FailureBudget::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// `--rate`: `count` reboots per `per_ms`, evenly spaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateSpec {
+    pub count: u32,
+    pub per_ms: u64,
+}
 
 impl FromStr for FailureBudget {
     type Err = String;

@@ -7,13 +7,8 @@ use crate::settings::Partial;
 
 /// How reboots reach the nodes (`--transport`): the one type of [`crate::settings`].
 pub use crate::settings::Transport as TransportMode;
-
-/// `--rate`: `count` reboots per `per_ms`, evenly spaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RateSpec {
-    pub count: u32,
-    pub per_ms: u64,
-}
+/// The journal records these as the settings model defines them.
+pub use crate::settings::{FailureBudget, RateSpec};
 
 /// The settings of a run that a resume keeps unless the user overrides them explicitly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,33 +45,6 @@ pub struct RunPolicy {
     pub max_failures: FailureBudget,
     /// When the BMC takes over from SSH (`[redfish]`; no credentials).
     pub fallback: FallbackSpec,
-}
-
-/// `--max-failures`: failed hosts tolerated before no new reboot starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureBudget {
-    Count(usize),
-    Percent(u8),
-}
-
-impl FailureBudget {
-    /// How many failed hosts are tolerated in a fleet of `total`; one more stops new reboots.
-    pub fn tolerated(&self, total: usize) -> usize {
-        match *self {
-            FailureBudget::Count(n) => n,
-            FailureBudget::Percent(p) => total * p as usize / 100,
-        }
-    }
-}
-
-impl std::fmt::Display for FailureBudget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FailureBudget::Count(n) => write!(f, "{n}"),
-            FailureBudget::Percent(p) => write!(f, "{p}%"),
-        }
-    }
 }
 
 /// The BMC fallback policy as journaled (`[redfish] fallback_on_*`, `graceful_timeout`).
