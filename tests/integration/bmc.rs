@@ -1,10 +1,15 @@
 //! The Redfish fallback and `fleetboot power` against the simulated cluster's BMCs (HTTPS
 //! with the simulation's CA, sessions, BareMetalHosts with Secrets), checked from the
-//! simulation's own node history and from the journal.
+//! simulation's own node history and from the journal. The reboot runs are the engine in
+//! process (common/inproc.rs); `fleetboot power` and the killed and interrupted runs are the
+//! binary's.
 
 use crate::common::Run;
+use crate::common::inproc::EngineRun;
 use crate::common::sim::Sim;
+use fleetboot::ExitCode;
 use fleetboot::adapters::journal;
+use fleetboot_core::events::{Event, Outcome};
 use fleetboot_core::journal::{Delivery, Entry};
 use serde_json::Value;
 
@@ -65,19 +70,30 @@ fn no_secret_in(sim: &Sim, run: &Run, journal: Option<&std::path::Path>) {
     }
 }
 
+/// The BMC password appears nowhere in what an in-process run emitted or returned, nor in its
+/// journal.
+fn no_secret_in_run(sim: &Sim, run: &EngineRun, journal: Option<&std::path::Path>) {
+    let password = std::fs::read_to_string(sim.path("bmc-password")).unwrap();
+    assert!(password.len() >= 16);
+    assert!(!run.debug().contains(&password), "the BMC password leaked into the events or the error");
+    if let Some(journal) = journal {
+        assert!(!std::fs::read_to_string(journal).unwrap().contains(&password), "the BMC password leaked into the journal");
+    }
+}
+
 const QUICK: &[&str] =
     &["--poll-interval", "200ms", "--connect-timeout", "1s", "--auth-timeout", "1s", "--connect-attempts", "1", "--output", "json"];
 
 #[test]
 fn a_node_without_ssh_is_rebooted_through_its_bmc_and_proven_by_the_api() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
     let config = quick_config(&sim);
     let journal_path = sim.path("run.jsonl");
-    let mut args = vec!["reboot", "--all", "--concurrency", "2", "--journal", journal_path.to_str().unwrap()];
+    let mut args = vec!["--all", "--concurrency", "2", "--journal", journal_path.to_str().unwrap()];
     args.extend(QUICK);
-    let run = fleetboot(&sim, &config, &args);
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process_with(&config, &args, |_| None);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let h = history(&sim, "worker-0");
     assert_eq!(count(&h, "bmc-reset:GracefulRestart"), 1, "{h:?}");
     assert_eq!(count(&h, "reboot-requested"), 1, "{h:?}");
@@ -104,19 +120,19 @@ fn a_node_without_ssh_is_rebooted_through_its_bmc_and_proven_by_the_api() {
     assert_eq!(back.as_deref(), node(&sim, "worker-0")["bootID"].as_str(), "the API's new boot ID is the node's");
     assert!(!of("worker-1").iter().any(|e| matches!(e, Entry::FallingBack { .. })));
     assert!(state.records.values().all(|r| r.phase == fleetboot_core::journal::Phase::Confirmed));
-    no_secret_in(&sim, &run, Some(&journal_path));
+    no_secret_in_run(&sim, &run, Some(&journal_path));
 }
 
 #[test]
 fn a_hung_node_gets_an_orderly_then_a_forced_reset_never_before_its_scheduled_shutdown() {
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     sim.control("POST", "nodes/worker-0/faults", r#"{"hangs_on_reboot": true}"#);
     let config = quick_config(&sim);
     let journal_path = sim.path("run.jsonl");
-    let mut args = vec!["reboot", "--all", "--reboot-timeout", "3s", "--journal", journal_path.to_str().unwrap()];
+    let mut args = vec!["--all", "--reboot-timeout", "3s", "--journal", journal_path.to_str().unwrap()];
     args.extend(QUICK);
-    let run = fleetboot(&sim, &config, &args);
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process_with(&config, &args, |_| None);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let h = history(&sim, "worker-0");
     let at = |what: &str| h.iter().find(|(_, w)| w == what).map(|(t, _)| *t).unwrap_or_else(|| panic!("no {what}: {h:?}"));
     assert!(at("hung") > at("reboot-requested"));
@@ -136,18 +152,18 @@ fn a_hung_node_gets_an_orderly_then_a_forced_reset_never_before_its_scheduled_sh
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons[0].contains("a hung node") && reasons[1].contains("forcing it"), "{reasons:?}");
     assert!(matches!(records.iter().rev().find(|r| r.entry.host().is_some()).unwrap().entry, Entry::Confirmed { .. }));
-    no_secret_in(&sim, &run, Some(&journal_path));
+    no_secret_in_run(&sim, &run, Some(&journal_path));
 }
 
 #[test]
 fn transport_ssh_never_touches_a_bmc() {
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
     let config = quick_config(&sim);
-    let mut args = vec!["reboot", "--all", "--transport", "ssh"];
+    let mut args = vec!["--all", "--transport", "ssh"];
     args.extend(QUICK);
-    let run = fleetboot(&sim, &config, &args);
-    assert_eq!(run.code, 3, "{}", run.debug());
+    let run = sim.reboot_in_process_with(&config, &args, |_| None);
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 0);
 }
 
@@ -303,7 +319,7 @@ fn nodes_wide_shows_each_bmc_and_whether_it_answers_and_unusable_schemes_are_rep
 #[test]
 fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     use std::process::Stdio;
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     // No SSH, and a slow boot: the run is killed while the node is down after the reset.
     sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
     let config = quick_config(&sim);
@@ -327,9 +343,8 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let resumed =
-        fleetboot(&sim, &config, &["reboot", "--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"]);
-    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    let resumed = sim.reboot_in_process_with(&config, &["--resume", journal_path.to_str().unwrap(), "--poll-interval", "200ms"], |_| None);
+    assert_eq!(resumed.exit(), ExitCode::Ok, "{}", resumed.debug());
     let h = history(&sim, "worker-0");
     assert_eq!(count(&h, "bmc-reset:GracefulRestart") + count(&h, "bmc-reset:ForceRestart"), 1, "one reset across both runs: {h:?}");
     let (_, state) = journal::load(&journal_path).unwrap();
@@ -338,15 +353,15 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
 
 #[test]
 fn sim_flags_make_a_node_without_ssh_and_a_sudo_refusal_is_no_reason_to_fall_back() {
-    let sim = Sim::start_with(0, 2, &["--no-ssh", "worker-1", "--fault", "worker-0=refuse_sudo"]);
+    let sim = Sim::in_process_with(0, 2, &["--no-ssh", "worker-1", "--fault", "worker-0=refuse_sudo"]);
     let config = quick_config(&sim);
-    let mut args = vec!["reboot", "--all", "--concurrency", "2", "--max-failures", "1"];
+    let mut args = vec!["--all", "--concurrency", "2", "--max-failures", "1"];
     args.extend(QUICK);
-    let run = fleetboot(&sim, &config, &args);
-    assert_eq!(run.code, 3, "{}", run.debug());
+    let run = sim.reboot_in_process_with(&config, &args, |_| None);
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     let outcomes = run.outcomes();
-    assert_eq!(outcomes["worker-1"].0, "rebooted", "{outcomes:?}");
-    assert_eq!(outcomes["worker-0"].0, "failed", "{outcomes:?}");
+    assert_eq!(outcomes["worker-1"].0, Outcome::Rebooted, "{outcomes:?}");
+    assert_eq!(outcomes["worker-0"].0, Outcome::Failed, "{outcomes:?}");
     assert!(outcomes["worker-0"].1.contains("sudo"), "{outcomes:?}");
     assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 0, "the command reached worker-0: no BMC reset");
     assert_eq!(count(&history(&sim, "worker-1"), "bmc-reset:GracefulRestart"), 1);
@@ -412,7 +427,7 @@ fn ctrl_c_during_a_bmc_operation_still_deletes_its_session() {
 /// handed over with no answer, never sent again, and proven by the node's new boot ID.
 #[test]
 fn a_reset_that_took_effect_before_the_bmc_failed_is_watched_never_sent_again() {
-    let sim = Sim::start(0, 3);
+    let sim = Sim::in_process(0, 3);
     let faults = [("worker-0", "503"), ("worker-1", "drop"), ("worker-2", "task_404")];
     for (node, fault) in faults {
         sim.control("POST", &format!("nodes/{node}/faults"), r#"{"refuse_ssh": true}"#);
@@ -421,10 +436,10 @@ fn a_reset_that_took_effect_before_the_bmc_failed_is_watched_never_sent_again() 
     let before: Vec<String> = faults.iter().map(|(n, _)| node(&sim, n)["bootID"].as_str().unwrap().to_owned()).collect();
     let config = quick_config(&sim);
     let journal_path = sim.path("run.jsonl");
-    let mut args = vec!["reboot", "--all", "--concurrency", "3", "--journal", journal_path.to_str().unwrap()];
+    let mut args = vec!["--all", "--concurrency", "3", "--journal", journal_path.to_str().unwrap()];
     args.extend(QUICK);
-    let run = fleetboot(&sim, &config, &args);
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process_with(&config, &args, |_| None);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let (records, state) = journal::load(&journal_path).unwrap();
     for ((name, fault), old) in faults.iter().zip(&before) {
         let h = history(&sim, name);
@@ -444,10 +459,14 @@ fn a_reset_that_took_effect_before_the_bmc_failed_is_watched_never_sent_again() 
         );
         assert!(!entries.iter().any(|e| matches!(e, Entry::Dispatched { delivery: Delivery::BmcAccepted, .. })), "{entries:?}");
         assert_eq!(state.records[*name].phase, fleetboot_core::journal::Phase::Confirmed, "{name}");
-        assert!(run.stdout.contains(&format!("\"host\":\"{name}\"")) && run.stdout.contains("may have happened"), "{}", run.debug());
+        let warned = run
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Warning { host: Some(h), message } if h == name && message.contains("may have happened")));
+        assert!(warned, "{name}: the run says the reset may have happened: {}", run.debug());
         sessions_closed(&sim, name);
     }
-    no_secret_in(&sim, &run, Some(&journal_path));
+    no_secret_in_run(&sim, &run, Some(&journal_path));
 }
 
 /// `fleetboot power`: a reset answered with a 503 after it took effect is not sent again. A
@@ -512,24 +531,22 @@ fn power_never_repeats_a_reset_whose_answer_was_lost_and_reads_the_power_state_i
 /// the BMC is never used.
 #[test]
 fn a_reboot_run_warns_through_its_events_about_a_bmc_over_plain_http() {
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     let mut text = std::fs::read_to_string(quick_config(&sim)).unwrap();
     // Nothing listens there; SSH answers, so the BMC is never contacted.
     text.push_str("\n[[bmc]]\nnode = \"worker-0\"\nurl = \"http://127.0.0.1:9/redfish/v1/Systems/1\"\n");
     let config = sim.path("plain-http-bmc.toml");
     std::fs::write(&config, text).unwrap();
-    let mut args = vec!["reboot", "--nodes", "worker-0"];
+    let mut args = vec!["--nodes", "worker-0"];
     args.extend(QUICK);
-    let run = fleetboot(&sim, &config, &args);
-    assert_eq!(run.code, 0, "{}", run.debug());
-    let events: Vec<Value> = run.stdout.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
-    let warned = events.iter().position(|e| {
-        e["type"] == "warning"
-            && e["message"].as_str().is_some_and(|m| m.contains("the BMC of worker-0 is reached over plain http:// (http://127.0.0.1:9/"))
+    let run = sim.reboot_in_process_with(&config, &args, |_| None);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
+    let warned = run.events.iter().position(|e| {
+        matches!(e, Event::Warning { message, .. } if message.contains("the BMC of worker-0 is reached over plain http:// (http://127.0.0.1:9/"))
     });
-    let first_transition = events.iter().position(|e| e["type"] == "transition");
+    let first_transition = run.events.iter().position(|e| matches!(e, Event::Transition { .. }));
     assert!(warned.is_some() && warned < first_transition, "warned before the run's first step: {}", run.debug());
     assert_eq!(count(&history(&sim, "worker-0"), "reboot-requested"), 1);
     assert_eq!(count(&history(&sim, "worker-0"), "bmc-session-created"), 0, "the BMC was never used");
-    no_secret_in(&sim, &run, None);
+    no_secret_in_run(&sim, &run, None);
 }

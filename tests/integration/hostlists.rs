@@ -1,13 +1,15 @@
 //! Cluster safety whatever the host list came from: a host file (or the config's `[[hosts]]`)
 //! naming a configured cluster's nodes gets the cluster's rules — proof through the API, pools,
-//! the control plane one at a time and last, the lease.
+//! the control plane one at a time and last, the lease. The runs are the engine in process
+//! (common/inproc.rs); the plans a person reads (`--dry-run`) are the binary's.
 
 use crate::common::sim::Sim;
 use crate::common::{Run, max_overlap};
+use fleetboot::ExitCode;
 
 #[test]
 fn a_host_file_of_every_node_keeps_the_control_plane_one_at_a_time_and_proves_through_the_api() {
-    let sim = Sim::start(3, 3);
+    let sim = Sim::in_process(3, 3);
     let hosts = sim.path("hosts.txt");
     let hosts = hosts.to_str().unwrap();
     let (plan, journal) = (sim.path("plan"), sim.path("run.jsonl"));
@@ -16,9 +18,17 @@ fn a_host_file_of_every_node_keeps_the_control_plane_one_at_a_time_and_proves_th
     std::fs::write(plan, &dry.stdout).unwrap();
     assert!(dry.stdout.contains("master (≤1 at once, after all others)"), "{}", dry.stdout);
     assert!(dry.stdout.lines().any(|l| l.contains("master-0") && l.contains(" master-0 ")), "each host shows its node: {}", dry.stdout);
-    let args = ["reboot", "--hosts-file", hosts, "--concurrency", "4", "--poll-interval", "200ms", "--output", "json", "--journal"];
-    let run: Run = sim.fleetboot(&[&args[..], &[journal.to_str().unwrap()]].concat()).output().unwrap().into();
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process(&[
+        "--hosts-file",
+        hosts,
+        "--concurrency",
+        "4",
+        "--poll-interval",
+        "200ms",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let intervals = sim.reboot_intervals();
     assert_eq!(intervals.len(), 6, "every node rebooted once: {intervals:?}");
     let masters: Vec<(u64, u64)> = intervals.iter().filter(|(n, ..)| n.starts_with("master")).map(|(_, a, b)| (*a, *b)).collect();
@@ -32,31 +42,32 @@ fn a_host_file_of_every_node_keeps_the_control_plane_one_at_a_time_and_proves_th
 
 #[test]
 fn a_host_two_nodes_claim_is_refused_naming_both() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     let worker_1 = sim.kubectl_ok(&["get", "node", "worker-1", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
     // Named like one node, addressed like the other.
     let ssh_port = std::fs::read_to_string(sim.path("hosts.txt")).unwrap().lines().next().unwrap().rsplit(':').next().unwrap().to_owned();
     let hosts = sim.path("ambiguous.txt");
     std::fs::write(&hosts, format!("worker-0 {worker_1}:{ssh_port}\n")).unwrap();
-    let run: Run = sim.fleetboot(&["reboot", "--hosts-file", hosts.to_str().unwrap()]).output().unwrap().into();
-    assert_eq!(run.code, 2, "{}", run.debug());
+    let run = sim.reboot_in_process(&["--hosts-file", hosts.to_str().unwrap()]);
+    assert_eq!(run.exit(), ExitCode::BadInput, "{}", run.debug());
     // Named like worker-0, at worker-1's address: a name is not an identity, so neither.
     assert!(
-        run.stderr.contains("named like the cluster's node worker-0") && run.stderr.contains("it is node worker-1's"),
+        run.error().contains("named like the cluster's node worker-0") && run.error().contains("it is node worker-1's"),
         "{}",
         run.debug()
     );
+    assert!(run.events.is_empty(), "refused before the run started: {}", run.debug());
     assert!(!sim.control("GET", "nodes", "").contains("reboot-requested"), "nothing touched");
 }
 
 #[test]
 fn no_cluster_is_pure_host_list_mode() {
-    let sim = Sim::start(1, 1);
+    let sim = Sim::in_process(1, 1);
     let journal = sim.path("plain.jsonl");
     let hosts = sim.path("hosts.txt");
-    let args = ["reboot", "--no-cluster", "--hosts-file", hosts.to_str().unwrap(), "--poll-interval", "200ms", "--output", "json"];
-    let run: Run = sim.fleetboot(&[&args[..], &["--journal", journal.to_str().unwrap()]].concat()).output().unwrap().into();
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let args = ["--no-cluster", "--hosts-file", hosts.to_str().unwrap(), "--poll-interval", "200ms"];
+    let run = sim.reboot_in_process(&[&args[..], &["--journal", journal.to_str().unwrap()]].concat());
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let (_, state) = fleetboot::adapters::journal::load(&journal).unwrap();
     assert!(!state.api_proof && state.cluster.is_none(), "no cluster: proven over SSH alone");
     assert!(state.records.values().all(|r| r.api_boot_id.is_none()));
@@ -64,7 +75,7 @@ fn no_cluster_is_pure_host_list_mode() {
 
 #[test]
 fn a_configured_cluster_that_cannot_be_reached_is_an_error_before_anything_is_touched() {
-    let sim = Sim::start(0, 1);
+    let sim = Sim::in_process(0, 1);
     let kubeconfig = sim.path("unreachable");
     // A cluster on a loopback port nothing listens on.
     let port = crate::common::free_port();
@@ -73,16 +84,15 @@ fn a_configured_cluster_that_cannot_be_reached_is_an_error_before_anything_is_to
     );
     std::fs::write(&kubeconfig, text).unwrap();
     let hosts = sim.path("hosts.txt");
-    let args = ["reboot", "--hosts-file", hosts.to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()];
-    let run: Run = sim.fleetboot(&args).output().unwrap().into();
-    assert_eq!(run.code, 2, "{}", run.debug());
-    assert!(run.stderr.contains(&format!("127.0.0.1:{port}")), "names the cluster: {}", run.debug());
+    let run = sim.reboot_in_process(&["--hosts-file", hosts.to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(run.exit(), ExitCode::BadInput, "{}", run.debug());
+    assert!(run.error().contains(&format!("127.0.0.1:{port}")), "names the cluster: {}", run.debug());
     assert!(!sim.control("GET", "nodes", "").contains("reboot-requested"), "nothing touched");
 }
 
 #[test]
 fn a_mixed_list_reboots_the_nodes_under_the_clusters_rules_and_a_plain_host_over_ssh_alone() {
-    let sim = Sim::start(1, 1);
+    let sim = Sim::in_process(1, 1);
     let fleet = crate::common::Fleet::up(1);
     // One host file: the cluster's nodes and a plain sshd host that is no node.
     let hosts = sim.path("mixed.txt");
@@ -94,7 +104,6 @@ fn a_mixed_list_reboots_the_nodes_under_the_clusters_rules_and_a_plain_host_over
     let journal = sim.path("mixed.jsonl");
     let (sim_key, fleet_key) = (sim.path("id_ed25519"), fleet.path("id_ed25519"));
     let args = [
-        "reboot",
         "--hosts-file",
         hosts.to_str().unwrap(),
         "--user",
@@ -109,15 +118,13 @@ fn a_mixed_list_reboots_the_nodes_under_the_clusters_rules_and_a_plain_host_over
         "2",
         "--poll-interval",
         "200ms",
-        "--output",
-        "json",
         "--journal",
         journal.to_str().unwrap(),
     ];
-    let dry: Run = sim.fleetboot(&[&args[..], &["--dry-run"]].concat()).output().unwrap().into();
+    let dry: Run = sim.fleetboot(&[&["reboot"], &args[..], &["--dry-run"]].concat()).output().unwrap().into();
     assert!(dry.stdout.contains("not a node"), "the plain host is shown as no node: {}", dry.debug());
-    let run: Run = sim.fleetboot(&args).output().unwrap().into();
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process(&args);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     let (_, state) = fleetboot::adapters::journal::load(&journal).unwrap();
     assert!(state.api_proof, "a cluster run");
     assert_eq!(state.grouping.standalone, ["h001"], "the plain host is standalone");

@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::Run;
+use crate::common::inproc::EngineRun;
 use crate::common::sim::Sim;
+use fleetboot::ExitCode;
 use fleetboot::adapters::journal;
 use fleetboot_core::journal::Entry;
 
@@ -49,12 +51,18 @@ fn held_lease(sim: &Sim, name: &str, holder: &str, seconds: u64) {
 }
 
 fn wait_for_journal(path: &Path, what: impl Fn(&Entry) -> bool, child: &mut std::process::Child) {
+    wait_for_journal_of(path, what, || child.try_wait().unwrap().is_some());
+}
+
+/// Waits (a minute at most) until the journal holds a record `what` accepts; the run must not
+/// have `ended` before.
+fn wait_for_journal_of(path: &Path, what: impl Fn(&Entry) -> bool, mut ended: impl FnMut() -> bool) {
     let start = Instant::now();
     loop {
         if journal::load(path).is_ok_and(|(records, _)| records.iter().any(|r| what(&r.entry))) {
             return;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        assert!(!ended(), "the run ended first");
         assert!(start.elapsed() < Duration::from_secs(60), "never journaled");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -62,7 +70,9 @@ fn wait_for_journal(path: &Path, what: impl Fn(&Entry) -> bool, child: &mut std:
 
 /// Breaking a live lease: the old holder starts hosts quickly (one a second, six at once); the
 /// new run waits the old one's whole lease. By the nodes' own history, no reboot of the old
-/// run reached a node after the new run's first.
+/// run reached a node after the new run's first. Two processes, as two admins' runs are: in one
+/// process, two runs started in the same second share a run ID (start second and PID) and so a
+/// lease identity, and the old run would not see the takeover (common/inproc.rs).
 #[test]
 fn after_break_lock_no_reboot_of_the_old_run_reaches_a_node_after_the_new_runs_first() {
     let sim = Sim::start(0, 8);
@@ -108,28 +118,24 @@ fn after_break_lock_no_reboot_of_the_old_run_reaches_a_node_after_the_new_runs_f
 fn a_node_cordoned_before_the_run_stays_cordoned_after_drain() {
     // No default workloads: with both workers drained at once, the router's second pod could
     // go nowhere and its budget would hold the drain, as it would on a real two-worker cluster.
-    let sim = Sim::start_with(0, 2, &["--workloads", "0"]);
+    let sim = Sim::in_process_with(0, 2, &["--workloads", "0"]);
     sim.kubectl_ok(&["cordon", "worker-0"]);
     let journal_path = sim.path("run.jsonl");
     // Two at a time, in the run and in the worker pool: the admin's cordoned node counts as
     // unavailable against both limits as long as it stays cordoned, which is to the end.
-    let run = out(
-        &sim,
-        &[
-            "reboot",
-            "--all",
-            "--drain",
-            "--concurrency",
-            "2",
-            "--group-concurrency",
-            "2",
-            "--poll-interval",
-            "200ms",
-            "--journal",
-            journal_path.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(run.code, 0, "{}", run.debug());
+    let run = sim.reboot_in_process(&[
+        "--all",
+        "--drain",
+        "--concurrency",
+        "2",
+        "--group-concurrency",
+        "2",
+        "--poll-interval",
+        "200ms",
+        "--journal",
+        journal_path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     assert!(unschedulable(&sim, "worker-0"), "the admin's cordon was lifted");
     assert!(!unschedulable(&sim, "worker-1"), "fleetboot's own cordon stayed");
     let (records, _) = journal::load(&journal_path).unwrap();
@@ -147,38 +153,26 @@ fn a_node_cordoned_before_the_run_stays_cordoned_after_drain() {
 
 /// Runs one drained node with the API failing the next `failures` node patches once the node
 /// is drained (the uncordon's), and returns the run.
-fn uncordon_through_failures(failures: u32) -> (Sim, Run, std::path::PathBuf) {
-    let sim = Sim::start(0, 1);
+fn uncordon_through_failures(failures: u32) -> (Sim, EngineRun, std::path::PathBuf) {
+    let sim = Sim::in_process(0, 1);
     let journal_path = sim.path("run.jsonl");
-    let mut child = sim
-        .fleetboot(&[
-            "reboot",
-            "--all",
-            "--drain",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-            "--journal",
-            journal_path.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_journal(&journal_path, |e| matches!(e, Entry::Drained { .. }), &mut child);
-    sim.control("POST", "fail-requests", &format!(r#"{{"method": "PATCH", "resource": "nodes", "count": {failures}}}"#));
-    let run: Run = child.wait_with_output().unwrap().into();
+    let args = ["--all", "--drain", "--poll-interval", "200ms", "--journal", journal_path.to_str().unwrap()];
+    let run = std::thread::scope(|scope| {
+        let run = scope.spawn(|| sim.reboot_in_process(&args));
+        wait_for_journal_of(&journal_path, |e| matches!(e, Entry::Drained { .. }), || run.is_finished());
+        sim.control("POST", "fail-requests", &format!(r#"{{"method": "PATCH", "resource": "nodes", "count": {failures}}}"#));
+        run.join().unwrap()
+    });
     (sim, run, journal_path)
 }
 
 #[test]
 fn an_uncordon_the_api_fails_is_tried_again_before_the_run_ends() {
     let (sim, run, journal_path) = uncordon_through_failures(2);
-    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     assert!(!unschedulable(&sim, "worker-0"), "left cordoned");
-    assert!(run.stdout.contains("tried again at the end of the run"), "{}", run.debug());
-    assert!(run.summary()["still_cordoned"].as_array().unwrap().is_empty(), "{}", run.debug());
+    assert!(run.warnings().iter().any(|w| w.contains("tried again at the end of the run")), "{}", run.debug());
+    assert!(run.summary().still_cordoned.is_empty(), "{}", run.debug());
     let (_, state) = journal::load(&journal_path).unwrap();
     assert!(!state.records["worker-0"].cordoned);
 }
@@ -186,8 +180,8 @@ fn an_uncordon_the_api_fails_is_tried_again_before_the_run_ends() {
 #[test]
 fn an_uncordon_that_keeps_failing_is_listed_and_the_exit_code_says_so() {
     let (sim, run, journal_path) = uncordon_through_failures(1000);
-    assert_eq!(run.code, 3, "{}", run.debug());
-    assert_eq!(run.summary()["still_cordoned"], serde_json::json!(["worker-0"]), "{}", run.debug());
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
+    assert_eq!(run.summary().still_cordoned, ["worker-0"], "{}", run.debug());
     assert!(unschedulable(&sim, "worker-0"));
     let (_, state) = journal::load(&journal_path).unwrap();
     assert!(state.records["worker-0"].cordoned, "the journal still says fleetboot cordoned it");
@@ -290,12 +284,12 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
 /// while a reboot run holds its own; neither touches anything.
 #[test]
 fn a_reboot_run_and_a_migration_refuse_each_others_lease() {
-    let sim = Sim::start(1, 2);
+    let sim = Sim::in_process(1, 2);
     held_lease(&sim, "fleetboot-migration", "ann@elsewhere pid 1 run m-1", 600);
-    let refused = out(&sim, &["reboot", "--nodes", "worker-0", "--journal", sim.path("r.jsonl").to_str().unwrap()]);
-    assert_eq!(refused.code, 2, "{}", refused.debug());
+    let refused = sim.reboot_in_process(&["--nodes", "worker-0", "--journal", sim.path("r.jsonl").to_str().unwrap()]);
+    assert_eq!(refused.exit(), ExitCode::BadInput, "{}", refused.debug());
     assert!(
-        refused.stderr.contains("a fleetboot migration holds the lease kube-system/fleetboot-migration: ann@elsewhere"),
+        refused.error().contains("a fleetboot migration holds the lease kube-system/fleetboot-migration: ann@elsewhere"),
         "{}",
         refused.debug()
     );
@@ -304,9 +298,9 @@ fn a_reboot_run_and_a_migration_refuse_each_others_lease() {
     sim.kubectl_ok(&["-n", "kube-system", "delete", "lease", "fleetboot-migration"]);
 
     held_lease(&sim, "fleetboot", "bob@elsewhere pid 2 run r-1", 600);
-    let refused = out(&sim, &["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms"]);
-    assert_eq!(refused.code, 2, "{}", refused.debug());
-    assert!(refused.stderr.contains("a fleetboot reboot run holds the lease kube-system/fleetboot: bob@elsewhere"), "{}", refused.debug());
+    let refused = sim.migrate_in_process(&["--etcd-backup-confirmed", "--poll-interval", "300ms"]);
+    assert_eq!(refused.exit(), ExitCode::BadInput, "{}", refused.debug());
+    assert!(refused.error().contains("a fleetboot reboot run holds the lease kube-system/fleetboot: bob@elsewhere"), "{}", refused.debug());
     assert!(!sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]).0, "the refused migration gave its lease back");
     let network = sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.spec.networkType}"]);
     assert_eq!(network, "OpenShiftSDN", "nothing changed");
@@ -318,26 +312,15 @@ fn a_reboot_run_and_a_migration_refuse_each_others_lease() {
 /// done, exit 4.
 #[test]
 fn a_migration_stops_inside_a_wait_when_its_lease_is_taken_over() {
-    let sim = Sim::start(1, 3);
-    let mut child = sim
-        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--lease-duration", "3s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let journal = sim.wait_for_migration_journal(r#""event":"step_started","step":"rollout_config""#, Some(&mut child));
-    sim.kubectl_ok(&[
-        "-n",
-        "kube-system",
-        "patch",
-        "lease",
-        "fleetboot-migration",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"holderIdentity":"admin@elsewhere pid 1 run other"}}"#,
-    ]);
-    let run: Run = child.wait_with_output().unwrap().into();
+    let sim = Sim::in_process(1, 3);
+    let (journal, run) = std::thread::scope(|scope| {
+        let run =
+            scope.spawn(|| sim.migrate_in_process(&["--etcd-backup-confirmed", "--poll-interval", "300ms", "--lease-duration", "3s"]));
+        let journal = sim.wait_for_migration_journal(r#""event":"step_started","step":"rollout_config""#, None);
+        assert!(!run.is_finished(), "migrate ended before the rollout");
+        take_the_migration_lease(&sim);
+        (journal, run.join().unwrap().to_run())
+    });
     assert_eq!(run.code, 4, "{}", run.debug());
     let text = std::fs::read_to_string(&journal).unwrap();
     assert!(text.lines().last().unwrap().contains("stopped in step"), "{text}");
@@ -345,38 +328,8 @@ fn a_migration_stops_inside_a_wait_when_its_lease_is_taken_over() {
     assert!(run.stderr.contains("another run took the cluster's lease over (admin@elsewhere"), "{}", run.debug());
 }
 
-/// A migration whose lease is taken over during its reboot step hands the loss to the reboot
-/// run as the first Ctrl-C: no further node starts (the one in flight finishes), and the
-/// migration stops in that step with exit 4.
-#[test]
-fn a_migration_losing_its_lease_in_the_reboot_step_starts_no_further_node() {
-    let sim = Sim::start(1, 4);
-    let mut child = sim
-        .fleetboot(&[
-            "migrate",
-            "--etcd-backup-confirmed",
-            "--poll-interval",
-            "300ms",
-            "--lease-duration",
-            "3s",
-            "--reboot-concurrency",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let migration = sim.wait_for_migration_journal(r#""event":"step_started","step":"reboot_nodes""#, Some(&mut child));
-    let reboot_journal = migration.with_file_name("reboot.jsonl");
-    let start = Instant::now();
-    let dispatched = |path: &Path| {
-        journal::load(path).map_or(0, |(records, _)| records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count())
-    };
-    while dispatched(&reboot_journal) == 0 {
-        assert!(child.try_wait().unwrap().is_none(), "migrate ended first");
-        assert!(start.elapsed() < Duration::from_secs(60), "no reboot started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// An admin's run takes the migration's lease over (its holder changed under it).
+fn take_the_migration_lease(sim: &Sim) {
     sim.kubectl_ok(&[
         "-n",
         "kube-system",
@@ -388,7 +341,31 @@ fn a_migration_losing_its_lease_in_the_reboot_step_starts_no_further_node() {
         "-p",
         r#"{"spec":{"holderIdentity":"admin@elsewhere pid 1 run other"}}"#,
     ]);
-    let run: Run = child.wait_with_output().unwrap().into();
+}
+
+/// A migration whose lease is taken over during its reboot step hands the loss to the reboot
+/// run as the first Ctrl-C: no further node starts (the one in flight finishes), and the
+/// migration stops in that step with exit 4.
+#[test]
+fn a_migration_losing_its_lease_in_the_reboot_step_starts_no_further_node() {
+    let sim = Sim::in_process(1, 4);
+    let args = ["--etcd-backup-confirmed", "--poll-interval", "300ms", "--lease-duration", "3s", "--reboot-concurrency", "1"];
+    let (migration, reboot_journal, run) = std::thread::scope(|scope| {
+        let run = scope.spawn(|| sim.migrate_in_process(&args));
+        let migration = sim.wait_for_migration_journal(r#""event":"step_started","step":"reboot_nodes""#, None);
+        let reboot_journal = migration.with_file_name("reboot.jsonl");
+        let start = Instant::now();
+        let dispatched = |path: &Path| {
+            journal::load(path).map_or(0, |(records, _)| records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count())
+        };
+        while dispatched(&reboot_journal) == 0 {
+            assert!(!run.is_finished(), "migrate ended first");
+            assert!(start.elapsed() < Duration::from_secs(60), "no reboot started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        take_the_migration_lease(&sim);
+        (migration, reboot_journal, run.join().unwrap().to_run())
+    });
     assert_eq!(run.code, 4, "{}", run.debug());
     let sent = crate::common::dispatches(&reboot_journal);
     assert!(sent.len() < 5, "the reboot run went on starting nodes after the loss: {sent:?}");

@@ -13,8 +13,11 @@ use fleetboot::adapters::journal::load;
 use fleetboot_core::journal::{Entry, FailureBudget};
 use proptest::prelude::*;
 
+use crate::common::inproc::EngineRun;
 use crate::common::sim::Sim;
-use crate::common::{Run, wait_for_dispatches};
+use crate::common::wait_for_dispatches;
+use fleetboot::ExitCode;
+use fleetboot_core::events::Outcome;
 
 /// Starts a host-list run over the simulation's workers, one at a time, and kills it once the
 /// first reboot is handed over: the others are still to do.
@@ -29,10 +32,11 @@ fn start_and_kill(sim: &Sim, journal: &Path, extra: &[&str]) {
     child.wait().unwrap();
 }
 
-fn resume(sim: &Sim, journal: &Path, extra: &[&str]) -> Run {
-    let mut args = vec!["reboot", "--resume", journal.to_str().unwrap(), "--output", "json"];
+/// `fleetboot reboot --resume JOURNAL EXTRA`, the engine in process (common/inproc.rs).
+fn resume(sim: &Sim, journal: &Path, extra: &[&str]) -> EngineRun {
+    let mut args = vec!["--resume", journal.to_str().unwrap()];
     args.extend(extra);
-    sim.fleetboot(&args).output().unwrap().into()
+    sim.reboot_in_process(&args)
 }
 
 /// The `run_resumed` records' `overridden` lists.
@@ -49,7 +53,7 @@ fn overridden(journal: &Path) -> Vec<Vec<String>> {
 
 #[test]
 fn a_resume_keeps_the_journaled_check_command_and_failure_budget() {
-    let sim = Sim::start(0, 3);
+    let sim = Sim::in_process(0, 3);
     let journal = sim.path("run.jsonl");
     // A check that fails everywhere, and a budget that lets every host try.
     start_and_kill(&sim, &journal, &["--check-command", "false", "--max-failures", "5", "--cancel-pending-on-abort"]);
@@ -63,9 +67,9 @@ fn a_resume_keeps_the_journaled_check_command_and_failure_budget() {
     // No flags: the journaled check runs on every host (today's configuration has none), and
     // the journaled budget lets all three fail instead of skipping after the first.
     let run = resume(&sim, &journal, &[]);
-    assert_eq!(run.code, 3, "{}", run.debug());
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     for (host, (outcome, error)) in run.outcomes() {
-        assert_eq!(outcome, "failed", "{host}: {}", run.debug());
+        assert_eq!(outcome, Outcome::Failed, "{host}: {}", run.debug());
         assert!(error.contains("check command") && error.contains("`false`"), "{host}: {error}");
     }
     assert_eq!(overridden(&journal), [Vec::<String>::new()], "nothing overridden");
@@ -73,31 +77,31 @@ fn a_resume_keeps_the_journaled_check_command_and_failure_budget() {
 
 #[test]
 fn a_resume_refuses_a_flag_that_contradicts_the_journal_unless_told_to_override() {
-    let sim = Sim::start(0, 3);
+    let sim = Sim::in_process(0, 3);
     let journal = sim.path("run.jsonl");
     start_and_kill(&sim, &journal, &["--check-command", "false"]);
     let before = std::fs::read_to_string(&journal).unwrap();
     // Each contradicting flag named with both values and the way out; nothing written.
     let run = resume(&sim, &journal, &["--check-command", "true", "--max-failures", "1"]);
-    assert_eq!(run.code, 2, "{}", run.debug());
+    assert_eq!(run.exit(), ExitCode::BadInput, "{}", run.debug());
     for says in [
         r#"--check-command "true" (the journal says "false")"#,
         "--max-failures 1 (the journal says 0)",
         "resume without those flags to keep the journaled values, or add --override-journal",
     ] {
-        assert!(run.stderr.contains(says), "{says}: {}", run.debug());
+        assert!(run.error().contains(says), "{says}: {}", run.debug());
     }
     assert_eq!(std::fs::read_to_string(&journal).unwrap(), before, "a refused resume writes nothing");
     // With --override-journal the given values win, and the journal says which.
     let run = resume(&sim, &journal, &["--check-command", "true", "--override-journal"]);
-    assert_eq!(run.code, 0, "{}", run.debug());
-    assert!(run.outcomes().values().all(|(outcome, _)| outcome == "rebooted"), "{}", run.debug());
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
+    assert!(run.outcomes().values().all(|(outcome, _)| *outcome == Outcome::Rebooted), "{}", run.debug());
     assert_eq!(overridden(&journal), [vec!["check_command".to_owned()]]);
 }
 
 #[test]
 fn a_journal_from_before_the_policy_was_recorded_resumes_with_todays_and_says_so() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     let journal = sim.path("run.jsonl");
     start_and_kill(&sim, &journal, &[]);
     // The run_started record as an older fleetboot wrote it: settings without the policy.
@@ -108,38 +112,22 @@ fn a_journal_from_before_the_policy_was_recorded_resumes_with_todays_and_says_so
     lines[0] = first.to_string();
     std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
     let run = resume(&sim, &journal, &["--check-command", "true"]);
-    assert_eq!(run.code, 0, "{}", run.debug());
-    let warning = run.events().into_iter().find(|e| e["type"] == "warning").map(|e| e["message"].as_str().unwrap().to_owned());
-    let warning = warning.unwrap_or_default();
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
+    let warning = run.warnings().into_iter().next().unwrap_or_default();
     assert!(warning.contains("was written before fleetboot recorded its") && warning.contains("check command"), "{}", run.debug());
     assert!(warning.contains("today's configuration"), "{warning}");
 }
 
 #[test]
 fn a_soft_reboot_is_reported_as_such_at_once_and_not_escalated() {
-    let sim = Sim::start(0, 2);
+    let sim = Sim::in_process(0, 2);
     // `systemctl soft-reboot` restarts userspace only: the node's SSH goes away and comes back
     // with the same boot ID. A 10-minute deadline: waiting for it would hang the test.
-    let run: Run = sim
-        .fleetboot(&[
-            "reboot",
-            "--nodes",
-            "worker-0",
-            "--command",
-            "sudo systemctl soft-reboot",
-            "--reboot-timeout",
-            "10m",
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(run.code, 3, "not a proven reboot: {}", run.debug());
+    let soft = ["--nodes", "worker-0", "--command", "sudo systemctl soft-reboot", "--reboot-timeout", "10m", "--poll-interval", "200ms"];
+    let run = sim.reboot_in_process(&soft);
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "not a proven reboot: {}", run.debug());
     let (outcome, error) = run.outcomes()["worker-0"].clone();
-    assert_eq!(outcome, "soft_rebooted", "{}", run.debug());
+    assert_eq!(outcome, Outcome::SoftRebooted, "{}", run.debug());
     assert!(error.contains("soft-rebooted, not a kernel reboot") && error.contains("SoftRebootsCount 0 → 1"), "{error}");
     // The node's own history: one soft reboot, no kernel reboot, no BMC reset.
     let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();

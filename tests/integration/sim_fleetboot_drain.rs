@@ -1,8 +1,10 @@
 //! fleetboot's own drain (`fleetboot reboot --drain`) against the simulation's default workloads
-//! and budgets, judged by the run's outcome and journal and the simulation's node history.
+//! and budgets, judged by the run's outcome and journal and the simulation's node history. The
+//! runs are the engine in process (common/inproc.rs).
 
-use crate::common::Run;
+use crate::common::inproc::EngineRun;
 use crate::common::sim::Sim;
+use fleetboot::ExitCode;
 
 fn reboot_requests(sim: &Sim, node: &str) -> usize {
     let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
@@ -18,26 +20,11 @@ fn frontend_pods_on(sim: &Sim, node: &str) -> Vec<String> {
         .collect()
 }
 
-fn reboot_worker_0(sim: &Sim, timeout: &str, journal: &str) -> Run {
+fn reboot_worker_0(sim: &Sim, timeout: &str, journal: &str) -> EngineRun {
     let journal = sim.path(journal);
-    Run::from(
-        sim.fleetboot(&[
-            "reboot",
-            "--nodes",
-            "worker-0",
-            "--drain",
-            "--drain-timeout",
-            timeout,
-            "--poll-interval",
-            "200ms",
-            "--output",
-            "json",
-            "--journal",
-            journal.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap(),
-    )
+    let args =
+        ["--nodes", "worker-0", "--drain", "--drain-timeout", timeout, "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()];
+    sim.reboot_in_process(&args)
 }
 
 /// Two pods of one budget on the node. A budget that can never be met refuses (429) until
@@ -47,7 +34,7 @@ fn reboot_worker_0(sim: &Sim, timeout: &str, journal: &str) -> Run {
 /// and is uncordoned.
 #[test]
 fn fleetboot_drain_waits_on_the_default_budgets_then_proceeds() {
-    let sim = Sim::start(1, 3);
+    let sim = Sim::in_process(1, 3);
     let ns = ["-n", "sample-app"];
     sim.kubectl_ok(&[&ns[..], &["scale", "deployment/frontend-0", "--replicas=6"]].concat());
     sim.kubectl_ok(&[&ns[..], &["patch", "pdb", "frontend-0", "--type", "merge", "-p", r#"{"spec":{"minAvailable":5}}"#]].concat());
@@ -71,7 +58,7 @@ fn fleetboot_drain_waits_on_the_default_budgets_then_proceeds() {
     };
     min(6);
     let run = reboot_worker_0(&sim, "5s", "one.jsonl");
-    assert_eq!(run.code, 3, "{}", run.debug());
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     let outcome = run.outcomes()["worker-0"].1.clone();
     assert!(outcome.starts_with("drain: pods still on the node after 5s: "), "{outcome}");
     assert!(before.iter().all(|p| outcome.contains(p.as_str())), "both frontends named: {outcome}");
@@ -84,7 +71,7 @@ fn fleetboot_drain_waits_on_the_default_budgets_then_proceeds() {
     // first one's replacement is Ready on another worker; then the node drains and reboots.
     min(5);
     let run = reboot_worker_0(&sim, "120s", "two.jsonl");
-    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
     assert_eq!(reboot_requests(&sim, "worker-0"), 1);
     let now = sim.kubectl_ok(&[&ns[..], &["get", "pods", "-l", "app=frontend-0", "-o", "name"]].concat());
     assert!(before.iter().all(|p| !now.contains(p.as_str())), "{now}");

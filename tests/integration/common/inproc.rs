@@ -19,7 +19,11 @@
 //! - the current directory: never changed, and every path the harness passes is absolute;
 //! - rustls: fleetboot builds its TLS configs with ring explicitly and installs no process-wide
 //!   default provider, so nothing is installed twice;
-//! - the open-file limit: raised (idempotently) by the simulation, as `fleetboot sim` does.
+//! - the open-file limit: raised (idempotently) by the simulation, as `fleetboot sim` does;
+//! - the process ID: a run's ID is its start second and the PID (`engine::reboot::new_run_id`),
+//!   and its lease identity is built from it, so two runs started in the same second in one
+//!   process are one holder to the lease. Tests of two competing runs (`--break-lock`, a refused
+//!   second run, `kill -9` and the reclaim of a dead run's lease) keep separate processes.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
