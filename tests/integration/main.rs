@@ -36,6 +36,7 @@ mod safety_resume;
 mod settings_env;
 mod sim_conformance;
 mod sim_drain_budgets;
+mod sim_exec;
 mod sim_fleetboot_drain;
 mod sim_kube;
 mod sim_kubectl;
