@@ -13,6 +13,7 @@ mod exec;
 mod hostlists;
 mod input;
 mod journal_lock;
+mod kube_transport;
 mod migrate;
 mod migrate_features;
 mod migrate_live;
