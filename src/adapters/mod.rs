@@ -11,4 +11,5 @@ pub mod migration_journal;
 pub mod redfish;
 pub mod ssh;
 pub mod system;
+pub mod transports;
 pub mod tz;

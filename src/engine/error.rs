@@ -71,6 +71,12 @@ pub enum SelectionError {
     NameNotAddress(Box<NameNotAddress>),
     #[error("{why}, but no BMC is known for: {}{hint}", nodes.join(", "))]
     NoBmc { why: &'static str, nodes: Vec<String>, hint: &'static str },
+    #[error("--transport kube reaches the nodes through the cluster API: pass --kubeconfig or --context")]
+    KubeNeedsACluster,
+    #[error(
+        "--transport kube: {reason}; nothing was touched (exec needs `create pods/exec` and `list pods` in openshift-machine-config-operator)"
+    )]
+    KubeExecRefused { node: String, reason: String },
     #[error("name the nodes to act on, or one BMC with --bmc")]
     NoPowerTargets,
     #[error("{action} needs {flag}{why}")]

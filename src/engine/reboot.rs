@@ -21,7 +21,9 @@ use tokio::sync::watch;
 use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
 use crate::adapters::journal::{self, JournalWriter};
 use crate::adapters::kube::ClusterConnection;
+use crate::adapters::kube::exec::KubeTransport;
 use crate::adapters::ssh::{SshClient, SshTransport};
+use crate::adapters::transports::NodeTransport;
 use crate::engine::error::{RunError as Error, SelectionError, WrongCluster};
 use crate::engine::runner::{
     self, Abort, RetryPolicy, RunInputs, apply_run_policy, apply_run_settings, journaled_policy, journaled_settings,
@@ -412,9 +414,23 @@ impl PreparedRun {
         }
         notes.into_iter().for_each(&mut warn);
         // Keys and known_hosts are read before the journal exists or any host is contacted.
-        let client = SshClient::for_this_user(settings.ssh.clone())?;
         let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
-        let transport = SshTransport::new(client, settings.reboot.clone());
+        let mut settings = settings;
+        if settings.reboot.transport == TransportChoice::Kube {
+            // The documents' `shutdown -r +1` for the SSH default (cancelable for a minute).
+            settings.reboot.command = crate::adapters::kube::exec::kube_reboot_command(&settings.reboot.command);
+        }
+        let transport = match settings.reboot.transport {
+            // Through the cluster API only: no SSH key is read; exec must be allowed before
+            // anything is touched.
+            TransportChoice::Kube => {
+                let connection = cluster.as_ref().ok_or(SelectionError::KubeNeedsACluster)?;
+                let kube = KubeTransport::new(connection.client.clone(), settings.reboot.clone(), settings.ssh.command_timeout);
+                kube_preflight(&kube, &plan.hosts).await?;
+                NodeTransport::Kube(kube)
+            }
+            _ => NodeTransport::Ssh(SshTransport::new(SshClient::for_this_user(settings.ssh.clone())?, settings.reboot.clone())),
+        };
         // BMC credentials are read now too: a bad one stops the run before any node is touched.
         let (bmc, bmc_warnings) = bmc_power(&settings, &plan.hosts, cluster.as_ref(), discovered).await?;
         bmc_warnings.into_iter().for_each(&mut warn);
@@ -521,6 +537,21 @@ impl PreparedRun {
     }
 }
 
+/// `--transport kube`, before the lease, the journal or any node: the first host's
+/// machine-config daemon pod answers a boot-ID read through exec. A refusal by the API (exec
+/// forbidden, no such pod) stops the run here; a node that is merely down is the runner's to
+/// judge, as over SSH.
+async fn kube_preflight(kube: &KubeTransport, hosts: &[Host]) -> Result<(), SelectionError> {
+    use fleetboot_core::transport::{PowerTransport, TransportError};
+    let Some(first) = hosts.first() else { return Ok(()) };
+    match kube.read_boot_id(first).await {
+        Err(e @ (TransportError::Auth(_) | TransportError::Other(_))) => {
+            Err(SelectionError::KubeExecRefused { node: first.name.clone(), reason: e.to_string() })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What a user must hear before a run starts, whatever it reboots.
 pub fn host_key_warning(settings: &Settings) -> Option<&'static str> {
     (settings.ssh.host_key_policy == HostKeyPolicy::InsecureIgnore).then_some(
@@ -539,7 +570,8 @@ async fn bmc_power(
     cluster: Option<&ClusterConnection>,
     discovered: Option<Vec<NodeInfo>>,
 ) -> Result<(Option<Arc<crate::adapters::bmc::RedfishPower>>, Vec<String>), Error> {
-    if settings.reboot.transport == TransportChoice::Ssh || (settings.bmcs.is_empty() && cluster.is_none()) {
+    if matches!(settings.reboot.transport, TransportChoice::Ssh | TransportChoice::Kube) || (settings.bmcs.is_empty() && cluster.is_none())
+    {
         return Ok((None, Vec::new()));
     }
     let kube = cluster.map(|c| &c.client);

@@ -78,6 +78,7 @@ choice!(
         Auto = "auto": "SSH, the BMC as the fallback",
         Ssh = "ssh": "SSH only; never a BMC",
         Redfish = "redfish": "Always the BMC (Redfish)",
+        Kube = "kube": "The cluster API only: exec into the node's machine-config daemon pod",
     }
 );
 
@@ -671,7 +672,7 @@ mod tests {
             assert_eq!(serde_json::to_string(&parsed).unwrap(), format!("\"{name}\""));
             assert_eq!(serde_json::from_str::<HostKeyPolicy>(&format!("\"{name}\"")).unwrap(), parsed);
         }
-        assert_eq!(Transport::NAMES, ["auto", "ssh", "redfish"]);
+        assert_eq!(Transport::NAMES, ["auto", "ssh", "redfish", "kube"]);
         assert_eq!(OutputFormat::NAMES, ["auto", "plain", "json"]);
     }
 

@@ -46,6 +46,8 @@ pub struct ApiState {
     /// Fault injection: requests of a method on a resource (`"DELETE namespaces"`) are taken
     /// and not answered while held (one slow call of a client, the rest of the API answering).
     pub held_requests: Mutex<std::collections::HashSet<String>>,
+    /// `pods/exec` (the `exec` module).
+    pub exec: super::exec::ExecState,
     /// What clients asked of the API, by `"METHOD resource[/subresource]"` (`"LIST nodes"` for
     /// a list, `"WATCH nodes"` for watch streams): the load a client puts on the API server (`GET /sim/v1/traffic`). Only
     /// requests over HTTP count: the simulated kubelets and operators write to the store directly.
@@ -69,9 +71,7 @@ impl ApiState {
         entry.bytes += bytes;
         entry.events += events;
     }
-}
 
-impl ApiState {
     pub fn new(history_limit: usize, bookmark_interval: Duration) -> Arc<ApiState> {
         Arc::new(ApiState {
             store: Mutex::new(Store::new(history_limit)),
@@ -84,6 +84,7 @@ impl ApiState {
             failing_requests: Default::default(),
             held_requests: Default::default(),
             traffic: Default::default(),
+            exec: Default::default(),
         })
     }
 }
@@ -142,7 +143,8 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl s
                     Ok::<_, Infallible>(handle(req, state).await)
                 }
             });
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).with_upgrades();
             tokio::select! {
                 _ = connection => {}
                 _ = cut.recv() => {}
@@ -153,7 +155,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl s
 
 /// Decodes `%XX` escapes and `+` byte by byte (RFC 3986 section 2.1: an escape is `%` and two
 /// hex digits, which are ASCII; anything else after `%`, raw UTF-8 included, stays as it is).
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
@@ -415,6 +417,11 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
             Ok(value) => json_response(StatusCode::OK, &value),
             Err((code, message)) => status_error(code, "BadRequest", message),
         };
+    }
+    if let Some((namespace, pod)) = super::exec::exec_target(req.uri().path()) {
+        // Counted as one request: the streams' bytes are the exec module's (not counted yet).
+        state.count("EXEC pods/exec", 1, 0, 0);
+        return super::exec::handle(req, state, namespace, pod).await;
     }
     match route(req.uri().path(), &host) {
         Route::Version => json_response(

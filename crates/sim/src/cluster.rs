@@ -218,6 +218,7 @@ impl Cluster {
             Some(cluster) => control(&cluster, method, path, body),
             None => Err((503, "the simulation is shutting down".to_owned())),
         }));
+        let _ = api.exec.kubelets.set(Box::new(super::exec::ClusterKubelets(Arc::downgrade(&cluster))));
         cluster.seed(&options);
         cluster.seed_bare_metal_hosts();
         let mut stop_api = stop_rx.clone();
@@ -392,6 +393,7 @@ impl Cluster {
             let mut mcd =
                 daemon_pod("openshift-machine-config-operator", "machine-config-daemon", "machine-config-daemon", &node.name, &ip, true);
             mcd["metadata"]["labels"] = json!({"k8s-app": "machine-config-daemon"});
+            super::exec::daemon_pod_as_installed(&mut mcd);
             self.create(t("", "v1", "pods"), Some("openshift-machine-config-operator"), mcd);
         }
         for pool in ["master", "worker"] {
@@ -901,6 +903,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             }
             Ok(json!({"node": name, "applied": body}))
         }
+        ("POST", ["exec-forbidden"]) => super::exec::control_forbid(&cluster.api, body),
         ("POST", ["outage"]) => {
             let seconds = body["seconds"].as_f64().ok_or((400, "expected {\"seconds\": N}".to_owned()))?;
             let length = Duration::try_from_secs_f64(seconds)

@@ -12,6 +12,7 @@ pub mod cno;
 pub mod cvo;
 pub mod defaults;
 pub mod eviction;
+pub mod exec;
 pub mod features;
 pub mod live;
 pub mod mco;

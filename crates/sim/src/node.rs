@@ -401,17 +401,51 @@ impl SimNode {
         }
     }
 
-    /// The answer to one exec request: (stdout, stderr, exit status).
+    /// The answer to one exec request over SSH, as the unprivileged login user (privileged
+    /// commands need `sudo`): (stdout, stderr, exit status).
     fn answer(self: &Arc<Self>, command: &str) -> (String, String, u32) {
+        self.answer_as(command, false)
+    }
+
+    /// The answer to one command on the host, as root (`root`: a process of the host's root,
+    /// such as `chroot /rootfs CMD` in a privileged pod, where `sudo` is not needed) or as the
+    /// SSH login user. The one code path for SSH and the API's exec, so both see the same boot
+    /// IDs and schedule the same reboots.
+    pub fn answer_as(self: &Arc<Self>, command: &str, root: bool) -> (String, String, u32) {
         let command = command.trim();
+        let (privileged, bare) = match command.strip_prefix("sudo ") {
+            Some(bare) => (true, bare.trim()),
+            None => (root, command),
+        };
+        if privileged && let Some(answer) = self.answer_privileged(bare, root) {
+            return answer;
+        }
         match command {
             "cat /proc/sys/kernel/random/boot_id" => (format!("{}\n", self.boot_id()), String::new(), 0),
-            "sudo shutdown -r -t 3" | "sudo shutdown -r now" | "sudo shutdown -r" | "sudo systemctl reboot" | "sudo reboot" => {
-                if self.faults.refuse_sudo.load(Ordering::SeqCst) {
-                    return (String::new(), "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\nsudo: a password is required\n".into(), 1);
+            "systemctl show --property=SoftRebootsCount --value" | "systemctl show -P SoftRebootsCount" => {
+                (format!("{}\n", self.soft_reboots.load(Ordering::SeqCst)), String::new(), 0)
+            }
+            "true" | "systemctl is-system-running --wait" => {
+                (if command == "true" { String::new() } else { "running\n".into() }, String::new(), 0)
+            }
+            "false" => (String::new(), String::new(), 1),
+            "hostname" => (format!("{}\n", self.name), String::new(), 0),
+            "uname -r" => ("5.14.0-427.fleetboot.el9_4.x86_64\n".into(), String::new(), 0),
+            other => (String::new(), format!("bash: {}: command not found\n", other.split_whitespace().next().unwrap_or(other)), 127),
+        }
+    }
+
+    /// A command that needs root (`bare`: without `sudo`), or None for any other command.
+    fn answer_privileged(self: &Arc<Self>, bare: &str, root: bool) -> Option<(String, String, u32)> {
+        let refused = !root && self.faults.refuse_sudo.load(Ordering::SeqCst);
+        Some(match bare {
+            // `shutdown -r +1` is the OpenShift migration documents' form (a minute ahead, as
+            // `shutdown -r` alone and `-t 3`: systemd-shutdown schedules whole minutes).
+            "shutdown -r -t 3" | "shutdown -r now" | "shutdown -r" | "shutdown -r +1" | "systemctl reboot" | "reboot" => {
+                if refused {
+                    return Some((String::new(), "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\nsudo: a password is required\n".into(), 1));
                 }
-                let delay =
-                    if command.ends_with("now") || !command.contains("shutdown") { Duration::ZERO } else { self.timings.reboot_delay };
+                let delay = if bare.ends_with("now") || !bare.contains("shutdown") { Duration::ZERO } else { self.timings.reboot_delay };
                 self.schedule_reboot(delay);
                 let msg = if delay.is_zero() {
                     String::new()
@@ -423,28 +457,24 @@ impl SimNode {
                 };
                 (String::new(), msg, 0)
             }
-            "sudo systemctl soft-reboot" => {
-                if self.faults.refuse_sudo.load(Ordering::SeqCst) {
-                    return (String::new(), "sudo: a password is required\n".into(), 1);
+            "systemctl soft-reboot" => {
+                if refused {
+                    return Some((String::new(), "sudo: a password is required\n".into(), 1));
                 }
                 self.soft_reboot();
                 (String::new(), String::new(), 0)
             }
-            "systemctl show --property=SoftRebootsCount --value" | "systemctl show -P SoftRebootsCount" => {
-                (format!("{}\n", self.soft_reboots.load(Ordering::SeqCst)), String::new(), 0)
-            }
-            "sudo shutdown -c" => {
+            "shutdown -c" => {
                 self.cancel_reboot();
                 (String::new(), String::new(), 0)
             }
-            "true" | "systemctl is-system-running --wait" => {
-                (if command == "true" { String::new() } else { "running\n".into() }, String::new(), 0)
-            }
-            "false" => (String::new(), String::new(), 1),
-            "hostname" => (format!("{}\n", self.name), String::new(), 0),
-            "uname -r" => ("5.14.0-427.fleetboot.el9_4.x86_64\n".into(), String::new(), 0),
-            other => (String::new(), format!("bash: {}: command not found\n", other.split_whitespace().next().unwrap_or(other)), 127),
-        }
+            _ => return None,
+        })
+    }
+
+    /// Whether the node's kubelet answers (the API server reaches it for exec, logs, ...).
+    pub fn kubelet_up(&self) -> bool {
+        self.phase() != Phase::Down && !self.powered_off.load(Ordering::SeqCst) && !self.hung.load(Ordering::SeqCst)
     }
 }
 

@@ -1,0 +1,353 @@
+//! `pods/exec` over WebSocket: what `kubectl exec` and kube-rs's `ws` feature speak to a real
+//! API server, answered by the simulated nodes' one command path (the one their SSH servers
+//! use, [`SimNode::answer_as`]), so boot IDs and reboots are the same whichever way they came.
+//!
+//! Sources: the channel protocols and their negotiation are `k8s.io/apimachinery`
+//! `pkg/util/httpstream/wsstream/conn.go` (a binary message is one channel byte and the data;
+//! `v4.channel.k8s.io` and `v5.channel.k8s.io`, v5 adding the close channel 255); the empty
+//! message on the lowest writable channel at start, the exit status as a `Status` on channel 3
+//! (Success, or Failure with reason `NonZeroExitCode` and a cause `ExitCode`) are the kubelet's
+//! `pkg/kubelet/cri/streaming/remotecommand/websocket.go` and `exec.go`; the checks before the
+//! upgrade (authorization first, then the pod, then its container, then the kubelet) are the
+//! API server's `pkg/registry/core/pod/strategy.go` (`ExecLocation`, `validateContainer`) and
+//! `pkg/registry/core/pod/rest/subresources.go`.
+//!
+//! [`SimNode::answer_as`]: super::node::SimNode::answer_as
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+
+use super::api::ApiState;
+use super::cluster::Cluster;
+
+/// The subprotocols served, in the server's order of preference when a client offers several.
+const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const STATUS: u8 = 3;
+
+/// What the API server reaches through the kubelets (set by the cluster when it starts).
+pub trait Kubelets: Send + Sync {
+    /// Ok when the node's kubelet answers; else the error of dialing it.
+    fn dial(&self, node: &str) -> Result<(), String>;
+    /// Runs `command` on the node's host (`root`: as root, else as the SSH login user).
+    fn run(&self, node: &str, command: &str, root: bool) -> (String, String, u32);
+}
+
+/// The exec state of the API server.
+#[derive(Default)]
+pub struct ExecState {
+    pub kubelets: OnceLock<Box<dyn Kubelets>>,
+    /// Namespaces where `pods/exec` is forbidden, with the user named in the refusal.
+    pub forbidden: Mutex<HashMap<String, String>>,
+    /// Exec requests answered, and bytes written to clients on their streams (cost measurements).
+    pub requests: std::sync::atomic::AtomicU64,
+    pub stream_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// The cluster's kubelets, by its nodes.
+pub struct ClusterKubelets(pub Weak<Cluster>);
+
+impl Kubelets for ClusterKubelets {
+    fn dial(&self, node: &str) -> Result<(), String> {
+        let cluster = self.0.upgrade().ok_or("the simulation is shutting down")?;
+        let node = cluster.node(node).ok_or_else(|| format!("node {node:?} not found"))?;
+        if node.kubelet_up() {
+            Ok(())
+        } else {
+            // The API server's proxy to the kubelet (`upgradeaware.go`) fails dialing it.
+            Err(format!("error dialing backend: dial tcp {}:10250: connect: no route to host", node.addr.ip()))
+        }
+    }
+
+    fn run(&self, node: &str, command: &str, root: bool) -> (String, String, u32) {
+        match self.0.upgrade().and_then(|c| c.node(node).cloned()) {
+            Some(node) => node.answer_as(command, root),
+            None => (String::new(), "node gone\n".into(), 1),
+        }
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn status(code: u16, reason: &str, message: String, details: Value) -> Response<Body> {
+    let mut value = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
+    if !details.is_null() {
+        value["details"] = details;
+    }
+    Response::builder()
+        .status(StatusCode::from_u16(code).expect("valid code"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&value).expect("serializes"))).boxed())
+        .expect("response")
+}
+
+/// `(namespace, pod)` when `path` is `/api/v1/namespaces/NS/pods/NAME/exec`.
+pub fn exec_target(path: &str) -> Option<(String, String)> {
+    match path.trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+        ["api", "v1", "namespaces", ns, "pods", name, "exec"] => Some((ns.to_string(), name.to_string())),
+        _ => None,
+    }
+}
+
+/// `POST /sim/v1/exec-forbidden` with `{"namespace": NS, "forbidden": true|false, "user": U}`.
+pub fn control_forbid(api: &ApiState, body: &Value) -> Result<Value, (u16, String)> {
+    let namespace = body["namespace"].as_str().ok_or((400, "expected {\"namespace\": NS, \"forbidden\": true|false}".to_owned()))?;
+    let forbidden = body["forbidden"].as_bool().unwrap_or(true);
+    let user = body["user"].as_str().unwrap_or("system:admin");
+    let mut map = api.exec.forbidden.lock().unwrap();
+    if forbidden {
+        map.insert(namespace.to_owned(), user.to_owned());
+    } else {
+        map.remove(namespace);
+    }
+    Ok(json!({"namespace": namespace, "forbidden": forbidden}))
+}
+
+/// The host's `/` as the pod's container sees it: the mount path of a hostPath volume of `/`
+/// (the machine-config daemon's `/rootfs`, an `oc debug` pod's `/host`).
+fn host_root_mount(pod: &Value, container: &Value) -> Option<String> {
+    let volumes = pod.pointer("/spec/volumes")?.as_array()?;
+    container.get("volumeMounts")?.as_array()?.iter().find_map(|mount| {
+        let volume = volumes.iter().find(|v| v["name"] == mount["name"])?;
+        (volume.pointer("/hostPath/path")?.as_str()? == "/").then(|| mount["mountPath"].as_str().map(str::to_owned))?
+    })
+}
+
+fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.split_once('=').or(Some((p, ""))))
+        .filter(|(k, _)| super::api::percent_decode(k) == key)
+        .map(|(_, v)| super::api::percent_decode(v))
+        .collect()
+}
+
+/// Answers one exec request: a refusal as a `Status`, or `101 Switching Protocols` and the
+/// command's streams.
+pub async fn handle(req: Request<Incoming>, state: Arc<ApiState>, namespace: String, pod_name: String) -> Response<Body> {
+    state.exec.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return status(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({})", req.method()),
+            Value::Null,
+        );
+    }
+    let details = json!({"name": pod_name, "kind": "pods"});
+    if let Some(user) = state.exec.forbidden.lock().unwrap().get(&namespace) {
+        return status(
+            403,
+            "Forbidden",
+            format!(
+                "pods \"{pod_name}\" is forbidden: User \"{user}\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"{namespace}\""
+            ),
+            details,
+        );
+    }
+    let pods = super::types::find("", "v1", "pods").expect("pods");
+    let pod = match state.store.lock().unwrap().get(pods, Some(&namespace), &pod_name) {
+        Ok(pod) => pod,
+        Err(_) => return status(404, "NotFound", format!("pods \"{pod_name}\" not found"), details),
+    };
+    let query = req.uri().query();
+    let command = query_values(query, "command");
+    let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let default_container = pod
+        .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| (containers.len() == 1).then(|| containers[0]["name"].as_str().unwrap_or_default().to_owned()));
+    let Some(container_name) = query_values(query, "container").into_iter().next().or(default_container) else {
+        let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
+        return status(
+            400,
+            "BadRequest",
+            format!("a container name must be specified for pod {pod_name}, choose one of: [{}]", names.join(" ")),
+            Value::Null,
+        );
+    };
+    let Some(container) = containers.iter().find(|c| c["name"] == container_name.as_str()) else {
+        return status(400, "BadRequest", format!("container {container_name} is not valid for pod {pod_name}"), Value::Null);
+    };
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
+    if phase == "Succeeded" || phase == "Failed" {
+        return status(
+            400,
+            "BadRequest",
+            format!("cannot exec into a container in a completed pod; current phase is {phase}"),
+            Value::Null,
+        );
+    }
+    if command.is_empty() {
+        return status(400, "BadRequest", "you must specify at least 1 command".into(), Value::Null);
+    }
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let Some(kubelets) = state.exec.kubelets.get() else {
+        return status(503, "ServiceUnavailable", "the simulation is not started".into(), Value::Null);
+    };
+    if let Err(e) = kubelets.dial(&node) {
+        return status(500, "InternalError", e, Value::Null);
+    }
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+        .collect();
+    let is_websocket = req.headers().get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = req.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec());
+    let (Some(key), true) = (key, is_websocket) else {
+        // SPDY (kubectl's fallback) is not served: the simulation speaks WebSocket only.
+        return status(
+            400,
+            "BadRequest",
+            "the simulation serves exec over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io)".into(),
+            Value::Null,
+        );
+    };
+    // The first protocol the client offers that the server speaks (wsstream `handshake`).
+    let Some(protocol) = offered.iter().find(|p| PROTOCOLS.contains(&p.as_str())).cloned() else {
+        return status(
+            400,
+            "BadRequest",
+            format!("unable to upgrade: no supported subprotocol among {offered:?} (this server speaks {PROTOCOLS:?})"),
+            Value::Null,
+        );
+    };
+    let mount = host_root_mount(&pod, container);
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    let upgrade = hyper::upgrade::on(req);
+    let state2 = state.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let ws = WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, None).await;
+        run_stream(ws, &state2, &node, &command, mount.as_deref()).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", accept)
+        .header("sec-websocket-protocol", protocol)
+        .body(Full::new(Bytes::new()).boxed())
+        .expect("response")
+}
+
+/// What the command does: `chroot ROOT CMD...` with ROOT the host's `/` runs CMD on the host as
+/// root; the few commands a container has of its own run there (the boot ID is the kernel's).
+fn execute(kubelets: &dyn Kubelets, node: &str, command: &[String], mount: Option<&str>) -> (String, String, u32) {
+    match command {
+        [chroot, root, rest @ ..] if chroot == "chroot" && Some(root.trim_end_matches('/')) == mount && !rest.is_empty() => {
+            kubelets.run(node, &rest.join(" "), true)
+        }
+        [chroot, root, ..] if chroot == "chroot" => {
+            (String::new(), format!("chroot: cannot change root directory to '{root}': No such file or directory\n"), 125)
+        }
+        _ => {
+            let line = command.join(" ");
+            match line.as_str() {
+                "cat /proc/sys/kernel/random/boot_id" | "true" | "false" | "hostname" => kubelets.run(node, &line, true),
+                // runc's error for a binary the image lacks (exit 126, `exec failed`).
+                _ => (
+                    String::new(),
+                    format!(
+                        "OCI runtime exec failed: exec failed: unable to start container process: exec: \"{}\": executable file not found in $PATH: unknown\n",
+                        command[0]
+                    ),
+                    126,
+                ),
+            }
+        }
+    }
+}
+
+async fn run_stream<S>(mut ws: WebSocketStream<S>, state: &ApiState, node: &str, command: &[String], mount: Option<&str>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(kubelets) = state.exec.kubelets.get() else { return };
+    let count = |n: usize| state.exec.stream_bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    // The lowest writable channel's empty message: the client knows the stream is up.
+    if ws.send(Message::Binary(Bytes::from_static(&[STDOUT]))).await.is_err() {
+        return;
+    }
+    count(1);
+    let (stdout, stderr, exit) = execute(kubelets.as_ref(), node, command, mount);
+    for (channel, data) in [(STDOUT, &stdout), (STDERR, &stderr)] {
+        if data.is_empty() {
+            continue;
+        }
+        let mut frame = vec![channel];
+        frame.extend_from_slice(data.as_bytes());
+        count(frame.len());
+        if ws.send(Message::Binary(frame.into())).await.is_err() {
+            return;
+        }
+    }
+    let status = if exit == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: command '{}' exited with {exit}: {}", command.join(" "), stderr_tail(&stderr)),
+            "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": exit.to_string()}]}})
+    };
+    let mut frame = vec![STATUS];
+    frame.extend_from_slice(&serde_json::to_vec(&status).expect("serializes"));
+    count(frame.len());
+    if ws.send(Message::Binary(frame.into())).await.is_err() {
+        return;
+    }
+    // A normal closure (1000): client-go's reader takes a close without a code (1005) as an error.
+    let _ = ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
+    // Reads until the client's close answers ours (or it goes away).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+}
+
+fn stderr_tail(stderr: &str) -> &str {
+    stderr.trim_end()
+}
+
+/// The machine-config daemon's pod as its DaemonSet makes it (machine-config-operator,
+/// `manifests/machineconfigdaemon/daemonset.yaml`, release-4.14 to release-4.18): privileged,
+/// hostPID, the host's `/` at `/rootfs` through the `rootfs` hostPath volume, a second container
+/// `kube-rbac-proxy`, and `kubectl.kubernetes.io/default-container: machine-config-daemon`.
+pub fn daemon_pod_as_installed(pod: &mut Value) {
+    pod["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/default-container": "machine-config-daemon",
+        "openshift.io/required-scc": "privileged",
+    });
+    pod["spec"]["hostPID"] = json!(true);
+    pod["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
+    pod["spec"]["volumes"] = json!([{"name": "rootfs", "hostPath": {"path": "/"}}]);
+    if let Some(daemon) = pod.pointer_mut("/spec/containers/0") {
+        daemon["securityContext"] = json!({"privileged": true});
+        daemon["volumeMounts"] = json!([{"name": "rootfs", "mountPath": "/rootfs"}]);
+    }
+    let proxy = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:kube-rbac-proxy";
+    if let Some(containers) = pod.pointer_mut("/spec/containers").and_then(Value::as_array_mut) {
+        containers.push(json!({"name": "kube-rbac-proxy", "image": proxy}));
+    }
+    let started = pod.pointer("/status/startTime").cloned().unwrap_or(Value::Null);
+    if let Some(statuses) = pod.pointer_mut("/status/containerStatuses").and_then(Value::as_array_mut) {
+        statuses
+            .push(json!({"name": "kube-rbac-proxy", "ready": true, "started": true, "restartCount": 0, "image": proxy, "imageID": proxy,
+            "state": {"running": {"startedAt": started}}}));
+    }
+}

@@ -1,0 +1,283 @@
+//! The `kube` power transport: commands run on a node through the cluster API, by `pods/exec`
+//! (WebSocket, `v5.channel.k8s.io` / `v4.channel.k8s.io` through kube's `ws` feature) into the
+//! machine-config daemon's pod on that node, under `chroot /rootfs`: what the OpenShift
+//! migration documents do (`oc rsh -n openshift-machine-config-operator <pod> chroot /rootfs
+//! shutdown -r +1`). No SSH key is needed; the API's RBAC decides (`create pods/exec` in
+//! `openshift-machine-config-operator`, `list pods` there).
+//!
+//! Delivery is judged as for SSH: a refusal before the stream opened (403, the pod not found,
+//! the kubelet not reachable) sent nothing; a stream that ended without an exit status after
+//! the command started may have delivered it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fleetboot_core::hosts::Host;
+use fleetboot_core::journal::Delivery;
+use fleetboot_core::transport::{PowerTransport, TransportError, parse_boot_id};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, AttachParams, ListParams};
+use tokio::io::AsyncReadExt;
+
+use crate::adapters::config::RebootSettings;
+
+/// Where the machine-config daemon runs (machine-config-operator,
+/// `manifests/machineconfigdaemon/daemonset.yaml`): its namespace, its pods' label, its
+/// container, and where that container sees the host's `/`.
+pub const DAEMON_NAMESPACE: &str = "openshift-machine-config-operator";
+pub const DAEMON_SELECTOR: &str = "k8s-app=machine-config-daemon";
+pub const DAEMON_CONTAINER: &str = "machine-config-daemon";
+pub const HOST_ROOT: &str = "/rootfs";
+
+/// The SSH transport's default reboot command; through the API it becomes the documents'
+/// `shutdown -r +1` (cancelable with `shutdown -c` for the first minute).
+const SSH_DEFAULT_REBOOT: &str = "sudo shutdown -r -t 3";
+pub const KUBE_DEFAULT_REBOOT: &str = "shutdown -r +1";
+
+/// What one exec gave back.
+#[derive(Debug)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// None: the stream ended without an exit status (dropped after the command started).
+    pub exit: Option<u32>,
+    /// The command did not finish within the limit (it may still take effect).
+    pub timed_out: bool,
+}
+
+/// How an exec failed: refused before the stream opened (nothing ran).
+pub type Refused = TransportError;
+
+/// The command as the transport runs it: `chroot /rootfs` and the words of `command` (`sudo`
+/// and its options dropped: the daemon's container is root on the host). No shell reads it.
+pub fn host_argv(command: &str) -> Vec<String> {
+    let mut words = command.split_whitespace().peekable();
+    if words.peek() == Some(&"sudo") {
+        words.next();
+        while words.peek().is_some_and(|w| w.starts_with('-')) {
+            words.next();
+        }
+    }
+    ["chroot", HOST_ROOT].into_iter().chain(words).map(str::to_owned).collect()
+}
+
+/// The reboot command through this transport: the SSH default becomes `shutdown -r +1`.
+pub fn kube_reboot_command(configured: &str) -> String {
+    if configured == SSH_DEFAULT_REBOOT { KUBE_DEFAULT_REBOOT.to_owned() } else { configured.to_owned() }
+}
+
+/// An API error before the stream: what it means for delivery and retries.
+fn refused(node: &str, error: kube::Error) -> Refused {
+    match error {
+        kube::Error::Api(status) if status.code == 403 || status.code == 401 => {
+            TransportError::Auth(format!("the cluster API refused exec on {node}: {}", status.message))
+        }
+        // The kubelet not reachable (the node is down or booting): another try may work.
+        kube::Error::Api(status) if status.code >= 500 => {
+            TransportError::Unreachable(format!("exec on {node} through the cluster API: {}", status.message))
+        }
+        kube::Error::Api(status) => TransportError::Other(format!("exec on {node} through the cluster API: {}", status.message)),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            TransportError::Unreachable(format!("the cluster API for exec on {node}: {error}"))
+        }
+        other => TransportError::Other(format!("exec on {node} through the cluster API: {other}")),
+    }
+}
+
+/// The exit status an exec's status channel carried (`Success`, or `Failure` with an
+/// `ExitCode` cause); None when it carried none.
+fn exit_of(status: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> Result<Option<u32>, String> {
+    let Some(status) = status else { return Ok(None) };
+    if status.status.as_deref() == Some("Success") {
+        return Ok(Some(0));
+    }
+    let cause = status.details.as_ref().and_then(|d| d.causes.as_ref()).and_then(|causes| {
+        causes.iter().find(|c| c.reason.as_deref() == Some("ExitCode")).and_then(|c| c.message.as_deref()?.parse::<u32>().ok())
+    });
+    match cause {
+        Some(code) => Ok(Some(code)),
+        None => Err(status.message.clone().unwrap_or_else(|| "the exec failed without a message".into())),
+    }
+}
+
+pub struct KubeTransport {
+    client: Client,
+    reboot: RebootSettings,
+    reboot_command: String,
+    command_timeout: Duration,
+    /// The daemon pod found for each node (found again when it is gone).
+    pods: Mutex<HashMap<String, String>>,
+    /// API requests made and bytes read from exec streams (for the cost figures).
+    pub requests: std::sync::atomic::AtomicU64,
+}
+
+impl KubeTransport {
+    pub fn new(client: Client, reboot: RebootSettings, command_timeout: Duration) -> KubeTransport {
+        let reboot_command = kube_reboot_command(&reboot.command);
+        KubeTransport { client, reboot, reboot_command, command_timeout, pods: Default::default(), requests: Default::default() }
+    }
+
+    /// The reboot command this transport sends (for the journal and `--dry-run`).
+    pub fn reboot_command(&self) -> &str {
+        &self.reboot_command
+    }
+
+    /// The Running machine-config daemon pod on `node`.
+    pub async fn daemon_pod(&self, node: &str) -> Result<String, TransportError> {
+        if let Some(pod) = self.pods.lock().unwrap().get(node) {
+            return Ok(pod.clone());
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
+        let params = ListParams::default().labels(DAEMON_SELECTOR).fields(&format!("spec.nodeName={node}"));
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pods = api.list(&params).await.map_err(|e| refused(node, e))?;
+        let running = pods
+            .items
+            .iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .and_then(|p| p.metadata.name.clone());
+        let pod = running.ok_or_else(|| {
+            TransportError::Unreachable(format!(
+                "no Running machine-config-daemon pod on {node} (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})"
+            ))
+        })?;
+        self.pods.lock().unwrap().insert(node.to_owned(), pod.clone());
+        Ok(pod)
+    }
+
+    /// Runs `command` on the node's host. Err: refused before the stream opened (nothing ran).
+    pub async fn exec(&self, host: &Host, command: &str) -> Result<ExecOutput, Refused> {
+        let node = host.name.as_str();
+        let pod = self.daemon_pod(node).await?;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
+        let params = AttachParams::default().container(DAEMON_CONTAINER).stdin(false).stdout(true).stderr(true);
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut process = match api.exec(&pod, host_argv(command), &params).await {
+            Ok(process) => process,
+            Err(e) => {
+                // A pod gone since it was found is looked up again next time.
+                if matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                    self.pods.lock().unwrap().remove(node);
+                }
+                return Err(refused(node, e));
+            }
+        };
+        let (mut stdout, mut stderr) = (process.stdout(), process.stderr());
+        let status = process.take_status();
+        let run = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let read_out = async {
+                if let Some(s) = stdout.as_mut() {
+                    let _ = s.read_to_end(&mut out).await;
+                }
+            };
+            let read_err = async {
+                if let Some(s) = stderr.as_mut() {
+                    let _ = s.read_to_end(&mut err).await;
+                }
+            };
+            tokio::join!(read_out, read_err);
+            let status = match status {
+                Some(status) => status.await,
+                None => None,
+            };
+            (out, err, status)
+        };
+        let Ok((stdout, stderr, status)) = tokio::time::timeout(self.command_timeout, run).await else {
+            process.abort();
+            return Ok(ExecOutput { stdout: Vec::new(), stderr: Vec::new(), exit: None, timed_out: true });
+        };
+        let _ = process.join().await;
+        let exit = exit_of(status.as_ref()).map_err(|why| TransportError::Other(format!("exec on {node}: {why}")))?;
+        Ok(ExecOutput { stdout, stderr, exit, timed_out: false })
+    }
+
+    /// Runs `command`; Ok only when it exited 0.
+    async fn run_ok(&self, host: &Host, command: &str) -> Result<ExecOutput, TransportError> {
+        let output = self.exec(host, command).await?;
+        match output.exit {
+            Some(0) => Ok(output),
+            _ if output.timed_out => Err(TransportError::Timeout(format!("`{command}` through the cluster API"))),
+            None => {
+                Err(TransportError::Unreachable(format!("the exec stream of `{command}` on {} ended without an exit status", host.name)))
+            }
+            Some(exit) => Err(TransportError::CommandFailed {
+                command: command.to_owned(),
+                exit,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+        }
+    }
+}
+
+impl PowerTransport for KubeTransport {
+    async fn read_boot_id(&self, host: &Host) -> Result<String, TransportError> {
+        let output = self.run_ok(host, &self.reboot.boot_id_command).await?;
+        parse_boot_id(&output.stdout)
+    }
+
+    async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
+        let command = &self.reboot_command;
+        let output = self.exec(host, command).await?;
+        match output.exit {
+            _ if output.timed_out => Ok(Delivery::NoAnswer),
+            Some(0) => Ok(Delivery::ExitZero),
+            // The stream ended after the command started: the reboot may be under way.
+            None => Ok(Delivery::ConnectionDropped),
+            Some(exit) => Err(TransportError::CommandFailed {
+                command: command.clone(),
+                exit,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+        }
+    }
+
+    async fn cancel_reboot(&self, host: &Host) -> Result<(), TransportError> {
+        self.run_ok(host, &self.reboot.cancel_command).await.map(|_| ())
+    }
+
+    async fn run_check(&self, host: &Host, command: &str) -> Result<(), TransportError> {
+        self.run_ok(host, command).await.map(|_| ())
+    }
+
+    async fn soft_reboot_count(&self, host: &Host) -> Option<u64> {
+        let output = self.run_ok(host, fleetboot_core::transport::SOFT_REBOOTS_COMMAND).await.ok()?;
+        fleetboot_core::transport::parse_soft_reboots(&output.stdout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_run_under_chroot_without_sudo() {
+        assert_eq!(host_argv("cat /proc/sys/kernel/random/boot_id"), ["chroot", "/rootfs", "cat", "/proc/sys/kernel/random/boot_id"]);
+        assert_eq!(host_argv("sudo -n shutdown -c"), ["chroot", "/rootfs", "shutdown", "-c"]);
+        assert_eq!(kube_reboot_command("sudo shutdown -r -t 3"), "shutdown -r +1");
+        assert_eq!(kube_reboot_command("sudo systemctl reboot"), "sudo systemctl reboot");
+        assert!(fleetboot_core::escalation::cancellable_command(KUBE_DEFAULT_REBOOT));
+    }
+
+    #[test]
+    fn the_status_channel_gives_the_exit_code() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+        let success = Status { status: Some("Success".into()), ..Default::default() };
+        assert_eq!(exit_of(Some(&success)), Ok(Some(0)));
+        let failed = Status {
+            status: Some("Failure".into()),
+            reason: Some("NonZeroExitCode".into()),
+            details: Some(StatusDetails {
+                causes: Some(vec![StatusCause { reason: Some("ExitCode".into()), message: Some("3".into()), ..Default::default() }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(exit_of(Some(&failed)), Ok(Some(3)));
+        assert_eq!(exit_of(None), Ok(None));
+        let other = Status { status: Some("Failure".into()), message: Some("container not found".into()), ..Default::default() };
+        assert!(exit_of(Some(&other)).is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! Issue 23: `--transport kube`, rebooting through the cluster API (exec into the node's
+//! machine-config daemon pod, `chroot /rootfs`), judged by the simulation's node history and
+//! the Node objects: no SSH key, no SSH server; a forbidden exec touches nothing; a killed run
+//! resumed reboots no node twice.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::common::sim::Sim;
+use crate::common::{Run, dispatch_counts, wait_for_dispatches};
+
+const MCO: &str = "openshift-machine-config-operator";
+
+/// The simulation's own history of each node.
+fn histories(sim: &Sim) -> Vec<(String, Vec<String>)> {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let events = n["history"].as_array().unwrap().iter().map(|e| e[1].as_str().unwrap().to_owned()).collect();
+            (n["name"].as_str().unwrap().to_owned(), events)
+        })
+        .collect()
+}
+
+fn count(events: &[String], what: &str) -> usize {
+    events.iter().filter(|e| *e == what).count()
+}
+
+/// A cluster none of whose nodes serves SSH.
+fn no_ssh_cluster(masters: usize, workers: usize) -> Sim {
+    let names: Vec<String> = (0..masters).map(|i| format!("master-{i}")).chain((0..workers).map(|i| format!("worker-{i}"))).collect();
+    let mut extra = Vec::new();
+    for name in &names {
+        extra.extend(["--no-ssh", name.as_str()]);
+    }
+    let sim = Sim::start_with(masters, workers, &extra);
+    // No SSH identity either: the kube transport must not need one.
+    std::fs::remove_file(sim.path("id_ed25519")).unwrap();
+    sim
+}
+
+/// A TCP proxy in front of the API that counts what passes: HTTP requests (request lines from
+/// the client) and bytes both ways. The cost of a run as the API server sees it.
+struct CountingProxy {
+    addr: String,
+    requests: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    fn start(upstream: &str) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let (requests, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (r, b) = (requests.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                let pump = |mut from: TcpStream, mut to: TcpStream, requests: Option<Arc<AtomicU64>>, bytes: Arc<AtomicU64>| {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            bytes.fetch_add(n as u64, Ordering::Relaxed);
+                            if let Some(requests) = &requests {
+                                let text = String::from_utf8_lossy(&buf[..n]);
+                                requests.fetch_add(text.matches(" HTTP/1.1\r\n").count() as u64, Ordering::Relaxed);
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(r.clone()), b.clone());
+                pump(server, client, None, b.clone());
+            }
+        });
+        CountingProxy { addr, requests, bytes }
+    }
+
+    fn kubeconfig(&self, sim: &Sim, name: &str) -> String {
+        let original = std::fs::read_to_string(sim.path("kubeconfig")).unwrap();
+        let path = sim.path(name);
+        std::fs::write(&path, original.replace(&sim.api, &self.addr)).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    fn take(&self) -> (u64, u64) {
+        (self.requests.swap(0, Ordering::Relaxed), self.bytes.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[test]
+fn a_cluster_without_ssh_is_rebooted_entirely_through_the_api() {
+    let sim = no_ssh_cluster(1, 3);
+    let before = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.status.nodeInfo.bootID}{\"\\n\"}{end}"]);
+    let proxy = CountingProxy::start(&sim.api);
+    let kubeconfig = proxy.kubeconfig(&sim, "kubeconfig-counted");
+    let run: Run = sim
+        .fleetboot(&[
+            "reboot",
+            "--transport",
+            "kube",
+            "--kubeconfig",
+            &kubeconfig,
+            "--concurrency",
+            "2",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let (requests, bytes) = proxy.take();
+    for (name, (outcome, error)) in run.outcomes() {
+        assert_eq!(outcome, "rebooted", "{name}: {error}");
+    }
+    // Each node booted exactly once, by one reboot request (the documents' `shutdown -r +1`).
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 1, "{name}: {events:?}");
+        assert_eq!(count(&events, "down"), 1, "{name}: {events:?}");
+        assert_eq!(count(&events, "ready"), 1, "{name}: {events:?}");
+    }
+    let counts = dispatch_counts(&run.journal());
+    assert_eq!(counts.values().copied().collect::<Vec<_>>(), [1, 1, 1, 1], "{counts:?}");
+    let journal = std::fs::read_to_string(run.journal()).unwrap();
+    assert!(journal.contains("shutdown -r +1") && journal.contains("\"kube\""), "the journal names the transport and command");
+    // The API agrees: every boot ID is new.
+    let after = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.status.nodeInfo.bootID}{\"\\n\"}{end}"]);
+    for (b, a) in before.lines().zip(after.lines()) {
+        assert_ne!(b, a, "{before}\n{after}");
+    }
+
+    // The cost, against the same run over SSH... which this cluster cannot take: a dry-run's
+    // discovery is what every cluster run pays; the rest is the transport's and the proof's.
+    let dry: Run = sim.fleetboot(&["reboot", "--transport", "kube", "--kubeconfig", &kubeconfig, "--dry-run"]).output().unwrap().into();
+    assert_eq!(dry.code, 0, "{}", dry.debug());
+    let (dry_requests, dry_bytes) = proxy.take();
+    eprintln!(
+        "COST kube transport, 4 nodes: {requests} API requests, {bytes} bytes in all; a dry run (discovery only): {dry_requests} requests, {dry_bytes} bytes"
+    );
+    assert!(requests > dry_requests, "the run did more than discover");
+}
+
+#[test]
+fn exec_forbidden_is_refused_before_anything_is_touched() {
+    let sim = no_ssh_cluster(0, 2);
+    sim.control("POST", "exec-forbidden", &format!(r#"{{"namespace":"{MCO}","user":"system:serviceaccount:ops:rebooter"}}"#));
+    let run: Run = sim.fleetboot(&["reboot", "--transport", "kube", "--drain", "--poll-interval", "200ms"]).output().unwrap().into();
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(
+        run.stderr.contains(r#"User "system:serviceaccount:ops:rebooter" cannot create resource "pods/exec" in API group "" in the namespace "openshift-machine-config-operator""#)
+            && run.stderr.contains("nothing was touched"),
+        "{}",
+        run.debug()
+    );
+    for (name, events) in histories(&sim) {
+        assert!(events.is_empty(), "{name}: {events:?}");
+    }
+    assert!(!sim.kubectl_ok(&["get", "nodes"]).contains("SchedulingDisabled"), "no node cordoned");
+    assert!(!sim.kubectl(&["get", "lease", "fleetboot", "-n", "kube-system"]).0, "no lease taken");
+    let state = sim.path("state");
+    let journals: Vec<_> = walk(&state).into_iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    assert!(journals.is_empty(), "no journal: {journals:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+#[test]
+fn a_kube_run_killed_and_resumed_reboots_no_node_twice() {
+    let sim = no_ssh_cluster(0, 3);
+    let journal = sim.path("run.jsonl");
+    let args = ["reboot", "--transport", "kube", "--concurrency", "1", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()];
+    let mut child = sim.fleetboot(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_dispatches(&journal, 1, std::time::Duration::from_secs(30));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The resume keeps the journaled transport: no SSH anywhere, so only the API can do it.
+    let resumed: Run = sim.fleetboot(&["reboot", "--resume", journal.to_str().unwrap(), "--output", "json"]).output().unwrap().into();
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    for (name, (outcome, error)) in resumed.outcomes() {
+        assert_eq!(outcome, "rebooted", "{name}: {error}");
+    }
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 1, "{name} rebooted once: {events:?}");
+    }
+    assert_eq!(dispatch_counts(&journal).values().copied().collect::<Vec<_>>(), [1, 1, 1]);
+}
