@@ -19,6 +19,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Filter, PatchType, Store, StoreError, visible};
 use super::table;
 use super::types::{self, ResourceType};
+use super::util::percent_decode;
 
 /// The `/sim/v1` endpoint: method, path under it, JSON body → the answer or a status and message.
 pub type ControlEndpoint = dyn Fn(&Method, &str, &Value) -> Result<Value, (u16, String)> + Send + Sync;
@@ -47,7 +48,7 @@ pub struct ApiState {
     /// and not answered while held (one slow call of a client, the rest of the API answering).
     pub held_requests: Mutex<std::collections::HashSet<String>>,
     /// `pods/exec` (the `exec` module).
-    pub exec: super::exec::ExecState,
+    pub exec: Arc<super::exec::ExecState>,
     /// What clients asked of the API, by `"METHOD resource[/subresource]"` (`"LIST nodes"` for
     /// a list, `"WATCH nodes"` for watch streams): the load a client puts on the API server (`GET /sim/v1/traffic`). Only
     /// requests over HTTP count: the simulated kubelets and operators write to the store directly.
@@ -151,31 +152,6 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl s
             }
         });
     }
-}
-
-/// Decodes `%XX` escapes and `+` byte by byte (RFC 3986 section 2.1: an escape is `%` and two
-/// hex digits, which are ASCII; anything else after `%`, raw UTF-8 included, stays as it is).
-pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether a `Host` header names this machine's loopback (`localhost`, `127.x.y.z` or `[::1]`,
@@ -421,7 +397,9 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
     if let Some((namespace, pod)) = super::exec::exec_target(req.uri().path()) {
         // Counted as one request: the streams' bytes are the exec module's (not counted yet).
         state.count("EXEC pods/exec", 1, 0, 0);
-        return super::exec::handle(req, state, namespace, pod).await;
+        let pods = types::find("", "v1", "pods").expect("pods");
+        let found = state.store.lock().unwrap().get(pods, Some(&namespace), &pod).ok().map(|p| (*p).clone());
+        return super::exec::handle(req, state.exec.clone(), found, namespace, pod).await;
     }
     match route(req.uri().path(), &host) {
         Route::Version => json_response(

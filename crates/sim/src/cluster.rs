@@ -218,7 +218,7 @@ impl Cluster {
             Some(cluster) => control(&cluster, method, path, body),
             None => Err((503, "the simulation is shutting down".to_owned())),
         }));
-        let _ = api.exec.kubelets.set(Box::new(super::exec::ClusterKubelets(Arc::downgrade(&cluster))));
+        let _ = api.exec.kubelets.set(Box::new(ClusterKubelets(Arc::downgrade(&cluster))));
         cluster.seed(&options);
         cluster.seed_bare_metal_hosts();
         let mut stop_api = stop_rx.clone();
@@ -835,6 +835,31 @@ async fn namespace_controller(cluster: Arc<Cluster>) {
     }
 }
 
+/// The cluster's kubelets, by its nodes.
+/// (The API server's exec reaches them through the `exec::Kubelets` seam: it does not know the
+/// cluster.)
+pub struct ClusterKubelets(pub std::sync::Weak<Cluster>);
+
+impl super::exec::Kubelets for ClusterKubelets {
+    fn dial(&self, node: &str) -> Result<(), String> {
+        let cluster = self.0.upgrade().ok_or("the simulation is shutting down")?;
+        let node = cluster.node(node).ok_or_else(|| format!("node {node:?} not found"))?;
+        if node.kubelet_up() {
+            Ok(())
+        } else {
+            // The API server's proxy to the kubelet (`upgradeaware.go`) fails dialing it.
+            Err(format!("error dialing backend: dial tcp {}:10250: connect: no route to host", node.addr.ip()))
+        }
+    }
+
+    fn run(&self, node: &str, command: &str, root: bool) -> (String, String, u32) {
+        match self.0.upgrade().and_then(|c| c.node(node).cloned()) {
+            Some(node) => node.answer_as(command, root),
+            None => (String::new(), "node gone\n".into(), 1),
+        }
+    }
+}
+
 /// The longest API outage a test may ask for: an hour is already longer than any timeout.
 const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 
@@ -903,7 +928,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             }
             Ok(json!({"node": name, "applied": body}))
         }
-        ("POST", ["exec-forbidden"]) => super::exec::control_forbid(&cluster.api, body),
+        ("POST", ["exec-forbidden"]) => super::exec::control_forbid(&cluster.api.exec, body),
         ("POST", ["outage"]) => {
             let seconds = body["seconds"].as_f64().ok_or((400, "expected {\"seconds\": N}".to_owned()))?;
             let length = Duration::try_from_secs_f64(seconds)

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,9 +29,6 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-
-use super::api::ApiState;
-use super::cluster::Cluster;
 
 /// The subprotocols served, in the server's order of preference when a client offers several.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -58,29 +55,6 @@ pub struct ExecState {
     pub stream_bytes: std::sync::atomic::AtomicU64,
 }
 
-/// The cluster's kubelets, by its nodes.
-pub struct ClusterKubelets(pub Weak<Cluster>);
-
-impl Kubelets for ClusterKubelets {
-    fn dial(&self, node: &str) -> Result<(), String> {
-        let cluster = self.0.upgrade().ok_or("the simulation is shutting down")?;
-        let node = cluster.node(node).ok_or_else(|| format!("node {node:?} not found"))?;
-        if node.kubelet_up() {
-            Ok(())
-        } else {
-            // The API server's proxy to the kubelet (`upgradeaware.go`) fails dialing it.
-            Err(format!("error dialing backend: dial tcp {}:10250: connect: no route to host", node.addr.ip()))
-        }
-    }
-
-    fn run(&self, node: &str, command: &str, root: bool) -> (String, String, u32) {
-        match self.0.upgrade().and_then(|c| c.node(node).cloned()) {
-            Some(node) => node.answer_as(command, root),
-            None => (String::new(), "node gone\n".into(), 1),
-        }
-    }
-}
-
 type Body = BoxBody<Bytes, Infallible>;
 
 fn status(code: u16, reason: &str, message: String, details: Value) -> Response<Body> {
@@ -104,11 +78,11 @@ pub fn exec_target(path: &str) -> Option<(String, String)> {
 }
 
 /// `POST /sim/v1/exec-forbidden` with `{"namespace": NS, "forbidden": true|false, "user": U}`.
-pub fn control_forbid(api: &ApiState, body: &Value) -> Result<Value, (u16, String)> {
+pub fn control_forbid(exec: &ExecState, body: &Value) -> Result<Value, (u16, String)> {
     let namespace = body["namespace"].as_str().ok_or((400, "expected {\"namespace\": NS, \"forbidden\": true|false}".to_owned()))?;
     let forbidden = body["forbidden"].as_bool().unwrap_or(true);
     let user = body["user"].as_str().unwrap_or("system:admin");
-    let mut map = api.exec.forbidden.lock().unwrap();
+    let mut map = exec.forbidden.lock().unwrap();
     if forbidden {
         map.insert(namespace.to_owned(), user.to_owned());
     } else {
@@ -132,15 +106,23 @@ fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
         .unwrap_or_default()
         .split('&')
         .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-        .filter(|(k, _)| super::api::percent_decode(k) == key)
-        .map(|(_, v)| super::api::percent_decode(v))
+        .filter(|(k, _)| super::util::percent_decode(k) == key)
+        .map(|(_, v)| super::util::percent_decode(v))
         .collect()
 }
 
 /// Answers one exec request: a refusal as a `Status`, or `101 Switching Protocols` and the
 /// command's streams.
-pub async fn handle(req: Request<Incoming>, state: Arc<ApiState>, namespace: String, pod_name: String) -> Response<Body> {
-    state.exec.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// `pod`: the pod as the API server found it (`None`: not found); its absence is said only
+/// after authorization, as the API server orders its checks.
+pub async fn handle(
+    req: Request<Incoming>,
+    exec: Arc<ExecState>,
+    pod: Option<Value>,
+    namespace: String,
+    pod_name: String,
+) -> Response<Body> {
+    exec.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if req.method() != Method::GET && req.method() != Method::POST {
         return status(
             405,
@@ -150,7 +132,7 @@ pub async fn handle(req: Request<Incoming>, state: Arc<ApiState>, namespace: Str
         );
     }
     let details = json!({"name": pod_name, "kind": "pods"});
-    if let Some(user) = state.exec.forbidden.lock().unwrap().get(&namespace) {
+    if let Some(user) = exec.forbidden.lock().unwrap().get(&namespace) {
         return status(
             403,
             "Forbidden",
@@ -160,10 +142,8 @@ pub async fn handle(req: Request<Incoming>, state: Arc<ApiState>, namespace: Str
             details,
         );
     }
-    let pods = super::types::find("", "v1", "pods").expect("pods");
-    let pod = match state.store.lock().unwrap().get(pods, Some(&namespace), &pod_name) {
-        Ok(pod) => pod,
-        Err(_) => return status(404, "NotFound", format!("pods \"{pod_name}\" not found"), details),
+    let Some(pod) = pod else {
+        return status(404, "NotFound", format!("pods \"{pod_name}\" not found"), details);
     };
     let query = req.uri().query();
     let command = query_values(query, "command");
@@ -198,7 +178,7 @@ pub async fn handle(req: Request<Incoming>, state: Arc<ApiState>, namespace: Str
         return status(400, "BadRequest", "you must specify at least 1 command".into(), Value::Null);
     }
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let Some(kubelets) = state.exec.kubelets.get() else {
+    let Some(kubelets) = exec.kubelets.get() else {
         return status(503, "ServiceUnavailable", "the simulation is not started".into(), Value::Null);
     };
     if let Err(e) = kubelets.dial(&node) {
@@ -234,11 +214,11 @@ pub async fn handle(req: Request<Incoming>, state: Arc<ApiState>, namespace: Str
     let mount = host_root_mount(&pod, container);
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let upgrade = hyper::upgrade::on(req);
-    let state2 = state.clone();
+    let exec2 = exec.clone();
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
         let ws = WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, None).await;
-        run_stream(ws, &state2, &node, &command, mount.as_deref()).await;
+        run_stream(ws, &exec2, &node, &command, mount.as_deref()).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -278,12 +258,12 @@ fn execute(kubelets: &dyn Kubelets, node: &str, command: &[String], mount: Optio
     }
 }
 
-async fn run_stream<S>(mut ws: WebSocketStream<S>, state: &ApiState, node: &str, command: &[String], mount: Option<&str>)
+async fn run_stream<S>(mut ws: WebSocketStream<S>, exec: &ExecState, node: &str, command: &[String], mount: Option<&str>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let Some(kubelets) = state.exec.kubelets.get() else { return };
-    let count = |n: usize| state.exec.stream_bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    let Some(kubelets) = exec.kubelets.get() else { return };
+    let count = |n: usize| exec.stream_bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     // The lowest writable channel's empty message: the client knows the stream is up.
     if ws.send(Message::Binary(Bytes::from_static(&[STDOUT]))).await.is_err() {
         return;
