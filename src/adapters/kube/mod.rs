@@ -11,6 +11,7 @@ use kube::discovery::ApiResource;
 
 pub mod discover;
 pub mod drain;
+pub mod gates;
 pub mod lease;
 pub mod watch;
 pub mod world;

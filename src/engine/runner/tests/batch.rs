@@ -12,6 +12,7 @@ fn batch(windows: &[&str], exit: bool, only_if: Option<&str>) -> BatchSettings {
         window_tz: Some("UTC".into()),
         window_exit: exit,
         only_if: only_if.map(str::to_owned),
+        ..BatchSettings::default()
     }
 }
 
