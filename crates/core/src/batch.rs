@@ -562,6 +562,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_resume_keeps_the_journaled_batch_settings_and_refuses_other_explicit_ones() {
+        use crate::journal::{RunSettings, resume_settings};
+        use crate::settings::Partial;
+        let journaled = BatchSettings {
+            windows: vec![w("Mon-Fri 22:00-06:00")],
+            window_tz: Some("Europe/Berlin".into()),
+            window_exit: true,
+            drain_escalation: vec![DrainStep::Defer, DrainStep::Skip],
+            ..BatchSettings::default()
+        };
+        let run: RunSettings = serde_json::from_value(serde_json::json!({
+            "transport": "auto", "command": "sudo shutdown -r -t 3", "concurrency": 1, "timeout_ms": 1000,
+            "scheduled_delay_ms": 1000, "poll_interval_ms": 1000, "batch": journaled,
+        }))
+        .unwrap();
+        let none = Partial::default();
+        let kept = resume_settings(Some(&run), &run, &none, true).unwrap();
+        assert_eq!(kept.settings.batch.as_ref(), Some(&journaled));
+        let same = Partial { batch: BatchPartial { windows: Some(journaled.windows.clone()), ..Default::default() }, ..none.clone() };
+        assert!(resume_settings(Some(&run), &run, &same, true).is_ok());
+        let other = Partial {
+            batch: BatchPartial {
+                windows: Some(vec![w("00:00-24:00")]),
+                drain_escalation: Some(vec![DrainStep::Skip]),
+                ..Default::default()
+            },
+            ..none.clone()
+        };
+        let refused = resume_settings(Some(&run), &run, &other, true).unwrap_err();
+        let flags: Vec<&str> = refused.iter().map(|c| c.flag).collect();
+        assert_eq!(flags, ["--window", "--drain-escalation"]);
+        let overridden = resume_settings(Some(&run), &run, &other, false).unwrap();
+        assert_eq!(overridden.overridden, ["batch"]);
+        let batch = overridden.settings.batch.unwrap();
+        assert_eq!((batch.windows, batch.window_tz.as_deref(), batch.window_exit), (vec![w("00:00-24:00")], Some("Europe/Berlin"), true));
+    }
+
     /// A zone with one clock change: at `switch` (an instant) the offset goes from `before` to
     /// `after` minutes.
     struct OneChange {
