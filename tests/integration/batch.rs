@@ -149,3 +149,34 @@ fn the_health_command_holds_every_reboot_until_it_exits_0() {
         assert!(requested >= healthy_at, "{name} rebooted before the health command passed");
     }
 }
+
+#[test]
+fn batch_settings_come_from_the_config_files_batch_table_under_the_flags() {
+    let fleet = Fleet::up(1);
+    let config = fleet.path("batch.toml");
+    std::fs::write(
+        &config,
+        "[batch]\nwindows = [\"Mon-Fri 22:00-06:00\"]\nwindow_tz = \"Europe/Berlin\"\nonly_if = \"test -f /var/run/reboot-required\"\n\
+         drain_escalation = \"wait,skip\"\nsoak = \"5m\"\n",
+    )
+    .unwrap();
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["--config".to_owned(), config.to_str().unwrap().to_owned()];
+        args.extend(fleet.reboot_args(&[&["--dry-run"], extra].concat()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Run::from(fleet.fleetboot(&args).output().unwrap())
+    };
+    let run = dry(&[]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains("windows: Mon,Tue,Wed,Thu,Fri 22:00-06:00 (Europe/Berlin)"), "{}", run.stdout);
+    assert!(run.stdout.contains("only if: `test -f /var/run/reboot-required`"), "{}", run.stdout);
+    assert!(run.stdout.contains("soak: 5m"), "{}", run.stdout);
+    // The flag beats the file.
+    let run = dry(&["--window", "01:00-02:00"]);
+    assert!(run.stdout.contains("windows: 01:00-02:00 (Europe/Berlin)"), "{}", run.stdout);
+    // A bad value is refused naming the file's key, before anything is touched.
+    std::fs::write(&config, "[batch]\nwindows = [\"Mon-Fry 22:00-06:00\"]\n").unwrap();
+    let run = dry(&[]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("batch.windows") && run.stderr.contains("\"Fry\""), "{}", run.stderr);
+}
