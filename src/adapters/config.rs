@@ -49,6 +49,71 @@ pub struct Layer {
     /// BMCs by node, overriding what the cluster's BareMetalHosts say.
     #[serde(default)]
     pub bmc: Option<Vec<BmcEntry>>,
+    /// `[batch]`: windows, `only_if`, blockers, the health gate, the drain ladder.
+    #[serde(default)]
+    pub batch: BatchLayer,
+}
+
+/// `[batch]`, as the flags of the same names (`windows` a list of `--window` values).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchLayer {
+    pub windows: Option<Vec<String>>,
+    pub window_tz: Option<String>,
+    pub window_exit: Option<bool>,
+    pub only_if: Option<String>,
+    pub block_on_pods: Option<String>,
+    pub block_on_pods_on_node: Option<bool>,
+    pub healthy_checks: Option<u32>,
+    pub healthy_interval: Option<String>,
+    pub health_command: Option<String>,
+    pub soak: Option<String>,
+    pub drain_escalation: Option<String>,
+}
+
+impl BatchLayer {
+    /// The file's batch keys, parsed as the flags parse them; a bad one named by its key.
+    pub fn partial(&self) -> Result<fleetboot_core::batch::BatchPartial, ConfigError> {
+        let bad = |key: &'static str| move |reason: String| ConfigError::BadValue { key, reason };
+        let windows = self
+            .windows
+            .as_ref()
+            .map(|list| list.iter().map(|w| w.parse()).collect::<Result<Vec<_>, String>>())
+            .transpose()
+            .map_err(bad("batch.windows"))?;
+        let window_tz = self
+            .window_tz
+            .as_deref()
+            .map(|tz| crate::adapters::tz::IanaZone::named(tz.trim()).map(|_| tz.trim().to_owned()))
+            .transpose()
+            .map_err(|e| bad("batch.window_tz")(e.to_string()))?;
+        let ms = |text: &Option<String>, key: &'static str| {
+            text.as_deref().map(|t| parse_duration_value(t, key).map(|d| d.as_millis() as u64)).transpose()
+        };
+        let command =
+            |text: &Option<String>, key: &'static str| text.as_deref().map(|c| settings::parse_command(c).map_err(bad(key))).transpose();
+        if self.healthy_checks == Some(0) || self.healthy_checks.is_some_and(|n| n > 100) {
+            return Err(bad("batch.healthy_checks")("must be from 1 to 100".into()));
+        }
+        Ok(fleetboot_core::batch::BatchPartial {
+            windows,
+            window_tz,
+            window_exit: self.window_exit,
+            only_if: command(&self.only_if, "batch.only_if")?,
+            block_on_pods: self.block_on_pods.clone().filter(|s| !s.trim().is_empty()),
+            block_on_pods_on_node: self.block_on_pods_on_node,
+            healthy_checks: self.healthy_checks.or(self.health_command.as_ref().map(|_| 1)),
+            healthy_interval_ms: ms(&self.healthy_interval, "batch.healthy_interval")?,
+            health_command: command(&self.health_command, "batch.health_command")?,
+            soak_ms: ms(&self.soak, "batch.soak")?,
+            drain_escalation: self
+                .drain_escalation
+                .as_deref()
+                .map(fleetboot_core::batch::parse_drain_escalation)
+                .transpose()
+                .map_err(bad("batch.drain_escalation"))?,
+        })
+    }
 }
 
 /// `[redfish]`: defaults for every BMC, limits, and the fallback policy.
@@ -224,7 +289,7 @@ impl Layer {
             parallel: r.parallel.map(|n| positive(Some(n), "reboot.parallel")).transpose()?,
             ssh: self.ssh.partial()?,
             state_dir: self.output.state_dir.clone().map(|d| non_empty(Some(d), "output.state_dir")).transpose()?,
-            batch: Default::default(),
+            batch: self.batch.partial()?,
         })
     }
 
@@ -512,7 +577,7 @@ pub fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
 }
 
 fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
-    let Layer { ssh, reboot, output, cluster, hosts, redfish, bmc } = layer;
+    let Layer { ssh, reboot, output, cluster, hosts, redfish, bmc, batch: _ } = layer;
     let host_key_policy = required(layer_choice(&ssh.host_key_policy, "ssh.host_key_policy")?, "ssh.host_key_policy")?;
     let port = required(ssh.port, "ssh.port")?;
     if port == 0 {

@@ -1,9 +1,9 @@
-//! `fleetboot reboot`'s batch flags (windows, `--only-if`): one flattened group, parsed straight
+//! `fleetboot reboot`'s batch flags (windows, `--only-if`, blockers, the health gate, the drain ladder): one flattened group, parsed straight
 //! into core's [`BatchPartial`].
 
 use clap::Args;
 
-use fleetboot_core::batch::{BatchPartial, Window};
+use fleetboot_core::batch::{BatchPartial, DrainStep, Window};
 use fleetboot_core::settings::parse_command;
 
 /// Maintenance windows and `--only-if`.
@@ -28,6 +28,43 @@ pub struct BatchArgs {
     /// /var/run/reboot-required").
     #[arg(long, value_name = "CMD", value_parser = parse_command)]
     pub only_if: Option<String>,
+    /// Cluster runs: no new reboot while a pod matching this label selector runs anywhere
+    /// (not Succeeded, Failed or Unknown), re-checked before each one; the reason is shown and
+    /// journaled.
+    #[arg(long, value_name = "SELECTOR")]
+    pub block_on_pods: Option<String>,
+    /// With --block-on-pods: only the matching pods on the node about to go count.
+    #[arg(long, requires = "block_on_pods")]
+    pub block_on_pods_on_node: bool,
+    /// Before each new reboot, the cluster must be healthy this many times in a row: every
+    /// node Ready (but the run's own in flight), no MachineConfigPool Degraded, every
+    /// ClusterOperator Available and not Degraded, and --health-command exiting 0.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub healthy_checks: Option<u32>,
+    /// Between the health checks [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = super::args::setting_duration)]
+    pub healthy_interval: Option<std::time::Duration>,
+    /// A command run here (by `sh -c`, not on a node) as part of each health check: exit 0
+    /// is healthy. Without --healthy-checks: one check.
+    #[arg(long, value_name = "CMD", value_parser = parse_command)]
+    pub health_command: Option<String>,
+    /// After a node is proven, its group's next reboot waits this long.
+    #[arg(long, value_name = "DURATION", value_parser = super::args::setting_duration)]
+    pub soak: Option<std::time::Duration>,
+    /// With --drain: what each --drain-timeout of a node leads to, in order: wait (drain
+    /// again), defer (uncordon, move it to the end of the queue), skip (uncordon, leave it,
+    /// reported), force (delete what is left; only when named). Once spent, --drain-failure
+    /// decides.
+    #[arg(long, value_name = "STEPS", value_parser = parse_ladder, requires = "drain")]
+    pub drain_escalation: Option<DrainLadder>,
+}
+
+/// `--drain-escalation` as clap hands it over (one value, not a list of values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainLadder(pub Vec<DrainStep>);
+
+fn parse_ladder(text: &str) -> Result<DrainLadder, String> {
+    fleetboot_core::batch::parse_drain_escalation(text).map(DrainLadder)
 }
 
 fn parse_window(text: &str) -> Result<Window, String> {
@@ -47,6 +84,13 @@ impl BatchArgs {
             window_tz: self.window_tz.clone(),
             window_exit: self.window_exit.then_some(true),
             only_if: self.only_if.clone(),
+            block_on_pods: self.block_on_pods.clone(),
+            block_on_pods_on_node: self.block_on_pods_on_node.then_some(true),
+            healthy_checks: self.healthy_checks.or(self.health_command.as_ref().map(|_| 1)),
+            healthy_interval_ms: self.healthy_interval.map(|d| d.as_millis() as u64),
+            health_command: self.health_command.clone(),
+            soak_ms: self.soak.map(|d| d.as_millis() as u64),
+            drain_escalation: self.drain_escalation.clone().map(|l| l.0),
         }
     }
 }

@@ -250,7 +250,13 @@ fn resume_needs_cluster(path: &Path) -> Result<bool, Error> {
 pub async fn prepare_from_args(args: &RebootArgs, config: Option<&Path>) -> Result<PreparedRun, Error> {
     let settings = load_settings(config, &args.partial())?;
     let job = job_from_args(args, settings).await?;
-    Ok(prepare(job).await?)
+    let prepared = prepare(job).await?;
+    // Blocker pods are the cluster's: a run without one would never see them.
+    if prepared.settings().reboot.batch.block_on_pods.is_some() && !prepared.is_cluster_run() {
+        let reason = "pods are read from a cluster, and this is a host-list run with no cluster".to_owned();
+        return Err(crate::adapters::config::ConfigError::BadValue { key: "--block-on-pods", reason }.into());
+    }
+    Ok(prepared)
 }
 
 pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Error> {

@@ -38,6 +38,20 @@ pub trait NodeEvidence: Send + Sync + 'static {
         let _ = group_by;
         Box::pin(async { Ok(None) })
     }
+    /// The pods matching a label selector, in every namespace (`--block-on-pods`).
+    fn pods_matching<'a>(&'a self, selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
+        let _ = selector;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// What the health gate reads (`exclude`: the run's own nodes in flight). `None`: this
+    /// evidence has no cluster to show.
+    fn health<'a>(
+        &'a self,
+        exclude: &'a std::collections::BTreeSet<String>,
+    ) -> BoxFuture<'a, Result<Option<fleetboot_core::batch::HealthView>, String>> {
+        let _ = exclude;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A cordon, uncordon or eviction that did not go through.
@@ -51,6 +65,10 @@ pub enum DrainError {
     PodsLeft { pods: Vec<String> },
 }
 
+/// A PodDisruptionBudget allowing no disruption (`namespace/name`) and the nodes whose drain
+/// it blocks (the drain preflight).
+pub type BlockingBudget = (String, Vec<String>);
+
 /// Cordon, drain and uncordon (`--drain`).
 pub trait NodeDrain: Send + Sync + 'static {
     fn policy(&self) -> DrainPolicy;
@@ -63,6 +81,15 @@ pub trait NodeDrain: Send + Sync + 'static {
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>>;
     /// `--drain-failure force`: deletes the pods eviction could not move.
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()>;
+    /// The preflight: PodDisruptionBudgets allowing no disruption, each with the nodes of
+    /// `nodes` whose drain it blocks.
+    fn zero_disruption_budgets<'a>(
+        &'a self,
+        nodes: &'a std::collections::BTreeSet<String>,
+    ) -> BoxFuture<'a, Result<Vec<BlockingBudget>, String>> {
+        let _ = nodes;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// A BMC reset that failed, classified by whether the reset may have happened anyway
@@ -112,6 +139,17 @@ impl NodeEvidence for NodeWatch {
     fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
         Box::pin(async move { NodeWatch::world(self, group_by).await.map(Some) })
     }
+
+    fn pods_matching<'a>(&'a self, selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
+        Box::pin(NodeWatch::pods_matching(self, selector))
+    }
+
+    fn health<'a>(
+        &'a self,
+        exclude: &'a std::collections::BTreeSet<String>,
+    ) -> BoxFuture<'a, Result<Option<fleetboot_core::batch::HealthView>, String>> {
+        Box::pin(async move { NodeWatch::health(self, exclude).await.map(Some) })
+    }
 }
 
 impl NodeDrain for Drainer {
@@ -138,6 +176,13 @@ impl NodeDrain for Drainer {
 
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()> {
         Box::pin(Drainer::delete_pods(self, pods))
+    }
+
+    fn zero_disruption_budgets<'a>(
+        &'a self,
+        nodes: &'a std::collections::BTreeSet<String>,
+    ) -> BoxFuture<'a, Result<Vec<BlockingBudget>, String>> {
+        Box::pin(Drainer::zero_disruption_budgets(self, nodes))
     }
 }
 

@@ -101,6 +101,31 @@ pub fn render_batch(batch: &fleetboot_core::batch::BatchSettings, now_ms: u64) -
     if let Some(command) = &batch.only_if {
         text.push_str(&format!("only if: `{command}` exits 0 on the host right before it starts; otherwise journaled not needed\n"));
     }
-    text.push_str("each host's boot ID is noted at the start: a host rebooted since (by anyone) counts as done\n");
+    if batch.reads_plan_boot_ids() {
+        text.push_str("each host's boot ID is noted at the start: a host rebooted since (by anyone) counts as done\n");
+    }
+    if let Some(selector) = &batch.block_on_pods {
+        let place = if batch.block_on_pods_on_node { "on the node about to go" } else { "anywhere" };
+        text.push_str(&format!("blocked while pods matching {selector:?} run {place} (re-checked before each reboot)\n"));
+    }
+    if batch.healthy_checks > 0 {
+        let command = batch.health_command.as_ref().map_or(String::new(), |c| format!(", and `{c}` exits 0"));
+        text.push_str(&format!(
+            "health gate before each reboot: {} healthy checks in a row, {} apart (every node Ready, no pool Degraded, \
+             ClusterOperators Available and not Degraded{command})\n",
+            batch.healthy_checks,
+            humantime::format_duration(std::time::Duration::from_millis(batch.healthy_interval_ms()))
+        ));
+    }
+    if batch.soak_ms > 0 {
+        text.push_str(&format!(
+            "soak: {} after a node is proven before the next of its group\n",
+            humantime::format_duration(std::time::Duration::from_millis(batch.soak_ms))
+        ));
+    }
+    if !batch.drain_escalation.is_empty() {
+        let steps: Vec<&str> = batch.drain_escalation.iter().map(|s| s.name()).collect();
+        text.push_str(&format!("after each drain timeout: {} (then --drain-failure)\n", steps.join(" → ")));
+    }
     text
 }

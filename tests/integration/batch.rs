@@ -116,3 +116,67 @@ fn window_exit_stops_with_exit_5_touching_nothing_and_a_resume_outside_the_windo
     assert_eq!(other.code, 2, "{}", other.debug());
     assert!(other.stderr.contains("--window"), "{}", other.stderr);
 }
+
+#[test]
+fn the_health_command_holds_every_reboot_until_it_exits_0() {
+    let fleet = Fleet::up(2);
+    let flag = fleet.path("healthy");
+    let command = format!("test -e {}", flag.display());
+    let journal = fleet.path("health.jsonl");
+    let args = fleet.reboot_args(&["--health-command", &command, "--healthy-interval", "200ms", "--journal", journal.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = fleet.fleetboot(&args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let held = loop {
+        let found = journal::load(&journal).ok().and_then(|(records, _)| {
+            records.into_iter().find(|r| matches!(&r.entry, Entry::Held { reason, .. } if reason.contains(&command)))
+        });
+        if let Some(held) = found {
+            break held;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no hold for the health command");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(fleet.names.iter().all(|n| fleet.count_events(n, "reboot-requested") == 0), "nothing rebooted while unhealthy");
+    let healthy_at = now_ms();
+    std::fs::write(&flag, "").unwrap();
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let Entry::Held { reason, .. } = &held.entry else { unreachable!() };
+    assert!(reason.contains(&format!("`{command}` exited 1")), "{reason}");
+    for name in &fleet.names {
+        let requested = fleet.events(name).iter().find(|(_, w)| w == "reboot-requested").map(|(at, _)| *at).unwrap();
+        assert!(requested >= healthy_at, "{name} rebooted before the health command passed");
+    }
+}
+
+#[test]
+fn batch_settings_come_from_the_config_files_batch_table_under_the_flags() {
+    let fleet = Fleet::up(1);
+    let config = fleet.path("batch.toml");
+    std::fs::write(
+        &config,
+        "[batch]\nwindows = [\"Mon-Fri 22:00-06:00\"]\nwindow_tz = \"Europe/Berlin\"\nonly_if = \"test -f /var/run/reboot-required\"\n\
+         drain_escalation = \"wait,skip\"\nsoak = \"5m\"\n",
+    )
+    .unwrap();
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["--config".to_owned(), config.to_str().unwrap().to_owned()];
+        args.extend(fleet.reboot_args(&[&["--dry-run"], extra].concat()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Run::from(fleet.fleetboot(&args).output().unwrap())
+    };
+    let run = dry(&[]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains("windows: Mon,Tue,Wed,Thu,Fri 22:00-06:00 (Europe/Berlin)"), "{}", run.stdout);
+    assert!(run.stdout.contains("only if: `test -f /var/run/reboot-required`"), "{}", run.stdout);
+    assert!(run.stdout.contains("soak: 5m"), "{}", run.stdout);
+    // The flag beats the file.
+    let run = dry(&["--window", "01:00-02:00"]);
+    assert!(run.stdout.contains("windows: 01:00-02:00 (Europe/Berlin)"), "{}", run.stdout);
+    // A bad value is refused naming the file's key, before anything is touched.
+    std::fs::write(&config, "[batch]\nwindows = [\"Mon-Fry 22:00-06:00\"]\n").unwrap();
+    let run = dry(&[]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("batch.windows") && run.stderr.contains("\"Fry\""), "{}", run.stderr);
+}

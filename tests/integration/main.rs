@@ -3,6 +3,7 @@
 //! and stops them by PID, also when a test fails.
 
 mod batch;
+mod batch_cluster;
 mod bmc;
 mod bmh_match;
 mod clients;

@@ -229,6 +229,147 @@ pub struct BatchSettings {
     /// Run on each host before it starts: exit 0 means it needs the reboot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_if: Option<String>,
+    /// `--block-on-pods`: a label selector; no new reboot while a matching pod runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_on_pods: Option<String>,
+    /// `--block-on-pods-on-node`: only the matching pods on the node about to go count.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub block_on_pods_on_node: bool,
+    /// `--healthy-checks`: the cluster must be seen healthy this many times in a row before
+    /// each new reboot (0: no health gate).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub healthy_checks: u32,
+    /// `--healthy-interval`, between those checks (`None`: 10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_interval_ms: Option<u64>,
+    /// `--health-command`: run here (not on a node) as part of each check; exit 0 is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_command: Option<String>,
+    /// `--soak`: after a node of a group is proven, the group's next reboot waits this long.
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub soak_ms: u64,
+    /// `--drain-escalation`: what each drain timeout of a node leads to, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drain_escalation: Vec<DrainStep>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_ms(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The default `--healthy-interval`.
+pub const DEFAULT_HEALTHY_INTERVAL_MS: u64 = 10_000;
+
+/// One step of `--drain-escalation`, taken when a node's drain times out (`--drain-timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainStep {
+    /// Keep the node cordoned and drain for another `--drain-timeout`.
+    Wait,
+    /// Uncordon the node and move it to the end of the queue; it is drained again then.
+    Defer,
+    /// Uncordon the node and leave it: not rebooted, reported as skipped.
+    Skip,
+    /// Delete the pods eviction could not move, and reboot (only when named).
+    Force,
+}
+
+impl DrainStep {
+    pub fn name(self) -> &'static str {
+        match self {
+            DrainStep::Wait => "wait",
+            DrainStep::Defer => "defer",
+            DrainStep::Skip => "skip",
+            DrainStep::Force => "force",
+        }
+    }
+}
+
+/// `--drain-escalation wait,defer,skip`: the steps in order; `skip` and `force` end it (nothing
+/// may follow them). At most 10 steps.
+pub fn parse_drain_escalation(text: &str) -> Result<Vec<DrainStep>, String> {
+    let mut steps = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if let Some(last @ (DrainStep::Skip | DrainStep::Force)) = steps.last() {
+            return Err(format!("nothing can follow {:?} in {text:?}: it ends the ladder", last.name()));
+        }
+        steps.push(match part {
+            "wait" => DrainStep::Wait,
+            "defer" => DrainStep::Defer,
+            "skip" => DrainStep::Skip,
+            "force" => DrainStep::Force,
+            other => return Err(format!("unknown step {other:?} in {text:?}: use wait, defer, skip or force")),
+        });
+    }
+    if steps.len() > 10 {
+        return Err(format!("{text:?} has {} steps; at most 10", steps.len()));
+    }
+    Ok(steps)
+}
+
+/// The step after a node's drain timed out for the `timeouts`-th time (from 1); `None`: the
+/// ladder is spent, and `--drain-failure` decides.
+pub fn drain_step(ladder: &[DrainStep], timeouts: usize) -> Option<DrainStep> {
+    timeouts.checked_sub(1).and_then(|i| ladder.get(i)).copied()
+}
+
+/// A pod as the blockers read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodNow {
+    pub namespace: String,
+    pub name: String,
+    pub node: Option<String>,
+    pub phase: Option<String>,
+}
+
+/// The pods that block a new reboot (`namespace/name`): those not finished (phase other than
+/// Succeeded, Failed or Unknown, as kured's `--blocking-pod-selector` counts them), and, with
+/// `on_node`, only those on that node.
+pub fn blocking_pods(pods: &[PodNow], on_node: Option<&str>) -> Vec<String> {
+    pods.iter()
+        .filter(|p| !matches!(p.phase.as_deref(), Some("Succeeded" | "Failed" | "Unknown")))
+        .filter(|p| on_node.is_none_or(|n| p.node.as_deref() == Some(n)))
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect()
+}
+
+/// What the health gate reads of the cluster: nodes not Ready (the run's own nodes in flight
+/// left out), MachineConfigPools Degraded, ClusterOperators not Available or Degraded (where
+/// the cluster has them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthView {
+    pub not_ready: Vec<String>,
+    pub degraded_pools: Vec<String>,
+    /// `name: why` (`dns: Degraded`).
+    pub unhealthy_operators: Vec<String>,
+}
+
+/// Why the cluster is not healthy, or `None`. `command`: the health command's failure, if it
+/// failed.
+pub fn unhealthy_because(view: &HealthView, command: Option<&str>) -> Option<String> {
+    let mut why = Vec::new();
+    let list = |names: &[String]| {
+        let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+        let more = names.len().saturating_sub(5);
+        if more > 0 { format!("{} and {more} more", shown.join(", ")) } else { shown.join(", ") }
+    };
+    if !view.not_ready.is_empty() {
+        why.push(format!("nodes not Ready: {}", list(&view.not_ready)));
+    }
+    if !view.degraded_pools.is_empty() {
+        why.push(format!("MachineConfigPools Degraded: {}", list(&view.degraded_pools)));
+    }
+    if !view.unhealthy_operators.is_empty() {
+        why.push(format!("ClusterOperators {}", list(&view.unhealthy_operators)));
+    }
+    if let Some(c) = command {
+        why.push(c.to_owned());
+    }
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 impl BatchSettings {
@@ -241,6 +382,17 @@ impl BatchSettings {
     /// (by anyone) counts as done: runs that may wait long (windows) or select hosts.
     pub fn reads_plan_boot_ids(&self) -> bool {
         !self.windows.is_empty() || self.only_if.is_some()
+    }
+
+    /// Whether a new reboot may have to wait for something besides the windows: blocker pods,
+    /// the health gate, a soak.
+    pub fn has_gates(&self) -> bool {
+        self.block_on_pods.is_some() || self.healthy_checks > 0 || self.health_command.is_some() || self.soak_ms > 0
+    }
+
+    /// The pause between health checks.
+    pub fn healthy_interval_ms(&self) -> u64 {
+        self.healthy_interval_ms.unwrap_or(DEFAULT_HEALTHY_INTERVAL_MS)
     }
 
     /// The zone's name as shown.
@@ -256,6 +408,13 @@ pub struct BatchPartial {
     pub window_tz: Option<String>,
     pub window_exit: Option<bool>,
     pub only_if: Option<String>,
+    pub block_on_pods: Option<String>,
+    pub block_on_pods_on_node: Option<bool>,
+    pub healthy_checks: Option<u32>,
+    pub healthy_interval_ms: Option<u64>,
+    pub health_command: Option<String>,
+    pub soak_ms: Option<u64>,
+    pub drain_escalation: Option<Vec<DrainStep>>,
 }
 
 /// The one merge for the batch settings: flag > environment > file > default, field by field.
@@ -270,6 +429,13 @@ pub fn merge(flags: &BatchPartial, env: &BatchPartial, file: &BatchPartial, defa
         window_tz: pick!(window_tz).or_else(|| defaults.window_tz.clone()),
         window_exit: pick!(window_exit).unwrap_or(defaults.window_exit),
         only_if: pick!(only_if).or_else(|| defaults.only_if.clone()),
+        block_on_pods: pick!(block_on_pods).or_else(|| defaults.block_on_pods.clone()),
+        block_on_pods_on_node: pick!(block_on_pods_on_node).unwrap_or(defaults.block_on_pods_on_node),
+        healthy_checks: pick!(healthy_checks).unwrap_or(defaults.healthy_checks),
+        healthy_interval_ms: pick!(healthy_interval_ms).or(defaults.healthy_interval_ms),
+        health_command: pick!(health_command).or_else(|| defaults.health_command.clone()),
+        soak_ms: pick!(soak_ms).unwrap_or(defaults.soak_ms),
+        drain_escalation: pick!(drain_escalation).unwrap_or_else(|| defaults.drain_escalation.clone()),
     }
 }
 
@@ -346,6 +512,92 @@ mod tests {
         let ws = [w("Sat 00:00-24:00"), w("Sun 00:00-12:00"), w("Sun 11:00-13:00")];
         assert_eq!(window_state(&ws, &Utc, at(MONDAY + 5, 10, 0)), WindowState::Open { closes_at_ms: at(MONDAY + 6, 13, 0) });
         assert_eq!(window_state(&ws, &Utc, at(MONDAY + 6, 13, 0)), WindowState::Closed { opens_at_ms: at(MONDAY + 12, 0, 0) });
+    }
+
+    #[test]
+    fn the_drain_ladder_ends_with_skip_or_force_and_is_walked_one_step_per_timeout() {
+        use DrainStep::*;
+        assert_eq!(parse_drain_escalation("wait,defer,skip"), Ok(vec![Wait, Defer, Skip]));
+        assert_eq!(parse_drain_escalation("defer, force"), Ok(vec![Defer, Force]));
+        assert!(parse_drain_escalation("skip,wait").unwrap_err().contains("nothing can follow \"skip\""));
+        assert!(parse_drain_escalation("wait,nuke").unwrap_err().contains("\"nuke\""));
+        assert!(parse_drain_escalation("").is_err());
+        let ladder = [Wait, Defer, Skip];
+        assert_eq!((drain_step(&ladder, 0), drain_step(&ladder, 1), drain_step(&ladder, 3)), (None, Some(Wait), Some(Skip)));
+        assert_eq!(drain_step(&ladder, 4), None, "spent: --drain-failure decides");
+        assert_eq!(serde_json::to_string(&ladder).unwrap(), r#"["wait","defer","skip"]"#);
+    }
+
+    #[test]
+    fn blocking_pods_are_the_unfinished_ones_anywhere_or_on_the_node() {
+        let pod = |name: &str, node: Option<&str>, phase: Option<&str>| PodNow {
+            namespace: "ops".into(),
+            name: name.into(),
+            node: node.map(str::to_owned),
+            phase: phase.map(str::to_owned),
+        };
+        let pods = [
+            pod("backup", Some("worker-1"), Some("Running")),
+            pod("queued", None, None),
+            pod("done", Some("worker-2"), Some("Succeeded")),
+            pod("failed", Some("worker-2"), Some("Failed")),
+            pod("pending", Some("worker-2"), Some("Pending")),
+        ];
+        assert_eq!(blocking_pods(&pods, None), ["ops/backup", "ops/queued", "ops/pending"]);
+        assert_eq!(blocking_pods(&pods, Some("worker-2")), ["ops/pending"]);
+        assert!(blocking_pods(&pods, Some("worker-3")).is_empty());
+    }
+
+    #[test]
+    fn health_names_everything_that_is_wrong() {
+        assert_eq!(unhealthy_because(&HealthView::default(), None), None);
+        let view = HealthView {
+            not_ready: vec!["worker-1".into()],
+            degraded_pools: vec![],
+            unhealthy_operators: vec!["dns: Degraded".into(), "ingress: not Available".into()],
+        };
+        assert_eq!(
+            unhealthy_because(&view, Some("`check-prometheus` exited 2")).unwrap(),
+            "nodes not Ready: worker-1; ClusterOperators dns: Degraded, ingress: not Available; `check-prometheus` exited 2"
+        );
+    }
+
+    #[test]
+    fn a_resume_keeps_the_journaled_batch_settings_and_refuses_other_explicit_ones() {
+        use crate::journal::{RunSettings, resume_settings};
+        use crate::settings::Partial;
+        let journaled = BatchSettings {
+            windows: vec![w("Mon-Fri 22:00-06:00")],
+            window_tz: Some("Europe/Berlin".into()),
+            window_exit: true,
+            drain_escalation: vec![DrainStep::Defer, DrainStep::Skip],
+            ..BatchSettings::default()
+        };
+        let run: RunSettings = serde_json::from_value(serde_json::json!({
+            "transport": "auto", "command": "sudo shutdown -r -t 3", "concurrency": 1, "timeout_ms": 1000,
+            "scheduled_delay_ms": 1000, "poll_interval_ms": 1000, "batch": journaled,
+        }))
+        .unwrap();
+        let none = Partial::default();
+        let kept = resume_settings(Some(&run), &run, &none, true).unwrap();
+        assert_eq!(kept.settings.batch.as_ref(), Some(&journaled));
+        let same = Partial { batch: BatchPartial { windows: Some(journaled.windows.clone()), ..Default::default() }, ..none.clone() };
+        assert!(resume_settings(Some(&run), &run, &same, true).is_ok());
+        let other = Partial {
+            batch: BatchPartial {
+                windows: Some(vec![w("00:00-24:00")]),
+                drain_escalation: Some(vec![DrainStep::Skip]),
+                ..Default::default()
+            },
+            ..none.clone()
+        };
+        let refused = resume_settings(Some(&run), &run, &other, true).unwrap_err();
+        let flags: Vec<&str> = refused.iter().map(|c| c.flag).collect();
+        assert_eq!(flags, ["--window", "--drain-escalation"]);
+        let overridden = resume_settings(Some(&run), &run, &other, false).unwrap();
+        assert_eq!(overridden.overridden, ["batch"]);
+        let batch = overridden.settings.batch.unwrap();
+        assert_eq!((batch.windows, batch.window_tz.as_deref(), batch.window_exit), (vec![w("00:00-24:00")], Some("Europe/Berlin"), true));
     }
 
     /// A zone with one clock change: at `switch` (an instant) the offset goes from `before` to

@@ -126,6 +126,12 @@ impl Drainer {
         }
     }
 
+    /// The PodDisruptionBudgets that allow no disruption now, each with the nodes of `nodes`
+    /// whose drain it will block (a pod it covers runs there).
+    pub async fn zero_disruption_budgets(&self, nodes: &std::collections::BTreeSet<String>) -> Result<Vec<(String, Vec<String>)>, String> {
+        super::gates::zero_disruption_budgets(&self.client, nodes).await
+    }
+
     /// `--drain-failure force`: deletes the pods eviction could not move.
     pub async fn delete_pods(&self, pods: &[String]) {
         use k8s_openapi::api::core::v1::Pod;

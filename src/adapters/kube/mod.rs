@@ -12,6 +12,7 @@ use kube::discovery::ApiResource;
 pub mod discover;
 pub mod drain;
 pub mod exec;
+pub mod gates;
 pub mod lease;
 pub mod watch;
 pub mod world;

@@ -94,6 +94,20 @@ impl NodeWatch {
         super::world::read_world(&self.client, &self.store.state(), group_by).await
     }
 
+    /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the
+    /// run's own in flight), the pools and ClusterOperators read fresh.
+    pub async fn health(&self, exclude: &std::collections::BTreeSet<String>) -> Result<fleetboot_core::batch::HealthView, String> {
+        if tokio::time::timeout(std::time::Duration::from_secs(30), self.store.wait_until_ready()).await.is_err() {
+            return Err("the cluster API has not listed the nodes yet".into());
+        }
+        super::gates::read_health(&self.client, &self.store.state(), exclude).await
+    }
+
+    /// The pods matching a label selector, in every namespace (`--block-on-pods`).
+    pub async fn pods_matching(&self, selector: &str) -> Result<Vec<fleetboot_core::batch::PodNow>, String> {
+        super::gates::pods_matching(&self.client, selector).await
+    }
+
     /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
     /// boot ID, or why not by `deadline` (monotonic: no wall-clock jump moves it).
     pub async fn wait_back(&self, name: &str, old: &str, deadline: tokio::time::Instant) -> Result<String, NotBack> {

@@ -2,16 +2,21 @@
 //! flight always finish), the boot IDs of the plan (a host rebooted since, by anyone, is done)
 //! and `--only-if` (a host that does not need the reboot is journaled `not_needed`).
 
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::time::Instant;
 
 use super::{Abort, Shared, Stop};
 use crate::adapters::tz::IanaZone;
-use fleetboot_core::batch::{BatchSettings, Window, WindowState, not_needed_reason, rebooted_since_plan_reason, window_state};
+use fleetboot_core::batch::{
+    BatchSettings, DrainStep, Window, WindowState, blocking_pods, drain_step, not_needed_reason, rebooted_since_plan_reason,
+    unhealthy_because, window_state,
+};
 use fleetboot_core::events::Event;
 use fleetboot_core::hosts::Host;
 use fleetboot_core::journal::Entry;
@@ -30,6 +35,19 @@ pub(super) struct Batch {
     held: Mutex<Option<String>>,
     /// `--window-exit` stopped the run.
     pub(super) window_closed: Arc<AtomicBool>,
+    block_on_pods: Option<String>,
+    block_on_pods_on_node: bool,
+    healthy_checks: u32,
+    healthy_interval: Duration,
+    health_command: Option<String>,
+    soak: Duration,
+    pub(super) drain_escalation: Vec<DrainStep>,
+    /// When each group's last node was proven (`--soak`); "" for hosts in no group.
+    last_proven: Mutex<HashMap<String, Instant>>,
+    /// Each node's drain timeouts so far (`--drain-escalation`).
+    drain_timeouts: Mutex<HashMap<String, usize>>,
+    /// Hosts deferred to the end of the queue, not yet taken back by the dispatcher.
+    deferred: Mutex<VecDeque<Host>>,
 }
 
 /// What the window gate says about starting a host now.
@@ -61,7 +79,36 @@ impl Batch {
             reads_plan_boot_ids: settings.reads_plan_boot_ids(),
             held: Mutex::new(None),
             window_closed: Arc::new(AtomicBool::new(false)),
+            block_on_pods: settings.block_on_pods.clone(),
+            block_on_pods_on_node: settings.block_on_pods_on_node,
+            healthy_checks: settings.healthy_checks,
+            healthy_interval: Duration::from_millis(settings.healthy_interval_ms()),
+            health_command: settings.health_command.clone(),
+            soak: Duration::from_millis(settings.soak_ms),
+            drain_escalation: settings.drain_escalation.clone(),
+            last_proven: Mutex::new(HashMap::new()),
+            drain_timeouts: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// A node of `group` was proven: the group's soak starts now.
+    pub(super) fn proven(&self, group: Option<&str>) {
+        if !self.soak.is_zero() {
+            self.last_proven.lock().unwrap().insert(group.unwrap_or_default().to_owned(), Instant::now());
+        }
+    }
+
+    /// One more drain timeout of `host`: the ladder's step for it (`None`: spent).
+    pub(super) fn next_drain_step(&self, host: &str) -> Option<DrainStep> {
+        let mut timeouts = self.drain_timeouts.lock().unwrap();
+        let n = timeouts.entry(host.to_owned()).or_insert(0);
+        *n += 1;
+        drain_step(&self.drain_escalation, *n)
+    }
+
+    pub(super) fn defer(&self, host: &Host) {
+        self.deferred.lock().unwrap().push_back(host.clone());
     }
 
     fn describe_windows(&self) -> String {
@@ -78,16 +125,16 @@ fn countdown_step(remaining: Duration) -> Duration {
 
 impl<T: PowerTransport> Shared<T> {
     /// Journals a run-wide hold once (a new reason, or a new opening time).
-    fn hold(&self, reason: String, until_ms: Option<u64>) -> Result<(), Stop> {
+    fn hold(&self, reason: String, until_ms: Option<u64>) -> Result<bool, Stop> {
         let key = format!("{reason}@{until_ms:?}");
         {
             let mut held = self.batch.held.lock().unwrap();
             if held.as_deref() == Some(key.as_str()) {
-                return Ok(());
+                return Ok(false);
             }
             *held = Some(key);
         }
-        self.record(Entry::Held { reason, until_ms })
+        self.record(Entry::Held { reason, until_ms }).map(|()| true)
     }
 
     /// Waits until a window is open (a countdown while it waits), or says why not: with
@@ -122,7 +169,7 @@ impl<T: PowerTransport> Shared<T> {
                 batch.window_closed.store(true, Ordering::SeqCst);
                 let reason = format!("{reason}; --window-exit: no new reboot in this run, --resume continues");
                 return match self.hold(reason, Some(opens_at)) {
-                    Ok(()) => Gate::Closed,
+                    Ok(_) => Gate::Closed,
                     Err(_) => Gate::Broken,
                 };
             }
@@ -202,5 +249,131 @@ impl<T: PowerTransport> Shared<T> {
             Ok(()) => Stop::Journaled,
             Err(stop) => stop,
         }
+    }
+}
+
+impl<T: PowerTransport> Shared<T> {
+    /// Takes back every host deferred since the last call, in order.
+    pub(super) fn take_deferred(&self) -> Vec<Host> {
+        self.batch.deferred.lock().unwrap().drain(..).collect()
+    }
+
+    pub(super) fn has_deferred(&self) -> bool {
+        !self.batch.deferred.lock().unwrap().is_empty()
+    }
+
+    /// Waits, right before `host` is touched, until nothing holds new reboots back: pods
+    /// matching `--block-on-pods` (anywhere, or on the node), the group's `--soak`, and the
+    /// health gate (`--healthy-checks` healthy checks in a row). While it waits the reason is
+    /// journaled (`held`, once per reason) and shown; it waits as long as it takes (an
+    /// interrupt stops it: the host is skipped, nothing touched).
+    pub(super) async fn gates_clear(&self, host: &Host) -> Result<(), Stop> {
+        let batch = &self.batch;
+        if batch.block_on_pods.is_none() && batch.healthy_checks == 0 && batch.soak.is_zero() {
+            return Ok(());
+        }
+        let mut abort = self.abort.clone();
+        let skip = |reason: &str| match self.skip(host, reason) {
+            Ok(()) => Stop::Journaled,
+            Err(stop) => stop,
+        };
+        loop {
+            if self.abort_level() != Abort::No {
+                return Err(skip("the run was interrupted before this host started"));
+            }
+            let (reason, until, pause) = match self.first_gate_closed(host).await {
+                None => {
+                    *batch.held.lock().unwrap() = None;
+                    return Ok(());
+                }
+                Some(held) => held,
+            };
+            let now = self.clock.now_ms();
+            let until_ms = until.map(|at| self.clock.ms_of(at));
+            if self.hold(reason.clone(), until_ms)? {
+                let remaining_ms = until_ms.map(|at| at.saturating_sub(now));
+                let _ = self.events.send(Event::Held { reason, until_ms, remaining_ms });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = abort.wait_for(|a| *a != Abort::No) => {}
+            }
+        }
+    }
+
+    /// The first gate that holds `host` back now: (why, until when if known, when to look
+    /// again). The health gate checks `--healthy-checks` times, `--healthy-interval` apart.
+    async fn first_gate_closed(&self, host: &Host) -> Option<(String, Option<Instant>, Duration)> {
+        let batch = &self.batch;
+        let poll = self.settings.poll_interval.max(Duration::from_millis(100));
+        if let Some(selector) = &batch.block_on_pods {
+            let api = self.api.as_ref()?;
+            let on_node = batch.block_on_pods_on_node.then_some(host.name.as_str());
+            match api.pods_matching(selector).await {
+                Ok(pods) => {
+                    let blocking = blocking_pods(&pods, on_node);
+                    if !blocking.is_empty() {
+                        let place = on_node.map_or(String::new(), |n| format!(" on {n}"));
+                        let reason = format!("pods matching {selector:?} run{place}: {}", blocking.join(", "));
+                        return Some((reason, None, poll));
+                    }
+                }
+                Err(e) => return Some((format!("--block-on-pods: {e}"), None, poll)),
+            }
+        }
+        if !batch.soak.is_zero() {
+            let group = self.grouping.group_of(&host.name).unwrap_or_default().to_owned();
+            let last = batch.last_proven.lock().unwrap().get(&group).copied();
+            if let Some(ends) = last.map(|at| at + batch.soak).filter(|ends| *ends > Instant::now()) {
+                let what = if group.is_empty() { String::new() } else { format!(" of group {group}") };
+                let reason = format!("soaking after the last node{what} was proven (--soak {})", humantime::format_duration(batch.soak));
+                return Some((reason, Some(ends), ends - Instant::now()));
+            }
+        }
+        for check in 1..=batch.healthy_checks {
+            if check > 1 {
+                tokio::time::sleep(batch.healthy_interval).await;
+            }
+            if let Some(why) = self.unhealthy(host).await {
+                return Some((format!("the cluster is not healthy: {why}"), None, batch.healthy_interval));
+            }
+        }
+        None
+    }
+
+    /// One health check: why the cluster is not healthy, or `None`.
+    async fn unhealthy(&self, host: &Host) -> Option<String> {
+        let mut exclude: BTreeSet<String> = self.in_flight.lock().unwrap().clone();
+        exclude.remove(&host.name);
+        let view = match &self.api {
+            Some(api) => match api.health(&exclude).await {
+                Ok(view) => view.unwrap_or_default(),
+                Err(e) => return Some(e),
+            },
+            None => Default::default(),
+        };
+        let command = match &self.batch.health_command {
+            Some(command) => run_health_command(command).await.err(),
+            None => None,
+        };
+        unhealthy_because(&view, command.as_deref())
+    }
+}
+
+/// `--health-command`, run here by `sh -c` with a minute to answer: Err(why) unless it exits 0.
+async fn run_health_command(command: &str) -> Result<(), String> {
+    let run = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(Duration::from_secs(60), run).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("`{command}` exited {}", status.code().map_or("by a signal".to_owned(), |c| c.to_string()))),
+        Ok(Err(e)) => Err(format!("`{command}` could not run: {e}")),
+        Err(_) => Err(format!("`{command}` did not finish within a minute")),
     }
 }

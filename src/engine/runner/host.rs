@@ -26,6 +26,30 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         plan.grouping.limits.iter().map(|(g, limit)| (g.clone(), InFlightGate::new(*limit))).collect();
     let group_gate = |host: &str| plan.grouping.group_of(host).and_then(|g| group_gates.get(g)).cloned();
     let resumed_at = shared.clock.now_ms();
+    // The drain preflight: budgets that allow no disruption now, and the drains they block.
+    if let Some(drain) = &shared.drain {
+        let nodes: std::collections::BTreeSet<String> = plan
+            .steps
+            .iter()
+            .filter(|s| s.action == ResumeAction::Reboot && !shared.standalone.contains(&s.host.name))
+            .map(|s| s.host.name.clone())
+            .collect();
+        let message = match drain.zero_disruption_budgets(&nodes).await {
+            Ok(found) => found
+                .into_iter()
+                .map(|(budget, blocked)| {
+                    format!(
+                        "preflight: PodDisruptionBudget {budget} allows 0 disruptions now: the drain of {} waits on it",
+                        blocked.join(", ")
+                    )
+                })
+                .collect(),
+            Err(e) => vec![format!("preflight: {e}")],
+        };
+        for message in message {
+            let _ = shared.events.send(Event::Warning { host: None, message });
+        }
+    }
     // A batch run notes every host's boot ID first: one rebooted since (by anyone) is done.
     if prior.is_none() {
         let to_reboot: Vec<Host> = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot).map(|s| s.host.clone()).collect();
@@ -64,12 +88,33 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
     // However the run ends (short of a hard stop), no cordon of fleetboot's is left behind.
     let shared_at_end = shared.clone();
     let mut abort = shared.abort.clone();
-    let mut steps = plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot);
+    // The hosts still to start, in order; a host whose drain is deferred (--drain-escalation
+    // defer) goes to the end (before the control plane, which goes last).
+    let mut pending: std::collections::VecDeque<Host> =
+        plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot).map(|s| s.host.clone()).collect();
     let mut others_finished = false;
-    while let Some(step) = steps.next() {
-        if plan.grouping.is_last(&step.host.name) && !others_finished {
+    loop {
+        let deferred = shared.take_deferred();
+        match pending.iter().position(|h| plan.grouping.is_last(&h.name)) {
+            Some(at) => deferred.into_iter().enumerate().for_each(|(i, h)| pending.insert(at + i, h)),
+            None => pending.extend(deferred),
+        }
+        let Some(step_host) = pending.pop_front() else {
+            // Nothing left to start: wait for a task (it may defer its host), or finish.
+            match tasks.join_next().await {
+                Some(_) => continue,
+                None if shared.has_deferred() => continue,
+                None => break,
+            }
+        };
+        let step = &step_host;
+        if plan.grouping.is_last(&step.name) && !others_finished {
             // The control plane waits until every other host is finished.
             while tasks.join_next().await.is_some() {}
+            if shared.has_deferred() {
+                pending.push_front(step_host);
+                continue;
+            }
             others_finished = true;
         }
         // New reboots start only inside a maintenance window (hosts in flight go on meanwhile).
@@ -77,7 +122,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         if window == super::batch::Gate::Broken {
             break;
         }
-        let group = group_gate(&step.host.name);
+        let group = group_gate(&step.name);
         let pass = tokio::select! {
             pass = async {
                 let total = gate.enter().await;
@@ -97,16 +142,17 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             Some(_) => None,
         };
         if let Some(reason) = stop_reason {
-            for skipped in std::iter::once(step).chain(steps.by_ref()) {
+            let rest: Vec<Host> = std::iter::once(step_host.clone()).chain(pending.drain(..)).chain(shared.take_deferred()).collect();
+            for skipped in &rest {
                 if shared.abort_level() == Abort::Hard {
                     break;
                 }
-                let _ = shared.skip(&skipped.host, reason);
+                let _ = shared.skip(skipped, reason);
             }
             break;
         }
         let shared = shared.clone();
-        let host = step.host.clone();
+        let host = step_host.clone();
         tasks.spawn(async move {
             // The passes are held until the task ends: a host that failed while possibly
             // still down holds them until it is seen back or its deadline passes.
@@ -264,6 +310,8 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
         super::batch::Gate::Aborted => return Err(skip("the run was interrupted before this host started")),
         super::batch::Gate::Broken => return Err(Stop::JournalBroken),
     }
+    // Blocker pods, the group's soak and the health gate, also at the last moment.
+    shared.gates_clear(host).await?;
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
     }
@@ -722,6 +770,7 @@ async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
 /// Cordon, then evict. Err: the host does not go on (failed or skipped, and uncordoned).
 async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain, host: &Host) -> Result<(), Stop> {
     use crate::engine::seams::DrainError;
+    use fleetboot_core::batch::DrainStep;
     use fleetboot_core::nodes::DrainFailure;
     let name = || host.name.clone();
     let policy = drain.policy();
@@ -741,25 +790,59 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
         uncordon(shared, host).await;
         return Err(stop);
     }
-    let left = match drain.evict_all(&host.name).await {
-        Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
-        Err(DrainError::PodsLeft { pods }) => pods,
-        // The pods could not even be listed: nothing is known drained, and nothing to force.
-        Err(e @ DrainError::Api { .. }) => {
-            let stop = shared.fail(host, Stage::Drain, e.to_string(), false);
+    let timeout = humantime::format_duration(Duration::from_millis(policy.timeout_ms));
+    let (left, step) = loop {
+        let left = match drain.evict_all(&host.name).await {
+            Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
+            Err(DrainError::PodsLeft { pods }) => pods,
+            // The pods could not even be listed: nothing is known drained, and nothing to force.
+            Err(e @ DrainError::Api { .. }) => {
+                let stop = shared.fail(host, Stage::Drain, e.to_string(), false);
+                uncordon(shared, host).await;
+                return Err(stop);
+            }
+        };
+        // --drain-escalation: one step per timeout; `wait` drains again, still cordoned.
+        match shared.batch.next_drain_step(&host.name) {
+            Some(DrainStep::Wait) if shared.abort_level() == Abort::No => {
+                let reason = format!(
+                    "drain timed out after {timeout} (pods left: {}); draining for another {timeout} (--drain-escalation wait)",
+                    left.join(", ")
+                );
+                let _ = shared.events.send(Event::Waiting { host: name(), reason });
+            }
+            Some(DrainStep::Wait) => break (left, None),
+            step => break (left, step),
+        }
+    };
+    let why = format!("pods still on the node after {timeout}: {}", left.join(", "));
+    match step {
+        Some(DrainStep::Defer) if shared.abort_level() == Abort::No => {
+            let reason = format!("{why}; uncordoned and moved to the end of the queue (--drain-escalation defer)");
+            shared.record(Entry::Deferred { host: name(), reason })?;
+            uncordon(shared, host).await;
+            shared.batch.defer(host);
+            return Err(Stop::Deferred);
+        }
+        Some(DrainStep::Skip) => {
+            let reason = format!("{why}; left uncordoned, not rebooted (--drain-escalation skip)");
+            let stop = match shared.record(Entry::Skipped { host: name(), reason }) {
+                Ok(()) => Stop::Journaled,
+                Err(stop) => stop,
+            };
             uncordon(shared, host).await;
             return Err(stop);
         }
-    };
+        Some(DrainStep::Force) => {
+            drain.delete_pods(&left).await;
+            return shared.record(Entry::Drained { host: name(), evicted: left.len() });
+        }
+        _ => {}
+    }
     if policy.on_failure == DrainFailure::Force {
         drain.delete_pods(&left).await;
         return shared.record(Entry::Drained { host: name(), evicted: left.len() });
     }
-    let why = format!(
-        "pods still on the node after {}: {}",
-        humantime::format_duration(Duration::from_millis(policy.timeout_ms)),
-        left.join(", ")
-    );
     let stop = if policy.on_failure == DrainFailure::Skip {
         match shared.record(Entry::Skipped { host: name(), reason: why }) {
             Ok(()) => Stop::Journaled,

@@ -111,6 +111,8 @@ enum Stop {
     Aborted,
     /// The journal cannot be written: nothing further may happen (the run stops hard).
     JournalBroken,
+    /// `--drain-escalation defer`: the host goes to the end of the queue (journaled).
+    Deferred,
 }
 
 /// Caps the hosts between "dispatched" and "confirmed back". Unlike a semaphore it can
@@ -386,6 +388,7 @@ impl<T: PowerTransport> Shared<T> {
             }
             Entry::Confirmed { host } => {
                 self.failed.lock().unwrap().remove(host);
+                self.batch.proven(self.grouping.group_of(host));
             }
             Entry::Dispatching { host, .. } => {
                 self.touched.lock().unwrap().insert(host.clone());

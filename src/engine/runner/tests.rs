@@ -439,6 +439,8 @@ struct DrainFaults {
     list_fails: bool,
     /// The admin cordoned every node before the run.
     pre_cordoned: bool,
+    /// This node's drain never ends: one pod a budget protects stays (`app/db-0`).
+    stuck: Option<&'static str>,
 }
 
 impl NodeDrain for FakeDrain {
@@ -459,6 +461,10 @@ impl NodeDrain for FakeDrain {
 
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
         Box::pin(async move {
+            if self.1.stuck == Some(node) {
+                tokio::time::sleep(Duration::from_millis(self.policy().timeout_ms)).await;
+                return Err(DrainError::PodsLeft { pods: vec!["app/db-0".into()] });
+            }
             tokio::time::sleep(Duration::from_secs(20)).await;
             if self.1.list_fails {
                 return Err(DrainError::Api { message: format!("could not list the pods of node {node} within the drain timeout") });
@@ -1336,7 +1342,7 @@ async fn runner_pods_that_could_not_be_listed_never_count_as_drained_even_under_
     let world = World::new(&["h1"]);
     let mut job = Job::new(&world, dir.path(), &["h1"]);
     (job.api, job.drain) = (true, true);
-    job.drain_faults = DrainFaults { force: true, list_fails: true, pre_cordoned: false };
+    job.drain_faults = DrainFaults { force: true, list_fails: true, ..DrainFaults::default() };
     let summary = job.run().await;
     assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
     assert_eq!(world.reboots_received("h1"), 0, "rebooted with pods nobody could see");

@@ -186,6 +186,8 @@ impl HostRecord {
                 self.skipped_because = Some(reason.clone());
             }
             Entry::Planned { boot_id, .. } => self.planned_boot_id = Some(boot_id.clone()),
+            // Still to do: the reason shows if the run ends before its turn comes again.
+            Entry::Deferred { reason, .. } => self.skipped_because = Some(reason.clone()),
             Entry::NotNeeded { reason, .. } => {
                 self.phase = Phase::NotNeeded;
                 self.failure = None;

@@ -196,6 +196,12 @@ pub enum Entry {
         host: String,
         reason: String,
     },
+    /// The node's drain timed out and `--drain-escalation defer` moved it to the end of the
+    /// queue, uncordoned; it is drained again then. Nothing else changes.
+    Deferred {
+        host: String,
+        reason: String,
+    },
     /// No new reboot starts, for the whole run: outside the maintenance windows (`until_ms`:
     /// when the next one opens), or a blocker. Hosts in flight go on.
     Held {
@@ -282,6 +288,7 @@ impl Entry {
             | Entry::Skipped { host, .. }
             | Entry::Planned { host, .. }
             | Entry::NotNeeded { host, .. }
+            | Entry::Deferred { host, .. }
             | Entry::PoweredOff { host, .. }
             | Entry::PassReleased { host, .. } => Some(host),
             Entry::RunStarted { .. }

@@ -230,6 +230,28 @@ pub fn resume_settings(
         if let Some(c) = &b.only_if {
             conflict("--only-if", shown_command(&jb.only_if), format!("{c:?}"));
         }
+        if let Some(c) = &b.block_on_pods {
+            conflict("--block-on-pods", shown_command(&jb.block_on_pods), format!("{c:?}"));
+        }
+        if let Some(on) = b.block_on_pods_on_node {
+            conflict("--block-on-pods-on-node", jb.block_on_pods_on_node.to_string(), on.to_string());
+        }
+        if let Some(n) = b.healthy_checks {
+            conflict("--healthy-checks", jb.healthy_checks.to_string(), n.to_string());
+        }
+        if let Some(ms) = b.healthy_interval_ms {
+            conflict("--healthy-interval", shown_ms(jb.healthy_interval_ms()), shown_ms(ms));
+        }
+        if let Some(c) = &b.health_command {
+            conflict("--health-command", shown_command(&jb.health_command), format!("{c:?}"));
+        }
+        if let Some(ms) = b.soak_ms {
+            conflict("--soak", shown_ms(jb.soak_ms), shown_ms(ms));
+        }
+        if let Some(steps) = &b.drain_escalation {
+            let shown = |s: &[crate::batch::DrainStep]| s.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
+            conflict("--drain-escalation", shown(&jb.drain_escalation), shown(steps));
+        }
     }
     if let Some(p) = recorded_policy {
         let o = overrides;

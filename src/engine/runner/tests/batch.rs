@@ -12,6 +12,7 @@ fn batch(windows: &[&str], exit: bool, only_if: Option<&str>) -> BatchSettings {
         window_tz: Some("UTC".into()),
         window_exit: exit,
         only_if: only_if.map(str::to_owned),
+        ..BatchSettings::default()
     }
 }
 
@@ -143,4 +144,111 @@ async fn only_if_selects_three_of_nine_and_a_host_rebooted_since_the_plan_is_don
     // Every host's boot ID was noted when the run started.
     let planned = job.records().iter().filter(|r| matches!(r.entry, Entry::Planned { .. })).count();
     assert_eq!(planned, 9);
+}
+
+fn journal_order(job: &Job) -> Vec<String> {
+    job.records()
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::Deferred { host, .. } => Some(format!("deferred {host}")),
+            Entry::Dispatching { host, .. } => Some(format!("dispatching {host}")),
+            Entry::Skipped { host, .. } => Some(format!("skipped {host}")),
+            Entry::Failed { host, .. } => Some(format!("failed {host}")),
+            Entry::Drained { host, evicted } => Some(format!("drained {host} {evicted}")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn drain_job(world: &Arc<World>, dir: &Path, names: &[&str], ladder: Vec<DrainStep>) -> Job {
+    let mut job = Job::new(world, dir, names);
+    job.settings.concurrency = 1;
+    job.drain = true;
+    job.drain_faults.stuck = Some("h1");
+    job.settings.batch.drain_escalation = ladder;
+    job
+}
+
+use fleetboot_core::batch::DrainStep;
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_drain_waits_once_more_then_is_forced_when_force_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let job = drain_job(&world, dir.path(), &["h1", "h2"], vec![DrainStep::Wait, DrainStep::Force]);
+    let (trigger, abort) = watch::channel(Abort::No);
+    let mut waits = Vec::new();
+    let summary = job
+        .run_with_abort((trigger, abort), |event, _| {
+            if let Event::Waiting { host, reason } = event {
+                waits.push(format!("{host}: {reason}"));
+            }
+        })
+        .await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert_eq!(world.reboots_received("h1"), 1);
+    assert_eq!(journal_order(&job), ["drained h1 1", "dispatching h1", "drained h2 2", "dispatching h2"]);
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(waits[0].contains("app/db-0") && waits[0].contains("--drain-escalation wait"), "{waits:?}");
+    // Two full drain timeouts before the force.
+    let cordoned = world.times_of("h1", |e| matches!(e, Happened::Cordoned))[0];
+    let sent = world.times_of("h1", |e| matches!(e, Happened::SshReboot))[0];
+    assert!(sent - cordoned >= 2 * MINUTE, "{:?}", sent - cordoned);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferred_drain_goes_to_the_end_of_the_queue_then_is_skipped_uncordoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2", "h3"]);
+    let job = drain_job(&world, dir.path(), &["h1", "h2", "h3"], vec![DrainStep::Defer, DrainStep::Skip]);
+    let summary = job.run().await;
+    assert_eq!(
+        journal_order(&job),
+        ["deferred h1", "drained h2 2", "dispatching h2", "drained h3 2", "dispatching h3", "skipped h1"],
+        "h1 deferred behind the others, then skipped"
+    );
+    assert_eq!((outcome(&summary, "h1"), world.reboots_received("h1")), (Outcome::Skipped, 0));
+    let cordons = world.times_of("h1", |e| matches!(e, Happened::Cordoned)).len();
+    let uncordons = world.times_of("h1", |e| matches!(e, Happened::Uncordoned)).len();
+    assert_eq!((cordons, uncordons), (2, 2), "uncordoned after each attempt");
+    assert!(summary.still_cordoned.is_empty());
+    assert_eq!(summary.exit_code(), fleetboot_core::ExitCode::Incomplete);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ladder_of_defers_only_ends_in_the_drain_failure_policy_never_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let job = drain_job(&world, dir.path(), &["h1", "h2"], vec![DrainStep::Defer, DrainStep::Defer]);
+    let summary = job.run().await;
+    assert_eq!(journal_order(&job), ["deferred h1", "drained h2 2", "dispatching h2", "deferred h1", "failed h1"]);
+    assert_eq!((outcome(&summary, "h1"), outcome(&summary, "h2")), (Outcome::Failed, Outcome::Rebooted));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_reboot_waits_for_the_soak_after_each_proven_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(3);
+    let world = World::new(&strs(&all));
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 1;
+    job.settings.batch.soak_ms = 5 * 60_000;
+    let summary = job.run().await;
+    assert!(all.iter().all(|n| outcome(&summary, n) == Outcome::Rebooted));
+    let records = job.records();
+    let at = |what: &str, host: &str| {
+        records
+            .iter()
+            .find(|r| match &r.entry {
+                Entry::Confirmed { host: h } => what == "confirmed" && h == host,
+                Entry::Dispatching { host: h, .. } => what == "dispatching" && h == host,
+                _ => false,
+            })
+            .unwrap()
+            .at_ms
+    };
+    assert!(at("dispatching", "h2") >= at("confirmed", "h1") + 300_000);
+    assert!(at("dispatching", "h3") >= at("confirmed", "h2") + 300_000);
+    let soaks = held_records(&job).into_iter().filter(|(r, until)| r.contains("soaking") && until.is_some()).count();
+    assert_eq!(soaks, 2, "one hold per soak, with its end");
 }
