@@ -262,10 +262,20 @@ async fn the_simulated_4_7_network_operator_migrates_only_when_annotated_and_pod
 
     // Without the migration enabled the operator refuses: Degraded, nothing rendered.
     config.patch("cluster", &PatchParams::default(), &merge(json!({"spec": {"networkType": "OVNKubernetes"}}))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let network_co = operators.get("network").await.unwrap();
-    let degraded = network_co.data["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap().clone();
-    assert_eq!(degraded["status"], "True", "{degraded}");
+    // Read once the operator's tick has seen the change (on a loaded machine that is later
+    // than its interval): its Degraded condition is the verdict.
+    let degraded = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let network_co = operators.get("network").await.unwrap();
+            let conditions = network_co.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            if let Some(degraded) = conditions.into_iter().find(|c| c["type"] == "Degraded" && c["status"] == "True") {
+                return degraded;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the network operator refuses the change: Degraded");
     assert!(degraded["message"].as_str().unwrap().contains("cannot change default network type"), "{degraded}");
     assert!(mcs.get_opt("rendered-worker-0f3e9c1b7a").await.unwrap().is_none());
 
