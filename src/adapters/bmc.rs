@@ -1,6 +1,8 @@
 //! The BMC inventory (config `[[bmc]]` entries, the cluster's metal3 BareMetalHosts and their
 //! Secrets) and power through it: one operation per BMC at a time, a global rate, a session
 //! opened and closed around each operation.
+//!
+//! One file, past 500 lines: the inventory and the power it gives are read together (which BMC, with which secret).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

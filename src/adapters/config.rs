@@ -1,6 +1,8 @@
 //! Settings: embedded defaults, then the config file, then the environment, then flags,
 //! resolved in one function. The run settings of core's model ([`Partial`]) take their
 //! precedence from its one [`settings::merge`]; the rest overlay the file's keys with the flags.
+//!
+//! One file, past 500 lines: the file's shape and every check of its keys, with the tests of each.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! A Redfish client for power control through a node's BMC: sessions (or Basic auth when the
 //! service has none), `ComputerSystem.Reset` with a ResetType the BMC allows, task monitors,
 //! and bounded retries of a busy BMC. Passwords live in [`Secret`], which never prints.
+//!
+//! One file, past 500 lines: one protocol (sessions, resets, task monitors, retries of a busy BMC).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,6 @@
 //! SSH with russh: connect, verify the host key, authenticate, run one command.
+//!
+//! One file, past 500 lines: connect, verify, authenticate and run are one session's life; the transport on top shares its errors.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

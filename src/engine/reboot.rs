@@ -5,6 +5,8 @@
 //!
 //! [`prepare`] reads everything a run depends on and refuses bad input before any host is
 //! contacted; [`PreparedRun::execute`] takes the lease, opens the journal and runs the runner.
+//!
+//! One file, past 500 lines: `prepare` and `execute` are the two halves of one job, read together.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -9,6 +9,8 @@
 //! Europe/Berlin, four on the fall-back day). A time that does not exist that day (in the
 //! spring-forward gap) means the first instant the wall clock shows a later time (the end of
 //! the gap); a time that happens twice (in the fall-back fold) means its first occurrence.
+//!
+//! One file, past 500 lines: the window arithmetic and its DST tests belong together.
 
 use std::fmt;
 use std::str::FromStr;

@@ -14,6 +14,8 @@
 //! (whose `value_parser` yields the field's type) and, for the file, its key in
 //! `adapters::config::Layer::partial`; a key in [`RawLayer`] when the environment may set it.
 //! Then use it.
+//!
+//! One file, past 500 lines: the model, its parsers and its one merge are the single place a setting is defined.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,6 +1,8 @@
 //! The simulated cluster's Kubernetes API over plain HTTP on loopback: discovery, list/get,
 //! create, update, patch, delete, status subresources, watch with bookmarks and 410 Gone,
 //! `Status` errors, and server-side Tables for kubectl.
+//!
+//! One file, past 500 lines: the API server's routing and verbs are read together; storage is `store.rs`, exec `exec.rs`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};

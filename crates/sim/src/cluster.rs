@@ -1,6 +1,8 @@
 //! The simulated cluster: seeds an OpenShift-shaped set of objects, runs the simulated nodes
 //! and the kubelet/node-controller behaviour that ties them to the API, and exposes fault
 //! switches. Everything runs in-process on loopback.
+//!
+//! One file, past 500 lines: it builds the world and runs the kubelets and the fault switches of `/sim/v1`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -18,6 +18,8 @@
 //!   ([`super::features`]).
 //!
 //! It does not render MachineConfigs: the MCO does ([`super::mco`]).
+//!
+//! One file, past 500 lines: the network operator's reconcile is one loop, each rule beside its source.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -23,6 +23,8 @@
 //!
 //! This module only decides (pure functions over the objects); [`super::cno`] applies it on
 //! its tick, and [`super::mco`] renders what `status.migration` asks for.
+//!
+//! One file, past 500 lines: the live migration's conditions are one rule set, each rule beside its source.
 
 use serde_json::{Value, json};
 

@@ -1,6 +1,8 @@
 //! A simulated node: an SSH server (russh) on its own loopback address that answers the
 //! boot-ID read and the reboot command, and really goes away while it "reboots": its sessions
 //! close, connections are refused, and it comes back with a new boot ID.
+//!
+//! One file, past 500 lines: a node's SSH server and its boot cycle are one state machine.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

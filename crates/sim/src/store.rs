@@ -1,6 +1,8 @@
 //! The simulated API server's object store: one cluster-wide increasing resourceVersion,
 //! optimistic concurrency, a bounded change history for watch resumption (older versions are
 //! 410 Gone), and a broadcast of changes for live watches.
+//!
+//! One file, past 500 lines: versions, history and watches are one consistency model, with its tests.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

@@ -27,6 +27,8 @@
 //! Not modelled: rollouts of a changed pod template (maxSurge/maxUnavailable), StatefulSets,
 //! resource requests, taints and tolerations, the 5 minutes a pod of a NotReady node waits
 //! before it is evicted (`tolerationSeconds: 300`), preemption.
+//!
+//! One file, past 500 lines: the workload controllers (ReplicaSets, DaemonSets, budgets) are one rule set, each rule beside its source.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -1,4 +1,6 @@
 //! The run's Lease (coordination.k8s.io/v1): one fleetboot run per cluster at a time.
+//!
+//! One file, past 500 lines: the lease is one protocol (take, renew, release, take over) and its tests.
 
 use kube::Client;
 use kube::api::{Api, DynamicObject};

@@ -1,4 +1,6 @@
 //! One host's way through a run, and the dispatcher that starts hosts within the limits.
+//!
+//! One file, past 500 lines: one host's way (boot ID, drain, reboot, ladder, proof) is one state machine.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,8 @@
 //! - `mod.rs`: the run (journal, events, summary), the limits (in-flight gates, the rate's
 //!   pacer, the failure budget) and the dispatcher;
 //! - `host.rs`: one host's way: boot ID, drain, the reboot, the escalation ladder, the proof.
+//!
+//! One file, past 500 lines: the run's loop, its limits and its stop rules are one state machine; one host's way is `host.rs`.
 
 mod batch;
 mod host;

@@ -2,6 +2,8 @@
 //! delay, a down time and faults), a fake BMC and fake cluster-API evidence, on tokio's paused
 //! clock. Every assertion reads the fakes' own records (what reached each host, when it went
 //! down and came back) or the journal, never the runner's word for it.
+//!
+//! Past 500 lines: the runner's tests on the paused clock, one scenario each.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;

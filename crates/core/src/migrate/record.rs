@@ -1,6 +1,8 @@
 //! The migration's own journal: which steps are done, what they found and changed — its records
 //! (the on-disk format) and the pure fold `--resume` rebuilds the migration from. The file itself
 //! (lock, fsync) is the root crate's `adapters::migration_journal`.
+//!
+//! One file, past 500 lines: the records and the fold that reads them are the one on-disk format, with its tests.
 
 use std::path::PathBuf;
 
