@@ -46,3 +46,4 @@ mod sim_traffic;
 mod sim_workloads;
 mod ssh_auth;
 mod sushy;
+mod toolbox;
