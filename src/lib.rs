@@ -63,6 +63,8 @@ pub enum Error {
     Run(#[from] engine::error::RunError),
     #[error(transparent)]
     Migrate(#[from] engine::migrate::MigrateError),
+    #[error(transparent)]
+    Toolbox(#[from] commands::toolbox::ToolboxError),
 }
 
 pub use engine::error::{NameNotAddress, SelectionError};

@@ -1,7 +1,6 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = fleetboot::commands::Cli::parse();
+    // The help and usage name the command as it was called (`kubectl fleetboot` as a plugin).
+    let cli = fleetboot::commands::toolbox::parse_args();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

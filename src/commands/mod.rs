@@ -26,6 +26,7 @@ pub mod power;
 pub mod reboot;
 pub mod repair;
 pub mod sim;
+pub mod toolbox;
 
 pub use args::{ClusterArgs, HostArgs};
 
@@ -76,6 +77,12 @@ pub enum Command {
     Verify(migrate::VerifyArgs),
     /// Put back what a journal says fleetboot changed (its cordons, its lease, paused pools); reboots nothing.
     Repair(repair::RepairArgs),
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(toolbox::CompletionsArgs),
+    /// Write one man page per command into DIR.
+    Man(toolbox::ManArgs),
+    /// Make kubectl-fleetboot and oc-fleetboot in DIR (`kubectl fleetboot nodes`).
+    InstallPlugin(toolbox::InstallPluginArgs),
 }
 
 /// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
@@ -232,6 +239,9 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Migrate(args) => migrate::run(args, config).await,
         Command::Verify(args) => migrate::run_verify(args, config).await,
         Command::Repair(args) => repair::run(args, config).await,
+        Command::Completions(args) => toolbox::completions(args),
+        Command::Man(args) => toolbox::man(args),
+        Command::InstallPlugin(args) => toolbox::install_plugin(args),
     }
 }
 

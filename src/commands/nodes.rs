@@ -20,6 +20,10 @@ pub enum NodesOutput {
     Json,
     /// The migration document's jsonpath output: addresses, space-separated.
     Ips,
+    /// The JSON's nodes as YAML.
+    Yaml,
+    /// `node/NAME`, one a line (as `kubectl get nodes -o name`).
+    Name,
 }
 
 #[derive(Args, Debug)]
@@ -28,9 +32,14 @@ pub struct NodesArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub select: NodeSelectionArgs,
-    /// table, wide, json (stable, documented in README) or ips (the document's jsonpath output).
+    /// table, wide, json (stable, documented in README), yaml, name or ips (the document's
+    /// jsonpath output).
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: NodesOutput,
+    /// Accepted as kubectl accepts it (nodes are cluster-scoped), so `kubectl fleetboot nodes
+    /// -n NS` reads as kubectl's own commands do.
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
@@ -43,12 +52,14 @@ pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Err
     for problem in fleetboot_core::nodes::address_problems(&nodes) {
         eprintln!("warning: {problem}");
     }
-    if matches!(args.output, NodesOutput::Wide | NodesOutput::Json) {
+    if matches!(args.output, NodesOutput::Wide | NodesOutput::Json | NodesOutput::Yaml) {
         attach_bmcs(&mut nodes, &settings, client, args.output == NodesOutput::Wide).await;
     }
     match args.output {
         NodesOutput::Ips => print!("{}", crate::report::nodes::render_ips(&nodes)),
         NodesOutput::Json => println!("{}", serde_json::to_string_pretty(&nodes).expect("serializes")),
+        NodesOutput::Yaml => print!("{}", crate::report::yaml::render(&nodes)),
+        NodesOutput::Name => print!("{}", crate::report::yaml::names("node", nodes.iter().map(|n| n.name.as_str()))),
         NodesOutput::Wide => print!("{}", crate::report::nodes::render_table(&nodes, true)),
         NodesOutput::Table => print!("{}", crate::report::nodes::render_table(&nodes, false)),
     }

@@ -22,6 +22,8 @@ pub enum VerifyOutput {
     Table,
     /// The checks as one JSON array on one line.
     Json,
+    /// The JSON's checks as YAML.
+    Yaml,
 }
 
 pub struct MigrationReporter<O: Write, E: Write> {
@@ -139,6 +141,7 @@ pub fn render_verify(results: &[Check], output: VerifyOutput) -> String {
     match output {
         VerifyOutput::Table => render_checks(results),
         VerifyOutput::Json => serde_json::to_string(results).expect("serializes") + "\n",
+        VerifyOutput::Yaml => super::yaml::render(results),
     }
 }
 

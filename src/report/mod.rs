@@ -6,6 +6,7 @@ pub mod nodes;
 pub mod plan;
 pub mod power;
 pub mod repair;
+pub mod yaml;
 
 use fleetboot_core::table::{short_id, table};
 use std::collections::BTreeMap;

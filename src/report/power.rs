@@ -9,11 +9,17 @@ pub enum PowerOutput {
     Table,
     /// One JSON array of results (stable, documented in README).
     Json,
+    /// The JSON's results as YAML.
+    Yaml,
+    /// `node/NAME`, one a line (as `kubectl get -o name`).
+    Name,
 }
 
 pub fn render(results: &[PowerResult], output: PowerOutput) -> String {
     match output {
         PowerOutput::Json => serde_json::to_string_pretty(results).expect("serializes") + "\n",
+        PowerOutput::Yaml => super::yaml::render(results),
+        PowerOutput::Name => super::yaml::names("node", results.iter().map(|r| r.node.as_str())),
         PowerOutput::Table => {
             let rows: Vec<Vec<String>> = results
                 .iter()

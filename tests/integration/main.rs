@@ -49,3 +49,4 @@ mod sim_traffic;
 mod sim_workloads;
 mod ssh_auth;
 mod sushy;
+mod toolbox;
