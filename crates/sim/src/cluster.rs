@@ -996,6 +996,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   of M on R wait unanswered while held (one slow call; the rest of the API answers)
 /// - `POST cut-watches`: ends every open watch stream once
 /// - `GET operators/refusals`: every change the simulated network operator refused
+/// - `POST exec-forbidden` with `{"namespace": NS, "forbidden": true|false, "user": U}`: exec
+///   there is refused (403, the real API's message); `GET exec`: exec requests and stream bytes
 ///
 /// [`Faults`]: super::node::Faults
 pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body: &Value) -> Result<Value, (u16, String)> {
@@ -1046,6 +1048,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             Ok(json!({"node": name, "applied": body}))
         }
         ("POST", ["exec-forbidden"]) => super::exec::control_forbid(&cluster.api, body),
+        ("GET", ["exec"]) => Ok(super::exec::counters(&cluster.api)),
         ("POST", ["outage"]) => {
             let seconds = body["seconds"].as_f64().ok_or((400, "expected {\"seconds\": N}".to_owned()))?;
             let length = Duration::try_from_secs_f64(seconds)

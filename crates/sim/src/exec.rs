@@ -117,6 +117,12 @@ pub fn control_forbid(api: &ApiState, body: &Value) -> Result<Value, (u16, Strin
     Ok(json!({"namespace": namespace, "forbidden": forbidden}))
 }
 
+/// `GET /sim/v1/exec`: the exec requests answered and the bytes their streams carried.
+pub fn counters(api: &ApiState) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    json!({"requests": api.exec.requests.load(Relaxed), "streamBytes": api.exec.stream_bytes.load(Relaxed)})
+}
+
 /// The host's `/` as the pod's container sees it: the mount path of a hostPath volume of `/`
 /// (the machine-config daemon's `/rootfs`, an `oc debug` pod's `/host`).
 fn host_root_mount(pod: &Value, container: &Value) -> Option<String> {
