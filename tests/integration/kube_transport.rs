@@ -316,3 +316,21 @@ fn the_api_cost_of_a_reboot_through_the_kube_transport_against_ssh() {
         (kube_bytes as i64 - ssh_bytes as i64) / NODES as i64,
     );
 }
+
+#[test]
+fn an_exec_stream_cut_after_the_reboot_command_started_counts_as_delivered() {
+    let sim = no_ssh_cluster(0, 2);
+    sim.control("POST", "exec-drop", r#"{"commands": ["shutdown -r"]}"#);
+    let run: Run =
+        sim.fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--output", "json"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for node in ["worker-0", "worker-1"] {
+        let dispatched = records(&run.journal(), "dispatched", node);
+        assert_eq!(dispatched.len(), 1, "{dispatched:?}");
+        assert_eq!(dispatched[0]["delivery"], "connection_dropped", "{dispatched:?}");
+    }
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 1, "{name}: sent once, never again: {events:?}");
+        assert_eq!(count(&events, "ready"), 1, "{name}: {events:?}");
+    }
+}

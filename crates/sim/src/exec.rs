@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ pub struct ExecState {
     /// Exec requests answered, and bytes written to clients on their streams (cost measurements).
     pub requests: std::sync::atomic::AtomicU64,
     pub stream_bytes: std::sync::atomic::AtomicU64,
+    /// Fault injection: exec streams whose command line contains one of these end right after
+    /// the command ran, with no output and no status (the connection cut, as a node going down
+    /// under it cuts it).
+    pub drop_after_start: Mutex<Vec<String>>,
 }
 
 /// The cluster's kubelets, by its nodes.
@@ -117,9 +122,17 @@ pub fn control_forbid(api: &ApiState, body: &Value) -> Result<Value, (u16, Strin
     Ok(json!({"namespace": namespace, "forbidden": forbidden}))
 }
 
+/// `POST /sim/v1/exec-drop` with `{"commands": [TEXT, ...]}`: exec streams whose command line
+/// contains one of them are cut right after the command ran (`[]`: none).
+pub fn control_drop(api: &ApiState, body: &Value) -> Result<Value, (u16, String)> {
+    let commands: Vec<String> =
+        serde_json::from_value(body["commands"].clone()).map_err(|_| (400, "expected {\"commands\": [TEXT, ...]}".to_owned()))?;
+    *api.exec.drop_after_start.lock().unwrap() = commands.clone();
+    Ok(json!({"commands": commands}))
+}
+
 /// `GET /sim/v1/exec`: the exec requests answered and the bytes their streams carried.
 pub fn counters(api: &ApiState) -> Value {
-    use std::sync::atomic::Ordering::Relaxed;
     json!({"requests": api.exec.requests.load(Relaxed), "streamBytes": api.exec.stream_bytes.load(Relaxed)})
 }
 
@@ -296,6 +309,10 @@ where
     }
     count(1);
     let (stdout, stderr, exit) = execute(kubelets.as_ref(), node, command, mount);
+    let line = command.join(" ");
+    if state.exec.drop_after_start.lock().unwrap().iter().any(|text| line.contains(text.as_str())) {
+        return;
+    }
     for (channel, data) in [(STDOUT, &stdout), (STDERR, &stderr)] {
         if data.is_empty() {
             continue;
