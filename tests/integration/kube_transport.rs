@@ -334,3 +334,27 @@ fn an_exec_stream_cut_after_the_reboot_command_started_counts_as_delivered() {
         assert_eq!(count(&events, "ready"), 1, "{name}: {events:?}");
     }
 }
+
+#[test]
+fn the_migrations_reboot_step_goes_through_the_api_with_transport_kube() {
+    let sim = no_ssh_cluster(1, 2);
+    let run: Run = sim
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--transport", "kube", "--poll-interval", "300ms", "--output", "plain"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    let journal = sim.migration_dir().join("reboot.jsonl");
+    let counts = dispatch_counts(&journal);
+    assert_eq!(counts.values().copied().collect::<Vec<_>>(), [1, 1, 1], "step 7 rebooted each node once: {counts:?}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.contains("shutdown -r +1"), "the documents' command through the API");
+    // The simulated MCO reboots each node once for its own rollout; step 7 once more, by exec
+    // (no node has SSH): at least the boot ID before, the reboot and the boot ID after each.
+    let execs: serde_json::Value = serde_json::from_str(&sim.control("GET", "exec", "")).unwrap();
+    assert!(execs["requests"].as_u64().unwrap() >= 9, "{execs}");
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 2, "{name}: the MCO's and step 7's: {events:?}");
+    }
+}
