@@ -75,6 +75,9 @@ pub struct MigrateArgs {
     /// The smallest MTU of the nodes' interfaces, when known: --mtu must leave 100 bytes.
     #[arg(long, value_name = "MTU")]
     pub node_mtu: Option<u32>,
+    /// How steps 7 and 10 reboot the nodes, as `reboot --transport` (auto, ssh, redfish, kube).
+    #[arg(long, value_parser = choice::<fleetboot_core::settings::Transport>(fleetboot_core::settings::Transport::NAMES))]
+    pub transport: Option<fleetboot_core::settings::Transport>,
     /// Step 7 limit; default: every node at once, as the document does.
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub reboot_concurrency: Option<usize>,
@@ -175,7 +178,7 @@ pub fn migration_from_args(
     config: Option<&Path>,
     install_interrupts: fn(tokio::sync::watch::Sender<crate::engine::runner::Abort>),
 ) -> Result<(MigrationOptions, MigrationContext), Error> {
-    let flags = fleetboot_core::settings::Partial { output: Some(args.output), ..args.cluster.partial() };
+    let flags = fleetboot_core::settings::Partial { output: Some(args.output), transport: args.transport, ..args.cluster.partial() };
     let settings = load_settings(config, &flags)?;
     Ok((args.options(), MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts }))
 }

@@ -33,7 +33,8 @@ pub enum DrainFailureArg {
 pub struct RebootArgs {
     #[command(flatten)]
     pub hosts: HostArgs,
-    /// How reboots reach the nodes: auto (SSH, the BMC as fallback), ssh, or redfish.
+    /// How reboots reach the nodes: auto (per node SSH, the cluster API, the BMC), ssh, redfish,
+    /// or kube (the cluster API's exec into the node's machine-config daemon pod).
     #[arg(long, value_parser = choice::<Transport>(Transport::NAMES))]
     pub transport: Option<Transport>,
     #[command(flatten)]

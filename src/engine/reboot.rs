@@ -431,6 +431,12 @@ impl PreparedRun {
                 kube_preflight(&kube, &plan.hosts).await?;
                 NodeTransport::Kube(kube)
             }
+            // `auto` on a cluster: SSH, then the API's exec (then the BMC, the runner's fallback).
+            TransportChoice::Auto if let Some(connection) = &cluster => {
+                let ssh = SshTransport::new(SshClient::for_this_user(settings.ssh.clone())?, settings.reboot.clone());
+                let kube = KubeTransport::new(connection.client.clone(), settings.reboot.clone(), settings.ssh.command_timeout);
+                NodeTransport::SshThenKube(Box::new(crate::adapters::transports::Chain::new(ssh, kube)))
+            }
             _ => NodeTransport::Ssh(SshTransport::new(SshClient::for_this_user(settings.ssh.clone())?, settings.reboot.clone())),
         };
         // BMC credentials are read now too: a bad one stops the run before any node is touched.

@@ -174,6 +174,7 @@ fn describe_entry(entry: &Entry) -> Option<String> {
             Delivery::BmcAccepted => format!("BMC accepted {}", reset_type.as_deref().unwrap_or("the reset")),
         },
         Entry::FallingBack { reason, .. } => format!("falling back to the BMC: {reason}"),
+        Entry::TransportChosen { transport, reason, .. } => format!("through {transport}: {reason}"),
         Entry::Down { .. } => "down".into(),
         Entry::Back { new_boot_id, api_only: false, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
         Entry::Back { new_boot_id, api_only: true, .. } => format!("back with boot ID {} (seen by the API; no SSH)", short_id(new_boot_id)),

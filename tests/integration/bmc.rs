@@ -87,6 +87,8 @@ const QUICK: &[&str] =
 #[test]
 fn a_node_without_ssh_is_rebooted_through_its_bmc_and_proven_by_the_api() {
     let sim = Sim::in_process(0, 2);
+    // The cluster API's exec is not allowed here: `auto` goes SSH, the API (issue 23), then the BMC.
+    sim.control("POST", "exec-forbidden", r#"{"namespace":"openshift-machine-config-operator"}"#);
     sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
     let config = quick_config(&sim);
     let journal_path = sim.path("run.jsonl");
@@ -320,6 +322,8 @@ fn nodes_wide_shows_each_bmc_and_whether_it_answers_and_unusable_schemes_are_rep
 fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
     use std::process::Stdio;
     let sim = Sim::in_process(0, 1);
+    // The cluster API's exec is not allowed here: `auto` goes SSH, the API (issue 23), then the BMC.
+    sim.control("POST", "exec-forbidden", r#"{"namespace":"openshift-machine-config-operator"}"#);
     // No SSH, and a slow boot: the run is killed while the node is down after the reset.
     sim.control("POST", "nodes/worker-0/faults", r#"{"refuse_ssh": true}"#);
     let config = quick_config(&sim);
@@ -354,6 +358,8 @@ fn a_killed_run_waiting_after_a_bmc_reset_resumes_without_resetting_again() {
 #[test]
 fn sim_flags_make_a_node_without_ssh_and_a_sudo_refusal_is_no_reason_to_fall_back() {
     let sim = Sim::in_process_with(0, 2, &["--no-ssh", "worker-1", "--fault", "worker-0=refuse_sudo"]);
+    // The cluster API's exec is not allowed here: `auto` goes SSH, the API (issue 23), then the BMC.
+    sim.control("POST", "exec-forbidden", r#"{"namespace":"openshift-machine-config-operator"}"#);
     let config = quick_config(&sim);
     let mut args = vec!["--all", "--concurrency", "2", "--max-failures", "1"];
     args.extend(QUICK);
@@ -428,6 +434,8 @@ fn ctrl_c_during_a_bmc_operation_still_deletes_its_session() {
 #[test]
 fn a_reset_that_took_effect_before_the_bmc_failed_is_watched_never_sent_again() {
     let sim = Sim::in_process(0, 3);
+    // The cluster API's exec is not allowed here: `auto` goes SSH, the API (issue 23), then the BMC.
+    sim.control("POST", "exec-forbidden", r#"{"namespace":"openshift-machine-config-operator"}"#);
     let faults = [("worker-0", "503"), ("worker-1", "drop"), ("worker-2", "task_404")];
     for (node, fault) in faults {
         sim.control("POST", &format!("nodes/{node}/faults"), r#"{"refuse_ssh": true}"#);

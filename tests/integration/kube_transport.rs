@@ -200,3 +200,161 @@ fn a_kube_run_killed_and_resumed_reboots_no_node_twice() {
     }
     assert_eq!(dispatch_counts(&journal).values().copied().collect::<Vec<_>>(), [1, 1, 1]);
 }
+
+/// The journal's records of one kind for a host, as JSON.
+fn records(journal: &std::path::Path, event: &str, host: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(journal)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["event"] == event && r["host"] == host)
+        .collect()
+}
+
+#[test]
+fn auto_falls_from_ssh_to_the_api_to_the_bmc_on_the_right_nodes_each_reason_journaled() {
+    // worker-0 answers SSH; worker-1 has no SSH; worker-2 has neither SSH nor a daemon pod.
+    let sim = Sim::start_with(0, 3, &["--no-ssh", "worker-1", "--no-ssh", "worker-2"]);
+    let pod = sim.kubectl_ok(&[
+        "-n",
+        MCO,
+        "get",
+        "pods",
+        "-l",
+        "k8s-app=machine-config-daemon",
+        "--field-selector",
+        "spec.nodeName=worker-2",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    sim.kubectl_ok(&["-n", MCO, "delete", "pod", &pod]);
+    let run: Run = sim
+        .fleetboot(&["reboot", "--transport", "auto", "--poll-interval", "200ms", "--connect-timeout", "1s", "--output", "json"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for (name, (outcome, error)) in run.outcomes() {
+        assert_eq!(outcome, "rebooted", "{name}: {error}");
+    }
+    let journal = run.journal();
+    assert!(records(&journal, "transport_chosen", "worker-0").is_empty() && records(&journal, "falling_back", "worker-0").is_empty());
+    let chosen = records(&journal, "transport_chosen", "worker-1");
+    assert_eq!(chosen.len(), 1, "{chosen:?}");
+    assert_eq!(chosen[0]["transport"], "kube");
+    assert!(chosen[0]["reason"].as_str().unwrap().contains("SSH cannot reach it"), "{chosen:?}");
+    let fell = records(&journal, "falling_back", "worker-2");
+    assert_eq!(fell.len(), 1, "{fell:?}");
+    let reason = fell[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the cluster API's exec neither") && reason.contains("no Running machine-config-daemon pod on worker-2"),
+        "{reason}"
+    );
+    // What each node saw: an SSH or exec reboot request on the first two, a BMC reset on the last.
+    let histories = histories(&sim);
+    let of = |name: &str| histories.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert_eq!(count(&of("worker-0"), "reboot-requested"), 1, "{:?}", of("worker-0"));
+    assert_eq!(count(&of("worker-1"), "reboot-requested"), 1, "{:?}", of("worker-1"));
+    // The BMC's orderly restart (the simulated node notes its own shutdown after the reset).
+    let last = of("worker-2");
+    assert_eq!(last.iter().filter(|e| e.starts_with("bmc-reset")).count(), 1, "{last:?}");
+    assert_eq!(last.iter().position(|e| e.starts_with("bmc-reset")), Some(1), "{last:?}");
+    assert_eq!(count(&last, "reboot-requested"), 1, "{last:?}");
+    for name in ["worker-0", "worker-1"] {
+        assert!(!of(name).iter().any(|e| e.starts_with("bmc-")), "{name}: {:?}", of(name));
+    }
+}
+
+/// The API's cost of the kube transport, against SSH on the same cluster: requests and bytes
+/// through a counting proxy in front of the API, and the simulation's own exec counters.
+#[test]
+fn the_api_cost_of_a_reboot_through_the_kube_transport_against_ssh() {
+    const NODES: u64 = 4;
+    let sim = Sim::start(1, 3);
+    let proxy = CountingProxy::start(&sim.api);
+    let kubeconfig = proxy.kubeconfig(&sim, "kubeconfig-counted");
+    let exec_counters = || -> (u64, u64) {
+        let c: serde_json::Value = serde_json::from_str(&sim.control("GET", "exec", "")).unwrap();
+        (c["requests"].as_u64().unwrap(), c["streamBytes"].as_u64().unwrap())
+    };
+    let mut figures = Vec::new();
+    for transport in ["ssh", "kube"] {
+        let before = exec_counters();
+        let args = [
+            "reboot",
+            "--transport",
+            transport,
+            "--kubeconfig",
+            &kubeconfig,
+            "--concurrency",
+            "1",
+            "--poll-interval",
+            "1s",
+            "--output",
+            "json",
+        ];
+        let run: Run = sim.fleetboot(&args).output().unwrap().into();
+        assert_eq!(run.code, 0, "{transport}: {}", run.debug());
+        let (requests, bytes) = proxy.take();
+        let after = exec_counters();
+        figures.push((transport, requests, bytes, after.0 - before.0, after.1 - before.1));
+    }
+    let (_, ssh_requests, ssh_bytes, ssh_execs, _) = figures[0];
+    let (_, kube_requests, kube_bytes, kube_execs, kube_stream) = figures[1];
+    assert_eq!(ssh_execs, 0, "SSH runs exec nothing through the API");
+    // At least the boot ID before, the reboot, and the boot ID after, per node.
+    assert!(kube_execs >= 3 * NODES, "{figures:?}");
+    eprintln!(
+        "COST per rebooted node (4 nodes, one at a time, 1s polls): ssh {} requests {} bytes; kube {} requests {} bytes ({} execs, {} stream bytes); kube - ssh: {:+} requests {:+} bytes",
+        ssh_requests / NODES,
+        ssh_bytes / NODES,
+        kube_requests / NODES,
+        kube_bytes / NODES,
+        kube_execs as f64 / NODES as f64,
+        kube_stream / NODES,
+        (kube_requests as i64 - ssh_requests as i64) / NODES as i64,
+        (kube_bytes as i64 - ssh_bytes as i64) / NODES as i64,
+    );
+}
+
+#[test]
+fn an_exec_stream_cut_after_the_reboot_command_started_counts_as_delivered() {
+    let sim = no_ssh_cluster(0, 2);
+    sim.control("POST", "exec-drop", r#"{"commands": ["shutdown -r"]}"#);
+    let run: Run =
+        sim.fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--output", "json"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for node in ["worker-0", "worker-1"] {
+        let dispatched = records(&run.journal(), "dispatched", node);
+        assert_eq!(dispatched.len(), 1, "{dispatched:?}");
+        assert_eq!(dispatched[0]["delivery"], "connection_dropped", "{dispatched:?}");
+    }
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 1, "{name}: sent once, never again: {events:?}");
+        assert_eq!(count(&events, "ready"), 1, "{name}: {events:?}");
+    }
+}
+
+#[test]
+fn the_migrations_reboot_step_goes_through_the_api_with_transport_kube() {
+    let sim = no_ssh_cluster(1, 2);
+    let run: Run = sim
+        .fleetboot(&["migrate", "--etcd-backup-confirmed", "--transport", "kube", "--poll-interval", "300ms", "--output", "plain"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(sim.network_type(), ("OVNKubernetes".into(), "OVNKubernetes".into()));
+    let journal = sim.migration_dir().join("reboot.jsonl");
+    let counts = dispatch_counts(&journal);
+    assert_eq!(counts.values().copied().collect::<Vec<_>>(), [1, 1, 1], "step 7 rebooted each node once: {counts:?}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.contains("shutdown -r +1"), "the documents' command through the API");
+    // The simulated MCO reboots each node once for its own rollout; step 7 once more, by exec
+    // (no node has SSH): at least the boot ID before, the reboot and the boot ID after each.
+    let execs: serde_json::Value = serde_json::from_str(&sim.control("GET", "exec", "")).unwrap();
+    assert!(execs["requests"].as_u64().unwrap() >= 9, "{execs}");
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 2, "{name}: the MCO's and step 7's: {events:?}");
+    }
+}

@@ -194,6 +194,8 @@ fn killed_during_the_reboots_then_resumed_with_the_documents_annotation_and_a_no
     // 4.7: the seed's flow, with the annotation (the release's operators honour it).
     let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
     sim.control("POST", "nodes/worker-2/faults", r#"{"refuse_ssh": true}"#);
+    // The cluster API's exec is not allowed here: `auto` goes SSH, the API (issue 23), then the BMC.
+    sim.control("POST", "exec-forbidden", r#"{"namespace":"openshift-machine-config-operator"}"#);
     let mut child = sim
         .fleetboot(&["migrate", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "json"])
         .stdout(Stdio::null())

@@ -59,6 +59,12 @@ pub trait PowerTransport: Send + Sync + 'static {
         let _ = host;
         async { None }
     }
+    /// The transports this host was reached through instead of the first of the order, with
+    /// why, since the last call (taken once: the runner journals them).
+    fn take_escalations(&self, host: &Host) -> Vec<(String, String)> {
+        let _ = host;
+        Vec::new()
+    }
     /// This host's task is over: whatever the transport kept for it goes.
     fn release(&self, host: &Host) -> impl Future<Output = ()> + Send {
         let _ = host;

@@ -881,6 +881,9 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 /// - `GET operators/refusals`: every change the simulated network operator refused
 /// - `GET traffic`: what clients asked of the API, by `"METHOD resource[/subresource]"` and
 ///   `"WATCH resource"`: `{"requests", "bytes", "events"}` each; `POST traffic/reset` zeroes it
+/// - `POST exec-forbidden` with `{"namespace": NS, "forbidden": true|false, "user": U}`: exec
+///   there is refused (403, the real API's message); `GET exec`: exec requests and stream bytes;
+///   `POST exec-drop` with `{"commands": [TEXT]}`: streams of such commands are cut after they ran
 ///
 /// [`Faults`]: super::node::Faults
 pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body: &Value) -> Result<Value, (u16, String)> {
@@ -931,6 +934,8 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             Ok(json!({"node": name, "applied": body}))
         }
         ("POST", ["exec-forbidden"]) => super::exec::control_forbid(&cluster.api.exec, body),
+        ("GET", ["exec"]) => Ok(super::exec::counters(&cluster.api.exec)),
+        ("POST", ["exec-drop"]) => super::exec::control_drop(&cluster.api.exec, body),
         ("POST", ["outage"]) => {
             let seconds = body["seconds"].as_f64().ok_or((400, "expected {\"seconds\": N}".to_owned()))?;
             let length = Duration::try_from_secs_f64(seconds)

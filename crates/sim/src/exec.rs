@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -53,6 +54,10 @@ pub struct ExecState {
     /// Exec requests answered, and bytes written to clients on their streams (cost measurements).
     pub requests: std::sync::atomic::AtomicU64,
     pub stream_bytes: std::sync::atomic::AtomicU64,
+    /// Fault injection: exec streams whose command line contains one of these end right after
+    /// the command ran, with no output and no status (the connection cut, as a node going down
+    /// under it cuts it).
+    pub drop_after_start: Mutex<Vec<String>>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -89,6 +94,20 @@ pub fn control_forbid(exec: &ExecState, body: &Value) -> Result<Value, (u16, Str
         map.remove(namespace);
     }
     Ok(json!({"namespace": namespace, "forbidden": forbidden}))
+}
+
+/// `POST /sim/v1/exec-drop` with `{"commands": [TEXT, ...]}`: exec streams whose command line
+/// contains one of them are cut right after the command ran (`[]`: none).
+pub fn control_drop(exec: &ExecState, body: &Value) -> Result<Value, (u16, String)> {
+    let commands: Vec<String> =
+        serde_json::from_value(body["commands"].clone()).map_err(|_| (400, "expected {\"commands\": [TEXT, ...]}".to_owned()))?;
+    *exec.drop_after_start.lock().unwrap() = commands.clone();
+    Ok(json!({"commands": commands}))
+}
+
+/// `GET /sim/v1/exec`: the exec requests answered and the bytes their streams carried.
+pub fn counters(exec: &ExecState) -> Value {
+    json!({"requests": exec.requests.load(Relaxed), "streamBytes": exec.stream_bytes.load(Relaxed)})
 }
 
 /// The host's `/` as the pod's container sees it: the mount path of a hostPath volume of `/`
@@ -270,6 +289,10 @@ where
     }
     count(1);
     let (stdout, stderr, exit) = execute(kubelets.as_ref(), node, command, mount);
+    let line = command.join(" ");
+    if exec.drop_after_start.lock().unwrap().iter().any(|text| line.contains(text.as_str())) {
+        return;
+    }
     for (channel, data) in [(STDOUT, &stdout), (STDERR, &stderr)] {
         if data.is_empty() {
             continue;

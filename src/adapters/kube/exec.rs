@@ -102,6 +102,55 @@ fn exit_of(status: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Statu
     }
 }
 
+type Reader = tokio::io::ReadHalf<tokio::io::SimplexStream>;
+
+/// Reads stdout and stderr until the exec stream ends. kube's message loop closes its pipes
+/// when the stream ends with a status or a close, but not when the connection is cut (it ends
+/// with an error and leaves them open): so the loop's end is waited for too, and what it wrote
+/// before is taken from the pipes without waiting.
+async fn read_until_the_stream_ends(
+    process: kube::api::AttachedProcess,
+    stdout: Option<Reader>,
+    stderr: Option<Reader>,
+) -> (Vec<u8>, Vec<u8>) {
+    use futures::FutureExt;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut stdout, mut stderr) = (stdout, stderr);
+    let (mut chunk_out, mut chunk_err) = ([0u8; 4096], [0u8; 4096]);
+    let ended = process.join();
+    tokio::pin!(ended);
+    let mut loop_over = false;
+    while !loop_over && (stdout.is_some() || stderr.is_some()) {
+        tokio::select! {
+            read = async { stdout.as_mut().expect("open").read(&mut chunk_out).await }, if stdout.is_some() => match read {
+                Ok(n) if n > 0 => out.extend_from_slice(&chunk_out[..n]),
+                _ => stdout = None,
+            },
+            read = async { stderr.as_mut().expect("open").read(&mut chunk_err).await }, if stderr.is_some() => match read {
+                Ok(n) if n > 0 => err.extend_from_slice(&chunk_err[..n]),
+                _ => stderr = None,
+            },
+            _ = &mut ended => loop_over = true,
+        }
+    }
+    if !loop_over {
+        let _ = ended.await;
+    }
+    // Whatever the loop wrote before it ended is in the pipes already.
+    for (reader, buffer) in [(stdout.as_mut(), &mut out), (stderr.as_mut(), &mut err)] {
+        if let Some(reader) = reader {
+            let mut chunk = [0u8; 4096];
+            while let Some(Ok(n)) = reader.read(&mut chunk).now_or_never() {
+                if n == 0 {
+                    break;
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    (out, err)
+}
+
 pub struct KubeTransport {
     client: Client,
     reboot: RebootSettings,
@@ -164,21 +213,10 @@ impl KubeTransport {
                 return Err(refused(node, e));
             }
         };
-        let (mut stdout, mut stderr) = (process.stdout(), process.stderr());
+        let (stdout, stderr) = (process.stdout(), process.stderr());
         let status = process.take_status();
         let run = async {
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let read_out = async {
-                if let Some(s) = stdout.as_mut() {
-                    let _ = s.read_to_end(&mut out).await;
-                }
-            };
-            let read_err = async {
-                if let Some(s) = stderr.as_mut() {
-                    let _ = s.read_to_end(&mut err).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
+            let (out, err) = read_until_the_stream_ends(process, stdout, stderr).await;
             let status = match status {
                 Some(status) => status.await,
                 None => None,
@@ -186,10 +224,8 @@ impl KubeTransport {
             (out, err, status)
         };
         let Ok((stdout, stderr, status)) = tokio::time::timeout(self.command_timeout, run).await else {
-            process.abort();
             return Ok(ExecOutput { stdout: Vec::new(), stderr: Vec::new(), exit: None, timed_out: true });
         };
-        let _ = process.join().await;
         let exit = exit_of(status.as_ref()).map_err(|why| TransportError::Other(format!("exec on {node}: {why}")))?;
         Ok(ExecOutput { stdout, stderr, exit, timed_out: false })
     }

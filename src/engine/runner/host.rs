@@ -241,7 +241,12 @@ async fn first_look<T: PowerTransport>(shared: &Shared<T>, host: &Host, right_be
     let read = || async {
         if right_before { shared.transport.read_boot_id_before_reboot(host).await } else { shared.transport.read_boot_id(host).await }
     };
-    match shared.with_retries(host, Stage::Connect, read).await {
+    let read = shared.with_retries(host, Stage::Connect, read).await;
+    // Another transport of the order took over (SSH → the cluster API's exec): journaled, why.
+    for (transport, reason) in shared.transport.take_escalations(host) {
+        shared.record(Entry::TransportChosen { host: host.name.clone(), transport, reason })?;
+    }
+    match read {
         Ok(id) => Ok((id, true)),
         Err(e) if shared.falls_back_on(host, &e) => match current_api_boot_id(shared, host).await {
             Some(id) => {

@@ -152,7 +152,7 @@ impl HostRecord {
             Entry::ApiConfirmed { boot_id, .. } => self.api_boot_id = Some(boot_id.clone()),
             Entry::Cordoning { already_cordoned, .. } => self.cordoned |= !already_cordoned,
             Entry::Uncordoned { .. } => self.cordoned = false,
-            Entry::Drained { .. } | Entry::PassReleased { .. } => {}
+            Entry::Drained { .. } | Entry::PassReleased { .. } | Entry::TransportChosen { .. } => {}
             Entry::Confirmed { .. } => self.phase = Phase::Confirmed,
             Entry::Failed { stage, error, may_reboot, .. } => {
                 self.phase = Phase::Failed;

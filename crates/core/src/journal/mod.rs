@@ -123,6 +123,13 @@ pub enum Entry {
         reason: String,
         ssh_reached: bool,
     },
+    /// The node is reached through another transport than the first of the order (`auto`:
+    /// SSH, then the cluster API's exec, then the BMC), and why.
+    TransportChosen {
+        host: String,
+        transport: String,
+        reason: String,
+    },
     /// The host stopped answering after the dispatch.
     Down {
         host: String,
@@ -276,6 +283,7 @@ impl Entry {
             | Entry::Dispatching { host, .. }
             | Entry::Dispatched { host, .. }
             | Entry::FallingBack { host, .. }
+            | Entry::TransportChosen { host, .. }
             | Entry::Down { host }
             | Entry::Back { host, .. }
             | Entry::ApiConfirmed { host, .. }
