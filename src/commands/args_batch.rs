@@ -7,7 +7,7 @@ use fleetboot_core::batch::{BatchPartial, DrainStep, Window};
 use fleetboot_core::settings::parse_command;
 
 /// Maintenance windows and `--only-if`.
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Debug, Clone)]
 pub struct BatchArgs {
     /// New reboots start only inside this window: `DAYS HH:MM-HH:MM` or `HH:MM-HH:MM` (every
     /// day), e.g. "Mon-Fri 22:00-06:00" (crossing midnight: it belongs to the day it starts).
@@ -57,6 +57,38 @@ pub struct BatchArgs {
     /// decides.
     #[arg(long, value_name = "STEPS", value_parser = parse_ladder, requires = "drain")]
     pub drain_escalation: Option<DrainLadder>,
+    /// No new reboot while an alert fires on this Alertmanager (API v2: /api/v2/alerts, active,
+    /// not silenced or inhibited), re-checked before each reboot.
+    #[arg(long, value_name = "URL", value_parser = parse_alertmanager)]
+    pub block_on_alerts: Option<String>,
+    /// With --block-on-alerts: ignore alerts whose name matches this regular expression (as
+    /// kured's --alert-filter-regexp), e.g. "^(Watchdog|InfoInhibitor)$".
+    #[arg(long, value_name = "REGEXP", value_parser = parse_regexp, requires = "block_on_alerts")]
+    pub alert_filter_regexp: Option<String>,
+    /// Post a message to this webhook when the run starts, a node is drained, rebooted or
+    /// failed, the run is held, and when it finishes. Failures are warnings; the URL is shown
+    /// only as its scheme and host. Not journaled: give it again with --resume.
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
+    /// Cluster runs: set this label (KEY=VALUE) on each node right before its reboot is sent
+    /// (kured's --pre-reboot-node-labels). Repeatable.
+    #[arg(long = "pre-reboot-label", value_name = "KEY=VALUE", value_parser = fleetboot_core::batch::parse_label)]
+    pub pre_reboot_labels: Vec<(String, String)>,
+    /// Cluster runs: set this label on each node once its reboot is proven. Repeatable.
+    #[arg(long = "post-reboot-label", value_name = "KEY=VALUE", value_parser = fleetboot_core::batch::parse_label)]
+    pub post_reboot_labels: Vec<(String, String)>,
+    /// Cluster runs: annotate each node `fleetboot.io/reboot-in-progress: RUN` while it is in
+    /// flight (from its drain to its proof), so other tools see it.
+    #[arg(long)]
+    pub in_progress_annotation: bool,
+    /// Serve Prometheus metrics of the run at http://ADDR/metrics while it runs (nodes by
+    /// state, reboots, failures, blocked seconds, dispatch-to-proof durations), e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// The webhook's payload: json, slack or teams.
+    #[arg(long, value_enum, default_value = "json", requires = "notify")]
+    pub notify_format: crate::report::notify::NotifyFormat,
 }
 
 /// `--drain-escalation` as clap hands it over (one value, not a list of values).
@@ -65,6 +97,14 @@ pub struct DrainLadder(pub Vec<DrainStep>);
 
 fn parse_ladder(text: &str) -> Result<DrainLadder, String> {
     fleetboot_core::batch::parse_drain_escalation(text).map(DrainLadder)
+}
+
+fn parse_alertmanager(text: &str) -> Result<String, String> {
+    crate::adapters::alerts::AlertSource::new(text).map(|_| text.trim().to_owned())
+}
+
+fn parse_regexp(text: &str) -> Result<String, String> {
+    regex::Regex::new(text).map(|_| text.to_owned()).map_err(|e| e.to_string())
 }
 
 fn parse_window(text: &str) -> Result<Window, String> {
@@ -91,6 +131,13 @@ impl BatchArgs {
             health_command: self.health_command.clone(),
             soak_ms: self.soak.map(|d| d.as_millis() as u64),
             drain_escalation: self.drain_escalation.clone().map(|l| l.0),
+            block_on_alerts: self.block_on_alerts.clone(),
+            alert_filter: self.alert_filter_regexp.clone(),
+            pre_reboot_labels: Some(self.pre_reboot_labels.iter().cloned().collect())
+                .filter(|l: &std::collections::BTreeMap<_, _>| !l.is_empty()),
+            post_reboot_labels: Some(self.post_reboot_labels.iter().cloned().collect())
+                .filter(|l: &std::collections::BTreeMap<_, _>| !l.is_empty()),
+            in_progress_annotation: self.in_progress_annotation.then_some(true),
         }
     }
 }

@@ -108,6 +108,13 @@ pub fn render_batch(batch: &fleetboot_core::batch::BatchSettings, now_ms: u64) -
         let place = if batch.block_on_pods_on_node { "on the node about to go" } else { "anywhere" };
         text.push_str(&format!("blocked while pods matching {selector:?} run {place} (re-checked before each reboot)\n"));
     }
+    if let Some(url) = &batch.block_on_alerts {
+        let filter = batch.alert_filter.as_ref().map_or(String::new(), |f| format!(" (ignoring names matching {f:?})"));
+        text.push_str(&format!(
+            "blocked while an alert fires at {}{filter} (re-checked before each reboot)\n",
+            crate::adapters::notify::redact(url)
+        ));
+    }
     if batch.healthy_checks > 0 {
         let command = batch.health_command.as_ref().map_or(String::new(), |c| format!(", and `{c}` exits 0"));
         text.push_str(&format!(
@@ -122,6 +129,16 @@ pub fn render_batch(batch: &fleetboot_core::batch::BatchSettings, now_ms: u64) -
             "soak: {} after a node is proven before the next of its group\n",
             humantime::format_duration(std::time::Duration::from_millis(batch.soak_ms))
         ));
+    }
+    let labels = |l: &std::collections::BTreeMap<String, String>| l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+    if !batch.pre_reboot_labels.is_empty() {
+        text.push_str(&format!("labels before each reboot: {}\n", labels(&batch.pre_reboot_labels)));
+    }
+    if !batch.post_reboot_labels.is_empty() {
+        text.push_str(&format!("labels once proven: {}\n", labels(&batch.post_reboot_labels)));
+    }
+    if batch.in_progress_annotation {
+        text.push_str(&format!("annotation while in flight: {}: RUN\n", fleetboot_core::batch::IN_PROGRESS_ANNOTATION));
     }
     if !batch.drain_escalation.is_empty() {
         let steps: Vec<&str> = batch.drain_escalation.iter().map(|s| s.name()).collect();

@@ -180,3 +180,202 @@ fn batch_settings_come_from_the_config_files_batch_table_under_the_flags() {
     assert_eq!(run.code, 2, "{}", run.debug());
     assert!(run.stderr.contains("batch.windows") && run.stderr.contains("\"Fry\""), "{}", run.stderr);
 }
+
+/// A tiny webhook receiver on 127.0.0.1: every POST body, in the order received; each answered
+/// 200 and the connection closed. Stops when the test ends (its thread dies with the process).
+fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/T0KEN-SECRET-42", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn notify_tells_a_webhook_every_step_in_order_and_never_shows_its_secret() {
+    let fleet = Fleet::up(2);
+    let (url, got) = webhook();
+    let run = fleet.reboot(&["--notify", &url, "--concurrency", "1"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let got = got.lock().unwrap().clone();
+    let events: Vec<String> =
+        got.iter().map(|m| format!("{} {}", m["event"].as_str().unwrap(), m["host"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(events, ["started -", "rebooted h001", "rebooted h002", "finished -"], "{got:?}");
+    assert!(got[3]["text"].as_str().unwrap().contains("2 rebooted, 0 failed"), "{got:?}");
+    assert!(got.iter().all(|m| m["run_id"] == got[0]["run_id"]));
+    assert!(!run.stdout.contains("T0KEN") && !run.stderr.contains("T0KEN"));
+
+    // A webhook that is gone: warnings naming only its host, and the run goes on.
+    let port = crate::common::free_port();
+    let gone = format!("http://127.0.0.1:{port}/hooks/T0KEN-SECRET-42");
+    let run = fleet.reboot(&["--notify", &gone, "--notify-format", "slack"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("--notify http://127.0.0.1:{port}/…: could not connect; the run goes on")), "{}", run.stderr);
+    assert!(!run.stdout.contains("T0KEN") && !run.stderr.contains("T0KEN"), "{}", run.debug());
+    let journal = std::fs::read_to_string(run.journal()).unwrap();
+    assert!(!journal.contains("T0KEN"), "the journal keeps no webhook URL");
+}
+
+/// A tiny Alertmanager: `GET /api/v2/alerts` answers the alerts in `firing` (names), each
+/// active, as Alertmanager's API v2 lists them.
+fn alertmanager(firing: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let body = if request.starts_with("GET /api/v2/alerts?") {
+                let alerts: Vec<serde_json::Value> = firing
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|name| {
+                        serde_json::json!({"labels": {"alertname": name, "severity": "critical"}, "annotations": {},
+                            "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+                            "startsAt": "2026-12-04T10:00:00Z", "endsAt": "2026-12-04T11:00:00Z", "updatedAt": "2026-12-04T10:00:00Z",
+                            "fingerprint": "0123456789abcdef", "receivers": [{"name": "default"}]})
+                    })
+                    .collect();
+                serde_json::to_string(&alerts).unwrap()
+            } else {
+                String::new()
+            };
+            let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn an_alert_firing_holds_every_new_reboot_until_it_resolves_and_filtered_ones_never_do() {
+    let fleet = Fleet::up(2);
+    let firing = std::sync::Arc::new(std::sync::Mutex::new(vec!["Watchdog", "NodeFilesystemAlmostFull"]));
+    let url = alertmanager(firing.clone());
+    let journal = fleet.path("alerts.jsonl");
+    let args = fleet.reboot_args(&[
+        "--block-on-alerts",
+        &url,
+        "--alert-filter-regexp",
+        "^(Watchdog|InfoInhibitor)$",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = fleet.fleetboot(&args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let held = loop {
+        let found = journal::load(&journal).ok().and_then(|(records, _)| {
+            records.into_iter().find(|r| matches!(&r.entry, Entry::Held { reason, .. } if reason.contains("alerts firing")))
+        });
+        if let Some(held) = found {
+            break held;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no hold for the firing alert");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let Entry::Held { reason, .. } = &held.entry else { unreachable!() };
+    assert_eq!(reason, &format!("alerts firing at {url}/…: NodeFilesystemAlmostFull"), "Watchdog is filtered out");
+    assert!(fleet.names.iter().all(|n| fleet.count_events(n, "reboot-requested") == 0));
+    let resolved_at = now_ms();
+    firing.lock().unwrap().retain(|a| *a == "Watchdog");
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for name in &fleet.names {
+        let requested = fleet.events(name).iter().find(|(_, w)| w == "reboot-requested").map(|(at, _)| *at).unwrap();
+        assert!(requested >= resolved_at, "{name} rebooted while the alert fired");
+    }
+}
+
+fn scrape(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {address}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn metrics_scraped_mid_run_show_the_nodes_by_state_the_proofs_and_the_hold() {
+    let fleet = Fleet::up(2);
+    let firing = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let alerts = alertmanager(firing.clone());
+    let address = format!("127.0.0.1:{}", crate::common::free_port());
+    let journal = fleet.path("metrics.jsonl");
+    let args = fleet.reboot_args(&[
+        "--metrics-listen",
+        &address,
+        "--block-on-alerts",
+        &alerts,
+        "--soak",
+        "3s",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = fleet.fleetboot(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let wait_for = |what: &str, matches: &dyn Fn(&Entry) -> bool| {
+        let start = std::time::Instant::now();
+        while !journal::load(&journal).map(|(records, _)| records.iter().any(|r| matches(&r.entry))).unwrap_or(false) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(60), "no {what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // The first node proven; the second soaks, then an alert fires: the run holds.
+    wait_for("confirmed", &|e| matches!(e, Entry::Confirmed { .. }));
+    firing.lock().unwrap().push("NodeDown");
+    wait_for("held", &|e| matches!(e, Entry::Held { reason, .. } if reason.contains("NodeDown")));
+    let text = scrape(&address, "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for line in [
+        "fleetboot_nodes{state=\"rebooted\"} 1",
+        "fleetboot_nodes{state=\"pending\"} 1",
+        "fleetboot_reboots_total 1",
+        "fleetboot_failures_total 0",
+        "fleetboot_held 1",
+        "fleetboot_dispatch_to_proof_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+    }
+    assert!(scrape(&address, "/other").starts_with("HTTP/1.1 404"));
+    firing.lock().unwrap().clear();
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("metrics: http://{address}/metrics")), "{}", run.stderr);
+}
