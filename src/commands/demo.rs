@@ -24,12 +24,32 @@ pub struct DemoArgs {
     /// Nodes rebooting at once (--reboot-only).
     #[arg(long, default_value_t = 3)]
     pub concurrency: usize,
-    /// Every node answers SSH (by default one worker does not, and goes through its BMC).
+    /// Every node answers SSH (by default two workers do not: one goes through the cluster
+    /// API's exec, the other, whose machine-config daemon pod is gone too, through its BMC).
     #[arg(long)]
     pub all_ssh: bool,
     /// auto (live display on a terminal), plain, or json.
     #[arg(long, short = 'o', value_parser = choice::<OutputFormat>(OutputFormat::NAMES), default_value = "auto")]
     pub output: OutputFormat,
+}
+
+/// The node's machine-config daemon pod deleted (as a node whose daemon is not running shows
+/// it): the cluster API's exec has nothing to reach it through.
+fn remove_daemon_pod(cluster: &fleetboot_sim::cluster::Cluster, node: &str) {
+    let pods = types::find("", "v1", "pods").expect("pods");
+    let namespace = "openshift-machine-config-operator";
+    let mut store = cluster.api.store.lock().unwrap();
+    let filter = fleetboot_sim::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
+    let names: Vec<String> = store
+        .list(pods, &filter, None, None)
+        .items
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["k8s-app"] == "machine-config-daemon" && p["spec"]["nodeName"] == node)
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    for name in names {
+        let _ = store.delete(pods, Some(namespace), &name);
+    }
 }
 
 /// Realistic enough to rehearse with, short enough to watch.
@@ -99,11 +119,25 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             &serde_json::json!({"spec": {"maxUnavailable": 3}}),
             None,
         );
-        if !args.all_ssh
-            && let Some(node) = cluster.nodes.iter().rev().find(|n| n.name.starts_with("worker"))
-        {
-            node.faults.refuse_ssh.store(true, std::sync::atomic::Ordering::SeqCst);
-            println!("{} refuses SSH: fleetboot falls back to its BMC (Redfish, HTTPS) for it", node.name);
+        if !args.all_ssh {
+            // `--transport auto`'s ladder, node by node: SSH, then the cluster API's exec into the
+            // node's machine-config daemon pod, then the BMC.
+            let workers: Vec<_> = cluster.nodes.iter().rev().filter(|n| n.name.starts_with("worker")).take(2).collect();
+            for (i, node) in workers.iter().enumerate() {
+                node.faults.refuse_ssh.store(true, std::sync::atomic::Ordering::SeqCst);
+                if i == 0 {
+                    remove_daemon_pod(&cluster, &node.name);
+                    println!(
+                        "{} refuses SSH and its machine-config daemon pod is gone: fleetboot falls back to its BMC (Redfish, HTTPS)",
+                        node.name
+                    );
+                } else {
+                    println!(
+                        "{} refuses SSH: fleetboot reaches it through the cluster API (exec into its machine-config daemon pod)",
+                        node.name
+                    );
+                }
+            }
         }
         let mut code = ExitCode::Ok;
         for extra in [&["--etcd-backup-confirmed"][..], &["--cleanup"][..]] {

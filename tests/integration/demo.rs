@@ -1,5 +1,5 @@
 //! The README's first command: `fleetboot demo` runs the whole migration on a simulated
-//! cluster, one worker going through its BMC.
+//! cluster, one worker going through the cluster API, one through its BMC.
 
 #[test]
 fn the_demo_migrates_a_simulated_cluster_end_to_end() {
@@ -12,8 +12,9 @@ fn the_demo_migrates_a_simulated_cluster_end_to_end() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("worker-1 refuses SSH"), "{stdout}");
-    assert!(stdout.contains("1 through their BMC"), "{stdout}");
+    assert!(stdout.contains("worker-1 refuses SSH and its machine-config daemon pod is gone"), "{stdout}");
+    assert!(stdout.contains("worker-0 refuses SSH: fleetboot reaches it through the cluster API"), "{stdout}");
+    assert!(stdout.contains("; 1 through the cluster API; 1 through their BMC"), "{stdout}");
     assert!(stdout.contains("migration to OVNKubernetes complete"), "{stdout}");
     assert!(stdout.contains("network type OVNKubernetes"), "{stdout}");
     assert_eq!(stdout.matches(" changed  Ready").count(), 3, "{stdout}");

@@ -87,9 +87,18 @@ impl Migration<'_, '_> {
         let mut warned = false;
         self.warn_if_paused_long(state, log, &mut warned)?;
         let code = self.run_reboot(selection, Some(journal.clone()), groups, state.reboot_concurrency).await?;
-        let (_, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
+        let (records, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
         let proven = reboot.records.values().filter(|r| r.phase == fleetboot_core::journal::Phase::Confirmed).count();
         let fallbacks = reboot.records.values().filter(|r| r.attempts.iter().any(|a| a.bmc.is_some())).count();
+        // Nodes the cluster API's exec rebooted (`auto` stepped to it, and no BMC after it).
+        let through_api: std::collections::BTreeSet<&str> = records
+            .iter()
+            .filter_map(|r| match &r.entry {
+                fleetboot_core::journal::Entry::TransportChosen { host, transport, .. } if transport == "kube" => Some(host.as_str()),
+                _ => None,
+            })
+            .filter(|host| reboot.records.get(*host).is_some_and(|r| r.attempts.iter().all(|a| a.bmc.is_none())))
+            .collect();
         if code != ExitCode::Ok {
             let failed: Vec<String> = reboot
                 .records
@@ -103,7 +112,8 @@ impl Migration<'_, '_> {
             ));
         }
         Ok(format!(
-            "{proven} nodes proven rebooted (boot ID changed, Ready in the API){}",
+            "{proven} nodes proven rebooted (boot ID changed, Ready in the API){}{}",
+            if through_api.is_empty() { String::new() } else { format!("; {} through the cluster API", through_api.len()) },
             if fallbacks > 0 { format!("; {fallbacks} through their BMC") } else { String::new() }
         ))
     }
