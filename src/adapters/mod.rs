@@ -8,6 +8,7 @@ pub mod journal;
 pub mod known_hosts;
 pub mod kube;
 pub mod migration_journal;
+pub mod notify;
 pub mod redfish;
 pub mod ssh;
 pub mod system;

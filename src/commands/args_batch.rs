@@ -7,7 +7,7 @@ use fleetboot_core::batch::{BatchPartial, DrainStep, Window};
 use fleetboot_core::settings::parse_command;
 
 /// Maintenance windows and `--only-if`.
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Debug, Clone)]
 pub struct BatchArgs {
     /// New reboots start only inside this window: `DAYS HH:MM-HH:MM` or `HH:MM-HH:MM` (every
     /// day), e.g. "Mon-Fri 22:00-06:00" (crossing midnight: it belongs to the day it starts).
@@ -57,6 +57,14 @@ pub struct BatchArgs {
     /// decides.
     #[arg(long, value_name = "STEPS", value_parser = parse_ladder, requires = "drain")]
     pub drain_escalation: Option<DrainLadder>,
+    /// Post a message to this webhook when the run starts, a node is drained, rebooted or
+    /// failed, the run is held, and when it finishes. Failures are warnings; the URL is shown
+    /// only as its scheme and host. Not journaled: give it again with --resume.
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
+    /// The webhook's payload: json, slack or teams.
+    #[arg(long, value_enum, default_value = "json", requires = "notify")]
+    pub notify_format: crate::report::notify::NotifyFormat,
 }
 
 /// `--drain-escalation` as clap hands it over (one value, not a list of values).

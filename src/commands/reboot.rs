@@ -11,9 +11,11 @@ use super::{cluster_target, install_interrupts, inventory_with_origins, load_set
 use crate::adapters::config::Settings;
 use crate::adapters::journal;
 use crate::adapters::kube::ClusterConnection;
+use crate::adapters::notify::{Notifier, redact};
 use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, PreparedRun, RebootJob, Selection, prepare};
 use crate::engine::runner::Abort;
 use crate::report::Reporter;
+use crate::report::notify::Notices;
 use crate::{Error, ExitCode};
 use fleetboot_core::nodes::{DrainFailure, DrainPolicy};
 use fleetboot_core::settings::{self, Choice, FailureBudget, Partial, RateLimit};
@@ -276,12 +278,34 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
             )
         );
         print!("{}", crate::report::plan::render_batch(&prepared.settings().reboot.batch, crate::adapters::system::now_ms()));
+        if let Some(url) = &args.batch.notify {
+            println!("notify: {} ({:?}; run started, drained, rebooted, failed, held, finished)", redact(url), args.batch.notify_format);
+        }
         return Ok(ExitCode::Ok);
     }
+    // --notify: checked before anything is touched; told in order, never holding the run up.
+    let notifier = match &args.batch.notify {
+        Some(url) => Some(Notifier::start(url, |warning| eprintln!("warning: {warning}")).map_err(|e| {
+            crate::adapters::config::ConfigError::BadValue { key: "--notify", reason: format!("{}: {}", e.shown, e.reason) }
+        })?),
+        None => None,
+    };
+    let format = args.batch.notify_format;
+    let mut notices = Notices::default();
     super::warn_if_insecure(prepared.settings());
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(prepared.settings().output), std::io::stdout().lock());
-    let summary = prepared.execute((trigger, abort), |event| reporter.report(event)).await?;
+    let summary = prepared
+        .execute((trigger, abort), |event| {
+            reporter.report(event);
+            if let (Some(notifier), Some(notice)) = (&notifier, notices.of(event)) {
+                notifier.send(notices.payload(&notice, format));
+            }
+        })
+        .await?;
+    if let Some(notifier) = notifier {
+        notifier.finish(Duration::from_secs(15)).await;
+    }
     Ok(summary.exit_code())
 }

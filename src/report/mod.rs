@@ -3,6 +3,7 @@
 
 pub mod migrate;
 pub mod nodes;
+pub mod notify;
 pub mod plan;
 pub mod power;
 pub mod repair;

@@ -180,3 +180,59 @@ fn batch_settings_come_from_the_config_files_batch_table_under_the_flags() {
     assert_eq!(run.code, 2, "{}", run.debug());
     assert!(run.stderr.contains("batch.windows") && run.stderr.contains("\"Fry\""), "{}", run.stderr);
 }
+
+/// A tiny webhook receiver on 127.0.0.1: every POST body, in the order received; each answered
+/// 200 and the connection closed. Stops when the test ends (its thread dies with the process).
+fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/T0KEN-SECRET-42", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn notify_tells_a_webhook_every_step_in_order_and_never_shows_its_secret() {
+    let fleet = Fleet::up(2);
+    let (url, got) = webhook();
+    let run = fleet.reboot(&["--notify", &url, "--concurrency", "1"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let got = got.lock().unwrap().clone();
+    let events: Vec<String> =
+        got.iter().map(|m| format!("{} {}", m["event"].as_str().unwrap(), m["host"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(events, ["started -", "rebooted h001", "rebooted h002", "finished -"], "{got:?}");
+    assert!(got[3]["text"].as_str().unwrap().contains("2 rebooted, 0 failed"), "{got:?}");
+    assert!(got.iter().all(|m| m["run_id"] == got[0]["run_id"]));
+    assert!(!run.stdout.contains("T0KEN") && !run.stderr.contains("T0KEN"));
+
+    // A webhook that is gone: warnings naming only its host, and the run goes on.
+    let port = crate::common::free_port();
+    let gone = format!("http://127.0.0.1:{port}/hooks/T0KEN-SECRET-42");
+    let run = fleet.reboot(&["--notify", &gone, "--notify-format", "slack"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("--notify http://127.0.0.1:{port}/…: could not connect; the run goes on")), "{}", run.stderr);
+    assert!(!run.stdout.contains("T0KEN") && !run.stderr.contains("T0KEN"), "{}", run.debug());
+    let journal = std::fs::read_to_string(run.journal()).unwrap();
+    assert!(!journal.contains("T0KEN"), "the journal keeps no webhook URL");
+}
