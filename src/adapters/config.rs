@@ -71,6 +71,8 @@ pub struct BatchLayer {
     pub health_command: Option<String>,
     pub soak: Option<String>,
     pub drain_escalation: Option<String>,
+    pub block_on_alerts: Option<String>,
+    pub alert_filter_regexp: Option<String>,
 }
 
 impl BatchLayer {
@@ -114,6 +116,18 @@ impl BatchLayer {
                 .map(fleetboot_core::batch::parse_drain_escalation)
                 .transpose()
                 .map_err(bad("batch.drain_escalation"))?,
+            block_on_alerts: self
+                .block_on_alerts
+                .as_deref()
+                .map(|url| crate::adapters::alerts::AlertSource::new(url).map(|_| url.trim().to_owned()))
+                .transpose()
+                .map_err(bad("batch.block_on_alerts"))?,
+            alert_filter: self
+                .alert_filter_regexp
+                .as_deref()
+                .map(|r| regex::Regex::new(r).map(|_| r.to_owned()).map_err(|e| e.to_string()))
+                .transpose()
+                .map_err(bad("batch.alert_filter_regexp"))?,
         })
     }
 }

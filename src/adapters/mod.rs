@@ -1,6 +1,7 @@
 //! Adapters: everything that talks to the world outside the process. They depend on the core
 //! alone, never on the engine, the reporters or the commands.
 
+pub mod alerts;
 pub mod bmc;
 pub mod config;
 pub mod hostfile;

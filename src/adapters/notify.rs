@@ -27,6 +27,18 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// TLS for webhooks and Alertmanagers: ring, and the system's trust store.
+pub fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| e.to_string())?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
 /// The posting task and its queue.
 pub struct Notifier {
     tx: Option<mpsc::UnboundedSender<Value>>,
@@ -42,14 +54,7 @@ impl Notifier {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(bad("expected an http:// or https:// URL".into()));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| bad(e.to_string()))?;
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        let tls = tls_config().map_err(bad)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(Duration::from_secs(10))

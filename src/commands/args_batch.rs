@@ -57,6 +57,14 @@ pub struct BatchArgs {
     /// decides.
     #[arg(long, value_name = "STEPS", value_parser = parse_ladder, requires = "drain")]
     pub drain_escalation: Option<DrainLadder>,
+    /// No new reboot while an alert fires on this Alertmanager (API v2: /api/v2/alerts, active,
+    /// not silenced or inhibited), re-checked before each reboot.
+    #[arg(long, value_name = "URL", value_parser = parse_alertmanager)]
+    pub block_on_alerts: Option<String>,
+    /// With --block-on-alerts: ignore alerts whose name matches this regular expression (as
+    /// kured's --alert-filter-regexp), e.g. "^(Watchdog|InfoInhibitor)$".
+    #[arg(long, value_name = "REGEXP", value_parser = parse_regexp, requires = "block_on_alerts")]
+    pub alert_filter_regexp: Option<String>,
     /// Post a message to this webhook when the run starts, a node is drained, rebooted or
     /// failed, the run is held, and when it finishes. Failures are warnings; the URL is shown
     /// only as its scheme and host. Not journaled: give it again with --resume.
@@ -73,6 +81,14 @@ pub struct DrainLadder(pub Vec<DrainStep>);
 
 fn parse_ladder(text: &str) -> Result<DrainLadder, String> {
     fleetboot_core::batch::parse_drain_escalation(text).map(DrainLadder)
+}
+
+fn parse_alertmanager(text: &str) -> Result<String, String> {
+    crate::adapters::alerts::AlertSource::new(text).map(|_| text.trim().to_owned())
+}
+
+fn parse_regexp(text: &str) -> Result<String, String> {
+    regex::Regex::new(text).map(|_| text.to_owned()).map_err(|e| e.to_string())
 }
 
 fn parse_window(text: &str) -> Result<Window, String> {
@@ -99,6 +115,8 @@ impl BatchArgs {
             health_command: self.health_command.clone(),
             soak_ms: self.soak.map(|d| d.as_millis() as u64),
             drain_escalation: self.drain_escalation.clone().map(|l| l.0),
+            block_on_alerts: self.block_on_alerts.clone(),
+            alert_filter: self.alert_filter_regexp.clone(),
         }
     }
 }

@@ -108,6 +108,13 @@ pub fn render_batch(batch: &fleetboot_core::batch::BatchSettings, now_ms: u64) -
         let place = if batch.block_on_pods_on_node { "on the node about to go" } else { "anywhere" };
         text.push_str(&format!("blocked while pods matching {selector:?} run {place} (re-checked before each reboot)\n"));
     }
+    if let Some(url) = &batch.block_on_alerts {
+        let filter = batch.alert_filter.as_ref().map_or(String::new(), |f| format!(" (ignoring names matching {f:?})"));
+        text.push_str(&format!(
+            "blocked while an alert fires at {}{filter} (re-checked before each reboot)\n",
+            crate::adapters::notify::redact(url)
+        ));
+    }
     if batch.healthy_checks > 0 {
         let command = batch.health_command.as_ref().map_or(String::new(), |c| format!(", and `{c}` exits 0"));
         text.push_str(&format!(

@@ -236,3 +236,88 @@ fn notify_tells_a_webhook_every_step_in_order_and_never_shows_its_secret() {
     let journal = std::fs::read_to_string(run.journal()).unwrap();
     assert!(!journal.contains("T0KEN"), "the journal keeps no webhook URL");
 }
+
+/// A tiny Alertmanager: `GET /api/v2/alerts` answers the alerts in `firing` (names), each
+/// active, as Alertmanager's API v2 lists them.
+fn alertmanager(firing: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let body = if request.starts_with("GET /api/v2/alerts?") {
+                let alerts: Vec<serde_json::Value> = firing
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|name| {
+                        serde_json::json!({"labels": {"alertname": name, "severity": "critical"}, "annotations": {},
+                            "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+                            "startsAt": "2026-12-04T10:00:00Z", "endsAt": "2026-12-04T11:00:00Z", "updatedAt": "2026-12-04T10:00:00Z",
+                            "fingerprint": "0123456789abcdef", "receivers": [{"name": "default"}]})
+                    })
+                    .collect();
+                serde_json::to_string(&alerts).unwrap()
+            } else {
+                String::new()
+            };
+            let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn an_alert_firing_holds_every_new_reboot_until_it_resolves_and_filtered_ones_never_do() {
+    let fleet = Fleet::up(2);
+    let firing = std::sync::Arc::new(std::sync::Mutex::new(vec!["Watchdog", "NodeFilesystemAlmostFull"]));
+    let url = alertmanager(firing.clone());
+    let journal = fleet.path("alerts.jsonl");
+    let args = fleet.reboot_args(&[
+        "--block-on-alerts",
+        &url,
+        "--alert-filter-regexp",
+        "^(Watchdog|InfoInhibitor)$",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = fleet.fleetboot(&args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let held = loop {
+        let found = journal::load(&journal).ok().and_then(|(records, _)| {
+            records.into_iter().find(|r| matches!(&r.entry, Entry::Held { reason, .. } if reason.contains("alerts firing")))
+        });
+        if let Some(held) = found {
+            break held;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no hold for the firing alert");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let Entry::Held { reason, .. } = &held.entry else { unreachable!() };
+    assert_eq!(reason, &format!("alerts firing at {url}/…: NodeFilesystemAlmostFull"), "Watchdog is filtered out");
+    assert!(fleet.names.iter().all(|n| fleet.count_events(n, "reboot-requested") == 0));
+    let resolved_at = now_ms();
+    firing.lock().unwrap().retain(|a| *a == "Watchdog");
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for name in &fleet.names {
+        let requested = fleet.events(name).iter().find(|(_, w)| w == "reboot-requested").map(|(at, _)| *at).unwrap();
+        assert!(requested >= resolved_at, "{name} rebooted while the alert fired");
+    }
+}

@@ -253,6 +253,29 @@ pub struct BatchSettings {
     /// `--drain-escalation`: what each drain timeout of a node leads to, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drain_escalation: Vec<DrainStep>,
+    /// `--block-on-alerts`: an Alertmanager (API v2); no new reboot while an alert fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_on_alerts: Option<String>,
+    /// `--alert-filter-regexp`: alerts whose name matches are ignored (kured's flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_filter: Option<String>,
+}
+
+/// An alert as Alertmanager's `GET /api/v2/alerts` lists it: its `alertname` label and
+/// `status.state` (`active`, `suppressed`, `unprocessed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertNow {
+    pub name: String,
+    pub state: String,
+}
+
+/// The alerts that block a new reboot: active ones whose name `ignored` does not accept,
+/// sorted and without repeats.
+pub fn blocking_alerts(alerts: &[AlertNow], ignored: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = alerts.iter().filter(|a| a.state == "active" && !ignored(&a.name)).map(|a| a.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -389,7 +412,11 @@ impl BatchSettings {
     /// Whether a new reboot may have to wait for something besides the windows: blocker pods,
     /// the health gate, a soak.
     pub fn has_gates(&self) -> bool {
-        self.block_on_pods.is_some() || self.healthy_checks > 0 || self.health_command.is_some() || self.soak_ms > 0
+        self.block_on_pods.is_some()
+            || self.block_on_alerts.is_some()
+            || self.healthy_checks > 0
+            || self.health_command.is_some()
+            || self.soak_ms > 0
     }
 
     /// The pause between health checks.
@@ -417,6 +444,8 @@ pub struct BatchPartial {
     pub health_command: Option<String>,
     pub soak_ms: Option<u64>,
     pub drain_escalation: Option<Vec<DrainStep>>,
+    pub block_on_alerts: Option<String>,
+    pub alert_filter: Option<String>,
 }
 
 /// The one merge for the batch settings: flag > environment > file > default, field by field.
@@ -438,6 +467,8 @@ pub fn merge(flags: &BatchPartial, env: &BatchPartial, file: &BatchPartial, defa
         health_command: pick!(health_command).or_else(|| defaults.health_command.clone()),
         soak_ms: pick!(soak_ms).unwrap_or(defaults.soak_ms),
         drain_escalation: pick!(drain_escalation).unwrap_or_else(|| defaults.drain_escalation.clone()),
+        block_on_alerts: pick!(block_on_alerts).or_else(|| defaults.block_on_alerts.clone()),
+        alert_filter: pick!(alert_filter).or_else(|| defaults.alert_filter.clone()),
     }
 }
 
@@ -548,6 +579,15 @@ mod tests {
         assert_eq!(blocking_pods(&pods, None), ["ops/backup", "ops/queued", "ops/pending"]);
         assert_eq!(blocking_pods(&pods, Some("worker-2")), ["ops/pending"]);
         assert!(blocking_pods(&pods, Some("worker-3")).is_empty());
+    }
+
+    #[test]
+    fn active_alerts_block_unless_filtered() {
+        let alert = |name: &str, state: &str| AlertNow { name: name.into(), state: state.into() };
+        let alerts =
+            [alert("Watchdog", "active"), alert("NodeDown", "active"), alert("NodeDown", "active"), alert("DiskFull", "suppressed")];
+        assert_eq!(blocking_alerts(&alerts, |n| n == "Watchdog"), ["NodeDown"]);
+        assert_eq!(blocking_alerts(&alerts, |_| false), ["NodeDown", "Watchdog"]);
     }
 
     #[test]

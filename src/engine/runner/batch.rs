@@ -12,10 +12,11 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::{Abort, Shared, Stop};
+use crate::adapters::alerts::AlertSource;
 use crate::adapters::tz::IanaZone;
 use fleetboot_core::batch::{
-    BatchSettings, DrainStep, Window, WindowState, blocking_pods, drain_step, not_needed_reason, rebooted_since_plan_reason,
-    unhealthy_because, window_state,
+    BatchSettings, DrainStep, Window, WindowState, blocking_alerts, blocking_pods, drain_step, not_needed_reason,
+    rebooted_since_plan_reason, unhealthy_because, window_state,
 };
 use fleetboot_core::events::Event;
 use fleetboot_core::hosts::Host;
@@ -48,6 +49,8 @@ pub(super) struct Batch {
     drain_timeouts: Mutex<HashMap<String, usize>>,
     /// Hosts deferred to the end of the queue, not yet taken back by the dispatcher.
     deferred: Mutex<VecDeque<Host>>,
+    /// `--block-on-alerts` and the names `--alert-filter-regexp` ignores.
+    alerts: Option<(AlertSource, Option<regex::Regex>)>,
 }
 
 /// What the window gate says about starting a host now.
@@ -89,6 +92,12 @@ impl Batch {
             last_proven: Mutex::new(HashMap::new()),
             drain_timeouts: Mutex::new(HashMap::new()),
             deferred: Mutex::new(VecDeque::new()),
+            // Both were checked when the flags were read (and the journal written).
+            alerts: settings
+                .block_on_alerts
+                .as_deref()
+                .and_then(|url| AlertSource::new(url).ok())
+                .map(|source| (source, settings.alert_filter.as_deref().and_then(|f| regex::Regex::new(f).ok()))),
         }
     }
 
@@ -269,7 +278,7 @@ impl<T: PowerTransport> Shared<T> {
     /// interrupt stops it: the host is skipped, nothing touched).
     pub(super) async fn gates_clear(&self, host: &Host) -> Result<(), Stop> {
         let batch = &self.batch;
-        if batch.block_on_pods.is_none() && batch.healthy_checks == 0 && batch.soak.is_zero() {
+        if batch.block_on_pods.is_none() && batch.alerts.is_none() && batch.healthy_checks == 0 && batch.soak.is_zero() {
             return Ok(());
         }
         let mut abort = self.abort.clone();
@@ -306,8 +315,7 @@ impl<T: PowerTransport> Shared<T> {
     async fn first_gate_closed(&self, host: &Host) -> Option<(String, Option<Instant>, Duration)> {
         let batch = &self.batch;
         let poll = self.settings.poll_interval.max(Duration::from_millis(100));
-        if let Some(selector) = &batch.block_on_pods {
-            let api = self.api.as_ref()?;
+        if let (Some(selector), Some(api)) = (&batch.block_on_pods, self.api.as_ref()) {
             let on_node = batch.block_on_pods_on_node.then_some(host.name.as_str());
             match api.pods_matching(selector).await {
                 Ok(pods) => {
@@ -319,6 +327,17 @@ impl<T: PowerTransport> Shared<T> {
                     }
                 }
                 Err(e) => return Some((format!("--block-on-pods: {e}"), None, poll)),
+            }
+        }
+        if let Some((source, ignored)) = &batch.alerts {
+            match source.alerts().await {
+                Ok(alerts) => {
+                    let firing = blocking_alerts(&alerts, |name| ignored.as_ref().is_some_and(|r| r.is_match(name)));
+                    if !firing.is_empty() {
+                        return Some((format!("alerts firing at {}: {}", source.shown, firing.join(", ")), None, poll));
+                    }
+                }
+                Err(e) => return Some((format!("--block-on-alerts: {e}"), None, poll)),
             }
         }
         if !batch.soak.is_zero() {
