@@ -8,6 +8,7 @@ pub mod hostfile;
 pub mod journal;
 pub mod known_hosts;
 pub mod kube;
+pub mod metrics;
 pub mod migration_journal;
 pub mod notify;
 pub mod redfish;

@@ -70,6 +70,11 @@ pub struct BatchArgs {
     /// only as its scheme and host. Not journaled: give it again with --resume.
     #[arg(long, value_name = "URL")]
     pub notify: Option<String>,
+    /// Serve Prometheus metrics of the run at http://ADDR/metrics while it runs (nodes by
+    /// state, reboots, failures, blocked seconds, dispatch-to-proof durations), e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// The webhook's payload: json, slack or teams.
     #[arg(long, value_enum, default_value = "json", requires = "notify")]
     pub notify_format: crate::report::notify::NotifyFormat,

@@ -292,6 +292,23 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     };
     let format = args.batch.notify_format;
     let mut notices = Notices::default();
+    // --metrics-listen: the run's metrics, updated from its events, served while it runs.
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(crate::report::metrics::RunMetrics::default()));
+    let _metrics_server = match &args.batch.metrics_listen {
+        Some(address) => {
+            let shared = metrics.clone();
+            let render = std::sync::Arc::new(std::sync::Mutex::new(move || shared.lock().unwrap().text()));
+            let server = crate::adapters::metrics::MetricsServer::start(address, render).await.map_err(|e| {
+                crate::adapters::config::ConfigError::BadValue {
+                    key: "--metrics-listen",
+                    reason: format!("cannot listen on {address}: {e}"),
+                }
+            })?;
+            eprintln!("metrics: http://{}/metrics", server.address);
+            Some(server)
+        }
+        None => None,
+    };
     super::warn_if_insecure(prepared.settings());
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
@@ -299,6 +316,9 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     let summary = prepared
         .execute((trigger, abort), |event| {
             reporter.report(event);
+            if args.batch.metrics_listen.is_some() {
+                metrics.lock().unwrap().update(event);
+            }
             if let (Some(notifier), Some(notice)) = (&notifier, notices.of(event)) {
                 notifier.send(notices.payload(&notice, format));
             }

@@ -1,6 +1,7 @@
 //! Reporters: turn runner events into a live display, plain lines or JSON lines; the migration's
 //! events and results in [`migrate`], through the same reporter for its reboot runs.
 
+pub mod metrics;
 pub mod migrate;
 pub mod nodes;
 pub mod notify;

@@ -321,3 +321,61 @@ fn an_alert_firing_holds_every_new_reboot_until_it_resolves_and_filtered_ones_ne
         assert!(requested >= resolved_at, "{name} rebooted while the alert fired");
     }
 }
+
+fn scrape(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {address}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn metrics_scraped_mid_run_show_the_nodes_by_state_the_proofs_and_the_hold() {
+    let fleet = Fleet::up(2);
+    let firing = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let alerts = alertmanager(firing.clone());
+    let address = format!("127.0.0.1:{}", crate::common::free_port());
+    let journal = fleet.path("metrics.jsonl");
+    let args = fleet.reboot_args(&[
+        "--metrics-listen",
+        &address,
+        "--block-on-alerts",
+        &alerts,
+        "--soak",
+        "3s",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = fleet.fleetboot(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let wait_for = |what: &str, matches: &dyn Fn(&Entry) -> bool| {
+        let start = std::time::Instant::now();
+        while !journal::load(&journal).map(|(records, _)| records.iter().any(|r| matches(&r.entry))).unwrap_or(false) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(60), "no {what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // The first node proven; the second soaks, then an alert fires: the run holds.
+    wait_for("confirmed", &|e| matches!(e, Entry::Confirmed { .. }));
+    firing.lock().unwrap().push("NodeDown");
+    wait_for("held", &|e| matches!(e, Entry::Held { reason, .. } if reason.contains("NodeDown")));
+    let text = scrape(&address, "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for line in [
+        "fleetboot_nodes{state=\"rebooted\"} 1",
+        "fleetboot_nodes{state=\"pending\"} 1",
+        "fleetboot_reboots_total 1",
+        "fleetboot_failures_total 0",
+        "fleetboot_held 1",
+        "fleetboot_dispatch_to_proof_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+    }
+    assert!(scrape(&address, "/other").starts_with("HTTP/1.1 404"));
+    firing.lock().unwrap().clear();
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("metrics: http://{address}/metrics")), "{}", run.stderr);
+}
