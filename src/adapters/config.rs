@@ -128,6 +128,10 @@ impl BatchLayer {
                 .map(|r| regex::Regex::new(r).map(|_| r.to_owned()).map_err(|e| e.to_string()))
                 .transpose()
                 .map_err(bad("batch.alert_filter_regexp"))?,
+            // Labels and the annotation: flags only.
+            pre_reboot_labels: None,
+            post_reboot_labels: None,
+            in_progress_annotation: None,
         })
     }
 }

@@ -70,6 +70,17 @@ pub struct BatchArgs {
     /// only as its scheme and host. Not journaled: give it again with --resume.
     #[arg(long, value_name = "URL")]
     pub notify: Option<String>,
+    /// Cluster runs: set this label (KEY=VALUE) on each node right before its reboot is sent
+    /// (kured's --pre-reboot-node-labels). Repeatable.
+    #[arg(long = "pre-reboot-label", value_name = "KEY=VALUE", value_parser = fleetboot_core::batch::parse_label)]
+    pub pre_reboot_labels: Vec<(String, String)>,
+    /// Cluster runs: set this label on each node once its reboot is proven. Repeatable.
+    #[arg(long = "post-reboot-label", value_name = "KEY=VALUE", value_parser = fleetboot_core::batch::parse_label)]
+    pub post_reboot_labels: Vec<(String, String)>,
+    /// Cluster runs: annotate each node `fleetboot.io/reboot-in-progress: RUN` while it is in
+    /// flight (from its drain to its proof), so other tools see it.
+    #[arg(long)]
+    pub in_progress_annotation: bool,
     /// Serve Prometheus metrics of the run at http://ADDR/metrics while it runs (nodes by
     /// state, reboots, failures, blocked seconds, dispatch-to-proof durations), e.g.
     /// 127.0.0.1:9464.
@@ -122,6 +133,11 @@ impl BatchArgs {
             drain_escalation: self.drain_escalation.clone().map(|l| l.0),
             block_on_alerts: self.block_on_alerts.clone(),
             alert_filter: self.alert_filter_regexp.clone(),
+            pre_reboot_labels: Some(self.pre_reboot_labels.iter().cloned().collect())
+                .filter(|l: &std::collections::BTreeMap<_, _>| !l.is_empty()),
+            post_reboot_labels: Some(self.post_reboot_labels.iter().cloned().collect())
+                .filter(|l: &std::collections::BTreeMap<_, _>| !l.is_empty()),
+            in_progress_annotation: self.in_progress_annotation.then_some(true),
         }
     }
 }

@@ -43,6 +43,16 @@ pub trait NodeEvidence: Send + Sync + 'static {
         let _ = selector;
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// Merges labels and annotations into the node's metadata (a value `None` removes it).
+    fn mark<'a>(
+        &'a self,
+        node: &'a str,
+        labels: &'a std::collections::BTreeMap<String, Option<String>>,
+        annotations: &'a std::collections::BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let _ = (node, labels, annotations);
+        Box::pin(async { Ok(()) })
+    }
     /// What the health gate reads (`exclude`: the run's own nodes in flight). `None`: this
     /// evidence has no cluster to show.
     fn health<'a>(
@@ -142,6 +152,15 @@ impl NodeEvidence for NodeWatch {
 
     fn pods_matching<'a>(&'a self, selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
         Box::pin(NodeWatch::pods_matching(self, selector))
+    }
+
+    fn mark<'a>(
+        &'a self,
+        node: &'a str,
+        labels: &'a std::collections::BTreeMap<String, Option<String>>,
+        annotations: &'a std::collections::BTreeMap<String, Option<String>>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(NodeWatch::mark(self, node, labels, annotations))
     }
 
     fn health<'a>(

@@ -130,6 +130,16 @@ pub fn render_batch(batch: &fleetboot_core::batch::BatchSettings, now_ms: u64) -
             humantime::format_duration(std::time::Duration::from_millis(batch.soak_ms))
         ));
     }
+    let labels = |l: &std::collections::BTreeMap<String, String>| l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+    if !batch.pre_reboot_labels.is_empty() {
+        text.push_str(&format!("labels before each reboot: {}\n", labels(&batch.pre_reboot_labels)));
+    }
+    if !batch.post_reboot_labels.is_empty() {
+        text.push_str(&format!("labels once proven: {}\n", labels(&batch.post_reboot_labels)));
+    }
+    if batch.in_progress_annotation {
+        text.push_str(&format!("annotation while in flight: {}: RUN\n", fleetboot_core::batch::IN_PROGRESS_ANNOTATION));
+    }
     if !batch.drain_escalation.is_empty() {
         let steps: Vec<&str> = batch.drain_escalation.iter().map(|s| s.name()).collect();
         text.push_str(&format!("after each drain timeout: {} (then --drain-failure)\n", steps.join(" → ")));

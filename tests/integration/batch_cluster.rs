@@ -183,3 +183,46 @@ fn a_budget_allowing_no_disruption_is_deferred_then_skipped_and_nothing_deadlock
         .collect();
     assert_eq!(order, ["deferred worker-0", "dispatching worker-1", "dispatching worker-2", "skipped worker-0"], "{order:?}");
 }
+
+#[test]
+fn labels_before_and_after_and_the_in_progress_annotation_while_in_flight() {
+    let sim = Sim::start(1, 2);
+    let watch = crate::common::sim::KubectlWatch::start(
+        &sim,
+        "nodes",
+        r"{.metadata.name} [{.metadata.annotations.fleetboot\.io/reboot-in-progress}] [{.metadata.labels.example\.com/kernel}]",
+    );
+    let journal = sim.path("labels.jsonl");
+    let child = start_reboot(
+        &sim,
+        &journal,
+        &[
+            "--nodes",
+            "worker-0,worker-1",
+            "--pre-reboot-label",
+            "example.com/kernel=updating",
+            "--post-reboot-label",
+            "example.com/kernel=updated",
+            "--in-progress-annotation",
+        ],
+    );
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let run_id = run.summary()["run_id"].as_str().unwrap().to_owned();
+    for node in ["worker-0", "worker-1"] {
+        let seen: Vec<String> = watch.lines().into_iter().filter(|l| l.starts_with(&format!("{node} "))).collect();
+        // In flight: annotated with the run and labelled `updating`; then `updated`, no annotation.
+        let in_flight = seen.iter().position(|l| *l == format!("{node} [{run_id}] [updating]"));
+        let done = seen.iter().position(|l| *l == format!("{node} [] [updated]"));
+        assert!(in_flight.is_some() && done.is_some() && in_flight < done, "{node}: {seen:?}");
+        assert!(!seen.iter().any(|l| l.contains("[updated]") && l.contains(&run_id)), "{seen:?}");
+        let now = sim.kubectl_ok(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            r"jsonpath=[{.metadata.annotations.fleetboot\.io/reboot-in-progress}] [{.metadata.labels.example\.com/kernel}]",
+        ]);
+        assert_eq!(now, "[] [updated]", "{node}: the annotation is gone once proven");
+    }
+}

@@ -12,6 +12,7 @@
 //!
 //! One file, past 500 lines: the window arithmetic and its DST tests belong together.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -259,6 +260,34 @@ pub struct BatchSettings {
     /// `--alert-filter-regexp`: alerts whose name matches are ignored (kured's flag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_filter: Option<String>,
+    /// `--pre-reboot-label k=v`: set on a node right before its reboot is sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pre_reboot_labels: BTreeMap<String, String>,
+    /// `--post-reboot-label k=v`: set on a node once its reboot is proven.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub post_reboot_labels: BTreeMap<String, String>,
+    /// `--in-progress-annotation`: `fleetboot.io/reboot-in-progress: RUN` on a node while it
+    /// is in flight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_progress_annotation: bool,
+}
+
+/// The annotation a node carries while this run has it in flight (`--in-progress-annotation`).
+pub const IN_PROGRESS_ANNOTATION: &str = "fleetboot.io/reboot-in-progress";
+
+/// `k=v` as a label: a key of at most 253 + 63 characters (`prefix/name`), a value of at most
+/// 63, each of letters, digits, `-`, `_`, `.` (and `/` in the key), as Kubernetes validates them.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, found {text:?}"))?;
+    let ok = |s: &str, slash: bool| s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || (slash && c == '/'));
+    let name = key.rsplit('/').next().unwrap_or(key);
+    if key.is_empty() || name.is_empty() || name.len() > 63 || key.len() > 317 || !ok(key, true) || key.matches('/').count() > 1 {
+        return Err(format!("bad label key {key:?}"));
+    }
+    if value.len() > 63 || !ok(value, false) {
+        return Err(format!("bad label value {value:?}: at most 63 letters, digits, '-', '_' or '.'"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 /// An alert as Alertmanager's `GET /api/v2/alerts` lists it: its `alertname` label and
@@ -446,6 +475,9 @@ pub struct BatchPartial {
     pub drain_escalation: Option<Vec<DrainStep>>,
     pub block_on_alerts: Option<String>,
     pub alert_filter: Option<String>,
+    pub pre_reboot_labels: Option<BTreeMap<String, String>>,
+    pub post_reboot_labels: Option<BTreeMap<String, String>>,
+    pub in_progress_annotation: Option<bool>,
 }
 
 /// The one merge for the batch settings: flag > environment > file > default, field by field.
@@ -469,6 +501,9 @@ pub fn merge(flags: &BatchPartial, env: &BatchPartial, file: &BatchPartial, defa
         drain_escalation: pick!(drain_escalation).unwrap_or_else(|| defaults.drain_escalation.clone()),
         block_on_alerts: pick!(block_on_alerts).or_else(|| defaults.block_on_alerts.clone()),
         alert_filter: pick!(alert_filter).or_else(|| defaults.alert_filter.clone()),
+        pre_reboot_labels: pick!(pre_reboot_labels).unwrap_or_else(|| defaults.pre_reboot_labels.clone()),
+        post_reboot_labels: pick!(post_reboot_labels).unwrap_or_else(|| defaults.post_reboot_labels.clone()),
+        in_progress_annotation: pick!(in_progress_annotation).unwrap_or(defaults.in_progress_annotation),
     }
 }
 
@@ -588,6 +623,15 @@ mod tests {
             [alert("Watchdog", "active"), alert("NodeDown", "active"), alert("NodeDown", "active"), alert("DiskFull", "suppressed")];
         assert_eq!(blocking_alerts(&alerts, |n| n == "Watchdog"), ["NodeDown"]);
         assert_eq!(blocking_alerts(&alerts, |_| false), ["NodeDown", "Watchdog"]);
+    }
+
+    #[test]
+    fn labels_read_as_kubernetes_validates_them() {
+        assert_eq!(parse_label("fleetboot.io/rebooted=yes"), Ok(("fleetboot.io/rebooted".into(), "yes".into())));
+        assert_eq!(parse_label("maintenance="), Ok(("maintenance".into(), String::new())));
+        for bad in ["noequals", "=v", "a/b/c=v", "k=has space", "k=a/b", "bad key=v"] {
+            assert!(parse_label(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -103,6 +103,22 @@ impl NodeWatch {
         super::gates::read_health(&self.client, &self.store.state(), exclude).await
     }
 
+    /// Merges labels and annotations into a node's metadata (`None`: removed).
+    pub async fn mark(
+        &self,
+        node: &str,
+        labels: &std::collections::BTreeMap<String, Option<String>>,
+        annotations: &std::collections::BTreeMap<String, Option<String>>,
+    ) -> Result<(), String> {
+        use kube::api::{Patch, PatchParams};
+        let patch = serde_json::json!({"metadata": {"labels": labels, "annotations": annotations}});
+        Api::<Node>::all(self.client.clone())
+            .patch(node, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot label or annotate node {node}: {e}"))
+    }
+
     /// The pods matching a label selector, in every namespace (`--block-on-pods`).
     pub async fn pods_matching(&self, selector: &str) -> Result<Vec<fleetboot_core::batch::PodNow>, String> {
         super::gates::pods_matching(&self.client, selector).await

@@ -2,7 +2,7 @@
 //! flight always finish), the boot IDs of the plan (a host rebooted since, by anyone, is done)
 //! and `--only-if` (a host that does not need the reboot is journaled `not_needed`).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use super::{Abort, Shared, Stop};
 use crate::adapters::alerts::AlertSource;
 use crate::adapters::tz::IanaZone;
 use fleetboot_core::batch::{
-    BatchSettings, DrainStep, Window, WindowState, blocking_alerts, blocking_pods, drain_step, not_needed_reason,
+    BatchSettings, DrainStep, IN_PROGRESS_ANNOTATION, Window, WindowState, blocking_alerts, blocking_pods, drain_step, not_needed_reason,
     rebooted_since_plan_reason, unhealthy_because, window_state,
 };
 use fleetboot_core::events::Event;
@@ -51,6 +51,10 @@ pub(super) struct Batch {
     deferred: Mutex<VecDeque<Host>>,
     /// `--block-on-alerts` and the names `--alert-filter-regexp` ignores.
     alerts: Option<(AlertSource, Option<regex::Regex>)>,
+    pre_reboot_labels: std::collections::BTreeMap<String, String>,
+    post_reboot_labels: std::collections::BTreeMap<String, String>,
+    in_progress_annotation: bool,
+    run_id: String,
 }
 
 /// What the window gate says about starting a host now.
@@ -69,7 +73,7 @@ pub(super) enum Gate {
 pub(super) const WINDOW_EXIT_REASON: &str = "outside the maintenance windows (--window-exit); --resume continues";
 
 impl Batch {
-    pub(super) fn new(settings: &BatchSettings) -> Batch {
+    pub(super) fn new(settings: &BatchSettings, run_id: &str) -> Batch {
         // The zone was checked when the flag was read (and when the journal was written).
         let zone_name = settings.zone_name().to_owned();
         let zone = IanaZone::named(&zone_name).unwrap_or_else(|_| IanaZone::named("UTC").expect("UTC is in every tz database"));
@@ -98,6 +102,10 @@ impl Batch {
                 .as_deref()
                 .and_then(|url| AlertSource::new(url).ok())
                 .map(|source| (source, settings.alert_filter.as_deref().and_then(|f| regex::Regex::new(f).ok()))),
+            pre_reboot_labels: settings.pre_reboot_labels.clone(),
+            post_reboot_labels: settings.post_reboot_labels.clone(),
+            in_progress_annotation: settings.in_progress_annotation,
+            run_id: run_id.to_owned(),
         }
     }
 
@@ -394,5 +402,44 @@ async fn run_health_command(command: &str) -> Result<(), String> {
         Ok(Ok(status)) => Err(format!("`{command}` exited {}", status.code().map_or("by a signal".to_owned(), |c| c.to_string()))),
         Ok(Err(e)) => Err(format!("`{command}` could not run: {e}")),
         Err(_) => Err(format!("`{command}` did not finish within a minute")),
+    }
+}
+
+impl<T: PowerTransport> Shared<T> {
+    /// Labels and annotations on a cluster node; a failure is a warning (the reboot goes on).
+    async fn mark(&self, host: &Host, labels: BTreeMap<String, Option<String>>, annotations: BTreeMap<String, Option<String>>) {
+        if labels.is_empty() && annotations.is_empty() {
+            return;
+        }
+        let Some(api) = self.api_for(host) else { return };
+        if let Err(e) = api.mark(&host.name, &labels, &annotations).await {
+            self.warn(host, e);
+        }
+    }
+
+    /// The node is in flight from here: `fleetboot.io/reboot-in-progress: RUN`.
+    pub(super) async fn mark_in_flight(&self, host: &Host) {
+        if self.batch.in_progress_annotation {
+            let annotation = [(IN_PROGRESS_ANNOTATION.to_owned(), Some(self.batch.run_id.clone()))].into();
+            self.mark(host, BTreeMap::new(), annotation).await;
+        }
+    }
+
+    /// Right before the reboot is sent: `--pre-reboot-label`s.
+    pub(super) async fn mark_before_reboot(&self, host: &Host) {
+        let labels = self.batch.pre_reboot_labels.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        self.mark(host, labels, BTreeMap::new()).await;
+    }
+
+    /// The host's way is over: the annotation goes, and once proven, `--post-reboot-label`s.
+    pub(super) async fn mark_done(&self, host: &Host, proven: bool) {
+        let labels = if proven {
+            self.batch.post_reboot_labels.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect()
+        } else {
+            BTreeMap::new()
+        };
+        let annotations =
+            if self.batch.in_progress_annotation { [(IN_PROGRESS_ANNOTATION.to_owned(), None)].into() } else { BTreeMap::new() };
+        self.mark(host, labels, annotations).await;
     }
 }

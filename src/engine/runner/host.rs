@@ -284,7 +284,6 @@ async fn read_again_or_fail<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
 /// One host from the start: the limits, the drain, the boot ID, the journaled intent, the
 /// reboot, then the proof.
 async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), Stop> {
-    let name = || host.name.clone();
     // Rebooted since the plan, or `--only-if` says it needs none: done, nothing touched.
     shared.still_needed(host).await?;
     // With a drain, SSH (or the fallback) must reach the node before it is cordoned.
@@ -314,6 +313,20 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     }
     // Blocker pods, the group's soak and the health gate, also at the last moment.
     shared.gates_clear(host).await?;
+    // In flight from here (the annotation says so to other tools) until the proof or the end.
+    shared.mark_in_flight(host).await;
+    let result = reboot_touched(shared, host, looked).await;
+    shared.mark_done(host, result.is_ok()).await;
+    result
+}
+
+/// [`reboot_host`] from the drain on: the node is touched.
+async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, looked: Option<(String, bool)>) -> Result<(), Stop> {
+    let name = || host.name.clone();
+    let skip = |reason: &str| match shared.skip(host, reason) {
+        Ok(()) => Stop::Journaled,
+        Err(stop) => stop,
+    };
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
     }
@@ -344,6 +357,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
         }
         Some(false) => old,
     };
+    shared.mark_before_reboot(host).await;
     let by_bmc = !ssh_usable || (shared.settings.transport == TransportChoice::Redfish && shared.has_bmc(host));
     if shared.settings.transport == TransportChoice::Redfish && !shared.has_bmc(host) {
         return Err(shared.fail(host, Stage::Dispatch, "--transport redfish, but no BMC is known for this node".into(), false));

@@ -669,7 +669,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         cordoned: Mutex::new(cordoned),
         touched: Mutex::new(touched),
         records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
-        batch: batch::Batch::new(&settings_batch),
+        batch: batch::Batch::new(&settings_batch, &plan.run_id),
     });
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
