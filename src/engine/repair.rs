@@ -9,6 +9,7 @@ use crate::adapters::journal::JournalWriter;
 use crate::adapters::kube::{ClusterConnection, ClusterTarget, LEASE_NAME, MIGRATION_LEASE_NAME};
 use crate::adapters::migration_journal;
 use crate::engine::error::{RunError as Error, WrongCluster};
+use fleetboot_core::batch::IN_PROGRESS_ANNOTATION;
 use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record, RunState};
 use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
 use fleetboot_core::repair::{LeaseVerdict, RepairAction, RepairReport};
@@ -27,6 +28,8 @@ pub enum RepairError {
     MigrationJournal(#[from] migration_journal::MigrationJournalError),
     #[error("the journal {} records no cluster run: nothing of a cluster to repair", .0.display())]
     NoCluster(PathBuf),
+    #[error("cluster API: {0}")]
+    Api(#[source] kube::Error),
 }
 
 /// The journals behind one repair: a reboot run's, or a migration's with its reboot runs'.
@@ -106,7 +109,10 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         Ok(result) => RepairAction { action, target: target.to_owned(), result, detail: None },
         Err(e) => RepairAction { action, target: target.to_owned(), result: "failed", detail: Some(e) },
     };
+    // Nodes still annotated in flight by one of these runs, as the cluster says now.
+    let annotated = annotated_nodes(&cluster.client, &plan.in_progress_runs).await?;
     if dry_run {
+        actions.extend(annotated.iter().map(|(n, _)| planned("remove-annotation", n)));
         actions.extend(plan.uncordon.iter().map(|n| planned("uncordon", n)));
         actions.extend(releases.iter().map(|(l, _)| planned("release-lease", &format!("{LEASE_NAMESPACE}/{l}"))));
         actions.extend(plan.unpause.iter().map(|p| planned("unpause-pool", p)));
@@ -114,6 +120,9 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
     }
     let policy = fleetboot_core::nodes::DrainPolicy { timeout_ms: 0, on_failure: fleetboot_core::nodes::DrainFailure::Fail };
     let drainer = crate::adapters::kube::Drainer::new(cluster.client.clone(), policy);
+    for (node, run_id) in &annotated {
+        actions.push(outcome("remove-annotation", node, remove_in_progress(&cluster.client, node, run_id).await));
+    }
     for node in &plan.uncordon {
         let result = drainer.set_unschedulable(node, false).await.map(|()| "done").map_err(|e| e.to_string());
         if result.is_ok() {
@@ -157,6 +166,41 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         }
     }
     Ok(RepairReport { journal: journal.to_owned(), cluster: cluster.identity.to_string(), dry_run, plan, actions })
+}
+
+/// The nodes whose `fleetboot.io/reboot-in-progress` names one of `runs`, with that run.
+async fn annotated_nodes(client: &kube::Client, runs: &[String]) -> Result<Vec<(String, String)>, Error> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let list = nodes.list(&kube::api::ListParams::default()).await.map_err(RepairError::Api)?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|node| {
+            let run = node.metadata.annotations.as_ref()?.get(IN_PROGRESS_ANNOTATION)?.clone();
+            runs.contains(&run).then(|| (node.metadata.name.unwrap_or_default(), run))
+        })
+        .collect())
+}
+
+/// Removes the annotation if it still names `run_id`: read, checked, and written back with
+/// the resourceVersion read (a conflict means the node changed meanwhile: left alone, as a
+/// run that annotated it since keeps its own).
+async fn remove_in_progress(client: &kube::Client, node: &str, run_id: &str) -> Result<&'static str, String> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let mut object = nodes.get(node).await.map_err(|e| e.to_string())?;
+    let annotations = object.metadata.annotations.get_or_insert_with(Default::default);
+    if annotations.get(IN_PROGRESS_ANNOTATION).map(String::as_str) != Some(run_id) {
+        return Ok("left");
+    }
+    annotations.remove(IN_PROGRESS_ANNOTATION);
+    match nodes.replace(node, &kube::api::PostParams::default(), &object).await {
+        Ok(_) => Ok("done"),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok("left"),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Appends one record to a reboot journal this process holds the lock of.

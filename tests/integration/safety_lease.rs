@@ -238,6 +238,7 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
             "2",
             "--group-concurrency",
             "2",
+            "--in-progress-annotation",
             "--output",
             "json",
             "--journal",
@@ -255,9 +256,14 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     }
     let refused = out(&sim, &["repair", "--journal", j]);
     assert_eq!(refused.code, 2, "a live run is not repaired under it: {}", refused.debug());
-    child.kill().unwrap(); // SIGKILL: the cordon and the lease stay behind.
+    child.kill().unwrap(); // SIGKILL: the cordon, the lease and the in-progress annotation stay behind.
     child.wait().unwrap();
     assert!(sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]).0, "the killed run's lease is still there");
+    let in_progress = |node: &str| {
+        sim.kubectl_ok(&["get", "node", node, "-o", r"jsonpath={.metadata.annotations.fleetboot\.io/reboot-in-progress}"]).trim().to_owned()
+    };
+    let run_id = journal::load(&journal_path).unwrap().1.run_id;
+    assert_eq!(in_progress("worker-0"), run_id, "the killed run's node still says it is in flight");
 
     let dry = out(&sim, &["repair", "--journal", j, "--dry-run", "-o", "json"]);
     assert_eq!(dry.code, 0, "{}", dry.debug());
@@ -269,6 +275,8 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     assert_eq!(repaired.code, 0, "{}", repaired.debug());
     assert!(repaired.stdout.contains("uncordon node worker-0: done"), "{}", repaired.debug());
     assert!(repaired.stdout.contains("release lease kube-system/fleetboot: done"), "{}", repaired.debug());
+    assert!(repaired.stdout.contains("remove fleetboot.io/reboot-in-progress from node worker-0: done"), "{}", repaired.debug());
+    assert_eq!(in_progress("worker-0"), "", "the dead run's annotation is gone");
     assert!(!unschedulable(&sim, "worker-0"), "fleetboot's cordon was lifted");
     assert!(unschedulable(&sim, "worker-1"), "the admin's cordon of a node outside the run is not touched");
     assert!(!sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]).0, "the lease was released");

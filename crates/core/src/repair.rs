@@ -17,11 +17,16 @@ pub struct RepairPlan {
     pub unpause: Vec<String>,
     /// Leases (name, run ID) a run of these journals may still hold.
     pub leases: Vec<(String, String)>,
+    /// Runs that annotated their nodes in flight (`--in-progress-annotation`): a node still
+    /// carrying `fleetboot.io/reboot-in-progress` with one of these run IDs was left so by a run
+    /// that died. Which nodes do is the cluster's to say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_progress_runs: Vec<String>,
 }
 
 impl RepairPlan {
     pub fn is_empty(&self) -> bool {
-        self.uncordon.is_empty() && self.unpause.is_empty() && self.leases.is_empty()
+        self.uncordon.is_empty() && self.unpause.is_empty() && self.leases.is_empty() && self.in_progress_runs.is_empty()
     }
 }
 
@@ -34,6 +39,10 @@ pub fn plan(reboots: &[&RunState], migration: Option<&MigrationState>, reboot_le
         // A host-list run touches no cluster and holds no lease.
         if run.api_proof || run.cluster.is_some() {
             plan.leases.push((reboot_lease.to_owned(), run.run_id.clone()));
+            let annotated = run.settings.as_ref().and_then(|s| s.batch.as_ref()).is_some_and(|b| b.in_progress_annotation);
+            if annotated {
+                plan.in_progress_runs.push(run.run_id.clone());
+            }
         }
     }
     if let Some(m) = migration {
