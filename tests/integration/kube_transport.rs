@@ -358,3 +358,26 @@ fn the_migrations_reboot_step_goes_through_the_api_with_transport_kube() {
         assert_eq!(count(&events, "reboot-requested"), 2, "{name}: the MCO's and step 7's: {events:?}");
     }
 }
+
+#[test]
+fn fleetboot_exec_runs_a_command_on_every_node_through_the_api() {
+    let sim = no_ssh_cluster(1, 2);
+    let run: Run = sim
+        .fleetboot(&["exec", "--transport", "kube", "--output", "json", "--", "cat", "/proc/sys/kernel/random/boot_id"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    let results: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 3, "{}", run.debug());
+    for node in nodes.as_array().unwrap() {
+        let result = results.iter().find(|r| r["host"] == node["name"]).unwrap();
+        assert_eq!(result["exit"], 0, "{result}");
+        assert_eq!(result["stdout"].as_str().unwrap().trim(), node["bootID"].as_str().unwrap());
+    }
+    // A failing command folds as today and fails the run (exit 3); one node named alone.
+    let run: Run = sim.fleetboot(&["exec", "--transport", "kube", "--host", "worker-1", "--", "false"]).output().unwrap().into();
+    assert_eq!(run.code, 3, "{}", run.debug());
+    assert!(run.stdout.contains("worker-1") && !run.stdout.contains("worker-0"), "{}", run.debug());
+}
