@@ -381,3 +381,27 @@ fn fleetboot_exec_runs_a_command_on_every_node_through_the_api() {
     assert_eq!(run.code, 3, "{}", run.debug());
     assert!(run.stdout.contains("worker-1") && !run.stdout.contains("worker-0"), "{}", run.debug());
 }
+
+#[test]
+fn nodes_wide_shows_whether_the_apis_exec_answers_for_each_node() {
+    let sim = Sim::start(0, 2);
+    let pod = sim.kubectl_ok(&[
+        "-n",
+        MCO,
+        "get",
+        "pods",
+        "-l",
+        "k8s-app=machine-config-daemon",
+        "--field-selector",
+        "spec.nodeName=worker-1",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    sim.kubectl_ok(&["-n", MCO, "delete", "pod", &pod]);
+    let run: Run = sim.fleetboot(&["nodes", "-o", "wide"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let line = |name: &str| run.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
+    assert!(run.stdout.lines().next().unwrap().contains("LABELS  KUBE-EXEC"), "{}", run.stdout);
+    assert!(line("worker-0").contains(" answers "), "{}", run.stdout);
+    assert!(line("worker-1").contains("no: no Running machine-config-daemon pod on worker-1"), "{}", run.stdout);
+}
