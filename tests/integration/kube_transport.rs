@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::common::sim::Sim;
-use crate::common::{Run, dispatch_counts, wait_for_dispatches};
+use crate::common::{Run, dispatch_counts, dispatches, wait_for_dispatches};
 
 const MCO: &str = "openshift-machine-config-operator";
 
@@ -404,4 +404,40 @@ fn nodes_wide_shows_whether_the_apis_exec_answers_for_each_node() {
     assert!(run.stdout.lines().next().unwrap().contains("LABELS  KUBE-EXEC"), "{}", run.stdout);
     assert!(line("worker-0").contains(" answers "), "{}", run.stdout);
     assert!(line("worker-1").contains("no: no Running machine-config-daemon pod on worker-1"), "{}", run.stdout);
+}
+
+#[test]
+fn cancel_pending_on_abort_takes_an_api_reboot_back_with_shutdown_c_through_the_same_path() {
+    let sim = Sim::start_with(0, 2, &["--no-ssh", "worker-0", "--no-ssh", "worker-1", "--reboot-delay", "30s"]);
+    std::fs::remove_file(sim.path("id_ed25519")).unwrap();
+    let journal = sim.path("run.jsonl");
+    let args = [
+        "reboot",
+        "--transport",
+        "kube",
+        "--concurrency",
+        "2",
+        "--cancel-pending-on-abort",
+        "--output",
+        "json",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let child = sim.fleetboot(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The worker pool's maxUnavailable (1) lets one reboot be pending at a time.
+    wait_for_dispatches(&journal, 1, std::time::Duration::from_secs(30));
+    // SAFETY: a signal to the child this test started, by its PID.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 4, "{}", run.debug());
+    let sent = dispatches(&journal);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes[&sent[0].0].0, "cancelled", "{outcomes:?}");
+    for (name, events) in histories(&sim) {
+        let expected = usize::from(name == sent[0].0);
+        assert_eq!(count(&events, "reboot-requested"), expected, "{name}: {events:?}");
+        assert_eq!(count(&events, "cancelled"), expected, "{name}: {events:?}");
+        assert_eq!(count(&events, "down"), 0, "{name} must not have gone down: {events:?}");
+    }
 }
