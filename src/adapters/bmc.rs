@@ -490,6 +490,7 @@ mod tests {
             labels: Default::default(),
             bmc: None,
             bmc_status: None,
+            kube_exec: None,
             machine: machine.map(str::to_owned),
             provider_id: provider.map(str::to_owned),
             all_addresses: Vec::new(),

@@ -20,6 +20,12 @@ pub struct ExecArgs {
     pub ssh: SshArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// ssh (the default) or kube: through the cluster API, `chroot /rootfs COMMAND` in each
+    /// node's machine-config daemon pod (the hosts' names are the nodes'; none given: every node).
+    #[arg(long, value_parser = ["ssh", "kube"])]
+    pub transport: Option<String>,
+    #[command(flatten)]
+    pub cluster: super::args::ClusterArgs,
     /// Connections at once [default: 64].
     #[arg(long, value_name = "N", value_parser = fleetboot_core::settings::parse_limit)]
     pub parallel: Option<usize>,
@@ -38,12 +44,38 @@ impl ExecArgs {
 }
 
 pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let settings = load_settings(config, &args.partial())?;
-    let hosts = inventory(&args.hosts, &settings)?;
-    warn_if_insecure(&settings);
-    let client = Arc::new(SshClient::for_this_user(settings.ssh.clone())?);
-    let command = shell_join(&args.command);
-    let results = crate::engine::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await;
+    let mut flags = args.partial();
+    flags.context = args.cluster.context.clone();
+    let settings = load_settings(config, &flags)?;
+    let results = if args.transport.as_deref() == Some("kube") {
+        let connection = crate::adapters::kube::ClusterConnection::open(&super::cluster_target(&args.cluster, &settings)).await?;
+        let hosts = if args.hosts.hosts.is_empty() && args.hosts.hosts_files.is_empty() {
+            let server = connection.server();
+            crate::adapters::kube::discover(&connection.client, server, None, "InternalIP")
+                .await?
+                .into_iter()
+                .map(|n| fleetboot_core::hosts::Host {
+                    address: n.addresses.first().cloned().unwrap_or_default(),
+                    name: n.name,
+                    port: None,
+                })
+                .collect()
+        } else {
+            inventory(&args.hosts, &settings)?
+        };
+        let kube = crate::adapters::kube::exec::KubeTransport::new(
+            connection.client.clone(),
+            settings.reboot.clone(),
+            settings.ssh.command_timeout,
+        );
+        crate::engine::exec::run_everywhere_kube(Arc::new(kube), &hosts, &args.command, settings.reboot.parallel).await
+    } else {
+        let hosts = inventory(&args.hosts, &settings)?;
+        warn_if_insecure(&settings);
+        let client = Arc::new(SshClient::for_this_user(settings.ssh.clone())?);
+        let command = shell_join(&args.command);
+        crate::engine::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await
+    };
     // One write for the lot, not one per host.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     use std::io::Write;

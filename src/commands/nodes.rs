@@ -55,6 +55,9 @@ pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Err
     if matches!(args.output, NodesOutput::Wide | NodesOutput::Json | NodesOutput::Yaml) {
         attach_bmcs(&mut nodes, &settings, client, args.output == NodesOutput::Wide).await;
     }
+    if args.output == NodesOutput::Wide {
+        probe_kube_exec(&mut nodes, &settings, client).await;
+    }
     match args.output {
         NodesOutput::Ips => print!("{}", crate::report::nodes::render_ips(&nodes)),
         NodesOutput::Json => println!("{}", serde_json::to_string_pretty(&nodes).expect("serializes")),
@@ -106,5 +109,29 @@ async fn attach_bmcs(nodes: &mut [fleetboot_core::nodes::NodeInfo], settings: &S
         for (i, status) in statuses {
             nodes[i].bmc_status = Some(status);
         }
+    }
+}
+
+/// Whether each node's boot ID reads through the cluster API's exec (the `kube` transport).
+async fn probe_kube_exec(nodes: &mut [fleetboot_core::nodes::NodeInfo], settings: &Settings, client: &kube::Client) {
+    use fleetboot_core::transport::PowerTransport;
+    use futures::StreamExt;
+    let kube = crate::adapters::kube::exec::KubeTransport::new(client.clone(), settings.reboot.clone(), settings.ssh.command_timeout);
+    let answers: Vec<(usize, String)> = futures::stream::iter(nodes.iter().enumerate())
+        .map(|(i, n)| {
+            let (kube, host) =
+                (&kube, Host { name: n.name.clone(), address: n.addresses.first().cloned().unwrap_or_default(), port: None });
+            async move {
+                match kube.read_boot_id(&host).await {
+                    Ok(_) => (i, "answers".to_owned()),
+                    Err(e) => (i, format!("no: {}", e.to_string().rsplit(": ").next().unwrap_or_default())),
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for (i, answer) in answers {
+        nodes[i].kube_exec = Some(answer);
     }
 }

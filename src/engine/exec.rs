@@ -75,6 +75,45 @@ pub async fn run_everywhere(client: Arc<SshClient>, hosts: &[Host], command: &st
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// [`run_everywhere`] through the cluster API: `chroot /rootfs WORDS...` in each node's
+/// machine-config daemon pod (the hosts' names are the nodes'), at most `parallel` at once.
+pub async fn run_everywhere_kube(
+    kube: Arc<crate::adapters::kube::exec::KubeTransport>,
+    hosts: &[Host],
+    words: &[String],
+    parallel: usize,
+) -> Vec<HostResult> {
+    stream::iter(hosts.iter().cloned())
+        .map(|host| {
+            let kube = kube.clone();
+            async move {
+                match kube.exec_words(&host, words).await {
+                    Ok(out) => HostResult {
+                        host: host.name.clone(),
+                        exit: out.exit,
+                        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                        error: match (out.timed_out, out.exit) {
+                            (true, _) => Some("timed out".into()),
+                            (false, None) => Some("the exec stream ended before an exit status".into()),
+                            _ => None,
+                        },
+                    },
+                    Err(e) => HostResult {
+                        host: host.name.clone(),
+                        exit: None,
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        error: Some(e.to_string()),
+                    },
+                }
+            }
+        })
+        .buffered(parallel)
+        .collect()
+        .await
+}
+
 /// What makes two hosts' results the same: exit status, stdout, stderr and error.
 type OutcomeKey<'a> = (Option<u32>, &'a str, &'a str, Option<&'a str>);
 

@@ -33,6 +33,7 @@ pub fn render_table(nodes: &[NodeInfo], wide: bool) -> String {
             if wide {
                 row.push(n.kubelet_version.clone());
                 row.push(n.labels.len().to_string());
+                row.push(n.kube_exec.clone().unwrap_or_else(|| "-".into()));
                 row.push(n.bmc.clone().unwrap_or_else(|| "-".into()));
                 row.push(n.bmc_status.clone().unwrap_or_else(|| "-".into()));
             }
@@ -45,7 +46,7 @@ pub fn render_table(nodes: &[NodeInfo], wide: bool) -> String {
     });
     let mut header = vec!["NAME", "ROLES", address_header.as_str(), "STATUS", "BOOT-ID", "POOL"];
     if wide {
-        header.extend(["VERSION", "LABELS", "BMC", "BMC-STATUS"]);
+        header.extend(["VERSION", "LABELS", "KUBE-EXEC", "BMC", "BMC-STATUS"]);
     }
     table(&header, &rows)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::common::sim::Sim;
-use crate::common::{Run, dispatch_counts, wait_for_dispatches};
+use crate::common::{Run, dispatch_counts, dispatches, wait_for_dispatches};
 
 const MCO: &str = "openshift-machine-config-operator";
 
@@ -356,5 +356,88 @@ fn the_migrations_reboot_step_goes_through_the_api_with_transport_kube() {
     assert!(execs["requests"].as_u64().unwrap() >= 9, "{execs}");
     for (name, events) in histories(&sim) {
         assert_eq!(count(&events, "reboot-requested"), 2, "{name}: the MCO's and step 7's: {events:?}");
+    }
+}
+
+#[test]
+fn fleetboot_exec_runs_a_command_on_every_node_through_the_api() {
+    let sim = no_ssh_cluster(1, 2);
+    let run: Run = sim
+        .fleetboot(&["exec", "--transport", "kube", "--output", "json", "--", "cat", "/proc/sys/kernel/random/boot_id"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    let results: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 3, "{}", run.debug());
+    for node in nodes.as_array().unwrap() {
+        let result = results.iter().find(|r| r["host"] == node["name"]).unwrap();
+        assert_eq!(result["exit"], 0, "{result}");
+        assert_eq!(result["stdout"].as_str().unwrap().trim(), node["bootID"].as_str().unwrap());
+    }
+    // A failing command folds as today and fails the run (exit 3); one node named alone.
+    let run: Run = sim.fleetboot(&["exec", "--transport", "kube", "--host", "worker-1", "--", "false"]).output().unwrap().into();
+    assert_eq!(run.code, 3, "{}", run.debug());
+    assert!(run.stdout.contains("worker-1") && !run.stdout.contains("worker-0"), "{}", run.debug());
+}
+
+#[test]
+fn nodes_wide_shows_whether_the_apis_exec_answers_for_each_node() {
+    let sim = Sim::start(0, 2);
+    let pod = sim.kubectl_ok(&[
+        "-n",
+        MCO,
+        "get",
+        "pods",
+        "-l",
+        "k8s-app=machine-config-daemon",
+        "--field-selector",
+        "spec.nodeName=worker-1",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    sim.kubectl_ok(&["-n", MCO, "delete", "pod", &pod]);
+    let run: Run = sim.fleetboot(&["nodes", "-o", "wide"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let line = |name: &str| run.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
+    assert!(run.stdout.lines().next().unwrap().contains("LABELS  KUBE-EXEC"), "{}", run.stdout);
+    assert!(line("worker-0").contains(" answers "), "{}", run.stdout);
+    assert!(line("worker-1").contains("no: no Running machine-config-daemon pod on worker-1"), "{}", run.stdout);
+}
+
+#[test]
+fn cancel_pending_on_abort_takes_an_api_reboot_back_with_shutdown_c_through_the_same_path() {
+    let sim = Sim::start_with(0, 2, &["--no-ssh", "worker-0", "--no-ssh", "worker-1", "--reboot-delay", "30s"]);
+    std::fs::remove_file(sim.path("id_ed25519")).unwrap();
+    let journal = sim.path("run.jsonl");
+    let args = [
+        "reboot",
+        "--transport",
+        "kube",
+        "--concurrency",
+        "2",
+        "--cancel-pending-on-abort",
+        "--output",
+        "json",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let child = sim.fleetboot(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The worker pool's maxUnavailable (1) lets one reboot be pending at a time.
+    wait_for_dispatches(&journal, 1, std::time::Duration::from_secs(30));
+    // SAFETY: a signal to the child this test started, by its PID.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 4, "{}", run.debug());
+    let sent = dispatches(&journal);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes[&sent[0].0].0, "cancelled", "{outcomes:?}");
+    for (name, events) in histories(&sim) {
+        let expected = usize::from(name == sent[0].0);
+        assert_eq!(count(&events, "reboot-requested"), expected, "{name}: {events:?}");
+        assert_eq!(count(&events, "cancelled"), expected, "{name}: {events:?}");
+        assert_eq!(count(&events, "down"), 0, "{name} must not have gone down: {events:?}");
     }
 }

@@ -32,6 +32,10 @@ pub struct NodeInfo {
     /// `-o wide`: whether the BMC answered ("answers", or why not).
     #[serde(rename = "bmcStatus", skip_serializing_if = "Option::is_none")]
     pub bmc_status: Option<String>,
+    /// `nodes -o wide`: whether the cluster API's exec into the node's machine-config daemon pod
+    /// answers (the `kube` transport): "answers", or "no: why".
+    #[serde(rename = "kubeExec", skip_serializing_if = "Option::is_none")]
+    pub kube_exec: Option<String>,
     /// `machine.openshift.io/machine` (namespace/name): how BareMetalHosts find their node.
     #[serde(skip)]
     pub machine: Option<String>,
@@ -222,6 +226,7 @@ mod match_tests {
             labels: BTreeMap::new(),
             bmc: None,
             bmc_status: None,
+            kube_exec: None,
             machine: None,
             provider_id: None,
             all_addresses: addresses.iter().map(|a| a.to_string()).collect(),

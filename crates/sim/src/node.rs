@@ -431,6 +431,14 @@ impl SimNode {
                 (if command == "true" { String::new() } else { "running\n".into() }, String::new(), 0)
             }
             "false" => (String::new(), String::new(), 1),
+            // systemd-logind keeps /run/systemd/shutdown/scheduled while a shutdown is scheduled
+            // and removes it on `shutdown -c` (systemd `src/login/logind-dbus.c`,
+            // `update_schedule_file`, `reset_scheduled_shutdown`).
+            "test ! -e /run/systemd/shutdown/scheduled" | "test -e /run/systemd/shutdown/scheduled" => {
+                let scheduled = self.phase() == Phase::RebootScheduled;
+                let holds = scheduled != command.contains('!');
+                (String::new(), String::new(), if holds { 0 } else { 1 })
+            }
             "hostname" => (format!("{}\n", self.name), String::new(), 0),
             "uname -r" => ("5.14.0-427.fleetboot.el9_4.x86_64\n".into(), String::new(), 0),
             other => (String::new(), format!("bash: {}: command not found\n", other.split_whitespace().next().unwrap_or(other)), 127),

@@ -39,6 +39,7 @@ pub fn node_info(node: &Node, pools: &[PoolSelector], address_type: &str) -> Nod
         labels,
         bmc: None,
         bmc_status: None,
+        kube_exec: None,
         machine: node.metadata.annotations.as_ref().and_then(|a| a.get("machine.openshift.io/machine")).cloned(),
         provider_id: node.spec.as_ref().and_then(|s| s.provider_id.clone()),
         all_addresses: status

@@ -198,12 +198,22 @@ impl KubeTransport {
 
     /// Runs `command` on the node's host. Err: refused before the stream opened (nothing ran).
     pub async fn exec(&self, host: &Host, command: &str) -> Result<ExecOutput, Refused> {
+        self.exec_argv(host, host_argv(command)).await
+    }
+
+    /// Runs `chroot /rootfs WORDS...` on the node's host, each word one argument.
+    pub async fn exec_words(&self, host: &Host, words: &[String]) -> Result<ExecOutput, Refused> {
+        let argv = ["chroot", HOST_ROOT].into_iter().map(str::to_owned).chain(words.iter().cloned()).collect();
+        self.exec_argv(host, argv).await
+    }
+
+    async fn exec_argv(&self, host: &Host, argv: Vec<String>) -> Result<ExecOutput, Refused> {
         let node = host.name.as_str();
         let pod = self.daemon_pod(node).await?;
         let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
         let params = AttachParams::default().container(DAEMON_CONTAINER).stdin(false).stdout(true).stderr(true);
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut process = match api.exec(&pod, host_argv(command), &params).await {
+        let mut process = match api.exec(&pod, argv, &params).await {
             Ok(process) => process,
             Err(e) => {
                 // A pod gone since it was found is looked up again next time.
