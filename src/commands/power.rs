@@ -112,6 +112,10 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     let client = if crate::commands::cluster_configured(&targets.cluster, settings) {
         let connection =
             crate::adapters::kube::ClusterConnection::open(&crate::commands::cluster_target(&targets.cluster, settings)).await?;
+        // The BareMetalHosts, their Secrets and the nodes they match (fleetboot_core::rbac), asked first.
+        let namespaces = fleetboot_core::rbac::Namespaces { bmh: settings.redfish.bmh_namespaces.clone(), ..Default::default() };
+        let rules = fleetboot_core::rbac::needed(&[fleetboot_core::rbac::Mode::Power], &namespaces);
+        crate::adapters::kube::access::check(&connection.client, &rules, fleetboot_core::rbac::Mode::Power).await?;
         cluster_nodes = crate::adapters::kube::discover(&connection.client, connection.server(), None, "InternalIP").await?;
         for node in &cluster_nodes {
             if !hosts.iter().any(|h| h.name == node.name) {

@@ -62,10 +62,12 @@ fn the_simulation_answers_401_and_403_from_the_rules_kubectl_applied() {
     assert_eq!(code, 401, "{body}");
 }
 
-#[test]
-fn reboot_works_with_exactly_its_printed_role_and_stops_before_any_change_naming_a_removed_rule() {
+/// `fleetboot reboot EXTRA` as the user `fleetboot` works with exactly what `fleetboot rbac
+/// MODE` prints, applied with kubectl, and with any one of its rules removed stops before its
+/// first change (no lease, no cordon, no reboot in the simulation's history), naming the rule.
+fn works_with_exactly_its_printed_role(mode: &str, extra: &[&str]) {
     let sim = Sim::start_with(1, 2, &["--rbac"]);
-    let (yaml, objects) = rbac_objects("reboot");
+    let (yaml, objects) = rbac_objects(mode);
     // As an admin would: the printed YAML through kubectl apply.
     let yaml_path = sim.path("rbac.yaml");
     std::fs::write(&yaml_path, &yaml).unwrap();
@@ -73,7 +75,8 @@ fn reboot_works_with_exactly_its_printed_role_and_stops_before_any_change_naming
     assert_eq!(applied.lines().count(), objects.len(), "{applied}");
 
     let boots = boot_counts(&sim);
-    let args = ["reboot", "--context", "fleetboot", "--nodes", "worker-0", "--poll-interval", "200ms"];
+    let mut args = vec!["reboot", "--context", "fleetboot", "--nodes", "worker-0", "--poll-interval", "200ms"];
+    args.extend_from_slice(extra);
     // Each rule of each role, removed in turn: the run stops before its first change, naming it.
     let mut removed = 0;
     for (index, object) in objects.iter().enumerate() {
@@ -111,4 +114,14 @@ fn reboot_works_with_exactly_its_printed_role_and_stops_before_any_change_naming
     let after = boot_counts(&sim);
     let rebooted: Vec<&str> = after.iter().zip(&boots).filter(|((_, a), (_, b))| a > b).map(|((name, _), _)| name.as_str()).collect();
     assert_eq!(rebooted, ["worker-0"], "the simulation's history: {after:?}");
+}
+
+#[test]
+fn reboot_works_with_exactly_its_printed_role_and_stops_before_any_change_naming_a_removed_rule() {
+    works_with_exactly_its_printed_role("reboot", &[]);
+}
+
+#[test]
+fn drain_works_with_exactly_its_printed_role_and_stops_before_any_change_naming_a_removed_rule() {
+    works_with_exactly_its_printed_role("drain", &["--drain"]);
 }
