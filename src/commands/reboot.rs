@@ -223,8 +223,10 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
     };
     // Every permission the run needs, asked before anything is touched.
     if let Some(connection) = &cluster {
-        let bmc = settings.reboot.transport != crate::adapters::config::TransportChoice::Ssh;
-        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, args.drain);
+        use crate::adapters::config::TransportChoice;
+        let transport = settings.reboot.transport;
+        let bmc = matches!(transport, TransportChoice::Auto | TransportChoice::Redfish);
+        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == TransportChoice::Kube, args.drain);
         let namespaces =
             fleetboot_core::rbac::Namespaces { lease: args.lease_namespace.clone(), bmh: settings.redfish.bmh_namespaces.clone() };
         crate::adapters::kube::access::check(&connection.client, &fleetboot_core::rbac::needed(&modes, &namespaces), mode).await?;

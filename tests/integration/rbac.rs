@@ -125,3 +125,8 @@ fn reboot_works_with_exactly_its_printed_role_and_stops_before_any_change_naming
 fn drain_works_with_exactly_its_printed_role_and_stops_before_any_change_naming_a_removed_rule() {
     works_with_exactly_its_printed_role("drain", &["--drain"]);
 }
+
+#[test]
+fn the_api_transport_works_with_exactly_its_printed_role_and_stops_naming_a_removed_rule() {
+    works_with_exactly_its_printed_role("kube-transport", &["--transport", "kube"]);
+}

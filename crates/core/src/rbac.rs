@@ -149,9 +149,10 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             within("openshift-machine-config-operator", "", "pods/exec", &["create"], "the reboot command through the daemon pod"),
         ],
         Mode::Batch => vec![
-            cluster("", "pods", &["list"], "--block-on-pods: blocker pods"),
-            cluster(CONFIG, "clusteroperators", &["list"], "the cluster's health gates"),
-            cluster("", "nodes", &["patch"], "the reboot-in-progress annotation and labels"),
+            cluster("", "pods", &["list"], "--block-on-pods: blocker pods (adapters/kube gates)"),
+            cluster(MCO, "machineconfigpools", &["list"], "the health gate: Degraded pools (adapters/kube gates)"),
+            cluster(CONFIG, "clusteroperators", &["list"], "the health gate: ClusterOperators (adapters/kube gates)"),
+            cluster("policy", "poddisruptionbudgets", &["list"], "budgets that allow no disruption (adapters/kube gates)"),
         ],
     }
 }
@@ -168,17 +169,29 @@ pub fn with_base(mode: Mode) -> Vec<Mode> {
     }
 }
 
-/// The modes of one `fleetboot reboot` run: BMCs unless `--transport ssh`, the drain's with
-/// `--drain`; and the `fleetboot rbac` mode that prints all of them.
-pub fn run_modes(bmc: bool, drain: bool) -> (Vec<Mode>, Mode) {
+/// The modes of one `fleetboot reboot` run and the `fleetboot rbac` mode that prints all of
+/// them: the BMCs' (listed at the start) unless the transport is SSH or the API only; the API
+/// transport's with `--transport kube` (under `auto` the API is a fallback that a 403 skips, so
+/// it is not required); the drain's with `--drain`.
+pub fn run_modes(bmc: bool, kube: bool, drain: bool) -> (Vec<Mode>, Mode) {
     let mut modes = vec![Mode::Reboot];
     if bmc {
         modes.push(Mode::Power);
     }
+    if kube {
+        modes.push(Mode::KubeTransport);
+    }
     if drain {
         modes.push(Mode::Drain);
     }
-    (modes, if drain { Mode::Drain } else { Mode::Reboot })
+    let named = if drain {
+        Mode::Drain
+    } else if kube {
+        Mode::KubeTransport
+    } else {
+        Mode::Reboot
+    };
+    (modes, named)
 }
 
 /// Every rule of these modes, merged: one rule per group, resource and namespace, its verbs the
@@ -274,6 +287,7 @@ mod tests {
         assert_eq!(namespaces, ["kube-system", "medik8s-leases", "openshift-machine-api"]);
         let secrets = needed(&[Mode::Power], &ns).into_iter().find(|r| r.resource == "secrets").unwrap();
         assert_eq!((secrets.namespace.as_deref(), secrets.verbs.as_slice()), (Some("openshift-machine-api"), &["get"][..]));
-        assert_eq!(run_modes(false, true), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
+        assert_eq!(run_modes(false, false, true), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
+        assert_eq!(run_modes(false, true, false), (vec![Mode::Reboot, Mode::KubeTransport], Mode::KubeTransport));
     }
 }
