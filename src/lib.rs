@@ -65,6 +65,8 @@ pub enum Error {
     Migrate(#[from] engine::migrate::MigrateError),
     #[error(transparent)]
     Toolbox(#[from] commands::toolbox::ToolboxError),
+    #[error(transparent)]
+    Access(#[from] adapters::kube::access::AccessError),
 }
 
 pub use engine::error::{NameNotAddress, SelectionError};

@@ -23,6 +23,7 @@ pub mod exec;
 pub mod migrate;
 pub mod nodes;
 pub mod power;
+pub mod rbac;
 pub mod reboot;
 pub mod repair;
 pub mod sim;
@@ -83,6 +84,8 @@ pub enum Command {
     Man(toolbox::ManArgs),
     /// Make kubectl-fleetboot and oc-fleetboot in DIR (`kubectl fleetboot nodes`).
     InstallPlugin(toolbox::InstallPluginArgs),
+    /// The Kubernetes roles and bindings a mode needs (`-o yaml | kubectl apply -f -`).
+    Rbac(rbac::RbacArgs),
 }
 
 /// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
@@ -242,6 +245,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Completions(args) => toolbox::completions(args),
         Command::Man(args) => toolbox::man(args),
         Command::InstallPlugin(args) => toolbox::install_plugin(args),
+        Command::Rbac(args) => rbac::run(args),
     }
 }
 

@@ -61,23 +61,23 @@ pub struct PowerTargets {
     /// Node names (from the config's hosts or the cluster).
     #[arg(value_name = "NODE")]
     pub nodes: Vec<String>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Cluster")]
     pub cluster: crate::commands::ClusterArgs,
     /// A BMC in no inventory: https://host[:port][/redfish/v1/Systems/ID].
-    #[arg(long, value_name = "URL", requires_all = ["bmc_user", "bmc_password_file"])]
+    #[arg(long, value_name = "URL", requires_all = ["bmc_user", "bmc_password_file"], help_heading = "BMC")]
     pub bmc: Option<String>,
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", help_heading = "BMC")]
     pub bmc_user: Option<String>,
     /// A file holding the BMC password (mode 600).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "BMC")]
     pub bmc_password_file: Option<PathBuf>,
     /// The CA bundle that signed the BMC's certificate.
-    #[arg(long, value_name = "FILE", conflicts_with = "bmc_insecure")]
+    #[arg(long, value_name = "FILE", conflicts_with = "bmc_insecure", help_heading = "BMC")]
     pub bmc_ca: Option<PathBuf>,
     /// Do not verify the BMC's certificate (anyone on the path can read the password).
-    #[arg(long)]
+    #[arg(long, help_heading = "BMC")]
     pub bmc_insecure: bool,
-    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    #[arg(long, short = 'o', value_enum, default_value = "table", help_heading = "Output")]
     pub output: PowerOutput,
 }
 
@@ -112,6 +112,10 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     let client = if crate::commands::cluster_configured(&targets.cluster, settings) {
         let connection =
             crate::adapters::kube::ClusterConnection::open(&crate::commands::cluster_target(&targets.cluster, settings)).await?;
+        // The BareMetalHosts, their Secrets and the nodes they match (fleetboot_core::rbac), asked first.
+        let namespaces = fleetboot_core::rbac::Namespaces { bmh: settings.redfish.bmh_namespaces.clone(), ..Default::default() };
+        let rules = fleetboot_core::rbac::needed(&[fleetboot_core::rbac::Mode::Power], &namespaces);
+        crate::adapters::kube::access::check(&connection.client, &rules, fleetboot_core::rbac::Mode::Power).await?;
         cluster_nodes = crate::adapters::kube::discover(&connection.client, connection.server(), None, "InternalIP").await?;
         for node in &cluster_nodes {
             if !hosts.iter().any(|h| h.name == node.name) {

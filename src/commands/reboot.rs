@@ -33,107 +33,107 @@ pub enum DrainFailureArg {
 
 #[derive(Args, Debug)]
 pub struct RebootArgs {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Selection")]
     pub hosts: HostArgs,
     /// How reboots reach the nodes: auto (per node SSH, the cluster API, the BMC), ssh, redfish,
     /// or kube (the cluster API's exec into the node's machine-config daemon pod).
-    #[arg(long, value_parser = choice::<Transport>(Transport::NAMES))]
+    #[arg(long, value_parser = choice::<Transport>(Transport::NAMES), help_heading = "Transport")]
     pub transport: Option<Transport>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Cluster")]
     pub cluster: ClusterArgs,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Selection")]
     pub select: NodeSelectionArgs,
     /// Every node of the cluster.
-    #[arg(long, conflicts_with_all = ["hosts_files", "hosts"])]
+    #[arg(long, conflicts_with_all = ["hosts_files", "hosts"], help_heading = "Selection")]
     pub all: bool,
     /// Only these nodes (comma-separated names).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES", conflicts_with_all = ["hosts_files", "hosts"])]
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", conflicts_with_all = ["hosts_files", "hosts"], help_heading = "Selection")]
     pub nodes: Vec<String>,
     /// Leave these nodes out (comma-separated names).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", help_heading = "Selection")]
     pub exclude: Vec<String>,
     /// Cluster runs: group nodes by MachineConfigPool ("pool") or by a label key, each group
     /// with its own in-flight limit; control-plane nodes always go one at a time, last.
-    #[arg(long, value_name = "pool|LABEL", default_value = "pool")]
+    #[arg(long, value_name = "pool|LABEL", default_value = "pool", help_heading = "Limits")]
     pub group_by: String,
     /// Hosts per group in flight at once [default: the pool's maxUnavailable; 1 per label value].
-    #[arg(long, value_name = "N", value_parser = settings::parse_limit)]
+    #[arg(long, value_name = "N", value_parser = settings::parse_limit, help_heading = "Limits")]
     pub group_concurrency: Option<usize>,
     /// Cluster runs: cordon and drain each node (Eviction API, PDBs respected) before its
     /// reboot, uncordon it once it is back.
-    #[arg(long)]
+    #[arg(long, help_heading = "Cluster")]
     pub drain: bool,
     /// How long a drain may take.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::args::bounded_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::args::bounded_duration, help_heading = "Cluster")]
     pub drain_timeout: humantime::Duration,
     /// When a drain times out: fail the host, skip it, or force (delete the remaining pods).
-    #[arg(long, value_enum, default_value = "fail")]
+    #[arg(long, value_enum, default_value = "fail", help_heading = "Cluster")]
     pub drain_failure: DrainFailureArg,
     /// Take over the cluster's fleetboot lease from another (live) run.
-    #[arg(long)]
+    #[arg(long, help_heading = "Cluster")]
     pub break_lock: bool,
     /// Namespace of the fleetboot Lease that keeps two runs off one cluster.
-    #[arg(long, value_name = "NAMESPACE", default_value = "kube-system")]
+    #[arg(long, value_name = "NAMESPACE", default_value = "kube-system", help_heading = "Cluster")]
     pub lease_namespace: String,
     /// How long the lease lasts unrenewed (renewed every third of it). A run that cannot renew
     /// it for half of it (an API outage) starts nothing new.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::args::lease_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::args::lease_duration, help_heading = "Cluster")]
     pub lease_duration: humantime::Duration,
     /// Pure host-list mode: do not look for a cluster, even when one is configured (no proof
     /// through the API, no pools, no control-plane ordering, no lease).
-    #[arg(long, conflicts_with_all = ["all", "nodes", "selector", "role", "drain", "resume"])]
+    #[arg(long, conflicts_with_all = ["all", "nodes", "selector", "role", "drain", "resume"], help_heading = "Selection")]
     pub no_cluster: bool,
     /// The migration document's behaviour: every node at once, no groups, no ordering.
-    #[arg(long, conflicts_with_all = ["group_concurrency", "concurrency"])]
+    #[arg(long, conflicts_with_all = ["group_concurrency", "concurrency"], help_heading = "Limits")]
     pub all_at_once: bool,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Scheduling")]
     pub batch: super::args_batch::BatchArgs,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Transport")]
     pub ssh: SshArgs,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Output and journal")]
     pub output: OutputArgs,
     /// Show the plan and the settings; contact no host.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output and journal")]
     pub dry_run: bool,
     /// Continue an interrupted run from its journal; hosts come from the journal.
-    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["hosts_files", "hosts", "all", "nodes", "selector", "role"])]
+    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["hosts_files", "hosts", "all", "nodes", "selector", "role"], help_heading = "Output and journal")]
     pub resume: Option<PathBuf>,
     /// Write the journal here instead of the state directory.
-    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    #[arg(long, value_name = "FILE", conflicts_with = "resume", help_heading = "Output and journal")]
     pub journal: Option<PathBuf>,
     /// The reboot command [default: sudo shutdown -r -t 3].
-    #[arg(long, value_name = "CMD", value_parser = settings::parse_command)]
+    #[arg(long, value_name = "CMD", value_parser = settings::parse_command, help_heading = "Transport")]
     pub command: Option<String>,
     /// The command that prints the boot ID [default: cat /proc/sys/kernel/random/boot_id].
-    #[arg(long, value_name = "CMD", value_parser = settings::parse_command)]
+    #[arg(long, value_name = "CMD", value_parser = settings::parse_command, help_heading = "Transport")]
     pub boot_id_command: Option<String>,
     /// Run on each host once it is back; a non-zero exit fails the host ("" for none).
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", help_heading = "Transport")]
     pub check_command: Option<String>,
     /// From the reboot command to the new boot ID [default: 20m].
-    #[arg(long, value_name = "DURATION", value_parser = setting_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = setting_duration, help_heading = "Limits")]
     pub reboot_timeout: Option<Duration>,
     /// Between boot-ID probes of a rebooting host [default: 5s].
-    #[arg(long, value_name = "DURATION", value_parser = setting_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = setting_duration, help_heading = "Limits")]
     pub poll_interval: Option<Duration>,
     /// Hosts between "dispatched" and "confirmed back" at once [default: 1].
-    #[arg(long, value_name = "N", value_parser = settings::parse_limit)]
+    #[arg(long, value_name = "N", value_parser = settings::parse_limit, help_heading = "Limits")]
     pub concurrency: Option<usize>,
     /// Reboot commands started per period: N/s, N/min, N/h or unlimited [default: unlimited].
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", help_heading = "Limits")]
     pub rate: Option<RateLimit>,
     /// Connections for boot-ID probes at once [default: 64].
-    #[arg(long, value_name = "N", value_parser = settings::parse_limit)]
+    #[arg(long, value_name = "N", value_parser = settings::parse_limit, help_heading = "Limits")]
     pub parallel: Option<usize>,
     /// Failed hosts tolerated (count or N%) before no new reboot starts [default: 0].
-    #[arg(long, value_name = "N|P%")]
+    #[arg(long, value_name = "N|P%", help_heading = "Limits")]
     pub max_failures: Option<FailureBudget>,
     /// On interrupt, run `sudo shutdown -c` on hosts whose reboot has not begun.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output and journal")]
     pub cancel_pending_on_abort: bool,
     /// With --resume: the flags given here win over the values the journal recorded (each
     /// journaled as overridden). Without it, a flag that differs from the journal is refused.
-    #[arg(long, requires = "resume")]
+    #[arg(long, requires = "resume", help_heading = "Output and journal")]
     pub override_journal: bool,
 }
 
@@ -221,6 +221,16 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         },
         false => None,
     };
+    // Every permission the run needs, asked before anything is touched.
+    if let Some(connection) = &cluster {
+        use crate::adapters::config::TransportChoice;
+        let transport = settings.reboot.transport;
+        let bmc = matches!(transport, TransportChoice::Auto | TransportChoice::Redfish);
+        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == TransportChoice::Kube, args.drain);
+        let namespaces =
+            fleetboot_core::rbac::Namespaces { lease: args.lease_namespace.clone(), bmh: settings.redfish.bmh_namespaces.clone() };
+        crate::adapters::kube::access::check(&connection.client, &fleetboot_core::rbac::needed(&modes, &namespaces), mode).await?;
+    }
     let group_concurrency = settings.group_concurrency;
     Ok(RebootJob {
         settings,

@@ -196,6 +196,33 @@ mod tests {
     }
 
     #[test]
+    fn every_option_of_reboot_and_power_sits_under_a_heading() {
+        let headings = ["Selection", "Transport", "Limits", "Cluster", "BMC", "Scheduling", "Output", "Output and journal"];
+        let mut root = Cli::command();
+        root.build();
+        for name in ["reboot", "power"] {
+            let mut commands = vec![root.find_subcommand(name).unwrap().clone()];
+            commands.extend(commands[0].get_subcommands().cloned().collect::<Vec<_>>());
+            for command in &commands {
+                for arg in command.get_arguments().filter(|a| !a.is_positional() && !a.is_global_set()) {
+                    let id = arg.get_id().as_str();
+                    if id == "help" || id == "config" {
+                        continue;
+                    }
+                    let heading = arg.get_help_heading();
+                    assert!(heading.is_some_and(|h| headings.contains(&h)), "{name} {}: --{id} under {heading:?}", command.get_name());
+                }
+            }
+        }
+        let help = root.find_subcommand_mut("reboot").unwrap().render_help().to_string();
+        let order: Vec<usize> = ["Selection:", "Transport:", "Cluster:", "Limits:", "Scheduling:", "Output and journal:"]
+            .iter()
+            .map(|h| help.find(h).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{help}");
+    }
+
+    #[test]
     fn a_plain_file_in_the_way_is_refused_before_any_link_is_made() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("oc-fleetboot"), "mine").unwrap();

@@ -29,6 +29,7 @@ mod migrate_rollback;
 mod migrate_versions;
 mod netns;
 mod nodes;
+mod rbac;
 mod reboot;
 mod redfish_links;
 mod resume;

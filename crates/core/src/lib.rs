@@ -6,6 +6,7 @@
 //! - [`hosts`]: a host and the host-file format.
 //! - [`nodes`]: cluster nodes, MachineConfigPools, grouping rules, the drain policy.
 //! - [`power`]: the restart kinds a BMC can be asked for.
+//! - [`rbac`]: the Kubernetes permissions of each mode (`fleetboot rbac`, the start-up check).
 //! - [`journal`]: the journal's records (its on-disk format) and the fold that rebuilds a run.
 //! - [`limits`]: whether a host may go down now, from the cluster's state (unavailable nodes,
 //!   the control plane, etcd).
@@ -31,6 +32,7 @@ pub mod nodes;
 pub mod plan;
 pub mod policy;
 pub mod power;
+pub mod rbac;
 pub mod repair;
 pub mod settings;
 pub mod table;

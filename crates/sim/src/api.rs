@@ -55,6 +55,11 @@ pub struct ApiState {
     /// a list, `"WATCH nodes"` for watch streams): the load a client puts on the API server (`GET /sim/v1/traffic`). Only
     /// requests over HTTP count: the simulated kubelets and operators write to the store directly.
     pub traffic: Mutex<std::collections::BTreeMap<String, Traffic>>,
+    /// `--rbac`: the bearer tokens; when set, every request is authenticated and authorized
+    /// from the stored RBAC objects (rbac.rs).
+    pub tokens: std::sync::OnceLock<super::rbac::Tokens>,
+    /// `--rbac`: the API over HTTPS, and the CA (PEM) that signed its certificate.
+    pub tls: std::sync::OnceLock<(tokio_rustls::TlsAcceptor, String)>,
 }
 
 /// One kind of request's load: requests (watch streams opened), the bytes of the answers, and
@@ -88,6 +93,8 @@ impl ApiState {
             held_requests: Default::default(),
             traffic: Default::default(),
             exec: Default::default(),
+            tokens: std::sync::OnceLock::new(),
+            tls: std::sync::OnceLock::new(),
         })
     }
 }
@@ -132,27 +139,46 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl s
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         // An outage (or a cut) closes kept-alive connections too, as a dead API server would.
-        let mut cut = state.cut_watches.subscribe();
+        let cut = state.cut_watches.subscribe();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move {
-                    // The fault-injection endpoint answers even while the API is stalled.
-                    if !req.uri().path().starts_with("/sim/") {
-                        while state.stalled.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
+            // `--rbac`: HTTPS, as kubectl sends a bearer token over TLS only (client-go
+            // clientcmd reads a user's credentials only for a TLS transport).
+            // A connection that starts with a TLS handshake record (0x16) is HTTPS; plain HTTP
+            // still reaches the control endpoint (tests, the demo), and gets 401 elsewhere.
+            let mut first = [0u8; 1];
+            let tls = matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16);
+            match state.tls.get().map(|(acceptor, _)| acceptor.clone()).filter(|_| tls) {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_connection(stream, state, cut).await;
                     }
-                    Ok::<_, Infallible>(handle(req, state).await)
                 }
-            });
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).with_upgrades();
-            tokio::select! {
-                _ = connection => {}
-                _ = cut.recv() => {}
+                None => serve_connection(stream, state, cut).await,
             }
         });
+    }
+}
+
+async fn serve_connection<I>(io: I, state: Arc<ApiState>, mut cut: broadcast::Receiver<()>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move {
+            // The fault-injection endpoint answers even while the API is stalled.
+            if !req.uri().path().starts_with("/sim/") {
+                while state.stalled.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            Ok::<_, Infallible>(handle(req, state).await)
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
+    tokio::select! {
+        _ = connection => {}
+        _ = cut.recv() => {}
     }
 }
 
@@ -396,7 +422,30 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
             Err((code, message)) => status_error(code, "BadRequest", message),
         };
     }
+    // `--rbac`: who is asking (401 for no known token), then whether RBAC allows it (rbac.rs).
+    let user = match state.tokens.get() {
+        None => None,
+        Some(tokens) => match tokens.authenticate(req.headers().get("authorization").and_then(|h| h.to_str().ok())) {
+            Some(user) => Some(user.clone()),
+            None => return json_response(StatusCode::UNAUTHORIZED, &super::rbac::unauthorized()),
+        },
+    };
     if let Some((namespace, pod)) = super::exec::exec_target(req.uri().path()) {
+        // RBAC: exec is `create` on pods/exec, over SPDY and WebSockets alike (Kubernetes 1.31+,
+        // AuthorizePodWebsocketUpgradeCreatePermission).
+        if let Some(user) = &user {
+            let attributes = super::rbac::Attributes {
+                verb: "create".into(),
+                resource: "pods".into(),
+                subresource: "exec".into(),
+                namespace: namespace.clone(),
+                name: pod.clone(),
+                ..Default::default()
+            };
+            if !super::rbac::allows(&state.store.lock().unwrap(), user, &attributes) {
+                return json_response(StatusCode::FORBIDDEN, &super::rbac::forbidden(user, &attributes));
+            }
+        }
         // Counted as one request: the streams' bytes are the exec module's (not counted yet).
         state.count("EXEC pods/exec", 1, 0, 0);
         let pods = types::find("", "v1", "pods").expect("pods");
@@ -404,6 +453,7 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
         return super::exec::handle(req, state.exec.clone(), found, namespace, pod).await;
     }
     match route(req.uri().path(), &host) {
+        Route::Resource(target) if target.resource.plural == "selfsubjectaccessreviews" => access_review(req, user.as_ref(), &state).await,
         Route::Version => json_response(
             StatusCode::OK,
             &json!({
@@ -414,8 +464,55 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
         Route::NotFound => {
             status_error(404, "NotFound", format!("the server could not find the requested resource ({})", req.uri().path()))
         }
-        Route::Resource(target) => handle_resource(req, target, query, state).await,
+        Route::Resource(target) => match user.as_ref().and_then(|u| authorize(&req, &target, &query, u, &state)) {
+            Some(denied) => denied,
+            None => handle_resource(req, target, query, state).await,
+        },
     }
+}
+
+/// The 403 of a request RBAC does not allow (rbac.rs), or None.
+fn authorize(
+    req: &Request<Incoming>,
+    target: &Target,
+    query: &Query,
+    user: &super::rbac::User,
+    state: &ApiState,
+) -> Option<Response<Body>> {
+    let attributes = super::rbac::Attributes {
+        verb: super::rbac::Attributes::verb_of(req.method().as_str(), target.name.is_some(), query.flag("watch")).to_owned(),
+        group: target.resource.group.to_owned(),
+        resource: target.resource.plural.to_owned(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+    };
+    let allowed = super::rbac::allows(&state.store.lock().unwrap(), user, &attributes);
+    (!allowed).then(|| json_response(StatusCode::FORBIDDEN, &super::rbac::forbidden(user, &attributes)))
+}
+
+/// A SelfSubjectAccessReview: answered, never stored (without `--rbac`, everything is allowed).
+async fn access_review(req: Request<Incoming>, user: Option<&super::rbac::User>, state: &ApiState) -> Response<Body> {
+    if req.method() != Method::POST {
+        return status_error(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({})", req.method()),
+        );
+    }
+    let body = match read_json(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let answer = match user {
+        Some(user) => super::rbac::review(&state.store.lock().unwrap(), user, body),
+        None => {
+            let mut body = body;
+            body["status"] = json!({"allowed": true, "reason": "no authorization in this simulation (start it with --rbac)"});
+            body
+        }
+    };
+    json_response(StatusCode::CREATED, &answer)
 }
 
 /// The list or watch filter of a request, or the 400 that says which selector is malformed.

@@ -56,6 +56,8 @@ pub struct SimOptions {
     /// The workloads and budgets ([`super::workloads`]): 0 is the bare cluster; from 1, the
     /// platform's Deployments with their PodDisruptionBudgets and this many user Deployments.
     pub workloads: usize,
+    /// Authenticate bearer tokens and enforce RBAC from the stored roles ([`super::rbac`]).
+    pub rbac: bool,
 }
 
 impl Default for SimOptions {
@@ -83,6 +85,7 @@ impl Default for SimOptions {
             openshift_version: super::version::DEFAULT_VERSION.to_owned(),
             colliding_networks: false,
             workloads: 1,
+            rbac: false,
         }
     }
 }
@@ -148,6 +151,12 @@ impl Cluster {
         let net = options.net.clone().unwrap_or_else(free_net);
         let [net_a, net_b] = parse_net(&net).map_err(|e| std::io::Error::other(format!("--net: {e}")))?;
         let api = ApiState::new(options.history_limit, options.bookmark_interval);
+        if options.rbac {
+            let _ = api.tokens.set(super::rbac::Tokens::generate());
+            let pki = super::bmc::Pki::generate(&[std::net::Ipv4Addr::LOCALHOST.into()]).map_err(std::io::Error::other)?;
+            let config = pki.server_config().map_err(std::io::Error::other)?;
+            let _ = api.tls.set((tokio_rustls::TlsAcceptor::from(Arc::new(config)), pki.ca_pem));
+        }
         let listener = TcpListener::bind(("127.0.0.1", options.api_port)).await?;
         let api_addr = listener.local_addr()?;
         let ssh_port = match options.ssh_port {
@@ -636,6 +645,12 @@ impl Cluster {
         );
     }
 
+    /// The API's URL: `https://` with `--rbac` (a token is sent over TLS only), else `http://`.
+    pub fn api_url(&self) -> String {
+        let scheme = if self.api.tls.get().is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.api_addr)
+    }
+
     /// Writes what a user needs to reach the simulation: kubeconfig, SSH identity,
     /// known_hosts, a host file and a fleetboot config pointing at all of them.
     pub fn write_files(&self, dir: &Path) -> std::io::Result<PathBuf> {
@@ -643,14 +658,29 @@ impl Cluster {
         if !dir.is_dir() {
             std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
         }
-        let server = format!("http://{}", self.api_addr);
-        write_public(
-            &dir.join("kubeconfig"),
-            format!(
+        let server = self.api_url();
+        let kubeconfig = match self.api.tokens.get() {
+            None => format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: fleetboot-sim\n  cluster:\n    server: {server}\ncontexts:\n- name: fleetboot-sim\n  context:\n    cluster: fleetboot-sim\n    user: admin\n    namespace: default\ncurrent-context: fleetboot-sim\nusers:\n- name: admin\n  user: {{}}\n"
-            )
-            .as_bytes(),
-        )?;
+            ),
+            // `--rbac`: a bearer token per user; `admin` (system:masters) is the current
+            // context, the context `fleetboot` is the user with only what is bound to it.
+            Some(tokens) => {
+                let token = |user: &str| tokens.token_of(user).unwrap_or_default().to_owned();
+                format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: fleetboot-sim\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: fleetboot-sim\n  context:\n    cluster: fleetboot-sim\n    user: admin\n    namespace: default\n- name: fleetboot\n  context:\n    cluster: fleetboot-sim\n    user: fleetboot\n    namespace: default\ncurrent-context: fleetboot-sim\nusers:\n- name: admin\n  user:\n    token: {}\n- name: fleetboot\n  user:\n    token: {}\n",
+                    data_encoding::BASE64.encode(self.api.tls.get().map(|(_, ca)| ca.as_bytes()).unwrap_or_default()),
+                    token("admin"),
+                    token("fleetboot")
+                )
+            }
+        };
+        // With tokens, the kubeconfig is a secret: its owner's alone.
+        if self.api.tokens.get().is_some() {
+            write_private(&dir.join("kubeconfig"), kubeconfig.as_bytes())?;
+        } else {
+            write_public(&dir.join("kubeconfig"), kubeconfig.as_bytes())?;
+        }
         let key_path = dir.join("id_ed25519");
         let openssh = self.client_key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(|e| std::io::Error::other(e.to_string()))?;
         write_private(&key_path, openssh.as_bytes())?;

@@ -19,6 +19,7 @@ pub mod mco;
 pub mod node;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod scale;
 pub mod selector;
 pub mod store;

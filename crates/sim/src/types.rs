@@ -46,6 +46,12 @@ pub static TYPES: &[ResourceType] = &[
     rt!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["status", "scale"]),
     rt!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, ["rs"], ["status", "scale"]),
     rt!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], []),
+    // RBAC (`fleetboot sim --rbac` enforces it: rbac.rs) and the access review a client asks.
+    rt!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, [], []),
+    rt!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, [], []),
+    rt!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, [], []),
+    rt!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, [], []),
+    rt!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, [], []),
     rt!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, ["pdb"], ["status"]),
     rt!("config.openshift.io", "v1", "Network", "networks", "network", false, [], ["status"]),
     rt!("config.openshift.io", "v1", "ClusterOperator", "clusteroperators", "clusteroperator", false, ["co"], ["status"]),

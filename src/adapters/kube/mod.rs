@@ -9,6 +9,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 
+pub mod access;
 pub mod discover;
 pub mod drain;
 pub mod exec;

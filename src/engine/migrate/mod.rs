@@ -65,6 +65,8 @@ pub enum MigrateError {
     NoFlow(#[source] FlowError),
     #[error(transparent)]
     Journal(#[from] MigrationJournalError),
+    #[error(transparent)]
+    Access(#[from] crate::adapters::kube::access::AccessError),
     #[error("a migration to {target} is in progress ({}); continue it with --resume, or roll it back with --to {rollback_to}", dir.display())]
     InProgress { target: String, dir: PathBuf, rollback_to: String },
     #[error("no migration in progress under {} to resume", root.display())]
@@ -229,6 +231,13 @@ fn network_options(options: &MigrationOptions, target: &str) -> Option<Value> {
 pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink: &mut Sink<'_>) -> Result<ExitCode, MigrateError> {
     let events = Events(RefCell::new(sink));
     let cluster = connect(&context.cluster).await?;
+    // Every permission the migration needs (fleetboot_core::rbac), asked before anything is
+    // touched; a plan only reads.
+    if !options.plan {
+        use fleetboot_core::rbac::{Mode, Namespaces, needed, with_base};
+        let rules = needed(&with_base(Mode::Migrate), &Namespaces::default());
+        crate::adapters::kube::access::check(&cluster.connection.client, &rules, Mode::Migrate).await?;
+    }
     let root = migrations_root(&context.settings);
     let existing = match &options.dir {
         Some(dir) => dir.join("migration.jsonl").exists().then(|| dir.clone()),

@@ -165,7 +165,7 @@ impl Sim {
 
     /// One HTTP request to the API server, as any client could send it: (status code, body).
     pub fn raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-        let host = self.api.trim_start_matches("http://");
+        let host = self.api.split("://").last().unwrap_or_default();
         let mut stream = std::net::TcpStream::connect(host).unwrap();
         write!(
             stream,

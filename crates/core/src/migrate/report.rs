@@ -40,6 +40,9 @@ struct Report {
     warnings: Vec<String>,
     failing_before: Vec<String>,
     steps: Vec<StepLine>,
+    /// The reboot step's number in the flow that ran (7 in the seed document's, 8 in the
+    /// two-phase flow's, ...).
+    reboot_step: String,
     nodes: Vec<NodeLine>,
     verification: Option<Vec<Check>>,
     verification_passed: Option<bool>,
@@ -87,6 +90,7 @@ fn build(state: &MigrationState, reboot: Option<&RunState>) -> Report {
         warnings: state.warnings.clone(),
         failing_before: state.failing_pods.clone(),
         steps,
+        reboot_step: state.flow.unwrap_or(super::record::Flow::Seed).number(super::record::Step::RebootNodes),
         nodes,
         verification: state.last_verify.as_ref().map(|(_, c)| c.clone()),
         verification_passed: state.last_verify.as_ref().map(|(p, _)| *p),
@@ -143,7 +147,8 @@ fn markdown(report: &Report) -> String {
         md.push_str(&format!("| {} | {} | {} | {took} | {} |\n", s.number, s.title, time(s.started_ms), result.replace('|', "\\|")));
     }
     if !report.nodes.is_empty() {
-        md.push_str("\n## Step 7: node reboots\n\n| node | outcome | transport | dispatched | down | back | boot ID before → after (API) | error |\n|---|---|---|---|---|---|---|---|\n");
+        md.push_str(&format!("\n## Step {}: node reboots\n\n", report.reboot_step));
+        md.push_str("| node | outcome | transport | dispatched | down | back | boot ID before → after (API) | error |\n|---|---|---|---|---|---|---|---|\n");
         for n in &report.nodes {
             let t = |v: Option<u64>| v.map_or("-".to_owned(), time);
             let ids = format!(
@@ -191,9 +196,10 @@ fn svg(report: &Report, paused: Option<(u64, u64)>) -> String {
     let height = top + rows as f64 * row_h + 30.0;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <text x=\"10\" y=\"20\" font-size=\"14\">{} → {}: node reboots ({} s shown)</text>\n",
+         <text x=\"10\" y=\"20\" font-size=\"14\">{} → {}: step {}, node reboots ({} s shown)</text>\n",
         escape(&report.run_id),
         escape(&report.target),
+        escape(&report.reboot_step),
         (t1 - t0) / 1000
     );
     if let Some((a, b)) = paused {
@@ -255,6 +261,7 @@ mod tests {
             warnings: vec![],
             failing_before: vec![],
             steps: vec![],
+            reboot_step: "7".into(),
             nodes: vec![
                 NodeLine {
                     node: "w0".into(),
@@ -293,5 +300,16 @@ mod tests {
         assert_eq!(time(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!((took(0), took(21), took(3723), took(90_061)), ("0s".into(), "21s".into(), "1h 2m 3s".into(), "1d 1h 1m 1s".into()));
         assert!(md.contains("| w0 | confirmed | ssh |") && md.contains("timeline.svg"));
+        assert!(md.contains("## Step 7: node reboots") && svg.contains("step 7, node reboots"));
+    }
+
+    #[test]
+    fn the_reboot_steps_number_is_the_flows() {
+        use super::super::record::{Flow, Step};
+        let two_phase = Flow::TwoPhase.number(Step::RebootNodes);
+        assert_ne!(two_phase, "7", "the two-phase flow numbers its steps by position");
+        let report = build(&MigrationState { flow: Some(Flow::TwoPhase), ..MigrationState::default() }, None);
+        assert_eq!(report.reboot_step, two_phase);
+        assert_eq!(build(&MigrationState { flow: Some(Flow::Seed), ..MigrationState::default() }, None).reboot_step, "7");
     }
 }

@@ -1,0 +1,293 @@
+//! The Kubernetes permissions each of fleetboot's modes needs, in one place: `fleetboot rbac`
+//! prints them as ClusterRoles, Roles and their bindings, and every command asks the API
+//! server (SelfSubjectAccessReviews) for exactly these before it changes anything.
+//!
+//! Each rule is what the code calls: the adapter or engine module that makes the call is named
+//! beside it, so a new call and its rule change together.
+
+use serde_json::{Value, json};
+
+/// A mode of fleetboot: what a command does decides which rules it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    /// `fleetboot reboot` against a cluster (SSH transport), also `fleetboot nodes`.
+    Reboot,
+    /// `--drain`: cordon, evict, delete what a forced drain deletes.
+    Drain,
+    /// The migration (`fleetboot migrate`, `verify`, `repair` of its pools).
+    Migrate,
+    /// BMCs found through BareMetalHosts and their Secrets (`fleetboot power`, the Redfish
+    /// transport and fallback).
+    Power,
+    /// Reboots through the API: exec into the node's machine-config-daemon pod.
+    KubeTransport,
+    /// The batch gates: blocker pods, ClusterOperators, per-node annotations.
+    Batch,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 6] = [Mode::Reboot, Mode::Drain, Mode::Migrate, Mode::Power, Mode::KubeTransport, Mode::Batch];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Reboot => "reboot",
+            Mode::Drain => "drain",
+            Mode::Migrate => "migrate",
+            Mode::Power => "power",
+            Mode::KubeTransport => "kube-transport",
+            Mode::Batch => "batch",
+        }
+    }
+}
+
+/// Where the namespaced rules apply: the settings that name namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespaces {
+    /// `--lease-namespace`: fleetboot's own Lease.
+    pub lease: String,
+    /// `[redfish] bmh_namespaces`: BareMetalHosts and their credentials Secrets.
+    pub bmh: Vec<String>,
+}
+
+impl Default for Namespaces {
+    fn default() -> Namespaces {
+        Namespaces { lease: "kube-system".into(), bmh: vec!["openshift-machine-api".into()] }
+    }
+}
+
+/// One permission: verbs on a resource (`pods/eviction` for a subresource) of an API group,
+/// cluster-wide (`namespace: None`, which for a namespaced resource means every namespace) or
+/// in one namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub verbs: Vec<&'static str>,
+    pub namespace: Option<String>,
+    /// Why fleetboot needs it (the call that needs it).
+    pub why: &'static str,
+}
+
+impl Rule {
+    /// The resource and subresource as a SelfSubjectAccessReview names them.
+    pub fn resource_and_subresource(&self) -> (&'static str, &'static str) {
+        self.resource.split_once('/').unwrap_or((self.resource, ""))
+    }
+
+    /// `create pods/eviction in every namespace`, as an error or a listing names the rule.
+    pub fn describe_verb(&self, verb: &str) -> String {
+        let group = if self.group.is_empty() { String::new() } else { format!(" (API group {})", self.group) };
+        let scope = match &self.namespace {
+            Some(ns) => format!("in namespace {ns}"),
+            None => "cluster-wide".to_owned(),
+        };
+        format!("{verb} {}{group} {scope}", self.resource)
+    }
+}
+
+const MCO: &str = "machineconfiguration.openshift.io";
+const CONFIG: &str = "config.openshift.io";
+const COORDINATION: &str = "coordination.k8s.io";
+
+fn cluster(group: &'static str, resource: &'static str, verbs: &'static [&'static str], why: &'static str) -> Rule {
+    Rule { group, resource, verbs: verbs.to_vec(), namespace: None, why }
+}
+
+fn within(ns: &str, group: &'static str, resource: &'static str, verbs: &'static [&'static str], why: &'static str) -> Rule {
+    Rule { group, resource, verbs: verbs.to_vec(), namespace: Some(ns.to_owned()), why }
+}
+
+/// The rules of one mode (only its own: a drain also needs [`Mode::Reboot`]'s, see [`needed`]).
+pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
+    match mode {
+        Mode::Reboot => vec![
+            cluster("", "nodes", &["get", "list", "watch"], "discover nodes, watch Ready and boot IDs (adapters/kube discover, watch)"),
+            cluster(MCO, "machineconfigpools", &["list"], "pools and maxUnavailable (adapters/kube discover, world)"),
+            cluster(CONFIG, "clusteroperators", &["get"], "etcd's health before a control-plane node (adapters/kube world)"),
+            cluster(CONFIG, "clusterversions", &["get"], "the cluster's identity in the journal (adapters/kube)"),
+            within(&ns.lease, COORDINATION, "leases", &["get", "create", "update", "delete"], "one run per cluster (adapters/kube lease)"),
+            within(
+                crate::limits::MEDIK8S_LEASE_NAMESPACE,
+                COORDINATION,
+                "leases",
+                &["list"],
+                "nodes held by remediation operators (adapters/kube world)",
+            ),
+        ],
+        Mode::Drain => vec![
+            cluster("", "nodes", &["patch"], "cordon and uncordon (adapters/kube drain)"),
+            cluster("", "pods", &["list"], "the pods on a node (adapters/kube drain)"),
+            cluster("", "pods/eviction", &["create"], "evict under PodDisruptionBudgets (adapters/kube drain)"),
+            cluster("", "pods", &["delete"], "--drain-failure force (adapters/kube drain)"),
+        ],
+        Mode::Power => {
+            let mut rules = vec![
+                cluster("", "nodes", &["list"], "the nodes the BareMetalHosts are matched to (adapters/kube discover)"),
+                cluster(MCO, "machineconfigpools", &["list"], "each node's pool (adapters/kube discover)"),
+            ];
+            for namespace in &ns.bmh {
+                rules.push(within(namespace, "metal3.io", "baremetalhosts", &["list"], "each node's BMC (adapters/bmc)"));
+                rules.push(within(namespace, "", "secrets", &["get"], "the BMC credentials a BareMetalHost names (adapters/bmc)"));
+            }
+            rules
+        }
+        Mode::Migrate => vec![
+            cluster(CONFIG, "networks", &["get", "patch"], "Network.config cluster: networkType, migration (engine/migrate)"),
+            cluster("operator.openshift.io", "networks", &["get", "patch"], "the network operator's spec.migration (engine/migrate)"),
+            cluster(CONFIG, "clusteroperators", &["get", "list"], "the operators' conditions (engine/migrate)"),
+            cluster(CONFIG, "infrastructures", &["get"], "the platform, for the live migration (engine/migrate live)"),
+            cluster(MCO, "machineconfigpools", &["get", "list", "watch", "patch"], "pause, resume, wait for the pools (engine/migrate)"),
+            cluster(MCO, "machineconfigs", &["get"], "the rendered configs' network settings (engine/migrate waits)"),
+            cluster("", "pods", &["list"], "the network plugin's pods (engine/migrate)"),
+            cluster("apps", "daemonsets", &["get"], "the multus and plugin DaemonSets (engine/migrate)"),
+            cluster("", "namespaces", &["list", "delete"], "step 11: the old plugin's namespace (engine/migrate steps)"),
+        ],
+        Mode::KubeTransport => vec![
+            within("openshift-machine-config-operator", "", "pods", &["list"], "each node's machine-config-daemon pod"),
+            // Kubernetes 1.31+ checks `create` for exec over WebSockets too
+            // (AuthorizePodWebsocketUpgradeCreatePermission), as for SPDY.
+            within("openshift-machine-config-operator", "", "pods/exec", &["create"], "the reboot command through the daemon pod"),
+        ],
+        Mode::Batch => vec![
+            cluster("", "pods", &["list"], "--block-on-pods: blocker pods (adapters/kube gates)"),
+            cluster(MCO, "machineconfigpools", &["list"], "the health gate: Degraded pools (adapters/kube gates)"),
+            cluster(CONFIG, "clusteroperators", &["list"], "the health gate: ClusterOperators (adapters/kube gates)"),
+            cluster("policy", "poddisruptionbudgets", &["list"], "budgets that allow no disruption (adapters/kube gates)"),
+        ],
+    }
+}
+
+/// The modes a run of `mode` needs, as `fleetboot rbac MODE` prints them: a reboot's default
+/// transport (auto) falls back to the BMCs, so a reboot needs [`Mode::Power`]'s rules too
+/// (`--transport ssh` needs fewer: [`run_modes`]).
+pub fn with_base(mode: Mode) -> Vec<Mode> {
+    match mode {
+        Mode::Power => vec![Mode::Power],
+        Mode::Reboot => vec![Mode::Reboot, Mode::Power],
+        Mode::KubeTransport => vec![Mode::Reboot, Mode::KubeTransport],
+        other => vec![Mode::Reboot, Mode::Power, other],
+    }
+}
+
+/// The modes of one `fleetboot reboot` run and the `fleetboot rbac` mode that prints all of
+/// them: the BMCs' (listed at the start) unless the transport is SSH or the API only; the API
+/// transport's with `--transport kube` (under `auto` the API is a fallback that a 403 skips, so
+/// it is not required); the drain's with `--drain`.
+pub fn run_modes(bmc: bool, kube: bool, drain: bool) -> (Vec<Mode>, Mode) {
+    let mut modes = vec![Mode::Reboot];
+    if bmc {
+        modes.push(Mode::Power);
+    }
+    if kube {
+        modes.push(Mode::KubeTransport);
+    }
+    if drain {
+        modes.push(Mode::Drain);
+    }
+    let named = if drain {
+        Mode::Drain
+    } else if kube {
+        Mode::KubeTransport
+    } else {
+        Mode::Reboot
+    };
+    (modes, named)
+}
+
+/// Every rule of these modes, merged: one rule per group, resource and namespace, its verbs the
+/// union, in a stable order.
+pub fn needed(modes: &[Mode], ns: &Namespaces) -> Vec<Rule> {
+    let mut merged: Vec<Rule> = Vec::new();
+    for mode in modes {
+        for rule in rules(*mode, ns) {
+            match merged.iter_mut().find(|r| r.group == rule.group && r.resource == rule.resource && r.namespace == rule.namespace) {
+                Some(known) => {
+                    for verb in rule.verbs {
+                        if !known.verbs.contains(&verb) {
+                            known.verbs.push(verb);
+                        }
+                    }
+                }
+                None => merged.push(rule),
+            }
+        }
+    }
+    merged
+}
+
+/// Who the bindings bind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    User(String),
+    ServiceAccount { namespace: String, name: String },
+}
+
+impl Subject {
+    fn json(&self) -> Value {
+        match self {
+            Subject::User(name) => json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": name}),
+            Subject::ServiceAccount { namespace, name } => json!({"kind": "ServiceAccount", "namespace": namespace, "name": name}),
+        }
+    }
+}
+
+fn policy_rules<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<Value> {
+    rules.map(|r| json!({"apiGroups": [r.group], "resources": [r.resource], "verbs": r.verbs})).collect()
+}
+
+/// The RBAC objects granting `rules` to `subject`: one ClusterRole and ClusterRoleBinding for
+/// the cluster-wide rules, one Role and RoleBinding per namespace for the others, all named
+/// `name` (e.g. `fleetboot-reboot`).
+pub fn objects(name: &str, rules: &[Rule], subject: &Subject) -> Vec<Value> {
+    const RBAC: &str = "rbac.authorization.k8s.io/v1";
+    let labels = json!({"app.kubernetes.io/managed-by": "fleetboot"});
+    let mut objects = Vec::new();
+    let cluster_rules = policy_rules(rules.iter().filter(|r| r.namespace.is_none()));
+    if !cluster_rules.is_empty() {
+        objects
+            .push(json!({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": name, "labels": labels}, "rules": cluster_rules}));
+        objects.push(json!({
+            "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": name, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [subject.json()],
+        }));
+    }
+    let mut namespaces: Vec<&String> = rules.iter().filter_map(|r| r.namespace.as_ref()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    for namespace in namespaces {
+        let role_rules = policy_rules(rules.iter().filter(|r| r.namespace.as_ref() == Some(namespace)));
+        let metadata = json!({"name": name, "namespace": namespace, "labels": labels});
+        objects.push(json!({"apiVersion": RBAC, "kind": "Role", "metadata": metadata, "rules": role_rules}));
+        objects.push(json!({
+            "apiVersion": RBAC, "kind": "RoleBinding", "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [subject.json()],
+        }));
+    }
+    objects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_needs_the_reboots_rules_and_its_own_merged() {
+        let ns = Namespaces::default();
+        let rules = needed(&with_base(Mode::Drain), &ns);
+        let nodes = rules.iter().find(|r| r.resource == "nodes").unwrap();
+        assert_eq!(nodes.verbs, ["get", "list", "watch", "patch"]);
+        let pods = rules.iter().filter(|r| r.resource == "pods").count();
+        assert_eq!(pods, 1, "list and delete merged into one rule");
+        let objects = objects("fleetboot-drain", &rules, &Subject::User("fleetboot".into()));
+        let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding"]);
+        let namespaces: Vec<&str> = objects.iter().step_by(2).skip(1).map(|o| o["metadata"]["namespace"].as_str().unwrap()).collect();
+        assert_eq!(namespaces, ["kube-system", "medik8s-leases", "openshift-machine-api"]);
+        let secrets = needed(&[Mode::Power], &ns).into_iter().find(|r| r.resource == "secrets").unwrap();
+        assert_eq!((secrets.namespace.as_deref(), secrets.verbs.as_slice()), (Some("openshift-machine-api"), &["get"][..]));
+        assert_eq!(run_modes(false, false, true), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
+        assert_eq!(run_modes(false, true, false), (vec![Mode::Reboot, Mode::KubeTransport], Mode::KubeTransport));
+    }
+}
