@@ -37,6 +37,20 @@ fn kubectl_reads_the_simulated_cluster() {
     assert!(status.contains("successfully rolled out"), "{status}");
     let log = sim.kubectl_ok(&["-n", "openshift-machine-config-operator", "logs", "-l", "k8s-app=machine-config-daemon", "--tail=1"]);
     assert!(log.contains("is up to date"), "{log}");
+    // kubectl names the default container itself; the API does not: a two-container pod's log
+    // without `container` is refused, as the real API refuses it.
+    let pod =
+        sim.kubectl_ok(&["-n", "openshift-machine-config-operator", "get", "pods", "-l", "k8s-app=machine-config-daemon", "-o", "name"]);
+    let pod = pod.lines().next().unwrap().trim_start_matches("pod/").to_owned();
+    let path = format!("/api/v1/namespaces/openshift-machine-config-operator/pods/{pod}/log");
+    let (code, body) = sim.raw("GET", &path, "application/json", b"");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("a container name must be specified for pod") && body.contains("machine-config-daemon kube-rbac-proxy"),
+        "{body}"
+    );
+    let (code, body) = sim.raw("GET", &format!("{path}?container=machine-config-daemon&tailLines=1"), "application/json", b"");
+    assert_eq!(code, 200, "{body}");
 }
 
 #[test]

@@ -584,8 +584,33 @@ async fn serve_resource(req: Request<Incoming>, method: &Method, target: Target,
         }
         (&Method::GET, Some(name), Some("log")) => {
             let key = format!("{}/{name}", ns.unwrap_or_default());
-            if let Err(e) = state.store.lock().unwrap().get(t, ns, name) {
-                return error_response(&e);
+            let pod = match state.store.lock().unwrap().get(t, ns, name) {
+                Ok(pod) => pod,
+                Err(e) => return error_response(&e),
+            };
+            // kubernetes `pkg/registry/core/pod/strategy.go`, `LogLocation`: a pod of more than
+            // one container needs `container` named ("a container name must be specified for
+            // pod %s, choose one of: %s"), and a named one must exist. The
+            // `kubectl.kubernetes.io/default-container` annotation is kubectl's, not the API's.
+            let containers: Vec<&str> = pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            match query.get("container").filter(|c| !c.is_empty()) {
+                None if containers.len() > 1 => {
+                    return status_error(
+                        400,
+                        "BadRequest",
+                        format!("a container name must be specified for pod {name}, choose one of: [{}]", containers.join(" ")),
+                    );
+                }
+                Some(container) if !containers.contains(&container) => {
+                    return status_error(400, "BadRequest", format!("container {container} is not valid for pod {name}"));
+                }
+                _ => {}
             }
             let text = state.logs.lock().unwrap().get(&key).cloned().unwrap_or_default();
             let text = match query.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {

@@ -157,7 +157,13 @@ impl Target {
             });
             if let Some(daemon) = daemon {
                 let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client.clone(), "openshift-machine-config-operator");
-                let params = kube::api::LogParams { tail_lines: Some(checks::DAEMON_LOG_LINES as i64), ..Default::default() };
+                // The daemon's pod has two containers (the daemon and kube-rbac-proxy): the API
+                // wants the one named; the default-container annotation is only kubectl's.
+                let params = kube::api::LogParams {
+                    container: Some("machine-config-daemon".to_owned()),
+                    tail_lines: Some(checks::DAEMON_LOG_LINES as i64),
+                    ..Default::default()
+                };
                 let log = api.logs(&name_of(daemon), &params).await.unwrap_or_else(|e| format!("(no log: {e})"));
                 daemon_logs.push((node_name, log));
             }
