@@ -321,9 +321,14 @@ fn group_list() -> Value {
 fn resource_list(group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
     for t in types::TYPES.iter().filter(|t| t.group == group && t.version == version) {
+        // The access reviews are answers, not objects: their REST storage is a `Creater` only
+        // (kubernetes `pkg/registry/authorization/selfsubjectaccessreview/rest.go`), so
+        // discovery lists `create` alone and `kubectl get` refuses them.
+        let verbs: &[&str] =
+            if t.group == "authorization.k8s.io" { &["create"] } else { &["create", "delete", "get", "list", "patch", "update", "watch"] };
         resources.push(json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            "verbs": verbs,
             "shortNames": t.short_names,
         }));
         for sub in t.subresources {

@@ -36,8 +36,13 @@ seen["events"] = len(core.list_event_for_all_namespaces().items)
 seen["daemonsets"] = sorted(f"{d.metadata.namespace}/{d.metadata.name}" for d in apps.list_daemon_set_for_all_namespaces().items)
 seen["leases"] = len(coordination.list_lease_for_all_namespaces().items)
 seen["poddisruptionbudgets"] = len(policy.list_pod_disruption_budget_for_all_namespaces().items)
-daemon = next(p for p in pods if p.metadata.namespace == "openshift-machine-config-operator")
-log = core.read_namespaced_pod_log(daemon.metadata.name, daemon.metadata.namespace, tail_lines=5)
+daemon = next(
+    p for p in pods
+    if p.metadata.namespace == "openshift-machine-config-operator" and (p.metadata.labels or {}).get("k8s-app") == "machine-config-daemon"
+)
+# The daemon's pod has two containers: the API wants one named (only kubectl reads the
+# default-container annotation).
+log = core.read_namespaced_pod_log(daemon.metadata.name, daemon.metadata.namespace, container="machine-config-daemon", tail_lines=5)
 seen["daemon_log_lines"] = len(log.strip().splitlines())
 for group, version, plural in [
     ("config.openshift.io", "v1", "networks"),
