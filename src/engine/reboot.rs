@@ -149,10 +149,18 @@ pub struct PreparedRun {
     notes: Vec<String>,
 }
 
-/// A new run's ID: the start time and this process's PID.
+/// A new run's ID: the start time and this process's PID, and from a process's second run on
+/// its number (`-2`, `-3`): one process may start several runs in one second (a migration's
+/// reboot steps; tests), and two runs sharing an ID would share a lease holder, so a takeover
+/// between them would go unseen.
 pub fn new_run_id() -> String {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    format!("{}-{}", stamp.replace([':', '-'], ""), std::process::id())
+    let id = format!("{}-{}", stamp.replace([':', '-'], ""), std::process::id());
+    match STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => id,
+        n => format!("{id}-{}", n + 1),
+    }
 }
 
 /// Resolves the job's hosts and plan. Refuses, before anything is touched: unknown node names,
@@ -163,6 +171,11 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     let mut resume_lock = None;
     let mut listed_as = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
+    // A fresh run's ID, made once: its journal's name and its records say the same.
+    let fresh_id = match selection {
+        Selection::Resume(_) => None,
+        _ => Some(new_run_id()),
+    };
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
         Selection::Resume(path) => {
             // The journal's lock first, then its records: read before the lock, they could be
@@ -197,7 +210,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
                 return Err(SelectionError::NodesNeedACluster.into());
             };
             let (hosts, grouping, nodes) = cluster_inventory(&select, &groups, connection).await?;
-            (hosts, grouping, None, new_journal_path(&settings, journal), Some(nodes))
+            (hosts, grouping, None, new_journal_path(&settings, journal, fresh_id.as_deref()), Some(nodes))
         }
         // A host list under a known cluster: the hosts that are nodes follow the cluster's rules
         // (proof through the API, pools, the control plane one at a time and last, the lease).
@@ -215,7 +228,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
                 return Err(SelectionError::DrainNeedsNodes.into());
             }
             let grouping = if nodes.is_some() { grouping } else { Grouping::default() };
-            (hosts, grouping, None, new_journal_path(&settings, journal), nodes)
+            (hosts, grouping, None, new_journal_path(&settings, journal, fresh_id.as_deref()), nodes)
         }
     };
     let cluster_run = discovered.is_some() || prior.as_ref().is_some_and(|p| p.api_proof);
@@ -224,7 +237,11 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     if groups.all_at_once {
         settings.reboot.concurrency = hosts.len().max(1);
     }
-    let run_id = prior.as_ref().map_or_else(new_run_id, |p| p.run_id.clone());
+    let run_id = match (&prior, fresh_id) {
+        (Some(p), _) => p.run_id.clone(),
+        (None, Some(id)) => id,
+        (None, None) => new_run_id(),
+    };
     let plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
     // A resumed run drains as it started, whatever this job says.
     let drain = match &prior {
@@ -248,8 +265,8 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     })
 }
 
-fn new_journal_path(settings: &Settings, given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| settings.state_dir.join(format!("reboot-{}.jsonl", new_run_id())))
+fn new_journal_path(settings: &Settings, given: Option<PathBuf>, run_id: Option<&str>) -> PathBuf {
+    given.unwrap_or_else(|| settings.state_dir.join(format!("reboot-{}.jsonl", run_id.map_or_else(new_run_id, str::to_owned))))
 }
 
 /// A cluster run's journal may only be resumed against its own cluster.
@@ -603,6 +620,14 @@ async fn bmc_power(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_runs_of_one_process_in_one_second_have_two_ids() {
+        let (first, second) = (new_run_id(), new_run_id());
+        assert_ne!(first, second, "a lease holder names its run: two runs must not share one");
+        let pid = std::process::id().to_string();
+        assert!(first.contains(&pid) && second.contains(&pid), "{first} {second}");
+    }
     use fleetboot_core::journal::ClusterIdentity;
 
     fn state(cluster: Option<ClusterIdentity>, api_proof: bool) -> RunState {
