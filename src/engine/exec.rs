@@ -93,9 +93,10 @@ pub async fn run_everywhere_kube(
                         exit: out.exit,
                         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                        error: match (out.timed_out, out.exit) {
-                            (true, _) => Some("timed out".into()),
-                            (false, None) => Some("the exec stream ended before an exit status".into()),
+                        error: match (out.timed_out, out.exit, out.failure) {
+                            (true, _, _) => Some("timed out".into()),
+                            (false, None, Some(failure)) => Some(failure),
+                            (false, None, None) => Some("the exec stream ended before an exit status".into()),
                             _ => None,
                         },
                     },

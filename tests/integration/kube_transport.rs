@@ -335,6 +335,27 @@ fn an_exec_stream_cut_after_the_reboot_command_started_counts_as_delivered() {
     }
 }
 
+/// From Kubernetes 1.30 a failure after the stream opened comes as a `Failure` status with no
+/// exit code: the reboot command may have run, so it is journaled as sent (no answer) and never
+/// sent again, by this run or a resume.
+#[test]
+fn a_failure_status_after_the_stream_opened_counts_as_sent_never_as_not_sent() {
+    let sim = no_ssh_cluster(0, 2);
+    sim.control("POST", "exec-drop", r#"{"commands": ["shutdown -r"], "status": "InternalError"}"#);
+    let run: Run =
+        sim.fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--output", "json"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for node in ["worker-0", "worker-1"] {
+        let dispatched = records(&run.journal(), "dispatched", node);
+        assert_eq!(dispatched.len(), 1, "{dispatched:?}");
+        assert_eq!(dispatched[0]["delivery"], "no_answer", "{dispatched:?}");
+    }
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 1, "{name}: sent once, never again: {events:?}");
+        assert_eq!(count(&events, "ready"), 1, "{name}: {events:?}");
+    }
+}
+
 #[test]
 fn the_migrations_reboot_step_goes_through_the_api_with_transport_kube() {
     let sim = no_ssh_cluster(1, 2);

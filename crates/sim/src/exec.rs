@@ -58,6 +58,13 @@ pub struct ExecState {
     /// the command ran, with no output and no status (the connection cut, as a node going down
     /// under it cuts it).
     pub drop_after_start: Mutex<Vec<String>>,
+    /// Fault injection: exec streams whose command line contains one of these end, after the
+    /// command ran, with a `Failure` status of reason `InternalError` and no exit code — what a
+    /// 1.30+ API server sends when its stream to the kubelet breaks after it opened the
+    /// client's (kubernetes `staging/src/k8s.io/kubectl/pkg/cmd/exec` and the API server's
+    /// `pkg/kubelet/cri/streaming/remotecommand` translator: errors after the upgrade are
+    /// written to the status channel).
+    pub fail_after_start: Mutex<Vec<String>>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -101,7 +108,12 @@ pub fn control_forbid(exec: &ExecState, body: &Value) -> Result<Value, (u16, Str
 pub fn control_drop(exec: &ExecState, body: &Value) -> Result<Value, (u16, String)> {
     let commands: Vec<String> =
         serde_json::from_value(body["commands"].clone()).map_err(|_| (400, "expected {\"commands\": [TEXT, ...]}".to_owned()))?;
-    *exec.drop_after_start.lock().unwrap() = commands.clone();
+    // `"status": "InternalError"`: the stream ends with that failure instead of being cut.
+    if body["status"] == "InternalError" {
+        *exec.fail_after_start.lock().unwrap() = commands.clone();
+    } else {
+        *exec.drop_after_start.lock().unwrap() = commands.clone();
+    }
     Ok(json!({"commands": commands}))
 }
 
@@ -304,7 +316,11 @@ where
             return;
         }
     }
-    let status = if exit == 0 {
+    let failed_after_start = exec.fail_after_start.lock().unwrap().iter().any(|text| line.contains(text.as_str()));
+    let status = if failed_after_start {
+        json!({"metadata": {}, "status": "Failure", "reason": "InternalError",
+            "message": "error sending request: Post \"https://kubelet:10250/exec\": read: connection reset by peer"})
+    } else if exit == 0 {
         json!({"metadata": {}, "status": "Success"})
     } else {
         json!({"metadata": {}, "status": "Failure",

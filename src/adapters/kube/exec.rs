@@ -45,6 +45,11 @@ pub struct ExecOutput {
     pub exit: Option<u32>,
     /// The command did not finish within the limit (it may still take effect).
     pub timed_out: bool,
+    /// The stream was open (the command may have started) and ended with a `Failure` status
+    /// carrying no exit code: from Kubernetes 1.30 the API server opens the client's stream
+    /// before it reaches the kubelet, so a failure after that (the kubelet's stream broken, the
+    /// node going down) comes as such a status, not as a cut connection.
+    pub failure: Option<String>,
 }
 
 /// How an exec failed: refused before the stream opened (nothing ran).
@@ -234,10 +239,13 @@ impl KubeTransport {
             (out, err, status)
         };
         let Ok((stdout, stderr, status)) = tokio::time::timeout(self.command_timeout, run).await else {
-            return Ok(ExecOutput { stdout: Vec::new(), stderr: Vec::new(), exit: None, timed_out: true });
+            return Ok(ExecOutput { stdout: Vec::new(), stderr: Vec::new(), exit: None, timed_out: true, failure: None });
         };
-        let exit = exit_of(status.as_ref()).map_err(|why| TransportError::Other(format!("exec on {node}: {why}")))?;
-        Ok(ExecOutput { stdout, stderr, exit, timed_out: false })
+        let (exit, failure) = match exit_of(status.as_ref()) {
+            Ok(exit) => (exit, None),
+            Err(why) => (None, Some(format!("exec on {node}: {why}"))),
+        };
+        Ok(ExecOutput { stdout, stderr, exit, timed_out: false, failure })
     }
 
     /// Runs `command`; Ok only when it exited 0.
@@ -246,6 +254,9 @@ impl KubeTransport {
         match output.exit {
             Some(0) => Ok(output),
             _ if output.timed_out => Err(TransportError::Timeout(format!("`{command}` through the cluster API"))),
+            // The API or the kubelet failed under an open stream (a node going down, a NotReady
+            // kubelet): a read to try again, as SSH's refused connection is.
+            None if output.failure.is_some() => Err(TransportError::Unreachable(output.failure.unwrap_or_default())),
             None => {
                 Err(TransportError::Unreachable(format!("the exec stream of `{command}` on {} ended without an exit status", host.name)))
             }
@@ -270,8 +281,13 @@ impl PowerTransport for KubeTransport {
         match output.exit {
             _ if output.timed_out => Ok(Delivery::NoAnswer),
             Some(0) => Ok(Delivery::ExitZero),
-            // The stream ended after the command started: the reboot may be under way.
+            // The stream was open, so the command may have run: never "not sent" (a resume
+            // would send it again). A failure status without an exit code, after the stream
+            // opened, is no answer; a stream that ended without a status was cut.
+            None if output.failure.is_some() => Ok(Delivery::NoAnswer),
             None => Ok(Delivery::ConnectionDropped),
+            // Killed by a signal (128 + N), as SSH's `exit-signal`: the command was running.
+            Some(exit) if exit >= 128 => Ok(Delivery::ConnectionDropped),
             Some(exit) => Err(TransportError::CommandFailed {
                 command: command.clone(),
                 exit,
