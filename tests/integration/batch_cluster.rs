@@ -226,3 +226,34 @@ fn labels_before_and_after_and_the_in_progress_annotation_while_in_flight() {
         assert_eq!(now, "[] [updated]", "{node}: the annotation is gone once proven");
     }
 }
+
+/// The cluster's state is read after the soak, not before it: a master cordoned by an admin
+/// while the next master soaks holds that master until the cordon is lifted (one control-plane
+/// node unavailable at a time), instead of a verdict read before the soak letting it go.
+#[test]
+fn a_master_that_becomes_unavailable_during_the_soak_holds_the_next_master() {
+    let sim = Sim::start(3, 0);
+    let journal_path = sim.path("run.jsonl");
+    let mut child = start_reboot(&sim, &journal_path, &["--nodes", "master-0,master-1", "--soak", "8s"]);
+    wait_for_record(
+        &journal_path,
+        Duration::from_secs(60),
+        "master-0 confirmed",
+        |e| matches!(e, Entry::Confirmed { host } if host == "master-0"),
+    );
+    // master-1 soaks now; master-2 (outside the run) becomes unavailable meanwhile.
+    sim.kubectl_ok(&["cordon", "master-2"]);
+    std::thread::sleep(Duration::from_secs(14));
+    assert!(
+        !dispatching(&journal_path).iter().any(|(host, _)| host == "master-1"),
+        "master-1 must wait while master-2 is unavailable, soak over or not: {:?}",
+        dispatching(&journal_path)
+    );
+    let lifted = now_ms();
+    sim.kubectl_ok(&["uncordon", "master-2"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let started = dispatching(&journal_path).into_iter().find(|(host, _)| host == "master-1").expect("master-1 rebooted").1;
+    assert!(started >= lifted, "master-1 started at {started}, before master-2 came back at {lifted}");
+    assert_eq!((reboot_requests(&sim, "master-0"), reboot_requests(&sim, "master-1"), reboot_requests(&sim, "master-2")), (1, 1, 0));
+}

@@ -154,6 +154,22 @@ impl<T: PowerTransport> Shared<T> {
         self.record(Entry::Held { reason, until_ms }).map(|()| true)
     }
 
+    /// Whether a window is open now (no windows: always), without waiting.
+    pub(super) fn window_open_now(&self) -> bool {
+        let batch = &self.batch;
+        batch.windows.is_empty()
+            || matches!(
+                window_state(&batch.windows, &batch.zone, self.clock.now_ms() as i64),
+                WindowState::Always | WindowState::Open { .. }
+            )
+    }
+
+    /// Whether a blocker (`--block-on-pods`, `--block-on-alerts`) holds `host` back now: read
+    /// again right before the host is touched, after whatever waited since [`Self::gates_clear`].
+    pub(super) async fn blocked_now(&self, host: &Host) -> bool {
+        self.blocker(host).await.is_some()
+    }
+
     /// Waits until a window is open (a countdown while it waits), or says why not: with
     /// `--window-exit` a closed window stops the run's new starts at once.
     pub(super) async fn window_gate(&self) -> Gate {
@@ -318,11 +334,9 @@ impl<T: PowerTransport> Shared<T> {
         }
     }
 
-    /// The first gate that holds `host` back now: (why, until when if known, when to look
-    /// again). The health gate checks `--healthy-checks` times, `--healthy-interval` apart.
-    async fn first_gate_closed(&self, host: &Host) -> Option<(String, Option<Instant>, Duration)> {
+    /// The blocker pods or firing alerts that hold `host` back now, said as the reason.
+    async fn blocker(&self, host: &Host) -> Option<String> {
         let batch = &self.batch;
-        let poll = self.settings.poll_interval.max(Duration::from_millis(100));
         if let (Some(selector), Some(api)) = (&batch.block_on_pods, self.api.as_ref()) {
             let on_node = batch.block_on_pods_on_node.then_some(host.name.as_str());
             match api.pods_matching(selector).await {
@@ -330,11 +344,10 @@ impl<T: PowerTransport> Shared<T> {
                     let blocking = blocking_pods(&pods, on_node);
                     if !blocking.is_empty() {
                         let place = on_node.map_or(String::new(), |n| format!(" on {n}"));
-                        let reason = format!("pods matching {selector:?} run{place}: {}", blocking.join(", "));
-                        return Some((reason, None, poll));
+                        return Some(format!("pods matching {selector:?} run{place}: {}", blocking.join(", ")));
                     }
                 }
-                Err(e) => return Some((format!("--block-on-pods: {e}"), None, poll)),
+                Err(e) => return Some(format!("--block-on-pods: {e}")),
             }
         }
         if let Some((source, ignored)) = &batch.alerts {
@@ -342,11 +355,22 @@ impl<T: PowerTransport> Shared<T> {
                 Ok(alerts) => {
                     let firing = blocking_alerts(&alerts, |name| ignored.as_ref().is_some_and(|r| r.is_match(name)));
                     if !firing.is_empty() {
-                        return Some((format!("alerts firing at {}: {}", source.shown, firing.join(", ")), None, poll));
+                        return Some(format!("alerts firing at {}: {}", source.shown, firing.join(", ")));
                     }
                 }
-                Err(e) => return Some((format!("--block-on-alerts: {e}"), None, poll)),
+                Err(e) => return Some(format!("--block-on-alerts: {e}")),
             }
+        }
+        None
+    }
+
+    /// The first gate that holds `host` back now: (why, until when if known, when to look
+    /// again). The health gate checks `--healthy-checks` times, `--healthy-interval` apart.
+    async fn first_gate_closed(&self, host: &Host) -> Option<(String, Option<Instant>, Duration)> {
+        let batch = &self.batch;
+        let poll = self.settings.poll_interval.max(Duration::from_millis(100));
+        if let Some(reason) = self.blocker(host).await {
+            return Some((reason, None, poll));
         }
         if !batch.soak.is_zero() {
             let group = self.grouping.group_of(&host.name).unwrap_or_default().to_owned();

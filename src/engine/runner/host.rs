@@ -307,17 +307,26 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     if shared.budget_spent() {
         return Err(skip("the failure budget (--max-failures) was spent"));
     }
-    // The cluster's state, read now: nodes down for any reason count against the limits.
-    world_allows(shared, host).await?;
-    // The windows again, at the last moment before anything is touched.
-    match shared.window_gate().await {
-        super::batch::Gate::Open => {}
-        super::batch::Gate::Closed => return Err(skip(super::batch::WINDOW_EXIT_REASON)),
-        super::batch::Gate::Aborted => return Err(skip("the run was interrupted before this host started")),
-        super::batch::Gate::Broken => return Err(Stop::JournalBroken),
+    // The windows, the gates (blockers, soak, health) and the cluster's state, each of which may
+    // wait: after any wait the others may be stale (a master gone NotReady during a soak, the
+    // window closed during a health hold), so they are taken again until one pass finds all
+    // three open with nothing waited after the window and the blockers were read.
+    loop {
+        match shared.window_gate().await {
+            super::batch::Gate::Open => {}
+            super::batch::Gate::Closed => return Err(skip(super::batch::WINDOW_EXIT_REASON)),
+            super::batch::Gate::Aborted => return Err(skip("the run was interrupted before this host started")),
+            super::batch::Gate::Broken => return Err(Stop::JournalBroken),
+        }
+        shared.gates_clear(host).await?;
+        // The cluster's state, read now: nodes down for any reason count against the limits.
+        if world_allows(shared, host).await? {
+            continue;
+        }
+        if shared.window_open_now() && !shared.blocked_now(host).await {
+            break;
+        }
     }
-    // Blocker pods, the group's soak and the health gate, also at the last moment.
-    shared.gates_clear(host).await?;
     // In flight from here (the annotation says so to other tools) until the proof or the end.
     shared.mark_in_flight(host).await;
     let result = reboot_touched(shared, host, looked).await;
@@ -389,15 +398,18 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
 /// Waits until the cluster's state lets this host go down ([`fleetboot_core::limits::decide`]),
 /// saying why while it waits, up to the reboot deadline; then the host fails untouched. A host
 /// outside a cluster (or evidence with no world to show) goes at once.
-async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<(), Stop> {
+/// Waits until the cluster's state allows `host` to start; `Ok(true)` when it had to wait (what
+/// was read before it may be stale), `Ok(false)` when it allowed it at once.
+async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<bool, Stop> {
     use fleetboot_core::limits::{Ask, Verdict, decide};
-    let Some(api) = shared.api_for(host) else { return Ok(()) };
+    let Some(api) = shared.api_for(host) else { return Ok(false) };
+    let mut waited = false;
     let deadline = Instant::now().checked_add(shared.settings.timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
     let mut said = String::new();
     let mut abort = shared.abort.clone();
     loop {
         let reason = match api.world(shared.grouping.by.as_deref()).await {
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(waited),
             Err(e) => e,
             Ok(Some(world)) => {
                 let in_flight = shared.in_flight.lock().unwrap().clone();
@@ -419,20 +431,21 @@ async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Res
                     control_plane_rule: shared.limits.control_plane,
                 };
                 match decide(&world, &ask, shared.clock.now_ms()) {
-                    Verdict::Go => return Ok(()),
+                    Verdict::Go => return Ok(waited),
                     Verdict::Wait(reason) => reason,
                 }
             }
         };
         if Instant::now() >= deadline {
-            let waited = humantime::format_duration(shared.settings.timeout);
-            return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: waited {waited}: {reason}"), false));
+            let how_long = humantime::format_duration(shared.settings.timeout);
+            return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: waited {how_long}: {reason}"), false));
         }
         if reason != said {
             let _ = shared.events.send(fleetboot_core::events::Event::Waiting { host: host.name.clone(), reason: reason.clone() });
             said = reason;
         }
         let pause = shared.settings.poll_interval.max(Duration::from_millis(100)).min(deadline - Instant::now());
+        waited = true;
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             _ = abort.wait_for(|a| *a != Abort::No) => {
