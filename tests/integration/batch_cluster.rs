@@ -234,7 +234,7 @@ fn labels_before_and_after_and_the_in_progress_annotation_while_in_flight() {
 fn a_master_that_becomes_unavailable_during_the_soak_holds_the_next_master() {
     let sim = Sim::start(3, 0);
     let journal_path = sim.path("run.jsonl");
-    let mut child = start_reboot(&sim, &journal_path, &["--nodes", "master-0,master-1", "--soak", "8s"]);
+    let child = start_reboot(&sim, &journal_path, &["--nodes", "master-0,master-1", "--soak", "8s"]);
     wait_for_record(
         &journal_path,
         Duration::from_secs(60),
