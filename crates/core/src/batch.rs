@@ -255,7 +255,9 @@ pub struct BatchSettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drain_escalation: Vec<DrainStep>,
     /// `--block-on-alerts`: an Alertmanager (API v2); no new reboot while an alert fires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Journaled (and shown in `-o json`) without its credentials, user info and query
+    /// ([`without_credentials`]): a resume needs the flag again to use them.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "serialize_without_credentials")]
     pub block_on_alerts: Option<String>,
     /// `--alert-filter-regexp`: alerts whose name matches are ignored (kured's flag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -726,5 +728,42 @@ mod tests {
         let gap = [w("Sun 02:30-05:00")];
         let WindowState::Closed { opens_at_ms } = window_state(&gap, &spring, at(spring_day, 0, 0)) else { panic!() };
         assert_eq!(opens_at_ms, at(spring_day, 1, 0));
+    }
+}
+
+/// A URL without what may be a secret: the user info (`user:password@`), the query
+/// (`?token=...`) and the fragment; scheme, host, port and path stay. Pure.
+pub fn without_credentials(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            if path.is_empty() && !rest.contains('/') { format!("{scheme}://{host}") } else { format!("{scheme}://{host}/{path}") }
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn serialize_without_credentials<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&without_credentials(url)),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_never_reach_the_journal() {
+        assert_eq!(
+            without_credentials("https://ops:s3cret@am.example:9093/api/v2/alerts?token=abc"),
+            "https://am.example:9093/api/v2/alerts"
+        );
+        assert_eq!(without_credentials("http://127.0.0.1:9093"), "http://127.0.0.1:9093");
+        assert_eq!(without_credentials("http://127.0.0.1:9093/"), "http://127.0.0.1:9093/");
+        assert_eq!(without_credentials("https://u@h/p#frag"), "https://h/p");
     }
 }
