@@ -39,26 +39,14 @@ pub use fleetboot_core::ExitCode;
 #[cfg(test)]
 mod layering;
 
-/// Every error that stops fleetboot before or outside a run.
+/// Every error that stops fleetboot before or outside a run. What a run refuses or fails with
+/// is the engine's ([`engine::error::RunError`], [`engine::migrate::MigrateError`]); the
+/// commands' own setup errors (a config file, a host file, the cluster, ...) are the run's kinds
+/// too, so they go into `Run` (the `From`s below) rather than into twins of its variants.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
-    Config(#[from] adapters::config::ConfigError),
-    #[error(transparent)]
-    Hosts(#[from] fleetboot_core::hosts::HostsError),
-    #[error(transparent)]
-    Journal(#[from] fleetboot_core::journal::JournalError),
-    #[error(transparent)]
-    SshSetup(#[from] adapters::ssh::SshSetupError),
     #[error("failed to start the simulated cluster: {0}")]
     Sim(std::io::Error),
-    #[error(transparent)]
-    Cluster(#[from] adapters::kube::ClusterError),
-    #[error(transparent)]
-    Selection(#[from] SelectionError),
-    /// A journal resumed under a cluster other than the one it was written for.
-    #[error(transparent)]
-    Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]
     Run(#[from] engine::error::RunError),
     #[error(transparent)]
@@ -69,13 +57,33 @@ pub enum Error {
     Access(#[from] adapters::kube::access::AccessError),
 }
 
+macro_rules! into_run {
+    ($($source:ty),+ $(,)?) => {
+        $(impl From<$source> for Error {
+            fn from(e: $source) -> Error {
+                Error::Run(e.into())
+            }
+        })+
+    };
+}
+
+into_run!(
+    adapters::config::ConfigError,
+    fleetboot_core::hosts::HostsError,
+    fleetboot_core::journal::JournalError,
+    adapters::ssh::SshSetupError,
+    adapters::kube::ClusterError,
+    SelectionError,
+    adapters::bmc::BmcSetupError,
+);
+
 pub use engine::error::{NameNotAddress, SelectionError};
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         use engine::migrate::MigrateError;
         match self {
-            Error::Journal(fleetboot_core::journal::JournalError::Write { .. }) | Error::Sim(_) => ExitCode::Internal,
+            Error::Sim(_) => ExitCode::Internal,
             Error::Run(e) => e.exit_code(),
             // A migration journal held by another live process is refused like a reboot journal.
             Error::Migrate(MigrateError::Journal(e)) if e.is_in_use() => ExitCode::BadInput,
