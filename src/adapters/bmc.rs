@@ -377,7 +377,7 @@ impl RedfishPower {
     /// The caller reports the inventory's [`BmcInventory::warnings`] first: an
     /// adapter never prints.
     pub fn new(inventory: BmcInventory, config: &RedfishConfig) -> RedfishPower {
-        let limiter = config.rate.map(|rate| rate.limiter());
+        let limiter = config.rate.map(crate::adapters::config::limiter);
         RedfishPower {
             targets: inventory.targets,
             settings: config.settings,

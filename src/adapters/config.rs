@@ -1,20 +1,25 @@
-//! Settings: embedded defaults, then the config file, then the environment, then flags,
-//! resolved in one function. The run settings of core's model ([`Partial`]) take their
-//! precedence from its one [`settings::merge`]; the rest overlay the file's keys with the flags.
+//! Settings: the embedded defaults, then the config file, then the environment, then flags,
+//! resolved in one function. Every setting a flag, a variable or a file's `[ssh]`, `[reboot]`,
+//! `[output]`, `[cluster]` or `[batch]` key can set is core's model ([`settings::Settings`]),
+//! read through core's one key table ([`settings::KEYS`]) and merged by its one
+//! [`settings::merge`]; the commands use the merged model as it is ([`Settings::run`]). Only the
+//! file's own tables (`[redfish]`, `[[bmc]]`, `[[hosts]]`) are shaped here.
 //!
-//! One file, past 500 lines: the file's shape and every check of its keys, with the tests of each.
+//! One file, past 500 lines with its tests: the file's shape and every check of its keys.
 
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use fleetboot_core::hosts::Host;
-use fleetboot_core::journal::{FailureBudget, RateSpec};
-use fleetboot_core::settings::{self, Choice, Partial, SshPartial};
+use fleetboot_core::journal::RateSpec;
+use fleetboot_core::settings::{self, Origin, Partial, SettingsError, Value};
 /// The fixed choices exist once, in core's settings model.
-pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, Transport as TransportChoice};
+pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, SshSettings, Transport as TransportChoice};
+
+/// The runner's and the transports' settings are the model itself.
+pub type RebootSettings = settings::Settings;
 
 const EMBEDDED_DEFAULTS: &str = include_str!("../../config/defaults.toml");
 
@@ -26,24 +31,23 @@ pub enum ConfigError {
     Syntax { origin: String, reason: String },
     #[error("bad value for {key}: {reason}")]
     BadValue { key: &'static str, reason: String },
-    /// A bad `FLEETBOOT_*` variable, named.
+    /// A bad run setting, named by its file and key or by its `FLEETBOOT_*` variable.
     #[error(transparent)]
-    Environment(#[from] settings::SettingsError),
+    Setting(#[from] SettingsError),
 }
 
-/// One layer of settings, every key optional. The same shape is read from the embedded
-/// defaults, from a config file and built from flags, so merging is one function.
+/// A config file, read: the run settings it sets (core's model, every key checked) and the
+/// file's own tables.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigFile {
+    pub run: Partial,
+    pub tables: FileTables,
+}
+
+/// The tables only a file has: the inventory, the BMC defaults and policy, the BMCs by node.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Layer {
-    #[serde(default)]
-    pub ssh: SshLayer,
-    #[serde(default)]
-    pub reboot: RebootLayer,
-    #[serde(default)]
-    pub output: OutputLayer,
-    #[serde(default)]
-    pub cluster: ClusterLayer,
+pub struct FileTables {
     #[serde(default)]
     pub hosts: Option<Vec<Host>>,
     #[serde(default)]
@@ -51,89 +55,82 @@ pub struct Layer {
     /// BMCs by node, overriding what the cluster's BareMetalHosts say.
     #[serde(default)]
     pub bmc: Option<Vec<BmcEntry>>,
-    /// `[batch]`: windows, `only_if`, blockers, the health gate, the drain ladder.
-    #[serde(default)]
-    pub batch: BatchLayer,
 }
 
-/// `[batch]`, as the flags of the same names (`windows` a list of `--window` values).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchLayer {
-    pub windows: Option<Vec<String>>,
-    pub window_tz: Option<String>,
-    pub window_exit: Option<bool>,
-    pub only_if: Option<String>,
-    pub block_on_pods: Option<String>,
-    pub block_on_pods_on_node: Option<bool>,
-    pub healthy_checks: Option<u32>,
-    pub healthy_interval: Option<String>,
-    pub health_command: Option<String>,
-    pub soak: Option<String>,
-    pub drain_escalation: Option<String>,
-    pub block_on_alerts: Option<String>,
-    pub alert_filter_regexp: Option<String>,
-}
-
-impl BatchLayer {
-    /// The file's batch keys, parsed as the flags parse them; a bad one named by its key.
-    pub fn partial(&self) -> Result<fleetboot_core::batch::BatchPartial, ConfigError> {
-        let bad = |key: &'static str| move |reason: String| ConfigError::BadValue { key, reason };
-        let windows = self
-            .windows
-            .as_ref()
-            .map(|list| list.iter().map(|w| w.parse()).collect::<Result<Vec<_>, String>>())
-            .transpose()
-            .map_err(bad("batch.windows"))?;
-        let window_tz = self
-            .window_tz
-            .as_deref()
-            .map(|tz| crate::adapters::tz::IanaZone::named(tz.trim()).map(|_| tz.trim().to_owned()))
-            .transpose()
-            .map_err(|e| bad("batch.window_tz")(e.to_string()))?;
-        let ms = |text: &Option<String>, key: &'static str| {
-            text.as_deref().map(|t| parse_duration_value(t, key).map(|d| d.as_millis() as u64)).transpose()
-        };
-        let command =
-            |text: &Option<String>, key: &'static str| text.as_deref().map(|c| settings::parse_command(c).map_err(bad(key))).transpose();
-        if self.healthy_checks == Some(0) || self.healthy_checks.is_some_and(|n| n > 100) {
-            return Err(bad("batch.healthy_checks")("must be from 1 to 100".into()));
-        }
-        Ok(fleetboot_core::batch::BatchPartial {
-            windows,
-            window_tz,
-            window_exit: self.window_exit,
-            only_if: command(&self.only_if, "batch.only_if")?,
-            block_on_pods: self.block_on_pods.clone().filter(|s| !s.trim().is_empty()),
-            block_on_pods_on_node: self.block_on_pods_on_node,
-            healthy_checks: self.healthy_checks.or(self.health_command.as_ref().map(|_| 1)),
-            healthy_interval_ms: ms(&self.healthy_interval, "batch.healthy_interval")?,
-            health_command: command(&self.health_command, "batch.health_command")?,
-            soak_ms: ms(&self.soak, "batch.soak")?,
-            drain_escalation: self
-                .drain_escalation
-                .as_deref()
-                .map(fleetboot_core::batch::parse_drain_escalation)
-                .transpose()
-                .map_err(bad("batch.drain_escalation"))?,
-            block_on_alerts: self
-                .block_on_alerts
-                .as_deref()
-                .map(|url| crate::adapters::alerts::AlertSource::new(url).map(|_| url.trim().to_owned()))
-                .transpose()
-                .map_err(bad("batch.block_on_alerts"))?,
-            alert_filter: self
-                .alert_filter_regexp
-                .as_deref()
-                .map(|r| regex::Regex::new(r).map(|_| r.to_owned()).map_err(|e| e.to_string()))
-                .transpose()
-                .map_err(bad("batch.alert_filter_regexp"))?,
-            // Labels and the annotation: flags only.
-            pre_reboot_labels: None,
-            post_reboot_labels: None,
-            in_progress_annotation: None,
-        })
+impl ConfigFile {
+    pub fn embedded_defaults() -> ConfigFile {
+        ConfigFile::parse(EMBEDDED_DEFAULTS, "embedded defaults").expect("embedded defaults parse")
     }
+
+    pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
+        ConfigFile::parse(&text, &path.display().to_string())
+    }
+
+    /// The whole file checked: a syntax error, an unknown key or a bad value is refused naming
+    /// the file and the key, before anything is touched.
+    pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
+        let syntax = |reason: String| ConfigError::Syntax { origin: origin.to_owned(), reason: reason.trim_end().to_owned() };
+        let document: toml::Table = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let file_origin = Origin::File(origin.to_owned());
+        let mut entries = Vec::new();
+        let mut own = toml::Table::new();
+        for (name, value) in document {
+            if !settings::keys::file_sections().any(|section| section == name) {
+                own.insert(name, value);
+                continue;
+            }
+            let toml::Value::Table(table) = value else {
+                return Err(syntax(format!("[{name}] must be a table")));
+            };
+            for (key, value) in table {
+                let key = format!("{name}.{key}");
+                let value =
+                    setting_value(value).map_err(|reason| SettingsError { origin: file_origin.clone(), key: key.clone(), reason })?;
+                entries.push((key, value));
+            }
+        }
+        let run = Partial::from_file(entries, &file_origin)?;
+        check_batch(&run.batch, &file_origin)?;
+        let tables = FileTables::deserialize(own).map_err(|e| syntax(e.to_string()))?;
+        Ok(ConfigFile { run, tables })
+    }
+}
+
+/// A file's value as core's key table reads it: text for a string, a number or a boolean; a
+/// list of strings.
+fn setting_value(value: toml::Value) -> Result<Value, String> {
+    match value {
+        toml::Value::String(text) => Ok(Value::Text(text)),
+        toml::Value::Integer(n) => Ok(Value::Text(n.to_string())),
+        toml::Value::Float(x) => Ok(Value::Text(x.to_string())),
+        toml::Value::Boolean(b) => Ok(Value::Text(b.to_string())),
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(text) => Ok(text),
+                other => Err(format!("expected a list of strings, found {other:?}")),
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::List),
+        other => Err(format!("expected a value, found {other:?}")),
+    }
+}
+
+/// What core cannot check of the batch settings (it has no time-zone database, no HTTP client,
+/// no regex engine), checked here with the file and key named.
+fn check_batch(batch: &fleetboot_core::batch::BatchPartial, origin: &Origin) -> Result<(), SettingsError> {
+    let refuse = |key: &str, reason: String| SettingsError { origin: origin.clone(), key: key.to_owned(), reason };
+    if let Some(zone) = &batch.window_tz {
+        crate::adapters::tz::IanaZone::named(zone).map_err(|e| refuse("batch.window_tz", e.to_string()))?;
+    }
+    if let Some(url) = &batch.block_on_alerts {
+        crate::adapters::alerts::AlertSource::new(url).map_err(|reason| refuse("batch.block_on_alerts", reason))?;
+    }
+    if let Some(expression) = &batch.alert_filter {
+        regex::Regex::new(expression).map_err(|e| refuse("batch.alert_filter_regexp", e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `[redfish]`: defaults for every BMC, limits, and the fallback policy.
@@ -159,6 +156,36 @@ pub struct RedfishLayer {
     pub bmh_namespaces: Option<Vec<String>>,
 }
 
+impl RedfishLayer {
+    /// `top` wins wherever it sets a key.
+    fn overlaid_with(mut self, top: RedfishLayer) -> RedfishLayer {
+        macro_rules! overlay {
+            ($($field:ident),+ $(,)?) => {
+                $( if top.$field.is_some() { self.$field = top.$field; } )+
+            };
+        }
+        overlay!(
+            username,
+            password_file,
+            password_env,
+            ca_file,
+            insecure,
+            request_timeout,
+            operation_timeout,
+            graceful_timeout,
+            rate,
+            busy_retries,
+            retry_wait,
+            fallback_on_unreachable,
+            fallback_on_auth_failure,
+            fallback_on_host_key,
+            fallback_on_hung,
+            bmh_namespaces,
+        );
+        self
+    }
+}
+
 /// One `[[bmc]]` entry: the BMC of a node (by name or address).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -174,248 +201,15 @@ pub struct BmcEntry {
     pub insecure: Option<bool>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterLayer {
-    pub kubeconfig: Option<String>,
-    pub context: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshLayer {
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identities: Option<Vec<String>>,
-    pub known_hosts: Option<String>,
-    pub host_key_policy: Option<String>,
-    pub connect_timeout: Option<String>,
-    pub auth_timeout: Option<String>,
-    pub command_timeout: Option<String>,
-    pub connect_attempts: Option<u32>,
-    pub keepalive_interval: Option<String>,
-}
-
-impl SshLayer {
-    fn partial(&self) -> Result<SshPartial, ConfigError> {
-        let some_duration = |text: &Option<String>, key| text.as_deref().map(|t| parse_duration_value(t, key)).transpose();
-        let port = match self.port {
-            Some(0) => return Err(ConfigError::BadValue { key: "ssh.port", reason: "must be 1 to 65535".into() }),
-            port => port,
-        };
-        let connect_attempts = match self.connect_attempts {
-            Some(0) => return Err(ConfigError::BadValue { key: "ssh.connect_attempts", reason: "must be at least 1".into() }),
-            attempts => attempts,
-        };
-        Ok(SshPartial {
-            user: self.user.clone().map(|u| non_empty(Some(u), "ssh.user")).transpose()?,
-            port,
-            identities: self.identities.clone(),
-            known_hosts: self.known_hosts.clone().map(|k| non_empty(Some(k), "ssh.known_hosts")).transpose()?,
-            auth_timeout: some_duration(&self.auth_timeout, "ssh.auth_timeout")?,
-            command_timeout: some_duration(&self.command_timeout, "ssh.command_timeout")?,
-            connect_attempts,
-        })
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RebootLayer {
-    pub command: Option<String>,
-    pub boot_id_command: Option<String>,
-    pub cancel_command: Option<String>,
-    pub check_command: Option<String>,
-    pub timeout: Option<String>,
-    pub poll_interval: Option<String>,
-    pub concurrency: Option<usize>,
-    pub rate: Option<String>,
-    pub parallel: Option<usize>,
-    pub max_failures: Option<String>,
-    pub cancel_pending_on_abort: Option<bool>,
-    pub transport: Option<String>,
-    pub scheduled_delay: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputLayer {
-    pub format: Option<String>,
-    pub state_dir: Option<String>,
-}
-
-/// A fixed choice as a file writes it (exactly one of its names), refused as [`resolve`] refuses it.
-fn layer_choice<T: Choice>(text: &Option<String>, key: &'static str) -> Result<Option<T>, ConfigError> {
-    let Some(text) = text else { return Ok(None) };
-    match T::NAMES.iter().position(|name| name == text) {
-        Some(i) => Ok(Some(T::nth(i))),
-        None => {
-            let (last, rest) = T::NAMES.split_last().expect("a choice has names");
-            Err(ConfigError::BadValue { key, reason: format!("{text:?}: expected {} or {last}", rest.join(", ")) })
-        }
-    }
-}
-
-macro_rules! overlay {
-    ($base:expr, $top:expr; $($field:ident),+ $(,)?) => {
-        $( if $top.$field.is_some() { $base.$field = $top.$field; } )+
-    };
-}
-
-impl Layer {
-    pub fn embedded_defaults() -> Layer {
-        Layer::parse(EMBEDDED_DEFAULTS, "embedded defaults").expect("embedded defaults parse")
-    }
-
-    pub fn parse(text: &str, origin: &str) -> Result<Layer, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Syntax { origin: origin.to_owned(), reason: e.to_string().trim_end().to_owned() })
-    }
-
-    pub fn read(path: &Path) -> Result<Layer, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
-        Layer::parse(&text, &path.display().to_string())
-    }
-
-    /// The settings of core's model this layer sets, parsed (a bad value named by its key, as
-    /// [`resolve`] names it).
-    pub fn partial(&self) -> Result<Partial, ConfigError> {
-        let some_duration = |text: &Option<String>, key| text.as_deref().map(|t| parse_duration_value(t, key)).transpose();
-        let r = &self.reboot;
-        Ok(Partial {
-            concurrency: r.concurrency.map(|n| positive(Some(n), "reboot.concurrency")).transpose()?,
-            // `--group-concurrency` or `FLEETBOOT_GROUP_CONCURRENCY`: no file key.
-            group_concurrency: None,
-            max_failures: r
-                .max_failures
-                .as_deref()
-                .map(|t| parse_max_failures(t).map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason }))
-                .transpose()?,
-            timeout: some_duration(&r.timeout, "reboot.timeout")?,
-            poll_interval: some_duration(&r.poll_interval, "reboot.poll_interval")?,
-            connect_timeout: some_duration(&self.ssh.connect_timeout, "ssh.connect_timeout")?,
-            transport: layer_choice(&r.transport, "reboot.transport")?,
-            host_key_policy: layer_choice(&self.ssh.host_key_policy, "ssh.host_key_policy")?,
-            output: layer_choice(&self.output.format, "output.format")?,
-            context: self.cluster.context.clone().filter(|c| !c.is_empty()),
-            command: r.command.clone().map(|c| non_empty(Some(c), "reboot.command")).transpose()?,
-            rate: r
-                .rate
-                .as_deref()
-                .map(|t| settings::parse_rate(t).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason }))
-                .transpose()?,
-            boot_id_command: r.boot_id_command.clone().map(|c| non_empty(Some(c), "reboot.boot_id_command")).transpose()?,
-            check_command: r.check_command.clone().map(|c| Some(c).filter(|c| !c.trim().is_empty())),
-            cancel_pending_on_abort: r.cancel_pending_on_abort,
-            parallel: r.parallel.map(|n| positive(Some(n), "reboot.parallel")).transpose()?,
-            ssh: self.ssh.partial()?,
-            state_dir: self.output.state_dir.clone().map(|d| non_empty(Some(d), "output.state_dir")).transpose()?,
-            batch: self.batch.partial()?,
-        })
-    }
-
-    /// `top` wins wherever it sets a key.
-    pub fn overlaid_with(mut self, top: Layer) -> Layer {
-        overlay!(self.ssh, top.ssh; user, port, identities, known_hosts, host_key_policy,
-            connect_timeout, auth_timeout, command_timeout, connect_attempts, keepalive_interval);
-        overlay!(self.reboot, top.reboot; command, boot_id_command, cancel_command, check_command,
-            timeout, poll_interval, concurrency, rate, parallel, max_failures, cancel_pending_on_abort, transport, scheduled_delay);
-        overlay!(self.redfish, top.redfish; username, password_file, password_env, ca_file, insecure, request_timeout,
-            operation_timeout, graceful_timeout, rate, busy_retries, retry_wait, fallback_on_unreachable,
-            fallback_on_auth_failure, fallback_on_host_key, fallback_on_hung, bmh_namespaces);
-        overlay!(self.output, top.output; format, state_dir);
-        overlay!(self.cluster, top.cluster; kubeconfig, context);
-        overlay!(self, top; hosts, bmc);
-        self
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Rate {
-    pub count: NonZeroU32,
-    #[serde(with = "humantime_serde_compat")]
-    pub per: Duration,
-}
-
-impl Rate {
-    /// The rate is enforced as an even spacing, so no window of length `per` ever holds more
-    /// than `count` starts (a burst of `count` would allow almost twice that across a boundary).
-    pub fn spacing(&self) -> Duration {
-        self.per / self.count.get()
-    }
-
-    /// A limiter that lets one start through per spacing, never a burst.
-    pub fn limiter(&self) -> governor::DefaultDirectRateLimiter {
-        let spacing = self.spacing().max(Duration::from_nanos(1));
-        governor::RateLimiter::direct(governor::Quota::with_period(spacing).expect("non-zero period").allow_burst(NonZeroU32::MIN))
-    }
-}
-
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let unit = match self.per.as_secs() {
-            1 => "s",
-            60 => "min",
-            _ => "h",
-        };
-        write!(f, "{}/{unit}", self.count)
-    }
-}
-
-mod humantime_serde_compat {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-}
-
 /// A rate for a limiter: core's one parser ([`settings::parse_rate`]).
-pub fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
-    Ok(settings::parse_rate(text)?.map(Rate::from))
+pub fn parse_rate(text: &str) -> Result<Option<RateSpec>, String> {
+    settings::parse_rate(text)
 }
 
-impl From<RateSpec> for Rate {
-    fn from(spec: RateSpec) -> Rate {
-        Rate { count: NonZeroU32::new(spec.count).unwrap_or(NonZeroU32::MIN), per: Duration::from_millis(spec.per_ms) }
-    }
-}
-
-/// `--max-failures` / `reboot.max_failures`: core's one type (the journal's), its one parser.
-fn parse_max_failures(text: &str) -> Result<FailureBudget, String> {
-    text.parse()
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SshSettings {
-    pub user: String,
-    pub port: u16,
-    pub identities: Vec<PathBuf>,
-    pub known_hosts: PathBuf,
-    pub host_key_policy: HostKeyPolicy,
-    pub connect_timeout: Duration,
-    pub auth_timeout: Duration,
-    pub command_timeout: Duration,
-    pub connect_attempts: u32,
-    pub keepalive_interval: Duration,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct RebootSettings {
-    pub command: String,
-    pub boot_id_command: String,
-    pub cancel_command: String,
-    pub check_command: Option<String>,
-    pub timeout: Duration,
-    pub poll_interval: Duration,
-    pub concurrency: usize,
-    pub rate: Option<Rate>,
-    pub parallel: usize,
-    pub max_failures: FailureBudget,
-    pub cancel_pending_on_abort: bool,
-    pub transport: TransportChoice,
-    /// How long after `shutdown -r` the node may still go down on its own (systemd: 1 min):
-    /// no BMC reset before that has passed.
-    pub scheduled_delay: Duration,
-    /// Windows and `--only-if`.
-    pub batch: fleetboot_core::batch::BatchSettings,
+/// A limiter that lets one start through per spacing of `rate`, never a burst.
+pub fn limiter(rate: RateSpec) -> governor::DefaultDirectRateLimiter {
+    let spacing = rate.spacing().max(Duration::from_nanos(1));
+    governor::RateLimiter::direct(governor::Quota::with_period(spacing).expect("non-zero period").allow_burst(std::num::NonZeroU32::MIN))
 }
 
 /// When a node's BMC takes over from SSH.
@@ -443,85 +237,47 @@ pub struct RedfishConfig {
     /// After a GracefulRestart, a ForceRestart follows when no new boot ID shows by then.
     pub graceful_timeout: Duration,
     /// BMC operations started per period, across all BMCs.
-    pub rate: Option<Rate>,
+    pub rate: Option<RateSpec>,
     pub fallback: FallbackPolicy,
     /// The namespaces whose BareMetalHosts may provide BMCs (`openshift-machine-api`).
     pub bmh_namespaces: Vec<String>,
 }
 
+/// One command's settings, decided.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
-    pub ssh: SshSettings,
-    pub reboot: RebootSettings,
-    /// Hosts per group in flight; `None`: each group's own limit (a pool's maxUnavailable).
-    pub group_concurrency: Option<usize>,
-    pub output: OutputFormat,
-    pub state_dir: PathBuf,
-    pub cluster: ClusterSettings,
+    /// Every run setting: flags > `FLEETBOOT_*` > the file > the defaults, `~/` expanded.
+    pub run: settings::Settings,
     /// The inventory from the config file, when flags named none.
     pub hosts: Option<Vec<Host>>,
     pub redfish: RedfishConfig,
     pub bmcs: Vec<BmcEntry>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ClusterSettings {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
+impl Settings {
+    /// Where journals are kept.
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(&self.run.state_dir)
+    }
 }
 
 /// The one place precedence is decided: embedded defaults < config file < environment < flags.
-/// The file is checked whole first (a bad value names its key; the flags' and the
-/// environment's values were checked as they were parsed); every setting a flag or a variable
-/// can set is then taken from [`settings::merge`], the file-only ones (BMCs, hosts, the
-/// `[redfish]` table) from the file's keys over the defaults.
-pub fn resolve(file: Option<Layer>, env: &Partial, flags: &Partial, home: Option<&Path>) -> Result<Settings, ConfigError> {
-    let file_part = file.as_ref().map(Layer::partial).transpose()?.unwrap_or_default();
-    let mut layer = Layer::embedded_defaults();
-    if let Some(file) = file {
-        layer = layer.overlaid_with(file);
-    }
-    let mut resolved = finish(layer, home)?;
-    let model = settings::merge(flags, env, &file_part, &model_defaults()?);
-    apply_model(&mut resolved, model, home)?;
-    Ok(resolved)
-}
-
-/// The merged model written into the settings the commands use.
-fn apply_model(s: &mut Settings, m: settings::Settings, home: Option<&Path>) -> Result<(), ConfigError> {
-    s.reboot.concurrency = m.concurrency;
-    s.group_concurrency = m.group_concurrency;
-    s.reboot.max_failures = m.max_failures;
-    s.reboot.timeout = m.timeout;
-    s.reboot.poll_interval = m.poll_interval;
-    s.reboot.transport = m.transport;
-    s.reboot.command = m.command;
-    s.reboot.boot_id_command = m.boot_id_command;
-    s.reboot.check_command = m.check_command;
-    s.reboot.rate = m.rate.map(Rate::from);
-    s.reboot.cancel_pending_on_abort = m.cancel_pending_on_abort;
-    s.reboot.batch = m.batch;
-    s.reboot.parallel = check_parallel(m.parallel, crate::adapters::system::open_file_limit())?;
-    s.ssh.connect_timeout = m.connect_timeout;
-    s.ssh.host_key_policy = m.host_key_policy;
-    s.ssh.user = m.ssh.user;
-    s.ssh.port = m.ssh.port;
-    s.ssh.identities = m.ssh.identities.iter().map(|p| expand_home(p, home)).collect();
-    s.ssh.known_hosts = expand_home(&m.ssh.known_hosts, home);
-    s.ssh.auth_timeout = m.ssh.auth_timeout;
-    s.ssh.command_timeout = m.ssh.command_timeout;
-    s.ssh.connect_attempts = m.ssh.connect_attempts;
-    s.output = m.output;
-    s.state_dir = expand_home(&m.state_dir, home);
-    s.cluster.context = m.context;
-    Ok(())
-}
-
-/// The embedded defaults as core's model.
-fn model_defaults() -> Result<settings::Settings, ConfigError> {
-    let p = Layer::embedded_defaults().partial()?;
-    let none = Partial::default();
-    Ok(settings::merge(&none, &none, &p, &settings::Settings::default()))
+/// Every run setting comes from [`settings::merge`]; the file's own tables from its keys over
+/// the embedded defaults'.
+pub fn resolve(file: Option<ConfigFile>, env: &Partial, flags: &Partial, home: Option<&Path>) -> Result<Settings, ConfigError> {
+    let file = file.unwrap_or_default();
+    let mut run = settings::merge(flags, env, &file.run, &settings::Settings::default());
+    run.parallel = check_parallel(run.parallel, crate::adapters::system::open_file_limit())?;
+    let expand = |path: &mut String| *path = expand_home(path, home).to_string_lossy().into_owned();
+    run.ssh.identities.iter_mut().for_each(expand);
+    expand(&mut run.ssh.known_hosts);
+    expand(&mut run.state_dir);
+    run.kubeconfig.iter_mut().for_each(expand);
+    let FileTables { hosts, redfish, bmc } = file.tables;
+    let redfish = redfish_config(ConfigFile::embedded_defaults().tables.redfish.overlaid_with(redfish), home)?;
+    let bmcs = bmc.unwrap_or_default();
+    check_bmcs(&bmcs)?;
+    Ok(Settings { run, hosts, redfish, bmcs })
 }
 
 fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
@@ -532,17 +288,9 @@ fn required<T>(value: Option<T>, key: &'static str) -> Result<T, ConfigError> {
 /// monotonic clock, and a value past this is a typo, not a wish (it would overflow).
 pub const MAX_DURATION: Duration = settings::MAX_DURATION;
 
-/// Parses a duration setting: humantime syntax, longer than zero, at most [`MAX_DURATION`].
+/// A duration setting: core's one parser ([`settings::parse_setting_duration`]), the key named.
 pub fn parse_duration_value(text: &str, key: &'static str) -> Result<Duration, ConfigError> {
-    let parsed = humantime::parse_duration(text.trim())
-        .map_err(|e| ConfigError::BadValue { key, reason: format!("{text:?} is not a duration like \"30s\" or \"20m\" ({e})") })?;
-    if parsed.is_zero() {
-        return Err(ConfigError::BadValue { key, reason: "must be longer than zero".into() });
-    }
-    if parsed > MAX_DURATION {
-        return Err(ConfigError::BadValue { key, reason: format!("{text:?} is longer than the longest fleetboot accepts (366 days)") });
-    }
-    Ok(parsed)
+    settings::parse_setting_duration(text).map_err(|reason| ConfigError::BadValue { key, reason })
 }
 
 fn duration(value: Option<String>, key: &'static str) -> Result<Duration, ConfigError> {
@@ -573,21 +321,6 @@ pub fn check_parallel(parallel: usize, fd_limit: Option<u64>) -> Result<usize, C
     Ok(parallel)
 }
 
-fn positive(value: Option<usize>, key: &'static str) -> Result<usize, ConfigError> {
-    match required(value, key)? {
-        0 => Err(ConfigError::BadValue { key, reason: "must be at least 1".into() }),
-        n => Ok(n),
-    }
-}
-
-fn non_empty(value: Option<String>, key: &'static str) -> Result<String, ConfigError> {
-    let text = required(value, key)?;
-    if text.trim().is_empty() {
-        return Err(ConfigError::BadValue { key, reason: "must not be empty".into() });
-    }
-    Ok(text)
-}
-
 /// `~/x` against the home directory; other paths as they are.
 pub fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
     match (path.strip_prefix("~/"), home) {
@@ -596,50 +329,11 @@ pub fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
     }
 }
 
-fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
-    let Layer { ssh, reboot, output, cluster, hosts, redfish, bmc, batch: _ } = layer;
-    let host_key_policy = required(layer_choice(&ssh.host_key_policy, "ssh.host_key_policy")?, "ssh.host_key_policy")?;
-    let port = required(ssh.port, "ssh.port")?;
-    if port == 0 {
-        return Err(ConfigError::BadValue { key: "ssh.port", reason: "must be 1 to 65535".into() });
-    }
-    let connect_attempts = required(ssh.connect_attempts, "ssh.connect_attempts")?;
-    if connect_attempts == 0 {
-        return Err(ConfigError::BadValue { key: "ssh.connect_attempts", reason: "must be at least 1".into() });
-    }
-    let ssh = SshSettings {
-        user: non_empty(ssh.user, "ssh.user")?,
-        port,
-        identities: required(ssh.identities, "ssh.identities")?.iter().map(|p| expand_home(p, home)).collect(),
-        known_hosts: expand_home(&non_empty(ssh.known_hosts, "ssh.known_hosts")?, home),
-        host_key_policy,
-        connect_timeout: duration(ssh.connect_timeout, "ssh.connect_timeout")?,
-        auth_timeout: duration(ssh.auth_timeout, "ssh.auth_timeout")?,
-        command_timeout: duration(ssh.command_timeout, "ssh.command_timeout")?,
-        connect_attempts,
-        keepalive_interval: duration(ssh.keepalive_interval, "ssh.keepalive_interval")?,
-    };
-    let rate_text = required(reboot.rate, "reboot.rate")?;
-    let failures_text = required(reboot.max_failures, "reboot.max_failures")?;
-    let reboot = RebootSettings {
-        command: non_empty(reboot.command, "reboot.command")?,
-        boot_id_command: non_empty(reboot.boot_id_command, "reboot.boot_id_command")?,
-        cancel_command: non_empty(reboot.cancel_command, "reboot.cancel_command")?,
-        check_command: reboot.check_command.filter(|c| !c.trim().is_empty()),
-        timeout: duration(reboot.timeout, "reboot.timeout")?,
-        poll_interval: duration(reboot.poll_interval, "reboot.poll_interval")?,
-        concurrency: positive(reboot.concurrency, "reboot.concurrency")?,
-        rate: parse_rate(&rate_text).map_err(|reason| ConfigError::BadValue { key: "reboot.rate", reason })?,
-        parallel: check_parallel(positive(reboot.parallel, "reboot.parallel")?, crate::adapters::system::open_file_limit())?,
-        max_failures: parse_max_failures(&failures_text).map_err(|reason| ConfigError::BadValue { key: "reboot.max_failures", reason })?,
-        cancel_pending_on_abort: required(reboot.cancel_pending_on_abort, "reboot.cancel_pending_on_abort")?,
-        transport: required(layer_choice(&reboot.transport, "reboot.transport")?, "reboot.transport")?,
-        scheduled_delay: duration(reboot.scheduled_delay, "reboot.scheduled_delay")?,
-        batch: Default::default(),
-    };
+/// `[redfish]` over the embedded defaults, every key checked.
+fn redfish_config(redfish: RedfishLayer, home: Option<&Path>) -> Result<RedfishConfig, ConfigError> {
     let redfish_rate = required(redfish.rate, "redfish.rate")?;
     let flag = |v: Option<bool>, key| required(v, key);
-    let redfish = RedfishConfig {
+    Ok(RedfishConfig {
         username: redfish.username.filter(|u| !u.is_empty()),
         password_file: redfish.password_file.filter(|p| !p.is_empty()).map(|p| expand_home(&p, home)),
         password_env: redfish.password_env.filter(|p| !p.is_empty()),
@@ -672,8 +366,11 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
             }
             namespaces
         },
-    };
-    let bmcs = bmc.unwrap_or_default();
+    })
+}
+
+/// Each `[[bmc]]` entry: one password source at most, a Redfish URL.
+fn check_bmcs(bmcs: &[BmcEntry]) -> Result<(), ConfigError> {
     for (i, entry) in bmcs.iter().enumerate() {
         let sources = [&entry.password_file, &entry.password_env, &entry.password_secret].iter().filter(|s| s.is_some()).count();
         if sources > 1 {
@@ -698,26 +395,13 @@ fn finish(layer: Layer, home: Option<&Path>) -> Result<Settings, ConfigError> {
             });
         }
     }
-    let output_format = required(layer_choice(&output.format, "output.format")?, "output.format")?;
-    Ok(Settings {
-        ssh,
-        reboot,
-        group_concurrency: None,
-        output: output_format,
-        state_dir: expand_home(&non_empty(output.state_dir, "output.state_dir")?, home),
-        cluster: ClusterSettings {
-            kubeconfig: cluster.kubeconfig.filter(|k| !k.is_empty()).map(|k| expand_home(&k, home)),
-            context: cluster.context.filter(|c| !c.is_empty()),
-        },
-        hosts,
-        redfish,
-        bmcs,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetboot_core::settings::FailureBudget;
 
     fn home() -> Option<&'static Path> {
         Some(Path::new("/home/admin"))
@@ -726,102 +410,116 @@ mod tests {
     #[test]
     fn defaults_alone_resolve_to_the_documented_values() {
         let s = resolve(None, &Partial::default(), &Partial::default(), home()).unwrap();
-        assert_eq!(s.ssh.user, "core");
-        assert_eq!(s.ssh.port, 22);
-        assert_eq!(s.ssh.known_hosts, PathBuf::from("/home/admin/.ssh/known_hosts"));
-        assert_eq!(s.ssh.host_key_policy, HostKeyPolicy::Strict);
-        assert_eq!(s.reboot.command, "sudo shutdown -r -t 3");
-        assert_eq!(s.reboot.timeout, Duration::from_secs(20 * 60));
-        assert_eq!(s.reboot.concurrency, 1);
-        assert_eq!(s.reboot.rate, None);
-        assert_eq!(s.reboot.max_failures, FailureBudget::Count(0));
-        assert_eq!(s.reboot.check_command, None);
-        assert_eq!(s.output, OutputFormat::Auto);
+        assert_eq!(s.run.ssh.user, "core");
+        assert_eq!(s.run.ssh.port, 22);
+        assert_eq!(s.run.ssh.known_hosts, "/home/admin/.ssh/known_hosts");
+        assert_eq!(s.run.ssh.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(s.run.command, "sudo shutdown -r -t 3");
+        assert_eq!(s.run.timeout, Duration::from_secs(20 * 60));
+        assert_eq!(s.run.concurrency, 1);
+        assert_eq!(s.run.rate, None);
+        assert_eq!(s.run.max_failures, FailureBudget::Count(0));
+        assert_eq!(s.run.check_command, None);
+        assert_eq!(s.run.output, OutputFormat::Auto);
+        assert_eq!(s.state_dir(), PathBuf::from("/home/admin/.local/state/fleetboot"));
     }
 
     #[test]
     fn cores_defaults_are_the_embedded_file() {
         // Core's model has its own defaults (it knows no file); they must not drift from
         // config/defaults.toml, which is what users read.
-        assert_eq!(model_defaults().unwrap(), settings::Settings::default());
+        let none = Partial::default();
+        let from_file = settings::merge(&none, &none, &ConfigFile::embedded_defaults().run, &settings::Settings::default());
+        assert_eq!(from_file, settings::Settings::default());
+        // Every key the file may set is written in the defaults, but the batch's (off unless asked).
+        let text: toml::Table = toml::from_str(EMBEDDED_DEFAULTS).unwrap();
+        for key in settings::KEYS.iter().filter_map(|k| k.file).filter(|k| !k.starts_with("batch.")) {
+            let (section, name) = key.split_once('.').unwrap();
+            let written = text.get(section).and_then(|s| s.get(name)).is_some();
+            assert!(written || key == "cluster.kubeconfig" || key == "cluster.context", "{key} missing from config/defaults.toml");
+        }
     }
 
     #[test]
     fn flags_beat_file_and_file_beats_defaults() {
-        let file = Layer::parse("[ssh]\nuser = \"admin\"\nport = 2200\n[reboot]\nconcurrency = 4\nrate = \"10/min\"\n", "f.toml").unwrap();
+        let file =
+            ConfigFile::parse("[ssh]\nuser = \"admin\"\nport = 2200\n[reboot]\nconcurrency = 4\nrate = \"10/min\"\n", "f.toml").unwrap();
         let mut flags = Partial { rate: Some(settings::parse_rate("2/s").unwrap()), ..Partial::default() };
         flags.ssh.user = Some("root".into());
         let s = resolve(Some(file), &Partial::default(), &flags, home()).unwrap();
-        assert_eq!(s.ssh.user, "root", "flag wins over file");
-        assert_eq!(s.ssh.port, 2200, "file wins over default");
-        assert_eq!(s.reboot.concurrency, 4);
-        assert_eq!(s.reboot.rate.unwrap().spacing(), Duration::from_millis(500));
-        assert_eq!(s.reboot.parallel, 64, "default kept");
+        assert_eq!(s.run.ssh.user, "root", "flag wins over file");
+        assert_eq!(s.run.ssh.port, 2200, "file wins over default");
+        assert_eq!(s.run.concurrency, 4);
+        assert_eq!(s.run.rate.unwrap().spacing(), Duration::from_millis(500));
+        assert_eq!(s.run.parallel, 64, "default kept");
     }
 
     #[test]
     fn the_environment_sits_between_the_file_and_the_flags() {
-        use fleetboot_core::settings::{Origin, RawLayer};
-        let file = || Layer::parse("[reboot]\nconcurrency = 4\ntimeout = \"30m\"\n[cluster]\ncontext = \"from-file\"\n", "f.toml").unwrap();
-        let env = RawLayer::from_env([("FLEETBOOT_CONCURRENCY", "3"), ("FLEETBOOT_CONTEXT", "from-env"), ("FLEETBOOT_OUTPUT", "json")])
-            .parse(&Origin::Environment)
-            .unwrap();
+        let file =
+            || ConfigFile::parse("[reboot]\nconcurrency = 4\ntimeout = \"30m\"\n[cluster]\ncontext = \"from-file\"\n", "f.toml").unwrap();
+        let env =
+            Partial::from_env([("FLEETBOOT_CONCURRENCY", "3"), ("FLEETBOOT_CONTEXT", "from-env"), ("FLEETBOOT_OUTPUT", "json")]).unwrap();
         let s = resolve(Some(file()), &env, &Partial::default(), home()).unwrap();
-        assert_eq!(s.reboot.concurrency, 3, "the environment beats the file");
-        assert_eq!(s.cluster.context.as_deref(), Some("from-env"));
-        assert_eq!(s.output, OutputFormat::Json);
-        assert_eq!(s.reboot.timeout, Duration::from_secs(30 * 60), "the file beats the default");
-        assert_eq!(s.group_concurrency, None, "each group's own limit unless told");
+        assert_eq!(s.run.concurrency, 3, "the environment beats the file");
+        assert_eq!(s.run.context.as_deref(), Some("from-env"));
+        assert_eq!(s.run.output, OutputFormat::Json);
+        assert_eq!(s.run.timeout, Duration::from_secs(30 * 60), "the file beats the default");
+        assert_eq!(s.run.group_concurrency, None, "each group's own limit unless told");
 
         let flags = Partial { concurrency: Some(2), context: Some("from-flag".into()), ..Partial::default() };
         let s = resolve(Some(file()), &env, &flags, home()).unwrap();
-        assert_eq!((s.reboot.concurrency, s.cluster.context.as_deref()), (2, Some("from-flag")), "the flag beats the environment");
+        assert_eq!((s.run.concurrency, s.run.context.as_deref()), (2, Some("from-flag")), "the flag beats the environment");
 
         let s = resolve(None, &Partial::default(), &Partial::default(), home()).unwrap();
-        assert_eq!((s.reboot.concurrency, s.cluster.context), (1, None), "no context: the kubeconfig's current one");
+        assert_eq!((s.run.concurrency, s.run.context), (1, None), "no context: the kubeconfig's current one");
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let err = Layer::parse("[reboot]\nconcurency = 3\n", "my.toml").unwrap_err();
+        let err = ConfigFile::parse("[reboot]\nconcurency = 3\n", "my.toml").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("my.toml") && text.contains("concurency"), "{text}");
+        assert!(text.starts_with("my.toml: `reboot.concurency`: unknown key"), "{text}");
+        let err = ConfigFile::parse("[rebot]\nconcurrency = 3\n", "my.toml").unwrap_err().to_string();
+        assert!(err.contains("my.toml") && err.contains("rebot"), "{err}");
 
-        let bad = Layer::parse("[reboot]\ntimeout = \"soon\"\n", "f").unwrap();
-        let err = resolve(Some(bad), &Partial::default(), &Partial::default(), home()).unwrap_err();
-        assert!(err.to_string().starts_with("bad value for reboot.timeout: \"soon\""), "{err}");
+        let err = ConfigFile::parse("[reboot]\ntimeout = \"soon\"\n", "f").unwrap_err();
+        assert!(err.to_string().starts_with("f: `reboot.timeout`: ") && err.to_string().contains("\"soon\""), "{err}");
 
-        let bad = Layer::parse("[reboot]\nrate = \"5/fortnight\"\n", "f").unwrap();
-        let err = resolve(Some(bad), &Partial::default(), &Partial::default(), home()).unwrap_err();
+        let err = ConfigFile::parse("[reboot]\nrate = \"5/fortnight\"\n", "f").unwrap_err();
         assert!(err.to_string().contains("reboot.rate") && err.to_string().contains("fortnight"), "{err}");
 
-        let bad = Layer::parse("[reboot]\nconcurrency = 0\n", "f").unwrap();
-        assert!(resolve(Some(bad), &Partial::default(), &Partial::default(), home()).is_err());
+        assert!(ConfigFile::parse("[reboot]\nconcurrency = 0\n", "f").is_err());
+        let err = ConfigFile::parse("[batch]\nwindow_tz = \"Mars/Olympus\"\n", "f").unwrap_err().to_string();
+        assert!(err.starts_with("f: `batch.window_tz`: "), "{err}");
+        let err = ConfigFile::parse("[batch]\nalert_filter_regexp = \"(\"\n", "f").unwrap_err().to_string();
+        assert!(err.starts_with("f: `batch.alert_filter_regexp`: "), "{err}");
     }
 
     #[test]
     fn the_annotated_example_is_a_valid_config() {
         let text = include_str!("../../config/fleetboot.example.toml");
-        let s = resolve(Some(Layer::parse(text, "example").unwrap()), &Partial::default(), &Partial::default(), home()).unwrap();
+        let s = resolve(Some(ConfigFile::parse(text, "example").unwrap()), &Partial::default(), &Partial::default(), home()).unwrap();
         assert_eq!(s.hosts.unwrap().len(), 2);
-        assert_eq!(s.reboot.max_failures, FailureBudget::Percent(10));
+        assert_eq!(s.run.max_failures, FailureBudget::Percent(10));
     }
 
     #[test]
     fn bmc_entries_and_redfish_settings_are_checked() {
         let s = resolve(None, &Partial::default(), &Partial::default(), home()).unwrap();
-        assert_eq!(s.reboot.transport, TransportChoice::Auto);
+        assert_eq!(s.run.transport, TransportChoice::Auto);
         assert!(s.redfish.fallback.on_unreachable && !s.redfish.fallback.on_host_key);
-        let two = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npassword_file = \"f\"\npassword_env = \"E\"\n", "f").unwrap();
+        let two =
+            ConfigFile::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npassword_file = \"f\"\npassword_env = \"E\"\n", "f").unwrap();
         let err = resolve(Some(two), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
         assert!(err.contains("entry 1") && err.contains("n1") && err.contains("more than one"), "{err}");
-        let ipmi = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"ipmi://b\"\n", "f").unwrap();
+        let ipmi = ConfigFile::parse("[[bmc]]\nnode = \"n1\"\nurl = \"ipmi://b\"\n", "f").unwrap();
         let err = resolve(Some(ipmi), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
         assert!(err.contains("ipmi://b"), "{err}");
-        let typo = Layer::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npasword_file = \"f\"\n", "my.toml").unwrap_err().to_string();
+        let typo =
+            ConfigFile::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npasword_file = \"f\"\n", "my.toml").unwrap_err().to_string();
         assert!(typo.contains("pasword_file"), "{typo}");
-        let bad = Layer::parse("[reboot]\ntransport = \"ipmi\"\n", "f").unwrap();
-        assert!(resolve(Some(bad), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string().contains("reboot.transport"));
+        assert!(ConfigFile::parse("[reboot]\ntransport = \"ipmi\"\n", "f").unwrap_err().to_string().contains("reboot.transport"));
     }
 
     #[test]
@@ -833,23 +531,27 @@ mod tests {
         assert!(parse_rate("0/s").is_err());
         assert!(parse_rate("ten/s").is_err());
         assert!(parse_rate("10").is_err());
-        assert_eq!(parse_max_failures("3").unwrap().tolerated(100), 3);
-        assert_eq!(parse_max_failures("10%").unwrap().tolerated(25), 2);
-        assert!(parse_max_failures("101%").is_err());
-        assert!(parse_max_failures("x").is_err());
+        assert_eq!("3".parse::<FailureBudget>().unwrap().tolerated(100), 3);
+        assert_eq!("10%".parse::<FailureBudget>().unwrap().tolerated(25), 2);
+        assert!("101%".parse::<FailureBudget>().is_err());
+        assert!("x".parse::<FailureBudget>().is_err());
     }
 
     #[test]
     fn huge_durations_parallel_and_retries_are_refused_naming_the_key() {
-        for (section, key) in [("reboot", "timeout"), ("ssh", "connect_timeout"), ("redfish", "graceful_timeout")] {
+        for (section, key) in [("reboot", "timeout"), ("ssh", "connect_timeout")] {
             for huge in ["500000000y", "367days", "99999999999999999999999s"] {
-                let layer = Layer::parse(&format!("[{section}]\n{key} = \"{huge}\"\n"), "f").unwrap();
-                let err = resolve(Some(layer), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
-                assert!(err.starts_with(&format!("bad value for {section}.{key}: \"{huge}\"")), "{err}");
+                let err = ConfigFile::parse(&format!("[{section}]\n{key} = \"{huge}\"\n"), "f").unwrap_err().to_string();
+                assert!(err.starts_with(&format!("f: `{section}.{key}`: ")) && err.contains(huge), "{err}");
             }
         }
-        let year = Layer::parse("[reboot]\ntimeout = \"366days\"\n", "f").unwrap();
-        assert_eq!(resolve(Some(year), &Partial::default(), &Partial::default(), home()).unwrap().reboot.timeout, MAX_DURATION);
+        for huge in ["500000000y", "367days", "99999999999999999999999s"] {
+            let layer = ConfigFile::parse(&format!("[redfish]\ngraceful_timeout = \"{huge}\"\n"), "f").unwrap();
+            let err = resolve(Some(layer), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
+            assert!(err.starts_with("bad value for redfish.graceful_timeout: ") && err.contains(huge), "{err}");
+        }
+        let year = ConfigFile::parse("[reboot]\ntimeout = \"366days\"\n", "f").unwrap();
+        assert_eq!(resolve(Some(year), &Partial::default(), &Partial::default(), home()).unwrap().run.timeout, MAX_DURATION);
 
         assert_eq!(check_parallel(960, Some(1024)).unwrap(), 960);
         let err = check_parallel(961, Some(1024)).unwrap_err().to_string();
@@ -859,14 +561,14 @@ mod tests {
         let flags = Partial { parallel: Some(usize::MAX), ..Partial::default() };
         assert!(resolve(None, &Partial::default(), &flags, home()).unwrap_err().to_string().contains("reboot.parallel"));
 
-        let retries = Layer::parse("[redfish]\nbusy_retries = 4000000000\n", "f").unwrap();
+        let retries = ConfigFile::parse("[redfish]\nbusy_retries = 4000000000\n", "f").unwrap();
         assert!(
             resolve(Some(retries), &Partial::default(), &Partial::default(), home())
                 .unwrap_err()
                 .to_string()
                 .contains("redfish.busy_retries")
         );
-        let namespaces = Layer::parse("[redfish]\nbmh_namespaces = []\n", "f").unwrap();
+        let namespaces = ConfigFile::parse("[redfish]\nbmh_namespaces = []\n", "f").unwrap();
         assert!(
             resolve(Some(namespaces), &Partial::default(), &Partial::default(), home())
                 .unwrap_err()

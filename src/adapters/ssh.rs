@@ -148,7 +148,7 @@ impl SshClient {
     /// Loads keys and known_hosts up front, so a bad file fails before any host is contacted.
     pub fn new(settings: SshSettings, home: Option<&Path>, agent_socket: Option<PathBuf>) -> Result<SshClient, SshSetupError> {
         let credentials = if !settings.identities.is_empty() {
-            Credentials::Keys(settings.identities.iter().map(|p| load_key(p).map(Identity::new)).collect::<Result<_, _>>()?)
+            Credentials::Keys(settings.identities.iter().map(|p| load_key(Path::new(p)).map(Identity::new)).collect::<Result<_, _>>()?)
         } else if let Some(socket) = agent_socket.filter(|s| s.exists()) {
             Credentials::Agent(socket)
         } else {
@@ -162,8 +162,8 @@ impl SshClient {
             }
             Credentials::Keys(defaults.iter().map(|p| load_key(p).map(Identity::new)).collect::<Result<_, _>>()?)
         };
-        let known = KnownHosts::read(&settings.known_hosts)
-            .map_err(|e| SshSetupError::KnownHosts { path: settings.known_hosts.clone(), reason: e.to_string() })?;
+        let known = KnownHosts::read(Path::new(&settings.known_hosts))
+            .map_err(|e| SshSetupError::KnownHosts { path: PathBuf::from(&settings.known_hosts), reason: e.to_string() })?;
         Ok(SshClient {
             settings,
             configs: Mutex::new(HashMap::new()),
@@ -220,7 +220,7 @@ impl SshClient {
             host: host.clone(),
             port,
             policy: self.settings.host_key_policy,
-            known_hosts_path: self.settings.known_hosts.clone(),
+            known_hosts_path: PathBuf::from(&self.settings.known_hosts),
             known_hosts: self.known_hosts.clone(),
             seen_keys: self.seen_keys.clone(),
             rejection: Arc::new(Mutex::new(None)),

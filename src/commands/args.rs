@@ -264,6 +264,7 @@ impl SshArgs {
             auth_timeout: self.auth_timeout,
             command_timeout: self.command_timeout,
             connect_attempts: self.connect_attempts,
+            keepalive_interval: None,
         };
         flags.host_key_policy = if self.insecure_ignore_host_keys { Some(HostKeyPolicy::InsecureIgnore) } else { self.host_key_policy };
         flags.connect_timeout = self.connect_timeout;
@@ -271,10 +272,14 @@ impl SshArgs {
 }
 
 impl ClusterArgs {
-    /// The flags' settings: `--context` (decided once, with the environment's and the file's,
-    /// by the settings' merge).
+    /// The flags' settings: `--kubeconfig` and `--context` (decided once, with the
+    /// environment's and the file's, by the settings' merge).
     pub(crate) fn partial(&self) -> Partial {
-        Partial { context: self.context.clone(), ..Partial::default() }
+        Partial {
+            context: self.context.clone(),
+            kubeconfig: self.kubeconfig.as_ref().map(|path| path.to_string_lossy().into_owned()),
+            ..Partial::default()
+        }
     }
 }
 

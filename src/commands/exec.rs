@@ -44,11 +44,10 @@ impl ExecArgs {
 }
 
 pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let mut flags = args.partial();
-    flags.context = args.cluster.context.clone();
+    let flags = Partial { ..args.partial() };
     let settings = load_settings(config, &flags)?;
     let results = if args.transport.as_deref() == Some("kube") {
-        let connection = crate::adapters::kube::ClusterConnection::open(&super::cluster_target(&args.cluster, &settings)).await?;
+        let connection = crate::adapters::kube::ClusterConnection::open(&super::cluster_target(&settings)).await?;
         let hosts = if args.hosts.hosts.is_empty() && args.hosts.hosts_files.is_empty() {
             let server = connection.server();
             crate::adapters::kube::discover(&connection.client, server, None, "InternalIP")
@@ -65,21 +64,21 @@ pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Erro
         };
         let kube = crate::adapters::kube::exec::KubeTransport::new(
             connection.client.clone(),
-            settings.reboot.clone(),
-            settings.ssh.command_timeout,
+            settings.run.clone(),
+            settings.run.ssh.command_timeout,
         );
-        crate::engine::exec::run_everywhere_kube(Arc::new(kube), &hosts, &args.command, settings.reboot.parallel).await
+        crate::engine::exec::run_everywhere_kube(Arc::new(kube), &hosts, &args.command, settings.run.parallel).await
     } else {
         let hosts = inventory(&args.hosts, &settings)?;
         warn_if_insecure(&settings);
-        let client = Arc::new(SshClient::for_this_user(settings.ssh.clone())?);
+        let client = Arc::new(SshClient::for_this_user(settings.run.ssh.clone())?);
         let command = shell_join(&args.command);
-        crate::engine::exec::run_everywhere(client, &hosts, &command, settings.reboot.parallel).await
+        crate::engine::exec::run_everywhere(client, &hosts, &command, settings.run.parallel).await
     };
     // One write for the lot, not one per host.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     use std::io::Write;
-    if settings.output == OutputFormat::Json {
+    if settings.run.output == OutputFormat::Json {
         for r in &results {
             let _ = serde_json::to_writer(&mut out, r);
             let _ = out.write_all(b"\n");

@@ -180,18 +180,18 @@ pub fn migration_from_args(
 ) -> Result<(MigrationOptions, MigrationContext), Error> {
     let flags = fleetboot_core::settings::Partial { output: Some(args.output), transport: args.transport, ..args.cluster.partial() };
     let settings = load_settings(config, &flags)?;
-    Ok((args.options(), MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts }))
+    Ok((args.options(), MigrationContext { cluster: cluster_target(&settings), settings, install_interrupts }))
 }
 
 pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let (options, context) = migration_from_args(&args, config, install_interrupts)?;
-    let mut reporter = MigrationReporter::new(style_for(context.settings.output), std::io::stdout(), std::io::stderr());
+    let mut reporter = MigrationReporter::new(style_for(context.settings.run.output), std::io::stdout(), std::io::stderr());
     crate::engine::migrate::migrate(options, &context, &mut |progress| reporter.report(progress)).await.map_err(Into::into)
 }
 
 pub async fn run_verify(args: VerifyArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = load_settings(config, &args.cluster.partial())?;
-    let context = MigrationContext { cluster: cluster_target(&args.cluster, &settings), settings, install_interrupts };
+    let context = MigrationContext { cluster: cluster_target(&settings), settings, install_interrupts };
     let results = crate::engine::migrate::verify(&context, &choice_name(args.to)).await?;
     print!("{}", render_verify(&results, args.output));
     Ok(if results.iter().all(|c| c.passed) { ExitCode::Ok } else { ExitCode::HostsFailed })

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use crate::adapters::config::{self, Layer, OutputFormat, Settings};
+use crate::adapters::config::{self, ConfigFile, OutputFormat, Settings};
 use crate::engine::runner::Abort;
 use crate::report::Style;
 use crate::{Error, ExitCode};
 use fleetboot_core::hosts::{self, Host};
-use fleetboot_core::settings::{ENV_KEYS, Origin, Partial, RawLayer, SettingsError, env_var};
+use fleetboot_core::settings::{Origin, Partial, SettingsError, env_var};
 
 pub mod args;
 pub mod args_batch;
@@ -43,7 +43,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `--help`'s list of the `FLEETBOOT_*` variables (core's `settings::ENV_KEYS`; a unit test
+/// `--help`'s list of the `FLEETBOOT_*` variables (core's `settings::KEYS`; a unit test
 /// keeps the two in step).
 pub const ENVIRONMENT_HELP: &str = "\
 Environment (below the flags, above the config file; a bad value is refused naming the variable):
@@ -92,7 +92,7 @@ pub enum Command {
 /// embedded defaults. A bad value is refused naming its flag, variable or file key, before
 /// anything is touched.
 pub(crate) fn load_settings(config: Option<&Path>, flags: &Partial) -> Result<Settings, Error> {
-    let file = config.map(Layer::read).transpose()?;
+    let file = config.map(ConfigFile::read).transpose()?;
     let env = environment_layer()?;
     Ok(config::resolve(file, &env, flags, crate::adapters::system::home_dir().as_deref())?)
 }
@@ -108,17 +108,16 @@ fn environment_layer_of(vars: impl IntoIterator<Item = (OsString, OsString)>) ->
     let mut text = Vec::new();
     for (name, value) in vars {
         let Some(name) = name.to_str().map(str::to_owned) else { continue };
-        match (value.into_string(), ENV_KEYS.iter().find(|key| env_var(key) == name)) {
+        match (value.into_string(), fleetboot_core::settings::keys::env_keys().find(|key| env_var(key) == name)) {
             (Ok(value), _) => text.push((name, value)),
             (Err(_), Some(key)) => {
                 let reason = "not valid UTF-8".to_owned();
-                return Err(SettingsError { origin: Origin::Environment, key: (*key).to_owned(), reason }.into());
+                return Err(SettingsError { origin: Origin::Environment, key: key.to_owned(), reason }.into());
             }
             (Err(_), None) => {}
         }
     }
-    let raw = RawLayer::from_env(text.iter().map(|(name, value)| (name.as_str(), value.as_str())));
-    Ok(raw.parse(&Origin::Environment)?)
+    Ok(Partial::from_env(text.iter().map(|(name, value)| (name.as_str(), value.as_str())))?)
 }
 
 /// Hosts from flags when any are given, else from the config file.
@@ -221,11 +220,12 @@ pub(crate) fn install_interrupts(trigger: watch::Sender<Abort>) {
     });
 }
 
-pub(crate) fn cluster_target(args: &ClusterArgs, settings: &Settings) -> crate::adapters::kube::ClusterTarget {
+/// The cluster the settings name: `--kubeconfig` and `--context` were decided once, with the
+/// environment and the file (`load_settings`).
+pub(crate) fn cluster_target(settings: &Settings) -> crate::adapters::kube::ClusterTarget {
     crate::adapters::kube::ClusterTarget {
-        kubeconfig: args.kubeconfig.clone().or_else(|| settings.cluster.kubeconfig.clone()),
-        // Decided once with the flags, the environment and the file (`load_settings`).
-        context: settings.cluster.context.clone(),
+        kubeconfig: settings.run.kubeconfig.as_ref().map(PathBuf::from),
+        context: settings.run.context.clone(),
     }
 }
 
@@ -251,18 +251,17 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
 
 /// Whether the user named a cluster: `--kubeconfig`, `--context`, or the config's `[cluster]`
 /// (not merely `$KUBECONFIG` or `~/.kube/config`).
-pub fn cluster_named(flags: &ClusterArgs, settings: &Settings) -> bool {
-    flags.kubeconfig.is_some() || settings.cluster.kubeconfig.is_some() || settings.cluster.context.is_some()
+pub fn cluster_named(settings: &Settings) -> bool {
+    settings.run.kubeconfig.is_some() || settings.run.context.is_some()
 }
 
 /// Whether a cluster is configured or found as kubectl finds it: flags, the config's
 /// `[cluster]`, `$KUBECONFIG`, `~/.kube/config`. Every command that can work with or without a
 /// cluster asks this one question, so they agree on which cluster is meant.
-pub fn cluster_configured(flags: &ClusterArgs, settings: &Settings) -> bool {
+pub fn cluster_configured(settings: &Settings) -> bool {
     let home_config = crate::adapters::system::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
-    flags.kubeconfig.is_some()
-        || settings.cluster.kubeconfig.is_some()
-        || settings.cluster.context.is_some()
+    settings.run.kubeconfig.is_some()
+        || settings.run.context.is_some()
         || std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty())
         || home_config
 }
@@ -314,11 +313,11 @@ mod tests {
     fn the_help_lists_every_environment_variable() {
         use clap::CommandFactory;
         let help = Cli::command().render_long_help().to_string();
-        for key in fleetboot_core::settings::ENV_KEYS {
+        for key in fleetboot_core::settings::keys::env_keys() {
             let var = fleetboot_core::settings::env_var(key);
             assert!(help.contains(&format!("  {var} ")), "{var} missing from --help:\n{help}");
         }
-        assert_eq!(ENVIRONMENT_HELP.matches("FLEETBOOT_").count(), fleetboot_core::settings::ENV_KEYS.len());
+        assert_eq!(ENVIRONMENT_HELP.matches("FLEETBOOT_").count(), fleetboot_core::settings::keys::env_keys().count());
     }
 
     #[test]

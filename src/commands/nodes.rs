@@ -44,7 +44,7 @@ pub struct NodesArgs {
 
 pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
     let settings = load_settings(config, &args.cluster.partial())?;
-    let connection = crate::adapters::kube::ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await?;
+    let connection = crate::adapters::kube::ClusterConnection::open(&cluster_target(&settings)).await?;
     let (client, server) = (&connection.client, connection.server());
     let mut nodes =
         crate::adapters::kube::discover(client, server, args.select.label_selector().as_deref(), args.select.address_type.api_name())
@@ -116,7 +116,7 @@ async fn attach_bmcs(nodes: &mut [fleetboot_core::nodes::NodeInfo], settings: &S
 async fn probe_kube_exec(nodes: &mut [fleetboot_core::nodes::NodeInfo], settings: &Settings, client: &kube::Client) {
     use fleetboot_core::transport::PowerTransport;
     use futures::StreamExt;
-    let kube = crate::adapters::kube::exec::KubeTransport::new(client.clone(), settings.reboot.clone(), settings.ssh.command_timeout);
+    let kube = crate::adapters::kube::exec::KubeTransport::new(client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
     let answers: Vec<(usize, String)> = futures::stream::iter(nodes.iter().enumerate())
         .map(|(i, n)| {
             let (kube, host) =

@@ -109,9 +109,8 @@ async fn power_inventory(targets: &PowerTargets, settings: &Settings) -> Result<
     }
     let mut hosts: Vec<Host> = settings.hosts.clone().unwrap_or_default();
     let mut cluster_nodes = Vec::new();
-    let client = if crate::commands::cluster_configured(&targets.cluster, settings) {
-        let connection =
-            crate::adapters::kube::ClusterConnection::open(&crate::commands::cluster_target(&targets.cluster, settings)).await?;
+    let client = if crate::commands::cluster_configured(settings) {
+        let connection = crate::adapters::kube::ClusterConnection::open(&crate::commands::cluster_target(settings)).await?;
         // The BareMetalHosts, their Secrets and the nodes they match (fleetboot_core::rbac), asked first.
         let namespaces = fleetboot_core::rbac::Namespaces { bmh: settings.redfish.bmh_namespaces.clone(), ..Default::default() };
         let rules = fleetboot_core::rbac::needed(&[fleetboot_core::rbac::Mode::Power], &namespaces);

@@ -199,17 +199,17 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
     let wants_cluster = match &selection {
         Selection::Nodes(_) => true,
         Selection::Resume(path) => resume_needs_cluster(path)?,
-        Selection::Hosts(_) => !args.no_cluster && super::cluster_configured(&args.cluster, &settings),
+        Selection::Hosts(_) => !args.no_cluster && super::cluster_configured(&settings),
     };
     let cluster = match wants_cluster {
-        true => match ClusterConnection::open(&cluster_target(&args.cluster, &settings)).await {
+        true => match ClusterConnection::open(&cluster_target(&settings)).await {
             Ok(connection) => Some(connection),
             // A host list under no cluster the user named: a $KUBECONFIG or ~/.kube/config that
             // cannot even be loaded names no cluster, so the run is a pure host-list run, and
             // says so. (A cluster the user named, or one that loads but does not answer, stops
             // the run: its nodes could be on the list.)
             Err(crate::adapters::kube::ClusterError::NoConfig(reason))
-                if matches!(selection, Selection::Hosts(_)) && !super::cluster_named(&args.cluster, &settings) =>
+                if matches!(selection, Selection::Hosts(_)) && !super::cluster_named(&settings) =>
             {
                 eprintln!(
                     "warning: no usable kubeconfig ({reason}); a pure host-list run: no host is checked against a cluster, \
@@ -224,14 +224,14 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
     // Every permission the run needs, asked before anything is touched.
     if let Some(connection) = &cluster {
         use crate::adapters::config::TransportChoice;
-        let transport = settings.reboot.transport;
+        let transport = settings.run.transport;
         let bmc = matches!(transport, TransportChoice::Auto | TransportChoice::Redfish);
         let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == TransportChoice::Kube, args.drain);
         let namespaces =
             fleetboot_core::rbac::Namespaces { lease: args.lease_namespace.clone(), bmh: settings.redfish.bmh_namespaces.clone() };
         crate::adapters::kube::access::check(&connection.client, &fleetboot_core::rbac::needed(&modes, &namespaces), mode).await?;
     }
-    let group_concurrency = settings.group_concurrency;
+    let group_concurrency = settings.run.group_concurrency;
     Ok(RebootJob {
         settings,
         selection,
@@ -265,7 +265,7 @@ pub async fn prepare_from_args(args: &RebootArgs, config: Option<&Path>) -> Resu
     let job = job_from_args(args, settings).await?;
     let prepared = prepare(job).await?;
     // Blocker pods are the cluster's: a run without one would never see them.
-    if prepared.settings().reboot.batch.block_on_pods.is_some() && !prepared.is_cluster_run() {
+    if prepared.settings().run.batch.block_on_pods.is_some() && !prepared.is_cluster_run() {
         let reason = "pods are read from a cluster, and this is a host-list run with no cluster".to_owned();
         return Err(crate::adapters::config::ConfigError::BadValue { key: "--block-on-pods", reason }.into());
     }
@@ -288,7 +288,7 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
                 prepared.limits()
             )
         );
-        print!("{}", crate::report::plan::render_batch(&prepared.settings().reboot.batch, crate::adapters::system::now_ms()));
+        print!("{}", crate::report::plan::render_batch(&prepared.settings().run.batch, crate::adapters::system::now_ms()));
         if let Some(url) = &args.batch.notify {
             println!("notify: {} ({:?}; run started, drained, rebooted, failed, held, finished)", redact(url), args.batch.notify_format);
         }
@@ -323,7 +323,7 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     super::warn_if_insecure(prepared.settings());
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
-    let mut reporter = Reporter::new(style_for(prepared.settings().output), std::io::stdout().lock());
+    let mut reporter = Reporter::new(style_for(prepared.settings().run.output), std::io::stdout().lock());
     let summary = prepared
         .execute((trigger, abort), |event| {
             reporter.report(event);

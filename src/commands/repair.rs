@@ -30,9 +30,9 @@ pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Er
     let settings = load_settings(config, &args.cluster.partial())?;
     let journal = match &args.journal {
         Some(path) => path.clone(),
-        None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir.clone() })?,
+        None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir().clone() })?,
     };
-    let report = crate::engine::repair::repair(&journal, &cluster_target(&args.cluster, &settings), args.dry_run).await?;
+    let report = crate::engine::repair::repair(&journal, &cluster_target(&settings), args.dry_run).await?;
     let text = match args.output.as_str() {
         "json" => crate::report::repair::render_json(&report),
         _ => crate::report::repair::render_plain(&report),
@@ -43,7 +43,7 @@ pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Er
 
 /// The newest reboot journal or migration journal under the state directory.
 fn newest_journal(settings: &Settings) -> Option<PathBuf> {
-    let dir = &settings.state_dir;
+    let dir = &settings.state_dir();
     let reboots = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

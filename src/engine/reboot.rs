@@ -186,15 +186,15 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
             check_same_cluster(&path, &state, cluster.as_ref())?;
             // The run goes on as it started, but for what the user overrides explicitly.
             let today = RunSettings {
-                policy: Some(journaled_policy(&settings.reboot, &settings.redfish.fallback, settings.redfish.graceful_timeout)),
-                ..journaled_settings(&settings.reboot)
+                policy: Some(journaled_policy(&settings.run, &settings.redfish.fallback, settings.redfish.graceful_timeout)),
+                ..journaled_settings(&settings.run)
             };
             let resumed = resume_settings(state.settings.as_ref(), &today, &explicit, refuse_conflicts)
                 .map_err(|conflicts| SelectionError::ResumeConflicts { journal: path.clone(), conflicts })?;
-            apply_run_settings(&mut settings.reboot, &resumed.settings);
+            apply_run_settings(&mut settings.run, &resumed.settings);
             if let Some(policy) = &resumed.settings.policy {
                 let redfish = &mut settings.redfish;
-                apply_run_policy(&mut settings.reboot, &mut redfish.fallback, &mut redfish.graceful_timeout, policy);
+                apply_run_policy(&mut settings.run, &mut redfish.fallback, &mut redfish.graceful_timeout, policy);
             }
             if !resumed.not_journaled.is_empty() {
                 notes.push(format!(
@@ -235,7 +235,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     // A host-list run touches no cluster: it neither proves through one nor takes its lease.
     let cluster = if cluster_run { cluster } else { None };
     if groups.all_at_once {
-        settings.reboot.concurrency = hosts.len().max(1);
+        settings.run.concurrency = hosts.len().max(1);
     }
     let run_id = match (&prior, fresh_id) {
         (Some(p), _) => p.run_id.clone(),
@@ -266,7 +266,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
 }
 
 fn new_journal_path(settings: &Settings, given: Option<PathBuf>, run_id: Option<&str>) -> PathBuf {
-    given.unwrap_or_else(|| settings.state_dir.join(format!("reboot-{}.jsonl", run_id.map_or_else(new_run_id, str::to_owned))))
+    given.unwrap_or_else(|| settings.state_dir().join(format!("reboot-{}.jsonl", run_id.map_or_else(new_run_id, str::to_owned))))
 }
 
 /// A cluster run's journal may only be resumed against its own cluster.
@@ -433,28 +433,28 @@ impl PreparedRun {
         }
         notes.into_iter().for_each(&mut warn);
         // Keys and known_hosts are read before the journal exists or any host is contacted.
-        let retry = RetryPolicy { attempts: settings.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
+        let retry = RetryPolicy { attempts: settings.run.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
         let mut settings = settings;
-        if settings.reboot.transport == TransportChoice::Kube {
+        if settings.run.transport == TransportChoice::Kube {
             // The documents' `shutdown -r +1` for the SSH default (cancelable for a minute).
-            settings.reboot.command = crate::adapters::kube::exec::kube_reboot_command(&settings.reboot.command);
+            settings.run.command = crate::adapters::kube::exec::kube_reboot_command(&settings.run.command);
         }
-        let transport = match settings.reboot.transport {
+        let transport = match settings.run.transport {
             // Through the cluster API only: no SSH key is read; exec must be allowed before
             // anything is touched.
             TransportChoice::Kube => {
                 let connection = cluster.as_ref().ok_or(SelectionError::KubeNeedsACluster)?;
-                let kube = KubeTransport::new(connection.client.clone(), settings.reboot.clone(), settings.ssh.command_timeout);
+                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
                 kube_preflight(&kube, &plan.hosts).await?;
                 NodeTransport::Kube(kube)
             }
             // `auto` on a cluster: SSH, then the API's exec (then the BMC, the runner's fallback).
             TransportChoice::Auto if let Some(connection) = &cluster => {
-                let ssh = SshTransport::new(SshClient::for_this_user(settings.ssh.clone())?, settings.reboot.clone());
-                let kube = KubeTransport::new(connection.client.clone(), settings.reboot.clone(), settings.ssh.command_timeout);
+                let ssh = SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone());
+                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
                 NodeTransport::SshThenKube(Box::new(crate::adapters::transports::Chain::new(ssh, kube)))
             }
-            _ => NodeTransport::Ssh(SshTransport::new(SshClient::for_this_user(settings.ssh.clone())?, settings.reboot.clone())),
+            _ => NodeTransport::Ssh(SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone())),
         };
         // BMC credentials are read now too: a bad one stops the run before any node is touched.
         let (bmc, bmc_warnings) = bmc_power(&settings, &plan.hosts, cluster.as_ref(), discovered).await?;
@@ -511,7 +511,7 @@ impl PreparedRun {
         };
         let inputs = RunInputs {
             transport,
-            settings: settings.reboot.clone(),
+            settings: settings.run.clone(),
             retry,
             journal: writer,
             plan,
@@ -579,7 +579,7 @@ async fn kube_preflight(kube: &KubeTransport, hosts: &[Host]) -> Result<(), Sele
 
 /// What a user must hear before a run starts, whatever it reboots.
 pub fn host_key_warning(settings: &Settings) -> Option<&'static str> {
-    (settings.ssh.host_key_policy == HostKeyPolicy::InsecureIgnore).then_some(
+    (settings.run.ssh.host_key_policy == HostKeyPolicy::InsecureIgnore).then_some(
         "WARNING: host keys are NOT verified (--insecure-ignore-host-keys). Anyone on the path can impersonate \
          a host and receive your commands. A key that changes during the run still stops that host.",
     )
@@ -595,8 +595,7 @@ async fn bmc_power(
     cluster: Option<&ClusterConnection>,
     discovered: Option<Vec<NodeInfo>>,
 ) -> Result<(Option<Arc<crate::adapters::bmc::RedfishPower>>, Vec<String>), Error> {
-    if matches!(settings.reboot.transport, TransportChoice::Ssh | TransportChoice::Kube) || (settings.bmcs.is_empty() && cluster.is_none())
-    {
+    if matches!(settings.run.transport, TransportChoice::Ssh | TransportChoice::Kube) || (settings.bmcs.is_empty() && cluster.is_none()) {
         return Ok((None, Vec::new()));
     }
     let kube = cluster.map(|c| &c.client);
@@ -608,7 +607,7 @@ async fn bmc_power(
     let inventory =
         crate::adapters::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
     let warnings = inventory.warnings(None);
-    if settings.reboot.transport == TransportChoice::Redfish {
+    if settings.run.transport == TransportChoice::Redfish {
         let missing: Vec<String> = hosts.iter().filter(|h| !inventory.targets.contains_key(&h.name)).map(|h| h.name.clone()).collect();
         if !missing.is_empty() {
             return Err(SelectionError::NoBmc { why: "--transport redfish", nodes: missing, hint: "" }.into());

@@ -15,7 +15,7 @@ pub fn render_plan(
     listed_as: &std::collections::BTreeMap<String, (String, String)>,
     limits: fleetboot_core::limits::Rule,
 ) -> String {
-    let r = &settings.reboot;
+    let r = &settings.run;
     let mut text = format!(
         "plan for run {} (dry run: nothing is contacted)\n\n\
          reboot command: {}\nproof: boot ID from `{}` must change within {}\n\
@@ -30,10 +30,10 @@ pub fn render_plan(
         r.max_failures.tolerated(plan.hosts.len()),
         plan.hosts.len(),
         humantime::format_duration(r.poll_interval),
-        settings.ssh.user,
-        settings.ssh.port,
-        settings.ssh.host_key_policy,
-        settings.ssh.known_hosts.display(),
+        settings.run.ssh.user,
+        settings.run.ssh.port,
+        settings.run.ssh.host_key_policy,
+        settings.run.ssh.known_hosts,
     );
     let rows: Vec<Vec<String>> = plan
         .steps
@@ -54,7 +54,7 @@ pub fn render_plan(
             vec![
                 (i + 1).to_string(),
                 listed,
-                format!("{}:{}", s.host.address, s.host.port_or(settings.ssh.port)),
+                format!("{}:{}", s.host.address, s.host.port_or(settings.run.ssh.port)),
                 node,
                 group,
                 plan::describe(s.action).to_owned(),

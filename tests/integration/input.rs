@@ -44,7 +44,7 @@ fn bad_input_names_the_problem_and_touches_nothing() {
 
     let config = dir.join("bad.toml");
     std::fs::write(&config, "[reboot]\nconcurency = 2\n").unwrap();
-    run(with(&["--config", config.to_str().unwrap()]), "unknown field `concurency`");
+    run(with(&["--config", config.to_str().unwrap()]), "`reboot.concurency`: unknown key; [reboot] has ");
 
     let mut args = base.clone();
     let at = args.iter().position(|a| a == "--identity").unwrap();

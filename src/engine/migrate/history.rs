@@ -4,7 +4,7 @@
 use super::*;
 
 pub(super) fn migrations_root(settings: &Settings) -> PathBuf {
-    settings.state_dir.join("migrations")
+    settings.state_dir().join("migrations")
 }
 
 /// The migrations of *this* cluster under the state directory, oldest first, each with its

@@ -355,19 +355,9 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         masquerade: options.masquerade_subnet.clone(),
     };
     if options.plan {
-        let plan = plan(
-            &options,
-            &cluster,
-            &state,
-            flow,
-            &reason,
-            &version,
-            &dir,
-            &subnets,
-            supersedes.is_some(),
-            context.settings.reboot.timeout,
-        )
-        .await?;
+        let plan =
+            plan(&options, &cluster, &state, flow, &reason, &version, &dir, &subnets, supersedes.is_some(), context.settings.run.timeout)
+                .await?;
         events.emit(MigrationEvent::MigrationPlanned { plan });
         return Ok(ExitCode::Ok);
     }

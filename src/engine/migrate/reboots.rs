@@ -15,7 +15,7 @@ impl Migration<'_, '_> {
     ) -> Result<ExitCode, StepError> {
         let mut settings = self.context.settings.clone();
         if let Some(concurrency) = concurrency {
-            settings.reboot.concurrency = concurrency;
+            settings.run.concurrency = concurrency;
         }
         let job = RebootJob {
             settings,

@@ -32,7 +32,7 @@ use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, HostOutcome, Summary};
 use fleetboot_core::hosts::Host;
 use fleetboot_core::journal::{Entry, HostRecord, JOURNAL_VERSION, JournalError, Record, ResumeAction, RunState};
-use fleetboot_core::journal::{FallbackSpec, RateSpec, RunPolicy, RunSettings};
+use fleetboot_core::journal::{FallbackSpec, RunPolicy, RunSettings};
 use fleetboot_core::plan::Plan;
 use fleetboot_core::transport::{PowerTransport, TransportError};
 
@@ -540,7 +540,7 @@ pub fn journaled_settings(settings: &RebootSettings) -> RunSettings {
     RunSettings {
         transport: settings.transport,
         command: settings.command.clone(),
-        rate: settings.rate.map(|r| RateSpec { count: r.count.get(), per_ms: r.per.as_millis() as u64 }),
+        rate: settings.rate,
         concurrency: settings.concurrency,
         timeout_ms: settings.timeout.as_millis() as u64,
         scheduled_delay_ms: settings.scheduled_delay.as_millis() as u64,
@@ -592,9 +592,7 @@ pub fn apply_run_policy(settings: &mut RebootSettings, fallback: &mut FallbackPo
 pub fn apply_run_settings(settings: &mut RebootSettings, run: &RunSettings) {
     settings.transport = run.transport;
     settings.command = run.command.clone();
-    settings.rate = run.rate.and_then(|r| {
-        Some(crate::adapters::config::Rate { count: std::num::NonZeroU32::new(r.count)?, per: Duration::from_millis(r.per_ms) })
-    });
+    settings.rate = run.rate;
     settings.concurrency = run.concurrency;
     settings.timeout = Duration::from_millis(run.timeout_ms);
     settings.scheduled_delay = Duration::from_millis(run.scheduled_delay_ms);

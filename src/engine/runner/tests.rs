@@ -6,7 +6,6 @@
 //! Past 500 lines: the runner's tests on the paused clock, one scenario each.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::*;
-use crate::adapters::config::{FallbackPolicy, Rate, RebootSettings, TransportChoice};
+use crate::adapters::config::{FallbackPolicy, RebootSettings, TransportChoice};
 use crate::adapters::journal::JournalWriter;
 use crate::adapters::redfish::RedfishError;
 use crate::engine::seams::{BmcError, BmcPower, DrainError, EvidenceError, NodeDrain, NodeEvidence};
@@ -495,12 +494,12 @@ fn settings() -> RebootSettings {
         cancel_pending_on_abort: false,
         transport: TransportChoice::Auto,
         scheduled_delay: Duration::from_secs(60),
-        batch: Default::default(),
+        ..RebootSettings::default()
     }
 }
 
-fn rate(count: u32, per: Duration) -> Option<Rate> {
-    Some(Rate { count: NonZeroU32::new(count).unwrap(), per })
+fn rate(count: u32, per: Duration) -> Option<fleetboot_core::journal::RateSpec> {
+    Some(fleetboot_core::journal::RateSpec { count, per_ms: per.as_millis() as u64 })
 }
 
 /// One run against the world (fresh, or resuming the journal at `journal`).

@@ -3,19 +3,20 @@
 //! Every source (clap's flags, `FLEETBOOT_*` variables, a config file's keys, the embedded
 //! defaults) fills the same [`Partial`]: one `Option` a setting. [`merge`] takes the first value
 //! set, in that order, field by field; nothing else decides precedence. Text from the
-//! environment or a file goes through [`RawLayer::parse`], so a bad value is refused with the
-//! file (or variable) and key that held it, before anything is touched.
+//! environment or a file goes through one table ([`keys::KEYS`]: `Partial::from_env`,
+//! `Partial::from_file`), so a bad value is refused with the file (or variable) and key that
+//! held it, before anything is touched.
 //!
 //! The fixed choices ([`Transport`], [`HostKeyPolicy`], [`OutputFormat`]) exist once, here: clap
 //! parses them with `value_parser = Transport::from_str` (their [`Choice::NAMES`] are the
 //! possible values), serde reads and writes the same names for the file and the journal.
 //!
-//! Adding a setting: a field in [`Partial`] and [`Settings`], a line in [`merge`], its flag
-//! (whose `value_parser` yields the field's type) and, for the file, its key in
-//! `adapters::config::Layer::partial`; a key in [`RawLayer`] when the environment may set it.
-//! Then use it.
+//! Adding a setting: a field in [`Partial`] and [`Settings`], a line in [`merge`] and, for the
+//! file or the environment, a line in [`keys::KEYS`] (its file key, its variable, its parser);
+//! then its flag (whose `value_parser` yields the field's type), and where it is used. The
+//! commands read the merged model itself (`adapters::config::Settings::run`): nothing copies it.
 //!
-//! One file, past 500 lines: the model, its parsers and its one merge are the single place a setting is defined.
+//! Past 500 lines: the model, its parsers and its one merge are the single place a setting is defined.
 
 use std::fmt;
 use std::str::FromStr;
@@ -139,6 +140,27 @@ pub struct RateSpec {
     pub per_ms: u64,
 }
 
+impl RateSpec {
+    /// The rate is enforced as an even spacing, so no window of length `per` ever holds more
+    /// than `count` starts (a burst of `count` would allow almost twice that across a boundary).
+    pub fn spacing(&self) -> Duration {
+        Duration::from_millis(self.per_ms) / self.count.max(1)
+    }
+}
+
+impl fmt::Display for RateSpec {
+    /// As written: `10/min`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per_ms {
+            1_000 => "s",
+            60_000 => "min",
+            3_600_000 => "h",
+            other => return write!(f, "{}/{}ms", self.count, other),
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
 impl FromStr for FailureBudget {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
@@ -208,7 +230,7 @@ pub fn parse_attempts(text: &str) -> Result<u32, String> {
     }
 }
 
-/// A duration as written by people: `500ms`, `90s`, `5m`/`5min`, `2h`, or a sum (`1m30s`).
+/// A duration as written by people: `500ms`, `90s`, `5m`/`5min`, `2h`, `1day`, or a sum (`1m30s`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let bad = || format!("expected a duration like \"90s\", \"5min\" or \"1h\", found {text:?}");
@@ -223,10 +245,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = rest[digits..].trim_start();
         let unit_len = rest.find(|c: char| c.is_ascii_digit() || c.is_whitespace()).unwrap_or(rest.len());
         let millis = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" | "sec" => 1_000,
-            "m" | "min" => 60_000,
-            "h" | "hour" => 3_600_000,
+            "ms" | "msec" => 1,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
+            "h" | "hr" | "hour" | "hours" => 3_600_000,
+            "d" | "day" | "days" => 86_400_000,
+            "w" | "week" | "weeks" => 7 * 86_400_000,
+            // A year as humantime counts it: 365.25 days.
+            "y" | "year" | "years" => 31_557_600_000,
             _ => return Err(bad()),
         };
         total += Duration::from_millis(n.checked_mul(millis).ok_or_else(bad)?);
@@ -277,6 +303,9 @@ pub struct Partial {
     pub check_command: Option<Option<String>>,
     pub cancel_pending_on_abort: Option<bool>,
     pub parallel: Option<usize>,
+    pub cancel_command: Option<String>,
+    pub scheduled_delay: Option<Duration>,
+    pub kubeconfig: Option<String>,
     pub ssh: SshPartial,
     pub state_dir: Option<String>,
     /// Windows, `--only-if` ([`crate::batch`]).
@@ -294,6 +323,7 @@ pub struct SshPartial {
     pub auth_timeout: Option<Duration>,
     pub command_timeout: Option<Duration>,
     pub connect_attempts: Option<u32>,
+    pub keepalive_interval: Option<Duration>,
 }
 
 /// The settings of one command, every one decided.
@@ -305,12 +335,12 @@ pub struct Settings {
     pub max_failures: FailureBudget,
     pub timeout: Duration,
     pub poll_interval: Duration,
-    pub connect_timeout: Duration,
     pub transport: Transport,
-    pub host_key_policy: HostKeyPolicy,
     pub output: OutputFormat,
     /// The kubeconfig context; `None`: the kubeconfig's current one.
     pub context: Option<String>,
+    /// The kubeconfig file; `None`: `$KUBECONFIG`, then `~/.kube/config`, as kubectl finds it.
+    pub kubeconfig: Option<String>,
     /// The reboot command.
     pub command: String,
     pub boot_id_command: String,
@@ -321,8 +351,13 @@ pub struct Settings {
     pub cancel_pending_on_abort: bool,
     /// Connections for plain commands and boot-ID reads at once.
     pub parallel: usize,
+    /// Cancels a reboot scheduled but not yet begun (`--cancel-pending-on-abort`).
+    pub cancel_command: String,
+    /// How long after the reboot command the node may still go down on its own (systemd's
+    /// `shutdown -r`: a minute): no BMC reset before that has passed.
+    pub scheduled_delay: Duration,
     pub ssh: SshSettings,
-    /// Where journals are kept, as written.
+    /// Where journals are kept (`~/` expanded by the commands layer, which knows the home).
     pub state_dir: String,
     /// Windows, `--only-if` ([`crate::batch`]).
     pub batch: crate::batch::BatchSettings,
@@ -336,9 +371,12 @@ pub struct SshSettings {
     /// Empty: ssh-agent, then the usual key files.
     pub identities: Vec<String>,
     pub known_hosts: String,
+    pub host_key_policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
     pub auth_timeout: Duration,
     pub command_timeout: Duration,
     pub connect_attempts: u32,
+    pub keepalive_interval: Duration,
 }
 
 impl Default for Settings {
@@ -350,25 +388,29 @@ impl Default for Settings {
             max_failures: FailureBudget::Count(0),
             timeout: Duration::from_secs(20 * 60),
             poll_interval: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
             transport: Transport::Auto,
-            host_key_policy: HostKeyPolicy::Strict,
             output: OutputFormat::Auto,
             context: None,
+            kubeconfig: None,
             command: "sudo shutdown -r -t 3".to_owned(),
             boot_id_command: "cat /proc/sys/kernel/random/boot_id".to_owned(),
             check_command: None,
             rate: None,
             cancel_pending_on_abort: false,
             parallel: 64,
+            cancel_command: "sudo shutdown -c".to_owned(),
+            scheduled_delay: Duration::from_secs(60),
             ssh: SshSettings {
                 user: "core".to_owned(),
                 port: 22,
                 identities: Vec::new(),
                 known_hosts: "~/.ssh/known_hosts".to_owned(),
+                host_key_policy: HostKeyPolicy::Strict,
+                connect_timeout: Duration::from_secs(10),
                 auth_timeout: Duration::from_secs(10),
                 command_timeout: Duration::from_secs(60),
                 connect_attempts: 3,
+                keepalive_interval: Duration::from_secs(5),
             },
             state_dir: "~/.local/state/fleetboot".to_owned(),
             batch: crate::batch::BatchSettings::default(),
@@ -378,33 +420,34 @@ impl Default for Settings {
 
 /// The one merge: for each setting the flag, else the environment, else the file, else the default.
 pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings) -> Settings {
+    macro_rules! first {
+        ($field:ident) => {
+            flags.$field.clone().or_else(|| env.$field.clone()).or_else(|| file.$field.clone())
+        };
+    }
     macro_rules! pick {
         ($field:ident) => {
-            flags.$field.clone().or_else(|| env.$field.clone()).or_else(|| file.$field.clone()).unwrap_or_else(|| defaults.$field.clone())
+            first!($field).unwrap_or_else(|| defaults.$field.clone())
         };
     }
     Settings {
         concurrency: pick!(concurrency),
-        group_concurrency: flags.group_concurrency.or(env.group_concurrency).or(file.group_concurrency).or(defaults.group_concurrency),
+        group_concurrency: first!(group_concurrency).or(defaults.group_concurrency),
         max_failures: pick!(max_failures),
         timeout: pick!(timeout),
         poll_interval: pick!(poll_interval),
-        connect_timeout: pick!(connect_timeout),
         transport: pick!(transport),
-        host_key_policy: pick!(host_key_policy),
         output: pick!(output),
-        context: flags
-            .context
-            .clone()
-            .or_else(|| env.context.clone())
-            .or_else(|| file.context.clone())
-            .or_else(|| defaults.context.clone()),
+        context: first!(context).or_else(|| defaults.context.clone()),
+        kubeconfig: first!(kubeconfig).or_else(|| defaults.kubeconfig.clone()),
         command: pick!(command),
         boot_id_command: pick!(boot_id_command),
         check_command: pick!(check_command),
         rate: pick!(rate),
         cancel_pending_on_abort: pick!(cancel_pending_on_abort),
         parallel: pick!(parallel),
+        cancel_command: pick!(cancel_command),
+        scheduled_delay: pick!(scheduled_delay),
         ssh: {
             let d = &defaults.ssh;
             macro_rules! ssh {
@@ -423,9 +466,12 @@ pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings
                 port: ssh!(port),
                 identities: ssh!(identities),
                 known_hosts: ssh!(known_hosts),
+                host_key_policy: first!(host_key_policy).unwrap_or(d.host_key_policy),
+                connect_timeout: first!(connect_timeout).unwrap_or(d.connect_timeout),
                 auth_timeout: ssh!(auth_timeout),
                 command_timeout: ssh!(command_timeout),
                 connect_attempts: ssh!(connect_attempts),
+                keepalive_interval: ssh!(keepalive_interval),
             }
         },
         state_dir: pick!(state_dir),
@@ -460,233 +506,8 @@ impl fmt::Display for SettingsError {
     }
 }
 
-/// The settings the environment may give, by key, each read from `FLEETBOOT_` and the key in
-/// capitals (`group-concurrency`: `FLEETBOOT_GROUP_CONCURRENCY`).
-pub const ENV_KEYS: &[&str] = &[
-    "concurrency",
-    "group-concurrency",
-    "max-failures",
-    "timeout",
-    "poll-interval",
-    "connect-timeout",
-    "transport",
-    "host-key-policy",
-    "output",
-    "context",
-];
-
-/// The environment variable of a key: `poll-interval` -> `FLEETBOOT_POLL_INTERVAL`.
-pub fn env_var(key: &str) -> String {
-    format!("FLEETBOOT_{}", key.to_uppercase().replace('-', "_"))
-}
-
-/// The settings as text, the way a file's `[run]` table or the environment holds them. Unknown
-/// keys are refused by serde, never ignored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawLayer {
-    pub concurrency: Option<String>,
-    pub group_concurrency: Option<String>,
-    pub max_failures: Option<String>,
-    pub timeout: Option<String>,
-    pub poll_interval: Option<String>,
-    pub connect_timeout: Option<String>,
-    pub transport: Option<String>,
-    pub host_key_policy: Option<String>,
-    pub output: Option<String>,
-    pub context: Option<String>,
-}
-
-impl RawLayer {
-    /// The environment's layer: `FLEETBOOT_CONCURRENCY` and so on, from the pairs given (the
-    /// caller reads the environment; this stays pure).
-    pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> RawLayer {
-        let mut raw = RawLayer::default();
-        for (name, value) in vars {
-            let Some(key) = ENV_KEYS.iter().find(|key| env_var(key) == name) else { continue };
-            *raw.slot(key) = Some(value.to_owned());
-        }
-        raw
-    }
-
-    fn slot(&mut self, key: &str) -> &mut Option<String> {
-        match key {
-            "concurrency" => &mut self.concurrency,
-            "group-concurrency" => &mut self.group_concurrency,
-            "max-failures" => &mut self.max_failures,
-            "timeout" => &mut self.timeout,
-            "poll-interval" => &mut self.poll_interval,
-            "connect-timeout" => &mut self.connect_timeout,
-            "transport" => &mut self.transport,
-            "host-key-policy" => &mut self.host_key_policy,
-            "output" => &mut self.output,
-            "context" => &mut self.context,
-            other => unreachable!("no setting {other}"),
-        }
-    }
-
-    /// Every value parsed into its type; the first bad one is refused with `origin` and its key.
-    pub fn parse(&self, origin: &Origin) -> Result<Partial, SettingsError> {
-        fn field<T>(
-            origin: &Origin,
-            key: &str,
-            text: &Option<String>,
-            parse: impl Fn(&str) -> Result<T, String>,
-        ) -> Result<Option<T>, SettingsError> {
-            text.as_deref()
-                .map(|t| parse(t).map_err(|reason| SettingsError { origin: origin.clone(), key: key.to_owned(), reason }))
-                .transpose()
-        }
-        Ok(Partial {
-            concurrency: field(origin, "concurrency", &self.concurrency, parse_limit)?,
-            group_concurrency: field(origin, "group-concurrency", &self.group_concurrency, parse_limit)?,
-            max_failures: field(origin, "max-failures", &self.max_failures, str::parse)?,
-            timeout: field(origin, "timeout", &self.timeout, parse_setting_duration)?,
-            poll_interval: field(origin, "poll-interval", &self.poll_interval, parse_setting_duration)?,
-            connect_timeout: field(origin, "connect-timeout", &self.connect_timeout, parse_setting_duration)?,
-            transport: field(origin, "transport", &self.transport, str::parse)?,
-            host_key_policy: field(origin, "host-key-policy", &self.host_key_policy, str::parse)?,
-            output: field(origin, "output", &self.output, str::parse)?,
-            context: self.context.clone().filter(|c| !c.is_empty()),
-            ..Partial::default()
-        })
-    }
-}
+pub mod keys;
+pub use keys::{KEYS, Key, Value, env_var};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn all_set(concurrency: usize, transport: Transport, context: &str) -> Partial {
-        Partial {
-            concurrency: Some(concurrency),
-            group_concurrency: Some(concurrency),
-            max_failures: Some(FailureBudget::Count(concurrency)),
-            timeout: Some(Duration::from_secs(concurrency as u64)),
-            poll_interval: Some(Duration::from_millis(concurrency as u64)),
-            connect_timeout: Some(Duration::from_secs(100 + concurrency as u64)),
-            transport: Some(transport),
-            host_key_policy: Some(HostKeyPolicy::AcceptNew),
-            output: Some(OutputFormat::Json),
-            context: Some(context.to_owned()),
-            ..Partial::default()
-        }
-    }
-
-    #[test]
-    fn each_field_takes_the_flag_then_the_environment_then_the_file_then_the_default() {
-        let flags = all_set(4, Transport::Ssh, "flag");
-        let env = all_set(3, Transport::Redfish, "env");
-        let file = all_set(2, Transport::Auto, "file");
-        let defaults = Settings::default();
-        let everything = merge(&flags, &env, &file, &defaults);
-        assert_eq!((everything.concurrency, everything.transport, everything.context.as_deref()), (4, Transport::Ssh, Some("flag")));
-        assert_eq!(everything.timeout, Duration::from_secs(4));
-
-        let none = Partial::default();
-        let no_flag = merge(&none, &env, &file, &defaults);
-        assert_eq!((no_flag.concurrency, no_flag.transport, no_flag.context.as_deref()), (3, Transport::Redfish, Some("env")));
-        let file_only = merge(&none, &none, &file, &defaults);
-        assert_eq!((file_only.concurrency, file_only.group_concurrency, file_only.context.as_deref()), (2, Some(2), Some("file")));
-        assert_eq!(merge(&none, &none, &none, &defaults), defaults);
-    }
-
-    #[test]
-    fn precedence_is_decided_per_field_not_per_source() {
-        let flags = Partial { concurrency: Some(9), ..Partial::default() };
-        let env = Partial { output: Some(OutputFormat::Plain), ..Partial::default() };
-        let file =
-            Partial { concurrency: Some(2), transport: Some(Transport::Redfish), output: Some(OutputFormat::Json), ..Partial::default() };
-        let s = merge(&flags, &env, &file, &Settings::default());
-        assert_eq!(s.concurrency, 9, "the flag beats the file");
-        assert_eq!(s.output, OutputFormat::Plain, "the environment beats the file");
-        assert_eq!(s.transport, Transport::Redfish, "the file beats the default");
-        assert_eq!(s.host_key_policy, HostKeyPolicy::Strict, "the default when nobody says");
-    }
-
-    #[test]
-    fn a_bad_value_in_the_file_names_the_file_and_the_key() {
-        let raw = RawLayer { concurrency: Some("4".into()), transport: Some("telnet".into()), ..RawLayer::default() };
-        let err = raw.parse(&Origin::File("/etc/fleetboot.toml".into())).unwrap_err();
-        assert_eq!(err.key, "transport");
-        let text = err.to_string();
-        assert!(text.starts_with("/etc/fleetboot.toml: `transport`: "), "{text}");
-        assert!(text.contains("auto, ssh, redfish") && text.contains("telnet"), "{text}");
-
-        let zero = RawLayer { group_concurrency: Some("0".into()), ..RawLayer::default() };
-        let err = zero.parse(&Origin::File("site.toml".into())).unwrap_err();
-        assert_eq!(err.to_string(), "site.toml: `group-concurrency`: a limit of 0 reboots nothing; use at least 1");
-        let late = RawLayer { timeout: Some("soon".into()), ..RawLayer::default() };
-        assert!(late.parse(&Origin::Environment).unwrap_err().to_string().starts_with("environment variable FLEETBOOT_TIMEOUT: "));
-    }
-
-    #[test]
-    fn the_file_format_refuses_unknown_keys_and_reads_the_same_names_as_the_flags() {
-        let raw: RawLayer = serde_json::from_str(r#"{"concurrency": "3", "host-key-policy": "accept-new", "output": "json"}"#).unwrap();
-        let p = raw.parse(&Origin::File("f".into())).unwrap();
-        assert_eq!((p.concurrency, p.host_key_policy, p.output), (Some(3), Some(HostKeyPolicy::AcceptNew), Some(OutputFormat::Json)));
-        let unknown = serde_json::from_str::<RawLayer>(r#"{"concurency": "3"}"#).unwrap_err().to_string();
-        assert!(unknown.contains("concurency"), "{unknown}");
-    }
-
-    #[test]
-    fn the_environment_fills_its_layer_by_name() {
-        let raw = RawLayer::from_env([
-            ("FLEETBOOT_CONCURRENCY", "5"),
-            ("FLEETBOOT_TRANSPORT", "ssh"),
-            ("HOME", "/root"),
-            ("FLEETBOOT_UNKNOWN", "x"),
-        ]);
-        let p = raw.parse(&Origin::Environment).unwrap();
-        assert_eq!((p.concurrency, p.transport, p.output), (Some(5), Some(Transport::Ssh), None));
-    }
-
-    #[test]
-    fn every_key_has_its_variable_and_a_bad_variable_is_named() {
-        for key in ENV_KEYS {
-            let name = env_var(key);
-            let raw = RawLayer::from_env([(name.as_str(), "nonsense value")]);
-            let err = raw.parse(&Origin::Environment);
-            if *key == "context" {
-                assert_eq!(err.unwrap().context.as_deref(), Some("nonsense value"), "any name is a context's name");
-                continue;
-            }
-            let text = err.unwrap_err().to_string();
-            assert!(text.starts_with(&format!("environment variable {name}: ")), "{text}");
-            assert!(text.contains("nonsense value"), "the value refused is shown: {text}");
-        }
-        assert_eq!(env_var("group-concurrency"), "FLEETBOOT_GROUP_CONCURRENCY");
-        let zero = RawLayer::from_env([("FLEETBOOT_CONCURRENCY", "0")]).parse(&Origin::Environment).unwrap_err().to_string();
-        assert_eq!(zero, "environment variable FLEETBOOT_CONCURRENCY: a limit of 0 reboots nothing; use at least 1");
-        let never = RawLayer::from_env([("FLEETBOOT_POLL_INTERVAL", "0s")]).parse(&Origin::Environment).unwrap_err().to_string();
-        assert_eq!(never, "environment variable FLEETBOOT_POLL_INTERVAL: must be longer than zero");
-        let huge = RawLayer::from_env([("FLEETBOOT_TIMEOUT", "9000h")]).parse(&Origin::Environment).unwrap_err().to_string();
-        assert!(huge.contains("366 days"), "{huge}");
-        assert_eq!(RawLayer::from_env([("FLEETBOOT_CONTEXT", "")]).parse(&Origin::Environment).unwrap().context, None);
-        assert_eq!(RawLayer::from_env([("fleetboot_concurrency", "3"), ("FLEETBOOT_CONCURRENCY_X", "3")]), RawLayer::default());
-    }
-
-    #[test]
-    fn one_spelling_for_the_command_line_the_file_and_the_journal() {
-        for &name in HostKeyPolicy::NAMES {
-            let parsed: HostKeyPolicy = name.parse().unwrap();
-            assert_eq!(parsed.to_string(), name);
-            assert_eq!(serde_json::to_string(&parsed).unwrap(), format!("\"{name}\""));
-            assert_eq!(serde_json::from_str::<HostKeyPolicy>(&format!("\"{name}\"")).unwrap(), parsed);
-        }
-        assert_eq!(Transport::NAMES, ["auto", "ssh", "redfish", "kube"]);
-        assert_eq!(OutputFormat::NAMES, ["auto", "plain", "json"]);
-    }
-
-    #[test]
-    fn durations_and_budgets_read_as_people_write_them() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("").is_err() && parse_duration("5").is_err() && parse_duration("5 fortnights").is_err());
-        assert_eq!("10%".parse(), Ok(FailureBudget::Percent(10)));
-        assert_eq!("3".parse(), Ok(FailureBudget::Count(3)));
-        assert!("101%".parse::<FailureBudget>().is_err());
-    }
-}
+mod tests;
