@@ -16,7 +16,7 @@ use fleetboot_core::hosts::Host;
 use fleetboot_core::journal::RateSpec;
 use fleetboot_core::settings::{self, Origin, Partial, SettingsError, Value};
 /// The fixed choices exist once, in core's settings model.
-pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, SshSettings, Transport as TransportChoice};
+pub use fleetboot_core::settings::{HostKeyPolicy, OutputFormat, SshSettings, Transport};
 
 /// The runner's and the transports' settings are the model itself.
 pub type RebootSettings = settings::Settings;
@@ -507,7 +507,7 @@ mod tests {
     #[test]
     fn bmc_entries_and_redfish_settings_are_checked() {
         let s = resolve(None, &Partial::default(), &Partial::default(), home()).unwrap();
-        assert_eq!(s.run.transport, TransportChoice::Auto);
+        assert_eq!(s.run.transport, Transport::Auto);
         assert!(s.redfish.fallback.on_unreachable && !s.redfish.fallback.on_host_key);
         let two =
             ConfigFile::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npassword_file = \"f\"\npassword_env = \"E\"\n", "f").unwrap();

@@ -223,10 +223,10 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
     };
     // Every permission the run needs, asked before anything is touched.
     if let Some(connection) = &cluster {
-        use crate::adapters::config::TransportChoice;
+        use crate::adapters::config::Transport;
         let transport = settings.run.transport;
-        let bmc = matches!(transport, TransportChoice::Auto | TransportChoice::Redfish);
-        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == TransportChoice::Kube, args.drain);
+        let bmc = matches!(transport, Transport::Auto | Transport::Redfish);
+        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == Transport::Kube, args.drain);
         let namespaces =
             fleetboot_core::rbac::Namespaces { lease: args.lease_namespace.clone(), bmh: settings.redfish.bmh_namespaces.clone() };
         crate::adapters::kube::access::check(&connection.client, &fleetboot_core::rbac::needed(&modes, &namespaces), mode).await?;

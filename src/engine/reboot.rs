@@ -20,7 +20,7 @@ use fleetboot_core::plan::{Grouping, Plan, plan_reboot};
 use fleetboot_core::settings::Partial;
 use tokio::sync::watch;
 
-use crate::adapters::config::{HostKeyPolicy, Settings, TransportChoice};
+use crate::adapters::config::{HostKeyPolicy, Settings, Transport};
 use crate::adapters::journal::{self, JournalWriter};
 use crate::adapters::kube::ClusterConnection;
 use crate::adapters::kube::exec::KubeTransport;
@@ -435,21 +435,21 @@ impl PreparedRun {
         // Keys and known_hosts are read before the journal exists or any host is contacted.
         let retry = RetryPolicy { attempts: settings.run.ssh.connect_attempts, first_wait: Duration::from_secs(1) };
         let mut settings = settings;
-        if settings.run.transport == TransportChoice::Kube {
+        if settings.run.transport == Transport::Kube {
             // The documents' `shutdown -r +1` for the SSH default (cancelable for a minute).
             settings.run.command = crate::adapters::kube::exec::kube_reboot_command(&settings.run.command);
         }
         let transport = match settings.run.transport {
             // Through the cluster API only: no SSH key is read; exec must be allowed before
             // anything is touched.
-            TransportChoice::Kube => {
+            Transport::Kube => {
                 let connection = cluster.as_ref().ok_or(SelectionError::KubeNeedsACluster)?;
                 let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
                 kube_preflight(&kube, &plan.hosts).await?;
                 NodeTransport::Kube(kube)
             }
             // `auto` on a cluster: SSH, then the API's exec (then the BMC, the runner's fallback).
-            TransportChoice::Auto if let Some(connection) = &cluster => {
+            Transport::Auto if let Some(connection) = &cluster => {
                 let ssh = SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone());
                 let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
                 NodeTransport::SshThenKube(Box::new(crate::adapters::transports::Chain::new(ssh, kube)))
@@ -595,7 +595,7 @@ async fn bmc_power(
     cluster: Option<&ClusterConnection>,
     discovered: Option<Vec<NodeInfo>>,
 ) -> Result<(Option<Arc<crate::adapters::bmc::RedfishPower>>, Vec<String>), Error> {
-    if matches!(settings.run.transport, TransportChoice::Ssh | TransportChoice::Kube) || (settings.bmcs.is_empty() && cluster.is_none()) {
+    if matches!(settings.run.transport, Transport::Ssh | Transport::Kube) || (settings.bmcs.is_empty() && cluster.is_none()) {
         return Ok((None, Vec::new()));
     }
     let kube = cluster.map(|c| &c.client);
@@ -607,7 +607,7 @@ async fn bmc_power(
     let inventory =
         crate::adapters::bmc::BmcInventory::build(&settings.redfish, &settings.bmcs, hosts, kube.map(|k| (k, nodes.as_slice()))).await?;
     let warnings = inventory.warnings(None);
-    if settings.run.transport == TransportChoice::Redfish {
+    if settings.run.transport == Transport::Redfish {
         let missing: Vec<String> = hosts.iter().filter(|h| !inventory.targets.contains_key(&h.name)).map(|h| h.name.clone()).collect();
         if !missing.is_empty() {
             return Err(SelectionError::NoBmc { why: "--transport redfish", nodes: missing, hint: "" }.into());

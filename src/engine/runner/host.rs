@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Abort, InFlightGate, InFlightMark, Shared, Stop};
-use crate::adapters::config::TransportChoice;
+use crate::adapters::config::Transport;
 use crate::engine::seams::{BmcError, NodeDrain};
 use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
 use fleetboot_core::events::Event;
@@ -372,8 +372,8 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         Some(false) => old,
     };
     shared.mark_before_reboot(host).await;
-    let by_bmc = !ssh_usable || (shared.settings.transport == TransportChoice::Redfish && shared.has_bmc(host));
-    if shared.settings.transport == TransportChoice::Redfish && !shared.has_bmc(host) {
+    let by_bmc = !ssh_usable || (shared.settings.transport == Transport::Redfish && shared.has_bmc(host));
+    if shared.settings.transport == Transport::Redfish && !shared.has_bmc(host) {
         return Err(shared.fail(host, Stage::Dispatch, "--transport redfish, but no BMC is known for this node".into(), false));
     }
     let first = if by_bmc {

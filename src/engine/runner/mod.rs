@@ -25,7 +25,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::adapters::bmc::RedfishPower;
-use crate::adapters::config::{FallbackPolicy, RebootSettings, TransportChoice};
+use crate::adapters::config::{FallbackPolicy, RebootSettings, Transport};
 use crate::adapters::journal::JournalWriter;
 use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
@@ -347,7 +347,7 @@ impl<T: PowerTransport> Shared<T> {
             TransportError::HostKey(_) => policy.on_host_key,
             TransportError::CommandFailed { .. } | TransportError::Other(_) => false,
         };
-        self.settings.transport != TransportChoice::Ssh && allowed && self.has_bmc(host)
+        self.settings.transport != Transport::Ssh && allowed && self.has_bmc(host)
     }
 
     fn ladder(&self, host: &Host) -> fleetboot_core::escalation::Ladder {
@@ -355,7 +355,7 @@ impl<T: PowerTransport> Shared<T> {
             timeout_ms: self.settings.timeout.as_millis() as u64,
             scheduled_delay_ms: self.settings.scheduled_delay.as_millis() as u64,
             graceful_timeout_ms: self.bmc.as_ref().map_or(0, |b| b.graceful_timeout().as_millis() as u64),
-            bmc_for_hung: self.fallback.on_hung && self.settings.transport != TransportChoice::Ssh && self.has_bmc(host),
+            bmc_for_hung: self.fallback.on_hung && self.settings.transport != Transport::Ssh && self.has_bmc(host),
             resend_grace_ms: self.settings.scheduled_delay.as_millis() as u64 / 2,
         }
     }

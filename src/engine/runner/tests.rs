@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::*;
-use crate::adapters::config::{FallbackPolicy, RebootSettings, TransportChoice};
+use crate::adapters::config::{FallbackPolicy, RebootSettings, Transport};
 use crate::adapters::journal::JournalWriter;
 use crate::adapters::redfish::RedfishError;
 use crate::engine::seams::{BmcError, BmcPower, DrainError, EvidenceError, NodeDrain, NodeEvidence};
@@ -492,7 +492,7 @@ fn settings() -> RebootSettings {
         parallel: 64,
         max_failures: FailureBudget::Count(10),
         cancel_pending_on_abort: false,
-        transport: TransportChoice::Auto,
+        transport: Transport::Auto,
         scheduled_delay: Duration::from_secs(60),
         ..RebootSettings::default()
     }
@@ -1063,7 +1063,7 @@ async fn runner_journals_its_settings_and_what_a_resume_overrides() {
 fn runner_settings_round_trip_through_the_journal() {
     let mut original = settings();
     original.rate = rate(3, Duration::from_secs(3600));
-    original.transport = TransportChoice::Redfish;
+    original.transport = Transport::Redfish;
     original.concurrency = 7;
     let journaled = journaled_settings(&original);
     let mut resumed = settings();

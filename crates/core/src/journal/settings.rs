@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::settings::Partial;
 
 /// How reboots reach the nodes (`--transport`): the one type of [`crate::settings`].
-pub use crate::settings::Transport as TransportMode;
+pub use crate::settings::Transport;
 /// The journal records these as the settings model defines them.
 pub use crate::settings::{FailureBudget, RateSpec};
 
 /// The settings of a run that a resume keeps unless the user overrides them explicitly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSettings {
-    pub transport: TransportMode,
+    pub transport: Transport,
     pub command: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateSpec>,
@@ -122,7 +122,7 @@ pub struct ResumedSettings {
 
 /// The explicit values in the journal's units.
 struct Given {
-    transport: Option<TransportMode>,
+    transport: Option<Transport>,
     command: Option<String>,
     rate: Option<Option<RateSpec>>,
     concurrency: Option<usize>,

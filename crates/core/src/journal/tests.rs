@@ -114,7 +114,7 @@ fn policy() -> RunPolicy {
 
 fn settings() -> RunSettings {
     RunSettings {
-        transport: TransportMode::Auto,
+        transport: Transport::Auto,
         command: "sudo shutdown -r -t 3".into(),
         rate: Some(RateSpec { count: 2, per_ms: 60_000 }),
         concurrency: 3,
@@ -129,7 +129,7 @@ fn settings() -> RunSettings {
 #[test]
 fn a_resume_keeps_the_journaled_settings_unless_overridden_and_names_what_changed() {
     let journaled = settings();
-    let today = RunSettings { concurrency: 50, rate: None, transport: TransportMode::Ssh, policy: None, ..settings() };
+    let today = RunSettings { concurrency: 50, rate: None, transport: Transport::Ssh, policy: None, ..settings() };
     // No override: the journal's settings, not today's configuration.
     let resumed = resume_settings(Some(&journaled), &today, &Partial::default(), false).unwrap();
     assert_eq!(resumed.settings, journaled);
