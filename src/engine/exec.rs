@@ -23,6 +23,23 @@ impl HostResult {
     pub fn ok(&self) -> bool {
         self.exit == Some(0) && self.error.is_none()
     }
+
+    /// A command that ran (to its end or not): its output as text, `error` why it has no
+    /// exit status when it has none.
+    fn ran(host: &Host, exit: Option<u32>, stdout: &[u8], stderr: &[u8], error: Option<String>) -> HostResult {
+        HostResult {
+            host: host.name.clone(),
+            exit,
+            stdout: String::from_utf8_lossy(stdout).into_owned(),
+            stderr: String::from_utf8_lossy(stderr).into_owned(),
+            error,
+        }
+    }
+
+    /// A command that never ran: the connection or the API refused it.
+    fn not_run(host: &Host, error: impl std::fmt::Display) -> HostResult {
+        HostResult { host: host.name.clone(), exit: None, stdout: String::new(), stderr: String::new(), error: Some(error.to_string()) }
+    }
 }
 
 /// Runs `command` on every host, at most `parallel` connections at once. Results come back
@@ -34,24 +51,15 @@ pub async fn run_everywhere(client: Arc<SshClient>, hosts: &[Host], command: &st
             let command = command.to_owned();
             let work = async move {
                 let result = match client.run(&host, &command).await {
-                    Ok(out) => HostResult {
-                        host: host.name.clone(),
-                        exit: out.exit,
-                        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                        error: match (out.timed_out, out.exit) {
+                    Ok(out) => {
+                        let error = match (out.timed_out, out.exit) {
                             (true, _) => Some("timed out".into()),
                             (false, None) => Some("connection closed before an exit status".into()),
                             _ => None,
-                        },
-                    },
-                    Err(e) => HostResult {
-                        host: host.name.clone(),
-                        exit: None,
-                        stdout: String::new(),
-                        stderr: String::new(),
-                        error: Some(e.to_string()),
-                    },
+                        };
+                        HostResult::ran(&host, out.exit, &out.stdout, &out.stderr, error)
+                    }
+                    Err(e) => HostResult::not_run(&host, e),
                 };
                 (index, result)
             };
@@ -88,25 +96,16 @@ pub async fn run_everywhere_kube(
             let kube = kube.clone();
             async move {
                 match kube.exec_words(&host, words).await {
-                    Ok(out) => HostResult {
-                        host: host.name.clone(),
-                        exit: out.exit,
-                        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                        error: match (out.timed_out, out.exit, out.failure) {
+                    Ok(out) => {
+                        let error = match (out.timed_out, out.exit, out.failure) {
                             (true, _, _) => Some("timed out".into()),
                             (false, None, Some(failure)) => Some(failure),
                             (false, None, None) => Some("the exec stream ended before an exit status".into()),
                             _ => None,
-                        },
-                    },
-                    Err(e) => HostResult {
-                        host: host.name.clone(),
-                        exit: None,
-                        stdout: String::new(),
-                        stderr: String::new(),
-                        error: Some(e.to_string()),
-                    },
+                        };
+                        HostResult::ran(&host, out.exit, &out.stdout, &out.stderr, error)
+                    }
+                    Err(e) => HostResult::not_run(&host, e),
                 }
             }
         })
