@@ -32,6 +32,7 @@ mod nodes;
 mod rbac;
 mod reboot;
 mod redfish_links;
+mod report_timeline;
 mod resume;
 mod safety_input;
 mod safety_lease;
