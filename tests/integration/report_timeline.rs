@@ -254,3 +254,29 @@ fn an_unknown_run_is_refused_naming_where_it_was_looked_for() {
     assert!(stderr.contains("reboot-nosuchrun.jsonl") && stderr.contains("migration.jsonl"), "{stderr}");
     assert!(!dir.path().join("o").exists(), "nothing written");
 }
+
+#[test]
+fn an_interrupted_run_still_writes_its_report() {
+    let fleet = Fleet::up(3);
+    // h001 stays down a while: the run is interrupted while it waits (an abort lets the node in
+    // flight come back, and starts no other).
+    fleet.set("h001", "down_time", "3");
+    let out = fleet.path("report");
+    let journal = fleet.path("run.jsonl");
+    let args = fleet.reboot_args(&["--concurrency", "1", "--journal", journal.to_str().unwrap(), "--report", out.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = fleet.fleetboot(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    crate::common::wait_for_dispatches(&journal, 1, std::time::Duration::from_secs(30));
+    // SAFETY: signalling a child this test started, by its PID.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let run = crate::common::Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 4, "{}", run.debug());
+    assert!(run.stderr.contains(&format!("report: {}", out.join("report.html").display())), "{}", run.debug());
+    let svg = Drawn::read(&out.join("timeline.svg"));
+    assert!(svg.bbox("reboot-0-0").is_some(), "h001's reboot");
+    assert!(svg.bbox("reboot-1-0").is_none() && svg.bbox("reboot-2-0").is_none(), "nothing sent to the others");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let doc = self_contained(&html);
+    assert_eq!(table_cells(&doc, "h001").unwrap()[1], "confirmed");
+    assert_eq!(table_cells(&doc, "h002").unwrap()[1], "skipped");
+}
