@@ -30,6 +30,7 @@ mod migrate_versions;
 mod netns;
 mod nodes;
 mod rbac;
+mod rbac_commands;
 mod reboot;
 mod redfish_links;
 mod report_timeline;
