@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod migration_journal;
 pub mod notify;
 pub mod redfish;
+pub mod reports;
 pub mod ssh;
 pub mod system;
 pub mod transports;

@@ -86,6 +86,8 @@ pub enum Command {
     InstallPlugin(toolbox::InstallPluginArgs),
     /// The Kubernetes roles and bindings a mode needs (`-o yaml | kubectl apply -f -`).
     Rbac(rbac::RbacArgs),
+    /// Write a run's or a migration's report (HTML, Markdown, SVG timeline) from its journal.
+    Report(toolbox::ReportArgs),
 }
 
 /// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
@@ -246,6 +248,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Man(args) => toolbox::man(args),
         Command::InstallPlugin(args) => toolbox::install_plugin(args),
         Command::Rbac(args) => rbac::run(args),
+        Command::Report(args) => toolbox::report(args, config),
     }
 }
 

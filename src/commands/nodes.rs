@@ -9,6 +9,7 @@ use super::{cluster_target, load_settings};
 use crate::adapters::config::{self, Settings};
 use crate::{Error, ExitCode};
 use fleetboot_core::hosts::Host;
+use fleetboot_core::rbac::Mode;
 
 /// `fleetboot nodes -o`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,6 +47,10 @@ pub async fn run(args: NodesArgs, config: Option<&Path>) -> Result<ExitCode, Err
     let settings = load_settings(config, &args.cluster.partial())?;
     let connection = crate::adapters::kube::ClusterConnection::open(&cluster_target(&settings)).await?;
     let (client, server) = (&connection.client, connection.server());
+    // What a listing reads (fleetboot_core::rbac), asked first: a missing permission is named,
+    // not met half-way. The BMCs and the API exec of -o wide stay best-effort (warnings).
+    let rules = fleetboot_core::rbac::needed(&[Mode::Nodes], &fleetboot_core::rbac::Namespaces::default());
+    crate::adapters::kube::access::check(client, &rules, Mode::Nodes).await?;
     let mut nodes =
         crate::adapters::kube::discover(client, server, args.select.label_selector().as_deref(), args.select.address_type.api_name())
             .await?;

@@ -14,7 +14,7 @@ pub enum RbacMode {
     Reboot,
     /// `fleetboot reboot --drain`.
     Drain,
-    /// `fleetboot migrate` and `verify`.
+    /// `fleetboot migrate` (its verification included).
     Migrate,
     /// `fleetboot power` through BareMetalHosts.
     Power,
@@ -22,6 +22,12 @@ pub enum RbacMode {
     KubeTransport,
     /// The batch gates (blocker pods, ClusterOperators, node annotations).
     Batch,
+    /// `fleetboot nodes` (reads only).
+    Nodes,
+    /// `fleetboot verify` (reads only).
+    Verify,
+    /// `fleetboot repair` (uncordons, releases leases, resumes pools).
+    Repair,
     /// Everything fleetboot can do, in one role.
     All,
 }
@@ -74,6 +80,9 @@ impl RbacMode {
             RbacMode::Power => one(Mode::Power),
             RbacMode::KubeTransport => one(Mode::KubeTransport),
             RbacMode::Batch => one(Mode::Batch),
+            RbacMode::Nodes => one(Mode::Nodes),
+            RbacMode::Verify => one(Mode::Verify),
+            RbacMode::Repair => one(Mode::Repair),
             RbacMode::All => (Mode::ALL.to_vec(), "all"),
         }
     }

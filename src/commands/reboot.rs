@@ -98,6 +98,10 @@ pub struct RebootArgs {
     /// Continue an interrupted run from its journal; hosts come from the journal.
     #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["hosts_files", "hosts", "all", "nodes", "selector", "role"], help_heading = "Output and journal")]
     pub resume: Option<PathBuf>,
+    /// Write the run's report here at its end (and on abort): report.html (self-contained, for
+    /// the change ticket), report.md, timeline.svg. `fleetboot report` renders it again.
+    #[arg(long, value_name = "DIR", help_heading = "Output and journal")]
+    pub report: Option<PathBuf>,
     /// Write the journal here instead of the state directory.
     #[arg(long, value_name = "FILE", conflicts_with = "resume", help_heading = "Output and journal")]
     pub journal: Option<PathBuf>,
@@ -324,8 +328,12 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     let (trigger, abort) = watch::channel(Abort::No);
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(prepared.settings().run.output), std::io::stdout().lock());
+    let mut journal_path = None;
     let summary = prepared
         .execute((trigger, abort), |event| {
+            if let fleetboot_core::events::Event::Started { journal, .. } = event {
+                journal_path = Some(journal.clone());
+            }
             reporter.report(event);
             if args.batch.metrics_listen.is_some() {
                 metrics.lock().unwrap().update(event);
@@ -334,9 +342,30 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
                 notifier.send(notices.payload(&notice, format));
             }
         })
-        .await?;
+        .await;
+    // --report: from the journal, whatever the run's end (an error after the start included).
+    if let (Some(dir), Some(journal)) = (&args.report, &journal_path) {
+        write_report(dir, journal);
+    }
+    let summary = summary?;
     if let Some(notifier) = notifier {
         notifier.finish(Duration::from_secs(15)).await;
     }
     Ok(summary.exit_code())
+}
+
+/// The run's report into `dir`; a report that cannot be written is a warning (the run's outcome
+/// stands), never hidden.
+fn write_report(dir: &Path, journal: &Path) {
+    let now = crate::adapters::system::now_ms();
+    match crate::adapters::reports::run_files(journal, now).map_err(|e| e.to_string()) {
+        Ok(files) => match crate::adapters::reports::write(dir, files) {
+            Ok(written) => {
+                let html = written.iter().find(|p| p.extension().is_some_and(|e| e == "html")).unwrap_or(&written[0]);
+                eprintln!("report: {}", html.display());
+            }
+            Err(e) => eprintln!("warning: the report was not written: {e}"),
+        },
+        Err(e) => eprintln!("warning: the report was not written: {e}"),
+    }
 }

@@ -30,15 +30,34 @@ pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Er
     let settings = load_settings(config, &args.cluster.partial())?;
     let journal = match &args.journal {
         Some(path) => path.clone(),
-        None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir().clone() })?,
+        None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir() })?,
     };
-    let report = crate::engine::repair::repair(&journal, &cluster_target(&settings), args.dry_run).await?;
+    let target = cluster_target(&settings);
+    check_access(&journal, &target).await?;
+    let report = crate::engine::repair::repair(&journal, &target, args.dry_run).await?;
     let text = match args.output.as_str() {
         "json" => crate::report::repair::render_json(&report),
         _ => crate::report::repair::render_plain(&report),
     };
     print!("{text}");
     Ok(report.exit_code())
+}
+
+/// What the repair of this journal needs (fleetboot_core::rbac), asked before anything is
+/// touched, also for `--dry-run` (which reads what the repair would change). A journal of no
+/// cluster run is left to the repair to refuse.
+async fn check_access(journal: &Path, target: &crate::adapters::kube::ClusterTarget) -> Result<(), Error> {
+    let migration = journal.file_name().is_some_and(|n| n == "migration.jsonl");
+    if !migration {
+        let start = crate::adapters::journal::read_start(journal)?;
+        if !start.api_proof && start.cluster.is_none() {
+            return Ok(());
+        }
+    }
+    let connection = crate::adapters::kube::ClusterConnection::open(target).await?;
+    let rules = fleetboot_core::rbac::repair_rules(migration);
+    crate::adapters::kube::access::check(&connection.client, &rules, fleetboot_core::rbac::Mode::Repair).await?;
+    Ok(())
 }
 
 /// The newest reboot journal or migration journal under the state directory.

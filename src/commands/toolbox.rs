@@ -166,8 +166,74 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The run: a reboot journal (reboot-RUN-ID.jsonl), a migration's directory or its
+    /// migration.jsonl, or a run ID found under the state directory.
+    #[arg(value_name = "RUN-ID|JOURNAL")]
+    pub run: String,
+    /// Where report.html, report.md and timeline.svg go (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Where journals are kept, to find a run ID [default: ~/.local/state/fleetboot].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+}
+
+/// What `fleetboot report` renders.
+#[derive(Debug, PartialEq, Eq)]
+enum ReportSource {
+    Reboot(PathBuf),
+    Migration(PathBuf),
+}
+
+/// A path as given, else a run ID under the state directory: its reboot journal, else its
+/// migration. Err: the places looked at.
+fn report_source(given: &str, state_dir: &Path) -> Result<ReportSource, ToolboxError> {
+    let path = PathBuf::from(given);
+    let migration = |p: &Path| p.file_name().is_some_and(|n| n == "migration.jsonl");
+    if path.is_dir() {
+        return Ok(ReportSource::Migration(path.join("migration.jsonl")));
+    }
+    if path.is_file() {
+        return Ok(if migration(&path) { ReportSource::Migration(path) } else { ReportSource::Reboot(path) });
+    }
+    let looked = [state_dir.join(format!("reboot-{given}.jsonl")), state_dir.join("migrations").join(given).join("migration.jsonl")];
+    let valid_id = !given.is_empty() && given.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !given.starts_with('.');
+    match looked.iter().position(|p| valid_id && p.is_file()) {
+        Some(0) => Ok(ReportSource::Reboot(looked[0].clone())),
+        Some(_) => Ok(ReportSource::Migration(looked[1].clone())),
+        None => Err(ToolboxError::NoRun { given: given.to_owned(), looked: looked.to_vec() }),
+    }
+}
+
+/// `fleetboot report RUN-ID|JOURNAL --out DIR`: the report of a run or a migration, rendered
+/// again from its journal (the same files the run wrote), whatever state it is in.
+pub fn report(args: ReportArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let flags = fleetboot_core::settings::Partial { state_dir: args.state_dir.clone(), ..Default::default() };
+    let settings = super::load_settings(config, &flags)?;
+    let now = crate::adapters::system::now_ms();
+    let files = match report_source(&args.run, &settings.state_dir())? {
+        ReportSource::Reboot(journal) => crate::adapters::reports::run_files(&journal, now)?,
+        ReportSource::Migration(journal) => {
+            let (_, state) = crate::adapters::migration_journal::load(&journal).map_err(ToolboxError::Migration)?;
+            crate::adapters::reports::migration_files(&state, now)
+        }
+    };
+    let written = crate::adapters::reports::write(&args.out, files).map_err(ToolboxError::Report)?;
+    let lines: String = written.iter().map(|p| format!("{}\n", p.display())).collect();
+    write_stdout(lines.as_bytes())?;
+    Ok(ExitCode::Ok)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ToolboxError {
+    #[error("no run {given:?}: not a journal or a migration directory, and none of {} exists", looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoRun { given: String, looked: Vec<PathBuf> },
+    #[error(transparent)]
+    Migration(crate::adapters::migration_journal::MigrationJournalError),
+    #[error("failed to write the report")]
+    Report(#[source] crate::adapters::migration_journal::FileError),
     #[error("failed to write {}", path.display())]
     Write {
         path: PathBuf,

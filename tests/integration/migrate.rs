@@ -79,7 +79,7 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
         &["create", "--dry-run=client", "--validate=false", "-f", backup.to_str().unwrap(), "-o", "jsonpath={.spec.networkType}"],
     );
     assert_eq!(parsed, "OpenShiftSDN");
-    for file in ["report.md", "report.json", "timeline.svg"] {
+    for file in ["report.md", "report.json", "report.html", "timeline.svg"] {
         assert!(dir.join(file).exists(), "{file}");
     }
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
@@ -95,7 +95,7 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
         "{report}"
     );
     let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
-    assert_eq!(svg.matches("<title>").count(), 18, "two bars per node");
+    assert_eq!(svg.matches("<rect id=\"reboot-").count(), 9, "a reboot bar per node");
     assert!(
         jsonpath(&sim, &["get", "network.operator.openshift.io", "cluster", "-o", "jsonpath={.spec.migration.networkType}"])
             == "OVNKubernetes"

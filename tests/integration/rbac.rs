@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::common::fleetboot_bin;
 use crate::common::sim::{Sim, boot_counts};
 
-fn rbac_objects(mode: &str) -> (String, Vec<Value>) {
+pub(crate) fn rbac_objects(mode: &str) -> (String, Vec<Value>) {
     let out = std::process::Command::new(fleetboot_bin()).args(["rbac", mode, "--user", "fleetboot", "-o", "yaml"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let yaml = String::from_utf8(out.stdout).unwrap();
@@ -17,13 +17,13 @@ fn rbac_objects(mode: &str) -> (String, Vec<Value>) {
     (yaml, list["items"].as_array().unwrap().clone())
 }
 
-fn apply(sim: &Sim, objects: &[Value], verb: &str) {
+pub(crate) fn apply(sim: &Sim, objects: &[Value], verb: &str) {
     let path = sim.path("rbac.json");
     std::fs::write(&path, serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects})).unwrap()).unwrap();
     sim.kubectl_ok(&[verb, "--validate=false", "-f", path.to_str().unwrap()]);
 }
 
-fn run(sim: &Sim, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run(sim: &Sim, args: &[&str]) -> (i32, String, String) {
     let o = sim.fleetboot(args).output().unwrap();
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
@@ -67,25 +67,48 @@ fn the_simulation_answers_401_and_403_from_the_rules_kubectl_applied() {
 /// first change (no lease, no cordon, no reboot in the simulation's history), naming the rule.
 fn works_with_exactly_its_printed_role(mode: &str, extra: &[&str]) {
     let sim = Sim::start_with(1, 2, &["--rbac"]);
-    let (yaml, objects) = rbac_objects(mode);
-    // As an admin would: the printed YAML through kubectl apply.
-    let yaml_path = sim.path("rbac.yaml");
-    std::fs::write(&yaml_path, &yaml).unwrap();
-    let applied = sim.kubectl_ok(&["apply", "--validate=false", "-f", yaml_path.to_str().unwrap()]);
-    assert_eq!(applied.lines().count(), objects.len(), "{applied}");
+    let objects = apply_printed(&sim, mode);
 
     let boots = boot_counts(&sim);
     let mut args = vec!["reboot", "--context", "fleetboot", "--nodes", "worker-0", "--poll-interval", "200ms"];
     args.extend_from_slice(extra);
-    // Each rule of each role, removed in turn: the run stops before its first change, naming it.
+    let removed = each_rule_removed_stops_naming_it(&sim, &objects, &args, &|sim| {
+        assert!(sim.kubectl_ok(&["get", "leases", "-A", "-o", "name"]).is_empty(), "no lease taken");
+        assert!(!sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}"]).contains("true"), "no cordon");
+        assert_eq!(boot_counts(sim), boots, "no reboot");
+    });
+    assert!(removed >= 8, "every rule was tried: {removed}");
+
+    let (code, out, err) = run(&sim, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    let after = boot_counts(&sim);
+    let rebooted: Vec<&str> = after.iter().zip(&boots).filter(|((_, a), (_, b))| a > b).map(|((name, _), _)| name.as_str()).collect();
+    assert_eq!(rebooted, ["worker-0"], "the simulation's history: {after:?}");
+}
+
+/// What `fleetboot rbac MODE -o yaml` prints, applied as an admin would (kubectl apply); the
+/// objects applied.
+pub(crate) fn apply_printed(sim: &Sim, mode: &str) -> Vec<Value> {
+    let (yaml, objects) = rbac_objects(mode);
+    let yaml_path = sim.path("rbac.yaml");
+    std::fs::write(&yaml_path, &yaml).unwrap();
+    let applied = sim.kubectl_ok(&["apply", "--validate=false", "-f", yaml_path.to_str().unwrap()]);
+    assert_eq!(applied.lines().count(), objects.len(), "{applied}");
+    objects
+}
+
+/// Each rule of each of `objects`' roles removed in turn (with kubectl replace, then put back):
+/// `fleetboot ARGS` exits 2 naming the rule's verbs, resource and namespace, and `untouched`
+/// holds. How many rules were tried.
+pub(crate) fn each_rule_removed_stops_naming_it(sim: &Sim, objects: &[Value], args: &[&str], untouched: &dyn Fn(&Sim)) -> usize {
     let mut removed = 0;
     for (index, object) in objects.iter().enumerate() {
         let Some(rules) = object["rules"].as_array() else { continue };
         for (r, rule) in rules.iter().enumerate() {
             let mut reduced = object.clone();
             reduced["rules"].as_array_mut().unwrap().remove(r);
-            apply(&sim, std::slice::from_ref(&reduced), "replace");
-            let (code, out, err) = run(&sim, &args);
+            apply(sim, std::slice::from_ref(&reduced), "replace");
+            let (code, out, err) = run(sim, args);
             assert_eq!(code, 2, "without {rule} in {}: {out}{err}", object["metadata"]);
             let resource = rule["resources"][0].as_str().unwrap();
             for verb in rule["verbs"].as_array().unwrap() {
@@ -100,20 +123,12 @@ fn works_with_exactly_its_printed_role(mode: &str, extra: &[&str]) {
             if let Some(ns) = object["metadata"]["namespace"].as_str() {
                 assert!(err.contains(ns), "names the namespace {ns}: {err}");
             }
-            assert!(sim.kubectl_ok(&["get", "leases", "-A", "-o", "name"]).is_empty(), "no lease taken");
-            assert!(!sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}"]).contains("true"), "no cordon");
-            assert_eq!(boot_counts(&sim), boots, "no reboot");
-            apply(&sim, std::slice::from_ref(&objects[index]), "replace");
+            untouched(sim);
+            apply(sim, std::slice::from_ref(&objects[index]), "replace");
             removed += 1;
         }
     }
-    assert!(removed >= 8, "every rule was tried: {removed}");
-
-    let (code, out, err) = run(&sim, &args);
-    assert_eq!(code, 0, "{out}{err}");
-    let after = boot_counts(&sim);
-    let rebooted: Vec<&str> = after.iter().zip(&boots).filter(|((_, a), (_, b))| a > b).map(|((name, _), _)| name.as_str()).collect();
-    assert_eq!(rebooted, ["worker-0"], "the simulation's history: {after:?}");
+    removed
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn bash_sources_the_completion_script_and_completes_commands_and_values() {
     let mut lines = out.lines();
     assert!(lines.next().unwrap().ends_with("-F _fleetboot fleetboot"), "{out}");
     let words: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(words, ["reboot", "repair"], "{out}");
+    assert_eq!(words, ["reboot", "repair", "report"], "{out}");
     let out = complete("fleetboot nodes -o y", 3);
     assert_eq!(out.lines().nth(1), Some("yaml"), "the output choices complete: {out}");
 

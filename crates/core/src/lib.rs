@@ -18,6 +18,7 @@
 //! - [`repair`]: what a journal says fleetboot changed and did not put back (`fleetboot repair`).
 //! - [`settings`]: the typed run settings and their one merge (flag > environment > file > default).
 //! - [`table`]: plain text tables.
+//! - [`timeline`]: a run's or a migration's timeline: its model, geometry, SVG and HTML report.
 //! - [`transport`]: the power-transport seam (how a reboot reaches a node) and its errors.
 
 pub mod batch;
@@ -36,6 +37,7 @@ pub mod rbac;
 pub mod repair;
 pub mod settings;
 pub mod table;
+pub mod timeline;
 pub mod transport;
 
 /// Process exit codes, documented in README.

@@ -23,10 +23,17 @@ pub enum Mode {
     KubeTransport,
     /// The batch gates: blocker pods, ClusterOperators, per-node annotations.
     Batch,
+    /// `fleetboot nodes`: reads only.
+    Nodes,
+    /// `fleetboot verify` (and the migration's own verification): reads only.
+    Verify,
+    /// `fleetboot repair`: puts back cordons, annotations, leases and paused pools.
+    Repair,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [Mode::Reboot, Mode::Drain, Mode::Migrate, Mode::Power, Mode::KubeTransport, Mode::Batch];
+    pub const ALL: [Mode; 9] =
+        [Mode::Reboot, Mode::Drain, Mode::Migrate, Mode::Power, Mode::KubeTransport, Mode::Batch, Mode::Nodes, Mode::Verify, Mode::Repair];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +43,9 @@ impl Mode {
             Mode::Power => "power",
             Mode::KubeTransport => "kube-transport",
             Mode::Batch => "batch",
+            Mode::Nodes => "nodes",
+            Mode::Verify => "verify",
+            Mode::Repair => "repair",
         }
     }
 }
@@ -124,6 +134,7 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             let mut rules = vec![
                 cluster("", "nodes", &["list"], "the nodes the BareMetalHosts are matched to (adapters/kube discover)"),
                 cluster(MCO, "machineconfigpools", &["list"], "each node's pool (adapters/kube discover)"),
+                cluster(CONFIG, "clusterversions", &["get"], "the cluster's identity, read when connecting (adapters/kube)"),
             ];
             for namespace in &ns.bmh {
                 rules.push(within(namespace, "metal3.io", "baremetalhosts", &["list"], "each node's BMC (adapters/bmc)"));
@@ -154,15 +165,74 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             cluster(CONFIG, "clusteroperators", &["list"], "the health gate: ClusterOperators (adapters/kube gates)"),
             cluster("policy", "poddisruptionbudgets", &["list"], "budgets that allow no disruption (adapters/kube gates)"),
         ],
+        Mode::Nodes => vec![
+            cluster("", "nodes", &["list"], "the nodes (adapters/kube discover)"),
+            cluster(MCO, "machineconfigpools", &["list"], "each node's pool (adapters/kube discover)"),
+            cluster(CONFIG, "clusterversions", &["get"], "the cluster's identity (adapters/kube)"),
+        ],
+        Mode::Verify => vec![
+            cluster("", "nodes", &["list"], "nodes Ready, their rendered configs (engine/migrate verify_inputs)"),
+            cluster(MCO, "machineconfigs", &["get"], "the rendered configs' network settings (engine/migrate verify_inputs)"),
+            cluster("", "pods", &["list"], "pods in error, the plugin's pods (engine/migrate verify_inputs)"),
+            within(
+                "openshift-machine-config-operator",
+                "",
+                "pods/log",
+                &["get"],
+                "a NotReady node's machine-config-daemon log (engine/migrate verify_inputs)",
+            ),
+            cluster(CONFIG, "networks", &["get"], "Network.config status.networkType (engine/migrate verify_inputs)"),
+            cluster("operator.openshift.io", "networks", &["get"], "the migration's features (engine/migrate feature_objects)"),
+            cluster("apps", "daemonsets", &["get"], "the plugin's DaemonSet (engine/migrate verify_inputs)"),
+            cluster(CONFIG, "clusteroperators", &["list"], "the operators' conditions (engine/migrate verify_inputs)"),
+            cluster(CONFIG, "clusterversions", &["get"], "the release, the cluster's identity (engine/migrate feature_objects)"),
+            cluster("", "namespaces", &["list"], "namespaces' multicast and egress settings (engine/migrate feature_objects)"),
+            cluster(
+                "network.openshift.io",
+                "netnamespaces",
+                &["list"],
+                "OpenShift SDN's per-namespace settings (engine/migrate feature_objects)",
+            ),
+            cluster("network.openshift.io", "hostsubnets", &["list"], "OpenShift SDN's egress IPs (engine/migrate feature_objects)"),
+            cluster(
+                "network.openshift.io",
+                "egressnetworkpolicies",
+                &["list"],
+                "OpenShift SDN's egress firewalls (engine/migrate feature_objects)",
+            ),
+            cluster("k8s.ovn.org", "egressfirewalls", &["list"], "OVN-Kubernetes' egress firewalls (engine/migrate feature_objects)"),
+            cluster("k8s.ovn.org", "egressips", &["list"], "OVN-Kubernetes' egress IPs (engine/migrate feature_objects)"),
+        ],
+        Mode::Repair => vec![
+            cluster("", "nodes", &["get", "list", "patch", "update"], "uncordon, remove the in-progress annotation (engine/repair)"),
+            cluster(CONFIG, "clusterversions", &["get"], "the cluster's identity, checked against the journal's (adapters/kube)"),
+            within(REPAIR_LEASE_NAMESPACE, COORDINATION, "leases", &["get", "delete"], "release a gone run's lease (engine/repair)"),
+            cluster(MCO, "machineconfigpools", &["patch"], "resume the pools a migration paused (engine/repair)"),
+        ],
     }
 }
+
+/// What `fleetboot repair` of this journal needs: the pools only for a migration's journal
+/// (a reboot run pauses none).
+pub fn repair_rules(migration: bool) -> Vec<Rule> {
+    let mut rules = rules(Mode::Repair, &Namespaces::default());
+    if !migration {
+        rules.retain(|r| r.resource != "machineconfigpools");
+    }
+    rules
+}
+
+/// Where `fleetboot repair` finds fleetboot's leases (`engine/repair` LEASE_NAMESPACE).
+pub const REPAIR_LEASE_NAMESPACE: &str = "kube-system";
 
 /// The modes a run of `mode` needs, as `fleetboot rbac MODE` prints them: a reboot's default
 /// transport (auto) falls back to the BMCs, so a reboot needs [`Mode::Power`]'s rules too
 /// (`--transport ssh` needs fewer: [`run_modes`]).
 pub fn with_base(mode: Mode) -> Vec<Mode> {
     match mode {
-        Mode::Power => vec![Mode::Power],
+        Mode::Power | Mode::Nodes | Mode::Verify | Mode::Repair => vec![mode],
+        // The migration verifies at its end (steps 9-10).
+        Mode::Migrate => vec![Mode::Reboot, Mode::Power, Mode::Verify, Mode::Migrate],
         Mode::Reboot => vec![Mode::Reboot, Mode::Power],
         Mode::KubeTransport => vec![Mode::Reboot, Mode::KubeTransport],
         other => vec![Mode::Reboot, Mode::Power, other],

@@ -116,8 +116,7 @@ pub(super) async fn run_under_lease(
         lease_holder: lease.identity().to_owned(),
     };
     let outcome = run.steps(&mut state, &mut log).await;
-    let reboot = state.reboot_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok()).map(|(_, s)| s);
-    let files = fleetboot_core::migrate::report::render(&state, reboot.as_ref(), crate::adapters::system::now_ms());
+    let files = crate::adapters::reports::migration_files(&state, crate::adapters::system::now_ms());
     match migration_journal::write_files(dir, files) {
         Ok(files) => events.emit(MigrationEvent::MigrationReportWritten { files }),
         Err(e) => events.emit(MigrationEvent::MigrationReportFailed { error: e.to_string() }),

@@ -90,6 +90,9 @@ pub(super) fn newest_baseline(root: &Path, cluster: &fleetboot_core::journal::Cl
 /// that were failing before this cluster's newest migration started are not counted.
 pub async fn verify(context: &MigrationContext, to: &str) -> Result<Vec<Check>, MigrateError> {
     let cluster = connect(&context.cluster).await?;
+    // What the checks read (fleetboot_core::rbac), asked first.
+    let rules = fleetboot_core::rbac::needed(&[fleetboot_core::rbac::Mode::Verify], &Default::default());
+    crate::adapters::kube::access::check(&cluster.connection.client, &rules, fleetboot_core::rbac::Mode::Verify).await?;
     let baseline = newest_baseline(&migrations_root(&context.settings), &cluster.connection.identity)?;
     let inputs = cluster.verify_inputs(to, &baseline).await?;
     Ok(checks::verify(&inputs, to))

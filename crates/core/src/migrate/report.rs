@@ -1,11 +1,14 @@
-//! The migration report: Markdown for people, JSON for machines, and an SVG timeline (nodes as
-//! rows, downtime as bars, the paused-pool window shaded). Rendered from the journals alone.
+//! The migration report: Markdown for people, JSON for machines, the SVG timeline
+//! ([`crate::timeline`]: every step of the flow, each node's reboots, aggregates, the paused-pool
+//! window) and a self-contained HTML report for the change ticket. Rendered from the journals alone.
 
 use serde::Serialize;
 
 use super::model::Check;
 use super::record::{MigrationState, Step};
-use crate::journal::{HostRecord, RunState};
+use crate::journal::{HostRecord, Record, RunState};
+use crate::timeline::{self, Timeline};
+pub use crate::timeline::{time, took};
 
 #[derive(Serialize)]
 struct StepLine {
@@ -97,30 +100,6 @@ fn build(state: &MigrationState, reboot: Option<&RunState>) -> Report {
     }
 }
 
-/// `ms` since the epoch as RFC 3339 UTC to the second (the core has no time crate; this is the
-/// civil-from-days conversion of Howard Hinnant's date algorithms).
-fn time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, of_day) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", of_day / 3600, of_day % 3600 / 60, of_day % 60)
-}
-
-/// Whole seconds as "1h 2m 3s" (zero parts left out; "0s"), as the rest of fleetboot writes them.
-fn took(secs: u64) -> String {
-    let parts = [(secs / 86_400, "d"), (secs % 86_400 / 3600, "h"), (secs % 3600 / 60, "m"), (secs % 60, "s")];
-    let text: Vec<String> = parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
-    if text.is_empty() { "0s".to_owned() } else { text.join(" ") }
-}
-
 fn markdown(report: &Report) -> String {
     let mut md = format!("# Migration {} → {}\n\nOpenShift {} · {} flow\n\n", report.run_id, report.target, report.version, report.flow);
     if !report.warnings.is_empty() {
@@ -179,71 +158,164 @@ fn markdown(report: &Report) -> String {
     md
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
+/// A reboot run's journal: its records and their fold.
+pub type Run<'a> = (&'a [Record], &'a RunState);
 
-/// Nodes as rows, from dispatch to back: waiting (light) then down (dark); the window in which
-/// the pools were paused shaded behind them. Pure.
-fn svg(report: &Report, paused: Option<(u64, u64)>) -> String {
-    let rows = report.nodes.len().max(1);
-    let (label_w, width, row_h, top) = (140.0, 900.0, 22.0, 40.0);
-    let starts = report.nodes.iter().filter_map(|n| n.dispatched_ms);
-    let ends = report.nodes.iter().filter_map(|n| n.back_ms.or(n.down_ms).or(n.dispatched_ms));
-    let t0 = starts.clone().chain(paused.map(|p| p.0)).min().unwrap_or(0);
-    let t1 = ends.chain(paused.map(|p| p.1)).max().unwrap_or(t0 + 1).max(t0 + 1);
-    let x = |t: u64| label_w + (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64 * (width - label_w - 20.0);
-    let height = top + rows as f64 * row_h + 30.0;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <text x=\"10\" y=\"20\" font-size=\"14\">{} → {}: step {}, node reboots ({} s shown)</text>\n",
-        escape(&report.run_id),
-        escape(&report.target),
-        escape(&report.reboot_step),
-        (t1 - t0) / 1000
-    );
-    if let Some((a, b)) = paused {
-        svg.push_str(&format!(
-            "<rect x=\"{:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#fff3cd\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#8a6d3b\">pools paused</text>\n",
-            x(a), (x(b) - x(a)).max(1.0), rows as f64 * row_h, x(a) + 4.0, top - 4.0
-        ));
+/// The migration's timeline: a lane per step of the flow that ran, the reboot step's run (and
+/// the `--reboot-error-nodes` run's) as each node's reboots, the paused window. `now_ms` ends
+/// what is still open.
+pub fn timeline(state: &MigrationState, reboot: Option<Run>, error_nodes: Option<Run>, now_ms: u64) -> Timeline {
+    let flow = state.flow.unwrap_or(super::record::Flow::Seed);
+    let steps = flow.steps();
+    let mut t = Timeline {
+        title: format!("Migration {} → {} ({} flow)", state.run_id, state.target, flow.name()),
+        start_ms: state.timings.first().map_or(now_ms, |s| s.1),
+        end_ms: if state.is_over() { state.timings.iter().filter_map(|s| s.2).max().unwrap_or(now_ms) } else { now_ms },
+        step_lanes: steps.iter().map(|s| format!("{} {}", flow.number(*s), s.title())).collect(),
+        paused: paused_window(state, now_ms),
+        ..Timeline::default()
+    };
+    for &(step, started, ended) in &state.timings {
+        let Some(lane) = steps.iter().position(|s| *s == step) else { continue };
+        let failed = state.failures.iter().rev().find(|(s, _)| *s == step).filter(|_| !state.is_done(step)).map(|(_, e)| e.clone());
+        let failed = failed.filter(|_| state.timings.iter().rev().find(|t| t.0 == step).is_some_and(|t| t.1 == started));
+        t.spans.push(timeline::Span {
+            lane,
+            start_ms: started,
+            end_ms: ended.unwrap_or(now_ms).max(started),
+            open: ended.is_none(),
+            failed,
+        });
     }
-    for (i, n) in report.nodes.iter().enumerate() {
-        let y = top + i as f64 * row_h;
-        svg.push_str(&format!("<text x=\"10\" y=\"{:.1}\">{}</text>\n", y + 15.0, escape(&n.node)));
-        if let Some(d) = n.dispatched_ms {
-            let down = n.down_ms.unwrap_or(d);
-            let back = n.back_ms.unwrap_or(t1);
-            svg.push_str(&format!("<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"#9ecae1\"><title>waiting for the reboot</title></rect>\n", x(d), y + 4.0, (x(down) - x(d)).max(1.0)));
-            let color = if n.outcome == "confirmed" { "#3182bd" } else { "#de2d26" };
-            svg.push_str(&format!(
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{color}\"><title>{} down {} s via {}</title></rect>\n",
-                x(down),
-                y + 4.0,
-                (x(back) - x(down)).max(1.0),
-                escape(&n.node),
-                back.saturating_sub(down) / 1000,
-                escape(&n.transport)
-            ));
+    let runs =
+        [(reboot, format!("fleetboot step {}", flow.number(Step::RebootNodes))), (error_nodes, "fleetboot (pods in error)".to_owned())];
+    for (run, by) in runs {
+        let Some((records, run)) = run else { continue };
+        let (reboots, marks) = timeline::reboots_of(records, run, &by, now_ms);
+        for h in &run.hosts {
+            if !t.nodes.contains(&h.name) {
+                t.nodes.push(h.name.clone());
+            }
         }
+        t.groups.extend(run.grouping.of.clone());
+        t.reboots.extend(reboots);
+        t.marks.extend(marks);
     }
-    svg.push_str("</svg>\n");
-    svg
+    t.fit();
+    t
 }
 
-/// The report's files, by name (report.md, report.json, timeline.svg), rendered from the
-/// migration's fold and its reboot run's (when step 7 started one); `now_ms` closes a paused
-/// window still open. Pure: the caller writes them.
-pub fn render(state: &MigrationState, reboot: Option<&RunState>, now_ms: u64) -> Vec<(&'static str, String)> {
-    let report = build(state, reboot);
-    let paused = state.timings.iter().find(|t| t.0 == Step::PausePools).and_then(|t| t.2).map(|start| {
+fn paused_window(state: &MigrationState, now_ms: u64) -> Option<(u64, u64)> {
+    state.timings.iter().find(|t| t.0 == Step::PausePools).and_then(|t| t.2).map(|start| {
         let end = state.timings.iter().find(|t| t.0 == Step::ResumePools).and_then(|t| t.2).unwrap_or(now_ms);
         (start, end)
-    });
+    })
+}
+
+fn html(report: &Report, svg: &str) -> String {
+    let mut notes = vec![format!("OpenShift {} · {} flow", report.version, report.flow)];
+    notes.extend(report.warnings.iter().map(|w| format!("Warning: {w}")));
+    if !report.failing_before.is_empty() {
+        notes.push(format!(
+            "Pods already failing before the migration (not counted by the verification): {}",
+            report.failing_before.join(", ")
+        ));
+    }
+    let steps = timeline::Table {
+        heading: "Steps".into(),
+        columns: ["step", "what", "started", "took", "result"].map(String::from).to_vec(),
+        rows: report
+            .steps
+            .iter()
+            .map(|s| {
+                let result = match (&s.failed, s.ended_ms) {
+                    (Some(e), _) => format!("FAILED: {e}"),
+                    (None, Some(_)) => "done".into(),
+                    (None, None) => "interrupted".into(),
+                };
+                let took = s.ended_ms.map_or("-".to_owned(), |e| took(e.saturating_sub(s.started_ms) / 1000));
+                vec![s.number.clone(), s.title.to_owned(), time(s.started_ms), took, result]
+            })
+            .collect(),
+    };
+    let mut tables = vec![steps, node_table(&format!("Step {}: node reboots", report.reboot_step), &report.nodes)];
+    if let Some(checks) = &report.verification {
+        tables.push(timeline::Table {
+            heading: "Verification".into(),
+            columns: ["result", "check", "detail"].map(String::from).to_vec(),
+            rows: checks
+                .iter()
+                .map(|c| vec![if c.passed { "PASS" } else { "FAIL" }.to_owned(), c.name.clone(), c.detail.clone()])
+                .collect(),
+        });
+    }
+    timeline::html(&format!("Migration {} → {}", report.run_id, report.target), &notes, svg, &tables)
+}
+
+fn node_table(heading: &str, nodes: &[NodeLine]) -> timeline::Table {
+    let t = |v: Option<u64>| v.map_or("-".to_owned(), time);
+    let id = |v: &Option<String>| v.as_deref().map_or("-", crate::table::short_id).to_owned();
+    timeline::Table {
+        heading: heading.to_owned(),
+        columns: ["node", "outcome", "transport", "dispatched", "down", "back", "boot ID before", "after", "API", "error"]
+            .map(String::from)
+            .to_vec(),
+        rows: nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.node.clone(),
+                    n.outcome.clone(),
+                    n.transport.clone(),
+                    t(n.dispatched_ms),
+                    t(n.down_ms),
+                    t(n.back_ms),
+                    id(&n.old_boot_id),
+                    id(&n.new_boot_id),
+                    id(&n.api_boot_id),
+                    n.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// A plain reboot run's report (`fleetboot reboot --report DIR`, `fleetboot report`):
+/// report.md, report.html and timeline.svg, from its journal. Pure: the caller writes them.
+pub fn render_run(records: &[Record], run: &RunState, now_ms: u64) -> Vec<(&'static str, String)> {
+    let picture = timeline::layout(&timeline::of_run(records, run, now_ms));
+    let svg = timeline::svg(&picture);
+    let nodes: Vec<NodeLine> = run.hosts.iter().map(|h| node_line(&h.name, &run.records[&h.name])).collect();
+    let table = node_table("Node reboots", &nodes);
+    let state = if run.finished { "finished" } else { "not finished (interrupted or still running)" };
+    let title = format!("fleetboot reboot {}", run.run_id);
+    let notes = vec![format!("Command: {}", run.command), format!("The run is {state}.")];
+    let mut md = format!("# {title}\n\n{}\n\n", notes.join("\n\n"));
+    md.push_str(&markdown_table(&table));
+    md.push_str("\n![timeline](timeline.svg)\n");
+    vec![("report.md", md), ("report.html", timeline::html(&title, &notes, &svg, &[table])), ("timeline.svg", svg)]
+}
+
+fn markdown_table(table: &timeline::Table) -> String {
+    let cell = |c: &str| c.replace('|', "\\|").replace('\n', " ");
+    let mut md = format!("## {}\n\n| {} |\n|{}\n", table.heading, table.columns.join(" | "), "---|".repeat(table.columns.len()));
+    for row in &table.rows {
+        md.push_str(&format!("| {} |\n", row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")));
+    }
+    md
+}
+
+/// The report's files, by name (report.md, report.json, report.html, timeline.svg), rendered
+/// from the migration's fold and its reboot runs' journals (the reboot step's, and the
+/// `--reboot-error-nodes` run's); `now_ms` closes what is still open. Pure: the caller writes them.
+pub fn render(state: &MigrationState, reboot: Option<Run>, error_nodes: Option<Run>, now_ms: u64) -> Vec<(&'static str, String)> {
+    let report = build(state, reboot.map(|r| r.1));
+    let svg = timeline::svg(&timeline::layout(&timeline(state, reboot, error_nodes, now_ms)));
     vec![
         ("report.md", markdown(&report)),
         ("report.json", serde_json::to_string_pretty(&report).expect("serializes")),
-        ("timeline.svg", svg(&report, paused)),
+        ("report.html", html(&report, &svg)),
+        ("timeline.svg", svg),
     ]
 }
 
@@ -252,7 +324,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_svg_has_a_row_per_node_and_the_paused_window() {
+    fn the_markdown_and_html_have_a_row_per_node() {
         let report = Report {
             run_id: "m1".into(),
             target: "OVNKubernetes".into(),
@@ -291,16 +363,14 @@ mod tests {
             verification: None,
             verification_passed: None,
         };
-        let svg = svg(&report, Some((500, 9000)));
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains(">w0</text>") && svg.contains("w&lt;1&gt;") && svg.contains("pools paused"));
-        assert_eq!(svg.matches("#de2d26").count(), 1, "the failed node's bar is red");
+        let html = html(&report, "<svg/>");
+        assert!(html.contains("<td>w&lt;1&gt;</td>") && html.contains("<h2>Step 7: node reboots</h2>"));
         let md = markdown(&report);
         assert_eq!(time(1_764_657_628_999), "2025-12-02T06:40:28Z");
         assert_eq!(time(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!((took(0), took(21), took(3723), took(90_061)), ("0s".into(), "21s".into(), "1h 2m 3s".into(), "1d 1h 1m 1s".into()));
         assert!(md.contains("| w0 | confirmed | ssh |") && md.contains("timeline.svg"));
-        assert!(md.contains("## Step 7: node reboots") && svg.contains("step 7, node reboots"));
+        assert!(md.contains("## Step 7: node reboots"));
     }
 
     #[test]
@@ -311,5 +381,45 @@ mod tests {
         let report = build(&MigrationState { flow: Some(Flow::TwoPhase), ..MigrationState::default() }, None);
         assert_eq!(report.reboot_step, two_phase);
         assert_eq!(build(&MigrationState { flow: Some(Flow::Seed), ..MigrationState::default() }, None).reboot_step, "7");
+    }
+
+    #[test]
+    fn the_migration_timeline_has_a_lane_per_step_and_the_reboot_steps_nodes() {
+        use super::super::record::Flow;
+        let text = [
+            r#"{"v":1,"at_ms":5000,"event":"run_started","run_id":"r","command":"reboot","hosts":[{"name":"w0","address":"127.0.0.1"}]}"#,
+            r#"{"v":1,"at_ms":6000,"event":"dispatching","host":"w0","old_boot_id":"a"}"#,
+            r#"{"v":1,"at_ms":7000,"event":"down","host":"w0"}"#,
+            r#"{"v":1,"at_ms":9000,"event":"back","host":"w0","new_boot_id":"b"}"#,
+        ]
+        .join("\n")
+            + "\n";
+        let path = std::path::Path::new("reboot-r.jsonl");
+        let records = crate::journal::parse(&text, path).unwrap();
+        let run = crate::journal::fold(&records, path).unwrap();
+        let state = MigrationState {
+            run_id: "m".into(),
+            target: "OVNKubernetes".into(),
+            flow: Some(Flow::TwoPhase),
+            timings: vec![(Step::Preflight, 1000, Some(2000)), (Step::RebootNodes, 4000, Some(10_000)), (Step::Verify, 10_000, None)],
+            failures: vec![(Step::Verify, "a pod <crashed>".into())],
+            ..MigrationState::default()
+        };
+        let t = timeline(&state, Some((&records, &run)), None, 12_000);
+        assert_eq!(t.step_lanes.len(), Flow::TwoPhase.steps().len(), "every step of the flow has a lane");
+        assert_eq!(t.step_lanes[8], format!("{} {}", Flow::TwoPhase.number(Step::RebootNodes), Step::RebootNodes.title()));
+        assert_eq!((t.start_ms, t.end_ms), (1000, 12_000), "from the first step to now (the migration goes on)");
+        assert_eq!(t.reboots.len(), 1);
+        assert_eq!(t.reboots[0].by, format!("fleetboot step {}", Flow::TwoPhase.number(Step::RebootNodes)));
+        let p = timeline::layout(&t);
+        let verify = p.rects.iter().find(|r| r.id.starts_with("step-9-")).unwrap();
+        assert_eq!(verify.kind, timeline::Kind::StepFailed);
+        for r in &p.rects {
+            assert!(r.x >= p.axis_x0 - 1e-9 && r.x + r.w <= p.axis_x1 + 1e-9, "{} inside the axis", r.id);
+        }
+        let files = render(&state, Some((&records, &run)), None, 12_000);
+        let names: Vec<&str> = files.iter().map(|f| f.0).collect();
+        assert_eq!(names, ["report.md", "report.json", "report.html", "timeline.svg"]);
+        assert!(files[2].1.contains("FAILED: a pod &lt;crashed&gt;"));
     }
 }

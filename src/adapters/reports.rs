@@ -1,0 +1,35 @@
+//! The reports' files on disk: the journals they are rendered from are read here, the files
+//! written here; what they say is the core's ([`fleetboot_core::migrate::report`],
+//! [`fleetboot_core::timeline`]).
+
+use std::path::{Path, PathBuf};
+
+use fleetboot_core::journal::{JournalError, Record, RunState};
+use fleetboot_core::migrate::record::MigrationState;
+
+use crate::adapters::migration_journal::{FileError, write_files};
+
+/// A migration's report files, from its fold and the reboot runs' journals it names (a journal
+/// that cannot be read leaves its nodes out: the report of a migration is written whatever
+/// state its runs are in).
+pub fn migration_files(state: &MigrationState, now_ms: u64) -> Vec<(&'static str, String)> {
+    let load = |p: &Option<PathBuf>| p.as_ref().and_then(|p| crate::adapters::journal::load(p).ok());
+    let (reboot, error_nodes) = (load(&state.reboot_journal), load(&state.error_nodes_journal));
+    fleetboot_core::migrate::report::render(state, run(&reboot), run(&error_nodes), now_ms)
+}
+
+fn run(loaded: &Option<(Vec<Record>, RunState)>) -> Option<(&[Record], &RunState)> {
+    loaded.as_ref().map(|(records, state)| (records.as_slice(), state))
+}
+
+/// A reboot run's report files (report.md, report.html, timeline.svg), from its journal.
+pub fn run_files(journal: &Path, now_ms: u64) -> Result<Vec<(&'static str, String)>, JournalError> {
+    let (records, state) = crate::adapters::journal::load(journal)?;
+    Ok(fleetboot_core::migrate::report::render_run(&records, &state, now_ms))
+}
+
+/// Writes the files into `dir` (created if missing), each whole or not at all; their paths.
+pub fn write(dir: &Path, files: Vec<(&'static str, String)>) -> Result<Vec<PathBuf>, FileError> {
+    std::fs::create_dir_all(dir).map_err(|source| FileError { path: dir.to_owned(), source })?;
+    write_files(dir, files)
+}
