@@ -76,12 +76,26 @@ pub fn is_started(path: &Path) -> bool {
 type Held = HashMap<(u64, u64), Weak<File>>;
 static HELD: Mutex<Option<Held>> = Mutex::new(None);
 
-/// The append side. Every record is written whole and fsynced before `append` returns.
+/// Where a journal's records go other than a local file (the journal in the cluster,
+/// `adapters::kube::journal_store`): `append` returns once the record is durable there, or
+/// fails (and then nothing further may happen).
+pub trait JournalBackend: Send + std::fmt::Debug {
+    fn append(&mut self, record: &Record) -> Result<(), JournalError>;
+}
+
+/// The append side. Every record is written whole and fsynced (or acknowledged by its
+/// backend) before `append` returns.
 #[derive(Debug)]
 pub struct JournalWriter {
     path: PathBuf,
+    sink: Sink,
+}
+
+#[derive(Debug)]
+enum Sink {
     /// Opened for appending; it carries the exclusive lock.
-    file: Arc<File>,
+    File(Arc<File>),
+    Backend(Box<dyn JournalBackend>),
 }
 
 fn write_error(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -195,7 +209,7 @@ impl JournalWriter {
         match crate::adapters::system::create_private_file(path) {
             Ok(file) => {
                 let file = lock(path, file, held)?;
-                Ok(JournalWriter { path: path.to_owned(), file })
+                Ok(JournalWriter { path: path.to_owned(), sink: Sink::File(file) })
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let file = open_existing(path).map_err(open_error(path))?;
@@ -212,7 +226,7 @@ impl JournalWriter {
                 if !text.is_empty() {
                     file.set_len(0).and_then(|()| file.sync_all()).map_err(write_error(path))?;
                 }
-                Ok(JournalWriter { path: path.to_owned(), file })
+                Ok(JournalWriter { path: path.to_owned(), sink: Sink::File(file) })
             }
             Err(e) => Err(write_error(path)(e)),
         }
@@ -232,7 +246,12 @@ impl JournalWriter {
         if keep < text.len() {
             file.set_len(keep as u64).and_then(|()| file.sync_all()).map_err(write_error(path))?;
         }
-        Ok(JournalWriter { path: path.to_owned(), file })
+        Ok(JournalWriter { path: path.to_owned(), sink: Sink::File(file) })
+    }
+
+    /// A journal kept by `backend`, shown as `location` (events, the summary's resume hint).
+    pub fn with_backend(location: PathBuf, backend: Box<dyn JournalBackend>) -> JournalWriter {
+        JournalWriter { path: location, sink: Sink::Backend(backend) }
     }
 
     pub fn path(&self) -> &Path {
@@ -240,9 +259,14 @@ impl JournalWriter {
     }
 
     pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).expect("records serialize");
-        line.push(b'\n');
-        (&*self.file).write_all(&line).and_then(|()| self.file.sync_data()).map_err(write_error(&self.path))
+        match &mut self.sink {
+            Sink::File(file) => {
+                let mut line = serde_json::to_vec(record).expect("records serialize");
+                line.push(b'\n');
+                (&**file).write_all(&line).and_then(|()| file.sync_data()).map_err(write_error(&self.path))
+            }
+            Sink::Backend(backend) => backend.append(record),
+        }
     }
 }
 

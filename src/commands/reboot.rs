@@ -105,6 +105,11 @@ pub struct RebootArgs {
     /// Write the journal here instead of the state directory.
     #[arg(long, value_name = "FILE", conflicts_with = "resume", help_heading = "Output and journal")]
     pub journal: Option<PathBuf>,
+    /// Keep the journal in the cluster (ConfigMaps in --lease-namespace), so that any machine
+    /// can resume the run (`--resume cluster:NAMESPACE/RUN-ID`, or `--journal-in-cluster --resume
+    /// RUN-ID`). Always on when fleetboot runs in a pod.
+    #[arg(long, conflicts_with_all = ["journal", "no_cluster"], help_heading = "Output and journal")]
+    pub journal_in_cluster: bool,
     /// The reboot command [default: sudo shutdown -r -t 3].
     #[arg(long, value_name = "CMD", value_parser = settings::parse_command, help_heading = "Transport")]
     pub command: Option<String>,
@@ -184,8 +189,12 @@ impl RebootArgs {
 
 /// Flags and config → the typed job the engine runs.
 pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<RebootJob, Error> {
+    let in_cluster = args.journal_in_cluster || crate::adapters::kube::in_pod();
     let selection = match &args.resume {
-        Some(path) => Selection::Resume(path.clone()),
+        Some(given) => match resume_place(given, in_cluster, &args.lease_namespace)? {
+            Some(place) => Selection::ResumeInCluster(place),
+            None => Selection::Resume(given.clone()),
+        },
         None if args.selects_nodes() => Selection::Nodes(NodeSelection {
             label_selector: args.select.label_selector(),
             names: args.nodes.clone(),
@@ -203,6 +212,8 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
     let wants_cluster = match &selection {
         Selection::Nodes(_) => true,
         Selection::Resume(path) => resume_needs_cluster(path)?,
+        Selection::ResumeInCluster(_) => true,
+        Selection::Hosts(_) if in_cluster => true,
         Selection::Hosts(_) => !args.no_cluster && super::cluster_configured(&settings),
     };
     let cluster = match wants_cluster {
@@ -241,6 +252,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         selection,
         cluster,
         journal: args.journal.clone(),
+        journal_in_cluster: in_cluster,
         groups: GroupPolicy { group_by: args.group_by.clone(), group_concurrency, all_at_once: args.all_at_once, migration_reboot: false },
         drain: args.drain_policy(),
         lease: LeasePolicy {
@@ -252,6 +264,25 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         explicit,
         refuse_conflicts: !args.override_journal,
     })
+}
+
+/// `--resume` naming a journal in the cluster: `cluster:NAMESPACE/RUN-ID`, or a bare run ID with
+/// `--journal-in-cluster` (or in a pod), in the lease's namespace. A path to a local file stays
+/// a file.
+fn resume_place(
+    given: &Path,
+    in_cluster: bool,
+    lease_namespace: &str,
+) -> Result<Option<crate::adapters::kube::journal_store::JournalPlace>, Error> {
+    use crate::adapters::kube::journal_store::{JournalPlace, LOCATION_PREFIX};
+    let text = given.to_string_lossy();
+    if let Some(place) = JournalPlace::parse(&text, lease_namespace) {
+        return Ok(Some(place?));
+    }
+    if in_cluster && !given.exists() {
+        return Ok(Some(JournalPlace::parse(&format!("{LOCATION_PREFIX}{text}"), lease_namespace).expect("a cluster: name")?));
+    }
+    Ok(None)
 }
 
 /// Whether the journal to resume is a cluster run, from its start record alone (the engine

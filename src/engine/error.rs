@@ -60,6 +60,8 @@ pub enum SelectionError {
     JournalsClusterMissing { journal: std::path::PathBuf, cluster: fleetboot_core::journal::ClusterIdentity },
     #[error("the journal {} is a cluster run, and no cluster is configured (pass --kubeconfig or --context)", journal.display())]
     JournalNeedsACluster { journal: std::path::PathBuf },
+    #[error("the journal in the cluster (--journal-in-cluster, or a cluster: journal) needs a cluster: pass --kubeconfig or --context")]
+    InClusterJournalNeedsACluster,
     #[error("no such node in {place}: {}", names.join(", "))]
     UnknownNodes { names: Vec<String>, place: &'static str },
     #[error("{}; use --address-type or --exclude", problems.join("; "))]

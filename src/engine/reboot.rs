@@ -24,6 +24,7 @@ use crate::adapters::config::{HostKeyPolicy, Settings, Transport};
 use crate::adapters::journal::{self, JournalWriter};
 use crate::adapters::kube::ClusterConnection;
 use crate::adapters::kube::exec::KubeTransport;
+use crate::adapters::kube::journal_store::{self, JournalPlace};
 use crate::adapters::ssh::{SshClient, SshTransport};
 use crate::adapters::transports::NodeTransport;
 use crate::engine::error::{RunError as Error, SelectionError, WrongCluster};
@@ -41,6 +42,9 @@ pub enum Selection {
     Nodes(NodeSelection),
     /// The hosts of an interrupted run, from its journal.
     Resume(PathBuf),
+    /// The hosts of an interrupted run, from its journal in the cluster (any machine may
+    /// resume it; the job's cluster is the journal's).
+    ResumeInCluster(JournalPlace),
 }
 
 /// Nodes chosen from the cluster: a label selector, then names to keep and names to leave out.
@@ -115,6 +119,9 @@ pub struct RebootJob {
     pub cluster: Option<ClusterConnection>,
     /// Where a new run writes its journal (default: the state directory).
     pub journal: Option<PathBuf>,
+    /// A new run journals in the cluster (ConfigMaps in the lease's namespace) instead of a
+    /// file; it needs the job's cluster.
+    pub journal_in_cluster: bool,
     pub groups: GroupPolicy,
     /// `--drain`. A resumed run drains as it started, whatever is given here.
     pub drain: Option<DrainPolicy>,
@@ -136,6 +143,8 @@ pub struct PreparedRun {
     journal: PathBuf,
     /// A resumed journal's lock, held from before its records were read to the run's end.
     resume_lock: Option<journal::JournalLock>,
+    /// The journal in the cluster, when the run keeps it there.
+    in_cluster: Option<InClusterJournal>,
     cluster: Option<ClusterConnection>,
     /// The run's nodes as discovery listed them (for the BMC inventory), when it did.
     discovered: Option<Vec<NodeInfo>>,
@@ -147,6 +156,70 @@ pub struct PreparedRun {
     limits: runner::LimitsRule,
     /// Said to the user when the run starts (what an old journal did not record).
     notes: Vec<String>,
+}
+
+/// A run's journal in the cluster: where, through which connection, and for a resume how many
+/// records it held when the plan was made (taking it over must find no more).
+struct InClusterJournal {
+    place: JournalPlace,
+    connection: ClusterConnection,
+    seen: Option<usize>,
+}
+
+impl InClusterJournal {
+    /// Creates it, or takes it over for a resume (raising its fencing token): after the lease,
+    /// so that a refused run leaves no trace and fences nobody.
+    async fn open(&self, holder: &str) -> Result<JournalWriter, Error> {
+        let (client, config) = (&self.connection.client, &self.connection.config);
+        let writer = match self.seen {
+            None => journal_store::create(client, config, &self.place, holder).await?,
+            Some(seen) => {
+                let (writer, records) = journal_store::take_over(client, config, &self.place, holder).await?;
+                if records.len() != seen {
+                    return Err(fleetboot_core::journal::JournalError::Unreadable {
+                        path: self.place.location(),
+                        reason: format!(
+                            "it changed while this resume prepared ({seen} records then, {} now): another writer added to it; resume again",
+                            records.len()
+                        ),
+                    }
+                    .into());
+                }
+                writer
+            }
+        };
+        Ok(JournalWriter::with_backend(self.place.location(), Box::new(writer)))
+    }
+}
+
+/// A resumed run goes on as it started, but for what the user overrides explicitly.
+fn resume_settings_onto(
+    settings: &mut Settings,
+    path: &Path,
+    state: &RunState,
+    explicit: &Partial,
+    refuse_conflicts: bool,
+    notes: &mut Vec<String>,
+) -> Result<(), Error> {
+    let today = RunSettings {
+        policy: Some(journaled_policy(&settings.run, &settings.redfish.fallback, settings.redfish.graceful_timeout)),
+        ..journaled_settings(&settings.run)
+    };
+    let resumed = resume_settings(state.settings.as_ref(), &today, explicit, refuse_conflicts)
+        .map_err(|conflicts| SelectionError::ResumeConflicts { journal: path.to_owned(), conflicts })?;
+    apply_run_settings(&mut settings.run, &resumed.settings);
+    if let Some(policy) = &resumed.settings.policy {
+        let redfish = &mut settings.redfish;
+        apply_run_policy(&mut settings.run, &mut redfish.fallback, &mut redfish.graceful_timeout, policy);
+    }
+    if !resumed.not_journaled.is_empty() {
+        notes.push(format!(
+            "the journal {} was written before fleetboot recorded its {}: this resume uses today's configuration for them",
+            path.display(),
+            resumed.not_journaled.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// A new run's ID: the start time and this process's PID, and from a process's second run on
@@ -167,13 +240,14 @@ pub fn new_run_id() -> String {
 /// nodes without exactly one address of the chosen type, `--drain` without a cluster, and a
 /// resume under a cluster other than the journal's.
 pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
-    let RebootJob { mut settings, selection, cluster, journal, groups, drain, lease, explicit, refuse_conflicts } = job;
+    let RebootJob { mut settings, selection, cluster, journal, journal_in_cluster, groups, drain, lease, explicit, refuse_conflicts } = job;
     let mut resume_lock = None;
+    let mut in_cluster = None;
     let mut listed_as = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
     // A fresh run's ID, made once: its journal's name and its records say the same.
     let fresh_id = match selection {
-        Selection::Resume(_) => None,
+        Selection::Resume(_) | Selection::ResumeInCluster(_) => None,
         _ => Some(new_run_id()),
     };
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
@@ -184,26 +258,21 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
             resume_lock = Some(journal::hold(&path)?);
             let (_, state) = journal::load(&path)?;
             check_same_cluster(&path, &state, cluster.as_ref())?;
-            // The run goes on as it started, but for what the user overrides explicitly.
-            let today = RunSettings {
-                policy: Some(journaled_policy(&settings.run, &settings.redfish.fallback, settings.redfish.graceful_timeout)),
-                ..journaled_settings(&settings.run)
-            };
-            let resumed = resume_settings(state.settings.as_ref(), &today, &explicit, refuse_conflicts)
-                .map_err(|conflicts| SelectionError::ResumeConflicts { journal: path.clone(), conflicts })?;
-            apply_run_settings(&mut settings.run, &resumed.settings);
-            if let Some(policy) = &resumed.settings.policy {
-                let redfish = &mut settings.redfish;
-                apply_run_policy(&mut settings.run, &mut redfish.fallback, &mut redfish.graceful_timeout, policy);
-            }
-            if !resumed.not_journaled.is_empty() {
-                notes.push(format!(
-                    "the journal {} was written before fleetboot recorded its {}: this resume uses today's configuration for them",
-                    path.display(),
-                    resumed.not_journaled.join(", ")
-                ));
-            }
+            resume_settings_onto(&mut settings, &path, &state, &explicit, refuse_conflicts, &mut notes)?;
             (state.hosts.clone(), state.grouping.clone(), Some(state), path, None)
+        }
+        // Read without any lock: taking it over (after the lease) finds out whether another
+        // writer added to it since, and refuses then.
+        Selection::ResumeInCluster(place) => {
+            let Some(connection) = &cluster else {
+                return Err(SelectionError::InClusterJournalNeedsACluster.into());
+            };
+            let loaded = journal_store::load(&connection.client, &place).await?;
+            let path = place.location();
+            check_same_cluster(&path, &loaded.state, cluster.as_ref())?;
+            resume_settings_onto(&mut settings, &path, &loaded.state, &explicit, refuse_conflicts, &mut notes)?;
+            in_cluster = Some(InClusterJournal { place, connection: connection.clone(), seen: Some(loaded.records.len()) });
+            (loaded.state.hosts.clone(), loaded.state.grouping.clone(), Some(loaded.state), path, None)
         }
         Selection::Nodes(select) => {
             let Some(connection) = &cluster else {
@@ -232,7 +301,9 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         }
     };
     let cluster_run = discovered.is_some() || prior.as_ref().is_some_and(|p| p.api_proof);
-    // A host-list run touches no cluster: it neither proves through one nor takes its lease.
+    // A host-list run touches no cluster: it neither proves through one nor takes its lease
+    // (its journal may still be kept there).
+    let in_cluster_connection = cluster.clone().filter(|_| journal_in_cluster);
     let cluster = if cluster_run { cluster } else { None };
     if groups.all_at_once {
         settings.run.concurrency = hosts.len().max(1);
@@ -241,6 +312,17 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         (Some(p), _) => p.run_id.clone(),
         (None, Some(id)) => id,
         (None, None) => new_run_id(),
+    };
+    // A new run journaled in the cluster: ConfigMaps in the lease's namespace, named by the run.
+    let journal_path = match (&prior, journal_in_cluster) {
+        (None, true) => {
+            let connection = cluster.as_ref().or(in_cluster_connection.as_ref()).ok_or(SelectionError::InClusterJournalNeedsACluster)?;
+            let place = JournalPlace::new(&lease.namespace, &run_id)?;
+            let path = place.location();
+            in_cluster = Some(InClusterJournal { place, connection: connection.clone(), seen: None });
+            path
+        }
+        _ => journal_path,
     };
     let plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
     // A resumed run drains as it started, whatever this job says.
@@ -255,6 +337,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         prior,
         journal: journal_path,
         resume_lock,
+        in_cluster,
         cluster,
         discovered,
         drain,
@@ -417,14 +500,16 @@ impl PreparedRun {
         mut on_event: impl FnMut(&Event),
     ) -> Result<Summary, Error> {
         let cluster_line = self.cluster_line();
-        let PreparedRun { settings, plan, prior, journal, resume_lock, cluster, discovered, drain, lease, limits, notes, .. } = self;
+        let PreparedRun {
+            settings, plan, prior, journal, resume_lock, in_cluster, cluster, discovered, drain, lease, limits, notes, ..
+        } = self;
         // One process per journal: a resume took the journal's lock in `prepare`, so a second
         // resume of a journal in use was refused (naming the holder) before it touched the
         // cluster; the writer shares that lock, which is let go when the run ends.
         let _resume_lock = resume_lock;
         let resumed_journal = match &prior {
-            Some(_) => Some(JournalWriter::reopen(&journal)?),
-            None => None,
+            Some(_) if in_cluster.is_none() => Some(JournalWriter::reopen(&journal)?),
+            _ => None,
         };
         let mut warn = |message: String| on_event(&Event::Warning { host: None, message });
         // Which cluster is touched is said loudly, before anything is.
@@ -497,17 +582,27 @@ impl PreparedRun {
         };
         // A new run's journal is created only once the lease is held: a refused run leaves
         // nothing behind. (A resumed one was opened, and locked, before anything else.)
-        let writer = match resumed_journal {
-            Some(writer) => writer,
-            None => match JournalWriter::create(&journal) {
-                Ok(writer) => writer,
-                Err(e) => {
-                    if let Some(lock) = lease {
-                        lock.release().await;
-                    }
-                    return Err(e.into());
+        // The journal in the cluster is created (or taken over, fencing any older writer) now,
+        // with the lease's holder in each record.
+        let opened = match (&in_cluster, resumed_journal) {
+            (Some(store), _) => {
+                let holder = match &lease {
+                    Some(lock) => lock.identity().to_owned(),
+                    None => crate::adapters::kube::this_process_identity(&plan.run_id).0,
+                };
+                store.open(&holder).await
+            }
+            (None, Some(writer)) => Ok(writer),
+            (None, None) => JournalWriter::create(&journal).map_err(Error::from),
+        };
+        let writer = match opened {
+            Ok(writer) => writer,
+            Err(e) => {
+                if let Some(lock) = lease {
+                    lock.release().await;
                 }
-            },
+                return Err(e);
+            }
         };
         let inputs = RunInputs {
             transport,

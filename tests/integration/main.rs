@@ -12,6 +12,7 @@ mod common;
 mod demo;
 mod exec;
 mod hostlists;
+mod incluster_journal;
 mod input;
 mod journal_lock;
 mod kube_transport;

@@ -119,6 +119,34 @@ fn check_shape(object: &Value) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Per-kind validation a real API server applies on create and update. A ConfigMap's `data`
+/// plus `binaryData` may hold at most 1 MiB: kubernetes release-1.33
+/// pkg/apis/core/validation/validation.go `ValidateConfigMap` (`totalSize > core.MaxSecretSize`,
+/// `field.TooLong(field.NewPath(""), "", core.MaxSecretSize)`; pkg/apis/core/types.go
+/// `MaxSecretSize = 1 * 1024 * 1024`), answered 422 Invalid as
+/// `ConfigMap "NAME" is invalid: []: Too long: may not be more than 1048576 bytes`.
+fn check_kind_limits(t: &ResourceType, object: &Value) -> Result<(), StoreError> {
+    const MAX_CONFIG_MAP_SIZE: usize = 1024 * 1024;
+    if t.kind != "ConfigMap" {
+        return Ok(());
+    }
+    let mut total = 0;
+    for field in ["data", "binaryData"] {
+        if let Some(map) = object.get(field).and_then(Value::as_object) {
+            for (key, value) in map {
+                total += key.len() + value.as_str().map_or(0, str::len);
+            }
+        }
+    }
+    if total > MAX_CONFIG_MAP_SIZE {
+        return Err(StoreError::Invalid(format!(
+            "ConfigMap {:?} is invalid: []: Too long: may not be more than {MAX_CONFIG_MAP_SIZE} bytes",
+            name_of(object)
+        )));
+    }
+    Ok(())
+}
+
 fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -260,6 +288,7 @@ impl Store {
 
     pub fn create(&mut self, t: &ResourceType, namespace: Option<&str>, mut object: Value) -> Result<Arc<Value>, StoreError> {
         check_shape(&object)?;
+        check_kind_limits(t, &object)?;
         let meta = object.as_object_mut().expect("object").entry("metadata").or_insert_with(|| json!({}));
         let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
         if name.is_empty() {
@@ -318,6 +347,7 @@ impl Store {
     ) -> Result<Arc<Value>, StoreError> {
         let current = self.get(t, namespace, name)?;
         check_shape(&object)?;
+        check_kind_limits(t, &object)?;
         if let Some(given) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
             && !given.is_empty()
             && given != current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
@@ -549,6 +579,26 @@ mod tests {
         assert!(store.get(nodes(), None, "a").is_ok(), "nothing deleted");
         store.delete_checked(nodes(), None, "a", Some(&json!({ "resourceVersion": rv }))).unwrap();
         assert!(store.get(nodes(), None, "a").is_err());
+    }
+
+    #[test]
+    fn a_config_map_holds_at_most_1_mib_and_a_stale_update_of_one_conflicts() {
+        let mut store = Store::new(100);
+        let cm = super::super::types::find("", "v1", "configmaps").unwrap();
+        let small = json!({"metadata": {"name": "j"}, "data": {"k": "v"}});
+        let created = store.create(cm, Some("ns"), small).unwrap();
+        let mut big = (*created).clone();
+        big["data"]["k"] = json!("x".repeat(1024 * 1024));
+        let err = store.update(cm, Some("ns"), "j", big, None).unwrap_err();
+        assert_eq!(err.code_and_reason(), (422, "Invalid"));
+        assert!(err.to_string().contains("may not be more than 1048576 bytes"), "{err}");
+        let mut edit = (*created).clone();
+        edit["data"]["k"] = json!("w");
+        store.update(cm, Some("ns"), "j", edit.clone(), None).unwrap();
+        // The same version again: the object has moved on.
+        let err = store.update(cm, Some("ns"), "j", edit, None).unwrap_err();
+        assert_eq!(err.code_and_reason(), (409, "Conflict"));
+        assert!(err.to_string().contains("Operation cannot be fulfilled on configmaps \"j\": the object has been modified"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub static TYPES: &[ResourceType] = &[
     rt!("", "v1", "Pod", "pods", "pod", true, ["po"], ["status", "log", "eviction"]),
     rt!("", "v1", "Namespace", "namespaces", "namespace", false, ["ns"], ["status"]),
     rt!("", "v1", "Secret", "secrets", "secret", true, [], []),
+    // ConfigMaps (kubernetes pkg/apis/core/types.go): no status; their data's size is checked
+    // on create and update (store.rs `check_kind_limits`), resourceVersion preconditions as
+    // for every kind (the generic registry store's optimistic concurrency).
+    rt!("", "v1", "ConfigMap", "configmaps", "configmap", true, ["cm"], []),
     rt!("", "v1", "Event", "events", "event", true, ["ev"], []),
     rt!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["status"]),
     rt!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["status", "scale"]),

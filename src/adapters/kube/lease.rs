@@ -186,15 +186,22 @@ impl LeaseLock {
                     // only (as client-go's leader election): unchanged for its whole duration.
                     unchanged_for_its_duration(&api, lease_name, held).await.map_err(api_error)?.ok_or_else(locked)?
                 };
-                // Replace with the version just read: if another run took it meanwhile, Conflict.
+                // Replace with the version just read: if another run took it meanwhile, Conflict,
+                // and the refusal names that run (read again), not the holder it replaced.
                 let mut takeover = held.clone();
                 takeover.data["spec"] = spec;
-                api.replace(lease_name, &PostParams::default(), &takeover).await.map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 409 => {
-                        ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned(), name: lease_name.to_owned() }
+                match api.replace(lease_name, &PostParams::default(), &takeover).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        let now_held = api.get(lease_name).await.ok();
+                        let winner = now_held
+                            .as_ref()
+                            .and_then(|l| l.data.pointer("/spec/holderIdentity").and_then(Value::as_str))
+                            .map_or_else(|| holder.clone(), str::to_owned);
+                        return Err(ClusterError::Locked { holder: winner, namespace: namespace.to_owned(), name: lease_name.to_owned() });
                     }
-                    other => api_error(other),
-                })?;
+                    Err(other) => return Err(api_error(other)),
+                }
                 taken_from = Some(holder);
             }
             Err(e) => return Err(api_error(e)),

@@ -14,6 +14,7 @@ pub mod discover;
 pub mod drain;
 pub mod exec;
 pub mod gates;
+pub mod journal_store;
 pub mod lease;
 pub mod watch;
 pub mod world;
@@ -43,6 +44,21 @@ pub enum ClusterError {
     Busy { other: &'static str, holder: String, namespace: String, name: String, hint: &'static str },
 }
 
+/// Where a pod's ServiceAccount credentials are mounted (`token`, `ca.crt`, `namespace`);
+/// `FLEETBOOT_SERVICEACCOUNT_DIR` names another directory (tests run a pod's command as a
+/// process).
+pub fn service_account_dir() -> PathBuf {
+    std::env::var_os("FLEETBOOT_SERVICEACCOUNT_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount"), PathBuf::from)
+}
+
+/// Whether this process runs in a pod: the API server's service in its environment and a
+/// ServiceAccount token mounted, as client-go's `rest.InClusterConfig` requires.
+pub fn in_pod() -> bool {
+    std::env::var("KUBERNETES_SERVICE_HOST").is_ok_and(|h| !h.is_empty()) && service_account_dir().join("token").is_file()
+}
+
 /// Where the cluster is, in kubectl's order of precedence.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterTarget {
@@ -52,7 +68,7 @@ pub struct ClusterTarget {
 
 /// A client for the cluster `target` names, as kubectl finds it, its server, and the name of the
 /// kubeconfig context used (none in-cluster). Commands connect through [`ClusterConnection::open`].
-async fn connect_named(target: &ClusterTarget) -> Result<(Client, String, Option<String>), ClusterError> {
+async fn connect_named(target: &ClusterTarget) -> Result<(Client, kube::Config, String, Option<String>), ClusterError> {
     let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
     let (config, context) = match &target.kubeconfig {
         Some(path) => {
@@ -83,14 +99,17 @@ async fn connect_named(target: &ClusterTarget) -> Result<(Client, String, Option
         }
     };
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
-    Ok((client, server, context))
+    let client = Client::try_from(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+    Ok((client, config, server, context))
 }
 
 /// A connected cluster: the one client a command uses for everything, and which cluster it is.
 #[derive(Clone)]
 pub struct ClusterConnection {
     pub client: Client,
+    /// What the client was made from: a writer with a runtime of its own (the journal in the
+    /// cluster) makes its own client from it.
+    pub config: kube::Config,
     pub identity: ClusterIdentity,
 }
 
@@ -98,9 +117,9 @@ impl ClusterConnection {
     /// Connects as kubectl would and asks the cluster who it is: a cluster that is configured
     /// but cannot be reached is an error here, before anything is touched.
     pub async fn open(target: &ClusterTarget) -> Result<ClusterConnection, ClusterError> {
-        let (client, server, context) = connect_named(target).await?;
+        let (client, config, server, context) = connect_named(target).await?;
         let cluster_id = cluster_id(&client, &server).await?;
-        Ok(ClusterConnection { client, identity: ClusterIdentity { server, cluster_id, context } })
+        Ok(ClusterConnection { client, config, identity: ClusterIdentity { server, cluster_id, context } })
     }
 
     pub fn server(&self) -> &str {

@@ -22,6 +22,7 @@ impl Migration<'_, '_> {
             selection,
             cluster: Some(self.cluster.connection.clone()),
             journal,
+            journal_in_cluster: false,
             groups,
             drain: None,
             lease: LeasePolicy { migration_holder: Some(self.lease_holder.clone()), ..LeasePolicy::default() },

@@ -1,0 +1,430 @@
+//! The journal in the cluster (`--journal-in-cluster`, and always in a pod): a run's records in
+//! ConfigMaps of the lease's namespace, so that a run can be resumed from any machine that
+//! reaches the cluster, and no second writer can add to it.
+//!
+//! Layout: chunks `fleetboot-journal-RUN-0`, `-1`, ... (label `fleetboot.io/journal-run`), each
+//! holding JSON lines under `records.jsonl`, at most [`CHUNK_LIMIT`] bytes (a ConfigMap holds at
+//! most 1 MiB). Every line is `{"token":N,"holder":"...","record":{...}}`: the record as the file
+//! journal holds it, with the fencing token and the lease holder of the writer that wrote it.
+//!
+//! Writes are conditional, so two writers can never both succeed:
+//! - an append is an update of the last chunk carrying the resourceVersion this writer last
+//!   wrote or read (409 Conflict otherwise);
+//! - a new chunk is created (never overwritten: 409 AlreadyExists), after the full one was
+//!   sealed by a conditional update (`fleetboot.io/journal-sealed`);
+//! - a writer takes a journal over by raising the last chunk's token annotation
+//!   (`fleetboot.io/journal-token`, one more than any token seen) with a conditional update.
+//!   From then on every write of an older writer conflicts; it reads the chunk again, finds a
+//!   newer token and stops, naming the writer that holds the journal now.
+//!
+//! The records are folded by `fleetboot_core::journal::fold`, as the file's are. The async side
+//! (create, load, take over) runs on the caller's runtime; appends are synchronous (the runner
+//! appends under a lock, as it fsyncs a file) and go to a thread of their own with its own
+//! client, so they need no particular runtime.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fleetboot_core::journal::{JournalError, Record, RunState, fold};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ObjectMeta, PostParams};
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::journal::JournalBackend;
+
+/// The most bytes of records one chunk holds: a quarter of the 1 MiB object limit, so that an
+/// append rewrites at most this much (an update sends the whole object).
+pub const CHUNK_LIMIT: usize = 256 * 1024;
+const DATA_KEY: &str = "records.jsonl";
+const TOKEN: &str = "fleetboot.io/journal-token";
+const HOLDER: &str = "fleetboot.io/journal-holder";
+const SEALED: &str = "fleetboot.io/journal-sealed";
+const RUN_LABEL: &str = "fleetboot.io/journal-run";
+/// How a cluster journal is named where a path would be (events, the summary's resume hint):
+/// `cluster:NAMESPACE/RUN-ID`, which `--resume` takes back.
+pub const LOCATION_PREFIX: &str = "cluster:";
+
+/// One line of a chunk.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    token: u64,
+    holder: String,
+    record: Record,
+}
+
+/// Where a run's journal lives in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalPlace {
+    pub namespace: String,
+    pub run_id: String,
+}
+
+impl JournalPlace {
+    /// Checks that a run ID can name ConfigMaps (lowercase letters, digits and `-` once
+    /// lowercased: fleetboot's run IDs are), naming where it came from when not.
+    pub fn new(namespace: &str, run_id: &str) -> Result<JournalPlace, JournalError> {
+        let ok = !run_id.is_empty()
+            && run_id.len() <= 200
+            && run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !run_id.starts_with('-')
+            && !run_id.ends_with('-');
+        if !ok {
+            return Err(JournalError::Unreadable {
+                path: PathBuf::from(format!("{LOCATION_PREFIX}{namespace}/{run_id}")),
+                reason: "not a fleetboot run ID (letters, digits and '-', as `fleetboot reboot` prints them)".into(),
+            });
+        }
+        Ok(JournalPlace { namespace: namespace.to_owned(), run_id: run_id.to_owned() })
+    }
+
+    /// `cluster:NAMESPACE/RUN-ID` (or `cluster:RUN-ID`, in `default_namespace`), as `--resume`
+    /// takes it; `None` when `given` is not such a name.
+    pub fn parse(given: &str, default_namespace: &str) -> Option<Result<JournalPlace, JournalError>> {
+        let rest = given.strip_prefix(LOCATION_PREFIX)?;
+        Some(match rest.split_once('/') {
+            Some((namespace, run_id)) => JournalPlace::new(namespace, run_id),
+            None => JournalPlace::new(default_namespace, rest),
+        })
+    }
+
+    /// `cluster:NAMESPACE/RUN-ID`: what events and the summary show, and `--resume` takes.
+    pub fn location(&self) -> PathBuf {
+        PathBuf::from(format!("{LOCATION_PREFIX}{}/{}", self.namespace, self.run_id))
+    }
+
+    pub fn chunk_name(&self, index: usize) -> String {
+        format!("fleetboot-journal-{}-{index}", self.run_id.to_ascii_lowercase())
+    }
+
+    fn label(&self) -> String {
+        // A label value holds at most 63 characters; the name says the rest.
+        self.run_id.to_ascii_lowercase().chars().take(63).collect::<String>().trim_end_matches('-').to_owned()
+    }
+
+    fn error(&self, index: usize, reason: impl std::fmt::Display) -> JournalError {
+        JournalError::Write { path: self.location(), reason: format!("configmaps/{}/{}: {reason}", self.namespace, self.chunk_name(index)) }
+    }
+}
+
+fn annotation(map: &ConfigMap, key: &str) -> Option<String> {
+    map.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned()
+}
+
+fn token_of(map: &ConfigMap) -> u64 {
+    annotation(map, TOKEN).and_then(|t| t.parse().ok()).unwrap_or(0)
+}
+
+fn data_of(map: &ConfigMap) -> &str {
+    map.data.as_ref().and_then(|d| d.get(DATA_KEY)).map_or("", String::as_str)
+}
+
+fn new_chunk(place: &JournalPlace, index: usize, token: u64, holder: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(place.chunk_name(index)),
+            namespace: Some(place.namespace.clone()),
+            labels: Some(BTreeMap::from([(RUN_LABEL.to_owned(), place.label())])),
+            annotations: Some(BTreeMap::from([(TOKEN.to_owned(), token.to_string()), (HOLDER.to_owned(), holder.to_owned())])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(DATA_KEY.to_owned(), String::new())])),
+        ..ConfigMap::default()
+    }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == code)
+}
+
+/// Every chunk of the run, in order (none: no such journal).
+async fn read_chunks(api: &Api<ConfigMap>, place: &JournalPlace) -> Result<Vec<ConfigMap>, JournalError> {
+    let mut chunks = Vec::new();
+    loop {
+        let index = chunks.len();
+        match api.get_opt(&place.chunk_name(index)).await {
+            Ok(Some(chunk)) => chunks.push(chunk),
+            Ok(None) => return Ok(chunks),
+            Err(e) => {
+                return Err(JournalError::Unreadable {
+                    path: place.location(),
+                    reason: format!("configmaps/{}/{}: {e}", place.namespace, place.chunk_name(index)),
+                });
+            }
+        }
+    }
+}
+
+/// A journal read from the cluster.
+#[derive(Debug)]
+pub struct Loaded {
+    pub records: Vec<Record>,
+    pub state: RunState,
+    /// The holder of the newest token, and that token.
+    pub holder: String,
+    pub token: u64,
+}
+
+fn parse_chunks(place: &JournalPlace, chunks: &[ConfigMap]) -> Result<(Vec<Record>, String, u64), JournalError> {
+    let mut records = Vec::new();
+    let (mut holder, mut token) = (String::new(), 0);
+    for (index, chunk) in chunks.iter().enumerate() {
+        if token_of(chunk) >= token {
+            token = token_of(chunk);
+            holder = annotation(chunk, HOLDER).unwrap_or_default();
+        }
+        for (n, text) in data_of(chunk).lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let line: Line = serde_json::from_str(text).map_err(|e| JournalError::Unreadable {
+                path: place.location(),
+                reason: format!("configmaps/{}/{} line {}: {e}", place.namespace, place.chunk_name(index), n + 1),
+            })?;
+            records.push(line.record);
+        }
+    }
+    Ok((records, holder, token))
+}
+
+/// Reads the run's journal from the cluster and folds it (`fleetboot_core::journal::fold`).
+pub async fn load(client: &kube::Client, place: &JournalPlace) -> Result<Loaded, JournalError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &place.namespace);
+    let chunks = read_chunks(&api, place).await?;
+    if chunks.is_empty() {
+        return Err(JournalError::Unreadable {
+            path: place.location(),
+            reason: format!(
+                "no journal of run {} in the namespace {} (no ConfigMap {}): check the run ID and --lease-namespace",
+                place.run_id,
+                place.namespace,
+                place.chunk_name(0)
+            ),
+        });
+    }
+    let (records, holder, token) = parse_chunks(place, &chunks)?;
+    let state = fold(&records, &place.location())?;
+    Ok(Loaded { records, state, holder, token })
+}
+
+/// The writer's state: the last chunk as this writer last wrote or read it.
+#[derive(Debug)]
+struct Head {
+    place: JournalPlace,
+    holder: String,
+    token: u64,
+    index: usize,
+    last: ConfigMap,
+}
+
+/// Creates a new run's journal (chunk 0, token 1). An existing one is never overwritten.
+pub async fn create(
+    client: &kube::Client,
+    config: &kube::Config,
+    place: &JournalPlace,
+    holder: &str,
+) -> Result<ClusterJournal, JournalError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &place.namespace);
+    let last = match api.create(&PostParams::default(), &new_chunk(place, 0, 1, holder)).await {
+        Ok(created) => created,
+        Err(e) if is_status(&e, 409) => return Err(place.error(0, "a journal of this run already exists; it is never overwritten")),
+        Err(e) => return Err(place.error(0, e)),
+    };
+    ClusterJournal::start(config, Head { place: place.clone(), holder: holder.to_owned(), token: 1, index: 0, last })
+}
+
+/// Takes a run's journal over for a resume: raises the fencing token on its last chunk with a
+/// conditional write, so that any older writer's next write fails; returns the writer and the
+/// records as they stand once no older writer can add to them.
+pub async fn take_over(
+    client: &kube::Client,
+    config: &kube::Config,
+    place: &JournalPlace,
+    holder: &str,
+) -> Result<(ClusterJournal, Vec<Record>), JournalError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &place.namespace);
+    // A conflict means another writer wrote meanwhile: read again (a few times at most).
+    for _ in 0..5 {
+        let chunks = read_chunks(&api, place).await?;
+        let Some(last) = chunks.last() else {
+            return Err(JournalError::Unreadable { path: place.location(), reason: "the journal is gone".into() });
+        };
+        let token = chunks.iter().map(token_of).max().unwrap_or(0) + 1;
+        let index = chunks.len() - 1;
+        let taken = if annotation(last, SEALED).is_some() {
+            // Sealed by a writer killed before it created the next chunk: this one does.
+            api.create(&PostParams::default(), &new_chunk(place, index + 1, token, holder)).await.map(|c| (index + 1, c))
+        } else {
+            let mut raised = last.clone();
+            let annotations = raised.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            annotations.insert(TOKEN.to_owned(), token.to_string());
+            annotations.insert(HOLDER.to_owned(), holder.to_owned());
+            api.replace(&place.chunk_name(index), &PostParams::default(), &raised).await.map(|c| (index, c))
+        };
+        match taken {
+            Ok((index, last)) => {
+                // Read once more under the new token: nothing older can be added from now on.
+                let chunks = read_chunks(&api, place).await?;
+                let (records, _, _) = parse_chunks(place, &chunks)?;
+                let head = Head { place: place.clone(), holder: holder.to_owned(), token, index, last };
+                return Ok((ClusterJournal::start(config, head)?, records));
+            }
+            Err(e) if is_status(&e, 409) => continue,
+            Err(e) => return Err(place.error(index, e)),
+        }
+    }
+    Err(place.error(0, "other writers kept changing the journal while this run took it over; try again"))
+}
+
+impl Head {
+    /// After a failed write: who holds the journal now, or `None` when this writer still does
+    /// (and `last` was refreshed).
+    async fn fenced(&mut self, api: &Api<ConfigMap>) -> Result<Option<(String, u64)>, kube::Error> {
+        let current = api.get(&self.place.chunk_name(self.index)).await?;
+        let token = token_of(&current);
+        if token > self.token {
+            return Ok(Some((annotation(&current, HOLDER).unwrap_or_else(|| "another writer".into()), token)));
+        }
+        self.last = current;
+        Ok(None)
+    }
+
+    fn fenced_error(&self, holder: &str, token: u64) -> JournalError {
+        self.place.error(
+            self.index,
+            format!(
+                "the journal was taken over by {holder} (fencing token {token}, this run's {}): this run writes nothing more and stops",
+                self.token
+            ),
+        )
+    }
+
+    async fn append(&mut self, api: &Api<ConfigMap>, record: &Record) -> Result<(), JournalError> {
+        let line = Line { token: self.token, holder: self.holder.clone(), record: record.clone() };
+        let mut text = serde_json::to_string(&line).expect("records serialize");
+        text.push('\n');
+        if !data_of(&self.last).is_empty() && data_of(&self.last).len() + text.len() > CHUNK_LIMIT {
+            self.roll_over(api).await?;
+        }
+        let mut next = self.last.clone();
+        let data = next.data.get_or_insert_with(BTreeMap::new).entry(DATA_KEY.to_owned()).or_default();
+        data.push_str(&text);
+        let expected = data.clone();
+        match api.replace(&self.place.chunk_name(self.index), &PostParams::default(), &next).await {
+            Ok(written) => {
+                self.last = written;
+                Ok(())
+            }
+            Err(e) => match self.fenced(api).await {
+                Ok(Some((holder, token))) => Err(self.fenced_error(&holder, token)),
+                // A write whose answer was lost may have landed: the chunk says.
+                Ok(None) if data_of(&self.last) == expected => Ok(()),
+                _ => Err(self.place.error(self.index, e)),
+            },
+        }
+    }
+
+    /// Seals the full chunk (a conditional update) and creates the next one (create-only).
+    async fn roll_over(&mut self, api: &Api<ConfigMap>) -> Result<(), JournalError> {
+        let mut sealed = self.last.clone();
+        sealed.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(SEALED.to_owned(), "true".into());
+        if let Err(e) = api.replace(&self.place.chunk_name(self.index), &PostParams::default(), &sealed).await {
+            return match self.fenced(api).await {
+                Ok(Some((holder, token))) => Err(self.fenced_error(&holder, token)),
+                _ => Err(self.place.error(self.index, e)),
+            };
+        }
+        let next = new_chunk(&self.place, self.index + 1, self.token, &self.holder);
+        match api.create(&PostParams::default(), &next).await {
+            Ok(created) => {
+                self.index += 1;
+                self.last = created;
+                Ok(())
+            }
+            Err(e) if is_status(&e, 409) => {
+                self.index += 1;
+                match self.fenced(api).await {
+                    Ok(Some((holder, token))) => Err(self.fenced_error(&holder, token)),
+                    _ => Err(self.place.error(self.index, "the next chunk exists already, written by another writer")),
+                }
+            }
+            Err(e) => Err(self.place.error(self.index + 1, e)),
+        }
+    }
+}
+
+type Request = (Record, std::sync::mpsc::SyncSender<Result<(), JournalError>>);
+
+/// The append side of a cluster journal: a thread with its own runtime and client, taking one
+/// record at a time; [`JournalBackend::append`] returns once the write is acknowledged (or
+/// refused) by the API server.
+#[derive(Debug)]
+pub struct ClusterJournal {
+    location: PathBuf,
+    requests: std::sync::mpsc::Sender<Request>,
+}
+
+impl ClusterJournal {
+    /// Starts the writer's thread; its runtime and client are made there (never inside the
+    /// caller's runtime), and any failure to make them is returned here.
+    fn start(config: &kube::Config, mut head: Head) -> Result<ClusterJournal, JournalError> {
+        let location = head.place.location();
+        let failed = |reason: String| JournalError::Write { path: location.clone(), reason: format!("cannot start its writer: {reason}") };
+        let (requests, incoming) = std::sync::mpsc::channel::<Request>();
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+        let config = config.clone();
+        std::thread::Builder::new()
+            .name("cluster-journal".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(e) => return drop(ready_tx.send(Err(e.to_string()))),
+                };
+                let client = {
+                    let _in_runtime = runtime.enter();
+                    kube::Client::try_from(config)
+                };
+                let client = match client {
+                    Ok(client) => client,
+                    Err(e) => return drop(ready_tx.send(Err(e.to_string()))),
+                };
+                let _ = ready_tx.send(Ok(()));
+                let api: Api<ConfigMap> = Api::namespaced(client, &head.place.namespace);
+                while let Ok((record, reply)) = incoming.recv() {
+                    let result = runtime.block_on(head.append(&api, &record));
+                    let _ = reply.send(result);
+                }
+            })
+            .map_err(|e| failed(e.to_string()))?;
+        ready.recv().map_err(|_| failed("its thread ended".into()))?.map_err(failed)?;
+        Ok(ClusterJournal { location, requests })
+    }
+
+    pub fn location(&self) -> &Path {
+        &self.location
+    }
+}
+
+impl JournalBackend for ClusterJournal {
+    fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let gone = || JournalError::Write { path: self.location.clone(), reason: "its writer thread is gone".into() };
+        self.requests.send((record.clone(), reply)).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_parse_and_refuse_what_cannot_name_a_configmap() {
+        let place = JournalPlace::parse("cluster:ops/20261204T123000Z-42", "kube-system").unwrap().unwrap();
+        assert_eq!(place, JournalPlace { namespace: "ops".into(), run_id: "20261204T123000Z-42".into() });
+        assert_eq!(place.chunk_name(3), "fleetboot-journal-20261204t123000z-42-3");
+        assert_eq!(place.location(), PathBuf::from("cluster:ops/20261204T123000Z-42"));
+        let default = JournalPlace::parse("cluster:r-1", "kube-system").unwrap().unwrap();
+        assert_eq!(default.namespace, "kube-system");
+        assert!(JournalPlace::parse("/tmp/run.jsonl", "kube-system").is_none());
+        let err = JournalPlace::new("ops", "../x").unwrap_err().to_string();
+        assert!(err.contains("cluster:ops/../x") && err.contains("not a fleetboot run ID"), "{err}");
+    }
+}
