@@ -230,7 +230,8 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         use crate::adapters::config::TransportChoice;
         let transport = settings.reboot.transport;
         let bmc = matches!(transport, TransportChoice::Auto | TransportChoice::Redfish);
-        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == TransportChoice::Kube, args.drain);
+        let batch = settings.reboot.batch.reads_cluster();
+        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == TransportChoice::Kube, args.drain, batch);
         let namespaces =
             fleetboot_core::rbac::Namespaces { lease: args.lease_namespace.clone(), bmh: settings.redfish.bmh_namespaces.clone() };
         crate::adapters::kube::access::check(&connection.client, &fleetboot_core::rbac::needed(&modes, &namespaces), mode).await?;
