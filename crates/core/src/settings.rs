@@ -102,6 +102,7 @@ choice!(
         Auto = "auto": "A live display on a terminal, plain lines otherwise",
         Plain = "plain": "One line per event",
         Json = "json": "One JSON object per event",
+        Yaml = "yaml": "One YAML document per event (a stream: the JSON's events as YAML)",
     }
 );
 
@@ -675,7 +676,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<HostKeyPolicy>(&format!("\"{name}\"")).unwrap(), parsed);
         }
         assert_eq!(Transport::NAMES, ["auto", "ssh", "redfish", "kube"]);
-        assert_eq!(OutputFormat::NAMES, ["auto", "plain", "json"]);
+        assert_eq!(OutputFormat::NAMES, ["auto", "plain", "json", "yaml"]);
     }
 
     #[test]
