@@ -60,6 +60,8 @@ pub struct ApiState {
     pub tokens: std::sync::OnceLock<super::rbac::Tokens>,
     /// `--rbac`: the API over HTTPS, and the CA (PEM) that signed its certificate.
     pub tls: std::sync::OnceLock<(tokio_rustls::TlsAcceptor, String)>,
+    /// `--state-dir`: where the store is kept across a simulated restart (persist.rs).
+    pub state_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// One kind of request's load: requests (watch streams opened), the bytes of the answers, and
@@ -95,6 +97,7 @@ impl ApiState {
             exec: Default::default(),
             tokens: std::sync::OnceLock::new(),
             tls: std::sync::OnceLock::new(),
+            state_dir: std::sync::OnceLock::new(),
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod live;
 pub mod mco;
 pub mod node;
 pub mod patch;
+pub mod persist;
 pub mod protobuf;
 pub mod rbac;
 pub mod scale;
