@@ -20,6 +20,7 @@ pub mod args;
 pub mod args_batch;
 pub mod demo;
 pub mod exec;
+pub mod job;
 pub mod migrate;
 pub mod nodes;
 pub mod power;
@@ -86,6 +87,8 @@ pub enum Command {
     InstallPlugin(toolbox::InstallPluginArgs),
     /// The Kubernetes roles and bindings a mode needs (`-o yaml | kubectl apply -f -`).
     Rbac(rbac::RbacArgs),
+    /// fleetboot as a Kubernetes Job on the cluster it reboots (`-o yaml | kubectl apply -f -`).
+    Job(job::JobArgs),
 }
 
 /// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
@@ -246,6 +249,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Man(args) => toolbox::man(args),
         Command::InstallPlugin(args) => toolbox::install_plugin(args),
         Command::Rbac(args) => rbac::run(args),
+        Command::Job(args) => job::run(args),
     }
 }
 

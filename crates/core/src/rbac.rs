@@ -23,10 +23,13 @@ pub enum Mode {
     KubeTransport,
     /// The batch gates: blocker pods, ClusterOperators, per-node annotations.
     Batch,
+    /// The journal in the cluster (`--journal-in-cluster`, and every run in a pod).
+    JournalInCluster,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [Mode::Reboot, Mode::Drain, Mode::Migrate, Mode::Power, Mode::KubeTransport, Mode::Batch];
+    pub const ALL: [Mode; 7] =
+        [Mode::Reboot, Mode::Drain, Mode::Migrate, Mode::Power, Mode::KubeTransport, Mode::Batch, Mode::JournalInCluster];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +39,7 @@ impl Mode {
             Mode::Power => "power",
             Mode::KubeTransport => "kube-transport",
             Mode::Batch => "batch",
+            Mode::JournalInCluster => "journal-in-cluster",
         }
     }
 }
@@ -148,6 +152,13 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             // (AuthorizePodWebsocketUpgradeCreatePermission), as for SPDY.
             within("openshift-machine-config-operator", "", "pods/exec", &["create"], "the reboot command through the daemon pod"),
         ],
+        Mode::JournalInCluster => vec![within(
+            &ns.lease,
+            "",
+            "configmaps",
+            &["get", "create", "update"],
+            "the journal in the cluster: its chunks, every write conditional (adapters/kube journal_store)",
+        )],
         Mode::Batch => vec![
             cluster("", "pods", &["list"], "--block-on-pods: blocker pods (adapters/kube gates)"),
             cluster(MCO, "machineconfigpools", &["list"], "the health gate: Degraded pools (adapters/kube gates)"),
@@ -165,6 +176,7 @@ pub fn with_base(mode: Mode) -> Vec<Mode> {
         Mode::Power => vec![Mode::Power],
         Mode::Reboot => vec![Mode::Reboot, Mode::Power],
         Mode::KubeTransport => vec![Mode::Reboot, Mode::KubeTransport],
+        Mode::JournalInCluster => vec![Mode::JournalInCluster],
         other => vec![Mode::Reboot, Mode::Power, other],
     }
 }

@@ -870,6 +870,9 @@ async fn namespace_controller(cluster: Arc<Cluster>) {
         for name in terminating {
             cluster.api.store.lock().unwrap().purge_namespace(&name);
         }
+        if let Some((_, ca_pem)) = cluster.api.tls.get() {
+            super::serviceaccounts::publish_root_ca(&mut cluster.api.store.lock().unwrap(), ca_pem);
+        }
     }
 }
 

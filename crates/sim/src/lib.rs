@@ -23,6 +23,7 @@ pub mod protobuf;
 pub mod rbac;
 pub mod scale;
 pub mod selector;
+pub mod serviceaccounts;
 pub mod store;
 pub mod table;
 pub mod types;
