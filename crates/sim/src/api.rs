@@ -691,7 +691,7 @@ async fn serve_resource(req: Request<Incoming>, method: &Method, target: Target,
                 Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"spec": {}})),
                 Err(r) => return r,
             };
-            match super::serviceaccounts::token_request(&state, ns.unwrap_or_default(), name, &body) {
+            match super::serviceaccounts::token_request(&state.store, &state.issued_tokens, ns.unwrap_or_default(), name, &body) {
                 Ok(answer) => json_response(StatusCode::CREATED, &answer),
                 Err(e) => error_response(&e),
             }

@@ -19,7 +19,9 @@
 
 use serde_json::{Value, json};
 
-use super::api::ApiState;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::rbac::User;
 use super::store::{Store, StoreError};
 use super::types;
@@ -33,12 +35,19 @@ pub fn user_of(namespace: &str, name: &str) -> User {
 }
 
 /// `POST .../serviceaccounts/NAME/token`: a new token for an existing ServiceAccount.
-pub fn token_request(state: &ApiState, namespace: &str, name: &str, body: &Value) -> Result<Value, StoreError> {
+/// `issued` keeps who each token is (the API server's `issued_tokens`).
+pub fn token_request(
+    store: &Mutex<Store>,
+    issued: &Mutex<HashMap<String, User>>,
+    namespace: &str,
+    name: &str,
+    body: &Value,
+) -> Result<Value, StoreError> {
     let accounts = types::find("", "v1", "serviceaccounts").expect("served");
-    state.store.lock().unwrap().get(accounts, Some(namespace), name)?;
+    store.lock().unwrap().get(accounts, Some(namespace), name)?;
     let seconds = body.pointer("/spec/expirationSeconds").and_then(Value::as_u64).unwrap_or(3600);
     let token: String = (0..8).map(|_| super::store::random_suffix()).collect();
-    state.issued_tokens.lock().unwrap().insert(token.clone(), user_of(namespace, name));
+    issued.lock().unwrap().insert(token.clone(), user_of(namespace, name));
     let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
     let mut answer = body.clone();
     answer["apiVersion"] = json!("authentication.k8s.io/v1");
