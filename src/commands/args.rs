@@ -135,6 +135,9 @@ pub struct SimTimingArgs {
     /// (3 replicas, minAvailable 2 each).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub workloads: usize,
+    /// Keep the API server's store in DIR across a simulated restart (`POST /sim/v1/api-restart`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 fn parse_fault(text: &str) -> Result<(String, String), String> {
@@ -163,6 +166,7 @@ impl SimTimingArgs {
             openshift_version: self.openshift_version.clone(),
             colliding_networks: self.colliding_networks,
             workloads: self.workloads,
+            state_dir: self.state_dir.clone(),
             ..Default::default()
         }
     }

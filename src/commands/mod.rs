@@ -20,6 +20,7 @@ pub mod args;
 pub mod args_batch;
 pub mod demo;
 pub mod exec;
+pub mod job;
 pub mod migrate;
 pub mod nodes;
 pub mod power;
@@ -88,6 +89,8 @@ pub enum Command {
     Rbac(rbac::RbacArgs),
     /// Write a run's or a migration's report (HTML, Markdown, SVG timeline) from its journal.
     Report(toolbox::ReportArgs),
+    /// fleetboot as a Kubernetes Job on the cluster it reboots (`-o yaml | kubectl apply -f -`).
+    Job(job::JobArgs),
 }
 
 /// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
@@ -250,6 +253,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::InstallPlugin(args) => toolbox::install_plugin(args),
         Command::Rbac(args) => rbac::run(args),
         Command::Report(args) => toolbox::report(args, config),
+        Command::Job(args) => job::run(args),
     }
 }
 

@@ -61,6 +61,10 @@ pub struct RbacArgs {
     /// Namespaces of BareMetalHosts and their Secrets (as the config's `[redfish] bmh_namespaces`).
     #[arg(long = "bmh-namespace", value_name = "NAMESPACE", default_value = "openshift-machine-api")]
     pub bmh_namespaces: Vec<String>,
+    /// Add what the journal in the cluster needs (`reboot --journal-in-cluster`, every run in a
+    /// pod, `fleetboot job`): its ConfigMaps in the lease's namespace.
+    #[arg(long)]
+    pub journal_in_cluster: bool,
 }
 
 fn service_account(text: &str) -> Result<(String, String), String> {
@@ -90,7 +94,10 @@ impl RbacMode {
 
 /// What `fleetboot rbac` prints.
 pub fn render(args: &RbacArgs) -> String {
-    let (modes, name) = args.mode.modes();
+    let (mut modes, name) = args.mode.modes();
+    if args.journal_in_cluster && !modes.contains(&Mode::JournalInCluster) {
+        modes.push(Mode::JournalInCluster);
+    }
     let namespaces = Namespaces { lease: args.lease_namespace.clone(), bmh: args.bmh_namespaces.clone() };
     let rules = rbac::needed(&modes, &namespaces);
     let subject = match &args.user {

@@ -122,6 +122,11 @@ pub struct RebootJob {
     /// A new run journals in the cluster (ConfigMaps in the lease's namespace) instead of a
     /// file; it needs the job's cluster.
     pub journal_in_cluster: bool,
+    /// A new run's ID when the caller names it (`--run-id`); else one is made.
+    pub run_id: Option<String>,
+    /// The node this process runs on (a pod's): rebooted last of all, as rebooting it ends
+    /// this process (its replacement resumes the run).
+    pub own_node: Option<String>,
     pub groups: GroupPolicy,
     /// `--drain`. A resumed run drains as it started, whatever is given here.
     pub drain: Option<DrainPolicy>,
@@ -240,7 +245,20 @@ pub fn new_run_id() -> String {
 /// nodes without exactly one address of the chosen type, `--drain` without a cluster, and a
 /// resume under a cluster other than the journal's.
 pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
-    let RebootJob { mut settings, selection, cluster, journal, journal_in_cluster, groups, drain, lease, explicit, refuse_conflicts } = job;
+    let RebootJob {
+        mut settings,
+        selection,
+        cluster,
+        journal,
+        journal_in_cluster,
+        run_id: named_run,
+        own_node,
+        groups,
+        drain,
+        lease,
+        explicit,
+        refuse_conflicts,
+    } = job;
     let mut resume_lock = None;
     let mut in_cluster = None;
     let mut listed_as = std::collections::BTreeMap::new();
@@ -248,7 +266,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     // A fresh run's ID, made once: its journal's name and its records say the same.
     let fresh_id = match selection {
         Selection::Resume(_) | Selection::ResumeInCluster(_) => None,
-        _ => Some(new_run_id()),
+        _ => Some(named_run.unwrap_or_else(new_run_id)),
     };
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
         Selection::Resume(path) => {
@@ -324,7 +342,10 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         }
         _ => journal_path,
     };
-    let plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
+    let mut plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
+    if let Some(node) = &own_node {
+        fleetboot_core::plan::put_last(&mut plan, node);
+    }
     // A resumed run drains as it started, whatever this job says.
     let drain = match &prior {
         Some(state) => state.drain,

@@ -12,6 +12,7 @@ mod common;
 mod demo;
 mod exec;
 mod hostlists;
+mod incluster_job;
 mod incluster_journal;
 mod input;
 mod journal_lock;

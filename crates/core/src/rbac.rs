@@ -29,11 +29,23 @@ pub enum Mode {
     Verify,
     /// `fleetboot repair`: puts back cordons, annotations, leases and paused pools.
     Repair,
+    /// The journal in the cluster (`--journal-in-cluster`, and every run in a pod).
+    JournalInCluster,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 9] =
-        [Mode::Reboot, Mode::Drain, Mode::Migrate, Mode::Power, Mode::KubeTransport, Mode::Batch, Mode::Nodes, Mode::Verify, Mode::Repair];
+    pub const ALL: [Mode; 10] = [
+        Mode::Reboot,
+        Mode::Drain,
+        Mode::Migrate,
+        Mode::Power,
+        Mode::KubeTransport,
+        Mode::Batch,
+        Mode::Nodes,
+        Mode::Verify,
+        Mode::Repair,
+        Mode::JournalInCluster,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -46,6 +58,7 @@ impl Mode {
             Mode::Nodes => "nodes",
             Mode::Verify => "verify",
             Mode::Repair => "repair",
+            Mode::JournalInCluster => "journal-in-cluster",
         }
     }
 }
@@ -178,6 +191,13 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             // (AuthorizePodWebsocketUpgradeCreatePermission), as for SPDY.
             within("openshift-machine-config-operator", "", "pods/exec", &["create"], "the reboot command through the daemon pod"),
         ],
+        Mode::JournalInCluster => vec![within(
+            &ns.lease,
+            "",
+            "configmaps",
+            &["get", "create", "update"],
+            "the journal in the cluster: its chunks, every write conditional (adapters/kube journal_store)",
+        )],
         Mode::Batch => vec![
             cluster("", "pods", &["list"], "--block-on-pods: blocker pods (adapters/kube gates)"),
             cluster(MCO, "machineconfigpools", &["list"], "the health gate: Degraded pools (adapters/kube gates)"),
@@ -255,6 +275,7 @@ pub fn with_base(mode: Mode) -> Vec<Mode> {
         Mode::Migrate => vec![Mode::Reboot, Mode::Power, Mode::Verify, Mode::Migrate],
         Mode::Reboot => vec![Mode::Reboot, Mode::Power],
         Mode::KubeTransport => vec![Mode::Reboot, Mode::KubeTransport],
+        Mode::JournalInCluster => vec![Mode::JournalInCluster],
         other => vec![Mode::Reboot, Mode::Power, other],
     }
 }
