@@ -75,6 +75,7 @@ fn with_note(error: TransportError, note: &str) -> TransportError {
         TransportError::Unreachable(m) => TransportError::Unreachable(format!("{m}; {note}")),
         TransportError::Timeout(m) => TransportError::Timeout(format!("{m}; {note}")),
         TransportError::Auth(m) => TransportError::Auth(format!("{m}; {note}")),
+        TransportError::Forbidden(m) => TransportError::Forbidden(format!("{m}; {note}")),
         other => other,
     }
 }

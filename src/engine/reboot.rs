@@ -686,8 +686,8 @@ async fn kube_preflight(kube: &KubeTransport, hosts: &[Host]) -> Result<(), Sele
     use fleetboot_core::transport::{PowerTransport, TransportError};
     let Some(first) = hosts.first() else { return Ok(()) };
     match kube.read_boot_id(first).await {
-        Err(e @ (TransportError::Auth(_) | TransportError::Other(_))) => {
-            Err(SelectionError::KubeExecRefused { node: first.name.clone(), reason: e.to_string() })
+        Err(e @ (TransportError::Auth(_) | TransportError::Forbidden(_) | TransportError::Other(_))) => {
+            Err(SelectionError::KubeExecRefused { node: first.name.clone(), source: e })
         }
         _ => Ok(()),
     }

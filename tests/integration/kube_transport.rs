@@ -161,7 +161,10 @@ fn exec_forbidden_is_refused_before_anything_is_touched() {
     assert_eq!(run.code, 2, "{}", run.debug());
     assert!(
         run.stderr.contains(r#"User "system:serviceaccount:ops:rebooter" cannot create resource "pods/exec" in API group "" in the namespace "openshift-machine-config-operator""#)
-            && run.stderr.contains("nothing was touched"),
+            && run.stderr.contains("nothing was touched")
+            // A 403 is a missing permission, not bad credentials.
+            && run.stderr.contains("forbidden: the cluster API refused exec on")
+            && !run.stderr.contains("authentication failed"),
         "{}",
         run.debug()
     );

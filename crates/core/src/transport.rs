@@ -16,6 +16,10 @@ pub enum TransportError {
     HostKey(String),
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// Authenticated, but the API's authorization refused the request (HTTP 403): the
+    /// credentials work, the permission is missing. Carries the API's message.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The command ran and exited non-zero.
     #[error("command `{command}` exited with {exit}{}", stderr_suffix(.stderr))]
     CommandFailed { command: String, exit: u32, stderr: String },

@@ -52,8 +52,85 @@ pub struct ExecOutput {
     pub failure: Option<String>,
 }
 
-/// How an exec failed: refused before the stream opened (nothing ran).
-pub type Refused = TransportError;
+/// How an exec failed before its stream opened (nothing ran), the API's error kept as the
+/// source.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// HTTP 401: the credentials were not accepted.
+    #[error("the cluster API did not accept the credentials for exec on {node}: {}", api_message(.source))]
+    Unauthorized { node: String, source: kube::Error },
+    /// HTTP 403: the API's authorization refused the list or the exec.
+    #[error("the cluster API refused exec on {node}: {}", api_message(.source))]
+    Forbidden { node: String, source: kube::Error },
+    /// 5xx: the kubelet not reachable (the node down or booting); another try may work.
+    #[error("exec on {node} through the cluster API: {}", api_message(.source))]
+    Backend { node: String, source: kube::Error },
+    /// The API server itself not reachable.
+    #[error("the cluster API for exec on {node}: {source}")]
+    Connection { node: String, source: kube::Error },
+    /// Another answer of the API (a 404 twice, a 400).
+    #[error("exec on {node} through the cluster API: {}", api_message(.source))]
+    Api { node: String, source: kube::Error },
+    /// No pod to exec into on the node.
+    #[error(
+        "no Running machine-config-daemon pod on {node} that is Ready and not Terminating (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})"
+    )]
+    NoPod { node: String },
+    /// The pod list did not answer within `command_timeout`.
+    #[error("listing the machine-config-daemon pods for {node} took longer than {limit:?}")]
+    ListTimedOut { node: String, limit: Duration },
+}
+
+/// The API's own message for an API error; the error itself otherwise.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl ExecError {
+    fn from_api(node: &str, error: kube::Error) -> ExecError {
+        let node = node.to_owned();
+        match &error {
+            kube::Error::Api(status) if status.code == 401 => ExecError::Unauthorized { node, source: error },
+            kube::Error::Api(status) if status.code == 403 => ExecError::Forbidden { node, source: error },
+            kube::Error::Api(status) if status.code >= 500 => ExecError::Backend { node, source: error },
+            kube::Error::Api(_) => ExecError::Api { node, source: error },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => ExecError::Connection { node, source: error },
+            _ => ExecError::Api { node, source: error },
+        }
+    }
+
+    /// A 404: the pod is gone (replaced by its DaemonSet) since it was listed.
+    fn is_not_found(&self) -> bool {
+        matches!(self, ExecError::Api { source: kube::Error::Api(status), .. } if status.code == 404)
+    }
+}
+
+impl From<ExecError> for TransportError {
+    fn from(error: ExecError) -> TransportError {
+        let message = error.to_string();
+        match error {
+            ExecError::Unauthorized { .. } => TransportError::Auth(message),
+            ExecError::Forbidden { .. } => TransportError::Forbidden(message),
+            ExecError::Backend { .. } | ExecError::Connection { .. } | ExecError::NoPod { .. } => TransportError::Unreachable(message),
+            ExecError::ListTimedOut { .. } => TransportError::Timeout(message),
+            ExecError::Api { .. } => TransportError::Other(message),
+        }
+    }
+}
+
+/// Whether a pod can take an exec: Running, its Ready condition True, and not Terminating
+/// (no deletionTimestamp: a pod being replaced by its DaemonSet answers for a while, then 404s).
+pub fn pod_serves_exec(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    running && ready && pod.metadata.deletion_timestamp.is_none()
+}
 
 /// The command as the transport runs it: `chroot /rootfs` and the words of `command` (`sudo`
 /// and its options dropped: the daemon's container is root on the host). No shell reads it.
@@ -71,24 +148,6 @@ pub fn host_argv(command: &str) -> Vec<String> {
 /// The reboot command through this transport: the SSH default becomes `shutdown -r +1`.
 pub fn kube_reboot_command(configured: &str) -> String {
     if configured == SSH_DEFAULT_REBOOT { KUBE_DEFAULT_REBOOT.to_owned() } else { configured.to_owned() }
-}
-
-/// An API error before the stream: what it means for delivery and retries.
-fn refused(node: &str, error: kube::Error) -> Refused {
-    match error {
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => {
-            TransportError::Auth(format!("the cluster API refused exec on {node}: {}", status.message))
-        }
-        // The kubelet not reachable (the node is down or booting): another try may work.
-        kube::Error::Api(status) if status.code >= 500 => {
-            TransportError::Unreachable(format!("exec on {node} through the cluster API: {}", status.message))
-        }
-        kube::Error::Api(status) => TransportError::Other(format!("exec on {node} through the cluster API: {}", status.message)),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            TransportError::Unreachable(format!("the cluster API for exec on {node}: {error}"))
-        }
-        other => TransportError::Other(format!("exec on {node} through the cluster API: {other}")),
-    }
 }
 
 /// The exit status an exec's status channel carried (`Success`, or `Failure` with an
@@ -178,69 +237,78 @@ impl KubeTransport {
         &self.reboot_command
     }
 
-    /// The Running machine-config daemon pod on `node`.
-    pub async fn daemon_pod(&self, node: &str) -> Result<String, TransportError> {
+    /// The machine-config daemon pod on `node` that can take an exec ([`pod_serves_exec`]).
+    pub async fn daemon_pod(&self, node: &str) -> Result<String, ExecError> {
         if let Some(pod) = self.pods.lock().unwrap().get(node) {
             return Ok(pod.clone());
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
         let params = ListParams::default().labels(DAEMON_SELECTOR).fields(&format!("spec.nodeName={node}"));
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pods = api.list(&params).await.map_err(|e| refused(node, e))?;
-        let running = pods
-            .items
-            .iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .and_then(|p| p.metadata.name.clone());
-        let pod = running.ok_or_else(|| {
-            TransportError::Unreachable(format!(
-                "no Running machine-config-daemon pod on {node} (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})"
-            ))
-        })?;
+        let pods = api.list(&params).await.map_err(|e| ExecError::from_api(node, e))?;
+        let pod = pods.items.iter().find(|p| pod_serves_exec(p)).and_then(|p| p.metadata.name.clone());
+        let pod = pod.ok_or_else(|| ExecError::NoPod { node: node.to_owned() })?;
         self.pods.lock().unwrap().insert(node.to_owned(), pod.clone());
         Ok(pod)
     }
 
     /// Runs `command` on the node's host. Err: refused before the stream opened (nothing ran).
-    pub async fn exec(&self, host: &Host, command: &str) -> Result<ExecOutput, Refused> {
+    pub async fn exec(&self, host: &Host, command: &str) -> Result<ExecOutput, ExecError> {
         self.exec_argv(host, host_argv(command)).await
     }
 
     /// Runs `chroot /rootfs WORDS...` on the node's host, each word one argument.
-    pub async fn exec_words(&self, host: &Host, words: &[String]) -> Result<ExecOutput, Refused> {
+    pub async fn exec_words(&self, host: &Host, words: &[String]) -> Result<ExecOutput, ExecError> {
         let argv = ["chroot", HOST_ROOT].into_iter().map(str::to_owned).chain(words.iter().cloned()).collect();
         self.exec_argv(host, argv).await
     }
 
-    async fn exec_argv(&self, host: &Host, argv: Vec<String>) -> Result<ExecOutput, Refused> {
+    /// The whole exec (the pod list, the upgrade, the stream) under one `command_timeout`
+    /// deadline. A pod replaced since it was listed (404) is listed again, once.
+    async fn exec_argv(&self, host: &Host, argv: Vec<String>) -> Result<ExecOutput, ExecError> {
+        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        match self.exec_once(host, argv.clone(), deadline).await {
+            Err(e) if e.is_not_found() => self.exec_once(host, argv, deadline).await,
+            other => other,
+        }
+    }
+
+    async fn exec_once(&self, host: &Host, argv: Vec<String>, deadline: tokio::time::Instant) -> Result<ExecOutput, ExecError> {
         let node = host.name.as_str();
-        let pod = self.daemon_pod(node).await?;
+        let Ok(pod) = tokio::time::timeout_at(deadline, self.daemon_pod(node)).await else {
+            return Err(ExecError::ListTimedOut { node: node.to_owned(), limit: self.command_timeout });
+        };
+        let pod = pod?;
         let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
         let params = AttachParams::default().container(DAEMON_CONTAINER).stdin(false).stdout(true).stderr(true);
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut process = match api.exec(&pod, argv, &params).await {
-            Ok(process) => process,
-            Err(e) => {
-                // A pod gone since it was found is looked up again next time.
-                if matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                    self.pods.lock().unwrap().remove(node);
-                }
-                return Err(refused(node, e));
-            }
-        };
-        let (stdout, stderr) = (process.stdout(), process.stderr());
-        let status = process.take_status();
         let run = async {
+            let mut process = match api.exec(&pod, argv, &params).await {
+                Ok(process) => process,
+                Err(e) => {
+                    let error = ExecError::from_api(node, e);
+                    // A pod gone since it was found is looked up again.
+                    if error.is_not_found() {
+                        self.pods.lock().unwrap().remove(node);
+                    }
+                    return Err(error);
+                }
+            };
+            let (stdout, stderr) = (process.stdout(), process.stderr());
+            let status = process.take_status();
             let (out, err) = read_until_the_stream_ends(process, stdout, stderr).await;
             let status = match status {
                 Some(status) => status.await,
                 None => None,
             };
-            (out, err, status)
+            Ok((out, err, status))
         };
-        let Ok((stdout, stderr, status)) = tokio::time::timeout(self.command_timeout, run).await else {
+        // The upgrade may have reached the kubelet when the deadline passes: the command may
+        // have started, so a timeout here is an answer that did not come, never a refusal.
+        let Ok(ran) = tokio::time::timeout_at(deadline, run).await else {
             return Ok(ExecOutput { stdout: Vec::new(), stderr: Vec::new(), exit: None, timed_out: true, failure: None });
         };
+        let (stdout, stderr, status) = ran?;
         let (exit, failure) = match exit_of(status.as_ref()) {
             Ok(exit) => (exit, None),
             Err(why) => (None, Some(format!("exec on {node}: {why}"))),
@@ -250,7 +318,7 @@ impl KubeTransport {
 
     /// Runs `command`; Ok only when it exited 0.
     async fn run_ok(&self, host: &Host, command: &str) -> Result<ExecOutput, TransportError> {
-        let output = self.exec(host, command).await?;
+        let output = self.exec(host, command).await.map_err(TransportError::from)?;
         match output.exit {
             Some(0) => Ok(output),
             _ if output.timed_out => Err(TransportError::Timeout(format!("`{command}` through the cluster API"))),
@@ -277,7 +345,7 @@ impl PowerTransport for KubeTransport {
 
     async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
         let command = &self.reboot_command;
-        let output = self.exec(host, command).await?;
+        let output = self.exec(host, command).await.map_err(TransportError::from)?;
         match output.exit {
             _ if output.timed_out => Ok(Delivery::NoAnswer),
             Some(0) => Ok(Delivery::ExitZero),
@@ -341,5 +409,41 @@ mod tests {
         assert_eq!(exit_of(None), Ok(None));
         let other = Status { status: Some("Failure".into()), message: Some("container not found".into()), ..Default::default() };
         assert!(exit_of(Some(&other)).is_err());
+    }
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        let status = kube::core::Status { code, message: message.into(), ..Default::default() };
+        kube::Error::Api(status.boxed())
+    }
+
+    #[test]
+    fn a_403_is_forbidden_with_the_apis_message_and_keeps_its_source() {
+        use std::error::Error as _;
+        let error = ExecError::from_api("worker-0", api_error(403, "pods \"x\" is forbidden: User \"u\" cannot create"));
+        assert!(error.source().is_some(), "the API's error is kept as the source");
+        let transport = TransportError::from(error);
+        assert!(matches!(transport, TransportError::Forbidden(_)), "{transport:?}");
+        assert_eq!(
+            transport.to_string(),
+            "forbidden: the cluster API refused exec on worker-0: pods \"x\" is forbidden: User \"u\" cannot create"
+        );
+        assert!(matches!(TransportError::from(ExecError::from_api("n", api_error(401, "Unauthorized"))), TransportError::Auth(_)));
+        assert!(TransportError::from(ExecError::from_api("n", api_error(500, "error dialing backend"))).is_transient());
+        assert!(ExecError::from_api("n", api_error(404, "pods \"x\" not found")).is_not_found());
+    }
+
+    #[test]
+    fn only_a_running_ready_pod_not_terminating_takes_an_exec() {
+        let pod = |phase: &str, ready: &str, deleting: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "deletionTimestamp": if deleting { Some("2026-01-01T00:00:00Z") } else { None }},
+                "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]},
+            }))
+            .unwrap()
+        };
+        assert!(pod_serves_exec(&pod("Running", "True", false)));
+        assert!(!pod_serves_exec(&pod("Running", "True", true)), "Terminating");
+        assert!(!pod_serves_exec(&pod("Running", "False", false)), "not Ready");
+        assert!(!pod_serves_exec(&pod("Pending", "True", false)), "not Running");
     }
 }

@@ -343,7 +343,7 @@ impl<T: PowerTransport> Shared<T> {
         let policy = &self.fallback;
         let allowed = match error {
             TransportError::Unreachable(_) | TransportError::Timeout(_) => policy.on_unreachable,
-            TransportError::Auth(_) => policy.on_auth_failure,
+            TransportError::Auth(_) | TransportError::Forbidden(_) => policy.on_auth_failure,
             TransportError::HostKey(_) => policy.on_host_key,
             TransportError::CommandFailed { .. } | TransportError::Other(_) => false,
         };
