@@ -241,7 +241,8 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         use crate::adapters::config::Transport;
         let transport = settings.run.transport;
         let bmc = matches!(transport, Transport::Auto | Transport::Redfish);
-        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == Transport::Kube, args.drain);
+        let batch = settings.run.batch.reads_cluster();
+        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == Transport::Kube, args.drain, batch);
         let namespaces =
             fleetboot_core::rbac::Namespaces { lease: args.lease_namespace.clone(), bmh: settings.redfish.bmh_namespaces.clone() };
         crate::adapters::kube::access::check(&connection.client, &fleetboot_core::rbac::needed(&modes, &namespaces), mode).await?;

@@ -152,6 +152,25 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             cluster("", "pods", &["list"], "the network plugin's pods (engine/migrate)"),
             cluster("apps", "daemonsets", &["get"], "the multus and plugin DaemonSets (engine/migrate)"),
             cluster("", "namespaces", &["list", "delete"], "step 11: the old plugin's namespace (engine/migrate steps)"),
+            cluster(
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                &["list"],
+                "preflight: webhooks the switch may break (engine/migrate snapshot)",
+            ),
+            cluster(
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+                &["list"],
+                "preflight: webhooks the switch may break (engine/migrate snapshot)",
+            ),
+            cluster(
+                "nmstate.io",
+                "nodenetworkconfigurationpolicies",
+                &["list"],
+                "preflight: NMState policies on br-ex (engine/migrate snapshot)",
+            ),
+            cluster("nmstate.io", "nodenetworkstates", &["list"], "preflight: NMState's view of br-ex (engine/migrate snapshot)"),
         ],
         Mode::KubeTransport => vec![
             within("openshift-machine-config-operator", "", "pods", &["list"], "each node's machine-config-daemon pod"),
@@ -164,6 +183,7 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             cluster(MCO, "machineconfigpools", &["list"], "the health gate: Degraded pools (adapters/kube gates)"),
             cluster(CONFIG, "clusteroperators", &["list"], "the health gate: ClusterOperators (adapters/kube gates)"),
             cluster("policy", "poddisruptionbudgets", &["list"], "budgets that allow no disruption (adapters/kube gates)"),
+            cluster("", "nodes", &["patch"], "--pre/--post-reboot-label, --in-progress-annotation (adapters/kube watch mark)"),
         ],
         Mode::Nodes => vec![
             cluster("", "nodes", &["list"], "the nodes (adapters/kube discover)"),
@@ -242,8 +262,9 @@ pub fn with_base(mode: Mode) -> Vec<Mode> {
 /// The modes of one `fleetboot reboot` run and the `fleetboot rbac` mode that prints all of
 /// them: the BMCs' (listed at the start) unless the transport is SSH or the API only; the API
 /// transport's with `--transport kube` (under `auto` the API is a fallback that a 403 skips, so
-/// it is not required); the drain's with `--drain`.
-pub fn run_modes(bmc: bool, kube: bool, drain: bool) -> (Vec<Mode>, Mode) {
+/// it is not required); the drain's with `--drain`; the batch gates' when the run uses any
+/// ([`crate::batch::BatchSettings::reads_cluster`]).
+pub fn run_modes(bmc: bool, kube: bool, drain: bool, batch: bool) -> (Vec<Mode>, Mode) {
     let mut modes = vec![Mode::Reboot];
     if bmc {
         modes.push(Mode::Power);
@@ -254,10 +275,15 @@ pub fn run_modes(bmc: bool, kube: bool, drain: bool) -> (Vec<Mode>, Mode) {
     if drain {
         modes.push(Mode::Drain);
     }
+    if batch {
+        modes.push(Mode::Batch);
+    }
     let named = if drain {
         Mode::Drain
     } else if kube {
         Mode::KubeTransport
+    } else if batch {
+        Mode::Batch
     } else {
         Mode::Reboot
     };
@@ -357,7 +383,8 @@ mod tests {
         assert_eq!(namespaces, ["kube-system", "medik8s-leases", "openshift-machine-api"]);
         let secrets = needed(&[Mode::Power], &ns).into_iter().find(|r| r.resource == "secrets").unwrap();
         assert_eq!((secrets.namespace.as_deref(), secrets.verbs.as_slice()), (Some("openshift-machine-api"), &["get"][..]));
-        assert_eq!(run_modes(false, false, true), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
-        assert_eq!(run_modes(false, true, false), (vec![Mode::Reboot, Mode::KubeTransport], Mode::KubeTransport));
+        assert_eq!(run_modes(false, false, true, false), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
+        assert_eq!(run_modes(false, true, false, false), (vec![Mode::Reboot, Mode::KubeTransport], Mode::KubeTransport));
+        assert_eq!(run_modes(true, false, false, true), (vec![Mode::Reboot, Mode::Power, Mode::Batch], Mode::Batch));
     }
 }
