@@ -214,7 +214,8 @@ pub struct SshArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct OutputArgs {
-    /// auto (live display on a terminal), plain, or json (one event per line).
+    /// auto (live display on a terminal), plain, json (one event per line) or yaml (one YAML
+    /// document per event).
     #[arg(long, short = 'o', value_name = "FORMAT", value_parser = choice::<OutputFormat>(OutputFormat::NAMES))]
     pub output: Option<OutputFormat>,
     /// Where journals are kept [default: ~/.local/state/fleetboot].

@@ -28,7 +28,7 @@ pub struct DemoArgs {
     /// API's exec, the other, whose machine-config daemon pod is gone too, through its BMC).
     #[arg(long)]
     pub all_ssh: bool,
-    /// auto (live display on a terminal), plain, or json.
+    /// auto (live display on a terminal), plain, json or yaml.
     #[arg(long, short = 'o', value_parser = choice::<OutputFormat>(OutputFormat::NAMES), default_value = "auto")]
     pub output: OutputFormat,
 }
@@ -180,7 +180,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             ]
         })
         .collect();
-    if args.output != OutputFormat::Json {
+    if !matches!(args.output, OutputFormat::Json | OutputFormat::Yaml) {
         let network = types::find("config.openshift.io", "v1", "networks").expect("networks");
         let running = cluster
             .api

@@ -153,6 +153,7 @@ pub(crate) fn inventory_with_origins(args: &HostArgs, settings: &Settings) -> Re
 pub(crate) fn style_for(format: OutputFormat) -> Style {
     match format {
         OutputFormat::Json => Style::Json,
+        OutputFormat::Yaml => Style::Yaml,
         OutputFormat::Plain => Style::Plain,
         OutputFormat::Auto if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() => Style::Live,
         OutputFormat::Auto => Style::Plain,

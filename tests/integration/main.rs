@@ -30,6 +30,7 @@ mod migrate_rollback;
 mod migrate_versions;
 mod netns;
 mod nodes;
+mod output_yaml;
 mod rbac;
 mod rbac_commands;
 mod reboot;
