@@ -48,6 +48,26 @@ impl Mode {
             Mode::Repair => "repair",
         }
     }
+
+    /// What needs the mode's rules, as `fleetboot rbac --help` lists it.
+    pub fn about(self) -> &'static str {
+        match self {
+            Mode::Reboot => "`fleetboot reboot` on a cluster (SSH, the BMC as the fallback)",
+            Mode::Drain => "`fleetboot reboot --drain`",
+            Mode::Migrate => "`fleetboot migrate` (its verification included)",
+            Mode::Power => "`fleetboot power` through BareMetalHosts",
+            Mode::KubeTransport => "Reboots through the API (exec into the machine-config-daemon pod)",
+            Mode::Batch => "The batch gates (blocker pods, health gate, node labels, the in-progress annotation)",
+            Mode::Nodes => "`fleetboot nodes` (reads only)",
+            Mode::Verify => "`fleetboot verify` (reads only)",
+            Mode::Repair => "`fleetboot repair` (uncordons, releases leases, resumes pools)",
+        }
+    }
+
+    /// The mode of this name ([`Mode::name`]).
+    pub fn named(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == name)
+    }
 }
 
 /// Where the namespaced rules apply: the settings that name namespaces.
@@ -327,6 +347,20 @@ impl Subject {
     }
 }
 
+/// The rules by where they apply: the cluster-wide ones first (`None`), then each namespace in
+/// name order, each group in the table's order. The ClusterRole / Role split of [`objects`] and
+/// `fleetboot rbac`'s table both come from it.
+pub fn by_namespace(rules: &[Rule]) -> Vec<(Option<&str>, Vec<&Rule>)> {
+    let mut groups: Vec<(Option<&str>, Vec<&Rule>)> = Vec::new();
+    let mut scopes: Vec<Option<&str>> = rules.iter().map(|r| r.namespace.as_deref()).collect();
+    scopes.sort();
+    scopes.dedup();
+    for scope in scopes {
+        groups.push((scope, rules.iter().filter(|r| r.namespace.as_deref() == scope).collect()));
+    }
+    groups
+}
+
 fn policy_rules<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<Value> {
     rules.map(|r| json!({"apiGroups": [r.group], "resources": [r.resource], "verbs": r.verbs})).collect()
 }
@@ -338,26 +372,16 @@ pub fn objects(name: &str, rules: &[Rule], subject: &Subject) -> Vec<Value> {
     const RBAC: &str = "rbac.authorization.k8s.io/v1";
     let labels = json!({"app.kubernetes.io/managed-by": "fleetboot"});
     let mut objects = Vec::new();
-    let cluster_rules = policy_rules(rules.iter().filter(|r| r.namespace.is_none()));
-    if !cluster_rules.is_empty() {
-        objects
-            .push(json!({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": name, "labels": labels}, "rules": cluster_rules}));
+    for (scope, rules) in by_namespace(rules) {
+        let role_rules = policy_rules(rules.into_iter());
+        let (role, binding, metadata) = match scope {
+            None => ("ClusterRole", "ClusterRoleBinding", json!({"name": name, "labels": labels})),
+            Some(namespace) => ("Role", "RoleBinding", json!({"name": name, "namespace": namespace, "labels": labels})),
+        };
+        objects.push(json!({"apiVersion": RBAC, "kind": role, "metadata": metadata, "rules": role_rules}));
         objects.push(json!({
-            "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": name, "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [subject.json()],
-        }));
-    }
-    let mut namespaces: Vec<&String> = rules.iter().filter_map(|r| r.namespace.as_ref()).collect();
-    namespaces.sort();
-    namespaces.dedup();
-    for namespace in namespaces {
-        let role_rules = policy_rules(rules.iter().filter(|r| r.namespace.as_ref() == Some(namespace)));
-        let metadata = json!({"name": name, "namespace": namespace, "labels": labels});
-        objects.push(json!({"apiVersion": RBAC, "kind": "Role", "metadata": metadata, "rules": role_rules}));
-        objects.push(json!({
-            "apiVersion": RBAC, "kind": "RoleBinding", "metadata": metadata,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "apiVersion": RBAC, "kind": binding, "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": name},
             "subjects": [subject.json()],
         }));
     }
@@ -381,6 +405,10 @@ mod tests {
         assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding"]);
         let namespaces: Vec<&str> = objects.iter().step_by(2).skip(1).map(|o| o["metadata"]["namespace"].as_str().unwrap()).collect();
         assert_eq!(namespaces, ["kube-system", "medik8s-leases", "openshift-machine-api"]);
+        let scopes: Vec<Option<&str>> = by_namespace(&rules).iter().map(|g| g.0).collect();
+        assert_eq!(scopes, [None, Some("kube-system"), Some("medik8s-leases"), Some("openshift-machine-api")], "one grouping for both");
+        assert_eq!(by_namespace(&rules).iter().map(|g| g.1.len()).sum::<usize>(), rules.len());
+        assert!(Mode::ALL.iter().all(|m| Mode::named(m.name()) == Some(*m) && !m.about().is_empty()));
         let secrets = needed(&[Mode::Power], &ns).into_iter().find(|r| r.resource == "secrets").unwrap();
         assert_eq!((secrets.namespace.as_deref(), secrets.verbs.as_slice()), (Some("openshift-machine-api"), &["get"][..]));
         assert_eq!(run_modes(false, false, true, false), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
