@@ -734,6 +734,40 @@ mod tests {
     }
 
     #[test]
+    fn at_500_nodes_the_picture_stays_one_screen_and_inside_its_canvas() {
+        let nodes: Vec<String> = (0..500).map(|i| if i < 3 { format!("master-{i}") } else { format!("worker-{i}") }).collect();
+        let groups = nodes.iter().map(|n| (n.clone(), if n.starts_with("master") { "master" } else { "worker" }.to_owned())).collect();
+        let reboots = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let sent = 1_000 + i as u64 * 700;
+                Reboot {
+                    node: n.clone(),
+                    by: "fleetboot".into(),
+                    transport: "SSH",
+                    sent_ms: sent,
+                    down_ms: Some(sent + 60_000),
+                    end_ms: sent + 180_000,
+                    outcome: Outcome::Back,
+                }
+            })
+            .collect();
+        let mut t = Timeline { title: "t".into(), nodes, groups, reboots, ..Timeline::default() };
+        t.fit();
+        let p = layout(&t);
+        assert!(p.height < 500.0, "{}", p.height);
+        for r in p.rects.iter().chain(p.legend.iter().map(|l| &l.1)) {
+            assert!(r.x >= 0.0 && r.y >= 0.0 && r.x + r.w <= p.width + 1e-9 && r.y + r.h <= p.height, "{} inside the canvas", r.id);
+        }
+        for r in p.rects.iter().filter(|r| r.id.starts_with("aggregate-")) {
+            assert!(r.x >= p.axis_x0 - 1e-9 && r.x + r.w <= p.axis_x1 + 1e-9, "{} inside the axis", r.id);
+        }
+        let lanes: Vec<&str> = p.texts.iter().map(|t| t.text.as_str()).filter(|t| t.starts_with("down in")).collect();
+        assert_eq!(lanes, ["down in master (max 3)", "down in worker (max 172)"]);
+    }
+
+    #[test]
     fn a_long_lane_label_is_cut_before_the_bars() {
         let t = Timeline {
             title: "t".into(),
