@@ -17,10 +17,10 @@ fn both<F: Fn(Style, &mut Vec<u8>)>(render: F) -> (String, String) {
     (String::from_utf8(json).unwrap(), String::from_utf8(yaml).unwrap())
 }
 
-/// PyYAML's reading of a YAML stream (`safe_load_all`), as JSON values.
-fn pyyaml(sim: &Sim, yaml: &str) -> Vec<serde_json::Value> {
+/// PyYAML's reading of a YAML stream (`safe_load_all`), as JSON values; `dir` holds the file.
+fn pyyaml(dir: &std::path::Path, yaml: &str) -> Vec<serde_json::Value> {
     let python = std::env::var("KUBE_PYTHON").expect("$KUBE_PYTHON (scripts/test.sh sets it)");
-    let file = sim.path("events.yaml");
+    let file = dir.join("events.yaml");
     std::fs::write(&file, yaml).unwrap();
     let out = Command::new(python)
         .args(["-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))", file.to_str().unwrap()])
@@ -44,7 +44,7 @@ fn a_reboot_runs_yaml_is_its_json_event_for_event() {
         run.events.iter().for_each(|e| reporter.report(e));
     });
     let events = json_lines(&json);
-    assert_eq!(pyyaml(&sim, &yaml), events, "{yaml}");
+    assert_eq!(pyyaml(sim.dir.path(), &yaml), events, "{yaml}");
     assert_eq!(yaml.matches("---\n").count(), run.events.len(), "one document per event");
     assert!(events.iter().any(|e| e["type"] == "started") && events.last().unwrap()["type"] == "finished");
     assert!(events.len() > 10);
@@ -68,7 +68,7 @@ fn a_migrations_yaml_is_its_json_event_for_event() {
     });
     let events = json_lines(&json);
     assert_eq!(events.len(), run.steps.len());
-    assert_eq!(pyyaml(&sim, &yaml), events, "{yaml}");
+    assert_eq!(pyyaml(sim.dir.path(), &yaml), events, "{yaml}");
 }
 
 #[test]
@@ -81,19 +81,7 @@ fn the_binary_streams_yaml_documents_for_reboot() {
     let out = fleet.fleetboot(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let yaml = String::from_utf8(out.stdout).unwrap();
-    let python = std::env::var("KUBE_PYTHON").expect("$KUBE_PYTHON (scripts/test.sh sets it)");
-    let file = fleet.path("events.yaml");
-    std::fs::write(&file, &yaml).unwrap();
-    let read = Command::new(python)
-        .args([
-            "-c",
-            "import json, sys, yaml; print(json.dumps([d['type'] for d in yaml.safe_load_all(open(sys.argv[1]))]))",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
-    let types: Vec<String> = serde_json::from_slice(&read.stdout).unwrap();
+    let types: Vec<String> = pyyaml(fleet.dir.path(), &yaml).iter().map(|d| d["type"].as_str().unwrap().to_owned()).collect();
     assert_eq!(types.first().map(String::as_str), Some("started"), "{yaml}");
     assert_eq!(types.last().map(String::as_str), Some("finished"), "{yaml}");
     assert!(types.iter().filter(|t| *t == "transition").count() >= 2, "{types:?}");
