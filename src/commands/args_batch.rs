@@ -57,6 +57,11 @@ pub struct BatchArgs {
     /// decides.
     #[arg(long, value_name = "STEPS", value_parser = parse_ladder, requires = "drain")]
     pub drain_escalation: Option<DrainLadder>,
+    /// With --drain: evict only the pods matching this label selector (kured's partial
+    /// drain), e.g. "app!=node-agent"; the others stay on the node through its reboot.
+    /// DaemonSet and mirror pods are never evicted either way.
+    #[arg(long, value_name = "SELECTOR", value_parser = fleetboot_core::batch::parse_label_selector, requires = "drain")]
+    pub drain_pod_selector: Option<String>,
     /// No new reboot while an alert fires on this Alertmanager (API v2: /api/v2/alerts, active,
     /// not silenced or inhibited), re-checked before each reboot.
     #[arg(long, value_name = "URL", value_parser = parse_alertmanager)]
@@ -138,6 +143,7 @@ impl BatchArgs {
             post_reboot_labels: Some(self.post_reboot_labels.iter().cloned().collect())
                 .filter(|l: &std::collections::BTreeMap<_, _>| !l.is_empty()),
             in_progress_annotation: self.in_progress_annotation.then_some(true),
+            drain_pod_selector: self.drain_pod_selector.clone(),
         }
     }
 }

@@ -596,7 +596,8 @@ impl PreparedRun {
                 .await?;
                 let (lock, identity) = (taken.lock, taken.identity);
                 let takeover = lock.taken_from.clone().map(|previous| (previous, identity.clone()));
-                let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(kube.clone(), policy)));
+                let pods = settings.run.batch.drain_pod_selector.clone();
+                let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(kube.clone(), policy).only_pods(pods)));
                 (Some(Arc::new(crate::adapters::kube::NodeWatch::start(kube))), Some(lock), drainer, takeover)
             }
             None => (None, None, None, None),

@@ -140,6 +140,9 @@ pub fn render_batch(batch: &fleetboot_core::batch::BatchSettings, now_ms: u64) -
     if batch.in_progress_annotation {
         text.push_str(&format!("annotation while in flight: {}: RUN\n", fleetboot_core::batch::IN_PROGRESS_ANNOTATION));
     }
+    if let Some(selector) = &batch.drain_pod_selector {
+        text.push_str(&format!("drain: only pods matching {selector:?} are evicted; the others stay on the node\n"));
+    }
     if !batch.drain_escalation.is_empty() {
         let steps: Vec<&str> = batch.drain_escalation.iter().map(|s| s.name()).collect();
         text.push_str(&format!("after each drain timeout: {} (then --drain-failure)\n", steps.join(" → ")));

@@ -4,6 +4,7 @@
 
 mod batch;
 mod batch_cluster;
+mod batch_drain;
 mod bmc;
 mod bmh_match;
 mod clients;

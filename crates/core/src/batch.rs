@@ -272,6 +272,63 @@ pub struct BatchSettings {
     /// is in flight.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_progress_annotation: bool,
+    /// `--drain-pod-selector`: the drain evicts only the pods matching this label selector
+    /// (kured's partial drain); DaemonSet and mirror pods stay as ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_pod_selector: Option<String>,
+}
+
+/// A label selector as the API takes it (`a=b,c!=d,e in (f,g),!h`), checked before the run
+/// so a typo is a usage error naming the flag, not a drain failing on every node. Returns the
+/// selector trimmed.
+pub fn parse_label_selector(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("an empty selector would match every pod; leave the setting out instead".to_owned());
+    }
+    let key_ok = |k: &str| {
+        let k = k.trim();
+        let name = k.rsplit_once('/').map_or(k, |(_, n)| n);
+        !name.is_empty() && name.len() <= 63 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    };
+    let value_ok = |v: &str| v.trim().len() <= 63 && v.trim().chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    // Requirements are split at commas outside parentheses.
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    for part in parts {
+        let part = part.trim();
+        let bad = || format!("{part:?} in selector {text:?} is not KEY, !KEY, KEY=VALUE, KEY!=VALUE, KEY in (V,...) or KEY notin (V,...)");
+        let ok = if let Some((k, v)) = part.split_once("!=") {
+            key_ok(k) && value_ok(v)
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            key_ok(k) && value_ok(v)
+        } else if let Some(k) = part.strip_prefix('!') {
+            key_ok(k)
+        } else if let Some((k, rest)) = part.split_once(" in ").or_else(|| part.split_once(" notin ")) {
+            let rest = rest.trim();
+            key_ok(k)
+                && rest.starts_with('(')
+                && rest.ends_with(')')
+                && rest[1..rest.len() - 1].split(',').all(|v| !v.trim().is_empty() && value_ok(v))
+        } else {
+            key_ok(part)
+        };
+        if !ok {
+            return Err(bad());
+        }
+    }
+    Ok(text.to_owned())
 }
 
 impl BatchSettings {
@@ -492,6 +549,7 @@ pub struct BatchPartial {
     pub pre_reboot_labels: Option<BTreeMap<String, String>>,
     pub post_reboot_labels: Option<BTreeMap<String, String>>,
     pub in_progress_annotation: Option<bool>,
+    pub drain_pod_selector: Option<String>,
 }
 
 /// The one merge for the batch settings: flag > environment > file > default, field by field.
@@ -518,6 +576,7 @@ pub fn merge(flags: &BatchPartial, env: &BatchPartial, file: &BatchPartial, defa
         pre_reboot_labels: pick!(pre_reboot_labels).unwrap_or_else(|| defaults.pre_reboot_labels.clone()),
         post_reboot_labels: pick!(post_reboot_labels).unwrap_or_else(|| defaults.post_reboot_labels.clone()),
         in_progress_annotation: pick!(in_progress_annotation).unwrap_or(defaults.in_progress_annotation),
+        drain_pod_selector: pick!(drain_pod_selector).or_else(|| defaults.drain_pod_selector.clone()),
     }
 }
 
@@ -543,6 +602,18 @@ mod tests {
     const MONDAY: i64 = 19_723;
     fn at(day: i64, h: i64, m: i64) -> i64 {
         Utc.instant(day, (h * 3600 + m * 60) as u32)
+    }
+
+    #[test]
+    fn label_selectors_are_checked_as_the_api_reads_them() {
+        for good in
+            ["tier=batch", "tier==batch", "tier!=agent", "app", "!app", "tier in (a,b)", "tier notin (a, b),env=prod", "example.com/x=y"]
+        {
+            assert!(parse_label_selector(good).is_ok(), "{good}");
+        }
+        for bad in ["", " ", "tier in batch", "tier=a b", "=x", "tier in ()", "a=b,"] {
+            assert!(parse_label_selector(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub struct Drainer {
     client: Client,
     pub timeout: std::time::Duration,
     pub on_failure: DrainFailure,
+    /// `--drain-pod-selector`: only the pods matching it are evicted (kured's partial drain).
+    /// Beside the policy, which is `Copy` and journaled on its own; the selector is journaled
+    /// with the batch settings.
+    pub pod_selector: Option<String>,
 }
 
 /// Whether `kubectl drain` would leave this pod alone. Pure.
@@ -43,7 +47,12 @@ pub struct CordonError {
 
 impl Drainer {
     pub fn new(client: Client, policy: DrainPolicy) -> Drainer {
-        Drainer { client, timeout: std::time::Duration::from_millis(policy.timeout_ms), on_failure: policy.on_failure }
+        Drainer { client, timeout: std::time::Duration::from_millis(policy.timeout_ms), on_failure: policy.on_failure, pod_selector: None }
+    }
+
+    /// Evicts only the pods matching `selector` (`None`: every pod the drain covers).
+    pub fn only_pods(self, selector: Option<String>) -> Drainer {
+        Drainer { pod_selector: selector, ..self }
     }
 
     pub fn policy(&self) -> DrainPolicy {
@@ -80,7 +89,11 @@ impl Drainer {
         let deadline = crate::adapters::system::deadline_after(self.timeout);
         let mut evicted = 0;
         loop {
-            let listed = pods_api.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await;
+            let mut params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+            if let Some(selector) = &self.pod_selector {
+                params = params.labels(selector);
+            }
+            let listed = pods_api.list(&params).await;
             let pending: Vec<Pod> = match listed {
                 Ok(list) => list.items.into_iter().filter(|p| !drain_skips(p)).collect(),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
@@ -129,7 +142,7 @@ impl Drainer {
     /// The PodDisruptionBudgets that allow no disruption now, each with the nodes of `nodes`
     /// whose drain it will block (a pod it covers runs there).
     pub async fn zero_disruption_budgets(&self, nodes: &std::collections::BTreeSet<String>) -> Result<Vec<(String, Vec<String>)>, String> {
-        super::gates::zero_disruption_budgets(&self.client, nodes).await
+        super::gates::zero_disruption_budgets(&self.client, nodes, self.pod_selector.as_deref()).await
     }
 
     /// `--drain-failure force`: deletes the pods eviction could not move.

@@ -93,7 +93,12 @@ fn selector_text(selector: &LabelSelector) -> String {
 
 /// Every PodDisruptionBudget that allows no disruption now (`status.disruptionsAllowed` 0),
 /// with the nodes of `nodes` that run a pod it covers (a drain there waits on it), sorted.
-pub async fn zero_disruption_budgets(client: &Client, nodes: &BTreeSet<String>) -> Result<Vec<(String, Vec<String>)>, String> {
+/// `drained`: `--drain-pod-selector` (only the pods it matches are evicted, so only those count).
+pub async fn zero_disruption_budgets(
+    client: &Client,
+    nodes: &BTreeSet<String>,
+    drained: Option<&str>,
+) -> Result<Vec<(String, Vec<String>)>, String> {
     let budgets = Api::<PodDisruptionBudget>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -105,8 +110,17 @@ pub async fn zero_disruption_budgets(client: &Client, nodes: &BTreeSet<String>) 
         }
         let ns = budget.metadata.namespace.clone().unwrap_or_default();
         let name = format!("{ns}/{}", budget.metadata.name.clone().unwrap_or_default());
-        // A budget with an empty selector covers every pod of its namespace (policy/v1).
-        let selector = budget.spec.as_ref().and_then(|s| s.selector.as_ref()).map(selector_text).unwrap_or_default();
+        // policy/v1: a null selector matches no pods, an empty one ({}) every pod of the
+        // namespace (kubernetes staging/src/k8s.io/api/policy/v1/types.go,
+        // PodDisruptionBudgetSpec.Selector; the disruption controller's getPodsForPdb in
+        // pkg/controller/disruption/disruption.go goes through metav1.LabelSelectorAsSelector,
+        // nil -> labels.Nothing(), empty -> labels.Everything()).
+        let Some(selector) = budget.spec.as_ref().and_then(|s| s.selector.as_ref()).map(selector_text) else { continue };
+        let selector = match drained {
+            Some(drained) if selector.is_empty() => drained.to_owned(),
+            Some(drained) => format!("{selector},{drained}"),
+            None => selector,
+        };
         let pods = Api::<Pod>::namespaced(client.clone(), &ns)
             .list(&ListParams::default().labels(&selector))
             .await

@@ -164,6 +164,15 @@ impl<T: PowerTransport> Shared<T> {
             )
     }
 
+    /// Why `host` may not be sent its reboot now after all (the window closed, a blocker came),
+    /// read right before the reboot, after a drain that may have waited long; `None`: it may.
+    pub(super) async fn window_or_blocker_now(&self, host: &Host) -> Option<String> {
+        if !self.window_open_now() {
+            return Some(format!("outside the maintenance windows {}", self.batch.describe_windows()));
+        }
+        self.blocker(host).await
+    }
+
     /// Whether a blocker (`--block-on-pods`, `--block-on-alerts`) holds `host` back now: read
     /// again right before the host is touched, after whatever waited since [`Self::gates_clear`].
     pub(super) async fn blocked_now(&self, host: &Host) -> bool {

@@ -343,6 +343,16 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     };
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
+        // The drain (and its ladder) may have waited long: the window, the blockers and the
+        // cluster's state are read again before anything is sent. On a "no" the node is
+        // uncordoned and goes to the end of the queue, where the gates wait for them again.
+        if let Some(why) = still_allowed_after_drain(shared, host).await {
+            let reason = format!("after the drain, {why}; uncordoned and requeued, nothing sent");
+            shared.record(Entry::Deferred { host: name(), reason })?;
+            uncordon(shared, host).await;
+            shared.batch.defer(host);
+            return Err(Stop::Deferred);
+        }
     }
     // The boot ID is read right before the intent is journaled: after the rate wait and the
     // drain, so a reboot by someone else in between cannot pass for this one.
@@ -395,47 +405,63 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     confirm(shared, host, &old, last_sent, ssh_usable).await
 }
 
-/// Waits until the cluster's state lets this host go down ([`fleetboot_core::limits::decide`]),
-/// saying why while it waits, up to the reboot deadline; then the host fails untouched. A host
-/// outside a cluster (or evidence with no world to show) goes at once.
-/// Waits until the cluster's state allows `host` to start; `Ok(true)` when it had to wait (what
-/// was read before it may be stale), `Ok(false)` when it allowed it at once.
-async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<bool, Stop> {
+/// Right before the reboot of a drained node: why it may not go now after all (the window
+/// closed, a blocker appeared, the cluster's limits say wait), or `None`.
+async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
+    if let Some(why) = shared.window_or_blocker_now(host).await {
+        return Some(why);
+    }
+    world_says_wait(shared, host).await.map(|why| format!("the cluster's limits say wait: {why}"))
+}
+
+/// The cluster's verdict on `host` going down now ([`fleetboot_core::limits::decide`]): why it
+/// must wait, or `None` (it may go; a host outside a cluster, or evidence with no world, always may).
+async fn world_says_wait<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
     use fleetboot_core::limits::{Ask, Verdict, decide};
-    let Some(api) = shared.api_for(host) else { return Ok(false) };
+    let api = shared.api_for(host)?;
+    match api.world(shared.grouping.by.as_deref()).await {
+        Ok(None) => None,
+        Err(e) => Some(e),
+        Ok(Some(world)) => {
+            let in_flight = shared.in_flight.lock().unwrap().clone();
+            let cordoned_by_run = shared.cordoned.lock().unwrap().clone();
+            let exempt: std::collections::BTreeSet<String> = if shared.limits.plan_not_ready_exempt {
+                let touched = shared.touched.lock().unwrap();
+                shared.plan_hosts.iter().filter(|h| !touched.contains(*h)).cloned().collect()
+            } else {
+                Default::default()
+            };
+            let ask = Ask {
+                host: &host.name,
+                grouping: &shared.grouping,
+                concurrency: shared.settings.concurrency,
+                plan: &shared.plan_hosts,
+                in_flight: &in_flight,
+                cordoned_by_run: &cordoned_by_run,
+                not_ready_exempt: &exempt,
+                control_plane_rule: shared.limits.control_plane,
+            };
+            match decide(&world, &ask, shared.clock.now_ms()) {
+                Verdict::Go => None,
+                Verdict::Wait(reason) => Some(reason),
+            }
+        }
+    }
+}
+
+/// Waits until the cluster's state lets this host go down ([`world_says_wait`]), saying why
+/// while it waits, up to the reboot deadline; then the host fails untouched. `Ok(true)` when it
+/// had to wait (what was read before it may be stale), `Ok(false)` when it allowed it at once.
+async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<bool, Stop> {
+    if shared.api_for(host).is_none() {
+        return Ok(false);
+    }
     let mut waited = false;
     let deadline = Instant::now().checked_add(shared.settings.timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
     let mut said = String::new();
     let mut abort = shared.abort.clone();
     loop {
-        let reason = match api.world(shared.grouping.by.as_deref()).await {
-            Ok(None) => return Ok(waited),
-            Err(e) => e,
-            Ok(Some(world)) => {
-                let in_flight = shared.in_flight.lock().unwrap().clone();
-                let cordoned_by_run = shared.cordoned.lock().unwrap().clone();
-                let exempt: std::collections::BTreeSet<String> = if shared.limits.plan_not_ready_exempt {
-                    let touched = shared.touched.lock().unwrap();
-                    shared.plan_hosts.iter().filter(|h| !touched.contains(*h)).cloned().collect()
-                } else {
-                    Default::default()
-                };
-                let ask = Ask {
-                    host: &host.name,
-                    grouping: &shared.grouping,
-                    concurrency: shared.settings.concurrency,
-                    plan: &shared.plan_hosts,
-                    in_flight: &in_flight,
-                    cordoned_by_run: &cordoned_by_run,
-                    not_ready_exempt: &exempt,
-                    control_plane_rule: shared.limits.control_plane,
-                };
-                match decide(&world, &ask, shared.clock.now_ms()) {
-                    Verdict::Go => return Ok(waited),
-                    Verdict::Wait(reason) => reason,
-                }
-            }
-        };
+        let Some(reason) = world_says_wait(shared, host).await else { return Ok(waited) };
         if Instant::now() >= deadline {
             let how_long = humantime::format_duration(shared.settings.timeout);
             return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: waited {how_long}: {reason}"), false));

@@ -146,6 +146,8 @@ impl FakeHost {
 struct World {
     start: Instant,
     hosts: Mutex<BTreeMap<String, FakeHost>>,
+    /// The pods the fake cluster API lists for any selector (`--block-on-pods`).
+    blockers: Mutex<Vec<fleetboot_core::batch::PodNow>>,
 }
 
 impl World {
@@ -169,7 +171,7 @@ impl World {
                 (n.to_string(), host)
             })
             .collect();
-        Arc::new(World { start: Instant::now(), hosts: Mutex::new(hosts) })
+        Arc::new(World { start: Instant::now(), hosts: Mutex::new(hosts), blockers: Mutex::new(Vec::new()) })
     }
 
     fn with<R>(&self, name: &str, f: impl FnOnce(&mut FakeHost) -> R) -> R {
@@ -426,6 +428,10 @@ impl NodeEvidence for FakeApi {
                 tokio::time::sleep((deadline - now).min(Duration::from_secs(1))).await;
             }
         })
+    }
+
+    fn pods_matching<'a>(&'a self, _selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
+        Box::pin(async move { Ok(self.0.blockers.lock().unwrap().clone()) })
     }
 }
 

@@ -233,6 +233,9 @@ pub fn resume_settings(
         if let Some(c) = &b.block_on_pods {
             conflict("--block-on-pods", shown_command(&jb.block_on_pods), format!("{c:?}"));
         }
+        if let Some(c) = &b.drain_pod_selector {
+            conflict("--drain-pod-selector", shown_command(&jb.drain_pod_selector), format!("{c:?}"));
+        }
         if let Some(on) = b.block_on_pods_on_node {
             conflict("--block-on-pods-on-node", jb.block_on_pods_on_node.to_string(), on.to_string());
         }

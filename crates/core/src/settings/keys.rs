@@ -135,6 +135,7 @@ pub const KEYS: &[Key] = &[
     // The URL and the expression are checked by the adapters (an HTTP client, a regex engine).
     key!(Some("batch.block_on_alerts"), None, |p, v| p.batch.block_on_alerts = Some(non_empty(v)?.trim().to_owned())),
     key!(Some("batch.alert_filter_regexp"), None, |p, v| p.batch.alert_filter = Some(v.text()?)),
+    key!(Some("batch.drain_pod_selector"), None, |p, v| p.batch.drain_pod_selector = Some(crate::batch::parse_label_selector(&v.text()?)?)),
 ];
 
 /// The environment variable of a key: `poll-interval` -> `FLEETBOOT_POLL_INTERVAL`.

@@ -252,3 +252,66 @@ async fn the_next_reboot_waits_for_the_soak_after_each_proven_node() {
     let soaks = held_records(&job).into_iter().filter(|(r, until)| r.contains("soaking") && until.is_some()).count();
     assert_eq!(soaks, 2, "one hold per soak, with its end");
 }
+
+/// Review B1, after the drain: a blocker pod that appears while a node drains (slowly) stops
+/// its reboot right before it would be sent: the node is uncordoned and requeued, and rebooted
+/// only once the blocker is gone, once.
+#[tokio::test(start_paused = true)]
+async fn a_blocker_that_appears_during_a_slow_drain_holds_the_reboot_until_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 1;
+    job.drain = true;
+    job.api = true;
+    job.settings.batch.block_on_pods = Some("app=backup".into());
+    let backup = fleetboot_core::batch::PodNow {
+        namespace: "sample-app".into(),
+        name: "backup".into(),
+        node: Some("h2".into()),
+        phase: Some("Running".into()),
+    };
+    let gone_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let (trigger, abort) = watch::channel(Abort::No);
+    let summary = job
+        .run_with_abort((trigger, abort), |event, _| {
+            // h1 is cordoned, its drain (20 s) under way: the backup starts, and ends 10 min later.
+            if let Event::Transition { record } = event
+                && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
+                && world.blockers.lock().unwrap().is_empty()
+                && gone_at.lock().unwrap().is_none()
+            {
+                world.blockers.lock().unwrap().push(backup.clone());
+                let (w, gone) = (world.clone(), gone_at.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(10 * MINUTE).await;
+                    w.blockers.lock().unwrap().clear();
+                    *gone.lock().unwrap() = Some(Instant::now());
+                });
+            }
+        })
+        .await;
+    let gone = gone_at.lock().unwrap().expect("the backup ran and ended");
+    for name in ["h1", "h2"] {
+        assert_eq!(outcome(&summary, name), Outcome::Rebooted, "{name}");
+        assert_eq!(world.reboots_received(name), 1, "{name}: rebooted once");
+    }
+    let sends = world.sends();
+    assert!(sends.iter().all(|(at, _)| *at >= gone), "no reboot sent while the backup ran: {sends:?}");
+    let order = journal_order(&job);
+    assert_eq!(order[..2], ["drained h1 2".to_owned(), "deferred h1".to_owned()], "{order:?}");
+    let reason = job
+        .records()
+        .into_iter()
+        .find_map(|r| match r.entry {
+            Entry::Deferred { host, reason } if host == "h1" => Some(reason),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("after the drain") && reason.contains("sample-app/backup") && reason.contains("requeued"), "{reason}");
+    // Uncordoned when requeued, cordoned again for its reboot, uncordoned once back.
+    let cordons = world.times_of("h1", |e| matches!(e, Happened::Cordoned)).len();
+    let uncordons = world.times_of("h1", |e| matches!(e, Happened::Uncordoned)).len();
+    assert_eq!((cordons, uncordons), (2, 2));
+    assert!(summary.still_cordoned.is_empty());
+}
