@@ -14,6 +14,7 @@ mod exec;
 mod hostlists;
 mod input;
 mod journal_lock;
+mod kube_debug_pod;
 mod kube_transport;
 mod midtier_abort;
 mod migrate;
