@@ -140,6 +140,14 @@ impl PowerTransport for NodeTransport {
         }
     }
 
+    fn attach_journal(&self, hook: fleetboot_core::transport::JournalHook) {
+        match self {
+            NodeTransport::Ssh(_) => {}
+            NodeTransport::Kube(kube) => kube.attach_journal(hook),
+            NodeTransport::SshThenKube(chain) => chain.kube.attach_journal(hook),
+        }
+    }
+
     async fn release(&self, host: &Host) {
         each!(self, t => t.release(host).await, host)
     }

@@ -127,8 +127,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
                 node.faults.refuse_ssh.store(true, std::sync::atomic::Ordering::SeqCst);
                 if i == 0 {
                     remove_daemon_pod(&cluster, &node.name);
+                    // Nor may fleetboot exec into a debug pod (the fallback for a node without
+                    // its daemon pod): only the BMC is left.
+                    let forbid = serde_json::json!({"namespace": crate::adapters::kube::debug_pod::DEBUG_NAMESPACE});
+                    let _ = fleetboot_sim::exec::control_forbid(&cluster.api.exec, &forbid);
                     println!(
-                        "{} refuses SSH and its machine-config daemon pod is gone: fleetboot falls back to its BMC (Redfish, HTTPS)",
+                        "{} refuses SSH and its machine-config daemon pod is gone (and exec into a debug pod is forbidden): fleetboot falls back to its BMC (Redfish, HTTPS)",
                         node.name
                     );
                 } else {

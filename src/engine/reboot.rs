@@ -545,19 +545,24 @@ impl PreparedRun {
             // The documents' `shutdown -r +1` for the SSH default (cancelable for a minute).
             settings.run.command = crate::adapters::kube::exec::kube_reboot_command(&settings.run.command);
         }
+        let mut debug_pods = None;
         let transport = match settings.run.transport {
             // Through the cluster API only: no SSH key is read; exec must be allowed before
             // anything is touched.
             Transport::Kube => {
                 let connection = cluster.as_ref().ok_or(SelectionError::KubeNeedsACluster)?;
-                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
+                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout)
+                    .with_run_id(&plan.run_id);
                 kube_preflight(&kube, &plan.hosts).await?;
+                debug_pods = Some(kube.debug_pods());
                 NodeTransport::Kube(kube)
             }
             // `auto` on a cluster: SSH, then the API's exec (then the BMC, the runner's fallback).
             Transport::Auto if let Some(connection) = &cluster => {
                 let ssh = SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone());
-                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
+                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout)
+                    .with_run_id(&plan.run_id);
+                debug_pods = Some(kube.debug_pods());
                 NodeTransport::SshThenKube(Box::new(crate::adapters::transports::Chain::new(ssh, kube)))
             }
             _ => NodeTransport::Ssh(SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone())),
@@ -626,6 +631,15 @@ impl PreparedRun {
                 return Err(e);
             }
         };
+        // Debug pods a killed run left (journaled as created, never as deleted) go first.
+        let mut writer = writer;
+        if let (Some(prior), Some(connection)) = (&prior, &cluster)
+            && !prior.debug_pods.is_empty()
+        {
+            for message in remove_debug_pods_left(&connection.client, &prior.debug_pods, &mut writer).await {
+                on_event(&Event::Warning { host: None, message });
+            }
+        }
         let inputs = RunInputs {
             transport,
             settings: settings.run.clone(),
@@ -670,6 +684,15 @@ impl PreparedRun {
         if let Some(task) = lease_watch {
             task.abort();
         }
+        // Debug pods a Ctrl-C left mid-exec are deleted (and journaled) before the lease goes.
+        if let Some(debug_pods) = debug_pods {
+            for pod in debug_pods.sweep().await {
+                on_event(&Event::Warning {
+                    host: Some(pod.host.clone()),
+                    message: format!("deleted debug pod {}/{} (the run stopped while it existed)", pod.namespace, pod.pod),
+                });
+            }
+        }
         // BMC operations a hard abort cut short still log out of their BMCs.
         crate::adapters::redfish::finish_cleanups(Duration::from_secs(5)).await;
         if let Some(lock) = lease {
@@ -692,6 +715,27 @@ async fn kube_preflight(kube: &KubeTransport, hosts: &[Host]) -> Result<(), Sele
         }
         _ => Ok(()),
     }
+}
+
+/// Deletes the debug pods a killed run's journal names as created and not deleted, journaling
+/// each deletion; returns what to tell the user.
+pub async fn remove_debug_pods_left(
+    client: &kube::Client,
+    pods: &[fleetboot_core::journal::DebugPodRef],
+    writer: &mut JournalWriter,
+) -> Vec<String> {
+    use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
+    let (deleted, failed) = crate::adapters::kube::debug_pod::delete_leftovers(client, pods).await;
+    let mut messages = Vec::new();
+    for pod in deleted {
+        let entry = Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() };
+        let _ = writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry });
+        messages.push(format!("deleted debug pod {}/{} left by the previous run on {}", pod.namespace, pod.pod, pod.host));
+    }
+    for (pod, error) in failed {
+        messages.push(format!("could not delete debug pod {}/{} left on {}: {error}", pod.namespace, pod.pod, pod.host));
+    }
+    messages
 }
 
 /// What a user must hear before a run starts, whatever it reboots.
@@ -758,6 +802,7 @@ mod tests {
             drain: None,
             cluster,
             settings: None,
+            debug_pods: Vec::new(),
         }
     }
 

@@ -194,6 +194,8 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         },
         Entry::FallingBack { reason, .. } => format!("falling back to the BMC: {reason}"),
         Entry::TransportChosen { transport, reason, .. } => format!("through {transport}: {reason}"),
+        Entry::DebugPodCreating { namespace, pod, .. } => format!("creating debug pod {namespace}/{pod}"),
+        Entry::DebugPodDeleted { namespace, pod, .. } => format!("deleted debug pod {namespace}/{pod}"),
         Entry::Down { .. } => "down".into(),
         Entry::Back { new_boot_id, api_only: false, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
         Entry::Back { new_boot_id, api_only: true, .. } => format!("back with boot ID {} (seen by the API; no SSH)", short_id(new_boot_id)),

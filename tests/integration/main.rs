@@ -17,6 +17,7 @@ mod incluster_job;
 mod incluster_journal;
 mod input;
 mod journal_lock;
+mod kube_debug_pod;
 mod kube_transport;
 mod midtier_abort;
 mod migrate;

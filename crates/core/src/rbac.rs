@@ -211,6 +211,16 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             // Kubernetes 1.31+ checks `create` for exec over WebSockets too
             // (AuthorizePodWebsocketUpgradeCreatePermission), as for SPDY.
             within("openshift-machine-config-operator", "", "pods/exec", &["create"], "the reboot command through the daemon pod"),
+            // Where no daemon pod serves exec: an `oc debug`-style pod (adapters/kube debug_pod).
+            cluster("", "namespaces", &["create"], "the debug pods' namespace fleetboot-debug (adapters/kube debug_pod)"),
+            within(
+                "fleetboot-debug",
+                "",
+                "pods",
+                &["create", "delete", "get", "list", "watch"],
+                "the debug pod where no daemon pod runs: created, watched until Running, deleted (adapters/kube debug_pod)",
+            ),
+            within("fleetboot-debug", "", "pods/exec", &["create"], "commands through the debug pod"),
         ],
         Mode::JournalInCluster => vec![within(
             &ns.lease,

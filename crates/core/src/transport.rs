@@ -41,6 +41,9 @@ impl TransportError {
     }
 }
 
+/// Writes one record to the run's journal; false when it could not.
+pub type JournalHook = std::sync::Arc<dyn Fn(crate::journal::Entry) -> bool + Send + Sync>;
+
 pub trait PowerTransport: Send + Sync + 'static {
     /// The node's current boot ID.
     fn read_boot_id(&self, host: &Host) -> impl Future<Output = Result<String, TransportError>> + Send;
@@ -68,6 +71,12 @@ pub trait PowerTransport: Send + Sync + 'static {
     fn take_escalations(&self, host: &Host) -> Vec<(String, String)> {
         let _ = host;
         Vec::new()
+    }
+    /// The run's journal, for a transport that must journal what it creates before it creates
+    /// it (the kube transport's debug pods). The hook returns false when the record could not
+    /// be written: nothing may then be created.
+    fn attach_journal(&self, hook: JournalHook) {
+        let _ = hook;
     }
     /// This host's task is over: whatever the transport kept for it goes.
     fn release(&self, host: &Host) -> impl Future<Output = ()> + Send {

@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod eviction;
 pub mod exec;
 pub mod features;
+pub mod kubelet;
 pub mod live;
 pub mod mco;
 pub mod node;

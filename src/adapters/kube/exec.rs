@@ -9,18 +9,19 @@
 //! the kubelet not reachable) sent nothing; a stream that ended without an exit status after
 //! the command started may have delivered it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetboot_core::hosts::Host;
-use fleetboot_core::journal::Delivery;
-use fleetboot_core::transport::{PowerTransport, TransportError, parse_boot_id};
+use fleetboot_core::journal::{DebugPodRef, Delivery, Entry};
+use fleetboot_core::transport::{JournalHook, PowerTransport, TransportError, parse_boot_id};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, AttachParams, ListParams};
 use tokio::io::AsyncReadExt;
 
+use super::debug_pod;
 use crate::adapters::config::RebootSettings;
 
 /// Where the machine-config daemon runs (machine-config-operator,
@@ -76,6 +77,16 @@ pub enum ExecError {
         "no Running machine-config-daemon pod on {node} that is Ready and not Terminating (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})"
     )]
     NoPod { node: String },
+    /// The debug pod (the fallback where no daemon pod serves exec) could not be made ready:
+    /// created, watched until Running. Nothing ran.
+    #[error("the debug pod {pod} on {node}: {action}: {source}")]
+    DebugPod { node: String, pod: String, action: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    /// The debug pod was not Running within `command_timeout` (the node's kubelet down).
+    #[error("the debug pod {pod} on {node} was not Running within {limit:?}")]
+    DebugPodNotRunning { node: String, pod: String, limit: Duration },
+    /// The journal could not take the record written before a debug pod is created.
+    #[error("the journal did not take the record of the debug pod for {node}: no pod was created")]
+    JournalClosed { node: String },
     /// The pod list did not answer within `command_timeout`.
     #[error("listing the machine-config-daemon pods for {node} took longer than {limit:?}")]
     ListTimedOut { node: String, limit: Duration },
@@ -114,7 +125,10 @@ impl From<ExecError> for TransportError {
         match error {
             ExecError::Unauthorized { .. } => TransportError::Auth(message),
             ExecError::Forbidden { .. } => TransportError::Forbidden(message),
-            ExecError::Backend { .. } | ExecError::Connection { .. } | ExecError::NoPod { .. } => TransportError::Unreachable(message),
+            ExecError::Backend { .. } | ExecError::Connection { .. } | ExecError::NoPod { .. } | ExecError::DebugPodNotRunning { .. } => {
+                TransportError::Unreachable(message)
+            }
+            ExecError::DebugPod { .. } | ExecError::JournalClosed { .. } => TransportError::Other(message),
             ExecError::ListTimedOut { .. } => TransportError::Timeout(message),
             ExecError::Api { .. } => TransportError::Other(message),
         }
@@ -135,6 +149,11 @@ pub fn pod_serves_exec(pod: &Pod) -> bool {
 /// The command as the transport runs it: `chroot /rootfs` and the words of `command` (`sudo`
 /// and its options dropped: the daemon's container is root on the host). No shell reads it.
 pub fn host_argv(command: &str) -> Vec<String> {
+    chroot(HOST_ROOT, command_words(command))
+}
+
+/// The words of `command`, `sudo` and its options dropped.
+fn command_words(command: &str) -> Vec<String> {
     let mut words = command.split_whitespace().peekable();
     if words.peek() == Some(&"sudo") {
         words.next();
@@ -142,7 +161,12 @@ pub fn host_argv(command: &str) -> Vec<String> {
             words.next();
         }
     }
-    ["chroot", HOST_ROOT].into_iter().chain(words).map(str::to_owned).collect()
+    words.map(str::to_owned).collect()
+}
+
+/// `chroot ROOT WORDS...`.
+fn chroot(root: &str, words: Vec<String>) -> Vec<String> {
+    ["chroot", root].into_iter().map(str::to_owned).chain(words).collect()
 }
 
 /// The reboot command through this transport: the SSH default becomes `shutdown -r +1`.
@@ -224,12 +248,131 @@ pub struct KubeTransport {
     pods: Mutex<HashMap<String, String>>,
     /// API requests made and bytes read from exec streams (for the cost figures).
     pub requests: std::sync::atomic::AtomicU64,
+    /// The run's ID, for the debug pods' label.
+    run_id: String,
+    /// The debug pods this transport made, shared with the engine (which sweeps them after a
+    /// Ctrl-C).
+    debug: Arc<DebugPods>,
+    namespace_ready: std::sync::atomic::AtomicBool,
+}
+
+/// The debug pods a transport created and has not deleted yet, and the run's journal.
+pub struct DebugPods {
+    client: Client,
+    /// The run's journal: debug pods are made only with one (each is journaled before it is).
+    journal: Mutex<Option<JournalHook>>,
+    live: Mutex<BTreeMap<String, DebugPodRef>>,
+}
+
+impl DebugPods {
+    /// Deletes those still there (a run stopped by Ctrl-C while one existed), journaling each
+    /// deletion. Returns those deleted.
+    pub async fn sweep(&self) -> Vec<DebugPodRef> {
+        let left: Vec<DebugPodRef> = self.live.lock().unwrap().values().cloned().collect();
+        let mut deleted = Vec::new();
+        for pod in left {
+            if self.remove(&pod).await {
+                deleted.push(pod);
+            }
+        }
+        deleted
+    }
+
+    /// Deletes one debug pod; journals and forgets it when it is gone.
+    async fn remove(&self, pod: &DebugPodRef) -> bool {
+        if debug_pod::delete(&self.client, &pod.namespace, &pod.pod).await.is_err() {
+            return false;
+        }
+        self.live.lock().unwrap().remove(&pod.pod);
+        if let Some(hook) = self.journal.lock().unwrap().clone() {
+            hook(Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() });
+        }
+        true
+    }
 }
 
 impl KubeTransport {
     pub fn new(client: Client, reboot: RebootSettings, command_timeout: Duration) -> KubeTransport {
         let reboot_command = kube_reboot_command(&reboot.command);
-        KubeTransport { client, reboot, reboot_command, command_timeout, pods: Default::default(), requests: Default::default() }
+        KubeTransport {
+            client: client.clone(),
+            reboot,
+            reboot_command,
+            command_timeout,
+            pods: Default::default(),
+            requests: Default::default(),
+            run_id: String::new(),
+            debug: Arc::new(DebugPods { client, journal: Mutex::new(None), live: Default::default() }),
+            namespace_ready: Default::default(),
+        }
+    }
+
+    /// The run ID the debug pods are labelled with.
+    pub fn with_run_id(mut self, run_id: &str) -> KubeTransport {
+        self.run_id = run_id.to_owned();
+        self
+    }
+
+    /// The debug pods this transport makes, for the engine to sweep after a Ctrl-C.
+    pub fn debug_pods(&self) -> Arc<DebugPods> {
+        self.debug.clone()
+    }
+
+    /// Runs `words` under `chroot /host` in a new debug pod on the node, then deletes it.
+    async fn exec_in_debug_pod(
+        &self,
+        host: &Host,
+        words: Vec<String>,
+        deadline: tokio::time::Instant,
+        hook: JournalHook,
+    ) -> Result<ExecOutput, ExecError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let node = host.name.as_str();
+        let name = debug_pod::pod_name(node);
+        let failed = |action: &'static str, source: Box<dyn std::error::Error + Send + Sync>| ExecError::DebugPod {
+            node: node.to_owned(),
+            pod: name.clone(),
+            action,
+            source,
+        };
+        if !self.namespace_ready.load(Relaxed) {
+            self.requests.fetch_add(1, Relaxed);
+            debug_pod::ensure_namespace(&self.client).await.map_err(|e| failed("creating its namespace", Box::new(e)))?;
+            self.namespace_ready.store(true, Relaxed);
+        }
+        let reference = DebugPodRef { host: node.to_owned(), namespace: debug_pod::DEBUG_NAMESPACE.to_owned(), pod: name.clone() };
+        // Journaled before it exists: a kill from here on leaves a record naming it.
+        if !hook(Entry::DebugPodCreating {
+            host: reference.host.clone(),
+            namespace: reference.namespace.clone(),
+            pod: reference.pod.clone(),
+        }) {
+            return Err(ExecError::JournalClosed { node: node.to_owned() });
+        }
+        self.debug.live.lock().unwrap().insert(name.clone(), reference.clone());
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), debug_pod::DEBUG_NAMESPACE);
+        self.requests.fetch_add(1, Relaxed);
+        let created = api.create(&Default::default(), &debug_pod::pod_object(&name, node, &self.run_id)).await;
+        let result = match created {
+            Err(e) => Err(failed("creating it", Box::new(e))),
+            Ok(_) => {
+                self.requests.fetch_add(1, Relaxed);
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match debug_pod::wait_running(&self.client, &name, left).await {
+                    Ok(true) => {
+                        let argv = chroot(debug_pod::DEBUG_HOST_ROOT, words);
+                        self.stream(debug_pod::DEBUG_NAMESPACE, &name, debug_pod::DEBUG_CONTAINER, node, argv, deadline).await
+                    }
+                    Ok(false) => {
+                        Err(ExecError::DebugPodNotRunning { node: node.to_owned(), pod: name.clone(), limit: self.command_timeout })
+                    }
+                    Err(e) => Err(failed("watching it start", Box::new(e))),
+                }
+            }
+        };
+        self.requests.fetch_add(1, Relaxed);
+        self.debug.remove(&reference).await;
+        result
     }
 
     /// The reboot command this transport sends (for the journal and `--dry-run`).
@@ -254,46 +397,60 @@ impl KubeTransport {
 
     /// Runs `command` on the node's host. Err: refused before the stream opened (nothing ran).
     pub async fn exec(&self, host: &Host, command: &str) -> Result<ExecOutput, ExecError> {
-        self.exec_argv(host, host_argv(command)).await
+        self.exec_argv(host, command_words(command)).await
     }
 
-    /// Runs `chroot /rootfs WORDS...` on the node's host, each word one argument.
+    /// Runs `WORDS...` on the node's host (under `chroot /rootfs` in the daemon's pod, `chroot
+    /// /host` in a debug pod), each word one argument.
     pub async fn exec_words(&self, host: &Host, words: &[String]) -> Result<ExecOutput, ExecError> {
-        let argv = ["chroot", HOST_ROOT].into_iter().map(str::to_owned).chain(words.iter().cloned()).collect();
-        self.exec_argv(host, argv).await
+        self.exec_argv(host, words.to_vec()).await
     }
 
     /// The whole exec (the pod list, the upgrade, the stream) under one `command_timeout`
     /// deadline. A pod replaced since it was listed (404) is listed again, once.
-    async fn exec_argv(&self, host: &Host, argv: Vec<String>) -> Result<ExecOutput, ExecError> {
+    async fn exec_argv(&self, host: &Host, words: Vec<String>) -> Result<ExecOutput, ExecError> {
         let deadline = tokio::time::Instant::now() + self.command_timeout;
-        match self.exec_once(host, argv.clone(), deadline).await {
-            Err(e) if e.is_not_found() => self.exec_once(host, argv, deadline).await,
+        match self.exec_once(host, words.clone(), deadline).await {
+            Err(e) if e.is_not_found() => self.exec_once(host, words, deadline).await,
             other => other,
         }
     }
 
-    async fn exec_once(&self, host: &Host, argv: Vec<String>, deadline: tokio::time::Instant) -> Result<ExecOutput, ExecError> {
+    async fn exec_once(&self, host: &Host, words: Vec<String>, deadline: tokio::time::Instant) -> Result<ExecOutput, ExecError> {
         let node = host.name.as_str();
         let Ok(pod) = tokio::time::timeout_at(deadline, self.daemon_pod(node)).await else {
             return Err(ExecError::ListTimedOut { node: node.to_owned(), limit: self.command_timeout });
         };
-        let pod = pod?;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
-        let params = AttachParams::default().container(DAEMON_CONTAINER).stdin(false).stdout(true).stderr(true);
+        let journal = self.debug.journal.lock().unwrap().clone();
+        let pod = match (pod, journal) {
+            (Ok(pod), _) => pod,
+            // No daemon pod serves exec: an `oc debug`-style pod, when a journal records it.
+            (Err(ExecError::NoPod { .. }), Some(hook)) => return self.exec_in_debug_pod(host, words, deadline, hook).await,
+            (Err(e), _) => return Err(e),
+        };
+        let result = self.stream(DAEMON_NAMESPACE, &pod, DAEMON_CONTAINER, node, chroot(HOST_ROOT, words), deadline).await;
+        // A pod gone since it was found is looked up again.
+        if result.as_ref().is_err_and(ExecError::is_not_found) {
+            self.pods.lock().unwrap().remove(node);
+        }
+        result
+    }
+
+    /// The exec itself: the upgrade and the stream, until `deadline`.
+    async fn stream(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        node: &str,
+        argv: Vec<String>,
+        deadline: tokio::time::Instant,
+    ) -> Result<ExecOutput, ExecError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = AttachParams::default().container(container).stdin(false).stdout(true).stderr(true);
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run = async {
-            let mut process = match api.exec(&pod, argv, &params).await {
-                Ok(process) => process,
-                Err(e) => {
-                    let error = ExecError::from_api(node, e);
-                    // A pod gone since it was found is looked up again.
-                    if error.is_not_found() {
-                        self.pods.lock().unwrap().remove(node);
-                    }
-                    return Err(error);
-                }
-            };
+            let mut process = api.exec(pod, argv, &params).await.map_err(|e| ExecError::from_api(node, e))?;
             let (stdout, stderr) = (process.stdout(), process.stderr());
             let status = process.take_status();
             let (out, err) = read_until_the_stream_ends(process, stdout, stderr).await;
@@ -338,6 +495,10 @@ impl KubeTransport {
 }
 
 impl PowerTransport for KubeTransport {
+    fn attach_journal(&self, hook: JournalHook) {
+        *self.debug.journal.lock().unwrap() = Some(hook);
+    }
+
     async fn read_boot_id(&self, host: &Host) -> Result<String, TransportError> {
         let output = self.run_ok(host, &self.reboot.boot_id_command).await?;
         parse_boot_id(&output.stdout)

@@ -10,6 +10,7 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 
 pub mod access;
+pub mod debug_pod;
 pub mod discover;
 pub mod drain;
 pub mod exec;

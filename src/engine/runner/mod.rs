@@ -623,6 +623,10 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     let bmc: Option<Arc<dyn BmcPower>> = bmc.map(|b| b as Arc<dyn BmcPower>);
     let journal_path = journal.path().to_owned();
     let journal = Arc::new(Mutex::new(JournalSink { writer: journal, written: 0, kill: hooks.kill, dead: false }));
+    let hook = journal.clone();
+    transport.attach_journal(Arc::new(move |entry| {
+        hook.lock().unwrap().append(&Record { v: JOURNAL_VERSION, at_ms: clock.now_ms(), entry }).is_ok()
+    }));
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let pacer = settings
         .rate
