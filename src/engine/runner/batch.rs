@@ -15,7 +15,7 @@ use super::{Abort, Shared, Stop};
 use crate::adapters::alerts::AlertSource;
 use crate::adapters::tz::IanaZone;
 use fleetboot_core::batch::{
-    BatchSettings, DrainStep, IN_PROGRESS_ANNOTATION, Window, WindowState, blocking_alerts, blocking_pods, drain_step, not_needed_reason,
+    BatchSettings, DrainStep, IN_PROGRESS_ANNOTATION, Window, WindowState, blocking_alerts, blocking_pods, not_needed_reason,
     rebooted_since_plan_reason, unhealthy_because, window_state,
 };
 use fleetboot_core::events::Event;
@@ -43,10 +43,9 @@ pub(super) struct Batch {
     health_command: Option<String>,
     soak: Duration,
     pub(super) drain_escalation: Vec<DrainStep>,
-    /// When each group's last node was proven (`--soak`); "" for hosts in no group.
-    last_proven: Mutex<HashMap<String, Instant>>,
-    /// Each node's drain timeouts so far (`--drain-escalation`).
-    drain_timeouts: Mutex<HashMap<String, usize>>,
+    /// When each group's last node was proven (`--soak`), in ms on the run's clock (a resume
+    /// starts from the journal's `confirmed` times); "" for hosts in no group.
+    last_proven: Mutex<HashMap<String, u64>>,
     /// Hosts deferred to the end of the queue, not yet taken back by the dispatcher.
     deferred: Mutex<VecDeque<Host>>,
     /// `--block-on-alerts` and the names `--alert-filter-regexp` ignores.
@@ -94,7 +93,6 @@ impl Batch {
             soak: Duration::from_millis(settings.soak_ms),
             drain_escalation: settings.drain_escalation.clone(),
             last_proven: Mutex::new(HashMap::new()),
-            drain_timeouts: Mutex::new(HashMap::new()),
             deferred: Mutex::new(VecDeque::new()),
             // Both were checked when the flags were read (and the journal written).
             alerts: settings
@@ -109,19 +107,13 @@ impl Batch {
         }
     }
 
-    /// A node of `group` was proven: the group's soak starts now.
-    pub(super) fn proven(&self, group: Option<&str>) {
+    /// A node of `group` was proven at `at_ms`: the group's soak starts then (the latest wins).
+    pub(super) fn proven(&self, group: Option<&str>, at_ms: u64) {
         if !self.soak.is_zero() {
-            self.last_proven.lock().unwrap().insert(group.unwrap_or_default().to_owned(), Instant::now());
+            let mut last = self.last_proven.lock().unwrap();
+            let at = last.entry(group.unwrap_or_default().to_owned()).or_insert(at_ms);
+            *at = (*at).max(at_ms);
         }
-    }
-
-    /// One more drain timeout of `host`: the ladder's step for it (`None`: spent).
-    pub(super) fn next_drain_step(&self, host: &str) -> Option<DrainStep> {
-        let mut timeouts = self.drain_timeouts.lock().unwrap();
-        let n = timeouts.entry(host.to_owned()).or_insert(0);
-        *n += 1;
-        drain_step(&self.drain_escalation, *n)
     }
 
     pub(super) fn defer(&self, host: &Host) {
@@ -384,10 +376,11 @@ impl<T: PowerTransport> Shared<T> {
         if !batch.soak.is_zero() {
             let group = self.grouping.group_of(&host.name).unwrap_or_default().to_owned();
             let last = batch.last_proven.lock().unwrap().get(&group).copied();
-            if let Some(ends) = last.map(|at| at + batch.soak).filter(|ends| *ends > Instant::now()) {
+            let now = self.clock.now_ms();
+            if let Some(ends_ms) = last.map(|at| at + batch.soak.as_millis() as u64).filter(|ends| *ends > now) {
                 let what = if group.is_empty() { String::new() } else { format!(" of group {group}") };
                 let reason = format!("soaking after the last node{what} was proven (--soak {})", humantime::format_duration(batch.soak));
-                return Some((reason, Some(ends), ends - Instant::now()));
+                return Some((reason, Some(self.clock.instant_of(ends_ms)), Duration::from_millis(ends_ms - now)));
             }
         }
         for check in 1..=batch.healthy_checks {

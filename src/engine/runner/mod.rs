@@ -390,7 +390,7 @@ impl<T: PowerTransport> Shared<T> {
             }
             Entry::Confirmed { host } => {
                 self.failed.lock().unwrap().remove(host);
-                self.batch.proven(self.grouping.group_of(host));
+                self.batch.proven(self.grouping.group_of(host), record.at_ms);
             }
             Entry::Dispatching { host, .. } => {
                 self.touched.lock().unwrap().insert(host.clone());
@@ -669,6 +669,12 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
         batch: batch::Batch::new(&settings_batch, &plan.run_id),
     });
+    // A resume's soak goes on from the journal: the next node waits the rest of it.
+    for (host, record) in prior_records() {
+        if let Some(at) = record.confirmed_at_ms {
+            shared.batch.proven(shared.grouping.group_of(host), at);
+        }
+    }
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
         Some(state) => state.records.clone(),

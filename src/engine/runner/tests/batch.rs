@@ -315,3 +315,77 @@ async fn a_blocker_that_appears_during_a_slow_drain_holds_the_reboot_until_it_is
     assert_eq!((cordons, uncordons), (2, 2));
     assert!(summary.still_cordoned.is_empty());
 }
+
+/// Review B4: a run stopped during a soak, resumed a few minutes later: the next node still
+/// waits the rest of the soak, counted from the journal's `confirmed` time.
+#[tokio::test(start_paused = true)]
+async fn a_resume_during_a_soak_waits_the_rest_of_it_before_the_next_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(3);
+    let world = World::new(&strs(&all));
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 1;
+    job.settings.batch.soak_ms = 10 * 60_000;
+    let (trigger, abort) = watch::channel(Abort::No);
+    let first = job
+        .run_with_abort((trigger, abort), |event, trigger| {
+            if let Event::Held { reason, .. } = event
+                && reason.contains("soaking")
+            {
+                let _ = trigger.send(Abort::Hard);
+            }
+        })
+        .await;
+    assert_eq!(outcome(&first, "h1"), Outcome::Rebooted);
+    assert_eq!(world.reboots_received("h2"), 0, "stopped during the soak");
+    tokio::time::advance(3 * MINUTE).await;
+    let resumed = job.run().await;
+    for name in &all {
+        assert_eq!(outcome(&resumed, name), Outcome::Rebooted, "{name}");
+        assert_eq!(world.reboots_received(name), 1, "{name}");
+    }
+    let records = job.records();
+    let at = |host: &str, confirmed: bool| {
+        records
+            .iter()
+            .find(|r| match &r.entry {
+                Entry::Confirmed { host: h } => confirmed && h == host,
+                Entry::Dispatching { host: h, .. } => !confirmed && h == host,
+                _ => false,
+            })
+            .unwrap()
+            .at_ms
+    };
+    let resumed_at = records.iter().find(|r| matches!(r.entry, Entry::RunResumed { .. })).unwrap().at_ms;
+    assert!(resumed_at < at("h1", true) + 600_000, "the resume came during the soak");
+    assert!(at("h2", false) >= at("h1", true) + 600_000, "h2 went before the soak after h1 ended");
+    assert!(at("h3", false) >= at("h2", true) + 600_000);
+}
+
+/// Review B4: the drain ladder's position survives a resume: a node deferred once
+/// (`defer,skip`) is skipped at its next timeout after the resume, not deferred again.
+#[tokio::test(start_paused = true)]
+async fn a_resume_goes_on_from_the_drain_ladders_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let job = drain_job(&world, dir.path(), &["h1", "h2"], vec![DrainStep::Defer, DrainStep::Skip]);
+    let (trigger, abort) = watch::channel(Abort::No);
+    job.run_with_abort((trigger, abort), |event, trigger| {
+        if let Event::Transition { record } = event
+            && matches!(&record.entry, Entry::Deferred { host, .. } if host == "h1")
+        {
+            let _ = trigger.send(Abort::Hard);
+        }
+    })
+    .await;
+    assert_eq!(world.reboots_received("h1"), 0);
+    let resumed = job.run().await;
+    let order = journal_order(&job);
+    assert_eq!(order.iter().filter(|e| *e == "deferred h1").count(), 1, "deferred once across the runs: {order:?}");
+    let reason = job.state().records["h1"].skipped_because.clone().unwrap_or_default();
+    assert!(reason.contains("--drain-escalation skip"), "the ladder's second step after the resume: {reason}");
+    assert_eq!((outcome(&resumed, "h1"), world.reboots_received("h1")), (Outcome::Skipped, 0));
+    assert_eq!((outcome(&resumed, "h2"), world.reboots_received("h2")), (Outcome::Rebooted, 1));
+    let timeouts = job.records().iter().filter(|r| matches!(&r.entry, Entry::DrainTimedOut { host, .. } if host == "h1")).count();
+    assert_eq!(timeouts, 2, "each timeout journaled");
+}
