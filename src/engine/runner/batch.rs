@@ -151,7 +151,7 @@ impl<T: PowerTransport> Shared<T> {
         let batch = &self.batch;
         batch.windows.is_empty()
             || matches!(
-                window_state(&batch.windows, &batch.zone, self.clock.now_ms() as i64),
+                window_state(&batch.windows, &batch.zone, self.clock.wall_ms() as i64),
                 WindowState::Always | WindowState::Open { .. }
             )
     }
@@ -186,7 +186,9 @@ impl<T: PowerTransport> Shared<T> {
             if self.abort_level() != Abort::No {
                 return Gate::Aborted;
             }
-            let now = self.clock.now_ms();
+            // The wall clock, read each time: a bastion that slept (its monotonic clock stopped)
+            // sees the window at the right time, at most one countdown step after it wakes.
+            let now = self.clock.wall_ms();
             let opens_at = match window_state(&batch.windows, &batch.zone, now as i64) {
                 WindowState::Always | WindowState::Open { .. } => {
                     *batch.held.lock().unwrap() = None;

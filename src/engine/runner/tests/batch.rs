@@ -389,3 +389,33 @@ async fn a_resume_goes_on_from_the_drain_ladders_step() {
     let timeouts = job.records().iter().filter(|r| matches!(&r.entry, Entry::DrainTimedOut { host, .. } if host == "h1")).count();
     assert_eq!(timeouts, 2, "each timeout journaled");
 }
+
+/// Review B3: the windows are judged on the wall clock. The bastion sleeps 40 minutes a minute
+/// into the run (its wall clock jumps, its monotonic clock does not move): the 08:30 window is
+/// open when it wakes, and the reboots start then, not 30 monotonic minutes after the start.
+#[tokio::test(start_paused = true)]
+async fn a_window_opens_on_the_wall_clock_after_the_machine_slept() {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    const SLEPT_MS: u64 = 40 * 60_000;
+    // The wall clock: BASE_MS plus the monotonic time, plus the 40 minutes slept after minute 1.
+    fn wall() -> u64 {
+        let elapsed = START.get().expect("set").elapsed().as_millis() as u64;
+        BASE_MS + elapsed + if elapsed >= 60_000 { SLEPT_MS } else { 0 }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    START.set(Instant::now()).unwrap();
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 1;
+    job.settings.batch = batch(&["08:30-09:30"], false, None);
+    job.wall = Some(wall);
+    let start = Instant::now();
+    let summary = job.run().await;
+    for name in ["h1", "h2"] {
+        assert_eq!((outcome(&summary, name), world.reboots_received(name)), (Outcome::Rebooted, 1), "{name}");
+    }
+    let first = world.sends()[0].0;
+    assert!(first >= start + MINUTE, "nothing before the window (the wake): {:?}", first - start);
+    assert!(first <= start + 3 * MINUTE, "the window opened at the wake, not 30 monotonic minutes in: {:?}", first - start);
+}
