@@ -32,8 +32,10 @@ pub(super) struct Batch {
     exit: bool,
     only_if: Option<String>,
     reads_plan_boot_ids: bool,
-    /// The hold last journaled (`held`), so each is journaled once.
-    held: Mutex<Option<String>>,
+    /// The hold each waiter is under now (`""`: the dispatcher's window gate; else the host
+    /// whose gates hold it), so a hold is journaled once while any waiter is under it, however
+    /// many hosts wait at once and for whatever other reasons.
+    held: Mutex<HashMap<String, String>>,
     /// `--window-exit` stopped the run.
     pub(super) window_closed: Arc<AtomicBool>,
     block_on_pods: Option<String>,
@@ -83,7 +85,7 @@ impl Batch {
             exit: settings.window_exit,
             only_if: settings.only_if.clone(),
             reads_plan_boot_ids: settings.reads_plan_boot_ids(),
-            held: Mutex::new(None),
+            held: Mutex::new(HashMap::new()),
             window_closed: Arc::new(AtomicBool::new(false)),
             block_on_pods: settings.block_on_pods.clone(),
             block_on_pods_on_node: settings.block_on_pods_on_node,
@@ -133,17 +135,24 @@ fn countdown_step(remaining: Duration) -> Duration {
 }
 
 impl<T: PowerTransport> Shared<T> {
-    /// Journals a run-wide hold once (a new reason, or a new opening time).
-    fn hold(&self, reason: String, until_ms: Option<u64>) -> Result<bool, Stop> {
+    /// Journals a hold of `waiter` (`""`: the window gate, else a host) once: not while any
+    /// waiter is already under the same one (reason and opening time).
+    fn hold(&self, waiter: &str, reason: String, until_ms: Option<u64>) -> Result<bool, Stop> {
         let key = format!("{reason}@{until_ms:?}");
         {
             let mut held = self.batch.held.lock().unwrap();
-            if held.as_deref() == Some(key.as_str()) {
+            let known = held.values().any(|k| *k == key);
+            held.insert(waiter.to_owned(), key);
+            if known {
                 return Ok(false);
             }
-            *held = Some(key);
         }
         self.record(Entry::Held { reason, until_ms }).map(|()| true)
+    }
+
+    /// `waiter` is under no hold any more.
+    fn unhold(&self, waiter: &str) {
+        self.batch.held.lock().unwrap().remove(waiter);
     }
 
     /// Whether a window is open now (no windows: always), without waiting.
@@ -191,7 +200,7 @@ impl<T: PowerTransport> Shared<T> {
             let now = self.clock.wall_ms();
             let opens_at = match window_state(&batch.windows, &batch.zone, now as i64) {
                 WindowState::Always | WindowState::Open { .. } => {
-                    *batch.held.lock().unwrap() = None;
+                    self.unhold("");
                     return Gate::Open;
                 }
                 WindowState::Closed { opens_at_ms } => opens_at_ms.max(0) as u64,
@@ -204,12 +213,12 @@ impl<T: PowerTransport> Shared<T> {
             if batch.exit {
                 batch.window_closed.store(true, Ordering::SeqCst);
                 let reason = format!("{reason}; --window-exit: no new reboot in this run, --resume continues");
-                return match self.hold(reason, Some(opens_at)) {
+                return match self.hold("", reason, Some(opens_at)) {
                     Ok(_) => Gate::Closed,
                     Err(_) => Gate::Broken,
                 };
             }
-            if self.hold(reason.clone(), Some(opens_at)).is_err() {
+            if self.hold("", reason.clone(), Some(opens_at)).is_err() {
                 return Gate::Broken;
             }
             let remaining = Duration::from_millis(opens_at.saturating_sub(now));
@@ -319,14 +328,14 @@ impl<T: PowerTransport> Shared<T> {
             }
             let (reason, until, pause) = match self.first_gate_closed(host).await {
                 None => {
-                    *batch.held.lock().unwrap() = None;
+                    self.unhold(&host.name);
                     return Ok(());
                 }
                 Some(held) => held,
             };
             let now = self.clock.now_ms();
             let until_ms = until.map(|at| self.clock.ms_of(at));
-            if self.hold(reason.clone(), until_ms)? {
+            if self.hold(&host.name, reason.clone(), until_ms)? {
                 let remaining_ms = until_ms.map(|at| at.saturating_sub(now));
                 let _ = self.events.send(Event::Held { reason, until_ms, remaining_ms });
             }

@@ -419,3 +419,38 @@ async fn a_window_opens_on_the_wall_clock_after_the_machine_slept() {
     assert!(first >= start + MINUTE, "nothing before the window (the wake): {:?}", first - start);
     assert!(first <= start + 3 * MINUTE, "the window opened at the wake, not 30 monotonic minutes in: {:?}", first - start);
 }
+
+/// Review B6: two hosts held at once for different reasons (a blocker pod on each node) journal
+/// one `held` each, not one on every poll as they take turns.
+#[tokio::test(start_paused = true)]
+async fn two_hosts_held_at_once_for_different_reasons_journal_each_hold_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 2;
+    job.api = true;
+    job.settings.batch.block_on_pods = Some("app=backup".into());
+    job.settings.batch.block_on_pods_on_node = true;
+    let pod = |node: &str| fleetboot_core::batch::PodNow {
+        namespace: "sample-app".into(),
+        name: format!("backup-{node}"),
+        node: Some(node.into()),
+        phase: Some("Running".into()),
+    };
+    *world.blockers.lock().unwrap() = vec![pod("h1"), pod("h2")];
+    let w = world.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(10 * MINUTE).await;
+        w.blockers.lock().unwrap().clear();
+    });
+    let start = Instant::now();
+    let summary = job.run().await;
+    for name in ["h1", "h2"] {
+        assert_eq!((outcome(&summary, name), world.reboots_received(name)), (Outcome::Rebooted, 1), "{name}");
+    }
+    assert!(world.sends().iter().all(|(at, _)| *at >= start + 10 * MINUTE));
+    let mut held: Vec<String> = held_records(&job).into_iter().map(|(reason, _)| reason).collect();
+    held.sort();
+    assert_eq!(held.len(), 2, "once per host and reason over 10 minutes of polls: {held:?}");
+    assert!(held[0].contains("on h1: sample-app/backup-h1") && held[1].contains("on h2: sample-app/backup-h2"), "{held:?}");
+}
