@@ -15,7 +15,7 @@ use super::{Abort, Shared, Stop};
 use crate::adapters::alerts::AlertSource;
 use crate::adapters::tz::IanaZone;
 use fleetboot_core::batch::{
-    BatchSettings, DrainStep, IN_PROGRESS_ANNOTATION, Window, WindowState, blocking_alerts, blocking_pods, drain_step, not_needed_reason,
+    BatchSettings, DrainStep, IN_PROGRESS_ANNOTATION, Window, WindowState, blocking_alerts, blocking_pods, not_needed_reason,
     rebooted_since_plan_reason, unhealthy_because, window_state,
 };
 use fleetboot_core::events::Event;
@@ -32,8 +32,10 @@ pub(super) struct Batch {
     exit: bool,
     only_if: Option<String>,
     reads_plan_boot_ids: bool,
-    /// The hold last journaled (`held`), so each is journaled once.
-    held: Mutex<Option<String>>,
+    /// The hold each waiter is under now (`""`: the dispatcher's window gate; else the host
+    /// whose gates hold it), so a hold is journaled once while any waiter is under it, however
+    /// many hosts wait at once and for whatever other reasons.
+    held: Mutex<HashMap<String, String>>,
     /// `--window-exit` stopped the run.
     pub(super) window_closed: Arc<AtomicBool>,
     block_on_pods: Option<String>,
@@ -43,10 +45,9 @@ pub(super) struct Batch {
     health_command: Option<String>,
     soak: Duration,
     pub(super) drain_escalation: Vec<DrainStep>,
-    /// When each group's last node was proven (`--soak`); "" for hosts in no group.
-    last_proven: Mutex<HashMap<String, Instant>>,
-    /// Each node's drain timeouts so far (`--drain-escalation`).
-    drain_timeouts: Mutex<HashMap<String, usize>>,
+    /// When each group's last node was proven (`--soak`), in ms on the run's clock (a resume
+    /// starts from the journal's `confirmed` times); "" for hosts in no group.
+    last_proven: Mutex<HashMap<String, u64>>,
     /// Hosts deferred to the end of the queue, not yet taken back by the dispatcher.
     deferred: Mutex<VecDeque<Host>>,
     /// `--block-on-alerts` and the names `--alert-filter-regexp` ignores.
@@ -84,7 +85,7 @@ impl Batch {
             exit: settings.window_exit,
             only_if: settings.only_if.clone(),
             reads_plan_boot_ids: settings.reads_plan_boot_ids(),
-            held: Mutex::new(None),
+            held: Mutex::new(HashMap::new()),
             window_closed: Arc::new(AtomicBool::new(false)),
             block_on_pods: settings.block_on_pods.clone(),
             block_on_pods_on_node: settings.block_on_pods_on_node,
@@ -94,7 +95,6 @@ impl Batch {
             soak: Duration::from_millis(settings.soak_ms),
             drain_escalation: settings.drain_escalation.clone(),
             last_proven: Mutex::new(HashMap::new()),
-            drain_timeouts: Mutex::new(HashMap::new()),
             deferred: Mutex::new(VecDeque::new()),
             // Both were checked when the flags were read (and the journal written).
             alerts: settings
@@ -109,19 +109,13 @@ impl Batch {
         }
     }
 
-    /// A node of `group` was proven: the group's soak starts now.
-    pub(super) fn proven(&self, group: Option<&str>) {
+    /// A node of `group` was proven at `at_ms`: the group's soak starts then (the latest wins).
+    pub(super) fn proven(&self, group: Option<&str>, at_ms: u64) {
         if !self.soak.is_zero() {
-            self.last_proven.lock().unwrap().insert(group.unwrap_or_default().to_owned(), Instant::now());
+            let mut last = self.last_proven.lock().unwrap();
+            let at = last.entry(group.unwrap_or_default().to_owned()).or_insert(at_ms);
+            *at = (*at).max(at_ms);
         }
-    }
-
-    /// One more drain timeout of `host`: the ladder's step for it (`None`: spent).
-    pub(super) fn next_drain_step(&self, host: &str) -> Option<DrainStep> {
-        let mut timeouts = self.drain_timeouts.lock().unwrap();
-        let n = timeouts.entry(host.to_owned()).or_insert(0);
-        *n += 1;
-        drain_step(&self.drain_escalation, *n)
     }
 
     pub(super) fn defer(&self, host: &Host) {
@@ -141,17 +135,24 @@ fn countdown_step(remaining: Duration) -> Duration {
 }
 
 impl<T: PowerTransport> Shared<T> {
-    /// Journals a run-wide hold once (a new reason, or a new opening time).
-    fn hold(&self, reason: String, until_ms: Option<u64>) -> Result<bool, Stop> {
+    /// Journals a hold of `waiter` (`""`: the window gate, else a host) once: not while any
+    /// waiter is already under the same one (reason and opening time).
+    fn hold(&self, waiter: &str, reason: String, until_ms: Option<u64>) -> Result<bool, Stop> {
         let key = format!("{reason}@{until_ms:?}");
         {
             let mut held = self.batch.held.lock().unwrap();
-            if held.as_deref() == Some(key.as_str()) {
+            let known = held.values().any(|k| *k == key);
+            held.insert(waiter.to_owned(), key);
+            if known {
                 return Ok(false);
             }
-            *held = Some(key);
         }
         self.record(Entry::Held { reason, until_ms }).map(|()| true)
+    }
+
+    /// `waiter` is under no hold any more.
+    fn unhold(&self, waiter: &str) {
+        self.batch.held.lock().unwrap().remove(waiter);
     }
 
     /// Whether a window is open now (no windows: always), without waiting.
@@ -159,7 +160,7 @@ impl<T: PowerTransport> Shared<T> {
         let batch = &self.batch;
         batch.windows.is_empty()
             || matches!(
-                window_state(&batch.windows, &batch.zone, self.clock.now_ms() as i64),
+                window_state(&batch.windows, &batch.zone, self.clock.wall_ms() as i64),
                 WindowState::Always | WindowState::Open { .. }
             )
     }
@@ -194,10 +195,12 @@ impl<T: PowerTransport> Shared<T> {
             if self.abort_level() != Abort::No {
                 return Gate::Aborted;
             }
-            let now = self.clock.now_ms();
+            // The wall clock, read each time: a bastion that slept (its monotonic clock stopped)
+            // sees the window at the right time, at most one countdown step after it wakes.
+            let now = self.clock.wall_ms();
             let opens_at = match window_state(&batch.windows, &batch.zone, now as i64) {
                 WindowState::Always | WindowState::Open { .. } => {
-                    *batch.held.lock().unwrap() = None;
+                    self.unhold("");
                     return Gate::Open;
                 }
                 WindowState::Closed { opens_at_ms } => opens_at_ms.max(0) as u64,
@@ -210,12 +213,12 @@ impl<T: PowerTransport> Shared<T> {
             if batch.exit {
                 batch.window_closed.store(true, Ordering::SeqCst);
                 let reason = format!("{reason}; --window-exit: no new reboot in this run, --resume continues");
-                return match self.hold(reason, Some(opens_at)) {
+                return match self.hold("", reason, Some(opens_at)) {
                     Ok(_) => Gate::Closed,
                     Err(_) => Gate::Broken,
                 };
             }
-            if self.hold(reason.clone(), Some(opens_at)).is_err() {
+            if self.hold("", reason.clone(), Some(opens_at)).is_err() {
                 return Gate::Broken;
             }
             let remaining = Duration::from_millis(opens_at.saturating_sub(now));
@@ -325,14 +328,14 @@ impl<T: PowerTransport> Shared<T> {
             }
             let (reason, until, pause) = match self.first_gate_closed(host).await {
                 None => {
-                    *batch.held.lock().unwrap() = None;
+                    self.unhold(&host.name);
                     return Ok(());
                 }
                 Some(held) => held,
             };
             let now = self.clock.now_ms();
             let until_ms = until.map(|at| self.clock.ms_of(at));
-            if self.hold(reason.clone(), until_ms)? {
+            if self.hold(&host.name, reason.clone(), until_ms)? {
                 let remaining_ms = until_ms.map(|at| at.saturating_sub(now));
                 let _ = self.events.send(Event::Held { reason, until_ms, remaining_ms });
             }
@@ -384,10 +387,11 @@ impl<T: PowerTransport> Shared<T> {
         if !batch.soak.is_zero() {
             let group = self.grouping.group_of(&host.name).unwrap_or_default().to_owned();
             let last = batch.last_proven.lock().unwrap().get(&group).copied();
-            if let Some(ends) = last.map(|at| at + batch.soak).filter(|ends| *ends > Instant::now()) {
+            let now = self.clock.now_ms();
+            if let Some(ends_ms) = last.map(|at| at + batch.soak.as_millis() as u64).filter(|ends| *ends > now) {
                 let what = if group.is_empty() { String::new() } else { format!(" of group {group}") };
                 let reason = format!("soaking after the last node{what} was proven (--soak {})", humantime::format_duration(batch.soak));
-                return Some((reason, Some(ends), ends - Instant::now()));
+                return Some((reason, Some(self.clock.instant_of(ends_ms)), Duration::from_millis(ends_ms - now)));
             }
         }
         for check in 1..=batch.healthy_checks {

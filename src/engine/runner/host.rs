@@ -862,8 +862,11 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
                 return Err(stop);
             }
         };
-        // --drain-escalation: one step per timeout; `wait` drains again, still cordoned.
-        match shared.batch.next_drain_step(&host.name) {
+        // --drain-escalation: one step per timeout; `wait` drains again, still cordoned. Each
+        // timeout is journaled, so a resume goes on from the same step.
+        shared.record(Entry::DrainTimedOut { host: name(), pods: left.clone() })?;
+        let timeouts = shared.records.lock().unwrap().get(&host.name).map_or(1, |r| r.drain_timeouts);
+        match fleetboot_core::batch::drain_step(&shared.batch.drain_escalation, timeouts) {
             Some(DrainStep::Wait) if shared.abort_level() == Abort::No => {
                 let reason = format!(
                     "drain timed out after {timeout} (pods left: {}); draining for another {timeout} (--drain-escalation wait)",

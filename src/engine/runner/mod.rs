@@ -47,22 +47,38 @@ pub enum Abort {
 
 /// The run's clock: the wall-clock time at the start plus tokio's monotonic time since. Records
 /// keep wall-clock times, but no wall-clock jump during the run moves a deadline, and under
-/// tokio's paused clock (tests) the whole run is deterministic.
+/// tokio's paused clock (tests) the whole run is deterministic. The maintenance windows alone
+/// are judged on the wall clock itself ([`Self::wall_ms`]): the monotonic clock stops while the
+/// machine is suspended, the windows' hours do not.
 #[derive(Clone, Copy, Debug)]
 pub struct RunClock {
     wall_at_start_ms: u64,
     start: Instant,
+    /// The wall clock (the system's; a test's own); `None`: the anchored monotonic time.
+    wall: Option<fn() -> u64>,
 }
 
 impl RunClock {
-    /// Anchored at the wall clock now.
+    /// Anchored at the wall clock now, the windows on the system's wall clock.
     pub fn start() -> RunClock {
-        RunClock::anchored(crate::adapters::system::now_ms())
+        RunClock { wall: Some(crate::adapters::system::now_ms), ..RunClock::anchored(crate::adapters::system::now_ms()) }
     }
 
-    /// Anchored at a given wall-clock time (tests: a world clock of their own).
+    /// Anchored at a given wall-clock time (tests: a world clock of their own), the windows on
+    /// the same anchored time.
     pub fn anchored(wall_at_start_ms: u64) -> RunClock {
-        RunClock { wall_at_start_ms, start: Instant::now() }
+        RunClock { wall_at_start_ms, start: Instant::now(), wall: None }
+    }
+
+    /// Anchored as [`Self::anchored`], the windows on `wall` (tests: a clock that jumps as a
+    /// suspended machine's does).
+    pub fn with_wall(self, wall: fn() -> u64) -> RunClock {
+        RunClock { wall: Some(wall), ..self }
+    }
+
+    /// Milliseconds since the Unix epoch on the wall clock, read now (the windows).
+    pub fn wall_ms(&self) -> u64 {
+        self.wall.map_or_else(|| self.now_ms(), |wall| wall())
     }
 
     /// Milliseconds since the Unix epoch, on this run's monotonic clock.
@@ -390,7 +406,7 @@ impl<T: PowerTransport> Shared<T> {
             }
             Entry::Confirmed { host } => {
                 self.failed.lock().unwrap().remove(host);
-                self.batch.proven(self.grouping.group_of(host));
+                self.batch.proven(self.grouping.group_of(host), record.at_ms);
             }
             Entry::Dispatching { host, .. } => {
                 self.touched.lock().unwrap().insert(host.clone());
@@ -673,6 +689,12 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
         batch: batch::Batch::new(&settings_batch, &plan.run_id),
     });
+    // A resume's soak goes on from the journal: the next node waits the rest of it.
+    for (host, record) in prior_records() {
+        if let Some(at) = record.confirmed_at_ms {
+            shared.batch.proven(shared.grouping.group_of(host), at);
+        }
+    }
 
     let mut records: BTreeMap<String, HostRecord> = match &prior {
         Some(state) => state.records.clone(),

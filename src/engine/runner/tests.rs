@@ -520,6 +520,8 @@ struct Job {
     drain_faults: DrainFaults,
     kill: Option<Kill>,
     journal: PathBuf,
+    /// The wall clock the windows are judged on (`None`: the world's, anchored).
+    wall: Option<fn() -> u64>,
 }
 
 impl Job {
@@ -535,6 +537,7 @@ impl Job {
             drain_faults: DrainFaults::default(),
             kill: None,
             journal: dir.join("run.jsonl"),
+            wall: None,
         }
     }
 
@@ -582,7 +585,12 @@ impl Job {
             limits: LimitsRule::default(),
         };
         let trigger = abort.0.clone();
-        let hooks = Hooks { clock: Some(RunClock::anchored(self.world.wall_now_ms())), kill: self.kill };
+        let clock = RunClock::anchored(self.world.wall_now_ms());
+        let clock = match self.wall {
+            Some(wall) => clock.with_wall(wall),
+            None => clock,
+        };
+        let hooks = Hooks { clock: Some(clock), kill: self.kill };
         run_with(inputs, abort, |event| on_event(event, &trigger), hooks).await
     }
 }

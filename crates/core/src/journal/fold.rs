@@ -55,6 +55,11 @@ pub struct HostRecord {
     pub ssh_unusable: bool,
     /// systemd's `SoftRebootsCount` before the reboot, when the host reports one.
     pub soft_reboots_before: Option<u64>,
+    /// When its reboot was proven (`confirmed`): a resume's `--soak` counts from it.
+    pub confirmed_at_ms: Option<u64>,
+    /// Its drain's timeouts so far (`drain_timed_out`): the `--drain-escalation` step a resume
+    /// goes on from.
+    pub drain_timeouts: usize,
 }
 
 /// One reboot sent to a host.
@@ -90,6 +95,8 @@ impl HostRecord {
             attempts: Vec::new(),
             ssh_unusable: false,
             soft_reboots_before: None,
+            confirmed_at_ms: None,
+            drain_timeouts: 0,
         }
     }
 
@@ -157,7 +164,11 @@ impl HostRecord {
             | Entry::TransportChosen { .. }
             | Entry::DebugPodCreating { .. }
             | Entry::DebugPodDeleted { .. } => {}
-            Entry::Confirmed { .. } => self.phase = Phase::Confirmed,
+            Entry::Confirmed { .. } => {
+                self.phase = Phase::Confirmed;
+                self.confirmed_at_ms = Some(at_ms);
+            }
+            Entry::DrainTimedOut { .. } => self.drain_timeouts += 1,
             Entry::Failed { stage, error, may_reboot, .. } => {
                 self.phase = Phase::Failed;
                 self.failure = Some((*stage, error.clone()));

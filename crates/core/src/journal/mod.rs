@@ -217,6 +217,12 @@ pub enum Entry {
         host: String,
         reason: String,
     },
+    /// The node's drain timed out with these pods left (`namespace/name`): the next step of
+    /// `--drain-escalation` follows (counted per host, so a resume goes on from it).
+    DrainTimedOut {
+        host: String,
+        pods: Vec<String>,
+    },
     /// The node's drain timed out and `--drain-escalation defer` moved it to the end of the
     /// queue, uncordoned; it is drained again then. Nothing else changes.
     Deferred {
@@ -313,6 +319,7 @@ impl Entry {
             | Entry::Planned { host, .. }
             | Entry::NotNeeded { host, .. }
             | Entry::Deferred { host, .. }
+            | Entry::DrainTimedOut { host, .. }
             | Entry::PoweredOff { host, .. }
             | Entry::PassReleased { host, .. } => Some(host),
             Entry::RunStarted { .. }

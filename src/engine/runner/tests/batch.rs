@@ -315,3 +315,142 @@ async fn a_blocker_that_appears_during_a_slow_drain_holds_the_reboot_until_it_is
     assert_eq!((cordons, uncordons), (2, 2));
     assert!(summary.still_cordoned.is_empty());
 }
+
+/// Review B4: a run stopped during a soak, resumed a few minutes later: the next node still
+/// waits the rest of the soak, counted from the journal's `confirmed` time.
+#[tokio::test(start_paused = true)]
+async fn a_resume_during_a_soak_waits_the_rest_of_it_before_the_next_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = names(3);
+    let world = World::new(&strs(&all));
+    let mut job = Job::new(&world, dir.path(), &strs(&all));
+    job.settings.concurrency = 1;
+    job.settings.batch.soak_ms = 10 * 60_000;
+    let (trigger, abort) = watch::channel(Abort::No);
+    let first = job
+        .run_with_abort((trigger, abort), |event, trigger| {
+            if let Event::Held { reason, .. } = event
+                && reason.contains("soaking")
+            {
+                let _ = trigger.send(Abort::Hard);
+            }
+        })
+        .await;
+    assert_eq!(outcome(&first, "h1"), Outcome::Rebooted);
+    assert_eq!(world.reboots_received("h2"), 0, "stopped during the soak");
+    tokio::time::advance(3 * MINUTE).await;
+    let resumed = job.run().await;
+    for name in &all {
+        assert_eq!(outcome(&resumed, name), Outcome::Rebooted, "{name}");
+        assert_eq!(world.reboots_received(name), 1, "{name}");
+    }
+    let records = job.records();
+    let at = |host: &str, confirmed: bool| {
+        records
+            .iter()
+            .find(|r| match &r.entry {
+                Entry::Confirmed { host: h } => confirmed && h == host,
+                Entry::Dispatching { host: h, .. } => !confirmed && h == host,
+                _ => false,
+            })
+            .unwrap()
+            .at_ms
+    };
+    let resumed_at = records.iter().find(|r| matches!(r.entry, Entry::RunResumed { .. })).unwrap().at_ms;
+    assert!(resumed_at < at("h1", true) + 600_000, "the resume came during the soak");
+    assert!(at("h2", false) >= at("h1", true) + 600_000, "h2 went before the soak after h1 ended");
+    assert!(at("h3", false) >= at("h2", true) + 600_000);
+}
+
+/// Review B4: the drain ladder's position survives a resume: a node deferred once
+/// (`defer,skip`) is skipped at its next timeout after the resume, not deferred again.
+#[tokio::test(start_paused = true)]
+async fn a_resume_goes_on_from_the_drain_ladders_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let job = drain_job(&world, dir.path(), &["h1", "h2"], vec![DrainStep::Defer, DrainStep::Skip]);
+    let (trigger, abort) = watch::channel(Abort::No);
+    job.run_with_abort((trigger, abort), |event, trigger| {
+        if let Event::Transition { record } = event
+            && matches!(&record.entry, Entry::Deferred { host, .. } if host == "h1")
+        {
+            let _ = trigger.send(Abort::Hard);
+        }
+    })
+    .await;
+    assert_eq!(world.reboots_received("h1"), 0);
+    let resumed = job.run().await;
+    let order = journal_order(&job);
+    assert_eq!(order.iter().filter(|e| *e == "deferred h1").count(), 1, "deferred once across the runs: {order:?}");
+    let reason = job.state().records["h1"].skipped_because.clone().unwrap_or_default();
+    assert!(reason.contains("--drain-escalation skip"), "the ladder's second step after the resume: {reason}");
+    assert_eq!((outcome(&resumed, "h1"), world.reboots_received("h1")), (Outcome::Skipped, 0));
+    assert_eq!((outcome(&resumed, "h2"), world.reboots_received("h2")), (Outcome::Rebooted, 1));
+    let timeouts = job.records().iter().filter(|r| matches!(&r.entry, Entry::DrainTimedOut { host, .. } if host == "h1")).count();
+    assert_eq!(timeouts, 2, "each timeout journaled");
+}
+
+/// Review B3: the windows are judged on the wall clock. The bastion sleeps 40 minutes a minute
+/// into the run (its wall clock jumps, its monotonic clock does not move): the 08:30 window is
+/// open when it wakes, and the reboots start then, not 30 monotonic minutes after the start.
+#[tokio::test(start_paused = true)]
+async fn a_window_opens_on_the_wall_clock_after_the_machine_slept() {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    const SLEPT_MS: u64 = 40 * 60_000;
+    // The wall clock: BASE_MS plus the monotonic time, plus the 40 minutes slept after minute 1.
+    fn wall() -> u64 {
+        let elapsed = START.get().expect("set").elapsed().as_millis() as u64;
+        BASE_MS + elapsed + if elapsed >= 60_000 { SLEPT_MS } else { 0 }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    START.set(Instant::now()).unwrap();
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 1;
+    job.settings.batch = batch(&["08:30-09:30"], false, None);
+    job.wall = Some(wall);
+    let start = Instant::now();
+    let summary = job.run().await;
+    for name in ["h1", "h2"] {
+        assert_eq!((outcome(&summary, name), world.reboots_received(name)), (Outcome::Rebooted, 1), "{name}");
+    }
+    let first = world.sends()[0].0;
+    assert!(first >= start + MINUTE, "nothing before the window (the wake): {:?}", first - start);
+    assert!(first <= start + 3 * MINUTE, "the window opened at the wake, not 30 monotonic minutes in: {:?}", first - start);
+}
+
+/// Review B6: two hosts held at once for different reasons (a blocker pod on each node) journal
+/// one `held` each, not one on every poll as they take turns.
+#[tokio::test(start_paused = true)]
+async fn two_hosts_held_at_once_for_different_reasons_journal_each_hold_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.settings.concurrency = 2;
+    job.api = true;
+    job.settings.batch.block_on_pods = Some("app=backup".into());
+    job.settings.batch.block_on_pods_on_node = true;
+    let pod = |node: &str| fleetboot_core::batch::PodNow {
+        namespace: "sample-app".into(),
+        name: format!("backup-{node}"),
+        node: Some(node.into()),
+        phase: Some("Running".into()),
+    };
+    *world.blockers.lock().unwrap() = vec![pod("h1"), pod("h2")];
+    let w = world.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(10 * MINUTE).await;
+        w.blockers.lock().unwrap().clear();
+    });
+    let start = Instant::now();
+    let summary = job.run().await;
+    for name in ["h1", "h2"] {
+        assert_eq!((outcome(&summary, name), world.reboots_received(name)), (Outcome::Rebooted, 1), "{name}");
+    }
+    assert!(world.sends().iter().all(|(at, _)| *at >= start + 10 * MINUTE));
+    let mut held: Vec<String> = held_records(&job).into_iter().map(|(reason, _)| reason).collect();
+    held.sort();
+    assert_eq!(held.len(), 2, "once per host and reason over 10 minutes of polls: {held:?}");
+    assert!(held[0].contains("on h1: sample-app/backup-h1") && held[1].contains("on h2: sample-app/backup-h2"), "{held:?}");
+}
