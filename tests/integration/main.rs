@@ -52,3 +52,4 @@ mod sim_workloads;
 mod ssh_auth;
 mod sushy;
 mod toolbox;
+mod transport_order;
