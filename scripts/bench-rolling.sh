@@ -15,6 +15,9 @@
 #     --reboot-delay 2s --boot-time 3s --notready-after 500ms --kubelet-ready-after 500ms
 #                                the simulated nodes' timings (as `fleetboot sim` takes them)
 #     --poll-interval 500ms      fleetboot's boot-ID probe interval
+#     --transport auto           fleetboot's --transport: kube measures the cluster API's exec (each
+#                                node's machine-config daemon pod) instead of SSH; the dispatch
+#                                column is then the exec's (pod list, upgrade, `shutdown -r +1`)
 #     --deadline 3600            seconds for the whole benchmark: later runs are skipped
 #     --keep DIR                 keep each run's simulation dir, journal and events under DIR
 #     --no-build                 use target/release/fleetboot as it is
@@ -28,7 +31,7 @@ caller_cwd=$PWD # relative paths in the options are the caller's
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh # stop_group
 
-reps=1 reboot_delay=2s boot_time=3s notready_after=500ms kubelet_ready_after=500ms poll=500ms
+transport=auto reps=1 reboot_delay=2s boot_time=3s notready_after=500ms kubelet_ready_after=500ms poll=500ms
 deadline=3600 keep="" build=1 bin="" specs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
     --notready-after) notready_after=$2; shift 2 ;;
     --kubelet-ready-after) kubelet_ready_after=$2; shift 2 ;;
     --poll-interval) poll=$2; shift 2 ;;
+    --transport) transport=$2; shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
     --keep) keep=$(cd "$caller_cwd" && realpath -m "$2"); shift 2 ;;
     --no-build) build=0; shift ;;
@@ -95,7 +99,7 @@ trap 'exit 143' TERM HUP
 
 summary=$(mktemp /tmp/fleetboot-bench-rolling-summary.XXXXXX)
 echo "timings: reboot-delay $reboot_delay, boot-time $boot_time, notready-after $notready_after," \
-    "kubelet-ready-after $kubelet_ready_after (configured cycle $cycle_ms ms); poll $poll; $(nproc) cores"
+    "kubelet-ready-after $kubelet_ready_after (configured cycle $cycle_ms ms); poll $poll; transport $transport; $(nproc) cores"
 for s in "${specs[@]}"; do
     n=${s%/*} c=${s#*/}
     rounds=$(((n + c - 1) / c))
@@ -118,7 +122,7 @@ for s in "${specs[@]}"; do
         t0=$(date +%s%3N)
         HOME=$dir SSH_AUTH_SOCK='' timeout -k 5 "$limit" /usr/bin/time -f '%e %U %S %M' -o "$dir/time" \
             "$bin" --config "$dir/sim/fleetboot.toml" reboot --all --role worker --concurrency "$c" --group-concurrency "$c" \
-            --poll-interval "$poll" --journal "$dir/journal.jsonl" --output json >"$dir/events.jsonl" 2>"$dir/err" &
+            --transport "$transport" --poll-interval "$poll" --journal "$dir/journal.jsonl" --output json >"$dir/events.jsonl" 2>"$dir/err" &
         run_pid=$!
         rc=0; wait "$run_pid" || rc=$?
         run_pid=""

@@ -1,6 +1,7 @@
 //! The run's power transport, chosen by `--transport`: SSH, the cluster API's exec
-//! ([`crate::adapters::kube::exec`]), or `auto`'s order per node: SSH, then the cluster API
-//! (when the run has a cluster), then the BMC (the runner's fallback, as before). One type for
+//! ([`crate::adapters::kube::exec`]), or `auto`'s order per node (`[transport] order`, by
+//! default SSH, then the cluster API when the run has a cluster, then the BMC: the runner's
+//! fallback). One type for
 //! the runner, which is generic over it.
 
 use std::collections::{HashMap, HashSet};
@@ -16,55 +17,80 @@ use crate::adapters::ssh::SshTransport;
 pub enum NodeTransport {
     Ssh(SshTransport),
     Kube(KubeTransport),
-    /// `auto` on a cluster: SSH first; where SSH cannot reach a node (refused, timed out,
-    /// authentication failed: never a host key that changed), the cluster API's exec.
+    /// `auto` on a cluster: SSH and the cluster API's exec, in `[transport] order`'s order;
+    /// where the first cannot reach a node (refused, timed out, authentication failed or
+    /// forbidden: never a host key that changed), the second.
     SshThenKube(Box<Chain>),
 }
 
 pub struct Chain {
     ssh: SshTransport,
     kube: KubeTransport,
-    /// The nodes SSH could not reach and the API's exec did: they stay on the API.
-    on_kube: Mutex<HashSet<String>>,
+    /// The cluster API's exec is tried first, SSH second (`order = ["kube", "ssh", ...]`).
+    kube_first: bool,
+    /// The nodes the first rung could not reach and the second did: they stay on the second.
+    on_second: Mutex<HashSet<String>>,
     /// Escalations not yet taken by the runner (journaled by it).
     pending: Mutex<HashMap<String, Vec<(String, String)>>>,
-    /// The nodes a reboot went to over SSH: while they are down, SSH failing is the reboot, not a
-    /// reason to ask the API (whose exec fails too, one request per poll).
-    sent_over_ssh: Mutex<HashSet<String>>,
+    /// The nodes a reboot went to through the first rung: while they are down, its failing is
+    /// the reboot, not a reason to ask the second (which fails too, one request per poll).
+    sent_over_first: Mutex<HashSet<String>>,
 }
 
 impl Chain {
+    /// SSH first, then the cluster API.
     pub fn new(ssh: SshTransport, kube: KubeTransport) -> Chain {
-        Chain { ssh, kube, on_kube: Default::default(), pending: Default::default(), sent_over_ssh: Default::default() }
+        Chain::in_order(ssh, kube, false)
     }
 
+    pub fn in_order(ssh: SshTransport, kube: KubeTransport, kube_first: bool) -> Chain {
+        Chain { ssh, kube, kube_first, on_second: Default::default(), pending: Default::default(), sent_over_first: Default::default() }
+    }
+
+    /// Whether this host's commands go through the cluster API.
     fn on_kube(&self, host: &Host) -> bool {
-        self.on_kube.lock().unwrap().contains(&host.name)
+        self.on_second.lock().unwrap().contains(&host.name) != self.kube_first
     }
 
-    /// The boot ID through SSH, or through the API where SSH cannot reach the node.
-    async fn read(&self, host: &Host, right_before: bool) -> Result<String, TransportError> {
-        if self.on_kube(host) {
-            return self.kube.read_boot_id(host).await;
+    async fn read_through(&self, kube: bool, host: &Host, right_before: bool) -> Result<String, TransportError> {
+        match (kube, right_before) {
+            (true, _) => self.kube.read_boot_id(host).await,
+            (false, true) => self.ssh.read_boot_id_before_reboot(host).await,
+            (false, false) => self.ssh.read_boot_id(host).await,
         }
-        let ssh = if right_before { self.ssh.read_boot_id_before_reboot(host).await } else { self.ssh.read_boot_id(host).await };
-        let ssh_error = match ssh {
+    }
+
+    /// The boot ID through the first rung, or through the second where the first cannot reach
+    /// the node.
+    async fn read(&self, host: &Host, right_before: bool) -> Result<String, TransportError> {
+        if self.on_second.lock().unwrap().contains(&host.name) {
+            return self.read_through(!self.kube_first, host, right_before).await;
+        }
+        let first_error = match self.read_through(self.kube_first, host, right_before).await {
             Ok(id) => return Ok(id),
-            Err(e) if self.sent_over_ssh.lock().unwrap().contains(&host.name) => return Err(e),
-            Err(e @ (TransportError::Unreachable(_) | TransportError::Timeout(_) | TransportError::Auth(_))) => e,
+            Err(e) if self.sent_over_first.lock().unwrap().contains(&host.name) => return Err(e),
+            Err(
+                e @ (TransportError::Unreachable(_) | TransportError::Timeout(_) | TransportError::Auth(_) | TransportError::Forbidden(_)),
+            ) => e,
             Err(other) => return Err(other),
         };
-        match self.kube.read_boot_id(host).await {
+        let (second, reason, neither) = if self.kube_first {
+            ("ssh", format!("the cluster API's exec cannot reach it ({first_error}); SSH does"), "SSH neither")
+        } else {
+            (
+                "kube",
+                format!("SSH cannot reach it ({first_error}); the cluster API's exec into its machine-config daemon pod does"),
+                "the cluster API's exec neither",
+            )
+        };
+        match self.read_through(!self.kube_first, host, right_before).await {
             Ok(id) => {
-                self.on_kube.lock().unwrap().insert(host.name.clone());
-                self.pending.lock().unwrap().entry(host.name.clone()).or_default().push((
-                    "kube".to_owned(),
-                    format!("SSH cannot reach it ({ssh_error}); the cluster API's exec into its machine-config daemon pod does"),
-                ));
+                self.on_second.lock().unwrap().insert(host.name.clone());
+                self.pending.lock().unwrap().entry(host.name.clone()).or_default().push((second.to_owned(), reason));
                 Ok(id)
             }
-            // Neither: the SSH error (its kind decides the BMC fallback), with the API's too.
-            Err(kube_error) => Err(with_note(ssh_error, &format!("the cluster API's exec neither: {kube_error}"))),
+            // Neither: the first error (its kind decides the BMC fallback), with the second's too.
+            Err(second_error) => Err(with_note(first_error, &format!("{neither}: {second_error}"))),
         }
     }
 }
@@ -114,9 +140,9 @@ impl PowerTransport for NodeTransport {
 
     async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
         if let NodeTransport::SshThenKube(chain) = self
-            && !chain.on_kube(host)
+            && !chain.on_second.lock().unwrap().contains(&host.name)
         {
-            chain.sent_over_ssh.lock().unwrap().insert(host.name.clone());
+            chain.sent_over_first.lock().unwrap().insert(host.name.clone());
         }
         each!(self, t => t.send_reboot(host).await, host)
     }

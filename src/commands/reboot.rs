@@ -39,6 +39,10 @@ pub struct RebootArgs {
     /// or kube (the cluster API's exec into the node's machine-config daemon pod).
     #[arg(long, value_parser = choice::<Transport>(Transport::NAMES), help_heading = "Transport")]
     pub transport: Option<Transport>,
+    /// `--transport auto`'s rungs, per node, in order (`[transport] order`): ssh, kube, redfish
+    /// (the BMC, last); a rung left out is never used.
+    #[arg(long, value_name = "RUNGS", value_parser = |s: &str| s.parse::<fleetboot_core::settings::TransportOrder>(), help_heading = "Transport")]
+    pub transport_order: Option<fleetboot_core::settings::TransportOrder>,
     #[command(flatten, next_help_heading = "Cluster")]
     pub cluster: ClusterArgs,
     #[command(flatten, next_help_heading = "Selection")]
@@ -168,6 +172,7 @@ impl RebootArgs {
         flags.parallel = self.parallel;
         flags.max_failures = self.max_failures;
         flags.transport = self.transport;
+        flags.transport_order.clone_from(&self.transport_order);
         flags.cancel_pending_on_abort = self.cancel_pending_on_abort.then_some(true);
         flags.batch = self.batch.partial();
         flags

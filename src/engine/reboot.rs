@@ -546,6 +546,14 @@ impl PreparedRun {
             settings.run.command = crate::adapters::kube::exec::kube_reboot_command(&settings.run.command);
         }
         let mut debug_pods = None;
+        if settings.run.transport == Transport::Auto {
+            match settings.run.transport_order.command_rungs().as_slice() {
+                // `order = ["redfish"]`: the BMC alone, as `--transport redfish`.
+                [] => settings.run.transport = Transport::Redfish,
+                [Transport::Kube] if cluster.is_none() => return Err(SelectionError::KubeNeedsACluster.into()),
+                _ => {}
+            }
+        }
         let transport = match settings.run.transport {
             // Through the cluster API only: no SSH key is read; exec must be allowed before
             // anything is touched.
@@ -557,18 +565,38 @@ impl PreparedRun {
                 debug_pods = Some(kube.debug_pods());
                 NodeTransport::Kube(kube)
             }
-            // `auto` on a cluster: SSH, then the API's exec (then the BMC, the runner's fallback).
+            // `auto` on a cluster: SSH and the API's exec in `[transport] order`'s order (then the
+            // BMC, the runner's fallback, when the order names it).
             Transport::Auto if let Some(connection) = &cluster => {
-                let ssh = SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone());
-                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout)
-                    .with_run_id(&plan.run_id);
-                debug_pods = Some(kube.debug_pods());
-                NodeTransport::SshThenKube(Box::new(crate::adapters::transports::Chain::new(ssh, kube)))
+                let kube = || {
+                    KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout)
+                        .with_run_id(&plan.run_id)
+                };
+                let ssh = || -> Result<SshTransport, Error> {
+                    Ok(SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone()))
+                };
+                match settings.run.transport_order.command_rungs().as_slice() {
+                    [Transport::Kube] => {
+                        let kube = kube();
+                        debug_pods = Some(kube.debug_pods());
+                        NodeTransport::Kube(kube)
+                    }
+                    [Transport::Kube, Transport::Ssh] | [Transport::Ssh, Transport::Kube] => {
+                        let kube_first = settings.run.transport_order.command_rungs()[0] == Transport::Kube;
+                        let kube = kube();
+                        debug_pods = Some(kube.debug_pods());
+                        NodeTransport::SshThenKube(Box::new(crate::adapters::transports::Chain::in_order(ssh()?, kube, kube_first)))
+                    }
+                    // SSH alone, or the BMC alone (the runner sends to the BMC what SSH cannot reach).
+                    _ => NodeTransport::Ssh(ssh()?),
+                }
             }
             _ => NodeTransport::Ssh(SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone())),
         };
         // BMC credentials are read now too: a bad one stops the run before any node is touched.
         let (bmc, bmc_warnings) = bmc_power(&settings, &plan.hosts, cluster.as_ref(), discovered).await?;
+        // An order without redfish never sends a node to its BMC.
+        let bmc = bmc.filter(|_| settings.run.transport != Transport::Auto || settings.run.transport_order.contains(Transport::Redfish));
         bmc_warnings.into_iter().for_each(&mut warn);
         // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
         let (api, lease, drainer, lease_takeover) = match &cluster {

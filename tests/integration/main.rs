@@ -58,3 +58,4 @@ mod sim_workloads;
 mod ssh_auth;
 mod sushy;
 mod toolbox;
+mod transport_order;

@@ -555,6 +555,7 @@ pub struct RunInputs<T, E = NodeWatch, D = Drainer, B = RedfishPower> {
 pub fn journaled_settings(settings: &RebootSettings) -> RunSettings {
     RunSettings {
         transport: settings.transport,
+        transport_order: (settings.transport == fleetboot_core::settings::Transport::Auto).then(|| settings.transport_order.clone()),
         command: settings.command.clone(),
         rate: settings.rate,
         concurrency: settings.concurrency,
@@ -607,6 +608,9 @@ pub fn apply_run_policy(settings: &mut RebootSettings, fallback: &mut FallbackPo
 /// settings back into the reboot settings a resume runs with.
 pub fn apply_run_settings(settings: &mut RebootSettings, run: &RunSettings) {
     settings.transport = run.transport;
+    if let Some(order) = &run.transport_order {
+        settings.transport_order = order.clone();
+    }
     settings.command = run.command.clone();
     settings.rate = run.rate;
     settings.concurrency = run.concurrency;

@@ -14,6 +14,10 @@ pub use crate::settings::{FailureBudget, RateSpec};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSettings {
     pub transport: Transport,
+    /// `[transport] order` under `auto` (absent in journals written before it was recorded, or
+    /// for another transport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_order: Option<crate::settings::TransportOrder>,
     pub command: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateSpec>,
@@ -283,6 +287,7 @@ pub fn resume_settings(
     });
     let merged = RunSettings {
         transport: overrides.transport.unwrap_or(base.transport),
+        transport_order: base.transport_order.clone(),
         command: overrides.command.clone().unwrap_or_else(|| base.command.clone()),
         rate: overrides.rate.unwrap_or(base.rate),
         concurrency: overrides.concurrency.unwrap_or(base.concurrency),

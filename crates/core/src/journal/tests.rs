@@ -115,6 +115,7 @@ fn policy() -> RunPolicy {
 fn settings() -> RunSettings {
     RunSettings {
         transport: Transport::Auto,
+        transport_order: None,
         command: "sudo shutdown -r -t 3".into(),
         rate: Some(RateSpec { count: 2, per_ms: 60_000 }),
         concurrency: 3,

@@ -85,6 +85,67 @@ choice!(
     }
 );
 
+/// `[transport] order` / `--transport-order`: the rungs `--transport auto` tries on each node,
+/// first to last: `ssh`, `kube` (the cluster API's exec), `redfish` (the BMC, the runner's
+/// fallback: last when present). A rung left out is never used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TransportOrder(pub Vec<Transport>);
+
+impl Default for TransportOrder {
+    fn default() -> TransportOrder {
+        TransportOrder(vec![Transport::Ssh, Transport::Kube, Transport::Redfish])
+    }
+}
+
+impl TransportOrder {
+    /// The rungs from names: each of ssh, kube, redfish at most once, redfish last.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<TransportOrder, String> {
+        let mut order = Vec::new();
+        for name in names {
+            let rung = match name.as_ref().trim() {
+                "ssh" => Transport::Ssh,
+                "kube" => Transport::Kube,
+                "redfish" => Transport::Redfish,
+                other => return Err(format!("expected ssh, kube or redfish, found {other:?}")),
+            };
+            if order.contains(&rung) {
+                return Err(format!("{rung} is named twice"));
+            }
+            order.push(rung);
+        }
+        match order.iter().position(|t| *t == Transport::Redfish) {
+            _ if order.is_empty() => Err("name at least one of ssh, kube, redfish".to_owned()),
+            Some(i) if i + 1 != order.len() => Err("redfish (the BMC) comes last: it is the fallback once the others failed".to_owned()),
+            _ => Ok(TransportOrder(order)),
+        }
+    }
+
+    pub fn contains(&self, rung: Transport) -> bool {
+        self.0.contains(&rung)
+    }
+
+    /// The rungs that run commands on the node (ssh, kube), in order.
+    pub fn command_rungs(&self) -> Vec<Transport> {
+        self.0.iter().copied().filter(|t| *t != Transport::Redfish).collect()
+    }
+}
+
+impl FromStr for TransportOrder {
+    type Err = String;
+    /// `ssh,kube,redfish`.
+    fn from_str(text: &str) -> Result<TransportOrder, String> {
+        TransportOrder::parse(&text.split(',').collect::<Vec<_>>())
+    }
+}
+
+impl fmt::Display for TransportOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|t| t.name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
 choice!(
     /// `--host-key-policy`: what an unknown or changed SSH host key does.
     HostKeyPolicy {
@@ -294,6 +355,7 @@ pub struct Partial {
     pub poll_interval: Option<Duration>,
     pub connect_timeout: Option<Duration>,
     pub transport: Option<Transport>,
+    pub transport_order: Option<TransportOrder>,
     pub host_key_policy: Option<HostKeyPolicy>,
     pub output: Option<OutputFormat>,
     pub context: Option<String>,
@@ -337,6 +399,8 @@ pub struct Settings {
     pub timeout: Duration,
     pub poll_interval: Duration,
     pub transport: Transport,
+    /// `auto`'s rungs, per node.
+    pub transport_order: TransportOrder,
     pub output: OutputFormat,
     /// The kubeconfig context; `None`: the kubeconfig's current one.
     pub context: Option<String>,
@@ -390,6 +454,7 @@ impl Default for Settings {
             timeout: Duration::from_secs(20 * 60),
             poll_interval: Duration::from_secs(5),
             transport: Transport::Auto,
+            transport_order: TransportOrder::default(),
             output: OutputFormat::Auto,
             context: None,
             kubeconfig: None,
@@ -438,6 +503,7 @@ pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings
         timeout: pick!(timeout),
         poll_interval: pick!(poll_interval),
         transport: pick!(transport),
+        transport_order: pick!(transport_order),
         output: pick!(output),
         context: first!(context).or_else(|| defaults.context.clone()),
         kubeconfig: first!(kubeconfig).or_else(|| defaults.kubeconfig.clone()),
