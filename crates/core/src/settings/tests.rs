@@ -93,7 +93,7 @@ fn every_file_key_and_variable_is_spelled_once() {
     envs.sort_unstable();
     envs.dedup();
     assert_eq!((files.len(), envs.len()), (n, m), "a key listed twice");
-    assert_eq!(keys::file_sections().collect::<Vec<_>>(), ["ssh", "reboot", "output", "cluster", "batch"]);
+    assert_eq!(keys::file_sections().collect::<Vec<_>>(), ["ssh", "reboot", "transport", "output", "cluster", "batch"]);
 }
 
 #[test]
