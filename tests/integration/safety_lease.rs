@@ -399,6 +399,9 @@ fn repair_of_a_killed_migration_unpauses_its_pools_and_releases_its_lease() {
     child.wait().unwrap();
     assert!(sim.paused("master") && sim.paused("worker"));
     assert!(sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]).0);
+    // Under load the migration may get further than the pause before the kill lands: what
+    // repair must not do is add a reboot of its own.
+    let before_repair = reboot_requests(&sim);
     let j = journal_path.to_str().unwrap();
     let repaired = out(&sim, &["repair", "--journal", j, "-o", "json"]);
     assert_eq!(repaired.code, 0, "{}", repaired.debug());
@@ -407,5 +410,5 @@ fn repair_of_a_killed_migration_unpauses_its_pools_and_releases_its_lease() {
     assert!(!sim.paused("master") && !sim.paused("worker"), "{}", repaired.debug());
     assert!(!sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot-migration"]).0, "the lease was released");
     assert!(std::fs::read_to_string(&journal_path).unwrap().lines().last().unwrap().contains("fleetboot repair: "), "journaled");
-    assert!(reboot_requests(&sim).is_empty(), "repair rebooted something");
+    assert_eq!(reboot_requests(&sim), before_repair, "repair rebooted something");
 }
