@@ -21,8 +21,8 @@ pub struct RepairArgs {
     /// Say what would be put back; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// plain or json.
-    #[arg(long, short = 'o', default_value = "plain", value_parser = ["plain", "json"])]
+    /// plain, json or yaml (the JSON's value as YAML).
+    #[arg(long, short = 'o', default_value = "plain", value_parser = ["plain", "json", "yaml"])]
     pub output: String,
 }
 
@@ -37,6 +37,7 @@ pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Er
     let report = crate::engine::repair::repair(&journal, &target, args.dry_run).await?;
     let text = match args.output.as_str() {
         "json" => crate::report::repair::render_json(&report),
+        "yaml" => crate::report::yaml::render(&report),
         _ => crate::report::repair::render_plain(&report),
     };
     print!("{text}");

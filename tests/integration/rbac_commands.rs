@@ -82,6 +82,26 @@ fn repair_puts_back_with_exactly_its_printed_role_and_touches_nothing_without_on
         assert!(sim.paused("worker"), "the pool still paused");
     });
     assert!(tried >= 4, "{tried}");
+    // What it would do, as JSON and as YAML: PyYAML reads the YAML back equal to the JSON.
+    let mut dry: Vec<&str> = args.to_vec();
+    dry.extend(["--dry-run", "-o", "json"]);
+    let (code, json, err) = run(&sim, &dry);
+    assert_eq!(code, 0, "{err}");
+    *dry.last_mut().unwrap() = "yaml";
+    let (code, yaml, err) = run(&sim, &dry);
+    assert_eq!(code, 0, "{err}");
+    let file = sim.path("repair.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let python = std::env::var("KUBE_PYTHON").expect("$KUBE_PYTHON (scripts/test.sh sets it)");
+    let read = std::process::Command::new(python)
+        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let (from_yaml, from_json): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&read.stdout).unwrap(), serde_json::from_str(&json).unwrap());
+    assert_eq!(from_yaml, from_json, "{yaml}");
+    assert!(json.contains("worker-0"), "{json}");
     let (code, out, err) = run(&sim, &args);
     assert_eq!(code, 0, "{out}{err}");
     assert!(!cordoned(&sim) && !sim.paused("worker"), "put back: {out}");
