@@ -280,3 +280,51 @@ fn an_interrupted_run_still_writes_its_report() {
     assert_eq!(table_cells(&doc, "h001").unwrap()[1], "confirmed");
     assert_eq!(table_cells(&doc, "h002").unwrap()[1], "skipped");
 }
+
+#[test]
+fn a_migrations_timeline_has_every_step_and_each_reboot_at_its_journal_time() {
+    let sim = crate::common::sim::Sim::in_process(1, 2);
+    let run = sim.migrate_in_process(&["--etcd-backup-confirmed", "--poll-interval", "300ms"]);
+    assert_eq!(run.code(), 0, "{}", run.debug());
+    let dir = sim.migration_dir();
+    let (_, state) = fleetboot::adapters::migration_journal::load(&dir.join("migration.jsonl")).unwrap();
+    let flow = state.flow.unwrap();
+    let (records, reboot) = fleetboot::adapters::journal::load(state.reboot_journal.as_ref().unwrap()).unwrap();
+
+    let svg = Drawn::read(&dir.join("timeline.svg"));
+    let size = svg.tree.size();
+    let x_of = svg.axis(day_start(state.timings[0].1));
+    let (ax0, _, ax1, _) = svg.bbox("axis-line").unwrap();
+    let texts = svg.texts();
+    // A lane per step of the flow that ran, numbered as that flow numbers them; each span where
+    // the migration journal puts it.
+    for (lane, step) in flow.steps().iter().enumerate() {
+        let name = format!("{} {}", flow.number(*step), step.title());
+        assert!(texts.iter().any(|t| name.starts_with(t.trim_end_matches('…'))), "a lane for {name}: {texts:?}");
+        let Some(&(_, started, ended)) = state.timings.iter().find(|t| t.0 == *step) else {
+            assert!(svg.bbox(&format!("step-{lane}-0")).is_none(), "{name} never ran (cleanup waits for --cleanup): no span");
+            continue;
+        };
+        let (x, _, right, _) = svg.bbox(&format!("step-{lane}-0")).unwrap_or_else(|| panic!("{name}'s span"));
+        assert!((x - x_of(started)).abs() <= 1.0, "{name} starts at {x}, journal {}", x_of(started));
+        if let Some(ended) = ended {
+            assert!((right - x_of(ended)).abs() <= 1.0 || right - x < 2.5, "{name} ends at {right}, journal {}", x_of(ended));
+        }
+        assert!(x >= ax0 - 0.01 && right <= ax1 + 0.01 && right <= size.width());
+    }
+    // Each node's reboot, by step 8's run, at its journal's times.
+    let who = format!("fleetboot step {} · SSH", flow.number(fleetboot_core::migrate::Step::RebootNodes));
+    for (lane, host) in reboot.hosts.iter().enumerate() {
+        let at = |want: fn(&Entry) -> bool| records.iter().find(|r| r.entry.host() == Some(&host.name) && want(&r.entry)).unwrap().at_ms;
+        let (x, _, _, _) = svg.bbox(&format!("reboot-{lane}-0")).unwrap_or_else(|| panic!("{}'s reboot", host.name));
+        let (_, _, right, _) = svg.bbox(&format!("down-{lane}-0")).unwrap();
+        assert!((x - x_of(at(|e| matches!(e, Entry::Dispatching { .. })))).abs() <= 1.0, "{}", host.name);
+        assert!((right - x_of(at(|e| matches!(e, Entry::Back { .. })))).abs() <= 1.0, "{}", host.name);
+        assert!(x >= ax0 - 0.01 && right <= ax1 + 0.01);
+    }
+    assert_eq!(texts.iter().filter(|t| **t == who).count(), reboot.hosts.len(), "{texts:?}");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let doc = self_contained(&html);
+    assert_eq!(table_cells(&doc, "worker-1").unwrap()[1], "confirmed");
+    assert!(html.contains(&svg.text));
+}

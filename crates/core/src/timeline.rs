@@ -426,8 +426,10 @@ pub fn layout(t: &Timeline) -> Picture {
                 Some(e) => format!("{lane_label}: failed: {e}"),
                 None => format!("{lane_label}: {} ({})", took((s.end_ms - s.start_ms) / 1000), kind.meaning()),
             };
+            // A step too short to see is drawn 2 px wide, never past the axis's end.
             let (a, b) = (x(s.start_ms), x(s.end_ms));
-            rects.push(Rect { id: format!("step-{lane}-{n}"), kind, x: a, y: y + 4.0, w: (b - a).max(2.0), h: LANE_H - 8.0, title });
+            let w = (b - a).max(2.0);
+            rects.push(Rect { id: format!("step-{lane}-{n}"), kind, x: a.min(x1 - w), y: y + 4.0, w, h: LANE_H - 8.0, title });
         }
         y += LANE_H;
         rules.push(y);
