@@ -28,6 +28,26 @@ pub fn run_files(journal: &Path, now_ms: u64) -> Result<Vec<(&'static str, Strin
     Ok(fleetboot_core::migrate::report::render_run(&records, &state, now_ms))
 }
 
+/// Why a report of a journal in the cluster could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterReportError {
+    #[error(transparent)]
+    Cluster(#[from] crate::adapters::kube::ClusterError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// A reboot run's report files from its journal in the cluster (`cluster:NAMESPACE/RUN-ID`).
+pub async fn cluster_run_files(
+    target: &crate::adapters::kube::ClusterTarget,
+    place: &crate::adapters::kube::journal_store::JournalPlace,
+    now_ms: u64,
+) -> Result<Vec<(&'static str, String)>, ClusterReportError> {
+    let connection = crate::adapters::kube::ClusterConnection::open(target).await?;
+    let loaded = crate::adapters::kube::journal_store::load(&connection.client, place).await?;
+    Ok(fleetboot_core::migrate::report::render_run(&loaded.records, &loaded.state, now_ms))
+}
+
 /// Writes the files into `dir` (created if missing), each whole or not at all; their paths.
 pub fn write(dir: &Path, files: Vec<(&'static str, String)>) -> Result<Vec<PathBuf>, FileError> {
     std::fs::create_dir_all(dir).map_err(|source| FileError { path: dir.to_owned(), source })?;

@@ -252,7 +252,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::Man(args) => toolbox::man(args),
         Command::InstallPlugin(args) => toolbox::install_plugin(args),
         Command::Rbac(args) => rbac::run(args),
-        Command::Report(args) => toolbox::report(args, config),
+        Command::Report(args) => toolbox::report(args, config).await,
         Command::Job(args) => job::run(args),
     }
 }

@@ -392,6 +392,7 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     install_interrupts(trigger.clone());
     let mut reporter = Reporter::new(style_for(prepared.settings().run.output), std::io::stdout().lock());
     let mut journal_path = None;
+    let report_target = cluster_target(prepared.settings());
     let summary = prepared
         .execute((trigger, abort), |event| {
             if let fleetboot_core::events::Event::Started { journal, .. } = event {
@@ -408,7 +409,7 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
         .await;
     // --report: from the journal, whatever the run's end (an error after the start included).
     if let (Some(dir), Some(journal)) = (&args.report, &journal_path) {
-        write_report(dir, journal);
+        write_report(dir, journal, &report_target, &args.lease_namespace).await;
     }
     let summary = summary?;
     if let Some(notifier) = notifier {
@@ -417,11 +418,20 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
     Ok(summary.exit_code())
 }
 
-/// The run's report into `dir`; a report that cannot be written is a warning (the run's outcome
-/// stands), never hidden.
-fn write_report(dir: &Path, journal: &Path) {
+/// The run's report into `dir`, from its journal (a file, or ConfigMaps in the cluster at
+/// `target`); a report that cannot be written is a warning (the run's outcome stands), never
+/// hidden.
+async fn write_report(dir: &Path, journal: &Path, target: &crate::adapters::kube::ClusterTarget, lease_namespace: &str) {
+    use crate::adapters::kube::journal_store::JournalPlace;
     let now = crate::adapters::system::now_ms();
-    match crate::adapters::reports::run_files(journal, now).map_err(|e| e.to_string()) {
+    let files = match JournalPlace::parse(&journal.to_string_lossy(), lease_namespace) {
+        Some(place) => match place {
+            Ok(place) => crate::adapters::reports::cluster_run_files(target, &place, now).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        None => crate::adapters::reports::run_files(journal, now).map_err(|e| e.to_string()),
+    };
+    match files {
         Ok(files) => match crate::adapters::reports::write(dir, files) {
             Ok(written) => {
                 let html = written.iter().find(|p| p.extension().is_some_and(|e| e == "html")).unwrap_or(&written[0]);

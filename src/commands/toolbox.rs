@@ -169,9 +169,12 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// The run: a reboot journal (reboot-RUN-ID.jsonl), a migration's directory or its
-    /// migration.jsonl, or a run ID found under the state directory.
+    /// migration.jsonl, a run ID found under the state directory, or a journal in the cluster
+    /// (`cluster:NAMESPACE/RUN-ID`, as `--journal-in-cluster` names it).
     #[arg(value_name = "RUN-ID|JOURNAL")]
     pub run: String,
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
     /// Where report.html, report.md and timeline.svg go (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -209,21 +212,34 @@ fn report_source(given: &str, state_dir: &Path) -> Result<ReportSource, ToolboxE
 
 /// `fleetboot report RUN-ID|JOURNAL --out DIR`: the report of a run or a migration, rendered
 /// again from its journal (the same files the run wrote), whatever state it is in.
-pub fn report(args: ReportArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
-    let flags = fleetboot_core::settings::Partial { state_dir: args.state_dir.clone(), ..Default::default() };
+pub async fn report(args: ReportArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
+    let flags = fleetboot_core::settings::Partial { state_dir: args.state_dir.clone(), ..args.cluster.partial() };
     let settings = super::load_settings(config, &flags)?;
     let now = crate::adapters::system::now_ms();
-    let files = match report_source(&args.run, &settings.state_dir())? {
-        ReportSource::Reboot(journal) => crate::adapters::reports::run_files(&journal, now)?,
-        ReportSource::Migration(journal) => {
-            let (_, state) = crate::adapters::migration_journal::load(&journal).map_err(ToolboxError::Migration)?;
-            crate::adapters::reports::migration_files(&state, now)
+    let in_cluster = crate::adapters::kube::journal_store::JournalPlace::parse(&args.run, "kube-system");
+    let files = match in_cluster {
+        Some(place) => {
+            let place = place?;
+            crate::adapters::reports::cluster_run_files(&super::cluster_target(&settings), &place, now)
+                .await
+                .map_err(ToolboxError::ClusterJournal)?
         }
+        None => local_report_files(&args.run, &settings, now)?,
     };
     let written = crate::adapters::reports::write(&args.out, files).map_err(ToolboxError::Report)?;
     let lines: String = written.iter().map(|p| format!("{}\n", p.display())).collect();
     write_stdout(lines.as_bytes())?;
     Ok(ExitCode::Ok)
+}
+
+fn local_report_files(run: &str, settings: &crate::adapters::config::Settings, now: u64) -> Result<Vec<(&'static str, String)>, Error> {
+    Ok(match report_source(run, &settings.state_dir())? {
+        ReportSource::Reboot(journal) => crate::adapters::reports::run_files(&journal, now)?,
+        ReportSource::Migration(journal) => {
+            let (_, state) = crate::adapters::migration_journal::load(&journal).map_err(ToolboxError::Migration)?;
+            crate::adapters::reports::migration_files(&state, now)
+        }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +248,8 @@ pub enum ToolboxError {
     NoRun { given: String, looked: Vec<PathBuf> },
     #[error(transparent)]
     Migration(crate::adapters::migration_journal::MigrationJournalError),
+    #[error(transparent)]
+    ClusterJournal(crate::adapters::reports::ClusterReportError),
     #[error("failed to write the report")]
     Report(#[source] crate::adapters::migration_journal::FileError),
     #[error("failed to write {}", path.display())]

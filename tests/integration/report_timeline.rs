@@ -328,3 +328,24 @@ fn a_migrations_timeline_has_every_step_and_each_reboot_at_its_journal_time() {
     assert_eq!(table_cells(&doc, "worker-1").unwrap()[1], "confirmed");
     assert!(html.contains(&svg.text));
 }
+
+#[test]
+fn a_run_journaled_in_the_cluster_gets_its_report_and_fleetboot_report_reads_it_back() {
+    let sim = crate::common::sim::Sim::start(0, 2);
+    let out = sim.path("report");
+    let args =
+        ["reboot", "--all", "--journal-in-cluster", "--poll-interval", "200ms", "--output", "json", "--report", out.to_str().unwrap()];
+    let run = crate::common::Run::from(sim.fleetboot(&args).stdin(std::process::Stdio::null()).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let location = run.journal();
+    assert!(location.to_string_lossy().starts_with("cluster:"), "{}", run.debug());
+    assert!(run.stderr.contains(&format!("report: {}", out.join("report.html").display())), "{}", run.debug());
+    let svg = Drawn::read(&out.join("timeline.svg"));
+    assert!(svg.bbox("down-0-0").is_some() && svg.bbox("down-1-0").is_some(), "both workers' reboots: {}", svg.text);
+    // No file anywhere holds the journal: `fleetboot report cluster:NS/RUN-ID` reads the
+    // ConfigMaps and renders the same files.
+    let again = sim.path("again");
+    let status = sim.fleetboot(&["report", location.to_str().unwrap(), "--out", again.to_str().unwrap()]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(again.join("timeline.svg")).unwrap(), svg.text);
+}
