@@ -278,6 +278,12 @@ pub struct BatchSettings {
     pub drain_pod_selector: Option<String>,
 }
 
+/// The drain preflight's warning of a PodDisruptionBudget (`namespace/name`) that allows no
+/// disruption now and the nodes whose drain waits on it.
+pub fn zero_budget_warning(budget: &str, blocked: &[String]) -> String {
+    format!("preflight: PodDisruptionBudget {budget} allows 0 disruptions now: the drain of {} waits on it", blocked.join(", "))
+}
+
 /// A label selector as the API takes it (`a=b,c!=d,e in (f,g),!h`), checked before the run
 /// so a typo is a usage error naming the flag, not a drain failing on every node. Returns the
 /// selector trimmed.
