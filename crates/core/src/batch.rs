@@ -599,6 +599,31 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_sets_the_batch_settings_under_the_flags() {
+        use crate::settings::Partial;
+        let env = Partial::from_env([
+            ("FLEETBOOT_WINDOW", "Mon-Fri 22:00-06:00; Sat 08:00-12:00"),
+            ("FLEETBOOT_SOAK", "5m"),
+            ("FLEETBOOT_HEALTHY_CHECKS", "3"),
+            ("FLEETBOOT_DRAIN_ESCALATION", "wait,defer,skip"),
+            ("FLEETBOOT_DRAIN_POD_SELECTOR", "tier=batch"),
+            ("FLEETBOOT_BLOCK_ON_PODS", "app=backup"),
+            ("FLEETBOOT_WINDOW_EXIT", "true"),
+        ])
+        .unwrap();
+        let flags = BatchPartial { soak_ms: Some(60_000), ..BatchPartial::default() };
+        let merged = merge(&flags, &env.batch, &BatchPartial::default(), &BatchSettings::default());
+        assert_eq!(merged.windows, [w("Mon-Fri 22:00-06:00"), w("Sat 08:00-12:00")]);
+        assert_eq!(merged.soak_ms, 60_000, "the flag wins");
+        assert_eq!(merged.healthy_checks, 3);
+        assert_eq!(merged.drain_escalation, [DrainStep::Wait, DrainStep::Defer, DrainStep::Skip]);
+        assert_eq!((merged.drain_pod_selector.as_deref(), merged.block_on_pods.as_deref()), (Some("tier=batch"), Some("app=backup")));
+        assert!(merged.window_exit);
+        let err = Partial::from_env([("FLEETBOOT_DRAIN_POD_SELECTOR", "tier in batch")]).unwrap_err().to_string();
+        assert!(err.starts_with("environment variable FLEETBOOT_DRAIN_POD_SELECTOR: "), "{err}");
+    }
+
+    #[test]
     fn label_selectors_are_checked_as_the_api_reads_them() {
         for good in
             ["tier=batch", "tier==batch", "tier!=agent", "app", "!app", "tier in (a,b)", "tier notin (a, b),env=prod", "example.com/x=y"]
