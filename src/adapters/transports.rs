@@ -75,6 +75,7 @@ fn with_note(error: TransportError, note: &str) -> TransportError {
         TransportError::Unreachable(m) => TransportError::Unreachable(format!("{m}; {note}")),
         TransportError::Timeout(m) => TransportError::Timeout(format!("{m}; {note}")),
         TransportError::Auth(m) => TransportError::Auth(format!("{m}; {note}")),
+        TransportError::Forbidden(m) => TransportError::Forbidden(format!("{m}; {note}")),
         other => other,
     }
 }
@@ -136,6 +137,14 @@ impl PowerTransport for NodeTransport {
         match self {
             NodeTransport::SshThenKube(chain) => chain.pending.lock().unwrap().remove(&host.name).unwrap_or_default(),
             _ => Vec::new(),
+        }
+    }
+
+    fn attach_journal(&self, hook: fleetboot_core::transport::JournalHook) {
+        match self {
+            NodeTransport::Ssh(_) => {}
+            NodeTransport::Kube(kube) => kube.attach_journal(hook),
+            NodeTransport::SshThenKube(chain) => chain.kube.attach_journal(hook),
         }
     }
 

@@ -135,6 +135,9 @@ pub struct SimTimingArgs {
     /// (3 replicas, minAvailable 2 each).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub workloads: usize,
+    /// Keep the API server's store in DIR across a simulated restart (`POST /sim/v1/api-restart`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 fn parse_fault(text: &str) -> Result<(String, String), String> {
@@ -163,6 +166,7 @@ impl SimTimingArgs {
             openshift_version: self.openshift_version.clone(),
             colliding_networks: self.colliding_networks,
             workloads: self.workloads,
+            state_dir: self.state_dir.clone(),
             ..Default::default()
         }
     }
@@ -214,7 +218,8 @@ pub struct SshArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct OutputArgs {
-    /// auto (live display on a terminal), plain, or json (one event per line).
+    /// auto (live display on a terminal), plain, json (one event per line) or yaml (one YAML
+    /// document per event).
     #[arg(long, short = 'o', value_name = "FORMAT", value_parser = choice::<OutputFormat>(OutputFormat::NAMES))]
     pub output: Option<OutputFormat>,
     /// Where journals are kept [default: ~/.local/state/fleetboot].

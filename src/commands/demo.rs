@@ -28,7 +28,7 @@ pub struct DemoArgs {
     /// API's exec, the other, whose machine-config daemon pod is gone too, through its BMC).
     #[arg(long)]
     pub all_ssh: bool,
-    /// auto (live display on a terminal), plain, or json.
+    /// auto (live display on a terminal), plain, json or yaml.
     #[arg(long, short = 'o', value_parser = choice::<OutputFormat>(OutputFormat::NAMES), default_value = "auto")]
     pub output: OutputFormat,
 }
@@ -127,8 +127,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
                 node.faults.refuse_ssh.store(true, std::sync::atomic::Ordering::SeqCst);
                 if i == 0 {
                     remove_daemon_pod(&cluster, &node.name);
+                    // Nor may fleetboot exec into a debug pod (the fallback for a node without
+                    // its daemon pod): only the BMC is left.
+                    let forbid = serde_json::json!({"namespace": crate::adapters::kube::debug_pod::DEBUG_NAMESPACE});
+                    let _ = fleetboot_sim::exec::control_forbid(&cluster.api.exec, &forbid);
                     println!(
-                        "{} refuses SSH and its machine-config daemon pod is gone: fleetboot falls back to its BMC (Redfish, HTTPS)",
+                        "{} refuses SSH and its machine-config daemon pod is gone (and exec into a debug pod is forbidden): fleetboot falls back to its BMC (Redfish, HTTPS)",
                         node.name
                     );
                 } else {
@@ -180,7 +184,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             ]
         })
         .collect();
-    if args.output != OutputFormat::Json {
+    if !matches!(args.output, OutputFormat::Json | OutputFormat::Yaml) {
         let network = types::find("config.openshift.io", "v1", "networks").expect("networks");
         let running = cluster
             .api

@@ -78,10 +78,10 @@ pub async fn run(args: ExecArgs, config: Option<&Path>) -> Result<ExitCode, Erro
     // One write for the lot, not one per host.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     use std::io::Write;
-    if settings.run.output == OutputFormat::Json {
+    if matches!(settings.run.output, OutputFormat::Json | OutputFormat::Yaml) {
+        let style = crate::commands::style_for(settings.run.output);
         for r in &results {
-            let _ = serde_json::to_writer(&mut out, r);
-            let _ = out.write_all(b"\n");
+            crate::report::write_structured(style, &mut out, r);
         }
     } else {
         let _ = out.write_all(crate::engine::exec::render_folded(&results).as_bytes());

@@ -114,8 +114,8 @@ pub struct MigrateArgs {
     pub stable_checks: u32,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// auto (live display on a terminal), plain, or json (one event per line: the migration's
-    /// and its reboot runs').
+    /// auto (live display on a terminal), plain, json (one event per line: the migration's and
+    /// its reboot runs') or yaml (the same events, one YAML document each).
     #[arg(long, short = 'o', value_name = "FORMAT", value_parser = choice::<OutputFormat>(OutputFormat::NAMES), default_value = "auto")]
     pub output: OutputFormat,
 }

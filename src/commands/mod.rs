@@ -20,6 +20,7 @@ pub mod args;
 pub mod args_batch;
 pub mod demo;
 pub mod exec;
+pub mod job;
 pub mod migrate;
 pub mod nodes;
 pub mod power;
@@ -96,6 +97,8 @@ pub enum Command {
     Rbac(rbac::RbacArgs),
     /// Write a run's or a migration's report (HTML, Markdown, SVG timeline) from its journal.
     Report(toolbox::ReportArgs),
+    /// fleetboot as a Kubernetes Job on the cluster it reboots (`-o yaml | kubectl apply -f -`).
+    Job(job::JobArgs),
 }
 
 /// The settings of one command, decided once: flags > `FLEETBOOT_*` environment > config file >
@@ -161,6 +164,7 @@ pub(crate) fn inventory_with_origins(args: &HostArgs, settings: &Settings) -> Re
 pub(crate) fn style_for(format: OutputFormat) -> Style {
     match format {
         OutputFormat::Json => Style::Json,
+        OutputFormat::Yaml => Style::Yaml,
         OutputFormat::Plain => Style::Plain,
         OutputFormat::Auto if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() => Style::Live,
         OutputFormat::Auto => Style::Plain,
@@ -257,6 +261,7 @@ pub async fn main(cli: Cli) -> Result<ExitCode, Error> {
         Command::InstallPlugin(args) => toolbox::install_plugin(args),
         Command::Rbac(args) => rbac::run(args),
         Command::Report(args) => toolbox::report(args, config),
+        Command::Job(args) => job::run(args),
     }
 }
 

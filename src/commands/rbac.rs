@@ -7,29 +7,23 @@ use fleetboot_core::rbac::{self, Mode, Namespaces, Subject};
 
 use crate::{Error, ExitCode};
 
-/// `fleetboot rbac MODE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// `fleetboot rbac MODE`: one of core's modes, or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RbacMode {
-    /// `fleetboot reboot` on a cluster (SSH, the BMC as the fallback), `fleetboot nodes`.
-    Reboot,
-    /// `fleetboot reboot --drain`.
-    Drain,
-    /// `fleetboot migrate` (its verification included).
-    Migrate,
-    /// `fleetboot power` through BareMetalHosts.
-    Power,
-    /// Reboots through the API (exec into the machine-config-daemon pod).
-    KubeTransport,
-    /// The batch gates (blocker pods, ClusterOperators, node annotations).
-    Batch,
-    /// `fleetboot nodes` (reads only).
-    Nodes,
-    /// `fleetboot verify` (reads only).
-    Verify,
-    /// `fleetboot repair` (uncordons, releases leases, resumes pools).
-    Repair,
+    One(Mode),
     /// Everything fleetboot can do, in one role.
     All,
+}
+
+/// The modes as clap offers them, names and help from core's table ([`Mode::name`],
+/// [`Mode::about`]), so the command line never lists them again.
+fn rbac_mode_parser() -> impl clap::builder::TypedValueParser<Value = RbacMode> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let values = Mode::ALL
+        .iter()
+        .map(|m| PossibleValue::new(m.name()).help(m.about()))
+        .chain([PossibleValue::new("all").help("Everything fleetboot can do, in one role")]);
+    PossibleValuesParser::new(values).map(|name: String| Mode::named(&name).map_or(RbacMode::All, RbacMode::One))
 }
 
 /// `fleetboot rbac -o`.
@@ -45,7 +39,7 @@ pub enum RbacOutput {
 
 #[derive(Args, Debug)]
 pub struct RbacArgs {
-    #[arg(value_enum, default_value = "all")]
+    #[arg(value_name = "MODE", value_parser = rbac_mode_parser(), default_value = "all")]
     pub mode: RbacMode,
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: RbacOutput,
@@ -61,6 +55,10 @@ pub struct RbacArgs {
     /// Namespaces of BareMetalHosts and their Secrets (as the config's `[redfish] bmh_namespaces`).
     #[arg(long = "bmh-namespace", value_name = "NAMESPACE", default_value = "openshift-machine-api")]
     pub bmh_namespaces: Vec<String>,
+    /// Add what the journal in the cluster needs (`reboot --journal-in-cluster`, every run in a
+    /// pod, `fleetboot job`): its ConfigMaps in the lease's namespace.
+    #[arg(long)]
+    pub journal_in_cluster: bool,
 }
 
 fn service_account(text: &str) -> Result<(String, String), String> {
@@ -72,17 +70,8 @@ fn service_account(text: &str) -> Result<(String, String), String> {
 
 impl RbacMode {
     fn modes(self) -> (Vec<Mode>, &'static str) {
-        let one = |mode: Mode| (rbac::with_base(mode), mode.name());
         match self {
-            RbacMode::Reboot => one(Mode::Reboot),
-            RbacMode::Drain => one(Mode::Drain),
-            RbacMode::Migrate => one(Mode::Migrate),
-            RbacMode::Power => one(Mode::Power),
-            RbacMode::KubeTransport => one(Mode::KubeTransport),
-            RbacMode::Batch => one(Mode::Batch),
-            RbacMode::Nodes => one(Mode::Nodes),
-            RbacMode::Verify => one(Mode::Verify),
-            RbacMode::Repair => one(Mode::Repair),
+            RbacMode::One(mode) => (rbac::with_base(mode), mode.name()),
             RbacMode::All => (Mode::ALL.to_vec(), "all"),
         }
     }
@@ -90,7 +79,10 @@ impl RbacMode {
 
 /// What `fleetboot rbac` prints.
 pub fn render(args: &RbacArgs) -> String {
-    let (modes, name) = args.mode.modes();
+    let (mut modes, name) = args.mode.modes();
+    if args.journal_in_cluster && !modes.contains(&Mode::JournalInCluster) {
+        modes.push(Mode::JournalInCluster);
+    }
     let namespaces = Namespaces { lease: args.lease_namespace.clone(), bmh: args.bmh_namespaces.clone() };
     let rules = rbac::needed(&modes, &namespaces);
     let subject = match &args.user {
@@ -105,16 +97,18 @@ pub fn render(args: &RbacArgs) -> String {
             serde_json::to_string_pretty(&list).expect("serializes") + "\n"
         }
         RbacOutput::Table => {
-            let rows: Vec<Vec<String>> = rules
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.namespace.clone().unwrap_or_else(|| "*".into()),
-                        if r.group.is_empty() { "\"\"".into() } else { r.group.to_owned() },
-                        r.resource.to_owned(),
-                        r.verbs.join(","),
-                        r.why.to_owned(),
-                    ]
+            let rows: Vec<Vec<String>> = rbac::by_namespace(&rules)
+                .into_iter()
+                .flat_map(|(scope, rules)| {
+                    rules.into_iter().map(move |r| {
+                        vec![
+                            scope.unwrap_or("*").to_owned(),
+                            if r.group.is_empty() { "\"\"".into() } else { r.group.to_owned() },
+                            r.resource.to_owned(),
+                            r.verbs.join(","),
+                            r.why.to_owned(),
+                        ]
+                    })
                 })
                 .collect();
             format!(

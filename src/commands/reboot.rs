@@ -110,6 +110,11 @@ pub struct RebootArgs {
     /// RUN-ID`). Always on when fleetboot runs in a pod.
     #[arg(long, conflicts_with_all = ["journal", "no_cluster"], help_heading = "Output and journal")]
     pub journal_in_cluster: bool,
+    /// With the journal in the cluster: this run's ID. Its journal there is resumed if it
+    /// exists, else a run of this ID starts (what `fleetboot job` gives its pod, so that a
+    /// replacement pod finishes the same run).
+    #[arg(long, value_name = "ID", conflicts_with = "resume", help_heading = "Output and journal")]
+    pub run_id: Option<String>,
     /// The reboot command [default: sudo shutdown -r -t 3].
     #[arg(long, value_name = "CMD", value_parser = settings::parse_command, help_heading = "Transport")]
     pub command: Option<String>,
@@ -190,7 +195,15 @@ impl RebootArgs {
 /// Flags and config → the typed job the engine runs.
 pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<RebootJob, Error> {
     let in_cluster = args.journal_in_cluster || crate::adapters::kube::in_pod();
-    let selection = match &args.resume {
+    let named_run = match &args.run_id {
+        Some(_) if !in_cluster => {
+            let reason = "names a run whose journal is in the cluster: add --journal-in-cluster".to_owned();
+            return Err(crate::adapters::config::ConfigError::BadValue { key: "--run-id", reason }.into());
+        }
+        Some(id) => Some(crate::adapters::kube::journal_store::JournalPlace::new(&args.lease_namespace, id)?),
+        None => None,
+    };
+    let mut selection = match &args.resume {
         Some(given) => match resume_place(given, in_cluster, &args.lease_namespace)? {
             Some(place) => Selection::ResumeInCluster(place),
             None => Selection::Resume(given.clone()),
@@ -213,7 +226,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         Selection::Nodes(_) => true,
         Selection::Resume(path) => resume_needs_cluster(path)?,
         Selection::ResumeInCluster(_) => true,
-        Selection::Hosts(_) if in_cluster => true,
+        _ if in_cluster => true,
         Selection::Hosts(_) => !args.no_cluster && super::cluster_configured(&settings),
     };
     let cluster = match wants_cluster {
@@ -236,12 +249,23 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         },
         false => None,
     };
+    // A named run: resumed when its journal exists in the cluster (a replacement pod), else
+    // started under that ID.
+    if let (Some(place), Some(connection)) = (&named_run, &cluster)
+        && crate::adapters::kube::journal_store::exists(&connection.client, place).await?
+    {
+        selection = Selection::ResumeInCluster(place.clone());
+    }
     // Every permission the run needs, asked before anything is touched.
     if let Some(connection) = &cluster {
         use crate::adapters::config::Transport;
         let transport = settings.run.transport;
         let bmc = matches!(transport, Transport::Auto | Transport::Redfish);
-        let (modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == Transport::Kube, args.drain);
+        let batch = settings.run.batch.reads_cluster();
+        let (mut modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == Transport::Kube, args.drain, batch);
+        if in_cluster {
+            modes.push(fleetboot_core::rbac::Mode::JournalInCluster);
+        }
         let namespaces =
             fleetboot_core::rbac::Namespaces { lease: args.lease_namespace.clone(), bmh: settings.redfish.bmh_namespaces.clone() };
         crate::adapters::kube::access::check(&connection.client, &fleetboot_core::rbac::needed(&modes, &namespaces), mode).await?;
@@ -253,6 +277,9 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         cluster,
         journal: args.journal.clone(),
         journal_in_cluster: in_cluster,
+        run_id: named_run.map(|place| place.run_id),
+        // In a pod (`fleetboot job`), the node it runs on goes last.
+        own_node: std::env::var("FLEETBOOT_NODE_NAME").ok().filter(|n| !n.is_empty()),
         groups: GroupPolicy { group_by: args.group_by.clone(), group_concurrency, all_at_once: args.all_at_once, migration_reboot: false },
         drain: args.drain_policy(),
         lease: LeasePolicy {

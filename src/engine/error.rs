@@ -76,9 +76,9 @@ pub enum SelectionError {
     #[error("--transport kube reaches the nodes through the cluster API: pass --kubeconfig or --context")]
     KubeNeedsACluster,
     #[error(
-        "--transport kube: {reason}; nothing was touched (exec needs `create pods/exec` and `list pods` in openshift-machine-config-operator)"
+        "--transport kube: {source}; nothing was touched (exec needs `create pods/exec` and `list pods` in openshift-machine-config-operator)"
     )]
-    KubeExecRefused { node: String, reason: String },
+    KubeExecRefused { node: String, source: fleetboot_core::transport::TransportError },
     #[error("name the nodes to act on, or one BMC with --bmc")]
     NoPowerTargets,
     #[error("{action} needs {flag}{why}")]

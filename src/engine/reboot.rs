@@ -122,6 +122,11 @@ pub struct RebootJob {
     /// A new run journals in the cluster (ConfigMaps in the lease's namespace) instead of a
     /// file; it needs the job's cluster.
     pub journal_in_cluster: bool,
+    /// A new run's ID when the caller names it (`--run-id`); else one is made.
+    pub run_id: Option<String>,
+    /// The node this process runs on (a pod's): rebooted last of all, as rebooting it ends
+    /// this process (its replacement resumes the run).
+    pub own_node: Option<String>,
     pub groups: GroupPolicy,
     /// `--drain`. A resumed run drains as it started, whatever is given here.
     pub drain: Option<DrainPolicy>,
@@ -240,7 +245,20 @@ pub fn new_run_id() -> String {
 /// nodes without exactly one address of the chosen type, `--drain` without a cluster, and a
 /// resume under a cluster other than the journal's.
 pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
-    let RebootJob { mut settings, selection, cluster, journal, journal_in_cluster, groups, drain, lease, explicit, refuse_conflicts } = job;
+    let RebootJob {
+        mut settings,
+        selection,
+        cluster,
+        journal,
+        journal_in_cluster,
+        run_id: named_run,
+        own_node,
+        groups,
+        drain,
+        lease,
+        explicit,
+        refuse_conflicts,
+    } = job;
     let mut resume_lock = None;
     let mut in_cluster = None;
     let mut listed_as = std::collections::BTreeMap::new();
@@ -248,7 +266,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     // A fresh run's ID, made once: its journal's name and its records say the same.
     let fresh_id = match selection {
         Selection::Resume(_) | Selection::ResumeInCluster(_) => None,
-        _ => Some(new_run_id()),
+        _ => Some(named_run.unwrap_or_else(new_run_id)),
     };
     let (hosts, grouping, prior, journal_path, discovered) = match selection {
         Selection::Resume(path) => {
@@ -324,7 +342,10 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         }
         _ => journal_path,
     };
-    let plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
+    let mut plan = plan_reboot(run_id, hosts, prior.as_ref(), grouping);
+    if let Some(node) = &own_node {
+        fleetboot_core::plan::put_last(&mut plan, node);
+    }
     // A resumed run drains as it started, whatever this job says.
     let drain = match &prior {
         Some(state) => state.drain,
@@ -544,19 +565,24 @@ impl PreparedRun {
             // The documents' `shutdown -r +1` for the SSH default (cancelable for a minute).
             settings.run.command = crate::adapters::kube::exec::kube_reboot_command(&settings.run.command);
         }
+        let mut debug_pods = None;
         let transport = match settings.run.transport {
             // Through the cluster API only: no SSH key is read; exec must be allowed before
             // anything is touched.
             Transport::Kube => {
                 let connection = cluster.as_ref().ok_or(SelectionError::KubeNeedsACluster)?;
-                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
+                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout)
+                    .with_run_id(&plan.run_id);
                 kube_preflight(&kube, &plan.hosts).await?;
+                debug_pods = Some(kube.debug_pods());
                 NodeTransport::Kube(kube)
             }
             // `auto` on a cluster: SSH, then the API's exec (then the BMC, the runner's fallback).
             Transport::Auto if let Some(connection) = &cluster => {
                 let ssh = SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone());
-                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout);
+                let kube = KubeTransport::new(connection.client.clone(), settings.run.clone(), settings.run.ssh.command_timeout)
+                    .with_run_id(&plan.run_id);
+                debug_pods = Some(kube.debug_pods());
                 NodeTransport::SshThenKube(Box::new(crate::adapters::transports::Chain::new(ssh, kube)))
             }
             _ => NodeTransport::Ssh(SshTransport::new(SshClient::for_this_user(settings.run.ssh.clone())?, settings.run.clone())),
@@ -625,6 +651,15 @@ impl PreparedRun {
                 return Err(e);
             }
         };
+        // Debug pods a killed run left (journaled as created, never as deleted) go first.
+        let mut writer = writer;
+        if let (Some(prior), Some(connection)) = (&prior, &cluster)
+            && !prior.debug_pods.is_empty()
+        {
+            for message in remove_debug_pods_left(&connection.client, &prior.debug_pods, &mut writer).await {
+                on_event(&Event::Warning { host: None, message });
+            }
+        }
         let inputs = RunInputs {
             transport,
             settings: settings.run.clone(),
@@ -669,6 +704,15 @@ impl PreparedRun {
         if let Some(task) = lease_watch {
             task.abort();
         }
+        // Debug pods a Ctrl-C left mid-exec are deleted (and journaled) before the lease goes.
+        if let Some(debug_pods) = debug_pods {
+            for pod in debug_pods.sweep().await {
+                on_event(&Event::Warning {
+                    host: Some(pod.host.clone()),
+                    message: format!("deleted debug pod {}/{} (the run stopped while it existed)", pod.namespace, pod.pod),
+                });
+            }
+        }
         // BMC operations a hard abort cut short still log out of their BMCs.
         crate::adapters::redfish::finish_cleanups(Duration::from_secs(5)).await;
         if let Some(lock) = lease {
@@ -686,11 +730,32 @@ async fn kube_preflight(kube: &KubeTransport, hosts: &[Host]) -> Result<(), Sele
     use fleetboot_core::transport::{PowerTransport, TransportError};
     let Some(first) = hosts.first() else { return Ok(()) };
     match kube.read_boot_id(first).await {
-        Err(e @ (TransportError::Auth(_) | TransportError::Other(_))) => {
-            Err(SelectionError::KubeExecRefused { node: first.name.clone(), reason: e.to_string() })
+        Err(e @ (TransportError::Auth(_) | TransportError::Forbidden(_) | TransportError::Other(_))) => {
+            Err(SelectionError::KubeExecRefused { node: first.name.clone(), source: e })
         }
         _ => Ok(()),
     }
+}
+
+/// Deletes the debug pods a killed run's journal names as created and not deleted, journaling
+/// each deletion; returns what to tell the user.
+pub async fn remove_debug_pods_left(
+    client: &kube::Client,
+    pods: &[fleetboot_core::journal::DebugPodRef],
+    writer: &mut JournalWriter,
+) -> Vec<String> {
+    use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
+    let (deleted, failed) = crate::adapters::kube::debug_pod::delete_leftovers(client, pods).await;
+    let mut messages = Vec::new();
+    for pod in deleted {
+        let entry = Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() };
+        let _ = writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry });
+        messages.push(format!("deleted debug pod {}/{} left by the previous run on {}", pod.namespace, pod.pod, pod.host));
+    }
+    for (pod, error) in failed {
+        messages.push(format!("could not delete debug pod {}/{} left on {}: {error}", pod.namespace, pod.pod, pod.host));
+    }
+    messages
 }
 
 /// What a user must hear before a run starts, whatever it reboots.
@@ -757,6 +822,7 @@ mod tests {
             drain: None,
             cluster,
             settings: None,
+            debug_pods: Vec::new(),
         }
     }
 

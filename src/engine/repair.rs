@@ -116,6 +116,9 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         actions.extend(plan.uncordon.iter().map(|n| planned("uncordon", n)));
         actions.extend(releases.iter().map(|(l, _)| planned("release-lease", &format!("{LEASE_NAMESPACE}/{l}"))));
         actions.extend(plan.unpause.iter().map(|p| planned("unpause-pool", p)));
+        for (_, run) in &journals.reboots {
+            actions.extend(run.debug_pods.iter().map(|d| planned("delete-debug-pod", &format!("{}/{}", d.namespace, d.pod))));
+        }
         return Ok(RepairReport { journal: journal.to_owned(), cluster: cluster.identity.to_string(), dry_run, plan, actions });
     }
     let policy = fleetboot_core::nodes::DrainPolicy { timeout_ms: 0, on_failure: fleetboot_core::nodes::DrainFailure::Fail };
@@ -134,6 +137,19 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
             }
         }
         actions.push(outcome("uncordon", node, result));
+    }
+    // Debug pods the journal says were created and never deleted (the kube transport's, after
+    // a kill): deleted, and the deletion journaled.
+    for (path, run) in &journals.reboots {
+        let (deleted, failed) = crate::adapters::kube::debug_pod::delete_leftovers(&cluster.client, &run.debug_pods).await;
+        for pod in deleted {
+            let target = format!("{}/{}", pod.namespace, pod.pod);
+            append(path, Entry::DebugPodDeleted { host: pod.host, namespace: pod.namespace, pod: pod.pod })?;
+            actions.push(outcome("delete-debug-pod", &target, Ok("done")));
+        }
+        for (pod, error) in failed {
+            actions.push(outcome("delete-debug-pod", &format!("{}/{}", pod.namespace, pod.pod), Err(error.to_string())));
+        }
     }
     for (lease, run_id) in &releases {
         let result = crate::adapters::kube::release_lease(&cluster.client, LEASE_NAMESPACE, lease, |holder| {

@@ -47,11 +47,9 @@ impl<O: Write, E: Write> MigrationReporter<O, E> {
                 }
                 self.reboot.report(event);
             }
-            Progress::Migration(event) if self.reboot.style == Style::Json => {
-                let out = &mut self.reboot.out;
-                let _ = serde_json::to_writer(&mut *out, event);
-                let _ = out.write_all(b"\n");
-                let _ = out.flush();
+            Progress::Migration(event) if self.reboot.style.is_structured() => {
+                super::write_structured(self.reboot.style, &mut self.reboot.out, event);
+                let _ = self.reboot.out.flush();
             }
             Progress::Migration(event) => {
                 let (text, to_stderr) = describe(event);

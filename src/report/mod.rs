@@ -28,6 +28,24 @@ pub enum Style {
     Plain,
     /// One JSON event per line on stdout.
     Json,
+    /// One YAML document per event on stdout (`---` before each): the JSON's events, as a
+    /// stream, so a live run still shows each event as it happens.
+    Yaml,
+}
+
+impl Style {
+    /// `-o json` or `-o yaml`: events for machines, not lines for people.
+    pub fn is_structured(self) -> bool {
+        matches!(self, Style::Json | Style::Yaml)
+    }
+}
+
+/// One event as `-o json` (a line) or `-o yaml` (a document) writes it (unflushed).
+pub(crate) fn write_structured<T: serde::Serialize>(style: Style, out: &mut dyn Write, event: &T) {
+    let _ = match style {
+        Style::Yaml => out.write_all(format!("---\n{}", yaml::render(event)).as_bytes()),
+        _ => serde_json::to_writer(&mut *out, event).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n")),
+    };
 }
 
 pub struct Reporter<W: Write> {
@@ -46,9 +64,8 @@ impl<W: Write> Reporter<W> {
     }
 
     pub fn report(&mut self, event: &Event) {
-        if self.style == Style::Json {
-            let _ = serde_json::to_writer(&mut self.out, event);
-            let _ = self.out.write_all(b"\n");
+        if self.style.is_structured() {
+            write_structured(self.style, &mut self.out, event);
             let _ = self.out.flush();
             return;
         }
@@ -177,6 +194,8 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         },
         Entry::FallingBack { reason, .. } => format!("falling back to the BMC: {reason}"),
         Entry::TransportChosen { transport, reason, .. } => format!("through {transport}: {reason}"),
+        Entry::DebugPodCreating { namespace, pod, .. } => format!("creating debug pod {namespace}/{pod}"),
+        Entry::DebugPodDeleted { namespace, pod, .. } => format!("deleted debug pod {namespace}/{pod}"),
         Entry::Down { .. } => "down".into(),
         Entry::Back { new_boot_id, api_only: false, .. } => format!("back with boot ID {}", short_id(new_boot_id)),
         Entry::Back { new_boot_id, api_only: true, .. } => format!("back with boot ID {} (seen by the API; no SSH)", short_id(new_boot_id)),

@@ -5,7 +5,7 @@ use fleetboot_core::repair::RepairReport;
 pub fn render_plain(report: &RepairReport) -> String {
     let mut text = format!("repairing what {} left changed on {}\n", report.journal.display(), report.cluster);
     if report.actions.is_empty() {
-        text.push_str("nothing to put back: no cordon, lease, paused pool or in-progress annotation of fleetboot's is left\n");
+        text.push_str("nothing to put back: no cordon, lease, paused pool, debug pod or in-progress annotation of fleetboot's is left\n");
     }
     for a in &report.actions {
         let what = match a.action {
@@ -13,6 +13,7 @@ pub fn render_plain(report: &RepairReport) -> String {
             "release-lease" => format!("release lease {}", a.target),
             "unpause-pool" => format!("unpause MachineConfigPool {}", a.target),
             "remove-annotation" => format!("remove fleetboot.io/reboot-in-progress from node {}", a.target),
+            "delete-debug-pod" => format!("delete debug pod {}", a.target),
             other => format!("{other} {}", a.target),
         };
         let result = match (a.result, &a.detail) {

@@ -249,3 +249,22 @@ fn two_resumes_racing_on_one_in_cluster_run_one_proceeds_and_the_other_exits_2_n
         assert_eq!(boots, 1, "{node} booted {boots} times: {}", debug());
     }
 }
+
+#[test]
+fn the_journal_in_the_cluster_survives_an_api_server_restart_between_the_kill_and_the_resume() {
+    let state = tempfile::Builder::new().prefix("fleetboot-sim-store-").tempdir().unwrap();
+    let sim = Sim::start_with(0, 3, &["--state-dir", state.path().to_str().unwrap()]);
+    let place = start_and_kill(&sim);
+    // The API server restarts: its store goes to the state directory and comes back from it
+    // alone; every connection and watch is cut.
+    let restarted: serde_json::Value = serde_json::from_str(&sim.control("POST", "api-restart", "{}")).unwrap();
+    assert_eq!(restarted["restarted"], true, "{restarted}");
+    let saved = std::fs::read_to_string(state.path().join("store.json")).unwrap();
+    assert!(saved.contains(&place.chunk_name(0)), "the journal's chunk is in the saved store");
+    let (dir, config) = elsewhere(&sim);
+    let run = Run::from(resume_from(dir.path(), &config, place.location().to_str().unwrap()).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for (node, boots) in boot_counts(&sim) {
+        assert_eq!(boots, 1, "{node} booted {boots} times: {}", run.debug());
+    }
+}

@@ -161,7 +161,10 @@ fn exec_forbidden_is_refused_before_anything_is_touched() {
     assert_eq!(run.code, 2, "{}", run.debug());
     assert!(
         run.stderr.contains(r#"User "system:serviceaccount:ops:rebooter" cannot create resource "pods/exec" in API group "" in the namespace "openshift-machine-config-operator""#)
-            && run.stderr.contains("nothing was touched"),
+            && run.stderr.contains("nothing was touched")
+            // A 403 is a missing permission, not bad credentials.
+            && run.stderr.contains("forbidden: the cluster API refused exec on")
+            && !run.stderr.contains("authentication failed"),
         "{}",
         run.debug()
     );
@@ -228,6 +231,8 @@ fn auto_falls_from_ssh_to_the_api_to_the_bmc_on_the_right_nodes_each_reason_jour
         "jsonpath={.items[0].metadata.name}",
     ]);
     sim.kubectl_ok(&["-n", MCO, "delete", "pod", &pod]);
+    // Nor may its debug pod (the fallback where no daemon pod runs) be exec'd into.
+    sim.control("POST", "exec-forbidden", r#"{"namespace":"fleetboot-debug","user":"system:serviceaccount:ops:rebooter"}"#);
     let run: Run = sim
         .fleetboot(&["reboot", "--transport", "auto", "--poll-interval", "200ms", "--connect-timeout", "1s", "--output", "json"])
         .output()
@@ -247,7 +252,8 @@ fn auto_falls_from_ssh_to_the_api_to_the_bmc_on_the_right_nodes_each_reason_jour
     assert_eq!(fell.len(), 1, "{fell:?}");
     let reason = fell[0]["reason"].as_str().unwrap();
     assert!(
-        reason.contains("the cluster API's exec neither") && reason.contains("no Running machine-config-daemon pod on worker-2"),
+        reason.contains("the cluster API's exec neither")
+            && reason.contains(r#"forbidden: the cluster API refused exec on worker-2: pods "fleetboot-debug-worker-2-"#),
         "{reason}"
     );
     // What each node saw: an SSH or exec reboot request on the first two, a BMC reset on the last.

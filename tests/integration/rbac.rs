@@ -65,7 +65,7 @@ fn the_simulation_answers_401_and_403_from_the_rules_kubectl_applied() {
 /// `fleetboot reboot EXTRA` as the user `fleetboot` works with exactly what `fleetboot rbac
 /// MODE` prints, applied with kubectl, and with any one of its rules removed stops before its
 /// first change (no lease, no cordon, no reboot in the simulation's history), naming the rule.
-fn works_with_exactly_its_printed_role(mode: &str, extra: &[&str]) {
+pub(crate) fn works_with_exactly_its_printed_role(mode: &str, extra: &[&str]) -> Sim {
     let sim = Sim::start_with(1, 2, &["--rbac"]);
     let objects = apply_printed(&sim, mode);
 
@@ -84,6 +84,7 @@ fn works_with_exactly_its_printed_role(mode: &str, extra: &[&str]) {
     let after = boot_counts(&sim);
     let rebooted: Vec<&str> = after.iter().zip(&boots).filter(|((_, a), (_, b))| a > b).map(|((name, _), _)| name.as_str()).collect();
     assert_eq!(rebooted, ["worker-0"], "the simulation's history: {after:?}");
+    sim
 }
 
 /// What `fleetboot rbac MODE -o yaml` prints, applied as an admin would (kubectl apply); the

@@ -4,7 +4,7 @@
 //! one of its rules removed stop before anything is touched, naming the rule (exit 2).
 
 use crate::common::sim::{Sim, boot_counts};
-use crate::rbac::{apply_printed, each_rule_removed_stops_naming_it, run};
+use crate::rbac::{apply_printed, each_rule_removed_stops_naming_it, run, works_with_exactly_its_printed_role};
 
 #[test]
 fn nodes_lists_with_exactly_its_printed_role_and_names_a_removed_rule() {
@@ -91,10 +91,59 @@ fn repair_puts_back_with_exactly_its_printed_role_and_touches_nothing_without_on
 fn power_restarts_with_exactly_its_printed_role_and_names_a_removed_rule() {
     let sim = Sim::start_with(0, 2, &["--rbac"]);
     let objects = apply_printed(&sim, "power");
-    let boots = boot_counts(&sim);
     let args = ["power", "restart", "--context", "fleetboot", "worker-0"];
-    let tried = each_rule_removed_stops_naming_it(&sim, &objects, &args, &|sim| assert_eq!(boot_counts(sim), boots, "no reset"));
-    assert!(tried >= 4, "{tried}");
+    let tried = each_rule_removed_stops_naming_it(&sim, &objects, &args, &|sim| assert_eq!(resets(sim), 0, "no reset"));
+    assert!(tried >= 5, "{tried}");
     let (code, out, err) = run(&sim, &args);
     assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(resets(&sim), 1, "the BMC's own history: one reset");
+}
+
+/// The resets worker-0's simulated BMC received (its history).
+fn resets(sim: &Sim) -> usize {
+    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+    let node = nodes.as_array().unwrap().iter().find(|n| n["name"] == "worker-0").unwrap();
+    node["history"].as_array().unwrap().iter().filter(|e| e[1].as_str().is_some_and(|w| w.starts_with("bmc-reset:"))).count()
+}
+
+#[test]
+fn migrate_runs_with_exactly_its_printed_role_and_touches_nothing_without_one_rule() {
+    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let objects = apply_printed(&sim, "migrate");
+    let before = sim.network_type();
+    let boots = boot_counts(&sim);
+    let args = ["migrate", "--context", "fleetboot", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "plain"];
+    let tried = each_rule_removed_stops_naming_it(&sim, &objects, &args, &|sim| {
+        assert_eq!(sim.network_type(), before, "the network untouched");
+        assert!(!sim.paused("worker") && !sim.paused("master"), "no pool paused");
+        assert!(sim.kubectl_ok(&["get", "leases", "-A", "-o", "name"]).is_empty(), "no lease taken");
+        assert_eq!(boot_counts(sim), boots, "no reboot");
+        assert!(sim.migration_dirs().is_empty(), "no migration started");
+    });
+    assert!(tried >= 20, "{tried}");
+    let (code, out, err) = run(&sim, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(sim.network_type().0, "OVNKubernetes", "{out}");
+    let after = boot_counts(&sim);
+    assert!(after.iter().zip(&boots).all(|(a, b)| a.1 > b.1), "every node rebooted: {after:?}");
+}
+
+#[test]
+fn the_batch_gates_work_with_exactly_their_printed_role_and_stop_naming_a_removed_rule() {
+    let sim = works_with_exactly_its_printed_role(
+        "batch",
+        &[
+            "--block-on-pods",
+            "app=blocker",
+            "--healthy-checks",
+            "1",
+            "--healthy-interval",
+            "200ms",
+            "--pre-reboot-label",
+            "fleetboot.io/rebooting=yes",
+            "--in-progress-annotation",
+        ],
+    );
+    let label = sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.metadata.labels.fleetboot\\.io/rebooting}"]);
+    assert_eq!(label, "yes", "the label went on with the role's nodes patch");
 }

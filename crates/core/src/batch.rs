@@ -337,6 +337,18 @@ pub fn parse_label_selector(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+impl BatchSettings {
+    /// Whether the run reads or marks the cluster for these settings: blocker pods, the health
+    /// gate, node labels or the in-progress annotation (their permissions: `fleetboot rbac batch`).
+    pub fn reads_cluster(&self) -> bool {
+        self.block_on_pods.is_some()
+            || self.healthy_checks > 0
+            || !self.pre_reboot_labels.is_empty()
+            || !self.post_reboot_labels.is_empty()
+            || self.in_progress_annotation
+    }
+}
+
 /// The annotation a node carries while this run has it in flight (`--in-progress-annotation`).
 pub const IN_PROGRESS_ANNOTATION: &str = "fleetboot.io/reboot-in-progress";
 

@@ -56,6 +56,15 @@ pub fn plan_reboot(run_id: String, hosts: Vec<Host>, prior: Option<&RunState>, g
     Plan { run_id, hosts, steps, grouping }
 }
 
+/// Moves `name`'s step after every other (a pod's own node: rebooting it ends the run's
+/// process). A step already in flight or done keeps its place.
+pub fn put_last(plan: &mut Plan, name: &str) {
+    if let Some(index) = plan.steps.iter().position(|s| s.host.name == name && s.action == ResumeAction::Reboot) {
+        let step = plan.steps.remove(index);
+        plan.steps.push(step);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +73,17 @@ mod tests {
 
     fn host(name: &str) -> Host {
         Host { name: name.into(), address: "127.0.0.1".into(), port: None }
+    }
+
+    #[test]
+    fn a_pods_own_node_goes_after_every_other_even_the_last_groups() {
+        let mut grouping = Grouping::default();
+        grouping.last.push("master".into());
+        grouping.of.insert("m".into(), "master".into());
+        let mut plan = plan_reboot("r".into(), vec![host("a"), host("m"), host("b")], None, grouping);
+        put_last(&mut plan, "a");
+        let names: Vec<_> = plan.steps.iter().map(|s| s.host.name.as_str()).collect();
+        assert_eq!(names, ["b", "m", "a"]);
     }
 
     #[test]

@@ -29,11 +29,23 @@ pub enum Mode {
     Verify,
     /// `fleetboot repair`: puts back cordons, annotations, leases and paused pools.
     Repair,
+    /// The journal in the cluster (`--journal-in-cluster`, and every run in a pod).
+    JournalInCluster,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 9] =
-        [Mode::Reboot, Mode::Drain, Mode::Migrate, Mode::Power, Mode::KubeTransport, Mode::Batch, Mode::Nodes, Mode::Verify, Mode::Repair];
+    pub const ALL: [Mode; 10] = [
+        Mode::Reboot,
+        Mode::Drain,
+        Mode::Migrate,
+        Mode::Power,
+        Mode::KubeTransport,
+        Mode::Batch,
+        Mode::Nodes,
+        Mode::Verify,
+        Mode::Repair,
+        Mode::JournalInCluster,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -46,7 +58,29 @@ impl Mode {
             Mode::Nodes => "nodes",
             Mode::Verify => "verify",
             Mode::Repair => "repair",
+            Mode::JournalInCluster => "journal-in-cluster",
         }
+    }
+
+    /// What needs the mode's rules, as `fleetboot rbac --help` lists it.
+    pub fn about(self) -> &'static str {
+        match self {
+            Mode::Reboot => "`fleetboot reboot` on a cluster (SSH, the BMC as the fallback)",
+            Mode::Drain => "`fleetboot reboot --drain`",
+            Mode::Migrate => "`fleetboot migrate` (its verification included)",
+            Mode::Power => "`fleetboot power` through BareMetalHosts",
+            Mode::KubeTransport => "Reboots through the API (exec into the machine-config-daemon pod)",
+            Mode::Batch => "The batch gates (blocker pods, health gate, node labels, the in-progress annotation)",
+            Mode::Nodes => "`fleetboot nodes` (reads only)",
+            Mode::Verify => "`fleetboot verify` (reads only)",
+            Mode::Repair => "`fleetboot repair` (uncordons, releases leases, resumes pools)",
+            Mode::JournalInCluster => "The journal in the cluster (`--journal-in-cluster`, every run in a pod), added to any mode",
+        }
+    }
+
+    /// The mode of this name ([`Mode::name`]).
+    pub fn named(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -152,18 +186,55 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
             cluster("", "pods", &["list"], "the network plugin's pods (engine/migrate)"),
             cluster("apps", "daemonsets", &["get"], "the multus and plugin DaemonSets (engine/migrate)"),
             cluster("", "namespaces", &["list", "delete"], "step 11: the old plugin's namespace (engine/migrate steps)"),
+            cluster(
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                &["list"],
+                "preflight: webhooks the switch may break (engine/migrate snapshot)",
+            ),
+            cluster(
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+                &["list"],
+                "preflight: webhooks the switch may break (engine/migrate snapshot)",
+            ),
+            cluster(
+                "nmstate.io",
+                "nodenetworkconfigurationpolicies",
+                &["list"],
+                "preflight: NMState policies on br-ex (engine/migrate snapshot)",
+            ),
+            cluster("nmstate.io", "nodenetworkstates", &["list"], "preflight: NMState's view of br-ex (engine/migrate snapshot)"),
         ],
         Mode::KubeTransport => vec![
             within("openshift-machine-config-operator", "", "pods", &["list"], "each node's machine-config-daemon pod"),
             // Kubernetes 1.31+ checks `create` for exec over WebSockets too
             // (AuthorizePodWebsocketUpgradeCreatePermission), as for SPDY.
             within("openshift-machine-config-operator", "", "pods/exec", &["create"], "the reboot command through the daemon pod"),
+            // Where no daemon pod serves exec: an `oc debug`-style pod (adapters/kube debug_pod).
+            cluster("", "namespaces", &["create"], "the debug pods' namespace fleetboot-debug (adapters/kube debug_pod)"),
+            within(
+                "fleetboot-debug",
+                "",
+                "pods",
+                &["create", "delete", "get", "list", "watch"],
+                "the debug pod where no daemon pod runs: created, watched until Running, deleted (adapters/kube debug_pod)",
+            ),
+            within("fleetboot-debug", "", "pods/exec", &["create"], "commands through the debug pod"),
         ],
+        Mode::JournalInCluster => vec![within(
+            &ns.lease,
+            "",
+            "configmaps",
+            &["get", "create", "update"],
+            "the journal in the cluster: its chunks, every write conditional (adapters/kube journal_store)",
+        )],
         Mode::Batch => vec![
             cluster("", "pods", &["list"], "--block-on-pods: blocker pods (adapters/kube gates)"),
             cluster(MCO, "machineconfigpools", &["list"], "the health gate: Degraded pools (adapters/kube gates)"),
             cluster(CONFIG, "clusteroperators", &["list"], "the health gate: ClusterOperators (adapters/kube gates)"),
             cluster("policy", "poddisruptionbudgets", &["list"], "budgets that allow no disruption (adapters/kube gates)"),
+            cluster("", "nodes", &["patch"], "--pre/--post-reboot-label, --in-progress-annotation (adapters/kube watch mark)"),
         ],
         Mode::Nodes => vec![
             cluster("", "nodes", &["list"], "the nodes (adapters/kube discover)"),
@@ -235,6 +306,7 @@ pub fn with_base(mode: Mode) -> Vec<Mode> {
         Mode::Migrate => vec![Mode::Reboot, Mode::Power, Mode::Verify, Mode::Migrate],
         Mode::Reboot => vec![Mode::Reboot, Mode::Power],
         Mode::KubeTransport => vec![Mode::Reboot, Mode::KubeTransport],
+        Mode::JournalInCluster => vec![Mode::JournalInCluster],
         other => vec![Mode::Reboot, Mode::Power, other],
     }
 }
@@ -242,8 +314,9 @@ pub fn with_base(mode: Mode) -> Vec<Mode> {
 /// The modes of one `fleetboot reboot` run and the `fleetboot rbac` mode that prints all of
 /// them: the BMCs' (listed at the start) unless the transport is SSH or the API only; the API
 /// transport's with `--transport kube` (under `auto` the API is a fallback that a 403 skips, so
-/// it is not required); the drain's with `--drain`.
-pub fn run_modes(bmc: bool, kube: bool, drain: bool) -> (Vec<Mode>, Mode) {
+/// it is not required); the drain's with `--drain`; the batch gates' when the run uses any
+/// ([`crate::batch::BatchSettings::reads_cluster`]).
+pub fn run_modes(bmc: bool, kube: bool, drain: bool, batch: bool) -> (Vec<Mode>, Mode) {
     let mut modes = vec![Mode::Reboot];
     if bmc {
         modes.push(Mode::Power);
@@ -254,10 +327,15 @@ pub fn run_modes(bmc: bool, kube: bool, drain: bool) -> (Vec<Mode>, Mode) {
     if drain {
         modes.push(Mode::Drain);
     }
+    if batch {
+        modes.push(Mode::Batch);
+    }
     let named = if drain {
         Mode::Drain
     } else if kube {
         Mode::KubeTransport
+    } else if batch {
+        Mode::Batch
     } else {
         Mode::Reboot
     };
@@ -301,6 +379,20 @@ impl Subject {
     }
 }
 
+/// The rules by where they apply: the cluster-wide ones first (`None`), then each namespace in
+/// name order, each group in the table's order. The ClusterRole / Role split of [`objects`] and
+/// `fleetboot rbac`'s table both come from it.
+pub fn by_namespace(rules: &[Rule]) -> Vec<(Option<&str>, Vec<&Rule>)> {
+    let mut groups: Vec<(Option<&str>, Vec<&Rule>)> = Vec::new();
+    let mut scopes: Vec<Option<&str>> = rules.iter().map(|r| r.namespace.as_deref()).collect();
+    scopes.sort();
+    scopes.dedup();
+    for scope in scopes {
+        groups.push((scope, rules.iter().filter(|r| r.namespace.as_deref() == scope).collect()));
+    }
+    groups
+}
+
 fn policy_rules<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<Value> {
     rules.map(|r| json!({"apiGroups": [r.group], "resources": [r.resource], "verbs": r.verbs})).collect()
 }
@@ -312,26 +404,16 @@ pub fn objects(name: &str, rules: &[Rule], subject: &Subject) -> Vec<Value> {
     const RBAC: &str = "rbac.authorization.k8s.io/v1";
     let labels = json!({"app.kubernetes.io/managed-by": "fleetboot"});
     let mut objects = Vec::new();
-    let cluster_rules = policy_rules(rules.iter().filter(|r| r.namespace.is_none()));
-    if !cluster_rules.is_empty() {
-        objects
-            .push(json!({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": name, "labels": labels}, "rules": cluster_rules}));
+    for (scope, rules) in by_namespace(rules) {
+        let role_rules = policy_rules(rules.into_iter());
+        let (role, binding, metadata) = match scope {
+            None => ("ClusterRole", "ClusterRoleBinding", json!({"name": name, "labels": labels})),
+            Some(namespace) => ("Role", "RoleBinding", json!({"name": name, "namespace": namespace, "labels": labels})),
+        };
+        objects.push(json!({"apiVersion": RBAC, "kind": role, "metadata": metadata, "rules": role_rules}));
         objects.push(json!({
-            "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": name, "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [subject.json()],
-        }));
-    }
-    let mut namespaces: Vec<&String> = rules.iter().filter_map(|r| r.namespace.as_ref()).collect();
-    namespaces.sort();
-    namespaces.dedup();
-    for namespace in namespaces {
-        let role_rules = policy_rules(rules.iter().filter(|r| r.namespace.as_ref() == Some(namespace)));
-        let metadata = json!({"name": name, "namespace": namespace, "labels": labels});
-        objects.push(json!({"apiVersion": RBAC, "kind": "Role", "metadata": metadata, "rules": role_rules}));
-        objects.push(json!({
-            "apiVersion": RBAC, "kind": "RoleBinding", "metadata": metadata,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "apiVersion": RBAC, "kind": binding, "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": name},
             "subjects": [subject.json()],
         }));
     }
@@ -355,9 +437,14 @@ mod tests {
         assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding"]);
         let namespaces: Vec<&str> = objects.iter().step_by(2).skip(1).map(|o| o["metadata"]["namespace"].as_str().unwrap()).collect();
         assert_eq!(namespaces, ["kube-system", "medik8s-leases", "openshift-machine-api"]);
+        let scopes: Vec<Option<&str>> = by_namespace(&rules).iter().map(|g| g.0).collect();
+        assert_eq!(scopes, [None, Some("kube-system"), Some("medik8s-leases"), Some("openshift-machine-api")], "one grouping for both");
+        assert_eq!(by_namespace(&rules).iter().map(|g| g.1.len()).sum::<usize>(), rules.len());
+        assert!(Mode::ALL.iter().all(|m| Mode::named(m.name()) == Some(*m) && !m.about().is_empty()));
         let secrets = needed(&[Mode::Power], &ns).into_iter().find(|r| r.resource == "secrets").unwrap();
         assert_eq!((secrets.namespace.as_deref(), secrets.verbs.as_slice()), (Some("openshift-machine-api"), &["get"][..]));
-        assert_eq!(run_modes(false, false, true), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
-        assert_eq!(run_modes(false, true, false), (vec![Mode::Reboot, Mode::KubeTransport], Mode::KubeTransport));
+        assert_eq!(run_modes(false, false, true, false), (vec![Mode::Reboot, Mode::Drain], Mode::Drain));
+        assert_eq!(run_modes(false, true, false, false), (vec![Mode::Reboot, Mode::KubeTransport], Mode::KubeTransport));
+        assert_eq!(run_modes(true, false, false, true), (vec![Mode::Reboot, Mode::Power, Mode::Batch], Mode::Batch));
     }
 }

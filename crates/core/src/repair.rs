@@ -137,6 +137,7 @@ mod tests {
             drain: None,
             cluster: None,
             settings: None,
+            debug_pods: Vec::new(),
         };
         for (name, c) in cordoned {
             let mut record = HostRecord::pending();

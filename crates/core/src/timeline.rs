@@ -330,8 +330,14 @@ pub struct Picture {
     pub legend: Vec<(Kind, Rect, Text)>,
 }
 
-const WIDTH: f64 = 1100.0;
-const LABEL_W: f64 = 230.0;
+const WIDTH: f64 = 1160.0;
+const LABEL_W: f64 = 290.0;
+/// A lane's label longer than this is cut (with …): it would run into the bars.
+const LABEL_CHARS: usize = 40;
+
+fn label(text: &str) -> String {
+    if text.chars().count() <= LABEL_CHARS { text.to_owned() } else { text.chars().take(LABEL_CHARS - 1).chain(['…']).collect() }
+}
 const RIGHT: f64 = 30.0;
 const LANE_H: f64 = 24.0;
 const AGG_H: f64 = 40.0;
@@ -408,8 +414,8 @@ pub fn layout(t: &Timeline) -> Picture {
     let mut y = axis_y + 14.0;
     let lanes_top = y;
     // The steps of the flow, one lane each.
-    for (lane, label) in t.step_lanes.iter().enumerate() {
-        texts.push(Text { x: 10.0, y: y + 16.0, size: 12.0, text: label.clone() });
+    for (lane, lane_label) in t.step_lanes.iter().enumerate() {
+        texts.push(Text { x: 10.0, y: y + 16.0, size: 12.0, text: label(lane_label) });
         for (n, s) in t.spans.iter().filter(|s| s.lane == lane).enumerate() {
             let kind = match (&s.failed, s.open) {
                 (Some(_), _) => Kind::StepFailed,
@@ -417,8 +423,8 @@ pub fn layout(t: &Timeline) -> Picture {
                 (None, false) => Kind::StepDone,
             };
             let title = match &s.failed {
-                Some(e) => format!("{label}: failed: {e}"),
-                None => format!("{label}: {} ({})", took((s.end_ms - s.start_ms) / 1000), kind.meaning()),
+                Some(e) => format!("{lane_label}: failed: {e}"),
+                None => format!("{lane_label}: {} ({})", took((s.end_ms - s.start_ms) / 1000), kind.meaning()),
             };
             let (a, b) = (x(s.start_ms), x(s.end_ms));
             rects.push(Rect { id: format!("step-{lane}-{n}"), kind, x: a, y: y + 4.0, w: (b - a).max(2.0), h: LANE_H - 8.0, title });
@@ -469,7 +475,7 @@ pub fn layout(t: &Timeline) -> Picture {
     // One lane per node.
     if per_node {
         for (lane, node) in t.nodes.iter().enumerate() {
-            texts.push(Text { x: 10.0, y: y + 13.0, size: 12.0, text: node.clone() });
+            texts.push(Text { x: 10.0, y: y + 13.0, size: 12.0, text: label(node) });
             for (n, r) in t.reboots.iter().filter(|r| &r.node == node).enumerate() {
                 let (a, d, b) = (x(r.sent_ms), x(r.down_ms.unwrap_or(r.end_ms)), x(r.end_ms));
                 let down = match (r.outcome, r.transport) {
@@ -725,6 +731,55 @@ mod tests {
         assert_eq!(tick_step_ms(3_600_000), 600_000);
         assert_eq!(clock(1_764_657_628_999), "06:40:28");
         assert_eq!(counts([(0, 10), (5, 15), (10, 20)].into_iter()), vec![(0, 1), (5, 2), (10, 2), (15, 1), (20, 0)]);
+    }
+
+    #[test]
+    fn at_500_nodes_the_picture_stays_one_screen_and_inside_its_canvas() {
+        let nodes: Vec<String> = (0..500).map(|i| if i < 3 { format!("master-{i}") } else { format!("worker-{i}") }).collect();
+        let groups = nodes.iter().map(|n| (n.clone(), if n.starts_with("master") { "master" } else { "worker" }.to_owned())).collect();
+        let reboots = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let sent = 1_000 + i as u64 * 700;
+                Reboot {
+                    node: n.clone(),
+                    by: "fleetboot".into(),
+                    transport: "SSH",
+                    sent_ms: sent,
+                    down_ms: Some(sent + 60_000),
+                    end_ms: sent + 180_000,
+                    outcome: Outcome::Back,
+                }
+            })
+            .collect();
+        let mut t = Timeline { title: "t".into(), nodes, groups, reboots, ..Timeline::default() };
+        t.fit();
+        let p = layout(&t);
+        assert!(p.height < 500.0, "{}", p.height);
+        for r in p.rects.iter().chain(p.legend.iter().map(|l| &l.1)) {
+            assert!(r.x >= 0.0 && r.y >= 0.0 && r.x + r.w <= p.width + 1e-9 && r.y + r.h <= p.height, "{} inside the canvas", r.id);
+        }
+        for r in p.rects.iter().filter(|r| r.id.starts_with("aggregate-")) {
+            assert!(r.x >= p.axis_x0 - 1e-9 && r.x + r.w <= p.axis_x1 + 1e-9, "{} inside the axis", r.id);
+        }
+        let lanes: Vec<&str> = p.texts.iter().map(|t| t.text.as_str()).filter(|t| t.starts_with("down in")).collect();
+        assert_eq!(lanes, ["down in master (max 3)", "down in worker (max 172)"]);
+    }
+
+    #[test]
+    fn a_long_lane_label_is_cut_before_the_bars() {
+        let t = Timeline {
+            title: "t".into(),
+            step_lanes: vec!["5 phase 1: the MCO rolls out the new configure-ovs.sh".into()],
+            ..Timeline::default()
+        };
+        let p = layout(&t);
+        let text = &p.texts.iter().find(|t| t.text.starts_with("5 phase")).unwrap().text;
+        assert_eq!(text.chars().count(), LABEL_CHARS);
+        assert!(text.ends_with('…'));
+        // 12 px sans-serif stays under 7 px a character: the label ends before the axis.
+        assert!(10.0 + LABEL_CHARS as f64 * 7.0 <= p.axis_x0);
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub enum TransportError {
     HostKey(String),
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// Authenticated, but the API's authorization refused the request (HTTP 403): the
+    /// credentials work, the permission is missing. Carries the API's message.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The command ran and exited non-zero.
     #[error("command `{command}` exited with {exit}{}", stderr_suffix(.stderr))]
     CommandFailed { command: String, exit: u32, stderr: String },
@@ -36,6 +40,9 @@ impl TransportError {
         matches!(self, TransportError::Unreachable(_) | TransportError::Timeout(_))
     }
 }
+
+/// Writes one record to the run's journal; false when it could not.
+pub type JournalHook = std::sync::Arc<dyn Fn(crate::journal::Entry) -> bool + Send + Sync>;
 
 pub trait PowerTransport: Send + Sync + 'static {
     /// The node's current boot ID.
@@ -64,6 +71,12 @@ pub trait PowerTransport: Send + Sync + 'static {
     fn take_escalations(&self, host: &Host) -> Vec<(String, String)> {
         let _ = host;
         Vec::new()
+    }
+    /// The run's journal, for a transport that must journal what it creates before it creates
+    /// it (the kube transport's debug pods). The hook returns false when the record could not
+    /// be written: nothing may then be created.
+    fn attach_journal(&self, hook: JournalHook) {
+        let _ = hook;
     }
     /// This host's task is over: whatever the transport kept for it goes.
     fn release(&self, host: &Host) -> impl Future<Output = ()> + Send {

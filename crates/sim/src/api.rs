@@ -60,6 +60,10 @@ pub struct ApiState {
     pub tokens: std::sync::OnceLock<super::rbac::Tokens>,
     /// `--rbac`: the API over HTTPS, and the CA (PEM) that signed its certificate.
     pub tls: std::sync::OnceLock<(tokio_rustls::TlsAcceptor, String)>,
+    /// ServiceAccount tokens issued through the TokenRequest API (serviceaccounts.rs).
+    pub issued_tokens: Mutex<std::collections::HashMap<String, super::rbac::User>>,
+    /// `--state-dir`: where the store is kept across a simulated restart (persist.rs).
+    pub state_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// One kind of request's load: requests (watch streams opened), the bytes of the answers, and
@@ -95,6 +99,8 @@ impl ApiState {
             exec: Default::default(),
             tokens: std::sync::OnceLock::new(),
             tls: std::sync::OnceLock::new(),
+            state_dir: std::sync::OnceLock::new(),
+            issued_tokens: Default::default(),
         })
     }
 }
@@ -336,6 +342,7 @@ fn resource_list(group: &str, version: &str) -> Value {
                 "log" => ("Pod", json!(["get"])),
                 "eviction" => ("Eviction", json!(["create"])),
                 "scale" => ("Scale", json!(["get", "patch", "update"])),
+                "token" => ("TokenRequest", json!(["create"])),
                 _ => (t.kind, json!(["get", "patch", "update"])),
             };
             let mut resource = json!({"name": format!("{}/{sub}", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": kind, "verbs": verbs});
@@ -344,6 +351,10 @@ fn resource_list(group: &str, version: &str) -> Value {
                 // only when it finds them (kubectl `pkg/drain/drain.go`, CheckEvictionSupport),
                 // else it deletes the pods, past every PodDisruptionBudget.
                 resource["group"] = json!("policy");
+                resource["version"] = json!("v1");
+            }
+            if *sub == "token" {
+                resource["group"] = json!("authentication.k8s.io");
                 resource["version"] = json!("v1");
             }
             if *sub == "scale" {
@@ -430,10 +441,17 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
     // `--rbac`: who is asking (401 for no known token), then whether RBAC allows it (rbac.rs).
     let user = match state.tokens.get() {
         None => None,
-        Some(tokens) => match tokens.authenticate(req.headers().get("authorization").and_then(|h| h.to_str().ok())) {
-            Some(user) => Some(user.clone()),
-            None => return json_response(StatusCode::UNAUTHORIZED, &super::rbac::unauthorized()),
-        },
+        Some(tokens) => {
+            let header = req.headers().get("authorization").and_then(|h| h.to_str().ok());
+            let issued = || {
+                let token = header?.strip_prefix("Bearer ")?.trim();
+                state.issued_tokens.lock().unwrap().get(token).cloned()
+            };
+            match tokens.authenticate(header).cloned().or_else(issued) {
+                Some(user) => Some(user),
+                None => return json_response(StatusCode::UNAUTHORIZED, &super::rbac::unauthorized()),
+            }
+        }
     };
     if let Some((namespace, pod)) = super::exec::exec_target(req.uri().path()) {
         // RBAC: exec is `create` on pods/exec, over SPDY and WebSockets alike (Kubernetes 1.31+,
@@ -666,6 +684,18 @@ async fn serve_resource(req: Request<Incoming>, method: &Method, target: Target,
             }
         }
         (&Method::POST, Some(name), Some("eviction")) => evict(&state, ns.unwrap_or_default(), name),
+        (&Method::POST, Some(name), Some("token")) => {
+            // kubectl (`create token`) sends the TokenRequest as protobuf, which is not decoded
+            // here: its spec's defaults apply (one hour, the API server's audience).
+            let body = match read_body(req).await {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"spec": {}})),
+                Err(r) => return r,
+            };
+            match super::serviceaccounts::token_request(&state.store, &state.issued_tokens, ns.unwrap_or_default(), name, &body) {
+                Ok(answer) => json_response(StatusCode::CREATED, &answer),
+                Err(e) => error_response(&e),
+            }
+        }
         (&Method::PUT, Some(name), sub) => {
             let body = match read_json(req).await {
                 Ok(b) => b,

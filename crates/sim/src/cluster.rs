@@ -58,6 +58,8 @@ pub struct SimOptions {
     pub workloads: usize,
     /// Authenticate bearer tokens and enforce RBAC from the stored roles ([`super::rbac`]).
     pub rbac: bool,
+    /// Where the API server's store is kept across a simulated restart ([`super::persist`]).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -86,6 +88,7 @@ impl Default for SimOptions {
             colliding_networks: false,
             workloads: 1,
             rbac: false,
+            state_dir: None,
         }
     }
 }
@@ -156,6 +159,9 @@ impl Cluster {
             let pki = super::bmc::Pki::generate(&[std::net::Ipv4Addr::LOCALHOST.into()]).map_err(std::io::Error::other)?;
             let config = pki.server_config().map_err(std::io::Error::other)?;
             let _ = api.tls.set((tokio_rustls::TlsAcceptor::from(Arc::new(config)), pki.ca_pem));
+        }
+        if let Some(dir) = &options.state_dir {
+            let _ = api.state_dir.set(dir.clone());
         }
         let listener = TcpListener::bind(("127.0.0.1", options.api_port)).await?;
         let api_addr = listener.local_addr()?;
@@ -864,6 +870,9 @@ async fn namespace_controller(cluster: Arc<Cluster>) {
         for name in terminating {
             cluster.api.store.lock().unwrap().purge_namespace(&name);
         }
+        if let Some((_, ca_pem)) = cluster.api.tls.get() {
+            super::serviceaccounts::publish_root_ca(&mut cluster.api.store.lock().unwrap(), ca_pem);
+        }
     }
 }
 
@@ -908,6 +917,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 /// - `POST hold-requests` with `{"method": M, "resource": R, "held": true|false}`: requests
 ///   of M on R wait unanswered while held (one slow call; the rest of the API answers)
 /// - `POST cut-watches`: ends every open watch stream once
+/// - `POST api-restart` (with `--state-dir`): the API server restarts: its store is written to
+///   the state directory, every connection and watch is cut, the store is read back from it
 /// - `GET operators/refusals`: every change the simulated network operator refused
 /// - `GET traffic`: what clients asked of the API, by `"METHOD resource[/subresource]"` and
 ///   `"WATCH resource"`: `{"requests", "bytes", "events"}` each; `POST traffic/reset` zeroes it
@@ -1016,6 +1027,11 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
         ("POST", ["traffic", "reset"]) => {
             cluster.api.traffic.lock().unwrap().clear();
             Ok(json!({}))
+        }
+        ("POST", ["api-restart"]) => {
+            let dir =
+                cluster.api.state_dir.get().ok_or((400, "the simulation keeps no store: start it with --state-dir DIR".to_owned()))?;
+            super::persist::restart_api(&cluster.api, dir)
         }
         ("POST", ["cut-watches"]) => {
             let _ = cluster.api.cut_watches.send(());

@@ -45,6 +45,11 @@ pub static TYPES: &[ResourceType] = &[
     // on create and update (store.rs `check_kind_limits`), resourceVersion preconditions as
     // for every kind (the generic registry store's optimistic concurrency).
     rt!("", "v1", "ConfigMap", "configmaps", "configmap", true, ["cm"], []),
+    // ServiceAccounts and their TokenRequest subresource (serviceaccounts.rs).
+    rt!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, ["sa"], ["token"]),
+    // Jobs (kubernetes pkg/apis/batch/types.go): stored and listed; no Job controller runs
+    // here, the tests run a Job's pod command themselves.
+    rt!("batch", "v1", "Job", "jobs", "job", true, [], ["status"]),
     rt!("", "v1", "Event", "events", "event", true, ["ev"], []),
     rt!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["status"]),
     rt!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["status", "scale"]),

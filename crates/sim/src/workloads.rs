@@ -395,6 +395,7 @@ pub fn reconcile(store: &mut Store, release: Release, placed: &mut HashMap<Strin
     sync_deployments(store);
     sync_replicasets(store, &nodes, placed);
     sync_readiness(store, &nodes, placed, ready_after);
+    super::kubelet::run_bound_pods(store);
     sync_budgets(store);
 }
 

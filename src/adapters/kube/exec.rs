@@ -9,18 +9,19 @@
 //! the kubelet not reachable) sent nothing; a stream that ended without an exit status after
 //! the command started may have delivered it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetboot_core::hosts::Host;
-use fleetboot_core::journal::Delivery;
-use fleetboot_core::transport::{PowerTransport, TransportError, parse_boot_id};
+use fleetboot_core::journal::{DebugPodRef, Delivery, Entry};
+use fleetboot_core::transport::{JournalHook, PowerTransport, TransportError, parse_boot_id};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, AttachParams, ListParams};
 use tokio::io::AsyncReadExt;
 
+use super::debug_pod;
 use crate::adapters::config::RebootSettings;
 
 /// Where the machine-config daemon runs (machine-config-operator,
@@ -52,12 +53,107 @@ pub struct ExecOutput {
     pub failure: Option<String>,
 }
 
-/// How an exec failed: refused before the stream opened (nothing ran).
-pub type Refused = TransportError;
+/// How an exec failed before its stream opened (nothing ran), the API's error kept as the
+/// source.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// HTTP 401: the credentials were not accepted.
+    #[error("the cluster API did not accept the credentials for exec on {node}: {}", api_message(.source))]
+    Unauthorized { node: String, source: kube::Error },
+    /// HTTP 403: the API's authorization refused the list or the exec.
+    #[error("the cluster API refused exec on {node}: {}", api_message(.source))]
+    Forbidden { node: String, source: kube::Error },
+    /// 5xx: the kubelet not reachable (the node down or booting); another try may work.
+    #[error("exec on {node} through the cluster API: {}", api_message(.source))]
+    Backend { node: String, source: kube::Error },
+    /// The API server itself not reachable.
+    #[error("the cluster API for exec on {node}: {source}")]
+    Connection { node: String, source: kube::Error },
+    /// Another answer of the API (a 404 twice, a 400).
+    #[error("exec on {node} through the cluster API: {}", api_message(.source))]
+    Api { node: String, source: kube::Error },
+    /// No pod to exec into on the node.
+    #[error(
+        "no Running machine-config-daemon pod on {node} that is Ready and not Terminating (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})"
+    )]
+    NoPod { node: String },
+    /// The debug pod (the fallback where no daemon pod serves exec) could not be made ready:
+    /// created, watched until Running. Nothing ran.
+    #[error("the debug pod {pod} on {node}: {action}: {source}")]
+    DebugPod { node: String, pod: String, action: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    /// The debug pod was not Running within `command_timeout` (the node's kubelet down).
+    #[error("the debug pod {pod} on {node} was not Running within {limit:?}")]
+    DebugPodNotRunning { node: String, pod: String, limit: Duration },
+    /// The journal could not take the record written before a debug pod is created.
+    #[error("the journal did not take the record of the debug pod for {node}: no pod was created")]
+    JournalClosed { node: String },
+    /// The pod list did not answer within `command_timeout`.
+    #[error("listing the machine-config-daemon pods for {node} took longer than {limit:?}")]
+    ListTimedOut { node: String, limit: Duration },
+}
+
+/// The API's own message for an API error; the error itself otherwise.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl ExecError {
+    fn from_api(node: &str, error: kube::Error) -> ExecError {
+        let node = node.to_owned();
+        match &error {
+            kube::Error::Api(status) if status.code == 401 => ExecError::Unauthorized { node, source: error },
+            kube::Error::Api(status) if status.code == 403 => ExecError::Forbidden { node, source: error },
+            kube::Error::Api(status) if status.code >= 500 => ExecError::Backend { node, source: error },
+            kube::Error::Api(_) => ExecError::Api { node, source: error },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => ExecError::Connection { node, source: error },
+            _ => ExecError::Api { node, source: error },
+        }
+    }
+
+    /// A 404: the pod is gone (replaced by its DaemonSet) since it was listed.
+    fn is_not_found(&self) -> bool {
+        matches!(self, ExecError::Api { source: kube::Error::Api(status), .. } if status.code == 404)
+    }
+}
+
+impl From<ExecError> for TransportError {
+    fn from(error: ExecError) -> TransportError {
+        let message = error.to_string();
+        match error {
+            ExecError::Unauthorized { .. } => TransportError::Auth(message),
+            ExecError::Forbidden { .. } => TransportError::Forbidden(message),
+            ExecError::Backend { .. } | ExecError::Connection { .. } | ExecError::NoPod { .. } | ExecError::DebugPodNotRunning { .. } => {
+                TransportError::Unreachable(message)
+            }
+            ExecError::DebugPod { .. } | ExecError::JournalClosed { .. } => TransportError::Other(message),
+            ExecError::ListTimedOut { .. } => TransportError::Timeout(message),
+            ExecError::Api { .. } => TransportError::Other(message),
+        }
+    }
+}
+
+/// Whether a pod can take an exec: Running, its Ready condition True, and not Terminating
+/// (no deletionTimestamp: a pod being replaced by its DaemonSet answers for a while, then 404s).
+pub fn pod_serves_exec(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    running && ready && pod.metadata.deletion_timestamp.is_none()
+}
 
 /// The command as the transport runs it: `chroot /rootfs` and the words of `command` (`sudo`
 /// and its options dropped: the daemon's container is root on the host). No shell reads it.
 pub fn host_argv(command: &str) -> Vec<String> {
+    chroot(HOST_ROOT, command_words(command))
+}
+
+/// The words of `command`, `sudo` and its options dropped.
+fn command_words(command: &str) -> Vec<String> {
     let mut words = command.split_whitespace().peekable();
     if words.peek() == Some(&"sudo") {
         words.next();
@@ -65,30 +161,17 @@ pub fn host_argv(command: &str) -> Vec<String> {
             words.next();
         }
     }
-    ["chroot", HOST_ROOT].into_iter().chain(words).map(str::to_owned).collect()
+    words.map(str::to_owned).collect()
+}
+
+/// `chroot ROOT WORDS...`.
+fn chroot(root: &str, words: Vec<String>) -> Vec<String> {
+    ["chroot", root].into_iter().map(str::to_owned).chain(words).collect()
 }
 
 /// The reboot command through this transport: the SSH default becomes `shutdown -r +1`.
 pub fn kube_reboot_command(configured: &str) -> String {
     if configured == SSH_DEFAULT_REBOOT { KUBE_DEFAULT_REBOOT.to_owned() } else { configured.to_owned() }
-}
-
-/// An API error before the stream: what it means for delivery and retries.
-fn refused(node: &str, error: kube::Error) -> Refused {
-    match error {
-        kube::Error::Api(status) if status.code == 403 || status.code == 401 => {
-            TransportError::Auth(format!("the cluster API refused exec on {node}: {}", status.message))
-        }
-        // The kubelet not reachable (the node is down or booting): another try may work.
-        kube::Error::Api(status) if status.code >= 500 => {
-            TransportError::Unreachable(format!("exec on {node} through the cluster API: {}", status.message))
-        }
-        kube::Error::Api(status) => TransportError::Other(format!("exec on {node} through the cluster API: {}", status.message)),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            TransportError::Unreachable(format!("the cluster API for exec on {node}: {error}"))
-        }
-        other => TransportError::Other(format!("exec on {node} through the cluster API: {other}")),
-    }
 }
 
 /// The exit status an exec's status channel carried (`Success`, or `Failure` with an
@@ -165,12 +248,131 @@ pub struct KubeTransport {
     pods: Mutex<HashMap<String, String>>,
     /// API requests made and bytes read from exec streams (for the cost figures).
     pub requests: std::sync::atomic::AtomicU64,
+    /// The run's ID, for the debug pods' label.
+    run_id: String,
+    /// The debug pods this transport made, shared with the engine (which sweeps them after a
+    /// Ctrl-C).
+    debug: Arc<DebugPods>,
+    namespace_ready: std::sync::atomic::AtomicBool,
+}
+
+/// The debug pods a transport created and has not deleted yet, and the run's journal.
+pub struct DebugPods {
+    client: Client,
+    /// The run's journal: debug pods are made only with one (each is journaled before it is).
+    journal: Mutex<Option<JournalHook>>,
+    live: Mutex<BTreeMap<String, DebugPodRef>>,
+}
+
+impl DebugPods {
+    /// Deletes those still there (a run stopped by Ctrl-C while one existed), journaling each
+    /// deletion. Returns those deleted.
+    pub async fn sweep(&self) -> Vec<DebugPodRef> {
+        let left: Vec<DebugPodRef> = self.live.lock().unwrap().values().cloned().collect();
+        let mut deleted = Vec::new();
+        for pod in left {
+            if self.remove(&pod).await {
+                deleted.push(pod);
+            }
+        }
+        deleted
+    }
+
+    /// Deletes one debug pod; journals and forgets it when it is gone.
+    async fn remove(&self, pod: &DebugPodRef) -> bool {
+        if debug_pod::delete(&self.client, &pod.namespace, &pod.pod).await.is_err() {
+            return false;
+        }
+        self.live.lock().unwrap().remove(&pod.pod);
+        if let Some(hook) = self.journal.lock().unwrap().clone() {
+            hook(Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() });
+        }
+        true
+    }
 }
 
 impl KubeTransport {
     pub fn new(client: Client, reboot: RebootSettings, command_timeout: Duration) -> KubeTransport {
         let reboot_command = kube_reboot_command(&reboot.command);
-        KubeTransport { client, reboot, reboot_command, command_timeout, pods: Default::default(), requests: Default::default() }
+        KubeTransport {
+            client: client.clone(),
+            reboot,
+            reboot_command,
+            command_timeout,
+            pods: Default::default(),
+            requests: Default::default(),
+            run_id: String::new(),
+            debug: Arc::new(DebugPods { client, journal: Mutex::new(None), live: Default::default() }),
+            namespace_ready: Default::default(),
+        }
+    }
+
+    /// The run ID the debug pods are labelled with.
+    pub fn with_run_id(mut self, run_id: &str) -> KubeTransport {
+        self.run_id = run_id.to_owned();
+        self
+    }
+
+    /// The debug pods this transport makes, for the engine to sweep after a Ctrl-C.
+    pub fn debug_pods(&self) -> Arc<DebugPods> {
+        self.debug.clone()
+    }
+
+    /// Runs `words` under `chroot /host` in a new debug pod on the node, then deletes it.
+    async fn exec_in_debug_pod(
+        &self,
+        host: &Host,
+        words: Vec<String>,
+        deadline: tokio::time::Instant,
+        hook: JournalHook,
+    ) -> Result<ExecOutput, ExecError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let node = host.name.as_str();
+        let name = debug_pod::pod_name(node);
+        let failed = |action: &'static str, source: Box<dyn std::error::Error + Send + Sync>| ExecError::DebugPod {
+            node: node.to_owned(),
+            pod: name.clone(),
+            action,
+            source,
+        };
+        if !self.namespace_ready.load(Relaxed) {
+            self.requests.fetch_add(1, Relaxed);
+            debug_pod::ensure_namespace(&self.client).await.map_err(|e| failed("creating its namespace", Box::new(e)))?;
+            self.namespace_ready.store(true, Relaxed);
+        }
+        let reference = DebugPodRef { host: node.to_owned(), namespace: debug_pod::DEBUG_NAMESPACE.to_owned(), pod: name.clone() };
+        // Journaled before it exists: a kill from here on leaves a record naming it.
+        if !hook(Entry::DebugPodCreating {
+            host: reference.host.clone(),
+            namespace: reference.namespace.clone(),
+            pod: reference.pod.clone(),
+        }) {
+            return Err(ExecError::JournalClosed { node: node.to_owned() });
+        }
+        self.debug.live.lock().unwrap().insert(name.clone(), reference.clone());
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), debug_pod::DEBUG_NAMESPACE);
+        self.requests.fetch_add(1, Relaxed);
+        let created = api.create(&Default::default(), &debug_pod::pod_object(&name, node, &self.run_id)).await;
+        let result = match created {
+            Err(e) => Err(failed("creating it", Box::new(e))),
+            Ok(_) => {
+                self.requests.fetch_add(1, Relaxed);
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match debug_pod::wait_running(&self.client, &name, left).await {
+                    Ok(true) => {
+                        let argv = chroot(debug_pod::DEBUG_HOST_ROOT, words);
+                        self.stream(debug_pod::DEBUG_NAMESPACE, &name, debug_pod::DEBUG_CONTAINER, node, argv, deadline).await
+                    }
+                    Ok(false) => {
+                        Err(ExecError::DebugPodNotRunning { node: node.to_owned(), pod: name.clone(), limit: self.command_timeout })
+                    }
+                    Err(e) => Err(failed("watching it start", Box::new(e))),
+                }
+            }
+        };
+        self.requests.fetch_add(1, Relaxed);
+        self.debug.remove(&reference).await;
+        result
     }
 
     /// The reboot command this transport sends (for the journal and `--dry-run`).
@@ -178,69 +380,92 @@ impl KubeTransport {
         &self.reboot_command
     }
 
-    /// The Running machine-config daemon pod on `node`.
-    pub async fn daemon_pod(&self, node: &str) -> Result<String, TransportError> {
+    /// The machine-config daemon pod on `node` that can take an exec ([`pod_serves_exec`]).
+    pub async fn daemon_pod(&self, node: &str) -> Result<String, ExecError> {
         if let Some(pod) = self.pods.lock().unwrap().get(node) {
             return Ok(pod.clone());
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
         let params = ListParams::default().labels(DAEMON_SELECTOR).fields(&format!("spec.nodeName={node}"));
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pods = api.list(&params).await.map_err(|e| refused(node, e))?;
-        let running = pods
-            .items
-            .iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .and_then(|p| p.metadata.name.clone());
-        let pod = running.ok_or_else(|| {
-            TransportError::Unreachable(format!(
-                "no Running machine-config-daemon pod on {node} (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})"
-            ))
-        })?;
+        let pods = api.list(&params).await.map_err(|e| ExecError::from_api(node, e))?;
+        let pod = pods.items.iter().find(|p| pod_serves_exec(p)).and_then(|p| p.metadata.name.clone());
+        let pod = pod.ok_or_else(|| ExecError::NoPod { node: node.to_owned() })?;
         self.pods.lock().unwrap().insert(node.to_owned(), pod.clone());
         Ok(pod)
     }
 
     /// Runs `command` on the node's host. Err: refused before the stream opened (nothing ran).
-    pub async fn exec(&self, host: &Host, command: &str) -> Result<ExecOutput, Refused> {
-        self.exec_argv(host, host_argv(command)).await
+    pub async fn exec(&self, host: &Host, command: &str) -> Result<ExecOutput, ExecError> {
+        self.exec_argv(host, command_words(command)).await
     }
 
-    /// Runs `chroot /rootfs WORDS...` on the node's host, each word one argument.
-    pub async fn exec_words(&self, host: &Host, words: &[String]) -> Result<ExecOutput, Refused> {
-        let argv = ["chroot", HOST_ROOT].into_iter().map(str::to_owned).chain(words.iter().cloned()).collect();
-        self.exec_argv(host, argv).await
+    /// Runs `WORDS...` on the node's host (under `chroot /rootfs` in the daemon's pod, `chroot
+    /// /host` in a debug pod), each word one argument.
+    pub async fn exec_words(&self, host: &Host, words: &[String]) -> Result<ExecOutput, ExecError> {
+        self.exec_argv(host, words.to_vec()).await
     }
 
-    async fn exec_argv(&self, host: &Host, argv: Vec<String>) -> Result<ExecOutput, Refused> {
+    /// The whole exec (the pod list, the upgrade, the stream) under one `command_timeout`
+    /// deadline. A pod replaced since it was listed (404) is listed again, once.
+    async fn exec_argv(&self, host: &Host, words: Vec<String>) -> Result<ExecOutput, ExecError> {
+        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        match self.exec_once(host, words.clone(), deadline).await {
+            Err(e) if e.is_not_found() => self.exec_once(host, words, deadline).await,
+            other => other,
+        }
+    }
+
+    async fn exec_once(&self, host: &Host, words: Vec<String>, deadline: tokio::time::Instant) -> Result<ExecOutput, ExecError> {
         let node = host.name.as_str();
-        let pod = self.daemon_pod(node).await?;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), DAEMON_NAMESPACE);
-        let params = AttachParams::default().container(DAEMON_CONTAINER).stdin(false).stdout(true).stderr(true);
-        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut process = match api.exec(&pod, argv, &params).await {
-            Ok(process) => process,
-            Err(e) => {
-                // A pod gone since it was found is looked up again next time.
-                if matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                    self.pods.lock().unwrap().remove(node);
-                }
-                return Err(refused(node, e));
-            }
+        let Ok(pod) = tokio::time::timeout_at(deadline, self.daemon_pod(node)).await else {
+            return Err(ExecError::ListTimedOut { node: node.to_owned(), limit: self.command_timeout });
         };
-        let (stdout, stderr) = (process.stdout(), process.stderr());
-        let status = process.take_status();
+        let journal = self.debug.journal.lock().unwrap().clone();
+        let pod = match (pod, journal) {
+            (Ok(pod), _) => pod,
+            // No daemon pod serves exec: an `oc debug`-style pod, when a journal records it.
+            (Err(ExecError::NoPod { .. }), Some(hook)) => return self.exec_in_debug_pod(host, words, deadline, hook).await,
+            (Err(e), _) => return Err(e),
+        };
+        let result = self.stream(DAEMON_NAMESPACE, &pod, DAEMON_CONTAINER, node, chroot(HOST_ROOT, words), deadline).await;
+        // A pod gone since it was found is looked up again.
+        if result.as_ref().is_err_and(ExecError::is_not_found) {
+            self.pods.lock().unwrap().remove(node);
+        }
+        result
+    }
+
+    /// The exec itself: the upgrade and the stream, until `deadline`.
+    async fn stream(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        node: &str,
+        argv: Vec<String>,
+        deadline: tokio::time::Instant,
+    ) -> Result<ExecOutput, ExecError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = AttachParams::default().container(container).stdin(false).stdout(true).stderr(true);
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run = async {
+            let mut process = api.exec(pod, argv, &params).await.map_err(|e| ExecError::from_api(node, e))?;
+            let (stdout, stderr) = (process.stdout(), process.stderr());
+            let status = process.take_status();
             let (out, err) = read_until_the_stream_ends(process, stdout, stderr).await;
             let status = match status {
                 Some(status) => status.await,
                 None => None,
             };
-            (out, err, status)
+            Ok((out, err, status))
         };
-        let Ok((stdout, stderr, status)) = tokio::time::timeout(self.command_timeout, run).await else {
+        // The upgrade may have reached the kubelet when the deadline passes: the command may
+        // have started, so a timeout here is an answer that did not come, never a refusal.
+        let Ok(ran) = tokio::time::timeout_at(deadline, run).await else {
             return Ok(ExecOutput { stdout: Vec::new(), stderr: Vec::new(), exit: None, timed_out: true, failure: None });
         };
+        let (stdout, stderr, status) = ran?;
         let (exit, failure) = match exit_of(status.as_ref()) {
             Ok(exit) => (exit, None),
             Err(why) => (None, Some(format!("exec on {node}: {why}"))),
@@ -250,7 +475,7 @@ impl KubeTransport {
 
     /// Runs `command`; Ok only when it exited 0.
     async fn run_ok(&self, host: &Host, command: &str) -> Result<ExecOutput, TransportError> {
-        let output = self.exec(host, command).await?;
+        let output = self.exec(host, command).await.map_err(TransportError::from)?;
         match output.exit {
             Some(0) => Ok(output),
             _ if output.timed_out => Err(TransportError::Timeout(format!("`{command}` through the cluster API"))),
@@ -270,6 +495,10 @@ impl KubeTransport {
 }
 
 impl PowerTransport for KubeTransport {
+    fn attach_journal(&self, hook: JournalHook) {
+        *self.debug.journal.lock().unwrap() = Some(hook);
+    }
+
     async fn read_boot_id(&self, host: &Host) -> Result<String, TransportError> {
         let output = self.run_ok(host, &self.reboot.boot_id_command).await?;
         parse_boot_id(&output.stdout)
@@ -277,7 +506,7 @@ impl PowerTransport for KubeTransport {
 
     async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
         let command = &self.reboot_command;
-        let output = self.exec(host, command).await?;
+        let output = self.exec(host, command).await.map_err(TransportError::from)?;
         match output.exit {
             _ if output.timed_out => Ok(Delivery::NoAnswer),
             Some(0) => Ok(Delivery::ExitZero),
@@ -341,5 +570,41 @@ mod tests {
         assert_eq!(exit_of(None), Ok(None));
         let other = Status { status: Some("Failure".into()), message: Some("container not found".into()), ..Default::default() };
         assert!(exit_of(Some(&other)).is_err());
+    }
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        let status = kube::core::Status { code, message: message.into(), ..Default::default() };
+        kube::Error::Api(status.boxed())
+    }
+
+    #[test]
+    fn a_403_is_forbidden_with_the_apis_message_and_keeps_its_source() {
+        use std::error::Error as _;
+        let error = ExecError::from_api("worker-0", api_error(403, "pods \"x\" is forbidden: User \"u\" cannot create"));
+        assert!(error.source().is_some(), "the API's error is kept as the source");
+        let transport = TransportError::from(error);
+        assert!(matches!(transport, TransportError::Forbidden(_)), "{transport:?}");
+        assert_eq!(
+            transport.to_string(),
+            "forbidden: the cluster API refused exec on worker-0: pods \"x\" is forbidden: User \"u\" cannot create"
+        );
+        assert!(matches!(TransportError::from(ExecError::from_api("n", api_error(401, "Unauthorized"))), TransportError::Auth(_)));
+        assert!(TransportError::from(ExecError::from_api("n", api_error(500, "error dialing backend"))).is_transient());
+        assert!(ExecError::from_api("n", api_error(404, "pods \"x\" not found")).is_not_found());
+    }
+
+    #[test]
+    fn only_a_running_ready_pod_not_terminating_takes_an_exec() {
+        let pod = |phase: &str, ready: &str, deleting: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "deletionTimestamp": if deleting { Some("2026-01-01T00:00:00Z") } else { None }},
+                "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]},
+            }))
+            .unwrap()
+        };
+        assert!(pod_serves_exec(&pod("Running", "True", false)));
+        assert!(!pod_serves_exec(&pod("Running", "True", true)), "Terminating");
+        assert!(!pod_serves_exec(&pod("Running", "False", false)), "not Ready");
+        assert!(!pod_serves_exec(&pod("Pending", "True", false)), "not Running");
     }
 }

@@ -155,6 +155,15 @@ async fn read_chunks(api: &Api<ConfigMap>, place: &JournalPlace) -> Result<Vec<C
     }
 }
 
+/// Whether the run has a journal in the cluster (its first chunk exists).
+pub async fn exists(client: &kube::Client, place: &JournalPlace) -> Result<bool, JournalError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &place.namespace);
+    api.get_opt(&place.chunk_name(0)).await.map(|found| found.is_some()).map_err(|e| JournalError::Unreadable {
+        path: place.location(),
+        reason: format!("configmaps/{}/{}: {e}", place.namespace, place.chunk_name(0)),
+    })
+}
+
 /// A journal read from the cluster.
 #[derive(Debug)]
 pub struct Loaded {

@@ -10,6 +10,7 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 
 pub mod access;
+pub mod debug_pod;
 pub mod discover;
 pub mod drain;
 pub mod exec;
@@ -59,6 +60,30 @@ pub fn in_pod() -> bool {
     std::env::var("KUBERNETES_SERVICE_HOST").is_ok_and(|h| !h.is_empty()) && service_account_dir().join("token").is_file()
 }
 
+/// The in-cluster configuration, as client-go's `rest.InClusterConfig`: the API server from
+/// `KUBERNETES_SERVICE_HOST` and `_PORT`, the ServiceAccount's token (re-read as it rotates)
+/// and CA from [`service_account_dir`].
+fn in_cluster_config() -> Result<kube::Config, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let dir = service_account_dir();
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"));
+    let (host, port) = (var("KUBERNETES_SERVICE_HOST")?, var("KUBERNETES_SERVICE_PORT")?);
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let url = format!("https://{host}:{port}").parse().map_err(|e| format!("https://{host}:{port}: {e}"))?;
+    let mut config = kube::Config::new(url);
+    let ca_file = dir.join("ca.crt");
+    let pem = std::fs::read(&ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let certificates: Vec<Vec<u8>> =
+        CertificateDer::pem_slice_iter(&pem).map(|c| c.map(|c| c.to_vec())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    config.root_cert = Some(certificates);
+    config.auth_info.token_file = Some(dir.join("token").to_string_lossy().into_owned());
+    if let Ok(namespace) = std::fs::read_to_string(dir.join("namespace")) {
+        config.default_namespace = namespace.trim().to_owned();
+    }
+    Ok(config)
+}
+
 /// Where the cluster is, in kubectl's order of precedence.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterTarget {
@@ -92,9 +117,7 @@ async fn connect_named(target: &ClusterTarget) -> Result<(Client, kube::Config, 
             };
             match loaded {
                 Ok(found) => found,
-                Err(kubeconfig_error) => {
-                    (kube::Config::incluster().map_err(|_| ClusterError::NoConfig(kubeconfig_error.to_string()))?, None)
-                }
+                Err(kubeconfig_error) => (in_cluster_config().map_err(|_| ClusterError::NoConfig(kubeconfig_error.to_string()))?, None),
             }
         }
     };

@@ -23,6 +23,8 @@ impl Migration<'_, '_> {
             cluster: Some(self.cluster.connection.clone()),
             journal,
             journal_in_cluster: false,
+            run_id: None,
+            own_node: None,
             groups,
             drain: None,
             lease: LeasePolicy { migration_holder: Some(self.lease_holder.clone()), ..LeasePolicy::default() },

@@ -359,7 +359,7 @@ impl<T: PowerTransport> Shared<T> {
         let policy = &self.fallback;
         let allowed = match error {
             TransportError::Unreachable(_) | TransportError::Timeout(_) => policy.on_unreachable,
-            TransportError::Auth(_) => policy.on_auth_failure,
+            TransportError::Auth(_) | TransportError::Forbidden(_) => policy.on_auth_failure,
             TransportError::HostKey(_) => policy.on_host_key,
             TransportError::CommandFailed { .. } | TransportError::Other(_) => false,
         };
@@ -639,6 +639,10 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     let bmc: Option<Arc<dyn BmcPower>> = bmc.map(|b| b as Arc<dyn BmcPower>);
     let journal_path = journal.path().to_owned();
     let journal = Arc::new(Mutex::new(JournalSink { writer: journal, written: 0, kill: hooks.kill, dead: false }));
+    let hook = journal.clone();
+    transport.attach_journal(Arc::new(move |entry| {
+        hook.lock().unwrap().append(&Record { v: JOURNAL_VERSION, at_ms: clock.now_ms(), entry }).is_ok()
+    }));
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let pacer = settings
         .rate

@@ -159,7 +159,11 @@ impl HostRecord {
             Entry::ApiConfirmed { boot_id, .. } => self.api_boot_id = Some(boot_id.clone()),
             Entry::Cordoning { already_cordoned, .. } => self.cordoned |= !already_cordoned,
             Entry::Uncordoned { .. } => self.cordoned = false,
-            Entry::Drained { .. } | Entry::PassReleased { .. } | Entry::TransportChosen { .. } => {}
+            Entry::Drained { .. }
+            | Entry::PassReleased { .. }
+            | Entry::TransportChosen { .. }
+            | Entry::DebugPodCreating { .. }
+            | Entry::DebugPodDeleted { .. } => {}
             Entry::Confirmed { .. } => {
                 self.phase = Phase::Confirmed;
                 self.confirmed_at_ms = Some(at_ms);
@@ -253,6 +257,16 @@ pub struct RunState {
     /// The settings the run last ran with (`run_started`, or the latest `run_resumed` that
     /// names them); None for journals written before settings were recorded.
     pub settings: Option<RunSettings>,
+    /// Debug pods the journal says were created and not deleted (a kill came between).
+    pub debug_pods: Vec<DebugPodRef>,
+}
+
+/// A debug pod the kube transport created on a node, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DebugPodRef {
+    pub host: String,
+    pub namespace: String,
+    pub pod: String,
 }
 
 impl RunState {
@@ -306,8 +320,16 @@ pub fn fold(records: &[Record], path: &Path) -> Result<RunState, JournalError> {
         drain: *drain,
         cluster: cluster.as_deref().cloned(),
         settings: settings.clone(),
+        debug_pods: Vec::new(),
     };
     for (index, record) in iter.enumerate() {
+        match &record.entry {
+            Entry::DebugPodCreating { host, namespace, pod } => {
+                state.debug_pods.push(DebugPodRef { host: host.clone(), namespace: namespace.clone(), pod: pod.clone() })
+            }
+            Entry::DebugPodDeleted { namespace, pod, .. } => state.debug_pods.retain(|d| !(&d.namespace == namespace && &d.pod == pod)),
+            _ => {}
+        }
         match &record.entry {
             Entry::RunStarted { run_id: second, .. } => {
                 return Err(JournalError::SecondStart {

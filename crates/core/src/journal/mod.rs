@@ -130,6 +130,20 @@ pub enum Entry {
         transport: String,
         reason: String,
     },
+    /// Written BEFORE an `oc debug`-style pod is created on the host's node (the kube
+    /// transport where no machine-config daemon pod serves exec): after a kill, the next run,
+    /// a resume or `fleetboot repair` deletes what such records name and no deletion followed.
+    DebugPodCreating {
+        host: String,
+        namespace: String,
+        pod: String,
+    },
+    /// That pod was deleted (or found gone).
+    DebugPodDeleted {
+        host: String,
+        namespace: String,
+        pod: String,
+    },
     /// The host stopped answering after the dispatch.
     Down {
         host: String,
@@ -290,6 +304,8 @@ impl Entry {
             | Entry::Dispatched { host, .. }
             | Entry::FallingBack { host, .. }
             | Entry::TransportChosen { host, .. }
+            | Entry::DebugPodCreating { host, .. }
+            | Entry::DebugPodDeleted { host, .. }
             | Entry::Down { host }
             | Entry::Back { host, .. }
             | Entry::ApiConfirmed { host, .. }

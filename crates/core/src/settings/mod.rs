@@ -103,6 +103,7 @@ choice!(
         Auto = "auto": "A live display on a terminal, plain lines otherwise",
         Plain = "plain": "One line per event",
         Json = "json": "One JSON object per event",
+        Yaml = "yaml": "One YAML document per event (a stream: the JSON's events as YAML)",
     }
 );
 

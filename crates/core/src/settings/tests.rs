@@ -137,7 +137,7 @@ fn one_spelling_for_the_command_line_the_file_and_the_journal() {
         assert_eq!(serde_json::from_str::<HostKeyPolicy>(&format!("\"{name}\"")).unwrap(), parsed);
     }
     assert_eq!(Transport::NAMES, ["auto", "ssh", "redfish", "kube"]);
-    assert_eq!(OutputFormat::NAMES, ["auto", "plain", "json"]);
+    assert_eq!(OutputFormat::NAMES, ["auto", "plain", "json", "yaml"]);
 }
 
 #[test]

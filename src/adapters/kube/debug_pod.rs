@@ -1,0 +1,159 @@
+//! The kube transport's fallback where a node has no machine-config daemon pod that serves
+//! exec (not OpenShift, or the pod not Running and Ready): an `oc debug node/NAME`-style pod —
+//! privileged, hostPID, the host's `/` at `/host`, pinned to the node by `spec.nodeName`,
+//! tolerating every taint — in a namespace fleetboot creates ([`DEBUG_NAMESPACE`]), labelled
+//! with who made it. The command runs under `chroot /host`; the pod is deleted right after.
+//!
+//! Every pod is journaled BEFORE it is created (`debug_pod_creating`) and after it is deleted
+//! (`debug_pod_deleted`): a run stopped by Ctrl-C deletes what it still has; after a kill, the
+//! resume or `fleetboot repair` deletes what the journal names without a deletion.
+
+use std::time::Duration;
+
+use fleetboot_core::journal::DebugPodRef;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+
+/// Where fleetboot's debug pods live.
+pub const DEBUG_NAMESPACE: &str = "fleetboot-debug";
+/// The pod's only container.
+pub const DEBUG_CONTAINER: &str = "debug";
+/// Where the container sees the host's `/` (as `oc debug node/NAME` mounts it).
+pub const DEBUG_HOST_ROOT: &str = "/host";
+/// The image `oc debug node` uses on OpenShift 4 (its `tools` image stream: support-tools).
+pub const DEBUG_IMAGE: &str = "registry.redhat.io/rhel9/support-tools:latest";
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "fleetboot");
+pub const RUN_ID_LABEL: &str = "fleetboot.io/run-id";
+pub const NODE_LABEL: &str = "fleetboot.io/node";
+
+/// The namespace fleetboot creates for its debug pods: privileged under Pod Security
+/// admission (the pods are privileged and hostPID), no project node selector (OpenShift's
+/// `openshift.io/node-selector: ""`, as `oc adm` creates its debug namespaces).
+pub fn namespace_object() -> Namespace {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {
+            "name": DEBUG_NAMESPACE,
+            "labels": {
+                MANAGED_BY.0: MANAGED_BY.1,
+                "pod-security.kubernetes.io/enforce": "privileged",
+                "pod-security.kubernetes.io/audit": "privileged",
+                "pod-security.kubernetes.io/warn": "privileged",
+            },
+            "annotations": {"openshift.io/node-selector": ""},
+        },
+    }))
+    .expect("a valid Namespace")
+}
+
+/// The debug pod for `node`, as `oc debug node/NAME` makes it (oc `pkg/cli/debug/debug.go`:
+/// hostPID, hostNetwork, privileged, `/` at `/host`, `nodeName` set, restartPolicy Never) and
+/// tolerating every taint (`operator: Exists`), so a cordoned or tainted node takes it.
+pub fn pod_object(name: &str, node: &str, run_id: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": DEBUG_NAMESPACE,
+            "labels": {MANAGED_BY.0: MANAGED_BY.1, RUN_ID_LABEL: run_id, NODE_LABEL: node},
+            "annotations": {"debug.openshift.io/source-resource": format!("/v1, Resource=nodes/{node}")},
+        },
+        "spec": {
+            "nodeName": node,
+            "hostPID": true,
+            "hostNetwork": true,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{
+                "name": DEBUG_CONTAINER,
+                "image": DEBUG_IMAGE,
+                "command": ["/bin/sh", "-c", "sleep infinity"],
+                "securityContext": {"privileged": true, "runAsUser": 0},
+                "volumeMounts": [{"name": "host", "mountPath": DEBUG_HOST_ROOT}],
+            }],
+            "volumes": [{"name": "host", "hostPath": {"path": "/", "type": "Directory"}}],
+        },
+    }))
+    .expect("a valid Pod")
+}
+
+/// A name for a new debug pod on `node` (unique per call).
+pub fn pod_name(node: &str) -> String {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let suffix = format!("{:05x}", (nanos ^ (made << 40) ^ u64::from(std::process::id())) & 0xf_ffff);
+    // A pod name is a DNS subdomain (253); node names fit, the prefix and suffix are short.
+    format!("fleetboot-debug-{node}-{suffix}")
+}
+
+/// Creates the namespace unless it exists.
+pub async fn ensure_namespace(client: &Client) -> Result<(), kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.create(&PostParams::default(), &namespace_object()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until the pod is Running (a watch), at most `limit`.
+pub async fn wait_running(client: &Client, name: &str, limit: Duration) -> Result<bool, kube::runtime::wait::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), DEBUG_NAMESPACE);
+    let running = kube::runtime::wait::await_condition(api, name, kube::runtime::conditions::is_pod_running());
+    match tokio::time::timeout(limit, running).await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Deletes a debug pod now (no grace: it only sleeps). A pod already gone counts as deleted.
+pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the debug pods a journal names without a deletion (after a kill): those deleted (or
+/// found gone), and the errors of those that could not be.
+pub async fn delete_leftovers(client: &Client, pods: &[DebugPodRef]) -> (Vec<DebugPodRef>, Vec<(DebugPodRef, kube::Error)>) {
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+    for pod in pods {
+        match delete(client, &pod.namespace, &pod.pod).await {
+            Ok(()) => deleted.push(pod.clone()),
+            Err(e) => failed.push((pod.clone(), e)),
+        }
+    }
+    (deleted, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pod_is_pinned_privileged_tolerates_everything_and_says_who_made_it() {
+        let pod = pod_object("fleetboot-debug-worker-0-abcde", "worker-0", "run-1");
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("worker-0"));
+        assert_eq!(spec.host_pid, Some(true));
+        let tolerations = spec.tolerations.as_ref().unwrap();
+        assert_eq!(tolerations.len(), 1);
+        assert_eq!(tolerations[0].operator.as_deref(), Some("Exists"));
+        assert_eq!(tolerations[0].key, None);
+        let container = &spec.containers[0];
+        assert_eq!(container.security_context.as_ref().unwrap().privileged, Some(true));
+        assert_eq!(container.volume_mounts.as_ref().unwrap()[0].mount_path, "/host");
+        assert_eq!(spec.volumes.as_ref().unwrap()[0].host_path.as_ref().unwrap().path, "/");
+        let labels = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "fleetboot");
+        assert_eq!(labels[RUN_ID_LABEL], "run-1");
+        assert!(pod_name("worker-0").starts_with("fleetboot-debug-worker-0-"));
+    }
+}
