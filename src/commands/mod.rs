@@ -57,7 +57,15 @@ Environment (below the flags, above the config file; a bad value is refused nami
   FLEETBOOT_TRANSPORT          --transport
   FLEETBOOT_HOST_KEY_POLICY    --host-key-policy
   FLEETBOOT_OUTPUT             --output
-  FLEETBOOT_CONTEXT            --context";
+  FLEETBOOT_CONTEXT            --context
+  FLEETBOOT_WINDOW             --window (several separated by ;)
+  FLEETBOOT_WINDOW_EXIT        --window-exit (true or false)
+  FLEETBOOT_BLOCK_ON_PODS      --block-on-pods
+  FLEETBOOT_HEALTHY_CHECKS     --healthy-checks
+  FLEETBOOT_HEALTHY_INTERVAL   --healthy-interval
+  FLEETBOOT_SOAK               --soak
+  FLEETBOOT_DRAIN_ESCALATION   --drain-escalation
+  FLEETBOOT_DRAIN_POD_SELECTOR --drain-pod-selector";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {

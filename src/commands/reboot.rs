@@ -356,6 +356,9 @@ pub async fn run(args: RebootArgs, config: Option<&Path>) -> Result<ExitCode, Er
             )
         );
         print!("{}", crate::report::plan::render_batch(&prepared.settings().run.batch, crate::adapters::system::now_ms()));
+        for line in prepared.drain_preflight().await {
+            println!("{line}");
+        }
         if let Some(url) = &args.batch.notify {
             println!("notify: {} ({:?}; run started, drained, rebooted, failed, held, finished)", redact(url), args.batch.notify_format);
         }

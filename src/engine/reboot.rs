@@ -495,6 +495,26 @@ impl PreparedRun {
         self.cluster.is_some()
     }
 
+    /// The drain preflight, as the run makes it before its first drain (`--dry-run` shows it):
+    /// the PodDisruptionBudgets allowing no disruption now and the drains of this plan they
+    /// block. Empty without `--drain` or a cluster.
+    pub async fn drain_preflight(&self) -> Vec<String> {
+        let (Some(connection), Some(policy)) = (&self.cluster, self.drain) else { return Vec::new() };
+        let drainer = crate::adapters::kube::Drainer::new(connection.client.clone(), policy)
+            .only_pods(self.settings.run.batch.drain_pod_selector.clone());
+        let nodes: std::collections::BTreeSet<String> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.action == fleetboot_core::journal::ResumeAction::Reboot && !self.plan.grouping.is_standalone(&s.host.name))
+            .map(|s| s.host.name.clone())
+            .collect();
+        match drainer.zero_disruption_budgets(&nodes).await {
+            Ok(found) => found.iter().map(|(budget, blocked)| fleetboot_core::batch::zero_budget_warning(budget, blocked)).collect(),
+            Err(e) => vec![format!("preflight: {e}")],
+        }
+    }
+
     /// Host-list runs: each node's line as the user wrote it (its name, where it was listed).
     pub fn listed_as(&self) -> &std::collections::BTreeMap<String, (String, String)> {
         &self.listed_as

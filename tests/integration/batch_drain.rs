@@ -118,3 +118,44 @@ fn a_drain_pod_selector_is_shown_in_the_dry_run_and_a_bad_one_is_refused_naming_
     assert!(run.stderr.contains("--drain-pod-selector"), "{}", run.stderr);
     assert_eq!(reboot_requests(&sim, "worker-0"), 0);
 }
+
+/// Review B8: in policy/v1 a budget with no selector covers no pod and one with an empty
+/// selector (`{}`) covers every pod of its namespace (kubernetes
+/// staging/src/k8s.io/api/policy/v1/types.go, PodDisruptionBudgetSpec.Selector). The preflight
+/// names only the second, and `--dry-run` shows it, touching nothing.
+#[test]
+fn the_preflight_in_the_dry_run_counts_an_empty_selector_as_every_pod_and_a_missing_one_as_none() {
+    let sim = Sim::start(1, 2);
+    create(&sim, "tools-ns.json", r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"tools"}}"#);
+    create(
+        &sim,
+        "tool.json",
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"tool","namespace":"tools","labels":{"app":"tool"}},
+            "spec":{"nodeName":"worker-0","containers":[{"name":"main","image":"registry.example/tool:1"}]}}"#,
+    );
+    let ready = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+    sim.kubectl_ok(&["-n", "tools", "patch", "pod", "tool", "--subresource=status", "--type", "merge", "-p", ready]);
+    for (name, spec) in [("no-selector", r#"{"minAvailable":1}"#), ("every-pod", r#"{"minAvailable":1,"selector":{}}"#)] {
+        create(
+            &sim,
+            &format!("{name}.json"),
+            &format!(
+                r#"{{"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{{"name":"{name}","namespace":"tools"}},"spec":{spec}}}"#
+            ),
+        );
+        // As the disruption controller would have it for one bare pod (or none): no disruption.
+        let status = r#"{"status":{"observedGeneration":1,"disruptionsAllowed":0,"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}"#;
+        sim.kubectl_ok(&["-n", "tools", "patch", "pdb", name, "--subresource=status", "--type", "merge", "-p", status]);
+    }
+    let args = ["reboot", "--nodes", "worker-0,worker-1", "--drain", "--dry-run"];
+    let run = Run::from(sim.fleetboot(&args).output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(
+        run.stdout.contains("preflight: PodDisruptionBudget tools/every-pod allows 0 disruptions now: the drain of worker-0 waits on it"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("tools/no-selector"), "a budget without a selector covers no pod: {}", run.stdout);
+    assert_eq!(reboot_requests(&sim, "worker-0"), 0);
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "", "nothing cordoned");
+}

@@ -5,6 +5,7 @@
 mod batch;
 mod batch_cluster;
 mod batch_drain;
+mod batch_env;
 mod bmc;
 mod bmh_match;
 mod clients;

@@ -278,6 +278,12 @@ pub struct BatchSettings {
     pub drain_pod_selector: Option<String>,
 }
 
+/// The drain preflight's warning of a PodDisruptionBudget (`namespace/name`) that allows no
+/// disruption now and the nodes whose drain waits on it.
+pub fn zero_budget_warning(budget: &str, blocked: &[String]) -> String {
+    format!("preflight: PodDisruptionBudget {budget} allows 0 disruptions now: the drain of {} waits on it", blocked.join(", "))
+}
+
 /// A label selector as the API takes it (`a=b,c!=d,e in (f,g),!h`), checked before the run
 /// so a typo is a usage error naming the flag, not a drain failing on every node. Returns the
 /// selector trimmed.
@@ -602,6 +608,31 @@ mod tests {
     const MONDAY: i64 = 19_723;
     fn at(day: i64, h: i64, m: i64) -> i64 {
         Utc.instant(day, (h * 3600 + m * 60) as u32)
+    }
+
+    #[test]
+    fn the_environment_sets_the_batch_settings_under_the_flags() {
+        use crate::settings::Partial;
+        let env = Partial::from_env([
+            ("FLEETBOOT_WINDOW", "Mon-Fri 22:00-06:00; Sat 08:00-12:00"),
+            ("FLEETBOOT_SOAK", "5m"),
+            ("FLEETBOOT_HEALTHY_CHECKS", "3"),
+            ("FLEETBOOT_DRAIN_ESCALATION", "wait,defer,skip"),
+            ("FLEETBOOT_DRAIN_POD_SELECTOR", "tier=batch"),
+            ("FLEETBOOT_BLOCK_ON_PODS", "app=backup"),
+            ("FLEETBOOT_WINDOW_EXIT", "true"),
+        ])
+        .unwrap();
+        let flags = BatchPartial { soak_ms: Some(60_000), ..BatchPartial::default() };
+        let merged = merge(&flags, &env.batch, &BatchPartial::default(), &BatchSettings::default());
+        assert_eq!(merged.windows, [w("Mon-Fri 22:00-06:00"), w("Sat 08:00-12:00")]);
+        assert_eq!(merged.soak_ms, 60_000, "the flag wins");
+        assert_eq!(merged.healthy_checks, 3);
+        assert_eq!(merged.drain_escalation, [DrainStep::Wait, DrainStep::Defer, DrainStep::Skip]);
+        assert_eq!((merged.drain_pod_selector.as_deref(), merged.block_on_pods.as_deref()), (Some("tier=batch"), Some("app=backup")));
+        assert!(merged.window_exit);
+        let err = Partial::from_env([("FLEETBOOT_DRAIN_POD_SELECTOR", "tier in batch")]).unwrap_err().to_string();
+        assert!(err.starts_with("environment variable FLEETBOOT_DRAIN_POD_SELECTOR: "), "{err}");
     }
 
     #[test]

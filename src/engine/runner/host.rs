@@ -37,15 +37,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             .map(|s| s.host.name.clone())
             .collect();
         let message = match drain.zero_disruption_budgets(&nodes).await {
-            Ok(found) => found
-                .into_iter()
-                .map(|(budget, blocked)| {
-                    format!(
-                        "preflight: PodDisruptionBudget {budget} allows 0 disruptions now: the drain of {} waits on it",
-                        blocked.join(", ")
-                    )
-                })
-                .collect(),
+            Ok(found) => found.iter().map(|(budget, blocked)| fleetboot_core::batch::zero_budget_warning(budget, blocked)).collect(),
             Err(e) => vec![format!("preflight: {e}")],
         };
         for message in message {

@@ -64,6 +64,24 @@ fn millis(v: Value) -> Result<u64, String> {
     Ok(duration(v)?.as_millis() as u64)
 }
 
+/// `healthy_checks`: 1 to 100.
+fn healthy_checks(v: Value) -> Result<u32, String> {
+    let text = v.text()?;
+    match text.trim().parse::<u32>() {
+        Ok(n @ 1..=100) => Ok(n),
+        _ => Err(format!("must be from 1 to 100, found {text:?}")),
+    }
+}
+
+/// `windows`: a file's list, or one text (the environment's) of windows separated by `;`.
+fn windows(v: Value) -> Result<Vec<Window>, String> {
+    let items = match v {
+        Value::List(items) => items,
+        Value::Text(text) => text.split(';').map(str::to_owned).collect(),
+    };
+    items.iter().map(|w| w.trim().parse::<Window>().map_err(|e| format!("{:?}: {e}", w.trim()))).collect()
+}
+
 fn boolean(v: Value) -> Result<bool, String> {
     match v.text()?.trim() {
         "true" => Ok(true),
@@ -117,26 +135,28 @@ pub const KEYS: &[Key] = &[
     key!(Some("output.state_dir"), None, |p, v| p.state_dir = Some(non_empty(v)?)),
     key!(Some("cluster.kubeconfig"), None, |p, v| p.kubeconfig = optional(v)?),
     key!(Some("cluster.context"), Some("context"), |p, v| p.context = optional(v)?),
-    key!(Some("batch.windows"), None, |p, v| p.batch.windows =
-        Some(v.list()?.iter().map(|w| w.parse::<Window>()).collect::<Result<_, _>>()?)),
+    key!(Some("batch.windows"), Some("window"), |p, v| p.batch.windows = Some(windows(v)?)),
     // The zone's name is checked against the time-zone database by the adapters (core has none).
     key!(Some("batch.window_tz"), None, |p, v| p.batch.window_tz = Some(non_empty(v)?.trim().to_owned())),
-    key!(Some("batch.window_exit"), None, |p, v| p.batch.window_exit = Some(boolean(v)?)),
+    key!(Some("batch.window_exit"), Some("window-exit"), |p, v| p.batch.window_exit = Some(boolean(v)?)),
     key!(Some("batch.only_if"), None, |p, v| p.batch.only_if = Some(parse_command(&v.text()?)?)),
-    key!(Some("batch.block_on_pods"), None, |p, v| p.batch.block_on_pods = optional(v)?),
+    // Checked as a label selector: a typo is refused naming the key, not met on every poll.
+    key!(Some("batch.block_on_pods"), Some("block-on-pods"), |p, v| p.batch.block_on_pods = match optional(v)? {
+        Some(text) => Some(crate::batch::parse_label_selector(&text)?),
+        None => None,
+    }),
     key!(Some("batch.block_on_pods_on_node"), None, |p, v| p.batch.block_on_pods_on_node = Some(boolean(v)?)),
-    key!(Some("batch.healthy_checks"), None, |p, v| p.batch.healthy_checks = Some(match v.text()?.trim().parse::<u32>() {
-        Ok(n @ 1..=100) => n,
-        _ => return Err("must be from 1 to 100".to_owned()),
-    })),
-    key!(Some("batch.healthy_interval"), None, |p, v| p.batch.healthy_interval_ms = Some(millis(v)?)),
+    key!(Some("batch.healthy_checks"), Some("healthy-checks"), |p, v| p.batch.healthy_checks = Some(healthy_checks(v)?)),
+    key!(Some("batch.healthy_interval"), Some("healthy-interval"), |p, v| p.batch.healthy_interval_ms = Some(millis(v)?)),
     key!(Some("batch.health_command"), None, |p, v| p.batch.health_command = Some(parse_command(&v.text()?)?)),
-    key!(Some("batch.soak"), None, |p, v| p.batch.soak_ms = Some(millis(v)?)),
-    key!(Some("batch.drain_escalation"), None, |p, v| p.batch.drain_escalation = Some(parse_drain_escalation(&v.text()?)?)),
+    key!(Some("batch.soak"), Some("soak"), |p, v| p.batch.soak_ms = Some(millis(v)?)),
+    key!(Some("batch.drain_escalation"), Some("drain-escalation"), |p, v| p.batch.drain_escalation =
+        Some(parse_drain_escalation(&v.text()?)?)),
     // The URL and the expression are checked by the adapters (an HTTP client, a regex engine).
     key!(Some("batch.block_on_alerts"), None, |p, v| p.batch.block_on_alerts = Some(non_empty(v)?.trim().to_owned())),
     key!(Some("batch.alert_filter_regexp"), None, |p, v| p.batch.alert_filter = Some(v.text()?)),
-    key!(Some("batch.drain_pod_selector"), None, |p, v| p.batch.drain_pod_selector = Some(crate::batch::parse_label_selector(&v.text()?)?)),
+    key!(Some("batch.drain_pod_selector"), Some("drain-pod-selector"), |p, v| p.batch.drain_pod_selector =
+        Some(crate::batch::parse_label_selector(&v.text()?)?)),
 ];
 
 /// The environment variable of a key: `poll-interval` -> `FLEETBOOT_POLL_INTERVAL`.
