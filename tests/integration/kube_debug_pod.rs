@@ -202,3 +202,55 @@ fn ctrl_c_while_a_debug_pod_exists_deletes_it() {
     assert!(names("debug_pod_deleted").contains(&pod), "{stderr}");
     assert_eq!(names("debug_pod_creating"), names("debug_pod_deleted"), "every debug pod created was deleted: {stderr}");
 }
+
+#[test]
+fn a_daemon_pod_that_runs_but_is_not_ready_is_waited_for_never_replaced_by_a_debug_pod() {
+    let sim = cluster(1, &[]);
+    let pod = sim.kubectl_ok(&[
+        "-n",
+        MCO,
+        "get",
+        "pods",
+        "-l",
+        "k8s-app=machine-config-daemon",
+        "--field-selector",
+        "spec.nodeName=worker-0",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    // As the node lifecycle controller marks the pods of a node that stopped posting.
+    sim.kubectl_ok(&[
+        "-n",
+        MCO,
+        "patch",
+        "pod",
+        &pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
+    ]);
+    let journal = sim.path("run.jsonl");
+    let run: Run = sim
+        .fleetboot(&[
+            "reboot",
+            "--transport",
+            "kube",
+            "--poll-interval",
+            "200ms",
+            "--output",
+            "json",
+            "--journal",
+            journal.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(run.code, 0, "{}", run.debug());
+    let (outcome, error) = run.outcomes()["worker-0"].clone();
+    assert_eq!(outcome, "failed", "{}", run.debug());
+    assert!(error.contains(&format!("the machine-config-daemon pod {pod} on worker-0 is Running but not Ready")), "{error}");
+    assert!(journal_records(&journal, "debug_pod_creating").is_empty(), "no debug pod for a daemon pod that runs");
+    assert_eq!(debug_pods(&sim), Vec::<String>::new());
+    assert_eq!(reboots(&sim), vec![("worker-0".to_owned(), 0)]);
+}

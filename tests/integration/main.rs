@@ -52,6 +52,7 @@ mod sim_exec;
 mod sim_fleetboot_drain;
 mod sim_kube;
 mod sim_kubectl;
+mod sim_kubelet;
 mod sim_observed;
 mod sim_procedures;
 mod sim_traffic;

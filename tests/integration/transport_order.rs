@@ -121,3 +121,37 @@ fn an_order_without_redfish_never_sends_a_node_to_its_bmc() {
     let history = nodes.as_array().unwrap().iter().find(|n| n["name"] == "worker-1").unwrap()["history"].to_string();
     assert!(!history.contains("bmc-"), "{history}");
 }
+
+#[test]
+fn kube_first_falls_to_ssh_where_the_api_cannot_reach_a_node_journaled_with_the_apis_error() {
+    let sim = Sim::start(0, 2);
+    // worker-1: no daemon pod, and no exec into a debug pod: the API cannot reach it.
+    let pod = sim.kubectl_ok(&[
+        "-n",
+        "openshift-machine-config-operator",
+        "get",
+        "pods",
+        "-l",
+        "k8s-app=machine-config-daemon",
+        "--field-selector",
+        "spec.nodeName=worker-1",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    sim.kubectl_ok(&["-n", "openshift-machine-config-operator", "delete", "pod", &pod]);
+    sim.control("POST", "exec-forbidden", r#"{"namespace":"fleetboot-debug"}"#);
+    set_order(&sim, r#"["kube", "ssh", "redfish"]"#);
+    let run: Run = sim.fleetboot(&["reboot", "--all", "--poll-interval", "200ms", "--output", "json"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for (name, (outcome, error)) in run.outcomes() {
+        assert_eq!(outcome, "rebooted", "{name}: {error}");
+    }
+    let journal = run.journal();
+    let chosen = records(&journal, "transport_chosen");
+    assert_eq!(chosen.len(), 1, "{chosen:?}");
+    assert_eq!((chosen[0]["host"].as_str(), chosen[0]["transport"].as_str()), (Some("worker-1"), Some("ssh")));
+    let reason = chosen[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("the cluster API's exec cannot reach it (forbidden: ") && reason.ends_with("; SSH does"), "{reason}");
+    assert!(records(&journal, "falling_back").is_empty());
+    assert_eq!(reboot_requests(&sim), 2);
+}

@@ -72,10 +72,12 @@ pub enum ExecError {
     /// Another answer of the API (a 404 twice, a 400).
     #[error("exec on {node} through the cluster API: {}", api_message(.source))]
     Api { node: String, source: kube::Error },
+    /// The node's daemon pod runs but cannot take an exec now (not Ready, as while its node is
+    /// down, or being replaced): another try may work; no debug pod is made for it.
+    #[error("the machine-config-daemon pod {pod} on {node} is Running but not Ready, or Terminating")]
+    PodNotReady { node: String, pod: String },
     /// No pod to exec into on the node.
-    #[error(
-        "no Running machine-config-daemon pod on {node} that is Ready and not Terminating (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})"
-    )]
+    #[error("no Running machine-config-daemon pod on {node} (namespace {DAEMON_NAMESPACE}, label {DAEMON_SELECTOR})")]
     NoPod { node: String },
     /// The debug pod (the fallback where no daemon pod serves exec) could not be made ready:
     /// created, watched until Running. Nothing ran.
@@ -125,9 +127,11 @@ impl From<ExecError> for TransportError {
         match error {
             ExecError::Unauthorized { .. } => TransportError::Auth(message),
             ExecError::Forbidden { .. } => TransportError::Forbidden(message),
-            ExecError::Backend { .. } | ExecError::Connection { .. } | ExecError::NoPod { .. } | ExecError::DebugPodNotRunning { .. } => {
-                TransportError::Unreachable(message)
-            }
+            ExecError::Backend { .. }
+            | ExecError::Connection { .. }
+            | ExecError::NoPod { .. }
+            | ExecError::PodNotReady { .. }
+            | ExecError::DebugPodNotRunning { .. } => TransportError::Unreachable(message),
             ExecError::DebugPod { .. } | ExecError::JournalClosed { .. } => TransportError::Other(message),
             ExecError::ListTimedOut { .. } => TransportError::Timeout(message),
             ExecError::Api { .. } => TransportError::Other(message),
@@ -389,8 +393,16 @@ impl KubeTransport {
         let params = ListParams::default().labels(DAEMON_SELECTOR).fields(&format!("spec.nodeName={node}"));
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pods = api.list(&params).await.map_err(|e| ExecError::from_api(node, e))?;
-        let pod = pods.items.iter().find(|p| pod_serves_exec(p)).and_then(|p| p.metadata.name.clone());
-        let pod = pod.ok_or_else(|| ExecError::NoPod { node: node.to_owned() })?;
+        let Some(pod) = pods.items.iter().find(|p| pod_serves_exec(p)).and_then(|p| p.metadata.name.clone()) else {
+            // A daemon pod that runs but is not Ready (its node down, rebooting) is waited for,
+            // never replaced by a debug pod; only where none runs (not OpenShift, the pod gone or
+            // not started) is there no daemon pod.
+            let running = pods.items.iter().find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+            return Err(match running.and_then(|p| p.metadata.name.clone()) {
+                Some(pod) => ExecError::PodNotReady { node: node.to_owned(), pod },
+                None => ExecError::NoPod { node: node.to_owned() },
+            });
+        };
         self.pods.lock().unwrap().insert(node.to_owned(), pod.clone());
         Ok(pod)
     }

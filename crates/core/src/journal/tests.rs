@@ -351,3 +351,19 @@ mod cluster_identity_tests {
         assert!(!id("https://a:6443", None).same_cluster(&id("https://b:6443", None)));
     }
 }
+
+#[test]
+fn debug_pods_created_and_not_deleted_are_what_the_fold_leaves() {
+    let created =
+        |at, pod: &str| rec(at, Entry::DebugPodCreating { host: "a".into(), namespace: "fleetboot-debug".into(), pod: pod.into() });
+    let deleted =
+        |at, pod: &str| rec(at, Entry::DebugPodDeleted { host: "a".into(), namespace: "fleetboot-debug".into(), pod: pod.into() });
+    let records = vec![start(&["a"]), created(1, "p1"), deleted(2, "p1"), created(3, "p2"), created(4, "p3"), deleted(5, "p3")];
+    let state = fold(&records, Path::new("j")).unwrap();
+    let left: Vec<&str> = state.debug_pods.iter().map(|d| d.pod.as_str()).collect();
+    assert_eq!(left, ["p2"]);
+    assert_eq!(state.records["a"].resume_action(), ResumeAction::Reboot, "the host's own state is untouched");
+    // The record format, as the journal writes it.
+    let line = serde_json::to_string(&created(3, "p2")).unwrap();
+    assert_eq!(line, r#"{"v":1,"at_ms":3,"event":"debug_pod_creating","host":"a","namespace":"fleetboot-debug","pod":"p2"}"#);
+}
