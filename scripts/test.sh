@@ -27,6 +27,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# A headless browser lays out the HTML report as a person would see it (report_browser.rs).
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+    echo "test.sh: installing chromium"
+    if [ "$(id -u)" != 0 ]; then
+        echo "test.sh: need root to install chromium (or install it yourself, or set CHROMIUM)" >&2
+        exit 1
+    fi
+    [ ${#missing[@]} -gt 0 ] || apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 # sshd wants its privilege-separation directory even when started by hand.
 mkdir -p /run/sshd 2>/dev/null || true
 

@@ -39,6 +39,7 @@ mod rbac;
 mod rbac_commands;
 mod reboot;
 mod redfish_links;
+mod report_browser;
 mod report_timeline;
 mod resume;
 mod safety_input;
