@@ -284,6 +284,21 @@ fn migrates_live(version: &str) {
     assert_eq!(get("network.operator.openshift.io", ".spec.migration"), "");
     let journal = journal(&sim);
     assert!(journal.contains(r#""flow":"live""#) && journal.contains(r#""step_done","step":"wait_rollout""#), "{journal}");
+    // Each of the MCO's reboots is journaled as seen (between two looks) and drawn in the
+    // report's timeline as the MCO's, on its node's lane.
+    let observed: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "reboot_observed")
+        .collect();
+    for (node, count) in boots(&sim) {
+        let seen = observed.iter().filter(|r| r["node"] == node.as_str()).count();
+        assert_eq!(seen, count, "{node}: each of its boots observed once: {observed:?}");
+    }
+    assert!(observed.iter().all(|r| r["since_ms"].as_u64() <= r["at_ms"].as_u64()), "{observed:?}");
+    let svg = std::fs::read_to_string(sim.migration_dirs()[0].join("timeline.svg")).unwrap();
+    assert!(svg.contains("rebooted by the MCO (between two looks)"), "the legend names the MCO's reboots");
+    assert_eq!(svg.matches("rebooted by the MCO (live migration) between").count(), observed.len(), "one bar per observed reboot");
     let cleanup = migrate(&sim, &["--cleanup"]);
     assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
     assert!(!get("network.config.openshift.io", ".metadata.annotations").contains(ANNOTATION), "annotation removed");

@@ -220,6 +220,8 @@ pub enum Kind {
     DownSsh,
     DownApi,
     DownBmc,
+    /// Rebooted by someone else (the MCO), seen between two looks.
+    DownMco,
     /// Not seen back (failed, or still open when the journal ends).
     NotBack,
     Cancelled,
@@ -238,6 +240,7 @@ impl Kind {
             Kind::DownSsh => "#3182bd",
             Kind::DownApi => "#31a354",
             Kind::DownBmc => "#756bb1",
+            Kind::DownMco => "#8c6d31",
             Kind::NotBack => "#fd8d3c",
             Kind::Cancelled => "#bdbdbd",
             Kind::Failure => "#a50f15",
@@ -255,6 +258,7 @@ impl Kind {
             Kind::DownSsh => "down: reboot sent over SSH",
             Kind::DownApi => "down: reboot sent through the API (exec)",
             Kind::DownBmc => "down: BMC reset (Redfish)",
+            Kind::DownMco => "rebooted by the MCO (between two looks)",
             Kind::NotBack => "not seen back (failed or still out)",
             Kind::Cancelled => "cancelled or found powered off",
             Kind::Failure => "failure",
@@ -272,6 +276,7 @@ impl Kind {
             Kind::DownSsh => "down-ssh",
             Kind::DownApi => "down-api",
             Kind::DownBmc => "down-bmc",
+            Kind::DownMco => "down-mco",
             Kind::NotBack => "not-back",
             Kind::Cancelled => "cancelled",
             Kind::Failure => "failure",
@@ -485,6 +490,7 @@ pub fn layout(t: &Timeline) -> Picture {
                     (Outcome::Cancelled, _) => Kind::Cancelled,
                     (_, "API") => Kind::DownApi,
                     (_, "BMC") => Kind::DownBmc,
+                    (_, "MCO") => Kind::DownMco,
                     _ => Kind::DownSsh,
                 };
                 let what = match r.outcome {
@@ -494,24 +500,32 @@ pub fn layout(t: &Timeline) -> Picture {
                     Outcome::Superseded => "followed by another reboot".to_owned(),
                     Outcome::Open => "not seen back".to_owned(),
                 };
-                let title = format!("{node}: rebooted by {} over {}, sent {}, {what}", r.by, r.transport, clock(r.sent_ms));
+                let title = match r.transport {
+                    // Not fleetboot's: seen between two looks, no command sent.
+                    "MCO" => format!("{node}: rebooted by {} between {} and {}", r.by, clock(r.sent_ms), clock(r.end_ms)),
+                    _ => format!("{node}: rebooted by {} over {}, sent {}, {what}", r.by, r.transport, clock(r.sent_ms)),
+                };
                 // Sent → down (or its end, never seen down), then down → back: exact widths, so
                 // one reboot ends where the next begins.
                 let waiting =
                     if r.down_ms.is_none() && matches!(r.outcome, Outcome::Failed | Outcome::Open) { down } else { Kind::Waiting };
-                rects.push(Rect {
-                    id: format!("reboot-{lane}-{n}"),
-                    kind: waiting,
-                    x: a,
-                    y: y + 2.0,
-                    w: d - a,
-                    h: 11.0,
-                    title: title.clone(),
-                });
+                // The MCO's: no command was sent, so no waiting part.
+                if r.transport != "MCO" {
+                    rects.push(Rect {
+                        id: format!("reboot-{lane}-{n}"),
+                        kind: waiting,
+                        x: a,
+                        y: y + 2.0,
+                        w: d - a,
+                        h: 11.0,
+                        title: title.clone(),
+                    });
+                }
                 if r.down_ms.is_some() {
                     rects.push(Rect { id: format!("down-{lane}-{n}"), kind: down, x: d, y: y + 2.0, w: b - d, h: 11.0, title });
                 }
-                texts.push(Text { x: a, y: y + 22.0, size: 8.0, text: format!("{} · {}", r.by, r.transport) });
+                let caption = if r.transport == "MCO" { r.by.clone() } else { format!("{} · {}", r.by, r.transport) };
+                texts.push(Text { x: a, y: y + 22.0, size: 8.0, text: caption });
             }
             for (n, m) in t.marks.iter().filter(|m| &m.node == node).enumerate() {
                 rects.push(Rect {

@@ -20,7 +20,7 @@ use crate::adapters::migration_journal::write_atomically;
 use fleetboot_core::ExitCode;
 use fleetboot_core::migrate::Step;
 use fleetboot_core::migrate::live;
-use fleetboot_core::migrate::record::MigrationState;
+use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
 
 const BASELINE: &str = "live-boot-ids.json";
 const SEEN: &str = "live-boots-seen.json";
@@ -51,7 +51,7 @@ pub(super) async fn hosted_refusal(cluster: &super::cluster::Target) -> Result<O
 
 impl Migration<'_, '_> {
     /// The steps the live flow does its own way; the others are the offline flows'.
-    pub(super) async fn live_step(&self, step: Step, state: &mut MigrationState, _log: &mut Log<'_>) -> Result<String, StepError> {
+    pub(super) async fn live_step(&self, step: Step, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
         let target = state.target.clone();
         let c = self.cluster;
         match step {
@@ -77,14 +77,14 @@ impl Migration<'_, '_> {
                     baseline.len()
                 ))
             }
-            Step::WaitRollout => self.live_watch(&target).await,
+            Step::WaitRollout => self.live_watch(&target, state, log).await,
             _ => Ok("not part of the live flow".into()),
         }
     }
 
     /// Watches the conditions, the pools and the nodes until the operator reports the live
     /// migration completed and every pool is Updated, then proves every node's reboots.
-    async fn live_watch(&self, target: &str) -> Result<String, StepError> {
+    async fn live_watch(&self, target: &str, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
         let c = self.cluster;
         let baseline: BTreeMap<String, String> = read_map(&self.dir.join(BASELINE))?;
         let seen_path = self.dir.join(SEEN);
@@ -101,6 +101,8 @@ impl Migration<'_, '_> {
         let mut last_pools = String::new();
         let started = Instant::now();
         let mut seen_here = 0usize;
+        // When the nodes were last looked at: a new boot ID came between that look and this one.
+        let mut last_look_ms = crate::adapters::system::now_ms();
         let limit = Duration::from(self.options.rollout_timeout);
         loop {
             let config = c.get(&network_config(), "cluster").await?;
@@ -124,6 +126,7 @@ impl Migration<'_, '_> {
             }
             let mut ready = BTreeMap::new();
             let mut changed = false;
+            let look_ms = crate::adapters::system::now_ms();
             for node in c.list(&nodes()).await? {
                 let name = name_of(&node);
                 let boot = str_at(&node, "/status/nodeInfo/bootID");
@@ -135,6 +138,8 @@ impl Migration<'_, '_> {
                     changed = true;
                     seen_here += 1;
                     let count = list.len();
+                    let by = "the MCO (live migration)".to_owned();
+                    log(state, MigrationEntry::RebootObserved { node: name.clone(), by, since_ms: last_look_ms })?;
                     let total = baseline.len() * live::EXPECTED_REBOOTS;
                     let done: usize = seen.values().map(|l| l.len().min(live::EXPECTED_REBOOTS)).sum();
                     let eta = live::eta_ms(seen_here, total.saturating_sub(done), started.elapsed().as_millis() as u64)
@@ -152,6 +157,7 @@ impl Migration<'_, '_> {
             if changed {
                 write_map(&seen_path, &seen)?;
             }
+            last_look_ms = look_ms;
             let pools = c.list(&machine_config_pools_resource()).await?;
             let pools_line = pools
                 .iter()

@@ -286,6 +286,25 @@ pub enum MigrationEntry {
         pools: Vec<String>,
         from: PathBuf,
     },
+    /// A node's reboot that fleetboot did not do but saw: a new boot ID between two looks
+    /// (`since_ms`, the last look at the old one, and this record's time). `by` says who
+    /// rebooted it ("the MCO (live migration)"), for the timeline.
+    RebootObserved {
+        node: String,
+        by: String,
+        since_ms: u64,
+    },
+}
+
+/// A reboot fleetboot saw and did not do ([`MigrationEntry::RebootObserved`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedReboot {
+    pub node: String,
+    pub by: String,
+    /// The last look at the old boot ID.
+    pub since_ms: u64,
+    /// The first look at the new one.
+    pub seen_ms: u64,
 }
 
 /// Everything the journal says about a migration.
@@ -318,6 +337,8 @@ pub struct MigrationState {
     pub paused_at_ms: Option<u64>,
     /// Pools an unfinished migration paused that this one (its rollback) resumes.
     pub inherited_pools: Vec<String>,
+    /// Reboots the migration saw others do (the MCO's), for the timeline.
+    pub observed_reboots: Vec<ObservedReboot>,
 }
 
 impl MigrationState {
@@ -369,6 +390,12 @@ impl MigrationState {
                 self.reboot_concurrency = *reboot_concurrency;
             }
             MigrationEntry::MigrationResumed { .. } => {}
+            MigrationEntry::RebootObserved { node, by, since_ms } => self.observed_reboots.push(ObservedReboot {
+                node: node.clone(),
+                by: by.clone(),
+                since_ms: (*since_ms).min(record.at_ms),
+                seen_ms: record.at_ms,
+            }),
             MigrationEntry::Warning { message } => self.warnings.push(message.clone()),
             MigrationEntry::StepStarted { step } => self.timings.push((*step, record.at_ms, None)),
             MigrationEntry::StepDone { step, .. } => {

@@ -201,6 +201,21 @@ pub fn timeline(state: &MigrationState, reboot: Option<Run>, error_nodes: Option
         t.reboots.extend(reboots);
         t.marks.extend(marks);
     }
+    // The MCO's reboots, seen between two looks at the node: drawn over that interval.
+    for seen in &state.observed_reboots {
+        if !t.nodes.contains(&seen.node) {
+            t.nodes.push(seen.node.clone());
+        }
+        t.reboots.push(timeline::Reboot {
+            node: seen.node.clone(),
+            by: seen.by.clone(),
+            transport: "MCO",
+            sent_ms: seen.since_ms,
+            down_ms: Some(seen.since_ms),
+            end_ms: seen.seen_ms,
+            outcome: timeline::Outcome::Back,
+        });
+    }
     t.fit();
     t
 }
@@ -421,5 +436,30 @@ mod tests {
         let names: Vec<&str> = files.iter().map(|f| f.0).collect();
         assert_eq!(names, ["report.md", "report.json", "report.html", "timeline.svg"]);
         assert!(files[2].1.contains("FAILED: a pod &lt;crashed&gt;"));
+    }
+
+    #[test]
+    fn the_mcos_reboots_the_migration_saw_are_drawn_on_their_nodes_lanes_as_the_mcos() {
+        use super::super::record::{Flow, MigrationEntry, MigrationRecord};
+        let mut state = MigrationState {
+            run_id: "m".into(),
+            flow: Some(Flow::Live),
+            timings: vec![(Step::WaitRollout, 1000, Some(20_000))],
+            ..MigrationState::default()
+        };
+        for (at_ms, node, since_ms) in [(5000, "w0", 4000), (9000, "w0", 8000), (7000, "m0", 30_000)] {
+            let by = "the MCO (live migration)".to_owned();
+            state.apply(&MigrationRecord { v: 1, at_ms, entry: MigrationEntry::RebootObserved { node: node.into(), by, since_ms } });
+        }
+        // A look "since" after the record (a clock step) is clamped: never a bar ending before it starts.
+        assert_eq!(state.observed_reboots[2].since_ms, 7000);
+        let t = timeline(&state, None, None, 21_000);
+        assert_eq!(t.nodes, ["w0", "m0"], "a lane for each node the MCO rebooted");
+        assert!(t.reboots.iter().all(|r| r.transport == "MCO" && r.by == "the MCO (live migration)"));
+        let p = timeline::layout(&t);
+        let mco: Vec<_> = p.rects.iter().filter(|r| r.kind == timeline::Kind::DownMco).collect();
+        assert_eq!(mco.len(), 3, "one bar per observed reboot, no waiting part");
+        assert!(mco.iter().all(|r| r.title.contains("rebooted by the MCO (live migration) between")));
+        assert!(p.legend.iter().any(|(kind, _, _)| *kind == timeline::Kind::DownMco), "the legend names them");
     }
 }
