@@ -72,6 +72,22 @@ fn a_4_16_cluster_migrates_with_the_two_phase_flow_end_to_end_and_cleans_up_once
     let counts = dispatch_counts(&journal);
     assert_eq!(counts.len(), 9);
     assert!(counts.values().all(|&n| n == 1), "step 7 rebooted each node once: {counts:?}");
+    // Every other boot is the MCO's rollout (phase 1's configure-ovs.sh, the rollout after the
+    // switch): the migration journals those it saw while it watched, each on a node the
+    // simulation booted more than fleetboot rebooted it, never more than that.
+    let migration: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("migration.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["event"] == "reboot_observed")
+        .collect();
+    assert!(!migration.is_empty(), "the MCO's rollout reboots are seen");
+    for (node, boots) in crate::common::sim::boot_counts(&sim) {
+        let seen = migration.iter().filter(|r| r["node"] == node.as_str() && r["by"] == "the MCO (rollout)").count();
+        assert!(seen < boots, "{node}: {seen} MCO reboots seen, {boots} boots in all (one is fleetboot's)");
+    }
+    let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
+    assert_eq!(svg.matches("rebooted by the MCO (rollout) between").count(), migration.len(), "one bar per reboot seen");
     // The backup is the pre-migration object, in YAML kubectl reads.
     let backup = dir.join("cluster-openshift-sdn.yaml");
     let parsed = jsonpath(

@@ -205,7 +205,7 @@ impl Migration<'_, '_> {
                     if kept.is_empty() { String::new() } else { format!(" (already paused, left so: {})", kept.join(", ")) }
                 ))
             }
-            Step::RolloutConfig => self.wait_rollout(step, None, Some(format!("configure-ovs.sh {target}"))).await,
+            Step::RolloutConfig => self.wait_rollout(step, None, Some(format!("configure-ovs.sh {target}")), state, log).await,
             Step::SetNetworkType => {
                 // The multus generation before the switch is recorded once: a resumed step must
                 // not take the generation the switch already bumped for "before" (it would wait
@@ -264,7 +264,10 @@ impl Migration<'_, '_> {
                 }
                 Ok(format!("resumed {}", state.to_pause.join(", ")))
             }
-            Step::WaitRollout => self.wait_rollout(step, Some(state.to_pause.clone()), rollback::rollout_marker(self.flow, &target)).await,
+            Step::WaitRollout => {
+                let pools = Some(state.to_pause.clone());
+                self.wait_rollout(step, pools, rollback::rollout_marker(self.flow, &target), state, log).await
+            }
             Step::Verify => self.verify(state, log).await,
             Step::Cleanup => {
                 if !state.last_verify.as_ref().is_some_and(|(passed, _)| *passed) {

@@ -106,16 +106,40 @@ impl Migration<'_, '_> {
     /// and available, `status.configuration` = `spec.configuration`) and, with `marker`, the
     /// rendered config of each pool contains it (the phase-1 configs run `configure-ovs.sh
     /// <target>`).
-    pub(super) async fn wait_rollout(&self, step: Step, pools: Option<Vec<String>>, marker: Option<String>) -> Result<String, StepError> {
+    pub(super) async fn wait_rollout(
+        &self,
+        step: Step,
+        pools: Option<Vec<String>>,
+        marker: Option<String>,
+        state: &mut MigrationState,
+        log: &mut Log<'_>,
+    ) -> Result<String, StepError> {
         let pools_api = crate::adapters::kube::machine_config_pools();
         let mut changes = Changes::watch(self.cluster.cluster_scoped(&pools_api), None, self.options.poll_interval.into());
         let deadline = crate::adapters::system::deadline_after(self.options.rollout_timeout.into());
         let started = std::time::Instant::now();
         let mut last = std::collections::BTreeMap::<String, String>::new();
         let mut names: Vec<String> = Vec::new();
+        // Each node's boot ID at the last look, and when: the MCO's reboots during the rollout
+        // are journaled as seen between two looks (the timeline draws them as the MCO's).
+        let mut boots: std::collections::BTreeMap<String, (String, u64)> = std::collections::BTreeMap::new();
         loop {
             let all_pools = self.cluster.list(&pools_api).await?;
+            let look_ms = crate::adapters::system::now_ms();
             let nodes = self.cluster.list(&nodes()).await?;
+            for node in &nodes {
+                let boot = str_at(node, "/status/nodeInfo/bootID");
+                if boot.is_empty() {
+                    continue;
+                }
+                let name = name_of(node);
+                if let Some((before, since_ms)) = boots.insert(name.clone(), (boot.clone(), look_ms))
+                    && before != boot
+                {
+                    let by = "the MCO (rollout)".to_owned();
+                    log(state, MigrationEntry::RebootObserved { node: name, by, since_ms })?;
+                }
+            }
             let mut all_done = true;
             names.clear();
             for pool in all_pools.iter().filter(|p| pools.as_ref().is_none_or(|names| names.contains(&name_of(p)))) {
