@@ -41,7 +41,6 @@ start() {
     "$bin" sim --dir "$dir/$name" --masters 3 --workers $((nodes - 3)) --heartbeat "$heartbeat" --no-bmc --workloads 0 \
         >"$dir/$name/out" 2>&1 &
     local pid=$!
-    pids+=("$pid")
     until grep -q ready "$dir/$name/out" 2>/dev/null; do
         kill -0 "$pid" 2>/dev/null || { cat "$dir/$name/out"; exit 1; }
         sleep 0.1
@@ -67,10 +66,12 @@ window() {
 
 echo "nodes $nodes, watchers $watchers, windows of ${seconds}s, heartbeat every $interval; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 read -r idle_pid idle_api < <(start idle 0s)
+pids+=("$idle_pid")  # start ran in a subshell: its pid is recorded here for the cleanup
 sleep 3
 read -r idle_cpu _ _ < <(window "$idle_pid" "$idle_api")
 kill "$idle_pid"
 read -r hb_pid hb_api < <(start heartbeats "$interval")
+pids+=("$hb_pid")
 sleep 3
 read -r hb_cpu hb_writes _ < <(window "$hb_pid" "$hb_api")
 
