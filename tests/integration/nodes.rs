@@ -211,7 +211,7 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     use fleetboot::adapters::journal;
     use fleetboot_core::journal::Entry;
     let sim = Sim::in_process(0, 2);
-    blocked_by_a_pdb(&sim);
+    sim.pin_app_a_under_a_zero_disruption_budget();
 
     // The PDB allows no disruption: the drain times out, the host fails, nothing reboots,
     // and the node is schedulable again.
@@ -394,39 +394,12 @@ fn resume_uncordons_a_node_an_interrupted_run_left_cordoned_without_rebooting_it
     assert!(!state.records["worker-0"].cordoned);
 }
 
-/// worker-0 holds default/app-a, whose PDB allows no disruption.
-fn blocked_by_a_pdb(sim: &Sim) {
-    let manifest = sim.path("app.json");
-    std::fs::write(
-        &manifest,
-        r#"{"apiVersion":"v1","kind":"List","items":[
-        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
-         "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
-        {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
-         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#,
-    )
-    .unwrap();
-    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
-    sim.kubectl_ok(&[
-        "-n",
-        "default",
-        "patch",
-        "pdb",
-        "app-a",
-        "--subresource=status",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"status":{"disruptionsAllowed":0,"observedGeneration":1}}"#,
-    ]);
-}
-
 #[test]
 fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
     // No default workloads: with a 1s drain timeout, worker-1's drain would race the router's
     // replacement coming Ready after worker-0's attempt (its budget holding it meanwhile).
     let sim = Sim::in_process_with(0, 2, &["--workloads", "0"]);
-    blocked_by_a_pdb(&sim);
+    sim.pin_app_a_under_a_zero_disruption_budget();
     let pods = || sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]);
 
     // skip: worker-0 is skipped (not failed), uncordoned, its pod kept; worker-1 goes on.

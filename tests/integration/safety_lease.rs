@@ -198,29 +198,7 @@ fn an_uncordon_that_keeps_failing_is_listed_and_the_exit_code_says_so() {
 #[test]
 fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_nothing() {
     let sim = Sim::start(0, 2);
-    let manifest = sim.path("app.json");
-    std::fs::write(
-        &manifest,
-        r#"{"apiVersion":"v1","kind":"List","items":[
-        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
-         "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
-        {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
-         "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#,
-    )
-    .unwrap();
-    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
-    sim.kubectl_ok(&[
-        "-n",
-        "default",
-        "patch",
-        "pdb",
-        "app-a",
-        "--subresource=status",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"status":{"disruptionsAllowed":0,"observedGeneration":1}}"#,
-    ]);
+    sim.pin_app_a_under_a_zero_disruption_budget();
     sim.kubectl_ok(&["cordon", "worker-1"]);
     let journal_path = sim.path("run.jsonl");
     let j = journal_path.to_str().unwrap();

@@ -25,6 +25,34 @@ pub(super) enum Backend {
 }
 
 impl Sim {
+    /// worker-0 holds default/app-a (labels app=a), whose PodDisruptionBudget allows no
+    /// disruption (its status set as the disruption controller would).
+    pub fn pin_app_a_under_a_zero_disruption_budget(&self) {
+        let manifest = self.path("app.json");
+        std::fs::write(
+            &manifest,
+            r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-a","namespace":"default","labels":{"app":"a"}},
+             "spec":{"nodeName":"worker-0","containers":[{"name":"a","image":"example/a"}]},"status":{"phase":"Running"}},
+            {"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"app-a","namespace":"default"},
+             "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"a"}}}}]}"#,
+        )
+        .unwrap();
+        self.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+        self.kubectl_ok(&[
+            "-n",
+            "default",
+            "patch",
+            "pdb",
+            "app-a",
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"status":{"disruptionsAllowed":0,"observedGeneration":1}}"#,
+        ]);
+    }
+
     /// Starts `fleetboot sim` with fast timings; returns once it printed its ready line.
     pub fn start(masters: usize, workers: usize) -> Sim {
         Sim::start_with(masters, workers, &[])
