@@ -23,35 +23,14 @@ fn cluster(workers: usize, without_daemon: &[&str]) -> Sim {
     let sim = Sim::start_with(0, workers, &extra);
     std::fs::remove_file(sim.path("id_ed25519")).unwrap();
     for node in without_daemon {
-        let pod = sim.kubectl_ok(&[
-            "-n",
-            MCO,
-            "get",
-            "pods",
-            "-l",
-            "k8s-app=machine-config-daemon",
-            "--field-selector",
-            &format!("spec.nodeName={node}"),
-            "-o",
-            "jsonpath={.items[0].metadata.name}",
-        ]);
-        sim.kubectl_ok(&["-n", MCO, "delete", "pod", &pod]);
+        sim.delete_daemon_pod(node);
     }
     sim
 }
 
 /// Reboot requests each node's simulation saw.
 fn reboots(sim: &Sim) -> Vec<(String, usize)> {
-    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
-    nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let count = n["history"].as_array().unwrap().iter().filter(|e| e[1] == "reboot-requested").count();
-            (n["name"].as_str().unwrap().to_owned(), count)
-        })
-        .collect()
+    sim.history_counts("reboot-requested").into_iter().collect()
 }
 
 /// The debug pods kubectl sees, in every namespace.
@@ -206,18 +185,7 @@ fn ctrl_c_while_a_debug_pod_exists_deletes_it() {
 #[test]
 fn a_daemon_pod_that_runs_but_is_not_ready_is_waited_for_never_replaced_by_a_debug_pod() {
     let sim = cluster(1, &[]);
-    let pod = sim.kubectl_ok(&[
-        "-n",
-        MCO,
-        "get",
-        "pods",
-        "-l",
-        "k8s-app=machine-config-daemon",
-        "--field-selector",
-        "spec.nodeName=worker-0",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
+    let pod = sim.daemon_pod("worker-0");
     // As the node lifecycle controller marks the pods of a node that stopped posting.
     sim.kubectl_ok(&[
         "-n",

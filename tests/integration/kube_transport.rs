@@ -218,19 +218,7 @@ fn records(journal: &std::path::Path, event: &str, host: &str) -> Vec<serde_json
 fn auto_falls_from_ssh_to_the_api_to_the_bmc_on_the_right_nodes_each_reason_journaled() {
     // worker-0 answers SSH; worker-1 has no SSH; worker-2 has neither SSH nor a daemon pod.
     let sim = Sim::start_with(0, 3, &["--no-ssh", "worker-1", "--no-ssh", "worker-2"]);
-    let pod = sim.kubectl_ok(&[
-        "-n",
-        MCO,
-        "get",
-        "pods",
-        "-l",
-        "k8s-app=machine-config-daemon",
-        "--field-selector",
-        "spec.nodeName=worker-2",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    sim.kubectl_ok(&["-n", MCO, "delete", "pod", &pod]);
+    sim.delete_daemon_pod("worker-2");
     // Nor may its debug pod (the fallback where no daemon pod runs) be exec'd into.
     sim.control("POST", "exec-forbidden", r#"{"namespace":"fleetboot-debug","user":"system:serviceaccount:ops:rebooter"}"#);
     let run: Run = sim
@@ -412,19 +400,7 @@ fn fleetboot_exec_runs_a_command_on_every_node_through_the_api() {
 #[test]
 fn nodes_wide_shows_whether_the_apis_exec_answers_for_each_node() {
     let sim = Sim::start(0, 2);
-    let pod = sim.kubectl_ok(&[
-        "-n",
-        MCO,
-        "get",
-        "pods",
-        "-l",
-        "k8s-app=machine-config-daemon",
-        "--field-selector",
-        "spec.nodeName=worker-1",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    sim.kubectl_ok(&["-n", MCO, "delete", "pod", &pod]);
+    sim.delete_daemon_pod("worker-1");
     let run: Run = sim.fleetboot(&["nodes", "-o", "wide"]).output().unwrap().into();
     assert_eq!(run.code, 0, "{}", run.debug());
     let line = |name: &str| run.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();

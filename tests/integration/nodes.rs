@@ -279,16 +279,7 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
 
 /// How many times each node was asked to reboot, from the simulation's own history.
 fn reboot_requests(sim: &Sim) -> std::collections::BTreeMap<String, usize> {
-    let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
-    nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let count = n["history"].as_array().unwrap().iter().filter(|e| e[1] == "reboot-requested").count();
-            (n["name"].as_str().unwrap().to_owned(), count)
-        })
-        .collect()
+    sim.history_counts("reboot-requested")
 }
 
 fn schedulable(sim: &Sim, node: &str) -> bool {

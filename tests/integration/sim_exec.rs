@@ -6,23 +6,6 @@ use crate::common::sim::Sim;
 
 const MCO: &str = "openshift-machine-config-operator";
 
-fn daemon_pod(sim: &Sim, node: &str) -> String {
-    let pod = sim.kubectl_ok(&[
-        "-n",
-        MCO,
-        "get",
-        "pods",
-        "-l",
-        "k8s-app=machine-config-daemon",
-        "--field-selector",
-        &format!("spec.nodeName={node}"),
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    assert!(!pod.is_empty(), "no daemon pod on {node}");
-    pod
-}
-
 fn sim_node(sim: &Sim, name: &str) -> serde_json::Value {
     let nodes: serde_json::Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
     nodes.as_array().unwrap().iter().find(|n| n["name"] == name).cloned().unwrap()
@@ -31,7 +14,7 @@ fn sim_node(sim: &Sim, name: &str) -> serde_json::Value {
 #[test]
 fn kubectl_exec_reads_the_boot_id_through_the_daemon_pod() {
     let sim = Sim::start(1, 2);
-    let pod = daemon_pod(&sim, "worker-1");
+    let pod = sim.daemon_pod("worker-1");
     let out = sim.kubectl_ok(&[
         "exec",
         "-n",
@@ -59,7 +42,7 @@ fn kubectl_exec_reads_the_boot_id_through_the_daemon_pod() {
 #[test]
 fn kubectl_exec_returns_the_commands_exit_code_and_the_apis_refusals() {
     let sim = Sim::start(1, 1);
-    let pod = daemon_pod(&sim, "worker-0");
+    let pod = sim.daemon_pod("worker-0");
     let exec = |args: &[&str]| {
         let mut full = vec!["exec", "-n", MCO, &pod, "-c", "machine-config-daemon", "--"];
         full.extend_from_slice(args);

@@ -126,19 +126,7 @@ fn an_order_without_redfish_never_sends_a_node_to_its_bmc() {
 fn kube_first_falls_to_ssh_where_the_api_cannot_reach_a_node_journaled_with_the_apis_error() {
     let sim = Sim::start(0, 2);
     // worker-1: no daemon pod, and no exec into a debug pod: the API cannot reach it.
-    let pod = sim.kubectl_ok(&[
-        "-n",
-        "openshift-machine-config-operator",
-        "get",
-        "pods",
-        "-l",
-        "k8s-app=machine-config-daemon",
-        "--field-selector",
-        "spec.nodeName=worker-1",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    sim.kubectl_ok(&["-n", "openshift-machine-config-operator", "delete", "pod", &pod]);
+    sim.delete_daemon_pod("worker-1");
     sim.control("POST", "exec-forbidden", r#"{"namespace":"fleetboot-debug"}"#);
     set_order(&sim, r#"["kube", "ssh", "redfish"]"#);
     let run: Run = sim.fleetboot(&["reboot", "--all", "--poll-interval", "200ms", "--output", "json"]).output().unwrap().into();

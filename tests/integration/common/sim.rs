@@ -25,6 +25,36 @@ pub(super) enum Backend {
 }
 
 impl Sim {
+    /// The machine-config daemon pod kubectl finds on `node` (its DaemonSet's label).
+    pub fn daemon_pod(&self, node: &str) -> String {
+        let selector = format!("spec.nodeName={node}");
+        let args = ["-n", "openshift-machine-config-operator", "get", "pods", "-l", "k8s-app=machine-config-daemon"];
+        let pod = self.kubectl_ok(&[&args[..], &["--field-selector", &selector, "-o", "jsonpath={.items[0].metadata.name}"]].concat());
+        assert!(!pod.is_empty(), "no daemon pod on {node}");
+        pod
+    }
+
+    /// `node`'s daemon pod deleted with kubectl (no exec into it any more).
+    pub fn delete_daemon_pod(&self, node: &str) {
+        let pod = self.daemon_pod(node);
+        self.kubectl_ok(&["-n", "openshift-machine-config-operator", "delete", "pod", &pod]);
+    }
+
+    /// How many times each node's machine saw `event` ("reboot-requested", "up"), from the
+    /// simulation's own history, by node name.
+    pub fn history_counts(&self, event: &str) -> std::collections::BTreeMap<String, usize> {
+        let nodes: serde_json::Value = serde_json::from_str(&self.control("GET", "nodes", "")).unwrap();
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let count = n["history"].as_array().unwrap().iter().filter(|e| e[1] == event).count();
+                (n["name"].as_str().unwrap().to_owned(), count)
+            })
+            .collect()
+    }
+
     /// worker-0 holds default/app-a (labels app=a), whose PodDisruptionBudget allows no
     /// disruption (its status set as the disruption controller would).
     pub fn pin_app_a_under_a_zero_disruption_budget(&self) {
