@@ -16,6 +16,7 @@ mod exec;
 mod hostlists;
 mod incluster_job;
 mod incluster_journal;
+mod incluster_journal_writer;
 mod input;
 mod journal_lock;
 mod kube_debug_pod;

@@ -21,9 +21,16 @@
 //! (create, load, take over) runs on the caller's runtime; appends are synchronous (the runner
 //! appends under a lock, as it fsyncs a file) and go to a thread of their own with its own
 //! client, so they need no particular runtime.
+//!
+//! A request of the writer that goes unanswered fails after [`REQUEST_TIMEOUT`]; a transient
+//! failure (connect error, reset, timeout, 5xx, 429) is tried again with growing pauses until
+//! [`RETRY_DEADLINE`], the chunk read again before each try (a write whose answer was lost has
+//! landed when the chunk ends with it). An append fails only when the journal is fenced, the
+//! answer is final (4xx) or the deadline is past.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fleetboot_core::journal::{JournalError, Record, RunState, fold};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -137,6 +144,29 @@ fn new_chunk(place: &JournalPlace, index: usize, token: u64, holder: &str) -> Co
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == code)
+}
+
+/// Whether another try may succeed: the API server busy or between leaders (5xx, 429), or the
+/// request never answered (connect error, reset, timeout). A 4xx other than 429 is final.
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// How long one request of the writer may go unanswered.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the writer tries again after transient errors before the append fails.
+pub const RETRY_DEADLINE: Duration = Duration::from_secs(60);
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(200);
+const RETRY_MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// How one try of a write ended, when it did not succeed.
+enum Attempt {
+    Transient(kube::Error),
+    Final(JournalError),
 }
 
 /// Every chunk of the run, in order (none: no such journal).
@@ -307,16 +337,46 @@ impl Head {
         )
     }
 
-    async fn append(&mut self, api: &Api<ConfigMap>, record: &Record) -> Result<(), JournalError> {
+    async fn append(&mut self, api: &Api<ConfigMap>, record: &Record, deadline: Duration) -> Result<(), JournalError> {
         let line = Line { token: self.token, holder: self.holder.clone(), record: record.clone() };
         let mut text = serde_json::to_string(&line).expect("records serialize");
         text.push('\n');
+        let give_up = tokio::time::Instant::now() + deadline;
+        let mut pause = RETRY_FIRST_PAUSE;
+        loop {
+            match self.try_append(api, &text).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Transient(e)) => {
+                    if tokio::time::Instant::now() + pause > give_up {
+                        return Err(self.place.error(
+                            self.index,
+                            format!("{e} (retried for {} s; the API server did not take the write)", deadline.as_secs()),
+                        ));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX_PAUSE);
+                    // Read again before the next try: the write whose answer was lost may have
+                    // landed (then it is done), or another writer may hold the journal now.
+                    match self.fenced(api).await {
+                        Ok(Some((holder, token))) => return Err(self.fenced_error(&holder, token)),
+                        Ok(None) if data_of(&self.last).ends_with(&text) => return Ok(()),
+                        Ok(None) | Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One try of an append: done, refused for good (fenced, or an answer no retry changes), or
+    /// a transient failure worth another try.
+    async fn try_append(&mut self, api: &Api<ConfigMap>, text: &str) -> Result<(), Attempt> {
         if !data_of(&self.last).is_empty() && data_of(&self.last).len() + text.len() > CHUNK_LIMIT {
-            self.roll_over(api).await?;
+            self.roll_over(api).await.map_err(Attempt::Final)?;
         }
         let mut next = self.last.clone();
         let data = next.data.get_or_insert_with(BTreeMap::new).entry(DATA_KEY.to_owned()).or_default();
-        data.push_str(&text);
+        data.push_str(text);
         let expected = data.clone();
         match api.replace(&self.place.chunk_name(self.index), &PostParams::default(), &next).await {
             Ok(written) => {
@@ -324,10 +384,13 @@ impl Head {
                 Ok(())
             }
             Err(e) => match self.fenced(api).await {
-                Ok(Some((holder, token))) => Err(self.fenced_error(&holder, token)),
+                Ok(Some((holder, token))) => Err(Attempt::Final(self.fenced_error(&holder, token))),
                 // A write whose answer was lost may have landed: the chunk says.
                 Ok(None) if data_of(&self.last) == expected => Ok(()),
-                _ => Err(self.place.error(self.index, e)),
+                // Refreshed, still ours: a conflict with an older read of our own is tried again.
+                Ok(None) if is_transient(&e) || is_status(&e, 409) => Err(Attempt::Transient(e)),
+                Err(read) if is_transient(&e) && is_transient(&read) => Err(Attempt::Transient(e)),
+                _ => Err(Attempt::Final(self.place.error(self.index, e))),
             },
         }
     }
@@ -361,7 +424,7 @@ impl Head {
     }
 }
 
-type Request = (Record, std::sync::mpsc::SyncSender<Result<(), JournalError>>);
+type Request = (Record, Duration, std::sync::mpsc::SyncSender<Result<(), JournalError>>);
 
 /// The append side of a cluster journal: a thread with its own runtime and client, taking one
 /// record at a time; [`JournalBackend::append`] returns once the write is acknowledged (or
@@ -370,6 +433,7 @@ type Request = (Record, std::sync::mpsc::SyncSender<Result<(), JournalError>>);
 pub struct ClusterJournal {
     location: PathBuf,
     requests: std::sync::mpsc::Sender<Request>,
+    deadline: Duration,
 }
 
 impl ClusterJournal {
@@ -380,7 +444,9 @@ impl ClusterJournal {
         let failed = |reason: String| JournalError::Write { path: location.clone(), reason: format!("cannot start its writer: {reason}") };
         let (requests, incoming) = std::sync::mpsc::channel::<Request>();
         let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
-        let config = config.clone();
+        let mut config = config.clone();
+        // A request that never answers fails after this long, and is tried again.
+        config.read_timeout = Some(config.read_timeout.map_or(REQUEST_TIMEOUT, |t| t.min(REQUEST_TIMEOUT)));
         std::thread::Builder::new()
             .name("cluster-journal".into())
             .spawn(move || {
@@ -398,14 +464,19 @@ impl ClusterJournal {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let api: Api<ConfigMap> = Api::namespaced(client, &head.place.namespace);
-                while let Ok((record, reply)) = incoming.recv() {
-                    let result = runtime.block_on(head.append(&api, &record));
+                while let Ok((record, deadline, reply)) = incoming.recv() {
+                    let result = runtime.block_on(head.append(&api, &record, deadline));
                     let _ = reply.send(result);
                 }
             })
             .map_err(|e| failed(e.to_string()))?;
         ready.recv().map_err(|_| failed("its thread ended".into()))?.map_err(failed)?;
-        Ok(ClusterJournal { location, requests })
+        Ok(ClusterJournal { location, requests, deadline: RETRY_DEADLINE })
+    }
+
+    /// How long an append tries again after transient errors ([`RETRY_DEADLINE`] unless set).
+    pub fn set_retry_deadline(&mut self, deadline: Duration) {
+        self.deadline = deadline;
     }
 
     pub fn location(&self) -> &Path {
@@ -417,7 +488,7 @@ impl JournalBackend for ClusterJournal {
     fn append(&mut self, record: &Record) -> Result<(), JournalError> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let gone = || JournalError::Write { path: self.location.clone(), reason: "its writer thread is gone".into() };
-        self.requests.send((record.clone(), reply)).map_err(|_| gone())?;
+        self.requests.send((record.clone(), self.deadline, reply)).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
     }
 }

@@ -68,9 +68,13 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             shared.transport.release(&host).await;
         });
     }
-    // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now.
+    // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now
+    // (never once a record failed: the run may no longer own the journal).
     if let (Some(drain), Some(prior)) = (&shared.drain, &prior) {
         for (name, record) in &prior.records {
+            if shared.abort_level() == Abort::Hard {
+                break;
+            }
             if record.cordoned
                 && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
                 && drain.set_unschedulable(name, false).await.is_ok()
@@ -806,7 +810,9 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
 /// Lifts fleetboot's own cordon of the node (never one it found there); a failure is tried
 /// again at the end of the run ([`uncordon_left_over`]).
 async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
-    if !shared.cordoned.lock().unwrap().contains(&host.name) {
+    // After a failed record (the run stops at Abort::Hard) nothing more is touched: the
+    // journal may be fenced, another run may own the node now; a resume or `repair` lifts it.
+    if !shared.cordoned.lock().unwrap().contains(&host.name) || shared.abort_level() == Abort::Hard {
         return;
     }
     if let Some(drain) = shared.drain_for(host) {

@@ -279,7 +279,7 @@ struct JournalSink {
 enum SinkError {
     #[error(transparent)]
     Write(#[from] JournalError),
-    #[error("journal {0} is closed (killed by a test)")]
+    #[error("journal {0} is closed (a record failed before, or killed by a test)")]
     Killed(std::path::PathBuf),
 }
 
@@ -288,7 +288,11 @@ impl JournalSink {
         if self.dead {
             return Err(SinkError::Killed(self.writer.path().to_owned()));
         }
-        self.writer.append(record)?;
+        if let Err(e) = self.writer.append(record) {
+            // Nothing lands after a gap: the first failed record closes the journal for good.
+            self.dead = true;
+            return Err(e.into());
+        }
         self.written += 1;
         if let Some(kill) = self.kill
             && self.written >= kill.after
@@ -299,6 +303,19 @@ impl JournalSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Appends under the sink's lock, and waits for it (an fsync, or the cluster journal's writer
+/// answering, up to its deadline) without holding up the other tasks of a multi-threaded
+/// runtime: this worker is handed over to blocking for the wait (`block_in_place`), so the lease
+/// renewer, the node watch and Ctrl-C go on meanwhile. A current-thread runtime (the runner's
+/// tests) simply waits.
+fn append_blocking(journal: &Mutex<JournalSink>, record: &Record) -> Result<(), SinkError> {
+    let append = || journal.lock().unwrap().append(record);
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
+        _ => append(),
     }
 }
 
@@ -384,7 +401,7 @@ impl<T: PowerTransport> Shared<T> {
             pacer.sent(now);
         }
         let record = Record { v: JOURNAL_VERSION, at_ms: self.clock.ms_of(now), entry };
-        if let Err(e) = self.journal.lock().unwrap().append(&record) {
+        if let Err(e) = append_blocking(&self.journal, &record) {
             // Without a journal nothing further may happen safely.
             let _ = self.events.send(Event::Warning { host: None, message: format!("{e}; stopping") });
             let _ = self.abort_trigger.send(Abort::Hard);

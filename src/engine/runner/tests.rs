@@ -29,6 +29,7 @@ use fleetboot_core::power::RestartKind;
 use fleetboot_core::transport::{PowerTransport, TransportError};
 
 mod batch;
+mod sink;
 
 /// The wall-clock time the fake world starts at (records carry it; deadlines never see it).
 const BASE_MS: u64 = 1_800_000_000_000;
