@@ -277,7 +277,16 @@ impl BmcInventory {
             let namespace = bmh.metadata.namespace.clone().unwrap_or_default();
             let bmh_id = id(bmh);
             let address = bmh.data.pointer("/spec/bmc/address").and_then(Value::as_str).unwrap_or_default();
-            let url = match bmh_address_to_url(address) {
+            // Stripped with a warning, not refused: the BareMetalHost is metal3's, not the user's
+            // to edit for this run, and its credentials come from credentialsName anyway; the
+            // user:pass@ part never reaches an error, the journal or a report.
+            let (address, had_userinfo) = crate::adapters::redfish::strip_userinfo(address);
+            if had_userinfo {
+                self.problems.push(format!(
+                    "node {node_name}: BareMetalHost {bmh_id}: spec.bmc.address carries user:pass@; ignored (credentials come from spec.bmc.credentialsName)"
+                ));
+            }
+            let url = match bmh_address_to_url(&address) {
                 Ok(url) => url,
                 Err(problem) => {
                     self.problems.push(format!("node {node_name}: BareMetalHost {bmh_id}: {problem}"));

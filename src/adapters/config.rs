@@ -383,6 +383,20 @@ fn check_bmcs(bmcs: &[BmcEntry]) -> Result<(), ConfigError> {
                 ),
             });
         }
+        // Refused, not stripped: the file is the user's to fix, and a password written there
+        // would otherwise be carried into errors, the journal and the report. The URL is not
+        // echoed, so the password is not either.
+        if crate::adapters::redfish::strip_userinfo(&entry.url).1 {
+            return Err(ConfigError::BadValue {
+                key: "bmc",
+                reason: format!(
+                    "entry {} (node {:?}): url carries a user name or password (user:pass@host); give username and \
+                     password_file, password_env or password_secret instead",
+                    i + 1,
+                    entry.node
+                ),
+            });
+        }
         if crate::adapters::redfish::split_bmc_url(&entry.url).is_none() {
             return Err(ConfigError::BadValue {
                 key: "bmc",
@@ -516,6 +530,10 @@ mod tests {
         let ipmi = ConfigFile::parse("[[bmc]]\nnode = \"n1\"\nurl = \"ipmi://b\"\n", "f").unwrap();
         let err = resolve(Some(ipmi), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
         assert!(err.contains("ipmi://b"), "{err}");
+        let creds = ConfigFile::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://admin:hunter2@b/redfish/v1/Systems/1\"\n", "f").unwrap();
+        let err = resolve(Some(creds), &Partial::default(), &Partial::default(), home()).unwrap_err().to_string();
+        assert!(err.contains("entry 1") && err.contains("n1") && err.contains("user:pass@"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("admin"), "the secret is not echoed: {err}");
         let typo =
             ConfigFile::parse("[[bmc]]\nnode = \"n1\"\nurl = \"https://b\"\npasword_file = \"f\"\n", "my.toml").unwrap_err().to_string();
         assert!(typo.contains("pasword_file"), "{typo}");

@@ -64,7 +64,18 @@ pub struct BmcTarget {
 impl BmcTarget {
     /// (scheme://host[:port], the system's path if the URL names one). Pure.
     pub fn split_url(&self) -> Result<(String, Option<String>), RedfishError> {
-        split_bmc_url(&self.url).ok_or_else(|| RedfishError::BadUrl { node: self.node.clone(), url: self.url.clone() })
+        split_bmc_url(&self.url).ok_or_else(|| RedfishError::BadUrl { node: self.node.clone(), url: strip_userinfo(&self.url).0 })
+    }
+}
+
+/// The URL without a `user:pass@` in its authority, and whether it had one, so a password
+/// written into a URL reaches no error text, journal or report. Pure.
+pub fn strip_userinfo(url: &str) -> (String, bool) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), false) };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => (format!("{scheme}://{}", &rest[at + 1..]), true),
+        None => (url.to_owned(), false),
     }
 }
 
@@ -76,7 +87,9 @@ pub fn split_bmc_url(url: &str) -> Option<(String, Option<String>)> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if authority.is_empty() || authority.contains(char::is_whitespace) {
+    // Credentials in the URL (user:pass@host) are refused: they would be carried into every
+    // error and report that names the BMC's origin.
+    if authority.is_empty() || authority.contains(char::is_whitespace) || authority.contains('@') {
         return None;
     }
     let path = path.trim_end_matches('/');
@@ -860,6 +873,9 @@ mod tests {
         assert_eq!(split_bmc_url("https://bmc/redfish/v1"), Some(("https://bmc".into(), None)));
         assert_eq!(split_bmc_url("ipmi://bmc"), None);
         assert_eq!(split_bmc_url("https:///x"), None);
+        assert_eq!(split_bmc_url("https://admin:hunter2@bmc/redfish/v1/Systems/1"), None);
+        assert_eq!(strip_userinfo("https://admin:hunter2@bmc:8443/x@y"), ("https://bmc:8443/x@y".into(), true));
+        assert_eq!(strip_userinfo("https://bmc/x"), ("https://bmc/x".into(), false));
     }
 
     #[test]

@@ -703,7 +703,8 @@ impl PreparedRun {
             cluster: cluster.as_ref().map(|c| c.identity.clone()),
             limits,
         };
-        // A run that loses its lease starts nothing new, like the first Ctrl-C, and says why.
+        // A run that loses its lease starts nothing new, like the first Ctrl-C, and says why; unlike
+        // it, it cancels no pending reboot (`Abort::LeaseLost`): the nodes may be another run's now.
         let lost_reason = Arc::new(std::sync::Mutex::new(None::<String>));
         let lease_watch = lease.as_ref().map(|lock| {
             let (mut lost, trigger, reason) = (lock.lost(), abort.0.clone(), lost_reason.clone());
@@ -711,9 +712,9 @@ impl PreparedRun {
                 if let Ok(why) = lost.wait_for(Option::is_some).await {
                     *reason.lock().unwrap() = why.as_ref().map(ToString::to_string);
                     trigger.send_if_modified(|level| {
-                        let raise = *level == Abort::No;
+                        let raise = *level < Abort::LeaseLost;
                         if raise {
-                            *level = Abort::Soft;
+                            *level = Abort::LeaseLost;
                         }
                         raise
                     });

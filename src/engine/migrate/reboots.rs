@@ -42,9 +42,9 @@ impl Migration<'_, '_> {
         let lease_watch = tokio::spawn(async move {
             if lost.wait_for(Option::is_some).await.is_ok() {
                 soft.send_if_modified(|level| {
-                    let raise = *level == Abort::No;
+                    let raise = *level < Abort::LeaseLost;
                     if raise {
-                        *level = Abort::Soft;
+                        *level = Abort::LeaseLost;
                     }
                     raise
                 });

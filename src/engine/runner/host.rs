@@ -759,6 +759,10 @@ pub(super) async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<
 /// `shutdown -c` on a host whose reboot is scheduled but not begun. Ok(true): cancelled and
 /// verified (no shutdown left scheduled, the boot ID unchanged), and journaled so.
 async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str) -> Result<bool, Stop> {
+    // A lost lease (or a hard stop) that came after the Ctrl-C: the node may be another run's.
+    if shared.abort_level() >= Abort::LeaseLost {
+        return Ok(false);
+    }
     if let Err(e) = shared.transport.cancel_reboot(host).await {
         shared.warn(host, format!("could not cancel the pending reboot: {e}"));
         return Ok(false);

@@ -41,6 +41,10 @@ pub enum Abort {
     No,
     /// Start nothing new; finish (or cancel) what is in flight.
     Soft,
+    /// The run's lease is lost: start nothing new, and cancel nothing (another run may own the
+    /// nodes now, and a `shutdown -c` may undo its reboot); what is in flight is watched to
+    /// its end. Above `Soft`, so a loss after a Ctrl-C still forbids the cancel.
+    LeaseLost,
     /// Stop now; the journal is consistent and `--resume` continues.
     Hard,
 }

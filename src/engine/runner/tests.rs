@@ -964,6 +964,40 @@ async fn runner_cancels_only_ssh_reboots_it_can_verify_cancelled() {
     assert_eq!(world.times_of("h3", |e| *e == Happened::Cancelled).len(), 0);
 }
 
+/// A lost lease stops new starts but never cancels a pending reboot (the node may be another
+/// run's now); a Ctrl-C at the same moment does (the review's finding 3).
+#[tokio::test(start_paused = true)]
+async fn runner_cancels_on_ctrl_c_but_never_because_the_lease_was_lost() {
+    for (level, cancelled) in [(Abort::Soft, true), (Abort::LeaseLost, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::new(&["h1"]);
+        world.set("h1", |h| {
+            h.delay = Duration::from_secs(300);
+            h.bmc = None;
+        });
+        let mut job = Job::new(&world, dir.path(), &["h1"]);
+        job.settings.cancel_pending_on_abort = true;
+        job.settings.timeout = Duration::from_secs(600);
+        let (trigger, receiver) = watch::channel(Abort::No);
+        let stop = trigger.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = stop.send(level);
+        });
+        let summary = job.run_with_abort((trigger, receiver), |_, _| {}).await;
+        let cancels = world.times_of("h1", |e| *e == Happened::Cancelled).len();
+        if cancelled {
+            assert_eq!(cancels, 1, "{level:?}: the Ctrl-C cancels the pending reboot");
+            assert_eq!(outcome(&summary, "h1"), Outcome::Cancelled);
+            assert_eq!(world.boot_id("h1"), "h1-boot0");
+        } else {
+            assert_eq!(cancels, 0, "{level:?}: no `shutdown -c` after the lease is lost");
+            assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted, "the reboot is watched to its end");
+            assert_ne!(world.boot_id("h1"), "h1-boot0");
+        }
+    }
+}
+
 /// No cancel is tried where it could be "verified" and still leave the node rebooting: an
 /// immediate reboot command, or a scheduled shutdown that may have begun (within the margin of
 /// its time, or past it, on a node slower to go down than systemd's minute).
