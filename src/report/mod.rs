@@ -206,6 +206,7 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::ApiConfirmed { boot_id, .. } => format!("API: Ready with boot ID {}", short_id(boot_id)),
         Entry::Confirmed { .. } => "rebooted ✓".into(),
         Entry::Failed { stage, error, .. } => format!("FAILED at {}: {error}", stage_name(*stage)),
+        Entry::Cancelling { .. } => "cancelling the pending reboot (shutdown -c)".into(),
         Entry::Cancelled { .. } => "pending reboot cancelled".into(),
         Entry::Skipped { reason, .. } => format!("skipped: {reason}"),
         Entry::NotNeeded { reason, .. } => format!("skipped: {reason}"),

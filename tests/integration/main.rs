@@ -7,6 +7,7 @@ mod batch_cluster;
 mod batch_drain;
 mod batch_env;
 mod bmc;
+mod bmc_secrets;
 mod bmh_match;
 mod clients;
 mod clusters;

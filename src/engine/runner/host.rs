@@ -763,6 +763,9 @@ async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &st
     if shared.abort_level() >= Abort::LeaseLost {
         return Ok(false);
     }
+    // The intent first, fenced: a writer whose journal (or lease) is gone sends no cancel, and a
+    // resume of a host with `cancelling` and no `cancelled` re-checks its boot ID.
+    shared.record(Entry::Cancelling { host: host.name.clone() })?;
     if let Err(e) = shared.transport.cancel_reboot(host).await {
         shared.warn(host, format!("could not cancel the pending reboot: {e}"));
         return Ok(false);

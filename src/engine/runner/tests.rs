@@ -998,6 +998,60 @@ async fn runner_cancels_on_ctrl_c_but_never_because_the_lease_was_lost() {
     }
 }
 
+/// The cancel's intent is journaled (fenced) before `shutdown -c`: a run whose journal write
+/// fails there sends no cancel, and its resume waits for the reboot by boot ID, never sending
+/// it again (the review's finding 3).
+#[tokio::test(start_paused = true)]
+async fn runner_journals_the_cancel_before_sending_it_and_a_failed_write_sends_none() {
+    let ctrl_c_at_5s = |trigger: &watch::Sender<Abort>| {
+        let stop = trigger.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = stop.send(Abort::Soft);
+        });
+    };
+    let setup = |world: &Arc<World>, dir: &Path| {
+        world.set("h1", |h| {
+            h.delay = Duration::from_secs(300);
+            h.bmc = None;
+        });
+        let mut job = Job::new(world, dir, &["h1"]);
+        job.settings.cancel_pending_on_abort = true;
+        job.settings.timeout = Duration::from_secs(600);
+        job
+    };
+    // A run that can write: cancelling, then cancelled, the cancel sent between.
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let job = setup(&world, dir.path());
+    let (trigger, receiver) = watch::channel(Abort::No);
+    ctrl_c_at_5s(&trigger);
+    job.run_with_abort((trigger, receiver), |_, _| {}).await;
+    let records = job.records();
+    let at = |what: fn(&Entry) -> bool| records.iter().position(|r| what(&r.entry));
+    let cancelling = at(|e| matches!(e, Entry::Cancelling { .. })).expect("the intent is journaled");
+    assert!(cancelling < at(|e| matches!(e, Entry::Cancelled { .. })).unwrap());
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Cancelled).len(), 1);
+
+    // The same run, its journal failing at the intent: no cancel reaches the node.
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = setup(&world, dir.path());
+    job.kill = Some(Kill { after: cancelling + 1, before_its_action: true });
+    let (trigger, receiver) = watch::channel(Abort::No);
+    ctrl_c_at_5s(&trigger);
+    job.run_with_abort((trigger, receiver), |_, _| {}).await;
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Cancelled).len(), 0, "no cancel after a failed intent");
+    let state = job.state();
+    assert!(matches!(job.records().last().unwrap().entry, Entry::Cancelling { .. }), "{:?}", job.records());
+    assert_eq!(state.records["h1"].resume_action(), ResumeAction::AwaitNewBootId);
+    // Its resume waits for the reboot still pending and never sends another.
+    job.kill = None;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert_eq!(world.reboots_received("h1"), 1, "the reboot is not re-sent");
+}
+
 /// No cancel is tried where it could be "verified" and still leave the node rebooting: an
 /// immediate reboot command, or a scheduled shutdown that may have begun (within the margin of
 /// its time, or past it, on a node slower to go down than systemd's minute).

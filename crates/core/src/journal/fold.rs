@@ -181,6 +181,9 @@ impl HostRecord {
                     self.reboot_pending |= *may_reboot;
                 }
             }
+            // The cancel may or may not have gone out: the reboot stays in doubt, so a resume
+            // waits for a new boot ID and never sends it again.
+            Entry::Cancelling { .. } => self.reboot_pending = true,
             Entry::Cancelled { .. } => {
                 self.phase = Phase::Cancelled;
                 self.reboot_pending = false;

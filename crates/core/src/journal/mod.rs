@@ -189,6 +189,12 @@ pub enum Entry {
         error: String,
         may_reboot: bool,
     },
+    /// The intent, journaled (fenced) before `shutdown -c` is sent: a stale writer sends no
+    /// cancel. Without a later `cancelled` the reboot may or may not have been cancelled, so a
+    /// resume re-checks the boot ID and never sends the reboot again.
+    Cancelling {
+        host: String,
+    },
     /// A dispatched reboot was cancelled (`shutdown -c`) before the host went down.
     Cancelled {
         host: String,
@@ -314,6 +320,7 @@ impl Entry {
             | Entry::Uncordoned { host }
             | Entry::Confirmed { host }
             | Entry::Failed { host, .. }
+            | Entry::Cancelling { host }
             | Entry::Cancelled { host }
             | Entry::Skipped { host, .. }
             | Entry::Planned { host, .. }

@@ -73,6 +73,23 @@ fn failures_before_dispatch_are_retried_after_it_are_only_watched() {
 }
 
 #[test]
+fn a_cancel_journaled_as_intended_but_not_done_leaves_the_reboot_in_doubt() {
+    let h = || "a".to_string();
+    let mut records = vec![
+        start(&["a"]),
+        rec(1, Entry::Dispatching { host: h(), old_boot_id: "old".into(), bmc: None }),
+        rec(2, Entry::Dispatched { host: h(), delivery: Delivery::ExitZero, reset_type: None }),
+        rec(3, Entry::Cancelling { host: h() }),
+    ];
+    let a = fold(&records, Path::new("j")).unwrap().records["a"].clone();
+    assert!(a.reboot_pending);
+    assert_eq!(a.resume_action(), ResumeAction::AwaitNewBootId, "re-checked by boot ID, never re-sent");
+    records.push(rec(4, Entry::Cancelled { host: h() }));
+    let a = fold(&records, Path::new("j")).unwrap().records["a"].clone();
+    assert_eq!((a.phase, a.reboot_pending), (Phase::Cancelled, false));
+}
+
+#[test]
 fn torn_last_line_is_dropped_and_corruption_elsewhere_refused() {
     let good = serde_json::to_string(&start(&["a"])).unwrap();
     let text = format!("{good}\n{{\"v\":1,\"at_ms\":5,\"event\":\"dow");
@@ -278,7 +295,11 @@ fn host_stream() -> impl Strategy<Value = Vec<Entry>> {
             };
             out.push(Entry::Failed { host: h(), stage, error: "e".into(), may_reboot });
         } else if cancel && cut == 3 {
-            out.push(Entry::Cancelled { host: h() });
+            // The intent, then (unless the run stopped between) the verified cancel.
+            out.push(Entry::Cancelling { host: h() });
+            if fail_at % 2 == 0 {
+                out.push(Entry::Cancelled { host: h() });
+            }
         }
         out
     })
