@@ -68,3 +68,37 @@ fn a_journal_write_that_never_answers_times_out_and_fails_by_its_deadline() {
     assert_eq!(written.first(), Some(&(1, "a".into())));
     assert_eq!(written.last(), Some(&(3, "c".into())));
 }
+
+fn taken_over(at_ms: u64, big: &str) -> Record {
+    Record { v: JOURNAL_VERSION, at_ms, entry: Entry::LeaseTakenOver { previous_holder: big.into(), holder: "ann".into() } }
+}
+
+#[test]
+fn a_record_no_configmap_can_hold_is_refused_clearly_and_nothing_is_touched() {
+    let sim = Sim::in_process(0, 1);
+    let connection = connect(&sim);
+    let place = JournalPlace::new("kube-system", "20261204T140000Z-4").unwrap();
+    let mut journal = sim.block_on(journal_store::create(&connection.client, &connection.config, &place, "ann pid 1")).unwrap();
+    journal.append(&down(1, "a")).unwrap();
+    let error = journal.append(&taken_over(2, &"x".repeat(1100 * 1024))).unwrap_err().to_string();
+    assert!(error.contains("more than one ConfigMap holds") && error.contains("it was not written"), "{error}");
+    // No chunk was sealed or added for it.
+    let chunks = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-l", "fleetboot.io/journal-run", "-o", "name"]);
+    assert_eq!(chunks.lines().count(), 1, "{chunks}");
+    assert_eq!(lines(&sim, &place, 0), vec![(1, "a".into())]);
+}
+
+#[test]
+fn a_failed_take_over_names_the_chunk_it_tried_to_create() {
+    let sim = Sim::in_process(0, 1);
+    let connection = connect(&sim);
+    let place = JournalPlace::new("kube-system", "20261204T140000Z-5").unwrap();
+    let mut journal = sim.block_on(journal_store::create(&connection.client, &connection.config, &place, "ann pid 1")).unwrap();
+    journal.append(&down(1, "a")).unwrap();
+    // Sealed by a writer killed before it created the next chunk.
+    sim.kubectl_ok(&["-n", "kube-system", "annotate", "configmap", &place.chunk_name(0), "fleetboot.io/journal-sealed=true"]);
+    sim.control("POST", "fail-requests", r#"{"method": "POST", "resource": "configmaps", "count": 1}"#);
+    let error =
+        sim.block_on(journal_store::take_over(&connection.client, &connection.config, &place, "bob pid 2")).unwrap_err().to_string();
+    assert!(error.contains(&format!("configmaps/kube-system/{}:", place.chunk_name(1))), "{error}");
+}

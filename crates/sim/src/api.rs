@@ -49,6 +49,9 @@ pub struct ApiState {
     /// Fault injection: requests of a method on a resource (`"DELETE namespaces"`) are taken
     /// and not answered while held (one slow call of a client, the rest of the API answering).
     pub held_requests: Mutex<std::collections::HashSet<String>>,
+    /// Fault injection: the next N requests of a method on a resource (`"POST configmaps"`) are
+    /// carried out and answered 504 instead of their result (a write that landed, its answer lost).
+    pub lost_answers: Mutex<std::collections::HashMap<String, u32>>,
     /// `pods/exec` (the `exec` module).
     pub exec: Arc<super::exec::ExecState>,
     /// What clients asked of the API, by `"METHOD resource[/subresource]"` (`"LIST nodes"` for
@@ -95,6 +98,7 @@ impl ApiState {
             control: std::sync::OnceLock::new(),
             failing_requests: Default::default(),
             held_requests: Default::default(),
+            lost_answers: Default::default(),
             traffic: Default::default(),
             exec: Default::default(),
             tokens: std::sync::OnceLock::new(),
@@ -573,9 +577,16 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
         return watch(t, &target, &query, state);
     }
     let counted = state.clone();
+    let lost_key = format!("{method} {}", t.plural);
     let response = serve_resource(req, &method, target, query, state).await;
     let bytes = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
     counted.count(&kind, 1, bytes, 0);
+    if let Some(left) = counted.lost_answers.lock().unwrap().get_mut(&lost_key).filter(|n| **n > 0) {
+        *left -= 1;
+        // Fault injection, no rule: the change stands, the client never learns it (an API
+        // server's "Timeout: request did not complete within requested timeout").
+        return status_error(504, "Timeout", "Timeout: request did not complete within requested timeout".into());
+    }
     response
 }
 

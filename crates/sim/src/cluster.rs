@@ -916,6 +916,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   `"stall": true` it takes requests and answers none until the N seconds are over
 /// - `POST hold-requests` with `{"method": M, "resource": R, "held": true|false}`: requests
 ///   of M on R wait unanswered while held (one slow call; the rest of the API answers)
+/// - `POST lose-answers` with `{"method": M, "resource": R, "count": N}`: the next N requests
+///   of M on R are carried out and answered 504 (a write that landed, its answer lost)
 /// - `POST cut-watches`: ends every open watch stream once
 /// - `POST api-restart` (with `--state-dir`): the API server restarts: its store is written to
 ///   the state directory, every connection and watch is cut, the store is read back from it
@@ -997,6 +999,15 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             let count = body["count"].as_u64().and_then(|n| u32::try_from(n).ok()).ok_or((400, "expected \"count\"".to_owned()))?;
             cluster.api.failing_requests.lock().unwrap().insert(format!("{method} {resource}"), count);
             Ok(json!({"failing": format!("{method} {resource}"), "count": count}))
+        }
+        ("POST", ["lose-answers"]) => {
+            // {"method": "POST", "resource": "configmaps", "count": N}: the next N such requests
+            // are carried out and answered 504 (the answer of a write that landed, lost).
+            let method = body["method"].as_str().ok_or((400, "expected \"method\"".to_owned()))?;
+            let resource = body["resource"].as_str().ok_or((400, "expected \"resource\"".to_owned()))?;
+            let count = body["count"].as_u64().and_then(|n| u32::try_from(n).ok()).ok_or((400, "expected \"count\"".to_owned()))?;
+            cluster.api.lost_answers.lock().unwrap().insert(format!("{method} {resource}"), count);
+            Ok(json!({"losing": format!("{method} {resource}"), "count": count}))
         }
         ("POST", ["hold-requests"]) => {
             // {"method": "DELETE", "resource": "namespaces", "held": true}: such requests wait

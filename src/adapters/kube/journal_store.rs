@@ -45,6 +45,9 @@ use crate::adapters::journal::JournalBackend;
 /// hundred chunks for 10,000 nodes.
 pub const CHUNK_LIMIT: usize = 64 * 1024;
 const DATA_KEY: &str = "records.jsonl";
+/// The longest record line: what one ConfigMap's data holds (1 MiB, the key counted), the
+/// line alone in a fresh chunk.
+const RECORD_LIMIT: usize = 1024 * 1024 - DATA_KEY.len();
 const TOKEN: &str = "fleetboot.io/journal-token";
 const HOLDER: &str = "fleetboot.io/journal-holder";
 const SEALED: &str = "fleetboot.io/journal-sealed";
@@ -308,7 +311,7 @@ pub async fn take_over(
                 return Ok((ClusterJournal::start(config, head)?, records));
             }
             Err(e) if is_status(&e, 409) => continue,
-            Err(e) => return Err(place.error(index, e)),
+            Err(e) => return Err(place.error(if annotation(last, SEALED).is_some() { index + 1 } else { index }, e)),
         }
     }
     Err(place.error(0, "other writers kept changing the journal while this run took it over; try again"))
@@ -341,6 +344,15 @@ impl Head {
         let line = Line { token: self.token, holder: self.holder.clone(), record: record.clone() };
         let mut text = serde_json::to_string(&line).expect("records serialize");
         text.push('\n');
+        if text.len() > RECORD_LIMIT {
+            return Err(self.place.error(
+                self.index,
+                format!(
+                    "a record of {} bytes is more than one ConfigMap holds ({RECORD_LIMIT} bytes: the API's 1 MiB limit); it was not written",
+                    text.len()
+                ),
+            ));
+        }
         let give_up = tokio::time::Instant::now() + deadline;
         let mut pause = RETRY_FIRST_PAUSE;
         loop {
@@ -372,7 +384,7 @@ impl Head {
     /// a transient failure worth another try.
     async fn try_append(&mut self, api: &Api<ConfigMap>, text: &str) -> Result<(), Attempt> {
         if !data_of(&self.last).is_empty() && data_of(&self.last).len() + text.len() > CHUNK_LIMIT {
-            self.roll_over(api).await.map_err(Attempt::Final)?;
+            self.roll_over(api).await?;
         }
         let mut next = self.last.clone();
         let data = next.data.get_or_insert_with(BTreeMap::new).entry(DATA_KEY.to_owned()).or_default();
@@ -395,31 +407,54 @@ impl Head {
         }
     }
 
-    /// Seals the full chunk (a conditional update) and creates the next one (create-only).
-    async fn roll_over(&mut self, api: &Api<ConfigMap>) -> Result<(), JournalError> {
-        let mut sealed = self.last.clone();
-        sealed.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(SEALED.to_owned(), "true".into());
-        if let Err(e) = api.replace(&self.place.chunk_name(self.index), &PostParams::default(), &sealed).await {
-            return match self.fenced(api).await {
-                Ok(Some((holder, token))) => Err(self.fenced_error(&holder, token)),
-                _ => Err(self.place.error(self.index, e)),
-            };
+    /// Seals the full chunk (a conditional update) and creates the next one (create-only). A
+    /// seal or a create whose answer was lost is found by reading: the chunk sealed, the next
+    /// one holding this writer's token and holder.
+    async fn roll_over(&mut self, api: &Api<ConfigMap>) -> Result<(), Attempt> {
+        if annotation(&self.last, SEALED).is_none() {
+            let mut sealed = self.last.clone();
+            sealed.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(SEALED.to_owned(), "true".into());
+            match api.replace(&self.place.chunk_name(self.index), &PostParams::default(), &sealed).await {
+                Ok(written) => self.last = written,
+                Err(e) => match self.fenced(api).await {
+                    Ok(Some((holder, token))) => return Err(Attempt::Final(self.fenced_error(&holder, token))),
+                    Ok(None) if annotation(&self.last, SEALED).is_some() => {}
+                    Ok(None) if is_transient(&e) || is_status(&e, 409) => return Err(Attempt::Transient(e)),
+                    Err(read) if is_transient(&e) && is_transient(&read) => return Err(Attempt::Transient(e)),
+                    _ => return Err(Attempt::Final(self.place.error(self.index, e))),
+                },
+            }
         }
         let next = new_chunk(&self.place, self.index + 1, self.token, &self.holder);
-        match api.create(&PostParams::default(), &next).await {
+        let e = match api.create(&PostParams::default(), &next).await {
             Ok(created) => {
                 self.index += 1;
                 self.last = created;
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        match api.get_opt(&self.place.chunk_name(self.index + 1)).await {
+            // This writer's own chunk (a create whose answer was lost, or tried again).
+            Ok(Some(found)) if token_of(&found) == self.token && annotation(&found, HOLDER).as_deref() == Some(self.holder.as_str()) => {
+                self.index += 1;
+                self.last = found;
                 Ok(())
             }
-            Err(e) if is_status(&e, 409) => {
+            Ok(Some(found)) => {
                 self.index += 1;
-                match self.fenced(api).await {
-                    Ok(Some((holder, token))) => Err(self.fenced_error(&holder, token)),
-                    _ => Err(self.place.error(self.index, "the next chunk exists already, written by another writer")),
+                let (holder, token) = (annotation(&found, HOLDER).unwrap_or_else(|| "another writer".into()), token_of(&found));
+                if token > self.token {
+                    Err(Attempt::Final(self.fenced_error(&holder, token)))
+                } else {
+                    Err(Attempt::Final(
+                        self.place.error(self.index, format!("the next chunk exists already, written by {holder} (token {token})")),
+                    ))
                 }
             }
-            Err(e) => Err(self.place.error(self.index + 1, e)),
+            Ok(None) if is_transient(&e) => Err(Attempt::Transient(e)),
+            Err(read) if is_transient(&e) && is_transient(&read) => Err(Attempt::Transient(e)),
+            _ => Err(Attempt::Final(self.place.error(self.index + 1, e))),
         }
     }
 }
