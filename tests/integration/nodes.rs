@@ -226,18 +226,7 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     assert!(!history.contains("reboot-requested"), "{history}");
 
     // The PDB allows one disruption: drained (the DaemonSet pod stays), rebooted, uncordoned.
-    sim.kubectl_ok(&[
-        "-n",
-        "default",
-        "patch",
-        "pdb",
-        "app-a",
-        "--subresource=status",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"status":{"disruptionsAllowed":1}}"#,
-    ]);
+    sim.set_app_a_disruptions_allowed(1);
     let journal2 = sim.path("two.jsonl");
     let run =
         sim.reboot_in_process(&["--nodes", "worker-0", "--drain", "--poll-interval", "200ms", "--journal", journal2.to_str().unwrap()]);

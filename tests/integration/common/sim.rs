@@ -69,18 +69,14 @@ impl Sim {
         )
         .unwrap();
         self.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
-        self.kubectl_ok(&[
-            "-n",
-            "default",
-            "patch",
-            "pdb",
-            "app-a",
-            "--subresource=status",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"status":{"disruptionsAllowed":0,"observedGeneration":1}}"#,
-        ]);
+        self.set_app_a_disruptions_allowed(0);
+    }
+
+    /// app-a's budget's status as the disruption controller would write it: `allowed`
+    /// disruptions, for generation 1.
+    pub fn set_app_a_disruptions_allowed(&self, allowed: u32) {
+        let status = format!(r#"{{"status":{{"disruptionsAllowed":{allowed},"observedGeneration":1}}}}"#);
+        self.kubectl_ok(&["-n", "default", "patch", "pdb", "app-a", "--subresource=status", "--type", "merge", "-p", &status]);
     }
 
     /// Starts `fleetboot sim` with fast timings; returns once it printed its ready line.
