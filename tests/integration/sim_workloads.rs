@@ -72,6 +72,45 @@ fn an_eviction_a_budget_forbids_is_refused_with_429() {
     assert!(sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "name"]).contains(pods[1]), "the refused pod stays");
 }
 
+/// Which budgets an eviction honours is the policy/v1 rule (kubernetes
+/// `pkg/registry/core/pod/storage/eviction.go`, getPodDisruptionBudgets, through
+/// `metav1.LabelSelectorAsSelector`): a budget without a selector covers no pod, one with an
+/// empty selector every pod of its namespace.
+#[test]
+fn a_budget_without_a_selector_covers_no_pod_and_an_empty_selector_covers_all() {
+    let sim = Sim::start(1, 2);
+    let pods = sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let pods: Vec<&str> = pods.split_whitespace().collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let budget = |name: &str, selector: Option<serde_json::Value>| {
+        let mut spec = serde_json::json!({"maxUnavailable": 0});
+        if let Some(selector) = selector {
+            spec["selector"] = selector;
+        }
+        let manifest = sim.path(&format!("{name}.json"));
+        let pdb = serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "namespace": "openshift-ingress"}, "spec": spec});
+        std::fs::write(&manifest, pdb.to_string()).unwrap();
+        sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+    };
+    let evict = |pod: &str| {
+        let body =
+            format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"openshift-ingress"}}}}"#);
+        sim.raw("POST", &format!("/api/v1/namespaces/openshift-ingress/pods/{pod}/eviction"), "application/json", body.as_bytes())
+    };
+    // A budget with no selector beside the router's own: the router's pod is still under one
+    // budget only, which allows one disruption.
+    budget("no-selector", None);
+    let (code, body) = evict(pods[0]);
+    assert_eq!(code, 201, "a budget without a selector covers no pod: {body}");
+    // An empty selector covers every pod of the namespace: the other router is now under two
+    // budgets, which the eviction subresource refuses.
+    budget("empty-selector", Some(serde_json::json!({})));
+    let (code, body) = evict(pods[1]);
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("more than one PodDisruptionBudget"), "{body}");
+}
+
 /// `kubectl drain` of a worker evicts its workloads, and their replacements run elsewhere.
 #[test]
 fn kubectl_drain_of_a_worker_moves_its_workloads_elsewhere() {

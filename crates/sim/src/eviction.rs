@@ -26,7 +26,9 @@ pub fn evict_pod(store: &mut crate::store::Store, namespace: &str, name: &str) -
     // or already deleting is evicted without a budget (canIgnorePDB); more than one budget is
     // refused; a budget its controller has not yet observed refuses; an unhealthy pod goes
     // while the budget is met (IfHealthyBudget); else disruptionsAllowed 0 refuses with 429,
-    // and an eviction that goes takes one disruption (checkAndDecrement).
+    // and an eviction that goes takes one disruption (checkAndDecrement). The budgets that apply
+    // are those whose selector matches the pod (getPodDisruptionBudgets, policy/v1): a budget
+    // without a selector covers no pod, one with an empty selector every pod of its namespace.
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     let ignore = matches!(phase, "Succeeded" | "Failed" | "Pending") || pod.pointer("/metadata/deletionTimestamp").is_some();
     let filter = crate::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
@@ -34,7 +36,7 @@ pub fn evict_pod(store: &mut crate::store::Store, namespace: &str, name: &str) -
         .list(pdbs, &filter, None, None)
         .items
         .into_iter()
-        .filter(|pdb| crate::selector::LabelSelector::from_object(&pdb["spec"]["selector"]).matches_object(&pod))
+        .filter(|pdb| crate::selector::LabelSelector::from_optional(&pdb["spec"]["selector"]).is_some_and(|s| s.matches_object(&pod)))
         .collect();
     // `errors.NewTooManyRequests(message, 0)` with one DisruptionBudget cause: the details carry
     // the cause only (no name; a retryAfterSeconds of 0 is omitted), the budget is named in it.

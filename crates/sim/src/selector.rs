@@ -67,6 +67,13 @@ impl LabelSelector {
         Ok(LabelSelector(requirements))
     }
 
+    /// A selector field that may be absent, as `metav1.LabelSelectorAsSelector` reads it
+    /// (apimachinery `pkg/apis/meta/v1/helpers.go`): an absent (nil) selector selects nothing
+    /// (`labels.Nothing()`), None here; an empty one (`{}`) selects everything.
+    pub fn from_optional(selector: &Value) -> Option<LabelSelector> {
+        (!selector.is_null()).then(|| LabelSelector::from_object(selector))
+    }
+
     /// From a `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`).
     pub fn from_object(selector: &Value) -> LabelSelector {
         let mut requirements = Vec::new();

@@ -613,12 +613,13 @@ fn sync_budgets(store: &mut Store) {
     let all_rs = store.list(replicasets(), &Default::default(), None, None).items;
     for pdb in store.list(pdbs(), &Default::default(), None, None).items {
         let ns = meta(&pdb, "namespace").to_owned();
-        let selector = super::selector::LabelSelector::from_object(&pdb["spec"]["selector"]);
+        // getPodsForPdb: the budget's pods are those its selector matches, none without one.
+        let selector = super::selector::LabelSelector::from_optional(&pdb["spec"]["selector"]);
         let matching: Vec<Arc<Value>> = store
             .list(pods(), &ns_filter(&ns), None, None)
             .items
             .into_iter()
-            .filter(|p| selector.matches_object(p) && p.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|p| selector.as_ref().is_some_and(|s| s.matches_object(p)) && p.pointer("/metadata/deletionTimestamp").is_none())
             .collect();
         // The budgets of pods the simulation's controllers run; a budget over pods that nobody
         // runs here (created bare, with the status a test writes) keeps the status it is given.
