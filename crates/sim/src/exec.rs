@@ -36,6 +36,8 @@ const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
+/// From the stream's start to the command's first output: the kubelet dialed, the process started.
+const PROCESS_START: Duration = Duration::from_millis(20);
 
 /// What the API server reaches through the kubelets (set by the cluster when it starts).
 pub trait Kubelets: Send + Sync {
@@ -300,6 +302,13 @@ where
         return;
     }
     count(1);
+    // A real exec's output comes after the API server has dialed the kubelet and the container
+    // runtime has started the process (`runc exec`: tens of milliseconds). client-go's reader
+    // starts before its streams exist and drops a frame for a stream not yet made (kubernetes
+    // `client-go/tools/remotecommand/websocket.go`, readDemuxLoop: "Unknown stream id,
+    // discarding message"), so output sent the instant the stream is up is lost now and then
+    // (`kubectl exec` printing nothing, exit 0) where a real cluster's latency hides that race.
+    tokio::time::sleep(PROCESS_START).await;
     let (stdout, stderr, exit) = execute(kubelets.as_ref(), node, command, mount);
     let line = command.join(" ");
     if exec.drop_after_start.lock().unwrap().iter().any(|text| line.contains(text.as_str())) {
