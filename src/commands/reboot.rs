@@ -43,6 +43,11 @@ pub struct RebootArgs {
     /// (the BMC, last); a rung left out is never used.
     #[arg(long, value_name = "RUNGS", value_parser = |s: &str| s.parse::<fleetboot_core::settings::TransportOrder>(), help_heading = "Transport")]
     pub transport_order: Option<fleetboot_core::settings::TransportOrder>,
+    /// The image of the kube rung's debug pods (`[transport] debug_image`); default: as `oc debug
+    /// node` picks it, the cluster's `openshift/tools:latest` image stream, else
+    /// registry.redhat.io/rhel9/support-tools.
+    #[arg(long, value_name = "IMAGE", help_heading = "Transport")]
+    pub debug_image: Option<String>,
     #[command(flatten, next_help_heading = "Cluster")]
     pub cluster: ClusterArgs,
     #[command(flatten, next_help_heading = "Selection")]
@@ -173,6 +178,7 @@ impl RebootArgs {
         flags.max_failures = self.max_failures;
         flags.transport = self.transport;
         flags.transport_order.clone_from(&self.transport_order);
+        flags.debug_image = self.debug_image.clone().filter(|image| !image.trim().is_empty());
         flags.cancel_pending_on_abort = self.cancel_pending_on_abort.then_some(true);
         flags.batch = self.batch.partial();
         flags

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use crate::common::Run;
-use crate::common::sim::Sim;
+use crate::common::sim::{KubectlWatch, Sim};
 
 const MCO: &str = "openshift-machine-config-operator";
 
@@ -221,4 +221,68 @@ fn a_daemon_pod_that_runs_but_is_not_ready_is_waited_for_never_replaced_by_a_deb
     assert!(journal_records(&journal, "debug_pod_creating").is_empty(), "no debug pod for a daemon pod that runs");
     assert_eq!(debug_pods(&sim), Vec::<String>::new());
     assert_eq!(reboots(&sim), vec![("worker-0".to_owned(), 0)]);
+}
+
+/// The debug pod's image, as `oc debug node` picks it: the cluster's `openshift/tools:latest`
+/// image stream (a disconnected cluster's mirror), else registry.redhat.io's support-tools;
+/// `--debug-image` wins over both. Judge: kubectl's watch of the pods as they were created.
+#[test]
+fn the_debug_pods_image_is_the_clusters_tools_stream_unless_one_is_given() {
+    let sim = cluster(1, &["worker-0"]);
+    let images = KubectlWatch::start_with(&sim, &["pods", "-A"], "{.metadata.namespace} {.spec.containers[0].image}");
+    let debug_images = || -> Vec<String> {
+        let mut seen: Vec<String> = images.lines().iter().filter_map(|l| l.strip_prefix("fleetboot-debug ").map(str::to_owned)).collect();
+        seen.dedup();
+        seen
+    };
+    let reboot = |extra: &[&str]| {
+        let mut args = vec!["reboot", "--transport", "kube", "--poll-interval", "200ms", "--output", "json"];
+        args.extend_from_slice(extra);
+        let run: Run = sim.fleetboot(&args).output().unwrap().into();
+        assert_eq!(run.code, 0, "{}", run.debug());
+    };
+    let wait_for = |count: usize| {
+        let start = std::time::Instant::now();
+        while debug_images().len() < count {
+            assert!(start.elapsed() < std::time::Duration::from_secs(30), "the watch saw {:?}", images.lines());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // No tools image stream: oc's fallback.
+    reboot(&[]);
+    wait_for(1);
+    assert_eq!(debug_images(), ["registry.redhat.io/rhel9/support-tools"]);
+
+    // The release's tools image, mirrored: the stream's newest import is what the pod runs.
+    let mirrored = "mirror.example:5000/ocp/release@sha256:0f3e1a7c2b9d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
+    let stream = sim.path("tools.json");
+    let object = serde_json::json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "tools", "namespace": "openshift"},
+        "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:0f3e"}}]}});
+    std::fs::write(&stream, object.to_string()).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", stream.to_str().unwrap()]);
+    let status = serde_json::json!({"status": {"tags": [{"tag": "latest", "items": [{"dockerImageReference": mirrored}]}]}});
+    sim.kubectl_ok(&[
+        "patch",
+        "imagestream",
+        "tools",
+        "-n",
+        "openshift",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+    reboot(&[]);
+    wait_for(2);
+    assert_eq!(debug_images()[1], mirrored);
+
+    // Given: used as it is.
+    reboot(&["--debug-image", "registry.local/tools:1"]);
+    wait_for(3);
+    assert_eq!(debug_images()[2], "registry.local/tools:1");
+    assert!(debug_pods(&sim).is_empty(), "every debug pod deleted");
+    for (name, count) in reboots(&sim) {
+        assert_eq!(count, 3, "{name} rebooted once per run");
+    }
 }

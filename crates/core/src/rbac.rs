@@ -221,6 +221,13 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
                 "the debug pod where no daemon pod runs: created, watched until Running, deleted (adapters/kube debug_pod)",
             ),
             within("fleetboot-debug", "", "pods/exec", &["create"], "commands through the debug pod"),
+            within(
+                "openshift",
+                "image.openshift.io",
+                "imagestreams",
+                &["get"],
+                "the debug pod's image, as `oc debug node` picks it: the tools image stream (adapters/kube debug_pod)",
+            ),
         ],
         Mode::JournalInCluster => vec![within(
             &ns.lease,

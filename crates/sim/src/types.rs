@@ -78,6 +78,9 @@ pub static TYPES: &[ResourceType] = &[
         ["status"]
     ),
     rt!("machineconfiguration.openshift.io", "v1", "MachineConfig", "machineconfigs", "machineconfig", false, ["mc"], []),
+    // Image streams (openshift/api `image/v1/types.go`): stored with their status, which on a
+    // real cluster the image API fills when it imports a tag (here whoever writes the status).
+    rt!("image.openshift.io", "v1", "ImageStream", "imagestreams", "imagestream", true, ["is"], ["status"]),
     rt!("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts", "baremetalhost", true, ["bmh"], ["status"]),
     // OpenShift SDN's own kinds (openshift/api `network/v1/types.go`): egress IPs on NetNamespaces
     // and HostSubnets, multicast as a NetNamespace annotation, egress firewalls.

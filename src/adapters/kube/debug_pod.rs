@@ -13,7 +13,7 @@ use std::time::Duration;
 use fleetboot_core::journal::DebugPodRef;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
 
 /// Where fleetboot's debug pods live.
@@ -22,8 +22,10 @@ pub const DEBUG_NAMESPACE: &str = "fleetboot-debug";
 pub const DEBUG_CONTAINER: &str = "debug";
 /// Where the container sees the host's `/` (as `oc debug node/NAME` mounts it).
 pub const DEBUG_HOST_ROOT: &str = "/host";
-/// The image `oc debug node` uses on OpenShift 4 (its `tools` image stream: support-tools).
-pub const DEBUG_IMAGE: &str = "registry.redhat.io/rhel9/support-tools:latest";
+/// `oc debug node`'s image where the cluster has no `openshift/tools` image stream to resolve.
+pub const FALLBACK_IMAGE: &str = "registry.redhat.io/rhel9/support-tools";
+/// The image stream tag `oc debug node` takes its image from: namespace, stream, tag.
+pub const TOOLS_STREAM: (&str, &str, &str) = ("openshift", "tools", "latest");
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "fleetboot");
 pub const RUN_ID_LABEL: &str = "fleetboot.io/run-id";
 pub const NODE_LABEL: &str = "fleetboot.io/node";
@@ -51,7 +53,7 @@ pub fn namespace_object() -> Namespace {
 /// The debug pod for `node`, as `oc debug node/NAME` makes it (oc `pkg/cli/debug/debug.go`:
 /// hostPID, hostNetwork, privileged, `/` at `/host`, `nodeName` set, restartPolicy Never) and
 /// tolerating every taint (`operator: Exists`), so a cordoned or tainted node takes it.
-pub fn pod_object(name: &str, node: &str, run_id: &str) -> Pod {
+pub fn pod_object(name: &str, node: &str, run_id: &str, image: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
@@ -68,7 +70,7 @@ pub fn pod_object(name: &str, node: &str, run_id: &str) -> Pod {
             "tolerations": [{"operator": "Exists"}],
             "containers": [{
                 "name": DEBUG_CONTAINER,
-                "image": DEBUG_IMAGE,
+                "image": image,
                 "command": ["/bin/sh", "-c", "sleep infinity"],
                 "securityContext": {"privileged": true, "runAsUser": 0},
                 "volumeMounts": [{"name": "host", "mountPath": DEBUG_HOST_ROOT}],
@@ -77,6 +79,38 @@ pub fn pod_object(name: &str, node: &str, run_id: &str) -> Pod {
         },
     }))
     .expect("a valid Pod")
+}
+
+/// The debug pods' image, in `oc debug node`'s order (oc `pkg/cli/debug/debug.go`): the one
+/// given, else the newest image of the cluster's `openshift/tools:latest` image stream (part of
+/// the release, so a disconnected cluster has it mirrored), else [`FALLBACK_IMAGE`]. A stream
+/// that cannot be read (none, not OpenShift, no permission) falls back as oc does.
+pub async fn resolve_image(client: &Client, configured: Option<&str>) -> String {
+    if let Some(image) = configured {
+        return image.to_owned();
+    }
+    let (namespace, stream, tag) = TOOLS_STREAM;
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("image.openshift.io", "v1", "ImageStream"), "imagestreams");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    match api.get(stream).await {
+        Ok(object) => image_for_tag(&object.data, tag).unwrap_or_else(|| FALLBACK_IMAGE.to_owned()),
+        Err(_) => FALLBACK_IMAGE.to_owned(),
+    }
+}
+
+/// An image stream's pull spec for `tag`, as openshift/library-go's `ResolveRecentPullSpecForTag`
+/// reads it: the tag's newest imported image (`status.tags[].items[0]`), else what its spec
+/// points at when that is an image (`spec.tags[].from`, kind `DockerImage`).
+fn image_for_tag(stream: &serde_json::Value, tag: &str) -> Option<String> {
+    let named =
+        |list: &serde_json::Value, key: &str| list.as_array().and_then(|tags| tags.iter().find(|t| t[key].as_str() == Some(tag)).cloned());
+    let imported = named(&stream["status"]["tags"], "tag")
+        .and_then(|t| t["items"].get(0).and_then(|i| i["dockerImageReference"].as_str()).map(str::to_owned));
+    imported.or_else(|| {
+        named(&stream["spec"]["tags"], "name")
+            .filter(|t| t["from"]["kind"] == "DockerImage")
+            .and_then(|t| t["from"]["name"].as_str().map(str::to_owned))
+    })
 }
 
 /// A name for a new debug pod on `node` (unique per call).
@@ -139,7 +173,7 @@ mod tests {
 
     #[test]
     fn the_pod_is_pinned_privileged_tolerates_everything_and_says_who_made_it() {
-        let pod = pod_object("fleetboot-debug-worker-0-abcde", "worker-0", "run-1");
+        let pod = pod_object("fleetboot-debug-worker-0-abcde", "worker-0", "run-1", FALLBACK_IMAGE);
         let spec = pod.spec.as_ref().unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("worker-0"));
         assert_eq!(spec.host_pid, Some(true));
@@ -155,5 +189,26 @@ mod tests {
         assert_eq!(labels["app.kubernetes.io/managed-by"], "fleetboot");
         assert_eq!(labels[RUN_ID_LABEL], "run-1");
         assert!(pod_name("worker-0").starts_with("fleetboot-debug-worker-0-"));
+        assert_eq!(spec.containers[0].image.as_deref(), Some(FALLBACK_IMAGE));
+    }
+
+    #[test]
+    fn the_image_is_the_tags_newest_import_else_its_spec_image_else_none() {
+        let imported = serde_json::json!({
+            "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/x/tools:spec"}}]},
+            "status": {"tags": [
+                {"tag": "other", "items": [{"dockerImageReference": "quay.io/x/other@sha256:1"}]},
+                {"tag": "latest", "items": [{"dockerImageReference": "mirror.example/x/tools@sha256:2"},
+                    {"dockerImageReference": "mirror.example/x/tools@sha256:1"}]},
+            ]},
+        });
+        assert_eq!(image_for_tag(&imported, "latest").as_deref(), Some("mirror.example/x/tools@sha256:2"));
+        let spec_only =
+            serde_json::json!({"spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/x/tools:spec"}}]}});
+        assert_eq!(image_for_tag(&spec_only, "latest").as_deref(), Some("quay.io/x/tools:spec"));
+        let from_a_stream_tag =
+            serde_json::json!({"spec": {"tags": [{"name": "latest", "from": {"kind": "ImageStreamTag", "name": "tools:4.16"}}]}});
+        assert_eq!(image_for_tag(&from_a_stream_tag, "latest"), None);
+        assert_eq!(image_for_tag(&serde_json::json!({}), "latest"), None);
     }
 }

@@ -258,6 +258,8 @@ pub struct KubeTransport {
     /// Ctrl-C).
     debug: Arc<DebugPods>,
     namespace_ready: std::sync::atomic::AtomicBool,
+    /// The debug pods' image, resolved when the first one is made.
+    debug_image: tokio::sync::OnceCell<String>,
 }
 
 /// The debug pods a transport created and has not deleted yet, and the run's journal.
@@ -308,6 +310,7 @@ impl KubeTransport {
             run_id: String::new(),
             debug: Arc::new(DebugPods { client, journal: Mutex::new(None), live: Default::default() }),
             namespace_ready: Default::default(),
+            debug_image: Default::default(),
         }
     }
 
@@ -356,7 +359,14 @@ impl KubeTransport {
         self.debug.live.lock().unwrap().insert(name.clone(), reference.clone());
         let api: Api<Pod> = Api::namespaced(self.client.clone(), debug_pod::DEBUG_NAMESPACE);
         self.requests.fetch_add(1, Relaxed);
-        let created = api.create(&Default::default(), &debug_pod::pod_object(&name, node, &self.run_id)).await;
+        let image = self
+            .debug_image
+            .get_or_init(|| async {
+                self.requests.fetch_add(1, Relaxed);
+                debug_pod::resolve_image(&self.client, self.reboot.debug_image.as_deref()).await
+            })
+            .await;
+        let created = api.create(&Default::default(), &debug_pod::pod_object(&name, node, &self.run_id, image)).await;
         let result = match created {
             Err(e) => Err(failed("creating it", Box::new(e))),
             Ok(_) => {

@@ -280,8 +280,15 @@ pub struct KubectlWatch {
 
 impl KubectlWatch {
     pub fn start(sim: &Sim, kind: &str, template: &str) -> KubectlWatch {
+        KubectlWatch::start_with(sim, &[kind], template)
+    }
+
+    /// With more arguments than the kind (`-A`, `-n NS`).
+    pub fn start_with(sim: &Sim, args: &[&str], template: &str) -> KubectlWatch {
         let mut child = Command::new("kubectl")
-            .args(["get", kind, "-w", "-o", &format!("jsonpath={template}{{\"\\n\"}}")])
+            .arg("get")
+            .args(args)
+            .args(["-w", "-o", &format!("jsonpath={template}{{\"\\n\"}}")])
             .env("KUBECONFIG", sim.path("kubeconfig"))
             .env("HOME", sim.dir.path())
             .stdout(Stdio::piped())

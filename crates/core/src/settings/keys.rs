@@ -130,6 +130,7 @@ pub const KEYS: &[Key] = &[
     key!(Some("reboot.cancel_pending_on_abort"), None, |p, v| p.cancel_pending_on_abort = Some(boolean(v)?)),
     key!(Some("reboot.transport"), Some("transport"), |p, v| p.transport = Some(v.text()?.parse()?)),
     key!(Some("transport.order"), None, |p, v| p.transport_order = Some(super::TransportOrder::parse(&v.list()?)?)),
+    key!(Some("transport.debug_image"), Some("debug-image"), |p, v| p.debug_image = optional(v)?),
     key!(Some("reboot.scheduled_delay"), None, |p, v| p.scheduled_delay = Some(duration(v)?)),
     key!(Some("output.format"), Some("output"), |p, v| p.output = Some(v.text()?.parse()?)),
     key!(Some("output.state_dir"), None, |p, v| p.state_dir = Some(non_empty(v)?)),

@@ -359,6 +359,7 @@ pub struct Partial {
     pub host_key_policy: Option<HostKeyPolicy>,
     pub output: Option<OutputFormat>,
     pub context: Option<String>,
+    pub debug_image: Option<String>,
     /// `Some(None)`: explicitly none (`--rate unlimited`, an empty check command).
     pub command: Option<String>,
     pub rate: Option<Option<RateSpec>>,
@@ -406,6 +407,10 @@ pub struct Settings {
     pub context: Option<String>,
     /// The kubeconfig file; `None`: `$KUBECONFIG`, then `~/.kube/config`, as kubectl finds it.
     pub kubeconfig: Option<String>,
+    /// The kube transport's debug pods' image; `None`: the cluster's `openshift/tools:latest`
+    /// image stream, else `oc debug node`'s own fallback (a disconnected cluster mirrors the
+    /// first, not the second).
+    pub debug_image: Option<String>,
     /// The reboot command.
     pub command: String,
     pub boot_id_command: String,
@@ -457,6 +462,7 @@ impl Default for Settings {
             transport_order: TransportOrder::default(),
             output: OutputFormat::Auto,
             context: None,
+            debug_image: None,
             kubeconfig: None,
             command: "sudo shutdown -r -t 3".to_owned(),
             boot_id_command: "cat /proc/sys/kernel/random/boot_id".to_owned(),
@@ -507,6 +513,7 @@ pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings
         output: pick!(output),
         context: first!(context).or_else(|| defaults.context.clone()),
         kubeconfig: first!(kubeconfig).or_else(|| defaults.kubeconfig.clone()),
+        debug_image: first!(debug_image).or_else(|| defaults.debug_image.clone()),
         command: pick!(command),
         boot_id_command: pick!(boot_id_command),
         check_command: pick!(check_command),
