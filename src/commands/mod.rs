@@ -55,6 +55,7 @@ Environment (below the flags, above the config file; a bad value is refused nami
   FLEETBOOT_POLL_INTERVAL      --poll-interval
   FLEETBOOT_CONNECT_TIMEOUT    --connect-timeout
   FLEETBOOT_TRANSPORT          --transport
+  FLEETBOOT_DEBUG_IMAGE        --debug-image
   FLEETBOOT_HOST_KEY_POLICY    --host-key-policy
   FLEETBOOT_OUTPUT             --output
   FLEETBOOT_CONTEXT            --context
