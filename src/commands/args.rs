@@ -237,6 +237,27 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
+/// How `--transport auto` climbs its rungs and what the kube rung's debug pods run.
+#[derive(Args, Debug, Default)]
+pub struct TransportRungArgs {
+    /// `--transport auto`'s rungs, per node, in order (`[transport] order`): ssh, kube, redfish
+    /// (the BMC, last); a rung left out is never used.
+    #[arg(long, value_name = "RUNGS", value_parser = |s: &str| s.parse::<settings::TransportOrder>())]
+    pub transport_order: Option<settings::TransportOrder>,
+    /// The image of the kube rung's debug pods (`[transport] debug_image`); default: as `oc debug
+    /// node` picks it, the cluster's `openshift/tools:latest` image stream, else
+    /// registry.redhat.io/rhel9/support-tools.
+    #[arg(long, value_name = "IMAGE")]
+    pub debug_image: Option<String>,
+}
+
+impl TransportRungArgs {
+    pub(crate) fn apply(&self, flags: &mut Partial) {
+        flags.transport_order.clone_from(&self.transport_order);
+        flags.debug_image = self.debug_image.clone().filter(|image| !image.trim().is_empty());
+    }
+}
+
 #[derive(Args, Debug, Default)]
 pub struct NodeSelectionArgs {
     /// Nodes matching a label selector (as kubectl's -l).

@@ -78,6 +78,8 @@ pub struct MigrateArgs {
     /// How steps 7 and 10 reboot the nodes, as `reboot --transport` (auto, ssh, redfish, kube).
     #[arg(long, value_parser = choice::<fleetboot_core::settings::Transport>(fleetboot_core::settings::Transport::NAMES))]
     pub transport: Option<fleetboot_core::settings::Transport>,
+    #[command(flatten)]
+    pub rungs: super::args::TransportRungArgs,
     /// Step 7 limit; default: every node at once, as the document does.
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub reboot_concurrency: Option<usize>,
@@ -178,7 +180,8 @@ pub fn migration_from_args(
     config: Option<&Path>,
     install_interrupts: fn(tokio::sync::watch::Sender<crate::engine::runner::Abort>),
 ) -> Result<(MigrationOptions, MigrationContext), Error> {
-    let flags = fleetboot_core::settings::Partial { output: Some(args.output), transport: args.transport, ..args.cluster.partial() };
+    let mut flags = fleetboot_core::settings::Partial { output: Some(args.output), transport: args.transport, ..args.cluster.partial() };
+    args.rungs.apply(&mut flags);
     let settings = load_settings(config, &flags)?;
     Ok((args.options(), MigrationContext { cluster: cluster_target(&settings), settings, install_interrupts }))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::watch;
 
-use super::args::{ClusterArgs, HostArgs, NodeSelectionArgs, OutputArgs, SshArgs, Transport, choice, setting_duration};
+use super::args::{ClusterArgs, HostArgs, NodeSelectionArgs, OutputArgs, SshArgs, Transport, TransportRungArgs, choice, setting_duration};
 use super::{cluster_target, install_interrupts, inventory_with_origins, load_settings, style_for};
 use crate::adapters::config::Settings;
 use crate::adapters::journal;
@@ -39,15 +39,8 @@ pub struct RebootArgs {
     /// or kube (the cluster API's exec into the node's machine-config daemon pod).
     #[arg(long, value_parser = choice::<Transport>(Transport::NAMES), help_heading = "Transport")]
     pub transport: Option<Transport>,
-    /// `--transport auto`'s rungs, per node, in order (`[transport] order`): ssh, kube, redfish
-    /// (the BMC, last); a rung left out is never used.
-    #[arg(long, value_name = "RUNGS", value_parser = |s: &str| s.parse::<fleetboot_core::settings::TransportOrder>(), help_heading = "Transport")]
-    pub transport_order: Option<fleetboot_core::settings::TransportOrder>,
-    /// The image of the kube rung's debug pods (`[transport] debug_image`); default: as `oc debug
-    /// node` picks it, the cluster's `openshift/tools:latest` image stream, else
-    /// registry.redhat.io/rhel9/support-tools.
-    #[arg(long, value_name = "IMAGE", help_heading = "Transport")]
-    pub debug_image: Option<String>,
+    #[command(flatten, next_help_heading = "Transport")]
+    pub rungs: TransportRungArgs,
     #[command(flatten, next_help_heading = "Cluster")]
     pub cluster: ClusterArgs,
     #[command(flatten, next_help_heading = "Selection")]
@@ -177,8 +170,7 @@ impl RebootArgs {
         flags.parallel = self.parallel;
         flags.max_failures = self.max_failures;
         flags.transport = self.transport;
-        flags.transport_order.clone_from(&self.transport_order);
-        flags.debug_image = self.debug_image.clone().filter(|image| !image.trim().is_empty());
+        self.rungs.apply(&mut flags);
         flags.cancel_pending_on_abort = self.cancel_pending_on_abort.then_some(true);
         flags.batch = self.batch.partial();
         flags

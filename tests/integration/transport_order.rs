@@ -143,3 +143,35 @@ fn kube_first_falls_to_ssh_where_the_api_cannot_reach_a_node_journaled_with_the_
     assert!(records(&journal, "falling_back").is_empty());
     assert_eq!(reboot_requests(&sim), 2);
 }
+
+/// `migrate` takes the same flag for its reboots (steps 7 and 10): kube first, its reboot
+/// journal says so and the API's exec carried them.
+#[test]
+fn migrate_reboots_in_the_order_its_flag_gives() {
+    let sim = Sim::start(1, 2);
+    let run: Run = sim.fleetboot(&["migrate", "--etcd-backup-confirmed", "--transport-order", "ssh,telnet"]).output().unwrap().into();
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.stderr.contains("--transport-order") && run.stderr.contains("\"telnet\""), "{}", run.debug());
+    let run: Run = sim
+        .fleetboot(&[
+            "migrate",
+            "--etcd-backup-confirmed",
+            "--transport-order",
+            "kube,ssh,redfish",
+            "--poll-interval",
+            "300ms",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(exec_requests(&sim) >= 6, "the API's exec carried the reboots: {}", exec_requests(&sim));
+    let migration = std::fs::read_dir(sim.path("state/migrations")).unwrap().next().unwrap().unwrap().path();
+    let reboots = migration.join("reboot.jsonl");
+    assert_eq!(records(&reboots, "confirmed").len(), 3, "step 7 rebooted each node once");
+    assert!(records(&reboots, "transport_chosen").is_empty(), "the first rung, kube, reached every node");
+    let started = &records(&reboots, "run_started")[0];
+    assert_eq!(started["settings"]["transport_order"], serde_json::json!(["kube", "ssh", "redfish"]), "{started}");
+}
