@@ -444,3 +444,51 @@ fn cancel_pending_on_abort_takes_an_api_reboot_back_with_shutdown_c_through_the_
         assert_eq!(count(&events, "down"), 0, "{name} must not have gone down: {events:?}");
     }
 }
+
+/// The daemon pod a transport chose is replaced (as its DaemonSet replaces it) before the exec
+/// reaches it: the exec's 404 makes the transport list the node's pods again, once, and the
+/// replacement serves the command — no debug pod, no other rung, the node rebooted once.
+#[test]
+fn a_daemon_pod_replaced_under_the_exec_is_found_again_after_the_404() {
+    let sim = no_ssh_cluster(0, 1);
+    let exec_counters = || -> serde_json::Value { serde_json::from_str(&sim.control("GET", "exec", "")).unwrap() };
+    let hold = |held: bool| sim.control("POST", "hold-requests", &format!(r#"{{"method":"EXEC","resource":"pods/exec","held":{held}}}"#));
+    hold(true);
+    let child = sim
+        .fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    // The first exec (the boot-ID read) chose the daemon pod and waits.
+    while exec_counters()["held"] != 1 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no exec arrived: {}", exec_counters());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let old = sim.daemon_pod("worker-0");
+    let mut pod: serde_json::Value = serde_json::from_str(&sim.kubectl_ok(&["-n", MCO, "get", "pod", &old, "-o", "json"])).unwrap();
+    let metadata = pod["metadata"].as_object_mut().unwrap();
+    // Without its owner: the simulation's kubelet starts bare pods bound to a node (the
+    // DaemonSet controller's own replacements are not modelled); the transport finds daemon pods
+    // by their label and node, as before.
+    for field in ["uid", "resourceVersion", "creationTimestamp", "ownerReferences"] {
+        metadata.remove(field);
+    }
+    metadata.insert("name".into(), format!("{old}-replaced").into());
+    pod.as_object_mut().unwrap().remove("status");
+    let manifest = sim.path("replacement.json");
+    std::fs::write(&manifest, pod.to_string()).unwrap();
+    sim.kubectl_ok(&["-n", MCO, "delete", "pod", &old]);
+    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+    sim.kubectl_ok(&["-n", MCO, "wait", "--for=condition=Ready", &format!("pod/{old}-replaced"), "--timeout=60s"]);
+    hold(false);
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 1, "{name}: {events:?}");
+    }
+    let journal = std::fs::read_to_string(run.journal()).unwrap();
+    assert!(!journal.contains("debug_pod_creating"), "the replacement served the exec, no debug pod: {journal}");
+    assert!(!journal.contains("transport_chosen"), "no other rung: {journal}");
+}

@@ -473,6 +473,15 @@ async fn handle(req: Request<Incoming>, state: Arc<ApiState>) -> Response<Body> 
                 return json_response(StatusCode::FORBIDDEN, &super::rbac::forbidden(user, &attributes));
             }
         }
+        // Fault injection (`hold-requests` of method EXEC on pods/exec): the exec waits before its
+        // pod is looked up, so a test can change the pod under a client that already chose it.
+        if state.held_requests.lock().unwrap().contains("EXEC pods/exec") {
+            state.exec.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            while state.held_requests.lock().unwrap().contains("EXEC pods/exec") {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            state.exec.held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
         // Counted as one request: the streams' bytes are the exec module's (not counted yet).
         state.count("EXEC pods/exec", 1, 0, 0);
         let pods = types::find("", "v1", "pods").expect("pods");

@@ -915,7 +915,9 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 /// - `POST outage` with `{"seconds": N}`: the API drops connections and cuts watches; with
 ///   `"stall": true` it takes requests and answers none until the N seconds are over
 /// - `POST hold-requests` with `{"method": M, "resource": R, "held": true|false}`: requests
-///   of M on R wait unanswered while held (one slow call; the rest of the API answers)
+///   of M on R wait unanswered while held (one slow call; the rest of the API answers); method
+///   `EXEC` on `pods/exec` holds exec upgrades before their pod is looked up (`GET exec` counts
+///   those waiting as `held`)
 /// - `POST lose-answers` with `{"method": M, "resource": R, "count": N}`: the next N requests
 ///   of M on R are carried out and answered 504 (a write that landed, its answer lost)
 /// - `POST cut-watches`: ends every open watch stream once

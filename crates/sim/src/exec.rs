@@ -67,6 +67,8 @@ pub struct ExecState {
     /// `pkg/kubelet/cri/streaming/remotecommand` translator: errors after the upgrade are
     /// written to the status channel).
     pub fail_after_start: Mutex<Vec<String>>,
+    /// Exec requests waiting now under `hold-requests` (method EXEC, resource pods/exec).
+    pub held: std::sync::atomic::AtomicU64,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -121,7 +123,7 @@ pub fn control_drop(exec: &ExecState, body: &Value) -> Result<Value, (u16, Strin
 
 /// `GET /sim/v1/exec`: the exec requests answered and the bytes their streams carried.
 pub fn counters(exec: &ExecState) -> Value {
-    json!({"requests": exec.requests.load(Relaxed), "streamBytes": exec.stream_bytes.load(Relaxed)})
+    json!({"requests": exec.requests.load(Relaxed), "streamBytes": exec.stream_bytes.load(Relaxed), "held": exec.held.load(Relaxed)})
 }
 
 /// The host's `/` as the pod's container sees it: the mount path of a hostPath volume of `/`
