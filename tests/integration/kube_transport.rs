@@ -492,3 +492,25 @@ fn a_daemon_pod_replaced_under_the_exec_is_found_again_after_the_404() {
     assert!(!journal.contains("debug_pod_creating"), "the replacement served the exec, no debug pod: {journal}");
     assert!(!journal.contains("transport_chosen"), "no other rung: {journal}");
 }
+
+/// An exec whose upgrade the API never answers ends by `--command-timeout` (the pod list, the
+/// upgrade and the stream under one deadline): the run does not hang, says why, and reboots
+/// nothing (the boot ID before the reboot was never read).
+#[test]
+fn an_exec_the_api_never_answers_ends_by_the_command_timeout_and_reboots_nothing() {
+    let sim = no_ssh_cluster(0, 1);
+    sim.control("POST", "hold-requests", r#"{"method":"EXEC","resource":"pods/exec","held":true}"#);
+    let run: Run = sim
+        .fleetboot(&["reboot", "--transport", "kube", "--command-timeout", "1s", "--poll-interval", "200ms", "--output", "json"])
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(run.code, 0, "{}", run.debug());
+    let outcomes = run.outcomes();
+    let (outcome, error) = &outcomes["worker-0"];
+    assert_eq!(outcome, "failed", "{}", run.debug());
+    assert!(error.contains("through the cluster API") && error.contains("timed out"), "{error}");
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 0, "{name}: {events:?}");
+    }
+}
