@@ -98,9 +98,20 @@ pub struct SimTimingArgs {
     /// From SSH answering again to Ready in the API.
     #[arg(long, value_name = "DURATION", value_parser = sim_duration)]
     pub kubelet_ready_after: Option<humantime::Duration>,
-    /// Ready heartbeats of nodes that are up ("0s": none).
-    #[arg(long, value_name = "DURATION", default_value = "40s", value_parser = sim_duration)]
-    pub heartbeat: humantime::Duration,
+    /// The kubelets' heartbeat interval ("0s": none). `--heartbeat-mode ready`: each node's
+    /// Ready condition patched (default 40s); `kubelet`: each node's Lease in kube-node-lease
+    /// renewed (default 10s, as kubelets do).
+    #[arg(long, value_name = "DURATION", value_parser = sim_duration)]
+    pub heartbeat: Option<humantime::Duration>,
+    /// How the kubelets beat: `ready` (a Node status patch per node and interval, no Leases) or
+    /// `kubelet` (as real kubelets: a Lease renewal per interval, the full status every
+    /// `--status-report`).
+    #[arg(long, value_name = "MODE", default_value = "ready")]
+    pub heartbeat_mode: SimHeartbeatMode,
+    /// `--heartbeat-mode kubelet`: how often an unchanged Node status is posted (kubelet's
+    /// nodeStatusReportFrequency).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = sim_duration)]
+    pub status_report: humantime::Duration,
     /// The nodes' addresses: NET.1, NET.2, ... (like 127.0.42); default: a free 127.x.y.
     #[arg(long, value_name = "NET", value_parser = loopback_net)]
     pub net: Option<String>,
@@ -144,6 +155,23 @@ fn parse_fault(text: &str) -> Result<(String, String), String> {
     text.split_once('=').map(|(n, f)| (n.to_owned(), f.to_owned())).ok_or_else(|| format!("{text:?}: expected NODE=FAULT"))
 }
 
+/// How the simulated kubelets beat (`fleetboot sim --heartbeat-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum SimHeartbeatMode {
+    #[default]
+    Ready,
+    Kubelet,
+}
+
+impl SimHeartbeatMode {
+    fn default_interval(self) -> Duration {
+        match self {
+            SimHeartbeatMode::Ready => Duration::from_secs(40),
+            SimHeartbeatMode::Kubelet => fleetboot_sim::heartbeat::NODE_LEASE_RENEW_INTERVAL,
+        }
+    }
+}
+
 impl SimTimingArgs {
     pub fn options(&self, defaults: fleetboot_sim::node::Timings) -> fleetboot_sim::SimOptions {
         let pick = |given: Option<humantime::Duration>, default: Duration| given.map_or(default, Into::into);
@@ -162,7 +190,11 @@ impl SimTimingArgs {
                 notready_after: pick(self.notready_after, defaults.notready_after),
                 kubelet_ready_after: pick(self.kubelet_ready_after, defaults.kubelet_ready_after),
             },
-            heartbeat: Some(self.heartbeat.into()).filter(|d: &Duration| !d.is_zero()),
+            heartbeat: Some(self.heartbeat.map_or(self.heartbeat_mode.default_interval(), Into::into)).filter(|d: &Duration| !d.is_zero()),
+            heartbeat_mode: match self.heartbeat_mode {
+                SimHeartbeatMode::Ready => fleetboot_sim::HeartbeatMode::Ready,
+                SimHeartbeatMode::Kubelet => fleetboot_sim::HeartbeatMode::Kubelet { status_report: self.status_report.into() },
+            },
             openshift_version: self.openshift_version.clone(),
             colliding_networks: self.colliding_networks,
             workloads: self.workloads,

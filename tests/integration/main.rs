@@ -53,6 +53,7 @@ mod sim_conformance;
 mod sim_drain_budgets;
 mod sim_exec;
 mod sim_fleetboot_drain;
+mod sim_heartbeats;
 mod sim_kube;
 mod sim_kubectl;
 mod sim_kubelet;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, ApiState};
+pub use super::heartbeat::HeartbeatMode;
 use super::node::{NodeEvent, SimNode, Timings};
 use super::store::{PatchType, now_rfc3339};
 use super::types;
@@ -41,7 +42,11 @@ pub struct SimOptions {
     pub timings: Timings,
     pub history_limit: usize,
     pub bookmark_interval: Duration,
+    /// The kubelets' heartbeat interval (None: no heartbeats): in [`HeartbeatMode::Ready`] the
+    /// Ready condition's, in [`HeartbeatMode::Kubelet`] the node Leases' renewal.
     pub heartbeat: Option<Duration>,
+    /// How the kubelets beat ([`super::heartbeat`]).
+    pub heartbeat_mode: HeartbeatMode,
     /// How often the simulated operators reconcile.
     pub controller_interval: Duration,
     /// Application pods the network switch leaves in CrashLoopBackOff until their node reboots
@@ -82,6 +87,7 @@ impl Default for SimOptions {
             history_limit: 20_000,
             bookmark_interval: Duration::from_secs(5),
             heartbeat: Some(Duration::from_secs(40)),
+            heartbeat_mode: HeartbeatMode::Ready,
             controller_interval: Duration::from_millis(300),
             error_pods_after_migration: 2,
             openshift_version: super::version::DEFAULT_VERSION.to_owned(),
@@ -246,7 +252,10 @@ impl Cluster {
         let mut tasks = vec![server, kubelet];
         tasks.extend(bmc_tasks);
         if let Some(interval) = options.heartbeat {
-            tasks.push(tokio::spawn(heartbeats(cluster.clone(), interval)));
+            if matches!(options.heartbeat_mode, HeartbeatMode::Kubelet { .. }) {
+                super::heartbeat::seed_leases(&world);
+            }
+            tasks.push(tokio::spawn(super::heartbeat::run(world.clone(), options.heartbeat_mode, interval)));
         }
         tasks.push(tokio::spawn(namespace_controller(cluster.clone())));
         tasks.push(tokio::spawn(super::mco::run(world.clone(), options.controller_interval)));
@@ -821,32 +830,6 @@ async fn restart_pods_after_reboots(cluster: Arc<Cluster>, mut rebooted: mpsc::U
             nodes.insert(more);
         }
         cluster.restart_crashlooping_pods(&nodes);
-    }
-}
-
-/// Periodic Ready heartbeats from nodes that are up.
-async fn heartbeats(cluster: Arc<Cluster>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        for node in &cluster.nodes {
-            if node.phase() != super::node::Phase::Down {
-                let now = now_rfc3339();
-                let ready = cluster
-                    .api
-                    .store
-                    .lock()
-                    .unwrap()
-                    .get(nodes_type(), None, &node.name)
-                    .ok()
-                    .and_then(|n| n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned());
-                if let Some(mut ready) = ready.filter(|r| r["status"] == "True") {
-                    ready["lastHeartbeatTime"] = json!(now);
-                    cluster.patch_node_status(&node.name, json!({"conditions": [ready]}));
-                }
-            }
-        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod eviction;
 pub mod exec;
 pub mod features;
+pub mod heartbeat;
 pub mod kubelet;
 pub mod live;
 pub mod mco;
@@ -33,4 +34,4 @@ pub mod version;
 pub mod workloads;
 pub mod world;
 
-pub use cluster::{Cluster, SimOptions};
+pub use cluster::{Cluster, HeartbeatMode, SimOptions};
