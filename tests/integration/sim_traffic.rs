@@ -219,5 +219,6 @@ fn the_journal_in_the_cluster_costs_a_bounded_few_updates_per_node() {
         (answered(&large) - answered(&small)) as f64 / 6.0 / 1024.0
     );
     assert!((1.0..=12.0).contains(&updates), "{updates} chunk updates per node: {per:?}");
-    assert!(per.kib <= 1024.0, "{per:?}");
+    // Each update moves at most one 8 KiB chunk each way (64 KiB chunks: 0.5 MB per node).
+    assert!(per.kib <= 160.0, "{per:?}");
 }
