@@ -181,10 +181,11 @@ fn the_kube_transport_costs_a_constant_few_execs_per_node() {
     let per = per_node(&small, &large, 6);
     report("kube transport", &small, &large, &per);
     let execs = (large.kind("EXEC pods/exec").requests as f64 - small.kind("EXEC pods/exec").requests as f64) / 6.0;
-    // The boot ID before, the reboot, the boot ID after: at least three execs a node, and no
-    // exec per poll interval (the proof comes from the Node watch).
-    assert!((3.0..=16.0).contains(&execs), "{execs} execs per node: {per:?}");
-    assert!(per.requests <= 24.0, "{per:?}");
+    // The boot ID for the plan and before the reboot, the reboot, a read after it, one when
+    // the Node watch shows the node down and one when it shows it back: no exec per poll
+    // interval while the node reboots (14 a node at 200 ms polls before).
+    assert!((3.0..=8.0).contains(&execs), "{execs} execs per node: {per:?}");
+    assert!(per.requests <= 14.0, "{per:?}");
     assert!(per.kib <= 40.0, "{per:?}");
 }
 
