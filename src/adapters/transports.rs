@@ -159,6 +159,14 @@ impl PowerTransport for NodeTransport {
         each!(self, t => t.soft_reboot_count(host).await, host)
     }
 
+    fn reaches_through_the_api(&self, host: &Host) -> bool {
+        match self {
+            NodeTransport::Ssh(_) => false,
+            NodeTransport::Kube(_) => true,
+            NodeTransport::SshThenKube(chain) => chain.on_kube(host),
+        }
+    }
+
     fn take_escalations(&self, host: &Host) -> Vec<(String, String)> {
         match self {
             NodeTransport::SshThenKube(chain) => chain.pending.lock().unwrap().remove(&host.name).unwrap_or_default(),

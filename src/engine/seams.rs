@@ -31,6 +31,18 @@ pub trait NodeEvidence: Send + Sync + 'static {
     /// Waits until the API shows `node` Ready with a boot ID other than `old`, and returns that
     /// boot ID, or why not by `deadline` (monotonic).
     fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>>;
+    /// The version of `node` the API shows now (its resourceVersion), if it shows the node.
+    fn node_version(&self, node: &str) -> Option<String> {
+        let _ = node;
+        None
+    }
+    /// Waits until the API shows `node` at a version other than `from` (any change of it: down,
+    /// back, a heartbeat), or `deadline`. A change between reading `from` and this call is not
+    /// missed.
+    fn wait_changed<'a>(&'a self, node: &'a str, from: Option<String>, deadline: Instant) -> BoxFuture<'a, ()> {
+        let _ = (node, from);
+        Box::pin(tokio::time::sleep_until(deadline))
+    }
     /// What the limits read before a node goes down: every node now, the per-node maintenance
     /// Leases, etcd's health. `None`: this evidence has no world to show (the limits are the
     /// run's own alone). `group_by`: the run's grouping rule, to place nodes outside the run.
@@ -144,6 +156,14 @@ impl NodeEvidence for NodeWatch {
         Box::pin(async move {
             NodeWatch::wait_back(self, node, old, deadline).await.map_err(|e| EvidenceError::NotBack { reason: e.to_string() })
         })
+    }
+
+    fn node_version(&self, node: &str) -> Option<String> {
+        NodeWatch::node_version(self, node)
+    }
+
+    fn wait_changed<'a>(&'a self, node: &'a str, from: Option<String>, deadline: Instant) -> BoxFuture<'a, ()> {
+        Box::pin(NodeWatch::wait_changed(self, node, from, deadline))
     }
 
     fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {

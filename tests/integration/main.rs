@@ -17,6 +17,7 @@ mod exec;
 mod hostlists;
 mod incluster_job;
 mod incluster_journal;
+mod incluster_journal_cost;
 mod incluster_journal_writer;
 mod input;
 mod journal_lock;

@@ -78,6 +78,13 @@ pub trait PowerTransport: Send + Sync + 'static {
     fn attach_journal(&self, hook: JournalHook) {
         let _ = hook;
     }
+    /// Whether reaching this host goes through the cluster's API server (an exec into a pod):
+    /// then a boot-ID poll per interval is a request per node per interval, and the runner
+    /// waits on the Node watch between reads instead.
+    fn reaches_through_the_api(&self, host: &Host) -> bool {
+        let _ = host;
+        false
+    }
     /// This host's task is over: whatever the transport kept for it goes.
     fn release(&self, host: &Host) -> impl Future<Output = ()> + Send {
         let _ = host;

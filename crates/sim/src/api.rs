@@ -69,13 +69,14 @@ pub struct ApiState {
     pub state_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
-/// One kind of request's load: requests (watch streams opened), the bytes of the answers, and
-/// for watches the events sent.
+/// One kind of request's load: requests (watch streams opened), the bytes of the answers, for
+/// watches the events sent, and the bytes of the requests' bodies (`Content-Length`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
     pub requests: u64,
     pub bytes: u64,
     pub events: u64,
+    pub sent: u64,
 }
 
 impl ApiState {
@@ -587,9 +588,11 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
     }
     let counted = state.clone();
     let lost_key = format!("{method} {}", t.plural);
+    let sent = hyper::body::Body::size_hint(req.body()).exact().unwrap_or(0);
     let response = serve_resource(req, &method, target, query, state).await;
     let bytes = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
     counted.count(&kind, 1, bytes, 0);
+    counted.traffic.lock().unwrap().entry(kind).or_default().sent += sent;
     if let Some(left) = counted.lost_answers.lock().unwrap().get_mut(&lost_key).filter(|n| **n > 0) {
         *left -= 1;
         // Fault injection, no rule: the change stands, the client never learns it (an API

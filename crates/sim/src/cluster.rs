@@ -1017,7 +1017,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
                 .lock()
                 .unwrap()
                 .iter()
-                .map(|(kind, t)| { (kind.clone(), json!({"requests": t.requests, "bytes": t.bytes, "events": t.events})) })
+                .map(|(kind, t)| { (kind.clone(), json!({"requests": t.requests, "bytes": t.bytes, "events": t.events, "sent": t.sent})) })
                 .collect::<serde_json::Map<String, Value>>()
         )),
         ("POST", ["traffic", "reset"]) => {

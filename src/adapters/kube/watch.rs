@@ -124,6 +124,25 @@ impl NodeWatch {
         super::gates::pods_matching(&self.client, selector).await
     }
 
+    /// The node's resourceVersion as the watch shows it now.
+    pub fn node_version(&self, name: &str) -> Option<String> {
+        self.store.get(&kube::runtime::reflector::ObjectRef::new(name))?.metadata.resource_version.clone()
+    }
+
+    /// Waits until the watch shows `name` at a resourceVersion other than `from` (any event of
+    /// that node, or a relist), or `deadline`.
+    pub async fn wait_changed(&self, name: &str, from: Option<String>, deadline: tokio::time::Instant) {
+        let notify = self.waiters.for_node(name);
+        loop {
+            // Registered before the store is read, so no event between the two is missed.
+            let woken = notify.notified();
+            if self.node_version(name) != from || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout_at(deadline, woken).await;
+        }
+    }
+
     /// Waits until the API shows `name` Ready with a boot ID other than `old`; returns that
     /// boot ID, or why not by `deadline` (monotonic: no wall-clock jump moves it).
     pub async fn wait_back(&self, name: &str, old: &str, deadline: tokio::time::Instant) -> Result<String, NotBack> {

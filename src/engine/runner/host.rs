@@ -540,6 +540,10 @@ async fn bmc_reset<T: PowerTransport>(
     }
 }
 
+/// The longest a transport reading through the API server waits on the Node watch without a
+/// change of the node before it reads the boot ID again (a safety net, not the proof).
+const THROUGH_API_QUIET: Duration = Duration::from_secs(30);
+
 /// Watches until the host shows a boot ID other than `old`: over SSH (each poll one
 /// connection), or, for a node SSH cannot reach, through the cluster API's Node watch.
 /// Between polls the escalation ladder decides: keep waiting, reset through the BMC, or fail.
@@ -566,12 +570,20 @@ async fn watch_for_new_boot<T: PowerTransport>(
     let mut answered_with_old = false;
     // Whether the last pause was cut short by the cluster API showing the node back.
     let mut api_woke = false;
+    let mut through_api: Option<Option<String>>;
     loop {
         // Look first: a resumed host may have come back while fleetboot was not running.
         if shared.abort_level() == Abort::Hard {
             return Err(Stop::Aborted);
         }
         let next = ladder.next(&attempts, shared.clock.now_ms(), Seen::default());
+        // A transport whose reads go through the API server (an exec into a pod) reads again
+        // when the Node watch shows the node changed, not every poll interval: the node's
+        // version before this read, so a change during it is not missed.
+        through_api = shared
+            .api_for(host)
+            .filter(|_| ssh_usable && shared.transport.reaches_through_the_api(host))
+            .map(|api| api.node_version(&host.name));
         if ssh_usable {
             let probe = {
                 let _permit = shared.probes.acquire().await.expect("never closed");
@@ -671,7 +683,19 @@ async fn watch_for_new_boot<T: PowerTransport>(
                 return Err(shared.fail(host, Stage::Confirm, error, true));
             }
         };
-        let pause = shared.settings.poll_interval.min(Duration::from_millis(until.saturating_sub(now)));
+        let to_next_step = Duration::from_millis(until.saturating_sub(now));
+        let api_shows_back = match (&through_api, shared.api_for(host)) {
+            (Some(_), Some(api)) => api.wait_back(&host.name, old, tokio::time::Instant::now()).await.is_ok(),
+            _ => false,
+        };
+        let pause = match &through_api {
+            // Reads through the API while the API does not show the node back: the next one
+            // when the Node watch shows a change (down, back), at the ladder's next step, or
+            // after THROUGH_API_QUIET at the latest. A node the API shows back (its pod not
+            // answering yet) is read every poll interval.
+            Some(_) if !api_shows_back => to_next_step.min(THROUGH_API_QUIET.max(shared.settings.poll_interval)),
+            _ => shared.settings.poll_interval.min(to_next_step),
+        };
         // Only a reboot that is all scheduled `shutdown` commands, well before the shutdown
         // begins, can be cancelled (`shutdown -c`); a BMC reset or an immediate command cannot.
         let cancel_on_soft = !cancel_tried
@@ -683,7 +707,13 @@ async fn watch_for_new_boot<T: PowerTransport>(
         // of the pause: the SSH answer still decides. Once per pause at most, so a node whose
         // SSH keeps failing is not probed in a tight loop.
         let api_back = async {
-            if let Some(api) = shared.api_for(host).filter(|_| ssh_usable && !api_woke)
+            if let (Some(api), Some(version)) = (shared.api_for(host), &through_api)
+                && !api_shows_back
+            {
+                api.wait_changed(&host.name, version.clone(), crate::adapters::system::deadline_after(pause)).await;
+                return;
+            }
+            if let Some(api) = shared.api_for(host).filter(|_| ssh_usable && !api_woke && through_api.is_none())
                 && api.wait_back(&host.name, old, crate::adapters::system::deadline_after(pause)).await.is_ok()
             {
                 return;
