@@ -18,6 +18,7 @@ mod hostlists;
 mod incluster_job;
 mod incluster_journal;
 mod incluster_journal_writer;
+mod incluster_liveness;
 mod input;
 mod journal_lock;
 mod kube_debug_pod;
