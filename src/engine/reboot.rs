@@ -172,6 +172,20 @@ struct InClusterJournal {
 }
 
 impl InClusterJournal {
+    /// Takes the run's heartbeat lease (`fleetboot-run-RUN-ID`), renewed until the run ends:
+    /// refused while another writer of this journal renews it, unless `break_lock`.
+    async fn heartbeat(&self, holder: &str, liveness: Duration, break_lock: bool) -> Result<crate::adapters::kube::LeaseLock, Error> {
+        Ok(crate::adapters::kube::lease::acquire_run_lease(
+            &self.connection.client,
+            &self.place.namespace,
+            &self.place.run_id,
+            holder,
+            liveness,
+            break_lock,
+        )
+        .await?)
+    }
+
     /// Creates it, or takes it over for a resume (raising its fencing token): after the lease,
     /// so that a refused run leaves no trace and fences nobody.
     async fn open(&self, holder: &str) -> Result<JournalWriter, Error> {
@@ -619,6 +633,7 @@ impl PreparedRun {
         let bmc = bmc.filter(|_| settings.run.transport != Transport::Auto || settings.run.transport_order.contains(Transport::Redfish));
         bmc_warnings.into_iter().for_each(&mut warn);
         // Cluster nodes are proven through the API as well as over SSH, under the cluster's lease.
+        let lease_policy_break = lease.break_lock;
         let (api, lease, drainer, lease_takeover) = match &cluster {
             Some(connection) => {
                 let kube = &connection.client;
@@ -659,13 +674,22 @@ impl PreparedRun {
         // nothing behind. (A resumed one was opened, and locked, before anything else.)
         // The journal in the cluster is created (or taken over, fencing any older writer) now,
         // with the lease's holder in each record.
+        // Its writer's heartbeat, the run's own lease, is taken first: a resume never fences
+        // a writer that still renews it (unless --break-lock).
+        let mut run_lease = None;
         let opened = match (&in_cluster, resumed_journal) {
             (Some(store), _) => {
                 let holder = match &lease {
                     Some(lock) => lock.identity().to_owned(),
                     None => crate::adapters::kube::this_process_identity(&plan.run_id).0,
                 };
-                store.open(&holder).await
+                match store.heartbeat(&holder, settings.run.journal_liveness, lease_policy_break).await {
+                    Ok(beat) => {
+                        run_lease = Some(beat);
+                        store.open(&holder).await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             (None, Some(writer)) => Ok(writer),
             (None, None) => JournalWriter::create(&journal).map_err(Error::from),
@@ -673,7 +697,7 @@ impl PreparedRun {
         let writer = match opened {
             Ok(writer) => writer,
             Err(e) => {
-                if let Some(lock) = lease {
+                for lock in lease.into_iter().chain(run_lease) {
                     lock.release().await;
                 }
                 return Err(e);
@@ -706,21 +730,24 @@ impl PreparedRun {
         // A run that loses its lease starts nothing new, like the first Ctrl-C, and says why; unlike
         // it, it cancels no pending reboot (`Abort::LeaseLost`): the nodes may be another run's now.
         let lost_reason = Arc::new(std::sync::Mutex::new(None::<String>));
-        let lease_watch = lease.as_ref().map(|lock| {
-            let (mut lost, trigger, reason) = (lock.lost(), abort.0.clone(), lost_reason.clone());
-            tokio::spawn(async move {
-                if let Ok(why) = lost.wait_for(Option::is_some).await {
-                    *reason.lock().unwrap() = why.as_ref().map(ToString::to_string);
-                    trigger.send_if_modified(|level| {
-                        let raise = *level < Abort::LeaseLost;
-                        if raise {
-                            *level = Abort::LeaseLost;
-                        }
-                        raise
-                    });
-                }
+        let leases = lease.iter().map(|lock| (lock, "")).chain(run_lease.iter().map(|lock| (lock, "the run's own lease: ")));
+        let lease_watch: Vec<_> = leases
+            .map(|(lock, which)| {
+                let (mut lost, trigger, reason) = (lock.lost(), abort.0.clone(), lost_reason.clone());
+                tokio::spawn(async move {
+                    if let Ok(why) = lost.wait_for(Option::is_some).await {
+                        *reason.lock().unwrap() = why.as_ref().map(|why| format!("{which}{why}"));
+                        trigger.send_if_modified(|level| {
+                            let raise = *level < Abort::LeaseLost;
+                            if raise {
+                                *level = Abort::LeaseLost;
+                            }
+                            raise
+                        });
+                    }
+                })
             })
-        });
+            .collect();
         let summary = runner::run(inputs, abort, |event| {
             if let Event::AbortRequested { .. } = event
                 && let Some(why) = lost_reason.lock().unwrap().take()
@@ -730,7 +757,7 @@ impl PreparedRun {
             on_event(event)
         })
         .await;
-        if let Some(task) = lease_watch {
+        for task in lease_watch {
             task.abort();
         }
         // Debug pods a Ctrl-C left mid-exec are deleted (and journaled) before the lease goes.
@@ -744,7 +771,7 @@ impl PreparedRun {
         }
         // BMC operations a hard abort cut short still log out of their BMCs.
         crate::adapters::redfish::finish_cleanups(Duration::from_secs(5)).await;
-        if let Some(lock) = lease {
+        for lock in lease.into_iter().chain(run_lease) {
             lock.release().await;
         }
         Ok(summary)

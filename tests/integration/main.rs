@@ -19,6 +19,8 @@ mod incluster_job;
 mod incluster_journal;
 mod incluster_journal_cost;
 mod incluster_journal_writer;
+mod incluster_liveness;
+mod incluster_rollover;
 mod input;
 mod journal_lock;
 mod kube_debug_pod;

@@ -229,13 +229,22 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
                 "the debug pod's image, as `oc debug node` picks it: the tools image stream (adapters/kube debug_pod)",
             ),
         ],
-        Mode::JournalInCluster => vec![within(
-            &ns.lease,
-            "",
-            "configmaps",
-            &["get", "create", "update"],
-            "the journal in the cluster: its chunks, every write conditional (adapters/kube journal_store)",
-        )],
+        Mode::JournalInCluster => vec![
+            within(
+                &ns.lease,
+                "",
+                "configmaps",
+                &["get", "create", "update"],
+                "the journal in the cluster: its chunks, every write conditional (adapters/kube journal_store)",
+            ),
+            within(
+                &ns.lease,
+                COORDINATION,
+                "leases",
+                &["get", "create", "update", "delete"],
+                "the journal's writer renews its run's lease, fleetboot-run-RUN-ID (adapters/kube lease)",
+            ),
+        ],
         Mode::Batch => vec![
             cluster("", "pods", &["list"], "--block-on-pods: blocker pods (adapters/kube gates)"),
             cluster(MCO, "machineconfigpools", &["list"], "the health gate: Degraded pools (adapters/kube gates)"),

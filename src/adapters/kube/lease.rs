@@ -415,6 +415,70 @@ pub fn process_alive(pid: u32) -> bool {
     result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// The heartbeat of a journal kept in the cluster: a Lease per run, `fleetboot-run-RUN-ID` in the
+/// journal's namespace, held and renewed by the process writing the journal (whatever the run:
+/// a host-list run has no cluster lease, and a `--break-lock` elsewhere may have taken that one).
+pub fn run_lease_name(run_id: &str) -> String {
+    format!("fleetboot-run-{}", run_id.to_ascii_lowercase())
+}
+
+/// How long ago a lease was renewed at `now`, as its holder's clock wrote it, and its duration.
+pub fn renewed_ago(lease: &Value, now: std::time::SystemTime) -> (Option<std::time::Duration>, std::time::Duration) {
+    let renewed = lease.pointer("/spec/renewTime").and_then(Value::as_str).and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    let duration = std::time::Duration::from_secs(lease.pointer("/spec/leaseDurationSeconds").and_then(Value::as_u64).unwrap_or(0));
+    (renewed.map(|at| now.duration_since(at).unwrap_or_default()), duration)
+}
+
+fn run_alive(namespace: &str, name: &str, holder: String, lease: Option<&Value>) -> ClusterError {
+    let (ago, duration) = lease.map_or((None, std::time::Duration::ZERO), |l| renewed_ago(l, std::time::SystemTime::now()));
+    let renewed = match ago {
+        // Whole seconds: the holder's clock and this one's differ by more than a millisecond.
+        Some(ago) => format!("renewed {} ago", humantime::format_duration(std::time::Duration::from_secs(ago.as_secs()))),
+        None => "renewed just now".to_owned(),
+    };
+    ClusterError::RunAlive {
+        holder,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        renewed,
+        lasts: humantime::format_duration(duration).to_string(),
+    }
+}
+
+/// Takes the run's heartbeat lease ([`run_lease_name`]) before its journal is taken over, so a
+/// resume never fences a live writer: refused, naming the holder and how fresh its last renewal
+/// is, while the lease is renewed, unless `break_lock`; taken when it expired (confirmed on this
+/// machine's monotonic clock, as [`LeaseLock::acquire`] does) or when its holder is this
+/// machine's own dead process of the same run.
+pub async fn acquire_run_lease(
+    client: &Client,
+    namespace: &str,
+    run_id: &str,
+    identity: &str,
+    duration: std::time::Duration,
+    break_lock: bool,
+) -> Result<LeaseLock, ClusterError> {
+    let name = run_lease_name(run_id);
+    let (_, host) = this_process_identity(run_id);
+    let reclaimable = |holder: &str| holder_is_dead_run(holder, &host, run_id, process_alive);
+    if !break_lock
+        && let Some((holder, lease)) = live_holder(client, namespace, &name).await?
+        && holder != identity
+        && !reclaimable(&holder)
+    {
+        return Err(run_alive(namespace, &name, holder, Some(&lease)));
+    }
+    match LeaseLock::acquire(client, namespace, &name, identity, duration, break_lock, reclaimable).await {
+        // Renewed while this run watched it expire, or taken by another resume meanwhile.
+        Err(ClusterError::Locked { holder, .. }) => {
+            let lease = live_holder(client, namespace, &name).await.ok().flatten();
+            let holder = lease.as_ref().map_or(holder, |(h, _)| h.clone());
+            Err(run_alive(namespace, &name, holder, lease.as_ref().map(|(_, l)| l)))
+        }
+        other => other,
+    }
+}
+
 fn json_spec(identity: &str, duration: std::time::Duration, now: std::time::SystemTime) -> Value {
     serde_json::json!({
         "holderIdentity": identity,

@@ -24,7 +24,7 @@ pub use discover::{discover, discover_with_pools, machine_config_pools, node_inf
 pub use drain::Drainer;
 pub use lease::{
     LEASE_NAME, LeaseLock, LeaseLost, MIGRATION_LEASE_NAME, Released, holder_is_dead_process, holder_is_dead_run, live_holder,
-    process_alive, read_lease, refuse_if_held, release_lease, this_process_identity,
+    process_alive, read_lease, refuse_if_held, release_lease, run_lease_name, this_process_identity,
 };
 pub use watch::NodeWatch;
 
@@ -43,6 +43,12 @@ pub enum ClusterError {
     /// A reboot run and a migration exclude each other: the other one's lease is held.
     #[error("{other} holds the lease {namespace}/{name}: {holder}; {hint}")]
     Busy { other: &'static str, holder: String, namespace: String, name: String, hint: &'static str },
+    /// The writer of a journal in the cluster still renews its run's lease: a resume would fence it.
+    #[error(
+        "the run is still alive: {holder} holds its lease {namespace}/{name}, {renewed} (it lapses {lasts} after a renewal); \
+         a resume now would stop that run mid-way: wait for it to end or stop it, or take it over with --break-lock"
+    )]
+    RunAlive { holder: String, namespace: String, name: String, renewed: String, lasts: String },
 }
 
 /// Where a pod's ServiceAccount credentials are mounted (`token`, `ca.crt`, `namespace`);

@@ -82,6 +82,16 @@ fn windows(v: Value) -> Result<Vec<Window>, String> {
     items.iter().map(|w| w.trim().parse::<Window>().map_err(|e| format!("{:?}: {e}", w.trim()))).collect()
 }
 
+/// `journal_liveness`: the run lease's duration, whole seconds (a Lease counts in seconds), 3 s at least
+/// (it is renewed every third of it).
+fn liveness(v: Value) -> Result<Duration, String> {
+    let given = duration(v)?;
+    if given < Duration::from_secs(3) || given.subsec_nanos() != 0 {
+        return Err(format!("must be whole seconds, 3s at least, found {}", given.as_secs_f64()));
+    }
+    Ok(given)
+}
+
 fn boolean(v: Value) -> Result<bool, String> {
     match v.text()?.trim() {
         "true" => Ok(true),
@@ -136,6 +146,7 @@ pub const KEYS: &[Key] = &[
     key!(Some("output.state_dir"), None, |p, v| p.state_dir = Some(non_empty(v)?)),
     key!(Some("cluster.kubeconfig"), None, |p, v| p.kubeconfig = optional(v)?),
     key!(Some("cluster.context"), Some("context"), |p, v| p.context = optional(v)?),
+    key!(Some("cluster.journal_liveness"), Some("journal-liveness"), |p, v| p.journal_liveness = Some(liveness(v)?)),
     key!(Some("batch.windows"), Some("window"), |p, v| p.batch.windows = Some(windows(v)?)),
     // The zone's name is checked against the time-zone database by the adapters (core has none).
     key!(Some("batch.window_tz"), None, |p, v| p.batch.window_tz = Some(non_empty(v)?.trim().to_owned())),

@@ -369,6 +369,7 @@ pub struct Partial {
     pub parallel: Option<usize>,
     pub cancel_command: Option<String>,
     pub scheduled_delay: Option<Duration>,
+    pub journal_liveness: Option<Duration>,
     pub kubeconfig: Option<String>,
     pub ssh: SshPartial,
     pub state_dir: Option<String>,
@@ -426,6 +427,9 @@ pub struct Settings {
     /// How long after the reboot command the node may still go down on its own (systemd's
     /// `shutdown -r`: a minute): no BMC reset before that has passed.
     pub scheduled_delay: Duration,
+    /// How long the writer of a journal in the cluster may go without renewing its run's lease
+    /// (`fleetboot-run-RUN-ID`) before a resume elsewhere may take the journal over.
+    pub journal_liveness: Duration,
     pub ssh: SshSettings,
     /// Where journals are kept (`~/` expanded by the commands layer, which knows the home).
     pub state_dir: String,
@@ -472,6 +476,7 @@ impl Default for Settings {
             parallel: 64,
             cancel_command: "sudo shutdown -c".to_owned(),
             scheduled_delay: Duration::from_secs(60),
+            journal_liveness: Duration::from_secs(30),
             ssh: SshSettings {
                 user: "core".to_owned(),
                 port: 22,
@@ -522,6 +527,7 @@ pub fn merge(flags: &Partial, env: &Partial, file: &Partial, defaults: &Settings
         parallel: pick!(parallel),
         cancel_command: pick!(cancel_command),
         scheduled_delay: pick!(scheduled_delay),
+        journal_liveness: pick!(journal_liveness),
         ssh: {
             let d = &defaults.ssh;
             macro_rules! ssh {
