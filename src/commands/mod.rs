@@ -59,6 +59,7 @@ Environment (below the flags, above the config file; a bad value is refused nami
   FLEETBOOT_HOST_KEY_POLICY    --host-key-policy
   FLEETBOOT_OUTPUT             --output
   FLEETBOOT_CONTEXT            --context
+  FLEETBOOT_JOURNAL_LIVENESS   [cluster] journal_liveness (the run Lease's duration)
   FLEETBOOT_WINDOW             --window (several separated by ;)
   FLEETBOOT_WINDOW_EXIT        --window-exit (true or false)
   FLEETBOOT_BLOCK_ON_PODS      --block-on-pods
