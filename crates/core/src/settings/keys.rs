@@ -92,6 +92,54 @@ fn liveness(v: Value) -> Result<Duration, String> {
     Ok(given)
 }
 
+/// A container image reference, as the distribution reference grammar has it
+/// (`[host[:port]/]path[:tag][@algorithm:hex]`, the path lowercase); empty: none.
+fn image(v: Value) -> Result<Option<String>, String> {
+    let Some(text) = optional(v)? else { return Ok(None) };
+    let text = text.trim();
+    let bad = |why: &str| Err(format!("{text:?} is not an image reference: {why}"));
+    let (name, digest) = match text.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (text, None),
+    };
+    if let Some(digest) = digest {
+        let Some((algorithm, hex)) = digest.split_once(':') else { return bad("a digest is ALGORITHM:HEX") };
+        if algorithm.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return bad("a digest is ALGORITHM:HEX, 32 hex digits at least");
+        }
+    }
+    // A tag follows the last `:` after the last `/` (a `:` before it is the registry's port).
+    let last_part = name.rsplit('/').next().unwrap_or(name);
+    let (path, tag) = match last_part.split_once(':') {
+        Some((_, tag)) => (&name[..name.len() - tag.len() - 1], Some(tag)),
+        None => (name, None),
+    };
+    if let Some(tag) = tag {
+        let first_ok = tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !first_ok || tag.len() > 128 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            return bad("a tag is up to 128 letters, digits, `_`, `.` and `-`");
+        }
+    }
+    let mut parts = path.split('/').collect::<Vec<_>>();
+    // The first part is a registry when it looks like a host (a dot, a port, or localhost).
+    if parts.len() > 1 && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost") {
+        let host = parts.remove(0);
+        if !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)) {
+            return bad("a registry is HOST[:PORT]");
+        }
+    }
+    let component_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && p.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && p.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    if parts.is_empty() || !parts.iter().all(|p| component_ok(p)) {
+        return bad("a repository path is lowercase letters, digits and `._-` between `/`");
+    }
+    Ok(Some(text.to_owned()))
+}
+
 fn boolean(v: Value) -> Result<bool, String> {
     match v.text()?.trim() {
         "true" => Ok(true),
@@ -140,7 +188,7 @@ pub const KEYS: &[Key] = &[
     key!(Some("reboot.cancel_pending_on_abort"), None, |p, v| p.cancel_pending_on_abort = Some(boolean(v)?)),
     key!(Some("reboot.transport"), Some("transport"), |p, v| p.transport = Some(v.text()?.parse()?)),
     key!(Some("transport.order"), None, |p, v| p.transport_order = Some(super::TransportOrder::parse(&v.list()?)?)),
-    key!(Some("transport.debug_image"), Some("debug-image"), |p, v| p.debug_image = optional(v)?),
+    key!(Some("transport.debug_image"), Some("debug-image"), |p, v| p.debug_image = image(v)?),
     key!(Some("reboot.scheduled_delay"), None, |p, v| p.scheduled_delay = Some(duration(v)?)),
     key!(Some("output.format"), Some("output"), |p, v| p.output = Some(v.text()?.parse()?)),
     key!(Some("output.state_dir"), None, |p, v| p.state_dir = Some(non_empty(v)?)),

@@ -153,3 +153,22 @@ fn durations_and_budgets_read_as_people_write_them() {
     assert_eq!("3".parse(), Ok(FailureBudget::Count(3)));
     assert!("101%".parse::<FailureBudget>().is_err());
 }
+
+#[test]
+fn a_debug_image_is_an_image_reference() {
+    let image = |text: &str| Partial::from_env([("FLEETBOOT_DEBUG_IMAGE", text)]).map(|p| p.debug_image);
+    for good in [
+        "registry.redhat.io/rhel9/support-tools",
+        "registry.redhat.io/rhel9/support-tools:latest",
+        "mirror.example:5000/ocp/release@sha256:0f3e1a7c2b9d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7",
+        "localhost/tools:1.2_rc-3",
+        "busybox",
+    ] {
+        assert_eq!(image(good).unwrap().as_deref(), Some(good));
+    }
+    assert_eq!(image("").unwrap(), None, "empty: as `oc debug node` picks it");
+    for bad in ["Registry.local/Tools", "quay.io/x/tools:", "quay.io/x/tools@sha256:zz", "quay.io//tools", "-x/tools"] {
+        let message = image(bad).unwrap_err().to_string();
+        assert!(message.contains("FLEETBOOT_DEBUG_IMAGE") && message.contains("not an image reference"), "{bad}: {message}");
+    }
+}
