@@ -514,3 +514,23 @@ fn an_exec_the_api_never_answers_ends_by_the_command_timeout_and_reboots_nothing
         assert_eq!(count(&events, "reboot-requested"), 0, "{name}: {events:?}");
     }
 }
+
+/// The reboot's exec is carried out and its connection cut before the API answers (as a
+/// kubelet behind a proxying API server starts the command before the answer comes back): the
+/// command may have run, so fleetboot never calls it "not sent" — it watches for the new boot
+/// and never sends it again. Judge: the simulation's count of reboot requests.
+#[test]
+fn a_reboot_exec_cut_before_the_answer_counts_as_sent_and_is_never_sent_again() {
+    let sim = no_ssh_cluster(0, 1);
+    sim.control("POST", "exec-drop", r#"{"commands":["shutdown -r"],"when":"before-answer"}"#);
+    let run: Run =
+        sim.fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--output", "json"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    for (name, (outcome, error)) in run.outcomes() {
+        assert_eq!(outcome, "rebooted", "{name}: {error}");
+    }
+    for (name, events) in histories(&sim) {
+        assert_eq!(count(&events, "reboot-requested"), 1, "{name}: {events:?}");
+    }
+    assert_eq!(dispatch_counts(&run.journal()).values().copied().collect::<Vec<_>>(), [1], "sent once");
+}

@@ -174,8 +174,11 @@ async fn serve_connection<I>(io: I, state: Arc<ApiState>, mut cut: broadcast::Re
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
+    let cut_this = Arc::new(tokio::sync::Notify::new());
+    let cut_handle = cut_this.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
+        req.extensions_mut().insert(ConnectionCut(cut_handle.clone()));
         async move {
             // The fault-injection endpoint answers even while the API is stalled.
             if !req.uri().path().starts_with("/sim/") {
@@ -190,8 +193,14 @@ where
     tokio::select! {
         _ = connection => {}
         _ = cut.recv() => {}
+        () = cut_this.notified() => {}
     }
 }
+
+/// Ends the connection a request came on, unanswered (a fault a handler injects: the request
+/// was carried out, its answer lost with the connection).
+#[derive(Clone)]
+pub struct ConnectionCut(pub Arc<tokio::sync::Notify>);
 
 /// Whether a `Host` header names this machine's loopback (`localhost`, `127.x.y.z` or `[::1]`,
 /// with or without a port). The control endpoint answers only such requests: a page in the

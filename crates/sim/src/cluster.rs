@@ -912,6 +912,7 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 /// - `POST exec-forbidden` with `{"namespace": NS, "forbidden": true|false, "user": U}`: exec
 ///   there is refused (403, the real API's message); `GET exec`: exec requests and stream bytes;
 ///   `POST exec-drop` with `{"commands": [TEXT]}`: streams of such commands are cut after they ran
+///   (`"when": "before-answer"`: they run and their connection is cut before the upgrade's answer)
 ///
 /// [`Faults`]: super::node::Faults
 pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body: &Value) -> Result<Value, (u16, String)> {

@@ -67,6 +67,10 @@ pub struct ExecState {
     /// `pkg/kubelet/cri/streaming/remotecommand` translator: errors after the upgrade are
     /// written to the status channel).
     pub fail_after_start: Mutex<Vec<String>>,
+    /// Fault injection: exec requests whose command line contains one of these are carried
+    /// out (the command runs, as a kubelet behind a proxying API server starts it) and their
+    /// connection cut before the upgrade's answer: the client cannot tell whether it ran.
+    pub cut_before_answer: Mutex<Vec<String>>,
     /// Exec requests waiting now under `hold-requests` (method EXEC, resource pods/exec).
     pub held: std::sync::atomic::AtomicU64,
 }
@@ -112,8 +116,11 @@ pub fn control_forbid(exec: &ExecState, body: &Value) -> Result<Value, (u16, Str
 pub fn control_drop(exec: &ExecState, body: &Value) -> Result<Value, (u16, String)> {
     let commands: Vec<String> =
         serde_json::from_value(body["commands"].clone()).map_err(|_| (400, "expected {\"commands\": [TEXT, ...]}".to_owned()))?;
-    // `"status": "InternalError"`: the stream ends with that failure instead of being cut.
-    if body["status"] == "InternalError" {
+    // `"status": "InternalError"`: the stream ends with that failure instead of being cut;
+    // `"when": "before-answer"`: the connection is cut before the upgrade is answered.
+    if body["when"] == "before-answer" {
+        *exec.cut_before_answer.lock().unwrap() = commands.clone();
+    } else if body["status"] == "InternalError" {
         *exec.fail_after_start.lock().unwrap() = commands.clone();
     } else {
         *exec.drop_after_start.lock().unwrap() = commands.clone();
@@ -247,6 +254,15 @@ pub async fn handle(
         );
     };
     let mount = host_root_mount(&pod, container);
+    let line = command.join(" ");
+    if exec.cut_before_answer.lock().unwrap().iter().any(|text| line.contains(text.as_str())) {
+        execute(kubelets.as_ref(), &node, &command, mount.as_deref());
+        if let Some(cut) = req.extensions().get::<super::api::ConnectionCut>() {
+            cut.0.notify_one();
+        }
+        // Never answered: the connection ends under this request.
+        std::future::pending::<()>().await;
+    }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let upgrade = hyper::upgrade::on(req);
     let exec2 = exec.clone();

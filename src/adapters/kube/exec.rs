@@ -89,9 +89,27 @@ pub enum ExecError {
     /// The journal could not take the record written before a debug pod is created.
     #[error("the journal did not take the record of the debug pod for {node}: no pod was created")]
     JournalClosed { node: String },
+    /// The exec request went out and its connection failed before the API's answer (cut,
+    /// reset, a read timeout, a failed upgrade): the command may have started (a kubelet
+    /// behind a proxying API server starts it before the answer comes back).
+    #[error("the exec on {node} through the cluster API went out and no answer came: {source}")]
+    Unanswered { node: String, source: kube::Error },
     /// The pod list did not answer within `command_timeout`.
     #[error("listing the machine-config-daemon pods for {node} took longer than {limit:?}")]
     ListTimedOut { node: String, limit: Duration },
+}
+
+/// Whether the error is a connection that was never made (refused, no route): nothing was sent.
+fn never_connected(error: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return matches!(io.kind(), ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable);
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The API's own message for an API error; the error itself otherwise.
@@ -115,6 +133,17 @@ impl ExecError {
         }
     }
 
+    /// An exec upgrade's error: an answer of the API (a status), or a connection that could not
+    /// be made, is a request that ran nothing; any other failure may have come after the
+    /// command started ([`ExecError::Unanswered`]).
+    fn from_upgrade(node: &str, error: kube::Error) -> ExecError {
+        if matches!(error, kube::Error::Api(_)) || never_connected(&error) {
+            ExecError::from_api(node, error)
+        } else {
+            ExecError::Unanswered { node: node.to_owned(), source: error }
+        }
+    }
+
     /// A 404: the pod is gone (replaced by its DaemonSet) since it was listed.
     fn is_not_found(&self) -> bool {
         matches!(self, ExecError::Api { source: kube::Error::Api(status), .. } if status.code == 404)
@@ -131,7 +160,8 @@ impl From<ExecError> for TransportError {
             | ExecError::Connection { .. }
             | ExecError::NoPod { .. }
             | ExecError::PodNotReady { .. }
-            | ExecError::DebugPodNotRunning { .. } => TransportError::Unreachable(message),
+            | ExecError::DebugPodNotRunning { .. }
+            | ExecError::Unanswered { .. } => TransportError::Unreachable(message),
             ExecError::DebugPod { .. } | ExecError::JournalClosed { .. } => TransportError::Other(message),
             ExecError::ListTimedOut { .. } => TransportError::Timeout(message),
             ExecError::Api { .. } => TransportError::Other(message),
@@ -472,7 +502,7 @@ impl KubeTransport {
         let params = AttachParams::default().container(container).stdin(false).stdout(true).stderr(true);
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run = async {
-            let mut process = api.exec(pod, argv, &params).await.map_err(|e| ExecError::from_api(node, e))?;
+            let mut process = api.exec(pod, argv, &params).await.map_err(|e| ExecError::from_upgrade(node, e))?;
             let (stdout, stderr) = (process.stdout(), process.stderr());
             let status = process.take_status();
             let (out, err) = read_until_the_stream_ends(process, stdout, stderr).await;
@@ -532,7 +562,13 @@ impl PowerTransport for KubeTransport {
 
     async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
         let command = &self.reboot_command;
-        let output = self.exec(host, command).await.map_err(TransportError::from)?;
+        let output = match self.exec(host, command).await {
+            Ok(output) => output,
+            // Sent, and no answer: the command may have run, so never "not sent" (a retry or
+            // the BMC would then reboot a node that may be going down on its own).
+            Err(ExecError::Unanswered { .. }) => return Ok(Delivery::NoAnswer),
+            Err(error) => return Err(error.into()),
+        };
         match output.exit {
             _ if output.timed_out => Ok(Delivery::NoAnswer),
             Some(0) => Ok(Delivery::ExitZero),
