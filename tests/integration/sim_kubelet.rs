@@ -30,6 +30,9 @@ fn a_pod_bound_to_a_node_runs_there_and_kubectl_execs_into_it_under_chroot_host(
     assert_eq!(boot_id.trim(), reported.trim(), "the boot ID of the node the pod is bound to");
     let hostname = sim.kubectl_ok(&["exec", "-n", "default", "worker-1-debug", "--", "chroot", "/host", "hostname"]);
     assert_eq!(hostname.trim(), "worker-1");
+    // A line for the host's shell is read as an SSH command is.
+    let shell = sim.kubectl_ok(&["exec", "-n", "default", "worker-1-debug", "--", "chroot", "/host", "/bin/sh", "-c", "hostname"]);
+    assert_eq!(shell.trim(), "worker-1");
     sim.kubectl_ok(&["delete", "pod", "worker-1-debug", "-n", "default", "--grace-period=0"]);
     assert!(!sim.kubectl(&["get", "pod", "worker-1-debug", "-n", "default"]).0, "deleted");
 }

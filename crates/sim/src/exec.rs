@@ -284,7 +284,13 @@ pub async fn handle(
 /// What the command does: `chroot ROOT CMD...` with ROOT the host's `/` runs CMD on the host as
 /// root; the few commands a container has of its own run there (the boot ID is the kernel's).
 fn execute(kubelets: &dyn Kubelets, node: &str, command: &[String], mount: Option<&str>) -> (String, String, u32) {
+    let is_shell = |word: &str| matches!(word, "sh" | "/bin/sh" | "bash" | "/bin/bash");
     match command {
+        // `chroot ROOT /bin/sh -c LINE`: the host's shell reads LINE, as sshd's login shell reads
+        // an SSH command (the nodes answer both through one path).
+        [chroot, root, sh, c, line] if chroot == "chroot" && Some(root.trim_end_matches('/')) == mount && is_shell(sh) && c == "-c" => {
+            kubelets.run(node, line, true)
+        }
         [chroot, root, rest @ ..] if chroot == "chroot" && Some(root.trim_end_matches('/')) == mount && !rest.is_empty() => {
             kubelets.run(node, &rest.join(" "), true)
         }

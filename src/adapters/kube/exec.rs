@@ -180,22 +180,39 @@ pub fn pod_serves_exec(pod: &Pod) -> bool {
     running && ready && pod.metadata.deletion_timestamp.is_none()
 }
 
-/// The command as the transport runs it: `chroot /rootfs` and the words of `command` (`sudo`
-/// and its options dropped: the daemon's container is root on the host). No shell reads it.
+/// The command as the transport runs it: `chroot /rootfs` and [`command_words`].
 pub fn host_argv(command: &str) -> Vec<String> {
     chroot(HOST_ROOT, command_words(command))
 }
 
-/// The words of `command`, `sudo` and its options dropped.
+/// `sudo`'s options that take a value (`-u USER`): such a `sudo` is not simply dropped.
+const SUDO_OPTIONS_WITH_VALUES: [&str; 10] = ["-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T"];
+
+/// What the exec runs for `command`. A plain command (words, a leading `sudo` with flags only)
+/// runs as its words, `sudo` dropped (the daemon's container is root on the host); anything a
+/// shell must read (a pipe, `&&`, quotes, a variable, `sudo -u USER`) runs under `/bin/sh -c`,
+/// as SSH runs every command through the login shell, so a check or an `--only-if` means the
+/// same on both transports.
 fn command_words(command: &str) -> Vec<String> {
+    let shell_syntax = command.contains(|c: char| "|&;<>()$`\\\"'*?[]#~{}\n".contains(c));
     let mut words = command.split_whitespace().peekable();
     if words.peek() == Some(&"sudo") {
         words.next();
-        while words.peek().is_some_and(|w| w.starts_with('-')) {
+        while let Some(option) = words.peek().filter(|w| w.starts_with('-')) {
+            if SUDO_OPTIONS_WITH_VALUES.iter().any(|o| option.starts_with(o)) {
+                return shell(command);
+            }
             words.next();
         }
     }
+    if shell_syntax {
+        return shell(command);
+    }
     words.map(str::to_owned).collect()
+}
+
+fn shell(command: &str) -> Vec<String> {
+    ["/bin/sh", "-c", command.trim()].into_iter().map(str::to_owned).collect()
 }
 
 /// `chroot ROOT WORDS...`.
@@ -609,6 +626,17 @@ mod tests {
     fn commands_run_under_chroot_without_sudo() {
         assert_eq!(host_argv("cat /proc/sys/kernel/random/boot_id"), ["chroot", "/rootfs", "cat", "/proc/sys/kernel/random/boot_id"]);
         assert_eq!(host_argv("sudo -n shutdown -c"), ["chroot", "/rootfs", "shutdown", "-c"]);
+        // What a shell must read runs under one, as over SSH.
+        assert_eq!(
+            host_argv("rpm-ostree status --json | jq -e '.deployments[0].booted'"),
+            ["chroot", "/rootfs", "/bin/sh", "-c", "rpm-ostree status --json | jq -e '.deployments[0].booted'"]
+        );
+        assert_eq!(
+            host_argv("test -f /run/reboot-required && echo yes"),
+            ["chroot", "/rootfs", "/bin/sh", "-c", "test -f /run/reboot-required && echo yes"]
+        );
+        assert_eq!(host_argv("sudo -u core podman ps"), ["chroot", "/rootfs", "/bin/sh", "-c", "sudo -u core podman ps"]);
+        assert_eq!(host_argv("sudo -E systemctl reboot"), ["chroot", "/rootfs", "systemctl", "reboot"]);
         assert_eq!(kube_reboot_command("sudo shutdown -r -t 3"), "shutdown -r +1");
         assert_eq!(kube_reboot_command("sudo systemctl reboot"), "sudo systemctl reboot");
         assert!(fleetboot_core::escalation::cancellable_command(KUBE_DEFAULT_REBOOT));
