@@ -12,6 +12,7 @@ mod bmh_match;
 mod clients;
 mod clusters;
 mod common;
+mod debug_pods_left;
 mod demo;
 mod exec;
 mod hostlists;
