@@ -26,6 +26,7 @@ mod input;
 mod journal_lock;
 mod kube_debug_pod;
 mod kube_transport;
+mod lease_loss;
 mod midtier_abort;
 mod migrate;
 mod migrate_features;
