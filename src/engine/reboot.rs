@@ -736,13 +736,20 @@ impl PreparedRun {
         // A run that loses its lease starts nothing new, like the first Ctrl-C, and says why; unlike
         // it, it cancels no pending reboot (`Abort::LeaseLost`): the nodes may be another run's now.
         let lost_reason = Arc::new(std::sync::Mutex::new(None::<String>));
-        let leases = lease.iter().map(|lock| (lock, "")).chain(run_lease.iter().map(|lock| (lock, "the run's own lease: ")));
+        // The run's own lease (the journal's heartbeat) is named as such in the reason.
+        let run_lease_name = in_cluster.as_ref().map(|store| {
+            format!("the run's lease {}/{}", store.place.namespace, crate::adapters::kube::run_lease_name(&store.place.run_id))
+        });
+        let leases = lease.iter().map(|lock| (lock, None)).chain(run_lease.iter().map(|lock| (lock, run_lease_name.clone())));
         let lease_watch: Vec<_> = leases
             .map(|(lock, which)| {
                 let (mut lost, trigger, reason) = (lock.lost(), abort.0.clone(), lost_reason.clone());
                 tokio::spawn(async move {
                     if let Ok(why) = lost.wait_for(Option::is_some).await {
-                        *reason.lock().unwrap() = why.as_ref().map(|why| format!("{which}{why}"));
+                        *reason.lock().unwrap() = why.as_ref().map(|why| match &which {
+                            Some(name) => why.to_string().replace("the cluster's lease", name),
+                            None => why.to_string(),
+                        });
                         trigger.send_if_modified(|level| {
                             let raise = *level < Abort::LeaseLost;
                             if raise {

@@ -247,6 +247,9 @@ fn break_lock_takes_a_live_runs_journal_over_and_the_fenced_run_stops_naming_the
     assert_eq!(second.code, 0, "{}\n---\n{}", second.debug(), first.debug());
     // The fenced run stopped (it writes nothing more) naming the run that took it over.
     assert_ne!(first.code, 0, "pid {pid}: {}", first.debug());
+    // It sees its run's lease taken (or its next write fenced) and says so.
+    let lease = format!("the run's lease kube-system/{}", fleetboot::adapters::kube::run_lease_name(&run_id));
+    assert!(first.stdout.contains(&lease) || first.stdout.contains("the journal was taken over by"), "{}", first.debug());
     assert!(
         first.stdout.contains(&format!("pid {taker_pid} ")) || first.stderr.contains(&format!("pid {taker_pid} ")),
         "{}",
