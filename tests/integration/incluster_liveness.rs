@@ -139,7 +139,7 @@ fn a_resume_of_a_live_host_list_run_is_refused_naming_its_holder_and_the_live_ru
 
     let dir = tempfile::Builder::new().prefix("fleetboot-elsewhere-").tempdir().unwrap();
     let refused = Run::from(resume_elsewhere(&fleet, &sim, dir.path(), &place).output().unwrap());
-    assert_ne!(refused.code, 0, "{}", refused.debug());
+    assert_eq!(refused.code, 2, "refused before touching anything: {}", refused.debug());
     assert!(
         refused.stderr.contains("the run is still alive")
             && refused.stderr.contains(&format!("pid {pid} run {run_id}"))
@@ -194,7 +194,7 @@ fn once_a_killed_writers_lease_lapses_a_resume_from_elsewhere_takes_the_journal_
     let lapsed = fleetboot::adapters::kube::lease::lease_expired(&lease, SystemTime::now());
     // Refused while the lease is fresh (a slow machine may have seen it lapse already).
     if !lapsed {
-        assert_ne!(refused.code, 0, "{}", refused.debug());
+        assert_eq!(refused.code, 2, "refused before touching anything: {}", refused.debug());
         assert!(refused.stderr.contains(&elsewhere) && refused.stderr.contains("still alive"), "{}", refused.debug());
     }
     // Waits on the state: the lease lapsed by its holder's clock.
