@@ -708,8 +708,14 @@ impl PreparedRun {
         if let (Some(prior), Some(connection)) = (&prior, &cluster)
             && !prior.debug_pods.is_empty()
         {
-            for message in remove_debug_pods_left(&connection.client, &prior.debug_pods, &mut writer).await {
-                on_event(&Event::Warning { host: None, message });
+            match remove_debug_pods_left(&connection.client, &prior.debug_pods, &mut writer).await {
+                Ok(messages) => messages.into_iter().for_each(|message| on_event(&Event::Warning { host: None, message })),
+                Err(e) => {
+                    for lock in lease.into_iter().chain(run_lease) {
+                        lock.release().await;
+                    }
+                    return Err(e.into());
+                }
             }
         }
         let inputs = RunInputs {
@@ -730,13 +736,20 @@ impl PreparedRun {
         // A run that loses its lease starts nothing new, like the first Ctrl-C, and says why; unlike
         // it, it cancels no pending reboot (`Abort::LeaseLost`): the nodes may be another run's now.
         let lost_reason = Arc::new(std::sync::Mutex::new(None::<String>));
-        let leases = lease.iter().map(|lock| (lock, "")).chain(run_lease.iter().map(|lock| (lock, "the run's own lease: ")));
+        // The run's own lease (the journal's heartbeat) is named as such in the reason.
+        let run_lease_name = in_cluster.as_ref().map(|store| {
+            format!("the run's lease {}/{}", store.place.namespace, crate::adapters::kube::run_lease_name(&store.place.run_id))
+        });
+        let leases = lease.iter().map(|lock| (lock, None)).chain(run_lease.iter().map(|lock| (lock, run_lease_name.clone())));
         let lease_watch: Vec<_> = leases
             .map(|(lock, which)| {
                 let (mut lost, trigger, reason) = (lock.lost(), abort.0.clone(), lost_reason.clone());
                 tokio::spawn(async move {
                     if let Ok(why) = lost.wait_for(Option::is_some).await {
-                        *reason.lock().unwrap() = why.as_ref().map(|why| format!("{which}{why}"));
+                        *reason.lock().unwrap() = why.as_ref().map(|why| match &which {
+                            Some(name) => why.to_string().replace("the cluster's lease", name),
+                            None => why.to_string(),
+                        });
                         trigger.send_if_modified(|level| {
                             let raise = *level < Abort::LeaseLost;
                             if raise {
@@ -794,24 +807,26 @@ async fn kube_preflight(kube: &KubeTransport, hosts: &[Host]) -> Result<(), Sele
 }
 
 /// Deletes the debug pods a killed run's journal names as created and not deleted, journaling
-/// each deletion; returns what to tell the user.
+/// each deletion; returns what to tell the user. A deletion that cannot be journaled stops it
+/// there (the journal is fenced or broken: nothing more may be touched), and the run with it.
 pub async fn remove_debug_pods_left(
     client: &kube::Client,
     pods: &[fleetboot_core::journal::DebugPodRef],
     writer: &mut JournalWriter,
-) -> Vec<String> {
+) -> Result<Vec<String>, fleetboot_core::journal::JournalError> {
     use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
-    let (deleted, failed) = crate::adapters::kube::debug_pod::delete_leftovers(client, pods).await;
     let mut messages = Vec::new();
-    for pod in deleted {
-        let entry = Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() };
-        let _ = writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry });
-        messages.push(format!("deleted debug pod {}/{} left by the previous run on {}", pod.namespace, pod.pod, pod.host));
+    for pod in pods {
+        match crate::adapters::kube::debug_pod::delete(client, &pod.namespace, &pod.pod).await {
+            Ok(()) => {
+                let entry = Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() };
+                writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry })?;
+                messages.push(format!("deleted debug pod {}/{} left by the previous run on {}", pod.namespace, pod.pod, pod.host));
+            }
+            Err(error) => messages.push(format!("could not delete debug pod {}/{} left on {}: {error}", pod.namespace, pod.pod, pod.host)),
+        }
     }
-    for (pod, error) in failed {
-        messages.push(format!("could not delete debug pod {}/{} left on {}: {error}", pod.namespace, pod.pod, pod.host));
-    }
-    messages
+    Ok(messages)
 }
 
 /// What a user must hear before a run starts, whatever it reboots.

@@ -202,6 +202,8 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::Cordoning { already_cordoned: false, .. } => "cordoned; draining".into(),
         Entry::Cordoning { already_cordoned: true, .. } => "already cordoned (left so afterwards); draining".into(),
         Entry::Drained { evicted, .. } => format!("drained ({evicted} pods evicted)"),
+        // The intent alone: its `uncordoned` follows (or the uncordon was in doubt).
+        Entry::Uncordoning { .. } => return None,
         Entry::Uncordoned { .. } => "uncordoned".into(),
         Entry::ApiConfirmed { boot_id, .. } => format!("API: Ready with boot ID {}", short_id(boot_id)),
         Entry::Confirmed { .. } => "rebooted ✓".into(),

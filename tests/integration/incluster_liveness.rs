@@ -139,7 +139,7 @@ fn a_resume_of_a_live_host_list_run_is_refused_naming_its_holder_and_the_live_ru
 
     let dir = tempfile::Builder::new().prefix("fleetboot-elsewhere-").tempdir().unwrap();
     let refused = Run::from(resume_elsewhere(&fleet, &sim, dir.path(), &place).output().unwrap());
-    assert_ne!(refused.code, 0, "{}", refused.debug());
+    assert_eq!(refused.code, 2, "refused before touching anything: {}", refused.debug());
     assert!(
         refused.stderr.contains("the run is still alive")
             && refused.stderr.contains(&format!("pid {pid} run {run_id}"))
@@ -194,7 +194,7 @@ fn once_a_killed_writers_lease_lapses_a_resume_from_elsewhere_takes_the_journal_
     let lapsed = fleetboot::adapters::kube::lease::lease_expired(&lease, SystemTime::now());
     // Refused while the lease is fresh (a slow machine may have seen it lapse already).
     if !lapsed {
-        assert_ne!(refused.code, 0, "{}", refused.debug());
+        assert_eq!(refused.code, 2, "refused before touching anything: {}", refused.debug());
         assert!(refused.stderr.contains(&elsewhere) && refused.stderr.contains("still alive"), "{}", refused.debug());
     }
     // Waits on the state: the lease lapsed by its holder's clock.
@@ -247,6 +247,9 @@ fn break_lock_takes_a_live_runs_journal_over_and_the_fenced_run_stops_naming_the
     assert_eq!(second.code, 0, "{}\n---\n{}", second.debug(), first.debug());
     // The fenced run stopped (it writes nothing more) naming the run that took it over.
     assert_ne!(first.code, 0, "pid {pid}: {}", first.debug());
+    // It sees its run's lease taken (or its next write fenced) and says so.
+    let lease = format!("the run's lease kube-system/{}", fleetboot::adapters::kube::run_lease_name(&run_id));
+    assert!(first.stdout.contains(&lease) || first.stdout.contains("the journal was taken over by"), "{}", first.debug());
     assert!(
         first.stdout.contains(&format!("pid {taker_pid} ")) || first.stderr.contains(&format!("pid {taker_pid} ")),
         "{}",

@@ -77,6 +77,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             }
             if record.cordoned
                 && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
+                && shared.record(Entry::Uncordoning { host: name.clone() }).is_ok()
                 && drain.set_unschedulable(name, false).await.is_ok()
             {
                 let _ = shared.record(Entry::Uncordoned { host: name.clone() });
@@ -179,6 +180,10 @@ async fn uncordon_left_over<T: PowerTransport>(shared: &Shared<T>) {
             return;
         }
         for name in left {
+            // Journaled first (fenced): a writer that no longer owns the journal lifts nothing.
+            if shared.record(Entry::Uncordoning { host: name.clone() }).is_err() {
+                return;
+            }
             match drain.set_unschedulable(&name, false).await {
                 Ok(()) => {
                     if shared.record(Entry::Uncordoned { host: name }).is_err() {
@@ -853,6 +858,10 @@ async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
         return;
     }
     if let Some(drain) = shared.drain_for(host) {
+        // Journaled first (fenced): a writer that no longer owns the journal lifts nothing.
+        if shared.record(Entry::Uncordoning { host: host.name.clone() }).is_err() {
+            return;
+        }
         match drain.set_unschedulable(&host.name, false).await {
             Ok(()) => {
                 let _ = shared.record(Entry::Uncordoned { host: host.name.clone() });

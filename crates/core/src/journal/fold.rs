@@ -159,7 +159,9 @@ impl HostRecord {
             Entry::ApiConfirmed { boot_id, .. } => self.api_boot_id = Some(boot_id.clone()),
             Entry::Cordoning { already_cordoned, .. } => self.cordoned |= !already_cordoned,
             Entry::Uncordoned { .. } => self.cordoned = false,
+            // Still cordoned until `uncordoned`: the uncordon is in doubt.
             Entry::Drained { .. }
+            | Entry::Uncordoning { .. }
             | Entry::PassReleased { .. }
             | Entry::TransportChosen { .. }
             | Entry::DebugPodCreating { .. }

@@ -169,6 +169,12 @@ pub enum Entry {
         host: String,
         evicted: usize,
     },
+    /// Written before fleetboot lifts its cordon: a writer fenced meanwhile (its record refused)
+    /// touches nothing, and a resume knows the uncordon may or may not have happened (the node
+    /// stays counted as cordoned until `uncordoned`; lifting it again is harmless).
+    Uncordoning {
+        host: String,
+    },
     Uncordoned {
         host: String,
     },
@@ -317,6 +323,7 @@ impl Entry {
             | Entry::ApiConfirmed { host, .. }
             | Entry::Cordoning { host, .. }
             | Entry::Drained { host, .. }
+            | Entry::Uncordoning { host }
             | Entry::Uncordoned { host }
             | Entry::Confirmed { host }
             | Entry::Failed { host, .. }

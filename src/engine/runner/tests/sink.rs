@@ -109,3 +109,43 @@ async fn runner_lifts_no_cordon_once_a_record_failed() {
     assert!(world.times_of("h1", |e| *e == Happened::Uncordoned).is_empty(), "uncordoned after its record failed");
     assert!(job.state().records["h1"].cordoned, "the journal still says cordoned, for a resume to lift");
 }
+
+#[tokio::test(start_paused = true)]
+async fn runner_journals_its_intent_before_an_uncordon_and_a_refused_intent_lifts_nothing() {
+    // A drained reboot: `uncordoning` is journaled after `confirmed`-bound work and before the
+    // uncordon, then `uncordoned`.
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    job.run().await;
+    let records = job.records();
+    let intent = records.iter().position(|r| matches!(r.entry, Entry::Uncordoning { .. })).expect("uncordoning journaled");
+    let done = records.iter().position(|r| matches!(r.entry, Entry::Uncordoned { .. })).expect("uncordoned journaled");
+    assert!(intent < done, "{records:?}");
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1);
+
+    // Again, the journal refusing that intent (a fenced writer, or a kill before the action):
+    // the cordon stays, and the journal says cordoned for a resume (or `repair`) to lift.
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    job.kill = Some(Kill { after: intent + 1, before_its_action: true });
+    job.run().await;
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Cordoned).len(), 1);
+    assert!(world.times_of("h1", |e| *e == Happened::Uncordoned).is_empty(), "uncordoned though its intent was refused");
+    assert!(job.state().records["h1"].cordoned, "the journal still says cordoned");
+
+    // A kill right after the uncordon, before `uncordoned`: in doubt, still counted cordoned;
+    // a resume lifts it again (harmless: fleetboot cordoned it) and journals it.
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    job.kill = Some(Kill { after: intent + 1, before_its_action: false });
+    job.run().await;
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1);
+    let state = job.state();
+    assert!(state.records["h1"].cordoned, "an uncordon in doubt is still counted cordoned");
+}
