@@ -775,10 +775,25 @@ impl PreparedRun {
         }
         // Debug pods a Ctrl-C left mid-exec are deleted (and journaled) before the lease goes.
         if let Some(debug_pods) = debug_pods {
-            for pod in debug_pods.sweep().await {
+            let (deleted, failed) = debug_pods.sweep().await;
+            for pod in deleted {
                 on_event(&Event::Warning {
                     host: Some(pod.host.clone()),
-                    message: format!("deleted debug pod {}/{} (the run stopped while it existed)", pod.namespace, pod.pod),
+                    message: format!("deleted debug pod {}/{} (left by a stop or a failed deletion)", pod.namespace, pod.pod),
+                });
+            }
+            // A privileged pod with the host's `/` still there: said, with how to remove it (the
+            // journal names it without a deletion: `repair` and a resume delete it).
+            for (pod, error) in failed {
+                on_event(&Event::Warning {
+                    host: Some(pod.host.clone()),
+                    message: format!(
+                        "debug pod {}/{} could not be deleted ({}): it is privileged with the host's / mounted; `fleetboot repair --journal {}` deletes it",
+                        pod.namespace,
+                        pod.pod,
+                        error,
+                        summary.journal.display()
+                    ),
                 });
             }
         }

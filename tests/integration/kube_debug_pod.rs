@@ -286,3 +286,26 @@ fn the_debug_pods_image_is_the_clusters_tools_stream_unless_one_is_given() {
         assert_eq!(count, 3, "{name} rebooted once per run");
     }
 }
+
+/// The API refuses every deletion of the debug pods (three tries after each command, three more
+/// at the run's end): the run says which pods are left, privileged, and how to delete them;
+/// `repair` then deletes them (review 12, finding 8).
+#[test]
+fn a_debug_pod_the_api_will_not_delete_is_named_with_how_to_remove_it() {
+    let sim = cluster(1, &["worker-0"]);
+    sim.control("POST", "fail-requests", r#"{"method":"DELETE","resource":"pods","count":100000}"#);
+    let run: Run =
+        sim.fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--output", "json"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let left = debug_pods(&sim);
+    assert!(!left.is_empty(), "the API deleted nothing");
+    let journal = run.journal();
+    for pod in &left {
+        assert!(run.stdout.contains(&format!("debug pod {pod} could not be deleted")), "{pod}: {}", run.debug());
+    }
+    assert!(run.stdout.contains(&format!("fleetboot repair --journal {}", journal.display())), "{}", run.debug());
+    sim.control("POST", "fail-requests", r#"{"method":"DELETE","resource":"pods","count":0}"#);
+    let repaired: Run = sim.fleetboot(&["repair", "--journal", journal.to_str().unwrap()]).output().unwrap().into();
+    assert_eq!(repaired.code, 0, "{}", repaired.debug());
+    assert_eq!(debug_pods(&sim), Vec::<String>::new(), "repair deleted it");
+}

@@ -318,29 +318,39 @@ pub struct DebugPods {
 }
 
 impl DebugPods {
-    /// Deletes those still there (a run stopped by Ctrl-C while one existed), journaling each
-    /// deletion. Returns those deleted.
-    pub async fn sweep(&self) -> Vec<DebugPodRef> {
+    /// Deletes those still there (a run stopped by Ctrl-C while one existed, or one whose
+    /// deletion after its command failed), journaling each deletion. Returns those deleted and
+    /// those still there with why.
+    pub async fn sweep(&self) -> (Vec<DebugPodRef>, Vec<(DebugPodRef, kube::Error)>) {
         let left: Vec<DebugPodRef> = self.live.lock().unwrap().values().cloned().collect();
-        let mut deleted = Vec::new();
+        let (mut deleted, mut failed) = (Vec::new(), Vec::new());
         for pod in left {
-            if self.remove(&pod).await {
-                deleted.push(pod);
+            match self.remove(&pod).await {
+                Ok(()) => deleted.push(pod),
+                Err(error) => failed.push((pod, error)),
             }
         }
-        deleted
+        (deleted, failed)
     }
 
-    /// Deletes one debug pod; journals and forgets it when it is gone.
-    async fn remove(&self, pod: &DebugPodRef) -> bool {
-        if debug_pod::delete(&self.client, &pod.namespace, &pod.pod).await.is_err() {
-            return false;
+    /// Deletes one debug pod (three tries: a privileged pod with the host's `/` is not left
+    /// to one API hiccup); journals and forgets it when it is gone.
+    async fn remove(&self, pod: &DebugPodRef) -> Result<(), kube::Error> {
+        let mut pause = Duration::from_millis(500);
+        let mut tries = 0;
+        while let Err(error) = debug_pod::delete(&self.client, &pod.namespace, &pod.pod).await {
+            tries += 1;
+            if tries == 3 {
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
         }
         self.live.lock().unwrap().remove(&pod.pod);
         if let Some(hook) = self.journal.lock().unwrap().clone() {
             hook(Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() });
         }
-        true
+        Ok(())
     }
 }
 
@@ -418,8 +428,11 @@ impl KubeTransport {
             Err(e) => Err(failed("creating it", Box::new(e))),
             Ok(_) => {
                 self.requests.fetch_add(1, Relaxed);
+                // The pod's start may take three quarters of what is left, never all of it: a
+                // stream left no time would time out unsent and count as sent with no answer
+                // (review 12, finding 9).
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match debug_pod::wait_running(&self.client, &name, left).await {
+                match debug_pod::wait_running(&self.client, &name, left.mul_f64(0.75)).await {
                     Ok(true) => {
                         let argv = chroot(debug_pod::DEBUG_HOST_ROOT, words);
                         self.stream(debug_pod::DEBUG_NAMESPACE, &name, debug_pod::DEBUG_CONTAINER, node, argv, deadline).await
@@ -432,7 +445,9 @@ impl KubeTransport {
             }
         };
         self.requests.fetch_add(1, Relaxed);
-        self.debug.remove(&reference).await;
+        // A pod that could not be deleted stays in `live`: the run's end sweeps it again and
+        // says so if it still cannot (the journal names it for `repair` and a resume).
+        let _ = self.debug.remove(&reference).await;
         result
     }
 

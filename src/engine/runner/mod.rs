@@ -665,8 +665,10 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
     let journal_path = journal.path().to_owned();
     let journal = Arc::new(Mutex::new(JournalSink { writer: journal, written: 0, kill: hooks.kill, dead: false }));
     let hook = journal.clone();
+    // Off the runtime's workers as every other append (a journal in the cluster may wait out
+    // its retries here; review 12, finding 10).
     transport.attach_journal(Arc::new(move |entry| {
-        hook.lock().unwrap().append(&Record { v: JOURNAL_VERSION, at_ms: clock.now_ms(), entry }).is_ok()
+        append_blocking(&hook, &Record { v: JOURNAL_VERSION, at_ms: clock.now_ms(), entry }).is_ok()
     }));
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let pacer = settings
