@@ -178,7 +178,7 @@ where
     let cut_handle = cut_this.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
-        req.extensions_mut().insert(ConnectionCut(cut_handle.clone()));
+        req.extensions_mut().insert(super::exec::ConnectionCut(cut_handle.clone()));
         async move {
             // The fault-injection endpoint answers even while the API is stalled.
             if !req.uri().path().starts_with("/sim/") {
@@ -196,11 +196,6 @@ where
         () = cut_this.notified() => {}
     }
 }
-
-/// Ends the connection a request came on, unanswered (a fault a handler injects: the request
-/// was carried out, its answer lost with the connection).
-#[derive(Clone)]
-pub struct ConnectionCut(pub Arc<tokio::sync::Notify>);
 
 /// Whether a `Host` header names this machine's loopback (`localhost`, `127.x.y.z` or `[::1]`,
 /// with or without a port). The control endpoint answers only such requests: a page in the

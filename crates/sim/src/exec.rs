@@ -31,6 +31,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
+/// Ends the connection a request came on, unanswered (the API server puts it in each request's
+/// extensions; a fault a handler injects: the request carried out, its answer lost with the
+/// connection).
+#[derive(Clone)]
+pub struct ConnectionCut(pub Arc<tokio::sync::Notify>);
+
 /// The subprotocols served, in the server's order of preference when a client offers several.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const STDOUT: u8 = 1;
@@ -257,7 +263,7 @@ pub async fn handle(
     let line = command.join(" ");
     if exec.cut_before_answer.lock().unwrap().iter().any(|text| line.contains(text.as_str())) {
         execute(kubelets.as_ref(), &node, &command, mount.as_deref());
-        if let Some(cut) = req.extensions().get::<super::api::ConnectionCut>() {
+        if let Some(cut) = req.extensions().get::<ConnectionCut>() {
             cut.0.notify_one();
         }
         // Never answered: the connection ends under this request.
