@@ -42,26 +42,34 @@ fn the_default_workloads_have_observed_statuses_and_workloads_0_has_none() {
     assert_eq!(bare.kubectl_ok(&["get", "deployments,replicasets,pdb", "-A", "-o", "name"]), "");
 }
 
+/// The two routers' pods (openshift-ingress).
+fn router_pods(sim: &Sim) -> Vec<String> {
+    let pods = sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let pods: Vec<String> = pods.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    pods
+}
+
+/// `POST pods/NAME/eviction` of a router pod: the status code and the answer.
+fn evict_router(sim: &Sim, pod: &str) -> (u16, String) {
+    let body = format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"openshift-ingress"}}}}"#);
+    sim.raw("POST", &format!("/api/v1/namespaces/openshift-ingress/pods/{pod}/eviction"), "application/json", body.as_bytes())
+}
+
 /// The eviction API refuses with the real 429 and message while a budget allows no
 /// disruption (kubernetes `pkg/registry/core/pod/storage/eviction.go`), and one eviction that
 /// goes takes the budget's one disruption.
 #[test]
 fn an_eviction_a_budget_forbids_is_refused_with_429() {
     let sim = Sim::start(1, 2);
-    let pods = sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]);
-    let pods: Vec<&str> = pods.split_whitespace().collect();
-    assert_eq!(pods.len(), 2, "{pods:?}");
-    let evict = |pod: &str| {
-        let body =
-            format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"openshift-ingress"}}}}"#);
-        sim.raw("POST", &format!("/api/v1/namespaces/openshift-ingress/pods/{pod}/eviction"), "application/json", body.as_bytes())
-    };
+    let pods = router_pods(&sim);
+    let evict = |pod: &str| evict_router(&sim, pod);
     // Both workers cordoned: the evicted router's replacement has nowhere to run.
     sim.kubectl_ok(&["cordon", "worker-0", "worker-1"]);
-    let (code, body) = evict(pods[0]);
+    let (code, body) = evict(&pods[0]);
     assert_eq!(code, 201, "{body}");
     // The eviction took the one disruption: the other router must stay.
-    let (code, body) = evict(pods[1]);
+    let (code, body) = evict(&pods[1]);
     assert_eq!(code, 429, "{body}");
     assert!(body.contains("Cannot evict pod as it would violate the pod's disruption budget."), "{body}");
     assert!(body.contains("The disruption budget router-default needs 1 healthy pods and has"), "{body}");
@@ -69,7 +77,7 @@ fn an_eviction_a_budget_forbids_is_refused_with_429() {
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["details"].get("name"), None, "{body}");
     assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget", "{body}");
-    assert!(sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "name"]).contains(pods[1]), "the refused pod stays");
+    assert!(sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "name"]).contains(&pods[1]), "the refused pod stays");
 }
 
 /// Which budgets an eviction honours is the policy/v1 rule (kubernetes
@@ -79,9 +87,7 @@ fn an_eviction_a_budget_forbids_is_refused_with_429() {
 #[test]
 fn a_budget_without_a_selector_covers_no_pod_and_an_empty_selector_covers_all() {
     let sim = Sim::start(1, 2);
-    let pods = sim.kubectl_ok(&["-n", "openshift-ingress", "get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]);
-    let pods: Vec<&str> = pods.split_whitespace().collect();
-    assert_eq!(pods.len(), 2, "{pods:?}");
+    let pods = router_pods(&sim);
     let budget = |name: &str, selector: Option<serde_json::Value>| {
         let mut spec = serde_json::json!({"maxUnavailable": 0});
         if let Some(selector) = selector {
@@ -93,20 +99,16 @@ fn a_budget_without_a_selector_covers_no_pod_and_an_empty_selector_covers_all() 
         std::fs::write(&manifest, pdb.to_string()).unwrap();
         sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
     };
-    let evict = |pod: &str| {
-        let body =
-            format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"openshift-ingress"}}}}"#);
-        sim.raw("POST", &format!("/api/v1/namespaces/openshift-ingress/pods/{pod}/eviction"), "application/json", body.as_bytes())
-    };
+    let evict = |pod: &str| evict_router(&sim, pod);
     // A budget with no selector beside the router's own: the router's pod is still under one
     // budget only, which allows one disruption.
     budget("no-selector", None);
-    let (code, body) = evict(pods[0]);
+    let (code, body) = evict(&pods[0]);
     assert_eq!(code, 201, "a budget without a selector covers no pod: {body}");
     // An empty selector covers every pod of the namespace: the other router is now under two
     // budgets, which the eviction subresource refuses.
     budget("empty-selector", Some(serde_json::json!({})));
-    let (code, body) = evict(pods[1]);
+    let (code, body) = evict(&pods[1]);
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("more than one PodDisruptionBudget"), "{body}");
 }
