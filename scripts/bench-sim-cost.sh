@@ -6,12 +6,17 @@
 #      status patch each, as a kubelet's status update): (CPU/s - idle CPU/s) / updates/s;
 #   3. the same with WATCHERS clients watching every node: (CPU/s - window 2's) / events/s,
 #      the events counted by the simulation itself (GET /sim/v1/traffic, "WATCH nodes").
+# HEARTBEAT_MODE=kubelet (default ready) beats as real kubelets do (`fleetboot sim
+# --heartbeat-mode kubelet`): INTERVAL is then the Lease renewal (kubelet: 10s), each node's full
+# status is posted every STATUS_REPORT (default 1m), and the watchers watch Nodes and Leases (as
+# the node lifecycle controller does); a "write" is any object written (a Lease or a Node).
 # Also the floor of one update: a JSON parse and serialization of one Node object as the
 # simulation stores it (python's json module, C-accelerated, timed here), which any API server
 # pays at least once per update.
 #
 #   scripts/bench-sim-cost.sh [NODES] [WATCHERS] [SECONDS] [INTERVAL]   default 2000 10 20 10s
 #   FLEETBOOT_BIN=path   use that binary (default: a release build, built first)
+#   HEARTBEAT_MODE=kubelet STATUS_REPORT=1m   real kubelets' heartbeats (see above)
 # Everything runs on 127.0.0.0/8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +25,9 @@ watchers=${2:-10}
 seconds=${3:-20}
 interval=${4:-10s}
 bin=${FLEETBOOT_BIN:-}
+mode=${HEARTBEAT_MODE:-ready}
+status_report=${STATUS_REPORT:-1m}
+case $mode in ready | kubelet) ;; *) echo "bench-sim-cost: HEARTBEAT_MODE is ready or kubelet, not $mode" >&2; exit 2 ;; esac
 if [ -z "$bin" ]; then
     cargo build --release --quiet --bin fleetboot
     bin=target/release/fleetboot
@@ -38,7 +46,7 @@ ticks=$(getconf CLK_TCK)
 start() {
     local name=$1 heartbeat=$2
     mkdir -p "$dir/$name"
-    "$bin" sim --dir "$dir/$name" --masters 3 --workers $((nodes - 3)) --heartbeat "$heartbeat" --no-bmc --workloads 0 \
+    "$bin" sim --dir "$dir/$name" --masters 3 --workers $((nodes - 3)) --heartbeat "$heartbeat" --heartbeat-mode "$mode" --status-report "$status_report" --no-bmc --workloads 0 \
         >"$dir/$name/out" 2>&1 &
     local pid=$!
     until grep -q ready "$dir/$name/out" 2>/dev/null; do
@@ -52,7 +60,7 @@ cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 rv() { curl -s "$1/api/v1/nodes?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata"]["resourceVersion"])'; }
 events() {
     curl -s -H 'Content-Type: application/json' "$1/sim/v1/traffic" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin).get("WATCH nodes", {}).get("events", 0))'
+        python3 -c 'import json,sys; t = json.load(sys.stdin); print(sum(t.get(k, {}).get("events", 0) for k in ("WATCH nodes", "WATCH leases")))'
 }
 # Measures one window: prints "CPU_SECONDS WRITES EVENTS".
 window() {
@@ -64,7 +72,7 @@ window() {
     echo "$(echo "$c1 - $c0" | bc -l) $((r1 - r0)) $((e1 - e0))"
 }
 
-echo "nodes $nodes, watchers $watchers, windows of ${seconds}s, heartbeat every $interval; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "nodes $nodes, watchers $watchers, windows of ${seconds}s, heartbeat ($mode) every $interval$([ "$mode" = kubelet ] && echo ", status every $status_report"); load $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 read -r idle_pid idle_api < <(start idle 0s)
 pids+=("$idle_pid")  # start ran in a subshell: its pid is recorded here for the cleanup
 sleep 3
@@ -76,19 +84,21 @@ sleep 3
 read -r hb_cpu hb_writes _ < <(window "$hb_pid" "$hb_api")
 
 # WATCHERS clients, each watching every node from now on and reading every event.
-python3 - "$hb_api" "$watchers" <<'PY' &
+python3 - "$hb_api" "$watchers" "$mode" <<'PY' &
 import http.client, sys, threading, urllib.parse
-api, watchers = sys.argv[1], int(sys.argv[2])
+api, watchers, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 host = urllib.parse.urlparse(api).netloc
-def watch():
+paths = ["/api/v1/nodes"] + (["/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"] if mode == "kubelet" else [])
+def watch(path):
     while True:
         c = http.client.HTTPConnection(host, timeout=600)
-        c.request("GET", "/api/v1/nodes?watch=1&allowWatchBookmarks=true&timeoutSeconds=600")
+        c.request("GET", path + "?watch=1&allowWatchBookmarks=true&timeoutSeconds=600")
         r = c.getresponse()
         while r.readline():
             pass
 for _ in range(watchers):
-    threading.Thread(target=watch, daemon=True).start()
+    for path in paths:
+        threading.Thread(target=watch, args=(path,), daemon=True).start()
 threading.Event().wait()
 PY
 pids+=("$!")

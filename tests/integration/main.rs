@@ -49,6 +49,7 @@ mod redfish_links;
 mod report_browser;
 mod report_timeline;
 mod resume;
+mod rolling_start;
 mod safety_input;
 mod safety_lease;
 mod safety_limits;

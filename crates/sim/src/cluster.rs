@@ -224,7 +224,14 @@ impl Cluster {
             bmc_ca_pem = pki.ca_pem;
         }
         let (stop, stop_rx) = watch::channel(false);
-        let world = Arc::new(World { api: api.clone(), nodes, release, booted_network: Default::default(), refusals: Default::default() });
+        let world = Arc::new(World {
+            api: api.clone(),
+            nodes,
+            release,
+            booted_network: Default::default(),
+            refusals: Default::default(),
+            node_index: Default::default(),
+        });
         let cluster = Arc::new(Cluster {
             world: world.clone(),
             api_addr,

@@ -7,6 +7,7 @@
 //!
 //! One file, past 500 lines: the MCO's controller and daemon are one rollout, each rule beside its source.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,14 +141,14 @@ impl NodeView {
 }
 
 /// One reconciliation of every pool. Pure.
-pub fn plan(pools: &[PoolView], nodes: &[NodeView]) -> Vec<Action> {
+pub fn plan<V: std::borrow::Borrow<NodeView>>(pools: &[PoolView], nodes: &[V]) -> Vec<Action> {
     let mut actions = Vec::new();
-    let owner: Vec<Option<String>> = nodes.iter().map(|n| primary_pool(n, pools).ok().flatten().map(str::to_owned)).collect();
+    let nodes: Vec<&NodeView> = nodes.iter().map(Borrow::borrow).collect();
+    let owner: Vec<Option<&str>> = nodes.iter().map(|n| primary_pool(n, pools).ok().flatten()).collect();
     for pool in pools {
         // A node whose pool cannot be decided belongs to none (`pkg/controller/node/node_controller.go`,
         // `getNodesForPool` skips it).
-        let members: Vec<&NodeView> =
-            nodes.iter().zip(&owner).filter(|(_, o)| o.as_deref() == Some(pool.name.as_str())).map(|(n, _)| n).collect();
+        let members: Vec<&NodeView> = nodes.iter().zip(&owner).filter(|(_, o)| **o == Some(pool.name.as_str())).map(|(n, _)| *n).collect();
         let mut unavailable = members.iter().filter(|n| n.unavailable()).count();
         if !pool.paused {
             for node in members.iter().filter(|n| n.desired != pool.target) {
@@ -306,6 +307,10 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
     let mut draining: HashMap<String, (String, usize)> = HashMap::new();
     // The configure-ovs.sh argument each pool's config was last rendered for.
     let mut rendered_for: HashMap<String, String> = HashMap::new();
+    // Each node's view, with the object it was read from: the store never changes an object in
+    // place (a write stores a new Arc), so while a node's Arc is the same its view is too, and
+    // only the nodes written since the last tick are read again.
+    let mut views_of: HashMap<String, (Arc<Value>, NodeView)> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
@@ -349,10 +354,22 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
             let store = cluster.api.store.lock().unwrap();
             let pool_objects = store.list(pools_t, &Filter::default(), None, None).items;
             let pools: Vec<PoolView> = pool_objects.iter().map(|p| pool_view(p)).collect();
-            let nodes: Vec<Value> = store.list(nodes_t, &Filter::default(), None, None).items.iter().map(|n| (**n).clone()).collect();
+            // The store's objects are immutable (a write replaces the Arc), so holding them is
+            // the same snapshot a deep copy was, without copying every Node each tick.
+            let nodes: Vec<Arc<Value>> = store.list(nodes_t, &Filter::default(), None, None).items;
             (pool_objects, pools, nodes)
         };
-        let views: Vec<NodeView> = nodes.iter().map(node_view).collect();
+        for node in &nodes {
+            let name = node["metadata"]["name"].as_str().unwrap_or_default();
+            if !views_of.get(name).is_some_and(|(seen, _)| Arc::ptr_eq(seen, node)) {
+                views_of.insert(name.to_owned(), (node.clone(), node_view(node)));
+            }
+        }
+        if views_of.len() > nodes.len() {
+            let present: HashSet<&str> = nodes.iter().map(|n| n["metadata"]["name"].as_str().unwrap_or_default()).collect();
+            views_of.retain(|name, _| present.contains(name.as_str()));
+        }
+        let views: Vec<&NodeView> = nodes.iter().map(|n| &views_of[n["metadata"]["name"].as_str().unwrap_or_default()].1).collect();
         for action in plan(&pools, &views) {
             let mut store = cluster.api.store.lock().unwrap();
             let _ = match action {
@@ -393,6 +410,10 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
                 );
                 cluster.append_daemon_log(&view.name, "Update prepared; requesting cordon and drain via annotation to controller");
                 started.push(view.name.clone());
+                continue;
+            }
+            // Only a node this loop is draining or rebooting has more to do here.
+            if !in_progress.contains(&view.name) {
                 continue;
             }
             let boot_id = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();

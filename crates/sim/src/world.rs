@@ -23,6 +23,9 @@ pub struct World {
     /// Every change the simulated network operator refused (its Degraded message), in order:
     /// the witness that a client never asked for a change the release's operator refuses.
     pub refusals: Mutex<Vec<String>>,
+    /// Each node's position in `nodes`, by name: built on first use (`nodes` never changes
+    /// after the cluster starts, so the index cannot go stale).
+    pub(crate) node_index: std::sync::OnceLock<std::collections::HashMap<String, usize>>,
 }
 
 fn nodes_type() -> &'static types::ResourceType {
@@ -86,8 +89,11 @@ pub fn daemon_pod(namespace: &str, daemonset: &str, container: &str, node: &str,
 }
 
 impl World {
+    /// The simulated machine named `name` (a hash lookup: the MCO asks for every node on every
+    /// tick, and a scan was 10^8 string compares a tick at 10,000 nodes).
     pub fn node(&self, name: &str) -> Option<&Arc<SimNode>> {
-        self.nodes.iter().find(|n| n.name == name)
+        let index = self.node_index.get_or_init(|| self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect());
+        index.get(name).map(|&i| &self.nodes[i])
     }
 
     /// The network plugin's DaemonSet and one pod per node, as the CNO renders it for

@@ -11,6 +11,12 @@ use kube::api::Api;
 /// rides out API outages: the watcher reconnects with backoff and relists after 410 Gone.
 pub struct NodeWatch {
     store: kube::runtime::reflector::Store<Node>,
+    /// True once the watch's first list is in the store. Not the store's own
+    /// `wait_until_ready`: kube-runtime 5's `DelayedInit` polls one futures oneshot receiver,
+    /// which keeps the waker of its last poller only, so of many tasks waiting at once one was
+    /// woken and the others sat out their 30 s timeout (a 200/20 rolling run went one host at a
+    /// time for its first 30 s). A watch channel wakes every waiter.
+    listed: tokio::sync::watch::Receiver<bool>,
     waiters: Arc<NodeWaiters>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
@@ -61,6 +67,7 @@ impl NodeWatch {
         let waiters = Arc::new(NodeWaiters::default());
         let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
         let wake = waiters.clone();
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             // Errors are the watcher's to retry (with backoff); each event wakes its node's waiters.
@@ -69,17 +76,27 @@ impl NodeWatch {
                     Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
                         wake.wake(node.metadata.name.as_deref().unwrap_or_default())
                     }
-                    Ok(watcher::Event::InitDone) => wake.wake_all(),
+                    // The reflector applied the list to the store before passing this on.
+                    Ok(watcher::Event::InitDone) => {
+                        listed_tx.send_replace(true);
+                        wake.wake_all()
+                    }
                     Ok(_) | Err(_) => {}
                 }
             }
         });
-        NodeWatch { store, waiters, task, client: client.clone() }
+        NodeWatch { store, listed, waiters, task, client: client.clone() }
+    }
+
+    /// Waits (at most 30 s) until the watch's first list is in the store; whether it is.
+    async fn listed(&self) -> bool {
+        let mut listed = self.listed.clone();
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(30), listed.wait_for(|l| *l)).await, Ok(Ok(_)))
     }
 
     /// The node's boot ID as the API shows it now (once the first list arrived, at most 30 s).
     pub async fn boot_id(&self, name: &str) -> Option<String> {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.store.wait_until_ready()).await;
+        let _ = self.listed().await;
         let node = self.store.get(&kube::runtime::reflector::ObjectRef::new(name))?;
         let (boot_id, _) = boot_id_and_ready(&node);
         (!boot_id.is_empty()).then(|| boot_id.to_owned())
@@ -88,7 +105,7 @@ impl NodeWatch {
     /// What the limits read before a host goes down: every node as the watch shows it now,
     /// with the medik8s Leases and the etcd ClusterOperator read fresh.
     pub async fn world(&self, group_by: Option<&str>) -> Result<fleetboot_core::limits::World, String> {
-        if tokio::time::timeout(std::time::Duration::from_secs(30), self.store.wait_until_ready()).await.is_err() {
+        if !self.listed().await {
             return Err("the cluster API has not listed the nodes yet".into());
         }
         super::world::read_world(&self.client, &self.store.state(), group_by).await
@@ -97,7 +114,7 @@ impl NodeWatch {
     /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the
     /// run's own in flight), the pools and ClusterOperators read fresh.
     pub async fn health(&self, exclude: &std::collections::BTreeSet<String>) -> Result<fleetboot_core::batch::HealthView, String> {
-        if tokio::time::timeout(std::time::Duration::from_secs(30), self.store.wait_until_ready()).await.is_err() {
+        if !self.listed().await {
             return Err("the cluster API has not listed the nodes yet".into());
         }
         super::gates::read_health(&self.client, &self.store.state(), exclude).await
