@@ -208,6 +208,43 @@ impl Target {
 /// Wakes on every change of the watched objects (a kube-runtime watcher, with backoff across
 /// API outages), or after `idle` without one, so a step re-reads the cluster when it changes
 /// instead of on a timer.
+/// Every node as one watch shows it (a reflector fed by one LIST, then a WATCH), for a wait that
+/// looks at the nodes on every change of what it waits for: a look costs the API server
+/// nothing, where a LIST of every node per look cost the whole fleet's objects each time
+/// (quadratic over a rollout that updates one node per change). Only for what is shown and
+/// journaled as seen (progress, the MCO's reboots); no decision to act reads it.
+pub(super) struct NodeView {
+    store: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NodeView {
+    pub(super) fn start(client: &kube::Client) -> NodeView {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let (store, writer) = reflector::store();
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+        let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+        // Errors are the watcher's to retry, with backoff; the store keeps the last view.
+        let task = tokio::spawn(stream.for_each(|_| std::future::ready(())));
+        NodeView { store, task }
+    }
+
+    /// Every node as the watch shows it now; a LIST while the watch has not listed them yet.
+    pub(super) async fn nodes(&self, target: &Target) -> Result<Vec<Value>, MigrateError> {
+        if tokio::time::timeout(Duration::from_secs(10), self.store.wait_until_ready()).await.is_ok_and(|r| r.is_ok()) {
+            return Ok(self.store.state().iter().map(|n| serde_json::to_value(&**n).expect("objects serialize")).collect());
+        }
+        target.list(&nodes()).await
+    }
+}
+
+impl Drop for NodeView {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 pub(super) struct Changes {
     stream: std::pin::Pin<
         Box<dyn futures::Stream<Item = Result<kube::runtime::watcher::Event<DynamicObject>, kube::runtime::watcher::Error>> + Send>,

@@ -44,8 +44,8 @@ use crate::engine::error::{RunError, WrongCluster};
 use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, Selection, prepare};
 use crate::engine::runner::Abort;
 use cluster::{
-    Changes, Target, api_error, cluster_operators, cluster_versions, condition_true, connect, daemon_sets, machine_configs, name_of,
-    namespaces, network_config, network_operator, nodes, pool_of_node, status_observed, str_at,
+    Changes, NodeView, Target, api_error, cluster_operators, cluster_versions, condition_true, connect, daemon_sets, machine_configs,
+    name_of, namespaces, network_config, network_operator, pool_of_node, status_observed, str_at,
 };
 use fleetboot_core::ExitCode;
 use fleetboot_core::events::Event;

@@ -123,10 +123,18 @@ impl Migration<'_, '_> {
         // Each node's boot ID at the last look, and when: the MCO's reboots during the rollout
         // are journaled as seen between two looks (the timeline draws them as the MCO's).
         let mut boots: std::collections::BTreeMap<String, (String, u64)> = std::collections::BTreeMap::new();
+        // The nodes from one watch, not a LIST of every node per look.
+        let node_view = NodeView::start(&self.cluster.client);
+        // Whether each rendered config read runs the marker, by name: a rendered MachineConfig's
+        // name is the hash of its content (machine-config-operator
+        // pkg/controller/render/render_controller.go, `getMachineConfigHashedName`), so what
+        // one name holds never changes. A config that could not be read is read again.
+        let mut rendered_has_marker = std::collections::BTreeMap::<String, bool>::new();
         loop {
+            // The pools, read fresh at every look: their status decides when the wait is over.
             let all_pools = self.cluster.list(&pools_api).await?;
             let look_ms = crate::adapters::system::now_ms();
-            let nodes = self.cluster.list(&nodes()).await?;
+            let nodes = node_view.nodes(self.cluster).await?;
             for node in &nodes {
                 let boot = str_at(node, "/status/nodeInfo/bootID");
                 if boot.is_empty() {
@@ -155,9 +163,11 @@ impl Migration<'_, '_> {
                 let spec = str_at(pool, "/spec/configuration/name");
                 let rendered_ok = match &marker {
                     None => true,
-                    Some(marker) => {
-                        self.cluster.get(&machine_configs(), &spec).await.is_ok_and(|mc| mc.to_string().contains(marker.as_str()))
-                    }
+                    Some(_) if rendered_has_marker.contains_key(&spec) => rendered_has_marker[&spec],
+                    Some(marker) => match self.cluster.get(&machine_configs(), &spec).await {
+                        Ok(mc) => *rendered_has_marker.entry(spec.clone()).or_insert(mc.to_string().contains(marker.as_str())),
+                        Err(_) => false,
+                    },
                 };
                 let done = rendered_ok
                     && updated == machines

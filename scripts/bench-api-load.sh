@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The load fleetboot puts on the API server (not a test): requests, watch events and bytes per
+# rebooted node, from the simulation's own counters (`GET /sim/v1/traffic`, `GET /sim/v1/exec`),
+# for a plain run, a drained run, the kube transport, the journal in the cluster and a
+# migration. Each kind runs on a fresh simulation of BASE workers and of N workers; the figure
+# per node is the difference divided by N - BASE, so the fixed part of a run (discovery, the
+# lease, the preflight) cancels. Request counts do not depend on the machine's speed.
+#
+#   scripts/bench-api-load.sh [--no-build] [--bin PATH] [--kinds plain,drain,...] [--base B] N...
+#   scripts/bench-api-load.sh 200 10000          # release build; the table at 200 and 10,000
+#
+# Timings are short (reboot 1 s, boot 1 s), no heartbeats (--heartbeat 0s: every Node event the
+# runs see is one the reboots caused), one master, concurrency and group concurrency N/10 (ten
+# waves). Drained runs
+# have one user Deployment (3 replicas, minAvailable 2) per 3 workers besides the platform's.
+# The migration's pools get maxUnavailable N/10, so its two MCO rollouts also take ten waves.
+# Everything runs on 127.0.0.0/8; the simulations are stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=1
+bin=$PWD/target/release/fleetboot
+kinds=plain,drain,kube,incluster,migrate
+base=20
+sizes=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --no-build) build=0 ;;
+        --bin) bin=$2; shift ;;
+        --kinds) kinds=$2; shift ;;
+        --base) base=$2; shift ;;
+        *) sizes+=("$1") ;;
+    esac
+    shift
+done
+[ ${#sizes[@]} -gt 0 ] || sizes=(200 10000)
+[ $build = 1 ] && nice cargo build --release --quiet --bin fleetboot
+out=$(mktemp -d /tmp/fleetboot-bench-api-load.XXXXXX)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$out"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# One run of KIND on WORKERS workers: the simulation's counters after it, as JSON in FILE.
+measure() {
+    local kind=$1 workers=$2 file=$3
+    local dir=$out/$kind-$workers
+    mkdir -p "$dir"
+    local c=$(( workers / 10 > 1 ? workers / 10 : 1 ))
+    local workloads=0
+    [ "$kind" = drain ] && workloads=$(( workers / 3 > 1 ? workers / 3 : 1 ))
+    "$bin" sim --dir "$dir" --masters 1 --workers "$workers" --heartbeat 0s --workloads "$workloads" \
+        --reboot-delay 1s --boot-time 1s --notready-after 300ms --kubelet-ready-after 300ms >"$dir/sim.out" 2>&1 &
+    pid=$!
+    until grep -q ready "$dir/sim.out" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || { cat "$dir/sim.out"; exit 1; }
+        sleep 0.1
+    done
+    local api
+    api=$(grep -o 'API http://[0-9.:]*' "$dir/sim.out" | cut -d' ' -f2)
+    local fb=("$bin" --config "$dir/fleetboot.toml")
+    if [ "$kind" = drain ]; then
+        # The workloads are scheduled when the simulation starts; their budgets settle at once.
+        sleep 5
+    fi
+    if [ "$kind" = migrate ]; then
+        for pool in master worker; do
+            curl -s -X PATCH -H 'Content-Type: application/merge-patch+json' \
+                -d "{\"spec\":{\"maxUnavailable\":$c}}" "$api/apis/machineconfiguration.openshift.io/v1/machineconfigpools/$pool" >/dev/null
+        done
+    fi
+    curl -s -X POST -H 'Content-Type: application/json' -d '{}' "$api/sim/v1/traffic/reset" >/dev/null
+    local exec_before
+    exec_before=$(curl -s -H "Content-Type: application/json" "$api/sim/v1/exec")
+    # The pool's maxUnavailable (1) would otherwise hold each pool to one node at a time.
+    local limits=(--concurrency "$c" --group-concurrency "$c" --poll-interval 500ms)
+    local args
+    case $kind in
+        plain) args=(reboot --all "${limits[@]}") ;;
+        drain) args=(reboot --all --drain --drain-timeout 10m "${limits[@]}") ;;
+        kube) args=(reboot --all --transport kube "${limits[@]}") ;;
+        incluster) args=(reboot --all --journal-in-cluster "${limits[@]}") ;;
+        migrate) args=(migrate --etcd-backup-confirmed --reboot-concurrency "$c" --poll-interval 1s --rollout-timeout 2h) ;;
+    esac
+    local s
+    s=$(date +%s)
+    if ! HOME=$dir SSH_AUTH_SOCK='' "${fb[@]}" "${args[@]}" --output json >"$dir/events.jsonl" 2>"$dir/err"; then
+        echo "$kind on $workers workers failed:" >&2
+        tail -5 "$dir/err" >&2
+        exit 1
+    fi
+    local took=$(( $(date +%s) - s ))
+    python3 - "$file" "$took" "$exec_before" "$(curl -s -H "Content-Type: application/json" "$api/sim/v1/exec")" "$(curl -s -H "Content-Type: application/json" "$api/sim/v1/traffic")" <<'PY'
+import json, sys
+file, took, before, after, traffic = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
+json.dump({"seconds": took, "traffic": traffic, "execStreamBytes": after["streamBytes"] - before["streamBytes"]}, open(file, "w"))
+PY
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=
+    rm -rf "$dir"
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); base $base workers"
+echo "| kind | N | requests / node | watch events / node | bytes / node (both ways) | fixed requests | run (N) | requests / node by kind |"
+echo "|---|---|---|---|---|---|---|---|"
+for n in "${sizes[@]}"; do
+    for kind in ${kinds//,/ }; do
+        [ -f "$out/$kind-$base.json" ] || measure "$kind" "$base" "$out/$kind-$base.json"
+        measure "$kind" "$n" "$out/$kind-$n.json"
+        python3 - "$kind" "$base" "$n" "$out/$kind-$base.json" "$out/$kind-$n.json" <<'PY'
+import json, sys
+kind, base, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+small, large = json.load(open(sys.argv[4])), json.load(open(sys.argv[5]))
+added = n - base
+def total(run, field):
+    return sum(t.get(field, 0) for t in run["traffic"].values())
+def per(field):
+    return (total(large, field) - total(small, field)) / added
+bytes_per = (total(large, "bytes") + total(large, "sent") + large["execStreamBytes"]
+             - total(small, "bytes") - total(small, "sent") - small["execStreamBytes"]) / added / 1024
+kinds = sorted(set(small["traffic"]) | set(large["traffic"]))
+by_kind = []
+for k in kinds:
+    r = (large["traffic"].get(k, {}).get("requests", 0) - small["traffic"].get(k, {}).get("requests", 0)) / added
+    if abs(r) >= 0.05:
+        by_kind.append(f"{k} {r:.1f}")
+fixed = total(small, "requests") - per("requests") * (base + 1)
+print(f"| {kind} | {n:,} | {per('requests'):.1f} | {per('events'):.1f} | {bytes_per:.1f} KiB | {fixed:.0f} | {large['seconds']} s | {', '.join(by_kind)} |", flush=True)
+PY
+    done
+done
