@@ -301,9 +301,18 @@ impl Store {
     pub fn list(&self, t: &ResourceType, filter: &Filter, limit: Option<usize>, continue_after: Option<&str>) -> ListPage {
         let empty = BTreeMap::new();
         let bucket = self.objects.get(&t.key()).unwrap_or(&empty);
-        let range: Box<dyn Iterator<Item = (&String, &Arc<Value>)>> = match continue_after {
-            Some(after) => Box::new(bucket.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
-            None => Box::new(bucket.iter()),
+        // A namespaced object's key is "NAMESPACE/NAME" (names hold no '/'), so the objects of
+        // one namespace are one range of keys: a namespace's list no longer reads every object
+        // of the kind (the workloads' controller lists pods by namespace on every tick).
+        let prefix = filter.namespace.as_ref().map(|ns| format!("{ns}/"));
+        let range: Box<dyn Iterator<Item = (&String, &Arc<Value>)>> = match (continue_after, &prefix) {
+            (Some(after), _) => Box::new(bucket.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
+            (None, Some(prefix)) => Box::new(
+                bucket
+                    .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+                    .take_while(move |(k, _)| k.starts_with(prefix.as_str())),
+            ),
+            (None, None) => Box::new(bucket.iter()),
         };
         let mut matching = range.filter(|(_, o)| filter.matches(o));
         let mut items = Vec::new();
@@ -598,6 +607,32 @@ mod tests {
 
     fn node(name: &str, role: &str) -> Value {
         json!({"metadata": {"name": name, "labels": {format!("node-role.kubernetes.io/{role}"): ""}}, "spec": {}, "status": {"nodeInfo": {"bootID": "a"}}})
+    }
+
+    #[test]
+    fn a_namespace_s_list_is_exactly_its_objects_beside_namespaces_sharing_a_prefix() {
+        let mut store = Store::new(100);
+        let pods = find("", "v1", "pods").unwrap();
+        for (ns, name) in [("a", "x"), ("a", "y"), ("a-b", "x"), ("ab", "x"), ("b", "x"), ("a.c", "z")] {
+            store.create(pods, Some(ns), json!({"metadata": {"name": name, "namespace": ns}, "spec": {}})).unwrap();
+        }
+        let names = |ns: &str| -> Vec<String> {
+            let filter = Filter { namespace: Some(ns.to_owned()), ..Default::default() };
+            store
+                .list(pods, &filter, None, None)
+                .items
+                .iter()
+                .map(|p| format!("{}/{}", p["metadata"]["namespace"].as_str().unwrap(), name_of(p)))
+                .collect()
+        };
+        assert_eq!(names("a"), ["a/x", "a/y"]);
+        assert_eq!(names("ab"), ["ab/x"]);
+        assert_eq!(names("a-b"), ["a-b/x"]);
+        assert!(names("c").is_empty());
+        // A namespace's filter over a cluster-scoped kind matches nothing, as before.
+        store.create(nodes(), None, node("a", "master")).unwrap();
+        let filter = Filter { namespace: Some("a".into()), ..Default::default() };
+        assert!(store.list(nodes(), &filter, None, None).items.is_empty());
     }
 
     #[test]
