@@ -5,48 +5,30 @@
 //! only every `--status-report` when nothing changed. Judged by kubectl and the simulation's own
 //! node history.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::common::sim::Sim;
+use crate::common::sim::{KubectlWatch, Sim};
 
-/// `kubectl get leases -n kube-node-lease -w`: (lease, renewTime in ms since the epoch) of every
-/// version kubectl saw. The child is killed by PID when dropped.
-struct LeaseWatch {
-    child: std::process::Child,
-    seen: Arc<Mutex<Vec<(String, u64)>>>,
-}
+/// `kubectl get leases -n kube-node-lease -w`: the renew time of every version kubectl saw.
+struct LeaseWatch(KubectlWatch);
 
 impl LeaseWatch {
     fn start(sim: &Sim) -> LeaseWatch {
-        let mut child = Command::new("kubectl")
-            .args(["get", "leases", "-n", "kube-node-lease", "-w", "-o", "jsonpath={.metadata.name} {.spec.renewTime}{\"\\n\"}"])
-            .env("KUBECONFIG", sim.path("kubeconfig"))
-            .env("HOME", sim.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some((name, at)) = line.split_once(' ') {
-                    sink.lock().unwrap().push((name.to_owned(), epoch_ms(at)));
-                }
-            }
-        });
-        LeaseWatch { child, seen }
+        LeaseWatch(KubectlWatch::start_with(sim, &["leases", "-n", "kube-node-lease"], "{.metadata.name} {.spec.renewTime}"))
     }
 
-    /// The distinct renew times seen for `lease`.
+    /// The distinct renew times seen for `lease`, in ms since the epoch.
     fn renewals(&self, lease: &str) -> Vec<u64> {
-        let mut times: Vec<u64> = self.seen.lock().unwrap().iter().filter(|(n, _)| n == lease).map(|(_, t)| *t).collect();
+        let mut times: Vec<u64> = self
+            .0
+            .lines()
+            .iter()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(name, _)| *name == lease)
+            .map(|(_, at)| epoch_ms(at))
+            .collect();
         times.dedup();
         times
     }
@@ -58,13 +40,6 @@ impl LeaseWatch {
             assert!(Instant::now() < deadline, "{lease}: fewer than {count} renewals after {after_ms}: {:?}", self.renewals(lease));
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for LeaseWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,7 +1,7 @@
 //! The documents' manual procedures, run literally with kubectl against `fleetboot sim`, as an
 //! admin rehearses them: the simulation must answer kubectl as a real cluster does.
 
-use crate::common::sim::Sim;
+use crate::common::sim::{KubectlWatch, Sim};
 
 /// The 4.14 offline procedure waits on the pools with `kubectl wait mcp --all
 /// --for=condition=Updated=True` (`oc wait` in the documents). kubectl treats a condition whose
@@ -89,14 +89,12 @@ fn the_4_14_offline_procedure_runs_literally_with_kubectl_and_openssh() {
     let operator = |patch: &str| {
         sim.kubectl_ok(&["patch", "network.operator.openshift.io", "cluster", "--type=merge", "--patch", patch]);
     };
+    let pools = PoolWatch::start(&sim);
     operator(r#"{"spec":{"migration":null}}"#);
     operator(r#"{"spec":{"migration":{"networkType":"OVNKubernetes"}}}"#);
     // As Red Hat's CI runs the procedure (openshift/release `ovn-sdn-migration-commands.sh`):
     // the MCO starts, then finishes.
-    for condition in ["Updating=True", "Updated=True"] {
-        let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", &format!("--for=condition={condition}"), "--timeout=120s"]);
-        assert!(ok, "{condition}: {out}{err}");
-    }
+    pools.wait_started_then_updated(&sim);
     let rendered = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.configuration.name}"]);
     assert!(sim.kubectl_ok(&["get", "mc", &rendered, "-o", "yaml"]).contains("configure-ovs.sh OVNKubernetes"));
     sim.kubectl_ok(&[
@@ -115,6 +113,33 @@ fn the_4_14_offline_procedure_runs_literally_with_kubectl_and_openssh() {
     assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OVNKubernetes");
     let (ok, out, err) = sim.kubectl(&["wait", "co", "--all", "--for=condition=Available=True", "--timeout=60s"]);
     assert!(ok, "{out}{err}");
+}
+
+/// The documents' and Red Hat's CI's `oc wait mcp --all --for=condition=Updating=True`, without
+/// its race: kubectl waits on the pools one after another, so a pool whose rollout ends before
+/// kubectl reaches it (a one-node pool on the simulation's short timings) never shows
+/// Updating=True again and the wait times out. A watch started before the change sees every
+/// pool's transition whenever it happens.
+struct PoolWatch(KubectlWatch);
+
+impl PoolWatch {
+    /// Started before the change that makes the MCO roll out.
+    fn start(sim: &Sim) -> PoolWatch {
+        PoolWatch(KubectlWatch::start(sim, "mcp", r#"{.metadata.name} {.status.conditions[?(@.type=="Updating")].status}"#))
+    }
+
+    /// Every pool was seen Updating=True, then every pool is Updated=True (with kubectl's `wait`:
+    /// once updating started, Updated is False until the rollout ends).
+    fn wait_started_then_updated(&self, sim: &Sim) {
+        let start = std::time::Instant::now();
+        let started = |pool: &str| self.0.lines().iter().any(|line| line == &format!("{pool} True"));
+        while !(started("master") && started("worker")) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(120), "every pool Updating=True: {:?}", self.0.lines());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", "--for=condition=Updated=True", "--timeout=180s"]);
+        assert!(ok, "Updated=True: {out}{err}");
+    }
 }
 
 /// The documents' reboot loop, `ssh core@$ip sudo shutdown -r -t 3` over every InternalIP with
@@ -184,13 +209,11 @@ fn the_4_14_rollback_runs_literally_with_kubectl_and_openssh() {
     let (ok, out, err) = sim.kubectl(&["-n", "openshift-multus", "rollout", "status", "daemonset/multus", "--timeout=120s"]);
     assert!(ok, "{out}{err}");
     reboot_every_node_with_openssh(&sim);
+    let pools = PoolWatch::start(&sim);
     for pool in ["master", "worker"] {
         patch("machineconfigpool", pool, r#"{"spec":{"paused":false}}"#);
     }
-    for condition in ["Updating=True", "Updated=True"] {
-        let (ok, out, err) = sim.kubectl(&["wait", "mcp", "--all", &format!("--for=condition={condition}"), "--timeout=180s"]);
-        assert!(ok, "{condition}: {out}{err}");
-    }
+    pools.wait_started_then_updated(&sim);
     let rendered = sim.kubectl_ok(&["get", "mcp", "worker", "-o", "jsonpath={.status.configuration.name}"]);
     assert!(sim.kubectl_ok(&["get", "mc", &rendered, "-o", "yaml"]).contains("configure-ovs.sh OpenShiftSDN"), "{rendered}");
     assert_eq!(sim.kubectl_ok(&["get", "network.config.openshift.io", "cluster", "-o", "jsonpath={.status.networkType}"]), "OpenShiftSDN");

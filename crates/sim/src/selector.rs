@@ -108,6 +108,15 @@ impl LabelSelector {
         })
     }
 
+    /// One `key=value` requirement of the selector, if it has one: every object it matches
+    /// carries that label (for an index lookup before the full match).
+    pub fn an_equality(&self) -> Option<(&str, &str)> {
+        self.0.iter().find_map(|r| match r {
+            Requirement::Equals(k, v) => Some((k.as_str(), v.as_str())),
+            _ => None,
+        })
+    }
+
     pub fn matches_object(&self, object: &Value) -> bool {
         // No requirement matches everything: no need to find the labels (a list of 10,000
         // Nodes with no selector did it 10,000 times).

@@ -403,15 +403,23 @@ fn ns_filter(namespace: &str) -> super::store::Filter {
     super::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() }
 }
 
-fn owned_by<'a>(objects: &'a [Arc<Value>], uid: &str) -> Vec<&'a Arc<Value>> {
-    objects
-        .iter()
-        .filter(|o| {
-            o.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid && r["controller"] == true))
-        })
-        .collect()
+/// The uid of an object's controlling owner (the one ownerReference with `controller: true`).
+fn controller_uid(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["controller"] == true)?["uid"].as_str()
+}
+
+/// Objects by their controller's uid, as the controllers' informers index them (client-go
+/// `tools/cache` indexers; kubernetes `pkg/controller/controller_ref_manager.go` claims by the
+/// controller reference): each owner finds its own without reading every object of the kind,
+/// which made one pass quadratic (a ReplicaSet per three workers, each reading every pod).
+fn by_controller(objects: &[Arc<Value>]) -> HashMap<&str, Vec<&Arc<Value>>> {
+    let mut index: HashMap<&str, Vec<&Arc<Value>>> = HashMap::new();
+    for object in objects {
+        if let Some(uid) = controller_uid(object) {
+            index.entry(uid).or_default().push(object);
+        }
+    }
+    index
 }
 
 fn meta<'a>(object: &'a Value, field: &str) -> &'a str {
@@ -422,12 +430,13 @@ fn meta<'a>(object: &'a Value, field: &str) -> &'a str {
 /// status sums the ReplicaSet's (kubernetes `pkg/controller/deployment/sync.go`, calculateStatus).
 fn sync_deployments(store: &mut Store) {
     let all_rs = store.list(replicasets(), &Default::default(), None, None).items;
+    let rs_by_owner = by_controller(&all_rs);
     for deployment in store.list(deployments(), &Default::default(), None, None).items {
         let ns = meta(&deployment, "namespace");
         let replicas = deployment.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
-        let owned = owned_by(&all_rs, meta(&deployment, "uid"));
+        let owned: &[&Arc<Value>] = rs_by_owner.get(meta(&deployment, "uid")).map_or(&[], Vec::as_slice);
         let (mut ready, mut available, mut current) = (0, 0, 0);
-        for rs in &owned {
+        for rs in owned {
             if rs.pointer("/spec/replicas").and_then(Value::as_u64) != Some(replicas) {
                 let _ = store.patch(
                     replicasets(),
@@ -480,18 +489,26 @@ fn sync_deployments(store: &mut Store) {
 /// The ReplicaSet controller (kubernetes `pkg/controller/replicaset/replica_set.go`,
 /// manageReplicas) with the scheduler's placement.
 fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, placed: &mut HashMap<String, Instant>) {
+    let all_pods = store.list(pods(), &Default::default(), None, None).items;
+    let mut pods_by_owner = by_controller(&all_pods);
     for rs in store.list(replicasets(), &Default::default(), None, None).items {
         let ns = meta(&rs, "namespace").to_owned();
         let replicas = rs.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
-        let all_pods = store.list(pods(), &ns_filter(&ns), None, None).items;
-        let mut owned: Vec<&Arc<Value>> =
-            owned_by(&all_pods, meta(&rs, "uid")).into_iter().filter(|p| p.pointer("/metadata/deletionTimestamp").is_none()).collect();
+        // This ReplicaSet's pods, kept up to date below with what this pass changes, so its
+        // status needs no second read.
+        let mut owned: Vec<Arc<Value>> = pods_by_owner
+            .remove(meta(&rs, "uid"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| meta(p, "namespace") == ns && p.pointer("/metadata/deletionTimestamp").is_none())
+            .cloned()
+            .collect();
         // Too many: the newest go first (the controller prefers deleting unready, then newer pods).
         owned
             .sort_by_key(|p| (pod_ready(p), std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned())));
         while owned.len() > replicas {
             let pod = owned.remove(0);
-            let _ = store.delete(pods(), Some(&ns), meta(pod, "name"));
+            let _ = store.delete(pods(), Some(&ns), meta(&pod, "name"));
         }
         let template = &rs["spec"]["template"];
         let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
@@ -515,6 +532,9 @@ fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, place
                         && let Ok(pod) = store.patch(pods(), Some(&ns), &name, PatchType::Merge, &json!({"spec": {"nodeName": node}}), None)
                     {
                         placed.insert(meta(&pod, "uid").to_owned(), Instant::now());
+                        if let Some(slot) = owned.iter_mut().find(|p| meta(p, "name") == name) {
+                            *slot = pod;
+                        }
                     }
                 }
                 None => {
@@ -534,19 +554,15 @@ fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, place
                             "ownerReferences": owner("ReplicaSet", meta(&rs, "name"), meta(&rs, "uid"))},
                         "spec": spec, "status": status,
                     });
-                    if let Ok(pod) = store.create(pods(), Some(&ns), pod)
-                        && node.is_some()
-                    {
-                        placed.insert(meta(&pod, "uid").to_owned(), Instant::now());
+                    if let Ok(pod) = store.create(pods(), Some(&ns), pod) {
+                        if node.is_some() {
+                            placed.insert(meta(&pod, "uid").to_owned(), Instant::now());
+                        }
+                        owned.push(pod);
                     }
                 }
             }
         }
-        let owned: Vec<Arc<Value>> = owned_by(&store.list(pods(), &ns_filter(&ns), None, None).items, meta(&rs, "uid"))
-            .into_iter()
-            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-            .cloned()
-            .collect();
         let ready = owned.iter().filter(|p| pod_ready(p)).count();
         let generation = rs["metadata"]["generation"].as_i64().unwrap_or(1);
         let status = json!({"replicas": owned.len(), "fullyLabeledReplicas": owned.len(), "readyReplicas": ready,
@@ -611,14 +627,34 @@ fn sync_readiness(store: &mut Store, nodes: &BTreeMap<String, NodeView>, placed:
 /// and getExpectedPodCount).
 fn sync_budgets(store: &mut Store) {
     let all_rs = store.list(replicasets(), &Default::default(), None, None).items;
+    let rs_by_uid: HashMap<&str, &Arc<Value>> = all_rs.iter().map(|rs| (meta(rs, "uid"), rs)).collect();
+    let all_pods = store.list(pods(), &Default::default(), None, None).items;
+    // The pods by namespace and by (namespace, label, value): a budget's selector with a
+    // matchLabels pair reads only the pods carrying it (a budget per user workload, each
+    // reading the namespace's every pod, made one pass quadratic).
+    let mut by_namespace: HashMap<&str, Vec<&Arc<Value>>> = HashMap::new();
+    let mut by_label: HashMap<(&str, &str, &str), Vec<&Arc<Value>>> = HashMap::new();
+    for pod in &all_pods {
+        let ns = meta(pod, "namespace");
+        by_namespace.entry(ns).or_default().push(pod);
+        for (key, value) in pod.pointer("/metadata/labels").and_then(Value::as_object).into_iter().flatten() {
+            if let Some(value) = value.as_str() {
+                by_label.entry((ns, key, value)).or_default().push(pod);
+            }
+        }
+    }
     for pdb in store.list(pdbs(), &Default::default(), None, None).items {
         let ns = meta(&pdb, "namespace").to_owned();
         // getPodsForPdb: the budget's pods are those its selector matches, none without one.
         let selector = super::selector::LabelSelector::from_optional(&pdb["spec"]["selector"]);
-        let matching: Vec<Arc<Value>> = store
-            .list(pods(), &ns_filter(&ns), None, None)
-            .items
+        let candidates = match selector.as_ref().and_then(|s| s.an_equality()) {
+            Some((key, value)) => by_label.get(&(ns.as_str(), key, value)),
+            None => by_namespace.get(ns.as_str()),
+        };
+        let matching: Vec<&Arc<Value>> = candidates
             .into_iter()
+            .flatten()
+            .copied()
             .filter(|p| selector.as_ref().is_some_and(|s| s.matches_object(p)) && p.pointer("/metadata/deletionTimestamp").is_none())
             .collect();
         // The budgets of pods the simulation's controllers run; a budget over pods that nobody
@@ -643,7 +679,7 @@ fn sync_budgets(store: &mut Store) {
             owners.dedup();
             let from_owners: usize = owners
                 .iter()
-                .filter_map(|uid| all_rs.iter().find(|rs| meta(rs, "uid") == *uid))
+                .filter_map(|uid| rs_by_uid.get(uid))
                 .map(|rs| rs.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(0) as usize)
                 .sum();
             // Pods with no controller (the guard pods) count as themselves.
