@@ -202,6 +202,9 @@ pub struct Store {
     /// Changes with a resourceVersion at or below this are no longer in the history.
     compacted_through: u64,
     changes: broadcast::Sender<Arc<Change>>,
+    /// The last revision that changed an object of each kind (by type key): a controller whose
+    /// pass reads only some kinds skips it when none of them changed.
+    kind_revisions: HashMap<String, u64>,
 }
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {
@@ -229,11 +232,24 @@ pub fn now_rfc3339() -> String {
 impl Store {
     pub fn new(history_limit: usize) -> Store {
         let (changes, _) = broadcast::channel(16384);
-        Store { rv: 1, objects: HashMap::new(), history: VecDeque::new(), history_limit, compacted_through: 0, changes }
+        Store {
+            rv: 1,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            history_limit,
+            compacted_through: 0,
+            changes,
+            kind_revisions: HashMap::new(),
+        }
     }
 
     pub fn resource_version(&self) -> u64 {
         self.rv
+    }
+
+    /// The last revision that changed an object of kind `t` (0: none since the start).
+    pub fn kind_revision(&self, t: &ResourceType) -> u64 {
+        self.kind_revisions.get(&t.key()).copied().unwrap_or(0)
     }
 
     /// What a real API server keeps in etcd: every object and the current revision; not the
@@ -262,6 +278,8 @@ impl Store {
                 bucket.insert(object_key(namespace, name_of(item)), Arc::new(item.clone()));
             }
         }
+        // Every restored kind changed as far as a controller can tell.
+        self.kind_revisions = objects.keys().map(|k| (k.clone(), rv)).collect();
         self.objects = objects;
         self.rv = rv;
         self.history.clear();
@@ -274,6 +292,7 @@ impl Store {
     }
 
     fn record(&mut self, t: &ResourceType, kind: ChangeKind, object: Arc<Value>, previous: Option<Arc<Value>>) {
+        self.kind_revisions.insert(t.key(), self.rv);
         let change = Arc::new(Change { rv: self.rv, type_key: t.key(), kind, object, previous });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {

@@ -344,15 +344,47 @@ fn int_or_percent(value: &Value, total: usize) -> usize {
     }
 }
 
-/// The workload controllers: one pass every `interval`.
+/// The workload controllers: one pass every `interval`, skipped when nothing a pass reads has
+/// changed since the last one and no placed pod's start fell due (a pass is a function of the
+/// nodes, pods, ReplicaSets, Deployments and budgets, and of those start times alone; real
+/// controllers act on informer events, not on a timer, so a quiet cluster costs them nothing).
 pub async fn run(cluster: Arc<World>, interval: Duration, ready_after: Duration) {
     let mut placed: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
+    let mut last: Option<(Vec<u64>, Instant)> = None;
     loop {
         tick.tick().await;
         let mut store = cluster.api.store.lock().unwrap();
+        let now = Instant::now();
+        if !pass_needed(last.as_ref(), &kinds_read(&store), &placed, ready_after, now) {
+            continue;
+        }
+        // The revisions this pass reads, taken before it: its own writes are input to the next
+        // pass (a pod made Ready here is counted in its ReplicaSet's status there), which runs
+        // until a pass writes nothing.
+        let seen = kinds_read(&store);
         reconcile(&mut store, cluster.release, &mut placed, ready_after);
+        last = Some((seen, now));
     }
+}
+
+/// Whether a pass may change anything: never run yet, a kind it reads changed since the
+/// revisions the last pass read (`last`: those and when it ran), or a placed pod's start fell
+/// due since then.
+fn pass_needed(
+    last: Option<&(Vec<u64>, Instant)>,
+    kinds: &[u64],
+    placed: &HashMap<String, Instant>,
+    ready_after: Duration,
+    now: Instant,
+) -> bool {
+    let Some((seen, at)) = last else { return true };
+    seen.as_slice() != kinds || placed.values().any(|placed_at| *placed_at + ready_after > *at && *placed_at + ready_after <= now)
+}
+
+/// The revisions of the kinds a pass reads.
+fn kinds_read(store: &Store) -> Vec<u64> {
+    [t("", "v1", "nodes"), pods(), replicasets(), deployments(), pdbs()].iter().map(|kind| store.kind_revision(kind)).collect()
 }
 
 /// One pass of the controllers over the store. `placed`: when each pod (by uid) the scheduler
@@ -723,6 +755,28 @@ fn sync_budgets(store: &mut Store) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_runs_after_a_change_or_a_start_falling_due_and_not_otherwise() {
+        let start = Instant::now();
+        let ready_after = Duration::from_secs(1);
+        let last = (vec![5, 7], start + Duration::from_secs(10));
+        let none = HashMap::new();
+        assert!(pass_needed(None, &[5, 7], &none, ready_after, start), "the first pass");
+        assert!(!pass_needed(Some(&last), &[5, 7], &none, ready_after, start + Duration::from_secs(20)), "nothing changed");
+        assert!(
+            pass_needed(Some(&last), &[5, 8], &none, ready_after, start + Duration::from_secs(20)),
+            "a kind changed (the last pass's own writes too)"
+        );
+        let placed_then = HashMap::from([("uid".to_owned(), start + Duration::from_millis(9_500))]);
+        assert!(!pass_needed(Some(&last), &[5, 7], &placed_then, ready_after, start + Duration::from_millis(10_200)), "not due yet");
+        assert!(pass_needed(Some(&last), &[5, 7], &placed_then, ready_after, start + Duration::from_millis(10_600)), "fell due since");
+        let placed_long_ago = HashMap::from([("uid".to_owned(), start)]);
+        assert!(
+            !pass_needed(Some(&last), &[5, 7], &placed_long_ago, ready_after, start + Duration::from_secs(20)),
+            "due before the last pass"
+        );
+    }
 
     #[test]
     fn percentages_round_up_as_the_disruption_controller_scales_them() {
