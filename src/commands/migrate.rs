@@ -114,6 +114,11 @@ pub struct MigrateArgs {
     /// three); 1 reads it once.
     #[arg(long, value_name = "N", default_value = "3", value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=20))]
     pub stable_checks: u32,
+    /// Keep step 7's reboot journal in the cluster (ConfigMaps in kube-system, the run
+    /// `MIGRATION-ID-reboot`), as `reboot --journal-in-cluster` does: a resume from another
+    /// machine continues that reboot run instead of starting a second one.
+    #[arg(long)]
+    pub journal_in_cluster: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// auto (live display on a terminal), plain, json (one event per line: the migration's and
@@ -169,6 +174,7 @@ impl MigrateArgs {
             lease_duration: self.lease_duration.into(),
             poll_interval: self.poll_interval,
             stable_checks: self.stable_checks,
+            journal_in_cluster: self.journal_in_cluster,
         }
     }
 }

@@ -148,6 +148,10 @@ pub struct MigrationOptions {
     /// How many clean reads of the cluster's health in a row, `poll_interval` apart, before the
     /// first change.
     pub stable_checks: u32,
+    /// `--journal-in-cluster`: step 7's reboot run keeps its journal in the cluster
+    /// (ConfigMaps in kube-system, run `<migration-id>-reboot`), so that a migration resumed
+    /// from another machine finds it.
+    pub journal_in_cluster: bool,
 }
 
 /// Where the migration runs: the settings (state directory, the reboot runs' SSH, Redfish and
@@ -235,7 +239,12 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     // touched; a plan only reads.
     if !options.plan {
         use fleetboot_core::rbac::{Mode, Namespaces, needed, with_base};
-        let rules = needed(&with_base(Mode::Migrate), &Namespaces::default());
+        let mut modes = with_base(Mode::Migrate);
+        if options.journal_in_cluster {
+            modes.push(Mode::JournalInCluster);
+        }
+        let namespaces = Namespaces { lease: reboots::REBOOT_JOURNAL_NAMESPACE.to_owned(), ..Namespaces::default() };
+        let rules = needed(&modes, &namespaces);
         crate::adapters::kube::access::check(&cluster.connection.client, &rules, Mode::Migrate).await?;
     }
     let root = migrations_root(&context.settings);

@@ -248,7 +248,7 @@ impl Migration<'_, '_> {
             Step::ResumePools => {
                 // The gate: every node proven rebooted by step 7 and Ready now.
                 let journal = state.reboot_journal.clone().ok_or(MigrateError::NoRebootJournal)?;
-                let (_, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
+                let (_, reboot) = c.journaled_reboot_run(&journal).await?;
                 let unproven: Vec<&String> =
                     reboot.records.iter().filter(|(_, r)| r.phase != fleetboot_core::journal::Phase::Confirmed).map(|(n, _)| n).collect();
                 let snapshot = c.snapshot().await?;

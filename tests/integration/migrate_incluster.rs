@@ -1,0 +1,87 @@
+//! `fleetboot migrate --journal-in-cluster`: the migration's reboot of every node (step 7)
+//! keeps its journal in the cluster, so a migration killed mid-step and resumed continues the
+//! same reboot run (`<migration-id>-reboot`) and no node is rebooted twice. kubectl reads the
+//! journal's ConfigMaps as the witness.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::sim::Sim;
+use fleetboot::adapters::kube::journal_store::JournalPlace;
+
+/// Every record line of the run's journal in the cluster, chunk after chunk (kubectl's view).
+fn cluster_journal_lines(sim: &Sim, place: &JournalPlace) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for index in 0.. {
+        let (found, data, _) = sim.kubectl(&[
+            "-n",
+            &place.namespace,
+            "get",
+            "configmap",
+            &place.chunk_name(index),
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.data.records\\.jsonl}",
+        ]);
+        assert!(found, "kubectl get configmap {}", place.chunk_name(index));
+        if data.is_empty() {
+            break;
+        }
+        lines.extend(data.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    }
+    lines
+}
+
+/// Each host's number of `dispatching` records in the run's journal in the cluster.
+fn cluster_dispatch_counts(sim: &Sim, place: &JournalPlace) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in cluster_journal_lines(sim, place) {
+        if line["record"]["event"] == "dispatching" {
+            *counts.entry(line["record"]["host"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn dispatched(sim: &Sim, place: &JournalPlace) -> usize {
+    cluster_journal_lines(sim, place).iter().filter(|l| l["record"]["event"] == "dispatched").count()
+}
+
+#[test]
+fn killed_during_step_7_with_the_journal_in_the_cluster_the_resume_continues_the_same_reboot_run() {
+    let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
+    let mut child = sim
+        .fleetboot(&["migrate", "--journal-in-cluster", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The reboot journal's place is journaled before the reboot run starts.
+    sim.wait_for_migration_journal(r#""event":"reboot_journal""#, Some(&mut child));
+    let id = sim.migration_dir().file_name().unwrap().to_str().unwrap().to_owned();
+    let place = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
+    // Killed once every reboot was handed over (as in migrate.rs: a kill between `dispatching`
+    // and the hand-over is the transport ladder's business, not this test's).
+    let start = Instant::now();
+    while dispatched(&sim, &place) < 4 {
+        assert!(start.elapsed() < Duration::from_secs(120), "step 7 never dispatched every reboot into the cluster's journal");
+        assert!(child.try_wait().unwrap().is_none(), "migrate ended before step 7 was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(sim.paused("worker") && sim.paused("master"), "the pools stay paused across the kill");
+    assert!(!sim.migration_dir().join("reboot.jsonl").exists(), "step 7 kept no journal on local disk");
+
+    let resumed = sim.migrate_in_process(&["--poll-interval", "300ms", "--resume", "--journal-in-cluster"]).to_run();
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
+    assert!(!sim.paused("worker") && !sim.paused("master"), "the pools were resumed");
+    let counts = cluster_dispatch_counts(&sim, &place);
+    assert_eq!(counts.len(), 4, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "the resume continued the reboot run: no node rebooted twice by step 7: {counts:?}");
+    assert!(!sim.migration_dir().join("reboot.jsonl").exists(), "the resume did not start a second reboot run on disk");
+    let journal = std::fs::read_to_string(sim.migration_dir().join("migration.jsonl")).unwrap();
+    assert!(journal.contains(&format!("cluster:kube-system/{id}-reboot")), "{journal}");
+}
