@@ -85,3 +85,51 @@ fn killed_during_step_7_with_the_journal_in_the_cluster_the_resume_continues_the
     let journal = std::fs::read_to_string(sim.migration_dir().join("migration.jsonl")).unwrap();
     assert!(journal.contains(&format!("cluster:kube-system/{id}-reboot")), "{journal}");
 }
+
+/// The migration's store in the cluster: its journal in the reboot journal's chunked, fenced
+/// ConfigMaps, its side files one ConfigMap each; a second writer takes it over and the first
+/// can neither append nor overwrite a side file; a side file over 1 MiB is refused by name.
+#[test]
+fn the_migrations_store_in_the_cluster_is_fenced_and_refuses_a_side_file_over_one_mebibyte() {
+    use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
+    use fleetboot::adapters::migration_journal::{ClusterStore, MigrationStore, load_from_cluster};
+    use fleetboot_core::migrate::Step;
+    use fleetboot_core::migrate::record::MigrationEntry;
+
+    let sim = Sim::in_process(0, 1);
+    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
+    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let (client, config) = (&connection.client, &connection.config);
+    let id = "20261204T120000Z-7";
+    assert!(sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().is_none(), "no journal yet");
+
+    let mut first = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "ann@bastion pid 7")).unwrap();
+    first.append(MigrationEntry::StepStarted { step: Step::Backup }).unwrap();
+    sim.block_on(first.write_file("cluster-openshift-sdn.yaml", "spec: {}\n")).unwrap();
+    assert_eq!(sim.block_on(first.read_file("cluster-openshift-sdn.yaml")).unwrap().as_deref(), Some("spec: {}\n"));
+    assert_eq!(sim.block_on(first.read_file("multus-generation-before")).unwrap(), None);
+    // kubectl sees the side file, labelled as fleetboot's.
+    let name = first.side_file_name("cluster-openshift-sdn.yaml");
+    let labels = sim.kubectl_ok(&["-n", "kube-system", "get", "configmap", &name, "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.contains(r#""app.kubernetes.io/managed-by":"fleetboot""#), "{labels}");
+    let big = "x".repeat(1024 * 1024);
+    let refused = sim.block_on(first.write_file("live-boots-seen.json", &big)).unwrap_err().to_string();
+    assert!(refused.contains("live-boots-seen.json") && refused.contains("1 MiB"), "{refused}");
+
+    // A second writer (a restarted pod) takes the migration over: it reads what the first wrote.
+    let (records, state) = sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(!state.is_done(Step::Backup));
+    let mut second = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "bob@pod pid 1")).unwrap();
+    sim.block_on(second.write_file("cluster-openshift-sdn.yaml", "spec: {second: true}\n")).unwrap();
+    second.append(MigrationEntry::StepDone { step: Step::Backup, detail: "x".into() }).unwrap();
+    // The first writer is fenced: no record, no side file.
+    let fenced = first.append(MigrationEntry::StepDone { step: Step::Backup, detail: "y".into() }).unwrap_err().to_string();
+    assert!(fenced.contains("taken over by bob@pod pid 1"), "{fenced}");
+    let fenced = sim.block_on(first.write_file("cluster-openshift-sdn.yaml", "stale\n")).unwrap_err().to_string();
+    assert!(fenced.contains("taken over by bob@pod pid 1"), "{fenced}");
+    assert_eq!(sim.block_on(second.read_file("cluster-openshift-sdn.yaml")).unwrap().as_deref(), Some("spec: {second: true}\n"));
+    let (records, state) = sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(state.is_done(Step::Backup));
+}
