@@ -129,12 +129,16 @@ pub fn write_files(dir: &Path, files: Vec<(&'static str, String)>) -> Result<Vec
 /// migration's directory ([`DirStore`], the default) and the cluster ([`ClusterStore`],
 /// `--journal-in-cluster`: a resume from any machine, a restarted pod, finds everything there).
 /// The report files are not in it: they are outputs, rendered again from the journal.
-pub trait MigrationStore: Send {
+/// Shared by the steps (side files) and the migration's log (appends), one at a time: an
+/// append is synchronous and never held across an await.
+pub trait MigrationStore: Send + Sync {
     /// Where the journal is: its file, or `cluster:NAMESPACE/ID-migration`.
     fn location(&self) -> PathBuf;
+    /// Where side file `name` is, for messages.
+    fn file_location(&self, name: &str) -> PathBuf;
     /// Appends a record; returns once it is durable (fsynced, or acknowledged by the API server
     /// under this writer's fencing token).
-    fn append(&mut self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError>;
+    fn append(&self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError>;
     /// A side file's text; `None` when it was never written.
     fn read_file<'a>(&'a self, name: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, FileError>>;
     /// Writes a side file whole or not at all.
@@ -150,22 +154,28 @@ fn record_of(entry: MigrationEntry) -> MigrationRecord {
 /// beside it (owner-only, written atomically).
 pub struct DirStore {
     dir: PathBuf,
-    writer: MigrationWriter,
+    writer: std::sync::Mutex<MigrationWriter>,
 }
 
 impl DirStore {
     pub fn open(dir: &Path) -> Result<DirStore, MigrationJournalError> {
-        Ok(DirStore { dir: dir.to_owned(), writer: MigrationWriter::open(&dir.join("migration.jsonl"))? })
+        Ok(DirStore { dir: dir.to_owned(), writer: std::sync::Mutex::new(MigrationWriter::open(&dir.join("migration.jsonl"))?) })
     }
 }
 
 impl MigrationStore for DirStore {
     fn location(&self) -> PathBuf {
-        self.writer.path.clone()
+        self.dir.join("migration.jsonl")
     }
 
-    fn append(&mut self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
-        self.writer.append(entry)
+    fn file_location(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn append(&self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
+        // A poisoned lock: an append panicked; the file's writer is still whole (each record
+        // is one write), so the next append goes on.
+        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(entry)
     }
 
     fn read_file<'a>(&'a self, name: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, FileError>> {
@@ -204,7 +214,8 @@ pub struct ClusterStore {
     namespace: String,
     id: String,
     holder: String,
-    journal: crate::adapters::kube::journal_store::ClusterJournal<MigrationRecord>,
+    token: u64,
+    journal: std::sync::Mutex<crate::adapters::kube::journal_store::ClusterJournal<MigrationRecord>>,
 }
 
 /// The journal's place of migration `id` in `namespace`.
@@ -249,7 +260,14 @@ impl ClusterStore {
         } else {
             journal_store::create_journal(client, config, &place, holder).await.map_err(error)?
         };
-        Ok(ClusterStore { client: client.clone(), namespace: namespace.to_owned(), id: id.to_owned(), holder: holder.to_owned(), journal })
+        Ok(ClusterStore {
+            client: client.clone(),
+            namespace: namespace.to_owned(),
+            id: id.to_owned(),
+            holder: holder.to_owned(),
+            token: journal.token(),
+            journal: std::sync::Mutex::new(journal),
+        })
     }
 
     /// The ConfigMap of side file `name`.
@@ -268,12 +286,17 @@ impl ClusterStore {
 
 impl MigrationStore for ClusterStore {
     fn location(&self) -> PathBuf {
-        self.journal.location().to_owned()
+        self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner).location().to_owned()
     }
 
-    fn append(&mut self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
+    fn file_location(&self, name: &str) -> PathBuf {
+        self.side_path(name)
+    }
+
+    fn append(&self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
         let record = record_of(entry);
-        self.journal.append_line(&record).map_err(MigrationJournalError::InCluster)?;
+        let mut journal = self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        journal.append_line(&record).map_err(MigrationJournalError::InCluster)?;
         Ok(record)
     }
 
@@ -297,7 +320,7 @@ impl MigrationStore for ClusterStore {
                     text.len()
                 )));
             }
-            let token = self.journal.token();
+            let token = self.token;
             let api = self.api();
             let map_name = self.side_file_name(name);
             let failed = |e: kube::Error| refused(e.to_string());

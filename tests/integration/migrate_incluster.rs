@@ -48,42 +48,115 @@ fn dispatched(sim: &Sim, place: &JournalPlace) -> usize {
     cluster_journal_lines(sim, place).iter().filter(|l| l["record"]["event"] == "dispatched").count()
 }
 
+/// A child process killed by PID when dropped, also when the test fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The simulation's fleetboot.toml (the fleet's SSH key and known_hosts, the kubeconfig) with
+/// its state directory moved into `dir`: another machine, with none of the first one's files.
+fn config_elsewhere(sim: &Sim, dir: &std::path::Path) -> std::path::PathBuf {
+    let config = std::fs::read_to_string(sim.config()).unwrap();
+    let old = format!("state_dir = \"{}\"", sim.path("state").display());
+    assert!(config.contains(&old), "{config}");
+    let path = dir.join("fleetboot.toml");
+    std::fs::write(&path, config.replace(&old, &format!("state_dir = \"{}\"", dir.join("state").display()))).unwrap();
+    path
+}
+
 #[test]
-fn killed_during_step_7_with_the_journal_in_the_cluster_the_resume_continues_the_same_reboot_run() {
+fn killed_during_step_7_with_the_journal_in_the_cluster_a_resume_from_another_directory_finishes_it() {
     let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
-    let mut child = sim
-        .fleetboot(&["migrate", "--journal-in-cluster", "--etcd-backup-confirmed", "--poll-interval", "300ms", "--output", "json"])
+    let id = "jobmigrate-test-1";
+    let child = Killed(
+        sim.fleetboot(&[
+            "migrate",
+            "--journal-in-cluster",
+            "--run-id",
+            id,
+            "--etcd-backup-confirmed",
+            "--poll-interval",
+            "300ms",
+            "--output",
+            "json",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    // The reboot journal's place is journaled before the reboot run starts.
-    sim.wait_for_migration_journal(r#""event":"reboot_journal""#, Some(&mut child));
-    let id = sim.migration_dir().file_name().unwrap().to_str().unwrap().to_owned();
+        .unwrap(),
+    );
+    let mut child = child;
     let place = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
-    // Killed once every reboot was handed over (as in migrate.rs: a kill between `dispatching`
-    // and the hand-over is the transport ladder's business, not this test's).
+    // Killed once every reboot of step 7 was handed over (as in migrate.rs: a kill between
+    // `dispatching` and the hand-over is the transport ladder's business, not this test's).
     let start = Instant::now();
     while dispatched(&sim, &place) < 4 {
         assert!(start.elapsed() < Duration::from_secs(120), "step 7 never dispatched every reboot into the cluster's journal");
-        assert!(child.try_wait().unwrap().is_none(), "migrate ended before step 7 was killed");
+        assert!(child.0.try_wait().unwrap().is_none(), "migrate ended before step 7 was killed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert!(sim.paused("worker") && sim.paused("master"), "the pools stay paused across the kill");
-    assert!(!sim.migration_dir().join("reboot.jsonl").exists(), "step 7 kept no journal on local disk");
+    // Nothing a resume needs is on the first machine's disk: the journal, the backup and the
+    // reboot run are in the cluster.
+    let local = sim.path("state/migrations").join(id);
+    for file in ["migration.jsonl", "reboot.jsonl", "cluster-openshift-sdn.yaml", "multus-generation-before"] {
+        assert!(!local.join(file).exists(), "{file} was written to local disk");
+    }
+    let backup = sim.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        &format!("fleetboot-migration-{id}-cluster-openshift-sdn.yaml"),
+        "-o",
+        "jsonpath={.data}",
+    ]);
+    assert!(backup.contains("networkType"), "the network backup is in the cluster: {backup}");
 
-    let resumed = sim.migrate_in_process(&["--poll-interval", "300ms", "--resume", "--journal-in-cluster"]).to_run();
+    // Another machine: an empty working directory, its own state directory, the same cluster.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = config_elsewhere(&sim, elsewhere.path());
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["migrate", "--resume", id, "--journal-in-cluster", "--poll-interval", "300ms", "--output", "plain"])
+        .current_dir(elsewhere.path())
+        .env("HOME", elsewhere.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let resumed = crate::common::Run::from(out);
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert!(resumed.stdout.contains("resuming the migration"), "{}", resumed.debug());
     assert_eq!(sim.network_type().1, "OVNKubernetes");
     assert!(!sim.paused("worker") && !sim.paused("master"), "the pools were resumed");
     let counts = cluster_dispatch_counts(&sim, &place);
     assert_eq!(counts.len(), 4, "{counts:?}");
     assert!(counts.values().all(|&n| n == 1), "the resume continued the reboot run: no node rebooted twice by step 7: {counts:?}");
-    assert!(!sim.migration_dir().join("reboot.jsonl").exists(), "the resume did not start a second reboot run on disk");
-    let journal = std::fs::read_to_string(sim.migration_dir().join("migration.jsonl")).unwrap();
-    assert!(journal.contains(&format!("cluster:kube-system/{id}-reboot")), "{journal}");
+    for (node, boots) in crate::common::sim::boot_counts(&sim) {
+        assert!(boots >= 1, "{node} never rebooted");
+    }
+    // The resume's report is written where it runs; its journal stays in the cluster.
+    let there = elsewhere.path().join("state/migrations").join(id);
+    assert!(there.join("report.md").exists());
+    assert!(!there.join("migration.jsonl").exists() && !there.join("reboot.jsonl").exists());
+    let journal: Vec<serde_json::Value> =
+        cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap());
+    assert!(journal.iter().any(|l| l["record"]["event"] == "migration_resumed"), "the resume is journaled in the cluster");
+    assert!(
+        journal.iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "cleanup")
+            || journal.iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "verify"),
+        "the migration ran to its end: {journal:?}"
+    );
 }
 
 /// The migration's store in the cluster: its journal in the reboot journal's chunked, fenced
@@ -103,7 +176,7 @@ fn the_migrations_store_in_the_cluster_is_fenced_and_refuses_a_side_file_over_on
     let id = "20261204T120000Z-7";
     assert!(sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().is_none(), "no journal yet");
 
-    let mut first = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "ann@bastion pid 7")).unwrap();
+    let first = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "ann@bastion pid 7")).unwrap();
     first.append(MigrationEntry::StepStarted { step: Step::Backup }).unwrap();
     sim.block_on(first.write_file("cluster-openshift-sdn.yaml", "spec: {}\n")).unwrap();
     assert_eq!(sim.block_on(first.read_file("cluster-openshift-sdn.yaml")).unwrap().as_deref(), Some("spec: {}\n"));
@@ -120,7 +193,7 @@ fn the_migrations_store_in_the_cluster_is_fenced_and_refuses_a_side_file_over_on
     let (records, state) = sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().unwrap();
     assert_eq!(records.len(), 1);
     assert!(!state.is_done(Step::Backup));
-    let mut second = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "bob@pod pid 1")).unwrap();
+    let second = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "bob@pod pid 1")).unwrap();
     sim.block_on(second.write_file("cluster-openshift-sdn.yaml", "spec: {second: true}\n")).unwrap();
     second.append(MigrationEntry::StepDone { step: Step::Backup, detail: "x".into() }).unwrap();
     // The first writer is fenced: no record, no side file.

@@ -6,7 +6,7 @@ use crate::adapters::kube::journal_store::{self, JournalPlace};
 
 /// Where step 7's reboot run keeps its journal in the cluster: the namespace of the reboot
 /// run's lease (`LeasePolicy::default`), which the migration's reboot runs use.
-pub(super) const REBOOT_JOURNAL_NAMESPACE: &str = "kube-system";
+pub(super) const REBOOT_JOURNAL_NAMESPACE: &str = STORE_NAMESPACE;
 
 /// Step 7's reboot journal: a file in the migration's directory, or (`--journal-in-cluster`)
 /// the run `<migration-id>-reboot` in the cluster, named so that a migration resumed anywhere
