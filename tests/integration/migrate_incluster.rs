@@ -206,3 +206,41 @@ fn the_migrations_store_in_the_cluster_is_fenced_and_refuses_a_side_file_over_on
     assert_eq!(records.len(), 2);
     assert!(state.is_done(Step::Backup));
 }
+
+/// `fleetboot job migrate`: applied with kubectl it is accepted; the pod resumes by its fixed
+/// ID from the journal in the cluster, so crashes are retried (`backoffLimit` > 0) and its
+/// roles are exactly `fleetboot rbac migrate --journal-in-cluster`.
+#[test]
+fn the_migration_jobs_manifest_is_accepted_retries_crashes_and_its_roles_are_fleetboot_rbacs() {
+    use serde_json::Value;
+    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["job", "migrate", "--run-id", "job-migrate-1", "-o", "json", "--etcd-backup-confirmed"])
+        .output()
+        .unwrap();
+    let run = crate::common::Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    let objects = list["items"].as_array().unwrap().clone();
+    let file = sim.path("job.json");
+    std::fs::write(&file, run.stdout.as_bytes()).unwrap();
+    let applied = sim.kubectl_ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()]);
+    assert_eq!(applied.lines().count(), objects.len(), "{applied}");
+    let job = sim.kubectl_ok(&["-n", "fleetboot", "get", "job", "fleetboot-migrate-job-migrate-1", "-o", "json"]);
+    let job: Value = serde_json::from_str(&job).unwrap();
+    assert_eq!(job["spec"]["backoffLimit"], 6, "a crashed pod is replaced and resumes");
+    assert_eq!(job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["type"], "DisruptionTarget");
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains(r#""--journal-in-cluster","--run-id","job-migrate-1""#), "{args}");
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["rbac", "migrate", "--journal-in-cluster", "--service-account", "fleetboot:fleetboot", "-o", "json"])
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let is_rbac = |o: &&Value| matches!(o["kind"].as_str(), Some("ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"));
+    let job_rbac: Vec<&Value> = objects.iter().filter(is_rbac).collect();
+    let rbac: Vec<&Value> = printed["items"].as_array().unwrap().iter().collect();
+    assert_eq!(job_rbac, rbac);
+    let journal = rbac.iter().find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "kube-system").unwrap();
+    assert!(journal["rules"].to_string().contains("configmaps"), "the journal's ConfigMaps are granted in kube-system: {journal}");
+}

@@ -81,7 +81,8 @@ impl Migration<'_, '_> {
             journal,
             journal_in_cluster: in_cluster.is_some(),
             run_id: in_cluster.map(|place| place.run_id.clone()),
-            own_node: None,
+            // In a pod (`fleetboot job migrate`), its own node goes last, as in `job reboot`.
+            own_node: std::env::var("FLEETBOOT_NODE_NAME").ok().filter(|n| !n.is_empty()),
             groups,
             drain: None,
             lease: LeasePolicy { migration_holder: Some(self.lease_holder.clone()), ..LeasePolicy::default() },
