@@ -244,3 +244,53 @@ fn the_migration_jobs_manifest_is_accepted_retries_crashes_and_its_roles_are_fle
     let journal = rbac.iter().find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "kube-system").unwrap();
     assert!(journal["rules"].to_string().contains("configmaps"), "the journal's ConfigMaps are granted in kube-system: {journal}");
 }
+
+/// `migrate --journal-in-cluster` as the user `fleetboot` works with exactly what `fleetboot
+/// rbac migrate --journal-in-cluster` prints; without any one rule of its Role in kube-system
+/// (the journal's ConfigMaps and leases, the migration's lease) it stops before its journal
+/// exists, naming the rule.
+#[test]
+fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() {
+    use serde_json::Value;
+    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["rbac", "migrate", "--journal-in-cluster", "--user", "fleetboot", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects = list["items"].as_array().unwrap().clone();
+    crate::rbac::apply(&sim, &objects, "apply");
+    let id = "rbac-migration-1";
+    let args = [
+        "migrate",
+        "--context",
+        "fleetboot",
+        "--journal-in-cluster",
+        "--run-id",
+        id,
+        "--etcd-backup-confirmed",
+        "--poll-interval",
+        "300ms",
+        "--output",
+        "plain",
+    ];
+    let in_kube_system: Vec<Value> =
+        objects.iter().filter(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "kube-system").cloned().collect();
+    assert!(!in_kube_system.is_empty(), "a Role in kube-system: {objects:?}");
+    let before = sim.network_type();
+    let tried = crate::rbac::each_rule_removed_stops_naming_it(&sim, &in_kube_system, &args, &|sim| {
+        assert_eq!(sim.network_type(), before, "the network untouched");
+        let journal = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-o", "name"]);
+        assert!(!journal.contains(id), "no journal written: {journal}");
+    });
+    assert!(tried >= 2, "{tried}");
+    let (code, out, err) = crate::rbac::run(&sim, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(sim.network_type().0, "OVNKubernetes", "{out}");
+    let journal = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-o", "name"]);
+    assert!(
+        journal.contains(&format!("fleetboot-journal-{id}-migration-0")) && journal.contains(&format!("fleetboot-journal-{id}-reboot-0")),
+        "{journal}"
+    );
+}
