@@ -71,6 +71,19 @@ fn config_elsewhere(sim: &Sim, dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn killed_during_step_7_with_the_journal_in_the_cluster_a_resume_from_another_directory_finishes_it() {
+    killed_in_step_7_then_finished_elsewhere(&["--resume", "jobmigrate-test-1", "--journal-in-cluster"]);
+}
+
+/// The Job's replacement pod runs the very command line of the first: the migration its ID
+/// names is resumed, not refused as "in progress" nor started again.
+#[test]
+fn killed_during_step_7_the_same_command_line_from_another_directory_resumes_it_as_a_jobs_next_pod_does() {
+    killed_in_step_7_then_finished_elsewhere(&["--journal-in-cluster", "--run-id", "jobmigrate-test-1", "--etcd-backup-confirmed"]);
+}
+
+/// `migrate --journal-in-cluster --run-id jobmigrate-test-1` killed with -9 once step 7 handed
+/// every reboot over, then `migrate RESUME` run from an empty directory of its own.
+fn killed_in_step_7_then_finished_elsewhere(resume: &[&str]) {
     let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
     let id = "jobmigrate-test-1";
     let child = Killed(
@@ -126,7 +139,9 @@ fn killed_during_step_7_with_the_journal_in_the_cluster_a_resume_from_another_di
     let out = std::process::Command::new(crate::common::fleetboot_bin())
         .arg("--config")
         .arg(&config)
-        .args(["migrate", "--resume", id, "--journal-in-cluster", "--poll-interval", "300ms", "--output", "plain"])
+        .arg("migrate")
+        .args(resume)
+        .args(["--poll-interval", "300ms", "--output", "plain"])
         .current_dir(elsewhere.path())
         .env("HOME", elsewhere.path())
         .env_remove("SSH_AUTH_SOCK")

@@ -304,17 +304,22 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         }
         .into());
     }
+    // A migration named by its ID in the cluster that is over is never started again on top
+    // of its journal.
+    if let (Some(_), Some(state)) = (&in_cluster_id, &existing_state)
+        && state.is_over()
+    {
+        let location = journal_of(&root);
+        return Err(MigrateError::InCluster(format!("the migration {} is over; a new one takes another --run-id", location.display())));
+    }
+    // The unfinished migration its ID names, towards the same network: this very migration,
+    // started again (`fleetboot job migrate`'s replacement pod runs the same command line), so
+    // it is resumed, as `reboot --run-id` resumes its run.
+    let named_again = in_cluster_id.is_some() && existing_state.as_ref().is_some_and(|s| s.target == options.to);
     // New, resumed, a rollback taking over, or refused (fleetboot_core::migrate::start).
-    let request = StartRequest { to: &options.to, resume: options.resume, cleanup: options.cleanup, plan: options.plan };
+    let request = StartRequest { to: &options.to, resume: options.resume || named_again, cleanup: options.cleanup, plan: options.plan };
     let found = existing.clone().zip(existing_state.as_ref());
     let (dir, supersedes) = match decide_start(found, &request) {
-        // An ID naming a migration that is over is never started again on top of its journal.
-        StartDecision::Fresh if in_cluster_id.is_some() && existing.is_some() => {
-            return Err(MigrateError::InCluster(format!(
-                "the migration {} is over; a new one takes another --run-id",
-                journal_of(&root).display()
-            )));
-        }
         StartDecision::Fresh => match &in_cluster_id {
             Some(id) => (root.join(id), None),
             None => (options.dir.clone().unwrap_or_else(|| root.join(crate::engine::reboot::new_run_id())), None),
