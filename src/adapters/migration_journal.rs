@@ -32,6 +32,10 @@ pub enum MigrationJournalError {
     /// Another process holds the journal (named by pid), or the filesystem cannot lock it.
     #[error(transparent)]
     Lock(JournalError),
+    /// The journal in the cluster (`migrate --journal-in-cluster`) could not be read or
+    /// written, or another writer took it over (fenced).
+    #[error("migration journal {0}")]
+    InCluster(#[source] JournalError),
 }
 
 impl MigrationJournalError {
@@ -118,6 +122,242 @@ pub fn write_files(dir: &Path, files: Vec<(&'static str, String)>) -> Result<Vec
         written.push(path);
     }
     Ok(written)
+}
+
+/// Where a migration keeps what a resume needs: its journal and its side files (the network
+/// backup, step 4's multus generation, the live migration's boot IDs). Two real places: the
+/// migration's directory ([`DirStore`], the default) and the cluster ([`ClusterStore`],
+/// `--journal-in-cluster`: a resume from any machine, a restarted pod, finds everything there).
+/// The report files are not in it: they are outputs, rendered again from the journal.
+/// Shared by the steps (side files) and the migration's log (appends), one at a time: an
+/// append is synchronous and never held across an await.
+pub trait MigrationStore: Send + Sync {
+    /// Where the journal is: its file, or `cluster:NAMESPACE/ID-migration`.
+    fn location(&self) -> PathBuf;
+    /// Where side file `name` is, for messages.
+    fn file_location(&self, name: &str) -> PathBuf;
+    /// Appends a record; returns once it is durable (fsynced, or acknowledged by the API server
+    /// under this writer's fencing token).
+    fn append(&self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError>;
+    /// A side file's text; `None` when it was never written.
+    fn read_file<'a>(&'a self, name: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, FileError>>;
+    /// Writes a side file whole or not at all.
+    fn write_file<'a>(&'a self, name: &'a str, text: &'a str) -> futures::future::BoxFuture<'a, Result<(), FileError>>;
+}
+
+/// A new record of `entry`, stamped now.
+fn record_of(entry: MigrationEntry) -> MigrationRecord {
+    MigrationRecord { v: MIGRATION_JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry }
+}
+
+/// The migration's directory: `migration.jsonl` under its one-process lock, the side files
+/// beside it (owner-only, written atomically).
+pub struct DirStore {
+    dir: PathBuf,
+    writer: std::sync::Mutex<MigrationWriter>,
+}
+
+impl DirStore {
+    pub fn open(dir: &Path) -> Result<DirStore, MigrationJournalError> {
+        Ok(DirStore { dir: dir.to_owned(), writer: std::sync::Mutex::new(MigrationWriter::open(&dir.join("migration.jsonl"))?) })
+    }
+}
+
+impl MigrationStore for DirStore {
+    fn location(&self) -> PathBuf {
+        self.dir.join("migration.jsonl")
+    }
+
+    fn file_location(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn append(&self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
+        // A poisoned lock: an append panicked; the file's writer is still whole (each record
+        // is one write), so the next append goes on.
+        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(entry)
+    }
+
+    fn read_file<'a>(&'a self, name: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, FileError>> {
+        let path = self.dir.join(name);
+        Box::pin(async move {
+            match crate::adapters::system::read_regular_text(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                // Something else at its place (a link, a directory) is never read through.
+                Err(source) => Err(FileError { path, source }),
+            }
+        })
+    }
+
+    fn write_file<'a>(&'a self, name: &'a str, text: &'a str) -> futures::future::BoxFuture<'a, Result<(), FileError>> {
+        let path = self.dir.join(name);
+        Box::pin(async move { write_atomically(&path, text) })
+    }
+}
+
+/// The most a side file's ConfigMap holds: the API server's 1 MiB object limit, less room for
+/// the object's metadata.
+pub const SIDE_FILE_LIMIT: usize = 1024 * 1024 - 4 * 1024;
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const MIGRATION_LABEL: &str = "fleetboot.io/migration";
+const TOKEN: &str = "fleetboot.io/journal-token";
+const HOLDER: &str = "fleetboot.io/journal-holder";
+
+/// The migration's journal in the cluster (the chunked, fenced ConfigMaps of
+/// [`crate::adapters::kube::journal_store`], run `ID-migration`) and each side file as one
+/// ConfigMap `fleetboot-migration-ID-NAME`, labelled managed-by fleetboot, written
+/// conditionally (create-only, or a replace at the resourceVersion read) and fenced by the
+/// journal's token: a writer whose journal was taken over overwrites no side file.
+pub struct ClusterStore {
+    client: kube::Client,
+    namespace: String,
+    id: String,
+    holder: String,
+    token: u64,
+    journal: std::sync::Mutex<crate::adapters::kube::journal_store::ClusterJournal<MigrationRecord>>,
+}
+
+/// The journal's place of migration `id` in `namespace`.
+pub fn cluster_place(namespace: &str, id: &str) -> Result<crate::adapters::kube::journal_store::JournalPlace, MigrationJournalError> {
+    crate::adapters::kube::journal_store::JournalPlace::new(namespace, &format!("{id}-migration")).map_err(MigrationJournalError::InCluster)
+}
+
+/// The migration `id`'s journal in the cluster, read and folded; `None` when it has none.
+pub async fn load_from_cluster(
+    client: &kube::Client,
+    namespace: &str,
+    id: &str,
+) -> Result<Option<(Vec<MigrationRecord>, MigrationState)>, MigrationJournalError> {
+    use crate::adapters::kube::journal_store;
+    let place = cluster_place(namespace, id)?;
+    if !journal_store::exists(client, &place).await.map_err(MigrationJournalError::InCluster)? {
+        return Ok(None);
+    }
+    let (records, _, _) = journal_store::load_lines::<MigrationRecord>(client, &place).await.map_err(MigrationJournalError::InCluster)?;
+    let mut state = MigrationState::default();
+    for record in &records {
+        state.apply(record);
+    }
+    Ok(Some((records, state)))
+}
+
+impl ClusterStore {
+    /// Creates the migration's journal in the cluster, or takes it over (raising its fencing
+    /// token, so any older writer is refused from its next write on).
+    pub async fn open(
+        client: &kube::Client,
+        config: &kube::Config,
+        namespace: &str,
+        id: &str,
+        holder: &str,
+    ) -> Result<ClusterStore, MigrationJournalError> {
+        use crate::adapters::kube::journal_store;
+        let place = cluster_place(namespace, id)?;
+        let error = MigrationJournalError::InCluster;
+        let journal = if journal_store::exists(client, &place).await.map_err(error)? {
+            journal_store::take_over_journal(client, config, &place, holder).await.map_err(error)?.0
+        } else {
+            journal_store::create_journal(client, config, &place, holder).await.map_err(error)?
+        };
+        Ok(ClusterStore {
+            client: client.clone(),
+            namespace: namespace.to_owned(),
+            id: id.to_owned(),
+            holder: holder.to_owned(),
+            token: journal.token(),
+            journal: std::sync::Mutex::new(journal),
+        })
+    }
+
+    /// The ConfigMap of side file `name`.
+    pub fn side_file_name(&self, name: &str) -> String {
+        format!("fleetboot-migration-{}-{name}", self.id.to_ascii_lowercase())
+    }
+
+    fn side_path(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("cluster:{}/{}", self.namespace, self.side_file_name(name)))
+    }
+
+    fn api(&self) -> kube::Api<k8s_openapi::api::core::v1::ConfigMap> {
+        kube::Api::namespaced(self.client.clone(), &self.namespace)
+    }
+}
+
+impl MigrationStore for ClusterStore {
+    fn location(&self) -> PathBuf {
+        self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner).location().to_owned()
+    }
+
+    fn file_location(&self, name: &str) -> PathBuf {
+        self.side_path(name)
+    }
+
+    fn append(&self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
+        let record = record_of(entry);
+        let mut journal = self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        journal.append_line(&record).map_err(MigrationJournalError::InCluster)?;
+        Ok(record)
+    }
+
+    fn read_file<'a>(&'a self, name: &'a str) -> futures::future::BoxFuture<'a, Result<Option<String>, FileError>> {
+        Box::pin(async move {
+            let failed = |e: kube::Error| FileError { path: self.side_path(name), source: std::io::Error::other(e.to_string()) };
+            let found = self.api().get_opt(&self.side_file_name(name)).await.map_err(failed)?;
+            Ok(found.and_then(|map| map.data).and_then(|mut data| data.remove(name)))
+        })
+    }
+
+    fn write_file<'a>(&'a self, name: &'a str, text: &'a str) -> futures::future::BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            use k8s_openapi::api::core::v1::ConfigMap;
+            use kube::api::{ObjectMeta, PostParams};
+            use std::collections::BTreeMap;
+            let refused = |reason: String| FileError { path: self.side_path(name), source: std::io::Error::other(reason) };
+            if text.len() + name.len() > SIDE_FILE_LIMIT {
+                return Err(refused(format!(
+                    "the migration's file {name} is {} bytes, more than one ConfigMap holds ({SIDE_FILE_LIMIT} bytes under the API's 1 MiB object limit); it was not written",
+                    text.len()
+                )));
+            }
+            let token = self.token;
+            let api = self.api();
+            let map_name = self.side_file_name(name);
+            let failed = |e: kube::Error| refused(e.to_string());
+            let existing = api.get_opt(&map_name).await.map_err(failed)?;
+            let metadata = ObjectMeta {
+                name: Some(map_name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(BTreeMap::from([
+                    (MANAGED_BY.to_owned(), "fleetboot".to_owned()),
+                    (
+                        MIGRATION_LABEL.to_owned(),
+                        self.id.to_ascii_lowercase().chars().take(63).collect::<String>().trim_end_matches('-').to_owned(),
+                    ),
+                ])),
+                annotations: Some(BTreeMap::from([(TOKEN.to_owned(), token.to_string()), (HOLDER.to_owned(), self.holder.clone())])),
+                ..ObjectMeta::default()
+            };
+            let mut map = ConfigMap { metadata, data: Some(BTreeMap::from([(name.to_owned(), text.to_owned())])), ..ConfigMap::default() };
+            let written = match existing {
+                None => api.create(&PostParams::default(), &map).await,
+                Some(found) => {
+                    let annotations = found.metadata.annotations.unwrap_or_default();
+                    let theirs: u64 = annotations.get(TOKEN).and_then(|t| t.parse().ok()).unwrap_or(0);
+                    if theirs > token {
+                        let holder = annotations.get(HOLDER).cloned().unwrap_or_else(|| "another writer".into());
+                        return Err(refused(format!(
+                            "the migration was taken over by {holder} (fencing token {theirs}, this writer's {token}): not written"
+                        )));
+                    }
+                    // Conditional: refused if anything wrote it since it was read.
+                    map.metadata.resource_version = found.metadata.resource_version;
+                    api.replace(&map_name, &PostParams::default(), &map).await
+                }
+            };
+            written.map(drop).map_err(failed)
+        })
+    }
 }
 
 #[cfg(test)]

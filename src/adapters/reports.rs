@@ -14,7 +14,13 @@ use crate::adapters::migration_journal::{FileError, write_files};
 /// state its runs are in).
 pub fn migration_files(state: &MigrationState, now_ms: u64) -> Vec<(&'static str, String)> {
     let load = |p: &Option<PathBuf>| p.as_ref().and_then(|p| crate::adapters::journal::load(p).ok());
-    let (reboot, error_nodes) = (load(&state.reboot_journal), load(&state.error_nodes_journal));
+    migration_files_with(state, load(&state.reboot_journal), now_ms)
+}
+
+/// [`migration_files`] with step 7's reboot journal read by the caller (the migration reads
+/// it from the cluster when it is kept there, `migrate --journal-in-cluster`).
+pub fn migration_files_with(state: &MigrationState, reboot: Option<(Vec<Record>, RunState)>, now_ms: u64) -> Vec<(&'static str, String)> {
+    let error_nodes = state.error_nodes_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok());
     fleetboot_core::migrate::report::render(state, run(&reboot), run(&error_nodes), now_ms)
 }
 

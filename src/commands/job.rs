@@ -1,9 +1,10 @@
 //! `fleetboot job reboot|migrate [JOB OPTIONS] [FLAGS...] -o yaml`: fleetboot as a Kubernetes
 //! Job on the cluster it reboots. Prints a Namespace, a ServiceAccount, the least-privilege
 //! roles and bindings (core's [`fleetboot_core::rbac`], the same as `fleetboot rbac` prints)
-//! and a Job whose one pod runs `fleetboot reboot FLAGS --journal-in-cluster --run-id ID`: its
-//! journal is in the cluster, so a pod that crashed, was evicted or lost its node is replaced
-//! by one that resumes the same run (the run ID is fixed in the manifest).
+//! and a Job whose one pod runs `fleetboot reboot|migrate FLAGS --journal-in-cluster --run-id
+//! ID`: its journal is in the cluster (a migration's side files and step 7's reboot run too), so
+//! a pod that crashed, was evicted or lost its node is replaced by one that resumes the same
+//! run (the run ID is fixed in the manifest).
 //!
 //! The Job: `restartPolicy: Never` with a `podFailurePolicy` that ignores pods ended by a
 //! disruption (condition `DisruptionTarget`: eviction, preemption, a node drained or shut
@@ -58,7 +59,8 @@ pub enum JobKind {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "REBOOT FLAGS")]
         flags: Vec<String>,
     },
-    /// A Job running `fleetboot migrate FLAGS` (its migration journal is the pod's: see README).
+    /// A Job running `fleetboot migrate FLAGS --journal-in-cluster` (its journal, side files and
+    /// reboot run in the cluster: a replacement pod resumes it).
     Migrate {
         #[command(flatten)]
         job: JobOptions,
@@ -101,9 +103,7 @@ pub fn objects(kind: &JobKind, now: std::time::SystemTime) -> Result<Vec<Value>,
     // now, not in a pod's log.
     let mut args: Vec<String> = vec![command.into()];
     args.extend(flags.iter().cloned());
-    if command == "reboot" {
-        args.extend(["--journal-in-cluster".into(), "--run-id".into(), run_id.clone()]);
-    }
+    args.extend(["--journal-in-cluster".into(), "--run-id".into(), run_id.clone()]);
     if !flags.iter().any(|f| f == "--output" || f.starts_with("--output=")) {
         args.extend(["--output".into(), "json".into()]);
     }
@@ -122,8 +122,13 @@ pub fn objects(kind: &JobKind, now: std::time::SystemTime) -> Result<Vec<Value>,
             modes.push(Mode::JournalInCluster);
             (modes, named.name(), reboot.lease_namespace.clone(), job.backoff_limit)
         }
-        // The migration's journal is the pod's own: a crash must not start it again blindly.
-        super::Command::Migrate(_) => (rbac::with_base(Mode::Migrate), Mode::Migrate.name(), "kube-system".to_owned(), 0),
+        // The migration's journal, side files and step 7's reboot run are in the cluster
+        // (kube-system, beside its lease): a replacement pod resumes it by its ID.
+        super::Command::Migrate(_) => {
+            let mut modes = rbac::with_base(Mode::Migrate);
+            modes.push(Mode::JournalInCluster);
+            (modes, Mode::Migrate.name(), "kube-system".to_owned(), job.backoff_limit)
+        }
         _ => unreachable!("parsed as {command}"),
     };
     let namespace = job.namespace.clone();
@@ -243,6 +248,30 @@ mod tests {
         assert_eq!(job["metadata"]["namespace"], "ops");
         let journal = objects.iter().find(|o| o["kind"] == "Role" && o["rules"].to_string().contains("configmaps")).unwrap();
         assert_eq!(journal["metadata"]["namespace"], "kube-system");
+    }
+
+    #[test]
+    fn a_migration_job_resumes_after_a_crash_from_its_journal_in_the_cluster() {
+        let objects = job(&["migrate", "--run-id", "m-1", "--etcd-backup-confirmed"]).unwrap();
+        let job = objects.last().unwrap();
+        let args: Vec<&str> =
+            job["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert_eq!(args, ["migrate", "--etcd-backup-confirmed", "--journal-in-cluster", "--run-id", "m-1", "--output", "json"]);
+        assert_eq!(job["spec"]["backoffLimit"], 6, "a crashed pod is replaced: its replacement resumes");
+        assert_eq!(job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["type"], "DisruptionTarget");
+        // Exactly the journal's verbs in kube-system, as `fleetboot rbac` gives them.
+        let journal = rbac::needed(&[Mode::JournalInCluster], &Namespaces::default());
+        for rule in &journal {
+            let role = objects
+                .iter()
+                .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "kube-system")
+                .unwrap_or_else(|| panic!("no Role in kube-system: {objects:?}"));
+            let found = role["rules"].as_array().unwrap().iter().any(|r| {
+                r["resources"].as_array().unwrap().iter().any(|x| *x == rule.resource)
+                    && rule.verbs.iter().all(|v| r["verbs"].as_array().unwrap().iter().any(|x| *x == *v))
+            });
+            assert!(found, "{} {:?} missing from {role}", rule.resource, rule.verbs);
+        }
     }
 
     #[test]

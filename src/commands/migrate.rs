@@ -17,9 +17,10 @@ pub struct MigrateArgs {
     /// Show every step and what it would change; change nothing.
     #[arg(long)]
     pub plan: bool,
-    /// Continue the migration in progress after an interruption or a fixed failure.
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue the migration in progress after an interruption or a fixed failure; with
+    /// --journal-in-cluster, the one its ID names (`--resume ID`, from any machine).
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
     /// Step 11 (remove the migration setting, delete the old network's namespace); only after
     /// the verification passed.
     #[arg(long)]
@@ -114,6 +115,16 @@ pub struct MigrateArgs {
     /// three); 1 reads it once.
     #[arg(long, value_name = "N", default_value = "3", value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=20))]
     pub stable_checks: u32,
+    /// Keep step 7's reboot journal in the cluster (ConfigMaps in kube-system, the run
+    /// `MIGRATION-ID-reboot`), as `reboot --journal-in-cluster` does: a resume from another
+    /// machine continues that reboot run instead of starting a second one.
+    #[arg(long)]
+    pub journal_in_cluster: bool,
+    /// With --journal-in-cluster: the migration's ID (its journal and files in the cluster are
+    /// named by it); a migration of that ID in the cluster is resumed, else one starts under it
+    /// (how `fleetboot job migrate`'s pod resumes after a restart).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// auto (live display on a terminal), plain, json (one event per line: the migration's and
@@ -138,7 +149,7 @@ impl MigrateArgs {
     fn options(&self) -> MigrationOptions {
         MigrationOptions {
             plan: self.plan,
-            resume: self.resume,
+            resume: self.resume.is_some(),
             cleanup: self.cleanup,
             etcd_backup_confirmed: self.etcd_backup_confirmed,
             to: choice_name(self.to),
@@ -169,6 +180,8 @@ impl MigrateArgs {
             lease_duration: self.lease_duration.into(),
             poll_interval: self.poll_interval,
             stable_checks: self.stable_checks,
+            journal_in_cluster: self.journal_in_cluster,
+            run_id: self.run_id.clone().or_else(|| self.resume.clone().filter(|id| !id.is_empty())),
         }
     }
 }
@@ -180,6 +193,17 @@ pub fn migration_from_args(
     config: Option<&Path>,
     install_interrupts: fn(tokio::sync::watch::Sender<crate::engine::runner::Abort>),
 ) -> Result<(MigrationOptions, MigrationContext), Error> {
+    let named = args.run_id.is_some() || args.resume.as_deref().is_some_and(|id| !id.is_empty());
+    if named && !args.journal_in_cluster {
+        let reason = "names a migration whose journal is in the cluster: add --journal-in-cluster".to_owned();
+        return Err(crate::adapters::config::ConfigError::BadValue { key: "--run-id / --resume ID", reason }.into());
+    }
+    if let (Some(a), Some(b)) = (&args.run_id, args.resume.as_deref().filter(|id| !id.is_empty()))
+        && a != b
+    {
+        let reason = format!("--run-id {a} and --resume {b} name two migrations");
+        return Err(crate::adapters::config::ConfigError::BadValue { key: "--run-id", reason }.into());
+    }
     let mut flags = fleetboot_core::settings::Partial { output: Some(args.output), transport: args.transport, ..args.cluster.partial() };
     args.rungs.apply(&mut flags);
     let settings = load_settings(config, &flags)?;

@@ -30,6 +30,7 @@ mod lease_loss;
 mod midtier_abort;
 mod migrate;
 mod migrate_features;
+mod migrate_incluster;
 mod migrate_live;
 mod migrate_live_hosted;
 mod migrate_live_kill;

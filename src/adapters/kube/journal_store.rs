@@ -35,6 +35,7 @@ use std::time::Duration;
 use fleetboot_core::journal::{JournalError, Record, RunState, fold};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::journal::JournalBackend;
@@ -58,14 +59,20 @@ const RUN_LABEL: &str = "fleetboot.io/journal-run";
 /// `cluster:NAMESPACE/RUN-ID`, which `--resume` takes back.
 pub const LOCATION_PREFIX: &str = "cluster:";
 
-/// One line of a chunk.
+/// One line of a chunk: a record of a reboot run's journal ([`Record`]) or of a migration's
+/// (`MigrationRecord`), with the writer's fencing token and holder.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Line {
+struct Line<R> {
     token: u64,
     holder: String,
-    record: Record,
+    record: R,
 }
+
+/// What a chunked journal in the cluster holds: any record that goes to and from one JSON line.
+pub trait JournalLine: Serialize + DeserializeOwned + Clone + Send + std::fmt::Debug + 'static {}
+
+impl<R: Serialize + DeserializeOwned + Clone + Send + std::fmt::Debug + 'static> JournalLine for R {}
 
 /// Where a run's journal lives in the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,7 +218,7 @@ pub struct Loaded {
     pub token: u64,
 }
 
-fn parse_chunks(place: &JournalPlace, chunks: &[ConfigMap]) -> Result<(Vec<Record>, String, u64), JournalError> {
+fn parse_chunks<R: JournalLine>(place: &JournalPlace, chunks: &[ConfigMap]) -> Result<(Vec<R>, String, u64), JournalError> {
     let mut records = Vec::new();
     let (mut holder, mut token) = (String::new(), 0);
     for (index, chunk) in chunks.iter().enumerate() {
@@ -220,7 +227,7 @@ fn parse_chunks(place: &JournalPlace, chunks: &[ConfigMap]) -> Result<(Vec<Recor
             holder = annotation(chunk, HOLDER).unwrap_or_default();
         }
         for (n, text) in data_of(chunk).lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let line: Line = serde_json::from_str(text).map_err(|e| JournalError::Unreadable {
+            let line: Line<R> = serde_json::from_str(text).map_err(|e| JournalError::Unreadable {
                 path: place.location(),
                 reason: format!("configmaps/{}/{} line {}: {e}", place.namespace, place.chunk_name(index), n + 1),
             })?;
@@ -232,6 +239,14 @@ fn parse_chunks(place: &JournalPlace, chunks: &[ConfigMap]) -> Result<(Vec<Recor
 
 /// Reads the run's journal from the cluster and folds it (`fleetboot_core::journal::fold`).
 pub async fn load(client: &kube::Client, place: &JournalPlace) -> Result<Loaded, JournalError> {
+    let (records, holder, token) = load_lines(client, place).await?;
+    let state = fold(&records, &place.location())?;
+    Ok(Loaded { records, state, holder, token })
+}
+
+/// Reads a journal's records from the cluster, any kind of record, unfolded; with the holder of
+/// the newest token, and that token. No journal at `place` is an error naming it.
+pub async fn load_lines<R: JournalLine>(client: &kube::Client, place: &JournalPlace) -> Result<(Vec<R>, String, u64), JournalError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &place.namespace);
     let chunks = read_chunks(&api, place).await?;
     if chunks.is_empty() {
@@ -245,9 +260,7 @@ pub async fn load(client: &kube::Client, place: &JournalPlace) -> Result<Loaded,
             ),
         });
     }
-    let (records, holder, token) = parse_chunks(place, &chunks)?;
-    let state = fold(&records, &place.location())?;
-    Ok(Loaded { records, state, holder, token })
+    parse_chunks(place, &chunks)
 }
 
 /// The writer's state: the last chunk as this writer last wrote or read it.
@@ -267,6 +280,16 @@ pub async fn create(
     place: &JournalPlace,
     holder: &str,
 ) -> Result<ClusterJournal, JournalError> {
+    create_journal(client, config, place, holder).await
+}
+
+/// [`create`] for any kind of record (a migration's journal too).
+pub async fn create_journal<R: JournalLine>(
+    client: &kube::Client,
+    config: &kube::Config,
+    place: &JournalPlace,
+    holder: &str,
+) -> Result<ClusterJournal<R>, JournalError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &place.namespace);
     let last = match api.create(&PostParams::default(), &new_chunk(place, 0, 1, holder)).await {
         Ok(created) => created,
@@ -285,6 +308,16 @@ pub async fn take_over(
     place: &JournalPlace,
     holder: &str,
 ) -> Result<(ClusterJournal, Vec<Record>), JournalError> {
+    take_over_journal(client, config, place, holder).await
+}
+
+/// [`take_over`] for any kind of record (a migration's journal too).
+pub async fn take_over_journal<R: JournalLine>(
+    client: &kube::Client,
+    config: &kube::Config,
+    place: &JournalPlace,
+    holder: &str,
+) -> Result<(ClusterJournal<R>, Vec<R>), JournalError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &place.namespace);
     // A conflict means another writer wrote meanwhile: read again (a few times at most).
     for _ in 0..5 {
@@ -342,8 +375,8 @@ impl Head {
         )
     }
 
-    async fn append(&mut self, api: &Api<ConfigMap>, record: &Record, deadline: Duration) -> Result<(), JournalError> {
-        let line = Line { token: self.token, holder: self.holder.clone(), record: record.clone() };
+    async fn append<R: Serialize>(&mut self, api: &Api<ConfigMap>, record: &R, deadline: Duration) -> Result<(), JournalError> {
+        let line = Line { token: self.token, holder: self.holder.clone(), record };
         let mut text = serde_json::to_string(&line).expect("records serialize");
         text.push('\n');
         if text.len() > RECORD_LIMIT {
@@ -461,25 +494,27 @@ impl Head {
     }
 }
 
-type Request = (Record, Duration, std::sync::mpsc::SyncSender<Result<(), JournalError>>);
+type Request<R> = (R, Duration, std::sync::mpsc::SyncSender<Result<(), JournalError>>);
 
 /// The append side of a cluster journal: a thread with its own runtime and client, taking one
 /// record at a time; [`JournalBackend::append`] returns once the write is acknowledged (or
 /// refused) by the API server.
 #[derive(Debug)]
-pub struct ClusterJournal {
+pub struct ClusterJournal<R = Record> {
     location: PathBuf,
-    requests: std::sync::mpsc::Sender<Request>,
+    requests: std::sync::mpsc::Sender<Request<R>>,
     deadline: Duration,
+    /// The fencing token this writer writes under (its side files carry it too).
+    token: u64,
 }
 
-impl ClusterJournal {
+impl<R: JournalLine> ClusterJournal<R> {
     /// Starts the writer's thread; its runtime and client are made there (never inside the
     /// caller's runtime), and any failure to make them is returned here.
-    fn start(config: &kube::Config, mut head: Head) -> Result<ClusterJournal, JournalError> {
-        let location = head.place.location();
+    fn start(config: &kube::Config, mut head: Head) -> Result<ClusterJournal<R>, JournalError> {
+        let (location, token) = (head.place.location(), head.token);
         let failed = |reason: String| JournalError::Write { path: location.clone(), reason: format!("cannot start its writer: {reason}") };
-        let (requests, incoming) = std::sync::mpsc::channel::<Request>();
+        let (requests, incoming) = std::sync::mpsc::channel::<Request<R>>();
         let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         let mut config = config.clone();
         // A request that never answers fails after this long, and is tried again.
@@ -508,7 +543,20 @@ impl ClusterJournal {
             })
             .map_err(|e| failed(e.to_string()))?;
         ready.recv().map_err(|_| failed("its thread ended".into()))?.map_err(failed)?;
-        Ok(ClusterJournal { location, requests, deadline: RETRY_DEADLINE })
+        Ok(ClusterJournal { location, requests, deadline: RETRY_DEADLINE, token })
+    }
+
+    /// Appends one record: returns once the API server acknowledged (or refused) the write.
+    pub fn append_line(&mut self, record: &R) -> Result<(), JournalError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let gone = || JournalError::Write { path: self.location.clone(), reason: "its writer thread is gone".into() };
+        self.requests.send((record.clone(), self.deadline, reply)).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+
+    /// This writer's fencing token.
+    pub fn token(&self) -> u64 {
+        self.token
     }
 
     /// How long an append tries again after transient errors ([`RETRY_DEADLINE`] unless set).
@@ -521,12 +569,9 @@ impl ClusterJournal {
     }
 }
 
-impl JournalBackend for ClusterJournal {
+impl JournalBackend for ClusterJournal<Record> {
     fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let gone = || JournalError::Write { path: self.location.clone(), reason: "its writer thread is gone".into() };
-        self.requests.send((record.clone(), self.deadline, reply)).map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
+        self.append_line(record)
     }
 }
 

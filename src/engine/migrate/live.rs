@@ -8,7 +8,6 @@
 //! since are kept in the migration's directory, so a resume after kill -9 goes on proving.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -16,7 +15,7 @@ use serde_json::{Value, json};
 use super::cluster::{Changes, cluster_operators, condition_true, name_of, network_config, nodes, ready_of, str_at};
 use super::{Log, MigrateError, Migration, StepError};
 use crate::adapters::kube::machine_config_pools as machine_config_pools_resource;
-use crate::adapters::migration_journal::write_atomically;
+use crate::adapters::migration_journal::MigrationStore;
 use fleetboot_core::ExitCode;
 use fleetboot_core::migrate::Step;
 use fleetboot_core::migrate::live;
@@ -25,16 +24,18 @@ use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
 const BASELINE: &str = "live-boot-ids.json";
 const SEEN: &str = "live-boots-seen.json";
 
-fn read_map<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, MigrateError> {
-    match crate::adapters::system::read_regular_text(path) {
-        Ok(text) => Ok(serde_json::from_str(&text).unwrap_or_default()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(source) => Err(MigrateError::StateFile(crate::adapters::migration_journal::FileError { path: path.to_owned(), source })),
-    }
+/// A side file's map; the default when it was never written.
+async fn read_map<T: serde::de::DeserializeOwned + Default>(store: &dyn MigrationStore, name: &str) -> Result<T, MigrateError> {
+    Ok(store
+        .read_file(name)
+        .await
+        .map_err(MigrateError::StateFile)?
+        .map(|text| serde_json::from_str(&text).unwrap_or_default())
+        .unwrap_or_default())
 }
 
-fn write_map(path: &Path, value: &impl serde::Serialize) -> Result<(), MigrateError> {
-    write_atomically(path, &serde_json::to_string(value).expect("maps serialize")).map_err(MigrateError::StateFile)
+async fn write_map(store: &dyn MigrationStore, name: &str, value: &impl serde::Serialize) -> Result<(), MigrateError> {
+    store.write_file(name, &serde_json::to_string(value).expect("maps serialize")).await.map_err(MigrateError::StateFile)
 }
 
 /// The live preflight's read of `Infrastructure.config.openshift.io/cluster`: the network
@@ -57,13 +58,12 @@ impl Migration<'_, '_> {
         match step {
             Step::SetNetworkType => {
                 // The boot IDs before the patch, recorded once (a resume keeps the first).
-                let baseline_path = self.dir.join(BASELINE);
-                let mut baseline: BTreeMap<String, String> = read_map(&baseline_path)?;
+                let mut baseline: BTreeMap<String, String> = read_map(self.store, BASELINE).await?;
                 if baseline.is_empty() {
                     for node in c.list(&nodes()).await? {
                         baseline.insert(name_of(&node), str_at(&node, "/status/nodeInfo/bootID"));
                     }
-                    write_map(&baseline_path, &baseline)?;
+                    write_map(self.store, BASELINE, &baseline).await?;
                 }
                 c.merge(
                     &network_config(),
@@ -86,14 +86,14 @@ impl Migration<'_, '_> {
     /// migration completed and every pool is Updated, then proves every node's reboots.
     async fn live_watch(&self, target: &str, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
         let c = self.cluster;
-        let baseline: BTreeMap<String, String> = read_map(&self.dir.join(BASELINE))?;
-        let seen_path = self.dir.join(SEEN);
+        let baseline: BTreeMap<String, String> = read_map(self.store, BASELINE).await?;
         // The file exists from the watch's start: found at entry (or on any --resume), the watch
         // was interrupted, and a node may have rebooted while nothing watched.
-        let interrupted = seen_path.exists() || self.options.resume;
-        let mut seen: BTreeMap<String, Vec<String>> = read_map(&seen_path)?;
+        let found = self.store.read_file(SEEN).await.map_err(MigrateError::StateFile)?;
+        let interrupted = found.is_some() || self.options.resume;
+        let mut seen: BTreeMap<String, Vec<String>> = found.map(|text| serde_json::from_str(&text).unwrap_or_default()).unwrap_or_default();
         if !interrupted {
-            write_map(&seen_path, &seen)?;
+            write_map(self.store, SEEN, &seen).await?;
         }
         let poll = Duration::from(self.options.poll_interval);
         let mut changes = Changes::watch(c.cluster_scoped(&nodes()), None, poll);
@@ -155,7 +155,7 @@ impl Migration<'_, '_> {
                 }
             }
             if changed {
-                write_map(&seen_path, &seen)?;
+                write_map(self.store, SEEN, &seen).await?;
             }
             last_look_ms = look_ms;
             let pools = c.list(&machine_config_pools_resource()).await?;

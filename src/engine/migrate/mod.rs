@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::adapters::config::Settings;
 use crate::adapters::kube::ClusterTarget;
-use crate::adapters::migration_journal::{self, FileError, MigrationJournalError, write_atomically};
+use crate::adapters::migration_journal::{self, FileError, MigrationJournalError, MigrationStore};
 use crate::engine::error::{RunError, WrongCluster};
 use crate::engine::reboot::{GroupPolicy, LeasePolicy, NodeSelection, RebootJob, Selection, prepare};
 use crate::engine::runner::Abort;
@@ -71,6 +71,9 @@ pub enum MigrateError {
     InProgress { target: String, dir: PathBuf, rollback_to: String },
     #[error("no migration in progress under {} to resume", root.display())]
     NothingToResume { root: PathBuf },
+    /// `--journal-in-cluster` asked for what it cannot do.
+    #[error("--journal-in-cluster: {0}")]
+    InCluster(String),
     /// A migration journal under the state directory that cannot be read: it may be an
     /// unfinished migration of this very cluster, so it is never passed over.
     #[error(
@@ -148,6 +151,13 @@ pub struct MigrationOptions {
     /// How many clean reads of the cluster's health in a row, `poll_interval` apart, before the
     /// first change.
     pub stable_checks: u32,
+    /// `--journal-in-cluster`: step 7's reboot run keeps its journal in the cluster
+    /// (ConfigMaps in kube-system, run `<migration-id>-reboot`), so that a migration resumed
+    /// from another machine finds it.
+    pub journal_in_cluster: bool,
+    /// `--run-id` / `--resume ID` with `--journal-in-cluster`: the migration's ID, which names
+    /// its journal and side files in the cluster (a Job's pod resumes it by this ID).
+    pub run_id: Option<String>,
 }
 
 /// Where the migration runs: the settings (state directory, the reboot runs' SSH, Redfish and
@@ -235,39 +245,91 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     // touched; a plan only reads.
     if !options.plan {
         use fleetboot_core::rbac::{Mode, Namespaces, needed, with_base};
-        let rules = needed(&with_base(Mode::Migrate), &Namespaces::default());
+        let mut modes = with_base(Mode::Migrate);
+        if options.journal_in_cluster {
+            modes.push(Mode::JournalInCluster);
+        }
+        let namespaces = Namespaces { lease: reboots::REBOOT_JOURNAL_NAMESPACE.to_owned(), ..Namespaces::default() };
+        let rules = needed(&modes, &namespaces);
         crate::adapters::kube::access::check(&cluster.connection.client, &rules, Mode::Migrate).await?;
     }
     let root = migrations_root(&context.settings);
-    let existing = match &options.dir {
-        Some(dir) => dir.join("migration.jsonl").exists().then(|| dir.clone()),
-        None => migration_in_progress(&root, &cluster.connection.identity)?,
+    // --journal-in-cluster: the migration is the one its ID names in the cluster, never one found
+    // on this machine's disk (a restarted pod has none); its local directory holds the reports.
+    let in_cluster_id = match (options.journal_in_cluster, &options.run_id) {
+        (false, _) => None,
+        (true, Some(id)) => Some(id.clone()),
+        (true, None) if options.resume => {
+            return Err(MigrateError::InCluster("a resume names the migration: --resume ID (or --run-id ID)".into()));
+        }
+        (true, None) => Some(crate::engine::reboot::new_run_id()),
     };
-    let existing_state = match &existing {
-        Some(dir) => Some(migration_journal::load(&dir.join("migration.jsonl")).map_err(MigrateError::from)?.1),
-        None => None,
+    if let Some(id) = &in_cluster_id {
+        migration_journal::cluster_place(STORE_NAMESPACE, id)?;
+    }
+    let (existing, existing_state) = match &in_cluster_id {
+        Some(id) => match migration_journal::load_from_cluster(&cluster.connection.client, STORE_NAMESPACE, id).await? {
+            Some((_, state)) => (Some(root.join(id)), Some(state)),
+            None => (None, None),
+        },
+        None => {
+            let existing = match &options.dir {
+                Some(dir) => dir.join("migration.jsonl").exists().then(|| dir.clone()),
+                None => migration_in_progress(&root, &cluster.connection.identity)?,
+            };
+            let existing_state = match &existing {
+                Some(dir) => Some(migration_journal::load(&dir.join("migration.jsonl")).map_err(MigrateError::from)?.1),
+                None => None,
+            };
+            (existing, existing_state)
+        }
     };
     // `--dir` naming a journal with no start yet: a fresh migration in that directory.
     let (existing, existing_state) = match existing_state {
         Some(s) if s.run_id.is_empty() => (None, None),
         found => (existing, found),
     };
+    let journal_of = |dir: &Path| match &in_cluster_id {
+        Some(id) => migration_journal::cluster_place(STORE_NAMESPACE, id).map(|p| p.location()).unwrap_or_else(|_| dir.join(id)),
+        None => dir.join("migration.jsonl"),
+    };
     // A migration's journal (named with --dir) belongs to its cluster alone.
     if let (Some(dir), Some(journaled)) = (&existing, existing_state.as_ref().and_then(|s| s.cluster.as_ref()))
         && !journaled.same_cluster(&cluster.connection.identity)
     {
         return Err(WrongCluster {
-            journal: dir.join("migration.jsonl"),
+            journal: journal_of(dir),
             journaled: journaled.clone().into(),
             given: cluster.connection.identity.clone().into(),
         }
         .into());
     }
+    // A migration named by its ID in the cluster that is over is never started again on top
+    // of its journal.
+    if let (Some(_), Some(state)) = (&in_cluster_id, &existing_state)
+        && state.is_over()
+    {
+        let location = journal_of(&root);
+        return Err(MigrateError::InCluster(format!("the migration {} is over; a new one takes another --run-id", location.display())));
+    }
+    // The unfinished migration its ID names, towards the same network: this very migration,
+    // started again (`fleetboot job migrate`'s replacement pod runs the same command line), so
+    // it is resumed, as `reboot --run-id` resumes its run.
+    let named_again = in_cluster_id.is_some() && existing_state.as_ref().is_some_and(|s| s.target == options.to);
     // New, resumed, a rollback taking over, or refused (fleetboot_core::migrate::start).
-    let request = StartRequest { to: &options.to, resume: options.resume, cleanup: options.cleanup, plan: options.plan };
+    let request = StartRequest { to: &options.to, resume: options.resume || named_again, cleanup: options.cleanup, plan: options.plan };
     let found = existing.clone().zip(existing_state.as_ref());
     let (dir, supersedes) = match decide_start(found, &request) {
-        StartDecision::Fresh => (options.dir.clone().unwrap_or_else(|| root.join(crate::engine::reboot::new_run_id())), None),
+        StartDecision::Fresh => match &in_cluster_id {
+            Some(id) => (root.join(id), None),
+            None => (options.dir.clone().unwrap_or_else(|| root.join(crate::engine::reboot::new_run_id())), None),
+        },
+        // The rollback's takeover reads and marks the old migration's journal on disk.
+        StartDecision::Supersede(_) if in_cluster_id.is_some() => {
+            return Err(MigrateError::InCluster(
+                "rolling back an unfinished migration journaled in the cluster is not supported yet: resume it to its end with --resume ID, or roll it back from a migration journaled on disk".into(),
+            ));
+        }
         StartDecision::Continue(dir) => (dir, None),
         StartDecision::Supersede(previous) => (root.join(crate::engine::reboot::new_run_id()), Some(previous)),
         StartDecision::RefuseInProgress { dir, target, rollback_to } => {
@@ -276,10 +338,11 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         StartDecision::RefuseNothingToResume => return Err(MigrateError::NothingToResume { root }),
     };
     let journal_path = dir.join("migration.jsonl");
-    let (_, state) = if journal_path.exists() {
-        migration_journal::load(&journal_path).map_err(MigrateError::from)?
-    } else {
-        (Vec::new(), MigrationState::default())
+    let state = match &in_cluster_id {
+        // Read from the cluster above; read again once the journal is taken over (run_under_lease).
+        Some(_) => existing_state.clone().unwrap_or_default(),
+        None if journal_path.exists() => migration_journal::load(&journal_path).map_err(MigrateError::from)?.1,
+        None => MigrationState::default(),
     };
 
     let mut problems = checks::check_mtu_and_port(&options.to, options.mtu, options.geneve_port, options.node_mtu);
@@ -415,7 +478,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     // journal is checked first only when --break-lock would take that lease over, so it never
     // takes anything from a migration still running here (refused naming its pid). Otherwise
     // the lease's refusal comes first and names the holder wherever it runs.
-    let _journal_lock = if options.break_lock && journal_path.exists() {
+    let _journal_lock = if options.break_lock && in_cluster_id.is_none() && journal_path.exists() {
         Some(migration_journal::hold(&journal_path).map_err(MigrateError::from)?)
     } else {
         None
@@ -443,13 +506,29 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     )
     .await?
     .lock;
-    let outcome = run_under_lease(&options, context, &cluster, &dir, &journal_path, state, start, &lease, &events).await;
+    let at = match &in_cluster_id {
+        Some(id) => StoreAt::Cluster { namespace: STORE_NAMESPACE.to_owned(), id: id.clone() },
+        None => StoreAt::Dir,
+    };
+    let outcome = run_under_lease(&options, context, &cluster, &dir, &at, state, start, &lease, &events).await;
     lease.release().await;
     outcome
 }
 
+/// Where `--journal-in-cluster` keeps the migration's journal and side files: the namespace of
+/// the migration's lease and of its reboot run's journal.
+pub(super) const STORE_NAMESPACE: &str = "kube-system";
+
+/// Where the migration's journal and side files are: its directory, or the cluster.
+pub(super) enum StoreAt {
+    Dir,
+    Cluster { namespace: String, id: String },
+}
+
 struct Migration<'a, 'e> {
     options: &'a MigrationOptions,
+    /// The journal and the side files a resume needs (the directory's, or the cluster's).
+    store: &'a dyn migration_journal::MigrationStore,
     context: &'a MigrationContext,
     cluster: &'a Target,
     dir: PathBuf,

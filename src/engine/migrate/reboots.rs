@@ -2,6 +2,62 @@
 //! connection, under the migration's lease.
 
 use super::*;
+use crate::adapters::kube::journal_store::{self, JournalPlace};
+
+/// Where step 7's reboot run keeps its journal in the cluster: the namespace of the reboot
+/// run's lease (`LeasePolicy::default`), which the migration's reboot runs use.
+pub(super) const REBOOT_JOURNAL_NAMESPACE: &str = STORE_NAMESPACE;
+
+/// Step 7's reboot journal: a file in the migration's directory, or (`--journal-in-cluster`)
+/// the run `<migration-id>-reboot` in the cluster, named so that a migration resumed anywhere
+/// (a restarted pod, another machine) finds and continues the same reboot run instead of
+/// starting a second one that would reboot every node again.
+enum RebootJournal {
+    File(PathBuf),
+    Cluster(JournalPlace),
+}
+
+/// Where a new step 7 journals. Pure.
+fn new_reboot_journal(dir: &Path, run_id: &str, in_cluster: bool) -> Result<RebootJournal, fleetboot_core::journal::JournalError> {
+    Ok(match in_cluster {
+        true => RebootJournal::Cluster(JournalPlace::new(REBOOT_JOURNAL_NAMESPACE, &format!("{run_id}-reboot"))?),
+        false => RebootJournal::File(dir.join("reboot.jsonl")),
+    })
+}
+
+/// The journaled place read back: `cluster:NS/RUN-ID` is the cluster's, anything else a file.
+/// What the migration journaled decides, never today's flags: a migration that started with its
+/// reboot journal in a file resumes it there.
+fn journaled_reboot_journal(path: &Path) -> Result<RebootJournal, fleetboot_core::journal::JournalError> {
+    match path.to_str().and_then(|p| JournalPlace::parse(p, REBOOT_JOURNAL_NAMESPACE)) {
+        Some(place) => Ok(RebootJournal::Cluster(place?)),
+        None => Ok(RebootJournal::File(path.to_owned())),
+    }
+}
+
+impl Target {
+    /// Step 7's reboot journal read back, from its file or from the cluster.
+    async fn load_reboot_journal(
+        &self,
+        journal: &RebootJournal,
+    ) -> Result<(Vec<fleetboot_core::journal::Record>, fleetboot_core::journal::RunState), MigrateError> {
+        match journal {
+            RebootJournal::File(path) => crate::adapters::journal::load(path).map_err(MigrateError::RebootJournal),
+            RebootJournal::Cluster(place) => {
+                let loaded = journal_store::load(&self.connection.client, place).await.map_err(MigrateError::RebootJournal)?;
+                Ok((loaded.records, loaded.state))
+            }
+        }
+    }
+
+    /// The reboot journal the migration journaled (`MigrationEntry::RebootJournal`), read back.
+    pub(super) async fn journaled_reboot_run(
+        &self,
+        path: &Path,
+    ) -> Result<(Vec<fleetboot_core::journal::Record>, fleetboot_core::journal::RunState), MigrateError> {
+        self.load_reboot_journal(&journaled_reboot_journal(path).map_err(MigrateError::RebootJournal)?).await
+    }
+}
 
 impl Migration<'_, '_> {
     /// Runs a reboot job on this migration's own cluster connection (never a rebuilt command
@@ -10,6 +66,7 @@ impl Migration<'_, '_> {
         &self,
         selection: Selection,
         journal: Option<PathBuf>,
+        in_cluster: Option<&JournalPlace>,
         groups: GroupPolicy,
         concurrency: Option<usize>,
     ) -> Result<ExitCode, StepError> {
@@ -22,9 +79,10 @@ impl Migration<'_, '_> {
             selection,
             cluster: Some(self.cluster.connection.clone()),
             journal,
-            journal_in_cluster: false,
-            run_id: None,
-            own_node: None,
+            journal_in_cluster: in_cluster.is_some(),
+            run_id: in_cluster.map(|place| place.run_id.clone()),
+            // In a pod (`fleetboot job migrate`), its own node goes last, as in `job reboot`.
+            own_node: std::env::var("FLEETBOOT_NODE_NAME").ok().filter(|n| !n.is_empty()),
             groups,
             drain: None,
             lease: LeasePolicy { migration_holder: Some(self.lease_holder.clone()), ..LeasePolicy::default() },
@@ -67,11 +125,17 @@ impl Migration<'_, '_> {
 
     pub(super) async fn reboot_nodes(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
         let journal = match &state.reboot_journal {
-            Some(path) => path.clone(),
+            Some(path) => journaled_reboot_journal(path).map_err(MigrateError::RebootJournal)?,
             None => {
-                let path = self.dir.join("reboot.jsonl");
-                log(state, MigrationEntry::RebootJournal { path: path.clone() })?;
-                path
+                let journal =
+                    new_reboot_journal(&self.dir, &state.run_id, self.options.journal_in_cluster).map_err(MigrateError::RebootJournal)?;
+                let path = match &journal {
+                    RebootJournal::File(path) => path.clone(),
+                    RebootJournal::Cluster(place) => place.location(),
+                };
+                // Journaled before the run starts: a resume finds the same run wherever it runs.
+                log(state, MigrationEntry::RebootJournal { path })?;
+                journal
             }
         };
         // A resumed reboot run keeps the limits the migration started it with.
@@ -79,18 +143,29 @@ impl Migration<'_, '_> {
             Some(n) => GroupPolicy { group_concurrency: Some(n), migration_reboot: true, ..GroupPolicy::default() },
             None => GroupPolicy { all_at_once: true, migration_reboot: true, ..GroupPolicy::default() },
         };
+        let nodes = || Selection::Nodes(NodeSelection { address_type: "InternalIP".into(), ..NodeSelection::default() });
         // A reboot journal with no complete record (a kill right after its creation) means no
         // host was touched: the run starts afresh in it (the writer takes such a file over).
-        let selection = if crate::adapters::journal::is_started(&journal) {
-            self.line(Step::RebootNodes, &format!("continuing the reboot run {}", journal.display()));
-            Selection::Resume(journal.clone())
-        } else {
-            Selection::Nodes(NodeSelection { address_type: "InternalIP".into(), ..NodeSelection::default() })
+        let (selection, file, place) = match &journal {
+            RebootJournal::File(path) if crate::adapters::journal::is_started(path) => {
+                self.line(Step::RebootNodes, &format!("continuing the reboot run {}", path.display()));
+                (Selection::Resume(path.clone()), Some(path.clone()), None)
+            }
+            RebootJournal::File(path) => (nodes(), Some(path.clone()), None),
+            RebootJournal::Cluster(place) => {
+                let started = journal_store::exists(&self.cluster.connection.client, place).await.map_err(MigrateError::RebootJournal)?;
+                if started {
+                    self.line(Step::RebootNodes, &format!("continuing the reboot run {}", place.location().display()));
+                    (Selection::ResumeInCluster(place.clone()), None, Some(place))
+                } else {
+                    (nodes(), None, Some(place))
+                }
+            }
         };
         let mut warned = false;
         self.warn_if_paused_long(state, log, &mut warned)?;
-        let code = self.run_reboot(selection, Some(journal.clone()), groups, state.reboot_concurrency).await?;
-        let (records, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
+        let code = self.run_reboot(selection, file, place, groups, state.reboot_concurrency).await?;
+        let (records, reboot) = self.cluster.load_reboot_journal(&journal).await?;
         let proven = reboot.records.values().filter(|r| r.phase == fleetboot_core::journal::Phase::Confirmed).count();
         let fallbacks = reboot.records.values().filter(|r| r.attempts.iter().any(|a| a.bmc.is_some())).count();
         // Nodes the cluster API's exec rebooted (`auto` stepped to it, and no BMC after it).

@@ -41,21 +41,36 @@ pub(super) async fn run_under_lease(
     context: &MigrationContext,
     cluster: &Target,
     dir: &Path,
-    journal_path: &Path,
+    at: &StoreAt,
     state: MigrationState,
     start: Start,
     lease: &crate::adapters::kube::LeaseLock,
     events: &Events<'_>,
 ) -> Result<ExitCode, MigrateError> {
-    let mut writer = migration_journal::MigrationWriter::open(journal_path).map_err(MigrateError::from)?;
-    // Read again now that the journal's lock is held: what was read before it may be stale (a
-    // migration that was still running here when this one started).
-    let mut state = match migration_journal::load(journal_path).map_err(MigrateError::from)? {
-        (_, fresh) if !fresh.run_id.is_empty() => fresh,
-        _ => state,
+    // Read again now that the journal is held (its lock taken, or in the cluster its fencing
+    // token raised): what was read before may be stale (a migration that was still running
+    // when this one started).
+    let (store, fresh): (Box<dyn migration_journal::MigrationStore>, MigrationState) = match at {
+        StoreAt::Dir => {
+            let store = migration_journal::DirStore::open(dir)?;
+            (Box::new(store), migration_journal::load(&dir.join("migration.jsonl"))?.1)
+        }
+        StoreAt::Cluster { namespace, id } => {
+            let (client, config) = (&cluster.connection.client, &cluster.connection.config);
+            let store = migration_journal::ClusterStore::open(client, config, namespace, id, lease.identity()).await?;
+            let fresh = migration_journal::load_from_cluster(client, namespace, id).await?.map(|(_, state)| state).unwrap_or_default();
+            // Its reports are written to a local directory of its own.
+            crate::adapters::system::create_private_dir(dir)
+                .map_err(|source| MigrateError::StateFile(migration_journal::FileError { path: dir.to_owned(), source }))?;
+            (Box::new(store), fresh)
+        }
     };
+    let journal_path = store.location();
+    let journal_path = journal_path.as_path();
+    let mut state = if fresh.run_id.is_empty() { state } else { fresh };
+    let store = store.as_ref();
     let mut log = |state: &mut MigrationState, entry: MigrationEntry| -> Result<(), MigrateError> {
-        let record = writer.append(entry)?;
+        let record = store.append(entry)?;
         state.apply(&record);
         Ok(())
     };
@@ -107,6 +122,7 @@ pub(super) async fn run_under_lease(
     }
     let run = Migration {
         options,
+        store,
         context,
         cluster,
         dir: dir.to_owned(),
@@ -116,7 +132,13 @@ pub(super) async fn run_under_lease(
         lease_holder: lease.identity().to_owned(),
     };
     let outcome = run.steps(&mut state, &mut log).await;
-    let files = crate::adapters::reports::migration_files(&state, crate::adapters::system::now_ms());
+    // Step 7's run read from wherever it is kept (a journal that cannot be read leaves its nodes
+    // out: the report is written whatever state the run is in).
+    let reboot = match &state.reboot_journal {
+        Some(path) => cluster.journaled_reboot_run(path).await.ok(),
+        None => None,
+    };
+    let files = crate::adapters::reports::migration_files_with(&state, reboot, crate::adapters::system::now_ms());
     match migration_journal::write_files(dir, files) {
         Ok(files) => events.emit(MigrationEvent::MigrationReportWritten { files }),
         Err(e) => events.emit(MigrationEvent::MigrationReportFailed { error: e.to_string() }),

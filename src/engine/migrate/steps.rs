@@ -1,7 +1,7 @@
 //! The steps in order: each one journaled, skipped when an earlier run did it, stopped when the
 //! migration's lease is lost; the step match itself, and the wait for an operator to apply a change.
 
-use super::waits::{MULTUS_GENERATION_BEFORE, MultusBefore, record_multus_generation_once};
+use super::waits::{MultusBefore, record_multus_generation_once};
 use super::*;
 
 impl Migration<'_, '_> {
@@ -133,21 +133,18 @@ impl Migration<'_, '_> {
                 if let Some(meta) = config.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("managedFields");
                 }
-                let file =
-                    self.dir.join(format!("cluster-{}.yaml", if target == "OVNKubernetes" { "openshift-sdn" } else { "ovn-kubernetes" }));
+                let name = format!("cluster-{}.yaml", if target == "OVNKubernetes" { "openshift-sdn" } else { "ovn-kubernetes" });
                 let yaml = checks::to_yaml(&config);
-                match crate::adapters::system::read_regular_text(&file) {
+                // Something else at a file's place (a link, a directory) is never read through:
+                // the store's read refuses it.
+                match self.store.read_file(&name).await.map_err(MigrateError::StateFile)? {
                     // Written by this migration before it was interrupted: keep the first one.
-                    Ok(_) => Ok(format!("kept the existing backup {}", file.display())),
-                    // Something else at its place (a link, a directory) is never read through.
-                    Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                        Err(MigrateError::StateFile(crate::adapters::migration_journal::FileError { path: file, source }).into())
-                    }
+                    Some(_) => Ok(format!("kept the existing backup {}", self.store.file_location(&name).display())),
                     // Whole or not at all: a kill mid-write must not leave half a backup that a
                     // resume would then keep as the first one.
-                    Err(_) => {
-                        write_atomically(&file, &yaml).map_err(MigrateError::StateFile)?;
-                        Ok(file.display().to_string())
+                    None => {
+                        self.store.write_file(&name, &yaml).await.map_err(MigrateError::StateFile)?;
+                        Ok(self.store.file_location(&name).display().to_string())
                     }
                 }
             }
@@ -226,7 +223,7 @@ impl Migration<'_, '_> {
                     let already = str_at(&config, "/status/networkType") == target;
                     Ok(if already { MultusBefore::NoRolloutComing } else { MultusBefore::Generation(generation) })
                 };
-                record_multus_generation_once(&self.dir.join(MULTUS_GENERATION_BEFORE), read_before).await?;
+                record_multus_generation_once(self.store, read_before).await?;
                 c.merge(&network_config(), "cluster", json!({"spec": {"networkType": target}})).await?;
                 let wanted = target.clone();
                 self.wait_operator(step, &format!("status.networkType = {target}"), move |config| {
@@ -248,7 +245,7 @@ impl Migration<'_, '_> {
             Step::ResumePools => {
                 // The gate: every node proven rebooted by step 7 and Ready now.
                 let journal = state.reboot_journal.clone().ok_or(MigrateError::NoRebootJournal)?;
-                let (_, reboot) = crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?;
+                let (_, reboot) = c.journaled_reboot_run(&journal).await?;
                 let unproven: Vec<&String> =
                     reboot.records.iter().filter(|(_, r)| r.phase != fleetboot_core::journal::Phase::Confirmed).map(|(n, _)| n).collect();
                 let snapshot = c.snapshot().await?;

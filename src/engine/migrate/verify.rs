@@ -20,6 +20,7 @@ impl Migration<'_, '_> {
                 .run_reboot(
                     Selection::Resume(journal.clone()),
                     Some(journal),
+                    None,
                     Self::error_nodes_groups(state.reboot_concurrency),
                     state.reboot_concurrency,
                 )
@@ -48,7 +49,8 @@ impl Migration<'_, '_> {
             });
             // The migration's concurrency and the full control-plane rule: no exception here.
             let concurrency = state.reboot_concurrency.or(Some(error_nodes.len()));
-            let code = self.run_reboot(selection, Some(journal), Self::error_nodes_groups(state.reboot_concurrency), concurrency).await?;
+            let code =
+                self.run_reboot(selection, Some(journal), None, Self::error_nodes_groups(state.reboot_concurrency), concurrency).await?;
             if code != ExitCode::Ok {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }

@@ -21,23 +21,28 @@ pub(super) enum MultusBefore {
 /// taking that for "before" would wait for a rollout that already happened. A failed read stops
 /// the step and records nothing, rather than 0, which any generation would pass.
 pub(super) async fn record_multus_generation_once(
-    path: &Path,
+    store: &dyn MigrationStore,
     read: impl Future<Output = Result<MultusBefore, MigrateError>>,
 ) -> Result<(), MigrateError> {
-    if path.exists() {
+    if store.read_file(MULTUS_GENERATION_BEFORE).await.map_err(MigrateError::StateFile)?.is_some() {
         return Ok(());
     }
     let text = match read.await? {
         MultusBefore::Generation(generation) => generation.to_string(),
         MultusBefore::NoRolloutComing => "-1".to_owned(),
     };
-    write_atomically(path, &text).map_err(MigrateError::StateFile)
+    store.write_file(MULTUS_GENERATION_BEFORE, &text).await.map_err(MigrateError::StateFile)
 }
 
 /// Step 4's record: the generation before the switch, or -1 when no rollout comes.
-pub(super) fn recorded_multus_generation(path: &Path) -> Result<i64, MigrateError> {
-    let unreadable = |reason: String| MigrateError::MultusGenerationNotRecorded { path: path.to_owned(), reason };
-    let text = crate::adapters::system::read_regular_text(path).map_err(|e| unreadable(e.to_string()))?;
+pub(super) async fn recorded_multus_generation(store: &dyn MigrationStore) -> Result<i64, MigrateError> {
+    let path = store.file_location(MULTUS_GENERATION_BEFORE);
+    let unreadable = |reason: String| MigrateError::MultusGenerationNotRecorded { path: path.clone(), reason };
+    let text = match store.read_file(MULTUS_GENERATION_BEFORE).await {
+        Ok(Some(text)) => text,
+        Ok(None) => return Err(unreadable("never recorded".into())),
+        Err(e) => return Err(unreadable(e.source.to_string())),
+    };
     text.trim().parse().map_err(|e: std::num::ParseIntError| unreadable(format!("{text:?}: {e}")))
 }
 
@@ -58,7 +63,7 @@ impl Migration<'_, '_> {
     }
 
     pub(super) async fn wait_multus(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
-        let before = recorded_multus_generation(&self.dir.join(MULTUS_GENERATION_BEFORE))?;
+        let before = recorded_multus_generation(self.store).await?;
         if before < 0 {
             return Ok(format!("the cluster already ran {}: the network operator starts no multus rollout", state.target));
         }
@@ -245,6 +250,7 @@ impl Migration<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::migration_journal::DirStore;
 
     fn block_on<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
@@ -253,9 +259,10 @@ mod tests {
     #[test]
     fn the_multus_generation_before_the_switch_is_recorded_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(MULTUS_GENERATION_BEFORE);
-        block_on(record_multus_generation_once(&path, async { Ok(MultusBefore::Generation(4)) })).unwrap();
-        assert_eq!(recorded_multus_generation(&path).unwrap(), 4);
+        let store = DirStore::open(dir.path()).unwrap();
+        let store: &dyn MigrationStore = &store;
+        block_on(record_multus_generation_once(store, async { Ok(MultusBefore::Generation(4)) })).unwrap();
+        assert_eq!(block_on(recorded_multus_generation(store)).unwrap(), 4);
         // A resumed step 4: the switch has bumped the generation since; the first record stays
         // and the cluster is not even read again.
         let read_again = std::cell::Cell::new(false);
@@ -263,25 +270,27 @@ mod tests {
             read_again.set(true);
             Ok(MultusBefore::Generation(5))
         };
-        block_on(record_multus_generation_once(&path, bumped)).unwrap();
+        block_on(record_multus_generation_once(store, bumped)).unwrap();
         assert!(!read_again.get(), "the generation was read again");
-        assert_eq!(recorded_multus_generation(&path).unwrap(), 4);
+        assert_eq!(block_on(recorded_multus_generation(store)).unwrap(), 4);
     }
 
     #[test]
     fn a_failed_read_of_the_multus_generation_stops_the_step_and_records_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(MULTUS_GENERATION_BEFORE);
-        let failed = block_on(record_multus_generation_once(&path, async { Err(MigrateError::MultusWithoutGeneration) }));
+        let store = DirStore::open(dir.path()).unwrap();
+        let store: &dyn MigrationStore = &store;
+        let failed = block_on(record_multus_generation_once(store, async { Err(MigrateError::MultusWithoutGeneration) }));
         assert!(matches!(failed, Err(MigrateError::MultusWithoutGeneration)));
         assert!(!path.exists(), "nothing recorded, so a resume reads it again");
         // And step 6 never waits on a guessed 0 for a record that is missing or torn.
-        assert!(matches!(recorded_multus_generation(&path), Err(MigrateError::MultusGenerationNotRecorded { .. })));
+        assert!(matches!(block_on(recorded_multus_generation(store)), Err(MigrateError::MultusGenerationNotRecorded { .. })));
         std::fs::write(&path, "").unwrap();
-        assert!(matches!(recorded_multus_generation(&path), Err(MigrateError::MultusGenerationNotRecorded { .. })));
+        assert!(matches!(block_on(recorded_multus_generation(store)), Err(MigrateError::MultusGenerationNotRecorded { .. })));
         // A rollback whose cluster already runs the target: no rollout to wait for.
         std::fs::remove_file(&path).unwrap();
-        block_on(record_multus_generation_once(&path, async { Ok(MultusBefore::NoRolloutComing) })).unwrap();
-        assert_eq!(recorded_multus_generation(&path).unwrap(), -1);
+        block_on(record_multus_generation_once(store, async { Ok(MultusBefore::NoRolloutComing) })).unwrap();
+        assert_eq!(block_on(recorded_multus_generation(store)).unwrap(), -1);
     }
 }

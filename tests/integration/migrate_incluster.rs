@@ -1,0 +1,311 @@
+//! `fleetboot migrate --journal-in-cluster`: the migration's reboot of every node (step 7)
+//! keeps its journal in the cluster, so a migration killed mid-step and resumed continues the
+//! same reboot run (`<migration-id>-reboot`) and no node is rebooted twice. kubectl reads the
+//! journal's ConfigMaps as the witness.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::sim::Sim;
+use fleetboot::adapters::kube::journal_store::JournalPlace;
+
+/// Every record line of the run's journal in the cluster, chunk after chunk (kubectl's view).
+fn cluster_journal_lines(sim: &Sim, place: &JournalPlace) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for index in 0.. {
+        let (found, data, _) = sim.kubectl(&[
+            "-n",
+            &place.namespace,
+            "get",
+            "configmap",
+            &place.chunk_name(index),
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.data.records\\.jsonl}",
+        ]);
+        assert!(found, "kubectl get configmap {}", place.chunk_name(index));
+        if data.is_empty() {
+            break;
+        }
+        lines.extend(data.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    }
+    lines
+}
+
+/// Each host's number of `dispatching` records in the run's journal in the cluster.
+fn cluster_dispatch_counts(sim: &Sim, place: &JournalPlace) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in cluster_journal_lines(sim, place) {
+        if line["record"]["event"] == "dispatching" {
+            *counts.entry(line["record"]["host"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn dispatched(sim: &Sim, place: &JournalPlace) -> usize {
+    cluster_journal_lines(sim, place).iter().filter(|l| l["record"]["event"] == "dispatched").count()
+}
+
+/// A child process killed by PID when dropped, also when the test fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The simulation's fleetboot.toml (the fleet's SSH key and known_hosts, the kubeconfig) with
+/// its state directory moved into `dir`: another machine, with none of the first one's files.
+fn config_elsewhere(sim: &Sim, dir: &std::path::Path) -> std::path::PathBuf {
+    let config = std::fs::read_to_string(sim.config()).unwrap();
+    let old = format!("state_dir = \"{}\"", sim.path("state").display());
+    assert!(config.contains(&old), "{config}");
+    let path = dir.join("fleetboot.toml");
+    std::fs::write(&path, config.replace(&old, &format!("state_dir = \"{}\"", dir.join("state").display()))).unwrap();
+    path
+}
+
+#[test]
+fn killed_during_step_7_with_the_journal_in_the_cluster_a_resume_from_another_directory_finishes_it() {
+    killed_in_step_7_then_finished_elsewhere(&["--resume", "jobmigrate-test-1", "--journal-in-cluster"]);
+}
+
+/// The Job's replacement pod runs the very command line of the first: the migration its ID
+/// names is resumed, not refused as "in progress" nor started again.
+#[test]
+fn killed_during_step_7_the_same_command_line_from_another_directory_resumes_it_as_a_jobs_next_pod_does() {
+    killed_in_step_7_then_finished_elsewhere(&["--journal-in-cluster", "--run-id", "jobmigrate-test-1", "--etcd-backup-confirmed"]);
+}
+
+/// `migrate --journal-in-cluster --run-id jobmigrate-test-1` killed with -9 once step 7 handed
+/// every reboot over, then `migrate RESUME` run from an empty directory of its own.
+fn killed_in_step_7_then_finished_elsewhere(resume: &[&str]) {
+    let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
+    let id = "jobmigrate-test-1";
+    let child = Killed(
+        sim.fleetboot(&[
+            "migrate",
+            "--journal-in-cluster",
+            "--run-id",
+            id,
+            "--etcd-backup-confirmed",
+            "--poll-interval",
+            "300ms",
+            "--output",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let mut child = child;
+    let place = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
+    // Killed once every reboot of step 7 was handed over (as in migrate.rs: a kill between
+    // `dispatching` and the hand-over is the transport ladder's business, not this test's).
+    let start = Instant::now();
+    while dispatched(&sim, &place) < 4 {
+        assert!(start.elapsed() < Duration::from_secs(120), "step 7 never dispatched every reboot into the cluster's journal");
+        assert!(child.0.try_wait().unwrap().is_none(), "migrate ended before step 7 was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert!(sim.paused("worker") && sim.paused("master"), "the pools stay paused across the kill");
+    // Nothing a resume needs is on the first machine's disk: the journal, the backup and the
+    // reboot run are in the cluster.
+    let local = sim.path("state/migrations").join(id);
+    for file in ["migration.jsonl", "reboot.jsonl", "cluster-openshift-sdn.yaml", "multus-generation-before"] {
+        assert!(!local.join(file).exists(), "{file} was written to local disk");
+    }
+    let backup = sim.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        &format!("fleetboot-migration-{id}-cluster-openshift-sdn.yaml"),
+        "-o",
+        "jsonpath={.data}",
+    ]);
+    assert!(backup.contains("networkType"), "the network backup is in the cluster: {backup}");
+
+    // Another machine: an empty working directory, its own state directory, the same cluster.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = config_elsewhere(&sim, elsewhere.path());
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .args(resume)
+        .args(["--poll-interval", "300ms", "--output", "plain"])
+        .current_dir(elsewhere.path())
+        .env("HOME", elsewhere.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let resumed = crate::common::Run::from(out);
+    assert_eq!(resumed.code, 0, "{}", resumed.debug());
+    assert!(resumed.stdout.contains("resuming the migration"), "{}", resumed.debug());
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
+    assert!(!sim.paused("worker") && !sim.paused("master"), "the pools were resumed");
+    let counts = cluster_dispatch_counts(&sim, &place);
+    assert_eq!(counts.len(), 4, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "the resume continued the reboot run: no node rebooted twice by step 7: {counts:?}");
+    for (node, boots) in crate::common::sim::boot_counts(&sim) {
+        assert!(boots >= 1, "{node} never rebooted");
+    }
+    // The resume's report is written where it runs; its journal stays in the cluster.
+    let there = elsewhere.path().join("state/migrations").join(id);
+    assert!(there.join("report.md").exists());
+    assert!(!there.join("migration.jsonl").exists() && !there.join("reboot.jsonl").exists());
+    let journal: Vec<serde_json::Value> =
+        cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap());
+    assert!(journal.iter().any(|l| l["record"]["event"] == "migration_resumed"), "the resume is journaled in the cluster");
+    assert!(
+        journal.iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "cleanup")
+            || journal.iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "verify"),
+        "the migration ran to its end: {journal:?}"
+    );
+}
+
+/// The migration's store in the cluster: its journal in the reboot journal's chunked, fenced
+/// ConfigMaps, its side files one ConfigMap each; a second writer takes it over and the first
+/// can neither append nor overwrite a side file; a side file over 1 MiB is refused by name.
+#[test]
+fn the_migrations_store_in_the_cluster_is_fenced_and_refuses_a_side_file_over_one_mebibyte() {
+    use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
+    use fleetboot::adapters::migration_journal::{ClusterStore, MigrationStore, load_from_cluster};
+    use fleetboot_core::migrate::Step;
+    use fleetboot_core::migrate::record::MigrationEntry;
+
+    let sim = Sim::in_process(0, 1);
+    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
+    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let (client, config) = (&connection.client, &connection.config);
+    let id = "20261204T120000Z-7";
+    assert!(sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().is_none(), "no journal yet");
+
+    let first = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "ann@bastion pid 7")).unwrap();
+    first.append(MigrationEntry::StepStarted { step: Step::Backup }).unwrap();
+    sim.block_on(first.write_file("cluster-openshift-sdn.yaml", "spec: {}\n")).unwrap();
+    assert_eq!(sim.block_on(first.read_file("cluster-openshift-sdn.yaml")).unwrap().as_deref(), Some("spec: {}\n"));
+    assert_eq!(sim.block_on(first.read_file("multus-generation-before")).unwrap(), None);
+    // kubectl sees the side file, labelled as fleetboot's.
+    let name = first.side_file_name("cluster-openshift-sdn.yaml");
+    let labels = sim.kubectl_ok(&["-n", "kube-system", "get", "configmap", &name, "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.contains(r#""app.kubernetes.io/managed-by":"fleetboot""#), "{labels}");
+    let big = "x".repeat(1024 * 1024);
+    let refused = sim.block_on(first.write_file("live-boots-seen.json", &big)).unwrap_err().to_string();
+    assert!(refused.contains("live-boots-seen.json") && refused.contains("1 MiB"), "{refused}");
+
+    // A second writer (a restarted pod) takes the migration over: it reads what the first wrote.
+    let (records, state) = sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(!state.is_done(Step::Backup));
+    let second = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "bob@pod pid 1")).unwrap();
+    sim.block_on(second.write_file("cluster-openshift-sdn.yaml", "spec: {second: true}\n")).unwrap();
+    second.append(MigrationEntry::StepDone { step: Step::Backup, detail: "x".into() }).unwrap();
+    // The first writer is fenced: no record, no side file.
+    let fenced = first.append(MigrationEntry::StepDone { step: Step::Backup, detail: "y".into() }).unwrap_err().to_string();
+    assert!(fenced.contains("taken over by bob@pod pid 1"), "{fenced}");
+    let fenced = sim.block_on(first.write_file("cluster-openshift-sdn.yaml", "stale\n")).unwrap_err().to_string();
+    assert!(fenced.contains("taken over by bob@pod pid 1"), "{fenced}");
+    assert_eq!(sim.block_on(second.read_file("cluster-openshift-sdn.yaml")).unwrap().as_deref(), Some("spec: {second: true}\n"));
+    let (records, state) = sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(state.is_done(Step::Backup));
+}
+
+/// `fleetboot job migrate`: applied with kubectl it is accepted; the pod resumes by its fixed
+/// ID from the journal in the cluster, so crashes are retried (`backoffLimit` > 0) and its
+/// roles are exactly `fleetboot rbac migrate --journal-in-cluster`.
+#[test]
+fn the_migration_jobs_manifest_is_accepted_retries_crashes_and_its_roles_are_fleetboot_rbacs() {
+    use serde_json::Value;
+    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["job", "migrate", "--run-id", "job-migrate-1", "-o", "json", "--etcd-backup-confirmed"])
+        .output()
+        .unwrap();
+    let run = crate::common::Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    let objects = list["items"].as_array().unwrap().clone();
+    let file = sim.path("job.json");
+    std::fs::write(&file, run.stdout.as_bytes()).unwrap();
+    let applied = sim.kubectl_ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()]);
+    assert_eq!(applied.lines().count(), objects.len(), "{applied}");
+    let job = sim.kubectl_ok(&["-n", "fleetboot", "get", "job", "fleetboot-migrate-job-migrate-1", "-o", "json"]);
+    let job: Value = serde_json::from_str(&job).unwrap();
+    assert_eq!(job["spec"]["backoffLimit"], 6, "a crashed pod is replaced and resumes");
+    assert_eq!(job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["type"], "DisruptionTarget");
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains(r#""--journal-in-cluster","--run-id","job-migrate-1""#), "{args}");
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["rbac", "migrate", "--journal-in-cluster", "--service-account", "fleetboot:fleetboot", "-o", "json"])
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let is_rbac = |o: &&Value| matches!(o["kind"].as_str(), Some("ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"));
+    let job_rbac: Vec<&Value> = objects.iter().filter(is_rbac).collect();
+    let rbac: Vec<&Value> = printed["items"].as_array().unwrap().iter().collect();
+    assert_eq!(job_rbac, rbac);
+    let journal = rbac.iter().find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "kube-system").unwrap();
+    assert!(journal["rules"].to_string().contains("configmaps"), "the journal's ConfigMaps are granted in kube-system: {journal}");
+}
+
+/// `migrate --journal-in-cluster` as the user `fleetboot` works with exactly what `fleetboot
+/// rbac migrate --journal-in-cluster` prints; without any one rule of its Role in kube-system
+/// (the journal's ConfigMaps and leases, the migration's lease) it stops before its journal
+/// exists, naming the rule.
+#[test]
+fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() {
+    use serde_json::Value;
+    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["rbac", "migrate", "--journal-in-cluster", "--user", "fleetboot", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects = list["items"].as_array().unwrap().clone();
+    crate::rbac::apply(&sim, &objects, "apply");
+    let id = "rbac-migration-1";
+    let args = [
+        "migrate",
+        "--context",
+        "fleetboot",
+        "--journal-in-cluster",
+        "--run-id",
+        id,
+        "--etcd-backup-confirmed",
+        "--poll-interval",
+        "300ms",
+        "--output",
+        "plain",
+    ];
+    let in_kube_system: Vec<Value> =
+        objects.iter().filter(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "kube-system").cloned().collect();
+    assert!(!in_kube_system.is_empty(), "a Role in kube-system: {objects:?}");
+    let before = sim.network_type();
+    let tried = crate::rbac::each_rule_removed_stops_naming_it(&sim, &in_kube_system, &args, &|sim| {
+        assert_eq!(sim.network_type(), before, "the network untouched");
+        let journal = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-o", "name"]);
+        assert!(!journal.contains(id), "no journal written: {journal}");
+    });
+    assert!(tried >= 2, "{tried}");
+    let (code, out, err) = crate::rbac::run(&sim, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(sim.network_type().0, "OVNKubernetes", "{out}");
+    let journal = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-o", "name"]);
+    assert!(
+        journal.contains(&format!("fleetboot-journal-{id}-migration-0")) && journal.contains(&format!("fleetboot-journal-{id}-reboot-0")),
+        "{journal}"
+    );
+}
