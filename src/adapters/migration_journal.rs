@@ -295,8 +295,14 @@ impl MigrationStore for ClusterStore {
 
     fn append(&self, entry: MigrationEntry) -> Result<MigrationRecord, MigrationJournalError> {
         let record = record_of(entry);
-        let mut journal = self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        journal.append_line(&record).map_err(MigrationJournalError::InCluster)?;
+        // The append waits for the API server (and out its retries): off the runtime's workers,
+        // so the lease's renewal and the watches go on meanwhile.
+        let append = || self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append_line(&record);
+        let appended = match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
+            _ => append(),
+        };
+        appended.map_err(MigrationJournalError::InCluster)?;
         Ok(record)
     }
 
