@@ -18,6 +18,8 @@ pub struct NodeWatch {
     /// time for its first 30 s). A watch channel wakes every waiter.
     listed: tokio::sync::watch::Receiver<bool>,
     waiters: Arc<NodeWaiters>,
+    /// The nodes that may be unavailable, kept from the same events (what a dispatch reads).
+    possibly_unavailable: Arc<std::sync::Mutex<super::world::PossiblyUnavailable>>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
 }
@@ -68,10 +70,15 @@ impl NodeWatch {
         let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
         let wake = waiters.clone();
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let possibly_unavailable = Arc::new(std::sync::Mutex::new(super::world::PossiblyUnavailable::default()));
+        let unavailable = possibly_unavailable.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             // Errors are the watcher's to retry (with backoff); each event wakes its node's waiters.
             while let Some(event) = stream.next().await {
+                if let Ok(event) = &event {
+                    unavailable.lock().unwrap().on_event(event);
+                }
                 match event {
                     Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
                         wake.wake(node.metadata.name.as_deref().unwrap_or_default())
@@ -85,7 +92,7 @@ impl NodeWatch {
                 }
             }
         });
-        NodeWatch { store, listed, waiters, task, client: client.clone() }
+        NodeWatch { store, listed, waiters, possibly_unavailable, task, client: client.clone() }
     }
 
     /// Waits (at most 30 s) until the watch's first list is in the store; whether it is.
@@ -108,7 +115,12 @@ impl NodeWatch {
         if !self.listed().await {
             return Err("the cluster API has not listed the nodes yet".into());
         }
-        super::world::read_world(&self.client, &self.store.state(), group_by).await
+        let candidates: Vec<Arc<Node>> = {
+            let unavailable = self.possibly_unavailable.lock().unwrap();
+            unavailable.names().filter_map(|name| self.store.get(&kube::runtime::reflector::ObjectRef::new(name))).collect()
+        };
+        let node = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
+        super::world::read_world(&self.client, candidates, node, group_by).await
     }
 
     /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the
