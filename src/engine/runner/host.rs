@@ -344,6 +344,13 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     };
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
+        // Someone else took the node meanwhile (the MCO updating it, another actor's maintenance
+        // Lease): the cordon is theirs now. Journaled first, never lifted, nothing sent.
+        if let Some((to, why)) = taken_by_another(shared, host).await {
+            let reason = format!("after the drain, {why}; the cordon stays for them, not rebooted by this run");
+            shared.record(Entry::CordonHandedOver { host: name(), to, reason })?;
+            return Err(Stop::Journaled);
+        }
         // The drain (and its ladder) may have waited long: the window, the blockers and the
         // cluster's state are read again before anything is sent. On a "no" the node is
         // uncordoned and goes to the end of the queue, where the gates wait for them again.
@@ -413,6 +420,13 @@ async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: 
         return Some(why);
     }
     world_says_wait(shared, host).await.map(|why| format!("the cluster's limits say wait: {why}"))
+}
+
+/// Who else acts on `host` itself now ([`fleetboot_core::limits::taken_by_another`]): `(to, why)`.
+async fn taken_by_another<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<(String, String)> {
+    let api = shared.api_for(host)?;
+    let world = api.world(shared.grouping.by.as_deref()).await.ok()??;
+    fleetboot_core::limits::taken_by_another(&world, &host.name, shared.clock.now_ms())
 }
 
 /// The cluster's verdict on `host` going down now ([`fleetboot_core::limits::decide`]): why it

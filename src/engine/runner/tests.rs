@@ -29,6 +29,7 @@ use fleetboot_core::power::RestartKind;
 use fleetboot_core::transport::{PowerTransport, TransportError};
 
 mod batch;
+mod drain_review;
 mod sink;
 
 /// The wall-clock time the fake world starts at (records carry it; deadlines never see it).
@@ -149,6 +150,8 @@ struct World {
     hosts: Mutex<BTreeMap<String, FakeHost>>,
     /// The pods the fake cluster API lists for any selector (`--block-on-pods`).
     blockers: Mutex<Vec<fleetboot_core::batch::PodNow>>,
+    /// What the fake cluster API shows of the cluster's state (`None`: no world to show).
+    cluster: Mutex<Option<fleetboot_core::limits::World>>,
 }
 
 impl World {
@@ -172,7 +175,7 @@ impl World {
                 (n.to_string(), host)
             })
             .collect();
-        Arc::new(World { start: Instant::now(), hosts: Mutex::new(hosts), blockers: Mutex::new(Vec::new()) })
+        Arc::new(World { start: Instant::now(), hosts: Mutex::new(hosts), blockers: Mutex::new(Vec::new()), cluster: Mutex::new(None) })
     }
 
     fn with<R>(&self, name: &str, f: impl FnOnce(&mut FakeHost) -> R) -> R {
@@ -433,6 +436,10 @@ impl NodeEvidence for FakeApi {
 
     fn pods_matching<'a>(&'a self, _selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
         Box::pin(async move { Ok(self.0.blockers.lock().unwrap().clone()) })
+    }
+
+    fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
+        Box::pin(async move { Ok(self.0.cluster.lock().unwrap().clone()) })
     }
 }
 

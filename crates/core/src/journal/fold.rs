@@ -208,6 +208,14 @@ impl HostRecord {
             Entry::Planned { boot_id, .. } => self.planned_boot_id = Some(boot_id.clone()),
             // Still to do: the reason shows if the run ends before its turn comes again.
             Entry::Deferred { reason, .. } => self.skipped_because = Some(reason.clone()),
+            // The cordon is another actor's now: never lifted by fleetboot (nor by a resume, whose
+            // drain finds the node cordoned by someone else and leaves that cordon alone).
+            Entry::CordonHandedOver { to, reason, .. } => {
+                self.cordoned = false;
+                self.phase = Phase::Skipped;
+                self.failure = None;
+                self.skipped_because = Some(format!("cordon handed over to {to}: {reason}"));
+            }
             Entry::NotNeeded { reason, .. } => {
                 self.phase = Phase::NotNeeded;
                 self.failure = None;

@@ -241,6 +241,14 @@ pub enum Entry {
         host: String,
         reason: String,
     },
+    /// After its drain the node was found taken by another actor (the MCO updating it, another
+    /// actor's maintenance Lease): fleetboot's cordon is now theirs (`to`), so fleetboot never
+    /// lifts it, and the node is not rebooted by this run. Journaled before anything else.
+    CordonHandedOver {
+        host: String,
+        to: String,
+        reason: String,
+    },
     /// No new reboot starts, for the whole run: outside the maintenance windows (`until_ms`:
     /// when the next one opens), or a blocker. Hosts in flight go on.
     Held {
@@ -333,6 +341,7 @@ impl Entry {
             | Entry::Planned { host, .. }
             | Entry::NotNeeded { host, .. }
             | Entry::Deferred { host, .. }
+            | Entry::CordonHandedOver { host, .. }
             | Entry::DrainTimedOut { host, .. }
             | Entry::PoweredOff { host, .. }
             | Entry::PassReleased { host, .. } => Some(host),
