@@ -909,8 +909,19 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
         return Err(stop);
     }
     let timeout = humantime::format_duration(Duration::from_millis(policy.timeout_ms));
+    let mut abort = shared.abort.clone();
     let (left, step) = loop {
-        let left = match drain.evict_all(&host.name).await {
+        // The evictions may take many minutes (`--drain-escalation wait`): a stop (Ctrl-C, a
+        // hard stop, the cluster lease lost) ends the drain at once, nothing sent.
+        let evicted = tokio::select! {
+            evicted = drain.evict_all(&host.name) => Some(evicted),
+            _ = async { abort.wait_for(|a| *a >= Abort::Soft).await.map(|_| ()) } => None,
+        };
+        let Some(evicted) = evicted else { return Err(drain_stopped(shared, host).await) };
+        if shared.abort_level() != Abort::No && evicted.is_err() {
+            return Err(drain_stopped(shared, host).await);
+        }
+        let left = match evicted {
             Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
             Err(DrainError::PodsLeft { pods }) => pods,
             // The pods could not even be listed: nothing is known drained, and nothing to force.
@@ -954,15 +965,11 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
             uncordon(shared, host).await;
             return Err(stop);
         }
-        Some(DrainStep::Force) => {
-            drain.delete_pods(&left).await;
-            return shared.record(Entry::Drained { host: name(), evicted: left.len() });
-        }
+        Some(DrainStep::Force) => return force_delete(shared, drain, host, left).await,
         _ => {}
     }
     if policy.on_failure == DrainFailure::Force {
-        drain.delete_pods(&left).await;
-        return shared.record(Entry::Drained { host: name(), evicted: left.len() });
+        return force_delete(shared, drain, host, left).await;
     }
     let stop = if policy.on_failure == DrainFailure::Skip {
         match shared.record(Entry::Skipped { host: name(), reason: why }) {
@@ -974,4 +981,29 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     };
     uncordon(shared, host).await;
     Err(stop)
+}
+
+/// A stop that came during the drain: nothing was sent. After a hard stop nothing more is
+/// touched (the journal shows the node cordoned by fleetboot; a resume drains it again or
+/// `repair` lifts it); after a Ctrl-C or the cluster lease lost the host is skipped and
+/// fleetboot's cordon lifted (fenced), as for a host the stop caught before its reboot.
+async fn drain_stopped<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Stop {
+    if shared.abort_level() == Abort::Hard {
+        return Stop::Aborted;
+    }
+    let reason = "the run was interrupted during this host's drain; nothing sent";
+    let stop = match shared.skip(host, reason) {
+        Ok(()) => Stop::Journaled,
+        Err(stop) => stop,
+    };
+    uncordon(shared, host).await;
+    stop
+}
+
+/// `--drain-escalation force` / `--drain-failure force`: the pods eviction could not move are
+/// deleted. Which pods is journaled first (a deletion is not undone), then they are deleted.
+async fn force_delete<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain, host: &Host, pods: Vec<String>) -> Result<(), Stop> {
+    shared.record(Entry::ForceDeleting { host: host.name.clone(), pods: pods.clone() })?;
+    drain.delete_pods(&pods).await;
+    shared.record(Entry::Drained { host: host.name.clone(), evicted: pods.len() })
 }

@@ -152,6 +152,10 @@ struct World {
     blockers: Mutex<Vec<fleetboot_core::batch::PodNow>>,
     /// What the fake cluster API shows of the cluster's state (`None`: no world to show).
     cluster: Mutex<Option<fleetboot_core::limits::World>>,
+    /// The journal the fake drain reads when it deletes pods, and what each deletion found
+    /// there: whether `force_deleting` was already journaled.
+    journal: Mutex<Option<PathBuf>>,
+    deletions: Mutex<Vec<bool>>,
 }
 
 impl World {
@@ -175,7 +179,14 @@ impl World {
                 (n.to_string(), host)
             })
             .collect();
-        Arc::new(World { start: Instant::now(), hosts: Mutex::new(hosts), blockers: Mutex::new(Vec::new()), cluster: Mutex::new(None) })
+        Arc::new(World {
+            start: Instant::now(),
+            hosts: Mutex::new(hosts),
+            blockers: Mutex::new(Vec::new()),
+            cluster: Mutex::new(None),
+            journal: Mutex::new(None),
+            deletions: Mutex::new(Vec::new()),
+        })
     }
 
     fn with<R>(&self, name: &str, f: impl FnOnce(&mut FakeHost) -> R) -> R {
@@ -489,7 +500,13 @@ impl NodeDrain for FakeDrain {
     }
 
     fn delete_pods<'a>(&'a self, _pods: &'a [String]) -> BoxFuture<'a, ()> {
-        Box::pin(async {})
+        Box::pin(async move {
+            let journal = self.0.journal.lock().unwrap().clone();
+            if let Some(journal) = journal {
+                let text = std::fs::read_to_string(journal).unwrap_or_default();
+                self.0.deletions.lock().unwrap().push(text.contains("\"force_deleting\""));
+            }
+        })
     }
 }
 

@@ -161,6 +161,7 @@ impl HostRecord {
             Entry::Uncordoned { .. } => self.cordoned = false,
             // Still cordoned until `uncordoned`: the uncordon is in doubt.
             Entry::Drained { .. }
+            | Entry::ForceDeleting { .. }
             | Entry::Uncordoning { .. }
             | Entry::PassReleased { .. }
             | Entry::TransportChosen { .. }

@@ -241,6 +241,12 @@ pub enum Entry {
         host: String,
         reason: String,
     },
+    /// The drain's pods eviction could not move are deleted (`--drain-escalation force`,
+    /// `--drain-failure force`): journaled before the deletion, which cannot be undone.
+    ForceDeleting {
+        host: String,
+        pods: Vec<String>,
+    },
     /// After its drain the node was found taken by another actor (the MCO updating it, another
     /// actor's maintenance Lease): fleetboot's cordon is now theirs (`to`), so fleetboot never
     /// lifts it, and the node is not rebooted by this run. Journaled before anything else.
@@ -342,6 +348,7 @@ impl Entry {
             | Entry::NotNeeded { host, .. }
             | Entry::Deferred { host, .. }
             | Entry::CordonHandedOver { host, .. }
+            | Entry::ForceDeleting { host, .. }
             | Entry::DrainTimedOut { host, .. }
             | Entry::PoweredOff { host, .. }
             | Entry::PassReleased { host, .. } => Some(host),

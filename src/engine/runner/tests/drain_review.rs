@@ -62,3 +62,90 @@ async fn a_node_the_mco_takes_during_the_drain_keeps_its_cordon_and_is_not_reboo
     assert_eq!(world.reboots_received("h1"), 0);
     assert!(world.times_of("h1", |e| *e == Happened::Uncordoned).is_empty(), "a resume lifted the MCO's cordon");
 }
+
+fn stuck_drain(world: &Arc<World>, dir: &Path, ladder: Vec<fleetboot_core::batch::DrainStep>) -> Job {
+    let mut job = Job::new(world, dir, &["h1"]);
+    job.drain = true;
+    job.drain_faults.stuck = Some("h1");
+    job.settings.batch.drain_escalation = ladder;
+    job
+}
+
+/// Runs `job`, stopping it at `level` 10 s into h1's drain (its evictions take 60 s a round).
+async fn stopped_during_the_drain(job: &Job, level: Abort) -> Summary {
+    let (trigger, abort) = watch::channel(Abort::No);
+    job.run_with_abort((trigger, abort), |event, trigger| {
+        if let Event::Transition { record } = event
+            && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
+        {
+            let trigger = trigger.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let _ = trigger.send(level);
+            });
+        }
+    })
+    .await
+}
+
+fn drain_timeouts(job: &Job) -> usize {
+    job.records().iter().filter(|r| matches!(r.entry, Entry::DrainTimedOut { .. })).count()
+}
+
+/// Finding 6: a Ctrl-C (or the cluster lease lost) during a long `--drain-escalation wait`
+/// drain ends it at once: nothing sent, skipped, fleetboot's cordon lifted. (Before, the drain
+/// ran its round out and the host failed, its pods force-deletable.)
+#[tokio::test(start_paused = true)]
+async fn a_ctrl_c_or_a_lost_lease_during_the_drain_ends_it_at_once_skipped_and_uncordoned() {
+    use fleetboot_core::batch::DrainStep;
+    for level in [Abort::Soft, Abort::LeaseLost] {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::new(&["h1"]);
+        let job = stuck_drain(&world, dir.path(), vec![DrainStep::Wait, DrainStep::Wait, DrainStep::Force]);
+        let summary = stopped_during_the_drain(&job, level).await;
+        assert_eq!(outcome(&summary, "h1"), Outcome::Skipped, "{level:?}");
+        assert_eq!(world.reboots_received("h1"), 0, "{level:?}");
+        assert_eq!(drain_timeouts(&job), 0, "{level:?}: the drain ran its round out after the stop");
+        assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "{level:?}");
+        let state = job.state();
+        let reason = state.records["h1"].skipped_because.clone().unwrap_or_default();
+        assert!(reason.contains("during this host's drain"), "{level:?}: {reason}");
+        assert!(!state.records["h1"].cordoned);
+    }
+}
+
+/// Finding 6: a hard stop during the drain ends it at once and touches nothing more: the node
+/// stays cordoned by fleetboot as journaled, nothing is failed or sent, a resume goes on.
+#[tokio::test(start_paused = true)]
+async fn a_hard_stop_during_the_drain_ends_it_at_once_and_leaves_the_cordon() {
+    use fleetboot_core::batch::DrainStep;
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let job = stuck_drain(&world, dir.path(), vec![DrainStep::Wait, DrainStep::Force]);
+    stopped_during_the_drain(&job, Abort::Hard).await;
+    assert_eq!(world.reboots_received("h1"), 0);
+    assert_eq!(drain_timeouts(&job), 0, "the drain ran its round out after the hard stop");
+    assert!(world.times_of("h1", |e| *e == Happened::Uncordoned).is_empty(), "lifted after a hard stop");
+    assert!(world.deletions.lock().unwrap().is_empty(), "pods deleted after a hard stop");
+    let state = job.state();
+    assert!(state.records["h1"].cordoned);
+    assert_eq!(state.records["h1"].resume_action(), ResumeAction::Reboot);
+}
+
+/// Finding 6: `--drain-escalation force` journals which pods it deletes before deleting them.
+#[tokio::test(start_paused = true)]
+async fn a_forced_drain_journals_the_pods_before_it_deletes_them() {
+    use fleetboot_core::batch::DrainStep;
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let job = stuck_drain(&world, dir.path(), vec![DrainStep::Force]);
+    *world.journal.lock().unwrap() = Some(job.journal.clone());
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert_eq!(*world.deletions.lock().unwrap(), [true], "deleted before the deletion was journaled");
+    let pods = job.records().into_iter().find_map(|r| match r.entry {
+        Entry::ForceDeleting { pods, .. } => Some(pods),
+        _ => None,
+    });
+    assert_eq!(pods, Some(vec!["app/db-0".to_owned()]));
+}
