@@ -69,13 +69,17 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         });
     }
     // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now
-    // (never once a record failed: the run may no longer own the journal).
+    // (never once a record failed: the run may no longer own the journal). One whose reboot is
+    // in doubt (a failed host with a reboot that may have been sent) is watched above and keeps
+    // its cordon until it is proven back or given up, as every in-doubt host does.
     if let (Some(drain), Some(prior)) = (&shared.drain, &prior) {
         for (name, record) in &prior.records {
             if shared.abort_level() == Abort::Hard {
                 break;
             }
+            let in_doubt = matches!(record.resume_action(), ResumeAction::AwaitNewBootId | ResumeAction::Check);
             if record.cordoned
+                && !in_doubt
                 && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
                 && shared.record(Entry::Uncordoning { host: name.clone() }).is_ok()
                 && drain.set_unschedulable(name, false).await.is_ok()

@@ -149,3 +149,44 @@ async fn a_forced_drain_journals_the_pods_before_it_deletes_them() {
     });
     assert_eq!(pods, Some(vec!["app/db-0".to_owned()]));
 }
+
+/// Finding 11: a resume of a drained host that failed with its reboot in doubt (sent, never
+/// seen back) keeps fleetboot's cordon while it watches the node: lifted only once the node is
+/// back with a new boot ID (before, the resume lifted it at once, while the node was down).
+#[tokio::test(start_paused = true)]
+async fn a_resume_keeps_the_cordon_of_a_failed_host_whose_reboot_is_in_doubt_until_it_is_back() {
+    let failing = |dir: &Path| {
+        let world = World::new(&["h1"]);
+        let mut job = Job::new(&world, dir, &["h1"]);
+        (job.api, job.drain, job.bmc) = (true, true, false);
+        world.set("h1", |h| h.faults.never_returns = true);
+        (world, job)
+    };
+    // Where h1's failure (down, never back) falls in the journal, from a run to the end.
+    let probe = tempfile::tempdir().unwrap();
+    let (_, probe_job) = failing(probe.path());
+    probe_job.run().await;
+    let failed_at = probe_job.records().iter().position(|r| matches!(r.entry, Entry::Failed { .. })).expect("h1 fails");
+    // The first run is killed right after that failure (the node still cordoned by fleetboot).
+    let dir = tempfile::tempdir().unwrap();
+    let (world, mut job) = failing(dir.path());
+    job.kill = Some(Kill { after: failed_at + 1, before_its_action: false });
+    job.run().await;
+    job.kill = None;
+    let state = job.state();
+    assert!(state.records["h1"].cordoned && state.records["h1"].reboot_pending, "{:?}", state.records["h1"]);
+    assert_eq!(state.records["h1"].phase, Phase::Failed);
+    assert!(world.times_of("h1", |e| *e == Happened::Uncordoned).is_empty());
+    // It comes back during the resume, 5 minutes in.
+    world.set("h1", |h| {
+        h.faults.never_returns = false;
+        h.up_at = Some(Instant::now() + 5 * Duration::from_secs(60));
+    });
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert_eq!(world.reboots_received("h1"), 1, "sent again by the resume");
+    let up = *world.times_of("h1", |e| *e == Happened::Up).last().expect("back");
+    let uncordons = world.times_of("h1", |e| *e == Happened::Uncordoned);
+    assert_eq!(uncordons.len(), 1, "{uncordons:?}");
+    assert!(uncordons[0] >= up, "uncordoned while its reboot was in doubt");
+}
