@@ -289,7 +289,7 @@ impl<T: PowerTransport> Shared<T> {
         }
     }
 
-    fn not_needed(&self, host: &Host, reason: String) -> Stop {
+    pub(super) fn not_needed(&self, host: &Host, reason: String) -> Stop {
         match self.record(Entry::NotNeeded { host: host.name.clone(), reason }) {
             Ok(()) => Stop::Journaled,
             Err(stop) => stop,

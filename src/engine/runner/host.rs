@@ -370,7 +370,18 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     // drain, so a reboot by someone else in between cannot pass for this one.
     let (old, ssh_usable) = match looked {
         None => first_look(shared, host, true).await?,
-        Some((_, ssh_usable)) => (read_again_or_fail(shared, host, ssh_usable).await?, ssh_usable),
+        Some((first, ssh_usable)) => {
+            let again = read_again_or_fail(shared, host, ssh_usable).await?;
+            // Rebooted by someone else while it drained: the reboot the plan wanted happened.
+            // Nothing is sent (proving a second reboot against the new ID would reboot it twice).
+            if again != first {
+                let reason = format!("rebooted by someone else during the drain: boot ID {first} before the drain, {again} after it");
+                let stop = shared.not_needed(host, reason);
+                uncordon(shared, host).await;
+                return Err(stop);
+            }
+            (again, ssh_usable)
+        }
     };
     shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() })?;
     let mut soft_before = None;

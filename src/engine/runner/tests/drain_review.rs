@@ -190,3 +190,31 @@ async fn a_resume_keeps_the_cordon_of_a_failed_host_whose_reboot_is_in_doubt_unt
     assert_eq!(uncordons.len(), 1, "{uncordons:?}");
     assert!(uncordons[0] >= up, "uncordoned while its reboot was in doubt");
 }
+
+/// Finding 3: a node someone else reboots while fleetboot drains it needs no reboot any more:
+/// journaled not needed (both boot IDs), fleetboot's cordon lifted, nothing sent. (Before, the
+/// boot ID after the drain became the "old" one and the node was rebooted a second time.)
+#[tokio::test(start_paused = true)]
+async fn a_node_rebooted_by_someone_else_during_the_drain_is_not_rebooted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    job.drain = true;
+    let (trigger, abort) = watch::channel(Abort::No);
+    let summary = job
+        .run_with_abort((trigger, abort), |event, _| {
+            if let Event::Transition { record } = event
+                && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
+            {
+                world.set("h1", |h| h.boot += 1);
+            }
+        })
+        .await;
+    assert_eq!(world.reboots_received("h1"), 0, "rebooted a second time");
+    assert_eq!(outcome(&summary, "h1"), Outcome::NotNeeded);
+    let state = job.state();
+    let reason = state.records["h1"].skipped_because.clone().unwrap_or_default();
+    assert!(reason.contains("during the drain") && reason.contains("h1-boot0") && reason.contains("h1-boot1"), "{reason}");
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "fleetboot's cordon stayed");
+    assert!(!state.records["h1"].cordoned);
+}
