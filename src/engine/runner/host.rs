@@ -97,10 +97,13 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot).map(|s| s.host.clone()).collect();
     let mut others_finished = false;
     loop {
-        let deferred = shared.take_deferred();
-        match pending.iter().position(|h| plan.grouping.is_last(&h.name)) {
-            Some(at) => deferred.into_iter().enumerate().for_each(|(i, h)| pending.insert(at + i, h)),
-            None => pending.extend(deferred),
+        // A deferred control-plane host goes behind the control-plane hosts still waiting (the
+        // very end), never in front of them; any other goes behind the others still waiting.
+        for h in shared.take_deferred() {
+            match pending.iter().position(|p| plan.grouping.is_last(&p.name)).filter(|_| !plan.grouping.is_last(&h.name)) {
+                Some(at) => pending.insert(at, h),
+                None => pending.push_back(h),
+            }
         }
         let Some(step_host) = pending.pop_front() else {
             // Nothing left to start: wait for a task (it may defer its host), or finish.

@@ -218,3 +218,35 @@ async fn a_node_rebooted_by_someone_else_during_the_drain_is_not_rebooted_again(
     assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "fleetboot's cordon stayed");
     assert!(!state.records["h1"].cordoned);
 }
+
+/// Finding 13: a control-plane host whose drain is deferred goes to the end of the queue, behind
+/// the control-plane hosts that were waiting (before, it went back in front of them).
+#[tokio::test(start_paused = true)]
+async fn a_deferred_master_goes_behind_the_masters_still_waiting() {
+    use fleetboot_core::batch::DrainStep;
+    let dir = tempfile::tempdir().unwrap();
+    let all = ["m1", "m2", "m3"];
+    let world = World::new(&all);
+    let mut job = Job::new(&world, dir.path(), &all);
+    job.settings.concurrency = 1;
+    job.drain = true;
+    job.drain_faults.stuck = Some("m1");
+    job.settings.batch.drain_escalation = vec![DrainStep::Defer];
+    job.grouping = Grouping {
+        of: all.iter().map(|n| (n.to_string(), "master".to_owned())).collect(),
+        limits: [("master".to_owned(), 1)].into_iter().collect(),
+        last: vec!["master".into()],
+        ..Grouping::default()
+    };
+    job.run().await;
+    let cordons: Vec<String> = job
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.entry {
+            Entry::Cordoning { host, .. } => Some(host),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cordons, ["m1", "m2", "m3", "m1"], "the deferred master went back in front");
+    assert_eq!(world.reboots_received("m2") + world.reboots_received("m3"), 2);
+}
