@@ -284,7 +284,13 @@ async fn read_again<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usab
 
 /// [`read_again`], or the host failed (nothing was sent) and uncordoned if it was drained.
 async fn read_again_or_fail<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usable: bool) -> Result<String, Stop> {
-    match read_again(shared, host, ssh_usable).await {
+    let read = read_again(shared, host, ssh_usable).await;
+    // Another transport of the order took over since the first look (SSH no longer reaching it
+    // after the drain): journaled, with why, before the reboot goes out through it.
+    for (transport, reason) in shared.transport.take_escalations(host) {
+        shared.record(Entry::TransportChosen { host: host.name.clone(), transport, reason })?;
+    }
+    match read {
         Ok(id) => Ok(id),
         Err(e) => {
             let stop = shared.fail(host, Stage::Connect, e, false);

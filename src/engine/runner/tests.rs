@@ -156,6 +156,8 @@ struct World {
     /// there: whether `force_deleting` was already journaled.
     journal: Mutex<Option<PathBuf>>,
     deletions: Mutex<Vec<bool>>,
+    /// Transports a host was reached through instead of SSH, with why, not yet taken.
+    escalations: Mutex<BTreeMap<String, Vec<(String, String)>>>,
 }
 
 impl World {
@@ -186,6 +188,7 @@ impl World {
             cluster: Mutex::new(None),
             journal: Mutex::new(None),
             deletions: Mutex::new(Vec::new()),
+            escalations: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -305,6 +308,10 @@ impl FakeSsh {
 }
 
 impl PowerTransport for FakeSsh {
+    fn take_escalations(&self, host: &Host) -> Vec<(String, String)> {
+        self.0.escalations.lock().unwrap().remove(&host.name).unwrap_or_default()
+    }
+
     async fn read_boot_id(&self, host: &Host) -> Result<String, TransportError> {
         self.connect(host).await?;
         Ok(self.0.boot_id(&host.name))

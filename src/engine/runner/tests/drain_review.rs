@@ -250,3 +250,28 @@ async fn a_deferred_master_goes_behind_the_masters_still_waiting() {
     assert_eq!(cordons, ["m1", "m2", "m3", "m1"], "the deferred master went back in front");
     assert_eq!(world.reboots_received("m2") + world.reboots_received("m3"), 2);
 }
+
+/// Finding 12: a transport that takes over after the drain (SSH no longer reaching the node, the
+/// next of the order used) is journaled, with why, before the reboot is sent.
+#[tokio::test(start_paused = true)]
+async fn a_change_of_transport_after_the_drain_is_journaled_before_the_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    job.drain = true;
+    let (trigger, abort) = watch::channel(Abort::No);
+    job.run_with_abort((trigger, abort), |event, _| {
+        if let Event::Transition { record } = event
+            && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
+        {
+            let why = ("kube".to_owned(), "SSH no longer reaches it (connection refused)".to_owned());
+            world.escalations.lock().unwrap().insert("h1".into(), vec![why]);
+        }
+    })
+    .await;
+    let records = job.records();
+    let at = |what: fn(&Entry) -> bool| records.iter().position(|r| what(&r.entry));
+    let chosen = at(|e| matches!(e, Entry::TransportChosen { transport, .. } if transport == "kube"));
+    let dispatching = at(|e| matches!(e, Entry::Dispatching { .. }));
+    assert!(chosen.is_some() && chosen < dispatching, "chosen {chosen:?}, dispatching {dispatching:?}");
+}
