@@ -405,6 +405,14 @@ impl<T: PowerTransport> Shared<T> {
         None
     }
 
+    /// The health gate's verdict now (one check), when the gate is on: why not healthy.
+    pub(super) async fn unhealthy_now(&self, host: &Host) -> Option<String> {
+        if self.batch.healthy_checks == 0 {
+            return None;
+        }
+        self.unhealthy(host).await.map(|why| format!("the cluster is not healthy: {why}"))
+    }
+
     /// One health check: why the cluster is not healthy, or `None`.
     async fn unhealthy(&self, host: &Host) -> Option<String> {
         let mut exclude: BTreeSet<String> = self.in_flight.lock().unwrap().clone();

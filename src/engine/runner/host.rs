@@ -22,6 +22,10 @@ use fleetboot_core::transport::{PowerTransport, TransportError};
 /// keeps a scheduled one in this file). A host that cannot answer it is not counted cancelled.
 pub const NO_SHUTDOWN_SCHEDULED: &str = "test ! -e /run/systemd/shutdown/scheduled";
 
+/// How often the re-read after a node's drain may send it to the end of the queue before it is
+/// skipped (uncordoned): each deferral costs a full drain of its workloads.
+pub const MAX_POST_DRAIN_DEFERRALS: usize = 3;
+
 pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightGate>, plan: Plan, prior: Option<RunState>) {
     let mut tasks = tokio::task::JoinSet::new();
     let group_gates: std::collections::HashMap<String, Arc<InFlightGate>> =
@@ -367,9 +371,27 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         // The drain (and its ladder) may have waited long: the window, the blockers and the
         // cluster's state are read again before anything is sent. On a "no" the node is
         // uncordoned and goes to the end of the queue, where the gates wait for them again.
+        // The failure budget spent while it drained: no new reboot starts, as at the first look.
+        if shared.budget_spent() {
+            let stop = skip("the failure budget (--max-failures) was spent during its drain; uncordoned, nothing sent");
+            uncordon(shared, host).await;
+            return Err(stop);
+        }
         if let Some(why) = still_allowed_after_drain(shared, host).await {
+            // Bounded: a node the world keeps refusing after each drain is skipped (uncordoned,
+            // its workloads back) rather than drained again and again for ever; a resume or a
+            // later run tries it again.
+            let deferrals = shared.records.lock().unwrap().get(&host.name).map_or(0, |r| r.post_drain_deferrals);
+            if deferrals >= MAX_POST_DRAIN_DEFERRALS {
+                let reason = format!(
+                    "after the drain, {why}; deferred after its drain {deferrals} times already: uncordoned and skipped, nothing sent"
+                );
+                let stop = skip(&reason);
+                uncordon(shared, host).await;
+                return Err(stop);
+            }
             let reason = format!("after the drain, {why}; uncordoned and requeued, nothing sent");
-            shared.record(Entry::Deferred { host: name(), reason })?;
+            shared.record(Entry::Deferred { host: name(), reason, after_drain: true })?;
             uncordon(shared, host).await;
             shared.batch.defer(host);
             return Err(Stop::Deferred);
@@ -441,6 +463,10 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
 /// closed, a blocker appeared, the cluster's limits say wait), or `None`.
 async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
     if let Some(why) = shared.window_or_blocker_now(host).await {
+        return Some(why);
+    }
+    // The health gate, as the first look applies it (one check: the drain was the wait).
+    if let Some(why) = shared.unhealthy_now(host).await {
         return Some(why);
     }
     world_says_wait(shared, host).await.map(|why| format!("the cluster's limits say wait: {why}"))
@@ -975,7 +1001,7 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     match step {
         Some(DrainStep::Defer) if shared.abort_level() == Abort::No => {
             let reason = format!("{why}; uncordoned and moved to the end of the queue (--drain-escalation defer)");
-            shared.record(Entry::Deferred { host: name(), reason })?;
+            shared.record(Entry::Deferred { host: name(), reason, after_drain: false })?;
             uncordon(shared, host).await;
             shared.batch.defer(host);
             return Err(Stop::Deferred);

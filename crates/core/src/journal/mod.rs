@@ -240,6 +240,10 @@ pub enum Entry {
     Deferred {
         host: String,
         reason: String,
+        /// Deferred by the re-read after its drain (not by `--drain-escalation defer`): counted,
+        /// so a node deferred after drain after drain is skipped once the bound is reached.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        after_drain: bool,
     },
     /// The drain's pods eviction could not move are deleted (`--drain-escalation force`,
     /// `--drain-failure force`): journaled before the deletion, which cannot be undone.

@@ -275,3 +275,45 @@ async fn a_change_of_transport_after_the_drain_is_journaled_before_the_reboot() 
     let dispatching = at(|e| matches!(e, Entry::Dispatching { .. }));
     assert!(chosen.is_some() && chosen < dispatching, "chosen {chosen:?}, dispatching {dispatching:?}");
 }
+
+/// Finding 4: a node the re-read after its drain keeps refusing (here a blocker pod that starts
+/// whenever it is cordoned) is not drained again and again for ever: after
+/// MAX_POST_DRAIN_DEFERRALS deferrals (journaled, counted by the fold) it is skipped, uncordoned.
+#[tokio::test(start_paused = true)]
+async fn a_node_deferred_after_its_drain_again_and_again_is_skipped_at_the_bound() {
+    use super::super::host::MAX_POST_DRAIN_DEFERRALS;
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = Job::new(&world, dir.path(), &["h1"]);
+    (job.api, job.drain) = (true, true);
+    job.settings.batch.block_on_pods = Some("app=backup".into());
+    let backup = fleetboot_core::batch::PodNow {
+        namespace: "sample-app".into(),
+        name: "backup".into(),
+        node: Some("h1".into()),
+        phase: Some("Running".into()),
+    };
+    let mut cordons = 0;
+    let (trigger, abort) = watch::channel(Abort::No);
+    let summary = job
+        .run_with_abort((trigger, abort), |event, trigger| match event {
+            Event::Transition { record } if matches!(record.entry, Entry::Cordoning { .. }) => {
+                cordons += 1;
+                // Without a bound it would cycle for ever: stopped hard, the assertions say so.
+                if cordons > 10 {
+                    let _ = trigger.send(Abort::Hard);
+                }
+                world.blockers.lock().unwrap().push(backup.clone());
+            }
+            Event::Transition { record } if matches!(record.entry, Entry::Deferred { .. }) => world.blockers.lock().unwrap().clear(),
+            _ => {}
+        })
+        .await;
+    assert_eq!(cordons, MAX_POST_DRAIN_DEFERRALS + 1, "drained after each deferral, then skipped");
+    assert_eq!(outcome(&summary, "h1"), Outcome::Skipped);
+    assert_eq!(world.reboots_received("h1"), 0);
+    let state = job.state();
+    assert_eq!(state.records["h1"].post_drain_deferrals, MAX_POST_DRAIN_DEFERRALS);
+    assert!(!state.records["h1"].cordoned);
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), MAX_POST_DRAIN_DEFERRALS + 1);
+}
