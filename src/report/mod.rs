@@ -214,6 +214,8 @@ fn describe_entry(entry: &Entry) -> Option<String> {
         Entry::NotNeeded { reason, .. } => format!("skipped: {reason}"),
         Entry::Planned { .. } => return None,
         Entry::Deferred { reason, .. } => format!("deferred: {reason}"),
+        Entry::CordonHandedOver { to, reason, .. } => format!("cordon handed over to {to}, not rebooted: {reason}"),
+        Entry::ForceDeleting { pods, .. } => format!("deleting the pods eviction could not move: {}", pods.join(", ")),
         Entry::DrainTimedOut { pods, .. } => format!("drain timed out (pods left: {})", pods.join(", ")),
         Entry::Held { reason, .. } => format!("held: {reason}"),
         Entry::PoweredOff { detail, .. } => format!("POWERED OFF, left off: {detail}"),

@@ -127,6 +127,26 @@ pub fn unavailable(node: &NodeNow, leases: &[NodeLease], cordoned_by_run: &BTree
     why
 }
 
+/// Who else is acting on `host` itself now (the MCO updating it, another actor's maintenance
+/// Lease holding it), and why: `(to whom, why)`, or `None`. A cordon fleetboot put on such a node
+/// is theirs now (lifting it would undo their cordon). Pure.
+pub fn taken_by_another(world: &World, host: &str, now_ms: u64) -> Option<(String, String)> {
+    let me = world.nodes.iter().find(|n| n.name == host)?;
+    let mine: Vec<Why> = unavailable(me, &world.leases, &BTreeSet::new(), now_ms)
+        .into_iter()
+        .filter(|w| matches!(w, Why::Lease { .. } | Why::McoUpdating))
+        .collect();
+    let to = mine
+        .iter()
+        .map(|w| match w {
+            Why::Lease { holder } => format!("{holder} (maintenance lease)"),
+            _ => "the machine-config operator".to_owned(),
+        })
+        .collect::<Vec<_>>();
+    (!mine.is_empty())
+        .then(|| (to.join(", "), format!("{host} itself is {}", mine.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))))
+}
+
 /// The run's side of the decision for one host.
 #[derive(Clone, Debug)]
 pub struct Ask<'a> {

@@ -289,7 +289,7 @@ impl<T: PowerTransport> Shared<T> {
         }
     }
 
-    fn not_needed(&self, host: &Host, reason: String) -> Stop {
+    pub(super) fn not_needed(&self, host: &Host, reason: String) -> Stop {
         match self.record(Entry::NotNeeded { host: host.name.clone(), reason }) {
             Ok(()) => Stop::Journaled,
             Err(stop) => stop,
@@ -403,6 +403,14 @@ impl<T: PowerTransport> Shared<T> {
             }
         }
         None
+    }
+
+    /// The health gate's verdict now (one check), when the gate is on: why not healthy.
+    pub(super) async fn unhealthy_now(&self, host: &Host) -> Option<String> {
+        if self.batch.healthy_checks == 0 {
+            return None;
+        }
+        self.unhealthy(host).await.map(|why| format!("the cluster is not healthy: {why}"))
     }
 
     /// One health check: why the cluster is not healthy, or `None`.

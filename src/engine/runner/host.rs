@@ -22,6 +22,10 @@ use fleetboot_core::transport::{PowerTransport, TransportError};
 /// keeps a scheduled one in this file). A host that cannot answer it is not counted cancelled.
 pub const NO_SHUTDOWN_SCHEDULED: &str = "test ! -e /run/systemd/shutdown/scheduled";
 
+/// How often the re-read after a node's drain may send it to the end of the queue before it is
+/// skipped (uncordoned): each deferral costs a full drain of its workloads.
+pub const MAX_POST_DRAIN_DEFERRALS: usize = 3;
+
 pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Arc<InFlightGate>, plan: Plan, prior: Option<RunState>) {
     let mut tasks = tokio::task::JoinSet::new();
     let group_gates: std::collections::HashMap<String, Arc<InFlightGate>> =
@@ -69,13 +73,17 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         });
     }
     // A node an interrupted run left cordoned, with nothing more to do, is uncordoned now
-    // (never once a record failed: the run may no longer own the journal).
+    // (never once a record failed: the run may no longer own the journal). One whose reboot is
+    // in doubt (a failed host with a reboot that may have been sent) is watched above and keeps
+    // its cordon until it is proven back or given up, as every in-doubt host does.
     if let (Some(drain), Some(prior)) = (&shared.drain, &prior) {
         for (name, record) in &prior.records {
             if shared.abort_level() == Abort::Hard {
                 break;
             }
+            let in_doubt = matches!(record.resume_action(), ResumeAction::AwaitNewBootId | ResumeAction::Check);
             if record.cordoned
+                && !in_doubt
                 && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
                 && shared.record(Entry::Uncordoning { host: name.clone() }).is_ok()
                 && drain.set_unschedulable(name, false).await.is_ok()
@@ -93,10 +101,13 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot).map(|s| s.host.clone()).collect();
     let mut others_finished = false;
     loop {
-        let deferred = shared.take_deferred();
-        match pending.iter().position(|h| plan.grouping.is_last(&h.name)) {
-            Some(at) => deferred.into_iter().enumerate().for_each(|(i, h)| pending.insert(at + i, h)),
-            None => pending.extend(deferred),
+        // A deferred control-plane host goes behind the control-plane hosts still waiting (the
+        // very end), never in front of them; any other goes behind the others still waiting.
+        for h in shared.take_deferred() {
+            match pending.iter().position(|p| plan.grouping.is_last(&p.name)).filter(|_| !plan.grouping.is_last(&h.name)) {
+                Some(at) => pending.insert(at, h),
+                None => pending.push_back(h),
+            }
         }
         let Some(step_host) = pending.pop_front() else {
             // Nothing left to start: wait for a task (it may defer its host), or finish.
@@ -277,7 +288,13 @@ async fn read_again<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usab
 
 /// [`read_again`], or the host failed (nothing was sent) and uncordoned if it was drained.
 async fn read_again_or_fail<T: PowerTransport>(shared: &Shared<T>, host: &Host, ssh_usable: bool) -> Result<String, Stop> {
-    match read_again(shared, host, ssh_usable).await {
+    let read = read_again(shared, host, ssh_usable).await;
+    // Another transport of the order took over since the first look (SSH no longer reaching it
+    // after the drain): journaled, with why, before the reboot goes out through it.
+    for (transport, reason) in shared.transport.take_escalations(host) {
+        shared.record(Entry::TransportChosen { host: host.name.clone(), transport, reason })?;
+    }
+    match read {
         Ok(id) => Ok(id),
         Err(e) => {
             let stop = shared.fail(host, Stage::Connect, e, false);
@@ -344,12 +361,37 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     };
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
+        // Someone else took the node meanwhile (the MCO updating it, another actor's maintenance
+        // Lease): the cordon is theirs now. Journaled first, never lifted, nothing sent.
+        if let Some((to, why)) = taken_by_another(shared, host).await {
+            let reason = format!("after the drain, {why}; the cordon stays for them, not rebooted by this run");
+            shared.record(Entry::CordonHandedOver { host: name(), to, reason })?;
+            return Err(Stop::Journaled);
+        }
         // The drain (and its ladder) may have waited long: the window, the blockers and the
         // cluster's state are read again before anything is sent. On a "no" the node is
         // uncordoned and goes to the end of the queue, where the gates wait for them again.
+        // The failure budget spent while it drained: no new reboot starts, as at the first look.
+        if shared.budget_spent() {
+            let stop = skip("the failure budget (--max-failures) was spent during its drain; uncordoned, nothing sent");
+            uncordon(shared, host).await;
+            return Err(stop);
+        }
         if let Some(why) = still_allowed_after_drain(shared, host).await {
+            // Bounded: a node the world keeps refusing after each drain is skipped (uncordoned,
+            // its workloads back) rather than drained again and again for ever; a resume or a
+            // later run tries it again.
+            let deferrals = shared.records.lock().unwrap().get(&host.name).map_or(0, |r| r.post_drain_deferrals);
+            if deferrals >= MAX_POST_DRAIN_DEFERRALS {
+                let reason = format!(
+                    "after the drain, {why}; deferred after its drain {deferrals} times already: uncordoned and skipped, nothing sent"
+                );
+                let stop = skip(&reason);
+                uncordon(shared, host).await;
+                return Err(stop);
+            }
             let reason = format!("after the drain, {why}; uncordoned and requeued, nothing sent");
-            shared.record(Entry::Deferred { host: name(), reason })?;
+            shared.record(Entry::Deferred { host: name(), reason, after_drain: true })?;
             uncordon(shared, host).await;
             shared.batch.defer(host);
             return Err(Stop::Deferred);
@@ -359,7 +401,18 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     // drain, so a reboot by someone else in between cannot pass for this one.
     let (old, ssh_usable) = match looked {
         None => first_look(shared, host, true).await?,
-        Some((_, ssh_usable)) => (read_again_or_fail(shared, host, ssh_usable).await?, ssh_usable),
+        Some((first, ssh_usable)) => {
+            let again = read_again_or_fail(shared, host, ssh_usable).await?;
+            // Rebooted by someone else while it drained: the reboot the plan wanted happened.
+            // Nothing is sent (proving a second reboot against the new ID would reboot it twice).
+            if again != first {
+                let reason = format!("rebooted by someone else during the drain: boot ID {first} before the drain, {again} after it");
+                let stop = shared.not_needed(host, reason);
+                uncordon(shared, host).await;
+                return Err(stop);
+            }
+            (again, ssh_usable)
+        }
     };
     shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() })?;
     let mut soft_before = None;
@@ -412,7 +465,18 @@ async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: 
     if let Some(why) = shared.window_or_blocker_now(host).await {
         return Some(why);
     }
+    // The health gate, as the first look applies it (one check: the drain was the wait).
+    if let Some(why) = shared.unhealthy_now(host).await {
+        return Some(why);
+    }
     world_says_wait(shared, host).await.map(|why| format!("the cluster's limits say wait: {why}"))
+}
+
+/// Who else acts on `host` itself now ([`fleetboot_core::limits::taken_by_another`]): `(to, why)`.
+async fn taken_by_another<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<(String, String)> {
+    let api = shared.api_for(host)?;
+    let world = api.world(shared.grouping.by.as_deref()).await.ok()??;
+    fleetboot_core::limits::taken_by_another(&world, &host.name, shared.clock.now_ms())
 }
 
 /// The cluster's verdict on `host` going down now ([`fleetboot_core::limits::decide`]): why it
@@ -895,8 +959,19 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
         return Err(stop);
     }
     let timeout = humantime::format_duration(Duration::from_millis(policy.timeout_ms));
+    let mut abort = shared.abort.clone();
     let (left, step) = loop {
-        let left = match drain.evict_all(&host.name).await {
+        // The evictions may take many minutes (`--drain-escalation wait`): a stop (Ctrl-C, a
+        // hard stop, the cluster lease lost) ends the drain at once, nothing sent.
+        let evicted = tokio::select! {
+            evicted = drain.evict_all(&host.name) => Some(evicted),
+            _ = async { abort.wait_for(|a| *a >= Abort::Soft).await.map(|_| ()) } => None,
+        };
+        let Some(evicted) = evicted else { return Err(drain_stopped(shared, host).await) };
+        if shared.abort_level() != Abort::No && evicted.is_err() {
+            return Err(drain_stopped(shared, host).await);
+        }
+        let left = match evicted {
             Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
             Err(DrainError::PodsLeft { pods }) => pods,
             // The pods could not even be listed: nothing is known drained, and nothing to force.
@@ -926,7 +1001,7 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     match step {
         Some(DrainStep::Defer) if shared.abort_level() == Abort::No => {
             let reason = format!("{why}; uncordoned and moved to the end of the queue (--drain-escalation defer)");
-            shared.record(Entry::Deferred { host: name(), reason })?;
+            shared.record(Entry::Deferred { host: name(), reason, after_drain: false })?;
             uncordon(shared, host).await;
             shared.batch.defer(host);
             return Err(Stop::Deferred);
@@ -940,15 +1015,11 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
             uncordon(shared, host).await;
             return Err(stop);
         }
-        Some(DrainStep::Force) => {
-            drain.delete_pods(&left).await;
-            return shared.record(Entry::Drained { host: name(), evicted: left.len() });
-        }
+        Some(DrainStep::Force) => return force_delete(shared, drain, host, left).await,
         _ => {}
     }
     if policy.on_failure == DrainFailure::Force {
-        drain.delete_pods(&left).await;
-        return shared.record(Entry::Drained { host: name(), evicted: left.len() });
+        return force_delete(shared, drain, host, left).await;
     }
     let stop = if policy.on_failure == DrainFailure::Skip {
         match shared.record(Entry::Skipped { host: name(), reason: why }) {
@@ -960,4 +1031,29 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     };
     uncordon(shared, host).await;
     Err(stop)
+}
+
+/// A stop that came during the drain: nothing was sent. After a hard stop nothing more is
+/// touched (the journal shows the node cordoned by fleetboot; a resume drains it again or
+/// `repair` lifts it); after a Ctrl-C or the cluster lease lost the host is skipped and
+/// fleetboot's cordon lifted (fenced), as for a host the stop caught before its reboot.
+async fn drain_stopped<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Stop {
+    if shared.abort_level() == Abort::Hard {
+        return Stop::Aborted;
+    }
+    let reason = "the run was interrupted during this host's drain; nothing sent";
+    let stop = match shared.skip(host, reason) {
+        Ok(()) => Stop::Journaled,
+        Err(stop) => stop,
+    };
+    uncordon(shared, host).await;
+    stop
+}
+
+/// `--drain-escalation force` / `--drain-failure force`: the pods eviction could not move are
+/// deleted. Which pods is journaled first (a deletion is not undone), then they are deleted.
+async fn force_delete<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain, host: &Host, pods: Vec<String>) -> Result<(), Stop> {
+    shared.record(Entry::ForceDeleting { host: host.name.clone(), pods: pods.clone() })?;
+    drain.delete_pods(&pods).await;
+    shared.record(Entry::Drained { host: host.name.clone(), evicted: pods.len() })
 }

@@ -418,7 +418,8 @@ impl<T: PowerTransport> Shared<T> {
             Entry::Cordoning { host, already_cordoned: false } => {
                 self.cordoned.lock().unwrap().insert(host.clone());
             }
-            Entry::Uncordoned { host } => {
+            // A cordon handed over to another actor is no longer fleetboot's to lift.
+            Entry::Uncordoned { host } | Entry::CordonHandedOver { host, .. } => {
                 self.cordoned.lock().unwrap().remove(host);
             }
             // A soft reboot is no proven reboot: it counts against --max-failures as a failure.

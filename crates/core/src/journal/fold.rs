@@ -60,6 +60,9 @@ pub struct HostRecord {
     /// Its drain's timeouts so far (`drain_timed_out`): the `--drain-escalation` step a resume
     /// goes on from.
     pub drain_timeouts: usize,
+    /// How often the re-read after its drain sent it to the end of the queue (`deferred` with
+    /// `after_drain`): bounded, see the runner's `MAX_POST_DRAIN_DEFERRALS`.
+    pub post_drain_deferrals: usize,
 }
 
 /// One reboot sent to a host.
@@ -97,6 +100,7 @@ impl HostRecord {
             soft_reboots_before: None,
             confirmed_at_ms: None,
             drain_timeouts: 0,
+            post_drain_deferrals: 0,
         }
     }
 
@@ -161,6 +165,7 @@ impl HostRecord {
             Entry::Uncordoned { .. } => self.cordoned = false,
             // Still cordoned until `uncordoned`: the uncordon is in doubt.
             Entry::Drained { .. }
+            | Entry::ForceDeleting { .. }
             | Entry::Uncordoning { .. }
             | Entry::PassReleased { .. }
             | Entry::TransportChosen { .. }
@@ -207,7 +212,18 @@ impl HostRecord {
             }
             Entry::Planned { boot_id, .. } => self.planned_boot_id = Some(boot_id.clone()),
             // Still to do: the reason shows if the run ends before its turn comes again.
-            Entry::Deferred { reason, .. } => self.skipped_because = Some(reason.clone()),
+            Entry::Deferred { reason, after_drain, .. } => {
+                self.skipped_because = Some(reason.clone());
+                self.post_drain_deferrals += usize::from(*after_drain);
+            }
+            // The cordon is another actor's now: never lifted by fleetboot (nor by a resume, whose
+            // drain finds the node cordoned by someone else and leaves that cordon alone).
+            Entry::CordonHandedOver { to, reason, .. } => {
+                self.cordoned = false;
+                self.phase = Phase::Skipped;
+                self.failure = None;
+                self.skipped_because = Some(format!("cordon handed over to {to}: {reason}"));
+            }
             Entry::NotNeeded { reason, .. } => {
                 self.phase = Phase::NotNeeded;
                 self.failure = None;

@@ -240,6 +240,24 @@ pub enum Entry {
     Deferred {
         host: String,
         reason: String,
+        /// Deferred by the re-read after its drain (not by `--drain-escalation defer`): counted,
+        /// so a node deferred after drain after drain is skipped once the bound is reached.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        after_drain: bool,
+    },
+    /// The drain's pods eviction could not move are deleted (`--drain-escalation force`,
+    /// `--drain-failure force`): journaled before the deletion, which cannot be undone.
+    ForceDeleting {
+        host: String,
+        pods: Vec<String>,
+    },
+    /// After its drain the node was found taken by another actor (the MCO updating it, another
+    /// actor's maintenance Lease): fleetboot's cordon is now theirs (`to`), so fleetboot never
+    /// lifts it, and the node is not rebooted by this run. Journaled before anything else.
+    CordonHandedOver {
+        host: String,
+        to: String,
+        reason: String,
     },
     /// No new reboot starts, for the whole run: outside the maintenance windows (`until_ms`:
     /// when the next one opens), or a blocker. Hosts in flight go on.
@@ -333,6 +351,8 @@ impl Entry {
             | Entry::Planned { host, .. }
             | Entry::NotNeeded { host, .. }
             | Entry::Deferred { host, .. }
+            | Entry::CordonHandedOver { host, .. }
+            | Entry::ForceDeleting { host, .. }
             | Entry::DrainTimedOut { host, .. }
             | Entry::PoweredOff { host, .. }
             | Entry::PassReleased { host, .. } => Some(host),

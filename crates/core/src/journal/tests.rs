@@ -388,3 +388,15 @@ fn debug_pods_created_and_not_deleted_are_what_the_fold_leaves() {
     let line = serde_json::to_string(&created(3, "p2")).unwrap();
     assert_eq!(line, r#"{"v":1,"at_ms":3,"event":"debug_pod_creating","host":"a","namespace":"fleetboot-debug","pod":"p2"}"#);
 }
+
+#[test]
+fn a_cordon_handed_over_is_no_longer_fleetboots_and_the_host_is_not_rebooted_by_the_run() {
+    let mut record = HostRecord::pending();
+    record.apply(&Entry::Cordoning { host: "w1".into(), already_cordoned: false }, 1);
+    assert!(record.cordoned);
+    let reason = "after the drain, w1 itself is being updated by the MCO".to_owned();
+    record.apply(&Entry::CordonHandedOver { host: "w1".into(), to: "the machine-config operator".into(), reason }, 2);
+    assert!(!record.cordoned, "a resume would lift the MCO's cordon");
+    assert_eq!(record.phase, Phase::Skipped);
+    assert!(record.skipped_because.as_deref().is_some_and(|r| r.contains("machine-config operator")));
+}

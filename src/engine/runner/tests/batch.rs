@@ -304,7 +304,7 @@ async fn a_blocker_that_appears_during_a_slow_drain_holds_the_reboot_until_it_is
         .records()
         .into_iter()
         .find_map(|r| match r.entry {
-            Entry::Deferred { host, reason } if host == "h1" => Some(reason),
+            Entry::Deferred { host, reason, .. } if host == "h1" => Some(reason),
             _ => None,
         })
         .unwrap();
