@@ -24,8 +24,9 @@
 #     --bin PATH                 the fleetboot binary to run (implies --no-build): another build,
 #                                to compare two builds on the same simulation settings
 #
-# The simulation's nodes only pretend to reboot. Traffic: 127.0.0.0/8 only (the simulation's
-# API, SSH and BMC listeners). The script stops the simulation it started, by PID, on any exit.
+# The simulation has no BMCs (--no-bmc: the runs go over SSH; 10,000 BMC listeners would pass the
+# open-file limit), and its nodes only pretend to reboot. Traffic: 127.0.0.0/8 only (the simulation's
+# API and SSH listeners). The script stops the simulation it started, by PID, on any exit.
 set -euo pipefail
 caller_cwd=$PWD # relative paths in the options are the caller's
 cd "$(dirname "$0")/.."
@@ -106,7 +107,7 @@ for s in "${specs[@]}"; do
     for r in $(seq 1 "$reps"); do
         if [ "$SECONDS" -ge "$deadline" ]; then echo "bench-rolling: deadline of $deadline s reached; $n/$c run $r skipped" >&2; continue; fi
         if [ -n "$keep" ]; then dir=$keep/rolling-$n-$c-$r; rm -rf "$dir"; mkdir -p "$dir"; else dir=$(mktemp -d /tmp/fleetboot-bench-rolling.XXXXXX); fi
-        "$bin" sim --dir "$dir/sim" --masters 3 --workers "$n" --heartbeat 0s --reboot-delay "$reboot_delay" \
+        "$bin" sim --dir "$dir/sim" --masters 3 --workers "$n" --heartbeat 0s --no-bmc --reboot-delay "$reboot_delay" \
             --boot-time "$boot_time" --notready-after "$notready_after" --kubelet-ready-after "$kubelet_ready_after" \
             >"$dir/sim.out" 2>&1 &
         sim_pid=$!

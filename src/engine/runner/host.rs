@@ -363,7 +363,9 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         drain_node(shared, drain.as_ref(), host).await?;
         // Someone else took the node meanwhile (the MCO updating it, another actor's maintenance
         // Lease): the cordon is theirs now. Journaled first, never lifted, nothing sent.
-        if let Some((to, why)) = taken_by_another(shared, host).await {
+        // The world read once after the drain: who else takes the node, and the limits.
+        let world = read_world(shared, host).await;
+        if let Some((to, why)) = taken_by_another(shared, host, &world) {
             let reason = format!("after the drain, {why}; the cordon stays for them, not rebooted by this run");
             shared.record(Entry::CordonHandedOver { host: name(), to, reason })?;
             return Err(Stop::Journaled);
@@ -377,7 +379,7 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
             uncordon(shared, host).await;
             return Err(stop);
         }
-        if let Some(why) = still_allowed_after_drain(shared, host).await {
+        if let Some(why) = still_allowed_after_drain(shared, host, &world).await {
             // Bounded: a node the world keeps refusing after each drain is skipped (uncordoned,
             // its workloads back) rather than drained again and again for ever; a resume or a
             // later run tries it again.
@@ -460,8 +462,8 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
 }
 
 /// Right before the reboot of a drained node: why it may not go now after all (the window
-/// closed, a blocker appeared, the cluster's limits say wait), or `None`.
-async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
+/// closed, a blocker appeared, the health gate, the cluster's limits in `world` say wait), or `None`.
+async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead) -> Option<String> {
     if let Some(why) = shared.window_or_blocker_now(host).await {
         return Some(why);
     }
@@ -469,24 +471,34 @@ async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: 
     if let Some(why) = shared.unhealthy_now(host).await {
         return Some(why);
     }
-    world_says_wait(shared, host).await.map(|why| format!("the cluster's limits say wait: {why}"))
+    verdict(shared, host, world).map(|why| format!("the cluster's limits say wait: {why}"))
 }
 
-/// Who else acts on `host` itself now ([`fleetboot_core::limits::taken_by_another`]): `(to, why)`.
-async fn taken_by_another<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<(String, String)> {
-    let api = shared.api_for(host)?;
-    let world = api.world(shared.grouping.by.as_deref()).await.ok()??;
-    fleetboot_core::limits::taken_by_another(&world, &host.name, shared.clock.now_ms())
+/// The world as `host`'s cluster shows it now: `None` for a host outside a cluster.
+type WorldRead = Option<Result<Option<fleetboot_core::limits::World>, String>>;
+
+async fn read_world<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> WorldRead {
+    Some(shared.api_for(host)?.world(shared.grouping.by.as_deref()).await)
+}
+
+/// Who else acts on `host` itself in `world` ([`fleetboot_core::limits::taken_by_another`]): `(to, why)`.
+fn taken_by_another<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead) -> Option<(String, String)> {
+    let Some(Ok(Some(world))) = world else { return None };
+    fleetboot_core::limits::taken_by_another(world, &host.name, shared.clock.now_ms())
 }
 
 /// The cluster's verdict on `host` going down now ([`fleetboot_core::limits::decide`]): why it
 /// must wait, or `None` (it may go; a host outside a cluster, or evidence with no world, always may).
 async fn world_says_wait<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
+    verdict(shared, host, &read_world(shared, host).await)
+}
+
+/// [`world_says_wait`] on a world already read.
+fn verdict<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead) -> Option<String> {
     use fleetboot_core::limits::{Ask, Verdict, decide};
-    let api = shared.api_for(host)?;
-    match api.world(shared.grouping.by.as_deref()).await {
+    match world.as_ref()? {
         Ok(None) => None,
-        Err(e) => Some(e),
+        Err(e) => Some(e.clone()),
         Ok(Some(world)) => {
             let in_flight = shared.in_flight.lock().unwrap().clone();
             let cordoned_by_run = shared.cordoned.lock().unwrap().clone();
@@ -506,7 +518,7 @@ async fn world_says_wait<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> 
                 not_ready_exempt: &exempt,
                 control_plane_rule: shared.limits.control_plane,
             };
-            match decide(&world, &ask, shared.clock.now_ms()) {
+            match decide(world, &ask, shared.clock.now_ms()) {
                 Verdict::Go => None,
                 Verdict::Wait(reason) => Some(reason),
             }
