@@ -20,6 +20,8 @@ pub struct NodeWatch {
     waiters: Arc<NodeWaiters>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
+    /// The nodes that may be unavailable, kept from the watch's events (what a dispatch reads).
+    unavailable: Arc<std::sync::Mutex<super::world::Unavailable>>,
 }
 
 /// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
@@ -65,7 +67,16 @@ impl NodeWatch {
         use kube::runtime::{WatchStreamExt, reflector, watcher};
         let (store, writer) = reflector::store::<Node>();
         let waiters = Arc::new(NodeWaiters::default());
-        let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
+        let unavailable = Arc::new(std::sync::Mutex::new(super::world::Unavailable::default()));
+        let feed = unavailable.clone();
+        // The set sees each event before the reflector's store does: never staler than it.
+        let events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff().map(move |event| {
+            if let Ok(event) = &event {
+                feed.lock().unwrap().apply(event);
+            }
+            event
+        });
+        let stream = reflector(writer, events);
         let wake = waiters.clone();
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
@@ -85,7 +96,7 @@ impl NodeWatch {
                 }
             }
         });
-        NodeWatch { store, listed, waiters, task, client: client.clone() }
+        NodeWatch { store, listed, waiters, task, client: client.clone(), unavailable }
     }
 
     /// Waits (at most 30 s) until the watch's first list is in the store; whether it is.
@@ -108,7 +119,9 @@ impl NodeWatch {
         if !self.listed().await {
             return Err("the cluster API has not listed the nodes yet".into());
         }
-        super::world::read_world(&self.client, &self.store.state(), group_by).await
+        let candidates = self.unavailable.lock().unwrap().nodes();
+        let lookup = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
+        super::world::read_world(&self.client, candidates, lookup, group_by).await
     }
 
     /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the

@@ -42,21 +42,76 @@ fn lease_time_ms(lease: &DynamicObject, field: &str) -> Option<u64> {
     Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
-/// Reads the rest of the world around `nodes` (the watch's current view). An error names what
-/// could not be read: the caller waits, as for any other reason not to go.
-pub async fn read_world(client: &Client, nodes: &[std::sync::Arc<Node>], group_by: Option<&str>) -> Result<World, String> {
+/// Reads the rest of the world around the watch's view: `candidates`, the nodes that may be
+/// unavailable ([`Unavailable`], kept by the watch's own events), and `lookup`, any node by name
+/// (a node holding a medik8s Lease counts whatever its object says). An error names what could
+/// not be read: the caller waits, as for any other reason not to go.
+pub async fn read_world(
+    client: &Client,
+    candidates: Vec<std::sync::Arc<Node>>,
+    lookup: impl Fn(&str) -> Option<std::sync::Arc<Node>>,
+    group_by: Option<&str>,
+) -> Result<World, String> {
     // Three independent reads, at once: the decision waits for the slowest alone.
     let (pools, leases, etcd) = futures::join!(read_pools(client, group_by), read_leases(client), read_etcd(client));
     let (pools, leases, etcd) = (pools?, leases?, etcd?);
     // Only a node that may be unavailable can stand in the way: the others are not even
-    // converted (a rolling run over thousands of nodes reads this before every dispatch).
-    let leased = |name: &str| leases.iter().any(|l| l.name == name || l.name.strip_prefix("node-") == Some(name));
-    let nodes = nodes
-        .iter()
-        .filter(|n| may_be_unavailable(n) || leased(n.metadata.name.as_deref().unwrap_or_default()))
-        .map(|n| node_now(n, &pools, group_by))
-        .collect();
+    // looked at (a rolling run over thousands of nodes reads this before every dispatch).
+    let mut chosen: BTreeMap<String, std::sync::Arc<Node>> =
+        candidates.into_iter().filter(|n| may_be_unavailable(n)).map(|n| (n.metadata.name.clone().unwrap_or_default(), n)).collect();
+    for lease in &leases {
+        for name in [lease.name.as_str(), lease.name.strip_prefix("node-").unwrap_or(lease.name.as_str())] {
+            if !chosen.contains_key(name)
+                && let Some(node) = lookup(name)
+            {
+                chosen.insert(name.to_owned(), node);
+            }
+        }
+    }
+    let nodes = chosen.values().map(|n| node_now(n, &pools, group_by)).collect();
     Ok(World { nodes, leases, etcd })
+}
+
+/// The nodes that may be unavailable by their own objects, kept from the Node watch's events as
+/// they arrive: a dispatch reads this small set instead of testing every node of the view. It is
+/// fed each event before the reflector's store is, so it is never staler than the store (a node
+/// that went NotReady a moment ago is in it); a relist replaces it whole at its end, as the
+/// store is replaced.
+#[derive(Debug, Default)]
+pub struct Unavailable {
+    nodes: std::collections::HashMap<String, std::sync::Arc<Node>>,
+    /// A relist under way: its nodes so far (the old set stands until it is done).
+    relist: Option<std::collections::HashMap<String, std::sync::Arc<Node>>>,
+}
+
+impl Unavailable {
+    pub fn apply(&mut self, event: &kube::runtime::watcher::Event<Node>) {
+        use kube::runtime::watcher::Event;
+        let key = |n: &Node| n.metadata.name.clone().unwrap_or_default();
+        match event {
+            Event::Apply(node) => {
+                if may_be_unavailable(node) {
+                    self.nodes.insert(key(node), std::sync::Arc::new(node.clone()));
+                } else {
+                    self.nodes.remove(&key(node));
+                }
+            }
+            Event::Delete(node) => {
+                self.nodes.remove(&key(node));
+            }
+            Event::Init => self.relist = Some(Default::default()),
+            Event::InitApply(node) => {
+                if may_be_unavailable(node) {
+                    self.relist.get_or_insert_with(Default::default).insert(key(node), std::sync::Arc::new(node.clone()));
+                }
+            }
+            Event::InitDone => self.nodes = self.relist.take().unwrap_or_default(),
+        }
+    }
+
+    pub fn nodes(&self) -> Vec<std::sync::Arc<Node>> {
+        self.nodes.values().cloned().collect()
+    }
 }
 
 /// Whether a node may count as unavailable by its own object (the cheap test before the full
@@ -114,5 +169,84 @@ async fn read_etcd(client: &Client) -> Result<Option<EtcdHealth>, String> {
         Ok(None) => Ok(None),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(e) => Err(format!("cannot read the etcd ClusterOperator: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn node(name: &str, ready: bool, unschedulable: bool) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"unschedulable": unschedulable},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        }))
+        .unwrap()
+    }
+
+    /// The full scan the set replaces, over a view kept the way the reflector keeps it.
+    fn full_scan(view: &BTreeMap<String, Node>) -> Vec<String> {
+        view.values().filter(|n| may_be_unavailable(n)).map(|n| n.metadata.name.clone().unwrap()).collect()
+    }
+
+    fn names(set: &Unavailable) -> Vec<String> {
+        let mut names: Vec<String> = set.nodes().iter().map(|n| n.metadata.name.clone().unwrap()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_incremental_set_equals_the_full_scan_through_applies_deletes_and_relists() {
+        let mut set = Unavailable::default();
+        let mut view: BTreeMap<String, Node> = BTreeMap::new();
+        let mut relist: Option<BTreeMap<String, Node>> = None;
+        let mut feed = |set: &mut Unavailable, view: &mut BTreeMap<String, Node>, event: Event<Node>| {
+            set.apply(&event);
+            // The reflector's semantics: a relist replaces the view at its end.
+            match event {
+                Event::Apply(n) => {
+                    view.insert(n.metadata.name.clone().unwrap(), n);
+                }
+                Event::Delete(n) => {
+                    view.remove(n.metadata.name.as_ref().unwrap());
+                }
+                Event::Init => relist = Some(BTreeMap::new()),
+                Event::InitApply(n) => {
+                    relist.get_or_insert_with(BTreeMap::new).insert(n.metadata.name.clone().unwrap(), n);
+                }
+                Event::InitDone => *view = relist.take().unwrap_or_default(),
+            }
+        };
+        let events = vec![
+            Event::Init,
+            Event::InitApply(node("a", true, false)),
+            Event::InitApply(node("b", false, false)),
+            Event::InitApply(node("c", true, true)),
+            Event::InitDone,
+            // a goes NotReady a moment ago: in the set at once.
+            Event::Apply(node("a", false, false)),
+            Event::Apply(node("b", true, false)),
+            Event::Delete(node("c", true, true)),
+            Event::Apply(node("d", false, false)),
+            // A relist (410 Gone, a restart): the old set stands until it is done, then is replaced.
+            Event::Init,
+            Event::InitApply(node("a", true, false)),
+            Event::InitApply(node("e", true, true)),
+            Event::InitDone,
+            Event::Apply(node("a", true, true)),
+        ];
+        let mut checked = 0;
+        for event in events {
+            let during_relist = matches!(event, Event::Init | Event::InitApply(_));
+            feed(&mut set, &mut view, event);
+            if !during_relist {
+                assert_eq!(names(&set), full_scan(&view));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 7);
+        assert_eq!(names(&set), vec!["a".to_owned(), "e".to_owned()]);
     }
 }
