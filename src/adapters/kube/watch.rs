@@ -18,10 +18,10 @@ pub struct NodeWatch {
     /// time for its first 30 s). A watch channel wakes every waiter.
     listed: tokio::sync::watch::Receiver<bool>,
     waiters: Arc<NodeWaiters>,
-    /// The nodes that may be unavailable, kept from the same events (what a dispatch reads).
-    possibly_unavailable: Arc<std::sync::Mutex<super::world::PossiblyUnavailable>>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
+    /// The nodes that may be unavailable, kept from the watch's events (what a dispatch reads).
+    unavailable: Arc<std::sync::Mutex<super::world::Unavailable>>,
 }
 
 /// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
@@ -67,18 +67,22 @@ impl NodeWatch {
         use kube::runtime::{WatchStreamExt, reflector, watcher};
         let (store, writer) = reflector::store::<Node>();
         let waiters = Arc::new(NodeWaiters::default());
-        let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff());
+        let unavailable = Arc::new(std::sync::Mutex::new(super::world::Unavailable::default()));
+        let feed = unavailable.clone();
+        // The set sees each event before the reflector's store does: never staler than it.
+        let events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff().map(move |event| {
+            if let Ok(event) = &event {
+                feed.lock().unwrap().apply(event);
+            }
+            event
+        });
+        let stream = reflector(writer, events);
         let wake = waiters.clone();
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
-        let possibly_unavailable = Arc::new(std::sync::Mutex::new(super::world::PossiblyUnavailable::default()));
-        let unavailable = possibly_unavailable.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             // Errors are the watcher's to retry (with backoff); each event wakes its node's waiters.
             while let Some(event) = stream.next().await {
-                if let Ok(event) = &event {
-                    unavailable.lock().unwrap().on_event(event);
-                }
                 match event {
                     Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
                         wake.wake(node.metadata.name.as_deref().unwrap_or_default())
@@ -92,7 +96,7 @@ impl NodeWatch {
                 }
             }
         });
-        NodeWatch { store, listed, waiters, possibly_unavailable, task, client: client.clone() }
+        NodeWatch { store, listed, waiters, task, client: client.clone(), unavailable }
     }
 
     /// Waits (at most 30 s) until the watch's first list is in the store; whether it is.
@@ -115,12 +119,9 @@ impl NodeWatch {
         if !self.listed().await {
             return Err("the cluster API has not listed the nodes yet".into());
         }
-        let candidates: Vec<Arc<Node>> = {
-            let unavailable = self.possibly_unavailable.lock().unwrap();
-            unavailable.names().filter_map(|name| self.store.get(&kube::runtime::reflector::ObjectRef::new(name))).collect()
-        };
-        let node = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
-        super::world::read_world(&self.client, candidates, node, group_by).await
+        let candidates = self.unavailable.lock().unwrap().nodes();
+        let lookup = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
+        super::world::read_world(&self.client, candidates, lookup, group_by).await
     }
 
     /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the

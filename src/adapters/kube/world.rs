@@ -42,80 +42,81 @@ fn lease_time_ms(lease: &DynamicObject, field: &str) -> Option<u64> {
     Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
-/// Reads the rest of the world around the watch's current view: `candidates`, the nodes that
-/// may be unavailable by their own object ([`PossiblyUnavailable`]), and `node`, any node by name
-/// (for the nodes a maintenance Lease names). An error names what could not be read: the caller
-/// waits, as for any other reason not to go.
+/// Reads the rest of the world around the watch's view: `candidates`, the nodes that may be
+/// unavailable ([`Unavailable`], kept by the watch's own events), and `lookup`, any node by name
+/// (a node holding a medik8s Lease counts whatever its object says). An error names what could
+/// not be read: the caller waits, as for any other reason not to go.
 pub async fn read_world(
     client: &Client,
     candidates: Vec<std::sync::Arc<Node>>,
-    node: impl Fn(&str) -> Option<std::sync::Arc<Node>>,
+    lookup: impl Fn(&str) -> Option<std::sync::Arc<Node>>,
     group_by: Option<&str>,
 ) -> Result<World, String> {
     // Three independent reads, at once: the decision waits for the slowest alone.
     let (pools, leases, etcd) = futures::join!(read_pools(client, group_by), read_leases(client), read_etcd(client));
     let (pools, leases, etcd) = (pools?, leases?, etcd?);
-    // Only a node that may be unavailable or that a Lease names can stand in the way: the others
-    // are not even looked at (a rolling run over thousands of nodes reads this before every
-    // dispatch; checking every node each time was a fifth of its CPU at 5,000 nodes).
-    let mut nodes: BTreeMap<String, std::sync::Arc<Node>> =
+    // Only a node that may be unavailable can stand in the way: the others are not even
+    // looked at (a rolling run over thousands of nodes reads this before every dispatch).
+    let mut chosen: BTreeMap<String, std::sync::Arc<Node>> =
         candidates.into_iter().filter(|n| may_be_unavailable(n)).map(|n| (n.metadata.name.clone().unwrap_or_default(), n)).collect();
     for lease in &leases {
-        for name in [Some(lease.name.as_str()), lease.name.strip_prefix("node-")].into_iter().flatten() {
-            if !nodes.contains_key(name)
-                && let Some(found) = node(name)
+        for name in [lease.name.as_str(), lease.name.strip_prefix("node-").unwrap_or(lease.name.as_str())] {
+            if !chosen.contains_key(name)
+                && let Some(node) = lookup(name)
             {
-                nodes.insert(name.to_owned(), found);
+                chosen.insert(name.to_owned(), node);
             }
         }
     }
-    let nodes = nodes.values().map(|n| node_now(n, &pools, group_by)).collect();
+    let nodes = chosen.values().map(|n| node_now(n, &pools, group_by)).collect();
     Ok(World { nodes, leases, etcd })
 }
 
-/// The names of the nodes that may be unavailable by their own object, kept up to date from the
-/// Node watch's events (as fresh as the watch's view itself), so a dispatch reads those few
-/// instead of testing every node. A relist builds a new set and swaps it in when the list is done,
-/// as the reflector swaps its store.
+/// The nodes that may be unavailable by their own objects, kept from the Node watch's events as
+/// they arrive: a dispatch reads this small set instead of testing every node of the view. It is
+/// fed each event before the reflector's store is, so it is never staler than the store (a node
+/// that went NotReady a moment ago is in it); a relist replaces it whole at its end, as the
+/// store is replaced.
 #[derive(Debug, Default)]
-pub struct PossiblyUnavailable {
-    names: std::collections::BTreeSet<String>,
-    relisting: Option<std::collections::BTreeSet<String>>,
+pub struct Unavailable {
+    nodes: std::collections::HashMap<String, std::sync::Arc<Node>>,
+    /// A relist under way: its nodes so far (the old set stands until it is done).
+    relist: Option<std::collections::HashMap<String, std::sync::Arc<Node>>>,
 }
 
-impl PossiblyUnavailable {
-    pub fn on_event(&mut self, event: &kube::runtime::watcher::Event<Node>) {
+impl Unavailable {
+    pub fn apply(&mut self, event: &kube::runtime::watcher::Event<Node>) {
         use kube::runtime::watcher::Event;
-        let name = |node: &Node| node.metadata.name.clone().unwrap_or_default();
+        let key = |n: &Node| n.metadata.name.clone().unwrap_or_default();
         match event {
-            Event::Apply(node) if may_be_unavailable(node) => {
-                self.names.insert(name(node));
+            Event::Apply(node) => {
+                if may_be_unavailable(node) {
+                    self.nodes.insert(key(node), std::sync::Arc::new(node.clone()));
+                } else {
+                    self.nodes.remove(&key(node));
+                }
             }
-            Event::Apply(node) | Event::Delete(node) => {
-                self.names.remove(&name(node));
+            Event::Delete(node) => {
+                self.nodes.remove(&key(node));
             }
-            Event::Init => self.relisting = Some(Default::default()),
+            Event::Init => self.relist = Some(Default::default()),
             Event::InitApply(node) => {
                 if may_be_unavailable(node) {
-                    self.relisting.get_or_insert_with(Default::default).insert(name(node));
+                    self.relist.get_or_insert_with(Default::default).insert(key(node), std::sync::Arc::new(node.clone()));
                 }
             }
-            Event::InitDone => {
-                if let Some(listed) = self.relisting.take() {
-                    self.names = listed;
-                }
-            }
+            Event::InitDone => self.nodes = self.relist.take().unwrap_or_default(),
         }
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().map(String::as_str)
+    pub fn nodes(&self) -> Vec<std::sync::Arc<Node>> {
+        self.nodes.values().cloned().collect()
     }
 }
 
 /// Whether a node may count as unavailable by its own object (the cheap test before the full
 /// conversion; [`fleetboot_core::limits::unavailable`] decides).
-pub fn may_be_unavailable(node: &Node) -> bool {
+fn may_be_unavailable(node: &Node) -> bool {
     let ready = node
         .status
         .as_ref()
@@ -180,53 +181,72 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name},
             "spec": {"unschedulable": unschedulable},
-            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
         }))
         .unwrap()
     }
 
-    /// The set kept from the events equals a full scan of the nodes the events leave, through
-    /// changes both ways, a deletion and a relist that drops a node the watch never saw go.
+    /// The full scan the set replaces, over a view kept the way the reflector keeps it.
+    fn full_scan(view: &BTreeMap<String, Node>) -> Vec<String> {
+        view.values().filter(|n| may_be_unavailable(n)).map(|n| n.metadata.name.clone().unwrap()).collect()
+    }
+
+    fn names(set: &Unavailable) -> Vec<String> {
+        let mut names: Vec<String> = set.nodes().iter().map(|n| n.metadata.name.clone().unwrap()).collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn the_set_kept_from_watch_events_equals_a_full_scan_of_the_view() {
+    fn the_incremental_set_equals_the_full_scan_through_applies_deletes_and_relists() {
+        let mut set = Unavailable::default();
         let mut view: BTreeMap<String, Node> = BTreeMap::new();
-        let mut set = PossiblyUnavailable::default();
-        let apply = |set: &mut PossiblyUnavailable, view: &mut BTreeMap<String, Node>, event: Event<Node>| {
-            match &event {
-                Event::Apply(n) | Event::InitApply(n) => {
-                    view.insert(n.metadata.name.clone().unwrap(), n.clone());
+        let mut relist: Option<BTreeMap<String, Node>> = None;
+        let mut feed = |set: &mut Unavailable, view: &mut BTreeMap<String, Node>, event: Event<Node>| {
+            set.apply(&event);
+            // The reflector's semantics: a relist replaces the view at its end.
+            match event {
+                Event::Apply(n) => {
+                    view.insert(n.metadata.name.clone().unwrap(), n);
                 }
                 Event::Delete(n) => {
-                    view.remove(n.metadata.name.as_deref().unwrap());
+                    view.remove(n.metadata.name.as_ref().unwrap());
                 }
-                Event::Init => view.clear(),
-                Event::InitDone => {}
-            }
-            set.on_event(&event);
-            let scan: Vec<&str> = view.values().filter(|n| may_be_unavailable(n)).map(|n| n.metadata.name.as_deref().unwrap()).collect();
-            if !matches!(event, Event::Init | Event::InitApply(_)) {
-                assert_eq!(set.names().collect::<Vec<_>>(), scan, "after {event:?}");
+                Event::Init => relist = Some(BTreeMap::new()),
+                Event::InitApply(n) => {
+                    relist.get_or_insert_with(BTreeMap::new).insert(n.metadata.name.clone().unwrap(), n);
+                }
+                Event::InitDone => *view = relist.take().unwrap_or_default(),
             }
         };
-        for event in [
+        let events = vec![
             Event::Init,
             Event::InitApply(node("a", true, false)),
             Event::InitApply(node("b", false, false)),
             Event::InitApply(node("c", true, true)),
             Event::InitDone,
+            // a goes NotReady a moment ago: in the set at once.
             Event::Apply(node("a", false, false)),
             Event::Apply(node("b", true, false)),
-            Event::Apply(node("c", true, false)),
+            Event::Delete(node("c", true, true)),
             Event::Apply(node("d", false, false)),
-            Event::Delete(node("a", false, false)),
-            // A relist: d is gone without a Delete the watch saw; b went NotReady meanwhile.
+            // A relist (410 Gone, a restart): the old set stands until it is done, then is replaced.
             Event::Init,
-            Event::InitApply(node("b", false, false)),
-            Event::InitApply(node("c", true, false)),
+            Event::InitApply(node("a", true, false)),
+            Event::InitApply(node("e", true, true)),
             Event::InitDone,
-        ] {
-            apply(&mut set, &mut view, event);
+            Event::Apply(node("a", true, true)),
+        ];
+        let mut checked = 0;
+        for event in events {
+            let during_relist = matches!(event, Event::Init | Event::InitApply(_));
+            feed(&mut set, &mut view, event);
+            if !during_relist {
+                assert_eq!(names(&set), full_scan(&view));
+                checked += 1;
+            }
         }
-        assert_eq!(set.names().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(checked, 7);
+        assert_eq!(names(&set), vec!["a".to_owned(), "e".to_owned()]);
     }
 }

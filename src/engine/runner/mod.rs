@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::adapters::bmc::RedfishPower;
 use crate::adapters::config::{FallbackPolicy, RebootSettings, Transport};
-use crate::adapters::journal::JournalWriter;
+use crate::adapters::journal::{JournalWriter, Pending};
 use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, HostOutcome, Summary};
@@ -289,14 +289,23 @@ enum SinkError {
 
 impl JournalSink {
     fn append(&mut self, record: &Record) -> Result<(), SinkError> {
+        Ok(self.write(record)?.wait()?)
+    }
+
+    /// Writes the record; it is journaled once the returned wait succeeds (a failed fsync
+    /// fails every later record too, so nothing lands after a gap).
+    fn write(&mut self, record: &Record) -> Result<Pending, SinkError> {
         if self.dead {
             return Err(SinkError::Killed(self.writer.path().to_owned()));
         }
-        if let Err(e) = self.writer.append(record) {
-            // Nothing lands after a gap: the first failed record closes the journal for good.
-            self.dead = true;
-            return Err(e.into());
-        }
+        let pending = match self.writer.write(record) {
+            Ok(pending) => pending,
+            Err(e) => {
+                // Nothing lands after a gap: the first failed record closes the journal for good.
+                self.dead = true;
+                return Err(e.into());
+            }
+        };
         self.written += 1;
         if let Some(kill) = self.kill
             && self.written >= kill.after
@@ -306,7 +315,7 @@ impl JournalSink {
                 return Err(SinkError::Killed(self.writer.path().to_owned()));
             }
         }
-        Ok(())
+        Ok(pending)
     }
 }
 
@@ -316,7 +325,9 @@ impl JournalSink {
 /// renewer, the node watch and Ctrl-C go on meanwhile. A current-thread runtime (the runner's
 /// tests) simply waits.
 fn append_blocking(journal: &Mutex<JournalSink>, record: &Record) -> Result<(), SinkError> {
-    let append = || journal.lock().unwrap().append(record);
+    // The fsync is waited for outside the sink's lock: hosts' appends waiting at the same time
+    // share one (group commit), each still returning only once its record is durable.
+    let append = || Ok(journal.lock().unwrap().write(record)?.wait()?);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
         _ => append(),
