@@ -126,7 +126,17 @@ impl LabelSelector {
 
 /// A parsed `fieldSelector` over the fields the API server indexes for the kinds in use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+pub struct FieldSelector(Vec<FieldTerm>);
+
+/// One `field=value` or `field!=value` term, with its JSON pointer made once at parse time (a
+/// list matches it against every object of the kind).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FieldTerm {
+    field: String,
+    pointer: String,
+    equal: bool,
+    value: String,
+}
 
 const FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "spec.nodeName", "status.phase", "spec.unschedulable"];
 
@@ -145,22 +155,32 @@ impl FieldSelector {
             if !FIELDS.contains(&field) {
                 return Err(format!("field label not supported: {field}"));
             }
-            terms.push((field.to_owned(), equal, value.trim().to_owned()));
+            terms.push(FieldTerm {
+                field: field.to_owned(),
+                pointer: format!("/{}", field.replace('.', "/")),
+                equal,
+                value: value.trim().to_owned(),
+            });
         }
         Ok(FieldSelector(terms))
     }
 
     pub fn matches(&self, object: &Value) -> bool {
-        self.0.iter().all(|(field, equal, value)| {
-            let pointer = format!("/{}", field.replace('.', "/"));
-            let actual = match object.pointer(&pointer) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Bool(b)) => b.to_string(),
-                Some(other) => other.to_string(),
-                None => String::new(),
+        self.0.iter().all(|term| {
+            let same = match object.pointer(&term.pointer) {
+                Some(Value::String(s)) => *s == term.value,
+                Some(Value::Bool(b)) => b.to_string() == term.value,
+                Some(other) => other.to_string() == term.value,
+                None => term.value.is_empty(),
             };
-            (actual == *value) == *equal
+            same == term.equal
         })
+    }
+
+    /// The value an equality term requires of `field`, if the selector has one (a list can then
+    /// read an index instead of every object).
+    pub fn required(&self, field: &str) -> Option<&str> {
+        self.0.iter().find(|t| t.equal && t.field == field).map(|t| t.value.as_str())
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! One file, past 500 lines: versions, history and watches are one consistency model, with its tests.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -205,6 +205,21 @@ pub struct Store {
     /// The last revision that changed an object of each kind (by type key): a controller whose
     /// pass reads only some kinds skips it when none of them changed.
     kind_revisions: HashMap<String, u64>,
+    /// The pods' keys by `spec.nodeName`, as the API server's watch cache indexes them
+    /// (kubernetes release-1.33 pkg/registry/core/pod/strategy.go `Indexers`: the
+    /// `spec.nodeName` field index its cacher serves a kubelet's or a client's
+    /// `fieldSelector=spec.nodeName=X` list from, instead of every pod of the cluster).
+    pods_by_node: HashMap<String, BTreeSet<String>>,
+}
+
+const PODS: &str = "/pods";
+
+fn node_name_of(object: &Value) -> Option<&str> {
+    object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+}
+
+fn key_of(object: &Value) -> String {
+    object_key(object.pointer("/metadata/namespace").and_then(Value::as_str), name_of(object))
 }
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {
@@ -240,6 +255,7 @@ impl Store {
             compacted_through: 0,
             changes,
             kind_revisions: HashMap::new(),
+            pods_by_node: HashMap::new(),
         }
     }
 
@@ -281,6 +297,12 @@ impl Store {
         // Every restored kind changed as far as a controller can tell.
         self.kind_revisions = objects.keys().map(|k| (k.clone(), rv)).collect();
         self.objects = objects;
+        self.pods_by_node.clear();
+        for pod in self.objects.get(PODS).into_iter().flat_map(|b| b.values()) {
+            if let Some(node) = node_name_of(pod) {
+                self.pods_by_node.entry(node.to_owned()).or_default().insert(key_of(pod));
+            }
+        }
         self.rv = rv;
         self.history.clear();
         self.compacted_through = rv;
@@ -292,7 +314,11 @@ impl Store {
     }
 
     fn record(&mut self, t: &ResourceType, kind: ChangeKind, object: Arc<Value>, previous: Option<Arc<Value>>) {
-        self.kind_revisions.insert(t.key(), self.rv);
+        let type_key = t.key();
+        if type_key == PODS {
+            self.index_pod(previous.as_deref(), (kind != ChangeKind::Deleted).then_some(&*object));
+        }
+        self.kind_revisions.insert(type_key, self.rv);
         let change = Arc::new(Change { rv: self.rv, type_key: t.key(), kind, object, previous });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
@@ -302,6 +328,26 @@ impl Store {
         }
         // No receivers is fine; a lagging receiver learns it on its next recv.
         let _ = self.changes.send(change);
+    }
+
+    /// Moves a pod's key in the node index from where `before` had it to where `after` has it.
+    fn index_pod(&mut self, before: Option<&Value>, after: Option<&Value>) {
+        let (was, is) = (before.and_then(node_name_of), after.and_then(node_name_of));
+        if was == is {
+            return;
+        }
+        let key = key_of(after.or(before).expect("a change has an object"));
+        if let Some(was) = was
+            && let Some(keys) = self.pods_by_node.get_mut(was)
+        {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.pods_by_node.remove(was);
+            }
+        }
+        if let Some(is) = is {
+            self.pods_by_node.entry(is.to_owned()).or_default().insert(key);
+        }
     }
 
     fn next_rv(&mut self) -> u64 {
@@ -324,14 +370,25 @@ impl Store {
         // one namespace are one range of keys: a namespace's list no longer reads every object
         // of the kind (the workloads' controller lists pods by namespace on every tick).
         let prefix = filter.namespace.as_ref().map(|ns| format!("{ns}/"));
-        let range: Box<dyn Iterator<Item = (&String, &Arc<Value>)>> = match (continue_after, &prefix) {
-            (Some(after), _) => Box::new(bucket.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
-            (None, Some(prefix)) => Box::new(
+        // Pods of one node: the keys its index holds, in the same (key) order as a full read,
+        // every other term of the filter still checked below.
+        let by_node = (t.key() == PODS).then(|| filter.fields.required("spec.nodeName")).flatten();
+        let range: Box<dyn Iterator<Item = (&String, &Arc<Value>)>> = match (by_node, continue_after, &prefix) {
+            (Some(node), _, _) => Box::new(
+                self.pods_by_node
+                    .get(node)
+                    .into_iter()
+                    .flatten()
+                    .filter(move |k| continue_after.is_none_or(|after| k.as_str() > after))
+                    .filter_map(|k| bucket.get_key_value(k)),
+            ),
+            (None, Some(after), _) => Box::new(bucket.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
+            (None, None, Some(prefix)) => Box::new(
                 bucket
                     .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
                     .take_while(move |(k, _)| k.starts_with(prefix.as_str())),
             ),
-            (None, None) => Box::new(bucket.iter()),
+            (None, None, None) => Box::new(bucket.iter()),
         };
         let mut matching = range.filter(|(_, o)| filter.matches(o));
         let mut items = Vec::new();
@@ -652,6 +709,68 @@ mod tests {
         store.create(nodes(), None, node("a", "master")).unwrap();
         let filter = Filter { namespace: Some("a".into()), ..Default::default() };
         assert!(store.list(nodes(), &filter, None, None).items.is_empty());
+    }
+
+    #[test]
+    fn a_list_of_one_node_s_pods_is_what_reading_every_pod_gives_through_moves_deletes_and_restores() {
+        let mut store = Store::new(100);
+        let pods = find("", "v1", "pods").unwrap();
+        for (ns, name, node, app) in
+            [("a", "p1", "n1", "x"), ("a", "p2", "n2", "y"), ("b", "p1", "n1", "y"), ("b", "p3", "", "x"), ("a", "p4", "n1", "x")]
+        {
+            let spec = if node.is_empty() { json!({}) } else { json!({"nodeName": node}) };
+            store
+                .create(pods, Some(ns), json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": app}}, "spec": spec}))
+                .unwrap();
+        }
+        let keys = |items: &[Arc<Value>]| -> Vec<String> { items.iter().map(|p| key_of(p)).collect() };
+        // Every filter a client may send, listed through the index and page by page, against a
+        // read of every pod filtered one by one.
+        let check = |store: &Store| {
+            for node in ["n1", "n2", "n3"] {
+                for namespace in [None, Some("a"), Some("b")] {
+                    for labels in ["", "app=x"] {
+                        let filter = Filter {
+                            namespace: namespace.map(str::to_owned),
+                            labels: LabelSelector::parse(labels).unwrap(),
+                            fields: FieldSelector::parse(&format!("spec.nodeName={node}")).unwrap(),
+                        };
+                        let every = store.list(pods, &Filter::default(), None, None).items;
+                        let expected: Vec<String> = every.iter().filter(|p| filter.matches(p)).map(|p| key_of(p)).collect();
+                        assert_eq!(keys(&store.list(pods, &filter, None, None).items), expected, "{node} {namespace:?} {labels}");
+                        let (mut paged, mut after) = (Vec::new(), None::<String>);
+                        loop {
+                            let page = store.list(pods, &filter, Some(1), after.as_deref());
+                            paged.extend(keys(&page.items));
+                            match page.continue_token {
+                                Some(token) => after = Some(token),
+                                None => break,
+                            }
+                        }
+                        assert_eq!(paged, expected, "paged: {node} {namespace:?} {labels}");
+                    }
+                }
+            }
+        };
+        check(&store);
+        // Bound to another node, unbound, deleted, then a restart from the saved store.
+        store.patch(pods, Some("a"), "p1", PatchType::Merge, &json!({"spec": {"nodeName": "n3"}}), None).unwrap();
+        store.patch(pods, Some("b"), "p3", PatchType::Merge, &json!({"spec": {"nodeName": "n2"}}), None).unwrap();
+        store.patch(pods, Some("a"), "p4", PatchType::Merge, &json!({"spec": {"nodeName": null}}), None).unwrap();
+        store.delete(pods, Some("b"), "p1").unwrap();
+        check(&store);
+        assert_eq!(
+            keys(
+                &store
+                    .list(pods, &Filter { fields: FieldSelector::parse("spec.nodeName=n3").unwrap(), ..Default::default() }, None, None)
+                    .items
+            ),
+            ["a/p1"]
+        );
+        let mut restored = Store::new(100);
+        restored.restore(&store.snapshot()).unwrap();
+        check(&restored);
+        assert_eq!(restored.pods_by_node, store.pods_by_node);
     }
 
     #[test]
