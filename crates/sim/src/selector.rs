@@ -170,7 +170,11 @@ impl FieldSelector {
             let same = match object.pointer(&term.pointer) {
                 Some(Value::String(s)) => *s == term.value,
                 Some(Value::Bool(b)) => b.to_string() == term.value,
-                Some(other) => other.to_string() == term.value,
+                // A number's text (a Value's equality would compare it as JSON, not as the text).
+                Some(other) => {
+                    let text = other.to_string();
+                    text == term.value
+                }
                 None => term.value.is_empty(),
             };
             same == term.equal
