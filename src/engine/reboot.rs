@@ -703,18 +703,45 @@ impl PreparedRun {
                 return Err(e);
             }
         };
-        // Debug pods a killed run left (journaled as created, never as deleted) go first.
+        // Debug pods a killed run left go first: those the resumed journal names as created and
+        // never deleted; on a new run that may make debug pods, those any other (dead: this run
+        // holds the cluster's lease) run left, found by their label. Privileged pods pinned to
+        // nodes are not left to whoever remembers the dead run's ID.
         let mut writer = writer;
-        if let (Some(prior), Some(connection)) = (&prior, &cluster)
-            && !prior.debug_pods.is_empty()
-        {
-            match remove_debug_pods_left(&connection.client, &prior.debug_pods, &mut writer).await {
-                Ok(messages) => messages.into_iter().for_each(|message| on_event(&Event::Warning { host: None, message })),
-                Err(e) => {
-                    for lock in lease.into_iter().chain(run_lease) {
-                        lock.release().await;
+        if let Some(connection) = &cluster {
+            let left: Vec<(String, Vec<fleetboot_core::journal::DebugPodRef>)> = match &prior {
+                Some(prior) if !prior.debug_pods.is_empty() => vec![("the previous run".to_owned(), prior.debug_pods.clone())],
+                Some(_) => Vec::new(),
+                None if debug_pods.is_some() => {
+                    match crate::adapters::kube::debug_pod::left_by_other_runs(&connection.client, &plan.run_id).await {
+                        Ok(pods) => {
+                            let mut by_run: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+                            for (run, pod) in pods {
+                                by_run.entry(format!("run {run}")).or_default().push(pod);
+                            }
+                            by_run.into_iter().collect()
+                        }
+                        // Not finding them stops nothing: they are another run's leftovers.
+                        Err(e) => {
+                            on_event(&Event::Warning {
+                                host: None,
+                                message: format!("could not look for debug pods older runs left: {e}"),
+                            });
+                            Vec::new()
+                        }
                     }
-                    return Err(e.into());
+                }
+                None => Vec::new(),
+            };
+            for (left_by, pods) in left {
+                match remove_debug_pods_left(&connection.client, &pods, &left_by, &mut writer).await {
+                    Ok(messages) => messages.into_iter().for_each(|message| on_event(&Event::Warning { host: None, message })),
+                    Err(e) => {
+                        for lock in lease.into_iter().chain(run_lease) {
+                            lock.release().await;
+                        }
+                        return Err(e.into());
+                    }
                 }
             }
         }
@@ -821,12 +848,15 @@ async fn kube_preflight(kube: &KubeTransport, hosts: &[Host]) -> Result<(), Sele
     }
 }
 
-/// Deletes the debug pods a killed run's journal names as created and not deleted, journaling
-/// each deletion; returns what to tell the user. A deletion that cannot be journaled stops it
-/// there (the journal is fenced or broken: nothing more may be touched), and the run with it.
+/// Deletes the debug pods a killed run left (`left_by` names it for the user: "the previous
+/// run" for the journal being resumed, whose records name them as created and not deleted, or
+/// another, dead run whose pods still carry its label), journaling each deletion; returns what
+/// to tell the user. A deletion that cannot be journaled stops it there (the journal is fenced
+/// or broken: nothing more may be touched), and the run with it.
 pub async fn remove_debug_pods_left(
     client: &kube::Client,
     pods: &[fleetboot_core::journal::DebugPodRef],
+    left_by: &str,
     writer: &mut JournalWriter,
 ) -> Result<Vec<String>, fleetboot_core::journal::JournalError> {
     use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
@@ -836,7 +866,7 @@ pub async fn remove_debug_pods_left(
             Ok(()) => {
                 let entry = Entry::DebugPodDeleted { host: pod.host.clone(), namespace: pod.namespace.clone(), pod: pod.pod.clone() };
                 writer.append(&Record { v: JOURNAL_VERSION, at_ms: crate::adapters::system::now_ms(), entry })?;
-                messages.push(format!("deleted debug pod {}/{} left by the previous run on {}", pod.namespace, pod.pod, pod.host));
+                messages.push(format!("deleted debug pod {}/{} left by {left_by} on {}", pod.namespace, pod.pod, pod.host));
             }
             Err(error) => messages.push(format!("could not delete debug pod {}/{} left on {}: {error}", pod.namespace, pod.pod, pod.host)),
         }

@@ -55,7 +55,8 @@ fn a_left_debug_pods_deletion_the_journal_refuses_stops_the_cleanup_and_the_run(
     // the second pod is left alone (nothing more is touched once a record failed).
     let taken = Arc::new(Mutex::new(Vec::new()));
     let mut writer = JournalWriter::with_backend("cluster:kube-system/r".into(), Box::new(Fenced { taken: taken.clone(), fail_at: 1 }));
-    let result = sim.block_on(fleetboot::engine::reboot::remove_debug_pods_left(&connection.client, &pods, &mut writer));
+    let result =
+        sim.block_on(fleetboot::engine::reboot::remove_debug_pods_left(&connection.client, &pods, "the previous run", &mut writer));
     let error = result.unwrap_err().to_string();
     assert!(error.contains("taken over by bob"), "{error}");
     assert!(taken.lock().unwrap().is_empty());
@@ -64,7 +65,9 @@ fn a_left_debug_pods_deletion_the_journal_refuses_stops_the_cleanup_and_the_run(
     // A journal that takes them: each deletion journaled, once.
     let taken = Arc::new(Mutex::new(Vec::new()));
     let mut writer = JournalWriter::with_backend("cluster:kube-system/r".into(), Box::new(Fenced { taken: taken.clone(), fail_at: 99 }));
-    let messages = sim.block_on(fleetboot::engine::reboot::remove_debug_pods_left(&connection.client, &pods, &mut writer)).unwrap();
+    let messages = sim
+        .block_on(fleetboot::engine::reboot::remove_debug_pods_left(&connection.client, &pods, "the previous run", &mut writer))
+        .unwrap();
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert!(!exists(&sim, "fleetboot-debug-b"));
     let deleted: Vec<String> = taken

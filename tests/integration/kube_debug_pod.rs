@@ -154,6 +154,73 @@ fn after_a_kill_while_a_debug_pod_exists_the_resume_deletes_it_and_reboots_the_n
 }
 
 #[test]
+fn a_new_run_deletes_the_debug_pod_a_killed_run_left_and_not_the_pod_of_an_exec() {
+    let sim = cluster(1, &["worker-0"]);
+    let journal = sim.path("run.jsonl");
+    hold_pod_deletes(&sim, true);
+    let mut child = sim
+        .fleetboot(&[
+            "reboot",
+            "--transport",
+            "kube",
+            "--poll-interval",
+            "200ms",
+            "--lease-duration",
+            "3s",
+            "--journal",
+            journal.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pod = wait_for_a_debug_pod(&sim, &journal);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    hold_pod_deletes(&sim, false);
+    let dead_run = journal_records(&journal, "run_started")[0]["run_id"].as_str().unwrap().to_owned();
+    // A `fleetboot exec` pod (no run ID: its process may still be running) beside it.
+    let exec_pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "fleetboot-debug-worker-0-exec1", "namespace": "fleetboot-debug",
+                     "labels": {"app.kubernetes.io/managed-by": "fleetboot", "fleetboot.io/run-id": "", "fleetboot.io/node": "worker-0"}},
+        "spec": {"nodeName": "worker-0", "containers": [{"name": "debug", "image": "registry.example/tools"}]},
+    });
+    let file = sim.path("exec-pod.json");
+    std::fs::write(&file, exec_pod.to_string()).unwrap();
+    sim.kubectl_ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()]);
+
+    // A new run (not a resume of the killed one's journal), taking the dead run's lease over.
+    let fresh = sim.path("fresh.jsonl");
+    let run: Run = sim
+        .fleetboot(&[
+            "reboot",
+            "--transport",
+            "kube",
+            "--poll-interval",
+            "200ms",
+            "--break-lock",
+            "--lease-duration",
+            "3s",
+            "--journal",
+            fresh.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(run.stdout.contains(&format!("deleted debug pod {pod} left by run {dead_run} on worker-0")), "{}", run.debug());
+    assert_eq!(debug_pods(&sim), vec!["fleetboot-debug/fleetboot-debug-worker-0-exec1".to_owned()], "only the exec's pod is left");
+    let deleted: Vec<String> = journal_records(&fresh, "debug_pod_deleted")
+        .iter()
+        .map(|r| format!("{}/{}", r["namespace"].as_str().unwrap(), r["pod"].as_str().unwrap()))
+        .collect();
+    assert!(deleted.contains(&pod), "the new run journaled the deletion: {deleted:?}");
+}
+
+#[test]
 fn ctrl_c_while_a_debug_pod_exists_deletes_it() {
     let sim = cluster(1, &["worker-0"]);
     let journal = sim.path("run.jsonl");

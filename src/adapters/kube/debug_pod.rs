@@ -6,7 +6,8 @@
 //!
 //! Every pod is journaled BEFORE it is created (`debug_pod_creating`) and after it is deleted
 //! (`debug_pod_deleted`): a run stopped by Ctrl-C deletes what it still has; after a kill, the
-//! resume or `fleetboot repair` deletes what the journal names without a deletion.
+//! resume or `fleetboot repair` deletes what the journal names without a deletion, and the next
+//! new run that may make debug pods deletes those any dead run left (found by their run label).
 
 use std::time::Duration;
 
@@ -152,6 +153,32 @@ pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), 
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The debug pods that reboot runs other than `own_run` left behind, with the run that made
+/// each: fleetboot's, labelled with a run ID (a `fleetboot exec` or `nodes` pod has none: such a
+/// process may still be running, and its pods are its own to delete). Only a run that holds
+/// the cluster's lease asks: no other reboot run is running then, so these are a dead run's.
+/// A namespace that does not exist yet holds none.
+pub async fn left_by_other_runs(client: &Client, own_run: &str) -> Result<Vec<(String, DebugPodRef)>, kube::Error> {
+    use kube::api::ListParams;
+    let api: Api<Pod> = Api::namespaced(client.clone(), DEBUG_NAMESPACE);
+    let pods = match api.list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))).await {
+        Ok(pods) => pods,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(pods
+        .items
+        .into_iter()
+        .filter_map(|pod| {
+            let labels = pod.metadata.labels.as_ref()?;
+            let run = labels.get(RUN_ID_LABEL).filter(|run| !run.is_empty() && run.as_str() != own_run)?.clone();
+            let host = labels.get(NODE_LABEL).cloned().or_else(|| pod.spec.as_ref()?.node_name.clone()).unwrap_or_default();
+            let name = pod.metadata.name?;
+            Some((run, DebugPodRef { host, namespace: DEBUG_NAMESPACE.to_owned(), pod: name }))
+        })
+        .collect())
 }
 
 /// Deletes the debug pods a journal names without a deletion (after a kill): those deleted (or
