@@ -312,6 +312,10 @@ impl JournalSink {
         {
             self.dead = true;
             if kill.before_its_action {
+                // A kill between the fsync and the action: the record is durable (a resume
+                // reads it), only its action never happens. Waited for here, under the lock:
+                // a test hook, no group commit to share.
+                pending.wait()?;
                 return Err(SinkError::Killed(self.writer.path().to_owned()));
             }
         }
