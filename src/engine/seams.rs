@@ -101,8 +101,9 @@ pub trait NodeDrain: Send + Sync + 'static {
     /// evicted, or [`DrainError::PodsLeft`], or [`DrainError::Api`] when the node's pods could
     /// not even be listed by then (never counted as drained).
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>>;
-    /// `--drain-failure force`: deletes the pods eviction could not move.
-    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()>;
+    /// `--drain-failure force`: deletes the pods eviction could not move; [`DrainError::Api`]
+    /// names those the API did not delete (the node is not drained then).
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>>;
     /// The preflight: PodDisruptionBudgets allowing no disruption, each with the nodes of
     /// `nodes` whose drain it blocks.
     fn zero_disruption_budgets<'a>(
@@ -213,8 +214,8 @@ impl NodeDrain for Drainer {
         })
     }
 
-    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()> {
-        Box::pin(Drainer::delete_pods(self, pods))
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>> {
+        Box::pin(async move { Drainer::delete_pods(self, pods).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
     }
 
     fn zero_disruption_budgets<'a>(

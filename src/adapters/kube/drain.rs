@@ -35,6 +35,13 @@ pub enum EvictError {
     ListFailed(String),
 }
 
+/// Pods a forced drain could not delete (namespace/name), each with the API's error.
+#[derive(Debug, thiserror::Error)]
+#[error("could not delete {}", .failed.iter().map(|(pod, e)| format!("pod {pod}: {e}")).collect::<Vec<_>>().join("; "))]
+pub struct DeletePodsError {
+    pub failed: Vec<(String, kube::Error)>,
+}
+
 /// A cordon or uncordon the API did not take.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {} node {node}: {source}", if *cordon { "cordon" } else { "uncordon" })]
@@ -145,13 +152,20 @@ impl Drainer {
         super::gates::zero_disruption_budgets(&self.client, nodes, self.pod_selector.as_deref()).await
     }
 
-    /// `--drain-failure force`: deletes the pods eviction could not move.
-    pub async fn delete_pods(&self, pods: &[String]) {
+    /// `--drain-failure force`: deletes the pods eviction could not move. Every pod is tried;
+    /// those the API did not delete are returned (a pod already gone is deleted).
+    pub async fn delete_pods(&self, pods: &[String]) -> Result<(), DeletePodsError> {
         use k8s_openapi::api::core::v1::Pod;
+        let mut failed = Vec::new();
         for pod in pods {
             if let Some((ns, name)) = pod.split_once('/') {
-                let _ = Api::<Pod>::namespaced(self.client.clone(), ns).delete(name, &Default::default()).await;
+                match Api::<Pod>::namespaced(self.client.clone(), ns).delete(name, &Default::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => failed.push((pod.clone(), e)),
+                }
             }
         }
+        if failed.is_empty() { Ok(()) } else { Err(DeletePodsError { failed }) }
     }
 }

@@ -1064,8 +1064,14 @@ async fn drain_stopped<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> St
 
 /// `--drain-escalation force` / `--drain-failure force`: the pods eviction could not move are
 /// deleted. Which pods is journaled first (a deletion is not undone), then they are deleted.
+/// A deletion the API refused leaves a pod on the node: the host fails as on a failed
+/// eviction (nothing sent) and fleetboot's cordon is lifted.
 async fn force_delete<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain, host: &Host, pods: Vec<String>) -> Result<(), Stop> {
     shared.record(Entry::ForceDeleting { host: host.name.clone(), pods: pods.clone() })?;
-    drain.delete_pods(&pods).await;
+    if let Err(error) = drain.delete_pods(&pods).await {
+        let stop = shared.fail(host, Stage::Drain, format!("forcing the drain: {error}"), false);
+        uncordon(shared, host).await;
+        return Err(stop);
+    }
     shared.record(Entry::Drained { host: host.name.clone(), evicted: pods.len() })
 }

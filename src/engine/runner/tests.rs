@@ -474,6 +474,8 @@ struct DrainFaults {
     pre_cordoned: bool,
     /// This node's drain never ends: one pod a budget protects stays (`app/db-0`).
     stuck: Option<&'static str>,
+    /// The API refuses to delete pods (a forced drain's deletion fails).
+    delete_fails: bool,
 }
 
 impl NodeDrain for FakeDrain {
@@ -506,13 +508,18 @@ impl NodeDrain for FakeDrain {
         })
     }
 
-    fn delete_pods<'a>(&'a self, _pods: &'a [String]) -> BoxFuture<'a, ()> {
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>> {
         Box::pin(async move {
             let journal = self.0.journal.lock().unwrap().clone();
             if let Some(journal) = journal {
                 let text = std::fs::read_to_string(journal).unwrap_or_default();
                 self.0.deletions.lock().unwrap().push(text.contains("\"force_deleting\""));
             }
+            if self.1.delete_fails {
+                let pod = pods.first().cloned().unwrap_or_default();
+                return Err(DrainError::Api { message: format!("could not delete pod {pod}: pods \"{pod}\" is forbidden") });
+            }
+            Ok(())
         })
     }
 }

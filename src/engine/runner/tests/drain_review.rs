@@ -150,6 +150,32 @@ async fn a_forced_drain_journals_the_pods_before_it_deletes_them() {
     assert_eq!(pods, Some(vec!["app/db-0".to_owned()]));
 }
 
+/// A forced drain whose deletion the API refuses: the pod is still on the node, so the host
+/// fails as on a failed eviction (the API's message kept, never journaled drained), nothing
+/// is sent, and fleetboot's cordon is lifted. (Before, the deletion's error was dropped and
+/// the node rebooted with the pod on it.)
+#[tokio::test(start_paused = true)]
+async fn a_forced_drain_whose_deletion_the_api_refuses_fails_the_host_uncordoned_and_not_rebooted() {
+    use fleetboot_core::batch::DrainStep;
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = stuck_drain(&world, dir.path(), vec![DrainStep::Force]);
+    job.drain_faults.delete_fails = true;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
+    assert_eq!(world.reboots_received("h1"), 0, "rebooted with a pod it could not delete");
+    let records = job.records();
+    assert!(!records.iter().any(|r| matches!(r.entry, Entry::Drained { .. })), "journaled as drained: {records:?}");
+    let error = records.iter().find_map(|r| match &r.entry {
+        Entry::Failed { stage: fleetboot_core::journal::Stage::Drain, error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    let error = error.expect("failed at its drain");
+    assert!(error.contains("app/db-0") && error.contains("forbidden"), "{error}");
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "its cordon was lifted");
+    assert!(!job.state().records["h1"].cordoned);
+}
+
 /// Finding 11: a resume of a drained host that failed with its reboot in doubt (sent, never
 /// seen back) keeps fleetboot's cordon while it watches the node: lifted only once the node is
 /// back with a new boot ID (before, the resume lifted it at once, while the node was down).
