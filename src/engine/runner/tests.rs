@@ -158,6 +158,10 @@ struct World {
     deletions: Mutex<Vec<bool>>,
     /// Transports a host was reached through instead of SSH, with why, not yet taken.
     escalations: Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    /// A cluster state that comes about during the checks after a drain: a drain that ends
+    /// arms it, and the next pod list (`--block-on-pods`) makes it `cluster`.
+    cluster_after_drain: Mutex<Option<fleetboot_core::limits::World>>,
+    cluster_on_pods_read: Mutex<Option<fleetboot_core::limits::World>>,
 }
 
 impl World {
@@ -189,6 +193,8 @@ impl World {
             journal: Mutex::new(None),
             deletions: Mutex::new(Vec::new()),
             escalations: Mutex::new(BTreeMap::new()),
+            cluster_after_drain: Mutex::new(None),
+            cluster_on_pods_read: Mutex::new(None),
         })
     }
 
@@ -453,7 +459,12 @@ impl NodeEvidence for FakeApi {
     }
 
     fn pods_matching<'a>(&'a self, _selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
-        Box::pin(async move { Ok(self.0.blockers.lock().unwrap().clone()) })
+        Box::pin(async move {
+            if let Some(cluster) = self.0.cluster_on_pods_read.lock().unwrap().take() {
+                *self.0.cluster.lock().unwrap() = Some(cluster);
+            }
+            Ok(self.0.blockers.lock().unwrap().clone())
+        })
     }
 
     fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
@@ -503,6 +514,9 @@ impl NodeDrain for FakeDrain {
             tokio::time::sleep(Duration::from_secs(20)).await;
             if self.1.list_fails {
                 return Err(DrainError::Api { message: format!("could not list the pods of node {node} within the drain timeout") });
+            }
+            if let Some(cluster) = self.0.cluster_after_drain.lock().unwrap().take() {
+                *self.0.cluster_on_pods_read.lock().unwrap() = Some(cluster);
             }
             Ok(2)
         })
