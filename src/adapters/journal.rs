@@ -349,6 +349,16 @@ impl JournalWriter {
         }
     }
 
+    /// How many of the records written so far a finished fsync covers (tests: a record is
+    /// durable once this reaches its place).
+    #[cfg(test)]
+    pub(crate) fn durable_records(&self) -> u64 {
+        match &self.sink {
+            Sink::File(_, group) => group.state.lock().unwrap().synced,
+            Sink::Backend(_) => 0,
+        }
+    }
+
     /// How many fsyncs this writer issued (tests of group commit).
     #[cfg(test)]
     fn syncs(&self) -> usize {

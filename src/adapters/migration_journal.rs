@@ -297,11 +297,9 @@ impl MigrationStore for ClusterStore {
         let record = record_of(entry);
         // The append waits for the API server (and out its retries): off the runtime's workers,
         // so the lease's renewal and the watches go on meanwhile.
-        let append = || self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append_line(&record);
-        let appended = match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
-            _ => append(),
-        };
+        let appended = crate::adapters::system::wait_off_workers(|| {
+            self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append_line(&record)
+        });
         appended.map_err(MigrationJournalError::InCluster)?;
         Ok(record)
     }

@@ -46,6 +46,18 @@ pub fn deadline_after(after: std::time::Duration) -> tokio::time::Instant {
     now.checked_add(after).unwrap_or_else(|| now + FAR_FUTURE)
 }
 
+/// Runs `wait`, a blocking wait (an fsync, a journal in the cluster waiting out its retries),
+/// without holding up the runtime's other tasks: on a multi-threaded runtime this worker is
+/// handed over to blocking for the wait (`block_in_place`), so the lease renewer, the watches
+/// and Ctrl-C go on meanwhile. A current-thread runtime (where `block_in_place` panics), or no
+/// runtime at all, simply waits.
+pub fn wait_off_workers<R>(wait: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
 /// What [`deadline_after`] waits instead of a duration the clock cannot hold: longer than any
 /// duration fleetboot accepts (366 days), short enough to add to any instant.
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);

@@ -99,10 +99,12 @@ pub trait NodeDrain: Send + Sync + 'static {
     fn is_unschedulable<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>>;
     /// Evicts every pod the drain covers until none is left or the policy's timeout: the number
     /// evicted, or [`DrainError::PodsLeft`], or [`DrainError::Api`] when the node's pods could
-    /// not even be listed by then (never counted as drained).
+    /// not even be listed by then (never counted as drained) or the API refused an eviction for
+    /// good (a 403: at once, with the API's message).
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>>;
-    /// `--drain-failure force`: deletes the pods eviction could not move.
-    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()>;
+    /// `--drain-failure force`: deletes the pods eviction could not move; [`DrainError::Api`]
+    /// names those the API did not delete (the node is not drained then).
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>>;
     /// The preflight: PodDisruptionBudgets allowing no disruption, each with the nodes of
     /// `nodes` whose drain it blocks.
     fn zero_disruption_budgets<'a>(
@@ -209,12 +211,14 @@ impl NodeDrain for Drainer {
             Drainer::evict_all(self, node).await.map_err(|e| match e {
                 crate::adapters::kube::drain::EvictError::PodsLeft(pods) => DrainError::PodsLeft { pods },
                 crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message },
+                // The API's own answer (403 Forbidden...), kept: the host fails with it at once.
+                refused @ crate::adapters::kube::drain::EvictError::Refused { .. } => DrainError::Api { message: refused.to_string() },
             })
         })
     }
 
-    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, ()> {
-        Box::pin(Drainer::delete_pods(self, pods))
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>> {
+        Box::pin(async move { Drainer::delete_pods(self, pods).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
     }
 
     fn zero_disruption_budgets<'a>(

@@ -14,6 +14,7 @@ mod clusters;
 mod common;
 mod debug_pods_left;
 mod demo;
+mod drain_refused;
 mod exec;
 mod hostlists;
 mod incluster_job;

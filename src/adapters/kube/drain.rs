@@ -27,12 +27,48 @@ pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
 }
 
 /// Why a drain did not finish.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum EvictError {
     /// Pods still on the node at the timeout (namespace/name).
+    #[error("pods still on the node: {}", .0.join(", "))]
     PodsLeft(Vec<String>),
     /// The node's pods could not be listed by the timeout: nothing is known drained.
+    #[error("{0}")]
     ListFailed(String),
+    /// The API refused an eviction for good (403 Forbidden, any 4xx but a budget's 429 and a
+    /// conflict): retrying until the timeout would only hide its answer.
+    #[error("the API refused to evict pod {pod} from node {node}: {}", refusal(.source))]
+    Refused {
+        node: String,
+        /// namespace/name
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The API's own words for a refusal: its status message, code and reason.
+fn refusal(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => format!("{} ({} {})", status.message, status.code, status.reason),
+        other => other.to_string(),
+    }
+}
+
+/// Whether an eviction's error is the API's final answer. Retried: 429 (a
+/// PodDisruptionBudget, or the API's rate limit), 404 (the pod already gone: the next list
+/// shows it), 408 and 409 (a timeout, a conflict), every 5xx, and errors without an answer (a
+/// connection, a timeout). Any other 4xx (403 Forbidden above all) is not: the same request
+/// gets the same answer (`kubectl drain` stops on it too).
+fn eviction_refused(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if (400..500).contains(&status.code) && !matches!(status.code, 404 | 408 | 409 | 429))
+}
+
+/// Pods a forced drain could not delete (namespace/name), each with the API's error.
+#[derive(Debug, thiserror::Error)]
+#[error("could not delete {}", .failed.iter().map(|(pod, e)| format!("pod {pod}: {e}")).collect::<Vec<_>>().join("; "))]
+pub struct DeletePodsError {
+    pub failed: Vec<(String, kube::Error)>,
 }
 
 /// A cordon or uncordon the API did not take.
@@ -81,7 +117,8 @@ impl Drainer {
 
     /// Evicts every pod the drain covers, retrying those a PodDisruptionBudget protects,
     /// until none is left or the timeout. Returns how many were evicted, or the pods left. A
-    /// pod list that fails is tried again until the timeout: pods not seen are not gone.
+    /// pod list that fails is tried again until the timeout: pods not seen are not gone. An
+    /// eviction the API refuses for good ([`EvictError::Refused`]) ends the drain at once.
     pub async fn evict_all(&self, node: &str) -> Result<usize, EvictError> {
         use k8s_openapi::api::core::v1::Pod;
         use kube::api::EvictParams;
@@ -115,9 +152,16 @@ impl Drainer {
                 // attempt is bounded by the drain's own deadline.
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now()).max(std::time::Duration::from_millis(100));
                 let api = Api::<Pod>::namespaced(self.client.clone(), ns);
-                if let Ok(Ok(_)) = tokio::time::timeout(remaining, api.evict(name, &EvictParams::default())).await {
-                    evicted += 1;
-                    gone.insert(format!("{ns}/{name}"));
+                match tokio::time::timeout(remaining, api.evict(name, &EvictParams::default())).await {
+                    Ok(Ok(_)) => {
+                        evicted += 1;
+                        gone.insert(format!("{ns}/{name}"));
+                    }
+                    Ok(Err(source)) if eviction_refused(&source) => {
+                        return Err(EvictError::Refused { node: node.to_owned(), pod: format!("{ns}/{name}"), source });
+                    }
+                    // A budget's 429, a 5xx, no answer: tried again on the next pass.
+                    Ok(Err(_)) | Err(_) => {}
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -145,13 +189,43 @@ impl Drainer {
         super::gates::zero_disruption_budgets(&self.client, nodes, self.pod_selector.as_deref()).await
     }
 
-    /// `--drain-failure force`: deletes the pods eviction could not move.
-    pub async fn delete_pods(&self, pods: &[String]) {
+    /// `--drain-failure force`: deletes the pods eviction could not move. Every pod is tried;
+    /// those the API did not delete are returned (a pod already gone is deleted).
+    pub async fn delete_pods(&self, pods: &[String]) -> Result<(), DeletePodsError> {
         use k8s_openapi::api::core::v1::Pod;
+        let mut failed = Vec::new();
         for pod in pods {
             if let Some((ns, name)) = pod.split_once('/') {
-                let _ = Api::<Pod>::namespaced(self.client.clone(), ns).delete(name, &Default::default()).await;
+                match Api::<Pod>::namespaced(self.client.clone(), ns).delete(name, &Default::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => failed.push((pod.clone(), e)),
+                }
             }
         }
+        if failed.is_empty() { Ok(()) } else { Err(DeletePodsError { failed }) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        let status = kube::core::Status { code, reason: reason.into(), message: format!("the API says {code}"), ..Default::default() };
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn an_eviction_is_refused_for_good_only_on_a_final_4xx() {
+        for code in [400, 401, 403, 405, 422] {
+            assert!(eviction_refused(&api_error(code, "Forbidden")), "{code}");
+        }
+        // A budget's 429, the pod already gone, a timeout, a conflict, any 5xx: tried again.
+        for code in [404, 408, 409, 429, 500, 503, 504] {
+            assert!(!eviction_refused(&api_error(code, "TooManyRequests")), "{code}");
+        }
+        let refused = EvictError::Refused { node: "worker-0".into(), pod: "ns/p".into(), source: api_error(403, "Forbidden") };
+        assert_eq!(refused.to_string(), "the API refused to evict pod ns/p from node worker-0: the API says 403 (403 Forbidden)");
     }
 }

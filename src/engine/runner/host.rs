@@ -361,26 +361,30 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     };
     if let Some(drain) = shared.drain_for(host) {
         drain_node(shared, drain.as_ref(), host).await?;
-        // Someone else took the node meanwhile (the MCO updating it, another actor's maintenance
-        // Lease): the cordon is theirs now. Journaled first, never lifted, nothing sent.
+        // The drain (and its ladder) may have waited long: the window, the blockers and the
+        // health gate are read again first (each may take a while: a pod list, an alert query,
+        // a health command), then the cluster's state once, after them: the limits (and who
+        // else took the node) are judged on the latest read before anything is sent.
+        let gates_say = gates_after_drain(shared, host).await;
         // The world read once after the drain: who else takes the node, and the limits.
         let world = read_world(shared, host).await;
+        // Someone else took the node meanwhile (the MCO updating it, another actor's maintenance
+        // Lease): the cordon is theirs now. Journaled first, never lifted, nothing sent.
         if let Some((to, why)) = taken_by_another(shared, host, &world) {
             let reason = format!("after the drain, {why}; the cordon stays for them, not rebooted by this run");
             shared.record(Entry::CordonHandedOver { host: name(), to, reason })?;
             return Err(Stop::Journaled);
         }
-        // The drain (and its ladder) may have waited long: the window, the blockers and the
-        // cluster's state are read again before anything is sent. On a "no" the node is
-        // uncordoned and goes to the end of the queue, where the gates wait for them again.
         // The failure budget spent while it drained: no new reboot starts, as at the first look.
         if shared.budget_spent() {
             let stop = skip("the failure budget (--max-failures) was spent during its drain; uncordoned, nothing sent");
             uncordon(shared, host).await;
             return Err(stop);
         }
-        if let Some(why) = still_allowed_after_drain(shared, host, &world).await {
-            // Bounded: a node the world keeps refusing after each drain is skipped (uncordoned,
+        let says_wait = gates_say.or_else(|| verdict(shared, host, &world).map(|why| format!("the cluster's limits say wait: {why}")));
+        if let Some(why) = says_wait {
+            // On a "no" from the gates or the limits the node is uncordoned and goes to the end
+            // of the queue, where the gates wait for them again. Bounded: a node the world keeps refusing after each drain is skipped (uncordoned,
             // its workloads back) rather than drained again and again for ever; a resume or a
             // later run tries it again.
             let deferrals = shared.records.lock().unwrap().get(&host.name).map_or(0, |r| r.post_drain_deferrals);
@@ -461,17 +465,15 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     confirm(shared, host, &old, last_sent, ssh_usable).await
 }
 
-/// Right before the reboot of a drained node: why it may not go now after all (the window
-/// closed, a blocker appeared, the health gate, the cluster's limits in `world` say wait), or `None`.
-async fn still_allowed_after_drain<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead) -> Option<String> {
+/// After a node's drain: why its gates say it may not go now after all (the window closed, a
+/// blocker appeared, the health gate), or `None`. The cluster's limits are judged after these,
+/// on a world read after them.
+async fn gates_after_drain<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
     if let Some(why) = shared.window_or_blocker_now(host).await {
         return Some(why);
     }
     // The health gate, as the first look applies it (one check: the drain was the wait).
-    if let Some(why) = shared.unhealthy_now(host).await {
-        return Some(why);
-    }
-    verdict(shared, host, world).map(|why| format!("the cluster's limits say wait: {why}"))
+    shared.unhealthy_now(host).await
 }
 
 /// The world as `host`'s cluster shows it now: `None` for a host outside a cluster.
@@ -1064,8 +1066,14 @@ async fn drain_stopped<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> St
 
 /// `--drain-escalation force` / `--drain-failure force`: the pods eviction could not move are
 /// deleted. Which pods is journaled first (a deletion is not undone), then they are deleted.
+/// A deletion the API refused leaves a pod on the node: the host fails as on a failed
+/// eviction (nothing sent) and fleetboot's cordon is lifted.
 async fn force_delete<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain, host: &Host, pods: Vec<String>) -> Result<(), Stop> {
     shared.record(Entry::ForceDeleting { host: host.name.clone(), pods: pods.clone() })?;
-    drain.delete_pods(&pods).await;
+    if let Err(error) = drain.delete_pods(&pods).await {
+        let stop = shared.fail(host, Stage::Drain, format!("forcing the drain: {error}"), false);
+        uncordon(shared, host).await;
+        return Err(stop);
+    }
     shared.record(Entry::Drained { host: host.name.clone(), evicted: pods.len() })
 }

@@ -312,6 +312,10 @@ impl JournalSink {
         {
             self.dead = true;
             if kill.before_its_action {
+                // A kill between the fsync and the action: the record is durable (a resume
+                // reads it), only its action never happens. Waited for here, under the lock:
+                // a test hook, no group commit to share.
+                pending.wait()?;
                 return Err(SinkError::Killed(self.writer.path().to_owned()));
             }
         }
@@ -320,18 +324,13 @@ impl JournalSink {
 }
 
 /// Appends under the sink's lock, and waits for it (an fsync, or the cluster journal's writer
-/// answering, up to its deadline) without holding up the other tasks of a multi-threaded
-/// runtime: this worker is handed over to blocking for the wait (`block_in_place`), so the lease
-/// renewer, the node watch and Ctrl-C go on meanwhile. A current-thread runtime (the runner's
-/// tests) simply waits.
+/// answering, up to its deadline) off the runtime's workers
+/// ([`wait_off_workers`](crate::adapters::system::wait_off_workers)): the lease renewer, the
+/// node watch and Ctrl-C go on meanwhile.
 fn append_blocking(journal: &Mutex<JournalSink>, record: &Record) -> Result<(), SinkError> {
     // The fsync is waited for outside the sink's lock: hosts' appends waiting at the same time
     // share one (group commit), each still returning only once its record is durable.
-    let append = || Ok(journal.lock().unwrap().write(record)?.wait()?);
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
-        _ => append(),
-    }
+    crate::adapters::system::wait_off_workers(|| Ok(journal.lock().unwrap().write(record)?.wait()?))
 }
 
 /// Everything a host task shares with the others.

@@ -158,6 +158,10 @@ struct World {
     deletions: Mutex<Vec<bool>>,
     /// Transports a host was reached through instead of SSH, with why, not yet taken.
     escalations: Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    /// A cluster state that comes about during the checks after a drain: a drain that ends
+    /// arms it, and the next pod list (`--block-on-pods`) makes it `cluster`.
+    cluster_after_drain: Mutex<Option<fleetboot_core::limits::World>>,
+    cluster_on_pods_read: Mutex<Option<fleetboot_core::limits::World>>,
 }
 
 impl World {
@@ -189,6 +193,8 @@ impl World {
             journal: Mutex::new(None),
             deletions: Mutex::new(Vec::new()),
             escalations: Mutex::new(BTreeMap::new()),
+            cluster_after_drain: Mutex::new(None),
+            cluster_on_pods_read: Mutex::new(None),
         })
     }
 
@@ -453,7 +459,12 @@ impl NodeEvidence for FakeApi {
     }
 
     fn pods_matching<'a>(&'a self, _selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
-        Box::pin(async move { Ok(self.0.blockers.lock().unwrap().clone()) })
+        Box::pin(async move {
+            if let Some(cluster) = self.0.cluster_on_pods_read.lock().unwrap().take() {
+                *self.0.cluster.lock().unwrap() = Some(cluster);
+            }
+            Ok(self.0.blockers.lock().unwrap().clone())
+        })
     }
 
     fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
@@ -474,6 +485,8 @@ struct DrainFaults {
     pre_cordoned: bool,
     /// This node's drain never ends: one pod a budget protects stays (`app/db-0`).
     stuck: Option<&'static str>,
+    /// The API refuses to delete pods (a forced drain's deletion fails).
+    delete_fails: bool,
 }
 
 impl NodeDrain for FakeDrain {
@@ -502,17 +515,25 @@ impl NodeDrain for FakeDrain {
             if self.1.list_fails {
                 return Err(DrainError::Api { message: format!("could not list the pods of node {node} within the drain timeout") });
             }
+            if let Some(cluster) = self.0.cluster_after_drain.lock().unwrap().take() {
+                *self.0.cluster_on_pods_read.lock().unwrap() = Some(cluster);
+            }
             Ok(2)
         })
     }
 
-    fn delete_pods<'a>(&'a self, _pods: &'a [String]) -> BoxFuture<'a, ()> {
+    fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>> {
         Box::pin(async move {
             let journal = self.0.journal.lock().unwrap().clone();
             if let Some(journal) = journal {
                 let text = std::fs::read_to_string(journal).unwrap_or_default();
                 self.0.deletions.lock().unwrap().push(text.contains("\"force_deleting\""));
             }
+            if self.1.delete_fails {
+                let pod = pods.first().cloned().unwrap_or_default();
+                return Err(DrainError::Api { message: format!("could not delete pod {pod}: pods \"{pod}\" is forbidden") });
+            }
+            Ok(())
         })
     }
 }

@@ -150,6 +150,83 @@ async fn a_forced_drain_journals_the_pods_before_it_deletes_them() {
     assert_eq!(pods, Some(vec!["app/db-0".to_owned()]));
 }
 
+/// A forced drain whose deletion the API refuses: the pod is still on the node, so the host
+/// fails as on a failed eviction (the API's message kept, never journaled drained), nothing
+/// is sent, and fleetboot's cordon is lifted. (Before, the deletion's error was dropped and
+/// the node rebooted with the pod on it.)
+#[tokio::test(start_paused = true)]
+async fn a_forced_drain_whose_deletion_the_api_refuses_fails_the_host_uncordoned_and_not_rebooted() {
+    use fleetboot_core::batch::DrainStep;
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1"]);
+    let mut job = stuck_drain(&world, dir.path(), vec![DrainStep::Force]);
+    job.drain_faults.delete_fails = true;
+    let summary = job.run().await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Failed);
+    assert_eq!(world.reboots_received("h1"), 0, "rebooted with a pod it could not delete");
+    let records = job.records();
+    assert!(!records.iter().any(|r| matches!(r.entry, Entry::Drained { .. })), "journaled as drained: {records:?}");
+    let error = records.iter().find_map(|r| match &r.entry {
+        Entry::Failed { stage: fleetboot_core::journal::Stage::Drain, error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    let error = error.expect("failed at its drain");
+    assert!(error.contains("app/db-0") && error.contains("forbidden"), "{error}");
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "its cordon was lifted");
+    assert!(!job.state().records["h1"].cordoned);
+}
+
+/// The order after the drain: the gates (window, blockers, health) are read first, then the
+/// world once, and the limits judge that later read. Here h2 (of the plan, concurrency 1)
+/// goes NotReady while the blockers are read after h1's drain: h1 waits (deferred, uncordoned,
+/// nothing sent) instead of going down on the world read before the blockers.
+#[tokio::test(start_paused = true)]
+async fn the_limits_after_a_drain_judge_the_world_read_after_the_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    (job.api, job.drain) = (true, true);
+    job.settings.concurrency = 1;
+    job.settings.batch.block_on_pods = Some("app=backup".into());
+    let node = |name: &str, ready: bool| fleetboot_core::limits::NodeNow {
+        name: name.into(),
+        ready,
+        unschedulable: false,
+        mco_state: "Done".into(),
+        current_config: "rendered-worker-a".into(),
+        desired_config: "rendered-worker-a".into(),
+        control_plane: false,
+        group: None,
+    };
+    let h2_not_ready = fleetboot_core::limits::World { nodes: vec![node("h1", true), node("h2", false)], leases: Vec::new(), etcd: None };
+    *world.cluster.lock().unwrap() =
+        Some(fleetboot_core::limits::World { nodes: vec![node("h1", true), node("h2", true)], ..h2_not_ready.clone() });
+    *world.cluster_after_drain.lock().unwrap() = Some(h2_not_ready);
+    let (trigger, abort) = watch::channel(Abort::No);
+    let summary = job
+        .run_with_abort((trigger, abort), |event, _| {
+            // h2 is Ready again once h1 was sent back: the run ends with both rebooted.
+            if let Event::Transition { record } = event
+                && matches!(record.entry, Entry::Deferred { .. })
+            {
+                *world.cluster.lock().unwrap() = None;
+            }
+        })
+        .await;
+    let records = job.records();
+    let deferred = records.iter().find_map(|r| match &r.entry {
+        Entry::Deferred { host, reason, after_drain: true } if host == "h1" => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = deferred.unwrap_or_else(|| panic!("h1 went down on the world read before its gates: {records:?}"));
+    assert!(reason.contains("the cluster's limits say wait") && reason.contains("h2"), "{reason}");
+    let h1_first_reboot = world.times_of("h1", |e| matches!(e, Happened::SshReboot | Happened::BmcReset(_)))[0];
+    let h1_first_uncordon = world.times_of("h1", |e| *e == Happened::Uncordoned)[0];
+    assert!(h1_first_uncordon < h1_first_reboot, "uncordoned and requeued before any reboot");
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted);
+}
+
 /// Finding 11: a resume of a drained host that failed with its reboot in doubt (sent, never
 /// seen back) keeps fleetboot's cordon while it watches the node: lifted only once the node is
 /// back with a new boot ID (before, the resume lifted it at once, while the node was down).

@@ -42,6 +42,20 @@ fn sink_takes_nothing_after_its_first_failed_record() {
     assert_eq!(taken.lock().unwrap().iter().map(|r| r.at_ms).collect::<Vec<_>>(), vec![1]);
 }
 
+/// The test hook's "killed before its action" is a kill between the record's fsync and its
+/// action: the record is durable when the append reports the kill (as before group commit).
+#[test]
+fn sink_killed_before_its_action_leaves_that_record_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = JournalWriter::create(&dir.path().join("run.jsonl")).unwrap();
+    let mut sink = JournalSink { writer, written: 0, kill: Some(Kill { after: 2, before_its_action: true }), dead: false };
+    sink.append(&down(1)).unwrap();
+    assert!(sink.append(&down(2)).is_err(), "the hook kills at record 2");
+    assert_eq!(sink.writer.durable_records(), 2, "record 2 reported killed before its fsync");
+    let third = sink.append(&down(3)).unwrap_err().to_string();
+    assert!(third.contains("closed"), "{third}");
+}
+
 /// Blocks its append until the test releases it (a cluster journal's writer waiting on a slow
 /// API server); says when it has started.
 #[derive(Debug)]

@@ -1,0 +1,108 @@
+//! An eviction the API refuses for good (review finding 7), end to end on the simulated cluster
+//! (`fleetboot sim --rbac`, its authorizer the judge of every request): the host fails at once
+//! with the API's own message, instead of retrying to `--drain-timeout` and reading "timed out".
+
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetboot_core::journal::{Entry, Stage};
+
+use crate::common::sim::{Sim, boot_counts};
+use crate::rbac::{apply, apply_printed};
+
+/// A `fleetboot` child, killed by PID if the test ends before it does.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `fleetboot reboot --drain` as the user `fleetboot`, with exactly the role `fleetboot rbac
+/// drain` prints, so its RBAC preflight passes. Then, while its first node write is held (the
+/// simulation's hold-requests on `PATCH nodes`: after the preflight, before any eviction), the
+/// role loses its `pods/eviction` rule. Every eviction now gets the real API's 403: the host
+/// fails at once with that message (no drain timeout in its journal), is uncordoned, and
+/// nothing is rebooted.
+#[test]
+fn an_eviction_the_api_forbids_fails_the_host_at_once_with_the_apis_message() {
+    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let objects = apply_printed(&sim, "drain");
+    let on_worker_0 = sim.kubectl_ok(&["get", "pods", "-A", "--field-selector", "spec.nodeName=worker-0", "-o", "name"]);
+    assert!(!on_worker_0.is_empty(), "worker-0 runs pods to evict");
+    let boots = boot_counts(&sim);
+
+    let hold = |held: bool| {
+        sim.control("POST", "hold-requests", &format!(r#"{{"method": "PATCH", "resource": "nodes", "held": {held}}}"#));
+    };
+    hold(true);
+    let journal = sim.path("refused.jsonl");
+    // Without the fix the 403s are retried to this timeout, and the host reads "pods still on
+    // the node after 30s": the assertions below tell by the failure's text, not by the time.
+    let args = [
+        "reboot",
+        "--context",
+        "fleetboot",
+        "--nodes",
+        "worker-0",
+        "--drain",
+        "--drain-timeout",
+        "30s",
+        "--poll-interval",
+        "200ms",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let mut run = Running(sim.fleetboot(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+
+    // The run started (its RBAC preflight passed before its journal was created); its first
+    // node write waits on the hold.
+    let started = Instant::now();
+    while !std::fs::read_to_string(&journal).unwrap_or_default().contains("\"run_started\"") {
+        assert!(run.0.try_wait().unwrap().is_none(), "fleetboot ended before its run started");
+        assert!(started.elapsed() < Duration::from_secs(60), "no run_started in {}", journal.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let role = objects.iter().find(|o| o["kind"] == "ClusterRole").expect("the drain role").clone();
+    let mut reduced = role.clone();
+    let rules = reduced["rules"].as_array_mut().unwrap();
+    let before = rules.len();
+    rules.retain(|r| !r["resources"].as_array().unwrap().iter().any(|x| x == "pods/eviction"));
+    assert_eq!(rules.len(), before - 1, "one pods/eviction rule: {role}");
+    apply(&sim, std::slice::from_ref(&reduced), "replace");
+    hold(false);
+
+    let status = run.0.wait().unwrap();
+    let mut text = String::new();
+    run.0.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    run.0.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(3), "a host failed: {text}");
+
+    let (records, _) = fleetboot::adapters::journal::load(&journal).unwrap();
+    let failed: Vec<(Stage, String)> = records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            Entry::Failed { host, stage, error, .. } if host == "worker-0" => Some((*stage, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{records:?}");
+    let (stage, error) = &failed[0];
+    assert_eq!(*stage, Stage::Drain);
+    // The API's own words (the simulation answers as the real authorizer does).
+    assert!(error.contains("is forbidden: User \"fleetboot\" cannot create resource \"pods/eviction\""), "{error}");
+    assert!(error.contains("403"), "{error}");
+    assert!(!error.contains("timed out") && !error.contains("still on the node"), "{error}");
+    assert!(!records.iter().any(|r| matches!(r.entry, Entry::DrainTimedOut { .. } | Entry::Drained { .. })), "{records:?}");
+    assert!(text.contains("pods/eviction"), "the report names the refusal: {text}");
+    // Handled as every failed drain: fleetboot's cordon lifted, nothing sent.
+    assert!(records.iter().any(|r| matches!(&r.entry, Entry::Uncordoned { host } if host == "worker-0")), "{records:?}");
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "", "uncordoned");
+    assert!(!records.iter().any(|r| matches!(r.entry, Entry::Dispatching { .. })), "{records:?}");
+    assert_eq!(boot_counts(&sim), boots, "nothing rebooted");
+}
