@@ -69,6 +69,98 @@ fn config_elsewhere(sim: &Sim, dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// `fleetboot migrate ARGS --output plain` on another machine: an empty working directory, its
+/// own state directory, the same cluster; with that directory (dropped: removed).
+fn migrate_elsewhere(sim: &Sim, args: &[&str]) -> (crate::common::Run, tempfile::TempDir) {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = config_elsewhere(sim, elsewhere.path());
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .args(args)
+        .args(["--output", "plain"])
+        .current_dir(elsewhere.path())
+        .env("HOME", elsewhere.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (crate::common::Run::from(out), elsewhere)
+}
+
+/// Waits (at most two minutes) until `done`, the migration `child` still running.
+fn wait_while_running(child: &mut Killed, what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(120), "{what} never happened");
+        assert!(child.0.try_wait().unwrap().is_none(), "migrate ended before {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Step 10's reboot of the nodes that hold pods in error keeps its journal in the cluster too
+/// (the run `ID-error-nodes-1`): killed with -9 once its first node's reboot was handed over,
+/// the migration resumed from another directory continues that run. Each node's reboots, from
+/// the simulation's history: one by step 7, one more for each error node, none twice.
+#[test]
+fn killed_during_the_error_node_reboot_a_resume_elsewhere_continues_its_run_in_the_cluster() {
+    let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
+    let id = "jobmig2-errors-1";
+    let args = [
+        "--journal-in-cluster",
+        "--run-id",
+        id,
+        "--etcd-backup-confirmed",
+        "--reboot-error-nodes",
+        "--reboot-concurrency",
+        "1",
+        "--poll-interval",
+        "300ms",
+    ];
+    let mut child = Killed(
+        sim.fleetboot(&[&["migrate"], &args[..], &["--output", "json"]].concat())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let migration = JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap();
+    let backed_up =
+        || cluster_journal_lines(&sim, &migration).iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "backup");
+    wait_while_running(&mut child, "step 1 (the backup)", backed_up);
+    // Pods no reboot mends, failing since after the migration started: step 10 reboots their nodes.
+    sim.fail_daemonset_pod("broken-0", "worker-0");
+    sim.fail_daemonset_pod("broken-1", "worker-1");
+    let errors = JournalPlace::new("kube-system", &format!("{id}-error-nodes-1")).unwrap();
+    wait_while_running(&mut child, "the error-node reboot's first hand-over", || dispatched(&sim, &errors) >= 1);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert_eq!(sim.network_type().1, "OVNKubernetes", "killed after the switch");
+    let local: Vec<_> =
+        std::fs::read_dir(sim.path("state/migrations").join(id)).into_iter().flatten().map(|e| e.unwrap().file_name()).collect();
+    assert!(local.is_empty(), "nothing of the migration is on the first machine's disk: {local:?}");
+
+    let (resumed, _elsewhere) = migrate_elsewhere(&sim, &args);
+    assert_eq!(resumed.code, 3, "verification still fails: no reboot mends those pods\n{}", resumed.debug());
+    assert!(resumed.stdout.contains("continuing the reboot of the nodes that hold pods in error"), "{}", resumed.debug());
+    let counts = cluster_dispatch_counts(&sim, &errors);
+    assert_eq!(counts, BTreeMap::from([("worker-0".to_owned(), 1), ("worker-1".to_owned(), 1)]), "the run continued, no node twice");
+    let second = JournalPlace::new("kube-system", &format!("{id}-error-nodes-2")).unwrap();
+    assert!(cluster_journal_lines(&sim, &second).is_empty(), "no second error-node run was planned");
+    // Every node is rebooted as often by the migration itself (step 7, the MCO's rollout); an
+    // error node exactly once more.
+    let reboots = sim.history_counts("reboot-requested");
+    let by_migration = reboots["master-0"];
+    assert!(by_migration >= 1, "{reboots:?}");
+    let expected: BTreeMap<String, usize> = [("master-0", 0), ("worker-0", 1), ("worker-1", 1), ("worker-2", 0)]
+        .into_iter()
+        .map(|(n, more)| (n.to_owned(), by_migration + more))
+        .collect();
+    assert_eq!(reboots, expected, "each error node rebooted once more than the migration reboots every node");
+}
+
 #[test]
 fn killed_during_step_7_with_the_journal_in_the_cluster_a_resume_from_another_directory_finishes_it() {
     killed_in_step_7_then_finished_elsewhere(&["--resume", "jobmigrate-test-1", "--journal-in-cluster"]);
@@ -133,23 +225,7 @@ fn killed_in_step_7_then_finished_elsewhere(resume: &[&str]) {
     ]);
     assert!(backup.contains("networkType"), "the network backup is in the cluster: {backup}");
 
-    // Another machine: an empty working directory, its own state directory, the same cluster.
-    let elsewhere = tempfile::tempdir().unwrap();
-    let config = config_elsewhere(&sim, elsewhere.path());
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("migrate")
-        .args(resume)
-        .args(["--poll-interval", "300ms", "--output", "plain"])
-        .current_dir(elsewhere.path())
-        .env("HOME", elsewhere.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let resumed = crate::common::Run::from(out);
+    let (resumed, elsewhere) = migrate_elsewhere(&sim, &[resume, &["--poll-interval", "300ms"]].concat());
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert!(resumed.stdout.contains("resuming the migration"), "{}", resumed.debug());
     assert_eq!(sim.network_type().1, "OVNKubernetes");
