@@ -14,13 +14,17 @@ use crate::adapters::migration_journal::{FileError, write_files};
 /// state its runs are in).
 pub fn migration_files(state: &MigrationState, now_ms: u64) -> Vec<(&'static str, String)> {
     let load = |p: &Option<PathBuf>| p.as_ref().and_then(|p| crate::adapters::journal::load(p).ok());
-    migration_files_with(state, load(&state.reboot_journal), now_ms)
+    migration_files_with(state, load(&state.reboot_journal), load(&state.error_nodes_journal), now_ms)
 }
 
-/// [`migration_files`] with step 7's reboot journal read by the caller (the migration reads
-/// it from the cluster when it is kept there, `migrate --journal-in-cluster`).
-pub fn migration_files_with(state: &MigrationState, reboot: Option<(Vec<Record>, RunState)>, now_ms: u64) -> Vec<(&'static str, String)> {
-    let error_nodes = state.error_nodes_journal.as_ref().and_then(|p| crate::adapters::journal::load(p).ok());
+/// [`migration_files`] with step 7's and step 10's reboot journals read by the caller (the
+/// migration reads them from the cluster when they are kept there, `migrate --journal-in-cluster`).
+pub fn migration_files_with(
+    state: &MigrationState,
+    reboot: Option<(Vec<Record>, RunState)>,
+    error_nodes: Option<(Vec<Record>, RunState)>,
+    now_ms: u64,
+) -> Vec<(&'static str, String)> {
     fleetboot_core::migrate::report::render(state, run(&reboot), run(&error_nodes), now_ms)
 }
 

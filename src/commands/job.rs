@@ -124,8 +124,13 @@ pub fn objects(kind: &JobKind, now: std::time::SystemTime) -> Result<Vec<Value>,
         }
         // The migration's journal, side files and step 7's reboot run are in the cluster
         // (kube-system, beside its lease): a replacement pod resumes it by its ID.
-        super::Command::Migrate(_) => {
+        super::Command::Migrate(migrate) => {
             let mut modes = rbac::with_base(Mode::Migrate);
+            // Steps 7 and 10 reboot through the API's exec: granted, or the pod would pause
+            // the pools and switch the network before it finds it cannot reboot a node.
+            if migrate.transport == Some(fleetboot_core::settings::Transport::Kube) {
+                modes.push(Mode::KubeTransport);
+            }
             modes.push(Mode::JournalInCluster);
             (modes, Mode::Migrate.name(), "kube-system".to_owned(), job.backoff_limit)
         }
@@ -253,6 +258,7 @@ mod tests {
     #[test]
     fn a_migration_job_resumes_after_a_crash_from_its_journal_in_the_cluster() {
         let objects = job(&["migrate", "--run-id", "m-1", "--etcd-backup-confirmed"]).unwrap();
+        let through_the_api = job(&["migrate", "--run-id", "m-1", "--etcd-backup-confirmed", "--transport", "kube"]).unwrap();
         let job = objects.last().unwrap();
         let args: Vec<&str> =
             job["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
@@ -272,6 +278,16 @@ mod tests {
             });
             assert!(found, "{} {:?} missing from {role}", rule.resource, rule.verbs);
         }
+        // Rebooting through the API's exec: granted to the pod too.
+        let grants_exec = |objects: &[Value]| {
+            objects.iter().any(|o| {
+                o["kind"] == "Role"
+                    && o["metadata"]["namespace"] == "openshift-machine-config-operator"
+                    && o["rules"].to_string().contains("pods/exec")
+            })
+        };
+        assert!(!grants_exec(&objects), "no exec without --transport kube");
+        assert!(grants_exec(&through_the_api));
     }
 
     #[test]

@@ -115,9 +115,10 @@ pub struct MigrateArgs {
     /// three); 1 reads it once.
     #[arg(long, value_name = "N", default_value = "3", value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=20))]
     pub stable_checks: u32,
-    /// Keep step 7's reboot journal in the cluster (ConfigMaps in kube-system, the run
-    /// `MIGRATION-ID-reboot`), as `reboot --journal-in-cluster` does: a resume from another
-    /// machine continues that reboot run instead of starting a second one.
+    /// Keep the migration's journal, its side files and its reboot runs' journals in the
+    /// cluster (ConfigMaps in kube-system; step 7's run `MIGRATION-ID-reboot`), as `reboot
+    /// --journal-in-cluster` does: a resume from any machine continues it. Always on in a pod
+    /// (the in-cluster config present), unless --dir names a directory for the journal.
     #[arg(long)]
     pub journal_in_cluster: bool,
     /// With --journal-in-cluster: the migration's ID (its journal and files in the cluster are
@@ -145,8 +146,16 @@ pub struct VerifyArgs {
     pub output: VerifyOutput,
 }
 
+/// Whether the migration journals in the cluster: asked, or by itself in a pod (`in_pod`: the
+/// in-cluster config is present, [`crate::adapters::kube::in_pod`], as `reboot` decides), where
+/// the pod's disk dies with it, unless `--dir` names a directory for the journal. Pure.
+fn journals_in_cluster(asked: bool, dir_given: bool, in_pod: bool) -> bool {
+    asked || (in_pod && !dir_given)
+}
+
 impl MigrateArgs {
-    fn options(&self) -> MigrationOptions {
+    /// The options, `in_pod` telling whether this process runs in a pod.
+    fn options(&self, in_pod: bool) -> MigrationOptions {
         MigrationOptions {
             plan: self.plan,
             resume: self.resume.is_some(),
@@ -180,7 +189,7 @@ impl MigrateArgs {
             lease_duration: self.lease_duration.into(),
             poll_interval: self.poll_interval,
             stable_checks: self.stable_checks,
-            journal_in_cluster: self.journal_in_cluster,
+            journal_in_cluster: journals_in_cluster(self.journal_in_cluster, self.dir.is_some(), in_pod),
             run_id: self.run_id.clone().or_else(|| self.resume.clone().filter(|id| !id.is_empty())),
         }
     }
@@ -193,9 +202,10 @@ pub fn migration_from_args(
     config: Option<&Path>,
     install_interrupts: fn(tokio::sync::watch::Sender<crate::engine::runner::Abort>),
 ) -> Result<(MigrationOptions, MigrationContext), Error> {
+    let in_pod = crate::adapters::kube::in_pod();
     let named = args.run_id.is_some() || args.resume.as_deref().is_some_and(|id| !id.is_empty());
-    if named && !args.journal_in_cluster {
-        let reason = "names a migration whose journal is in the cluster: add --journal-in-cluster".to_owned();
+    if named && !journals_in_cluster(args.journal_in_cluster, args.dir.is_some(), in_pod) {
+        let reason = "names a migration whose journal is in the cluster: add --journal-in-cluster (not with --dir)".to_owned();
         return Err(crate::adapters::config::ConfigError::BadValue { key: "--run-id / --resume ID", reason }.into());
     }
     if let (Some(a), Some(b)) = (&args.run_id, args.resume.as_deref().filter(|id| !id.is_empty()))
@@ -207,7 +217,7 @@ pub fn migration_from_args(
     let mut flags = fleetboot_core::settings::Partial { output: Some(args.output), transport: args.transport, ..args.cluster.partial() };
     args.rungs.apply(&mut flags);
     let settings = load_settings(config, &flags)?;
-    Ok((args.options(), MigrationContext { cluster: cluster_target(&settings), settings, install_interrupts }))
+    Ok((args.options(in_pod), MigrationContext { cluster: cluster_target(&settings), settings, install_interrupts }))
 }
 
 pub async fn run(args: MigrateArgs, config: Option<&Path>) -> Result<ExitCode, Error> {
@@ -246,14 +256,31 @@ mod tests {
             "multicast",
         ];
         let Command::Migrate(args) = Cli::try_parse_from(argv).unwrap().command else { panic!("migrate") };
-        let options = args.options();
+        let options = args.options(false);
         assert_eq!((options.to.as_str(), options.flow), ("OpenShiftSDN", Some(Flow::TwoPhase)));
         assert_eq!(options.skip_feature, ["egress-ip", "multicast"]);
         let Command::Migrate(args) = Cli::try_parse_from(["fleetboot", "migrate"]).unwrap().command else { panic!("migrate") };
-        assert_eq!((args.options().to.as_str(), args.options().flow, args.output), ("OVNKubernetes", None, OutputFormat::Auto));
+        assert_eq!((args.options(false).to.as_str(), args.options(false).flow, args.output), ("OVNKubernetes", None, OutputFormat::Auto));
         assert!(Cli::try_parse_from(["fleetboot", "migrate", "--to", "Calico"]).is_err());
         assert!(Cli::try_parse_from(["fleetboot", "migrate", "--reboot-concurrency", "0"]).is_err(), "a limit of 0 reboots nothing");
         let Command::Verify(args) = Cli::try_parse_from(["fleetboot", "verify", "-o", "json"]).unwrap().command else { panic!("verify") };
         assert_eq!((args.to, args.output), (NetworkTypeChoice::OvnKubernetes, VerifyOutput::Json));
+    }
+
+    /// In a pod the migration journals in the cluster by itself (its disk dies with it), as
+    /// `reboot` does there; `--dir` is the one choice that keeps it on disk.
+    #[test]
+    fn in_a_pod_the_journal_goes_to_the_cluster_unless_dir_names_a_directory() {
+        let parse = |argv: &[&str]| {
+            let Command::Migrate(args) = Cli::try_parse_from([&["fleetboot", "migrate"], argv].concat()).unwrap().command else {
+                panic!("migrate")
+            };
+            args
+        };
+        assert!(parse(&[]).options(true).journal_in_cluster, "in a pod");
+        assert!(!parse(&[]).options(false).journal_in_cluster, "on an admin's machine the directory stays the default");
+        assert!(!parse(&["--dir", "/data/m"]).options(true).journal_in_cluster, "--dir keeps it on disk, also in a pod");
+        assert!(parse(&["--journal-in-cluster"]).options(false).journal_in_cluster);
+        assert!(parse(&["--run-id", "m-1"]).options(true).journal_in_cluster);
     }
 }

@@ -4,13 +4,13 @@
 //! API, the CA from `kube-root-ca.crt`), killed with -9 and started again in another
 //! directory: it finishes the same run, each node rebooted once, its own node last.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::Run;
+use crate::common::pod::{apply, pod, service_account_dir, walk};
 use crate::common::sim::{Sim, boot_counts};
 use fleetboot::adapters::kube::journal_store::JournalPlace;
 
@@ -36,13 +36,6 @@ fn job_objects() -> Vec<Value> {
     assert_eq!(run.code, 0, "{}", run.debug());
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     list["items"].as_array().unwrap().clone()
-}
-
-fn apply(sim: &Sim, objects: &[Value]) {
-    let file = sim.path("job.json");
-    std::fs::write(&file, serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string()).unwrap();
-    let applied = sim.kubectl_ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()]);
-    assert_eq!(applied.lines().count(), objects.len(), "{applied}");
 }
 
 fn is_rbac(object: &Value) -> bool {
@@ -79,46 +72,6 @@ fn the_job_manifest_applied_with_kubectl_is_accepted_and_its_roles_are_fleetboot
     let rbac: Vec<&Value> = printed["items"].as_array().unwrap().iter().collect();
     assert_eq!(job_rbac, rbac);
     assert!(rbac.iter().any(|o| o["rules"].to_string().contains("configmaps")), "the journal's ConfigMaps are granted");
-}
-
-/// A pod's ServiceAccount directory: a token from the TokenRequest API and the CA the root CA
-/// publisher put in the namespace.
-fn service_account_dir(sim: &Sim, dir: &Path) {
-    let token = sim.kubectl_ok(&["-n", "fleetboot", "create", "token", "fleetboot"]);
-    let started = Instant::now();
-    let ca = loop {
-        let (ok, ca, _) = sim.kubectl(&["-n", "fleetboot", "get", "configmap", "kube-root-ca.crt", "-o", "jsonpath={.data.ca\\.crt}"]);
-        if ok && ca.contains("BEGIN CERTIFICATE") {
-            break ca;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no kube-root-ca.crt in the namespace");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("token"), token.trim()).unwrap();
-    std::fs::write(dir.join("ca.crt"), ca).unwrap();
-    std::fs::write(dir.join("namespace"), "fleetboot").unwrap();
-}
-
-/// The Job's pod command, run as a process in `dir` with in-cluster credentials only, on
-/// node `node`.
-fn pod(sim: &Sim, job: &Value, dir: &Path, node: &str) -> Command {
-    let container = &job["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["command"][0], "fleetboot");
-    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    let port = sim.api.rsplit(':').next().unwrap();
-    let mut cmd = Command::new(crate::common::fleetboot_bin());
-    cmd.args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-        .env("KUBERNETES_SERVICE_PORT", port)
-        .env("FLEETBOOT_SERVICEACCOUNT_DIR", dir.join("serviceaccount"))
-        .env("FLEETBOOT_NODE_NAME", node)
-        .env_remove("KUBECONFIG")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null());
-    cmd
 }
 
 #[test]
@@ -162,16 +115,4 @@ fn the_jobs_pod_killed_and_started_again_elsewhere_finishes_the_run_each_node_on
         let files: Vec<_> = walk(dir).into_iter().filter(|p| !p.starts_with(dir.join("serviceaccount"))).collect();
         assert!(files.is_empty(), "{files:?}");
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
-        if entry.path().is_dir() {
-            found.extend(walk(&entry.path()));
-        } else {
-            found.push(entry.path());
-        }
-    }
-    found
 }

@@ -69,6 +69,106 @@ fn config_elsewhere(sim: &Sim, dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// `fleetboot migrate ARGS --output plain` on another machine: an empty working directory, its
+/// own state directory, the same cluster; with that directory (dropped: removed).
+fn migrate_elsewhere(sim: &Sim, args: &[&str]) -> (crate::common::Run, tempfile::TempDir) {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = config_elsewhere(sim, elsewhere.path());
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .args(args)
+        .args(["--output", "plain"])
+        .current_dir(elsewhere.path())
+        .env("HOME", elsewhere.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (crate::common::Run::from(out), elsewhere)
+}
+
+/// Waits (at most two minutes) until `done`, the migration `child` still running.
+fn wait_while_running(child: &mut Killed, what: &str, done: impl Fn() -> bool) {
+    assert!(wait_for(child, done), "migrate ended before {what}");
+}
+
+/// Waits (at most two minutes) until `done` (true), or until `child` ends (false).
+fn wait_for(child: &mut Killed, done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(120), "it never happened");
+        if child.0.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Step 10's reboot of the nodes that hold pods in error keeps its journal in the cluster too
+/// (the run `ID-error-nodes-1`): killed with -9 once its first node's reboot was handed over,
+/// the migration resumed from another directory continues that run. Each node's reboots, from
+/// the simulation's history: one by step 7, one more for each error node, none twice.
+#[test]
+fn killed_during_the_error_node_reboot_a_resume_elsewhere_continues_its_run_in_the_cluster() {
+    let sim = Sim::in_process_with(1, 3, &["--openshift-version", "4.7.60"]);
+    let id = "jobmig2-errors-1";
+    let args = [
+        "--journal-in-cluster",
+        "--run-id",
+        id,
+        "--etcd-backup-confirmed",
+        "--reboot-error-nodes",
+        "--reboot-concurrency",
+        "1",
+        "--poll-interval",
+        "300ms",
+    ];
+    let mut child = Killed(
+        sim.fleetboot(&[&["migrate"], &args[..], &["--output", "json"]].concat())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let migration = JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap();
+    let backed_up =
+        || cluster_journal_lines(&sim, &migration).iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "backup");
+    wait_while_running(&mut child, "step 1 (the backup)", backed_up);
+    // Pods no reboot mends, failing since after the migration started: step 10 reboots their nodes.
+    sim.fail_daemonset_pod("broken-0", "worker-0");
+    sim.fail_daemonset_pod("broken-1", "worker-1");
+    let errors = JournalPlace::new("kube-system", &format!("{id}-error-nodes-1")).unwrap();
+    wait_while_running(&mut child, "the error-node reboot's first hand-over", || dispatched(&sim, &errors) >= 1);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert_eq!(sim.network_type().1, "OVNKubernetes", "killed after the switch");
+    let local: Vec<_> =
+        std::fs::read_dir(sim.path("state/migrations").join(id)).into_iter().flatten().map(|e| e.unwrap().file_name()).collect();
+    assert!(local.is_empty(), "nothing of the migration is on the first machine's disk: {local:?}");
+
+    let (resumed, _elsewhere) = migrate_elsewhere(&sim, &args);
+    assert_eq!(resumed.code, 3, "verification still fails: no reboot mends those pods\n{}", resumed.debug());
+    assert!(resumed.stdout.contains("continuing the reboot of the nodes that hold pods in error"), "{}", resumed.debug());
+    let counts = cluster_dispatch_counts(&sim, &errors);
+    assert_eq!(counts, BTreeMap::from([("worker-0".to_owned(), 1), ("worker-1".to_owned(), 1)]), "the run continued, no node twice");
+    let second = JournalPlace::new("kube-system", &format!("{id}-error-nodes-2")).unwrap();
+    assert!(cluster_journal_lines(&sim, &second).is_empty(), "no second error-node run was planned");
+    // Every node is rebooted as often by the migration itself (step 7, the MCO's rollout); an
+    // error node exactly once more.
+    let reboots = sim.history_counts("reboot-requested");
+    let by_migration = reboots["master-0"];
+    assert!(by_migration >= 1, "{reboots:?}");
+    let expected: BTreeMap<String, usize> = [("master-0", 0), ("worker-0", 1), ("worker-1", 1), ("worker-2", 0)]
+        .into_iter()
+        .map(|(n, more)| (n.to_owned(), by_migration + more))
+        .collect();
+    assert_eq!(reboots, expected, "each error node rebooted once more than the migration reboots every node");
+}
+
 #[test]
 fn killed_during_step_7_with_the_journal_in_the_cluster_a_resume_from_another_directory_finishes_it() {
     killed_in_step_7_then_finished_elsewhere(&["--resume", "jobmigrate-test-1", "--journal-in-cluster"]);
@@ -133,23 +233,7 @@ fn killed_in_step_7_then_finished_elsewhere(resume: &[&str]) {
     ]);
     assert!(backup.contains("networkType"), "the network backup is in the cluster: {backup}");
 
-    // Another machine: an empty working directory, its own state directory, the same cluster.
-    let elsewhere = tempfile::tempdir().unwrap();
-    let config = config_elsewhere(&sim, elsewhere.path());
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("migrate")
-        .args(resume)
-        .args(["--poll-interval", "300ms", "--output", "plain"])
-        .current_dir(elsewhere.path())
-        .env("HOME", elsewhere.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let resumed = crate::common::Run::from(out);
+    let (resumed, elsewhere) = migrate_elsewhere(&sim, &[resume, &["--poll-interval", "300ms"]].concat());
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert!(resumed.stdout.contains("resuming the migration"), "{}", resumed.debug());
     assert_eq!(sim.network_type().1, "OVNKubernetes");
@@ -222,13 +306,48 @@ fn the_migrations_store_in_the_cluster_is_fenced_and_refuses_a_side_file_over_on
     assert!(state.is_done(Step::Backup));
 }
 
+/// A simulation that enforces RBAC (1 master, 2 workers), and the roles `fleetboot rbac migrate
+/// --journal-in-cluster SUBJECT -o json` prints for `subject` (`--user NAME` or
+/// `--service-account NS:NAME`), not applied.
+fn rbac_sim_and_printed_roles(subject: &[&str]) -> (Sim, Vec<serde_json::Value>) {
+    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["rbac", "migrate", "--journal-in-cluster", "-o", "json"])
+        .args(subject)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (sim, list["items"].as_array().unwrap().clone())
+}
+
+/// `migrate --transport kube` reboots through the API's exec: as the user `fleetboot` with
+/// `fleetboot rbac migrate --journal-in-cluster`'s roles alone (no exec), it stops before its
+/// first change, naming exec, instead of at step 7 with the pools paused and the network
+/// switched.
+#[test]
+fn migrate_through_the_api_without_exec_granted_stops_before_changing_anything() {
+    let (sim, objects) = rbac_sim_and_printed_roles(&["--user", "fleetboot"]);
+    crate::rbac::apply(&sim, &objects, "apply");
+    let before = sim.network_type();
+    let args = ["migrate", "--context", "fleetboot", "--journal-in-cluster", "--run-id", "rbac-exec-1", "--etcd-backup-confirmed"];
+    let (code, out, err) =
+        crate::rbac::run(&sim, &[&args[..], &["--transport", "kube", "--stable-checks", "1", "--output", "plain"]].concat());
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("pods/exec") && err.contains("openshift-machine-config-operator"), "{err}");
+    assert_eq!(sim.network_type(), before, "the network untouched");
+    assert!(!sim.paused("worker") && !sim.paused("master"), "no pool paused");
+    let journal = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-o", "name"]);
+    assert!(!journal.contains("rbac-exec-1"), "no journal written: {journal}");
+}
+
 /// `fleetboot job migrate`: applied with kubectl it is accepted; the pod resumes by its fixed
 /// ID from the journal in the cluster, so crashes are retried (`backoffLimit` > 0) and its
 /// roles are exactly `fleetboot rbac migrate --journal-in-cluster`.
 #[test]
 fn the_migration_jobs_manifest_is_accepted_retries_crashes_and_its_roles_are_fleetboot_rbacs() {
     use serde_json::Value;
-    let sim = Sim::start_with(1, 2, &["--rbac"]);
+    let (sim, rbac) = rbac_sim_and_printed_roles(&["--service-account", "fleetboot:fleetboot"]);
     let out = std::process::Command::new(crate::common::fleetboot_bin())
         .args(["job", "migrate", "--run-id", "job-migrate-1", "-o", "json", "--etcd-backup-confirmed"])
         .output()
@@ -247,14 +366,9 @@ fn the_migration_jobs_manifest_is_accepted_retries_crashes_and_its_roles_are_fle
     assert_eq!(job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["type"], "DisruptionTarget");
     let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(args.contains(r#""--journal-in-cluster","--run-id","job-migrate-1""#), "{args}");
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .args(["rbac", "migrate", "--journal-in-cluster", "--service-account", "fleetboot:fleetboot", "-o", "json"])
-        .output()
-        .unwrap();
-    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let is_rbac = |o: &&Value| matches!(o["kind"].as_str(), Some("ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"));
     let job_rbac: Vec<&Value> = objects.iter().filter(is_rbac).collect();
-    let rbac: Vec<&Value> = printed["items"].as_array().unwrap().iter().collect();
+    let rbac: Vec<&Value> = rbac.iter().collect();
     assert_eq!(job_rbac, rbac);
     let journal = rbac.iter().find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "kube-system").unwrap();
     assert!(journal["rules"].to_string().contains("configmaps"), "the journal's ConfigMaps are granted in kube-system: {journal}");
@@ -267,14 +381,7 @@ fn the_migration_jobs_manifest_is_accepted_retries_crashes_and_its_roles_are_fle
 #[test]
 fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() {
     use serde_json::Value;
-    let sim = Sim::start_with(1, 2, &["--rbac"]);
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .args(["rbac", "migrate", "--journal-in-cluster", "--user", "fleetboot", "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let objects = list["items"].as_array().unwrap().clone();
+    let (sim, objects) = rbac_sim_and_printed_roles(&["--user", "fleetboot"]);
     crate::rbac::apply(&sim, &objects, "apply");
     let id = "rbac-migration-1";
     let args = [
@@ -308,4 +415,72 @@ fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() 
         journal.contains(&format!("fleetboot-journal-{id}-migration-0")) && journal.contains(&format!("fleetboot-journal-{id}-reboot-0")),
         "{journal}"
     );
+}
+
+/// `fleetboot job migrate`'s pod command run as a process with only the ServiceAccount's
+/// in-cluster credentials on a simulation that enforces RBAC (the Job's own roles applied with
+/// kubectl): killed with -9 during step 7, then the same command line started again elsewhere
+/// (another working directory, new credentials, no local file) finishes the migration: every
+/// node rebooted once by step 7 (the reboot journal in the cluster; the simulation's history),
+/// OVNKubernetes, the pools resumed; neither pod wrote anything but reports.
+#[test]
+fn the_migration_jobs_pod_killed_in_step_7_and_started_again_elsewhere_finishes_it() {
+    use crate::common::pod::{apply, pod, service_account_dir, walk};
+    use serde_json::Value;
+    let sim = Sim::start_with(1, 2, &["--rbac", "--openshift-version", "4.7.60"]);
+    let id = "job-migrate-pod-1";
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["job", "migrate", "--run-id", id, "-o", "json", "--etcd-backup-confirmed", "--transport", "kube"])
+        .args(["--poll-interval", "300ms", "--lease-duration", "3s"])
+        .output()
+        .unwrap();
+    let run = crate::common::Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    let objects = list["items"].as_array().unwrap().clone();
+    apply(&sim, &objects);
+    let job = objects.iter().find(|o| o["kind"] == "Job").unwrap();
+    let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
+
+    let first = tempfile::tempdir().unwrap();
+    service_account_dir(&sim, &first.path().join("serviceaccount"));
+    // Its output goes to the simulation's directory: the pod's own holds nothing but its credentials.
+    let output = sim.path("first-pod.out");
+    let to_file = || Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(&output).unwrap());
+    let mut child = Killed(pod(&sim, job, first.path(), "worker-0").stdout(to_file()).stderr(to_file()).spawn().unwrap());
+    if child.0.try_wait().unwrap().is_some() || !wait_for(&mut child, || dispatched(&sim, &reboot) >= 1) {
+        panic!("the first pod ended before step 7's first hand-over:\n{}", std::fs::read_to_string(&output).unwrap());
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert!(sim.paused("worker") && sim.paused("master"), "killed with the pools paused");
+
+    // The replacement pod: another directory, its own credentials, the same command line.
+    let second = tempfile::tempdir().unwrap();
+    service_account_dir(&sim, &second.path().join("serviceaccount"));
+    let run = crate::common::Run::from(pod(&sim, job, second.path(), "worker-0").output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
+    assert!(!sim.paused("worker") && !sim.paused("master"), "the pools were resumed");
+    let counts = cluster_dispatch_counts(&sim, &reboot);
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "step 7 rebooted no node twice: {counts:?}");
+    // From the simulation's history: every node rebooted as often as every other (once by step
+    // 7, then by the MCO's rollout), so none a second time by step 7.
+    let reboots = sim.history_counts("reboot-requested");
+    let mut times: Vec<usize> = reboots.values().copied().collect();
+    times.dedup();
+    assert!(times.len() == 1 && times[0] >= 1, "{reboots:?}");
+    let journal = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap());
+    assert!(journal.iter().any(|l| l["record"]["event"] == "migration_resumed"), "the second pod resumed the migration");
+    // Nothing a resume needs was written to either pod's disk: the reports alone (outputs,
+    // written where the migration runs: the pod's emptyDir).
+    for dir in [first.path(), second.path()] {
+        let files: Vec<_> = walk(dir).into_iter().filter(|p| !p.starts_with(dir.join("serviceaccount"))).collect();
+        let report = |p: &std::path::PathBuf| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("report.") || name == "timeline.svg"
+        };
+        assert!(files.iter().all(report), "{files:?}");
+    }
 }

@@ -246,6 +246,11 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     if !options.plan {
         use fleetboot_core::rbac::{Mode, Namespaces, needed, with_base};
         let mut modes = with_base(Mode::Migrate);
+        // Steps 7 and 10 through the API's exec only: asked now, not at step 7 with the pools
+        // paused and the network switched.
+        if context.settings.run.transport == fleetboot_core::settings::Transport::Kube {
+            modes.push(Mode::KubeTransport);
+        }
         if options.journal_in_cluster {
             modes.push(Mode::JournalInCluster);
         }

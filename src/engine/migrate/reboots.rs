@@ -25,6 +25,32 @@ fn new_reboot_journal(dir: &Path, run_id: &str, in_cluster: bool) -> Result<Rebo
     })
 }
 
+/// Where a new error-node reboot (step 10, `--reboot-error-nodes`) journals: a file of its own
+/// in the migration's directory, or (`--journal-in-cluster`) the run
+/// `<migration-id>-error-nodes-<n>` in the cluster, `n` one more than the previous error-node
+/// run's (`previous`, as the migration journaled it): named from the migration's ID alone, so
+/// a resume anywhere finds it from the migration's journal, and each verification's reboot is a
+/// run of its own. Pure.
+fn new_error_nodes_journal(
+    dir: &Path,
+    run_id: &str,
+    in_cluster: bool,
+    previous: Option<&Path>,
+    now_ms: u64,
+) -> Result<RebootJournal, fleetboot_core::journal::JournalError> {
+    if !in_cluster {
+        return Ok(RebootJournal::File(dir.join(format!("reboot-error-nodes-{now_ms}.jsonl"))));
+    }
+    let prefix = format!("{run_id}-error-nodes-");
+    let previous = previous
+        .and_then(|p| p.to_str())
+        .and_then(|p| JournalPlace::parse(p, REBOOT_JOURNAL_NAMESPACE))
+        .and_then(Result::ok)
+        .and_then(|place| place.run_id.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok()))
+        .unwrap_or(0);
+    Ok(RebootJournal::Cluster(JournalPlace::new(REBOOT_JOURNAL_NAMESPACE, &format!("{prefix}{}", previous + 1))?))
+}
+
 /// The journaled place read back: `cluster:NS/RUN-ID` is the cluster's, anything else a file.
 /// What the migration journaled decides, never today's flags: a migration that started with its
 /// reboot journal in a file resumes it there.
@@ -50,12 +76,41 @@ impl Target {
         }
     }
 
+    /// A reboot run the migration journaled that holds a record and did not finish: a kill
+    /// left it, and a node of it may be mid-boot. A journal that was never written (a kill
+    /// right after the migration journaled its place) touched no node.
+    async fn unfinished(&self, journal: &RebootJournal) -> Result<bool, MigrateError> {
+        let started = match journal {
+            RebootJournal::File(path) => crate::adapters::journal::is_started(path),
+            RebootJournal::Cluster(place) => {
+                journal_store::exists(&self.connection.client, place).await.map_err(MigrateError::RebootJournal)?
+            }
+        };
+        Ok(started && !self.load_reboot_journal(journal).await?.1.finished)
+    }
+
     /// The reboot journal the migration journaled (`MigrationEntry::RebootJournal`), read back.
     pub(super) async fn journaled_reboot_run(
         &self,
         path: &Path,
     ) -> Result<(Vec<fleetboot_core::journal::Record>, fleetboot_core::journal::RunState), MigrateError> {
         self.load_reboot_journal(&journaled_reboot_journal(path).map_err(MigrateError::RebootJournal)?).await
+    }
+}
+
+/// A reboot run's journal as the reboot engine takes it: the selection that resumes it, and
+/// its file or its place in the cluster.
+fn resumed(journal: &RebootJournal) -> (Selection, Option<PathBuf>, Option<&JournalPlace>) {
+    match journal {
+        RebootJournal::File(path) => (Selection::Resume(path.clone()), Some(path.clone()), None),
+        RebootJournal::Cluster(place) => (Selection::ResumeInCluster(place.clone()), None, Some(place)),
+    }
+}
+
+fn location(journal: &RebootJournal) -> PathBuf {
+    match journal {
+        RebootJournal::File(path) => path.clone(),
+        RebootJournal::Cluster(place) => place.location(),
     }
 }
 
@@ -123,18 +178,57 @@ impl Migration<'_, '_> {
         GroupPolicy { group_concurrency: concurrency, ..GroupPolicy::default() }
     }
 
+    /// Continues the error-node reboot a killed process left unfinished (from its file, or its
+    /// run in the cluster): `None` when there is none to continue.
+    pub(super) async fn continue_error_nodes_reboot(&self, state: &MigrationState) -> Result<Option<ExitCode>, StepError> {
+        let Some(path) = &state.error_nodes_journal else { return Ok(None) };
+        let journal = journaled_reboot_journal(path).map_err(MigrateError::RebootJournal)?;
+        if !self.cluster.unfinished(&journal).await? {
+            return Ok(None);
+        }
+        self.line(Step::Verify, &format!("continuing the reboot of the nodes that hold pods in error: {}", location(&journal).display()));
+        let (selection, file, place) = resumed(&journal);
+        let groups = Self::error_nodes_groups(state.reboot_concurrency);
+        Ok(Some(self.run_reboot(selection, file, place, groups, state.reboot_concurrency).await?))
+    }
+
+    /// Reboots `nodes` (those holding pods in error after the migration), at the migration's
+    /// concurrency under the full control-plane rule (no step-7 exception here). Its journal's
+    /// place is journaled before the run starts: a resume, wherever it runs, continues this
+    /// very run instead of planning the reboot afresh.
+    pub(super) async fn reboot_error_nodes(
+        &self,
+        state: &mut MigrationState,
+        log: &mut Log<'_>,
+        nodes: &[String],
+    ) -> Result<ExitCode, StepError> {
+        let journal = new_error_nodes_journal(
+            &self.dir,
+            &state.run_id,
+            self.options.journal_in_cluster,
+            state.error_nodes_journal.as_deref(),
+            crate::adapters::system::now_ms(),
+        )
+        .map_err(MigrateError::RebootJournal)?;
+        log(state, MigrationEntry::ErrorNodesRebootJournal { path: location(&journal), nodes: nodes.to_vec() })?;
+        let selection =
+            Selection::Nodes(NodeSelection { names: nodes.to_vec(), address_type: "InternalIP".into(), ..NodeSelection::default() });
+        let (file, place) = match &journal {
+            RebootJournal::File(path) => (Some(path.clone()), None),
+            RebootJournal::Cluster(place) => (None, Some(place)),
+        };
+        let concurrency = state.reboot_concurrency.or(Some(nodes.len()));
+        self.run_reboot(selection, file, place, Self::error_nodes_groups(state.reboot_concurrency), concurrency).await
+    }
+
     pub(super) async fn reboot_nodes(&self, state: &mut MigrationState, log: &mut Log<'_>) -> Result<String, StepError> {
         let journal = match &state.reboot_journal {
             Some(path) => journaled_reboot_journal(path).map_err(MigrateError::RebootJournal)?,
             None => {
                 let journal =
                     new_reboot_journal(&self.dir, &state.run_id, self.options.journal_in_cluster).map_err(MigrateError::RebootJournal)?;
-                let path = match &journal {
-                    RebootJournal::File(path) => path.clone(),
-                    RebootJournal::Cluster(place) => place.location(),
-                };
                 // Journaled before the run starts: a resume finds the same run wherever it runs.
-                log(state, MigrationEntry::RebootJournal { path })?;
+                log(state, MigrationEntry::RebootJournal { path: location(&journal) })?;
                 journal
             }
         };
@@ -194,5 +288,35 @@ impl Migration<'_, '_> {
             if through_api.is_empty() { String::new() } else { format!("; {} through the cluster API", through_api.len()) },
             if fallbacks > 0 { format!("; {fallbacks} through their BMC") } else { String::new() }
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_id(journal: RebootJournal) -> String {
+        match journal {
+            RebootJournal::Cluster(place) => place.run_id,
+            RebootJournal::File(path) => panic!("a file: {}", path.display()),
+        }
+    }
+
+    #[test]
+    fn the_error_node_runs_in_the_cluster_are_named_from_the_migrations_id_one_after_another() {
+        let dir = Path::new("/state/migrations/m-1");
+        let first = new_error_nodes_journal(dir, "m-1", true, None, 7).unwrap();
+        assert_eq!(run_id(first), "m-1-error-nodes-1");
+        let previous = PathBuf::from("cluster:kube-system/m-1-error-nodes-1");
+        assert_eq!(run_id(new_error_nodes_journal(dir, "m-1", true, Some(&previous), 8).unwrap()), "m-1-error-nodes-2");
+        // Named the same whenever it is asked: the clock does not enter the name.
+        assert_eq!(run_id(new_error_nodes_journal(dir, "m-1", true, Some(&previous), 9).unwrap()), "m-1-error-nodes-2");
+        // A previous run in a file (the migration started with its journals on disk) does not count.
+        let file = dir.join("reboot-error-nodes-5.jsonl");
+        assert_eq!(run_id(new_error_nodes_journal(dir, "m-1", true, Some(&file), 9).unwrap()), "m-1-error-nodes-1");
+        match new_error_nodes_journal(dir, "m-1", false, None, 9).unwrap() {
+            RebootJournal::File(path) => assert_eq!(path, dir.join("reboot-error-nodes-9.jsonl")),
+            RebootJournal::Cluster(place) => panic!("{place:?}"),
+        }
     }
 }

@@ -132,13 +132,17 @@ pub(super) async fn run_under_lease(
         lease_holder: lease.identity().to_owned(),
     };
     let outcome = run.steps(&mut state, &mut log).await;
-    // Step 7's run read from wherever it is kept (a journal that cannot be read leaves its nodes
-    // out: the report is written whatever state the run is in).
+    // Steps 7 and 10's runs read from wherever they are kept (a journal that cannot be read
+    // leaves its nodes out: the report is written whatever state the run is in).
     let reboot = match &state.reboot_journal {
         Some(path) => cluster.journaled_reboot_run(path).await.ok(),
         None => None,
     };
-    let files = crate::adapters::reports::migration_files_with(&state, reboot, crate::adapters::system::now_ms());
+    let error_nodes = match &state.error_nodes_journal {
+        Some(path) => cluster.journaled_reboot_run(path).await.ok(),
+        None => None,
+    };
+    let files = crate::adapters::reports::migration_files_with(&state, reboot, error_nodes, crate::adapters::system::now_ms());
     match migration_journal::write_files(dir, files) {
         Ok(files) => events.emit(MigrationEvent::MigrationReportWritten { files }),
         Err(e) => events.emit(MigrationEvent::MigrationReportFailed { error: e.to_string() }),

@@ -11,20 +11,8 @@ impl Migration<'_, '_> {
         // journal: a node of it may be mid-boot, and must never be planned afresh.
         let mut rebooted_now = false;
         if self.options.reboot_error_nodes
-            && let Some(journal) = state.error_nodes_journal.clone()
-            && journal.exists()
-            && !crate::adapters::journal::load(&journal).map_err(MigrateError::RebootJournal)?.1.finished
+            && let Some(code) = self.continue_error_nodes_reboot(state).await?
         {
-            self.line(Step::Verify, &format!("continuing the reboot of the nodes that hold pods in error: {}", journal.display()));
-            let code = self
-                .run_reboot(
-                    Selection::Resume(journal.clone()),
-                    Some(journal),
-                    None,
-                    Self::error_nodes_groups(state.reboot_concurrency),
-                    state.reboot_concurrency,
-                )
-                .await?;
             if code != ExitCode::Ok {
                 return Err(StepError::Stop(code, "the reboot of the nodes that hold pods in error failed".into()));
             }
@@ -39,18 +27,7 @@ impl Migration<'_, '_> {
         let error_nodes = checks::nodes_with_error_pods(&inputs.pods, &baseline);
         if !passed && self.options.reboot_error_nodes && !error_nodes.is_empty() && !rebooted_now {
             self.line(Step::Verify, &format!("rebooting the nodes that hold pods in error: {}", error_nodes.join(", ")));
-            // Journaled before the run starts: a resume continues this very run.
-            let journal = self.dir.join(format!("reboot-error-nodes-{}.jsonl", crate::adapters::system::now_ms()));
-            log(state, MigrationEntry::ErrorNodesRebootJournal { path: journal.clone(), nodes: error_nodes.clone() })?;
-            let selection = Selection::Nodes(NodeSelection {
-                names: error_nodes.clone(),
-                address_type: "InternalIP".into(),
-                ..NodeSelection::default()
-            });
-            // The migration's concurrency and the full control-plane rule: no exception here.
-            let concurrency = state.reboot_concurrency.or(Some(error_nodes.len()));
-            let code =
-                self.run_reboot(selection, Some(journal), None, Self::error_nodes_groups(state.reboot_concurrency), concurrency).await?;
+            let code = self.reboot_error_nodes(state, log, &error_nodes).await?;
             if code != ExitCode::Ok {
                 return Err(StepError::Stop(code, format!("rebooting {} failed", error_nodes.join(", "))));
             }

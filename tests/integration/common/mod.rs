@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 
 pub mod inproc;
+pub mod pod;
 pub mod sim;
 pub mod sushy;
 

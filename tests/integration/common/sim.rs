@@ -193,11 +193,16 @@ impl Sim {
     /// A pod no reboot mends and no drain removes (a DaemonSet's), `broken` in `default` on
     /// `node`, failing from now on (pods failing before a migration started are not counted).
     pub fn fail_daemonset_pod_on(&self, node: &str) {
-        let pod = self.path("failed.json");
+        self.fail_daemonset_pod("broken", node);
+    }
+
+    /// [`Sim::fail_daemonset_pod_on`] with the pod named `name`.
+    pub fn fail_daemonset_pod(&self, name: &str, node: &str) {
+        let pod = self.path(&format!("failed-{name}.json"));
         std::fs::write(
             &pod,
             format!(
-                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"broken","namespace":"default",
+                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"default",
         "ownerReferences":[{{"apiVersion":"apps/v1","kind":"DaemonSet","name":"agent","uid":"00000000-0000-0000-0000-0000000000a1","controller":true}}]}},
         "spec":{{"nodeName":"{node}","containers":[{{"name":"a","image":"example/a"}}]}},"status":{{"phase":"Failed"}}}}"#
             ),
@@ -205,7 +210,7 @@ impl Sim {
         .unwrap();
         self.kubectl_ok(&["create", "--validate=false", "-f", pod.to_str().unwrap()]);
         // As on a real API server, a create ignores status: the kubelet's report comes separately.
-        self.kubectl_ok(&["patch", "pod", "broken", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
+        self.kubectl_ok(&["patch", "pod", name, "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
     }
 
     /// The journals of the migration's `--reboot-error-nodes` reruns.
