@@ -212,7 +212,8 @@ impl NodeDrain for Drainer {
                 crate::adapters::kube::drain::EvictError::PodsLeft(pods) => DrainError::PodsLeft { pods },
                 crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message },
                 // The API's own answer (403 Forbidden...), kept: the host fails with it at once.
-                refused @ crate::adapters::kube::drain::EvictError::Refused { .. } => DrainError::Api { message: refused.to_string() },
+                refused @ (crate::adapters::kube::drain::EvictError::Refused { .. }
+                | crate::adapters::kube::drain::EvictError::ListRefused { .. }) => DrainError::Api { message: refused.to_string() },
             })
         })
     }

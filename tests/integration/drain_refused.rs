@@ -23,14 +23,22 @@ impl Drop for Running {
     }
 }
 
+/// What one refused run left: its exit code, its output, its journal, worker-0's failure
+/// (stage, text).
+struct Refused {
+    code: Option<i32>,
+    text: String,
+    records: Vec<fleetboot_core::journal::Record>,
+    failed: Vec<(Stage, String)>,
+}
+
 /// `fleetboot reboot --drain` as the user `fleetboot`, with exactly the role `fleetboot rbac
 /// drain` prints, so its RBAC preflight passes. Then, while its first node write is held (the
-/// simulation's hold-requests on `PATCH nodes`: after the preflight, before any eviction), the
-/// role loses its `pods/eviction` rule. Every eviction now gets the real API's 403: the host
-/// fails at once with that message (no drain timeout in its journal), is uncordoned, and
-/// nothing is rebooted.
-#[test]
-fn an_eviction_the_api_forbids_fails_the_host_at_once_with_the_apis_message() {
+/// simulation's hold-requests on `PATCH nodes`: after the preflight, before any eviction),
+/// `take_away` edits the role's rules (with kubectl replace). Asserts what holds for every
+/// refusal during a drain: the host failed, handled as every failed drain (no drain timeout,
+/// never drained, fleetboot's cordon lifted, nothing sent, nothing rebooted).
+fn drain_with_a_rule_taken_away(take_away: &dyn Fn(&mut Vec<serde_json::Value>)) -> Refused {
     let sim = Sim::start_with(1, 2, &["--rbac"]);
     let objects = apply_printed(&sim, "drain");
     let on_worker_0 = sim.kubectl_ok(&["get", "pods", "-A", "--field-selector", "spec.nodeName=worker-0", "-o", "name"]);
@@ -42,8 +50,9 @@ fn an_eviction_the_api_forbids_fails_the_host_at_once_with_the_apis_message() {
     };
     hold(true);
     let journal = sim.path("refused.jsonl");
-    // Without the fix the 403s are retried to this timeout, and the host reads "pods still on
-    // the node after 30s": the assertions below tell by the failure's text, not by the time.
+    // Without the fix the refusals are retried to this timeout, and the host reads "pods still
+    // on the node after 30s" (or "... within the drain timeout"): the assertions tell by the
+    // failure's text, not by the time.
     let args = [
         "reboot",
         "--context",
@@ -68,21 +77,15 @@ fn an_eviction_the_api_forbids_fails_the_host_at_once_with_the_apis_message() {
         assert!(started.elapsed() < Duration::from_secs(60), "no run_started in {}", journal.display());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let role = objects.iter().find(|o| o["kind"] == "ClusterRole").expect("the drain role").clone();
-    let mut reduced = role.clone();
-    let rules = reduced["rules"].as_array_mut().unwrap();
-    let before = rules.len();
-    rules.retain(|r| !r["resources"].as_array().unwrap().iter().any(|x| x == "pods/eviction"));
-    assert_eq!(rules.len(), before - 1, "one pods/eviction rule: {role}");
-    apply(&sim, std::slice::from_ref(&reduced), "replace");
+    let mut role = objects.iter().find(|o| o["kind"] == "ClusterRole").expect("the drain role").clone();
+    take_away(role["rules"].as_array_mut().unwrap());
+    apply(&sim, std::slice::from_ref(&role), "replace");
     hold(false);
 
     let status = run.0.wait().unwrap();
     let mut text = String::new();
     run.0.stdout.take().unwrap().read_to_string(&mut text).unwrap();
     run.0.stderr.take().unwrap().read_to_string(&mut text).unwrap();
-    assert_eq!(status.code(), Some(3), "a host failed: {text}");
-
     let (records, _) = fleetboot::adapters::journal::load(&journal).unwrap();
     let failed: Vec<(Stage, String)> = records
         .iter()
@@ -91,18 +94,47 @@ fn an_eviction_the_api_forbids_fails_the_host_at_once_with_the_apis_message() {
             _ => None,
         })
         .collect();
+    assert_eq!(status.code(), Some(3), "a host failed: {text}");
     assert_eq!(failed.len(), 1, "{records:?}");
-    let (stage, error) = &failed[0];
-    assert_eq!(*stage, Stage::Drain);
-    // The API's own words (the simulation answers as the real authorizer does).
-    assert!(error.contains("is forbidden: User \"fleetboot\" cannot create resource \"pods/eviction\""), "{error}");
-    assert!(error.contains("403"), "{error}");
-    assert!(!error.contains("timed out") && !error.contains("still on the node"), "{error}");
+    assert_eq!(failed[0].0, Stage::Drain);
     assert!(!records.iter().any(|r| matches!(r.entry, Entry::DrainTimedOut { .. } | Entry::Drained { .. })), "{records:?}");
-    assert!(text.contains("pods/eviction"), "the report names the refusal: {text}");
     // Handled as every failed drain: fleetboot's cordon lifted, nothing sent.
     assert!(records.iter().any(|r| matches!(&r.entry, Entry::Uncordoned { host } if host == "worker-0")), "{records:?}");
     assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "", "uncordoned");
     assert!(!records.iter().any(|r| matches!(r.entry, Entry::Dispatching { .. })), "{records:?}");
     assert_eq!(boot_counts(&sim), boots, "nothing rebooted");
+    Refused { code: status.code(), text, records, failed }
+}
+
+/// Every eviction gets the real API's 403 once the role lost its `pods/eviction` rule: the
+/// host fails at once with that message, not "pods still on the node" at the drain timeout.
+#[test]
+fn an_eviction_the_api_forbids_fails_the_host_at_once_with_the_apis_message() {
+    let refused = drain_with_a_rule_taken_away(&|rules| {
+        let before = rules.len();
+        rules.retain(|r| !r["resources"].as_array().unwrap().iter().any(|x| x == "pods/eviction"));
+        assert_eq!(rules.len(), before - 1, "one pods/eviction rule: {rules:?}");
+    });
+    let error = &refused.failed[0].1;
+    // The API's own words (the simulation answers as the real authorizer does).
+    assert!(error.contains("is forbidden: User \"fleetboot\" cannot create resource \"pods/eviction\""), "{error}");
+    assert!(error.starts_with("the API refused to evict pod ") && error.contains("(403 Forbidden)"), "{error}");
+    assert!(!error.contains("still on the node") && !error.contains("timeout"), "{error}");
+    assert!(refused.text.contains("pods/eviction"), "the report names the refusal: {}", refused.text);
+    assert_eq!(refused.code, Some(3));
+    assert!(!refused.records.is_empty());
+}
+
+/// The node's pods cannot be listed any more (the role lost `list` on pods): the host fails at
+/// once with the API's 403, not "could not list the pods ... within the drain timeout".
+#[test]
+fn a_pod_list_the_api_forbids_fails_the_drain_at_once_with_the_apis_message() {
+    let refused = drain_with_a_rule_taken_away(&|rules| {
+        let pods = rules.iter_mut().find(|r| r["resources"][0] == "pods").expect("a rule on pods");
+        pods["verbs"].as_array_mut().unwrap().retain(|v| v != "list");
+    });
+    let error = &refused.failed[0].1;
+    assert!(error.contains("is forbidden: User \"fleetboot\" cannot list resource \"pods\""), "{error}");
+    assert!(error.starts_with("the API refused to list the pods of node worker-0: ") && error.contains("(403 Forbidden)"), "{error}");
+    assert!(!error.contains("within the drain timeout"), "{error}");
 }

@@ -35,6 +35,14 @@ pub enum EvictError {
     /// The node's pods could not be listed by the timeout: nothing is known drained.
     #[error("{0}")]
     ListFailed(String),
+    /// The API refused to list the node's pods for good (403 Forbidden): nothing is known
+    /// drained, and asking again until the timeout would only hide its answer.
+    #[error("the API refused to list the pods of node {node}: {}", refusal(.source))]
+    ListRefused {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The API refused an eviction for good (403 Forbidden, any 4xx but a budget's 429 and a
     /// conflict): retrying until the timeout would only hide its answer.
     #[error("the API refused to evict pod {pod} from node {node}: {}", refusal(.source))]
@@ -55,12 +63,12 @@ fn refusal(error: &kube::Error) -> String {
     }
 }
 
-/// Whether an eviction's error is the API's final answer. Retried: 429 (a
+/// Whether an eviction's (or the pod list's) error is the API's final answer. Retried: 429 (a
 /// PodDisruptionBudget, or the API's rate limit), 404 (the pod already gone: the next list
 /// shows it), 408 and 409 (a timeout, a conflict), every 5xx, and errors without an answer (a
 /// connection, a timeout). Any other 4xx (403 Forbidden above all) is not: the same request
 /// gets the same answer (`kubectl drain` stops on it too).
-fn eviction_refused(error: &kube::Error) -> bool {
+fn refused_for_good(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if (400..500).contains(&status.code) && !matches!(status.code, 404 | 408 | 409 | 429))
 }
 
@@ -118,7 +126,8 @@ impl Drainer {
     /// Evicts every pod the drain covers, retrying those a PodDisruptionBudget protects,
     /// until none is left or the timeout. Returns how many were evicted, or the pods left. A
     /// pod list that fails is tried again until the timeout: pods not seen are not gone. An
-    /// eviction the API refuses for good ([`EvictError::Refused`]) ends the drain at once.
+    /// eviction ([`EvictError::Refused`]) or a pod list the API refuses for good ends the
+    /// drain at once.
     pub async fn evict_all(&self, node: &str) -> Result<usize, EvictError> {
         use k8s_openapi::api::core::v1::Pod;
         use kube::api::EvictParams;
@@ -133,6 +142,9 @@ impl Drainer {
             let listed = pods_api.list(&params).await;
             let pending: Vec<Pod> = match listed {
                 Ok(list) => list.items.into_iter().filter(|p| !drain_skips(p)).collect(),
+                // The API's final answer (403 Forbidden): asking again until the timeout would
+                // only hide it.
+                Err(source) if refused_for_good(&source) => return Err(EvictError::ListRefused { node: node.to_owned(), source }),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(EvictError::ListFailed(format!("could not list the pods of node {node} within the drain timeout: {e}")));
                 }
@@ -157,7 +169,7 @@ impl Drainer {
                         evicted += 1;
                         gone.insert(format!("{ns}/{name}"));
                     }
-                    Ok(Err(source)) if eviction_refused(&source) => {
+                    Ok(Err(source)) if refused_for_good(&source) => {
                         return Err(EvictError::Refused { node: node.to_owned(), pod: format!("{ns}/{name}"), source });
                     }
                     // A budget's 429, a 5xx, no answer: tried again on the next pass.
@@ -219,11 +231,11 @@ mod tests {
     #[test]
     fn an_eviction_is_refused_for_good_only_on_a_final_4xx() {
         for code in [400, 401, 403, 405, 422] {
-            assert!(eviction_refused(&api_error(code, "Forbidden")), "{code}");
+            assert!(refused_for_good(&api_error(code, "Forbidden")), "{code}");
         }
         // A budget's 429, the pod already gone, a timeout, a conflict, any 5xx: tried again.
         for code in [404, 408, 409, 429, 500, 503, 504] {
-            assert!(!eviction_refused(&api_error(code, "TooManyRequests")), "{code}");
+            assert!(!refused_for_good(&api_error(code, "TooManyRequests")), "{code}");
         }
         let refused = EvictError::Refused { node: "worker-0".into(), pod: "ns/p".into(), source: api_error(403, "Forbidden") };
         assert_eq!(refused.to_string(), "the API refused to evict pod ns/p from node worker-0: the API says 403 (403 Forbidden)");
