@@ -183,8 +183,10 @@ impl FieldSelector {
 
     /// The value an equality term requires of `field`, if the selector has one (a list can then
     /// read an index instead of every object).
+    /// An empty value (`spec.nodeName=`: the unscheduled pods) requires none: an index of set
+    /// fields cannot answer it.
     pub fn required(&self, field: &str) -> Option<&str> {
-        self.0.iter().find(|t| t.equal && t.field == field).map(|t| t.value.as_str())
+        self.0.iter().find(|t| t.equal && t.field == field && !t.value.is_empty()).map(|t| t.value.as_str())
     }
 }
 

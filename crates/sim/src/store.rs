@@ -727,7 +727,8 @@ mod tests {
         // Every filter a client may send, listed through the index and page by page, against a
         // read of every pod filtered one by one.
         let check = |store: &Store| {
-            for node in ["n1", "n2", "n3"] {
+            // "": `spec.nodeName=`, the pods no node runs, which the index does not hold.
+            for node in ["n1", "n2", "n3", ""] {
                 for namespace in [None, Some("a"), Some("b")] {
                     for labels in ["", "app=x"] {
                         let filter = Filter {
