@@ -713,10 +713,29 @@ impl PreparedRun {
                 Some(prior) if !prior.debug_pods.is_empty() => vec![("the previous run".to_owned(), prior.debug_pods.clone())],
                 Some(_) => Vec::new(),
                 None if debug_pods.is_some() => {
-                    match crate::adapters::kube::debug_pod::left_by_other_runs(&connection.client, &plan.run_id).await {
-                        Ok(pods) => {
+                    let timeout = settings.run.ssh.command_timeout;
+                    match crate::adapters::kube::debug_pod::left_by_other_runs(
+                        &connection.client,
+                        &plan.run_id,
+                        timeout,
+                        std::time::SystemTime::now(),
+                    )
+                    .await
+                    {
+                        Ok(left) => {
+                            if !left.young.is_empty() {
+                                let names: Vec<String> = left.young.iter().map(|p| format!("{}/{}", p.namespace, p.pod)).collect();
+                                on_event(&Event::Warning {
+                                    host: None,
+                                    message: format!(
+                                        "debug pods younger than the command timeout ({}) left to the runs that made them (a command may still use them): {}",
+                                        humantime::format_duration(timeout),
+                                        names.join(", ")
+                                    ),
+                                });
+                            }
                             let mut by_run: std::collections::BTreeMap<String, Vec<_>> = Default::default();
-                            for (run, pod) in pods {
+                            for (run, pod) in left.dead {
                                 by_run.entry(format!("run {run}")).or_default().push(pod);
                             }
                             by_run.into_iter().collect()

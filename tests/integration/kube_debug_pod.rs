@@ -66,6 +66,20 @@ fn hold_pod_deletes(sim: &Sim, held: bool) {
     sim.control("POST", "hold-requests", &format!(r#"{{"method":"DELETE","resource":"pods","held":{held}}}"#));
 }
 
+/// A kube run killed (SIGKILL) while its debug pod exists (deletions held meanwhile, so the pod
+/// outlives it): the pod kubectl sees.
+fn killed_with_a_debug_pod(sim: &Sim, journal: &Path, extra: &[&str]) -> String {
+    hold_pod_deletes(sim, true);
+    let mut args = vec!["reboot", "--transport", "kube", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut child = sim.fleetboot(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pod = wait_for_a_debug_pod(sim, journal);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    hold_pod_deletes(sim, false);
+    pod
+}
+
 #[test]
 fn a_node_without_its_daemon_pod_reboots_through_a_debug_pod_which_is_gone_afterwards() {
     let sim = cluster(2, &["worker-1"]);
@@ -101,17 +115,7 @@ fn a_node_without_its_daemon_pod_reboots_through_a_debug_pod_which_is_gone_after
 fn after_a_kill_while_a_debug_pod_exists_repair_deletes_it_and_says_so() {
     let sim = cluster(1, &["worker-0"]);
     let journal = sim.path("run.jsonl");
-    hold_pod_deletes(&sim, true);
-    let mut child = sim
-        .fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pod = wait_for_a_debug_pod(&sim, &journal);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    hold_pod_deletes(&sim, false);
+    let pod = killed_with_a_debug_pod(&sim, &journal, &[]);
     assert_eq!(debug_pods(&sim), vec![pod.clone()], "the kill left it");
     let repaired: Run = sim.fleetboot(&["repair", "--journal", journal.to_str().unwrap()]).output().unwrap().into();
     assert_eq!(repaired.code, 0, "{}", repaired.debug());
@@ -128,17 +132,7 @@ fn after_a_kill_while_a_debug_pod_exists_repair_deletes_it_and_says_so() {
 fn after_a_kill_while_a_debug_pod_exists_the_resume_deletes_it_and_reboots_the_node_once() {
     let sim = cluster(1, &["worker-0"]);
     let journal = sim.path("run.jsonl");
-    hold_pod_deletes(&sim, true);
-    let mut child = sim
-        .fleetboot(&["reboot", "--transport", "kube", "--poll-interval", "200ms", "--journal", journal.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pod = wait_for_a_debug_pod(&sim, &journal);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    hold_pod_deletes(&sim, false);
+    let pod = killed_with_a_debug_pod(&sim, &journal, &[]);
     let resumed: Run = sim.fleetboot(&["reboot", "--resume", journal.to_str().unwrap(), "--output", "json"]).output().unwrap().into();
     assert_eq!(resumed.code, 0, "{}", resumed.debug());
     assert!(resumed.stdout.contains(&format!("deleted debug pod {pod} left by the previous run")), "{}", resumed.debug());
@@ -153,44 +147,35 @@ fn after_a_kill_while_a_debug_pod_exists_the_resume_deletes_it_and_reboots_the_n
     assert_eq!(names("debug_pod_creating"), names("debug_pod_deleted"), "every debug pod created was deleted");
 }
 
-#[test]
-fn a_new_run_deletes_the_debug_pod_a_killed_run_left_and_not_the_pod_of_an_exec() {
-    let sim = cluster(1, &["worker-0"]);
-    let journal = sim.path("run.jsonl");
-    hold_pod_deletes(&sim, true);
-    let mut child = sim
-        .fleetboot(&[
-            "reboot",
-            "--transport",
-            "kube",
-            "--poll-interval",
-            "200ms",
-            "--lease-duration",
-            "3s",
-            "--journal",
-            journal.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pod = wait_for_a_debug_pod(&sim, &journal);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    hold_pod_deletes(&sim, false);
-    let dead_run = journal_records(&journal, "run_started")[0]["run_id"].as_str().unwrap().to_owned();
-    // A `fleetboot exec` pod (no run ID: its process may still be running) beside it.
-    let exec_pod = serde_json::json!({
+/// Applies a debug pod as another process made it: fleetboot's labels, `run` its run ID.
+fn apply_debug_pod(sim: &Sim, name: &str, run: &str) {
+    let pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "fleetboot-debug-worker-0-exec1", "namespace": "fleetboot-debug",
-                     "labels": {"app.kubernetes.io/managed-by": "fleetboot", "fleetboot.io/run-id": "", "fleetboot.io/node": "worker-0"}},
+        "metadata": {"name": name, "namespace": "fleetboot-debug",
+                     "labels": {"app.kubernetes.io/managed-by": "fleetboot", "fleetboot.io/run-id": run, "fleetboot.io/node": "worker-0"}},
         "spec": {"nodeName": "worker-0", "containers": [{"name": "debug", "image": "registry.example/tools"}]},
     });
-    let file = sim.path("exec-pod.json");
-    std::fs::write(&file, exec_pod.to_string()).unwrap();
+    let file = sim.path(&format!("{name}.json"));
+    std::fs::write(&file, pod.to_string()).unwrap();
     sim.kubectl_ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()]);
+}
 
-    // A new run (not a resume of the killed one's journal), taking the dead run's lease over.
+#[test]
+fn a_new_run_deletes_the_debug_pods_dead_runs_left_not_a_young_one_nor_an_execs() {
+    let sim = cluster(1, &["worker-0"]);
+    let journal = sim.path("run.jsonl");
+    let pod = killed_with_a_debug_pod(&sim, &journal, &["--lease-duration", "3s"]);
+    let dead_run = journal_records(&journal, "run_started")[0]["run_id"].as_str().unwrap().to_owned();
+    // The new run's command timeout is 4 s: with the clocks' 5 s allowance, a pod older than 9 s
+    // has outlived any command of the run that made it. The killed run's is made older than
+    // that; one of a run whose lease was just taken over (its exec may still be running) is
+    // made now, and one of a `fleetboot exec` (no run ID) too.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    apply_debug_pod(&sim, "fleetboot-debug-worker-0-young", "run-taken-over-just-now");
+    apply_debug_pod(&sim, "fleetboot-debug-worker-0-exec1", "");
+
+    // A new run (not a resume of the killed one's journal), taking the dead run's lease over
+    // (3 s to settle).
     let fresh = sim.path("fresh.jsonl");
     let run: Run = sim
         .fleetboot(&[
@@ -199,6 +184,8 @@ fn a_new_run_deletes_the_debug_pod_a_killed_run_left_and_not_the_pod_of_an_exec(
             "kube",
             "--poll-interval",
             "200ms",
+            "--command-timeout",
+            "4s",
             "--break-lock",
             "--lease-duration",
             "3s",
@@ -212,7 +199,19 @@ fn a_new_run_deletes_the_debug_pod_a_killed_run_left_and_not_the_pod_of_an_exec(
         .into();
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(run.stdout.contains(&format!("deleted debug pod {pod} left by run {dead_run} on worker-0")), "{}", run.debug());
-    assert_eq!(debug_pods(&sim), vec!["fleetboot-debug/fleetboot-debug-worker-0-exec1".to_owned()], "only the exec's pod is left");
+    assert!(
+        run.stdout.contains(
+            "debug pods younger than the command timeout (4s) left to the runs that made them (a command may still use them): \
+             fleetboot-debug/fleetboot-debug-worker-0-young"
+        ),
+        "{}",
+        run.debug()
+    );
+    assert_eq!(
+        debug_pods(&sim),
+        ["fleetboot-debug/fleetboot-debug-worker-0-exec1", "fleetboot-debug/fleetboot-debug-worker-0-young"],
+        "the exec's and the young pod are left"
+    );
     let deleted: Vec<String> = journal_records(&fresh, "debug_pod_deleted")
         .iter()
         .map(|r| format!("{}/{}", r["namespace"].as_str().unwrap(), r["pod"].as_str().unwrap()))

@@ -155,30 +155,56 @@ pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), 
     }
 }
 
-/// The debug pods that reboot runs other than `own_run` left behind, with the run that made
-/// each: fleetboot's, labelled with a run ID (a `fleetboot exec` or `nodes` pod has none: such a
-/// process may still be running, and its pods are its own to delete). Only a run that holds
-/// the cluster's lease asks: no other reboot run is running then, so these are a dead run's.
-/// A namespace that does not exist yet holds none.
-pub async fn left_by_other_runs(client: &Client, own_run: &str) -> Result<Vec<(String, DebugPodRef)>, kube::Error> {
+/// How far the API server's clock may be ahead of this machine's before a young debug pod could
+/// pass for an old one (NTP-synced clocks are milliseconds apart).
+const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5);
+
+/// Debug pods other reboot runs left, found by their labels.
+#[derive(Debug, Default)]
+pub struct LeftByOthers {
+    /// Old enough that no command of theirs can still be running, with the run that made each.
+    pub dead: Vec<(String, DebugPodRef)>,
+    /// Younger than that: an exec of a run whose lease was just taken over may still use them;
+    /// left to that run or to a later sweep.
+    pub young: Vec<DebugPodRef>,
+}
+
+/// The debug pods that reboot runs other than `own_run` left behind: fleetboot's, labelled with
+/// a run ID (a `fleetboot exec` or `nodes` pod has none: such a process may still be running,
+/// and its pods are its own to delete). Only a run that holds the cluster's lease asks, so no
+/// other run starts a command now; one that held it until a `--break-lock` may still be inside
+/// an exec, which ends within `command_timeout`: only pods older than that (and the clocks'
+/// allowance) count as dead. A namespace that does not exist yet holds none.
+pub async fn left_by_other_runs(
+    client: &Client,
+    own_run: &str,
+    command_timeout: Duration,
+    now: std::time::SystemTime,
+) -> Result<LeftByOthers, kube::Error> {
     use kube::api::ListParams;
     let api: Api<Pod> = Api::namespaced(client.clone(), DEBUG_NAMESPACE);
     let pods = match api.list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))).await {
         Ok(pods) => pods,
-        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Vec::new()),
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(LeftByOthers::default()),
         Err(e) => return Err(e),
     };
-    Ok(pods
-        .items
-        .into_iter()
-        .filter_map(|pod| {
-            let labels = pod.metadata.labels.as_ref()?;
-            let run = labels.get(RUN_ID_LABEL).filter(|run| !run.is_empty() && run.as_str() != own_run)?.clone();
-            let host = labels.get(NODE_LABEL).cloned().or_else(|| pod.spec.as_ref()?.node_name.clone()).unwrap_or_default();
-            let name = pod.metadata.name?;
-            Some((run, DebugPodRef { host, namespace: DEBUG_NAMESPACE.to_owned(), pod: name }))
-        })
-        .collect())
+    let now_ms = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let oldest_live_ms = now_ms - (command_timeout + CLOCK_SKEW_ALLOWANCE).as_millis() as i64;
+    let mut left = LeftByOthers::default();
+    for pod in pods.items {
+        let Some(labels) = pod.metadata.labels.as_ref() else { continue };
+        let Some(run) = labels.get(RUN_ID_LABEL).filter(|run| !run.is_empty() && run.as_str() != own_run).cloned() else { continue };
+        let host = labels.get(NODE_LABEL).cloned().or_else(|| pod.spec.as_ref()?.node_name.clone()).unwrap_or_default();
+        // No creation time (never so from an API server): not known old, so not dead.
+        let created_ms = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond());
+        let Some(name) = pod.metadata.name else { continue };
+        let reference = DebugPodRef { host, namespace: DEBUG_NAMESPACE.to_owned(), pod: name };
+        match created_ms {
+            Some(created) if created <= oldest_live_ms => left.dead.push((run, reference)),
+            _ => left.young.push(reference),
+        }
+    }
+    Ok(left)
 }
 
 /// Deletes the debug pods a journal names without a deletion (after a kill): those deleted (or
