@@ -484,3 +484,109 @@ fn the_migration_jobs_pod_killed_in_step_7_and_started_again_elsewhere_finishes_
         assert!(files.iter().all(report), "{files:?}");
     }
 }
+
+/// The rollback of an unfinished migration journaled in the cluster, found without its ID:
+/// the forward migration killed with -9 during step 7, then `migrate --journal-in-cluster --to
+/// OpenShiftSDN` from another directory finds it by its index entry, journals the rollback in
+/// the cluster (`ID-rollback`), inherits the pools it left paused, marks it superseded and rolls
+/// back to the end; `--cleanup --journal-in-cluster` then finds the rollback (the superseded
+/// migration is over) and cleans up.
+#[test]
+fn an_unfinished_migration_in_the_cluster_is_rolled_back_from_another_directory_without_its_id() {
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.7.60"]);
+    let id = "jobmig2-forward-1";
+    let mut child = Killed(
+        sim.fleetboot(&["migrate", "--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
+    wait_while_running(&mut child, "step 7's hand-overs", || dispatched(&sim, &reboot) >= 3);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert!(sim.paused("worker") && sim.paused("master"), "killed with the pools paused");
+
+    // The killed process's lease is still live: the admin who knows its machine is gone takes
+    // it over.
+    let rollback_args =
+        ["--journal-in-cluster", "--to", "OpenShiftSDN", "--etcd-backup-confirmed", "--break-lock", "--poll-interval", "300ms"];
+    let (back, _elsewhere) = migrate_elsewhere(&sim, &rollback_args);
+    assert_eq!(back.code, 0, "{}", back.debug());
+    assert!(
+        back.stdout.contains("rolling back the unfinished migration cluster:kube-system/jobmig2-forward-1-migration"),
+        "{}",
+        back.debug()
+    );
+    assert_eq!(sim.network_type(), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
+    assert!(!sim.paused("worker") && !sim.paused("master"), "the pools the killed migration paused were resumed");
+    let forward = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap());
+    let superseded: Vec<_> = forward.iter().filter(|l| l["record"]["event"] == "superseded").collect();
+    assert_eq!(superseded.len(), 1, "{forward:?}");
+    assert_eq!(superseded[0]["record"]["by"], "cluster:kube-system/jobmig2-forward-1-rollback-migration");
+    let rollback = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-rollback-migration")).unwrap());
+    assert!(
+        rollback.iter().any(|l| l["record"]["event"] == "migration_started" && l["record"]["target"] == "OpenShiftSDN"),
+        "{rollback:?}"
+    );
+    let inherited = rollback.iter().find(|l| l["record"]["event"] == "pools_inherited").expect("the paused pools inherited");
+    assert_eq!(inherited["record"]["pools"], serde_json::json!(["master", "worker"]));
+    let counts = cluster_dispatch_counts(&sim, &JournalPlace::new("kube-system", &format!("{id}-rollback-reboot")).unwrap());
+    assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "the rollback's reboot run, in the cluster: {counts:?}");
+
+    let (cleanup, _elsewhere) = migrate_elsewhere(&sim, &["--journal-in-cluster", "--cleanup", "--poll-interval", "300ms"]);
+    assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
+    let rollback = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-rollback-migration")).unwrap());
+    assert!(rollback.iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "cleanup"), "{}", cleanup.debug());
+    let (nothing, _elsewhere) = migrate_elsewhere(&sim, &["--journal-in-cluster", "--resume"]);
+    assert_eq!(nothing.code, 2, "{}", nothing.debug());
+    assert!(nothing.stderr.contains("no unfinished migration journaled in the cluster"), "{}", nothing.debug());
+}
+
+/// Two unfinished migrations journaled in the cluster: one named by none is refused, listing
+/// both; nothing is touched.
+#[test]
+fn two_unfinished_migrations_in_the_cluster_and_none_named_is_refused_listing_them() {
+    use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
+    use fleetboot::adapters::migration_journal::{ClusterStore, MigrationStore, unfinished_in_cluster};
+    use fleetboot_core::migrate::Flow;
+    use fleetboot_core::migrate::record::MigrationEntry;
+
+    let sim = Sim::in_process(1, 1);
+    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
+    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let (client, config) = (&connection.client, &connection.config);
+    for id in ["m-a", "m-b"] {
+        let store = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "ann@bastion pid 7")).unwrap();
+        store
+            .append(MigrationEntry::MigrationStarted {
+                run_id: id.into(),
+                target: "OVNKubernetes".into(),
+                flow: Flow::Seed,
+                version: "4.7.60".into(),
+                failing_pods: Vec::new(),
+                network_options: None,
+                mtu: None,
+                geneve_port: None,
+                reboot_concurrency: None,
+                cluster: None,
+            })
+            .unwrap();
+    }
+    // A journal with no record (a kill right after its creation) is no migration.
+    drop(sim.block_on(ClusterStore::open(client, config, "kube-system", "m-empty", "ann@bastion pid 7")).unwrap());
+    let found: Vec<String> = sim.block_on(unfinished_in_cluster(client, "kube-system")).unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(found, ["m-a", "m-b"]);
+    let before = sim.network_type();
+    for args in [&["--journal-in-cluster", "--etcd-backup-confirmed"][..], &["--journal-in-cluster", "--resume"]] {
+        let (run, _elsewhere) = migrate_elsewhere(&sim, args);
+        assert_eq!(run.code, 2, "{}", run.debug());
+        assert!(
+            run.stderr.contains("2 unfinished migrations are journaled in the cluster (kube-system): m-a (to OVNKubernetes), m-b (to OVNKubernetes); name one with --run-id ID"),
+            "{}",
+            run.debug()
+        );
+    }
+    assert_eq!(sim.network_type(), before);
+}
