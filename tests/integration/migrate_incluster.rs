@@ -417,6 +417,47 @@ fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() 
     );
 }
 
+/// `fleetboot job migrate --run-id ID --transport kube …`'s objects applied with kubectl to
+/// `sim`; its Job.
+fn applied_migration_job(sim: &Sim, id: &str) -> serde_json::Value {
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["job", "migrate", "--run-id", id, "-o", "json", "--etcd-backup-confirmed", "--transport", "kube"])
+        .args(["--poll-interval", "300ms", "--lease-duration", "3s"])
+        .output()
+        .unwrap();
+    let run = crate::common::Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let objects = list["items"].as_array().unwrap().clone();
+    crate::common::pod::apply(sim, &objects);
+    objects.into_iter().find(|o| o["kind"] == "Job").unwrap()
+}
+
+/// In a pod `migrate` journals in the cluster by itself: the Job's command line without
+/// `--journal-in-cluster`, run with only the ServiceAccount's in-cluster config, writes its
+/// journal to the cluster (its `--run-id` accepted, as only an in-cluster journal takes one) and
+/// nothing a resume needs to the pod's disk.
+#[test]
+fn in_a_pod_migrate_journals_in_the_cluster_without_being_asked() {
+    use crate::common::pod::{pod, service_account_dir, walk};
+    let sim = Sim::start_with(1, 2, &["--rbac", "--openshift-version", "4.7.60"]);
+    let id = "job-migrate-pod-2";
+    let mut job = applied_migration_job(&sim, id);
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array_mut().unwrap();
+    args.retain(|a| a != "--journal-in-cluster");
+    let dir = tempfile::tempdir().unwrap();
+    service_account_dir(&sim, &dir.path().join("serviceaccount"));
+    let mut child = Killed(pod(&sim, &job, dir.path(), "worker-0").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let migration = JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap();
+    wait_while_running(&mut child, "the migration's journal in the cluster", || {
+        cluster_journal_lines(&sim, &migration).iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "backup")
+    });
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let files: Vec<_> = walk(dir.path()).into_iter().filter(|p| !p.starts_with(dir.path().join("serviceaccount"))).collect();
+    assert!(files.is_empty(), "nothing on the pod's disk: {files:?}");
+}
+
 /// `fleetboot job migrate`'s pod command run as a process with only the ServiceAccount's
 /// in-cluster credentials on a simulation that enforces RBAC (the Job's own roles applied with
 /// kubectl): killed with -9 during step 7, then the same command line started again elsewhere
@@ -425,21 +466,11 @@ fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() 
 /// OVNKubernetes, the pools resumed; neither pod wrote anything but reports.
 #[test]
 fn the_migration_jobs_pod_killed_in_step_7_and_started_again_elsewhere_finishes_it() {
-    use crate::common::pod::{apply, pod, service_account_dir, walk};
-    use serde_json::Value;
+    use crate::common::pod::{pod, service_account_dir, walk};
     let sim = Sim::start_with(1, 2, &["--rbac", "--openshift-version", "4.7.60"]);
     let id = "job-migrate-pod-1";
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .args(["job", "migrate", "--run-id", id, "-o", "json", "--etcd-backup-confirmed", "--transport", "kube"])
-        .args(["--poll-interval", "300ms", "--lease-duration", "3s"])
-        .output()
-        .unwrap();
-    let run = crate::common::Run::from(out);
-    assert_eq!(run.code, 0, "{}", run.debug());
-    let list: Value = serde_json::from_str(&run.stdout).unwrap();
-    let objects = list["items"].as_array().unwrap().clone();
-    apply(&sim, &objects);
-    let job = objects.iter().find(|o| o["kind"] == "Job").unwrap();
+    let job = applied_migration_job(&sim, id);
+    let job = &job;
     let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
 
     let first = tempfile::tempdir().unwrap();
