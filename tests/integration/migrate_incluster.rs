@@ -1,7 +1,10 @@
-//! `fleetboot migrate --journal-in-cluster`: the migration's reboot of every node (step 7)
-//! keeps its journal in the cluster, so a migration killed mid-step and resumed continues the
-//! same reboot run (`<migration-id>-reboot`) and no node is rebooted twice. kubectl reads the
-//! journal's ConfigMaps as the witness.
+//! `fleetboot migrate --journal-in-cluster` (and `migrate` in a pod): the migration's journal,
+//! side files and reboot runs (step 7's `<migration-id>-reboot`, step 10's
+//! `<migration-id>-error-nodes-N`) are in the cluster, so a migration killed mid-step and
+//! resumed elsewhere continues the same reboot runs and no node is rebooted twice; `job
+//! migrate`'s pod command does so with only its ServiceAccount's in-cluster config under RBAC;
+//! an unfinished migration is found without its ID and rolled back (`<migration-id>-rollback`).
+//! kubectl and the simulation's history are the witnesses.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
