@@ -36,6 +36,10 @@ pub enum MigrationJournalError {
     /// written, or another writer took it over (fenced).
     #[error("migration journal {0}")]
     InCluster(#[source] JournalError),
+    /// The migration's index entry in the cluster (how it is found without its ID) could not
+    /// be written.
+    #[error("the migration's index entry: {0}")]
+    Index(#[source] FileError),
 }
 
 impl MigrationJournalError {
@@ -315,10 +319,7 @@ impl ClusterStore {
         };
         // After the journal (a kill before this leaves a journal with no record: no migration),
         // and on every take-over (a migration journaled before there was an index is listed too).
-        store
-            .write_side(INDEX_FILE, id, true)
-            .await
-            .map_err(|e| MigrationJournalError::InCluster(JournalError::Write { path: e.path.clone(), reason: e.source.to_string() }))?;
+        store.write_side(INDEX_FILE, id, true).await.map_err(MigrationJournalError::Index)?;
         Ok(store)
     }
 
