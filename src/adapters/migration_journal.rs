@@ -36,6 +36,10 @@ pub enum MigrationJournalError {
     /// written, or another writer took it over (fenced).
     #[error("migration journal {0}")]
     InCluster(#[source] JournalError),
+    /// The migration's index entry in the cluster (how it is found without its ID) could not
+    /// be written.
+    #[error("the migration's index entry: {0}")]
+    Index(#[source] FileError),
 }
 
 impl MigrationJournalError {
@@ -201,6 +205,11 @@ impl MigrationStore for DirStore {
 pub const SIDE_FILE_LIMIT: usize = 1024 * 1024 - 4 * 1024;
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const MIGRATION_LABEL: &str = "fleetboot.io/migration";
+/// On the one ConfigMap per migration journaled in the cluster that names it (its ID in full: a
+/// label holds 63 characters): a migration is found without its ID by listing these.
+const INDEX_LABEL: &str = "fleetboot.io/migration-index";
+/// The index entry's side file: the migration's ID.
+const INDEX_FILE: &str = "id";
 const TOKEN: &str = "fleetboot.io/journal-token";
 const HOLDER: &str = "fleetboot.io/journal-holder";
 
@@ -242,6 +251,46 @@ pub async fn load_from_cluster(
     Ok(Some((records, state)))
 }
 
+/// The migrations journaled in the cluster in `namespace` that are not over (neither cleaned up
+/// nor superseded by a rollback), by ID, each folded; found by their index entries (one LIST).
+/// A migration `ID` whose rollback `ID-rollback` has started is being superseded (a kill came
+/// between the rollback's start and its mark on this journal): it is the rollback's, not listed.
+pub async fn unfinished_in_cluster(client: &kube::Client, namespace: &str) -> Result<Vec<(String, MigrationState)>, MigrationJournalError> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), namespace);
+    let listed =
+        api.list(&kube::api::ListParams::default().labels(&format!("{INDEX_LABEL}=true,{MANAGED_BY}=fleetboot"))).await.map_err(|e| {
+            MigrationJournalError::InCluster(JournalError::Unreadable {
+                path: PathBuf::from(format!("cluster:{namespace}")),
+                reason: format!("configmaps -l {INDEX_LABEL}: {e}"),
+            })
+        })?;
+    let mut ids: Vec<String> = listed.items.into_iter().filter_map(|map| map.data?.remove(INDEX_FILE)).collect();
+    ids.sort();
+    ids.dedup();
+    let mut started = Vec::new();
+    for id in ids {
+        if let Some((_, state)) = load_from_cluster(client, namespace, &id).await?
+            && !state.run_id.is_empty()
+        {
+            started.push((id, state));
+        }
+    }
+    Ok(unfinished_of(started))
+}
+
+/// [`unfinished_in_cluster`]'s choice among the started migrations. Pure.
+fn unfinished_of(started: Vec<(String, MigrationState)>) -> Vec<(String, MigrationState)> {
+    let ids: std::collections::BTreeSet<String> = started.iter().map(|(id, _)| id.clone()).collect();
+    started.into_iter().filter(|(id, state)| !state.is_over() && !ids.contains(&rollback_id(id))).collect()
+}
+
+/// The ID of the rollback of migration `id` journaled in the cluster: named from it, so the
+/// same command line run again (a Job's next pod) finds the same rollback. Pure.
+pub fn rollback_id(id: &str) -> String {
+    format!("{id}-rollback")
+}
+
 impl ClusterStore {
     /// Creates the migration's journal in the cluster, or takes it over (raising its fencing
     /// token, so any older writer is refused from its next write on).
@@ -260,14 +309,18 @@ impl ClusterStore {
         } else {
             journal_store::create_journal(client, config, &place, holder).await.map_err(error)?
         };
-        Ok(ClusterStore {
+        let store = ClusterStore {
             client: client.clone(),
             namespace: namespace.to_owned(),
             id: id.to_owned(),
             holder: holder.to_owned(),
             token: journal.token(),
             journal: std::sync::Mutex::new(journal),
-        })
+        };
+        // After the journal (a kill before this leaves a journal with no record: no migration),
+        // and on every take-over (a migration journaled before there was an index is listed too).
+        store.write_side(INDEX_FILE, id, true).await.map_err(MigrationJournalError::Index)?;
+        Ok(store)
     }
 
     /// The ConfigMap of side file `name`.
@@ -313,7 +366,16 @@ impl MigrationStore for ClusterStore {
     }
 
     fn write_file<'a>(&'a self, name: &'a str, text: &'a str) -> futures::future::BoxFuture<'a, Result<(), FileError>> {
-        Box::pin(async move {
+        Box::pin(self.write_side(name, text, false))
+    }
+}
+
+impl ClusterStore {
+    /// Writes side file `name` (with `index`: labelled as the migration's index entry, which
+    /// [`unfinished_in_cluster`] lists): create-only, or a replace at the resourceVersion read,
+    /// refused when a newer writer's token is on it.
+    async fn write_side(&self, name: &str, text: &str, index: bool) -> Result<(), FileError> {
+        {
             use k8s_openapi::api::core::v1::ConfigMap;
             use kube::api::{ObjectMeta, PostParams};
             use std::collections::BTreeMap;
@@ -332,13 +394,18 @@ impl MigrationStore for ClusterStore {
             let metadata = ObjectMeta {
                 name: Some(map_name.clone()),
                 namespace: Some(self.namespace.clone()),
-                labels: Some(BTreeMap::from([
-                    (MANAGED_BY.to_owned(), "fleetboot".to_owned()),
-                    (
-                        MIGRATION_LABEL.to_owned(),
-                        self.id.to_ascii_lowercase().chars().take(63).collect::<String>().trim_end_matches('-').to_owned(),
-                    ),
-                ])),
+                labels: Some(
+                    [
+                        (MANAGED_BY.to_owned(), "fleetboot".to_owned()),
+                        (
+                            MIGRATION_LABEL.to_owned(),
+                            self.id.to_ascii_lowercase().chars().take(63).collect::<String>().trim_end_matches('-').to_owned(),
+                        ),
+                    ]
+                    .into_iter()
+                    .chain(index.then(|| (INDEX_LABEL.to_owned(), "true".to_owned())))
+                    .collect::<BTreeMap<_, _>>(),
+                ),
                 annotations: Some(BTreeMap::from([(TOKEN.to_owned(), token.to_string()), (HOLDER.to_owned(), self.holder.clone())])),
                 ..ObjectMeta::default()
             };
@@ -360,7 +427,7 @@ impl MigrationStore for ClusterStore {
                 }
             };
             written.map(drop).map_err(failed)
-        })
+        }
     }
 }
 
@@ -386,6 +453,33 @@ mod tests {
         assert_eq!(records.len(), 2, "the torn record is gone and the next one is whole");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    /// Over (cleaned up, superseded) is not unfinished; a migration whose rollback started is
+    /// the rollback's, even before its journal was marked superseded (a kill in between).
+    #[test]
+    fn the_unfinished_migrations_leave_out_the_over_and_those_a_rollback_took() {
+        let state = |target: &str, entries: Vec<MigrationEntry>| {
+            let mut state = MigrationState { run_id: "x".into(), target: target.into(), ..MigrationState::default() };
+            for entry in entries {
+                state.apply(&record_of(entry));
+            }
+            state
+        };
+        let started = vec![
+            ("a".to_owned(), state("OVNKubernetes", vec![])),
+            (
+                "b".to_owned(),
+                state("OVNKubernetes", vec![MigrationEntry::Superseded { by: "cluster:kube-system/b-rollback-migration".into() }]),
+            ),
+            ("b-rollback".to_owned(), state("OpenShiftSDN", vec![])),
+            ("c".to_owned(), state("OVNKubernetes", vec![])),
+            ("c-rollback".to_owned(), state("OpenShiftSDN", vec![])),
+            ("d".to_owned(), state("OVNKubernetes", vec![MigrationEntry::StepDone { step: Step::Cleanup, detail: String::new() }])),
+        ];
+        let ids: Vec<String> = unfinished_of(started).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["a", "b-rollback", "c-rollback"]);
+        assert_eq!(rollback_id("m-1"), "m-1-rollback");
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub plan: bool,
     /// Continue the migration in progress after an interruption or a fixed failure; with
-    /// --journal-in-cluster, the one its ID names (`--resume ID`, from any machine).
+    /// --journal-in-cluster, the one its ID names (`--resume ID`, from any machine), or with no
+    /// ID the one unfinished in the cluster.
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
     pub resume: Option<String>,
     /// Step 11 (remove the migration setting, delete the old network's namespace); only after
@@ -122,8 +123,10 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub journal_in_cluster: bool,
     /// With --journal-in-cluster: the migration's ID (its journal and files in the cluster are
-    /// named by it); a migration of that ID in the cluster is resumed, else one starts under it
-    /// (how `fleetboot job migrate`'s pod resumes after a restart).
+    /// named by it); a migration of that ID in the cluster is resumed (or its rollback, once one
+    /// took it over), else one starts under it (how `fleetboot job migrate`'s pod resumes after
+    /// a restart). Without it, the one unfinished migration in the cluster is found (more than
+    /// one: refused, listing them); `--to OpenShiftSDN` rolls it back under `ID-rollback`.
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
     #[command(flatten)]

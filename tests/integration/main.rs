@@ -20,6 +20,7 @@ mod hostlists;
 mod incluster_job;
 mod incluster_journal;
 mod incluster_journal_cost;
+mod incluster_journal_read;
 mod incluster_journal_writer;
 mod incluster_liveness;
 mod incluster_rollover;

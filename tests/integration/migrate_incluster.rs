@@ -1,7 +1,10 @@
-//! `fleetboot migrate --journal-in-cluster`: the migration's reboot of every node (step 7)
-//! keeps its journal in the cluster, so a migration killed mid-step and resumed continues the
-//! same reboot run (`<migration-id>-reboot`) and no node is rebooted twice. kubectl reads the
-//! journal's ConfigMaps as the witness.
+//! `fleetboot migrate --journal-in-cluster` (and `migrate` in a pod): the migration's journal,
+//! side files and reboot runs (step 7's `<migration-id>-reboot`, step 10's
+//! `<migration-id>-error-nodes-N`) are in the cluster, so a migration killed mid-step and
+//! resumed elsewhere continues the same reboot runs and no node is rebooted twice; `job
+//! migrate`'s pod command does so with only its ServiceAccount's in-cluster config under RBAC;
+//! an unfinished migration is found without its ID and rolled back (`<migration-id>-rollback`).
+//! kubectl and the simulation's history are the witnesses.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -417,6 +420,47 @@ fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() 
     );
 }
 
+/// `fleetboot job migrate --run-id ID --transport kube …`'s objects applied with kubectl to
+/// `sim`; its Job.
+fn applied_migration_job(sim: &Sim, id: &str) -> serde_json::Value {
+    let out = std::process::Command::new(crate::common::fleetboot_bin())
+        .args(["job", "migrate", "--run-id", id, "-o", "json", "--etcd-backup-confirmed", "--transport", "kube"])
+        .args(["--poll-interval", "300ms", "--lease-duration", "3s"])
+        .output()
+        .unwrap();
+    let run = crate::common::Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let objects = list["items"].as_array().unwrap().clone();
+    crate::common::pod::apply(sim, &objects);
+    objects.into_iter().find(|o| o["kind"] == "Job").unwrap()
+}
+
+/// In a pod `migrate` journals in the cluster by itself: the Job's command line without
+/// `--journal-in-cluster`, run with only the ServiceAccount's in-cluster config, writes its
+/// journal to the cluster (its `--run-id` accepted, as only an in-cluster journal takes one) and
+/// nothing a resume needs to the pod's disk.
+#[test]
+fn in_a_pod_migrate_journals_in_the_cluster_without_being_asked() {
+    use crate::common::pod::{pod, service_account_dir, walk};
+    let sim = Sim::start_with(1, 2, &["--rbac", "--openshift-version", "4.7.60"]);
+    let id = "job-migrate-pod-2";
+    let mut job = applied_migration_job(&sim, id);
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array_mut().unwrap();
+    args.retain(|a| a != "--journal-in-cluster");
+    let dir = tempfile::tempdir().unwrap();
+    service_account_dir(&sim, &dir.path().join("serviceaccount"));
+    let mut child = Killed(pod(&sim, &job, dir.path(), "worker-0").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let migration = JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap();
+    wait_while_running(&mut child, "the migration's journal in the cluster", || {
+        cluster_journal_lines(&sim, &migration).iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "backup")
+    });
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let files: Vec<_> = walk(dir.path()).into_iter().filter(|p| !p.starts_with(dir.path().join("serviceaccount"))).collect();
+    assert!(files.is_empty(), "nothing on the pod's disk: {files:?}");
+}
+
 /// `fleetboot job migrate`'s pod command run as a process with only the ServiceAccount's
 /// in-cluster credentials on a simulation that enforces RBAC (the Job's own roles applied with
 /// kubectl): killed with -9 during step 7, then the same command line started again elsewhere
@@ -425,21 +469,11 @@ fn migrate_with_the_journal_in_the_cluster_runs_with_exactly_its_printed_role() 
 /// OVNKubernetes, the pools resumed; neither pod wrote anything but reports.
 #[test]
 fn the_migration_jobs_pod_killed_in_step_7_and_started_again_elsewhere_finishes_it() {
-    use crate::common::pod::{apply, pod, service_account_dir, walk};
-    use serde_json::Value;
+    use crate::common::pod::{pod, service_account_dir, walk};
     let sim = Sim::start_with(1, 2, &["--rbac", "--openshift-version", "4.7.60"]);
     let id = "job-migrate-pod-1";
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .args(["job", "migrate", "--run-id", id, "-o", "json", "--etcd-backup-confirmed", "--transport", "kube"])
-        .args(["--poll-interval", "300ms", "--lease-duration", "3s"])
-        .output()
-        .unwrap();
-    let run = crate::common::Run::from(out);
-    assert_eq!(run.code, 0, "{}", run.debug());
-    let list: Value = serde_json::from_str(&run.stdout).unwrap();
-    let objects = list["items"].as_array().unwrap().clone();
-    apply(&sim, &objects);
-    let job = objects.iter().find(|o| o["kind"] == "Job").unwrap();
+    let job = applied_migration_job(&sim, id);
+    let job = &job;
     let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
 
     let first = tempfile::tempdir().unwrap();
@@ -483,4 +517,110 @@ fn the_migration_jobs_pod_killed_in_step_7_and_started_again_elsewhere_finishes_
         };
         assert!(files.iter().all(report), "{files:?}");
     }
+}
+
+/// The rollback of an unfinished migration journaled in the cluster, found without its ID:
+/// the forward migration killed with -9 during step 7, then `migrate --journal-in-cluster --to
+/// OpenShiftSDN` from another directory finds it by its index entry, journals the rollback in
+/// the cluster (`ID-rollback`), inherits the pools it left paused, marks it superseded and rolls
+/// back to the end; `--cleanup --journal-in-cluster` then finds the rollback (the superseded
+/// migration is over) and cleans up.
+#[test]
+fn an_unfinished_migration_in_the_cluster_is_rolled_back_from_another_directory_without_its_id() {
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.7.60"]);
+    let id = "jobmig2-forward-1";
+    let mut child = Killed(
+        sim.fleetboot(&["migrate", "--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
+    wait_while_running(&mut child, "step 7's hand-overs", || dispatched(&sim, &reboot) >= 3);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert!(sim.paused("worker") && sim.paused("master"), "killed with the pools paused");
+
+    // The killed process's lease is still live: the admin who knows its machine is gone takes
+    // it over.
+    let rollback_args =
+        ["--journal-in-cluster", "--to", "OpenShiftSDN", "--etcd-backup-confirmed", "--break-lock", "--poll-interval", "300ms"];
+    let (back, _elsewhere) = migrate_elsewhere(&sim, &rollback_args);
+    assert_eq!(back.code, 0, "{}", back.debug());
+    assert!(
+        back.stdout.contains("rolling back the unfinished migration cluster:kube-system/jobmig2-forward-1-migration"),
+        "{}",
+        back.debug()
+    );
+    assert_eq!(sim.network_type(), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
+    assert!(!sim.paused("worker") && !sim.paused("master"), "the pools the killed migration paused were resumed");
+    let forward = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap());
+    let superseded: Vec<_> = forward.iter().filter(|l| l["record"]["event"] == "superseded").collect();
+    assert_eq!(superseded.len(), 1, "{forward:?}");
+    assert_eq!(superseded[0]["record"]["by"], "cluster:kube-system/jobmig2-forward-1-rollback-migration");
+    let rollback = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-rollback-migration")).unwrap());
+    assert!(
+        rollback.iter().any(|l| l["record"]["event"] == "migration_started" && l["record"]["target"] == "OpenShiftSDN"),
+        "{rollback:?}"
+    );
+    let inherited = rollback.iter().find(|l| l["record"]["event"] == "pools_inherited").expect("the paused pools inherited");
+    assert_eq!(inherited["record"]["pools"], serde_json::json!(["master", "worker"]));
+    let counts = cluster_dispatch_counts(&sim, &JournalPlace::new("kube-system", &format!("{id}-rollback-reboot")).unwrap());
+    assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "the rollback's reboot run, in the cluster: {counts:?}");
+
+    let (cleanup, _elsewhere) = migrate_elsewhere(&sim, &["--journal-in-cluster", "--cleanup", "--poll-interval", "300ms"]);
+    assert_eq!(cleanup.code, 0, "{}", cleanup.debug());
+    let rollback = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-rollback-migration")).unwrap());
+    assert!(rollback.iter().any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == "cleanup"), "{}", cleanup.debug());
+    let (nothing, _elsewhere) = migrate_elsewhere(&sim, &["--journal-in-cluster", "--resume"]);
+    assert_eq!(nothing.code, 2, "{}", nothing.debug());
+    assert!(nothing.stderr.contains("no unfinished migration journaled in the cluster"), "{}", nothing.debug());
+}
+
+/// Two unfinished migrations journaled in the cluster: one named by none is refused, listing
+/// both; nothing is touched.
+#[test]
+fn two_unfinished_migrations_in_the_cluster_and_none_named_is_refused_listing_them() {
+    use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
+    use fleetboot::adapters::migration_journal::{ClusterStore, MigrationStore, unfinished_in_cluster};
+    use fleetboot_core::migrate::Flow;
+    use fleetboot_core::migrate::record::MigrationEntry;
+
+    let sim = Sim::in_process(1, 1);
+    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
+    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let (client, config) = (&connection.client, &connection.config);
+    for id in ["m-a", "m-b"] {
+        let store = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "ann@bastion pid 7")).unwrap();
+        store
+            .append(MigrationEntry::MigrationStarted {
+                run_id: id.into(),
+                target: "OVNKubernetes".into(),
+                flow: Flow::Seed,
+                version: "4.7.60".into(),
+                failing_pods: Vec::new(),
+                network_options: None,
+                mtu: None,
+                geneve_port: None,
+                reboot_concurrency: None,
+                cluster: None,
+            })
+            .unwrap();
+    }
+    // A journal with no record (a kill right after its creation) is no migration.
+    drop(sim.block_on(ClusterStore::open(client, config, "kube-system", "m-empty", "ann@bastion pid 7")).unwrap());
+    let found: Vec<String> = sim.block_on(unfinished_in_cluster(client, "kube-system")).unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(found, ["m-a", "m-b"]);
+    let before = sim.network_type();
+    for args in [&["--journal-in-cluster", "--etcd-backup-confirmed"][..], &["--journal-in-cluster", "--resume"]] {
+        let (run, _elsewhere) = migrate_elsewhere(&sim, args);
+        assert_eq!(run.code, 2, "{}", run.debug());
+        assert!(
+            run.stderr.contains("2 unfinished migrations are journaled in the cluster (kube-system): m-a (to OVNKubernetes), m-b (to OVNKubernetes); name one with --run-id ID"),
+            "{}",
+            run.debug()
+        );
+    }
+    assert_eq!(sim.network_type(), before);
 }

@@ -234,8 +234,8 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
                 &ns.lease,
                 "",
                 "configmaps",
-                &["get", "create", "update"],
-                "the journal in the cluster: its chunks, every write conditional (adapters/kube journal_store)",
+                &["get", "list", "create", "update"],
+                "the journal in the cluster: its chunks, every write conditional (adapters/kube journal_store); list: a migration found without its ID (adapters/migration_journal)",
             ),
             within(
                 &ns.lease,

@@ -259,21 +259,22 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         crate::adapters::kube::access::check(&cluster.connection.client, &rules, Mode::Migrate).await?;
     }
     let root = migrations_root(&context.settings);
-    // --journal-in-cluster: the migration is the one its ID names in the cluster, never one found
-    // on this machine's disk (a restarted pod has none); its local directory holds the reports.
+    // --journal-in-cluster: the migration is the one its ID names in the cluster (or, named by
+    // none, the one unfinished there), never one found on this machine's disk (a restarted pod
+    // has none); its local directory holds the reports.
+    let client = &cluster.connection.client;
     let in_cluster_id = match (options.journal_in_cluster, &options.run_id) {
         (false, _) => None,
-        (true, Some(id)) => Some(id.clone()),
-        (true, None) if options.resume => {
-            return Err(MigrateError::InCluster("a resume names the migration: --resume ID (or --run-id ID)".into()));
+        (true, Some(id)) => {
+            migration_journal::cluster_place(STORE_NAMESPACE, id)?;
+            // A migration a rollback took over is the rollback's from then on: the same command
+            // line run again (a Job's next pod) goes on with the rollback.
+            Some(superseder_of(client, id).await?)
         }
-        (true, None) => Some(crate::engine::reboot::new_run_id()),
+        (true, None) => Some(unfinished_or_new(client, &options).await?),
     };
-    if let Some(id) = &in_cluster_id {
-        migration_journal::cluster_place(STORE_NAMESPACE, id)?;
-    }
     let (existing, existing_state) = match &in_cluster_id {
-        Some(id) => match migration_journal::load_from_cluster(&cluster.connection.client, STORE_NAMESPACE, id).await? {
+        Some(id) => match migration_journal::load_from_cluster(client, STORE_NAMESPACE, id).await? {
             Some((_, state)) => (Some(root.join(id)), Some(state)),
             None => (None, None),
         },
@@ -319,31 +320,41 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     }
     // The unfinished migration its ID names, towards the same network: this very migration,
     // started again (`fleetboot job migrate`'s replacement pod runs the same command line), so
-    // it is resumed, as `reboot --run-id` resumes its run.
-    let named_again = in_cluster_id.is_some() && existing_state.as_ref().is_some_and(|s| s.target == options.to);
+    // it is resumed, as `reboot --run-id` resumes its run. One found without its ID is not: a
+    // new `migrate` beside an unfinished one is refused, as on disk.
+    let named_again = options.run_id.is_some() && existing_state.as_ref().is_some_and(|s| s.target == options.to);
     // New, resumed, a rollback taking over, or refused (fleetboot_core::migrate::start).
     let request = StartRequest { to: &options.to, resume: options.resume || named_again, cleanup: options.cleanup, plan: options.plan };
     let found = existing.clone().zip(existing_state.as_ref());
+    // Where the migration is journaled in the cluster: its ID's, or its rollback's.
+    let mut store_id = in_cluster_id.clone();
     let (dir, supersedes) = match decide_start(found, &request) {
         StartDecision::Fresh => match &in_cluster_id {
             Some(id) => (root.join(id), None),
             None => (options.dir.clone().unwrap_or_else(|| root.join(crate::engine::reboot::new_run_id())), None),
         },
-        // The rollback's takeover reads and marks the old migration's journal on disk.
-        StartDecision::Supersede(_) if in_cluster_id.is_some() => {
-            return Err(MigrateError::InCluster(
-                "rolling back an unfinished migration journaled in the cluster is not supported yet: resume it to its end with --resume ID, or roll it back from a migration journaled on disk".into(),
-            ));
+        // A rollback of a migration journaled in the cluster: journaled there too, under an ID
+        // named from the old one's; the old journal is marked superseded once it has started.
+        StartDecision::Supersede(_) if let Some(id) = &in_cluster_id => {
+            let rollback = migration_journal::rollback_id(id);
+            migration_journal::cluster_place(STORE_NAMESPACE, &rollback)?;
+            store_id = Some(rollback.clone());
+            (root.join(&rollback), Some(journal_of(&root)))
         }
         StartDecision::Continue(dir) => (dir, None),
         StartDecision::Supersede(previous) => (root.join(crate::engine::reboot::new_run_id()), Some(previous)),
         StartDecision::RefuseInProgress { dir, target, rollback_to } => {
+            let dir = if in_cluster_id.is_some() { journal_of(&dir) } else { dir };
             return Err(MigrateError::InProgress { target, dir, rollback_to });
         }
         StartDecision::RefuseNothingToResume => return Err(MigrateError::NothingToResume { root }),
     };
     let journal_path = dir.join("migration.jsonl");
-    let state = match &in_cluster_id {
+    let state = match &store_id {
+        // The rollback's own journal, when a kill left it started (before the old one was marked).
+        Some(id) if supersedes.is_some() => {
+            migration_journal::load_from_cluster(client, STORE_NAMESPACE, id).await?.map(|(_, state)| state).unwrap_or_default()
+        }
         // Read from the cluster above; read again once the journal is taken over (run_under_lease).
         Some(_) => existing_state.clone().unwrap_or_default(),
         None if journal_path.exists() => migration_journal::load(&journal_path).map_err(MigrateError::from)?.1,
@@ -483,7 +494,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     // journal is checked first only when --break-lock would take that lease over, so it never
     // takes anything from a migration still running here (refused naming its pid). Otherwise
     // the lease's refusal comes first and names the holder wherever it runs.
-    let _journal_lock = if options.break_lock && in_cluster_id.is_none() && journal_path.exists() {
+    let _journal_lock = if options.break_lock && store_id.is_none() && journal_path.exists() {
         Some(migration_journal::hold(&journal_path).map_err(MigrateError::from)?)
     } else {
         None
@@ -511,13 +522,54 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     )
     .await?
     .lock;
-    let at = match &in_cluster_id {
+    let at = match &store_id {
         Some(id) => StoreAt::Cluster { namespace: STORE_NAMESPACE.to_owned(), id: id.clone() },
         None => StoreAt::Dir,
     };
     let outcome = run_under_lease(&options, context, &cluster, &dir, &at, state, start, &lease, &events).await;
     lease.release().await;
     outcome
+}
+
+/// The migration `id` names in the cluster, or the rollback that took it over (followed to the
+/// newest: a rollback's journal says so in its `superseded_by`).
+async fn superseder_of(client: &kube::Client, id: &str) -> Result<String, MigrateError> {
+    let mut id = id.to_owned();
+    // A chain longer than a few hops is not one fleetboot writes (each rollback is named from
+    // the migration it took over); stop there rather than follow a loop.
+    for _ in 0..8 {
+        let Some((_, state)) = migration_journal::load_from_cluster(client, STORE_NAMESPACE, &id).await? else { break };
+        let next = state.superseded_by.as_ref().and_then(|by| by.to_str()).and_then(|by| {
+            crate::adapters::kube::journal_store::JournalPlace::parse(by, STORE_NAMESPACE)?
+                .ok()
+                .and_then(|place| place.run_id.strip_suffix("-migration").map(str::to_owned))
+        });
+        match next {
+            Some(next) => id = next,
+            None => break,
+        }
+    }
+    Ok(id)
+}
+
+/// `--journal-in-cluster` with no ID: the one unfinished migration journaled in the cluster,
+/// found by its index entry (as on disk the one unfinished under the state directory is), or a
+/// new ID when there is none; more than one is refused, listing them.
+async fn unfinished_or_new(client: &kube::Client, options: &MigrationOptions) -> Result<String, MigrateError> {
+    let unfinished = migration_journal::unfinished_in_cluster(client, STORE_NAMESPACE).await?;
+    match unfinished.as_slice() {
+        [] if options.resume || options.cleanup => Err(MigrateError::InCluster(format!(
+            "no unfinished migration journaled in the cluster ({STORE_NAMESPACE}) to {}",
+            if options.resume { "resume" } else { "clean up" }
+        ))),
+        [] => Ok(crate::engine::reboot::new_run_id()),
+        [(id, _)] => Ok(id.clone()),
+        many => Err(MigrateError::InCluster(format!(
+            "{} unfinished migrations are journaled in the cluster ({STORE_NAMESPACE}): {}; name one with --run-id ID",
+            many.len(),
+            many.iter().map(|(id, state)| format!("{id} (to {})", state.target)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 /// Where `--journal-in-cluster` keeps the migration's journal and side files: the namespace of

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::adapters::migration_journal;
-use fleetboot_core::migrate::record::MigrationEntry;
+use crate::adapters::migration_journal::{self, MigrationStore};
+use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
 use fleetboot_core::migrate::{Flow, MIGRATION_ANNOTATION};
 
 /// The record a rollback writes before it pauses anything: the pools the migration in `old`
@@ -17,10 +17,36 @@ use fleetboot_core::migrate::{Flow, MIGRATION_ANNOTATION};
 /// admin's and leave them so (certificate rotation waits with a paused pool). `None`: nothing
 /// to inherit (or the old journal cannot be read: then nothing is taken for the admin's that
 /// was not found paused before, and the rollback's own pause step decides).
-pub(super) fn inherited_pools(old: &Path) -> Option<MigrationEntry> {
-    let (_, state) = migration_journal::load(&old.join("migration.jsonl")).ok()?;
+pub(super) fn inherited_pools(state: &MigrationState, old: &Path) -> Option<MigrationEntry> {
     let pools = state.pools_left_paused();
     (!pools.is_empty()).then(|| MigrationEntry::PoolsInherited { pools, from: old.to_owned() })
+}
+
+/// The journal of the unfinished migration a rollback takes over (`old`: its directory, or its
+/// journal's place in the cluster, `cluster:NS/ID-migration`), held for writing (its lock
+/// taken, or in the cluster its fencing token raised), and its fold as it stands then.
+pub(super) async fn previous_journal(
+    cluster: &super::Target,
+    old: &Path,
+    holder: &str,
+) -> Result<(Box<dyn MigrationStore>, MigrationState), super::MigrateError> {
+    let place = old.to_str().and_then(|p| crate::adapters::kube::journal_store::JournalPlace::parse(p, super::STORE_NAMESPACE));
+    match place {
+        Some(place) => {
+            let place = place.map_err(|e| super::MigrateError::Journal(migration_journal::MigrationJournalError::InCluster(e)))?;
+            let id = place.run_id.strip_suffix("-migration").unwrap_or(&place.run_id);
+            let (client, config) = (&cluster.connection.client, &cluster.connection.config);
+            let store = migration_journal::ClusterStore::open(client, config, &place.namespace, id, holder).await?;
+            let state = migration_journal::load_from_cluster(client, &place.namespace, id).await?.map(|(_, s)| s).unwrap_or_default();
+            Ok((Box::new(store), state))
+        }
+        None => {
+            let store = migration_journal::DirStore::open(old)?;
+            // Unreadable: nothing is inherited (see inherited_pools), the mark is still written.
+            let state = migration_journal::load(&old.join("migration.jsonl")).map(|(_, s)| s).unwrap_or_default();
+            Ok((Box::new(store), state))
+        }
+    }
 }
 
 /// The merge patches of `Network.operator/cluster` the clean-up sends, in order. Pure.
@@ -94,14 +120,16 @@ mod tests {
     #[test]
     fn a_rollback_inherits_the_pools_a_failed_run_left_paused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = migration_journal::MigrationWriter::open(&dir.path().join("migration.jsonl")).unwrap();
+        let journal = dir.path().join("migration.jsonl");
+        let mut writer = migration_journal::MigrationWriter::open(&journal).unwrap();
+        let state = || migration_journal::load(&journal).unwrap().1;
         writer.append(MigrationEntry::PoolsFound { already_paused: vec!["infra".into()], to_pause: vec!["master".into()] }).unwrap();
-        assert!(inherited_pools(dir.path()).is_none(), "found, not yet paused");
+        assert!(inherited_pools(&state(), dir.path()).is_none(), "found, not yet paused");
         writer.append(MigrationEntry::StepStarted { step: fleetboot_core::migrate::Step::PausePools }).unwrap();
         assert_eq!(
-            inherited_pools(dir.path()),
+            inherited_pools(&state(), dir.path()),
             Some(MigrationEntry::PoolsInherited { pools: vec!["master".into()], from: dir.path().to_owned() })
         );
-        assert!(inherited_pools(&dir.path().join("missing")).is_none());
+        assert!(inherited_pools(&MigrationState::default(), &dir.path().join("missing")).is_none());
     }
 }

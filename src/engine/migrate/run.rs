@@ -97,16 +97,6 @@ pub(super) async fn run_under_lease(
             reason: start.reason.clone(),
             journal: journal_path.to_owned(),
         });
-        if let Some(old) = &start.supersedes {
-            let mut previous = migration_journal::MigrationWriter::open(&old.join("migration.jsonl")).map_err(MigrateError::from)?;
-            previous.append(MigrationEntry::Superseded { by: dir.to_owned() }).map_err(MigrateError::from)?;
-            let message = format!("rolling back the unfinished migration {}", old.display());
-            events.emit(MigrationEvent::MigrationRollingBack { previous: old.clone() });
-            log(&mut state, MigrationEntry::Warning { message })?;
-            if let Some(inherited) = rollback::inherited_pools(old) {
-                log(&mut state, inherited)?;
-            }
-        }
         for message in &start.warnings {
             events.emit(MigrationEvent::MigrationWarning { message: message.clone() });
             log(&mut state, MigrationEntry::Warning { message: message.clone() })?;
@@ -114,6 +104,25 @@ pub(super) async fn run_under_lease(
     } else {
         log(&mut state, MigrationEntry::MigrationResumed { pid: std::process::id() })?;
         events.emit(MigrationEvent::MigrationResumed { target: state.target.clone(), flow: start.flow, journal: journal_path.to_owned() });
+    }
+    // The unfinished migration a rollback takes over: what it left paused is inherited, then
+    // its journal is marked superseded (last: a kill before the mark leaves it to be done again
+    // by the same command line, never a mark without the inheritance).
+    if let Some(old) = &start.supersedes {
+        let (previous, old_state) = rollback::previous_journal(cluster, old, lease.identity()).await?;
+        if old_state.superseded_by.is_none() {
+            let message = format!("rolling back the unfinished migration {}", old.display());
+            events.emit(MigrationEvent::MigrationRollingBack { previous: old.clone() });
+            log(&mut state, MigrationEntry::Warning { message })?;
+            if let Some(inherited) = rollback::inherited_pools(&old_state, old) {
+                log(&mut state, inherited)?;
+            }
+            let by = match at {
+                StoreAt::Dir => dir.to_owned(),
+                StoreAt::Cluster { .. } => journal_path.to_owned(),
+            };
+            previous.append(MigrationEntry::Superseded { by })?;
+        }
     }
     if let Some(previous) = lease.taken_from.clone() {
         let message = format!("took the migration lease over from {previous}");
