@@ -77,14 +77,26 @@ pub trait NodeEvidence: Send + Sync + 'static {
 }
 
 /// A cordon, uncordon or eviction that did not go through.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum DrainError {
-    /// The API refused or could not be reached; `message` names the node and the operation.
+    /// The API refused or could not be reached; `message` names the node and the operation,
+    /// `source` is the adapter's error where there is one (the API's answer kept whole).
     #[error("{message}")]
-    Api { message: String },
+    Api {
+        message: String,
+        #[source]
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    },
     /// Pods the drain could not move by its timeout (namespace/name).
     #[error("pods still on the node: {}", .pods.join(", "))]
     PodsLeft { pods: Vec<String> },
+}
+
+impl DrainError {
+    /// The adapter's error, its text as the message and the error itself as the source.
+    pub fn api(error: impl std::error::Error + Send + Sync + 'static) -> DrainError {
+        DrainError::Api { message: error.to_string(), source: Some(std::sync::Arc::new(error)) }
+    }
 }
 
 /// A PodDisruptionBudget allowing no disruption (`namespace/name`) and the nodes whose drain
@@ -199,27 +211,27 @@ impl NodeDrain for Drainer {
     }
 
     fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>> {
-        Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
+        Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(DrainError::api) })
     }
 
     fn is_unschedulable<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>> {
-        Box::pin(async move { Drainer::is_unschedulable(self, node).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
+        Box::pin(async move { Drainer::is_unschedulable(self, node).await.map_err(DrainError::api) })
     }
 
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
         Box::pin(async move {
             Drainer::evict_all(self, node).await.map_err(|e| match e {
                 crate::adapters::kube::drain::EvictError::PodsLeft(pods) => DrainError::PodsLeft { pods },
-                crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message },
+                crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message, source: None },
                 // The API's own answer (403 Forbidden...), kept: the host fails with it at once.
                 refused @ (crate::adapters::kube::drain::EvictError::Refused { .. }
-                | crate::adapters::kube::drain::EvictError::ListRefused { .. }) => DrainError::Api { message: refused.to_string() },
+                | crate::adapters::kube::drain::EvictError::ListRefused { .. }) => DrainError::api(refused),
             })
         })
     }
 
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>> {
-        Box::pin(async move { Drainer::delete_pods(self, pods).await.map_err(|e| DrainError::Api { message: e.to_string() }) })
+        Box::pin(async move { Drainer::delete_pods(self, pods).await.map_err(DrainError::api) })
     }
 
     fn zero_disruption_budgets<'a>(
@@ -247,5 +259,24 @@ impl BmcPower for RedfishPower {
                 e => BmcError::NotSent(e),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_error_from_the_api_keeps_the_apis_answer_as_its_source() {
+        use crate::adapters::kube::drain::EvictError;
+        let status =
+            kube::core::Status { code: 403, reason: "Forbidden".into(), message: "eviction forbidden".into(), ..Default::default() };
+        let refused = EvictError::Refused { node: "worker-0".into(), pod: "ns/p".into(), source: kube::Error::Api(Box::new(status)) };
+        let error = DrainError::api(refused);
+        assert!(error.to_string().contains("eviction forbidden"), "{error}");
+        // DrainError → EvictError → kube::Error: the chain reaches the API's own answer.
+        let evict = std::error::Error::source(&error).expect("the adapter's error is kept");
+        let api = evict.source().expect("the API's answer is kept");
+        assert!(matches!(api.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 403), "{api:?}");
     }
 }

@@ -402,6 +402,21 @@ fn drain_failure_skip_leaves_the_node_alone_and_force_deletes_what_blocks() {
 }
 
 #[test]
+fn a_forced_deletion_the_api_fails_once_is_tried_again_and_the_node_reboots() {
+    let sim = Sim::in_process_with(0, 1, &["--workloads", "0"]);
+    sim.pin_app_a_under_a_zero_disruption_budget();
+    // The API server answers the forced deletion's first DELETE 500 (etcd did not answer in
+    // time): not its final word, so it is asked again.
+    sim.control("POST", "fail-requests", r#"{"method": "DELETE", "resource": "pods", "count": 1}"#);
+    let force = ["--nodes", "worker-0", "--drain", "--drain-timeout", "1s", "--drain-failure", "force", "--poll-interval", "200ms"];
+    let run = sim.reboot_in_process(&force);
+    assert_eq!(run.exit(), ExitCode::Ok, "{}", run.debug());
+    assert_eq!(run.outcomes()["worker-0"].0, Outcome::Rebooted, "{}", run.debug());
+    assert!(!sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("app-a"));
+    assert_eq!(reboot_requests(&sim)["worker-0"], 1);
+}
+
+#[test]
 fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost() {
     use fleetboot::adapters::journal::JournalWriter;
     use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};

@@ -63,14 +63,25 @@ fn refusal(error: &kube::Error) -> String {
     }
 }
 
-/// Whether an eviction's (or the pod list's) error is the API's final answer. Retried: 429 (a
-/// PodDisruptionBudget, or the API's rate limit), 404 (the pod already gone: the next list
-/// shows it), 408 and 409 (a timeout, a conflict), every 5xx, and errors without an answer (a
-/// connection, a timeout). Any other 4xx (403 Forbidden above all) is not: the same request
-/// gets the same answer (`kubectl drain` stops on it too).
+/// Whether an eviction's (or the pod list's, or a forced deletion's) error is the API's final
+/// answer. Retried: 429 (a PodDisruptionBudget, or the API's rate limit), 404 (the pod already
+/// gone: the next list shows it), 408 and 409 (a timeout, a conflict), every 5xx, errors
+/// without an answer (a connection, a timeout), and the 403 an eviction gets in a namespace
+/// being deleted (cause `NamespaceTerminating`: the namespace's deletion removes the pod, and
+/// `kubectl drain` waits for it, k8s.io/kubectl release-1.33 pkg/drain/drain.go `evictPods`).
+/// Any other 4xx (403 Forbidden above all) is not: the same request gets the same answer
+/// (`kubectl drain` stops on it too).
 fn refused_for_good(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if (400..500).contains(&status.code) && !matches!(status.code, 404 | 408 | 409 | 429))
+    let kube::Error::Api(status) = error else { return false };
+    let namespace_terminating =
+        status.code == 403 && status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+    (400..500).contains(&status.code) && !matches!(status.code, 404 | 408 | 409 | 429) && !namespace_terminating
 }
+
+/// How often a forced deletion is tried when the API's answer is not final (a 429, a 5xx, no
+/// answer), and the pause between tries.
+const DELETE_TRIES: u32 = 3;
+const DELETE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Pods a forced drain could not delete (namespace/name), each with the API's error.
 #[derive(Debug, thiserror::Error)]
@@ -201,17 +212,26 @@ impl Drainer {
         super::gates::zero_disruption_budgets(&self.client, nodes, self.pod_selector.as_deref()).await
     }
 
-    /// `--drain-failure force`: deletes the pods eviction could not move. Every pod is tried;
-    /// those the API did not delete are returned (a pod already gone is deleted).
+    /// `--drain-failure force`: deletes the pods eviction could not move. Every pod is tried,
+    /// an answer that is not final ([`refused_for_good`]) up to [`DELETE_TRIES`] times; those
+    /// the API did not delete are returned (a pod already gone is deleted).
     pub async fn delete_pods(&self, pods: &[String]) -> Result<(), DeletePodsError> {
         use k8s_openapi::api::core::v1::Pod;
         let mut failed = Vec::new();
         for pod in pods {
-            if let Some((ns, name)) = pod.split_once('/') {
-                match Api::<Pod>::namespaced(self.client.clone(), ns).delete(name, &Default::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(e) => failed.push((pod.clone(), e)),
+            let Some((ns, name)) = pod.split_once('/') else { continue };
+            let api = Api::<Pod>::namespaced(self.client.clone(), ns);
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match api.delete(name, &Default::default()).await {
+                    Ok(_) => break,
+                    Err(kube::Error::Api(status)) if status.code == 404 => break,
+                    Err(e) if tries < DELETE_TRIES && !refused_for_good(&e) => tokio::time::sleep(DELETE_RETRY_PAUSE).await,
+                    Err(e) => {
+                        failed.push((pod.clone(), e));
+                        break;
+                    }
                 }
             }
         }
@@ -237,6 +257,16 @@ mod tests {
         for code in [404, 408, 409, 429, 500, 503, 504] {
             assert!(!refused_for_good(&api_error(code, "TooManyRequests")), "{code}");
         }
+        // A namespace being deleted answers an eviction 403 with this cause: its deletion
+        // removes the pod, so the drain waits for it.
+        // (The body the API server sends, as kube reads it.)
+        let terminating: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "pods \"p\" is forbidden: unable to create new content in namespace ns because it is being terminated",
+            "details": {"name": "p", "kind": "pods", "causes": [{"reason": "NamespaceTerminating", "message": "namespace ns is being terminated", "field": "metadata.namespace"}]},
+        }))
+        .unwrap();
+        assert!(!refused_for_good(&kube::Error::Api(Box::new(terminating))));
         let refused = EvictError::Refused { node: "worker-0".into(), pod: "ns/p".into(), source: api_error(403, "Forbidden") };
         assert_eq!(refused.to_string(), "the API refused to evict pod ns/p from node worker-0: the API says 403 (403 Forbidden)");
     }

@@ -513,7 +513,10 @@ impl NodeDrain for FakeDrain {
             }
             tokio::time::sleep(Duration::from_secs(20)).await;
             if self.1.list_fails {
-                return Err(DrainError::Api { message: format!("could not list the pods of node {node} within the drain timeout") });
+                return Err(DrainError::Api {
+                    message: format!("could not list the pods of node {node} within the drain timeout"),
+                    source: None,
+                });
             }
             if let Some(cluster) = self.0.cluster_after_drain.lock().unwrap().take() {
                 *self.0.cluster_on_pods_read.lock().unwrap() = Some(cluster);
@@ -531,7 +534,7 @@ impl NodeDrain for FakeDrain {
             }
             if self.1.delete_fails {
                 let pod = pods.first().cloned().unwrap_or_default();
-                return Err(DrainError::Api { message: format!("could not delete pod {pod}: pods \"{pod}\" is forbidden") });
+                return Err(DrainError::Api { message: format!("could not delete pod {pod}: pods \"{pod}\" is forbidden"), source: None });
             }
             Ok(())
         })
