@@ -118,7 +118,8 @@ pub fn objects(kind: &JobKind, now: std::time::SystemTime) -> Result<Vec<Value>,
             // The batch gates as the flags set them (a config file is the pod's to read).
             let none = Default::default();
             let batch = fleetboot_core::batch::merge(&reboot.batch.partial(), &none, &none, &Default::default()).reads_cluster();
-            let (mut modes, named) = rbac::run_modes(bmc, transport == Transport::Kube, reboot.drain, batch);
+            let through_the_api = reboot.rungs.transport_order.clone().unwrap_or_default().commands_only_through_the_api(transport);
+            let (mut modes, named) = rbac::run_modes(bmc, through_the_api, reboot.drain, batch);
             modes.push(Mode::JournalInCluster);
             (modes, named.name(), reboot.lease_namespace.clone(), job.backoff_limit)
         }
@@ -128,7 +129,9 @@ pub fn objects(kind: &JobKind, now: std::time::SystemTime) -> Result<Vec<Value>,
             let mut modes = rbac::with_base(Mode::Migrate);
             // Steps 7 and 10 reboot through the API's exec: granted, or the pod would pause
             // the pools and switch the network before it finds it cannot reboot a node.
-            if migrate.transport == Some(fleetboot_core::settings::Transport::Kube) {
+            // (The flags' transport and order; a config file is the pod's to read.)
+            let transport = migrate.transport.unwrap_or(fleetboot_core::settings::Transport::Auto);
+            if migrate.rungs.transport_order.clone().unwrap_or_default().commands_only_through_the_api(transport) {
                 modes.push(Mode::KubeTransport);
             }
             modes.push(Mode::JournalInCluster);

@@ -265,7 +265,8 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         let transport = settings.run.transport;
         let bmc = matches!(transport, Transport::Auto | Transport::Redfish);
         let batch = settings.run.batch.reads_cluster();
-        let (mut modes, mode) = fleetboot_core::rbac::run_modes(bmc, transport == Transport::Kube, args.drain, batch);
+        let through_the_api = settings.run.transport_order.commands_only_through_the_api(transport);
+        let (mut modes, mode) = fleetboot_core::rbac::run_modes(bmc, through_the_api, args.drain, batch);
         if in_cluster {
             modes.push(fleetboot_core::rbac::Mode::JournalInCluster);
         }

@@ -333,15 +333,19 @@ fn migrate_through_the_api_without_exec_granted_stops_before_changing_anything()
     let (sim, objects) = rbac_sim_and_printed_roles(&["--user", "fleetboot"]);
     crate::rbac::apply(&sim, &objects, "apply");
     let before = sim.network_type();
-    let args = ["migrate", "--context", "fleetboot", "--journal-in-cluster", "--run-id", "rbac-exec-1", "--etcd-backup-confirmed"];
-    let (code, out, err) =
-        crate::rbac::run(&sim, &[&args[..], &["--transport", "kube", "--stable-checks", "1", "--output", "plain"]].concat());
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("pods/exec") && err.contains("openshift-machine-config-operator"), "{err}");
-    assert_eq!(sim.network_type(), before, "the network untouched");
-    assert!(!sim.paused("worker") && !sim.paused("master"), "no pool paused");
-    let journal = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-o", "name"]);
-    assert!(!journal.contains("rbac-exec-1"), "no journal written: {journal}");
+    // `--transport kube`, and `auto` whose order leaves the API's exec as the only way to a node.
+    for (run_id, transport) in
+        [("rbac-exec-1", &["--transport", "kube"][..]), ("rbac-exec-2", &["--transport", "auto", "--transport-order", "kube"])]
+    {
+        let args = ["migrate", "--context", "fleetboot", "--journal-in-cluster", "--run-id", run_id, "--etcd-backup-confirmed"];
+        let (code, out, err) = crate::rbac::run(&sim, &[&args[..], transport, &["--stable-checks", "1", "--output", "plain"]].concat());
+        assert_eq!(code, 2, "{transport:?}: {out}{err}");
+        assert!(err.contains("pods/exec") && err.contains("openshift-machine-config-operator"), "{transport:?}: {err}");
+        assert_eq!(sim.network_type(), before, "the network untouched");
+        assert!(!sim.paused("worker") && !sim.paused("master"), "no pool paused");
+        let journal = sim.kubectl_ok(&["-n", "kube-system", "get", "configmaps", "-o", "name"]);
+        assert!(!journal.contains(run_id), "no journal written: {journal}");
+    }
 }
 
 /// `fleetboot job migrate`: applied with kubectl it is accepted; the pod resumes by its fixed

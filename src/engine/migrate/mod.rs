@@ -248,7 +248,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         let mut modes = with_base(Mode::Migrate);
         // Steps 7 and 10 through the API's exec only: asked now, not at step 7 with the pools
         // paused and the network switched.
-        if context.settings.run.transport == fleetboot_core::settings::Transport::Kube {
+        if context.settings.run.transport_order.commands_only_through_the_api(context.settings.run.transport) {
             modes.push(Mode::KubeTransport);
         }
         if options.journal_in_cluster {

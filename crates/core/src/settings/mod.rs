@@ -125,6 +125,13 @@ impl TransportOrder {
         self.0.contains(&rung)
     }
 
+    /// Whether `transport` with this order runs the nodes' commands through the cluster API's
+    /// exec alone (`kube`, or `auto` whose command rungs are kube alone): exec must then be
+    /// granted before anything is changed, as nothing else could reboot a node.
+    pub fn commands_only_through_the_api(&self, transport: Transport) -> bool {
+        transport == Transport::Kube || (transport == Transport::Auto && self.command_rungs() == [Transport::Kube])
+    }
+
     /// The rungs that run commands on the node (ssh, kube), in order.
     pub fn command_rungs(&self) -> Vec<Transport> {
         self.0.iter().copied().filter(|t| *t != Transport::Redfish).collect()
