@@ -4,6 +4,7 @@
 //!
 //! One file, past 500 lines: it builds the world and runs the kubelets and the fault switches of `/sim/v1`.
 
+use crate::util::At as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -571,7 +572,7 @@ impl Cluster {
         let mut logs = self.api.logs.lock().unwrap();
         let pods = self.api.store.lock().unwrap().list(t("", "v1", "pods"), &Default::default(), None, None).items;
         for pod in pods.iter().filter(|p| p["metadata"]["namespace"] == "openshift-machine-config-operator") {
-            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+            let node = pod.at("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
             let key = format!(
                 "{}/{}",
                 pod["metadata"]["namespace"].as_str().unwrap_or_default(),
@@ -595,7 +596,7 @@ impl Cluster {
         let running = store
             .get(t("config.openshift.io", "v1", "networks"), None, "cluster")
             .ok()?
-            .pointer("/status/networkType")
+            .at("/status/networkType")
             .and_then(Value::as_str)?
             .to_owned();
         self.booted_network.lock().unwrap().insert(node.to_owned(), running.clone());
@@ -604,7 +605,7 @@ impl Cluster {
         }
         let object = store.get(nodes_type(), None, node).ok()?;
         let annotation =
-            |k: &str| object.pointer("/metadata/annotations").and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
+            |k: &str| object.at("/metadata/annotations").and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
         // The daemon wrote the desired config to disk before it rebooted the node for it.
         let booted =
             if annotation(super::mco::STATE) == "Working" { annotation(super::mco::DESIRED) } else { annotation(super::mco::CURRENT) };
@@ -622,11 +623,12 @@ impl Cluster {
         let pods = t("", "v1", "pods");
         let mut store = self.api.store.lock().unwrap();
         for pod in store.list(pods, &super::store::Filter::default(), None, None).items {
-            let on_rebooted = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| nodes.contains(n));
+            let on_rebooted = pod.at("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| nodes.contains(n));
             let crashlooping = on_rebooted
-                && pod.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|c| {
-                    c.iter().any(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
-                });
+                && pod
+                    .at("/status/containerStatuses")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| c.iter().any(|s| s.at("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff")));
             if !crashlooping {
                 continue;
             }
@@ -854,7 +856,7 @@ async fn namespace_controller(cluster: Arc<Cluster>) {
             .list(ns_type, &Default::default(), None, None)
             .items
             .iter()
-            .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+            .filter(|n| n.at("/metadata/deletionTimestamp").is_some())
             .map(|n| n["metadata"]["name"].as_str().unwrap_or_default().to_owned())
             .collect();
         for name in terminating {

@@ -17,6 +17,7 @@
 //! - Not modelled: image pulls (a container starts on the next pass), restartPolicy after a
 //!   node reboot, pods owned by controllers (their readiness is `workloads.rs`'s).
 
+use crate::util::At as _;
 use serde_json::{Value, json};
 
 use super::store::{PatchType, Store, now_rfc3339};
@@ -32,15 +33,28 @@ fn nodes() -> &'static types::ResourceType {
 
 /// Whether the pod is one this module runs: bound by its creator, owned by no controller, not
 /// terminating, and not yet started.
-fn bare_and_not_started(pod: &Value) -> bool {
-    pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some()
-        && pod.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_none_or(Vec::is_empty)
-        && pod.pointer("/metadata/deletionTimestamp").is_none()
-        && matches!(pod.pointer("/status/phase").and_then(Value::as_str), None | Some("Pending"))
+pub(crate) fn bare_and_not_started(pod: &Value) -> bool {
+    pod.at("/spec/nodeName").and_then(Value::as_str).is_some()
+        && pod.at("/metadata/ownerReferences").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && pod.at("/metadata/deletionTimestamp").is_none()
+        && matches!(pod.at("/status/phase").and_then(Value::as_str), None | Some("Pending"))
 }
 
 /// One pass: each bare pod bound to a node whose kubelet is up (node Ready) starts running.
 pub fn run_bound_pods(store: &mut Store) {
+    run_bound_pods_where(store, |pod| bare_and_not_started(pod));
+}
+
+/// [`run_bound_pods`], with `bare_and_not_started` answered by the caller (the workloads'
+/// pass keeps it per pod object: [`super::workloads::PodFacts`]).
+pub fn run_bound_pods_where(store: &mut Store, mut bare_and_not_started: impl FnMut(&std::sync::Arc<Value>) -> bool) {
+    let waiting: Vec<_> =
+        store.list(pods(), &Default::default(), None, None).items.into_iter().filter(|p| bare_and_not_started(p)).collect();
+    // The Ready nodes only when a pod waits to start (mostly none is: reading every node's
+    // conditions on every pass for nothing cost more than the rest of this pass).
+    if waiting.is_empty() {
+        return;
+    }
     let ready_nodes: std::collections::HashSet<String> = store
         .list(nodes(), &Default::default(), None, None)
         .items
@@ -48,14 +62,14 @@ pub fn run_bound_pods(store: &mut Store) {
         .filter(|n| crate::util::node_is_ready(n))
         .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
-    for pod in store.list(pods(), &Default::default(), None, None).items.iter().filter(|p| bare_and_not_started(p)) {
+    for pod in &waiting {
         let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
         if !ready_nodes.contains(node) {
             continue;
         }
         let now = now_rfc3339();
         let containers: Vec<Value> = pod
-            .pointer("/spec/containers")
+            .at("/spec/containers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

@@ -7,6 +7,7 @@
 //!
 //! One file, past 500 lines: the MCO's controller and daemon are one rollout, each rule beside its source.
 
+use crate::util::At as _;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -71,12 +72,12 @@ pub fn with_mtu_migration(mut config: Value) -> Value {
 /// empty → `spec.networkType`; from 4.8 `status.migration` set → `status.migration.networkType`;
 /// else `status.networkType`). Pure.
 pub fn ovs_argument(release: Release, network: &Value) -> String {
-    let text = |p: &str| network.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |p: &str| network.at(p).and_then(Value::as_str).unwrap_or_default().to_owned();
     let status = text("/status/networkType");
     if status.is_empty() {
         return text("/spec/networkType");
     }
-    if release.mco_reads_status_migration() && network.pointer("/status/migration").is_some_and(Value::is_object) {
+    if release.mco_reads_status_migration() && network.at("/status/migration").is_some_and(Value::is_object) {
         return text("/status/migration/networkType");
     }
     status
@@ -222,30 +223,30 @@ pub fn carry_transition_times(old: Option<&Value>, mut new: Value) -> Value {
 }
 
 fn annotation(node: &Value, key: &str) -> String {
-    node.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or_default().to_owned()
+    node.at("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
 pub fn node_view(node: &Value) -> NodeView {
     NodeView {
         name: node["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
-        labels: string_map(node.pointer("/metadata/labels")),
+        labels: string_map(node.at("/metadata/labels")),
         current: annotation(node, CURRENT),
         desired: annotation(node, DESIRED),
         state: annotation(node, STATE),
         reason: annotation(node, REASON),
         ready: node_is_ready(node),
-        unschedulable: node.pointer("/spec/unschedulable") == Some(&json!(true)),
+        unschedulable: node.at("/spec/unschedulable") == Some(&json!(true)),
     }
 }
 
 pub fn pool_view(pool: &Value) -> PoolView {
     PoolView {
         name: pool["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
-        selector: string_map(pool.pointer("/spec/nodeSelector/matchLabels")),
-        paused: pool.pointer("/spec/paused") == Some(&json!(true)),
-        max_unavailable: MaxUnavailable::parse(pool.pointer("/spec/maxUnavailable")),
-        target: pool.pointer("/spec/configuration/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        generation: pool.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1),
+        selector: string_map(pool.at("/spec/nodeSelector/matchLabels")),
+        paused: pool.at("/spec/paused") == Some(&json!(true)),
+        max_unavailable: MaxUnavailable::parse(pool.at("/spec/maxUnavailable")),
+        target: pool.at("/spec/configuration/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        generation: pool.at("/metadata/generation").and_then(Value::as_i64).unwrap_or(1),
     }
 }
 
@@ -269,7 +270,7 @@ fn drain(cluster: &World, node: &str) -> (Result<(), String>, usize) {
         .items
         .into_iter()
         .filter(|p| {
-            !p.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"))
+            !p.at("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"))
         })
         .collect();
     let mut evicted = 0;
@@ -330,8 +331,8 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
                     let plain = rendered_name(&name, &argument);
                     let rendered = if mtu { format!("{plain}-mtu") } else { plain };
                     let key = if mtu { format!("{argument}+mtu") } else { argument.clone() };
-                    let unset = pool.pointer("/spec/configuration/name").and_then(Value::as_str).is_none_or(str::is_empty);
-                    let seeded = pool.pointer("/spec/configuration/name").and_then(Value::as_str) == Some(rendered.as_str());
+                    let unset = pool.at("/spec/configuration/name").and_then(Value::as_str).is_none_or(str::is_empty);
+                    let seeded = pool.at("/spec/configuration/name").and_then(Value::as_str) == Some(rendered.as_str());
                     let before = rendered_for.insert(name.clone(), key.clone());
                     if unset || (!seeded && before.as_ref().is_some_and(|b| *b != key)) {
                         if store.get(mcs_t, None, &rendered).is_err() {
@@ -416,7 +417,7 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
             if !in_progress.contains(&view.name) {
                 continue;
             }
-            let boot_id = node.pointer("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let boot_id = node.at("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();
             if let Some((last, before)) = draining.get(&view.name).cloned() {
                 let (outcome, evicted) = drain(&cluster, &view.name);
                 let evicted = before + evicted;

@@ -395,13 +395,14 @@ impl Store {
         let mut last_key = None;
         for (key, object) in matching.by_ref() {
             items.push(object.clone());
-            last_key = Some(key.clone());
+            // The key is copied once, at the end, not for every item of a full list.
+            last_key = Some(key);
             if limit.is_some_and(|l| items.len() >= l) {
                 break;
             }
         }
         let remaining = matching.count();
-        ListPage { items, resource_version: self.rv, continue_token: if remaining > 0 { last_key } else { None }, remaining }
+        ListPage { items, resource_version: self.rv, continue_token: if remaining > 0 { last_key.cloned() } else { None }, remaining }
     }
 
     pub fn create(&mut self, t: &ResourceType, namespace: Option<&str>, mut object: Value) -> Result<Arc<Value>, StoreError> {

@@ -23,7 +23,7 @@ pub fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 /// Whether a Node's `Ready` condition is `True`, as the MCO's node controller reads it
 /// (machine-config-operator `pkg/controller/node/status.go`, `isNodeReady`).
 pub fn node_is_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
+    node.at("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
@@ -107,6 +107,40 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// [`Value::pointer`] without its allocations: serde_json builds two `String`s per segment
+/// (unescaping `~1` and `~0`) on every call, and the controllers' passes read a few pointers
+/// of every pod and node on every tick (at 5,000 nodes, 15,000 pods: most of the simulation's
+/// CPU, with the store locked). Same answers: a path with an escape goes to serde_json itself.
+pub trait At {
+    fn at(&self, path: &str) -> Option<&Value>;
+}
+
+impl At for Value {
+    fn at(&self, path: &str) -> Option<&Value> {
+        if path.is_empty() {
+            return Some(self);
+        }
+        if path.contains('~') {
+            return self.pointer(path);
+        }
+        let rest = path.strip_prefix('/')?;
+        rest.split('/').try_fold(self, |target, token| match target {
+            Value::Object(map) => map.get(token),
+            Value::Array(list) => array_index(token).and_then(|i| list.get(i)),
+            _ => None,
+        })
+    }
+}
+
+/// An array index as a JSON pointer token gives it (serde_json's `parse_index`): digits, no
+/// sign, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +153,33 @@ mod tests {
         assert_eq!(MaxUnavailable::parse(Some(&json!(3))).of(5), 3);
         assert_eq!(MaxUnavailable::parse(Some(&json!(0))).of(5), 1);
         assert_eq!(MaxUnavailable::parse(None).of(5), 1);
+    }
+
+    #[test]
+    fn at_answers_as_serde_json_pointer_does() {
+        let pod = json!({"metadata": {"name": "p", "ownerReferences": [{"kind": "ReplicaSet", "uid": "u"}], "labels": {"a/b": "x", "c~d": "y"}},
+            "spec": {"nodeName": "n", "containers": [{"name": "c0"}, {"name": "c1"}]}, "status": null});
+        for path in [
+            "",
+            "/",
+            "/metadata",
+            "/metadata/name",
+            "/metadata/missing",
+            "/metadata/ownerReferences/0/kind",
+            "/metadata/ownerReferences/1/kind",
+            "/metadata/ownerReferences/00/kind",
+            "/metadata/ownerReferences/+0/kind",
+            "/metadata/ownerReferences/-1",
+            "/metadata/labels/a~1b",
+            "/metadata/labels/c~0d",
+            "/metadata/labels/a/b",
+            "/spec/containers/1/name",
+            "/spec/nodeName/x",
+            "/status/x",
+            "metadata",
+            "/metadata/name/",
+        ] {
+            assert_eq!(pod.at(path), pod.pointer(path), "{path}");
+        }
     }
 }

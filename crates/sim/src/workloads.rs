@@ -30,6 +30,7 @@
 //!
 //! One file, past 500 lines: the workload controllers (ReplicaSets, DaemonSets, budgets) are one rule set, each rule beside its source.
 
+use crate::util::At as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -302,16 +303,14 @@ fn guard_pod(node: &str) -> Value {
 }
 
 fn pod_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod.at("/status/conditions").and_then(Value::as_array).is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 /// The status of a running pod, Ready or not; `started` false: still ContainerCreating.
 fn ready_status(pod: &Value, ready: bool, started: bool) -> Value {
     let now = now_rfc3339();
-    let container = pod.pointer("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("app");
-    let image = pod.pointer("/spec/containers/0/image").cloned().unwrap_or(json!(""));
+    let container = pod.at("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("app");
+    let image = pod.at("/spec/containers/0/image").cloned().unwrap_or(json!(""));
     let flag = if ready { "True" } else { "False" };
     json!({
         "phase": "Running",
@@ -325,11 +324,19 @@ fn ready_status(pod: &Value, ready: bool, started: bool) -> Value {
     })
 }
 
-/// What the controllers know of a node.
+/// What the controllers know of a node. Its labels are read from the object when asked (a
+/// copy of every node's labels on every pass cost more than the pass's work).
 struct NodeView {
     ready: bool,
     schedulable: bool,
-    labels: BTreeMap<String, String>,
+    node: Arc<Value>,
+}
+
+impl NodeView {
+    /// A label's value ("" for a value that is not a string), as `util::string_map` reads it.
+    fn label(&self, key: &str) -> Option<&str> {
+        self.node.at("/metadata/labels").and_then(Value::as_object).and_then(|m| m.get(key)).map(|v| v.as_str().unwrap_or_default())
+    }
 }
 
 fn int_or_percent(value: &Value, total: usize) -> usize {
@@ -350,6 +357,7 @@ fn int_or_percent(value: &Value, total: usize) -> usize {
 /// controllers act on informer events, not on a timer, so a quiet cluster costs them nothing).
 pub async fn run(cluster: Arc<World>, interval: Duration, ready_after: Duration) {
     let mut placed: HashMap<String, Instant> = HashMap::new();
+    let mut facts = PodFacts::default();
     let mut tick = tokio::time::interval(interval);
     let mut last: Option<(Vec<u64>, Instant)> = None;
     loop {
@@ -363,7 +371,7 @@ pub async fn run(cluster: Arc<World>, interval: Duration, ready_after: Duration)
         // pass (a pod made Ready here is counted in its ReplicaSet's status there), which runs
         // until a pass writes nothing.
         let seen = kinds_read(&store);
-        reconcile(&mut store, cluster.release, &mut placed, ready_after);
+        reconcile_with(&mut store, cluster.release, &mut placed, ready_after, &mut facts);
         last = Some((seen, now));
     }
 }
@@ -390,24 +398,66 @@ fn kinds_read(store: &Store) -> Vec<u64> {
 /// One pass of the controllers over the store. `placed`: when each pod (by uid) the scheduler
 /// placed got its node; a pod not in it was placed long ago.
 pub fn reconcile(store: &mut Store, release: Release, placed: &mut HashMap<String, Instant>, ready_after: Duration) {
+    reconcile_with(store, release, placed, ready_after, &mut PodFacts::default());
+}
+
+/// What a pass reads of a pod to decide whether it has anything to do with it, kept by the pod
+/// object's identity across passes. Store objects are immutable (a write replaces the `Arc`),
+/// so what was read of one stays true of it; the cache holds the `Arc` itself, so its address
+/// cannot be reused by another object while the entry lives. At 5,000 nodes the nodes' own
+/// pods (15,000) are read by every pass and concern none of its controllers: reading their
+/// fields again on every pass, with the store locked, was most of the simulation's CPU.
+#[derive(Default)]
+pub struct PodFacts {
+    by_object: HashMap<usize, (Arc<Value>, Facts)>,
+}
+
+struct Facts {
+    node: Option<Box<str>>,
+    controller: Option<Box<str>>,
+    managed: bool,
+    bare_and_not_started: bool,
+}
+
+impl PodFacts {
+    /// The facts of `pod` (read now if it is new to the cache).
+    fn of(&mut self, pod: &Arc<Value>) -> &Facts {
+        let (_, facts) = self.by_object.entry(Arc::as_ptr(pod) as usize).or_insert_with(|| {
+            let facts = Facts {
+                node: pod.at("/spec/nodeName").and_then(Value::as_str).map(Into::into),
+                controller: controller_uid(pod).map(Into::into),
+                managed: managed(pod),
+                bare_and_not_started: super::kubelet::bare_and_not_started(pod),
+            };
+            (pod.clone(), facts)
+        });
+        facts
+    }
+
+    /// Drops the objects nothing else holds any more (replaced or deleted in the store, and
+    /// out of the watch history too).
+    fn sweep(&mut self) {
+        self.by_object.retain(|_, (object, _)| Arc::strong_count(object) > 1);
+    }
+}
+
+fn reconcile_with(store: &mut Store, release: Release, placed: &mut HashMap<String, Instant>, ready_after: Duration, facts: &mut PodFacts) {
+    facts.sweep();
     let nodes: BTreeMap<String, NodeView> = store
         .list(t("", "v1", "nodes"), &Default::default(), None, None)
         .items
-        .iter()
+        .into_iter()
         .map(|n| {
             let name = n["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            let view = NodeView {
-                ready: crate::util::node_is_ready(n),
-                schedulable: n.pointer("/spec/unschedulable") != Some(&json!(true)),
-                labels: crate::util::string_map(n.pointer("/metadata/labels")),
-            };
+            let view =
+                NodeView { ready: crate::util::node_is_ready(&n), schedulable: n.at("/spec/unschedulable") != Some(&json!(true)), node: n };
             (name, view)
         })
         .collect();
     let all_pods = store.list(pods(), &Default::default(), None, None).items;
     // The pod garbage collector: pods bound to a node that no longer exists.
     for pod in &all_pods {
-        if let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str)
+        if let Some(node) = facts.of(pod).node.as_deref()
             && !nodes.contains_key(node)
         {
             let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -417,7 +467,7 @@ pub fn reconcile(store: &mut Store, release: Release, placed: &mut HashMap<Strin
     // The etcd guard controller (4.11+): a guard pod per master that is schedulable.
     let guarded = !store.list(pdbs(), &ns_filter("openshift-etcd"), None, None).items.is_empty();
     if guarded && guard_pods(release) {
-        for (name, node) in nodes.iter().filter(|(_, n)| n.labels.contains_key("node-role.kubernetes.io/master")) {
+        for (name, node) in nodes.iter().filter(|(_, n)| n.label("node-role.kubernetes.io/master").is_some()) {
             let exists = store.get(pods(), Some("openshift-etcd"), &format!("etcd-guard-{name}")).is_ok();
             if !exists && node.schedulable {
                 let _ = store.create(pods(), Some("openshift-etcd"), guard_pod(name));
@@ -425,9 +475,9 @@ pub fn reconcile(store: &mut Store, release: Release, placed: &mut HashMap<Strin
         }
     }
     sync_deployments(store);
-    sync_replicasets(store, &nodes, placed);
-    sync_readiness(store, &nodes, placed, ready_after);
-    super::kubelet::run_bound_pods(store);
+    sync_replicasets(store, &nodes, placed, facts);
+    sync_readiness(store, &nodes, placed, ready_after, facts);
+    super::kubelet::run_bound_pods_where(store, |pod| facts.of(pod).bare_and_not_started);
     sync_budgets(store);
 }
 
@@ -437,7 +487,7 @@ fn ns_filter(namespace: &str) -> super::store::Filter {
 
 /// The uid of an object's controlling owner (the one ownerReference with `controller: true`).
 fn controller_uid(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["controller"] == true)?["uid"].as_str()
+    object.at("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["controller"] == true)?["uid"].as_str()
 }
 
 /// Objects by their controller's uid, as the controllers' informers index them (client-go
@@ -465,11 +515,11 @@ fn sync_deployments(store: &mut Store) {
     let rs_by_owner = by_controller(&all_rs);
     for deployment in store.list(deployments(), &Default::default(), None, None).items {
         let ns = meta(&deployment, "namespace");
-        let replicas = deployment.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
+        let replicas = deployment.at("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
         let owned: &[&Arc<Value>] = rs_by_owner.get(meta(&deployment, "uid")).map_or(&[], Vec::as_slice);
         let (mut ready, mut available, mut current) = (0, 0, 0);
         for rs in owned {
-            if rs.pointer("/spec/replicas").and_then(Value::as_u64) != Some(replicas) {
+            if rs.at("/spec/replicas").and_then(Value::as_u64) != Some(replicas) {
                 let _ = store.patch(
                     replicasets(),
                     Some(ns),
@@ -479,14 +529,14 @@ fn sync_deployments(store: &mut Store) {
                     None,
                 );
             }
-            current += rs.pointer("/status/replicas").and_then(Value::as_u64).unwrap_or(0);
-            ready += rs.pointer("/status/readyReplicas").and_then(Value::as_u64).unwrap_or(0);
-            available += rs.pointer("/status/availableReplicas").and_then(Value::as_u64).unwrap_or(0);
+            current += rs.at("/status/replicas").and_then(Value::as_u64).unwrap_or(0);
+            ready += rs.at("/status/readyReplicas").and_then(Value::as_u64).unwrap_or(0);
+            available += rs.at("/status/availableReplicas").and_then(Value::as_u64).unwrap_or(0);
         }
         let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1);
         let is_available = available >= replicas.saturating_sub(replicas / 4);
         let old_available = deployment
-            .pointer("/status/conditions")
+            .at("/status/conditions")
             .and_then(Value::as_array)
             .and_then(|c| c.iter().find(|c| c["type"] == "Available").cloned());
         let available_condition = match old_available {
@@ -500,7 +550,7 @@ fn sync_deployments(store: &mut Store) {
             }
         };
         let progressing = deployment
-            .pointer("/status/conditions")
+            .at("/status/conditions")
             .and_then(Value::as_array)
             .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned())
             .unwrap_or_else(|| {
@@ -520,19 +570,25 @@ fn sync_deployments(store: &mut Store) {
 
 /// The ReplicaSet controller (kubernetes `pkg/controller/replicaset/replica_set.go`,
 /// manageReplicas) with the scheduler's placement.
-fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, placed: &mut HashMap<String, Instant>) {
+fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, placed: &mut HashMap<String, Instant>, facts: &mut PodFacts) {
     let all_pods = store.list(pods(), &Default::default(), None, None).items;
-    let mut pods_by_owner = by_controller(&all_pods);
+    // by_controller, through the facts kept of each pod.
+    let mut pods_by_owner: HashMap<Box<str>, Vec<&Arc<Value>>> = HashMap::new();
+    for pod in &all_pods {
+        if let Some(uid) = &facts.of(pod).controller {
+            pods_by_owner.entry(uid.clone()).or_default().push(pod);
+        }
+    }
     for rs in store.list(replicasets(), &Default::default(), None, None).items {
         let ns = meta(&rs, "namespace").to_owned();
-        let replicas = rs.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
+        let replicas = rs.at("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
         // This ReplicaSet's pods, kept up to date below with what this pass changes, so its
         // status needs no second read.
         let mut owned: Vec<Arc<Value>> = pods_by_owner
             .remove(meta(&rs, "uid"))
             .unwrap_or_default()
             .into_iter()
-            .filter(|p| meta(p, "namespace") == ns && p.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|p| meta(p, "namespace") == ns && p.at("/metadata/deletionTimestamp").is_none())
             .cloned()
             .collect();
         // Too many: the newest go first (the controller prefers deleting unready, then newer pods).
@@ -545,13 +601,13 @@ fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, place
         let template = &rs["spec"]["template"];
         let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
         for pod in &owned {
-            if let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+            if let Some(node) = pod.at("/spec/nodeName").and_then(Value::as_str) {
                 *per_node.entry(node.to_owned()).or_default() += 1;
             }
         }
         // Pending pods (no node yet) get one when a node fits.
         let mut pending: Vec<Option<String>> =
-            owned.iter().filter(|p| p.pointer("/spec/nodeName").is_none()).map(|p| Some(meta(p, "name").to_owned())).collect();
+            owned.iter().filter(|p| p.at("/spec/nodeName").is_none()).map(|p| Some(meta(p, "name").to_owned())).collect();
         pending.extend(std::iter::repeat_n(None, replicas.saturating_sub(owned.len())));
         for existing in pending {
             let node = schedule(template, nodes, &per_node);
@@ -608,12 +664,12 @@ fn sync_replicasets(store: &mut Store, nodes: &BTreeMap<String, NodeView>, place
 /// The scheduler's choice for a pod of `template`: a Ready, schedulable node matching its
 /// nodeSelector (and its anti-affinity), with the fewest pods of the same ReplicaSet.
 fn schedule(template: &Value, nodes: &BTreeMap<String, NodeView>, per_node: &BTreeMap<String, usize>) -> Option<String> {
-    let selector = crate::util::string_map(template.pointer("/spec/nodeSelector"));
-    let spread = template.pointer("/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution").is_some();
+    let selector = crate::util::string_map(template.at("/spec/nodeSelector"));
+    let spread = template.at("/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution").is_some();
     nodes
         .iter()
         .filter(|(_, n)| n.ready && n.schedulable)
-        .filter(|(_, n)| selector.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+        .filter(|(_, n)| selector.iter().all(|(k, v)| n.label(k) == Some(v.as_str())))
         .filter(|(name, _)| !spread || per_node.get(*name).copied().unwrap_or(0) == 0)
         .min_by_key(|(name, _)| per_node.get(*name).copied().unwrap_or(0))
         .map(|(name, _)| name.clone())
@@ -621,22 +677,32 @@ fn schedule(template: &Value, nodes: &BTreeMap<String, NodeView>, per_node: &BTr
 
 /// A pod the simulation's controllers run: a ReplicaSet's or an etcd guard.
 fn managed(pod: &Value) -> bool {
-    pod.pointer("/metadata/ownerReferences/0/kind") == Some(&json!("ReplicaSet"))
+    pod.at("/metadata/ownerReferences/0/kind").and_then(Value::as_str) == Some("ReplicaSet")
         || (pod["metadata"]["namespace"] == "openshift-etcd" && pod["metadata"]["labels"]["app"] == "guard")
 }
 
 /// The kubelet's readiness of the pods it runs, and the node lifecycle controller's
 /// MarkPodsNotReady for the pods of a node that is not Ready.
-fn sync_readiness(store: &mut Store, nodes: &BTreeMap<String, NodeView>, placed: &mut HashMap<String, Instant>, ready_after: Duration) {
+fn sync_readiness(
+    store: &mut Store,
+    nodes: &BTreeMap<String, NodeView>,
+    placed: &mut HashMap<String, Instant>,
+    ready_after: Duration,
+    facts: &mut PodFacts,
+) {
     let all_pods = store.list(pods(), &Default::default(), None, None).items;
-    let live: std::collections::HashSet<&str> = all_pods.iter().map(|p| meta(p, "uid")).collect();
-    placed.retain(|uid, _| live.contains(uid.as_str()));
-    for pod in all_pods.iter().filter(|p| managed(p)) {
-        let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str) else { continue };
+    // Only what was placed needs the set of live pods (mostly nothing: a set of every pod's uid
+    // on every pass for nothing was a good part of the pass).
+    if !placed.is_empty() {
+        let live: std::collections::HashSet<&str> = all_pods.iter().map(|p| meta(p, "uid")).collect();
+        placed.retain(|uid, _| live.contains(uid.as_str()));
+    }
+    for pod in all_pods.iter().filter(|p| facts.of(p).managed) {
+        let Some(node) = pod.at("/spec/nodeName").and_then(Value::as_str) else { continue };
         let node_ready = nodes.get(node).is_some_and(|n| n.ready);
         let started = placed.get(meta(pod, "uid")).is_none_or(|at| at.elapsed() >= ready_after);
         let ready = node_ready && started;
-        let has_status = pod.pointer("/status/containerStatuses/0").is_some();
+        let has_status = pod.at("/status/containerStatuses/0").is_some();
         if pod_ready(pod) != ready || !has_status {
             // A pod not yet started stays ContainerCreating until then.
             if !ready && !started && has_status {
@@ -664,19 +730,26 @@ fn sync_budgets(store: &mut Store) {
     // The pods by namespace and by (namespace, label, value): a budget's selector with a
     // matchLabels pair reads only the pods carrying it (a budget per user workload, each
     // reading the namespace's every pod, made one pass quadratic).
+    // Only the namespaces with a budget are indexed: no budget looks elsewhere (the nodes' own
+    // pods, three per node, are most of the pods and have none).
+    let budgets = store.list(pdbs(), &Default::default(), None, None).items;
+    let budgeted: std::collections::HashSet<&str> = budgets.iter().map(|pdb| meta(pdb, "namespace")).collect();
     let mut by_namespace: HashMap<&str, Vec<&Arc<Value>>> = HashMap::new();
     let mut by_label: HashMap<(&str, &str, &str), Vec<&Arc<Value>>> = HashMap::new();
     for pod in &all_pods {
         let ns = meta(pod, "namespace");
+        if !budgeted.contains(ns) {
+            continue;
+        }
         by_namespace.entry(ns).or_default().push(pod);
-        for (key, value) in pod.pointer("/metadata/labels").and_then(Value::as_object).into_iter().flatten() {
+        for (key, value) in pod.at("/metadata/labels").and_then(Value::as_object).into_iter().flatten() {
             if let Some(value) = value.as_str() {
                 by_label.entry((ns, key, value)).or_default().push(pod);
             }
         }
     }
-    for pdb in store.list(pdbs(), &Default::default(), None, None).items {
-        let ns = meta(&pdb, "namespace").to_owned();
+    for pdb in &budgets {
+        let ns = meta(pdb, "namespace").to_owned();
         // getPodsForPdb: the budget's pods are those its selector matches, none without one.
         let selector = super::selector::LabelSelector::from_optional(&pdb["spec"]["selector"]);
         let candidates = match selector.as_ref().and_then(|s| s.an_equality()) {
@@ -687,7 +760,7 @@ fn sync_budgets(store: &mut Store) {
             .into_iter()
             .flatten()
             .copied()
-            .filter(|p| selector.as_ref().is_some_and(|s| s.matches_object(p)) && p.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|p| selector.as_ref().is_some_and(|s| s.matches_object(p)) && p.at("/metadata/deletionTimestamp").is_none())
             .collect();
         // The budgets of pods the simulation's controllers run; a budget over pods that nobody
         // runs here (created bare, with the status a test writes) keeps the status it is given.
@@ -697,29 +770,27 @@ fn sync_budgets(store: &mut Store) {
         let healthy = matching.iter().filter(|p| pod_ready(p)).count();
         // expectedPods: with maxUnavailable or a percentage, the owners' replicas; with an
         // integer minAvailable, the pods matched.
-        let integer_min = pdb.pointer("/spec/minAvailable").is_some_and(Value::is_number);
+        let integer_min = pdb.at("/spec/minAvailable").is_some_and(Value::is_number);
         let expected = if integer_min {
             matching.len()
         } else {
             let mut owners: Vec<&str> = matching
                 .iter()
-                .filter_map(|p| {
-                    p.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["kind"] == "ReplicaSet")?["uid"].as_str()
-                })
+                .filter_map(|p| p.at("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["kind"] == "ReplicaSet")?["uid"].as_str())
                 .collect();
             owners.sort_unstable();
             owners.dedup();
             let from_owners: usize = owners
                 .iter()
                 .filter_map(|uid| rs_by_uid.get(uid))
-                .map(|rs| rs.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(0) as usize)
+                .map(|rs| rs.at("/spec/replicas").and_then(Value::as_u64).unwrap_or(0) as usize)
                 .sum();
             // Pods with no controller (the guard pods) count as themselves.
-            from_owners + matching.iter().filter(|p| p.pointer("/metadata/ownerReferences").is_none()).count()
+            from_owners + matching.iter().filter(|p| p.at("/metadata/ownerReferences").is_none()).count()
         };
-        let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+        let desired = if let Some(min) = pdb.at("/spec/minAvailable") {
             int_or_percent(min, expected)
-        } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+        } else if let Some(max) = pdb.at("/spec/maxUnavailable") {
             expected.saturating_sub(int_or_percent(max, expected))
         } else {
             expected
@@ -729,7 +800,7 @@ fn sync_budgets(store: &mut Store) {
         let old = pdb.get("status");
         let sufficient = allowed > 0;
         let condition = old
-            .and_then(|s| s.pointer("/conditions/0").cloned())
+            .and_then(|s| s.at("/conditions/0").cloned())
             .filter(|c| c["status"] == if sufficient { "True" } else { "False" })
             .unwrap_or_else(|| {
                 json!({"type": "DisruptionAllowed", "status": if sufficient { "True" } else { "False" },
@@ -744,10 +815,10 @@ fn sync_budgets(store: &mut Store) {
             ["observedGeneration", "disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"]
                 .iter()
                 .all(|k| o.get(*k) == status.get(*k))
-                && o.pointer("/conditions/0/status") == status.pointer("/conditions/0/status")
+                && o.at("/conditions/0/status") == status.at("/conditions/0/status")
         });
         if !same {
-            let _ = store.update(pdbs(), Some(&ns), meta(&pdb, "name"), json!({"status": status}), Some("status"));
+            let _ = store.update(pdbs(), Some(&ns), meta(pdb, "name"), json!({"status": status}), Some("status"));
         }
     }
 }
