@@ -31,8 +31,11 @@ pub struct LeaseLock {
 #[derive(Debug)]
 pub(crate) enum Renewal {
     Renewed,
-    /// Not renewed this time (the API refused, failed or did not answer in time).
-    Failed,
+    /// Not renewed this time (the API refused, failed or did not answer in time): why, as the
+    /// API said it, for the verdict's message (a 403 after a role was changed reads as such).
+    Failed {
+        why: String,
+    },
     TakenOver {
         by: String,
     },
@@ -51,10 +54,10 @@ async fn renew_once(api: &Api<DynamicObject>, name: &str, identity: &str) -> Ren
             // A Conflict means someone wrote it meanwhile; the next tick looks again.
             match api.replace(name, &PostParams::default(), &lease).await {
                 Ok(_) => Renewal::Renewed,
-                Err(_) => Renewal::Failed,
+                Err(e) => Renewal::Failed { why: format!("writing it: {e}") },
             }
         }
-        Err(_) => Renewal::Failed,
+        Err(e) => Renewal::Failed { why: format!("reading it: {e}") },
     }
 }
 
@@ -73,6 +76,8 @@ where
     // Monotonic: a jump of the wall clock neither hides nor invents a failed renewal.
     let mut renewed_at = Instant::now();
     let mut next_try = renewed_at + duration / 3;
+    // The last failed renewal's cause since the last one that succeeded.
+    let mut last_failure: Option<String> = None;
     loop {
         let verdict_at = renewed_at + half;
         let attempt = tokio::select! {
@@ -87,7 +92,7 @@ where
         match attempt {
             None => {
                 // Half the lease gone without a renewal: another run could soon take it.
-                let _ = lost.send(Some(LeaseLost::NotRenewed { for_: half }));
+                let _ = lost.send(Some(LeaseLost::NotRenewed { for_: half, last_failure }));
                 return;
             }
             Some((_, Renewal::TakenOver { by })) => {
@@ -99,8 +104,10 @@ where
                 // Counted from the attempt's start: the renewTime it wrote is no later.
                 renewed_at = started;
                 next_try = started + duration / 3;
+                last_failure = None;
             }
-            Some((_, Renewal::Failed)) => {
+            Some((_, Renewal::Failed { why })) => {
+                last_failure = Some(why);
                 next_try = Instant::now() + (duration / 10).max(std::time::Duration::from_millis(100));
             }
         }
@@ -112,8 +119,16 @@ where
 pub enum LeaseLost {
     #[error("another run took the cluster's lease over ({by})")]
     TakenOver { by: String },
-    #[error("the cluster's lease could not be renewed for {}: another run may take it over", humantime::format_duration(*.for_))]
-    NotRenewed { for_: std::time::Duration },
+    #[error(
+        "the cluster's lease could not be renewed for {}{}: another run may take it over",
+        humantime::format_duration(*.for_),
+        .last_failure.as_ref().map(|why| format!(" (the last try, {why})")).unwrap_or_default()
+    )]
+    NotRenewed {
+        for_: std::time::Duration,
+        /// The last failed try's cause; `None`: no try came back (the API did not answer).
+        last_failure: Option<String>,
+    },
 }
 
 /// Held by reboot runs (`fleetboot reboot` on cluster nodes, and a migration's step 7).
@@ -524,15 +539,21 @@ mod lease_tests {
     #[tokio::test(start_paused = true)]
     async fn a_renewal_that_hangs_loses_the_lease_at_half_of_it_not_later() {
         let (lost, at) = verdict_with(|_| None).await;
-        assert_eq!(lost, LeaseLost::NotRenewed { for_: Duration::from_secs(15) });
+        assert_eq!(lost, LeaseLost::NotRenewed { for_: Duration::from_secs(15), last_failure: None });
         assert_eq!(at, Duration::from_secs(15), "the verdict runs on its own timer");
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_verdict_counts_from_the_last_renewal_that_succeeded() {
         // Renewed at 10 s and 20 s, then every renewal fails: lost at 20 + 15 s.
-        let (lost, at) = verdict_with(|n| Some(if n <= 2 { Renewal::Renewed } else { Renewal::Failed })).await;
-        assert!(matches!(lost, LeaseLost::NotRenewed { .. }));
+        let forbidden = || Renewal::Failed { why: "writing it: leases \"fleetboot\" is forbidden (403)".into() };
+        let (lost, at) = verdict_with(move |n| Some(if n <= 2 { Renewal::Renewed } else { forbidden() })).await;
+        // The API's answer to the last try is in the verdict, not lost to "could not be renewed".
+        assert_eq!(
+            lost.to_string(),
+            "the cluster's lease could not be renewed for 15s (the last try, writing it: leases \"fleetboot\" is forbidden (403)): \
+             another run may take it over"
+        );
         assert_eq!(at, Duration::from_secs(35));
     }
 
