@@ -453,22 +453,15 @@ pub struct SshTransport {
     pub client: SshClient,
     reboot: RebootSettings,
     /// The connection each host's boot ID was read on right before its reboot: `send_reboot`
-    /// sends on it (one handshake fewer between a freed slot and the next reboot), and the
-    /// boot-ID probes of the wait that follows read on it while it stays open and answers at
-    /// once (a handshake per probe was most of what a host cost the node and fleetboot while
-    /// it waited for the node to go down). `release` drops what is left. A reboot ends the
-    /// connection, so only the boot ID read on it before the reboot is taken from it
-    /// ([`SshTransport::read_on`]): the proof always comes over a new connection. Anything else
-    /// (closed, no channel or no answer within the connect timeout, another boot ID) drops it
-    /// and the probe goes over a new connection, as it always did.
+    /// sends on it (one handshake fewer between a freed slot and the next reboot), `release`
+    /// drops what is left. Never used for anything else: every watch probe is a connection of
+    /// its own, so a node that goes down is seen as before.
     kept: Mutex<HashMap<String, Handle<Verifier>>>,
-    /// The boot ID read on each kept connection when it was opened.
-    read_on: Mutex<HashMap<String, String>>,
 }
 
 impl SshTransport {
     pub fn new(client: SshClient, reboot: RebootSettings) -> SshTransport {
-        SshTransport { client, reboot, kept: Mutex::new(HashMap::new()), read_on: Mutex::new(HashMap::new()) }
+        SshTransport { client, reboot, kept: Mutex::new(HashMap::new()) }
     }
 
     fn take_kept(&self, host: &Host) -> Option<Handle<Verifier>> {
@@ -514,33 +507,8 @@ impl SshTransport {
     }
 }
 
-impl SshTransport {
-    /// The boot ID read on the connection kept for `host`, when there is one, it is open, it
-    /// answers within the connect timeout (a live host answers `cat` at once; a connection to a
-    /// host gone silent must not hold the probe longer than a new connection would) and the
-    /// answer is the boot ID first read on it (a connection does not outlive a reboot; one that
-    /// seems to must not carry the proof). `None`: nothing usable came, the connection is
-    /// dropped, and the caller reads over a new one.
-    async fn read_boot_id_on_kept(&self, host: &Host) -> Option<String> {
-        let command = &self.reboot.boot_id_command;
-        let expected = self.read_on.lock().unwrap().get(&host.name).cloned()?;
-        let (handle, channel) = self.kept_channel(host).await?;
-        let output = exec_on(channel, command, self.client.settings.connect_timeout).await;
-        let boot_id = self.judge(command, output).ok().and_then(|out| parse_boot_id(&out.stdout).ok()).filter(|id| *id == expected);
-        if boot_id.is_some() && !handle.is_closed() {
-            self.kept.lock().unwrap().insert(host.name.clone(), handle);
-        } else {
-            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-        }
-        boot_id
-    }
-}
-
 impl PowerTransport for SshTransport {
     async fn read_boot_id(&self, host: &Host) -> Result<String, TransportError> {
-        if let Some(boot_id) = self.read_boot_id_on_kept(host).await {
-            return Ok(boot_id);
-        }
         let output = self.run_ok(host, &self.reboot.boot_id_command).await?;
         parse_boot_id(&output.stdout)
     }
@@ -551,10 +519,7 @@ impl PowerTransport for SshTransport {
         let handle = self.client.connect(host).await?;
         let output = self.judge(command, exec(&handle, command, self.client.settings.command_timeout).await);
         let boot_id = output.and_then(|out| parse_boot_id(&out.stdout));
-        if let Ok(id) = &boot_id
-            && !handle.is_closed()
-        {
-            self.read_on.lock().unwrap().insert(host.name.clone(), id.clone());
+        if boot_id.is_ok() && !handle.is_closed() {
             self.kept.lock().unwrap().insert(host.name.clone(), handle);
         } else {
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
@@ -580,7 +545,6 @@ impl PowerTransport for SshTransport {
     }
 
     async fn release(&self, host: &Host) {
-        self.read_on.lock().unwrap().remove(&host.name);
         if let Some(handle) = self.take_kept(host) {
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
         }
@@ -602,13 +566,7 @@ impl PowerTransport for SshTransport {
                 (handle, output)
             }
         };
-        // Kept for the probes of the wait when the command went through and the connection is
-        // still open (until the node's shutdown ends it, or `release`).
-        if matches!(&output, Ok(out) if out.exit == Some(0) && !out.timed_out && !out.truncated) && !handle.is_closed() {
-            self.kept.lock().unwrap().insert(host.name.clone(), handle);
-        } else {
-            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-        }
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
         match output {
             // The request may have gone out before the connection broke.
             Err(e) if e.is_transient() => Ok(Delivery::ConnectionDropped),
@@ -635,92 +593,5 @@ impl PowerTransport for SshTransport {
 
     async fn run_check(&self, host: &Host, command: &str) -> Result<(), TransportError> {
         self.run_ok(host, command).await.map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A TCP relay in front of `target` that counts the connections it accepts: the SSH
-    /// connections (handshakes) the client made.
-    async fn counting_relay(target: std::net::SocketAddr) -> (u16, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let count = Arc::new(AtomicUsize::new(0));
-        let counted = count.clone();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        (port, count)
-    }
-
-    /// The probes that wait for a node to go down read on the connection the reboot went out
-    /// on (one handshake for the boot ID, the reboot and those probes), and the new boot ID, the
-    /// proof, still comes over a new connection once the node is back.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn probes_before_the_node_goes_down_reuse_the_reboots_connection_and_the_proof_takes_a_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = fleetboot_sim::node::random_ed25519();
-        let key_path = dir.path().join("id_ed25519");
-        std::fs::write(&key_path, key.to_openssh(russh::keys::ssh_key::LineEnding::LF).unwrap().as_bytes()).unwrap();
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let node_addr = free.local_addr().unwrap();
-        drop(free);
-        let timings = fleetboot_sim::node::Timings {
-            reboot_delay: Duration::from_millis(1500),
-            boot_time: Duration::from_millis(200),
-            notready_after: Duration::from_millis(100),
-            kubelet_ready_after: Duration::from_millis(100),
-        };
-        let (events, _events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let node = fleetboot_sim::node::SimNode::new("n1".into(), node_addr, timings, key.public_key().clone(), events);
-        node.start_ssh().await.unwrap();
-        let (port, connections) = counting_relay(node_addr).await;
-
-        let defaults = RebootSettings::default();
-        let settings = SshSettings {
-            identities: vec![key_path.to_str().unwrap().to_owned()],
-            known_hosts: dir.path().join("known_hosts").to_str().unwrap().to_owned(),
-            host_key_policy: HostKeyPolicy::InsecureIgnore,
-            port,
-            connect_timeout: Duration::from_secs(5),
-            ..defaults.ssh.clone()
-        };
-        let transport = SshTransport::new(SshClient::new(settings, None, None).unwrap(), defaults);
-        let host = Host { name: "n1".into(), address: "127.0.0.1".into(), port: None };
-
-        let old = transport.read_boot_id_before_reboot(&host).await.unwrap();
-        assert_eq!(transport.soft_reboot_count(&host).await, Some(0));
-        assert!(matches!(transport.send_reboot(&host).await, Ok(Delivery::ExitZero)));
-        for _ in 0..3 {
-            assert_eq!(transport.read_boot_id(&host).await.unwrap(), old, "not down yet: the old boot ID");
-        }
-        assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection for the read, the reboot and the probes before the shutdown");
-
-        // The node goes down and comes back: its connection ended with it, and the new boot ID
-        // is read over a new one.
-        let mut new = None;
-        for _ in 0..200 {
-            match transport.read_boot_id(&host).await {
-                Ok(id) if id != old => {
-                    new = Some(id);
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        assert_eq!(new.as_deref(), Some(node.boot_id().as_str()), "the node's new boot ID");
-        assert!(connections.load(Ordering::SeqCst) >= 2, "the proof came over a new connection");
-        transport.release(&host).await;
-        node.shutdown();
     }
 }
