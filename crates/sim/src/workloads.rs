@@ -410,9 +410,19 @@ pub fn reconcile(store: &mut Store, release: Release, placed: &mut HashMap<Strin
 #[derive(Default)]
 pub struct PodFacts {
     by_object: HashMap<usize, (Arc<Value>, Facts)>,
+    /// The same for nodes: at 10,000 nodes, reading every node's conditions on every pass was
+    /// the next largest part of it.
+    by_node: HashMap<usize, (Arc<Value>, NodeFacts)>,
+}
+
+struct NodeFacts {
+    name: String,
+    ready: bool,
+    schedulable: bool,
 }
 
 struct Facts {
+    namespace: Box<str>,
     node: Option<Box<str>>,
     controller: Option<Box<str>>,
     managed: bool,
@@ -424,6 +434,7 @@ impl PodFacts {
     fn of(&mut self, pod: &Arc<Value>) -> &Facts {
         let (_, facts) = self.by_object.entry(Arc::as_ptr(pod) as usize).or_insert_with(|| {
             let facts = Facts {
+                namespace: meta(pod, "namespace").into(),
                 node: pod.at("/spec/nodeName").and_then(Value::as_str).map(Into::into),
                 controller: controller_uid(pod).map(Into::into),
                 managed: managed(pod),
@@ -438,27 +449,34 @@ impl PodFacts {
     /// out of the watch history too).
     fn sweep(&mut self) {
         self.by_object.retain(|_, (object, _)| Arc::strong_count(object) > 1);
+        self.by_node.retain(|_, (object, _)| Arc::strong_count(object) > 1);
+    }
+
+    /// What the controllers know of `node` (read now if it is new to the cache).
+    fn view_of(&mut self, node: Arc<Value>) -> (String, NodeView) {
+        let (_, facts) = self.by_node.entry(Arc::as_ptr(&node) as usize).or_insert_with(|| {
+            let facts = NodeFacts {
+                name: node["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                ready: crate::util::node_is_ready(&node),
+                schedulable: node.at("/spec/unschedulable") != Some(&json!(true)),
+            };
+            (node.clone(), facts)
+        });
+        (facts.name.clone(), NodeView { ready: facts.ready, schedulable: facts.schedulable, node })
     }
 }
 
 fn reconcile_with(store: &mut Store, release: Release, placed: &mut HashMap<String, Instant>, ready_after: Duration, facts: &mut PodFacts) {
     facts.sweep();
-    let nodes: BTreeMap<String, NodeView> = store
-        .list(t("", "v1", "nodes"), &Default::default(), None, None)
-        .items
-        .into_iter()
-        .map(|n| {
-            let name = n["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            let view =
-                NodeView { ready: crate::util::node_is_ready(&n), schedulable: n.at("/spec/unschedulable") != Some(&json!(true)), node: n };
-            (name, view)
-        })
-        .collect();
+    let nodes: BTreeMap<String, NodeView> =
+        store.list(t("", "v1", "nodes"), &Default::default(), None, None).items.into_iter().map(|n| facts.view_of(n)).collect();
     let all_pods = store.list(pods(), &Default::default(), None, None).items;
-    // The pod garbage collector: pods bound to a node that no longer exists.
+    // The pod garbage collector: pods bound to a node that no longer exists (looked up by hash:
+    // an ordered map's string comparisons, per pod, were a good part of the pass).
+    let names: std::collections::HashSet<&str> = nodes.keys().map(String::as_str).collect();
     for pod in &all_pods {
         if let Some(node) = facts.of(pod).node.as_deref()
-            && !nodes.contains_key(node)
+            && !names.contains(node)
         {
             let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
             let _ = store.delete(pods(), Some(ns), pod["metadata"]["name"].as_str().unwrap_or_default());
@@ -478,7 +496,7 @@ fn reconcile_with(store: &mut Store, release: Release, placed: &mut HashMap<Stri
     sync_replicasets(store, &nodes, placed, facts);
     sync_readiness(store, &nodes, placed, ready_after, facts);
     super::kubelet::run_bound_pods_where(store, |pod| facts.of(pod).bare_and_not_started);
-    sync_budgets(store);
+    sync_budgets(store, facts);
 }
 
 fn ns_filter(namespace: &str) -> super::store::Filter {
@@ -723,7 +741,7 @@ fn sync_readiness(
 
 /// The disruption controller (kubernetes `pkg/controller/disruption/disruption.go`, trySync
 /// and getExpectedPodCount).
-fn sync_budgets(store: &mut Store) {
+fn sync_budgets(store: &mut Store, facts: &mut PodFacts) {
     let all_rs = store.list(replicasets(), &Default::default(), None, None).items;
     let rs_by_uid: HashMap<&str, &Arc<Value>> = all_rs.iter().map(|rs| (meta(rs, "uid"), rs)).collect();
     let all_pods = store.list(pods(), &Default::default(), None, None).items;
@@ -737,10 +755,10 @@ fn sync_budgets(store: &mut Store) {
     let mut by_namespace: HashMap<&str, Vec<&Arc<Value>>> = HashMap::new();
     let mut by_label: HashMap<(&str, &str, &str), Vec<&Arc<Value>>> = HashMap::new();
     for pod in &all_pods {
-        let ns = meta(pod, "namespace");
-        if !budgeted.contains(ns) {
+        if !budgeted.contains(&*facts.of(pod).namespace) {
             continue;
         }
+        let ns = meta(pod, "namespace");
         by_namespace.entry(ns).or_default().push(pod);
         for (key, value) in pod.at("/metadata/labels").and_then(Value::as_object).into_iter().flatten() {
             if let Some(value) = value.as_str() {
