@@ -1,0 +1,196 @@
+//! `fleetboot migrate --journal-in-cluster` killed with SIGKILL (by PID) at every step of its
+//! flow, each time right after the step's start record reached the journal in the cluster (the
+//! migration's own `--output json` event `step_started`, emitted after the record's write), and
+//! resumed each time with the same command line from another, empty working directory with its
+//! own state directory (a Job's next pod): the migration finishes. The judges: the simulation's
+//! history (each node's reboots), kubectl (the network type, the pools unpaused and Updated),
+//! and the journal in the cluster (each step done once: no disruptive action twice).
+//! The two-phase (offline, 4.8-4.16) flow, the seed flow (4.5-4.7, which pauses the pools) and
+//! the live flow (4.16+, also killed at the network operator's stages inside its watch).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::elsewhere::{Killed, cluster_journal_lines, migrate_command_elsewhere, migrate_elsewhere};
+use crate::common::sim::{Sim, boot_counts};
+use fleetboot::adapters::kube::journal_store::JournalPlace;
+use fleetboot_core::migrate::{Flow, Step};
+
+/// When to kill.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    /// The migration's event `step_started` for this step (its record is in the cluster).
+    Step(Step),
+    /// `Network.config/cluster` has this condition True (the live flow's watch).
+    Condition(&'static str),
+}
+
+fn step_name(step: Step) -> String {
+    serde_json::to_value(step).unwrap().as_str().unwrap().to_owned()
+}
+
+fn condition_true(sim: &Sim, kind: &str) -> bool {
+    let (code, body) = sim.raw("GET", "/apis/config.openshift.io/v1/networks/cluster", "application/json", b"");
+    assert_eq!(code, 200, "{body}");
+    let config: Value = serde_json::from_str(&body).unwrap();
+    config
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+/// Runs `command` (`migrate … --output json`) and kills it (SIGKILL, by PID) at `at`; panics,
+/// with its output, when it ends before.
+fn kill_at(sim: &Sim, mut command: std::process::Command, at: At) {
+    let mut child = Killed(command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (lines, seen) = mpsc::channel();
+    // The events are read as they come: the kill follows the step's start at once.
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = Vec::new();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(120), "{at:?} never reached:\n{}", output.join("\n"));
+        match seen.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                output.push(line);
+                if let At::Step(step) = at
+                    && event["type"] == "step_started"
+                    && event["step"] == step_name(step)
+                {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.0.wait().unwrap();
+                panic!("migrate ended ({status}) before {at:?}:\n{}", output.join("\n"));
+            }
+        }
+        if let At::Condition(kind) = at
+            && condition_true(sim, kind)
+        {
+            break;
+        }
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+}
+
+/// Kills the migration `id` (`args`, its journal in the cluster) at each of `points` in turn:
+/// first started in the simulation's directory, then each time resumed with the same command
+/// line from a new empty directory; then finishes it from yet another. Returns the journal.
+fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At]) -> Vec<Value> {
+    let json = [args, &["--output", "json"]].concat();
+    let mut dirs = Vec::new();
+    for (n, &at) in points.iter().enumerate() {
+        let command = if n == 0 {
+            sim.fleetboot(&[&["migrate"], &json[..]].concat())
+        } else {
+            dirs.push(tempfile::tempdir().unwrap());
+            migrate_command_elsewhere(sim, dirs.last().unwrap().path(), &json)
+        };
+        kill_at(sim, command, at);
+    }
+    let local: Vec<_> =
+        std::fs::read_dir(sim.path("state/migrations").join(id)).into_iter().flatten().map(|e| e.unwrap().file_name()).collect();
+    assert!(local.iter().all(|f| f.to_string_lossy().starts_with("report")), "nothing a resume needs on the first machine: {local:?}");
+    let (finished, _elsewhere) = migrate_elsewhere(sim, args);
+    assert_eq!(finished.code, 0, "{}", finished.debug());
+    assert!(finished.stdout.contains("resuming the migration"), "{}", finished.debug());
+    let (cleaned, _elsewhere) = migrate_elsewhere(sim, &[args, &["--cleanup"]].concat());
+    assert_eq!(cleaned.code, 0, "{}", cleaned.debug());
+    cluster_journal_lines(sim, &JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap())
+}
+
+/// Each step of `flow` done exactly once in the journal.
+fn each_step_done_once(journal: &[Value], flow: Flow) {
+    for &step in flow.steps() {
+        let name = step_name(step);
+        let done = journal.iter().filter(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == name).count();
+        assert_eq!(done, 1, "step {name} done once: {journal:#?}");
+    }
+    assert!(journal.iter().any(|l| l["record"]["event"] == "migration_resumed"), "resumed: {journal:#?}");
+}
+
+/// The pools unpaused and Updated (kubectl wait), the network type OVNKubernetes.
+fn migrated_and_settled(sim: &Sim) {
+    assert_eq!(sim.network_type().1, "OVNKubernetes");
+    for pool in ["master", "worker"] {
+        assert!(!sim.paused(pool), "pool {pool} unpaused");
+    }
+    sim.kubectl_ok(&["wait", "machineconfigpool", "--all", "--for=condition=Updated", "--timeout=60s"]);
+}
+
+/// The offline flows: every step of the flow but the clean-up is a kill point, then the
+/// clean-up's; step 7 reboots each node once (its run in the cluster) and the MCO's one
+/// rollout (the two-phase flow's phase 1, the seed flow's after the pools resume) once more:
+/// each node's reboots in the simulation's history are those of an unkilled migration, two.
+fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str, reboots_each: usize) {
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
+    let args = ["--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"];
+    let points: Vec<At> = flow.steps().iter().copied().filter(|&s| s != Step::Cleanup).map(At::Step).collect();
+    let journal = killed_at_each_then_finished(&sim, id, &args, &points);
+    migrated_and_settled(&sim);
+    each_step_done_once(&journal, flow);
+    let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
+    let mut dispatches: BTreeMap<String, usize> = BTreeMap::new();
+    for line in cluster_journal_lines(&sim, &reboot) {
+        if line["record"]["event"] == "dispatching" {
+            *dispatches.entry(line["record"]["host"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(dispatches.len(), 3, "{dispatches:?}");
+    assert!(dispatches.values().all(|&n| n == 1), "step 7 rebooted each node once: {dispatches:?}");
+    let reboots = sim.history_counts("reboot-requested");
+    assert_eq!(reboots.len(), 3, "{reboots:?}");
+    assert!(reboots.values().all(|&n| n == reboots_each), "each node rebooted {reboots_each} times in all: {reboots:?}");
+}
+
+#[test]
+fn two_phase_killed_at_every_step_and_resumed_elsewhere_finishes() {
+    offline_killed_at_every_step("4.14.38", Flow::TwoPhase, "killsteps-two-phase", 2);
+}
+
+#[test]
+fn seed_flow_killed_at_every_step_and_resumed_elsewhere_finishes() {
+    offline_killed_at_every_step("4.7.60", Flow::Seed, "killsteps-seed", 2);
+}
+
+/// The live flow killed at each of its steps' starts and at the network operator's stages
+/// inside its watch: every machine booted exactly twice (the MCO's two rounds).
+#[test]
+fn live_killed_at_its_stages_and_resumed_elsewhere_finishes() {
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.16.21", "--workloads", "0"]);
+    let id = "killsteps-live";
+    let args = ["--mode", "live", "--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"];
+    let points = [
+        At::Step(Step::Preflight),
+        At::Step(Step::Backup),
+        At::Step(Step::SetNetworkType),
+        At::Step(Step::WaitRollout),
+        At::Condition("NetworkTypeMigrationTargetCNIAvailable"),
+        At::Condition("NetworkTypeMigrationMTUReady"),
+        At::Condition("NetworkTypeMigrationTargetCNIInUse"),
+        At::Step(Step::Verify),
+    ];
+    let journal = killed_at_each_then_finished(&sim, id, &args, &points);
+    migrated_and_settled(&sim);
+    each_step_done_once(&journal, Flow::Live);
+    for (node, count) in boot_counts(&sim) {
+        assert_eq!(count, 2, "{node} booted {count} times: the MCO's two rounds");
+    }
+    assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "the operator refused nothing");
+}
