@@ -91,18 +91,32 @@ fn kill_at(sim: &Sim, mut command: std::process::Command, at: At) {
 
 /// Kills the migration `id` (`args`, its journal in the cluster) at each of `points` in turn:
 /// first started in the simulation's directory, then each time resumed with the same command
-/// line from a new empty directory; then finishes it from yet another. Returns the journal.
-fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At]) -> Vec<Value> {
+/// line from a new empty directory; then finishes it from yet another. Returns the journal,
+/// and for each kill the step it was in and whether that step was still unfinished (a kill
+/// that lands after a step's end: a step with nothing to wait for can end before the kill).
+fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At]) -> (Vec<Value>, Vec<(Step, bool)>) {
+    let place = JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap();
+    let mut kills = Vec::new();
     let json = [args, &["--output", "json"]].concat();
+    // Every other resume names the migration by `--resume ID` instead (an admin's resume).
+    let by_id = ["--resume", id, "--journal-in-cluster", "--poll-interval", "300ms", "--output", "json"];
     let mut dirs = Vec::new();
     for (n, &at) in points.iter().enumerate() {
         let command = if n == 0 {
             sim.fleetboot(&[&["migrate"], &json[..]].concat())
         } else {
             dirs.push(tempfile::tempdir().unwrap());
-            migrate_command_elsewhere(sim, dirs.last().unwrap().path(), &json)
+            migrate_command_elsewhere(sim, dirs.last().unwrap().path(), if n % 2 == 0 { &by_id[..] } else { &json })
         };
         kill_at(sim, command, at);
+        let step = match at {
+            At::Step(step) => step,
+            At::Condition(_) => Step::WaitRollout,
+        };
+        let done = cluster_journal_lines(sim, &place)
+            .iter()
+            .any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == step_name(step));
+        kills.push((step, !done));
     }
     let local: Vec<_> =
         std::fs::read_dir(sim.path("state/migrations").join(id)).into_iter().flatten().map(|e| e.unwrap().file_name()).collect();
@@ -112,7 +126,50 @@ fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At
     assert!(finished.stdout.contains("resuming the migration"), "{}", finished.debug());
     let (cleaned, _elsewhere) = migrate_elsewhere(sim, &[args, &["--cleanup"]].concat());
     assert_eq!(cleaned.code, 0, "{}", cleaned.debug());
-    cluster_journal_lines(sim, &JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap())
+    (cluster_journal_lines(sim, &place), kills)
+}
+
+/// A step killed before its end is started again by the next process, and only then: each
+/// step's starts are one and its kills inside it (its record was in the cluster, the step not
+/// done; none done is started again); one `migration_resumed` for each kill and one more:
+/// `--cleanup`'s. Most kills land inside their step.
+fn each_kill_resumed_inside_its_step(journal: &[Value], kills: &[(Step, bool)]) {
+    for &(step, _) in kills {
+        let name = step_name(step);
+        let started = journal.iter().filter(|l| l["record"]["event"] == "step_started" && l["record"]["step"] == name).count();
+        let inside = kills.iter().filter(|&&(s, inside)| s == step && inside).count();
+        assert_eq!(started, 1 + inside, "step {name}: started once, and again after each kill inside it: {kills:?}");
+    }
+    let inside = kills.iter().filter(|(_, inside)| *inside).count();
+    assert!(inside * 2 > kills.len(), "most kills land inside their step: {kills:?}");
+    let resumed = journal.iter().filter(|l| l["record"]["event"] == "migration_resumed").count();
+    assert_eq!(resumed, kills.len() + 1, "one resume after each kill and the clean-up's");
+}
+
+/// What the migration changed, to compare with an unkilled one: the generations of
+/// `Network.config` and `Network.operator` (each spec change once: a patch resent after a kill
+/// is the same merge and changes nothing) and each node's reboots (the simulation's history).
+fn changes(sim: &Sim) -> (Value, Value, BTreeMap<String, usize>) {
+    let generation = |path: &str| {
+        let (code, body) = sim.raw("GET", path, "application/json", b"");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["metadata"]["generation"].clone()
+    };
+    (
+        generation("/apis/config.openshift.io/v1/networks/cluster"),
+        generation("/apis/operator.openshift.io/v1/networks/cluster"),
+        sim.history_counts("reboot-requested"),
+    )
+}
+
+/// The same migration unkilled on a simulation of its own (`sim_args`): its changes.
+fn unkilled(sim_args: &[&str], args: &[&str]) -> (Value, Value, BTreeMap<String, usize>) {
+    let sim = Sim::in_process_with(1, 2, sim_args);
+    for extra in [&[][..], &["--cleanup"]] {
+        let (run, _elsewhere) = migrate_elsewhere(&sim, &[args, extra].concat());
+        assert_eq!(run.code, 0, "{}", run.debug());
+    }
+    changes(&sim)
 }
 
 /// Each step of `flow` done exactly once in the journal.
@@ -134,16 +191,19 @@ fn migrated_and_settled(sim: &Sim) {
     sim.kubectl_ok(&["wait", "machineconfigpool", "--all", "--for=condition=Updated", "--timeout=60s"]);
 }
 
-/// The offline flows: every step of the flow but the clean-up is a kill point, then the
-/// clean-up's; step 7 reboots each node once (its run in the cluster) and the MCO's one
-/// rollout (the two-phase flow's phase 1, the seed flow's after the pools resume) once more:
-/// each node's reboots in the simulation's history are those of an unkilled migration, two.
-fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str, reboots_each: usize) {
-    let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
+/// The offline flows: every step of the flow but the clean-up is a kill point (the clean-up
+/// runs after, with `--cleanup`); step 7 reboots each node once (its run in the cluster); the
+/// spec changes and each node's reboots are an unkilled migration's (the MCO's rollout, the
+/// two-phase flow's phase 1 or the seed flow's after the pools resume, once).
+fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str) {
+    let sim_args = ["--openshift-version", version];
     let args = ["--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"];
+    let expected = unkilled(&sim_args, &args);
+    let sim = Sim::in_process_with(1, 2, &sim_args);
     let points: Vec<At> = flow.steps().iter().copied().filter(|&s| s != Step::Cleanup).map(At::Step).collect();
-    let journal = killed_at_each_then_finished(&sim, id, &args, &points);
+    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, &points);
     migrated_and_settled(&sim);
+    each_kill_resumed_inside_its_step(&journal, &kills);
     each_step_done_once(&journal, flow);
     let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
     let mut dispatches: BTreeMap<String, usize> = BTreeMap::new();
@@ -154,28 +214,29 @@ fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str, reboots_eac
     }
     assert_eq!(dispatches.len(), 3, "{dispatches:?}");
     assert!(dispatches.values().all(|&n| n == 1), "step 7 rebooted each node once: {dispatches:?}");
-    let reboots = sim.history_counts("reboot-requested");
-    assert_eq!(reboots.len(), 3, "{reboots:?}");
-    assert!(reboots.values().all(|&n| n == reboots_each), "each node rebooted {reboots_each} times in all: {reboots:?}");
+    assert!(expected.2.values().all(|&n| n == 2), "unkilled: step 7 and the MCO's rollout: {expected:?}");
+    assert_eq!(changes(&sim), expected, "the generations of Network.config and Network.operator, each node's reboots");
 }
 
 #[test]
 fn two_phase_killed_at_every_step_and_resumed_elsewhere_finishes() {
-    offline_killed_at_every_step("4.14.38", Flow::TwoPhase, "killsteps-two-phase", 2);
+    offline_killed_at_every_step("4.14.38", Flow::TwoPhase, "killsteps-two-phase");
 }
 
 #[test]
 fn seed_flow_killed_at_every_step_and_resumed_elsewhere_finishes() {
-    offline_killed_at_every_step("4.7.60", Flow::Seed, "killsteps-seed", 2);
+    offline_killed_at_every_step("4.7.60", Flow::Seed, "killsteps-seed");
 }
 
 /// The live flow killed at each of its steps' starts and at the network operator's stages
 /// inside its watch: every machine booted exactly twice (the MCO's two rounds).
 #[test]
 fn live_killed_at_its_stages_and_resumed_elsewhere_finishes() {
-    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.16.21", "--workloads", "0"]);
+    let sim_args = ["--openshift-version", "4.16.21", "--workloads", "0"];
     let id = "killsteps-live";
     let args = ["--mode", "live", "--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"];
+    let expected = unkilled(&sim_args, &args);
+    let sim = Sim::in_process_with(1, 2, &sim_args);
     let points = [
         At::Step(Step::Preflight),
         At::Step(Step::Backup),
@@ -186,11 +247,13 @@ fn live_killed_at_its_stages_and_resumed_elsewhere_finishes() {
         At::Condition("NetworkTypeMigrationTargetCNIInUse"),
         At::Step(Step::Verify),
     ];
-    let journal = killed_at_each_then_finished(&sim, id, &args, &points);
+    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, &points);
     migrated_and_settled(&sim);
+    each_kill_resumed_inside_its_step(&journal, &kills);
     each_step_done_once(&journal, Flow::Live);
     for (node, count) in boot_counts(&sim) {
         assert_eq!(count, 2, "{node} booted {count} times: the MCO's two rounds");
     }
+    assert_eq!(changes(&sim), expected, "the generations of Network.config and Network.operator, each node's reboots");
     assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "the operator refused nothing");
 }
