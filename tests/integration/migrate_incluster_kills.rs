@@ -28,6 +28,28 @@ enum At {
     Step(Step),
     /// `Network.config/cluster` has this condition True (the live flow's watch).
     Condition(&'static str),
+    /// The step's disruptive action is seen in the cluster (the API, read directly: a
+    /// kubectl process per poll would see it too late).
+    Applied(Step, fn(&Sim) -> bool),
+}
+
+fn get(sim: &Sim, path: &str) -> Value {
+    let (code, body) = sim.raw("GET", path, "application/json", b"");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn pools_paused(sim: &Sim) -> [bool; 2] {
+    ["master", "worker"]
+        .map(|pool| get(sim, &format!("/apis/machineconfiguration.openshift.io/v1/machineconfigpools/{pool}"))["spec"]["paused"] == true)
+}
+
+fn switched(sim: &Sim) -> bool {
+    get(sim, "/apis/config.openshift.io/v1/networks/cluster")["spec"]["networkType"] == "OVNKubernetes"
+}
+
+fn migration_enabled(sim: &Sim) -> bool {
+    get(sim, "/apis/operator.openshift.io/v1/networks/cluster")["spec"]["migration"]["networkType"] == "OVNKubernetes"
 }
 
 fn step_name(step: Step) -> String {
@@ -79,10 +101,10 @@ fn kill_at(sim: &Sim, mut command: std::process::Command, at: At) {
                 panic!("migrate ended ({status}) before {at:?}:\n{}", output.join("\n"));
             }
         }
-        if let At::Condition(kind) = at
-            && condition_true(sim, kind)
-        {
-            break;
+        match at {
+            At::Condition(kind) if condition_true(sim, kind) => break,
+            At::Applied(_, applied) if applied(sim) => break,
+            _ => {}
         }
     }
     child.0.kill().unwrap();
@@ -92,9 +114,9 @@ fn kill_at(sim: &Sim, mut command: std::process::Command, at: At) {
 /// Kills the migration `id` (`args`, its journal in the cluster) at each of `points` in turn:
 /// first started in the simulation's directory, then each time resumed with the same command
 /// line from a new empty directory; then finishes it from yet another. Returns the journal,
-/// and for each kill the step it was in and whether that step was still unfinished (a kill
-/// that lands after a step's end: a step with nothing to wait for can end before the kill).
-fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At]) -> (Vec<Value>, Vec<(Step, bool)>) {
+/// and for each kill the step it aimed at and the step in progress at the kill (none between
+/// two steps: a step with nothing to wait for, as a pool's pause, can end before the kill).
+fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At]) -> (Vec<Value>, Vec<(Step, Option<String>)>) {
     let place = JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap();
     let mut kills = Vec::new();
     let json = [args, &["--output", "json"]].concat();
@@ -110,13 +132,10 @@ fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At
         };
         kill_at(sim, command, at);
         let step = match at {
-            At::Step(step) => step,
+            At::Step(step) | At::Applied(step, _) => step,
             At::Condition(_) => Step::WaitRollout,
         };
-        let done = cluster_journal_lines(sim, &place)
-            .iter()
-            .any(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == step_name(step));
-        kills.push((step, !done));
+        kills.push((step, in_progress(&cluster_journal_lines(sim, &place))));
     }
     let local: Vec<_> =
         std::fs::read_dir(sim.path("state/migrations").join(id)).into_iter().flatten().map(|e| e.unwrap().file_name()).collect();
@@ -129,19 +148,25 @@ fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At
     (cluster_journal_lines(sim, &place), kills)
 }
 
+/// The step in progress in `journal`: the last one started, unless it is done since.
+fn in_progress(journal: &[Value]) -> Option<String> {
+    let last = journal.iter().rev().find(|l| matches!(l["record"]["event"].as_str(), Some("step_started" | "step_done")))?;
+    (last["record"]["event"] == "step_started").then(|| last["record"]["step"].as_str().unwrap().to_owned())
+}
+
 /// A step killed before its end is started again by the next process, and only then: each
-/// step's starts are one and its kills inside it (its record was in the cluster, the step not
-/// done; none done is started again); one `migration_resumed` for each kill and one more:
-/// `--cleanup`'s. Most kills land inside their step.
-fn each_kill_resumed_inside_its_step(journal: &[Value], kills: &[(Step, bool)]) {
-    for &(step, _) in kills {
+/// step's starts are one and a kill's in it (none done is started again); one
+/// `migration_resumed` for each kill and one more, `--cleanup`'s. Some kill lands inside the
+/// step it aimed at.
+fn each_kill_resumed_inside_its_step(journal: &[Value], kills: &[(Step, Option<String>)], flow: Flow) {
+    for &step in flow.steps() {
         let name = step_name(step);
         let started = journal.iter().filter(|l| l["record"]["event"] == "step_started" && l["record"]["step"] == name).count();
-        let inside = kills.iter().filter(|&&(s, inside)| s == step && inside).count();
+        let inside = kills.iter().filter(|(_, at)| at.as_deref() == Some(&name)).count();
         assert_eq!(started, 1 + inside, "step {name}: started once, and again after each kill inside it: {kills:?}");
     }
-    let inside = kills.iter().filter(|(_, inside)| *inside).count();
-    assert!(inside * 2 > kills.len(), "most kills land inside their step: {kills:?}");
+    let aimed = kills.iter().filter(|(step, at)| at.as_deref() == Some(&step_name(*step))).count();
+    assert!(aimed >= 1, "some kill lands inside the step it aimed at: {kills:?}");
     let resumed = journal.iter().filter(|l| l["record"]["event"] == "migration_resumed").count();
     assert_eq!(resumed, kills.len() + 1, "one resume after each kill and the clean-up's");
 }
@@ -196,14 +221,19 @@ fn migrated_and_settled(sim: &Sim) {
 /// spec changes and each node's reboots are an unkilled migration's (the MCO's rollout, the
 /// two-phase flow's phase 1 or the seed flow's after the pools resume, once).
 fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str) {
+    let points: Vec<At> = flow.steps().iter().copied().filter(|&s| s != Step::Cleanup).map(At::Step).collect();
+    offline_killed_at(version, flow, id, &points);
+}
+
+/// The offline flow of `version` killed at `points` in turn, each time resumed elsewhere.
+fn offline_killed_at(version: &str, flow: Flow, id: &str, points: &[At]) {
     let sim_args = ["--openshift-version", version];
     let args = ["--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"];
     let expected = unkilled(&sim_args, &args);
     let sim = Sim::in_process_with(1, 2, &sim_args);
-    let points: Vec<At> = flow.steps().iter().copied().filter(|&s| s != Step::Cleanup).map(At::Step).collect();
-    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, &points);
+    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, points);
     migrated_and_settled(&sim);
-    each_kill_resumed_inside_its_step(&journal, &kills);
+    each_kill_resumed_inside_its_step(&journal, &kills, flow);
     each_step_done_once(&journal, flow);
     let reboot = JournalPlace::new("kube-system", &format!("{id}-reboot")).unwrap();
     let mut dispatches: BTreeMap<String, usize> = BTreeMap::new();
@@ -228,6 +258,27 @@ fn seed_flow_killed_at_every_step_and_resumed_elsewhere_finishes() {
     offline_killed_at_every_step("4.7.60", Flow::Seed, "killsteps-seed");
 }
 
+/// Killed the moment a step's change is seen in the cluster, before its end is journaled
+/// (when the kill is fast enough): the pools paused (step 3), the network type switched (4),
+/// the pools resumed (8); the resume finds each change made and makes it no second time.
+#[test]
+fn seed_flow_killed_right_after_each_pool_and_network_change_finishes() {
+    let points = [
+        At::Applied(Step::PausePools, |sim| pools_paused(sim) == [true, true]),
+        At::Applied(Step::SetNetworkType, switched),
+        At::Applied(Step::ResumePools, |sim| pools_paused(sim) == [false, false]),
+    ];
+    offline_killed_at("4.7.60", Flow::Seed, "killsteps-seed-applied", &points);
+}
+
+/// The two-phase flow killed the moment `spec.migration.networkType` (step 2) and then
+/// `spec.networkType` (step 4) are seen set.
+#[test]
+fn two_phase_killed_right_after_each_network_change_finishes() {
+    let points = [At::Applied(Step::EnableMigration, migration_enabled), At::Applied(Step::SetNetworkType, switched)];
+    offline_killed_at("4.14.38", Flow::TwoPhase, "killsteps-two-phase-applied", &points);
+}
+
 /// The live flow killed at each of its steps' starts and at the network operator's stages
 /// inside its watch: every machine booted exactly twice (the MCO's two rounds).
 #[test]
@@ -249,7 +300,7 @@ fn live_killed_at_its_stages_and_resumed_elsewhere_finishes() {
     ];
     let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, &points);
     migrated_and_settled(&sim);
-    each_kill_resumed_inside_its_step(&journal, &kills);
+    each_kill_resumed_inside_its_step(&journal, &kills, Flow::Live);
     each_step_done_once(&journal, Flow::Live);
     for (node, count) in boot_counts(&sim) {
         assert_eq!(count, 2, "{node} booted {count} times: the MCO's two rounds");
