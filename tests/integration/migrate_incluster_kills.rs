@@ -24,6 +24,8 @@ use fleetboot_core::migrate::{Flow, Step};
 /// When to kill.
 #[derive(Clone, Copy, Debug)]
 enum At {
+    /// The migration's event `migration_started` (its first record is in the cluster).
+    MigrationStarted,
     /// The migration's event `step_started` for this step (its record is in the cluster).
     Step(Step),
     /// `Network.config/cluster` has this condition True (the live flow's watch).
@@ -66,9 +68,11 @@ fn condition_true(sim: &Sim, kind: &str) -> bool {
         .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
-/// Runs `command` (`migrate … --output json`) and kills it (SIGKILL, by PID) at `at`; panics,
+/// Runs `command` (`migrate … --output json`) and kills it (SIGKILL, by PID) at `at` (a step's
+/// start, or a later step's of `order` when a slow kill let the step run past it); panics,
 /// with its output, when it ends before.
-fn kill_at(sim: &Sim, mut command: std::process::Command, at: At) {
+fn kill_at(sim: &Sim, mut command: std::process::Command, at: At, order: &[Step]) {
+    let position = |name: &Value| order.iter().position(|&s| *name == step_name(s));
     let mut child = Killed(command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
     let (lines, seen) = mpsc::channel();
@@ -88,10 +92,14 @@ fn kill_at(sim: &Sim, mut command: std::process::Command, at: At) {
             Ok(line) => {
                 let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
                 output.push(line);
-                if let At::Step(step) = at
-                    && event["type"] == "step_started"
-                    && event["step"] == step_name(step)
-                {
+                let wanted = match at {
+                    At::MigrationStarted => event["type"] == "migration_started",
+                    At::Step(step) => {
+                        event["type"] == "step_started" && position(&event["step"]) >= position(&Value::from(step_name(step)))
+                    }
+                    _ => false,
+                };
+                if wanted {
                     break;
                 }
             }
@@ -114,9 +122,8 @@ fn kill_at(sim: &Sim, mut command: std::process::Command, at: At) {
 /// Kills the migration `id` (`args`, its journal in the cluster) at each of `points` in turn:
 /// first started in the simulation's directory, then each time resumed with the same command
 /// line from a new empty directory; then finishes it from yet another. Returns the journal,
-/// and for each kill the step it aimed at and the step in progress at the kill (none between
-/// two steps: a step with nothing to wait for, as a pool's pause, can end before the kill).
-fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At]) -> (Vec<Value>, Vec<(Step, Option<String>)>) {
+/// and the step each kill aimed at.
+fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], flow: Flow, points: &[At]) -> (Vec<Value>, Vec<Step>) {
     let place = JournalPlace::new("kube-system", &format!("{id}-migration")).unwrap();
     let mut kills = Vec::new();
     let json = [args, &["--output", "json"]].concat();
@@ -130,12 +137,13 @@ fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At
             dirs.push(tempfile::tempdir().unwrap());
             migrate_command_elsewhere(sim, dirs.last().unwrap().path(), if n % 2 == 0 { &by_id[..] } else { &json })
         };
-        kill_at(sim, command, at);
+        kill_at(sim, command, at, flow.steps());
         let step = match at {
+            At::MigrationStarted => Step::Preflight,
             At::Step(step) | At::Applied(step, _) => step,
             At::Condition(_) => Step::WaitRollout,
         };
-        kills.push((step, in_progress(&cluster_journal_lines(sim, &place))));
+        kills.push(step);
     }
     let local: Vec<_> =
         std::fs::read_dir(sim.path("state/migrations").join(id)).into_iter().flatten().map(|e| e.unwrap().file_name()).collect();
@@ -143,32 +151,79 @@ fn killed_at_each_then_finished(sim: &Sim, id: &str, args: &[&str], points: &[At
     let (finished, _elsewhere) = migrate_elsewhere(sim, args);
     assert_eq!(finished.code, 0, "{}", finished.debug());
     assert!(finished.stdout.contains("resuming the migration"), "{}", finished.debug());
+    // The clean-up (step 11, `--cleanup`) killed too, then run again.
+    let cleanup = [&json[..], &["--cleanup"]].concat();
+    dirs.push(tempfile::tempdir().unwrap());
+    kill_at(sim, migrate_command_elsewhere(sim, dirs.last().unwrap().path(), &cleanup), At::Step(Step::Cleanup), flow.steps());
+    kills.push(Step::Cleanup);
     let (cleaned, _elsewhere) = migrate_elsewhere(sim, &[args, &["--cleanup"]].concat());
     assert_eq!(cleaned.code, 0, "{}", cleaned.debug());
-    (cluster_journal_lines(sim, &place), kills)
+    let journal = cluster_journal_lines(sim, &place);
+    // Each process after the first journals its resume first; one killed after the clean-up's
+    // end leaves the finishing run nothing to do (nothing written).
+    let processes = processes(&journal);
+    let resumed = journal.iter().filter(|l| l["record"]["event"] == "migration_resumed").count();
+    assert_eq!(resumed, processes.len() - 1, "{:?}", compact(&journal));
+    assert!(processes.len() >= kills.len(), "every killed process wrote to the journal: {kills:?}; {:?}", compact(&journal));
+    // Its command lines run again once it finished (a Job's pod restarted after the last
+    // record): nothing to do, exit 0, nothing written.
+    for again in [&[args, &["--cleanup"]].concat(), args] {
+        let (run, _elsewhere) = migrate_elsewhere(sim, again);
+        assert_eq!(run.code, 0, "{}", run.debug());
+        assert!(run.stderr.contains("is already finished (step 11 done): nothing to do"), "{}", run.debug());
+        assert!(run.stdout.contains("migration to OVNKubernetes complete"), "{}", run.debug());
+        assert_eq!(cluster_journal_lines(sim, &place), journal, "nothing written to the finished migration's journal");
+    }
+    (journal, kills)
 }
 
-/// The step in progress in `journal`: the last one started, unless it is done since.
-fn in_progress(journal: &[Value]) -> Option<String> {
-    let last = journal.iter().rev().find(|l| matches!(l["record"]["event"].as_str(), Some("step_started" | "step_done")))?;
-    (last["record"]["event"] == "step_started").then(|| last["record"]["step"].as_str().unwrap().to_owned())
+/// The journal's records in short: each one's event and step.
+fn compact(journal: &[Value]) -> Vec<String> {
+    journal
+        .iter()
+        .map(|l| format!("{} {}", l["record"]["event"].as_str().unwrap_or(""), l["record"]["step"].as_str().unwrap_or("")))
+        .collect()
 }
 
-/// A step killed before its end is started again by the next process, and only then: each
-/// step's starts are one and a kill's in it (none done is started again); one
-/// `migration_resumed` for each kill and one more, `--cleanup`'s. Some kill lands inside the
-/// step it aimed at.
-fn each_kill_resumed_inside_its_step(journal: &[Value], kills: &[(Step, Option<String>)], flow: Flow) {
+/// Each process's step in progress when it ended, in the order they wrote to `journal` (each
+/// record names its writer, pid included): none when it ended between two steps (a step with
+/// nothing to wait for, as a pool's pause, can end before the kill). Read from the journal
+/// once all is over: a write in flight at a kill may land after it.
+fn processes(journal: &[Value]) -> Vec<Option<String>> {
+    let mut ended: Vec<(&Value, Option<String>)> = Vec::new();
+    for line in journal {
+        if ended.last().is_none_or(|(holder, _)| *holder != &line["holder"]) {
+            ended.push((&line["holder"], None));
+        }
+        let current = &mut ended.last_mut().unwrap().1;
+        match line["record"]["event"].as_str() {
+            Some("step_started") => *current = line["record"]["step"].as_str().map(str::to_owned),
+            Some("step_done") => *current = None,
+            _ => {}
+        }
+    }
+    ended.into_iter().map(|(_, step)| step).collect()
+}
+
+/// A step a process was killed in is started again by the next one, and only then: each
+/// step's starts are one and one for each process that ended in it; none is started again
+/// once done. Some kill lands inside the step it aimed at.
+fn each_kill_resumed_inside_its_step(journal: &[Value], kills: &[Step], flow: Flow) {
+    let ended = processes(journal);
     for &step in flow.steps() {
         let name = step_name(step);
         let started = journal.iter().filter(|l| l["record"]["event"] == "step_started" && l["record"]["step"] == name).count();
-        let inside = kills.iter().filter(|(_, at)| at.as_deref() == Some(&name)).count();
-        assert_eq!(started, 1 + inside, "step {name}: started once, and again after each kill inside it: {kills:?}");
+        let inside = ended.iter().filter(|at| at.as_deref() == Some(&name)).count();
+        assert_eq!(started, 1 + inside, "step {name}: started once, and again after each kill inside it: {:?}", compact(journal));
+        let done = journal.iter().position(|l| l["record"]["event"] == "step_done" && l["record"]["step"] == name).unwrap();
+        assert!(
+            !journal[done..].iter().any(|l| l["record"]["event"] == "step_started" && l["record"]["step"] == name),
+            "step {name} started again once done: {:?}",
+            compact(journal)
+        );
     }
-    let aimed = kills.iter().filter(|(step, at)| at.as_deref() == Some(&step_name(*step))).count();
-    assert!(aimed >= 1, "some kill lands inside the step it aimed at: {kills:?}");
-    let resumed = journal.iter().filter(|l| l["record"]["event"] == "migration_resumed").count();
-    assert_eq!(resumed, kills.len() + 1, "one resume after each kill and the clean-up's");
+    let aimed = kills.iter().filter(|step| ended.iter().any(|at| at.as_deref() == Some(&step_name(**step)))).count();
+    assert!(aimed >= 1, "some kill lands inside the step it aimed at: {kills:?}; {:?}", compact(journal));
 }
 
 /// What the migration changed, to compare with an unkilled one: the generations of
@@ -221,7 +276,8 @@ fn migrated_and_settled(sim: &Sim) {
 /// spec changes and each node's reboots are an unkilled migration's (the MCO's rollout, the
 /// two-phase flow's phase 1 or the seed flow's after the pools resume, once).
 fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str) {
-    let points: Vec<At> = flow.steps().iter().copied().filter(|&s| s != Step::Cleanup).map(At::Step).collect();
+    let steps = flow.steps().iter().copied().filter(|&s| s != Step::Cleanup).map(At::Step);
+    let points: Vec<At> = [At::MigrationStarted].into_iter().chain(steps).collect();
     offline_killed_at(version, flow, id, &points);
 }
 
@@ -231,7 +287,7 @@ fn offline_killed_at(version: &str, flow: Flow, id: &str, points: &[At]) {
     let args = ["--journal-in-cluster", "--run-id", id, "--etcd-backup-confirmed", "--poll-interval", "300ms"];
     let expected = unkilled(&sim_args, &args);
     let sim = Sim::in_process_with(1, 2, &sim_args);
-    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, points);
+    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, flow, points);
     migrated_and_settled(&sim);
     each_kill_resumed_inside_its_step(&journal, &kills, flow);
     each_step_done_once(&journal, flow);
@@ -289,6 +345,7 @@ fn live_killed_at_its_stages_and_resumed_elsewhere_finishes() {
     let expected = unkilled(&sim_args, &args);
     let sim = Sim::in_process_with(1, 2, &sim_args);
     let points = [
+        At::MigrationStarted,
         At::Step(Step::Preflight),
         At::Step(Step::Backup),
         At::Step(Step::SetNetworkType),
@@ -298,7 +355,7 @@ fn live_killed_at_its_stages_and_resumed_elsewhere_finishes() {
         At::Condition("NetworkTypeMigrationTargetCNIInUse"),
         At::Step(Step::Verify),
     ];
-    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, &points);
+    let (journal, kills) = killed_at_each_then_finished(&sim, id, &args, Flow::Live, &points);
     migrated_and_settled(&sim);
     each_kill_resumed_inside_its_step(&journal, &kills, Flow::Live);
     each_step_done_once(&journal, Flow::Live);
