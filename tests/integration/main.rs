@@ -33,6 +33,7 @@ mod midtier_abort;
 mod migrate;
 mod migrate_features;
 mod migrate_incluster;
+mod migrate_incluster_kills;
 mod migrate_live;
 mod migrate_live_hosted;
 mod migrate_live_kill;

@@ -10,31 +10,9 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::elsewhere::{Killed, cluster_journal_lines, migrate_elsewhere, wait_for, wait_while_running};
 use crate::common::sim::Sim;
 use fleetboot::adapters::kube::journal_store::JournalPlace;
-
-/// Every record line of the run's journal in the cluster, chunk after chunk (kubectl's view).
-fn cluster_journal_lines(sim: &Sim, place: &JournalPlace) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    for index in 0.. {
-        let (found, data, _) = sim.kubectl(&[
-            "-n",
-            &place.namespace,
-            "get",
-            "configmap",
-            &place.chunk_name(index),
-            "--ignore-not-found",
-            "-o",
-            "jsonpath={.data.records\\.jsonl}",
-        ]);
-        assert!(found, "kubectl get configmap {}", place.chunk_name(index));
-        if data.is_empty() {
-            break;
-        }
-        lines.extend(data.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
-    }
-    lines
-}
 
 /// Each host's number of `dispatching` records in the run's journal in the cluster.
 fn cluster_dispatch_counts(sim: &Sim, place: &JournalPlace) -> BTreeMap<String, usize> {
@@ -49,66 +27,6 @@ fn cluster_dispatch_counts(sim: &Sim, place: &JournalPlace) -> BTreeMap<String, 
 
 fn dispatched(sim: &Sim, place: &JournalPlace) -> usize {
     cluster_journal_lines(sim, place).iter().filter(|l| l["record"]["event"] == "dispatched").count()
-}
-
-/// A child process killed by PID when dropped, also when the test fails.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The simulation's fleetboot.toml (the fleet's SSH key and known_hosts, the kubeconfig) with
-/// its state directory moved into `dir`: another machine, with none of the first one's files.
-fn config_elsewhere(sim: &Sim, dir: &std::path::Path) -> std::path::PathBuf {
-    let config = std::fs::read_to_string(sim.config()).unwrap();
-    let old = format!("state_dir = \"{}\"", sim.path("state").display());
-    assert!(config.contains(&old), "{config}");
-    let path = dir.join("fleetboot.toml");
-    std::fs::write(&path, config.replace(&old, &format!("state_dir = \"{}\"", dir.join("state").display()))).unwrap();
-    path
-}
-
-/// `fleetboot migrate ARGS --output plain` on another machine: an empty working directory, its
-/// own state directory, the same cluster; with that directory (dropped: removed).
-fn migrate_elsewhere(sim: &Sim, args: &[&str]) -> (crate::common::Run, tempfile::TempDir) {
-    let elsewhere = tempfile::tempdir().unwrap();
-    let config = config_elsewhere(sim, elsewhere.path());
-    let out = std::process::Command::new(crate::common::fleetboot_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("migrate")
-        .args(args)
-        .args(["--output", "plain"])
-        .current_dir(elsewhere.path())
-        .env("HOME", elsewhere.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (crate::common::Run::from(out), elsewhere)
-}
-
-/// Waits (at most two minutes) until `done`, the migration `child` still running.
-fn wait_while_running(child: &mut Killed, what: &str, done: impl Fn() -> bool) {
-    assert!(wait_for(child, done), "migrate ended before {what}");
-}
-
-/// Waits (at most two minutes) until `done` (true), or until `child` ends (false).
-fn wait_for(child: &mut Killed, done: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(120), "it never happened");
-        if child.0.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    true
 }
 
 /// Step 10's reboot of the nodes that hold pods in error keeps its journal in the cluster too

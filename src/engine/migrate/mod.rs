@@ -316,6 +316,16 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         && state.is_over()
     {
         let location = journal_of(&root);
+        // Its own command line run again once it finished (a Job's pod killed after the last
+        // record, before it exited, then restarted): nothing is left to do, and a refusal would
+        // fail the Job after a migration that succeeded. Nothing is written to its journal.
+        if state.superseded_by.is_none() && state.is_done(Step::Cleanup) && state.target == options.to {
+            let message = format!("the migration {} is already finished (step 11 done): nothing to do", location.display());
+            events.emit(MigrationEvent::MigrationWarning { message });
+            events.emit(MigrationEvent::MigrationComplete { target: state.target.clone() });
+            events.emit(MigrationEvent::MigrationFinished { complete: true, exit_code: ExitCode::Ok as u8 });
+            return Ok(ExitCode::Ok);
+        }
         return Err(MigrateError::InCluster(format!("the migration {} is over; a new one takes another --run-id", location.display())));
     }
     // The unfinished migration its ID names, towards the same network: this very migration,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+pub mod elsewhere;
 pub mod inproc;
 pub mod pod;
 pub mod sim;
