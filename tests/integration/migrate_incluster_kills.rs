@@ -272,12 +272,18 @@ fn migrated_and_settled(sim: &Sim) {
 }
 
 /// The offline flows: every step of the flow but the clean-up is a kill point (the clean-up
-/// runs after, with `--cleanup`); step 7 reboots each node once (its run in the cluster); the
-/// spec changes and each node's reboots are an unkilled migration's (the MCO's rollout, the
-/// two-phase flow's phase 1 or the seed flow's after the pools resume, once).
-fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str) {
-    let steps = flow.steps().iter().copied().filter(|&s| s != Step::Cleanup).map(At::Step);
-    let points: Vec<At> = [At::MigrationStarted].into_iter().chain(steps).collect();
+/// runs after, with `--cleanup`, and is killed too), and after a step that changes the
+/// cluster, the moment its change is seen (`changed`: before its end is journaled when the kill
+/// is fast enough; at once when the killed process made it already). Step 7 reboots each node
+/// once (its run in the cluster); the spec changes and each node's reboots are an unkilled
+/// migration's (the MCO's rollout, the two-phase flow's phase 1 or the seed flow's after the
+/// pools resume, once).
+fn offline_killed_at_every_step(version: &str, flow: Flow, id: &str, changed: &[At]) {
+    let mut points = vec![At::MigrationStarted];
+    for &step in flow.steps().iter().filter(|&&s| s != Step::Cleanup) {
+        points.push(At::Step(step));
+        points.extend(changed.iter().filter(|at| matches!(at, At::Applied(s, _) if *s == step)));
+    }
     offline_killed_at(version, flow, id, &points);
 }
 
@@ -304,35 +310,24 @@ fn offline_killed_at(version: &str, flow: Flow, id: &str, points: &[At]) {
     assert_eq!(changes(&sim), expected, "the generations of Network.config and Network.operator, each node's reboots");
 }
 
+/// Killed also the moment `spec.migration.networkType` (step 2) and `spec.networkType` (4)
+/// are seen set.
 #[test]
 fn two_phase_killed_at_every_step_and_resumed_elsewhere_finishes() {
-    offline_killed_at_every_step("4.14.38", Flow::TwoPhase, "killsteps-two-phase");
+    let changed = [At::Applied(Step::EnableMigration, migration_enabled), At::Applied(Step::SetNetworkType, switched)];
+    offline_killed_at_every_step("4.14.38", Flow::TwoPhase, "killsteps-two-phase", &changed);
 }
 
+/// Killed also the moment the pools are seen paused (step 3), the network type switched (4)
+/// and the pools resumed (8).
 #[test]
 fn seed_flow_killed_at_every_step_and_resumed_elsewhere_finishes() {
-    offline_killed_at_every_step("4.7.60", Flow::Seed, "killsteps-seed");
-}
-
-/// Killed the moment a step's change is seen in the cluster, before its end is journaled
-/// (when the kill is fast enough): the pools paused (step 3), the network type switched (4),
-/// the pools resumed (8); the resume finds each change made and makes it no second time.
-#[test]
-fn seed_flow_killed_right_after_each_pool_and_network_change_finishes() {
-    let points = [
+    let changed = [
         At::Applied(Step::PausePools, |sim| pools_paused(sim) == [true, true]),
         At::Applied(Step::SetNetworkType, switched),
         At::Applied(Step::ResumePools, |sim| pools_paused(sim) == [false, false]),
     ];
-    offline_killed_at("4.7.60", Flow::Seed, "killsteps-seed-applied", &points);
-}
-
-/// The two-phase flow killed the moment `spec.migration.networkType` (step 2) and then
-/// `spec.networkType` (step 4) are seen set.
-#[test]
-fn two_phase_killed_right_after_each_network_change_finishes() {
-    let points = [At::Applied(Step::EnableMigration, migration_enabled), At::Applied(Step::SetNetworkType, switched)];
-    offline_killed_at("4.14.38", Flow::TwoPhase, "killsteps-two-phase-applied", &points);
+    offline_killed_at_every_step("4.7.60", Flow::Seed, "killsteps-seed", &changed);
 }
 
 /// The live flow killed at each of its steps' starts and at the network operator's stages
