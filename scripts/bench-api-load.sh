@@ -97,6 +97,8 @@ measure() {
         failed=1
         echo "$kind on $workers workers failed:" >&2
         tail -5 "$dir/err" >&2
+        # With --output json the run's own reasons (warnings, an abort) are events on stdout.
+        grep -E '"type":"(warning|abort_requested|error)"' "$dir/events.jsonl" | tail -5 | cut -c1-400 >&2 || true
         exit 1
     fi
     local took=$(( $(date +%s) - s ))
