@@ -16,7 +16,7 @@
 # have one user Deployment (3 replicas, minAvailable 2) per 3 workers besides the platform's.
 # The migration's pools get maxUnavailable N/10, so its two MCO rollouts also take ten waves.
 # Everything runs on 127.0.0.0/8; the simulations are stopped by PID.
-set -euo pipefail
+set -Eeuo pipefail # -E: the ERR trap below also fires inside functions
 cd "$(dirname "$0")/.."
 build=1
 bin=$PWD/target/release/fleetboot
@@ -37,7 +37,16 @@ done
 [ $build = 1 ] && nice cargo build --release --quiet --bin fleetboot
 out=$(mktemp -d /tmp/fleetboot-bench-api-load.XXXXXX)
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$out"; }
+# A failure keeps the runs' directories (simulation output, fleetboot's stderr and events) and
+# says where, on stderr: under `set -e` a failing step (a simulation that died before its stop, a
+# request that found no API) used to end the script with exit 1, nothing said, the evidence removed.
+failed=
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    wait 2>/dev/null || true
+    if [ -n "$failed" ]; then echo "bench-api-load: kept $out for a look" >&2; else rm -rf "$out"; fi
+}
+trap 'failed=1; echo "bench-api-load: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -53,7 +62,7 @@ measure() {
         --reboot-delay 1s --boot-time 1s --notready-after 300ms --kubelet-ready-after 300ms >"$dir/sim.out" 2>&1 &
     pid=$!
     until grep -q ready "$dir/sim.out" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || { cat "$dir/sim.out"; exit 1; }
+        kill -0 "$pid" 2>/dev/null || { failed=1; echo "bench-api-load: the simulation of $kind on $workers workers ended:" >&2; cat "$dir/sim.out" >&2; exit 1; }
         sleep 0.1
     done
     local api
@@ -85,8 +94,11 @@ measure() {
     local s
     s=$(date +%s)
     if ! HOME=$dir SSH_AUTH_SOCK='' "${fb[@]}" "${args[@]}" --output json >"$dir/events.jsonl" 2>"$dir/err"; then
+        failed=1
         echo "$kind on $workers workers failed:" >&2
         tail -5 "$dir/err" >&2
+        # With --output json the run's own reasons (warnings, an abort) are events on stdout.
+        grep -E '"type":"(warning|abort_requested|error)"' "$dir/events.jsonl" | tail -5 | cut -c1-400 >&2 || true
         exit 1
     fi
     local took=$(( $(date +%s) - s ))
@@ -95,7 +107,7 @@ import json, sys
 file, took, before, after, traffic = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
 json.dump({"seconds": took, "traffic": traffic, "execStreamBytes": after["streamBytes"] - before["streamBytes"]}, open(file, "w"))
 PY
-    kill "$pid"
+    kill "$pid" 2>/dev/null || { failed=1; echo "bench-api-load: the simulation of $kind on $workers workers had ended before the end of the run: $(tail -3 "$dir/sim.out")" >&2; exit 1; }
     wait "$pid" 2>/dev/null || true
     pid=
     rm -rf "$dir"
