@@ -148,19 +148,32 @@ impl PoolWatch {
 fn reboot_every_node_with_openssh(sim: &Sim) {
     let before = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]);
     let ips = sim.kubectl_ok(&["get", "nodes", "-o", r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#]);
-    let config = std::fs::read_to_string(sim.path("fleetboot.toml")).unwrap();
-    let port = config.lines().find_map(|l| l.strip_prefix("port = ")).unwrap().trim().to_owned();
     for ip in ips.split_whitespace() {
-        let status = std::process::Command::new("ssh")
-            .args(["-F", "/dev/null", "-p", &port, "-i"])
-            .arg(sim.path("id_ed25519"))
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", sim.path("known_hosts").display()))
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", &format!("core@{ip}"), "sudo", "shutdown", "-r", "-t", "3"])
-            .status()
-            .unwrap();
+        let status = openssh(sim, &[], ip).args(["sudo", "shutdown", "-r", "-t", "3"]).status().unwrap();
         assert!(status.success(), "ssh core@{ip}");
     }
+    wait_every_node_back(sim, &before);
+}
+
+/// OpenSSH's client to `core@ip` with the simulation's port, key and known_hosts (in place of
+/// StrictHostKeyChecking=no), `options` before the destination.
+fn openssh(sim: &Sim, options: &[&str], ip: &str) -> std::process::Command {
+    let config = std::fs::read_to_string(sim.path("fleetboot.toml")).unwrap();
+    let port = config.lines().find_map(|l| l.strip_prefix("port = ")).unwrap().trim().to_owned();
+    let mut ssh = std::process::Command::new("ssh");
+    ssh.args(["-F", "/dev/null", "-p", &port, "-i"])
+        .arg(sim.path("id_ed25519"))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", sim.path("known_hosts").display()))
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+        .args(options)
+        .arg(format!("core@{ip}"));
+    ssh
+}
+
+/// Until every node shows a boot ID other than `before`'s and Ready (at most 120 s: the limit
+/// only ends a hung test).
+fn wait_every_node_back(sim: &Sim, before: &str) {
     let start = std::time::Instant::now();
     loop {
         let after = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]);
@@ -172,6 +185,41 @@ fn reboot_every_node_with_openssh(sim: &Sim) {
         assert!(start.elapsed() < std::time::Duration::from_secs(120), "every node back with a new boot ID: {after} {ready}");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+}
+
+/// A host's reboot ends its SSH sessions (systemd stops sshd and every session with it): an
+/// OpenSSH connection opened before the simulated reboot is closed by it, not kept answering
+/// with the old boot ID after the host is back.
+#[test]
+fn a_reboot_closes_the_ssh_connections_opened_before_it() {
+    let sim = Sim::start(0, 1);
+    let before = sim.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.bootID}"]);
+    let ip = sim.kubectl_ok(&["get", "node", "worker-0", "-o", r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#]);
+    // A connection held open (no command), its control socket there once it is authenticated.
+    let socket = sim.path("held.sock");
+    let control = format!("ControlPath={}", socket.display());
+    let mut held = openssh(&sim, &["-N", "-o", "ControlMaster=yes", "-o", &control], &ip)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(held.try_wait().unwrap().is_none(), "the held connection failed to open");
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the held connection never opened");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The reboot over a connection of its own.
+    let status = openssh(&sim, &["-o", "ControlPath=none"], &ip).args(["sudo", "shutdown", "-r", "now"]).status().unwrap();
+    assert!(status.success(), "ssh core@{ip} sudo shutdown -r now");
+    wait_every_node_back(&sim, &before);
+    let ended = held.try_wait().unwrap();
+    if ended.is_none() {
+        let _ = held.kill();
+        let _ = held.wait();
+    }
+    assert!(ended.is_some(), "the connection opened before the reboot is still open after it");
 }
 
 /// The 4.14 rollback as the documents write it (openshift-docs

@@ -211,6 +211,10 @@ impl SimNode {
                 let config = config.clone();
                 sessions.spawn(async move {
                     if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
+                        // russh runs the session on a task of its own, which aborting this one
+                        // would leave running: the guard ends it when this task goes (the node
+                        // goes down), as a real host's shutdown ends its sshd's sessions.
+                        let _ends_with_the_node = EndsWithTheNode(session.handle());
                         let _ = session.await;
                     }
                 });
@@ -522,5 +526,20 @@ impl Handler for Connection {
         session.eof(channel)?;
         session.close(channel)?;
         Ok(())
+    }
+}
+
+/// An SSH session's handle that disconnects it when dropped: with the task serving the node's
+/// SSH (aborted when the node goes down) its sessions go too.
+struct EndsWithTheNode(russh::server::Handle);
+
+impl Drop for EndsWithTheNode {
+    fn drop(&mut self) {
+        let handle = self.0.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = handle.disconnect(russh::Disconnect::ByApplication, "the host is going down".into(), String::new()).await;
+            });
+        }
     }
 }
