@@ -73,7 +73,7 @@ fn a_window_that_opens_twenty_seconds_in_holds_every_reboot_until_then() {
     let mut opens_ms = (now_ms() / 1000 + 20) * 1000;
     // On a whole minute fleetboot writes the window back as HH:MM, not as given (HH:MM:00):
     // a second later keeps the text compared below the same (it failed once a minute in 60).
-    if opens_ms / 1000 % 60 == 0 {
+    if (opens_ms / 1000).is_multiple_of(60) {
         opens_ms += 1000;
     }
     let window = format!("{}-{}", utc_time(opens_ms), utc_time(opens_ms + 3_600_000));
