@@ -213,7 +213,9 @@ impl SimNode {
                     if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
                         // russh runs the session on a task of its own, which aborting this one
                         // would leave running: the guard ends it when this task goes (the node
-                        // goes down), as a real host's shutdown ends its sshd's sessions.
+                        // goes down), as a real host's shutdown ends its sshd's sessions (systemd
+                        // v252 src/shutdown/shutdown.c: `broadcast_signal` SIGTERM then SIGKILL to
+                        // every remaining process before the reboot).
                         let _ends_with_the_node = EndsWithTheNode(session.handle());
                         let _ = session.await;
                     }
