@@ -305,9 +305,9 @@ impl ClusterStore {
         let place = cluster_place(namespace, id)?;
         let error = MigrationJournalError::InCluster;
         let journal = if journal_store::exists(client, &place).await.map_err(error)? {
-            journal_store::take_over_journal(client, config, &place, holder).await.map_err(error)?.0
+            journal_store::take_over(client, config, &place, holder).await.map_err(error)?.0
         } else {
-            journal_store::create_journal(client, config, &place, holder).await.map_err(error)?
+            journal_store::create(client, config, &place, holder).await.map_err(error)?
         };
         let store = ClusterStore {
             client: client.clone(),

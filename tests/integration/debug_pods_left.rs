@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::common::sim::Sim;
 use fleetboot::adapters::journal::{JournalBackend, JournalWriter};
-use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
 use fleetboot_core::journal::{DebugPodRef, Entry, JournalError, Record};
 
 /// Takes records until its `fail_at`-th (from 1), which it refuses as a fenced journal would.
@@ -47,8 +46,7 @@ fn exists(sim: &Sim, name: &str) -> bool {
 #[test]
 fn a_left_debug_pods_deletion_the_journal_refuses_stops_the_cleanup_and_the_run() {
     let sim = Sim::in_process(0, 1);
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let connection = sim.connection();
     let pods = [pod(&sim, "fleetboot-debug-a"), pod(&sim, "fleetboot-debug-b")];
 
     // The journal refuses the first deletion's record: the cleanup stops with its error, and

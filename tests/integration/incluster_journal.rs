@@ -50,8 +50,7 @@ fn start(run_id: &str, names: &[&str]) -> Record {
 #[test]
 fn two_writers_of_one_journal_never_both_succeed_and_the_older_stops_naming_the_newer() {
     let sim = Sim::in_process(0, 1);
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let connection = sim.connection();
     let place = JournalPlace::new("kube-system", "20261204T120000Z-7").unwrap();
     let (client, config) = (&connection.client, &connection.config);
 
@@ -59,7 +58,7 @@ fn two_writers_of_one_journal_never_both_succeed_and_the_older_stops_naming_the_
     first.append(&start("20261204T120000Z-7", &["a", "b"])).unwrap();
     first.append(&rec(1, Entry::Down { host: "a".into() })).unwrap();
     // A second create of the same run is refused: a journal is never overwritten.
-    let again = sim.block_on(journal_store::create(client, config, &place, "bob@laptop pid 8 run r")).unwrap_err().to_string();
+    let again = sim.block_on(journal_store::create::<Record>(client, config, &place, "bob@laptop pid 8 run r")).unwrap_err().to_string();
     assert!(again.contains("never overwritten") && again.contains("fleetboot-journal-20261204t120000z-7-0"), "{again}");
 
     // Another writer takes it over: it sees every record so far, and from now on the first

@@ -6,7 +6,6 @@
 use crate::common::sim::Sim;
 use fleetboot::adapters::journal::JournalBackend;
 use fleetboot::adapters::kube::journal_store::{self, CHUNK_LIMIT, JournalPlace};
-use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
 use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
 
 fn down(at_ms: u64, host: &str) -> Record {
@@ -27,8 +26,7 @@ fn counted(sim: &Sim, kind: &str) -> (u64, u64, u64) {
 #[test]
 fn an_append_costs_at_most_one_small_chunk_each_way_and_every_record_reads_back_in_order() {
     let sim = Sim::in_process(0, 1);
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let connection = sim.connection();
     let place = JournalPlace::new("kube-system", "20261204T160000Z-9").unwrap();
     let mut journal =
         sim.block_on(journal_store::create(&connection.client, &connection.config, &place, "ann@bastion pid 9 run r")).unwrap();

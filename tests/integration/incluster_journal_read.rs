@@ -7,7 +7,6 @@
 use crate::common::sim::Sim;
 use fleetboot::adapters::journal::JournalBackend;
 use fleetboot::adapters::kube::journal_store::{self, JournalPlace};
-use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
 use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
 
 fn requests(sim: &Sim, kind: &str) -> u64 {
@@ -18,8 +17,7 @@ fn requests(sim: &Sim, kind: &str) -> u64 {
 #[test]
 fn a_journal_of_many_chunks_is_read_with_one_list_and_a_take_over_still_fences_the_old_writer() {
     let sim = Sim::in_process(0, 1);
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let connection = sim.connection();
     let (client, config) = (&connection.client, &connection.config);
     // Two runs whose IDs share their first 63 characters, so their chunks carry the same label
     // (a label value holds 63): each reads only its own, by name.

@@ -9,7 +9,6 @@ use std::time::Duration;
 use crate::common::sim::Sim;
 use fleetboot::adapters::journal::JournalBackend;
 use fleetboot::adapters::kube::journal_store::{self, JournalPlace};
-use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
 use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
 
 fn down(at_ms: u64, host: &str) -> Record {
@@ -28,15 +27,10 @@ fn lines(sim: &Sim, place: &JournalPlace, index: usize) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn connect(sim: &Sim) -> ClusterConnection {
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    sim.block_on(ClusterConnection::open(&target)).unwrap()
-}
-
 #[test]
 fn a_journal_write_is_tried_again_after_server_errors_and_lands_once() {
     let sim = Sim::in_process(0, 1);
-    let connection = connect(&sim);
+    let connection = sim.connection();
     let place = JournalPlace::new("kube-system", "20261204T140000Z-1").unwrap();
     let mut journal = sim.block_on(journal_store::create(&connection.client, &connection.config, &place, "ann pid 1")).unwrap();
     journal.append(&down(1, "a")).unwrap();
@@ -50,7 +44,7 @@ fn a_journal_write_is_tried_again_after_server_errors_and_lands_once() {
 #[test]
 fn a_journal_write_that_never_answers_times_out_and_fails_by_its_deadline() {
     let sim = Sim::in_process(0, 1);
-    let connection = connect(&sim);
+    let connection = sim.connection();
     let mut config = connection.config.clone();
     config.read_timeout = Some(Duration::from_secs(1));
     let place = JournalPlace::new("kube-system", "20261204T140000Z-2").unwrap();
@@ -76,7 +70,7 @@ fn taken_over(at_ms: u64, big: &str) -> Record {
 #[test]
 fn a_record_no_configmap_can_hold_is_refused_clearly_and_nothing_is_touched() {
     let sim = Sim::in_process(0, 1);
-    let connection = connect(&sim);
+    let connection = sim.connection();
     let place = JournalPlace::new("kube-system", "20261204T140000Z-4").unwrap();
     let mut journal = sim.block_on(journal_store::create(&connection.client, &connection.config, &place, "ann pid 1")).unwrap();
     journal.append(&down(1, "a")).unwrap();
@@ -91,14 +85,16 @@ fn a_record_no_configmap_can_hold_is_refused_clearly_and_nothing_is_touched() {
 #[test]
 fn a_failed_take_over_names_the_chunk_it_tried_to_create() {
     let sim = Sim::in_process(0, 1);
-    let connection = connect(&sim);
+    let connection = sim.connection();
     let place = JournalPlace::new("kube-system", "20261204T140000Z-5").unwrap();
     let mut journal = sim.block_on(journal_store::create(&connection.client, &connection.config, &place, "ann pid 1")).unwrap();
     journal.append(&down(1, "a")).unwrap();
     // Sealed by a writer killed before it created the next chunk.
     sim.kubectl_ok(&["-n", "kube-system", "annotate", "configmap", &place.chunk_name(0), "fleetboot.io/journal-sealed=true"]);
     sim.control("POST", "fail-requests", r#"{"method": "POST", "resource": "configmaps", "count": 1}"#);
-    let error =
-        sim.block_on(journal_store::take_over(&connection.client, &connection.config, &place, "bob pid 2")).unwrap_err().to_string();
+    let error = sim
+        .block_on(journal_store::take_over::<Record>(&connection.client, &connection.config, &place, "bob pid 2"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains(&format!("configmaps/kube-system/{}:", place.chunk_name(1))), "{error}");
 }

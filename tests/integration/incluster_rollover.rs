@@ -8,7 +8,6 @@
 use crate::common::sim::Sim;
 use fleetboot::adapters::journal::JournalBackend;
 use fleetboot::adapters::kube::journal_store::{self, CHUNK_LIMIT, JournalPlace};
-use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
 use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record};
 
 /// A record big enough that two never share a chunk: each append after the first rolls over.
@@ -52,8 +51,7 @@ fn chunks(sim: &Sim, place: &JournalPlace) -> Vec<(Vec<u64>, bool)> {
 #[test]
 fn a_lost_answer_to_the_next_chunks_create_or_to_the_seal_is_found_by_reading_and_no_record_is_written_twice() {
     let sim = Sim::in_process(0, 1);
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let connection = sim.connection();
     let place = JournalPlace::new("kube-system", "20261204T150000Z-6").unwrap();
     let (client, config) = (&connection.client, &connection.config);
     let mut journal = sim.block_on(journal_store::create(client, config, &place, "ann pid 1")).unwrap();

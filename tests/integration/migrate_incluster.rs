@@ -184,14 +184,12 @@ fn killed_in_step_7_then_finished_elsewhere(resume: &[&str]) {
 /// can neither append nor overwrite a side file; a side file over 1 MiB is refused by name.
 #[test]
 fn the_migrations_store_in_the_cluster_is_fenced_and_refuses_a_side_file_over_one_mebibyte() {
-    use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
     use fleetboot::adapters::migration_journal::{ClusterStore, MigrationStore, load_from_cluster};
     use fleetboot_core::migrate::Step;
     use fleetboot_core::migrate::record::MigrationEntry;
 
     let sim = Sim::in_process(0, 1);
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let connection = sim.connection();
     let (client, config) = (&connection.client, &connection.config);
     let id = "20261204T120000Z-7";
     assert!(sim.block_on(load_from_cluster(client, "kube-system", id)).unwrap().is_none(), "no journal yet");
@@ -504,14 +502,12 @@ fn an_unfinished_migration_in_the_cluster_is_rolled_back_from_another_directory_
 /// both; nothing is touched.
 #[test]
 fn two_unfinished_migrations_in_the_cluster_and_none_named_is_refused_listing_them() {
-    use fleetboot::adapters::kube::{ClusterConnection, ClusterTarget};
     use fleetboot::adapters::migration_journal::{ClusterStore, MigrationStore, unfinished_in_cluster};
     use fleetboot_core::migrate::Flow;
     use fleetboot_core::migrate::record::MigrationEntry;
 
     let sim = Sim::in_process(1, 1);
-    let target = ClusterTarget { kubeconfig: Some(sim.path("kubeconfig")), context: None };
-    let connection = sim.block_on(ClusterConnection::open(&target)).unwrap();
+    let connection = sim.connection();
     let (client, config) = (&connection.client, &connection.config);
     for id in ["m-a", "m-b"] {
         let store = sim.block_on(ClusterStore::open(client, config, "kube-system", id, "ann@bastion pid 7")).unwrap();

@@ -306,18 +306,9 @@ struct Head {
     last: ConfigMap,
 }
 
-/// Creates a new run's journal (chunk 0, token 1). An existing one is never overwritten.
-pub async fn create(
-    client: &kube::Client,
-    config: &kube::Config,
-    place: &JournalPlace,
-    holder: &str,
-) -> Result<ClusterJournal, JournalError> {
-    create_journal(client, config, place, holder).await
-}
-
-/// [`create`] for any kind of record (a migration's journal too).
-pub async fn create_journal<R: JournalLine>(
+/// Creates a new run's journal (chunk 0, token 1), for any kind of record (a migration's
+/// journal too). An existing one is never overwritten.
+pub async fn create<R: JournalLine>(
     client: &kube::Client,
     config: &kube::Config,
     place: &JournalPlace,
@@ -334,18 +325,9 @@ pub async fn create_journal<R: JournalLine>(
 
 /// Takes a run's journal over for a resume: raises the fencing token on its last chunk with a
 /// conditional write, so that any older writer's next write fails; returns the writer and the
-/// records as they stand once no older writer can add to them.
-pub async fn take_over(
-    client: &kube::Client,
-    config: &kube::Config,
-    place: &JournalPlace,
-    holder: &str,
-) -> Result<(ClusterJournal, Vec<Record>), JournalError> {
-    take_over_journal(client, config, place, holder).await
-}
-
-/// [`take_over`] for any kind of record (a migration's journal too).
-pub async fn take_over_journal<R: JournalLine>(
+/// records as they stand once no older writer can add to them. For any kind of record (a
+/// migration's journal too).
+pub async fn take_over<R: JournalLine>(
     client: &kube::Client,
     config: &kube::Config,
     place: &JournalPlace,

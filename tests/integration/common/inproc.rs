@@ -231,6 +231,13 @@ impl Sim {
         self.in_process_backend().runtime.as_ref().unwrap().block_on(future)
     }
 
+    /// A connection to this simulated cluster through its kubeconfig, opened on its runtime, as
+    /// the engine opens one.
+    pub fn connection(&self) -> fleetboot::adapters::kube::ClusterConnection {
+        let target = fleetboot::adapters::kube::ClusterTarget { kubeconfig: Some(self.path("kubeconfig")), context: None };
+        self.block_on(fleetboot::adapters::kube::ClusterConnection::open(&target)).unwrap()
+    }
+
     /// `fleetboot --config SIM/fleetboot.toml reboot ARGS`, in process: the command line's own
     /// parsing and preparation, then the engine's run with this test as its event sink. No
     /// `--output` is needed: the events are read typed.
