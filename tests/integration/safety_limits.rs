@@ -114,22 +114,6 @@ fn an_mco_working_node_and_a_medik8s_lease_each_count_as_unavailable() {
     assert_eq!(reboots_asked(&sim, "worker-0"), 1);
 }
 
-/// A DaemonSet's pod no reboot mends, `name` in `default` on `node`, failing from now on.
-fn fail_pod_on(sim: &Sim, name: &str, node: &str) {
-    let pod = sim.path(&format!("{name}.json"));
-    std::fs::write(
-        &pod,
-        format!(
-            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"default",
-        "ownerReferences":[{{"apiVersion":"apps/v1","kind":"DaemonSet","name":"agent","uid":"00000000-0000-0000-0000-0000000000a1","controller":true}}]}},
-        "spec":{{"nodeName":"{node}","containers":[{{"name":"a","image":"example/a"}}]}},"status":{{"phase":"Failed"}}}}"#
-        ),
-    )
-    .unwrap();
-    sim.kubectl_ok(&["create", "--validate=false", "-f", pod.to_str().unwrap()]);
-    sim.kubectl_ok(&["patch", "pod", name, "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
-}
-
 const MASTERS: [&str; 3] = ["master-0", "master-1", "master-2"];
 
 /// Starts a migration with `--reboot-error-nodes --reboot-concurrency 1` and makes a pod fail on
@@ -144,7 +128,7 @@ fn migrate_with_failing_masters(sim: &Sim) -> std::process::Child {
         .unwrap();
     sim.wait_for_migration_journal(r#""step":"backup""#, Some(&mut child));
     for (i, master) in MASTERS.iter().enumerate() {
-        fail_pod_on(sim, &format!("broken-{i}"), master);
+        sim.fail_daemonset_pod(&format!("broken-{i}"), master);
     }
     child
 }
