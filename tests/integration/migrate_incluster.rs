@@ -496,6 +496,13 @@ fn an_unfinished_migration_in_the_cluster_is_rolled_back_from_another_directory_
     let (nothing, _elsewhere) = migrate_elsewhere(&sim, &["--journal-in-cluster", "--resume"]);
     assert_eq!(nothing.code, 2, "{}", nothing.debug());
     assert!(nothing.stderr.contains("no unfinished migration journaled in the cluster"), "{}", nothing.debug());
+    // The finished rollback resumed by the killed migration's ID, with the default --to (a
+    // resume goes on with the migration as it started): finished, nothing to do, nothing written.
+    let (finished, _elsewhere) = migrate_elsewhere(&sim, &["--journal-in-cluster", "--resume", id]);
+    assert_eq!(finished.code, 0, "{}", finished.debug());
+    assert!(finished.stderr.contains("is already finished (step 11 done): nothing to do"), "{}", finished.debug());
+    let after = cluster_journal_lines(&sim, &JournalPlace::new("kube-system", &format!("{id}-rollback-migration")).unwrap());
+    assert_eq!(after.len(), rollback.len(), "nothing written to the finished rollback's journal");
 }
 
 /// Two unfinished migrations journaled in the cluster: one named by none is refused, listing

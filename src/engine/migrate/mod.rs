@@ -318,8 +318,10 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
         let location = journal_of(&root);
         // Its own command line run again once it finished (a Job's pod killed after the last
         // record, before it exited, then restarted): nothing is left to do, and a refusal would
-        // fail the Job after a migration that succeeded. Nothing is written to its journal.
-        if state.superseded_by.is_none() && state.is_done(Step::Cleanup) && state.target == options.to {
+        // fail the Job after a migration that succeeded. Nothing is written to its journal. A
+        // resume (`--resume ID`) goes on with the migration as it started whatever --to says
+        // (`decide_start`), so a finished rollback resumed with the default --to is finished too.
+        if state.superseded_by.is_none() && state.is_done(Step::Cleanup) && (state.target == options.to || options.resume) {
             let message = format!("the migration {} is already finished (step 11 done): nothing to do", location.display());
             events.emit(MigrationEvent::MigrationWarning { message });
             events.emit(MigrationEvent::MigrationComplete { target: state.target.clone() });
