@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::adapters::bmc::RedfishPower;
+use crate::adapters::kube::world::WorldError;
 use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::adapters::redfish::RedfishError;
 use fleetboot_core::nodes::DrainPolicy;
@@ -46,7 +47,7 @@ pub trait NodeEvidence: Send + Sync + 'static {
     /// What the limits read before a node goes down: every node now, the per-node maintenance
     /// Leases, etcd's health. `None`: this evidence has no world to show (the limits are the
     /// run's own alone). `group_by`: the run's grouping rule, to place nodes outside the run.
-    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
+    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, WorldError>> {
         let _ = group_by;
         Box::pin(async { Ok(None) })
     }
@@ -180,7 +181,7 @@ impl NodeEvidence for NodeWatch {
         Box::pin(NodeWatch::wait_changed(self, node, from, deadline))
     }
 
-    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
+    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, WorldError>> {
         Box::pin(async move { NodeWatch::world(self, group_by).await.map(Some) })
     }
 

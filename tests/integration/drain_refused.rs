@@ -1,6 +1,8 @@
-//! An eviction the API refuses for good (review finding 7), end to end on the simulated cluster
-//! (`fleetboot sim --rbac`, its authorizer the judge of every request): the host fails at once
-//! with the API's own message, instead of retrying to `--drain-timeout` and reading "timed out".
+//! A request the API refuses for good during a drain (review finding 7: an eviction, the pod
+//! list; then the world read after the drain), end to end on the simulated cluster (`fleetboot
+//! sim --rbac`, its authorizer the judge of every request): the host fails at once with the API's
+//! own message, instead of retrying to `--drain-timeout` (or its reboot timeout) as if the answer
+//! were only late.
 
 use std::io::Read;
 use std::process::{Child, Stdio};
@@ -34,11 +36,11 @@ struct Refused {
 
 /// `fleetboot reboot --drain` as the user `fleetboot`, with exactly the role `fleetboot rbac
 /// drain` prints, so its RBAC preflight passes. Then, while its first node write is held (the
-/// simulation's hold-requests on `PATCH nodes`: after the preflight, before any eviction),
-/// `take_away` edits the role's rules (with kubectl replace). Asserts what holds for every
-/// refusal during a drain: the host failed, handled as every failed drain (no drain timeout,
-/// never drained, fleetboot's cordon lifted, nothing sent, nothing rebooted).
-fn drain_with_a_rule_taken_away(take_away: &dyn Fn(&mut Vec<serde_json::Value>)) -> Refused {
+/// simulation's hold-requests on `PATCH nodes`: after the preflight and the first world read,
+/// before any eviction), `take_away` edits the role's rules (with kubectl replace). Asserts what
+/// holds for every refusal during a drain: the host failed once, fleetboot's cordon lifted,
+/// nothing sent, nothing rebooted.
+fn reboot_with_a_rule_taken_away(take_away: &dyn Fn(&mut Vec<serde_json::Value>)) -> Refused {
     let sim = Sim::start_with(1, 2, &["--rbac"]);
     let objects = apply_printed(&sim, "drain");
     let on_worker_0 = sim.kubectl_ok(&["get", "pods", "-A", "--field-selector", "spec.nodeName=worker-0", "-o", "name"]);
@@ -96,14 +98,22 @@ fn drain_with_a_rule_taken_away(take_away: &dyn Fn(&mut Vec<serde_json::Value>))
         .collect();
     assert_eq!(status.code(), Some(3), "a host failed: {text}");
     assert_eq!(failed.len(), 1, "{records:?}");
-    assert_eq!(failed[0].0, Stage::Drain);
-    assert!(!records.iter().any(|r| matches!(r.entry, Entry::DrainTimedOut { .. } | Entry::Drained { .. })), "{records:?}");
-    // Handled as every failed drain: fleetboot's cordon lifted, nothing sent.
+    // Fleetboot's cordon lifted, nothing sent.
     assert!(records.iter().any(|r| matches!(&r.entry, Entry::Uncordoned { host } if host == "worker-0")), "{records:?}");
     assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "", "uncordoned");
     assert!(!records.iter().any(|r| matches!(r.entry, Entry::Dispatching { .. })), "{records:?}");
     assert_eq!(boot_counts(&sim), boots, "nothing rebooted");
     Refused { code: status.code(), text, records, failed }
+}
+
+/// [`reboot_with_a_rule_taken_away`], the refusal met by the drain itself: handled as every
+/// failed drain (no drain timeout, never drained).
+fn drain_with_a_rule_taken_away(take_away: &dyn Fn(&mut Vec<serde_json::Value>)) -> Refused {
+    let refused = reboot_with_a_rule_taken_away(take_away);
+    assert_eq!(refused.failed[0].0, Stage::Drain);
+    let records = &refused.records;
+    assert!(!records.iter().any(|r| matches!(r.entry, Entry::DrainTimedOut { .. } | Entry::Drained { .. })), "{records:?}");
+    refused
 }
 
 /// Every eviction gets the real API's 403 once the role lost its `pods/eviction` rule: the
@@ -137,4 +147,28 @@ fn a_pod_list_the_api_forbids_fails_the_drain_at_once_with_the_apis_message() {
     assert!(error.contains("is forbidden: User \"fleetboot\" cannot list resource \"pods\""), "{error}");
     assert!(error.starts_with("the API refused to list the pods of node worker-0: ") && error.contains("(403 Forbidden)"), "{error}");
     assert!(!error.contains("within the drain timeout"), "{error}");
+}
+
+/// The world read after the drain is refused (the role lost `get` on ClusterOperators: etcd's
+/// health cannot be read): the host fails at once naming the refused read, uncordoned, nothing
+/// sent, instead of waiting its reboot timeout out as if etcd's health were only late.
+#[test]
+fn a_world_read_the_api_forbids_after_the_drain_fails_the_host_at_once_naming_it() {
+    let refused = reboot_with_a_rule_taken_away(&|rules| {
+        let before = rules.len();
+        rules.retain(|r| r["resources"][0] != "clusteroperators");
+        assert_eq!(rules.len(), before - 1, "one clusteroperators rule: {rules:?}");
+    });
+    let (stage, error) = &refused.failed[0];
+    assert_eq!(*stage, Stage::Limits, "{error}");
+    assert!(
+        error.starts_with(
+            "after the drain, nothing sent: the cluster API refuses to let fleetboot read the etcd ClusterOperator (403 Forbidden: "
+        ),
+        "{error}"
+    );
+    assert!(error.contains("cannot get resource \"clusteroperators\""), "the API's own words: {error}");
+    assert!(error.contains("re-apply what `fleetboot rbac` prints"), "{error}");
+    // Drained first: the refusal came after it.
+    assert!(refused.records.iter().any(|r| matches!(r.entry, Entry::Drained { .. })), "{:?}", refused.records);
 }

@@ -17,6 +17,11 @@ pub struct NodeWatch {
     /// woken and the others sat out their 30 s timeout (a 200/20 rolling run went one host at a
     /// time for its first 30 s). A watch channel wakes every waiter.
     listed: tokio::sync::watch::Receiver<bool>,
+    /// The API's message while it refuses the watch for good (403: the role lacks `list` or
+    /// `watch` on nodes), cleared by the next event. kube-runtime's watcher retries every error
+    /// with backoff as if transient; a refusal left there would read, a reboot timeout later,
+    /// as "never showed node X".
+    refused: tokio::sync::watch::Receiver<Option<String>>,
     waiters: Arc<NodeWaiters>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
@@ -79,10 +84,22 @@ impl NodeWatch {
         let stream = reflector(writer, events);
         let wake = waiters.clone();
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let (refused_tx, refused) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            // Errors are the watcher's to retry (with backoff); each event wakes its node's waiters.
+            // Errors are the watcher's to retry (with backoff), a refusal said meanwhile; each
+            // event wakes its node's waiters.
             while let Some(event) = stream.next().await {
+                match &event {
+                    Err(error) => {
+                        if let Some(message) = refusal(error) {
+                            refused_tx.send_replace(Some(message));
+                        }
+                    }
+                    Ok(_) => {
+                        refused_tx.send_if_modified(|r| r.take().is_some());
+                    }
+                }
                 match event {
                     Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
                         wake.wake(node.metadata.name.as_deref().unwrap_or_default())
@@ -96,13 +113,25 @@ impl NodeWatch {
                 }
             }
         });
-        NodeWatch { store, listed, waiters, task, client: client.clone(), unavailable }
+        NodeWatch { store, listed, refused, waiters, task, client: client.clone(), unavailable }
     }
 
-    /// Waits (at most 30 s) until the watch's first list is in the store; whether it is.
+    /// Waits (at most 30 s) until the watch's first list is in the store; whether it is. A
+    /// refused watch ends the wait at once.
     async fn listed(&self) -> bool {
-        let mut listed = self.listed.clone();
-        matches!(tokio::time::timeout(std::time::Duration::from_secs(30), listed.wait_for(|l| *l)).await, Ok(Ok(_)))
+        let (mut listed, mut refused) = (self.listed.clone(), self.refused.clone());
+        let wait = async {
+            tokio::select! {
+                done = listed.wait_for(|l| *l) => done.is_ok(),
+                _ = refused.wait_for(Option::is_some) => false,
+            }
+        };
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(30), wait).await, Ok(true))
+    }
+
+    /// The API's message while it refuses the Node watch for good (403).
+    pub fn refused(&self) -> Option<String> {
+        self.refused.borrow().clone()
     }
 
     /// The node's boot ID as the API shows it now (once the first list arrived, at most 30 s).
@@ -115,9 +144,15 @@ impl NodeWatch {
 
     /// What the limits read before a host goes down: every node as the watch shows it now,
     /// with the medik8s Leases and the etcd ClusterOperator read fresh.
-    pub async fn world(&self, group_by: Option<&str>) -> Result<fleetboot_core::limits::World, String> {
-        if !self.listed().await {
-            return Err("the cluster API has not listed the nodes yet".into());
+    pub async fn world(&self, group_by: Option<&str>) -> Result<fleetboot_core::limits::World, super::world::WorldError> {
+        use super::world::WorldError;
+        let listed = self.listed().await;
+        // The watch refused: every limit would be judged on nodes it can no longer see.
+        if let Some(message) = self.refused() {
+            return Err(WorldError::Refused { what: "watch the Nodes".into(), message, source: None });
+        }
+        if !listed {
+            return Err(WorldError::Unreadable("the cluster API has not listed the nodes yet".into()));
         }
         let candidates = self.unavailable.lock().unwrap().nodes();
         let lookup = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
@@ -190,6 +225,8 @@ impl NodeWatch {
             if tokio::time::Instant::now() >= deadline {
                 let node = name.to_owned();
                 return Err(match self.store.get(&key) {
+                    // Blind, not "never seen": the API refused the watch.
+                    _ if let Some(message) = self.refused() => NotBack::WatchRefused { node, message },
                     None => NotBack::NeverSeen { node },
                     Some(seen) => match boot_id_and_ready(&seen) {
                         (boot_id, ready) if boot_id == old => NotBack::OldBootId { node, old: old.to_owned(), ready: ready.to_owned() },
@@ -207,14 +244,74 @@ impl NodeWatch {
 pub enum NotBack {
     #[error("the cluster API never showed node {node}")]
     NeverSeen { node: String },
+    #[error(
+        "the cluster API refuses to let fleetboot watch the Nodes (403 Forbidden: {message}), so node {node} could not be seen back: the role it runs under lacks it (re-apply what `fleetboot rbac` prints)"
+    )]
+    WatchRefused { node: String, message: String },
     #[error("the cluster API still shows node {node} with its old boot ID {old} (Ready={ready})")]
     OldBootId { node: String, old: String, ready: String },
     #[error("the cluster API shows node {node} with a new boot ID but Ready={ready}")]
     NotReady { node: String, ready: String },
 }
 
+/// The API's message when `error` is a refusal for good (403) of the watch or its list.
+fn refusal(error: &kube::runtime::watcher::Error) -> Option<String> {
+    use kube::runtime::watcher::Error as WatchError;
+    match error {
+        WatchError::InitialListFailed(kube::Error::Api(status))
+        | WatchError::WatchStartFailed(kube::Error::Api(status))
+        | WatchError::WatchFailed(kube::Error::Api(status))
+            if status.code == 403 =>
+        {
+            Some(status.message.clone())
+        }
+        WatchError::WatchError(status) if status.code == 403 => Some(status.message.clone()),
+        _ => None,
+    }
+}
+
 impl Drop for NodeWatch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Error as WatchError;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(kube::core::Status { code, message: message.into(), ..Default::default() }.boxed())
+    }
+
+    #[test]
+    fn a_403_to_the_watch_or_its_list_is_a_refusal_with_the_apis_message_and_nothing_else_is() {
+        let forbidden = "nodes is forbidden: User \"fleetboot\" cannot watch resource \"nodes\"";
+        for error in [
+            WatchError::InitialListFailed(api(403, forbidden)),
+            WatchError::WatchStartFailed(api(403, forbidden)),
+            WatchError::WatchFailed(api(403, forbidden)),
+            WatchError::WatchError(Box::new(kube::core::Status { code: 403, message: forbidden.into(), ..Default::default() })),
+        ] {
+            assert_eq!(refusal(&error).as_deref(), Some(forbidden), "{error}");
+        }
+        // Transient to the watcher, and to fleetboot: an outage, a relist, a throttle.
+        for error in [
+            WatchError::InitialListFailed(api(503, "unavailable")),
+            WatchError::WatchError(Box::new(kube::core::Status { code: 410, message: "too old".into(), ..Default::default() })),
+            WatchError::WatchFailed(api(429, "slow down")),
+            WatchError::NoResourceVersion,
+        ] {
+            assert_eq!(refusal(&error), None, "{error}");
+        }
+    }
+
+    #[test]
+    fn a_node_not_seen_back_under_a_refused_watch_says_the_watch_was_refused() {
+        let error = NotBack::WatchRefused { node: "worker-0".into(), message: "nodes is forbidden".into() };
+        let text = error.to_string();
+        assert!(text.contains("refuses to let fleetboot watch the Nodes (403 Forbidden: nodes is forbidden)"), "{text}");
+        assert!(text.contains("node worker-0 could not be seen back"), "{text}");
     }
 }

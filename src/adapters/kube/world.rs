@@ -42,16 +42,50 @@ fn lease_time_ms(lease: &DynamicObject, field: &str) -> Option<u64> {
     Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
+/// Why the world around a node could not be read.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WorldError {
+    /// The API refuses the read for good (403: the role fleetboot runs under lacks it). Waiting
+    /// cannot change that: the host fails at once, nothing touched, instead of waiting its
+    /// reboot timeout out as if the answer were only late.
+    #[error(
+        "the cluster API refuses to let fleetboot {what} (403 Forbidden: {message}): the role it runs under lacks it (re-apply what `fleetboot rbac` prints)"
+    )]
+    Refused {
+        what: String,
+        message: String,
+        #[source]
+        source: Option<std::sync::Arc<kube::Error>>,
+    },
+    /// Not known now (an outage, the first list not in yet): the host waits, as for any other
+    /// reason not to go.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+impl WorldError {
+    /// `error` from trying to `what` ("list the Leases in …"): refused for good on a 403.
+    pub fn of_read(what: &str, error: kube::Error) -> WorldError {
+        match &error {
+            kube::Error::Api(status) if status.code == 403 => {
+                WorldError::Refused { what: what.to_owned(), message: status.message.clone(), source: Some(std::sync::Arc::new(error)) }
+            }
+            _ => WorldError::Unreadable(format!("cannot {what}: {error}")),
+        }
+    }
+}
+
 /// Reads the rest of the world around the watch's view: `candidates`, the nodes that may be
 /// unavailable ([`Unavailable`], kept by the watch's own events), and `lookup`, any node by name
 /// (a node holding a medik8s Lease counts whatever its object says). An error names what could
-/// not be read: the caller waits, as for any other reason not to go.
+/// not be read: the caller waits, as for any other reason not to go, unless the API refused it
+/// for good ([`WorldError::Refused`]).
 pub async fn read_world(
     client: &Client,
     candidates: Vec<std::sync::Arc<Node>>,
     lookup: impl Fn(&str) -> Option<std::sync::Arc<Node>>,
     group_by: Option<&str>,
-) -> Result<World, String> {
+) -> Result<World, WorldError> {
     // Three independent reads, at once: the decision waits for the slowest alone.
     let (pools, leases, etcd) = futures::join!(read_pools(client, group_by), read_leases(client), read_etcd(client));
     let (pools, leases, etcd) = (pools?, leases?, etcd?);
@@ -129,19 +163,19 @@ fn may_be_unavailable(node: &Node) -> bool {
     !ready || node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || updating
 }
 
-async fn read_pools(client: &Client, group_by: Option<&str>) -> Result<Vec<PoolSelector>, String> {
+async fn read_pools(client: &Client, group_by: Option<&str>) -> Result<Vec<PoolSelector>, WorldError> {
     Ok(if group_by == Some("pool") {
         match Api::<DynamicObject>::all_with(client.clone(), &machine_config_pools()).list(&ListParams::default()).await {
             Ok(list) => pool_selectors(&list.items),
             Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-            Err(e) => return Err(format!("cannot list the MachineConfigPools: {e}")),
+            Err(e) => return Err(WorldError::of_read("list the MachineConfigPools", e)),
         }
     } else {
         Vec::new()
     })
 }
 
-async fn read_leases(client: &Client) -> Result<Vec<NodeLease>, String> {
+async fn read_leases(client: &Client) -> Result<Vec<NodeLease>, WorldError> {
     let lease_kind = api_resource("coordination.k8s.io", "v1", "Lease", "leases");
     match Api::<DynamicObject>::namespaced_with(client.clone(), MEDIK8S_LEASE_NAMESPACE, &lease_kind).list(&ListParams::default()).await {
         Ok(list) => Ok(list
@@ -155,11 +189,11 @@ async fn read_leases(client: &Client) -> Result<Vec<NodeLease>, String> {
             })
             .collect()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(format!("cannot list the Leases in {MEDIK8S_LEASE_NAMESPACE}: {e}")),
+        Err(e) => Err(WorldError::of_read(&format!("list the Leases in {MEDIK8S_LEASE_NAMESPACE}"), e)),
     }
 }
 
-async fn read_etcd(client: &Client) -> Result<Option<EtcdHealth>, String> {
+async fn read_etcd(client: &Client) -> Result<Option<EtcdHealth>, WorldError> {
     let operators = api_resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators");
     match Api::<DynamicObject>::all_with(client.clone(), &operators).get_opt("etcd").await {
         Ok(Some(etcd)) => {
@@ -168,7 +202,7 @@ async fn read_etcd(client: &Client) -> Result<Option<EtcdHealth>, String> {
         }
         Ok(None) => Ok(None),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(format!("cannot read the etcd ClusterOperator: {e}")),
+        Err(e) => Err(WorldError::of_read("read the etcd ClusterOperator", e)),
     }
 }
 

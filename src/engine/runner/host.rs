@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Abort, InFlightGate, InFlightMark, Shared, Stop};
 use crate::adapters::config::Transport;
+use crate::adapters::kube::world::WorldError;
 use crate::engine::seams::{BmcError, NodeDrain};
 use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
 use fleetboot_core::events::Event;
@@ -368,6 +369,11 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         let gates_say = gates_after_drain(shared, host).await;
         // The world read once after the drain: who else takes the node, and the limits.
         let world = read_world(shared, host).await;
+        if let Some(refused) = refused(&world) {
+            let stop = shared.fail(host, Stage::Limits, format!("after the drain, nothing sent: {refused}; uncordoned"), false);
+            uncordon(shared, host).await;
+            return Err(stop);
+        }
         // Someone else took the node meanwhile (the MCO updating it, another actor's maintenance
         // Lease): the cordon is theirs now. Journaled first, never lifted, nothing sent.
         if let Some((to, why)) = taken_by_another(shared, host, &world) {
@@ -477,7 +483,15 @@ async fn gates_after_drain<T: PowerTransport>(shared: &Shared<T>, host: &Host) -
 }
 
 /// The world as `host`'s cluster shows it now: `None` for a host outside a cluster.
-type WorldRead = Option<Result<Option<fleetboot_core::limits::World>, String>>;
+type WorldRead = Option<Result<Option<fleetboot_core::limits::World>, WorldError>>;
+
+/// A world read the API refuses for good (403): the host fails on it at once, nothing touched.
+fn refused(world: &WorldRead) -> Option<&WorldError> {
+    match world {
+        Some(Err(refused @ WorldError::Refused { .. })) => Some(refused),
+        _ => None,
+    }
+}
 
 async fn read_world<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> WorldRead {
     Some(shared.api_for(host)?.world(shared.grouping.by.as_deref()).await)
@@ -489,18 +503,14 @@ fn taken_by_another<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &
     fleetboot_core::limits::taken_by_another(world, &host.name, shared.clock.now_ms())
 }
 
-/// The cluster's verdict on `host` going down now ([`fleetboot_core::limits::decide`]): why it
-/// must wait, or `None` (it may go; a host outside a cluster, or evidence with no world, always may).
-async fn world_says_wait<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Option<String> {
-    verdict(shared, host, &read_world(shared, host).await)
-}
-
-/// [`world_says_wait`] on a world already read.
+/// The cluster's verdict on `host` going down now ([`fleetboot_core::limits::decide`]) on a
+/// world read: why it must wait, or `None` (it may go; a host outside a cluster, or evidence
+/// with no world, always may). A world not read is a reason to wait.
 fn verdict<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead) -> Option<String> {
     use fleetboot_core::limits::{Ask, Verdict, decide};
     match world.as_ref()? {
         Ok(None) => None,
-        Err(e) => Some(e.clone()),
+        Err(e) => Some(e.to_string()),
         Ok(Some(world)) => {
             let in_flight = shared.in_flight.lock().unwrap().clone();
             let cordoned_by_run = shared.cordoned.lock().unwrap().clone();
@@ -528,8 +538,9 @@ fn verdict<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead
     }
 }
 
-/// Waits until the cluster's state lets this host go down ([`world_says_wait`]), saying why
-/// while it waits, up to the reboot deadline; then the host fails untouched. `Ok(true)` when it
+/// Waits until the cluster's state lets this host go down ([`verdict`]), saying why while it
+/// waits, up to the reboot deadline; then the host fails untouched. A read the API refuses for
+/// good fails it at once. `Ok(true)` when it
 /// had to wait (what was read before it may be stale), `Ok(false)` when it allowed it at once.
 async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Result<bool, Stop> {
     if shared.api_for(host).is_none() {
@@ -540,7 +551,11 @@ async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Res
     let mut said = String::new();
     let mut abort = shared.abort.clone();
     loop {
-        let Some(reason) = world_says_wait(shared, host).await else { return Ok(waited) };
+        let world = read_world(shared, host).await;
+        if let Some(refused) = refused(&world) {
+            return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: {refused}"), false));
+        }
+        let Some(reason) = verdict(shared, host, &world) else { return Ok(waited) };
         if Instant::now() >= deadline {
             let how_long = humantime::format_duration(shared.settings.timeout);
             return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: waited {how_long}: {reason}"), false));

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::adapters::config::{FallbackPolicy, RebootSettings, Transport};
 use crate::adapters::journal::JournalWriter;
+use crate::adapters::kube::world::WorldError;
 use crate::adapters::redfish::RedfishError;
 use crate::engine::seams::{BmcError, BmcPower, DrainError, EvidenceError, NodeDrain, NodeEvidence};
 use fleetboot_core::events::{Event, Outcome, Summary};
@@ -467,7 +468,7 @@ impl NodeEvidence for FakeApi {
         })
     }
 
-    fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, String>> {
+    fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, WorldError>> {
         Box::pin(async move { Ok(self.0.cluster.lock().unwrap().clone()) })
     }
 }
