@@ -83,6 +83,15 @@ fn refused_for_good(error: &kube::Error) -> bool {
 const DELETE_TRIES: u32 = 3;
 const DELETE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How often a drain reads the node's pods again while it waits for evicted pods to go, and how
+/// long it waits before evicting a pod again after an answer that was not final (a budget's
+/// 429, a 5xx, none): `kubectl drain`'s own cadence (k8s.io/kubectl release-1.33
+/// pkg/drain/drain.go: `waitForDelete` polls every second; `evictPods` sleeps 5 s after a 429).
+/// A thousand nodes draining at once thus cost a thousand pod lists a second, not two thousand,
+/// and a pod a budget protects one eviction per 5 s, not two a second.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const EVICT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Pods a forced drain could not delete (namespace/name), each with the API's error.
 #[derive(Debug, thiserror::Error)]
 #[error("could not delete {}", .failed.iter().map(|(pod, e)| format!("pod {pod}: {e}")).collect::<Vec<_>>().join("; "))]
@@ -145,6 +154,8 @@ impl Drainer {
         let pods_api: Api<Pod> = Api::all(self.client.clone());
         let deadline = crate::adapters::system::deadline_after(self.timeout);
         let mut evicted = 0;
+        // Pods whose eviction got an answer that was not final, and when to try them again.
+        let mut retry_at: std::collections::HashMap<String, tokio::time::Instant> = std::collections::HashMap::new();
         loop {
             let mut params = ListParams::default().fields(&format!("spec.nodeName={node}"));
             if let Some(selector) = &self.pod_selector {
@@ -160,7 +171,7 @@ impl Drainer {
                     return Err(EvictError::ListFailed(format!("could not list the pods of node {node} within the drain timeout: {e}")));
                 }
                 Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    tokio::time::sleep(DRAIN_POLL).await;
                     continue;
                 }
             };
@@ -171,6 +182,15 @@ impl Drainer {
             let mut gone = std::collections::HashSet::new();
             for pod in &pending {
                 let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { continue };
+                // Being deleted already (evicted, its grace period running): waited for, not
+                // evicted again, as `kubectl drain` waits for it.
+                if pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let key = format!("{ns}/{name}");
+                if retry_at.get(&key).is_some_and(|at| tokio::time::Instant::now() < *at) {
+                    continue;
+                }
                 // A PodDisruptionBudget answers 429; the client may retry those itself, so each
                 // attempt is bounded by the drain's own deadline.
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now()).max(std::time::Duration::from_millis(100));
@@ -178,13 +198,16 @@ impl Drainer {
                 match tokio::time::timeout(remaining, api.evict(name, &EvictParams::default())).await {
                     Ok(Ok(_)) => {
                         evicted += 1;
-                        gone.insert(format!("{ns}/{name}"));
+                        retry_at.remove(&key);
+                        gone.insert(key);
                     }
                     Ok(Err(source)) if refused_for_good(&source) => {
                         return Err(EvictError::Refused { node: node.to_owned(), pod: format!("{ns}/{name}"), source });
                     }
-                    // A budget's 429, a 5xx, no answer: tried again on the next pass.
-                    Ok(Err(_)) | Err(_) => {}
+                    // A budget's 429, a 5xx, no answer: tried again after a pause.
+                    Ok(Err(_)) | Err(_) => {
+                        retry_at.insert(key, tokio::time::Instant::now() + EVICT_RETRY_PAUSE);
+                    }
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -202,7 +225,7 @@ impl Drainer {
                         .collect(),
                 ));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            tokio::time::sleep(DRAIN_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
         }
     }
 
