@@ -86,7 +86,8 @@ const DELETE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis
 /// How often a drain reads the node's pods again while it waits for evicted pods to go, and how
 /// long it waits before evicting a pod again after an answer that was not final (a budget's
 /// 429, a 5xx, none): `kubectl drain`'s own cadence (k8s.io/kubectl release-1.33
-/// pkg/drain/drain.go: `waitForDelete` polls every second; `evictPods` sleeps 5 s after a 429).
+/// pkg/drain/drain.go: `waitForDelete` polls every second, `evictPods` sleeps
+/// `EvictErrorRetryDelay` after a 429, which pkg/cmd/drain/drain.go sets to 5 s).
 /// A thousand nodes draining at once thus cost a thousand pod lists a second, not two thousand,
 /// and a pod a budget protects one eviction per 5 s, not two a second.
 const DRAIN_POLL: std::time::Duration = std::time::Duration::from_secs(1);
