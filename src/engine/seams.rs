@@ -88,9 +88,10 @@ pub enum DrainError {
         #[source]
         source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
     },
-    /// Pods the drain could not move by its timeout (namespace/name).
-    #[error("pods still on the node: {}", .pods.join(", "))]
-    PodsLeft { pods: Vec<String> },
+    /// Pods the drain could not move by its timeout (namespace/name), with the API's last
+    /// answer to the eviction of those that got one that was not final.
+    #[error("pods still on the node: {}", crate::adapters::kube::drain::pods_with_answers(.pods, .answers))]
+    PodsLeft { pods: Vec<String>, answers: std::collections::BTreeMap<String, String> },
 }
 
 impl DrainError {
@@ -222,7 +223,7 @@ impl NodeDrain for Drainer {
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
         Box::pin(async move {
             Drainer::evict_all(self, node).await.map_err(|e| match e {
-                crate::adapters::kube::drain::EvictError::PodsLeft(pods) => DrainError::PodsLeft { pods },
+                crate::adapters::kube::drain::EvictError::PodsLeft { pods, answers } => DrainError::PodsLeft { pods, answers },
                 crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message, source: None },
                 // The API's own answer (403 Forbidden...), kept: the host fails with it at once.
                 refused @ (crate::adapters::kube::drain::EvictError::Refused { .. }

@@ -206,6 +206,37 @@ fn a_stale_lease_is_taken_over() {
     assert!(!ok, "the lease is released at the end of the run");
 }
 
+/// Every eviction fails (the API answers 500) until the drain timeout: the host's failure names
+/// the pod left and the API's last answer to its eviction, not the pod alone.
+#[test]
+fn a_drain_timed_out_on_failing_evictions_names_each_pods_last_answer() {
+    let sim = Sim::in_process(0, 2);
+    sim.pin_app_a_under_a_zero_disruption_budget();
+    sim.set_app_a_disruptions_allowed(1);
+    sim.control("POST", "fail-requests", r#"{"method": "POST", "resource": "pods", "count": 1000}"#);
+    let journal = sim.path("failing.jsonl");
+    let run = sim.reboot_in_process(&[
+        "--nodes",
+        "worker-0",
+        "--drain",
+        "--drain-timeout",
+        "2s",
+        "--poll-interval",
+        "200ms",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
+    let why = &run.outcomes()["worker-0"].1;
+    assert!(
+        why.starts_with(
+            "drain: pods still on the node after 2s: default/app-a (the last eviction's answer: etcdserver: request timed out (500 InternalError))"
+        ),
+        "{why}"
+    );
+    assert!(sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("pod/app-a"));
+}
+
 #[test]
 fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     use fleetboot::adapters::journal;
@@ -220,6 +251,9 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     let run = sim.reboot_in_process(&[&drain[..], &["--journal", journal1.to_str().unwrap()]].concat());
     assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     assert!(run.outcomes()["worker-0"].1.starts_with("drain: pods still on the node after 2s: default/app-a"), "{:?}", run.outcomes());
+    // What became of its last eviction: the client retried the budget's 429 until the timeout.
+    let last = "default/app-a (the last eviction's answer: none before the drain timeout (2s): the client retries a budget's 429";
+    assert!(run.outcomes()["worker-0"].1.contains(last), "{:?}", run.outcomes());
     assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
     assert!(sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("pod/app-a"));
     let history = sim.control("GET", "nodes", "");

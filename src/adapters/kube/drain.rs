@@ -29,9 +29,10 @@ pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
 /// Why a drain did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum EvictError {
-    /// Pods still on the node at the timeout (namespace/name).
-    #[error("pods still on the node: {}", .0.join(", "))]
-    PodsLeft(Vec<String>),
+    /// Pods still on the node at the timeout (namespace/name), and the API's last answer to
+    /// the eviction of those that got one that was not final (a budget's 429, a 5xx).
+    #[error("pods still on the node: {}", pods_with_answers(.pods, .answers))]
+    PodsLeft { pods: Vec<String>, answers: std::collections::BTreeMap<String, String> },
     /// The node's pods could not be listed by the timeout: nothing is known drained.
     #[error("{0}")]
     ListFailed(String),
@@ -53,6 +54,19 @@ pub enum EvictError {
         #[source]
         source: kube::Error,
     },
+}
+
+/// `ns/a (the last eviction's answer: …), ns/b`: each pod left, with the API's last answer to
+/// its eviction where there was one. Pure.
+pub fn pods_with_answers(pods: &[String], answers: &std::collections::BTreeMap<String, String>) -> String {
+    let described: Vec<String> = pods
+        .iter()
+        .map(|pod| match answers.get(pod) {
+            Some(answer) => format!("{pod} (the last eviction's answer: {answer})"),
+            None => pod.clone(),
+        })
+        .collect();
+    described.join(", ")
 }
 
 /// The API's own words for a refusal: its status message, code and reason.
@@ -157,6 +171,8 @@ impl Drainer {
         let mut evicted = 0;
         // Pods whose eviction got an answer that was not final, and when to try them again.
         let mut retry_at: std::collections::HashMap<String, tokio::time::Instant> = std::collections::HashMap::new();
+        // The API's last such answer to each, said if the pod is still there at the timeout.
+        let mut answers = std::collections::BTreeMap::new();
         loop {
             let mut params = ListParams::default().fields(&format!("spec.nodeName={node}"));
             if let Some(selector) = &self.pod_selector {
@@ -206,25 +222,33 @@ impl Drainer {
                         return Err(EvictError::Refused { node: node.to_owned(), pod: format!("{ns}/{name}"), source });
                     }
                     // A budget's 429, a 5xx, no answer: tried again after a pause.
-                    Ok(Err(_)) | Err(_) => {
+                    Ok(Err(source)) => {
+                        answers.insert(key.clone(), refusal(&source));
+                        retry_at.insert(key, tokio::time::Instant::now() + EVICT_RETRY_PAUSE);
+                    }
+                    Err(_) => {
+                        let timeout = humantime::format_duration(self.timeout);
+                        let answer =
+                            format!("none before the drain timeout ({timeout}): the client retries a budget's 429 and a 503 itself");
+                        answers.insert(key.clone(), answer);
                         retry_at.insert(key, tokio::time::Instant::now() + EVICT_RETRY_PAUSE);
                     }
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(EvictError::PodsLeft(
-                    pending
-                        .iter()
-                        .map(|p| {
-                            format!(
-                                "{}/{}",
-                                p.metadata.namespace.as_deref().unwrap_or_default(),
-                                p.metadata.name.as_deref().unwrap_or_default()
-                            )
-                        })
-                        .filter(|pod| !gone.contains(pod))
-                        .collect(),
-                ));
+                let pods: Vec<String> = pending
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            p.metadata.name.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .filter(|pod| !gone.contains(pod))
+                    .collect();
+                answers.retain(|pod, _| pods.contains(pod));
+                return Err(EvictError::PodsLeft { pods, answers });
             }
             tokio::time::sleep(DRAIN_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
         }

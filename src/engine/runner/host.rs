@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Abort, InFlightGate, InFlightMark, Shared, Stop};
 use crate::adapters::config::Transport;
+use crate::adapters::kube::drain::pods_with_answers;
 use crate::adapters::kube::world::WorldError;
 use crate::engine::seams::{BmcError, NodeDrain};
 use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
@@ -989,7 +990,7 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     }
     let timeout = humantime::format_duration(Duration::from_millis(policy.timeout_ms));
     let mut abort = shared.abort.clone();
-    let (left, step) = loop {
+    let (left, answers, step) = loop {
         // The evictions may take many minutes (`--drain-escalation wait`): a stop (Ctrl-C, a
         // hard stop, the cluster lease lost) ends the drain at once, nothing sent.
         let evicted = tokio::select! {
@@ -1000,9 +1001,9 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
         if shared.abort_level() != Abort::No && evicted.is_err() {
             return Err(drain_stopped(shared, host).await);
         }
-        let left = match evicted {
+        let (left, answers) = match evicted {
             Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
-            Err(DrainError::PodsLeft { pods }) => pods,
+            Err(DrainError::PodsLeft { pods, answers }) => (pods, answers),
             // The pods could not even be listed: nothing is known drained, and nothing to force.
             Err(e @ DrainError::Api { .. }) => {
                 let stop = shared.fail(host, Stage::Drain, e.to_string(), false);
@@ -1018,15 +1019,15 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
             Some(DrainStep::Wait) if shared.abort_level() == Abort::No => {
                 let reason = format!(
                     "drain timed out after {timeout} (pods left: {}); draining for another {timeout} (--drain-escalation wait)",
-                    left.join(", ")
+                    pods_with_answers(&left, &answers)
                 );
                 let _ = shared.events.send(Event::Waiting { host: name(), reason });
             }
-            Some(DrainStep::Wait) => break (left, None),
-            step => break (left, step),
+            Some(DrainStep::Wait) => break (left, answers, None),
+            step => break (left, answers, step),
         }
     };
-    let why = format!("pods still on the node after {timeout}: {}", left.join(", "));
+    let why = format!("pods still on the node after {timeout}: {}", pods_with_answers(&left, &answers));
     match step {
         Some(DrainStep::Defer) if shared.abort_level() == Abort::No => {
             let reason = format!("{why}; uncordoned and moved to the end of the queue (--drain-escalation defer)");

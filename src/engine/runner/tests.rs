@@ -510,7 +510,7 @@ impl NodeDrain for FakeDrain {
         Box::pin(async move {
             if self.1.stuck == Some(node) {
                 tokio::time::sleep(Duration::from_millis(self.policy().timeout_ms)).await;
-                return Err(DrainError::PodsLeft { pods: vec!["app/db-0".into()] });
+                return Err(DrainError::PodsLeft { pods: vec!["app/db-0".into()], answers: Default::default() });
             }
             tokio::time::sleep(Duration::from_secs(20)).await;
             if self.1.list_fails {
