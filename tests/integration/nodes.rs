@@ -237,6 +237,43 @@ fn a_drain_timed_out_on_failing_evictions_names_each_pods_last_answer() {
     assert!(sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("pod/app-a"));
 }
 
+/// A pod its budget protects does not hold the node's other pods back: they are evicted, and the
+/// timed-out drain names the protected pod alone. (The evictions now run at once, as `kubectl
+/// drain` runs one per pod; one after the other, app-b was evicted too, but only at the drain's
+/// deadline, behind app-a's eviction which the client retried until then: a difference in time
+/// this test does not assert.)
+#[test]
+fn a_pod_its_budget_protects_does_not_hold_back_the_eviction_of_the_others() {
+    let sim = Sim::in_process(0, 2);
+    sim.pin_app_a_under_a_zero_disruption_budget();
+    let manifest = sim.path("app-b.json");
+    std::fs::write(
+        &manifest,
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-b","namespace":"default","labels":{"app":"b"}},
+        "spec":{"nodeName":"worker-0","containers":[{"name":"b","image":"example/b"}]},"status":{"phase":"Running"}}"#,
+    )
+    .unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
+    let journal = sim.path("one.jsonl");
+    let run = sim.reboot_in_process(&[
+        "--nodes",
+        "worker-0",
+        "--drain",
+        "--drain-timeout",
+        "3s",
+        "--poll-interval",
+        "200ms",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
+    let why = &run.outcomes()["worker-0"].1;
+    assert!(why.starts_with("drain: pods still on the node after 3s: default/app-a ("), "{why}");
+    assert!(!why.contains("app-b"), "{why}");
+    let pods = sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]);
+    assert!(pods.contains("pod/app-a") && !pods.contains("pod/app-b"), "app-b evicted while app-a's eviction waited: {pods}");
+}
+
 #[test]
 fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     use fleetboot::adapters::journal;

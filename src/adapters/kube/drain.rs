@@ -102,8 +102,9 @@ const DELETE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis
 /// 429, a 5xx, none): `kubectl drain`'s own cadence (k8s.io/kubectl release-1.33
 /// pkg/drain/drain.go: `waitForDelete` polls every second, `evictPods` sleeps
 /// `EvictErrorRetryDelay` after a 429, which pkg/cmd/drain/drain.go sets to 5 s).
-/// A thousand nodes draining at once thus cost a thousand pod lists a second, not two thousand,
-/// and a pod a budget protects one eviction per 5 s, not two a second.
+/// A thousand nodes draining at once thus cost a thousand pod lists a second, not two thousand.
+/// (A budget's 429 and a 503 are retried by the client itself, with backoff, within the drain's
+/// deadline; the 5 s pause is for the other answers that are not final, a 500 above all.)
 const DRAIN_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 const EVICT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -197,31 +198,44 @@ impl Drainer {
             }
             // The pods this pass evicted: gone, whatever the deadline says of the rest.
             let mut gone = std::collections::HashSet::new();
-            for pod in &pending {
-                let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { continue };
-                // Being deleted already (evicted, its grace period running): waited for, not
-                // evicted again, as `kubectl drain` waits for it.
-                if pod.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                let key = format!("{ns}/{name}");
-                if retry_at.get(&key).is_some_and(|at| tokio::time::Instant::now() < *at) {
-                    continue;
-                }
-                // A PodDisruptionBudget answers 429; the client may retry those itself, so each
-                // attempt is bounded by the drain's own deadline.
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now()).max(std::time::Duration::from_millis(100));
-                let api = Api::<Pod>::namespaced(self.client.clone(), ns);
-                match tokio::time::timeout(remaining, api.evict(name, &EvictParams::default())).await {
+            // Every pod's eviction at once, as `kubectl drain` runs one per pod: the client
+            // retries a budget's 429 itself (kube's server-aware retry, up to the drain's
+            // deadline here), so evicting one after the other left every pod behind a protected
+            // one untouched until the timeout.
+            let mut evictions: futures::stream::FuturesUnordered<_> = pending
+                .iter()
+                .filter_map(|pod| {
+                    let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { return None };
+                    // Being deleted already (evicted, its grace period running): waited for, not
+                    // evicted again, as `kubectl drain` waits for it.
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        return None;
+                    }
+                    let key = format!("{ns}/{name}");
+                    if retry_at.get(&key).is_some_and(|at| tokio::time::Instant::now() < *at) {
+                        return None;
+                    }
+                    let api = Api::<Pod>::namespaced(self.client.clone(), ns);
+                    // Each attempt is bounded by the drain's own deadline.
+                    let remaining =
+                        deadline.saturating_duration_since(tokio::time::Instant::now()).max(std::time::Duration::from_millis(100));
+                    Some(async move {
+                        let answer = tokio::time::timeout(remaining, api.evict(name, &EvictParams::default())).await;
+                        (key, answer)
+                    })
+                })
+                .collect();
+            while let Some((key, answer)) = futures::StreamExt::next(&mut evictions).await {
+                match answer {
                     Ok(Ok(_)) => {
                         evicted += 1;
                         retry_at.remove(&key);
                         gone.insert(key);
                     }
                     Ok(Err(source)) if refused_for_good(&source) => {
-                        return Err(EvictError::Refused { node: node.to_owned(), pod: format!("{ns}/{name}"), source });
+                        return Err(EvictError::Refused { node: node.to_owned(), pod: key, source });
                     }
-                    // A budget's 429, a 5xx, no answer: tried again after a pause.
+                    // A 5xx, or a budget's 429 the client gave up retrying: tried again after a pause.
                     Ok(Err(source)) => {
                         answers.insert(key.clone(), refusal(&source));
                         retry_at.insert(key, tokio::time::Instant::now() + EVICT_RETRY_PAUSE);
@@ -235,6 +249,7 @@ impl Drainer {
                     }
                 }
             }
+            drop(evictions);
             if tokio::time::Instant::now() >= deadline {
                 let pods: Vec<String> = pending
                     .iter()
