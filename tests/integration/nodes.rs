@@ -206,6 +206,14 @@ fn a_stale_lease_is_taken_over() {
     assert!(!ok, "the lease is released at the end of the run");
 }
 
+/// `reboot --nodes worker-0 --drain --drain-timeout TIMEOUT`, in process, journaled in the
+/// simulation's directory.
+fn drain_worker_0(sim: &Sim, timeout: &str) -> crate::common::inproc::EngineRun {
+    let journal = sim.path(&format!("drain-{timeout}.jsonl"));
+    let args = ["--nodes", "worker-0", "--drain", "--drain-timeout", timeout, "--poll-interval", "200ms", "--journal"];
+    sim.reboot_in_process(&[&args[..], &[journal.to_str().unwrap()]].concat())
+}
+
 /// Every eviction fails (the API answers 500) until the drain timeout: the host's failure names
 /// the pod left and the API's last answer to its eviction, not the pod alone.
 #[test]
@@ -214,18 +222,7 @@ fn a_drain_timed_out_on_failing_evictions_names_each_pods_last_answer() {
     sim.pin_app_a_under_a_zero_disruption_budget();
     sim.set_app_a_disruptions_allowed(1);
     sim.control("POST", "fail-requests", r#"{"method": "POST", "resource": "pods", "count": 1000}"#);
-    let journal = sim.path("failing.jsonl");
-    let run = sim.reboot_in_process(&[
-        "--nodes",
-        "worker-0",
-        "--drain",
-        "--drain-timeout",
-        "2s",
-        "--poll-interval",
-        "200ms",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let run = drain_worker_0(&sim, "2s");
     assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     let why = &run.outcomes()["worker-0"].1;
     assert!(
@@ -254,18 +251,7 @@ fn a_pod_its_budget_protects_does_not_hold_back_the_eviction_of_the_others() {
     )
     .unwrap();
     sim.kubectl_ok(&["create", "--validate=false", "-f", manifest.to_str().unwrap()]);
-    let journal = sim.path("one.jsonl");
-    let run = sim.reboot_in_process(&[
-        "--nodes",
-        "worker-0",
-        "--drain",
-        "--drain-timeout",
-        "3s",
-        "--poll-interval",
-        "200ms",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let run = drain_worker_0(&sim, "3s");
     assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     let why = &run.outcomes()["worker-0"].1;
     assert!(why.starts_with("drain: pods still on the node after 3s: default/app-a ("), "{why}");
