@@ -170,10 +170,9 @@ impl Drainer {
         let pods_api: Api<Pod> = Api::all(self.client.clone());
         let deadline = crate::adapters::system::deadline_after(self.timeout);
         let mut evicted = 0;
-        // Pods whose eviction got an answer that was not final, and when to try them again.
-        let mut retry_at: std::collections::HashMap<String, tokio::time::Instant> = std::collections::HashMap::new();
-        // The API's last such answer to each, said if the pod is still there at the timeout.
-        let mut answers = std::collections::BTreeMap::new();
+        // Pods whose eviction got an answer that was not final: when to try each again, and the
+        // API's last such answer to it, said if the pod is still there at the timeout.
+        let mut not_final: std::collections::HashMap<String, (tokio::time::Instant, String)> = std::collections::HashMap::new();
         loop {
             let mut params = ListParams::default().fields(&format!("spec.nodeName={node}"));
             if let Some(selector) = &self.pod_selector {
@@ -212,7 +211,7 @@ impl Drainer {
                         return None;
                     }
                     let key = format!("{ns}/{name}");
-                    if retry_at.get(&key).is_some_and(|at| tokio::time::Instant::now() < *at) {
+                    if not_final.get(&key).is_some_and(|(at, _)| tokio::time::Instant::now() < *at) {
                         return None;
                     }
                     let api = Api::<Pod>::namespaced(self.client.clone(), ns);
@@ -229,7 +228,7 @@ impl Drainer {
                 match answer {
                     Ok(Ok(_)) => {
                         evicted += 1;
-                        retry_at.remove(&key);
+                        not_final.remove(&key);
                         gone.insert(key);
                     }
                     Ok(Err(source)) if refused_for_good(&source) => {
@@ -237,15 +236,13 @@ impl Drainer {
                     }
                     // A 5xx, or a budget's 429 the client gave up retrying: tried again after a pause.
                     Ok(Err(source)) => {
-                        answers.insert(key.clone(), refusal(&source));
-                        retry_at.insert(key, tokio::time::Instant::now() + EVICT_RETRY_PAUSE);
+                        not_final.insert(key, (tokio::time::Instant::now() + EVICT_RETRY_PAUSE, refusal(&source)));
                     }
                     Err(_) => {
                         let timeout = humantime::format_duration(self.timeout);
                         let answer =
                             format!("none before the drain timeout ({timeout}): the client retries a budget's 429 and a 503 itself");
-                        answers.insert(key.clone(), answer);
-                        retry_at.insert(key, tokio::time::Instant::now() + EVICT_RETRY_PAUSE);
+                        not_final.insert(key, (tokio::time::Instant::now() + EVICT_RETRY_PAUSE, answer));
                     }
                 }
             }
@@ -262,7 +259,7 @@ impl Drainer {
                     })
                     .filter(|pod| !gone.contains(pod))
                     .collect();
-                answers.retain(|pod, _| pods.contains(pod));
+                let answers = pods.iter().filter_map(|pod| Some((pod.clone(), not_final.remove(pod)?.1))).collect();
                 return Err(EvictError::PodsLeft { pods, answers });
             }
             tokio::time::sleep(DRAIN_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;

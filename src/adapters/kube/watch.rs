@@ -17,11 +17,11 @@ pub struct NodeWatch {
     /// woken and the others sat out their 30 s timeout (a 200/20 rolling run went one host at a
     /// time for its first 30 s). A watch channel wakes every waiter.
     listed: tokio::sync::watch::Receiver<bool>,
-    /// The API's message while it refuses the watch for good (403: the role lacks `list` or
-    /// `watch` on nodes), cleared by the next event. kube-runtime's watcher retries every error
+    /// The API's refusal while it refuses the watch for good (403: the role lacks `list` or
+    /// `watch` on nodes), as the world read's own refusal, cleared by the next event. kube-runtime's watcher retries every error
     /// with backoff as if transient; a refusal left there would read, a reboot timeout later,
     /// as "never showed node X".
-    refused: tokio::sync::watch::Receiver<Option<String>>,
+    refused: tokio::sync::watch::Receiver<Option<super::world::WorldError>>,
     waiters: Arc<NodeWaiters>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
@@ -92,8 +92,8 @@ impl NodeWatch {
             while let Some(event) = stream.next().await {
                 match &event {
                     Err(error) => {
-                        if let Some(message) = refusal(error) {
-                            refused_tx.send_replace(Some(message));
+                        if let Some(refused) = refusal(error) {
+                            refused_tx.send_replace(Some(refused));
                         }
                     }
                     Ok(_) => {
@@ -129,8 +129,8 @@ impl NodeWatch {
         matches!(tokio::time::timeout(std::time::Duration::from_secs(30), wait).await, Ok(true))
     }
 
-    /// The API's message while it refuses the Node watch for good (403).
-    pub fn refused(&self) -> Option<String> {
+    /// The API's refusal while it refuses the Node watch for good (403).
+    pub fn refused(&self) -> Option<super::world::WorldError> {
         self.refused.borrow().clone()
     }
 
@@ -148,8 +148,8 @@ impl NodeWatch {
         use super::world::WorldError;
         let listed = self.listed().await;
         // The watch refused: every limit would be judged on nodes it can no longer see.
-        if let Some(message) = self.refused() {
-            return Err(WorldError::Refused { what: "watch the Nodes".into(), message, source: None });
+        if let Some(refused) = self.refused() {
+            return Err(refused);
         }
         if !listed {
             return Err(WorldError::Unreadable("the cluster API has not listed the nodes yet".into()));
@@ -226,7 +226,7 @@ impl NodeWatch {
                 let node = name.to_owned();
                 return Err(match self.store.get(&key) {
                     // Blind, not "never seen": the API refused the watch.
-                    _ if let Some(message) = self.refused() => NotBack::WatchRefused { node, message },
+                    _ if let Some(refused) = self.refused() => NotBack::WatchRefused { node, refused },
                     None => NotBack::NeverSeen { node },
                     Some(seen) => match boot_id_and_ready(&seen) {
                         (boot_id, ready) if boot_id == old => NotBack::OldBootId { node, old: old.to_owned(), ready: ready.to_owned() },
@@ -240,34 +240,35 @@ impl NodeWatch {
 }
 
 /// What the API showed instead of a node back with a new boot ID, at the deadline.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum NotBack {
     #[error("the cluster API never showed node {node}")]
     NeverSeen { node: String },
-    #[error(
-        "the cluster API refuses to let fleetboot watch the Nodes (403 Forbidden: {message}), so node {node} could not be seen back: the role it runs under lacks it (re-apply what `fleetboot rbac` prints)"
-    )]
-    WatchRefused { node: String, message: String },
+    /// Blind, not "never seen": one message for the refusal wherever it is met (here and in
+    /// the world read), the API's answer kept as its source.
+    #[error("node {node} could not be seen back: {refused}")]
+    WatchRefused {
+        node: String,
+        #[source]
+        refused: super::world::WorldError,
+    },
     #[error("the cluster API still shows node {node} with its old boot ID {old} (Ready={ready})")]
     OldBootId { node: String, old: String, ready: String },
     #[error("the cluster API shows node {node} with a new boot ID but Ready={ready}")]
     NotReady { node: String, ready: String },
 }
 
-/// The API's message when `error` is a refusal for good (403) of the watch or its list.
-fn refusal(error: &kube::runtime::watcher::Error) -> Option<String> {
+/// The refusal, when `error` is a refusal for good (403) of the watch or its list.
+fn refusal(error: &kube::runtime::watcher::Error) -> Option<super::world::WorldError> {
     use kube::runtime::watcher::Error as WatchError;
-    match error {
+    let status = match error {
         WatchError::InitialListFailed(kube::Error::Api(status))
         | WatchError::WatchStartFailed(kube::Error::Api(status))
-        | WatchError::WatchFailed(kube::Error::Api(status))
-            if status.code == 403 =>
-        {
-            Some(status.message.clone())
-        }
-        WatchError::WatchError(status) if status.code == 403 => Some(status.message.clone()),
-        _ => None,
-    }
+        | WatchError::WatchFailed(kube::Error::Api(status)) => status,
+        WatchError::WatchError(status) => status,
+        _ => return None,
+    };
+    (status.code == 403).then(|| super::world::WorldError::of_read("watch the Nodes", kube::Error::Api(status.clone())))
 }
 
 impl Drop for NodeWatch {
@@ -294,7 +295,13 @@ mod tests {
             WatchError::WatchFailed(api(403, forbidden)),
             WatchError::WatchError(Box::new(kube::core::Status { code: 403, message: forbidden.into(), ..Default::default() })),
         ] {
-            assert_eq!(refusal(&error).as_deref(), Some(forbidden), "{error}");
+            match refusal(&error) {
+                Some(super::super::world::WorldError::Refused { what, message, source }) => {
+                    assert_eq!((what.as_str(), message.as_str()), ("watch the Nodes", forbidden), "{error}");
+                    assert!(matches!(&*source, kube::Error::Api(status) if status.code == 403), "{error}: {source}");
+                }
+                other => panic!("{error}: {other:?}"),
+            }
         }
         // Transient to the watcher, and to fleetboot: an outage, a relist, a throttle.
         for error in [
@@ -303,15 +310,19 @@ mod tests {
             WatchError::WatchFailed(api(429, "slow down")),
             WatchError::NoResourceVersion,
         ] {
-            assert_eq!(refusal(&error), None, "{error}");
+            assert!(refusal(&error).is_none(), "{error}");
         }
     }
 
     #[test]
     fn a_node_not_seen_back_under_a_refused_watch_says_the_watch_was_refused() {
-        let error = NotBack::WatchRefused { node: "worker-0".into(), message: "nodes is forbidden".into() };
+        let refused = refusal(&WatchError::WatchFailed(api(403, "nodes is forbidden"))).expect("a 403 is a refusal");
+        let error = NotBack::WatchRefused { node: "worker-0".into(), refused };
         let text = error.to_string();
         assert!(text.contains("refuses to let fleetboot watch the Nodes (403 Forbidden: nodes is forbidden)"), "{text}");
         assert!(text.contains("node worker-0 could not be seen back"), "{text}");
+        // The API's answer stays reachable below the message.
+        let below = std::error::Error::source(&error).and_then(std::error::Error::source).map(ToString::to_string);
+        assert!(below.is_some_and(|b| b.contains("nodes is forbidden")), "{error:?}");
     }
 }

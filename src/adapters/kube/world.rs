@@ -55,7 +55,7 @@ pub enum WorldError {
         what: String,
         message: String,
         #[source]
-        source: Option<std::sync::Arc<kube::Error>>,
+        source: std::sync::Arc<kube::Error>,
     },
     /// Not known now (an outage, the first list not in yet): the host waits, as for any other
     /// reason not to go.
@@ -68,7 +68,7 @@ impl WorldError {
     pub fn of_read(what: &str, error: kube::Error) -> WorldError {
         match &error {
             kube::Error::Api(status) if status.code == 403 => {
-                WorldError::Refused { what: what.to_owned(), message: status.message.clone(), source: Some(std::sync::Arc::new(error)) }
+                WorldError::Refused { what: what.to_owned(), message: status.message.clone(), source: std::sync::Arc::new(error) }
             }
             _ => WorldError::Unreadable(format!("cannot {what}: {error}")),
         }
