@@ -105,7 +105,10 @@ enum Sink {
 #[derive(Debug, Default)]
 struct GroupSync {
     state: Mutex<SyncState>,
+    /// Wakes the waiters blocked in [`Pending::wait`] when an fsync ends.
     done: Condvar,
+    /// Wakes the tasks awaiting [`Pending::wait_async`] when an fsync ends.
+    done_async: tokio::sync::Notify,
     /// How many fsyncs were issued (the group-commit test counts them; never timed).
     syncs: AtomicUsize,
 }
@@ -128,6 +131,49 @@ pub struct Pending {
     file: Option<(Arc<File>, Arc<GroupSync>, u64, PathBuf)>,
 }
 
+impl GroupSync {
+    /// One `fdatasync` covering every record written up to `target` (the caller set `syncing`),
+    /// then the state updated and every waiter woken, blocked or awaiting.
+    fn sync(&self, file: &File, target: u64) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let result = file.sync_data();
+        let mut state = self.state.lock().unwrap();
+        state.syncing = false;
+        match result {
+            Ok(()) => state.synced = state.synced.max(target),
+            Err(e) => state.failed = Some(e.to_string()),
+        }
+        self.done.notify_all();
+        self.done_async.notify_waiters();
+    }
+}
+
+/// What a waiter does next, read under the state's lock.
+enum Next {
+    Durable,
+    Failed(String),
+    /// Another waiter's fsync is under way: wait for it to end.
+    Wait,
+    /// Nobody is syncing: this waiter issues the fsync covering everything up to the target.
+    Sync(u64),
+}
+
+impl SyncState {
+    fn next(&mut self, seq: u64) -> Next {
+        if self.synced >= seq {
+            Next::Durable
+        } else if let Some(reason) = &self.failed {
+            Next::Failed(reason.clone())
+        } else if self.syncing {
+            Next::Wait
+        } else {
+            // Everything written so far is in the page cache: this fsync covers all of it.
+            self.syncing = true;
+            Next::Sync(self.written)
+        }
+    }
+}
+
 impl Pending {
     /// Waits until the record is durable: joins an fsync that starts after the record was
     /// written, or issues one itself. Never returns Ok before an fsync covering the record ended.
@@ -135,29 +181,55 @@ impl Pending {
         let Some((file, group, seq, path)) = self.file else { return Ok(()) };
         let mut state = group.state.lock().unwrap();
         loop {
-            if state.synced >= seq {
-                return Ok(());
+            match state.next(seq) {
+                Next::Durable => return Ok(()),
+                Next::Failed(reason) => return Err(JournalError::Write { path, reason }),
+                Next::Wait => state = group.done.wait(state).unwrap(),
+                Next::Sync(target) => {
+                    drop(state);
+                    group.sync(&file, target);
+                    state = group.state.lock().unwrap();
+                }
             }
-            if let Some(reason) = &state.failed {
-                return Err(JournalError::Write { path, reason: reason.clone() });
+        }
+    }
+
+    /// [`wait`](Self::wait) for a task: the same group commit, but a waiter awaits the fsync
+    /// under way instead of holding a thread, and the one that issues it does so on the
+    /// blocking pool. A thousand hosts appending at once so cost one blocking thread, not a
+    /// thousand workers handed over to blocking (tokio's pool stops at 512; past it the runtime
+    /// had no worker left for the watches and the lease). A current-thread runtime (the
+    /// runner's tests on the paused clock) waits in place, as [`wait`](Self::wait) does.
+    pub async fn wait_async(self) -> Result<(), JournalError> {
+        let multi_thread =
+            tokio::runtime::Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let Some((file, group, seq, path)) = self.file.as_ref().filter(|_| multi_thread).cloned() else {
+            return self.wait();
+        };
+        loop {
+            // Registered before the state is read: an fsync ending after the read wakes it.
+            let woken = group.done_async.notified();
+            let next = group.state.lock().unwrap().next(seq);
+            match next {
+                Next::Durable => return Ok(()),
+                Next::Failed(reason) => return Err(JournalError::Write { path, reason }),
+                Next::Wait => woken.await,
+                Next::Sync(target) => {
+                    // The fsync and the state's update in one blocking task: a waiter dropped
+                    // meanwhile (its host task aborted) cannot leave `syncing` set.
+                    let (file, syncing) = (file.clone(), group.clone());
+                    if let Err(e) = tokio::task::spawn_blocking(move || syncing.sync(&file, target)).await
+                        && e.is_cancelled()
+                    {
+                        // Never ran (the runtime is shutting down): nobody syncs, say so.
+                        let mut state = group.state.lock().unwrap();
+                        state.syncing = false;
+                        group.done.notify_all();
+                        group.done_async.notify_waiters();
+                        return Err(JournalError::Write { path, reason: "the runtime shut down before the fsync".into() });
+                    }
+                }
             }
-            if state.syncing {
-                state = group.done.wait(state).unwrap();
-                continue;
-            }
-            // Everything written so far is in the page cache: this fsync covers all of it.
-            let target = state.written;
-            state.syncing = true;
-            drop(state);
-            group.syncs.fetch_add(1, Ordering::Relaxed);
-            let result = file.sync_data();
-            state = group.state.lock().unwrap();
-            state.syncing = false;
-            match result {
-                Ok(()) => state.synced = state.synced.max(target),
-                Err(e) => state.failed = Some(e.to_string()),
-            }
-            group.done.notify_all();
         }
     }
 }
@@ -320,6 +392,12 @@ impl JournalWriter {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether [`write`](Self::write) leaves the record to a [`Pending`] fsync (a local file),
+    /// rather than doing the whole append itself (a backend: the cluster's journal).
+    pub fn is_local_file(&self) -> bool {
+        matches!(self.sink, Sink::File(..))
     }
 
     /// Writes `record` and waits until it is durable.
@@ -492,6 +570,51 @@ mod tests {
             assert_eq!(mine, (0..each).map(|i| 1 + t * 1000 + i).collect::<Vec<_>>());
         }
         assert_eq!(syncs as u64, 1 + each, "one fsync per round of {threads} concurrent appends");
+    }
+
+    #[test]
+    fn tasks_awaiting_their_fsync_share_one_and_hold_no_thread_each() {
+        // Every thread the runtime ever starts, workers and blocking pool alike.
+        let threads = Arc::new(AtomicUsize::new(0));
+        let counter = threads.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .on_thread_start(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        let writer = Arc::new(Mutex::new(JournalWriter::create(&path).unwrap()));
+        writer.lock().unwrap().append(&start(&["a"])).unwrap();
+        let tasks = 1000u64;
+        runtime.block_on(async {
+            // Every task writes its record, then all wait together: one fsync covers them all.
+            let gate = Arc::new(tokio::sync::Barrier::new(tasks as usize));
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let (writer, gate) = (writer.clone(), gate.clone());
+                    tokio::spawn(async move {
+                        let pending = writer.lock().unwrap().write(&rec(1 + t, Entry::Down { host: "a".into() })).unwrap();
+                        let seq = pending.file.as_ref().expect("a file's record").2;
+                        gate.wait().await;
+                        pending.wait_async().await.unwrap();
+                        // Durable on return: a finished fsync covers the task's own record.
+                        assert!(writer.lock().unwrap().durable_records() >= seq, "record {seq} returned before its fsync");
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        });
+        assert_eq!(writer.lock().unwrap().syncs(), 2, "the first record's fsync, then one for all {tasks} tasks");
+        assert_eq!(load(&path).unwrap().0.len() as u64, 1 + tasks);
+        // Two workers and the blocking thread the fsync ran on (a second one if the pool had
+        // not taken the first back yet), not one thread per waiting task.
+        let started = threads.load(Ordering::Relaxed);
+        assert!(started <= 4, "{started} threads for {tasks} tasks awaiting their fsync");
     }
 
     #[test]

@@ -137,7 +137,7 @@ fn countdown_step(remaining: Duration) -> Duration {
 impl<T: PowerTransport> Shared<T> {
     /// Journals a hold of `waiter` (`""`: the window gate, else a host) once: not while any
     /// waiter is already under the same one (reason and opening time).
-    fn hold(&self, waiter: &str, reason: String, until_ms: Option<u64>) -> Result<bool, Stop> {
+    async fn hold(&self, waiter: &str, reason: String, until_ms: Option<u64>) -> Result<bool, Stop> {
         let key = format!("{reason}@{until_ms:?}");
         {
             let mut held = self.batch.held.lock().unwrap();
@@ -147,7 +147,7 @@ impl<T: PowerTransport> Shared<T> {
                 return Ok(false);
             }
         }
-        self.record(Entry::Held { reason, until_ms }).map(|()| true)
+        self.record(Entry::Held { reason, until_ms }).await.map(|()| true)
     }
 
     /// `waiter` is under no hold any more.
@@ -213,19 +213,19 @@ impl<T: PowerTransport> Shared<T> {
             if batch.exit {
                 batch.window_closed.store(true, Ordering::SeqCst);
                 let reason = format!("{reason}; --window-exit: no new reboot in this run, --resume continues");
-                return match self.hold("", reason, Some(opens_at)) {
+                return match self.hold("", reason, Some(opens_at)).await {
                     Ok(_) => Gate::Closed,
                     Err(_) => Gate::Broken,
                 };
             }
-            if self.hold("", reason.clone(), Some(opens_at)).is_err() {
+            if self.hold("", reason.clone(), Some(opens_at)).await.is_err() {
                 return Gate::Broken;
             }
             let remaining = Duration::from_millis(opens_at.saturating_sub(now));
             let _ = self.events.send(Event::Held { reason, until_ms: Some(opens_at), remaining_ms: Some(remaining.as_millis() as u64) });
             tokio::select! {
                 () = tokio::time::sleep(countdown_step(remaining)) => {}
-                _ = abort.wait_for(|a| *a != Abort::No) => return Gate::Aborted,
+                _ = async { abort.wait_for(|a| *a != Abort::No).await.map(|_| ()) } => return Gate::Aborted,
             }
         }
     }
@@ -254,7 +254,7 @@ impl<T: PowerTransport> Shared<T> {
         let read: Vec<(Host, Option<String>)> = reads.collect().await;
         for (host, id) in read {
             if let Some(boot_id) = id {
-                self.record(Entry::Planned { host: host.name.clone(), boot_id })?;
+                self.record(Entry::Planned { host: host.name.clone(), boot_id }).await?;
             }
         }
         Ok(())
@@ -278,19 +278,19 @@ impl<T: PowerTransport> Shared<T> {
                 && now != planned
             {
                 let reason = rebooted_since_plan_reason(&planned, &now);
-                return Err(self.not_needed(host, reason));
+                return Err(self.not_needed(host, reason).await);
             }
         }
         let Some(command) = self.batch.only_if.clone() else { return Ok(()) };
         match self.with_retries(host, Stage::Connect, || self.transport.run_check(host, &command)).await {
             Ok(()) => Ok(()),
-            Err(TransportError::CommandFailed { exit, .. }) => Err(self.not_needed(host, not_needed_reason(&command, exit))),
-            Err(e) => Err(self.fail(host, Stage::Connect, format!("could not run --only-if `{command}`: {e}"), false)),
+            Err(TransportError::CommandFailed { exit, .. }) => Err(self.not_needed(host, not_needed_reason(&command, exit)).await),
+            Err(e) => Err(self.fail(host, Stage::Connect, format!("could not run --only-if `{command}`: {e}"), false).await),
         }
     }
 
-    pub(super) fn not_needed(&self, host: &Host, reason: String) -> Stop {
-        match self.record(Entry::NotNeeded { host: host.name.clone(), reason }) {
+    pub(super) async fn not_needed(&self, host: &Host, reason: String) -> Stop {
+        match self.record(Entry::NotNeeded { host: host.name.clone(), reason }).await {
             Ok(()) => Stop::Journaled,
             Err(stop) => stop,
         }
@@ -318,13 +318,13 @@ impl<T: PowerTransport> Shared<T> {
             return Ok(());
         }
         let mut abort = self.abort.clone();
-        let skip = |reason: &str| match self.skip(host, reason) {
+        let skip = async |reason: &str| match self.skip(host, reason).await {
             Ok(()) => Stop::Journaled,
             Err(stop) => stop,
         };
         loop {
             if self.abort_level() != Abort::No {
-                return Err(skip("the run was interrupted before this host started"));
+                return Err(skip("the run was interrupted before this host started").await);
             }
             let (reason, until, pause) = match self.first_gate_closed(host).await {
                 None => {
@@ -335,13 +335,13 @@ impl<T: PowerTransport> Shared<T> {
             };
             let now = self.clock.now_ms();
             let until_ms = until.map(|at| self.clock.ms_of(at));
-            if self.hold(&host.name, reason.clone(), until_ms)? {
+            if self.hold(&host.name, reason.clone(), until_ms).await? {
                 let remaining_ms = until_ms.map(|at| at.saturating_sub(now));
                 let _ = self.events.send(Event::Held { reason, until_ms, remaining_ms });
             }
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                _ = abort.wait_for(|a| *a != Abort::No) => {}
+                _ = async { abort.wait_for(|a| *a != Abort::No).await.map(|_| ()) } => {}
             }
         }
     }

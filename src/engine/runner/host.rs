@@ -87,10 +87,10 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             if record.cordoned
                 && !in_doubt
                 && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
-                && shared.record(Entry::Uncordoning { host: name.clone() }).is_ok()
+                && shared.record(Entry::Uncordoning { host: name.clone() }).await.is_ok()
                 && drain.set_unschedulable(name, false).await.is_ok()
             {
-                let _ = shared.record(Entry::Uncordoned { host: name.clone() });
+                let _ = shared.record(Entry::Uncordoned { host: name.clone() }).await;
             }
         }
     }
@@ -144,7 +144,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
                 };
                 (total, in_group)
             } => Some(pass),
-            _ = abort.wait_for(|a| *a >= Abort::Soft) => None,
+            _ = async { abort.wait_for(|a| *a >= Abort::Soft).await.map(|_| ()) } => None,
         };
         let stop_reason = match pass {
             _ if window == super::batch::Gate::Closed => Some(super::batch::WINDOW_EXIT_REASON),
@@ -159,7 +159,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
                 if shared.abort_level() == Abort::Hard {
                     break;
                 }
-                let _ = shared.skip(skipped, reason);
+                let _ = shared.skip(skipped, reason).await;
             }
             break;
         }
@@ -194,12 +194,12 @@ async fn uncordon_left_over<T: PowerTransport>(shared: &Shared<T>) {
         }
         for name in left {
             // Journaled first (fenced): a writer that no longer owns the journal lifts nothing.
-            if shared.record(Entry::Uncordoning { host: name.clone() }).is_err() {
+            if shared.record(Entry::Uncordoning { host: name.clone() }).await.is_err() {
                 return;
             }
             match drain.set_unschedulable(&name, false).await {
                 Ok(()) => {
-                    if shared.record(Entry::Uncordoned { host: name }).is_err() {
+                    if shared.record(Entry::Uncordoned { host: name }).await.is_err() {
                         return;
                     }
                 }
@@ -258,24 +258,26 @@ async fn first_look<T: PowerTransport>(shared: &Shared<T>, host: &Host, right_be
     let read = shared.with_retries(host, Stage::Connect, read).await;
     // Another transport of the order took over (SSH → the cluster API's exec): journaled, why.
     for (transport, reason) in shared.transport.take_escalations(host) {
-        shared.record(Entry::TransportChosen { host: host.name.clone(), transport, reason })?;
+        shared.record(Entry::TransportChosen { host: host.name.clone(), transport, reason }).await?;
     }
     match read {
         Ok(id) => Ok((id, true)),
         Err(e) if shared.falls_back_on(host, &e) => match current_api_boot_id(shared, host).await {
             Some(id) => {
                 let reason = format!("SSH cannot reach it ({e})");
-                shared.record(Entry::FallingBack { host: host.name.clone(), reason, ssh_reached: false })?;
+                shared.record(Entry::FallingBack { host: host.name.clone(), reason, ssh_reached: false }).await?;
                 Ok((id, false))
             }
-            None => Err(shared.fail(
-                host,
-                Stage::Connect,
-                format!("{e}; its BMC could reboot it, but without SSH or the cluster API no new boot ID could prove it"),
-                false,
-            )),
+            None => Err(shared
+                .fail(
+                    host,
+                    Stage::Connect,
+                    format!("{e}; its BMC could reboot it, but without SSH or the cluster API no new boot ID could prove it"),
+                    false,
+                )
+                .await),
         },
-        Err(e) => Err(shared.fail(host, Stage::Connect, e.to_string(), false)),
+        Err(e) => Err(shared.fail(host, Stage::Connect, e.to_string(), false).await),
     }
 }
 
@@ -294,12 +296,12 @@ async fn read_again_or_fail<T: PowerTransport>(shared: &Shared<T>, host: &Host, 
     // Another transport of the order took over since the first look (SSH no longer reaching it
     // after the drain): journaled, with why, before the reboot goes out through it.
     for (transport, reason) in shared.transport.take_escalations(host) {
-        shared.record(Entry::TransportChosen { host: host.name.clone(), transport, reason })?;
+        shared.record(Entry::TransportChosen { host: host.name.clone(), transport, reason }).await?;
     }
     match read {
         Ok(id) => Ok(id),
         Err(e) => {
-            let stop = shared.fail(host, Stage::Connect, e, false);
+            let stop = shared.fail(host, Stage::Connect, e, false).await;
             uncordon(shared, host).await;
             Err(stop)
         }
@@ -317,15 +319,15 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
         None => None,
     };
     // The limits are checked at the last moment, right before the host starts.
-    let skip = |reason: &str| match shared.skip(host, reason) {
+    let skip = async |reason: &str| match shared.skip(host, reason).await {
         Ok(()) => Stop::Journaled,
         Err(stop) => stop,
     };
     if !shared.rate_slot().await || shared.abort_level() != Abort::No {
-        return Err(skip("the run was interrupted before this host started"));
+        return Err(skip("the run was interrupted before this host started").await);
     }
     if shared.budget_spent() {
-        return Err(skip("the failure budget (--max-failures) was spent"));
+        return Err(skip("the failure budget (--max-failures) was spent").await);
     }
     // The windows, the gates (blockers, soak, health) and the cluster's state, each of which may
     // wait: after any wait the others may be stale (a master gone NotReady during a soak, the
@@ -334,8 +336,8 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
     loop {
         match shared.window_gate().await {
             super::batch::Gate::Open => {}
-            super::batch::Gate::Closed => return Err(skip(super::batch::WINDOW_EXIT_REASON)),
-            super::batch::Gate::Aborted => return Err(skip("the run was interrupted before this host started")),
+            super::batch::Gate::Closed => return Err(skip(super::batch::WINDOW_EXIT_REASON).await),
+            super::batch::Gate::Aborted => return Err(skip("the run was interrupted before this host started").await),
             super::batch::Gate::Broken => return Err(Stop::JournalBroken),
         }
         shared.gates_clear(host).await?;
@@ -357,7 +359,7 @@ async fn reboot_host<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Resu
 /// [`reboot_host`] from the drain on: the node is touched.
 async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, looked: Option<(String, bool)>) -> Result<(), Stop> {
     let name = || host.name.clone();
-    let skip = |reason: &str| match shared.skip(host, reason) {
+    let skip = async |reason: &str| match shared.skip(host, reason).await {
         Ok(()) => Stop::Journaled,
         Err(stop) => stop,
     };
@@ -371,7 +373,7 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         // The world read once after the drain: who else takes the node, and the limits.
         let world = read_world(shared, host).await;
         if let Some(refused) = refused(&world) {
-            let stop = shared.fail(host, Stage::Limits, format!("after the drain, nothing sent: {refused}; uncordoned"), false);
+            let stop = shared.fail(host, Stage::Limits, format!("after the drain, nothing sent: {refused}; uncordoned"), false).await;
             uncordon(shared, host).await;
             return Err(stop);
         }
@@ -379,12 +381,12 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         // Lease): the cordon is theirs now. Journaled first, never lifted, nothing sent.
         if let Some((to, why)) = taken_by_another(shared, host, &world) {
             let reason = format!("after the drain, {why}; the cordon stays for them, not rebooted by this run");
-            shared.record(Entry::CordonHandedOver { host: name(), to, reason })?;
+            shared.record(Entry::CordonHandedOver { host: name(), to, reason }).await?;
             return Err(Stop::Journaled);
         }
         // The failure budget spent while it drained: no new reboot starts, as at the first look.
         if shared.budget_spent() {
-            let stop = skip("the failure budget (--max-failures) was spent during its drain; uncordoned, nothing sent");
+            let stop = skip("the failure budget (--max-failures) was spent during its drain; uncordoned, nothing sent").await;
             uncordon(shared, host).await;
             return Err(stop);
         }
@@ -399,12 +401,12 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
                 let reason = format!(
                     "after the drain, {why}; deferred after its drain {deferrals} times already: uncordoned and skipped, nothing sent"
                 );
-                let stop = skip(&reason);
+                let stop = skip(&reason).await;
                 uncordon(shared, host).await;
                 return Err(stop);
             }
             let reason = format!("after the drain, {why}; uncordoned and requeued, nothing sent");
-            shared.record(Entry::Deferred { host: name(), reason, after_drain: true })?;
+            shared.record(Entry::Deferred { host: name(), reason, after_drain: true }).await?;
             uncordon(shared, host).await;
             shared.batch.defer(host);
             return Err(Stop::Deferred);
@@ -420,22 +422,22 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
             // Nothing is sent (proving a second reboot against the new ID would reboot it twice).
             if again != first {
                 let reason = format!("rebooted by someone else during the drain: boot ID {first} before the drain, {again} after it");
-                let stop = shared.not_needed(host, reason);
+                let stop = shared.not_needed(host, reason).await;
                 uncordon(shared, host).await;
                 return Err(stop);
             }
             (again, ssh_usable)
         }
     };
-    shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() })?;
+    shared.record(Entry::BootIdRead { host: name(), boot_id: old.clone() }).await?;
     let mut soft_before = None;
     if ssh_usable && let Some(count) = shared.transport.soft_reboot_count(host).await {
-        shared.record(Entry::SoftRebootCount { host: name(), count })?;
+        shared.record(Entry::SoftRebootCount { host: name(), count }).await?;
         soft_before = Some(count);
     }
     let old = match shared.rate_send().await {
         None => {
-            let stop = skip("the run was interrupted before this host started");
+            let stop = skip("the run was interrupted before this host started").await;
             uncordon(shared, host).await;
             return Err(stop);
         }
@@ -443,7 +445,7 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         // reboot in the wait can pass for this one.
         Some(true) => {
             let id = read_again_or_fail(shared, host, ssh_usable).await?;
-            shared.record(Entry::BootIdRead { host: name(), boot_id: id.clone() })?;
+            shared.record(Entry::BootIdRead { host: name(), boot_id: id.clone() }).await?;
             id
         }
         Some(false) => old,
@@ -451,7 +453,7 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
     shared.mark_before_reboot(host).await;
     let by_bmc = !ssh_usable || (shared.settings.transport == Transport::Redfish && shared.has_bmc(host));
     if shared.settings.transport == Transport::Redfish && !shared.has_bmc(host) {
-        return Err(shared.fail(host, Stage::Dispatch, "--transport redfish, but no BMC is known for this node".into(), false));
+        return Err(shared.fail(host, Stage::Dispatch, "--transport redfish, but no BMC is known for this node".into(), false).await);
     }
     let first = if by_bmc {
         bmc_reset(shared, host, &old, RestartKind::Graceful, &[]).await?
@@ -460,12 +462,12 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
             Ok(at) => Attempt { bmc: None, at_ms: at, handed_over: true },
             Err(e) if shared.falls_back_on(host, &e) => {
                 let reason = format!("the SSH reboot never reached it ({e})");
-                shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: true })?;
+                shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: true }).await?;
                 // Another reboot sent: it takes a rate slot of its own.
                 shared.rate_send_in_flight().await?;
                 bmc_reset(shared, host, &old, RestartKind::Graceful, &[]).await?
             }
-            Err(e) => return Err(shared.fail(host, Stage::Dispatch, e.to_string(), false)),
+            Err(e) => return Err(shared.fail(host, Stage::Dispatch, e.to_string(), false).await),
         }
     };
     let last_sent = watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable, soft_before).await?;
@@ -554,12 +556,14 @@ async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Res
     loop {
         let world = read_world(shared, host).await;
         if let Some(refused) = refused(&world) {
-            return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: {refused}"), false));
+            return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: {refused}"), false).await);
         }
         let Some(reason) = verdict(shared, host, &world) else { return Ok(waited) };
         if Instant::now() >= deadline {
             let how_long = humantime::format_duration(shared.settings.timeout);
-            return Err(shared.fail(host, Stage::Limits, format!("not started, nothing touched: waited {how_long}: {reason}"), false));
+            return Err(shared
+                .fail(host, Stage::Limits, format!("not started, nothing touched: waited {how_long}: {reason}"), false)
+                .await);
         }
         if reason != said {
             let _ = shared.events.send(fleetboot_core::events::Event::Waiting { host: host.name.clone(), reason: reason.clone() });
@@ -569,8 +573,8 @@ async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Res
         waited = true;
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            _ = abort.wait_for(|a| *a != Abort::No) => {
-                return Err(match shared.skip(host, "the run was interrupted before this host started") {
+            _ = async { abort.wait_for(|a| *a != Abort::No).await.map(|_| ()) } => {
+                return Err(match shared.skip(host, "the run was interrupted before this host started").await {
                     Ok(()) => Stop::Journaled,
                     Err(stop) => stop,
                 });
@@ -586,12 +590,12 @@ async fn current_api_boot_id<T: PowerTransport>(shared: &Shared<T>, host: &Host)
 /// Journals the intent, then hands the reboot over SSH. Ok(Ok(at)): handed over, sent at `at`;
 /// Ok(Err(e)): nothing reached the host (the transport's contract for an error).
 async fn ssh_dispatch<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str) -> Result<Result<u64, TransportError>, Stop> {
-    shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: None })?;
+    shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: None }).await?;
     let at = shared.clock.now_ms();
     // Retrying is safe: send_reboot fails only when nothing reached the host.
     match shared.with_retries(host, Stage::Dispatch, || shared.transport.send_reboot(host)).await {
         Ok(delivery) => {
-            shared.record(Entry::Dispatched { host: host.name.clone(), delivery, reset_type: None })?;
+            shared.record(Entry::Dispatched { host: host.name.clone(), delivery, reset_type: None }).await?;
             Ok(Ok(at))
         }
         Err(e) => Ok(Err(e)),
@@ -611,25 +615,27 @@ async fn bmc_reset<T: PowerTransport>(
     // A resume may meet a world without this host's BMC (`--transport ssh`, a Secret that no
     // longer reads): that is a failure before anything is sent, never a reset in doubt.
     let Some(bmc) = shared.bmc.as_ref().filter(|bmc| bmc.has(&host.name)) else {
-        return Err(shared.fail(host, Stage::Dispatch, "no BMC is known for this node".into(), !earlier.is_empty()));
+        return Err(shared.fail(host, Stage::Dispatch, "no BMC is known for this node".into(), !earlier.is_empty()).await);
     };
-    shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: Some(kind) })?;
+    shared.record(Entry::Dispatching { host: host.name.clone(), old_boot_id: old.to_owned(), bmc: Some(kind) }).await?;
     let at = shared.clock.now_ms();
     let attempt = Attempt { bmc: Some(kind), at_ms: at, handed_over: true };
     match bmc.restart(&host.name, kind).await {
         Ok(reset_type) => {
-            shared.record(Entry::Dispatched { host: host.name.clone(), delivery: Delivery::BmcAccepted, reset_type: Some(reset_type) })?;
+            shared
+                .record(Entry::Dispatched { host: host.name.clone(), delivery: Delivery::BmcAccepted, reset_type: Some(reset_type) })
+                .await?;
             Ok(attempt)
         }
         Err(e @ BmcError::MayHaveReset(_)) => {
             shared.warn(host, format!("the BMC reset may have happened ({e}); watching for a new boot ID"));
-            shared.record(Entry::Dispatched { host: host.name.clone(), delivery: Delivery::NoAnswer, reset_type: None })?;
+            shared.record(Entry::Dispatched { host: host.name.clone(), delivery: Delivery::NoAnswer, reset_type: None }).await?;
             Ok(attempt)
         }
-        Err(e @ BmcError::NotSent(_)) => Err(shared.fail(host, Stage::Dispatch, e.to_string(), !earlier.is_empty())),
+        Err(e @ BmcError::NotSent(_)) => Err(shared.fail(host, Stage::Dispatch, e.to_string(), !earlier.is_empty()).await),
         // Switched off on purpose (a technician at work on it): it stays off, and says so.
         Err(BmcError::PoweredOff(e)) => {
-            let stop = match shared.record(Entry::PoweredOff { host: host.name.clone(), detail: e.to_string() }) {
+            let stop = match shared.record(Entry::PoweredOff { host: host.name.clone(), detail: e.to_string() }).await {
                 Ok(()) => Stop::Journaled,
                 Err(stop) => stop,
             };
@@ -697,22 +703,22 @@ async fn watch_for_new_boot<T: PowerTransport>(
                     if let Some(before) = soft_before.filter(|_| down || past_schedule)
                         && let Some(after) = shared.transport.soft_reboot_count(host).await.filter(|after| *after > before)
                     {
-                        shared.record(Entry::SoftRebooted { host: name(), boot_id: id, count_before: before, count_after: after })?;
+                        shared.record(Entry::SoftRebooted { host: name(), boot_id: id, count_before: before, count_after: after }).await?;
                         uncordon(shared, host).await;
                         return Err(Stop::Journaled);
                     }
                 }
                 Ok(id) => {
-                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: false })?;
+                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: false }).await?;
                     return Ok(attempts.last().map_or(0, |a| a.at_ms));
                 }
                 Err(TransportError::HostKey(reason)) => {
-                    return Err(shared.fail(host, Stage::Confirm, format!("after the reboot: {reason}"), true));
+                    return Err(shared.fail(host, Stage::Confirm, format!("after the reboot: {reason}"), true).await);
                 }
                 Err(e) if e.is_transient() => {
                     if !down {
                         down = true;
-                        shared.record(Entry::Down { host: name() })?;
+                        shared.record(Entry::Down { host: name() }).await?;
                     }
                 }
                 // An authentication or command failure while the host shuts down or boots is
@@ -724,10 +730,10 @@ async fn watch_for_new_boot<T: PowerTransport>(
             let mut abort = shared.abort.clone();
             tokio::select! {
                 seen = api.wait_back(&host.name, old, shared.clock.instant_of(until)) => if let Ok(id) = seen {
-                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true })?;
+                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true }).await?;
                     return Ok(attempts.last().map_or(0, |a| a.at_ms));
                 },
-                _ = abort.wait_for(|a| *a == Abort::Hard) => return Err(Stop::Aborted),
+                _ = async { abort.wait_for(|a| *a == Abort::Hard).await.map(|_| ()) } => return Err(Stop::Aborted),
             }
             continue;
         }
@@ -745,7 +751,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
                     Ok(at) => attempts.push(Attempt { bmc: None, at_ms: at, handed_over: true }),
                     Err(e) => {
                         // The first reboot stays in doubt: it may still arrive.
-                        let stop = shared.fail(host, Stage::Dispatch, format!("sending the reboot again: {e}"), true);
+                        let stop = shared.fail(host, Stage::Dispatch, format!("sending the reboot again: {e}"), true).await;
                         return Err(stop);
                     }
                 }
@@ -759,7 +765,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
                     None => format!("no new boot ID {waited} after the SSH reboot (boot ID still {old}); a hung node"),
                     Some(_) => format!("no new boot ID {waited} after the BMC's orderly restart; forcing it"),
                 };
-                shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: ssh_usable })?;
+                shared.record(Entry::FallingBack { host: name(), reason, ssh_reached: ssh_usable }).await?;
                 shared.rate_send_in_flight().await?;
                 match bmc_reset(shared, host, old, kind, &attempts).await {
                     Ok(attempt) => attempts.push(attempt),
@@ -779,7 +785,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
                     (true, false, true) => format!("reboot not observed: boot ID still {old} after {limit}"),
                     (false, _, true) => format!("the host went down but did not come back within {limit}"),
                 };
-                return Err(shared.fail(host, Stage::Confirm, error, true));
+                return Err(shared.fail(host, Stage::Confirm, error, true).await);
             }
         };
         let to_next_step = Duration::from_millis(until.saturating_sub(now));
@@ -874,14 +880,14 @@ pub(super) async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<
     let seen = tokio::select! {
         seen = seen_up => seen,
         () = tokio::time::sleep_until(deadline) => false,
-        _ = abort.wait_for(|a| *a == Abort::Hard) => return,
+        _ = async { abort.wait_for(|a| *a == Abort::Hard).await.map(|_| ()) } => return,
     };
     if !seen {
         let reason = format!(
             "not seen back Ready within {} of its last reboot; its places go to the next host (it still counts as unavailable while the cluster shows it so)",
             humantime::format_duration(window)
         );
-        let _ = shared.record(Entry::PassReleased { host: host.name.clone(), reason });
+        let _ = shared.record(Entry::PassReleased { host: host.name.clone(), reason }).await;
     }
 }
 
@@ -894,7 +900,7 @@ async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &st
     }
     // The intent first, fenced: a writer whose journal (or lease) is gone sends no cancel, and a
     // resume of a host with `cancelling` and no `cancelled` re-checks its boot ID.
-    shared.record(Entry::Cancelling { host: host.name.clone() })?;
+    shared.record(Entry::Cancelling { host: host.name.clone() }).await?;
     if let Err(e) = shared.transport.cancel_reboot(host).await {
         shared.warn(host, format!("could not cancel the pending reboot: {e}"));
         return Ok(false);
@@ -907,7 +913,7 @@ async fn try_cancel<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &st
         }
     };
     if verified {
-        shared.record(Entry::Cancelled { host: host.name.clone() })?;
+        shared.record(Entry::Cancelled { host: host.name.clone() }).await?;
     }
     Ok(verified)
 }
@@ -920,25 +926,25 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
         let mut abort = shared.abort.clone();
         let evidence = tokio::select! {
             evidence = api.wait_back(&host.name, old, deadline) => evidence,
-            _ = abort.wait_for(|a| *a == Abort::Hard) => return Err(Stop::Aborted),
+            _ = async { abort.wait_for(|a| *a == Abort::Hard).await.map(|_| ()) } => return Err(Stop::Aborted),
         };
         match evidence {
-            Ok(boot_id) => shared.record(Entry::ApiConfirmed { host: host.name.clone(), boot_id })?,
-            Err(error) => return Err(shared.fail(host, Stage::Confirm, error.to_string(), false)),
+            Ok(boot_id) => shared.record(Entry::ApiConfirmed { host: host.name.clone(), boot_id }).await?,
+            Err(error) => return Err(shared.fail(host, Stage::Confirm, error.to_string(), false).await),
         }
     }
     if let Some(check) = &shared.settings.check_command
         && !ssh_usable
     {
         let error = format!("the check `{check}` needs SSH, which cannot reach this node");
-        return Err(shared.fail(host, Stage::Check, error, false));
+        return Err(shared.fail(host, Stage::Check, error, false).await);
     }
     if let Some(check) = &shared.settings.check_command
         && let Err(e) = shared.with_retries(host, Stage::Check, || shared.transport.run_check(host, check)).await
     {
-        return Err(shared.fail(host, Stage::Check, e.to_string(), false));
+        return Err(shared.fail(host, Stage::Check, e.to_string(), false).await);
     }
-    shared.record(Entry::Confirmed { host: host.name.clone() })?;
+    shared.record(Entry::Confirmed { host: host.name.clone() }).await?;
     uncordon(shared, host).await;
     Ok(())
 }
@@ -953,12 +959,12 @@ async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
     }
     if let Some(drain) = shared.drain_for(host) {
         // Journaled first (fenced): a writer that no longer owns the journal lifts nothing.
-        if shared.record(Entry::Uncordoning { host: host.name.clone() }).is_err() {
+        if shared.record(Entry::Uncordoning { host: host.name.clone() }).await.is_err() {
             return;
         }
         match drain.set_unschedulable(&host.name, false).await {
             Ok(()) => {
-                let _ = shared.record(Entry::Uncordoned { host: host.name.clone() });
+                let _ = shared.record(Entry::Uncordoned { host: host.name.clone() }).await;
             }
             Err(e) => shared.warn(host, format!("{e}; tried again at the end of the run")),
         }
@@ -979,12 +985,12 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
         true => false,
         false => match drain.is_unschedulable(&host.name).await {
             Ok(on) => on,
-            Err(error) => return Err(shared.fail(host, Stage::Drain, error.to_string(), false)),
+            Err(error) => return Err(shared.fail(host, Stage::Drain, error.to_string(), false).await),
         },
     };
-    shared.record(Entry::Cordoning { host: name(), already_cordoned })?;
+    shared.record(Entry::Cordoning { host: name(), already_cordoned }).await?;
     if !already_cordoned && let Err(error) = drain.set_unschedulable(&host.name, true).await {
-        let stop = shared.fail(host, Stage::Drain, error.to_string(), false);
+        let stop = shared.fail(host, Stage::Drain, error.to_string(), false).await;
         uncordon(shared, host).await;
         return Err(stop);
     }
@@ -1002,18 +1008,18 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
             return Err(drain_stopped(shared, host).await);
         }
         let (left, answers) = match evicted {
-            Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }),
+            Ok(evicted) => return shared.record(Entry::Drained { host: name(), evicted }).await,
             Err(DrainError::PodsLeft { pods, answers }) => (pods, answers),
             // The pods could not even be listed: nothing is known drained, and nothing to force.
             Err(e @ DrainError::Api { .. }) => {
-                let stop = shared.fail(host, Stage::Drain, e.to_string(), false);
+                let stop = shared.fail(host, Stage::Drain, e.to_string(), false).await;
                 uncordon(shared, host).await;
                 return Err(stop);
             }
         };
         // --drain-escalation: one step per timeout; `wait` drains again, still cordoned. Each
         // timeout is journaled, so a resume goes on from the same step.
-        shared.record(Entry::DrainTimedOut { host: name(), pods: left.clone() })?;
+        shared.record(Entry::DrainTimedOut { host: name(), pods: left.clone() }).await?;
         let timeouts = shared.records.lock().unwrap().get(&host.name).map_or(1, |r| r.drain_timeouts);
         match fleetboot_core::batch::drain_step(&shared.batch.drain_escalation, timeouts) {
             Some(DrainStep::Wait) if shared.abort_level() == Abort::No => {
@@ -1031,14 +1037,14 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
     match step {
         Some(DrainStep::Defer) if shared.abort_level() == Abort::No => {
             let reason = format!("{why}; uncordoned and moved to the end of the queue (--drain-escalation defer)");
-            shared.record(Entry::Deferred { host: name(), reason, after_drain: false })?;
+            shared.record(Entry::Deferred { host: name(), reason, after_drain: false }).await?;
             uncordon(shared, host).await;
             shared.batch.defer(host);
             return Err(Stop::Deferred);
         }
         Some(DrainStep::Skip) => {
             let reason = format!("{why}; left uncordoned, not rebooted (--drain-escalation skip)");
-            let stop = match shared.record(Entry::Skipped { host: name(), reason }) {
+            let stop = match shared.record(Entry::Skipped { host: name(), reason }).await {
                 Ok(()) => Stop::Journaled,
                 Err(stop) => stop,
             };
@@ -1052,12 +1058,12 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
         return force_delete(shared, drain, host, left).await;
     }
     let stop = if policy.on_failure == DrainFailure::Skip {
-        match shared.record(Entry::Skipped { host: name(), reason: why }) {
+        match shared.record(Entry::Skipped { host: name(), reason: why }).await {
             Ok(()) => Stop::Journaled,
             Err(stop) => stop,
         }
     } else {
-        shared.fail(host, Stage::Drain, why, false)
+        shared.fail(host, Stage::Drain, why, false).await
     };
     uncordon(shared, host).await;
     Err(stop)
@@ -1072,7 +1078,7 @@ async fn drain_stopped<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> St
         return Stop::Aborted;
     }
     let reason = "the run was interrupted during this host's drain; nothing sent";
-    let stop = match shared.skip(host, reason) {
+    let stop = match shared.skip(host, reason).await {
         Ok(()) => Stop::Journaled,
         Err(stop) => stop,
     };
@@ -1085,11 +1091,11 @@ async fn drain_stopped<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> St
 /// A deletion the API refused leaves a pod on the node: the host fails as on a failed
 /// eviction (nothing sent) and fleetboot's cordon is lifted.
 async fn force_delete<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain, host: &Host, pods: Vec<String>) -> Result<(), Stop> {
-    shared.record(Entry::ForceDeleting { host: host.name.clone(), pods: pods.clone() })?;
+    shared.record(Entry::ForceDeleting { host: host.name.clone(), pods: pods.clone() }).await?;
     if let Err(error) = drain.delete_pods(&pods).await {
-        let stop = shared.fail(host, Stage::Drain, format!("forcing the drain: {error}"), false);
+        let stop = shared.fail(host, Stage::Drain, format!("forcing the drain: {error}"), false).await;
         uncordon(shared, host).await;
         return Err(stop);
     }
-    shared.record(Entry::Drained { host: host.name.clone(), evicted: pods.len() })
+    shared.record(Entry::Drained { host: host.name.clone(), evicted: pods.len() }).await
 }

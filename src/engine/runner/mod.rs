@@ -333,6 +333,22 @@ fn append_blocking(journal: &Mutex<JournalSink>, record: &Record) -> Result<(), 
     crate::adapters::system::wait_off_workers(|| Ok(journal.lock().unwrap().write(record)?.wait()?))
 }
 
+/// Appends and waits until the record is journaled. A local file's record is written under the
+/// sink's lock (into the page cache) and its fsync awaited
+/// ([`Pending::wait_async`]): the host's task holds no thread meanwhile. The cluster's journal
+/// does its whole append in `write` (requests, retries): that one waits off the workers.
+async fn append(journal: &Mutex<JournalSink>, record: &Record) -> Result<(), SinkError> {
+    let pending = {
+        let mut sink = journal.lock().unwrap();
+        if !sink.writer.is_local_file() {
+            drop(sink);
+            return append_blocking(journal, record);
+        }
+        sink.write(record)?
+    };
+    Ok(pending.wait_async().await?)
+}
+
 /// Everything a host task shares with the others.
 struct Shared<T> {
     transport: T,
@@ -408,14 +424,14 @@ impl<T: PowerTransport> Shared<T> {
     }
 
     /// Journals first (written and fsynced), then tells the reporters.
-    fn record(&self, entry: Entry) -> Result<(), Stop> {
+    async fn record(&self, entry: Entry) -> Result<(), Stop> {
         let now = Instant::now();
         if let (Some(pacer), Entry::Dispatching { .. }) = (&self.pacer, &entry) {
             // The rate counts from the journaled intent.
             pacer.sent(now);
         }
         let record = Record { v: JOURNAL_VERSION, at_ms: self.clock.ms_of(now), entry };
-        if let Err(e) = append_blocking(&self.journal, &record) {
+        if let Err(e) = append(&self.journal, &record).await {
             // Without a journal nothing further may happen safely.
             let _ = self.events.send(Event::Warning { host: None, message: format!("{e}; stopping") });
             let _ = self.abort_trigger.send(Abort::Hard);
@@ -450,8 +466,8 @@ impl<T: PowerTransport> Shared<T> {
     }
 
     /// Journals the host's failure; the task then stops.
-    fn fail(&self, host: &Host, stage: fleetboot_core::journal::Stage, error: String, may_reboot: bool) -> Stop {
-        match self.record(Entry::Failed { host: host.name.clone(), stage, error, may_reboot }) {
+    async fn fail(&self, host: &Host, stage: fleetboot_core::journal::Stage, error: String, may_reboot: bool) -> Stop {
+        match self.record(Entry::Failed { host: host.name.clone(), stage, error, may_reboot }).await {
             Ok(()) => Stop::Journaled,
             Err(stop) => stop,
         }
@@ -459,11 +475,11 @@ impl<T: PowerTransport> Shared<T> {
 
     /// Journals that the host does not start. A host that stands failed (a previous run's
     /// failure, retried now) stays failed: its failure still counts against the budget.
-    fn skip(&self, host: &Host, reason: &str) -> Result<(), Stop> {
+    async fn skip(&self, host: &Host, reason: &str) -> Result<(), Stop> {
         if self.failed.lock().unwrap().contains(&host.name) {
             return Ok(());
         }
-        self.record(Entry::Skipped { host: host.name.clone(), reason: reason.to_owned() })
+        self.record(Entry::Skipped { host: host.name.clone(), reason: reason.to_owned() }).await
     }
 
     fn warn(&self, host: &Host, message: String) {
@@ -764,7 +780,12 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         awaiting: plan.count(ResumeAction::AwaitNewBootId) + plan.count(ResumeAction::Check),
     });
     let takeover = lease_takeover.map(|(previous_holder, holder)| Entry::LeaseTakenOver { previous_holder, holder });
-    if shared.record(first_entry).is_ok() && takeover.is_none_or(|entry| shared.record(entry).is_ok()) {
+    let first_recorded = shared.record(first_entry).await.is_ok();
+    let takeover_recorded = match takeover {
+        Some(entry) if first_recorded => shared.record(entry).await.is_ok(),
+        _ => first_recorded,
+    };
+    if takeover_recorded {
         let gate = InFlightGate::new(shared.settings.concurrency);
         tokio::spawn(host::dispatch(shared.clone(), gate, plan.clone(), prior));
     }
