@@ -9,7 +9,8 @@
 #
 # Behaviour switches are files in NODE_DIR: refuse_sudo, hang, hang_reboot, never_return,
 # same_boot_id, new_host_key, killed_by_signal, soft_reboot (every reboot command is a soft
-# reboot), reboot_required (/var/run/reboot-required exists until the next full boot); timings: reboot_delay (s before going down, standing in for
+# reboot), reboot_required (/var/run/reboot-required exists until the next full boot),
+# log_connections (see below); timings: reboot_delay (s before going down, standing in for
 # systemd's one minute), down_time (s down).
 #
 # It runs as the fleet's unprivileged login user, as does its sshd (see fake-fleet.sh), so it
@@ -17,6 +18,17 @@
 set -u
 self=$(readlink -f "$0")
 now_ms() { date +%s%3N; }
+# With a log_connections file in NODE_DIR, the boot-ID read logs when the SSH connection it
+# came on was opened, and the reboot when the node came back up, both in the kernel's clock
+# ticks since boot (/proc/PID/stat field 22: a process's start): one clock for both, so a test
+# can tell a connection opened before another node's reboot ended from one opened after it.
+ticks_now() { cut -d' ' -f22 /proc/self/stat; }
+# The connection's process: this session's nearest sshd ancestor (one per connection).
+connection_ticks() {
+    local p=$PPID
+    while [ "$p" -gt 1 ] && [ "$(cat "/proc/$p/comm")" != sshd ]; do p=$(cut -d' ' -f4 "/proc/$p/stat"); done
+    cut -d' ' -f22 "/proc/$p/stat"
+}
 
 if [ "${1:-}" = "--reboot" ]; then
     node=$2
@@ -50,6 +62,7 @@ if [ "${1:-}" = "--reboot" ]; then
     fi
     /usr/sbin/sshd -f "$node/sshd_config" -E "$node/sshd.log"
     log up
+    [ -e "$node/log_connections" ] && log "up-at-ticks $(ticks_now)"
     rm -f "$node/restarter.pid"
     exit 0
 fi
@@ -60,6 +73,7 @@ log() { echo "$(now_ms) $*" >>"$node/events.log"; }
 [ -e "$node/hang" ] && sleep 3600
 case "$cmd" in
 "cat /proc/sys/kernel/random/boot_id")
+    [ -e "$node/log_connections" ] && log "boot-id-read-on-connection-of-ticks $(connection_ticks)"
     cat "$node/boot_id"
     ;;
 "systemctl show --property=SoftRebootsCount --value")

@@ -452,16 +452,21 @@ impl client::Handler for Verifier {
 pub struct SshTransport {
     pub client: SshClient,
     reboot: RebootSettings,
-    /// The connection each host's boot ID was read on right before its reboot: `send_reboot`
-    /// sends on it (one handshake fewer between a freed slot and the next reboot), `release`
-    /// drops what is left. Never used for anything else: every watch probe is a connection of
-    /// its own, so a node that goes down is seen as before.
+    /// The connection opened for each host whose turn is near (`warm_up`), then the one its
+    /// boot ID was read on right before its reboot: the boot ID is read and `send_reboot`
+    /// sends on it (no handshake between a freed slot and the next reboot), `release` drops
+    /// what is left. Never used for anything else: every watch probe is a connection of its
+    /// own, so a node that goes down is seen as before.
     kept: Mutex<HashMap<String, Handle<Verifier>>>,
+    /// Hosts whose turn began (their boot ID read right before the reboot), until `release`:
+    /// a warm-up that connects late keeps nothing for them (the reboot may be out already, and
+    /// the soft-reboot count after it must not read on a connection opened before it).
+    turn_began: Mutex<std::collections::HashSet<String>>,
 }
 
 impl SshTransport {
     pub fn new(client: SshClient, reboot: RebootSettings) -> SshTransport {
-        SshTransport { client, reboot, kept: Mutex::new(HashMap::new()) }
+        SshTransport { client, reboot, kept: Mutex::new(HashMap::new()), turn_began: Mutex::default() }
     }
 
     fn take_kept(&self, host: &Host) -> Option<Handle<Verifier>> {
@@ -514,10 +519,32 @@ impl PowerTransport for SshTransport {
     }
 
     async fn read_boot_id_before_reboot(&self, host: &Host) -> Result<String, TransportError> {
-        self.release(host).await;
+        self.turn_began.lock().unwrap().insert(host.name.clone());
         let command = &self.reboot.boot_id_command;
-        let handle = self.client.connect(host).await?;
-        let output = self.judge(command, exec(&handle, command, self.client.settings.command_timeout).await);
+        let limit = self.client.settings.command_timeout;
+        // On the connection opened when the host's turn came near, while it is still open;
+        // otherwise (never opened, closed since, no channel in time: nothing was run on it) on
+        // a new one. Either way the boot ID is read now, right before the reboot.
+        let kept = match self.kept_channel(host).await {
+            Some((handle, channel)) => match self.judge(command, exec_on(channel, command, limit).await) {
+                // The kept connection broke under the read (the host went away since it was
+                // opened): a new one says whether the host is reachable now, as before.
+                Err(e) if e.is_transient() => {
+                    let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+                    None
+                }
+                output => Some((handle, output)),
+            },
+            None => None,
+        };
+        let (handle, output) = match kept {
+            Some(kept) => kept,
+            None => {
+                let handle = self.client.connect(host).await?;
+                let output = self.judge(command, exec(&handle, command, limit).await);
+                (handle, output)
+            }
+        };
         let boot_id = output.and_then(|out| parse_boot_id(&out.stdout));
         if boot_id.is_ok() && !handle.is_closed() {
             self.kept.lock().unwrap().insert(host.name.clone(), handle);
@@ -544,7 +571,32 @@ impl PowerTransport for SshTransport {
         self.judge(command, output).ok().and_then(|out| fleetboot_core::transport::parse_soft_reboots(&out.stdout))
     }
 
+    async fn warm_up(&self, host: &Host) {
+        let turn_began = || self.turn_began.lock().unwrap().contains(&host.name);
+        if turn_began() || self.kept.lock().unwrap().contains_key(&host.name) {
+            return;
+        }
+        // Connected outside the locks: kept only if the host's turn has not begun meanwhile
+        // and no connection is kept for it yet.
+        let Ok(handle) = self.client.connect(host).await else { return };
+        let spare = {
+            let turn = self.turn_began.lock().unwrap();
+            let mut kept = self.kept.lock().unwrap();
+            match kept.entry(host.name.clone()) {
+                std::collections::hash_map::Entry::Vacant(slot) if !turn.contains(&host.name) => {
+                    slot.insert(handle);
+                    None
+                }
+                _ => Some(handle),
+            }
+        };
+        if let Some(handle) = spare {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
+    }
+
     async fn release(&self, host: &Host) {
+        self.turn_began.lock().unwrap().remove(&host.name);
         if let Some(handle) = self.take_kept(host) {
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
         }

@@ -155,6 +155,10 @@ impl PowerTransport for NodeTransport {
         each!(self, t => t.run_check(host, command).await, host)
     }
 
+    async fn warm_up(&self, host: &Host) {
+        each!(self, t => t.warm_up(host).await, host)
+    }
+
     async fn soft_reboot_count(&self, host: &Host) -> Option<u64> {
         each!(self, t => t.soft_reboot_count(host).await, host)
     }

@@ -366,3 +366,42 @@ fn a_reboot_command_killed_by_a_signal_counts_as_delivered_and_is_never_sent_twi
     assert!(delivered, "the reboot counts as handed over: {}", run.debug());
     assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "sent once");
 }
+
+/// The host waiting for a slot opens its SSH connection while the host in flight reboots, and
+/// reads its boot ID on that connection once the slot frees, right before its own reboot: the
+/// handshake is off the path from one reboot to the next, the boot ID still read at the turn.
+#[test]
+fn the_host_next_in_line_connects_while_the_one_in_flight_reboots() {
+    let fleet = Fleet::up(2);
+    for name in &fleet.names {
+        fleet.set(name, "log_connections", "");
+    }
+    let run = fleet.reboot(&["--concurrency", "1"]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let order: Vec<String> = crate::common::dispatches(&run.journal()).into_iter().map(|(host, _)| host).collect();
+    assert_eq!(order.len(), 2, "{order:?}");
+    let (first, second) = (&order[0], &order[1]);
+    // The kernel's ticks since boot, from the nodes' own logs (scripts/fake-node.sh).
+    let ticks = |events: &[(u64, String)], prefix: &str| -> Vec<(u64, u64)> {
+        events.iter().filter_map(|(ms, what)| Some((*ms, what.strip_prefix(prefix)?.trim().parse().ok()?))).collect()
+    };
+    let first_events = fleet.events(first);
+    let first_up_ms = first_events.iter().find(|(_, w)| w == "up").expect("the first host came back").0;
+    let [(_, first_up_ticks)] = ticks(&first_events, "up-at-ticks ")[..] else { panic!("{first_events:?}") };
+    let second_events = fleet.events(second);
+    let requested_ms = second_events.iter().find(|(_, w)| w == "reboot-requested").expect("the second host rebooted").0;
+    // The boot-ID read right before the second host's reboot: the last one before it.
+    let (read_ms, connection_ticks) = *ticks(&second_events, "boot-id-read-on-connection-of-ticks ")
+        .iter()
+        .rfind(|(ms, _)| *ms <= requested_ms)
+        .unwrap_or_else(|| panic!("no boot-ID read before the reboot: {second_events:?}"));
+    assert!(read_ms >= first_up_ms, "the second host's boot ID was read before the first one's slot freed: {second_events:?}");
+    assert!(
+        connection_ticks < first_up_ticks,
+        "the connection it was read on opened at tick {connection_ticks}, after the first host came back (tick {first_up_ticks}): \
+         not opened while waiting for the slot"
+    );
+    for name in &fleet.names {
+        assert_eq!(fleet.count_events(name, "reboot-requested"), 1, "{name}");
+    }
+}

@@ -59,6 +59,15 @@ pub trait PowerTransport: Send + Sync + 'static {
     fn read_boot_id_before_reboot(&self, host: &Host) -> impl Future<Output = Result<String, TransportError>> + Send {
         self.read_boot_id(host)
     }
+    /// The host's turn is near: a transport with connections may open one now (connected,
+    /// host key verified, authenticated; nothing run on it) for
+    /// `read_boot_id_before_reboot` to read on when the turn comes, so the handshake is off
+    /// the path from a freed slot to the next reboot. Nothing is reported: the read at the
+    /// turn connects again where this failed, and says why if that fails too.
+    fn warm_up(&self, host: &Host) -> impl Future<Output = ()> + Send {
+        let _ = host;
+        async {}
+    }
     /// systemd's `SoftRebootsCount` (soft reboots since the last full boot), when the host
     /// reports one; None when it cannot (no systemd, systemd < 256, no answer). Read with the
     /// boot ID: a later count that went up under the same boot ID is a soft reboot.

@@ -102,6 +102,10 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
     let mut pending: std::collections::VecDeque<Host> =
         plan.steps.iter().filter(|s| s.action == ResumeAction::Reboot).map(|s| s.host.clone()).collect();
     let mut others_finished = false;
+    // Hosts whose connection was opened ahead of their turn, and those openings (any left
+    // when the run ends are dropped with them).
+    let mut warmed = std::collections::HashSet::new();
+    let mut warm_ups = tokio::task::JoinSet::new();
     loop {
         // A deferred control-plane host goes behind the control-plane hosts still waiting (the
         // very end), never in front of them; any other goes behind the others still waiting.
@@ -135,6 +139,20 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             break;
         }
         let group = group_gate(&step.name);
+        // Every slot taken: the hosts next in line (as many as may be in flight) connect while
+        // they wait, so their handshakes happen while the hosts in flight are down, not between
+        // a freed slot and the next reboot. (With a slot free the host connects at once
+        // itself.) The control plane's hosts wait for every other host first: they connect
+        // when their turn nears, not for the whole run.
+        while warm_ups.try_join_next().is_some() {}
+        if gate.is_full() || group.as_ref().is_some_and(|g| g.is_full()) {
+            for next in std::iter::once(&step_host).chain(pending.iter()).take(shared.settings.concurrency) {
+                if (others_finished || !plan.grouping.is_last(&next.name)) && warmed.insert(next.name.clone()) {
+                    let (shared, next) = (shared.clone(), next.clone());
+                    warm_ups.spawn(async move { shared.transport.warm_up(&next).await });
+                }
+            }
+        }
         let pass = tokio::select! {
             pass = async {
                 let total = gate.enter().await;
@@ -160,6 +178,8 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
                     break;
                 }
                 let _ = shared.skip(skipped, reason).await;
+                // A connection opened ahead of a turn that never came.
+                shared.transport.release(skipped).await;
             }
             break;
         }

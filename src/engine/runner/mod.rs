@@ -164,6 +164,11 @@ impl InFlightGate {
         }
     }
 
+    /// Whether a host asking now would wait for a slot.
+    fn is_full(&self) -> bool {
+        *self.count.lock().unwrap() >= self.limit
+    }
+
     fn enter_regardless(self: &Arc<Self>) -> GatePass {
         *self.count.lock().unwrap() += 1;
         GatePass(self.clone())
