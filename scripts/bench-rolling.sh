@@ -244,7 +244,7 @@ for n, c in sizes:
     confirmed = f"{min(r['confirmed'] for r in rs)}/{n}"
     print(f"{f'{n}/{c}':>9} {confirmed:>10} {med(rs, 'wall'):>8.2f} {ideal:>18} {med(rs, 'overhead'):>+8.1f}%"
           f" {pp('dispatch'):>11} {pp('api'):>16} {pp('conf'):>17} {pp('refill'):>11} {med(rs, 'start'):>6.0f} {med(rs, 'tail'):>6.0f}"
-          f" {med(rs, 'cpu'):>6.2f} {med(rs, 'rss'):>7.0f}")
+          f" {med(rs, 'cpu'):>6.2f} {med(rs, 'rss'):>7.0f} {med(rs, 'sim_cpu'):>10.2f}")
 print("\nas a README table:")
 print("| N / C | fleetboot wall s | ideal s: ceil(N/C) × median node cycle | overhead | dispatch → reboot-requested p50/p99 ms"
       " | Ready → api_confirmed p50/p99 ms | confirmed → next dispatching p50/p99 ms | start / tail ms | CPU s / peak RSS MB | runs |")
