@@ -218,7 +218,8 @@ fn node_name_of(object: &Value) -> Option<&str> {
     object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
 }
 
-fn key_of(object: &Value) -> String {
+/// An object's key in its kind's map ("namespace/name", or "name"): a full list's order.
+pub fn key_of(object: &Value) -> String {
     object_key(object.pointer("/metadata/namespace").and_then(Value::as_str), name_of(object))
 }
 
