@@ -269,6 +269,17 @@ impl Store {
         self.kind_revisions.get(&t.key()).copied().unwrap_or(0)
     }
 
+    /// Every change after revision `rv`, oldest first, or None when the history no longer holds
+    /// them all (compacted, or a restored store): a controller that follows the changes must
+    /// then read everything again, as an informer relists after a 410 Gone.
+    pub fn changes_since(&self, rv: u64) -> Option<impl Iterator<Item = &Arc<Change>>> {
+        if rv < self.compacted_through {
+            return None;
+        }
+        let start = self.history.partition_point(|c| c.rv <= rv);
+        Some(self.history.range(start..))
+    }
+
     /// What a real API server keeps in etcd: every object and the current revision; not the
     /// change history, which lives in the API server's memory (its watch cache).
     pub fn snapshot(&self) -> Value {
