@@ -9,6 +9,8 @@
 #               → `confirmed` (the host's slot is free)
 #   refill      the k-th `confirmed` → the (k+C)-th `dispatching`: how long a freed slot idles
 #   start/tail  process start → first `dispatching`; last `confirmed` → process exit
+# and the CPU the simulation itself spent during the run (from /proc, beside fleetboot's and the
+# load average before and after), since both share the machine's cores.
 #
 #   scripts/bench-rolling.sh [options] [N/C ...]     default: 200/20 1000/100 5000/500
 #     --reps 1                   runs per size (a fresh simulation each); medians are printed
@@ -75,6 +77,10 @@ bin=${bin:-$PWD/target/release/fleetboot}
 [ -x "$bin" ] || { echo "bench-rolling: no $bin (build it, or drop --no-build)" >&2; exit 1; }
 
 dir="" sim_pid="" run_pid="" summary=""
+# The simulation's CPU (user + system clock ticks from /proc/PID/stat): read when fleetboot
+# starts and when it ends, the difference is what the simulation spent during the run.
+sim_cpu_ticks() { awk '{print $14 + $15}' "/proc/$sim_pid/stat" 2>/dev/null || echo 0; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
 stop_sim() {
     if [ -n "$sim_pid" ]; then
         kill -TERM "$sim_pid" 2>/dev/null || true
@@ -120,6 +126,8 @@ for s in "${specs[@]}"; do
         api=$(grep -o 'API http://[0-9.:]*' "$dir/sim.out" | cut -d' ' -f2)
         # Generous: three times the physics, plus two minutes.
         limit=$((rounds * cycle_ms * 3 / 1000 + 120))
+        load_before=$(load1)
+        sim_cpu0=$(sim_cpu_ticks)
         t0=$(date +%s%3N)
         HOME=$dir SSH_AUTH_SOCK='' timeout -k 5 "$limit" /usr/bin/time -f '%e %U %S %M' -o "$dir/time" \
             "$bin" --config "$dir/sim/fleetboot.toml" reboot --all --role worker --concurrency "$c" --group-concurrency "$c" \
@@ -128,13 +136,16 @@ for s in "${specs[@]}"; do
         rc=0; wait "$run_pid" || rc=$?
         run_pid=""
         t1=$(date +%s%3N)
+        sim_cpu1=$(sim_cpu_ticks)
         [ "$rc" = 0 ] || { echo "bench-rolling: $n/$c run $r: fleetboot exited $rc; its stderr ends:" >&2; tail -5 "$dir/err" >&2; }
         "$py" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/sim/v1/nodes", headers={"Content-Type": "application/json"}), timeout=60).read())' \
             "$api" >"$dir/nodes.json"
         stop_sim
-        "$py" - "$dir" "$n" "$c" "$r" "$t0" "$t1" "$rc" "$cycle_ms" "$summary" <<'PY'
+        "$py" - "$dir" "$n" "$c" "$r" "$t0" "$t1" "$rc" "$cycle_ms" "$summary" "$sim_cpu0" "$sim_cpu1" "$(getconf CLK_TCK)" "$load_before" "$(load1)" <<'PY'
 import json, math, statistics, sys
 d, n, c, rep, t0, t1, rc, cfg_cycle, summary = sys.argv[1], *map(int, sys.argv[2:9]), sys.argv[9]
+sim_cpu_start, sim_cpu_end, clk_tck = (int(x) for x in sys.argv[10:13])
+load_before, load_after = sys.argv[13:15]
 first, last = {}, {}
 for line in open(f"{d}/journal.jsonl"):
     rec = json.loads(line)
@@ -199,12 +210,15 @@ except Exception:
     cpu, rss_mb = float("nan"), float("nan")
 finished = [k for k in first if k[0] == "run_finished"]
 fails = sum(1 for k in first if k[0] == "failed")
-row = dict(n=n, c=c, rep=rep, rc=rc, confirmed=len(confirmed), failed=fails, wall=wall, rounds=rounds, cycle=cycle,
+sim_cpu = (sim_cpu_end - sim_cpu_start) / clk_tck
+row = dict(n=n, c=c, rep=rep, rc=rc, sim_cpu=sim_cpu, sim_cpu_startup=sim_cpu_start / clk_tck, confirmed=len(confirmed), failed=fails, wall=wall, rounds=rounds, cycle=cycle,
            ideal=ideal, overhead=overhead, cycle_99=pct(cycles, 99) / 1000, cfg_ideal=rounds * cfg_cycle / 1000, start=start, tail=tail, cpu=cpu, rss=rss_mb,
            **{f"{name}_{p}": pct(xs, p) for name, xs in
               [("dispatch", dispatch), ("api", detect_api), ("conf", detect_conf), ("refill", refill)] for p in (50, 99)})
 print(f"  {n}/{c} run {rep}: {len(confirmed)}/{n} confirmed, {fails} failed, exit {rc}; wall {wall:.2f} s vs ideal "
       f"{rounds} x {cycle:.3f} s = {ideal:.2f} s: overhead {overhead:+.1f} % (node cycle p99 {pct(cycles, 99) / 1000:.3f} s)")
+print(f"    simulation CPU during the run {sim_cpu:.2f} s ({sim_cpu / wall:.2f} core; its start-up {sim_cpu_start / clk_tck:.2f} s);"
+      f" fleetboot CPU {cpu:.2f} s; load average (1 min) {load_before} -> {load_after}")
 print("    stages p50/p99 ms: " + ", ".join(f"{k} {pct(v, 50):.0f}/{pct(v, 99):.0f}" for k, v in stages.items()))
 with open(summary, "a") as f:
     f.write(json.dumps(row) + "\n")
@@ -222,7 +236,7 @@ sizes = list(dict.fromkeys((r["n"], r["c"]) for r in rows))
 med = lambda rs, k: statistics.median(r[k] for r in rs)
 print("\nmedians per size (ms unless marked; p50/p99 over the hosts of a run)")
 print(f"{'N/C':>9} {'confirmed':>10} {'wall s':>8} {'ideal s':>18} {'overhead':>9} {'dispatch':>11} {'Ready->api_conf':>16}"
-      f" {'Ready->confirmed':>17} {'refill':>11} {'start':>6} {'tail':>6} {'CPU s':>6} {'RSS MB':>7}")
+      f" {'Ready->confirmed':>17} {'refill':>11} {'start':>6} {'tail':>6} {'CPU s':>6} {'RSS MB':>7} {'sim CPU s':>10}")
 for n, c in sizes:
     rs = [r for r in rows if (r["n"], r["c"]) == (n, c)]
     pp = lambda k: f"{med(rs, k + '_50'):.0f}/{med(rs, k + '_99'):.0f}"
@@ -230,7 +244,7 @@ for n, c in sizes:
     confirmed = f"{min(r['confirmed'] for r in rs)}/{n}"
     print(f"{f'{n}/{c}':>9} {confirmed:>10} {med(rs, 'wall'):>8.2f} {ideal:>18} {med(rs, 'overhead'):>+8.1f}%"
           f" {pp('dispatch'):>11} {pp('api'):>16} {pp('conf'):>17} {pp('refill'):>11} {med(rs, 'start'):>6.0f} {med(rs, 'tail'):>6.0f}"
-          f" {med(rs, 'cpu'):>6.2f} {med(rs, 'rss'):>7.0f}")
+          f" {med(rs, 'cpu'):>6.2f} {med(rs, 'rss'):>7.0f} {med(rs, 'sim_cpu'):>10.2f}")
 print("\nas a README table:")
 print("| N / C | fleetboot wall s | ideal s: ceil(N/C) × median node cycle | overhead | dispatch → reboot-requested p50/p99 ms"
       " | Ready → api_confirmed p50/p99 ms | confirmed → next dispatching p50/p99 ms | start / tail ms | CPU s / peak RSS MB | runs |")

@@ -622,16 +622,7 @@ impl Cluster {
     fn restart_crashlooping_pods(&self, nodes: &std::collections::BTreeSet<String>) {
         let pods = t("", "v1", "pods");
         let mut store = self.api.store.lock().unwrap();
-        for pod in store.list(pods, &super::store::Filter::default(), None, None).items {
-            let on_rebooted = pod.at("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| nodes.contains(n));
-            let crashlooping = on_rebooted
-                && pod
-                    .at("/status/containerStatuses")
-                    .and_then(Value::as_array)
-                    .is_some_and(|c| c.iter().any(|s| s.at("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff")));
-            if !crashlooping {
-                continue;
-            }
+        for pod in crashlooping_pods_on(&store, nodes) {
             let (namespace, name) = (
                 pod["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(),
                 pod["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
@@ -789,6 +780,31 @@ fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Node name and pool of the i-th node: masters first.
 fn node_identity(i: usize, masters: usize) -> (String, &'static str) {
     if i < masters { (format!("master-{i}"), "master") } else { (format!("worker-{}", i - masters), "worker") }
+}
+
+/// The crash-looping pods of `nodes`, in the order a read of every pod gives them (by
+/// "namespace/name", the store's key): each node's pods through the store's `spec.nodeName`
+/// index, as a kubelet lists its own (kubernetes release-1.33 pkg/kubelet/config/apiserver.go
+/// `NewSourceApiserver`: a `spec.nodeName=NODE` field selector). Reading every pod of the
+/// cluster for each batch of rebooted nodes was 13 % of the simulation's CPU at 10,000 nodes.
+fn crashlooping_pods_on(store: &super::store::Store, nodes: &std::collections::BTreeSet<String>) -> Vec<Arc<Value>> {
+    let pods = t("", "v1", "pods");
+    let mut found: Vec<(String, Arc<Value>)> = Vec::new();
+    for node in nodes {
+        let Ok(fields) = super::selector::FieldSelector::parse(&format!("spec.nodeName={node}")) else { continue };
+        let filter = super::store::Filter { fields, ..Default::default() };
+        for pod in store.list(pods, &filter, None, None).items {
+            let crashlooping = pod
+                .at("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|s| s.at("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff")));
+            if crashlooping {
+                found.push((super::store::key_of(&pod), pod));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.into_iter().map(|(_, pod)| pod).collect()
 }
 
 /// Kubelets and the node lifecycle controller: NotReady some time after a node goes down,
@@ -1044,5 +1060,62 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             Ok(json!({"cut": true}))
         }
         _ => Err((404, format!("no simulation endpoint {method} /sim/v1/{path}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Filter, Store};
+    use std::collections::BTreeSet;
+
+    /// What `crashlooping_pods_on` replaced: every pod of the cluster read, in the store's order.
+    fn by_reading_every_pod(store: &Store, nodes: &BTreeSet<String>) -> Vec<String> {
+        store
+            .list(t("", "v1", "pods"), &Filter::default(), None, None)
+            .items
+            .iter()
+            .filter(|pod| pod.at("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| nodes.contains(n)))
+            .filter(|pod| {
+                pod.at("/status/containerStatuses")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| c.iter().any(|s| s.at("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff")))
+            })
+            .map(|pod| super::super::store::key_of(pod))
+            .collect()
+    }
+
+    #[test]
+    fn the_crashlooping_pods_of_rebooted_nodes_are_those_and_in_the_order_a_read_of_every_pod_gives() {
+        let mut store = Store::new(100);
+        let pods = t("", "v1", "pods");
+        // Namespaces whose keys sort apart from their names ("a-b/x" before "a/x"), pods on
+        // several nodes, crash-looping or not, one unscheduled.
+        for (i, (ns, node, crashlooping)) in [
+            ("a", "n1", true),
+            ("a-b", "n2", true),
+            ("a", "n2", true),
+            ("ab", "n1", false),
+            ("a-b", "n1", true),
+            ("b", "n3", true),
+            ("a", "", true),
+            ("a.c", "n2", true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut pod = super::super::world::app_pod(&format!("p{}", 7 - i), node, crashlooping);
+            if node.is_empty() {
+                pod["spec"].as_object_mut().unwrap().remove("nodeName");
+            }
+            store.create(pods, Some(ns), pod).unwrap();
+        }
+        for nodes in [vec!["n1"], vec!["n1", "n2"], vec!["n2", "n3", "n4"], vec!["n4"], vec![]] {
+            let nodes: BTreeSet<String> = nodes.into_iter().map(str::to_owned).collect();
+            let keys: Vec<String> = crashlooping_pods_on(&store, &nodes).iter().map(|p| super::super::store::key_of(p)).collect();
+            assert_eq!(keys, by_reading_every_pod(&store, &nodes), "{nodes:?}");
+        }
+        let all: BTreeSet<String> = ["n1", "n2", "n3"].into_iter().map(str::to_owned).collect();
+        assert_eq!(by_reading_every_pod(&store, &all), ["a-b/p3", "a-b/p6", "a.c/p0", "a/p5", "a/p7", "b/p2"]);
     }
 }

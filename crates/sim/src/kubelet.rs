@@ -42,14 +42,15 @@ pub(crate) fn bare_and_not_started(pod: &Value) -> bool {
 
 /// One pass: each bare pod bound to a node whose kubelet is up (node Ready) starts running.
 pub fn run_bound_pods(store: &mut Store) {
-    run_bound_pods_where(store, |pod| bare_and_not_started(pod));
-}
-
-/// [`run_bound_pods`], with `bare_and_not_started` answered by the caller (the workloads'
-/// pass keeps it per pod object: [`super::workloads::PodFacts`]).
-pub fn run_bound_pods_where(store: &mut Store, mut bare_and_not_started: impl FnMut(&std::sync::Arc<Value>) -> bool) {
     let waiting: Vec<_> =
         store.list(pods(), &Default::default(), None, None).items.into_iter().filter(|p| bare_and_not_started(p)).collect();
+    start_bound_pods(store, waiting);
+}
+
+/// [`run_bound_pods`] over the pods `waiting` (bare and not started, in the order a read of
+/// every pod gives them): the workloads' pass looks only at the pods that changed or whose
+/// node did (`super::workloads::Followed`).
+pub fn start_bound_pods(store: &mut Store, waiting: Vec<std::sync::Arc<Value>>) {
     // The Ready nodes only when a pod waits to start (mostly none is: reading every node's
     // conditions on every pass for nothing cost more than the rest of this pass).
     if waiting.is_empty() {

@@ -141,15 +141,30 @@ impl NodeView {
     }
 }
 
+/// The position in `pools` of the pool that owns `node` ([`primary_pool`]); None when no pool
+/// does or it cannot be decided (`pkg/controller/node/node_controller.go`, `getNodesForPool`
+/// skips such a node). Pure.
+pub fn owner_of(node: &NodeView, pools: &[PoolView]) -> Option<usize> {
+    let name = primary_pool(node, pools).ok().flatten()?;
+    pools.iter().position(|p| p.name == name)
+}
+
 /// One reconciliation of every pool. Pure.
 pub fn plan<V: std::borrow::Borrow<NodeView>>(pools: &[PoolView], nodes: &[V]) -> Vec<Action> {
-    let mut actions = Vec::new();
     let nodes: Vec<&NodeView> = nodes.iter().map(Borrow::borrow).collect();
-    let owner: Vec<Option<&str>> = nodes.iter().map(|n| primary_pool(n, pools).ok().flatten()).collect();
-    for pool in pools {
+    let owners: Vec<Option<usize>> = nodes.iter().map(|n| owner_of(n, pools)).collect();
+    plan_owned(pools, &nodes, &owners)
+}
+
+/// [`plan`] with each node's owner ([`owner_of`]) given: the live loop keeps it per node object,
+/// as it keeps the node's view (deciding it again for 10,000 unchanged nodes on every tick was
+/// a good part of the loop's cost). Pure.
+pub fn plan_owned(pools: &[PoolView], nodes: &[&NodeView], owners: &[Option<usize>]) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (index, pool) in pools.iter().enumerate() {
         // A node whose pool cannot be decided belongs to none (`pkg/controller/node/node_controller.go`,
         // `getNodesForPool` skips it).
-        let members: Vec<&NodeView> = nodes.iter().zip(&owner).filter(|(_, o)| **o == Some(pool.name.as_str())).map(|(n, _)| *n).collect();
+        let members: Vec<&NodeView> = nodes.iter().zip(owners).filter(|(_, o)| **o == Some(index)).map(|(n, _)| *n).collect();
         let mut unavailable = members.iter().filter(|n| n.unavailable()).count();
         if !pool.paused {
             for node in members.iter().filter(|n| n.desired != pool.target) {
@@ -311,7 +326,9 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
     // Each node's view, with the object it was read from: the store never changes an object in
     // place (a write stores a new Arc), so while a node's Arc is the same its view is too, and
     // only the nodes written since the last tick are read again.
-    let mut views_of: HashMap<String, (Arc<Value>, NodeView)> = HashMap::new();
+    // With the pool that owns it ([`owner_of`]), for the pools' names and selectors in `owned_by`.
+    let mut views_of: HashMap<String, (Arc<Value>, NodeView, Option<usize>)> = HashMap::new();
+    let mut owned_by: Vec<(String, BTreeMap<String, String>)> = Vec::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
@@ -360,18 +377,33 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
             let nodes: Vec<Arc<Value>> = store.list(nodes_t, &Filter::default(), None, None).items;
             (pool_objects, pools, nodes)
         };
+        // A node's owner depends on the pools' names and selectors alone: decided again for
+        // every node when those change.
+        let pool_selectors: Vec<(String, BTreeMap<String, String>)> = pools.iter().map(|p| (p.name.clone(), p.selector.clone())).collect();
+        if pool_selectors != owned_by {
+            views_of.clear();
+            owned_by = pool_selectors;
+        }
         for node in &nodes {
             let name = node["metadata"]["name"].as_str().unwrap_or_default();
-            if !views_of.get(name).is_some_and(|(seen, _)| Arc::ptr_eq(seen, node)) {
-                views_of.insert(name.to_owned(), (node.clone(), node_view(node)));
+            if !views_of.get(name).is_some_and(|(seen, _, _)| Arc::ptr_eq(seen, node)) {
+                let view = node_view(node);
+                let owner = owner_of(&view, &pools);
+                views_of.insert(name.to_owned(), (node.clone(), view, owner));
             }
         }
         if views_of.len() > nodes.len() {
             let present: HashSet<&str> = nodes.iter().map(|n| n["metadata"]["name"].as_str().unwrap_or_default()).collect();
             views_of.retain(|name, _| present.contains(name.as_str()));
         }
-        let views: Vec<&NodeView> = nodes.iter().map(|n| &views_of[n["metadata"]["name"].as_str().unwrap_or_default()].1).collect();
-        for action in plan(&pools, &views) {
+        let (views, owners): (Vec<&NodeView>, Vec<Option<usize>>) = nodes
+            .iter()
+            .map(|n| {
+                let (_, view, owner) = &views_of[n["metadata"]["name"].as_str().unwrap_or_default()];
+                (view, *owner)
+            })
+            .unzip();
+        for action in plan_owned(&pools, &views, &owners) {
             let mut store = cluster.api.store.lock().unwrap();
             let _ = match action {
                 Action::SetDesired { node, config } => {
@@ -394,13 +426,15 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
         let in_progress: HashSet<String> = rebooting.keys().chain(draining.keys()).cloned().collect();
         let mut started = Vec::new();
         for (node, view) in nodes.iter().zip(&views) {
+            // Only a node whose update may start, or one this loop is draining or rebooting,
+            // has anything to do here (the simulated node looked up for those alone).
+            let may_start = view.desired != view.current && view.state == "Done" && view.ready;
+            let busy = !in_progress.is_empty() && in_progress.contains(&view.name);
+            if !may_start && !busy {
+                continue;
+            }
             let Some(sim) = cluster.node(&view.name) else { continue };
-            if view.desired != view.current
-                && view.state == "Done"
-                && view.ready
-                && sim.phase() == super::node::Phase::Up
-                && !in_progress.contains(&view.name)
-            {
+            if may_start && sim.phase() == super::node::Phase::Up && !busy {
                 let _ = cluster.api.store.lock().unwrap().patch(
                     nodes_t,
                     None,
@@ -414,7 +448,7 @@ pub async fn run(cluster: Arc<World>, interval: Duration) {
                 continue;
             }
             // Only a node this loop is draining or rebooting has more to do here.
-            if !in_progress.contains(&view.name) {
+            if !busy {
                 continue;
             }
             let boot_id = node.at("/status/nodeInfo/bootID").and_then(Value::as_str).unwrap_or_default().to_owned();

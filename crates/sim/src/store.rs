@@ -218,7 +218,8 @@ fn node_name_of(object: &Value) -> Option<&str> {
     object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
 }
 
-fn key_of(object: &Value) -> String {
+/// An object's key in its kind's map ("namespace/name", or "name"): a full list's order.
+pub fn key_of(object: &Value) -> String {
     object_key(object.pointer("/metadata/namespace").and_then(Value::as_str), name_of(object))
 }
 
@@ -266,6 +267,17 @@ impl Store {
     /// The last revision that changed an object of kind `t` (0: none since the start).
     pub fn kind_revision(&self, t: &ResourceType) -> u64 {
         self.kind_revisions.get(&t.key()).copied().unwrap_or(0)
+    }
+
+    /// Every change after revision `rv`, oldest first, or None when the history no longer holds
+    /// them all (compacted, or a restored store): a controller that follows the changes must
+    /// then read everything again, as an informer relists after a 410 Gone.
+    pub fn changes_since(&self, rv: u64) -> Option<impl Iterator<Item = &Arc<Change>>> {
+        if rv < self.compacted_through {
+            return None;
+        }
+        let start = self.history.partition_point(|c| c.rv <= rv);
+        Some(self.history.range(start..))
     }
 
     /// What a real API server keeps in etcd: every object and the current revision; not the
