@@ -143,6 +143,11 @@ impl GroupSync {
             Ok(()) => state.synced = state.synced.max(target),
             Err(e) => state.failed = Some(e.to_string()),
         }
+        self.wake_all();
+    }
+
+    /// Every waiter looks at the state again, blocked or awaiting.
+    fn wake_all(&self) {
         self.done.notify_all();
         self.done_async.notify_waiters();
     }
@@ -197,12 +202,11 @@ impl Pending {
     /// [`wait`](Self::wait) for a task: the same group commit, but a waiter awaits the fsync
     /// under way instead of holding a thread, and the one that issues it does so on the
     /// blocking pool. A thousand hosts appending at once so cost one blocking thread, not a
-    /// thousand workers handed over to blocking (tokio's pool stops at 512; past it the runtime
-    /// had no worker left for the watches and the lease). A current-thread runtime (the
-    /// runner's tests on the paused clock) waits in place, as [`wait`](Self::wait) does.
+    /// thread each (a worker handed over to blocking per append: 507 threads at 5000/500). A
+    /// current-thread runtime (the runner's tests on the paused clock) waits in place, as
+    /// [`wait`](Self::wait) does.
     pub async fn wait_async(self) -> Result<(), JournalError> {
-        let multi_thread =
-            tokio::runtime::Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let multi_thread = crate::adapters::system::on_multi_thread_runtime();
         let Some((file, group, seq, path)) = self.file.as_ref().filter(|_| multi_thread).cloned() else {
             return self.wait();
         };
@@ -222,10 +226,8 @@ impl Pending {
                         && e.is_cancelled()
                     {
                         // Never ran (the runtime is shutting down): nobody syncs, say so.
-                        let mut state = group.state.lock().unwrap();
-                        state.syncing = false;
-                        group.done.notify_all();
-                        group.done_async.notify_waiters();
+                        group.state.lock().unwrap().syncing = false;
+                        group.wake_all();
                         return Err(JournalError::Write { path, reason: "the runtime shut down before the fsync".into() });
                     }
                 }

@@ -52,10 +52,13 @@ pub fn deadline_after(after: std::time::Duration) -> tokio::time::Instant {
 /// and Ctrl-C go on meanwhile. A current-thread runtime (where `block_in_place` panics), or no
 /// runtime at all, simply waits.
 pub fn wait_off_workers<R>(wait: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
-        _ => wait(),
-    }
+    if on_multi_thread_runtime() { tokio::task::block_in_place(wait) } else { wait() }
+}
+
+/// Whether this runs on a multi-threaded tokio runtime: the only kind a wait can be handed off
+/// the workers on (the runner's tests run on a current-thread one, on the paused clock).
+pub fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// What [`deadline_after`] waits instead of a duration the clock cannot hold: longer than any

@@ -225,7 +225,7 @@ impl<T: PowerTransport> Shared<T> {
             let _ = self.events.send(Event::Held { reason, until_ms: Some(opens_at), remaining_ms: Some(remaining.as_millis() as u64) });
             tokio::select! {
                 () = tokio::time::sleep(countdown_step(remaining)) => {}
-                _ = async { abort.wait_for(|a| *a != Abort::No).await.map(|_| ()) } => return Gate::Aborted,
+                _ = super::abort_reaches(&mut abort, |a| *a != Abort::No) => return Gate::Aborted,
             }
         }
     }
@@ -341,7 +341,7 @@ impl<T: PowerTransport> Shared<T> {
             }
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                _ = async { abort.wait_for(|a| *a != Abort::No).await.map(|_| ()) } => {}
+                _ = super::abort_reaches(&mut abort, |a| *a != Abort::No) => {}
             }
         }
     }

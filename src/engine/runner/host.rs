@@ -162,7 +162,7 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
                 };
                 (total, in_group)
             } => Some(pass),
-            _ = async { abort.wait_for(|a| *a >= Abort::Soft).await.map(|_| ()) } => None,
+            _ = super::abort_reaches(&mut abort, |a| *a >= Abort::Soft) => None,
         };
         let stop_reason = match pass {
             _ if window == super::batch::Gate::Closed => Some(super::batch::WINDOW_EXIT_REASON),
@@ -593,7 +593,7 @@ async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Res
         waited = true;
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            _ = async { abort.wait_for(|a| *a != Abort::No).await.map(|_| ()) } => {
+            _ = super::abort_reaches(&mut abort, |a| *a != Abort::No) => {
                 return Err(match shared.skip(host, "the run was interrupted before this host started").await {
                     Ok(()) => Stop::Journaled,
                     Err(stop) => stop,
@@ -753,7 +753,7 @@ async fn watch_for_new_boot<T: PowerTransport>(
                     shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true }).await?;
                     return Ok(attempts.last().map_or(0, |a| a.at_ms));
                 },
-                _ = async { abort.wait_for(|a| *a == Abort::Hard).await.map(|_| ()) } => return Err(Stop::Aborted),
+                _ = super::abort_reaches(&mut abort, |a| *a == Abort::Hard) => return Err(Stop::Aborted),
             }
             continue;
         }
@@ -900,7 +900,7 @@ pub(super) async fn hold_while_possibly_down<T: PowerTransport>(shared: &Shared<
     let seen = tokio::select! {
         seen = seen_up => seen,
         () = tokio::time::sleep_until(deadline) => false,
-        _ = async { abort.wait_for(|a| *a == Abort::Hard).await.map(|_| ()) } => return,
+        _ = super::abort_reaches(&mut abort, |a| *a == Abort::Hard) => return,
     };
     if !seen {
         let reason = format!(
@@ -946,7 +946,7 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
         let mut abort = shared.abort.clone();
         let evidence = tokio::select! {
             evidence = api.wait_back(&host.name, old, deadline) => evidence,
-            _ = async { abort.wait_for(|a| *a == Abort::Hard).await.map(|_| ()) } => return Err(Stop::Aborted),
+            _ = super::abort_reaches(&mut abort, |a| *a == Abort::Hard) => return Err(Stop::Aborted),
         };
         match evidence {
             Ok(boot_id) => shared.record(Entry::ApiConfirmed { host: host.name.clone(), boot_id }).await?,
@@ -1021,7 +1021,7 @@ async fn drain_node<T: PowerTransport>(shared: &Shared<T>, drain: &dyn NodeDrain
         // hard stop, the cluster lease lost) ends the drain at once, nothing sent.
         let evicted = tokio::select! {
             evicted = drain.evict_all(&host.name) => Some(evicted),
-            _ = async { abort.wait_for(|a| *a >= Abort::Soft).await.map(|_| ()) } => None,
+            _ = super::abort_reaches(&mut abort, |a| *a >= Abort::Soft) => None,
         };
         let Some(evicted) = evicted else { return Err(drain_stopped(shared, host).await) };
         if shared.abort_level() != Abort::No && evicted.is_err() {

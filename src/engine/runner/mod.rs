@@ -354,6 +354,13 @@ async fn append(journal: &Mutex<JournalSink>, record: &Record) -> Result<(), Sin
     Ok(pending.wait_async().await?)
 }
 
+/// Resolves once the run's abort level satisfies `reached` (or the run is gone): a `select!`
+/// branch that yields nothing, so no guard of the watch (a `Ref`, not `Send`) is held across
+/// the other branches' awaits.
+async fn abort_reaches(abort: &mut watch::Receiver<Abort>, reached: impl FnMut(&Abort) -> bool) {
+    let _ = abort.wait_for(reached).await;
+}
+
 /// Everything a host task shares with the others.
 struct Shared<T> {
     transport: T,
