@@ -217,7 +217,9 @@ cases! {
     killed_when_the_mtu_is_ready_resumes: "MTU ready", At::Condition("NetworkTypeMigrationMTUReady"), None, false;
     killed_in_the_configure_ovs_round_of_reboots_resumes: "second round of reboots", At::Boots(2), None, false;
     killed_when_the_target_cni_is_in_use_resumes: "target CNI in use", At::Condition("NetworkTypeMigrationTargetCNIInUse"), None, false;
-    killed_when_the_original_cni_is_purged_resumes: "original CNI purged", At::Condition("NetworkTypeMigrationOriginalCNIPurged"), None, false;
+    // The purge is the operator's last condition: verify follows within milliseconds, so its
+    // pod reads are held from the step before, as in the verify case, or the run may end first.
+    killed_when_the_original_cni_is_purged_resumes: "original CNI purged", At::Condition("NetworkTypeMigrationOriginalCNIPurged"), Some((At::Condition("NetworkTypeMigrationTargetCNIInUse"), "GET", "pods")), false;
     killed_in_verify_resumes: "verify", At::Journal(r#""step_started","step":"verify""#), Some((At::Condition("NetworkTypeMigrationTargetCNIInUse"), "GET", "pods")), false;
     killed_in_cleanup_resumes: "cleanup", At::Journal(r#""step_started","step":"cleanup""#), Some((At::Journal(r#""event":"#), "DELETE", "namespaces")), true;
 }
