@@ -17,6 +17,7 @@
 #     --reboot-delay 2s --boot-time 3s --notready-after 500ms --kubelet-ready-after 500ms
 #                                the simulated nodes' timings (as `fleetboot sim` takes them)
 #     --poll-interval 500ms      fleetboot's boot-ID probe interval
+#     --parallel N               fleetboot's --parallel (boot-ID probes at once); unset: its own default
 #     --transport auto           fleetboot's --transport: kube measures the cluster API's exec (each
 #                                node's machine-config daemon pod) instead of SSH; the dispatch
 #                                column is then the exec's (pod list, upgrade, `shutdown -r +1`)
@@ -35,7 +36,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh # stop_group
 
 transport=auto reps=1 reboot_delay=2s boot_time=3s notready_after=500ms kubelet_ready_after=500ms poll=500ms
-deadline=3600 keep="" build=1 bin="" specs=()
+deadline=3600 keep="" build=1 bin="" parallel="" specs=()
 while [ $# -gt 0 ]; do
     case $1 in
     --reps) reps=$2; shift 2 ;;
@@ -44,6 +45,7 @@ while [ $# -gt 0 ]; do
     --notready-after) notready_after=$2; shift 2 ;;
     --kubelet-ready-after) kubelet_ready_after=$2; shift 2 ;;
     --poll-interval) poll=$2; shift 2 ;;
+    --parallel) parallel=$2; shift 2 ;;
     --transport) transport=$2; shift 2 ;;
     --deadline) deadline=$2; shift 2 ;;
     --keep) keep=$(cd "$caller_cwd" && realpath -m "$2"); shift 2 ;;
@@ -106,7 +108,7 @@ trap 'exit 143' TERM HUP
 
 summary=$(mktemp /tmp/fleetboot-bench-rolling-summary.XXXXXX)
 echo "timings: reboot-delay $reboot_delay, boot-time $boot_time, notready-after $notready_after," \
-    "kubelet-ready-after $kubelet_ready_after (configured cycle $cycle_ms ms); poll $poll; transport $transport; $(nproc) cores"
+    "kubelet-ready-after $kubelet_ready_after (configured cycle $cycle_ms ms); poll $poll; parallel ${parallel:-default}; transport $transport; $(nproc) cores"
 for s in "${specs[@]}"; do
     n=${s%/*} c=${s#*/}
     rounds=$(((n + c - 1) / c))
@@ -131,7 +133,7 @@ for s in "${specs[@]}"; do
         t0=$(date +%s%3N)
         HOME=$dir SSH_AUTH_SOCK='' timeout -k 5 "$limit" /usr/bin/time -f '%e %U %S %M' -o "$dir/time" \
             "$bin" --config "$dir/sim/fleetboot.toml" reboot --all --role worker --concurrency "$c" --group-concurrency "$c" \
-            --transport "$transport" --poll-interval "$poll" --journal "$dir/journal.jsonl" --output json >"$dir/events.jsonl" 2>"$dir/err" &
+            --transport "$transport" --poll-interval "$poll" ${parallel:+--parallel "$parallel"} --journal "$dir/journal.jsonl" --output json >"$dir/events.jsonl" 2>"$dir/err" &
         run_pid=$!
         rc=0; wait "$run_pid" || rc=$?
         run_pid=""

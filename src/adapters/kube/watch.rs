@@ -27,7 +27,12 @@ pub struct NodeWatch {
     client: Client,
     /// The nodes that may be unavailable, kept from the watch's events (what a dispatch reads).
     unavailable: Arc<std::sync::Mutex<super::world::Unavailable>>,
+    /// The world's parts read from the API, one read shared by the dispatches that ask at once,
+    /// per grouping rule (the pools are read only when the run groups by pool).
+    fresh: std::sync::Mutex<std::collections::HashMap<Option<String>, Arc<FreshRead>>>,
 }
+
+type FreshRead = super::world::SharedRead<Result<super::world::FreshParts, super::world::WorldError>>;
 
 /// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
 /// thousands of nodes heartbeating, waking every waiter on every event costs more than the
@@ -113,7 +118,7 @@ impl NodeWatch {
                 }
             }
         });
-        NodeWatch { store, listed, refused, waiters, task, client: client.clone(), unavailable }
+        NodeWatch { store, listed, refused, waiters, task, client: client.clone(), unavailable, fresh: Default::default() }
     }
 
     /// Waits (at most 30 s) until the watch's first list is in the store; whether it is. A
@@ -143,7 +148,8 @@ impl NodeWatch {
     }
 
     /// What the limits read before a host goes down: every node as the watch shows it now,
-    /// with the medik8s Leases and the etcd ClusterOperator read fresh.
+    /// with the medik8s Leases and the etcd ClusterOperator read fresh (by a read that started
+    /// after this call, shared with the others who asked meanwhile).
     pub async fn world(&self, group_by: Option<&str>) -> Result<fleetboot_core::limits::World, super::world::WorldError> {
         use super::world::WorldError;
         let listed = self.listed().await;
@@ -154,9 +160,12 @@ impl NodeWatch {
         if !listed {
             return Err(WorldError::Unreadable("the cluster API has not listed the nodes yet".into()));
         }
+        let shared = self.fresh.lock().unwrap().entry(group_by.map(str::to_owned)).or_default().clone();
+        let fresh = shared.read(|| super::world::read_fresh(self.client.clone(), group_by.map(str::to_owned))).await?;
+        // The nodes as the watch shows them once the rest is in: never older than the read.
         let candidates = self.unavailable.lock().unwrap().nodes();
         let lookup = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
-        super::world::read_world(&self.client, candidates, lookup, group_by).await
+        Ok(super::world::assemble(fresh, candidates, lookup, group_by))
     }
 
     /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the

@@ -75,20 +75,33 @@ impl WorldError {
     }
 }
 
-/// Reads the rest of the world around the watch's view: `candidates`, the nodes that may be
+/// The parts of the world read from the API at each ask (the Node watch keeps the nodes): the
+/// pools (only when the run groups by pool), the medik8s per-node Leases, etcd's health.
+#[derive(Clone, Debug)]
+pub struct FreshParts {
+    pools: Vec<PoolSelector>,
+    leases: Vec<NodeLease>,
+    etcd: Option<EtcdHealth>,
+}
+
+/// Reads [`FreshParts`]. An error names what could not be read: the caller waits, as for any
+/// other reason not to go, unless the API refused it for good ([`WorldError::Refused`]).
+pub async fn read_fresh(client: Client, group_by: Option<String>) -> Result<FreshParts, WorldError> {
+    // Three independent reads, at once: the decision waits for the slowest alone.
+    let (pools, leases, etcd) = futures::join!(read_pools(&client, group_by.as_deref()), read_leases(&client), read_etcd(&client));
+    Ok(FreshParts { pools: pools?, leases: leases?, etcd: etcd? })
+}
+
+/// The world from `fresh` around the watch's view: `candidates`, the nodes that may be
 /// unavailable ([`Unavailable`], kept by the watch's own events), and `lookup`, any node by name
-/// (a node holding a medik8s Lease counts whatever its object says). An error names what could
-/// not be read: the caller waits, as for any other reason not to go, unless the API refused it
-/// for good ([`WorldError::Refused`]).
-pub async fn read_world(
-    client: &Client,
+/// (a node holding a medik8s Lease counts whatever its object says).
+pub fn assemble(
+    fresh: FreshParts,
     candidates: Vec<std::sync::Arc<Node>>,
     lookup: impl Fn(&str) -> Option<std::sync::Arc<Node>>,
     group_by: Option<&str>,
-) -> Result<World, WorldError> {
-    // Three independent reads, at once: the decision waits for the slowest alone.
-    let (pools, leases, etcd) = futures::join!(read_pools(client, group_by), read_leases(client), read_etcd(client));
-    let (pools, leases, etcd) = (pools?, leases?, etcd?);
+) -> World {
+    let FreshParts { pools, leases, etcd } = fresh;
     // Only a node that may be unavailable can stand in the way: the others are not even
     // looked at (a rolling run over thousands of nodes reads this before every dispatch).
     let mut chosen: BTreeMap<String, std::sync::Arc<Node>> =
@@ -103,7 +116,95 @@ pub async fn read_world(
         }
     }
     let nodes = chosen.values().map(|n| node_now(n, &pools, group_by)).collect();
-    Ok(World { nodes, leases, etcd })
+    World { nodes, leases, etcd }
+}
+
+/// One read shared by everyone who asked before it started. An answer is never older than its
+/// question (the read it comes from began after the ask: "read the world before acting" holds
+/// for each asker), yet however many ask at once, one read is in flight and at most one more
+/// waits behind it for all who asked meanwhile. At 5,000 nodes, 500 in flight, a dispatch every
+/// few ms each asked the API three questions of its own, and the answers queued behind each other.
+///
+/// The read runs as a task of its own: an asker that gives up (an abort) takes no one's answer
+/// with it; a read that panics lets the next asker start another.
+pub struct SharedRead<V> {
+    state: std::sync::Arc<tokio::sync::watch::Sender<Flights<V>>>,
+}
+
+struct Flights<V> {
+    /// Reads started so far; the n-th is numbered n.
+    started: u64,
+    running: bool,
+    /// The latest read's number and answer.
+    done: Option<(u64, V)>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Default for SharedRead<V> {
+    fn default() -> Self {
+        SharedRead { state: std::sync::Arc::new(tokio::sync::watch::Sender::new(Flights { started: 0, running: false, done: None })) }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> SharedRead<V> {
+    /// The answer of a read that started after this call: the one this call starts, or one
+    /// another asker started after it asked. `read` starts a read (called at most once per
+    /// read started here; again only if a read panicked).
+    pub async fn read<F>(&self, read: impl Fn() -> F) -> V
+    where
+        F: std::future::Future<Output = V> + Send + 'static,
+    {
+        let mut seen = self.state.subscribe();
+        // Any read numbered above what has started by now starts after the ask.
+        let needed = seen.borrow_and_update().started + 1;
+        loop {
+            let mut lead = None;
+            self.state.send_if_modified(|f| {
+                if f.running || f.done.as_ref().is_some_and(|(number, _)| *number >= needed) {
+                    return false;
+                }
+                f.started += 1;
+                f.running = true;
+                lead = Some(f.started);
+                true
+            });
+            if let Some(number) = lead {
+                let answer = read();
+                let finished = Finished { state: self.state.clone(), number, answer: None };
+                tokio::spawn(async move {
+                    let mut finished = finished;
+                    finished.answer = Some(answer.await);
+                });
+            }
+            if let Some((number, answer)) = &seen.borrow_and_update().done
+                && *number >= needed
+            {
+                return answer.clone();
+            }
+            // Never closed: this holds the sender.
+            let _ = seen.changed().await;
+        }
+    }
+}
+
+/// A read's end, said when its task ends: with its answer, or (a panic, a runtime shutting down)
+/// without one, so that the next asker starts another read rather than waiting for ever.
+struct Finished<V> {
+    state: std::sync::Arc<tokio::sync::watch::Sender<Flights<V>>>,
+    number: u64,
+    answer: Option<V>,
+}
+
+impl<V> Drop for Finished<V> {
+    fn drop(&mut self) {
+        let answer = self.answer.take();
+        let number = self.number;
+        self.state.send_modify(|f| {
+            f.running = false;
+            if let Some(answer) = answer {
+                f.done = Some((number, answer));
+            }
+        });
+    }
 }
 
 /// The nodes that may be unavailable by their own objects, kept from the Node watch's events as
@@ -282,5 +383,75 @@ mod tests {
         }
         assert_eq!(checked, 7);
         assert_eq!(names(&set), vec!["a".to_owned(), "e".to_owned()]);
+    }
+
+    /// A world the test changes, and reads of it that take 100 ms and answer what it was when
+    /// they started.
+    struct Changing {
+        epoch: std::sync::atomic::AtomicU64,
+        reads: std::sync::atomic::AtomicU64,
+        panics_left: std::sync::atomic::AtomicU64,
+    }
+
+    impl Changing {
+        fn new(panics: u64) -> std::sync::Arc<Changing> {
+            std::sync::Arc::new(Changing { epoch: 0.into(), reads: 0.into(), panics_left: panics.into() })
+        }
+
+        fn read(self: &std::sync::Arc<Changing>) -> impl std::future::Future<Output = u64> + Send + 'static {
+            use std::sync::atomic::Ordering::SeqCst;
+            let world = self.clone();
+            async move {
+                world.reads.fetch_add(1, SeqCst);
+                let seen = world.epoch.load(SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if world.panics_left.load(SeqCst) > 0 {
+                    world.panics_left.fetch_sub(1, SeqCst);
+                    panic!("a read that breaks");
+                }
+                seen
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn askers_share_one_read_that_started_after_each_of_them_asked() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let world = Changing::new(0);
+        let shared = std::sync::Arc::new(SharedRead::<u64>::default());
+        let ask = |shared: &std::sync::Arc<SharedRead<u64>>| {
+            let (shared, world) = (shared.clone(), world.clone());
+            tokio::spawn(async move { shared.read(|| world.read()).await })
+        };
+        let first = ask(&shared);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        // The world changes while the first read is under way: whoever asks now must not get
+        // its answer, which started before they asked.
+        world.epoch.store(1, SeqCst);
+        let later: Vec<_> = (0..50).map(|_| ask(&shared)).collect();
+        assert_eq!(first.await.unwrap(), 0);
+        for asker in later {
+            assert_eq!(asker.await.unwrap(), 1, "an answer from a read that started after the ask");
+        }
+        assert_eq!(world.reads.load(SeqCst), 2, "51 askers, one read in flight and one behind it for all who asked meanwhile");
+        // Nothing under way, an answer at hand: a new ask still gets a new read.
+        world.epoch.store(2, SeqCst);
+        assert_eq!(ask(&shared).await.unwrap(), 2);
+        assert_eq!(world.reads.load(SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_asker_that_gives_up_or_a_read_that_panics_leaves_no_one_waiting() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let world = Changing::new(1);
+        let shared = std::sync::Arc::new(SharedRead::<u64>::default());
+        // The first asker starts a read that will panic, and gives up before it ends.
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(10), shared.read(|| world.read())).await;
+        assert!(gave_up.is_err());
+        // Asked while that read is under way: it waits for it, finds no answer, and reads itself.
+        world.epoch.store(1, SeqCst);
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), shared.read(|| world.read())).await;
+        assert_eq!(answer.expect("answered, not left waiting"), 1);
+        assert_eq!(world.reads.load(SeqCst), 2);
     }
 }
