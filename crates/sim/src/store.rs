@@ -4,7 +4,7 @@
 //!
 //! One file, past 500 lines: versions, history and watches are one consistency model, with its tests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -430,6 +430,16 @@ impl Store {
         let keys: BTreeSet<&String> = slots.filter_map(|slot| self.budgets_by_slot.get(&slot)).flatten().collect();
         let Some(bucket) = self.objects.get(BUDGETS) else { return Vec::new() };
         keys.into_iter().filter_map(|key| bucket.get(key).cloned()).collect()
+    }
+
+    /// The keys of the budgets whose selector's `key=value` ([`LabelSelector::an_equality`]) is
+    /// one of `labels` (namespace, key, value), and of those of `namespaces` whose selector has
+    /// none: every budget with a selector that may select a pod carrying one of `labels` in
+    /// one of `namespaces`. In key order.
+    pub fn budget_keys_for(&self, labels: &HashSet<(String, String, String)>, namespaces: &HashSet<String>) -> BTreeSet<String> {
+        let by_label = labels.iter().map(|(ns, key, value)| BudgetSlot::Label(ns.clone(), key.clone(), value.clone()));
+        let by_namespace = namespaces.iter().map(|ns| BudgetSlot::Namespace(ns.clone()));
+        by_label.chain(by_namespace).filter_map(|slot| self.budgets_by_slot.get(&slot)).flatten().cloned().collect()
     }
 
     fn next_rv(&mut self) -> u64 {
