@@ -497,6 +497,64 @@ impl Store {
         ListPage { items, resource_version: self.rv, continue_token: if remaining > 0 { last_key.cloned() } else { None }, remaining }
     }
 
+    /// A page of a list as the API server serves it: the continue token carries the revision of
+    /// the list's first page with the last key served, and every later page is read at that
+    /// revision and reports it (k8s.io/apiserver release-1.33 `pkg/storage/continue.go`
+    /// EncodeContinue; `pkg/storage/etcd3/store.go` GetList reads a continued list at the
+    /// token's revision), so the pages of one list are one snapshot and a watch from its
+    /// resourceVersion misses no change made while it was paged. Each page read at the current
+    /// revision instead made a client's relist during churn (an informer's after a 410) start
+    /// its watch after changes to objects of its earlier pages: it never saw them. A token
+    /// older than the history is 410 Gone, as a compacted revision is.
+    pub fn list_paged(&self, t: &ResourceType, filter: &Filter, limit: Option<usize>, token: Option<&str>) -> Result<ListPage, StoreError> {
+        let Some(token) = token else {
+            let mut page = self.list(t, filter, limit, None);
+            page.continue_token = page.continue_token.map(|key| format!("{}:{key}", page.resource_version));
+            return Ok(page);
+        };
+        let (rv, after) = token
+            .split_once(':')
+            .and_then(|(rv, key)| Some((rv.parse::<u64>().ok()?, key)))
+            .ok_or_else(|| StoreError::BadRequest(format!("continue key is not valid: {token:?}")))?;
+        if rv < self.compacted_through || rv > self.rv {
+            return Err(StoreError::Gone { requested: rv, oldest: self.compacted_through + 1 });
+        }
+        // The objects as of `rv`: each key changed since then as it was before its first change
+        // after `rv` (absent if that change added it), every other key as it is.
+        let type_key = t.key();
+        let mut then: BTreeMap<String, Option<Arc<Value>>> = BTreeMap::new();
+        for change in self.history.iter().filter(|c| c.rv > rv && c.type_key == type_key) {
+            then.entry(key_of(&change.object)).or_insert_with(|| change.previous.clone());
+        }
+        let empty = BTreeMap::new();
+        let bucket = self.objects.get(&type_key).unwrap_or(&empty);
+        let after_key = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        let keys: BTreeSet<&str> = bucket
+            .range::<str, _>(after_key)
+            .map(|(k, _)| k.as_str())
+            .chain(then.range::<str, _>(after_key).map(|(k, _)| k.as_str()))
+            .collect();
+        let mut matching = keys
+            .into_iter()
+            .filter_map(|key| match then.get(key) {
+                Some(was) => was.clone().map(|o| (key, o)),
+                None => bucket.get(key).map(|o| (key, o.clone())),
+            })
+            .filter(|(_, o)| filter.matches(o));
+        let mut items = Vec::new();
+        let mut last_key = None;
+        for (key, object) in matching.by_ref() {
+            items.push(object);
+            last_key = Some(key);
+            if limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
+        }
+        let remaining = matching.count();
+        let continue_token = last_key.filter(|_| remaining > 0).map(|key| format!("{rv}:{key}"));
+        Ok(ListPage { items, resource_version: rv, continue_token, remaining })
+    }
+
     pub fn create(&mut self, t: &ResourceType, namespace: Option<&str>, mut object: Value) -> Result<Arc<Value>, StoreError> {
         check_shape(&object)?;
         check_kind_limits(t, &object)?;
@@ -877,6 +935,62 @@ mod tests {
             store.budgets_by_slot.keys().all(|slot| !matches!(slot, BudgetSlot::Label(ns, ..) | BudgetSlot::Namespace(ns) if ns == "x"))
         );
         check(&store);
+    }
+
+    #[test]
+    fn a_continued_list_is_read_at_its_first_page_s_revision_and_a_watch_from_it_sees_every_change_since() {
+        let mut store = Store::new(1000);
+        for name in ["a", "b", "c", "d", "e"] {
+            store.create(nodes(), None, node(name, "worker")).unwrap();
+        }
+        let ready = |s: &mut Store, name: &str, boot: &str| {
+            let patch = json!({"status": {"nodeInfo": {"bootID": boot}}});
+            s.patch(nodes(), None, name, PatchType::Merge, &patch, Some("status")).unwrap();
+        };
+        let first = store.list_paged(nodes(), &Filter::default(), Some(2), None).unwrap();
+        let names = |page: &ListPage| page.items.iter().map(|n| name_of(n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&first), ["a", "b"]);
+        let listed_at = first.resource_version;
+        // While the list is paged: a node of the first page changes, one of the rest changes,
+        // one is deleted, one is added.
+        ready(&mut store, "a", "a2");
+        ready(&mut store, "d", "d2");
+        store.delete(nodes(), None, "c").unwrap();
+        store.create(nodes(), None, node("bb", "worker")).unwrap();
+        let second = store.list_paged(nodes(), &Filter::default(), Some(2), first.continue_token.as_deref()).unwrap();
+        let third = store.list_paged(nodes(), &Filter::default(), Some(2), second.continue_token.as_deref()).unwrap();
+        // The list as it was at its first page: c still there, bb not yet, d with its old boot ID.
+        assert_eq!((names(&second), names(&third)), (vec!["c".to_owned(), "d".to_owned()], vec!["e".to_owned()]));
+        assert_eq!(second.items[1]["status"]["nodeInfo"]["bootID"], "a");
+        assert_eq!((second.resource_version, third.resource_version, third.continue_token.as_ref()), (listed_at, listed_at, None));
+        // A watch from the list's revision delivers every change made while it was paged.
+        let (events, _) = store.watch(nodes(), &Filter::default(), Some(listed_at)).unwrap();
+        let seen: Vec<(ChangeKind, String)> = events.iter().map(|(kind, n)| (*kind, name_of(n).to_owned())).collect();
+        assert_eq!(
+            seen,
+            [
+                (ChangeKind::Modified, "a".into()),
+                (ChangeKind::Modified, "d".into()),
+                (ChangeKind::Deleted, "c".into()),
+                (ChangeKind::Added, "bb".into())
+            ]
+        );
+        // A page of a list started now is read now; a token older than the history is 410 Gone.
+        let now = store.list_paged(nodes(), &Filter::default(), Some(2), None).unwrap();
+        assert_eq!((names(&now), now.resource_version), (vec!["a".to_owned(), "b".to_owned()], store.resource_version()));
+        let mut small = Store::new(2);
+        for name in ["a", "b", "c"] {
+            small.create(nodes(), None, node(name, "worker")).unwrap();
+        }
+        let page = small.list_paged(nodes(), &Filter::default(), Some(1), None).unwrap();
+        for boot in ["x", "y", "z"] {
+            ready(&mut small, "c", boot);
+        }
+        assert!(matches!(
+            small.list_paged(nodes(), &Filter::default(), Some(1), page.continue_token.as_deref()),
+            Err(StoreError::Gone { .. })
+        ));
+        assert!(matches!(store.list_paged(nodes(), &Filter::default(), None, Some("b")), Err(StoreError::BadRequest(_))));
     }
 
     #[test]
