@@ -617,7 +617,10 @@ async fn serve_resource(req: Request<Incoming>, method: &Method, target: Target,
                 Err(r) => return *r,
             };
             let limit = query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0);
-            let page = state.store.lock().unwrap().list(t, &filter, limit, query.get("continue").filter(|c| !c.is_empty()));
+            let page = match state.store.lock().unwrap().list_paged(t, &filter, limit, query.get("continue").filter(|c| !c.is_empty())) {
+                Ok(page) => page,
+                Err(e) => return error_response(&e),
+            };
             let mut metadata = json!({"resourceVersion": page.resource_version.to_string()});
             if let Some(token) = &page.continue_token {
                 metadata["continue"] = json!(token);

@@ -31,10 +31,11 @@ pub fn evict_pod(store: &mut crate::store::Store, namespace: &str, name: &str) -
     // without a selector covers no pod, one with an empty selector every pod of its namespace.
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     let ignore = matches!(phase, "Succeeded" | "Failed" | "Pending") || pod.pointer("/metadata/deletionTimestamp").is_some();
-    let filter = crate::store::Filter { namespace: Some(namespace.to_owned()), ..Default::default() };
+    // The budgets that may select the pod (the store's index: those whose selector's
+    // `key=value` the pod carries, or without one), each matched as every budget of the
+    // namespace is, in the same order.
     let matching: Vec<_> = store
-        .list(pdbs, &filter, None, None)
-        .items
+        .budgets_for(&pod)
         .into_iter()
         .filter(|pdb| crate::selector::LabelSelector::from_optional(&pdb["spec"]["selector"]).is_some_and(|s| s.matches_object(&pod)))
         .collect();
