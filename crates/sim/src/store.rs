@@ -240,6 +240,30 @@ fn budget_slot(budget: &Value) -> Option<BudgetSlot> {
     })
 }
 
+/// Moves a changed object's key in an index from its slot `was` to `is` (either may be none); an
+/// emptied slot goes.
+fn move_key<S, Q>(index: &mut HashMap<S, BTreeSet<String>>, was: Option<&Q>, is: Option<&Q>, before: Option<&Value>, after: Option<&Value>)
+where
+    S: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ToOwned<Owned = S> + ?Sized,
+{
+    if was == is {
+        return;
+    }
+    let key = key_of(after.or(before).expect("a change has an object"));
+    if let Some(was) = was
+        && let Some(keys) = index.get_mut(was)
+    {
+        keys.remove(&key);
+        if keys.is_empty() {
+            index.remove(was);
+        }
+    }
+    if let Some(is) = is {
+        index.entry(is.to_owned()).or_default().insert(key);
+    }
+}
+
 fn node_name_of(object: &Value) -> Option<&str> {
     object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
 }
@@ -379,41 +403,13 @@ impl Store {
     /// Moves a pod's key in the node index from where `before` had it to where `after` has it.
     fn index_pod(&mut self, before: Option<&Value>, after: Option<&Value>) {
         let (was, is) = (before.and_then(node_name_of), after.and_then(node_name_of));
-        if was == is {
-            return;
-        }
-        let key = key_of(after.or(before).expect("a change has an object"));
-        if let Some(was) = was
-            && let Some(keys) = self.pods_by_node.get_mut(was)
-        {
-            keys.remove(&key);
-            if keys.is_empty() {
-                self.pods_by_node.remove(was);
-            }
-        }
-        if let Some(is) = is {
-            self.pods_by_node.entry(is.to_owned()).or_default().insert(key);
-        }
+        move_key(&mut self.pods_by_node, was, is, before, after);
     }
 
     /// Moves a budget's key in its index from `before`'s slot to `after`'s.
     fn index_budget(&mut self, before: Option<&Value>, after: Option<&Value>) {
         let (was, is) = (before.and_then(budget_slot), after.and_then(budget_slot));
-        if was == is {
-            return;
-        }
-        let key = key_of(after.or(before).expect("a change has an object"));
-        if let Some(was) = was
-            && let Some(keys) = self.budgets_by_slot.get_mut(&was)
-        {
-            keys.remove(&key);
-            if keys.is_empty() {
-                self.budgets_by_slot.remove(&was);
-            }
-        }
-        if let Some(is) = is {
-            self.budgets_by_slot.entry(is).or_default().insert(key);
-        }
+        move_key(&mut self.budgets_by_slot, was.as_ref(), is.as_ref(), before, after);
     }
 
     /// The PodDisruptionBudgets that may select `pod`, in key order (a namespace's list order):
