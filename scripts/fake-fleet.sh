@@ -147,6 +147,11 @@ down() {
         fi
         rm -f "$pidfile"
     done
+    # Sessions a simulated shutdown left running (fake-node.sh's sessions_outlive_listener).
+    for pidfile in "$dir"/nodes/*/outliving_sessions; do
+        [ -s "$pidfile" ] && kill -KILL $(cat "$pidfile") 2>/dev/null || true
+        rm -f "$pidfile"
+    done
 }
 
 case "${1:-}" in

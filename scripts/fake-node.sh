@@ -10,8 +10,10 @@
 # Behaviour switches are files in NODE_DIR: refuse_sudo, hang, hang_reboot, never_return,
 # same_boot_id, new_host_key, killed_by_signal, soft_reboot (every reboot command is a soft
 # reboot), reboot_required (/var/run/reboot-required exists until the next full boot),
-# log_connections (see below); timings: reboot_delay (s before going down, standing in for
-# systemd's one minute), down_time (s down).
+# log_connections (see below), sessions_outlive_listener (going down stops only the listening
+# sshd: open sessions go on answering until the down time ends, or, with never_return, a
+# shutdown stuck after it, until fake-fleet.sh down); timings: reboot_delay (s before going
+# down, standing in for systemd's one minute), down_time (s down).
 #
 # It runs as the fleet's unprivileged login user, as does its sshd (see fake-fleet.sh), so it
 # can stop and start that sshd itself.
@@ -35,9 +37,17 @@ if [ "${1:-}" = "--reboot" ]; then
     log() { echo "$(now_ms) $*" >>"$node/events.log"; }
     sleep "$(cat "$node/reboot_delay" 2>/dev/null || echo 1)"
     log down
+    sessions=
     if [ -s "$node/sshd.pid" ]; then
         pid=$(cat "$node/sshd.pid")
-        pkill -KILL -P "$pid" 2>/dev/null
+        if [ -e "$node/sessions_outlive_listener" ]; then
+            # OpenSSH's unit stops only the listener (KillMode=process): open sessions go on
+            # answering, from the system still running, until the machine really goes down.
+            sessions=$(pgrep -P "$pid" | tr '\n' ' ')
+            echo "$sessions" >"$node/outliving_sessions"
+        else
+            pkill -KILL -P "$pid" 2>/dev/null
+        fi
         kill -KILL "$pid" 2>/dev/null
         rm -f "$node/sshd.pid"
     fi
@@ -46,6 +56,9 @@ if [ "${1:-}" = "--reboot" ]; then
         exit 0
     fi
     sleep "$(cat "$node/down_time" 2>/dev/null || echo 2)"
+    # The machine went down: whatever session outlived the listener ends with it.
+    [ -n "$sessions" ] && kill -KILL $sessions 2>/dev/null
+    rm -f "$node/outliving_sessions"
     if [ "${3:-}" = soft ]; then
         # systemd-soft-reboot.service(8): userspace restarts, the kernel (and so the boot ID)
         # stays; systemd's SoftRebootsCount counts one more (0 again after a full boot).

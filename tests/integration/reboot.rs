@@ -405,3 +405,79 @@ fn the_host_next_in_line_connects_while_the_one_in_flight_reboots() {
         assert_eq!(fleet.count_events(name, "reboot-requested"), 1, "{name}");
     }
 }
+
+/// While the host has not gone down yet, the watch's probes read its boot ID on the connection
+/// its reboot was sent on, not a handshake each poll interval; its going down and its return are
+/// read on connections of their own, opened after it came back.
+#[test]
+fn probes_read_on_the_reboot_s_connection_until_the_host_goes_down() {
+    let fleet = Fleet::up(1);
+    let name = &fleet.names[0];
+    fleet.set(name, "log_connections", "");
+    // Two seconds up after the command (systemd's delay, shortened): about ten probes at 200 ms.
+    fleet.set(name, "reboot_delay", "2");
+    let run = fleet.reboot(&[]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let events = fleet.events(name);
+    let at = |what: &str| events.iter().find(|(_, w)| w == what).unwrap_or_else(|| panic!("no {what}: {events:?}")).0;
+    let (requested, down, up) = (at("reboot-requested"), at("down"), at("up"));
+    let reads: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|(ms, what)| Some((*ms, what.strip_prefix("boot-id-read-on-connection-of-ticks ")?.trim().parse().ok()?)))
+        .collect();
+    let up_ticks: u64 = events.iter().find_map(|(_, w)| w.strip_prefix("up-at-ticks ")?.trim().parse().ok()).expect("up-at-ticks");
+    let (_, sent_on) = *reads.iter().rfind(|(ms, _)| *ms <= requested).unwrap_or_else(|| panic!("no read before the reboot: {events:?}"));
+    let while_up: Vec<u64> = reads.iter().filter(|(ms, _)| *ms > requested && *ms < down).map(|(_, ticks)| *ticks).collect();
+    assert!(while_up.len() >= 3, "the host was probed while still up: {events:?}");
+    assert!(
+        while_up.iter().all(|ticks| *ticks == sent_on),
+        "every probe before the host went down read on the connection the reboot was sent on (opened at tick {sent_on}): {while_up:?}"
+    );
+    let (_, proof) = *reads.iter().find(|(ms, _)| *ms >= up).unwrap_or_else(|| panic!("no read after the return: {events:?}"));
+    assert!(proof >= up_ticks, "the return was read on a connection opened after it (tick {proof}, up at tick {up_ticks})");
+    assert_eq!(fleet.count_events(name, "reboot-requested"), 1);
+}
+
+/// A shutdown that stops sshd's listener but leaves its open sessions running (OpenSSH's unit,
+/// `KillMode=process`): the session the reboot was sent on goes on answering the old boot ID,
+/// and the host is still seen going down (its port refuses), then back; one that never comes
+/// back after that is reported as such, not as a reboot that was never observed.
+#[test]
+fn a_host_whose_sessions_outlive_its_listener_is_seen_going_down() {
+    let fleet = Fleet::up(2);
+    for name in &fleet.names {
+        fleet.set(name, "sessions_outlive_listener", "");
+        // Down for three seconds: about fifteen probes at 200 ms while the old session lives.
+        fleet.set(name, "down_time", "3");
+    }
+    fleet.set("h002", "never_return", "");
+    // The failed host holds its place until its reboot could still have been pending (one
+    // minute by default): shortened, the run ends soon after.
+    let config = fleet.path("config.toml");
+    std::fs::write(&config, "[reboot]\nscheduled_delay = \"1s\"\n").unwrap();
+    let run = fleet.reboot(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--concurrency",
+        "2",
+        "--max-failures",
+        "2",
+        "--reboot-timeout",
+        "8s",
+        "--connect-attempts",
+        "1",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.debug());
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes["h001"].0, "rebooted", "{outcomes:?}");
+    assert_eq!(outcomes["h002"].0, "failed", "{outcomes:?}");
+    assert!(outcomes["h002"].1.contains("went down but did not come back within 8s"), "{outcomes:?}");
+    let entries = journal_entries(&run);
+    for name in ["h001", "h002"] {
+        assert!(
+            entries.iter().any(|r| matches!(&r.entry, Entry::Down { host } if host == name)),
+            "{name}'s going down is journaled: {entries:?}"
+        );
+        assert_eq!(fleet.count_events(name, "reboot-requested"), 1, "{name}");
+    }
+}
