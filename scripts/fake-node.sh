@@ -21,9 +21,10 @@ set -u
 self=$(readlink -f "$0")
 now_ms() { date +%s%3N; }
 # With a log_connections file in NODE_DIR, the boot-ID read logs when the SSH connection it
-# came on was opened, and the reboot when the node came back up, both in the kernel's clock
-# ticks since boot (/proc/PID/stat field 22: a process's start): one clock for both, so a test
-# can tell a connection opened before another node's reboot ended from one opened after it.
+# came on was opened, the reboot command when it came, and the reboot when the node came back
+# up, all in the kernel's clock ticks since boot (/proc/PID/stat field 22: a process's start):
+# one clock for all, so a test can tell a connection opened before another node's reboot was
+# asked for, or ended, from one opened after it.
 ticks_now() { cut -d' ' -f22 /proc/self/stat; }
 # The connection's process: this session's nearest sshd ancestor (one per connection).
 connection_ticks() {
@@ -106,6 +107,7 @@ case "$cmd" in
     mode=
     if [ "$cmd" = "sudo systemctl soft-reboot" ] || [ -e "$node/soft_reboot" ]; then mode=soft; fi
     log reboot-requested $mode
+    [ -e "$node/log_connections" ] && log "reboot-requested-at-ticks $(ticks_now)"
     setsid "$self" --reboot "$node" $mode </dev/null >/dev/null 2>&1 &
     echo $! >"$node/restarter.pid"
     echo "Reboot scheduled for $(date -d '+1 min'), use 'shutdown -c' to cancel."

@@ -367,9 +367,10 @@ fn a_reboot_command_killed_by_a_signal_counts_as_delivered_and_is_never_sent_twi
     assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "sent once");
 }
 
-/// The host waiting for a slot opens its SSH connection while the host in flight reboots, and
-/// reads its boot ID on that connection once the slot frees, right before its own reboot: the
-/// handshake is off the path from one reboot to the next, the boot ID still read at the turn.
+/// The host waiting for a slot opens its SSH connection while the host in flight reboots (once
+/// that host's reboot is out, not while it is being sent), and reads its boot ID on that
+/// connection once the slot frees, right before its own reboot: the handshake is off the path
+/// from one reboot to the next, the boot ID still read at the turn.
 #[test]
 fn the_host_next_in_line_connects_while_the_one_in_flight_reboots() {
     let fleet = Fleet::up(2);
@@ -400,6 +401,13 @@ fn the_host_next_in_line_connects_while_the_one_in_flight_reboots() {
         connection_ticks < first_up_ticks,
         "the connection it was read on opened at tick {connection_ticks}, after the first host came back (tick {first_up_ticks}): \
          not opened while waiting for the slot"
+    );
+    // Opened once the first host's reboot was out: a turn's own handshakes go first.
+    let [(_, first_requested_ticks)] = ticks(&first_events, "reboot-requested-at-ticks ")[..] else { panic!("{first_events:?}") };
+    assert!(
+        connection_ticks >= first_requested_ticks,
+        "the second host's connection opened at tick {connection_ticks}, before the first host's reboot went out (tick \
+         {first_requested_ticks}): its warm-up competed with the first host's own turn"
     );
     for name in &fleet.names {
         assert_eq!(fleet.count_events(name, "reboot-requested"), 1, "{name}");

@@ -149,7 +149,10 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             for next in std::iter::once(&step_host).chain(pending.iter()).take(shared.settings.concurrency) {
                 if (others_finished || !plan.grouping.is_last(&next.name)) && warmed.insert(next.name.clone()) {
                     let (shared, next) = (shared.clone(), next.clone());
-                    warm_ups.spawn(async move { shared.transport.warm_up(&next).await });
+                    warm_ups.spawn(async move {
+                        shared.turns.none_left().await;
+                        shared.transport.warm_up(&next).await
+                    });
                 }
             }
         }
@@ -185,12 +188,16 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
         }
         let shared = shared.clone();
         let host = step_host.clone();
+        // Marked before the loop goes on: the warm-ups it starts next wait for this turn.
+        shared.turns.begin(&host.name);
         tasks.spawn(async move {
             // The passes are held until the task ends: a host that failed while possibly
             // still down holds them until it is seen back or its deadline passes.
             let _pass = pass;
             let _mark = InFlightMark::new(&shared.in_flight, &host.name);
-            if reboot_host(&shared, &host).await == Err(Stop::Journaled) {
+            let result = reboot_host(&shared, &host).await;
+            shared.turns.over(&host.name);
+            if result == Err(Stop::Journaled) {
                 hold_while_possibly_down(&shared, &host).await;
             }
             shared.transport.release(&host).await;
@@ -384,6 +391,8 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
         Err(stop) => stop,
     };
     if let Some(drain) = shared.drain_for(host) {
+        // A drain takes a while: the hosts next in line may connect meanwhile.
+        shared.turns.over(&host.name);
         drain_node(shared, drain.as_ref(), host).await?;
         // The drain (and its ladder) may have waited long: the window, the blockers and the
         // health gate are read again first (each may take a while: a pod list, an alert query,
@@ -490,6 +499,7 @@ async fn reboot_touched<T: PowerTransport>(shared: &Shared<T>, host: &Host, look
             Err(e) => return Err(shared.fail(host, Stage::Dispatch, e.to_string(), false).await),
         }
     };
+    shared.turns.over(&host.name);
     let last_sent = watch_for_new_boot(shared, host, &old, vec![first], false, ssh_usable, soft_before).await?;
     confirm(shared, host, &old, last_sent, ssh_usable).await
 }
@@ -590,6 +600,8 @@ async fn world_allows<T: PowerTransport>(shared: &Shared<T>, host: &Host) -> Res
             said = reason;
         }
         let pause = shared.settings.poll_interval.max(Duration::from_millis(100)).min(deadline - Instant::now());
+        // Waiting on the cluster: the hosts next in line may connect meanwhile.
+        shared.turns.over(&host.name);
         waited = true;
         tokio::select! {
             () = tokio::time::sleep(pause) => {}

@@ -258,6 +258,30 @@ impl Drop for InFlightMark<'_> {
     }
 }
 
+/// Hosts whose turn began and whose reboot is not out yet, while they do not wait on anything
+/// else (the cluster's limits, a drain): the hosts next in line connect ahead of their turn
+/// (warm-ups) only once there is none, so those handshakes never compete with the ones of
+/// hosts whose turn is now. At the start of a run of 500 at once, the next 500 warming up at
+/// the same time slowed the first 500's reboots.
+#[derive(Default)]
+struct TurnsUnderWay(tokio::sync::watch::Sender<BTreeSet<String>>);
+
+impl TurnsUnderWay {
+    fn begin(&self, host: &str) {
+        self.0.send_if_modified(|hosts| hosts.insert(host.to_owned()));
+    }
+
+    /// The host's reboot is out, it waits on something else, or its task ended. Idempotent.
+    fn over(&self, host: &str) {
+        self.0.send_if_modified(|hosts| hosts.remove(host));
+    }
+
+    async fn none_left(&self) {
+        // Never closed: the sender lives as long as the run.
+        let _ = self.0.subscribe().wait_for(BTreeSet::is_empty).await;
+    }
+}
+
 /// Test hooks: the clock to run on, and a journal that dies after a given record (a kill).
 #[derive(Default)]
 struct Hooks {
@@ -387,6 +411,8 @@ struct Shared<T> {
     plan_hosts: BTreeSet<String>,
     /// Hosts holding their in-flight places now.
     in_flight: Mutex<BTreeSet<String>>,
+    /// Hosts whose turn is under way toward its reboot (see [`TurnsUnderWay`]).
+    turns: TurnsUnderWay,
     /// Hosts this run (or the run it resumes) sent a reboot.
     touched: Mutex<BTreeSet<String>>,
     /// Every host's journal record so far (a host's task reads its own after a failure).
@@ -750,6 +776,7 @@ async fn run_with<T: PowerTransport, E: NodeEvidence, D: NodeDrain, B: BmcPower>
         grouping: plan.grouping.clone(),
         plan_hosts: plan.hosts.iter().map(|h| h.name.clone()).collect(),
         in_flight: Mutex::new(BTreeSet::new()),
+        turns: TurnsUnderWay::default(),
         cordoned: Mutex::new(cordoned),
         touched: Mutex::new(touched),
         records: Mutex::new(prior.as_ref().map(|p| p.records.clone()).unwrap_or_default()),
