@@ -47,7 +47,10 @@ pub trait NodeEvidence: Send + Sync + 'static {
     /// What the limits read before a node goes down: every node now, the per-node maintenance
     /// Leases, etcd's health. `None`: this evidence has no world to show (the limits are the
     /// run's own alone). `group_by`: the run's grouping rule, to place nodes outside the run.
-    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, WorldError>> {
+    fn world<'a>(
+        &'a self,
+        group_by: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<std::sync::Arc<fleetboot_core::limits::World>>, WorldError>> {
         let _ = group_by;
         Box::pin(async { Ok(None) })
     }
@@ -182,7 +185,10 @@ impl NodeEvidence for NodeWatch {
         Box::pin(NodeWatch::wait_changed(self, node, from, deadline))
     }
 
-    fn world<'a>(&'a self, group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, WorldError>> {
+    fn world<'a>(
+        &'a self,
+        group_by: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<std::sync::Arc<fleetboot_core::limits::World>>, WorldError>> {
         Box::pin(async move { NodeWatch::world(self, group_by).await.map(Some) })
     }
 

@@ -27,12 +27,15 @@ pub struct NodeWatch {
     client: Client,
     /// The nodes that may be unavailable, kept from the watch's events (what a dispatch reads).
     unavailable: Arc<std::sync::Mutex<super::world::Unavailable>>,
-    /// The world's parts read from the API, one read shared by the dispatches that ask at once,
-    /// per grouping rule (the pools are read only when the run groups by pool).
-    fresh: std::sync::Mutex<std::collections::HashMap<Option<String>, Arc<FreshRead>>>,
+    /// The world, one read shared by the dispatches that ask at once, per grouping rule (the
+    /// pools are read only when the run groups by pool).
+    fresh: std::sync::Mutex<std::collections::HashMap<Option<String>, Arc<WorldRead>>>,
 }
 
-type FreshRead = super::world::SharedRead<Result<super::world::FreshParts, super::world::WorldError>>;
+/// The world's parts read from the API, put together with the watch's nodes once the read is
+/// in, once for everyone who shares the read: at 10,000 nodes, 1,000 in flight, each asker
+/// putting its own together cost a thousand nodes' evaluation per dispatch.
+type WorldRead = super::world::SharedRead<Result<Arc<fleetboot_core::limits::World>, super::world::WorldError>>;
 
 /// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
 /// thousands of nodes heartbeating, waking every waiter on every event costs more than the
@@ -150,7 +153,7 @@ impl NodeWatch {
     /// What the limits read before a host goes down: every node as the watch shows it now,
     /// with the medik8s Leases and the etcd ClusterOperator read fresh (by a read that started
     /// after this call, shared with the others who asked meanwhile).
-    pub async fn world(&self, group_by: Option<&str>) -> Result<fleetboot_core::limits::World, super::world::WorldError> {
+    pub async fn world(&self, group_by: Option<&str>) -> Result<Arc<fleetboot_core::limits::World>, super::world::WorldError> {
         use super::world::WorldError;
         let listed = self.listed().await;
         // The watch refused: every limit would be judged on nodes it can no longer see.
@@ -161,11 +164,20 @@ impl NodeWatch {
             return Err(WorldError::Unreadable("the cluster API has not listed the nodes yet".into()));
         }
         let shared = self.fresh.lock().unwrap().entry(group_by.map(str::to_owned)).or_default().clone();
-        let fresh = shared.read(|| super::world::read_fresh(self.client.clone(), group_by.map(str::to_owned))).await?;
-        // The nodes as the watch shows them once the rest is in: never older than the read.
-        let candidates = self.unavailable.lock().unwrap().nodes();
-        let lookup = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
-        Ok(super::world::assemble(fresh, candidates, lookup, group_by))
+        shared
+            .read(|| {
+                let (client, group_by) = (self.client.clone(), group_by.map(str::to_owned));
+                let (unavailable, store) = (self.unavailable.clone(), self.store.clone());
+                async move {
+                    let fresh = super::world::read_fresh(client, group_by.clone()).await?;
+                    // The nodes as the watch shows them once the rest is in: never older than
+                    // the read, so never older than any ask it answers.
+                    let candidates = unavailable.lock().unwrap().nodes();
+                    let lookup = |name: &str| store.get(&kube::runtime::reflector::ObjectRef::new(name));
+                    Ok(Arc::new(super::world::assemble(fresh, candidates, lookup, group_by.as_deref())))
+                }
+            })
+            .await
     }
 
     /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the

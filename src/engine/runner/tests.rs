@@ -468,8 +468,8 @@ impl NodeEvidence for FakeApi {
         })
     }
 
-    fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<fleetboot_core::limits::World>, WorldError>> {
-        Box::pin(async move { Ok(self.0.cluster.lock().unwrap().clone()) })
+    fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<Arc<fleetboot_core::limits::World>>, WorldError>> {
+        Box::pin(async move { Ok(self.0.cluster.lock().unwrap().clone().map(Arc::new)) })
     }
 }
 
