@@ -448,6 +448,38 @@ impl client::Handler for Verifier {
     }
 }
 
+/// Whether an SSH server still answers on `address:port`: its identification line read and
+/// ours sent (RFC 4253 4.2), then the connection closed before any key exchange, so no
+/// cryptography on either side. A shutdown stops sshd's listener before the machine goes down.
+/// Speaking the identification exchange keeps the check out of intrusion filters that count
+/// connections closed before it (fail2ban's sshd filter, in its `ddos` and `aggressive` modes,
+/// counts "Did not receive identification string"; a close after it, "Connection closed by
+/// HOST [preauth]", it never counts).
+async fn sshd_answers(address: &str, port: u16) -> bool {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let Ok(stream) = TcpStream::connect((address, port)).await else { return false };
+    let mut stream = tokio::io::BufReader::new(stream);
+    // The server may send other lines before its version (RFC 4253 4.2): a few are read, bounded.
+    let mut line = Vec::new();
+    for _ in 0..16 {
+        line.clear();
+        match (&mut stream).take(1024).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.starts_with(b"SSH-") => {
+                let answered = stream.get_mut().write_all(b"SSH-2.0-fleetboot_port_check\r\n").await.is_ok();
+                let _ = stream.get_mut().shutdown().await;
+                // Read to the server's end: a socket closed with unread data (its key exchange
+                // offer) is reset, and a reset can reach the server before our line does.
+                let mut rest = [0u8; 4096];
+                while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
+                return answered;
+            }
+            Ok(_) => {}
+        }
+    }
+    false
+}
+
 /// SSH as a power transport: the reboot, cancel and boot-ID commands from the settings.
 pub struct SshTransport {
     pub client: SshClient,
@@ -502,9 +534,7 @@ impl SshTransport {
             let output = self.judge(command, exec_on(channel, command, bound).await).ok()?;
             parse_boot_id(&output.stdout).ok()
         };
-        let port = host.port_or(self.client.settings.port);
-        // Connected and closed at once, no handshake: only whether the listener is there.
-        let listening = async { TcpStream::connect((host.address.as_str(), port)).await.is_ok() };
+        let listening = sshd_answers(&host.address, host.port_or(self.client.settings.port));
         match tokio::time::timeout(bound, async { tokio::join!(read, listening) }).await {
             Ok((Some(id), true)) if id == before && !handle.is_closed() => {
                 self.sent_on.lock().unwrap().insert(host.name.clone(), (handle, before));

@@ -424,6 +424,9 @@ fn probes_read_on_the_reboot_s_connection_until_the_host_goes_down() {
     fleet.set(name, "log_connections", "");
     // Two seconds up after the command (systemd's delay, shortened): about ten probes at 200 ms.
     fleet.set(name, "reboot_delay", "2");
+    // What sshd logs from here on (fake-fleet.sh's own readiness check, a bare connect, is gone).
+    let sshd_log = fleet.path(&format!("nodes/{name}/sshd.log"));
+    std::fs::write(&sshd_log, "").unwrap();
     let run = fleet.reboot(&[]);
     assert_eq!(run.code, 0, "{}", run.debug());
     let events = fleet.events(name);
@@ -441,6 +444,16 @@ fn probes_read_on_the_reboot_s_connection_until_the_host_goes_down() {
         while_up.iter().all(|ticks| *ticks == sent_on),
         "every probe before the host went down read on the connection the reboot was sent on (opened at tick {sent_on}): {while_up:?}"
     );
+    // Each probe while up also checked that sshd answers on the port, speaking its
+    // identification line before closing: nothing an intrusion filter counts as a failed
+    // connection (OpenSSH logs one closed before it as "kex_exchange_identification" at the
+    // ERROR level the fake fleet logs; fail2ban's ddos mode counts those). Only a check the
+    // simulated shutdown cut off mid-way, its sshd killed under it, may log one; that one is
+    // followed by the killed monitor's "mm_request_send: write: Broken pipe".
+    let sshd_log = std::fs::read_to_string(&sshd_log).unwrap_or_default();
+    let unanswered = sshd_log.matches("kex_exchange_identification").count();
+    let cut_off = sshd_log.matches("mm_request_send: write: Broken pipe").count();
+    assert!(unanswered <= cut_off, "connections closed before the identification exchange:\n{sshd_log}");
     let (_, proof) = *reads.iter().find(|(ms, _)| *ms >= up).unwrap_or_else(|| panic!("no read after the return: {events:?}"));
     assert!(proof >= up_ticks, "the return was read on a connection opened after it (tick {proof}, up at tick {up_ticks})");
     assert_eq!(fleet.count_events(name, "reboot-requested"), 1);
