@@ -529,6 +529,11 @@ fn authorize(
         name: target.name.clone().unwrap_or_default(),
     };
     let allowed = super::rbac::allows(&state.store.lock().unwrap(), user, &attributes);
+    if !allowed {
+        // Counted as kube-apiserver's `apiserver_request_total` counts it, by verb, resource and
+        // code (k8s.io/apiserver pkg/endpoints/metrics/metrics.go): here "DENIED verb resource".
+        state.count(&format!("DENIED {} {}", attributes.verb, attributes.resource), 1, 0, 0);
+    }
     (!allowed).then(|| json_response(StatusCode::FORBIDDEN, &super::rbac::forbidden(user, &attributes)))
 }
 

@@ -933,7 +933,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   the state directory, every connection and watch is cut, the store is read back from it
 /// - `GET operators/refusals`: every change the simulated network operator refused
 /// - `GET traffic`: what clients asked of the API, by `"METHOD resource[/subresource]"` and
-///   `"WATCH resource"`: `{"requests", "bytes", "events"}` each; `POST traffic/reset` zeroes it
+///   `"WATCH resource"`: `{"requests", "bytes", "events"}` each, and the requests RBAC refused
+///   (`--rbac`, 403) by `"DENIED verb resource"`; `POST traffic/reset` zeroes it
 /// - `POST exec-forbidden` with `{"namespace": NS, "forbidden": true|false, "user": U}`: exec
 ///   there is refused (403, the real API's message); `GET exec`: exec requests and stream bytes;
 ///   `POST exec-drop` with `{"commands": [TEXT]}`: streams of such commands are cut after they ran
