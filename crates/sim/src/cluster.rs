@@ -928,7 +928,9 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   those waiting as `held`)
 /// - `POST lose-answers` with `{"method": M, "resource": R, "count": N}`: the next N requests
 ///   of M on R are carried out and answered 504 (a write that landed, its answer lost)
-/// - `POST cut-watches`: ends every open watch stream once
+/// - `POST cut-watches`: ends every open watch stream once (and closes the connections)
+/// - `POST end-watches`: ends every open watch stream once as its timeout would, the
+///   connections kept (the client's other requests on them go on)
 /// - `POST api-restart` (with `--state-dir`): the API server restarts: its store is written to
 ///   the state directory, every connection and watch is cut, the store is read back from it
 /// - `GET operators/refusals`: every change the simulated network operator refused
@@ -1059,6 +1061,10 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
         ("POST", ["cut-watches"]) => {
             let _ = cluster.api.cut_watches.send(());
             Ok(json!({"cut": true}))
+        }
+        ("POST", ["end-watches"]) => {
+            let _ = cluster.api.end_watches.send(());
+            Ok(json!({"ended": true}))
         }
         _ => Err((404, format!("no simulation endpoint {method} /sim/v1/{path}"))),
     }

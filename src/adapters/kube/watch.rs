@@ -162,6 +162,11 @@ impl NodeWatch {
         }
         let shared = self.fresh.lock().unwrap().entry(group_by.map(str::to_owned)).or_default().clone();
         let fresh = shared.read(|| super::world::read_fresh(self.client.clone(), group_by.map(str::to_owned))).await?;
+        // Refused while the read was in flight (the watch's next request after it ended): the
+        // nodes below are the last ones seen, and a node sent down now could not be seen back.
+        if let Some(refused) = self.refused() {
+            return Err(refused);
+        }
         // The nodes as the watch shows them once the rest is in: never older than the read.
         let candidates = self.unavailable.lock().unwrap().nodes();
         let lookup = |name: &str| self.store.get(&kube::runtime::reflector::ObjectRef::new(name));
