@@ -75,3 +75,4 @@ mod ssh_auth;
 mod sushy;
 mod toolbox;
 mod transport_order;
+mod watch_refused;

@@ -4,7 +4,8 @@
 //! pools are paused before the type changes and unpaused only after every node is proven
 //! rebooted. The undocumented order (the forward shape, pools unpaused) leaves a node NotReady
 //! and its pool stalled; a seed-flow rollback resumes the pools the failed run paused; a
-//! rollback killed with SIGKILL resumes to the end, rebooting each node once.
+//! rollback killed with SIGKILL (at two points, and right after each record it journals, one
+//! kill after the other) resumes to the end, rebooting each node once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -125,6 +126,19 @@ impl Judges {
             }
         }
         back
+    }
+
+    /// The new boot IDs (other than the one each node had when the judges started) the node
+    /// watch showed for each node before the resourceVersion `before`.
+    fn new_boot_ids_before(&self, before: u64) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        let mut seen: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for (rv, f) in self.nodes.events() {
+            let (name, boot) = (&f[0], f.get(1).cloned().unwrap_or_default());
+            if rv < before && !boot.is_empty() && self.boot_ids.get(name).is_some_and(|b| *b != boot) {
+                seen.entry(name.clone()).or_default().insert(boot);
+            }
+        }
+        seen
     }
 
     /// Every (node, Ready status) the watch saw that was False: a node up but NotReady.
@@ -412,6 +426,221 @@ fn a_rollback_killed_after_pausing_and_during_its_reboots_resumes_to_the_end_reb
     assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
     let journal = journal_text(&dir);
     assert_eq!(journal.matches(r#""event":"migration_resumed""#).count(), 2);
-    assert_eq!(journal.matches(r#""event":"pools_found""#).count(), 1, "pausing was not redone");
+    // The first finding is the one kept (a resume's own, after its pauses, is not the admin's):
+    // both pools were fleetboot's to pause, and both were resumed (above).
+    let found = journal.lines().find(|l| l.contains(r#""event":"pools_found""#)).unwrap();
+    assert!(found.contains(r#""already_paused":[],"to_pause":["master","worker"]"#), "{found}");
+    assert_eq!(sim.refusals(), Vec::<String>::new());
+}
+
+/// The rollback's journal with its step 7 reboot journal after it; empty before the rollback
+/// journaled its start (the newest directory is the forward migration's until then).
+fn journals(sim: &Sim) -> String {
+    let text = sim
+        .migration_dirs()
+        .last()
+        .map(|d| {
+            std::fs::read_to_string(d.join("migration.jsonl")).unwrap_or_default()
+                + &std::fs::read_to_string(d.join("reboot.jsonl")).unwrap_or_default()
+        })
+        .unwrap_or_default();
+    if text.contains(r#""flow":"rollback""#) { text } else { String::new() }
+}
+
+/// A point of the rollback to kill it at: the first moment its journals hold `marker` `count`
+/// times.
+struct KillPoint {
+    marker: String,
+    count: usize,
+}
+
+impl KillPoint {
+    fn reached(&self, journals: &str) -> bool {
+        journals.matches(&self.marker).count() >= self.count
+    }
+}
+
+impl std::fmt::Debug for KillPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ×{}", self.marker, self.count)
+    }
+}
+
+fn step_done(step: &str) -> KillPoint {
+    KillPoint { marker: format!(r#""step_done","step":"{step}""#), count: 1 }
+}
+
+fn event(name: &str, count: usize) -> KillPoint {
+    KillPoint { marker: format!(r#""event":"{name}""#), count }
+}
+
+/// Spawns `fleetboot ARGS` and kills it (SIGKILL, by PID) the moment the journals reach
+/// `point`; panics if it ended first. The journals at the kill.
+fn kill_at(sim: &Sim, args: &[&str], point: &KillPoint) -> String {
+    let mut child = crate::common::elsewhere::Killed(sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let start = Instant::now();
+    while !point.reached(&journals(sim)) {
+        assert!(start.elapsed() < Duration::from_secs(90), "{point:?} never reached: {}", journals(sim));
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("migrate ended ({status}) before {point:?}: {}", journals(sim));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    journals(sim)
+}
+
+/// The offline rollback (4.14, the documented order) killed with SIGKILL right after each
+/// record it journals, one after the other on one cluster: after each step's end (the backup,
+/// the pause, `spec.migration` cleared and set, `spec.networkType`, the SDN options, step 7,
+/// multus, the pools' resume, the MCO's rollout, verify), and inside step 7 after each reboot
+/// wave's command was delivered and after its node came back (`--reboot-concurrency 1`: one
+/// node a wave, the control plane last), and inside the MCO's rollout once it rebooted a node.
+/// Each kill is resumed with `fleetboot migrate --resume`, which is killed at the next point;
+/// the last resume runs to the end. Judged by the pools' `paused` after every kill (paused from
+/// the pause's end until the resume step), and at the end by kubectl watches (the documented
+/// order, no node ever NotReady), kubectl (the network type back, the pools unpaused and
+/// Updated, every node Ready) and the simulation's own history: each node booted twice in all,
+/// once by step 7 while the pools were paused (one new boot ID each) and once by the MCO's
+/// rollout after.
+#[test]
+fn a_rollback_killed_after_each_record_it_journals_resumes_to_the_end_rebooting_each_node_once() {
+    let sim = Sim::in_process_with(1, 2, &["--openshift-version", "4.14.38", "--workloads", "0"]);
+    assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
+    assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
+    let boots = crate::common::sim::boot_counts(&sim);
+    let judges = Judges::start(&sim);
+    let start = [
+        "migrate",
+        "--etcd-backup-confirmed",
+        "--to",
+        "OpenShiftSDN",
+        "--mtu",
+        "1450",
+        "--vxlan-port",
+        "4789",
+        "--reboot-concurrency",
+        "1",
+        "--poll-interval",
+        "300ms",
+    ];
+    let resume = ["migrate", "--resume", "--poll-interval", "300ms"];
+    // The first steps follow each other within a millisecond: a request the next one sends is
+    // held (the simulation's hold-requests) from the kill before, so the kill lands between them.
+    let mut points = vec![
+        (step_done("preflight"), Some(("PATCH", "machineconfigpools"))),
+        (step_done("backup"), Some(("PATCH", "machineconfigpools"))),
+        // Inside the pause, its pools found and journaled, before any pool's patch.
+        (event("pools_found", 1), Some(("PATCH", "machineconfigpools"))),
+        // After the pause, before `spec.migration` is read for its clearing.
+        (step_done("pause_pools"), Some(("GET", "networks"))),
+    ];
+    for step in ["clear_migration", "enable_migration", "set_network_type", "mtu_and_port"] {
+        points.push((step_done(step), None));
+    }
+    // Step 7's waves: the command delivered (the node mid-boot), the node back (not yet
+    // confirmed). Not right after a confirmation: the next wave's command follows within a
+    // millisecond, and a kill between its `dispatching` and `dispatched` leaves a command that
+    // may or may not have landed (the resume then waits its deadline out, by design).
+    for wave in 1..=3 {
+        points.push((event("dispatched", wave), None));
+        points.push((event("back", wave), None));
+    }
+    for step in ["reboot_nodes", "wait_multus", "resume_pools"] {
+        points.push((step_done(step), None));
+    }
+    points.push((event("reboot_observed", 1), None));
+    points.push((step_done("wait_rollout"), None));
+    // After verify's end the run only writes its reports and releases its lease: the release
+    // (DELETE of the Lease) is held, so the kill lands after the record and before the run's
+    // end. No Lease is released before (step 7's was, before its end).
+    points.push((step_done("verify"), Some(("DELETE", "leases"))));
+
+    let mut kills = Vec::new();
+    let hold = |(method, resource): (&str, &str), held: bool| {
+        sim.control("POST", "hold-requests", &format!(r#"{{"method": "{method}", "resource": "{resource}", "held": {held}}}"#));
+    };
+    for (point, held) in &points {
+        // A point a kill landed past already is not aimed at again.
+        if point.reached(&journals(&sim)) {
+            continue;
+        }
+        if let Some(request) = *held {
+            hold(request, true);
+        }
+        let at_kill = kill_at(&sim, if kills.is_empty() { &start } else { &resume }, point);
+        if let Some(request) = *held {
+            hold(request, false);
+        }
+        // Where it landed: the last step record the killed process journaled.
+        let landed = at_kill.lines().rev().find(|l| l.contains(r#""step":"#)).unwrap_or_default().to_owned();
+        kills.push(format!("{point:?} → {landed}"));
+        // Killed anywhere between the pause's end and the resume step, the pools stay paused:
+        // the MCO reboots no node into configure-ovs.sh OpenShiftSDN while OVN-Kubernetes runs.
+        let paused_window =
+            at_kill.contains(r#""step_done","step":"pause_pools""#) && !at_kill.contains(r#""step_started","step":"resume_pools""#);
+        if paused_window {
+            assert!(sim.paused("master") && sim.paused("worker"), "killed at {point:?}: the pools are paused");
+        }
+    }
+    // A point a slow kill landed past is not aimed at again; most are aimed at each run.
+    assert!(kills.len() * 2 >= points.len(), "most points were aimed at: {kills:#?}");
+
+    let done = migrate(&sim, &["--resume"]);
+    assert_eq!(done.code, 0, "{}", done.debug());
+
+    // The rollback's documented end (openshift-docs nw-ovn-kubernetes-rollback.adoc; procedure.md):
+    // OpenShift SDN in spec and status, the pools unpaused and Updated, every node Ready.
+    assert_eq!(sim.network_type(), ("OpenShiftSDN".into(), "OpenShiftSDN".into()));
+    assert!(!sim.paused("master") && !sim.paused("worker"));
+    sim.kubectl_ok(&["wait", "machineconfigpool", "--all", "--for=condition=Updated", "--timeout=60s"]);
+    for pool in ["master", "worker"] {
+        assert_eq!(get(&sim, "mcp", pool, ".status.updatedMachineCount"), get(&sim, "mcp", pool, ".status.machineCount"), "{pool}");
+    }
+    sim.kubectl_ok(&["wait", "node", "--all", "--for=condition=Ready", "--timeout=60s"]);
+    assert_eq!(get(&sim, "network.operator.openshift.io", "cluster", ".spec.defaultNetwork.openshiftSDNConfig.mtu"), "1450");
+    judges.assert_documented_order();
+
+    // Each node rebooted once by the rollback's step 7: one new boot ID each while the pools
+    // were paused (the MCO reboots no node of a paused pool), one dispatch each in its journal;
+    // and once more by the MCO's rollout once they were unpaused: two boots each in all (the
+    // simulation's history).
+    let (_, unpaused) = judges.pause_window("worker");
+    let (_, master_unpaused) = judges.pause_window("master");
+    let while_paused = judges.new_boot_ids_before(unpaused.min(master_unpaused));
+    assert_eq!(while_paused.len(), 3, "{while_paused:?}");
+    assert!(while_paused.values().all(|ids| ids.len() == 1), "one boot each while paused: {while_paused:?}");
+    let dir = sim.migration_dirs().pop().unwrap();
+    let counts = dispatch_counts(&dir.join("reboot.jsonl"));
+    assert!(counts.len() == 3 && counts.values().all(|&n| n == 1), "{counts:?}");
+    let after = crate::common::sim::boot_counts(&sim);
+    for ((node, before), (_, now)) in boots.iter().zip(&after) {
+        assert_eq!(now - before, 2, "{node}: step 7's reboot and the MCO's: {boots:?} → {after:?}");
+    }
+
+    // Every kill was resumed, each step done once.
+    let journal = journal_text(&dir);
+    assert_eq!(journal.matches(r#""event":"migration_resumed""#).count(), kills.len(), "{kills:?}: {journal}");
+    for step in [
+        "preflight",
+        "backup",
+        "pause_pools",
+        "clear_migration",
+        "enable_migration",
+        "set_network_type",
+        "mtu_and_port",
+        "reboot_nodes",
+        "wait_multus",
+        "resume_pools",
+        "wait_rollout",
+        "verify",
+    ] {
+        assert_eq!(journal.matches(&format!(r#""step_done","step":"{step}""#)).count(), 1, "{step} done once: {journal}");
+    }
+    // The first finding is the one kept (a resume's own, after its pauses, is not the admin's):
+    // both pools were fleetboot's to pause, and both were resumed (above).
+    let found = journal.lines().find(|l| l.contains(r#""event":"pools_found""#)).unwrap();
+    assert!(found.contains(r#""already_paused":[],"to_pause":["master","worker"]"#), "{found}");
     assert_eq!(sim.refusals(), Vec::<String>::new());
 }

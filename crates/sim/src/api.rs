@@ -39,6 +39,11 @@ pub struct ApiState {
     pub logs: Mutex<std::collections::HashMap<String, String>>,
     /// Cuts every open watch stream when sent to (fault injection).
     pub cut_watches: broadcast::Sender<()>,
+    /// Ends every open watch stream, its connection kept (fault injection): as a watch ends at
+    /// its timeout (kube-apiserver: the request's `timeoutSeconds`, else a random one between
+    /// `--min-request-timeout` and twice it; k8s.io/apiserver pkg/endpoints/handlers/get.go
+    /// `ListResource`), the client's other requests on that connection unharmed.
+    pub end_watches: broadcast::Sender<()>,
     /// The fault-injection endpoint under /sim/v1: the cluster's, set when it starts (the API
     /// server does not know the cluster model; the cluster knows it).
     pub control: std::sync::OnceLock<Box<ControlEndpoint>>,
@@ -96,6 +101,7 @@ impl ApiState {
             bookmark_interval,
             logs: Default::default(),
             cut_watches: broadcast::channel(4).0,
+            end_watches: broadcast::channel(4).0,
             control: std::sync::OnceLock::new(),
             failing_requests: Default::default(),
             held_requests: Default::default(),
@@ -529,6 +535,11 @@ fn authorize(
         name: target.name.clone().unwrap_or_default(),
     };
     let allowed = super::rbac::allows(&state.store.lock().unwrap(), user, &attributes);
+    if !allowed {
+        // Counted as kube-apiserver's `apiserver_request_total` counts it, by verb, resource and
+        // code (k8s.io/apiserver pkg/endpoints/metrics/metrics.go): here "DENIED verb resource".
+        state.count(&format!("DENIED {} {}", attributes.verb, attributes.resource), 1, 0, 0);
+    }
     (!allowed).then(|| json_response(StatusCode::FORBIDDEN, &super::rbac::forbidden(user, &attributes)))
 }
 
@@ -841,6 +852,7 @@ fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<Ap
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(256);
     let start = state.store.lock().unwrap().watch(t, &filter, since);
     let mut cut = state.cut_watches.subscribe();
+    let mut end = state.end_watches.subscribe();
     let interval = state.bookmark_interval;
     let key = format!("WATCH {}", t.plural);
     tokio::spawn(async move {
@@ -893,6 +905,7 @@ fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<Ap
                     }
                 }
                 _ = cut.recv() => return,
+                _ = end.recv() => return,
                 () = &mut deadline => return,
             }
         }

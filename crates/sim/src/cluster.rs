@@ -928,12 +928,15 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   those waiting as `held`)
 /// - `POST lose-answers` with `{"method": M, "resource": R, "count": N}`: the next N requests
 ///   of M on R are carried out and answered 504 (a write that landed, its answer lost)
-/// - `POST cut-watches`: ends every open watch stream once
+/// - `POST cut-watches`: ends every open watch stream once (and closes the connections)
+/// - `POST end-watches`: ends every open watch stream once as its timeout would, the
+///   connections kept (the client's other requests on them go on)
 /// - `POST api-restart` (with `--state-dir`): the API server restarts: its store is written to
 ///   the state directory, every connection and watch is cut, the store is read back from it
 /// - `GET operators/refusals`: every change the simulated network operator refused
 /// - `GET traffic`: what clients asked of the API, by `"METHOD resource[/subresource]"` and
-///   `"WATCH resource"`: `{"requests", "bytes", "events"}` each; `POST traffic/reset` zeroes it
+///   `"WATCH resource"`: `{"requests", "bytes", "events"}` each, and the requests RBAC refused
+///   (`--rbac`, 403) by `"DENIED verb resource"`; `POST traffic/reset` zeroes it
 /// - `POST exec-forbidden` with `{"namespace": NS, "forbidden": true|false, "user": U}`: exec
 ///   there is refused (403, the real API's message); `GET exec`: exec requests and stream bytes;
 ///   `POST exec-drop` with `{"commands": [TEXT]}`: streams of such commands are cut after they ran
@@ -1058,6 +1061,10 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
         ("POST", ["cut-watches"]) => {
             let _ = cluster.api.cut_watches.send(());
             Ok(json!({"cut": true}))
+        }
+        ("POST", ["end-watches"]) => {
+            let _ = cluster.api.end_watches.send(());
+            Ok(json!({"ended": true}))
         }
         _ => Err((404, format!("no simulation endpoint {method} /sim/v1/{path}"))),
     }

@@ -164,7 +164,7 @@ impl NodeWatch {
             return Err(WorldError::Unreadable("the cluster API has not listed the nodes yet".into()));
         }
         let shared = self.fresh.lock().unwrap().entry(group_by.map(str::to_owned)).or_default().clone();
-        shared
+        let world = shared
             .read(|| {
                 let (client, group_by) = (self.client.clone(), group_by.map(str::to_owned));
                 let (unavailable, store) = (self.unavailable.clone(), self.store.clone());
@@ -177,7 +177,13 @@ impl NodeWatch {
                     Ok(Arc::new(super::world::assemble(fresh, candidates, lookup, group_by.as_deref())))
                 }
             })
-            .await
+            .await?;
+        // Refused while the read was in flight (the watch's next request after it ended): the
+        // nodes in it are the last ones seen, and a node sent down now could not be seen back.
+        if let Some(refused) = self.refused() {
+            return Err(refused);
+        }
+        Ok(world)
     }
 
     /// What the health gate reads: the nodes as the watch shows them now (but `exclude`, the
