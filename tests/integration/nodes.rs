@@ -543,3 +543,30 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     assert_eq!(records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count(), 2);
     assert_eq!(state.records["worker-0"].phase, fleetboot_core::journal::Phase::Confirmed);
 }
+
+/// A read whose connection the API drops (accepted, then closed unanswered: an outage here, a
+/// listen queue overflowing under a thousand drains at 10,000 nodes) is sent again, as client-go
+/// sends a `GET` again after a reset (k8s.io/client-go release-1.33 `rest/request.go`), and so
+/// is a cordon's merge patch (it sets one value); a create is not (it may have landed). Before,
+/// each failed at once with "client error (SendRequest)" and failed its node.
+#[test]
+fn a_read_and_a_cordon_whose_connection_the_api_drops_are_sent_again_a_create_is_not() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Node};
+    use kube::api::{Api, PostParams};
+    let sim = Sim::in_process(0, 1);
+    let connection = sim.connection();
+    let outage = || sim.control("POST", "outage", r#"{"seconds": 2}"#);
+    outage();
+    let read = sim.block_on(Api::<Node>::all(connection.client.clone()).get("worker-0"));
+    assert!(read.is_ok(), "the read through the outage: {read:?}");
+    let policy = fleetboot_core::nodes::DrainPolicy { timeout_ms: 60_000, on_failure: fleetboot_core::nodes::DrainFailure::Fail };
+    let drainer = fleetboot::adapters::kube::Drainer::new(&connection, policy);
+    outage();
+    let cordon = sim.block_on(drainer.set_unschedulable("worker-0", true));
+    assert!(cordon.is_ok(), "the cordon through the outage: {cordon:?}");
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    outage();
+    let map: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "written-once", "namespace": "default"}})).unwrap();
+    let created = sim.block_on(Api::<ConfigMap>::namespaced(connection.client.clone(), "default").create(&PostParams::default(), &map));
+    assert!(matches!(&created, Err(kube::Error::Service(_) | kube::Error::HyperError(_))), "a create is not sent again: {created:?}");
+}

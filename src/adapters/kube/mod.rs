@@ -17,6 +17,7 @@ pub mod exec;
 pub mod gates;
 pub mod journal_store;
 pub mod lease;
+pub mod resend;
 pub mod watch;
 pub mod world;
 
@@ -128,7 +129,8 @@ async fn connect_named(target: &ClusterTarget) -> Result<(Client, kube::Config, 
         }
     };
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+    // A read whose connection broke is sent again, as client-go does ([`resend`]).
+    let client = resend::client(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
     Ok((client, config, server, context))
 }
 
