@@ -544,7 +544,13 @@ fn verdict<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead
         Err(e) => Some((HeldBy::Unread(e.to_string()), e.to_string())),
         Ok(Some(world)) => {
             let in_flight = shared.in_flight.lock().unwrap().clone();
-            let cordoned_by_run = shared.cordoned.lock().unwrap().clone();
+            let mut cordoned_by_run = shared.cordoned.lock().unwrap().clone();
+            {
+                // Just lifted by this run: a cordon still shown is the watch behind the patch.
+                let mut lifted = shared.lifted.lock().unwrap();
+                lifted.retain(|_, at| at.elapsed() < super::LIFTED_LAG);
+                cordoned_by_run.extend(lifted.keys().cloned());
+            }
             let exempt: std::collections::BTreeSet<String> = if shared.limits.plan_not_ready_exempt {
                 let touched = shared.touched.lock().unwrap();
                 shared.plan_hosts.iter().filter(|h| !touched.contains(*h)).cloned().collect()
