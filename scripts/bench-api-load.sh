@@ -102,10 +102,14 @@ measure() {
         exit 1
     fi
     local took=$(( $(date +%s) - s ))
-    python3 - "$file" "$took" "$exec_before" "$(curl -s -H "Content-Type: application/json" "$api/sim/v1/exec")" "$(curl -s -H "Content-Type: application/json" "$api/sim/v1/traffic")" <<'PY'
-import json, sys
+    python3 - "$file" "$took" "$exec_before" "$(curl -s -H "Content-Type: application/json" "$api/sim/v1/exec")" "$(curl -s -H "Content-Type: application/json" "$api/sim/v1/traffic")" "$dir/events.jsonl" <<'PY'
+import json, os, sys
 file, took, before, after, traffic = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
-json.dump({"seconds": took, "traffic": traffic, "execStreamBytes": after["streamBytes"] - before["streamBytes"]}, open(file, "w"))
+# fleetboot's own output: its events (--output json), how many said a host waits, their bytes.
+lines = open(sys.argv[6], "rb").read().splitlines()
+waiting = sum(1 for l in lines if b'"type":"waiting"' in l)
+output = {"events": len(lines), "waiting": waiting, "bytes": os.path.getsize(sys.argv[6])}
+json.dump({"seconds": took, "traffic": traffic, "execStreamBytes": after["streamBytes"] - before["streamBytes"], "output": output}, open(file, "w"))
 PY
     kill "$pid" 2>/dev/null || { failed=1; echo "bench-api-load: the simulation of $kind on $workers workers had ended before the end of the run: $(tail -3 "$dir/sim.out")" >&2; exit 1; }
     wait "$pid" 2>/dev/null || true
@@ -139,6 +143,8 @@ for k in kinds:
         by_kind.append(f"{k} {r:.1f}")
 fixed = total(small, "requests") - per("requests") * (base + 1)
 print(f"| {kind} | {n:,} | {per('requests'):.1f} | {per('events'):.1f} | {bytes_per:.1f} KiB | {fixed:.0f} | {large['seconds']} s | {', '.join(by_kind)} |", flush=True)
+o = large.get("output", {})
+print(f"  ({kind} at {n:,}: fleetboot's output {o.get('events', 0):,} events, {o.get('waiting', 0):,} of them waiting, {o.get('bytes', 0) / 1048576:.1f} MiB)", file=sys.stderr, flush=True)
 PY
     done
 done

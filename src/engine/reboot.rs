@@ -514,8 +514,7 @@ impl PreparedRun {
     /// block. Empty without `--drain` or a cluster.
     pub async fn drain_preflight(&self) -> Vec<String> {
         let (Some(connection), Some(policy)) = (&self.cluster, self.drain) else { return Vec::new() };
-        let drainer = crate::adapters::kube::Drainer::new(connection.client.clone(), policy)
-            .only_pods(self.settings.run.batch.drain_pod_selector.clone());
+        let drainer = crate::adapters::kube::Drainer::new(connection, policy).only_pods(self.settings.run.batch.drain_pod_selector.clone());
         let nodes: std::collections::BTreeSet<String> = self
             .plan
             .steps
@@ -665,7 +664,7 @@ impl PreparedRun {
                 let (lock, identity) = (taken.lock, taken.identity);
                 let takeover = lock.taken_from.clone().map(|previous| (previous, identity.clone()));
                 let pods = settings.run.batch.drain_pod_selector.clone();
-                let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(kube.clone(), policy).only_pods(pods)));
+                let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(connection, policy).only_pods(pods)));
                 (Some(Arc::new(crate::adapters::kube::NodeWatch::start(kube))), Some(lock), drainer, takeover)
             }
             None => (None, None, None, None),

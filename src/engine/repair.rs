@@ -122,7 +122,7 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         return Ok(RepairReport { journal: journal.to_owned(), cluster: cluster.identity.to_string(), dry_run, plan, actions });
     }
     let policy = fleetboot_core::nodes::DrainPolicy { timeout_ms: 0, on_failure: fleetboot_core::nodes::DrainFailure::Fail };
-    let drainer = crate::adapters::kube::Drainer::new(cluster.client.clone(), policy);
+    let drainer = crate::adapters::kube::Drainer::new(&cluster, policy);
     for (node, run_id) in &annotated {
         actions.push(outcome("remove-annotation", node, remove_in_progress(&cluster.client, node, run_id).await));
     }

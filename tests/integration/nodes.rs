@@ -260,6 +260,36 @@ fn a_pod_its_budget_protects_does_not_hold_back_the_eviction_of_the_others() {
     assert!(pods.contains("pod/app-a") && !pods.contains("pod/app-b"), "app-b evicted while app-a's eviction waited: {pods}");
 }
 
+/// A pod its budget protects is asked for again every 5 s, as `kubectl drain` asks
+/// (k8s.io/kubectl release-1.33 pkg/drain/drain.go `evictPods`: `EvictErrorRetryDelay` after a
+/// 429), counted by the simulation: kube's client had retried each 429 itself, from 5 ms
+/// apart, so a 6 s drain sent a dozen evictions of the one pod (10 per node at 200 nodes).
+#[test]
+fn a_protected_pods_eviction_is_asked_again_every_5s_not_retried_by_the_client() {
+    let sim = Sim::in_process(0, 2);
+    sim.pin_app_a_under_a_zero_disruption_budget();
+    // The node's other pods (the platform's and a sample app's), each evicted once (201).
+    let owners = "{range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.ownerReferences[0].kind}{\"\\n\"}{end}";
+    let on_node = sim.kubectl_ok(&["get", "pods", "-A", "--field-selector", "spec.nodeName=worker-0", "-o", &format!("jsonpath={owners}")]);
+    let others = on_node.lines().filter(|l| !l.ends_with(" DaemonSet") && !l.starts_with("default/app-a ")).count() as u64;
+    sim.control("POST", "traffic/reset", "{}");
+    let run = drain_worker_0(&sim, "6s");
+    assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
+    let why = &run.outcomes()["worker-0"].1;
+    assert!(
+        why.contains("default/app-a (the last eviction's answer: Cannot evict pod as it would violate the pod's disruption budget."),
+        "{why}"
+    );
+    let traffic: serde_json::Value = serde_json::from_str(&sim.control("GET", "traffic", "")).unwrap();
+    let evictions = traffic["POST pods/eviction"]["requests"].as_u64().unwrap_or(0);
+    // app-a's at the drain's start and 5 s later: two within 6 s, whatever the machine's load.
+    let protected = evictions.saturating_sub(others);
+    assert!(
+        others >= 1 && (1..=2).contains(&protected),
+        "{protected} evictions of app-a in a 6 s drain ({others} other pods): {on_node}\n{traffic}"
+    );
+}
+
 #[test]
 fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     use fleetboot::adapters::journal;
@@ -274,8 +304,8 @@ fn drain_waits_on_a_pdb_fails_cleanly_then_drains_reboots_and_uncordons() {
     let run = sim.reboot_in_process(&[&drain[..], &["--journal", journal1.to_str().unwrap()]].concat());
     assert_eq!(run.exit(), ExitCode::HostsFailed, "{}", run.debug());
     assert!(run.outcomes()["worker-0"].1.starts_with("drain: pods still on the node after 2s: default/app-a"), "{:?}", run.outcomes());
-    // What became of its last eviction: the client retried the budget's 429 until the timeout.
-    let last = "default/app-a (the last eviction's answer: none before the drain timeout (2s): the client retries a budget's 429";
+    // What became of its last eviction: the budget's 429, as the API said it.
+    let last = "default/app-a (the last eviction's answer: Cannot evict pod as it would violate the pod's disruption budget. (429 TooManyRequests))";
     assert!(run.outcomes()["worker-0"].1.contains(last), "{:?}", run.outcomes());
     assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "");
     assert!(sim.kubectl_ok(&["-n", "default", "get", "pods", "-o", "name"]).contains("pod/app-a"));
@@ -512,4 +542,31 @@ fn a_reboot_lost_between_journal_and_hand_over_is_sent_again_once_provably_lost(
     let (records, state) = fleetboot::adapters::journal::load(&path).unwrap();
     assert_eq!(records.iter().filter(|r| matches!(r.entry, Entry::Dispatching { .. })).count(), 2);
     assert_eq!(state.records["worker-0"].phase, fleetboot_core::journal::Phase::Confirmed);
+}
+
+/// A read whose connection the API drops (accepted, then closed unanswered: an outage here, a
+/// listen queue overflowing under a thousand drains at 10,000 nodes) is sent again, as client-go
+/// sends a `GET` again after a reset (k8s.io/client-go release-1.33 `rest/request.go`), and so
+/// is a cordon's merge patch (it sets one value); a create is not (it may have landed). Before,
+/// each failed at once with "client error (SendRequest)" and failed its node.
+#[test]
+fn a_read_and_a_cordon_whose_connection_the_api_drops_are_sent_again_a_create_is_not() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Node};
+    use kube::api::{Api, PostParams};
+    let sim = Sim::in_process(0, 1);
+    let connection = sim.connection();
+    let outage = || sim.control("POST", "outage", r#"{"seconds": 2}"#);
+    outage();
+    let read = sim.block_on(Api::<Node>::all(connection.client.clone()).get("worker-0"));
+    assert!(read.is_ok(), "the read through the outage: {read:?}");
+    let policy = fleetboot_core::nodes::DrainPolicy { timeout_ms: 60_000, on_failure: fleetboot_core::nodes::DrainFailure::Fail };
+    let drainer = fleetboot::adapters::kube::Drainer::new(&connection, policy);
+    outage();
+    let cordon = sim.block_on(drainer.set_unschedulable("worker-0", true));
+    assert!(cordon.is_ok(), "the cordon through the outage: {cordon:?}");
+    assert_eq!(sim.kubectl_ok(&["get", "node", "worker-0", "-o", "jsonpath={.spec.unschedulable}"]), "true");
+    outage();
+    let map: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "written-once", "namespace": "default"}})).unwrap();
+    let created = sim.block_on(Api::<ConfigMap>::namespaced(connection.client.clone(), "default").create(&PostParams::default(), &map));
+    assert!(matches!(&created, Err(kube::Error::Service(_) | kube::Error::HyperError(_))), "a create is not sent again: {created:?}");
 }

@@ -37,7 +37,9 @@ pub enum Event {
         message: String,
     },
     /// The host waits before anything is touched: the cluster's state does not allow it to go
-    /// down now (`reason` names the nodes). Sent when the reason changes.
+    /// down now (`reason` names the nodes in the way, the first ten of them). Sent when the host
+    /// starts waiting and when the rule holding it changes (another limit, its own node taken,
+    /// a failed read), not when only the nodes in the way or their count change.
     Waiting {
         host: String,
         reason: String,

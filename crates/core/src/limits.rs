@@ -182,15 +182,49 @@ pub struct Blocker {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Go,
-    Wait(String),
+    Wait(Wait),
 }
 
+/// Why a host must wait: the rule that holds it and the text that says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub on: WaitOn,
+    /// The rule's words, with the counts and the nodes standing in the way now.
+    pub reason: String,
+}
+
+/// Which rule holds a host back. A host waiting many polls is told again only when this
+/// changes, not when the nodes in the way or their count do (they change at every poll in a
+/// large run: a thousand waiting hosts each said so every poll interval).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitOn {
+    /// Someone else acts on the host itself (the MCO, another actor's maintenance Lease).
+    Itself(Vec<Why>),
+    /// Another control-plane node is unavailable.
+    ControlPlane,
+    /// The etcd ClusterOperator is not Available, or Degraded.
+    Etcd { available: bool, degraded: bool },
+    /// The run's concurrency.
+    Concurrency,
+    /// The host's group's limit.
+    Group(String),
+}
+
+/// The most nodes a reason names; the rest are counted ("and 194 more"). A reason is printed
+/// and journaled as events: at 10,000 nodes one naming every node in the way was kilobytes.
+pub const NAMED_BLOCKERS: usize = 10;
+
 fn describe(blockers: &[Blocker]) -> String {
-    blockers
+    let mut text = blockers
         .iter()
+        .take(NAMED_BLOCKERS)
         .map(|b| format!("{} ({})", b.node, b.why.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if blockers.len() > NAMED_BLOCKERS {
+        text.push_str(&format!(" and {} more", blockers.len() - NAMED_BLOCKERS));
+    }
+    text
 }
 
 /// Whether `ask.host` may go down now. Pure.
@@ -218,26 +252,29 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
             .filter(|w| matches!(w, Why::Lease { .. } | Why::McoUpdating))
             .collect();
         if !mine.is_empty() {
-            return Verdict::Wait(format!("{} itself is {}", me.name, mine.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")));
+            let reason = format!("{} itself is {}", me.name, mine.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+            return Verdict::Wait(Wait { on: WaitOn::Itself(mine), reason });
         }
     }
     let is_control_plane = me.is_some_and(|n| n.control_plane) || ask.grouping.group_of(ask.host) == Some("master");
     if ask.control_plane_rule && is_control_plane {
         let others: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.control_plane).map(|(_, b)| b.clone()).collect();
         if !others.is_empty() {
-            return Verdict::Wait(format!("another control-plane node is unavailable: {}", describe(&others)));
+            let reason = format!("another control-plane node is unavailable: {}", describe(&others));
+            return Verdict::Wait(Wait { on: WaitOn::ControlPlane, reason });
         }
         match world.etcd {
             Some(EtcdHealth { available: true, degraded: false }) | None => {}
             Some(EtcdHealth { available, degraded }) => {
-                return Verdict::Wait(format!(
+                let reason = format!(
                     "the etcd ClusterOperator is {}",
                     match (available, degraded) {
                         (false, true) => "not Available and Degraded",
                         (false, false) => "not Available",
                         _ => "Degraded",
                     }
-                ));
+                );
+                return Verdict::Wait(Wait { on: WaitOn::Etcd { available, degraded }, reason });
             }
         }
     }
@@ -247,13 +284,14 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
     let all: Vec<Blocker> = outsiders.iter().filter(|(n, _)| in_scope(n)).map(|(_, b)| b.clone()).collect();
     let own = ask.in_flight.iter().filter(|h| h.as_str() != ask.host).count() + 1;
     if own + all.len() > ask.concurrency {
-        return Verdict::Wait(format!(
+        let reason = format!(
             "{} unavailable and {} of this run in flight against a concurrency of {}: {}",
             all.len(),
             own - 1,
             ask.concurrency,
             describe(&all)
-        ));
+        );
+        return Verdict::Wait(Wait { on: WaitOn::Concurrency, reason });
     }
     // The group's limit, counted the same way within the group.
     if let Some(group) = ask.grouping.group_of(ask.host)
@@ -262,11 +300,9 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
         let in_group: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.group.as_deref() == Some(group)).map(|(_, b)| b.clone()).collect();
         let own = ask.in_flight.iter().filter(|h| h.as_str() != ask.host && ask.grouping.group_of(h) == Some(group)).count() + 1;
         if own + in_group.len() > limit {
-            return Verdict::Wait(format!(
-                "group {group} allows {limit} unavailable at once; {} already: {}",
-                own - 1 + in_group.len(),
-                describe(&in_group)
-            ));
+            let reason =
+                format!("group {group} allows {limit} unavailable at once; {} already: {}", own - 1 + in_group.len(), describe(&in_group));
+            return Verdict::Wait(Wait { on: WaitOn::Group(group.to_owned()), reason });
         }
     }
     Verdict::Go
@@ -382,7 +418,7 @@ mod tests {
         assert_eq!(decide(&world, &ask("m1", &g, &me, &none), 0), Verdict::Go);
         world.nodes[0].ready = false;
         match decide(&world, &ask("m1", &g, &me, &none), 0) {
-            Verdict::Wait(why) => assert!(why.contains("m0 (not Ready)"), "{why}"),
+            Verdict::Wait(why) => assert!(why.reason.contains("m0 (not Ready)"), "{}", why.reason),
             Verdict::Go => panic!("m1 went while m0 was down"),
         }
         // The host itself being down is no reason to wait.
@@ -394,7 +430,7 @@ mod tests {
         let (g, none) = (grouping(), BTreeSet::new());
         let mut world = cluster();
         world.etcd = Some(EtcdHealth { available: true, degraded: true });
-        assert!(matches!(decide(&world, &ask("m1", &g, &["m1".into()].into(), &none), 0), Verdict::Wait(w) if w.contains("etcd")));
+        assert!(matches!(decide(&world, &ask("m1", &g, &["m1".into()].into(), &none), 0), Verdict::Wait(w) if w.reason.contains("etcd")));
         assert_eq!(decide(&world, &ask("w0", &g, &["w0".into()].into(), &none), 0), Verdict::Go);
         world.etcd = None;
         assert_eq!(decide(&world, &ask("m1", &g, &["m1".into()].into(), &none), 0), Verdict::Go, "no etcd operator: plain Kubernetes");
@@ -406,7 +442,9 @@ mod tests {
         let me: BTreeSet<String> = ["w0".into()].into();
         let mut world = cluster();
         world.nodes[4].mco_state = "Working".into();
-        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(w) if w.contains("w1 (being updated by the MCO)")));
+        assert!(
+            matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(w) if w.reason.contains("w1 (being updated by the MCO)"))
+        );
         world.nodes[4].mco_state = "Done".into();
         world.nodes[4].desired_config = "d".into();
         assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(_)), "current ≠ desired");
@@ -417,14 +455,14 @@ mod tests {
             renewed_ms: Some(1000),
             duration_ms: Some(3_600_000),
         });
-        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 2000), Verdict::Wait(w) if w.contains("node-maintenance")));
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 2000), Verdict::Wait(w) if w.reason.contains("node-maintenance")));
         // Expired, or fleetboot's own: no hold.
         assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 3_602_000), Verdict::Go);
         world.leases[0] =
             NodeLease { name: "w1".into(), holder: "fleetboot-x".into(), renewed_ms: Some(1000), duration_ms: Some(3_600_000) };
         assert_eq!(decide(&world, &ask("w0", &g, &me, &none), 2000), Verdict::Go);
         world.nodes[4].unschedulable = true;
-        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(w) if w.contains("cordoned")));
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 0), Verdict::Wait(w) if w.reason.contains("cordoned")));
         let ours: BTreeSet<String> = ["w1".into()].into();
         let mut mine = ask("w0", &g, &me, &none);
         mine.cordoned_by_run = &ours;
@@ -447,11 +485,11 @@ mod tests {
             duration_ms: Some(60_000),
         });
         assert!(
-            matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.contains("w0 itself is held by self-node-remediation"))
+            matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.reason.contains("w0 itself is held by self-node-remediation"))
         );
         world.leases.clear();
         world.nodes[3].mco_state = "Working".into();
-        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.contains("being updated by the MCO")));
+        assert!(matches!(decide(&world, &ask("w0", &g, &me, &none), 1), Verdict::Wait(w) if w.reason.contains("being updated by the MCO")));
         world.nodes[3].mco_state = "Done".into();
         world.nodes[3].ready = false;
         world.nodes[3].unschedulable = true;
@@ -469,7 +507,7 @@ mod tests {
         a.plan = &plan;
         a.concurrency = 2;
         a.control_plane_rule = false;
-        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.contains("w0 (not Ready)")));
+        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.reason.contains("w0 (not Ready)")));
         a.concurrency = 3;
         assert_eq!(decide(&world, &a, 0), Verdict::Go);
         // A node outside the plan and outside the run's groups does not count.
@@ -493,10 +531,47 @@ mod tests {
         // A node rebooted by this run (no longer exempt) that is not back blocks the next master.
         let fewer: BTreeSet<String> = ["m1", "m2", "w0", "w1"].iter().map(|s| s.to_string()).collect();
         a.not_ready_exempt = &fewer;
-        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.contains("m0 (not Ready)")));
+        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.reason.contains("m0 (not Ready)")));
         // The MCO mid-update blocks even an exempt node.
         a.not_ready_exempt = &exempt;
         world.nodes[2].mco_state = "Working".into();
-        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.contains("m2 (being updated by the MCO)")));
+        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.reason.contains("m2 (being updated by the MCO)")));
+    }
+
+    #[test]
+    fn a_wait_names_its_rule_apart_from_the_nodes_in_the_way_and_names_at_most_ten() {
+        let none = BTreeSet::new();
+        let g = Grouping::default();
+        let mut world = World { nodes: (0..30).map(|i| node(&format!("w{i:02}"), "worker")).collect(), leases: Vec::new(), etcd: None };
+        let plan: BTreeSet<String> = world.nodes.iter().map(|n| n.name.clone()).collect();
+        let me: BTreeSet<String> = ["w00".into()].into();
+        let mut a = ask("w00", &g, &me, &none);
+        a.plan = &plan;
+        a.concurrency = 3;
+        world.nodes[1].ready = false;
+        world.nodes[2].unschedulable = true;
+        world.nodes[3].ready = false;
+        let first = match decide(&world, &a, 0) {
+            Verdict::Wait(w) => w,
+            Verdict::Go => panic!("three unavailable against a concurrency of 3"),
+        };
+        assert_eq!(first.on, WaitOn::Concurrency);
+        // Other nodes in the way, another count: the same rule, other words.
+        world.nodes[3].ready = true;
+        for n in &mut world.nodes[4..27] {
+            n.ready = false;
+        }
+        let second = match decide(&world, &a, 0) {
+            Verdict::Wait(w) => w,
+            Verdict::Go => panic!("25 unavailable against a concurrency of 3"),
+        };
+        assert_eq!(second.on, WaitOn::Concurrency);
+        assert_ne!(second.reason, first.reason);
+        assert!(second.reason.starts_with("25 unavailable and 0 of this run in flight against a concurrency of 3: w01 (not Ready), "));
+        assert!(second.reason.contains("w11 (not Ready)") && !second.reason.contains("w12 ("), "{}", second.reason);
+        assert!(second.reason.ends_with(" and 15 more"), "{}", second.reason);
+        // The host itself taken by the MCO is another rule.
+        world.nodes[0].mco_state = "Working".into();
+        assert!(matches!(decide(&world, &a, 0), Verdict::Wait(w) if w.on == WaitOn::Itself(vec![Why::McoUpdating])));
     }
 }

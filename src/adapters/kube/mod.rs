@@ -17,6 +17,7 @@ pub mod exec;
 pub mod gates;
 pub mod journal_store;
 pub mod lease;
+pub mod resend;
 pub mod watch;
 pub mod world;
 
@@ -128,14 +129,31 @@ async fn connect_named(target: &ClusterTarget) -> Result<(Client, kube::Config, 
         }
     };
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+    // A read whose connection broke is sent again, as client-go does ([`resend`]).
+    let client = resend::client(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
     Ok((client, config, server, context))
+}
+
+/// A client of the same cluster as `config`'s that leaves every answer to its caller: kube's
+/// client retries a 429, a 503 and a 504 itself, up to 15 times from 5 ms apart, where
+/// client-go retries them only when the server asks for it (a `Retry-After` header,
+/// k8s.io/client-go release-1.33 `rest/with_retry.go` `checkWait`). A budget's 429 to an
+/// eviction carries none (k8s.io/kubernetes release-1.33
+/// `pkg/registry/core/pod/storage/eviction.go`: `NewTooManyRequests(message, 0)`): `kubectl
+/// drain` gets it at once and asks again 5 s later, as the drain does through this client.
+fn without_client_retry(config: &kube::Config, server: &str) -> Result<Client, ClusterError> {
+    let mut config = config.clone();
+    config.default_retry = false;
+    Client::try_from(config).map_err(|e| ClusterError::Api { server: server.to_owned(), reason: e.to_string() })
 }
 
 /// A connected cluster: the one client a command uses for everything, and which cluster it is.
 #[derive(Clone)]
 pub struct ClusterConnection {
     pub client: Client,
+    /// The same cluster without kube's own retries ([`without_client_retry`]): the drain's
+    /// evictions, which keep `kubectl drain`'s cadence.
+    pub evictions: Client,
     /// What the client was made from: a writer with a runtime of its own (the journal in the
     /// cluster) makes its own client from it.
     pub config: kube::Config,
@@ -148,7 +166,8 @@ impl ClusterConnection {
     pub async fn open(target: &ClusterTarget) -> Result<ClusterConnection, ClusterError> {
         let (client, config, server, context) = connect_named(target).await?;
         let cluster_id = cluster_id(&client, &server).await?;
-        Ok(ClusterConnection { client, config, identity: ClusterIdentity { server, cluster_id, context } })
+        let evictions = without_client_retry(&config, &server)?;
+        Ok(ClusterConnection { client, evictions, config, identity: ClusterIdentity { server, cluster_id, context } })
     }
 
     pub fn server(&self) -> &str {

@@ -454,3 +454,64 @@ async fn two_hosts_held_at_once_for_different_reasons_journal_each_hold_once() {
     assert_eq!(held.len(), 2, "once per host and reason over 10 minutes of polls: {held:?}");
     assert!(held[0].contains("on h1: sample-app/backup-h1") && held[1].contains("on h2: sample-app/backup-h2"), "{held:?}");
 }
+
+/// A host the limits hold for many polls says so once, however the nodes in the way and their
+/// count change from poll to poll, and again when another rule holds it (here its own node
+/// taken by the MCO). At 10,000 nodes a thousand waiting hosts each said so at every poll.
+#[tokio::test(start_paused = true)]
+async fn a_host_held_by_the_same_limit_for_many_polls_says_it_waits_once_and_again_when_the_rule_changes() {
+    use fleetboot_core::limits::{NodeNow, World as Cluster};
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    job.api = true;
+    job.settings.concurrency = 1;
+    let node = |name: &str, ready: bool, unschedulable: bool, mco_state: &str| NodeNow {
+        name: name.into(),
+        ready,
+        unschedulable,
+        mco_state: mco_state.into(),
+        current_config: "rendered-worker-a".into(),
+        desired_config: "rendered-worker-a".into(),
+        control_plane: false,
+        group: None,
+    };
+    let cluster = |nodes: Vec<NodeNow>| Some(Cluster { nodes, leases: Vec::new(), etcd: None });
+    *world.cluster.lock().unwrap() = cluster(vec![node("h1", true, false, "Done"), node("h2", false, false, "Done")]);
+    // For a minute h2 stands in the way of the concurrency, not Ready, cordoned by someone else
+    // or both in turn, each for a second (each poll, every 2 s, reads other words); then h1 itself is taken by the MCO for 30 s;
+    // then nothing is in the way.
+    let changes = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            for second in 1..=60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let h2 = match second % 3 {
+                    0 => node("h2", false, false, "Done"),
+                    1 => node("h2", true, true, "Done"),
+                    _ => node("h2", false, true, "Done"),
+                };
+                *world.cluster.lock().unwrap() = cluster(vec![node("h1", true, false, "Done"), h2]);
+            }
+            *world.cluster.lock().unwrap() = cluster(vec![node("h1", true, false, "Working"), node("h2", true, false, "Done")]);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            *world.cluster.lock().unwrap() = None;
+        })
+    };
+    let (trigger, abort) = watch::channel(Abort::No);
+    let mut waits = Vec::new();
+    let summary = job
+        .run_with_abort((trigger, abort), |event, _| {
+            if let Event::Waiting { host, reason } = event {
+                waits.push(format!("{host}: {reason}"));
+            }
+        })
+        .await;
+    changes.await.unwrap();
+    assert_eq!((outcome(&summary, "h1"), outcome(&summary, "h2")), (Outcome::Rebooted, Outcome::Rebooted));
+    assert_eq!(waits.len(), 2, "{waits:#?}");
+    assert!(waits[0].starts_with("h1: 1 unavailable and 0 of this run in flight against a concurrency of 1: h2 ("), "{waits:?}");
+    assert_eq!(waits[1], "h1: h1 itself is being updated by the MCO");
+    let sent = world.times_of("h1", |e| matches!(e, Happened::SshReboot | Happened::BmcReset(_)));
+    assert!(sent[0] >= world.start + Duration::from_secs(90), "h1 went before the cluster let it: {sent:?}");
+}

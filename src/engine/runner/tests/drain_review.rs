@@ -394,3 +394,42 @@ async fn a_node_deferred_after_its_drain_again_and_again_is_skipped_at_the_bound
     assert!(!state.records["h1"].cordoned);
     assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), MAX_POST_DRAIN_DEFERRALS + 1);
 }
+
+/// A node this run just uncordoned that the cluster still shows cordoned (the Node watch behind
+/// the patch) is not someone else's cordon: the next host goes. Before, it waited on "1
+/// unavailable ... h1 (cordoned by someone else)" until the watch caught up; here the watch
+/// never does, so it waited its whole timeout and failed untouched. At 10,000 nodes with a
+/// thousand drains this deferred thousands of drained nodes and skipped 41.
+#[tokio::test(start_paused = true)]
+async fn a_cordon_this_run_just_lifted_that_the_watch_still_shows_holds_no_other_host_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    (job.api, job.drain) = (true, true);
+    job.settings.concurrency = 1;
+    let node = |name: &str, unschedulable: bool| fleetboot_core::limits::NodeNow {
+        name: name.into(),
+        ready: true,
+        unschedulable,
+        mco_state: "Done".into(),
+        current_config: "rendered-worker-a".into(),
+        desired_config: "rendered-worker-a".into(),
+        control_plane: false,
+        group: None,
+    };
+    let lagging = fleetboot_core::limits::World { nodes: vec![node("h1", true), node("h2", false)], leases: Vec::new(), etcd: None };
+    let (trigger, abort) = watch::channel(Abort::No);
+    let summary = job
+        .run_with_abort((trigger, abort), |event, _| {
+            // From h1's cordon on, the cluster shows it cordoned, and never shows it lifted.
+            if let Event::Transition { record } = event
+                && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
+            {
+                *world.cluster.lock().unwrap() = Some(lagging.clone());
+            }
+        })
+        .await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted, "{:?}", summary.hosts);
+    assert_eq!(world.reboots_received("h2"), 1);
+}
