@@ -495,10 +495,11 @@ pub struct SshTransport {
     /// before it: the watch's probes read on it while the host is still up (a connection
     /// opened before the reboot can only reach the system that was running then), instead of
     /// a handshake each poll interval: at 5,000 hosts those were six handshakes per host, two
-    /// thirds of them before the node even went down. Its answer counts only while the host's
-    /// SSH port also accepts a bare TCP connection: a shutdown stops sshd's listener first, and
-    /// sessions can outlive it (OpenSSH's unit stops only the listener, `KillMode=process`), so
-    /// a session alone would hide that the host is going down. Any other answer on it, none,
+    /// thirds of them before the node even went down. Its answer counts only while an SSH
+    /// server also answers on the host's port ([`sshd_answers`]): a shutdown stops sshd's
+    /// listener first, and sessions can outlive it (OpenSSH's unit stops only the listener,
+    /// `KillMode=process`), so a session alone would hide that the host is going down. Any
+    /// other answer on it, none,
     /// or a listener gone drops it, and the probe connects anew: the node's going down
     /// (refused) and its return (a new boot ID) are only ever read on connections of their own,
     /// opened after the reboot.
@@ -522,8 +523,8 @@ impl SshTransport {
     }
 
     /// The boot ID on the connection `host`'s reboot was sent on, when that connection still
-    /// answers (bounded by the connect timeout) the boot ID read before the reboot and the
-    /// host's SSH port still accepts connections: the host is still up, not rebooted yet.
+    /// answers (bounded by the connect timeout) the boot ID read before the reboot and an SSH
+    /// server still answers on the host's port: the host is still up, not rebooted yet.
     /// `None` (the connection dropped): connect anew.
     async fn read_on_sent(&self, host: &Host) -> Option<String> {
         let (handle, before) = self.sent_on.lock().unwrap().remove(&host.name)?;

@@ -385,7 +385,6 @@ async fn abort_reaches(abort: &mut watch::Receiver<Abort>, reached: impl FnMut(&
     let _ = abort.wait_for(reached).await;
 }
 
-/// Everything a host task shares with the others.
 /// How long after this run lifted a cordon a world read that still shows it is taken for the
 /// Node watch lagging behind the patch, not for another actor's cordon. At 10,000 nodes with a
 /// thousand drains the watch fell seconds behind: the nodes the run had just uncordoned counted
@@ -394,6 +393,7 @@ async fn abort_reaches(abort: &mut watch::Receiver<Abort>, reached: impl FnMut(&
 /// skipped in one run).
 const LIFTED_LAG: Duration = Duration::from_secs(30);
 
+/// Everything a host task shares with the others.
 struct Shared<T> {
     transport: T,
     settings: RebootSettings,
