@@ -652,6 +652,18 @@ impl Job {
     }
 }
 
+/// Whether `event` is the journal's record that `host`'s cordon begins (its drain under way).
+fn cordoning(event: &Event, host: &str) -> bool {
+    matches!(event, Event::Transition { record } if matches!(&record.entry, Entry::Cordoning { host: h, .. } if h == host))
+}
+
+/// Each `waiting` event as "HOST: REASON", in order.
+fn collect_waiting(event: &Event, waits: &mut Vec<String>) {
+    if let Event::Waiting { host, reason } = event {
+        waits.push(format!("{host}: {reason}"));
+    }
+}
+
 fn outcome(summary: &Summary, name: &str) -> Outcome {
     summary.hosts.iter().find(|h| h.host == name).unwrap().outcome
 }

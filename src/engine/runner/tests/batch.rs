@@ -180,9 +180,7 @@ async fn a_stuck_drain_waits_once_more_then_is_forced_when_force_is_named() {
     let mut waits = Vec::new();
     let summary = job
         .run_with_abort((trigger, abort), |event, _| {
-            if let Event::Waiting { host, reason } = event {
-                waits.push(format!("{host}: {reason}"));
-            }
+            collect_waiting(event, &mut waits);
         })
         .await;
     assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
@@ -276,11 +274,7 @@ async fn a_blocker_that_appears_during_a_slow_drain_holds_the_reboot_until_it_is
     let summary = job
         .run_with_abort((trigger, abort), |event, _| {
             // h1 is cordoned, its drain (20 s) under way: the backup starts, and ends 10 min later.
-            if let Event::Transition { record } = event
-                && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
-                && world.blockers.lock().unwrap().is_empty()
-                && gone_at.lock().unwrap().is_none()
-            {
+            if cordoning(event, "h1") && world.blockers.lock().unwrap().is_empty() && gone_at.lock().unwrap().is_none() {
                 world.blockers.lock().unwrap().push(backup.clone());
                 let (w, gone) = (world.clone(), gone_at.clone());
                 tokio::spawn(async move {
@@ -502,9 +496,7 @@ async fn a_host_held_by_the_same_limit_for_many_polls_says_it_waits_once_and_aga
     let mut waits = Vec::new();
     let summary = job
         .run_with_abort((trigger, abort), |event, _| {
-            if let Event::Waiting { host, reason } = event {
-                waits.push(format!("{host}: {reason}"));
-            }
+            collect_waiting(event, &mut waits);
         })
         .await;
     changes.await.unwrap();

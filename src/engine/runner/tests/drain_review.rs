@@ -33,9 +33,7 @@ async fn a_node_the_mco_takes_during_the_drain_keeps_its_cordon_and_is_not_reboo
     let (trigger, abort) = watch::channel(Abort::No);
     let summary = job
         .run_with_abort((trigger, abort), |event, _| {
-            if let Event::Transition { record } = event
-                && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
-            {
+            if cordoning(event, "h1") {
                 *world.cluster.lock().unwrap() = Some(mco_working_on("h1"));
             }
         })
@@ -75,9 +73,7 @@ fn stuck_drain(world: &Arc<World>, dir: &Path, ladder: Vec<fleetboot_core::batch
 async fn stopped_during_the_drain(job: &Job, level: Abort) -> Summary {
     let (trigger, abort) = watch::channel(Abort::No);
     job.run_with_abort((trigger, abort), |event, trigger| {
-        if let Event::Transition { record } = event
-            && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
-        {
+        if cordoning(event, "h1") {
             let trigger = trigger.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -280,9 +276,7 @@ async fn a_node_rebooted_by_someone_else_during_the_drain_is_not_rebooted_again(
     let (trigger, abort) = watch::channel(Abort::No);
     let summary = job
         .run_with_abort((trigger, abort), |event, _| {
-            if let Event::Transition { record } = event
-                && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
-            {
+            if cordoning(event, "h1") {
                 world.set("h1", |h| h.boot += 1);
             }
         })
@@ -338,9 +332,7 @@ async fn a_change_of_transport_after_the_drain_is_journaled_before_the_reboot() 
     job.drain = true;
     let (trigger, abort) = watch::channel(Abort::No);
     job.run_with_abort((trigger, abort), |event, _| {
-        if let Event::Transition { record } = event
-            && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
-        {
+        if cordoning(event, "h1") {
             let why = ("kube".to_owned(), "SSH no longer reaches it (connection refused)".to_owned());
             world.escalations.lock().unwrap().insert("h1".into(), vec![why]);
         }
@@ -422,9 +414,7 @@ async fn a_cordon_this_run_just_lifted_that_the_watch_still_shows_holds_no_other
     let summary = job
         .run_with_abort((trigger, abort), |event, _| {
             // From h1's cordon on, the cluster shows it cordoned, and never shows it lifted.
-            if let Event::Transition { record } = event
-                && matches!(&record.entry, Entry::Cordoning { host, .. } if host == "h1")
-            {
+            if cordoning(event, "h1") {
                 *world.cluster.lock().unwrap() = Some(lagging.clone());
             }
         })
