@@ -383,15 +383,8 @@ fn kill_when(sim: &Sim, args: &[&str], done: impl Fn(&str) -> bool) {
     let mut child = sim.fleetboot(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     loop {
-        let text = sim
-            .migration_dirs()
-            .last()
-            .map(|d| {
-                std::fs::read_to_string(d.join("migration.jsonl")).unwrap_or_default()
-                    + &std::fs::read_to_string(d.join("reboot.jsonl")).unwrap_or_default()
-            })
-            .unwrap_or_default();
-        if done(&text) && text.contains(r#""flow":"rollback""#) {
+        let text = journals(sim);
+        if !text.is_empty() && done(&text) {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(90), "never happened");
