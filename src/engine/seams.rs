@@ -54,6 +54,13 @@ pub trait NodeEvidence: Send + Sync + 'static {
         let _ = group_by;
         Box::pin(async { Ok(None) })
     }
+    /// Whether the API shows `node` plainly available now (Ready, schedulable, not being
+    /// updated), by the latest it has seen: a look newer than a [`Self::world`] read it answers
+    /// ([`fleetboot_core::limits::World::with_nodes_back`]). `false` when it cannot tell.
+    fn available_now(&self, node: &str) -> bool {
+        let _ = node;
+        false
+    }
     /// The pods matching a label selector, in every namespace (`--block-on-pods`).
     fn pods_matching<'a>(&'a self, selector: &'a str) -> BoxFuture<'a, Result<Vec<fleetboot_core::batch::PodNow>, String>> {
         let _ = selector;
@@ -183,6 +190,10 @@ impl NodeEvidence for NodeWatch {
 
     fn wait_changed<'a>(&'a self, node: &'a str, from: Option<String>, deadline: Instant) -> BoxFuture<'a, ()> {
         Box::pin(NodeWatch::wait_changed(self, node, from, deadline))
+    }
+
+    fn available_now(&self, node: &str) -> bool {
+        NodeWatch::available_now(self, node)
     }
 
     fn world<'a>(

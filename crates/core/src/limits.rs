@@ -88,6 +88,30 @@ pub struct World {
     pub etcd: Option<EtcdHealth>,
 }
 
+impl World {
+    /// This world without the nodes `back_now` says a later look shows plainly available
+    /// (Ready, schedulable, not being updated), but for a node a Lease names (it counts whatever
+    /// its object says, as [`unavailable`] judges it); `None` when no node is taken out.
+    ///
+    /// A world is read once for everyone who asked meanwhile, its nodes taken when the read
+    /// ends; a host of the run proven back after that (its Ready seen, its place given up)
+    /// would count twice until the next read: once in the snapshot as down, and no longer as
+    /// in flight. The later look is the same watch, newer: the world is never older for it.
+    pub fn with_nodes_back(&self, mut back_now: impl FnMut(&str) -> bool) -> Option<World> {
+        let back: BTreeSet<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| !self.leases.iter().any(|l| l.holds(&n.name)) && back_now(&n.name))
+            .map(|n| n.name.as_str())
+            .collect();
+        if back.is_empty() {
+            return None;
+        }
+        let nodes = self.nodes.iter().filter(|n| !back.contains(n.name.as_str())).cloned().collect();
+        Some(World { nodes, leases: self.leases.clone(), etcd: self.etcd })
+    }
+}
+
 /// Why a node counts as unavailable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -423,6 +447,29 @@ mod tests {
         }
         // The host itself being down is no reason to wait.
         assert_eq!(decide(&world, &ask("m0", &g, &["m0".to_string()].into(), &none), 0), Verdict::Go);
+    }
+
+    #[test]
+    fn a_node_seen_back_since_the_read_no_longer_holds_anyone_unless_a_lease_names_it() {
+        let (g, none) = (grouping(), BTreeSet::new());
+        let me: BTreeSet<String> = ["w0".into()].into();
+        let mut read = cluster();
+        read.nodes[4].ready = false;
+        assert!(matches!(decide(&read, &ask("w0", &g, &me, &none), 0), Verdict::Wait(w) if w.reason.contains("w1 (not Ready)")));
+        // A later look shows w1 back: it stands in no one's way.
+        let newer = read.with_nodes_back(|n| n == "w1").expect("w1 taken out");
+        assert!(newer.nodes.iter().all(|n| n.name != "w1"));
+        assert_eq!(decide(&newer, &ask("w0", &g, &me, &none), 0), Verdict::Go);
+        // Nothing seen back: nothing changes.
+        assert_eq!(read.with_nodes_back(|_| false), None);
+        // A node someone's maintenance Lease names counts whatever its object says.
+        read.leases.push(NodeLease {
+            name: "node-w1".into(),
+            holder: "node-maintenance".into(),
+            renewed_ms: Some(1000),
+            duration_ms: Some(3_600_000),
+        });
+        assert_eq!(read.with_nodes_back(|n| n == "w1"), None);
     }
 
     #[test]

@@ -142,6 +142,15 @@ impl NodeWatch {
         self.refused.borrow().clone()
     }
 
+    /// Whether the watch shows `node` plainly available now: listed, and not among the nodes that
+    /// may be unavailable (kept from its events before the store sees them).
+    pub fn available_now(&self, node: &str) -> bool {
+        *self.listed.borrow()
+            && self.refused().is_none()
+            && !self.unavailable.lock().unwrap().contains(node)
+            && self.store.get(&kube::runtime::reflector::ObjectRef::new(node)).is_some()
+    }
+
     /// The node's boot ID as the API shows it now (once the first list arrived, at most 30 s).
     pub async fn boot_id(&self, name: &str) -> Option<String> {
         let _ = self.listed().await;

@@ -244,6 +244,11 @@ impl Unavailable {
         }
     }
 
+    /// Whether `node` may be unavailable by its latest object (as the watch delivered it).
+    pub fn contains(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
     pub fn nodes(&self) -> Vec<std::sync::Arc<Node>> {
         self.nodes.values().cloned().collect()
     }

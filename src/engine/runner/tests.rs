@@ -163,6 +163,9 @@ struct World {
     /// arms it, and the next pod list (`--block-on-pods`) makes it `cluster`.
     cluster_after_drain: Mutex<Option<fleetboot_core::limits::World>>,
     cluster_on_pods_read: Mutex<Option<fleetboot_core::limits::World>>,
+    /// Nodes the fake Node watch shows plainly available now, whatever `cluster` (a read that
+    /// ended earlier) says of them.
+    seen_back: Mutex<BTreeSet<String>>,
 }
 
 impl World {
@@ -196,6 +199,7 @@ impl World {
             escalations: Mutex::new(BTreeMap::new()),
             cluster_after_drain: Mutex::new(None),
             cluster_on_pods_read: Mutex::new(None),
+            seen_back: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -466,6 +470,10 @@ impl NodeEvidence for FakeApi {
             }
             Ok(self.0.blockers.lock().unwrap().clone())
         })
+    }
+
+    fn available_now(&self, node: &str) -> bool {
+        self.0.seen_back.lock().unwrap().contains(node)
     }
 
     fn world<'a>(&'a self, _group_by: Option<&'a str>) -> BoxFuture<'a, Result<Option<Arc<fleetboot_core::limits::World>>, WorldError>> {
