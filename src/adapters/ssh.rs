@@ -489,8 +489,8 @@ pub struct SshTransport {
     /// sends on it (no handshake between a freed slot and the next reboot), `release` drops
     /// what is left. Never used for anything else.
     kept: Mutex<HashMap<String, Handle<Verifier>>>,
-    /// The boot ID read right before each host's reboot, from that read until `release`.
-    read_before: Mutex<HashMap<String, String>>,
+    /// What was read right before each host's reboot, from that read until `release`.
+    read_before: Mutex<HashMap<String, ReadBefore>>,
     /// The connection a reboot was sent on (exit 0), while it lives, with the boot ID read
     /// before it: the watch's probes read on it while the host is still up (a connection
     /// opened before the reboot can only reach the system that was running then), instead of
@@ -508,6 +508,17 @@ pub struct SshTransport {
     /// a warm-up that connects late keeps nothing for them (the reboot may be out already, and
     /// the soft-reboot count after it must not read on a connection opened before it).
     turn_began: Mutex<std::collections::HashSet<String>>,
+}
+
+/// What was read on a host right before its reboot.
+struct ReadBefore {
+    boot_id: String,
+    /// The soft-reboot count, read beside the boot ID on a channel of its own, until the
+    /// reboot is sent: the runner asks for it right after the boot ID, and one after the other
+    /// they were two round trips between a freed slot and the next reboot. A count asked for
+    /// after the reboot is read anew, on a connection of its own. (`None` when it could not
+    /// be read there: asked for, it is read as before.)
+    soft_reboots: Option<u64>,
 }
 
 impl SshTransport {
@@ -562,6 +573,23 @@ impl SshTransport {
         }
     }
 
+    /// The boot ID on `channel` and, at the same time on a second channel of the same
+    /// connection, the soft-reboot count ([`ReadBefore::soft_reboots`]).
+    async fn boot_id_beside_soft_count(
+        &self,
+        handle: &Handle<Verifier>,
+        channel: russh::Channel<client::Msg>,
+    ) -> (Result<CommandOutput, TransportError>, Option<u64>) {
+        let limit = self.client.settings.command_timeout;
+        let soft = async {
+            let command = fleetboot_core::transport::SOFT_REBOOTS_COMMAND;
+            let channel = tokio::time::timeout(self.client.settings.connect_timeout, handle.channel_open_session()).await.ok()?.ok()?;
+            let output = self.judge(command, exec_on(channel, command, limit).await).ok()?;
+            fleetboot_core::transport::parse_soft_reboots(&output.stdout)
+        };
+        tokio::join!(exec_on(channel, &self.reboot.boot_id_command, limit), soft)
+    }
+
     async fn run_ok(&self, host: &Host, command: &str) -> Result<CommandOutput, TransportError> {
         let output = self.client.run(host, command).await;
         self.judge(command, output)
@@ -603,33 +631,38 @@ impl PowerTransport for SshTransport {
     async fn read_boot_id_before_reboot(&self, host: &Host) -> Result<String, TransportError> {
         self.turn_began.lock().unwrap().insert(host.name.clone());
         let command = &self.reboot.boot_id_command;
-        let limit = self.client.settings.command_timeout;
         // On the connection opened when the host's turn came near, while it is still open;
         // otherwise (never opened, closed since, no channel in time: nothing was run on it) on
         // a new one. Either way the boot ID is read now, right before the reboot.
         let kept = match self.kept_channel(host).await {
-            Some((handle, channel)) => match self.judge(command, exec_on(channel, command, limit).await) {
-                // The kept connection broke under the read (the host went away since it was
-                // opened): a new one says whether the host is reachable now, as before.
-                Err(e) if e.is_transient() => {
-                    let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-                    None
+            Some((handle, channel)) => {
+                let (output, soft) = self.boot_id_beside_soft_count(&handle, channel).await;
+                match self.judge(command, output) {
+                    // The kept connection broke under the read (the host went away since it
+                    // was opened): a new one says whether the host is reachable now, as before.
+                    Err(e) if e.is_transient() => {
+                        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+                        None
+                    }
+                    output => Some((handle, output, soft)),
                 }
-                output => Some((handle, output)),
-            },
+            }
             None => None,
         };
-        let (handle, output) = match kept {
+        let (handle, output, soft_reboots) = match kept {
             Some(kept) => kept,
             None => {
                 let handle = self.client.connect(host).await?;
-                let output = self.judge(command, exec(&handle, command, limit).await);
-                (handle, output)
+                let (output, soft) = match handle.channel_open_session().await {
+                    Ok(channel) => self.boot_id_beside_soft_count(&handle, channel).await,
+                    Err(e) => (Err(classify(e)), None),
+                };
+                (handle, self.judge(command, output), soft)
             }
         };
         let boot_id = output.and_then(|out| parse_boot_id(&out.stdout));
         match &boot_id {
-            Ok(id) => self.read_before.lock().unwrap().insert(host.name.clone(), id.clone()),
+            Ok(id) => self.read_before.lock().unwrap().insert(host.name.clone(), ReadBefore { boot_id: id.clone(), soft_reboots }),
             Err(_) => self.read_before.lock().unwrap().remove(&host.name),
         };
         if boot_id.is_ok() && !handle.is_closed() {
@@ -641,6 +674,9 @@ impl PowerTransport for SshTransport {
     }
 
     async fn soft_reboot_count(&self, host: &Host) -> Option<u64> {
+        if let Some(count) = self.read_before.lock().unwrap().get_mut(&host.name).and_then(|read| read.soft_reboots.take()) {
+            return Some(count);
+        }
         let command = fleetboot_core::transport::SOFT_REBOOTS_COMMAND;
         let limit = self.client.settings.command_timeout;
         // Right before a reboot, on the connection the boot ID was just read on (kept for it).
@@ -691,6 +727,11 @@ impl PowerTransport for SshTransport {
     }
 
     async fn send_reboot(&self, host: &Host) -> Result<Delivery, TransportError> {
+        // A count read before this reboot never answers for after it.
+        let before = self.read_before.lock().unwrap().get_mut(&host.name).map(|read| {
+            read.soft_reboots = None;
+            read.boot_id.clone()
+        });
         let command = &self.reboot.command;
         let limit = self.client.settings.command_timeout;
         // On the connection the boot ID was just read on, when it is still there; otherwise
@@ -708,7 +749,6 @@ impl PowerTransport for SshTransport {
         };
         // Handed over (exit 0) on a connection still open: kept for the probes while the host
         // is still up, with the boot ID read right before (none read: nothing to compare to).
-        let before = self.read_before.lock().unwrap().get(&host.name).cloned();
         match before {
             Some(before) if !handle.is_closed() && matches!(&output, Ok(out) if out.exit == Some(0) && !out.timed_out) => {
                 let replaced = self.sent_on.lock().unwrap().insert(host.name.clone(), (handle, before));
