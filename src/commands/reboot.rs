@@ -294,6 +294,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         },
         explicit,
         refuse_conflicts: !args.override_journal,
+        watch_from_the_start: !args.dry_run,
     })
 }
 

@@ -137,6 +137,11 @@ pub struct RebootJob {
     pub explicit: Partial,
     /// A resume refuses an explicit value that differs from the journal's (no `--override-journal`).
     pub refuse_conflicts: bool,
+    /// The run will be executed (not a dry run): its Node watch starts with the plan, so the
+    /// watch's first list of every node comes in while discovery, the BMC inventory, the lease
+    /// and the journal go on (at 10,000 nodes it took 0.6 s after all of them). A dry run lists
+    /// nothing it does not show.
+    pub watch_from_the_start: bool,
 }
 
 /// A job whose inventory, plan and journal path are known; nothing has been contacted but the
@@ -153,6 +158,8 @@ pub struct PreparedRun {
     cluster: Option<ClusterConnection>,
     /// The run's nodes as discovery listed them (for the BMC inventory), when it did.
     discovered: Option<Vec<NodeInfo>>,
+    /// The cluster's Node watch, when it was started with the plan ([`RebootJob::watch_from_the_start`]).
+    watch: Option<Arc<crate::adapters::kube::NodeWatch>>,
     drain: Option<DrainPolicy>,
     lease: LeasePolicy,
     /// Host-list runs: each node's line as the user wrote it (its own name, where it was
@@ -272,7 +279,10 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         lease,
         explicit,
         refuse_conflicts,
+        watch_from_the_start,
     } = job;
+    // Only read: nothing is touched before the lease.
+    let watch = cluster.as_ref().filter(|_| watch_from_the_start).map(|c| Arc::new(crate::adapters::kube::NodeWatch::start(&c.client)));
     let mut resume_lock = None;
     let mut in_cluster = None;
     let mut listed_as = std::collections::BTreeMap::new();
@@ -375,6 +385,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
         in_cluster,
         cluster,
         discovered,
+        watch,
         drain,
         lease,
         listed_as,
@@ -555,7 +566,20 @@ impl PreparedRun {
     ) -> Result<Summary, Error> {
         let cluster_line = self.cluster_line();
         let PreparedRun {
-            settings, plan, prior, journal, resume_lock, in_cluster, cluster, discovered, drain, lease, limits, notes, ..
+            settings,
+            plan,
+            prior,
+            journal,
+            resume_lock,
+            in_cluster,
+            cluster,
+            discovered,
+            watch,
+            drain,
+            lease,
+            limits,
+            notes,
+            ..
         } = self;
         // One process per journal: a resume took the journal's lock in `prepare`, so a second
         // resume of a journal in use was refused (naming the holder) before it touched the
@@ -665,7 +689,8 @@ impl PreparedRun {
                 let takeover = lock.taken_from.clone().map(|previous| (previous, identity.clone()));
                 let pods = settings.run.batch.drain_pod_selector.clone();
                 let drainer = drain.map(|policy| Arc::new(crate::adapters::kube::Drainer::new(connection, policy).only_pods(pods)));
-                (Some(Arc::new(crate::adapters::kube::NodeWatch::start(kube))), Some(lock), drainer, takeover)
+                let watch = watch.unwrap_or_else(|| Arc::new(crate::adapters::kube::NodeWatch::start(kube)));
+                (Some(watch), Some(lock), drainer, takeover)
             }
             None => (None, None, None, None),
         };

@@ -144,6 +144,8 @@ impl Migration<'_, '_> {
             // A resumed reboot run keeps the limits the migration gives it.
             explicit: Partial { concurrency, ..Partial::default() },
             refuse_conflicts: false,
+            // The migration's reboot step always runs: its watch starts with its plan.
+            watch_from_the_start: true,
         };
         let failed = |e: RunError| MigrateError::Reboot(Box::new(e));
         let prepared = prepare(job).await.map_err(failed)?;
