@@ -105,6 +105,9 @@ measure() {
         # The simulation's own view beside fleetboot's: each node's phase, boot ID and history,
         # and the SSH listeners it holds now (a node whose listener is gone cannot be seen back).
         curl -s -H "Content-Type: application/json" "$api/sim/v1/nodes" >"$dir/sim-nodes.json" || true
+        # The counters too: a run that failed hosts prints no table, and its load is still worth
+        # reading (per node by hand, beside the base run's JSON in the kept directory).
+        curl -s -H "Content-Type: application/json" "$api/sim/v1/traffic" >"$dir/traffic.json" || true
         ss -tlnH 2>/dev/null | awk '{print $4}' | sort >"$dir/listeners.txt" || true
     fi
     if [ $rc != 0 ]; then
