@@ -6,8 +6,12 @@
 # per node is the difference divided by N - BASE, so the fixed part of a run (discovery, the
 # lease, the preflight) cancels. Request counts do not depend on the machine's speed.
 #
-#   scripts/bench-api-load.sh [--no-build] [--bin PATH] [--kinds plain,drain,...] [--base B] N...
+#   scripts/bench-api-load.sh [--no-build] [--bin PATH] [--kinds plain,drain,...] [--base B] [--keep] N...
 #   scripts/bench-api-load.sh 200 10000          # release build; the table at 200 and 10,000
+#
+# --keep: keep every run's directory (the simulation's output, fleetboot's stderr, events and
+# journal), not only a failed run's, and say where: a run that went through can still hold
+# failed hosts worth a look.
 #
 # No BMCs (--no-bmc: the runs reboot over SSH and the API; 10,000 BMC listeners would pass the
 # machine's open-file limit). Timings are short (reboot 1 s, boot 1 s), no heartbeats (--heartbeat 0s: every Node event the
@@ -22,6 +26,7 @@ build=1
 bin=$PWD/target/release/fleetboot
 kinds=plain,drain,kube,incluster,migrate
 base=20
+keep=0
 sizes=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -29,6 +34,7 @@ while [ $# -gt 0 ]; do
         --bin) bin=$2; shift ;;
         --kinds) kinds=$2; shift ;;
         --base) base=$2; shift ;;
+        --keep) keep=1 ;;
         *) sizes+=("$1") ;;
     esac
     shift
@@ -44,7 +50,7 @@ failed=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null
     wait 2>/dev/null || true
-    if [ -n "$failed" ]; then echo "bench-api-load: kept $out for a look" >&2; else rm -rf "$out"; fi
+    if [ -n "$failed" ] || [ $keep = 1 ]; then echo "bench-api-load: kept $out for a look" >&2; else rm -rf "$out"; fi
 }
 trap 'failed=1; echo "bench-api-load: line $LINENO failed (exit $?): $BASH_COMMAND" >&2' ERR
 trap cleanup EXIT
@@ -93,7 +99,18 @@ measure() {
     esac
     local s
     s=$(date +%s)
-    if ! HOME=$dir SSH_AUTH_SOCK='' "${fb[@]}" "${args[@]}" --output json >"$dir/events.jsonl" 2>"$dir/err"; then
+    local rc=0
+    HOME=$dir SSH_AUTH_SOCK='' "${fb[@]}" "${args[@]}" --output json >"$dir/events.jsonl" 2>"$dir/err" || rc=$?
+    if [ $keep = 1 ]; then
+        # The simulation's own view beside fleetboot's: each node's phase, boot ID and history,
+        # and the SSH listeners it holds now (a node whose listener is gone cannot be seen back).
+        curl -s -H "Content-Type: application/json" "$api/sim/v1/nodes" >"$dir/sim-nodes.json" || true
+        # The counters too: a run that failed hosts prints no table, and its load is still worth
+        # reading (per node by hand, beside the base run's JSON in the kept directory).
+        curl -s -H "Content-Type: application/json" "$api/sim/v1/traffic" >"$dir/traffic.json" || true
+        ss -tlnH 2>/dev/null | awk '{print $4}' | sort >"$dir/listeners.txt" || true
+    fi
+    if [ $rc != 0 ]; then
         failed=1
         echo "$kind on $workers workers failed:" >&2
         tail -5 "$dir/err" >&2
@@ -114,7 +131,7 @@ PY
     kill "$pid" 2>/dev/null || { failed=1; echo "bench-api-load: the simulation of $kind on $workers workers had ended before the end of the run: $(tail -3 "$dir/sim.out")" >&2; exit 1; }
     wait "$pid" 2>/dev/null || true
     pid=
-    rm -rf "$dir"
+    [ $keep = 1 ] || rm -rf "$dir"
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); base $base workers"

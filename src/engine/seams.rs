@@ -118,7 +118,9 @@ pub type BlockingBudget = (String, Vec<String>);
 /// Cordon, drain and uncordon (`--drain`).
 pub trait NodeDrain: Send + Sync + 'static {
     fn policy(&self) -> DrainPolicy;
-    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>>;
+    /// Cordons (`on`) or uncordons the node: the node's resourceVersion the API answered the
+    /// patch with (the version it produced), if it said one.
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Option<String>, DrainError>>;
     /// Whether the node is unschedulable (cordoned) now, as the API shows it.
     fn is_unschedulable<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>>;
     /// Evicts every pod the drain covers until none is left or the policy's timeout: the number
@@ -229,7 +231,7 @@ impl NodeDrain for Drainer {
         Drainer::policy(self)
     }
 
-    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>> {
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Option<String>, DrainError>> {
         Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(DrainError::api) })
     }
 

@@ -40,6 +40,9 @@ pub struct NodeNow {
     /// The node's group under the run's grouping rule (pool, label value, `master`), for nodes
     /// outside the run too.
     pub group: Option<String>,
+    /// The resourceVersion of the node object these fields were read from (`None`: not
+    /// known): tells whether this copy already shows a change the reader made (its uncordon).
+    pub version: Option<String>,
 }
 
 /// A medik8s-style per-node Lease as the cluster shows it.

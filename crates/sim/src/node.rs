@@ -17,6 +17,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+/// How long systemd waits before it starts a failed sshd again: `RestartSec=42s` in the
+/// `sshd.service` of RHEL 9's openssh package (Fedora's likewise), which RHCOS nodes run.
+const SSHD_RESTART: Duration = Duration::from_secs(42);
+
 /// How long each phase of a simulated reboot takes.
 #[derive(Clone, Copy, Debug)]
 pub struct Timings {
@@ -327,12 +331,7 @@ impl SimNode {
             let _ = node.events.send(NodeEvent::WentDown(node.name.clone()));
             tokio::time::sleep(node.timings.boot_time / 4).await;
             node.soft_reboots.fetch_add(1, Ordering::SeqCst);
-            for _ in 0..50 {
-                if node.start_ssh().await.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            node.bring_up_ssh().await;
             *node.phase.lock().unwrap() = Phase::Up;
             node.note("up");
             let _ = node.events.send(NodeEvent::Booted(node.name.clone()));
@@ -389,16 +388,49 @@ impl SimNode {
         if self.faults.new_host_key_after_reboot.load(Ordering::SeqCst) {
             *self.host_key.lock().unwrap() = random_ed25519();
         }
-        // Rebinding can briefly fail while the old socket closes; retry a little.
-        for _ in 0..50 {
-            if self.start_ssh().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.bring_up_ssh().await;
         *self.phase.lock().unwrap() = Phase::Up;
         self.note("up");
         let _ = self.events.send(NodeEvent::Booted(self.name.clone()));
+    }
+
+    /// sshd as a booting host starts it. Rebinding can briefly fail while the old listener
+    /// closes (it goes with a task being aborted), so it is tried again a little at once. Past
+    /// that the node boots on without SSH, and sshd is started again as systemd restarts a
+    /// failed sshd on an RHCOS (RHEL 9) node: `Restart=on-failure`, `RestartSec=42s` in the
+    /// openssh package's `sshd.service`, with no start limit those 42 s could reach (systemd's
+    /// default allows 5 starts in 10 s), so until it binds. Before, the node gave up after the
+    /// 5 s and stayed up without SSH for good: in a simulation of 10,000 nodes, whose one
+    /// process holds every node's listener and every client connection against one open-file
+    /// limit (18,824 of 20,000 seen in a drained run), a bind that fails for want of a file
+    /// descriptor left a node no probe could ever see back, while its kubelet reported it Ready
+    /// with its new boot ID. Each failure is said on stderr (the simulation's output).
+    async fn bring_up_ssh(self: &Arc<Self>) {
+        let mut last = None;
+        for _ in 0..50 {
+            match self.start_ssh().await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let Some(error) = last else { return };
+        eprintln!("node {}: sshd could not listen on {} ({error}); started again every {}s", self.name, self.addr, SSHD_RESTART.as_secs());
+        let node = self.clone();
+        // In the SSH task's place, so that the node going down again stops the restarts too.
+        *self.ssh_task.lock().unwrap() = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SSHD_RESTART).await;
+                match node.start_ssh().await {
+                    // `start_ssh` put the listener's task in this one's place.
+                    Ok(()) => {
+                        eprintln!("node {}: sshd listens on {} again", node.name, node.addr);
+                        return;
+                    }
+                    Err(e) => eprintln!("node {}: sshd could not listen on {} ({e})", node.name, node.addr),
+                }
+            }
+        }));
     }
 
     /// Stops everything this node runs (simulation shutdown).
@@ -543,5 +575,56 @@ impl Drop for EndsWithTheNode {
                 let _ = handle.disconnect(russh::Disconnect::ByApplication, "the host is going down".into(), String::new()).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node whose SSH port cannot be bound when it boots (here another listener holds it, as
+    /// a simulation out of file descriptors fails every bind) comes back on SSH once the port
+    /// can be bound, as systemd starts a failed sshd again. Before, it gave up after 5 s and
+    /// served no SSH ever again: a probe could never see it back.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_cannot_bind_its_ssh_port_at_boot_serves_ssh_once_it_can() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let timings = Timings {
+            reboot_delay: Duration::ZERO,
+            boot_time: Duration::from_secs(1),
+            notready_after: Duration::from_millis(300),
+            kubelet_ready_after: Duration::from_millis(300),
+        };
+        let (events, mut told) = mpsc::unbounded_channel();
+        let node = SimNode::new("worker-0".into(), addr, timings, random_ed25519().public_key().clone(), events);
+        node.start_ssh().await.unwrap();
+        assert!(node.schedule_reboot(Duration::ZERO));
+        assert!(matches!(told.recv().await, Some(NodeEvent::WentDown(_))));
+        // The node's listener is gone (its task aborted): another takes the port for a minute.
+        let squatter = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(listener) => break listener,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        assert!(matches!(told.recv().await, Some(NodeEvent::Booted(_))), "the node boots, SSH or not");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(squatter);
+        // Within systemd's next restarts of sshd, the node's own SSH server answers.
+        let mut answered = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+                let mut banner = [0u8; 4];
+                answered = tokio::io::AsyncReadExt::read_exact(&mut stream, &mut banner).await.is_ok() && &banner == b"SSH-";
+                if answered {
+                    break;
+                }
+            }
+        }
+        assert!(answered, "the node never served SSH again");
+        node.shutdown();
     }
 }

@@ -160,22 +160,24 @@ impl Drainer {
         DrainPolicy { timeout_ms: self.timeout.as_millis() as u64, on_failure: self.on_failure }
     }
 
-    /// Cordons (or uncordons) the node. The merge patch sets one value, so sending it again
-    /// after a broken connection changes nothing the first one did not: it is sent again, as a
-    /// read is ([`super::resend`]), rather than fail the node on a connection the API dropped.
-    pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<(), CordonError> {
+    /// Cordons (or uncordons) the node; returns the node's resourceVersion in the API's answer:
+    /// the version this patch produced, which tells when the Node watch has caught up with it.
+    /// The merge patch sets one value, so sending it again after a broken connection changes
+    /// nothing the first one did not: it is sent again under the reads' own resend rule
+    /// ([`super::resend::ResendBrokenReads`]), rather than fail the node on a connection the
+    /// API dropped.
+    pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<Option<String>, CordonError> {
         use kube::api::{Patch, PatchParams};
         let value = if on { serde_json::json!(true) } else { Value::Null };
         let patch = Patch::Merge(serde_json::json!({"spec": {"unschedulable": value}}));
-        let mut resends = super::resend::RESENDS;
+        let mut resends = super::resend::ResendBrokenReads::default();
         loop {
             match Api::<Node>::all(self.client.clone()).patch(node, &PatchParams::default(), &patch).await {
-                Ok(_) => return Ok(()),
-                Err(source) if resends > 0 && super::resend::broken_connection(&source) => {
-                    resends -= 1;
-                    tokio::time::sleep(super::resend::RESEND_PAUSE).await;
-                }
-                Err(source) => return Err(CordonError { node: node.to_owned(), cordon: on, source }),
+                Ok(patched) => return Ok(patched.metadata.resource_version),
+                Err(source) => match resends.pause_after(&source) {
+                    Some(pause) => pause.await,
+                    None => return Err(CordonError { node: node.to_owned(), cordon: on, source }),
+                },
             }
         }
     }

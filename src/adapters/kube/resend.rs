@@ -56,15 +56,26 @@ pub fn broken_connection(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+impl ResendBrokenReads {
+    /// The pause before sending again a request that got `error`, or `None` (send it no more):
+    /// a broken connection while tries are left. The one rule for every resend, the client's
+    /// layer's (reads) and a caller's own loop around a request the layer does not resend (the
+    /// cordon's merge patch, [`super::drain::Drainer::set_unschedulable`]).
+    pub fn pause_after(&mut self, error: &(dyn std::error::Error + 'static)) -> Option<tokio::time::Sleep> {
+        if self.left == 0 || !broken_connection(error) {
+            return None;
+        }
+        self.left -= 1;
+        Some(tokio::time::sleep(RESEND_PAUSE))
+    }
+}
+
 impl<Res> Policy<Request<Body>, Res, BoxError> for ResendBrokenReads {
     type Future = tokio::time::Sleep;
 
     fn retry(&mut self, request: &mut Request<Body>, result: &mut Result<Res, BoxError>) -> Option<Self::Future> {
         match result {
-            Err(error) if self.left > 0 && resendable(request) && broken_connection(error.as_ref()) => {
-                self.left -= 1;
-                Some(tokio::time::sleep(RESEND_PAUSE))
-            }
+            Err(error) if resendable(request) => self.pause_after(error.as_ref()),
             _ => None,
         }
     }

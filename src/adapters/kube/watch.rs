@@ -275,6 +275,26 @@ impl NodeWatch {
     }
 }
 
+/// Which of two resourceVersions of objects of the same kind is the later one, or `None` when
+/// they are not comparable.
+///
+/// Kubernetes long documented resourceVersions as opaque (equality only), and KEP-5504
+/// "Comparable Resource Version" (kubernetes/enhancements#5504, stable in v1.35) made them
+/// comparable for objects of the same type: a comparable version is a decimal integer with no
+/// leading zero, and the longer one is the later one, equal lengths compared digit by digit
+/// (the KEP's helper function; client-go's comparison helper came with its conformance test,
+/// kubernetes/kubernetes#134330). Anything else (an empty string, a leading zero, a character
+/// that is not a digit: an aggregated or third-party API server's own format) is not
+/// comparable, and neither order is assumed. Equal strings are the same version whatever
+/// their form (the one comparison the API always allowed). Pure.
+pub fn compare_resource_versions(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    if a == b {
+        return Some(std::cmp::Ordering::Equal);
+    }
+    let comparable = |v: &str| !v.is_empty() && !v.starts_with('0') && v.bytes().all(|c| c.is_ascii_digit());
+    (comparable(a) && comparable(b)).then(|| a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
+}
+
 /// What the API showed instead of a node back with a new boot ID, at the deadline.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum NotBack {
@@ -320,6 +340,21 @@ mod tests {
 
     fn api(code: u16, message: &str) -> kube::Error {
         kube::Error::Api(kube::core::Status { code, message: message.into(), ..Default::default() }.boxed())
+    }
+
+    #[test]
+    fn resource_versions_compare_as_kep_5504_says_and_other_forms_do_not() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        assert_eq!(compare_resource_versions("9", "10"), Some(Less), "a longer version is later, not a lexically later one");
+        assert_eq!(compare_resource_versions("123", "124"), Some(Less));
+        assert_eq!(compare_resource_versions("1000", "999"), Some(Greater));
+        assert_eq!(compare_resource_versions("42", "42"), Some(Equal));
+        // Not comparable: no order assumed, but the same string is the same version.
+        for other in ["", "0", "012", "12a", "-5", "1.5", "abc"] {
+            assert_eq!(compare_resource_versions(other, "10"), None, "{other:?}");
+            assert_eq!(compare_resource_versions("10", other), None, "{other:?}");
+        }
+        assert_eq!(compare_resource_versions("opaque-7", "opaque-7"), Some(Equal));
     }
 
     #[test]

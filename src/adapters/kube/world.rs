@@ -32,6 +32,7 @@ pub fn node_now(node: &Node, pools: &[PoolSelector], group_by: Option<&str>) -> 
         desired_config: annotation("machineconfiguration.openshift.io/desiredConfig"),
         control_plane: is_control_plane(&roles),
         group: group_by.map(|by| group_key(&roles, pool.as_deref(), &labels, by)),
+        version: node.metadata.resource_version.clone(),
     }
 }
 

@@ -88,9 +88,9 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
                 && !in_doubt
                 && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
                 && shared.record(Entry::Uncordoning { host: name.clone() }).await.is_ok()
-                && drain.set_unschedulable(name, false).await.is_ok()
+                && let Ok(version) = drain.set_unschedulable(name, false).await
             {
-                let _ = shared.record(Entry::Uncordoned { host: name.clone() }).await;
+                let _ = shared.uncordoned(name, version).await;
             }
         }
     }
@@ -231,8 +231,8 @@ async fn uncordon_left_over<T: PowerTransport>(shared: &Shared<T>) {
                 return;
             }
             match drain.set_unschedulable(&name, false).await {
-                Ok(()) => {
-                    if shared.record(Entry::Uncordoned { host: name }).await.is_err() {
+                Ok(version) => {
+                    if shared.uncordoned(&name, version).await.is_err() {
                         return;
                     }
                 }
@@ -551,6 +551,19 @@ enum HeldBy {
     Unread(String),
 }
 
+/// Whether a copy of a node (`seen`, its resourceVersion) is older than the version this run's
+/// uncordon `produced`: it predates the uncordon (the Node watch had not delivered it).
+/// resourceVersions order only as KEP-5504 allows
+/// ([`crate::adapters::kube::watch::compare_resource_versions`]). A version that is not
+/// comparable (or missing) is never taken for "behind": the cordon shown then counts as
+/// someone else's and hosts wait until the watch shows the node uncordoned, as they did before
+/// this run knew better. Waiting is the safe side; taking another actor's hold for the run's
+/// own is not.
+fn copy_behind(seen: Option<&str>, produced: Option<&str>) -> bool {
+    let (Some(seen), Some(produced)) = (seen, produced) else { return false };
+    crate::adapters::kube::watch::compare_resource_versions(seen, produced) == Some(std::cmp::Ordering::Less)
+}
+
 /// The cluster's verdict on `host` going down now ([`fleetboot_core::limits::decide`]) on a
 /// world read: what holds it and why it must wait, or `None` (it may go; a host outside a
 /// cluster, or evidence with no world, always may). A world not read is a reason to wait.
@@ -565,13 +578,24 @@ fn verdict<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &WorldRead
             let in_flight = shared.in_flight.lock().unwrap();
             let cordoned = shared.cordoned.lock().unwrap();
             let cordoned_by_run: std::borrow::Cow<'_, std::collections::BTreeSet<String>> = {
-                // Just lifted by this run: a cordon still shown is the watch behind the patch.
-                let mut lifted = shared.lifted.lock().unwrap();
-                lifted.retain(|_, at| at.elapsed() < super::LIFTED_LAG);
-                if lifted.is_empty() {
+                // Lifted by this run, and this world's copy of the node (the Node watch's, when
+                // the world was put together) is older than the uncordon: a cordon it shows is
+                // this run's. A copy at that version or later shows the cluster's word. Judged
+                // on the copy the world holds, not on the watch now: a world read shared by the
+                // hosts that asked at once can predate an uncordon the watch has since shown.
+                let lifted = shared.lifted.lock().unwrap();
+                let behind: Vec<&String> = world
+                    .nodes
+                    .iter()
+                    .filter(|n| n.unschedulable && !cordoned.contains(&n.name))
+                    .filter_map(|n| Some((n, lifted.get(&n.name)?)))
+                    .filter(|(n, produced)| copy_behind(n.version.as_deref(), produced.as_deref()))
+                    .map(|(n, _)| &n.name)
+                    .collect();
+                if behind.is_empty() {
                     std::borrow::Cow::Borrowed(&*cordoned)
                 } else {
-                    std::borrow::Cow::Owned(cordoned.iter().chain(lifted.keys()).cloned().collect())
+                    std::borrow::Cow::Owned(cordoned.iter().chain(behind).cloned().collect())
                 }
             };
             let exempt: std::collections::BTreeSet<String> = if shared.limits.plan_not_ready_exempt {
@@ -1046,8 +1070,8 @@ async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
             return;
         }
         match drain.set_unschedulable(&host.name, false).await {
-            Ok(()) => {
-                let _ = shared.record(Entry::Uncordoned { host: host.name.clone() }).await;
+            Ok(version) => {
+                let _ = shared.uncordoned(&host.name, version).await;
             }
             Err(e) => shared.warn(host, format!("{e}; tried again at the end of the run")),
         }

@@ -385,14 +385,6 @@ async fn abort_reaches(abort: &mut watch::Receiver<Abort>, reached: impl FnMut(&
     let _ = abort.wait_for(reached).await;
 }
 
-/// How long after this run lifted a cordon a world read that still shows it is taken for the
-/// Node watch lagging behind the patch, not for another actor's cordon. At 10,000 nodes with a
-/// thousand drains the watch fell seconds behind: the nodes the run had just uncordoned counted
-/// as "cordoned by someone else", so the hosts after them waited, and those whose limits said
-/// wait after their drain were uncordoned and requeued in turn (3,719 deferrals and 41 nodes
-/// skipped in one run).
-const LIFTED_LAG: Duration = Duration::from_secs(30);
-
 /// Everything a host task shares with the others.
 struct Shared<T> {
     transport: T,
@@ -428,10 +420,15 @@ struct Shared<T> {
     /// Nodes fleetboot cordoned (this run or an earlier attempt) and has not uncordoned: the
     /// only cordons it ever lifts.
     cordoned: Mutex<BTreeSet<String>>,
-    /// Nodes this run uncordoned, and when: for [`LIFTED_LAG`] after, a world read that still
-    /// shows the cordon (the Node watch behind the patch) counts it as this run's, not as
-    /// someone else's.
-    lifted: Mutex<BTreeMap<String, Instant>>,
+    /// Nodes this run uncordoned (until it cordons them again), each with the resourceVersion
+    /// the uncordon produced (the API's answer to the patch). While a world read's copy of the
+    /// node is older than that version, a cordon it shows is this run's own, not someone
+    /// else's: at 10,000 nodes with a thousand drains the Node watch fell seconds behind, the
+    /// nodes the run had just uncordoned counted as "cordoned by someone else", and the hosts
+    /// after them waited or were deferred after their drain (3,719 deferrals and 41 nodes
+    /// skipped in one run). A copy at that version or later shows the cluster's word: a cordon
+    /// there is someone else's ([`host::verdict`]). No timer.
+    lifted: Mutex<BTreeMap<String, Option<String>>>,
     /// Windows and `--only-if` (`batch.rs`).
     batch: batch::Batch,
 }
@@ -473,6 +470,14 @@ impl<T: PowerTransport> Shared<T> {
         }
     }
 
+    /// Journals that this run lifted its cordon of `host` with the patch that produced
+    /// `version` (the API's answer), remembered before the record so that no world read finds
+    /// the node neither this run's cordon nor its just-lifted one.
+    async fn uncordoned(&self, host: &str, version: Option<String>) -> Result<(), Stop> {
+        self.lifted.lock().unwrap().insert(host.to_owned(), version);
+        self.record(Entry::Uncordoned { host: host.to_owned() }).await
+    }
+
     /// Journals first (written and fsynced), then tells the reporters.
     async fn record(&self, entry: Entry) -> Result<(), Stop> {
         let now = Instant::now();
@@ -493,12 +498,12 @@ impl<T: PowerTransport> Shared<T> {
         match &record.entry {
             Entry::Cordoning { host, already_cordoned: false } => {
                 self.cordoned.lock().unwrap().insert(host.clone());
+                self.lifted.lock().unwrap().remove(host);
             }
-            // A cordon handed over to another actor is no longer fleetboot's to lift.
             Entry::Uncordoned { host } => {
                 self.cordoned.lock().unwrap().remove(host);
-                self.lifted.lock().unwrap().insert(host.clone(), now);
             }
+            // A cordon handed over to another actor is no longer fleetboot's to lift.
             Entry::CordonHandedOver { host, .. } => {
                 self.cordoned.lock().unwrap().remove(host);
             }

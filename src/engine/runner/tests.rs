@@ -101,6 +101,9 @@ struct FakeHost {
     up_at: Option<Instant>,
     log: Vec<(Instant, Happened)>,
     soft_reboots: u64,
+    /// The node's resourceVersion at the fake API: the cluster's revision at its last cordon
+    /// or uncordon.
+    version: u64,
 }
 
 impl FakeHost {
@@ -166,6 +169,8 @@ struct World {
     /// Nodes the fake Node watch shows plainly available now, whatever `cluster` (a read that
     /// ended earlier) says of them.
     seen_back: Mutex<BTreeSet<String>>,
+    /// The fake API's revision: each cordon or uncordon makes the next one.
+    revision: std::sync::atomic::AtomicU64,
 }
 
 impl World {
@@ -185,6 +190,7 @@ impl World {
                     up_at: None,
                     log: Vec::new(),
                     soft_reboots: 0,
+                    version: 1,
                 };
                 (n.to_string(), host)
             })
@@ -200,6 +206,7 @@ impl World {
             cluster_after_drain: Mutex::new(None),
             cluster_on_pods_read: Mutex::new(None),
             seen_back: Mutex::new(BTreeSet::new()),
+            revision: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -212,6 +219,14 @@ impl World {
 
     fn set(&self, name: &str, f: impl FnOnce(&mut FakeHost)) {
         self.with(name, f)
+    }
+
+    /// A write to the node at the fake API (a cordon, an uncordon, by fleetboot or another
+    /// actor): the node's resourceVersion, now the cluster's next revision.
+    fn write_node(&self, name: &str) -> u64 {
+        let version = self.revision.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.set(name, |h| h.version = version);
+        version
     }
 
     fn boot_id(&self, name: &str) -> String {
@@ -503,10 +518,10 @@ impl NodeDrain for FakeDrain {
         DrainPolicy { timeout_ms: 60_000, on_failure: if self.1.force { DrainFailure::Force } else { DrainFailure::Fail } }
     }
 
-    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<(), DrainError>> {
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Option<String>, DrainError>> {
         Box::pin(async move {
             self.0.set(node, |h| h.log.push((Instant::now(), if on { Happened::Cordoned } else { Happened::Uncordoned })));
-            Ok(())
+            Ok(Some(self.0.write_node(node).to_string()))
         })
     }
 

@@ -493,6 +493,7 @@ async fn a_host_held_by_the_same_limit_for_many_polls_says_it_waits_once_and_aga
         desired_config: "rendered-worker-a".into(),
         control_plane: false,
         group: None,
+        version: None,
     };
     let cluster = |nodes: Vec<NodeNow>| Some(Cluster { nodes, leases: Vec::new(), etcd: None });
     *world.cluster.lock().unwrap() = cluster(vec![node("h1", true, false, "Done"), node("h2", false, false, "Done")]);

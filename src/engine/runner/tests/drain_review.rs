@@ -15,6 +15,7 @@ fn mco_working_on(node: &str) -> fleetboot_core::limits::World {
             desired_config: "rendered-worker-b".into(),
             control_plane: false,
             group: None,
+            version: None,
         }],
         leases: Vec::new(),
         etcd: None,
@@ -193,6 +194,7 @@ async fn the_limits_after_a_drain_judge_the_world_read_after_the_gates() {
         desired_config: "rendered-worker-a".into(),
         control_plane: false,
         group: None,
+        version: None,
     };
     let h2_not_ready = fleetboot_core::limits::World { nodes: vec![node("h1", true), node("h2", false)], leases: Vec::new(), etcd: None };
     *world.cluster.lock().unwrap() =
@@ -387,19 +389,10 @@ async fn a_node_deferred_after_its_drain_again_and_again_is_skipped_at_the_bound
     assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), MAX_POST_DRAIN_DEFERRALS + 1);
 }
 
-/// A node this run just uncordoned that the cluster still shows cordoned (the Node watch behind
-/// the patch) is not someone else's cordon: the next host goes. Before, it waited on "1
-/// unavailable ... h1 (cordoned by someone else)" until the watch caught up; here the watch
-/// never does, so it waited its whole timeout and failed untouched. At 10,000 nodes with a
-/// thousand drains this deferred thousands of drained nodes and skipped 41.
-#[tokio::test(start_paused = true)]
-async fn a_cordon_this_run_just_lifted_that_the_watch_still_shows_holds_no_other_host_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(&["h1", "h2"]);
-    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
-    (job.api, job.drain) = (true, true);
-    job.settings.concurrency = 1;
-    let node = |name: &str, unschedulable: bool| fleetboot_core::limits::NodeNow {
+/// A node of the fake cluster as the limits read it (the copy at resourceVersion `version`):
+/// Ready, the MCO done.
+fn node_now(name: &str, unschedulable: bool, version: u64) -> fleetboot_core::limits::NodeNow {
+    fleetboot_core::limits::NodeNow {
         name: name.into(),
         ready: true,
         unschedulable,
@@ -408,18 +401,82 @@ async fn a_cordon_this_run_just_lifted_that_the_watch_still_shows_holds_no_other
         desired_config: "rendered-worker-a".into(),
         control_plane: false,
         group: None,
-    };
-    let lagging = fleetboot_core::limits::World { nodes: vec![node("h1", true), node("h2", false)], leases: Vec::new(), etcd: None };
+        version: Some(version.to_string()),
+    }
+}
+
+/// The fake cluster showing `h1` cordoned (or not) in its copy at `version`, and `h2`
+/// schedulable.
+fn h1_cordoned(unschedulable: bool, version: u64) -> fleetboot_core::limits::World {
+    let nodes = vec![node_now("h1", unschedulable, version), node_now("h2", false, 1)];
+    fleetboot_core::limits::World { nodes, leases: Vec::new(), etcd: None }
+}
+
+/// A node this run just uncordoned that the cluster still shows cordoned (the Node watch behind
+/// the patch: its copy of the node older than the version the uncordon produced) is not
+/// someone else's cordon: the next host goes. Before, it waited on "1 unavailable ... h1
+/// (cordoned by someone else)" until the watch caught up; here the watch never does, so it
+/// waited its whole timeout and failed untouched. At 10,000 nodes with a thousand drains this
+/// deferred thousands of drained nodes and skipped 41.
+#[tokio::test(start_paused = true)]
+async fn a_cordon_this_run_just_lifted_that_the_watch_still_shows_holds_no_other_host_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    (job.api, job.drain) = (true, true);
+    job.settings.concurrency = 1;
     let (trigger, abort) = watch::channel(Abort::No);
     let summary = job
         .run_with_abort((trigger, abort), |event, _| {
-            // From h1's cordon on, the cluster shows it cordoned, and never shows it lifted.
+            // From h1's cordon on, the cluster shows it cordoned, in its copy at the cordon:
+            // the fake cluster's first write, version 2 (nodes start at 1).
             if cordoning(event, "h1") {
-                *world.cluster.lock().unwrap() = Some(lagging.clone());
+                *world.cluster.lock().unwrap() = Some(h1_cordoned(true, 2));
             }
         })
         .await;
     assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
     assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted, "{:?}", summary.hosts);
+    assert_eq!(world.reboots_received("h2"), 1);
+}
+
+/// Once the Node watch has delivered this run's uncordon, a cordon it shows is someone else's,
+/// however soon after: here another actor cordons h1 right after fleetboot lifted its own
+/// cordon, and the watch shows it. h2 waits on h1 "cordoned by someone else" until that actor
+/// lifts it, then goes. (Before, any cordon of h1 shown within 30 s of this run's uncordon
+/// counted as this run's: h2 went at once, with h1 held by another actor.)
+#[tokio::test(start_paused = true)]
+async fn a_cordon_another_actor_sets_after_the_watch_delivered_this_runs_uncordon_is_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(&["h1", "h2"]);
+    let mut job = Job::new(&world, dir.path(), &["h1", "h2"]);
+    (job.api, job.drain) = (true, true);
+    job.settings.concurrency = 1;
+    let mut waits = Vec::new();
+    let (trigger, abort) = watch::channel(Abort::No);
+    let summary = job
+        .run_with_abort((trigger, abort), |event, _| {
+            collect_waiting(event, &mut waits);
+            match event {
+                // Another actor cordons h1 the moment fleetboot's uncordon is in; the watch
+                // shows both (its copy of h1 at the other actor's version, past the uncordon's).
+                Event::Transition { record } if matches!(&record.entry, Entry::Uncordoned { host } if host == "h1") => {
+                    let theirs = world.write_node("h1");
+                    *world.cluster.lock().unwrap() = Some(h1_cordoned(true, theirs));
+                }
+                // h2 held by it: the other actor lifts its cordon.
+                Event::Waiting { host, .. } if host == "h2" => {
+                    let lifted = world.write_node("h1");
+                    *world.cluster.lock().unwrap() = Some(h1_cordoned(false, lifted));
+                }
+                _ => {}
+            }
+        })
+        .await;
+    assert_eq!(outcome(&summary, "h1"), Outcome::Rebooted);
+    assert_eq!(outcome(&summary, "h2"), Outcome::Rebooted, "{:?}", summary.hosts);
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(waits[0].starts_with("h2: ") && waits[0].contains("h1 (cordoned by someone else)"), "{waits:?}");
+    assert_eq!(world.times_of("h1", |e| *e == Happened::Uncordoned).len(), 1, "the other actor's cordon was lifted by fleetboot");
     assert_eq!(world.reboots_received("h2"), 1);
 }
