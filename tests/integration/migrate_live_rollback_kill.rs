@@ -1,8 +1,8 @@
 //! The live rollback (`fleetboot migrate --to OpenShiftSDN --mode live`) killed with SIGKILL (by
 //! PID) at each of its steps, one kill after the other on one cluster, each kill resumed with
-//! `fleetboot migrate --resume`: before its one patch (the boot IDs recorded), after it, after
-//! each reboot of the MCO it journals (two rounds of two nodes: four records), after the watch's
-//! verdict, after verify; then `--cleanup` killed before the namespace's deletion and run again.
+//! `fleetboot migrate --resume`: before its one patch (the boot IDs recorded), after it, in the
+//! MCO's reboots it watches (after the first it journals, once the first round is over, once
+//! the second is under way), after the watch's verdict, after verify; then `--cleanup` killed before the namespace's deletion and run again.
 //! At each distinct step rather than after each record: the records of one step's start and the
 //! previous step's end follow each other within a millisecond, and a kill between them is the
 //! same kill as one at the step's first request (held here). Judged at the end as the live
@@ -38,25 +38,44 @@ fn rollback_journal(sim: &Sim) -> String {
     if text.contains(r#""target":"OpenShiftSDN","flow":"live""#) { text } else { String::new() }
 }
 
-/// Where to kill: the first moment the rollback's journal holds `marker` `count` times; from
+/// Where to kill: the first moment the rollback's journal holds `marker` `count` times (and,
+/// with `boots`, every machine, or one, booted that many times: the simulation's history); from
 /// when `hold` (a predicate on the journal) holds, the requests `(method, resource)` wait
 /// unanswered (the simulation's `hold-requests`; `""`: from the start), so a kill lands before the next step's first
 /// request whatever the machine's speed; released after the kill.
 struct Point {
     marker: &'static str,
     count: usize,
+    boots: Option<(Every, usize)>,
     hold: Option<(&'static str, (&'static str, &'static str))>,
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Every {
+    Machine,
+    AnyMachine,
+}
+
 impl Point {
-    fn reached(&self, journal: &str) -> bool {
-        journal.matches(self.marker).count() >= self.count
+    fn reached(&self, sim: &Sim, journal: &str) -> bool {
+        let booted = |(every, n): (Every, usize)| {
+            let counts = boot_counts(sim);
+            match every {
+                Every::Machine => counts.iter().all(|(_, c)| *c >= n),
+                Every::AnyMachine => counts.iter().any(|(_, c)| *c >= n),
+            }
+        };
+        journal.matches(self.marker).count() >= self.count && self.boots.is_none_or(booted)
     }
 }
 
 impl std::fmt::Debug for Point {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ×{}", self.marker, self.count)
+        write!(f, "{} ×{}", self.marker, self.count)?;
+        match self.boots {
+            Some((every, n)) => write!(f, ", {every:?} booted {n} times"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -81,7 +100,7 @@ fn kill_at(sim: &Sim, args: &[&str], point: &Point) -> String {
             hold(sim, request, true);
             held = Some(request);
         }
-        if point.reached(&journal) {
+        if point.reached(sim, &journal) {
             break Ok(());
         }
         if let Some(status) = child.0.try_wait().unwrap() {
@@ -121,18 +140,20 @@ fn a_live_rollback_killed_at_each_step_resumes_to_the_end_rebooting_each_node_tw
     assert!(forward_boots.iter().all(|(_, count)| *count == 2), "{forward_boots:?}");
     let generation = network_config(&sim)["metadata"]["generation"].as_i64();
 
-    let point = |marker, count, hold| Point { marker, count, hold };
+    let point = |marker, count, hold| Point { marker, count, boots: None, hold };
+    let observed = |every, n| Point { marker: r#""event":"reboot_observed""#, count: 1, boots: Some((every, n)), hold: None };
     let points = [
         // Inside the patch's step, its boot IDs recorded, before the patch (held from the start:
         // nothing before it patches the Network).
         point(r#""step_started","step":"set_network_type""#, 1, Some(("", ("PATCH", "networks")))),
         point(r#""step_done","step":"set_network_type""#, 1, None),
-        // Each reboot the watch journals: the MCO's first round (the routable MTU), then its
-        // second (configure-ovs.sh), one node after the other.
+        // In the watch: its first reboot journaled; the MCO's first round (the routable MTU)
+        // over, every machine booted a third time; its second (configure-ovs.sh) under way, a
+        // machine booted a fourth time, so the boot IDs a killed watch saw must be kept for
+        // the proof (a watch started now sees one of that machine's two).
         point(r#""event":"reboot_observed""#, 1, None),
-        point(r#""event":"reboot_observed""#, 2, None),
-        point(r#""event":"reboot_observed""#, 3, None),
-        point(r#""event":"reboot_observed""#, 4, None),
+        observed(Every::Machine, 3),
+        observed(Every::AnyMachine, 4),
         // The watch's verdict journaled, before verify's pod reads (held from the last reboot).
         point(r#""step_done","step":"wait_rollout""#, 1, Some((r#""step_started","step":"wait_rollout""#, ("GET", "pods")))),
         // After verify's end the run only releases its lease: the release is held, so the kill
@@ -144,7 +165,7 @@ fn a_live_rollback_killed_at_each_step_resumes_to_the_end_rebooting_each_node_tw
     for point in &points {
         // A point a kill landed past already (the MCO rebooted on while nothing watched) is
         // not aimed at again.
-        if point.reached(&rollback_journal(&sim)) {
+        if point.reached(&sim, &rollback_journal(&sim)) {
             continue;
         }
         let at_kill = kill_at(&sim, if kills.is_empty() { &start } else { &["--resume"] }, point);
