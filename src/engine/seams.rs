@@ -23,6 +23,10 @@ pub enum EvidenceError {
     /// The deadline passed; `reason` says what the API showed instead.
     #[error("{reason}")]
     NotBack { reason: String },
+    /// The API cannot show the node as it is now: its Node watch refused for good, or failing
+    /// for good. Not seeing the node back is then no evidence of anything.
+    #[error("{reason}")]
+    Blind { reason: String },
 }
 
 /// The cluster API's view of a node: its boot ID, and when it is Ready with a new one.
@@ -32,6 +36,12 @@ pub trait NodeEvidence: Send + Sync + 'static {
     /// Waits until the API shows `node` Ready with a boot ID other than `old`, and returns that
     /// boot ID, or why not by `deadline` (monotonic).
     fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>>;
+    /// Resolves once the API refuses for good to show `node` (its Node watch refused, 403),
+    /// with why ([`EvidenceError::Blind`]); never for evidence that cannot be refused.
+    fn refusal<'a>(&'a self, node: &'a str) -> BoxFuture<'a, EvidenceError> {
+        let _ = node;
+        Box::pin(std::future::pending())
+    }
     /// The version of `node` the API shows now (its resourceVersion), if it shows the node.
     fn node_version(&self, node: &str) -> Option<String> {
         let _ = node;
@@ -182,7 +192,17 @@ impl NodeEvidence for NodeWatch {
 
     fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>> {
         Box::pin(async move {
-            NodeWatch::wait_back(self, node, old, deadline).await.map_err(|e| EvidenceError::NotBack { reason: e.to_string() })
+            NodeWatch::wait_back(self, node, old, deadline).await.map_err(|e| match e {
+                blind @ crate::adapters::kube::watch::NotBack::Blind { .. } => EvidenceError::Blind { reason: blind.to_string() },
+                other => EvidenceError::NotBack { reason: other.to_string() },
+            })
+        })
+    }
+
+    fn refusal<'a>(&'a self, node: &'a str) -> BoxFuture<'a, EvidenceError> {
+        Box::pin(async move {
+            let blind = crate::adapters::kube::watch::NotBack::Blind { node: node.to_owned(), blind: NodeWatch::refusal(self).await };
+            EvidenceError::Blind { reason: blind.to_string() }
         })
     }
 

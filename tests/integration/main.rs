@@ -38,6 +38,7 @@ mod migrate_live;
 mod migrate_live_hosted;
 mod migrate_live_kill;
 mod migrate_live_rollback;
+mod migrate_live_rollback_kill;
 mod migrate_options;
 mod migrate_output;
 mod migrate_prerequisites;

@@ -51,6 +51,12 @@ pub struct ApiState {
     /// answered 500 InternalError "etcdserver: request timed out", as an API server whose etcd
     /// did not answer in time (a 500 no client retries by itself, unlike 429/503/504).
     pub failing_requests: Mutex<std::collections::HashMap<String, u32>>,
+    /// Fault injection, no rule: every watch of a resource (by its plural, `"nodes"`) fails
+    /// while set, however often a client asks: an API server whose etcd keeps timing out
+    /// (500 InternalError "etcdserver: request timed out", the answer `failing_requests` gives).
+    /// The watch is counted in the traffic (`"WATCH nodes"`) as any other; lists and gets of
+    /// the resource answer as usual.
+    pub failing_watches: Mutex<std::collections::HashMap<String, WatchFault>>,
     /// Fault injection: requests of a method on a resource (`"DELETE namespaces"`) are taken
     /// and not answered while held (one slow call of a client, the rest of the API answering).
     pub held_requests: Mutex<std::collections::HashSet<String>>,
@@ -104,6 +110,7 @@ impl ApiState {
             end_watches: broadcast::channel(4).0,
             control: std::sync::OnceLock::new(),
             failing_requests: Default::default(),
+            failing_watches: Default::default(),
             held_requests: Default::default(),
             lost_answers: Default::default(),
             traffic: Default::default(),
@@ -114,6 +121,32 @@ impl ApiState {
             issued_tokens: Default::default(),
         })
     }
+}
+
+/// How a watch fails under [`ApiState::failing_watches`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchFault {
+    /// The watch request itself is answered 500.
+    Status,
+    /// The stream opens (200) and carries one ERROR event with the 500 Status, then ends (a
+    /// watch that breaks as soon as it starts).
+    ErrorEvent,
+}
+
+impl WatchFault {
+    pub fn parse(name: &str) -> Result<WatchFault, String> {
+        match name {
+            "status" => Ok(WatchFault::Status),
+            "error-event" => Ok(WatchFault::ErrorEvent),
+            other => Err(format!("unknown watch fault {other:?}: \"status\" or \"error-event\"")),
+        }
+    }
+}
+
+/// The Status a failing watch carries: an API server whose etcd did not answer in time.
+fn etcd_timeout() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500})
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -599,7 +632,15 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
     let kind = format!("{verb} {}{}", t.plural, sub.map(|s| format!("/{s}")).unwrap_or_default());
     if method == Method::GET && target.name.is_none() && query.flag("watch") {
         state.count(&format!("WATCH {}", t.plural), 1, 0, 0);
-        return watch(t, &target, &query, state);
+        let fault = state.failing_watches.lock().unwrap().get(t.plural).copied();
+        return match fault {
+            Some(WatchFault::Status) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &etcd_timeout()),
+            Some(WatchFault::ErrorEvent) => Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(watch_line("ERROR", &etcd_timeout())).boxed())
+                .expect("response"),
+            None => watch(t, &target, &query, state),
+        };
     }
     let counted = state.clone();
     let lost_key = format!("{method} {}", t.plural);

@@ -928,6 +928,9 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   those waiting as `held`)
 /// - `POST lose-answers` with `{"method": M, "resource": R, "count": N}`: the next N requests
 ///   of M on R are carried out and answered 504 (a write that landed, its answer lost)
+/// - `POST fail-watches` with `{"resource": R, "how": "status" | "error-event" | null}`: every
+///   watch of R fails until set back to null: answered 500 (`status`), or opened and ended
+///   after one ERROR event carrying the 500 (`error-event`); its lists and gets answer as usual
 /// - `POST cut-watches`: ends every open watch stream once (and closes the connections)
 /// - `POST end-watches`: ends every open watch stream once as its timeout would, the
 ///   connections kept (the client's other requests on them go on)
@@ -1022,6 +1025,21 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
             let count = body["count"].as_u64().and_then(|n| u32::try_from(n).ok()).ok_or((400, "expected \"count\"".to_owned()))?;
             cluster.api.lost_answers.lock().unwrap().insert(format!("{method} {resource}"), count);
             Ok(json!({"losing": format!("{method} {resource}"), "count": count}))
+        }
+        ("POST", ["fail-watches"]) => {
+            // {"resource": "nodes", "how": "status"}: every watch of nodes fails until "how": null.
+            let resource = body["resource"].as_str().ok_or((400, "expected \"resource\"".to_owned()))?;
+            let mut failing = cluster.api.failing_watches.lock().unwrap();
+            match &body["how"] {
+                Value::Null => {
+                    failing.remove(resource);
+                }
+                Value::String(how) => {
+                    failing.insert(resource.to_owned(), super::api::WatchFault::parse(how).map_err(|e| (400, e))?);
+                }
+                other => return Err((400, format!("\"how\" takes \"status\", \"error-event\" or null, not {other}"))),
+            }
+            Ok(json!({"resource": resource, "how": body["how"]}))
         }
         ("POST", ["hold-requests"]) => {
             // {"method": "DELETE", "resource": "namespaces", "held": true}: such requests wait

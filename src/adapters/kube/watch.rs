@@ -22,6 +22,11 @@ pub struct NodeWatch {
     /// with backoff as if transient; a refusal left there would read, a reboot timeout later,
     /// as "never showed node X".
     refused: tokio::sync::watch::Receiver<Option<super::world::WorldError>>,
+    /// The watch's errors since its last event (any kind: an API server answering 500, a
+    /// stream that breaks), cleared by the next event. kube-runtime's watcher retries each with
+    /// backoff and says nothing more; past [`FAILING_AFTER`] in a row the nodes in the store
+    /// may be stale for good, and the run must not judge limits or proofs on them.
+    failing: tokio::sync::watch::Receiver<Option<Failing>>,
     waiters: Arc<NodeWaiters>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
@@ -36,6 +41,48 @@ pub struct NodeWatch {
 /// in, once for everyone who shares the read: at 10,000 nodes, 1,000 in flight, each asker
 /// putting its own together cost a thousand nodes' evaluation per dispatch.
 type WorldRead = super::world::SharedRead<Result<Arc<fleetboot_core::limits::World>, super::world::WorldError>>;
+
+/// How many failed attempts in a row, with no event between, make the Node watch blind (its
+/// nodes no longer shown as they are). kube-runtime's default backoff waits at least 0.8 s,
+/// then 1.6 s between them (jitter only adds): three in a row are at least 2.4 s of a watch
+/// that cannot get through, while one dropped connection or one relist is a single error
+/// followed by the watch's events.
+pub const FAILING_AFTER: u32 = 3;
+
+/// The Node watch's errors since its last event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failing {
+    /// Failed attempts in a row (each a request of the watcher's, spaced by its backoff).
+    pub attempts: u32,
+    /// The last one's words: the API's status and message, or the transport's error.
+    pub last: String,
+}
+
+impl std::fmt::Display for Failing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the cluster API's Node watch failed {} times in a row, the last: {}; the nodes it shows may be stale",
+            self.attempts, self.last
+        )
+    }
+}
+
+/// A watcher error's words: the API's code, reason and message when it answered, else the error.
+fn error_words(error: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as WatchError;
+    let status = match error {
+        WatchError::InitialListFailed(kube::Error::Api(status))
+        | WatchError::WatchStartFailed(kube::Error::Api(status))
+        | WatchError::WatchFailed(kube::Error::Api(status)) => status,
+        WatchError::WatchError(status) => status,
+        other => return other.to_string(),
+    };
+    match status.reason.as_str() {
+        "" => format!("{}: {}", status.code, status.message),
+        reason => format!("{} {reason}: {}", status.code, status.message),
+    }
+}
 
 /// Per-node wake-ups: an event for one node wakes only the runs waiting on that node (with
 /// thousands of nodes heartbeating, waking every waiter on every event costs more than the
@@ -93,6 +140,7 @@ impl NodeWatch {
         let wake = waiters.clone();
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let (refused_tx, refused) = tokio::sync::watch::channel(None);
+        let (failing_tx, failing) = tokio::sync::watch::channel(None::<Failing>);
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             // Errors are the watcher's to retry (with backoff), a refusal said meanwhile; each
@@ -103,9 +151,14 @@ impl NodeWatch {
                         if let Some(refused) = refusal(error) {
                             refused_tx.send_replace(Some(refused));
                         }
+                        failing_tx.send_modify(|f| {
+                            let attempts = f.as_ref().map_or(0, |f| f.attempts) + 1;
+                            *f = Some(Failing { attempts, last: error_words(error) });
+                        });
                     }
                     Ok(_) => {
                         refused_tx.send_if_modified(|r| r.take().is_some());
+                        failing_tx.send_if_modified(|f| f.take().is_some());
                     }
                 }
                 match event {
@@ -121,7 +174,7 @@ impl NodeWatch {
                 }
             }
         });
-        NodeWatch { store, listed, refused, waiters, task, client: client.clone(), unavailable, fresh: Default::default() }
+        NodeWatch { store, listed, refused, failing, waiters, task, client: client.clone(), unavailable, fresh: Default::default() }
     }
 
     /// Waits (at most 30 s) until the watch's first list is in the store; whether it is. A
@@ -143,12 +196,35 @@ impl NodeWatch {
     }
 
     /// Whether the watch shows `node` plainly available now: listed, and not among the nodes that
-    /// may be unavailable (kept from its events before the store sees them).
+    /// may be unavailable (kept from its events before the store sees them). A blind watch
+    /// cannot tell.
     pub fn available_now(&self, node: &str) -> bool {
         *self.listed.borrow()
-            && self.refused().is_none()
+            && self.blind().is_none()
             && !self.unavailable.lock().unwrap().contains(node)
             && self.store.get(&kube::runtime::reflector::ObjectRef::new(node)).is_some()
+    }
+
+    /// Why the watch cannot show the nodes as they are now, while it cannot: the API refuses
+    /// it for good ([`WorldError::Refused`](super::world::WorldError::Refused)), or it failed
+    /// [`FAILING_AFTER`] times in a row with no event between (`Unreadable`, naming the error).
+    pub fn blind(&self) -> Option<super::world::WorldError> {
+        self.refused().or_else(|| {
+            let failing = self.failing.borrow();
+            failing.as_ref().filter(|f| f.attempts >= FAILING_AFTER).map(|f| super::world::WorldError::Unreadable(f.to_string()))
+        })
+    }
+
+    /// Resolves once the API refuses the watch for good (403), with its refusal.
+    pub async fn refusal(&self) -> super::world::WorldError {
+        let mut refused = self.refused.clone();
+        // Cloned out at once: the channel's guard is not held across the await below.
+        let found = refused.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+        match found {
+            Some(refused) => refused,
+            // The watch's task ended (the run is ending): no refusal will come.
+            None => std::future::pending().await,
+        }
     }
 
     /// The node's boot ID as the API shows it now (once the first list arrived, at most 30 s).
@@ -165,9 +241,10 @@ impl NodeWatch {
     pub async fn world(&self, group_by: Option<&str>) -> Result<Arc<fleetboot_core::limits::World>, super::world::WorldError> {
         use super::world::WorldError;
         let listed = self.listed().await;
-        // The watch refused: every limit would be judged on nodes it can no longer see.
-        if let Some(refused) = self.refused() {
-            return Err(refused);
+        // The watch refused, or failing for good: every limit would be judged on nodes it can
+        // no longer see (refused: the host fails at once; failing: it waits, saying why).
+        if let Some(blind) = self.blind() {
+            return Err(blind);
         }
         if !listed {
             return Err(WorldError::Unreadable("the cluster API has not listed the nodes yet".into()));
@@ -187,10 +264,11 @@ impl NodeWatch {
                 }
             })
             .await?;
-        // Refused while the read was in flight (the watch's next request after it ended): the
-        // nodes in it are the last ones seen, and a node sent down now could not be seen back.
-        if let Some(refused) = self.refused() {
-            return Err(refused);
+        // Refused (or failing) while the read was in flight (the watch's next request after it
+        // ended): the nodes in it are the last ones seen, and a node sent down now could not be
+        // seen back.
+        if let Some(blind) = self.blind() {
+            return Err(blind);
         }
         Ok(world)
     }
@@ -261,8 +339,9 @@ impl NodeWatch {
             if tokio::time::Instant::now() >= deadline {
                 let node = name.to_owned();
                 return Err(match self.store.get(&key) {
-                    // Blind, not "never seen": the API refused the watch.
-                    _ if let Some(refused) = self.refused() => NotBack::WatchRefused { node, refused },
+                    // Blind, not "never seen" nor "old boot ID": the API refused the watch, or
+                    // it kept failing.
+                    _ if let Some(blind) = self.blind() => NotBack::Blind { node, blind },
                     None => NotBack::NeverSeen { node },
                     Some(seen) => match boot_id_and_ready(&seen) {
                         (boot_id, ready) if boot_id == old => NotBack::OldBootId { node, old: old.to_owned(), ready: ready.to_owned() },
@@ -300,13 +379,13 @@ pub fn compare_resource_versions(a: &str, b: &str) -> Option<std::cmp::Ordering>
 pub enum NotBack {
     #[error("the cluster API never showed node {node}")]
     NeverSeen { node: String },
-    /// Blind, not "never seen": one message for the refusal wherever it is met (here and in
-    /// the world read), the API's answer kept as its source.
-    #[error("node {node} could not be seen back: {refused}")]
-    WatchRefused {
+    /// Blind, not "never seen": one message for the refusal (or the failing watch) wherever
+    /// it is met (here and in the world read), the API's answer kept as its source.
+    #[error("node {node} could not be seen back: {blind}")]
+    Blind {
         node: String,
         #[source]
-        refused: super::world::WorldError,
+        blind: super::world::WorldError,
     },
     #[error("the cluster API still shows node {node} with its old boot ID {old} (Ready={ready})")]
     OldBootId { node: String, old: String, ready: String },
@@ -386,9 +465,20 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_watch_is_named_by_its_attempts_and_the_apis_answer() {
+        let error = WatchError::WatchStartFailed(api(500, "etcdserver: request timed out"));
+        let failing = Failing { attempts: 3, last: error_words(&error) };
+        let text = super::super::world::WorldError::Unreadable(failing.to_string()).to_string();
+        assert!(text.contains("the cluster API's Node watch failed 3 times in a row"), "{text}");
+        assert!(text.contains("the last: 500: etcdserver: request timed out"), "{text}");
+        // No Status to read: the watcher's own words.
+        assert_eq!(error_words(&WatchError::NoResourceVersion), WatchError::NoResourceVersion.to_string());
+    }
+
+    #[test]
     fn a_node_not_seen_back_under_a_refused_watch_says_the_watch_was_refused() {
         let refused = refusal(&WatchError::WatchFailed(api(403, "nodes is forbidden"))).expect("a 403 is a refusal");
-        let error = NotBack::WatchRefused { node: "worker-0".into(), refused };
+        let error = NotBack::Blind { node: "worker-0".into(), blind: refused };
         let text = error.to_string();
         assert!(text.contains("refuses to let fleetboot watch the Nodes (403 Forbidden: nodes is forbidden)"), "{text}");
         assert!(text.contains("node worker-0 could not be seen back"), "{text}");

@@ -11,7 +11,7 @@ use super::{Abort, InFlightGate, InFlightMark, Shared, Stop};
 use crate::adapters::config::Transport;
 use crate::adapters::kube::drain::pods_with_answers;
 use crate::adapters::kube::world::WorldError;
-use crate::engine::seams::{BmcError, NodeDrain};
+use crate::engine::seams::{BmcError, EvidenceError, NodeDrain};
 use fleetboot_core::escalation::{Next, Seen, cancel_still_possible};
 use fleetboot_core::events::Event;
 use fleetboot_core::hosts::Host;
@@ -835,14 +835,25 @@ async fn watch_for_new_boot<T: PowerTransport>(
         } else if let (Some(api), Next::WaitUntil(until)) = (shared.api_for(host), next) {
             // No SSH: the Node watch wakes this on the node's own events until the next step.
             let mut abort = shared.abort.clone();
-            tokio::select! {
-                seen = api.wait_back(&host.name, old, shared.clock.instant_of(until)) => if let Ok(id) = seen {
-                    shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true }).await?;
-                    return Ok(attempts.last().map_or(0, |a| a.at_ms));
+            let blind = tokio::select! {
+                // The store first: a node it shows back is proven, refused since or not.
+                biased;
+                seen = api.wait_back(&host.name, old, shared.clock.instant_of(until)) => match seen {
+                    Ok(id) => {
+                        shared.record(Entry::Back { host: name(), new_boot_id: id, api_only: true }).await?;
+                        return Ok(attempts.last().map_or(0, |a| a.at_ms));
+                    }
+                    Err(blind @ EvidenceError::Blind { .. }) => blind,
+                    Err(EvidenceError::NotBack { .. }) => continue,
                 },
+                refused = api.refusal(&host.name) => refused,
                 _ = super::abort_reaches(&mut abort, |a| *a == Abort::Hard) => return Err(Stop::Aborted),
-            }
-            continue;
+            };
+            // The only eyes on this node are the watch's: a node it cannot show is no evidence
+            // of a hung one, and the ladder's next step (a BMC reset) could reboot a node that
+            // rebooted fine a second time. The host fails, its reboot in doubt, naming why.
+            let error = format!("{blind}; its reboot was sent and is not sent again");
+            return Err(shared.fail(host, Stage::Confirm, error, true).await);
         }
         let now = shared.clock.now_ms();
         let seen = Seen { old_boot_id: answered_with_old, went_down: down };
@@ -1032,7 +1043,12 @@ async fn confirm<T: PowerTransport>(shared: &Shared<T>, host: &Host, old: &str, 
         let deadline = shared.clock.instant_of(since_ms.saturating_add(shared.settings.timeout.as_millis() as u64));
         let mut abort = shared.abort.clone();
         let evidence = tokio::select! {
+            // The store first: a node it shows back is proven, refused since or not.
+            biased;
             evidence = api.wait_back(&host.name, old, deadline) => evidence,
+            // Refused for good while it waits (a role re-applied narrower): waiting its deadline
+            // out cannot change that, and would read as an answer only late.
+            refused = api.refusal(&host.name) => Err(refused),
             _ = super::abort_reaches(&mut abort, |a| *a == Abort::Hard) => return Err(Stop::Aborted),
         };
         match evidence {
