@@ -145,7 +145,7 @@ pub struct RebootJob {
 }
 
 /// A job whose inventory, plan and journal path are known; nothing has been contacted but the
-/// cluster API (discovery).
+/// cluster API (discovery, and a cluster run's Node watch, when it starts with the plan): only read.
 pub struct PreparedRun {
     settings: Settings,
     plan: Plan,
@@ -347,6 +347,8 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
     // (its journal may still be kept there).
     let in_cluster_connection = cluster.clone().filter(|_| journal_in_cluster);
     let cluster = if cluster_run { cluster } else { None };
+    // Nor does it watch one's nodes.
+    let watch = watch.filter(|_| cluster_run);
     if groups.all_at_once {
         settings.run.concurrency = hosts.len().max(1);
     }

@@ -208,9 +208,8 @@ fn a_live_rollback_killed_at_each_step_resumes_to_the_end_rebooting_each_node_tw
         assert_eq!(count, 4, "{node}: two boots forward, two back: {kills:#?}");
     }
     // The one patch: the spec changed once (its generation), whatever a kill mid-step resent.
-    if let Some(generation) = generation {
-        assert_eq!(config["metadata"]["generation"].as_i64(), Some(generation + 1), "one spec change: {kills:#?}");
-    }
+    let generation = generation.expect("the simulation keeps metadata.generation");
+    assert_eq!(config["metadata"]["generation"].as_i64(), Some(generation + 1), "one spec change: {kills:#?}");
     let journal = rollback_journal(&sim);
     // Every kill but the first (of the start) was of a resume, the last resume ran to the end,
     // and each of the two `--cleanup` runs took the migration up again.

@@ -8,7 +8,9 @@ use kube::api::Api;
 
 /// One watch on Nodes (kube-runtime watcher with backoff, feeding a reflector store) for the
 /// whole run: every node's readiness comes from it, with no per-node polling of the API. It
-/// rides out API outages: the watcher reconnects with backoff and relists after 410 Gone.
+/// rides out API outages: the watcher reconnects with backoff and relists after 410 Gone; after
+/// [`FAILING_AFTER`] failures in a row with no answer between (its list or its watch) it is
+/// blind, as a refused one is, until it answers again ([`NodeWatch::blind`]).
 pub struct NodeWatch {
     store: kube::runtime::reflector::Store<Node>,
     /// True once the watch's first list is in the store. Not the store's own
@@ -156,6 +158,10 @@ impl NodeWatch {
                             *f = Some(Failing { attempts, last: error_words(error) });
                         });
                     }
+                    // `Init` is said before the list is even asked for (kube-runtime 5 `watcher.rs`,
+                    // `State::Empty`), again after each list that failed: it answers nothing, so
+                    // a relist that keeps failing still counts toward blind.
+                    Ok(watcher::Event::Init) => {}
                     Ok(_) => {
                         refused_tx.send_if_modified(|r| r.take().is_some());
                         failing_tx.send_if_modified(|f| f.take().is_some());
@@ -215,11 +221,16 @@ impl NodeWatch {
         })
     }
 
-    /// Resolves once the API refuses the watch for good (403), with its refusal.
+    /// Resolves once the API refuses the watch for good: a 403, and [`FAILING_AFTER`] failures
+    /// in a row with no answer between (one 403 alone, as an API server restarting may answer
+    /// before its authorizer is ready, fails no host whose reboot was sent), with its refusal.
     pub async fn refusal(&self) -> super::world::WorldError {
-        let mut refused = self.refused.clone();
-        // Cloned out at once: the channel's guard is not held across the await below.
-        let found = refused.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+        let mut failing = self.failing.clone();
+        // The refusal is said before the failure it comes with is counted.
+        let persisted =
+            failing.wait_for(|f| f.as_ref().is_some_and(|f| f.attempts >= FAILING_AFTER) && self.refused.borrow().is_some()).await;
+        // Cloned out at once: no channel's guard is held across the await below.
+        let found = persisted.ok().and_then(|_| self.refused.borrow().clone());
         match found {
             Some(refused) => refused,
             // The watch's task ended (the run is ending): no refusal will come.

@@ -642,7 +642,7 @@ fn verdict_now<T: PowerTransport>(shared: &Shared<T>, host: &Host, world: &World
     }
 }
 
-/// Waits until the cluster's state lets this host go down ([`verdict`]), saying why when it
+/// Waits until the cluster's state lets this host go down ([`verdict_now`]), saying why when it
 /// starts waiting and again only when what holds it changes (another rule, another failed
 /// read), not at each poll: the nodes in the way and their count change at every poll of a
 /// large run (a thousand waiting hosts each said so every poll interval, 55,000 `waiting`
