@@ -250,8 +250,8 @@ fn most_failed_attempts(elapsed: Duration) -> u64 {
     }
 }
 
-/// How many failed attempts in a row make the Node watch blind (src/adapters/kube/watch.rs).
-const FAILING_AFTER: u64 = 3;
+/// How many failed attempts in a row make the Node watch blind.
+const FAILING_AFTER: u64 = fleetboot::adapters::kube::watch::FAILING_AFTER as u64;
 
 /// The API server answers every Node watch 500 from the moment the run's first world read is
 /// in flight (the simulation's `fail-watches`, as an etcd timing out; the open watch ended; its
