@@ -109,6 +109,29 @@ pub fn new_boot_id() -> String {
 
 use crate::util::now_ms;
 
+/// The key exchanges a node's sshd offers, as RHCOS's does: OpenShift 4.13 to 4.18 run RHCOS 9
+/// (RHEL 9), whose OpenSSH 8.7p1 has no ML-KEM hybrid (`mlkem768x25519-sha256` came with OpenSSH
+/// 9.9, first shipped by Red Hat in RHEL 10: redhat.com blog "Advancing post-quantum capabilities
+/// of SSH in Red Hat Enterprise Linux"), and whose `DEFAULT` crypto policy lists these (the
+/// fedora/rhel crypto-policies `tests/outputs/DEFAULT-opensshserver.txt`, less the SHA-1 ones
+/// RHEL 9 dropped), in this order. russh's own default would offer ML-KEM first, a handshake that
+/// costs both sides several times the X25519 one, which no SDN-era node negotiates.
+const RHCOS_SSHD_KEX: &[russh::kex::Name] = &[
+    russh::kex::CURVE25519,
+    russh::kex::CURVE25519_PRE_RFC_8731,
+    russh::kex::ECDH_SHA2_NISTP256,
+    russh::kex::ECDH_SHA2_NISTP384,
+    russh::kex::ECDH_SHA2_NISTP521,
+    russh::kex::DH_GEX_SHA256,
+    russh::kex::DH_G14_SHA256,
+    russh::kex::DH_G16_SHA512,
+    russh::kex::DH_G18_SHA512,
+    // Not algorithms: the extension negotiation and OpenSSH's strict key exchange (CVE-2023-48795,
+    // backported to RHEL 9's 8.7p1), which russh takes from the same list.
+    russh::kex::EXTENSION_SUPPORT_AS_SERVER,
+    russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
 impl SimNode {
     pub fn new(
         name: String,
@@ -192,6 +215,7 @@ impl SimNode {
             auth_rejection_time_initial: Some(Duration::ZERO),
             inactivity_timeout: Some(Duration::from_secs(600)),
             nodelay: true,
+            preferred: russh::Preferred { kex: RHCOS_SSHD_KEX.into(), ..russh::Preferred::DEFAULT },
             ..Default::default()
         });
         let task = tokio::spawn(async move {
