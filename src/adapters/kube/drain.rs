@@ -130,6 +130,23 @@ pub struct DeletePodsError {
     pub failed: Vec<(String, kube::Error)>,
 }
 
+/// How often an uncordon reads the node again after a conflict no lost answer of its own can
+/// have caused (client-go's `retry.DefaultRetry`: 5 steps).
+const UNCORDON_CONFLICTS: u32 = 5;
+
+/// Whether the node is cordoned. Pure.
+fn cordoned(node: &Node) -> bool {
+    node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+}
+
+/// What an uncordon whose answer was lost says when it finds the node cordoned again. Pure.
+fn cordoned_in_between(node: &str) -> String {
+    format!(
+        "node {node} is cordoned, and changed while fleetboot's uncordon of it went unanswered (its connection broke): \
+         the cordon is taken as someone else's and left; if it is fleetboot's, lift it with `oc adm uncordon {node}`"
+    )
+}
+
 /// A cordon or uncordon the API did not take.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {} node {node}: {source}", if *cordon { "cordon" } else { "uncordon" })]
@@ -162,14 +179,17 @@ impl Drainer {
 
     /// Cordons (or uncordons) the node; returns the node's resourceVersion in the API's answer:
     /// the version this patch produced, which tells when the Node watch has caught up with it.
-    /// The merge patch sets one value, so sending it again after a broken connection changes
-    /// nothing the first one did not: it is sent again under the reads' own resend rule
-    /// ([`super::resend::ResendBrokenReads`]), rather than fail the node on a connection the
-    /// API dropped.
+    /// The cordon's merge patch sets one value, so sending it again after a broken connection
+    /// changes nothing the first one did not: it is sent again under the reads' own resend
+    /// rule ([`super::resend::ResendBrokenReads`]), rather than fail the node on a connection
+    /// the API dropped. The uncordon is sent again only on the version it was based on
+    /// ([`Drainer::uncordon`]).
     pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<Option<String>, CordonError> {
         use kube::api::{Patch, PatchParams};
-        let value = if on { serde_json::json!(true) } else { Value::Null };
-        let patch = Patch::Merge(serde_json::json!({"spec": {"unschedulable": value}}));
+        if !on {
+            return self.uncordon(node).await;
+        }
+        let patch = Patch::Merge(serde_json::json!({"spec": {"unschedulable": true}}));
         let mut resends = super::resend::ResendBrokenReads::default();
         loop {
             match Api::<Node>::all(self.client.clone()).patch(node, &PatchParams::default(), &patch).await {
@@ -182,6 +202,63 @@ impl Drainer {
         }
     }
 
+    /// Lifts the node's cordon on the version of the node it read (the patch names that
+    /// resourceVersion: a precondition, 409 Conflict if the node changed since). An uncordon
+    /// whose connection broke may have landed: sent again blindly, it would lift a cordon
+    /// someone else (an admin, another tool) set in between. Sent again on the same version,
+    /// it lifts nothing if anything changed; the node is then read again and a cordon found
+    /// there is left (with a warning naming the node). That a conflict after a lost answer
+    /// cannot tell another's cordon from fleetboot's own (its uncordon never landed and the
+    /// kubelet wrote the node's status in between) is why it leaves the cordon: a cordon left
+    /// costs a node's capacity until someone looks; an admin's cordon lifted puts workloads
+    /// on a node under maintenance. A conflict with no lost answer before it (the node's status
+    /// written between the read and the patch) reads the node again and tries again, as
+    /// client-go's `retry.RetryOnConflict` does (k8s.io/client-go release-1.33
+    /// `util/retry/util.go`, `DefaultRetry`: 5 steps).
+    async fn uncordon(&self, node: &str) -> Result<Option<String>, CordonError> {
+        use kube::api::{Patch, PatchParams};
+        let api = Api::<Node>::all(self.client.clone());
+        let failed = |source| CordonError { node: node.to_owned(), cordon: false, source };
+        let mut resends = super::resend::ResendBrokenReads::default();
+        let mut conflicts = 0;
+        loop {
+            let read = api.get(node).await.map_err(failed)?;
+            if !cordoned(&read) {
+                // Lifted already (by whoever): nothing to send.
+                return Ok(read.metadata.resource_version);
+            }
+            let patch = Patch::Merge(serde_json::json!({
+                "metadata": {"resourceVersion": read.metadata.resource_version},
+                "spec": {"unschedulable": Value::Null},
+            }));
+            // Whether a try got no answer: it may have landed.
+            let mut lost = false;
+            loop {
+                match api.patch(node, &PatchParams::default(), &patch).await {
+                    Ok(patched) => return Ok(patched.metadata.resource_version),
+                    Err(kube::Error::Api(status)) if status.code == 409 && lost => {
+                        let now = api.get(node).await.map_err(failed)?;
+                        if cordoned(&now) {
+                            eprintln!("warning: {}", cordoned_in_between(node));
+                        }
+                        return Ok(now.metadata.resource_version);
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 && conflicts < UNCORDON_CONFLICTS => {
+                        conflicts += 1;
+                        break;
+                    }
+                    Err(source) => match resends.pause_after(&source) {
+                        Some(pause) => {
+                            lost = true;
+                            pause.await;
+                        }
+                        None => return Err(failed(source)),
+                    },
+                }
+            }
+        }
+    }
+
     /// Whether the node is cordoned now.
     pub async fn is_unschedulable(&self, node: &str) -> Result<bool, CordonError> {
         let node_object = Api::<Node>::all(self.client.clone()).get(node).await.map_err(|source| CordonError {
@@ -189,7 +266,7 @@ impl Drainer {
             cordon: true,
             source,
         })?;
-        Ok(node_object.spec.and_then(|s| s.unschedulable).unwrap_or(false))
+        Ok(cordoned(&node_object))
     }
 
     /// Evicts every pod the drain covers, retrying those a PodDisruptionBudget protects,
@@ -359,5 +436,159 @@ mod tests {
         assert!(!refused_for_good(&kube::Error::Api(Box::new(terminating))));
         let refused = EvictError::Refused { node: "worker-0".into(), pod: "ns/p".into(), source: api_error(403, "Forbidden") };
         assert_eq!(refused.to_string(), "the API refused to evict pod ns/p from node worker-0: the API says 403 (403 Forbidden)");
+    }
+
+    /// A Node on a loopback API server that carries out the merge patches of one node as the
+    /// API server does (a `metadata.resourceVersion` in the patch is a precondition: 409 if it
+    /// is not the node's), with one fault.
+    #[derive(Clone)]
+    struct FakeNode {
+        version: u64,
+        unschedulable: bool,
+        reads: u32,
+        patches: u32,
+        fault: Fault,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Fault {
+        /// The first patch is carried out and its connection closed unanswered, after
+        /// another actor's write (this function) on the node.
+        LoseFirstPatch(fn(&mut FakeNode)),
+        /// Someone writes the node (its status) right after the first read.
+        WriteAfterFirstRead,
+    }
+
+    impl FakeNode {
+        fn json(&self) -> Value {
+            let mut node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "worker-0", "resourceVersion": self.version.to_string()}, "spec": {}});
+            if self.unschedulable {
+                node["spec"]["unschedulable"] = serde_json::json!(true);
+            }
+            node
+        }
+
+        /// The answer to a request (status and body), or `None`: the connection is closed.
+        fn answer(&mut self, method: &str, body: &[u8]) -> Option<(u16, Value)> {
+            if method == "GET" {
+                self.reads += 1;
+                let answer = self.json();
+                if self.reads == 1 && matches!(self.fault, Fault::WriteAfterFirstRead) {
+                    self.version += 1;
+                }
+                return Some((200, answer));
+            }
+            self.patches += 1;
+            let patch: Value = serde_json::from_slice(body).unwrap();
+            if let Some(wanted) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+                && wanted != self.version.to_string()
+            {
+                let message = "Operation cannot be fulfilled on nodes \"worker-0\": the object has been modified; please apply your changes to the latest version and try again";
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": message, "reason": "Conflict", "code": 409});
+                return Some((409, status));
+            }
+            self.unschedulable = patch["spec"]["unschedulable"] == serde_json::json!(true);
+            self.version += 1;
+            if let (Fault::LoseFirstPatch(in_between), 1) = (self.fault, self.patches) {
+                in_between(self);
+                return None;
+            }
+            Some((200, self.json()))
+        }
+    }
+
+    /// Serves `node` on loopback: its address.
+    async fn serve(node: std::sync::Arc<std::sync::Mutex<FakeNode>>) -> std::net::SocketAddr {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    loop {
+                        let (mut head, mut line) = (Vec::new(), String::new());
+                        loop {
+                            line.clear();
+                            match stream.read_line(&mut line).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) if line == "\r\n" => break,
+                                Ok(_) => head.push(line.trim_end().to_ascii_lowercase()),
+                            }
+                        }
+                        let length = head.iter().find_map(|h| h.strip_prefix("content-length:")).map_or(0, |n| n.trim().parse().unwrap());
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.unwrap();
+                        let method = head[0].split(' ').next().unwrap().to_ascii_uppercase();
+                        let Some((code, answer)) = node.lock().unwrap().answer(&method, &body) else { return };
+                        let answer = answer.to_string();
+                        let reply = format!(
+                            "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// Uncordons worker-0, cordoned at version 7, under `fault`: what `set_unschedulable`
+    /// returned and the node after it.
+    async fn uncordon_on(fault: Fault) -> (Result<Option<String>, CordonError>, FakeNode) {
+        let node = FakeNode { version: 7, unschedulable: true, reads: 0, patches: 0, fault };
+        let node = std::sync::Arc::new(std::sync::Mutex::new(node));
+        let address = serve(node.clone()).await;
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let limit = crate::adapters::kube::resend::in_flight_limit();
+        let drainer = Drainer {
+            client: crate::adapters::kube::resend::client(config.clone(), &limit).unwrap(),
+            evictions: crate::adapters::kube::resend::client_without_retry(config, &limit).unwrap(),
+            timeout: std::time::Duration::from_secs(1),
+            on_failure: DrainFailure::Fail,
+            pod_selector: None,
+        };
+        let answer = drainer.set_unschedulable("worker-0", false).await;
+        let after = node.lock().unwrap().clone();
+        (answer, after)
+    }
+
+    #[tokio::test]
+    async fn an_uncordon_resent_after_a_broken_connection_leaves_a_cordon_set_in_between() {
+        // The uncordon lands, its connection breaks unanswered, and an admin cordons the node
+        // before fleetboot sends it again: the admin's cordon stays.
+        let (answer, node) = uncordon_on(Fault::LoseFirstPatch(|node| {
+            node.unschedulable = true;
+            node.version += 1;
+        }))
+        .await;
+        assert!(node.unschedulable, "the cordon set in between was lifted");
+        assert_eq!(answer.unwrap(), Some("9".to_owned()), "the version read after the conflict");
+        assert_eq!((node.version, node.patches), (9, 2), "sent again once, on the first read's version, and refused");
+        assert!(cordoned_in_between("worker-0").starts_with("node worker-0 is cordoned"));
+    }
+
+    #[tokio::test]
+    async fn an_uncordon_whose_answer_was_lost_is_done_when_it_landed_and_nobody_cordoned_again() {
+        let (answer, node) = uncordon_on(Fault::LoseFirstPatch(|_| {})).await;
+        assert_eq!(answer.unwrap(), Some("8".to_owned()));
+        assert!(!node.unschedulable);
+        assert_eq!((node.version, node.patches), (8, 2));
+    }
+
+    #[tokio::test]
+    async fn an_uncordon_on_a_node_changed_since_its_read_reads_it_again_and_lifts_the_cordon() {
+        // No lost answer: the kubelet wrote the node's status between fleetboot's read and its
+        // patch (the version moved, the cordon is fleetboot's still): 409, read again, lifted.
+        let (answer, node) = uncordon_on(Fault::WriteAfterFirstRead).await;
+        assert_eq!(answer.unwrap(), Some("9".to_owned()));
+        assert!(!node.unschedulable);
+        assert_eq!((node.version, node.patches), (9, 2));
     }
 }

@@ -100,7 +100,10 @@ pub struct ClusterTarget {
 
 /// A client for the cluster `target` names, as kubectl finds it, its server, and the name of the
 /// kubeconfig context used (none in-cluster). Commands connect through [`ClusterConnection::open`].
-async fn connect_named(target: &ClusterTarget) -> Result<(Client, kube::Config, String, Option<String>), ClusterError> {
+async fn connect_named(
+    target: &ClusterTarget,
+    limit: &tower::limit::GlobalConcurrencyLimitLayer,
+) -> Result<(Client, kube::Config, String, Option<String>), ClusterError> {
     let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
     let (config, context) = match &target.kubeconfig {
         Some(path) => {
@@ -130,7 +133,7 @@ async fn connect_named(target: &ClusterTarget) -> Result<(Client, kube::Config, 
     };
     let server = config.cluster_url.to_string();
     // A read whose connection broke is sent again, as client-go does ([`resend`]).
-    let client = resend::client(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+    let client = resend::client(config.clone(), limit).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
     Ok((client, config, server, context))
 }
 
@@ -141,10 +144,12 @@ async fn connect_named(target: &ClusterTarget) -> Result<(Client, kube::Config, 
 /// eviction carries none (k8s.io/kubernetes release-1.33
 /// `pkg/registry/core/pod/storage/eviction.go`: `NewTooManyRequests(message, 0)`): `kubectl
 /// drain` gets it at once and asks again 5 s later, as the drain does through this client.
-fn without_client_retry(config: &kube::Config, server: &str) -> Result<Client, ClusterError> {
-    let mut config = config.clone();
-    config.default_retry = false;
-    Client::try_from(config).map_err(|e| ClusterError::Api { server: server.to_owned(), reason: e.to_string() })
+fn without_client_retry(
+    config: &kube::Config,
+    server: &str,
+    limit: &tower::limit::GlobalConcurrencyLimitLayer,
+) -> Result<Client, ClusterError> {
+    resend::client_without_retry(config.clone(), limit).map_err(|e| ClusterError::Api { server: server.to_owned(), reason: e.to_string() })
 }
 
 /// A connected cluster: the one client a command uses for everything, and which cluster it is.
@@ -164,9 +169,11 @@ impl ClusterConnection {
     /// Connects as kubectl would and asks the cluster who it is: a cluster that is configured
     /// but cannot be reached is an error here, before anything is touched.
     pub async fn open(target: &ClusterTarget) -> Result<ClusterConnection, ClusterError> {
-        let (client, config, server, context) = connect_named(target).await?;
+        // One bound on the requests in flight for both clients: they share the API server.
+        let limit = resend::in_flight_limit();
+        let (client, config, server, context) = connect_named(target, &limit).await?;
         let cluster_id = cluster_id(&client, &server).await?;
-        let evictions = without_client_retry(&config, &server)?;
+        let evictions = without_client_retry(&config, &server, &limit)?;
         Ok(ClusterConnection { client, evictions, config, identity: ClusterIdentity { server, cluster_id, context } })
     }
 
