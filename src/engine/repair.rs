@@ -127,7 +127,11 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         actions.push(outcome("remove-annotation", node, remove_in_progress(&cluster.client, node, run_id).await));
     }
     for node in &plan.uncordon {
-        let result = drainer.set_unschedulable(node, false).await.map(|_| "done").map_err(|e| e.to_string());
+        // A cordon found there again after a lost answer is someone else's: left, and said.
+        let result = match drainer.set_unschedulable(node, false).await {
+            Ok(patched) => patched.left_cordoned.map_or(Ok("done"), Err),
+            Err(e) => Err(e.to_string()),
+        };
         if result.is_ok() {
             // Journaled in the run's journal that cordoned it: a resume then knows it is done.
             for (path, run) in &journals.reboots {

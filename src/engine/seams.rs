@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::adapters::bmc::RedfishPower;
+pub use crate::adapters::kube::Patched;
 use crate::adapters::kube::world::WorldError;
 use crate::adapters::kube::{Drainer, NodeWatch};
 use crate::adapters::redfish::RedfishError;
@@ -129,8 +130,8 @@ pub type BlockingBudget = (String, Vec<String>);
 pub trait NodeDrain: Send + Sync + 'static {
     fn policy(&self) -> DrainPolicy;
     /// Cordons (`on`) or uncordons the node: the node's resourceVersion the API answered the
-    /// patch with (the version it produced), if it said one.
-    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Option<String>, DrainError>>;
+    /// patch with (the version it produced), if it said one, and what the uncordon left.
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Patched, DrainError>>;
     /// Whether the node is unschedulable (cordoned) now, as the API shows it.
     fn is_unschedulable<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, DrainError>>;
     /// Evicts every pod the drain covers until none is left or the policy's timeout: the number
@@ -251,7 +252,7 @@ impl NodeDrain for Drainer {
         Drainer::policy(self)
     }
 
-    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Option<String>, DrainError>> {
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Patched, DrainError>> {
         Box::pin(async move { Drainer::set_unschedulable(self, node, on).await.map_err(DrainError::api) })
     }
 

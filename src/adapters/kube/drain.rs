@@ -139,6 +139,23 @@ fn cordoned(node: &Node) -> bool {
     node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
 }
 
+/// A cordon or uncordon the API took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Patched {
+    /// The node's resourceVersion the API answered with (the version the patch produced), or,
+    /// when nothing was sent or the cordon was left, the version read.
+    pub version: Option<String>,
+    /// An uncordon that found the node cordoned again after its own answer was lost, and left
+    /// that cordon as someone else's: why, to be told ([`cordoned_in_between`]).
+    pub left_cordoned: Option<String>,
+}
+
+impl Patched {
+    fn at(version: Option<String>) -> Patched {
+        Patched { version, left_cordoned: None }
+    }
+}
+
 /// What an uncordon whose answer was lost says when it finds the node cordoned again. Pure.
 fn cordoned_in_between(node: &str) -> String {
     format!(
@@ -184,7 +201,7 @@ impl Drainer {
     /// rule ([`super::resend::ResendBrokenReads`]), rather than fail the node on a connection
     /// the API dropped. The uncordon is sent again only on the version it was based on
     /// ([`Drainer::uncordon`]).
-    pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<Option<String>, CordonError> {
+    pub async fn set_unschedulable(&self, node: &str, on: bool) -> Result<Patched, CordonError> {
         use kube::api::{Patch, PatchParams};
         if !on {
             return self.uncordon(node).await;
@@ -193,7 +210,7 @@ impl Drainer {
         let mut resends = super::resend::ResendBrokenReads::default();
         loop {
             match Api::<Node>::all(self.client.clone()).patch(node, &PatchParams::default(), &patch).await {
-                Ok(patched) => return Ok(patched.metadata.resource_version),
+                Ok(patched) => return Ok(Patched::at(patched.metadata.resource_version)),
                 Err(source) => match resends.pause_after(&source) {
                     Some(pause) => pause.await,
                     None => return Err(CordonError { node: node.to_owned(), cordon: on, source }),
@@ -215,7 +232,7 @@ impl Drainer {
     /// written between the read and the patch) reads the node again and tries again, as
     /// client-go's `retry.RetryOnConflict` does (k8s.io/client-go release-1.33
     /// `util/retry/util.go`, `DefaultRetry`: 5 steps).
-    async fn uncordon(&self, node: &str) -> Result<Option<String>, CordonError> {
+    async fn uncordon(&self, node: &str) -> Result<Patched, CordonError> {
         use kube::api::{Patch, PatchParams};
         let api = Api::<Node>::all(self.client.clone());
         let failed = |source| CordonError { node: node.to_owned(), cordon: false, source };
@@ -225,7 +242,7 @@ impl Drainer {
             let read = api.get(node).await.map_err(failed)?;
             if !cordoned(&read) {
                 // Lifted already (by whoever): nothing to send.
-                return Ok(read.metadata.resource_version);
+                return Ok(Patched::at(read.metadata.resource_version));
             }
             let patch = Patch::Merge(serde_json::json!({
                 "metadata": {"resourceVersion": read.metadata.resource_version},
@@ -235,13 +252,11 @@ impl Drainer {
             let mut lost = false;
             loop {
                 match api.patch(node, &PatchParams::default(), &patch).await {
-                    Ok(patched) => return Ok(patched.metadata.resource_version),
+                    Ok(patched) => return Ok(Patched::at(patched.metadata.resource_version)),
                     Err(kube::Error::Api(status)) if status.code == 409 && lost => {
                         let now = api.get(node).await.map_err(failed)?;
-                        if cordoned(&now) {
-                            eprintln!("warning: {}", cordoned_in_between(node));
-                        }
-                        return Ok(now.metadata.resource_version);
+                        let left_cordoned = cordoned(&now).then(|| cordoned_in_between(node));
+                        return Ok(Patched { version: now.metadata.resource_version, left_cordoned });
                     }
                     Err(kube::Error::Api(status)) if status.code == 409 && conflicts < UNCORDON_CONFLICTS => {
                         conflicts += 1;
@@ -541,7 +556,7 @@ mod tests {
 
     /// Uncordons worker-0, cordoned at version 7, under `fault`: what `set_unschedulable`
     /// returned and the node after it.
-    async fn uncordon_on(fault: Fault) -> (Result<Option<String>, CordonError>, FakeNode) {
+    async fn uncordon_on(fault: Fault) -> (Result<Patched, CordonError>, FakeNode) {
         let node = FakeNode { version: 7, unschedulable: true, reads: 0, patches: 0, fault };
         let node = std::sync::Arc::new(std::sync::Mutex::new(node));
         let address = serve(node.clone()).await;
@@ -569,15 +584,17 @@ mod tests {
         }))
         .await;
         assert!(node.unschedulable, "the cordon set in between was lifted");
-        assert_eq!(answer.unwrap(), Some("9".to_owned()), "the version read after the conflict");
+        let answer = answer.unwrap();
+        assert_eq!(answer.version, Some("9".to_owned()), "the version read after the conflict");
         assert_eq!((node.version, node.patches), (9, 2), "sent again once, on the first read's version, and refused");
-        assert!(cordoned_in_between("worker-0").starts_with("node worker-0 is cordoned"));
+        let told = answer.left_cordoned.expect("the cordon left is told");
+        assert!(told.starts_with("node worker-0 is cordoned"), "{told}");
     }
 
     #[tokio::test]
     async fn an_uncordon_whose_answer_was_lost_is_done_when_it_landed_and_nobody_cordoned_again() {
         let (answer, node) = uncordon_on(Fault::LoseFirstPatch(|_| {})).await;
-        assert_eq!(answer.unwrap(), Some("8".to_owned()));
+        assert_eq!(answer.unwrap(), Patched { version: Some("8".to_owned()), left_cordoned: None });
         assert!(!node.unschedulable);
         assert_eq!((node.version, node.patches), (8, 2));
     }
@@ -587,7 +604,7 @@ mod tests {
         // No lost answer: the kubelet wrote the node's status between fleetboot's read and its
         // patch (the version moved, the cordon is fleetboot's still): 409, read again, lifted.
         let (answer, node) = uncordon_on(Fault::WriteAfterFirstRead).await;
-        assert_eq!(answer.unwrap(), Some("9".to_owned()));
+        assert_eq!(answer.unwrap(), Patched { version: Some("9".to_owned()), left_cordoned: None });
         assert!(!node.unschedulable);
         assert_eq!((node.version, node.patches), (9, 2));
     }

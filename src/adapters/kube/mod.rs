@@ -22,7 +22,7 @@ pub mod watch;
 pub mod world;
 
 pub use discover::{discover, discover_with_pools, machine_config_pools, node_info, pool_selectors};
-pub use drain::Drainer;
+pub use drain::{Drainer, Patched};
 pub use lease::{
     LEASE_NAME, LeaseLock, LeaseLost, MIGRATION_LEASE_NAME, Released, holder_is_dead_process, holder_is_dead_run, live_holder,
     process_alive, read_lease, refuse_if_held, release_lease, run_lease_name, this_process_identity,

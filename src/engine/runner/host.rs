@@ -88,9 +88,9 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
                 && !in_doubt
                 && matches!(record.phase, Phase::Confirmed | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::PoweredOff)
                 && shared.record(Entry::Uncordoning { host: name.clone() }).await.is_ok()
-                && let Ok(version) = drain.set_unschedulable(name, false).await
+                && let Ok(patched) = drain.set_unschedulable(name, false).await
             {
-                let _ = shared.uncordoned(name, version).await;
+                let _ = shared.uncordoned(name, patched).await;
             }
         }
     }
@@ -231,8 +231,8 @@ async fn uncordon_left_over<T: PowerTransport>(shared: &Shared<T>) {
                 return;
             }
             match drain.set_unschedulable(&name, false).await {
-                Ok(version) => {
-                    if shared.uncordoned(&name, version).await.is_err() {
+                Ok(patched) => {
+                    if shared.uncordoned(&name, patched).await.is_err() {
                         return;
                     }
                 }
@@ -1086,8 +1086,8 @@ async fn uncordon<T: PowerTransport>(shared: &Shared<T>, host: &Host) {
             return;
         }
         match drain.set_unschedulable(&host.name, false).await {
-            Ok(version) => {
-                let _ = shared.uncordoned(&host.name, version).await;
+            Ok(patched) => {
+                let _ = shared.uncordoned(&host.name, patched).await;
             }
             Err(e) => shared.warn(host, format!("{e}; tried again at the end of the run")),
         }

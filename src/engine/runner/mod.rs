@@ -28,7 +28,7 @@ use crate::adapters::bmc::RedfishPower;
 use crate::adapters::config::{FallbackPolicy, RebootSettings, Transport};
 use crate::adapters::journal::{JournalWriter, Pending};
 use crate::adapters::kube::{Drainer, NodeWatch};
-use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence};
+use crate::engine::seams::{BmcPower, NodeDrain, NodeEvidence, Patched};
 use fleetboot_core::events::{Event, HostOutcome, Summary};
 use fleetboot_core::hosts::Host;
 use fleetboot_core::journal::{Entry, HostRecord, JOURNAL_VERSION, JournalError, Record, ResumeAction, RunState};
@@ -473,8 +473,12 @@ impl<T: PowerTransport> Shared<T> {
     /// Journals that this run lifted its cordon of `host` with the patch that produced
     /// `version` (the API's answer), remembered before the record so that no world read finds
     /// the node neither this run's cordon nor its just-lifted one.
-    async fn uncordoned(&self, host: &str, version: Option<String>) -> Result<(), Stop> {
-        self.lifted.lock().unwrap().insert(host.to_owned(), version);
+    /// An uncordon that left a cordon found there as someone else's says so.
+    async fn uncordoned(&self, host: &str, patched: Patched) -> Result<(), Stop> {
+        if let Some(why) = patched.left_cordoned {
+            let _ = self.events.send(Event::Warning { host: Some(host.to_owned()), message: why });
+        }
+        self.lifted.lock().unwrap().insert(host.to_owned(), patched.version);
         self.record(Entry::Uncordoned { host: host.to_owned() }).await
     }
 

@@ -518,10 +518,10 @@ impl NodeDrain for FakeDrain {
         DrainPolicy { timeout_ms: 60_000, on_failure: if self.1.force { DrainFailure::Force } else { DrainFailure::Fail } }
     }
 
-    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Option<String>, DrainError>> {
+    fn set_unschedulable<'a>(&'a self, node: &'a str, on: bool) -> BoxFuture<'a, Result<Patched, DrainError>> {
         Box::pin(async move {
             self.0.set(node, |h| h.log.push((Instant::now(), if on { Happened::Cordoned } else { Happened::Uncordoned })));
-            Ok(Some(self.0.write_node(node).to_string()))
+            Ok(Patched { version: Some(self.0.write_node(node).to_string()), left_cordoned: None })
         })
     }
 
