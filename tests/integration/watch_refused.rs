@@ -9,7 +9,10 @@
 //! reported rebooted. And a Node watch the API keeps failing without a 403 (500s, a stream
 //! that breaks on every attempt: the simulation's `fail-watches`): retried with backoff, never
 //! in a loop; no reboot is judged on the nodes it no longer shows, a host sent one fails at its
-//! deadline naming the watch's error, and a node seen only through it is not reset twice.
+//! deadline naming the watch's error, and a node seen only through it is not reset twice. The
+//! same once a 410 Gone sends the watch to list again and the list keeps failing (the
+//! simulation's `fail-watches` `gone` and `fail-requests` `LIST`): a rolling run sends no second
+//! host a reboot judged on the nodes as last listed.
 
 use std::io::Read;
 use std::process::Stdio;
@@ -362,4 +365,72 @@ fn a_node_watch_answered_500_after_a_bmc_reset_fails_the_host_without_forcing_a_
     let history = nodes.as_array().unwrap().iter().find(|n| n["name"] == "worker-1").unwrap()["history"].to_string();
     assert_eq!(history.matches("bmc-reset:GracefulRestart").count(), 1, "{history}");
     assert_eq!(history.matches("bmc-reset:ForceRestart").count(), 0, "no second reset forced: {history}");
+}
+
+/// The host a journal shows dispatched first.
+fn first_dispatched(journal: &str) -> Option<String> {
+    let line = journal.lines().find(|l| l.contains(r#""event":"dispatched""#))?;
+    let record: Value = serde_json::from_str(line).ok()?;
+    record["host"].as_str().map(str::to_owned)
+}
+
+/// A Node watch that must relist and whose relist keeps failing is blind, as one whose watch
+/// keeps failing is (kube-runtime 5 says `Init` before each list it asks for, also after a list
+/// that failed: counted as an answer, it reset the failures and the watch never went blind).
+/// A rolling run of two workers, one at a time, one failure tolerated: once the first one's
+/// reboot was sent, every Node watch is answered 410 Expired (the simulation's `fail-watches`
+/// `gone`, the open watch ended: the client must list again) and every list of the nodes 500
+/// (`fail-requests` `LIST`). The watch's store keeps the nodes as last listed for good. The host
+/// sent its reboot fails at its deadline naming the watch's error, the list's 500 its last (not
+/// "the API still shows its old boot ID"); the other is never sent a reboot judged on the nodes
+/// the watch last saw: it waits and fails, nothing touched. The simulation's boot counts: the
+/// first worker once, nothing else.
+#[test]
+fn a_node_watch_whose_relist_keeps_failing_is_blind_and_no_second_host_is_rebooted_on_its_old_nodes() {
+    let sim = Sim::start_with(1, 2, &["--boot-time", "5s"]);
+    short_schedule(&sim);
+    let boots = boot_counts(&sim);
+    let journal = sim.path("relist.jsonl");
+    let args = [
+        "reboot",
+        "--nodes",
+        "worker-0,worker-1",
+        "--concurrency",
+        "1",
+        "--max-failures",
+        "1",
+        "--poll-interval",
+        "200ms",
+        "--reboot-timeout",
+        "12s",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let mut child = Killed(sim.fleetboot(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    wait(&mut child, "the first reboot sent", || read(&journal).contains(r#""event":"dispatched""#));
+    let watched = watches(&sim);
+    // Lists fail first: the relist the 410 forces is the first list the watch asks for.
+    sim.control("POST", "fail-requests", r#"{"method": "LIST", "resource": "nodes", "count": 1000000}"#);
+    sim.control("POST", "fail-watches", r#"{"resource": "nodes", "how": "gone"}"#);
+    sim.control("POST", "end-watches", "");
+
+    let (status, text) = finish_soon(child, "it never ends");
+    let records = read(&journal);
+    let first = first_dispatched(&records).expect("a host dispatched");
+    let other = if first == "worker-0" { "worker-1" } else { "worker-0" };
+    assert!(watches(&sim) > watched, "the watch was asked again and answered 410");
+    assert_eq!(status, Some(3), "the hosts failed: {text}");
+    assert!(
+        text.contains(&format!("node {first} could not be seen back: the cluster API's Node watch failed")),
+        "names the blind watch: {text}"
+    );
+    assert!(text.contains("the last: 500 InternalError: etcdserver: request timed out"), "the relist's answer: {text}");
+    assert_eq!(records_of(&records, "dispatching", &first), 1, "one reboot sent: {records}");
+    assert_eq!(
+        records_of(&records, "dispatching", other) + records_of(&records, "dispatched", other),
+        0,
+        "{other} not sent one: {records}"
+    );
+    let since = boots_since(&sim, &boots);
+    assert!(since.iter().all(|(name, n)| *n == usize::from(*name == first)), "{first} booted once, nothing else: {since:?}");
 }
