@@ -188,8 +188,12 @@ fn boots_since(sim: &Sim, before: &[(String, usize)]) -> Vec<(String, usize)> {
 /// The role loses `watch` on nodes once worker-0's reboot was sent (the open watch ends, its
 /// next request is refused), the node still booting (5 s here). Its new boot ID is seen over
 /// SSH (journaled `back`), but its return Ready can no longer be: the host fails naming the
-/// refusal (the role, `fleetboot rbac`; fleetboot fails it as soon as the refusal and the SSH
-/// answer are in, not at its reboot timeout, but no timing is asserted here). It is not
+/// refusal (the role, `fleetboot rbac`), at once: its reboot timeout is an hour, and its failure
+/// must be journaled while the watch is still refused, within the test's one-minute wait (no
+/// duration is measured; a host that waited for its deadline fails the test). Its reboot in
+/// doubt, the run then holds its place until the node is seen back through the API: the role
+/// is restored, and the run ends without ever releasing the place at the deadline (no
+/// `pass_released`). It is not
 /// reported rebooted (nothing confirmed), and it is not sent another reboot: one
 /// `dispatching`, one boot in the simulation's history.
 #[test]
@@ -208,7 +212,7 @@ fn a_node_watch_refused_after_the_reboot_was_sent_fails_the_host_naming_it_after
         "--poll-interval",
         "200ms",
         "--reboot-timeout",
-        "15s",
+        "1h",
         "--journal",
         journal.to_str().unwrap(),
     ];
@@ -217,9 +221,17 @@ fn a_node_watch_refused_after_the_reboot_was_sent_fails_the_host_naming_it_after
     apply(&sim, &[without_watch_on_nodes(&objects)], "replace");
     sim.control("POST", "end-watches", "");
 
-    let (status, text) = finish_soon(child, "it never fails the host");
+    wait(&mut child, "worker-0 failed at once, not at its reboot timeout (an hour)", || {
+        records_of(&read(&journal), "failed", "worker-0") == 1
+    });
+    let failed = read(&journal);
+    assert!(failed.contains("node worker-0 could not be seen back: the cluster API refuses"), "failed on the refusal: {failed}");
+    apply(&sim, &objects, "replace");
+
+    let (status, text) = finish_soon(child, "the node never seen back once the role was restored");
     assert!(traffic(&sim, "DENIED watch nodes") >= 1, "the watch was refused");
     let records = read(&journal);
+    assert!(!records.contains(r#""event":"pass_released""#), "its place never let go at the deadline: {records}");
     assert_eq!(status, Some(3), "the host failed: {text}");
     assert!(
         text.contains("node worker-0 could not be seen back: the cluster API refuses to let fleetboot watch the Nodes (403 Forbidden"),
