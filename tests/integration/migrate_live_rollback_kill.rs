@@ -2,7 +2,8 @@
 //! PID) at each of its steps, one kill after the other on one cluster, each kill resumed with
 //! `fleetboot migrate --resume`: before its one patch (the boot IDs recorded), after it, in the
 //! MCO's reboots it watches (after the first it journals, once the first round is over, once
-//! the second is under way), after the watch's verdict, after verify; then `--cleanup` killed before the namespace's deletion and run again.
+//! the second is under way: resumed only once the API shows that new boot, so a resume proves
+//! the boot before it only from what the killed run kept), after the watch's verdict, after verify; then `--cleanup` killed before the namespace's deletion and run again.
 //! At each distinct step rather than after each record: the records of one step's start and the
 //! previous step's end follow each other within a millisecond, and a kill between them is the
 //! same kill as one at the step's first request (held here). Judged at the end as the live
@@ -42,12 +43,35 @@ fn rollback_journal(sim: &Sim) -> String {
 /// with `boots`, every machine, or one, booted that many times: the simulation's history); from
 /// when `hold` (a predicate on the journal) holds, the requests `(method, resource)` wait
 /// unanswered (the simulation's `hold-requests`; `""`: from the start), so a kill lands before the next step's first
-/// request whatever the machine's speed; released after the kill.
+/// request whatever the machine's speed; released after the kill. With `then`, the resume
+/// waits after the kill until it holds.
 struct Point {
     marker: &'static str,
     count: usize,
     boots: Option<(Every, usize)>,
     hold: Option<(&'static str, (&'static str, &'static str))>,
+    then: Option<After>,
+}
+
+/// What the cluster must show before the next resume.
+#[derive(Clone, Copy, Debug)]
+enum After {
+    /// The API shows each machine's boot ID as it is now (a node that booted once more while
+    /// nothing watched shows its new one), and some machine booted a fourth time.
+    NewBootsShown,
+}
+
+impl After {
+    fn holds(self, sim: &Sim) -> bool {
+        match self {
+            After::NewBootsShown => {
+                let machines: Value = serde_json::from_str(&sim.control("GET", "nodes", "")).unwrap();
+                let shown = |name: &str| sim.kubectl_ok(&["get", "node", name, "-o", "jsonpath={.status.nodeInfo.bootID}"]);
+                boot_counts(sim).iter().any(|(_, n)| *n >= 4)
+                    && machines.as_array().unwrap().iter().all(|m| shown(m["name"].as_str().unwrap()) == m["bootID"].as_str().unwrap())
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -140,8 +164,8 @@ fn a_live_rollback_killed_at_each_step_resumes_to_the_end_rebooting_each_node_tw
     assert!(forward_boots.iter().all(|(_, count)| *count == 2), "{forward_boots:?}");
     let generation = network_config(&sim)["metadata"]["generation"].as_i64();
 
-    let point = |marker, count, hold| Point { marker, count, boots: None, hold };
-    let observed = |every, n| Point { marker: r#""event":"reboot_observed""#, count: 1, boots: Some((every, n)), hold: None };
+    let point = |marker, count, hold| Point { marker, count, boots: None, hold, then: None };
+    let observed = |every, n| Point { marker: r#""event":"reboot_observed""#, count: 1, boots: Some((every, n)), hold: None, then: None };
     let points = [
         // Inside the patch's step, its boot IDs recorded, before the patch (held from the start:
         // nothing before it patches the Network).
@@ -149,11 +173,14 @@ fn a_live_rollback_killed_at_each_step_resumes_to_the_end_rebooting_each_node_tw
         point(r#""step_done","step":"set_network_type""#, 1, None),
         // In the watch: its first reboot journaled; the MCO's first round (the routable MTU)
         // over, every machine booted a third time; its second (configure-ovs.sh) under way, a
-        // machine booted a fourth time, so the boot IDs a killed watch saw must be kept for
-        // the proof (a watch started now sees one of that machine's two).
+        // machine booted a fourth time, and the resume waits until the API shows that boot:
+        // the watch it starts never sees the machine's third boot ID, shown only to the watch
+        // killed, so the proof needs the boot IDs the killed watch saw, kept for it. (Killed
+        // and resumed at once, the API still showed the third: a resume that kept nothing saw
+        // both boots itself, and the test could not tell.)
         point(r#""event":"reboot_observed""#, 1, None),
         observed(Every::Machine, 3),
-        observed(Every::AnyMachine, 4),
+        Point { then: Some(After::NewBootsShown), ..observed(Every::AnyMachine, 4) },
         // The watch's verdict journaled, before verify's pod reads (held from the last reboot).
         point(r#""step_done","step":"wait_rollout""#, 1, Some((r#""step_started","step":"wait_rollout""#, ("GET", "pods")))),
         // After verify's end the run only releases its lease: the release is held, so the kill
@@ -176,7 +203,16 @@ fn a_live_rollback_killed_at_each_step_resumes_to_the_end_rebooting_each_node_tw
             assert!(count <= 4, "killed at {point:?}: {node} booted {count} times");
         }
         kills.push(format!("{point:?} → {landed}"));
+        if let Some(after) = point.then {
+            let start = Instant::now();
+            while !after.holds(&sim) {
+                assert!(start.elapsed() < Duration::from_secs(60), "never: {after:?}: {kills:#?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
+    // The kill the proof across resumes hangs on was aimed at, not passed.
+    assert!(kills.iter().any(|k| k.contains("AnyMachine booted 4 times")), "{kills:#?}");
     // Most points were aimed at: only the reboots the MCO went on with after a kill may be
     // passed (seen at once by the next resume).
     assert!(kills.len() >= 5, "{kills:#?}");
@@ -218,7 +254,7 @@ fn a_live_rollback_killed_at_each_step_resumes_to_the_end_rebooting_each_node_tw
         assert_eq!(journal.matches(&format!(r#""step_done","step":"{step}""#)).count(), 1, "{step}: {journal}");
     }
     // Every reboot seen, across the kills: the boot IDs a killed watch saw are kept for the next
-    // (a kill lasts a few milliseconds; a simulated reboot, seconds).
+    // (the machine's third boot ID, shown only before the kill at its fourth boot, is counted).
     let proof = journal.lines().find(|l| l.contains(r#""step_done","step":"wait_rollout""#)).unwrap();
     assert!(proof.contains("each of the 2 nodes rebooted 2 times by the MCO (new boot IDs), Ready after each"), "{kills:#?}: {proof}");
     assert_eq!(sim.control("GET", "operators/refusals", ""), "[]", "the operator refused nothing");

@@ -9,7 +9,10 @@
 //! reported rebooted. And a Node watch the API keeps failing without a 403 (500s, a stream
 //! that breaks on every attempt: the simulation's `fail-watches`): retried with backoff, never
 //! in a loop; no reboot is judged on the nodes it no longer shows, a host sent one fails at its
-//! deadline naming the watch's error, and a node seen only through it is not reset twice.
+//! deadline naming the watch's error, and a node seen only through it is not reset twice. The
+//! same once a 410 Gone sends the watch to list again and the list keeps failing (the
+//! simulation's `fail-watches` `gone` and `fail-requests` `LIST`): a rolling run sends no second
+//! host a reboot judged on the nodes as last listed.
 
 use std::io::Read;
 use std::process::Stdio;
@@ -185,8 +188,12 @@ fn boots_since(sim: &Sim, before: &[(String, usize)]) -> Vec<(String, usize)> {
 /// The role loses `watch` on nodes once worker-0's reboot was sent (the open watch ends, its
 /// next request is refused), the node still booting (5 s here). Its new boot ID is seen over
 /// SSH (journaled `back`), but its return Ready can no longer be: the host fails naming the
-/// refusal (the role, `fleetboot rbac`; fleetboot fails it as soon as the refusal and the SSH
-/// answer are in, not at its reboot timeout, but no timing is asserted here). It is not
+/// refusal (the role, `fleetboot rbac`), at once: its reboot timeout is an hour, and its failure
+/// must be journaled while the watch is still refused, within the test's one-minute wait (no
+/// duration is measured; a host that waited for its deadline fails the test). Its reboot in
+/// doubt, the run then holds its place until the node is seen back through the API: the role
+/// is restored, and the run ends without ever releasing the place at the deadline (no
+/// `pass_released`). It is not
 /// reported rebooted (nothing confirmed), and it is not sent another reboot: one
 /// `dispatching`, one boot in the simulation's history.
 #[test]
@@ -205,7 +212,7 @@ fn a_node_watch_refused_after_the_reboot_was_sent_fails_the_host_naming_it_after
         "--poll-interval",
         "200ms",
         "--reboot-timeout",
-        "15s",
+        "1h",
         "--journal",
         journal.to_str().unwrap(),
     ];
@@ -214,9 +221,17 @@ fn a_node_watch_refused_after_the_reboot_was_sent_fails_the_host_naming_it_after
     apply(&sim, &[without_watch_on_nodes(&objects)], "replace");
     sim.control("POST", "end-watches", "");
 
-    let (status, text) = finish_soon(child, "it never fails the host");
+    wait(&mut child, "worker-0 failed at once, not at its reboot timeout (an hour)", || {
+        records_of(&read(&journal), "failed", "worker-0") == 1
+    });
+    let failed = read(&journal);
+    assert!(failed.contains("node worker-0 could not be seen back: the cluster API refuses"), "failed on the refusal: {failed}");
+    apply(&sim, &objects, "replace");
+
+    let (status, text) = finish_soon(child, "the node never seen back once the role was restored");
     assert!(traffic(&sim, "DENIED watch nodes") >= 1, "the watch was refused");
     let records = read(&journal);
+    assert!(!records.contains(r#""event":"pass_released""#), "its place never let go at the deadline: {records}");
     assert_eq!(status, Some(3), "the host failed: {text}");
     assert!(
         text.contains("node worker-0 could not be seen back: the cluster API refuses to let fleetboot watch the Nodes (403 Forbidden"),
@@ -362,4 +377,72 @@ fn a_node_watch_answered_500_after_a_bmc_reset_fails_the_host_without_forcing_a_
     let history = nodes.as_array().unwrap().iter().find(|n| n["name"] == "worker-1").unwrap()["history"].to_string();
     assert_eq!(history.matches("bmc-reset:GracefulRestart").count(), 1, "{history}");
     assert_eq!(history.matches("bmc-reset:ForceRestart").count(), 0, "no second reset forced: {history}");
+}
+
+/// The host a journal shows dispatched first.
+fn first_dispatched(journal: &str) -> Option<String> {
+    let line = journal.lines().find(|l| l.contains(r#""event":"dispatched""#))?;
+    let record: Value = serde_json::from_str(line).ok()?;
+    record["host"].as_str().map(str::to_owned)
+}
+
+/// A Node watch that must relist and whose relist keeps failing is blind, as one whose watch
+/// keeps failing is (kube-runtime 5 says `Init` before each list it asks for, also after a list
+/// that failed: counted as an answer, it reset the failures and the watch never went blind).
+/// A rolling run of two workers, one at a time, one failure tolerated: once the first one's
+/// reboot was sent, every Node watch is answered 410 Expired (the simulation's `fail-watches`
+/// `gone`, the open watch ended: the client must list again) and every list of the nodes 500
+/// (`fail-requests` `LIST`). The watch's store keeps the nodes as last listed for good. The host
+/// sent its reboot fails at its deadline naming the watch's error, the list's 500 its last (not
+/// "the API still shows its old boot ID"); the other is never sent a reboot judged on the nodes
+/// the watch last saw: it waits and fails, nothing touched. The simulation's boot counts: the
+/// first worker once, nothing else.
+#[test]
+fn a_node_watch_whose_relist_keeps_failing_is_blind_and_no_second_host_is_rebooted_on_its_old_nodes() {
+    let sim = Sim::start_with(1, 2, &["--boot-time", "5s"]);
+    short_schedule(&sim);
+    let boots = boot_counts(&sim);
+    let journal = sim.path("relist.jsonl");
+    let args = [
+        "reboot",
+        "--nodes",
+        "worker-0,worker-1",
+        "--concurrency",
+        "1",
+        "--max-failures",
+        "1",
+        "--poll-interval",
+        "200ms",
+        "--reboot-timeout",
+        "12s",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let mut child = Killed(sim.fleetboot(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    wait(&mut child, "the first reboot sent", || read(&journal).contains(r#""event":"dispatched""#));
+    let watched = watches(&sim);
+    // Lists fail first: the relist the 410 forces is the first list the watch asks for.
+    sim.control("POST", "fail-requests", r#"{"method": "LIST", "resource": "nodes", "count": 1000000}"#);
+    sim.control("POST", "fail-watches", r#"{"resource": "nodes", "how": "gone"}"#);
+    sim.control("POST", "end-watches", "");
+
+    let (status, text) = finish_soon(child, "it never ends");
+    let records = read(&journal);
+    let first = first_dispatched(&records).expect("a host dispatched");
+    let other = if first == "worker-0" { "worker-1" } else { "worker-0" };
+    assert!(watches(&sim) > watched, "the watch was asked again and answered 410");
+    assert_eq!(status, Some(3), "the hosts failed: {text}");
+    assert!(
+        text.contains(&format!("node {first} could not be seen back: the cluster API's Node watch failed")),
+        "names the blind watch: {text}"
+    );
+    assert!(text.contains("the last: 500 InternalError: etcdserver: request timed out"), "the relist's answer: {text}");
+    assert_eq!(records_of(&records, "dispatching", &first), 1, "one reboot sent: {records}");
+    assert_eq!(
+        records_of(&records, "dispatching", other) + records_of(&records, "dispatched", other),
+        0,
+        "{other} not sent one: {records}"
+    );
+    let since = boots_since(&sim, &boots);
+    assert!(since.iter().all(|(name, n)| *n == usize::from(*name == first)), "{first} booted once, nothing else: {since:?}");
 }

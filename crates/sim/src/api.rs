@@ -49,7 +49,10 @@ pub struct ApiState {
     pub control: std::sync::OnceLock<Box<ControlEndpoint>>,
     /// Fault injection: the next N requests of a method on a resource (`"PATCH nodes"`) are
     /// answered 500 InternalError "etcdserver: request timed out", as an API server whose etcd
-    /// did not answer in time (a 500 no client retries by itself, unlike 429/503/504).
+    /// did not answer in time (a 500 no client retries by itself, unlike 429/503/504). `"GET R"`
+    /// is every GET of R (a get, a list or a watch); `"LIST R"` only a list (a GET of the
+    /// collection that is not a watch), as the traffic names it: a watch that goes on while
+    /// its relist fails.
     pub failing_requests: Mutex<std::collections::HashMap<String, u32>>,
     /// Fault injection, no rule: every watch of a resource (by its plural, `"nodes"`) fails
     /// while set, however often a client asks: an API server whose etcd keeps timing out
@@ -131,6 +134,14 @@ pub enum WatchFault {
     /// The stream opens (200) and carries one ERROR event with the 500 Status, then ends (a
     /// watch that breaks as soon as it starts).
     ErrorEvent,
+    /// The stream opens (200) and carries one ERROR event with 410 Expired "too old resource
+    /// version", then ends: what a real API server answers a watch from a resourceVersion its
+    /// history no longer holds (the store's own `Gone`, below). The client must list again
+    /// (Kubernetes docs, "API Concepts", Efficient detection of changes: "clients must handle
+    /// the case by recognizing the status code 410 Gone, clearing their local cache, performing
+    /// a new get or list operation, and starting the watch from the resourceVersion that was
+    /// returned"); every watch answered so forces a relist each time.
+    Gone,
 }
 
 impl WatchFault {
@@ -138,7 +149,8 @@ impl WatchFault {
         match name {
             "status" => Ok(WatchFault::Status),
             "error-event" => Ok(WatchFault::ErrorEvent),
-            other => Err(format!("unknown watch fault {other:?}: \"status\" or \"error-event\"")),
+            "gone" => Ok(WatchFault::Gone),
+            other => Err(format!("unknown watch fault {other:?}: \"status\", \"error-event\" or \"gone\"")),
         }
     }
 }
@@ -620,15 +632,19 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
     while state.held_requests.lock().unwrap().contains(&format!("{method} {}", t.plural)) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A list is not a get: "LIST pods" is one request whatever it returns, "GET pods" one per pod.
+    let verb = if method == Method::GET && target.name.is_none() { "LIST" } else { method.as_str() };
     {
+        // "GET R" fails every GET of R; "LIST R" only its lists (not a watch).
+        let list = verb == "LIST" && !query.flag("watch");
+        let keys = [Some(method.as_str()), list.then_some("LIST")].map(|v| v.map(|v| format!("{v} {}", t.plural)));
         let mut failing = state.failing_requests.lock().unwrap();
-        if let Some(left) = failing.get_mut(&format!("{method} {}", t.plural)).filter(|n| **n > 0) {
+        let hit = keys.into_iter().flatten().find(|key| failing.get(key).is_some_and(|n| *n > 0));
+        if let Some(left) = hit.and_then(|key| failing.get_mut(&key)) {
             *left -= 1;
             return status_error(500, "InternalError", "etcdserver: request timed out".into());
         }
     }
-    // A list is not a get: "LIST pods" is one request whatever it returns, "GET pods" one per pod.
-    let verb = if method == Method::GET && target.name.is_none() { "LIST" } else { method.as_str() };
     let kind = format!("{verb} {}{}", t.plural, sub.map(|s| format!("/{s}")).unwrap_or_default());
     if method == Method::GET && target.name.is_none() && query.flag("watch") {
         state.count(&format!("WATCH {}", t.plural), 1, 0, 0);
@@ -639,6 +655,15 @@ async fn handle_resource(req: Request<Incoming>, target: Target, query: Query, s
                 .header("content-type", "application/json")
                 .body(Full::new(watch_line("ERROR", &etcd_timeout())).boxed())
                 .expect("response"),
+            Some(WatchFault::Gone) => {
+                let requested = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let oldest = state.store.lock().unwrap().resource_version() + 1;
+                let gone = StoreError::Gone { requested, oldest };
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(watch_line("ERROR", &gone.status())).boxed())
+                    .expect("response")
+            }
             None => watch(t, &target, &query, state),
         };
     }

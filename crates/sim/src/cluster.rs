@@ -928,9 +928,13 @@ const MAX_OUTAGE: Duration = Duration::from_secs(3600);
 ///   those waiting as `held`)
 /// - `POST lose-answers` with `{"method": M, "resource": R, "count": N}`: the next N requests
 ///   of M on R are carried out and answered 504 (a write that landed, its answer lost)
-/// - `POST fail-watches` with `{"resource": R, "how": "status" | "error-event" | null}`: every
-///   watch of R fails until set back to null: answered 500 (`status`), or opened and ended
-///   after one ERROR event carrying the 500 (`error-event`); its lists and gets answer as usual
+/// - `POST fail-requests` with `{"method": M, "resource": R, "count": N}`: the next N requests
+///   of M on R are answered 500 (`"LIST"`: only lists of R, not its watches nor gets)
+/// - `POST fail-watches` with `{"resource": R, "how": "status" | "error-event" | "gone" | null}`:
+///   every watch of R fails until set back to null: answered 500 (`status`), or opened and
+///   ended after one ERROR event carrying the 500 (`error-event`) or a 410 Expired, as a watch
+///   from a resourceVersion the API's history no longer holds (`gone`: the client relists);
+///   its lists and gets answer as usual
 /// - `POST cut-watches`: ends every open watch stream once (and closes the connections)
 /// - `POST end-watches`: ends every open watch stream once as its timeout would, the
 ///   connections kept (the client's other requests on them go on)
@@ -1037,7 +1041,7 @@ pub fn control(cluster: &Arc<Cluster>, method: &hyper::Method, path: &str, body:
                 Value::String(how) => {
                     failing.insert(resource.to_owned(), super::api::WatchFault::parse(how).map_err(|e| (400, e))?);
                 }
-                other => return Err((400, format!("\"how\" takes \"status\", \"error-event\" or null, not {other}"))),
+                other => return Err((400, format!("\"how\" takes \"status\", \"error-event\", \"gone\" or null, not {other}"))),
             }
             Ok(json!({"resource": resource, "how": body["how"]}))
         }
