@@ -35,7 +35,10 @@ while [ $# -gt 0 ]; do
         --kinds) kinds=$2; shift ;;
         --base) base=$2; shift ;;
         --keep) keep=1 ;;
-        *) sizes+=("$1") ;;
+        -h | --help) sed -n '2,/^set -Eeuo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "bench-api-load: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) [[ $1 =~ ^[1-9][0-9]*$ ]] || { echo "bench-api-load: $1: expected a number of workers, like 200" >&2; exit 2; }
+           sizes+=("$1") ;;
     esac
     shift
 done
