@@ -127,20 +127,24 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         actions.push(outcome("remove-annotation", node, remove_in_progress(&cluster.client, node, run_id).await));
     }
     for node in &plan.uncordon {
-        // A cordon found there again after a lost answer is someone else's: left, and said.
-        let result = match drainer.set_unschedulable(node, false).await {
-            Ok(patched) => patched.left_cordoned.map_or(Ok("done"), Err),
-            Err(e) => Err(e.to_string()),
+        let (result, left) = match drainer.set_unschedulable(node, false).await {
+            Ok(patched) => (Ok("done"), patched.left_cordoned),
+            Err(e) => (Err(e.to_string()), None),
         };
         if result.is_ok() {
-            // Journaled in the run's journal that cordoned it: a resume then knows it is done.
+            // Journaled in the run's journal that cordoned it: a resume (or another repair)
+            // then knows it is not fleetboot's to lift any more, lifted or left as someone
+            // else's (a cordon found there again after a lost answer).
             for (path, run) in &journals.reboots {
                 if run.records.get(node).is_some_and(|r| r.cordoned) {
                     append(path, Entry::Uncordoned { host: node.clone() })?;
                 }
             }
         }
-        actions.push(outcome("uncordon", node, result));
+        match left {
+            Some(why) => actions.push(RepairAction { action: "uncordon", target: node.clone(), result: "left", detail: Some(why) }),
+            None => actions.push(outcome("uncordon", node, result)),
+        }
     }
     // Debug pods the journal says were created and never deleted (the kube transport's, after
     // a kill): deleted, and the deletion journaled.

@@ -143,10 +143,12 @@ fn cordoned(node: &Node) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Patched {
     /// The node's resourceVersion the API answered with (the version the patch produced), or,
-    /// when nothing was sent or the cordon was left, the version read.
+    /// when nothing was sent (the node found not cordoned) or the cordon was left, the version
+    /// read (`None` when it could not be read).
     pub version: Option<String>,
-    /// An uncordon that found the node cordoned again after its own answer was lost, and left
-    /// that cordon as someone else's: why, to be told ([`cordoned_in_between`]).
+    /// An uncordon that found the node cordoned again after its own answer was lost (or could
+    /// not find out), and left that cordon as someone else's: why, to be told. Never set by a
+    /// cordon.
     pub left_cordoned: Option<String>,
 }
 
@@ -154,6 +156,17 @@ impl Patched {
     fn at(version: Option<String>) -> Patched {
         Patched { version, left_cordoned: None }
     }
+}
+
+/// How often an uncordon answered 429, 503 or 504 is sent again (on the same version).
+const UNCORDON_UNANSWERED: u32 = 10;
+
+/// What an uncordon whose answer was lost says when it cannot find out what became of it. Pure.
+fn unknown_after_lost(node: &str) -> String {
+    format!(
+        "node {node}: fleetboot's uncordon of it went unanswered and the node could not be read since: \
+         it may still be cordoned, and is left to you (`oc adm uncordon {node}` if the cordon is fleetboot's)"
+    )
 }
 
 /// What an uncordon whose answer was lost says when it finds the node cordoned again. Pure.
@@ -234,39 +247,63 @@ impl Drainer {
     /// `util/retry/util.go`, `DefaultRetry`: 5 steps).
     async fn uncordon(&self, node: &str) -> Result<Patched, CordonError> {
         use kube::api::{Patch, PatchParams};
-        let api = Api::<Node>::all(self.client.clone());
+        let reads = Api::<Node>::all(self.client.clone());
+        // The patch goes through the client without kube's own retry: kube resends a 504 (the
+        // API server's timeout while the write goes on) by itself, and the conflict of that
+        // resend would come back here looking like a plain one.
+        let writes = Api::<Node>::all(self.evictions.clone());
         let failed = |source| CordonError { node: node.to_owned(), cordon: false, source };
         let mut resends = super::resend::ResendBrokenReads::default();
+        let mut unanswered = UNCORDON_UNANSWERED;
         let mut conflicts = 0;
+        // Whether a try got no answer it can be judged by: it may have landed. Once true, a
+        // cordon found later is someone else's, and a failure to find out leaves it.
+        let mut lost = false;
         loop {
-            let read = api.get(node).await.map_err(failed)?;
+            let read = match reads.get(node).await {
+                Ok(read) => read,
+                Err(_) if lost => return Ok(Patched { version: None, left_cordoned: Some(unknown_after_lost(node)) }),
+                Err(source) => return Err(failed(source)),
+            };
             if !cordoned(&read) {
-                // Lifted already (by whoever): nothing to send.
+                // Lifted already (by this uncordon's lost try, or by whoever): nothing to send.
                 return Ok(Patched::at(read.metadata.resource_version));
+            }
+            if lost {
+                return Ok(Patched { version: read.metadata.resource_version, left_cordoned: Some(cordoned_in_between(node)) });
             }
             let patch = Patch::Merge(serde_json::json!({
                 "metadata": {"resourceVersion": read.metadata.resource_version},
                 "spec": {"unschedulable": Value::Null},
             }));
-            // Whether a try got no answer: it may have landed.
-            let mut lost = false;
             loop {
-                match api.patch(node, &PatchParams::default(), &patch).await {
+                match writes.patch(node, &PatchParams::default(), &patch).await {
                     Ok(patched) => return Ok(Patched::at(patched.metadata.resource_version)),
-                    Err(kube::Error::Api(status)) if status.code == 409 && lost => {
-                        let now = api.get(node).await.map_err(failed)?;
-                        let left_cordoned = cordoned(&now).then(|| cordoned_in_between(node));
-                        return Ok(Patched { version: now.metadata.resource_version, left_cordoned });
-                    }
-                    Err(kube::Error::Api(status)) if status.code == 409 && conflicts < UNCORDON_CONFLICTS => {
+                    // The node changed since the read: read again (above) and judge.
+                    Err(kube::Error::Api(status)) if status.code == 409 && (lost || conflicts < UNCORDON_CONFLICTS) => {
                         conflicts += 1;
                         break;
+                    }
+                    // Refused before it was carried out (API Priority and Fairness, the API
+                    // server going down): sent again on the same version.
+                    Err(kube::Error::Api(status)) if matches!(status.code, 429 | 503) && unanswered > 0 => {
+                        unanswered -= 1;
+                        tokio::time::sleep(super::resend::RESEND_PAUSE).await;
+                    }
+                    // The API server's timeout (its timeout filter answers 504 while the write
+                    // goes on): it may have been carried out all the same. (A 500 is a failure
+                    // to carry it out: the caller tries again later, on a fresh read.)
+                    Err(kube::Error::Api(status)) if status.code == 504 && unanswered > 0 => {
+                        unanswered -= 1;
+                        lost = true;
+                        tokio::time::sleep(super::resend::RESEND_PAUSE).await;
                     }
                     Err(source) => match resends.pause_after(&source) {
                         Some(pause) => {
                             lost = true;
                             pause.await;
                         }
+                        None if lost => return Ok(Patched { version: None, left_cordoned: Some(unknown_after_lost(node)) }),
                         None => return Err(failed(source)),
                     },
                 }
@@ -470,6 +507,9 @@ mod tests {
         /// The first patch is carried out and its connection closed unanswered, after
         /// another actor's write (this function) on the node.
         LoseFirstPatch(fn(&mut FakeNode)),
+        /// The first patch is carried out and answered 504 (the API server's timeout while the
+        /// write goes on), after another actor's write (this function) on the node.
+        TimeOutFirstPatch(fn(&mut FakeNode)),
         /// Someone writes the node (its status) right after the first read.
         WriteAfterFirstRead,
     }
@@ -509,6 +549,12 @@ mod tests {
             if let (Fault::LoseFirstPatch(in_between), 1) = (self.fault, self.patches) {
                 in_between(self);
                 return None;
+            }
+            if let (Fault::TimeOutFirstPatch(in_between), 1) = (self.fault, self.patches) {
+                in_between(self);
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "Timeout: request did not complete within requested timeout", "reason": "Timeout", "code": 504});
+                return Some((504, status));
             }
             Some((200, self.json()))
         }
@@ -589,6 +635,20 @@ mod tests {
         assert_eq!((node.version, node.patches), (9, 2), "sent again once, on the first read's version, and refused");
         let told = answer.left_cordoned.expect("the cordon left is told");
         assert!(told.starts_with("node worker-0 is cordoned"), "{told}");
+    }
+
+    #[tokio::test]
+    async fn an_uncordon_answered_504_leaves_a_cordon_set_before_it_is_sent_again() {
+        // kube's own retry would resend the 504 by itself and hand back the conflict as a plain
+        // one (read again, lifted on the new version): the admin's cordon would go.
+        let (answer, node) = uncordon_on(Fault::TimeOutFirstPatch(|node| {
+            node.unschedulable = true;
+            node.version += 1;
+        }))
+        .await;
+        assert!(node.unschedulable, "the cordon set in between was lifted");
+        assert_eq!((node.version, node.patches), (9, 2), "sent again once, on the first read's version, and refused");
+        assert!(answer.unwrap().left_cordoned.is_some_and(|told| told.starts_with("node worker-0 is cordoned")));
     }
 
     #[tokio::test]

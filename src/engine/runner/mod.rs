@@ -473,12 +473,18 @@ impl<T: PowerTransport> Shared<T> {
     /// Journals that this run lifted its cordon of `host` with the patch that produced
     /// `version` (the API's answer), remembered before the record so that no world read finds
     /// the node neither this run's cordon nor its just-lifted one.
-    /// An uncordon that left a cordon found there as someone else's says so.
+    /// An uncordon that left a cordon found there as someone else's says so, and the cordon
+    /// counts as someone else's from then on (no version of the node shows this run's).
     async fn uncordoned(&self, host: &str, patched: Patched) -> Result<(), Stop> {
-        if let Some(why) = patched.left_cordoned {
-            let _ = self.events.send(Event::Warning { host: Some(host.to_owned()), message: why });
+        match patched.left_cordoned {
+            Some(why) => {
+                let _ = self.events.send(Event::Warning { host: Some(host.to_owned()), message: why });
+                self.lifted.lock().unwrap().remove(host);
+            }
+            None => {
+                self.lifted.lock().unwrap().insert(host.to_owned(), patched.version);
+            }
         }
-        self.lifted.lock().unwrap().insert(host.to_owned(), patched.version);
         self.record(Entry::Uncordoned { host: host.to_owned() }).await
     }
 
