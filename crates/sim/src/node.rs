@@ -109,7 +109,7 @@ pub fn new_boot_id() -> String {
 
 use crate::util::now_ms;
 
-/// The key exchanges a node's sshd offers, as RHCOS's does: OpenShift 4.13 to 4.18 run RHCOS 9
+/// The key exchanges a node's sshd offers, as RHCOS's does: OpenShift 4.13 and later run RHCOS 9
 /// (RHEL 9), whose OpenSSH 8.7p1 has no ML-KEM hybrid (`mlkem768x25519-sha256` came with OpenSSH
 /// 9.9, first shipped by Red Hat in RHEL 10: redhat.com blog "Advancing post-quantum capabilities
 /// of SSH in Red Hat Enterprise Linux"), and whose `DEFAULT` crypto policy lists these (the
@@ -122,7 +122,8 @@ const RHCOS_SSHD_KEX: &[russh::kex::Name] = &[
     russh::kex::ECDH_SHA2_NISTP256,
     russh::kex::ECDH_SHA2_NISTP384,
     russh::kex::ECDH_SHA2_NISTP521,
-    russh::kex::DH_GEX_SHA256,
+    // RHCOS offers diffie-hellman-group-exchange-sha256 here too; left out: this server has no
+    // group-exchange moduli to answer it with (russh's `lookup_dh_gex_group`).
     russh::kex::DH_G14_SHA256,
     russh::kex::DH_G16_SHA512,
     russh::kex::DH_G18_SHA512,
