@@ -620,15 +620,17 @@ mod tests {
         (answer, after)
     }
 
+    /// An admin (or another tool) cordons the node: a write of its own, a new version.
+    fn another_actor_cordons(node: &mut FakeNode) {
+        node.unschedulable = true;
+        node.version += 1;
+    }
+
     #[tokio::test]
     async fn an_uncordon_resent_after_a_broken_connection_leaves_a_cordon_set_in_between() {
         // The uncordon lands, its connection breaks unanswered, and an admin cordons the node
         // before fleetboot sends it again: the admin's cordon stays.
-        let (answer, node) = uncordon_on(Fault::LoseFirstPatch(|node| {
-            node.unschedulable = true;
-            node.version += 1;
-        }))
-        .await;
+        let (answer, node) = uncordon_on(Fault::LoseFirstPatch(another_actor_cordons)).await;
         assert!(node.unschedulable, "the cordon set in between was lifted");
         let answer = answer.unwrap();
         assert_eq!(answer.version, Some("9".to_owned()), "the version read after the conflict");
@@ -641,11 +643,7 @@ mod tests {
     async fn an_uncordon_answered_504_leaves_a_cordon_set_before_it_is_sent_again() {
         // kube's own retry would resend the 504 by itself and hand back the conflict as a plain
         // one (read again, lifted on the new version): the admin's cordon would go.
-        let (answer, node) = uncordon_on(Fault::TimeOutFirstPatch(|node| {
-            node.unschedulable = true;
-            node.version += 1;
-        }))
-        .await;
+        let (answer, node) = uncordon_on(Fault::TimeOutFirstPatch(another_actor_cordons)).await;
         assert!(node.unschedulable, "the cordon set in between was lifted");
         assert_eq!((node.version, node.patches), (9, 2), "sent again once, on the first read's version, and refused");
         assert!(answer.unwrap().left_cordoned.is_some_and(|told| told.starts_with("node worker-0 is cordoned")));
