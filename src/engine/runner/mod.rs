@@ -260,25 +260,57 @@ impl Drop for InFlightMark<'_> {
 
 /// Hosts whose turn began and whose reboot is not out yet, while they do not wait on anything
 /// else (the cluster's limits, a drain): the hosts next in line connect ahead of their turn
-/// (warm-ups) only once there is none, so those handshakes never compete with the ones of
-/// hosts whose turn is now. At the start of a run of 500 at once, the next 500 warming up at
-/// the same time slowed the first 500's reboots.
+/// (warm-ups) only once there has been none for a while, so those handshakes never compete with
+/// the ones of hosts whose turn is now. At the start of a run of 500 at once, the next 500
+/// warming up at the same time slowed the first 500's reboots.
 #[derive(Default)]
-struct TurnsUnderWay(tokio::sync::watch::Sender<BTreeSet<String>>);
+struct TurnsUnderWay(tokio::sync::watch::Sender<Turns>);
+
+#[derive(Default)]
+struct Turns {
+    hosts: BTreeSet<String>,
+    /// Since when no turn has been under way (`None` while one is).
+    none_since: Option<Instant>,
+}
 
 impl TurnsUnderWay {
     fn begin(&self, host: &str) {
-        self.0.send_if_modified(|hosts| hosts.insert(host.to_owned()));
+        self.0.send_if_modified(|turns| {
+            turns.none_since = None;
+            turns.hosts.insert(host.to_owned())
+        });
     }
 
     /// The host's reboot is out, it waits on something else, or its task ended. Idempotent.
     fn over(&self, host: &str) {
-        self.0.send_if_modified(|hosts| hosts.remove(host));
+        self.0.send_if_modified(|turns| {
+            let removed = turns.hosts.remove(host);
+            if removed && turns.hosts.is_empty() {
+                turns.none_since = Some(Instant::now());
+            }
+            removed
+        });
     }
 
-    async fn none_left(&self) {
-        // Never closed: the sender lives as long as the run.
-        let _ = self.0.subscribe().wait_for(BTreeSet::is_empty).await;
+    /// Returns once no turn has been under way for `quiet` (at once if none ever was).
+    async fn quiet_for(&self, quiet: Duration) {
+        let mut turns = self.0.subscribe();
+        loop {
+            // Never closed: the sender lives as long as the run.
+            let none_since = match turns.wait_for(|t| t.hosts.is_empty()).await {
+                Ok(now) => now.none_since,
+                Err(_) => return,
+            };
+            let Some(until) = none_since.map(|since| since + quiet) else { return };
+            if Instant::now() >= until {
+                return;
+            }
+            // A turn that begins meanwhile starts the wait again.
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = turns.changed() => {}
+            }
+        }
     }
 }
 

@@ -1578,3 +1578,35 @@ async fn runner_a_resume_uncordons_a_host_it_skips_that_an_earlier_attempt_cordo
     assert!(!job.state().records["h1"].cordoned);
     assert!(summary.still_cordoned.is_empty());
 }
+
+/// Connections open ahead of their turn only once no turn has been under way for the quiet
+/// time: a gap between two turns of a burst (one over, the next begun a little later) starts
+/// the wait again, and a wait never ends while a turn is under way.
+#[tokio::test(start_paused = true)]
+async fn warm_ups_wait_for_a_quiet_time_after_the_last_turn_not_for_a_gap_between_turns() {
+    let turns = Arc::new(TurnsUnderWay::default());
+    let quiet = Duration::from_millis(200);
+    let start = Instant::now();
+    // No turn ever: nothing to keep clear of.
+    turns.quiet_for(quiet).await;
+    assert_eq!(Instant::now(), start);
+    turns.begin("h1");
+    let waiter = {
+        let turns = turns.clone();
+        tokio::spawn(async move {
+            turns.quiet_for(quiet).await;
+            Instant::now()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(!waiter.is_finished(), "a turn is under way");
+    turns.over("h1");
+    // A gap of 150 ms, then another turn of 100 ms: the quiet time counts from its end.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    turns.begin("h2");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    turns.over("h2");
+    let last_over = Instant::now();
+    let done = waiter.await.unwrap();
+    assert_eq!(done, last_over + quiet, "the warm-ups went before the quiet time after the last turn");
+}
