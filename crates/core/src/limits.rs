@@ -256,20 +256,32 @@ fn describe(blockers: &[Blocker]) -> String {
 
 /// Whether `ask.host` may go down now. Pure.
 pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
-    let me = world.nodes.iter().find(|n| n.name == ask.host);
-    // Nodes the run's limits do not already count, unavailable now (the exemption applied).
-    let outsiders: Vec<(&NodeNow, Blocker)> = world
-        .nodes
-        .iter()
-        .filter(|n| n.name != ask.host && !ask.in_flight.contains(&n.name))
-        .filter_map(|n| {
-            let mut why = unavailable(n, &world.leases, ask.cordoned_by_run, now_ms);
-            if ask.not_ready_exempt.contains(&n.name) {
-                why.retain(|w| *w != Why::NotReady);
-            }
-            (!why.is_empty()).then(|| (n, Blocker { node: n.name.clone(), why }))
-        })
-        .collect();
+    // One pass over the nodes that may be unavailable: the host itself, and the others the
+    // run's limits do not already count, unavailable now (the exemption applied). Nothing is
+    // copied unless the host must wait: a rolling run decides before every dispatch, over a
+    // world of a thousand nodes in flight.
+    let mut me = None;
+    let mut outsiders: Vec<(&NodeNow, Vec<Why>)> = Vec::new();
+    for n in &world.nodes {
+        if n.name == ask.host {
+            me = me.or(Some(n));
+            continue;
+        }
+        if ask.in_flight.contains(&n.name) {
+            continue;
+        }
+        let mut why = unavailable(n, &world.leases, ask.cordoned_by_run, now_ms);
+        if ask.not_ready_exempt.contains(&n.name) {
+            why.retain(|w| *w != Why::NotReady);
+        }
+        if !why.is_empty() {
+            outsiders.push((n, why));
+        }
+    }
+    let blockers = |keep: &dyn Fn(&NodeNow) -> bool| -> Vec<Blocker> {
+        outsiders.iter().filter(|(n, _)| keep(n)).map(|(n, why)| Blocker { node: n.name.clone(), why: why.clone() }).collect()
+    };
+    let count = |keep: &dyn Fn(&NodeNow) -> bool| outsiders.iter().filter(|(n, _)| keep(n)).count();
     // The host itself: another actor's maintenance Lease on it (node maintenance, remediation
     // fencing it) or the MCO updating it means someone else is acting on it right now. (Down or
     // cordoned, it may still be rebooted.)
@@ -285,9 +297,9 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
     }
     let is_control_plane = me.is_some_and(|n| n.control_plane) || ask.grouping.group_of(ask.host) == Some("master");
     if ask.control_plane_rule && is_control_plane {
-        let others: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.control_plane).map(|(_, b)| b.clone()).collect();
-        if !others.is_empty() {
-            let reason = format!("another control-plane node is unavailable: {}", describe(&others));
+        let control_plane = |n: &NodeNow| n.control_plane;
+        if count(&control_plane) > 0 {
+            let reason = format!("another control-plane node is unavailable: {}", describe(&blockers(&control_plane)));
             return Verdict::Wait(Wait { on: WaitOn::ControlPlane, reason });
         }
         match world.etcd {
@@ -308,15 +320,14 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
     // The run's concurrency: its own in-flight hosts plus every other unavailable node of its
     // plan or of its groups.
     let in_scope = |n: &NodeNow| ask.plan.contains(&n.name) || n.group.as_ref().is_some_and(|g| ask.grouping.limits.contains_key(g));
-    let all: Vec<Blocker> = outsiders.iter().filter(|(n, _)| in_scope(n)).map(|(_, b)| b.clone()).collect();
-    let own = ask.in_flight.iter().filter(|h| h.as_str() != ask.host).count() + 1;
-    if own + all.len() > ask.concurrency {
+    let all = count(&in_scope);
+    let own = ask.in_flight.len() - usize::from(ask.in_flight.contains(ask.host)) + 1;
+    if own + all > ask.concurrency {
         let reason = format!(
-            "{} unavailable and {} of this run in flight against a concurrency of {}: {}",
-            all.len(),
+            "{all} unavailable and {} of this run in flight against a concurrency of {}: {}",
             own - 1,
             ask.concurrency,
-            describe(&all)
+            describe(&blockers(&in_scope))
         );
         return Verdict::Wait(Wait { on: WaitOn::Concurrency, reason });
     }
@@ -324,11 +335,15 @@ pub fn decide(world: &World, ask: &Ask<'_>, now_ms: u64) -> Verdict {
     if let Some(group) = ask.grouping.group_of(ask.host)
         && let Some(&limit) = ask.grouping.limits.get(group)
     {
-        let in_group: Vec<Blocker> = outsiders.iter().filter(|(n, _)| n.group.as_deref() == Some(group)).map(|(_, b)| b.clone()).collect();
+        let of_group = |n: &NodeNow| n.group.as_deref() == Some(group);
+        let in_group = count(&of_group);
         let own = ask.in_flight.iter().filter(|h| h.as_str() != ask.host && ask.grouping.group_of(h) == Some(group)).count() + 1;
-        if own + in_group.len() > limit {
-            let reason =
-                format!("group {group} allows {limit} unavailable at once; {} already: {}", own - 1 + in_group.len(), describe(&in_group));
+        if own + in_group > limit {
+            let reason = format!(
+                "group {group} allows {limit} unavailable at once; {} already: {}",
+                own - 1 + in_group,
+                describe(&blockers(&of_group))
+            );
             return Verdict::Wait(Wait { on: WaitOn::Group(group.to_owned()), reason });
         }
     }
