@@ -309,6 +309,12 @@ impl NodeSelectionArgs {
         let parts: Vec<String> = self.selector.iter().cloned().chain(role).collect();
         (!parts.is_empty()).then(|| parts.join(","))
     }
+
+    /// The labels a node must carry, when that is all the selection asks (`--role`, or
+    /// nothing): `None` with a `--selector`, which only the API server parses.
+    pub fn label_keys_alone(&self) -> Option<Vec<String>> {
+        self.selector.is_none().then(|| self.role.iter().map(|r| format!("node-role.kubernetes.io/{r}")).collect())
+    }
 }
 
 impl SshArgs {

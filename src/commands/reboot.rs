@@ -213,6 +213,7 @@ pub async fn job_from_args(args: &RebootArgs, settings: Settings) -> Result<Rebo
         },
         None if args.selects_nodes() => Selection::Nodes(NodeSelection {
             label_selector: args.select.label_selector(),
+            label_keys_alone: args.select.label_keys_alone(),
             names: args.nodes.clone(),
             exclude: args.exclude.clone(),
             address_type: args.select.address_type.api_name().to_owned(),

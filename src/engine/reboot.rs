@@ -51,6 +51,11 @@ pub enum Selection {
 #[derive(Clone, Debug, Default)]
 pub struct NodeSelection {
     pub label_selector: Option<String>,
+    /// When the selector asks only that nodes carry these labels (`--role`'s, or none at
+    /// all): the Node watch's own list answers it, with no list of the fleet of its own (at
+    /// 10,000 nodes two lists of 26 MB at the start, each slowing the other). `None`: the
+    /// selector says more (`--selector`), and the API server, which parses it, lists them.
+    pub label_keys_alone: Option<Vec<String>>,
     /// Only these nodes (empty: every node the selector matches).
     pub names: Vec<String>,
     pub exclude: Vec<String>,
@@ -320,7 +325,7 @@ pub async fn prepare(job: RebootJob) -> Result<PreparedRun, Error> {
             let Some(connection) = &cluster else {
                 return Err(SelectionError::NodesNeedACluster.into());
             };
-            let (hosts, grouping, nodes) = cluster_inventory(&select, &groups, connection).await?;
+            let (hosts, grouping, nodes) = cluster_inventory(&select, &groups, connection, watch.as_deref()).await?;
             (hosts, grouping, None, new_journal_path(&settings, journal, fresh_id.as_deref()), Some(nodes))
         }
         // A host list under a known cluster: the hosts that are nodes follow the cluster's rules
@@ -422,14 +427,27 @@ async fn cluster_inventory(
     select: &NodeSelection,
     groups: &GroupPolicy,
     cluster: &ClusterConnection,
+    watch: Option<&crate::adapters::kube::NodeWatch>,
 ) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>), Error> {
-    let (found, pools) = crate::adapters::kube::discover_with_pools(
-        &cluster.client,
-        cluster.server(),
-        select.label_selector.as_deref(),
-        &select.address_type,
-    )
-    .await?;
+    let watched = match (watch, &select.label_keys_alone) {
+        (Some(watch), Some(keys)) => watch.listed_nodes().await.map(|nodes| {
+            nodes.into_iter().filter(|n| keys.iter().all(|k| n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(k)))).collect()
+        }),
+        _ => None,
+    };
+    let (found, pools) = match watched {
+        Some(nodes) => crate::adapters::kube::discover::among(nodes, &cluster.client, cluster.server(), &select.address_type).await?,
+        // No watch, a selector only the API server reads, or a watch that did not list in time.
+        None => {
+            crate::adapters::kube::discover_with_pools(
+                &cluster.client,
+                cluster.server(),
+                select.label_selector.as_deref(),
+                &select.address_type,
+            )
+            .await?
+        }
+    };
     let unknown: Vec<String> =
         select.names.iter().chain(&select.exclude).filter(|n| !found.iter().any(|f| &f.name == *n)).cloned().collect();
     if !unknown.is_empty() {

@@ -141,6 +141,29 @@ fn a_reboot_run_asks_the_api_a_constant_few_requests_per_node_and_proves_through
     assert!(per.kib <= 24.0, "{per:?}");
 }
 
+/// The plan's nodes come from the Node watch's own list when the selection asks only for a
+/// role (or for every node): one list of the fleet at the start, not one for the plan beside the
+/// watch's (at 10,000 nodes, 26 MB each, competing for the same cores). A `--selector`, which
+/// only the API server parses, is listed on its own. Both choose the workers alone.
+#[test]
+fn a_role_selection_takes_its_nodes_from_the_node_watchs_list_and_a_selector_lists_its_own() {
+    let run_with = |select: &[&str]| {
+        let sim = Sim::start_with(1, 3, &[]);
+        sim.control("POST", "traffic/reset", "{}");
+        let args = [&["reboot"][..], select, &["--concurrency", "3", "--poll-interval", "200ms", "--output", "json"]].concat();
+        let run: Run = sim.fleetboot(&args).output().unwrap().into();
+        assert_eq!(run.code, 0, "{select:?}: {}", run.debug());
+        let rebooted: Vec<String> = run.outcomes().into_iter().filter(|(_, (outcome, _))| outcome == "rebooted").map(|(h, _)| h).collect();
+        (Load::read(&sim), rebooted)
+    };
+    let (by_role, role_chose) = run_with(&["--role", "worker"]);
+    assert_eq!(by_role.kind("LIST nodes").requests, 1, "the watch's list alone: {:?}", by_role.kinds);
+    let (by_selector, selector_chose) = run_with(&["--selector", "node-role.kubernetes.io/worker"]);
+    assert_eq!(by_selector.kind("LIST nodes").requests, 2, "the plan's own list beside the watch's: {:?}", by_selector.kinds);
+    assert_eq!(role_chose, ["worker-0", "worker-1", "worker-2"], "the workers alone, the master left alone");
+    assert_eq!(selector_chose, role_chose);
+}
+
 /// A drained run with workloads on every node (one user Deployment per worker, 3 replicas,
 /// minAvailable 2, with the platform's): a cordon, the node's pods listed by field selector,
 /// each evicted, the wait for them to go, an uncordon. One node at a time, so no eviction

@@ -87,11 +87,30 @@ pub async fn discover_with_pools(
         params = params.labels(selector);
     }
     let nodes = Api::<Node>::all(client.clone()).list(&params).await.map_err(api_error)?;
-    let pools = match Api::<DynamicObject>::all_with(client.clone(), &machine_config_pools()).list(&ListParams::default()).await {
-        Ok(list) => pool_selectors(&list.items),
-        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-        Err(e) => return Err(ClusterError::Api { server: server.to_owned(), reason: e.to_string() }),
-    };
+    let pools = list_pools(client, server).await?;
     let infos = nodes.items.iter().map(|n| node_info(n, &pools, address_type)).collect();
     Ok((infos, pools))
+}
+
+/// [`discover_with_pools`] among `nodes` already listed (a Node watch's list), in the order a
+/// list of the API server gives them (by name); only the pools are read.
+pub async fn among(
+    mut nodes: Vec<std::sync::Arc<Node>>,
+    client: &Client,
+    server: &str,
+    address_type: &str,
+) -> Result<(Vec<NodeInfo>, Vec<PoolSelector>), ClusterError> {
+    nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let pools = list_pools(client, server).await?;
+    let infos = nodes.iter().map(|n| node_info(n, &pools, address_type)).collect();
+    Ok((infos, pools))
+}
+
+/// The MachineConfigPools' selectors; none on a cluster without the kind (plain Kubernetes).
+async fn list_pools(client: &Client, server: &str) -> Result<Vec<PoolSelector>, ClusterError> {
+    match Api::<DynamicObject>::all_with(client.clone(), &machine_config_pools()).list(&ListParams::default()).await {
+        Ok(list) => Ok(pool_selectors(&list.items)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(ClusterError::Api { server: server.to_owned(), reason: e.to_string() }),
+    }
 }

@@ -196,6 +196,15 @@ impl NodeWatch {
         matches!(tokio::time::timeout(std::time::Duration::from_secs(30), wait).await, Ok(true))
     }
 
+    /// Every node as the watch shows it, once its first list is in (at most 30 s): `None`
+    /// when it is not, or the watch is refused or failing (the caller lists them itself).
+    pub async fn listed_nodes(&self) -> Option<Vec<Arc<Node>>> {
+        if !self.listed().await || self.blind().is_some() {
+            return None;
+        }
+        Some(self.store.state())
+    }
+
     /// The API's refusal while it refuses the Node watch for good (403).
     pub fn refused(&self) -> Option<super::world::WorldError> {
         self.refused.borrow().clone()
