@@ -38,6 +38,19 @@ pub struct Change {
     pub kind: ChangeKind,
     pub object: Arc<Value>,
     pub previous: Option<Arc<Value>>,
+    /// `object` as JSON, encoded by the first watch that sends it and shared by every other:
+    /// one encoding per change, not one per watcher, as the API server's watch cache wraps each
+    /// event's object in a `cachingObject` that keeps its serialization for all watchers
+    /// (k8s.io/apiserver `pkg/storage/cacher/caching_object.go`, KEP-1152 "Less object
+    /// serializations", kubernetes 1.18 and later).
+    encoded: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl Change {
+    /// [`Change::object`] as JSON, encoded once.
+    pub fn object_json(&self) -> &[u8] {
+        self.encoded.get_or_init(|| serde_json::to_vec(&*self.object).expect("a JSON value serializes"))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -395,7 +408,7 @@ impl Store {
             self.index_budget(previous.as_deref(), (kind != ChangeKind::Deleted).then_some(&*object));
         }
         self.kind_revisions.insert(type_key, self.rv);
-        let change = Arc::new(Change { rv: self.rv, type_key: t.key(), kind, object, previous });
+        let change = Arc::new(Change { rv: self.rv, type_key: t.key(), kind, object, previous, encoded: Default::default() });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {
