@@ -896,8 +896,20 @@ async fn serve_resource(req: Request<Incoming>, method: &Method, target: Target,
 }
 
 fn watch_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("serializes");
-    line.push(b'\n');
+    event_line(kind, &serde_json::to_vec(object).expect("serializes"))
+}
+
+/// A watch event's line around its object already encoded as JSON: `{"object":...,"type":KIND}`
+/// and a newline, the bytes `serde_json` gives the event as a JSON object (its keys in order),
+/// without copying the object into an event value first. `kind` is one of the watch event
+/// types (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR), which need no escaping.
+fn event_line(kind: &str, object_json: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object_json.len() + kind.len() + 23);
+    line.extend_from_slice(b"{\"object\":");
+    line.extend_from_slice(object_json);
+    line.extend_from_slice(b",\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\"}\n");
     Bytes::from(line)
 }
 
@@ -921,6 +933,7 @@ fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<Ap
     let mut end = state.end_watches.subscribe();
     let interval = state.bookmark_interval;
     let key = format!("WATCH {}", t.plural);
+    let type_key = t.key();
     tokio::spawn(async move {
         let send = |bytes: Bytes| {
             let tx = tx.clone();
@@ -951,8 +964,9 @@ fn watch(t: &'static ResourceType, target: &Target, query: &Query, state: Arc<Ap
                 change = changes.recv() => match change {
                     Ok(change) => {
                         last_rv = last_rv.max(change.rv);
-                        if let Some((kind, object)) = visible(&change, &t.key(), &filter)
-                            && !send(watch_line(kind.as_str(), &object)).await {
+                        // The change's object is encoded once for every watch that sends it.
+                        if let Some((kind, _)) = visible(&change, &type_key, &filter)
+                            && !send(event_line(kind.as_str(), change.object_json())).await {
                                 return;
                             }
                     }
@@ -1006,6 +1020,20 @@ fn evict(state: &ApiState, namespace: &str, name: &str) -> Response<BoxBody<Byte
 
 #[cfg(test)]
 mod tests {
+    /// A watch event's line is byte for byte what encoding the event as a JSON value gives, for
+    /// an object encoded once and shared by every watch.
+    #[test]
+    fn an_event_line_around_an_encoded_object_is_the_event_encoded_whole() {
+        let object = serde_json::json!({"kind": "Node", "metadata": {"name": "w-0", "annotations": {"a/b": "q\"u\\o\te ü"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "n": 1.5, "none": null}});
+        for kind in ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"] {
+            let mut whole = serde_json::to_vec(&serde_json::json!({"type": kind, "object": object})).unwrap();
+            whole.push(b'\n');
+            assert_eq!(super::event_line(kind, &serde_json::to_vec(&object).unwrap()), whole, "{kind}");
+            assert_eq!(super::watch_line(kind, &object), whole, "{kind}");
+        }
+    }
+
     use super::*;
 
     #[test]

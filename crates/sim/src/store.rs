@@ -38,6 +38,19 @@ pub struct Change {
     pub kind: ChangeKind,
     pub object: Arc<Value>,
     pub previous: Option<Arc<Value>>,
+    /// `object` as JSON, encoded by the first watch that sends it and shared by every other:
+    /// one encoding per change, not one per watcher, as the API server's watch cache wraps each
+    /// event's object in a `cachingObject` that keeps its serialization for all watchers
+    /// (k8s.io/apiserver `pkg/storage/cacher/caching_object.go`, KEP-1152 "Less object
+    /// serializations", kubernetes 1.18 and later).
+    encoded: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl Change {
+    /// [`Change::object`] as JSON, encoded once.
+    pub fn object_json(&self) -> &[u8] {
+        self.encoded.get_or_init(|| serde_json::to_vec(&*self.object).expect("a JSON value serializes"))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +158,12 @@ fn check_kind_limits(t: &ResourceType, object: &Value) -> Result<(), StoreError>
         )));
     }
     Ok(())
+}
+
+/// Whether `body` (without a status) equals `current` in every field but its status.
+fn equal_but_status(body: &Value, current: &Value) -> bool {
+    let (Some(body), Some(current)) = (body.as_object(), current.as_object()) else { return false };
+    body.len() == current.len() - usize::from(current.contains_key("status")) && body.iter().all(|(k, v)| current.get(k) == Some(v))
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -389,7 +408,7 @@ impl Store {
             self.index_budget(previous.as_deref(), (kind != ChangeKind::Deleted).then_some(&*object));
         }
         self.kind_revisions.insert(type_key, self.rv);
-        let change = Arc::new(Change { rv: self.rv, type_key: t.key(), kind, object, previous });
+        let change = Arc::new(Change { rv: self.rv, type_key: t.key(), kind, object, previous, encoded: Default::default() });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {
@@ -626,8 +645,13 @@ impl Store {
             )));
         }
         let mut next = if subresource == Some("status") {
-            let mut next = (*current).clone();
-            next["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+            // Only the status is taken from the body: moved, not copied. A body that differs from
+            // the current object in nothing else (a status patch's: the current object patched)
+            // is kept as the new object instead of a second copy of the current one; either way
+            // the result is the current object with the body's status.
+            let status = object.as_object_mut().and_then(|o| o.remove("status")).unwrap_or(Value::Null);
+            let mut next = if equal_but_status(&object, &current) { object } else { (*current).clone() };
+            next["status"] = status;
             next
         } else {
             if t.has_status() {
@@ -1133,6 +1157,28 @@ mod tests {
             store.patch(nodes(), None, "a", PatchType::Merge, &json!({"status": {"nodeInfo": {"bootID": "b"}}}), Some("status")).unwrap();
         assert_eq!(patched["status"]["nodeInfo"]["bootID"], "b");
         assert_eq!(patched["metadata"]["generation"], 1, "status changes do not bump generation");
+    }
+
+    /// A status write takes the body's status alone, whether the rest of the body is the current
+    /// object (a status patch's, kept as the new object) or not (the current rest is kept).
+    #[test]
+    fn a_status_write_keeps_everything_but_the_status_as_it_was() {
+        let mut store = Store::new(100);
+        store.create(nodes(), None, node("a", "worker")).unwrap();
+        let patch = json!({"metadata": {"labels": {"x": "y"}}, "spec": {"unschedulable": true}, "status": {"nodeInfo": {"bootID": "b"}}});
+        let patched = store.patch(nodes(), None, "a", PatchType::Merge, &patch, Some("status")).unwrap();
+        assert_eq!(patched["status"]["nodeInfo"]["bootID"], "b");
+        assert_eq!(patched["metadata"]["labels"], json!({"node-role.kubernetes.io/worker": ""}));
+        assert_eq!(patched["spec"], json!({}));
+        let mut body = (*patched).clone();
+        body["metadata"]["labels"]["x"] = json!("y");
+        body["status"] = json!({"nodeInfo": {"bootID": "c"}});
+        let updated = store.update(nodes(), None, "a", body, Some("status")).unwrap();
+        assert_eq!(updated["status"], json!({"nodeInfo": {"bootID": "c"}}));
+        assert_eq!(updated["metadata"]["labels"], json!({"node-role.kubernetes.io/worker": ""}));
+        let bare = store.update(nodes(), None, "a", json!({"status": {"nodeInfo": {"bootID": "d"}}}), Some("status")).unwrap();
+        assert_eq!((bare["status"]["nodeInfo"]["bootID"].as_str(), name_of(&bare)), (Some("d"), "a"));
+        assert_eq!(bare["metadata"]["uid"], updated["metadata"]["uid"]);
     }
 
     #[test]
