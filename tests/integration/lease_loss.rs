@@ -173,21 +173,19 @@ fn the_lease_is_renewed_while_the_run_s_requests_fill_the_client_s_bound() {
     // Every read of a ConfigMap is taken and left unanswered; the run asks for more of them
     // than the bound lets go at once.
     sim.control("POST", "hold-requests", r#"{"method": "GET", "resource": "configmaps", "held": true}"#);
-    let held: Vec<_> = sim.block_on(async {
-        (0..MAX_REQUESTS_IN_FLIGHT + 50)
-            .map(|i| {
-                let api = kube::Api::<ConfigMap>::namespaced(connection.client.clone(), "kube-system");
-                tokio::spawn(async move { api.get_opt(&format!("c{i}")).await })
-            })
-            .collect()
-    });
+    // Spawned on the simulation's runtime, where the connection was opened.
+    let runtime = sim.block_on(async { tokio::runtime::Handle::current() });
+    let held: Vec<_> = (0..MAX_REQUESTS_IN_FLIGHT + 50)
+        .map(|i| {
+            let api = kube::Api::<ConfigMap>::namespaced(connection.client.clone(), "kube-system");
+            runtime.spawn(async move { api.get_opt(&format!("c{i}")).await })
+        })
+        .collect();
     // Given a moment to be queued, a read of a Node through the same client waits its turn
     // behind them (only a bound missing lets it through: checked at the end).
     std::thread::sleep(Duration::from_millis(500));
-    let probe = sim.block_on(async {
-        let nodes = kube::Api::<Node>::all(connection.client.clone());
-        tokio::spawn(async move { nodes.list(&Default::default()).await })
-    });
+    let nodes = kube::Api::<Node>::all(connection.client.clone());
+    let probe = runtime.spawn(async move { nodes.list(&Default::default()).await });
 
     // Three renewals seen by kubectl (a lease of 3 s is renewed every second, lost after 1.5 s
     // without a renewal), the lease never lost meanwhile.

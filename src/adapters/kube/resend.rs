@@ -304,6 +304,23 @@ mod tests {
         most_requests: usize,
     }
 
+    /// A request's head, to its empty line: its first line, or `None` when the connection
+    /// ended. (A body is never read: the only request with one is never answered.)
+    async fn read_head(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
+        let (mut first, mut line) = (String::new(), String::new());
+        if !matches!(lines.read_line(&mut first).await, Ok(n) if n > 0) {
+            return None;
+        }
+        loop {
+            line.clear();
+            match lines.read_line(&mut line).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if line == "\r\n" => return Some(first),
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// An HTTP/1.1 server on loopback that keeps every request unanswered until `gate` opens,
     /// counting what is open at once.
     async fn holding_server(seen: Arc<Mutex<Seen>>, gate: tokio::sync::watch::Receiver<bool>) -> std::net::SocketAddr {
@@ -319,17 +336,7 @@ mod tests {
                     }
                     let (read, mut write) = stream.into_split();
                     let mut lines = BufReader::new(read);
-                    'requests: loop {
-                        // A GET's head, to its empty line (no body).
-                        let mut line = String::new();
-                        loop {
-                            line.clear();
-                            match lines.read_line(&mut line).await {
-                                Ok(0) | Err(_) => break 'requests,
-                                Ok(_) if line == "\r\n" => break,
-                                Ok(_) => {}
-                            }
-                        }
+                    while read_head(&mut lines).await.is_some() {
                         {
                             let mut s = seen.lock().unwrap();
                             s.requests += 1;
@@ -403,20 +410,7 @@ mod tests {
                 tokio::spawn(async move {
                     let (read, mut write) = stream.into_split();
                     let mut lines = BufReader::new(read);
-                    loop {
-                        let (mut first, mut line) = (String::new(), String::new());
-                        if !matches!(lines.read_line(&mut first).await, Ok(n) if n > 0) {
-                            return;
-                        }
-                        // The rest of the head (the tests' requests have no body).
-                        loop {
-                            line.clear();
-                            match lines.read_line(&mut line).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) if line == "\r\n" => break,
-                                Ok(_) => {}
-                            }
-                        }
+                    while let Some(first) = read_head(&mut lines).await {
                         let path = first.split_whitespace().nth(1).unwrap_or_default().to_owned();
                         let answer = if path.starts_with("/silent") {
                             std::future::pending::<()>().await;
