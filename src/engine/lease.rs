@@ -35,14 +35,16 @@ pub struct TakenLease {
     pub identity: String,
 }
 
-/// Takes the lease (see the module's header); `warn` hears the takeover and the wait, `until`
-/// cuts the settle time short (Ctrl-C).
+/// Takes the lease (see the module's header) through `connection`'s own client for leases, so
+/// that its renewals never wait behind the run's other requests; `warn` hears the takeover and
+/// the wait, `until` cuts the settle time short (Ctrl-C).
 pub async fn take(
-    client: &::kube::Client,
+    connection: &kube::ClusterConnection,
     take: &LeaseTake<'_>,
     warn: &mut dyn FnMut(String),
     until: impl Future<Output = ()>,
 ) -> Result<TakenLease, ClusterError> {
+    let client = &connection.leases;
     let (identity, host) = kube::this_process_identity(take.run_id);
     let reclaimable = |holder: &str| take.may_reclaim && kube::holder_is_dead_run(holder, &host, take.run_id, kube::process_alive);
     let lock = LeaseLock::acquire(client, take.namespace, take.name, &identity, take.duration, take.break_lock, reclaimable).await?;

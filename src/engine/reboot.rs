@@ -188,7 +188,8 @@ impl InClusterJournal {
     /// refused while another writer of this journal renews it, unless `break_lock`.
     async fn heartbeat(&self, holder: &str, liveness: Duration, break_lock: bool) -> Result<crate::adapters::kube::LeaseLock, Error> {
         Ok(crate::adapters::kube::lease::acquire_run_lease(
-            &self.connection.client,
+            // Renewed until the run ends: outside the bound on the run's other requests.
+            &self.connection.leases,
             &self.place.namespace,
             &self.place.run_id,
             holder,
@@ -685,7 +686,7 @@ impl PreparedRun {
                 // it (only its own).
                 let mut aborted = abort.1.clone();
                 let taken = crate::engine::lease::take(
-                    kube,
+                    connection,
                     &crate::engine::lease::LeaseTake {
                         namespace: &lease.namespace,
                         name: crate::adapters::kube::LEASE_NAME,

@@ -140,3 +140,76 @@ fn a_migrations_reboot_step_whose_lease_is_taken_over_starts_no_further_node_and
     let added = requested.values().sum::<usize>() - before.values().sum::<usize>();
     assert_eq!(added, 1, "{before:?} then {requested:?}");
 }
+
+/// The run's lease is renewed while the run's own requests fill the client's bound on requests
+/// in flight (`resend::MAX_REQUESTS_IN_FLIGHT`), held unanswered by the API server (the
+/// simulation's `hold-requests`, a fault it injects on any client's requests): the renewals
+/// wait behind none of them, and no spurious "not renewed" stops the run. Taken as a run takes
+/// it (`engine::lease::take`), judged by kubectl, another client, seeing the renewals.
+#[test]
+fn the_lease_is_renewed_while_the_run_s_requests_fill_the_client_s_bound() {
+    use fleetboot::adapters::kube::resend::MAX_REQUESTS_IN_FLIGHT;
+    use fleetboot::adapters::kube::{LEASE_NAME, MIGRATION_LEASE_NAME};
+    use k8s_openapi::api::core::v1::{ConfigMap, Node};
+
+    let sim = crate::common::sim::Sim::in_process(0, 1);
+    let connection = sim.connection();
+    let take = fleetboot::engine::lease::LeaseTake {
+        namespace: "kube-system",
+        name: LEASE_NAME,
+        duration: Duration::from_secs(3),
+        break_lock: false,
+        run_id: "20261206T020000Z-cap",
+        may_reclaim: false,
+        exclusive_with: MIGRATION_LEASE_NAME,
+        allowed_beside: None,
+        waiting_before: "the first reboot",
+        previous_stops: "the run that held the lease stops starting hosts",
+    };
+    let taken = sim.block_on(fleetboot::engine::lease::take(&connection, &take, &mut |_| {}, std::future::pending())).unwrap();
+    let lost = taken.lock.lost();
+    let renewed = || sim.kubectl_ok(&["get", "lease", "-n", "kube-system", LEASE_NAME, "-o", "jsonpath={.spec.renewTime}"]);
+
+    // Every read of a ConfigMap is taken and left unanswered; the run asks for more of them
+    // than the bound lets go at once.
+    sim.control("POST", "hold-requests", r#"{"method": "GET", "resource": "configmaps", "held": true}"#);
+    // Spawned on the simulation's runtime, where the connection was opened.
+    let runtime = sim.block_on(async { tokio::runtime::Handle::current() });
+    let held: Vec<_> = (0..MAX_REQUESTS_IN_FLIGHT + 50)
+        .map(|i| {
+            let api = kube::Api::<ConfigMap>::namespaced(connection.client.clone(), "kube-system");
+            runtime.spawn(async move { api.get_opt(&format!("c{i}")).await })
+        })
+        .collect();
+    // Given a moment to be queued, a read of a Node through the same client waits its turn
+    // behind them (only a bound missing lets it through: checked at the end).
+    std::thread::sleep(Duration::from_millis(500));
+    let nodes = kube::Api::<Node>::all(connection.client.clone());
+    let probe = runtime.spawn(async move { nodes.list(&Default::default()).await });
+
+    // Three renewals seen by kubectl (a lease of 3 s is renewed every second, lost after 1.5 s
+    // without a renewal), the lease never lost meanwhile.
+    let started = Instant::now();
+    let mut seen = vec![renewed()];
+    while seen.len() < 4 {
+        assert_eq!(*lost.borrow(), None, "the lease was lost while the client's bound was full");
+        assert!(started.elapsed() < Duration::from_secs(60), "no renewal seen: {seen:?}");
+        let now = renewed();
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!probe.is_finished(), "the bound was not full: the probe went through");
+
+    // Answered, the held reads and the probe complete: nothing was lost or stuck.
+    sim.control("POST", "hold-requests", r#"{"method": "GET", "resource": "configmaps", "held": false}"#);
+    sim.block_on(async {
+        for read in held {
+            assert!(read.await.unwrap().unwrap().is_none(), "no such ConfigMap");
+        }
+        assert_eq!(probe.await.unwrap().unwrap().items.len(), 1);
+    });
+    assert_eq!(*lost.borrow(), None);
+    sim.block_on(taken.lock.release());
+}

@@ -39,6 +39,21 @@ pub(crate) enum Renewal {
     TakenOver {
         by: String,
     },
+    /// No answer within this long: given up (see [`keep_renewed`]).
+    Unanswered {
+        after: std::time::Duration,
+    },
+}
+
+/// How long one renewal try (a read and a write of the lease) may go unanswered: an
+/// eighteenth of the lease, so that three tries fit between the first (a third of the lease
+/// after the last renewal) and the verdict (half of it), and at least 1 s, so that a short
+/// lease does not cut an API server that is merely slow (a try then runs to the verdict, as
+/// it would uncut). Never more than half the lease: no try outlives the verdict.
+pub(crate) fn renewal_try_limit(duration: std::time::Duration) -> std::time::Duration {
+    // Whole milliseconds: the verdict's message names it.
+    let eighteenth = std::time::Duration::from_millis((duration.as_millis() / 18) as u64);
+    eighteenth.max(std::time::Duration::from_secs(1)).min(duration / 2)
 }
 
 /// Reads the lease and writes a new renewTime, if this run still holds it.
@@ -66,6 +81,10 @@ async fn renew_once(api: &Api<DynamicObject>, name: &str, identity: &str) -> Ren
 /// the last renewal that succeeded: neither a slow tick nor an API call that hangs can hold it
 /// back. A renewal that failed is tried again sooner (a tenth of the lease). A takeover seen at
 /// a renewal ends it at once; the lease is never taken back.
+///
+/// A try that gets no answer within [`renewal_try_limit`] is given up and tried again at once
+/// (it already waited; its connection is dropped, the next try has a new one): a request stuck
+/// on a dead connection would otherwise hold the renewal until the verdict.
 pub(crate) async fn keep_renewed<F, Fut>(duration: std::time::Duration, mut renew: F, lost: tokio::sync::watch::Sender<Option<LeaseLost>>)
 where
     F: FnMut() -> Fut,
@@ -73,6 +92,7 @@ where
 {
     use tokio::time::{Instant, sleep_until};
     let half = duration / 2;
+    let per_try = renewal_try_limit(duration);
     // Monotonic: a jump of the wall clock neither hides nor invents a failed renewal.
     let mut renewed_at = Instant::now();
     let mut next_try = renewed_at + duration / 3;
@@ -86,7 +106,8 @@ where
             renewal = async {
                 sleep_until(next_try).await;
                 let started = Instant::now();
-                (started, renew().await)
+                let renewal = tokio::time::timeout(per_try, renew()).await.unwrap_or(Renewal::Unanswered { after: per_try });
+                (started, renewal)
             } => Some(renewal),
         };
         match attempt {
@@ -110,6 +131,10 @@ where
                 last_failure = Some(why);
                 next_try = Instant::now() + (duration / 10).max(std::time::Duration::from_millis(100));
             }
+            Some((_, Renewal::Unanswered { after })) => {
+                last_failure = Some(format!("no answer within {}", humantime::format_duration(after)));
+                next_try = Instant::now();
+            }
         }
     }
 }
@@ -126,7 +151,8 @@ pub enum LeaseLost {
     )]
     NotRenewed {
         for_: std::time::Duration,
-        /// The last failed try's cause; `None`: no try came back (the API did not answer).
+        /// The last failed try's cause (an unanswered one says so); `None`: no try came back
+        /// before the verdict.
         last_failure: Option<String>,
     },
 }
@@ -539,8 +565,41 @@ mod lease_tests {
     #[tokio::test(start_paused = true)]
     async fn a_renewal_that_hangs_loses_the_lease_at_half_of_it_not_later() {
         let (lost, at) = verdict_with(|_| None).await;
-        assert_eq!(lost, LeaseLost::NotRenewed { for_: Duration::from_secs(15), last_failure: None });
+        let last_failure = Some("no answer within 1s 666ms".to_owned());
+        assert_eq!(lost, LeaseLost::NotRenewed { for_: Duration::from_secs(15), last_failure });
         assert_eq!(at, Duration::from_secs(15), "the verdict runs on its own timer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_try_left_unanswered_is_given_up_and_tried_again_before_the_verdict() {
+        // The first try hangs (a dead connection); the next one, on a new connection, answers.
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let task = tokio::spawn(keep_renewed(
+            Duration::from_secs(30),
+            move || {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                async move {
+                    if n == 1 {
+                        std::future::pending::<()>().await;
+                    }
+                    Renewal::Renewed
+                }
+            },
+            tx,
+        ));
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(*rx.borrow(), None, "the hung try cost the lease");
+        task.abort();
+    }
+
+    #[test]
+    fn three_tries_fit_before_the_verdict_and_none_outlives_it() {
+        assert_eq!(renewal_try_limit(Duration::from_secs(30)), Duration::from_millis(1666));
+        assert_eq!(renewal_try_limit(Duration::from_secs(3600)), Duration::from_secs(200));
+        // A short lease: at least a second, never past half of it.
+        assert_eq!(renewal_try_limit(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(renewal_try_limit(Duration::from_secs(1)), Duration::from_millis(500));
     }
 
     #[tokio::test(start_paused = true)]

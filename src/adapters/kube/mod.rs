@@ -138,7 +138,7 @@ async fn connect_named(
 }
 
 /// A client of the same cluster as `config`'s that leaves every answer to its caller: kube's
-/// client retries a 429, a 503 and a 504 itself, up to 15 times from 5 ms apart, where
+/// client (the reads', [`resend::client`]) retries a 429, a 503 and a 504 itself, up to 15 times from 5 ms apart, where
 /// client-go retries them only when the server asks for it (a `Retry-After` header,
 /// k8s.io/client-go release-1.33 `rest/with_retry.go` `checkWait`). A budget's 429 to an
 /// eviction carries none (k8s.io/kubernetes release-1.33
@@ -159,6 +159,9 @@ pub struct ClusterConnection {
     /// The same cluster without kube's own retries ([`without_client_retry`]): the drain's
     /// evictions, which keep `kubectl drain`'s cadence.
     pub evictions: Client,
+    /// The same cluster through connections of its own, outside the bound both clients above
+    /// share ([`resend::lease_client`]): the run's leases, whose renewals wait behind nothing.
+    pub leases: Client,
     /// What the client was made from: a writer with a runtime of its own (the journal in the
     /// cluster) makes its own client from it.
     pub config: kube::Config,
@@ -174,7 +177,9 @@ impl ClusterConnection {
         let (client, config, server, context) = connect_named(target, &limit).await?;
         let cluster_id = cluster_id(&client, &server).await?;
         let evictions = without_client_retry(&config, &server, &limit)?;
-        Ok(ClusterConnection { client, evictions, config, identity: ClusterIdentity { server, cluster_id, context } })
+        let leases =
+            resend::lease_client(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+        Ok(ClusterConnection { client, evictions, leases, config, identity: ClusterIdentity { server, cluster_id, context } })
     }
 
     pub fn server(&self) -> &str {

@@ -44,10 +44,15 @@ pub fn resendable<B>(request: &Request<B>) -> bool {
     request.method() == Method::GET && !watch && !upgrade && !stream
 }
 
-/// Whether `error` (no answer came) is a broken connection, not a connection never made.
+/// Whether `error` (no answer came) is a broken connection, not a connection never made: also
+/// a request that got no answer within [`ANSWER_TIMEOUT`] (its connection is closed for it).
 pub fn broken_connection(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
+        // No answer began in time: the connection is as good as broken (and is closed).
+        if e.is::<Unanswered>() {
+            return true;
+        }
         if let Some(client) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             return !client.is_connect();
         }
@@ -122,27 +127,166 @@ pub fn in_flight_limit() -> GlobalConcurrencyLimitLayer {
     GlobalConcurrencyLimitLayer::new(MAX_REQUESTS_IN_FLIGHT)
 }
 
-/// kube's client for `config`, with [`ResendBrokenReads`] around it and `limit` under it.
+/// How long a request the API server does not hold open on purpose may go without the start of
+/// an answer before its connection is taken for dead (a peer gone silent, no RST: nothing else
+/// ends it, kube's client sets no read timeout of its own, kube-client 5.0.0
+/// `config/mod.rs` `read_timeout: None`). kube-apiserver ends such a request itself after its
+/// `--request-timeout` (1 min by default, kubernetes.io/docs/reference/command-line-tools-
+/// reference/kube-apiserver/), answering 504: an API server that is alive has answered by
+/// then, and half a minute more covers one that is slow to say so.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// No answer began within [`ANSWER_TIMEOUT`]: the request's connection is taken for dead (it is
+/// closed, the request's permit given back).
+#[derive(Debug, thiserror::Error)]
+#[error("the API server did not begin to answer within {}: its connection is taken for dead", humantime::format_duration(*.after))]
+pub struct Unanswered {
+    pub after: Duration,
+}
+
+/// Whether the API server holds `request` open on purpose, as kube-apiserver classes its own
+/// long-running requests (which its `--request-timeout` does not end): a watch, a proxy, and
+/// the subresources `attach`, `exec`, `proxy`, `log`, `portforward`
+/// (k8s.io/kubernetes release-1.33 `pkg/controlplane/apiserver/config.go`:
+/// `BasicLongRunningRequestCheck(sets.NewString("watch", "proxy"), sets.NewString("attach",
+/// "exec", "proxy", "log", "portforward"))`). A watch's answer begins when the watch starts,
+/// but its events may be minutes apart; kube's watcher looks after a silent one itself
+/// (kube-runtime 5.0.0 `watcher.rs` `next_with_idle_timeout`).
+pub fn long_running<B>(request: &Request<B>) -> bool {
+    let watch = request.uri().query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    // The path as the API server reads it (k8s.io/apiserver `endpoints/request/requestinfo.go`):
+    // after `/api/V` or `/apis/G/V`, a verb (`watch`, `proxy`) or `namespaces/NS`, then
+    // `resource/name/subresource`.
+    let segments: Vec<&str> = request.uri().path().split('/').filter(|s| !s.is_empty()).collect();
+    let parts = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let verb_in_path = parts.first().is_some_and(|p| *p == "watch" || *p == "proxy");
+    let parts = if parts.first() == Some(&"namespaces") && parts.len() > 2 { &parts[2..] } else { parts };
+    let subresource = parts.get(2).is_some_and(|s| ["attach", "exec", "proxy", "log", "portforward"].contains(s));
+    watch || verb_in_path || subresource || request.headers().contains_key(http::header::UPGRADE)
+}
+
+/// A service under which a request not [`long_running`] fails with [`Unanswered`] when no
+/// answer began within `after`.
+#[derive(Clone)]
+pub struct AnswerTimeout<S> {
+    inner: S,
+    after: Duration,
+}
+
+/// The [`AnswerTimeout`] layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerTimeoutLayer {
+    pub after: Duration,
+}
+
+impl<S> tower::Layer<S> for AnswerTimeoutLayer {
+    type Service = AnswerTimeout<S>;
+
+    fn layer(&self, inner: S) -> AnswerTimeout<S> {
+        AnswerTimeout { inner, after: self.after }
+    }
+}
+
+impl<S, Res> tower::Service<Request<Body>> for AnswerTimeout<S>
+where
+    S: tower::Service<Request<Body>, Response = Res>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Res;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Res, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let bounded = !long_running(&request);
+        let answer = self.inner.call(request);
+        let after = self.after;
+        Box::pin(async move {
+            if !bounded {
+                return answer.await.map_err(Into::into);
+            }
+            // Dropped unanswered, hyper's connection closes (its answer can no longer be read
+            // by anyone) and the limit above gets its permit back.
+            match tokio::time::timeout(after, answer).await {
+                Ok(answer) => answer.map_err(Into::into),
+                Err(_) => Err(Box::new(Unanswered { after }) as BoxError),
+            }
+        })
+    }
+}
+
+/// kube's client for `config`, with [`ResendBrokenReads`] and kube's own retry of a 429, a 503
+/// and a 504 around it, `limit` under them and [`ANSWER_TIMEOUT`] under the limit.
 pub fn client(config: kube::Config, limit: &GlobalConcurrencyLimitLayer) -> Result<kube::Client, kube::Error> {
+    client_answering_within(config, limit, ANSWER_TIMEOUT)
+}
+
+/// [`client`] with the answers awaited `after` long.
+pub fn client_answering_within(
+    config: kube::Config,
+    limit: &GlobalConcurrencyLimitLayer,
+    after: Duration,
+) -> Result<kube::Client, kube::Error> {
+    // kube's own retry (`config.default_retry`) sits inside the stack `ClientBuilder` makes
+    // (kube-client 5.0.0 `client/builder.rs` `make_generic_builder`: its `RetryLayer` under the
+    // auth layer), so under any layer added here: a request sleeping out its backoff (5 ms
+    // doubling to 1000 s, 15 times, or the server's `Retry-After`) would hold its permit all
+    // along, and a throttling API server could park the whole cap in sleeps. It is left out of
+    // that stack and the same policy put above the limit instead.
+    let mut config = config;
+    let kube_retries = config.default_retry;
+    config.default_retry = false;
     let builder = kube::client::ClientBuilder::try_from(config)?;
     // The limit sits under the buffer: the buffer's one worker holds the only permit taken
-    // ahead of a call, and a read waiting [`RESEND_PAUSE`] to be sent again holds none (the
-    // retry is above). The retry needs a service it can clone: kube's stack is one boxed
-    // service, so behind a buffer (as kube's own `Client` puts it).
+    // ahead of a call, and a request waiting to be sent again (a read after [`RESEND_PAUSE`],
+    // a 429 after its backoff) holds none (the retries are above). A retry needs a service it
+    // can clone: kube's stack is one boxed service, so behind a buffer (as kube's own `Client`
+    // puts it). The answer's timeout is under the limit: it counts from the permit, never the
+    // time a request waited its turn.
+    let kube_retry = kube_retries.then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
     Ok(builder
+        .with_layer(&AnswerTimeoutLayer { after })
         .with_layer(limit)
         .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::util::option_layer(kube_retry))
         .with_layer(&tower::retry::RetryLayer::new(ResendBrokenReads::default()))
         .build())
 }
 
 /// kube's client for `config` without any retry of its own or of [`ResendBrokenReads`] (the
-/// caller answers every error itself), under `limit`.
+/// caller answers every error itself), under `limit`, with [`ANSWER_TIMEOUT`] under the limit.
 pub fn client_without_retry(config: kube::Config, limit: &GlobalConcurrencyLimitLayer) -> Result<kube::Client, kube::Error> {
+    client_without_retry_answering_within(config, limit, ANSWER_TIMEOUT)
+}
+
+/// [`client_without_retry`] with the answers awaited `after` long.
+pub fn client_without_retry_answering_within(
+    config: kube::Config,
+    limit: &GlobalConcurrencyLimitLayer,
+    after: Duration,
+) -> Result<kube::Client, kube::Error> {
     let mut config = config;
     config.default_retry = false;
     // kube's `Client` puts its own buffer in front: the limit is under it, as in [`client`].
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(limit).build())
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&AnswerTimeoutLayer { after }).with_layer(limit).build())
+}
+
+/// A client of its own for the run's leases, outside the cap of [`MAX_REQUESTS_IN_FLIGHT`]: a
+/// renewal never waits its turn behind the run's other requests (a lease not renewed in time
+/// stops the run), and its connections are its own (hyper's pool is per client). kube's own
+/// retry stays inside it (it holds no permit here); the renewal bounds each try itself
+/// ([`super::lease`]), and [`ANSWER_TIMEOUT`] every other request.
+pub fn lease_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&AnswerTimeoutLayer { after: ANSWER_TIMEOUT }).build())
 }
 
 #[cfg(test)]
@@ -160,6 +304,23 @@ mod tests {
         most_requests: usize,
     }
 
+    /// A request's head, to its empty line: its first line, or `None` when the connection
+    /// ended. (A body is never read: the only request with one is never answered.)
+    async fn read_head(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
+        let (mut first, mut line) = (String::new(), String::new());
+        if !matches!(lines.read_line(&mut first).await, Ok(n) if n > 0) {
+            return None;
+        }
+        loop {
+            line.clear();
+            match lines.read_line(&mut line).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if line == "\r\n" => return Some(first),
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// An HTTP/1.1 server on loopback that keeps every request unanswered until `gate` opens,
     /// counting what is open at once.
     async fn holding_server(seen: Arc<Mutex<Seen>>, gate: tokio::sync::watch::Receiver<bool>) -> std::net::SocketAddr {
@@ -175,17 +336,7 @@ mod tests {
                     }
                     let (read, mut write) = stream.into_split();
                     let mut lines = BufReader::new(read);
-                    'requests: loop {
-                        // A GET's head, to its empty line (no body).
-                        let mut line = String::new();
-                        loop {
-                            line.clear();
-                            match lines.read_line(&mut line).await {
-                                Ok(0) | Err(_) => break 'requests,
-                                Ok(_) if line == "\r\n" => break,
-                                Ok(_) => {}
-                            }
-                        }
+                    while read_head(&mut lines).await.is_some() {
                         {
                             let mut s = seen.lock().unwrap();
                             s.requests += 1;
@@ -245,5 +396,119 @@ mod tests {
         assert_eq!(most, MAX_REQUESTS_IN_FLIGHT, "never more requests in flight than the cap");
         // (Connections are not bounded as strictly: a permit comes back at an answer's headers, so
         // a request that waited may open one while the answers before it are still read.)
+    }
+
+    /// An HTTP/1.1 server on loopback that answers by path: `/silent...` never (the connection
+    /// stays open, as a peer gone silent), `/throttled...` 429 with `Retry-After: 3600` the first
+    /// time (counted in `throttled`) and 200 after, anything else 200 at once.
+    async fn routing_server(throttled: Arc<std::sync::atomic::AtomicUsize>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let throttled = throttled.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read);
+                    while let Some(first) = read_head(&mut lines).await {
+                        let path = first.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                        let answer = if path.starts_with("/silent") {
+                            std::future::pending::<()>().await;
+                            unreachable!()
+                        } else if path.starts_with("/throttled") && throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 3600\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+                        } else {
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+                        };
+                        if write.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// How long a test waits for what must happen long before it (a guard against a hang, never
+    /// a measure of speed).
+    const GUARD: Duration = Duration::from_secs(60);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_sleeping_out_kube_s_backoff_holds_no_permit() {
+        let throttled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let address = routing_server(throttled.clone()).await;
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        // One permit: whatever holds it holds up every other request.
+        let limit = GlobalConcurrencyLimitLayer::new(1);
+        let reads = client(config, &limit).unwrap();
+        let backing_off = tokio::spawn({
+            let reads = reads.clone();
+            async move { reads.request_text(Request::get("/throttled").body(Vec::new()).unwrap()).await }
+        });
+        // Answered 429 (the server asks for an hour): kube's retry now sleeps before asking again.
+        while throttled.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Another request goes meanwhile: the sleeping one gave its permit back.
+        let other = tokio::time::timeout(GUARD, reads.request_text(Request::get("/other").body(Vec::new()).unwrap())).await;
+        assert_eq!(other.expect("a request waited for the permit of one sleeping out its backoff").unwrap(), "{}");
+        assert!(!backing_off.is_finished(), "the throttled request is still backing off: kube's retry is in place");
+        backing_off.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_never_answered_fails_and_gives_its_permit_back() {
+        let address = routing_server(Arc::default()).await;
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let limit = GlobalConcurrencyLimitLayer::new(1);
+        let after = Duration::from_millis(300);
+        // Both clients of a connection: a write (not resent) and an eviction's client.
+        for silent in [
+            client_answering_within(config.clone(), &limit, after).unwrap(),
+            client_without_retry_answering_within(config.clone(), &limit, after).unwrap(),
+        ] {
+            let request = Request::post("/silent").body(b"{}".to_vec()).unwrap();
+            let failed = tokio::time::timeout(GUARD, silent.request_text(request)).await.expect("a request never answered hung");
+            let error = failed.expect_err("the silent server answered");
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            let mut unanswered = false;
+            while let Some(e) = cause {
+                unanswered |= e.is::<Unanswered>();
+                cause = e.source();
+            }
+            assert!(unanswered, "failed otherwise than unanswered: {error:?}");
+            // The one permit came back: the next request goes and is answered.
+            let next = tokio::time::timeout(GUARD, silent.request_text(Request::get("/next").body(Vec::new()).unwrap())).await;
+            assert_eq!(next.expect("the permit of the unanswered request never came back").unwrap(), "{}");
+        }
+    }
+
+    #[test]
+    fn watches_and_streams_are_not_cut_and_an_unanswered_read_is_sent_again() {
+        let get = |uri: &str| Request::get(uri).body(()).unwrap();
+        for held_open in [
+            "/api/v1/nodes?watch=true&resourceVersion=5",
+            "/api/v1/watch/nodes",
+            "/api/v1/namespaces/a/pods/p/exec?command=true",
+            "/api/v1/namespaces/a/pods/p/attach",
+            "/api/v1/namespaces/a/pods/p/log?follow=true",
+            "/api/v1/namespaces/a/pods/p/portforward",
+            "/api/v1/namespaces/a/services/s/proxy/healthz",
+            "/api/v1/nodes/n/proxy",
+        ] {
+            assert!(long_running(&get(held_open)), "{held_open}");
+        }
+        for answered in [
+            "/api/v1/nodes",
+            "/api/v1/nodes/watch",
+            "/api/v1/namespaces/log",
+            "/api/v1/namespaces/exec/pods/proxy",
+            "/api/v1/namespaces/a/pods/p/eviction",
+            "/apis/coordination.k8s.io/v1/namespaces/a/leases/log",
+        ] {
+            assert!(!long_running(&get(answered)), "{answered}");
+        }
+        assert!(broken_connection(&Unanswered { after: ANSWER_TIMEOUT }));
     }
 }

@@ -516,7 +516,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     // (Ctrl-C ends the process; `--resume` goes on from the journal).
     let mut warn = |message: String| events.emit(MigrationEvent::MigrationWarning { message });
     let lease = crate::engine::lease::take(
-        &cluster.client,
+        &cluster.connection,
         &crate::engine::lease::LeaseTake {
             namespace: "kube-system",
             name: crate::adapters::kube::MIGRATION_LEASE_NAME,
