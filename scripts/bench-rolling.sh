@@ -21,6 +21,10 @@
 #     --transport auto           fleetboot's --transport: kube measures the cluster API's exec (each
 #                                node's machine-config daemon pod) instead of SSH; the dispatch
 #                                column is then the exec's (pod list, upgrade, `shutdown -r +1`)
+#     --host-list                a host-list run under the cluster instead of `--all --role worker`:
+#                                `reboot --hosts-file F`, F naming each worker by its InternalIP
+#                                (`worker-7 127.x.y.z`), which fleetboot maps onto the nodes by address;
+#                                the start column then includes that mapping
 #     --deadline 3600            seconds for the whole benchmark: later runs are skipped
 #     --keep DIR                 keep each run's simulation dir, journal and events under DIR
 #     --no-build                 use target/release/fleetboot as it is
@@ -36,7 +40,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh # stop_group
 
 transport=auto reps=1 reboot_delay=2s boot_time=3s notready_after=500ms kubelet_ready_after=500ms poll=500ms
-deadline=3600 keep="" build=1 bin="" parallel="" specs=()
+deadline=3600 keep="" build=1 bin="" parallel="" host_list=0 specs=()
 while [ $# -gt 0 ]; do
     case $1 in
     --reps) reps=$2; shift 2 ;;
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     --poll-interval) poll=$2; shift 2 ;;
     --parallel) parallel=$2; shift 2 ;;
     --transport) transport=$2; shift 2 ;;
+    --host-list) host_list=1; shift ;;
     --deadline) deadline=$2; shift 2 ;;
     --keep) keep=$(cd "$caller_cwd" && realpath -m "$2"); shift 2 ;;
     --no-build) build=0; shift ;;
@@ -108,7 +113,8 @@ trap 'exit 143' TERM HUP
 
 summary=$(mktemp /tmp/fleetboot-bench-rolling-summary.XXXXXX)
 echo "timings: reboot-delay $reboot_delay, boot-time $boot_time, notready-after $notready_after," \
-    "kubelet-ready-after $kubelet_ready_after (configured cycle $cycle_ms ms); poll $poll; parallel ${parallel:-default}; transport $transport; $(nproc) cores"
+    "kubelet-ready-after $kubelet_ready_after (configured cycle $cycle_ms ms); poll $poll; parallel ${parallel:-default}; transport $transport;" \
+    "$([ "$host_list" = 1 ] && echo "host list by address" || echo "--all --role worker"); $(nproc) cores"
 for s in "${specs[@]}"; do
     n=${s%/*} c=${s#*/}
     rounds=$(((n + c - 1) / c))
@@ -128,11 +134,22 @@ for s in "${specs[@]}"; do
         api=$(grep -o 'API http://[0-9.:]*' "$dir/sim.out" | cut -d' ' -f2)
         # Generous: three times the physics, plus two minutes.
         limit=$((rounds * cycle_ms * 3 / 1000 + 120))
+        select=(--all --role worker)
+        if [ "$host_list" = 1 ]; then
+            # The workers of the simulation's own host list (its config's [[hosts]]), by address.
+            "$py" - "$dir/sim/fleetboot.toml" >"$dir/hosts" <<'PY'
+import sys, tomllib
+for h in tomllib.load(open(sys.argv[1], "rb"))["hosts"]:
+    if h["name"].startswith("worker-"):
+        print(h["name"], h["address"])
+PY
+            select=(--hosts-file "$dir/hosts")
+        fi
         load_before=$(load1)
         sim_cpu0=$(sim_cpu_ticks)
         t0=$(date +%s%3N)
         HOME=$dir SSH_AUTH_SOCK='' timeout -k 5 "$limit" /usr/bin/time -f '%e %U %S %M' -o "$dir/time" \
-            "$bin" --config "$dir/sim/fleetboot.toml" reboot --all --role worker --concurrency "$c" --group-concurrency "$c" \
+            "$bin" --config "$dir/sim/fleetboot.toml" reboot "${select[@]}" --concurrency "$c" --group-concurrency "$c" \
             --transport "$transport" --poll-interval "$poll" ${parallel:+--parallel "$parallel"} --journal "$dir/journal.jsonl" --output json >"$dir/events.jsonl" 2>"$dir/err" &
         run_pid=$!
         rc=0; wait "$run_pid" || rc=$?

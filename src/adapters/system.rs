@@ -81,6 +81,39 @@ pub async fn resolve_host(name: &str) -> Vec<String> {
     }
 }
 
+/// How many host names [`resolve_hosts`] looks up at once. Each lookup is a blocking
+/// `getaddrinfo` on tokio's blocking pool: a 10,000-name host list all at once took up to 512
+/// threads (the pool's cap), and the names queued behind them spent their 5 s waiting for a
+/// thread, then counted as not resolving.
+const LOOKUPS_AT_ONCE: usize = 32;
+
+/// [`resolve_host`] for each of `names`, in their order: IP addresses are not looked up, a name
+/// listed twice is looked up once, at most [`LOOKUPS_AT_ONCE`] at a time (each with its own 5 s
+/// from when its lookup starts).
+pub async fn resolve_hosts(names: &[&str]) -> Vec<Vec<String>> {
+    resolve_all(names, LOOKUPS_AT_ONCE, resolve_host).await
+}
+
+async fn resolve_all<'n, F, Fut>(names: &[&'n str], at_once: usize, lookup: F) -> Vec<Vec<String>>
+where
+    F: Fn(&'n str) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    use futures::stream::StreamExt;
+    let mut distinct: Vec<&str> = names.iter().copied().filter(|n| n.parse::<std::net::IpAddr>().is_err()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let found: std::collections::HashMap<&str, Vec<String>> = futures::stream::iter(distinct)
+        .map(|name| {
+            let resolving = lookup(name);
+            async move { (name, resolving.await) }
+        })
+        .buffer_unordered(at_once)
+        .collect()
+        .await;
+    names.iter().map(|name| found.get(name).cloned().unwrap_or_default()).collect()
+}
+
 /// Opens an existing journal or state file with `O_NOFOLLOW` (a symbolic link at its place is
 /// refused, never followed) and checks that it is a regular file (not a FIFO, a device or a
 /// directory: opened non-blocking, so a FIFO cannot hang the open). `options` says how.
@@ -197,6 +230,40 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A host list's names: each looked up once, never an IP address, never more than the bound
+    /// at once, and each line given its own name's addresses.
+    #[tokio::test(flavor = "current_thread")]
+    async fn host_names_are_looked_up_once_each_a_bounded_number_at_once() {
+        use std::cell::{Cell, RefCell};
+        let (in_flight, peak, asked) = (Cell::new(0usize), Cell::new(0usize), RefCell::new(Vec::new()));
+        let names: Vec<String> = (0..200).map(|i| format!("host-{}", i % 100)).chain(["127.0.0.7".into(), "::1".into()]).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let found = resolve_all(&names, 4, |name: &str| {
+            let (in_flight, peak, asked) = (&in_flight, &peak, &asked);
+            async move {
+                asked.borrow_mut().push(name.to_owned());
+                in_flight.set(in_flight.get() + 1);
+                peak.set(peak.get().max(in_flight.get()));
+                // Stays in flight across a yield, as a real lookup does while the others start.
+                tokio::task::yield_now().await;
+                in_flight.set(in_flight.get() - 1);
+                vec![format!("addr-of-{name}")]
+            }
+        })
+        .await;
+        assert_eq!(peak.get(), 4, "the bound is reached and never passed");
+        let mut asked = asked.into_inner();
+        assert_eq!(asked.len(), 100, "each distinct name once, no IP address");
+        asked.sort();
+        asked.dedup();
+        assert_eq!(asked.len(), 100);
+        assert_eq!(found.len(), names.len());
+        for (name, addresses) in names.iter().zip(&found) {
+            let expected = if name.parse::<std::net::IpAddr>().is_ok() { Vec::new() } else { vec![format!("addr-of-{name}")] };
+            assert_eq!(addresses, &expected, "{name}");
+        }
+    }
 
     #[test]
     fn journals_open_only_as_regular_files_never_through_a_link() {

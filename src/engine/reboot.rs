@@ -482,20 +482,23 @@ async fn hosts_onto_nodes(
     groups: &GroupPolicy,
     cluster: &ClusterConnection,
 ) -> Result<(Vec<Host>, Grouping, Vec<NodeInfo>, std::collections::BTreeMap<String, (String, String)>), Error> {
-    use fleetboot_core::nodes::{HostMatch, match_host};
+    use fleetboot_core::nodes::{HostMatch, NodeIndex};
     let (found, pools) = crate::adapters::kube::discover_with_pools(&cluster.client, cluster.server(), None, "InternalIP").await?;
     let mut mapped: Vec<(Host, String)> = Vec::new();
     let mut matched: Vec<NodeInfo> = Vec::new();
     let mut standalone = Vec::new();
     let mut lines = std::collections::BTreeMap::new();
-    // Names are resolved all at once (IP addresses need no lookup).
-    let resolved = futures::future::join_all(listed.iter().map(|(host, _)| crate::adapters::system::resolve_host(&host.address))).await;
+    // Names are resolved a bounded number at a time (IP addresses need no lookup).
+    let addresses: Vec<&str> = listed.iter().map(|(host, _)| host.address.as_str()).collect();
+    let resolved = crate::adapters::system::resolve_hosts(&addresses).await;
+    // Indexed once: each line is then matched without a scan of every node's addresses.
+    let index = NodeIndex::new(&found);
     for ((host, origin), resolved) in listed.into_iter().zip(resolved) {
-        match match_host(&host.name, &host.address, &resolved, &found) {
+        match index.match_host(&host.name, &host.address, &resolved) {
             HostMatch::Node(node) => {
                 lines.insert(node.clone(), (host.name.clone(), origin.clone()));
                 let origin = format!("host {} ({}, {origin}), node {node}", host.name, host.address);
-                matched.extend(found.iter().find(|n| n.name == node).cloned());
+                matched.extend(index.node(&node).cloned());
                 mapped.push((Host { name: node, ..host }, origin));
             }
             HostMatch::NotANode => {
