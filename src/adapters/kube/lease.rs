@@ -39,22 +39,20 @@ pub(crate) enum Renewal {
     TakenOver {
         by: String,
     },
-    /// No answer within this long: given up (see [`keep_renewed`]).
-    Unanswered {
-        after: std::time::Duration,
-    },
 }
 
-/// How long one renewal try (a read and a write of the lease) may go unanswered: an
-/// eighteenth of the lease, so that three tries fit between the first (a third of the lease
-/// after the last renewal) and the verdict (half of it), and at least 1 s, so that a short
-/// lease does not cut an API server that is merely slow (a try then runs to the verdict, as
-/// it would uncut). Never more than half the lease: no try outlives the verdict.
+/// How long one renewal try (a read and a write of the lease) may go unanswered before another
+/// starts beside it: an eighteenth of the lease, so that three tries fit between the first (a
+/// third of the lease after the last renewal) and the verdict (half of it), and at least 1 s.
+/// Never more than half the lease.
 pub(crate) fn renewal_try_limit(duration: std::time::Duration) -> std::time::Duration {
     // Whole milliseconds: the verdict's message names it.
     let eighteenth = std::time::Duration::from_millis((duration.as_millis() / 18) as u64);
     eighteenth.max(std::time::Duration::from_secs(1)).min(duration / 2)
 }
+
+/// Tries of one renewal out at once, at most.
+const RENEWAL_TRIES_AT_ONCE: usize = 3;
 
 /// Reads the lease and writes a new renewTime, if this run still holds it.
 async fn renew_once(api: &Api<DynamicObject>, name: &str, identity: &str) -> Renewal {
@@ -82,14 +80,17 @@ async fn renew_once(api: &Api<DynamicObject>, name: &str, identity: &str) -> Ren
 /// back. A renewal that failed is tried again sooner (a tenth of the lease). A takeover seen at
 /// a renewal ends it at once; the lease is never taken back.
 ///
-/// A try that gets no answer within [`renewal_try_limit`] is given up and tried again at once
-/// (it already waited; its connection is dropped, the next try has a new one): a request stuck
-/// on a dead connection would otherwise hold the renewal until the verdict.
+/// A try that gets no answer within [`renewal_try_limit`] gets another beside it, on a
+/// connection of its own ([`RENEWAL_TRIES_AT_ONCE`] at most), and is never given up: the first
+/// answer wins. A request stuck on a dead connection does not hold the renewal until the verdict,
+/// and an API server that is merely slow (an APF queue, a `Retry-After`) still renews it: cutting
+/// each try at its limit lost the lease to a server answering in 2 s.
 pub(crate) async fn keep_renewed<F, Fut>(duration: std::time::Duration, mut renew: F, lost: tokio::sync::watch::Sender<Option<LeaseLost>>)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Renewal>,
 {
+    use futures::StreamExt;
     use tokio::time::{Instant, sleep_until};
     let half = duration / 2;
     let per_try = renewal_try_limit(duration);
@@ -98,42 +99,48 @@ where
     let mut next_try = renewed_at + duration / 3;
     // The last failed renewal's cause since the last one that succeeded.
     let mut last_failure: Option<String> = None;
+    // The tries out, each with when it started.
+    let mut tries = futures::stream::FuturesUnordered::new();
     loop {
         let verdict_at = renewed_at + half;
-        let attempt = tokio::select! {
+        tokio::select! {
             biased;
-            () = sleep_until(verdict_at) => None,
-            renewal = async {
-                sleep_until(next_try).await;
-                let started = Instant::now();
-                let renewal = tokio::time::timeout(per_try, renew()).await.unwrap_or(Renewal::Unanswered { after: per_try });
-                (started, renewal)
-            } => Some(renewal),
-        };
-        match attempt {
-            None => {
+            () = sleep_until(verdict_at) => {
                 // Half the lease gone without a renewal: another run could soon take it.
                 let _ = lost.send(Some(LeaseLost::NotRenewed { for_: half, last_failure }));
                 return;
             }
-            Some((_, Renewal::TakenOver { by })) => {
-                // Taken over (--break-lock elsewhere): never steal it back; stop.
-                let _ = lost.send(Some(LeaseLost::TakenOver { by }));
-                return;
-            }
-            Some((started, Renewal::Renewed)) => {
-                // Counted from the attempt's start: the renewTime it wrote is no later.
-                renewed_at = started;
-                next_try = started + duration / 3;
-                last_failure = None;
-            }
-            Some((_, Renewal::Failed { why })) => {
-                last_failure = Some(why);
-                next_try = Instant::now() + (duration / 10).max(std::time::Duration::from_millis(100));
-            }
-            Some((_, Renewal::Unanswered { after })) => {
-                last_failure = Some(format!("no answer within {}", humantime::format_duration(after)));
-                next_try = Instant::now();
+            Some((started, renewal)) = tries.next(), if !tries.is_empty() => match renewal {
+                Renewal::TakenOver { by } => {
+                    // Taken over (--break-lock elsewhere): never steal it back; stop.
+                    let _ = lost.send(Some(LeaseLost::TakenOver { by }));
+                    return;
+                }
+                Renewal::Renewed => {
+                    // Counted from the try's start: the renewTime it wrote is no later. The
+                    // tries still out are dropped.
+                    renewed_at = renewed_at.max(started);
+                    next_try = renewed_at + duration / 3;
+                    last_failure = None;
+                    tries.clear();
+                }
+                Renewal::Failed { why } => {
+                    last_failure = Some(why);
+                    // Tried again sooner (a tenth of the lease), unless others are still out:
+                    // they keep their schedule.
+                    if tries.is_empty() {
+                        next_try = Instant::now() + (duration / 10).max(std::time::Duration::from_millis(100));
+                    }
+                }
+            },
+            () = sleep_until(next_try), if tries.len() < RENEWAL_TRIES_AT_ONCE => {
+                if !tries.is_empty() {
+                    last_failure = Some(format!("no answer within {}", humantime::format_duration(per_try)));
+                }
+                let started = Instant::now();
+                let attempt = renew();
+                tries.push(async move { (started, attempt.await) });
+                next_try = started + per_try;
             }
         }
     }
@@ -570,8 +577,35 @@ mod lease_tests {
         assert_eq!(at, Duration::from_secs(15), "the verdict runs on its own timer");
     }
 
+    /// An API server that answers every try, but only after 4 s (an APF queue, a
+    /// `Retry-After`): longer than a try's limit (1.67 s), well within the verdict (15 s). The
+    /// first try's answer renews the lease; cutting each try at its limit lost it.
     #[tokio::test(start_paused = true)]
-    async fn a_try_left_unanswered_is_given_up_and_tried_again_before_the_verdict() {
+    async fn a_slow_api_server_keeps_the_lease_renewed() {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = calls.clone();
+        let task = tokio::spawn(keep_renewed(
+            Duration::from_secs(30),
+            move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    Renewal::Renewed
+                }
+            },
+            tx,
+        ));
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(*rx.borrow(), None, "a slow answer cost the lease");
+        // A hedge or two beside each slow try, never more than the bound.
+        let tries = calls.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((3600 / 10 / 2..=3 * (3600 / 10 + 1)).contains(&tries), "renewed throughout, three tries out at most: {tries} tries");
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_try_left_unanswered_gets_another_beside_it_before_the_verdict() {
         // The first try hangs (a dead connection); the next one, on a new connection, answers.
         let (tx, rx) = tokio::sync::watch::channel(None);
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
