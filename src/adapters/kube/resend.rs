@@ -283,10 +283,16 @@ pub fn client_without_retry_answering_within(
 /// A client of its own for the run's leases, outside the cap of [`MAX_REQUESTS_IN_FLIGHT`]: a
 /// renewal never waits its turn behind the run's other requests (a lease not renewed in time
 /// stops the run), and its connections are its own (hyper's pool is per client). kube's own
-/// retry stays inside it (it holds no permit here); the renewal bounds each try itself
-/// ([`super::lease`]), and [`ANSWER_TIMEOUT`] every other request.
+/// retry stays inside it (it holds no permit here), and a read on a connection that broke is
+/// sent again ([`ResendBrokenReads`], as on the run's other clients: the lease's reads at the
+/// take-over and at the release); the renewal adds tries beside a slow one itself
+/// ([`super::lease`]), and [`ANSWER_TIMEOUT`] bounds every other request.
 pub fn lease_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&AnswerTimeoutLayer { after: ANSWER_TIMEOUT }).build())
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&AnswerTimeoutLayer { after: ANSWER_TIMEOUT })
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(ResendBrokenReads::default()))
+        .build())
 }
 
 #[cfg(test)]
