@@ -312,9 +312,24 @@ impl NodeSelectionArgs {
 
     /// The labels a node must carry, when that is all the selection asks (`--role`, or
     /// nothing): `None` with a `--selector`, which only the API server parses.
+    /// A role that is not a label name (`"worker,infra"`, `"worker "`) is left to the API
+    /// server too, which parses the selector it makes (and may refuse it, naming it).
     pub fn label_keys_alone(&self) -> Option<Vec<String>> {
-        self.selector.is_none().then(|| self.role.iter().map(|r| format!("node-role.kubernetes.io/{r}")).collect())
+        if self.selector.is_some() || self.role.as_deref().is_some_and(|r| !is_label_name(r)) {
+            return None;
+        }
+        Some(self.role.iter().map(|r| format!("node-role.kubernetes.io/{r}")).collect())
     }
+}
+
+/// A label key's name part (Kubernetes' qualified name): 1 to 63 ASCII letters, digits, `-`,
+/// `_` and `.`, starting and ending with a letter or digit.
+fn is_label_name(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    (1..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && edge(name.chars().next())
+        && edge(name.chars().last())
 }
 
 impl SshArgs {
@@ -391,4 +406,27 @@ pub fn lease_duration(text: &str) -> Result<humantime::Duration, String> {
         return Err(format!("{text} is not a whole number of seconds from 3s to 1h"));
     }
     Ok(duration.into())
+}
+
+#[cfg(test)]
+mod selection_tests {
+    use super::NodeSelectionArgs;
+
+    fn keys(selector: Option<&str>, role: Option<&str>) -> Option<Vec<String>> {
+        NodeSelectionArgs { selector: selector.map(str::to_owned), role: role.map(str::to_owned), ..Default::default() }.label_keys_alone()
+    }
+
+    /// Only a role that is a label name is answered by the Node watch's list; a selector, or a
+    /// role the API server would parse into something else, is listed by the API server.
+    #[test]
+    fn only_a_role_that_is_a_label_name_is_answered_without_the_api_server() {
+        assert_eq!(keys(None, None), Some(Vec::new()));
+        assert_eq!(keys(None, Some("worker")), Some(vec!["node-role.kubernetes.io/worker".to_owned()]));
+        assert_eq!(keys(None, Some("infra-2.a_b")), Some(vec!["node-role.kubernetes.io/infra-2.a_b".to_owned()]));
+        for odd in ["worker,infra", "worker ", "worker=", "-worker", "worker.", "", &"w".repeat(64)] {
+            assert_eq!(keys(None, Some(odd)), None, "{odd:?}");
+        }
+        assert_eq!(keys(Some("a=b"), Some("worker")), None);
+        assert_eq!(keys(Some("a=b"), None), None);
+    }
 }

@@ -197,9 +197,15 @@ impl NodeWatch {
     }
 
     /// Every node as the watch shows it, once its first list is in (at most 30 s): `None`
-    /// when it is not, or the watch is refused or failing (the caller lists them itself).
+    /// when it is not, or the watch is refused or failed even once before it listed (the
+    /// caller lists them itself at once, rather than wait out the watch's backoff).
     pub async fn listed_nodes(&self) -> Option<Vec<Arc<Node>>> {
-        if !self.listed().await || self.blind().is_some() {
+        let mut failing = self.failing.clone();
+        let listed = tokio::select! {
+            listed = self.listed() => listed,
+            _ = failing.wait_for(Option::is_some) => false,
+        };
+        if !listed || self.blind().is_some() {
             return None;
         }
         Some(self.store.state())
