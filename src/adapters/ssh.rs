@@ -504,9 +504,10 @@ pub struct SshTransport {
     /// (refused) and its return (a new boot ID) are only ever read on connections of their own,
     /// opened after the reboot.
     sent_on: Mutex<HashMap<String, (Handle<Verifier>, String)>>,
-    /// Hosts whose turn began (their boot ID read right before the reboot), until `release`:
-    /// a warm-up that connects late keeps nothing for them (the reboot may be out already, and
-    /// the soft-reboot count after it must not read on a connection opened before it).
+    /// Hosts whose turn began (their boot ID read right before the reboot), and hosts released
+    /// (their task ended, or they were skipped): a warm-up that connects late keeps nothing for
+    /// them (the reboot may be out already, and the soft-reboot count after it must not read on
+    /// a connection opened before it; after the release nothing would ever close it).
     turn_began: Mutex<std::collections::HashSet<String>>,
 }
 
@@ -698,8 +699,8 @@ impl PowerTransport for SshTransport {
         if turn_began() || self.kept.lock().unwrap().contains_key(&host.name) {
             return;
         }
-        // Connected outside the locks: kept only if the host's turn has not begun meanwhile
-        // and no connection is kept for it yet.
+        // Connected outside the locks: kept only if the host's turn has not begun (nor was it
+        // released) meanwhile and no connection is kept for it yet.
         let Ok(handle) = self.client.connect(host).await else { return };
         let spare = {
             let turn = self.turn_began.lock().unwrap();
@@ -718,7 +719,8 @@ impl PowerTransport for SshTransport {
     }
 
     async fn release(&self, host: &Host) {
-        self.turn_began.lock().unwrap().remove(&host.name);
+        // Kept, not removed: a warm-up still queued for it opens nothing now.
+        self.turn_began.lock().unwrap().insert(host.name.clone());
         self.read_before.lock().unwrap().remove(&host.name);
         let sent_on = self.sent_on.lock().unwrap().remove(&host.name).map(|(handle, _)| handle);
         for handle in self.take_kept(host).into_iter().chain(sent_on) {

@@ -178,6 +178,8 @@ pub(super) async fn dispatch<T: PowerTransport>(shared: Arc<Shared<T>>, gate: Ar
             Some(_) => None,
         };
         if let Some(reason) = stop_reason {
+            // No connection opens ahead of a turn that will not come.
+            warm_ups.abort_all();
             let rest: Vec<Host> = std::iter::once(step_host.clone()).chain(pending.drain(..)).chain(shared.take_deferred()).collect();
             for skipped in &rest {
                 if shared.abort_level() == Abort::Hard {
