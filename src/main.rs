@@ -1,3 +1,10 @@
+// mimalloc rather than glibc's malloc: at 10,000 nodes, 1,000 at a time, each wave's thousand
+// returns are served with both cores saturated by fleetboot and the simulation (the same binary),
+// and malloc/free were about a quarter of that burst's CPU (`perf`). With mimalloc a wave's
+// dispatch spread settled at 530-770 ms instead of 940 ms (README: alternated runs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // The help and usage name the command as it was called (`kubectl fleetboot` as a plugin).
     let cli = fleetboot::commands::toolbox::parse_args();
