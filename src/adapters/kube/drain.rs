@@ -461,6 +461,7 @@ impl Drainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::kube::resend::ClientOptions;
 
     fn api_error(code: u16, reason: &str) -> kube::Error {
         let status = kube::core::Status { code, reason: reason.into(), message: format!("the API says {code}"), ..Default::default() };
@@ -609,8 +610,8 @@ mod tests {
         let config = kube::Config::new(format!("http://{address}").parse().unwrap());
         let limit = crate::adapters::kube::resend::in_flight_limit();
         let drainer = Drainer {
-            client: crate::adapters::kube::resend::client(config.clone(), &limit).unwrap(),
-            evictions: crate::adapters::kube::resend::client_without_retry(config, &limit).unwrap(),
+            client: crate::adapters::kube::resend::client(config.clone(), &limit, ClientOptions::RETRYING).unwrap(),
+            evictions: crate::adapters::kube::resend::client(config, &limit, ClientOptions::WITHOUT_RETRY).unwrap(),
             timeout: std::time::Duration::from_secs(1),
             on_failure: DrainFailure::Fail,
             pod_selector: None,

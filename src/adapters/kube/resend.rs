@@ -98,8 +98,8 @@ impl<Res> Policy<Request<Body>, Res, BoxError> for ResendBrokenReads {
     }
 }
 
-/// How many requests one connection to the cluster (its clients: [`client`] and the evictions'
-/// [`client_without_retry`]) has in flight at once; the rest wait their turn in the client.
+/// How many requests one connection to the cluster (its clients: [`client`], retrying, and the
+/// evictions', [`ClientOptions::WITHOUT_RETRY`]) has in flight at once; the rest wait their turn in the client.
 ///
 /// Without a bound the client sent every request at once, and HTTP/1.1 carries one request per
 /// connection: a drained run of 10,000 nodes kept up to 7,658 connections open to the API,
@@ -224,60 +224,63 @@ where
     }
 }
 
-/// kube's client for `config`, with [`ResendBrokenReads`] and kube's own retry of a 429, a 503
-/// and a 504 around it, `limit` under them and [`ANSWER_TIMEOUT`] under the limit.
-pub fn client(config: kube::Config, limit: &GlobalConcurrencyLimitLayer) -> Result<kube::Client, kube::Error> {
-    client_answering_within(config, limit, ANSWER_TIMEOUT)
+/// How [`client`] makes a client of one connection to the cluster: which retries go around it
+/// and how long it awaits an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// [`ResendBrokenReads`] and kube's own retry of a 429, a 503 and a 504 (when the
+    /// configuration asks for it, `default_retry`) around the client, above the limit; without
+    /// them the caller answers every error itself.
+    pub retry: bool,
+    /// How long a request not [`long_running`] may wait for the start of its answer
+    /// ([`ANSWER_TIMEOUT`]; a test passes a shorter one).
+    pub answer_timeout: Duration,
 }
 
-/// [`client`] with the answers awaited `after` long.
-pub fn client_answering_within(
-    config: kube::Config,
-    limit: &GlobalConcurrencyLimitLayer,
-    after: Duration,
-) -> Result<kube::Client, kube::Error> {
+impl ClientOptions {
+    /// The run's reads and writes: retried, [`ANSWER_TIMEOUT`].
+    pub const RETRYING: ClientOptions = ClientOptions { retry: true, answer_timeout: ANSWER_TIMEOUT };
+    /// The evictions' client: no retry at all, [`ANSWER_TIMEOUT`].
+    pub const WITHOUT_RETRY: ClientOptions = ClientOptions { retry: false, answer_timeout: ANSWER_TIMEOUT };
+
+    /// These options with the answers awaited `after` long.
+    pub const fn answering_within(self, after: Duration) -> ClientOptions {
+        ClientOptions { answer_timeout: after, ..self }
+    }
+}
+
+/// kube's client for `config` under `limit`, with the answer's timeout of `options` under the
+/// limit and, when `options` retry, [`ResendBrokenReads`] and kube's own retry of a 429, a 503
+/// and a 504 above it.
+pub fn client(config: kube::Config, limit: &GlobalConcurrencyLimitLayer, options: ClientOptions) -> Result<kube::Client, kube::Error> {
     // kube's own retry (`config.default_retry`) sits inside the stack `ClientBuilder` makes
     // (kube-client 5.0.0 `client/builder.rs` `make_generic_builder`: its `RetryLayer` under the
     // auth layer), so under any layer added here: a request sleeping out its backoff (5 ms
     // doubling to 1000 s, 15 times, or the server's `Retry-After`) would hold its permit all
     // along, and a throttling API server could park the whole cap in sleeps. It is left out of
-    // that stack and the same policy put above the limit instead.
+    // that stack and, when `options` retry, the same policy put above the limit instead.
     let mut config = config;
-    let kube_retries = config.default_retry;
+    let kube_retries = options.retry && config.default_retry;
     config.default_retry = false;
-    let builder = kube::client::ClientBuilder::try_from(config)?;
+    // The answer's timeout is under the limit: it counts from the permit, never the time a
+    // request waited its turn.
+    let bounded =
+        kube::client::ClientBuilder::try_from(config)?.with_layer(&AnswerTimeoutLayer { after: options.answer_timeout }).with_layer(limit);
+    if !options.retry {
+        // kube's `Client` puts its own buffer in front: the limit is under it, as below.
+        return Ok(bounded.build());
+    }
     // The limit sits under the buffer: the buffer's one worker holds the only permit taken
     // ahead of a call, and a request waiting to be sent again (a read after [`RESEND_PAUSE`],
     // a 429 after its backoff) holds none (the retries are above). A retry needs a service it
     // can clone: kube's stack is one boxed service, so behind a buffer (as kube's own `Client`
-    // puts it). The answer's timeout is under the limit: it counts from the permit, never the
-    // time a request waited its turn.
+    // puts it).
     let kube_retry = kube_retries.then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
-    Ok(builder
-        .with_layer(&AnswerTimeoutLayer { after })
-        .with_layer(limit)
+    Ok(bounded
         .with_layer(&tower::buffer::BufferLayer::new(1024))
         .with_layer(&tower::util::option_layer(kube_retry))
         .with_layer(&tower::retry::RetryLayer::new(ResendBrokenReads::default()))
         .build())
-}
-
-/// kube's client for `config` without any retry of its own or of [`ResendBrokenReads`] (the
-/// caller answers every error itself), under `limit`, with [`ANSWER_TIMEOUT`] under the limit.
-pub fn client_without_retry(config: kube::Config, limit: &GlobalConcurrencyLimitLayer) -> Result<kube::Client, kube::Error> {
-    client_without_retry_answering_within(config, limit, ANSWER_TIMEOUT)
-}
-
-/// [`client_without_retry`] with the answers awaited `after` long.
-pub fn client_without_retry_answering_within(
-    config: kube::Config,
-    limit: &GlobalConcurrencyLimitLayer,
-    after: Duration,
-) -> Result<kube::Client, kube::Error> {
-    let mut config = config;
-    config.default_retry = false;
-    // kube's `Client` puts its own buffer in front: the limit is under it, as in [`client`].
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&AnswerTimeoutLayer { after }).with_layer(limit).build())
 }
 
 /// A client of its own for the run's leases, outside the cap of [`MAX_REQUESTS_IN_FLIGHT`]: a
@@ -370,8 +373,8 @@ mod tests {
         let config = kube::Config::new(format!("http://{address}").parse().unwrap());
         // Both clients of a connection, as `ClusterConnection::open` makes them.
         let limit = in_flight_limit();
-        let reads = client(config.clone(), &limit).unwrap();
-        let evictions = client_without_retry(config, &limit).unwrap();
+        let reads = client(config.clone(), &limit, ClientOptions::RETRYING).unwrap();
+        let evictions = client(config, &limit, ClientOptions::WITHOUT_RETRY).unwrap();
         let asked = MAX_REQUESTS_IN_FLIGHT + 50;
         let requests: Vec<_> = (0..asked)
             .map(|i| {
@@ -447,7 +450,7 @@ mod tests {
         let config = kube::Config::new(format!("http://{address}").parse().unwrap());
         // One permit: whatever holds it holds up every other request.
         let limit = GlobalConcurrencyLimitLayer::new(1);
-        let reads = client(config, &limit).unwrap();
+        let reads = client(config, &limit, ClientOptions::RETRYING).unwrap();
         let backing_off = tokio::spawn({
             let reads = reads.clone();
             async move { reads.request_text(Request::get("/throttled").body(Vec::new()).unwrap()).await }
@@ -471,8 +474,8 @@ mod tests {
         let after = Duration::from_millis(300);
         // Both clients of a connection: a write (not resent) and an eviction's client.
         for silent in [
-            client_answering_within(config.clone(), &limit, after).unwrap(),
-            client_without_retry_answering_within(config.clone(), &limit, after).unwrap(),
+            client(config.clone(), &limit, ClientOptions::RETRYING.answering_within(after)).unwrap(),
+            client(config.clone(), &limit, ClientOptions::WITHOUT_RETRY.answering_within(after)).unwrap(),
         ] {
             let request = Request::post("/silent").body(b"{}".to_vec()).unwrap();
             let failed = tokio::time::timeout(GUARD, silent.request_text(request)).await.expect("a request never answered hung");
