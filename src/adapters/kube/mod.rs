@@ -18,6 +18,8 @@ pub mod gates;
 pub mod journal_store;
 pub mod lease;
 pub mod resend;
+#[cfg(test)]
+pub(crate) mod test_server;
 pub mod watch;
 pub mod world;
 

@@ -301,76 +301,41 @@ pub fn lease_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::kube::test_server::{Answer, TestServer};
     use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    /// What the API server below has seen: connections and requests open now, and the most
-    /// requests open at once.
+    /// What the API server below has seen: the requests open now, and the most open at once.
     #[derive(Default)]
     struct Seen {
-        connections: usize,
         requests: usize,
         most_requests: usize,
     }
 
-    /// A request's head, to its empty line: its first line, or `None` when the connection
-    /// ended. (A body is never read: the only request with one is never answered.)
-    async fn read_head(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
-        let (mut first, mut line) = (String::new(), String::new());
-        if !matches!(lines.read_line(&mut first).await, Ok(n) if n > 0) {
-            return None;
-        }
-        loop {
-            line.clear();
-            match lines.read_line(&mut line).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) if line == "\r\n" => return Some(first),
-                Ok(_) => {}
+    /// An API server that keeps every request unanswered until `gate` opens, counting what is
+    /// open at once.
+    async fn holding_server(seen: Arc<Mutex<Seen>>, gate: tokio::sync::watch::Receiver<bool>) -> TestServer {
+        TestServer::start(move |_| {
+            let (seen, mut gate) = (seen.clone(), gate.clone());
+            async move {
+                {
+                    let mut s = seen.lock().unwrap();
+                    s.requests += 1;
+                    s.most_requests = s.most_requests.max(s.requests);
+                }
+                let _ = gate.wait_for(|open| *open).await;
+                seen.lock().unwrap().requests -= 1;
+                Answer::json(200, "{}")
             }
-        }
-    }
-
-    /// An HTTP/1.1 server on loopback that keeps every request unanswered until `gate` opens,
-    /// counting what is open at once.
-    async fn holding_server(seen: Arc<Mutex<Seen>>, gate: tokio::sync::watch::Receiver<bool>) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (seen, mut gate) = (seen.clone(), gate.clone());
-                tokio::spawn(async move {
-                    {
-                        let mut s = seen.lock().unwrap();
-                        s.connections += 1;
-                    }
-                    let (read, mut write) = stream.into_split();
-                    let mut lines = BufReader::new(read);
-                    while read_head(&mut lines).await.is_some() {
-                        {
-                            let mut s = seen.lock().unwrap();
-                            s.requests += 1;
-                            s.most_requests = s.most_requests.max(s.requests);
-                        }
-                        let _ = gate.wait_for(|open| *open).await;
-                        seen.lock().unwrap().requests -= 1;
-                        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-                        if write.write_all(answer.as_bytes()).await.is_err() {
-                            break;
-                        }
-                    }
-                    seen.lock().unwrap().connections -= 1;
-                });
-            }
-        });
-        address
+        })
+        .await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_clients_of_one_connection_keep_at_most_the_cap_of_requests_and_connections_open() {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (open_gate, gate) = tokio::sync::watch::channel(false);
-        let address = holding_server(seen.clone(), gate).await;
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let server = holding_server(seen.clone(), gate).await;
+        let config = server.config();
         // Both clients of a connection, as `ClusterConnection::open` makes them.
         let limit = in_flight_limit();
         let reads = client(config.clone(), &limit, ClientOptions::RETRYING).unwrap();
@@ -392,10 +357,8 @@ mod tests {
         // ...and, given a moment to arrive, the 50 more do not reach the server (without the
         // cap they all do: this moment only lets a missing cap show, it never fails a cap).
         tokio::time::sleep(Duration::from_millis(500)).await;
-        {
-            let s = seen.lock().unwrap();
-            assert_eq!((s.requests, s.connections), (MAX_REQUESTS_IN_FLIGHT, MAX_REQUESTS_IN_FLIGHT));
-        }
+        let requests_open = seen.lock().unwrap().requests;
+        assert_eq!((requests_open, server.connections_open()), (MAX_REQUESTS_IN_FLIGHT, MAX_REQUESTS_IN_FLIGHT));
         // Answered, the permits come back: the requests waiting go, none is lost or stuck.
         open_gate.send(true).unwrap();
         for request in requests {
@@ -407,36 +370,20 @@ mod tests {
         // a request that waited may open one while the answers before it are still read.)
     }
 
-    /// An HTTP/1.1 server on loopback that answers by path: `/silent...` never (the connection
-    /// stays open, as a peer gone silent), `/throttled...` 429 with `Retry-After: 3600` the first
-    /// time (counted in `throttled`) and 200 after, anything else 200 at once.
-    async fn routing_server(throttled: Arc<std::sync::atomic::AtomicUsize>) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let throttled = throttled.clone();
-                tokio::spawn(async move {
-                    let (read, mut write) = stream.into_split();
-                    let mut lines = BufReader::new(read);
-                    while let Some(first) = read_head(&mut lines).await {
-                        let path = first.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                        let answer = if path.starts_with("/silent") {
-                            std::future::pending::<()>().await;
-                            unreachable!()
-                        } else if path.starts_with("/throttled") && throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 3600\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-                        } else {
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-                        };
-                        if write.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+    /// An API server that answers by path: `/silent...` never (the connection stays open, as a
+    /// peer gone silent), `/throttled...` 429 with `Retry-After: 3600` the first time (counted in
+    /// `throttled`) and 200 after, anything else 200 at once.
+    async fn routing_server(throttled: Arc<std::sync::atomic::AtomicUsize>) -> TestServer {
+        TestServer::answering(move |request| {
+            if request.path().starts_with("/silent") {
+                Answer::Never
+            } else if request.path().starts_with("/throttled") && throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Answer::json(429, "{}").with_header("retry-after", "3600")
+            } else {
+                Answer::json(200, "{}")
             }
-        });
-        address
+        })
+        .await
     }
 
     /// How long a test waits for what must happen long before it (a guard against a hang, never
@@ -446,8 +393,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_sleeping_out_kube_s_backoff_holds_no_permit() {
         let throttled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let address = routing_server(throttled.clone()).await;
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let server = routing_server(throttled.clone()).await;
+        let config = server.config();
         // One permit: whatever holds it holds up every other request.
         let limit = GlobalConcurrencyLimitLayer::new(1);
         let reads = client(config, &limit, ClientOptions::RETRYING).unwrap();
@@ -468,8 +415,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_never_answered_fails_and_gives_its_permit_back() {
-        let address = routing_server(Arc::default()).await;
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let server = routing_server(Arc::default()).await;
+        let config = server.config();
         let limit = GlobalConcurrencyLimitLayer::new(1);
         let after = Duration::from_millis(300);
         // Both clients of a connection: a write (not resent) and an eviction's client.
