@@ -23,15 +23,30 @@ use tower::retry::Policy;
 pub const RESENDS: u32 = 10;
 pub const RESEND_PAUSE: Duration = Duration::from_secs(1);
 
-/// The policy: [`RESENDS`] more tries of a read whose connection broke, [`RESEND_PAUSE`] apart.
+/// How many of those [`RESENDS`] may follow a try that got no answer within its timeout
+/// ([`Unanswered`], [`ANSWER_TIMEOUT`] each): one. A broken connection fails at once and is
+/// sent again 1 s later, but a silent one costs its whole timeout: ten resends of a read that
+/// keeps timing out kept its caller (an admin watching, a slot of the run's) waiting 11 ×
+/// 90 s, about 17 minutes, before it failed. One resend still covers what a timeout mostly
+/// is, one connection gone silent (a peer or a middlebox that dropped it without a reset, an
+/// idle pooled connection among them): the resend opens a new one. A second timeout in a row
+/// says the API server itself does not answer, which more tries will not change: the request
+/// fails after at most 2 × [`ANSWER_TIMEOUT`] (and the short tries of broken connections
+/// between), and its caller's own rule (fail the node, stop the run) takes over. client-go
+/// resends no timeout at all (`isErrRetryableFunc`: a reset or an EOF only).
+pub const UNANSWERED_RESENDS: u32 = 1;
+
+/// The policy: [`RESENDS`] more tries of a read whose connection broke, [`RESEND_PAUSE`] apart,
+/// of which at most [`UNANSWERED_RESENDS`] after a try that got no answer in time.
 #[derive(Clone, Debug)]
 pub struct ResendBrokenReads {
     left: u32,
+    unanswered_left: u32,
 }
 
 impl Default for ResendBrokenReads {
     fn default() -> ResendBrokenReads {
-        ResendBrokenReads { left: RESENDS }
+        ResendBrokenReads { left: RESENDS, unanswered_left: UNANSWERED_RESENDS }
     }
 }
 
@@ -62,14 +77,26 @@ pub fn broken_connection(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether `error` is, or was caused by, a request that got no answer in time ([`Unanswered`]).
+pub fn unanswered(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<Unanswered>())
+}
+
 impl ResendBrokenReads {
     /// The pause before sending again a request that got `error`, or `None` (send it no more):
-    /// a broken connection while tries are left. The one rule for every resend, the client's
+    /// a broken connection while tries are left ([`UNANSWERED_RESENDS`] of them after a
+    /// timeout). The one rule for every resend, the client's
     /// layer's (reads) and a caller's own loop around a request the layer does not resend (the
     /// cordon's merge patch, [`super::drain::Drainer::set_unschedulable`]).
     pub fn pause_after(&mut self, error: &(dyn std::error::Error + 'static)) -> Option<tokio::time::Sleep> {
         if self.left == 0 || !broken_connection(error) {
             return None;
+        }
+        if unanswered(error) {
+            if self.unanswered_left == 0 {
+                return None;
+            }
+            self.unanswered_left -= 1;
         }
         self.left -= 1;
         Some(tokio::time::sleep(RESEND_PAUSE))
@@ -438,6 +465,35 @@ mod tests {
             let next = tokio::time::timeout(GUARD, silent.request_text(Request::get("/next").body(Vec::new()).unwrap())).await;
             assert_eq!(next.expect("the permit of the unanswered request never came back").unwrap(), "{}");
         }
+    }
+
+    /// Sends a `GET` of a node through the run's reads' client (production's options) to a
+    /// server that answers its `n`th request (from 0) with `answer(n)`, until it fails: its
+    /// error and how many connections (one a try) it made.
+    async fn read_until_it_fails(answer: fn(usize) -> Answer) -> (kube::Error, usize) {
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let server = TestServer::answering(move |_| answer(asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst))).await;
+        let reads = client(server.config(), &in_flight_limit(), ClientOptions::RETRYING).unwrap();
+        let error = reads.request_text(Request::get("/api/v1/nodes/worker-0").body(Vec::new()).unwrap()).await.expect_err("answered");
+        (error, server.connections_made().await)
+    }
+
+    // The paused clock lets the real ANSWER_TIMEOUT and RESEND_PAUSE pass as soon as nothing
+    // else is left to do; the tries are counted, never timed.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_keeps_timing_out_is_sent_again_once_and_fails() {
+        let (error, tries) = read_until_it_fails(|_| Answer::Never).await;
+        assert!(unanswered(&error), "failed otherwise than unanswered: {error:?}");
+        assert_eq!(tries, 1 + UNANSWERED_RESENDS as usize, "a silent API server was asked {tries} times");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn broken_connections_between_two_timeouts_are_still_sent_again() {
+        // Silent, broken twice, silent: the broken ones are sent again as ever, the second
+        // timeout ends it (tries were left for broken connections: 10 in all).
+        let (error, tries) = read_until_it_fails(|n| if n == 0 || n == 3 { Answer::Never } else { Answer::Close }).await;
+        assert!(unanswered(&error), "failed otherwise than unanswered: {error:?}");
+        assert_eq!(tries, 4);
     }
 
     #[test]

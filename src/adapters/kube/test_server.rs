@@ -6,8 +6,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -60,6 +60,9 @@ impl Answer {
 /// The running server; dropped, it stops accepting and closes every connection.
 pub struct TestServer {
     address: SocketAddr,
+    /// The peers of the connections accepted, in order, and a signal for each one more.
+    accepted: Arc<Mutex<Vec<SocketAddr>>>,
+    more: Arc<tokio::sync::Notify>,
     /// The connections open now (accepted and not yet ended by either side).
     open: Arc<AtomicUsize>,
     /// Owns the connections' tasks too: aborted, it drops them (and their sockets).
@@ -76,12 +79,15 @@ impl TestServer {
     {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let (accepted, more) = (Arc::new(Mutex::new(Vec::new())), Arc::new(tokio::sync::Notify::new()));
         let (answer, open) = (Arc::new(answer), Arc::new(AtomicUsize::new(0)));
         let accepting = tokio::spawn({
-            let open = open.clone();
+            let (accepted, more, open) = (accepted.clone(), more.clone(), open.clone());
             async move {
                 let mut connections = tokio::task::JoinSet::new();
-                while let Ok((stream, _)) = listener.accept().await {
+                while let Ok((stream, peer)) = listener.accept().await {
+                    accepted.lock().unwrap().push(peer);
+                    more.notify_waiters();
                     let open = Open::count(&open);
                     let answer = answer.clone();
                     connections.spawn(async move {
@@ -93,7 +99,7 @@ impl TestServer {
                 }
             }
         });
-        TestServer { address, open, accepting }
+        TestServer { address, accepted, more, open, accepting }
     }
 
     /// Serves every request with the answer `answer` gives at once.
@@ -109,6 +115,22 @@ impl TestServer {
     /// How many connections are open now (accepted, not yet closed by either side).
     pub fn connections_open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    /// How many connections the server accepted, every connection made to it before this call
+    /// included, whether or not its accepting task had got to it yet: a connection of its own,
+    /// queued after them, marks the point (the listener accepts in order), so no wait is
+    /// guessed.
+    pub async fn connections_made(&self) -> usize {
+        let connection = TcpStream::connect(self.address).await.unwrap();
+        let marker = connection.local_addr().unwrap();
+        loop {
+            let more = self.more.notified();
+            if let Some(at) = self.accepted.lock().unwrap().iter().position(|peer| *peer == marker) {
+                return at;
+            }
+            more.await;
+        }
     }
 }
 
