@@ -461,6 +461,8 @@ impl Drainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::kube::resend::ClientOptions;
+    use crate::adapters::kube::test_server::{Answer, TestServer};
 
     fn api_error(code: u16, reason: &str) -> kube::Error {
         let status = kube::core::Status { code, reason: reason.into(), message: format!("the API says {code}"), ..Default::default() };
@@ -560,44 +562,13 @@ mod tests {
         }
     }
 
-    /// Serves `node` on loopback: its address.
-    async fn serve(node: std::sync::Arc<std::sync::Mutex<FakeNode>>) -> std::net::SocketAddr {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let node = node.clone();
-                tokio::spawn(async move {
-                    let mut stream = tokio::io::BufReader::new(stream);
-                    loop {
-                        let (mut head, mut line) = (Vec::new(), String::new());
-                        loop {
-                            line.clear();
-                            match stream.read_line(&mut line).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) if line == "\r\n" => break,
-                                Ok(_) => head.push(line.trim_end().to_ascii_lowercase()),
-                            }
-                        }
-                        let length = head.iter().find_map(|h| h.strip_prefix("content-length:")).map_or(0, |n| n.trim().parse().unwrap());
-                        let mut body = vec![0; length];
-                        stream.read_exact(&mut body).await.unwrap();
-                        let method = head[0].split(' ').next().unwrap().to_ascii_uppercase();
-                        let Some((code, answer)) = node.lock().unwrap().answer(&method, &body) else { return };
-                        let answer = answer.to_string();
-                        let reply = format!(
-                            "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
-                            answer.len()
-                        );
-                        if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        address
+    /// Serves `node` on loopback.
+    async fn serve(node: std::sync::Arc<std::sync::Mutex<FakeNode>>) -> TestServer {
+        TestServer::answering(move |request| match node.lock().unwrap().answer(&request.method, &request.body) {
+            Some((status, answer)) => Answer::json(status, answer.to_string()),
+            None => Answer::Close,
+        })
+        .await
     }
 
     /// Uncordons worker-0, cordoned at version 7, under `fault`: what `set_unschedulable`
@@ -605,12 +576,12 @@ mod tests {
     async fn uncordon_on(fault: Fault) -> (Result<Patched, CordonError>, FakeNode) {
         let node = FakeNode { version: 7, unschedulable: true, reads: 0, patches: 0, fault };
         let node = std::sync::Arc::new(std::sync::Mutex::new(node));
-        let address = serve(node.clone()).await;
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let server = serve(node.clone()).await;
+        let config = server.config();
         let limit = crate::adapters::kube::resend::in_flight_limit();
         let drainer = Drainer {
-            client: crate::adapters::kube::resend::client(config.clone(), &limit).unwrap(),
-            evictions: crate::adapters::kube::resend::client_without_retry(config, &limit).unwrap(),
+            client: crate::adapters::kube::resend::client(config.clone(), &limit, ClientOptions::RETRYING).unwrap(),
+            evictions: crate::adapters::kube::resend::client(config, &limit, ClientOptions::WITHOUT_RETRY).unwrap(),
             timeout: std::time::Duration::from_secs(1),
             on_failure: DrainFailure::Fail,
             pod_selector: None,

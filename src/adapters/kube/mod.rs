@@ -18,6 +18,8 @@ pub mod gates;
 pub mod journal_store;
 pub mod lease;
 pub mod resend;
+#[cfg(test)]
+pub(crate) mod test_server;
 pub mod watch;
 pub mod world;
 
@@ -133,7 +135,8 @@ async fn connect_named(
     };
     let server = config.cluster_url.to_string();
     // A read whose connection broke is sent again, as client-go does ([`resend`]).
-    let client = resend::client(config.clone(), limit).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+    let client = resend::client(config.clone(), limit, resend::ClientOptions::RETRYING)
+        .map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
     Ok((client, config, server, context))
 }
 
@@ -149,7 +152,8 @@ fn without_client_retry(
     server: &str,
     limit: &tower::limit::GlobalConcurrencyLimitLayer,
 ) -> Result<Client, ClusterError> {
-    resend::client_without_retry(config.clone(), limit).map_err(|e| ClusterError::Api { server: server.to_owned(), reason: e.to_string() })
+    resend::client(config.clone(), limit, resend::ClientOptions::WITHOUT_RETRY)
+        .map_err(|e| ClusterError::Api { server: server.to_owned(), reason: e.to_string() })
 }
 
 /// A connected cluster: the one client a command uses for everything, and which cluster it is.

@@ -23,15 +23,30 @@ use tower::retry::Policy;
 pub const RESENDS: u32 = 10;
 pub const RESEND_PAUSE: Duration = Duration::from_secs(1);
 
-/// The policy: [`RESENDS`] more tries of a read whose connection broke, [`RESEND_PAUSE`] apart.
+/// How many of those [`RESENDS`] may follow a try that got no answer within its timeout
+/// ([`Unanswered`], [`ANSWER_TIMEOUT`] each): one. A broken connection fails at once and is
+/// sent again 1 s later, but a silent one costs its whole timeout: ten resends of a read that
+/// keeps timing out kept its caller (an admin watching, a slot of the run's) waiting 11 ×
+/// 90 s, about 17 minutes, before it failed. One resend still covers what a timeout mostly
+/// is, one connection gone silent (a peer or a middlebox that dropped it without a reset, an
+/// idle pooled connection among them): the resend opens a new one. A second timeout in a row
+/// says the API server itself does not answer, which more tries will not change: the request
+/// fails after at most 2 × [`ANSWER_TIMEOUT`] (and the short tries of broken connections
+/// between), and its caller's own rule (fail the node, stop the run) takes over. client-go
+/// resends no timeout at all (`isErrRetryableFunc`: a reset or an EOF only).
+pub const UNANSWERED_RESENDS: u32 = 1;
+
+/// The policy: [`RESENDS`] more tries of a read whose connection broke, [`RESEND_PAUSE`] apart,
+/// of which at most [`UNANSWERED_RESENDS`] after a try that got no answer in time.
 #[derive(Clone, Debug)]
 pub struct ResendBrokenReads {
     left: u32,
+    unanswered_left: u32,
 }
 
 impl Default for ResendBrokenReads {
     fn default() -> ResendBrokenReads {
-        ResendBrokenReads { left: RESENDS }
+        ResendBrokenReads { left: RESENDS, unanswered_left: UNANSWERED_RESENDS }
     }
 }
 
@@ -62,14 +77,26 @@ pub fn broken_connection(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether `error` is, or was caused by, a request that got no answer in time ([`Unanswered`]).
+pub fn unanswered(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<Unanswered>())
+}
+
 impl ResendBrokenReads {
     /// The pause before sending again a request that got `error`, or `None` (send it no more):
-    /// a broken connection while tries are left. The one rule for every resend, the client's
+    /// a broken connection while tries are left ([`UNANSWERED_RESENDS`] of them after a
+    /// timeout). The one rule for every resend, the client's
     /// layer's (reads) and a caller's own loop around a request the layer does not resend (the
     /// cordon's merge patch, [`super::drain::Drainer::set_unschedulable`]).
     pub fn pause_after(&mut self, error: &(dyn std::error::Error + 'static)) -> Option<tokio::time::Sleep> {
         if self.left == 0 || !broken_connection(error) {
             return None;
+        }
+        if unanswered(error) {
+            if self.unanswered_left == 0 {
+                return None;
+            }
+            self.unanswered_left -= 1;
         }
         self.left -= 1;
         Some(tokio::time::sleep(RESEND_PAUSE))
@@ -98,8 +125,8 @@ impl<Res> Policy<Request<Body>, Res, BoxError> for ResendBrokenReads {
     }
 }
 
-/// How many requests one connection to the cluster (its clients: [`client`] and the evictions'
-/// [`client_without_retry`]) has in flight at once; the rest wait their turn in the client.
+/// How many requests one connection to the cluster (its clients: [`client`], retrying, and the
+/// evictions', [`ClientOptions::WITHOUT_RETRY`]) has in flight at once; the rest wait their turn in the client.
 ///
 /// Without a bound the client sent every request at once, and HTTP/1.1 carries one request per
 /// connection: a drained run of 10,000 nodes kept up to 7,658 connections open to the API,
@@ -224,60 +251,63 @@ where
     }
 }
 
-/// kube's client for `config`, with [`ResendBrokenReads`] and kube's own retry of a 429, a 503
-/// and a 504 around it, `limit` under them and [`ANSWER_TIMEOUT`] under the limit.
-pub fn client(config: kube::Config, limit: &GlobalConcurrencyLimitLayer) -> Result<kube::Client, kube::Error> {
-    client_answering_within(config, limit, ANSWER_TIMEOUT)
+/// How [`client`] makes a client of one connection to the cluster: which retries go around it
+/// and how long it awaits an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// [`ResendBrokenReads`] and kube's own retry of a 429, a 503 and a 504 (when the
+    /// configuration asks for it, `default_retry`) around the client, above the limit; without
+    /// them the caller answers every error itself.
+    pub retry: bool,
+    /// How long a request not [`long_running`] may wait for the start of its answer
+    /// ([`ANSWER_TIMEOUT`]; a test passes a shorter one).
+    pub answer_timeout: Duration,
 }
 
-/// [`client`] with the answers awaited `after` long.
-pub fn client_answering_within(
-    config: kube::Config,
-    limit: &GlobalConcurrencyLimitLayer,
-    after: Duration,
-) -> Result<kube::Client, kube::Error> {
+impl ClientOptions {
+    /// The run's reads and writes: retried, [`ANSWER_TIMEOUT`].
+    pub const RETRYING: ClientOptions = ClientOptions { retry: true, answer_timeout: ANSWER_TIMEOUT };
+    /// The evictions' client: no retry at all, [`ANSWER_TIMEOUT`].
+    pub const WITHOUT_RETRY: ClientOptions = ClientOptions { retry: false, answer_timeout: ANSWER_TIMEOUT };
+
+    /// These options with the answers awaited `after` long.
+    pub const fn answering_within(self, after: Duration) -> ClientOptions {
+        ClientOptions { answer_timeout: after, ..self }
+    }
+}
+
+/// kube's client for `config` under `limit`, with the answer's timeout of `options` under the
+/// limit and, when `options` retry, [`ResendBrokenReads`] and kube's own retry of a 429, a 503
+/// and a 504 above it.
+pub fn client(config: kube::Config, limit: &GlobalConcurrencyLimitLayer, options: ClientOptions) -> Result<kube::Client, kube::Error> {
     // kube's own retry (`config.default_retry`) sits inside the stack `ClientBuilder` makes
     // (kube-client 5.0.0 `client/builder.rs` `make_generic_builder`: its `RetryLayer` under the
     // auth layer), so under any layer added here: a request sleeping out its backoff (5 ms
     // doubling to 1000 s, 15 times, or the server's `Retry-After`) would hold its permit all
     // along, and a throttling API server could park the whole cap in sleeps. It is left out of
-    // that stack and the same policy put above the limit instead.
+    // that stack and, when `options` retry, the same policy put above the limit instead.
     let mut config = config;
-    let kube_retries = config.default_retry;
+    let kube_retries = options.retry && config.default_retry;
     config.default_retry = false;
-    let builder = kube::client::ClientBuilder::try_from(config)?;
+    // The answer's timeout is under the limit: it counts from the permit, never the time a
+    // request waited its turn.
+    let bounded =
+        kube::client::ClientBuilder::try_from(config)?.with_layer(&AnswerTimeoutLayer { after: options.answer_timeout }).with_layer(limit);
+    if !options.retry {
+        // kube's `Client` puts its own buffer in front: the limit is under it, as below.
+        return Ok(bounded.build());
+    }
     // The limit sits under the buffer: the buffer's one worker holds the only permit taken
     // ahead of a call, and a request waiting to be sent again (a read after [`RESEND_PAUSE`],
     // a 429 after its backoff) holds none (the retries are above). A retry needs a service it
     // can clone: kube's stack is one boxed service, so behind a buffer (as kube's own `Client`
-    // puts it). The answer's timeout is under the limit: it counts from the permit, never the
-    // time a request waited its turn.
+    // puts it).
     let kube_retry = kube_retries.then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
-    Ok(builder
-        .with_layer(&AnswerTimeoutLayer { after })
-        .with_layer(limit)
+    Ok(bounded
         .with_layer(&tower::buffer::BufferLayer::new(1024))
         .with_layer(&tower::util::option_layer(kube_retry))
         .with_layer(&tower::retry::RetryLayer::new(ResendBrokenReads::default()))
         .build())
-}
-
-/// kube's client for `config` without any retry of its own or of [`ResendBrokenReads`] (the
-/// caller answers every error itself), under `limit`, with [`ANSWER_TIMEOUT`] under the limit.
-pub fn client_without_retry(config: kube::Config, limit: &GlobalConcurrencyLimitLayer) -> Result<kube::Client, kube::Error> {
-    client_without_retry_answering_within(config, limit, ANSWER_TIMEOUT)
-}
-
-/// [`client_without_retry`] with the answers awaited `after` long.
-pub fn client_without_retry_answering_within(
-    config: kube::Config,
-    limit: &GlobalConcurrencyLimitLayer,
-    after: Duration,
-) -> Result<kube::Client, kube::Error> {
-    let mut config = config;
-    config.default_retry = false;
-    // kube's `Client` puts its own buffer in front: the limit is under it, as in [`client`].
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&AnswerTimeoutLayer { after }).with_layer(limit).build())
 }
 
 /// A client of its own for the run's leases, outside the cap of [`MAX_REQUESTS_IN_FLIGHT`]: a
@@ -298,80 +328,45 @@ pub fn lease_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::kube::test_server::{Answer, TestServer};
     use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    /// What the API server below has seen: connections and requests open now, and the most
-    /// requests open at once.
+    /// What the API server below has seen: the requests open now, and the most open at once.
     #[derive(Default)]
     struct Seen {
-        connections: usize,
         requests: usize,
         most_requests: usize,
     }
 
-    /// A request's head, to its empty line: its first line, or `None` when the connection
-    /// ended. (A body is never read: the only request with one is never answered.)
-    async fn read_head(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
-        let (mut first, mut line) = (String::new(), String::new());
-        if !matches!(lines.read_line(&mut first).await, Ok(n) if n > 0) {
-            return None;
-        }
-        loop {
-            line.clear();
-            match lines.read_line(&mut line).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) if line == "\r\n" => return Some(first),
-                Ok(_) => {}
+    /// An API server that keeps every request unanswered until `gate` opens, counting what is
+    /// open at once.
+    async fn holding_server(seen: Arc<Mutex<Seen>>, gate: tokio::sync::watch::Receiver<bool>) -> TestServer {
+        TestServer::start(move |_| {
+            let (seen, mut gate) = (seen.clone(), gate.clone());
+            async move {
+                {
+                    let mut s = seen.lock().unwrap();
+                    s.requests += 1;
+                    s.most_requests = s.most_requests.max(s.requests);
+                }
+                let _ = gate.wait_for(|open| *open).await;
+                seen.lock().unwrap().requests -= 1;
+                Answer::json(200, "{}")
             }
-        }
-    }
-
-    /// An HTTP/1.1 server on loopback that keeps every request unanswered until `gate` opens,
-    /// counting what is open at once.
-    async fn holding_server(seen: Arc<Mutex<Seen>>, gate: tokio::sync::watch::Receiver<bool>) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (seen, mut gate) = (seen.clone(), gate.clone());
-                tokio::spawn(async move {
-                    {
-                        let mut s = seen.lock().unwrap();
-                        s.connections += 1;
-                    }
-                    let (read, mut write) = stream.into_split();
-                    let mut lines = BufReader::new(read);
-                    while read_head(&mut lines).await.is_some() {
-                        {
-                            let mut s = seen.lock().unwrap();
-                            s.requests += 1;
-                            s.most_requests = s.most_requests.max(s.requests);
-                        }
-                        let _ = gate.wait_for(|open| *open).await;
-                        seen.lock().unwrap().requests -= 1;
-                        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-                        if write.write_all(answer.as_bytes()).await.is_err() {
-                            break;
-                        }
-                    }
-                    seen.lock().unwrap().connections -= 1;
-                });
-            }
-        });
-        address
+        })
+        .await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_clients_of_one_connection_keep_at_most_the_cap_of_requests_and_connections_open() {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (open_gate, gate) = tokio::sync::watch::channel(false);
-        let address = holding_server(seen.clone(), gate).await;
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let server = holding_server(seen.clone(), gate).await;
+        let config = server.config();
         // Both clients of a connection, as `ClusterConnection::open` makes them.
         let limit = in_flight_limit();
-        let reads = client(config.clone(), &limit).unwrap();
-        let evictions = client_without_retry(config, &limit).unwrap();
+        let reads = client(config.clone(), &limit, ClientOptions::RETRYING).unwrap();
+        let evictions = client(config, &limit, ClientOptions::WITHOUT_RETRY).unwrap();
         let asked = MAX_REQUESTS_IN_FLIGHT + 50;
         let requests: Vec<_> = (0..asked)
             .map(|i| {
@@ -389,10 +384,8 @@ mod tests {
         // ...and, given a moment to arrive, the 50 more do not reach the server (without the
         // cap they all do: this moment only lets a missing cap show, it never fails a cap).
         tokio::time::sleep(Duration::from_millis(500)).await;
-        {
-            let s = seen.lock().unwrap();
-            assert_eq!((s.requests, s.connections), (MAX_REQUESTS_IN_FLIGHT, MAX_REQUESTS_IN_FLIGHT));
-        }
+        let requests_open = seen.lock().unwrap().requests;
+        assert_eq!((requests_open, server.connections_open()), (MAX_REQUESTS_IN_FLIGHT, MAX_REQUESTS_IN_FLIGHT));
         // Answered, the permits come back: the requests waiting go, none is lost or stuck.
         open_gate.send(true).unwrap();
         for request in requests {
@@ -404,36 +397,20 @@ mod tests {
         // a request that waited may open one while the answers before it are still read.)
     }
 
-    /// An HTTP/1.1 server on loopback that answers by path: `/silent...` never (the connection
-    /// stays open, as a peer gone silent), `/throttled...` 429 with `Retry-After: 3600` the first
-    /// time (counted in `throttled`) and 200 after, anything else 200 at once.
-    async fn routing_server(throttled: Arc<std::sync::atomic::AtomicUsize>) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let throttled = throttled.clone();
-                tokio::spawn(async move {
-                    let (read, mut write) = stream.into_split();
-                    let mut lines = BufReader::new(read);
-                    while let Some(first) = read_head(&mut lines).await {
-                        let path = first.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                        let answer = if path.starts_with("/silent") {
-                            std::future::pending::<()>().await;
-                            unreachable!()
-                        } else if path.starts_with("/throttled") && throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 3600\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-                        } else {
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-                        };
-                        if write.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+    /// An API server that answers by path: `/silent...` never (the connection stays open, as a
+    /// peer gone silent), `/throttled...` 429 with `Retry-After: 3600` the first time (counted in
+    /// `throttled`) and 200 after, anything else 200 at once.
+    async fn routing_server(throttled: Arc<std::sync::atomic::AtomicUsize>) -> TestServer {
+        TestServer::answering(move |request| {
+            if request.path().starts_with("/silent") {
+                Answer::Never
+            } else if request.path().starts_with("/throttled") && throttled.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Answer::json(429, "{}").with_header("retry-after", "3600")
+            } else {
+                Answer::json(200, "{}")
             }
-        });
-        address
+        })
+        .await
     }
 
     /// How long a test waits for what must happen long before it (a guard against a hang, never
@@ -443,11 +420,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_sleeping_out_kube_s_backoff_holds_no_permit() {
         let throttled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let address = routing_server(throttled.clone()).await;
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let server = routing_server(throttled.clone()).await;
+        let config = server.config();
         // One permit: whatever holds it holds up every other request.
         let limit = GlobalConcurrencyLimitLayer::new(1);
-        let reads = client(config, &limit).unwrap();
+        let reads = client(config, &limit, ClientOptions::RETRYING).unwrap();
         let backing_off = tokio::spawn({
             let reads = reads.clone();
             async move { reads.request_text(Request::get("/throttled").body(Vec::new()).unwrap()).await }
@@ -465,14 +442,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_never_answered_fails_and_gives_its_permit_back() {
-        let address = routing_server(Arc::default()).await;
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let server = routing_server(Arc::default()).await;
+        let config = server.config();
         let limit = GlobalConcurrencyLimitLayer::new(1);
         let after = Duration::from_millis(300);
         // Both clients of a connection: a write (not resent) and an eviction's client.
         for silent in [
-            client_answering_within(config.clone(), &limit, after).unwrap(),
-            client_without_retry_answering_within(config.clone(), &limit, after).unwrap(),
+            client(config.clone(), &limit, ClientOptions::RETRYING.answering_within(after)).unwrap(),
+            client(config.clone(), &limit, ClientOptions::WITHOUT_RETRY.answering_within(after)).unwrap(),
         ] {
             let request = Request::post("/silent").body(b"{}".to_vec()).unwrap();
             let failed = tokio::time::timeout(GUARD, silent.request_text(request)).await.expect("a request never answered hung");
@@ -488,6 +465,35 @@ mod tests {
             let next = tokio::time::timeout(GUARD, silent.request_text(Request::get("/next").body(Vec::new()).unwrap())).await;
             assert_eq!(next.expect("the permit of the unanswered request never came back").unwrap(), "{}");
         }
+    }
+
+    /// Sends a `GET` of a node through the run's reads' client (production's options) to a
+    /// server that answers its `n`th request (from 0) with `answer(n)`, until it fails: its
+    /// error and how many connections (one a try) it made.
+    async fn read_until_it_fails(answer: fn(usize) -> Answer) -> (kube::Error, usize) {
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let server = TestServer::answering(move |_| answer(asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst))).await;
+        let reads = client(server.config(), &in_flight_limit(), ClientOptions::RETRYING).unwrap();
+        let error = reads.request_text(Request::get("/api/v1/nodes/worker-0").body(Vec::new()).unwrap()).await.expect_err("answered");
+        (error, server.connections_made().await)
+    }
+
+    // The paused clock lets the real ANSWER_TIMEOUT and RESEND_PAUSE pass as soon as nothing
+    // else is left to do; the tries are counted, never timed.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_keeps_timing_out_is_sent_again_once_and_fails() {
+        let (error, tries) = read_until_it_fails(|_| Answer::Never).await;
+        assert!(unanswered(&error), "failed otherwise than unanswered: {error:?}");
+        assert_eq!(tries, 1 + UNANSWERED_RESENDS as usize, "a silent API server was asked {tries} times");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn broken_connections_between_two_timeouts_are_still_sent_again() {
+        // Silent, broken twice, silent: the broken ones are sent again as ever, the second
+        // timeout ends it (tries were left for broken connections: 10 in all).
+        let (error, tries) = read_until_it_fails(|n| if n == 0 || n == 3 { Answer::Never } else { Answer::Close }).await;
+        assert!(unanswered(&error), "failed otherwise than unanswered: {error:?}");
+        assert_eq!(tries, 4);
     }
 
     #[test]
