@@ -491,6 +491,9 @@ pub struct SshTransport {
     kept: Mutex<HashMap<String, Handle<Verifier>>>,
     /// What was read right before each host's reboot, from that read until `release`.
     read_before: Mutex<HashMap<String, ReadBefore>>,
+    /// Permits for the read right before a reboot that must open a connection of its own (none
+    /// kept for the host): [`FIRST_LOOKS_AT_ONCE`].
+    first_looks: tokio::sync::Semaphore,
     /// The connection a reboot was sent on (exit 0), while it lives, with the boot ID read
     /// before it: the watch's probes read on it while the host is still up (a connection
     /// opened before the reboot can only reach the system that was running then), instead of
@@ -511,6 +514,16 @@ pub struct SshTransport {
     turn_began: Mutex<std::collections::HashSet<String>>,
 }
 
+/// How many reads right before a reboot open their connection at once. A run's first wave has
+/// no connection opened ahead of its turn: its thousand handshakes at once shared the cores so
+/// evenly that the first ended with nearly all the others, 160 ms in at 10,000/1,000, and no
+/// reboot went out before. In turns of 64 the first hosts go while the others still negotiate,
+/// and the wave's last host is no later (the same work, the same cores). 64 handshakes in
+/// flight, four round trips each, still open 16,000 connections a second over a 1 ms link and
+/// 320 over a 50 ms one. The reads later waves make on connections opened ahead of their turn
+/// take no permit.
+const FIRST_LOOKS_AT_ONCE: usize = 64;
+
 /// What was read on a host right before its reboot.
 struct ReadBefore {
     boot_id: String,
@@ -530,6 +543,7 @@ impl SshTransport {
             kept: Mutex::new(HashMap::new()),
             turn_began: Mutex::default(),
             read_before: Mutex::default(),
+            first_looks: tokio::sync::Semaphore::new(FIRST_LOOKS_AT_ONCE),
             sent_on: Mutex::default(),
         }
     }
@@ -653,7 +667,10 @@ impl PowerTransport for SshTransport {
         let (handle, output, soft_reboots) = match kept {
             Some(kept) => kept,
             None => {
-                let handle = self.client.connect(host).await?;
+                let handle = {
+                    let _turn = self.first_looks.acquire().await.expect("never closed");
+                    self.client.connect(host).await?
+                };
                 let (output, soft) = match handle.channel_open_session().await {
                     Ok(channel) => self.boot_id_beside_soft_count(&handle, channel).await,
                     Err(e) => (Err(classify(e)), None),
