@@ -1,7 +1,7 @@
 // mimalloc rather than glibc's malloc: at 10,000 nodes, 1,000 at a time, each wave's thousand
 // returns are served with both cores saturated by fleetboot and the simulation (the same binary),
-// and malloc/free were about a quarter of that burst's CPU (`perf`). With mimalloc a wave's
-// dispatch spread settled at 530-770 ms instead of 940 ms (README: alternated runs).
+// and malloc/free were about a quarter of that burst's CPU (`perf`). With mimalloc the run's
+// last wave's dispatch spread was 554-722 ms instead of 959-1,097 ms (README: alternated runs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
