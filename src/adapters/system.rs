@@ -1,6 +1,6 @@
 //! What fleetboot asks of the operating system itself: the wall clock (for records only; deadlines
-//! use monotonic time), the home directory, the open-file limit, private directories and files,
-//! and durable creation (the file *and* the directory entry fsynced).
+//! use monotonic time), the home directory, the open-file limit, host-name lookups, private
+//! directories and files, and durable creation (the file *and* the directory entry fsynced).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -65,53 +65,210 @@ pub fn on_multi_thread_runtime() -> bool {
 /// duration fleetboot accepts (366 days), short enough to add to any instant.
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
 
-/// The addresses a host name resolves to (none for an IP address, or a name that does not
-/// resolve within 5 s): how a host-list line written by name is recognised as a node.
-pub async fn resolve_host(name: &str) -> Vec<String> {
-    if name.parse::<std::net::IpAddr>().is_ok() {
-        return Vec::new();
-    }
-    match tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host((name, 0))).await {
-        Ok(Ok(found)) => {
-            let mut addresses: Vec<String> = found.map(|a| a.ip().to_string()).collect();
-            addresses.dedup();
-            addresses
+/// What the resolver said of one host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The addresses the name resolves to.
+    Addresses(Vec<String>),
+    /// The resolver answered that the name does not exist, or has no address (`EAI_NONAME`,
+    /// `EAI_NODATA`): an answer, as final as an address.
+    NoSuchName,
+    /// No answer, and why: the resolver did not answer in time, could not be reached or asked
+    /// again later (`EAI_AGAIN`), or failed. Whether the name is a node's is then unknown.
+    Unanswered(String),
+}
+
+/// How long one lookup may take before its name counts as unanswered.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long all of a host list's lookups together may take: past it, the names still waiting
+/// count as unanswered (so a resolver that answers each name just within [`LOOKUP_TIMEOUT`]
+/// costs this, not 10,000 / 32 × 5 s). A healthy resolver answers 10,000 names well within it
+/// (a few milliseconds each, 32 at a time).
+pub const ALL_LOOKUPS_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What [`resolve_hosts`] refuses with: the names the resolver gave no answer for (each with
+/// why, in the order they were found), and how many names were never asked because an
+/// unanswered one had already settled that the run is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unanswered {
+    pub names: Vec<(String, String)>,
+    pub not_looked_up: usize,
+}
+
+/// Threads that look host names up through the system's resolver (`getaddrinfo`, as SSH
+/// connects later, so `/etc/hosts` and NSS count too). A lookup blocks, so each runs on one of
+/// these plain threads, not on tokio's blocking pool: a lookup that never returns is abandoned
+/// at [`LOOKUP_TIMEOUT`], and a runtime waits for its blocking pool at exit where a process
+/// does not wait for a plain thread. A few threads, reused: 10,000 names that fail at once
+/// (`/etc/hosts` alone) took 0.23 s with a thread per name, 0.09 s on the blocking pool, 0.04 s
+/// on 32 of these (release, 2 shared cores). They end once their sender is dropped and the
+/// names sent are looked up.
+pub struct LookupThreads {
+    work: std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<Lookup>)>,
+}
+
+impl LookupThreads {
+    /// `threads` threads (at least one; those the system refuses to start are left out).
+    pub fn start(threads: usize) -> LookupThreads {
+        let (work, queue) = std::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<Lookup>)>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..threads.max(1) {
+            let queue = queue.clone();
+            let _ = std::thread::Builder::new().name("fleetboot-resolve".into()).spawn(move || {
+                loop {
+                    // The lock is held only while waiting for the next name, never over a lookup.
+                    let next = queue.lock().map_err(drop).and_then(|q| q.recv().map_err(drop));
+                    let Ok((name, answer)) = next else { break };
+                    let _ = answer.send(getaddrinfo(&name));
+                }
+            });
         }
-        _ => Vec::new(),
+        LookupThreads { work }
+    }
+
+    /// What the resolver says of `name`.
+    pub async fn resolve(&self, name: &str) -> Lookup {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if self.work.send((name.to_owned(), answer)).is_err() {
+            return Lookup::Unanswered("no thread could be started for the lookups".into());
+        }
+        answered.await.unwrap_or_else(|_| Lookup::Unanswered("its lookup ended without an answer".into()))
     }
 }
 
-/// How many host names [`resolve_hosts`] looks up at once. Each lookup is a blocking
-/// `getaddrinfo` on tokio's blocking pool: a 10,000-name host list all at once took up to 512
-/// threads (the pool's cap), and the names queued behind them spent their 5 s waiting for a
-/// thread, then counted as not resolving.
+/// `getaddrinfo(name)`, its outcome sorted into the three [`Lookup`]s by the error code (which
+/// the standard library's lookup folds into one message).
+fn getaddrinfo(name: &str) -> Lookup {
+    let Ok(node) = std::ffi::CString::new(name) else {
+        return Lookup::Unanswered("the name holds a NUL byte".into());
+    };
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: `hints` is zeroed as getaddrinfo wants its unused fields; `node` is a
+    // NUL-terminated string that outlives the call; `list` is only written by the call.
+    let code = unsafe {
+        let mut hints: libc::addrinfo = std::mem::zeroed();
+        hints.ai_family = libc::AF_UNSPEC;
+        // One entry per address (not one per socket type).
+        hints.ai_socktype = libc::SOCK_STREAM;
+        libc::getaddrinfo(node.as_ptr(), std::ptr::null(), &hints, &mut list)
+    };
+    if code != 0 {
+        let os_error = std::io::Error::last_os_error();
+        return match code {
+            libc::EAI_NONAME | libc::EAI_NODATA => Lookup::NoSuchName,
+            libc::EAI_AGAIN => Lookup::Unanswered(
+                "the resolver could not answer now (EAI_AGAIN, temporary failure in name resolution: a name server not reachable or not answering)".into(),
+            ),
+            libc::EAI_SYSTEM => Lookup::Unanswered(format!("the lookup failed: {os_error}")),
+            // SAFETY: gai_strerror returns a static NUL-terminated message for any code.
+            other => Lookup::Unanswered(format!("the lookup failed: {}", unsafe {
+                std::ffi::CStr::from_ptr(libc::gai_strerror(other)).to_string_lossy()
+            })),
+        };
+    }
+    let mut addresses: Vec<String> = Vec::new();
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is an entry of the list getaddrinfo returned, not yet freed; each
+        // `ai_addr` is read as the family it says it is, and only when `ai_addrlen` holds it.
+        let (address, next) = unsafe {
+            let entry = &*at;
+            let len = entry.ai_addrlen as usize;
+            let address = match entry.ai_family {
+                libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                    let v4 = &*(entry.ai_addr as *const libc::sockaddr_in);
+                    Some(std::net::IpAddr::from(std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+                }
+                libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                    let v6 = &*(entry.ai_addr as *const libc::sockaddr_in6);
+                    Some(std::net::IpAddr::from(std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+                }
+                _ => None,
+            };
+            (address, entry.ai_next)
+        };
+        if let Some(address) = address.map(|a| a.to_string()).filter(|a| !addresses.contains(a)) {
+            addresses.push(address);
+        }
+        at = next;
+    }
+    // SAFETY: `list` came from a successful getaddrinfo and is freed once, after its last read.
+    unsafe { libc::freeaddrinfo(list) };
+    Lookup::Addresses(addresses)
+}
+
+/// How many host names [`resolve_hosts`] looks up at once. Each lookup blocks a thread: a
+/// 10,000-name host list all at once took up to 512 threads (tokio's blocking pool's cap, where
+/// lookups ran then), and the names queued behind them spent their 5 s waiting for a thread.
 const LOOKUPS_AT_ONCE: usize = 32;
 
-/// [`resolve_host`] for each of `names`, in their order: IP addresses are not looked up, a name
-/// listed twice is looked up once, at most [`LOOKUPS_AT_ONCE`] at a time (each with its own 5 s
-/// from when its lookup starts).
-pub async fn resolve_hosts(names: &[&str]) -> Vec<Vec<String>> {
-    resolve_all(names, LOOKUPS_AT_ONCE, resolve_host).await
+/// [`LookupThreads::resolve`] for each of `names`, in their order: IP addresses are not looked up (they
+/// get no addresses), a name listed twice is looked up once, at most [`LOOKUPS_AT_ONCE`] at a
+/// time, each within [`LOOKUP_TIMEOUT`] and all within [`ALL_LOOKUPS_WITHIN`]. A name that does
+/// not exist gets no addresses. A name the resolver gave no answer for refuses the whole list:
+/// whether it is a node is unknown, and a guess could reboot a node as a plain host (undrained,
+/// outside its pool's rules). Once one name is unanswered no further lookup starts (the run is
+/// refused whatever they answer); those under way finish, within their own timeout, so each
+/// name they leave unanswered is named too.
+pub async fn resolve_hosts(names: &[&str]) -> Result<Vec<Vec<String>>, Unanswered> {
+    let threads = LookupThreads::start(LOOKUPS_AT_ONCE);
+    resolve_all(names, LOOKUPS_AT_ONCE, |name| threads.resolve(name)).await
 }
 
-async fn resolve_all<'n, F, Fut>(names: &[&'n str], at_once: usize, lookup: F) -> Vec<Vec<String>>
+async fn resolve_all<'n, F, Fut>(names: &[&'n str], at_once: usize, lookup: F) -> Result<Vec<Vec<String>>, Unanswered>
 where
     F: Fn(&'n str) -> Fut,
-    Fut: std::future::Future<Output = Vec<String>>,
+    Fut: std::future::Future<Output = Lookup>,
 {
-    use futures::stream::StreamExt;
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let deadline = deadline_after(ALL_LOOKUPS_WITHIN);
     let mut distinct: Vec<&str> = names.iter().copied().filter(|n| n.parse::<std::net::IpAddr>().is_err()).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    let found: std::collections::HashMap<&str, Vec<String>> = futures::stream::iter(distinct)
-        .map(|name| {
-            let resolving = lookup(name);
-            async move { (name, resolving.await) }
-        })
-        .buffer_unordered(at_once)
-        .collect()
-        .await;
-    names.iter().map(|name| found.get(name).cloned().unwrap_or_default()).collect()
+    let mut waiting = distinct.into_iter();
+    let mut running = FuturesUnordered::new();
+    // The names under way, to name them should the deadline pass while they wait.
+    let mut under_way: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut found: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
+    let mut unanswered: Vec<(String, String)> = Vec::new();
+    loop {
+        while unanswered.is_empty() && running.len() < at_once.max(1) {
+            let Some(name) = waiting.next() else { break };
+            under_way.insert(name);
+            let resolving = tokio::time::timeout(LOOKUP_TIMEOUT, lookup(name));
+            running.push(async move { (name, resolving.await) });
+        }
+        match tokio::time::timeout_at(deadline, running.next()).await {
+            Ok(None) => break,
+            Ok(Some((name, outcome))) => {
+                under_way.remove(name);
+                match outcome {
+                    Ok(Lookup::Addresses(addresses)) => {
+                        found.insert(name, addresses);
+                    }
+                    Ok(Lookup::NoSuchName) => {}
+                    Ok(Lookup::Unanswered(why)) => unanswered.push((name.to_owned(), why)),
+                    Err(_) => unanswered.push((
+                        name.to_owned(),
+                        format!("the resolver did not answer within {}", humantime::format_duration(LOOKUP_TIMEOUT)),
+                    )),
+                }
+            }
+            Err(_) => {
+                let why = format!(
+                    "no answer yet when the {} for all of the list's lookups ran out",
+                    humantime::format_duration(ALL_LOOKUPS_WITHIN)
+                );
+                unanswered.extend(under_way.iter().map(|name| (name.to_string(), why.clone())));
+                break;
+            }
+        }
+    }
+    if !unanswered.is_empty() {
+        return Err(Unanswered { names: unanswered, not_looked_up: waiting.len() });
+    }
+    Ok(names.iter().map(|name| found.get(name).cloned().unwrap_or_default()).collect())
 }
 
 /// Opens an existing journal or state file with `O_NOFOLLOW` (a symbolic link at its place is
@@ -248,10 +405,11 @@ mod tests {
                 // Stays in flight across a yield, as a real lookup does while the others start.
                 tokio::task::yield_now().await;
                 in_flight.set(in_flight.get() - 1);
-                vec![format!("addr-of-{name}")]
+                Lookup::Addresses(vec![format!("addr-of-{name}")])
             }
         })
-        .await;
+        .await
+        .unwrap();
         assert_eq!(peak.get(), 4, "the bound is reached and never passed");
         let mut asked = asked.into_inner();
         assert_eq!(asked.len(), 100, "each distinct name once, no IP address");
@@ -263,6 +421,85 @@ mod tests {
             let expected = if name.parse::<std::net::IpAddr>().is_ok() { Vec::new() } else { vec![format!("addr-of-{name}")] };
             assert_eq!(addresses, &expected, "{name}");
         }
+    }
+
+    /// A lookup that never answers refuses the list, naming that name and why; a name the
+    /// resolver says does not exist is an answer (no addresses), not a refusal.
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_that_never_answers_refuses_the_list_naming_the_name() {
+        let names = ["gone.example", "dead.example", "node-a.example", "10.0.0.1"];
+        let found = resolve_all(&names, 4, |name: &str| async move {
+            match name {
+                "gone.example" => Lookup::NoSuchName,
+                "dead.example" => std::future::pending().await,
+                _ => Lookup::Addresses(vec![format!("addr-of-{name}")]),
+            }
+        })
+        .await;
+        let refused = found.expect_err("an unanswered name is never guessed to be no node");
+        assert_eq!(refused.names, [("dead.example".to_owned(), "the resolver did not answer within 5s".to_owned())]);
+        assert_eq!(refused.not_looked_up, 0);
+        // Without it, the list resolves: the name that does not exist gets no addresses.
+        let found = resolve_all(&names[..1], 4, |_: &str| async { Lookup::NoSuchName }).await.unwrap();
+        assert_eq!(found, [Vec::<String>::new()]);
+    }
+
+    /// A resolver that answers each name just within its timeout: the list's lookups together
+    /// stop at [`ALL_LOOKUPS_WITHIN`], refused, the names then under way named and the names
+    /// never asked counted, instead of 1,000 / 4 × 4.5 s.
+    #[tokio::test(start_paused = true)]
+    async fn all_lookups_together_are_bounded_and_the_bound_refuses() {
+        let names: Vec<String> = (0..1000).map(|i| format!("slow-{i:04}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let asked = std::cell::Cell::new(0usize);
+        // Within the timeout, and no divisor of the deadline (no wave ends on it).
+        let each = std::time::Duration::from_millis(4500);
+        let found = resolve_all(&names, 4, |name: &str| {
+            let asked = &asked;
+            async move {
+                asked.set(asked.get() + 1);
+                tokio::time::sleep(each).await;
+                Lookup::Addresses(vec![format!("addr-of-{name}")])
+            }
+        })
+        .await;
+        let refused = found.expect_err("the deadline refuses, it does not guess");
+        // Each wave of 4 takes `each`: the waves that fit before the deadline, then the one it cuts.
+        let waves = ALL_LOOKUPS_WITHIN.as_millis().div_ceil(each.as_millis()) as usize;
+        assert_eq!(asked.get(), 4 * waves, "no lookup starts past the deadline");
+        assert_eq!(refused.names.len(), 4, "the lookups under way when it passed: {:?}", refused.names);
+        assert!(refused.names.iter().all(|(_, why)| why.contains("for all of the list's lookups ran out")), "{:?}", refused.names);
+        assert_eq!(refused.not_looked_up, names.len() - asked.get());
+    }
+
+    /// Once a name is unanswered the run is refused whatever the others say: no new lookup
+    /// starts (a dead resolver costs one timeout, not the list's length in timeouts).
+    #[tokio::test(start_paused = true)]
+    async fn after_an_unanswered_name_no_further_lookup_starts() {
+        let names: Vec<String> = (0..100).map(|i| format!("dead-{i:03}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let asked = std::cell::Cell::new(0usize);
+        let found = resolve_all(&names, 8, |_: &str| {
+            asked.set(asked.get() + 1);
+            std::future::pending::<Lookup>()
+        })
+        .await;
+        let refused = found.expect_err("refused");
+        assert_eq!(asked.get(), 8, "the first 8 only");
+        assert_eq!(refused.names.len(), 8);
+        assert_eq!(refused.not_looked_up, 92);
+    }
+
+    /// The system's own resolver, asked nothing that leaves the machine: `localhost` (from
+    /// /etc/hosts) and a numeric address.
+    #[tokio::test]
+    async fn the_system_resolver_answers_localhost() {
+        let threads = LookupThreads::start(2);
+        match threads.resolve("localhost").await {
+            Lookup::Addresses(found) => assert!(found.iter().any(|a| a == "127.0.0.1" || a == "::1"), "{found:?}"),
+            other => panic!("localhost: {other:?}"),
+        }
+        assert_eq!(threads.resolve("127.0.0.9").await, Lookup::Addresses(vec!["127.0.0.9".into()]));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum SelectionError {
     /// A host-list line named like a node whose address is none of that node's.
     #[error(transparent)]
     NameNotAddress(Box<NameNotAddress>),
+    /// Host-list names the resolver gave no answer for, under a cluster.
+    #[error(transparent)]
+    Unresolved(Box<Unresolved>),
     #[error("{why}, but no BMC is known for: {}{hint}", nodes.join(", "))]
     NoBmc { why: &'static str, nodes: Vec<String>, hint: &'static str },
     #[error("--transport kube reaches the nodes through the cluster API: pass --kubeconfig or --context")]
@@ -115,4 +118,34 @@ pub struct NameNotAddress {
     pub node: String,
     pub addresses: Vec<String>,
     pub address_of: Option<String>,
+}
+
+/// Host-list names (under a cluster) the resolver gave no answer for: whether each is one of the
+/// cluster's nodes is unknown, and fleetboot does not guess (a node taken for a plain host would
+/// be rebooted outside the cluster's rules, undrained). `names`: each name with the line that
+/// lists it first and why it has no answer.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} of the host list could not be resolved, so whether {} a node of the cluster is unknown and nothing was touched: {}{}{}; \
+     fix the resolver, or write {} addresses instead of {} (--no-cluster if no host of the list is a node)",
+    count(names.len(), "host name", "host names"),
+    if names.len() == 1 { "it is" } else { "each is" },
+    names.iter().take(Self::SHOWN).map(|(name, origin, why)| format!("{name} ({origin}): {why}")).collect::<Vec<_>>().join("; "),
+    if names.len() > Self::SHOWN { format!("; and {} more", names.len() - Self::SHOWN) } else { String::new() },
+    if *not_looked_up > 0 { format!("; {} not looked up", count(*not_looked_up, "further name", "further names")) } else { String::new() },
+    if names.len() == 1 { "that host's" } else { "those hosts'" },
+    if names.len() == 1 { "its name" } else { "their names" },
+)]
+pub struct Unresolved {
+    pub names: Vec<(String, String, String)>,
+    pub not_looked_up: usize,
+}
+
+impl Unresolved {
+    /// How many unanswered names the message shows; the rest are counted.
+    const SHOWN: usize = 10;
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

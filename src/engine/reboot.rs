@@ -473,10 +473,12 @@ async fn cluster_inventory(
 
 /// Maps a host list onto the cluster's nodes by address alone (any of the node's addresses,
 /// or an address the line's host name resolves to): each host that is a node takes the
-/// node's name and the cluster's grouping; the others are standalone hosts, rebooted over SSH
-/// alone. Refused, naming the line: a host two nodes claim, and a line named like a node whose
-/// address is none of that node's (a name is not an identity). Also returns, per node, the
-/// line as the user wrote it.
+/// node's name and the cluster's grouping; the others (a name that does not exist included:
+/// SSH, asking the same resolver, cannot reach it either) are standalone hosts, rebooted over
+/// SSH alone. Refused, naming the line: a host two nodes claim, a line named like a node whose
+/// address is none of that node's (a name is not an identity), and a name the resolver gave no
+/// answer for (whether it is a node is unknown). Also returns, per node, the line as the user
+/// wrote it.
 async fn hosts_onto_nodes(
     listed: Vec<(Host, String)>,
     groups: &GroupPolicy,
@@ -490,7 +492,12 @@ async fn hosts_onto_nodes(
     let mut lines = std::collections::BTreeMap::new();
     // Names are resolved a bounded number at a time (IP addresses need no lookup).
     let addresses: Vec<&str> = listed.iter().map(|(host, _)| host.address.as_str()).collect();
-    let resolved = crate::adapters::system::resolve_hosts(&addresses).await;
+    // A name with no answer refuses the list, naming its line: never guessed a plain host.
+    let resolved = crate::adapters::system::resolve_hosts(&addresses).await.map_err(|unanswered| {
+        let line_of = |name: &str| listed.iter().find(|(host, _)| host.address == name).map_or(String::new(), |(_, origin)| origin.clone());
+        let names = unanswered.names.into_iter().map(|(name, why)| (name.clone(), line_of(&name), why)).collect();
+        SelectionError::Unresolved(Box::new(crate::engine::error::Unresolved { names, not_looked_up: unanswered.not_looked_up }))
+    })?;
     // Indexed once: each line is then matched without a scan of every node's addresses.
     let index = NodeIndex::new(&found);
     for ((host, origin), resolved) in listed.into_iter().zip(resolved) {

@@ -135,3 +135,52 @@ fn a_mixed_list_reboots_the_nodes_under_the_clusters_rules_and_a_plain_host_over
     assert_eq!(fleet.count_events("h001", "reboot-requested"), 1, "the plain host rebooted once");
     assert_eq!(sim.reboot_intervals().len(), 2, "both nodes rebooted");
 }
+
+/// A host-list line written by name, under a cluster, whose name the resolver gives no answer
+/// for: whether it is a node is unknown, so the run is refused before anything is touched,
+/// naming the line and why (never guessed a plain host, which would reboot a node undrained
+/// and outside its pool's rules). The real resolver (glibc's, through `getaddrinfo`), pointed
+/// by a private `/etc/resolv.conf` (a mount namespace of the fleetboot process alone) at a
+/// loopback name server: first none at all (the resolver says so at once, `EAI_AGAIN`), then
+/// one that takes every query and never answers (fleetboot's own 5 s per lookup).
+#[test]
+fn a_host_name_the_resolver_does_not_answer_for_refuses_the_run_naming_the_line() {
+    let sim = Sim::in_process(0, 1);
+    let hosts = sim.path("by-name.txt");
+    let lines = std::fs::read_to_string(sim.path("hosts.txt")).unwrap() + "web-1 dead-host.fleetboot.test:22\n";
+    std::fs::write(&hosts, lines).unwrap();
+    let conf = sim.path("resolv.conf");
+    // The resolver's own timeout far past fleetboot's, so the silent server is fleetboot's to give up on.
+    std::fs::write(&conf, "nameserver 127.53.0.1\noptions timeout:30 attempts:1\n").unwrap();
+    let run = || -> Run {
+        let inner = sim.fleetboot(&["reboot", "--hosts-file", hosts.to_str().unwrap(), "--poll-interval", "200ms"]);
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["-m", "sh", "-c", r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#])
+            .arg(&conf)
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        cmd.output().unwrap().into()
+    };
+    let unreachable = run();
+    assert_eq!(unreachable.code, 2, "{}", unreachable.debug());
+    assert!(
+        unreachable.stderr.contains("dead-host.fleetboot.test (")
+            && unreachable.stderr.contains("by-name.txt:2): the resolver could not answer now (EAI_AGAIN"),
+        "names the line and why: {}",
+        unreachable.debug()
+    );
+    assert!(unreachable.stderr.contains("1 host name of the host list could not be resolved"), "{}", unreachable.debug());
+    // A name server that takes the query and never answers.
+    let _silent = std::net::UdpSocket::bind("127.53.0.1:53").unwrap();
+    let silent = run();
+    assert_eq!(silent.code, 2, "{}", silent.debug());
+    assert!(silent.stderr.contains("by-name.txt:2): the resolver did not answer within 5s"), "names the line and why: {}", silent.debug());
+    assert!(!sim.control("GET", "nodes", "").contains("reboot-requested"), "nothing touched");
+    assert!(sim.kubectl_ok(&["get", "leases", "-A", "-o", "name"]).is_empty(), "no lease taken");
+}

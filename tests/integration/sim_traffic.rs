@@ -164,6 +164,25 @@ fn a_role_selection_takes_its_nodes_from_the_node_watchs_list_and_a_selector_lis
     assert_eq!(selector_chose, role_chose);
 }
 
+/// The same role selection when the Node watch's first list fails (answered 500 once, the
+/// simulation's `fail-requests` on `LIST nodes`; a failed request is not counted): the plan
+/// does not wait for the watch to list again (its backoff; up to 30 s for a watch that keeps
+/// failing) but lists the nodes on its own at once, beside the watch's list when it comes; and
+/// chooses the same nodes.
+#[test]
+fn a_role_selection_whose_node_watch_fails_its_first_list_lists_the_nodes_itself() {
+    let sim = Sim::start_with(1, 3, &[]);
+    sim.control("POST", "traffic/reset", "{}");
+    sim.control("POST", "fail-requests", r#"{"method": "LIST", "resource": "nodes", "count": 1}"#);
+    let args = ["reboot", "--role", "worker", "--concurrency", "3", "--poll-interval", "200ms", "--output", "json"];
+    let run: Run = sim.fleetboot(&args).output().unwrap().into();
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let rebooted: Vec<String> = run.outcomes().into_iter().filter(|(_, (outcome, _))| outcome == "rebooted").map(|(h, _)| h).collect();
+    assert_eq!(rebooted, ["worker-0", "worker-1", "worker-2"], "the workers alone: {}", run.debug());
+    let load = Load::read(&sim);
+    assert_eq!(load.kind("LIST nodes").requests, 2, "the plan's own list and the watch's second: {:?}", load.kinds);
+}
+
 /// A drained run with workloads on every node (one user Deployment per worker, 3 replicas,
 /// minAvailable 2, with the platform's): a cordon, the node's pods listed by field selector,
 /// each evicted, the wait for them to go, an uncordon. One node at a time, so no eviction
