@@ -517,12 +517,18 @@ pub struct SshTransport {
 /// How many reads right before a reboot open their connection at once. A run's first wave has
 /// no connection opened ahead of its turn: its thousand handshakes at once shared the cores so
 /// evenly that the first ended with nearly all the others, 160 ms in at 10,000/1,000, and no
-/// reboot went out before. In turns of 64 the first hosts go while the others still negotiate,
-/// and the wave's last host is no later (the same work, the same cores). 64 handshakes in
-/// flight, four round trips each, still open 16,000 connections a second over a 1 ms link and
-/// 320 over a 50 ms one. The reads later waves make on connections opened ahead of their turn
-/// take no permit.
+/// reboot went out before. In turns of 64 the first hosts go while the others still negotiate;
+/// where the cores are the limit, the wave's last host is no later (the same work). The reads
+/// later waves make on connections opened ahead of their turn take no permit.
 const FIRST_LOOKS_AT_ONCE: usize = 64;
+
+/// How long a first look waits for one of [`FIRST_LOOKS_AT_ONCE`]'s turns before it connects
+/// without one. A permit is held through the TCP connect and the handshake, so hosts that
+/// never answer (an sshd that accepts and stays silent, a rack unreachable) would hold them
+/// for their whole timeouts, and a slow link (64 handshakes of four round trips each: 320 a
+/// second over 50 ms) would queue the wave behind them: neither may hold up the other hosts'
+/// reads by more than this.
+const FIRST_LOOK_TURN_WAIT: Duration = Duration::from_secs(1);
 
 /// What was read on a host right before its reboot.
 struct ReadBefore {
@@ -668,7 +674,7 @@ impl PowerTransport for SshTransport {
             Some(kept) => kept,
             None => {
                 let handle = {
-                    let _turn = self.first_looks.acquire().await.expect("never closed");
+                    let _turn = tokio::time::timeout(FIRST_LOOK_TURN_WAIT, self.first_looks.acquire()).await;
                     self.client.connect(host).await?
                 };
                 let (output, soft) = match handle.channel_open_session().await {

@@ -78,14 +78,26 @@ pub enum Lookup {
     Unanswered(String),
 }
 
-/// How long one lookup may take before its name counts as unanswered.
-pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one lookup may take before its name counts as unanswered: beyond glibc's own
+/// retry, which asks a name server again after 5 s without an answer (resolv.conf(5),
+/// `timeout:5`, `attempts:2`), so one lost UDP query among thousands of names is answered on
+/// its second try instead of refusing the run.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12);
 
-/// How long all of a host list's lookups together may take: past it, the names still waiting
-/// count as unanswered (so a resolver that answers each name just within [`LOOKUP_TIMEOUT`]
-/// costs this, not 10,000 / 32 × 5 s). A healthy resolver answers 10,000 names well within it
-/// (a few milliseconds each, 32 at a time).
+/// How long all of a host list's lookups together may take at least ([`all_lookups_within`]):
+/// past it, the names still waiting count as unanswered (so a resolver that answers each name
+/// just within [`LOOKUP_TIMEOUT`] costs this, not 10,000 / 32 × 12 s). A healthy resolver
+/// answers 10,000 names well within it (a few milliseconds each, 32 at a time).
 pub const ALL_LOOKUPS_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The time all lookups of `names` distinct names, `at_once` at a time, may take together:
+/// [`ALL_LOOKUPS_WITHIN`], or a second per name for each of the `at_once` lookups in flight,
+/// whichever is longer, so that a slow but working resolver (uncached names, slow AAAA answers:
+/// a few hundred ms each) still resolves a list of 10,000 (313 s), where a fixed minute refused
+/// any list whose lookups took 190 ms on average.
+pub fn all_lookups_within(names: usize, at_once: usize) -> std::time::Duration {
+    ALL_LOOKUPS_WITHIN.max(std::time::Duration::from_secs(names.div_ceil(at_once.max(1)) as u64))
+}
 
 /// What [`resolve_hosts`] refuses with: the names the resolver gave no answer for (each with
 /// why, in the order they were found), and how many names were never asked because an
@@ -212,7 +224,12 @@ const LOOKUPS_AT_ONCE: usize = 32;
 /// refused whatever they answer); those under way finish, within their own timeout, so each
 /// name they leave unanswered is named too.
 pub async fn resolve_hosts(names: &[&str]) -> Result<Vec<Vec<String>>, Unanswered> {
-    let threads = LookupThreads::start(LOOKUPS_AT_ONCE);
+    let to_look_up: std::collections::BTreeSet<&&str> = names.iter().filter(|n| n.parse::<std::net::IpAddr>().is_err()).collect();
+    if to_look_up.is_empty() {
+        return Ok(vec![Vec::new(); names.len()]);
+    }
+    // No more threads than names: a list of addresses and a few names starts a few.
+    let threads = LookupThreads::start(LOOKUPS_AT_ONCE.min(to_look_up.len()));
     resolve_all(names, LOOKUPS_AT_ONCE, |name| threads.resolve(name)).await
 }
 
@@ -222,10 +239,11 @@ where
     Fut: std::future::Future<Output = Lookup>,
 {
     use futures::stream::{FuturesUnordered, StreamExt};
-    let deadline = deadline_after(ALL_LOOKUPS_WITHIN);
     let mut distinct: Vec<&str> = names.iter().copied().filter(|n| n.parse::<std::net::IpAddr>().is_err()).collect();
     distinct.sort_unstable();
     distinct.dedup();
+    let within = all_lookups_within(distinct.len(), at_once);
+    let deadline = deadline_after(within);
     let mut waiting = distinct.into_iter();
     let mut running = FuturesUnordered::new();
     // The names under way, to name them should the deadline pass while they wait.
@@ -256,10 +274,7 @@ where
                 }
             }
             Err(_) => {
-                let why = format!(
-                    "no answer yet when the {} for all of the list's lookups ran out",
-                    humantime::format_duration(ALL_LOOKUPS_WITHIN)
-                );
+                let why = format!("no answer yet when the {} for all of the list's lookups ran out", humantime::format_duration(within));
                 unanswered.extend(under_way.iter().map(|name| (name.to_string(), why.clone())));
                 break;
             }
@@ -437,7 +452,7 @@ mod tests {
         })
         .await;
         let refused = found.expect_err("an unanswered name is never guessed to be no node");
-        assert_eq!(refused.names, [("dead.example".to_owned(), "the resolver did not answer within 5s".to_owned())]);
+        assert_eq!(refused.names, [("dead.example".to_owned(), "the resolver did not answer within 12s".to_owned())]);
         assert_eq!(refused.not_looked_up, 0);
         // Without it, the list resolves: the name that does not exist gets no addresses.
         let found = resolve_all(&names[..1], 4, |_: &str| async { Lookup::NoSuchName }).await.unwrap();
@@ -445,7 +460,7 @@ mod tests {
     }
 
     /// A resolver that answers each name just within its timeout: the list's lookups together
-    /// stop at [`ALL_LOOKUPS_WITHIN`], refused, the names then under way named and the names
+    /// stop at [`all_lookups_within`], refused, the names then under way named and the names
     /// never asked counted, instead of 1,000 / 4 × 4.5 s.
     #[tokio::test(start_paused = true)]
     async fn all_lookups_together_are_bounded_and_the_bound_refuses() {
@@ -465,7 +480,7 @@ mod tests {
         .await;
         let refused = found.expect_err("the deadline refuses, it does not guess");
         // Each wave of 4 takes `each`: the waves that fit before the deadline, then the one it cuts.
-        let waves = ALL_LOOKUPS_WITHIN.as_millis().div_ceil(each.as_millis()) as usize;
+        let waves = all_lookups_within(names.len(), 4).as_millis().div_ceil(each.as_millis()) as usize;
         assert_eq!(asked.get(), 4 * waves, "no lookup starts past the deadline");
         assert_eq!(refused.names.len(), 4, "the lookups under way when it passed: {:?}", refused.names);
         assert!(refused.names.iter().all(|(_, why)| why.contains("for all of the list's lookups ran out")), "{:?}", refused.names);

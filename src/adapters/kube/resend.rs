@@ -31,8 +31,9 @@ pub const RESEND_PAUSE: Duration = Duration::from_secs(1);
 /// is, one connection gone silent (a peer or a middlebox that dropped it without a reset, an
 /// idle pooled connection among them): the resend opens a new one. A second timeout in a row
 /// says the API server itself does not answer, which more tries will not change: the request
-/// fails after at most 2 × [`ANSWER_TIMEOUT`] (and the short tries of broken connections
-/// between), and its caller's own rule (fail the node, stop the run) takes over. client-go
+/// fails at its second timeout (2 × [`ANSWER_TIMEOUT`] when no broken connection comes
+/// between: those count against [`RESENDS`] alone), and its caller's own rule (fail the node,
+/// leave a node cordoned and say so, stop the run) takes over. client-go
 /// resends no timeout at all (`isErrRetryableFunc`: a reset or an EOF only).
 pub const UNANSWERED_RESENDS: u32 = 1;
 
@@ -267,7 +268,8 @@ pub struct ClientOptions {
 impl ClientOptions {
     /// The run's reads and writes: retried, [`ANSWER_TIMEOUT`].
     pub const RETRYING: ClientOptions = ClientOptions { retry: true, answer_timeout: ANSWER_TIMEOUT };
-    /// The evictions' client: no retry at all, [`ANSWER_TIMEOUT`].
+    /// The evictions' and the uncordon's client: no retry at all (each caller answers every
+    /// error itself), [`ANSWER_TIMEOUT`].
     pub const WITHOUT_RETRY: ClientOptions = ClientOptions { retry: false, answer_timeout: ANSWER_TIMEOUT };
 
     /// These options with the answers awaited `after` long.
