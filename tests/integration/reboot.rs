@@ -425,7 +425,16 @@ fn probes_read_on_the_reboot_s_connection_until_the_host_goes_down() {
     // Two seconds up after the command (systemd's delay, shortened): about ten probes at 200 ms.
     fleet.set(name, "reboot_delay", "2");
     // What sshd logs from here on (fake-fleet.sh's own readiness check, a bare connect, is gone).
+    // That check's own "closed before the identification exchange" line is awaited first: on a
+    // loaded machine sshd logged it after the log was emptied, and it read as fleetboot's.
     let sshd_log = fleet.path(&format!("nodes/{name}/sshd.log"));
+    let logged = || std::fs::read_to_string(&sshd_log).unwrap_or_default().contains("kex_exchange_identification");
+    for _ in 0..100 {
+        if logged() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     std::fs::write(&sshd_log, "").unwrap();
     let run = fleet.reboot(&[]);
     assert_eq!(run.code, 0, "{}", run.debug());
