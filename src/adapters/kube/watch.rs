@@ -58,28 +58,50 @@ pub struct Failing {
     pub attempts: u32,
     /// The last one's words: the API's status and message, or the transport's error.
     pub last: String,
+    /// The API's last answer among them (its status and message), when it answered one: a
+    /// watch the API ends with an error is followed by a try on the connection it closed
+    /// ("client error (SendRequest)"), and that alone would hide what the API said.
+    pub api_answer: Option<String>,
+}
+
+impl Failing {
+    /// The failures so far (`None`: since an event) and one more, `error`.
+    fn then(previous: Option<&Failing>, error: &kube::runtime::watcher::Error) -> Failing {
+        let attempts = previous.map_or(0, |f| f.attempts) + 1;
+        match api_status(error) {
+            Some(status) => {
+                let words = status_words(status);
+                Failing { attempts, last: words.clone(), api_answer: Some(words) }
+            }
+            None => Failing { attempts, last: error.to_string(), api_answer: previous.and_then(|f| f.api_answer.clone()) },
+        }
+    }
 }
 
 impl std::fmt::Display for Failing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the cluster API's Node watch failed {} times in a row, the last: {}; the nodes it shows may be stale",
-            self.attempts, self.last
-        )
+        write!(f, "the cluster API's Node watch failed {} times in a row, the last: {}", self.attempts, self.last)?;
+        if let Some(answer) = self.api_answer.as_ref().filter(|answer| **answer != self.last) {
+            write!(f, " (the API's last answer: {answer})")?;
+        }
+        write!(f, "; the nodes it shows may be stale")
     }
 }
 
-/// A watcher error's words: the API's code, reason and message when it answered, else the error.
-fn error_words(error: &kube::runtime::watcher::Error) -> String {
+/// The API's answer in a watcher error, when the API answered (not the transport's failure).
+fn api_status(error: &kube::runtime::watcher::Error) -> Option<&kube::core::Status> {
     use kube::runtime::watcher::Error as WatchError;
-    let status = match error {
+    match error {
         WatchError::InitialListFailed(kube::Error::Api(status))
         | WatchError::WatchStartFailed(kube::Error::Api(status))
-        | WatchError::WatchFailed(kube::Error::Api(status)) => status,
-        WatchError::WatchError(status) => status,
-        other => return other.to_string(),
-    };
+        | WatchError::WatchFailed(kube::Error::Api(status)) => Some(status),
+        WatchError::WatchError(status) => Some(status),
+        _ => None,
+    }
+}
+
+/// An API answer's words: its code, reason and message.
+fn status_words(status: &kube::core::Status) -> String {
     match status.reason.as_str() {
         "" => format!("{}: {}", status.code, status.message),
         reason => format!("{} {reason}: {}", status.code, status.message),
@@ -153,10 +175,7 @@ impl NodeWatch {
                         if let Some(refused) = refusal(error) {
                             refused_tx.send_replace(Some(refused));
                         }
-                        failing_tx.send_modify(|f| {
-                            let attempts = f.as_ref().map_or(0, |f| f.attempts) + 1;
-                            *f = Some(Failing { attempts, last: error_words(error) });
-                        });
+                        failing_tx.send_modify(|f| *f = Some(Failing::then(f.as_ref(), error)));
                     }
                     // `Init` is said before the list is even asked for (kube-runtime 5 `watcher.rs`,
                     // `State::Empty`), again after each list that failed: it answers nothing, so
@@ -493,12 +512,34 @@ mod tests {
     #[test]
     fn a_failing_watch_is_named_by_its_attempts_and_the_apis_answer() {
         let error = WatchError::WatchStartFailed(api(500, "etcdserver: request timed out"));
-        let failing = Failing { attempts: 3, last: error_words(&error) };
+        let failing = [&error, &error, &error].into_iter().fold(None, |f: Option<Failing>, e| Some(Failing::then(f.as_ref(), e))).unwrap();
         let text = super::super::world::WorldError::Unreadable(failing.to_string()).to_string();
         assert!(text.contains("the cluster API's Node watch failed 3 times in a row"), "{text}");
-        assert!(text.contains("the last: 500: etcdserver: request timed out"), "{text}");
+        assert!(text.contains("the last: 500: etcdserver: request timed out; the nodes"), "said once: {text}");
         // No Status to read: the watcher's own words.
-        assert_eq!(error_words(&WatchError::NoResourceVersion), WatchError::NoResourceVersion.to_string());
+        let words = Failing::then(None, &WatchError::NoResourceVersion);
+        assert_eq!((words.last, words.api_answer), (WatchError::NoResourceVersion.to_string(), None));
+    }
+
+    #[test]
+    fn a_transport_failure_after_the_apis_answer_keeps_the_answer_named() {
+        // The API ends a watch with a 500; the watcher's next tries fail on the connection.
+        let answered = Failing::then(
+            None,
+            &WatchError::WatchError(Box::new(kube::core::Status {
+                code: 500,
+                reason: "InternalError".into(),
+                message: "etcdserver: request timed out".into(),
+                ..Default::default()
+            })),
+        );
+        let broken = Failing::then(Some(&Failing::then(Some(&answered), &WatchError::NoResourceVersion)), &WatchError::NoResourceVersion);
+        let text = broken.to_string();
+        assert!(text.contains("failed 3 times in a row, the last: "), "{text}");
+        assert!(text.contains(&WatchError::NoResourceVersion.to_string()), "{text}");
+        assert!(text.contains("(the API's last answer: 500 InternalError: etcdserver: request timed out)"), "{text}");
+        // An event clears the failures: a new run of them starts with no answer.
+        assert_eq!(Failing::then(None, &WatchError::NoResourceVersion).api_answer, None);
     }
 
     #[test]
