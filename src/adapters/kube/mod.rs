@@ -33,10 +33,15 @@ pub use watch::NodeWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("failed to load kubeconfig {path}: {reason}")]
-    Kubeconfig { path: String, reason: String },
+    #[error("failed to load kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No kubeconfig could be loaded (kube's error kept) and this process runs in no pod.
     #[error("no cluster configured: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config ({0})")]
-    NoConfig(String),
+    NoConfig(#[source] kube::config::KubeconfigError),
     /// A request to the API server failed, or no client of it could be built (kube's TLS or
     /// proxy setup refused the configuration): kube's error kept whole, as the source.
     #[error("failed to reach the cluster API at {server}: {source}")]
@@ -122,11 +127,11 @@ async fn connect_named(
     let (config, context) = match &target.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?;
+                .map_err(|source| ClusterError::Kubeconfig { path: path.display().to_string(), source })?;
             let context = target.context.clone().or_else(|| kubeconfig.current_context.clone());
             let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?;
+                .map_err(|source| ClusterError::Kubeconfig { path: path.display().to_string(), source })?;
             (config, context)
         }
         // As kube's `Config::from_kubeconfig` does ($KUBECONFIG, ~/.kube/config), keeping the
@@ -141,7 +146,7 @@ async fn connect_named(
             };
             match loaded {
                 Ok(found) => found,
-                Err(kubeconfig_error) => (in_cluster_config().map_err(|_| ClusterError::NoConfig(kubeconfig_error.to_string()))?, None),
+                Err(kubeconfig_error) => (in_cluster_config().map_err(|_| ClusterError::NoConfig(kubeconfig_error))?, None),
             }
         }
     };
@@ -233,5 +238,19 @@ mod tests {
         let text = error.to_string();
         let source = error.source().and_then(|s| s.downcast_ref::<kube::Error>()).expect("kube's error is the source");
         assert_eq!(text, format!("failed to reach the cluster API at {server}: {source}"));
+    }
+
+    /// A kubeconfig that cannot be loaded is an error that names the file and keeps kube's own
+    /// error as its source.
+    #[tokio::test]
+    async fn a_kubeconfig_that_cannot_be_loaded_keeps_kubes_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, "clusters: [unclosed\n").unwrap();
+        let target = ClusterTarget { kubeconfig: Some(path.clone()), context: None };
+        let error = ClusterConnection::open(&target).await.err().expect("a kubeconfig that is no YAML is refused");
+        let text = error.to_string();
+        let source = error.source().and_then(|s| s.downcast_ref::<kube::config::KubeconfigError>()).expect("kube's error is the source");
+        assert_eq!(text, format!("failed to load kubeconfig {}: {source}", path.display()));
     }
 }
