@@ -813,3 +813,123 @@ impl PowerTransport for SshTransport {
         self.run_ok(host, command).await.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// One real OpenSSH sshd on loopback, from scripts/fake-fleet.sh as the integration tests'
+    /// fleet (an unprivileged login user, never root), stopped by PID when dropped.
+    struct OneHost {
+        dir: tempfile::TempDir,
+        endpoint: std::net::SocketAddr,
+        user: String,
+    }
+
+    impl OneHost {
+        fn up() -> OneHost {
+            let dir = tempfile::Builder::new().prefix("fleetboot-ssh-").tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            // A 127.x.y.0/24 of this process's own, beside other test processes' fleets.
+            let n = std::process::id();
+            let net = format!("127.{}.{}", 1 + n % 250, 1 + (n / 250) % 250);
+            let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fake-fleet.sh"))
+                .args(["up", dir.path().to_str().unwrap(), "1", &port.to_string(), &net])
+                .output()
+                .unwrap();
+            let user = std::fs::read_to_string(dir.path().join("user")).unwrap_or_default().trim().to_owned();
+            let host = OneHost { endpoint: format!("{net}.1:{port}").parse().unwrap(), dir, user };
+            assert!(up.status.success(), "fake-fleet up: {}", String::from_utf8_lossy(&up.stderr));
+            assert!(!host.user.is_empty() && host.user != "root", "logs in as an unprivileged user, not {:?}", host.user);
+            host
+        }
+
+        /// A client of this host reached at `relay` (known_hosts records its key there).
+        fn client(&self, relay: std::net::SocketAddr) -> SshClient {
+            let key = std::fs::read_to_string(self.dir.path().join("nodes/h001/ssh_host_ed25519_key.pub")).unwrap();
+            let known_hosts = self.dir.path().join("relay_known_hosts");
+            let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            std::fs::write(&known_hosts, format!("[{}]:{} {key}\n", relay.ip(), relay.port())).unwrap();
+            let settings = SshSettings {
+                user: self.user.clone(),
+                port: relay.port(),
+                identities: vec![self.dir.path().join("id_ed25519").to_str().unwrap().to_owned()],
+                known_hosts: known_hosts.to_str().unwrap().to_owned(),
+                host_key_policy: HostKeyPolicy::Strict,
+                connect_timeout: Duration::from_secs(30),
+                // The handshake waits for the relay to open: no bound of the test's own.
+                auth_timeout: Duration::from_secs(600),
+                command_timeout: Duration::from_secs(30),
+                connect_attempts: 1,
+                keepalive_interval: Duration::from_secs(60),
+            };
+            SshClient::new(settings, None, None).unwrap()
+        }
+    }
+
+    impl Drop for OneHost {
+        fn drop(&mut self) {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fake-fleet.sh");
+            let _ = Command::new(script).args(["down", self.dir.path().to_str().unwrap()]).status();
+        }
+    }
+
+    /// A TCP relay to `to` that holds each connection it accepts, before any byte of the
+    /// server's reaches the client, until `open` says so. Each accepted connection is told on
+    /// `accepted`, and its end (both sides closed, or one broken) on `ended`.
+    async fn holding_relay(
+        to: std::net::SocketAddr,
+        open: tokio::sync::watch::Receiver<bool>,
+    ) -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let (accepted_tx, accepted) = tokio::sync::mpsc::unbounded_channel();
+        let (ended_tx, ended) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let _ = accepted_tx.send(());
+                let (mut open, ended_tx) = (open.clone(), ended_tx.clone());
+                tokio::spawn(async move {
+                    let _ = open.wait_for(|open| *open).await;
+                    let mut server = TcpStream::connect(to).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let _ = ended_tx.send(());
+                });
+            }
+        });
+        (at, accepted, ended)
+    }
+
+    /// A warm-up whose connect ends after its host was released keeps nothing: the connection
+    /// it opened is closed, not left in `kept` for the rest of the run (nothing would close it).
+    #[tokio::test]
+    async fn a_warm_up_that_connects_after_its_release_keeps_nothing() {
+        let sshd = OneHost::up();
+        let (open, opened) = tokio::sync::watch::channel(false);
+        let (relay, mut accepted, mut ended) = holding_relay(sshd.endpoint, opened).await;
+        let transport = SshTransport::new(sshd.client(relay), RebootSettings::default());
+        let host = Host { name: "h001".into(), address: relay.ip().to_string(), port: Some(relay.port()) };
+
+        let warm_up = transport.warm_up(&host);
+        tokio::pin!(warm_up);
+        tokio::select! {
+            () = &mut warm_up => panic!("the warm-up ended before its connection was let through"),
+            _ = accepted.recv() => {}
+        }
+        // Released while the warm-up's handshake is held, then the handshake let through.
+        transport.release(&host).await;
+        open.send(true).unwrap();
+        warm_up.await;
+        assert!(!transport.kept.lock().unwrap().contains_key(&host.name), "a released host keeps no connection");
+        ended.recv().await.expect("the warm-up's connection is closed");
+
+        // The same warm-up for a host not released keeps its connection (it connects, and
+        // authenticates, through this relay), open, until its release closes it.
+        let other = Host { name: "h001-not-released".into(), ..host.clone() };
+        transport.warm_up(&other).await;
+        assert!(transport.kept.lock().unwrap().get(&other.name).is_some_and(|h| !h.is_closed()), "kept while not released");
+        transport.release(&other).await;
+        ended.recv().await.expect("its release closes it");
+    }
+}

@@ -66,7 +66,7 @@ pub fn on_multi_thread_runtime() -> bool {
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
 
 /// What the resolver said of one host name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Lookup {
     /// The addresses the name resolves to.
     Addresses(Vec<String>),
@@ -75,7 +75,18 @@ pub enum Lookup {
     NoSuchName,
     /// No answer, and why: the resolver did not answer in time, could not be reached or asked
     /// again later (`EAI_AGAIN`), or failed. Whether the name is a node's is then unknown.
-    Unanswered(String),
+    Unanswered(NoAnswer),
+}
+
+/// Why a host name has no answer ([`Lookup::Unanswered`]).
+#[derive(Debug, thiserror::Error)]
+pub enum NoAnswer {
+    /// `getaddrinfo` failed in a system call (`EAI_SYSTEM`): that call's error, kept.
+    #[error("the lookup failed: {0}")]
+    System(#[source] std::io::Error),
+    /// Any other reason, in words (a timeout, the resolver's own message).
+    #[error("{0}")]
+    Said(String),
 }
 
 /// How long one lookup may take before its name counts as unanswered: beyond glibc's own
@@ -102,9 +113,9 @@ pub fn all_lookups_within(names: usize, at_once: usize) -> std::time::Duration {
 /// What [`resolve_hosts`] refuses with: the names the resolver gave no answer for (each with
 /// why, in the order they were found), and how many names were never asked because an
 /// unanswered one had already settled that the run is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Unanswered {
-    pub names: Vec<(String, String)>,
+    pub names: Vec<(String, NoAnswer)>,
     pub not_looked_up: usize,
 }
 
@@ -143,9 +154,9 @@ impl LookupThreads {
     pub async fn resolve(&self, name: &str) -> Lookup {
         let (answer, answered) = tokio::sync::oneshot::channel();
         if self.work.send((name.to_owned(), answer)).is_err() {
-            return Lookup::Unanswered("no thread could be started for the lookups".into());
+            return Lookup::Unanswered(NoAnswer::Said("no thread could be started for the lookups".into()));
         }
-        answered.await.unwrap_or_else(|_| Lookup::Unanswered("its lookup ended without an answer".into()))
+        answered.await.unwrap_or_else(|_| Lookup::Unanswered(NoAnswer::Said("its lookup ended without an answer".into())))
     }
 }
 
@@ -153,7 +164,7 @@ impl LookupThreads {
 /// the standard library's lookup folds into one message).
 fn getaddrinfo(name: &str) -> Lookup {
     let Ok(node) = std::ffi::CString::new(name) else {
-        return Lookup::Unanswered("the name holds a NUL byte".into());
+        return Lookup::Unanswered(NoAnswer::Said("the name holds a NUL byte".into()));
     };
     let mut list: *mut libc::addrinfo = std::ptr::null_mut();
     // SAFETY: `hints` is zeroed as getaddrinfo wants its unused fields; `node` is a
@@ -166,18 +177,8 @@ fn getaddrinfo(name: &str) -> Lookup {
         libc::getaddrinfo(node.as_ptr(), std::ptr::null(), &hints, &mut list)
     };
     if code != 0 {
-        let os_error = std::io::Error::last_os_error();
-        return match code {
-            libc::EAI_NONAME | libc::EAI_NODATA => Lookup::NoSuchName,
-            libc::EAI_AGAIN => Lookup::Unanswered(
-                "the resolver could not answer now (EAI_AGAIN, temporary failure in name resolution: a name server not reachable or not answering)".into(),
-            ),
-            libc::EAI_SYSTEM => Lookup::Unanswered(format!("the lookup failed: {os_error}")),
-            // SAFETY: gai_strerror returns a static NUL-terminated message for any code.
-            other => Lookup::Unanswered(format!("the lookup failed: {}", unsafe {
-                std::ffi::CStr::from_ptr(libc::gai_strerror(other)).to_string_lossy()
-            })),
-        };
+        // Read at once: errno is only getaddrinfo's until the next call that sets it.
+        return failed_lookup(code, std::io::Error::last_os_error());
     }
     let mut addresses: Vec<String> = Vec::new();
     let mut at = list;
@@ -210,6 +211,22 @@ fn getaddrinfo(name: &str) -> Lookup {
     Lookup::Addresses(addresses)
 }
 
+/// What a `getaddrinfo` that returned `code` (not 0) says, `os_error` being errno right after it
+/// (`EAI_SYSTEM`'s cause).
+fn failed_lookup(code: libc::c_int, os_error: std::io::Error) -> Lookup {
+    match code {
+        libc::EAI_NONAME | libc::EAI_NODATA => Lookup::NoSuchName,
+        libc::EAI_AGAIN => Lookup::Unanswered(NoAnswer::Said(
+            "the resolver could not answer now (EAI_AGAIN, temporary failure in name resolution: a name server not reachable or not answering)".into(),
+        )),
+        libc::EAI_SYSTEM => Lookup::Unanswered(NoAnswer::System(os_error)),
+        // SAFETY: gai_strerror returns a static NUL-terminated message for any code.
+        other => Lookup::Unanswered(NoAnswer::Said(format!("the lookup failed: {}", unsafe {
+            std::ffi::CStr::from_ptr(libc::gai_strerror(other)).to_string_lossy()
+        }))),
+    }
+}
+
 /// How many host names [`resolve_hosts`] looks up at once. Each lookup blocks a thread: a
 /// 10,000-name host list all at once took up to 512 threads (tokio's blocking pool's cap, where
 /// lookups ran then), and the names queued behind them spent their 5 s waiting for a thread.
@@ -224,24 +241,35 @@ const LOOKUPS_AT_ONCE: usize = 32;
 /// refused whatever they answer); those under way finish, within their own timeout, so each
 /// name they leave unanswered is named too.
 pub async fn resolve_hosts(names: &[&str]) -> Result<Vec<Vec<String>>, Unanswered> {
-    let to_look_up: std::collections::BTreeSet<&&str> = names.iter().filter(|n| n.parse::<std::net::IpAddr>().is_err()).collect();
+    let to_look_up = names_to_look_up(names);
     if to_look_up.is_empty() {
         return Ok(vec![Vec::new(); names.len()]);
     }
     // No more threads than names: a list of addresses and a few names starts a few.
     let threads = LookupThreads::start(LOOKUPS_AT_ONCE.min(to_look_up.len()));
-    resolve_all(names, LOOKUPS_AT_ONCE, |name| threads.resolve(name)).await
+    resolve_all(names, to_look_up, LOOKUPS_AT_ONCE, |name| threads.resolve(name)).await
 }
 
-async fn resolve_all<'n, F, Fut>(names: &[&'n str], at_once: usize, lookup: F) -> Result<Vec<Vec<String>>, Unanswered>
+/// The names of `names` to look up: each once, sorted, and no IP address.
+fn names_to_look_up<'n>(names: &[&'n str]) -> Vec<&'n str> {
+    let mut distinct: Vec<&str> = names.iter().copied().filter(|n| n.parse::<std::net::IpAddr>().is_err()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+}
+
+/// [`resolve_hosts`] with `lookup`: `distinct` is [`names_to_look_up`] of `names`.
+async fn resolve_all<'n, F, Fut>(
+    names: &[&'n str],
+    distinct: Vec<&'n str>,
+    at_once: usize,
+    lookup: F,
+) -> Result<Vec<Vec<String>>, Unanswered>
 where
     F: Fn(&'n str) -> Fut,
     Fut: std::future::Future<Output = Lookup>,
 {
     use futures::stream::{FuturesUnordered, StreamExt};
-    let mut distinct: Vec<&str> = names.iter().copied().filter(|n| n.parse::<std::net::IpAddr>().is_err()).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
     let within = all_lookups_within(distinct.len(), at_once);
     let deadline = deadline_after(within);
     let mut waiting = distinct.into_iter();
@@ -249,7 +277,7 @@ where
     // The names under way, to name them should the deadline pass while they wait.
     let mut under_way: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     let mut found: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
-    let mut unanswered: Vec<(String, String)> = Vec::new();
+    let mut unanswered: Vec<(String, NoAnswer)> = Vec::new();
     loop {
         while unanswered.is_empty() && running.len() < at_once.max(1) {
             let Some(name) = waiting.next() else { break };
@@ -269,13 +297,13 @@ where
                     Ok(Lookup::Unanswered(why)) => unanswered.push((name.to_owned(), why)),
                     Err(_) => unanswered.push((
                         name.to_owned(),
-                        format!("the resolver did not answer within {}", humantime::format_duration(LOOKUP_TIMEOUT)),
+                        NoAnswer::Said(format!("the resolver did not answer within {}", humantime::format_duration(LOOKUP_TIMEOUT))),
                     )),
                 }
             }
             Err(_) => {
                 let why = format!("no answer yet when the {} for all of the list's lookups ran out", humantime::format_duration(within));
-                unanswered.extend(under_way.iter().map(|name| (name.to_string(), why.clone())));
+                unanswered.extend(under_way.iter().map(|name| (name.to_string(), NoAnswer::Said(why.clone()))));
                 break;
             }
         }
@@ -411,7 +439,7 @@ mod tests {
         let (in_flight, peak, asked) = (Cell::new(0usize), Cell::new(0usize), RefCell::new(Vec::new()));
         let names: Vec<String> = (0..200).map(|i| format!("host-{}", i % 100)).chain(["127.0.0.7".into(), "::1".into()]).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let found = resolve_all(&names, 4, |name: &str| {
+        let found = resolve_all(&names, names_to_look_up(&names), 4, |name: &str| {
             let (in_flight, peak, asked) = (&in_flight, &peak, &asked);
             async move {
                 asked.borrow_mut().push(name.to_owned());
@@ -443,7 +471,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lookup_that_never_answers_refuses_the_list_naming_the_name() {
         let names = ["gone.example", "dead.example", "node-a.example", "10.0.0.1"];
-        let found = resolve_all(&names, 4, |name: &str| async move {
+        let found = resolve_all(&names, names_to_look_up(&names), 4, |name: &str| async move {
             match name {
                 "gone.example" => Lookup::NoSuchName,
                 "dead.example" => std::future::pending().await,
@@ -452,10 +480,11 @@ mod tests {
         })
         .await;
         let refused = found.expect_err("an unanswered name is never guessed to be no node");
-        assert_eq!(refused.names, [("dead.example".to_owned(), "the resolver did not answer within 12s".to_owned())]);
+        let named: Vec<(&str, String)> = refused.names.iter().map(|(name, why)| (name.as_str(), why.to_string())).collect();
+        assert_eq!(named, [("dead.example", "the resolver did not answer within 12s".to_owned())]);
         assert_eq!(refused.not_looked_up, 0);
         // Without it, the list resolves: the name that does not exist gets no addresses.
-        let found = resolve_all(&names[..1], 4, |_: &str| async { Lookup::NoSuchName }).await.unwrap();
+        let found = resolve_all(&names[..1], names_to_look_up(&names[..1]), 4, |_: &str| async { Lookup::NoSuchName }).await.unwrap();
         assert_eq!(found, [Vec::<String>::new()]);
     }
 
@@ -469,7 +498,7 @@ mod tests {
         let asked = std::cell::Cell::new(0usize);
         // Within the timeout, and no divisor of the deadline (no wave ends on it).
         let each = std::time::Duration::from_millis(4500);
-        let found = resolve_all(&names, 4, |name: &str| {
+        let found = resolve_all(&names, names_to_look_up(&names), 4, |name: &str| {
             let asked = &asked;
             async move {
                 asked.set(asked.get() + 1);
@@ -483,7 +512,11 @@ mod tests {
         let waves = all_lookups_within(names.len(), 4).as_millis().div_ceil(each.as_millis()) as usize;
         assert_eq!(asked.get(), 4 * waves, "no lookup starts past the deadline");
         assert_eq!(refused.names.len(), 4, "the lookups under way when it passed: {:?}", refused.names);
-        assert!(refused.names.iter().all(|(_, why)| why.contains("for all of the list's lookups ran out")), "{:?}", refused.names);
+        assert!(
+            refused.names.iter().all(|(_, why)| why.to_string().contains("for all of the list's lookups ran out")),
+            "{:?}",
+            refused.names
+        );
         assert_eq!(refused.not_looked_up, names.len() - asked.get());
     }
 
@@ -494,7 +527,7 @@ mod tests {
         let names: Vec<String> = (0..100).map(|i| format!("dead-{i:03}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let asked = std::cell::Cell::new(0usize);
-        let found = resolve_all(&names, 8, |_: &str| {
+        let found = resolve_all(&names, names_to_look_up(&names), 8, |_: &str| {
             asked.set(asked.get() + 1);
             std::future::pending::<Lookup>()
         })
@@ -503,6 +536,19 @@ mod tests {
         assert_eq!(asked.get(), 8, "the first 8 only");
         assert_eq!(refused.names.len(), 8);
         assert_eq!(refused.not_looked_up, 92);
+    }
+
+    /// A lookup that failed in a system call (`EAI_SYSTEM`) keeps errno's error as its source,
+    /// not only its text.
+    #[test]
+    fn a_lookup_failed_in_a_system_call_keeps_errnos_error() {
+        use std::error::Error as _;
+        let Lookup::Unanswered(why) = failed_lookup(libc::EAI_SYSTEM, std::io::Error::from_raw_os_error(libc::EMFILE)) else {
+            panic!("EAI_SYSTEM is no answer");
+        };
+        let source = why.source().and_then(|s| s.downcast_ref::<std::io::Error>()).expect("errno's error is the source");
+        assert_eq!(source.raw_os_error(), Some(libc::EMFILE));
+        assert_eq!(why.to_string(), format!("the lookup failed: {source}"));
     }
 
     /// The system's own resolver, asked nothing that leaves the machine: `localhost` (from
@@ -514,7 +560,10 @@ mod tests {
             Lookup::Addresses(found) => assert!(found.iter().any(|a| a == "127.0.0.1" || a == "::1"), "{found:?}"),
             other => panic!("localhost: {other:?}"),
         }
-        assert_eq!(threads.resolve("127.0.0.9").await, Lookup::Addresses(vec!["127.0.0.9".into()]));
+        match threads.resolve("127.0.0.9").await {
+            Lookup::Addresses(found) => assert_eq!(found, ["127.0.0.9"]),
+            other => panic!("127.0.0.9: {other:?}"),
+        }
     }
 
     #[test]

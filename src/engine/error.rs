@@ -137,7 +137,7 @@ pub struct NameNotAddress {
     if names.len() == 1 { "its name" } else { "their names" },
 )]
 pub struct Unresolved {
-    pub names: Vec<(String, String, String)>,
+    pub names: Vec<(String, String, adapters::system::NoAnswer)>,
     pub not_looked_up: usize,
 }
 

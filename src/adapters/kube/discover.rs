@@ -80,7 +80,7 @@ pub async fn discover_with_pools(
         kube::Error::Api(status) if status.code == 400 && selector.is_some() => {
             ClusterError::Selector { selector: selector.unwrap_or_default().to_owned(), reason: status.message.clone() }
         }
-        other => ClusterError::Api { server: server.to_owned(), reason: other.to_string() },
+        other => ClusterError::Api { server: server.to_owned(), source: other },
     };
     let mut params = ListParams::default();
     if let Some(selector) = selector {
@@ -111,6 +111,6 @@ async fn list_pools(client: &Client, server: &str) -> Result<Vec<PoolSelector>, 
     match Api::<DynamicObject>::all_with(client.clone(), &machine_config_pools()).list(&ListParams::default()).await {
         Ok(list) => Ok(pool_selectors(&list.items)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(ClusterError::Api { server: server.to_owned(), reason: e.to_string() }),
+        Err(source) => Err(ClusterError::Api { server: server.to_owned(), source }),
     }
 }

@@ -204,14 +204,14 @@ impl LeaseLock {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
         let now = std::time::SystemTime::now();
         let spec = json_spec(identity, duration, now);
-        let api_error = |e: kube::Error| ClusterError::Api { server: format!("leases/{namespace}/{lease_name}"), reason: e.to_string() };
+        let api_error = super::api_error(format!("leases/{namespace}/{lease_name}"));
         let mut taken_from = None;
         let mut settle_time = None;
         let fresh = DynamicObject::new(lease_name, &lease_resource()).within(namespace).data(serde_json::json!({ "spec": spec }));
         match api.create(&PostParams::default(), &fresh).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                let held = api.get(lease_name).await.map_err(api_error)?;
+                let held = api.get(lease_name).await.map_err(&api_error)?;
                 let holder = held.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
                 let locked =
                     || ClusterError::Locked { holder: holder.clone(), namespace: namespace.to_owned(), name: lease_name.to_owned() };
@@ -232,7 +232,7 @@ impl LeaseLock {
                 } else {
                     // Expired by the holder's clock; confirmed on this machine's monotonic clock
                     // only (as client-go's leader election): unchanged for its whole duration.
-                    unchanged_for_its_duration(&api, lease_name, held).await.map_err(api_error)?.ok_or_else(locked)?
+                    unchanged_for_its_duration(&api, lease_name, held).await.map_err(&api_error)?.ok_or_else(locked)?
                 };
                 // Replace with the version just read: if another run took it meanwhile, Conflict,
                 // and the refusal names that run (read again), not the holder it replaced.
@@ -350,9 +350,7 @@ async fn release_held(api: &Api<DynamicObject>, name: &str, ours: impl Fn(&str) 
 /// lease of a run that is gone), conditionally on the version read.
 pub async fn release_lease(client: &Client, namespace: &str, name: &str, ours: impl Fn(&str) -> bool) -> Result<Released, ClusterError> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
-    release_held(&api, name, ours)
-        .await
-        .map_err(|e| ClusterError::Api { server: format!("leases/{namespace}/{name}"), reason: e.to_string() })
+    release_held(&api, name, ours).await.map_err(super::api_error(format!("leases/{namespace}/{name}")))
 }
 
 /// The lease's holder and whether it expired by its holder's clock at `now`; `None` when there
@@ -365,7 +363,7 @@ pub async fn read_lease(client: &Client, namespace: &str, name: &str) -> Result<
             Ok(Some((holder, lease_expired(&lease.data, std::time::SystemTime::now()))))
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), reason: e.to_string() }),
+        Err(source) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), source }),
     }
 }
 
@@ -380,7 +378,7 @@ pub async fn live_holder(client: &Client, namespace: &str, name: &str) -> Result
             Ok(Some((holder, lease.data)))
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), reason: e.to_string() }),
+        Err(source) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), source }),
     }
 }
 

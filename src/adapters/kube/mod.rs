@@ -33,12 +33,23 @@ pub use watch::NodeWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("failed to load kubeconfig {path}: {reason}")]
-    Kubeconfig { path: String, reason: String },
+    #[error("failed to load kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No kubeconfig could be loaded (kube's error kept) and this process runs in no pod.
     #[error("no cluster configured: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config ({0})")]
-    NoConfig(String),
-    #[error("failed to reach the cluster API at {server}: {reason}")]
-    Api { server: String, reason: String },
+    NoConfig(#[source] kube::config::KubeconfigError),
+    /// A request to the API server failed, or no client of it could be built (kube's TLS or
+    /// proxy setup refused the configuration): kube's error kept whole, as the source.
+    #[error("failed to reach the cluster API at {server}: {source}")]
+    Api {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("bad selector {selector:?}: {reason}")]
     Selector { selector: String, reason: String },
     #[error("another fleetboot run holds the lease {namespace}/{name}: {holder}; wait for it, or take it over with --break-lock")]
@@ -52,6 +63,12 @@ pub enum ClusterError {
          a resume now would stop that run mid-way: wait for it to end or stop it, or take it over with --break-lock"
     )]
     RunAlive { holder: String, namespace: String, name: String, renewed: String, lasts: String },
+}
+
+/// [`ClusterError::Api`] for the API server (or the object) `server` names, for `map_err`.
+pub(crate) fn api_error(server: impl Into<String>) -> impl Fn(kube::Error) -> ClusterError {
+    let server = server.into();
+    move |source| ClusterError::Api { server: server.clone(), source }
 }
 
 /// Where a pod's ServiceAccount credentials are mounted (`token`, `ca.crt`, `namespace`);
@@ -110,11 +127,11 @@ async fn connect_named(
     let (config, context) = match &target.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?;
+                .map_err(|source| ClusterError::Kubeconfig { path: path.display().to_string(), source })?;
             let context = target.context.clone().or_else(|| kubeconfig.current_context.clone());
             let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| ClusterError::Kubeconfig { path: path.display().to_string(), reason: e.to_string() })?;
+                .map_err(|source| ClusterError::Kubeconfig { path: path.display().to_string(), source })?;
             (config, context)
         }
         // As kube's `Config::from_kubeconfig` does ($KUBECONFIG, ~/.kube/config), keeping the
@@ -129,14 +146,13 @@ async fn connect_named(
             };
             match loaded {
                 Ok(found) => found,
-                Err(kubeconfig_error) => (in_cluster_config().map_err(|_| ClusterError::NoConfig(kubeconfig_error.to_string()))?, None),
+                Err(kubeconfig_error) => (in_cluster_config().map_err(|_| ClusterError::NoConfig(kubeconfig_error))?, None),
             }
         }
     };
     let server = config.cluster_url.to_string();
     // A read whose connection broke is sent again, as client-go does ([`resend`]).
-    let client = resend::client(config.clone(), limit, resend::ClientOptions::RETRYING)
-        .map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+    let client = resend::client(config.clone(), limit, resend::ClientOptions::RETRYING).map_err(api_error(&server))?;
     Ok((client, config, server, context))
 }
 
@@ -152,8 +168,7 @@ fn without_client_retry(
     server: &str,
     limit: &tower::limit::GlobalConcurrencyLimitLayer,
 ) -> Result<Client, ClusterError> {
-    resend::client(config.clone(), limit, resend::ClientOptions::WITHOUT_RETRY)
-        .map_err(|e| ClusterError::Api { server: server.to_owned(), reason: e.to_string() })
+    resend::client(config.clone(), limit, resend::ClientOptions::WITHOUT_RETRY).map_err(api_error(server))
 }
 
 /// A connected cluster: the one client a command uses for everything, and which cluster it is.
@@ -181,8 +196,7 @@ impl ClusterConnection {
         let (client, config, server, context) = connect_named(target, &limit).await?;
         let cluster_id = cluster_id(&client, &server).await?;
         let evictions = without_client_retry(&config, &server, &limit)?;
-        let leases =
-            resend::lease_client(config.clone()).map_err(|e| ClusterError::Api { server: server.clone(), reason: e.to_string() })?;
+        let leases = resend::lease_client(config.clone()).map_err(api_error(&server))?;
         Ok(ClusterConnection { client, evictions, leases, config, identity: ClusterIdentity { server, cluster_id, context } })
     }
 
@@ -197,7 +211,7 @@ async fn cluster_id(client: &Client, server: &str) -> Result<Option<String>, Clu
     match Api::<DynamicObject>::all_with(client.clone(), &versions).get_opt("version").await {
         Ok(version) => Ok(version.and_then(|v| v.data.pointer("/spec/clusterID").and_then(|id| id.as_str()).map(str::to_owned))),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(ClusterError::Api { server: server.to_owned(), reason: e.to_string() }),
+        Err(source) => Err(ClusterError::Api { server: server.to_owned(), source }),
     }
 }
 
@@ -205,4 +219,38 @@ async fn cluster_id(client: &Client, server: &str) -> Result<Option<String>, Clu
 pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
     ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// A client kube refuses to build (its CA is no certificate) is an error that names the
+    /// server and keeps kube's own error as its source, for whoever walks the chain.
+    #[tokio::test]
+    async fn a_client_kube_cannot_build_keeps_kubes_error() {
+        let server = "https://127.0.0.1:6443/";
+        let mut config = kube::Config::new(server.parse().unwrap());
+        config.root_cert = Some(vec![b"not a certificate".to_vec()]);
+        let error =
+            without_client_retry(&config, server, &resend::in_flight_limit()).err().expect("a CA that is no certificate is refused");
+        let text = error.to_string();
+        let source = error.source().and_then(|s| s.downcast_ref::<kube::Error>()).expect("kube's error is the source");
+        assert_eq!(text, format!("failed to reach the cluster API at {server}: {source}"));
+    }
+
+    /// A kubeconfig that cannot be loaded is an error that names the file and keeps kube's own
+    /// error as its source.
+    #[tokio::test]
+    async fn a_kubeconfig_that_cannot_be_loaded_keeps_kubes_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, "clusters: [unclosed\n").unwrap();
+        let target = ClusterTarget { kubeconfig: Some(path.clone()), context: None };
+        let error = ClusterConnection::open(&target).await.err().expect("a kubeconfig that is no YAML is refused");
+        let text = error.to_string();
+        let source = error.source().and_then(|s| s.downcast_ref::<kube::config::KubeconfigError>()).expect("kube's error is the source");
+        assert_eq!(text, format!("failed to load kubeconfig {}: {source}", path.display()));
+    }
 }
