@@ -721,7 +721,12 @@ async fn serve_resource(req: Request<Incoming>, method: &Method, target: Target,
                 metadata: Value,
                 items: Vec<&'a Value>,
             }
-            let list = List { kind: format!("{}List", t.kind), api_version: t.api_version(), metadata, items: page.items.iter().map(|o| o.as_ref()).collect() };
+            let list = List {
+                kind: format!("{}List", t.kind),
+                api_version: t.api_version(),
+                metadata,
+                items: page.items.iter().map(|o| o.as_ref()).collect(),
+            };
             encoded_response(StatusCode::OK, &list)
         }
         (&Method::GET, Some(name), Some("log")) => {
