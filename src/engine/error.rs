@@ -4,6 +4,8 @@
 
 use fleetboot_core::ExitCode;
 
+use std::path::PathBuf;
+
 use crate::adapters;
 
 /// A journal of another cluster than the one given: nothing is done to either.
@@ -35,7 +37,24 @@ pub enum RunError {
     #[error(transparent)]
     Bmc(#[from] adapters::bmc::BmcSetupError),
     #[error(transparent)]
-    Repair(#[from] super::repair::RepairError),
+    Repair(#[from] RepairError),
+}
+
+/// What `fleetboot repair` refuses or fails with, beside [`RunError`]'s.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error(
+        "the run of {} still holds the lease {lease}: {holder}; it may still be running: stop it (or wait until its lease expires) before repairing",
+        journal.display()
+    )]
+    /// `lease`: NAMESPACE/NAME.
+    StillLive { journal: PathBuf, lease: String, holder: String },
+    #[error("{0}")]
+    MigrationJournal(#[from] adapters::migration_journal::MigrationJournalError),
+    #[error("the journal {} records no cluster run: nothing of a cluster to repair", .0.display())]
+    NoCluster(PathBuf),
+    #[error("cluster API: {0}")]
+    Api(#[source] kube::Error),
 }
 
 impl RunError {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::adapters::journal::JournalWriter;
 use crate::adapters::kube::{ClusterConnection, ClusterTarget, LEASE_NAME, MIGRATION_LEASE_NAME};
 use crate::adapters::migration_journal;
-use crate::engine::error::{RunError as Error, WrongCluster};
+use crate::engine::error::{RepairError, RunError as Error, WrongCluster};
 use fleetboot_core::batch::IN_PROGRESS_ANNOTATION;
 use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record, RunState};
 use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
@@ -16,21 +16,6 @@ use fleetboot_core::repair::{LeaseVerdict, RepairAction, RepairReport};
 
 /// Where fleetboot's leases live.
 const LEASE_NAMESPACE: &str = "kube-system";
-
-#[derive(Debug, thiserror::Error)]
-pub enum RepairError {
-    #[error(
-        "the run of {} still holds the lease {LEASE_NAMESPACE}/{lease}: {holder}; it may still be running: stop it (or wait until its lease expires) before repairing",
-        journal.display()
-    )]
-    StillLive { journal: PathBuf, lease: String, holder: String },
-    #[error("{0}")]
-    MigrationJournal(#[from] migration_journal::MigrationJournalError),
-    #[error("the journal {} records no cluster run: nothing of a cluster to repair", .0.display())]
-    NoCluster(PathBuf),
-    #[error("cluster API: {0}")]
-    Api(#[source] kube::Error),
-}
 
 /// The journals behind one repair: a reboot run's, or a migration's with its reboot runs'.
 struct Journals {
@@ -99,7 +84,9 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
             LeaseVerdict::NotOurs => {}
             LeaseVerdict::Release => releases.push((lease.clone(), run_id.clone())),
             LeaseVerdict::StillLive { holder } => {
-                return Err(RepairError::StillLive { journal: journal.to_owned(), lease: lease.clone(), holder }.into());
+                return Err(
+                    RepairError::StillLive { journal: journal.to_owned(), lease: format!("{LEASE_NAMESPACE}/{lease}"), holder }.into()
+                );
             }
         }
     }
