@@ -193,7 +193,8 @@ fn an_uncordon_that_keeps_failing_is_listed_and_the_exit_code_says_so() {
 }
 
 /// kill -9 while a drain waits on a PodDisruptionBudget: the node stays cordoned and the lease
-/// held. `repair` refuses while the run lives, says what it would do with `--dry-run`, then
+/// held. `repair` refuses while the run lives (its journal locked) and while the lease names a
+/// holder on another machine (not known dead), says what it would do with `--dry-run`, then
 /// uncordons, releases the lease, journals it, and reboots nothing.
 #[test]
 fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_nothing() {
@@ -234,6 +235,7 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     }
     let refused = out(&sim, &["repair", "--journal", j]);
     assert_eq!(refused.code, 2, "a live run is not repaired under it: {}", refused.debug());
+    assert!(refused.stderr.contains("it is in use by process"), "names the live run: {}", refused.debug());
     child.kill().unwrap(); // SIGKILL: the cordon, the lease and the in-progress annotation stay behind.
     child.wait().unwrap();
     assert!(sim.kubectl(&["-n", "kube-system", "get", "lease", "fleetboot"]).0, "the killed run's lease is still there");
@@ -242,6 +244,21 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     };
     let run_id = journal::load(&journal_path).unwrap().1.run_id;
     assert_eq!(in_progress("worker-0"), run_id, "the killed run's node still says it is in flight");
+
+    // The same lease held by the run's process on another machine: it may still act, and
+    // repair refuses naming the lease and its holder, touching nothing.
+    let holder = sim.kubectl_ok(&["-n", "kube-system", "get", "lease", "fleetboot", "-o", "jsonpath={.spec.holderIdentity}"]);
+    let set_holder = |holder: &str| {
+        let patch = serde_json::json!({"spec": {"holderIdentity": holder}}).to_string();
+        sim.kubectl_ok(&["-n", "kube-system", "patch", "lease", "fleetboot", "--type", "merge", "-p", &patch]);
+    };
+    set_holder(&format!("ann@elsewhere pid 1 run {run_id}"));
+    let elsewhere = out(&sim, &["repair", "--journal", j]);
+    assert_eq!(elsewhere.code, 2, "{}", elsewhere.debug());
+    let said = format!("still holds the lease kube-system/fleetboot: ann@elsewhere pid 1 run {run_id}; it may still be running");
+    assert!(elsewhere.stderr.contains(&said), "{}", elsewhere.debug());
+    assert!(unschedulable(&sim, "worker-0"), "nothing touched under a live holder");
+    set_holder(holder.trim());
 
     let dry = out(&sim, &["repair", "--journal", j, "--dry-run", "-o", "json"]);
     assert_eq!(dry.code, 0, "{}", dry.debug());
