@@ -428,7 +428,7 @@ impl Drainer {
     /// The PodDisruptionBudgets that allow no disruption now, each with the nodes of `nodes`
     /// whose drain it will block (a pod it covers runs there).
     pub async fn zero_disruption_budgets(&self, nodes: &std::collections::BTreeSet<String>) -> Result<Vec<(String, Vec<String>)>, String> {
-        super::gates::zero_disruption_budgets(&self.client, nodes, self.pod_selector.as_deref()).await
+        budgets_blocking(&self.client, nodes, self.pod_selector.as_deref()).await
     }
 
     /// `--drain-failure force`: deletes the pods eviction could not move. Every pod is tried,
@@ -456,6 +456,73 @@ impl Drainer {
         }
         if failed.is_empty() { Ok(()) } else { Err(DeletePodsError { failed }) }
     }
+}
+
+/// Every PodDisruptionBudget that allows no disruption now (`status.disruptionsAllowed` 0),
+/// with the nodes of `nodes` that run a pod it covers (a drain there waits on it), sorted.
+/// `drained`: `--drain-pod-selector` (only the pods it matches are evicted, so only those count).
+async fn budgets_blocking(
+    client: &Client,
+    nodes: &std::collections::BTreeSet<String>,
+    drained: Option<&str>,
+) -> Result<Vec<(String, Vec<String>)>, String> {
+    let budgets = Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list the PodDisruptionBudgets: {e}"))?;
+    let mut out = Vec::new();
+    for budget in budgets.items {
+        if budget.status.as_ref().map(|s| s.disruptions_allowed) != Some(0) {
+            continue;
+        }
+        let ns = budget.metadata.namespace.clone().unwrap_or_default();
+        let name = format!("{ns}/{}", budget.metadata.name.clone().unwrap_or_default());
+        // policy/v1: a null selector matches no pods, an empty one ({}) every pod of the
+        // namespace (kubernetes staging/src/k8s.io/api/policy/v1/types.go,
+        // PodDisruptionBudgetSpec.Selector; the disruption controller's getPodsForPdb in
+        // pkg/controller/disruption/disruption.go goes through metav1.LabelSelectorAsSelector,
+        // nil -> labels.Nothing(), empty -> labels.Everything()).
+        let Some(selector) = budget.spec.as_ref().and_then(|s| s.selector.as_ref()).map(selector_text) else { continue };
+        let selector = match drained {
+            Some(drained) if selector.is_empty() => drained.to_owned(),
+            Some(drained) => format!("{selector},{drained}"),
+            None => selector,
+        };
+        let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| format!("cannot list the pods of PodDisruptionBudget {name}: {e}"))?;
+        let mut blocked: Vec<String> = pods
+            .items
+            .iter()
+            .filter(|p| !drain_skips(p))
+            .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+            .filter(|n| nodes.contains(n))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        blocked.sort();
+        if !blocked.is_empty() {
+            out.push((name, blocked));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A budget's selector as a label selector string (`matchLabels` and `matchExpressions`).
+fn selector_text(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let mut parts: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    parts.join(",")
 }
 
 #[cfg(test)]
