@@ -47,8 +47,12 @@ pub enum RepairError {
         "the run of {} still holds the lease {lease}: {holder}; it may still be running: stop it (or wait until its lease expires) before repairing",
         journal.display()
     )]
-    /// `lease`: NAMESPACE/NAME.
-    StillLive { journal: PathBuf, lease: String, holder: String },
+    StillLive {
+        journal: PathBuf,
+        /// NAMESPACE/NAME
+        lease: String,
+        holder: String,
+    },
     #[error("{0}")]
     MigrationJournal(#[from] adapters::migration_journal::MigrationJournalError),
     #[error("the journal {} records no cluster run: nothing of a cluster to repair", .0.display())]

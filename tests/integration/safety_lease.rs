@@ -248,8 +248,11 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     // The same lease held by the run's process on another machine: it may still act, and
     // repair refuses naming the lease and its holder, touching nothing.
     let holder = sim.kubectl_ok(&["-n", "kube-system", "get", "lease", "fleetboot", "-o", "jsonpath={.spec.holderIdentity}"]);
+    // Live for an hour from now: refused for the holder alone, never for an expiry the
+    // suite's load could bring (restored below, the holder is the killed process again, and
+    // that process known dead is what lets repair release it).
     let set_holder = |holder: &str| {
-        let patch = serde_json::json!({"spec": {"holderIdentity": holder}}).to_string();
+        let patch = serde_json::json!({"spec": {"holderIdentity": holder, "leaseDurationSeconds": 3600}}).to_string();
         sim.kubectl_ok(&["-n", "kube-system", "patch", "lease", "fleetboot", "--type", "merge", "-p", &patch]);
     };
     set_holder(&format!("ann@elsewhere pid 1 run {run_id}"));

@@ -22,7 +22,7 @@ pub struct Drainer {
 }
 
 /// Whether `kubectl drain` would leave this pod alone. Pure.
-pub fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+fn drain_skips(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     let daemonset = pod.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet"));
     let mirror = pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
     let finished = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
@@ -492,7 +492,7 @@ async fn budgets_blocking(
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| format!("cannot list the pods of PodDisruptionBudget {name}: {e}"))?;
-        let mut blocked: Vec<String> = pods
+        let blocked: Vec<String> = pods
             .items
             .iter()
             .filter(|p| !drain_skips(p))
@@ -501,7 +501,6 @@ async fn budgets_blocking(
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        blocked.sort();
         if !blocked.is_empty() {
             out.push((name, blocked));
         }
