@@ -6,6 +6,8 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
+use super::answer_words as refusal;
+
 /// Cordon and drain through the Eviction API (PodDisruptionBudgets respected; DaemonSet and
 /// mirror pods left alone, as `kubectl drain` does), and uncordon once the node is back.
 pub struct Drainer {
@@ -70,14 +72,6 @@ pub fn pods_with_answers(pods: &[String], answers: &std::collections::BTreeMap<S
         })
         .collect();
     described.join(", ")
-}
-
-/// The API's own words for a refusal: its status message, code and reason.
-fn refusal(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) if !status.message.is_empty() => format!("{} ({} {})", status.message, status.code, status.reason),
-        other => other.to_string(),
-    }
 }
 
 /// Whether an eviction's (or the pod list's, or a forced deletion's) error is the API's final
