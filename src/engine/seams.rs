@@ -261,15 +261,7 @@ impl NodeDrain for Drainer {
     }
 
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
-        Box::pin(async move {
-            Drainer::evict_all(self, node).await.map_err(|e| match e {
-                crate::adapters::kube::drain::EvictError::PodsLeft { pods, answers } => DrainError::PodsLeft { pods, answers },
-                crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message, source: None },
-                // The API's own answer (403 Forbidden...), kept: the host fails with it at once.
-                refused @ (crate::adapters::kube::drain::EvictError::Refused { .. }
-                | crate::adapters::kube::drain::EvictError::ListRefused { .. }) => DrainError::api(refused),
-            })
-        })
+        Box::pin(async move { Drainer::evict_all(self, node).await.map_err(drain_error) })
     }
 
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>> {
@@ -281,6 +273,18 @@ impl NodeDrain for Drainer {
         nodes: &'a std::collections::BTreeSet<String>,
     ) -> BoxFuture<'a, Result<Vec<BlockingBudget>, String>> {
         Box::pin(Drainer::zero_disruption_budgets(self, nodes))
+    }
+}
+
+/// A drain's failure as the runner sees it: the pods left, or the adapter's error kept whole as
+/// the source (the API's refusal, or the last failed pod list, reaching kube's error below it).
+fn drain_error(error: crate::adapters::kube::drain::EvictError) -> DrainError {
+    use crate::adapters::kube::drain::EvictError;
+    match error {
+        EvictError::PodsLeft { pods, answers } => DrainError::PodsLeft { pods, answers },
+        // A refusal (403 Forbidden...) fails the host at once with the API's answer; a list that
+        // failed until the timeout says how it failed last.
+        failed @ (EvictError::Refused { .. } | EvictError::ListRefused { .. } | EvictError::ListFailed { .. }) => DrainError::api(failed),
     }
 }
 
@@ -320,5 +324,29 @@ mod tests {
         let evict = std::error::Error::source(&error).expect("the adapter's error is kept");
         let api = evict.source().expect("the API's answer is kept");
         assert!(matches!(api.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 403), "{api:?}");
+    }
+
+    /// The node's pods not listed by the drain's timeout (the API answering 503): the runner's
+    /// error says so, and the list's own error is below it, down to the API's answer.
+    #[test]
+    fn a_pod_list_that_failed_until_the_timeout_keeps_the_lists_error_as_the_source() {
+        use crate::adapters::kube::drain::EvictError;
+        let status = kube::core::Status {
+            code: 503,
+            reason: "ServiceUnavailable".into(),
+            message: "the server is currently unable to handle the request".into(),
+            ..Default::default()
+        };
+        let failed = EvictError::ListFailed { node: "worker-0".into(), source: kube::Error::Api(Box::new(status)) };
+        let error = drain_error(failed);
+        assert_eq!(
+            error.to_string(),
+            "could not list the pods of node worker-0 within the drain timeout: \
+             the server is currently unable to handle the request (503 ServiceUnavailable)"
+        );
+        // DrainError → EvictError → kube::Error.
+        let evict = std::error::Error::source(&error).expect("the drain's error is kept");
+        let api = evict.source().expect("the list's error is kept");
+        assert!(matches!(api.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 503), "{api:?}");
     }
 }
