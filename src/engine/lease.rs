@@ -44,12 +44,12 @@ pub async fn take(
     warn: &mut dyn FnMut(String),
     until: impl Future<Output = ()>,
 ) -> Result<TakenLease, ClusterError> {
-    let client = &connection.leases;
+    let at = connection.lease_api();
     let (identity, host) = kube::this_process_identity(take.run_id);
     let reclaimable = |holder: &str| take.may_reclaim && kube::holder_is_dead_run(holder, &host, take.run_id, kube::process_alive);
-    let lock = LeaseLock::acquire(client, take.namespace, take.name, &identity, take.duration, take.break_lock, reclaimable).await?;
+    let lock = LeaseLock::acquire(at, take.namespace, take.name, &identity, take.duration, take.break_lock, reclaimable).await?;
     let allowed = take.allowed_beside;
-    if let Err(e) = kube::refuse_if_held(client, "kube-system", take.exclusive_with, |holder| allowed == Some(holder)).await {
+    if let Err(e) = kube::refuse_if_held(at, "kube-system", take.exclusive_with, |holder| allowed == Some(holder)).await {
         lock.release().await;
         return Err(e);
     }

@@ -189,7 +189,7 @@ impl InClusterJournal {
     async fn heartbeat(&self, holder: &str, liveness: Duration, break_lock: bool) -> Result<crate::adapters::kube::LeaseLock, Error> {
         Ok(crate::adapters::kube::lease::acquire_run_lease(
             // Renewed until the run ends: outside the bound on the run's other requests.
-            &self.connection.leases,
+            self.connection.lease_api(),
             &self.place.namespace,
             &self.place.run_id,
             holder,

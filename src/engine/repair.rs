@@ -73,9 +73,11 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
     // Every lease first: a run that still holds its lease live may still act; nothing is
     // touched then.
     let (_, host) = crate::adapters::kube::this_process_identity("");
+    // Through the command's one client, as everything else repair asks.
+    let lease_api = crate::adapters::kube::LeaseApi { client: &cluster.client, server: cluster.server() };
     let mut releases = Vec::new();
     for (lease, run_id) in &plan.leases {
-        let seen = crate::adapters::kube::read_lease(&cluster.client, LEASE_NAMESPACE, lease).await?;
+        let seen = crate::adapters::kube::read_lease(lease_api, LEASE_NAMESPACE, lease).await?;
         let gone = seen
             .as_ref()
             .is_some_and(|(holder, _)| crate::adapters::kube::holder_is_dead_process(holder, &host, crate::adapters::kube::process_alive));
@@ -147,7 +149,7 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         }
     }
     for (lease, run_id) in &releases {
-        let result = crate::adapters::kube::release_lease(&cluster.client, LEASE_NAMESPACE, lease, |holder| {
+        let result = crate::adapters::kube::release_lease(lease_api, LEASE_NAMESPACE, lease, |holder| {
             fleetboot_core::repair::held_by_run(holder, run_id)
         })
         .await

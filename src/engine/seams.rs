@@ -19,15 +19,24 @@ use fleetboot_core::nodes::DrainPolicy;
 use fleetboot_core::power::RestartKind;
 
 /// Why the cluster API did not show a node back by the deadline.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum EvidenceError {
     /// The deadline passed; `reason` says what the API showed instead.
     #[error("{reason}")]
     NotBack { reason: String },
     /// The API cannot show the node as it is now: its Node watch refused for good, or failing
-    /// for good. Not seeing the node back is then no evidence of anything.
-    #[error("{reason}")]
-    Blind { reason: String },
+    /// for good. Not seeing the node back is then no evidence of anything. The adapter's error
+    /// kept whole, whatever its type: its words are this error's, and its sources (down to the
+    /// API's answer) this error's, so a chain walked says each level once.
+    #[error(transparent)]
+    Blind(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl EvidenceError {
+    /// [`EvidenceError::Blind`] for the adapter's `error`.
+    pub fn blind(error: impl std::error::Error + Send + Sync + 'static) -> EvidenceError {
+        EvidenceError::Blind(std::sync::Arc::new(error))
+    }
 }
 
 /// The cluster API's view of a node: its boot ID, and when it is Ready with a new one.
@@ -186,24 +195,28 @@ pub trait BmcPower: Send + Sync + 'static {
     fn restart<'a>(&'a self, node: &'a str, kind: RestartKind) -> BoxFuture<'a, Result<String, BmcError>>;
 }
 
+/// The Node watch's answer at the deadline as the runner sees it: blind with the watch's error
+/// kept (its chain reaches the API's answer), or not back, in words.
+fn evidence_error(not_back: crate::adapters::kube::watch::NotBack) -> EvidenceError {
+    match not_back {
+        blind @ crate::adapters::kube::watch::NotBack::Blind { .. } => EvidenceError::blind(blind),
+        other => EvidenceError::NotBack { reason: other.to_string() },
+    }
+}
+
 impl NodeEvidence for NodeWatch {
     fn boot_id<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(NodeWatch::boot_id(self, node))
     }
 
     fn wait_back<'a>(&'a self, node: &'a str, old: &'a str, deadline: Instant) -> BoxFuture<'a, Result<String, EvidenceError>> {
-        Box::pin(async move {
-            NodeWatch::wait_back(self, node, old, deadline).await.map_err(|e| match e {
-                blind @ crate::adapters::kube::watch::NotBack::Blind { .. } => EvidenceError::Blind { reason: blind.to_string() },
-                other => EvidenceError::NotBack { reason: other.to_string() },
-            })
-        })
+        Box::pin(async move { NodeWatch::wait_back(self, node, old, deadline).await.map_err(evidence_error) })
     }
 
     fn refusal<'a>(&'a self, node: &'a str) -> BoxFuture<'a, EvidenceError> {
         Box::pin(async move {
             let blind = crate::adapters::kube::watch::NotBack::Blind { node: node.to_owned(), blind: NodeWatch::refusal(self).await };
-            EvidenceError::Blind { reason: blind.to_string() }
+            EvidenceError::blind(blind)
         })
     }
 
@@ -261,15 +274,7 @@ impl NodeDrain for Drainer {
     }
 
     fn evict_all<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<usize, DrainError>> {
-        Box::pin(async move {
-            Drainer::evict_all(self, node).await.map_err(|e| match e {
-                crate::adapters::kube::drain::EvictError::PodsLeft { pods, answers } => DrainError::PodsLeft { pods, answers },
-                crate::adapters::kube::drain::EvictError::ListFailed(message) => DrainError::Api { message, source: None },
-                // The API's own answer (403 Forbidden...), kept: the host fails with it at once.
-                refused @ (crate::adapters::kube::drain::EvictError::Refused { .. }
-                | crate::adapters::kube::drain::EvictError::ListRefused { .. }) => DrainError::api(refused),
-            })
-        })
+        Box::pin(async move { Drainer::evict_all(self, node).await.map_err(drain_error) })
     }
 
     fn delete_pods<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<(), DrainError>> {
@@ -281,6 +286,18 @@ impl NodeDrain for Drainer {
         nodes: &'a std::collections::BTreeSet<String>,
     ) -> BoxFuture<'a, Result<Vec<BlockingBudget>, String>> {
         Box::pin(Drainer::zero_disruption_budgets(self, nodes))
+    }
+}
+
+/// A drain's failure as the runner sees it: the pods left, or the adapter's error kept whole as
+/// the source (the API's refusal, or the last failed pod list, reaching kube's error below it).
+fn drain_error(error: crate::adapters::kube::drain::EvictError) -> DrainError {
+    use crate::adapters::kube::drain::EvictError;
+    match error {
+        EvictError::PodsLeft { pods, answers } => DrainError::PodsLeft { pods, answers },
+        // A refusal (403 Forbidden...) fails the host at once with the API's answer; a list that
+        // failed until the timeout says how it failed last.
+        failed @ (EvictError::Refused { .. } | EvictError::ListRefused { .. } | EvictError::ListFailed { .. }) => DrainError::api(failed),
     }
 }
 
@@ -320,5 +337,55 @@ mod tests {
         let evict = std::error::Error::source(&error).expect("the adapter's error is kept");
         let api = evict.source().expect("the API's answer is kept");
         assert!(matches!(api.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 403), "{api:?}");
+    }
+
+    /// The node's pods not listed by the drain's timeout (the API answering 503): the runner's
+    /// error says so, and the list's own error is below it, down to the API's answer.
+    #[test]
+    fn a_pod_list_that_failed_until_the_timeout_keeps_the_lists_error_as_the_source() {
+        use crate::adapters::kube::drain::EvictError;
+        let status = kube::core::Status {
+            code: 503,
+            reason: "ServiceUnavailable".into(),
+            message: "the server is currently unable to handle the request".into(),
+            ..Default::default()
+        };
+        let failed = EvictError::ListFailed { node: "worker-0".into(), source: kube::Error::Api(Box::new(status)) };
+        let error = drain_error(failed);
+        assert_eq!(
+            error.to_string(),
+            "could not list the pods of node worker-0 within the drain timeout: \
+             the server is currently unable to handle the request (503 ServiceUnavailable)"
+        );
+        // DrainError → EvictError → kube::Error.
+        let evict = std::error::Error::source(&error).expect("the drain's error is kept");
+        let api = evict.source().expect("the list's error is kept");
+        assert!(matches!(api.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 503), "{api:?}");
+    }
+
+    /// A node the refused Node watch cannot show back: the runner's error says what the watch's
+    /// said, each level of its chain once, and the API's 403 is below it.
+    #[test]
+    fn a_node_not_seen_back_under_a_refused_watch_keeps_the_apis_answer_below() {
+        use crate::adapters::kube::watch::NotBack;
+        use crate::adapters::kube::world::WorldError;
+        use std::error::Error;
+        let status =
+            kube::core::Status { code: 403, reason: "Forbidden".into(), message: "nodes is forbidden".into(), ..Default::default() };
+        let refused = WorldError::of_read("watch the Nodes", kube::Error::Api(Box::new(status)));
+        let not_back = NotBack::Blind { node: "worker-0".into(), blind: refused };
+        let words = not_back.to_string();
+        let error = evidence_error(not_back);
+        assert!(matches!(error, EvidenceError::Blind(_)), "{error:?}");
+        assert_eq!(error.to_string(), words, "the watch's own words");
+        let top: &(dyn Error + 'static) = &error;
+        let chain: Vec<&dyn Error> = std::iter::successors(Some(top), |&e| e.source()).collect();
+        let said: Vec<String> = chain.iter().map(ToString::to_string).collect();
+        assert!(said.windows(2).all(|pair| pair[0] != pair[1]), "a level said twice: {said:#?}");
+        // kube's error, as WorldError keeps it (in an Arc: the watch's refusal is shared).
+        let api = chain.iter().find_map(|e| {
+            e.downcast_ref::<kube::Error>().or_else(|| e.downcast_ref::<std::sync::Arc<kube::Error>>().map(|shared| &**shared))
+        });
+        assert!(matches!(api, Some(kube::Error::Api(s)) if s.code == 403 && s.message == "nodes is forbidden"), "{said:#?}");
     }
 }

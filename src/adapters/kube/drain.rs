@@ -6,6 +6,8 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
+use super::answer_words as refusal;
+
 /// Cordon and drain through the Eviction API (PodDisruptionBudgets respected; DaemonSet and
 /// mirror pods left alone, as `kubectl drain` does), and uncordon once the node is back.
 pub struct Drainer {
@@ -36,9 +38,14 @@ pub enum EvictError {
     /// the eviction of those that got one that was not final (a budget's 429, a 5xx).
     #[error("pods still on the node: {}", pods_with_answers(.pods, .answers))]
     PodsLeft { pods: Vec<String>, answers: std::collections::BTreeMap<String, String> },
-    /// The node's pods could not be listed by the timeout: nothing is known drained.
-    #[error("{0}")]
-    ListFailed(String),
+    /// The node's pods could not be listed by the timeout: nothing is known drained. The last
+    /// list's error kept whole, as the source.
+    #[error("could not list the pods of node {node} within the drain timeout: {}", refusal(.source))]
+    ListFailed {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The API refused to list the node's pods for good (403 Forbidden): nothing is known
     /// drained, and asking again until the timeout would only hide its answer.
     #[error("the API refused to list the pods of node {node}: {}", refusal(.source))]
@@ -70,14 +77,6 @@ pub fn pods_with_answers(pods: &[String], answers: &std::collections::BTreeMap<S
         })
         .collect();
     described.join(", ")
-}
-
-/// The API's own words for a refusal: its status message, code and reason.
-fn refusal(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) if !status.message.is_empty() => format!("{} ({} {})", status.message, status.code, status.reason),
-        other => other.to_string(),
-    }
 }
 
 /// Whether an eviction's (or the pod list's, or a forced deletion's) error is the API's final
@@ -346,8 +345,8 @@ impl Drainer {
                 // The API's final answer (403 Forbidden): asking again until the timeout would
                 // only hide it.
                 Err(source) if refused_for_good(&source) => return Err(EvictError::ListRefused { node: node.to_owned(), source }),
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(EvictError::ListFailed(format!("could not list the pods of node {node} within the drain timeout: {e}")));
+                Err(source) if tokio::time::Instant::now() >= deadline => {
+                    return Err(EvictError::ListFailed { node: node.to_owned(), source });
                 }
                 Err(_) => {
                     tokio::time::sleep(DRAIN_POLL).await;

@@ -7,7 +7,27 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use super::{ClusterError, api_resource};
+use super::{ClusterError, LeaseUse, api_resource};
+
+/// The API the leases are read and written through: the client, and the API server it reaches,
+/// which a failed request names beside the Lease.
+#[derive(Clone, Copy)]
+pub struct LeaseApi<'a> {
+    pub client: &'a Client,
+    pub server: &'a str,
+}
+
+impl LeaseApi<'_> {
+    fn leases_in(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &lease_resource())
+    }
+
+    /// [`ClusterError::Lease`] for `doing` with `namespace/name`, for `map_err`.
+    fn error(&self, doing: LeaseUse, namespace: &str, name: &str) -> impl Fn(kube::Error) -> ClusterError {
+        let (lease, server): (Box<str>, Box<str>) = (format!("{namespace}/{name}").into(), self.server.into());
+        move |source| ClusterError::Lease { doing, lease: lease.clone(), server: server.clone(), source }
+    }
+}
 
 /// A coordination.k8s.io/v1 Lease held for a whole cluster run, so two admins cannot reboot
 /// one cluster's nodes at once. Renewed in the background ([`keep_renewed`]); a lease whose
@@ -192,7 +212,7 @@ impl LeaseLock {
     /// when `break_lock` is set, or when `reclaimable(holder)` says its holder is gone (the
     /// same run, killed on this machine, being resumed).
     pub async fn acquire(
-        client: &Client,
+        at: LeaseApi<'_>,
         namespace: &str,
         lease_name: &str,
         identity: &str,
@@ -201,10 +221,10 @@ impl LeaseLock {
         reclaimable: impl Fn(&str) -> bool,
     ) -> Result<LeaseLock, ClusterError> {
         use kube::api::PostParams;
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
+        let api = at.leases_in(namespace);
         let now = std::time::SystemTime::now();
         let spec = json_spec(identity, duration, now);
-        let api_error = super::api_error(format!("leases/{namespace}/{lease_name}"));
+        let api_error = at.error(LeaseUse::Take, namespace, lease_name);
         let mut taken_from = None;
         let mut settle_time = None;
         let fresh = DynamicObject::new(lease_name, &lease_resource()).within(namespace).data(serde_json::json!({ "spec": spec }));
@@ -348,37 +368,34 @@ async fn release_held(api: &Api<DynamicObject>, name: &str, ours: impl Fn(&str) 
 
 /// Releases `namespace/name` when `ours(holder)` accepts its holder (`fleetboot repair`: the
 /// lease of a run that is gone), conditionally on the version read.
-pub async fn release_lease(client: &Client, namespace: &str, name: &str, ours: impl Fn(&str) -> bool) -> Result<Released, ClusterError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
-    release_held(&api, name, ours).await.map_err(super::api_error(format!("leases/{namespace}/{name}")))
+pub async fn release_lease(at: LeaseApi<'_>, namespace: &str, name: &str, ours: impl Fn(&str) -> bool) -> Result<Released, ClusterError> {
+    release_held(&at.leases_in(namespace), name, ours).await.map_err(at.error(LeaseUse::Release, namespace, name))
 }
 
 /// The lease's holder and whether it expired by its holder's clock at `now`; `None` when there
 /// is no such lease.
-pub async fn read_lease(client: &Client, namespace: &str, name: &str) -> Result<Option<(String, bool)>, ClusterError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
-    match api.get(name).await {
+pub async fn read_lease(at: LeaseApi<'_>, namespace: &str, name: &str) -> Result<Option<(String, bool)>, ClusterError> {
+    match at.leases_in(namespace).get(name).await {
         Ok(lease) => {
             let holder = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or_default().to_owned();
             Ok(Some((holder, lease_expired(&lease.data, std::time::SystemTime::now()))))
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(source) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), source }),
+        Err(source) => Err(at.error(LeaseUse::Read, namespace, name)(source)),
     }
 }
 
 /// The holder of `namespace/name` when the lease is live by its holder's account (present, not
 /// expired at `now`); `None` when there is no lease or it expired.
-pub async fn live_holder(client: &Client, namespace: &str, name: &str) -> Result<Option<(String, Value)>, ClusterError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &lease_resource());
-    match api.get(name).await {
+pub async fn live_holder(at: LeaseApi<'_>, namespace: &str, name: &str) -> Result<Option<(String, Value)>, ClusterError> {
+    match at.leases_in(namespace).get(name).await {
         Ok(lease) if lease_expired(&lease.data, std::time::SystemTime::now()) => Ok(None),
         Ok(lease) => {
             let holder = lease.data.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or("someone").to_owned();
             Ok(Some((holder, lease.data)))
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(source) => Err(ClusterError::Api { server: format!("leases/{namespace}/{name}"), source }),
+        Err(source) => Err(at.error(LeaseUse::Read, namespace, name)(source)),
     }
 }
 
@@ -440,8 +457,8 @@ pub fn holder_is_dead_process(holder: &str, host: &str, alive: impl Fn(u32) -> b
 /// migration) holds `name`'s lease live, unless `allowed(holder)` (a migration's own reboot
 /// step) or its holder is a dead process of this machine. Checked *after* taking one's own
 /// lease: two that start together both see the other and both refuse, never both go on.
-pub async fn refuse_if_held(client: &Client, namespace: &str, name: &str, allowed: impl Fn(&str) -> bool) -> Result<(), ClusterError> {
-    let Some((holder, _)) = live_holder(client, namespace, name).await? else { return Ok(()) };
+pub async fn refuse_if_held(at: LeaseApi<'_>, namespace: &str, name: &str, allowed: impl Fn(&str) -> bool) -> Result<(), ClusterError> {
+    let Some((holder, _)) = live_holder(at, namespace, name).await? else { return Ok(()) };
     let (_, host) = this_process_identity("");
     if allowed(&holder) || holder_is_dead_process(&holder, &host, process_alive) {
         return Ok(());
@@ -497,7 +514,7 @@ fn run_alive(namespace: &str, name: &str, holder: String, lease: Option<&Value>)
 /// machine's monotonic clock, as [`LeaseLock::acquire`] does) or when its holder is this
 /// machine's own dead process of the same run.
 pub async fn acquire_run_lease(
-    client: &Client,
+    at: LeaseApi<'_>,
     namespace: &str,
     run_id: &str,
     identity: &str,
@@ -508,16 +525,16 @@ pub async fn acquire_run_lease(
     let (_, host) = this_process_identity(run_id);
     let reclaimable = |holder: &str| holder_is_dead_run(holder, &host, run_id, process_alive);
     if !break_lock
-        && let Some((holder, lease)) = live_holder(client, namespace, &name).await?
+        && let Some((holder, lease)) = live_holder(at, namespace, &name).await?
         && holder != identity
         && !reclaimable(&holder)
     {
         return Err(run_alive(namespace, &name, holder, Some(&lease)));
     }
-    match LeaseLock::acquire(client, namespace, &name, identity, duration, break_lock, reclaimable).await {
+    match LeaseLock::acquire(at, namespace, &name, identity, duration, break_lock, reclaimable).await {
         // Renewed while this run watched it expire, or taken by another resume meanwhile.
         Err(ClusterError::Locked { holder, .. }) => {
-            let lease = live_holder(client, namespace, &name).await.ok().flatten();
+            let lease = live_holder(at, namespace, &name).await.ok().flatten();
             let holder = lease.as_ref().map_or(holder, |(h, _)| h.clone());
             Err(run_alive(namespace, &name, holder, lease.as_ref().map(|(_, l)| l)))
         }
@@ -679,6 +696,32 @@ mod lease_tests {
         assert!(!holder_is_dead_process(&holder, "bastion", alive));
         assert!(!holder_is_dead_process(&holder, "other", dead));
         assert!(!holder_is_dead_process("someone", "bastion", dead));
+    }
+
+    /// A lease the API refuses (403) is an error that names the Lease, what fleetboot was doing
+    /// with it and the API server, with kube's own error (the API's answer) as its source: not
+    /// "failed to reach the cluster API at leases/…", which named the Lease as a server.
+    #[tokio::test]
+    async fn a_refused_lease_names_the_lease_and_the_server_and_keeps_kubes_error() {
+        use crate::adapters::kube::test_server::{Answer, TestServer};
+        use std::error::Error as _;
+        let forbidden = r#"leases.coordination.k8s.io "fleetboot" is forbidden: User "u" cannot get resource "leases""#;
+        let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": forbidden, "reason": "Forbidden", "code": 403});
+        let server = TestServer::answering(move |_| Answer::json(403, status.to_string())).await;
+        let client = kube::Client::try_from(server.config()).unwrap();
+        let url = server.config().cluster_url.to_string();
+        let at = LeaseApi { client: &client, server: &url };
+        let taken = LeaseLock::acquire(at, "kube-system", LEASE_NAME, "me", Duration::from_secs(30), false, |_| false).await;
+        let read = read_lease(at, "kube-system", LEASE_NAME).await;
+        for (doing, error) in [("take", taken.err().expect("refused")), ("read", read.expect_err("refused"))] {
+            let source = error.source().and_then(|s| s.downcast_ref::<kube::Error>()).expect("kube's error is the source");
+            assert!(matches!(source, kube::Error::Api(s) if s.code == 403 && s.message == forbidden), "{source:?}");
+            assert_eq!(
+                error.to_string(),
+                format!("failed to {doing} the lease kube-system/fleetboot through the cluster API at {url}: {forbidden} (403 Forbidden)")
+            );
+        }
     }
 
     #[test]

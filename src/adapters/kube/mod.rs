@@ -26,7 +26,7 @@ pub mod world;
 pub use discover::{discover, discover_with_pools, machine_config_pools, node_info, pool_selectors};
 pub use drain::{Drainer, Patched};
 pub use lease::{
-    LEASE_NAME, LeaseLock, LeaseLost, MIGRATION_LEASE_NAME, Released, holder_is_dead_process, holder_is_dead_run, live_holder,
+    LEASE_NAME, LeaseApi, LeaseLock, LeaseLost, MIGRATION_LEASE_NAME, Released, holder_is_dead_process, holder_is_dead_run, live_holder,
     process_alive, read_lease, refuse_if_held, release_lease, run_lease_name, this_process_identity,
 };
 pub use watch::NodeWatch;
@@ -50,6 +50,18 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// A request about a Lease failed: what fleetboot was doing with which Lease, on which API
+    /// server, kube's error kept whole as the source (a 403 reads as the API said it).
+    #[error("failed to {doing} the lease {lease} through the cluster API at {server}: {}", answer_words(.source))]
+    Lease {
+        doing: LeaseUse,
+        /// `namespace/name`. Both strings boxed: with kube's error beside them, `String`s made
+        /// every error that carries a ClusterError larger than clippy's bound.
+        lease: Box<str>,
+        server: Box<str>,
+        #[source]
+        source: kube::Error,
+    },
     #[error("bad selector {selector:?}: {reason}")]
     Selector { selector: String, reason: String },
     #[error("another fleetboot run holds the lease {namespace}/{name}: {holder}; wait for it, or take it over with --break-lock")]
@@ -65,7 +77,34 @@ pub enum ClusterError {
     RunAlive { holder: String, namespace: String, name: String, renewed: String, lasts: String },
 }
 
-/// [`ClusterError::Api`] for the API server (or the object) `server` names, for `map_err`.
+/// What a request about a Lease was for, as [`ClusterError::Lease`] says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseUse {
+    Take,
+    Release,
+    Read,
+}
+
+impl std::fmt::Display for LeaseUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LeaseUse::Take => "take",
+            LeaseUse::Release => "release",
+            LeaseUse::Read => "read",
+        })
+    }
+}
+
+/// The API's own words for its answer (its status message, code and reason), or kube's error
+/// where the API gave none: not kube's Display of an answer, which adds the Status's Debug form.
+pub(crate) fn answer_words(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => format!("{} ({} {})", status.message, status.code, status.reason),
+        other => other.to_string(),
+    }
+}
+
+/// [`ClusterError::Api`] for the API server `server` names, for `map_err`.
 pub(crate) fn api_error(server: impl Into<String>) -> impl Fn(kube::Error) -> ClusterError {
     let server = server.into();
     move |source| ClusterError::Api { server: server.clone(), source }
@@ -202,6 +241,12 @@ impl ClusterConnection {
 
     pub fn server(&self) -> &str {
         &self.identity.server
+    }
+
+    /// The leases through [`ClusterConnection::leases`], the client whose renewals wait behind
+    /// nothing, naming this connection's API server in their errors.
+    pub fn lease_api(&self) -> LeaseApi<'_> {
+        LeaseApi { client: &self.leases, server: &self.identity.server }
     }
 }
 
