@@ -21,6 +21,10 @@ pub struct RepairArgs {
     /// Say what would be put back; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Where the run took its lease (`reboot --lease-namespace`); a migration's journal
+    /// always names kube-system.
+    #[arg(long, value_name = "NAMESPACE", default_value = "kube-system")]
+    pub lease_namespace: String,
     /// plain, json or yaml (the JSON's value as YAML).
     #[arg(long, short = 'o', default_value = "plain", value_parser = ["plain", "json", "yaml"])]
     pub output: String,
@@ -33,8 +37,8 @@ pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Er
         None => newest_journal(&settings).ok_or(crate::SelectionError::NoJournal { dir: settings.state_dir() })?,
     };
     let target = cluster_target(&settings);
-    check_access(&journal, &target).await?;
-    let report = crate::engine::repair::repair(&journal, &target, args.dry_run).await?;
+    check_access(&journal, &target, &args.lease_namespace).await?;
+    let report = crate::engine::repair::repair(&journal, &target, args.dry_run, &args.lease_namespace).await?;
     let text = match args.output.as_str() {
         "json" => crate::report::repair::render_json(&report),
         "yaml" => crate::report::yaml::render(&report),
@@ -47,7 +51,7 @@ pub async fn run(args: RepairArgs, config: Option<&Path>) -> Result<ExitCode, Er
 /// What the repair of this journal needs (fleetboot_core::rbac), asked before anything is
 /// touched, also for `--dry-run` (which reads what the repair would change). A journal of no
 /// cluster run is left to the repair to refuse.
-async fn check_access(journal: &Path, target: &crate::adapters::kube::ClusterTarget) -> Result<(), Error> {
+async fn check_access(journal: &Path, target: &crate::adapters::kube::ClusterTarget, lease_namespace: &str) -> Result<(), Error> {
     let migration = journal.file_name().is_some_and(|n| n == "migration.jsonl");
     if !migration {
         let start = crate::adapters::journal::read_start(journal)?;
@@ -56,7 +60,7 @@ async fn check_access(journal: &Path, target: &crate::adapters::kube::ClusterTar
         }
     }
     let connection = crate::adapters::kube::ClusterConnection::open(target).await?;
-    let rules = fleetboot_core::rbac::repair_rules(migration);
+    let rules = fleetboot_core::rbac::repair_rules(migration, lease_namespace);
     crate::adapters::kube::access::check(&connection.client, &rules, fleetboot_core::rbac::Mode::Repair).await?;
     Ok(())
 }

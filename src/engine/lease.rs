@@ -49,7 +49,13 @@ pub async fn take(
     let reclaimable = |holder: &str| take.may_reclaim && kube::holder_is_dead_run(holder, &host, take.run_id, kube::process_alive);
     let lock = LeaseLock::acquire(at, take.namespace, take.name, &identity, take.duration, take.break_lock, reclaimable).await?;
     let allowed = take.allowed_beside;
-    if let Err(e) = kube::refuse_if_held(at, "kube-system", take.exclusive_with, |holder| allowed == Some(holder)).await {
+    // The other kind's lease, where it is: a migration's always in kube-system, a reboot run's
+    // there unless it was given `--lease-namespace` (whose help says every run against one
+    // cluster must use the same namespace: one elsewhere is not seen).
+    if let Err(e) =
+        kube::refuse_if_held(at, fleetboot_core::rbac::MIGRATION_LEASE_NAMESPACE, take.exclusive_with, |holder| allowed == Some(holder))
+            .await
+    {
         lock.release().await;
         return Err(e);
     }

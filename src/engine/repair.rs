@@ -12,10 +12,8 @@ use crate::engine::error::{RepairError, RunError as Error, WrongCluster};
 use fleetboot_core::batch::IN_PROGRESS_ANNOTATION;
 use fleetboot_core::journal::{Entry, JOURNAL_VERSION, Record, RunState};
 use fleetboot_core::migrate::record::{MigrationEntry, MigrationState};
+use fleetboot_core::rbac::MIGRATION_LEASE_NAMESPACE;
 use fleetboot_core::repair::{LeaseVerdict, RepairAction, RepairReport};
-
-/// Where fleetboot's leases live.
-const LEASE_NAMESPACE: &str = "kube-system";
 
 /// The journals behind one repair: a reboot run's, or a migration's with its reboot runs'.
 struct Journals {
@@ -46,8 +44,11 @@ fn read_journals(journal: &Path) -> Result<Journals, Error> {
 }
 
 /// Repairs what `journal` says fleetboot left changed on the cluster at `target`.
-pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Result<RepairReport, Error> {
+/// `lease_namespace`: where a reboot run took its lease (`reboot --lease-namespace`); a
+/// migration's runs take theirs in kube-system.
+pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool, lease_namespace: &str) -> Result<RepairReport, Error> {
     let journals = read_journals(journal)?;
+    let lease_namespace = if journals.migration.is_some() { MIGRATION_LEASE_NAMESPACE } else { lease_namespace };
     let recorded = journals
         .migration
         .as_ref()
@@ -77,7 +78,7 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
     let lease_api = crate::adapters::kube::LeaseApi { client: &cluster.client, server: cluster.server() };
     let mut releases = Vec::new();
     for (lease, run_id) in &plan.leases {
-        let seen = crate::adapters::kube::read_lease(lease_api, LEASE_NAMESPACE, lease).await?;
+        let seen = crate::adapters::kube::read_lease(lease_api, lease_namespace, lease).await?;
         let gone = seen
             .as_ref()
             .is_some_and(|(holder, _)| crate::adapters::kube::holder_is_dead_process(holder, &host, crate::adapters::kube::process_alive));
@@ -87,7 +88,7 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
             LeaseVerdict::Release => releases.push((lease.clone(), run_id.clone())),
             LeaseVerdict::StillLive { holder } => {
                 return Err(
-                    RepairError::StillLive { journal: journal.to_owned(), lease: format!("{LEASE_NAMESPACE}/{lease}"), holder }.into()
+                    RepairError::StillLive { journal: journal.to_owned(), lease: format!("{lease_namespace}/{lease}"), holder }.into()
                 );
             }
         }
@@ -103,7 +104,7 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
     if dry_run {
         actions.extend(annotated.iter().map(|(n, _)| planned("remove-annotation", n)));
         actions.extend(plan.uncordon.iter().map(|n| planned("uncordon", n)));
-        actions.extend(releases.iter().map(|(l, _)| planned("release-lease", &format!("{LEASE_NAMESPACE}/{l}"))));
+        actions.extend(releases.iter().map(|(l, _)| planned("release-lease", &format!("{lease_namespace}/{l}"))));
         actions.extend(plan.unpause.iter().map(|p| planned("unpause-pool", p)));
         for (_, run) in &journals.reboots {
             actions.extend(run.debug_pods.iter().map(|d| planned("delete-debug-pod", &format!("{}/{}", d.namespace, d.pod))));
@@ -149,7 +150,7 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
         }
     }
     for (lease, run_id) in &releases {
-        let result = crate::adapters::kube::release_lease(lease_api, LEASE_NAMESPACE, lease, |holder| {
+        let result = crate::adapters::kube::release_lease(lease_api, lease_namespace, lease, |holder| {
             fleetboot_core::repair::held_by_run(holder, run_id)
         })
         .await
@@ -158,7 +159,7 @@ pub async fn repair(journal: &Path, target: &ClusterTarget, dry_run: bool) -> Re
             _ => "left",
         })
         .map_err(|e| e.to_string());
-        actions.push(outcome("release-lease", &format!("{LEASE_NAMESPACE}/{lease}"), result));
+        actions.push(outcome("release-lease", &format!("{lease_namespace}/{lease}"), result));
     }
     let pools = crate::adapters::kube::api_resource("machineconfiguration.openshift.io", "v1", "MachineConfigPool", "machineconfigpools");
     let pools_api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(cluster.client.clone(), &pools);

@@ -286,6 +286,32 @@ fn repair_after_kill_9_mid_drain_uncordons_and_releases_the_lease_rebooting_noth
     assert!(again.stdout.contains("nothing to put back"), "{}", again.debug());
 }
 
+/// A run that took its lease in another namespace (`--lease-namespace ops`), killed -9 mid
+/// drain: `repair --lease-namespace ops` finds the lease where the run took it and releases it
+/// (a repair that looked in kube-system only left it to expire, reporting nothing to release).
+#[test]
+fn repair_releases_a_killed_runs_lease_in_the_namespace_it_took_it_in() {
+    let sim = Sim::start(0, 2);
+    sim.pin_app_a_under_a_zero_disruption_budget();
+    let namespace = sim.path("namespace.json");
+    std::fs::write(&namespace, r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"ops"}}"#).unwrap();
+    sim.kubectl_ok(&["create", "--validate=false", "-f", namespace.to_str().unwrap()]);
+    let journal_path = sim.path("run.jsonl");
+    let j = journal_path.to_str().unwrap();
+    let args = ["reboot", "--nodes", "worker-0", "--drain", "--drain-timeout", "5m", "--lease-namespace", "ops", "--journal", j];
+    let mut child = sim.fleetboot(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_journal(&journal_path, |e| matches!(e, Entry::Cordoning { .. }), &mut child);
+    child.kill().unwrap(); // SIGKILL: the lease stays behind, in ops.
+    child.wait().unwrap();
+    assert!(sim.kubectl(&["-n", "ops", "get", "lease", "fleetboot"]).0, "the killed run's lease is in ops");
+
+    let repaired = out(&sim, &["repair", "--journal", j, "--lease-namespace", "ops"]);
+    assert_eq!(repaired.code, 0, "{}", repaired.debug());
+    assert!(repaired.stdout.contains("release lease ops/fleetboot: done"), "{}", repaired.debug());
+    assert!(!sim.kubectl(&["-n", "ops", "get", "lease", "fleetboot"]).0, "the lease was released");
+    assert!(reboot_requests(&sim).is_empty(), "repair rebooted something");
+}
+
 /// A reboot run refuses to start while a migration holds its lease, and a migration refuses
 /// while a reboot run holds its own; neither touches anything.
 #[test]

@@ -293,24 +293,26 @@ pub fn rules(mode: Mode, ns: &Namespaces) -> Vec<Rule> {
         Mode::Repair => vec![
             cluster("", "nodes", &["get", "list", "patch", "update"], "uncordon, remove the in-progress annotation (engine/repair)"),
             cluster(CONFIG, "clusterversions", &["get"], "the cluster's identity, checked against the journal's (adapters/kube)"),
-            within(REPAIR_LEASE_NAMESPACE, COORDINATION, "leases", &["get", "delete"], "release a gone run's lease (engine/repair)"),
+            within(&ns.lease, COORDINATION, "leases", &["get", "delete"], "release a gone run's lease (engine/repair)"),
             cluster(MCO, "machineconfigpools", &["patch"], "resume the pools a migration paused (engine/repair)"),
         ],
     }
 }
 
 /// What `fleetboot repair` of this journal needs: the pools only for a migration's journal
-/// (a reboot run pauses none).
-pub fn repair_rules(migration: bool) -> Vec<Rule> {
-    let mut rules = rules(Mode::Repair, &Namespaces::default());
+/// (a reboot run pauses none); the leases in `lease_namespace` (`repair --lease-namespace`),
+/// a migration's in kube-system, where it takes them.
+pub fn repair_rules(migration: bool, lease_namespace: &str) -> Vec<Rule> {
+    let lease = if migration { MIGRATION_LEASE_NAMESPACE } else { lease_namespace };
+    let mut rules = rules(Mode::Repair, &Namespaces { lease: lease.to_owned(), ..Namespaces::default() });
     if !migration {
         rules.retain(|r| r.resource != "machineconfigpools");
     }
     rules
 }
 
-/// Where `fleetboot repair` finds fleetboot's leases (`engine/repair` LEASE_NAMESPACE).
-pub const REPAIR_LEASE_NAMESPACE: &str = "kube-system";
+/// Where a migration takes its lease and its reboot runs theirs (`engine/migrate`).
+pub const MIGRATION_LEASE_NAMESPACE: &str = "kube-system";
 
 /// The modes a run of `mode` needs, as `fleetboot rbac MODE` prints them: a reboot's default
 /// transport (auto) falls back to the BMCs, so a reboot needs [`Mode::Power`]'s rules too

@@ -518,7 +518,7 @@ pub async fn migrate(options: MigrationOptions, context: &MigrationContext, sink
     let lease = crate::engine::lease::take(
         &cluster.connection,
         &crate::engine::lease::LeaseTake {
-            namespace: "kube-system",
+            namespace: fleetboot_core::rbac::MIGRATION_LEASE_NAMESPACE,
             name: crate::adapters::kube::MIGRATION_LEASE_NAME,
             duration: options.lease_duration,
             break_lock: options.break_lock,
