@@ -49,7 +49,8 @@ pub struct RbacArgs {
     /// The ServiceAccount the bindings bind, NAMESPACE:NAME.
     #[arg(long, value_name = "NAMESPACE:NAME", default_value = "fleetboot:fleetboot", value_parser = service_account)]
     pub service_account: (String, String),
-    /// The namespace of fleetboot's Lease (as `reboot --lease-namespace`).
+    /// The namespace of fleetboot's Lease (as `reboot --lease-namespace`). A migration, and the
+    /// repair of one, take theirs in kube-system whatever this says.
     #[arg(long, value_name = "NAMESPACE", default_value = "kube-system")]
     pub lease_namespace: String,
     /// Namespaces of BareMetalHosts and their Secrets (as the config's `[redfish] bmh_namespaces`).

@@ -74,9 +74,10 @@ pub struct RebootArgs {
     /// Take over the cluster's fleetboot lease from another (live) run.
     #[arg(long, help_heading = "Cluster")]
     pub break_lock: bool,
-    /// Namespace of the fleetboot Lease that keeps two runs off one cluster. Every run against
-    /// one cluster must use the same one: runs whose leases are in different namespaces do not
-    /// see each other's (a migration's is always in kube-system).
+    /// Namespace of the fleetboot Lease that keeps two runs off one cluster. Runs whose leases
+    /// are in different namespaces do not see each other's, and a migration looks only in
+    /// kube-system: on a cluster that may be migrated, or where several people run fleetboot,
+    /// keep the default.
     #[arg(long, value_name = "NAMESPACE", default_value = "kube-system", help_heading = "Cluster")]
     pub lease_namespace: String,
     /// How long the lease lasts unrenewed (renewed every third of it). A run that cannot renew

@@ -21,8 +21,8 @@ pub struct RepairArgs {
     /// Say what would be put back; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Where the run took its lease (`reboot --lease-namespace`); a migration's journal
-    /// always names kube-system.
+    /// Where the run took its lease (`reboot --lease-namespace`); ignored for a migration's
+    /// journal: its leases are in kube-system.
     #[arg(long, value_name = "NAMESPACE", default_value = "kube-system")]
     pub lease_namespace: String,
     /// plain, json or yaml (the JSON's value as YAML).

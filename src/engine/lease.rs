@@ -50,8 +50,8 @@ pub async fn take(
     let lock = LeaseLock::acquire(at, take.namespace, take.name, &identity, take.duration, take.break_lock, reclaimable).await?;
     let allowed = take.allowed_beside;
     // The other kind's lease, where it is: a migration's always in kube-system, a reboot run's
-    // there unless it was given `--lease-namespace` (whose help says every run against one
-    // cluster must use the same namespace: one elsewhere is not seen).
+    // there unless it was given `--lease-namespace` (a run elsewhere is not seen: the flag's
+    // help says so).
     if let Err(e) =
         kube::refuse_if_held(at, fleetboot_core::rbac::MIGRATION_LEASE_NAMESPACE, take.exclusive_with, |holder| allowed == Some(holder))
             .await

@@ -111,7 +111,12 @@ pub struct LeasePolicy {
 
 impl Default for LeasePolicy {
     fn default() -> LeasePolicy {
-        LeasePolicy { namespace: "kube-system".into(), break_lock: false, duration: Duration::from_secs(30), migration_holder: None }
+        LeasePolicy {
+            namespace: fleetboot_core::rbac::MIGRATION_LEASE_NAMESPACE.into(),
+            break_lock: false,
+            duration: Duration::from_secs(30),
+            migration_holder: None,
+        }
     }
 }
 

@@ -440,6 +440,22 @@ pub fn objects(name: &str, rules: &[Rule], subject: &Subject) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_repair_reads_the_leases_where_the_run_took_them() {
+        let leases_in = |rules: Vec<Rule>| -> Vec<Option<String>> {
+            rules.into_iter().filter(|r| r.resource == "leases").map(|r| r.namespace).collect()
+        };
+        // A reboot run's, in its --lease-namespace; no pools (it paused none).
+        let reboot = repair_rules(false, "ops");
+        assert!(reboot.iter().all(|r| r.resource != "machineconfigpools"));
+        assert_eq!(leases_in(reboot), [Some("ops".to_owned())]);
+        // A migration's, in kube-system whatever was given; its pools resumed.
+        let migration = repair_rules(true, "ops");
+        assert!(migration.iter().any(|r| r.resource == "machineconfigpools"));
+        assert_eq!(leases_in(migration), [Some(MIGRATION_LEASE_NAMESPACE.to_owned())]);
+    }
+
     use super::*;
 
     #[test]
