@@ -63,9 +63,14 @@ impl Watch {
             .collect()
     }
 
-    /// Waits until the watch printed a line for which `probe` holds.
+    /// Waits until the watch printed a line for which `probe` holds; if it never does, fails
+    /// with every line it printed.
     fn wait_for(&self, what: &str, probe: impl Fn(&[String]) -> bool) {
-        eventually(what, || self.events().iter().any(|(_, f)| probe(f)));
+        let start = Instant::now();
+        while !self.events().iter().any(|(_, f)| probe(f)) {
+            assert!(start.elapsed() < Duration::from_secs(60), "never: {what}; the watch printed {:?}", self.0.lines());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
