@@ -322,6 +322,14 @@ fn the_undocumented_order_leaves_a_node_not_ready(version: &str) {
     let sim = Sim::in_process_with(1, 2, &["--openshift-version", version]);
     assert_eq!(migrate(&sim, &["--etcd-backup-confirmed"]).code, 0);
     assert_eq!(migrate(&sim, &["--cleanup"]).code, 0);
+    // By hand after a cleanup the network operator has taken: its `spec.migration: null`
+    // applied (Network.config `status.migration` cleared, cluster-network-operator
+    // `pkg/network/cluster_config.go` `StatusFromOperatorConfig`). Before that, a new target
+    // is a change of target against the applied migration, which the operator refuses
+    // (`isMigrationChangeSafe`), and no node would reboot for it.
+    eventually("the network operator applied the cleanup", || {
+        get(&sim, "network.config.openshift.io", "cluster", ".status.migration").is_empty()
+    });
     let judges = Judges::start(&sim);
     sim.merge("network.operator.openshift.io", "cluster", r#"{"spec":{"migration":{"networkType":"OpenShiftSDN"}}}"#);
     judges.nodes.wait_for("a worker up but NotReady", |f| f[0].starts_with("worker") && f.get(2).is_some_and(|r| r == "False"));
